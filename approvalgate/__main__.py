@@ -1,0 +1,3 @@
+from approvalgate.cli import main
+
+raise SystemExit(main())

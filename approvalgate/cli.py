@@ -1,0 +1,113 @@
+"""The ``approvalgate`` command: argument parsing and the one top-level error handler.
+
+Each command lives in its own module under :mod:`approvalgate.commands` and is imported
+only when it runs, so ``approvalgate check`` never pays for aiohttp or kubernetes.
+
+Exit codes: 0 ok, 1 findings or denied, 2 usage, 3 crash (traceback kept), 130 Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+import tempfile
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+
+from approvalgate import __version__
+
+EXIT_OK, EXIT_FINDINGS, EXIT_USAGE, EXIT_CRASH, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+
+# command name -> (module under approvalgate.commands, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "keygen": ("keygen", "create an approver's Ed25519 key and its Approver document"),
+    "approve": ("approve", "add a signed approval record to every AgentRun in a manifest"),
+    "verify": ("verify", "decide a manifest exactly as the webhook would (exit 1 if denied)"),
+    "explain": ("explain", "show which policies match a run, what they require, who may approve"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="approvalgate",
+        description="GitOps policy compiler and admission webhook: AgentRuns need recorded, "
+        "signed approvals bound to their exact spec.",
+        epilog="Exit codes: 0 ok, 1 findings or denied, 2 usage error, 3 internal error. "
+        "Run `approvalgate COMMAND --help` for a command's options.",
+    )
+    parser.add_argument("--version", action="version", version=f"approvalgate {__version__}")
+    parser.add_argument(
+        "--debug", action="store_true", help="print the full traceback of an internal error"
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, (module, help_text) in COMMANDS.items():
+        command = _command_module(module)
+        sub_parser = sub.add_parser(
+            name,
+            help=help_text,
+            description=command.__doc__,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        command.add_arguments(sub_parser)
+    return parser
+
+
+def _command_module(module: str):  # type: ignore[no-untyped-def]
+    return importlib.import_module(f"approvalgate.commands.{module}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args_list
+    try:
+        parser = build_parser()
+        args = parser.parse_args(args_list)
+        command = _command_module(COMMANDS[args.command][0])
+        code: int = command.run(args)
+        return code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        return EXIT_OK
+    except Exception as exc:
+        from approvals.errors import ApprovalgateError
+
+        if isinstance(exc, ApprovalgateError):
+            print(f"error: {exc.render()}", file=sys.stderr)
+            return exc.exit_code
+        return _crash(exc, debug)
+
+
+def _crash(exc: BaseException, debug: bool) -> int:
+    text = "".join(traceback.format_exception(exc))
+    if debug:
+        print(text, file=sys.stderr, end="")
+    else:
+        log = _crash_log()
+        try:
+            log.parent.mkdir(parents=True, exist_ok=True)
+            log.write_text(text, encoding="utf-8")
+            where = f"the traceback is in {log}"
+        except OSError:
+            where = "run again with --debug for the traceback"
+        print(
+            f"internal error: {type(exc).__name__}: {exc}\n  this is a bug in approvalgate; "
+            f"{where}",
+            file=sys.stderr,
+        )
+    return EXIT_CRASH
+
+
+def _crash_log() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    if not os.access(Path(base).parent if not Path(base).exists() else base, os.W_OK):
+        base = tempfile.gettempdir()
+    return Path(base) / "approvalgate" / "crash.log"
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

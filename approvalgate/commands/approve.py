@@ -1,0 +1,125 @@
+"""Add a signed approval record to every AgentRun in a manifest.
+
+The record binds the run (namespace/name, or the generateName prefix) and the SHA-256
+digest of its spec exactly as the API server will see it; the record goes into the
+annotation approvals.proompteng.ai/approvals next to any records already there. Other
+documents of the file and all comments and formatting are kept.
+
+Output goes to stdout unless --in-place or -o FILE; what was signed is printed on stderr.
+
+examples:
+  approvalgate approve run.yaml --key alice.key --approver alice --in-place
+  approvalgate approve run.yaml --key bob.key --approver bob --ttl 2h -o approved.yaml
+  approvalgate approve run.yaml --key root.key --approver oncall --bypass --reason "INC-42"
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("manifest", metavar="MANIFEST", type=Path, help="YAML file with AgentRuns")
+    parser.add_argument(
+        "--key",
+        metavar="KEYFILE",
+        type=Path,
+        required=True,
+        help="the approver's private key (from `approvalgate keygen`)",
+    )
+    parser.add_argument(
+        "--approver",
+        metavar="NAME",
+        required=True,
+        help="the approver's name, as in their Approver document",
+    )
+    parser.add_argument(
+        "--ttl",
+        metavar="DURATION",
+        help="how long the record is valid, e.g. 30m, 4h, 1d (default: the "
+        "matching policies' timeoutSeconds with --policies, else 24h)",
+    )
+    parser.add_argument("--reason", metavar="TEXT", default="", help="why (required with --bypass)")
+    decision = parser.add_mutually_exclusive_group()
+    decision.add_argument("--reject", action="store_true", help="record a rejection")
+    decision.add_argument(
+        "--bypass",
+        action="store_true",
+        help="record a break-glass bypass (needs --reason, audited)",
+    )
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--in-place", action="store_true", help="rewrite MANIFEST")
+    where.add_argument("-o", "--output", metavar="FILE", type=Path, help="write to FILE")
+    parser.add_argument(
+        "--namespace",
+        default="default",
+        help="namespace of runs that name none (as kubectl; default: default)",
+    )
+    parser.add_argument(
+        "--policies",
+        metavar="PATH",
+        type=Path,
+        nargs="+",
+        help="policies to bound the TTL by (their timeoutSeconds / bypass maxTTL)",
+    )
+    parser.add_argument(
+        "--now", metavar="RFC3339", help="sign as of this time (testing, backdating)"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from approvalgate import manifests
+    from approvalgate.output import write_text
+    from approvals import records
+    from approvals.durations import format_duration, parse_duration
+    from approvals.errors import UsageError
+
+    decision = "reject" if args.reject else "bypass" if args.bypass else "approve"
+    if decision == "bypass" and not args.reason.strip():
+        raise UsageError("--bypass needs --reason: a break-glass record must say why")
+    now = manifests.parse_now(args.now)
+    key = records.load_private_key(manifests.read_key(args.key), str(args.key))
+    text = manifests.read_manifest(args.manifest)
+    runs = manifests.agent_runs(text, str(args.manifest), args.namespace)
+    cap = manifests.ttl_cap(args.policies, runs, decision) if args.policies else None
+    if args.ttl:
+        try:
+            ttl = parse_duration(args.ttl)
+        except ValueError as exc:
+            raise UsageError(f"--ttl: {exc}") from exc
+        if cap is not None and ttl > cap:
+            raise UsageError(
+                f"--ttl {args.ttl} is longer than the policies allow ({format_duration(cap)})",
+                advice=f"use --ttl {format_duration(cap)}",
+            )
+    else:
+        ttl = cap if cap is not None else 86400
+
+    def sign(run: manifests.Run) -> str:
+        claim = records.Claim(
+            subject=run.subject,
+            digest=run.digest,
+            decision=decision,  # type: ignore[arg-type]
+            approver=args.approver,
+            reason=args.reason,
+            issued_at=now,
+            expires_at=now + manifests.seconds(ttl),
+            nonce=records.new_nonce(),
+        )
+        print(
+            f"signed {decision} of AgentRun {run.ref} spec sha256:{run.digest} as "
+            f"{args.approver}, expires {records.format_time(claim.expires_at)}",
+            file=sys.stderr,
+        )
+        return records.dump_annotation([*run.envelopes, records.sign(claim, key)])
+
+    result = manifests.stamp(text, runs, sign)
+    if args.in_place:
+        write_text(args.manifest, result)
+    elif args.output:
+        write_text(args.output, result)
+    else:
+        sys.stdout.write(result)
+    return 0

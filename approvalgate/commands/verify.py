@@ -1,0 +1,74 @@
+"""Decide every AgentRun in a manifest exactly as the admission webhook will.
+
+Policies come from YAML (ApprovalPolicy and Approver files or folders, compiled in memory
+the way `approvalgate compile` does) or from a compiled bundle.json. The run's namespace
+counts as enforced. Exit 0 when every run is admitted, 1 when one is denied, with every
+reason and the command that fixes it.
+
+examples:
+  approvalgate verify run.yaml --policies policies/ approvers/ --user requester
+  approvalgate verify run.yaml --bundle rendered/prod/bundle.json --output json
+  approvalgate verify new.yaml --old live.yaml --operation UPDATE --policies policies/
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("manifest", metavar="MANIFEST", type=Path, help="YAML file with AgentRuns")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument(
+        "--policies",
+        metavar="PATH",
+        type=Path,
+        nargs="+",
+        help="ApprovalPolicy/Approver YAML files or folders",
+    )
+    source.add_argument("--bundle", metavar="FILE", type=Path, help="a compiled bundle.json")
+    parser.add_argument("--user", default="", help="the requester's username (userInfo.username)")
+    parser.add_argument("--groups", default="", metavar="G,...", help="the requester's groups")
+    parser.add_argument("--operation", choices=("CREATE", "UPDATE"), default="CREATE")
+    parser.add_argument(
+        "--old",
+        metavar="OLD_MANIFEST",
+        type=Path,
+        help="the stored object(s) for --operation UPDATE, matched by name",
+    )
+    parser.add_argument(
+        "--namespace",
+        default="default",
+        help="namespace of runs that name none (as kubectl; default: default)",
+    )
+    parser.add_argument("--now", metavar="RFC3339", help="decide as of this time (default: now)")
+    parser.add_argument("--output", choices=("text", "json", "junit"), default="text")
+
+
+def run(args: argparse.Namespace) -> int:
+    from approvalgate import manifests, reports
+    from approvalgate.policies import load_policies
+    from approvals.decide import decide
+    from approvals.errors import UsageError
+
+    if args.operation == "UPDATE" and args.old is None:
+        raise UsageError("--operation UPDATE needs --old OLD_MANIFEST (the stored object)")
+    now = manifests.parse_now(args.now)
+    bundle = load_policies(args.policies, args.bundle)
+    text = manifests.read_manifest(args.manifest)
+    runs = manifests.agent_runs(text, str(args.manifest), args.namespace)
+    old_runs = {}
+    if args.old is not None:
+        old_text = manifests.read_manifest(args.old)
+        old_runs = {r.ref: r for r in manifests.agent_runs(old_text, str(args.old), args.namespace)}
+    groups = [g.strip() for g in args.groups.split(",") if g.strip()]
+    outcomes = []
+    for run_ in runs:
+        old = old_runs.get(run_.ref)
+        if args.operation == "UPDATE" and old is None:
+            raise UsageError(f"--old has no AgentRun {run_.ref}")
+        request = manifests.request_for(run_, args.operation, args.user, groups, old)
+        outcomes.append((run_, decide(request, bundle, now)))
+    print(reports.render(outcomes, args.output, str(args.manifest)), end="")
+    return 0 if all(d.allowed for _, d in outcomes) else 1

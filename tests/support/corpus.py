@@ -1,0 +1,237 @@
+"""The decision corpus: one folder per case, no code per case.
+
+A case folder holds ``case.yaml`` and optionally ``run.yaml``, ``old.yaml``,
+``policies.yaml``, ``approvers.yaml`` (each defaults to ``_base/``). ``case.yaml``::
+
+    description: what the case shows
+    operation: CREATE            # CREATE | UPDATE | DELETE (default CREATE)
+    user: requester              # userInfo.username (default requester)
+    groups: [agents-users]
+    now: 2026-11-21T12:00:00Z    # default
+    namespace: agents            # request namespace (default: the run's)
+    subResource: status          # optional
+    records:                     # signed at test time with tests/corpus/keys/KEY.key
+      - key: alice               # also the approver name unless `approver:` is given
+        decision: approve        # approve | reject | bypass
+        reason: ""
+        issuedAt: ...            # default now - 1h
+        ttl: 2h                  # default 2h
+        subject: agents/other    # attack knobs: another subject, another spec, tampering
+        specFrom: other.yaml
+        tamper: [no-signatures]  # see TAMPERS
+    oldRecords: [...]            # the same, put on old.yaml
+    annotation: "..."            # a literal annotation value instead of records
+    repeat: 5000                 # the records list repeated (bounds tests)
+    dryRun: true
+    settings: {enforcement: warn, no_match: allow, enforced_namespaces: [agents]}
+    expect:
+      allowed: false
+      reason: missing-approvals
+      message: |                 # exact text, optional
+      warnings: [...]            # exact, optional
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import json
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from approvals import records
+from approvals.admission import request_for_manifest
+from approvals.bundle import Bundle, parse_bundle_text
+from approvals.digest import spec_digest
+from approvals.durations import parse_duration
+from approvals.kubeyaml import load_manifests
+from approvals.policy import BundleSettings, compile_bundle, dump_bundle
+
+CORPUS = Path(__file__).resolve().parent.parent / "corpus" / "decide"
+KEYS = CORPUS.parent / "keys"
+BASE = CORPUS / "_base"
+DEFAULT_NOW = "2026-11-21T12:00:00Z"
+TAMPERS = (
+    "no-signatures",
+    "payload-type",
+    "predicate-type",
+    "duplicate-signature",
+    "keyid-of:NAME",
+    "flip-payload",
+    "second-signature:NAME",
+)
+
+
+def case_names() -> list[str]:
+    return sorted(p.name for p in CORPUS.iterdir() if p.is_dir() and not p.name.startswith("_"))
+
+
+@dataclass
+class Case:
+    name: str
+    folder: Path
+    spec: dict[str, Any]
+    request: dict[str, Any]
+    bundle: Bundle
+    now: datetime
+    run_text: str  # the run manifest with the annotation, for the CLI
+    old_text: str | None
+
+    @property
+    def expect(self) -> dict[str, Any]:
+        return dict(self.spec["expect"])
+
+
+def _file(folder: Path, name: str) -> Path:
+    own = folder / name
+    return own if own.exists() else BASE / name
+
+
+def _load_one(path: Path) -> dict[str, Any]:
+    json_twin = path.with_suffix(".json")
+    if json_twin.exists():  # what only JSON can say (e.g. integers beyond 2^53)
+        return dict(json.loads(json_twin.read_text()))
+    docs = [d.obj for d in load_manifests(path.read_text(), str(path)) if d.obj is not None]
+    assert len(docs) == 1, f"{path} must hold one document"
+    return dict(docs[0])
+
+
+def compile_case_bundle(folder: Path, settings: BundleSettings | None = None) -> str:
+    docs = []
+    for name in ("policies.yaml", "approvers.yaml"):
+        text = _file(folder, name).read_text()
+        docs += [d.obj for d in load_manifests(text, name) if d.obj is not None]
+    bundle, problems = compile_bundle(docs, settings or BundleSettings())
+    errors = [p for p in problems if p.finding.severity == "error"]
+    assert bundle is not None, f"{folder.name}: policies do not compile: {errors}"
+    return dump_bundle(bundle)
+
+
+def load_case(name: str) -> Case:
+    folder = CORPUS / name
+    spec = yaml.safe_load((folder / "case.yaml").read_text())
+    now = records.parse_time(str(spec.get("now", DEFAULT_NOW)))
+    settings = BundleSettings(**spec.get("settings", {}))
+    bundle_text = compile_case_bundle(folder, settings)
+    run = _load_one(
+        folder / "run.yaml" if (folder / "run.json").exists() else _file(folder, "run.yaml")
+    )
+    _annotate(run, spec, "records", folder, now)
+    old = None
+    if (folder / "old.yaml").exists() or spec.get("operation") == "UPDATE":
+        old = _load_one(
+            _file(folder, "old.yaml")
+            if (folder / "old.yaml").exists()
+            else _file(folder, "run.yaml")
+        )
+        _annotate(old, spec, "oldRecords", folder, now)
+    request = dict(
+        request_for_manifest(
+            run,
+            operation=spec.get("operation", "CREATE"),
+            username=spec.get("user", "requester"),
+            groups=spec.get("groups", ["agents-users"]),
+            old=old,
+        )
+    )
+    if "namespace" in spec:
+        request["namespace"] = spec["namespace"]
+    if "dryRun" in spec:
+        request["dryRun"] = bool(spec["dryRun"])
+    if "subResource" in spec:
+        request["subResource"] = spec["subResource"]
+    return Case(
+        name,
+        folder,
+        spec,
+        request,
+        parse_bundle_text(bundle_text),
+        now,
+        yaml.safe_dump(request["object"], sort_keys=False),
+        yaml.safe_dump(request["oldObject"], sort_keys=False) if old else None,
+    )
+
+
+def _annotate(
+    obj: dict[str, Any], spec: dict[str, Any], key: str, folder: Path, now: datetime
+) -> None:
+    if key == "records" and "annotation" in spec:
+        value = spec["annotation"]
+    elif spec.get(key):
+        envelopes = [make_record(r, obj, folder, now) for r in spec[key]]
+        value = json.dumps(envelopes * int(spec.get("repeat", 1)))
+    else:
+        return
+    obj.setdefault("metadata", {}).setdefault("annotations", {})[records.ANNOTATION] = value
+
+
+def private_key(name: str) -> Any:
+    return records.load_private_key((KEYS / f"{name}.key").read_bytes())
+
+
+def make_record(
+    recipe: dict[str, Any], run: dict[str, Any], folder: Path, now: datetime
+) -> dict[str, Any]:
+    meta = run["metadata"]
+    namespace = meta.get("namespace", "default")
+    subject = records.subject_name(namespace, meta.get("name", ""), meta.get("generateName", ""))
+    if "subject" in recipe:
+        subject = records.SUBJECT_PREFIX + recipe["subject"]
+    spec_obj = (
+        _load_one(folder / recipe["specFrom"])["spec"] if "specFrom" in recipe else run.get("spec")
+    )
+    issued = (
+        records.parse_time(str(recipe["issuedAt"]))
+        if "issuedAt" in recipe
+        else now - timedelta(hours=1)
+    )
+    claim = records.Claim(
+        subject=subject,
+        digest=spec_digest(spec_obj),
+        decision=recipe.get("decision", "approve"),
+        approver=recipe.get("approver", recipe["key"]),
+        reason=recipe.get("reason", ""),
+        issued_at=issued,
+        expires_at=issued + timedelta(seconds=parse_duration(recipe.get("ttl", "2h"))),
+        nonce=f"nonce-{recipe['key']}",
+    )
+    envelope = records.sign(claim, private_key(recipe["key"]))
+    for tamper in recipe.get("tamper", []):
+        envelope = _tamper(envelope, tamper, claim)
+    return envelope
+
+
+def _tamper(envelope: dict[str, Any], how: str, claim: records.Claim) -> dict[str, Any]:
+    env = copy.deepcopy(envelope)
+    kind, _, arg = how.partition(":")
+    if kind == "no-signatures":
+        env["signatures"] = []
+    elif kind == "payload-type":
+        env["payloadType"] = "application/json"
+    elif kind == "predicate-type":
+        statement = claim.statement()
+        statement["predicateType"] = "https://slsa.dev/provenance/v1"
+        env["payload"] = base64.b64encode(json.dumps(statement).encode()).decode()
+    elif kind == "duplicate-signature":
+        env["signatures"].append(dict(env["signatures"][0]))
+    elif kind == "keyid-of":
+        env["signatures"][0]["keyid"] = records.key_id(private_key(arg).public_key())
+    elif kind == "flip-payload":
+        statement = json.loads(base64.b64decode(env["payload"]))
+        statement["predicate"]["expiresAt"] = "2099-01-01T00:00:00Z"
+        env["payload"] = base64.b64encode(json.dumps(statement).encode()).decode()
+    elif kind == "second-signature":
+        from securesystemslib.dsse import Envelope
+        from securesystemslib.signer import CryptoSigner
+
+        dsse = Envelope.from_dict(copy.deepcopy(env))
+        key = private_key(arg)
+        dsse.sign(CryptoSigner(key, records.sslib_key(key.public_key())))
+        env = dsse.to_dict()
+    else:
+        raise AssertionError(f"unknown tamper {how!r}; known: {TAMPERS}")
+    return env
