@@ -1,7 +1,7 @@
 """Editing users' YAML without disturbing it: one document at a time, ruamel round-trip.
 
-Only the documents we change are re-serialised (comments, key order, quoting and block
-scalars kept); every other document of the file is copied byte for byte.
+Only the documents we change are re-serialised (comments, key order, quoting, block
+scalars and indentation kept); every other document of the file is copied byte for byte.
 """
 
 from __future__ import annotations
@@ -11,19 +11,39 @@ from typing import Any
 
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap
-from ruamel.yaml.util import load_yaml_guess_indent
+
+
+def guess_indents(text: str) -> tuple[int, int]:
+    """(mapping indent, sequence dash offset) as the text writes them; (2, 0) by default.
+
+    ``key:`` followed by a deeper ``child:`` gives the mapping indent; ``key:`` followed
+    by ``- item`` gives how far the dash sits from its parent key.
+    """
+    mapping, offset = 0, -1
+    previous: tuple[int, str] | None = None
+    for raw in text.splitlines():
+        stripped = raw.lstrip(" ")
+        if not stripped or stripped.startswith("#") or stripped.startswith("---"):
+            continue
+        column = len(raw) - len(stripped)
+        if previous is not None and previous[1].rstrip().endswith(":"):
+            depth = column - previous[0]
+            if stripped.startswith("- ") and offset < 0 and depth >= 0:
+                offset = depth
+            elif not stripped.startswith("- ") and depth > 0 and not mapping:
+                mapping = depth
+        previous = (column, stripped)
+        if mapping and offset >= 0:
+            break
+    return mapping or 2, max(offset, 0)
 
 
 def _round_trip(text: str) -> tuple[YAML, Any]:
-    _, indent, block_seq_indent = load_yaml_guess_indent(text)
+    mapping, offset = guess_indents(text)
     yaml = YAML(typ="rt")
     yaml.preserve_quotes = True
     yaml.width = 1 << 16  # never fold long values such as the approvals JSON
-    yaml.indent(
-        mapping=indent or 2,
-        sequence=(indent or 2) + (block_seq_indent or 0),
-        offset=block_seq_indent or 0,
-    )
+    yaml.indent(mapping=mapping, sequence=offset + 2, offset=offset)
     yaml.explicit_start = text.lstrip().startswith("---")
     return yaml, yaml.load(text)
 

@@ -9,12 +9,11 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from approvals.structural import check_against_crd, load_agentrun_crd
-
 from approvalgate.editing import set_annotation
 from approvals import records
 from approvals.digest import spec_digest
 from approvals.errors import ApprovalgateError, Finding, InputError, UsageError, ValidationError
+from approvals.structural import check_against_crd, load_agentrun_crd
 from compiler.sources import SourceDocument, load_text, read_text
 
 AGENTRUN_API_GROUP = "agents.proompteng.ai"

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import difflib
 import json
+import re
+from collections.abc import Iterable
 from functools import cache
 from importlib import resources
 from typing import Any
@@ -24,9 +27,9 @@ def load_schema(name: str) -> dict[str, Any]:
 
 @cache
 def validator(name: str) -> Draft202012Validator:
-    schema = load_schema(name)
-    Draft202012Validator.check_schema(schema)
-    return Draft202012Validator(schema, format_checker=FormatChecker())
+    # The packaged schemas are checked against the meta-schema by the test suite
+    # (tests/unit/test_schemas.py), not on every start: that costs ~50 ms a schema.
+    return Draft202012Validator(load_schema(name), format_checker=FormatChecker())
 
 
 def schema_findings(name: str, document: object, prefix: JsonPath = ()) -> list[Finding]:
@@ -34,15 +37,36 @@ def schema_findings(name: str, document: object, prefix: JsonPath = ()) -> list[
     findings = []
     for error in validator(name).iter_errors(document):
         path: JsonPath = prefix + tuple(error.absolute_path)
+        if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+            known = error.schema.get("properties", {})
+            allowed = ", ".join(sorted(known))
+            for extra in sorted(set(error.instance) - set(known)):
+                hint = _closest(extra, known)
+                findings.append(
+                    Finding(
+                        (*path, extra),
+                        f"unknown field {extra!r}",
+                        f"did you mean {hint!r}?" if hint else f"allowed: {allowed}",
+                    )
+                )
+            continue
+        if error.validator == "unevaluatedProperties" and isinstance(error.instance, dict):
+            listed = re.search(r"\((.*) (?:was|were) unexpected\)", error.message)
+            names = re.findall(r"'([^']+)'", listed.group(1)) if listed else []
+            for extra in sorted(n for n in names if n in error.instance):
+                findings.append(Finding((*path, extra), f"unknown field {extra!r}"))
+            continue
         findings.append(Finding(path, _describe(error)))
     return sorted(findings, key=lambda f: (tuple(str(p) for p in f.path), f.message))
 
 
+def _closest(word: str, candidates: Iterable[object]) -> str:
+
+    matches = difflib.get_close_matches(word, [str(c) for c in candidates], n=1, cutoff=0.75)
+    return matches[0] if matches else ""
+
+
 def _describe(error: Any) -> str:
-    if error.validator == "additionalProperties":
-        extra = sorted(set(error.instance) - set(error.schema.get("properties", {})))
-        allowed = ", ".join(sorted(error.schema.get("properties", {})))
-        return f"unknown field {', '.join(map(repr, extra))} (allowed: {allowed})"
     if error.validator == "enum":
         allowed = ", ".join(map(repr, error.validator_value))
         if isinstance(error.instance, bool):

@@ -1,0 +1,49 @@
+"""Fail when the committed output is stale, missing or orphaned (read-only, for CI).
+
+Renders the repo in memory and compares it with <output>/<env>/ and the configured
+targets byte for byte. Exit 0 when up to date; 1 with a unified diff of every stale,
+missing or orphaned file and the command that fixes it.
+
+example:
+  approvalgate check examples/gitops-repo
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "repo",
+        metavar="REPO",
+        type=Path,
+        nargs="?",
+        default=Path("."),
+        help="the policy repo (default: .)",
+    )
+    parser.add_argument("--quiet", "-q", action="store_true", help="list files, no diffs")
+
+
+def run(args: argparse.Namespace) -> int:
+    import sys
+
+    from compiler.pipeline import differences, plan
+
+    result = plan(args.repo)
+    found = differences(result)
+    if not found:
+        print(f"up to date: {', '.join(sorted(result.environments))}")
+        return 0
+    for difference in found:
+        print(f"{difference.kind}: {difference.path}", file=sys.stderr)
+        if not args.quiet:
+            sys.stdout.write(difference.diff)
+    repo = "" if str(args.repo) == "." else f" {args.repo}"
+    print(
+        f"\n{len(found)} file(s) out of date; run `approvalgate compile{repo}` and commit "
+        "the result",
+        file=sys.stderr,
+    )
+    return 1

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# The approval flow on the bundled example (run by `make demo`): keys, approvals, and the
+# same decision the admission webhook makes, admitting and denying.
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+repo="$here/gitops-repo"
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+expect_denied() { if "$@"; then echo "UNEXPECTED: admitted" >&2; exit 1; fi; }
+
+step "Approvers create their keys (private key stays with them, the Approver document goes to git)"
+approvalgate keygen alice --out "$work/keys" --groups platform-leads,agents-admin
+approvalgate keygen bob --out "$work/keys" --groups platform-leads
+approvalgate keygen oncall --out "$work/keys" --groups sre
+policies=("$repo/policies" "$work/keys")
+
+step "A requester's AgentRun without approvals is denied (this is what kubectl apply would get)"
+cp "$here/requests/codex-onboarding.yaml" "$work/run.yaml"
+expect_denied approvalgate verify "$work/run.yaml" --policies "${policies[@]}" --user requester
+
+step "Which policies apply and who may approve"
+approvalgate explain "$work/run.yaml" --policies "${policies[@]}" --user requester
+
+step "alice and bob approve this exact spec (a signed record each, in an annotation)"
+approvalgate approve "$work/run.yaml" --key "$work/keys/alice.key" --approver alice --ttl 4h --in-place
+approvalgate approve "$work/run.yaml" --key "$work/keys/bob.key" --approver bob --ttl 4h --in-place
+
+step "Now the run is admitted"
+approvalgate verify "$work/run.yaml" --policies "${policies[@]}" --user requester
+
+step "alice submitting it herself is denied: nobody approves their own run"
+expect_denied approvalgate verify "$work/run.yaml" --policies "${policies[@]}" --user alice
+
+step "Changing the spec after approval is denied: approvals bind the exact spec"
+sed -i 's/codex\/onboarding-flow/codex\/something-else/' "$work/run.yaml"
+expect_denied approvalgate verify "$work/run.yaml" --policies "${policies[@]}" --user requester
+
+printf '\n\033[1mdemo finished: admitted with approvals, denied without, for self-approval and after a change\033[0m\n'

@@ -1,0 +1,66 @@
+"""The `control_plane` fixture: a real etcd + kube-apiserver + kubectl with every CRD we use.
+
+Binaries are built once from pinned Go modules (tools/testbin.py) and cached. When they or the
+control plane are unavailable the e2e tests are skipped, or fail when APPROVALGATE_REQUIRE_E2E=1.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import NoReturn
+
+import pytest
+
+from .controlplane import REPO, ControlPlane, ControlPlaneError, locate_binaries
+
+THIRD_PARTY_CRDS = ("argocd", "cert-manager", "prometheus-operator", "policy-report")
+
+
+def shared_dir() -> Path:
+    """The shared folder beside the checkout, or $APPROVALGATE_SHARED."""
+    return Path(os.environ.get("APPROVALGATE_SHARED") or REPO.parent / "shared")
+
+
+def crd_paths() -> list[Path]:
+    shared = shared_dir()
+    paths = [
+        shared / "upstream-agents" / "crds",
+        *(shared / "crds" / name for name in THIRD_PARTY_CRDS),
+    ]
+    missing = [str(path) for path in paths if not path.is_dir()]
+    if missing:
+        raise ControlPlaneError(
+            f"CRD folders missing (set APPROVALGATE_SHARED?): {', '.join(missing)}"
+        )
+    return paths
+
+
+def _unavailable(reason: str) -> NoReturn:
+    if os.environ.get("APPROVALGATE_REQUIRE_E2E") == "1":
+        pytest.fail(f"e2e control plane required but unavailable: {reason}", pytrace=False)
+    pytest.skip(f"e2e control plane unavailable: {reason}")
+
+
+@pytest.fixture(scope="session")
+def control_plane() -> Iterator[ControlPlane]:
+    try:
+        paths = crd_paths()
+        plane = ControlPlane(locate_binaries())
+        plane.start()
+    except ControlPlaneError as error:
+        _unavailable(str(error))
+    try:
+        plane.apply_crds(paths)
+        yield plane
+    finally:
+        plane.stop()
+
+
+@pytest.fixture
+def namespace(control_plane: ControlPlane) -> Iterator[str]:
+    """A fresh namespace (created as admin), deleted afterwards without waiting."""
+    name = control_plane.create_namespace()
+    yield name
+    control_plane.kubectl("admin", "delete", "namespace", name, "--wait=false")

@@ -1,0 +1,282 @@
+"""The CLI contract, exercised like shell lines: output text, files written, exit codes."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import stat
+from pathlib import Path
+
+import pytest
+
+from approvalgate.cli import main
+from tests.support.corpus import BASE, KEYS
+from tests.support.paths import SHARED
+
+EXAMPLES = SHARED / "upstream-agents" / "examples"
+NOW = "2026-11-21T12:00:00Z"
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    """Policies and approvers of the decision corpus, plus private keys, in a temp dir."""
+    shutil.copy(BASE / "policies.yaml", tmp_path / "policies.yaml")
+    shutil.copy(BASE / "approvers.yaml", tmp_path / "approvers.yaml")
+    shutil.copy(BASE / "run.yaml", tmp_path / "run.yaml")
+    for key in KEYS.glob("*.key"):
+        shutil.copy(key, tmp_path / key.name)
+    return tmp_path
+
+
+def approve(capsys: pytest.CaptureFixture[str], repo: Path, name: str, *extra: str) -> None:
+    code, _, err = run(
+        capsys,
+        "approve",
+        str(repo / "run.yaml"),
+        "--key",
+        str(repo / f"{name}.key"),
+        "--approver",
+        name,
+        "--in-place",
+        "--now",
+        "2026-11-21T11:00:00Z",
+        *extra,
+    )
+    assert code == 0, err
+
+
+def verify(capsys: pytest.CaptureFixture[str], repo: Path, *extra: str) -> tuple[int, str, str]:
+    return run(
+        capsys,
+        "verify",
+        str(repo / "run.yaml"),
+        "--policies",
+        str(repo / "policies.yaml"),
+        str(repo / "approvers.yaml"),
+        "--now",
+        NOW,
+        *extra,
+    )
+
+
+def test_keygen_writes_private_key_0600_and_approver(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    code, out, _ = run(capsys, "keygen", "dana", "--out", str(tmp_path), "--groups", "a,b")
+    assert code == 0
+    key = tmp_path / "dana.key"
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600
+    assert key.read_text().startswith("-----BEGIN PRIVATE KEY-----")
+    assert out.startswith("key id ") and len(out.split()[2]) == 64
+    doc = (tmp_path / "dana.yaml").read_text()
+    assert "kind: Approver" in doc and "  groups:\n    - a\n    - b\n" in doc
+    code, _, err = run(capsys, "keygen", "dana", "--out", str(tmp_path))
+    assert code == 2
+    assert err == f"error: {tmp_path}/dana.key exists\n  hint: pass --force to overwrite it\n"
+
+
+def test_approve_then_verify_admits(capsys: pytest.CaptureFixture[str], repo: Path) -> None:
+    code, out, _ = verify(capsys, repo, "--user", "requester")
+    assert code == 1 and out.startswith("DENIED agents/codex-run-sample\n")
+    approve(capsys, repo, "alice")
+    approve(capsys, repo, "bob")
+    code, out, _ = verify(capsys, repo, "--user", "requester")
+    assert (code, out) == (
+        0,
+        "ADMITTED agents/codex-run-sample (approved; approved by alice, bob)\n",
+    )
+
+
+def test_approve_reports_what_it_signed(capsys: pytest.CaptureFixture[str], repo: Path) -> None:
+    code, out, err = run(
+        capsys,
+        "approve",
+        str(repo / "run.yaml"),
+        "--key",
+        str(repo / "alice.key"),
+        "--approver",
+        "alice",
+        "--ttl",
+        "90m",
+        "--now",
+        NOW,
+    )
+    assert code == 0
+    assert err.startswith("signed approve of AgentRun agents/codex-run-sample spec sha256:")
+    assert err.endswith(" as alice, expires 2026-11-21T13:30:00Z\n")
+    assert "approvals.proompteng.ai/approvals: '[{" in out  # stdout: the approved manifest
+
+
+def test_verify_self_approval_denied(capsys: pytest.CaptureFixture[str], repo: Path) -> None:
+    approve(capsys, repo, "alice")
+    approve(capsys, repo, "bob")
+    code, out, _ = verify(capsys, repo, "--user", "alice@example.com")
+    assert code == 1
+    assert "alice submitted this run (as alice@example.com): nobody approves their own run" in out
+
+
+def test_verify_json_and_junit(capsys: pytest.CaptureFixture[str], repo: Path) -> None:
+    code, out, _ = verify(capsys, repo, "--output", "json")
+    assert code == 1
+    report = json.loads(out)
+    assert report[0]["allowed"] is False and report[0]["reason"] == "missing-approvals"
+    assert report[0]["code"] == 403
+    code, out, _ = verify(capsys, repo, "--output", "junit")
+    assert code == 1
+    assert '<testsuite name="approvalgate verify' in out and "<failure message=" in out
+
+
+def test_verify_update_needs_old(capsys: pytest.CaptureFixture[str], repo: Path) -> None:
+    code, _, err = verify(capsys, repo, "--operation", "UPDATE")
+    assert code == 2
+    assert err == "error: --operation UPDATE needs --old OLD_MANIFEST (the stored object)\n"
+
+
+def test_bypass_needs_reason(capsys: pytest.CaptureFixture[str], repo: Path) -> None:
+    code, _, err = run(
+        capsys,
+        "approve",
+        str(repo / "run.yaml"),
+        "--key",
+        str(repo / "oncall.key"),
+        "--approver",
+        "oncall",
+        "--bypass",
+    )
+    assert code == 2
+    assert err == "error: --bypass needs --reason: a break-glass record must say why\n"
+
+
+def test_ttl_capped_by_policy(capsys: pytest.CaptureFixture[str], repo: Path) -> None:
+    code, _, err = run(
+        capsys,
+        "approve",
+        str(repo / "run.yaml"),
+        "--key",
+        str(repo / "alice.key"),
+        "--approver",
+        "alice",
+        "--ttl",
+        "2d",
+        "--policies",
+        str(repo),
+    )
+    assert code == 2
+    assert err == ("error: --ttl 2d is longer than the policies allow (1d)\n  hint: use --ttl 1d\n")
+
+
+def test_unknown_field_located(capsys: pytest.CaptureFixture[str], repo: Path) -> None:
+    text = (
+        (repo / "policies.yaml")
+        .read_text()
+        .replace("  rejection: veto\n", "  rejection: veto\n  enforcment: warn\n")
+    )
+    (repo / "policies.yaml").write_text(text)
+    code, _, err = verify(capsys, repo)
+    line = next(i for i, t in enumerate(text.splitlines(), 1) if "enforcment" in t)
+    assert code == 1
+    assert err == (
+        f"error: {repo}/policies.yaml:{line}:3: $.spec.enforcment: unknown field "
+        "'enforcment'\n  hint: did you mean 'enforcement'?\n"
+    )
+
+
+def test_yaml_syntax_error_located(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("kind: AgentRun\nmetadata: {name: x\n")
+    code, _, err = run(capsys, "verify", str(bad), "--policies", str(bad))
+    assert code == 1
+    assert err.startswith(f"error: {bad}:3:1: invalid YAML")
+
+
+def test_usage_error_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["verify"])
+    assert exc.value.code == 2
+    assert "the following arguments are required" in capsys.readouterr().err
+
+
+def test_crash_exits_3_and_keeps_traceback(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+
+    def boom(_: object) -> int:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr("approvalgate.commands.explain.run", boom)
+    code, _, err = run(capsys, "explain", "x.yaml", "--policies", "p")
+    assert code == 3
+    assert err.startswith("internal error: RuntimeError: boom\n  this is a bug in approvalgate;")
+    assert "RuntimeError: boom" in (tmp_path / "approvalgate" / "crash.log").read_text()
+    code, _, err = run(capsys, "--debug", "explain", "x.yaml", "--policies", "p")
+    assert code == 3 and err.startswith("Traceback (most recent call last):")
+
+
+def test_explain(capsys: pytest.CaptureFixture[str], repo: Path) -> None:
+    approve(capsys, repo, "alice")
+    code, out, _ = run(
+        capsys,
+        "explain",
+        str(repo / "run.yaml"),
+        "--policies",
+        str(repo),
+        "--now",
+        NOW,
+        "--user",
+        "requester",
+    )
+    assert code == 0
+    assert out.splitlines()[:8] == [
+        "AgentRun agents/codex-run-sample",
+        "  subject agents.proompteng.ai/AgentRun/agents/codex-run-sample",
+        out.splitlines()[2],
+        "  policy agents/two-person (enforcement enforce, mode manual)",
+        "    requires 2 approval(s) from group:platform-leads, carol, requester = "
+        "alice, bob, carol, requester",
+        "    approvals live at most 1d; a reject blocks (veto)",
+        "    bypass by oncall, at most 2h, reason required",
+        "    trusted submitters (no records needed): system:serviceaccount:agents:submission-api",
+    ]
+    assert out.rstrip().endswith("=> denied (missing-approvals)")
+
+
+@pytest.mark.parametrize("example", ["agentrun-sample.yaml", "agentrun-workflow-smoke.yaml"])
+def test_real_upstream_runs_approve_and_verify(
+    capsys: pytest.CaptureFixture[str], repo: Path, example: str
+) -> None:
+    """The platform's real AgentRuns (comments, quoted strings) approve and verify."""
+    original = (EXAMPLES / example).read_text()
+    policy = (repo / "policies.yaml").read_text().replace("namespace: agents", "namespace: default")
+    policy = policy.replace("      name: codex-agent", '      name: "*"')
+    (repo / "policies.yaml").write_text(policy)
+    (repo / "run.yaml").write_text(original)
+    approve(capsys, repo, "alice")
+    approve(capsys, repo, "bob")
+    approved = (repo / "run.yaml").read_text()
+    kept = [line for line in original.splitlines() if line not in approved.splitlines()]
+    assert kept == []  # every original line (comments included) is still there
+    code, out, _ = verify(capsys, repo, "--user", "requester")
+    assert code == 0, out
+
+
+def test_multi_document_file_keeps_other_documents(
+    capsys: pytest.CaptureFixture[str], repo: Path
+) -> None:
+    agent = (EXAMPLES / "agent-sample.yaml").read_text()
+    other = (
+        "# a ConfigMap, untouched\napiVersion: v1\nkind: ConfigMap\n"
+        "metadata:\n  name: x\ndata:\n  k: 'yes'   # stays\n"
+    )
+    run_doc = (BASE / "run.yaml").read_text()
+    (repo / "run.yaml").write_text(f"{agent}---\n{run_doc}---\n{other}")
+    approve(capsys, repo, "alice")
+    text = (repo / "run.yaml").read_text()
+    assert text.startswith(agent + "---\n")
+    assert text.endswith("---\n" + other)

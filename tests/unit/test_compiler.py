@@ -1,0 +1,259 @@
+"""The compiler on the example repo and on hostile repos: validate, compile, check."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from jsonschema import Draft7Validator
+
+from approvalgate.cli import main
+from approvals.structural import check_against_crd
+from compiler.output import read_tree
+from tests.support.paths import SHARED
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE = ROOT / "examples" / "gitops-repo"
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    target = tmp_path / "repo"
+    shutil.copytree(EXAMPLE, target)
+    return target
+
+
+def test_check_passes_on_committed_output(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(capsys, "check", str(EXAMPLE)) == (0, "up to date: dev, prod, staging\n", "")
+
+
+def test_changing_a_spec_makes_check_fail_with_a_diff(
+    capsys: pytest.CaptureFixture[str], repo: Path
+) -> None:
+    policy = repo / "policies" / "codex-two-person.yaml"
+    policy.write_text(policy.read_text().replace("requiredApprovals: 2", "requiredApprovals: 1"))
+    code, out, err = run(capsys, "check", str(repo))
+    assert code == 1
+    assert "stale: rendered/prod/bundle.json\n" in err
+    assert "stale: rendered/prod/approvalpolicies/agents.codex-two-person.yaml\n" in err
+    assert '-      "requiredApprovals": 2,\n+      "requiredApprovals": 1,\n' in out
+    assert "--- a/rendered/prod/bundle.json\n+++ b/rendered/prod/bundle.json\n" in out
+    assert err.endswith(f"run `approvalgate compile {repo}` and commit the result\n")
+    assert run(capsys, "compile", str(repo))[0] == 0
+    assert run(capsys, "check", str(repo))[0] == 0
+
+
+def test_deleting_a_spec_orphans_its_output(capsys: pytest.CaptureFixture[str], repo: Path) -> None:
+    (repo / "egress" / "runners.yaml").unlink()
+    code, out, err = run(capsys, "check", str(repo))
+    assert code == 1
+    for env in ("dev", "prod", "staging"):
+        assert f"orphan: rendered/{env}/networkpolicies/agents.runners.yaml\n" in err
+    assert "-kind: NetworkPolicy\n" in out
+    run(capsys, "compile", str(repo))
+    assert not (repo / "rendered" / "prod" / "networkpolicies").exists()
+
+
+def test_removed_environment_is_orphaned_then_removed(
+    capsys: pytest.CaptureFixture[str], repo: Path
+) -> None:
+    config = repo / "approvalgate.yaml"
+    text = config.read_text()
+    start = text.index("  staging:")
+    config.write_text(text[:start] + text[text.index("  prod:") :])
+    code, _, err = run(capsys, "check", str(repo))
+    assert code == 1 and "orphan: rendered/staging/bundle.json\n" in err
+    code, out, _ = run(capsys, "compile", str(repo))
+    assert "rendered/staging/ (removed: no such environment)" in out
+    assert run(capsys, "check", str(repo))[0] == 0
+
+
+def test_a_stray_file_in_the_output_is_an_orphan(
+    capsys: pytest.CaptureFixture[str], repo: Path
+) -> None:
+    (repo / "rendered" / "dev" / "networkpolicies" / "hand-made.yaml").write_text("kind: X\n")
+    code, _, err = run(capsys, "check", str(repo))
+    assert code == 1 and err.startswith("orphan: rendered/dev/networkpolicies/hand-made.yaml\n")
+
+
+def test_compile_is_idempotent_and_leaves_unchanged_output_alone(
+    capsys: pytest.CaptureFixture[str], repo: Path
+) -> None:
+    before = {p: p.stat().st_mtime_ns for p in (repo / "rendered").rglob("*")}
+    assert run(capsys, "compile", str(repo)) == (0, "up to date: dev, prod, staging\n", "")
+    assert {p: p.stat().st_mtime_ns for p in (repo / "rendered").rglob("*")} == before
+
+
+@pytest.mark.parametrize("seed", ["0", "1", "4242"])
+def test_output_is_byte_identical_across_hash_seeds(tmp_path: Path, seed: str) -> None:
+    out = tmp_path / "out"
+    env = {**os.environ, "PYTHONHASHSEED": seed}
+    subprocess.run(
+        [sys.executable, "-m", "approvalgate", "compile", str(EXAMPLE), "--out", str(out)],
+        check=True,
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+    )
+    assert read_tree(out) == read_tree(EXAMPLE / "rendered")
+
+
+def test_target_values_file_keeps_comments_and_other_keys() -> None:
+    text = (EXAMPLE / "apps" / "agents" / "values-prod.yaml").read_text()
+    assert text.startswith('# Values of the agents chart in prod (Argo CD app "agents-prod").\n')
+    assert "  tag: v1.8.0  # pinned by the release process\n" in text
+    values = yaml.safe_load(text)
+    rendered = yaml.safe_load((EXAMPLE / "rendered" / "prod" / "agents-values.yaml").read_text())
+    assert values["networkPolicy"] == rendered["networkPolicy"]
+    assert values["replicaCount"] == 2
+
+
+def test_rendered_output_is_valid_for_its_consumers() -> None:
+    values_schema = json.loads((SHARED / "upstream-agents" / "values.schema.json").read_text())
+    crd = yaml.safe_load(
+        (
+            SHARED / "upstream-agents" / "crds" / "approvals.proompteng.ai_approvalpolicies.yaml"
+        ).read_text()
+    )
+    for env in ("dev", "prod", "staging"):
+        folder = EXAMPLE / "rendered" / env
+        values = yaml.safe_load((folder / "agents-values.yaml").read_text())
+        assert list(Draft7Validator(values_schema).iter_errors(values)) == []
+        for path in (folder / "approvalpolicies").glob("*.yaml"):
+            obj = yaml.safe_load(path.read_text())
+            assert check_against_crd(obj, crd["spec"]["versions"][0]["schema"]) == []
+        kustomization = yaml.safe_load((folder / "kustomization.yaml").read_text())
+        listed = set(kustomization["resources"])
+        on_disk = {p.relative_to(folder).as_posix() for p in folder.glob("*/*.yaml")}
+        assert listed == on_disk
+
+
+def test_disabled_egress_renders_no_policy(capsys: pytest.CaptureFixture[str], repo: Path) -> None:
+    for name in ("runners.yaml", "control-plane.yaml"):
+        path = repo / "egress" / name
+        path.write_text(path.read_text().replace("spec:\n", "spec:\n  enabled: false\n"))
+    assert run(capsys, "compile", str(repo))[0] == 0
+    prod = repo / "rendered" / "prod"
+    assert not (prod / "networkpolicies").exists()
+    values = yaml.safe_load((prod / "agents-values.yaml").read_text())["networkPolicy"]
+    assert values["enabled"] is False and values["egress"] == []
+
+
+def test_errors_from_several_files_are_reported_at_once(
+    capsys: pytest.CaptureFixture[str], repo: Path
+) -> None:
+    (repo / "policies" / "extra.yaml").write_text(
+        "apiVersion: approvals.proompteng.ai/v1alpha1\nkind: ApprovalPolicy\n"
+        "metadata:\n  name: extra\nspec:\n  approvers: [nobody]\n  requiredApprovals: 1\n"
+    )
+    runners = repo / "egress" / "runners.yaml"
+    runners.write_text(runners.read_text().replace("140.82.112.0/20", "140.82.112.1/20"))
+    code, out, err = run(capsys, "validate", str(repo))
+    assert code == 1 and out == ""
+    assert "policies/extra.yaml:6:15: $.spec.approvers[0]: 'nobody' is neither an Approver" in err
+    assert "egress/runners.yaml:14:11: $.spec.destinations[0].cidrs[0].cidr:" in err
+    assert "did you mean 140.82.112.0/20" in err
+
+
+def test_upstream_sample_policy_compiles_with_a_warning(
+    capsys: pytest.CaptureFixture[str], repo: Path
+) -> None:
+    sample = (SHARED / "upstream-agents" / "examples" / "approvalpolicy-sample.yaml").read_text()
+    with_approvers = "  defaultDecision: deny\n  approvers: [agents-admin]\n"
+    (repo / "policies" / "sample.yaml").write_text(
+        sample.replace("  defaultDecision: deny\n", with_approvers)
+    )
+    code, _, err = run(capsys, "validate", str(repo))
+    assert code == 0, err
+    assert (
+        "warning: policies/sample.yaml:10:7: $.spec.subjects[0].kind: subject kind "
+        "'Orchestration' is not visible on an AgentRun"
+    ) in err
+
+
+# --- hostile repos: clear errors, nothing written ----------------------------------------
+
+
+def _compile_fails(capsys: pytest.CaptureFixture[str], repo: Path) -> str:
+    shutil.rmtree(repo / "rendered")
+    code, _, err = run(capsys, "compile", str(repo))
+    assert code == 1, err
+    assert not (repo / "rendered").exists()
+    return err
+
+
+def test_alias_bomb(capsys: pytest.CaptureFixture[str], repo: Path) -> None:
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    lines += [f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]" for i in range(1, 9)]
+    (repo / "policies" / "bomb.yaml").write_text("\n".join(lines) + "\n")
+    err = _compile_fails(capsys, repo)
+    assert "policies/bomb.yaml" in err and "alias" in err
+
+
+def test_name_with_dot_dot(capsys: pytest.CaptureFixture[str], repo: Path) -> None:
+    path = repo / "egress" / "runners.yaml"
+    path.write_text(path.read_text().replace("name: runners", "name: ../../../etc/passwd"))
+    err = _compile_fails(capsys, repo)
+    assert "egress/runners.yaml:6:3: $.metadata.name: name '../../../etc/passwd'" in err
+
+
+def test_symlink_leaving_the_repo(
+    capsys: pytest.CaptureFixture[str], repo: Path, tmp_path: Path
+) -> None:
+    outside = tmp_path / "outside.yaml"
+    outside.write_text((repo / "egress" / "runners.yaml").read_text())
+    (repo / "egress" / "linked.yaml").symlink_to(outside)
+    err = _compile_fails(capsys, repo)
+    assert "linked.yaml: is a symlink leading outside" in err
+
+
+def test_ten_megabyte_file(capsys: pytest.CaptureFixture[str], repo: Path) -> None:
+    (repo / "policies" / "huge.yaml").write_text("# " + "x" * (10 * 1024 * 1024) + "\n")
+    err = _compile_fails(capsys, repo)
+    assert "policies/huge.yaml: file is 10485763 bytes, over the 4194304-byte limit" in err
+
+
+def test_invalid_utf8(capsys: pytest.CaptureFixture[str], repo: Path) -> None:
+    (repo / "policies" / "latin1.yaml").write_bytes(b"kind: ApprovalPolicy\n# caf\xe9\n")
+    err = _compile_fails(capsys, repo)
+    assert "policies/latin1.yaml:2:1: file is not valid UTF-8" in err
+
+
+def test_output_outside_repo_is_refused_for_targets(
+    capsys: pytest.CaptureFixture[str], repo: Path
+) -> None:
+    config = repo / "approvalgate.yaml"
+    config.write_text(
+        config.read_text().replace("file: apps/agents/values-prod.yaml", "file: ../values.yaml")
+    )
+    code, _, err = run(capsys, "compile", str(repo))
+    assert code == 1
+    assert "approvalgate.yaml:" in err and "$.environments.prod.targets[0].file" in err
+
+
+def test_check_imports_neither_aiohttp_nor_kubernetes() -> None:
+    code = (
+        "import sys; from approvalgate.cli import main; rc = main(['check', sys.argv[1]]); "
+        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('aiohttp', 'kubernetes', 'webhook')); print(rc, heavy)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(EXAMPLE)],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+    )
+    assert done.stdout.splitlines()[-1] == "0 []"
