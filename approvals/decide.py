@@ -8,6 +8,7 @@ docs/design.md ("decide(): the rules"); each is named where it is applied.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -126,6 +127,12 @@ def _decide(request: Mapping[str, Any], bundle: Bundle, now: datetime) -> Decisi
     if not bundle.enforces(namespace):
         return _allow("namespace-not-enforced")
 
+    # Rule 7 first: controllers must be able to update (and finalize) any stored run,
+    # even one whose spec could never be approved.
+    if operation == "UPDATE":
+        verdict = _update_shortcut(request, obj)
+        if verdict is not None:
+            return verdict
     try:
         digest = spec_digest(obj.get("spec"))
     except DigestError as exc:
@@ -135,11 +142,6 @@ def _decide(request: Mapping[str, Any], bundle: Bundle, now: datetime) -> Decisi
             f"{metadata.get('name') or metadata.get('generateName', '')}: its spec "
             f"cannot be approved: {exc.message}",
         )
-    # Rule 7: updates that keep spec and approvals pass; objects being deleted only shrink.
-    if operation == "UPDATE":
-        verdict = _update_shortcut(request, obj, digest)
-        if verdict is not None:
-            return verdict
 
     run = _Run.of(request, obj, metadata, namespace, digest)
     policies = [p for p in bundle.candidate_policies(namespace) if _matches(p, run)]
@@ -253,16 +255,22 @@ def _ref_name(ref: object) -> str:
     return str(ref.get("name", "")) if isinstance(ref, dict) else ""
 
 
-def _update_shortcut(
-    request: Mapping[str, Any], obj: Mapping[str, Any], digest: str
-) -> Decision | None:
+def _same_spec(old: object, new: object) -> bool:
+    """Equal as the API server stores them (types matter: 1 is not true, "1" is not 1)."""
+    try:
+        return spec_digest(old) == spec_digest(new)
+    except DigestError:  # a spec we cannot digest still compares by its exact JSON
+        return json.dumps(old, sort_keys=True) == json.dumps(new, sort_keys=True)
+
+
+def _update_shortcut(request: Mapping[str, Any], obj: Mapping[str, Any]) -> Decision | None:
     old = request.get("oldObject")
     if not isinstance(old, dict):
         return _deny("malformed", "the UPDATE request carries no oldObject")
     old_meta = old.get("metadata") if isinstance(old.get("metadata"), dict) else {}
     new_meta = obj.get("metadata", {})
     assert isinstance(old_meta, dict)
-    same_spec = spec_digest(old.get("spec")) == digest
+    same_spec = _same_spec(old.get("spec"), obj.get("spec"))
     if old_meta.get("deletionTimestamp"):
         old_fin, new_fin = (
             set(old_meta.get("finalizers") or ()),

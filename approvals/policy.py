@@ -245,11 +245,12 @@ def _policy(
     approver_names = _resolve(
         index, ("spec", "approvers"), spec.get("approvers", []), approvers, groups, ctx
     )
-    if not spec.get("approvers"):
-        ctx.add(
+    if not spec.get("approvers"):  # valid upstream: the submission API decides who approves
+        ctx.warn(
             index,
-            ("spec", "approvers"),
-            "the policy names no approvers, so no run can pass",
+            ("spec",),
+            "the policy names no approvers: runs it selects are admitted only through "
+            "trustedSubmitters or a bypass",
             "list Approver names or group:NAME under spec.approvers",
         )
     required = spec.get("requiredApprovals", DEFAULT_REQUIRED_APPROVALS)

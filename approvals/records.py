@@ -61,7 +61,10 @@ def parse_time(text: str) -> datetime:
     moment = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
     if moment.tzinfo is None:
         raise ValueError(f"time {text!r} has no zone")
-    return moment.astimezone(UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError as exc:
+        raise ValueError(f"time {text!r} is out of range") from exc
 
 
 @dataclass(frozen=True)
@@ -224,13 +227,15 @@ def _reject_constant(name: str) -> None:
 def _b64(value: object, what: str) -> bytes:
     if not isinstance(value, str):
         raise _Malformed(f"{what} is not a base64 string")
-    try:
-        return base64.b64decode(value, validate=True)
-    except (binascii.Error, ValueError):
+    # DSSE allows standard or URL-safe base64; both are validated strictly (characters
+    # outside the alphabet are an error, never silently dropped).
+    padded = value + "=" * (-len(value) % 4)
+    for altchars in (None, b"-_"):
         try:
-            return base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
-        except (binascii.Error, ValueError) as exc:
-            raise _Malformed(f"{what} is not valid base64") from exc
+            return base64.b64decode(padded, altchars=altchars, validate=True)
+        except (binascii.Error, ValueError):
+            continue
+    raise _Malformed(f"{what} is not valid base64")
 
 
 def _parse_entry(index: int, entry: object) -> ParsedRecord:
@@ -295,7 +300,7 @@ def _parse_statement(payload: bytes) -> Claim:
         raise _Malformed("subject has no name")
     try:
         issued, expires = parse_time(predicate["issuedAt"]), parse_time(predicate["expiresAt"])
-    except ValueError as exc:
+    except (ValueError, OverflowError) as exc:
         raise _Malformed(f"predicate times are not RFC 3339: {exc}") from exc
     return Claim(
         subject=name,

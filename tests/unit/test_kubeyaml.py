@@ -573,7 +573,6 @@ def test_json_surrogate_escapes_are_refused() -> None:
     assert load_one(json.dumps({"a": "😀"}, ensure_ascii=False)).obj == {"a": "😀"}
 
 
-@pytest.mark.skipif(not EXAMPLES.is_dir(), reason=f"{EXAMPLES} is not there")
 @pytest.mark.parametrize("name", ["agentrun-sample.yaml", "agentrun-workflow-smoke.yaml"])
 def test_upstream_examples_load(name: str) -> None:
     (document,) = load_manifests((EXAMPLES / name).read_bytes(), name)

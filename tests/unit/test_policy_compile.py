@@ -1,0 +1,530 @@
+"""compile_bundle(): ApprovalPolicy + Approver documents -> the bundle, or located problems."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import random
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from approvals.bundle import parse_bundle_text
+from approvals.errors import Finding
+from approvals.kubeyaml import load_manifests
+from approvals.policy import BundleSettings, Problem, compile_bundle, dump_bundle
+from tests.support.corpus import BASE
+from tests.support.paths import SHARED
+
+UPSTREAM_SAMPLE = SHARED / "upstream-agents" / "examples" / "approvalpolicy-sample.yaml"
+REPO = Path(__file__).resolve().parents[2]
+
+
+def load(text: str) -> list[dict[str, Any]]:
+    return [dict(d.obj) for d in load_manifests(text) if d.obj is not None]
+
+
+def base_docs() -> list[dict[str, Any]]:
+    return load((BASE / "policies.yaml").read_text()) + load((BASE / "approvers.yaml").read_text())
+
+
+def approvers() -> dict[str, dict[str, Any]]:
+    return {d["metadata"]["name"]: d for d in load((BASE / "approvers.yaml").read_text())}
+
+
+def approver(name: str, like: str = "alice", **spec: Any) -> dict[str, Any]:
+    """An Approver called ``name`` holding the keys of the base approver ``like``."""
+    doc = copy.deepcopy(approvers()[like])
+    doc["metadata"]["name"] = name
+    doc["spec"] = {"keys": doc["spec"]["keys"], **spec}
+    return doc
+
+
+def policy(spec: dict[str, Any], name: str = "p", namespace: str = "agents") -> dict[str, Any]:
+    return {
+        "apiVersion": "approvals.proompteng.ai/v1alpha1",
+        "kind": "ApprovalPolicy",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": spec,
+    }
+
+
+def compile_docs(docs: list[dict[str, Any]]) -> tuple[dict[str, Any] | None, list[Problem]]:
+    return compile_bundle(docs, BundleSettings())
+
+
+def errors(problems: list[Problem]) -> list[tuple[int, tuple[str | int, ...], str]]:
+    return [(p.doc, p.finding.path, p.finding.message) for p in problems if _is_error(p)]
+
+
+def warnings(problems: list[Problem]) -> list[tuple[int, tuple[str | int, ...], str]]:
+    return [(p.doc, p.finding.path, p.finding.message) for p in problems if not _is_error(p)]
+
+
+def _is_error(problem: Problem) -> bool:
+    return problem.finding.severity == "error"
+
+
+# --- the upstream sample ------------------------------------------------------------------
+
+ORCHESTRATION_WARNING = Finding(
+    ("spec", "subjects", 0, "kind"),
+    "subject kind 'Orchestration' is not visible on an AgentRun: "
+    "this subject never matches a run at admission",
+    "approvalgate matches kinds Agent, AgentRun, ImplementationSpec, Namespace",
+    "warning",
+)
+
+
+def test_the_upstream_sample_as_is_compiles_with_warnings() -> None:
+    """The sample names no approvers and an Orchestration subject: both are valid upstream,
+    so it compiles, and each is a warning saying what it means at admission."""
+    sample = load(UPSTREAM_SAMPLE.read_text())
+    assert [d["kind"] for d in sample] == ["ApprovalPolicy"]
+    assert "approvers" not in sample[0]["spec"]
+    bundle, problems = compile_docs([*sample, approvers()["alice"]])
+    assert bundle is not None
+    assert problems == [
+        Problem(0, ORCHESTRATION_WARNING),
+        Problem(
+            0,
+            Finding(
+                ("spec",),
+                "the policy names no approvers: runs it selects are admitted only through "
+                "trustedSubmitters or a bypass",
+                "list Approver names or group:NAME under spec.approvers",
+                "warning",
+            ),
+        ),
+    ]
+
+
+def test_the_upstream_sample_compiles_once_it_names_an_approver() -> None:
+    sample = load(UPSTREAM_SAMPLE.read_text())[0]
+    sample["spec"]["approvers"] = ["alice"]
+    bundle, problems = compile_docs([sample, approvers()["alice"]])
+    assert problems == [Problem(0, ORCHESTRATION_WARNING)]
+    assert bundle is not None
+    [compiled] = bundle["policies"]
+    assert compiled == {
+        "name": "default-approval",
+        "namespace": "",
+        "mode": "manual",
+        "defaultDecision": "deny",
+        "namespaces": ["*"],
+        "subjects": [{"kind": "Orchestration", "name": "codex-orchestration"}],
+        "agents": [],
+        "matchLabels": {},
+        "approvers": ["alice"],
+        "approverRefs": ["alice"],
+        "requiredApprovals": 1,
+        "timeoutSeconds": 86400,
+        "rejection": "veto",
+        "enforcement": "enforce",
+        "bypass": None,
+        "trustedSubmitters": {"users": [], "groups": []},
+    }
+    parse_bundle_text(dump_bundle(bundle))  # and the webhook can load it
+
+
+# --- the upstream GitOps policy: mode automatic, one approver -----------------------------
+
+AUTOMATIC = {
+    "mode": "automatic",
+    "approvers": ["agents-admin"],
+    "requiredApprovals": 1,
+    "timeoutSeconds": 86400,
+}
+AUTOMATIC_WARNING = (
+    0,
+    ("spec", "mode"),
+    "mode: automatic approves inside the submission API only; direct submissions "
+    "still need approval records, and no trustedSubmitters are set",
+)
+
+
+def test_automatic_policy_with_an_approver_named_agents_admin() -> None:
+    bundle, problems = compile_docs([policy(AUTOMATIC), approver("agents-admin")])
+    assert errors(problems) == []
+    assert warnings(problems) == [AUTOMATIC_WARNING]
+    assert bundle is not None
+    [compiled] = bundle["policies"]
+    assert (compiled["mode"], compiled["approvers"], compiled["approverRefs"]) == (
+        "automatic",
+        ["agents-admin"],
+        ["agents-admin"],
+    )
+    assert (compiled["requiredApprovals"], compiled["timeoutSeconds"]) == (1, 86400)
+    assert [a["name"] for a in bundle["approvers"]] == ["agents-admin"]
+
+
+def test_automatic_policy_where_agents_admin_is_a_group_of_approvers() -> None:
+    docs = [
+        policy(AUTOMATIC),
+        approver("alice", "alice", groups=["agents-admin"]),
+        approver("bob", "bob", groups=["agents-admin", "sre"]),
+        approver("carol", "carol", groups=["sre"]),
+    ]
+    bundle, problems = compile_docs(docs)
+    assert errors(problems) == []
+    assert warnings(problems) == [AUTOMATIC_WARNING]
+    assert bundle is not None
+    [compiled] = bundle["policies"]
+    assert compiled["approvers"] == ["alice", "bob"]
+    assert compiled["approverRefs"] == ["agents-admin"]
+    parse_bundle_text(dump_bundle(bundle))
+
+
+def test_the_group_prefix_names_the_group_even_when_an_approver_has_its_name() -> None:
+    docs = [
+        policy({**AUTOMATIC, "approvers": ["group:agents-admin"]}),
+        approver("agents-admin", "carol"),
+        approver("alice", "alice", groups=["agents-admin"]),
+    ]
+    bundle, problems = compile_docs(docs)
+    assert errors(problems) == []
+    assert bundle is not None
+    assert bundle["policies"][0]["approvers"] == ["alice"]
+    docs[0]["spec"]["approvers"] = ["agents-admin"]  # a bare name: the Approver wins
+    bundle, problems = compile_docs(docs)
+    assert bundle is not None
+    assert bundle["policies"][0]["approvers"] == ["agents-admin"]
+
+
+def test_automatic_with_trusted_submitters_has_no_warning() -> None:
+    spec = {**AUTOMATIC, "trustedSubmitters": {"users": ["system:serviceaccount:agents:api"]}}
+    bundle, problems = compile_docs([policy(spec), approver("agents-admin")])
+    assert (bundle is not None, problems) == (True, [])
+
+
+def test_the_base_corpus_policy_compiles_cleanly() -> None:
+    bundle, problems = compile_docs(base_docs())
+    assert problems == []
+    assert bundle is not None
+    [compiled] = bundle["policies"]
+    assert compiled["approvers"] == ["alice", "bob", "carol", "requester"]
+    assert compiled["bypass"] == {"approvers": ["oncall"], "maxTTLSeconds": 7200}
+
+
+# --- schema errors ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("where", "field"),
+    [
+        (("spec",), "colour"),
+        (("spec",), "requiredApproval"),  # a typo of requiredApprovals
+        (("metadata",), "owner"),
+        (("spec", "bypass"), "ttl"),
+        (("spec", "selector"), "labels"),
+        (("spec", "subjects", 0), "apiGroup"),
+    ],
+)
+def test_unknown_fields_are_errors_located_at_the_field(
+    where: tuple[str | int, ...], field: str
+) -> None:
+    doc = policy(
+        {
+            "approvers": ["alice"],
+            "bypass": {"approvers": ["alice"], "maxTTL": "1h"},
+            "selector": {},
+            "subjects": [{"kind": "Agent", "name": "codex-agent"}],
+        }
+    )
+    target: Any = doc
+    for part in where:
+        target = target[part]
+    target[field] = "x"
+    bundle, problems = compile_docs([doc, approvers()["alice"]])
+    assert bundle is None
+    [(index, path, message)] = errors(problems)
+    assert (index, path) == (0, (*where, field))
+    assert message.startswith(f"unknown field {field!r}")
+
+
+def test_unknown_fields_in_an_approver_are_errors_located_at_the_field() -> None:
+    doc = approvers()["alice"]
+    doc["spec"]["email"] = "alice@example.com"
+    doc["spec"]["keys"][0]["comment"] = "laptop"
+    bundle, problems = compile_docs([policy({"approvers": ["bob"]}), approvers()["bob"], doc])
+    assert bundle is None
+    found = errors(problems)
+    assert [(i, p) for i, p, _ in found] == [
+        (2, ("spec", "email")),
+        (2, ("spec", "keys", 0, "comment")),
+    ]
+    assert all(m.startswith("unknown field") for _, _, m in found)
+
+
+def test_unquoted_off_gives_the_quote_the_word_message() -> None:
+    text = (
+        "apiVersion: approvals.proompteng.ai/v1alpha1\n"
+        "kind: ApprovalPolicy\n"
+        "metadata:\n  name: p\n  namespace: agents\n"
+        "spec:\n  approvers: [alice]\n  enforcement: off\n"
+    )
+    docs = load(text)
+    assert docs[0]["spec"]["enforcement"] is False  # what kubectl would send too
+    bundle, problems = compile_docs([*docs, approvers()["alice"]])
+    assert bundle is None
+    assert errors(problems) == [
+        (
+            0,
+            ("spec", "enforcement"),
+            "false is not one of 'enforce', 'warn', 'audit', 'off': unquoted off/no/false "
+            'is a boolean in Kubernetes YAML; quote the word, e.g. "off"',
+        )
+    ]
+    quoted = load(text.replace("enforcement: off", 'enforcement: "off"'))
+    bundle, problems = compile_docs([*quoted, approvers()["alice"]])
+    assert (errors(problems), bundle is not None) == ([], True)
+    assert bundle is not None
+    assert bundle["policies"][0]["enforcement"] == "off"
+
+
+def test_requiredapprovals_above_the_eligible_approvers_is_an_error() -> None:
+    docs = [
+        policy({"approvers": ["group:platform-leads"], "requiredApprovals": 3}),
+        *approvers().values(),
+    ]
+    bundle, problems = compile_docs(docs)
+    assert bundle is None
+    assert errors(problems) == [
+        (
+            0,
+            ("spec", "requiredApprovals"),
+            "requires 3 approvals but only 2 approvers are eligible (alice, bob)",
+        )
+    ]
+    [problem] = [p for p in problems if _is_error(p)]
+    assert problem.finding.advice == "add approvers or lower requiredApprovals"
+    docs[0]["spec"]["requiredApprovals"] = 2
+    assert compile_docs(docs)[0] is not None
+
+
+def test_an_approver_reached_twice_counts_once_against_requiredapprovals() -> None:
+    """alice directly and through her group is still one eligible approver."""
+    docs = [
+        policy({"approvers": ["alice", "group:platform-leads"], "requiredApprovals": 3}),
+        *approvers().values(),
+    ]
+    bundle, problems = compile_docs(docs)
+    assert bundle is None
+    assert errors(problems)[0][2] == (
+        "requires 3 approvals but only 2 approvers are eligible (alice, bob)"
+    )
+
+
+def test_a_policy_listing_an_approver_twice_is_an_error() -> None:
+    bundle, problems = compile_docs(
+        [policy({"approvers": ["alice", "bob", "alice"]}), *approvers().values()]
+    )
+    assert bundle is None
+    [(index, path, message)] = errors(problems)
+    assert (index, path) == (0, ("spec", "approvers"))
+    assert "non-unique" in message
+
+
+def test_an_approver_defined_twice_is_an_error() -> None:
+    again = approver("alice", "carol")
+    docs = [policy({"approvers": ["alice"]}), approvers()["alice"], again]
+    bundle, problems = compile_docs(docs)
+    assert bundle is None
+    assert errors(problems) == [(2, ("metadata", "name"), "approver 'alice' is defined twice")]
+    [problem] = [p for p in problems if _is_error(p)]
+    assert problem.finding.advice == "the first definition is document 2"
+
+
+def test_a_key_shared_by_two_approvers_is_an_error() -> None:
+    twin = approver("zed", "bob")
+    docs = [policy({"approvers": ["bob"]}), approvers()["bob"], twin]
+    bundle, problems = compile_docs(docs)
+    assert bundle is None
+    assert errors(problems) == [
+        (2, ("spec", "keys", 0, "publicKey"), "this key already belongs to approver 'bob'")
+    ]
+
+
+def test_a_key_shared_by_two_approvers_is_reported_whatever_the_document_order() -> None:
+    twin = approver("aaron", "bob")
+    bundle, problems = compile_docs([policy({"approvers": ["bob"]}), twin, approvers()["bob"]])
+    assert bundle is None
+    assert errors(problems) == [
+        (2, ("spec", "keys", 0, "publicKey"), "this key already belongs to approver 'aaron'")
+    ]
+
+
+@pytest.mark.parametrize(
+    ("principal", "message"),
+    [
+        ("dave", "'dave' is neither an Approver nor a group of approvers"),
+        ("group:nobody", "no Approver is in group 'nobody'"),
+        ("Alice", "'Alice' is neither an Approver nor a group of approvers"),
+    ],
+)
+def test_unknown_approver_names_are_errors(principal: str, message: str) -> None:
+    docs = [policy({"approvers": ["alice", principal]}), approvers()["alice"]]
+    bundle, problems = compile_docs(docs)
+    assert bundle is None
+    assert errors(problems) == [(0, ("spec", "approvers", 1), message)]
+
+
+def test_unknown_bypass_approvers_are_errors() -> None:
+    spec = {"approvers": ["alice"], "bypass": {"approvers": ["oncall"], "maxTTL": "2h"}}
+    bundle, problems = compile_docs([policy(spec), approvers()["alice"]])
+    assert bundle is None
+    assert errors(problems) == [
+        (
+            0,
+            ("spec", "bypass", "approvers", 0),
+            "'oncall' is neither an Approver nor a group of approvers",
+        )
+    ]
+
+
+@pytest.mark.parametrize(
+    ("not_before", "not_after"),
+    [
+        ("2026-06-01T00:00:00Z", "2026-06-01T00:00:00Z"),
+        ("2026-06-01T00:00:00Z", "2026-01-01T00:00:00Z"),
+        ("2026-06-01T02:00:00+02:00", "2026-06-01T00:00:00Z"),  # equal instants
+    ],
+    ids=["equal", "reversed", "equal-in-another-zone"],
+)
+def test_notbefore_not_before_notafter_is_an_error(not_before: str, not_after: str) -> None:
+    doc = approvers()["bob"]
+    doc["spec"]["keys"][0].update(notBefore=not_before, notAfter=not_after)
+    bundle, problems = compile_docs([policy({"approvers": ["bob"]}), doc])
+    assert bundle is None
+    assert errors(problems) == [
+        (1, ("spec", "keys", 0, "notAfter"), "notAfter must be later than notBefore")
+    ]
+
+
+def test_a_key_window_is_kept_in_utc() -> None:
+    doc = approvers()["bob"]
+    doc["spec"]["keys"][0].update(
+        notBefore="2026-01-01T01:00:00+01:00", notAfter="2027-01-01T00:00:00Z"
+    )
+    bundle, problems = compile_docs([policy({"approvers": ["bob"]}), doc])
+    assert problems == []
+    assert bundle is not None
+    key = bundle["approvers"][0]["keys"][0]
+    assert (key["notBefore"], key["notAfter"]) == ("2026-01-01T00:00:00Z", "2027-01-01T00:00:00Z")
+
+
+# --- stable output ------------------------------------------------------------------------
+
+
+def _generation_in_a_fresh_process(seed: str) -> str:
+    code = (
+        "from tests.unit.test_policy_compile import base_docs, compile_docs\n"
+        "print(compile_docs(base_docs())[0]['generation'])\n"
+    )
+    env = {**os.environ, "PYTHONHASHSEED": seed}
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip()
+
+
+def test_the_generation_is_stable_across_runs() -> None:
+    first, _ = compile_docs(base_docs())
+    second, _ = compile_docs(base_docs())
+    assert first is not None
+    assert second is not None
+    assert first["generation"] == second["generation"]
+    assert len(first["generation"]) == 16
+    assert {_generation_in_a_fresh_process(seed) for seed in ("1", "2")} == {first["generation"]}
+
+
+def test_the_generation_changes_when_a_policy_changes() -> None:
+    before, _ = compile_docs(base_docs())
+    docs = base_docs()
+    docs[0]["spec"]["requiredApprovals"] = 1
+    after, _ = compile_docs(docs)
+    docs = base_docs()
+    docs[0]["spec"]["bypass"]["maxTTL"] = "1h"
+    shorter, _ = compile_docs(docs)
+    assert before is not None
+    assert after is not None
+    assert shorter is not None
+    assert len({before["generation"], after["generation"], shorter["generation"]}) == 3
+
+
+def test_the_generation_changes_when_a_key_changes() -> None:
+    before, _ = compile_docs(base_docs())
+    docs = base_docs()
+    carol = next(d for d in docs if d["metadata"]["name"] == "carol")
+    carol["spec"]["keys"][0]["notAfter"] = "2030-01-01T00:00:00Z"
+    after, _ = compile_docs(docs)
+    assert before is not None
+    assert after is not None
+    assert before["generation"] != after["generation"]
+
+
+def _reversed_keys(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _reversed_keys(value[k]) for k in reversed(list(value))}
+    if isinstance(value, list):
+        return [_reversed_keys(v) for v in value]
+    return value
+
+
+def _shuffled_keys(value: Any, rng: random.Random) -> Any:
+    if isinstance(value, dict):
+        keys = list(value)
+        rng.shuffle(keys)
+        return {k: _shuffled_keys(value[k], rng) for k in keys}
+    if isinstance(value, list):
+        return [_shuffled_keys(v, rng) for v in value]
+    return value
+
+
+def test_dump_bundle_is_byte_identical_across_compiles() -> None:
+    first, _ = compile_docs(base_docs())
+    second, _ = compile_docs(base_docs())
+    assert first is not None
+    assert second is not None
+    text = dump_bundle(first)
+    assert text == dump_bundle(second)
+    assert text.endswith("}\n")
+    assert not text.endswith("\n\n")
+    assert json.loads(text) == first
+
+
+def test_dump_bundle_ignores_dict_insertion_order_of_the_input() -> None:
+    reference, _ = compile_docs(base_docs())
+    assert reference is not None
+    expected = dump_bundle(reference)
+    variants = [[_reversed_keys(d) for d in base_docs()]]
+    rng = random.Random(20261121)
+    variants += [[_shuffled_keys(d, rng) for d in base_docs()] for _ in range(5)]
+    for docs in variants:
+        bundle, problems = compile_docs(docs)
+        assert problems == []
+        assert bundle is not None
+        assert dump_bundle(bundle) == expected
+        assert bundle["generation"] == reference["generation"]
+
+
+def test_dump_bundle_ignores_the_order_of_documents() -> None:
+    reference, _ = compile_docs(base_docs())
+    assert reference is not None
+    docs = base_docs()
+    for seed in range(3):
+        random.Random(seed).shuffle(docs)
+        bundle, _ = compile_docs(docs)
+        assert bundle is not None
+        assert dump_bundle(bundle) == dump_bundle(reference)
+
+
+def test_dump_bundle_of_the_bundle_with_its_keys_reversed_is_the_same_text() -> None:
+    bundle, _ = compile_docs(base_docs())
+    assert bundle is not None
+    assert dump_bundle(_reversed_keys(bundle)) == dump_bundle(bundle)

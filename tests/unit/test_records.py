@@ -1,0 +1,622 @@
+"""approvals.records: the DSSE envelope, the in-toto Statement inside it, and the parser.
+
+The parser reads untrusted annotations, so every malformed shape must come back as a
+:class:`RecordProblem` with a sentence a human can act on, never as an exception.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from approvals import records
+from approvals.digest import spec_digest
+from approvals.records import Claim, RecordProblem, parse_annotation, sign, signed_by
+from tests.support.corpus import private_key
+
+ISSUED = datetime(2026, 11, 21, 11, 0, 0, tzinfo=UTC)
+EXPIRES = ISSUED + timedelta(hours=2)
+SPEC: dict[str, Any] = {
+    "agentRef": {"name": "codex-agent"},
+    "parameters": {"repository": "proompteng/lab", "task": "Update onboarding flow"},
+}
+DIGEST = spec_digest(SPEC)
+SUBJECT = "agents.proompteng.ai/AgentRun/agents/codex-run-sample"
+
+
+def claim(**changes: Any) -> Claim:
+    fields: dict[str, Any] = {
+        "subject": SUBJECT,
+        "digest": DIGEST,
+        "decision": "approve",
+        "approver": "alice",
+        "reason": "looks good",
+        "issued_at": ISSUED,
+        "expires_at": EXPIRES,
+        "nonce": "0123456789abcdef0123456789abcdef",
+    }
+    fields.update(changes)
+    return Claim(**fields)
+
+
+def public(name: str) -> Any:
+    return records.sslib_key(private_key(name).public_key())
+
+
+def statement() -> dict[str, Any]:
+    return claim().statement()
+
+
+def envelope_for(content: object, /, **changes: Any) -> dict[str, Any]:
+    """An unsigned-but-well-formed envelope around ``content`` (the parser does not verify)."""
+    raw = content if isinstance(content, bytes) else json.dumps(content).encode()
+    env: dict[str, Any] = {
+        "payload": base64.b64encode(raw).decode(),
+        "payloadType": records.PAYLOAD_TYPE,
+        "signatures": [{"keyid": "k", "sig": base64.b64encode(bytes(64)).decode()}],
+    }
+    env.update(changes)
+    return env
+
+
+def only_problem(value: str | None) -> RecordProblem:
+    parsed, problems = parse_annotation(value)
+    assert parsed == []
+    assert len(problems) == 1, problems
+    return problems[0]
+
+
+# --- signing and the statement ----------------------------------------------------------
+
+
+def test_sign_then_parse_round_trips_the_claim() -> None:
+    original = claim()
+    envelope = sign(original, private_key("alice"))
+    parsed, problems = parse_annotation(records.dump_annotation([envelope]))
+    assert problems == []
+    assert [r.index for r in parsed] == [0]
+    assert parsed[0].claim == original
+    assert signed_by(parsed[0], [public("bob"), public("alice")]) == public("alice")
+
+
+def test_round_trip_of_several_records_keeps_their_order_and_indexes() -> None:
+    claims = [
+        claim(approver="alice"),
+        claim(approver="bob", decision="reject", reason="no"),
+        claim(approver="oncall", decision="bypass", reason="incident 42"),
+    ]
+    envelopes = [sign(c, private_key(c.approver)) for c in claims]
+    parsed, problems = parse_annotation(records.dump_annotation(envelopes))
+    assert problems == []
+    assert [(r.index, r.claim) for r in parsed] == list(enumerate(claims))
+
+
+def test_times_are_signed_in_utc_with_a_z_at_second_precision() -> None:
+    zone = datetime(2026, 11, 21, 13, 0, 0, 999999).astimezone().tzinfo
+    local = datetime(2026, 11, 21, 13, 0, 0, 999999, tzinfo=zone)
+    assert records.format_time(local) == local.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert records.format_time(ISSUED.replace(microsecond=7)) == "2026-11-21T11:00:00Z"
+
+
+def test_the_statement_has_the_exact_in_toto_shape() -> None:
+    envelope = sign(claim(), private_key("alice"))
+    assert set(envelope) == {"payload", "payloadType", "signatures"}
+    assert envelope["payloadType"] == "application/vnd.in-toto+json"
+    payload = base64.b64decode(envelope["payload"])
+    assert json.loads(payload) == {
+        "_type": "https://in-toto.io/Statement/v1",
+        "subject": [
+            {
+                "name": "agents.proompteng.ai/AgentRun/agents/codex-run-sample",
+                "digest": {"sha256": DIGEST},
+            }
+        ],
+        "predicateType": "https://approvals.proompteng.ai/approval/v1",
+        "predicate": {
+            "decision": "approve",
+            "approver": "alice",
+            "reason": "looks good",
+            "issuedAt": "2026-11-21T11:00:00Z",
+            "expiresAt": "2026-11-21T13:00:00Z",
+            "nonce": "0123456789abcdef0123456789abcdef",
+        },
+    }
+    # compact, sorted: the bytes are reproducible
+    assert (
+        payload == json.dumps(json.loads(payload), sort_keys=True, separators=(",", ":")).encode()
+    )
+
+
+def test_the_digest_is_the_sha256_of_the_rfc8785_spec() -> None:
+    canonical = (
+        b'{"agentRef":{"name":"codex-agent"},"parameters":'
+        b'{"repository":"proompteng/lab","task":"Update onboarding flow"}}'
+    )
+    assert hashlib.sha256(canonical).hexdigest() == DIGEST
+
+
+def test_subject_names() -> None:
+    assert records.subject_name("agents", "codex-run-sample") == SUBJECT
+    assert records.subject_name("agents", generate_name="codex-run-") == (
+        "agents.proompteng.ai/AgentRun/agents/codex-run-*"
+    )
+    # a name wins over a generateName (the API server has already picked one)
+    assert records.subject_name("agents", "codex-run-x1", "codex-run-") == (
+        "agents.proompteng.ai/AgentRun/agents/codex-run-x1"
+    )
+
+
+def test_a_generatename_statement_names_the_prefix_with_a_star() -> None:
+    subject = records.subject_name("agents", generate_name="codex-run-")
+    envelope = sign(claim(subject=subject), private_key("alice"))
+    statement_ = json.loads(base64.b64decode(envelope["payload"]))
+    assert statement_["subject"] == [
+        {"name": "agents.proompteng.ai/AgentRun/agents/codex-run-*", "digest": {"sha256": DIGEST}}
+    ]
+    parsed, _ = parse_annotation(records.dump_annotation([envelope]))
+    assert parsed[0].claim.subject == subject
+
+
+def test_the_key_id_is_the_securesystemslib_default_key_id() -> None:
+    key = private_key("alice").public_key()
+    raw = key.public_bytes_raw().hex()
+    description = {"keytype": "ed25519", "keyval": {"public": raw}, "scheme": "ed25519"}
+    expected = hashlib.sha256(
+        json.dumps(description, sort_keys=True, separators=(",", ":")).encode()
+    ).hexdigest()
+    assert records.key_id(key) == expected
+    envelope = sign(claim(), private_key("alice"))
+    assert [s["keyid"] for s in envelope["signatures"]] == [expected]
+
+
+def test_the_annotation_is_a_compact_json_array() -> None:
+    envelope = sign(claim(), private_key("alice"))
+    text = records.dump_annotation([envelope])
+    assert text.startswith('[{"payload":"')
+    assert json.loads(text) == [envelope]
+    assert " " not in text
+
+
+# --- signed_by: the key id is a hint only -----------------------------------------------
+
+
+def _parsed(envelope: dict[str, Any]) -> records.ParsedRecord:
+    parsed, problems = parse_annotation(json.dumps([envelope]))
+    assert problems == []
+    return parsed[0]
+
+
+def test_signed_by_finds_the_signer_when_the_hint_names_another_key() -> None:
+    envelope = sign(claim(approver="bob"), private_key("bob"))
+    envelope["signatures"][0]["keyid"] = records.key_id(private_key("alice").public_key())
+    record = _parsed(envelope)
+    assert signed_by(record, [public("alice"), public("bob")]) == public("bob")
+    assert signed_by(record, [public("bob"), public("alice")]) == public("bob")
+
+
+def test_signed_by_never_trusts_a_hint_that_names_a_listed_key() -> None:
+    envelope = sign(claim(approver="alice"), private_key("mallory"))
+    envelope["signatures"][0]["keyid"] = records.key_id(private_key("alice").public_key())
+    assert signed_by(_parsed(envelope), [public("alice"), public("bob")]) is None
+
+
+@pytest.mark.parametrize("hint", ["", "not-a-key-id", "0" * 64])
+def test_signed_by_works_with_a_missing_or_unknown_hint(hint: str) -> None:
+    envelope = sign(claim(), private_key("alice"))
+    envelope["signatures"][0]["keyid"] = hint
+    assert signed_by(_parsed(envelope), [public("carol"), public("alice")]) == public("alice")
+
+
+def test_signed_by_without_the_hint_field_at_all() -> None:
+    envelope = sign(claim(), private_key("alice"))
+    del envelope["signatures"][0]["keyid"]
+    assert signed_by(_parsed(envelope), [public("alice")]) == public("alice")
+
+
+def test_signed_by_returns_none_for_a_key_not_in_the_list() -> None:
+    record = _parsed(sign(claim(), private_key("stranger")))
+    assert signed_by(record, [public("alice"), public("bob"), public("carol")]) is None
+    assert signed_by(record, []) is None
+
+
+def test_signed_by_rejects_an_edited_payload() -> None:
+    envelope = sign(claim(), private_key("alice"))
+    statement_ = json.loads(base64.b64decode(envelope["payload"]))
+    statement_["predicate"]["expiresAt"] = "2099-01-01T00:00:00Z"
+    envelope["payload"] = base64.b64encode(json.dumps(statement_).encode()).decode()
+    assert signed_by(_parsed(envelope), [public("alice")]) is None
+
+
+def test_signed_by_rejects_a_swapped_payload_type_in_the_pae() -> None:
+    """The payload type is part of what is signed (DSSE PAE)."""
+    from securesystemslib.dsse import Envelope
+
+    envelope = sign(claim(), private_key("alice"))
+    record = _parsed(envelope)
+    other = Envelope(record.envelope.payload, "application/json", record.envelope.signatures)
+    swapped = records.ParsedRecord(0, other, record.claim)
+    assert signed_by(swapped, [public("alice")]) is None
+
+
+def test_signed_by_finds_a_cosigner_among_several_signatures() -> None:
+    from securesystemslib.dsse import Envelope
+    from securesystemslib.signer import CryptoSigner
+
+    envelope = Envelope.from_dict(sign(claim(), private_key("mallory")))
+    bob = private_key("bob")
+    envelope.sign(CryptoSigner(bob, records.sslib_key(bob.public_key())))
+    record = _parsed(envelope.to_dict())
+    assert len(record.envelope.signatures) == 2
+    assert signed_by(record, [public("bob")]) == public("bob")
+    assert signed_by(record, [public("alice")]) is None
+
+
+# --- base64 forms -------------------------------------------------------------------------
+
+
+def _reencode(envelope: dict[str, Any], encode: Any, strip: bool) -> dict[str, Any]:
+    def again(text: str) -> str:
+        out: str = encode(base64.b64decode(text)).decode()
+        return out.rstrip("=") if strip else out
+
+    return {
+        "payload": again(envelope["payload"]),
+        "payloadType": envelope["payloadType"],
+        "signatures": [
+            {"keyid": s["keyid"], "sig": again(s["sig"])} for s in envelope["signatures"]
+        ],
+    }
+
+
+@pytest.mark.parametrize(
+    ("encode", "strip"),
+    [
+        pytest.param(base64.b64encode, False, id="standard"),
+        pytest.param(base64.urlsafe_b64encode, False, id="url-safe"),
+        pytest.param(base64.urlsafe_b64encode, True, id="url-safe-unpadded"),
+    ],
+)
+def test_standard_and_url_safe_base64_both_parse_and_verify(encode: Any, strip: bool) -> None:
+    # this reason makes the standard base64 of the payload hold '+' or '/' (and the
+    # signature does too), so the URL-safe form really differs from the standard one
+    signed = claim(reason="ok >>> go")
+    envelope = sign(signed, private_key("alice"))
+    again = _reencode(envelope, encode, strip)
+    if encode is base64.urlsafe_b64encode:
+        assert set(again["payload"]) & {"-", "_"}
+        assert set(again["signatures"][0]["sig"]) & {"-", "_"}
+    record = _parsed(again)
+    assert record.claim == signed
+    assert signed_by(record, [public("alice")]) == public("alice")
+
+
+def test_upper_case_digest_is_read_as_lower_case() -> None:
+    shouting = statement()
+    shouting["subject"][0]["digest"]["sha256"] = DIGEST.upper()
+    parsed, problems = parse_annotation(json.dumps([envelope_for(shouting)]))
+    assert problems == []
+    assert parsed[0].claim.digest == DIGEST
+
+
+def test_reason_and_nonce_are_optional() -> None:
+    bare = statement()
+    del bare["predicate"]["reason"], bare["predicate"]["nonce"]
+    parsed, problems = parse_annotation(json.dumps([envelope_for(bare)]))
+    assert problems == []
+    assert (parsed[0].claim.reason, parsed[0].claim.nonce) == ("", "")
+
+
+def test_times_with_an_offset_are_read_in_utc() -> None:
+    offset = statement()
+    offset["predicate"]["issuedAt"] = "2026-11-21T12:00:00+01:00"
+    parsed, problems = parse_annotation(json.dumps([envelope_for(offset)]))
+    assert problems == []
+    assert parsed[0].claim.issued_at == ISSUED
+
+
+# --- malformed annotations: one readable problem each -------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        pytest.param(None, "annotation approvals.proompteng.ai/approvals is missing", id="missing"),
+        pytest.param("", "annotation is empty", id="empty"),
+        pytest.param("  \n\t", "annotation is empty", id="blank"),
+        pytest.param("approved by alice", "annotation is not valid JSON", id="not-json"),
+        pytest.param("[{]", "annotation is not valid JSON", id="broken-json"),
+        pytest.param("[NaN]", "annotation is not valid JSON", id="nan"),
+        pytest.param("[Infinity]", "annotation is not valid JSON", id="infinity"),
+        pytest.param("[" * 100_000, "annotation is not valid JSON", id="deeply-nested"),
+        pytest.param(
+            "{}", "annotation must be a JSON array of DSSE envelopes", id="object-not-array"
+        ),
+        pytest.param(
+            '"[]"', "annotation must be a JSON array of DSSE envelopes", id="string-not-array"
+        ),
+        pytest.param("null", "annotation must be a JSON array of DSSE envelopes", id="null"),
+        pytest.param(
+            json.dumps([{}] * 65), "annotation holds 65 records (max 64)", id="65-entries"
+        ),
+        pytest.param(
+            json.dumps([0] * 10_000), "annotation holds 10000 records (max 64)", id="10000-entries"
+        ),
+        pytest.param(
+            " " * (256 * 1024 + 1), "annotation is larger than 262144 bytes", id="too-large"
+        ),
+    ],
+)
+def test_malformed_annotations(value: str | None, message: str) -> None:
+    assert only_problem(value) == RecordProblem(-1, message)
+
+
+def test_an_annotation_of_exactly_64_entries_is_read() -> None:
+    envelope = sign(claim(), private_key("alice"))
+    parsed, problems = parse_annotation(json.dumps([envelope] * 64))
+    assert (len(parsed), problems) == (64, [])
+
+
+def test_the_size_limit_counts_utf8_bytes_not_characters() -> None:
+    exactly = "[" + " " * (256 * 1024 - 2) + "]"
+    assert parse_annotation(exactly) == ([], [])
+    wide = '["' + "€" * (256 * 1024 // 3 + 1) + '"]'  # fewer characters than the limit
+    assert len(wide) < 256 * 1024
+    assert only_problem(wide) == RecordProblem(-1, "annotation is larger than 262144 bytes")
+
+
+def _with_predicate(**changes: Any) -> dict[str, Any]:
+    out = statement()
+    for key, value in changes.items():
+        if value is None:
+            del out["predicate"][key]
+        else:
+            out["predicate"][key] = value
+    return out
+
+
+def _with(**changes: Any) -> dict[str, Any]:
+    out = statement()
+    for key, value in changes.items():
+        if value is None:
+            del out[key]
+        else:
+            out[key] = value
+    return out
+
+
+ENVELOPE_PROBLEMS = [
+    pytest.param(
+        "not an envelope", "not a DSSE envelope (payload, payloadType, signatures)", id="string"
+    ),
+    pytest.param([], "not a DSSE envelope (payload, payloadType, signatures)", id="array"),
+    pytest.param(
+        {"payload": "", "payloadType": records.PAYLOAD_TYPE},
+        "not a DSSE envelope (payload, payloadType, signatures)",
+        id="missing-signatures",
+    ),
+    pytest.param(
+        {**envelope_for(statement()), "extra": 1},
+        "not a DSSE envelope (payload, payloadType, signatures)",
+        id="extra-field",
+    ),
+    pytest.param(
+        envelope_for(statement(), payloadType="application/json"),
+        "payloadType is 'application/json', expected 'application/vnd.in-toto+json'",
+        id="payload-type",
+    ),
+    pytest.param(
+        envelope_for(statement(), payload=42), "payload is not a base64 string", id="payload-int"
+    ),
+    pytest.param(
+        envelope_for(statement(), payload="AAAAA"), "payload is not valid base64", id="payload-b64"
+    ),
+    pytest.param(
+        envelope_for(b"x" * (8 * 1024 + 1)), "payload is too large", id="payload-too-large"
+    ),
+    pytest.param(
+        envelope_for(statement(), signatures=[]), "envelope has no signatures", id="no-signatures"
+    ),
+    pytest.param(
+        envelope_for(statement(), signatures={"keyid": "k", "sig": "AA=="}),
+        "envelope has no signatures",
+        id="signatures-not-a-list",
+    ),
+    pytest.param(
+        envelope_for(statement(), signatures=[{"keyid": str(i), "sig": "AA=="} for i in range(9)]),
+        "envelope has more than 8 signatures",
+        id="nine-signatures",
+    ),
+    pytest.param(
+        envelope_for(statement(), signatures=[{"keyid": "k"}]),
+        "signature entry is not {keyid, sig}",
+        id="signature-without-sig",
+    ),
+    pytest.param(
+        envelope_for(statement(), signatures=["AA=="]),
+        "signature entry is not {keyid, sig}",
+        id="signature-string",
+    ),
+    pytest.param(
+        envelope_for(statement(), signatures=[{"keyid": 7, "sig": "AA=="}]),
+        "signature keyid is not a string",
+        id="keyid-int",
+    ),
+    pytest.param(
+        envelope_for(statement(), signatures=[{"keyid": "k", "sig": "AAAAA"}]),
+        "signature is not valid base64",
+        id="sig-b64",
+    ),
+    pytest.param(
+        envelope_for(statement(), signatures=[{"keyid": "k", "sig": "AA=="}] * 2),
+        "two signatures carry the same key id",
+        id="duplicate-keyid",
+    ),
+    pytest.param(
+        envelope_for(b"\xff\xfe not utf-8"),
+        "payload is not a JSON in-toto statement",
+        id="payload-not-utf8",
+    ),
+    pytest.param(
+        envelope_for(b"approve please"),
+        "payload is not a JSON in-toto statement",
+        id="payload-not-json",
+    ),
+    pytest.param(
+        envelope_for([statement()]),
+        "payload is not an in-toto Statement (https://in-toto.io/Statement/v1)",
+        id="payload-array",
+    ),
+    pytest.param(
+        envelope_for(_with(_type="https://in-toto.io/Statement/v0.1")),
+        "payload is not an in-toto Statement (https://in-toto.io/Statement/v1)",
+        id="statement-v0.1",
+    ),
+    pytest.param(
+        envelope_for(_with(predicateType="https://slsa.dev/provenance/v1")),
+        "predicateType is not https://approvals.proompteng.ai/approval/v1",
+        id="predicate-type",
+    ),
+    pytest.param(
+        envelope_for(_with(subject=None)),
+        "statement must name exactly one subject",
+        id="no-subject",
+    ),
+    pytest.param(
+        envelope_for(_with(subject=[])),
+        "statement must name exactly one subject",
+        id="zero-subjects",
+    ),
+    pytest.param(
+        envelope_for(
+            _with(
+                subject=[
+                    {"name": SUBJECT, "digest": {"sha256": DIGEST}},
+                    {"name": SUBJECT + "-2", "digest": {"sha256": DIGEST}},
+                ]
+            )
+        ),
+        "statement must name exactly one subject",
+        id="two-subjects",
+    ),
+    pytest.param(
+        envelope_for(_with(subject=[SUBJECT])),
+        "statement must name exactly one subject",
+        id="subject-string",
+    ),
+    pytest.param(
+        envelope_for(_with(subject=[{"name": SUBJECT, "digest": {"sha512": DIGEST}}])),
+        "subject has no sha256 digest",
+        id="no-sha256",
+    ),
+    pytest.param(
+        envelope_for(_with(subject=[{"name": SUBJECT, "digest": {"sha256": 5}}])),
+        "subject has no sha256 digest",
+        id="digest-int",
+    ),
+    pytest.param(
+        envelope_for(_with(subject=[{"digest": {"sha256": DIGEST}}])),
+        "subject has no name",
+        id="no-subject-name",
+    ),
+    pytest.param(
+        envelope_for(_with(predicate=None)), "statement has no predicate", id="no-predicate"
+    ),
+    pytest.param(
+        envelope_for(_with(predicate="approve")),
+        "statement has no predicate",
+        id="predicate-string",
+    ),
+    *(
+        pytest.param(
+            envelope_for(_with_predicate(**{field: None})),
+            "predicate lacks decision, approver, issuedAt or expiresAt",
+            id=f"missing-{field}",
+        )
+        for field in ("decision", "approver", "issuedAt", "expiresAt")
+    ),
+    pytest.param(
+        envelope_for(_with_predicate(approver=["alice"])),
+        "predicate lacks decision, approver, issuedAt or expiresAt",
+        id="approver-list",
+    ),
+    pytest.param(
+        envelope_for(_with_predicate(decision="maybe")),
+        "decision 'maybe' is not one of approve, reject, bypass",
+        id="decision-maybe",
+    ),
+    pytest.param(
+        envelope_for(_with_predicate(decision="Approve")),
+        "decision 'Approve' is not one of approve, reject, bypass",
+        id="decision-case",
+    ),
+    pytest.param(
+        envelope_for(_with_predicate(reason=3)),
+        "predicate reason and nonce must be strings",
+        id="reason-int",
+    ),
+    pytest.param(
+        envelope_for(_with(predicate={})),
+        "predicate lacks decision, approver, issuedAt or expiresAt",
+        id="empty-predicate",
+    ),
+    pytest.param(
+        envelope_for(_with_predicate(issuedAt="2026-11-21T11:00:00")),
+        "predicate times are not RFC 3339: time '2026-11-21T11:00:00' has no zone",
+        id="issued-without-zone",
+    ),
+    pytest.param(
+        envelope_for(_with_predicate(expiresAt="2026-11-21 13:00:00")),
+        "predicate times are not RFC 3339: time '2026-11-21 13:00:00' has no zone",
+        id="expires-without-zone",
+    ),
+    pytest.param(
+        envelope_for(_with_predicate(expiresAt="2026-11-21")),
+        "predicate times are not RFC 3339: time '2026-11-21' has no zone",
+        id="date-only",
+    ),
+    pytest.param(
+        envelope_for(_with_predicate(issuedAt="tomorrow")),
+        "predicate times are not RFC 3339: Invalid isoformat string: 'tomorrow'",
+        id="not-a-time",
+    ),
+]
+
+
+@pytest.mark.parametrize(("entry", "message"), ENVELOPE_PROBLEMS)
+def test_malformed_entries(entry: object, message: str) -> None:
+    good = sign(claim(), private_key("alice"))
+    parsed, problems = parse_annotation(json.dumps([good, entry]))
+    assert [r.index for r in parsed] == [0], "the good record next to it still parses"
+    assert problems == [RecordProblem(1, message)]
+    assert not problems[0].message.lstrip().startswith(("{", "["))
+
+
+@pytest.mark.parametrize(
+    "moment",
+    ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00"],
+    ids=["before-year-1-in-utc", "after-year-9999-in-utc"],
+)
+def test_a_time_out_of_range_in_utc_is_a_problem_not_a_crash(moment: str) -> None:
+    """parse_annotation promises "every defect becomes a problem, never a raise"."""
+    entry = envelope_for(_with_predicate(issuedAt=moment))
+    problem = only_problem(json.dumps([entry]))
+    assert problem.index == 0
+    assert problem.message.startswith("predicate times are not RFC 3339")
+
+
+@pytest.mark.parametrize(
+    ("field", "message"),
+    [("payload", "payload is not valid base64"), ("sig", "signature is not valid base64")],
+)
+def test_text_in_neither_base64_alphabet_is_not_base64(field: str, message: str) -> None:
+    envelope = sign(claim(), private_key("alice"))
+    if field == "payload":
+        envelope["payload"] = "***" + envelope["payload"]
+    else:
+        envelope["signatures"][0]["sig"] = "@@@" + envelope["signatures"][0]["sig"]
+    assert only_problem(json.dumps([envelope])) == RecordProblem(0, message)
