@@ -13,14 +13,9 @@ from typing import NoReturn
 
 import pytest
 
-from .controlplane import REPO, ControlPlane, ControlPlaneError, locate_binaries
+from .controlplane import ControlPlane, ControlPlaneError, locate_binaries, shared_dir
 
 THIRD_PARTY_CRDS = ("argocd", "cert-manager", "prometheus-operator", "policy-report")
-
-
-def shared_dir() -> Path:
-    """The shared folder beside the checkout, or $APPROVALGATE_SHARED."""
-    return Path(os.environ.get("APPROVALGATE_SHARED") or REPO.parent / "shared")
 
 
 def crd_paths() -> list[Path]:

@@ -96,6 +96,11 @@ def locate_binaries(timeout: float = 3600) -> Binaries:
     return Binaries(k8s_dir / "kube-apiserver", k8s_dir / "kubectl", etcd_dir / "etcd")
 
 
+def shared_dir() -> Path:
+    """The shared folder beside the checkout (CRDs, upstream examples), or $APPROVALGATE_SHARED."""
+    return Path(os.environ.get("APPROVALGATE_SHARED") or REPO.parent / "shared")
+
+
 def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((LOOPBACK, 0))

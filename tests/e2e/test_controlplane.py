@@ -7,8 +7,7 @@ from typing import Any
 
 import pytest
 
-from .conftest import shared_dir
-from .controlplane import CONTROLLER, ControlPlane
+from .controlplane import CONTROLLER, ControlPlane, shared_dir
 
 pytestmark = pytest.mark.e2e
 
