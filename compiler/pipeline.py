@@ -52,7 +52,8 @@ def plan(root: Path, env_name: str | None = None, out: Path | None = None) -> Pl
     for env in chosen:
         files = render_environment(repo, env)
         result.environments[env.name] = files
-        for target in env.targets:
+        # With --out the run is a preview: the repo's own target files stay untouched.
+        for target in env.targets if out is None else ():
             path = root / target.file
             if root.resolve() not in path.resolve().parents:
                 raise ApprovalgateError(f"target {target.file} of {env.name} is outside the repo")

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The approval flow on the bundled example (run by `make demo`): keys, approvals, and the
-# same decision the admission webhook makes, admitting and denying.
+# The main job on the bundled example (run by `make demo`): keys, approvals, the same
+# decision the admission webhook makes (admitting and denying), and the policy repo
+# compiled into the output Argo CD syncs, checked up to date as CI does.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 repo="$here/gitops-repo"
@@ -36,4 +37,14 @@ step "Changing the spec after approval is denied: approvals bind the exact spec"
 sed -i 's/codex\/onboarding-flow/codex\/something-else/' "$work/run.yaml"
 expect_denied approvalgate verify "$work/run.yaml" --policies "${policies[@]}" --user requester
 
-printf '\n\033[1mdemo finished: admitted with approvals, denied without, for self-approval and after a change\033[0m\n'
+step "The policy repo compiles into what Argo CD syncs, and CI's check finds it up to date"
+approvalgate validate "$repo"
+approvalgate compile "$repo" --out "$work/rendered"
+find "$work/rendered/prod" -type f | sed "s|$work/||" | sort
+approvalgate check "$repo"
+
+step "The run kept in git verifies against the compiled prod bundle (its records were signed 2026-11-21)"
+approvalgate verify "$repo/runs/codex-release-notes.yaml" --bundle "$repo/rendered/prod/bundle.json" \
+  --user system:serviceaccount:argocd:argocd-application-controller --now 2026-11-21T12:00:00Z
+
+printf '\n\033[1mdemo finished: admitted with approvals; denied without, for self-approval and after a change; the policy repo compiled and checked\033[0m\n'

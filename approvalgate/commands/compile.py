@@ -32,7 +32,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--out",
         metavar="DIR",
         type=Path,
-        help="output root instead of approvalgate.yaml's (DIR/<env>/)",
+        help="output root instead of approvalgate.yaml's (DIR/<env>/); a preview: the "
+        "repo's target files are not updated",
     )
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from approvalgate.cli import main
 from tests.support.corpus import BASE, KEYS
-from tests.support.paths import SHARED
+from tests.support.paths import ROOT, SHARED
 
 EXAMPLES = SHARED / "upstream-agents" / "examples"
 NOW = "2026-11-21T12:00:00Z"
@@ -280,3 +280,69 @@ def test_multi_document_file_keeps_other_documents(
     text = (repo / "run.yaml").read_text()
     assert text.startswith(agent + "---\n")
     assert text.endswith("---\n" + other)
+
+
+def test_verify_with_a_compiled_bundle(capsys: pytest.CaptureFixture[str]) -> None:
+    """The git-kept run of the example repo, against each environment's compiled bundle."""
+    example = ROOT / "examples" / "gitops-repo"
+    run_file = example / "runs" / "codex-release-notes.yaml"
+    for env in ("staging", "prod"):
+        bundle = example / "rendered" / env / "bundle.json"
+        code, out, _ = run(
+            capsys,
+            "verify",
+            str(run_file),
+            "--bundle",
+            str(bundle),
+            "--user",
+            "system:serviceaccount:argocd:argocd-application-controller",
+            "--now",
+            NOW,
+        )
+        assert (code, out) == (
+            0,
+            "ADMITTED agents/codex-release-notes (approved; approved by alice, bob)\n",
+        )
+    code, out, _ = run(
+        capsys,
+        "verify",
+        str(run_file),
+        "--bundle",
+        str(example / "rendered" / "prod" / "bundle.json"),
+        "--user",
+        "alice",
+        "--now",
+        NOW,
+    )
+    assert code == 1 and "alice submitted this run (as alice)" in out
+    code, out, _ = run(
+        capsys,
+        "verify",
+        str(run_file),
+        "--bundle",
+        str(example / "rendered" / "prod" / "bundle.json"),
+        "--now",
+        "2026-11-22T00:00:00Z",
+    )
+    assert code == 1 and "expired at 2026-11-22T00:00:00Z" in out
+
+
+def test_verify_refuses_an_edited_bundle(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    example = ROOT / "examples" / "gitops-repo"
+    text = (example / "rendered" / "prod" / "bundle.json").read_text()
+    edited = tmp_path / "bundle.json"
+    edited.write_text(text.replace('"requiredApprovals": 2', '"requiredApprovals": 1'))
+    code, _, err = run(
+        capsys,
+        "verify",
+        str(example / "runs" / "codex-release-notes.yaml"),
+        "--bundle",
+        str(edited),
+    )
+    assert code == 1
+    assert err == (
+        f"error: {edited} was edited after compilation (generation mismatch)\n"
+        "  hint: recompile it with `approvalgate compile`\n"
+    )

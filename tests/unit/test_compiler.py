@@ -96,10 +96,19 @@ def test_compile_is_idempotent_and_leaves_unchanged_output_alone(
     assert {p: p.stat().st_mtime_ns for p in (repo / "rendered").rglob("*")} == before
 
 
-@pytest.mark.parametrize("seed", ["0", "1", "4242"])
-def test_output_is_byte_identical_across_hash_seeds(tmp_path: Path, seed: str) -> None:
+@pytest.mark.parametrize(
+    ("seed", "zone", "locale"),
+    [
+        ("0", "UTC", "C.UTF-8"),
+        ("1", "Asia/Tokyo", "C"),
+        ("4242", "America/St_Johns", "POSIX"),
+    ],
+)
+def test_output_is_byte_identical_across_hash_seeds_zones_and_locales(
+    tmp_path: Path, seed: str, zone: str, locale: str
+) -> None:
     out = tmp_path / "out"
-    env = {**os.environ, "PYTHONHASHSEED": seed}
+    env = {**os.environ, "PYTHONHASHSEED": seed, "TZ": zone, "LC_ALL": locale}
     subprocess.run(
         [sys.executable, "-m", "approvalgate", "compile", str(EXAMPLE), "--out", str(out)],
         check=True,
