@@ -1,0 +1,211 @@
+"""Run the validating admission webhook that enforces recorded approvals.
+
+`webhook serve` answers AdmissionReviews (admission.k8s.io/v1 and v1beta1) on
+POST /validate over HTTPS with the verdict of the same decide() as `approvalgate verify`.
+The bundle and the TLS certificate/key are re-read when their files change (ConfigMap and
+Secret volume updates included); a broken new bundle keeps the last good one. Without a
+bundle the webhook is not ready and denies everything. /healthz and /readyz are on the
+HTTPS port, /metrics (Prometheus) on --metrics-port. SIGTERM drains: no new connections,
+requests in flight finish within --grace-period, exit 0. Logs are JSON lines on stderr.
+
+--dev makes a throwaway CA and a certificate for localhost/127.0.0.1 in memory, prints the
+CA (PEM, and base64 for a caBundle) and listens on 127.0.0.1 unless --host says otherwise.
+
+examples:
+  approvalgate webhook serve --bundle rendered/dev/bundle.json --dev --dev-ca-out ca.pem
+  approvalgate webhook serve --bundle /etc/approvalgate/bundle.json \\
+      --tls-cert /tls/tls.crt --tls-key /tls/tls.key --workers 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+DEFAULT_MAX_BODY_BYTES = 3 * 1024 * 1024  # keep in step with webhook.app
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="webhook_command", metavar="SUBCOMMAND", required=True)
+    serve = sub.add_parser(
+        "serve",
+        help="serve POST /validate over HTTPS until SIGTERM",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    serve.add_argument(
+        "--bundle",
+        metavar="FILE",
+        type=Path,
+        required=True,
+        help="the compiled bundle.json to enforce (watched for changes)",
+    )
+    tls = serve.add_argument_group("TLS (--tls-cert and --tls-key, or --dev)")
+    tls.add_argument("--tls-cert", metavar="FILE", type=Path, help="PEM certificate (chain)")
+    tls.add_argument("--tls-key", metavar="FILE", type=Path, help="PEM private key")
+    tls.add_argument(
+        "--dev",
+        action="store_true",
+        help="self-signed CA and certificate for localhost, made in memory (not for production)",
+    )
+    tls.add_argument(
+        "--dev-ca-out", metavar="FILE", type=Path, help="with --dev: also write the CA PEM here"
+    )
+    serve.add_argument(
+        "--host", help="address to listen on (default: 0.0.0.0; 127.0.0.1 with --dev)"
+    )
+    serve.add_argument("--port", type=_port, default=8443, help="HTTPS port (default: 8443)")
+    serve.add_argument(
+        "--metrics-port",
+        type=_port,
+        default=9090,
+        help="plain-HTTP port of /metrics; 0 turns it off (default: 9090)",
+    )
+    serve.add_argument(
+        "--workers",
+        type=_positive_int,
+        default=1,
+        help="worker processes sharing the port with SO_REUSEPORT (default: 1)",
+    )
+    serve.add_argument(
+        "--max-body-bytes",
+        type=_positive_int,
+        default=DEFAULT_MAX_BODY_BYTES,
+        metavar="N",
+        help=f"largest request body accepted (default: {DEFAULT_MAX_BODY_BYTES}, 3 MiB)",
+    )
+    serve.add_argument(
+        "--reload-interval",
+        type=_positive_float,
+        default=2.0,
+        metavar="SECONDS",
+        help="how often the bundle and certificate files are checked (default: 2)",
+    )
+    serve.add_argument(
+        "--read-timeout",
+        type=_positive_float,
+        default=10.0,
+        metavar="SECONDS",
+        help="longest time a request body may take to arrive (default: 10)",
+    )
+    serve.add_argument(
+        "--grace-period",
+        type=_positive_float,
+        default=10.0,
+        metavar="SECONDS",
+        help="on SIGTERM, how long requests in flight may take to finish (default: 10)",
+    )
+    serve.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info")
+
+
+def run(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from approvals.errors import UsageError
+    from webhook import logs
+    from webhook.config import ServeConfig
+    from webhook.server import run_worker, supervise
+
+    if args.dev and (args.tls_cert or args.tls_key):
+        raise UsageError("--dev makes its own certificate: drop --tls-cert/--tls-key")
+    if not args.dev and not (args.tls_cert and args.tls_key):
+        raise UsageError(
+            "HTTPS needs --tls-cert FILE and --tls-key FILE",
+            advice="or try it locally with --dev (a throwaway self-signed certificate)",
+        )
+    if args.dev_ca_out and not args.dev:
+        raise UsageError("--dev-ca-out only goes with --dev")
+    if args.workers > 1 and args.port == 0:
+        raise UsageError("--workers needs a fixed --port: each worker would pick its own port")
+    logs.configure(args.log_level)
+    with _tls_files(args) as (cert, key):
+        config = ServeConfig(
+            bundle=args.bundle,
+            tls_cert=cert,
+            tls_key=key,
+            host=args.host or ("127.0.0.1" if args.dev else "0.0.0.0"),  # noqa: S104
+            port=args.port,
+            metrics_port=args.metrics_port,
+            workers=args.workers,
+            max_body_bytes=args.max_body_bytes,
+            reload_interval=args.reload_interval,
+            read_timeout=args.read_timeout,
+            grace_period=args.grace_period,
+            log_level=args.log_level,
+        )
+        if config.workers == 1:
+            return asyncio.run(run_worker(config))
+        return asyncio.run(supervise(config))
+
+
+@contextlib.contextmanager
+def _tls_files(args: argparse.Namespace) -> Iterator[tuple[Path, Path]]:
+    """The certificate and key paths; with --dev, made now and removed on exit.
+
+    Python's ssl module loads certificates only from files, so the --dev pair is written to
+    a private temporary folder (mode 0700, key 0600) that lives as long as the server.
+    """
+    if not args.dev:
+        yield args.tls_cert, args.tls_key
+        return
+    from webhook.devcert import DEV_HOSTS, CertificateAuthority
+
+    authority = CertificateAuthority.generate()
+    issued = authority.issue(DEV_HOSTS)
+    _print_dev_ca(authority.cert_pem, authority.ca_bundle, args)
+    with tempfile.TemporaryDirectory(prefix="approvalgate-dev-") as folder:
+        cert, key = Path(folder, "tls.crt"), Path(folder, "tls.key")
+        cert.write_bytes(issued.cert_pem)
+        fd = os.open(key, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as out:
+            out.write(issued.key_pem)
+        yield cert, key
+
+
+def _print_dev_ca(pem: bytes, ca_bundle: str, args: argparse.Namespace) -> None:
+    if args.dev_ca_out:
+        args.dev_ca_out.write_bytes(pem)
+    host = args.host or "127.0.0.1"
+    ca_file = str(args.dev_ca_out) if args.dev_ca_out else "ca.pem"
+    print("# approvalgate --dev: a throwaway CA made in memory for this run (not for production)")
+    print(f"# trust it with `curl --cacert {ca_file}` (the PEM below) or as a caBundle")
+    print(pem.decode("ascii"), end="")
+    print(f"# caBundle: {ca_bundle}")
+    print(f"# curl --cacert {ca_file} https://{host}:{args.port}/readyz")
+    sys.stdout.flush()
+
+
+def _port(text: str) -> int:
+    value = _int(text)
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{text} is not a port (0-65535)")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    value = _int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} must be at least 1")
+    return value
+
+
+def _int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text} must be a positive number of seconds")
+    return value
