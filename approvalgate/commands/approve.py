@@ -19,9 +19,11 @@ import argparse
 import sys
 from pathlib import Path
 
+from approvalgate.commands._args import add_manifest, add_namespace
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("manifest", metavar="MANIFEST", type=Path, help="YAML file with AgentRuns")
+    add_manifest(parser)
     parser.add_argument(
         "--key",
         metavar="KEYFILE",
@@ -52,11 +54,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--in-place", action="store_true", help="rewrite MANIFEST")
     where.add_argument("-o", "--output", metavar="FILE", type=Path, help="write to FILE")
-    parser.add_argument(
-        "--namespace",
-        default="default",
-        help="namespace of runs that name none (as kubectl; default: default)",
-    )
+    add_namespace(parser)
     parser.add_argument(
         "--policies",
         metavar="PATH",

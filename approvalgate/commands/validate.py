@@ -11,18 +11,12 @@ example:
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
+
+from approvalgate.commands._args import add_repo
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "repo",
-        metavar="REPO",
-        type=Path,
-        nargs="?",
-        default=Path("."),
-        help="the policy repo (default: .)",
-    )
+    add_repo(parser)
 
 
 def run(args: argparse.Namespace) -> int:

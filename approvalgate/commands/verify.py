@@ -16,18 +16,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from approvalgate.commands._args import add_manifest, add_namespace, add_now, add_policy_source
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("manifest", metavar="MANIFEST", type=Path, help="YAML file with AgentRuns")
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument(
-        "--policies",
-        metavar="PATH",
-        type=Path,
-        nargs="+",
-        help="ApprovalPolicy/Approver YAML files or folders",
-    )
-    source.add_argument("--bundle", metavar="FILE", type=Path, help="a compiled bundle.json")
+    add_manifest(parser)
+    add_policy_source(parser)
     parser.add_argument("--user", default="", help="the requester's username (userInfo.username)")
     parser.add_argument("--groups", default="", metavar="G,...", help="the requester's groups")
     parser.add_argument("--operation", choices=("CREATE", "UPDATE"), default="CREATE")
@@ -37,12 +31,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=Path,
         help="the stored object(s) for --operation UPDATE, matched by name",
     )
-    parser.add_argument(
-        "--namespace",
-        default="default",
-        help="namespace of runs that name none (as kubectl; default: default)",
-    )
-    parser.add_argument("--now", metavar="RFC3339", help="decide as of this time (default: now)")
+    add_namespace(parser)
+    add_now(parser)
     parser.add_argument("--output", choices=("text", "json", "junit"), default="text")
 
 
