@@ -1,0 +1,32 @@
+# syntax=docker/dockerfile:1
+# The approvalgate webhook image. Same steps as the README's install (`pip install .`), split
+# in two stages: the builder turns the source into a wheel; the final stage installs only that
+# wheel and its runtime dependencies (binary wheels from PyPI), with no compiler, no build
+# front-end and no source tree. Not built in this repository's CI (no Docker engine there).
+#
+#   docker build -t ghcr.io/proompteng/approvalgate:0.1.0 .
+#
+# The chart (charts/approvalgate) passes the same arguments as CMD below; keep them in step.
+
+ARG PYTHON_IMAGE=python:3.11-slim
+
+FROM ${PYTHON_IMAGE} AS builder
+WORKDIR /src
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
+COPY . .
+RUN pip wheel --no-deps --wheel-dir /wheels .
+
+FROM ${PYTHON_IMAGE}
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 \
+    PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 \
+    HOME=/tmp
+COPY --from=builder /wheels /wheels
+RUN pip install /wheels/*.whl \
+    && rm -rf /wheels \
+    && groupadd --system --gid 65532 approvalgate \
+    && useradd --system --uid 65532 --gid 65532 --home-dir /nonexistent --no-create-home \
+       --shell /usr/sbin/nologin approvalgate
+USER 65532:65532
+EXPOSE 8443 9090
+ENTRYPOINT ["approvalgate"]
+CMD ["webhook", "serve", "--bundle", "/etc/approvalgate/bundle/bundle.json", "--tls-cert", "/etc/approvalgate/tls/tls.crt", "--tls-key", "/etc/approvalgate/tls/tls.key", "--port", "8443", "--metrics-port", "9090", "--workers", "1", "--log-level", "info"]

@@ -1,0 +1,166 @@
+{{/*
+Names. Every name is trimmed to 63 characters; a suffixed name trims the prefix, never the
+suffix, so "-ca" and "-tls" can never collapse into the same name.
+*/}}
+{{- define "approvalgate.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "approvalgate.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* "<fullname>-<suffix>" within 63 characters. Call with (list . "suffix"). */}}
+{{- define "approvalgate.suffixedName" -}}
+{{- $root := index . 0 }}
+{{- $suffix := index . 1 }}
+{{- $prefix := include "approvalgate.fullname" $root | trunc (int (sub 62 (len $suffix))) | trimSuffix "-" }}
+{{- printf "%s-%s" $prefix $suffix }}
+{{- end }}
+
+{{- define "approvalgate.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "approvalgate.bundleConfigMapName" -}}
+{{- include "approvalgate.suffixedName" (list . "bundle") }}
+{{- end }}
+
+{{- define "approvalgate.tlsSecretName" -}}
+{{- if eq .Values.tls.mode "existingSecret" }}
+{{- .Values.tls.existingSecret.name }}
+{{- else }}
+{{- include "approvalgate.suffixedName" (list . "tls") }}
+{{- end }}
+{{- end }}
+
+{{- define "approvalgate.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "approvalgate.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "approvalgate.image" -}}
+{{- $tag := default .Chart.AppVersion .Values.image.tag }}
+{{- if .Values.image.digest }}
+{{- printf "%s:%s@%s" .Values.image.repository $tag .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository $tag }}
+{{- end }}
+{{- end }}
+
+{{/* Labels: one definition, included by every template. */}}
+{{- define "approvalgate.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "approvalgate.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: webhook
+{{- end }}
+
+{{- define "approvalgate.labels" -}}
+{{ include "approvalgate.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/part-of: approvalgate
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ include "approvalgate.chart" . }}
+{{- end }}
+
+{{/*
+Argo CD sync waves: the certificates (wave -1) before the Deployment (wave 0), and the
+ValidatingWebhookConfiguration (wave 1) only once the webhook is healthy. Helm ignores them.
+*/}}
+{{- define "approvalgate.syncWave" -}}
+argocd.argoproj.io/sync-wave: {{ . | quote }}
+{{- end }}
+
+{{/*
+On custom resources (cert-manager, Prometheus operator): their CRDs may arrive in the same
+Argo CD sync (an app-of-apps installing cert-manager too), so skip the dry-run that would
+fail on the missing kind; Argo CD then applies them after the CRDs.
+*/}}
+{{- define "approvalgate.customResourceAnnotations" -}}
+{{ include "approvalgate.syncWave" . }}
+argocd.argoproj.io/sync-options: SkipDryRunOnMissingResource=true
+{{- end }}
+
+{{/* The webhook's command line: keep it equal to the Dockerfile's CMD (tested). */}}
+{{- define "approvalgate.args" -}}
+- webhook
+- serve
+- --bundle
+- /etc/approvalgate/bundle/bundle.json
+- --tls-cert
+- /etc/approvalgate/tls/tls.crt
+- --tls-key
+- /etc/approvalgate/tls/tls.key
+- --port
+- {{ .Values.webhook.port | int | quote }}
+- --metrics-port
+- {{ ternary (int .Values.metrics.port) 0 .Values.metrics.enabled | quote }}
+- --workers
+- {{ .Values.workers | int | quote }}
+- --log-level
+- {{ .Values.logLevel }}
+{{- end }}
+
+{{/* Pod affinity: .Values.affinity as given, else the anti-affinity podAntiAffinity asks for. */}}
+{{- define "approvalgate.affinity" -}}
+{{- if .Values.affinity }}
+{{- toYaml .Values.affinity }}
+{{- else if eq .Values.podAntiAffinity "hard" }}
+podAntiAffinity:
+  requiredDuringSchedulingIgnoredDuringExecution:
+    - topologyKey: kubernetes.io/hostname
+      labelSelector:
+        matchLabels:
+          {{- include "approvalgate.selectorLabels" . | nindent 10 }}
+{{- else if eq .Values.podAntiAffinity "soft" }}
+podAntiAffinity:
+  preferredDuringSchedulingIgnoredDuringExecution:
+    - weight: 100
+      podAffinityTerm:
+        topologyKey: kubernetes.io/hostname
+        labelSelector:
+          matchLabels:
+            {{- include "approvalgate.selectorLabels" . | nindent 12 }}
+{{- end }}
+{{- end }}
+
+{{/*
+Impossible values fail the render early, with what to do. Included by deployment.yaml.
+*/}}
+{{- define "approvalgate.validate" -}}
+{{- $pdb := .Values.podDisruptionBudget }}
+{{- if and $pdb.enabled (lt (int .Values.replicaCount) 2) }}
+{{- fail (printf "ERROR: podDisruptionBudget.enabled needs replicaCount >= 2 (got %d): with one replica a PodDisruptionBudget with minAvailable 1 blocks every node drain. Raise replicaCount or set podDisruptionBudget.enabled=false." (int .Values.replicaCount)) }}
+{{- end }}
+{{- if and $pdb.enabled (ge (int $pdb.minAvailable) (int .Values.replicaCount)) }}
+{{- fail (printf "ERROR: podDisruptionBudget.minAvailable (%d) must be below replicaCount (%d), or no pod may ever be evicted." (int $pdb.minAvailable) (int .Values.replicaCount)) }}
+{{- end }}
+{{- if eq .Values.tls.mode "existingSecret" }}
+{{- if not .Values.tls.existingSecret.name }}
+{{- fail "ERROR: tls.mode=existingSecret needs tls.existingSecret.name: a kubernetes.io/tls Secret in the release namespace." }}
+{{- end }}
+{{- if not (contains "-----BEGIN CERTIFICATE-----" (b64dec .Values.tls.existingSecret.caBundle)) }}
+{{- fail "ERROR: tls.mode=existingSecret needs tls.existingSecret.caBundle: the base64-encoded PEM of the CA that signed the Secret's certificate (e.g. `base64 -w0 ca.crt`)." }}
+{{- end }}
+{{- else if .Values.tls.existingSecret.name }}
+{{- fail "ERROR: tls.existingSecret.name is set but tls.mode is certManager: set tls.mode=existingSecret to use it." }}
+{{- end }}
+{{- if and .Values.metrics.serviceMonitor.enabled (not .Values.metrics.enabled) }}
+{{- fail "ERROR: metrics.serviceMonitor.enabled needs metrics.enabled=true: there is nothing to scrape." }}
+{{- end }}
+{{- if eq (int .Values.metrics.port) (int .Values.webhook.port) }}
+{{- fail "ERROR: metrics.port and webhook.port must differ." }}
+{{- end }}
+{{- end }}

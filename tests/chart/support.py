@@ -1,0 +1,297 @@
+"""What the chart tests share: the real helm (and kubectl), rendering, strict validation.
+
+Binaries come from tools/testbin.py (built from pinned Go modules when missing). Without them
+a test is skipped with the reason, or fails when APPROVALGATE_REQUIRE_E2E=1 (CI).
+"""
+
+from __future__ import annotations
+
+import atexit
+import copy
+import functools
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+import yaml
+
+from tests.support.paths import ROOT, SHARED
+
+__all__ = [
+    "CHART",
+    "CI_VALUES",
+    "ENVIRONMENTS",
+    "EXAMPLE_REPO",
+    "NAMESPACE",
+    "RELEASE",
+    "RENDERS",
+    "ROOT",
+    "SHARED",
+    "HelmError",
+    "by_kind",
+    "documents",
+    "example_values",
+    "one",
+    "pinned_binary",
+    "render",
+    "run_helm",
+    "strict_errors",
+    "template",
+]
+
+CHART = ROOT / "charts" / "approvalgate"
+CI_VALUES = sorted((CHART / "ci").glob("*-values.yaml"))
+EXAMPLE_REPO = ROOT / "examples" / "gitops-repo"
+ENVIRONMENTS = sorted(p.name for p in (EXAMPLE_REPO / "rendered").iterdir() if p.is_dir())
+SCHEMAS = Path(__file__).resolve().parent / "schemas"
+RELEASE = "approvalgate"
+NAMESPACE = "approvalgate-system"
+
+
+def example_values(env: str) -> Path:
+    return EXAMPLE_REPO / "rendered" / env / "approvalgate-values.yaml"
+
+
+#: id -> (values files, --set items): every template branch the tests know of
+RENDERS: dict[str, tuple[tuple[Path, ...], tuple[str, ...]]] = {
+    **{path.stem: ((path,), ()) for path in CI_VALUES},
+    **{f"{env}-example": ((example_values(env),), ()) for env in ENVIRONMENTS},
+    "ha-prod": ((CHART / "ci" / "ha-values.yaml", example_values("prod")), ()),
+    "own-issuer": ((), ("tls.certManager.issuerRef.name=corp-ca",)),
+    "no-metrics-no-dns": ((), ("metrics.enabled=false", "networkPolicy.dns.enabled=false")),
+    "no-pdb-one-replica": ((), ("replicaCount=1", "podDisruptionBudget.enabled=false")),
+    "extras": (
+        (),
+        (
+            "podAntiAffinity=none",
+            "serviceAccount.create=false",
+            "networkPolicy.enabled=false",
+            "image.digest=sha256:" + "a" * 64,
+            "imagePullSecrets[0].name=registry",
+            "podAnnotations.a=b",
+            "podLabels.team=platform",
+            "nodeSelector.kubernetes\\.io/os=linux",
+            "tolerations[0].operator=Exists",
+            "networkPolicy.extraEgress[0].ports[0].port=443",
+        ),
+    ),
+}
+
+
+# --- binaries ---------------------------------------------------------------------------
+
+
+def pinned_binary(tool: str, binary: str) -> Path:
+    """A pinned binary from tools/testbin.py; skip (or fail when required) without it."""
+    required = os.environ.get("APPROVALGATE_REQUIRE_E2E") == "1"
+    script = ROOT / "tools" / "testbin.py"
+    reason = f"{script} does not exist"
+    if script.exists():
+        result = subprocess.run(
+            [sys.executable, str(script), "--print-dir", tool],
+            capture_output=True,
+            text=True,
+            timeout=3600,
+            check=False,
+        )
+        lines = result.stdout.strip().splitlines()
+        path = Path(lines[-1] if lines else ".") / binary
+        if result.returncode == 0 and path.exists():
+            return path
+        reason = f"testbin.py failed: {result.stderr.strip()[-2000:]}"
+    if required:
+        pytest.fail(f"{binary} is required (APPROVALGATE_REQUIRE_E2E=1): {reason}")
+    pytest.skip(f"no {binary}: {reason}")
+
+
+# --- rendering --------------------------------------------------------------------------
+
+
+class HelmError(Exception):
+    def __init__(self, command: Sequence[str], result: subprocess.CompletedProcess[str]) -> None:
+        super().__init__(f"`{' '.join(command)}` exited {result.returncode}: {result.stderr}")
+        self.stderr = result.stderr
+
+
+@functools.cache
+def _helm_env() -> dict[str, str]:
+    """No user helm configuration, repositories or plugins leak into a test."""
+    home = Path(tempfile.mkdtemp(prefix="approvalgate-helm-"))
+    atexit.register(shutil.rmtree, home, True)
+    return {
+        **os.environ,
+        "HELM_CACHE_HOME": str(home / "cache"),
+        "HELM_CONFIG_HOME": str(home / "config"),
+        "HELM_DATA_HOME": str(home / "data"),
+    }
+
+
+def run_helm(helm: Path, *args: str) -> str:
+    command = [str(helm), *args]
+    result = subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env=_helm_env(),
+        cwd=ROOT,
+    )
+    if result.returncode != 0:
+        raise HelmError(command, result)
+    return result.stdout
+
+
+@functools.cache
+def _template(helm: Path, args: tuple[str, ...]) -> str:
+    return run_helm(helm, "template", *args)
+
+
+def template(
+    helm: Path,
+    *values: Path | str,
+    sets: Sequence[str] = (),
+    release: str = RELEASE,
+    namespace: str = NAMESPACE,
+    chart: Path = CHART,
+) -> str:
+    """`helm template` output (cached per argument list)."""
+    args = [release, str(chart), "--namespace", namespace]
+    for path in values:
+        args += ["-f", str(path)]
+    for item in sets:
+        args += ["--set", item]
+    return _template(helm, tuple(args))
+
+
+def documents(text: str) -> list[dict[str, Any]]:
+    return [doc for doc in yaml.safe_load_all(text) if doc is not None]
+
+
+def render(helm: Path, *values: Path | str, **kwargs: Any) -> list[dict[str, Any]]:
+    return copy.deepcopy(documents(template(helm, *values, **kwargs)))
+
+
+def by_kind(objects: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [obj for obj in objects if obj["kind"] == kind]
+
+
+def one(objects: list[dict[str, Any]], kind: str) -> dict[str, Any]:
+    found = by_kind(objects, kind)
+    assert len(found) == 1, f"expected one {kind}, got {len(found)}"
+    return found[0]
+
+
+# --- strict schemas ---------------------------------------------------------------------
+
+
+def _strict(node: Any) -> Any:
+    """A CRD's structural schema as strict JSON Schema: unknown fields are errors."""
+    if isinstance(node, list):
+        return [_strict(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    out = {
+        key: (
+            {name: _strict(sub) for name, sub in value.items()}
+            if key == "properties"
+            else _strict(value)
+        )
+        for key, value in node.items()
+        if key != "description"
+    }
+    if out.pop("x-kubernetes-int-or-string", False):
+        out.pop("type", None)
+        out.setdefault("anyOf", [{"type": "integer"}, {"type": "string"}])
+    if out.pop("nullable", False) and "type" in out:
+        out["type"] = [out["type"], "null"]
+    preserve = out.pop("x-kubernetes-preserve-unknown-fields", False)
+    if "properties" in out and "additionalProperties" not in out and not preserve:
+        out["additionalProperties"] = False
+    return out
+
+
+@functools.cache
+def _object_meta() -> dict[str, Any]:
+    """ObjectMeta, strict, from the kube-apiserver-derived ConfigMap schema."""
+    schema = json.loads((SCHEMAS / "configmap-v1.json").read_text(encoding="utf-8"))
+    definitions: dict[str, Any] = schema["definitions"]
+    return definitions
+
+
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # the Argo CD CRDs are megabytes
+
+
+@functools.cache
+def _crd_schema(api_version: str, kind: str) -> dict[str, Any] | None:
+    """The strict schema of a kind served by one of the shared CRDs, or None."""
+    group, _, version = api_version.rpartition("/")
+    for path in sorted((SHARED / "crds").glob("*/*.yaml")):
+        text = path.read_text(encoding="utf-8")
+        if f"group: {group}\n" not in text or f"kind: {kind}\n" not in text:
+            continue
+        for crd in yaml.load_all(text, Loader=_LOADER):
+            if not crd or crd.get("kind") != "CustomResourceDefinition":
+                continue
+            spec = crd["spec"]
+            if (spec["group"], spec["names"]["kind"]) != (group, kind):
+                continue
+            for served in spec["versions"]:
+                if served["name"] == version and served.get("served"):
+                    return _strict_crd(served["schema"]["openAPIV3Schema"], api_version, kind)
+    return None
+
+
+def _strict_crd(openapi: dict[str, Any], api_version: str, kind: str) -> dict[str, Any]:
+    schema: dict[str, Any] = _strict(openapi)
+    props = schema.setdefault("properties", {})
+    props["apiVersion"] = {"type": "string", "enum": [api_version]}
+    props["kind"] = {"type": "string", "enum": [kind]}
+    props["metadata"] = {"$ref": "#/definitions/io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"}
+    props.pop("status", None)
+    schema["additionalProperties"] = False
+    schema["required"] = sorted({*schema.get("required", []), "apiVersion", "kind", "metadata"})
+    schema["definitions"] = _object_meta()
+    schema["$schema"] = "http://json-schema.org/draft-07/schema#"
+    return schema
+
+
+@functools.cache
+def _core(api_version: str, kind: str) -> dict[str, Any] | None:
+    from tests.chart.schemas.generate import file_name
+
+    path = SCHEMAS / file_name(api_version, kind)
+    if not path.exists():
+        return None
+    schema: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    return schema
+
+
+@functools.cache
+def validator(api_version: str, kind: str) -> jsonschema.Draft7Validator | None:
+    schema = _core(api_version, kind)
+    if schema is not None:
+        jsonschema.Draft7Validator.check_schema(schema)
+    else:
+        schema = _crd_schema(api_version, kind)  # structural already: the API server checked it
+    return None if schema is None else jsonschema.Draft7Validator(schema)
+
+
+def strict_errors(obj: dict[str, Any]) -> list[str]:
+    """Every reason `obj` is not a valid object of its kind; a kind with no schema is one."""
+    name = f"{obj.get('kind')}/{obj.get('metadata', {}).get('name')}"
+    check = validator(str(obj.get("apiVersion")), str(obj.get("kind")))
+    if check is None:
+        return [f"{name}: no schema for {obj.get('apiVersion')} {obj.get('kind')}"]
+    return sorted(
+        f"{name}: {'/'.join(map(str, error.absolute_path)) or '(root)'}: {error.message}"
+        for error in check.iter_errors(obj)
+    )

@@ -1,0 +1,203 @@
+"""argocd/: valid against the Argo CD v3.5 CRDs (strict), and everything it names exists here."""
+
+from __future__ import annotations
+
+import copy
+import fnmatch
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.chart.argocd_apps import (
+    APP,
+    APPSET,
+    ARGOCD,
+    MANIFESTS,
+    PLACEHOLDER,
+    generated_applications,
+    repo_path,
+)
+from tests.chart.support import (
+    CHART,
+    ENVIRONMENTS,
+    EXAMPLE_REPO,
+    ROOT,
+    documents,
+    one,
+    render,
+    strict_errors,
+)
+
+DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+
+
+def sync_wave(obj: dict[str, Any]) -> int:
+    return int(obj["metadata"].get("annotations", {}).get("argocd.argoproj.io/sync-wave", "0"))
+
+
+@pytest.mark.parametrize("name", MANIFESTS)
+def test_manifests_validate_strictly_against_the_argo_cd_crds(name: str) -> None:
+    assert strict_errors(MANIFESTS[name]) == []
+
+
+def test_the_argo_cd_validation_is_strict() -> None:
+    typo = copy.deepcopy(APP)
+    typo["spec"]["sources"][0]["helm"]["valueFile"] = []
+    misplaced = copy.deepcopy(APPSET)
+    misplaced["spec"]["template"]["spec"]["syncPolicy"]["syncOption"] = []
+    options = copy.deepcopy(APPSET)
+    options["spec"]["goTemplateOptions"] = "missingkey=error"
+    assert all(strict_errors(obj) for obj in (typo, misplaced, options))
+
+
+def test_every_repo_url_is_the_documented_placeholder() -> None:
+    urls = re.findall(r"repoURL:\s*(\S+)", "".join(p.read_text() for p in ARGOCD.glob("*.yaml")))
+    assert urls and set(urls) == {PLACEHOLDER}
+    assert PLACEHOLDER in (ROOT / "docs" / "deploy.md").read_text(encoding="utf-8")
+
+
+# --- the chart Application ----------------------------------------------------------------
+
+
+def test_chart_application_is_multi_source_with_values_ref() -> None:
+    chart_source, values_source = APP["spec"]["sources"]
+    assert values_source == {"repoURL": PLACEHOLDER, "targetRevision": "main", "ref": "values"}
+    assert "chart" not in chart_source and "ref" not in chart_source
+    chart_dir = repo_path(chart_source["path"])
+    assert (chart_dir / "Chart.yaml").is_file()
+    assert yaml.safe_load((chart_dir / "Chart.yaml").read_text())["name"] == "approvalgate"
+    (value_file,) = chart_source["helm"]["valueFiles"]
+    assert value_file == "$values/examples/gitops-repo/rendered/prod/approvalgate-values.yaml"
+    assert repo_path(value_file.removeprefix("$values/")).is_file()
+
+
+@pytest.mark.helm
+def test_chart_application_renders_and_ignores_the_injected_ca_bundle(helm: Path) -> None:
+    chart_source = APP["spec"]["sources"][0]
+    values = repo_path(chart_source["helm"]["valueFiles"][0].removeprefix("$values/"))
+    objects = render(
+        helm,
+        values,
+        release=chart_source["helm"]["releaseName"],
+        namespace=APP["spec"]["destination"]["namespace"],
+        chart=repo_path(chart_source["path"]),
+    )
+    vwc = one(objects, "ValidatingWebhookConfiguration")
+    (ignored,) = APP["spec"]["ignoreDifferences"]
+    assert (ignored["group"], ignored["kind"]) == (
+        vwc["apiVersion"].split("/")[0],
+        vwc["kind"],
+    )
+    assert ignored.get("name", vwc["metadata"]["name"]) == vwc["metadata"]["name"]
+    assert ignored["jqPathExpressions"] == [".webhooks[]?.clientConfig.caBundle"]
+    options = APP["spec"]["syncPolicy"]["syncOptions"]
+    assert {"ServerSideApply=true", "RespectIgnoreDifferences=true"} <= set(options)
+
+
+@pytest.mark.helm
+def test_sync_waves_put_the_webhook_configuration_last(helm: Path) -> None:
+    objects = render(helm)
+    waves = {(o["kind"], o["metadata"]["name"]): sync_wave(o) for o in objects}
+    webhook = waves.pop(("ValidatingWebhookConfiguration", "approvalgate"))
+    certificates = [w for (kind, _), w in waves.items() if kind in ("Certificate", "Issuer")]
+    assert certificates and max(certificates) < waves[("Deployment", "approvalgate")] < webhook
+    assert max(waves.values()) < webhook
+
+
+@pytest.mark.helm
+def test_custom_resources_tolerate_crds_arriving_in_the_same_sync(helm: Path) -> None:
+    objects = render(helm, CHART / "ci" / "ha-values.yaml")
+    custom = [o for o in objects if o["kind"] in ("Certificate", "Issuer", "ServiceMonitor")]
+    assert len(custom) == 5
+    for obj in custom:
+        options = obj["metadata"]["annotations"]["argocd.argoproj.io/sync-options"]
+        assert options == "SkipDryRunOnMissingResource=true", obj["metadata"]["name"]
+    core = [o for o in objects if o not in custom]
+    assert all(
+        "argocd.argoproj.io/sync-options" not in o["metadata"].get("annotations", {}) for o in core
+    )
+
+
+def test_the_applications_are_ordered_for_an_app_of_apps() -> None:
+    assert sync_wave(APP) < sync_wave(APPSET["spec"]["template"])
+
+
+# --- the ApplicationSet over rendered/<env> -------------------------------------------------
+
+
+def test_the_application_set_uses_go_templates_strictly() -> None:
+    spec = APPSET["spec"]
+    assert spec["goTemplate"] is True
+    assert spec["goTemplateOptions"] == ["missingkey=error"]
+    (generator,) = spec["generators"]
+    assert generator["git"]["repoURL"] == PLACEHOLDER
+    assert generator["git"]["revision"] == APP["spec"]["sources"][0]["targetRevision"]
+
+
+def test_the_generator_finds_every_environment() -> None:
+    assert sorted(generated_applications()) == ENVIRONMENTS
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_each_generated_application_is_valid(env: str) -> None:
+    app = generated_applications()[env]
+    assert strict_errors(app) == []
+    assert DNS_LABEL.match(app["metadata"]["name"]) and len(app["metadata"]["name"]) <= 63
+    source = app["spec"]["source"]
+    assert source["repoURL"] == PLACEHOLDER
+    folder = repo_path(source["path"])
+    assert folder == EXAMPLE_REPO / "rendered" / env
+    kustomization = yaml.safe_load((folder / "kustomization.yaml").read_text())
+    listed = kustomization["resources"]
+    assert listed and all((folder / item).is_file() for item in listed)
+    assert not {"approvalgate-values.yaml", "agents-values.yaml", "bundle.json"} & set(listed)
+    assert app["spec"]["destination"]["name"] == env
+    options = set(app["spec"]["syncPolicy"]["syncOptions"])
+    assert {
+        "ServerSideApply=true",
+        "RespectIgnoreDifferences=true",
+        "SkipDryRunOnMissingResource=true",
+    } <= options
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_kustomize_patch_orders_agentruns_after_their_policies(
+    kubectl: Path, tmp_path: Path, env: str
+) -> None:
+    """What Argo CD builds: the env's kustomization plus the ApplicationSet's patches."""
+    source = generated_applications()[env]["spec"]["source"]
+    folder = tmp_path / env
+    shutil.copytree(repo_path(source["path"]), folder)
+    kustomization = yaml.safe_load((folder / "kustomization.yaml").read_text())
+    kustomization["patches"] = copy.deepcopy(source["kustomize"]["patches"])
+    (folder / "kustomization.yaml").write_text(yaml.safe_dump(kustomization))
+    built = subprocess.run(
+        [str(kubectl), "kustomize", str(folder)], capture_output=True, text=True, check=True
+    ).stdout
+    originals = {
+        (d["kind"], d["metadata"]["name"]): d
+        for item in yaml.safe_load((repo_path(source["path"]) / "kustomization.yaml").read_text())[
+            "resources"
+        ]
+        for d in documents((repo_path(source["path"]) / item).read_text())
+    }
+    objects = documents(built)
+    assert {(o["kind"], o["metadata"]["name"]) for o in objects} == set(originals)
+    for obj in objects:
+        original = originals[(obj["kind"], obj["metadata"]["name"])]
+        annotations = dict(obj["metadata"].get("annotations", {}))
+        wave = annotations.pop("argocd.argoproj.io/sync-wave", None)
+        assert wave == ("1" if obj["kind"] == "AgentRun" else None)
+        # only the wave changed: the spec and the approvals stay exactly as signed
+        assert annotations == original["metadata"].get("annotations", {})
+        assert obj.get("spec") == original.get("spec")
+
+
+def test_no_stray_files_in_argocd() -> None:
+    assert sorted(p.name for p in ARGOCD.iterdir()) == sorted(MANIFESTS)
+    assert all(fnmatch.fnmatch(name, "approvalgate*.yaml") for name in MANIFESTS)

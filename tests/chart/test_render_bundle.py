@@ -1,0 +1,138 @@
+"""The compiled bundle reaches the webhook byte for byte; NOTES.txt warns when it is missing."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.chart.support import (
+    CHART,
+    ENVIRONMENTS,
+    EXAMPLE_REPO,
+    NAMESPACE,
+    documents,
+    example_values,
+    one,
+    render,
+    run_helm,
+)
+
+pytestmark = pytest.mark.helm
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_compiled_values_plug_in_unchanged(helm: Path, env: str) -> None:
+    objects = render(helm, example_values(env))
+    config = one(objects, "ConfigMap")
+    bundle = (EXAMPLE_REPO / "rendered" / env / "bundle.json").read_bytes()
+    assert config["data"]["bundle.json"].encode() == bundle
+    generation = yaml.safe_load(example_values(env).read_text())["policyBundle"]["generation"]
+    assert config["metadata"]["annotations"] == {
+        "approvals.proompteng.ai/bundle-generation": generation
+    }
+    volumes = one(objects, "Deployment")["spec"]["template"]["spec"]["volumes"]
+    bundle_volume = next(v for v in volumes if v["name"] == "bundle")
+    assert bundle_volume["configMap"]["name"] == config["metadata"]["name"]
+    # hot reload by default: a new bundle does not touch the pod template
+    template = one(objects, "Deployment")["spec"]["template"]
+    assert "annotations" not in template["metadata"]
+
+
+TRICKY = {
+    "no final newline": '{"a": 1}',
+    "blank lines at the end": "{}\n\n\n",
+    "leading spaces": '   {\n\t"a": 1\n}\n',
+    "crlf": '{\r\n  "a": 1\r\n}\r\n',
+    "unicode": '{"name": "Zoë ✓ 😀 \u2028 <>&"}\n',
+    "template syntax": '{"x": "{{ .Values.image }}"}\n',
+    "yaml lookalikes": "a: b\n- c\n# not a comment\n--- \n...\n",
+    "quotes and backslashes": '{"q": "\\"\'\\\\n"}\n',
+}
+
+
+@pytest.mark.parametrize("content", TRICKY.values(), ids=TRICKY.keys())
+def test_bundle_text_is_never_reserialised(helm: Path, tmp_path: Path, content: str) -> None:
+    values = tmp_path / "values.yaml"
+    values.write_text(yaml.safe_dump({"policyBundle": {"content": content}}), encoding="utf-8")
+    assert one(render(helm, values), "ConfigMap")["data"]["bundle.json"] == content
+
+
+def test_rollout_on_change_puts_the_generation_on_the_pods(helm: Path) -> None:
+    objects = render(helm, example_values("prod"), sets=["policyBundle.rolloutOnChange=true"])
+    template = one(objects, "Deployment")["spec"]["template"]
+    config = one(objects, "ConfigMap")
+    assert template["metadata"]["annotations"] == config["metadata"]["annotations"]
+
+
+def test_without_a_bundle_it_still_renders(helm: Path) -> None:
+    config = one(render(helm), "ConfigMap")
+    assert config["data"] == {"bundle.json": ""}
+    assert "annotations" not in config["metadata"]
+
+
+# --- NOTES.txt --------------------------------------------------------------------------
+# `helm template` does not print NOTES.txt and `helm install --dry-run` needs a cluster, so a
+# copy of the chart renders it through `tpl` in an extra template.
+
+
+@pytest.fixture(scope="module")
+def notes_chart(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    chart = tmp_path_factory.mktemp("notes") / "approvalgate"
+    shutil.copytree(CHART, chart)
+    shutil.copy(CHART / "templates" / "NOTES.txt", chart / "notes-under-test.txt")
+    (chart / "templates" / "notes-under-test.yaml").write_text(
+        'notes: {{ tpl (.Files.Get "notes-under-test.txt") . | toJson }}\n', encoding="utf-8"
+    )
+    return chart
+
+
+def notes(helm: Path, chart: Path, *args: str) -> str:
+    output = run_helm(
+        helm,
+        "template",
+        "approvalgate",
+        str(chart),
+        "-n",
+        NAMESPACE,
+        "-s",
+        "templates/notes-under-test.yaml",
+        *args,
+    )
+    (document,) = documents(output)
+    text: str = document["notes"]
+    return text
+
+
+def test_notes_warn_first_without_a_bundle(helm: Path, notes_chart: Path) -> None:
+    text = notes(helm, notes_chart)
+    assert text.lstrip().startswith("WARNING: no policy bundle")
+    assert "every AgentRun CREATE/UPDATE it is asked about is\n  DENIED (fail closed)" in text
+    assert text.index("WARNING") < text.index("Next steps:")
+
+
+def test_notes_with_the_compiled_values(helm: Path, notes_chart: Path) -> None:
+    text = notes(helm, notes_chart, "-f", str(example_values("prod")))
+    assert "WARNING" not in text
+    assert text.lstrip().startswith("NOTE: the webhook port accepts connections from any source")
+    assert "kubectl -n approvalgate-system rollout status deployment/approvalgate" in text
+    assert "kubectl -n approvalgate-system get certificate approvalgate-tls" in text
+    assert "every namespace except\nkube-system, approvalgate-system;" in text
+
+
+def test_notes_for_opt_in_and_existing_secret(helm: Path, notes_chart: Path) -> None:
+    text = notes(
+        helm,
+        notes_chart,
+        "-f",
+        str(example_values("prod")),
+        "-f",
+        str(CHART / "ci" / "existing-secret-values.yaml"),
+        "--set",
+        "webhook.optInNamespaces=true",
+    )
+    assert text.lstrip().startswith("WARNING: opt-in mode")
+    assert "kubectl -n approvalgate-system get secret approvalgate-serving-tls" in text
+    assert "get certificate" not in text

@@ -1,0 +1,85 @@
+"""Impossible values fail the render with a message that says what to do (exact text)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.chart.support import HelmError, template
+
+pytestmark = pytest.mark.helm
+
+FAILURES: dict[str, tuple[list[str], str]] = {
+    "one replica with a PDB": (
+        ["replicaCount=1"],
+        "ERROR: podDisruptionBudget.enabled needs replicaCount >= 2 (got 1): with one replica a "
+        "PodDisruptionBudget with minAvailable 1 blocks every node drain. Raise replicaCount or "
+        "set podDisruptionBudget.enabled=false.",
+    ),
+    "PDB keeps every pod": (
+        ["replicaCount=3", "podDisruptionBudget.minAvailable=3"],
+        "ERROR: podDisruptionBudget.minAvailable (3) must be below replicaCount (3), or no pod "
+        "may ever be evicted.",
+    ),
+    "existing secret without a name": (
+        ["tls.mode=existingSecret"],
+        "ERROR: tls.mode=existingSecret needs tls.existingSecret.name: a kubernetes.io/tls "
+        "Secret in the release namespace.",
+    ),
+    "existing secret without a CA": (
+        ["tls.mode=existingSecret", "tls.existingSecret.name=mine"],
+        "ERROR: tls.mode=existingSecret needs tls.existingSecret.caBundle: the base64-encoded "
+        "PEM of the CA that signed the Secret's certificate (e.g. `base64 -w0 ca.crt`).",
+    ),
+    "existing secret with a CA that is no certificate": (
+        [
+            "tls.mode=existingSecret",
+            "tls.existingSecret.name=mine",
+            "tls.existingSecret.caBundle=aGVsbG8=",
+        ],
+        "ERROR: tls.mode=existingSecret needs tls.existingSecret.caBundle",
+    ),
+    "a secret name in certManager mode": (
+        ["tls.existingSecret.name=mine"],
+        "ERROR: tls.existingSecret.name is set but tls.mode is certManager: set "
+        "tls.mode=existingSecret to use it.",
+    ),
+    "a ServiceMonitor without metrics": (
+        ["metrics.enabled=false", "metrics.serviceMonitor.enabled=true"],
+        "ERROR: metrics.serviceMonitor.enabled needs metrics.enabled=true: there is nothing to "
+        "scrape.",
+    ),
+    "one port for both": (
+        ["metrics.port=8443"],
+        "ERROR: metrics.port and webhook.port must differ.",
+    ),
+    "an issuerRef without a name": (
+        ["tls.certManager.issuerRef.kind=ClusterIssuer"],
+        "tls.certManager.issuerRef.name is required when tls.certManager.issuerRef is set",
+    ),
+}
+
+SCHEMA_REJECTS: dict[str, str] = {
+    "an unknown top-level key": "replicas=3",
+    "an unknown nested key": "policyBundle.checksum=abc",
+    "a timeout above 30 s": "webhook.timeoutSeconds=31",
+    "a string where an integer goes": "replicaCount=two",
+    "an unknown TLS mode": "tls.mode=selfSigned",
+    "a generation that is no hash": "policyBundle.generation=latest",
+    "an anti-affinity that does not exist": "podAntiAffinity=always",
+}
+
+
+@pytest.mark.parametrize(("sets", "message"), FAILURES.values(), ids=FAILURES.keys())
+def test_impossible_values_fail_with_advice(helm: Path, sets: list[str], message: str) -> None:
+    with pytest.raises(HelmError) as caught:
+        template(helm, sets=sets)
+    assert message in caught.value.stderr
+
+
+@pytest.mark.parametrize("item", SCHEMA_REJECTS.values(), ids=SCHEMA_REJECTS.keys())
+def test_the_schema_rejects(helm: Path, item: str) -> None:
+    with pytest.raises(HelmError) as caught:
+        template(helm, sets=[item])
+    assert "values don't meet the specifications of the schema" in caught.value.stderr

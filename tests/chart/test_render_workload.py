@@ -1,0 +1,185 @@
+"""Deployment, Service, PDB, ServiceAccount, NetworkPolicy, ServiceMonitor and names."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.chart.support import CHART, CI_VALUES, by_kind, one, render
+
+pytestmark = pytest.mark.helm
+
+HA = CHART / "ci" / "ha-values.yaml"
+SELECTOR = {
+    "app.kubernetes.io/name": "approvalgate",
+    "app.kubernetes.io/instance": "approvalgate",
+    "app.kubernetes.io/component": "webhook",
+}
+
+
+def pod_spec(objects: list[dict[str, Any]]) -> dict[str, Any]:
+    spec: dict[str, Any] = one(objects, "Deployment")["spec"]["template"]["spec"]
+    return spec
+
+
+def test_two_replicas_spread_over_nodes(helm: Path) -> None:
+    objects = render(helm)
+    deployment = one(objects, "Deployment")
+    assert deployment["spec"]["replicas"] == 2
+    assert deployment["spec"]["strategy"]["rollingUpdate"] == {"maxSurge": 1, "maxUnavailable": 0}
+    anti = pod_spec(objects)["affinity"]["podAntiAffinity"]
+    (term,) = anti["preferredDuringSchedulingIgnoredDuringExecution"]
+    assert term["podAffinityTerm"]["topologyKey"] == "kubernetes.io/hostname"
+    assert term["podAffinityTerm"]["labelSelector"]["matchLabels"] == SELECTOR
+
+
+def test_restricted_pod_security(helm: Path) -> None:
+    spec = pod_spec(render(helm))
+    assert spec["securityContext"]["runAsNonRoot"] is True
+    assert spec["securityContext"]["runAsUser"] == 65532
+    assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    (container,) = spec["containers"]
+    assert container["securityContext"] == {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "runAsNonRoot": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
+    assert spec["automountServiceAccountToken"] is False
+    assert not any(key.startswith("host") for key in spec)  # hostNetwork, hostPID, ...
+    writable = [m for m in container["volumeMounts"] if not m.get("readOnly")]
+    assert writable == [{"name": "tmp", "mountPath": "/tmp"}]
+    tmp = next(v for v in spec["volumes"] if v["name"] == "tmp")
+    assert tmp["emptyDir"]["medium"] == "Memory"
+
+
+def test_probes_and_resources(helm: Path) -> None:
+    (container,) = pod_spec(render(helm))["containers"]
+    for probe, path in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")):
+        assert container[probe]["httpGet"] == {"path": path, "port": "https", "scheme": "HTTPS"}
+    assert container["startupProbe"]["httpGet"]["scheme"] == "HTTPS"
+    assert container["resources"]["requests"] == {"cpu": "100m", "memory": "128Mi"}
+    assert container["resources"]["limits"]["memory"] == "256Mi"
+
+
+def test_args_point_at_the_mounted_files(helm: Path) -> None:
+    (container,) = pod_spec(render(helm))["containers"]
+    args = container["args"]
+    assert args[:2] == ["webhook", "serve"]
+    flags = dict(zip(args[2::2], args[3::2], strict=True))
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    assert flags["--bundle"] == f"{mounts['bundle']}/bundle.json"
+    assert flags["--tls-cert"] == f"{mounts['tls']}/tls.crt"
+    assert flags["--tls-key"] == f"{mounts['tls']}/tls.key"
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert flags["--port"] == str(ports["https"]) == "8443"
+    assert flags["--metrics-port"] == str(ports["metrics"]) == "9090"
+    assert {"name": "HOME", "value": "/tmp"} in container["env"]  # crash log, caches
+
+
+def test_metrics_can_be_turned_off(helm: Path) -> None:
+    objects = render(helm, sets=["metrics.enabled=false"])
+    (container,) = pod_spec(objects)["containers"]
+    assert container["args"][container["args"].index("--metrics-port") + 1] == "0"
+    assert [p["name"] for p in container["ports"]] == ["https"]
+    assert [p["name"] for p in one(objects, "Service")["spec"]["ports"]] == ["https"]
+    assert len(one(objects, "NetworkPolicy")["spec"]["ingress"]) == 1
+
+
+def test_pdb_keeps_one_pod(helm: Path) -> None:
+    pdb = one(render(helm), "PodDisruptionBudget")
+    assert pdb["spec"] == {"minAvailable": 1, "selector": {"matchLabels": SELECTOR}}
+
+
+def test_service_account_has_no_token_and_no_rbac(helm: Path) -> None:
+    for values in CI_VALUES:
+        objects = render(helm, values)
+        account = one(objects, "ServiceAccount")
+        assert account["automountServiceAccountToken"] is False
+        assert pod_spec(objects)["serviceAccountName"] == account["metadata"]["name"]
+        kinds = {obj["kind"] for obj in objects}
+        assert not kinds & {"Role", "ClusterRole", "RoleBinding", "ClusterRoleBinding"}
+
+
+def test_network_policy_defaults(helm: Path) -> None:
+    policy = one(render(helm), "NetworkPolicy")["spec"]
+    assert policy["podSelector"] == {"matchLabels": SELECTOR}
+    assert policy["policyTypes"] == ["Ingress", "Egress"]
+    webhook_rule, metrics_rule = policy["ingress"]
+    # the API server's source address is not selectable in general: any source, this port only
+    assert webhook_rule == {"ports": [{"port": 8443, "protocol": "TCP"}]}
+    assert metrics_rule == {
+        "ports": [{"port": 9090, "protocol": "TCP"}],
+        "from": [
+            {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
+        ],
+    }
+    dns_ports = [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}]
+    assert policy["egress"] == [
+        {
+            "to": [  # one peer: namespace AND pod selector
+                {
+                    "namespaceSelector": {
+                        "matchLabels": {"kubernetes.io/metadata.name": "kube-system"}
+                    },
+                    "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}},
+                }
+            ],
+            "ports": dns_ports,
+        },
+        {"to": [{"ipBlock": {"cidr": "169.254.20.10/32"}}], "ports": dns_ports},
+    ]
+
+
+def test_network_policy_without_dns_denies_all_egress(helm: Path) -> None:
+    policy = one(render(helm, sets=["networkPolicy.dns.enabled=false"]), "NetworkPolicy")
+    assert policy["spec"]["policyTypes"] == ["Ingress", "Egress"]
+    assert policy["spec"]["egress"] == []
+
+
+def test_ha_values(helm: Path) -> None:
+    objects = render(helm, HA)
+    assert one(objects, "Deployment")["spec"]["replicas"] == 3
+    spec = pod_spec(objects)
+    (required,) = spec["affinity"]["podAntiAffinity"][
+        "requiredDuringSchedulingIgnoredDuringExecution"
+    ]
+    assert required["labelSelector"]["matchLabels"] == SELECTOR
+    (spread,) = spec["topologySpreadConstraints"]
+    assert spread["labelSelector"] == {"matchLabels": SELECTOR}  # filled in by the chart
+    assert one(objects, "PodDisruptionBudget")["spec"]["minAvailable"] == 2
+    monitor = one(objects, "ServiceMonitor")
+    assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    assert monitor["spec"]["endpoints"][0]["port"] == "metrics"
+    assert monitor["spec"]["selector"] == {"matchLabels": SELECTOR}
+    webhook_rule = one(objects, "NetworkPolicy")["spec"]["ingress"][0]
+    assert webhook_rule["from"] == [{"ipBlock": {"cidr": "10.0.0.0/24"}}]
+
+
+def test_no_service_monitor_by_default(helm: Path) -> None:
+    assert by_kind(render(helm), "ServiceMonitor") == []
+
+
+@pytest.mark.parametrize(
+    ("release", "sets"),
+    [
+        ("approvalgate", []),
+        ("r" * 53, []),
+        ("x", ["fullnameOverride=" + "f" * 63]),
+        ("x", ["nameOverride=" + "n" * 63]),
+    ],
+    ids=["default", "long-release", "long-fullname", "long-name"],
+)
+def test_names_fit_in_63_characters_and_never_collide(
+    helm: Path, release: str, sets: list[str]
+) -> None:
+    objects = render(helm, release=release, sets=sets)
+    names = [(obj["kind"], obj["metadata"]["name"]) for obj in objects]
+    assert all(len(name) <= 63 and not name.endswith("-") for _, name in names), names
+    assert len(set(names)) == len(names), names
+    secrets = [c["spec"]["secretName"] for c in by_kind(objects, "Certificate")]
+    assert all(len(s) <= 63 for s in secrets) and len(set(secrets)) == len(secrets), secrets
+    for obj in objects:
+        assert all(len(v) <= 63 for v in obj["metadata"].get("labels", {}).values())

@@ -1,0 +1,60 @@
+"""Every object the chart renders validates strictly: unknown fields are errors.
+
+Core kinds against tests/chart/schemas/ (derived from the pinned kube-apiserver's OpenAPI v3,
+see generate.py); cert-manager and Prometheus operator kinds against their CRDs in
+../shared/crds/, made strict. tests/e2e/test_chart_dry_run.py sends the same renders to a real
+API server (`kubectl apply --dry-run=server --validate=strict`).
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.chart.support import RENDERS, one, render, strict_errors
+
+pytestmark = pytest.mark.helm
+
+
+@pytest.mark.parametrize("case", RENDERS, ids=RENDERS.keys())
+def test_every_rendered_object_validates_strictly(helm: Path, case: str) -> None:
+    values, sets = RENDERS[case]
+    objects = render(helm, *values, sets=list(sets))
+    assert objects
+    assert [error for obj in objects for error in strict_errors(obj)] == []
+
+
+def _mutations(objects: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Objects with one unknown or misplaced field each."""
+    out: dict[str, dict[str, Any]] = {}
+    deployment = copy.deepcopy(one(objects, "Deployment"))
+    deployment["spec"]["template"]["spec"]["containers"][0]["readinessprobe"] = {}
+    out["container field in the wrong case"] = deployment
+    service = copy.deepcopy(one(objects, "Service"))
+    service["metadata"]["label"] = {"a": "b"}
+    out["unknown ObjectMeta field"] = service
+    webhook = copy.deepcopy(one(objects, "ValidatingWebhookConfiguration"))
+    webhook["webhooks"][0]["failurePolicy"] = "Fail"
+    webhook["webhooks"][0]["timeout"] = 5
+    out["unknown webhook field"] = webhook
+    certificate = copy.deepcopy(next(o for o in objects if o["kind"] == "Certificate"))
+    certificate["spec"]["dnsName"] = ["x"]
+    out["unknown Certificate field"] = certificate
+    policy = copy.deepcopy(one(objects, "NetworkPolicy"))
+    policy["spec"]["egress"][0]["ports"][0]["port"] = 53.5
+    out["a port that is no integer"] = policy
+    status = copy.deepcopy(one(objects, "ConfigMap"))
+    status["status"] = {}
+    out["status on a ConfigMap"] = status
+    unknown = {"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"}}
+    out["a kind without a schema"] = unknown
+    return out
+
+
+def test_the_validation_is_really_strict(helm: Path) -> None:
+    mutations = _mutations(render(helm))
+    accepted = [name for name, obj in mutations.items() if not strict_errors(obj)]
+    assert accepted == []

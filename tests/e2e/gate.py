@@ -1,0 +1,274 @@
+"""The real webhook in front of the real API server, registered the way the chart does it.
+
+- The example policy repo is copied and its approvers re-keyed with fresh Ed25519 keys
+  (the committed example holds public keys only), then compiled with the real CLI;
+- `approvalgate webhook serve` runs as a process over TLS with a test CA;
+- the ValidatingWebhookConfiguration comes from `helm template charts/approvalgate`, with
+  only its clientConfig switched to `url: https://127.0.0.1:<port>/validate` + the test CA.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import ssl
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tests.e2e.controlplane import ControlPlane
+from tests.support.paths import ROOT
+from webhook.devcert import CertificateAuthority
+
+EXAMPLE = ROOT / "examples" / "gitops-repo"
+CHART = ROOT / "charts" / "approvalgate"
+ENV = "staging"  # enforces the namespace "agents"
+ENFORCED, NOT_ENFORCED = "agents", "sandbox"
+WEBHOOK_NAME = "agentruns.approvalgate.proompteng.ai"
+CLI = [sys.executable, "-m", "approvalgate"]
+APPROVERS = {
+    "alice": "platform-leads,agents-admin",
+    "bob": "platform-leads",
+    "dana": "agents-admin",
+    "oncall": "sre",
+}
+
+
+def helm() -> Path:
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "tools" / "testbin.py"), "--print-dir", "helm"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return Path(out.stdout.strip().splitlines()[-1]) / "helm"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Gate:
+    plane: ControlPlane
+    work: Path
+    port: int = field(default_factory=_free_port)
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def repo(self) -> Path:
+        return self.work / "repo"
+
+    @property
+    def keys(self) -> Path:
+        return self.work / "keys"
+
+    @property
+    def bundle(self) -> Path:
+        return self.work / "rendered" / ENV / "bundle.json"
+
+    # --- setup ---------------------------------------------------------------------------
+
+    def prepare(self) -> None:
+        shutil.copytree(EXAMPLE, self.repo, ignore=shutil.ignore_patterns("rendered"))
+        for name, groups in APPROVERS.items():
+            self.cli("keygen", name, "--out", str(self.keys), "--groups", groups)
+            shutil.copy(self.keys / f"{name}.yaml", self.repo / "approvers" / f"{name}.yaml")
+        self.cli("compile", str(self.repo), "--env", ENV, "--out", str(self.work / "rendered"))
+        self.ca = CertificateAuthority.generate("approvalgate e2e CA")
+        issued = self.ca.issue(["127.0.0.1", "localhost"])
+        (self.work / "tls.crt").write_bytes(issued.cert_pem)
+        (self.work / "tls.key").write_bytes(issued.key_pem)
+        (self.work / "ca.crt").write_bytes(self.ca.cert_pem)
+
+    def start(self) -> None:
+        with (self.work / "webhook.log").open("ab") as log:  # the child keeps its own copy
+            self.process = subprocess.Popen(
+                [
+                    *CLI,
+                    "webhook",
+                    "serve",
+                    "--bundle",
+                    str(self.bundle),
+                    "--tls-cert",
+                    str(self.work / "tls.crt"),
+                    "--tls-key",
+                    str(self.work / "tls.key"),
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(self.port),
+                    "--metrics-port",
+                    "0",
+                ],
+                stdout=log,
+                stderr=log,
+                cwd=self.work,
+            )
+        deadline = time.monotonic() + 30
+        context = ssl.create_default_context(cafile=str(self.work / "ca.crt"))
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"webhook exited: {self.log_tail()}")
+            try:
+                with urllib.request.urlopen(
+                    f"https://127.0.0.1:{self.port}/readyz", context=context, timeout=2
+                ) as response:
+                    if response.status == 200:
+                        return
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError(f"webhook not ready in 30 s: {self.log_tail()}")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+
+    def log_tail(self, lines: int = 40) -> str:
+        path = self.work / "webhook.log"
+        return (
+            "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+            if path.exists()
+            else ""
+        )
+
+    def chart_render(self, *extra: str) -> list[dict[str, Any]]:
+        values = self.work / "rendered" / ENV / "approvalgate-values.yaml"
+        out = subprocess.run(
+            [
+                str(helm()),
+                "template",
+                "approvalgate",
+                str(CHART),
+                "-n",
+                "approvalgate-system",
+                "-f",
+                str(values),
+                *extra,
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return [d for d in yaml.safe_load_all(out.stdout) if d]
+
+    def webhook_configuration(self) -> dict[str, Any]:
+        (config,) = [
+            d for d in self.chart_render() if d["kind"] == "ValidatingWebhookConfiguration"
+        ]
+        config["metadata"].get("annotations", {}).pop("cert-manager.io/inject-ca-from", None)
+        for hook in config["webhooks"]:
+            hook["clientConfig"] = {
+                "url": f"https://127.0.0.1:{self.port}/validate",
+                "caBundle": self.ca.ca_bundle,
+            }
+        return config
+
+    def register(self) -> None:
+        self.plane.kubectl(
+            "admin", "apply", "-f", "-", input=json.dumps(self.webhook_configuration())
+        )
+        # The API server picks up webhook configurations asynchronously: wait until a
+        # request in the enforced namespace is actually judged by us.
+        probe = run_manifest("registration-probe")
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            done = self.plane.kubectl(
+                "requester", "apply", "--dry-run=server", "-f", "-", input=probe, check=False
+            )
+            if done.returncode != 0 and WEBHOOK_NAME in done.stderr:
+                return
+            time.sleep(0.2)
+        raise RuntimeError("the webhook configuration never took effect")
+
+    def unregister(self) -> None:
+        config = self.webhook_configuration()
+        self.plane.kubectl(
+            "admin",
+            "delete",
+            "validatingwebhookconfiguration",
+            config["metadata"]["name"],
+            "--ignore-not-found",
+        )
+
+    # --- actions -------------------------------------------------------------------------
+
+    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run([*CLI, *args], capture_output=True, text=True, cwd=self.work)
+        if check and done.returncode != 0:
+            raise AssertionError(f"approvalgate {' '.join(args)}: {done.stdout}{done.stderr}")
+        return done
+
+    def approve(self, manifest: str, *approvers: str, extra: tuple[str, ...] = ()) -> str:
+        path = self.work / f"approve-{time.monotonic_ns()}.yaml"
+        path.write_text(manifest)
+        for name in approvers:
+            self.cli(
+                "approve",
+                str(path),
+                "--key",
+                str(self.keys / f"{name}.key"),
+                "--approver",
+                name,
+                "--in-place",
+                *extra,
+            )
+        return path.read_text()
+
+    def verify(self, manifest: str, user: str) -> dict[str, Any]:
+        path = self.work / f"verify-{time.monotonic_ns()}.yaml"
+        path.write_text(manifest)
+        done = self.cli(
+            "verify",
+            str(path),
+            "--bundle",
+            str(self.bundle),
+            "--user",
+            user,
+            "--output",
+            "json",
+            check=False,
+        )
+        report: list[dict[str, Any]] = json.loads(done.stdout)
+        return report[0]
+
+    def kubectl(
+        self, user: str, *args: str, manifest: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        return self.plane.kubectl(user, *args, input=manifest, check=False)
+
+
+def run_manifest(
+    name: str,
+    namespace: str = ENFORCED,
+    *,
+    agent: str = "codex-agent",
+    task: str = "Update onboarding flow",
+    generate: bool = False,
+) -> str:
+    """An AgentRun like the example's, as a requester writes it."""
+    meta = f"  generateName: {name}-\n" if generate else f"  name: {name}\n"
+    return (
+        "apiVersion: agents.proompteng.ai/v1alpha1\nkind: AgentRun\nmetadata:\n"
+        f"{meta}  namespace: {namespace}\n"
+        "spec:\n  agentRef:\n    name: " + agent + "\n"
+        "  implementationSpecRef:\n    name: codex-impl-sample\n"
+        "  runtime:\n    type: workflow\n    config:\n      ttlSecondsAfterFinished: 600\n"
+        "  parameters:\n    repository: proompteng/lab\n"
+        f"    task: '{task}'\n"
+    )
