@@ -13,7 +13,7 @@ import yaml
 
 from tests.chart.support import CHART, ROOT, render, run_helm
 
-DOCS = [ROOT / "docs" / "deploy.md", CHART / "README.md"]
+DOCS = [ROOT / "docs" / "deploy.md", CHART / "README.md", ROOT / "README.md"]
 EXAMPLE_CA = yaml.safe_load((CHART / "ci" / "existing-secret-values.yaml").read_text())["tls"][
     "existingSecret"
 ]["caBundle"]
