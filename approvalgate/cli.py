@@ -31,6 +31,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "validate": ("validate", "validate a policy repo (approvalgate.yaml and its specs)"),
     "compile": ("compile", "render a policy repo into <output>/<env>/ for Argo CD"),
     "check": ("check", "fail if the committed output is stale (read-only, for CI)"),
+    "audit": ("audit", "audit a live cluster: runs that slipped past admission, webhook drift"),
 }
 
 

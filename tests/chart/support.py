@@ -65,6 +65,8 @@ RENDERS: dict[str, tuple[tuple[Path, ...], tuple[str, ...]]] = {
     **{path.stem: ((path,), ()) for path in CI_VALUES},
     **{f"{env}-example": ((example_values(env),), ()) for env in ENVIRONMENTS},
     "ha-prod": ((CHART / "ci" / "ha-values.yaml", example_values("prod")), ()),
+    "audit-prod": ((CHART / "ci" / "audit-values.yaml", example_values("prod")), ()),
+    "audit-defaults": ((), ("audit.enabled=true",)),
     "own-issuer": ((), ("tls.certManager.issuerRef.name=corp-ca",)),
     "no-metrics-no-dns": ((), ("metrics.enabled=false", "networkPolicy.dns.enabled=false")),
     "no-pdb-one-replica": ((), ("replicaCount=1", "podDisruptionBudget.enabled=false")),
@@ -81,6 +83,8 @@ RENDERS: dict[str, tuple[tuple[Path, ...], tuple[str, ...]]] = {
             "nodeSelector.kubernetes\\.io/os=linux",
             "tolerations[0].operator=Exists",
             "networkPolicy.extraEgress[0].ports[0].port=443",
+            "audit.enabled=true",
+            "audit.resources=null",
         ),
     ),
 }

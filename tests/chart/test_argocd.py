@@ -100,8 +100,9 @@ def test_chart_application_renders_and_ignores_the_injected_ca_bundle(helm: Path
 
 
 @pytest.mark.helm
-def test_sync_waves_put_the_webhook_configuration_last(helm: Path) -> None:
-    objects = render(helm)
+@pytest.mark.parametrize("sets", [[], ["audit.enabled=true"]], ids=["default", "audit"])
+def test_sync_waves_put_the_webhook_configuration_last(helm: Path, sets: list[str]) -> None:
+    objects = render(helm, sets=sets)
     waves = {(o["kind"], o["metadata"]["name"]): sync_wave(o) for o in objects}
     webhook = waves.pop(("ValidatingWebhookConfiguration", "approvalgate"))
     certificates = [w for (kind, _), w in waves.items() if kind in ("Certificate", "Issuer")]

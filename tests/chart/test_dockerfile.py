@@ -127,6 +127,7 @@ def test_the_build_context_builds_the_wheel(tmp_path: Path) -> None:
         "README.md",
         "approvalgate",
         "approvals",
+        "audit",
         "compiler",
         "pyproject.toml",
         "schemas",

@@ -28,6 +28,8 @@ CASES: dict[str, tuple[Path, ...]] = {
     "ha.yaml": (CHART / "ci" / "ha-values.yaml",),
     "prod-example.yaml": (example_values("prod"),),
     "ha-prod-example.yaml": (CHART / "ci" / "ha-values.yaml", example_values("prod")),
+    "audit.yaml": (CHART / "ci" / "audit-values.yaml",),
+    "audit-prod-example.yaml": (CHART / "ci" / "audit-values.yaml", example_values("prod")),
 }
 
 

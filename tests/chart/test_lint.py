@@ -15,6 +15,7 @@ VALUE_FILES = [*CI_VALUES, *(example_values(env) for env in ENVIRONMENTS)]
 
 def test_the_ci_values_files_exist() -> None:
     assert sorted(path.name for path in CI_VALUES) == [
+        "audit-values.yaml",
         "default-values.yaml",
         "existing-secret-values.yaml",
         "ha-values.yaml",

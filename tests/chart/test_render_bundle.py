@@ -136,3 +136,15 @@ def test_notes_for_opt_in_and_existing_secret(helm: Path, notes_chart: Path) -> 
     assert text.lstrip().startswith("WARNING: opt-in mode")
     assert "kubectl -n approvalgate-system get secret approvalgate-serving-tls" in text
     assert "get certificate" not in text
+
+
+def test_notes_mention_the_audit_only_when_enabled(helm: Path, notes_chart: Path) -> None:
+    assert "audit" not in notes(helm, notes_chart).lower()
+    text = notes(helm, notes_chart, "--set", "audit.enabled=true")
+    (line,) = [line for line in text.splitlines() if "audit" in line.lower()]
+    assert line == (
+        "Audit: CronJob approvalgate-system/approvalgate-audit runs `approvalgate audit` on "
+        '"17 * * * *"; a failed Job means findings: alert on it and read its log.'
+    )
+    reports = notes(helm, notes_chart, "-f", str(CHART / "ci" / "audit-values.yaml"))
+    assert 'on "*/30 * * * *", writing PolicyReports; a failed Job means findings' in reports

@@ -68,6 +68,14 @@ SCHEMA_REJECTS: dict[str, str] = {
     "an unknown TLS mode": "tls.mode=selfSigned",
     "a generation that is no hash": "policyBundle.generation=latest",
     "an anti-affinity that does not exist": "podAntiAffinity=always",
+    "an unknown audit key": "audit.image=other",
+    "an audit output the command does not know": "audit.output=xml",
+    "an audit namespace that is no DNS label": "audit.namespaces={Agents}",
+    "an audit namespace twice": "audit.namespaces={agents,agents}",
+    "an empty audit schedule": "audit.schedule=",
+    "an audit that may never run": "audit.activeDeadlineSeconds=0",
+    "a negative audit history": "audit.failedJobsHistoryLimit=-1",
+    "audit.enabled as a string": "audit.enabled=yes",
 }
 
 

@@ -96,11 +96,23 @@ def test_pdb_keeps_one_pod(helm: Path) -> None:
 def test_service_account_has_no_token_and_no_rbac(helm: Path) -> None:
     for values in CI_VALUES:
         objects = render(helm, values)
-        account = one(objects, "ServiceAccount")
+        webhook = [
+            o
+            for o in objects
+            if o["metadata"]["labels"]["app.kubernetes.io/component"] == "webhook"
+        ]
+        account = one(webhook, "ServiceAccount")
         assert account["automountServiceAccountToken"] is False
         assert pod_spec(objects)["serviceAccountName"] == account["metadata"]["name"]
-        kinds = {obj["kind"] for obj in objects}
-        assert not kinds & {"Role", "ClusterRole", "RoleBinding", "ClusterRoleBinding"}
+        rbac = [
+            o
+            for o in objects
+            if o["kind"] in ("Role", "ClusterRole", "RoleBinding", "ClusterRoleBinding")
+        ]
+        # only the optional audit has RBAC (test_render_audit.py), never bound to the webhook
+        assert all(o["metadata"]["labels"]["app.kubernetes.io/component"] == "audit" for o in rbac)
+        subjects = [s for o in rbac for s in o.get("subjects", [])]
+        assert account["metadata"]["name"] not in [s["name"] for s in subjects], values.name
 
 
 def test_network_policy_defaults(helm: Path) -> None:
@@ -175,7 +187,7 @@ def test_no_service_monitor_by_default(helm: Path) -> None:
 def test_names_fit_in_63_characters_and_never_collide(
     helm: Path, release: str, sets: list[str]
 ) -> None:
-    objects = render(helm, release=release, sets=sets)
+    objects = render(helm, release=release, sets=[*sets, "audit.enabled=true"])
     names = [(obj["kind"], obj["metadata"]["name"]) for obj in objects]
     assert all(len(name) <= 63 and not name.endswith("-") for _, name in names), names
     assert len(set(names)) == len(names), names

@@ -54,7 +54,28 @@ def _mutations(objects: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return out
 
 
+def _audit_mutations(objects: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The audit's kinds (audit.enabled), one unknown or misplaced field each."""
+    out: dict[str, dict[str, Any]] = {}
+    cronjob = copy.deepcopy(one(objects, "CronJob"))
+    cronjob["spec"]["jobTemplate"]["spec"]["backofflimit"] = 0
+    out["Job field in the wrong case"] = cronjob
+    misplaced = copy.deepcopy(one(objects, "CronJob"))
+    misplaced["spec"]["restartPolicy"] = "Never"  # a pod field on the CronJob
+    out["pod field on the CronJob"] = misplaced
+    role = copy.deepcopy(one(objects, "ClusterRole"))
+    role["rules"][0]["verb"] = ["list"]
+    out["unknown PolicyRule field"] = role
+    namespaced = copy.deepcopy(one(objects, "ClusterRoleBinding"))
+    namespaced["roleRef"]["namespace"] = "approvalgate-system"
+    out["namespace on a roleRef"] = namespaced
+    return out
+
+
 def test_the_validation_is_really_strict(helm: Path) -> None:
-    mutations = _mutations(render(helm))
+    mutations = {
+        **_mutations(render(helm)),
+        **_audit_mutations(render(helm, sets=["audit.enabled=true"])),
+    }
     accepted = [name for name, obj in mutations.items() if not strict_errors(obj)]
     assert accepted == []

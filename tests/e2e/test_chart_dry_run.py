@@ -76,17 +76,32 @@ def test_the_stored_bundle_is_byte_for_byte_the_compiled_one(
     assert config["data"]["bundle.json"].encode() == bundle
 
 
-@pytest.mark.parametrize("values", ["default-values", "ha-values"])
+def pod_template(obj: dict[str, Any]) -> dict[str, Any]:
+    """The pod template of a Deployment or a CronJob."""
+    spec = obj["spec"]["jobTemplate"]["spec"] if obj["kind"] == "CronJob" else obj["spec"]
+    template: dict[str, Any] = spec["template"]
+    return template
+
+
+@pytest.mark.parametrize(
+    ("values", "kind"),
+    [
+        ("default-values", "Deployment"),
+        ("ha-values", "Deployment"),
+        ("audit-values", "CronJob"),
+        ("audit-defaults", "CronJob"),
+    ],
+)
 def test_pods_meet_the_restricted_pod_security_standard(
-    control_plane: ControlPlane, namespace: str, helm: Path, values: str
+    control_plane: ControlPlane, namespace: str, helm: Path, values: str, kind: str
 ) -> None:
-    """PodSecurity admission enforces on Pods (only warns on Deployments): dry-run the pod."""
+    """PodSecurity admission enforces on Pods (only warns on workloads): dry-run the pod."""
     control_plane.kubectl(
         "admin", "label", "namespace", namespace, "pod-security.kubernetes.io/enforce=restricted"
     )
     files, sets = RENDERS[values]
     objects = render(helm, *files, sets=list(sets), namespace=namespace)
-    template = next(o for o in objects if o["kind"] == "Deployment")["spec"]["template"]
+    template = pod_template(next(o for o in objects if o["kind"] == kind))
     pod = {
         "apiVersion": "v1",
         "kind": "Pod",
@@ -125,6 +140,8 @@ TYPOS: dict[str, tuple[str, list[str | int], str]] = {
     "core kind": ("Deployment", ["spec", "template", "spec", "containers", 0], "readinessprobe"),
     "cert-manager CRD": ("Certificate", ["spec"], "dnsName"),
     "admission config": ("ValidatingWebhookConfiguration", ["webhooks", 0], "timeout"),
+    "audit CronJob": ("CronJob", ["spec", "jobTemplate", "spec"], "backofflimit"),
+    "audit ClusterRole": ("ClusterRole", ["rules", 0], "verb"),
 }
 
 
@@ -137,7 +154,8 @@ def test_strict_validation_rejects_an_unknown_field(
     where: list[str | int],
     field: str,
 ) -> None:
-    obj = copy.deepcopy(next(o for o in render(helm, namespace=namespace) if o["kind"] == kind))
+    objects = render(helm, sets=["audit.enabled=true"], namespace=namespace)
+    obj = copy.deepcopy(next(o for o in objects if o["kind"] == kind))
     node: Any = obj
     for step in where:
         node = node[step]

@@ -126,7 +126,7 @@ def test_every_package_is_listed_in_pyproject() -> None:
     )
     found = {
         ".".join(init.parent.relative_to(ROOT).parts)
-        for top in ("approvalgate", "approvals", "compiler", "webhook")
+        for top in ("approvalgate", "approvals", "audit", "compiler", "webhook")
         for init in (ROOT / top).rglob("__init__.py")
     }
     assert found - listed == set(), "add these packages to [tool.setuptools] packages"

@@ -164,3 +164,25 @@ Impossible values fail the render early, with what to do. Included by deployment
 {{- fail "ERROR: metrics.port and webhook.port must differ." }}
 {{- end }}
 {{- end }}
+
+{{/*
+The in-cluster audit (audit-*.yaml): its own name and labels. The component `audit` keeps its
+pods out of every webhook selector (Deployment, PodDisruptionBudget, NetworkPolicy, Service).
+*/}}
+{{- define "approvalgate.auditName" -}}
+{{- include "approvalgate.suffixedName" (list . "audit") }}
+{{- end }}
+
+{{- define "approvalgate.auditSelectorLabels" -}}
+app.kubernetes.io/name: {{ include "approvalgate.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: audit
+{{- end }}
+
+{{- define "approvalgate.auditLabels" -}}
+{{ include "approvalgate.auditSelectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/part-of: approvalgate
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ include "approvalgate.chart" . }}
+{{- end }}

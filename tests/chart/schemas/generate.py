@@ -32,6 +32,9 @@ KINDS: tuple[tuple[str, str], ...] = (
     ("policy/v1", "PodDisruptionBudget"),
     ("networking.k8s.io/v1", "NetworkPolicy"),
     ("admissionregistration.k8s.io/v1", "ValidatingWebhookConfiguration"),
+    ("batch/v1", "CronJob"),
+    ("rbac.authorization.k8s.io/v1", "ClusterRole"),
+    ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding"),
 )
 
 _KEPT = ("type", "properties", "items", "additionalProperties", "required", "enum", "oneOf")

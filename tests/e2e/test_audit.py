@@ -1,0 +1,600 @@
+"""`approvalgate audit` against the real API server, with the real webhook registered by the chart.
+
+Runs are created while the webhook is unregistered (the gap the audit exists for), then the
+webhook is registered and the live cluster is audited: the runs that slipped through are
+found, the live webhook configuration is edited the way an attacker would, PolicyReports are
+written twice, and the CronJob's RBAC (rendered by helm) is proved minimal by running the
+audit as that ServiceAccount (impersonated) with each permission removed in turn.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import shutil
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+import yaml
+
+from approvalgate.cli import build_parser, main
+from tests.e2e.controlplane import ControlPlane
+from tests.e2e.gate import ENFORCED, ENV, EXAMPLE, WEBHOOK_NAME, Gate, run_manifest
+
+pytestmark = pytest.mark.e2e
+
+RELEASE_NS = "approvalgate-system"
+SA = f"system:serviceaccount:{RELEASE_NS}:approvalgate-audit"
+CONFIG = "approvalgate"  # the release's full name: the ValidatingWebhookConfiguration's name
+REPORTS = ("policyreports.wgpolicyk8s.io",)
+
+
+def _stamp(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@pytest.fixture(scope="module")
+def gate(control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gate]:
+    """The example repo compiled for staging, its ApprovalPolicies applied, runs created while
+    the webhook was not registered, then the webhook registered as the chart renders it."""
+    gate = Gate(control_plane, tmp_path_factory.mktemp("audit"))
+    gate.prepare()
+    for ns in (ENFORCED, RELEASE_NS):
+        control_plane.kubectl("admin", "create", "namespace", ns, check=False)
+    control_plane.kubectl(
+        "admin", "apply", "-f", str(gate.work / "rendered" / ENV / "approvalpolicies")
+    )
+    gate.unregister()  # nothing judges these runs: the webhook is down or not installed
+    past = _stamp(datetime.now(UTC) - timedelta(days=2))
+    runs = {
+        "audit-slipped": run_manifest("audit-slipped", task="Slipped in"),
+        "audit-approved": gate.approve(
+            run_manifest("audit-approved", task="Approved"), "alice", "bob"
+        ),
+        "audit-expired": gate.approve(
+            run_manifest("audit-expired", task="Expired"),
+            "alice",
+            "bob",
+            extra=("--now", past, "--ttl", "1h"),
+        ),
+        "audit-authored": run_manifest("audit-authored", task="Authored").replace(
+            "  namespace: agents\n",
+            "  namespace: agents\n  annotations:\n    approvals.proompteng.ai/requested-by: dana\n",
+        ),
+    }
+    for name, manifest in runs.items():
+        done = gate.kubectl("requester", "apply", "-f", "-", manifest=manifest)
+        assert done.returncode == 0, f"{name}: {done.stderr}"
+    expected = gate.work / "expected-webhook.yaml"
+    expected.write_text(yaml.safe_dump(gate.webhook_configuration()))
+    gate.start()
+    gate.register()
+    try:
+        yield gate
+    finally:
+        gate.unregister()
+        gate.stop()
+
+
+def audit(
+    gate: Gate,
+    capsys: pytest.CaptureFixture[str],
+    *extra: str,
+    user: str = "admin",
+    output: str = "json",
+) -> tuple[int, Any, str]:
+    """Run the audit in this process; return (exit code, parsed output, stderr)."""
+    capsys.readouterr()
+    code = main(
+        [
+            "audit",
+            "--kubeconfig",
+            str(gate.plane.kubeconfig(user)),
+            "--repo",
+            str(gate.repo),
+            "--env",
+            ENV,
+            "--webhook-manifest",
+            str(gate.work / "expected-webhook.yaml"),
+            "--output",
+            output,
+            *extra,
+        ]
+    )
+    out, err = capsys.readouterr()
+    parsed = json.loads(out) if output == "json" and out.strip() else out
+    return code, parsed, err
+
+
+def by_name(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {r["name"]: r for r in report["runs"]}
+
+
+def failing(report: dict[str, Any], area: str) -> list[dict[str, Any]]:
+    return [f for f in report["findings"] if f["area"] == area and f["severity"] == "finding"]
+
+
+def live_webhook(gate: Gate) -> dict[str, Any]:
+    done = gate.kubectl("admin", "get", "validatingwebhookconfiguration", CONFIG, "-o", "json")
+    assert done.returncode == 0, done.stderr
+    obj: dict[str, Any] = json.loads(done.stdout)
+    return obj
+
+
+def replace_webhook(gate: Gate, obj: dict[str, Any]) -> None:
+    done = gate.kubectl("admin", "replace", "-f", "-", manifest=json.dumps(obj))
+    assert done.returncode == 0, done.stderr
+
+
+# --- runs -----------------------------------------------------------------------------------
+
+
+def test_runs_created_while_the_webhook_was_unregistered_are_found(
+    gate: Gate, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, report, err = audit(gate, capsys, "--page-size", "2")
+    assert code == 1, err
+    runs = by_name(report)
+    listed = json.loads(
+        gate.kubectl("admin", "get", "agentruns", "-n", ENFORCED, "-o", "json").stdout
+    )
+    assert set(runs) == {r["metadata"]["name"] for r in listed["items"]}  # every page read
+
+    slipped = runs["audit-slipped"]
+    assert (slipped["result"], slipped["rule"]) == ("fail", "recorded-approvals")
+    assert slipped["message"].startswith(
+        "AgentRun agents/audit-slipped would be denied if created now: it lacks the approvals "
+        "it needs (missing-approvals); it would have been denied when it was created ("
+    )
+    assert "policy agents/codex-two-person: 0 of 2 required approvals" in slipped["message"]
+    assert "decided for an unknown requester" in slipped["message"]
+    assert slipped["properties"]["requester"] == "unknown (not recorded on the object)"
+    assert "kubectl delete agentrun -n agents audit-slipped" in slipped["advice"]
+
+    approved = runs["audit-approved"]
+    assert (approved["result"], approved["rule"]) == ("pass", "recorded-approvals")
+    assert approved["message"].startswith(
+        "AgentRun agents/audit-approved is approved by alice, bob"
+    )
+
+    authored = runs["audit-authored"]
+    assert (authored["result"], authored["rule"]) == ("warn", "trusted-submitter-unverified")
+    assert "system:serviceaccount:agents:submission-api" in authored["message"]
+    assert authored["properties"]["author"] == "dana"
+
+    # Nothing else is wrong: the webhook and the policies are exactly what git says.
+    assert failing(report, "webhook") == []
+    assert failing(report, "policies") == []
+    assert report["exitCode"] == 1
+
+
+def test_a_run_whose_approvals_had_expired_is_reported_as_such(
+    gate: Gate, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, report, _ = audit(gate, capsys)
+    expired = by_name(report)["audit-expired"]
+    assert (expired["result"], expired["rule"]) == ("fail", "approvals-expired")
+    assert "its approvals had already expired (alice expired at " in expired["message"]
+    assert "record 0 by alice: expired at" in expired["message"]
+    assert expired["properties"]["expired"] == "true"
+
+
+def test_approvals_that_expired_after_admission_are_a_warning(
+    gate: Gate, capsys: pytest.CaptureFixture[str]
+) -> None:
+    later = _stamp(datetime.now(UTC) + timedelta(days=3))  # the default TTL is 24 h
+    _, report, _ = audit(gate, capsys, "--now", later)
+    approved = by_name(report)["audit-approved"]
+    assert (approved["result"], approved["rule"]) == ("warn", "approvals-expired")
+    assert "was admissible when it was created" in approved["message"]
+    assert "expired at" in approved["message"]
+
+
+def test_text_output_says_what_to_do(gate: Gate, capsys: pytest.CaptureFixture[str]) -> None:
+    code, text, _ = audit(gate, capsys, output="text")
+    assert code == 1
+    assert "FAIL agents/audit-slipped [recorded-approvals]" in text
+    assert "    fix: delete it (`kubectl delete agentrun -n agents audit-slipped`)" in text
+    assert "Who created a run is not recorded on it" in text
+    assert "pass agents/audit-approved" in text
+    assert text.rstrip().splitlines()[-1].startswith("FAILED: 0 finding(s)")
+
+
+# --- the webhook configuration --------------------------------------------------------------
+
+
+@pytest.fixture
+def restored(gate: Gate) -> Iterator[dict[str, Any]]:
+    """The live configuration; registered afresh, as the chart renders it, after the test."""
+    yield live_webhook(gate)
+    gate.unregister()
+    gate.register()
+
+
+def test_failure_policy_ignore_is_found(
+    gate: Gate, capsys: pytest.CaptureFixture[str], restored: dict[str, Any]
+) -> None:
+    edited = copy.deepcopy(restored)
+    edited["webhooks"][0]["failurePolicy"] = "Ignore"
+    edited["webhooks"][0]["timeoutSeconds"] = 10  # harmless: a note, not a finding
+    replace_webhook(gate, edited)
+    code, report, _ = audit(gate, capsys)
+    assert code == 1
+    (finding,) = failing(report, "webhook")
+    assert finding["field"] == f"webhooks[{WEBHOOK_NAME}].failurePolicy"
+    assert finding["message"].startswith("failurePolicy is Ignore (the chart sets Fail)")
+    assert "restore it from the chart" in finding["advice"]
+    notes = [f["field"] for f in report["findings"] if f["severity"] == "note"]
+    assert f"webhooks[{WEBHOOK_NAME}].timeoutSeconds" in notes
+
+
+def test_removing_the_agentruns_rule_is_found(
+    gate: Gate, capsys: pytest.CaptureFixture[str], restored: dict[str, Any]
+) -> None:
+    edited = copy.deepcopy(restored)
+    edited["webhooks"][0]["rules"][0]["resources"] = ["agents"]
+    replace_webhook(gate, edited)
+    code, report, _ = audit(gate, capsys)
+    assert code == 1
+    (finding,) = failing(report, "webhook")
+    assert finding["field"] == f"webhooks[{WEBHOOK_NAME}].rules"
+    assert finding["message"] == (
+        "the rules no longer send CREATE of agentruns.agents.proompteng.ai (v1alpha1); UPDATE "
+        "of agentruns.agents.proompteng.ai (v1alpha1) to the webhook: those requests are "
+        "admitted without a decision"
+    )
+
+
+def test_a_narrower_namespace_selector_and_an_object_selector_are_found(
+    gate: Gate, capsys: pytest.CaptureFixture[str], restored: dict[str, Any]
+) -> None:
+    edited = copy.deepcopy(restored)
+    hook = edited["webhooks"][0]
+    hook["namespaceSelector"]["matchExpressions"][0]["values"].append(ENFORCED)
+    hook["objectSelector"] = {"matchLabels": {"gate": "on"}}
+    replace_webhook(gate, edited)
+    _, report, _ = audit(gate, capsys)
+    fields = {f["field"]: f["message"] for f in failing(report, "webhook")}
+    assert set(fields) == {
+        f"webhooks[{WEBHOOK_NAME}].namespaceSelector",
+        f"webhooks[{WEBHOOK_NAME}].objectSelector",
+    }
+    assert fields[f"webhooks[{WEBHOOK_NAME}].namespaceSelector"].endswith(
+        "this excludes the enforced namespace(s) agents"
+    )
+
+
+def test_a_deleted_configuration_is_found(
+    gate: Gate, capsys: pytest.CaptureFixture[str], restored: dict[str, Any]
+) -> None:
+    gate.kubectl("admin", "delete", "validatingwebhookconfiguration", CONFIG)
+    code, report, _ = audit(gate, capsys)
+    assert code == 1
+    (finding,) = failing(report, "webhook")
+    assert (
+        "does not exist: no AgentRun request is sent to approvalgate, the gate is off"
+        in (finding["message"])
+    )
+
+
+def test_an_edited_approval_policy_is_found(gate: Gate, capsys: pytest.CaptureFixture[str]) -> None:
+    patch = ["patch", "approvalpolicy", "codex-two-person", "-n", ENFORCED, "--type", "merge"]
+    done = gate.kubectl("admin", *patch, "-p", '{"spec":{"requiredApprovals":1}}')
+    assert done.returncode == 0, done.stderr
+    try:
+        _, report, _ = audit(gate, capsys)
+        (finding,) = failing(report, "policies")
+        assert finding["message"].startswith(
+            "ApprovalPolicy agents/codex-two-person differs from git "
+            f"({gate.repo}, environment {ENV}): spec.requiredApprovals: 2 in git, 1 live"
+        )
+        assert "field manager 'kubectl-patch'" in finding["message"]
+        # In-cluster the audit has only the bundle: the same change is found by meaning.
+        bundle = gate.work / "bundle-only" / "bundle.json"
+        bundle.parent.mkdir(exist_ok=True)
+        shutil.copy(gate.bundle, bundle)
+        capsys.readouterr()
+        main(
+            [
+                "audit",
+                "--kubeconfig",
+                str(gate.plane.kubeconfig("admin")),
+                "--bundle",
+                str(bundle),
+                "--output",
+                "json",
+                "--webhook-manifest",
+                str(gate.work / "expected-webhook.yaml"),
+            ]
+        )
+        report = json.loads(capsys.readouterr().out)
+        (finding,) = failing(report, "policies")
+        assert "compiled.requiredApprovals: 2 in git, 1 live" in finding["message"]
+    finally:
+        gate.kubectl("admin", *patch, "-p", '{"spec":{"requiredApprovals":2}}')
+
+
+# --- PolicyReports --------------------------------------------------------------------------
+
+
+def reports_in(gate: Gate, namespace: str = ENFORCED) -> list[dict[str, Any]]:
+    # The version we write, not the CRD's preferred (storage) version kubectl picks by default.
+    done = gate.kubectl(
+        "admin",
+        "get",
+        "policyreports.v1alpha2.wgpolicyk8s.io",
+        "-n",
+        namespace,
+        "-o",
+        "json",
+        "--show-managed-fields",
+    )
+    assert done.returncode == 0, done.stderr
+    items: list[dict[str, Any]] = json.loads(done.stdout)["items"]
+    return items
+
+
+def test_policy_reports_are_written_then_updated_in_place(
+    gate: Gate, capsys: pytest.CaptureFixture[str]
+) -> None:
+    first = datetime.now(UTC).replace(microsecond=0)
+    _, out, err = audit(gate, capsys, "--write-reports", "--now", _stamp(first))
+    assert out["reports"] == [
+        {"name": "approvalgate-audit", "namespace": ENFORCED, "results": len(out["runs"])}
+    ], err
+    (report,) = reports_in(gate)
+    assert report["apiVersion"] == "wgpolicyk8s.io/v1alpha2"
+    assert report["metadata"]["name"] == "approvalgate-audit"
+    managers = {(m["manager"], m["operation"]) for m in report["metadata"]["managedFields"]}
+    assert managers == {("approvalgate-audit", "Apply")}
+    results = {r["resources"][0]["name"]: r for r in report["results"]}
+    runs = json.loads(
+        gate.kubectl("admin", "get", "agentruns", "-n", ENFORCED, "-o", "json").stdout
+    )
+    assert set(results) == {r["metadata"]["name"] for r in runs["items"]}  # one per AgentRun
+    uids = {r["metadata"]["name"]: r["metadata"]["uid"] for r in runs["items"]}
+    slipped = results["audit-slipped"]
+    assert slipped["result"] == "fail"
+    assert slipped["policy"] == "agents/codex-two-person,agents/default-approval"
+    assert slipped["rule"] == "recorded-approvals"
+    assert slipped["source"] == "approvalgate"
+    assert slipped["message"].startswith("AgentRun agents/audit-slipped would be denied")
+    assert slipped["resources"] == [
+        {
+            "apiVersion": "agents.proompteng.ai/v1alpha1",
+            "kind": "AgentRun",
+            "name": "audit-slipped",
+            "namespace": ENFORCED,
+            "uid": uids["audit-slipped"],
+        }
+    ]
+    assert slipped["timestamp"] == {"seconds": int(first.timestamp()), "nanos": 0}
+    assert slipped["properties"]["requester"] == "unknown (not recorded on the object)"
+    assert results["audit-approved"]["result"] == "pass"
+    assert results["audit-authored"]["result"] == "warn"
+    counts = {k: sum(r["result"] == k for r in report["results"]) for k in report["summary"]}
+    assert report["summary"] == counts
+    # Every field sent was stored (the apply was strict: nothing pruned).
+    assert all(
+        set(r)
+        == {
+            "source",
+            "policy",
+            "rule",
+            "result",
+            "scored",
+            "severity",
+            "category",
+            "message",
+            "resources",
+            "timestamp",
+            "properties",
+        }
+        for r in report["results"]
+    )
+
+    # A second audit, later and with one more run: the same object, updated in place.
+    done = gate.kubectl(
+        "requester", "apply", "-f", "-", manifest=run_manifest("audit-late", task="Late")
+    )
+    assert done.returncode == 1  # the webhook is registered now: denied at admission
+    gate.unregister()
+    try:
+        done = gate.kubectl(
+            "requester", "apply", "-f", "-", manifest=run_manifest("audit-late", task="Late")
+        )
+        assert done.returncode == 0, done.stderr
+    finally:
+        gate.register()
+    second = first + timedelta(minutes=5)
+    audit(gate, capsys, "--write-reports", "--now", _stamp(second))
+    (updated,) = reports_in(gate)
+    assert updated["metadata"]["uid"] == report["metadata"]["uid"]
+    assert updated["metadata"]["resourceVersion"] != report["metadata"]["resourceVersion"]
+    assert len(updated["results"]) == len(report["results"]) + 1
+    late = [r for r in updated["results"] if r["resources"][0]["name"] == "audit-late"]
+    assert [r["result"] for r in late] == ["fail"]
+    assert {r["timestamp"]["seconds"] for r in updated["results"]} == {int(second.timestamp())}
+
+
+def test_the_report_is_valid_for_its_crd(gate: Gate, capsys: pytest.CaptureFixture[str]) -> None:
+    audit(gate, capsys, "--write-reports")
+    (report,) = reports_in(gate)
+    for key in ("uid", "resourceVersion", "creationTimestamp", "generation", "managedFields"):
+        report["metadata"].pop(key, None)
+    # The stored report passes the server's strict validation again, as a fresh object.
+    done = gate.kubectl(
+        "admin",
+        "create",
+        "--dry-run=server",
+        "--validate=strict",
+        "-f",
+        "-",
+        manifest=json.dumps(
+            {**report, "metadata": {**report["metadata"], "name": "validation-copy"}}
+        ),
+    )
+    assert done.returncode == 0, done.stderr
+    bad = copy.deepcopy(report)
+    bad["metadata"]["name"] = "invalid-copy"
+    bad["results"][0]["result"] = "denied"  # not one of pass/fail/warn/error/skip
+    done = gate.kubectl("admin", "create", "--dry-run=server", "-f", "-", manifest=json.dumps(bad))
+    assert done.returncode == 1 and "Unsupported value" in done.stderr
+
+
+# --- the CronJob and its RBAC ---------------------------------------------------------------
+
+
+#: The chart's audit templates, one kind each (the rest of the render is the webhook's).
+AUDIT_TEMPLATES = tuple(
+    f"templates/audit-{name}.yaml"
+    for name in ("serviceaccount", "clusterrole", "clusterrolebinding", "configmap", "cronjob")
+)
+
+
+def render_audit(gate: Gate, *sets: str) -> list[dict[str, Any]]:
+    """The chart's audit objects, rendered with this environment's compiled values."""
+    extra = ["--set", "audit.enabled=true", *(a for s in sets for a in ("--set", s))]
+    return gate.chart_render(*extra, *(a for t in AUDIT_TEMPLATES for a in ("--show-only", t)))
+
+
+def kind(docs: list[dict[str, Any]], name: str) -> dict[str, Any]:
+    (found,) = [d for d in docs if d["kind"] == name]
+    return found
+
+
+def apply(gate: Gate, *docs: dict[str, Any]) -> None:
+    items = {"apiVersion": "v1", "kind": "List", "items": list(docs)}
+    done = gate.kubectl("admin", "apply", "-f", "-", manifest=json.dumps(items))
+    assert done.returncode == 0, done.stderr
+
+
+def audit_as_sa(
+    gate: Gate, capsys: pytest.CaptureFixture[str], error: str = ""
+) -> tuple[int, str, str]:
+    """The audit as the CronJob's ServiceAccount, until it fails with `error` (or does not
+    fail) as the API server's RBAC cache catches up with the last change (10 s at most)."""
+    deadline = time.monotonic() + 10
+    while True:
+        code, out, err = audit(
+            gate, capsys, "--as", SA, "--write-reports", "--namespace", ENFORCED, output="text"
+        )
+        done = err.startswith(error) if error else "forbidden" not in err
+        if done or time.monotonic() > deadline:
+            return code, out, err
+        time.sleep(0.2)
+
+
+def test_the_cronjob_rbac_is_exactly_what_the_audit_needs(
+    gate: Gate, capsys: pytest.CaptureFixture[str]
+) -> None:
+    docs = render_audit(gate, "audit.writeReports=true")
+    account, role, binding = (
+        kind(docs, k) for k in ("ServiceAccount", "ClusterRole", "ClusterRoleBinding")
+    )
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "approvalgate-audit", "namespace": RELEASE_NS}
+    ]
+    apply(gate, account, role, binding)
+    gate.kubectl("admin", "delete", *REPORTS, "--all", "-n", ENFORCED)
+
+    code, out, err = audit_as_sa(gate, capsys)
+    assert "forbidden" not in err, err
+    assert code == 1  # findings (the runs that slipped in), not errors
+    assert f" as {SA} (groups system:serviceaccounts, " in out.splitlines()[0]
+    assert f"applied {ENFORCED}/approvalgate-audit" in out
+
+    removals: list[tuple[str, str, str]] = [
+        ("agents.proompteng.ai", "list", "listing agentruns.agents.proompteng.ai"),
+        ("approvals.proompteng.ai", "list", "listing approvalpolicies.approvals.proompteng.ai"),
+        ("admissionregistration.k8s.io", "get", f"getting validatingwebhookconfiguration {CONFIG}"),
+        ("wgpolicyk8s.io", "patch", "applying policyreports.wgpolicyk8s.io"),
+        ("wgpolicyk8s.io", "create", "applying policyreports.wgpolicyk8s.io"),
+    ]
+    try:
+        for group, verb, request in removals:
+            fewer = copy.deepcopy(role)
+            for rule in fewer["rules"]:
+                if rule["apiGroups"] == [group]:
+                    rule["verbs"].remove(verb)
+            fewer["rules"] = [r for r in fewer["rules"] if r["verbs"]]
+            apply(gate, fewer)
+            if verb == "create":  # creating is only needed when there is no report yet
+                gate.kubectl("admin", "delete", *REPORTS, "--all", "-n", ENFORCED)
+            expected = f"error: forbidden while {request}"
+            code, out, err = audit_as_sa(gate, capsys, expected)
+            assert code == 1 and err.startswith(expected), f"without {verb} on {group}: {out}{err}"
+            assert "templates/audit-clusterrole.yaml) lists exactly what the audit needs" in err
+    finally:
+        apply(gate, role)
+    # Writing reports is optional: without it, the ClusterRole has no policyreports rule.
+    reader = kind(render_audit(gate), "ClusterRole")
+    assert [r for r in reader["rules"] if "wgpolicyk8s.io" in r["apiGroups"]] == []
+    assert reader["rules"] == [r for r in role["rules"] if "wgpolicyk8s.io" not in r["apiGroups"]]
+
+
+def test_the_cronjob_runs_a_valid_audit_command(gate: Gate) -> None:
+    docs = render_audit(gate, "audit.writeReports=true", "audit.namespaces={agents}")
+    cronjob, config = kind(docs, "CronJob"), kind(docs, "ConfigMap")
+    done = gate.kubectl(
+        "admin",
+        "apply",
+        "--dry-run=server",
+        "--validate=strict",
+        "-f",
+        "-",
+        manifest=json.dumps({"apiVersion": "v1", "kind": "List", "items": [cronjob, config]}),
+    )
+    assert done.returncode == 0, done.stderr
+    pod = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    args = build_parser().parse_args(container["args"])
+    assert args.command == "audit" and args.write_reports and args.namespace == [ENFORCED]
+    assert args.expect_generation == json.loads(gate.bundle.read_text())["generation"]
+    assert pod["serviceAccountName"] == "approvalgate-audit"
+    labels = cronjob["spec"]["jobTemplate"]["spec"]["template"]["metadata"]["labels"]
+    assert labels["app.kubernetes.io/component"] == "audit"  # never selected as a webhook pod
+    # The embedded expectation is the chart's own webhook configuration.
+    embedded = yaml.safe_load(config["data"]["webhook.yaml"])
+    rendered = [d for d in gate.chart_render() if d["kind"] == "ValidatingWebhookConfiguration"]
+    assert [embedded] == rendered
+
+
+# --- the bundle -----------------------------------------------------------------------------
+
+
+def test_a_bundle_that_is_not_gits_is_found(gate: Gate, capsys: pytest.CaptureFixture[str]) -> None:
+    cm = ["configmap", "approvalgate-bundle", "-n", RELEASE_NS]
+    gate.kubectl("admin", "create", *cm, f"--from-file=bundle.json={gate.bundle}")
+    try:
+        _, report, _ = audit(
+            gate, capsys, "--bundle-configmap", f"{RELEASE_NS}/approvalgate-bundle"
+        )
+        assert failing(report, "bundle") == []
+        # The committed example bundle: same policies, other approver keys, other generation.
+        other = EXAMPLE / "rendered" / ENV / "bundle.json"
+        gate.kubectl("admin", "delete", *cm)
+        gate.kubectl("admin", "create", *cm, f"--from-file=bundle.json={other}")
+        _, report, _ = audit(
+            gate,
+            capsys,
+            "--bundle-configmap",
+            f"{RELEASE_NS}/approvalgate-bundle",
+            "--expect-generation",
+            "0123456789abcdef",
+        )
+        generations = {json.loads(p.read_text())["generation"] for p in (gate.bundle, other)}
+        assert len(generations) == 2
+        found = {f["subject"]: f["message"] for f in failing(report, "bundle")}
+        assert found[f"ConfigMap/{RELEASE_NS}/approvalgate-bundle"].startswith(
+            "the webhook enforces bundle generation "
+            f"{json.loads(other.read_text())['generation']}, not "
+            f"{json.loads(gate.bundle.read_text())['generation']}"
+        )
+        (expect,) = [m for s, m in found.items() if not s.startswith("ConfigMap/")]
+        assert "not 0123456789abcdef as rendered with the chart" in expect
+    finally:
+        gate.kubectl("admin", "delete", *cm)
