@@ -129,7 +129,7 @@ def _existing(source: SourceDocument, meta: dict[str, Any]) -> tuple[dict[str, A
         return ()
     try:
         parsed = json.loads(value)
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested deeper than Python parses
         parsed = None
     if not isinstance(parsed, list) or not all(isinstance(e, dict) for e in parsed):
         raise source.error(

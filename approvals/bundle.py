@@ -2,22 +2,35 @@
 
 :func:`load_bundle` is the only way a bundle reaches :func:`approvals.decide.decide`, for
 the webhook and for ``approvalgate verify`` alike.
+
+A loaded bundle also owns the memo tables of the admission hot path (verified signatures,
+parsed annotations, spec digests: see :class:`approvals.records.Verifier` and
+:meth:`Bundle.spec_digest`). They are pure memoisation, bounded, and go away with the bundle
+on a reload, together with the keys they were checked against.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any
+from datetime import datetime, timedelta
+from typing import Any, Final
 
 from securesystemslib.signer import SSlibKey
 
 from approvals import records
+from approvals.digest import spec_digest
 from approvals.errors import BundleError, format_json_path
 from approvals.policy import ALL, bundle_generation
 from approvals.schemas import schema_findings
+
+DIGEST_CACHE_ENTRIES: Final = 256
+DIGEST_CACHE_MAX_CHARS: Final = 8 * 1024
+"""Spec digests remembered per bundle, keyed by ``repr`` of specs up to 8 Ki characters
+(the spec itself is not kept): at most 256 x 32 KiB = 8 MiB of keys even if every key
+needed 4 bytes a character, about 0.5 MiB for ordinary ASCII specs of 2 KiB."""
 
 
 @dataclass(frozen=True)
@@ -88,19 +101,66 @@ class Bundle:
     clock_skew_seconds: int
     policies: tuple[Policy, ...]
     approvers: Mapping[str, Approver]
+    caches: bool = field(default=True, repr=False, compare=False)
+    """False turns the memo tables off (the reference behaviour, for tests and debugging)."""
     _all_namespaces: tuple[Policy, ...] = field(init=False, repr=False, compare=False, default=())
     _by_namespace: Mapping[str, tuple[Policy, ...]] = field(
         init=False, repr=False, compare=False, default_factory=dict
     )
+    _by_agent: Mapping[tuple[str | None, str], tuple[Policy, ...]] = field(
+        init=False, repr=False, compare=False, default_factory=dict
+    )
+    _any_agent: Mapping[str | None, tuple[Policy, ...]] = field(
+        init=False, repr=False, compare=False, default_factory=dict
+    )
+    verifier: records.Verifier = field(
+        init=False, repr=False, compare=False, default_factory=records.Verifier
+    )
+    """Verified signatures and parsed annotations, remembered for this bundle only."""
+    _digests: Any = field(init=False, repr=False, compare=False, default=None)
+    _known_as: Mapping[str, frozenset[str]] = field(
+        init=False, repr=False, compare=False, default_factory=dict
+    )
+    clock_skew: timedelta = field(init=False, repr=False, compare=False, default=timedelta())
 
     def enforces(self, namespace: str) -> bool:
         return ALL in self.enforced_namespaces or namespace in self.enforced_namespaces
 
-    def candidate_policies(self, namespace: str) -> tuple[Policy, ...]:
-        return self._by_namespace.get(namespace, self._all_namespaces)
+    def candidate_policies(self, namespace: str, agent: str | None = None) -> tuple[Policy, ...]:
+        """The policies that may select a run in ``namespace`` (of ``agent``, when given).
+
+        A superset of the matching policies, in bundle order: the namespace index, narrowed
+        by the (namespace, agent) index to the policies naming that agent or no agent.
+        """
+        if agent is None:
+            return self._by_namespace.get(namespace, self._all_namespaces)
+        bucket: str | None = namespace if namespace in self._by_namespace else None
+        found = self._by_agent.get((bucket, agent))
+        return found if found is not None else self._any_agent[bucket]
+
+    def approvers_known_as(self, username: str) -> frozenset[str]:
+        """The approvers named ``username`` or listing it among their usernames (indexed)."""
+        return self._known_as.get(username, frozenset()) if username else frozenset()
+
+    def spec_digest(self, spec: object) -> str:
+        """:func:`approvals.digest.spec_digest`, memoised per bundle (raises the same errors).
+
+        Keyed by ``repr(spec)`` when the spec is an object: for a tree of dicts, lists,
+        strings, numbers, booleans and None (what a JSON or YAML loader builds), ``repr``
+        tells apart everything the digest tells apart (``1``, ``1.0``, ``"1"`` and ``True``
+        differ; so do a string key and an integer key), and a spec that cannot be digested
+        raises before anything is stored. Only successes are stored.
+        """
+        if not isinstance(spec, dict):
+            return spec_digest(spec)
+        key = repr(spec)
+        if len(key) > DIGEST_CACHE_MAX_CHARS:
+            return spec_digest(spec)
+        digest: str = self._digests(_Keyed(key, spec))
+        return digest
 
     def __post_init__(self) -> None:
-        """Index policies by namespace once per bundle: the admission path only looks up."""
+        """Index policies by namespace and by (namespace, agent) once per bundle."""
         wildcard = tuple(p for p in self.policies if ALL in p.namespaces)
         index: dict[str, list[Policy]] = {}
         for policy in self.policies:
@@ -110,8 +170,54 @@ class Bundle:
             bucket.extend(
                 p for p in self.policies if ALL in p.namespaces or namespace in p.namespaces
             )
+        by_namespace = {ns: tuple(b) for ns, b in index.items()}
+        buckets: dict[str | None, tuple[Policy, ...]] = {None: wildcard}
+        buckets.update(by_namespace)
+        by_agent: dict[tuple[str | None, str], tuple[Policy, ...]] = {}
+        any_agent: dict[str | None, tuple[Policy, ...]] = {}
+        for name, policies in buckets.items():
+            any_agent[name] = tuple(p for p in policies if not p.agents)
+            for agent in {a for p in policies for a in p.agents}:
+                by_agent[name, agent] = tuple(
+                    p for p in policies if not p.agents or agent in p.agents
+                )
         object.__setattr__(self, "_all_namespaces", wildcard)
-        object.__setattr__(self, "_by_namespace", {ns: tuple(b) for ns, b in index.items()})
+        object.__setattr__(self, "_by_namespace", by_namespace)
+        object.__setattr__(self, "_by_agent", by_agent)
+        object.__setattr__(self, "_any_agent", any_agent)
+        entries = DIGEST_CACHE_ENTRIES if self.caches else 0
+        object.__setattr__(self, "_digests", functools.lru_cache(maxsize=entries)(_digest_of))
+        if not self.caches:
+            object.__setattr__(self, "verifier", records.Verifier(0))
+        known_as: dict[str, set[str]] = {}
+        for name, approver in self.approvers.items():
+            for username in {approver.name, *approver.usernames}:
+                known_as.setdefault(username, set()).add(name)
+        object.__setattr__(self, "_known_as", {u: frozenset(n) for u, n in known_as.items()})
+        object.__setattr__(self, "clock_skew", timedelta(seconds=self.clock_skew_seconds))
+
+
+class _Keyed:
+    """A spec that hashes and compares by its ``repr`` (the memo key), carrying the spec."""
+
+    __slots__ = ("key", "spec")
+
+    def __init__(self, key: str, spec: object) -> None:
+        self.key = key
+        self.spec = spec
+
+    def __hash__(self) -> int:
+        return hash(self.key)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Keyed) and other.key == self.key
+
+
+def _digest_of(keyed: _Keyed) -> str:
+    """The cached function behind :meth:`Bundle.spec_digest`; the entry keeps only the key."""
+    digest = spec_digest(keyed.spec)
+    keyed.spec = None
+    return digest
 
 
 def parse_bundle_text(text: str | bytes, source: str = "bundle") -> Bundle:

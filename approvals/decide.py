@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
-from typing import Any, Final, Literal
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Final, Literal, NamedTuple
 
 from approvals import records
 from approvals.admission import AGENTRUNS, AGENTS_GROUP
 from approvals.bundle import Approver, Bundle, Policy
-from approvals.digest import spec_digest
 from approvals.errors import DigestError
 from approvals.policy import ENFORCEMENT_LEVELS
 
@@ -130,11 +129,11 @@ def _decide(request: Mapping[str, Any], bundle: Bundle, now: datetime) -> Decisi
     # Rule 7 first: controllers must be able to update (and finalize) any stored run,
     # even one whose spec could never be approved.
     if operation == "UPDATE":
-        verdict = _update_shortcut(request, obj)
+        verdict = _update_shortcut(request, obj, bundle)
         if verdict is not None:
             return verdict
     try:
-        digest = spec_digest(obj.get("spec"))
+        digest = bundle.spec_digest(obj.get("spec"))
     except DigestError as exc:
         return _deny(
             "undigestable-spec",
@@ -143,8 +142,8 @@ def _decide(request: Mapping[str, Any], bundle: Bundle, now: datetime) -> Decisi
             f"cannot be approved: {exc.message}",
         )
 
-    run = _Run.of(request, obj, metadata, namespace, digest)
-    policies = [p for p in bundle.candidate_policies(namespace) if _matches(p, run)]
+    run = _Run.of(request, obj, metadata, namespace, digest, bundle)
+    policies = [p for p in bundle.candidate_policies(namespace, run.agent) if _matches(p, run)]
     if not policies:  # Rule 2: no silent holes.
         if bundle.no_match == "allow":
             return _allow("no-policy", digest=digest, subject=run.subject)
@@ -158,10 +157,9 @@ def _decide(request: Mapping[str, Any], bundle: Bundle, now: datetime) -> Decisi
             subject=run.subject,
         )
 
-    parsed, problems = records.parse_annotation(
+    parsed, problems = bundle.verifier.parse_annotation(
         (metadata.get("annotations") or {}).get(records.ANNOTATION)
     )
-    run = _with_excluded(run, bundle)
     checks = [_check_record(r, run, bundle, now) for r in parsed]
     results = [_evaluate(p, run, checks, problems, bundle) for p in policies]
     return _combine(results, run)
@@ -176,8 +174,9 @@ def matching_policies(request: Mapping[str, Any], bundle: Bundle) -> list[Policy
     return [p for p in bundle.candidate_policies(namespace) if _matches(p, run)]
 
 
-@dataclass(frozen=True)
-class _Run:
+class _Run(NamedTuple):
+    """The facts about the run that the rules read (a named tuple: built on every request)."""
+
     ref: str
     namespace: str
     name: str
@@ -201,7 +200,9 @@ class _Run:
         metadata: Mapping[str, Any],
         namespace: str,
         digest: str,
+        bundle: Bundle | None = None,
     ) -> _Run:
+        """The run's facts; with ``bundle``, also which approvers are its requester or author."""
         spec = obj.get("spec") if isinstance(obj.get("spec"), dict) else {}
         assert isinstance(spec, dict)
         user = request.get("userInfo") if isinstance(request.get("userInfo"), dict) else {}
@@ -210,6 +211,12 @@ class _Run:
         generate = str(metadata.get("generateName") or "")
         annotations = metadata.get("annotations") or {}
         labels = metadata.get("labels") or {}
+        username = str(user.get("username") or "")
+        author = (
+            str(annotations.get(records.AUTHOR_ANNOTATION, ""))
+            if isinstance(annotations, dict)
+            else ""
+        )
         return cls(
             ref=f"{namespace}/{name or generate + '*'}",
             namespace=namespace,
@@ -220,12 +227,11 @@ class _Run:
             agent=_ref_name(spec.get("agentRef")),
             implementation=_ref_name(spec.get("implementationSpecRef")),
             labels={str(k): str(v) for k, v in labels.items()} if isinstance(labels, dict) else {},
-            username=str(user.get("username") or ""),
+            username=username,
             groups=frozenset(str(g) for g in user.get("groups") or ()),
-            author=str(annotations.get(records.AUTHOR_ANNOTATION, ""))
-            if isinstance(annotations, dict)
-            else "",
+            author=author,
             operation=str(request.get("operation")),
+            excluded=_excluded(bundle, username, author) if bundle is not None else frozenset(),
         )
 
     def bound_by(self, subject: str) -> bool:
@@ -241,36 +247,33 @@ class _Run:
         return bool(self.name) and subject == self.subject
 
 
-def _with_excluded(run: _Run, bundle: Bundle) -> _Run:
-    """Remember which approvers are the requester or the author of this run."""
-    people = frozenset(
-        name
-        for name, approver in bundle.approvers.items()
-        if _is_person(approver, run.username) or _is_person(approver, run.author)
-    )
-    return replace(run, excluded=people)
+def _excluded(bundle: Bundle, username: str, author: str) -> frozenset[str]:
+    """The approvers who are the requester or the author of a run (:func:`_is_person`)."""
+    return bundle.approvers_known_as(username) | bundle.approvers_known_as(author)
 
 
 def _ref_name(ref: object) -> str:
     return str(ref.get("name", "")) if isinstance(ref, dict) else ""
 
 
-def _same_spec(old: object, new: object) -> bool:
+def _same_spec(old: object, new: object, bundle: Bundle) -> bool:
     """Equal as the API server stores them (types matter: 1 is not true, "1" is not 1)."""
     try:
-        return spec_digest(old) == spec_digest(new)
+        return bundle.spec_digest(old) == bundle.spec_digest(new)
     except DigestError:  # a spec we cannot digest still compares by its exact JSON
         return json.dumps(old, sort_keys=True) == json.dumps(new, sort_keys=True)
 
 
-def _update_shortcut(request: Mapping[str, Any], obj: Mapping[str, Any]) -> Decision | None:
+def _update_shortcut(
+    request: Mapping[str, Any], obj: Mapping[str, Any], bundle: Bundle
+) -> Decision | None:
     old = request.get("oldObject")
     if not isinstance(old, dict):
         return _deny("malformed", "the UPDATE request carries no oldObject")
     old_meta = old.get("metadata") if isinstance(old.get("metadata"), dict) else {}
     new_meta = obj.get("metadata", {})
     assert isinstance(old_meta, dict)
-    same_spec = _same_spec(old.get("spec"), obj.get("spec"))
+    same_spec = _same_spec(old.get("spec"), obj.get("spec"), bundle)
     if old_meta.get("deletionTimestamp"):
         old_fin, new_fin = (
             set(old_meta.get("finalizers") or ()),
@@ -313,8 +316,7 @@ def _subject_matches(kind: str, name: str, namespace: str | None, run: _Run) -> 
     return value is not None and name in ("*", value)
 
 
-@dataclass(frozen=True)
-class _Check:
+class _Check(NamedTuple):
     """Policy-independent facts about one record."""
 
     record: records.ParsedRecord
@@ -340,8 +342,7 @@ def _check_record(record: records.ParsedRecord, run: _Run, bundle: Bundle, now: 
             f"approves another spec (sha256:{claim.digest[:12]}), "
             f"this run's spec is sha256:{run.digest[:12]}; re-approve the current spec",
         )
-    skew = timedelta(seconds=bundle.clock_skew_seconds)
-    if claim.issued_at > now + skew:
+    if claim.issued_at > now + bundle.clock_skew:
         return _Check(
             record, approver, f"issued in the future ({records.format_time(claim.issued_at)})"
         )
@@ -350,7 +351,7 @@ def _check_record(record: records.ParsedRecord, run: _Run, bundle: Bundle, now: 
     if claim.expires_at <= claim.issued_at:
         return _Check(record, approver, "expires before it was issued")
     keys = [k.key for k in approver.keys if k.valid_at(claim.issued_at)]
-    if records.signed_by(record, keys) is None:
+    if bundle.verifier.signed_by(record, keys) is None:
         return _Check(
             record,
             approver,
@@ -513,8 +514,9 @@ def _judge(policy: Policy, check: _Check) -> RecordVerdict:
         return bad(
             f"lasts {int(lifetime)}s, over the policy's timeoutSeconds ({policy.timeout_seconds})"
         )
-    expires = records.format_time(claim.expires_at)
-    return RecordVerdict(index, name, decision, True, f"valid {decision} until {expires}")
+    return RecordVerdict(
+        index, name, decision, True, f"valid {decision} until {claim.expires_text}"
+    )
 
 
 def _combine(results: Sequence[PolicyResult], run: _Run) -> Decision:

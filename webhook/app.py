@@ -8,7 +8,10 @@ A thin HTTP layer around :func:`approvals.decide.decide` (no HTTP inside the dec
 - a readable review is always answered 200 with a review: decide()'s verdict, or, when
   anything inside the webhook fails, a denial with a generic message and the detail in the
   log (fail closed, never a 500 that a ``failurePolicy: Ignore`` would turn into an allow);
-- one JSON log line per admission with the object reference and the verdict.
+- one JSON log line per admission with the object reference and the verdict: at info for
+  denials, warnings and other noteworthy allows, at debug for ordinary allows (every
+  decision is also in ``auditAnnotations`` and the metrics; see docs/design.md,
+  "Admission hot path").
 
 ``/healthz`` says the process is alive; ``/readyz`` says a bundle and a certificate are
 loaded and we are not draining.
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from collections.abc import Callable
 from datetime import datetime
@@ -139,10 +143,21 @@ class Admission:
             raise MalformedReview(
                 "too-large", f"body of {request.content_length} bytes exceeds {limit} bytes"
             )
+        content = request.content
+        if content.is_eof():  # the whole body came with the headers: no wait, no timer
+            try:
+                data = content.read_nowait(-1)
+            except Exception as exc:
+                raise MalformedReview(
+                    "incomplete-body", f"body could not be read: {type(exc).__name__}: {exc}"
+                ) from None
+            if len(data) > limit:
+                raise MalformedReview("too-large", f"body exceeds {limit} bytes")
+            return data
         body = bytearray()
         try:
             async with asyncio.timeout(self.read_timeout):
-                while chunk := await request.content.read(_CHUNK):
+                while chunk := await content.read(_CHUNK):
                     body += chunk
                     if len(body) > limit:
                         raise MalformedReview("too-large", f"body exceeds {limit} bytes")
@@ -195,7 +210,11 @@ class Admission:
                 "decide() failed; request denied",
                 extra=fields(**_reference(review), error=decision.internal_error),
             )
-        log.info(
+        level = logging.INFO if _noteworthy(decision) else logging.DEBUG
+        if not log.isEnabledFor(level):
+            return
+        log.log(
+            level,
             "admission",
             extra=fields(
                 **_reference(review),
@@ -208,6 +227,20 @@ class Admission:
                 latency_ms=round(elapsed * 1000, 3),
             ),
         )
+
+
+_NOTEWORTHY_AUDIT: Final = ("audit-would-deny", "trusted-submitter", "bypass-reason")
+
+
+def _noteworthy(decision: Decision) -> bool:
+    """Logged at info: denials, warnings (warn mode, bypass), audit-mode would-denies,
+    trusted submitters and runs no policy selects. Other allows (approved, not gated,
+    unchanged spec...) are logged at debug: each is still in the API server's audit log
+    (``auditAnnotations``) and in ``approvalgate_admission_requests_total``."""
+    if not decision.allowed or decision.warnings or decision.reason == "no-policy":
+        return True
+    audit = decision.audit_annotations
+    return any(key in audit for key in _NOTEWORTHY_AUDIT)
 
 
 def _reference(review: Review) -> dict[str, Any]:

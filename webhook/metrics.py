@@ -16,8 +16,9 @@ over labels is the number of requests.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 from prometheus_client import (
@@ -64,6 +65,11 @@ class Metrics:
     certificate_loaded: Gauge
     certificate_expiry: Gauge
     certificate_reload_failures: Counter
+    # labelled children of ``requests`` by (allowed, reason, policies): labels() takes a
+    # lock and builds label tuples on every call; bounded like the label set itself
+    _children: dict[tuple[bool, str, tuple[str, ...]], Any] = field(
+        default_factory=dict, repr=False, compare=False
+    )
 
     @classmethod
     def create(cls, registry: CollectorRegistry | None = None) -> Metrics:
@@ -133,9 +139,16 @@ class Metrics:
         )
 
     def observe(self, decision: Decision, seconds: float) -> None:
-        self.requests.labels(
-            "allow" if decision.allowed else "deny", decision.reason, ",".join(decision.policies)
-        ).inc()
+        key = (decision.allowed, decision.reason, decision.policies)
+        child = self._children.get(key)
+        if child is None:
+            child = self.requests.labels(
+                "allow" if decision.allowed else "deny",
+                decision.reason,
+                ",".join(decision.policies),
+            )
+            self._children[key] = child
+        child.inc()
         self.duration.observe(seconds)
 
     def bundle_switched(self, previous: str, generation: str, loaded_at: float) -> None:

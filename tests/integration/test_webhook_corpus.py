@@ -34,6 +34,7 @@ NOT_A_MANIFEST = ("namespace", "subResource", "dryRun")  # request knobs verify 
 VERIFY_REFUSES = {
     "annotation-not-array": "existing approvals annotation is not a JSON array",
     "annotation-not-json": "existing approvals annotation is not a JSON array",
+    "annotation-deeply-nested": "existing approvals annotation is not a JSON array",
     "empty-annotation": "existing approvals annotation is not a JSON array",
     "big-integer-in-spec": "the number 9007199254740993 is beyond",
 }
