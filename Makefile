@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test lint testbin clean
+.PHONY: setup demo test lint testbin clean bench
 
 setup: $(STAMP)
 
@@ -35,3 +35,8 @@ test: setup lint testbin
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
+
+# Benchmarks (not tests; bounded, minutes): compile vs helm template, check, CLI start-up,
+# and the webhook's when bench/webhook_bench.py is there. Rewrites docs/benchmarks.md.
+bench: setup
+	APPROVALGATE_BENCH_COMMAND="make bench" $(BIN)/python bench/run.py

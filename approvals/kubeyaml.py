@@ -84,6 +84,7 @@ _KEYWORDS: Final[dict[str, object]] = {
     **dict.fromkeys(("-.inf", "-.Inf", "-.INF"), -math.inf),
 }
 _MISSING: Final = object()
+_NUMBER_START: Final = frozenset(".+-0123456789")  # plain scalars that may not be strings
 _GO_INT = re.compile(r"([-+]?)(0[xX][0-9a-fA-F]+|0[oO][0-7]+|0[bB][01]+|0[0-7]*|[1-9][0-9]*)\Z")
 _GO_BINARY = re.compile(r"([-+]?)([01]+)\Z")
 _FLOAT = re.compile(r"[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?\Z")
@@ -193,9 +194,47 @@ def _offset_location(text: str, offset: int, filename: str) -> Location:
 
 
 def _load_document(chunk: str, index: int, first_line: int, filename: str) -> Document | None:
+    fast = _load_plain_document(chunk)
+    if fast is not None:
+        obj = fast[0]
+        if obj is None:
+            return None
+        positions = _LazyPositions(chunk, index, first_line, filename)
+        return Document(index, obj, first_line, chunk, filename, positions)
+    return _load_full_document(chunk, index, first_line, filename)
+
+
+class _LazyPositions(Mapping[JsonPath, tuple[int, int]]):
+    """The positions of a document loaded by the fast path, found when first asked for
+    (to locate a finding): by loading it again the full way, which records them. Most
+    documents never need them, and they cost more to record than the objects."""
+
+    def __init__(self, chunk: str, index: int, first_line: int, filename: str) -> None:
+        self._args = (chunk, index, first_line, filename)
+        self._found: Mapping[JsonPath, tuple[int, int]] | None = None
+
+    def _positions(self) -> Mapping[JsonPath, tuple[int, int]]:
+        if self._found is None:
+            document = _load_full_document(*self._args)
+            self._found = document.positions if document is not None else {}
+        return self._found
+
+    def __getitem__(self, path: JsonPath) -> tuple[int, int]:
+        return self._positions()[path]
+
+    def __iter__(self) -> Iterator[JsonPath]:
+        return iter(self._positions())
+
+    def __len__(self) -> int:
+        return len(self._positions())
+
+
+def _load_full_document(chunk: str, index: int, first_line: int, filename: str) -> Document | None:
     composer = _Composer(filename, first_line - 1)
+    parser = _Loader(chunk)
     try:
-        roots = composer.documents(yaml.parse(chunk, Loader=_Loader))
+        # iter(get_event, None) rather than yaml.parse(): no Python generator per event
+        roots = composer.documents(iter(parser.get_event, None))
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark or error.context_mark
         context = f" ({error.context})" if error.context else ""
@@ -213,6 +252,8 @@ def _load_document(chunk: str, index: int, first_line: int, filename: str) -> Do
         raise InputError(
             f"invalid YAML: {error}", location=Location(filename, first_line)
         ) from None
+    finally:
+        parser.dispose()
     if len(roots) > 1:
         raise InputError(
             "a second YAML document after '...' (kubectl silently ignores it)",
@@ -236,7 +277,105 @@ def _load_document(chunk: str, index: int, first_line: int, filename: str) -> Do
     return Document(index, obj, first_line, chunk, filename, converter.positions)
 
 
-@dataclass(eq=False)
+class _NotPlain(Exception):
+    """The document needs the full composer and converter (or fails there)."""
+
+
+_MAP_START, _MAP_END = yaml.MappingStartEvent, yaml.MappingEndEvent
+_SEQ_START, _SEQ_END = yaml.SequenceStartEvent, yaml.SequenceEndEvent
+_SCALAR = yaml.ScalarEvent
+
+
+def _load_plain_document(chunk: str) -> tuple[dict[str, Json] | None] | None:
+    """The fast path of :func:`_load_document`: ``(object,)``, or None for the full path.
+
+    Most documents are one mapping of plain keys and untagged scalars: no anchor, alias,
+    tag, merge key, duplicate key or number kubectl cannot send. For those, objects are
+    built straight from the parser's events (no node graph, one pass), with the same
+    typing as :class:`_Converter`; positions are left for when a finding needs one. Anything
+    else, and every error, returns None: the full path then gives the same result, or the
+    error with its location.
+    """
+    parser = _Loader(chunk)
+    try:
+        get = parser.get_event
+        get()  # StreamStart
+        event = get()
+        if type(event) is yaml.StreamEndEvent:
+            return (None,)
+        if type(event) is not yaml.DocumentStartEvent:
+            return None
+        obj = _plain_node(get(), get, 0)
+        get()  # DocumentEnd
+        if type(get()) is not yaml.StreamEndEvent:
+            return None  # a second document after "...": an error, reported by the full path
+    except (_NotPlain, yaml.YAMLError, RecursionError):
+        return None
+    finally:
+        parser.dispose()
+    if obj is not None and not isinstance(obj, dict):
+        return None  # not a manifest: the full path says so, with the location
+    return (obj,)
+
+
+def _plain_node(event: Any, get: Any, depth: int) -> Json:
+    kind = type(event)
+    if kind is _SCALAR:
+        return _plain_scalar(event)
+    if kind is yaml.AliasEvent or event.tag is not None or event.anchor or depth >= MAX_DEPTH:
+        raise _NotPlain
+    if kind is _MAP_START:
+        out: dict[str, Json] = {}
+        while True:
+            key_event = get()
+            if type(key_event) is _MAP_END:
+                return out
+            if type(key_event) is not _SCALAR or key_event.tag is not None or key_event.anchor:
+                raise _NotPlain
+            key = key_event.value
+            if key_event.implicit[0] and not (
+                key and key[0] not in _NUMBER_START and key not in _KEYWORDS and key != "<<"
+            ):
+                raise _NotPlain  # typed keys ("1", "true") and merges: the full path
+            if key in out:
+                raise _NotPlain  # a duplicate key: an error
+            value_event = get()
+            if type(value_event) is _SCALAR:  # most values: no call for the recursion
+                out[key] = _plain_scalar(value_event)
+            else:
+                out[key] = _plain_node(value_event, get, depth + 1)
+    if kind is _SEQ_START:
+        items: list[Json] = []
+        while True:
+            item_event = get()
+            item_kind = type(item_event)
+            if item_kind is _SEQ_END:
+                return items
+            if item_kind is _SCALAR:
+                items.append(_plain_scalar(item_event))
+            else:
+                items.append(_plain_node(item_event, get, depth + 1))
+    raise _NotPlain
+
+
+def _plain_scalar(event: Any) -> Json:
+    """A scalar typed as :meth:`_Converter.scalar` does (raises _NotPlain where it errs)."""
+    if event.tag is not None or event.anchor:
+        raise _NotPlain
+    text = event.value
+    if not event.implicit[0]:  # quoted or block: a string
+        return text
+    if text and text[0] not in _NUMBER_START and text not in _KEYWORDS:
+        return text
+    value = _resolve_plain(text)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return value
+    if (isinstance(value, float) and not math.isfinite(value)) or number_problem(value):
+        raise _NotPlain  # an error, with its location, from the full path
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+@dataclass(eq=False, slots=True)
 class _Node:
     kind: str  # "scalar", "seq", "map" or "alias"
     line: int
@@ -263,12 +402,14 @@ class _Composer:
     def documents(self, events: Iterator[yaml.Event]) -> list[_Node]:
         roots = []
         for event in events:
-            if isinstance(event, yaml.DocumentStartEvent):
+            if type(event) is yaml.DocumentStartEvent:
                 self.anchors = {}
                 roots.append(self.node(next(events), events, 0))
         return roots
 
     def node(self, event: yaml.Event, events: Iterator[yaml.Event], depth: int) -> _Node:
+        # The hot loop of loading a repo: exact type checks (the parsers make exactly these
+        # classes), sizes summed as the children come.
         mark = event.start_mark
         line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
         line += self.line_offset
@@ -276,27 +417,34 @@ class _Composer:
             raise InputError(
                 f"nesting deeper than {MAX_DEPTH} levels", location=Location(self.filename, line)
             )
-        if isinstance(event, yaml.AliasEvent):
-            return self.alias(event.anchor or "", line, column)
-        if isinstance(event, yaml.ScalarEvent):
-            plain = event.tag is None and event.implicit[0]
-            node = _Node(
-                "scalar", line, column, event.tag, event.value, plain, chars=len(event.value)
-            )
+        kind = type(event)
+        if kind is yaml.ScalarEvent:
+            tag = event.tag  # type: ignore[attr-defined]
+            value = event.value  # type: ignore[attr-defined]
+            plain = tag is None and event.implicit[0]  # type: ignore[attr-defined]
+            node = _Node("scalar", line, column, tag, value, plain, chars=len(value))
+        elif kind is yaml.AliasEvent:
+            return self.alias(event.anchor or "", line, column)  # type: ignore[attr-defined]
         else:
             assert isinstance(event, yaml.CollectionStartEvent)
-            kind = "map" if isinstance(event, yaml.MappingStartEvent) else "seq"
-            node = _Node(kind, line, column, event.tag)
+            node = _Node(
+                "map" if kind is yaml.MappingStartEvent else "seq", line, column, event.tag
+            )
             self.open_anchors.add(event.anchor or "")
+            items = node.items
+            size, chars = 1, 0
+            end_types = (yaml.MappingEndEvent, yaml.SequenceEndEvent)
             for child in events:
-                if isinstance(child, yaml.CollectionEndEvent):
+                if type(child) in end_types:
                     break
-                node.items.append(self.node(child, events, depth + 1))
-            node.size += sum(item.size for item in node.items)
-            node.chars = sum(item.chars for item in node.items)
+                item = self.node(child, events, depth + 1)
+                items.append(item)
+                size += item.size
+                chars += item.chars
+            node.size, node.chars = size, chars
             self.open_anchors.discard(event.anchor or "")
-        if event.anchor:
-            self.anchors[event.anchor] = node
+        if event.anchor:  # type: ignore[attr-defined]
+            self.anchors[event.anchor] = node  # type: ignore[attr-defined]
         return node
 
     def alias(self, anchor: str, line: int, column: int) -> _Node:
@@ -329,6 +477,12 @@ class _Converter:
         if len(path) > MAX_DEPTH:
             raise self.error(node, path, f"nesting deeper than {MAX_DEPTH} levels")
         if node.kind == "scalar":
+            if node.tag is None:  # fast path for strings, same answer as self.scalar()
+                text = node.text
+                if not node.plain:  # quoted or block: a string
+                    return text
+                if text and text[0] not in _NUMBER_START and text not in _KEYWORDS:
+                    return text
             return self.scalar(node, path)
         self.check_tag(node, path)
         if node.kind == "map":
@@ -346,7 +500,18 @@ class _Converter:
             if key_node.kind == "scalar" and key_node.plain and key_node.text == "<<":
                 self.merge(value_node, out, path)
                 continue
-            key = self.key(key_node, path)
+            text = key_node.text
+            if (  # fast path for string keys, same answer as self.key()
+                key_node.kind == "scalar"
+                and key_node.tag is None
+                and (
+                    not key_node.plain
+                    or (text and text[0] not in _NUMBER_START and text not in _KEYWORDS)
+                )
+            ):
+                key = text
+            else:
+                key = self.key(key_node, path)
             if key in seen:
                 raise self.error(
                     key_node,

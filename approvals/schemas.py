@@ -1,4 +1,9 @@
-"""Packaged JSON Schemas and the validators built from them (package data, cached)."""
+"""Packaged JSON Schemas and the validators built from them (package data, cached).
+
+Valid documents are recognised by :mod:`approvals.fastschema`; jsonschema (about 50 ms to
+import, and a generic walk per document) is imported and run only to explain an invalid
+one, so its messages are unchanged.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +13,13 @@ import re
 from collections.abc import Iterable
 from functools import cache
 from importlib import resources
-from typing import Any
-
-from jsonschema import Draft202012Validator, FormatChecker
+from typing import TYPE_CHECKING, Any
 
 from approvals.errors import Finding, JsonPath
+from approvals.fastschema import Check, compile_check
+
+if TYPE_CHECKING:
+    from jsonschema import Draft202012Validator
 
 SCHEMA_PACKAGE = "approvalgate.schemas"
 
@@ -29,11 +36,22 @@ def load_schema(name: str) -> dict[str, Any]:
 def validator(name: str) -> Draft202012Validator:
     # The packaged schemas are checked against the meta-schema by the test suite
     # (tests/unit/test_schemas.py), not on every start: that costs ~50 ms a schema.
+    from jsonschema import Draft202012Validator, FormatChecker  # noqa: PLC0415
+
     return Draft202012Validator(load_schema(name), format_checker=FormatChecker())
+
+
+@cache
+def fast_check(name: str) -> Check | None:
+    """The yes/no check standing for :func:`validator` (None: use the validator)."""
+    return compile_check(load_schema(name), formats=True)
 
 
 def schema_findings(name: str, document: object, prefix: JsonPath = ()) -> list[Finding]:
     """Every schema violation of ``document`` as a finding, sorted by location."""
+    check = fast_check(name)
+    if check is not None and check(document):  # valid: jsonschema would find nothing
+        return []
     findings = []
     for error in validator(name).iter_errors(document):
         path: JsonPath = prefix + tuple(error.absolute_path)

@@ -4,10 +4,22 @@ Keys are sorted at every level (what ``kubectl get -o yaml`` does, and what make
 independent of dict insertion order and ``PYTHONHASHSEED``); multi-line strings are
 literal blocks; strings YAML 1.1 would read as something else (``yes``, ``0600``) are
 quoted by the dumper; no timestamps, no absolute paths; one trailing newline.
+
+The format is PyYAML's ``SafeDumper`` with the settings in :func:`_pyyaml_dump`. Its
+pure-Python emitter costs about 2 ms for a NetworkPolicy, so :func:`dump` lays out the
+block structure itself (the only structure our output has: block mappings and sequences,
+indented sequences, ``{}``/``[]`` when empty) and asks PyYAML only how to write each
+distinct scalar, once: a probe document ``k: <value>`` (or ``<key>: 1``) dumped with the
+same dumper, cached. Anything outside that shape (a key PyYAML would write as a complex
+``? key``, a string it would fold, a literal block kept with ``|+``, a shared sub-object
+it would anchor, a type other than dict/list/str/int/float/bool/None) makes :func:`dump`
+fall back to PyYAML for the whole document, so the bytes are PyYAML's either way
+(tests/unit/test_canonical.py compares both on generated documents).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -34,7 +46,20 @@ _Dumper.add_representer(str, _str)
 
 def dump(obj: Any, source: str = "") -> str:
     """One document, with the generated-file header when ``source`` is given."""
-    body = yaml.dump(
+    body = _fast_dump(obj)
+    if body is None:
+        body = _pyyaml_dump(obj)
+    return (HEADER.format(source=source) if source else "") + body
+
+
+def dump_all(objects: Iterable[Any], source: str = "") -> str:
+    parts = [dump(obj) for obj in objects]
+    return (HEADER.format(source=source) if source else "") + "---\n".join(parts)
+
+
+def _pyyaml_dump(obj: Any) -> str:
+    """The reference: what :func:`dump` writes, byte for byte, through PyYAML's emitter."""
+    return yaml.dump(
         obj,
         Dumper=_Dumper,
         sort_keys=True,
@@ -43,9 +68,170 @@ def dump(obj: Any, source: str = "") -> str:
         width=1 << 16,
         explicit_start=False,
     )
-    return (HEADER.format(source=source) if source else "") + body
 
 
-def dump_all(objects: Iterable[Any], source: str = "") -> str:
-    parts = [dump(obj) for obj in objects]
-    return (HEADER.format(source=source) if source else "") + "---\n".join(parts)
+# --------------------------------------------------------------------------- fast path
+
+
+class _Fallback(Exception):
+    """This document needs PyYAML's emitter."""
+
+
+# Strings that PyYAML writes plain, unquoted, in block context (the only context we write
+# scalars in), provided the YAML 1.1 resolver reads them back as strings (``yes``,
+# ``null``, ``443``, ``1:30`` are not): ASCII letters, digits and ``._/-,:``, starting with
+# a letter or digit, no space, no ``#``, not ending with ``:`` (``,`` and an inner ``:``
+# only rule out flow context).
+_PLAIN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/,:-]*(?<!:)\Z")
+_STR_TAG = "tag:yaml.org,2002:str"
+_RESOLVER = yaml.resolver.Resolver()
+_MAX_PROBED = 4096  # longer one-line strings could be folded at the width limit
+_CACHE_LIMIT = 200_000
+_values: dict[tuple[type, Any], tuple[str, bool]] = {}  # -> (text, is a literal block)
+_keys: dict[str, str] = {}
+_strings: dict[str, str] = {}  # one-line strings: text after "key: ", with the line break
+
+
+def _fast_dump(obj: Any) -> str | None:
+    if type(obj) is not dict or not obj:
+        return None
+    out: list[str] = []
+    try:
+        _mapping(obj, 0, False, out, set())
+    except _Fallback:
+        return None
+    if max(len(_values), len(_keys), len(_strings)) > _CACHE_LIMIT:
+        _values.clear()
+        _keys.clear()
+        _strings.clear()
+    return "".join(out)
+
+
+def _mapping(
+    node: dict[Any, Any], indent: int, inline: bool, out: list[str], seen: set[int]
+) -> None:
+    if id(node) in seen:  # PyYAML would write an anchor and an alias
+        raise _Fallback
+    seen.add(id(node))
+    pad = " " * indent
+    first = inline
+    keys, strings = _keys, _strings
+    for key in sorted(node):  # TypeError (mixed key types) is PyYAML's error too: fall back
+        value = node[key]
+        head = keys.get(key) or _key(key)
+        if first:
+            first = False
+        else:
+            head = pad + head
+        kind = type(value)
+        if kind is str:
+            out.append(head + ": " + (strings.get(value) or _scalar(value, indent)))
+        elif kind is dict:
+            if value:
+                out.append(head + ":\n")
+                _mapping(value, indent + 2, False, out, seen)
+            else:
+                out.append(head + ": {}\n")
+        elif kind is list:
+            if value:
+                out.append(head + ":\n")
+                _sequence(value, indent + 2, False, out, seen)
+            else:
+                out.append(head + ": []\n")
+        else:
+            out.append(head + ": " + _scalar(value, indent))
+
+
+def _sequence(node: list[Any], indent: int, inline: bool, out: list[str], seen: set[int]) -> None:
+    if id(node) in seen:
+        raise _Fallback
+    seen.add(id(node))
+    dash = " " * indent + "- "
+    first = inline
+    strings = _strings
+    for item in node:
+        if first:
+            head = "- "
+            first = False
+        else:
+            head = dash
+        kind = type(item)
+        if kind is dict:
+            if item:
+                out.append(head)
+                _mapping(item, indent + 2, True, out, seen)
+            else:
+                out.append(head + "{}\n")
+        elif kind is str:
+            out.append(head + (strings.get(item) or _scalar(item, indent)))
+        elif kind is list:
+            if item:
+                out.append(head)
+                _sequence(item, indent + 2, True, out, seen)
+            else:
+                out.append(head + "[]\n")
+        else:
+            out.append(head + _scalar(item, indent))
+
+
+def _key(key: Any) -> str:
+    if type(key) is not str:
+        raise _Fallback
+    text = _keys.get(key)
+    if text is None:
+        if len(key) < 100 and _PLAIN.match(key) and _is_str(key):
+            text = key
+        else:
+            probe = _pyyaml_dump({key: 1})
+            if not probe.endswith(": 1\n") or "\n" in probe[:-1] or probe.startswith("?"):
+                raise _Fallback
+            text = probe[: -len(": 1\n")]
+        _keys[key] = text
+    return text
+
+
+def _scalar(value: Any, indent: int) -> str:
+    """The scalar's text after ``key: `` or ``- ``, with its line break(s)."""
+    kind = type(value)
+    if kind not in (str, int, float, bool, type(None)):
+        raise _Fallback
+    key = (kind, repr(value) if kind is float else value)  # 0.0 == -0.0, but not in YAML
+    cached = _values.get(key)
+    if cached is None:
+        cached = _probe(value)
+        _values[key] = cached
+    text, literal = cached
+    if not literal:
+        if kind is str:
+            _strings[value] = text  # the same text in any context: the fast lookup
+        return text
+    if not indent:
+        return text
+    pad = " " * indent  # literal block lines sit 2 columns right of their key or dash
+    head, _, body = text.partition("\n")
+    lines = body.split("\n")  # ends with "" (the final line break)
+    return "\n".join([head, *(pad + line if line else line for line in lines)])
+
+
+def _probe(value: Any) -> tuple[str, bool]:
+    if type(value) is str:
+        if _PLAIN.match(value) and _is_str(value):
+            return value + "\n", False
+        if any(c in value for c in "\x85\u2028\u2029"):
+            raise _Fallback
+    probe = _pyyaml_dump({"k": value})
+    if not probe.startswith("k: "):
+        raise _Fallback
+    text = probe[3:]
+    if "\n" not in text[:-1]:
+        if type(value) is str and len(value) > _MAX_PROBED:
+            raise _Fallback  # near the width limit, PyYAML folds it depending on the column
+        return text, False
+    indicator = text.partition("\n")[0]
+    if not indicator.startswith("|") or indicator.endswith("+"):
+        raise _Fallback  # quoted over several lines, or kept (`|+`: PyYAML may add `...`)
+    return text, True
+
+
+def _is_str(text: str) -> bool:
+    return bool(_RESOLVER.resolve(yaml.ScalarNode, text, (True, False)) == _STR_TAG)

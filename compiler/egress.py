@@ -8,23 +8,25 @@ NetworkPolicies (flavor ``kubernetes``) or CiliumNetworkPolicies (flavor ``ciliu
 ``networkPolicy`` values block of the upstream agents chart.
 
 The model pre-computes every rule (:class:`Rule`); the Jinja2 templates only lay them out,
-and the rendered YAML is parsed back into plain dicts.
+and the rendered YAML is parsed back into plain dicts. For the packaged templates, exactly
+as shipped, the same dicts are built directly (see ``_DIRECT_PINS``): parsing was most of
+the time of a compile.
 """
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import json
+import os
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
 from types import MappingProxyType
-from typing import Any, Literal, cast
+from typing import TYPE_CHECKING, Any, Literal, cast
 
-import jinja2
-import jsonschema
 import yaml
 
 from approvals.errors import (
@@ -35,6 +37,11 @@ from approvals.errors import (
     ValidationError,
     format_json_path,
 )
+from approvals.fastschema import Check, compile_check
+
+if TYPE_CHECKING:
+    import jinja2
+    import jsonschema
 
 API_VERSION = "gates.proompteng.ai/v1alpha1"
 KIND = "EgressPolicy"
@@ -198,6 +205,7 @@ def _is_ip(text: object) -> bool:
     return True
 
 
+@lru_cache(maxsize=4096)
 def _host_network(text: str) -> IPNetwork:
     """An IP (``10.0.0.1``) as a host network; a CIDR stays itself."""
     if "/" in text:
@@ -337,12 +345,27 @@ def _resource_text(package: str, name: str) -> str:
 
 
 @lru_cache(maxsize=1)
+def _schema() -> dict[str, Any]:
+    schema: dict[str, Any] = json.loads(_resource_text("schemas", SCHEMA_FILE))
+    return schema
+
+
+@lru_cache(maxsize=1)
 def _schema_validator() -> jsonschema.Draft202012Validator:
-    schema = json.loads(_resource_text("schemas", SCHEMA_FILE))
-    return jsonschema.Draft202012Validator(schema)
+    import jsonschema  # noqa: PLC0415 (only to explain an invalid document)
+
+    return jsonschema.Draft202012Validator(_schema())
+
+
+@lru_cache(maxsize=1)
+def _schema_check() -> Check | None:
+    return compile_check(_schema())
 
 
 def _schema_findings(doc: object) -> list[Finding]:
+    check = _schema_check()
+    if check is not None and check(doc):  # valid: jsonschema would find nothing
+        return []
     found = {
         Finding(tuple(err.absolute_path), _schema_message(err))
         for err in _schema_validator().iter_errors(doc)
@@ -531,17 +554,25 @@ def _check_cidr_block(block: Mapping[str, Any], path: JsonPath, ctx: _Ctx) -> It
     if problem:
         yield Finding((*path, "cidr"), *problem)
         return
-    cidr = ipaddress.ip_network(block["cidr"])
+    cidr = _network(block["cidr"])
     for k, text in enumerate(block.get("except", [])):
         where: JsonPath = (*path, "except", k)
         problem = _cidr_problem(text)
         if problem:
             yield Finding(where, *problem)
             continue
-        excepted = ipaddress.ip_network(text)
+        excepted = _network(text)
         yield from _check_except(cidr, excepted, where, ctx)
 
 
+@lru_cache(maxsize=8192)
+def _network(text: str) -> IPNetwork:
+    """A canonical CIDR (checked by :func:`_cidr_problem`) as a network; the same CIDRs
+    recur across specs, and parsing one costs more than the rest of its checks."""
+    return ipaddress.ip_network(text)
+
+
+@lru_cache(maxsize=8192)
 def _cidr_problem(text: str) -> tuple[str, str] | None:
     """(message, advice) when ``text`` is not a canonical CIDR."""
     try:
@@ -734,7 +765,7 @@ def _check_wildcards(dest: Mapping[str, Any], path: JsonPath) -> Iterator[Findin
     for j, block in enumerate(dest.get("cidrs", [])):
         if _cidr_problem(block["cidr"]) is not None:
             continue
-        network = ipaddress.ip_network(block["cidr"])
+        network = _network(block["cidr"])
         if network.prefixlen != 0:
             continue
         where: JsonPath = (*path, "cidrs", j, "cidr")
@@ -921,6 +952,8 @@ _TEMPLATES: Mapping[Flavor, str] = MappingProxyType(
 
 @lru_cache(maxsize=1)
 def _jinja(templates_dir: str | None = None) -> jinja2.Environment:
+    import jinja2  # noqa: PLC0415 (only when a template is rendered: not on the fast path)
+
     # autoescape stays on as a safety net: templates pass every value through `tojson`
     # (JSON is YAML), and anything that is not would show up HTML-escaped, not injected.
     packaged = jinja2.FunctionLoader(lambda name: _resource_text("templates", name))
@@ -943,12 +976,128 @@ def render_egress(
     Raises :class:`ValidationError` when a document has an error finding or two policies
     would render the same object. Output is sorted by namespace and name.
     """
-    parsed = _parse_all(policies, env)
+    return _render_parsed(_parse_all(policies, env), env, templates_dir)
+
+
+def render_egress_and_values(
+    policies: Sequence[Mapping[str, Any]], env: EgressEnv, templates_dir: str | None = None
+) -> tuple[list[Json], Json]:
+    """``(render_egress(...), agents_values(...))`` from one validation of the documents."""
+    return render_validated(_parse_all(policies, env), env, templates_dir)
+
+
+def render_validated(
+    parsed: Sequence[EgressPolicy], env: EgressEnv, templates_dir: str | None = None
+) -> tuple[list[Json], Json]:
+    """Like :func:`render_egress_and_values`, for documents ``validate_egress`` passed with
+    this ``env`` (no error finding), parsed with :func:`parse_egress`."""
+    return _render_parsed(parsed, env, templates_dir), _agents_values_parsed(parsed, env)
+
+
+def _render_parsed(
+    parsed: Sequence[EgressPolicy], env: EgressEnv, templates_dir: str | None
+) -> list[Json]:
     manifests = [_manifest(p, env) for p in parsed if p.enabled and p.target == "runners"]
     _refuse_duplicates(manifests)
-    template = _jinja(templates_dir).get_template(_TEMPLATES[env.flavor])
-    rendered = [_load_rendered(template.render(policy=m)) for m in manifests]
+    name = _TEMPLATES[env.flavor]
+    build = _direct_builder(name, templates_dir)
+    if build is not None:
+        rendered = [build(m) for m in manifests]
+    else:
+        template = _jinja(templates_dir).get_template(name)
+        rendered = [_load_rendered(template.render(policy=m)) for m in manifests]
     return sorted(rendered, key=lambda o: (o["metadata"]["namespace"], o["metadata"]["name"]))
+
+
+# The templates stay the source of the output format. Rendering one and parsing the YAML
+# back costs ~4 ms a policy (over a minute for 10,000), so for the packaged templates,
+# byte for byte as pinned here, the same dicts are built directly. A repo's own template
+# of that name, or any edit of a packaged one, changes the hash and goes through Jinja2
+# again; tests/bench/test_render_direct.py checks both ways agree on the egress corpus and
+# that the pins match the packaged templates.
+_DIRECT_PINS: Mapping[str, str] = MappingProxyType(
+    {
+        "networkpolicy.yaml.j2": "4448655cf80a080b",
+        "ciliumnetworkpolicy.yaml.j2": "0cd1dd8db5278afd",
+    }
+)
+
+
+def _direct_builder(name: str, templates_dir: str | None) -> Any:
+    """The direct builder of template ``name`` when the template used is the pinned one."""
+    if templates_dir is not None and _custom_template(templates_dir, name):
+        return None
+    if _template_digest(name) != _DIRECT_PINS.get(name):
+        return None
+    return _DIRECT_BUILDERS[name]
+
+
+def _custom_template(templates_dir: str, name: str) -> bool:
+    """Would jinja2's FileSystemLoader find ``name`` there (shadowing the packaged one)?"""
+    return os.path.isfile(os.path.join(templates_dir, *name.split("/")))
+
+
+@lru_cache(maxsize=4)
+def _template_digest(name: str) -> str:
+    return hashlib.sha256(_resource_text("templates", name).encode()).hexdigest()[:16]
+
+
+def _metadata(m: _Manifest) -> Json:
+    meta: Json = {"name": m.name, "namespace": m.namespace, "labels": m.labels}
+    if m.annotations:
+        meta["annotations"] = m.annotations
+    return meta
+
+
+def _direct_networkpolicy(m: _Manifest) -> Json:
+    """What networkpolicy.yaml.j2 renders, parsed: the same dict, without the YAML.
+
+    No copy is needed: k8s_rules() and _manifest() build every dict and list afresh for
+    each policy (lists, not tuples; nothing shared, or the canonical dumper would write
+    YAML anchors: tests/bench/test_render_direct.py checks both).
+    """
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": _metadata(m),
+        "spec": {
+            "podSelector": m.pod_selector,
+            "policyTypes": ["Egress"],
+            "egress": [rule.k8s() for rule in m.rules],
+        },
+    }
+
+
+def _direct_ciliumnetworkpolicy(m: _Manifest) -> Json:
+    """What ciliumnetworkpolicy.yaml.j2 renders, parsed (copied: cilium_rules() shares
+    its port lists between rules)."""
+    egress: list[Json] = []
+    for rule in m.rules:
+        entry: Json = {rule.peer_key: list(rule.peers)}
+        if rule.ports:
+            entry["toPorts"] = list(rule.ports)
+        egress.append(entry)
+    obj = {
+        "apiVersion": "cilium.io/v2",
+        "kind": "CiliumNetworkPolicy",
+        "metadata": _metadata(m),
+        "spec": {"endpointSelector": m.pod_selector, "egress": egress or [{}]},
+    }
+    return _fresh(obj)
+
+
+def _fresh(obj: Json) -> Json:
+    """A JSON round trip, as `tojson` + parsing does: plain types, nothing shared."""
+    fresh: Json = json.loads(json.dumps(obj))
+    return fresh
+
+
+_DIRECT_BUILDERS: Mapping[str, Any] = MappingProxyType(
+    {
+        "networkpolicy.yaml.j2": _direct_networkpolicy,
+        "ciliumnetworkpolicy.yaml.j2": _direct_ciliumnetworkpolicy,
+    }
+)
 
 
 def _parse_all(policies: Sequence[Mapping[str, Any]], env: EgressEnv) -> list[EgressPolicy]:
@@ -1026,8 +1175,12 @@ def agents_values(policies: Sequence[Mapping[str, Any]], env: EgressEnv) -> Json
     (``ingress: [{}]``) so that enabling egress control never cuts traffic to the control
     plane (docs/design.md). No enabled policy: ``enabled: false`` and an empty egress list.
     """
+    return _agents_values_parsed(_parse_all(policies, env), env)
+
+
+def _agents_values_parsed(parsed: Sequence[EgressPolicy], env: EgressEnv) -> Json:
     chosen = sorted(
-        (p for p in _parse_all(policies, env) if p.enabled and p.target == "controlPlane"),
+        (p for p in parsed if p.enabled and p.target == "controlPlane"),
         key=lambda p: p.name,
     )
     block: Json = {"enabled": bool(chosen), "policyTypes": ["Egress"], "ingress": [{}]}

@@ -78,10 +78,14 @@ def write_environment(folder: Path, files: Files) -> bool:
         parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.new-", dir=parent))
         try:
+            folders: set[Path] = set()
             for rel, text in sorted(files.items()):
                 target = staging / rel
-                target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_text(text, encoding="utf-8")
+                if target.parent not in folders:
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    folders.add(target.parent)
+                with open(target, "wb") as handle:  # what write_text does on POSIX, cheaper
+                    handle.write(text.encode("utf-8"))
             _swap(staging, folder)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
@@ -121,10 +125,16 @@ def stale_environment_folders(out_root: Path, environments: set[str]) -> list[Pa
 
 def write_file(path: Path, text: str) -> None:
     """Replace one file atomically (temp file in the same folder, then rename)."""
+    tmp = ""
     try:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
         os.replace(tmp, path)
     except OSError as exc:
-        raise ApprovalgateError(f"cannot write {path}: {exc.strerror or exc}") from exc
+        if tmp:
+            Path(tmp).unlink(missing_ok=True)
+        raise ApprovalgateError(
+            f"cannot write {path}: {exc.strerror or exc}; the previous file is unchanged",
+            advice="check that the folder is writable and the disk is not full",
+        ) from exc

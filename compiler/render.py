@@ -13,18 +13,20 @@ import json
 from collections.abc import Mapping
 from functools import cache
 from importlib import resources
-from typing import Any
-
-from jsonschema import Draft7Validator, Draft202012Validator
+from typing import TYPE_CHECKING, Any
 
 from approvals.errors import ApprovalgateError
+from approvals.fastschema import Check, compile_check
 from approvals.policy import compile_bundle, dump_bundle
 from approvals.schemas import SCHEMA_PACKAGE, schema_findings
 from approvals.structural import check_against_crd, load_crd_schema
 from compiler.canonical import dump
 from compiler.config import Environment
-from compiler.egress import agents_values, render_egress
+from compiler.egress import parse_egress, render_egress_and_values, render_validated
 from compiler.repo import Repo
+
+if TYPE_CHECKING:
+    from jsonschema import Draft7Validator, Draft202012Validator
 
 SUMS_FILE = "SHA256SUMS"
 APPROVALPOLICY_CRD = "crds/approvals.proompteng.ai_approvalpolicies.yaml"
@@ -35,13 +37,15 @@ def render_environment(repo: Repo, env: Environment) -> dict[str, str]:
     resources_list: list[str] = []
     templates = str(repo.config.root / repo.config.templates) if repo.config.templates else None
 
-    bundle, problems = compile_bundle(
-        [d.obj for d in repo.of_kind("ApprovalPolicy", "Approver")], env.bundle
-    )
-    if bundle is None:  # load_repo already reported these
-        raise ApprovalgateError(
-            f"[{env.name}] policies do not compile: {problems[0].finding.message}"
+    bundle = repo.bundles.get(env.name)  # compiled by load_repo
+    if bundle is None:
+        bundle, problems = compile_bundle(
+            [d.obj for d in repo.of_kind("ApprovalPolicy", "Approver")], env.bundle
         )
+        if bundle is None:  # load_repo already reported these
+            raise ApprovalgateError(
+                f"[{env.name}] policies do not compile: {problems[0].finding.message}"
+            )
     bundle_text = dump_bundle(bundle)
     _check(schema_findings("bundle.schema.json", bundle), "bundle.json")
     files["bundle.json"] = bundle_text
@@ -59,7 +63,15 @@ def render_environment(repo: Repo, env: Environment) -> dict[str, str]:
         (s.obj["metadata"].get("namespace") or env.egress.namespace, s.name): s.display
         for s in egress_sources
     }
-    for obj in render_egress([s.obj for s in egress_sources], env.egress, templates):
+    if env.name in repo.egress_valid:  # load_repo validated them for this environment
+        if repo.egress_models is None:  # the model does not depend on the environment
+            repo.egress_models = [parse_egress(s.obj) for s in egress_sources]
+        rendered, network_policy = render_validated(repo.egress_models, env.egress, templates)
+    else:
+        rendered, network_policy = render_egress_and_values(
+            [s.obj for s in egress_sources], env.egress, templates
+        )
+    for obj in rendered:
         path = _object_path("networkpolicies", obj)
         if obj["kind"] == "NetworkPolicy":
             _check(_networkpolicy_errors(obj), path)
@@ -73,7 +85,6 @@ def render_environment(repo: Repo, env: Environment) -> dict[str, str]:
         files[path] = dump(obj, source.display)
         resources_list.append(path)
 
-    network_policy = agents_values([s.obj for s in egress_sources], env.egress)
     _check(_agents_values_errors(network_policy), "agents-values.yaml")
     files["agents-values.yaml"] = dump({"networkPolicy": network_policy}, "egress policies")
     files["approvalgate-values.yaml"] = dump(
@@ -134,13 +145,57 @@ def _json_schema(name: str) -> dict[str, Any]:
     return schema
 
 
+NETWORKPOLICY_SCHEMA = "k8s/networkpolicy-networking-v1.json"
+
+
+# Valid objects are recognised by approvals.fastschema; jsonschema is imported and run only
+# to say what is wrong with an invalid one (a bug, then).
+
+
+@cache
+def _networkpolicy_check() -> Check | None:
+    return compile_check(_json_schema(NETWORKPOLICY_SCHEMA))
+
+
+@cache
+def _networkpolicy_validator() -> Draft202012Validator:
+    from jsonschema import Draft202012Validator  # noqa: PLC0415
+
+    return Draft202012Validator(_json_schema(NETWORKPOLICY_SCHEMA))
+
+
 def _networkpolicy_errors(obj: Mapping[str, Any]) -> list[str]:
-    validator = Draft202012Validator(_json_schema("k8s/networkpolicy-networking-v1.json"))
-    return [f"{list(e.absolute_path)}: {e.message}" for e in validator.iter_errors(obj)]
+    check = _networkpolicy_check()
+    if check is not None and check(obj):
+        return []
+    return [
+        f"{list(e.absolute_path)}: {e.message}" for e in _networkpolicy_validator().iter_errors(obj)
+    ]
+
+
+def _agents_values_schema() -> dict[str, Any]:
+    values: dict[str, Any] = _json_schema("agents-values.schema.json")
+    schema: dict[str, Any] = values["properties"]["networkPolicy"]
+    return schema
+
+
+@cache
+def _agents_values_check() -> Check | None:
+    return compile_check(_agents_values_schema())
+
+
+@cache
+def _agents_values_validator() -> Draft7Validator:
+    from jsonschema import Draft7Validator  # noqa: PLC0415
+
+    return Draft7Validator(_agents_values_schema())
 
 
 def _agents_values_errors(block: Mapping[str, Any]) -> list[str]:
-    schema = _json_schema("agents-values.schema.json")["properties"]["networkPolicy"]
+    check = _agents_values_check()
+    if check is not None and check(block):
+        return []
     return [
-        f"{list(e.absolute_path)}: {e.message}" for e in Draft7Validator(schema).iter_errors(block)
+        f"{list(e.absolute_path)}: {e.message}"
+        for e in _agents_values_validator().iter_errors(block)
     ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from approvals.digest import spec_digest
 from approvals.errors import ApprovalgateError, Finding, ValidationError
@@ -23,6 +24,11 @@ class Repo:
     config: RepoConfig
     documents: list[SourceDocument]
     warnings: list[ApprovalgateError] = field(default_factory=list)
+    # What load_repo computed while validating, per environment name, so that rendering
+    # does not do it again: the compiled bundle, and whether the EgressPolicies passed.
+    bundles: dict[str, dict[str, Any]] = field(default_factory=dict)
+    egress_valid: set[str] = field(default_factory=set)
+    egress_models: list[Any] | None = None  # parse_egress() of the EgressPolicies, once
 
     def of_kind(self, *kinds: str) -> list[SourceDocument]:
         return [d for d in self.documents if d.kind in kinds]
@@ -50,12 +56,18 @@ def load_repo(root: Path) -> Repo:
     policy_docs = repo.of_kind("ApprovalPolicy", "Approver")
     egress_docs = repo.of_kind("EgressPolicy")
     for env in config.environments:
-        _, problems = compile_bundle([d.obj for d in policy_docs], env.bundle)
+        bundle, problems = compile_bundle([d.obj for d in policy_docs], env.bundle)
         for problem in problems:
             report(policy_docs[problem.doc], problem.finding, env)
+        if bundle is not None:
+            repo.bundles[env.name] = bundle
+        egress_errors = 0
         for source in egress_docs:
             for finding in validate_egress(source.obj, env.egress):
                 report(source, finding, env)
+                egress_errors += finding.severity == "error"
+        if not egress_errors:
+            repo.egress_valid.add(env.name)
     errors: list[ApprovalgateError] = []
     for located, severity, envs in found.values():
         if envs and len(envs) < len(config.environments):

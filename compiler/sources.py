@@ -99,25 +99,56 @@ def read_text(path: Path, display: str | None = None, limit: int = MAX_FILE_BYTE
 
 def yaml_files(root: Path, inside: Path | None = None) -> list[Path]:
     """YAML files under ``root`` (or ``root`` itself), sorted, never leaving ``inside``."""
+    return [path for path, _ in _yaml_files(root, inside)]
+
+
+def _yaml_files(root: Path, inside: Path | None = None) -> list[tuple[Path, Path]]:
+    """(path, resolved path) of the YAML files under ``root``, sorted, inside the fence."""
     fence = (inside or (root if root.is_dir() else root.parent)).resolve()
     if root.is_file():
-        candidates: Iterable[Path] = [root]
+        candidates: Iterable[tuple[Path, Path | None]] = [(root, None)]
     else:
-        found = []
-        for folder, dirs, files in os.walk(root):
-            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-            found.extend(Path(folder) / f for f in files if f.endswith(YAML_SUFFIXES))
-        candidates = sorted(found)
+        # Like os.walk (hidden folders skipped, symlinked folders not entered, unreadable
+        # ones ignored), with scandir's entries: a file that is not a symlink lies,
+        # resolved, under the resolved root, so it needs no resolve() of its own.
+        found: list[tuple[tuple[str, ...], str, bool]] = []
+        _walk(os.fspath(root), (), found)
+        found.sort()  # by path components, as sorting the Paths did
+        real_root = root.resolve()
+        candidates = [
+            (root.joinpath(*parts), None if link else real_root.joinpath(*parts))
+            for parts, _, link in found
+        ]
     out = []
-    for path in candidates:
-        real = path.resolve()
+    for path, known in candidates:
+        real = known if known is not None else path.resolve()
         if real != fence and fence not in real.parents:
             raise InputError(
                 f"{path}: is a symlink leading outside {fence}",
                 advice="policy files must live inside the repository",
             )
-        out.append(path)
+        out.append((path, real))
     return out
+
+
+def _walk(
+    folder: str, parts: tuple[str, ...], found: list[tuple[tuple[str, ...], str, bool]]
+) -> None:
+    try:
+        with os.scandir(folder) as entries:
+            listed = list(entries)
+    except OSError:
+        return
+    for entry in listed:
+        try:
+            is_dir = entry.is_dir()
+        except OSError:
+            is_dir = False
+        if is_dir:
+            if not entry.name.startswith(".") and not entry.is_symlink():
+                _walk(entry.path, (*parts, entry.name), found)
+        elif entry.name.endswith(YAML_SUFFIXES):
+            found.append(((*parts, entry.name), entry.path, entry.is_symlink()))
 
 
 def load_sources(paths: Sequence[Path], base: Path | None = None) -> list[SourceDocument]:
@@ -128,8 +159,9 @@ def load_sources(paths: Sequence[Path], base: Path | None = None) -> list[Source
     for root in paths:
         if not root.exists():
             raise InputError(f"{root}: no such file or folder")
-        for path in yaml_files(root, base):
-            display = _display(path, base)
+        real_base = base.resolve() if base is not None else None
+        for path, real in _yaml_files(root, base):
+            display = _display(path, real, real_base)
             try:
                 sources.extend(load_text(read_text(path, display), display))
             except ValidationError as exc:
@@ -169,10 +201,10 @@ def load_text(text: str, display: str) -> list[SourceDocument]:
     return out
 
 
-def _display(path: Path, base: Path | None) -> str:
-    if base is not None:
+def _display(path: Path, real: Path, real_base: Path | None) -> str:
+    if real_base is not None:
         try:
-            return str(path.resolve().relative_to(base.resolve()))
+            return str(real.relative_to(real_base))
         except ValueError:
             pass
     return str(path)

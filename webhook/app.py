@@ -127,8 +127,12 @@ class Admission:
 
     async def readyz(self, _: web.Request) -> web.Response:
         problems = []
-        if self.state.bundle is None:
+        bundle = self.state.bundle
+        if bundle is None:
             problems.append(f"no bundle loaded from {self.state.path}")
+        elif not any(approver.keys for approver in bundle.approvers.values()):
+            # security.md 15: an empty keyring can approve nothing; fail closed and say so
+            problems.append("the bundle holds no approver keys")
         if self.certificate is not None and not self.certificate.loaded:
             problems.append("no TLS certificate loaded")
         if self.draining:

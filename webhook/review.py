@@ -103,7 +103,8 @@ def _check_request(request: Mapping[str, Any]) -> None:
     uid = request.get("uid")
     if not isinstance(uid, str) or not uid:
         raise _bad("request.uid is missing or not a non-empty string")
-    if request.get("operation") not in OPERATIONS:
+    operation = request.get("operation")
+    if not isinstance(operation, str) or operation not in OPERATIONS:
         raise _bad(
             f"request.operation must be one of {', '.join(sorted(OPERATIONS))}, "
             f"not {_show(request.get('operation'))}"

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 
+from approvalgate.batch import fewer_collections
 from approvalgate.commands._args import add_repo
 
 
@@ -20,6 +21,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", "-q", action="store_true", help="list files, no diffs")
 
 
+@fewer_collections
 def run(args: argparse.Namespace) -> int:
     import sys
 

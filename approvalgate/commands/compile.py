@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from approvalgate.batch import fewer_collections
 from approvalgate.commands._args import add_repo
 
 
@@ -32,6 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+@fewer_collections
 def run(args: argparse.Namespace) -> int:
     import sys
 

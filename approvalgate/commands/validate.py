@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 
+from approvalgate.batch import fewer_collections
 from approvalgate.commands._args import add_repo
 
 
@@ -19,6 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_repo(parser)
 
 
+@fewer_collections
 def run(args: argparse.Namespace) -> int:
     import sys
 

@@ -1,0 +1,347 @@
+"""Faults under load against the real ``approvalgate webhook serve`` process (TLS, 127.0.0.1).
+
+- one of two workers SIGKILLed mid-load: what the client loses, and the supervisor's restart;
+- slow clients (slowloris): dribbled bodies are cut by the read timeout and do not slow
+  normal clients; dribbled *headers* have no timeout in aiohttp: a flood of them up to the
+  server's file-descriptor limit must neither starve normal clients nor outgrow the chart's
+  memory limit;
+- 3 MiB UPDATE bodies (object + oldObject) under load, with small requests alongside.
+
+Bundle swaps, certificate rotation and SIGTERM drain under load are in
+tests/integration/test_webhook_reload.py and test_webhook_process.py (docs/reliability.md).
+Every figure a test measures is printed (``pytest -s``) for docs/reliability.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import time
+from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.integration.harness import TestPKI, agentrun_request, review_body, wait_until
+from tests.reliability.loadgen import (
+    LOOPBACK,
+    Connection,
+    Kind,
+    Load,
+    Sampler,
+    Stats,
+    http_request,
+    open_fds,
+    rss_kib,
+    serve,
+    traffic_mix,
+)
+from webhook.app import DEFAULT_MAX_BODY_BYTES
+
+
+def report(name: str, figures: dict[str, Any]) -> None:
+    print(f"\n{name}: {json.dumps(figures, default=str)}")
+
+
+# --- one of two workers killed ---------------------------------------------------------------
+
+KILL_AT = 4.5  # s into the load: both workers are then older than the supervisor's 5 s window
+LOAD_SECONDS = 9.0
+KILL_RATE = 200.0
+
+
+def test_one_of_two_workers_killed_mid_load(
+    tmp_path: Path, pki: TestPKI, bundle_file: Path
+) -> None:
+    """SIGKILL one worker of ``--workers 2`` under 200 req/s (a third on new connections).
+
+    Lost: only requests that had reached the killed worker, i.e. were sent before the client
+    could observe the kill (its first connection error); none after; at most the number of
+    requests outstanding at the kill. The supervisor restarts the worker (it lived > 5 s) and
+    the new one serves. Every answer is exactly right.
+    """
+    kinds = traffic_mix(datetime.now(UTC))
+    with serve(tmp_path, pki, bundle_file, "--workers", "2", "--grace-period", "3") as server:
+        wait_until(lambda: len(server.serving_pids()) == 2, 20, "two workers")
+        victim, survivor = server.serving_pids()
+        load = Load(server.port, server.context, kinds, connections=16, fresh_every=3)
+        killed: dict[str, float] = {}
+
+        async def kill(elapsed: float) -> None:
+            if elapsed >= KILL_AT and not killed:
+                os.kill(victim, signal.SIGKILL)
+                killed["at"] = time.monotonic()
+
+        stats = asyncio.run(load.open_loop(KILL_RATE, LOAD_SECONDS, on_tick=kill))
+        wait_until(lambda: len(server.serving_pids()) == 3, 20, "the restarted worker")
+        replacement = server.serving_pids()[2]
+        after = asyncio.run(load.closed_loop(1.0))  # the restarted worker takes its share
+        logs = server.logs()
+        assert server.terminate() == 0
+
+    at = killed["at"]
+    errors = stats.transport_errors
+    noticed = min((end for _, end, _, _ in errors), default=at)
+    in_flight = stats.in_flight_at(at)
+    exited = [line for line in logs if line.get("msg") == "worker exited"]
+    restarted = [line for line in logs if line.get("msg") == "worker started"][2:]
+    served_by_new = sum(
+        1 for line in logs if line.get("msg") == "admission" and line.get("pid") == replacement
+    )
+    report(
+        "worker-kill",
+        {
+            "sent": stats.sent + after.sent,
+            "answered": stats.answered + after.answered,
+            "lost": len(errors),
+            "in_flight_at_kill": in_flight,
+            "in_flight_when_noticed": stats.in_flight_at(noticed - 1e-9),
+            "lost_sent_ms_relative_to_kill": sorted(round((s - at) * 1000, 1) for s, *_ in errors),
+            "client_noticed_ms_after_kill": round((noticed - at) * 1000, 1),
+            "error_types": dict(Counter(e[3].split(":")[0] for e in errors)),
+            "unexpected": stats.wrong + after.wrong,
+            "restart_after_s": _gap(exited, restarted),
+            "served_by_replacement": served_by_new,
+            "latency_ms": stats.summary()["latency_ms"],
+        },
+    )
+    assert stats.wrong == after.wrong == stats.allowed_wrongly == 0, stats.unexpected
+    assert after.transport_errors == [], after.transport_errors[:5]
+    assert stats.sent == int(KILL_RATE * LOAD_SECONDS)
+    assert stats.answered + len(errors) == stats.sent
+    # only requests the killed worker held: sent before the client could see the kill (the
+    # kernel closes a killed process's sockets a few ms after SIGKILL) ...
+    assert all(sent <= noticed for sent, *_ in errors), errors
+    # ... so at most what the client had outstanding (16 connections)
+    assert len(errors) <= stats.in_flight_at(noticed - 1e-9) <= 16
+    assert [(e["worker_pid"], e["code"]) for e in exited] == [(victim, -signal.SIGKILL)]
+    assert len(restarted) == 1 and restarted[0]["worker_pid"] == replacement
+    assert survivor != replacement and served_by_new > 0
+
+
+def _gap(exited: list[dict[str, Any]], started: list[dict[str, Any]]) -> float | None:
+    if not exited or not started:
+        return None
+    parse = lambda line: datetime.fromisoformat(line["ts"].replace("Z", "+00:00"))  # noqa: E731
+    return round((parse(started[0]) - parse(exited[0])).total_seconds(), 2)
+
+
+# --- slow clients ---------------------------------------------------------------------------
+
+SLOW_READ_TIMEOUT = 2.0
+
+
+async def _dribble(
+    port: int, context: Any, kind: str, body: bytes, state: Counter[str], stop: asyncio.Event
+) -> None:
+    """One slow client: a request head (kind "head": never finished) or a body (kind "body")
+    sent one byte per second until the server answers or closes, or ``stop``."""
+    try:
+        reader, writer = await asyncio.open_connection(
+            LOOPBACK, port, ssl=context, server_hostname=LOOPBACK
+        )
+    except OSError:
+        state[f"{kind}-connect-failed"] += 1
+        return
+    state[f"{kind}-open"] += 1
+    if kind == "head":
+        writer.write(b"POST /validate HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
+    else:
+        head = f"POST /validate HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {len(body)}\r\n\r\n"
+        writer.write(head.encode())
+    try:
+        while not stop.is_set():
+            writer.write(b"a" if kind == "head" else body[:1])
+            try:
+                async with asyncio.timeout(1.0):
+                    data = await reader.read(64)
+            except TimeoutError:
+                continue
+            state[f"{kind}-answered" if data else f"{kind}-closed-by-server"] += 1
+            if data.startswith(b"HTTP/1.1 408"):
+                state[f"{kind}-408"] += 1
+            return
+        state[f"{kind}-still-open"] += 1
+    except OSError:
+        state[f"{kind}-closed-by-server"] += 1
+    finally:
+        writer.transport.abort()
+
+
+async def _connected(state: Counter[str], count: int, timeout: float = 10.0) -> None:
+    """Wait until ``count`` slow clients have connected (or failed to)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if sum(v for k, v in state.items() if k.endswith(("-open", "-connect-failed"))) >= count:
+            return
+        await asyncio.sleep(0.1)
+
+
+async def _normal_requests(port: int, context: Any, seconds: float, timeout: float) -> Stats:
+    """A normal client: one new connection and one denied request every 0.2 s."""
+    stats = Stats(started=time.monotonic())
+    body = http_request(review_body(agentrun_request()))
+    while time.monotonic() - stats.started < seconds:
+        sent = time.monotonic()
+        stats.sent += 1
+        try:
+            async with asyncio.timeout(timeout):
+                conn = await Connection.open(port, context)
+                status, answer = await conn.exchange(body)
+                conn.close()
+        except (TimeoutError, OSError) as exc:
+            stats.transport_errors.append((sent, time.monotonic(), "normal", repr(exc)))
+        else:
+            stats.answered += 1
+            stats.latencies.append(time.monotonic() - sent)
+            if status != 200 or b'"allowed":false' not in answer:
+                stats.note(f"HTTP {status}: {answer[:200]!r}")
+        await asyncio.sleep(0.2)
+    stats.elapsed = time.monotonic() - stats.started
+    return stats
+
+
+def test_slow_clients_do_not_slow_normal_ones_and_slow_bodies_get_408(
+    tmp_path: Path, pki: TestPKI, bundle_file: Path
+) -> None:
+    """200 clients dribbling headers and 200 dribbling bodies (1 byte/s) while a normal client
+    sends a request every 0.2 s on a new connection: every normal request is answered within
+    1 s, and every slow body is answered 408 within the read timeout (+1 s)."""
+    heads, bodies = 200, 200
+    body = review_body(agentrun_request())
+    with serve(tmp_path, pki, bundle_file, "--read-timeout", str(SLOW_READ_TIMEOUT)) as server:
+        pid = server.proc.pid
+        baseline = rss_kib(pid)
+
+        async def scenario() -> tuple[Counter[str], Stats, int, int]:
+            state: Counter[str] = Counter()
+            stop = asyncio.Event()
+            slow = [
+                asyncio.create_task(_dribble(server.port, server.context, kind, body, state, stop))
+                for kind in ["head"] * heads + ["body"] * bodies
+            ]
+            await _connected(state, heads + bodies)
+            normal = await _normal_requests(server.port, server.context, 4.0, 5.0)
+            fds, rss = open_fds(pid), rss_kib(pid)
+            stop.set()
+            await asyncio.gather(*slow)
+            return state, normal, fds, rss
+
+        state, normal, fds, rss = asyncio.run(scenario())
+        assert server.ready()
+    report(
+        "slowloris-400",
+        {
+            "slow_clients": heads + bodies,
+            "outcomes": dict(state),
+            "normal_requests": normal.sent,
+            "normal_answered": normal.answered,
+            "normal_latency_ms": normal.summary()["latency_ms"],
+            "server_fds_at_end": fds,
+            "server_rss_kib": {"before": baseline, "with_slow_clients": rss},
+        },
+    )
+    assert normal.transport_errors == [] and normal.wrong == 0
+    assert normal.answered >= 15
+    assert max(normal.latencies) < 1.0
+    assert state["body-408"] == bodies  # cut by the read timeout, in time (1 s polls)
+    assert state["head-open"] == heads
+
+
+# aiohttp has no timeout on reading a request head: a client that sends one header byte per
+# second holds its connection (and asyncio's 256 KiB TLS read buffer) for ever.
+FD_LIMIT = 1024  # the Linux default soft RLIMIT_NOFILE, which the server does not raise
+CHART_MEMORY_LIMIT_KIB = 256 * 1024  # charts/approvalgate values.yaml resources.limits.memory
+WEBHOOK_TIMEOUT = 5.0  # the chart's ValidatingWebhookConfiguration timeoutSeconds
+
+
+BIG_SECONDS = 4  # how long the 3 MiB UPDATEs run beside the normal mix
+
+
+def _big_update(size: int, *, change_spec: bool, now: datetime) -> tuple[Kind, int]:
+    """An UPDATE review of about ``size`` bytes: object and oldObject carry the same large
+    annotation. Spec unchanged: allowed (unchanged-spec); spec changed without approvals:
+    denied (missing-approvals)."""
+    del now  # the verdicts do not depend on the time
+    request = agentrun_request(name=f"big-{change_spec}", operation="UPDATE")
+    old = json.loads(json.dumps(request["object"]))
+    if change_spec:
+        request["object"]["spec"]["parameters"] = {"task": "changed after approval"}
+    request["oldObject"] = old
+    bare = len(review_body(request))
+    filler = "x" * max(0, (size - bare - 200) // 2)
+    for obj in (request["object"], request["oldObject"]):
+        obj["metadata"].setdefault("annotations", {})["example.com/filler"] = filler
+    body = review_body(request)
+    name = "big-update-changed" if change_spec else "big-update-same"
+    reason = "missing-approvals" if change_spec else "unchanged-spec"
+    return Kind(name, body, 200, not change_spec, reason, request["uid"]), len(body)
+
+
+def test_3mib_update_bodies_under_load(tmp_path: Path, pki: TestPKI, bundle_file: Path) -> None:
+    """Four clients sending UPDATEs of 3 MiB minus 1 KiB (spec unchanged: allowed; spec changed:
+    denied) and one byte over 3 MiB (413), back to back, while the normal mix runs at 100
+    req/s: every answer exact, every small request answered within the webhook timeout (5 s;
+    the big bodies saturate the worker, so their latency is what it costs), RSS under the
+    chart's memory limit."""
+    now = datetime.now(UTC)
+    limit = DEFAULT_MAX_BODY_BYTES
+    same, same_size = _big_update(limit - 1024, change_spec=False, now=now)
+    changed, _ = _big_update(limit - 1024, change_spec=True, now=now)
+    over_body = same.body + b" " * (limit + 1 - len(same.body))
+    over = Kind("big-over-limit", over_body, 413)
+    assert limit - 2048 < same_size <= limit and len(over.body) == limit + 1
+    small = traffic_mix(now)
+    with serve(tmp_path, pki, bundle_file) as server:
+        pid = server.proc.pid
+        big = Load(server.port, server.context, [same, changed, over], connections=4, fresh_every=0)
+        mixed = Load(server.port, server.context, small, connections=8)
+
+        async def scenario() -> tuple[Stats, Stats]:
+            big_task = asyncio.create_task(big.closed_loop(BIG_SECONDS))
+            small_stats = await mixed.open_loop(100, BIG_SECONDS)
+            return await big_task, small_stats
+
+        with Sampler(pid, interval=0.25) as sampler:
+            big_stats, small_stats = asyncio.run(scenario())
+        rss_end = rss_kib(pid)
+        assert server.terminate() == 0
+    peak = max(r for _, r, _ in sampler.samples)
+    report(
+        "3mib-updates",
+        {
+            "big_sent": big_stats.sent,
+            "big_by_kind": dict(big_stats.by_kind),
+            "big_latency_ms": big_stats.summary()["latency_ms"],
+            "megabytes_received": round(
+                sum(
+                    len(k.body) * n
+                    for k, n in (
+                        (same, big_stats.by_kind[same.name]),
+                        (changed, big_stats.by_kind[changed.name]),
+                        (over, big_stats.by_kind[over.name]),
+                    )
+                )
+                / 2**20
+            ),
+            "small_sent": small_stats.sent,
+            "small_latency_ms": small_stats.summary()["latency_ms"],
+            "unexpected": big_stats.wrong + small_stats.wrong,
+            "transport_errors": len(big_stats.transport_errors) + len(small_stats.transport_errors),
+            "rss_kib": {"first": sampler.samples[0][1], "peak": peak, "end": rss_end},
+        },
+    )
+    for stats in (big_stats, small_stats):
+        assert stats.wrong == stats.allowed_wrongly == 0, stats.unexpected[:3]
+        assert stats.transport_errors == [], stats.transport_errors[:3]
+    assert min(big_stats.by_kind[k.name] for k in (same, changed, over)) >= 3
+    assert small_stats.answered == small_stats.sent == 100 * BIG_SECONDS
+    assert max(small_stats.latencies) < WEBHOOK_TIMEOUT  # none would time out at the API server
+    assert peak < CHART_MEMORY_LIMIT_KIB
+
+
+pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")
