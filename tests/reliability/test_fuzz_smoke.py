@@ -1,6 +1,6 @@
 """A bounded smoke of fuzz/fuzz_admission.py: its pure-Python mutator in-process (fixed seed,
-so a failure reproduces), and atheris itself when it is installed (it is not a project
-dependency: ``pip install atheris``). Long runs: docs/reliability.md."""
+so a failure reproduces), and atheris itself (a dev
+dependency in pyproject.toml). Long runs: docs/reliability.md."""
 
 from __future__ import annotations
 
@@ -9,8 +9,6 @@ import json
 import subprocess
 import sys
 from pathlib import Path
-
-import pytest
 
 from tests.integration.harness import cli_env
 from tests.support.paths import ROOT
@@ -47,7 +45,8 @@ def test_fallback_fuzzer_finds_nothing_and_reaches_every_outcome() -> None:
 
 
 def test_atheris_runs_the_target(tmp_path: Path) -> None:
-    pytest.importorskip("atheris")
+    import atheris  # noqa: F401  (a dev dependency: its absence is a failure, not a skip)
+
     corpus = tmp_path / "corpus"
     done = subprocess.run(
         [
