@@ -13,17 +13,16 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import jsonschema
-import pytest
 import yaml
 
 from tests.support.paths import ROOT, SHARED
+from tests.support.tools import pinned_binary
 
 __all__ = [
     "CHART",
@@ -91,29 +90,6 @@ RENDERS: dict[str, tuple[tuple[Path, ...], tuple[str, ...]]] = {
 
 
 # --- binaries ---------------------------------------------------------------------------
-
-
-def pinned_binary(tool: str, binary: str) -> Path:
-    """A pinned binary from tools/testbin.py; skip (or fail when required) without it."""
-    required = os.environ.get("APPROVALGATE_REQUIRE_E2E") == "1"
-    script = ROOT / "tools" / "testbin.py"
-    reason = f"{script} does not exist"
-    if script.exists():
-        result = subprocess.run(
-            [sys.executable, str(script), "--print-dir", tool],
-            capture_output=True,
-            text=True,
-            timeout=3600,
-            check=False,
-        )
-        lines = result.stdout.strip().splitlines()
-        path = Path(lines[-1] if lines else ".") / binary
-        if result.returncode == 0 and path.exists():
-            return path
-        reason = f"testbin.py failed: {result.stderr.strip()[-2000:]}"
-    if required:
-        pytest.fail(f"{binary} is required (APPROVALGATE_REQUIRE_E2E=1): {reason}")
-    pytest.skip(f"no {binary}: {reason}")
 
 
 # --- rendering --------------------------------------------------------------------------

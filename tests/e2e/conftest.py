@@ -6,12 +6,13 @@ control plane are unavailable the e2e tests are skipped, or fail when APPROVALGA
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import NoReturn
 
 import pytest
+
+from tests.support.tools import unavailable
 
 from .controlplane import ControlPlane, ControlPlaneError, locate_binaries, shared_dir
 
@@ -33,9 +34,7 @@ def crd_paths() -> list[Path]:
 
 
 def _unavailable(reason: str) -> NoReturn:
-    if os.environ.get("APPROVALGATE_REQUIRE_E2E") == "1":
-        pytest.fail(f"e2e control plane required but unavailable: {reason}", pytrace=False)
-    pytest.skip(f"e2e control plane unavailable: {reason}")
+    unavailable(f"e2e control plane: {reason}")
 
 
 @pytest.fixture(scope="session")

@@ -25,6 +25,7 @@ import yaml
 
 from tests.e2e.controlplane import ControlPlane
 from tests.support.paths import ROOT
+from tests.support.tools import pinned_binary
 from webhook.devcert import CertificateAuthority
 
 EXAMPLE = ROOT / "examples" / "gitops-repo"
@@ -42,13 +43,7 @@ APPROVERS = {
 
 
 def helm() -> Path:
-    out = subprocess.run(
-        [sys.executable, str(ROOT / "tools" / "testbin.py"), "--print-dir", "helm"],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return Path(out.stdout.strip().splitlines()[-1]) / "helm"
+    return pinned_binary("helm", "helm")
 
 
 def _free_port() -> int:

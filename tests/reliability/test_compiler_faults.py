@@ -22,6 +22,7 @@ import pytest
 from compiler.output import read_tree
 from tests.integration.harness import cli_env
 from tests.support.paths import ROOT
+from tests.support.tools import unavailable
 
 EXAMPLE = ROOT / "examples" / "gitops-repo"
 
@@ -36,9 +37,10 @@ def _namespaces_work() -> bool:
     return probe.returncode == 0
 
 
-pytestmark = pytest.mark.skipif(
-    not _namespaces_work(), reason="needs unshare -m and mount (root in a private mount namespace)"
-)
+@pytest.fixture(autouse=True)
+def _real_filesystems() -> None:
+    if not _namespaces_work():
+        unavailable("needs unshare -m and mount (root in a private mount namespace)")
 
 
 @pytest.fixture

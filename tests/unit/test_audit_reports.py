@@ -19,6 +19,7 @@ from audit.cluster import impersonation_headers
 from audit.findings import AuditResult, Finding, ReportWrite, RunResult
 from audit.reports import MAX_REPORT_MESSAGE, policy_report, render
 from tests.support.paths import ROOT, SHARED
+from tests.support.tools import unavailable
 
 NOW = datetime(2026, 11, 21, 12, 0, 0, tzinfo=UTC)
 BUNDLE = ROOT / "examples" / "gitops-repo" / "rendered" / "staging" / "bundle.json"
@@ -51,7 +52,7 @@ RUNS = [
 def crd_schema() -> dict[str, Any]:
     path = SHARED / "crds" / "policy-report" / "wgpolicyk8s.io_policyreports.yaml"
     if not path.exists():
-        pytest.skip(f"{path} is missing (set APPROVALGATE_SHARED)")
+        unavailable(f"{path} is missing (set APPROVALGATE_SHARED)")
     crd = yaml.safe_load(path.read_text())
     (version,) = [v for v in crd["spec"]["versions"] if v["name"] == "v1alpha2"]
     schema: dict[str, Any] = _strict(version["schema"]["openAPIV3Schema"])

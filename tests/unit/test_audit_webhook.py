@@ -7,11 +7,8 @@ and says whether the edit weakens the gate (a finding) or not (a note, or nothin
 from __future__ import annotations
 
 import copy
-import os
 import subprocess
-import sys
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -29,6 +26,7 @@ from audit.webhook import (
     requirements,
 )
 from tests.support.paths import ROOT
+from tests.support.tools import pinned_binary
 
 CHART = ROOT / "charts" / "approvalgate"
 VALUES = ROOT / "examples" / "gitops-repo" / "rendered" / "staging" / "approvalgate-values.yaml"
@@ -343,7 +341,7 @@ def test_pick_configuration_from_a_multi_document_render() -> None:
     ("release", "namespace"), [("approvalgate", "approvalgate-system"), ("gate", "security")]
 )
 def test_chart_defaults_are_what_helm_renders(release: str, namespace: str) -> None:
-    helm = _helm()
+    helm = pinned_binary("helm", "helm")
     out = subprocess.run(
         [
             str(helm),
@@ -368,22 +366,3 @@ def test_chart_defaults_are_what_helm_renders(release: str, namespace: str) -> N
     assert (
         rendered["metadata"]["annotations"][inject] == defaults["metadata"]["annotations"][inject]
     )
-
-
-def _helm() -> Path:
-    """The pinned helm (tools/testbin.py); skipped without it, failed when e2e is required."""
-    done = subprocess.run(
-        [sys.executable, str(ROOT / "tools" / "testbin.py"), "--print-dir", "helm"],
-        capture_output=True,
-        text=True,
-        timeout=3600,
-        check=False,
-    )
-    lines = done.stdout.strip().splitlines()
-    path = Path(lines[-1] if lines else ".") / "helm"
-    if done.returncode == 0 and path.exists():
-        return path
-    reason = f"no helm: {done.stderr.strip()[-500:]}"
-    if os.environ.get("APPROVALGATE_REQUIRE_E2E") == "1":
-        pytest.fail(reason)
-    pytest.skip(reason)

@@ -7,7 +7,6 @@ import json
 import os
 import re
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from hypothesis import strategies as st
 
 from approvals.errors import DigestError, InputError
 from approvals.kubeyaml import Document, load_manifests, split_documents
+from tests.support.tools import pinned_binary
 
 ROOT = Path(__file__).resolve().parents[2]
 SHARED = Path(os.environ.get("APPROVALGATE_SHARED") or ROOT.parent / "shared")
@@ -704,32 +704,9 @@ ORACLE_FAILURES = {
 }
 
 
-def _kubectl() -> Path:
-    """The pinned kubectl from tools/testbin.py; skip (or fail when required) without it."""
-    required = os.environ.get("APPROVALGATE_REQUIRE_E2E") == "1"
-    script = ROOT / "tools" / "testbin.py"
-    reason = f"{script} does not exist"
-    if script.exists():
-        result = subprocess.run(
-            [sys.executable, str(script), "--print-dir", "k8s"],
-            capture_output=True,
-            text=True,
-            timeout=3600,
-            check=False,
-        )
-        kubectl = Path(result.stdout.strip().splitlines()[-1] if result.stdout.strip() else ".")
-        kubectl = kubectl / "kubectl"
-        if result.returncode == 0 and kubectl.exists():
-            return kubectl
-        reason = f"testbin.py failed: {result.stderr.strip()[-2000:]}"
-    if required:
-        pytest.fail(f"kubectl is required (APPROVALGATE_REQUIRE_E2E=1): {reason}")
-    pytest.skip(f"no kubectl: {reason}")
-
-
 @pytest.fixture(scope="module")
 def kubectl() -> Path:
-    return _kubectl()
+    return pinned_binary("k8s", "kubectl")
 
 
 def kubectl_objects(kubectl: Path, path: Path) -> list[Any]:
