@@ -82,12 +82,16 @@ class Admission:
         self.max_depth = max_depth
         self.clock = clock
         self.draining = False
+        # told when a request begins and when it is answered (the listener's Listener.touch)
+        self.touch: Callable[[asyncio.Transport | None], None] | None = None
         self._active = 0
         self._idle = asyncio.Event()
         self._idle.set()
 
     async def validate(self, request: web.Request) -> web.Response:
         start = time.perf_counter()
+        if self.touch is not None:
+            self.touch(request.transport)
         self._active += 1
         self._idle.clear()
         self.metrics.in_flight.inc()
@@ -105,6 +109,8 @@ class Admission:
                 self._idle.set()
         if self.draining:
             response.force_close()  # tell keep-alive clients to go elsewhere
+        if self.touch is not None:
+            self.touch(request.transport)
         return response
 
     async def drain(self, timeout: float) -> bool:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from webhook.app import DEFAULT_MAX_BODY_BYTES, DEFAULT_READ_TIMEOUT
+from webhook.listener import DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS
 from webhook.state import DEFAULT_RELOAD_INTERVAL
 
 DEFAULT_PORT = 8443
@@ -27,6 +28,8 @@ class ServeConfig:
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     reload_interval: float = DEFAULT_RELOAD_INTERVAL
     read_timeout: float = DEFAULT_READ_TIMEOUT
+    idle_timeout: float = DEFAULT_IDLE_TIMEOUT
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
     grace_period: float = DEFAULT_GRACE_PERIOD
     log_level: str = "info"
 

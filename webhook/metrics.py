@@ -65,6 +65,8 @@ class Metrics:
     certificate_loaded: Gauge
     certificate_expiry: Gauge
     certificate_reload_failures: Counter
+    connections_open: Gauge
+    connections_dropped: Counter
     # labelled children of ``requests`` by (allowed, reason, policies): labels() takes a
     # lock and builds label tuples on every call; bounded like the label set itself
     _children: dict[tuple[bool, str, tuple[str, ...]], Any] = field(
@@ -134,6 +136,19 @@ class Metrics:
             certificate_reload_failures=Counter(
                 "approvalgate_tls_reload_failures_total",
                 "Certificate/key changes that could not be loaded (the last good pair was kept)",
+                registry=reg,
+            ),
+            connections_open=Gauge(
+                "approvalgate_connections_open",
+                "HTTPS connections accepted and not yet closed (handshaking ones included)",
+                registry=reg,
+                multiprocess_mode="livesum",
+            ),
+            connections_dropped=Counter(
+                "approvalgate_connections_dropped_total",
+                "Connections closed by the webhook before a request: evicted (the table was"
+                " full), refused (full and none evictable), handshake-failed",
+                ["reason"],
                 registry=reg,
             ),
         )

@@ -35,6 +35,7 @@ from approvals.errors import ApprovalgateError
 from webhook import logs
 from webhook.app import ADMISSION, create_app
 from webhook.config import ServeConfig
+from webhook.listener import HANDSHAKE_TIMEOUT, Listener, connection_limit, raise_fd_limit
 from webhook.metrics import Metrics, mark_process_dead, metrics_app, multiprocess_registry
 from webhook.state import BundleState
 from webhook.tls import CertificateState
@@ -82,6 +83,7 @@ class Worker:
             clock=clock,
         )
         self.runner: web.AppRunner | None = None
+        self.listener: Listener | None = None
         self.metrics_runner: web.AppRunner | None = None
         self.port = 0
         self.metrics_port = 0
@@ -91,25 +93,48 @@ class Worker:
         """Load what we can, listen, start polling. Raises ApprovalgateError on failure."""
         self.state.load()
         self.certificate.load()
+        fd_limit = raise_fd_limit()
+        max_connections = connection_limit(self.config.max_connections, fd_limit)
+        if max_connections < self.config.max_connections:
+            log.warning(
+                "connection limit lowered to fit the file descriptor limit",
+                extra=logs.fields(
+                    max_connections=max_connections,
+                    requested=self.config.max_connections,
+                    nofile=fd_limit,
+                ),
+            )
         runner = web.AppRunner(
             self.app,
             handle_signals=False,
             access_log=None,
             shutdown_timeout=FINAL_WAIT,
             lingering_time=LINGERING_TIME,
+            # closes a connection with no complete request head this long after its
+            # handshake or its last response (idle keep-alive and slow heads alike)
+            keepalive_timeout=self.config.idle_timeout,
         )
         await runner.setup()
         self.runner = runner
-        site = web.TCPSite(
-            runner,
-            self.config.host,
-            self.config.port,
-            ssl_context=self.certificate.context,
-            backlog=1024,
-            reuse_port=self.reuse_port or None,
+        listener = Listener(
+            runner.server,  # type: ignore[arg-type]  # aiohttp's Server makes the protocols
+            self.certificate.context,
+            max_connections=max_connections,
+            handshake_timeout=min(HANDSHAKE_TIMEOUT, self.config.idle_timeout),
+            metrics=self.metrics,
         )
-        await _listen(site, self.config.host, self.config.port)
-        self.port = _bound_port(runner)
+        try:
+            await listener.start(
+                self.config.host, self.config.port, reuse_port=self.reuse_port, backlog=1024
+            )
+        except OSError as exc:
+            raise ListenError(
+                f"cannot listen on {self.config.host}:{self.config.port}: {exc.strerror or exc}",
+                advice="pick another --port/--metrics-port or stop what uses it",
+            ) from None
+        self.listener = listener
+        self.app[ADMISSION].touch = listener.touch
+        self.port = listener.port
         if self.serve_metrics:
             self.metrics_runner = web.AppRunner(
                 metrics_app(self.metrics.registry), handle_signals=False, access_log=None
@@ -147,9 +172,10 @@ class Worker:
         self._tasks = []
         started = time.perf_counter()
         drained = True
+        if self.listener is not None:
+            await self.listener.stop()  # no new connections; open ones keep being read
+            self.listener = None
         if self.runner is not None:
-            for site in list(self.runner.sites):
-                await site.stop()  # no new connections; open ones keep being read
             drained = await admission.drain(self.config.grace_period)
             await self.runner.cleanup()  # closes idle connections, then waits FINAL_WAIT
             self.runner = None

@@ -94,6 +94,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="longest time a request body may take to arrive (default: 10)",
     )
     serve.add_argument(
+        "--idle-timeout",
+        type=_positive_float,
+        default=120.0,
+        metavar="SECONDS",
+        help="close a connection that has not sent a whole request head this long after its"
+        " TLS handshake or its last answer (default: 120)",
+    )
+    serve.add_argument(
+        "--max-connections",
+        type=_positive_int,
+        default=256,
+        metavar="N",
+        help="open connections per worker; when full, the one waiting longest for its request"
+        " is closed to make room (default: 256, about 300 KiB each)",
+    )
+    serve.add_argument(
         "--grace-period",
         type=_positive_float,
         default=10.0,
@@ -135,6 +151,8 @@ def run(args: argparse.Namespace) -> int:
             max_body_bytes=args.max_body_bytes,
             reload_interval=args.reload_interval,
             read_timeout=args.read_timeout,
+            idle_timeout=args.idle_timeout,
+            max_connections=args.max_connections,
             grace_period=args.grace_period,
             log_level=args.log_level,
         )

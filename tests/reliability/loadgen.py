@@ -121,7 +121,7 @@ def serve(
 ) -> Iterator[Server]:
     """``approvalgate webhook serve`` with TLS on a free 127.0.0.1 port, killed at the end.
 
-    ``nofile`` sets the server's RLIMIT_NOFILE soft limit (its hard limit is left alone).
+    ``nofile`` sets the server's RLIMIT_NOFILE, soft and hard (so the server cannot raise it).
     """
     port, metrics_port = free_port(), free_port()
     command = cli_command(
@@ -145,8 +145,7 @@ def serve(
 
     def limit() -> None:  # runs in the child before exec
         if nofile is not None:
-            _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-            resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, hard))
+            resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
 
     with log.open("wb") as out:
         proc = subprocess.Popen(

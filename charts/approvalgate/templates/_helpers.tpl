@@ -109,6 +109,8 @@ argocd.argoproj.io/sync-options: SkipDryRunOnMissingResource=true
 - {{ ternary (int .Values.metrics.port) 0 .Values.metrics.enabled | quote }}
 - --workers
 - {{ .Values.workers | int | quote }}
+- --max-connections
+- {{ .Values.webhook.maxConnections | int | quote }}
 - --log-level
 - {{ .Values.logLevel }}
 {{- end }}
