@@ -72,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
     from approvalgate.output import write_text
     from approvals import records
     from approvals.durations import format_duration, parse_duration
-    from approvals.errors import UsageError
+    from approvals.errors import Finding, UsageError
 
     decision = "reject" if args.reject else "bypass" if args.bypass else "approve"
     if decision == "bypass" and not args.reason.strip():
@@ -106,12 +106,23 @@ def run(args: argparse.Namespace) -> int:
             expires_at=now + manifests.seconds(ttl),
             nonce=records.new_nonce(),
         )
+        value = records.dump_annotation([*run.envelopes, records.sign(claim, key)])
+        size = len(value.encode("utf-8"))
+        if size > records.MAX_ANNOTATION_BYTES:
+            raise run.source.error(
+                Finding(
+                    ("metadata", "annotations", records.ANNOTATION),
+                    f"with this record the approvals annotation would be {size} bytes, over"
+                    f" the {records.MAX_ANNOTATION_BYTES} bytes the webhook reads",
+                    "remove expired or superseded records from the annotation first",
+                )
+            )
         print(
             f"signed {decision} of AgentRun {run.ref} spec sha256:{run.digest} as "
             f"{args.approver}, expires {records.format_time(claim.expires_at)}",
             file=sys.stderr,
         )
-        return records.dump_annotation([*run.envelopes, records.sign(claim, key)])
+        return value
 
     result = manifests.stamp(text, runs, sign)
     if args.in_place:

@@ -13,11 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from approvalgate.cli import main as cli_main
 from approvals.bundle import load_bundle
 from approvals.decide import GENERIC_ERROR, decide
 from approvals.policy import bundle_generation
+from approvals.records import ANNOTATION, MAX_ANNOTATION_BYTES
 from tests.support.corpus import CORPUS, KEYS, compile_case_bundle, load_case
 
 
@@ -98,7 +100,32 @@ def test_the_cli_refuses_hostile_annotations_without_crashing(
     out, err = capsys.readouterr()
     assert code in (0, 1), err
     assert "internal error" not in err
+    if command == "approve":  # never signs onto an annotation the webhook cannot use
+        assert code == 1 and "signed" not in err, err
     if command == "verify" and not err:  # a verdict: denied
         assert (code, json.loads(out)[0]["allowed"]) == (1, False)
     elif code == 1:  # refused: located as file:line:col
         assert err.startswith(f"error: {run}:"), err
+
+
+def test_approve_refuses_to_grow_the_annotation_past_what_the_webhook_reads(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An annotation just under 256 KiB (an array of objects, read as envelopes) gets no
+    record that would push it over: exit 1, located, nothing written."""
+    case = load_case("approve-two-distinct")
+    padding = [{"padding": "x" * 1000}] * 258  # about 261,900 bytes: under, but not by much
+    text = json.dumps(padding, separators=(",", ":"))
+    assert len(text) < MAX_ANNOTATION_BYTES < len(text) + 1000
+    doc = yaml.safe_load(case.run_text)
+    doc["metadata"].setdefault("annotations", {})[ANNOTATION] = text
+    run = tmp_path / "run.yaml"
+    run.write_text(yaml.safe_dump(doc))
+    before = run.read_text()
+    code = cli_main(
+        ["approve", str(run), "--key", str(KEYS / "alice.key"), "--approver", "alice", "--in-place"]
+    )
+    _, err = capsys.readouterr()
+    assert code == 1, err
+    assert err.startswith(f"error: {run}:") and "over the 262144 bytes" in err, err
+    assert run.read_text() == before
