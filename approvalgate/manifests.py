@@ -127,17 +127,6 @@ def _existing(source: SourceDocument, meta: dict[str, Any]) -> tuple[dict[str, A
     value = (meta.get("annotations") or {}).get(records.ANNOTATION)
     if value is None:
         return ()
-    if isinstance(value, str) and len(value.encode("utf-8", "surrogatepass")) > (
-        records.MAX_ANNOTATION_BYTES
-    ):
-        raise source.error(
-            Finding(
-                ("metadata", "annotations", records.ANNOTATION),
-                f"existing approvals annotation is larger than {records.MAX_ANNOTATION_BYTES}"
-                " bytes: the webhook ignores it as a whole",
-                "remove it and approve again",
-            )
-        )
     try:
         parsed = json.loads(value)
     except (ValueError, RecursionError):  # not JSON, or nested deeper than Python parses
