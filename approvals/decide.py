@@ -297,7 +297,8 @@ def _matches(policy: Policy, run: _Run) -> bool:
     """Rule 2: namespace (indexed), agents, labels, then any subject."""
     if policy.agents and run.agent not in policy.agents:
         return False
-    if any(run.labels.get(k) != v for k, v in policy.match_labels.items()):
+    labels = policy.match_labels
+    if labels and any(run.labels.get(k) != v for k, v in labels.items()):
         return False
     if not policy.subjects:
         return True
@@ -307,13 +308,17 @@ def _matches(policy: Policy, run: _Run) -> bool:
 def _subject_matches(kind: str, name: str, namespace: str | None, run: _Run) -> bool:
     if namespace is not None and namespace != run.namespace:
         return False
-    value = {
-        "Agent": run.agent,
-        "AgentRun": run.name,
-        "ImplementationSpec": run.implementation,
-        "Namespace": run.namespace,
-    }.get(kind)
-    return value is not None and name in ("*", value)
+    if kind == "Agent":
+        value = run.agent
+    elif kind == "AgentRun":
+        value = run.name
+    elif kind == "ImplementationSpec":
+        value = run.implementation
+    elif kind == "Namespace":
+        value = run.namespace
+    else:
+        return False
+    return name in ("*", value)
 
 
 class _Check(NamedTuple):
@@ -426,9 +431,17 @@ def _evaluate(
             current[1] == "reject",
         ):
             latest[claim.approver] = candidate
-    approvals = tuple(sorted(a for a, (_, d, _r) in latest.items() if d == "approve"))
-    rejects = tuple(sorted(a for a, (_, d, _r) in latest.items() if d == "reject"))
-    ordered = tuple(sorted(verdicts, key=lambda v: v.index))
+    approving: list[str] = []
+    rejecting: list[str] = []
+    for approver, (_, vote, _r) in latest.items():
+        if vote == "approve":
+            approving.append(approver)
+        elif vote == "reject":
+            rejecting.append(approver)
+    approvals = tuple(sorted(approving))
+    rejects = tuple(sorted(rejecting))
+    # checks come in record order; only problems (listed first) can be out of order
+    ordered = tuple(sorted(verdicts, key=_by_index)) if problems else tuple(verdicts)
     header = (
         f"policy {policy.ref}: {len(approvals)} of {policy.required_approvals} required "
         f"approvals (approvers: {', '.join(policy.approver_refs)})"
@@ -470,6 +483,10 @@ def _evaluate(
         ordered,
         missing=_still_needed(policy, run, approvals, rejects),
     )
+
+
+def _by_index(verdict: RecordVerdict) -> int:
+    return verdict.index
 
 
 def _still_needed(
@@ -521,9 +538,9 @@ def _judge(policy: Policy, check: _Check) -> RecordVerdict:
 
 def _combine(results: Sequence[PolicyResult], run: _Run) -> Decision:
     """Rules 2 and 9: every policy must pass; deny > require-approval > warn > allow."""
-    worst = max(results, key=lambda r: _PRECEDENCE[r.outcome])
+    worst = results[0] if len(results) == 1 else max(results, key=_precedence)
     approvers = tuple(sorted({a for r in results for a in r.approvals}))
-    policies = tuple(r.policy for r in results)
+    policies = tuple([r.policy for r in results])
     audit = {
         "decision": "deny" if worst.outcome in ("deny", "require-approval") else "allow",
         "reason": worst.reason,
@@ -556,6 +573,10 @@ def _combine(results: Sequence[PolicyResult], run: _Run) -> Decision:
         warnings=warnings,
         **common,
     )
+
+
+def _precedence(result: PolicyResult) -> int:
+    return _PRECEDENCE[result.outcome]
 
 
 def _allow_reason(results: Sequence[PolicyResult]) -> str:

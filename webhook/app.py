@@ -281,8 +281,12 @@ def _fields_of(review: Review) -> dict[str, Any]:
     }
 
 
+# one encoder for every answer: json.dumps with separators= builds a new one per call
+_ENCODER: Final = json.JSONEncoder(separators=(",", ":"))
+
+
 def _encode(payload: object) -> bytes:
-    return json.dumps(payload, separators=(",", ":")).encode("ascii")
+    return _ENCODER.encode(payload).encode("ascii")
 
 
 ADMISSION: Final = web.AppKey("admission", Admission)
