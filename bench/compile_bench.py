@@ -337,18 +337,29 @@ def bench_commands(
     return interleaved(commands, runs), "interleaved runs (bench/compile_bench.py)"
 
 
-def ensure_hyperfine() -> None:
-    """Install hyperfine from Debian when missing (root only, best effort, bounded)."""
-    if hyperfine_available() or os.geteuid() != 0 or not shutil.which("apt-get"):
-        return
-    with contextlib.suppress(OSError, subprocess.TimeoutExpired):
-        subprocess.run(
-            ["apt-get", "install", "-y", "-qq", "hyperfine"],
-            capture_output=True,
-            timeout=300,
-            check=False,
-            env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
-        )
+def ensure_debian_commands(*commands: str) -> list[str]:
+    """Install the Debian packages of the same names for missing commands (hyperfine, wrk):
+    root with apt-get only, best effort, bounded; ``apt-get update`` once if the first try
+    leaves some missing (a fresh machine has no package lists). The commands still missing."""
+    missing = [c for c in commands if not shutil.which(c)]
+    if not missing or os.geteuid() != 0 or not shutil.which("apt-get"):
+        return missing
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for steps in ([["install"]], [["update"], ["install"]]):
+        for step in steps:
+            extra = ["-y", "-qq", *missing] if step == ["install"] else ["-qq"]
+            with contextlib.suppress(OSError, subprocess.TimeoutExpired):
+                subprocess.run(
+                    ["apt-get", *step, *extra],
+                    capture_output=True,
+                    timeout=300,
+                    check=False,
+                    env=env,
+                )
+        missing = [c for c in missing if not shutil.which(c)]
+        if not missing:
+            break
+    return missing
 
 
 # --------------------------------------------------------------------------- report
@@ -490,7 +501,7 @@ def run(argv: Sequence[str] | None = None) -> tuple[str, dict[str, Any]]:
     repeat = args.repeat or (1 if args.quick else 5)
     cli_runs = args.cli_runs or (3 if args.quick else 30)
     if not args.quick and not args.no_install:
-        ensure_hyperfine()
+        ensure_debian_commands("hyperfine")
 
     helm, helm_version = (None, "skipped (--no-helm)") if args.no_helm else helm_binary()
     ag = approvalgate_command()

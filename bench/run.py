@@ -218,6 +218,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     started = dt.datetime.now(dt.UTC)
     load_before = load_average()
+    if not args.quick:  # the load generators the tables name (Debian packages)
+        for command in compile_bench.ensure_debian_commands("wrk", "hyperfine"):
+            print(f"{command} is not installed and could not be; timing in Python", file=sys.stderr)
     t0 = time.monotonic()
     compile_md, data = compile_bench.run([*rest, *(["--quick"] if args.quick else [])])
     others = []
