@@ -1,4 +1,4 @@
-"""Accepting HTTPS connections: a bounded table of connections, evicted oldest-waiting first.
+"""Accepting HTTPS connections into a bounded table; when full, the longest-waiting goes.
 
 Why not aiohttp's own listener (``TCPSite`` → ``loop.create_server``): it accepts without
 limit, waits 60 s for a TLS handshake, and aiohttp has no deadline on a request head, so a
@@ -12,15 +12,18 @@ nobody else is answered. So this module accepts the connections itself:
   limit (``RLIMIT_NOFILE``, whose soft value :func:`raise_fd_limit` lifts to the hard one),
   so ``accept`` does not fail with EMFILE in normal operation.
 - **When the table is full, a connection is closed to make room** (reset, no TLS
-  close_notify wait): of the connections past their TLS handshake, the one whose current
-  wait began longest ago — a wait begins at the handshake and again each time a request has
-  been answered (:meth:`Listener.answered`), so idle keep-alive connections and those whose
-  request head or body has been arriving longest go first. Only when every connection is
-  still in its handshake is the oldest handshake given up. A normal client (the API server)
-  sends its whole request within milliseconds of its handshake, so a flood of slow clients,
-  even one reconnecting as fast as it is closed, evicts its own connections and not a normal
-  client's handshake or request. nginx reuses idle keep-alive connections the same way when
-  ``worker_connections`` runs out; we also take slow ones.
+  close_notify wait). It is one of the client address holding the most connections (the
+  newcomer's own if it holds as many), so a flood from some addresses cannot push out
+  others' connections. Of that address's connections, the one whose current wait began
+  longest ago goes: a wait begins at the handshake, when a request begins and when it has
+  been answered (:meth:`Listener.touch`), so idle keep-alive connections and slow heads or
+  bodies go first; handshakes only when none is past its handshake. A connection whose wait
+  is younger than ``MIN_WAIT`` (a handshake younger than ``MIN_HANDSHAKE``) is not taken: a
+  normal client's request arrives within milliseconds. If nothing may go yet, a newcomer
+  from the busiest address is refused at once, before any TLS work, and one from another
+  address waits in accept (the next stay in the kernel's backlog) until something may go.
+  nginx reuses idle keep-alive connections the same way when ``worker_connections`` runs
+  out; we also take slow ones.
 - **Deadlines**: the TLS handshake must finish within ``handshake_timeout``; after it,
   aiohttp's keep-alive timer (``idle_timeout``, started at the handshake and after each
   response, and not reset by partial data) closes a connection that has not completed a
@@ -29,7 +32,7 @@ nobody else is answered. So this module accepts the connections itself:
 - ``accept`` failing with EMFILE/ENFILE (descriptors used elsewhere) evicts the oldest
   waiting connection and backs off briefly instead of spinning.
 
-The decision and its reasons are in docs/design.md ("Slow clients and connection limits").
+The decision and its reasons are in docs/design.md ("Slow clients and the connection table").
 """
 
 from __future__ import annotations

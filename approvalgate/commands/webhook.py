@@ -106,8 +106,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=_positive_int,
         default=256,
         metavar="N",
-        help="open connections per worker; when full, the one waiting longest for its request"
-        " is closed to make room (default: 256, about 300 KiB each)",
+        help="open connections per worker; when full, the one waiting longest for its request,"
+        " from the client address holding the most, is closed to make room (default: 256,"
+        " about 330 KiB each)",
     )
     serve.add_argument(
         "--grace-period",
