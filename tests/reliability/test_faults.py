@@ -400,6 +400,9 @@ def _flood(port: int, ca_file: Path, source: str) -> Iterator[_Flood]:
         if proc.poll() is None:
             proc.kill()
             proc.wait(30)
+        for pipe in (proc.stdin, proc.stdout):
+            if pipe is not None and not pipe.closed:
+                pipe.close()
 
 
 BIG_SECONDS = 4  # how long the 3 MiB UPDATEs run beside the normal mix
