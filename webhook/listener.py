@@ -335,7 +335,9 @@ class Listener:
 
     def _forget(self, slot: _Slot) -> None:
         peer = slot.peer
-        if peer.waiting.pop(slot, slot) is None or peer.handshaking.pop(slot, slot) is None:
+        table = peer.waiting if slot in peer.waiting else peer.handshaking
+        if slot in table:  # not forgotten already (evicted, then its connection_lost)
+            del table[slot]
             self.open_connections -= 1
             self._room.set()
             self._gauge()

@@ -25,7 +25,7 @@ import signal
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
 
@@ -123,15 +123,13 @@ class Worker:
             handshake_timeout=min(HANDSHAKE_TIMEOUT, self.config.idle_timeout),
             metrics=self.metrics,
         )
-        try:
-            await listener.start(
+        await _listen(
+            listener.start(
                 self.config.host, self.config.port, reuse_port=self.reuse_port, backlog=1024
-            )
-        except OSError as exc:
-            raise ListenError(
-                f"cannot listen on {self.config.host}:{self.config.port}: {exc.strerror or exc}",
-                advice="pick another --port/--metrics-port or stop what uses it",
-            ) from None
+            ),
+            self.config.host,
+            self.config.port,
+        )
         self.listener = listener
         self.app[ADMISSION].touch = listener.touch
         self.port = listener.port
@@ -143,7 +141,7 @@ class Worker:
             metrics_site = web.TCPSite(
                 self.metrics_runner, self.config.host, self.config.metrics_port
             )
-            await _listen(metrics_site, self.config.host, self.config.metrics_port)
+            await _listen(metrics_site.start(), self.config.host, self.config.metrics_port)
             self.metrics_port = _bound_port(self.metrics_runner)
         interval = self.config.reload_interval
         self._tasks = [
@@ -190,9 +188,10 @@ class Worker:
         )
 
 
-async def _listen(site: web.TCPSite, host: str, port: int) -> None:
+async def _listen(start: Awaitable[None], host: str, port: int) -> None:
+    """Await ``start`` (a listener binding ``host:port``); a bind failure is a ListenError."""
     try:
-        await site.start()
+        await start
     except OSError as exc:
         raise ListenError(
             f"cannot listen on {host}:{port}: {exc.strerror or exc}",
@@ -256,7 +255,7 @@ async def supervise(config: ServeConfig) -> int:
                 )
                 await metrics_runner.setup()
                 site = web.TCPSite(metrics_runner, config.host, config.metrics_port)
-                await _listen(site, config.host, config.metrics_port)
+                await _listen(site.start(), config.host, config.metrics_port)
             return await pool.run(stop)
         finally:
             await pool.terminate()

@@ -27,7 +27,11 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-DEFAULT_MAX_BODY_BYTES = 3 * 1024 * 1024  # keep in step with webhook.app
+# the defaults of webhook.config.ServeConfig, not imported (that would load aiohttp for every
+# command); tests/unit/test_cli.py keeps them in step
+DEFAULT_MAX_BODY_BYTES = 3 * 1024 * 1024
+DEFAULT_IDLE_TIMEOUT = 120.0
+DEFAULT_MAX_CONNECTIONS = 256
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -96,19 +100,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     serve.add_argument(
         "--idle-timeout",
         type=_positive_float,
-        default=120.0,
+        default=DEFAULT_IDLE_TIMEOUT,
         metavar="SECONDS",
         help="close a connection that has not sent a whole request head this long after its"
-        " TLS handshake or its last answer (default: 120)",
+        f" TLS handshake or its last answer (default: {DEFAULT_IDLE_TIMEOUT:g})",
     )
     serve.add_argument(
         "--max-connections",
         type=_positive_int,
-        default=256,
+        default=DEFAULT_MAX_CONNECTIONS,
         metavar="N",
         help="open connections per worker; when full, the one waiting longest for its request,"
-        " from the client address holding the most, is closed to make room (default: 256,"
-        " about 330 KiB each)",
+        " from the client address holding the most, is closed to make room (default:"
+        f" {DEFAULT_MAX_CONNECTIONS}, about 330 KiB each)",
     )
     serve.add_argument(
         "--grace-period",

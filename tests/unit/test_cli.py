@@ -346,3 +346,19 @@ def test_verify_refuses_an_edited_bundle(
         f"error: {edited} was edited after compilation (generation mismatch)\n"
         "  hint: recompile it with `approvalgate compile`\n"
     )
+
+
+def test_webhook_serve_defaults_are_the_servers_own() -> None:
+    """`webhook serve` spells its defaults out (importing webhook.config would load aiohttp
+    for every command): they must equal ServeConfig's."""
+    from dataclasses import MISSING, fields
+
+    from approvalgate.cli import build_parser
+    from webhook.config import ServeConfig
+
+    args = build_parser().parse_args(["webhook", "serve", "--bundle", "b.json", "--dev"])
+    shared = {f.name: f.default for f in fields(ServeConfig) if f.default is not MISSING}
+    shared["host"] = None  # the CLI picks 0.0.0.0, or 127.0.0.1 with --dev
+    compared = {name: getattr(args, name) for name in shared if hasattr(args, name)}
+    assert len(compared) >= 10
+    assert compared == {name: shared[name] for name in compared}
