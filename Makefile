@@ -22,7 +22,7 @@ demo: setup
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy approvals
+	$(BIN)/mypy approvalgate
 	$(BIN)/lint-imports
 
 # Real test tools (kube-apiserver, etcd, kubectl, helm) built from pinned Go modules and

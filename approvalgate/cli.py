@@ -79,7 +79,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         return EXIT_OK
     except Exception as exc:
-        from approvals.errors import ApprovalgateError
+        from approvalgate.approvals.errors import ApprovalgateError
 
         if isinstance(exc, ApprovalgateError):
             print(f"error: {exc.render()}", file=sys.stderr)

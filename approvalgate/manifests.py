@@ -9,12 +9,18 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from approvalgate.approvals import records
+from approvalgate.approvals.digest import spec_digest
+from approvalgate.approvals.errors import (
+    ApprovalgateError,
+    Finding,
+    InputError,
+    UsageError,
+    ValidationError,
+)
+from approvalgate.approvals.structural import check_against_crd, load_agentrun_crd
+from approvalgate.compiler.sources import SourceDocument, load_text, read_text
 from approvalgate.editing import set_annotation
-from approvals import records
-from approvals.digest import spec_digest
-from approvals.errors import ApprovalgateError, Finding, InputError, UsageError, ValidationError
-from approvals.structural import check_against_crd, load_agentrun_crd
-from compiler.sources import SourceDocument, load_text, read_text
 
 AGENTRUN_API_GROUP = "agents.proompteng.ai"
 
@@ -144,7 +150,7 @@ def _existing(source: SourceDocument, meta: dict[str, Any]) -> tuple[dict[str, A
 
 def stamp(text: str, runs: Sequence[Run], annotate: Callable[[Run], str]) -> str:
     """``text`` with each run's document re-annotated; all other documents byte for byte."""
-    from approvals.kubeyaml import split_documents
+    from approvalgate.approvals.kubeyaml import split_documents
 
     documents = {run.source.document.index: run for run in runs}
     out = []
@@ -158,8 +164,8 @@ def stamp(text: str, runs: Sequence[Run], annotate: Callable[[Run], str]) -> str
 
 def ttl_cap(policy_paths: Sequence[Path], runs: Sequence[Run], decision: str) -> int | None:
     """The longest TTL every policy matching one of ``runs`` allows for ``decision``."""
+    from approvalgate.approvals.decide import matching_policies
     from approvalgate.policies import bundle_from_paths
-    from approvals.decide import matching_policies
 
     bundle = bundle_from_paths(policy_paths)
     caps = []
@@ -180,7 +186,7 @@ def request_for(
     old: Run | None = None,
 ) -> dict[str, Any]:
     """The AdmissionReview request kube-apiserver would send for this run."""
-    from approvals.admission import request_for_manifest
+    from approvalgate.approvals.admission import request_for_manifest
 
     return dict(
         request_for_manifest(

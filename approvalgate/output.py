@@ -6,7 +6,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from approvals.errors import InputError
+from approvalgate.approvals.errors import InputError
 
 
 def write_bytes(path: Path, data: bytes, mode: int = 0o644) -> None:

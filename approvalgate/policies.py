@@ -11,10 +11,10 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from approvals.bundle import Bundle, parse_bundle_text
-from approvals.errors import ApprovalgateError, ValidationError
-from approvals.policy import BundleSettings, compile_bundle, dump_bundle
-from compiler.sources import load_sources, read_text
+from approvalgate.approvals.bundle import Bundle, parse_bundle_text
+from approvalgate.approvals.errors import ApprovalgateError, ValidationError
+from approvalgate.approvals.policy import BundleSettings, compile_bundle, dump_bundle
+from approvalgate.compiler.sources import load_sources, read_text
 
 
 def bundle_from_paths(paths: Sequence[Path], settings: BundleSettings | None = None) -> Bundle:

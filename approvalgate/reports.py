@@ -7,8 +7,8 @@ from collections.abc import Sequence
 from typing import Any
 from xml.etree import ElementTree
 
+from approvalgate.approvals.decide import Decision
 from approvalgate.manifests import Run
-from approvals.decide import Decision
 
 Outcome = tuple[Run, Decision]
 

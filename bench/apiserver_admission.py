@@ -23,8 +23,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from approvals import records
-from approvals.digest import spec_digest
+from approvalgate.approvals import records
+from approvalgate.approvals.digest import spec_digest
 from tests.e2e.controlplane import ControlPlane, locate_binaries, shared_dir
 from tests.e2e.gate import ENFORCED, WEBHOOK_NAME, Gate
 

@@ -43,9 +43,9 @@ def main() -> int:
     parser.add_argument("--pyinstrument", action="store_true")
     args = parser.parse_args()
 
-    from compiler.output import write_environment
-    from compiler.render import render_environment
-    from compiler.repo import load_repo
+    from approvalgate.compiler.output import write_environment
+    from approvalgate.compiler.render import render_environment
+    from approvalgate.compiler.repo import load_repo
 
     gc.set_threshold(*BATCH_THRESHOLDS)
     with tempfile.TemporaryDirectory() as tmp:

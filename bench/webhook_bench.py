@@ -92,12 +92,12 @@ class Workload:
 
 def make_workloads(new_record_bodies: int) -> tuple[list[Workload], str]:
     """The AgentRun CREATE reviews with 0..3 approvals, and the bundle text they run under."""
-    from approvals import records
-    from approvals.admission import request_for_manifest
-    from approvals.bundle import parse_bundle_text
-    from approvals.decide import decide
-    from approvals.digest import spec_digest
-    from approvals.kubeyaml import load_manifests
+    from approvalgate.approvals import records
+    from approvalgate.approvals.admission import request_for_manifest
+    from approvalgate.approvals.bundle import parse_bundle_text
+    from approvalgate.approvals.decide import decide
+    from approvalgate.approvals.digest import spec_digest
+    from approvalgate.approvals.kubeyaml import load_manifests
     from tests.support.corpus import BASE, compile_case_bundle, private_key
 
     bundle_text = compile_case_bundle(BASE)
@@ -812,7 +812,7 @@ def main() -> int:
     if tool == "auto":
         tool = "wrk" if shutil.which("wrk") else "python"
 
-    from webhook.devcert import CertificateAuthority
+    from approvalgate.webhook.devcert import CertificateAuthority
 
     def say(message: str) -> None:
         print(message, file=sys.stderr, flush=True)

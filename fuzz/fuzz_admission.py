@@ -59,17 +59,17 @@ except ImportError:  # pragma: no cover - depends on the environment
 
 if __name__ == "__main__" and atheris is not None and "--fallback" not in sys.argv:
     # coverage feedback from our own packages: they must be first imported in here
-    with atheris.instrument_imports(include=["approvals", "webhook"]):
-        import approvals.decide
-        import approvals.policy  # noqa: F401
-        import webhook.review  # noqa: F401
+    with atheris.instrument_imports(include=["approvalgate.approvals", "approvalgate.webhook"]):
+        import approvalgate.approvals.decide
+        import approvalgate.approvals.policy
+        import approvalgate.webhook.review  # noqa: F401
 
-from approvals import records  # noqa: E402
-from approvals.bundle import parse_bundle_text  # noqa: E402
-from approvals.decide import decide  # noqa: E402
-from approvals.digest import spec_digest  # noqa: E402
+from approvalgate.approvals import records  # noqa: E402
+from approvalgate.approvals.bundle import parse_bundle_text  # noqa: E402
+from approvalgate.approvals.decide import decide  # noqa: E402
+from approvalgate.approvals.digest import spec_digest  # noqa: E402
+from approvalgate.webhook.review import MalformedReview, build_response, parse_review  # noqa: E402
 from tests.support.corpus import BASE, DEFAULT_NOW, compile_case_bundle, make_record  # noqa: E402
-from webhook.review import MalformedReview, build_response, parse_review  # noqa: E402
 
 BUNDLE_JSON: dict[str, Any] = json.loads(compile_case_bundle(BASE))
 BUNDLE = parse_bundle_text(json.dumps(BUNDLE_JSON))

@@ -69,10 +69,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from approvalgate import manifests
+    from approvalgate.approvals import records
+    from approvalgate.approvals.durations import format_duration, parse_duration
+    from approvalgate.approvals.errors import Finding, UsageError
     from approvalgate.output import write_text
-    from approvals import records
-    from approvals.durations import format_duration, parse_duration
-    from approvals.errors import Finding, UsageError
 
     decision = "reject" if args.reject else "bypass" if args.bypass else "approve"
     if decision == "bypass" and not args.reason.strip():

@@ -128,10 +128,10 @@ def _positive(text: str) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    from approvalgate.approvals.errors import UsageError
+    from approvalgate.audit import reports
+    from approvalgate.audit.runner import Options, load_expectations, run_audit
     from approvalgate.manifests import parse_now
-    from approvals.errors import UsageError
-    from audit import reports
-    from audit.runner import Options, load_expectations, run_audit
 
     if args.bundle is not None and (args.repo is not None or args.env):
         raise UsageError("give either --bundle FILE or --repo DIR --env ENV, not both")
@@ -157,7 +157,7 @@ def run(args: argparse.Namespace) -> int:
     )
     expectations = load_expectations(options)  # input errors before any network call
 
-    from audit.cluster import Cluster
+    from approvalgate.audit.cluster import Cluster
 
     with Cluster(
         args.kubeconfig,

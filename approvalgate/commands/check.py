@@ -25,7 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import sys
 
-    from compiler.pipeline import differences, plan
+    from approvalgate.compiler.pipeline import differences, plan
 
     result = plan(args.repo)
     found = differences(result)

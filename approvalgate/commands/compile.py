@@ -37,7 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import sys
 
-    from compiler.pipeline import apply, plan
+    from approvalgate.compiler.pipeline import apply, plan
 
     result = plan(args.repo, args.env, args.out)
     for warning in result.repo.warnings:

@@ -25,10 +25,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from approvalgate import manifests
+    from approvalgate.approvals.bundle import Policy
+    from approvalgate.approvals.decide import decide, matching_policies
+    from approvalgate.approvals.durations import format_duration
     from approvalgate.policies import load_policies
-    from approvals.bundle import Policy
-    from approvals.decide import decide, matching_policies
-    from approvals.durations import format_duration
 
     bundle = load_policies(args.policies, args.bundle)
     now = manifests.parse_now(args.now)

@@ -35,9 +35,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import re
 
+    from approvalgate.approvals import records
+    from approvalgate.approvals.errors import UsageError
     from approvalgate.output import write_private, write_text
-    from approvals import records
-    from approvals.errors import UsageError
 
     if not re.fullmatch(r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?", args.name):
         raise UsageError(

@@ -24,7 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import sys
 
-    from compiler.repo import load_repo
+    from approvalgate.compiler.repo import load_repo
 
     repo = load_repo(args.repo)
     for warning in repo.warnings:

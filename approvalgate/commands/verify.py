@@ -38,9 +38,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from approvalgate import manifests, reports
+    from approvalgate.approvals.decide import decide
+    from approvalgate.approvals.errors import UsageError
     from approvalgate.policies import load_policies
-    from approvals.decide import decide
-    from approvals.errors import UsageError
 
     if args.operation == "UPDATE" and args.old is None:
         raise UsageError("--operation UPDATE needs --old OLD_MANIFEST (the stored object)")

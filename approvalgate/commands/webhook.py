@@ -127,10 +127,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import asyncio
 
-    from approvals.errors import UsageError
-    from webhook import logs
-    from webhook.config import ServeConfig
-    from webhook.server import run_worker, supervise
+    from approvalgate.approvals.errors import UsageError
+    from approvalgate.webhook import logs
+    from approvalgate.webhook.config import ServeConfig
+    from approvalgate.webhook.server import run_worker, supervise
 
     if args.dev and (args.tls_cert or args.tls_key):
         raise UsageError("--dev makes its own certificate: drop --tls-cert/--tls-key")
@@ -176,7 +176,7 @@ def _tls_files(args: argparse.Namespace) -> Iterator[tuple[Path, Path]]:
     if not args.dev:
         yield args.tls_cert, args.tls_key
         return
-    from webhook.devcert import DEV_HOSTS, CertificateAuthority
+    from approvalgate.webhook.devcert import DEV_HOSTS, CertificateAuthority
 
     authority = CertificateAuthority.generate()
     issued = authority.issue(DEV_HOSTS)

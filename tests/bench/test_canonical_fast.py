@@ -14,7 +14,7 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from compiler import canonical
+from approvalgate.compiler import canonical
 from tests.support.paths import ROOT
 
 AWKWARD = [

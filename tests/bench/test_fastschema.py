@@ -19,7 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
-from approvals.fastschema import compile_check
+from approvalgate.approvals.fastschema import compile_check
 from tests.support.paths import ROOT
 
 SCHEMAS = ROOT / "schemas"

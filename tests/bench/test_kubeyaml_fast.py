@@ -18,8 +18,8 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from approvals import kubeyaml
-from approvals.errors import ApprovalgateError
+from approvalgate.approvals import kubeyaml
+from approvalgate.approvals.errors import ApprovalgateError
 from tests.support.paths import ROOT
 
 FILES = sorted(

@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 import yaml
 
-from compiler import egress
-from compiler.egress import EgressEnv, env_from_mapping
+from approvalgate.compiler import egress
+from approvalgate.compiler.egress import EgressEnv, env_from_mapping
 from tests.support.paths import ROOT
 
 CORPUS = ROOT / "tests" / "corpus" / "egress"

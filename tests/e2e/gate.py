@@ -23,10 +23,10 @@ from typing import Any
 
 import yaml
 
+from approvalgate.webhook.devcert import CertificateAuthority
 from tests.e2e.controlplane import ControlPlane
 from tests.support.paths import ROOT
 from tests.support.tools import pinned_binary
-from webhook.devcert import CertificateAuthority
 
 EXAMPLE = ROOT / "examples" / "gitops-repo"
 CHART = ROOT / "charts" / "approvalgate"

@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 import yaml
 
-from approvals.digest import spec_digest
-from approvals.records import ANNOTATION
+from approvalgate.approvals.digest import spec_digest
+from approvalgate.approvals.records import ANNOTATION
 from tests.e2e.controlplane import CONTROLLER, ControlPlane
 from tests.e2e.gate import ENFORCED, EXAMPLE, NOT_ENFORCED, WEBHOOK_NAME, Gate, run_manifest
 from tests.support.paths import ROOT

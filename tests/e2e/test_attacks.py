@@ -33,11 +33,11 @@ import yaml
 from securesystemslib.dsse import Envelope
 from securesystemslib.signer import CryptoSigner
 
-from approvals import records
-from approvals.admission import request_for_manifest
-from approvals.bundle import Bundle, parse_bundle_text
-from approvals.decide import decide
-from approvals.digest import spec_digest
+from approvalgate.approvals import records
+from approvalgate.approvals.admission import request_for_manifest
+from approvalgate.approvals.bundle import Bundle, parse_bundle_text
+from approvalgate.approvals.decide import decide
+from approvalgate.approvals.digest import spec_digest
 from tests.e2e.controlplane import ControlPlane
 from tests.e2e.gate import CLI, ENFORCED, NOT_ENFORCED, WEBHOOK_NAME, Gate, run_manifest
 from tests.integration.harness import write_atomic

@@ -23,9 +23,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Final, TypeVar
 
-from webhook.config import ServeConfig
-from webhook.devcert import CertificateAuthority, Issued
-from webhook.server import Worker
+from approvalgate.webhook.config import ServeConfig
+from approvalgate.webhook.devcert import CertificateAuthority, Issued
+from approvalgate.webhook.server import Worker
 
 T = TypeVar("T")
 REPO = Path(__file__).resolve().parents[2]

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from approvalgate.webhook import listener
+from approvalgate.webhook.listener import FD_RESERVE, connection_limit, raise_fd_limit
 from tests.integration.harness import ServerThread, TestPKI, agentrun_request, review_body
-from webhook import listener
-from webhook.listener import FD_RESERVE, connection_limit, raise_fd_limit
 
 OTHER = "127.0.0.2"
 HEAD = b"POST /validate HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: "

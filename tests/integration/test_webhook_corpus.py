@@ -18,14 +18,14 @@ from typing import Any
 
 import pytest
 
+from approvalgate.approvals import records
+from approvalgate.approvals.decide import decide
+from approvalgate.approvals.policy import BundleSettings
 from approvalgate.cli import main as cli_main
-from approvals import records
-from approvals.decide import decide
-from approvals.policy import BundleSettings
-from compiler.sources import MAX_FILE_BYTES
+from approvalgate.compiler.sources import MAX_FILE_BYTES
+from approvalgate.webhook.review import build_response
 from tests.integration.harness import V1, V1BETA1, Client, Clock, ServerThread, TestPKI
 from tests.support.corpus import Case, case_names, compile_case_bundle, load_case
-from webhook.review import build_response
 
 CORPUS_MAX_BODY = 16 * 1024 * 1024  # annotation-10000-entries is 8 MiB (see test_webhook_malformed)
 NOT_A_MANIFEST = ("namespace", "subResource", "dryRun")  # request knobs verify cannot express

@@ -23,8 +23,9 @@ from typing import Any
 
 import pytest
 
-from approvals import records
-from approvals.policy import BundleSettings
+from approvalgate.approvals import records
+from approvalgate.approvals.policy import BundleSettings
+from approvalgate.webhook.strictjson import DEFAULT_MAX_DEPTH, nesting_depth
 from tests.integration.harness import (
     ServerThread,
     TestPKI,
@@ -33,7 +34,6 @@ from tests.integration.harness import (
 )
 from tests.support.corpus import BASE, compile_case_bundle, load_case
 from tests.support.paths import ROOT
-from webhook.strictjson import DEFAULT_MAX_DEPTH, nesting_depth
 
 APPROVED = "approve-two-distinct"
 

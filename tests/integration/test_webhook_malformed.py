@@ -15,7 +15,10 @@ from typing import Any
 
 import pytest
 
-from approvals.decide import GENERIC_ERROR
+from approvalgate.approvals.decide import GENERIC_ERROR
+from approvalgate.webhook.app import DEFAULT_MAX_BODY_BYTES
+from approvalgate.webhook.metrics import generate_latest
+from approvalgate.webhook.strictjson import DEFAULT_MAX_DEPTH
 from tests.integration.harness import (
     V1,
     V1BETA1,
@@ -26,9 +29,6 @@ from tests.integration.harness import (
     review_body,
     write_atomic,
 )
-from webhook.app import DEFAULT_MAX_BODY_BYTES
-from webhook.metrics import generate_latest
-from webhook.strictjson import DEFAULT_MAX_DEPTH
 
 
 @pytest.fixture(scope="module")
@@ -412,7 +412,7 @@ def test_an_exception_in_the_handler_denies(
     def explode(*_: object) -> None:
         raise RuntimeError("boom: secret detail")
 
-    monkeypatch.setattr("webhook.app.decide", explode)
+    monkeypatch.setattr("approvalgate.webhook.app.decide", explode)
     request = agentrun_request(operation="DELETE")  # would be allowed
     review = client.review(request, version).review()
     assert review["apiVersion"] == version
@@ -430,7 +430,7 @@ def test_an_exception_in_the_handler_denies(
 def test_an_exception_while_encoding_the_response_denies(
     client: Client, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("webhook.app.build_response", lambda *_: {"bad": object()})
+    monkeypatch.setattr("approvalgate.webhook.app.build_response", lambda *_: {"bad": object()})
     response = client.review(agentrun_request(operation="DELETE")).response
     assert (response["allowed"], response["status"]["message"]) == (False, GENERIC_ERROR)
 

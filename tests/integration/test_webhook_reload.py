@@ -20,7 +20,7 @@ import aiohttp
 import pytest
 from cryptography import x509
 
-from approvals.policy import BundleSettings
+from approvalgate.approvals.policy import BundleSettings
 from tests.integration.harness import (
     Clock,
     ServerThread,
@@ -88,7 +88,7 @@ def test_a_half_written_pair_keeps_the_previous_certificate(
 def test_an_encrypted_key_is_refused_at_start_without_prompting(pki: TestPKI) -> None:
     from cryptography.hazmat.primitives import serialization
 
-    from webhook.tls import CertificateError, CertificateState
+    from approvalgate.webhook.tls import CertificateError, CertificateState
 
     key = serialization.load_pem_private_key(pki.issued.key_pem, None)
     pki.key.write_bytes(

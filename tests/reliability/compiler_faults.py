@@ -23,7 +23,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from compiler.output import read_tree
+from approvalgate.compiler.output import read_tree
 
 
 def mount(*args: str) -> None:

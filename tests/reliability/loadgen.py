@@ -32,8 +32,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from approvals.admission import request_for_manifest
-from approvals.kubeyaml import load_manifests
+from approvalgate.approvals.admission import request_for_manifest
+from approvalgate.approvals.kubeyaml import load_manifests
 from tests.integration.harness import (
     V1,
     V1BETA1,

@@ -15,11 +15,11 @@ from typing import Any
 import pytest
 import yaml
 
+from approvalgate.approvals.bundle import load_bundle
+from approvalgate.approvals.decide import GENERIC_ERROR, decide
+from approvalgate.approvals.policy import bundle_generation
+from approvalgate.approvals.records import ANNOTATION, MAX_ANNOTATION_BYTES
 from approvalgate.cli import main as cli_main
-from approvals.bundle import load_bundle
-from approvals.decide import GENERIC_ERROR, decide
-from approvals.policy import bundle_generation
-from approvals.records import ANNOTATION, MAX_ANNOTATION_BYTES
 from tests.support.corpus import CORPUS, KEYS, compile_case_bundle, load_case
 
 

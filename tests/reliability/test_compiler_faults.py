@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from compiler.output import read_tree
+from approvalgate.compiler.output import read_tree
 from tests.integration.harness import cli_env
 from tests.support.paths import ROOT
 from tests.support.tools import unavailable

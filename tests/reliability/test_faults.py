@@ -32,6 +32,8 @@ from typing import Any
 
 import pytest
 
+from approvalgate.webhook.app import DEFAULT_MAX_BODY_BYTES
+from approvalgate.webhook.listener import connection_limit
 from tests.integration.harness import TestPKI, agentrun_request, review_body, wait_until
 from tests.reliability.loadgen import (
     LOOPBACK,
@@ -47,8 +49,6 @@ from tests.reliability.loadgen import (
     traffic_mix,
 )
 from tests.support.paths import ROOT
-from webhook.app import DEFAULT_MAX_BODY_BYTES
-from webhook.listener import connection_limit
 
 
 def report(name: str, figures: dict[str, Any]) -> None:

@@ -43,13 +43,13 @@ from typing import Any
 
 import yaml
 
-from approvals import records
-from approvals.admission import request_for_manifest
-from approvals.bundle import Bundle, parse_bundle_text
-from approvals.digest import spec_digest
-from approvals.durations import parse_duration
-from approvals.kubeyaml import load_manifests
-from approvals.policy import BundleSettings, compile_bundle, dump_bundle
+from approvalgate.approvals import records
+from approvalgate.approvals.admission import request_for_manifest
+from approvalgate.approvals.bundle import Bundle, parse_bundle_text
+from approvalgate.approvals.digest import spec_digest
+from approvalgate.approvals.durations import parse_duration
+from approvalgate.approvals.kubeyaml import load_manifests
+from approvalgate.approvals.policy import BundleSettings, compile_bundle, dump_bundle
 
 CORPUS = Path(__file__).resolve().parent.parent / "corpus" / "decide"
 KEYS = CORPUS.parent / "keys"

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from approvals.kubeyaml import load_manifests
-from audit.policies import compare_with_bundle, compare_with_compiled
+from approvalgate.approvals.kubeyaml import load_manifests
+from approvalgate.audit.policies import compare_with_bundle, compare_with_compiled
 from tests.support.paths import ROOT
 
 RENDERED = ROOT / "examples" / "gitops-repo" / "rendered" / "staging"

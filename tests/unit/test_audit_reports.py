@@ -14,10 +14,10 @@ import jsonschema
 import pytest
 import yaml
 
+from approvalgate.audit.cluster import impersonation_headers
+from approvalgate.audit.findings import AuditResult, Finding, ReportWrite, RunResult
+from approvalgate.audit.reports import MAX_REPORT_MESSAGE, policy_report, render
 from approvalgate.cli import main
-from audit.cluster import impersonation_headers
-from audit.findings import AuditResult, Finding, ReportWrite, RunResult
-from audit.reports import MAX_REPORT_MESSAGE, policy_report, render
 from tests.support.paths import ROOT, SHARED
 from tests.support.tools import unavailable
 
@@ -227,7 +227,8 @@ def test_usage_errors(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> Non
 def test_the_cli_loads_kubernetes_only_when_the_audit_runs() -> None:
     code = (
         "import sys; from approvalgate.cli import build_parser; build_parser(); "
-        "import audit.runs, audit.webhook, audit.policies, audit.reports; "
+        "import approvalgate.audit.runs, approvalgate.audit.webhook; "
+        "import approvalgate.audit.policies, approvalgate.audit.reports; "
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('kubernetes', 'urllib3')))"
     )
     done = subprocess.run(

@@ -15,11 +15,11 @@ from typing import Any
 
 import pytest
 
-from approvals import records
-from approvals.bundle import Bundle, parse_bundle_text
-from approvals.kubeyaml import load_manifests
-from approvals.policy import BundleSettings
-from audit.runs import REQUESTER_UNKNOWN, audit_run, audit_runs
+from approvalgate.approvals import records
+from approvalgate.approvals.bundle import Bundle, parse_bundle_text
+from approvalgate.approvals.kubeyaml import load_manifests
+from approvalgate.approvals.policy import BundleSettings
+from approvalgate.audit.runs import REQUESTER_UNKNOWN, audit_run, audit_runs
 from tests.support.corpus import BASE, compile_case_bundle, make_record
 
 NOW = records.parse_time("2026-11-21T12:00:00Z")
@@ -189,7 +189,7 @@ def test_runs_are_sorted_by_namespace_and_name() -> None:
 
 
 def test_audited_namespaces() -> None:
-    from audit.runner import audited_namespaces
+    from approvalgate.audit.runner import audited_namespaces
 
     assert audited_namespaces(bundle(), []) == (("agents",), [])
     chosen, notes = audited_namespaces(bundle(), ["agents", "sandbox"])

@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 import yaml
 
-from audit.findings import Finding
-from audit.webhook import (
+from approvalgate.audit.findings import Finding
+from approvalgate.audit.webhook import (
     WEBHOOK_ENTRY,
     chart_defaults,
     compare_webhook,

@@ -354,7 +354,7 @@ def test_webhook_serve_defaults_are_the_servers_own() -> None:
     from dataclasses import MISSING, fields
 
     from approvalgate.cli import build_parser
-    from webhook.config import ServeConfig
+    from approvalgate.webhook.config import ServeConfig
 
     args = build_parser().parse_args(["webhook", "serve", "--bundle", "b.json", "--dev"])
     shared = {f.name: f.default for f in fields(ServeConfig) if f.default is not MISSING}

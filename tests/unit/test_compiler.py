@@ -13,9 +13,9 @@ import pytest
 import yaml
 from jsonschema import Draft7Validator
 
+from approvalgate.approvals.structural import check_against_crd
 from approvalgate.cli import main
-from approvals.structural import check_against_crd
-from compiler.output import read_tree
+from approvalgate.compiler.output import read_tree
 from tests.support.paths import SHARED
 
 ROOT = Path(__file__).resolve().parents[2]

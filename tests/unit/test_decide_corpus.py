@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from approvals.decide import decide
+from approvalgate.approvals.decide import decide
 from tests.support.corpus import case_names, load_case
 
 

@@ -19,13 +19,13 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from approvals import records
-from approvals.admission import AGENTRUNS, AGENTS_GROUP, request_for_manifest
-from approvals.bundle import Bundle, parse_bundle_text
-from approvals.decide import Decision, decide
-from approvals.digest import MAX_SAFE_INTEGER
-from approvals.kubeyaml import load_manifests
-from approvals.policy import BundleSettings, compile_bundle, dump_bundle
+from approvalgate.approvals import records
+from approvalgate.approvals.admission import AGENTRUNS, AGENTS_GROUP, request_for_manifest
+from approvalgate.approvals.bundle import Bundle, parse_bundle_text
+from approvalgate.approvals.decide import Decision, decide
+from approvalgate.approvals.digest import MAX_SAFE_INTEGER
+from approvalgate.approvals.kubeyaml import load_manifests
+from approvalgate.approvals.policy import BundleSettings, compile_bundle, dump_bundle
 from tests.support.corpus import BASE, DEFAULT_NOW, compile_case_bundle, make_record
 
 BUNDLE_TEXT = compile_case_bundle(BASE)

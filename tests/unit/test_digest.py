@@ -12,9 +12,9 @@ import rfc8785
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from approvals.digest import MAX_SAFE_INTEGER, canonical_json, spec_digest
-from approvals.errors import DigestError
-from approvals.kubeyaml import load_manifests
+from approvalgate.approvals.digest import MAX_SAFE_INTEGER, canonical_json, spec_digest
+from approvalgate.approvals.errors import DigestError
+from approvalgate.approvals.kubeyaml import load_manifests
 
 RUN_BLOCK = """\
 apiVersion: agents.proompteng.ai/v1alpha1

@@ -16,8 +16,8 @@ import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
-from approvals.errors import ValidationError, format_json_path
-from compiler.egress import (
+from approvalgate.approvals.errors import ValidationError, format_json_path
+from approvalgate.compiler.egress import (
     EgressEnv,
     agents_values,
     env_from_mapping,

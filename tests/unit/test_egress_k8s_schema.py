@@ -17,7 +17,7 @@ import jsonschema
 import pytest
 import yaml
 
-from compiler.egress import EgressEnv, agents_values, env_from_mapping, render_egress
+from approvalgate.compiler.egress import EgressEnv, agents_values, env_from_mapping, render_egress
 from tests.support.paths import SHARED
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -16,8 +16,8 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from approvals.errors import DigestError, InputError
-from approvals.kubeyaml import Document, load_manifests, split_documents
+from approvalgate.approvals.errors import DigestError, InputError
+from approvalgate.approvals.kubeyaml import Document, load_manifests, split_documents
 from tests.support.tools import pinned_binary
 
 ROOT = Path(__file__).resolve().parents[2]

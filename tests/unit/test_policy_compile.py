@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
-from approvals.bundle import parse_bundle_text
-from approvals.errors import Finding
-from approvals.kubeyaml import load_manifests
-from approvals.policy import BundleSettings, Problem, compile_bundle, dump_bundle
+from approvalgate.approvals.bundle import parse_bundle_text
+from approvalgate.approvals.errors import Finding
+from approvalgate.approvals.kubeyaml import load_manifests
+from approvalgate.approvals.policy import BundleSettings, Problem, compile_bundle, dump_bundle
 from tests.support.corpus import BASE
 from tests.support.paths import SHARED
 

@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-from approvals import records
-from approvals.digest import spec_digest
-from approvals.records import Claim, RecordProblem, parse_annotation, sign, signed_by
+from approvalgate.approvals import records
+from approvalgate.approvals.digest import spec_digest
+from approvalgate.approvals.records import Claim, RecordProblem, parse_annotation, sign, signed_by
 from tests.support.corpus import private_key
 
 ISSUED = datetime(2026, 11, 21, 11, 0, 0, tzinfo=UTC)

@@ -8,7 +8,7 @@ from importlib import resources
 import pytest
 from jsonschema import Draft7Validator, Draft202012Validator
 
-from approvals.schemas import SCHEMA_PACKAGE
+from approvalgate.approvals.schemas import SCHEMA_PACKAGE
 
 NAMES = [
     *sorted(p.name for p in resources.files(SCHEMA_PACKAGE).iterdir() if p.name.endswith(".json")),

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from approvals.errors import InputError
-from approvals.kubeyaml import load_manifests
-from approvals.structural import (
+from approvalgate.approvals.errors import InputError
+from approvalgate.approvals.kubeyaml import load_manifests
+from approvalgate.approvals.structural import (
     check_against_crd,
     load_agentrun_crd,
     load_crd_schema,

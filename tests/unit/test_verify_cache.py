@@ -21,11 +21,11 @@ from typing import Any
 
 import pytest
 
-from approvals import records
-from approvals.bundle import DIGEST_CACHE_MAX_CHARS, Bundle
-from approvals.decide import Decision, decide
-from approvals.digest import spec_digest
-from approvals.errors import DigestError
+from approvalgate.approvals import records
+from approvalgate.approvals.bundle import DIGEST_CACHE_MAX_CHARS, Bundle
+from approvalgate.approvals.decide import Decision, decide
+from approvalgate.approvals.digest import spec_digest
+from approvalgate.approvals.errors import DigestError
 from tests.support.corpus import case_names, load_case, private_key
 
 NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)

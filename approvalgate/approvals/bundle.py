@@ -1,0 +1,311 @@
+"""The compiled bundle at run time: validated once, keys parsed once, policies indexed.
+
+:func:`load_bundle` is the only way a bundle reaches :func:`approvals.decide.decide`, for
+the webhook and for ``approvalgate verify`` alike.
+
+A loaded bundle also owns the memo tables of the admission hot path (verified signatures,
+parsed annotations, spec digests: see :class:`approvals.records.Verifier` and
+:meth:`Bundle.spec_digest`). They are pure memoisation, bounded, and go away with the bundle
+on a reload, together with the keys they were checked against.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Final
+
+from securesystemslib.signer import SSlibKey
+
+from approvalgate.approvals import records
+from approvalgate.approvals.digest import spec_digest
+from approvalgate.approvals.errors import BundleError, format_json_path
+from approvalgate.approvals.policy import ALL, bundle_generation
+from approvalgate.approvals.schemas import schema_findings
+
+DIGEST_CACHE_ENTRIES: Final = 256
+DIGEST_CACHE_MAX_CHARS: Final = 8 * 1024
+"""Spec digests remembered per bundle, keyed by ``repr`` of specs up to 8 Ki characters
+(the spec itself is not kept): at most 256 x 32 KiB = 8 MiB of keys even if every key
+needed 4 bytes a character, about 0.5 MiB for ordinary ASCII specs of 2 KiB."""
+
+
+@dataclass(frozen=True)
+class ApproverKey:
+    key: SSlibKey
+    not_before: datetime | None
+    not_after: datetime | None
+
+    def valid_at(self, moment: datetime) -> bool:
+        if self.not_before is not None and moment < self.not_before:
+            return False
+        return self.not_after is None or moment < self.not_after
+
+
+@dataclass(frozen=True)
+class Approver:
+    name: str
+    usernames: frozenset[str]
+    groups: frozenset[str]
+    keys: tuple[ApproverKey, ...]
+
+
+@dataclass(frozen=True)
+class Subject:
+    kind: str
+    name: str
+    namespace: str | None
+
+
+@dataclass(frozen=True)
+class Bypass:
+    approvers: frozenset[str]
+    max_ttl_seconds: int
+
+
+@dataclass(frozen=True)
+class Policy:
+    name: str
+    namespace: str
+    mode: str
+    default_decision: str
+    namespaces: frozenset[str]
+    subjects: tuple[Subject, ...]
+    agents: frozenset[str]
+    match_labels: Mapping[str, str]
+    approvers: frozenset[str]
+    approver_refs: tuple[str, ...]
+    required_approvals: int
+    timeout_seconds: int
+    rejection: str
+    enforcement: str
+    bypass: Bypass | None
+    trusted_users: frozenset[str]
+    trusted_groups: frozenset[str]
+
+    @property
+    def ref(self) -> str:
+        return f"{self.namespace}/{self.name}" if self.namespace else self.name
+
+
+@dataclass(frozen=True)
+class Bundle:
+    environment: str
+    generation: str
+    enforced_namespaces: frozenset[str]
+    enforcement: str
+    no_match: str
+    clock_skew_seconds: int
+    policies: tuple[Policy, ...]
+    approvers: Mapping[str, Approver]
+    caches: bool = field(default=True, repr=False, compare=False)
+    """False turns the memo tables off (the reference behaviour, for tests and debugging)."""
+    _all_namespaces: tuple[Policy, ...] = field(init=False, repr=False, compare=False, default=())
+    _by_namespace: Mapping[str, tuple[Policy, ...]] = field(
+        init=False, repr=False, compare=False, default_factory=dict
+    )
+    _by_agent: Mapping[tuple[str | None, str], tuple[Policy, ...]] = field(
+        init=False, repr=False, compare=False, default_factory=dict
+    )
+    _any_agent: Mapping[str | None, tuple[Policy, ...]] = field(
+        init=False, repr=False, compare=False, default_factory=dict
+    )
+    verifier: records.Verifier = field(
+        init=False, repr=False, compare=False, default_factory=records.Verifier
+    )
+    """Verified signatures and parsed annotations, remembered for this bundle only."""
+    _digests: Any = field(init=False, repr=False, compare=False, default=None)
+    _known_as: Mapping[str, frozenset[str]] = field(
+        init=False, repr=False, compare=False, default_factory=dict
+    )
+    clock_skew: timedelta = field(init=False, repr=False, compare=False, default=timedelta())
+
+    def enforces(self, namespace: str) -> bool:
+        return ALL in self.enforced_namespaces or namespace in self.enforced_namespaces
+
+    def candidate_policies(self, namespace: str, agent: str | None = None) -> tuple[Policy, ...]:
+        """The policies that may select a run in ``namespace`` (of ``agent``, when given).
+
+        A superset of the matching policies, in bundle order: the namespace index, narrowed
+        by the (namespace, agent) index to the policies naming that agent or no agent.
+        """
+        if agent is None:
+            return self._by_namespace.get(namespace, self._all_namespaces)
+        bucket: str | None = namespace if namespace in self._by_namespace else None
+        found = self._by_agent.get((bucket, agent))
+        return found if found is not None else self._any_agent[bucket]
+
+    def approvers_known_as(self, username: str) -> frozenset[str]:
+        """The approvers named ``username`` or listing it among their usernames (indexed)."""
+        return self._known_as.get(username, frozenset()) if username else frozenset()
+
+    def spec_digest(self, spec: object) -> str:
+        """:func:`approvals.digest.spec_digest`, memoised per bundle (raises the same errors).
+
+        Keyed by ``repr(spec)`` when the spec is an object: for a tree of dicts, lists,
+        strings, numbers, booleans and None (what a JSON or YAML loader builds), ``repr``
+        tells apart everything the digest tells apart (``1``, ``1.0``, ``"1"`` and ``True``
+        differ; so do a string key and an integer key), and a spec that cannot be digested
+        raises before anything is stored. Only successes are stored.
+        """
+        if not isinstance(spec, dict):
+            return spec_digest(spec)
+        key = repr(spec)
+        if len(key) > DIGEST_CACHE_MAX_CHARS:
+            return spec_digest(spec)
+        digest: str = self._digests(_Keyed(key, spec))
+        return digest
+
+    def __post_init__(self) -> None:
+        """Index policies by namespace and by (namespace, agent) once per bundle."""
+        wildcard = tuple(p for p in self.policies if ALL in p.namespaces)
+        index: dict[str, list[Policy]] = {}
+        for policy in self.policies:
+            for namespace in policy.namespaces - {ALL}:
+                index.setdefault(namespace, [])
+        for namespace, bucket in index.items():
+            bucket.extend(
+                p for p in self.policies if ALL in p.namespaces or namespace in p.namespaces
+            )
+        by_namespace = {ns: tuple(b) for ns, b in index.items()}
+        buckets: dict[str | None, tuple[Policy, ...]] = {None: wildcard}
+        buckets.update(by_namespace)
+        by_agent: dict[tuple[str | None, str], tuple[Policy, ...]] = {}
+        any_agent: dict[str | None, tuple[Policy, ...]] = {}
+        for name, policies in buckets.items():
+            any_agent[name] = tuple(p for p in policies if not p.agents)
+            for agent in {a for p in policies for a in p.agents}:
+                by_agent[name, agent] = tuple(
+                    p for p in policies if not p.agents or agent in p.agents
+                )
+        object.__setattr__(self, "_all_namespaces", wildcard)
+        object.__setattr__(self, "_by_namespace", by_namespace)
+        object.__setattr__(self, "_by_agent", by_agent)
+        object.__setattr__(self, "_any_agent", any_agent)
+        entries = DIGEST_CACHE_ENTRIES if self.caches else 0
+        object.__setattr__(self, "_digests", functools.lru_cache(maxsize=entries)(_digest_of))
+        if not self.caches:
+            object.__setattr__(self, "verifier", records.Verifier(0))
+        known_as: dict[str, set[str]] = {}
+        for name, approver in self.approvers.items():
+            for username in {approver.name, *approver.usernames}:
+                known_as.setdefault(username, set()).add(name)
+        object.__setattr__(self, "_known_as", {u: frozenset(n) for u, n in known_as.items()})
+        object.__setattr__(self, "clock_skew", timedelta(seconds=self.clock_skew_seconds))
+
+
+class _Keyed:
+    """A spec that hashes and compares by its ``repr`` (the memo key), carrying the spec."""
+
+    __slots__ = ("key", "spec")
+
+    def __init__(self, key: str, spec: object) -> None:
+        self.key = key
+        self.spec = spec
+
+    def __hash__(self) -> int:
+        return hash(self.key)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Keyed) and other.key == self.key
+
+
+def _digest_of(keyed: _Keyed) -> str:
+    """The cached function behind :meth:`Bundle.spec_digest`; the entry keeps only the key."""
+    digest = spec_digest(keyed.spec)
+    keyed.spec = None
+    return digest
+
+
+def parse_bundle_text(text: str | bytes, source: str = "bundle") -> Bundle:
+    """Parse and load a bundle file's content; every defect is a :class:`BundleError`."""
+    try:
+        obj = json.loads(text)
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        raise BundleError(
+            f"{source} is not valid JSON: {exc}", advice="recompile it with `approvalgate compile`"
+        ) from exc
+    return load_bundle(obj, source)
+
+
+def load_bundle(obj: object, source: str = "bundle") -> Bundle:
+    findings = schema_findings("bundle.schema.json", obj)
+    if findings:
+        detail = "; ".join(f"{format_json_path(f.path)}: {f.message}" for f in findings[:5])
+        raise BundleError(
+            f"{source} does not match the bundle schema: {detail}",
+            advice="recompile it with `approvalgate compile`",
+        )
+    assert isinstance(obj, dict)
+    if bundle_generation(obj) != obj["generation"]:
+        raise BundleError(
+            f"{source} was edited after compilation (generation mismatch)",
+            advice="recompile it with `approvalgate compile`",
+        )
+    try:
+        approvers = {a["name"]: _approver(a) for a in obj["approvers"]}
+    except ValueError as exc:
+        raise BundleError(f"{source} holds an unreadable key: {exc}") from exc
+    policies = tuple(_policy(p) for p in obj["policies"])
+    for policy in policies:
+        missing = policy.approvers | (policy.bypass.approvers if policy.bypass else frozenset())
+        missing -= approvers.keys()
+        if missing:
+            raise BundleError(
+                f"{source}: policy {policy.ref} names unknown approvers {sorted(missing)}"
+            )
+    return Bundle(
+        environment=obj["environment"],
+        generation=obj["generation"],
+        enforced_namespaces=frozenset(obj["enforcedNamespaces"]),
+        enforcement=obj["enforcement"],
+        no_match=obj["noMatch"],
+        clock_skew_seconds=obj["clockSkewSeconds"],
+        policies=policies,
+        approvers=approvers,
+    )
+
+
+def _approver(obj: Mapping[str, Any]) -> Approver:
+    keys = []
+    for key in obj["keys"]:
+        public = records.load_public_key(key["publicKey"])
+        keys.append(
+            ApproverKey(
+                key=records.sslib_key(public),
+                not_before=records.parse_time(key["notBefore"]) if "notBefore" in key else None,
+                not_after=records.parse_time(key["notAfter"]) if "notAfter" in key else None,
+            )
+        )
+    return Approver(
+        name=obj["name"],
+        usernames=frozenset(obj["usernames"]),
+        groups=frozenset(obj["groups"]),
+        keys=tuple(keys),
+    )
+
+
+def _policy(obj: Mapping[str, Any]) -> Policy:
+    bypass = obj["bypass"]
+    return Policy(
+        name=obj["name"],
+        namespace=obj["namespace"],
+        mode=obj["mode"],
+        default_decision=obj["defaultDecision"],
+        namespaces=frozenset(obj["namespaces"]),
+        subjects=tuple(Subject(s["kind"], s["name"], s.get("namespace")) for s in obj["subjects"]),
+        agents=frozenset(obj["agents"]),
+        match_labels=dict(obj["matchLabels"]),
+        approvers=frozenset(obj["approvers"]),
+        approver_refs=tuple(obj["approverRefs"]),
+        required_approvals=obj["requiredApprovals"],
+        timeout_seconds=obj["timeoutSeconds"],
+        rejection=obj["rejection"],
+        enforcement=obj["enforcement"],
+        bypass=Bypass(frozenset(bypass["approvers"]), bypass["maxTTLSeconds"]) if bypass else None,
+        trusted_users=frozenset(obj["trustedSubmitters"]["users"]),
+        trusted_groups=frozenset(obj["trustedSubmitters"]["groups"]),
+    )

@@ -1,0 +1,365 @@
+"""ApprovalPolicy and Approver documents -> the compiled bundle (a plain JSON object).
+
+This is the compile half of the core: it validates documents against their schemas and
+the semantic rules, resolves approver names and groups, and produces the bundle that
+both ``approvalgate verify`` and the webhook load with :func:`approvals.bundle.load_bundle`.
+Problems are returned, located by document index and JSON path, never raised one by one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from approvalgate.approvals import records
+from approvalgate.approvals.durations import parse_duration
+from approvalgate.approvals.errors import Finding
+from approvalgate.approvals.schemas import schema_findings
+
+POLICY_API: Final = "approvals.proompteng.ai/v1alpha1"
+GATES_API: Final = "gates.proompteng.ai/v1alpha1"
+BUNDLE_KIND: Final = "ApprovalBundle"
+ALL: Final = "*"
+
+DEFAULT_REQUIRED_APPROVALS: Final = 1
+DEFAULT_TIMEOUT_SECONDS: Final = 86400
+DEFAULT_CLOCK_SKEW_SECONDS: Final = 60
+SUBJECT_KINDS: Final = ("Agent", "AgentRun", "ImplementationSpec", "Namespace")
+ENFORCEMENT_LEVELS: Final = ("off", "audit", "warn", "enforce")
+
+
+@dataclass(frozen=True)
+class BundleSettings:
+    """What the environment adds to the policies (compiler config, or verify's defaults)."""
+
+    environment: str = "default"
+    enforced_namespaces: tuple[str, ...] = (ALL,)
+    enforcement: str = "enforce"
+    no_match: str = "deny"
+    clock_skew_seconds: int = DEFAULT_CLOCK_SKEW_SECONDS
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A finding in document number ``doc`` of the list given to :func:`compile_bundle`."""
+
+    doc: int
+    finding: Finding
+
+
+@dataclass
+class _Context:
+    problems: list[Problem] = field(default_factory=list)
+
+    def add(self, doc: int, path: tuple[str | int, ...], message: str, advice: str = "") -> None:
+        self.problems.append(Problem(doc, Finding(path, message, advice)))
+
+    def warn(self, doc: int, path: tuple[str | int, ...], message: str, advice: str = "") -> None:
+        self.problems.append(Problem(doc, Finding(path, message, advice, "warning")))
+
+
+def is_policy(doc: Mapping[str, Any]) -> bool:
+    return doc.get("kind") == "ApprovalPolicy"
+
+
+def is_approver(doc: Mapping[str, Any]) -> bool:
+    return doc.get("kind") == "Approver"
+
+
+def compile_bundle(
+    documents: Sequence[Mapping[str, Any]], settings: BundleSettings
+) -> tuple[dict[str, Any] | None, list[Problem]]:
+    """Validate ``documents`` (ApprovalPolicy and Approver; others are ignored).
+
+    Returns the bundle object, or None when any error was found, and every problem
+    (warnings included) so callers can report them all at once.
+    """
+    ctx = _Context()
+    approvers: dict[str, dict[str, Any]] = {}
+    approver_docs: dict[str, int] = {}
+    for index, doc in enumerate(documents):
+        if is_approver(doc):
+            entry = _approver(index, doc, ctx)
+            if entry is None:
+                continue
+            if entry["name"] in approvers:
+                ctx.add(
+                    index,
+                    ("metadata", "name"),
+                    f"approver {entry['name']!r} is defined twice",
+                    f"the first definition is document {approver_docs[entry['name']] + 1}",
+                )
+                continue
+            approvers[entry["name"]] = entry
+            approver_docs[entry["name"]] = index
+    _check_key_reuse(approvers, approver_docs, ctx)
+    groups: dict[str, list[str]] = {}
+    for entry in approvers.values():
+        for group in entry["groups"]:
+            groups.setdefault(group, []).append(entry["name"])
+
+    policies: list[dict[str, Any]] = []
+    seen: dict[tuple[str, str], int] = {}
+    for index, doc in enumerate(documents):
+        if not is_policy(doc):
+            continue
+        policy = _policy(index, doc, approvers, groups, settings, ctx)
+        if policy is None:
+            continue
+        key = (policy["namespace"], policy["name"])
+        if key in seen:
+            ctx.add(index, ("metadata", "name"), f"policy {policy['name']!r} is defined twice")
+            continue
+        seen[key] = index
+        policies.append(policy)
+
+    if any(p.finding.severity == "error" for p in ctx.problems):
+        return None, ctx.problems
+    bundle = {
+        "apiVersion": GATES_API,
+        "kind": BUNDLE_KIND,
+        "environment": settings.environment,
+        "enforcedNamespaces": sorted(set(settings.enforced_namespaces)),
+        "enforcement": settings.enforcement,
+        "noMatch": settings.no_match,
+        "clockSkewSeconds": settings.clock_skew_seconds,
+        "policies": sorted(policies, key=lambda p: (p["namespace"], p["name"])),
+        "approvers": [approvers[name] for name in sorted(approvers)],
+    }
+    bundle["generation"] = bundle_generation(bundle)
+    return bundle, ctx.problems
+
+
+def bundle_generation(bundle: Mapping[str, Any]) -> str:
+    """A content hash naming a bundle: same policies and keys, same generation."""
+    body = {k: v for k, v in bundle.items() if k != "generation"}
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def dump_bundle(bundle: Mapping[str, Any]) -> str:
+    """The canonical text of a bundle (sorted keys, 2-space indent, final newline)."""
+    return json.dumps(bundle, sort_keys=True, indent=2, ensure_ascii=False) + "\n"
+
+
+# --- Approver ---------------------------------------------------------------------------
+
+
+def _approver(index: int, doc: Mapping[str, Any], ctx: _Context) -> dict[str, Any] | None:
+    findings = schema_findings("approver.schema.json", doc)
+    for finding in findings:
+        ctx.problems.append(Problem(index, finding))
+    if findings:
+        return None
+    name = doc["metadata"]["name"]
+    spec = doc["spec"]
+    keys = []
+    for k_index, key in enumerate(spec["keys"]):
+        path = ("spec", "keys", k_index)
+        try:
+            public = records.load_public_key(key["publicKey"])
+        except ValueError as exc:
+            ctx.add(
+                index,
+                (*path, "publicKey"),
+                f"not an Ed25519 public key in PEM: {exc}",
+                "write the Approver with `approvalgate keygen NAME`",
+            )
+            continue
+        entry: dict[str, Any] = {
+            "keyid": records.key_id(public),
+            "publicKey": records.public_key_pem(public),
+        }
+        window = {}
+        for bound in ("notBefore", "notAfter"):
+            if bound in key:
+                try:
+                    window[bound] = records.parse_time(key[bound])
+                except ValueError as exc:
+                    ctx.add(index, (*path, bound), f"not an RFC 3339 time with a zone: {exc}")
+                    continue
+                entry[bound] = records.format_time(window[bound])
+        if len(window) == 2 and window["notBefore"] >= window["notAfter"]:
+            ctx.add(index, (*path, "notAfter"), "notAfter must be later than notBefore")
+        keys.append(entry)
+    return {
+        "name": name,
+        "usernames": sorted(set(spec.get("usernames") or [name])),
+        "groups": sorted(set(spec.get("groups", []))),
+        "keys": keys,
+    }
+
+
+def _check_key_reuse(
+    approvers: Mapping[str, Mapping[str, Any]], docs: Mapping[str, int], ctx: _Context
+) -> None:
+    owner: dict[str, str] = {}
+    for name in sorted(approvers):
+        for k_index, key in enumerate(approvers[name]["keys"]):
+            other = owner.setdefault(key["keyid"], name)
+            if other != name:
+                ctx.add(
+                    docs[name],
+                    ("spec", "keys", k_index, "publicKey"),
+                    f"this key already belongs to approver {other!r}",
+                    "one key, one approver: two approvers sharing a key count as one person",
+                )
+
+
+# --- ApprovalPolicy ---------------------------------------------------------------------
+
+
+def _policy(
+    index: int,
+    doc: Mapping[str, Any],
+    approvers: Mapping[str, Mapping[str, Any]],
+    groups: Mapping[str, Sequence[str]],
+    settings: BundleSettings,
+    ctx: _Context,
+) -> dict[str, Any] | None:
+    findings = schema_findings("approvalpolicy.schema.json", doc)
+    for finding in findings:
+        ctx.problems.append(Problem(index, finding))
+    if findings:
+        return None
+    meta, spec = doc["metadata"], doc["spec"]
+    errors_before = _error_count(ctx)
+    selector = spec.get("selector", {})
+    namespaces = selector.get("namespaces") or (
+        [meta["namespace"]] if "namespace" in meta else [ALL]
+    )
+
+    for s_index, subject in enumerate(spec.get("subjects", [])):
+        if subject["kind"] not in SUBJECT_KINDS:
+            ctx.warn(
+                index,
+                ("spec", "subjects", s_index, "kind"),
+                f"subject kind {subject['kind']!r} is not visible on an AgentRun: "
+                "this subject never matches a run at admission",
+                f"approvalgate matches kinds {', '.join(SUBJECT_KINDS)}",
+            )
+
+    approver_names = _resolve(
+        index, ("spec", "approvers"), spec.get("approvers", []), approvers, groups, ctx
+    )
+    if not spec.get("approvers"):  # valid upstream: the submission API decides who approves
+        ctx.warn(
+            index,
+            ("spec",),
+            "the policy names no approvers: runs it selects are admitted only through "
+            "trustedSubmitters or a bypass",
+            "list Approver names or group:NAME under spec.approvers",
+        )
+    required = spec.get("requiredApprovals", DEFAULT_REQUIRED_APPROVALS)
+    if approver_names and required > len(approver_names):
+        ctx.add(
+            index,
+            ("spec", "requiredApprovals"),
+            f"requires {required} approvals but only {len(approver_names)} approvers are "
+            f"eligible ({', '.join(approver_names)})",
+            "add approvers or lower requiredApprovals",
+        )
+
+    bypass = None
+    if "bypass" in spec:
+        try:
+            max_ttl = parse_duration(spec["bypass"]["maxTTL"])
+        except ValueError as exc:
+            ctx.add(index, ("spec", "bypass", "maxTTL"), str(exc))
+            max_ttl = 0
+        bypass = {
+            "approvers": _resolve(
+                index,
+                ("spec", "bypass", "approvers"),
+                spec["bypass"]["approvers"],
+                approvers,
+                groups,
+                ctx,
+            ),
+            "maxTTLSeconds": max_ttl,
+        }
+    if spec.get("mode") == "automatic" and not spec.get("trustedSubmitters"):
+        ctx.warn(
+            index,
+            ("spec", "mode"),
+            "mode: automatic approves inside the submission API only; direct submissions "
+            "still need approval records, and no trustedSubmitters are set",
+            "add spec.trustedSubmitters naming the submission API's service account",
+        )
+    if spec.get("defaultDecision") == "allow" and spec.get("enforcement", "enforce") == "enforce":
+        ctx.warn(
+            index,
+            ("spec", "defaultDecision"),
+            "defaultDecision: allow does not admit runs without approvals at admission",
+            "set spec.enforcement: warn to admit them with a warning",
+        )
+    if _error_count(ctx) > errors_before:
+        return None
+    trusted = spec.get("trustedSubmitters", {})
+    return {
+        "name": meta["name"],
+        "namespace": meta.get("namespace", ""),
+        "mode": spec.get("mode", "manual"),
+        "defaultDecision": spec.get("defaultDecision", "deny"),
+        "namespaces": sorted(set(namespaces)),
+        "subjects": [
+            {k: s[k] for k in ("kind", "name", "namespace") if k in s}
+            for s in spec.get("subjects", [])
+        ],
+        "agents": sorted(set(selector.get("agents", []))),
+        "matchLabels": dict(sorted(selector.get("matchLabels", {}).items())),
+        "approvers": approver_names,
+        "approverRefs": list(spec.get("approvers", [])),
+        "requiredApprovals": required,
+        "timeoutSeconds": spec.get("timeoutSeconds", DEFAULT_TIMEOUT_SECONDS),
+        "rejection": spec.get("rejection", "veto"),
+        "enforcement": spec.get("enforcement", "enforce"),
+        "bypass": bypass,
+        "trustedSubmitters": {
+            "users": sorted(set(trusted.get("users", []))),
+            "groups": sorted(set(trusted.get("groups", []))),
+        },
+    }
+
+
+def _error_count(ctx: _Context) -> int:
+    return sum(1 for p in ctx.problems if p.finding.severity == "error")
+
+
+def _resolve(
+    index: int,
+    path: tuple[str | int, ...],
+    principals: Sequence[str],
+    approvers: Mapping[str, Mapping[str, Any]],
+    groups: Mapping[str, Sequence[str]],
+    ctx: _Context,
+) -> list[str]:
+    """Approver names for ``principals``: a name, a group name, or ``group:NAME``."""
+    names: set[str] = set()
+    for p_index, principal in enumerate(principals):
+        group = principal.removeprefix("group:")
+        if principal.startswith("group:") or (principal not in approvers and group in groups):
+            members = groups.get(group)
+            if not members:
+                ctx.add(
+                    index,
+                    (*path, p_index),
+                    f"no Approver is in group {group!r}",
+                    f"add `groups: [{group}]` to an Approver's spec",
+                )
+                continue
+            names.update(members)
+        elif principal in approvers:
+            names.add(principal)
+        else:
+            known = ", ".join(sorted(approvers)) or "none"
+            ctx.add(
+                index,
+                (*path, p_index),
+                f"{principal!r} is neither an Approver nor a group of approvers",
+                f"known approvers: {known}; create one with `approvalgate keygen {principal}`",
+            )
+    return sorted(names)

@@ -1,0 +1,464 @@
+"""Signed approval records: a DSSE envelope carrying an in-toto Statement v1.
+
+A record says "approver A decided D about the AgentRun named S whose spec digest is H,
+from issuedAt until expiresAt". The envelope format, the pre-authentication encoding and
+the key handling come from ``securesystemslib``; this module only fixes *what* is signed
+and parses untrusted annotations defensively (bounded sizes, exact shapes).
+
+The key id in a signature is a hint: verification always runs against the keys of the
+approver the signed payload names, hinted key first.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import functools
+import json
+import secrets
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Final, Literal
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from securesystemslib.dsse import Envelope
+from securesystemslib.exceptions import UnverifiedSignatureError, VerificationError
+from securesystemslib.signer import CryptoSigner, Signature, SSlibKey
+
+from approvalgate.approvals.errors import RecordError
+
+ANNOTATION: Final = "approvals.proompteng.ai/approvals"
+AUTHOR_ANNOTATION: Final = "approvals.proompteng.ai/requested-by"
+PAYLOAD_TYPE: Final = "application/vnd.in-toto+json"
+STATEMENT_TYPE: Final = "https://in-toto.io/Statement/v1"
+PREDICATE_TYPE: Final = "https://approvals.proompteng.ai/approval/v1"
+SUBJECT_PREFIX: Final = "agents.proompteng.ai/AgentRun/"
+
+MAX_ANNOTATION_BYTES: Final = 256 * 1024
+MAX_RECORDS: Final = 64
+MAX_SIGNATURES: Final = 8
+MAX_PAYLOAD_BYTES: Final = 8 * 1024
+
+Decision = Literal["approve", "reject", "bypass"]
+DECISIONS: Final = ("approve", "reject", "bypass")
+
+
+def subject_name(namespace: str, name: str = "", generate_name: str = "") -> str:
+    """The in-toto subject naming one run, or (``prefix*``) a ``generateName`` prefix."""
+    if name:
+        return f"{SUBJECT_PREFIX}{namespace}/{name}"
+    return f"{SUBJECT_PREFIX}{namespace}/{generate_name}*"
+
+
+def format_time(moment: datetime) -> str:
+    """RFC 3339 in UTC with a ``Z``, second precision: the only form we sign."""
+    return moment.astimezone(UTC).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_time(text: str) -> datetime:
+    """Parse RFC 3339; naive times are refused (a record must say its zone)."""
+    moment = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+    if moment.tzinfo is None:
+        raise ValueError(f"time {text!r} has no zone")
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError as exc:
+        raise ValueError(f"time {text!r} is out of range") from exc
+
+
+@dataclass(frozen=True)
+class Claim:
+    """What an approver signs."""
+
+    subject: str
+    digest: str
+    decision: Decision
+    approver: str
+    reason: str
+    issued_at: datetime
+    expires_at: datetime
+    nonce: str
+
+    @functools.cached_property
+    def expires_text(self) -> str:
+        """``format_time(expires_at)``, computed once per claim (decide() says it per request)."""
+        return format_time(self.expires_at)
+
+    def statement(self) -> dict[str, Any]:
+        return {
+            "_type": STATEMENT_TYPE,
+            "subject": [{"name": self.subject, "digest": {"sha256": self.digest}}],
+            "predicateType": PREDICATE_TYPE,
+            "predicate": {
+                "decision": self.decision,
+                "approver": self.approver,
+                "reason": self.reason,
+                "issuedAt": format_time(self.issued_at),
+                "expiresAt": format_time(self.expires_at),
+                "nonce": self.nonce,
+            },
+        }
+
+
+def new_nonce() -> str:
+    return secrets.token_hex(16)
+
+
+# --- keys -----------------------------------------------------------------------------
+
+
+def generate_private_key() -> Ed25519PrivateKey:
+    return Ed25519PrivateKey.generate()
+
+
+def private_key_pem(key: Ed25519PrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+
+
+def public_key_pem(key: Ed25519PublicKey) -> str:
+    return key.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    ).decode("ascii")
+
+
+def load_private_key(pem: bytes, source: str = "key") -> Ed25519PrivateKey:
+    try:
+        key = serialization.load_pem_private_key(pem, password=None)
+    except (ValueError, TypeError) as exc:
+        raise RecordError(
+            f"{source} is not an unencrypted PEM private key: {exc}",
+            advice="create one with `approvalgate keygen NAME`",
+        ) from exc
+    if not isinstance(key, Ed25519PrivateKey):
+        raise RecordError(f"{source} is not an Ed25519 key", advice="approval keys are Ed25519")
+    return key
+
+
+def load_public_key(pem: str) -> Ed25519PublicKey:
+    """Parse an Ed25519 public key in PEM (SubjectPublicKeyInfo). Raises ValueError."""
+    key = serialization.load_pem_public_key(pem.encode("ascii"))
+    if not isinstance(key, Ed25519PublicKey):
+        raise ValueError("not an Ed25519 public key")
+    return key
+
+
+def sslib_key(public_key: Ed25519PublicKey) -> SSlibKey:
+    return SSlibKey.from_crypto(public_key)
+
+
+def key_id(public_key: Ed25519PublicKey) -> str:
+    """The securesystemslib default key id: sha256 of the canonical key description."""
+    return str(sslib_key(public_key).keyid)
+
+
+# --- signing --------------------------------------------------------------------------
+
+
+def sign(claim: Claim, private_key: Ed25519PrivateKey) -> dict[str, Any]:
+    """Return the DSSE envelope (JSON-ready dict) for ``claim``."""
+    payload = json.dumps(claim.statement(), sort_keys=True, separators=(",", ":")).encode()
+    envelope = Envelope(payload=payload, payload_type=PAYLOAD_TYPE, signatures={})
+    signer = CryptoSigner(private_key, sslib_key(private_key.public_key()))
+    envelope.sign(signer)
+    return dict(envelope.to_dict())
+
+
+def dump_annotation(envelopes: Sequence[dict[str, Any]]) -> str:
+    """The annotation value: a compact JSON array of envelopes."""
+    return json.dumps(list(envelopes), sort_keys=True, separators=(",", ":"))
+
+
+# --- parsing untrusted records ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ParsedRecord:
+    """One envelope from an annotation, shape-checked but not yet verified."""
+
+    index: int
+    envelope: Envelope
+    claim: Claim
+
+
+@dataclass(frozen=True)
+class RecordProblem:
+    """Why an entry of the annotation cannot count (said to the human)."""
+
+    index: int
+    message: str
+
+
+def parse_annotation(value: str | None) -> tuple[list[ParsedRecord], list[RecordProblem]]:
+    """Parse the annotation into records; every defect becomes a problem, never a raise."""
+    if value is None:
+        return [], [RecordProblem(-1, f"annotation {ANNOTATION} is missing")]
+    if len(value.encode("utf-8", "surrogatepass")) > MAX_ANNOTATION_BYTES:
+        return [], [RecordProblem(-1, f"annotation is larger than {MAX_ANNOTATION_BYTES} bytes")]
+    if not value.strip():
+        return [], [RecordProblem(-1, "annotation is empty")]
+    try:
+        entries = json.loads(value, parse_constant=_reject_constant)
+    except (ValueError, RecursionError):
+        return [], [RecordProblem(-1, "annotation is not valid JSON")]
+    if not isinstance(entries, list):
+        return [], [RecordProblem(-1, "annotation must be a JSON array of DSSE envelopes")]
+    if len(entries) > MAX_RECORDS:
+        return [], [
+            RecordProblem(-1, f"annotation holds {len(entries)} records (max {MAX_RECORDS})")
+        ]
+    records: list[ParsedRecord] = []
+    problems: list[RecordProblem] = []
+    for index, entry in enumerate(entries):
+        try:
+            records.append(_parse_entry(index, entry))
+        except _Malformed as exc:
+            problems.append(RecordProblem(index, str(exc)))
+    return records, problems
+
+
+class _Malformed(Exception):
+    pass
+
+
+def _reject_constant(name: str) -> None:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _b64(value: object, what: str) -> bytes:
+    if not isinstance(value, str):
+        raise _Malformed(f"{what} is not a base64 string")
+    # DSSE allows standard or URL-safe base64; both are validated strictly (characters
+    # outside the alphabet are an error, never silently dropped).
+    padded = value + "=" * (-len(value) % 4)
+    for altchars in (None, b"-_"):
+        try:
+            return base64.b64decode(padded, altchars=altchars, validate=True)
+        except (binascii.Error, ValueError):
+            continue
+    raise _Malformed(f"{what} is not valid base64")
+
+
+def _parse_entry(index: int, entry: object) -> ParsedRecord:
+    if not isinstance(entry, dict) or set(entry) != {"payload", "payloadType", "signatures"}:
+        raise _Malformed("not a DSSE envelope (payload, payloadType, signatures)")
+    if entry["payloadType"] != PAYLOAD_TYPE:
+        raise _Malformed(f"payloadType is {entry['payloadType']!r}, expected {PAYLOAD_TYPE!r}")
+    payload = _b64(entry["payload"], "payload")
+    if len(payload) > MAX_PAYLOAD_BYTES:
+        raise _Malformed("payload is too large")
+    raw_sigs = entry["signatures"]
+    if not isinstance(raw_sigs, list) or not raw_sigs:
+        raise _Malformed("envelope has no signatures")
+    if len(raw_sigs) > MAX_SIGNATURES:
+        raise _Malformed(f"envelope has more than {MAX_SIGNATURES} signatures")
+    signatures: dict[str, Signature] = {}
+    for raw in raw_sigs:
+        if not isinstance(raw, dict) or not isinstance(raw.get("sig"), str):
+            raise _Malformed("signature entry is not {keyid, sig}")
+        keyid = raw.get("keyid", "")
+        if not isinstance(keyid, str):
+            raise _Malformed("signature keyid is not a string")
+        sig = _b64(raw["sig"], "signature")
+        if keyid in signatures:
+            raise _Malformed("two signatures carry the same key id")
+        signatures[keyid] = Signature(keyid, sig.hex())
+    envelope = Envelope(payload=payload, payload_type=PAYLOAD_TYPE, signatures=signatures)
+    return ParsedRecord(index, envelope, _parse_statement(payload))
+
+
+def _parse_statement(payload: bytes) -> Claim:
+    try:
+        statement = json.loads(payload.decode("utf-8"), parse_constant=_reject_constant)
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        raise _Malformed("payload is not a JSON in-toto statement") from exc
+    if not isinstance(statement, dict) or statement.get("_type") != STATEMENT_TYPE:
+        raise _Malformed(f"payload is not an in-toto Statement ({STATEMENT_TYPE})")
+    if statement.get("predicateType") != PREDICATE_TYPE:
+        raise _Malformed(f"predicateType is not {PREDICATE_TYPE}")
+    subjects = statement.get("subject")
+    if not isinstance(subjects, list) or len(subjects) != 1 or not isinstance(subjects[0], dict):
+        raise _Malformed("statement must name exactly one subject")
+    subject = subjects[0]
+    digest = subject.get("digest")
+    if not isinstance(digest, dict) or not isinstance(digest.get("sha256"), str):
+        raise _Malformed("subject has no sha256 digest")
+    predicate = statement.get("predicate")
+    if not isinstance(predicate, dict):
+        raise _Malformed("statement has no predicate")
+    fields = {k: predicate.get(k) for k in ("decision", "approver", "issuedAt", "expiresAt")}
+    if not all(isinstance(v, str) for v in fields.values()):
+        raise _Malformed("predicate lacks decision, approver, issuedAt or expiresAt")
+    decision = predicate["decision"]
+    if decision not in DECISIONS:
+        raise _Malformed(f"decision {decision!r} is not one of {', '.join(DECISIONS)}")
+    reason = predicate.get("reason", "")
+    nonce = predicate.get("nonce", "")
+    if not isinstance(reason, str) or not isinstance(nonce, str):
+        raise _Malformed("predicate reason and nonce must be strings")
+    name = subject.get("name")
+    if not isinstance(name, str):
+        raise _Malformed("subject has no name")
+    try:
+        issued, expires = parse_time(predicate["issuedAt"]), parse_time(predicate["expiresAt"])
+    except (ValueError, OverflowError) as exc:
+        raise _Malformed(f"predicate times are not RFC 3339: {exc}") from exc
+    return Claim(
+        subject=name,
+        digest=digest["sha256"].lower(),
+        decision=decision,
+        approver=predicate["approver"],
+        reason=reason,
+        issued_at=issued,
+        expires_at=expires,
+        nonce=nonce,
+    )
+
+
+def signed_by(record: ParsedRecord, keys: Iterable[SSlibKey]) -> SSlibKey | None:
+    """The first key among ``keys`` that made one of the record's signatures.
+
+    The signature's key id only orders the attempts; it is never trusted by itself.
+    """
+    pae = record.envelope.pae()
+    ordered = sorted(keys, key=lambda k: k.keyid not in record.envelope.signatures)
+    for signature in record.envelope.signatures.values():
+        for key in ordered:
+            candidate = Signature(key.keyid, signature.signature)
+            try:
+                key.verify_signature(candidate, pae)
+            except (UnverifiedSignatureError, VerificationError):
+                continue
+            return key
+    return None
+
+
+# --- the verifier of one loaded bundle: verification and parsing, memoised -------------
+
+VERIFIED_CACHE_ENTRIES: Final = 1024
+"""Signatures remembered as verified, per bundle. One entry holds the PAE (at most
+``MAX_PAYLOAD_BYTES`` of payload), the 64-byte signature and the 32-byte key: under 9 MiB
+in the worst case, about 0.6 MiB for ordinary ~400-byte statements."""
+ANNOTATION_CACHE_ENTRIES: Final = 128
+ANNOTATION_CACHE_MAX_CHARS: Final = 8 * 1024
+"""Parsed annotations remembered per bundle, and the largest annotation remembered (about ten
+records of ~700 characters); a larger one is parsed every time. See docs/design.md
+("Admission hot path") for the measured worst case."""
+
+
+class Verifier:
+    """Checks approval records for :func:`approvals.decide.decide`, remembering the work.
+
+    Owned by a loaded :class:`approvals.bundle.Bundle`, so a bundle reload drops every
+    entry together with the keys. Two bounded LRU tables, both pure memoisation (the same
+    inputs always give the same answer, so a verdict never depends on what is cached):
+
+    - verified signatures, keyed by the exact bytes checked: the signer's raw Ed25519 public
+      key, the signature and the DSSE PAE (payload type and payload, from securesystemslib).
+      Only successes are stored: a failure raises inside the cached function and
+      ``functools.lru_cache`` never stores a raise, so forged or tampered envelopes are
+      verified again every time and cannot evict anything; only a holder of an approver's
+      private key can add an entry. A tampered envelope differs in its PAE or signature
+      bytes, so it is a different key and a miss.
+    - parsed annotations, keyed by the exact annotation text (parsing is a pure function
+      of the text; records are immutable). Anyone may fill this table, which only costs a
+      re-parse of an evicted annotation, never a verdict.
+
+    Ed25519 keys are verified with ``cryptography`` directly (one key object per key,
+    built once) on the PAE bytes of ``securesystemslib.dsse.Envelope``; any other key type
+    goes through securesystemslib's ``verify_signature``, uncached.
+    ``max_entries=0`` turns both tables off (the reference behaviour).
+    """
+
+    def __init__(
+        self,
+        max_entries: int = VERIFIED_CACHE_ENTRIES,
+        *,
+        max_annotations: int = ANNOTATION_CACHE_ENTRIES,
+        max_annotation_chars: int = ANNOTATION_CACHE_MAX_CHARS,
+    ) -> None:
+        self.max_entries = max_entries
+        self.max_annotations = max_annotations if max_entries else 0
+        self.max_annotation_chars = max_annotation_chars
+        self._public: dict[bytes, Ed25519PublicKey] = {}
+        self._verify_cached = functools.lru_cache(maxsize=max_entries)(self._verify_or_raise)
+        self._parse_cached = functools.lru_cache(maxsize=self.max_annotations)(_parse_frozen)
+
+    def signed_by(self, record: ParsedRecord, keys: Iterable[SSlibKey]) -> SSlibKey | None:
+        """:func:`signed_by`, memoised: the first key that made one of the signatures."""
+        envelope = record.envelope
+        signatures = envelope.signatures
+        pae = envelope.pae()
+        ordered = sorted(keys, key=lambda k: k.keyid not in signatures)
+        for signature in signatures.values():
+            try:
+                sig = bytes.fromhex(signature.signature)
+            except ValueError:
+                continue
+            for key in ordered:
+                if self._verifies(key, sig, pae):
+                    return key
+        return None
+
+    def parse_annotation(
+        self, value: str | None
+    ) -> tuple[tuple[ParsedRecord, ...], tuple[RecordProblem, ...]]:
+        """:func:`parse_annotation`, memoised for annotations up to ``max_annotation_chars``."""
+        if value is None or len(value) > self.max_annotation_chars or not self.max_annotations:
+            return _parse_frozen(value)
+        result: tuple[tuple[ParsedRecord, ...], tuple[RecordProblem, ...]]
+        result = self._parse_cached(value)
+        return result
+
+    def cache_info(self) -> dict[str, int]:
+        """Hits, misses and sizes of both tables (for tests and benchmarks)."""
+        verified = self._verify_cached.cache_info()
+        parsed = self._parse_cached.cache_info()
+        return {
+            "verified_hits": verified.hits,
+            "verified_misses": verified.misses,
+            "verified_entries": verified.currsize,
+            "verified_max": self.max_entries,
+            "annotation_hits": parsed.hits,
+            "annotation_misses": parsed.misses,
+            "annotation_entries": parsed.currsize,
+            "annotation_max": self.max_annotations,
+        }
+
+    def _verifies(self, key: SSlibKey, sig: bytes, pae: bytes) -> bool:
+        if key.keytype != "ed25519" or key.scheme != "ed25519":
+            try:
+                key.verify_signature(Signature(key.keyid, sig.hex()), pae)
+            except (UnverifiedSignatureError, VerificationError):
+                return False
+            return True
+        try:
+            public = bytes.fromhex(key.keyval["public"])
+            if public not in self._public:
+                self._public[public] = Ed25519PublicKey.from_public_bytes(public)
+            verified: bool = self._verify_cached(public, sig, pae)
+        except (InvalidSignature, ValueError):
+            return False
+        return verified
+
+    def _verify_or_raise(self, public: bytes, sig: bytes, pae: bytes) -> bool:
+        """True, or a raise (which lru_cache does not store): only successes are cached."""
+        self._public[public].verify(sig, pae)
+        return True
+
+
+def _parse_frozen(
+    value: str | None,
+) -> tuple[tuple[ParsedRecord, ...], tuple[RecordProblem, ...]]:
+    parsed, problems = parse_annotation(value)
+    return tuple(parsed), tuple(problems)
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)

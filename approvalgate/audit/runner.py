@@ -1,0 +1,373 @@
+"""One audit from start to end: read what git says, read the cluster, compare, report."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Final
+
+from approvalgate.approvals import records
+from approvalgate.approvals.bundle import Bundle, parse_bundle_text
+from approvalgate.approvals.errors import BundleError, InputError, UsageError
+from approvalgate.approvals.kubeyaml import load_manifests
+from approvalgate.approvals.policy import ALL, POLICY_API
+from approvalgate.audit import policies, reports, runs, webhook
+from approvalgate.audit.cluster import Cluster, ClusterError
+from approvalgate.audit.findings import AuditResult, Finding, ReportWrite, RunResult
+
+AGENTRUN_VERSION: Final = "v1alpha1"
+POLICY_GROUP, _, POLICY_VERSION = POLICY_API.partition("/")
+MAX_INPUT_BYTES: Final = 8 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Options:
+    now: datetime
+    bundle: Path | None = None
+    repo: Path | None = None
+    env: str | None = None
+    namespaces: tuple[str, ...] = ()
+    webhook_manifest: Path | None = None
+    webhook_name: str = webhook.DEFAULT_RELEASE
+    bundle_configmap: str | None = None
+    expect_generation: str | None = None
+    write_reports: bool = False
+    report_name: str = reports.REPORT_NAME
+
+
+@dataclass
+class Expectations:
+    """What git (or the chart) says the cluster should hold."""
+
+    bundle: Bundle
+    bundle_object: dict[str, Any]
+    source: str
+    compiled_policies: list[dict[str, Any]] | None = None
+    policies_source: str = ""
+    webhook: dict[str, Any] | None = None
+    webhook_source: str = ""
+
+
+# --- inputs -------------------------------------------------------------------------------
+
+
+def _read(path: Path) -> str:
+    if str(path) == "-":
+        return sys.stdin.read()
+    try:
+        with path.open("rb") as handle:
+            data = handle.read(MAX_INPUT_BYTES + 1)
+    except OSError as exc:
+        raise InputError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    if len(data) > MAX_INPUT_BYTES:
+        raise InputError(f"{path} is larger than {MAX_INPUT_BYTES} bytes")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path} is not UTF-8: {exc}") from exc
+
+
+def _policy_objects(text: str, source: str) -> list[dict[str, Any]]:
+    return [
+        dict(d.obj) for d in load_manifests(text, source) if d.obj.get("kind") == "ApprovalPolicy"
+    ]
+
+
+def load_expectations(options: Options) -> Expectations:
+    """The bundle, the compiled ApprovalPolicies when known, and the expected webhook."""
+    if options.bundle is not None:
+        text = _read(options.bundle)
+        source = str(options.bundle)
+        compiled: list[dict[str, Any]] | None = None
+        policies_source = ""
+        folder = options.bundle.parent / "approvalpolicies"
+        if str(options.bundle) != "-" and folder.is_dir():
+            compiled = []
+            for path in sorted(folder.glob("*.y*ml")):
+                compiled += _policy_objects(_read(path), str(path))
+            policies_source = str(folder)
+    elif options.repo is not None and options.env:
+        from approvalgate.compiler.pipeline import plan
+
+        files = plan(options.repo, options.env).environments[options.env]
+        text = files["bundle.json"]
+        source = f"{options.repo} environment {options.env} (compiled in memory)"
+        compiled = []
+        for name in sorted(files):
+            if name.startswith("approvalpolicies/"):
+                compiled += _policy_objects(files[name], name)
+        policies_source = f"{options.repo}, environment {options.env}"
+    else:
+        raise UsageError("give --bundle FILE, or --repo DIR with --env ENV")
+    bundle = parse_bundle_text(text, source)
+    expectations = Expectations(
+        bundle, json.loads(text), source, compiled, policies_source or "the bundle"
+    )
+    if options.webhook_manifest is not None:
+        shown = str(options.webhook_manifest)
+        docs = [d.obj for d in load_manifests(_read(options.webhook_manifest), shown)]
+        expectations.webhook = webhook.pick_configuration(docs, shown)
+        expectations.webhook_source = shown
+    return expectations
+
+
+# --- the audit ----------------------------------------------------------------------------
+
+
+def audited_namespaces(
+    bundle: Bundle, requested: Sequence[str]
+) -> tuple[tuple[str, ...], list[Finding]]:
+    """The namespaces to audit (``("*",)``: all) and notes about requested ones that are not."""
+    notes: list[Finding] = []
+    if ALL in bundle.enforced_namespaces:
+        return (tuple(sorted(set(requested))) or (ALL,)), notes
+    enforced = sorted(bundle.enforced_namespaces)
+    if not requested:
+        return tuple(enforced), notes
+    chosen = sorted(set(requested) & set(enforced))
+    for namespace in sorted(set(requested) - set(enforced)):
+        notes.append(
+            Finding(
+                "cluster",
+                "note",
+                f"Namespace/{namespace}",
+                f"namespace {namespace} is not enforced by environment {bundle.environment}: "
+                "the webhook admits its AgentRuns without a decision; not audited",
+                f"enforced namespaces: {', '.join(enforced)}",
+            )
+        )
+    return tuple(chosen), notes
+
+
+def run_audit(cluster: Cluster, options: Options, expectations: Expectations) -> AuditResult:
+    bundle = expectations.bundle
+    namespaces, notes = audited_namespaces(bundle, options.namespaces)
+    identity = cluster.identity()
+    result = AuditResult(
+        environment=bundle.environment,
+        generation=bundle.generation,
+        now=records.format_time(options.now),
+        server=cluster.server + (f" as {identity}" if identity else ""),
+        namespaces=namespaces,
+        findings=notes,
+    )
+    served = cluster.served_versions(webhook.AGENTS_GROUP)
+    result.findings += _audit_webhook(cluster, options, expectations, served)
+    result.findings += _audit_bundle(cluster, options, expectations)
+    result.findings += _audit_policies(cluster, namespaces, expectations)
+    version = served[0] if served else AGENTRUN_VERSION  # the preferred version first
+    run_objects = _agent_runs(cluster, namespaces, version)
+    result.runs = runs.audit_runs(run_objects, bundle, options.now)
+    if options.write_reports:
+        result.reports, skipped = _write_reports(cluster, options, namespaces, result.runs, bundle)
+        result.findings += skipped
+    return result
+
+
+def _audit_webhook(
+    cluster: Cluster, options: Options, exp: Expectations, served: list[str] | None
+) -> list[Finding]:
+    out: list[Finding] = []
+    expected = exp.webhook
+    name = str(expected["metadata"]["name"]) if expected is not None else options.webhook_name
+    live = cluster.webhook_configuration(name)
+    if expected is None:
+        namespace = webhook.DEFAULT_NAMESPACE
+        for entry in (live or {}).get("webhooks") or []:
+            service = (entry.get("clientConfig") or {}).get("service") or {}
+            if entry.get("name") == webhook.WEBHOOK_ENTRY and service.get("namespace"):
+                namespace = str(service["namespace"])
+        expected = webhook.chart_defaults(name, namespace)
+        out.append(
+            Finding(
+                "webhook",
+                "note",
+                f"ValidatingWebhookConfiguration/{name}",
+                f"compared with what the chart renders with its default values (release {name} "
+                f"in namespace {namespace}, taken from the live configuration)",
+                "pass --webhook-manifest with the output of `helm template` for your values to "
+                "compare with them, endpoint included",
+            )
+        )
+    if served is None:
+        out.append(
+            Finding(
+                "webhook",
+                "note",
+                f"ValidatingWebhookConfiguration/{name}",
+                f"the API server serves no {webhook.AGENTS_GROUP} API (is the AgentRun CRD "
+                "installed?): rule versions were checked without knowing the served versions",
+            )
+        )
+    out += webhook.compare_webhook(
+        expected,
+        live,
+        served_versions=served,
+        enforced_namespaces=exp.bundle.enforced_namespaces,
+    )
+    return out
+
+
+def _audit_bundle(cluster: Cluster, options: Options, exp: Expectations) -> list[Finding]:
+    out: list[Finding] = []
+    generation = exp.bundle.generation
+    if options.expect_generation and options.expect_generation != generation:
+        out.append(
+            Finding(
+                "bundle",
+                "finding",
+                exp.source,
+                f"the bundle has generation {generation}, not {options.expect_generation} as "
+                "rendered with the chart: the webhook's bundle ConfigMap was changed outside "
+                "the chart",
+                "re-deploy the chart (or sync its Argo CD application) with the compiled "
+                "approvalgate-values.yaml, and restrict who may edit that ConfigMap",
+            )
+        )
+    if options.bundle_configmap:
+        namespace, _, name = options.bundle_configmap.partition("/")
+        subject = f"ConfigMap/{namespace}/{name}"
+        live = cluster.config_map(namespace, name)
+        content = ((live or {}).get("data") or {}).get("bundle.json")
+        if content is None:
+            out.append(
+                Finding(
+                    "bundle",
+                    "note",
+                    subject,
+                    f"{subject} or its bundle.json does not exist: the webhook has no bundle "
+                    "and denies every AgentRun (fail closed)",
+                    "deploy the chart with the compiled approvalgate-values.yaml",
+                )
+            )
+            return out
+        try:
+            live_generation = parse_bundle_text(content, subject).generation
+        except BundleError as exc:
+            out.append(
+                Finding(
+                    "bundle",
+                    "note",
+                    subject,
+                    f"the webhook's bundle is unusable ({exc.message}): the webhook keeps its "
+                    "last good bundle, or denies everything (fail closed)",
+                    "deploy the chart with the compiled approvalgate-values.yaml",
+                )
+            )
+            return out
+        if live_generation != generation:
+            out.append(
+                Finding(
+                    "bundle",
+                    "finding",
+                    subject,
+                    f"the webhook enforces bundle generation {live_generation}, not "
+                    f"{generation} ({exp.source}): it decides by rules that are not these",
+                    "deploy the chart with this environment's approvalgate-values.yaml (or sync "
+                    "its Argo CD application); if git is behind, compile and commit first",
+                )
+            )
+    return out
+
+
+def _in_scope(namespaces: Sequence[str], expected: Sequence[str]) -> Callable[[str], bool]:
+    if namespaces == (ALL,):
+        return lambda _ns: True
+    known = set(namespaces) | set(expected)
+    return lambda ns: ns in known
+
+
+def _audit_policies(
+    cluster: Cluster, namespaces: tuple[str, ...], exp: Expectations
+) -> list[Finding]:
+    live = cluster.list_objects(POLICY_GROUP, POLICY_VERSION, "approvalpolicies")
+    if exp.compiled_policies is not None:
+        expected_ns = [
+            str((p.get("metadata") or {}).get("namespace") or "") for p in exp.compiled_policies
+        ]
+        return policies.compare_with_compiled(
+            live, exp.compiled_policies, _in_scope(namespaces, expected_ns), exp.policies_source
+        )
+    expected_ns = [str(p.get("namespace") or "") for p in exp.bundle_object.get("policies") or []]
+    found = policies.compare_with_bundle(
+        live, exp.bundle_object, _in_scope(namespaces, expected_ns), exp.policies_source
+    )
+    return [
+        Finding(
+            "policies",
+            "note",
+            "ApprovalPolicies",
+            "compared by meaning with the bundle (each live policy compiled again with the "
+            "bundle's approvers); exact spec differences that compile the same are not shown",
+            "audit with --repo DIR --env ENV, or a bundle.json inside its rendered/ENV folder, "
+            "to compare the specs exactly",
+        ),
+        *found,
+    ]
+
+
+def _agent_runs(
+    cluster: Cluster, namespaces: tuple[str, ...], version: str
+) -> list[dict[str, Any]]:
+    group = webhook.AGENTS_GROUP
+    if namespaces == (ALL,):
+        return cluster.list_objects(group, version, "agentruns")
+    found: list[dict[str, Any]] = []
+    for namespace in namespaces:
+        found += cluster.list_objects(group, version, "agentruns", namespace)
+    return found
+
+
+def _write_reports(
+    cluster: Cluster,
+    options: Options,
+    namespaces: tuple[str, ...],
+    results: Sequence[RunResult],
+    bundle: Bundle,
+) -> tuple[list[ReportWrite], list[Finding]]:
+    """Apply one PolicyReport per namespace (an empty one where no run is left)."""
+    by_namespace: dict[str, list[RunResult]] = {ns: [] for ns in namespaces if ns != ALL}
+    for run in results:
+        by_namespace.setdefault(run.namespace, []).append(run)
+    writes: list[ReportWrite] = []
+    skipped: list[Finding] = []
+    for namespace, found in sorted(by_namespace.items()):
+        report = reports.policy_report(
+            namespace,
+            found,
+            now=options.now,
+            environment=bundle.environment,
+            generation=bundle.generation,
+            name=options.report_name,
+        )
+        try:
+            cluster.apply(report, reports.REPORT_PLURAL)
+        except ClusterError as exc:
+            # A namespace with runs exists, so a 404 there means no PolicyReport CRD.
+            if found or "HTTP 404" not in exc.message:
+                raise
+            skipped.append(
+                Finding(
+                    "cluster",
+                    "note",
+                    f"Namespace/{namespace}",
+                    f"no PolicyReport written in {namespace}: {exc.message}",
+                    "create the namespace, or check that the PolicyReport CRD is installed",
+                )
+            )
+            continue
+        writes.append(ReportWrite(namespace, options.report_name, len(found)))
+    return writes, skipped
+
+
+__all__ = [
+    "Expectations",
+    "Options",
+    "audited_namespaces",
+    "load_expectations",
+    "run_audit",
+]

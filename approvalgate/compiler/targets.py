@@ -1,0 +1,53 @@
+"""Updating values files we do not own: only our top-level key changes.
+
+The file is edited with ruamel.yaml's round-trip mode, so its comments, key order and
+formatting stay; Helm replaces lists, so our key gets the complete block every time.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap
+from ruamel.yaml.scalarstring import LiteralScalarString
+
+from approvalgate.approvals.errors import ApprovalgateError, InputError
+from approvalgate.compiler.sources import read_text
+
+
+def updated_text(path: Path, key: str, value: Mapping[str, Any], shown: str) -> tuple[str, str]:
+    """(current text, text with ``key`` set to ``value``) of the values file at ``path``."""
+    current = read_text(path, shown) if path.exists() else ""
+    yaml = YAML(typ="rt")
+    yaml.preserve_quotes = True
+    yaml.width = 1 << 16
+    yaml.indent(mapping=2, sequence=4, offset=2)
+    try:
+        data = yaml.load(current) if current.strip() else CommentedMap()
+    except Exception as exc:  # ruamel raises many error types; all mean "not YAML"
+        raise InputError(f"{shown}: cannot parse as YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ApprovalgateError(f"{shown}: a values file must be a mapping")
+    if data.get(key) == value:
+        return current, current
+    data[key] = _plain(value)
+    out = io.StringIO()
+    yaml.dump(data, out)
+    return current, out.getvalue()
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        result = CommentedMap()
+        for k in sorted(value):
+            result[k] = _plain(value[k])
+        return result
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, str) and "\n" in value:
+        return LiteralScalarString(value)
+    return value

@@ -1,0 +1,203 @@
+"""Prometheus metrics of the webhook, served on their own plain-HTTP port.
+
+One worker (the default): each :class:`Metrics` lives in its own ``CollectorRegistry`` and
+the worker serves it (:func:`metrics_app`). Several workers (``--workers N``): a scrape must
+see the sum over all processes, not whichever worker the kernel picked, so the workers run
+in prometheus_client's multiprocess mode (``PROMETHEUS_MULTIPROC_DIR`` set by the
+supervisor before it starts them) and only the supervisor serves the metrics port, reading
+every worker's files with :func:`multiprocess_registry`. The gauges say how to combine
+processes (``multiprocess_mode``): in-flight requests add up, the other gauges take the
+live maximum (minimum for the certificate's expiry).
+
+``approvalgate_admission_requests_total`` counts each answered review once; ``policy`` is the
+comma-joined list of the policies that decided it (empty when none matched), so the sum
+over labels is the number of requests.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    multiprocess,
+)
+from prometheus_client import generate_latest as _generate_latest
+
+from approvalgate.approvals.decide import Decision
+
+LATENCY_BUCKETS = (
+    0.0001,
+    0.00025,
+    0.0005,
+    0.00075,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+)
+
+
+@dataclass(frozen=True)
+class Metrics:
+    registry: CollectorRegistry
+    requests: Counter
+    duration: Histogram
+    in_flight: Gauge
+    malformed: Counter
+    bundle_generation: Gauge
+    bundle_loaded: Gauge
+    bundle_reload_failures: Counter
+    certificate_loaded: Gauge
+    certificate_expiry: Gauge
+    certificate_reload_failures: Counter
+    connections_open: Gauge
+    connections_dropped: Counter
+    # labelled children of ``requests`` by (allowed, reason, policies): labels() takes a
+    # lock and builds label tuples on every call; bounded like the label set itself
+    _children: dict[tuple[bool, str, tuple[str, ...]], Any] = field(
+        default_factory=dict, repr=False, compare=False
+    )
+
+    @classmethod
+    def create(cls, registry: CollectorRegistry | None = None) -> Metrics:
+        """Every metric, registered in ``registry`` (a new one by default)."""
+        reg = CollectorRegistry(auto_describe=True) if registry is None else registry
+        return cls(
+            registry=reg,
+            requests=Counter(
+                "approvalgate_admission_requests_total",
+                "AdmissionReviews answered, by decision, reason and deciding policies",
+                ["decision", "reason", "policy"],
+                registry=reg,
+            ),
+            duration=Histogram(
+                "approvalgate_admission_duration_seconds",
+                "Time from the request's headers to the review being ready",
+                buckets=LATENCY_BUCKETS,
+                registry=reg,
+            ),
+            in_flight=Gauge(
+                "approvalgate_requests_in_flight",
+                "Admission requests being read or decided",
+                registry=reg,
+                multiprocess_mode="livesum",
+            ),
+            malformed=Counter(
+                "approvalgate_malformed_requests_total",
+                "Requests answered with HTTP 4xx because they are not a readable AdmissionReview",
+                ["kind"],
+                registry=reg,
+            ),
+            bundle_generation=Gauge(
+                "approvalgate_bundle_generation_info",
+                "1 for the generation of the bundle being enforced",
+                ["generation"],
+                registry=reg,
+                multiprocess_mode="livemax",
+            ),
+            bundle_loaded=Gauge(
+                "approvalgate_bundle_loaded_timestamp_seconds",
+                "Unix time the enforced bundle was loaded (0: none loaded)",
+                registry=reg,
+                multiprocess_mode="livemax",
+            ),
+            bundle_reload_failures=Counter(
+                "approvalgate_bundle_reload_failures_total",
+                "Bundle files that could not be loaded (the last good bundle was kept)",
+                registry=reg,
+            ),
+            certificate_loaded=Gauge(
+                "approvalgate_tls_certificate_loaded_timestamp_seconds",
+                "Unix time the serving certificate was loaded",
+                registry=reg,
+                multiprocess_mode="livemax",
+            ),
+            certificate_expiry=Gauge(
+                "approvalgate_tls_certificate_expiry_timestamp_seconds",
+                "notAfter of the serving certificate, as Unix time",
+                registry=reg,
+                multiprocess_mode="livemin",
+            ),
+            certificate_reload_failures=Counter(
+                "approvalgate_tls_reload_failures_total",
+                "Certificate/key changes that could not be loaded (the last good pair was kept)",
+                registry=reg,
+            ),
+            connections_open=Gauge(
+                "approvalgate_connections_open",
+                "HTTPS connections accepted and not yet closed (handshaking ones included)",
+                registry=reg,
+                multiprocess_mode="livesum",
+            ),
+            connections_dropped=Counter(
+                "approvalgate_connections_dropped_total",
+                "Connections closed by the webhook before a request: evicted (the table was"
+                " full), refused (full and none evictable), handshake-failed",
+                ["reason"],
+                registry=reg,
+            ),
+        )
+
+    def observe(self, decision: Decision, seconds: float) -> None:
+        key = (decision.allowed, decision.reason, decision.policies)
+        child = self._children.get(key)
+        if child is None:
+            child = self.requests.labels(
+                "allow" if decision.allowed else "deny",
+                decision.reason,
+                ",".join(decision.policies),
+            )
+            self._children[key] = child
+        child.inc()
+        self.duration.observe(seconds)
+
+    def bundle_switched(self, previous: str, generation: str, loaded_at: float) -> None:
+        if previous and previous != generation:
+            # 0 first: in multiprocess mode remove() cannot erase the value a file holds
+            self.bundle_generation.labels(previous).set(0)
+            self.bundle_generation.remove(previous)
+        self.bundle_generation.labels(generation).set(1)
+        self.bundle_loaded.set(loaded_at)
+
+
+def generate_latest(registry: CollectorRegistry) -> bytes:
+    return _generate_latest(registry)
+
+
+def multiprocess_registry(path: Path) -> CollectorRegistry:
+    """A registry that reads the files every worker writes in ``path``."""
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry, path=str(path))  # type: ignore[no-untyped-call]
+    return registry
+
+
+def mark_process_dead(pid: int, path: Path) -> None:
+    """Forget a dead worker's live gauges (in-flight, generation...) in multiprocess mode."""
+    multiprocess.mark_process_dead(pid, str(path))  # type: ignore[no-untyped-call]
+
+
+def metrics_app(registry: CollectorRegistry) -> web.Application:
+    """A plain-HTTP app serving ``GET /metrics`` from ``registry``."""
+
+    async def handle(_: web.Request) -> web.Response:
+        body = generate_latest(registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    app = web.Application()
+    app.router.add_get("/metrics", handle)
+    return app
