@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from approvalgate.approvals import records
+from approvalgate.approvals import keys, records
 from approvalgate.approvals.digest import spec_digest
 from tests.e2e.controlplane import ControlPlane, locate_binaries, shared_dir
 from tests.e2e.gate import ENFORCED, WEBHOOK_NAME, Gate
@@ -80,7 +80,7 @@ def delta(
 
 def manifests(gate: Gate, namespace: str, count: int, approve: bool) -> str:
     keys = {
-        name: records.load_private_key((gate.keys / f"{name}.key").read_bytes())
+        name: keys.signer_from_pem((gate.keys / f"{name}.key").read_bytes())
         for name in ("alice", "bob")
     }
     now = datetime.now(UTC)

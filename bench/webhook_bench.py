@@ -98,13 +98,13 @@ def make_workloads(new_record_bodies: int) -> tuple[list[Workload], str]:
     from approvalgate.approvals.decide import decide
     from approvalgate.approvals.digest import spec_digest
     from approvalgate.approvals.kubeyaml import load_manifests
-    from tests.support.corpus import BASE, compile_case_bundle, private_key
+    from tests.support.corpus import BASE, compile_case_bundle, signer
 
     bundle_text = compile_case_bundle(BASE)
     bundle = parse_bundle_text(bundle_text)
     run = next(d.obj for d in load_manifests((BASE / "run.yaml").read_text(), "run.yaml"))
     assert run is not None
-    keys = {name: private_key(name) for name in APPROVERS}
+    keys = {name: signer(name) for name in APPROVERS}
     meta = run["metadata"]
     subject = records.subject_name(meta.get("namespace", "default"), meta.get("name", ""))
     digest = spec_digest(run["spec"])

@@ -23,6 +23,7 @@ from securesystemslib.signer import SSlibKey
 from approvalgate.approvals import records
 from approvalgate.approvals.digest import spec_digest
 from approvalgate.approvals.errors import BundleError, format_json_path
+from approvalgate.approvals.keys.public import load_public_key
 from approvalgate.approvals.policy import ALL, bundle_generation
 from approvalgate.approvals.schemas import schema_findings
 
@@ -272,10 +273,9 @@ def load_bundle(obj: object, source: str = "bundle") -> Bundle:
 def _approver(obj: Mapping[str, Any]) -> Approver:
     keys = []
     for key in obj["keys"]:
-        public = records.load_public_key(key["publicKey"])
         keys.append(
             ApproverKey(
-                key=records.sslib_key(public),
+                key=load_public_key(key["publicKey"]),
                 not_before=records.parse_time(key["notBefore"]) if "notBefore" in key else None,
                 not_after=records.parse_time(key["notAfter"]) if "notAfter" in key else None,
             )

@@ -17,6 +17,8 @@ from typing import Any, Final
 from approvalgate.approvals import records
 from approvalgate.approvals.durations import parse_duration
 from approvalgate.approvals.errors import Finding
+from approvalgate.approvals.keys.public import load_public_key, public_key_pem
+from approvalgate.approvals.keys.types import accepted_names
 from approvalgate.approvals.schemas import schema_findings
 
 POLICY_API: Final = "approvals.proompteng.ai/v1alpha1"
@@ -160,18 +162,18 @@ def _approver(index: int, doc: Mapping[str, Any], ctx: _Context) -> dict[str, An
     for k_index, key in enumerate(spec["keys"]):
         path = ("spec", "keys", k_index)
         try:
-            public = records.load_public_key(key["publicKey"])
+            public = load_public_key(key["publicKey"])
         except ValueError as exc:
             ctx.add(
                 index,
                 (*path, "publicKey"),
-                f"not an Ed25519 public key in PEM: {exc}",
+                f"not an {accepted_names()} public key in PEM: {exc}",
                 "write the Approver with `approvalgate keygen NAME`",
             )
             continue
         entry: dict[str, Any] = {
-            "keyid": records.key_id(public),
-            "publicKey": records.public_key_pem(public),
+            "keyid": public.keyid,
+            "publicKey": public_key_pem(public),
         }
         window = {}
         for bound in ("notBefore", "notAfter"):

@@ -1,9 +1,10 @@
 """Signed approval records: a DSSE envelope carrying an in-toto Statement v1.
 
 A record says "approver A decided D about the AgentRun named S whose spec digest is H,
-from issuedAt until expiresAt". The envelope format, the pre-authentication encoding and
-the key handling come from ``securesystemslib``; this module only fixes *what* is signed
-and parses untrusted annotations defensively (bounded sizes, exact shapes).
+from issuedAt until expiresAt". The envelope format and the pre-authentication encoding
+come from ``securesystemslib``; keys, signers and signature checks from
+:mod:`approvals.keys`. This module only fixes *what* is signed and parses untrusted
+annotations defensively (bounded sizes, exact shapes).
 
 The key id in a signature is a hint: verification always runs against the keys of the
 approver the signed payload names, hinted key first.
@@ -21,14 +22,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final, Literal
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from securesystemslib.dsse import Envelope
-from securesystemslib.exceptions import UnverifiedSignatureError, VerificationError
-from securesystemslib.signer import CryptoSigner, Signature, SSlibKey
+from securesystemslib.signer import Signature, Signer, SSlibKey
 
-from approvalgate.approvals.errors import RecordError
+from approvalgate.approvals.keys.verifier import SignatureVerifier
 
 ANNOTATION: Final = "approvals.proompteng.ai/approvals"
 AUTHOR_ANNOTATION: Final = "approvals.proompteng.ai/requested-by"
@@ -107,65 +104,17 @@ def new_nonce() -> str:
     return secrets.token_hex(16)
 
 
-# --- keys -----------------------------------------------------------------------------
-
-
-def generate_private_key() -> Ed25519PrivateKey:
-    return Ed25519PrivateKey.generate()
-
-
-def private_key_pem(key: Ed25519PrivateKey) -> bytes:
-    return key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-
-
-def public_key_pem(key: Ed25519PublicKey) -> str:
-    return key.public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    ).decode("ascii")
-
-
-def load_private_key(pem: bytes, source: str = "key") -> Ed25519PrivateKey:
-    try:
-        key = serialization.load_pem_private_key(pem, password=None)
-    except (ValueError, TypeError) as exc:
-        raise RecordError(
-            f"{source} is not an unencrypted PEM private key: {exc}",
-            advice="create one with `approvalgate keygen NAME`",
-        ) from exc
-    if not isinstance(key, Ed25519PrivateKey):
-        raise RecordError(f"{source} is not an Ed25519 key", advice="approval keys are Ed25519")
-    return key
-
-
-def load_public_key(pem: str) -> Ed25519PublicKey:
-    """Parse an Ed25519 public key in PEM (SubjectPublicKeyInfo). Raises ValueError."""
-    key = serialization.load_pem_public_key(pem.encode("ascii"))
-    if not isinstance(key, Ed25519PublicKey):
-        raise ValueError("not an Ed25519 public key")
-    return key
-
-
-def sslib_key(public_key: Ed25519PublicKey) -> SSlibKey:
-    return SSlibKey.from_crypto(public_key)
-
-
-def key_id(public_key: Ed25519PublicKey) -> str:
-    """The securesystemslib default key id: sha256 of the canonical key description."""
-    return str(sslib_key(public_key).keyid)
-
-
 # --- signing --------------------------------------------------------------------------
 
 
-def sign(claim: Claim, private_key: Ed25519PrivateKey) -> dict[str, Any]:
-    """Return the DSSE envelope (JSON-ready dict) for ``claim``."""
+def sign(claim: Claim, signer: Signer) -> dict[str, Any]:
+    """Return the DSSE envelope (JSON-ready dict) for ``claim``, signed by ``signer``.
+
+    ``signer`` comes from :mod:`approvals.keys` (``load_signer``, ``signer_from_pem``,
+    ``generate``) or is any securesystemslib signer.
+    """
     payload = json.dumps(claim.statement(), sort_keys=True, separators=(",", ":")).encode()
     envelope = Envelope(payload=payload, payload_type=PAYLOAD_TYPE, signatures={})
-    signer = CryptoSigner(private_key, sslib_key(private_key.public_key()))
     envelope.sign(signer)
     return dict(envelope.to_dict())
 
@@ -173,6 +122,17 @@ def sign(claim: Claim, private_key: Ed25519PrivateKey) -> dict[str, Any]:
 def dump_annotation(envelopes: Sequence[dict[str, Any]]) -> str:
     """The annotation value: a compact JSON array of envelopes."""
     return json.dumps(list(envelopes), sort_keys=True, separators=(",", ":"))
+
+
+def annotation_overflow(value: str) -> int | None:
+    """The annotation's size in bytes if it is over :data:`MAX_ANNOTATION_BYTES`, else None.
+
+    The one size rule: :func:`parse_annotation` reads no larger annotation (the webhook's
+    verdict names it), and ``approvalgate approve`` refuses to write one. Bytes of UTF-8;
+    a lone surrogate counts as its three bytes.
+    """
+    size = len(value.encode("utf-8", "surrogatepass"))
+    return size if size > MAX_ANNOTATION_BYTES else None
 
 
 # --- parsing untrusted records ----------------------------------------------------------
@@ -199,7 +159,7 @@ def parse_annotation(value: str | None) -> tuple[list[ParsedRecord], list[Record
     """Parse the annotation into records; every defect becomes a problem, never a raise."""
     if value is None:
         return [], [RecordProblem(-1, f"annotation {ANNOTATION} is missing")]
-    if len(value.encode("utf-8", "surrogatepass")) > MAX_ANNOTATION_BYTES:
+    if annotation_overflow(value) is not None:
         return [], [RecordProblem(-1, f"annotation is larger than {MAX_ANNOTATION_BYTES} bytes")]
     if not value.strip():
         return [], [RecordProblem(-1, "annotation is empty")]
@@ -324,26 +284,18 @@ def _parse_statement(payload: bytes) -> Claim:
 def signed_by(record: ParsedRecord, keys: Iterable[SSlibKey]) -> SSlibKey | None:
     """The first key among ``keys`` that made one of the record's signatures.
 
-    The signature's key id only orders the attempts; it is never trusted by itself.
+    The signature's key id only orders the attempts; it is never trusted by itself. This is
+    :meth:`Verifier.signed_by` with its tables off (the same code, nothing remembered).
     """
-    pae = record.envelope.pae()
-    ordered = sorted(keys, key=lambda k: k.keyid not in record.envelope.signatures)
-    for signature in record.envelope.signatures.values():
-        for key in ordered:
-            candidate = Signature(key.keyid, signature.signature)
-            try:
-                key.verify_signature(candidate, pae)
-            except (UnverifiedSignatureError, VerificationError):
-                continue
-            return key
-    return None
+    return Verifier(0).signed_by(record, keys)
 
 
 # --- the verifier of one loaded bundle: verification and parsing, memoised -------------
 
 VERIFIED_CACHE_ENTRIES: Final = 1024
 """Signatures remembered as verified, per bundle. One entry holds the PAE (at most
-``MAX_PAYLOAD_BYTES`` of payload), the 64-byte signature and the 32-byte key: under 9 MiB
+``MAX_PAYLOAD_BYTES`` of payload), the 64-byte signature and the key (64 hex characters
+for Ed25519): under 9 MiB
 in the worst case, about 0.6 MiB for ordinary ~400-byte statements."""
 ANNOTATION_CACHE_ENTRIES: Final = 128
 ANNOTATION_CACHE_MAX_CHARS: Final = 8 * 1024
@@ -359,20 +311,17 @@ class Verifier:
     entry together with the keys. Two bounded LRU tables, both pure memoisation (the same
     inputs always give the same answer, so a verdict never depends on what is cached):
 
-    - verified signatures, keyed by the exact bytes checked: the signer's raw Ed25519 public
-      key, the signature and the DSSE PAE (payload type and payload, from securesystemslib).
-      Only successes are stored: a failure raises inside the cached function and
-      ``functools.lru_cache`` never stores a raise, so forged or tampered envelopes are
-      verified again every time and cannot evict anything; only a holder of an approver's
-      private key can add an entry. A tampered envelope differs in its PAE or signature
-      bytes, so it is a different key and a miss.
+    - verified signatures (:class:`approvals.keys.SignatureVerifier`, the only code that
+      checks a signature), keyed by the exact bytes checked: the signer's public key, the
+      signature and the DSSE PAE (payload type and payload, from securesystemslib).
+      Only successes are stored, so forged or tampered envelopes are verified again every
+      time and cannot evict anything; only a holder of an approver's private key can add
+      an entry. A tampered envelope differs in its PAE or signature bytes, so it is a
+      different key and a miss.
     - parsed annotations, keyed by the exact annotation text (parsing is a pure function
       of the text; records are immutable). Anyone may fill this table, which only costs a
       re-parse of an evicted annotation, never a verdict.
 
-    Ed25519 keys are verified with ``cryptography`` directly (one key object per key,
-    built once) on the PAE bytes of ``securesystemslib.dsse.Envelope``; any other key type
-    goes through securesystemslib's ``verify_signature``, uncached.
     ``max_entries=0`` turns both tables off (the reference behaviour).
     """
 
@@ -386,25 +335,13 @@ class Verifier:
         self.max_entries = max_entries
         self.max_annotations = max_annotations if max_entries else 0
         self.max_annotation_chars = max_annotation_chars
-        self._public: dict[bytes, Ed25519PublicKey] = {}
-        self._verify_cached = functools.lru_cache(maxsize=max_entries)(self._verify_or_raise)
+        self._signatures = SignatureVerifier(max_entries)
         self._parse_cached = functools.lru_cache(maxsize=self.max_annotations)(_parse_frozen)
 
     def signed_by(self, record: ParsedRecord, keys: Iterable[SSlibKey]) -> SSlibKey | None:
-        """:func:`signed_by`, memoised: the first key that made one of the signatures."""
+        """The first key among ``keys`` that made one of the record's signatures (hint first)."""
         envelope = record.envelope
-        signatures = envelope.signatures
-        pae = envelope.pae()
-        ordered = sorted(keys, key=lambda k: k.keyid not in signatures)
-        for signature in signatures.values():
-            try:
-                sig = bytes.fromhex(signature.signature)
-            except ValueError:
-                continue
-            for key in ordered:
-                if self._verifies(key, sig, pae):
-                    return key
-        return None
+        return self._signatures.first_signer(envelope.pae(), envelope.signatures, keys)
 
     def parse_annotation(
         self, value: str | None
@@ -418,7 +355,7 @@ class Verifier:
 
     def cache_info(self) -> dict[str, int]:
         """Hits, misses and sizes of both tables (for tests and benchmarks)."""
-        verified = self._verify_cached.cache_info()
+        verified = self._signatures.cache_info()
         parsed = self._parse_cached.cache_info()
         return {
             "verified_hits": verified.hits,
@@ -430,27 +367,6 @@ class Verifier:
             "annotation_entries": parsed.currsize,
             "annotation_max": self.max_annotations,
         }
-
-    def _verifies(self, key: SSlibKey, sig: bytes, pae: bytes) -> bool:
-        if key.keytype != "ed25519" or key.scheme != "ed25519":
-            try:
-                key.verify_signature(Signature(key.keyid, sig.hex()), pae)
-            except (UnverifiedSignatureError, VerificationError):
-                return False
-            return True
-        try:
-            public = bytes.fromhex(key.keyval["public"])
-            if public not in self._public:
-                self._public[public] = Ed25519PublicKey.from_public_bytes(public)
-            verified: bool = self._verify_cached(public, sig, pae)
-        except (InvalidSignature, ValueError):
-            return False
-        return verified
-
-    def _verify_or_raise(self, public: bytes, sig: bytes, pae: bytes) -> bool:
-        """True, or a raise (which lru_cache does not store): only successes are cached."""
-        self._public[public].verify(sig, pae)
-        return True
 
 
 def _parse_frozen(

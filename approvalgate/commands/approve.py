@@ -27,7 +27,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--key",
         metavar="KEYFILE",
-        type=Path,
         required=True,
         help="the approver's private key (from `approvalgate keygen`)",
     )
@@ -69,7 +68,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from approvalgate import manifests
-    from approvalgate.approvals import records
+    from approvalgate.approvals import keys, records
     from approvalgate.approvals.durations import format_duration, parse_duration
     from approvalgate.approvals.errors import Finding, UsageError
     from approvalgate.output import write_text
@@ -78,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
     if decision == "bypass" and not args.reason.strip():
         raise UsageError("--bypass needs --reason: a break-glass record must say why")
     now = manifests.parse_now(args.now)
-    key = records.load_private_key(manifests.read_key(args.key), str(args.key))
+    signer = keys.load_signer(args.key, lambda path: manifests.read_key(Path(path)))
     text = manifests.read_manifest(args.manifest)
     runs = manifests.agent_runs(text, str(args.manifest), args.namespace)
     cap = manifests.ttl_cap(args.policies, runs, decision) if args.policies else None
@@ -106,9 +105,9 @@ def run(args: argparse.Namespace) -> int:
             expires_at=now + manifests.seconds(ttl),
             nonce=records.new_nonce(),
         )
-        value = records.dump_annotation([*run.envelopes, records.sign(claim, key)])
-        size = len(value.encode("utf-8"))
-        if size > records.MAX_ANNOTATION_BYTES:
+        value = records.dump_annotation([*run.envelopes, records.sign(claim, signer)])
+        size = records.annotation_overflow(value)
+        if size is not None:
             raise run.source.error(
                 Finding(
                     ("metadata", "annotations", records.ANNOTATION),

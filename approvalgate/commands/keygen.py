@@ -35,7 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import re
 
-    from approvalgate.approvals import records
+    from approvalgate.approvals import keys
     from approvalgate.approvals.errors import UsageError
     from approvalgate.output import write_private, write_text
 
@@ -48,15 +48,15 @@ def run(args: argparse.Namespace) -> int:
     for path in (key_path, doc_path):
         if path.exists() and not args.force:
             raise UsageError(f"{path} exists", advice="pass --force to overwrite it")
-    private = records.generate_private_key()
-    public_pem = records.public_key_pem(private.public_key())
+    signer = keys.generate()
+    public_pem = keys.public_key_pem(signer.public_key)
     out.mkdir(parents=True, exist_ok=True)
-    write_private(key_path, records.private_key_pem(private))
+    write_private(key_path, signer.private_bytes)
     write_text(
         doc_path,
         approver_document(args.name, public_pem, _split(args.groups), _split(args.usernames)),
     )
-    print(f"key id {records.key_id(private.public_key())}")
+    print(f"key id {signer.public_key.keyid}")
     print(f"private key: {key_path} (mode 0600, never commit it)")
     print(f"approver:    {doc_path} (commit it to your policy repo's approvers/ folder)")
     return 0

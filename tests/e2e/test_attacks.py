@@ -31,9 +31,8 @@ from typing import Any
 import pytest
 import yaml
 from securesystemslib.dsse import Envelope
-from securesystemslib.signer import CryptoSigner
 
-from approvalgate.approvals import records
+from approvalgate.approvals import keys, records
 from approvalgate.approvals.admission import request_for_manifest
 from approvalgate.approvals.bundle import Bundle, parse_bundle_text
 from approvalgate.approvals.decide import decide
@@ -81,7 +80,7 @@ class Signer:
     gate: Gate
 
     def key(self, name: str) -> Any:
-        return records.load_private_key((self.gate.keys / f"{name}.key").read_bytes())
+        return keys.signer_from_pem((self.gate.keys / f"{name}.key").read_bytes())
 
     @property
     def bundle(self) -> Bundle:
@@ -121,7 +120,7 @@ class Signer:
     def raw(self, payload: bytes, payload_type: str, key: Any) -> dict[str, Any]:
         """A DSSE envelope really signed over ``payload`` as ``payload_type``."""
         envelope = Envelope(payload=payload, payload_type=payload_type, signatures={})
-        envelope.sign(CryptoSigner(key, records.sslib_key(key.public_key())))
+        envelope.sign(key)
         return dict(envelope.to_dict())
 
 
@@ -219,9 +218,9 @@ def _literal(name: str, value: str) -> Build:
 
 
 def _stranger_keyid(s: Signer, obj: dict[str, Any]) -> list[Any]:
-    stranger = records.generate_private_key()
+    stranger = keys.generate()
     envelope = s.record(obj, "alice", key=stranger)
-    envelope["signatures"][0]["keyid"] = records.key_id(s.key("alice").public_key())
+    envelope["signatures"][0]["keyid"] = s.key("alice").public_key.keyid
     return [envelope, s.record(obj, "bob")]
 
 
@@ -266,7 +265,7 @@ def _author(s: Signer) -> tuple[dict[str, Any], str]:
 
 
 def _unknown_key(s: Signer, o: dict[str, Any]) -> list[Any]:
-    return [s.record(o, "alice", key=records.generate_private_key()), s.record(o, "bob")]
+    return [s.record(o, "alice", key=keys.generate()), s.record(o, "bob")]
 
 
 def _by(*approvers: str, **kw: Any) -> Callable[[Signer, dict[str, Any]], list[Any]]:

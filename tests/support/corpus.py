@@ -43,7 +43,7 @@ from typing import Any
 
 import yaml
 
-from approvalgate.approvals import records
+from approvalgate.approvals import keys, records
 from approvalgate.approvals.admission import request_for_manifest
 from approvalgate.approvals.bundle import Bundle, parse_bundle_text
 from approvalgate.approvals.digest import spec_digest
@@ -169,8 +169,8 @@ def _annotate(
     obj.setdefault("metadata", {}).setdefault("annotations", {})[records.ANNOTATION] = value
 
 
-def private_key(name: str) -> Any:
-    return records.load_private_key((KEYS / f"{name}.key").read_bytes())
+def signer(name: str) -> Any:
+    return keys.signer_from_pem((KEYS / f"{name}.key").read_bytes())
 
 
 def make_record(
@@ -199,7 +199,7 @@ def make_record(
         expires_at=issued + timedelta(seconds=parse_duration(recipe.get("ttl", "2h"))),
         nonce=f"nonce-{recipe['key']}",
     )
-    envelope = records.sign(claim, private_key(recipe["key"]))
+    envelope = records.sign(claim, signer(recipe["key"]))
     for tamper in recipe.get("tamper", []):
         envelope = _tamper(envelope, tamper, claim)
     return envelope
@@ -219,18 +219,17 @@ def _tamper(envelope: dict[str, Any], how: str, claim: records.Claim) -> dict[st
     elif kind == "duplicate-signature":
         env["signatures"].append(dict(env["signatures"][0]))
     elif kind == "keyid-of":
-        env["signatures"][0]["keyid"] = records.key_id(private_key(arg).public_key())
+        env["signatures"][0]["keyid"] = signer(arg).public_key.keyid
     elif kind == "flip-payload":
         statement = json.loads(base64.b64decode(env["payload"]))
         statement["predicate"]["expiresAt"] = "2099-01-01T00:00:00Z"
         env["payload"] = base64.b64encode(json.dumps(statement).encode()).decode()
     elif kind == "second-signature":
         from securesystemslib.dsse import Envelope
-        from securesystemslib.signer import CryptoSigner
 
         dsse = Envelope.from_dict(copy.deepcopy(env))
-        key = private_key(arg)
-        dsse.sign(CryptoSigner(key, records.sslib_key(key.public_key())))
+        key = signer(arg)
+        dsse.sign(key)
         env = dsse.to_dict()
     else:
         raise AssertionError(f"unknown tamper {how!r}; known: {TAMPERS}")

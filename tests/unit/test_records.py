@@ -17,7 +17,7 @@ import pytest
 from approvalgate.approvals import records
 from approvalgate.approvals.digest import spec_digest
 from approvalgate.approvals.records import Claim, RecordProblem, parse_annotation, sign, signed_by
-from tests.support.corpus import private_key
+from tests.support.corpus import KEYS, signer
 
 ISSUED = datetime(2026, 11, 21, 11, 0, 0, tzinfo=UTC)
 EXPIRES = ISSUED + timedelta(hours=2)
@@ -45,7 +45,7 @@ def claim(**changes: Any) -> Claim:
 
 
 def public(name: str) -> Any:
-    return records.sslib_key(private_key(name).public_key())
+    return signer(name).public_key
 
 
 def statement() -> dict[str, Any]:
@@ -76,7 +76,7 @@ def only_problem(value: str | None) -> RecordProblem:
 
 def test_sign_then_parse_round_trips_the_claim() -> None:
     original = claim()
-    envelope = sign(original, private_key("alice"))
+    envelope = sign(original, signer("alice"))
     parsed, problems = parse_annotation(records.dump_annotation([envelope]))
     assert problems == []
     assert [r.index for r in parsed] == [0]
@@ -90,7 +90,7 @@ def test_round_trip_of_several_records_keeps_their_order_and_indexes() -> None:
         claim(approver="bob", decision="reject", reason="no"),
         claim(approver="oncall", decision="bypass", reason="incident 42"),
     ]
-    envelopes = [sign(c, private_key(c.approver)) for c in claims]
+    envelopes = [sign(c, signer(c.approver)) for c in claims]
     parsed, problems = parse_annotation(records.dump_annotation(envelopes))
     assert problems == []
     assert [(r.index, r.claim) for r in parsed] == list(enumerate(claims))
@@ -104,7 +104,7 @@ def test_times_are_signed_in_utc_with_a_z_at_second_precision() -> None:
 
 
 def test_the_statement_has_the_exact_in_toto_shape() -> None:
-    envelope = sign(claim(), private_key("alice"))
+    envelope = sign(claim(), signer("alice"))
     assert set(envelope) == {"payload", "payloadType", "signatures"}
     assert envelope["payloadType"] == "application/vnd.in-toto+json"
     payload = base64.b64decode(envelope["payload"])
@@ -153,7 +153,7 @@ def test_subject_names() -> None:
 
 def test_a_generatename_statement_names_the_prefix_with_a_star() -> None:
     subject = records.subject_name("agents", generate_name="codex-run-")
-    envelope = sign(claim(subject=subject), private_key("alice"))
+    envelope = sign(claim(subject=subject), signer("alice"))
     statement_ = json.loads(base64.b64decode(envelope["payload"]))
     assert statement_["subject"] == [
         {"name": "agents.proompteng.ai/AgentRun/agents/codex-run-*", "digest": {"sha256": DIGEST}}
@@ -163,19 +163,21 @@ def test_a_generatename_statement_names_the_prefix_with_a_star() -> None:
 
 
 def test_the_key_id_is_the_securesystemslib_default_key_id() -> None:
-    key = private_key("alice").public_key()
-    raw = key.public_bytes_raw().hex()
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    private = load_pem_private_key((KEYS / "alice.key").read_bytes(), None)
+    raw = private.public_key().public_bytes_raw().hex()  # type: ignore[union-attr]
     description = {"keytype": "ed25519", "keyval": {"public": raw}, "scheme": "ed25519"}
     expected = hashlib.sha256(
         json.dumps(description, sort_keys=True, separators=(",", ":")).encode()
     ).hexdigest()
-    assert records.key_id(key) == expected
-    envelope = sign(claim(), private_key("alice"))
+    assert signer("alice").public_key.keyid == expected
+    envelope = sign(claim(), signer("alice"))
     assert [s["keyid"] for s in envelope["signatures"]] == [expected]
 
 
 def test_the_annotation_is_a_compact_json_array() -> None:
-    envelope = sign(claim(), private_key("alice"))
+    envelope = sign(claim(), signer("alice"))
     text = records.dump_annotation([envelope])
     assert text.startswith('[{"payload":"')
     assert json.loads(text) == [envelope]
@@ -192,40 +194,40 @@ def _parsed(envelope: dict[str, Any]) -> records.ParsedRecord:
 
 
 def test_signed_by_finds_the_signer_when_the_hint_names_another_key() -> None:
-    envelope = sign(claim(approver="bob"), private_key("bob"))
-    envelope["signatures"][0]["keyid"] = records.key_id(private_key("alice").public_key())
+    envelope = sign(claim(approver="bob"), signer("bob"))
+    envelope["signatures"][0]["keyid"] = signer("alice").public_key.keyid
     record = _parsed(envelope)
     assert signed_by(record, [public("alice"), public("bob")]) == public("bob")
     assert signed_by(record, [public("bob"), public("alice")]) == public("bob")
 
 
 def test_signed_by_never_trusts_a_hint_that_names_a_listed_key() -> None:
-    envelope = sign(claim(approver="alice"), private_key("mallory"))
-    envelope["signatures"][0]["keyid"] = records.key_id(private_key("alice").public_key())
+    envelope = sign(claim(approver="alice"), signer("mallory"))
+    envelope["signatures"][0]["keyid"] = signer("alice").public_key.keyid
     assert signed_by(_parsed(envelope), [public("alice"), public("bob")]) is None
 
 
 @pytest.mark.parametrize("hint", ["", "not-a-key-id", "0" * 64])
 def test_signed_by_works_with_a_missing_or_unknown_hint(hint: str) -> None:
-    envelope = sign(claim(), private_key("alice"))
+    envelope = sign(claim(), signer("alice"))
     envelope["signatures"][0]["keyid"] = hint
     assert signed_by(_parsed(envelope), [public("carol"), public("alice")]) == public("alice")
 
 
 def test_signed_by_without_the_hint_field_at_all() -> None:
-    envelope = sign(claim(), private_key("alice"))
+    envelope = sign(claim(), signer("alice"))
     del envelope["signatures"][0]["keyid"]
     assert signed_by(_parsed(envelope), [public("alice")]) == public("alice")
 
 
 def test_signed_by_returns_none_for_a_key_not_in_the_list() -> None:
-    record = _parsed(sign(claim(), private_key("stranger")))
+    record = _parsed(sign(claim(), signer("stranger")))
     assert signed_by(record, [public("alice"), public("bob"), public("carol")]) is None
     assert signed_by(record, []) is None
 
 
 def test_signed_by_rejects_an_edited_payload() -> None:
-    envelope = sign(claim(), private_key("alice"))
+    envelope = sign(claim(), signer("alice"))
     statement_ = json.loads(base64.b64decode(envelope["payload"]))
     statement_["predicate"]["expiresAt"] = "2099-01-01T00:00:00Z"
     envelope["payload"] = base64.b64encode(json.dumps(statement_).encode()).decode()
@@ -236,7 +238,7 @@ def test_signed_by_rejects_a_swapped_payload_type_in_the_pae() -> None:
     """The payload type is part of what is signed (DSSE PAE)."""
     from securesystemslib.dsse import Envelope
 
-    envelope = sign(claim(), private_key("alice"))
+    envelope = sign(claim(), signer("alice"))
     record = _parsed(envelope)
     other = Envelope(record.envelope.payload, "application/json", record.envelope.signatures)
     swapped = records.ParsedRecord(0, other, record.claim)
@@ -245,11 +247,10 @@ def test_signed_by_rejects_a_swapped_payload_type_in_the_pae() -> None:
 
 def test_signed_by_finds_a_cosigner_among_several_signatures() -> None:
     from securesystemslib.dsse import Envelope
-    from securesystemslib.signer import CryptoSigner
 
-    envelope = Envelope.from_dict(sign(claim(), private_key("mallory")))
-    bob = private_key("bob")
-    envelope.sign(CryptoSigner(bob, records.sslib_key(bob.public_key())))
+    envelope = Envelope.from_dict(sign(claim(), signer("mallory")))
+    bob = signer("bob")
+    envelope.sign(bob)
     record = _parsed(envelope.to_dict())
     assert len(record.envelope.signatures) == 2
     assert signed_by(record, [public("bob")]) == public("bob")
@@ -285,7 +286,7 @@ def test_standard_and_url_safe_base64_both_parse_and_verify(encode: Any, strip: 
     # this reason makes the standard base64 of the payload hold '+' or '/' (and the
     # signature does too), so the URL-safe form really differs from the standard one
     signed = claim(reason="ok >>> go")
-    envelope = sign(signed, private_key("alice"))
+    envelope = sign(signed, signer("alice"))
     again = _reencode(envelope, encode, strip)
     if encode is base64.urlsafe_b64encode:
         assert set(again["payload"]) & {"-", "_"}
@@ -356,7 +357,7 @@ def test_malformed_annotations(value: str | None, message: str) -> None:
 
 
 def test_an_annotation_of_exactly_64_entries_is_read() -> None:
-    envelope = sign(claim(), private_key("alice"))
+    envelope = sign(claim(), signer("alice"))
     parsed, problems = parse_annotation(json.dumps([envelope] * 64))
     assert (len(parsed), problems) == (64, [])
 
@@ -589,7 +590,7 @@ ENVELOPE_PROBLEMS = [
 
 @pytest.mark.parametrize(("entry", "message"), ENVELOPE_PROBLEMS)
 def test_malformed_entries(entry: object, message: str) -> None:
-    good = sign(claim(), private_key("alice"))
+    good = sign(claim(), signer("alice"))
     parsed, problems = parse_annotation(json.dumps([good, entry]))
     assert [r.index for r in parsed] == [0], "the good record next to it still parses"
     assert problems == [RecordProblem(1, message)]
@@ -614,7 +615,7 @@ def test_a_time_out_of_range_in_utc_is_a_problem_not_a_crash(moment: str) -> Non
     [("payload", "payload is not valid base64"), ("sig", "signature is not valid base64")],
 )
 def test_text_in_neither_base64_alphabet_is_not_base64(field: str, message: str) -> None:
-    envelope = sign(claim(), private_key("alice"))
+    envelope = sign(claim(), signer("alice"))
     if field == "payload":
         envelope["payload"] = "***" + envelope["payload"]
     else:

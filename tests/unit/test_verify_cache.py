@@ -26,7 +26,7 @@ from approvalgate.approvals.bundle import DIGEST_CACHE_MAX_CHARS, Bundle
 from approvalgate.approvals.decide import Decision, decide
 from approvalgate.approvals.digest import spec_digest
 from approvalgate.approvals.errors import DigestError
-from tests.support.corpus import case_names, load_case, private_key
+from tests.support.corpus import case_names, load_case, signer
 
 NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
 
@@ -116,7 +116,7 @@ def _claim(**changes: Any) -> records.Claim:
 
 
 def _key(name: str) -> Any:
-    return records.sslib_key(private_key(name).public_key())
+    return signer(name).public_key
 
 
 def _parse(envelope: dict[str, Any]) -> records.ParsedRecord:
@@ -136,7 +136,7 @@ def _edit_payload(envelope: dict[str, Any], **predicate: str) -> dict[str, Any]:
 
 def test_a_tampered_payload_with_the_same_key_id_is_not_accepted_from_the_cache() -> None:
     verifier = records.Verifier()
-    genuine = records.sign(_claim(), private_key("alice"))
+    genuine = records.sign(_claim(), signer("alice"))
     assert verifier.signed_by(_parse(genuine), [_key("alice")]) == _key("alice")
     assert verifier.signed_by(_parse(genuine), [_key("alice")]) == _key("alice")  # from cache
     tampered = _edit_payload(genuine, expiresAt="2099-01-01T00:00:00Z")
@@ -147,7 +147,7 @@ def test_a_tampered_payload_with_the_same_key_id_is_not_accepted_from_the_cache(
 
 def test_a_tampered_signature_is_not_accepted_from_the_cache() -> None:
     verifier = records.Verifier()
-    genuine = records.sign(_claim(), private_key("alice"))
+    genuine = records.sign(_claim(), signer("alice"))
     assert verifier.signed_by(_parse(genuine), [_key("alice")]) is not None
     tampered = copy.deepcopy(genuine)
     raw = bytearray(base64.b64decode(tampered["signatures"][0]["sig"]))
@@ -158,7 +158,7 @@ def test_a_tampered_signature_is_not_accepted_from_the_cache() -> None:
 
 def test_a_signature_cached_for_one_key_does_not_verify_for_another() -> None:
     verifier = records.Verifier()
-    genuine = records.sign(_claim(), private_key("alice"))
+    genuine = records.sign(_claim(), signer("alice"))
     assert verifier.signed_by(_parse(genuine), [_key("alice")]) == _key("alice")
     # the hint names alice's key, but only bob's key is a candidate (another approver)
     assert verifier.signed_by(_parse(genuine), [_key("bob")]) is None
@@ -188,7 +188,7 @@ def test_tampered_record_is_denied_by_decide_after_the_genuine_one_was_cached() 
 
 
 def _signed(index: int, key: str = "alice") -> records.ParsedRecord:
-    return _parse(records.sign(_claim(nonce=f"n{index}"), private_key(key)))
+    return _parse(records.sign(_claim(nonce=f"n{index}"), signer(key)))
 
 
 def test_the_verified_table_is_bounded() -> None:
@@ -215,7 +215,7 @@ def test_failures_are_not_stored_and_do_not_evict_good_entries() -> None:
 
 def test_the_annotation_table_is_bounded_and_skips_large_annotations() -> None:
     verifier = records.Verifier(max_annotations=3, max_annotation_chars=2000)
-    envelope = records.sign(_claim(), private_key("alice"))
+    envelope = records.sign(_claim(), signer("alice"))
     for index in range(8):
         value = records.dump_annotation([_edit_payload(envelope, nonce=f"x{index}")])
         assert len(value) < 2000
@@ -247,7 +247,7 @@ def test_a_verifier_with_no_entries_caches_nothing() -> None:
 
 def test_the_verifier_agrees_with_signed_by_on_hint_cases() -> None:
     """The same answers as the reference :func:`records.signed_by` (test_records.py)."""
-    envelope = records.sign(_claim(), private_key("alice"))
+    envelope = records.sign(_claim(), signer("alice"))
     cases = [
         [_key("alice")],
         [_key("bob"), _key("alice")],

@@ -1,0 +1,100 @@
+"""Signers: what ``approvalgate approve --key REF`` signs with, found by the REF's scheme.
+
+A signer is securesystemslib's :class:`~securesystemslib.signer.Signer` (``sign(payload)``
+and ``public_key``), so any signer securesystemslib has (key files, PKCS#11 HSMs, cloud
+KMSs) fits once a kind for it is registered. A *signer kind* turns the part of REF after
+``SCHEME:`` into a signer; REF without a registered scheme is a key file path.
+
+The core does no I/O: a kind gets the caller's ``read`` function for files the user named.
+Kinds that need network or process I/O (HSM, KMS, ssh-agent) are registered from outside
+the core, importing their libraries when they load a signer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import PurePath
+from typing import Final
+
+from cryptography.hazmat.primitives import serialization
+from securesystemslib.signer import CryptoSigner, Signer, SSlibKey
+
+from approvalgate.approvals.errors import RecordError
+from approvalgate.approvals.keys.types import ED25519, accepted_names, key_type_named, key_type_of
+
+Read = Callable[[str], bytes]
+"""Reads a file the user named (the caller's I/O and error messages)."""
+
+
+@dataclass(frozen=True)
+class SignerKind:
+    """One way to name a signer: ``SCHEME:LOCATION``."""
+
+    scheme: str
+    description: str
+    load: Callable[[str, Read], Signer]
+    """``(LOCATION, read) -> Signer``; raises an ApprovalgateError the user can act on."""
+
+
+def signer_from_pem(pem: bytes, source: str = "key") -> CryptoSigner:
+    """A signer for an unencrypted PEM (PKCS#8) private key of an accepted type."""
+    try:
+        private = serialization.load_pem_private_key(pem, password=None)
+    except (ValueError, TypeError) as exc:
+        raise RecordError(
+            f"{source} is not an unencrypted PEM private key: {exc}",
+            advice="create one with `approvalgate keygen NAME`",
+        ) from exc
+    try:
+        public = SSlibKey.from_crypto(private.public_key())
+    except ValueError:
+        public = None
+    if public is None or key_type_of(public) is None:
+        names = accepted_names()
+        raise RecordError(f"{source} is not an {names} key", advice=f"approval keys are {names}")
+    return CryptoSigner(private, public)
+
+
+def _load_file(path: str, read: Read) -> Signer:
+    # named as the CLI's Path names it (``./alice.key`` is ``alice.key``); no file access
+    return signer_from_pem(read(path), str(PurePath(path)))
+
+
+FILE: Final = SignerKind(
+    scheme="file",
+    description="a PEM private key file (`approvalgate keygen`); also a bare path",
+    load=_load_file,
+)
+
+_KINDS: dict[str, SignerKind] = {FILE.scheme: FILE}
+
+
+def register_signer_kind(kind: SignerKind) -> None:
+    """Resolve ``kind.scheme:...`` to ``kind`` from now on."""
+    _KINDS[kind.scheme] = kind
+
+
+def unregister_signer_kind(kind: SignerKind) -> None:
+    """Forget ``kind`` (tests put the registry back as they found it); the file kind stays."""
+    if kind.scheme != FILE.scheme:
+        _KINDS.pop(kind.scheme, None)
+
+
+def signer_kinds() -> tuple[SignerKind, ...]:
+    """The registered kinds, file first."""
+    return tuple(_KINDS.values())
+
+
+def load_signer(ref: str, read: Read) -> Signer:
+    """The signer ``ref`` names: ``SCHEME:LOCATION`` of a registered kind, else a key file."""
+    scheme, colon, location = ref.partition(":")
+    kind = _KINDS.get(scheme) if colon else None
+    if kind is None:
+        return FILE.load(ref, read)
+    return kind.load(location, read)
+
+
+def generate(type_name: str = ED25519.name) -> CryptoSigner:
+    """A new key pair of an accepted type, as a signer (its ``private_bytes`` is the PEM)."""
+    return key_type_named(type_name).generate()
