@@ -79,7 +79,7 @@ def delta(
 
 
 def manifests(gate: Gate, namespace: str, count: int, approve: bool) -> str:
-    keys = {
+    signers = {
         name: keys.signer_from_pem((gate.keys / f"{name}.key").read_bytes())
         for name in ("alice", "bob")
     }
@@ -106,9 +106,9 @@ def manifests(gate: Gate, namespace: str, count: int, approve: bool) -> str:
                         expires_at=now + timedelta(hours=1),
                         nonce=records.new_nonce(),
                     ),
-                    key,
+                    signer,
                 )
-                for name, key in keys.items()
+                for name, signer in signers.items()
             ]
             meta["annotations"] = {records.ANNOTATION: records.dump_annotation(envelopes)}
         docs.append(

@@ -5,6 +5,8 @@
   :func:`load_bundle` / :func:`parse_bundle_text` load one for decide().
 - :mod:`approvals.records` signs and parses approval records (DSSE + in-toto);
   :func:`spec_digest` is what they bind to.
+- :mod:`approvals.keys` is the one room for key types, signers (by reference scheme),
+  key generation, public keys, and the one signature check the bundle's verifier uses.
 
 Names are imported on first use (PEP 562), so importing one submodule, e.g. for
 ``approvalgate check``, does not load the signature stack.
