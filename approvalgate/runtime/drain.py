@@ -1,6 +1,6 @@
 """Stopping a serving process cleanly: SIGTERM/SIGINT, work in flight, a vanished supervisor.
 
-A process :func:`serve`\\ s one :class:`Service` until :func:`stop_on_signals`' event is set
+:func:`serve` runs one :class:`Service` until the event of :func:`stop_on_signals` is set
 (SIGTERM from the kubelet, Ctrl-C, or the supervisor forwarding either), logs ``draining``
 and calls :meth:`Service.stop`, whose order is the service's own; the usual one is: stop
 taking new work (close the listener, stop the watches), wait for the work in flight
