@@ -32,7 +32,9 @@ from aiohttp import web
 from approvalgate.approvals import records
 from approvalgate.approvals.bundle import Bundle
 from approvalgate.approvals.decide import GENERIC_ERROR, Decision, decide
-from approvalgate.webhook.logs import fields, get_logger
+from approvalgate.runtime.drain import InFlight
+from approvalgate.runtime.logs import fields
+from approvalgate.webhook.logs import get_logger
 from approvalgate.webhook.metrics import Metrics
 from approvalgate.webhook.review import (
     MalformedReview,
@@ -81,19 +83,16 @@ class Admission:
         self.read_timeout = read_timeout
         self.max_depth = max_depth
         self.clock = clock
-        self.draining = False
+        # admission requests being read or answered; ``draining`` once the server stops
+        self.in_flight = InFlight()
         # told when a request begins and when it is answered (the listener's Listener.touch)
         self.touch: Callable[[asyncio.Transport | None], None] | None = None
-        self._active = 0
-        self._idle = asyncio.Event()
-        self._idle.set()
 
     async def validate(self, request: web.Request) -> web.Response:
         start = time.perf_counter()
         if self.touch is not None:
             self.touch(request.transport)
-        self._active += 1
-        self._idle.clear()
+        self.in_flight.begin()
         self.metrics.in_flight.inc()
         try:
             try:
@@ -104,10 +103,8 @@ class Admission:
                 response = self._answer(review, start)
         finally:
             self.metrics.in_flight.dec()
-            self._active -= 1
-            if self._active == 0:
-                self._idle.set()
-        if self.draining:
+            self.in_flight.end()
+        if self.in_flight.draining:
             response.force_close()  # tell keep-alive clients to go elsewhere
         if self.touch is not None:
             self.touch(request.transport)
@@ -120,13 +117,7 @@ class Admission:
         own shutdown stops reading from every connection at once, which would strand a request
         whose body is still arriving.
         """
-        self.draining = True
-        try:
-            async with asyncio.timeout(timeout):
-                await self._idle.wait()
-        except TimeoutError:
-            return False
-        return True
+        return await self.in_flight.drain(timeout)
 
     async def healthz(self, _: web.Request) -> web.Response:
         return web.Response(text="ok\n")
@@ -141,7 +132,7 @@ class Admission:
             problems.append("the bundle holds no approver keys")
         if self.certificate is not None and not self.certificate.loaded:
             problems.append("no TLS certificate loaded")
-        if self.draining:
+        if self.in_flight.draining:
             problems.append("shutting down")
         if problems:
             return web.Response(status=503, text="not ready: " + "; ".join(problems) + "\n")

@@ -46,7 +46,8 @@ import ssl
 from collections.abc import Callable
 from typing import Any
 
-from approvalgate.webhook.logs import fields, get_logger
+from approvalgate.runtime.logs import fields
+from approvalgate.webhook.logs import get_logger
 from approvalgate.webhook.metrics import Metrics
 
 DEFAULT_MAX_CONNECTIONS = 256

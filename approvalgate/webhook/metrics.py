@@ -1,13 +1,11 @@
-"""Prometheus metrics of the webhook, served on their own plain-HTTP port.
+"""The webhook's Prometheus metrics: their names, labels and how processes combine them.
 
-One worker (the default): each :class:`Metrics` lives in its own ``CollectorRegistry`` and
-the worker serves it (:func:`metrics_app`). Several workers (``--workers N``): a scrape must
-see the sum over all processes, not whichever worker the kernel picked, so the workers run
-in prometheus_client's multiprocess mode (``PROMETHEUS_MULTIPROC_DIR`` set by the
-supervisor before it starts them) and only the supervisor serves the metrics port, reading
-every worker's files with :func:`multiprocess_registry`. The gauges say how to combine
-processes (``multiprocess_mode``): in-flight requests add up, the other gauges take the
-live maximum (minimum for the certificate's expiry).
+Served on their own plain-HTTP port by :mod:`runtime.metrics_server`: one worker (the
+default) serves its own registry; with ``--workers N`` the workers write prometheus_client's
+multiprocess files and only the supervisor serves the port, summing every worker. The gauges
+say how to combine processes (``multiprocess_mode``): in-flight requests and open
+connections add up, the other gauges take the live maximum (minimum for the certificate's
+expiry).
 
 ``approvalgate_admission_requests_total`` counts each answered review once; ``policy`` is the
 comma-joined list of the policies that decided it (empty when none matched), so the sum
@@ -17,19 +15,9 @@ over labels is the number of requests.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from aiohttp import web
-from prometheus_client import (
-    CONTENT_TYPE_LATEST,
-    CollectorRegistry,
-    Counter,
-    Gauge,
-    Histogram,
-    multiprocess,
-)
-from prometheus_client import generate_latest as _generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from approvalgate.approvals.decide import Decision
 
@@ -173,31 +161,3 @@ class Metrics:
             self.bundle_generation.remove(previous)
         self.bundle_generation.labels(generation).set(1)
         self.bundle_loaded.set(loaded_at)
-
-
-def generate_latest(registry: CollectorRegistry) -> bytes:
-    return _generate_latest(registry)
-
-
-def multiprocess_registry(path: Path) -> CollectorRegistry:
-    """A registry that reads the files every worker writes in ``path``."""
-    registry = CollectorRegistry()
-    multiprocess.MultiProcessCollector(registry, path=str(path))  # type: ignore[no-untyped-call]
-    return registry
-
-
-def mark_process_dead(pid: int, path: Path) -> None:
-    """Forget a dead worker's live gauges (in-flight, generation...) in multiprocess mode."""
-    multiprocess.mark_process_dead(pid, str(path))  # type: ignore[no-untyped-call]
-
-
-def metrics_app(registry: CollectorRegistry) -> web.Application:
-    """A plain-HTTP app serving ``GET /metrics`` from ``registry``."""
-
-    async def handle(_: web.Request) -> web.Response:
-        body = generate_latest(registry)
-        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
-
-    app = web.Application()
-    app.router.add_get("/metrics", handle)
-    return app

@@ -10,10 +10,14 @@ connections (``AppRunner.cleanup``) and the process exits 0.
 (``python -m approvalgate.webhook.server CONFIG_JSON``: fresh interpreters, nothing forked
 from a running event loop); each binds the same port with ``SO_REUSEPORT`` and the kernel
 spreads new connections over them. The supervisor serves the metrics port from the workers'
-prometheus_client multiprocess files (see :mod:`webhook.metrics`), restarts a worker that
+prometheus_client multiprocess files (see :mod:`runtime.metrics_server`), restarts a worker that
 dies after it started, gives up when one fails at start-up (port taken, bad certificate),
 and forwards SIGTERM/SIGINT to every worker and waits for their drain. Workers whose
 supervisor disappears stop by themselves.
+
+Signals, the wait for work in flight, the metrics port and the log lines are
+:mod:`runtime`'s (shared with every long-running process); the order of the drain, the
+listener and the worker pool are the webhook's.
 """
 
 from __future__ import annotations
@@ -25,13 +29,22 @@ import signal
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
 from aiohttp import web
 
 from approvalgate.approvals.errors import ApprovalgateError
+from approvalgate.runtime import drain
+from approvalgate.runtime.logs import fields
+from approvalgate.runtime.metrics_server import (
+    MULTIPROC_ENV,
+    MetricsServer,
+    mark_process_dead,
+    multiprocess_registry,
+)
+from approvalgate.runtime.ports import listen
 from approvalgate.webhook import logs
 from approvalgate.webhook.app import ADMISSION, create_app
 from approvalgate.webhook.config import ServeConfig
@@ -41,16 +54,10 @@ from approvalgate.webhook.listener import (
     connection_limit,
     raise_fd_limit,
 )
-from approvalgate.webhook.metrics import (
-    Metrics,
-    mark_process_dead,
-    metrics_app,
-    multiprocess_registry,
-)
+from approvalgate.webhook.metrics import Metrics
 from approvalgate.webhook.state import BundleState
 from approvalgate.webhook.tls import CertificateState
 
-MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 STARTUP_WINDOW = 5.0  # a worker that dies this soon after starting will not do better again
 RESTART_DELAY = 1.0
 # after a 408/413, how long the rest of an unread body is drained before closing (aiohttp's
@@ -60,10 +67,6 @@ LINGERING_TIME = 2.0
 FINAL_WAIT = 2.0
 
 log = logs.get_logger("server")
-
-
-class ListenError(ApprovalgateError):
-    """The port cannot be bound."""
 
 
 class Worker:
@@ -94,7 +97,7 @@ class Worker:
         )
         self.runner: web.AppRunner | None = None
         self.listener: Listener | None = None
-        self.metrics_runner: web.AppRunner | None = None
+        self.metrics_server: MetricsServer | None = None
         self.port = 0
         self.metrics_port = 0
         self._tasks: list[asyncio.Task[None]] = []
@@ -108,7 +111,7 @@ class Worker:
         if max_connections < self.config.max_connections:
             log.warning(
                 "connection limit lowered to fit the file descriptor limit",
-                extra=logs.fields(
+                extra=fields(
                     max_connections=max_connections,
                     requested=self.config.max_connections,
                     nofile=fd_limit,
@@ -133,7 +136,7 @@ class Worker:
             handshake_timeout=min(HANDSHAKE_TIMEOUT, self.config.idle_timeout),
             metrics=self.metrics,
         )
-        await _listen(
+        await listen(
             listener.start(
                 self.config.host, self.config.port, reuse_port=self.reuse_port, backlog=1024
             ),
@@ -144,15 +147,9 @@ class Worker:
         self.app[ADMISSION].touch = listener.touch
         self.port = listener.port
         if self.serve_metrics:
-            self.metrics_runner = web.AppRunner(
-                metrics_app(self.metrics.registry), handle_signals=False, access_log=None
-            )
-            await self.metrics_runner.setup()
-            metrics_site = web.TCPSite(
-                self.metrics_runner, self.config.host, self.config.metrics_port
-            )
-            await _listen(metrics_site.start(), self.config.host, self.config.metrics_port)
-            self.metrics_port = _bound_port(self.metrics_runner)
+            self.metrics_server = MetricsServer(self.metrics.registry)
+            await self.metrics_server.start(self.config.host, self.config.metrics_port)
+            self.metrics_port = self.metrics_server.port
         interval = self.config.reload_interval
         self._tasks = [
             asyncio.create_task(self.state.watch(interval)),
@@ -160,7 +157,7 @@ class Worker:
         ]
         log.info(
             "serving",
-            extra=logs.fields(
+            extra=fields(
                 host=self.config.host,
                 port=self.port,
                 metrics_port=self.metrics_port or None,
@@ -173,7 +170,7 @@ class Worker:
     async def stop(self) -> None:
         """Stop accepting, finish requests in flight (up to the grace period), release all."""
         admission = self.app[ADMISSION]
-        admission.draining = True
+        admission.in_flight.draining = True
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -187,90 +184,43 @@ class Worker:
             drained = await admission.drain(self.config.grace_period)
             await self.runner.cleanup()  # closes idle connections, then waits FINAL_WAIT
             self.runner = None
-        if self.metrics_runner is not None:
-            await self.metrics_runner.cleanup()
-            self.metrics_runner = None
+        if self.metrics_server is not None:
+            await self.metrics_server.stop()
+            self.metrics_server = None
         log.info(
             "stopped",
-            extra=logs.fields(
-                drain_ms=round((time.perf_counter() - started) * 1000), drained=drained
-            ),
+            extra=fields(drain_ms=round((time.perf_counter() - started) * 1000), drained=drained),
         )
-
-
-async def _listen(start: Awaitable[None], host: str, port: int) -> None:
-    """Await ``start`` (a listener binding ``host:port``); a bind failure is a ListenError."""
-    try:
-        await start
-    except OSError as exc:
-        raise ListenError(
-            f"cannot listen on {host}:{port}: {exc.strerror or exc}",
-            advice="pick another --port/--metrics-port or stop what uses it",
-        ) from None
-
-
-def _bound_port(runner: web.AppRunner) -> int:
-    address = runner.addresses[0]
-    return int(address[1])
 
 
 async def run_worker(config: ServeConfig, *, supervised: bool = False) -> int:
     """Serve until SIGTERM/SIGINT (or the supervisor's death), then drain; 0 on a clean stop."""
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
+    stop = drain.stop_on_signals()
     worker = Worker(
         config,
         serve_metrics=not supervised,
         reuse_port=config.workers > 1,
     )
-    try:
-        await worker.start()
-    except BaseException:
-        await worker.stop()
-        raise
-    watchdog = asyncio.create_task(_orphan_watch(stop)) if supervised else None
-    await stop.wait()
-    log.info("draining", extra=logs.fields(grace_period=config.grace_period))
-    if watchdog is not None:
-        watchdog.cancel()
-    await worker.stop()
-    return 0
-
-
-async def _orphan_watch(stop: asyncio.Event) -> None:
-    parent = os.getppid()
-    while os.getppid() == parent:
-        await asyncio.sleep(1.0)
-    log.warning("supervisor is gone; stopping")
-    stop.set()
+    return await drain.serve(
+        worker, stop, log=log, grace_period=config.grace_period, orphan_check=supervised
+    )
 
 
 async def supervise(config: ServeConfig) -> int:
     """Start ``config.workers`` worker processes on one port and look after them."""
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
+    stop = drain.stop_on_signals()
     with tempfile.TemporaryDirectory(prefix="approvalgate-metrics-") as multiproc_dir:
         pool = _WorkerPool(config, Path(multiproc_dir))
-        metrics_runner = None
+        metrics_server = None
         try:
             if config.metrics_port:
-                metrics_runner = web.AppRunner(
-                    metrics_app(multiprocess_registry(Path(multiproc_dir))),
-                    handle_signals=False,
-                    access_log=None,
-                )
-                await metrics_runner.setup()
-                site = web.TCPSite(metrics_runner, config.host, config.metrics_port)
-                await _listen(site.start(), config.host, config.metrics_port)
+                metrics_server = MetricsServer(multiprocess_registry(Path(multiproc_dir)))
+                await metrics_server.start(config.host, config.metrics_port)
             return await pool.run(stop)
         finally:
             await pool.terminate()
-            if metrics_runner is not None:
-                await metrics_runner.cleanup()
+            if metrics_server is not None:
+                await metrics_server.stop()
 
 
 class _WorkerPool:
@@ -293,7 +243,7 @@ class _WorkerPool:
         )
         self.procs[slot] = proc
         self.started[slot] = time.monotonic()
-        log.info("worker started", extra=logs.fields(worker=slot, worker_pid=proc.pid))
+        log.info("worker started", extra=fields(worker=slot, worker_pid=proc.pid))
 
     async def run(self, stop: asyncio.Event) -> int:
         for slot in range(self.config.workers):
@@ -310,7 +260,7 @@ class _WorkerPool:
                 for task in waits:
                     task.cancel()
                 if stopping in done:
-                    log.info("stopping workers", extra=logs.fields(workers=len(self.procs)))
+                    log.info("stopping workers", extra=fields(workers=len(self.procs)))
                     return await self.terminate()
                 for task in done:
                     slot = waits[task]
@@ -326,10 +276,10 @@ class _WorkerPool:
         lived = time.monotonic() - self.started[slot]
         log.error(
             "worker exited",
-            extra=logs.fields(worker=slot, worker_pid=proc.pid, code=proc.returncode),
+            extra=fields(worker=slot, worker_pid=proc.pid, code=proc.returncode),
         )
         if lived < STARTUP_WINDOW:
-            log.error("worker failed at start-up; giving up", extra=logs.fields(worker=slot))
+            log.error("worker failed at start-up; giving up", extra=fields(worker=slot))
             return False
         await asyncio.sleep(RESTART_DELAY)
         await self.spawn(slot)
@@ -367,7 +317,7 @@ def _worker_main(argv: list[str]) -> int:
     try:
         return asyncio.run(run_worker(config, supervised=True))
     except ApprovalgateError as exc:
-        logs.get_logger("server").error("cannot start", extra=logs.fields(error=exc.render()))
+        logs.get_logger("server").error("cannot start", extra=fields(error=exc.render()))
         return 1
 
 

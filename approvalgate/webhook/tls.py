@@ -15,11 +15,14 @@ not yet) would break every handshake until the key arrives. Here a mismatched pa
 fails to load, is logged and counted, and the previous pair keeps serving until the next
 poll sees the matching key. The files are hashed before and after loading so that a pair
 changing while it is read is retried on the next poll instead of being recorded as loaded.
+
+Noticing changes (stat marks, digests, the poll loop) is :mod:`runtime.filewatch`'s; the pair
+is not a :class:`runtime.filewatch.WatchedFile` because it is two files that must match and
+OpenSSL loads them from their paths, not from the bytes we read.
 """
 
 from __future__ import annotations
 
-import asyncio
 import ssl
 import time
 from pathlib import Path
@@ -28,8 +31,9 @@ from typing import Any
 from cryptography import x509
 
 from approvalgate.approvals.errors import ApprovalgateError
-from approvalgate.webhook import files
-from approvalgate.webhook.logs import fields, get_logger
+from approvalgate.runtime import filewatch
+from approvalgate.runtime.logs import fields
+from approvalgate.webhook.logs import get_logger
 from approvalgate.webhook.metrics import Metrics
 
 log = get_logger("tls")
@@ -60,7 +64,7 @@ class CertificateState:
         self.loaded_at: float | None = None
         self.loads = 0
         self.failures = 0
-        self._marks: tuple[files.StatMark | None, files.StatMark | None] | None = None
+        self._marks: tuple[filewatch.StatMark | None, filewatch.StatMark | None] | None = None
         self._digest = ""
         self._failed_digest = ""
 
@@ -79,7 +83,7 @@ class CertificateState:
         Raises :class:`CertificateError` when nothing was ever loaded and the pair cannot be
         (at start-up: a server without a certificate cannot serve anything).
         """
-        marks = (files.stat_mark(self.cert_path), files.stat_mark(self.key_path))
+        marks = (filewatch.stat_mark(self.cert_path), filewatch.stat_mark(self.key_path))
         if marks == self._marks:
             return False
         try:
@@ -104,28 +108,30 @@ class CertificateState:
         return True
 
     async def watch(self, interval: float) -> None:
-        while True:
-            await asyncio.sleep(interval)
-            try:
-                self.load()
-            except Exception:
-                log.exception("certificate poll failed", extra=fields(cert=str(self.cert_path)))
+        """Poll forever (until cancelled); an error in one poll never stops the next."""
+        await filewatch.poll(
+            interval,
+            self.load,
+            log=log,
+            message="certificate poll failed",
+            context={"cert": str(self.cert_path)},
+        )
 
     def _build(self) -> tuple[ssl.SSLContext, str, x509.Certificate] | None:
         """A context for the pair on disk; None when its content is the one in force."""
         cert_pem, key_pem = self.cert_path.read_bytes(), self.key_path.read_bytes()
-        before = files.digest(cert_pem, key_pem)
+        before = filewatch.digest(cert_pem, key_pem)
         if before == self._digest:
             return None
         context = server_context()
         context.load_cert_chain(self.cert_path, self.key_path, password=_no_password)
-        if files.digest(self.cert_path.read_bytes(), self.key_path.read_bytes()) != before:
+        if filewatch.digest(self.cert_path.read_bytes(), self.key_path.read_bytes()) != before:
             raise _Changed
         return context, before, x509.load_pem_x509_certificates(cert_pem)[0]
 
     def _failed(self, detail: str) -> None:
         try:
-            digest = files.digest(self.cert_path.read_bytes(), self.key_path.read_bytes())
+            digest = filewatch.digest(self.cert_path.read_bytes(), self.key_path.read_bytes())
         except OSError:
             digest = "unreadable"
         if digest == self._failed_digest:

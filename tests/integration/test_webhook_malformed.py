@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 
 from approvalgate.approvals.decide import GENERIC_ERROR
+from approvalgate.runtime.metrics_server import generate_latest
 from approvalgate.webhook.app import DEFAULT_MAX_BODY_BYTES
-from approvalgate.webhook.metrics import generate_latest
 from approvalgate.webhook.strictjson import DEFAULT_MAX_DEPTH
 from tests.integration.harness import (
     V1,

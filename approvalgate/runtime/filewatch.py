@@ -1,0 +1,213 @@
+"""Mounted files polled for changes and reloaded, the last good content kept when a new one
+is broken.
+
+Noticing a change the way Kubernetes makes them: a ConfigMap or Secret volume holds
+``..data -> ..2026_11_21_10_00_00.123`` and ``bundle.json -> ..data/bundle.json``; an update
+writes a new timestamped folder and swaps the ``..data`` symlink atomically. The file's own
+path never changes, but what it resolves to does, so a cheap :func:`stat_mark` (resolved
+path, device, inode, size, mtime, ctime) is compared every poll and only a changed mark
+makes us read and hash the content (:func:`digest`). A content hash that did not change (a
+touch, a re-mount) is not a reload.
+
+:class:`WatchedFile` is one such file parsed into a value: a new content that cannot be
+parsed (or a file that is gone) keeps the value in force, is logged once per distinct
+content and counted; a file that is back to the content in force is logged, not reloaded.
+Parsing a changed file in :meth:`WatchedFile.refresh` runs in a thread so that the event
+loop keeps serving with the previous value meanwhile. What the value means, and what its
+absence means (``unloaded``), is the owner's: the messages are built from its words.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import inspect
+import logging
+import os
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+
+from approvalgate.approvals.errors import ApprovalgateError
+from approvalgate.runtime.logs import fields
+
+T = TypeVar("T")
+StatMark = tuple[str, int, int, int, int, int]
+
+
+def stat_mark(path: Path) -> StatMark | None:
+    """What must change when the file's content can have changed; None when unreadable."""
+    try:
+        real = os.path.realpath(path)
+        st = os.stat(real)
+    except OSError:
+        return None
+    return (real, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def digest(*contents: bytes) -> str:
+    h = hashlib.sha256()
+    for content in contents:
+        h.update(len(content).to_bytes(8, "big"))
+        h.update(content)
+    return h.hexdigest()
+
+
+async def poll(
+    interval: float,
+    step: Callable[[], object],
+    *,
+    log: logging.Logger,
+    message: str,
+    context: Mapping[str, Any],
+) -> None:
+    """Call ``step`` (awaited if it returns an awaitable) every ``interval`` seconds, forever
+    (until cancelled); an error in one step is logged with ``message`` and never stops the
+    next."""
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            result = step()
+            if inspect.isawaitable(result):
+                await result
+        except Exception:
+            log.exception(message, extra=fields(**context))
+
+
+class WatchedFile(Generic[T]):
+    """The file ``path`` parsed by ``parse(content, source)``, reloaded when its content
+    changes; :attr:`value` is the last good one (None until one was loaded).
+
+    ``what`` names the value in messages ("bundle"); ``unloaded`` says what having none means
+    ("every request is denied"); ``context(value)`` adds the fields naming the value in force
+    to every failure line; ``on_switch(previous, value)`` runs after a new value is in force
+    (metrics, the "loaded" line: the owner knows what to say about it); ``on_failure()``
+    after each failure counted (a metric).
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        parse: Callable[[bytes, str], T],
+        *,
+        log: logging.Logger,
+        what: str,
+        unloaded: str,
+        context: Callable[[T | None], Mapping[str, Any]] = lambda _: {},
+        on_switch: Callable[[T | None, T], None] | None = None,
+        on_failure: Callable[[], None] | None = None,
+    ) -> None:
+        self.path = path
+        self.parse = parse
+        self.log = log
+        self.context = context
+        self.on_switch = on_switch
+        self.on_failure = on_failure
+        self.value: T | None = None
+        self.loaded_at: float | None = None
+        self.loads = 0
+        self.failures = 0
+        self._mark: StatMark | None = None
+        self._digest = ""  # content last read, good or bad
+        self._good_digest = ""  # content of the value in force
+        self._missing_logged = False
+        self._good_again = f"{what} file is good again"
+        self._none_yet = f"no {what} loaded: {unloaded} until the file can be read"
+        self._gone = f"{what} file is gone or unreadable; keeping the last good {what}"
+        self._broken_kept = f"{what} file cannot be loaded; keeping the last good {what}"
+        self._broken_none = f"{what} file cannot be loaded; {unloaded}"
+        self._poll_failed = f"{what} poll failed"
+
+    def load(self) -> bool:
+        """Check the file now and load it if it changed (blocking; for start-up)."""
+        changed = self._changed_content()
+        if changed is None:
+            return False
+        try:
+            value = self.parse(changed[0], str(self.path))
+        except Exception as exc:
+            self._failed(exc)
+            return False
+        self._switch(value, changed[1])
+        return True
+
+    async def refresh(self) -> bool:
+        """Like :meth:`load`, parsing in a thread; True when a new value is in force."""
+        changed = self._changed_content()
+        if changed is None:
+            return False
+        try:
+            value = await asyncio.to_thread(self.parse, changed[0], str(self.path))
+        except Exception as exc:
+            self._failed(exc)
+            return False
+        self._switch(value, changed[1])
+        return True
+
+    async def watch(self, interval: float) -> None:
+        """Poll forever (until cancelled); an error in one poll never stops the next."""
+        await poll(
+            interval,
+            self.refresh,
+            log=self.log,
+            message=self._poll_failed,
+            context={"path": str(self.path)},
+        )
+
+    def _changed_content(self) -> tuple[bytes, str] | None:
+        """The file's content and digest when it differs from what was last read."""
+        mark = stat_mark(self.path)
+        if mark is None:
+            self._missing()
+            return None
+        if mark == self._mark:
+            return None
+        try:
+            content = self.path.read_bytes()
+        except OSError:
+            self._missing()
+            return None
+        self._mark = mark
+        self._missing_logged = False
+        content_digest = digest(content)
+        if content_digest == self._digest:
+            return None
+        self._digest = content_digest
+        if content_digest == self._good_digest:  # back to the value in force after a broken file
+            self.log.info(self._good_again, extra=fields(path=str(self.path)))
+            return None
+        return content, content_digest
+
+    def _missing(self) -> None:
+        self._mark = None
+        if self._missing_logged:
+            return
+        self._missing_logged = True
+        if self.value is None:
+            self.log.error(self._none_yet, extra=fields(path=str(self.path)))
+            return
+        self._count()
+        self.log.error(self._gone, extra=fields(path=str(self.path), **self.context(self.value)))
+
+    def _failed(self, exc: Exception) -> None:
+        self._count()
+        error = exc.render() if isinstance(exc, ApprovalgateError) else f"{type(exc).__name__}"
+        self.log.error(
+            self._broken_kept if self.value is not None else self._broken_none,
+            extra=fields(path=str(self.path), error=error, **self.context(self.value)),
+        )
+
+    def _count(self) -> None:
+        self.failures += 1
+        if self.on_failure is not None:
+            self.on_failure()
+
+    def _switch(self, value: T, content_digest: str) -> None:
+        previous = self.value
+        self.value = value
+        self._good_digest = content_digest
+        self.loaded_at = time.time()
+        self.loads += 1
+        if self.on_switch is not None:
+            self.on_switch(previous, value)
