@@ -14,7 +14,7 @@ same dumper, cached. Anything outside that shape (a key PyYAML would write as a 
 ``? key``, a string it would fold, a literal block kept with ``|+``, a shared sub-object
 it would anchor, a type other than dict/list/str/int/float/bool/None) makes :func:`dump`
 fall back to PyYAML for the whole document, so the bytes are PyYAML's either way
-(tests/unit/test_canonical.py compares both on generated documents).
+(tests/bench/test_canonical_fast.py compares both on generated documents).
 """
 
 from __future__ import annotations
