@@ -16,8 +16,12 @@ import tempfile
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from approvalgate import __version__
+
+if TYPE_CHECKING:
+    from types import ModuleType
 
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE, EXIT_CRASH, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
@@ -60,7 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _command_module(module: str):  # type: ignore[no-untyped-def]
+def _command_module(module: str) -> ModuleType:
+    """A command's module: ``add_arguments(parser)`` and ``run(args) -> int``."""
     return importlib.import_module(f"approvalgate.commands.{module}")
 
 

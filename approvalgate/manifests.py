@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from approvalgate.approvals import records
 from approvalgate.approvals.digest import spec_digest
@@ -21,6 +21,9 @@ from approvalgate.approvals.errors import (
 from approvalgate.approvals.structural import check_against_crd, load_agentrun_crd
 from approvalgate.compiler.sources import SourceDocument, load_text, read_text
 from approvalgate.editing import set_annotation
+
+if TYPE_CHECKING:
+    from approvalgate.approvals.admission import Operation
 
 AGENTRUN_API_GROUP = "agents.proompteng.ai"
 
@@ -180,7 +183,7 @@ def ttl_cap(policy_paths: Sequence[Path], runs: Sequence[Run], decision: str) ->
 
 def request_for(
     run: Run,
-    operation: str = "CREATE",
+    operation: Operation = "CREATE",
     username: str = "",
     groups: Sequence[str] = (),
     old: Run | None = None,
@@ -193,7 +196,7 @@ def request_for(
             run.obj,
             operation=operation,
             username=username,
-            groups=groups,  # type: ignore[arg-type]
+            groups=groups,
             old=old.obj if old else None,
             namespace=run.namespace,
         )

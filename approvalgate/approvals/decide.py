@@ -3,7 +3,8 @@
 Pure and total: the same request, bundle and ``now`` always give the same decision, and
 any internal error becomes a denial with a generic message (the detail is kept in
 :attr:`Decision.internal_error` for the caller to log). The rules are those of
-docs/design.md ("decide(): the rules"); each is named where it is applied.
+docs/design.md ("decide(): the rules as implemented"), numbered as there (in the order
+they apply); each is named where it is applied.
 """
 
 from __future__ import annotations
@@ -123,11 +124,12 @@ def _decide(request: Mapping[str, Any], bundle: Bundle, now: datetime) -> Decisi
     namespace = request.get("namespace") or metadata.get("namespace") or ""
     if not isinstance(namespace, str) or not namespace:
         return _deny("malformed", "the request names no namespace")
+    # Rule 2: namespaces the bundle does not enforce pass without looking.
     if not bundle.enforces(namespace):
         return _allow("namespace-not-enforced")
 
-    # Rule 7 first: controllers must be able to update (and finalize) any stored run,
-    # even one whose spec could never be approved.
+    # Rule 3, before any digest or policy: controllers must be able to update (and
+    # finalize) any stored run, even one whose spec could never be approved.
     if operation == "UPDATE":
         verdict = _update_shortcut(request, obj, bundle)
         if verdict is not None:
@@ -144,7 +146,7 @@ def _decide(request: Mapping[str, Any], bundle: Bundle, now: datetime) -> Decisi
 
     run = _Run.of(request, obj, metadata, namespace, digest, bundle)
     policies = [p for p in bundle.candidate_policies(namespace, run.agent) if _matches(p, run)]
-    if not policies:  # Rule 2: no silent holes.
+    if not policies:  # Rule 4: no silent holes (noMatch, default deny).
         if bundle.no_match == "allow":
             return _allow("no-policy", digest=digest, subject=run.subject)
         return _deny(
@@ -294,7 +296,7 @@ def _update_shortcut(
 
 
 def _matches(policy: Policy, run: _Run) -> bool:
-    """Rule 2: namespace (indexed), agents, labels, then any subject."""
+    """Rule 4: namespace (indexed), agents, labels, then any subject."""
     if policy.agents and run.agent not in policy.agents:
         return False
     labels = policy.match_labels
@@ -330,6 +332,7 @@ class _Check(NamedTuple):
 
 
 def _check_record(record: records.ParsedRecord, run: _Run, bundle: Bundle, now: datetime) -> _Check:
+    """Rule 5, the checks that do not depend on the policy (the rest: :func:`_judge`)."""
     claim = record.claim
     approver = bundle.approvers.get(claim.approver)
     if approver is None:
@@ -389,7 +392,7 @@ def _short_subject(subject: str) -> str:
 
 
 def _effective(policy: Policy, bundle_level: str) -> str:
-    """Rule 8: the environment caps a policy's enforcement (the weaker one wins)."""
+    """Rule 7: the environment caps a policy's enforcement (the weaker one wins)."""
     return min(policy.enforcement, bundle_level, key=ENFORCEMENT_LEVELS.index)
 
 
@@ -401,9 +404,9 @@ def _evaluate(
     bundle: Bundle,
 ) -> PolicyResult:
     level = _effective(policy, bundle.enforcement)
-    if level == "off":
+    if level == "off":  # Rule 5: a policy switched off passes
         return PolicyResult(policy.ref, "allow", "enforcement-off", f"policy {policy.ref}: off")
-    # Rule 6: trusted submitters (e.g. the submission API) pass without records, audited.
+    # Rule 5: trusted submitters (e.g. the submission API) pass without records, audited.
     if run.username in policy.trusted_users or run.groups & policy.trusted_groups:
         return PolicyResult(
             policy.ref,
@@ -423,7 +426,7 @@ def _evaluate(
         if claim.decision == "bypass":
             bypass = bypass or check.record
             continue
-        # Rule 3: one vote per distinct approver, their latest record counts (reject on ties).
+        # Rule 6: one vote per distinct approver, their latest record counts (reject on ties).
         current = latest.get(claim.approver)
         candidate = (claim.issued_at, claim.decision, check.record)
         if current is None or (candidate[0], candidate[1] == "reject") > (
@@ -447,7 +450,7 @@ def _evaluate(
         f"approvals (approvers: {', '.join(policy.approver_refs)})"
     )
 
-    # Rule 5: break-glass bypass admits with a warning and an audit trail.
+    # Rule 6: break-glass bypass admits with a warning and an audit trail.
     if bypass is not None:
         reason = bypass.claim.reason
         return PolicyResult(
@@ -459,7 +462,7 @@ def _evaluate(
             ordered,
             bypass_reason=reason,
         )
-    # Rule 4: veto, or a vote where approvals must outnumber rejections.
+    # Rule 6: veto, or a vote where approvals must outnumber rejections.
     if rejects and policy.rejection == "veto":
         outcome: Outcome = "deny"
         reason_code, summary = "vetoed", f"{header}; rejected by {', '.join(rejects)}"
@@ -505,6 +508,7 @@ def _still_needed(
 
 
 def _judge(policy: Policy, check: _Check) -> RecordVerdict:
+    """Rule 5, the checks one policy adds: eligible approver or bypasser, lifetime, reason."""
     claim = check.record.claim
     index, name, decision = check.record.index, claim.approver, claim.decision
 
@@ -537,7 +541,8 @@ def _judge(policy: Policy, check: _Check) -> RecordVerdict:
 
 
 def _combine(results: Sequence[PolicyResult], run: _Run) -> Decision:
-    """Rules 2 and 9: every policy must pass; deny > require-approval > warn > allow."""
+    """Rules 7 and 8: every policy must pass; deny > require-approval > warn > allow; the
+    denial says what to do."""
     worst = results[0] if len(results) == 1 else max(results, key=_precedence)
     approvers = tuple(sorted({a for r in results for a in r.approvals}))
     policies = tuple([r.policy for r in results])
@@ -594,6 +599,8 @@ def _warning(result: PolicyResult) -> str:
 
 
 def _denial_message(results: Sequence[PolicyResult], run: _Run) -> str:
+    """Rule 8: per failing policy, what was found, what became of each record, who could
+    still approve, and the command to run."""
     verb = "creating" if run.operation == "CREATE" else "updating"
     lines = [f"approvalgate denied {verb} AgentRun {run.ref}:"]
     for result in results:

@@ -29,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
     repo = load_repo(args.repo)
     for warning in repo.warnings:
         print(f"warning: {warning.render()}", file=sys.stderr)
-    counts = {}
+    counts: dict[str, int] = {}
     for doc in repo.documents:
         counts[doc.kind] = counts.get(doc.kind, 0) + 1
     summary = ", ".join(f"{n} {k}" for k, n in sorted(counts.items())) or "no documents"

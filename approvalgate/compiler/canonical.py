@@ -14,13 +14,13 @@ same dumper, cached. Anything outside that shape (a key PyYAML would write as a 
 ``? key``, a string it would fold, a literal block kept with ``|+``, a shared sub-object
 it would anchor, a type other than dict/list/str/int/float/bool/None) makes :func:`dump`
 fall back to PyYAML for the whole document, so the bytes are PyYAML's either way
-(tests/unit/test_canonical.py compares both on generated documents).
+(tests/bench/test_canonical_fast.py compares both on generated documents).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import yaml
@@ -84,7 +84,11 @@ class _Fallback(Exception):
 # only rule out flow context).
 _PLAIN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/,:-]*(?<!:)\Z")
 _STR_TAG = "tag:yaml.org,2002:str"
-_RESOLVER = yaml.resolver.Resolver()
+# types-PyYAML leaves BaseResolver.resolve unannotated; this is its signature (kind, value,
+# (implicit plain, implicit quoted)) -> tag, so the call below is typed.
+_resolve_tag: Callable[[type[yaml.Node], str, tuple[bool, bool]], str] = (
+    yaml.resolver.Resolver().resolve
+)
 _MAX_PROBED = 4096  # longer one-line strings could be folded at the width limit
 _CACHE_LIMIT = 200_000
 _values: dict[tuple[type, Any], tuple[str, bool]] = {}  # -> (text, is a literal block)
@@ -234,4 +238,4 @@ def _probe(value: Any) -> tuple[str, bool]:
 
 
 def _is_str(text: str) -> bool:
-    return bool(_RESOLVER.resolve(yaml.ScalarNode, text, (True, False)) == _STR_TAG)
+    return _resolve_tag(yaml.ScalarNode, text, (True, False)) == _STR_TAG

@@ -15,7 +15,7 @@ from functools import cache
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
-from approvalgate.approvals.errors import ApprovalgateError
+from approvalgate.approvals.errors import ApprovalgateError, Finding, format_json_path
 from approvalgate.approvals.fastschema import Check, compile_check
 from approvalgate.approvals.policy import compile_bundle, dump_bundle
 from approvalgate.approvals.schemas import SCHEMA_PACKAGE, schema_findings
@@ -47,14 +47,14 @@ def render_environment(repo: Repo, env: Environment) -> dict[str, str]:
                 f"[{env.name}] policies do not compile: {problems[0].finding.message}"
             )
     bundle_text = dump_bundle(bundle)
-    _check(schema_findings("bundle.schema.json", bundle), "bundle.json")
+    _check(_described(schema_findings("bundle.schema.json", bundle)), env.name, "bundle.json")
     files["bundle.json"] = bundle_text
 
     for source in repo.of_kind("ApprovalPolicy"):
         obj = _namespaced(source.obj, env.namespace)
         path = _object_path("approvalpolicies", obj)
         crd = load_crd_schema(APPROVALPOLICY_CRD, "v1alpha1")
-        _check([f"{p.path}: {p.message}" for p in check_against_crd(obj, crd)], path)
+        _check(_described(check_against_crd(obj, crd)), env.name, path)
         files[path] = dump(obj, source.display)
         resources_list.append(path)
 
@@ -74,7 +74,7 @@ def render_environment(repo: Repo, env: Environment) -> dict[str, str]:
     for obj in rendered:
         path = _object_path("networkpolicies", obj)
         if obj["kind"] == "NetworkPolicy":
-            _check(_networkpolicy_errors(obj), path)
+            _check(_networkpolicy_errors(obj), env.name, path)
         meta = obj["metadata"]
         files[path] = dump(obj, origin.get((meta["namespace"], meta["name"]), "egress policies"))
         resources_list.append(path)
@@ -85,7 +85,7 @@ def render_environment(repo: Repo, env: Environment) -> dict[str, str]:
         files[path] = dump(obj, source.display)
         resources_list.append(path)
 
-    _check(_agents_values_errors(network_policy), "agents-values.yaml")
+    _check(_agents_values_errors(network_policy), env.name, "agents-values.yaml")
     files["agents-values.yaml"] = dump({"networkPolicy": network_policy}, "egress policies")
     files["approvalgate-values.yaml"] = dump(
         webhook_values(bundle_text, bundle["generation"]), "approval policies and approvers"
@@ -129,12 +129,18 @@ def _object_path(folder: str, obj: Mapping[str, Any]) -> str:
     return f"{folder}/{meta['namespace']}.{meta['name']}.yaml"
 
 
-def _check(errors: list[str], what: str) -> None:
+def _check(errors: list[str], env: str, what: str) -> None:
+    """Refuse an invalid rendered file: an error naming the file and the JSON path of each
+    problem (the first five), exit 1, not a crash, so the output is never written."""
     if errors:
         raise ApprovalgateError(
-            f"rendered {what} is invalid: {'; '.join(errors[:5])}",
+            f"rendered {env}/{what} is invalid: {'; '.join(errors[:5])}",
             advice="this is a bug in approvalgate or in a custom template",
         )
+
+
+def _described(findings: list[Finding]) -> list[str]:
+    return [f"{format_json_path(f.path)}: {f.message}" for f in findings]
 
 
 @cache
@@ -169,7 +175,8 @@ def _networkpolicy_errors(obj: Mapping[str, Any]) -> list[str]:
     if check is not None and check(obj):
         return []
     return [
-        f"{list(e.absolute_path)}: {e.message}" for e in _networkpolicy_validator().iter_errors(obj)
+        f"{format_json_path(tuple(e.absolute_path))}: {e.message}"
+        for e in _networkpolicy_validator().iter_errors(obj)
     ]
 
 
@@ -196,6 +203,6 @@ def _agents_values_errors(block: Mapping[str, Any]) -> list[str]:
     if check is not None and check(block):
         return []
     return [
-        f"{list(e.absolute_path)}: {e.message}"
+        f"{format_json_path(('networkPolicy', *e.absolute_path))}: {e.message}"
         for e in _agents_values_validator().iter_errors(block)
     ]

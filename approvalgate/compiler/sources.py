@@ -174,21 +174,11 @@ def load_sources(paths: Sequence[Path], base: Path | None = None) -> list[Source
 
 
 def load_text(text: str, display: str) -> list[SourceDocument]:
-
+    # load_manifests returns only mappings: it skips empty documents and refuses a list or
+    # a scalar with its location, as kubectl does.
     out: list[SourceDocument] = []
-    errors: list[ApprovalgateError] = []
     for document in load_manifests(text, display):
         obj = document.obj
-        if obj is None:
-            continue
-        if not isinstance(obj, dict):
-            errors.append(
-                InputError(
-                    "a document must be a mapping (a Kubernetes object)",
-                    location=Location(display, document.start_line, 1),
-                )
-            )
-            continue
         kind = obj.get("kind")
         if isinstance(kind, str) and kind.endswith("List") and isinstance(obj.get("items"), list):
             for item_index, item in enumerate(obj["items"]):
@@ -196,8 +186,6 @@ def load_text(text: str, display: str) -> list[SourceDocument]:
                     out.append(SourceDocument(display, document, item, item_index))
             continue
         out.append(SourceDocument(display, document, obj))
-    if errors:
-        raise ValidationError(errors)
     return out
 
 

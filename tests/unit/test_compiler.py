@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -15,6 +16,7 @@ from jsonschema import Draft7Validator
 
 from approvalgate.approvals.structural import check_against_crd
 from approvalgate.cli import main
+from approvalgate.compiler import repo as repo_module
 from approvalgate.compiler.output import read_tree
 from tests.support.paths import SHARED
 
@@ -240,6 +242,33 @@ def test_invalid_utf8(capsys: pytest.CaptureFixture[str], repo: Path) -> None:
     assert "policies/latin1.yaml:2:1: file is not valid UTF-8" in err
 
 
+def test_an_invalid_rendered_bundle_is_a_located_error_not_a_crash(
+    capsys: pytest.CaptureFixture[str], repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every rendered file is checked against its schema before anything is written. No
+    valid repo makes the compiler emit a bundle its schema refuses (that would be a bug), so
+    the bug is made here: the real compile_bundle's output is broken before rendering.
+    That check once passed schema findings where strings were joined: a crash (exit 3)."""
+    real = repo_module.compile_bundle
+
+    def broken(*args: Any) -> tuple[dict[str, Any] | None, list[Any]]:
+        bundle, problems = real(*args)
+        assert bundle is not None
+        if bundle["environment"] == "prod":
+            bundle["clockSkewSeconds"] = 601
+            bundle["policies"][1]["timeoutSeconds"] = 0
+        return bundle, problems
+
+    monkeypatch.setattr(repo_module, "compile_bundle", broken)
+    err = _compile_fails(capsys, repo)
+    assert err == (
+        "error: rendered prod/bundle.json is invalid: "
+        "$.clockSkewSeconds: 601 is greater than the maximum of 600; "
+        "$.policies[1].timeoutSeconds: 0 is less than the minimum of 1\n"
+        "  hint: this is a bug in approvalgate or in a custom template\n"
+    )
+
+
 def test_output_outside_repo_is_refused_for_targets(
     capsys: pytest.CaptureFixture[str], repo: Path
 ) -> None:
@@ -255,8 +284,8 @@ def test_output_outside_repo_is_refused_for_targets(
 def test_check_imports_neither_aiohttp_nor_kubernetes() -> None:
     code = (
         "import sys; from approvalgate.cli import main; rc = main(['check', sys.argv[1]]); "
-        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in "
-        "('aiohttp', 'kubernetes', 'webhook')); print(rc, heavy)"
+        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('aiohttp', 'kubernetes')"
+        " or m.startswith('approvalgate.webhook')); print(rc, heavy)"
     )
     done = subprocess.run(
         [sys.executable, "-c", code, str(EXAMPLE)],
