@@ -131,7 +131,6 @@ def test_the_build_context_builds_the_wheel(tmp_path: Path) -> None:
         "compiler",
         "pyproject.toml",
         "schemas",
-        "templates",
         "webhook",
     ]
     assert not list(context.rglob("__pycache__"))
@@ -155,7 +154,6 @@ def test_the_build_context_builds_the_wheel(tmp_path: Path) -> None:
     names = zipfile.ZipFile(wheel).namelist()
     assert "webhook/server.py" in names
     assert any(n.startswith("approvalgate/schemas/") and n.endswith(".json") for n in names)
-    assert any(n.startswith("approvalgate/templates/") and n.endswith(".j2") for n in names)
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     scripts = zipfile.ZipFile(wheel).read(entry_points).decode()
     assert "approvalgate = approvalgate.cli:main" in scripts
