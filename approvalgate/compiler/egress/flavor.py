@@ -3,7 +3,8 @@
 A flavor turns an :class:`~.model.EgressPolicy` into :class:`~.model.Rule` objects
 (``rules``) and lays one policy's rules out as the CNI's object (``build``). A new flavor is
 one module under ``flavors/`` that defines a :class:`Flavor`, plus one entry in
-``flavors/__init__.py``; nothing else names flavors.
+``flavors/__init__.py``; the settings check, the fqdns rule and rendering read the
+registry, so nothing else changes.
 """
 
 from __future__ import annotations
