@@ -128,7 +128,6 @@ def test_the_build_context_builds_the_wheel(tmp_path: Path) -> None:
         "approvalgate",
         "pyproject.toml",
         "schemas",
-        "templates",
     ]
     assert not list(context.rglob("__pycache__"))
     subprocess.run(
@@ -152,7 +151,6 @@ def test_the_build_context_builds_the_wheel(tmp_path: Path) -> None:
     for module in ("approvals/decide", "compiler/render", "webhook/server", "audit/runner"):
         assert f"approvalgate/{module}.py" in names
     assert any(n.startswith("approvalgate/schemas/") and n.endswith(".json") for n in names)
-    assert any(n.startswith("approvalgate/templates/") and n.endswith(".j2") for n in names)
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     scripts = zipfile.ZipFile(wheel).read(entry_points).decode()
     assert "approvalgate = approvalgate.cli:main" in scripts

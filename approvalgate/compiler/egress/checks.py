@@ -1,0 +1,51 @@
+"""What the semantic checks share: their context, and the label and selector checks."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from approvalgate.approvals.errors import Finding, JsonPath
+from approvalgate.compiler.egress.env import EgressEnv
+from approvalgate.compiler.egress.syntax import LABEL_KEY, LABEL_VALUE
+
+
+@dataclass(frozen=True)
+class Ctx:
+    """One document's facts the checks need; ``check_env``: the policy is enabled."""
+
+    env: EgressEnv
+    target: str
+    dns: bool
+    node_local_dns: bool
+    check_env: bool
+
+
+def check_selector(selector: Mapping[str, Any], path: JsonPath) -> Iterator[Finding]:
+    yield from check_labels(selector.get("matchLabels", {}), (*path, "matchLabels"))
+    for i, expr in enumerate(selector.get("matchExpressions", [])):
+        where: JsonPath = (*path, "matchExpressions", i)
+        if not LABEL_KEY.match(expr["key"]):
+            yield Finding((*where, "key"), f"`{expr['key']}` is not a valid label key")
+        for k, value in enumerate(expr.get("values", [])):
+            if not LABEL_VALUE.match(value):
+                yield Finding((*where, "values", k), f"`{value}` is not a valid label value")
+        has_values = bool(expr.get("values"))
+        if expr["operator"] in ("In", "NotIn") and not has_values:
+            yield Finding(where, f"operator {expr['operator']} needs a non-empty `values` list")
+        if expr["operator"] in ("Exists", "DoesNotExist") and "values" in expr:
+            yield Finding((*where, "values"), f"operator {expr['operator']} takes no `values`")
+
+
+def check_labels(labels: Mapping[str, str], path: JsonPath) -> Iterator[Finding]:
+    for key, value in labels.items():
+        if not LABEL_KEY.match(key) or len(key.split("/")[0]) > 253:
+            yield Finding((*path, key), f"`{key}` is not a valid label key")
+        if not LABEL_VALUE.match(value):
+            yield Finding(
+                (*path, key),
+                f"`{value}` is not a valid label value",
+                "at most 63 letters, digits, '-', '_' or '.', starting and ending with a "
+                "letter or digit",
+            )

@@ -1,0 +1,95 @@
+"""The ports of a destination, and what a wildcard CIDR may open."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from approvalgate.approvals.errors import Finding, JsonPath
+from approvalgate.compiler.egress.model import DNS_PORT
+from approvalgate.compiler.egress.syntax import PORT_NAME, cidr_problem, network
+
+
+def check_ports(dest: Mapping[str, Any], path: JsonPath) -> Iterator[Finding]:
+    kind = "cidrs" if "cidrs" in dest else "fqdns" if "fqdns" in dest else "pods"
+    seen: set[tuple[object, str, object]] = set()
+    for k, port in enumerate(dest.get("ports", [])):
+        where: JsonPath = (*path, "ports", k)
+        yield from _check_port(port, where, kind)
+        key = (port["port"], port.get("protocol", "TCP"), port.get("endPort"))
+        if key in seen:
+            yield Finding(where, f"port {key[0]}/{key[1]} is listed twice", severity="warning")
+        seen.add(key)
+
+
+def _check_port(port: Mapping[str, Any], path: JsonPath, kind: str) -> Iterator[Finding]:
+    value = port["port"]
+    if isinstance(value, str):
+        yield from _check_named_port(value, (*path, "port"), kind)
+        if "endPort" in port:
+            yield Finding(
+                (*path, "endPort"),
+                f"endPort needs a numeric port, but port `{value}` is a name",
+                "give the first port of the range as a number",
+            )
+        return
+    if not 1 <= value <= 65535:
+        yield Finding((*path, "port"), f"port {value} is out of range 1-65535")
+    end = port.get("endPort")
+    if end is None:
+        return
+    if not 1 <= end <= 65535:
+        yield Finding((*path, "endPort"), f"endPort {end} is out of range 1-65535")
+    elif end < value:
+        yield Finding(
+            (*path, "endPort"),
+            f"endPort {end} is below port {value}",
+            f"a range runs from port up to endPort: did you mean port: {end}, endPort: {value}?",
+        )
+
+
+def _check_named_port(value: str, path: JsonPath, kind: str) -> Iterator[Finding]:
+    if value.isdigit():
+        yield Finding(
+            path,
+            f'port "{value}" is a string, so Kubernetes reads it as a port name, not a number',
+            f"write it without quotes: port: {int(value)}",
+        )
+    elif not PORT_NAME.match(value):
+        yield Finding(
+            path,
+            f"`{value}` is not a valid port name",
+            "a port name has 1-15 lowercase letters, digits and '-', at least one letter, "
+            "and must match a containerPort name of the destination pods",
+        )
+    elif kind != "pods":
+        peer = "an ipBlock (cidrs)" if kind == "cidrs" else "an fqdns"
+        yield Finding(
+            path,
+            f"named port `{value}` cannot be used with {peer} destination",
+            "a port name is resolved on the destination pods, and CNIs disagree on what it "
+            "means for addresses outside the cluster: use the port number",
+        )
+
+
+def check_wildcards(dest: Mapping[str, Any], path: JsonPath) -> Iterator[Finding]:
+    for j, block in enumerate(dest.get("cidrs", [])):
+        if cidr_problem(block["cidr"]) is not None:
+            continue
+        net = network(block["cidr"])
+        if net.prefixlen != 0:
+            continue
+        where: JsonPath = (*path, "cidrs", j, "cidr")
+        if dest.get("allPorts") and not block.get("except"):
+            yield Finding(
+                where,
+                f"`{net}` with `allPorts: true` opens egress to every address on every port",
+                "list the ports this destination needs, or narrow the CIDR",
+            )
+        elif any(p["port"] == DNS_PORT for p in dest.get("ports", [])):
+            yield Finding(
+                where,
+                f"port 53 to `{net}` lets pods use any DNS server (DNS tunnelling)",
+                "cluster DNS comes from spec.dns; list external resolvers by address",
+                severity="warning",
+            )

@@ -1,0 +1,83 @@
+"""The flavors' builders and a policy repo's own templates (``templates:``).
+
+The flavor modules are the only source of the built-in output. A repo may still replace a
+flavor's builder with a Jinja2 template of the flavor's ``template`` name; the templates in
+tests/corpus/egress-templates/ lay out what the builders build, so rendering every corpus
+case through them (Jinja2, then the YAML parser) must give the same objects in every
+flavor: that checks what a template sees (``policy``, ``rule``) and the repo-template path.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from approvalgate.approvals.errors import ValidationError
+from approvalgate.compiler.egress import FLAVORS, EgressEnv, env_from_mapping, render_egress
+from tests.support.paths import ROOT
+
+CORPUS = ROOT / "tests" / "corpus" / "egress"
+CASES = sorted(p for p in CORPUS.iterdir() if p.is_dir())
+REPO_TEMPLATES = ROOT / "tests" / "corpus" / "egress-templates"
+
+
+def load_case(case: Path, flavor: str | None = None) -> tuple[list[dict[str, Any]], EgressEnv]:
+    docs = [d for d in yaml.safe_load_all((case / "input.yaml").read_text()) if d]
+    env_file = case / "env.yaml"
+    settings = yaml.safe_load(env_file.read_text()) if env_file.exists() else {}
+    env = env_from_mapping(settings or {})
+    if flavor is not None:
+        fields = {k: getattr(env, k) for k in env.__dataclass_fields__}
+        env = EgressEnv(**{**fields, "flavor": flavor})
+    return docs, env
+
+
+def test_the_registry_names_each_flavor_by_its_setting() -> None:
+    assert list(FLAVORS) == ["kubernetes", "cilium"]  # the order of the messages
+    assert all(name == flavor.name for name, flavor in FLAVORS.items())
+    templates = [flavor.template for flavor in FLAVORS.values()]
+    assert len(set(templates)) == len(templates)
+    assert sorted(p.name for p in REPO_TEMPLATES.iterdir()) == sorted(templates)
+
+
+@pytest.mark.parametrize("flavor", list(FLAVORS))
+@pytest.mark.parametrize("case", CASES, ids=lambda p: p.name)
+def test_a_template_laying_out_the_rules_renders_what_the_flavor_builds(
+    case: Path, flavor: str
+) -> None:
+    docs, env = load_case(case, flavor)
+    try:
+        built = render_egress(docs, env)
+    except ValidationError:
+        return  # an error case (or one this flavor refuses): nothing is rendered
+    assert render_egress(docs, env, str(REPO_TEMPLATES)) == built
+    for obj in built:  # plain JSON types, nothing shared: the dumper would write anchors
+        assert plain_and_unshared(obj, set())
+
+
+def plain_and_unshared(node: Any, seen: set[int]) -> bool:
+    if isinstance(node, dict | list):
+        if id(node) in seen or type(node) not in (dict, list):
+            return False
+        seen.add(id(node))
+        children = node.values() if isinstance(node, dict) else node
+        return all(plain_and_unshared(child, seen) for child in children)
+    return type(node) in (str, int, bool, type(None))
+
+
+def test_a_repo_template_replaces_the_builder(tmp_path: Path) -> None:
+    docs, env = load_case(CORPUS / "and-form")
+    reference = (REPO_TEMPLATES / "networkpolicy.yaml.j2").read_text()
+    custom = reference.replace("  labels: {{ policy.labels | tojson }}", "  labels: {team: x}")
+    assert custom != reference
+    (tmp_path / "networkpolicy.yaml.j2").write_text(custom)
+    rendered = render_egress(docs, env, str(tmp_path))
+    assert rendered and all(obj["metadata"]["labels"] == {"team": "x"} for obj in rendered)
+    # a templates folder without that file keeps the flavor's builder
+    other = tmp_path / "other"
+    other.mkdir()
+    assert render_egress(docs, env, str(other)) == render_egress(docs, env)
+    assert rendered != render_egress(docs, env)
