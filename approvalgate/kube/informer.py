@@ -107,6 +107,11 @@ class Informer:
     # --- reads (any thread) ---------------------------------------------------------------
 
     @property
+    def running(self) -> bool:
+        """The informer's thread is alive (started and not yet stopped)."""
+        return self._thread is not None and self._thread.is_alive()
+
+    @property
     def synced(self) -> bool:
         """True once the first complete list is in the store (and from then on)."""
         return self._synced.is_set()

@@ -14,9 +14,10 @@ The client's ``Watch`` decodes the stream; its own resume (one retry after a 410
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -95,16 +96,17 @@ class Watcher:
         version = from_version
         while not self._stopping.is_set():
             try:
-                for event in self._connection(version):
-                    on_contact()
-                    version = event.resource_version or version
-                    if event.type != "BOOKMARK":
-                        on_event(event)
-                    if self._stopping.is_set():
-                        break
-                else:
-                    if not self._stopping.is_set():
-                        on_contact()  # the server ended the watch at timeout_seconds
+                with contextlib.closing(self._connection(version)) as events:
+                    for event in events:
+                        on_contact()
+                        version = event.resource_version or version
+                        if event.type != "BOOKMARK":
+                            on_event(event)
+                        if self._stopping.is_set():
+                            break
+                    else:
+                        if not self._stopping.is_set():
+                            on_contact()  # the server ended the watch at timeout_seconds
                 self.backoff.reset()
             except GoneError:
                 raise
@@ -139,7 +141,7 @@ class Watcher:
 
     # --- one connection -----------------------------------------------------------------
 
-    def _connection(self, version: str) -> Iterator[WatchEvent]:
+    def _connection(self, version: str) -> Generator[WatchEvent, None, None]:
         stream = watch.Watch().stream(
             self._open,
             resource_version=version,
@@ -148,7 +150,9 @@ class Watcher:
         )
         try:
             for raw in stream:
-                yield WatchEvent(str(raw["type"]), raw["raw_object"])
+                if isinstance(raw, dict) and isinstance(raw.get("raw_object"), dict):
+                    yield WatchEvent(str(raw["type"]), raw["raw_object"])
+                # else a line that is not JSON (the client yields None for it): skip it
         except KubeError as exc:
             raise self.client.error(self._what, exc) from exc
         except ApiException as exc:  # an ERROR event in the stream, e.g. 410 Gone
