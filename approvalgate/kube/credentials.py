@@ -29,8 +29,9 @@ def load_configuration(
         if kubeconfig is None and context is None and in_cluster():
             config.load_incluster_config(client_configuration=configuration)
         else:
+            # $KUBECONFIG read now, not when the client was imported (its default is fixed then)
             config.load_kube_config(
-                config_file=str(kubeconfig) if kubeconfig else None,
+                config_file=str(kubeconfig) if kubeconfig else os.environ.get("KUBECONFIG") or None,
                 context=context,
                 client_configuration=configuration,
                 persist_config=False,

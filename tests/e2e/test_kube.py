@@ -15,10 +15,10 @@ from typing import Any
 
 import pytest
 
-from approvalgate.kube import lists, objects
+from approvalgate.kube import discovery, lists, objects
 from approvalgate.kube.backoff import Backoff
 from approvalgate.kube.client import Client
-from approvalgate.kube.errors import GoneError
+from approvalgate.kube.errors import ApiError, CredentialsError, GoneError
 from approvalgate.kube.informer import Informer
 from approvalgate.kube.resources import Resource
 from approvalgate.kube.store import Change
@@ -122,6 +122,37 @@ def history(changes: list[Change]) -> dict[str, list[str]]:
 
 def stored(informer: Informer) -> set[str]:
     return {key.partition("/")[2] for key in informer.snapshot()}
+
+
+# --- credentials ----------------------------------------------------------------------------
+
+
+def test_credentials_come_from_the_arguments_or_from_kubeconfig(
+    plane: ControlPlane, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    with Client.connect(plane.kubeconfig("alice"), "e2e") as alice:
+        assert discovery.identity(alice) == "alice (groups approvers)"
+        assert alice.server == plane.server
+    monkeypatch.setenv("KUBECONFIG", str(plane.kubeconfig("bob")))
+    with Client.connect() as bob:
+        assert discovery.identity(bob) == "bob (groups approvers)"
+        with pytest.raises(ApiError) as forbidden:
+            lists.list_all(bob, CONFIG_MAPS, "default")
+        assert forbidden.value.status == 403
+        assert forbidden.value.message.startswith(
+            "forbidden while listing configmaps in namespace default: configmaps is forbidden: "
+            'User "bob" cannot list resource "configmaps"'
+        )
+    with Client.connect(as_user="alice") as impersonating:  # bob may not impersonate
+        assert discovery.identity(impersonating) == ""
+    with pytest.raises(CredentialsError) as wrong:
+        Client.connect(plane.kubeconfig("admin"), "no-such-context")
+    assert wrong.value.message.startswith("cannot load Kubernetes credentials: ")
+    assert "no-such-context" in wrong.value.message
+    assert wrong.value.advice.startswith("pass --kubeconfig FILE (and --context NAME)")
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "missing"))
+    with pytest.raises(CredentialsError):
+        Client.connect()
 
 
 # --- lists ----------------------------------------------------------------------------------
