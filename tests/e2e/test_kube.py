@@ -333,8 +333,9 @@ def test_a_stopped_api_server_makes_the_cache_stale_and_a_restart_makes_it_list_
             plane.start_apiserver()
 
         create(plane, config_map(ns, "after"))
-        for informer in (quick, slow):
-            eventually("the cache has the new object", lambda i=informer: "after" in stored(i))
+        eventually(
+            "both caches have the new object", lambda: "after" in stored(quick) & stored(slow)
+        )
         eventually("quick is fresh again", lambda: quick.fresh(bound))
         assert slow.expired >= 1 and slow.lists >= 2  # 410 Gone, then a new list
         assert stored(slow) == stored(quick) == names_in(plane, ns) == {"before", "after"}
