@@ -8,8 +8,9 @@ Admission only judges new requests. This package looks at what is already there:
   renders; only drift that weakens the gate is a finding;
 - :mod:`audit.policies`: live ApprovalPolicy CRs against the compiled ones;
 - :mod:`audit.reports`: PolicyReports (``wgpolicyk8s.io/v1alpha2``) and text/JSON/JUnit output;
-- :mod:`audit.cluster`: the only module that talks to the API server (the official
-  ``kubernetes`` client: paginated lists, a get by name, server-side apply);
+- :mod:`audit.cluster`: what the audit asks of the API server (paginated lists, a get by
+  name, server-side apply), through :mod:`approvalgate.kube`, the only package that imports
+  the ``kubernetes`` client;
 - :mod:`audit.runner`: the audit from start to end.
 
 Everything but :mod:`audit.cluster` and :mod:`audit.runner` is pure and unit tested. Nothing

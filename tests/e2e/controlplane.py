@@ -228,6 +228,7 @@ class ControlPlane:
         self.startup_seconds: float | None = None
         self._workdir: Path | None = None
         self._port = 0
+        self._etcd_url = ""
         self._processes: list[tuple[str, subprocess.Popen[bytes], IO[bytes], Path]] = []
         self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never a proxy
 
@@ -255,8 +256,8 @@ class ControlPlane:
         self._workdir = Path(tempfile.mkdtemp(prefix="approvalgate-e2e-"))
         try:
             self._write_credentials()
-            etcd_url = self._start_etcd()
-            self._start_apiserver(etcd_url)
+            self._etcd_url = self._start_etcd()
+            self._start_apiserver(self._etcd_url)
             self.kubectl(
                 "admin",
                 "apply",
@@ -284,6 +285,25 @@ class ControlPlane:
         if self._workdir is not None:
             shutil.rmtree(self._workdir)
             self._workdir = None
+
+    def stop_apiserver(self) -> None:
+        """Stop only the kube-apiserver (etcd keeps the data): clients lose the API server."""
+        for entry in [e for e in self._processes if e[0] == "kube-apiserver"]:
+            _, process, log, _ = entry
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(self.stop_timeout)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(self.stop_timeout)
+            log.close()
+            self._processes.remove(entry)
+
+    def start_apiserver(self) -> None:
+        """Start the kube-apiserver again, on the same port with the same credentials."""
+        if any(name == "kube-apiserver" for name, *_ in self._processes):
+            raise ControlPlaneError("kube-apiserver already running")
+        self._start_apiserver(self._etcd_url)
 
     # -- what tests use ------------------------------------------------------------------------
 
@@ -475,7 +495,7 @@ class ControlPlane:
 
     def _spawn(self, name: str, args: list[str]) -> subprocess.Popen[bytes]:
         log_path = self._dir / f"{name}.log"
-        log = log_path.open("wb")
+        log = log_path.open("ab")  # a restarted process appends
         try:
             process = subprocess.Popen(
                 args,
@@ -517,7 +537,7 @@ class ControlPlane:
         return client_url
 
     def _start_apiserver(self, etcd_url: str) -> None:
-        self._port = _free_port()
+        self._port = self._port or _free_port()  # a restart keeps the port
         d = self._dir
         self._spawn(
             "kube-apiserver",

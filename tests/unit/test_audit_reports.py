@@ -14,10 +14,10 @@ import jsonschema
 import pytest
 import yaml
 
-from approvalgate.audit.cluster import impersonation_headers
 from approvalgate.audit.findings import AuditResult, Finding, ReportWrite, RunResult
 from approvalgate.audit.reports import MAX_REPORT_MESSAGE, policy_report, render
 from approvalgate.cli import main
+from approvalgate.kube.credentials import impersonation_headers
 from tests.support.paths import ROOT, SHARED
 from tests.support.tools import unavailable
 

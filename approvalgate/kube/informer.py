@@ -1,0 +1,192 @@
+"""A watch-fed read cache of one resource (an informer): list, then watch, in one thread.
+
+The thread lists every object (paginated), replaces the :class:`Store` with the list, marks
+the cache synced, then watches from the list's resourceVersion and applies each event. A
+watch that ends is resumed from the last resourceVersion (:class:`Watcher`); a 410 Gone means
+the server no longer has the history since then, so the thread lists again and the store
+takes the new list as a whole (the difference is delivered as ordinary changes). Failed lists
+are retried with a bounded backoff; nothing is ever dropped silently.
+
+Why a thread: the official client is synchronous, and the consumers are an aiohttp process
+(the webhook) and a controller. A daemon thread per informer keeps blocking reads off the
+event loop without an async client, and reads need no coordination with it: the store is
+copy-on-write (see :mod:`kube.store`). Handlers run on the informer's thread after the store
+has changed; an asyncio consumer hands work to its loop with ``loop.call_soon_threadsafe``.
+
+Staleness: :attr:`Informer.last_contact` is the monotonic time the server last proved alive
+(a list, an accepted watch, an event, a bookmark, a watch the server ended on time). A
+healthy watch has contact at least every ``watch_timeout`` seconds (the server ends each watch
+then, and sends bookmarks in between), so a consumer that must not act on old data checks
+:meth:`Informer.fresh` with a bound comfortably above ``watch_timeout``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from approvalgate.kube.backoff import Backoff
+from approvalgate.kube.client import Client
+from approvalgate.kube.errors import GoneError, KubeError
+from approvalgate.kube.lists import DEFAULT_PAGE_SIZE, list_all
+from approvalgate.kube.resources import Resource
+from approvalgate.kube.store import Change, Store
+from approvalgate.kube.watches import DEFAULT_TIMEOUT_SECONDS, Watcher, WatchEvent
+
+log = logging.getLogger("approvalgate.kube.informer")
+
+Handler = Callable[[Change], None]
+
+
+class Informer:
+    """The objects of ``resource`` (in ``namespace``, or everywhere), kept current by a watch."""
+
+    def __init__(
+        self,
+        client: Client,
+        resource: Resource,
+        namespace: str | None = None,
+        *,
+        label_selector: str = "",
+        page_size: int = DEFAULT_PAGE_SIZE,
+        watch_timeout: int = DEFAULT_TIMEOUT_SECONDS,
+        backoff: Backoff | None = None,
+    ) -> None:
+        self.client = client
+        self.resource = resource
+        self.namespace = namespace
+        self.label_selector = label_selector
+        self.page_size = page_size
+        self.store = Store()
+        self.lists = 0  # complete lists applied: the first, then one after each 410
+        self.expired = 0  # watches that ended in 410 Gone
+        self.backoff = backoff or Backoff()
+        self.watcher = Watcher(
+            client,
+            resource,
+            namespace,
+            label_selector=label_selector,
+            timeout_seconds=watch_timeout,
+            backoff=self.backoff,
+        )
+        self._handlers: tuple[Handler, ...] = ()
+        self._synced = threading.Event()
+        self._last_contact: float | None = None
+        self._thread: threading.Thread | None = None
+        self._what = f"informer for {resource.describe(namespace)}"
+
+    # --- lifecycle ----------------------------------------------------------------------
+
+    def add_handler(self, handler: Handler) -> None:
+        """Call ``handler`` with every :class:`Change` (on the informer's thread). A handler
+        added before :meth:`start` also sees the initial list as ADDED changes."""
+        self._handlers = (*self._handlers, handler)
+
+    def start(self) -> None:
+        if self._thread is not None:
+            raise RuntimeError(f"{self._what} already started")
+        self._thread = threading.Thread(target=self._run, name=self._what, daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the watch and wait up to ``timeout`` seconds for the thread to end."""
+        self.watcher.stop()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def __enter__(self) -> Informer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # --- reads (any thread) ---------------------------------------------------------------
+
+    @property
+    def running(self) -> bool:
+        """The informer's thread is alive (started and not yet stopped)."""
+        return self._thread is not None and self._thread.is_alive()
+
+    @property
+    def synced(self) -> bool:
+        """True once the first complete list is in the store (and from then on)."""
+        return self._synced.is_set()
+
+    def wait_synced(self, timeout: float | None = None) -> bool:
+        return self._synced.wait(timeout)
+
+    def get(self, name: str, namespace: str | None = None) -> dict[str, Any] | None:
+        return self.store.get(f"{namespace}/{name}" if namespace else name)
+
+    def snapshot(self) -> Mapping[str, dict[str, Any]]:
+        """Every object by ``namespace/name``, as of one moment."""
+        return self.store.snapshot()
+
+    @property
+    def last_contact(self) -> float | None:
+        """``time.monotonic()`` when the server last proved alive; None before any contact."""
+        return self._last_contact
+
+    def seconds_since_contact(self) -> float:
+        """How long the cache has gone without the server (infinite before any contact)."""
+        last = self._last_contact
+        return float("inf") if last is None else time.monotonic() - last
+
+    def fresh(self, max_age: float) -> bool:
+        """Synced, and the server proved alive within ``max_age`` seconds: safe to rely on."""
+        return self.synced and self.seconds_since_contact() <= max_age
+
+    # --- the thread -----------------------------------------------------------------------
+
+    def _contact(self) -> None:
+        self._last_contact = time.monotonic()
+
+    def _run(self) -> None:
+        while not self.watcher.stopped():
+            try:
+                listing = list_all(
+                    self.client,
+                    self.resource,
+                    self.namespace,
+                    page_size=self.page_size,
+                    label_selector=self.label_selector,
+                )
+            except KubeError as exc:
+                if self.watcher.stopped():
+                    return
+                delay = self.backoff.delay()
+                log.warning(
+                    "%s: list failed, retrying in %.1fs: %s", self._what, delay, exc.message
+                )
+                self.watcher.sleep(delay)
+                continue
+            self._contact()
+            self.backoff.reset()
+            changes = self.store.replace(listing.items)
+            self.lists += 1
+            self._synced.set()
+            self._dispatch(changes)
+            try:
+                self.watcher.run(listing.resource_version, self._on_event, self._contact)
+            except GoneError as exc:
+                self.expired += 1
+                log.info("%s: %s; listing again", self._what, exc.message)
+
+    def _on_event(self, event: WatchEvent) -> None:
+        change = self.store.apply(event.type, event.object)
+        if change is not None:
+            self._dispatch([change])
+
+    def _dispatch(self, changes: list[Change]) -> None:
+        for change in changes:
+            for handler in self._handlers:
+                try:
+                    handler(change)
+                except Exception:
+                    log.exception(
+                        "%s: a handler failed on %s %s", self._what, change.type, change.key
+                    )
