@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -77,8 +77,15 @@ def _policy_objects(text: str, source: str) -> list[dict[str, Any]]:
     ]
 
 
-def load_expectations(options: Options) -> Expectations:
-    """The bundle, the compiled ApprovalPolicies when known, and the expected webhook."""
+def load_expectations(
+    options: Options, compile_env: Callable[[Path, str], Mapping[str, str]] | None = None
+) -> Expectations:
+    """The bundle, the compiled ApprovalPolicies when known, and the expected webhook.
+
+    With ``--repo DIR --env ENV`` the caller (the CLI) passes ``compile_env``, which compiles
+    one environment in memory into ``{relative path: text}``: the audit sits beside the
+    compiler, not above it (the distribution's layers contract).
+    """
     if options.bundle is not None:
         text = _read(options.bundle)
         source = str(options.bundle)
@@ -90,10 +97,8 @@ def load_expectations(options: Options) -> Expectations:
             for path in sorted(folder.glob("*.y*ml")):
                 compiled += _policy_objects(_read(path), str(path))
             policies_source = str(folder)
-    elif options.repo is not None and options.env:
-        from approvalgate.compiler.pipeline import plan
-
-        files = plan(options.repo, options.env).environments[options.env]
+    elif options.repo is not None and options.env and compile_env is not None:
+        files = compile_env(options.repo, options.env)
         text = files["bundle.json"]
         source = f"{options.repo} environment {options.env} (compiled in memory)"
         compiled = []

@@ -155,7 +155,7 @@ def run(args: argparse.Namespace) -> int:
         write_reports=args.write_reports,
         report_name=args.report_name,
     )
-    expectations = load_expectations(options)  # input errors before any network call
+    expectations = load_expectations(options, _compile_env)  # input errors before any network call
 
     from approvalgate.audit.cluster import Cluster
 
@@ -169,3 +169,10 @@ def run(args: argparse.Namespace) -> int:
         result = run_audit(cluster, options, expectations)
     print(reports.render(result, args.output), end="")
     return result.exit_code
+
+
+def _compile_env(repo: Path, env: str) -> dict[str, str]:
+    """One environment of a policy repo compiled in memory (nothing written)."""
+    from approvalgate.compiler.pipeline import plan
+
+    return dict(plan(repo, env).environments[env])
