@@ -4,7 +4,6 @@ checks that against a real kubectl)."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import time
@@ -18,11 +17,10 @@ from hypothesis import strategies as st
 
 from approvalgate.approvals.errors import DigestError, InputError
 from approvalgate.approvals.kubeyaml import Document, load_manifests, split_documents
+from tests.support.paths import UPSTREAM_AGENTS
 from tests.support.tools import pinned_binary
 
-ROOT = Path(__file__).resolve().parents[2]
-SHARED = Path(os.environ.get("APPROVALGATE_SHARED") or ROOT.parent / "shared")
-EXAMPLES = SHARED / "upstream-agents" / "examples"
+EXAMPLES = UPSTREAM_AGENTS / "examples"
 
 
 def canonical(value: Any) -> str:
