@@ -25,8 +25,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from approvalgate.approvals import keys, records
 from approvalgate.approvals.digest import spec_digest
-from tests.e2e.controlplane import ControlPlane, locate_binaries, shared_dir
+from tests.e2e.controlplane import ControlPlane, locate_binaries
 from tests.e2e.gate import ENFORCED, WEBHOOK_NAME, Gate
+from tests.support.paths import UPSTREAM_AGENTS, crd_files
 
 METRIC = "apiserver_admission_webhook_admission_duration_seconds"
 UNSELECTED = "kube-system"  # the chart's namespaceSelector excludes it
@@ -141,7 +142,7 @@ def run(count: int) -> dict[str, float]:
         plane.start()
         result = {"control_plane_start_s": time.perf_counter() - started}
         try:
-            plane.apply_crds([shared_dir() / "upstream-agents" / "crds"])
+            plane.apply_crds(crd_files(UPSTREAM_AGENTS / "crds"))
             plane.grant(
                 "bench-kube-system",
                 subjects=["requester"],

@@ -1,7 +1,7 @@
 """What the chart tests share: the real helm (and kubectl), rendering, strict validation.
 
 Binaries come from tools/testbin.py (built from pinned Go modules when missing). Without them
-a test is skipped with the reason, or fails when APPROVALGATE_REQUIRE_E2E=1 (CI).
+a test fails under `make test` (APPROVALGATE_REQUIRE_E2E=1), else it is skipped with the reason.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import Any
 import jsonschema
 import yaml
 
-from tests.support.paths import ROOT, SHARED
+from tests.support.paths import ROOT, THIRD_PARTY_CRDS
 from tests.support.tools import pinned_binary
 
 __all__ = [
@@ -33,7 +33,6 @@ __all__ = [
     "RELEASE",
     "RENDERS",
     "ROOT",
-    "SHARED",
     "HelmError",
     "by_kind",
     "documents",
@@ -212,9 +211,9 @@ _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # the Argo CD CRDs are 
 
 @functools.cache
 def _crd_schema(api_version: str, kind: str) -> dict[str, Any] | None:
-    """The strict schema of a kind served by one of the shared CRDs, or None."""
+    """The strict schema of a kind served by one of the vendored CRDs, or None."""
     group, _, version = api_version.rpartition("/")
-    for path in sorted((SHARED / "crds").glob("*/*.yaml")):
+    for path in sorted(THIRD_PARTY_CRDS.glob("*/*.yaml")):
         text = path.read_text(encoding="utf-8")
         if f"group: {group}\n" not in text or f"kind: {kind}\n" not in text:
             continue

@@ -2,7 +2,7 @@
 
 Core kinds against tests/chart/schemas/ (derived from the pinned kube-apiserver's OpenAPI v3,
 see generate.py); cert-manager and Prometheus operator kinds against their CRDs in
-../shared/crds/, made strict. tests/e2e/test_chart_dry_run.py sends the same renders to a real
+third_party/crds/, made strict. tests/e2e/test_chart_dry_run.py sends the same renders to a real
 API server (`kubectl apply --dry-run=server --validate=strict`).
 """
 

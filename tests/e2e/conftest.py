@@ -1,7 +1,8 @@
 """The `control_plane` fixture: a real etcd + kube-apiserver + kubectl with every CRD we use.
 
 Binaries are built once from pinned Go modules (tools/testbin.py) and cached. When they or the
-control plane are unavailable the e2e tests are skipped, or fail when APPROVALGATE_REQUIRE_E2E=1.
+control plane are unavailable the e2e tests fail under `make test` (APPROVALGATE_REQUIRE_E2E=1),
+else they are skipped with the reason (and the run still fails: tests/support/skips.py).
 """
 
 from __future__ import annotations
@@ -12,25 +13,23 @@ from typing import NoReturn
 
 import pytest
 
+from tests.support.paths import THIRD_PARTY_CRDS, UPSTREAM_AGENTS, crd_files
 from tests.support.tools import unavailable
 
-from .controlplane import ControlPlane, ControlPlaneError, locate_binaries, shared_dir
+from .controlplane import ControlPlane, ControlPlaneError, locate_binaries
 
-THIRD_PARTY_CRDS = ("argocd", "cert-manager", "prometheus-operator", "policy-report")
+CRD_FOLDERS = ("argocd", "cert-manager", "prometheus-operator", "policy-report")
 
 
 def crd_paths() -> list[Path]:
-    shared = shared_dir()
-    paths = [
-        shared / "upstream-agents" / "crds",
-        *(shared / "crds" / name for name in THIRD_PARTY_CRDS),
-    ]
-    missing = [str(path) for path in paths if not path.is_dir()]
+    """Every vendored CRD file (third_party/README.md)."""
+    folders = [UPSTREAM_AGENTS / "crds", *(THIRD_PARTY_CRDS / name for name in CRD_FOLDERS)]
+    missing = [str(folder) for folder in folders if not crd_files(folder)]
     if missing:
         raise ControlPlaneError(
-            f"CRD folders missing (set APPROVALGATE_SHARED?): {', '.join(missing)}"
+            f"vendored CRD folders missing or empty (third_party/README.md): {', '.join(missing)}"
         )
-    return paths
+    return [path for folder in folders for path in crd_files(folder)]
 
 
 def _unavailable(reason: str) -> NoReturn:

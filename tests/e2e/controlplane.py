@@ -96,11 +96,6 @@ def locate_binaries(timeout: float = 3600) -> Binaries:
     return Binaries(k8s_dir / "kube-apiserver", k8s_dir / "kubectl", etcd_dir / "etcd")
 
 
-def shared_dir() -> Path:
-    """The shared folder beside the checkout (CRDs, upstream examples), or $APPROVALGATE_SHARED."""
-    return Path(os.environ.get("APPROVALGATE_SHARED") or REPO.parent / "shared")
-
-
 def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((LOOPBACK, 0))
@@ -350,20 +345,15 @@ class ControlPlane:
         return result
 
     def apply_crds(self, paths: Iterable[Path], timeout: float = 60) -> list[str]:
-        """Server-side apply CRD files or folders as admin; wait until all are Established."""
+        """Server-side apply CRD files or folders as admin (one kubectl); wait until all are
+        Established."""
+        files = [arg for path in paths for arg in ("-f", str(path))]
         names: list[str] = []
-        for path in paths:
+        if files:
             applied = self.kubectl(
-                "admin",
-                "apply",
-                "--server-side",
-                "--force-conflicts",
-                "-o",
-                "name",
-                "-f",
-                str(path),
+                "admin", "apply", "--server-side", "--force-conflicts", "-o", "name", *files
             )
-            names += applied.stdout.split()
+            names = applied.stdout.split()
         if names:
             self.kubectl(
                 "admin",

@@ -7,7 +7,9 @@ from typing import Any
 
 import pytest
 
-from .controlplane import CONTROLLER, ControlPlane, shared_dir
+from tests.support.paths import UPSTREAM_AGENTS
+
+from .controlplane import CONTROLLER, ControlPlane
 
 pytestmark = pytest.mark.e2e
 
@@ -15,7 +17,7 @@ SAMPLE_NAME = "codex-run-sample"
 
 
 def _sample() -> str:
-    return str(shared_dir() / "upstream-agents" / "examples" / "agentrun-sample.yaml")
+    return str(UPSTREAM_AGENTS / "examples" / "agentrun-sample.yaml")
 
 
 def _json(result: Any) -> Any:

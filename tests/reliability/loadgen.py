@@ -259,7 +259,8 @@ def base_run() -> dict[str, Any]:
     docs = load_manifests((BASE / "run.yaml").read_text(), "run.yaml")
     obj = docs[0].obj
     assert obj is not None
-    return json.loads(json.dumps(obj))
+    copied: dict[str, Any] = json.loads(json.dumps(obj))
+    return copied
 
 
 def approved_run(name: str, now: datetime, approvers: Sequence[str] = ("alice", "bob")) -> Any:
@@ -533,15 +534,18 @@ class Load:
             conn.close()
         self._idle = []
 
-    async def closed_loop(self, seconds: float, max_requests: int = 10**7) -> Stats:
-        """``connections`` clients sending back to back for ``seconds``: capacity."""
+    async def closed_loop(
+        self, seconds: float, max_requests: int = 10**7, *, min_requests: int = 0
+    ) -> Stats:
+        """``connections`` clients sending back to back for ``seconds``: capacity. The first
+        ``min_requests`` are sent whatever the time (a count that does not depend on speed)."""
         stats = Stats(started=time.monotonic())
         counter = iter(range(max_requests))
         deadline = stats.started + seconds
 
         async def client() -> None:
             for number in counter:
-                if time.monotonic() >= deadline:
+                if number >= min_requests and time.monotonic() >= deadline:
                     return
                 await self._one(number, stats, time.monotonic())
 

@@ -11,6 +11,7 @@ no temporary folder left behind.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -27,20 +28,22 @@ from tests.support.tools import unavailable
 EXAMPLE = ROOT / "examples" / "gitops-repo"
 
 
+# A private mount namespace: as root directly, else inside a user namespace of our own
+# (``-r``: we are root there, as unprivileged users may be on most Linux systems).
+UNSHARE = ["unshare", *([] if os.geteuid() == 0 else ["-r"]), "-m", "--propagation", "private"]
+
+
 def _namespaces_work() -> bool:
     if shutil.which("unshare") is None or shutil.which("mount") is None:
         return False
-    probe = subprocess.run(
-        ["unshare", "-m", "--propagation", "private", "mount", "-t", "tmpfs", "tmpfs", "/mnt"],
-        capture_output=True,
-    )
+    probe = subprocess.run([*UNSHARE, "mount", "-t", "tmpfs", "tmpfs", "/mnt"], capture_output=True)
     return probe.returncode == 0
 
 
 @pytest.fixture(autouse=True)
 def _real_filesystems() -> None:
     if not _namespaces_work():
-        unavailable("needs unshare -m and mount (root in a private mount namespace)")
+        unavailable(f"needs {' '.join(UNSHARE)} and mount (a private mount namespace)")
 
 
 @pytest.fixture
@@ -67,10 +70,7 @@ def _compile(repo: Path) -> None:
 def _in_namespace(mode: str, repo: Path) -> dict[str, Any]:
     done = subprocess.run(
         [
-            "unshare",
-            "-m",
-            "--propagation",
-            "private",
+            *UNSHARE,
             sys.executable,
             "-m",
             "tests.reliability.compiler_faults",

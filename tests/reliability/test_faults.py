@@ -10,7 +10,10 @@
 
 Bundle swaps, certificate rotation and SIGTERM drain under load are in
 tests/integration/test_webhook_reload.py and test_webhook_process.py (docs/reliability.md).
-Every figure a test measures is printed (``pytest -s``) for docs/reliability.md.
+Every figure a test measures is printed (``pytest -s``) for docs/reliability.md; none is
+asserted. The assertions are counts, orderings and exact answers, which hold on a busy machine;
+time appears only as generous upper bounds on hangs (the chart's 5 s webhook timeout for a
+normal request, HANG_SECONDS for a slow client to be cut).
 """
 
 from __future__ import annotations
@@ -87,7 +90,9 @@ def test_one_of_two_workers_killed_mid_load(
         stats = asyncio.run(load.open_loop(KILL_RATE, LOAD_SECONDS, on_tick=kill))
         wait_until(lambda: len(server.serving_pids()) == 3, 20, "the restarted worker")
         replacement = server.serving_pids()[2]
-        after = asyncio.run(load.closed_loop(1.0))  # the restarted worker takes its share
+        # the restarted worker takes its share: 64 requests whatever the speed, a third of them
+        # on new connections, which the kernel spreads over both workers
+        after = asyncio.run(load.closed_loop(1.0, min_requests=64))
         logs = server.logs()
         assert server.terminate() == 0
 
@@ -134,20 +139,28 @@ def test_one_of_two_workers_killed_mid_load(
 def _gap(exited: list[dict[str, Any]], started: list[dict[str, Any]]) -> float | None:
     if not exited or not started:
         return None
-    parse = lambda line: datetime.fromisoformat(line["ts"].replace("Z", "+00:00"))  # noqa: E731
+
+    def parse(line: dict[str, Any]) -> datetime:
+        return datetime.fromisoformat(line["ts"].replace("Z", "+00:00"))
+
     return round((parse(started[0]) - parse(exited[0])).total_seconds(), 2)
 
 
 # --- slow clients ---------------------------------------------------------------------------
 
 SLOW_READ_TIMEOUT = 2.0
+WEBHOOK_TIMEOUT = 5.0  # the chart's ValidatingWebhookConfiguration timeoutSeconds
+HANG_SECONDS = 60.0  # an upper bound on hangs only: a slow client cut later than this is stuck
 
 
 async def _dribble(
     port: int, context: Any, kind: str, body: bytes, state: Counter[str], stop: asyncio.Event
 ) -> None:
     """One slow client: a request head (kind "head": never finished) or a body (kind "body")
-    sent one byte per second until the server answers or closes, or ``stop``."""
+    sent one byte per second until the server answers or closes, or ``stop``.
+
+    Outcomes counted in ``state``: ``<kind>-open``, then one of ``-answered`` (and ``-408``),
+    ``-closed-by-server`` or ``-still-open`` (``stop`` came first)."""
     try:
         reader, writer = await asyncio.open_connection(
             LOOPBACK, port, ssl=context, server_hostname=LOOPBACK
@@ -180,8 +193,9 @@ async def _dribble(
         writer.transport.abort()
 
 
-async def _connected(state: Counter[str], count: int, timeout: float = 10.0) -> None:
-    """Wait until ``count`` slow clients have connected (or failed to)."""
+async def _connected(state: Counter[str], count: int, timeout: float = HANG_SECONDS) -> None:
+    """Wait until ``count`` slow clients have connected (or failed to); ``timeout`` only
+    bounds a hang (the assertions then say which did not connect)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if sum(v for k, v in state.items() if k.endswith(("-open", "-connect-failed"))) >= count:
@@ -190,7 +204,9 @@ async def _connected(state: Counter[str], count: int, timeout: float = 10.0) -> 
 
 
 async def _normal_requests(port: int, context: Any, seconds: float, timeout: float) -> Stats:
-    """A normal client: one new connection and one denied request every 0.2 s."""
+    """A normal client: one new connection and one denied request, then 0.2 s of sleep,
+    for ``seconds`` (at least one request); a request not answered within ``timeout`` is a
+    transport error. How many fit in ``seconds`` depends on the machine: nothing asserts it."""
     stats = Stats(started=time.monotonic())
     body = http_request(review_body(agentrun_request()))
     while time.monotonic() - stats.started < seconds:
@@ -217,8 +233,12 @@ def test_slow_clients_do_not_slow_normal_ones_and_slow_bodies_get_408(
     tmp_path: Path, pki: TestPKI, bundle_file: Path
 ) -> None:
     """200 clients dribbling headers and 200 dribbling bodies (1 byte/s) while a normal client
-    sends a request every 0.2 s on a new connection: every normal request is answered within
-    1 s, and every slow body is answered 408 within the read timeout (+1 s)."""
+    sends a request every 0.2 s on a new connection for 4 s: every normal request is answered,
+    exactly, within the chart's webhook timeout, while all 200 slow heads are still connected;
+    every slow body is answered 408 (the read timeout cuts it: nothing else would answer it).
+
+    Not asserted (it depends on the machine): how many normal requests fit in 4 s and how fast
+    they are answered; both are printed."""
     heads, bodies = 200, 200
     body = review_body(agentrun_request())
     # the table holds them all: what is tested here is the timeouts (the table's limit is
@@ -230,16 +250,27 @@ def test_slow_clients_do_not_slow_normal_ones_and_slow_bodies_get_408(
 
         async def scenario() -> tuple[Counter[str], Stats, int, int]:
             state: Counter[str] = Counter()
-            stop = asyncio.Event()
-            slow = [
-                asyncio.create_task(_dribble(server.port, server.context, kind, body, state, stop))
-                for kind in ["head"] * heads + ["body"] * bodies
+            stop_heads, stop_bodies = asyncio.Event(), asyncio.Event()
+            slow_heads = [
+                asyncio.create_task(
+                    _dribble(server.port, server.context, "head", body, state, stop_heads)
+                )
+                for _ in range(heads)
+            ]
+            slow_bodies = [
+                asyncio.create_task(
+                    _dribble(server.port, server.context, "body", body, state, stop_bodies)
+                )
+                for _ in range(bodies)
             ]
             await _connected(state, heads + bodies)
-            normal = await _normal_requests(server.port, server.context, 4.0, 5.0)
+            normal = await _normal_requests(server.port, server.context, 4.0, WEBHOOK_TIMEOUT)
             fds, rss = open_fds(pid), rss_kib(pid)
-            stop.set()
-            await asyncio.gather(*slow)
+            stop_heads.set()
+            # each slow body ends when the server answers it; HANG_SECONDS only bounds a hang
+            await asyncio.wait(slow_bodies, timeout=HANG_SECONDS)
+            stop_bodies.set()
+            await asyncio.gather(*slow_heads, *slow_bodies)
             return state, normal, fds, rss
 
         state, normal, fds, rss = asyncio.run(scenario())
@@ -256,17 +287,17 @@ def test_slow_clients_do_not_slow_normal_ones_and_slow_bodies_get_408(
             "server_rss_kib": {"before": baseline, "with_slow_clients": rss},
         },
     )
-    assert normal.transport_errors == [] and normal.wrong == 0
-    assert normal.answered >= 15
-    assert max(normal.latencies) < 1.0
-    assert state["body-408"] == bodies  # cut by the read timeout, in time (1 s polls)
-    assert state["head-open"] == heads
+    assert normal.wrong == 0
+    assert normal.transport_errors == [], normal.transport_errors[:3]  # none over 5 s
+    assert normal.sent >= 1 and normal.answered == normal.sent
+    # answered while every slow head still held its connection (they never finish a request)
+    assert state["head-open"] == state["head-still-open"] == heads, dict(state)
+    assert state["body-open"] == state["body-408"] == bodies, dict(state)  # cut, each one
 
 
 # aiohttp has no timeout of its own on a request head; webhook/listener.py bounds the connections
 FD_LIMIT = 1024  # the Linux default RLIMIT_NOFILE; set soft and hard so it cannot be raised
 CHART_MEMORY_LIMIT_KIB = 256 * 1024  # charts/approvalgate values.yaml resources.limits.memory
-WEBHOOK_TIMEOUT = 5.0  # the chart's ValidatingWebhookConfiguration timeoutSeconds
 FLOOD_CLIENTS = 1100  # more than FD_LIMIT
 FLOOD_SECONDS = 6.0
 
@@ -295,8 +326,10 @@ def test_a_slowloris_flood_neither_starves_normal_clients_nor_outgrows_the_memor
     reconnecting as soon as it is closed, while a normal client sends a request every 0.2 s
     on a new connection.
 
-    default-limit: every normal request is answered within 1 s, the flood is evicted, the
-    server never runs out of descriptors and stays under the chart's memory limit.
+    default-limit: every normal request is answered, exactly, within the chart's webhook
+    timeout (5 s), the flood is evicted, the server never runs out of descriptors and stays
+    under the chart's memory limit. How many normal requests fit in the 6 s and their latency
+    depend on the machine: printed, not asserted.
     fd-limit: a --max-connections above what the descriptors allow is lowered to fit (and
     logged), with the same outcome for the normal client. same-address: the flood shares
     the normal client's address, so nothing tells them apart before a request; it becomes a
@@ -351,9 +384,9 @@ def test_a_slowloris_flood_neither_starves_normal_clients_nor_outgrows_the_memor
     if case == "same-address":
         assert normal.answered > 0
         return
+    # every normal request sent during the flood was answered within 5 s, none wrongly
     assert normal.transport_errors == [], normal.transport_errors[:3]
-    assert normal.answered >= FLOOD_SECONDS / 0.2 * 0.75
-    assert max(normal.latencies) < 1.0
+    assert normal.sent >= 1 and normal.answered == normal.sent
     assert dropped["evicted"] + dropped["refused"] > 0  # the flood did fill the table
     if case == "fd-limit":
         assert lowered and lowered[0]["max_connections"] == connection_limit(100000, FD_LIMIT)
@@ -406,6 +439,7 @@ def _flood(port: int, ca_file: Path, source: str) -> Iterator[_Flood]:
 
 
 BIG_SECONDS = 4  # how long the 3 MiB UPDATEs run beside the normal mix
+BIG_AT_LEAST = 3  # of each big kind, however long that takes
 
 
 def _big_update(size: int, *, change_spec: bool, now: datetime) -> tuple[Kind, int]:
@@ -430,10 +464,13 @@ def _big_update(size: int, *, change_spec: bool, now: datetime) -> tuple[Kind, i
 
 def test_3mib_update_bodies_under_load(tmp_path: Path, pki: TestPKI, bundle_file: Path) -> None:
     """Four clients sending UPDATEs of 3 MiB minus 1 KiB (spec unchanged: allowed; spec changed:
-    denied) and one byte over 3 MiB (413), back to back, while the normal mix runs at 100
-    req/s: every answer exact, every small request answered within the webhook timeout (5 s;
-    the big bodies saturate the worker, so their latency is what it costs), RSS under the
-    chart's memory limit."""
+    denied) and one byte over 3 MiB (413), back to back (at least 3 of each), while the normal
+    mix runs at 100 req/s for 4 s: every answer exact, every small request answered, small
+    requests overtake big ones (sent after a big one, answered before it: the big bodies do
+    not block the worker), RSS under the chart's memory limit.
+
+    Not asserted (it depends on the machine): latencies and how many big bodies fit in 4 s;
+    both are printed."""
     now = datetime.now(UTC)
     limit = DEFAULT_MAX_BODY_BYTES
     same, same_size = _big_update(limit - 1024, change_spec=False, now=now)
@@ -448,7 +485,9 @@ def test_3mib_update_bodies_under_load(tmp_path: Path, pki: TestPKI, bundle_file
         mixed = Load(server.port, server.context, small, connections=8)
 
         async def scenario() -> tuple[Stats, Stats]:
-            big_task = asyncio.create_task(big.closed_loop(BIG_SECONDS))
+            big_task = asyncio.create_task(
+                big.closed_loop(BIG_SECONDS, min_requests=BIG_AT_LEAST * len(big.kinds))
+            )
             small_stats = await mixed.open_loop(100, BIG_SECONDS)
             return await big_task, small_stats
 
@@ -457,6 +496,14 @@ def test_3mib_update_bodies_under_load(tmp_path: Path, pki: TestPKI, bundle_file
         rss_end = rss_kib(pid)
         assert server.terminate() == 0
     peak = max(r for _, r, _ in sampler.samples)
+    overtaken = sum(
+        1
+        for small_sent, small_done in small_stats.spans
+        if any(
+            big_sent < small_sent and small_done < big_done
+            for big_sent, big_done in big_stats.spans
+        )
+    )
     report(
         "3mib-updates",
         {
@@ -476,6 +523,7 @@ def test_3mib_update_bodies_under_load(tmp_path: Path, pki: TestPKI, bundle_file
             ),
             "small_sent": small_stats.sent,
             "small_latency_ms": small_stats.summary()["latency_ms"],
+            "small_overtaking_a_big_one": overtaken,
             "unexpected": big_stats.wrong + small_stats.wrong,
             "transport_errors": len(big_stats.transport_errors) + len(small_stats.transport_errors),
             "rss_kib": {"first": sampler.samples[0][1], "peak": peak, "end": rss_end},
@@ -484,9 +532,9 @@ def test_3mib_update_bodies_under_load(tmp_path: Path, pki: TestPKI, bundle_file
     for stats in (big_stats, small_stats):
         assert stats.wrong == stats.allowed_wrongly == 0, stats.unexpected[:3]
         assert stats.transport_errors == [], stats.transport_errors[:3]
-    assert min(big_stats.by_kind[k.name] for k in (same, changed, over)) >= 3
+    assert min(big_stats.by_kind[k.name] for k in (same, changed, over)) >= BIG_AT_LEAST
     assert small_stats.answered == small_stats.sent == 100 * BIG_SECONDS
-    assert max(small_stats.latencies) < WEBHOOK_TIMEOUT  # none would time out at the API server
+    assert overtaken > 0  # a small request is not queued behind the big bodies
     assert peak < CHART_MEMORY_LIMIT_KIB
 
 

@@ -15,8 +15,8 @@ from tests.support.paths import ROOT
 
 TARGET = ROOT / "fuzz" / "fuzz_admission.py"
 SEED = 20261121
-MAX_INPUTS = 12_000
-MAX_SECONDS = 8.0
+INPUTS = 12_000  # a count, not a time budget: the same inputs on any machine (fixed seed)
+HANG_SECONDS = 600.0  # only an upper bound on a hang (2-8 s on our 2-core machine)
 
 
 def _target() -> object:
@@ -30,12 +30,12 @@ def _target() -> object:
 def test_fallback_fuzzer_finds_nothing_and_reaches_every_outcome() -> None:
     target = _target()
     result = target.run_fallback(  # type: ignore[attr-defined]
-        seconds=MAX_SECONDS, max_inputs=MAX_INPUTS, seed=SEED, keep_going=True
+        seconds=HANG_SECONDS, max_inputs=INPUTS, seed=SEED, keep_going=True
     )
     print(f"\nfuzz-fallback: {json.dumps(result)[:3000]}")
     assert result["findings"] == {}
     outcomes = result["outcomes"]
-    assert result["inputs"] >= 2000
+    assert result["inputs"] == INPUTS
     # the mutator gets through parsing into every part of decide(): signatures checked and
     # failed on the digest, pass-throughs, malformed bodies
     assert outcomes.get("deny missing-approvals (signature checked)", 0) > 0
@@ -45,7 +45,7 @@ def test_fallback_fuzzer_finds_nothing_and_reaches_every_outcome() -> None:
 
 
 def test_atheris_runs_the_target(tmp_path: Path) -> None:
-    import atheris  # noqa: F401  (a dev dependency: its absence is a failure, not a skip)
+    import atheris  # type: ignore[import-untyped]  # noqa: F401  (a dev dependency: absent = failure, not a skip)
 
     corpus = tmp_path / "corpus"
     done = subprocess.run(

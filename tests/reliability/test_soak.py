@@ -24,6 +24,8 @@ def test_soak_60_seconds_at_half_capacity(tmp_path: Path) -> None:
     soak = result["soak"]
     # bounded in requests: exactly rate x duration were scheduled, no more
     assert soak["sent"] == soak["scheduled"]
-    assert soak["sent"] >= 100 * SOAK_SECONDS, "the soak must carry real load"
+    # real load, relative to this machine (no absolute rate): 60 s at half the capacity
+    # measured over 5 s is about 6 times the capacity run's requests, at least as many
+    assert soak["sent"] >= result["capacity"]["answered"] > 0, "the soak must carry real load"
     assert soak["wrongly_admitted"] == 0
     assert problems(result) == []

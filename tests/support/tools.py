@@ -1,6 +1,7 @@
 """Real components for tests: a pinned binary from tools/testbin.py, and the one rule for
-when something real is missing: a failure in CI (APPROVALGATE_REQUIRE_E2E=1), a skip with
-the reason on a developer's machine."""
+when something real is missing: a failure under `make test` and CI (both set
+APPROVALGATE_REQUIRE_E2E=1), else a skip with the reason. A skip in tests/e2e, tests/chart or
+tests/reliability still fails the run (tests/support/skips.py)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from tests.support.paths import ROOT
 
 
 def unavailable(reason: str) -> NoReturn:
-    """Fail when CI requires every real component, else skip with ``reason``."""
+    """Fail when every real component is required (APPROVALGATE_REQUIRE_E2E=1), else skip."""
     if os.environ.get("APPROVALGATE_REQUIRE_E2E") == "1":
         pytest.fail(f"required (APPROVALGATE_REQUIRE_E2E=1) but unavailable: {reason}")
     pytest.skip(reason)

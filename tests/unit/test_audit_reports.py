@@ -18,8 +18,7 @@ from approvalgate.audit.findings import AuditResult, Finding, ReportWrite, RunRe
 from approvalgate.audit.reports import MAX_REPORT_MESSAGE, policy_report, render
 from approvalgate.cli import main
 from approvalgate.kube.credentials import impersonation_headers
-from tests.support.paths import ROOT, SHARED
-from tests.support.tools import unavailable
+from tests.support.paths import ROOT, THIRD_PARTY_CRDS
 
 NOW = datetime(2026, 11, 21, 12, 0, 0, tzinfo=UTC)
 BUNDLE = ROOT / "examples" / "gitops-repo" / "rendered" / "staging" / "bundle.json"
@@ -50,9 +49,7 @@ RUNS = [
 
 
 def crd_schema() -> dict[str, Any]:
-    path = SHARED / "crds" / "policy-report" / "wgpolicyk8s.io_policyreports.yaml"
-    if not path.exists():
-        unavailable(f"{path} is missing (set APPROVALGATE_SHARED)")
+    path = THIRD_PARTY_CRDS / "policy-report" / "wgpolicyk8s.io_policyreports.yaml"
     crd = yaml.safe_load(path.read_text())
     (version,) = [v for v in crd["spec"]["versions"] if v["name"] == "v1alpha2"]
     schema: dict[str, Any] = _strict(version["schema"]["openAPIV3Schema"])

@@ -11,9 +11,9 @@ import pytest
 
 from approvalgate.cli import main
 from tests.support.corpus import BASE, KEYS
-from tests.support.paths import ROOT, SHARED
+from tests.support.paths import ROOT, UPSTREAM_AGENTS
 
-EXAMPLES = SHARED / "upstream-agents" / "examples"
+EXAMPLES = UPSTREAM_AGENTS / "examples"
 NOW = "2026-11-21T12:00:00Z"
 
 

@@ -18,7 +18,7 @@ from approvalgate.approvals.structural import check_against_crd
 from approvalgate.cli import main
 from approvalgate.compiler import repo as repo_module
 from approvalgate.compiler.output import read_tree
-from tests.support.paths import SHARED
+from tests.support.paths import UPSTREAM_AGENTS
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "gitops-repo"
@@ -132,11 +132,9 @@ def test_target_values_file_keeps_comments_and_other_keys() -> None:
 
 
 def test_rendered_output_is_valid_for_its_consumers() -> None:
-    values_schema = json.loads((SHARED / "upstream-agents" / "values.schema.json").read_text())
+    values_schema = json.loads((UPSTREAM_AGENTS / "values.schema.json").read_text())
     crd = yaml.safe_load(
-        (
-            SHARED / "upstream-agents" / "crds" / "approvals.proompteng.ai_approvalpolicies.yaml"
-        ).read_text()
+        (UPSTREAM_AGENTS / "crds" / "approvals.proompteng.ai_approvalpolicies.yaml").read_text()
     )
     for env in ("dev", "prod", "staging"):
         folder = EXAMPLE / "rendered" / env
@@ -181,7 +179,7 @@ def test_errors_from_several_files_are_reported_at_once(
 def test_upstream_sample_policy_compiles_with_a_warning(
     capsys: pytest.CaptureFixture[str], repo: Path
 ) -> None:
-    sample = (SHARED / "upstream-agents" / "examples" / "approvalpolicy-sample.yaml").read_text()
+    sample = (UPSTREAM_AGENTS / "examples" / "approvalpolicy-sample.yaml").read_text()
     with_approvers = "  defaultDecision: deny\n  approvers: [agents-admin]\n"
     (repo / "policies" / "sample.yaml").write_text(
         sample.replace("  defaultDecision: deny\n", with_approvers)

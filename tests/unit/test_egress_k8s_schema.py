@@ -3,7 +3,7 @@
 - every rendered NetworkPolicy (and every NetworkPolicy in the corpus' expected files)
   validates against schemas/k8s/networkpolicy-networking-v1.json (unknown fields are errors);
 - every agents values block validates against the agents chart's values.schema.json
-  (the copy we ship, and the upstream file in ../shared when it is there).
+  (the copy we ship, and the upstream file vendored in third_party/upstream-agents/).
 """
 
 from __future__ import annotations
@@ -18,14 +18,14 @@ import pytest
 import yaml
 
 from approvalgate.compiler.egress import EgressEnv, agents_values, env_from_mapping, render_egress
-from tests.support.paths import SHARED
+from tests.support.paths import UPSTREAM_AGENTS
 
 ROOT = Path(__file__).resolve().parents[2]
 CORPUS = ROOT / "tests" / "corpus" / "egress"
 CASES = sorted(p for p in CORPUS.iterdir() if p.is_dir())
 K8S_SCHEMA = ROOT / "schemas" / "k8s" / "networkpolicy-networking-v1.json"
 VALUES_SCHEMA = ROOT / "schemas" / "agents-values.schema.json"
-UPSTREAM_VALUES_SCHEMA = SHARED / "upstream-agents" / "values.schema.json"
+UPSTREAM_VALUES_SCHEMA = UPSTREAM_AGENTS / "values.schema.json"
 
 
 @functools.cache
@@ -168,7 +168,7 @@ def test_schema_requires_pod_selector() -> None:
 
 
 def values_schemas() -> list[Path]:
-    return [VALUES_SCHEMA, *([UPSTREAM_VALUES_SCHEMA] if UPSTREAM_VALUES_SCHEMA.exists() else [])]
+    return [VALUES_SCHEMA, UPSTREAM_VALUES_SCHEMA]
 
 
 @pytest.mark.parametrize("case", RENDERABLE, ids=lambda p: p.name)
@@ -188,7 +188,6 @@ def test_values_schema_rejects_unknown_network_policy_keys() -> None:
 
 
 def test_shipped_values_schema_is_the_upstream_one() -> None:
-    assert UPSTREAM_VALUES_SCHEMA.exists(), "../shared must be beside the checkout (CI has it)"
     shipped = json.loads(VALUES_SCHEMA.read_text(encoding="utf-8"))
     assert shipped == json.loads(UPSTREAM_VALUES_SCHEMA.read_text(encoding="utf-8"))
 

@@ -18,9 +18,9 @@ from approvalgate.approvals.errors import Finding
 from approvalgate.approvals.kubeyaml import load_manifests
 from approvalgate.approvals.policy import BundleSettings, Problem, compile_bundle, dump_bundle
 from tests.support.corpus import BASE
-from tests.support.paths import SHARED
+from tests.support.paths import UPSTREAM_AGENTS
 
-UPSTREAM_SAMPLE = SHARED / "upstream-agents" / "examples" / "approvalpolicy-sample.yaml"
+UPSTREAM_SAMPLE = UPSTREAM_AGENTS / "examples" / "approvalpolicy-sample.yaml"
 REPO = Path(__file__).resolve().parents[2]
 
 

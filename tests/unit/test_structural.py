@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,10 +13,9 @@ from approvalgate.approvals.structural import (
     load_agentrun_crd,
     load_crd_schema,
 )
+from tests.support.paths import ROOT, UPSTREAM_AGENTS
 
-ROOT = Path(__file__).resolve().parents[2]
-SHARED = Path(os.environ.get("APPROVALGATE_SHARED") or ROOT.parent / "shared")
-UPSTREAM = SHARED / "upstream-agents"
+UPSTREAM = UPSTREAM_AGENTS
 CRD_FILES = [
     "agents.proompteng.ai_agentruns.yaml",
     "agents.proompteng.ai_agents.yaml",
