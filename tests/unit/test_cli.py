@@ -268,7 +268,7 @@ def test_explain(capsys: pytest.CaptureFixture[str], repo: Path) -> None:
         "requester",
     )
     assert code == 0
-    assert out.splitlines()[:8] == [
+    assert out.splitlines()[:9] == [
         "AgentRun agents/codex-run-sample",
         "  subject agents.proompteng.ai/AgentRun/agents/codex-run-sample",
         out.splitlines()[2],
@@ -277,8 +277,9 @@ def test_explain(capsys: pytest.CaptureFixture[str], repo: Path) -> None:
         "alice, bob, carol, requester",
         "    approvals live at most 1d; a reject blocks (veto)",
         "    bypass by oncall, at most 2h, reason required",
-        "    trusted submitters (no records needed): "
+        "    trusted submitters (no records needed, ServiceAccounts from their pods only): "
         "system:serviceaccount:agents-system:submission-api",
+        "    other ServiceAccount requesters: denied (serviceAccountRequesters: deny)",
     ]
     assert out.rstrip().endswith("=> denied (missing-approvals)")
 
