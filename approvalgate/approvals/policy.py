@@ -17,6 +17,7 @@ from typing import Any, Final
 from approvalgate.approvals import identity, records
 from approvalgate.approvals.durations import parse_duration
 from approvalgate.approvals.errors import Finding
+from approvalgate.approvals.references import name_problem
 from approvalgate.approvals.schemas import schema_findings
 
 POLICY_API: Final = "approvals.proompteng.ai/v1alpha1"
@@ -241,6 +242,23 @@ def _policy(
                 "this subject never matches a run at admission",
                 f"approvalgate matches kinds {', '.join(SUBJECT_KINDS)}",
             )
+        elif subject["name"] != ALL and (problem := name_problem(subject["name"])):
+            ctx.add(
+                index,
+                ("spec", "subjects", s_index, "name"),
+                f"subject name {subject['name']!r} is not a Kubernetes object name "
+                f"({problem}): it never matches a run, whose references must be object names",
+                "write the name exactly as the object is named (lowercase, no spaces), or '*'",
+            )
+    for a_index, agent in enumerate(spec.get("selector", {}).get("agents", [])):
+        if problem := name_problem(agent):
+            ctx.add(
+                index,
+                ("spec", "selector", "agents", a_index),
+                f"agent {agent!r} is not a Kubernetes object name ({problem}): this selector "
+                "never matches a run",
+                "write the Agent's name exactly as it is named (lowercase, no spaces)",
+            )
 
     approver_names = _resolve(
         index, ("spec", "approvers"), spec.get("approvers", []), approvers, groups, ctx
@@ -261,6 +279,19 @@ def _policy(
             f"requires {required} approvals but only {len(approver_names)} approvers are "
             f"eligible ({', '.join(approver_names)})",
             "add approvers or lower requiredApprovals",
+        )
+
+    if (
+        spec.get("serviceAccountRequesters") == "extraApproval"
+        and approver_names
+        and required + 1 > len(approver_names)
+    ):
+        ctx.warn(
+            index,
+            ("spec", "serviceAccountRequesters"),
+            f"extraApproval asks a ServiceAccount requester for {required + 1} approvals, but "
+            f"only {len(approver_names)} approvers are eligible: such runs are never admitted",
+            "add approvers, or keep the default serviceAccountRequesters: deny",
         )
 
     bypass = None

@@ -610,3 +610,36 @@ def test_dump_bundle_of_the_bundle_with_its_keys_reversed_is_the_same_text() -> 
     bundle, _ = compile_docs(base_docs())
     assert bundle is not None
     assert dump_bundle(_reversed_keys(bundle)) == dump_bundle(bundle)
+
+
+# --- names a run's references can never carry (class 18, the policy's side) ---------------
+
+
+@pytest.mark.parametrize("name", ["codex-agent ", "Codex-Agent", "codex\u00a0agent", "codex_agent"])
+def test_a_subject_or_agent_name_no_run_can_carry_is_an_error(name: str) -> None:
+    spec = {
+        "approvers": ["alice"],
+        "subjects": [{"kind": "Agent", "name": name}, {"kind": "Orchestration", "name": name}],
+        "selector": {"agents": ["codex-agent", name]},
+    }
+    bundle, problems = compile_docs([policy(spec), approvers()["alice"]])
+    assert bundle is None
+    assert [p[1] for p in errors(problems)] == [
+        ("spec", "subjects", 0, "name"),
+        ("spec", "selector", "agents", 1),
+    ]
+    assert "never matches a run" in errors(problems)[0][2]
+
+
+def test_extra_approval_that_can_never_be_met_is_a_warning() -> None:
+    spec = {"approvers": ["alice"], "serviceAccountRequesters": "extraApproval"}
+    bundle, problems = compile_docs([policy(spec), approvers()["alice"]])
+    assert bundle is not None
+    assert warnings(problems) == [
+        (
+            0,
+            ("spec", "serviceAccountRequesters"),
+            "extraApproval asks a ServiceAccount requester for 2 approvals, but only 1 "
+            "approvers are eligible: such runs are never admitted",
+        )
+    ]
