@@ -401,3 +401,25 @@ def test_webhook_serve_defaults_are_the_servers_own() -> None:
     compared = {name: getattr(args, name) for name in shared if hasattr(args, name)}
     assert len(compared) >= 10
     assert compared == {name: shared[name] for name in compared}
+
+
+def test_verify_without_pod_is_a_service_account_not_running_in_a_pod(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Argo CD (a gitOpsAppliers ServiceAccount) counts only from its pod: without --pod the
+    request is what `kubectl --as` or a minted token sends, and is denied saying so."""
+    example = ROOT / "examples" / "gitops-repo"
+    code, out, _ = run(
+        capsys,
+        "verify",
+        str(example / "runs" / "codex-release-notes.yaml"),
+        "--bundle",
+        str(example / "rendered" / "prod" / "bundle.json"),
+        "--user",
+        "system:serviceaccount:argocd:argocd-application-controller",
+        "--now",
+        NOW,
+    )
+    assert code == 1
+    assert out.startswith("DENIED agents/codex-release-notes\n"), out
+    assert out.count("is a GitOps applier, but this request does not carry a token bound") == 2
