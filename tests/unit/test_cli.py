@@ -423,3 +423,24 @@ def test_verify_without_pod_is_a_service_account_not_running_in_a_pod(
     assert code == 1
     assert out.startswith("DENIED agents/codex-release-notes\n"), out
     assert out.count("is a GitOps applier, but this request does not carry a token bound") == 2
+
+
+def test_bypass_reason_needs_a_letter_or_digit(
+    capsys: pytest.CaptureFixture[str], repo: Path
+) -> None:
+    code, out, err = run(
+        capsys,
+        "approve",
+        str(repo / "run.yaml"),
+        "--key",
+        str(repo / "oncall.key"),
+        "--approver",
+        "oncall",
+        "--bypass",
+        "--reason",
+        "!!!!....----",
+    )
+    assert (code, out) == (2, "")
+    assert err.startswith(
+        "error: --reason: a bypass reason needs words: this one has no letter or digit;"
+    )
