@@ -193,7 +193,9 @@ def _approval_policies() -> str:
                 "approvers": ["group:agents-admin"],
                 "requiredApprovals": 1,
                 "timeoutSeconds": 86400,
-                "trustedSubmitters": {"users": ["system:serviceaccount:agents:submission-api"]},
+                "trustedSubmitters": {
+                    "users": ["system:serviceaccount:agents-system:submission-api"]
+                },
             },
         },
         {

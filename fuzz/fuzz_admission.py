@@ -68,6 +68,8 @@ from approvalgate.approvals import records  # noqa: E402
 from approvalgate.approvals.bundle import parse_bundle_text  # noqa: E402
 from approvalgate.approvals.decide import decide  # noqa: E402
 from approvalgate.approvals.digest import spec_digest  # noqa: E402
+from approvalgate.approvals.identity import POD_NAME_EXTRA, POD_UID_EXTRA  # noqa: E402
+from approvalgate.approvals.identity import SERVICE_ACCOUNT_PREFIX as SA_PREFIX  # noqa: E402
 from approvalgate.webhook.review import MalformedReview, build_response, parse_review  # noqa: E402
 from tests.support.corpus import BASE, DEFAULT_NOW, compile_case_bundle, make_record  # noqa: E402
 
@@ -81,6 +83,7 @@ SECRET = secrets.token_hex(16)
 TRUSTED_USERS = {u for p in BUNDLE_JSON["policies"] for u in p["trustedSubmitters"]["users"]}
 TRUSTED_GROUPS = {g for p in BUNDLE_JSON["policies"] for g in p["trustedSubmitters"]["groups"]}
 ENFORCED = set(BUNDLE_JSON["enforcedNamespaces"])
+TRUSTED_SA = "system:serviceaccount:agents-system:submission-api"
 
 
 class Finding(AssertionError):
@@ -117,9 +120,16 @@ def explained(request: dict[str, Any], reason: str) -> bool:
         return "*" not in ENFORCED and request.get("namespace") not in ENFORCED
     if reason == "trusted-submitter":
         user = request.get("userInfo") or {}
-        return user.get("username") in TRUSTED_USERS or bool(
+        trusted = user.get("username") in TRUSTED_USERS or bool(
             TRUSTED_GROUPS & set(user.get("groups") or ())
         )
+        # a ServiceAccount only with a pod-bound token (pod name and uid, one each)
+        extra = user.get("extra") if isinstance(user.get("extra"), dict) else {}
+        bound = all(
+            isinstance(extra.get(k), list) and len(extra[k]) == 1 and extra[k][0]
+            for k in (POD_NAME_EXTRA, POD_UID_EXTRA)
+        )
+        return trusted and (not str(user.get("username")).startswith(SA_PREFIX) or bound)
     new, old = request.get("object"), request.get("oldObject")
     if operation != "UPDATE" or not isinstance(new, dict) or not isinstance(old, dict):
         return False
@@ -326,8 +336,15 @@ def seeds() -> list[bytes]:
         _review(_request(prefix, name="")),
         _review(_request(bare)),
         _review(_request(bare, dryRun=True)),
+        _review(_request(bare, userInfo={"username": TRUSTED_SA})),
         _review(
-            _request(bare, userInfo={"username": "system:serviceaccount:agents:submission-api"})
+            _request(
+                bare,
+                userInfo={
+                    "username": TRUSTED_SA,
+                    "extra": {POD_NAME_EXTRA: ["submission-api-0"], POD_UID_EXTRA: ["uid-0"]},
+                },
+            )
         ),
         _review(_request(changed, operation="UPDATE", oldObject=run)),
         _review(_request(run, operation="UPDATE", oldObject=run)),
@@ -361,7 +378,8 @@ INTERESTING: list[Any] = [
     "CONNECT",
     "requester",
     "alice",
-    "system:serviceaccount:agents:submission-api",
+    "system:serviceaccount:agents-system:submission-api",
+    "authentication.kubernetes.io/pod-name",
     "agents.proompteng.ai",
     "agentruns",
     "approve",

@@ -86,6 +86,8 @@ class Policy:
     bypass: Bypass | None
     trusted_users: frozenset[str]
     trusted_groups: frozenset[str]
+    service_account_requesters: str = "deny"
+    gitops_appliers: frozenset[str] = frozenset()
 
     @property
     def ref(self) -> str:
@@ -308,4 +310,6 @@ def _policy(obj: Mapping[str, Any]) -> Policy:
         bypass=Bypass(frozenset(bypass["approvers"]), bypass["maxTTLSeconds"]) if bypass else None,
         trusted_users=frozenset(obj["trustedSubmitters"]["users"]),
         trusted_groups=frozenset(obj["trustedSubmitters"]["groups"]),
+        service_account_requesters=obj["serviceAccountRequesters"],
+        gitops_appliers=frozenset(obj["gitOpsAppliers"]),
     )

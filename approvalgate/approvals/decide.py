@@ -15,15 +15,19 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final, Literal, NamedTuple
 
-from approvalgate.approvals import records
+from approvalgate.approvals import identity, reasons, records, references
 from approvalgate.approvals.admission import AGENTRUNS, AGENTS_GROUP
-from approvalgate.approvals.bundle import Approver, Bundle, Policy
+from approvalgate.approvals.bundle import Approver, ApproverKey, Bundle, Policy
 from approvalgate.approvals.errors import DigestError
 from approvalgate.approvals.policy import ENFORCEMENT_LEVELS
 
 Outcome = Literal["allow", "warn", "require-approval", "deny"]
 _PRECEDENCE: Final = {"allow": 0, "warn": 1, "require-approval": 2, "deny": 3}
 GENERIC_ERROR: Final = "approvalgate could not evaluate this request; it is denied (fail closed)"
+_IDENTITY_REASONS: Final = frozenset(
+    {"trusted-submitter-unbound", "gitops-applier-unbound", "service-account-requester"}
+)
+"""Denials that approvals cannot lift: the requester's identity, not the records, is wrong."""
 
 
 @dataclass(frozen=True)
@@ -131,7 +135,7 @@ def _decide(request: Mapping[str, Any], bundle: Bundle, now: datetime) -> Decisi
     # Rule 3, before any digest or policy: controllers must be able to update (and
     # finalize) any stored run, even one whose spec could never be approved.
     if operation == "UPDATE":
-        verdict = _update_shortcut(request, obj, bundle)
+        verdict = _update_shortcut(request, obj, bundle, namespace)
         if verdict is not None:
             return verdict
     try:
@@ -145,7 +149,11 @@ def _decide(request: Mapping[str, Any], bundle: Bundle, now: datetime) -> Decisi
         )
 
     run = _Run.of(request, obj, metadata, namespace, digest, bundle)
-    policies = [p for p in bundle.candidate_policies(namespace, run.agent) if _matches(p, run)]
+    # Rule 4: references are judged as the controller reads them, or not at all.
+    invalid = references.reference_problems(obj.get("spec"))
+    if invalid:
+        return _invalid_references(invalid, run, bundle)
+    policies = _matching(bundle, run)
     if not policies:  # Rule 4: no silent holes (noMatch, default deny).
         if bundle.no_match == "allow":
             return _allow("no-policy", digest=digest, subject=run.subject)
@@ -176,6 +184,29 @@ def matching_policies(request: Mapping[str, Any], bundle: Bundle) -> list[Policy
     return [p for p in bundle.candidate_policies(namespace) if _matches(p, run)]
 
 
+def _matching(bundle: Bundle, run: _Run) -> list[Policy]:
+    return [p for p in bundle.candidate_policies(run.namespace, run.agent) if _matches(p, run)]
+
+
+def _invalid_references(problems: Sequence[str], run: _Run, bundle: Bundle) -> Decision:
+    """Rule 4: deny (at the environment's enforcement level) what could be read two ways."""
+    verb = "creating" if run.operation == "CREATE" else "updating"
+    head = (
+        f"approvalgate denied {verb} AgentRun {run.ref}: the spec refers to objects by "
+        "names that are not valid Kubernetes object names, so the platform and approvalgate "
+        "could read them differently:"
+    )
+    message = "\n".join([head, *(f"- {p}" for p in problems), references.ADVICE])
+    extra: dict[str, Any] = {"digest": run.digest, "subject": run.subject}
+    if bundle.enforcement == "enforce":
+        return _deny("invalid-reference", message, **extra)
+    audit = {"decision": "allow", "reason": "invalid-reference", "audit-would-deny": "references"}
+    if bundle.enforcement == "warn":
+        warning = f"approvalgate (enforcement warn) would deny: {'; '.join(problems)}"
+        return _allow("invalid-reference", warnings=(warning,), audit_annotations=audit, **extra)
+    return _allow("invalid-reference", audit_annotations=audit, **extra)
+
+
 class _Run(NamedTuple):
     """The facts about the run that the rules read (a named tuple: built on every request)."""
 
@@ -186,10 +217,12 @@ class _Run(NamedTuple):
     subject: str
     digest: str
     agent: str
-    implementation: str
+    implementations: tuple[str, ...]
     labels: Mapping[str, str]
     username: str
     groups: frozenset[str]
+    service_account: bool
+    pod: str
     author: str
     operation: str
     excluded: frozenset[str] = frozenset()
@@ -227,10 +260,12 @@ class _Run(NamedTuple):
             subject=records.subject_name(namespace, name, generate),
             digest=digest,
             agent=_ref_name(spec.get("agentRef")),
-            implementation=_ref_name(spec.get("implementationSpecRef")),
+            implementations=references.implementation_specs(spec),
             labels={str(k): str(v) for k, v in labels.items()} if isinstance(labels, dict) else {},
             username=username,
             groups=frozenset(str(g) for g in user.get("groups") or ()),
+            service_account=identity.is_service_account(username),
+            pod=identity.bound_pod(user),
             author=author,
             operation=str(request.get("operation")),
             excluded=_excluded(bundle, username, author) if bundle is not None else frozenset(),
@@ -267,7 +302,7 @@ def _same_spec(old: object, new: object, bundle: Bundle) -> bool:
 
 
 def _update_shortcut(
-    request: Mapping[str, Any], obj: Mapping[str, Any], bundle: Bundle
+    request: Mapping[str, Any], obj: Mapping[str, Any], bundle: Bundle, namespace: str
 ) -> Decision | None:
     old = request.get("oldObject")
     if not isinstance(old, dict):
@@ -290,9 +325,26 @@ def _update_shortcut(
         )
     old_ann = (old_meta.get("annotations") or {}).get(records.ANNOTATION)
     new_ann = (new_meta.get("annotations") or {}).get(records.ANNOTATION)
-    if same_spec and old_ann == new_ann:
+    if same_spec and old_ann == new_ann and _same_policies(request, old, obj, bundle, namespace):
         return _allow("unchanged-spec")
     return None
+
+
+def _same_policies(
+    request: Mapping[str, Any],
+    old: Mapping[str, Any],
+    new: Mapping[str, Any],
+    bundle: Bundle,
+    namespace: str,
+) -> bool:
+    """Rule 3: the same policies select the run before and after (labels can change that)."""
+
+    def refs(obj: Mapping[str, Any]) -> list[str]:
+        meta = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
+        assert isinstance(meta, dict)
+        return [p.ref for p in _matching(bundle, _Run.of(request, obj, meta, namespace, ""))]
+
+    return refs(old) == refs(new)
 
 
 def _matches(policy: Policy, run: _Run) -> bool:
@@ -314,8 +366,8 @@ def _subject_matches(kind: str, name: str, namespace: str | None, run: _Run) -> 
         value = run.agent
     elif kind == "AgentRun":
         value = run.name
-    elif kind == "ImplementationSpec":
-        value = run.implementation
+    elif kind == "ImplementationSpec":  # any of them: the top-level one and every step's
+        return name == "*" or name in run.implementations
     elif kind == "Namespace":
         value = run.namespace
     else:
@@ -358,14 +410,18 @@ def _check_record(record: records.ParsedRecord, run: _Run, bundle: Bundle, now: 
         return _Check(record, approver, f"expired at {records.format_time(claim.expires_at)}")
     if claim.expires_at <= claim.issued_at:
         return _Check(record, approver, "expires before it was issued")
-    keys = [k.key for k in approver.keys if k.valid_at(claim.issued_at)]
-    if bundle.verifier.signed_by(record, keys) is None:
+    keys = [k for k in approver.keys if k.valid_at(claim.issued_at)]
+    signer = bundle.verifier.signed_by(record, [k.key for k in keys])
+    if signer is None:
         return _Check(
             record,
             approver,
             f"signature does not verify with a key of {approver.name} "
             f"valid at {records.format_time(claim.issued_at)}",
         )
+    key = next(k for k in keys if k.key is signer)
+    if not key.valid_at(now):  # Rule 5: a key counts only while it is valid, now too
+        return _Check(record, approver, _key_not_valid_now(approver, key, now))
     if _is_person(approver, run.username):
         return _Check(
             record,
@@ -381,6 +437,19 @@ def _check_record(record: records.ParsedRecord, run: _Run, bundle: Bundle, now: 
             f"({records.AUTHOR_ANNOTATION}): nobody approves their own run",
         )
     return _Check(record, approver, "")
+
+
+def _key_not_valid_now(approver: Approver, key: ApproverKey, now: datetime) -> str:
+    if key.not_after is not None and now >= key.not_after:
+        state = f"expired (retired) at {records.format_time(key.not_after)}"
+    else:
+        assert key.not_before is not None
+        state = f"not valid before {records.format_time(key.not_before)}"
+    return (
+        f"signed with a key of {approver.name} that is {state}: a key counts only while it "
+        "is valid, at the record's issuedAt and at admission time (removing a key or setting "
+        "its notAfter revokes it)"
+    )
 
 
 def _is_person(approver: Approver, username: str) -> bool:
@@ -406,19 +475,33 @@ def _evaluate(
     level = _effective(policy, bundle.enforcement)
     if level == "off":  # Rule 5: a policy switched off passes
         return PolicyResult(policy.ref, "allow", "enforcement-off", f"policy {policy.ref}: off")
-    # Rule 5: trusted submitters (e.g. the submission API) pass without records, audited.
+    # Rule 5: trusted submitters (e.g. the submission API) pass without records, audited;
+    # a trusted ServiceAccount only from a pod of its own (a pod-bound token).
     if run.username in policy.trusted_users or run.groups & policy.trusted_groups:
+        if run.service_account and not run.pod:
+            summary = _unbound(policy, run, "a trusted submitter")
+            return _graded(policy, level, "trusted-submitter-unbound", summary)
         return PolicyResult(
             policy.ref,
             "allow",
             "trusted-submitter",
             f"policy {policy.ref}: trusted submitter {run.username}",
         )
+    # Rule 5: a ServiceAccount requester is nobody in particular: deny, or one more approval.
+    required = policy.required_approvals
+    if run.username in policy.gitops_appliers:  # judged by records, like a person
+        if not run.pod:
+            summary = _unbound(policy, run, "a GitOps applier")
+            return _graded(policy, level, "gitops-applier-unbound", summary)
+    elif run.service_account:
+        if policy.service_account_requesters == "deny":
+            return _graded(policy, level, "service-account-requester", _sa_denied(policy, run))
+        required += 1
     verdicts = [RecordVerdict(p.index, "", "", False, p.message) for p in problems]
     latest: dict[str, tuple[datetime, str, records.ParsedRecord]] = {}
     bypass: records.ParsedRecord | None = None
     for check in checks:
-        verdict = _judge(policy, check)
+        verdict = _judge(policy, check, run.service_account, run.username in policy.gitops_appliers)
         verdicts.append(verdict)
         claim = check.record.claim
         if not verdict.valid:
@@ -446,11 +529,17 @@ def _evaluate(
     # checks come in record order; only problems (listed first) can be out of order
     ordered = tuple(sorted(verdicts, key=_by_index)) if problems else tuple(verdicts)
     header = (
-        f"policy {policy.ref}: {len(approvals)} of {policy.required_approvals} required "
+        f"policy {policy.ref}: {len(approvals)} of {required} required "
         f"approvals (approvers: {', '.join(policy.approver_refs)})"
     )
+    if required > policy.required_approvals:
+        header += (
+            f"; one more than the policy's {policy.required_approvals}: requested by "
+            f"ServiceAccount {run.username} (serviceAccountRequesters: extraApproval)"
+        )
 
-    # Rule 6: break-glass bypass admits with a warning and an audit trail.
+    # Rule 6: break-glass bypass admits with a warning and an audit trail (never for a
+    # ServiceAccount requester other than a GitOps applier: _judge does not count it).
     if bypass is not None:
         reason = bypass.claim.reason
         return PolicyResult(
@@ -466,7 +555,7 @@ def _evaluate(
     if rejects and policy.rejection == "veto":
         outcome: Outcome = "deny"
         reason_code, summary = "vetoed", f"{header}; rejected by {', '.join(rejects)}"
-    elif len(approvals) >= policy.required_approvals and len(approvals) > len(rejects):
+    elif len(approvals) >= required and len(approvals) > len(rejects):
         return PolicyResult(policy.ref, "allow", "approved", header, approvals, ordered)
     else:
         outcome, reason_code = "require-approval", "missing-approvals"
@@ -484,7 +573,34 @@ def _evaluate(
         summary,
         approvals,
         ordered,
-        missing=_still_needed(policy, run, approvals, rejects),
+        missing=_still_needed(policy, run, approvals, rejects, required),
+    )
+
+
+def _graded(policy: Policy, level: str, reason: str, summary: str) -> PolicyResult:
+    """A denial for who the requester is, at the policy's effective enforcement level."""
+    if level == "warn":
+        return PolicyResult(policy.ref, "warn", reason, summary)
+    if level == "audit":
+        return PolicyResult(policy.ref, "allow", reason, summary, audit_only=True)
+    return PolicyResult(policy.ref, "deny", reason, summary)
+
+
+def _unbound(policy: Policy, run: _Run, role: str) -> str:
+    return (
+        f"policy {policy.ref}: {run.username} is {role}, but this request "
+        "does not carry a token bound to a pod (it was impersonated with --as, or made with "
+        "a token minted without --bound-object-kind Pod): a ServiceAccount the policy "
+        "names counts only from a pod running as it"
+    )
+
+
+def _sa_denied(policy: Policy, run: _Run) -> str:
+    return (
+        f"policy {policy.ref}: the requester {run.username} is a ServiceAccount and not a "
+        "trusted submitter; approvalgate cannot tell which person acts through it, so this "
+        "policy denies its runs (serviceAccountRequesters: deny). Submit the run as "
+        "yourself, or name this ServiceAccount in the policy's gitOpsAppliers"
     )
 
 
@@ -493,12 +609,12 @@ def _by_index(verdict: RecordVerdict) -> int:
 
 
 def _still_needed(
-    policy: Policy, run: _Run, approvals: Sequence[str], rejects: Sequence[str]
+    policy: Policy, run: _Run, approvals: Sequence[str], rejects: Sequence[str], required: int
 ) -> str:
     """Who could still approve: eligible, not yet counted, not the requester or author."""
     if rejects and policy.rejection == "veto":
         return f"{', '.join(rejects)} to withdraw the rejection (approve after it), or a new spec"
-    count = max(policy.required_approvals - len(approvals), len(rejects) + 1 - len(approvals), 1)
+    count = max(required - len(approvals), len(rejects) + 1 - len(approvals), 1)
     candidates = sorted(
         name
         for name in policy.approvers - set(approvals) - set(rejects)
@@ -507,7 +623,9 @@ def _still_needed(
     return f"{count} more approval(s) from {', '.join(candidates) or 'nobody eligible'}"
 
 
-def _judge(policy: Policy, check: _Check) -> RecordVerdict:
+def _judge(
+    policy: Policy, check: _Check, service_account: bool = False, applier: bool = False
+) -> RecordVerdict:
     """Rule 5, the checks one policy adds: eligible approver or bypasser, lifetime, reason."""
     claim = check.record.claim
     index, name, decision = check.record.index, claim.approver, claim.decision
@@ -519,10 +637,16 @@ def _judge(policy: Policy, check: _Check) -> RecordVerdict:
         return bad(check.problem)
     lifetime = (claim.expires_at - claim.issued_at).total_seconds()
     if decision == "bypass":
+        if service_account and not applier:
+            return bad(
+                "a bypass does not admit a run requested by a ServiceAccount (the person "
+                "acting through it could be the one bypassing)"
+            )
         if policy.bypass is None or name not in policy.bypass.approvers:
             return bad(f"{name} may not bypass policy {policy.ref}")
-        if not claim.reason.strip():
-            return bad("a bypass needs a reason")
+        problem = reasons.reason_problem(claim.reason)
+        if problem:
+            return bad(problem)
         if lifetime > policy.bypass.max_ttl_seconds:
             return bad(
                 f"bypass lasts {int(lifetime)}s, over the policy's cap of "
@@ -610,6 +734,10 @@ def _denial_message(results: Sequence[PolicyResult], run: _Run) -> str:
         lines.extend(f"  - {v.line()}" for v in result.records)
         if result.missing:
             lines.append(f"  still needed: {result.missing}")
+    if all(
+        r.reason in _IDENTITY_REASONS for r in results if r.outcome in ("deny", "require-approval")
+    ):
+        return "\n".join(lines)
     lines.append(
         f"To approve this exact spec (sha256:{run.digest[:12]}), each approver runs "
         "`approvalgate approve RUN.yaml --key KEY --approver NAME`; then apply the "

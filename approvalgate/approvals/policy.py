@@ -14,11 +14,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from approvalgate.approvals import records
+from approvalgate.approvals import identity, records
 from approvalgate.approvals.durations import parse_duration
 from approvalgate.approvals.errors import Finding
 from approvalgate.approvals.keys.public import load_public_key, public_key_pem
 from approvalgate.approvals.keys.types import accepted_names
+from approvalgate.approvals.references import name_problem
 from approvalgate.approvals.schemas import schema_findings
 
 POLICY_API: Final = "approvals.proompteng.ai/v1alpha1"
@@ -243,6 +244,23 @@ def _policy(
                 "this subject never matches a run at admission",
                 f"approvalgate matches kinds {', '.join(SUBJECT_KINDS)}",
             )
+        elif subject["name"] != ALL and (problem := name_problem(subject["name"])):
+            ctx.add(
+                index,
+                ("spec", "subjects", s_index, "name"),
+                f"subject name {subject['name']!r} is not a Kubernetes object name "
+                f"({problem}): it never matches a run, whose references must be object names",
+                "write the name exactly as the object is named (lowercase, no spaces), or '*'",
+            )
+    for a_index, agent in enumerate(spec.get("selector", {}).get("agents", [])):
+        if problem := name_problem(agent):
+            ctx.add(
+                index,
+                ("spec", "selector", "agents", a_index),
+                f"agent {agent!r} is not a Kubernetes object name ({problem}): this selector "
+                "never matches a run",
+                "write the Agent's name exactly as it is named (lowercase, no spaces)",
+            )
 
     approver_names = _resolve(
         index, ("spec", "approvers"), spec.get("approvers", []), approvers, groups, ctx
@@ -263,6 +281,19 @@ def _policy(
             f"requires {required} approvals but only {len(approver_names)} approvers are "
             f"eligible ({', '.join(approver_names)})",
             "add approvers or lower requiredApprovals",
+        )
+
+    if (
+        spec.get("serviceAccountRequesters") == "extraApproval"
+        and approver_names
+        and required + 1 > len(approver_names)
+    ):
+        ctx.warn(
+            index,
+            ("spec", "serviceAccountRequesters"),
+            f"extraApproval asks a ServiceAccount requester for {required + 1} approvals, but "
+            f"only {len(approver_names)} approvers are eligible: such runs are never admitted",
+            "add approvers, or keep the default serviceAccountRequesters: deny",
         )
 
     bypass = None
@@ -298,9 +329,10 @@ def _policy(
             "defaultDecision: allow does not admit runs without approvals at admission",
             "set spec.enforcement: warn to admit them with a warning",
         )
+    trusted = spec.get("trustedSubmitters", {})
+    _check_service_accounts(index, spec, namespaces, settings, ctx)
     if _error_count(ctx) > errors_before:
         return None
-    trusted = spec.get("trustedSubmitters", {})
     return {
         "name": meta["name"],
         "namespace": meta.get("namespace", ""),
@@ -324,7 +356,68 @@ def _policy(
             "users": sorted(set(trusted.get("users", []))),
             "groups": sorted(set(trusted.get("groups", []))),
         },
+        "serviceAccountRequesters": spec.get("serviceAccountRequesters", "deny"),
+        "gitOpsAppliers": sorted(set(spec.get("gitOpsAppliers", []))),
     }
+
+
+def _check_service_accounts(
+    index: int,
+    spec: Mapping[str, Any],
+    namespaces: Sequence[str],
+    settings: BundleSettings,
+    ctx: _Context,
+) -> None:
+    """A ServiceAccount the policy names must not live where the policy enforces approvals.
+
+    Whoever may create runs in a namespace can usually act as its ServiceAccounts: the
+    built-in ``edit`` role grants ``impersonate`` on them, ``create serviceaccounts/token``
+    and creating pods that run as them.
+    """
+
+    def enforced(namespace: str) -> bool:
+        return (ALL in namespaces or namespace in namespaces) and (
+            ALL in settings.enforced_namespaces or namespace in settings.enforced_namespaces
+        )
+
+    trusted = spec.get("trustedSubmitters", {})
+    named = [
+        (("spec", "trustedSubmitters", "users", i), "trusted submitter", user)
+        for i, user in enumerate(trusted.get("users", []))
+    ] + [
+        (("spec", "gitOpsAppliers", i), "GitOps applier", user)
+        for i, user in enumerate(spec.get("gitOpsAppliers", []))
+    ]
+    for path, what, user in named:
+        namespace = identity.service_account_namespace(user)
+        if namespace is None or not enforced(namespace):
+            continue
+        name = user.rpartition(":")[2]
+        ctx.add(
+            index,
+            path,
+            f"{what} {user!r} is a ServiceAccount in namespace {namespace!r}, where this "
+            "policy enforces approvals: anyone who may create runs there can usually "
+            "impersonate it, mint a token for it or run a pod as it (the built-in edit role "
+            "grants all three)",
+            f"move the submitter to a namespace of its own that requesters cannot edit "
+            f"(e.g. {namespace}-system) and trust system:serviceaccount:{namespace}-system:{name}",
+        )
+    for g_index, group in enumerate(trusted.get("groups", [])):
+        if group == "system:serviceaccounts":
+            where = "every namespace"
+        elif group.startswith("system:serviceaccounts:") and enforced(group.split(":", 2)[2]):
+            where = f"namespace {group.split(':', 2)[2]!r}"
+        else:
+            continue
+        ctx.add(
+            index,
+            ("spec", "trustedSubmitters", "groups", g_index),
+            f"trusted group {group!r} holds the ServiceAccounts of {where}, where this policy "
+            "enforces approvals: anyone who may create runs there can act as one of them",
+            "trust the submitter's own ServiceAccount by name, from a namespace of its own "
+            "that requesters cannot edit",
+        )
 
 
 def _error_count(ctx: _Context) -> int:

@@ -23,9 +23,11 @@ from approvalgate.approvals import records
 from approvalgate.approvals.admission import request_for_manifest
 from approvalgate.approvals.bundle import Bundle, Policy
 from approvalgate.approvals.decide import Decision, PolicyResult, decide
+from approvalgate.approvals.identity import POD_NAME_EXTRA, POD_UID_EXTRA
 from approvalgate.audit.findings import RunResult, RunStatus
 
 REQUESTER_UNKNOWN: Final = "unknown (not recorded on the object)"
+AS_FROM_ITS_POD: Final = {POD_NAME_EXTRA: ("(audit)",), POD_UID_EXTRA: ("(audit)",)}
 _FAILING: Final = ("deny", "require-approval")
 
 
@@ -244,11 +246,11 @@ def _trusted_submitter(
         candidates += [(user, ()) for user in sorted(policy.trusted_users)]
         candidates += [("", (group,)) for group in sorted(policy.trusted_groups)]
     for username, groups in candidates:
-        request = dict(
-            request_for_manifest(
-                obj, operation="CREATE", username=username, groups=groups, namespace=namespace
-            )
+        request = request_for_manifest(
+            obj, operation="CREATE", username=username, groups=groups, namespace=namespace
         )
+        # as it really submits: from its own pod (a pod-bound token, decide() rule 6)
+        request["userInfo"]["extra"] = {k: list(v) for k, v in AS_FROM_ITS_POD.items()}
         if decide(request, bundle, now).allowed:
             return username or f"group {groups[0]}"
     return ""

@@ -42,7 +42,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="how long the record is valid, e.g. 30m, 4h, 1d (default: the "
         "matching policies' timeoutSeconds with --policies, else 24h)",
     )
-    parser.add_argument("--reason", metavar="TEXT", default="", help="why (required with --bypass)")
+    parser.add_argument(
+        "--reason",
+        metavar="TEXT",
+        default="",
+        help="why (required with --bypass: at least 8 visible characters)",
+    )
     decision = parser.add_mutually_exclusive_group()
     decision.add_argument("--reject", action="store_true", help="record a rejection")
     decision.add_argument(
@@ -68,7 +73,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from approvalgate import manifests
-    from approvalgate.approvals import keys, records
+    from approvalgate.approvals import keys, reasons, records
     from approvalgate.approvals.durations import format_duration, parse_duration
     from approvalgate.approvals.errors import Finding, UsageError
     from approvalgate.output import write_text
@@ -76,6 +81,11 @@ def run(args: argparse.Namespace) -> int:
     decision = "reject" if args.reject else "bypass" if args.bypass else "approve"
     if decision == "bypass" and not args.reason.strip():
         raise UsageError("--bypass needs --reason: a break-glass record must say why")
+    if decision == "bypass" and (problem := reasons.reason_problem(args.reason)):
+        raise UsageError(
+            f"--reason: {problem}; the webhook would not count this bypass. "
+            "Say why in words, e.g. --reason 'INC-4711 checkout outage'"
+        )
     now = manifests.parse_now(args.now)
     signer = keys.load_signer(args.key, lambda path: manifests.read_key(Path(path)))
     text = manifests.read_manifest(args.manifest)

@@ -1,8 +1,8 @@
 """Explain how the policies see each AgentRun in a manifest.
 
 For every run: which policies select it, what each requires (approvals, approvers, TTL,
-rejection rule, bypass, trusted submitters, enforcement), and each approval record on the
-run with what became of it.
+rejection rule, bypass, trusted submitters, ServiceAccount requesters, enforcement), and
+each approval record on the run with what became of it.
 
 example:
   approvalgate explain run.yaml --policies policies/ approvers/
@@ -56,7 +56,22 @@ def run(args: argparse.Namespace) -> int:
             f"group:{g}" for g in sorted(policy.trusted_groups)
         ]
         if trusted:
-            lines.append(f"    trusted submitters (no records needed): {', '.join(trusted)}")
+            lines.append(
+                f"    trusted submitters (no records needed, ServiceAccounts from their pods "
+                f"only): {', '.join(trusted)}"
+            )
+        if policy.gitops_appliers:
+            appliers = ", ".join(sorted(policy.gitops_appliers))
+            lines.append(f"    GitOps appliers (judged by records, from their pods): {appliers}")
+        if policy.service_account_requesters == "extraApproval":
+            lines.append(
+                "    other ServiceAccount requesters: one approval more "
+                "(serviceAccountRequesters: extraApproval)"
+            )
+        else:
+            lines.append(
+                "    other ServiceAccount requesters: denied (serviceAccountRequesters: deny)"
+            )
 
     for run_ in manifests.agent_runs(text, str(args.manifest), args.namespace):
         request = manifests.request_for(run_, username=args.user)

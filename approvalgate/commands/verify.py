@@ -8,6 +8,8 @@ reason and the command that fixes it.
 examples:
   approvalgate verify run.yaml --policies policies/ approvers/ --user requester
   approvalgate verify run.yaml --bundle rendered/prod/bundle.json --output json
+  approvalgate verify run.yaml --bundle bundle.json --pod argocd-application-controller-0 \
+      --user system:serviceaccount:argocd:argocd-application-controller
   approvalgate verify new.yaml --old live.yaml --operation UPDATE --policies policies/
 """
 
@@ -24,6 +26,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_policy_source(parser)
     parser.add_argument("--user", default="", help="the requester's username (userInfo.username)")
     parser.add_argument("--groups", default="", metavar="G,...", help="the requester's groups")
+    parser.add_argument(
+        "--pod",
+        default="",
+        metavar="NAME",
+        help="the requester's token is bound to pod NAME (a ServiceAccount running in a pod; "
+        "without it a ServiceAccount counts as impersonated or a minted token)",
+    )
     parser.add_argument("--operation", choices=("CREATE", "UPDATE"), default="CREATE")
     parser.add_argument(
         "--old",
@@ -40,6 +49,7 @@ def run(args: argparse.Namespace) -> int:
     from approvalgate import manifests, reports
     from approvalgate.approvals.decide import decide
     from approvalgate.approvals.errors import UsageError
+    from approvalgate.approvals.identity import POD_NAME_EXTRA, POD_UID_EXTRA
     from approvalgate.policies import load_policies
 
     if args.operation == "UPDATE" and args.old is None:
@@ -59,6 +69,11 @@ def run(args: argparse.Namespace) -> int:
         if args.operation == "UPDATE" and old is None:
             raise UsageError(f"--old has no AgentRun {run_.ref}")
         request = manifests.request_for(run_, args.operation, args.user, groups, old)
+        if args.pod:
+            request["userInfo"]["extra"] = {
+                POD_NAME_EXTRA: [args.pod],
+                POD_UID_EXTRA: [f"verify --pod {args.pod}"],
+            }
         outcomes.append((run_, decide(request, bundle, now)))
     print(reports.render(outcomes, args.output, str(args.manifest)), end="")
     return 0 if all(d.allowed for _, d in outcomes) else 1

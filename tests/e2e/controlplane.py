@@ -39,7 +39,10 @@ TESTBIN = REPO / "tools" / "testbin.py"
 LOOPBACK = "127.0.0.1"
 
 CONTROLLER = "system:serviceaccount:agents:agents-controller"
-SUBMISSION_API = "system:serviceaccount:agents:submission-api"
+# the trusted submitter lives in a namespace of its own (approvalgate refuses to trust a
+# ServiceAccount where runs are made); its static token here is NOT pod-bound: the webhook
+# admits it as trusted only with a token bound to a pod (tests/e2e/gate.py pod_bound_token)
+SUBMISSION_API = "system:serviceaccount:agents-system:submission-api"
 _SA_GROUPS = ("system:serviceaccounts", "system:serviceaccounts:agents")
 
 #: Every user the API server knows, with its groups (system:authenticated is added by the server).
@@ -50,7 +53,7 @@ USERS: dict[str, tuple[str, ...]] = {
     "bob": ("approvers",),
     "mallory": ("agents-users",),
     CONTROLLER: _SA_GROUPS,
-    SUBMISSION_API: _SA_GROUPS,
+    SUBMISSION_API: ("system:serviceaccounts", "system:serviceaccounts:agents-system"),
 }
 
 AGENTS_GROUP = "agents.proompteng.ai"
@@ -343,6 +346,26 @@ class ControlPlane:
         if check and result.returncode != 0:
             raise KubectlError(command, result)
         return result
+
+    def kubectl_with_token(
+        self, token: str, *args: str, input: str | None = None, timeout: float = 120
+    ) -> subprocess.CompletedProcess[str]:
+        """Run the real kubectl with a bearer ``token`` (e.g. a ServiceAccount token)."""
+        return subprocess.run(
+            [
+                str(self.binaries.kubectl),
+                f"--server={self.server}",
+                f"--certificate-authority={self.ca_file}",
+                f"--token={token}",
+                *args,
+            ],
+            input=input,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=self._env(),
+            check=False,
+        )
 
     def apply_crds(self, paths: Iterable[Path], timeout: float = 60) -> list[str]:
         """Server-side apply CRD files or folders as admin (one kubectl); wait until all are

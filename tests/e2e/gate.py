@@ -248,6 +248,47 @@ class Gate:
         return self.plane.kubectl(user, *args, input=manifest, check=False)
 
 
+def pod_bound_token(plane: ControlPlane, namespace: str, account: str, pod: str) -> str:
+    """A token of ServiceAccount ``account`` bound to a Pod ``pod`` running as it, as the
+    kubelet would mount it. No kubelet runs: the Pod object stays Pending, which is all the
+    API server needs to bind a token to it (and to put its name and uid in userInfo.extra)."""
+    objects = [
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": account}},
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": pod},
+            "spec": {
+                "serviceAccountName": account,
+                "automountServiceAccountToken": False,
+                "containers": [{"name": "main", "image": "registry.invalid/none:0"}],
+            },
+        },
+    ]
+    plane.kubectl(
+        "admin",
+        "apply",
+        "-n",
+        namespace,
+        "-f",
+        "-",
+        input=json.dumps({"apiVersion": "v1", "kind": "List", "items": objects}),
+    )
+    done = plane.kubectl(
+        "admin",
+        "create",
+        "token",
+        account,
+        "-n",
+        namespace,
+        "--bound-object-kind",
+        "Pod",
+        "--bound-object-name",
+        pod,
+    )
+    return done.stdout.strip()
+
+
 def run_manifest(
     name: str,
     namespace: str = ENFORCED,

@@ -20,7 +20,15 @@ import yaml
 from approvalgate.approvals.digest import spec_digest
 from approvalgate.approvals.records import ANNOTATION
 from tests.e2e.controlplane import CONTROLLER, ControlPlane
-from tests.e2e.gate import ENFORCED, EXAMPLE, NOT_ENFORCED, WEBHOOK_NAME, Gate, run_manifest
+from tests.e2e.gate import (
+    ENFORCED,
+    EXAMPLE,
+    NOT_ENFORCED,
+    WEBHOOK_NAME,
+    Gate,
+    pod_bound_token,
+    run_manifest,
+)
 from tests.support.paths import ROOT
 
 pytestmark = pytest.mark.e2e
@@ -357,11 +365,12 @@ def test_namespace_not_enforced_is_allowed(gate: Gate) -> None:
 
 
 def test_trusted_submission_api_needs_no_records(gate: Gate) -> None:
-    done = gate.kubectl(
-        "system:serviceaccount:agents:submission-api",
-        "create",
-        "-f",
-        "-",
-        manifest=run_manifest("submitted"),
+    """From a pod running as it (a pod-bound token); tests/e2e/test_attacks_identities.py
+    shows the same ServiceAccount denied without one."""
+    control_plane_ns = "agents-system"
+    gate.plane.kubectl("admin", "create", "namespace", control_plane_ns, check=False)
+    token = pod_bound_token(gate.plane, control_plane_ns, "submission-api", "submission-api-0")
+    done = gate.plane.kubectl_with_token(
+        token, "create", "-f", "-", input=run_manifest("submitted")
     )
     assert done.returncode == 0, done.stderr

@@ -162,7 +162,7 @@ def test_runs_created_while_the_webhook_was_unregistered_are_found(
 
     authored = runs["audit-authored"]
     assert (authored["result"], authored["rule"]) == ("warn", "trusted-submitter-unverified")
-    assert "system:serviceaccount:agents:submission-api" in authored["message"]
+    assert "system:serviceaccount:agents-system:submission-api" in authored["message"]
     assert authored["properties"]["author"] == "dana"
 
     # Nothing else is wrong: the webhook and the policies are exactly what git says.

@@ -49,7 +49,7 @@ from tests.integration.harness import (
 from tests.support.corpus import BASE, make_record
 
 LOOPBACK = "127.0.0.1"
-TRUSTED = "system:serviceaccount:agents:submission-api"
+TRUSTED = "system:serviceaccount:agents-system:submission-api"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE_KIB = os.sysconf("SC_PAGE_SIZE") // 1024
 
@@ -331,7 +331,12 @@ def traffic_mix(now: datetime | None = None) -> list[Kind]:
         weight=2,
     )
     review("delete", _request(approved, operation="DELETE"), True, "operation-not-gated")
-    review("trusted-submitter", _request(unapproved, username=TRUSTED), True, "trusted-submitter")
+    from_its_pod = _request(unapproved, username=TRUSTED)
+    from_its_pod["userInfo"]["extra"] = {
+        "authentication.kubernetes.io/pod-name": ["submission-api-0"],
+        "authentication.kubernetes.io/pod-uid": ["4f6c2a1e-0b7d-4c1e-9a51-2d3e8f7a6b90"],
+    }
+    review("trusted-submitter", from_its_pod, True, "trusted-submitter")
     valid = review_body(_request(unapproved)).decode()
     malformed = {
         "malformed-not-json": b'{"apiVersion": "admission.k8s.io/v1", "kind": ',

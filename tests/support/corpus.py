@@ -7,6 +7,7 @@ A case folder holds ``case.yaml`` and optionally ``run.yaml``, ``old.yaml``,
     operation: CREATE            # CREATE | UPDATE | DELETE (default CREATE)
     user: requester              # userInfo.username (default requester)
     groups: [agents-users]
+    extra: {authentication.kubernetes.io/pod-name: [p]}   # userInfo.extra (token bound to a pod)
     now: 2026-11-21T12:00:00Z    # default
     namespace: agents            # request namespace (default: the run's)
     subResource: status          # optional
@@ -144,6 +145,8 @@ def load_case(name: str) -> Case:
         request["dryRun"] = bool(spec["dryRun"])
     if "subResource" in spec:
         request["subResource"] = spec["subResource"]
+    if "extra" in spec:
+        request["userInfo"]["extra"] = {str(k): list(v) for k, v in spec["extra"].items()}
     return Case(
         name,
         folder,

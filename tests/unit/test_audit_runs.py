@@ -126,10 +126,13 @@ def test_approvals_that_expired_after_creation_are_a_warning() -> None:
 def test_a_run_naming_its_author_may_come_from_the_trusted_submitter() -> None:
     result = audit_run(stored(author="carol"), bundle(), NOW)
     assert (result.status, result.rule) == ("warn", "trusted-submitter-unverified")
-    assert "trusted submitter system:serviceaccount:agents:submission-api" in result.message
+    assert "trusted submitter system:serviceaccount:agents-system:submission-api" in result.message
     assert "It names its author (carol)" in result.message
     assert result.properties["author"] == "carol"
-    assert result.properties["trustedSubmitter"] == "system:serviceaccount:agents:submission-api"
+    assert (
+        result.properties["trustedSubmitter"]
+        == "system:serviceaccount:agents-system:submission-api"
+    )
 
 
 def test_the_recorded_author_cannot_approve_their_own_run(tmp_path: Path) -> None:

@@ -153,6 +153,41 @@ def test_bypass_needs_reason(capsys: pytest.CaptureFixture[str], repo: Path) -> 
     assert err == "error: --bypass needs --reason: a break-glass record must say why\n"
 
 
+@pytest.mark.parametrize(
+    ("reason", "what"),
+    [
+        ("\u200b" * 12, "only invisible characters"),
+        (" \t\u00a0\u2060\u3164\u2800\ufeff\u00ad", "only invisible characters"),
+        ("fix \u200b it", "only 5 visible characters"),
+    ],
+)
+def test_bypass_reason_needs_visible_text(
+    capsys: pytest.CaptureFixture[str], repo: Path, reason: str, what: str
+) -> None:
+    """Class 20: a reason that shows nothing (or almost nothing) is refused before signing."""
+    before = (repo / "run.yaml").read_text()
+    code, out, err = run(
+        capsys,
+        "approve",
+        str(repo / "run.yaml"),
+        "--key",
+        str(repo / "oncall.key"),
+        "--approver",
+        "oncall",
+        "--bypass",
+        "--reason",
+        reason,
+        "--in-place",
+    )
+    assert (code, out) == (2, "")
+    assert err == (
+        "error: --reason: a bypass needs a reason of at least 8 visible characters; "
+        f"this one has {what}; the webhook would not count this bypass. "
+        "Say why in words, e.g. --reason 'INC-4711 checkout outage'\n"
+    )
+    assert (repo / "run.yaml").read_text() == before
+
+
 def test_ttl_capped_by_policy(capsys: pytest.CaptureFixture[str], repo: Path) -> None:
     code, _, err = run(
         capsys,
@@ -233,7 +268,7 @@ def test_explain(capsys: pytest.CaptureFixture[str], repo: Path) -> None:
         "requester",
     )
     assert code == 0
-    assert out.splitlines()[:8] == [
+    assert out.splitlines()[:9] == [
         "AgentRun agents/codex-run-sample",
         "  subject agents.proompteng.ai/AgentRun/agents/codex-run-sample",
         out.splitlines()[2],
@@ -242,7 +277,9 @@ def test_explain(capsys: pytest.CaptureFixture[str], repo: Path) -> None:
         "alice, bob, carol, requester",
         "    approvals live at most 1d; a reject blocks (veto)",
         "    bypass by oncall, at most 2h, reason required",
-        "    trusted submitters (no records needed): system:serviceaccount:agents:submission-api",
+        "    trusted submitters (no records needed, ServiceAccounts from their pods only): "
+        "system:serviceaccount:agents-system:submission-api",
+        "    other ServiceAccount requesters: denied (serviceAccountRequesters: deny)",
     ]
     assert out.rstrip().endswith("=> denied (missing-approvals)")
 
@@ -296,6 +333,8 @@ def test_verify_with_a_compiled_bundle(capsys: pytest.CaptureFixture[str]) -> No
             str(bundle),
             "--user",
             "system:serviceaccount:argocd:argocd-application-controller",
+            "--pod",
+            "argocd-application-controller-0",
             "--now",
             NOW,
         )
@@ -362,3 +401,46 @@ def test_webhook_serve_defaults_are_the_servers_own() -> None:
     compared = {name: getattr(args, name) for name in shared if hasattr(args, name)}
     assert len(compared) >= 10
     assert compared == {name: shared[name] for name in compared}
+
+
+def test_verify_without_pod_is_a_service_account_not_running_in_a_pod(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Argo CD (a gitOpsAppliers ServiceAccount) counts only from its pod: without --pod the
+    request is what `kubectl --as` or a minted token sends, and is denied saying so."""
+    example = ROOT / "examples" / "gitops-repo"
+    code, out, _ = run(
+        capsys,
+        "verify",
+        str(example / "runs" / "codex-release-notes.yaml"),
+        "--bundle",
+        str(example / "rendered" / "prod" / "bundle.json"),
+        "--user",
+        "system:serviceaccount:argocd:argocd-application-controller",
+        "--now",
+        NOW,
+    )
+    assert code == 1
+    assert out.startswith("DENIED agents/codex-release-notes\n"), out
+    assert out.count("is a GitOps applier, but this request does not carry a token bound") == 2
+
+
+def test_bypass_reason_needs_a_letter_or_digit(
+    capsys: pytest.CaptureFixture[str], repo: Path
+) -> None:
+    code, out, err = run(
+        capsys,
+        "approve",
+        str(repo / "run.yaml"),
+        "--key",
+        str(repo / "oncall.key"),
+        "--approver",
+        "oncall",
+        "--bypass",
+        "--reason",
+        "!!!!....----",
+    )
+    assert (code, out) == (2, "")
+    assert err.startswith(
+        "error: --reason: a bypass reason needs words: this one has no letter or digit;"
+    )

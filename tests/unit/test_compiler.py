@@ -176,6 +176,24 @@ def test_errors_from_several_files_are_reported_at_once(
     assert "did you mean 140.82.112.0/20" in err
 
 
+def test_a_trusted_service_account_in_the_runs_namespace_is_located(
+    capsys: pytest.CaptureFixture[str], repo: Path
+) -> None:
+    """Class 17: the example as it was (the submitter beside the runs) no longer compiles."""
+    path = repo / "policies" / "codex-two-person.yaml"
+    path.write_text(
+        path.read_text().replace("agents-system:submission-api", "agents:submission-api")
+    )
+    code, out, err = run(capsys, "validate", str(repo))
+    assert code == 1 and out == ""
+    assert (
+        "policies/codex-two-person.yaml:28:9: $.spec.trustedSubmitters.users[0]: trusted "
+        "submitter 'system:serviceaccount:agents:submission-api' is a ServiceAccount in "
+        "namespace 'agents', where this policy enforces approvals"
+    ) in err
+    assert "trust system:serviceaccount:agents-system:submission-api" in err
+
+
 def test_upstream_sample_policy_compiles_with_a_warning(
     capsys: pytest.CaptureFixture[str], repo: Path
 ) -> None:

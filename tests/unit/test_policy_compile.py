@@ -127,6 +127,8 @@ def test_the_upstream_sample_compiles_once_it_names_an_approver() -> None:
         "enforcement": "enforce",
         "bypass": None,
         "trustedSubmitters": {"users": [], "groups": []},
+        "serviceAccountRequesters": "deny",
+        "gitOpsAppliers": [],
     }
     parse_bundle_text(dump_bundle(bundle))  # and the webhook can load it
 
@@ -196,9 +198,89 @@ def test_the_group_prefix_names_the_group_even_when_an_approver_has_its_name() -
 
 
 def test_automatic_with_trusted_submitters_has_no_warning() -> None:
-    spec = {**AUTOMATIC, "trustedSubmitters": {"users": ["system:serviceaccount:agents:api"]}}
+    spec = {
+        **AUTOMATIC,
+        "trustedSubmitters": {"users": ["system:serviceaccount:agents-system:api"]},
+    }
     bundle, problems = compile_docs([policy(spec), approver("agents-admin")])
     assert (bundle is not None, problems) == (True, [])
+
+
+# --- trusted ServiceAccounts live outside what the policy enforces (class 17) -------------
+
+SA_IN_RUNS_NAMESPACE = (
+    "trusted submitter 'system:serviceaccount:agents:api' is a ServiceAccount in namespace "
+    "'agents', where this policy enforces approvals: anyone who may create runs there can "
+    "usually impersonate it, mint a token for it or run a pod as it (the built-in edit role "
+    "grants all three)"
+)
+
+
+@pytest.mark.parametrize(
+    ("selector", "enforced", "error"),
+    [
+        ({}, ("*",), True),  # the policy's own namespace
+        ({"namespaces": ["agents", "agents-prod"]}, ("*",), True),
+        ({"namespaces": ["agents-prod"]}, ("*",), False),  # the policy never judges agents
+        ({}, ("agents-prod",), False),  # the environment does not enforce agents
+    ],
+)
+def test_a_trusted_service_account_where_the_policy_enforces_is_an_error(
+    selector: dict[str, Any], enforced: tuple[str, ...], error: bool
+) -> None:
+    spec = {
+        "approvers": ["alice"],
+        "selector": selector,
+        "trustedSubmitters": {"users": ["carol", "system:serviceaccount:agents:api"]},
+    }
+    bundle, problems = compile_bundle(
+        [policy(spec), approvers()["alice"]], BundleSettings(enforced_namespaces=enforced)
+    )
+    found = errors(problems)
+    if not error:
+        assert (bundle is not None, found) == (True, [])
+        return
+    assert bundle is None
+    assert found == [(0, ("spec", "trustedSubmitters", "users", 1), SA_IN_RUNS_NAMESPACE)]
+    assert problems[0].finding.advice == (
+        "move the submitter to a namespace of its own that requesters cannot edit "
+        "(e.g. agents-system) and trust system:serviceaccount:agents-system:api"
+    )
+
+
+@pytest.mark.parametrize(
+    ("group", "where"),
+    [
+        ("system:serviceaccounts:agents", "namespace 'agents'"),
+        ("system:serviceaccounts", "every namespace"),
+    ],
+)
+def test_trusting_the_service_accounts_of_an_enforced_namespace_is_an_error(
+    group: str, where: str
+) -> None:
+    spec = {"approvers": ["alice"], "trustedSubmitters": {"groups": ["platform", group]}}
+    bundle, problems = compile_docs([policy(spec), approvers()["alice"]])
+    assert bundle is None
+    assert errors(problems) == [
+        (
+            0,
+            ("spec", "trustedSubmitters", "groups", 1),
+            f"trusted group {group!r} holds the ServiceAccounts of {where}, where this policy "
+            "enforces approvals: anyone who may create runs there can act as one of them",
+        )
+    ]
+
+
+@pytest.mark.parametrize("choice", ["deny", "extraApproval"])
+def test_service_account_requesters_is_compiled_with_a_safe_default(choice: str) -> None:
+    bundle, _ = compile_docs([policy({"approvers": ["alice"]}), approvers()["alice"]])
+    assert bundle is not None and bundle["policies"][0]["serviceAccountRequesters"] == "deny"
+    spec = {"approvers": ["alice"], "serviceAccountRequesters": choice}
+    bundle, _ = compile_docs([policy(spec), approvers()["alice"]])
+    assert bundle is not None and bundle["policies"][0]["serviceAccountRequesters"] == choice
+    spec["serviceAccountRequesters"] = "allow"
+    bundle, problems = compile_docs([policy(spec), approvers()["alice"]])
+    assert bundle is None and errors(problems)[0][1] == ("spec", "serviceAccountRequesters")
 
 
 def test_the_base_corpus_policy_compiles_cleanly() -> None:
@@ -528,3 +610,36 @@ def test_dump_bundle_of_the_bundle_with_its_keys_reversed_is_the_same_text() -> 
     bundle, _ = compile_docs(base_docs())
     assert bundle is not None
     assert dump_bundle(_reversed_keys(bundle)) == dump_bundle(bundle)
+
+
+# --- names a run's references can never carry (class 18, the policy's side) ---------------
+
+
+@pytest.mark.parametrize("name", ["codex-agent ", "Codex-Agent", "codex\u00a0agent", "codex_agent"])
+def test_a_subject_or_agent_name_no_run_can_carry_is_an_error(name: str) -> None:
+    spec = {
+        "approvers": ["alice"],
+        "subjects": [{"kind": "Agent", "name": name}, {"kind": "Orchestration", "name": name}],
+        "selector": {"agents": ["codex-agent", name]},
+    }
+    bundle, problems = compile_docs([policy(spec), approvers()["alice"]])
+    assert bundle is None
+    assert [p[1] for p in errors(problems)] == [
+        ("spec", "subjects", 0, "name"),
+        ("spec", "selector", "agents", 1),
+    ]
+    assert "never matches a run" in errors(problems)[0][2]
+
+
+def test_extra_approval_that_can_never_be_met_is_a_warning() -> None:
+    spec = {"approvers": ["alice"], "serviceAccountRequesters": "extraApproval"}
+    bundle, problems = compile_docs([policy(spec), approvers()["alice"]])
+    assert bundle is not None
+    assert warnings(problems) == [
+        (
+            0,
+            ("spec", "serviceAccountRequesters"),
+            "extraApproval asks a ServiceAccount requester for 2 approvals, but only 1 "
+            "approvers are eligible: such runs are never admitted",
+        )
+    ]

@@ -1,0 +1,293 @@
+"""Classes 17-20 of security.md against a real kube-apiserver with real RBAC and real tokens.
+
+Borrowed identities (17): the trusted submitter impersonated with ``kubectl --as``, or used
+with a token minted by ``kubectl create token``, is denied by the webhook with the reason;
+the same ServiceAccount with a token bound to a Pod running as it (what the kubelet mounts)
+is admitted as ``trusted-submitter``; a ServiceAccount that is not trusted is denied even
+with approvals. The RBAC is the one real clusters grant: the rules of the built-in ``edit``
+role (``system:aggregate-to-edit``, what kube-controller-manager aggregates into ``edit``;
+no controller-manager runs here) bound in a namespace. A requester with ``edit`` where the
+runs are cannot reach the submitter in its own namespace at all.
+
+References (18), labels added after admission (19) and break-glass reasons (20) go through
+kubectl too. For every webhook denial the whole kubectl error is exactly decide()'s message
+for the same object, bundle, user and time (as in test_attacks.py).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import subprocess
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from approvalgate.approvals.admission import request_for_manifest
+from approvalgate.approvals.decide import decide
+from tests.e2e.controlplane import CONTROLLER, ControlPlane
+from tests.e2e.gate import ENFORCED, ENV, Gate, pod_bound_token
+from tests.e2e.test_attacks import REQUESTER, Signer, annotated, create, denial, run
+
+pytestmark = pytest.mark.e2e
+SUBMITTER_NS = "agents-system"  # the example trusts system:serviceaccount:agents-system:...
+SUBMITTER = "submission-api"
+TRUSTED = f"system:serviceaccount:{SUBMITTER_NS}:{SUBMITTER}"
+HIGH_RISK = """\
+apiVersion: approvals.proompteng.ai/v1alpha1
+kind: ApprovalPolicy
+metadata:
+  name: high-risk
+  namespace: agents
+spec:
+  selector:
+    matchLabels:
+      risk: high
+  approvers: [oncall]
+  requiredApprovals: 1
+"""
+
+
+def _edit_in(plane: ControlPlane, namespace: str, user: str) -> None:
+    """``user`` gets the built-in edit role's rules in ``namespace``, bound as clusters do."""
+    binding = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": {"name": f"{user}-edit", "namespace": namespace},
+        "roleRef": {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "ClusterRole",
+            "name": "system:aggregate-to-edit",
+        },
+        "subjects": [{"kind": "User", "apiGroup": "rbac.authorization.k8s.io", "name": user}],
+    }
+    plane.kubectl("admin", "apply", "-f", "-", input=json.dumps(binding))
+
+
+@pytest.fixture(scope="module")
+def gate(control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gate]:
+    gate = Gate(control_plane, tmp_path_factory.mktemp("identities"))
+    gate.prepare()
+    (gate.repo / "policies" / "high-risk.yaml").write_text(HIGH_RISK)
+    gate.cli("compile", str(gate.repo), "--env", ENV, "--out", str(gate.work / "rendered"))
+    for ns in (ENFORCED, SUBMITTER_NS):
+        control_plane.kubectl("admin", "create", "namespace", ns, check=False)
+    # requester may edit where the runs are; mallory (a misconfiguration the token rule
+    # still catches) may edit where the submitter lives
+    _edit_in(control_plane, ENFORCED, REQUESTER)
+    _edit_in(control_plane, SUBMITTER_NS, "mallory")
+    gate.bound_token = pod_bound_token(  # type: ignore[attr-defined]
+        control_plane, SUBMITTER_NS, SUBMITTER, f"{SUBMITTER}-0"
+    )
+    gate.start()
+    gate.register()
+    try:
+        yield gate
+    finally:
+        gate.unregister()
+        gate.stop()
+
+
+def _message(s: Signer, obj: dict[str, Any], user: str, **request: Any) -> str:
+    """decide()'s denial for ``obj`` sent by ``user`` (as the API server sends it)."""
+    built = dict(request_for_manifest(obj, username=user, **request))
+    decision = decide(built, s.bundle, datetime.now(UTC))
+    assert not decision.allowed, decision
+    return decision.message
+
+
+def _gone(gate: Gate, name: str) -> bool:
+    return "NotFound" in gate.kubectl("admin", "get", "agentrun", name, "-n", ENFORCED).stderr
+
+
+# --- 17: borrowed identities ----------------------------------------------------------------------
+
+
+def test_the_trusted_submitter_impersonated_is_denied(gate: Gate) -> None:
+    s = Signer(gate)
+    obj = run("idt-as")
+    done = create(gate, obj, "mallory", f"--as={TRUSTED}")
+    assert done.returncode == 1, done.stdout
+    assert "impersonated with --as" in done.stderr, done.stderr
+    assert done.stderr.strip() == denial(_message(s, obj, TRUSTED))
+    assert _gone(gate, "idt-as")
+
+
+def test_the_trusted_submitter_with_a_minted_token_is_denied(gate: Gate) -> None:
+    s = Signer(gate)
+    minted = gate.plane.kubectl("mallory", "create", "token", SUBMITTER, "-n", SUBMITTER_NS)
+    assert minted.returncode == 0, minted.stderr  # edit grants create serviceaccounts/token
+    obj = run("idt-minted")
+    done = gate.plane.kubectl_with_token(
+        minted.stdout.strip(), "create", "-f", "-", input=json.dumps(obj)
+    )
+    assert done.returncode == 1, done.stdout
+    assert "--bound-object-kind Pod" in done.stderr, done.stderr
+    assert done.stderr.strip() == denial(_message(s, obj, TRUSTED))
+    assert _gone(gate, "idt-minted")
+
+
+def test_the_pod_name_extra_cannot_be_impersonated_with_edit(gate: Gate) -> None:
+    """Setting userInfo.extra by impersonation needs impersonate on userextras/...: not in edit.
+    (kubectl has no flag for it: a kubeconfig's ``as-user-extra`` sends Impersonate-Extra-*.)"""
+    plane = gate.plane
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {
+                "name": "e2e",
+                "cluster": {"server": plane.server, "certificate-authority": str(plane.ca_file)},
+            }
+        ],
+        "users": [
+            {
+                "name": "mallory-as",
+                "user": {
+                    "token": plane.tokens["mallory"],
+                    "as": TRUSTED,
+                    "as-user-extra": {
+                        "authentication.kubernetes.io/pod-name": [f"{SUBMITTER}-0"],
+                        "authentication.kubernetes.io/pod-uid": ["0"],
+                    },
+                },
+            }
+        ],
+        "contexts": [{"name": "e2e", "context": {"cluster": "e2e", "user": "mallory-as"}}],
+        "current-context": "e2e",
+    }
+    path = gate.work / "mallory-as-extra.json"
+    path.write_text(json.dumps(config))
+    body = gate.work / "idt-as-extra.json"
+    body.write_text(json.dumps(run("idt-as-extra")))
+    done = subprocess.run(  # --raw: no discovery, which the same Forbidden would stop first
+        [
+            str(plane.binaries.kubectl),
+            f"--kubeconfig={path}",
+            "create",
+            "--raw",
+            f"/apis/agents.proompteng.ai/v1alpha1/namespaces/{ENFORCED}/agentruns",
+            "-f",
+            str(body),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1 and "cannot impersonate resource" in done.stderr, done.stderr
+    assert "userextras" in done.stderr, done.stderr
+    assert _gone(gate, "idt-as-extra")
+
+
+def test_a_requester_with_edit_where_the_runs_are_cannot_reach_the_submitter(gate: Gate) -> None:
+    """Why the submitter must live in a namespace of its own (a compile error otherwise)."""
+    impersonated = create(gate, run("idt-reach"), REQUESTER, f"--as={TRUSTED}", "--validate=false")
+    assert impersonated.returncode == 1 and "cannot impersonate" in impersonated.stderr
+    minted = gate.plane.kubectl(
+        REQUESTER, "create", "token", SUBMITTER, "-n", SUBMITTER_NS, check=False
+    )
+    assert minted.returncode == 1 and "forbidden" in minted.stderr.lower(), minted.stderr
+    own = gate.plane.kubectl(
+        REQUESTER, "auth", "can-i", "impersonate", "serviceaccounts", "-n", ENFORCED, check=False
+    )
+    assert own.stdout.strip() == "yes"  # where the runs are, edit could act as any SA
+
+
+def test_the_trusted_submitter_from_its_pod_is_admitted(gate: Gate) -> None:
+    token: str = gate.bound_token  # type: ignore[attr-defined]
+    whoami = gate.plane.kubectl_with_token(token, "auth", "whoami", "-o", "json")
+    extra = json.loads(whoami.stdout)["status"]["userInfo"]["extra"]
+    assert extra["authentication.kubernetes.io/pod-name"] == [f"{SUBMITTER}-0"]
+    done = gate.plane.kubectl_with_token(
+        token, "create", "-f", "-", input=json.dumps(run("idt-pod"))
+    )
+    assert done.returncode == 0, done.stderr
+    assert not _gone(gate, "idt-pod")
+
+
+def test_a_service_account_that_is_not_trusted_is_denied_even_with_approvals(
+    gate: Gate,
+) -> None:
+    s = Signer(gate)
+    obj = run("idt-sa")
+    approved = annotated(obj, [s.record(obj, "alice"), s.record(obj, "bob")])
+    done = create(gate, approved, CONTROLLER)
+    assert done.returncode == 1, done.stdout
+    assert "serviceAccountRequesters: deny" in done.stderr, done.stderr
+    assert done.stderr.strip() == denial(_message(s, approved, CONTROLLER))
+
+
+# --- 18: references read two ways -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "change", "where"),
+    [
+        ("idt-ref-space", ("agentRef", "codex-agent "), 'spec.agentRef.name "codex-agent "'),
+        ("idt-ref-nbsp", ("agentRef", "codex-agent\u00a0"), "U+00A0 (NO-BREAK SPACE)"),
+        ("idt-ref-step", ("step", "Codex-Impl"), "spec.workflow.steps[1].implementationSpecRef"),
+    ],
+)
+def test_a_reference_that_is_not_a_kubernetes_name_is_denied_with_its_field(
+    gate: Gate, name: str, change: tuple[str, str], where: str
+) -> None:
+    s = Signer(gate)
+    obj = run(name)
+    field, value = change
+    if field == "agentRef":
+        obj["spec"]["agentRef"]["name"] = value
+    else:
+        obj["spec"]["workflow"] = {
+            "steps": [
+                {"name": "plan", "implementationSpecRef": {"name": "codex-impl-sample"}},
+                {"name": "ship", "implementationSpecRef": {"name": value}},
+            ]
+        }
+    approved = annotated(obj, [s.record(obj, "alice"), s.record(obj, "bob")])
+    done = create(gate, approved)
+    assert done.returncode == 1, done.stdout
+    assert where in done.stderr, done.stderr
+    assert done.stderr.strip() == denial(_message(s, approved, REQUESTER))
+    assert _gone(gate, name)
+
+
+# --- 19: a label added after admission ------------------------------------------------------
+
+
+def test_a_label_that_selects_a_stricter_policy_is_judged_on_update(gate: Gate) -> None:
+    s = Signer(gate)
+    obj = run("idt-label")
+    approved = annotated(obj, [s.record(obj, "alice"), s.record(obj, "bob")])
+    assert create(gate, approved).returncode == 0
+    unrelated = gate.kubectl(REQUESTER, "label", "agentrun", "idt-label", "-n", ENFORCED, "team=x")
+    assert unrelated.returncode == 0, unrelated.stderr  # no policy selects on it
+    done = gate.kubectl(REQUESTER, "label", "agentrun", "idt-label", "-n", ENFORCED, "risk=high")
+    assert done.returncode == 1, done.stdout
+    assert "policy agents/high-risk: 0 of 1 required approvals" in done.stderr, done.stderr
+    labelled = copy.deepcopy(approved)
+    labelled["metadata"]["labels"] = {"team": "x", "risk": "high"}
+    expected = _message(s, labelled, REQUESTER, operation="UPDATE", old=approved)
+    assert done.stderr.strip() == (
+        'Error from server (Forbidden): admission webhook "agentruns.approvalgate.proompteng.ai" '
+        f"denied the request: {expected}"
+    )
+    stored = json.loads(
+        gate.kubectl("admin", "get", "agentrun", "idt-label", "-n", ENFORCED, "-o", "json").stdout
+    )
+    assert stored["metadata"]["labels"] == {"team": "x"}
+
+
+# --- 20: a break-glass reason that says nothing ---------------------------------------------------
+
+
+def test_a_bypass_reason_of_invisible_characters_is_denied(gate: Gate) -> None:
+    s = Signer(gate)
+    obj = run("idt-bypass")
+    record = s.record(obj, "oncall", decision="bypass", reason="\u200b" * 12)
+    approved = annotated(obj, [record, s.record(obj, "alice")])
+    done = create(gate, approved)
+    assert done.returncode == 1, done.stdout
+    assert "at least 8 visible characters" in done.stderr, done.stderr
+    assert done.stderr.strip() == denial(_message(s, approved, REQUESTER))
