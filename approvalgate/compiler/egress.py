@@ -37,11 +37,10 @@ from approvalgate.approvals.errors import (
     ValidationError,
     format_json_path,
 )
-from approvalgate.approvals.fastschema import Check, compile_check
+from approvalgate.approvals.schemas import schema_findings
 
 if TYPE_CHECKING:
     import jinja2
-    import jsonschema
 
 API_VERSION = "gates.proompteng.ai/v1alpha1"
 KIND = "EgressPolicy"
@@ -344,43 +343,8 @@ def _resource_text(package: str, name: str) -> str:
     )
 
 
-@lru_cache(maxsize=1)
-def _schema() -> dict[str, Any]:
-    schema: dict[str, Any] = json.loads(_resource_text("schemas", SCHEMA_FILE))
-    return schema
-
-
-@lru_cache(maxsize=1)
-def _schema_validator() -> jsonschema.Draft202012Validator:
-    import jsonschema
-
-    return jsonschema.Draft202012Validator(_schema())
-
-
-@lru_cache(maxsize=1)
-def _schema_check() -> Check | None:
-    return compile_check(_schema())
-
-
 def _schema_findings(doc: object) -> list[Finding]:
-    check = _schema_check()
-    if check is not None and check(doc):  # valid: jsonschema would find nothing
-        return []
-    found = {
-        Finding(tuple(err.absolute_path), _schema_message(err))
-        for err in _schema_validator().iter_errors(doc)
-    }
-    return sorted(found, key=_finding_key)
-
-
-def _schema_message(err: jsonschema.ValidationError) -> str:
-    schema = err.schema if isinstance(err.schema, Mapping) else {}
-    custom = schema.get("x-messages", {}).get(str(err.validator))
-    return str(custom) if custom else str(err.message)
-
-
-def _finding_key(f: Finding) -> tuple[Any, ...]:
-    return tuple((0, p, "") if isinstance(p, int) else (1, 0, p) for p in f.path), f.message
+    return schema_findings(SCHEMA_FILE, doc)
 
 
 # --------------------------------------------------------------------------- validation
