@@ -126,8 +126,12 @@ def validator(name: str, pointer: str = "") -> jsonschema_rs.Validator:
 
 
 def is_valid(name: str, document: object, pointer: str = "") -> bool:
-    """Whether ``document`` satisfies the schema (the hot path: no messages built)."""
-    return validator(name, pointer).is_valid(document)
+    """Whether ``document`` satisfies the schema (no messages built; data that is not
+    JSON, such as a non-string key, is not valid)."""
+    try:
+        return validator(name, pointer).is_valid(document)
+    except ValueError:
+        return False
 
 
 def schema_findings(
@@ -138,11 +142,15 @@ def schema_findings(
     ``prefix`` is prepended to every path (the document sits there in a larger one).
     """
     check = validator(name, pointer)
-    if check.is_valid(document):
-        return []
+    try:
+        if check.is_valid(document):
+            return []
+        errors = list(check.iter_errors(document))
+    except ValueError as exc:  # not JSON data: a non-string key, a date, bytes...
+        return [_not_json(document, prefix, str(exc))]
     schema = subschema(name, pointer)
     found: set[Finding] = set()
-    for error in check.iter_errors(document):
+    for error in errors:
         found.update(_findings(error, schema, (*prefix, *error.instance_path)))
     return sorted(found, key=finding_key)
 
@@ -183,6 +191,26 @@ def _findings(
             findings.append(Finding((*path, extra), f"unknown field {extra!r}", advice))
         return findings
     return [Finding(path, _message(keyword, error, where))]
+
+
+_JSON_SCALARS: Final = (str, int, float, bool, type(None))
+
+
+def _not_json(document: object, prefix: JsonPath, detail: str) -> Finding:
+    """Where ``document`` stops being JSON data (jsonschema-rs refuses it whole)."""
+    todo: list[tuple[JsonPath, object]] = [(prefix, document)]
+    while todo:
+        path, node = todo.pop()
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if not isinstance(key, str):
+                    return Finding(path, f"the key {key!r} is not a string: JSON keys are strings")
+                todo.append(((*path, key), value))
+        elif isinstance(node, list | tuple):
+            todo.extend(((*path, index), value) for index, value in enumerate(node))
+        elif not isinstance(node, _JSON_SCALARS):
+            return Finding(path, f"a {type(node).__name__} is not JSON data")
+    return Finding(prefix, f"not JSON data: {detail}")
 
 
 def _at(root: Mapping[str, Any], schema_path: Sequence[str | int]) -> Mapping[str, Any]:

@@ -41,7 +41,23 @@ def documents(pattern: str) -> list[Any]:
 INPUTS = documents("*/input.yaml")
 OUTPUTS = [d for d in documents("*/expected.yaml") if d.get("kind") == "NetworkPolicy"]
 VALUES_BLOCKS = documents("*/expected-values.yaml")
-REPLACEMENTS = [None, True, 0, 1, 1.5, 2.0, -1, "", "x", "TCP", "53", [], [{}], {}, {"x": 1}]
+REPLACEMENTS: list[Any] = [
+    None,
+    True,
+    0,
+    1,
+    1.5,
+    2.0,
+    -1,
+    "",
+    "x",
+    "TCP",
+    "53",
+    [],
+    [{}],
+    {},
+    {"x": 1},
+]
 
 
 def paths(node: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:

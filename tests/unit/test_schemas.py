@@ -10,7 +10,7 @@ import pytest
 from jsonschema import Draft7Validator, Draft202012Validator
 
 from approvalgate.approvals import schemas
-from approvalgate.approvals.errors import Finding, InputError
+from approvalgate.approvals.errors import Finding, InputError, JsonPath
 from approvalgate.approvals.schemas import SCHEMA_PACKAGE
 
 NAMES = [
@@ -113,3 +113,21 @@ def test_formats_are_never_asserted() -> None:
         f.path[-1:] == ("notAfter",)
         for f in schemas.schema_findings("approver.schema.json", {"spec": {"keys": [key]}})
     )
+
+
+@pytest.mark.parametrize(
+    ("document", "path", "message"),
+    [
+        ({"spec": {1: "x"}}, ("doc", "spec"), "the key 1 is not a string: JSON keys are strings"),
+        ({"spec": {"a": [b"x"]}}, ("doc", "spec", "a", 0), "a bytes is not JSON data"),
+        ({"spec": {"a": {1, 2}}}, ("doc", "spec", "a"), "a set is not JSON data"),
+    ],
+)
+def test_data_that_is_not_json_is_a_located_finding(
+    document: dict[str, object], path: JsonPath, message: str
+) -> None:
+    """jsonschema-rs refuses such data whole (ValueError); the registry says where."""
+    assert schemas.schema_findings("egresspolicy.schema.json", document, ("doc",)) == [
+        Finding(path, message)
+    ]
+    assert not schemas.is_valid("egresspolicy.schema.json", document)
