@@ -429,9 +429,12 @@ def _findings(target: Target, grants: Mapping[str, Sequence[Grant]]) -> list[Fin
         if all(g.control_plane for g in found):
             system.append(f"{subject} ({', '.join(ways)})")
             continue
+        by_via: dict[str, set[str]] = {}
+        for grant in found:
+            by_via.setdefault(grant.via, set()).update(grant.ways)
         shown = "; ".join(
-            f"{WAYS[w]} via {', '.join(sorted({g.via for g in found if w in g.ways}))}"
-            for w in ways
+            f"{_and([WAYS[w] for w in WAYS if w in by_via[via]])} via {via}"
+            for via in sorted(by_via)
         )
         kind, _, name = subject.partition("/")
         out.append(
@@ -457,6 +460,10 @@ def _findings(target: Target, grants: Mapping[str, Sequence[Grant]]) -> list[Fin
             )
         )
     return out
+
+
+def _and(items: Sequence[str]) -> str:
+    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} and {items[-1]}"
 
 
 def _advice(target: Target) -> str:
