@@ -335,6 +335,8 @@ def _subject(entry: Mapping[str, Any], namespace: str) -> tuple[str, str] | None
     kind, name = str(entry.get("kind") or ""), str(entry.get("name") or "")
     if kind == "ServiceAccount":
         ns = str(entry.get("namespace") or namespace)
+        if not ns or not name:  # the authorizer never matches it (rule.go appliesToUser)
+            return None
         return (f"ServiceAccount/{ns}/{name}", f"{identity.SERVICE_ACCOUNT_PREFIX}{ns}:{name}")
     if kind in ("User", "Group") and name:
         return (f"{kind}/{name}", name)

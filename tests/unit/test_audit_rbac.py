@@ -284,6 +284,9 @@ def test_groups_and_service_accounts_as_subjects_and_the_submitter_itself() -> N
         "Group/agents-users",
         f"ServiceAccount/{NS}/deployer",
     ]
+    # a ClusterRoleBinding's ServiceAccount without a namespace matches nobody
+    nowhere = binding("x", "edit", {"kind": "ServiceAccount", "name": "deployer"}, namespace=None)
+    assert audit(cluster_role_bindings=[nowhere]) == []
 
 
 def test_a_trusted_group_is_reached_through_any_account_of_its_namespace() -> None:
