@@ -20,9 +20,18 @@ from typing import Any
 import pytest
 import yaml
 
+from approvalgate.approvals.identity import POD_NAME_EXTRA
 from approvalgate.cli import build_parser, main
 from tests.e2e.controlplane import ControlPlane
-from tests.e2e.gate import ENFORCED, ENV, EXAMPLE, WEBHOOK_NAME, Gate, run_manifest
+from tests.e2e.gate import (
+    ENFORCED,
+    ENV,
+    EXAMPLE,
+    WEBHOOK_NAME,
+    Gate,
+    pod_bound_token,
+    run_manifest,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -604,6 +613,7 @@ def test_a_bundle_that_is_not_gits_is_found(gate: Gate, capsys: pytest.CaptureFi
 
 SUBMITTER_NS, SUBMITTER = "agents-system", "submission-api"
 TRUSTED = f"system:serviceaccount:{SUBMITTER_NS}:{SUBMITTER}"
+POD = f"{SUBMITTER}-audit"  # the submitter's running pod (no kubelet: it stays Pending)
 
 
 def _bind(gate: Gate, name: str, cluster_role: str, user: str) -> None:
@@ -656,6 +666,26 @@ def test_who_can_act_as_the_trusted_submitter_is_listed(
         ):
             can = gate.kubectl("requester", "auth", "can-i", verb, *what, "-n", SUBMITTER_NS)
             assert can.stdout.strip() == "yes", (verb, what, can.stderr)
+        # Minting is enough even where the webhook wants a pod-bound token: the API server
+        # binds a token to the submitter's own running pod for whoever may create tokens.
+        pod_bound_token(gate.plane, SUBMITTER_NS, SUBMITTER, POD)
+        minted = gate.kubectl(
+            "requester",
+            "create",
+            "token",
+            SUBMITTER,
+            "-n",
+            SUBMITTER_NS,
+            "--bound-object-kind",
+            "Pod",
+            "--bound-object-name",
+            POD,
+        )
+        assert minted.returncode == 0, minted.stderr
+        who = gate.plane.kubectl_with_token(minted.stdout.strip(), "auth", "whoami", "-o", "json")
+        info = json.loads(who.stdout)["status"]["userInfo"]
+        assert info["username"] == TRUSTED
+        assert info["extra"][POD_NAME_EXTRA] == [POD]
         code, report, _ = audit(gate, capsys)
         assert code == 1
         found = rbac_findings(report)
@@ -683,6 +713,7 @@ def test_who_can_act_as_the_trusted_submitter_is_listed(
     finally:
         for name in ("mallory-edit", "requester-edit", "bob-view"):
             gate.kubectl("admin", "delete", "rolebinding", name, "-n", SUBMITTER_NS)
+        gate.kubectl("admin", "delete", "pod", POD, "-n", SUBMITTER_NS, "--wait=false")
 
 
 def test_an_audit_that_may_not_read_rbac_says_so_as_a_finding(
