@@ -15,8 +15,8 @@ from approvalgate.approvals.bundle import Bundle, parse_bundle_text
 from approvalgate.approvals.errors import BundleError, InputError, UsageError
 from approvalgate.approvals.kubeyaml import load_manifests
 from approvalgate.approvals.policy import ALL, POLICY_API
-from approvalgate.audit import policies, reports, runs, webhook
-from approvalgate.audit.cluster import Cluster, ClusterError
+from approvalgate.audit import policies, rbac, reports, runs, webhook
+from approvalgate.audit.cluster import RBAC_HINT, Cluster, ClusterError
 from approvalgate.audit.findings import AuditResult, Finding, ReportWrite, RunResult
 
 AGENTRUN_VERSION: Final = "v1alpha1"
@@ -164,6 +164,7 @@ def run_audit(cluster: Cluster, options: Options, expectations: Expectations) ->
     result.findings += _audit_webhook(cluster, options, expectations, served)
     result.findings += _audit_bundle(cluster, options, expectations)
     result.findings += _audit_policies(cluster, namespaces, expectations)
+    result.findings += _audit_rbac(cluster, bundle)
     version = served[0] if served else AGENTRUN_VERSION  # the preferred version first
     run_objects = _agent_runs(cluster, namespaces, version)
     result.runs = runs.audit_runs(run_objects, bundle, options.now)
@@ -313,6 +314,44 @@ def _audit_policies(
         ),
         *found,
     ]
+
+
+def _audit_rbac(cluster: Cluster, bundle: Bundle) -> list[Finding]:
+    """Who can act as the bundle's trusted ServiceAccounts; a permission the audit lacks is a
+    finding (it could not tell), not a crash."""
+    found = rbac.targets(bundle)
+    if not found:
+        return []
+    spaces = rbac.target_namespaces(found)
+    listed: dict[str, list[dict[str, Any]]] = {}
+    try:
+        for plural in ("clusterroles", "clusterrolebindings"):
+            listed[plural] = cluster.list_rbac(plural)
+        for plural in ("roles", "rolebindings"):
+            listed[plural] = []
+            for namespace in spaces if spaces != (ALL,) else (None,):
+                listed[plural] += cluster.list_rbac(plural, namespace)
+    except ClusterError as exc:
+        if exc.status != 403:
+            raise
+        return [
+            Finding(
+                rbac.AREA,
+                "finding",
+                "RBAC",
+                f"cannot tell who can act as the trusted ServiceAccounts ({exc.message}): "
+                "impersonating one, minting its token or running a pod as it admits runs "
+                "without approvals",
+                f"{RBAC_HINT} (list on roles, rolebindings, clusterroles, clusterrolebindings)",
+            )
+        ]
+    return rbac.audit_rbac(
+        found,
+        roles=listed["roles"],
+        cluster_roles=listed["clusterroles"],
+        role_bindings=listed["rolebindings"],
+        cluster_role_bindings=listed["clusterrolebindings"],
+    )
 
 
 def _agent_runs(
