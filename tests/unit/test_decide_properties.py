@@ -26,7 +26,13 @@ from approvalgate.approvals.decide import Decision, decide
 from approvalgate.approvals.digest import MAX_SAFE_INTEGER
 from approvalgate.approvals.kubeyaml import load_manifests
 from approvalgate.approvals.policy import BundleSettings, compile_bundle, dump_bundle
-from tests.support.corpus import BASE, DEFAULT_NOW, compile_case_bundle, make_record
+from tests.support.corpus import (
+    BASE,
+    CORPUS_ENVIRONMENT,
+    DEFAULT_NOW,
+    compile_case_bundle,
+    make_record,
+)
 
 BUNDLE_TEXT = compile_case_bundle(BASE)
 BUNDLE = parse_bundle_text(BUNDLE_TEXT)
@@ -40,7 +46,7 @@ def _vote_bundle() -> Bundle:
     for name in ("policies.yaml", "approvers.yaml"):
         docs += [dict(d.obj) for d in load_manifests((BASE / name).read_text()) if d.obj]
     docs[0]["spec"]["rejection"] = "vote"
-    bundle, problems = compile_bundle(docs, BundleSettings())
+    bundle, problems = compile_bundle(docs, BundleSettings(environment=CORPUS_ENVIRONMENT))
     assert bundle is not None, problems
     return parse_bundle_text(dump_bundle(bundle))
 
