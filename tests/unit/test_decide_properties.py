@@ -364,6 +364,31 @@ def test_a_valid_reject_under_veto_does_flip() -> None:
     assert decide(create(annotated(BASE_RUN, vetoed)), VOTE_BUNDLE, NOW).allowed
 
 
+# --- 2b. an approval counts only in the environment it names (security.md 21) -------------
+
+ENVIRONMENT_NAMES = st.from_regex(r"[a-z0-9]([-a-z0-9]{0,30}[a-z0-9])?", fullmatch=True)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(ENVIRONMENT_NAMES.filter(lambda name: name != CORPUS_ENVIRONMENT))
+def test_approvals_count_only_in_the_environment_they_name(environment: str) -> None:
+    """The same policies, compiled for another environment: records signed for prod count
+    for nothing there, and records signed for it admit only there."""
+    other = parse_bundle_text(compile_case_bundle(BASE, BundleSettings(environment=environment)))
+    for original in ORIGINALS:
+        decision = decide(create(original), other, NOW)
+        assert (decision.allowed, decision.reason) == (False, "missing-approvals")
+        notes = [v.note for r in decision.results for v in r.records]
+        assert notes and all(
+            n.startswith(f"approved for {CORPUS_ENVIRONMENT}, this bundle enforces {environment}")
+            for n in notes
+        ), notes
+    recipes = [{"key": who, "environment": environment} for who in ("alice", "bob")]
+    there = annotated(BASE_RUN, [make_record(r, BASE_RUN, BASE, NOW) for r in recipes])
+    assert decide(create(there), other, NOW).allowed
+    assert not decide(create(there), BUNDLE, NOW).allowed
+
+
 # --- 3. monotonic in time -----------------------------------------------------------------
 
 T0 = NOW - timedelta(days=1)
