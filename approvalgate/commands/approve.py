@@ -159,6 +159,15 @@ def run(args: argparse.Namespace) -> int:
                     "remove expired or superseded records from the annotation first",
                 )
             )
+        old, _ = records.parse_annotation(records.dump_annotation(run.envelopes))
+        for record in old:
+            if record.claim.version != records.FORMAT_VERSION:
+                print(
+                    f"note: AgentRun {run.ref}: record {record.index} by "
+                    f"{record.claim.approver} is of format v{record.claim.version} (it names "
+                    "no environment) and counts in none; remove it from the annotation",
+                    file=sys.stderr,
+                )
         print(
             f"signed {decision} of AgentRun {run.ref} spec sha256:{run.digest} for "
             f"environment {environment} as {args.approver}, expires "

@@ -566,3 +566,25 @@ def test_explain_shows_each_records_environment_and_v1_records(
         "names no environment, so it counts in none; re-approve with "
         "`approvalgate approve --env prod`"
     ) in lines
+
+
+def test_approve_notes_the_v1_records_it_keeps(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """Re-approving a file signed in format v1: the new record is v2; the old ones are kept
+    (approve never drops records) and named as counting nowhere."""
+    from tests.support.corpus import load_case
+
+    (tmp_path / "run.yaml").write_text(load_case("record-format-v1").run_text)
+    code, _, err = run(
+        capsys,
+        *("approve", str(tmp_path / "run.yaml"), "--env", "prod", "--in-place"),
+        *("--key", str(KEYS / "carol.key"), "--approver", "carol", "--now", NOW),
+    )
+    assert code == 0, err
+    assert err.splitlines()[:2] == [
+        f"note: AgentRun agents/codex-run-sample: record {i} by {who} is of format v1 (it names "
+        "no environment) and counts in none; remove it from the annotation"
+        for i, who in enumerate(("alice", "bob"))
+    ]
+    assert err.splitlines()[2].startswith("signed approve of AgentRun agents/codex-run-sample")
