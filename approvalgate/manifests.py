@@ -24,6 +24,7 @@ from approvalgate.editing import set_annotation
 
 if TYPE_CHECKING:
     from approvalgate.approvals.admission import Operation
+    from approvalgate.approvals.bundle import Bundle
 
 AGENTRUN_API_GROUP = "agents.proompteng.ai"
 
@@ -165,12 +166,11 @@ def stamp(text: str, runs: Sequence[Run], annotate: Callable[[Run], str]) -> str
     return "".join(out)
 
 
-def ttl_cap(policy_paths: Sequence[Path], runs: Sequence[Run], decision: str) -> int | None:
-    """The longest TTL every policy matching one of ``runs`` allows for ``decision``."""
+def ttl_cap(bundle: Bundle, runs: Sequence[Run], decision: str) -> int | None:
+    """The longest TTL every policy of ``bundle`` matching one of ``runs`` allows for
+    ``decision``."""
     from approvalgate.approvals.decide import matching_policies
-    from approvalgate.policies import bundle_from_paths
 
-    bundle = bundle_from_paths(policy_paths)
     caps = []
     for run in runs:
         for policy in matching_policies(request_for(run), bundle):

@@ -13,18 +13,20 @@ from approvalgate.manifests import Run
 Outcome = tuple[Run, Decision]
 
 
-def render(outcomes: Sequence[Outcome], fmt: str, source: str) -> str:
+def render(outcomes: Sequence[Outcome], fmt: str, source: str, environment: str) -> str:
+    """The verdicts of ``approvalgate verify`` in environment ``environment``."""
     if fmt == "json":
-        return json.dumps([as_json(r, d) for r, d in outcomes], indent=2, sort_keys=True) + "\n"
+        body = [as_json(r, d, environment) for r, d in outcomes]
+        return json.dumps(body, indent=2, sort_keys=True) + "\n"
     if fmt == "junit":
-        return junit(outcomes, source)
-    return "".join(text(r, d) for r, d in outcomes)
+        return junit(outcomes, source, environment)
+    return "".join(text(r, d, environment) for r, d in outcomes)
 
 
-def text(run: Run, decision: Decision) -> str:
+def text(run: Run, decision: Decision, environment: str) -> str:
     if not decision.allowed:
-        return f"DENIED {run.ref}\n{decision.message}\n"
-    line = f"ADMITTED {run.ref} ({decision.reason}"
+        return f"DENIED {run.ref} in {environment}\n{decision.message}\n"
+    line = f"ADMITTED {run.ref} in {environment} ({decision.reason}"
     if decision.approvers:
         line += f"; approved by {', '.join(decision.approvers)}"
     out = line + ")\n"
@@ -32,9 +34,10 @@ def text(run: Run, decision: Decision) -> str:
     return out
 
 
-def as_json(run: Run, decision: Decision) -> dict[str, Any]:
+def as_json(run: Run, decision: Decision, environment: str) -> dict[str, Any]:
     return {
         "run": run.ref,
+        "environment": environment,
         "allowed": decision.allowed,
         "code": decision.code,
         "reason": decision.reason,
@@ -57,6 +60,7 @@ def as_json(run: Run, decision: Decision) -> dict[str, Any]:
                         "approver": v.approver,
                         "decision": v.decision,
                         "valid": v.valid,
+                        "environment": v.environment,
                         "note": v.note,
                     }
                     for v in r.records
@@ -67,11 +71,11 @@ def as_json(run: Run, decision: Decision) -> dict[str, Any]:
     }
 
 
-def junit(outcomes: Sequence[Outcome], source: str) -> str:
+def junit(outcomes: Sequence[Outcome], source: str, environment: str) -> str:
     failures = sum(1 for _, d in outcomes if not d.allowed)
     suite = ElementTree.Element(
         "testsuite",
-        name=f"approvalgate verify {source}",
+        name=f"approvalgate verify {source} in {environment}",
         tests=str(len(outcomes)),
         failures=str(failures),
     )

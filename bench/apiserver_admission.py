@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from approvalgate.approvals import keys, records
 from approvalgate.approvals.digest import spec_digest
 from tests.e2e.controlplane import ControlPlane, locate_binaries
-from tests.e2e.gate import ENFORCED, WEBHOOK_NAME, Gate
+from tests.e2e.gate import ENFORCED, ENV, WEBHOOK_NAME, Gate
 from tests.support.paths import UPSTREAM_AGENTS, crd_files
 
 METRIC = "apiserver_admission_webhook_admission_duration_seconds"
@@ -106,6 +106,7 @@ def manifests(gate: Gate, namespace: str, count: int, approve: bool) -> str:
                         issued_at=now,
                         expires_at=now + timedelta(hours=1),
                         nonce=records.new_nonce(),
+                        environment=ENV,
                     ),
                     signer,
                 )

@@ -123,6 +123,7 @@ def make_workloads(new_record_bodies: int) -> tuple[list[Workload], str]:
                     issued_at=issued,
                     expires_at=issued + timedelta(hours=6),
                     nonce=f"{nonce}-{name}",
+                    environment=bundle.environment,
                 ),
                 keys[name],
             )

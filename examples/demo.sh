@@ -16,26 +16,32 @@ approvalgate keygen bob --out "$work/keys" --groups platform-leads
 approvalgate keygen oncall --out "$work/keys" --groups sre
 policies=("$repo/policies" "$work/keys")
 
-step "A requester's AgentRun without approvals is denied (this is what kubectl apply would get)"
+step "A requester's AgentRun without approvals is denied in prod (what kubectl apply would get)"
 cp "$here/requests/codex-onboarding.yaml" "$work/run.yaml"
-expect_denied approvalgate verify "$work/run.yaml" --policies "${policies[@]}" --user requester
+expect_denied approvalgate verify "$work/run.yaml" --policies "${policies[@]}" --env prod --user requester
 
 step "Which policies apply and who may approve"
-approvalgate explain "$work/run.yaml" --policies "${policies[@]}" --user requester
+approvalgate explain "$work/run.yaml" --policies "${policies[@]}" --env prod --user requester
 
-step "alice and bob approve this exact spec (a signed record each, in an annotation)"
-approvalgate approve "$work/run.yaml" --key "$work/keys/alice.key" --approver alice --ttl 4h --in-place
-approvalgate approve "$work/run.yaml" --key "$work/keys/bob.key" --approver bob --ttl 4h --in-place
+step "alice and bob approve this exact spec for staging (a signed record each, in an annotation)"
+approvalgate approve "$work/run.yaml" --env staging --key "$work/keys/alice.key" --approver alice --ttl 4h --in-place
+approvalgate approve "$work/run.yaml" --env staging --key "$work/keys/bob.key" --approver bob --ttl 4h --in-place
 
-step "Now the run is admitted"
-approvalgate verify "$work/run.yaml" --policies "${policies[@]}" --user requester
+step "Admitted in staging; the same file is denied in prod: an approval names its environment"
+approvalgate verify "$work/run.yaml" --policies "${policies[@]}" --env staging --user requester
+expect_denied approvalgate verify "$work/run.yaml" --policies "${policies[@]}" --env prod --user requester
+
+step "alice and bob approve it for prod too; now the run is admitted in prod"
+approvalgate approve "$work/run.yaml" --env prod --key "$work/keys/alice.key" --approver alice --ttl 4h --in-place
+approvalgate approve "$work/run.yaml" --env prod --key "$work/keys/bob.key" --approver bob --ttl 4h --in-place
+approvalgate verify "$work/run.yaml" --policies "${policies[@]}" --env prod --user requester
 
 step "alice submitting it herself is denied: nobody approves their own run"
-expect_denied approvalgate verify "$work/run.yaml" --policies "${policies[@]}" --user alice
+expect_denied approvalgate verify "$work/run.yaml" --policies "${policies[@]}" --env prod --user alice
 
 step "Changing the spec after approval is denied: approvals bind the exact spec"
 sed -i 's/codex\/onboarding-flow/codex\/something-else/' "$work/run.yaml"
-expect_denied approvalgate verify "$work/run.yaml" --policies "${policies[@]}" --user requester
+expect_denied approvalgate verify "$work/run.yaml" --policies "${policies[@]}" --env prod --user requester
 
 step "The policy repo compiles into what Argo CD syncs, and CI's check finds it up to date"
 approvalgate validate "$repo"
@@ -43,8 +49,9 @@ approvalgate compile "$repo" --out "$work/rendered"
 find "$work/rendered/prod" -type f | sed "s|$work/||" | sort
 approvalgate check "$repo"
 
-step "The run kept in git verifies against the compiled prod bundle (its records were signed 2026-11-21)"
+step "The run kept in git verifies against the compiled prod bundle, applied by Argo CD from its pod (records signed 2026-11-21)"
 approvalgate verify "$repo/runs/codex-release-notes.yaml" --bundle "$repo/rendered/prod/bundle.json" \
-  --user system:serviceaccount:argocd:argocd-application-controller --now 2026-11-21T12:00:00Z
+  --user system:serviceaccount:argocd:argocd-application-controller \
+  --pod argocd-application-controller-0 --now 2026-11-21T12:00:00Z
 
-printf '\n\033[1mdemo finished: admitted with approvals; denied without, for self-approval and after a change; the policy repo compiled and checked\033[0m\n'
+printf '\n\033[1mdemo finished: admitted with approvals for its environment; denied without, with approvals for staging in prod, for self-approval and after a change; the policy repo compiled and checked\033[0m\n'

@@ -12,7 +12,9 @@ as a crash and saves the input):
 3. nothing is admitted without a reason that an independent check of the request confirms.
    No input can carry a valid approval: the seeds' records are genuinely signed by the
    corpus keys, but over the digest of a spec with a random nonce chosen at start-up that
-   never appears in any input, so ``approved`` and ``bypass`` can never be right; the
+   never appears in any input, or over the input's own spec but for another environment
+   (staging; the bundle enforces prod) or in record format v1 (no environment), which
+   count nowhere here; so ``approved`` and ``bypass`` can never be right; the
    pass-through reasons are re-checked from the request itself (operation, resource,
    subresource, trusted user, UPDATE that keeps spec and annotation, finalizer removal).
 
@@ -262,6 +264,13 @@ def _signed(run: dict[str, Any], recipes: list[dict[str, Any]]) -> str:
     return json.dumps(envelopes)
 
 
+def _signed_elsewhere(run: dict[str, Any], recipes: list[dict[str, Any]]) -> str:
+    """Envelopes really signed over ``run``'s own spec, each for another environment or in
+    format v1 (every recipe must say which): genuine, and still never counted here."""
+    assert all(r.get("environment", "prod") != "prod" or "format" in r for r in recipes)
+    return json.dumps([make_record(recipe, run, BASE, NOW) for recipe in recipes])
+
+
 def _request(obj: dict[str, Any], **fields: Any) -> dict[str, Any]:
     request = {
         "uid": "00000000-0000-4000-8000-000000000000",
@@ -327,8 +336,27 @@ def seeds() -> list[bytes]:
     deleting["metadata"]["finalizers"] = ["a", "b"]
     finalized = copy.deepcopy(deleting)
     finalized["metadata"]["finalizers"] = ["a"]
+    elsewhere = _run("fuzz-elsewhere")
+    elsewhere["metadata"]["annotations"] = {
+        ANNOTATION: _signed_elsewhere(
+            elsewhere,
+            [
+                {"key": "alice", "issuedAt": issued, "environment": "staging"},
+                {"key": "bob", "issuedAt": issued, "format": "v1"},
+                {
+                    "key": "oncall",
+                    "decision": "bypass",
+                    "reason": "incident 42",
+                    "ttl": "1h",
+                    "issuedAt": issued,
+                    "environment": "staging",
+                },
+            ],
+        )
+    }
     bare = _run("fuzz-bare")
     return [
+        _review(_request(elsewhere)),
         _review(_request(run)),
         _review(_request(run), "admission.k8s.io/v1beta1"),
         _review(_request(bypass)),

@@ -39,6 +39,8 @@ class RecordVerdict:
     decision: str
     valid: bool
     note: str
+    environment: str = ""
+    """The environment the record names ("" for a v1 or unreadable record)."""
 
     def line(self) -> str:
         if self.index < 0:
@@ -172,7 +174,7 @@ def _decide(request: Mapping[str, Any], bundle: Bundle, now: datetime) -> Decisi
     )
     checks = [_check_record(r, run, bundle, now) for r in parsed]
     results = [_evaluate(p, run, checks, problems, bundle) for p in policies]
-    return _combine(results, run)
+    return _combine(results, run, bundle.environment)
 
 
 def matching_policies(request: Mapping[str, Any], bundle: Bundle) -> list[Policy]:
@@ -402,6 +404,9 @@ def _check_record(record: records.ParsedRecord, run: _Run, bundle: Bundle, now: 
             f"approves another spec (sha256:{claim.digest[:12]}), "
             f"this run's spec is sha256:{run.digest[:12]}; re-approve the current spec",
         )
+    problem = _environment_problem(claim, bundle.environment)
+    if problem:  # Rule 5: an approval counts only in the environment it names
+        return _Check(record, approver, problem)
     if claim.issued_at > now + bundle.clock_skew:
         return _Check(
             record, approver, f"issued in the future ({records.format_time(claim.issued_at)})"
@@ -437,6 +442,25 @@ def _check_record(record: records.ParsedRecord, run: _Run, bundle: Bundle, now: 
             f"({records.AUTHOR_ANNOTATION}): nobody approves their own run",
         )
     return _Check(record, approver, "")
+
+
+def _environment_problem(claim: records.Claim, environment: str) -> str:
+    """Rule 5: a record counts only in its own environment; v1 records name none."""
+    if claim.version != records.FORMAT_VERSION:
+        return (
+            f"record format v1 ({records.PREDICATE_TYPE_V1}) names no environment, so it "
+            f"counts in none; re-approve with `approvalgate approve --env {environment}`"
+        )
+    if claim.environment != environment:
+        return (
+            f"{_SIGNED[claim.decision]} for {claim.environment}, this bundle enforces "
+            f"{environment}: a record counts only in the environment it names; "
+            f"re-approve with `approvalgate approve --env {environment}`"
+        )
+    return ""
+
+
+_SIGNED: Final = {"approve": "approved", "reject": "rejected", "bypass": "bypassed"}
 
 
 def _key_not_valid_now(approver: Approver, key: ApproverKey, now: datetime) -> str:
@@ -629,9 +653,10 @@ def _judge(
     """Rule 5, the checks one policy adds: eligible approver or bypasser, lifetime, reason."""
     claim = check.record.claim
     index, name, decision = check.record.index, claim.approver, claim.decision
+    environment = claim.environment
 
     def bad(note: str) -> RecordVerdict:
-        return RecordVerdict(index, name, decision, False, note)
+        return RecordVerdict(index, name, decision, False, note, environment)
 
     if check.problem:
         return bad(check.problem)
@@ -652,7 +677,9 @@ def _judge(
                 f"bypass lasts {int(lifetime)}s, over the policy's cap of "
                 f"{policy.bypass.max_ttl_seconds}s"
             )
-        return RecordVerdict(index, name, decision, True, "valid bypass")
+        return RecordVerdict(
+            index, name, decision, True, f"valid bypass for {claim.environment}", environment
+        )
     if name not in policy.approvers:
         return bad(f"{name} is not an approver of policy {policy.ref}")
     if lifetime > policy.timeout_seconds:
@@ -660,11 +687,16 @@ def _judge(
             f"lasts {int(lifetime)}s, over the policy's timeoutSeconds ({policy.timeout_seconds})"
         )
     return RecordVerdict(
-        index, name, decision, True, f"valid {decision} until {claim.expires_text}"
+        index,
+        name,
+        decision,
+        True,
+        f"valid {decision} for {environment} until {claim.expires_text}",
+        environment,
     )
 
 
-def _combine(results: Sequence[PolicyResult], run: _Run) -> Decision:
+def _combine(results: Sequence[PolicyResult], run: _Run, environment: str) -> Decision:
     """Rules 7 and 8: every policy must pass; deny > require-approval > warn > allow; the
     denial says what to do."""
     worst = results[0] if len(results) == 1 else max(results, key=_precedence)
@@ -694,7 +726,7 @@ def _combine(results: Sequence[PolicyResult], run: _Run) -> Decision:
         "subject": run.subject,
     }
     if worst.outcome in ("deny", "require-approval"):
-        return _deny(worst.reason, _denial_message(results, run), **common)
+        return _deny(worst.reason, _denial_message(results, run, environment), **common)
     warnings = tuple(_warning(r) for r in results if r.outcome == "warn")
     return _allow(
         worst.reason if worst.outcome == "warn" else _allow_reason(results),
@@ -722,7 +754,7 @@ def _warning(result: PolicyResult) -> str:
     return f"approvalgate (enforcement warn) would deny: {result.summary}"
 
 
-def _denial_message(results: Sequence[PolicyResult], run: _Run) -> str:
+def _denial_message(results: Sequence[PolicyResult], run: _Run, environment: str) -> str:
     """Rule 8: per failing policy, what was found, what became of each record, who could
     still approve, and the command to run."""
     verb = "creating" if run.operation == "CREATE" else "updating"
@@ -740,8 +772,8 @@ def _denial_message(results: Sequence[PolicyResult], run: _Run) -> str:
         return "\n".join(lines)
     lines.append(
         f"To approve this exact spec (sha256:{run.digest[:12]}), each approver runs "
-        "`approvalgate approve RUN.yaml --key KEY --approver NAME`; then apply the "
-        "approved file."
+        f"`approvalgate approve RUN.yaml --env {environment} --key KEY --approver NAME`; "
+        "then apply the approved file."
     )
     return "\n".join(lines)
 

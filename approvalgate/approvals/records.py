@@ -1,7 +1,10 @@
 """Signed approval records: a DSSE envelope carrying an in-toto Statement v1.
 
 A record says "approver A decided D about the AgentRun named S whose spec digest is H,
-from issuedAt until expiresAt". The envelope format and the pre-authentication encoding
+in environment E, from issuedAt until expiresAt" (record format v2, predicate type
+:data:`PREDICATE_TYPE`). Format v1 (:data:`PREDICATE_TYPE_V1`) named no environment: it is
+still parsed, so that decide() can say why such a record no longer counts, but never
+signed. The envelope format and the pre-authentication encoding
 come from ``securesystemslib``; keys, signers and signature checks from
 :mod:`approvals.keys`. This module only fixes *what* is signed and parses untrusted
 annotations defensively (bounded sizes, exact shapes).
@@ -16,6 +19,7 @@ import base64
 import binascii
 import functools
 import json
+import re
 import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -31,7 +35,11 @@ ANNOTATION: Final = "approvals.proompteng.ai/approvals"
 AUTHOR_ANNOTATION: Final = "approvals.proompteng.ai/requested-by"
 PAYLOAD_TYPE: Final = "application/vnd.in-toto+json"
 STATEMENT_TYPE: Final = "https://in-toto.io/Statement/v1"
-PREDICATE_TYPE: Final = "https://approvals.proompteng.ai/approval/v1"
+FORMAT_VERSION: Final = 2
+PREDICATE_TYPE: Final = "https://approvals.proompteng.ai/approval/v2"
+PREDICATE_TYPE_V1: Final = "https://approvals.proompteng.ai/approval/v1"
+"""Format v1: no environment in the predicate. Parsed (version 1), never counted."""
+_PREDICATE_VERSIONS: Final = {PREDICATE_TYPE: FORMAT_VERSION, PREDICATE_TYPE_V1: 1}
 SUBJECT_PREFIX: Final = "agents.proompteng.ai/AgentRun/"
 
 MAX_ANNOTATION_BYTES: Final = 256 * 1024
@@ -41,6 +49,22 @@ MAX_PAYLOAD_BYTES: Final = 8 * 1024
 
 Decision = Literal["approve", "reject", "bypass"]
 DECISIONS: Final = ("approve", "reject", "bypass")
+
+ENVIRONMENT_MAX_CHARS: Final = 63
+_ENVIRONMENT_NAME: Final = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+"""An environment name as approvalgate.yaml allows it (config.schema.json's propertyNames)."""
+
+
+def environment_problem(name: str) -> str | None:
+    """Why ``name`` cannot be the environment a record names, or None if it can."""
+    if not name:
+        return "the environment name is empty"
+    if len(name) > ENVIRONMENT_MAX_CHARS or not _ENVIRONMENT_NAME.fullmatch(name):
+        return (
+            f"{name!r} is not an environment name (lower-case letters, digits and '-', "
+            f"starting and ending with a letter or digit, at most {ENVIRONMENT_MAX_CHARS})"
+        )
+    return None
 
 
 def subject_name(namespace: str, name: str = "", generate_name: str = "") -> str:
@@ -68,7 +92,12 @@ def parse_time(text: str) -> datetime:
 
 @dataclass(frozen=True)
 class Claim:
-    """What an approver signs."""
+    """What an approver signs.
+
+    ``environment`` is the environment (the bundle's ``environment``: the policy repo's
+    environment name) the decision holds in; ``version`` is the record format it was read
+    in: :data:`FORMAT_VERSION`, or 1 for a parsed v1 record (``environment`` then empty).
+    """
 
     subject: str
     digest: str
@@ -78,6 +107,8 @@ class Claim:
     issued_at: datetime
     expires_at: datetime
     nonce: str
+    environment: str
+    version: int = FORMAT_VERSION
 
     @functools.cached_property
     def expires_text(self) -> str:
@@ -85,6 +116,7 @@ class Claim:
         return format_time(self.expires_at)
 
     def statement(self) -> dict[str, Any]:
+        """The in-toto Statement of this claim, always in the current format (v2)."""
         return {
             "_type": STATEMENT_TYPE,
             "subject": [{"name": self.subject, "digest": {"sha256": self.digest}}],
@@ -92,6 +124,7 @@ class Claim:
             "predicate": {
                 "decision": self.decision,
                 "approver": self.approver,
+                "environment": self.environment,
                 "reason": self.reason,
                 "issuedAt": format_time(self.issued_at),
                 "expiresAt": format_time(self.expires_at),
@@ -111,8 +144,12 @@ def sign(claim: Claim, signer: Signer) -> dict[str, Any]:
     """Return the DSSE envelope (JSON-ready dict) for ``claim``, signed by ``signer``.
 
     ``signer`` comes from :mod:`approvals.keys` (``load_signer``, ``signer_from_pem``,
-    ``generate``) or is any securesystemslib signer.
+    ``generate``) or is any securesystemslib signer. Only format v2 is signed: a claim
+    without a valid environment name is a ``ValueError``.
     """
+    problem = environment_problem(claim.environment)
+    if problem is not None:
+        raise ValueError(f"an approval record must name its environment: {problem}")
     payload = json.dumps(claim.statement(), sort_keys=True, separators=(",", ":")).encode()
     envelope = Envelope(payload=payload, payload_type=PAYLOAD_TYPE, signatures={})
     envelope.sign(signer)
@@ -240,7 +277,8 @@ def _parse_statement(payload: bytes) -> Claim:
         raise _Malformed("payload is not a JSON in-toto statement") from exc
     if not isinstance(statement, dict) or statement.get("_type") != STATEMENT_TYPE:
         raise _Malformed(f"payload is not an in-toto Statement ({STATEMENT_TYPE})")
-    if statement.get("predicateType") != PREDICATE_TYPE:
+    version = _PREDICATE_VERSIONS.get(str(statement.get("predicateType")))
+    if version is None:
         raise _Malformed(f"predicateType is not {PREDICATE_TYPE}")
     subjects = statement.get("subject")
     if not isinstance(subjects, list) or len(subjects) != 1 or not isinstance(subjects[0], dict):
@@ -265,6 +303,17 @@ def _parse_statement(payload: bytes) -> Claim:
     name = subject.get("name")
     if not isinstance(name, str):
         raise _Malformed("subject has no name")
+    environment = ""
+    if version == FORMAT_VERSION:  # v1 named none; decide() says why it does not count
+        environment = predicate.get("environment", "")
+        if not isinstance(environment, str) or not environment:
+            raise _Malformed(
+                "predicate names no environment (format v2 records must): "
+                "re-approve with `approvalgate approve --env ENV`"
+            )
+        problem = environment_problem(environment)
+        if problem is not None:
+            raise _Malformed(f"predicate environment: {problem}")
     try:
         issued, expires = parse_time(predicate["issuedAt"]), parse_time(predicate["expiresAt"])
     except (ValueError, OverflowError) as exc:
@@ -278,6 +327,8 @@ def _parse_statement(payload: bytes) -> Claim:
         issued_at=issued,
         expires_at=expires,
         nonce=nonce,
+        environment=environment,
+        version=version,
     )
 
 

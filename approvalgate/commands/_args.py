@@ -48,3 +48,7 @@ def add_namespace(parser: argparse.ArgumentParser) -> None:
 
 def add_now(parser: argparse.ArgumentParser, what: str = "decide as of this time") -> None:
     parser.add_argument("--now", metavar="RFC3339", help=f"{what} (default: now)")
+
+
+def add_environment(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument("--env", metavar="NAME", help=what)

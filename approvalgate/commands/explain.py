@@ -1,23 +1,39 @@
 """Explain how the policies see each AgentRun in a manifest.
 
-For every run: which policies select it, what each requires (approvals, approvers, TTL,
-rejection rule, bypass, trusted submitters, ServiceAccount requesters, enforcement), and
-each approval record on the run with what became of it.
+For every run: the environment it is judged in, which policies select it, what each
+requires (approvals, approvers, TTL, rejection rule, bypass, trusted submitters,
+ServiceAccount requesters, enforcement), and each approval record on the run (the
+environment it names) with what became of it.
 
-example:
-  approvalgate explain run.yaml --policies policies/ approvers/
+examples:
+  approvalgate explain run.yaml --policies policies/ approvers/ --env prod
+  approvalgate explain run.yaml --bundle rendered/prod/bundle.json
 """
 
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
-from approvalgate.commands._args import add_manifest, add_namespace, add_now, add_policy_source
+from approvalgate.commands._args import (
+    add_environment,
+    add_manifest,
+    add_namespace,
+    add_now,
+    add_policy_source,
+)
+
+if TYPE_CHECKING:
+    from approvalgate.approvals.records import Claim
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_manifest(parser)
     add_policy_source(parser)
+    add_environment(
+        parser,
+        "the environment to explain for (required with --policies; with --bundle, the bundle's)",
+    )
     parser.add_argument("--user", default="", help="the requester's username")
     add_namespace(parser)
     add_now(parser, "as of this time")
@@ -25,12 +41,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from approvalgate import manifests
+    from approvalgate.approvals import records
     from approvalgate.approvals.bundle import Policy
     from approvalgate.approvals.decide import decide, matching_policies
     from approvalgate.approvals.durations import format_duration
     from approvalgate.policies import load_policies
 
-    bundle = load_policies(args.policies, args.bundle)
+    bundle = load_policies(args.policies, args.bundle, args.env)
     now = manifests.parse_now(args.now)
     text = manifests.read_manifest(args.manifest)
     lines: list[str] = []
@@ -78,6 +95,12 @@ def run(args: argparse.Namespace) -> int:
         lines.append(f"AgentRun {run_.ref}")
         lines.append(f"  subject {run_.subject}")
         lines.append(f"  spec digest sha256:{run_.digest}")
+        lines.append(f"  environment {bundle.environment}: records count only if they name it")
+        annotation = (run_.obj.get("metadata") or {}).get("annotations") or {}
+        parsed, problems = bundle.verifier.parse_annotation(annotation.get(records.ANNOTATION))
+        found = [(r.index, _record_line(r.claim)) for r in parsed]
+        found += [(p.index, p.message) for p in problems if p.index >= 0]
+        lines.extend(f"  record {index}: {line}" for index, line in sorted(found))
         policies = matching_policies(request, bundle)
         if not policies:
             lines.append(f"  no policy selects it: unmatched runs are {bundle.no_match}ed")
@@ -91,3 +114,18 @@ def run(args: argparse.Namespace) -> int:
         lines.append(f"  => {verdict} ({decision.reason})")
     print("\n".join(lines))
     return 0
+
+
+def _record_line(claim: Claim) -> str:
+    """One record as signed: who decided what, for which environment, when."""
+    from approvalgate.approvals import records
+
+    where = (
+        f"for {claim.environment}"
+        if claim.version == records.FORMAT_VERSION
+        else f"(format v{claim.version}: no environment)"
+    )
+    return (
+        f"{claim.decision} by {claim.approver} {where}, issued "
+        f"{records.format_time(claim.issued_at)}, expires {claim.expires_text}"
+    )

@@ -1,16 +1,17 @@
 """Decide every AgentRun in a manifest exactly as the admission webhook will.
 
 Policies come from YAML (ApprovalPolicy and Approver files or folders, compiled in memory
-the way `approvalgate compile` does) or from a compiled bundle.json. The run's namespace
-counts as enforced. Exit 0 when every run is admitted, 1 when one is denied, with every
-reason and the command that fixes it.
+the way `approvalgate compile` does, for the environment --env names) or from a compiled
+bundle.json (its environment). Approval records count only in the environment they were
+signed for. The run's namespace counts as enforced. Exit 0 when every run is admitted, 1
+when one is denied, with every reason and the command that fixes it.
 
 examples:
-  approvalgate verify run.yaml --policies policies/ approvers/ --user requester
+  approvalgate verify run.yaml --policies policies/ approvers/ --env prod --user requester
   approvalgate verify run.yaml --bundle rendered/prod/bundle.json --output json
   approvalgate verify run.yaml --bundle bundle.json --pod argocd-application-controller-0 \
       --user system:serviceaccount:argocd:argocd-application-controller
-  approvalgate verify new.yaml --old live.yaml --operation UPDATE --policies policies/
+  approvalgate verify new.yaml --old live.yaml --operation UPDATE --bundle bundle.json
 """
 
 from __future__ import annotations
@@ -18,12 +19,22 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from approvalgate.commands._args import add_manifest, add_namespace, add_now, add_policy_source
+from approvalgate.commands._args import (
+    add_environment,
+    add_manifest,
+    add_namespace,
+    add_now,
+    add_policy_source,
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_manifest(parser)
     add_policy_source(parser)
+    add_environment(
+        parser,
+        "the environment to decide in (required with --policies; with --bundle, the bundle's)",
+    )
     parser.add_argument("--user", default="", help="the requester's username (userInfo.username)")
     parser.add_argument("--groups", default="", metavar="G,...", help="the requester's groups")
     parser.add_argument(
@@ -55,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     if args.operation == "UPDATE" and args.old is None:
         raise UsageError("--operation UPDATE needs --old OLD_MANIFEST (the stored object)")
     now = manifests.parse_now(args.now)
-    bundle = load_policies(args.policies, args.bundle)
+    bundle = load_policies(args.policies, args.bundle, args.env)
     text = manifests.read_manifest(args.manifest)
     runs = manifests.agent_runs(text, str(args.manifest), args.namespace)
     old_runs = {}
@@ -75,5 +86,5 @@ def run(args: argparse.Namespace) -> int:
                 POD_UID_EXTRA: [f"verify --pod {args.pod}"],
             }
         outcomes.append((run_, decide(request, bundle, now)))
-    print(reports.render(outcomes, args.output, str(args.manifest)), end="")
+    print(reports.render(outcomes, args.output, str(args.manifest), bundle.environment), end="")
     return 0 if all(d.allowed for _, d in outcomes) else 1

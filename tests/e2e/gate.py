@@ -17,6 +17,8 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,12 +27,14 @@ import yaml
 
 from approvalgate.webhook.devcert import CertificateAuthority
 from tests.e2e.controlplane import ControlPlane
+from tests.integration.harness import write_atomic
 from tests.support.paths import ROOT
 from tests.support.tools import pinned_binary
 
 EXAMPLE = ROOT / "examples" / "gitops-repo"
 CHART = ROOT / "charts" / "approvalgate"
 ENV = "staging"  # enforces the namespace "agents"
+OTHER_ENV = "prod"  # also compiled: what `Gate.enforcing` switches the webhook to
 ENFORCED, NOT_ENFORCED = "agents", "sandbox"
 WEBHOOK_NAME = "agentruns.approvalgate.proompteng.ai"
 CLI = [sys.executable, "-m", "approvalgate"]
@@ -78,7 +82,8 @@ class Gate:
         for name, groups in APPROVERS.items():
             self.cli("keygen", name, "--out", str(self.keys), "--groups", groups)
             shutil.copy(self.keys / f"{name}.yaml", self.repo / "approvers" / f"{name}.yaml")
-        self.cli("compile", str(self.repo), "--env", ENV, "--out", str(self.work / "rendered"))
+        for env in (ENV, OTHER_ENV):
+            self.cli("compile", str(self.repo), "--env", env, "--out", str(self.work / "rendered"))
         self.ca = CertificateAuthority.generate("approvalgate e2e CA")
         issued = self.ca.issue(["127.0.0.1", "localhost"])
         (self.work / "tls.crt").write_bytes(issued.cert_pem)
@@ -133,6 +138,40 @@ class Gate:
                 self.process.kill()
                 self.process.wait()
         self.process = None
+
+    def served_generation(self) -> str:
+        """The generation of the bundle the running webhook has loaded (from /readyz)."""
+        context = ssl.create_default_context(cafile=str(self.work / "ca.crt"))
+        try:
+            with urllib.request.urlopen(
+                f"https://127.0.0.1:{self.port}/readyz", context=context, timeout=2
+            ) as response:
+                text: str = response.read().decode()
+        except OSError:
+            return ""
+        return text.removeprefix("ready: bundle ").strip()
+
+    @contextmanager
+    def enforcing(self, env: str) -> Iterator[None]:
+        """The webhook enforces environment ``env``'s compiled bundle for the block (the
+        served file is replaced, as a ConfigMap update does), then ``ENV``'s again."""
+
+        own = self.bundle.read_text()
+        other = (self.work / "rendered" / env / "bundle.json").read_text()
+        try:
+            write_atomic(self.bundle, other)
+            self._wait_for_generation(json.loads(other)["generation"])
+            yield
+        finally:
+            write_atomic(self.bundle, own)
+            self._wait_for_generation(json.loads(own)["generation"])
+
+    def _wait_for_generation(self, generation: str) -> None:
+        deadline = time.monotonic() + 30
+        while self.served_generation() != generation:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the webhook never loaded bundle {generation}")
+            time.sleep(0.1)
 
     def log_tail(self, lines: int = 40) -> str:
         path = self.work / "webhook.log"
@@ -209,13 +248,18 @@ class Gate:
             raise AssertionError(f"approvalgate {' '.join(args)}: {done.stdout}{done.stderr}")
         return done
 
-    def approve(self, manifest: str, *approvers: str, extra: tuple[str, ...] = ()) -> str:
+    def approve(
+        self, manifest: str, *approvers: str, extra: tuple[str, ...] = (), env: str = ENV
+    ) -> str:
+        """``manifest`` approved by each of ``approvers`` for environment ``env``."""
         path = self.work / f"approve-{time.monotonic_ns()}.yaml"
         path.write_text(manifest)
         for name in approvers:
             self.cli(
                 "approve",
                 str(path),
+                "--env",
+                env,
                 "--key",
                 str(self.keys / f"{name}.key"),
                 "--approver",

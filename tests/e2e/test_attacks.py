@@ -38,7 +38,7 @@ from approvalgate.approvals.bundle import Bundle, parse_bundle_text
 from approvalgate.approvals.decide import decide
 from approvalgate.approvals.digest import spec_digest
 from tests.e2e.controlplane import ControlPlane
-from tests.e2e.gate import CLI, ENFORCED, NOT_ENFORCED, WEBHOOK_NAME, Gate, run_manifest
+from tests.e2e.gate import CLI, ENFORCED, ENV, NOT_ENFORCED, WEBHOOK_NAME, Gate, run_manifest
 from tests.integration.harness import write_atomic
 
 pytestmark = pytest.mark.e2e
@@ -97,6 +97,7 @@ class Signer:
         ttl: timedelta = timedelta(hours=1),
         subject: str | None = None,
         spec: Any = None,
+        environment: str = ENV,
     ) -> records.Claim:
         meta = run["metadata"]
         now = datetime.now(UTC).replace(microsecond=0)
@@ -112,6 +113,7 @@ class Signer:
             issued_at=now + issued,
             expires_at=now + issued + ttl,
             nonce=records.new_nonce(),
+            environment=environment,
         )
 
     def record(self, run: dict[str, Any], approver: str, *, key: Any = None, **kw: Any) -> Any:

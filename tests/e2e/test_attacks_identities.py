@@ -1,4 +1,4 @@
-"""Classes 17-20 of security.md against a real kube-apiserver with real RBAC and real tokens.
+"""Classes 17-21 of security.md against a real kube-apiserver with real RBAC and real tokens.
 
 Borrowed identities (17): the trusted submitter impersonated with ``kubectl --as``, or used
 with a token minted by ``kubectl create token``, is denied by the webhook with the reason;
@@ -9,9 +9,10 @@ role (``system:aggregate-to-edit``, what kube-controller-manager aggregates into
 no controller-manager runs here) bound in a namespace. A requester with ``edit`` where the
 runs are cannot reach the submitter in its own namespace at all.
 
-References (18), labels added after admission (19) and break-glass reasons (20) go through
-kubectl too. For every webhook denial the whole kubectl error is exactly decide()'s message
-for the same object, bundle, user and time (as in test_attacks.py).
+References (18), labels added after admission (19), break-glass reasons (20) and an
+approval for staging applied where the webhook enforces prod (21) go through kubectl too.
+For every webhook denial the whole kubectl error is exactly decide()'s message for the same
+object, bundle, user and time (as in test_attacks.py).
 """
 
 from __future__ import annotations
@@ -24,11 +25,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+import yaml
 
 from approvalgate.approvals.admission import request_for_manifest
 from approvalgate.approvals.decide import decide
 from tests.e2e.controlplane import CONTROLLER, ControlPlane
-from tests.e2e.gate import ENFORCED, ENV, Gate, pod_bound_token
+from tests.e2e.gate import ENFORCED, ENV, OTHER_ENV, Gate, pod_bound_token
 from tests.e2e.test_attacks import REQUESTER, Signer, annotated, create, denial, run
 
 pytestmark = pytest.mark.e2e
@@ -296,3 +298,35 @@ def test_a_bypass_reason_of_invisible_characters_is_denied(gate: Gate) -> None:
     assert done.returncode == 1, done.stdout
     assert "at least 8 visible characters" in done.stderr, done.stderr
     assert done.stderr.strip() == denial(_message(s, approved, REQUESTER))
+
+
+# --- 21: an approval for staging used in prod -------------------------------------------------
+
+
+def test_an_approval_for_staging_is_denied_where_the_webhook_enforces_prod(gate: Gate) -> None:
+    """The same file, approved with the CLI against staging, applied with kubectl: admitted
+    by the webhook enforcing staging, denied by the one enforcing prod (saying why), and
+    admitted there once approved for prod too."""
+    manifest = gate.approve(yaml.safe_dump(run("idt-env")), "alice", "bob", env=ENV)
+    staging = yaml.safe_load(manifest)
+    done = create(gate, staging, REQUESTER, "--dry-run=server")
+    assert done.returncode == 0, done.stderr
+    with gate.enforcing(OTHER_ENV):
+        s = Signer(gate)
+        assert s.bundle.environment == OTHER_ENV
+        done = create(gate, staging)
+        assert done.returncode == 1, done.stdout
+        assert (
+            done.stderr.count(
+                f"approved for {ENV}, this bundle enforces {OTHER_ENV}: a record counts only "
+                "in the environment it names; re-approve with "
+                f"`approvalgate approve --env {OTHER_ENV}`"
+            )
+            == 4
+        ), done.stderr  # two records, under each of the example's two policies
+        assert done.stderr.strip() == denial(_message(s, staging, REQUESTER))
+        assert _gone(gate, "idt-env")
+        both = yaml.safe_load(gate.approve(manifest, "alice", "bob", env=OTHER_ENV))
+        done = create(gate, both)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.strip() == "agentrun.agents.proompteng.ai/idt-env created"

@@ -20,12 +20,11 @@ import pytest
 
 from approvalgate.approvals import records
 from approvalgate.approvals.decide import decide
-from approvalgate.approvals.policy import BundleSettings
 from approvalgate.cli import main as cli_main
 from approvalgate.compiler.sources import MAX_FILE_BYTES
 from approvalgate.webhook.review import build_response
 from tests.integration.harness import V1, V1BETA1, Client, Clock, ServerThread, TestPKI
-from tests.support.corpus import Case, case_names, compile_case_bundle, load_case
+from tests.support.corpus import Case, case_names, case_settings, compile_case_bundle, load_case
 
 CORPUS_MAX_BODY = 16 * 1024 * 1024  # annotation-10000-entries is 8 MiB (see test_webhook_malformed)
 # request knobs verify cannot express
@@ -81,7 +80,7 @@ def test_case_over_https(
     name: str, corpus: CorpusServers, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     case = load_case(name)
-    bundle_text = compile_case_bundle(case.folder, BundleSettings(**case.spec.get("settings", {})))
+    bundle_text = compile_case_bundle(case.folder, case_settings(case.spec))
     server, client = corpus.for_bundle(bundle_text)
     corpus.clock.now = case.now
     expect = case.expect
@@ -125,6 +124,7 @@ def test_case_over_https(
         return
     (verdict,) = json.loads(captured.out)
     assert verdict["allowed"] is response["allowed"]
+    assert verdict["environment"] == case.bundle.environment
     assert verdict["reason"] == audit.get("reason")
     assert verdict["warnings"] == response.get("warnings", [])
     assert verdict["auditAnnotations"] == audit

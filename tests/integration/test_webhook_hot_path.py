@@ -73,7 +73,10 @@ def test_cache_is_used_tampering_is_denied_and_a_reload_starts_empty(
         assert tampered["auditAnnotations"]["reason"] == "missing-approvals"
         assert "signature does not verify" in tampered["status"]["message"]
         assert first.verifier.cache_info()["verified_entries"] == 2  # failure not stored
-        write_atomic(bundle_file, compile_case_bundle(BASE, BundleSettings(environment="b")))
+        write_atomic(
+            bundle_file,
+            compile_case_bundle(BASE, BundleSettings(environment="prod", clock_skew_seconds=30)),
+        )
         server.wait_for(lambda: server.running.state.bundle is not first)
         second = server.running.state.bundle
         assert second is not None

@@ -246,7 +246,7 @@ async def _swap(
 
 
 def test_bundle_swaps_and_certificate_rotation_under_load(pki: TestPKI, tmp_path: Path) -> None:
-    approved = load_case("approve-two-distinct")
+    approved = load_case("environment-records-for-each-environment")  # prod and staging
     texts = [
         compile_case_bundle(approved.folder),
         compile_case_bundle(approved.folder, BundleSettings(environment="staging")),
@@ -279,7 +279,7 @@ def test_bundle_swaps_and_certificate_rotation_under_load(pki: TestPKI, tmp_path
         elapsed = asyncio.run(scenario())
         state, certificate = server.running.state, server.running.certificate
         server.wait_for(lambda: served_serial(server.port, pki) == pki.issued.serial)
-        last = ("default", "staging")[result.last_good]
+        last = ("prod", "staging")[result.last_good]
         server.wait_for(lambda: state.bundle is not None and state.bundle.environment == last)
         assert state.loads >= 4, (state.loads, result.swaps)
         assert certificate.loads >= 3, (certificate.loads, result.swaps)

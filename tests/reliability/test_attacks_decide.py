@@ -94,7 +94,10 @@ def test_the_cli_refuses_hostile_annotations_without_crashing(
     bundle.write_text(compile_case_bundle(CORPUS / "_base"))
     args = {
         "verify": ["verify", str(run), "--bundle", str(bundle), "--output", "json"],
-        "approve": ["approve", str(run), "--key", str(KEYS / "alice.key"), "--approver", "alice"],
+        "approve": [
+            *("approve", str(run), "--env", "prod"),
+            *("--key", str(KEYS / "alice.key"), "--approver", "alice"),
+        ],
     }[command]
     code = cli_main(args)
     out, err = capsys.readouterr()
@@ -123,7 +126,10 @@ def test_approve_refuses_to_grow_the_annotation_past_what_the_webhook_reads(
     run.write_text(yaml.safe_dump(doc))
     before = run.read_text()
     code = cli_main(
-        ["approve", str(run), "--key", str(KEYS / "alice.key"), "--approver", "alice", "--in-place"]
+        [
+            *("approve", str(run), "--env", "prod", "--key", str(KEYS / "alice.key")),
+            *("--approver", "alice", "--in-place"),
+        ]
     )
     _, err = capsys.readouterr()
     assert code == 1, err

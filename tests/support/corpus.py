@@ -17,6 +17,8 @@ A case folder holds ``case.yaml`` and optionally ``run.yaml``, ``old.yaml``,
         reason: ""
         issuedAt: ...            # default now - 1h
         ttl: 2h                  # default 2h
+        environment: staging     # default: the bundle's environment (settings.environment)
+        format: v1               # sign another record format instead: see FORMATS
         subject: agents/other    # attack knobs: another subject, another spec, tampering
         specFrom: other.yaml
         tamper: [no-signatures]  # see TAMPERS
@@ -25,6 +27,7 @@ A case folder holds ``case.yaml`` and optionally ``run.yaml``, ``old.yaml``,
     repeat: 5000                 # the records list repeated (bounds tests)
     dryRun: true
     settings: {enforcement: warn, no_match: allow, enforced_namespaces: [agents]}
+                                 # environment: default prod (CORPUS_ENVIRONMENT)
     expect:
       allowed: false
       reason: missing-approvals
@@ -56,6 +59,10 @@ CORPUS = Path(__file__).resolve().parent.parent / "corpus" / "decide"
 KEYS = CORPUS.parent / "keys"
 BASE = CORPUS / "_base"
 DEFAULT_NOW = "2026-11-21T12:00:00Z"
+CORPUS_ENVIRONMENT = "prod"
+"""The environment of a case's bundle unless its settings name another."""
+FORMATS = ("v1", "v2-without-environment")
+"""Records signed (validly) in a format approvalgate no longer writes."""
 TAMPERS = (
     "no-signatures",
     "payload-type",
@@ -106,7 +113,9 @@ def compile_case_bundle(folder: Path, settings: BundleSettings | None = None) ->
     for name in ("policies.yaml", "approvers.yaml"):
         text = _file(folder, name).read_text()
         docs += [d.obj for d in load_manifests(text, name) if d.obj is not None]
-    bundle, problems = compile_bundle(docs, settings or BundleSettings())
+    bundle, problems = compile_bundle(
+        docs, settings or BundleSettings(environment=CORPUS_ENVIRONMENT)
+    )
     errors = [p for p in problems if p.finding.severity == "error"]
     assert bundle is not None, f"{folder.name}: policies do not compile: {errors}"
     return dump_bundle(bundle)
@@ -116,12 +125,12 @@ def load_case(name: str) -> Case:
     folder = CORPUS / name
     spec = yaml.safe_load((folder / "case.yaml").read_text())
     now = records.parse_time(str(spec.get("now", DEFAULT_NOW)))
-    settings = BundleSettings(**spec.get("settings", {}))
+    settings = case_settings(spec)
     bundle_text = compile_case_bundle(folder, settings)
     run = _load_one(
         folder / "run.yaml" if (folder / "run.json").exists() else _file(folder, "run.yaml")
     )
-    _annotate(run, spec, "records", folder, now)
+    _annotate(run, spec, "records", folder, now, settings.environment)
     old = None
     if (folder / "old.yaml").exists() or spec.get("operation") == "UPDATE":
         old = _load_one(
@@ -129,7 +138,7 @@ def load_case(name: str) -> Case:
             if (folder / "old.yaml").exists()
             else _file(folder, "run.yaml")
         )
-        _annotate(old, spec, "oldRecords", folder, now)
+        _annotate(old, spec, "oldRecords", folder, now, settings.environment)
     request = dict(
         request_for_manifest(
             run,
@@ -159,13 +168,23 @@ def load_case(name: str) -> Case:
     )
 
 
+def case_settings(spec: dict[str, Any]) -> BundleSettings:
+    """The bundle settings of a case (``settings:``), in environment prod unless it says."""
+    return BundleSettings(**{"environment": CORPUS_ENVIRONMENT, **spec.get("settings", {})})
+
+
 def _annotate(
-    obj: dict[str, Any], spec: dict[str, Any], key: str, folder: Path, now: datetime
+    obj: dict[str, Any],
+    spec: dict[str, Any],
+    key: str,
+    folder: Path,
+    now: datetime,
+    environment: str,
 ) -> None:
     if key == "records" and "annotation" in spec:
         value = spec["annotation"]
     elif spec.get(key):
-        envelopes = [make_record(r, obj, folder, now) for r in spec[key]]
+        envelopes = [make_record(r, obj, folder, now, environment) for r in spec[key]]
         value = json.dumps(envelopes * int(spec.get("repeat", 1)))
     else:
         return
@@ -177,7 +196,11 @@ def signer(name: str) -> Any:
 
 
 def make_record(
-    recipe: dict[str, Any], run: dict[str, Any], folder: Path, now: datetime
+    recipe: dict[str, Any],
+    run: dict[str, Any],
+    folder: Path,
+    now: datetime,
+    environment: str = CORPUS_ENVIRONMENT,
 ) -> dict[str, Any]:
     meta = run["metadata"]
     namespace = meta.get("namespace", "default")
@@ -201,11 +224,36 @@ def make_record(
         issued_at=issued,
         expires_at=issued + timedelta(seconds=parse_duration(recipe.get("ttl", "2h"))),
         nonce=f"nonce-{recipe['key']}",
+        environment=str(recipe.get("environment", environment)),
     )
-    envelope = records.sign(claim, signer(recipe["key"]))
+    if "format" in recipe:
+        envelope = sign_statement(_old_format(claim, recipe["format"]), signer(recipe["key"]))
+    else:
+        envelope = records.sign(claim, signer(recipe["key"]))
     for tamper in recipe.get("tamper", []):
         envelope = _tamper(envelope, tamper, claim)
     return envelope
+
+
+def _old_format(claim: records.Claim, name: str) -> dict[str, Any]:
+    """The statement of ``claim`` in a format approvalgate reads but no longer signs."""
+    statement = claim.statement()
+    del statement["predicate"]["environment"]
+    if name == "v1":
+        statement["predicateType"] = records.PREDICATE_TYPE_V1
+    elif name != "v2-without-environment":
+        raise AssertionError(f"unknown format {name!r}; known: {FORMATS}")
+    return statement
+
+
+def sign_statement(statement: dict[str, Any], key: Any) -> dict[str, Any]:
+    """A validly signed envelope around any statement (records.sign signs only v2)."""
+    from securesystemslib.dsse import Envelope
+
+    payload = json.dumps(statement, sort_keys=True, separators=(",", ":")).encode()
+    envelope = Envelope(payload=payload, payload_type=records.PAYLOAD_TYPE, signatures={})
+    envelope.sign(key)
+    return dict(envelope.to_dict())
 
 
 def _tamper(envelope: dict[str, Any], how: str, claim: records.Claim) -> dict[str, Any]:

@@ -47,7 +47,7 @@ def stored(
     run["spec"]["agentRef"]["name"] = agent
     annotations: dict[str, str] = {}
     if recipes:
-        envelopes = [make_record(r, run, BASE, NOW) for r in recipes]  # issued NOW - 1h
+        envelopes = [make_record(r, run, BASE, NOW, "test") for r in recipes]  # issued NOW - 1h
         annotations[records.ANNOTATION] = json.dumps(envelopes)
     if author:
         annotations[records.AUTHOR_ANNOTATION] = author

@@ -46,7 +46,7 @@ def approve(capsys: pytest.CaptureFixture[str], repo: Path, name: str, *extra: s
         "--in-place",
         "--now",
         "2026-11-21T11:00:00Z",
-        *extra,
+        *(extra or ("--env", "prod")),
     )
     assert code == 0, err
 
@@ -61,6 +61,8 @@ def verify(capsys: pytest.CaptureFixture[str], repo: Path, *extra: str) -> tuple
         str(repo / "approvers.yaml"),
         "--now",
         NOW,
+        "--env",
+        "prod",
         *extra,
     )
 
@@ -83,13 +85,13 @@ def test_keygen_writes_private_key_0600_and_approver(
 
 def test_approve_then_verify_admits(capsys: pytest.CaptureFixture[str], repo: Path) -> None:
     code, out, _ = verify(capsys, repo, "--user", "requester")
-    assert code == 1 and out.startswith("DENIED agents/codex-run-sample\n")
+    assert code == 1 and out.startswith("DENIED agents/codex-run-sample in prod\n")
     approve(capsys, repo, "alice")
     approve(capsys, repo, "bob")
     code, out, _ = verify(capsys, repo, "--user", "requester")
     assert (code, out) == (
         0,
-        "ADMITTED agents/codex-run-sample (approved; approved by alice, bob)\n",
+        "ADMITTED agents/codex-run-sample in prod (approved; approved by alice, bob)\n",
     )
 
 
@@ -106,10 +108,12 @@ def test_approve_reports_what_it_signed(capsys: pytest.CaptureFixture[str], repo
         "90m",
         "--now",
         NOW,
+        "--env",
+        "prod",
     )
     assert code == 0
     assert err.startswith("signed approve of AgentRun agents/codex-run-sample spec sha256:")
-    assert err.endswith(" as alice, expires 2026-11-21T13:30:00Z\n")
+    assert err.endswith(" for environment prod as alice, expires 2026-11-21T13:30:00Z\n")
     assert "approvals.proompteng.ai/approvals: '[{" in out  # stdout: the approved manifest
 
 
@@ -201,6 +205,8 @@ def test_ttl_capped_by_policy(capsys: pytest.CaptureFixture[str], repo: Path) ->
         "2d",
         "--policies",
         str(repo),
+        "--env",
+        "prod",
     )
     assert code == 2
     assert err == ("error: --ttl 2d is longer than the policies allow (1d)\n  hint: use --ttl 1d\n")
@@ -225,7 +231,7 @@ def test_unknown_field_located(capsys: pytest.CaptureFixture[str], repo: Path) -
 def test_yaml_syntax_error_located(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("kind: AgentRun\nmetadata: {name: x\n")
-    code, _, err = run(capsys, "verify", str(bad), "--policies", str(bad))
+    code, _, err = run(capsys, "verify", str(bad), "--policies", str(bad), "--env", "prod")
     assert code == 1
     assert err.startswith(f"error: {bad}:3:1: invalid YAML")
 
@@ -262,16 +268,21 @@ def test_explain(capsys: pytest.CaptureFixture[str], repo: Path) -> None:
         str(repo / "run.yaml"),
         "--policies",
         str(repo),
+        "--env",
+        "prod",
         "--now",
         NOW,
         "--user",
         "requester",
     )
     assert code == 0
-    assert out.splitlines()[:9] == [
+    assert out.splitlines()[:11] == [
         "AgentRun agents/codex-run-sample",
         "  subject agents.proompteng.ai/AgentRun/agents/codex-run-sample",
         out.splitlines()[2],
+        "  environment prod: records count only if they name it",
+        "  record 0: approve by alice for prod, issued 2026-11-21T11:00:00Z, "
+        "expires 2026-11-22T11:00:00Z",
         "  policy agents/two-person (enforcement enforce, mode manual)",
         "    requires 2 approval(s) from group:platform-leads, carol, requester = "
         "alice, bob, carol, requester",
@@ -323,7 +334,7 @@ def test_verify_with_a_compiled_bundle(capsys: pytest.CaptureFixture[str]) -> No
     """The git-kept run of the example repo, against each environment's compiled bundle."""
     example = ROOT / "examples" / "gitops-repo"
     run_file = example / "runs" / "codex-release-notes.yaml"
-    for env in ("staging", "prod"):
+    for env in ("dev", "staging", "prod"):
         bundle = example / "rendered" / env / "bundle.json"
         code, out, _ = run(
             capsys,
@@ -340,7 +351,7 @@ def test_verify_with_a_compiled_bundle(capsys: pytest.CaptureFixture[str]) -> No
         )
         assert (code, out) == (
             0,
-            "ADMITTED agents/codex-release-notes (approved; approved by alice, bob)\n",
+            f"ADMITTED agents/codex-release-notes in {env} (approved; approved by alice, bob)\n",
         )
     code, out, _ = run(
         capsys,
@@ -421,7 +432,7 @@ def test_verify_without_pod_is_a_service_account_not_running_in_a_pod(
         NOW,
     )
     assert code == 1
-    assert out.startswith("DENIED agents/codex-release-notes\n"), out
+    assert out.startswith("DENIED agents/codex-release-notes in prod\n"), out
     assert out.count("is a GitOps applier, but this request does not carry a token bound") == 2
 
 
@@ -444,3 +455,136 @@ def test_bypass_reason_needs_a_letter_or_digit(
     assert err.startswith(
         "error: --reason: a bypass reason needs words: this one has no letter or digit;"
     )
+
+
+# --- class 21: an approval names its environment ------------------------------------------
+
+
+def test_an_approval_for_staging_admits_in_staging_and_is_denied_in_prod(
+    capsys: pytest.CaptureFixture[str], repo: Path
+) -> None:
+    approve(capsys, repo, "alice", "--env", "staging")
+    approve(capsys, repo, "bob", "--env", "staging")
+    code, out, _ = run(
+        capsys,
+        *("verify", str(repo / "run.yaml"), "--policies", str(repo), "--env", "staging"),
+        *("--now", NOW, "--user", "requester"),
+    )
+    assert (code, out) == (
+        0,
+        "ADMITTED agents/codex-run-sample in staging (approved; approved by alice, bob)\n",
+    )
+    code, out, _ = verify(capsys, repo, "--user", "requester", "--output", "json")
+    assert code == 1
+    (report,) = json.loads(out)
+    assert (report["environment"], report["reason"]) == ("prod", "missing-approvals")
+    (result,) = report["results"]
+    assert [(r["approver"], r["environment"], r["valid"]) for r in result["records"]] == [
+        ("alice", "staging", False),
+        ("bob", "staging", False),
+    ]
+    assert result["records"][0]["note"] == (
+        "approved for staging, this bundle enforces prod: a record counts only in the "
+        "environment it names; re-approve with `approvalgate approve --env prod`"
+    )
+    assert (
+        "`approvalgate approve RUN.yaml --env prod --key KEY --approver NAME`"
+        in (report["message"])
+    )
+
+
+def test_approve_needs_the_environment_from_env_or_a_bundle(
+    capsys: pytest.CaptureFixture[str], repo: Path
+) -> None:
+    before = (repo / "run.yaml").read_text()
+    base = ("approve", str(repo / "run.yaml"), "--key", str(repo / "alice.key"))
+    code, out, err = run(capsys, *base, "--approver", "alice", "--in-place")
+    assert (code, out) == (2, "")
+    assert err == (
+        "error: approve needs --env NAME: the record must say where it holds, and approval "
+        "records count only in the environment they name\n"
+        "  hint: add --env with the environment the run is for (as in approvalgate.yaml, "
+        "e.g. --env prod), or use --bundle rendered/ENV/bundle.json\n"
+    )
+    code, _, err = run(capsys, *base, "--approver", "alice", "--env", "Prod ")
+    assert code == 2
+    assert err.startswith("error: --env: 'Prod ' is not an environment name (lower-case")
+    assert (repo / "run.yaml").read_text() == before
+    prod = ROOT / "examples" / "gitops-repo" / "rendered" / "prod" / "bundle.json"
+    code, _, err = run(capsys, *base, "--approver", "alice", "--bundle", str(prod), "--env", "dev")
+    assert code == 2
+    assert err == (
+        f"error: --env dev: {prod} is the bundle of environment prod\n"
+        "  hint: drop --env, or use the bundle of dev (rendered/dev/bundle.json)\n"
+    )
+    code, _, err = run(capsys, *base, "--approver", "alice", "--bundle", str(prod), "--now", NOW)
+    assert code == 0
+    assert " for environment prod as alice, expires 2026-11-22T12:00:00Z\n" in err
+
+
+def test_verify_and_explain_need_the_environment_with_policies(
+    capsys: pytest.CaptureFixture[str], repo: Path
+) -> None:
+    for command in ("verify", "explain"):
+        code, out, err = run(capsys, command, str(repo / "run.yaml"), "--policies", str(repo))
+        assert (code, out) == (2, "")
+        assert err.startswith(
+            "error: --policies needs --env NAME: policy files name no environment, and "
+            "approval records count only in the environment they name\n"
+        )
+    staging = ROOT / "examples" / "gitops-repo" / "rendered" / "staging" / "bundle.json"
+    code, _, err = run(
+        capsys, "verify", str(repo / "run.yaml"), "--bundle", str(staging), "--env", "prod"
+    )
+    assert code == 2
+    assert err.startswith(f"error: --env prod: {staging} is the bundle of environment staging\n")
+
+
+def test_explain_shows_each_records_environment_and_v1_records(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    from tests.support.corpus import case_settings, compile_case_bundle, load_case
+
+    case = load_case("record-format-v1")
+    (tmp_path / "run.yaml").write_text(case.run_text)
+    bundle = tmp_path / "bundle.json"
+    bundle.write_text(compile_case_bundle(case.folder, case_settings(case.spec)))
+    code, out, _ = run(
+        capsys, "explain", str(tmp_path / "run.yaml"), "--bundle", str(bundle), "--now", NOW
+    )
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[3:6] == [
+        "  environment prod: records count only if they name it",
+        "  record 0: approve by alice (format v1: no environment), issued 2026-11-21T11:00:00Z, "
+        "expires 2026-11-21T13:00:00Z",
+        "  record 1: approve by bob (format v1: no environment), issued 2026-11-21T11:00:00Z, "
+        "expires 2026-11-21T13:00:00Z",
+    ]
+    assert (
+        "    record 0 by alice: record format v1 (https://approvals.proompteng.ai/approval/v1) "
+        "names no environment, so it counts in none; re-approve with "
+        "`approvalgate approve --env prod`"
+    ) in lines
+
+
+def test_approve_notes_the_v1_records_it_keeps(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """Re-approving a file signed in format v1: the new record is v2; the old ones are kept
+    (approve never drops records) and named as counting nowhere."""
+    from tests.support.corpus import load_case
+
+    (tmp_path / "run.yaml").write_text(load_case("record-format-v1").run_text)
+    code, _, err = run(
+        capsys,
+        *("approve", str(tmp_path / "run.yaml"), "--env", "prod", "--in-place"),
+        *("--key", str(KEYS / "carol.key"), "--approver", "carol", "--now", NOW),
+    )
+    assert code == 0, err
+    assert err.splitlines()[:2] == [
+        f"note: AgentRun agents/codex-run-sample: record {i} by {who} is of format v1 (it names "
+        "no environment) and counts in none; remove it from the annotation"
+        for i, who in enumerate(("alice", "bob"))
+    ]
+    assert err.splitlines()[2].startswith("signed approve of AgentRun agents/codex-run-sample")

@@ -26,7 +26,13 @@ from approvalgate.approvals.decide import Decision, decide
 from approvalgate.approvals.digest import MAX_SAFE_INTEGER
 from approvalgate.approvals.kubeyaml import load_manifests
 from approvalgate.approvals.policy import BundleSettings, compile_bundle, dump_bundle
-from tests.support.corpus import BASE, DEFAULT_NOW, compile_case_bundle, make_record
+from tests.support.corpus import (
+    BASE,
+    CORPUS_ENVIRONMENT,
+    DEFAULT_NOW,
+    compile_case_bundle,
+    make_record,
+)
 
 BUNDLE_TEXT = compile_case_bundle(BASE)
 BUNDLE = parse_bundle_text(BUNDLE_TEXT)
@@ -40,7 +46,7 @@ def _vote_bundle() -> Bundle:
     for name in ("policies.yaml", "approvers.yaml"):
         docs += [dict(d.obj) for d in load_manifests((BASE / name).read_text()) if d.obj]
     docs[0]["spec"]["rejection"] = "vote"
-    bundle, problems = compile_bundle(docs, BundleSettings())
+    bundle, problems = compile_bundle(docs, BundleSettings(environment=CORPUS_ENVIRONMENT))
     assert bundle is not None, problems
     return parse_bundle_text(dump_bundle(bundle))
 
@@ -356,6 +362,31 @@ def test_a_valid_reject_under_veto_does_flip() -> None:
     assert (decision.allowed, decision.reason) == (False, "vetoed")
     # under vote, 2 approvals against 1 reject still pass
     assert decide(create(annotated(BASE_RUN, vetoed)), VOTE_BUNDLE, NOW).allowed
+
+
+# --- 2b. an approval counts only in the environment it names (security.md 21) -------------
+
+ENVIRONMENT_NAMES = st.from_regex(r"[a-z0-9]([-a-z0-9]{0,30}[a-z0-9])?", fullmatch=True)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(ENVIRONMENT_NAMES.filter(lambda name: name != CORPUS_ENVIRONMENT))
+def test_approvals_count_only_in_the_environment_they_name(environment: str) -> None:
+    """The same policies, compiled for another environment: records signed for prod count
+    for nothing there, and records signed for it admit only there."""
+    other = parse_bundle_text(compile_case_bundle(BASE, BundleSettings(environment=environment)))
+    for original in ORIGINALS:
+        decision = decide(create(original), other, NOW)
+        assert (decision.allowed, decision.reason) == (False, "missing-approvals")
+        notes = [v.note for r in decision.results for v in r.records]
+        assert notes and all(
+            n.startswith(f"approved for {CORPUS_ENVIRONMENT}, this bundle enforces {environment}")
+            for n in notes
+        ), notes
+    recipes = [{"key": who, "environment": environment} for who in ("alice", "bob")]
+    there = annotated(BASE_RUN, [make_record(r, BASE_RUN, BASE, NOW) for r in recipes])
+    assert decide(create(there), other, NOW).allowed
+    assert not decide(create(there), BUNDLE, NOW).allowed
 
 
 # --- 3. monotonic in time -----------------------------------------------------------------

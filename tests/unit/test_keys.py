@@ -143,6 +143,7 @@ def _claim(**changes: Any) -> records.Claim:
         "issued_at": NOW - timedelta(hours=1),
         "expires_at": NOW + timedelta(hours=1),
         "nonce": "n1",
+        "environment": "prod",
     }
     values.update(changes)
     return records.Claim(**values)
@@ -215,7 +216,7 @@ def _approve(capsys: pytest.CaptureFixture[str], repo: Path, key: str, approver:
     code, _, err = _run(
         capsys,
         *("approve", str(repo / "run.yaml"), "--key", key, "--approver", approver),
-        *("--in-place", "--now", "2026-11-21T11:00:00Z"),
+        *("--in-place", "--now", "2026-11-21T11:00:00Z", "--env", "prod"),
     )
     assert (code == 0) == (err.startswith("signed ")), err
     return "" if code == 0 else err
@@ -226,6 +227,7 @@ def _verify(capsys: pytest.CaptureFixture[str], repo: Path) -> str:
         capsys,
         *("verify", str(repo / "run.yaml"), "--policies", str(repo / "policies.yaml")),
         *(str(repo / "approvers.yaml"), "--now", "2026-11-21T12:00:00Z", "--user", "requester"),
+        *("--env", "prod"),
     )
     return out + err
 
@@ -246,7 +248,7 @@ def test_a_second_key_type_is_one_registration(
     assert _approve(capsys, repo, str(repo / "alice.key"), "alice") == ""
     assert _approve(capsys, repo, str(repo / "carol.key"), "carol") == ""
     assert _verify(capsys, repo) == (
-        "ADMITTED agents/codex-run-sample (approved; approved by alice, carol)\n"
+        "ADMITTED agents/codex-run-sample in prod (approved; approved by alice, carol)\n"
     )
 
 
@@ -264,7 +266,7 @@ def test_a_second_signer_kind_is_one_registration(
     finally:
         keys.unregister_signer_kind(kind)
     assert _verify(capsys, repo) == (
-        "ADMITTED agents/codex-run-sample (approved; approved by alice, carol)\n"
+        "ADMITTED agents/codex-run-sample in prod (approved; approved by alice, carol)\n"
     )
 
 

@@ -107,7 +107,7 @@ def test_installed_cli_runs_outside_the_repo(installed: Path, tmp_path: Path) ->
         (tmp_path / "run.yaml").read_text().replace("  agentRef:", "  agentRefs: {}\n  agentRef:")
     )
     (tmp_path / "bad.yaml").write_text(text)
-    done = cli(installed, "verify", "bad.yaml", "--policies", ".", cwd=tmp_path)
+    done = cli(installed, "verify", "bad.yaml", "--policies", ".", "--env", "prod", cwd=tmp_path)
     assert done.returncode == 1 and "agentRefs" in done.stderr
 
 
@@ -126,6 +126,8 @@ def _approve_and_verify(venv_dir: Path, folder: Path) -> None:
             f"{who}.key",
             "--approver",
             who,
+            "--env",
+            "prod",
             "--in-place",
             cwd=folder,
         )
@@ -137,6 +139,8 @@ def _approve_and_verify(venv_dir: Path, folder: Path) -> None:
         "--policies",
         "policies.yaml",
         "approvers.yaml",
+        "--env",
+        "prod",
         "--user",
         "requester",
         cwd=folder,

@@ -39,6 +39,7 @@ def claim(**changes: Any) -> Claim:
         "issued_at": ISSUED,
         "expires_at": EXPIRES,
         "nonce": "0123456789abcdef0123456789abcdef",
+        "environment": "prod",
     }
     fields.update(changes)
     return Claim(**fields)
@@ -116,10 +117,11 @@ def test_the_statement_has_the_exact_in_toto_shape() -> None:
                 "digest": {"sha256": DIGEST},
             }
         ],
-        "predicateType": "https://approvals.proompteng.ai/approval/v1",
+        "predicateType": "https://approvals.proompteng.ai/approval/v2",
         "predicate": {
             "decision": "approve",
             "approver": "alice",
+            "environment": "prod",
             "reason": "looks good",
             "issuedAt": "2026-11-21T11:00:00Z",
             "expiresAt": "2026-11-21T13:00:00Z",
@@ -130,6 +132,29 @@ def test_the_statement_has_the_exact_in_toto_shape() -> None:
     assert (
         payload == json.dumps(json.loads(payload), sort_keys=True, separators=(",", ":")).encode()
     )
+
+
+def test_records_are_signed_only_with_an_environment_name() -> None:
+    for bad in ("", "Prod", "prod ", "-prod", "p" * 64):
+        with pytest.raises(ValueError, match="an approval record must name its environment"):
+            sign(claim(environment=bad), signer("alice"))
+    assert records.environment_problem("prod-eu-1") is None
+    assert records.environment_problem("p" * 63) is None
+
+
+def test_a_v1_record_is_read_as_version_1_without_an_environment() -> None:
+    """Format v1 is parsed, so decide() can say why it no longer counts; never signed."""
+    old = statement()
+    old["predicateType"] = records.PREDICATE_TYPE_V1
+    del old["predicate"]["environment"]
+    parsed, problems = parse_annotation(json.dumps([envelope_for(old)]))
+    assert problems == []
+    assert (parsed[0].claim.version, parsed[0].claim.environment) == (1, "")
+    # a v1 statement cannot smuggle an environment in: v1 has none, whatever it says
+    old["predicate"]["environment"] = "prod"
+    parsed, problems = parse_annotation(json.dumps([envelope_for(old)]))
+    assert (parsed[0].claim.version, parsed[0].claim.environment) == (1, "")
+    assert records.FORMAT_VERSION == 2 and claim().version == 2
 
 
 def test_the_digest_is_the_sha256_of_the_rfc8785_spec() -> None:
@@ -285,7 +310,7 @@ def _reencode(envelope: dict[str, Any], encode: Any, strip: bool) -> dict[str, A
 def test_standard_and_url_safe_base64_both_parse_and_verify(encode: Any, strip: bool) -> None:
     # this reason makes the standard base64 of the payload hold '+' or '/' (and the
     # signature does too), so the URL-safe form really differs from the standard one
-    signed = claim(reason="ok >>> go")
+    signed = claim(reason="ok >>> go!")
     envelope = sign(signed, signer("alice"))
     again = _reencode(envelope, encode, strip)
     if encode is base64.urlsafe_b64encode:
@@ -479,8 +504,37 @@ ENVELOPE_PROBLEMS = [
     ),
     pytest.param(
         envelope_for(_with(predicateType="https://slsa.dev/provenance/v1")),
-        "predicateType is not https://approvals.proompteng.ai/approval/v1",
+        "predicateType is not https://approvals.proompteng.ai/approval/v2",
         id="predicate-type",
+    ),
+    pytest.param(
+        envelope_for(_with(predicateType="https://approvals.proompteng.ai/approval/v3")),
+        "predicateType is not https://approvals.proompteng.ai/approval/v2",
+        id="predicate-type-v3",
+    ),
+    *(
+        pytest.param(
+            envelope_for(_with_predicate(environment=value)),
+            "predicate names no environment (format v2 records must): "
+            "re-approve with `approvalgate approve --env ENV`",
+            id=f"environment-{label}",
+        )
+        for label, value in (("missing", None), ("empty", ""), ("number", 7), ("list", ["prod"]))
+    ),
+    *(
+        pytest.param(
+            envelope_for(_with_predicate(environment=value)),
+            f"predicate environment: {value!r} is not an environment name (lower-case "
+            "letters, digits and '-', starting and ending with a letter or digit, at most 63)",
+            id=f"environment-{label}",
+        )
+        for label, value in (
+            ("upper-case", "Prod"),
+            ("trailing-space", "prod "),
+            ("trailing-dash", "prod-"),
+            ("zero-width", "pro\u200bd"),
+            ("too-long", "p" * 64),
+        )
     ),
     pytest.param(
         envelope_for(_with(subject=None)),

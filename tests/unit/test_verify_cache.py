@@ -110,6 +110,7 @@ def _claim(**changes: Any) -> records.Claim:
         "issued_at": NOW - timedelta(hours=1),
         "expires_at": NOW + timedelta(hours=1),
         "nonce": "n1",
+        "environment": "prod",
     }
     values.update(changes)
     return records.Claim(**values)
