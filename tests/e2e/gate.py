@@ -76,7 +76,9 @@ class Gate:
     def prepare(self) -> None:
         shutil.copytree(EXAMPLE, self.repo, ignore=shutil.ignore_patterns("rendered"))
         for name, groups in APPROVERS.items():
-            self.cli("keygen", name, "--out", str(self.keys), "--groups", groups)
+            self.cli(
+                "keygen", name, "--out", str(self.keys), "--groups", groups, "--usernames", name
+            )
             shutil.copy(self.keys / f"{name}.yaml", self.repo / "approvers" / f"{name}.yaml")
         self.cli("compile", str(self.repo), "--env", ENV, "--out", str(self.work / "rendered"))
         self.ca = CertificateAuthority.generate("approvalgate e2e CA")
