@@ -45,6 +45,7 @@ approvalgate check "$repo"
 
 step "The run kept in git verifies against the compiled prod bundle (its records were signed 2026-11-21)"
 approvalgate verify "$repo/runs/codex-release-notes.yaml" --bundle "$repo/rendered/prod/bundle.json" \
-  --user system:serviceaccount:argocd:argocd-application-controller --now 2026-11-21T12:00:00Z
+  --user system:serviceaccount:argocd:argocd-application-controller \
+  --pod argocd-application-controller-0 --now 2026-11-21T12:00:00Z
 
 printf '\n\033[1mdemo finished: admitted with approvals; denied without, for self-approval and after a change; the policy repo compiled and checked\033[0m\n'

@@ -30,7 +30,8 @@ from tests.support.tools import pinned_binary
 
 EXAMPLE = ROOT / "examples" / "gitops-repo"
 CHART = ROOT / "charts" / "approvalgate"
-ENV = "staging"  # enforces the namespace "agents"
+ENV = "staging"  # its policies select the namespace "agents"
+# every namespace is enforced; the e2e copy of the example excludes "sandbox" by name
 ENFORCED, NOT_ENFORCED = "agents", "sandbox"
 WEBHOOK_NAME = "agentruns.approvalgate.proompteng.ai"
 CLI = [sys.executable, "-m", "approvalgate"]
@@ -75,6 +76,12 @@ class Gate:
 
     def prepare(self) -> None:
         shutil.copytree(EXAMPLE, self.repo, ignore=shutil.ignore_patterns("rendered"))
+        config = self.repo / "approvalgate.yaml"
+        text = config.read_text()
+        assert f"  {ENV}:\n" in text
+        config.write_text(
+            text.replace(f"  {ENV}:\n", f"  {ENV}:\n    excludeNamespaces: [{NOT_ENFORCED}]\n", 1)
+        )
         for name, groups in APPROVERS.items():
             self.cli(
                 "keygen", name, "--out", str(self.keys), "--groups", groups, "--usernames", name
