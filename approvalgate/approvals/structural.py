@@ -17,19 +17,17 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
-from functools import cache
-from importlib import resources
-from importlib.resources.abc import Traversable
 from types import MappingProxyType
 from typing import Any, Final
 
-from approvalgate.approvals.errors import Finding, InputError, JsonPath
-from approvalgate.approvals.kubeyaml import load_manifests
+from approvalgate.approvals.errors import Finding, JsonPath
+from approvalgate.approvals.schemas import load_crd_schema
+
+__all__ = ["AGENTRUN_CRD", "Problem", "check_against_crd", "load_agentrun_crd", "load_crd_schema"]
 
 Problem = Finding
 """A field the server would prune or reject: ``path`` from the object's root, ``message``."""
 
-SCHEMA_PACKAGE: Final = "approvalgate.schemas"
 AGENTRUN_CRD: Final = "crds/agents.proompteng.ai_agentruns.yaml"
 
 _TYPES: Final[dict[str, tuple[str, Callable[[object], bool]]]] = {
@@ -70,32 +68,9 @@ def check_against_crd(
 
 
 def load_agentrun_crd() -> dict[str, Any]:
-    """The AgentRun ``v1alpha1`` ``openAPIV3Schema`` shipped with the package (cached)."""
+    """The AgentRun ``v1alpha1`` ``openAPIV3Schema`` shipped with the package (cached by
+    the schema registry, :func:`approvals.schemas.load_crd_schema`)."""
     return load_crd_schema(AGENTRUN_CRD, "v1alpha1")
-
-
-@cache
-def load_crd_schema(name: str, version: str) -> dict[str, Any]:
-    """The ``openAPIV3Schema`` of ``version`` in the packaged CRD file ``schemas/<name>``.
-
-    Parsed once and cached: treat the result as read-only.
-    """
-    text = _schema_files().joinpath(name).read_text(encoding="utf-8")
-    for document in load_manifests(text, name):
-        if document.obj.get("kind") != "CustomResourceDefinition":
-            continue
-        for entry in document.obj["spec"]["versions"]:
-            if entry["name"] == version:
-                schema: dict[str, Any] = entry["schema"]["openAPIV3Schema"]
-                return schema
-    raise InputError(f"{name}: no CustomResourceDefinition with version {version}")
-
-
-def _schema_files() -> Traversable:
-    try:
-        return resources.files(SCHEMA_PACKAGE)
-    except ModuleNotFoundError:  # a source checkout, not installed: schemas/ is top level
-        return resources.files("schemas")
 
 
 def _open_api_schema(schema: Mapping[str, Any]) -> Mapping[str, Any]:

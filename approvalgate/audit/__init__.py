@@ -7,6 +7,8 @@ Admission only judges new requests. This package looks at what is already there:
 - :mod:`audit.webhook`: the live ValidatingWebhookConfiguration against what the chart
   renders; only drift that weakens the gate is a finding;
 - :mod:`audit.policies`: live ApprovalPolicy CRs against the compiled ones;
+- :mod:`audit.rbac`: who can act as a trusted ServiceAccount (impersonate it, mint its tokens,
+  run or enter its pods, or grant itself these), from the cluster's Roles and bindings;
 - :mod:`audit.reports`: PolicyReports (``wgpolicyk8s.io/v1alpha2``) and text/JSON/JUnit output;
 - :mod:`audit.cluster`: what the audit asks of the API server (paginated lists, a get by
   name, server-side apply), through :mod:`approvalgate.kube`, the only package that imports

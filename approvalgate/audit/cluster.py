@@ -32,6 +32,7 @@ WEBHOOK_CONFIGURATIONS: Final = Resource(
     "admissionregistration.k8s.io", "v1", "validatingwebhookconfigurations", namespaced=False
 )
 CONFIG_MAPS: Final = Resource("", "v1", "configmaps")
+RBAC_GROUP: Final = "rbac.authorization.k8s.io"
 
 #: The audit could not read or write what it needs; the message says which request.
 ClusterError = KubeError
@@ -80,7 +81,15 @@ class Cluster:
         self, group: str, version: str, plural: str, namespace: str | None = None
     ) -> list[dict[str, Any]]:
         """Every object of a custom resource, page by page (``limit`` and ``continue``)."""
-        resource = Resource(group, version, plural)
+        return self._list(Resource(group, version, plural), namespace)
+
+    def list_rbac(self, plural: str, namespace: str | None = None) -> list[dict[str, Any]]:
+        """Every ``roles``, ``rolebindings`` (in ``namespace``, or all), ``clusterroles`` or
+        ``clusterrolebindings`` object, page by page."""
+        namespaced = plural in ("roles", "rolebindings")
+        return self._list(Resource(RBAC_GROUP, "v1", plural, namespaced=namespaced), namespace)
+
+    def _list(self, resource: Resource, namespace: str | None) -> list[dict[str, Any]]:
         try:
             listing = lists.list_all(self.client, resource, namespace, page_size=self.page_size)
         except GoneError as exc:

@@ -121,6 +121,7 @@ _TITLES: Final = {
     "webhook": "ValidatingWebhookConfiguration",
     "bundle": "Policy bundle",
     "policies": "ApprovalPolicies",
+    "rbac": "Who can act as a trusted ServiceAccount (RBAC)",
     "runs": "AgentRuns",
 }
 

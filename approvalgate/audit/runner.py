@@ -15,8 +15,8 @@ from approvalgate.approvals.bundle import Bundle, parse_bundle_text
 from approvalgate.approvals.errors import BundleError, InputError, UsageError
 from approvalgate.approvals.kubeyaml import load_manifests
 from approvalgate.approvals.policy import ALL, OPT_IN_LABEL, POLICY_API
-from approvalgate.audit import policies, reports, runs, webhook
-from approvalgate.audit.cluster import Cluster, ClusterError
+from approvalgate.audit import policies, rbac, reports, runs, webhook
+from approvalgate.audit.cluster import RBAC_HINT, Cluster, ClusterError
 from approvalgate.audit.findings import AuditResult, Finding, ReportWrite, RunResult
 
 AGENTRUN_VERSION: Final = "v1alpha1"
@@ -229,6 +229,7 @@ def run_audit(cluster: Cluster, options: Options, expectations: Expectations) ->
     result.findings += _audit_webhook(cluster, options, expectations, served, holding)
     result.findings += _audit_bundle(cluster, options, expectations)
     result.findings += _audit_policies(cluster, namespaces, expectations)
+    result.findings += _audit_rbac(cluster, bundle)
     labels = _namespace_labels(cluster) if bundle.namespace_selection == "optInLabel" else None
     result.findings += unenforced_namespaces(run_objects, bundle, labels)
     result.runs = runs.audit_runs(enforced, bundle, options.now)
@@ -402,6 +403,44 @@ def _namespace_labels(cluster: Cluster) -> dict[str, dict[str, str]] | None:
         )
         for n in listed
     }
+
+
+def _audit_rbac(cluster: Cluster, bundle: Bundle) -> list[Finding]:
+    """Who can act as the bundle's trusted ServiceAccounts; a permission the audit lacks is a
+    finding (it could not tell), not a crash."""
+    found = rbac.targets(bundle)
+    if not found:
+        return []
+    spaces = rbac.target_namespaces(found)
+    listed: dict[str, list[dict[str, Any]]] = {}
+    try:
+        for plural in ("clusterroles", "clusterrolebindings"):
+            listed[plural] = cluster.list_rbac(plural)
+        for plural in ("roles", "rolebindings"):
+            listed[plural] = []
+            for namespace in spaces if spaces != (ALL,) else (None,):
+                listed[plural] += cluster.list_rbac(plural, namespace)
+    except ClusterError as exc:
+        if exc.status != 403:
+            raise
+        return [
+            Finding(
+                rbac.AREA,
+                "finding",
+                "RBAC",
+                f"cannot tell who can act as the trusted ServiceAccounts ({exc.message}): "
+                "impersonating one, minting its token or running a pod as it admits runs "
+                "without approvals",
+                f"{RBAC_HINT} (list on roles, rolebindings, clusterroles, clusterrolebindings)",
+            )
+        ]
+    return rbac.audit_rbac(
+        found,
+        roles=listed["roles"],
+        cluster_roles=listed["clusterroles"],
+        role_bindings=listed["rolebindings"],
+        cluster_role_bindings=listed["clusterrolebindings"],
+    )
 
 
 def _agent_runs(

@@ -9,24 +9,17 @@ is a bug in approvalgate or a template, and is reported as such.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Mapping
-from functools import cache
-from importlib import resources
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from approvalgate.approvals.errors import ApprovalgateError, Finding, format_json_path
-from approvalgate.approvals.fastschema import Check, compile_check
+from approvalgate.approvals.errors import ApprovalgateError
 from approvalgate.approvals.policy import compile_bundle, dump_bundle
-from approvalgate.approvals.schemas import SCHEMA_PACKAGE, schema_findings
+from approvalgate.approvals.schemas import describe, schema_findings
 from approvalgate.approvals.structural import check_against_crd, load_crd_schema
 from approvalgate.compiler.canonical import dump
 from approvalgate.compiler.config import Environment
 from approvalgate.compiler.egress import parse_egress, render_egress_and_values, render_validated
 from approvalgate.compiler.repo import Repo
-
-if TYPE_CHECKING:
-    from jsonschema import Draft7Validator, Draft202012Validator
 
 SUMS_FILE = "SHA256SUMS"
 APPROVALPOLICY_CRD = "crds/approvals.proompteng.ai_approvalpolicies.yaml"
@@ -47,14 +40,14 @@ def render_environment(repo: Repo, env: Environment) -> dict[str, str]:
                 f"[{env.name}] policies do not compile: {problems[0].finding.message}"
             )
     bundle_text = dump_bundle(bundle)
-    _check(_described(schema_findings("bundle.schema.json", bundle)), env.name, "bundle.json")
+    _check(describe(schema_findings("bundle.schema.json", bundle)), env.name, "bundle.json")
     files["bundle.json"] = bundle_text
 
     for source in repo.of_kind("ApprovalPolicy"):
         obj = _namespaced(source.obj, env.namespace)
         path = _object_path("approvalpolicies", obj)
         crd = load_crd_schema(APPROVALPOLICY_CRD, "v1alpha1")
-        _check(_described(check_against_crd(obj, crd)), env.name, path)
+        _check(describe(check_against_crd(obj, crd)), env.name, path)
         files[path] = dump(obj, source.display)
         resources_list.append(path)
 
@@ -139,70 +132,16 @@ def _check(errors: list[str], env: str, what: str) -> None:
         )
 
 
-def _described(findings: list[Finding]) -> list[str]:
-    return [f"{format_json_path(f.path)}: {f.message}" for f in findings]
-
-
-@cache
-def _json_schema(name: str) -> dict[str, Any]:
-    schema: dict[str, Any] = json.loads(
-        resources.files(SCHEMA_PACKAGE).joinpath(name).read_text(encoding="utf-8")
-    )
-    return schema
-
-
 NETWORKPOLICY_SCHEMA = "k8s/networkpolicy-networking-v1.json"
-
-
-# Valid objects are recognised by approvals.fastschema; jsonschema is imported and run only
-# to say what is wrong with an invalid one (a bug, then).
-
-
-@cache
-def _networkpolicy_check() -> Check | None:
-    return compile_check(_json_schema(NETWORKPOLICY_SCHEMA))
-
-
-@cache
-def _networkpolicy_validator() -> Draft202012Validator:
-    from jsonschema import Draft202012Validator
-
-    return Draft202012Validator(_json_schema(NETWORKPOLICY_SCHEMA))
+AGENTS_VALUES_SCHEMA = "agents-values.schema.json"
 
 
 def _networkpolicy_errors(obj: Mapping[str, Any]) -> list[str]:
-    check = _networkpolicy_check()
-    if check is not None and check(obj):
-        return []
-    return [
-        f"{format_json_path(tuple(e.absolute_path))}: {e.message}"
-        for e in _networkpolicy_validator().iter_errors(obj)
-    ]
-
-
-def _agents_values_schema() -> dict[str, Any]:
-    values: dict[str, Any] = _json_schema("agents-values.schema.json")
-    schema: dict[str, Any] = values["properties"]["networkPolicy"]
-    return schema
-
-
-@cache
-def _agents_values_check() -> Check | None:
-    return compile_check(_agents_values_schema())
-
-
-@cache
-def _agents_values_validator() -> Draft7Validator:
-    from jsonschema import Draft7Validator
-
-    return Draft7Validator(_agents_values_schema())
+    return describe(schema_findings(NETWORKPOLICY_SCHEMA, obj))
 
 
 def _agents_values_errors(block: Mapping[str, Any]) -> list[str]:
-    check = _agents_values_check()
-    if check is not None and check(block):
-        return []
-    return [
-        f"{format_json_path(('networkPolicy', *e.absolute_path))}: {e.message}"
-        for e in _agents_values_validator().iter_errors(block)
-    ]
+    found = schema_findings(
+        AGENTS_VALUES_SCHEMA, block, prefix=("networkPolicy",), pointer="/properties/networkPolicy"
+    )
+    return describe(found)

@@ -45,6 +45,11 @@ READER_RULES = [
         "resourceNames": ["approvalgate"],
         "verbs": ["get"],
     },
+    {  # who can act as a trusted ServiceAccount (audit/rbac.py)
+        "apiGroups": ["rbac.authorization.k8s.io"],
+        "resources": ["roles", "rolebindings", "clusterroles", "clusterrolebindings"],
+        "verbs": ["list"],
+    },
 ]
 REPORT_RULE = {
     "apiGroups": ["wgpolicyk8s.io"],

@@ -20,9 +20,18 @@ from typing import Any
 import pytest
 import yaml
 
+from approvalgate.approvals.identity import POD_NAME_EXTRA
 from approvalgate.cli import build_parser, main
 from tests.e2e.controlplane import ControlPlane
-from tests.e2e.gate import ENFORCED, ENV, EXAMPLE, WEBHOOK_NAME, Gate, run_manifest
+from tests.e2e.gate import (
+    ENFORCED,
+    ENV,
+    EXAMPLE,
+    WEBHOOK_NAME,
+    Gate,
+    pod_bound_token,
+    run_manifest,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -602,3 +611,139 @@ def test_a_bundle_that_is_not_gits_is_found(gate: Gate, capsys: pytest.CaptureFi
         assert "not 0123456789abcdef as rendered with the chart" in expect
     finally:
         gate.kubectl("admin", "delete", *cm)
+
+
+# --- who can act as a trusted ServiceAccount ------------------------------------------------
+
+SUBMITTER_NS, SUBMITTER = "agents-system", "submission-api"
+TRUSTED = f"system:serviceaccount:{SUBMITTER_NS}:{SUBMITTER}"
+POD = f"{SUBMITTER}-audit"  # the submitter's running pod (no kubelet: it stays Pending)
+
+
+def _bind(gate: Gate, name: str, cluster_role: str, user: str) -> None:
+    binding = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": {"name": name, "namespace": SUBMITTER_NS},
+        "roleRef": {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "ClusterRole",
+            "name": cluster_role,
+        },
+        "subjects": [{"kind": "User", "apiGroup": "rbac.authorization.k8s.io", "name": user}],
+    }
+    apply(gate, binding)
+
+
+def rbac_findings(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {f["subject"]: f for f in report["findings"] if f["area"] == "rbac"}
+
+
+def test_who_can_act_as_the_trusted_submitter_is_listed(
+    gate: Gate, capsys: pytest.CaptureFixture[str]
+) -> None:
+    gate.plane.kubectl("admin", "create", "namespace", SUBMITTER_NS, check=False)
+    _, report, _ = audit(gate, capsys)
+    before = rbac_findings(report)
+    # Only the control plane's own default bindings: one note per trusted identity.
+    assert [f["severity"] for f in before.values()] == ["note", "note"]
+    assert (
+        "Group/system:masters (impersonate, token, pods, enter, grant)"
+        in (before[TRUSTED]["message"])
+    )
+    assert "system:serviceaccount:argocd:argocd-application-controller" in before
+
+    # The built-in edit role as the API server creates it: an aggregation rule, no rules of
+    # its own (no kube-controller-manager runs here to fill them in). The audit follows the
+    # selectors; requester gets the rules edit aggregates directly, which the API server
+    # enforces now.
+    edit = json.loads(gate.kubectl("admin", "get", "clusterrole", "edit", "-o", "json").stdout)
+    assert edit["aggregationRule"]["clusterRoleSelectors"] and not edit.get("rules")
+    _bind(gate, "mallory-edit", "edit", "mallory")
+    _bind(gate, "requester-edit", "system:aggregate-to-edit", "requester")
+    _bind(gate, "bob-view", "view", "bob")
+    try:
+        for verb, *what in (
+            ("impersonate", f"serviceaccounts/{SUBMITTER}"),
+            ("create", f"serviceaccounts/{SUBMITTER}", "--subresource=token"),
+            ("create", "pods"),
+        ):
+            can = gate.kubectl("requester", "auth", "can-i", verb, *what, "-n", SUBMITTER_NS)
+            assert can.stdout.strip() == "yes", (verb, what, can.stderr)
+        # Minting is enough even where the webhook wants a pod-bound token: the API server
+        # binds a token to the submitter's own running pod for whoever may create tokens.
+        pod_bound_token(gate.plane, SUBMITTER_NS, SUBMITTER, POD)
+        minted = gate.kubectl(
+            "requester",
+            "create",
+            "token",
+            SUBMITTER,
+            "-n",
+            SUBMITTER_NS,
+            "--bound-object-kind",
+            "Pod",
+            "--bound-object-name",
+            POD,
+        )
+        assert minted.returncode == 0, minted.stderr
+        who = gate.plane.kubectl_with_token(minted.stdout.strip(), "auth", "whoami", "-o", "json")
+        info = json.loads(who.stdout)["status"]["userInfo"]
+        assert info["username"] == TRUSTED
+        assert info["extra"][POD_NAME_EXTRA] == [POD]
+        code, report, _ = audit(gate, capsys)
+        assert code == 1
+        found = rbac_findings(report)
+        for user, via in (
+            ("mallory", "ClusterRole edit"),
+            ("requester", "ClusterRole system:aggregate-to-edit"),
+        ):
+            finding = found[f"User/{user}"]
+            assert finding["severity"] == "finding"
+            assert finding["field"] == TRUSTED
+            binding = f"RoleBinding {SUBMITTER_NS}/{user}-edit -> {via}"
+            assert finding["message"].startswith(
+                f"User {user} can act as the trusted submitter ServiceAccount {TRUSTED} "
+                f"(policies agents/codex-two-person, agents/default-approval): impersonate it, "
+                f"mint tokens for it, run pods as it and enter its running pods via {binding}"
+            ), finding["message"]
+            assert f"namespace {SUBMITTER_NS}" in finding["advice"]
+        assert "User/bob" not in found  # view grants none of it
+        # The GitOps applier lives elsewhere: nothing bound there.
+        assert [
+            f for f in found.values() if "argocd" in f["message"] and f["severity"] != "note"
+        ] == []
+        _, text, _ = audit(gate, capsys, output="text")
+        assert "\nWho can act as a trusted ServiceAccount (RBAC):\n  FINDING: User mallory" in text
+    finally:
+        for name in ("mallory-edit", "requester-edit", "bob-view"):
+            gate.kubectl("admin", "delete", "rolebinding", name, "-n", SUBMITTER_NS)
+        gate.kubectl("admin", "delete", "pod", POD, "-n", SUBMITTER_NS, "--wait=false")
+
+
+def test_an_audit_that_may_not_read_rbac_says_so_as_a_finding(
+    gate: Gate, capsys: pytest.CaptureFixture[str]
+) -> None:
+    docs = render_audit(gate)
+    account, role, binding = (
+        kind(docs, k) for k in ("ServiceAccount", "ClusterRole", "ClusterRoleBinding")
+    )
+    fewer = copy.deepcopy(role)
+    fewer["rules"] = [r for r in role["rules"] if "rbac.authorization.k8s.io" not in r["apiGroups"]]
+    assert len(fewer["rules"]) == len(role["rules"]) - 1
+    apply(gate, account, fewer, binding)
+    try:
+        deadline = time.monotonic() + 10
+        while True:  # until the API server's RBAC cache has the narrower role
+            code, out, err = audit(gate, capsys, "--as", SA, "--namespace", ENFORCED, output="text")
+            if "cannot tell who can act" in out or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert code == 1 and "forbidden" not in err, err  # a finding, not an error
+        assert (
+            "  FINDING: cannot tell who can act as the trusted ServiceAccounts (forbidden while "
+            "listing clusterroles.rbac.authorization.k8s.io"
+        ) in out
+        assert "pass agents/audit-approved" in out  # the rest of the audit ran
+        assert "(list on roles, rolebindings, clusterroles, clusterrolebindings)" in out
+    finally:
+        apply(gate, role)

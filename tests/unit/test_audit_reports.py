@@ -191,6 +191,24 @@ def test_junit_output() -> None:
     assert failures == ["ValidatingWebhookConfiguration/x", "agents/b", "agents/d"]
 
 
+def test_rbac_findings_have_their_own_section_and_suite() -> None:
+    rbac = Finding(
+        "rbac", "finding", "User/mallory", "User mallory can act as ...", "remove it", "sa"
+    )
+    audited = result(WEBHOOK, rbac)
+    shown = render(audited, "text")
+    assert (
+        shown.index("ValidatingWebhookConfiguration:")
+        < shown.index("Who can act as a trusted ServiceAccount (RBAC):\n  FINDING: User mallory")
+        < shown.index("AgentRuns:")
+    )
+    root = ElementTree.fromstring(render(audited, "junit"))
+    suites = {s.get("name"): s for s in root.iter("testsuite")}
+    assert suites["Who can act as a trusted ServiceAccount (RBAC)"].get("failures") == "1"
+    (found,) = [f for f in json.loads(render(audited, "json"))["findings"] if f["area"] == "rbac"]
+    assert (found["subject"], found["field"]) == ("User/mallory", "sa")
+
+
 def test_impersonation_sends_one_header_per_group() -> None:
     headers = impersonation_headers("system:serviceaccount:ns:sa", ["g1", "g2", "g3"])
     assert headers["Impersonate-User"] == "system:serviceaccount:ns:sa"

@@ -1,0 +1,495 @@
+"""Who can act as a trusted ServiceAccount: RBAC read from the cluster, as findings.
+
+A ServiceAccount is not a person: whoever may impersonate it, mint a token for it, run a pod
+as it or enter one of its pods acts as it. This module takes the policies' trusted
+submitters and GitOps appliers (:func:`targets`) and the cluster's Roles, ClusterRoles,
+RoleBindings and ClusterRoleBindings, and says which subjects hold such a grant
+(:func:`audit_rbac`). It is pure: :mod:`audit.runner` reads the objects.
+
+The rules are matched the way the API server's RBAC authorizer matches them
+(``k8s.io/kubernetes/pkg/apis/rbac/v1/evaluation_helpers.go``): ``*`` in verbs, apiGroups
+and resources, ``*/subresource``, and ``resourceNames`` (which never match a ``create`` of a
+new object, whose request carries no name). What each way needs:
+
+- **impersonate**: ``impersonate`` on ``serviceaccounts`` (core group) named NAME, in NS
+  (RoleBinding there) or cluster-wide. The API server checks nothing else when the
+  impersonated username is ``system:serviceaccount:NS:NAME``
+  (``k8s.io/apiserver/pkg/endpoints/filters/impersonation.go``): ``impersonate`` on
+  ``users`` never applies to a ServiceAccount's username. A trusted *group* is reached by
+  ``impersonate`` on ``groups`` (cluster-wide only: groups are not namespaced); a trusted
+  user that is not a ServiceAccount by ``impersonate`` on ``users``;
+- **mint a token**: ``create`` on ``serviceaccounts/token`` named NAME in NS. A token bound
+  to the submitter's own running pod carries the pod extras the webhook requires;
+- **run a pod**: ``create`` on ``pods`` in NS (any pod may set ``serviceAccountName``), or
+  ``create``/``update``/``patch`` on a workload whose pod template does (deployments,
+  replicasets, statefulsets, daemonsets, jobs, cronjobs, replicationcontrollers);
+- **enter its pods**: ``create`` or ``get`` on ``pods/exec`` or ``pods/attach``, or
+  ``update``/``patch`` on ``pods/ephemeralcontainers``, in NS: the pod's mounted token is
+  pod-bound;
+- **grant itself these**: ``escalate`` with ``create``/``update``/``patch`` on roles, or
+  ``bind`` with ``create``/``update``/``patch`` on rolebindings (RBAC's own escalation
+  checks are then skipped), or ``impersonate`` on the group ``system:masters``. Counted
+  conservatively: ``resourceNames`` on these are not followed to the roles they name.
+
+Aggregated ClusterRoles: the API server creates ``admin``, ``edit`` and ``view`` with an
+``aggregationRule`` and no rules; kube-controller-manager's aggregation controller fills the
+rules in with those of the ClusterRoles its selectors match. Here a role's rules are its
+stored rules together with those its selectors match (followed transitively, as the
+controller does over its re-syncs): what the authorizer grants now, and what it grants as
+soon as the controller catches up (or, where no controller runs, would grant).
+
+Severity: grants through the API server's own default bindings (label
+``kubernetes.io/bootstrapping: rbac-defaults``) to control-plane identities (``system:``
+users and groups, ServiceAccounts in ``kube-system``: ``system:masters``, the controllers)
+are one note per trusted account; every other subject is a finding.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+from approvalgate.approvals import identity
+from approvalgate.approvals.bundle import Bundle
+from approvalgate.audit.findings import Finding
+
+AREA: Final = "rbac"
+ALL: Final = "*"
+RBAC_GROUP: Final = "rbac.authorization.k8s.io"
+BOOTSTRAP_LABEL: Final = "kubernetes.io/bootstrapping"
+BOOTSTRAP_VALUE: Final = "rbac-defaults"
+SA_GROUP_PREFIX: Final = "system:serviceaccounts:"
+ALL_SA_GROUP: Final = "system:serviceaccounts"
+#: Workload controllers whose pod template names a ServiceAccount: (apiGroup, resource).
+WORKLOADS: Final = (
+    ("apps", "deployments"),
+    ("apps", "replicasets"),
+    ("apps", "statefulsets"),
+    ("apps", "daemonsets"),
+    ("batch", "jobs"),
+    ("batch", "cronjobs"),
+    ("", "replicationcontrollers"),
+)
+#: The ways, in the order they are shown, with how a finding names them.
+WAYS: Final = {
+    "impersonate": "impersonate it",
+    "token": "mint tokens for it",
+    "pods": "run pods as it",
+    "enter": "enter its running pods",
+    "grant": "grant itself these (RBAC escalation)",
+}
+
+Rule = Mapping[str, Any]
+#: Stands for "some existing object" (or any account of a trusted group): a rule limited by
+#: resourceNames still reaches one (see :func:`_any_rule_names`).
+_ANY_NAME: Final = "\x00any"
+
+
+@dataclass(frozen=True)
+class Target:
+    """A trusted identity: a user (``name`` is its username; a ServiceAccount when
+    ``namespace`` is set) or a group (``system:serviceaccounts:NS``: every ServiceAccount of NS,
+    ``name`` is "")."""
+
+    username: str
+    namespace: str | None
+    name: str
+    group: bool
+    roles: tuple[str, ...]
+    policies: tuple[str, ...]
+
+    @property
+    def service_account(self) -> bool:
+        return self.namespace is not None
+
+    def describe(self) -> str:
+        what = " and ".join(self.roles)
+        kind = "group" if self.group else "ServiceAccount" if self.service_account else "user"
+        return f"{what} {kind} {self.username} (policies {', '.join(self.policies)})"
+
+
+def targets(bundle: Bundle) -> list[Target]:
+    """Every trusted submitter and GitOps applier of the bundle's policies, once each."""
+    seen: dict[tuple[str, bool], tuple[set[str], set[str]]] = {}
+    for policy in bundle.policies:
+        named = [(u, False, "trusted submitter") for u in policy.trusted_users]
+        named += [(g, True, "trusted submitter") for g in policy.trusted_groups]
+        named += [(u, False, "GitOps applier") for u in policy.gitops_appliers]
+        for username, group, role in named:
+            roles, policies = seen.setdefault((username, group), (set(), set()))
+            roles.add(role)
+            policies.add(policy.ref)
+    out: list[Target] = []
+    for (username, group), (roles, policies) in sorted(seen.items()):
+        if group:
+            if username == ALL_SA_GROUP:
+                namespace: str | None = ALL
+            elif username.startswith(SA_GROUP_PREFIX):
+                namespace = username.removeprefix(SA_GROUP_PREFIX)
+            else:
+                namespace = None
+            name = ""
+        else:
+            namespace = identity.service_account_namespace(username)
+            name = username.rpartition(":")[2] if namespace is not None else username
+        out.append(
+            Target(username, namespace, name, group, tuple(sorted(roles)), tuple(sorted(policies)))
+        )
+    return out
+
+
+def target_namespaces(found: Sequence[Target]) -> tuple[str, ...]:
+    """The namespaces whose Roles and RoleBindings matter (``("*",)``: all)."""
+    spaces = {t.namespace for t in found if t.namespace is not None}
+    return (ALL,) if ALL in spaces else tuple(sorted(spaces))
+
+
+# --- rule matching ------------------------------------------------------------------------
+
+
+def _strings(rule: Rule, key: str) -> list[str]:
+    value = rule.get(key)
+    return [str(v) for v in value] if isinstance(value, list) else []
+
+
+def allows(
+    rule: Rule, verb: str, group: str, resource: str, name: str = "", subresource: str = ""
+) -> bool:
+    """Whether ``rule`` allows ``verb`` on ``resource[/subresource]`` named ``name`` (""
+    for a create of a new object) in ``group``, as the RBAC authorizer decides."""
+    verbs = _strings(rule, "verbs")
+    if ALL not in verbs and verb not in verbs:
+        return False
+    groups = _strings(rule, "apiGroups")
+    if ALL not in groups and group not in groups:
+        return False
+    combined = f"{resource}/{subresource}" if subresource else resource
+    resources = _strings(rule, "resources")
+    if not any(
+        r in (ALL, combined) or (subresource and r == f"*/{subresource}") for r in resources
+    ):
+        return False
+    names = _strings(rule, "resourceNames")
+    return not names or name in names
+
+
+def _any(rules: Iterable[Rule], *args: str) -> bool:
+    return any(allows(rule, *args) for rule in rules)
+
+
+def _namespaced_ways(rules: Sequence[Rule], target: Target) -> list[str]:
+    """The ways ``rules`` (granted in the target's namespace, or cluster-wide) reach it."""
+    if target.namespace is None:
+        return []
+    ways: list[str] = []
+    name = _ANY_NAME if target.group else target.name  # a group: any of NS's accounts
+    if _any(rules, "impersonate", "", "serviceaccounts", name):
+        ways.append("impersonate")
+    if _any(rules, "create", "", "serviceaccounts", name, "token"):
+        ways.append("token")
+    creates = _any(rules, "create", "", "pods") or any(
+        _any(rules, "create", group, resource) for group, resource in WORKLOADS
+    )
+    edits = any(  # an existing workload's pod template: serviceAccountName can be changed
+        _any(rules, verb, group, resource, _ANY_NAME)
+        for group, resource in WORKLOADS
+        for verb in ("update", "patch")
+    )
+    if creates or edits:
+        ways.append("pods")
+    if any(
+        _any(rules, verb, "", "pods", _ANY_NAME, sub)
+        for verb, sub in (
+            ("create", "exec"),
+            ("get", "exec"),
+            ("create", "attach"),
+            ("get", "attach"),
+            ("update", "ephemeralcontainers"),
+            ("patch", "ephemeralcontainers"),
+        )
+    ):
+        ways.append("enter")
+    return ways
+
+
+def _cluster_ways(rules: Sequence[Rule], target: Target) -> list[str]:
+    """Ways only a ClusterRoleBinding grants: impersonating users and groups (not namespaced)."""
+    if target.group and _any(rules, "impersonate", "", "groups", target.username):
+        return ["impersonate"]
+    user = not target.group and not target.service_account
+    if user and _any(rules, "impersonate", "", "users", target.username):
+        return ["impersonate"]
+    return []
+
+
+def _escalates(rules: Sequence[Rule], cluster: bool) -> bool:
+    writes = ("create", "update", "patch")
+    kinds = (("roles", "rolebindings"), ("clusterroles", "clusterrolebindings"))
+    for roles, bindings in kinds if cluster else kinds[:1]:
+        if _any(rules, "escalate", RBAC_GROUP, roles, _ANY_NAME) and any(
+            _any(rules, w, RBAC_GROUP, roles, _ANY_NAME) for w in writes
+        ):
+            return True
+        if _any(rules, "bind", RBAC_GROUP, roles, _ANY_NAME) and any(
+            _any(rules, w, RBAC_GROUP, bindings, _ANY_NAME) for w in writes
+        ):
+            return True
+    # a RoleBinding may grant bind on ClusterRoles too: it then binds them in its namespace
+    if not cluster and _any(rules, "bind", RBAC_GROUP, "clusterroles", _ANY_NAME):
+        return any(_any(rules, w, RBAC_GROUP, "rolebindings", _ANY_NAME) for w in writes)
+    return cluster and _any(rules, "impersonate", "", "groups", "system:masters")
+
+
+def _any_rule_names(rules: Sequence[Rule]) -> Sequence[Rule]:
+    """``rules`` where a rule limited by resourceNames also matches :data:`_ANY_NAME`."""
+    return [
+        {**rule, "resourceNames": [*_strings(rule, "resourceNames"), _ANY_NAME]}
+        if _strings(rule, "resourceNames")
+        else rule
+        for rule in rules
+    ]
+
+
+# --- aggregation --------------------------------------------------------------------------
+
+
+def _selector_matches(selector: Any, labels: Mapping[str, str]) -> bool:
+    """A label selector as ``metav1.LabelSelectorAsSelector`` reads it (empty: everything)."""
+    if not isinstance(selector, Mapping):
+        return False
+    for key, value in (selector.get("matchLabels") or {}).items():
+        if labels.get(str(key)) != str(value):
+            return False
+    for expression in selector.get("matchExpressions") or []:
+        key = str(expression.get("key"))
+        values = {str(v) for v in expression.get("values") or []}
+        operator = expression.get("operator")
+        if operator == "In" and labels.get(key) not in values:
+            return False
+        if operator == "NotIn" and labels.get(key) in values:
+            return False
+        if operator == "Exists" and key not in labels:
+            return False
+        if operator == "DoesNotExist" and key in labels:
+            return False
+        if operator not in ("In", "NotIn", "Exists", "DoesNotExist"):
+            return False
+    return True
+
+
+def _labels(obj: Mapping[str, Any]) -> dict[str, str]:
+    raw = (obj.get("metadata") or {}).get("labels") or {}
+    return {str(k): str(v) for k, v in raw.items()}
+
+
+def _name(obj: Mapping[str, Any]) -> str:
+    return str((obj.get("metadata") or {}).get("name") or "")
+
+
+def _rules(obj: Mapping[str, Any]) -> list[Rule]:
+    return [r for r in obj.get("rules") or [] if isinstance(r, Mapping)]
+
+
+def effective_cluster_roles(cluster_roles: Sequence[Mapping[str, Any]]) -> dict[str, list[Rule]]:
+    """Each ClusterRole's rules: its own, plus those its ``aggregationRule`` selects,
+    transitively (the aggregation controller's result once it has caught up)."""
+    rules = {_name(r): _rules(r) for r in cluster_roles}
+    labels = {_name(r): _labels(r) for r in cluster_roles}
+    sources: dict[str, list[str]] = {}
+    for role in cluster_roles:
+        selectors = ((role.get("aggregationRule") or {}).get("clusterRoleSelectors")) or []
+        name = _name(role)
+        sources[name] = sorted(
+            other
+            for other in rules
+            if other != name and any(_selector_matches(s, labels[other]) for s in selectors)
+        )
+    changed = True
+    while changed:  # a fixpoint: aggregated roles may select aggregated roles (admin > edit)
+        changed = False
+        for name, selected in sources.items():
+            for other in selected:
+                for rule in rules[other]:
+                    if rule not in rules[name]:
+                        rules[name] = [*rules[name], rule]
+                        changed = True
+    return rules
+
+
+# --- the audit ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Grant:
+    """One binding that gives one subject some ways to act as one target."""
+
+    subject: str
+    ways: tuple[str, ...]
+    via: str
+    control_plane: bool
+
+
+def _subject(entry: Mapping[str, Any], namespace: str) -> tuple[str, str] | None:
+    """(``Kind/name``, username or group) of a binding's subject; None if it names nothing."""
+    kind, name = str(entry.get("kind") or ""), str(entry.get("name") or "")
+    if kind == "ServiceAccount":
+        ns = str(entry.get("namespace") or namespace)
+        if not ns or not name:  # the authorizer never matches it (rule.go appliesToUser)
+            return None
+        return (f"ServiceAccount/{ns}/{name}", f"{identity.SERVICE_ACCOUNT_PREFIX}{ns}:{name}")
+    if kind in ("User", "Group") and name:
+        return (f"{kind}/{name}", name)
+    return None
+
+
+def _is_itself(subject: str, username: str, target: Target) -> bool:
+    if not target.group:
+        return username == target.username
+    if subject.startswith("ServiceAccount/"):
+        ns = identity.service_account_namespace(username)
+        return target.namespace in (ns, ALL)
+    return subject == f"Group/{target.username}"
+
+
+def _control_plane(binding: Mapping[str, Any], subject: str, username: str) -> bool:
+    if _labels(binding).get(BOOTSTRAP_LABEL) != BOOTSTRAP_VALUE:
+        return False
+    if subject.startswith("ServiceAccount/"):
+        return identity.service_account_namespace(username) == "kube-system"
+    return username.startswith("system:")
+
+
+def audit_rbac(
+    found: Sequence[Target],
+    *,
+    roles: Sequence[Mapping[str, Any]],
+    cluster_roles: Sequence[Mapping[str, Any]],
+    role_bindings: Sequence[Mapping[str, Any]],
+    cluster_role_bindings: Sequence[Mapping[str, Any]],
+) -> list[Finding]:
+    """One finding per subject and trusted identity it can act as; one note per identity for
+    the control plane's own grants."""
+    cluster_rules = effective_cluster_roles(cluster_roles)
+    role_rules = {
+        (str((r.get("metadata") or {}).get("namespace") or ""), _name(r)): _rules(r) for r in roles
+    }
+    collected: dict[str, dict[str, list[Grant]]] = {t.username: {} for t in found}
+    bindings = [(b, True) for b in cluster_role_bindings] + [(b, False) for b in role_bindings]
+    for binding, cluster in bindings:
+        meta = binding.get("metadata") or {}
+        namespace = "" if cluster else str(meta.get("namespace") or "")
+        ref = binding.get("roleRef") or {}
+        role_kind, role_name = str(ref.get("kind") or ""), str(ref.get("name") or "")
+        if role_kind == "ClusterRole":
+            rules = cluster_rules.get(role_name, [])
+        elif role_kind == "Role" and not cluster:
+            rules = role_rules.get((namespace, role_name), [])
+        else:
+            continue
+        if not rules:
+            continue
+        kind = "ClusterRoleBinding" if cluster else "RoleBinding"
+        where = f"{namespace}/{_name(binding)}" if namespace else _name(binding)
+        via = f"{kind} {where} -> {role_kind} {role_name}"
+        named = _any_rule_names(rules)
+        escalates = _escalates(named, cluster)
+        for target in found:
+            ways: list[str] = []
+            if cluster or target.namespace in (namespace, ALL):
+                ways += _namespaced_ways(named, target)
+            if cluster:
+                ways += _cluster_ways(rules, target)
+            if escalates and (cluster or target.namespace in (namespace, ALL)):
+                ways.append("grant")
+            if not ways:
+                continue
+            for entry in binding.get("subjects") or []:
+                resolved = _subject(entry, namespace) if isinstance(entry, Mapping) else None
+                if resolved is None or _is_itself(resolved[0], resolved[1], target):
+                    continue
+                subject, username = resolved
+                grant = Grant(
+                    subject,
+                    tuple(w for w in WAYS if w in ways),
+                    via,
+                    _control_plane(binding, subject, username),
+                )
+                collected[target.username].setdefault(subject, []).append(grant)
+    out: list[Finding] = []
+    for target in found:
+        out += _findings(target, collected[target.username])
+    return out
+
+
+def _findings(target: Target, grants: Mapping[str, Sequence[Grant]]) -> list[Finding]:
+    out: list[Finding] = []
+    system: list[str] = []
+    for subject in sorted(grants):
+        found = grants[subject]
+        ways = [w for w in WAYS if any(w in g.ways for g in found)]
+        if all(g.control_plane for g in found):
+            system.append(f"{subject} ({', '.join(ways)})")
+            continue
+        by_via: dict[str, set[str]] = {}
+        for grant in found:
+            by_via.setdefault(grant.via, set()).update(grant.ways)
+        shown = "; ".join(
+            f"{_and([WAYS[w] for w in WAYS if w in by_via[via]])} via {via}"
+            for via in sorted(by_via)
+        )
+        kind, _, name = subject.partition("/")
+        out.append(
+            Finding(
+                AREA,
+                "finding",
+                subject,
+                f"{kind} {name} can act as the {target.describe()}: {shown}",
+                _advice(target),
+                target.username,
+            )
+        )
+    if system:
+        out.append(
+            Finding(
+                AREA,
+                "note",
+                target.username,
+                f"the control plane can act as the {target.describe()} through the API "
+                f"server's default bindings: {'; '.join(system)}",
+                "expected: these are Kubernetes' own components and system:masters",
+                target.username,
+            )
+        )
+    return out
+
+
+def _and(items: Sequence[str]) -> str:
+    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} and {items[-1]}"
+
+
+def _advice(target: Target) -> str:
+    where = (
+        f"namespace {target.namespace}"
+        if target.namespace not in (None, ALL)
+        else "the cluster"
+        if target.namespace == ALL
+        else "the cluster (impersonation)"
+    )
+    return (
+        f"remove the binding(s) named, or narrow the role: nobody but those who deploy the "
+        f"{' and '.join(target.roles)} should hold these grants in {where} (keep it in a "
+        "namespace of its own that requesters cannot edit; the built-in edit and admin roles "
+        "grant all of these)"
+    )
+
+
+__all__ = [
+    "AREA",
+    "Target",
+    "allows",
+    "audit_rbac",
+    "effective_cluster_roles",
+    "target_namespaces",
+    "targets",
+]

@@ -1,0 +1,378 @@
+"""Who can act as a trusted ServiceAccount (audit.rbac), from hand-built RBAC objects.
+
+The roles are written as clusters hold them: the built-in ``edit`` ClusterRole with its
+aggregation rule and no rules of its own (as the API server creates it), the rules in
+``system:aggregate-to-edit``; RoleBindings to ClusterRoles; groups and ServiceAccounts as
+subjects; wildcards and resourceNames.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from approvalgate.approvals.bundle import parse_bundle_text
+from approvalgate.approvals.policy import BundleSettings
+from approvalgate.audit.rbac import (
+    Target,
+    allows,
+    audit_rbac,
+    effective_cluster_roles,
+    target_namespaces,
+    targets,
+)
+from tests.support.corpus import BASE, compile_case_bundle
+
+NS, NAME = "agents-system", "submission-api"
+SUBMITTER = Target(
+    f"system:serviceaccount:{NS}:{NAME}", NS, NAME, False, ("trusted submitter",), ("p",)
+)
+GROUP = Target(f"system:serviceaccounts:{NS}", NS, "", True, ("trusted submitter",), ("p",))
+PERSON = Target("ci-bot", None, "ci-bot", False, ("trusted submitter",), ("p",))
+AGGREGATE = "rbac.authorization.k8s.io/aggregate-to-edit"
+
+#: The parts of the built-in edit rules that matter here (bootstrappolicy editRules()).
+EDIT_RULES = [
+    {"apiGroups": [""], "resources": ["serviceaccounts"], "verbs": ["impersonate"]},
+    {"apiGroups": [""], "resources": ["serviceaccounts/token"], "verbs": ["create"]},
+    {
+        "apiGroups": [""],
+        "resources": ["pods", "pods/attach", "pods/exec", "pods/portforward", "pods/proxy"],
+        "verbs": ["create", "delete", "deletecollection", "patch", "update"],
+    },
+    {
+        "apiGroups": ["apps"],
+        "resources": ["deployments", "statefulsets", "replicasets", "daemonsets"],
+        "verbs": ["create", "delete", "deletecollection", "patch", "update"],
+    },
+]
+VIEW_RULES = [
+    {"apiGroups": [""], "resources": ["pods", "serviceaccounts"], "verbs": ["get", "list"]}
+]
+
+
+def cluster_role(
+    name: str,
+    rules: list[dict[str, Any]] | None = None,
+    *,
+    labels: dict[str, str] | None = None,
+    selectors: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    role: dict[str, Any] = {"metadata": {"name": name, "labels": labels or {}}}
+    if rules is not None:
+        role["rules"] = rules
+    if selectors is not None:
+        role["aggregationRule"] = {"clusterRoleSelectors": selectors}
+    return role
+
+
+#: edit and view as the API server bootstraps them; the aggregated rules in their own roles.
+BUILT_IN = [
+    cluster_role("edit", selectors=[{"matchLabels": {AGGREGATE: "true"}}]),
+    cluster_role(
+        "view",
+        labels={AGGREGATE: "true"},
+        selectors=[{"matchLabels": {"rbac.authorization.k8s.io/aggregate-to-view": "true"}}],
+    ),
+    cluster_role("system:aggregate-to-edit", EDIT_RULES, labels={AGGREGATE: "true"}),
+    cluster_role(
+        "system:aggregate-to-view",
+        VIEW_RULES,
+        labels={"rbac.authorization.k8s.io/aggregate-to-view": "true"},
+    ),
+]
+
+
+def user(name: str) -> dict[str, str]:
+    return {"kind": "User", "apiGroup": "rbac.authorization.k8s.io", "name": name}
+
+
+def binding(
+    name: str,
+    role: str,
+    *subjects: dict[str, str],
+    namespace: str | None = NS,
+    role_kind: str = "ClusterRole",
+    labels: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    meta: dict[str, Any] = {"name": name, "labels": labels or {}}
+    if namespace:
+        meta["namespace"] = namespace
+    return {
+        "metadata": meta,
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": role_kind, "name": role},
+        "subjects": list(subjects),
+    }
+
+
+def audit(
+    *found: Target,
+    roles: list[dict[str, Any]] | None = None,
+    cluster_roles: list[dict[str, Any]] | None = None,
+    role_bindings: list[dict[str, Any]] | None = None,
+    cluster_role_bindings: list[dict[str, Any]] | None = None,
+) -> list[Any]:
+    return audit_rbac(
+        list(found) or [SUBMITTER],
+        roles=roles or [],
+        cluster_roles=[*BUILT_IN, *(cluster_roles or [])],
+        role_bindings=role_bindings or [],
+        cluster_role_bindings=cluster_role_bindings or [],
+    )
+
+
+# --- rule matching --------------------------------------------------------------------------
+
+
+def test_rules_match_as_the_rbac_authorizer_does() -> None:
+    token = {"apiGroups": [""], "resources": ["*/token"], "verbs": ["create"]}
+    assert allows(token, "create", "", "serviceaccounts", NAME, "token")
+    assert not allows(token, "create", "", "serviceaccounts", NAME)
+    everything = {"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]}
+    assert allows(everything, "impersonate", "", "serviceaccounts", NAME)
+    named = {
+        "apiGroups": [""],
+        "resources": ["pods"],
+        "verbs": ["create"],
+        "resourceNames": ["x"],
+    }
+    assert not allows(named, "create", "", "pods")  # a create carries no name
+    assert not allows({**named, "apiGroups": ["apps"]}, "create", "", "pods", "x")
+
+
+def test_aggregated_roles_get_the_rules_their_selectors_match_transitively() -> None:
+    admin = cluster_role(
+        "admin",
+        selectors=[
+            {
+                "matchExpressions": [
+                    {
+                        "key": "rbac.authorization.k8s.io/aggregate-to-admin",
+                        "operator": "In",
+                        "values": ["true"],
+                    }
+                ]
+            }
+        ],
+    )
+    edit = {**BUILT_IN[0], "metadata": {"name": "edit", "labels": {}}}
+    edit["metadata"]["labels"]["rbac.authorization.k8s.io/aggregate-to-admin"] = "true"
+    rules = effective_cluster_roles([admin, edit, *BUILT_IN[1:]])
+    assert all(r in rules["edit"] for r in EDIT_RULES + VIEW_RULES)  # edit <- view <- to-view
+    assert all(r in rules["admin"] for r in EDIT_RULES + VIEW_RULES)  # admin <- edit, 2 steps
+    assert rules["view"] == VIEW_RULES
+
+
+# --- who can act as the submitter -----------------------------------------------------------
+
+
+def test_edit_bound_where_the_submitter_lives_is_a_finding_naming_every_way() -> None:
+    (finding,) = audit(role_bindings=[binding("mallory-edit", "edit", user("mallory"))])
+    assert finding.severity == "finding" and finding.area == "rbac"
+    assert finding.subject == "User/mallory"
+    assert finding.field == SUBMITTER.username
+    assert finding.message == (
+        "User mallory can act as the trusted submitter ServiceAccount "
+        f"system:serviceaccount:{NS}:{NAME} (policies p): impersonate it, mint tokens for it, "
+        "run pods as it and enter its running pods via RoleBinding "
+        f"{NS}/mallory-edit -> ClusterRole edit"
+    )
+    assert "namespace agents-system" in finding.advice
+
+
+def test_view_and_edit_elsewhere_are_not_listed() -> None:
+    assert (
+        audit(
+            role_bindings=[
+                binding("viewer", "view", user("victor")),
+                binding("elsewhere", "edit", user("requester"), namespace="agents"),
+            ]
+        )
+        == []
+    )
+
+
+def test_resource_names_narrow_impersonation_and_tokens() -> None:
+    rules = [
+        {
+            "apiGroups": [""],
+            "resources": ["serviceaccounts"],
+            "verbs": ["impersonate"],
+            "resourceNames": ["other"],
+        },
+        {
+            "apiGroups": [""],
+            "resources": ["serviceaccounts/token"],
+            "verbs": ["create"],
+            "resourceNames": [NAME],
+        },
+    ]
+    role = {"metadata": {"name": "tokens", "namespace": NS}, "rules": rules}
+    (finding,) = audit(
+        roles=[role],
+        role_bindings=[binding("tokens", "tokens", user("tim"), role_kind="Role")],
+    )
+    assert "mint tokens for it via RoleBinding agents-system/tokens -> Role tokens" in (
+        finding.message
+    )
+    assert "impersonate" not in finding.message
+
+
+def test_creating_or_editing_a_workload_runs_pods_as_it() -> None:
+    rules = [{"apiGroups": ["batch"], "resources": ["cronjobs"], "verbs": ["create"]}]
+    (finding,) = audit(
+        cluster_roles=[cluster_role("cron", rules)],
+        cluster_role_bindings=[binding("cron", "cron", user("carl"), namespace=None)],
+    )
+    assert "run pods as it via ClusterRoleBinding cron -> ClusterRole cron" in finding.message
+    patch = [
+        {
+            "apiGroups": ["apps"],
+            "resources": ["deployments"],
+            "verbs": ["patch"],
+            "resourceNames": ["web"],
+        }
+    ]
+    (finding,) = audit(
+        cluster_roles=[cluster_role("patcher", patch)],
+        role_bindings=[binding("patcher", "patcher", user("pat"))],
+    )
+    assert "run pods as it" in finding.message
+
+
+def test_wildcards_and_escalation() -> None:
+    admin = [{"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]}]
+    (finding,) = audit(
+        cluster_roles=[cluster_role("all", admin)],
+        cluster_role_bindings=[binding("all", "all", user("root"), namespace=None)],
+    )
+    assert "impersonate it" in finding.message and "RBAC escalation" in finding.message
+    grant = [
+        {
+            "apiGroups": ["rbac.authorization.k8s.io"],
+            "resources": ["clusterroles"],
+            "verbs": ["bind"],
+        },
+        {
+            "apiGroups": ["rbac.authorization.k8s.io"],
+            "resources": ["rolebindings"],
+            "verbs": ["create"],
+        },
+    ]
+    (finding,) = audit(
+        cluster_roles=[cluster_role("binder", grant)],
+        role_bindings=[binding("binder", "binder", user("bea"))],
+    )
+    assert finding.message.endswith(
+        "grant itself these (RBAC escalation) via RoleBinding agents-system/binder -> "
+        "ClusterRole binder"
+    )
+
+
+def test_groups_and_service_accounts_as_subjects_and_the_submitter_itself() -> None:
+    found = audit(
+        role_bindings=[
+            binding(
+                "team",
+                "edit",
+                {"kind": "Group", "name": "agents-users"},
+                {"kind": "ServiceAccount", "name": "deployer"},  # namespace: the binding's
+                {"kind": "ServiceAccount", "name": NAME},  # the submitter itself: not listed
+            )
+        ]
+    )
+    assert [f.subject for f in found] == [
+        "Group/agents-users",
+        f"ServiceAccount/{NS}/deployer",
+    ]
+    # a ClusterRoleBinding's ServiceAccount without a namespace matches nobody
+    nowhere = binding("x", "edit", {"kind": "ServiceAccount", "name": "deployer"}, namespace=None)
+    assert audit(cluster_role_bindings=[nowhere]) == []
+
+
+def test_a_trusted_group_is_reached_through_any_account_of_its_namespace() -> None:
+    rules = [
+        {
+            "apiGroups": [""],
+            "resources": ["serviceaccounts"],
+            "verbs": ["impersonate"],
+            "resourceNames": ["anything"],
+        }
+    ]
+    groups = [
+        {"apiGroups": [""], "resources": ["groups"], "verbs": ["impersonate"]},
+    ]
+    found = audit(
+        GROUP,
+        cluster_roles=[cluster_role("some", rules), cluster_role("groups", groups)],
+        role_bindings=[
+            binding("some", "some", user("sam")),
+            binding("own", "edit", {"kind": "ServiceAccount", "name": "member"}),
+        ],
+        cluster_role_bindings=[binding("groups", "groups", user("gil"), namespace=None)],
+    )
+    assert [f.subject for f in found] == ["User/gil", "User/sam"]  # members are trusted
+    assert all(f"group system:serviceaccounts:{NS}" in f.message for f in found)
+
+
+def test_a_person_trusted_by_name_is_reached_by_impersonating_users() -> None:
+    users = [{"apiGroups": [""], "resources": ["users"], "verbs": ["impersonate"]}]
+    found = audit(
+        PERSON,
+        cluster_roles=[cluster_role("users", users)],
+        role_bindings=[binding("edit", "edit", user("ed"))],  # edit: no user impersonation
+        cluster_role_bindings=[binding("users", "users", user("uma"), namespace=None)],
+    )
+    assert [f.subject for f in found] == ["User/uma"]
+
+
+def test_the_control_planes_default_bindings_are_one_note() -> None:
+    defaults = {"kubernetes.io/bootstrapping": "rbac-defaults"}
+    admin = [{"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]}]
+    jobs = [{"apiGroups": [""], "resources": ["pods"], "verbs": ["create"]}]
+    found = audit(
+        cluster_roles=[cluster_role("cluster-admin", admin), cluster_role("jobs", jobs)],
+        cluster_role_bindings=[
+            binding(
+                "cluster-admin",
+                "cluster-admin",
+                {"kind": "Group", "name": "system:masters"},
+                namespace=None,
+                labels=defaults,
+            ),
+            binding(
+                "jobs",
+                "jobs",
+                {"kind": "ServiceAccount", "name": "job-controller", "namespace": "kube-system"},
+                namespace=None,
+                labels=defaults,
+            ),
+            # the label alone does not make a person part of the control plane
+            binding("sneaky", "jobs", user("eve"), namespace=None, labels=defaults),
+        ],
+    )
+    assert [(f.severity, f.subject) for f in found] == [
+        ("finding", "User/eve"),
+        ("note", SUBMITTER.username),
+    ]
+    assert found[1].message.endswith(
+        "Group/system:masters (impersonate, token, pods, enter, grant); "
+        "ServiceAccount/kube-system/job-controller (pods)"
+    )
+
+
+# --- the bundle's trusted identities --------------------------------------------------------
+
+
+def test_targets_are_the_trusted_submitters_and_gitops_appliers() -> None:
+    bundle = parse_bundle_text(compile_case_bundle(BASE, BundleSettings(environment="t")))
+    (found,) = targets(bundle)  # the corpus's base policy trusts the submission API
+    assert (found.username, found.namespace, found.name, found.group) == (
+        f"system:serviceaccount:{NS}:{NAME}",
+        NS,
+        NAME,
+        False,
+    )
+    assert found.roles == ("trusted submitter",) and len(found.policies) == 1
+    assert target_namespaces([SUBMITTER, GROUP, PERSON]) == (NS,)
+    all_accounts = Target("system:serviceaccounts", "*", "", True, ("x",), ("p",))
+    assert target_namespaces([SUBMITTER, all_accounts]) == ("*",)
