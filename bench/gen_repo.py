@@ -167,7 +167,7 @@ def _approver(seed: int, name: str, groups: list[str]) -> str:
         "apiVersion: gates.proompteng.ai/v1alpha1\n"
         "kind: Approver\n"
         f"metadata:\n  name: {name}\n"
-        f"spec:\n  groups: {_json(groups)}\n"
+        f"spec:\n  usernames: {_json([name])}\n  groups: {_json(groups)}\n"
         f"  keys:\n    - publicKey: |\n{key}"
     )
 
@@ -225,7 +225,6 @@ def config_text() -> str:
         "output: rendered\n"
         "defaults:\n"
         "  namespace: agents\n"
-        "  enforcedNamespaces: [agents]\n"
         f"  egress: {_json(ENV_SETTINGS)}\n"
         "environments:\n"
         "  bench: {}\n"

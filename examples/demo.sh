@@ -11,9 +11,9 @@ step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 expect_denied() { if "$@"; then echo "UNEXPECTED: admitted" >&2; exit 1; fi; }
 
 step "Approvers create their keys (private key stays with them, the Approver document goes to git)"
-approvalgate keygen alice --out "$work/keys" --groups platform-leads,agents-admin
-approvalgate keygen bob --out "$work/keys" --groups platform-leads
-approvalgate keygen oncall --out "$work/keys" --groups sre
+approvalgate keygen alice --out "$work/keys" --groups platform-leads,agents-admin --usernames alice@example.com
+approvalgate keygen bob --out "$work/keys" --groups platform-leads --usernames bob@example.com
+approvalgate keygen oncall --out "$work/keys" --groups sre --usernames oncall@example.com
 policies=("$repo/policies" "$work/keys")
 
 step "A requester's AgentRun without approvals is denied in prod (what kubectl apply would get)"
@@ -36,8 +36,8 @@ approvalgate approve "$work/run.yaml" --env prod --key "$work/keys/alice.key" --
 approvalgate approve "$work/run.yaml" --env prod --key "$work/keys/bob.key" --approver bob --ttl 4h --in-place
 approvalgate verify "$work/run.yaml" --policies "${policies[@]}" --env prod --user requester
 
-step "alice submitting it herself is denied: nobody approves their own run"
-expect_denied approvalgate verify "$work/run.yaml" --policies "${policies[@]}" --env prod --user alice
+step "alice submitting it herself (as her Kubernetes username) is denied: nobody approves their own run"
+expect_denied approvalgate verify "$work/run.yaml" --policies "${policies[@]}" --env prod --user alice@example.com
 
 step "Changing the spec after approval is denied: approvals bind the exact spec"
 sed -i 's/codex\/onboarding-flow/codex\/something-else/' "$work/run.yaml"

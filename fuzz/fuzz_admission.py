@@ -84,7 +84,7 @@ SECRET = secrets.token_hex(16)
 
 TRUSTED_USERS = {u for p in BUNDLE_JSON["policies"] for u in p["trustedSubmitters"]["users"]}
 TRUSTED_GROUPS = {g for p in BUNDLE_JSON["policies"] for g in p["trustedSubmitters"]["groups"]}
-ENFORCED = set(BUNDLE_JSON["enforcedNamespaces"])
+EXCLUDED = set(BUNDLE_JSON["excludeNamespaces"])
 TRUSTED_SA = "system:serviceaccount:agents-system:submission-api"
 
 
@@ -119,7 +119,7 @@ def explained(request: dict[str, Any], reason: str) -> bool:
     if reason == "status-subresource":
         return request.get("subResource") == "status"
     if reason == "namespace-not-enforced":
-        return "*" not in ENFORCED and request.get("namespace") not in ENFORCED
+        return request.get("namespace") in EXCLUDED
     if reason == "trusted-submitter":
         user = request.get("userInfo") or {}
         trusted = user.get("username") in TRUSTED_USERS or bool(

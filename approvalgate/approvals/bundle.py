@@ -98,7 +98,11 @@ class Policy:
 class Bundle:
     environment: str
     generation: str
-    enforced_namespaces: frozenset[str]
+    exclude_namespaces: frozenset[str]
+    """Not enforced, by name: every other namespace is (those created later too)."""
+    namespace_selection: str
+    """``all``, or ``optInLabel``: the chart then sends only labelled namespaces (the bundle
+    cannot see labels, so it enforces whatever reaches it)."""
     enforcement: str
     no_match: str
     clock_skew_seconds: int
@@ -127,7 +131,7 @@ class Bundle:
     clock_skew: timedelta = field(init=False, repr=False, compare=False, default=timedelta())
 
     def enforces(self, namespace: str) -> bool:
-        return ALL in self.enforced_namespaces or namespace in self.enforced_namespaces
+        return namespace not in self.exclude_namespaces
 
     def candidate_policies(self, namespace: str, agent: str | None = None) -> tuple[Policy, ...]:
         """The policies that may select a run in ``namespace`` (of ``agent``, when given).
@@ -263,7 +267,8 @@ def load_bundle(obj: object, source: str = "bundle") -> Bundle:
     return Bundle(
         environment=obj["environment"],
         generation=obj["generation"],
-        enforced_namespaces=frozenset(obj["enforcedNamespaces"]),
+        exclude_namespaces=frozenset(obj["excludeNamespaces"]),
+        namespace_selection=obj["namespaceSelection"],
         enforcement=obj["enforcement"],
         no_match=obj["noMatch"],
         clock_skew_seconds=obj["clockSkewSeconds"],

@@ -32,6 +32,10 @@ DEFAULT_TIMEOUT_SECONDS: Final = 86400
 DEFAULT_CLOCK_SKEW_SECONDS: Final = 60
 SUBJECT_KINDS: Final = ("Agent", "AgentRun", "ImplementationSpec", "Namespace")
 ENFORCEMENT_LEVELS: Final = ("off", "audit", "warn", "enforce")
+NAMESPACE_SELECTIONS: Final = ("all", "optInLabel")
+"""Which namespaces the webhook is called for: every one but the excluded (default), or
+only those labelled :data:`OPT_IN_LABEL` (an explicit, weaker choice: see docs/deploy.md)."""
+OPT_IN_LABEL: Final = "approvals.proompteng.ai/enforce"
 
 
 @dataclass(frozen=True)
@@ -39,10 +43,15 @@ class BundleSettings:
     """What the environment adds to the policies (compiler config, or verify's defaults)."""
 
     environment: str = "default"
-    enforced_namespaces: tuple[str, ...] = (ALL,)
+    exclude_namespaces: tuple[str, ...] = ()
+    """Namespaces not enforced, by name; every other one is, including those created later."""
+    namespace_selection: str = "all"
     enforcement: str = "enforce"
     no_match: str = "deny"
     clock_skew_seconds: int = DEFAULT_CLOCK_SKEW_SECONDS
+
+    def enforces(self, namespace: str) -> bool:
+        return namespace not in self.exclude_namespaces
 
 
 @dataclass(frozen=True)
@@ -125,7 +134,8 @@ def compile_bundle(
         "apiVersion": GATES_API,
         "kind": BUNDLE_KIND,
         "environment": settings.environment,
-        "enforcedNamespaces": sorted(set(settings.enforced_namespaces)),
+        "excludeNamespaces": sorted(set(settings.exclude_namespaces)),
+        "namespaceSelection": settings.namespace_selection,
         "enforcement": settings.enforcement,
         "noMatch": settings.no_match,
         "clockSkewSeconds": settings.clock_skew_seconds,
@@ -151,8 +161,29 @@ def dump_bundle(bundle: Mapping[str, Any]) -> str:
 # --- Approver ---------------------------------------------------------------------------
 
 
+USERNAMES_ADVICE: Final = (
+    "list under spec.usernames the Kubernetes usernames that are this person: each of them "
+    "runs `kubectl auth whoami` with their usual credentials and copies the Username "
+    "(OIDC names often carry a prefix or are e-mail addresses, e.g. oidc:alice@example.com)"
+)
+
+
 def _approver(index: int, doc: Mapping[str, Any], ctx: _Context) -> dict[str, Any] | None:
     findings = schema_findings("approver.schema.json", doc)
+    spec = doc.get("spec")
+    if isinstance(spec, dict) and not spec.get("usernames"):
+        # one message with the way out, instead of the schema's "required" or "too short"
+        findings = [f for f in findings if not _about_usernames(f)]
+        name = (doc.get("metadata") or {}).get("name", "")
+        findings.append(
+            Finding(
+                ("spec", "usernames") if "usernames" in spec else ("spec",),
+                f"approver {name!r} lists no usernames: without them the gate cannot tell "
+                "when this approver submits (or authored) the run they approve, and would "
+                "count their own approval",
+                USERNAMES_ADVICE,
+            )
+        )
     for finding in findings:
         ctx.problems.append(Problem(index, finding))
     if findings:
@@ -190,10 +221,17 @@ def _approver(index: int, doc: Mapping[str, Any], ctx: _Context) -> dict[str, An
         keys.append(entry)
     return {
         "name": name,
-        "usernames": sorted(set(spec.get("usernames") or [name])),
+        "usernames": sorted(set(spec["usernames"])),
         "groups": sorted(set(spec.get("groups", []))),
         "keys": keys,
     }
+
+
+def _about_usernames(finding: Finding) -> bool:
+    """A schema finding about ``spec.usernames`` itself (missing, empty, wrong type)."""
+    return finding.path == ("spec", "usernames") or (
+        finding.path == ("spec",) and "'usernames'" in finding.message
+    )
 
 
 def _check_key_reuse(
@@ -376,9 +414,7 @@ def _check_service_accounts(
     """
 
     def enforced(namespace: str) -> bool:
-        return (ALL in namespaces or namespace in namespaces) and (
-            ALL in settings.enforced_namespaces or namespace in settings.enforced_namespaces
-        )
+        return (ALL in namespaces or namespace in namespaces) and settings.enforces(namespace)
 
     trusted = spec.get("trustedSubmitters", {})
     named = [

@@ -58,7 +58,8 @@ def compare_with_bundle(
     approvers = [_approver_document(a) for a in bundle.get("approvers") or []]
     settings = BundleSettings(
         environment=str(bundle.get("environment", "default")),
-        enforced_namespaces=tuple(bundle.get("enforcedNamespaces") or ()),
+        exclude_namespaces=tuple(bundle.get("excludeNamespaces") or ()),
+        namespace_selection=str(bundle.get("namespaceSelection", "all")),
         enforcement=str(bundle.get("enforcement", "enforce")),
         no_match=str(bundle.get("noMatch", "deny")),
         clock_skew_seconds=int(bundle.get("clockSkewSeconds", 60)),

@@ -14,7 +14,7 @@ from approvalgate.approvals import records
 from approvalgate.approvals.bundle import Bundle, parse_bundle_text
 from approvalgate.approvals.errors import BundleError, InputError, UsageError
 from approvalgate.approvals.kubeyaml import load_manifests
-from approvalgate.approvals.policy import ALL, POLICY_API
+from approvalgate.approvals.policy import ALL, OPT_IN_LABEL, POLICY_API
 from approvalgate.audit import policies, rbac, reports, runs, webhook
 from approvalgate.audit.cluster import RBAC_HINT, Cluster, ClusterError
 from approvalgate.audit.findings import AuditResult, Finding, ReportWrite, RunResult
@@ -126,26 +126,85 @@ def load_expectations(
 def audited_namespaces(
     bundle: Bundle, requested: Sequence[str]
 ) -> tuple[tuple[str, ...], list[Finding]]:
-    """The namespaces to audit (``("*",)``: all) and notes about requested ones that are not."""
+    """The namespaces to audit (``("*",)``: all, the default) and notes about requested ones.
+
+    Every namespace is listed unless some are requested: runs in a namespace the bundle does
+    not enforce are findings (:func:`unenforced_namespaces`), so they must be seen too.
+    """
     notes: list[Finding] = []
-    if ALL in bundle.enforced_namespaces:
-        return (tuple(sorted(set(requested))) or (ALL,)), notes
-    enforced = sorted(bundle.enforced_namespaces)
-    if not requested:
-        return tuple(enforced), notes
-    chosen = sorted(set(requested) & set(enforced))
-    for namespace in sorted(set(requested) - set(enforced)):
+    for namespace in sorted(set(requested) & bundle.exclude_namespaces):
         notes.append(
             Finding(
                 "cluster",
                 "note",
                 f"Namespace/{namespace}",
-                f"namespace {namespace} is not enforced by environment {bundle.environment}: "
-                "the webhook admits its AgentRuns without a decision; not audited",
-                f"enforced namespaces: {', '.join(enforced)}",
+                f"namespace {namespace} is excluded by name in environment "
+                f"{bundle.environment}: the webhook admits its AgentRuns without a decision",
+                "remove it from excludeNamespaces in approvalgate.yaml unless that is wanted",
             )
         )
-    return tuple(chosen), notes
+    return (tuple(sorted(set(requested))) or (ALL,)), notes
+
+
+def unenforced_namespaces(
+    run_objects: Sequence[Mapping[str, Any]],
+    bundle: Bundle,
+    labels: Mapping[str, Mapping[str, str]] | None = None,
+) -> list[Finding]:
+    """A finding for every namespace holding AgentRuns that the gate does not enforce.
+
+    Excluded by name in the bundle, or (``namespaceSelection: optInLabel``, with the
+    namespaces' ``labels`` known) missing the opt-in label. ``labels`` None in label mode:
+    the labels could not be read, said by one note.
+    """
+    held: dict[str, int] = {}
+    for obj in run_objects:
+        namespace = str((obj.get("metadata") or {}).get("namespace") or "")
+        held[namespace] = held.get(namespace, 0) + 1
+    out: list[Finding] = []
+    label_mode = bundle.namespace_selection == "optInLabel"
+    for namespace, count in sorted(held.items()):
+        runs_there = f"{count} AgentRun{'s' if count != 1 else ''}"
+        if not bundle.enforces(namespace):
+            why = f"is excluded by name in environment {bundle.environment} (excludeNamespaces)"
+            advice = "remove it from excludeNamespaces in approvalgate.yaml, recompile and deploy"
+        elif (
+            label_mode
+            and labels is not None
+            and (labels.get(namespace, {}).get(OPT_IN_LABEL) != "true")
+        ):
+            why = (
+                f"lacks the label {OPT_IN_LABEL}=true that namespaceSelection: optInLabel "
+                "needs (whoever may label namespaces can turn enforcement off)"
+            )
+            advice = (
+                f"label it (`kubectl label namespace {namespace} {OPT_IN_LABEL}=true`), or "
+                "use namespaceSelection: all with excludeNamespaces"
+            )
+        else:
+            continue
+        out.append(
+            Finding(
+                "cluster",
+                "finding",
+                f"Namespace/{namespace}",
+                f"namespace {namespace} holds {runs_there} but {why}: the webhook admits "
+                "its AgentRuns without any approval check",
+                advice,
+            )
+        )
+    if label_mode and labels is None and held:
+        out.append(
+            Finding(
+                "cluster",
+                "note",
+                "Namespace",
+                "namespaceSelection is optInLabel but the namespaces' labels could not be "
+                "read: namespaces without the opt-in label were not looked for",
+                "grant the audit `list namespaces` to check them",
+            )
+        )
+    return out
 
 
 def run_audit(cluster: Cluster, options: Options, expectations: Expectations) -> AuditResult:
@@ -161,13 +220,19 @@ def run_audit(cluster: Cluster, options: Options, expectations: Expectations) ->
         findings=notes,
     )
     served = cluster.served_versions(webhook.AGENTS_GROUP)
-    result.findings += _audit_webhook(cluster, options, expectations, served)
+    version = served[0] if served else AGENTRUN_VERSION  # the preferred version first
+    run_objects = _agent_runs(cluster, namespaces, version)
+    enforced = [
+        o for o in run_objects if bundle.enforces(str((o.get("metadata") or {}).get("namespace")))
+    ]
+    holding = {str((o.get("metadata") or {}).get("namespace")) for o in enforced}
+    result.findings += _audit_webhook(cluster, options, expectations, served, holding)
     result.findings += _audit_bundle(cluster, options, expectations)
     result.findings += _audit_policies(cluster, namespaces, expectations)
     result.findings += _audit_rbac(cluster, bundle)
-    version = served[0] if served else AGENTRUN_VERSION  # the preferred version first
-    run_objects = _agent_runs(cluster, namespaces, version)
-    result.runs = runs.audit_runs(run_objects, bundle, options.now)
+    labels = _namespace_labels(cluster) if bundle.namespace_selection == "optInLabel" else None
+    result.findings += unenforced_namespaces(run_objects, bundle, labels)
+    result.runs = runs.audit_runs(enforced, bundle, options.now)
     if options.write_reports:
         result.reports, skipped = _write_reports(cluster, options, namespaces, result.runs, bundle)
         result.findings += skipped
@@ -175,8 +240,13 @@ def run_audit(cluster: Cluster, options: Options, expectations: Expectations) ->
 
 
 def _audit_webhook(
-    cluster: Cluster, options: Options, exp: Expectations, served: list[str] | None
+    cluster: Cluster,
+    options: Options,
+    exp: Expectations,
+    served: list[str] | None,
+    holding: set[str],
 ) -> list[Finding]:
+    """``holding``: the enforced namespaces that hold AgentRuns (named when drift skips them)."""
     out: list[Finding] = []
     expected = exp.webhook
     name = str(expected["metadata"]["name"]) if expected is not None else options.webhook_name
@@ -187,7 +257,12 @@ def _audit_webhook(
             service = (entry.get("clientConfig") or {}).get("service") or {}
             if entry.get("name") == webhook.WEBHOOK_ENTRY and service.get("namespace"):
                 namespace = str(service["namespace"])
-        expected = webhook.chart_defaults(name, namespace)
+        expected = webhook.chart_defaults(
+            name,
+            namespace,
+            exclude=sorted(exp.bundle.exclude_namespaces),
+            opt_in=exp.bundle.namespace_selection == "optInLabel",
+        )
         out.append(
             Finding(
                 "webhook",
@@ -213,7 +288,7 @@ def _audit_webhook(
         expected,
         live,
         served_versions=served,
-        enforced_namespaces=exp.bundle.enforced_namespaces,
+        enforced_namespaces=holding,
     )
     return out
 
@@ -314,6 +389,20 @@ def _audit_policies(
         ),
         *found,
     ]
+
+
+def _namespace_labels(cluster: Cluster) -> dict[str, dict[str, str]] | None:
+    """Every namespace's labels (label mode only), None when they cannot be listed."""
+    try:
+        listed = cluster.list_objects("", "v1", "namespaces")
+    except ClusterError:
+        return None
+    return {
+        str((n.get("metadata") or {}).get("name")): dict(
+            (n.get("metadata") or {}).get("labels") or {}
+        )
+        for n in listed
+    }
 
 
 def _audit_rbac(cluster: Cluster, bundle: Bundle) -> list[Finding]:

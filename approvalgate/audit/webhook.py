@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from approvalgate.approvals.errors import InputError
+from approvalgate.approvals.policy import OPT_IN_LABEL
 from approvalgate.audit.findings import Finding
 
 WEBHOOK_ENTRY: Final = "agentruns.approvalgate.proompteng.ai"
@@ -49,13 +50,26 @@ Requirement = tuple[str, str, frozenset[str]]
 
 
 def chart_defaults(
-    name: str = DEFAULT_RELEASE, namespace: str = DEFAULT_NAMESPACE
+    name: str = DEFAULT_RELEASE,
+    namespace: str = DEFAULT_NAMESPACE,
+    *,
+    exclude: Sequence[str] = (),
+    opt_in: bool = False,
 ) -> dict[str, Any]:
     """The ValidatingWebhookConfiguration the chart renders with its default values.
 
     ``name`` is the release's full name (the configuration's and the Service's name) and
-    ``namespace`` the release namespace. Kept equal to ``helm template`` by a test.
+    ``namespace`` the release namespace; ``exclude`` and ``opt_in`` are the bundle's
+    ``excludeNamespaces`` and ``namespaceSelection: optInLabel``, from which the chart
+    builds the namespaceSelector. Kept equal to ``helm template`` by a test.
     """
+    selector: dict[str, Any] = {}
+    if opt_in:
+        selector["matchLabels"] = {OPT_IN_LABEL: "true"}
+    if exclude:
+        selector["matchExpressions"] = [
+            {"key": NAME_LABEL, "operator": "NotIn", "values": list(dict.fromkeys(exclude))}
+        ]
     return {
         "apiVersion": "admissionregistration.k8s.io/v1",
         "kind": "ValidatingWebhookConfiguration",
@@ -88,15 +102,7 @@ def chart_defaults(
                 "matchPolicy": "Equivalent",
                 "sideEffects": "None",
                 "timeoutSeconds": 5,
-                "namespaceSelector": {
-                    "matchExpressions": [
-                        {
-                            "key": NAME_LABEL,
-                            "operator": "NotIn",
-                            "values": list(dict.fromkeys(["kube-system", namespace])),
-                        }
-                    ]
-                },
+                "namespaceSelector": selector,
             }
         ],
     }

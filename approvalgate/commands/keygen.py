@@ -4,7 +4,11 @@ Writes DIR/NAME.key (PEM, mode 0600: keep it private) and DIR/NAME.yaml (the App
 document: commit it to the policy repo's approvers/ folder), and prints the key id.
 
 example:
-  approvalgate keygen alice --out ~/.approvalgate --groups platform-leads
+  approvalgate keygen alice --out ~/.approvalgate --groups platform-leads \
+      --usernames alice@example.com
+
+--usernames is required: the Kubernetes usernames that are this person, as
+`kubectl auth whoami` shows them (used to refuse approving one's own run).
 """
 
 from __future__ import annotations
@@ -27,7 +31,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--usernames",
         metavar="U,...",
         default="",
-        help="Kubernetes usernames of this approver (default: NAME); used to refuse self-approval",
+        help="required: the Kubernetes usernames that are this person (ask them to run "
+        "`kubectl auth whoami`); used to refuse self-approval",
     )
     parser.add_argument("--force", action="store_true", help="overwrite existing files")
 
@@ -43,6 +48,14 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(
             f"approver name {args.name!r} must be lowercase letters, digits, '-' or '.'"
         )
+    usernames = _split(args.usernames)
+    if not usernames:
+        raise UsageError(
+            f"keygen {args.name} needs --usernames U,..: the Kubernetes usernames that are "
+            "this person (nothing is guessed from the approver's name)",
+            advice="ask them to run `kubectl auth whoami` and pass the Username shown "
+            "(e.g. --usernames oidc:alice@example.com)",
+        )
     out = Path(args.out)
     key_path, doc_path = out / f"{args.name}.key", out / f"{args.name}.yaml"
     for path in (key_path, doc_path):
@@ -54,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
     write_private(key_path, signer.private_bytes)
     write_text(
         doc_path,
-        approver_document(args.name, public_pem, _split(args.groups), _split(args.usernames)),
+        approver_document(args.name, public_pem, _split(args.groups), usernames),
     )
     print(f"key id {signer.public_key.keyid}")
     print(f"private key: {key_path} (mode 0600, never commit it)")
@@ -74,8 +87,7 @@ def approver_document(name: str, public_pem: str, groups: list[str], usernames: 
         f"  name: {name}",
         "spec:",
     ]
-    if usernames:
-        lines += ["  usernames:", *(f"    - {json.dumps(u)}" for u in usernames)]
+    lines += ["  usernames:", *(f"    - {json.dumps(u)}" for u in usernames)]
     if groups:
         lines += ["  groups:", *(f"    - {g}" for g in groups)]
     lines += ["  keys:", "    - publicKey: |"]

@@ -72,7 +72,9 @@ def load_config(root: Path) -> RepoConfig:
     obj = source.obj
     defaults: Mapping[str, Any] = obj.get("defaults", {})
     environments = []
-    errors: list[ApprovalgateError] = []
+    errors: list[ApprovalgateError] = [
+        source.error(Finding(path, message, advice)) for path, message, advice in _removed(obj)
+    ]
     for name in sorted(obj["environments"]):
         raw = obj["environments"][name] or {}
         try:
@@ -98,7 +100,8 @@ def _environment(name: str, defaults: Mapping[str, Any], raw: Mapping[str, Any])
     egress.setdefault("namespace", namespace)
     bundle = BundleSettings(
         environment=name,
-        enforced_namespaces=tuple(merged.get("enforcedNamespaces", [namespace])),
+        exclude_namespaces=tuple(merged.get("excludeNamespaces", [])),
+        namespace_selection=merged.get("namespaceSelection", "all"),
         enforcement=merged.get("enforcement", "enforce"),
         no_match=merged.get("noMatch", "deny"),
         clock_skew_seconds=merged.get("clockSkewSeconds", 60),
@@ -115,3 +118,28 @@ def _environment(name: str, defaults: Mapping[str, Any], raw: Mapping[str, Any])
         for t in raw.get("targets", [])
     )
     return Environment(name, namespace, bundle, egress_env, targets)
+
+
+def _removed(obj: Mapping[str, Any]) -> list[tuple[tuple[str, ...], str, str]]:
+    """Settings that no longer exist, located, with the setting that replaced them.
+
+    ``enforcedNamespaces`` listed the only namespaces enforced, so a namespace created later
+    (or the webhook's own) admitted unapproved runs. It is an error rather than silently
+    read as something else: its meaning was the opposite of the new default.
+    """
+    found = []
+    places = [(("defaults",), obj.get("defaults") or {})] + [
+        (("environments", name), raw or {}) for name, raw in sorted(obj["environments"].items())
+    ]
+    for path, settings in places:
+        if "enforcedNamespaces" in settings:
+            found.append(
+                (
+                    (*path, "enforcedNamespaces"),
+                    "enforcedNamespaces was removed: every namespace is now enforced, "
+                    "including namespaces created later, unless excluded by name",
+                    "delete enforcedNamespaces; list the namespaces that must not be enforced "
+                    "(if any) under excludeNamespaces (docs/compiler.md)",
+                )
+            )
+    return found

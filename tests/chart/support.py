@@ -37,6 +37,7 @@ __all__ = [
     "by_kind",
     "documents",
     "example_values",
+    "namespace_values",
     "one",
     "pinned_binary",
     "render",
@@ -56,6 +57,22 @@ NAMESPACE = "approvalgate-system"
 
 def example_values(env: str) -> Path:
     return EXAMPLE_REPO / "rendered" / env / "approvalgate-values.yaml"
+
+
+def namespace_values(
+    folder: Path, exclude: Sequence[str] = (), selection: str = "all", env: str = "prod"
+) -> Path:
+    """The example's compiled values with the bundle's namespace settings replaced: what
+    ``excludeNamespaces`` and ``namespaceSelection`` in approvalgate.yaml compile to (the
+    chart builds its namespaceSelector from the bundle; the generation is not checked here)."""
+    values = yaml.safe_load(example_values(env).read_text(encoding="utf-8"))
+    bundle = json.loads(values["policyBundle"]["content"])
+    bundle["excludeNamespaces"] = sorted(exclude)
+    bundle["namespaceSelection"] = selection
+    values["policyBundle"]["content"] = json.dumps(bundle, indent=2, sort_keys=True) + "\n"
+    path = folder / f"namespaces-{selection}-{'-'.join(exclude) or 'none'}.yaml"
+    path.write_text(yaml.safe_dump(values), encoding="utf-8")
+    return path
 
 
 #: id -> (values files, --set items): every template branch the tests know of

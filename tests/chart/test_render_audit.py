@@ -15,7 +15,15 @@ import pytest
 import yaml
 
 from approvalgate.cli import build_parser
-from tests.chart.support import CHART, NAMESPACE, by_kind, example_values, one, render
+from tests.chart.support import (
+    CHART,
+    NAMESPACE,
+    by_kind,
+    example_values,
+    namespace_values,
+    one,
+    render,
+)
 
 pytestmark = pytest.mark.helm
 
@@ -98,6 +106,18 @@ def test_the_cluster_role_is_read_only_without_reports(helm: Path) -> None:
 def test_reports_add_create_and_patch_on_policyreports_only(helm: Path) -> None:
     role = one(render(helm, sets=[*ENABLED, "audit.writeReports=true"]), "ClusterRole")
     assert role["rules"] == [*READER_RULES, REPORT_RULE]
+
+
+def test_label_mode_adds_list_namespaces_only(helm: Path, tmp_path: Path) -> None:
+    """To find namespaces holding AgentRuns without the opt-in label (class 22)."""
+    values = namespace_values(tmp_path, [], "optInLabel")
+    role = one(render(helm, values, sets=ENABLED), "ClusterRole")
+    assert role["rules"] == [
+        *READER_RULES,
+        {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["list"]},
+    ]
+    every = one(render(helm, namespace_values(tmp_path, ["infra"]), sets=ENABLED), "ClusterRole")
+    assert every["rules"] == READER_RULES
 
 
 def test_the_webhook_configuration_it_may_read_is_this_releases(helm: Path) -> None:

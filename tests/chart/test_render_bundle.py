@@ -15,6 +15,7 @@ from tests.chart.support import (
     NAMESPACE,
     documents,
     example_values,
+    namespace_values,
     one,
     render,
     run_helm,
@@ -119,21 +120,27 @@ def test_notes_with_the_compiled_values(helm: Path, notes_chart: Path) -> None:
     assert text.lstrip().startswith("NOTE: the webhook port accepts connections from any source")
     assert "kubectl -n approvalgate-system rollout status deployment/approvalgate" in text
     assert "kubectl -n approvalgate-system get certificate approvalgate-tls" in text
-    assert "every namespace except\nkube-system, approvalgate-system;" in text
+    assert (
+        "in every namespace, including\nnamespaces created later and approvalgate-system.\n"
+    ) in text
 
 
-def test_notes_for_opt_in_and_existing_secret(helm: Path, notes_chart: Path) -> None:
+def test_notes_for_opt_in_and_existing_secret(
+    helm: Path, notes_chart: Path, tmp_path: Path
+) -> None:
     text = notes(
         helm,
         notes_chart,
         "-f",
-        str(example_values("prod")),
+        str(namespace_values(tmp_path, ["kube-system"], "optInLabel")),
         "-f",
         str(CHART / "ci" / "existing-secret-values.yaml"),
-        "--set",
-        "webhook.optInNamespaces=true",
     )
     assert text.lstrip().startswith("WARNING: opt-in mode")
+    assert (
+        "in every namespace labelled approvals.proompteng.ai/enforce=true, including\n"
+        "namespaces created later and approvalgate-system, except kube-system (excludeNamespaces)."
+    ) in text
     assert "kubectl -n approvalgate-system get secret approvalgate-serving-tls" in text
     assert "get certificate" not in text
 

@@ -9,7 +9,16 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.chart.support import CHART, NAMESPACE, by_kind, one, render
+from tests.chart.support import (
+    CHART,
+    NAMESPACE,
+    HelmError,
+    by_kind,
+    example_values,
+    namespace_values,
+    one,
+    render,
+)
 
 pytestmark = pytest.mark.helm
 
@@ -58,36 +67,53 @@ def test_calls_the_service_it_renders(helm: Path) -> None:
 
 
 @pytest.mark.parametrize("namespace", ["approvalgate-system", "gate"])
-def test_never_sees_kube_system_nor_its_own_namespace(helm: Path, namespace: str) -> None:
-    selector = webhook(render(helm, namespace=namespace))["namespaceSelector"]
-    assert selector == {
+def test_every_namespace_is_sent_by_default_its_own_and_kube_system_included(
+    helm: Path, namespace: str
+) -> None:
+    """Class 22: no namespace is excluded silently; namespaces created later match {} too."""
+    assert webhook(render(helm, namespace=namespace))["namespaceSelector"] == {}
+    compiled = example_values("prod")
+    assert webhook(render(helm, compiled, namespace=namespace))["namespaceSelector"] == {}
+
+
+def test_exclusions_come_from_the_bundle_by_name(helm: Path, tmp_path: Path) -> None:
+    values = namespace_values(tmp_path, ["kube-system", "infra"])
+    assert webhook(render(helm, values))["namespaceSelector"] == {
         "matchExpressions": [
             {
                 "key": "kubernetes.io/metadata.name",
                 "operator": "NotIn",
-                "values": ["kube-system", namespace],
+                "values": ["infra", "kube-system"],  # the release namespace is not added
             }
         ]
     }
 
 
-def test_excluded_namespaces_are_configurable_and_keep_its_own(helm: Path) -> None:
-    selector = webhook(
-        render(helm, sets=["webhook.excludeNamespaces={kube-system,approvalgate-system,infra}"])
-    )["namespaceSelector"]
-    assert selector["matchExpressions"][0]["values"] == [
-        "kube-system",
-        "approvalgate-system",
-        "infra",
-    ]
-    emptied = webhook(render(helm, sets=["webhook.excludeNamespaces=null"]))
-    assert emptied["namespaceSelector"]["matchExpressions"][0]["values"] == [NAMESPACE]
-
-
-def test_opt_in_mode_needs_the_label_and_keeps_the_exclusions(helm: Path) -> None:
-    selector = webhook(render(helm, sets=["webhook.optInNamespaces=true"]))["namespaceSelector"]
+def test_opt_in_mode_comes_from_the_bundle_and_keeps_the_exclusions(
+    helm: Path, tmp_path: Path
+) -> None:
+    values = namespace_values(tmp_path, ["kube-system"], "optInLabel")
+    selector = webhook(render(helm, values))["namespaceSelector"]
     assert selector["matchLabels"] == {"approvals.proompteng.ai/enforce": "true"}
-    assert selector["matchExpressions"][0]["values"] == ["kube-system", NAMESPACE]
+    assert selector["matchExpressions"][0]["values"] == ["kube-system"]
+    only_label = webhook(render(helm, namespace_values(tmp_path, [], "optInLabel")))
+    assert only_label["namespaceSelector"] == {
+        "matchLabels": {"approvals.proompteng.ai/enforce": "true"}
+    }
+
+
+@pytest.mark.parametrize(
+    "old", ["webhook.excludeNamespaces={kube-system}", "webhook.optInNamespaces=true"]
+)
+def test_the_old_chart_switches_are_refused(helm: Path, old: str) -> None:
+    """They could make the webhook skip namespaces the bundle enforces: now the bundle decides."""
+    with pytest.raises(HelmError, match=r"additional properties .* not allowed"):
+        render(helm, sets=[old])
+
+
+def test_a_bundle_that_does_not_parse_sends_every_namespace(helm: Path) -> None:
+    selector = webhook(render(helm, sets=["policyBundle.content=not json"]))["namespaceSelector"]
+    assert selector == {}  # the webhook then denies every AgentRun: fail closed
 
 
 def test_default_render_has_no_ca_bundle_and_no_generated_certificates(helm: Path) -> None:

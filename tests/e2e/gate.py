@@ -33,8 +33,9 @@ from tests.support.tools import pinned_binary
 
 EXAMPLE = ROOT / "examples" / "gitops-repo"
 CHART = ROOT / "charts" / "approvalgate"
-ENV = "staging"  # enforces the namespace "agents"
+ENV = "staging"  # its policies select the namespace "agents"
 OTHER_ENV = "prod"  # also compiled: what `Gate.enforcing` switches the webhook to
+# every namespace is enforced; the e2e copy of the example excludes "sandbox" by name
 ENFORCED, NOT_ENFORCED = "agents", "sandbox"
 WEBHOOK_NAME = "agentruns.approvalgate.proompteng.ai"
 CLI = [sys.executable, "-m", "approvalgate"]
@@ -79,8 +80,16 @@ class Gate:
 
     def prepare(self) -> None:
         shutil.copytree(EXAMPLE, self.repo, ignore=shutil.ignore_patterns("rendered"))
+        config = self.repo / "approvalgate.yaml"
+        text = config.read_text()
+        assert f"  {ENV}:\n" in text
+        config.write_text(
+            text.replace(f"  {ENV}:\n", f"  {ENV}:\n    excludeNamespaces: [{NOT_ENFORCED}]\n", 1)
+        )
         for name, groups in APPROVERS.items():
-            self.cli("keygen", name, "--out", str(self.keys), "--groups", groups)
+            self.cli(
+                "keygen", name, "--out", str(self.keys), "--groups", groups, "--usernames", name
+            )
             shutil.copy(self.keys / f"{name}.yaml", self.repo / "approvers" / f"{name}.yaml")
         for env in (ENV, OTHER_ENV):
             self.cli("compile", str(self.repo), "--env", env, "--out", str(self.work / "rendered"))

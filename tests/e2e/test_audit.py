@@ -57,6 +57,10 @@ def gate(control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory) 
         "admin", "apply", "-f", str(gate.work / "rendered" / ENV / "approvalpolicies")
     )
     gate.unregister()  # nothing judges these runs: the webhook is down or not installed
+    # The audit lists every namespace: start from a cluster holding this module's runs only
+    # (earlier modules leave runs in namespaces that, without a namespace controller, never
+    # finish terminating).
+    control_plane.kubectl("admin", "delete", "agentruns", "--all", "--all-namespaces")
     past = _stamp(datetime.now(UTC) - timedelta(days=2))
     runs = {
         "audit-slipped": run_manifest("audit-slipped", task="Slipped in"),

@@ -26,7 +26,7 @@ A case folder holds ``case.yaml`` and optionally ``run.yaml``, ``old.yaml``,
     annotation: "..."            # a literal annotation value instead of records
     repeat: 5000                 # the records list repeated (bounds tests)
     dryRun: true
-    settings: {enforcement: warn, no_match: allow, enforced_namespaces: [agents]}
+    settings: {enforcement: warn, no_match: allow, exclude_namespaces: [sandbox]}
                                  # environment: default prod (CORPUS_ENVIRONMENT)
     expect:
       allowed: false

@@ -364,9 +364,7 @@ def test_the_control_planes_default_bindings_are_one_note() -> None:
 
 
 def test_targets_are_the_trusted_submitters_and_gitops_appliers() -> None:
-    bundle = parse_bundle_text(
-        compile_case_bundle(BASE, BundleSettings(environment="t", enforced_namespaces=("agents",)))
-    )
+    bundle = parse_bundle_text(compile_case_bundle(BASE, BundleSettings(environment="t")))
     (found,) = targets(bundle)  # the corpus's base policy trusts the submission API
     assert (found.username, found.namespace, found.name, found.group) == (
         f"system:serviceaccount:{NS}:{NAME}",

@@ -27,7 +27,7 @@ CREATED = NOW - timedelta(hours=1)
 
 
 def bundle(**settings: Any) -> Bundle:
-    merged = {"environment": "test", "enforced_namespaces": ("agents",), **settings}
+    merged = {"environment": "test", "exclude_namespaces": ("sandbox",), **settings}
     return parse_bundle_text(compile_case_bundle(BASE, BundleSettings(**merged)))
 
 
@@ -144,7 +144,7 @@ def test_the_recorded_author_cannot_approve_their_own_run(tmp_path: Path) -> Non
     policy = (BASE / "policies.yaml").read_text()
     (tmp_path / "policies.yaml").write_text(policy.split("  trustedSubmitters:")[0])
     untrusted = parse_bundle_text(
-        compile_case_bundle(tmp_path, BundleSettings(enforced_namespaces=("agents",)))
+        compile_case_bundle(tmp_path, BundleSettings(exclude_namespaces=("sandbox",)))
     )
     again = audit_run(run, untrusted, NOW)
     assert (again.status, again.rule) == ("fail", "recorded-approvals")
@@ -194,15 +194,46 @@ def test_runs_are_sorted_by_namespace_and_name() -> None:
 def test_audited_namespaces() -> None:
     from approvalgate.audit.runner import audited_namespaces
 
-    assert audited_namespaces(bundle(), []) == (("agents",), [])
+    assert audited_namespaces(bundle(), []) == (("*",), [])  # every namespace, by default
     chosen, notes = audited_namespaces(bundle(), ["agents", "sandbox"])
-    assert chosen == ("agents",)
+    assert chosen == ("agents", "sandbox")  # listed: its runs are findings
     (note,) = notes
     assert not note.failing
-    assert note.message.startswith("namespace sandbox is not enforced by environment test")
-    everything = bundle(enforced_namespaces=("*",))
+    assert note.message.startswith("namespace sandbox is excluded by name in environment test")
+    everything = bundle(exclude_namespaces=())
     assert audited_namespaces(everything, []) == (("*",), [])
     assert audited_namespaces(everything, ["b", "a"]) == (("a", "b"), [])
+
+
+def _in(namespace: str) -> dict[str, Any]:
+    return {"metadata": {"namespace": namespace, "name": "r"}}
+
+
+def test_every_namespace_holding_runs_without_enforcement_is_a_finding() -> None:
+    from approvalgate.audit.runner import unenforced_namespaces
+
+    objects = [_in("agents"), _in("sandbox"), _in("sandbox"), _in("team-new")]
+    (finding,) = unenforced_namespaces(objects, bundle(), None)
+    assert (finding.failing, finding.subject) == (True, "Namespace/sandbox")
+    assert finding.message == (
+        "namespace sandbox holds 2 AgentRuns but is excluded by name in environment test "
+        "(excludeNamespaces): the webhook admits its AgentRuns without any approval check"
+    )
+    assert unenforced_namespaces(objects, bundle(exclude_namespaces=()), None) == []
+
+
+def test_in_label_mode_namespaces_without_the_label_are_findings() -> None:
+    from approvalgate.audit.runner import unenforced_namespaces
+
+    labelled = bundle(exclude_namespaces=(), namespace_selection="optInLabel")
+    objects = [_in("agents"), _in("team-new")]
+    labels = {"agents": {"approvals.proompteng.ai/enforce": "true"}, "team-new": {}}
+    (finding,) = unenforced_namespaces(objects, labelled, labels)
+    assert (finding.failing, finding.subject) == (True, "Namespace/team-new")
+    assert "lacks the label approvals.proompteng.ai/enforce=true" in finding.message
+    assert "whoever may label namespaces can turn enforcement off" in finding.message
+    (note,) = unenforced_namespaces(objects, labelled, None)  # labels not readable
+    assert not note.failing and "could not be read" in note.message
 
 
 def test_a_vetoed_run_says_so() -> None:

@@ -7,8 +7,10 @@ and says whether the edit weakens the gate (a finding) or not (a note, or nothin
 from __future__ import annotations
 
 import copy
+import json
 import subprocess
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -36,7 +38,8 @@ NAME_LABEL = "kubernetes.io/metadata.name"
 
 
 def expected() -> dict[str, Any]:
-    return chart_defaults()
+    """What the chart renders for a bundle excluding kube-system by name."""
+    return chart_defaults(exclude=["kube-system"])
 
 
 def live_with(edit: Callable[[dict[str, Any]], object]) -> dict[str, Any]:
@@ -338,10 +341,29 @@ def test_pick_configuration_from_a_multi_document_render() -> None:
 
 @pytest.mark.helm
 @pytest.mark.parametrize(
-    ("release", "namespace"), [("approvalgate", "approvalgate-system"), ("gate", "security")]
+    ("release", "namespace", "exclude", "opt_in"),
+    [
+        ("approvalgate", "approvalgate-system", [], False),
+        ("gate", "security", [], False),
+        ("gate", "security", ["kube-system", "infra"], False),
+        ("approvalgate", "approvalgate-system", ["kube-system"], True),
+        ("approvalgate", "approvalgate-system", [], True),
+    ],
 )
-def test_chart_defaults_are_what_helm_renders(release: str, namespace: str) -> None:
+def test_chart_defaults_are_what_helm_renders(
+    tmp_path: Path, release: str, namespace: str, exclude: list[str], opt_in: bool
+) -> None:
+    """The selector is built from the bundle's excludeNamespaces and namespaceSelection."""
     helm = pinned_binary("helm", "helm")
+    values = VALUES
+    if exclude or opt_in:
+        compiled = yaml.safe_load(VALUES.read_text(encoding="utf-8"))
+        bundle = json.loads(compiled["policyBundle"]["content"])
+        bundle["excludeNamespaces"] = exclude
+        bundle["namespaceSelection"] = "optInLabel" if opt_in else "all"
+        compiled["policyBundle"]["content"] = json.dumps(bundle)
+        values = tmp_path / "values.yaml"
+        values.write_text(yaml.safe_dump(compiled), encoding="utf-8")
     out = subprocess.run(
         [
             str(helm),
@@ -351,7 +373,7 @@ def test_chart_defaults_are_what_helm_renders(release: str, namespace: str) -> N
             "-n",
             namespace,
             "-f",
-            str(VALUES),
+            str(values),
             "--show-only",
             "templates/validatingwebhookconfiguration.yaml",
         ],
@@ -360,7 +382,9 @@ def test_chart_defaults_are_what_helm_renders(release: str, namespace: str) -> N
         check=True,
     )
     rendered = pick_configuration(yaml.safe_load_all(out.stdout), "helm")
-    defaults = chart_defaults(rendered["metadata"]["name"], namespace)
+    defaults = chart_defaults(
+        rendered["metadata"]["name"], namespace, exclude=exclude, opt_in=opt_in
+    )
     assert rendered["webhooks"] == defaults["webhooks"]
     inject = "cert-manager.io/inject-ca-from"
     assert (

@@ -70,7 +70,12 @@ def verify(capsys: pytest.CaptureFixture[str], repo: Path, *extra: str) -> tuple
 def test_keygen_writes_private_key_0600_and_approver(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    code, out, _ = run(capsys, "keygen", "dana", "--out", str(tmp_path), "--groups", "a,b")
+    code, _, err = run(capsys, "keygen", "dana", "--out", str(tmp_path), "--groups", "a,b")
+    assert code == 2 and "needs --usernames" in err and "kubectl auth whoami" in err
+    assert not (tmp_path / "dana.key").exists()  # nothing written without usernames
+    code, out, _ = run(
+        capsys, "keygen", "dana", "--out", str(tmp_path), "--groups", "a,b", "--usernames", "d@x"
+    )
     assert code == 0
     key = tmp_path / "dana.key"
     assert stat.S_IMODE(key.stat().st_mode) == 0o600
@@ -78,7 +83,8 @@ def test_keygen_writes_private_key_0600_and_approver(
     assert out.startswith("key id ") and len(out.split()[2]) == 64
     doc = (tmp_path / "dana.yaml").read_text()
     assert "kind: Approver" in doc and "  groups:\n    - a\n    - b\n" in doc
-    code, _, err = run(capsys, "keygen", "dana", "--out", str(tmp_path))
+    assert '  usernames:\n    - "d@x"\n' in doc
+    code, _, err = run(capsys, "keygen", "dana", "--out", str(tmp_path), "--usernames", "d")
     assert code == 2
     assert err == f"error: {tmp_path}/dana.key exists\n  hint: pass --force to overwrite it\n"
 

@@ -311,3 +311,63 @@ def test_check_imports_neither_aiohttp_nor_kubernetes() -> None:
         cwd=ROOT,
     )
     assert done.stdout.splitlines()[-1] == "0 []"
+
+
+# --- namespaces and approver identities (class 22) ------------------------------------------
+
+
+def test_an_approver_without_usernames_is_located_and_says_how_to_find_them(
+    capsys: pytest.CaptureFixture[str], repo: Path
+) -> None:
+    bob = repo / "approvers" / "bob.yaml"
+    bob.write_text(bob.read_text().replace('  usernames:\n    - "oidc:bob@example.com"\n', ""))
+    dana = repo / "approvers" / "dana.yaml"
+    dana.write_text(dana.read_text().replace('    - "oidc:dana@example.com"\n', "    []\n"))
+    dana.write_text(dana.read_text().replace("  usernames:\n    []\n", "  usernames: []\n"))
+    code, out, err = run(capsys, "validate", str(repo))
+    assert code == 1 and out == ""
+    assert "approvers/bob.yaml:5:1: $.spec: approver 'bob' lists no usernames" in err
+    assert "approvers/dana.yaml:7:3: $.spec.usernames: approver 'dana' lists no usernames" in err
+    assert err.count("runs `kubectl auth whoami`") == 2
+    assert "is required" not in err and "less than 1 item" not in err  # one message, the hint
+
+
+def test_enforced_namespaces_is_an_error_naming_exclude_namespaces(
+    capsys: pytest.CaptureFixture[str], repo: Path
+) -> None:
+    config = repo / "approvalgate.yaml"
+    text = config.read_text()
+    config.write_text(text.replace("  prod:\n", "  prod:\n    enforcedNamespaces: [agents]\n"))
+    code, out, err = run(capsys, "validate", str(repo))
+    line = text.splitlines().index("  prod:") + 2
+    assert code == 1 and out == ""
+    assert (
+        f"approvalgate.yaml:{line}:5: $.environments.prod.enforcedNamespaces: "
+        "enforcedNamespaces was removed: every namespace is now enforced, including namespaces "
+        "created later, unless excluded by name"
+    ) in err
+    assert "list the namespaces that must not be enforced (if any) under excludeNamespaces" in err
+
+
+def test_excluded_namespaces_and_label_mode_reach_the_bundle(
+    capsys: pytest.CaptureFixture[str], repo: Path
+) -> None:
+    config = repo / "approvalgate.yaml"
+    config.write_text(
+        config.read_text().replace(
+            "  excludeNamespaces: []\n",
+            "  excludeNamespaces: [kube-system, infra]\n  namespaceSelection: optInLabel\n",
+        )
+    )
+    assert run(capsys, "compile", str(repo))[0] == 0
+    bundle = json.loads((repo / "rendered" / "prod" / "bundle.json").read_text())
+    assert bundle["excludeNamespaces"] == ["infra", "kube-system"]
+    assert bundle["namespaceSelection"] == "optInLabel"
+    config.write_text(config.read_text().replace("[kube-system, infra]", "[kube-*]"))
+    code, _, err = run(capsys, "validate", str(repo))
+    assert code == 1 and "$.defaults.excludeNamespaces[0]" in err  # names only, no patterns
+
+
+def test_by_default_nothing_is_excluded(repo: Path) -> None:
+    bundle = json.loads((EXAMPLE / "rendered" / "prod" / "bundle.json").read_text())
+    assert (bundle["excludeNamespaces"], bundle["namespaceSelection"]) == ([], "all")

@@ -40,7 +40,7 @@ def approver(name: str, like: str = "alice", **spec: Any) -> dict[str, Any]:
     """An Approver called ``name`` holding the keys of the base approver ``like``."""
     doc = copy.deepcopy(approvers()[like])
     doc["metadata"]["name"] = name
-    doc["spec"] = {"keys": doc["spec"]["keys"], **spec}
+    doc["spec"] = {"keys": doc["spec"]["keys"], "usernames": [f"{name}@example.com"], **spec}
     return doc
 
 
@@ -217,16 +217,16 @@ SA_IN_RUNS_NAMESPACE = (
 
 
 @pytest.mark.parametrize(
-    ("selector", "enforced", "error"),
+    ("selector", "excluded", "error"),
     [
-        ({}, ("*",), True),  # the policy's own namespace
-        ({"namespaces": ["agents", "agents-prod"]}, ("*",), True),
-        ({"namespaces": ["agents-prod"]}, ("*",), False),  # the policy never judges agents
-        ({}, ("agents-prod",), False),  # the environment does not enforce agents
+        ({}, (), True),  # the policy's own namespace
+        ({"namespaces": ["agents", "agents-prod"]}, (), True),
+        ({"namespaces": ["agents-prod"]}, (), False),  # the policy never judges agents
+        ({}, ("agents",), False),  # the environment excludes agents by name
     ],
 )
 def test_a_trusted_service_account_where_the_policy_enforces_is_an_error(
-    selector: dict[str, Any], enforced: tuple[str, ...], error: bool
+    selector: dict[str, Any], excluded: tuple[str, ...], error: bool
 ) -> None:
     spec = {
         "approvers": ["alice"],
@@ -234,7 +234,7 @@ def test_a_trusted_service_account_where_the_policy_enforces_is_an_error(
         "trustedSubmitters": {"users": ["carol", "system:serviceaccount:agents:api"]},
     }
     bundle, problems = compile_bundle(
-        [policy(spec), approvers()["alice"]], BundleSettings(enforced_namespaces=enforced)
+        [policy(spec), approvers()["alice"]], BundleSettings(exclude_namespaces=excluded)
     )
     found = errors(problems)
     if not error:
@@ -643,3 +643,29 @@ def test_extra_approval_that_can_never_be_met_is_a_warning() -> None:
             "approvers are eligible: such runs are never admitted",
         )
     ]
+
+
+# --- approver identities are explicit (class 22) --------------------------------------------
+
+
+@pytest.mark.parametrize("usernames", [None, []])
+def test_an_approver_without_usernames_is_an_error_with_the_whoami_hint(
+    usernames: list[str] | None,
+) -> None:
+    doc = approver("erin")
+    if usernames is None:
+        del doc["spec"]["usernames"]
+    else:
+        doc["spec"]["usernames"] = usernames
+    bundle, problems = compile_docs([doc])
+    assert bundle is None
+    (problem,) = problems
+    assert problem.finding.path == (("spec",) if usernames is None else ("spec", "usernames"))
+    assert problem.finding.message.startswith("approver 'erin' lists no usernames")
+    assert "`kubectl auth whoami`" in problem.finding.advice
+
+
+def test_usernames_are_taken_as_written_never_from_the_name() -> None:
+    bundle, problems = compile_docs([approver("erin", usernames=["oidc:Erin@corp.example"])])
+    assert problems == [] and bundle is not None
+    assert bundle["approvers"][0]["usernames"] == ["oidc:Erin@corp.example"]

@@ -188,3 +188,17 @@ app.kubernetes.io/part-of: approvalgate
 app.kubernetes.io/managed-by: {{ .Release.Service }}
 helm.sh/chart: {{ include "approvalgate.chart" . }}
 {{- end }}
+
+{{/*
+The bundle's namespace settings as JSON {"exclude": [...], "optIn": bool}: the webhook's
+namespaceSelector and NOTES are built from the bundle itself, so they cannot disagree with
+what the webhook enforces. No bundle, or one that is not JSON: nothing excluded (every
+namespace is sent to a webhook that is never ready: fail closed).
+*/}}
+{{- define "approvalgate.namespaceSelection" -}}
+{{- $bundle := dict }}
+{{- if .Values.policyBundle.content }}
+{{- $bundle = .Values.policyBundle.content | fromJson }}
+{{- end }}
+{{- dict "exclude" (get $bundle "excludeNamespaces" | default list) "optIn" (eq (toString (get $bundle "namespaceSelection")) "optInLabel") | toJson }}
+{{- end }}
