@@ -5,7 +5,8 @@ the chart's ValidatingWebhookConfiguration, creates N approved AgentRuns with ku
 `kubectl create -f` of N documents, as the requester), and reads the API server's
 `apiserver_admission_webhook_admission_duration_seconds` histogram (the series operators
 watch) before and after. Baseline in the same run: the same N creates into a namespace the
-webhook configuration does not select. Loopback only; bounded by N; stops by itself.
+webhook configuration does not select (excluded by name). Loopback only; bounded by N;
+stops by itself.
 
     python bench/apiserver_admission.py [--count 1000] [--quick] [--markdown]
 """
@@ -26,11 +27,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from approvalgate.approvals import keys, records
 from approvalgate.approvals.digest import spec_digest
 from tests.e2e.controlplane import ControlPlane, locate_binaries
-from tests.e2e.gate import ENFORCED, ENV, WEBHOOK_NAME, Gate
+from tests.e2e.gate import ENFORCED, ENV, NOT_ENFORCED, WEBHOOK_NAME, Gate
 from tests.support.paths import UPSTREAM_AGENTS, crd_files
 
 METRIC = "apiserver_admission_webhook_admission_duration_seconds"
-UNSELECTED = "kube-system"  # the chart's namespaceSelector excludes it
+UNSELECTED = NOT_ENFORCED  # excluded by name in the e2e copy of the example: not selected
 
 
 def histogram(metrics: str) -> tuple[list[tuple[float, float]], float, float]:
@@ -144,8 +145,10 @@ def run(count: int) -> dict[str, float]:
         result = {"control_plane_start_s": time.perf_counter() - started}
         try:
             plane.apply_crds(crd_files(UPSTREAM_AGENTS / "crds"))
+            for namespace in (ENFORCED, UNSELECTED):
+                plane.kubectl("admin", "create", "namespace", namespace)
             plane.grant(
-                "bench-kube-system",
+                "bench-unselected",
                 subjects=["requester"],
                 namespace=UNSELECTED,
                 rules=[
@@ -158,7 +161,6 @@ def run(count: int) -> dict[str, float]:
             )
             gate = Gate(plane, Path(tmp))
             gate.prepare()
-            plane.kubectl("admin", "create", "namespace", ENFORCED)
             gate.start()
             gate.register()
             result["baseline_create_s"] = create_all(
