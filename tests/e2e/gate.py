@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -160,13 +160,29 @@ class Gate:
             return ""
         return text.removeprefix("ready: bundle ").strip()
 
+    def compile_changed(self, name: str, change: Callable[[Path], None], env: str = ENV) -> Path:
+        """Environment ``env``'s bundle compiled from a copy of the repo that ``change``
+        edits (copy and output under ``work/name``; the repo itself stays as it is): serve it
+        with :meth:`serving`."""
+        repo = self.work / name / "repo"
+        shutil.copytree(self.repo, repo)
+        change(repo)
+        self.cli("compile", str(repo), "--env", env, "--out", str(self.work / name / "rendered"))
+        return self.work / name / "rendered" / env / "bundle.json"
+
     @contextmanager
     def enforcing(self, env: str) -> Iterator[None]:
-        """The webhook enforces environment ``env``'s compiled bundle for the block (the
-        served file is replaced, as a ConfigMap update does), then ``ENV``'s again."""
+        """The webhook enforces environment ``env``'s compiled bundle for the block, then
+        ``ENV``'s again."""
+        with self.serving(self.work / "rendered" / env / "bundle.json"):
+            yield
 
+    @contextmanager
+    def serving(self, bundle: Path) -> Iterator[None]:
+        """The webhook enforces the compiled ``bundle`` for the block (the served file is
+        replaced, as a ConfigMap update does), then the one it served before."""
         own = self.bundle.read_text()
-        other = (self.work / "rendered" / env / "bundle.json").read_text()
+        other = bundle.read_text()
         try:
             write_atomic(self.bundle, other)
             self._wait_for_generation(json.loads(other)["generation"])

@@ -9,8 +9,9 @@ role (``system:aggregate-to-edit``, what kube-controller-manager aggregates into
 no controller-manager runs here) bound in a namespace. A requester with ``edit`` where the
 runs are cannot reach the submitter in its own namespace at all.
 
-References (18), labels added after admission (19), break-glass reasons (20) and an
-approval for staging applied where the webhook enforces prod (21) go through kubectl too.
+References (18), labels added after admission (19), a retired key signing a back-dated
+record and break-glass reasons (20), and an approval for staging applied where the webhook
+enforces prod (21) go through kubectl too.
 For every webhook denial the whole kubectl error is exactly decide()'s message for the same
 object, bundle, user and time (as in test_attacks.py).
 """
@@ -21,12 +22,14 @@ import copy
 import json
 import subprocess
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from approvalgate.approvals import records
 from approvalgate.approvals.admission import request_for_manifest
 from approvalgate.approvals.decide import decide
 from tests.e2e.controlplane import CONTROLLER, ControlPlane
@@ -286,7 +289,51 @@ def test_a_label_that_selects_a_stricter_policy_is_judged_on_update(gate: Gate) 
     assert stored["metadata"]["labels"] == {"team": "x"}
 
 
-# --- 20: a break-glass reason that says nothing ---------------------------------------------------
+# --- 20: a retired key signing a back-dated record; a break-glass reason that says nothing --------
+
+
+def test_a_retired_key_signing_a_back_dated_record_is_denied(gate: Gate) -> None:
+    """alice's key retired an hour ago (its ``notAfter``) signs with the CLI, ``--now``
+    back-dated into the key's window, a record whose lifetime reaches past now: denied by the
+    webhook enforcing that Approver (the key is not valid at admission time), admitted by the
+    one whose Approver has no window (the key is valid at issuedAt and now)."""
+    now = datetime.now(UTC).replace(microsecond=0)
+    retired = now - timedelta(hours=1)
+
+    def retire_alice(repo: Path) -> None:
+        path = repo / "approvers" / "alice.yaml"
+        approver = yaml.safe_load(path.read_text())
+        (key,) = approver["spec"]["keys"]
+        key["notBefore"] = records.format_time(now - timedelta(days=30))
+        key["notAfter"] = records.format_time(retired)
+        path.write_text(yaml.safe_dump(approver))
+
+    windowed = gate.compile_changed("retired-key", retire_alice)
+    back_dated = ("--now", records.format_time(now - timedelta(hours=2)))
+    manifest = gate.approve(yaml.safe_dump(run("idt-retired")), "alice", extra=back_dated)
+    approved = yaml.safe_load(gate.approve(manifest, "bob"))
+    parsed, problems = records.parse_annotation(
+        approved["metadata"]["annotations"][records.ANNOTATION]
+    )
+    assert not problems and parsed[0].claim.approver == "alice", problems
+    assert parsed[0].claim.issued_at < retired < now < parsed[0].claim.expires_at
+    with gate.serving(windowed):
+        s = Signer(gate)
+        done = create(gate, approved)
+        assert done.returncode == 1, done.stdout
+        assert (
+            done.stderr.count(
+                "record 0 by alice: signed with a key of alice that is expired (retired) at "
+                f"{records.format_time(retired)}: a key counts only while it is valid, at the "
+                "record's issuedAt and at admission time"
+            )
+            == 2
+        ), done.stderr  # under each of the example's two policies
+        assert done.stderr.strip() == denial(_message(s, approved, REQUESTER))
+        assert _gone(gate, "idt-retired")
+    done = create(gate, approved)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "agentrun.agents.proompteng.ai/idt-retired created"
 
 
 def test_a_bypass_reason_of_invisible_characters_is_denied(gate: Gate) -> None:
