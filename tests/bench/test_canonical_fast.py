@@ -132,3 +132,16 @@ def test_committed_output_takes_the_fast_path() -> None:
         obj = yaml.safe_load(body)
         assert canonical._fast_dump(obj) == body, path
         assert canonical.dump(obj) == body
+
+
+def test_long_one_line_strings_keep_pyyaml_bytes_at_any_depth() -> None:
+    words = " ".join(["approval"] * 2_500)  # 22,499 characters with spaces PyYAML could fold at
+    deep: dict[str, Any] = {"v": words}
+    for _ in range(40):
+        deep = {"level": deep}
+    for obj in ({"a": words}, {"a": [words, {"b": words}]}, deep, {"a": '"' + words + '"'}):
+        same(obj)
+        assert canonical._fast_dump(obj) is not None  # the fast path, not the fallback
+    huge = {"a": "x " * 20_000}  # written longer than 1 << 15: PyYAML's own emitter
+    same(huge)
+    assert canonical._fast_dump(huge) is None
