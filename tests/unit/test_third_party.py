@@ -31,13 +31,16 @@ ORIGINS = sorted(path.parent for path in THIRD_PARTY.rglob("PROVENANCE.yaml"))
 NOT_LISTED = {PROVENANCE, "LICENSE"}  # the provenance itself, the origin's license text
 LICENSES = {"Apache-2.0": THIRD_PARTY / "LICENSES" / "Apache-2.0.txt", "MIT": None}
 
+# The sibling folder of our own machines, named once: this guard is the one file that spells
+# out the paths it looks for, and it builds them from this name.
+FOLDER = "shared"
 OUTSIDE = re.compile(
-    r"\.\./shared\b"  # ../shared
-    r"|/shared/"  # /work/shared/..., <anything>/shared/...
-    r"|\bAPPROVALGATE_SHARED\b"  # the variable that pointed at it
-    r"|\bshared/(?:upstream-agents|crds|design|hooks)\b"  # its folders, however reached
+    rf"\.\./{FOLDER}\b"  # the sibling folder by relative path
+    rf"|/{FOLDER}/"  # an absolute path through it
+    rf"|\bAPPROVALGATE_{FOLDER.upper()}\b"  # the variable that pointed at it
+    rf"|\b{FOLDER}/(?:upstream-agents|crds|design|hooks)\b"  # its folders, however reached
 )
-PY_OUTSIDE = re.compile(r"""["']shared["']""")  # Path(...) / "shared"
+PY_OUTSIDE = re.compile(rf"""["']{FOLDER}["']""")  # Path(...) / "<folder>"
 EXEMPT = {
     # they name the paths they look for
     "tests/unit/test_third_party.py",
@@ -150,22 +153,22 @@ def test_nothing_refers_to_the_shared_folder_beside_the_checkout() -> None:
 
 def test_the_pattern_finds_the_ways_the_folder_was_reached() -> None:
     for line in (
-        'SHARED = Path(os.environ.get("APPROVALGATE_SHARED") or ROOT.parent / "shared")',
-        "recipe: `../shared/design/kube-apiserver-recipe.md`",
-        "cp /work/shared/crds/argocd/x.yaml .",
-        "as vendored in shared/upstream-agents/values.schema.json",
+        f'X = Path(os.environ.get("APPROVALGATE_{FOLDER.upper()}") or ROOT.parent / "{FOLDER}")',
+        f"recipe: `../{FOLDER}/design/kube-apiserver-recipe.md`",
+        f"cp /work/{FOLDER}/crds/argocd/x.yaml .",
+        f"as vendored in {FOLDER}/upstream-agents/values.schema.json",
     ):
         assert OUTSIDE.search(line) or PY_OUTSIDE.search(line), line
-    assert not OUTSIDE.search("shared = {f.name: f.default for f in fields(ServeConfig)}")
+    assert not OUTSIDE.search(f"{FOLDER} = {{f.name: f.default for f in fields(ServeConfig)}}")
 
 
 def test_a_read_under_the_shared_folder_is_refused_at_run_time(tmp_path: Path) -> None:
-    beside = ROOT.parent / "shared" / "upstream-agents" / "values.yaml"
+    beside = ROOT.parent / FOLDER / "upstream-agents" / "values.yaml"
     with pytest.raises(outside_reads.OutsideReadError, match="vendor it under third_party/"):
         beside.read_text()
     assert outside_reads.seen()[-1] == str(beside)
     outside_reads.forget(str(beside))  # this one was on purpose: it must not fail the run
-    (tmp_path / "shared").mkdir()
-    assert (tmp_path / "shared" / "x").write_text("fine") == 4  # not beside the checkout
-    assert outside_reads.forbidden_folders(ROOT)[0].endswith("shared")
+    (tmp_path / FOLDER).mkdir()
+    assert (tmp_path / FOLDER / "x").write_text("fine") == 4  # not beside the checkout
+    assert outside_reads.forbidden_folders(ROOT)[0].endswith(FOLDER)
     assert all(not ROOT.is_relative_to(f) for f in outside_reads.forbidden_folders(ROOT))
