@@ -108,6 +108,9 @@ class Bundle:
     clock_skew_seconds: int
     policies: tuple[Policy, ...]
     approvers: Mapping[str, Approver]
+    cluster_view: str = "required"
+    """``required``: CREATEs judged by records need the cluster view (approvals.view)."""
+    use_settle_seconds: int = 2
     caches: bool = field(default=True, repr=False, compare=False)
     """False turns the memo tables off (the reference behaviour, for tests and debugging)."""
     _all_namespaces: tuple[Policy, ...] = field(init=False, repr=False, compare=False, default=())
@@ -129,6 +132,10 @@ class Bundle:
         init=False, repr=False, compare=False, default_factory=dict
     )
     clock_skew: timedelta = field(init=False, repr=False, compare=False, default=timedelta())
+
+    @property
+    def needs_view(self) -> bool:
+        return self.cluster_view == "required"
 
     def enforces(self, namespace: str) -> bool:
         return namespace not in self.exclude_namespaces
@@ -274,6 +281,8 @@ def load_bundle(obj: object, source: str = "bundle") -> Bundle:
         clock_skew_seconds=obj["clockSkewSeconds"],
         policies=policies,
         approvers=approvers,
+        cluster_view=obj.get("clusterView", "required"),
+        use_settle_seconds=obj.get("useSettleSeconds", 2),
     )
 
 

@@ -20,6 +20,7 @@ from approvalgate.approvals.admission import AGENTRUNS, AGENTS_GROUP
 from approvalgate.approvals.bundle import Approver, ApproverKey, Bundle, Policy
 from approvalgate.approvals.errors import DigestError
 from approvalgate.approvals.policy import ENFORCEMENT_LEVELS
+from approvalgate.approvals.view import ClusterView
 
 Outcome = Literal["allow", "warn", "require-approval", "deny"]
 _PRECEDENCE: Final = {"allow": 0, "warn": 1, "require-approval": 2, "deny": 3}
@@ -78,8 +79,17 @@ class Decision:
     internal_error: str = ""
 
 
-def decide(request: Mapping[str, Any], bundle: Bundle | None, now: datetime) -> Decision:
-    """Admit or deny one AdmissionReview request under ``bundle`` at ``now``."""
+def decide(
+    request: Mapping[str, Any],
+    bundle: Bundle | None,
+    now: datetime,
+    view: ClusterView | None = None,
+) -> Decision:
+    """Admit or deny one AdmissionReview request under ``bundle`` at ``now``.
+
+    ``view`` is what the cluster knows (:mod:`approvals.view`): decisions, uses, requests.
+    None means no view: where the bundle requires one, what needs it is denied.
+    """
     if bundle is None:
         return _deny(
             "no-bundle",
@@ -460,7 +470,12 @@ def _environment_problem(claim: records.Claim, environment: str) -> str:
     return ""
 
 
-_SIGNED: Final = {"approve": "approved", "reject": "rejected", "bypass": "bypassed"}
+_SIGNED: Final = {
+    "approve": "approved",
+    "reject": "rejected",
+    "bypass": "bypassed",
+    "withdraw": "withdrew",
+}
 
 
 def _key_not_valid_now(approver: Approver, key: ApproverKey, now: datetime) -> str:

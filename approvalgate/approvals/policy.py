@@ -30,6 +30,7 @@ ALL: Final = "*"
 DEFAULT_REQUIRED_APPROVALS: Final = 1
 DEFAULT_TIMEOUT_SECONDS: Final = 86400
 DEFAULT_CLOCK_SKEW_SECONDS: Final = 60
+DEFAULT_USE_SETTLE_SECONDS: Final = 2
 SUBJECT_KINDS: Final = ("Agent", "AgentRun", "ImplementationSpec", "Namespace")
 ENFORCEMENT_LEVELS: Final = ("off", "audit", "warn", "enforce")
 NAMESPACE_SELECTIONS: Final = ("all", "optInLabel")
@@ -49,6 +50,9 @@ class BundleSettings:
     enforcement: str = "enforce"
     no_match: str = "deny"
     clock_skew_seconds: int = DEFAULT_CLOCK_SKEW_SECONDS
+    cluster_view: str = "required"
+    """``required``: decide() needs the cluster view (approvals.view); ``off``: records only."""
+    use_settle_seconds: int = DEFAULT_USE_SETTLE_SECONDS
 
     def enforces(self, namespace: str) -> bool:
         return namespace not in self.exclude_namespaces
@@ -139,6 +143,8 @@ def compile_bundle(
         "enforcement": settings.enforcement,
         "noMatch": settings.no_match,
         "clockSkewSeconds": settings.clock_skew_seconds,
+        "clusterView": settings.cluster_view,
+        "useSettleSeconds": settings.use_settle_seconds,
         "policies": sorted(policies, key=lambda p: (p["namespace"], p["name"])),
         "approvers": [approvers[name] for name in sorted(approvers)],
     }

@@ -47,8 +47,9 @@ MAX_RECORDS: Final = 64
 MAX_SIGNATURES: Final = 8
 MAX_PAYLOAD_BYTES: Final = 8 * 1024
 
-Decision = Literal["approve", "reject", "bypass"]
-DECISIONS: Final = ("approve", "reject", "bypass")
+Decision = Literal["approve", "reject", "bypass", "withdraw"]
+DECISIONS: Final = ("approve", "reject", "bypass", "withdraw")
+"""``withdraw`` takes back every approve and bypass of the same approver issued before it."""
 
 ENVIRONMENT_MAX_CHARS: Final = 63
 _ENVIRONMENT_NAME: Final = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")

@@ -105,6 +105,8 @@ def _environment(name: str, defaults: Mapping[str, Any], raw: Mapping[str, Any])
         enforcement=merged.get("enforcement", "enforce"),
         no_match=merged.get("noMatch", "deny"),
         clock_skew_seconds=merged.get("clockSkewSeconds", 60),
+        cluster_view=merged.get("clusterView", "required"),
+        use_settle_seconds=merged.get("useSettleSeconds", 2),
     )
     try:
         egress_env = env_from_mapping(egress)

@@ -58,3 +58,15 @@ def object_key(obj: Mapping[str, Any]) -> str:
 def resource_version(obj: Mapping[str, Any]) -> str:
     """``metadata.resourceVersion`` of an object or a list ("" when absent)."""
     return str((obj.get("metadata") or {}).get("resourceVersion") or "")
+
+
+# --- the objects approvalgate reads and writes -------------------------------------------
+
+AGENT_RUNS = Resource("agents.proompteng.ai", "v1alpha1", "agentruns")
+APPROVAL_REQUESTS = Resource("gates.proompteng.ai", "v1alpha1", "approvalrequests")
+APPROVAL_DECISIONS = Resource("gates.proompteng.ai", "v1alpha1", "approvaldecisions")
+APPROVAL_USES = Resource("gates.proompteng.ai", "v1alpha1", "approvaluses")
+LEASES = Resource("coordination.k8s.io", "v1", "leases")
+EVENTS = Resource("events.k8s.io", "v1", "events")
+CORE_EVENTS = Resource("", "v1", "events")
+SIGNAL_DELIVERIES = Resource("signals.proompteng.ai", "v1alpha1", "signaldeliveries")

@@ -1,0 +1,215 @@
+"""What the cluster knows that a requester must not control: the view decide() reads.
+
+An AgentRun carries its approval records, but the requester chooses what it carries. Three
+facts live in the cluster instead, where requesters cannot edit them (docs/design.md,
+"Approvals in the cluster"):
+
+- **decisions**: every ApprovalDecision (one signed record each, append-only) for a run name:
+  a reject or a withdrawal counts whether or not the run carries it;
+- **uses**: every ApprovalUse (the consumption ledger, one per admitted run, named by the
+  run's uid): an approval admits one run, so a record another run has used does not count;
+- **requests**: every ApprovalRequest, so a run the controller creates from a request is
+  judged as requested by the request's requester (the controller is a courier, not trusted).
+
+decide() stays pure: it takes a :class:`ClusterView` as an argument. The webhook's view is
+fed by watches (``kube.view``); ``verify --cluster`` and the controller build one from lists;
+tests build :class:`StaticView` directly. A view that cannot be relied on says why in
+:attr:`ClusterView.problem`, and decide() then denies what needs it (fail closed).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Final, Protocol
+
+from approvalgate.approvals import records
+
+GROUP: Final = "gates.proompteng.ai"
+VERSION: Final = "v1alpha1"
+API_VERSION: Final = f"{GROUP}/{VERSION}"
+REQUESTS: Final = "approvalrequests"
+DECISIONS: Final = "approvaldecisions"
+USES: Final = "approvaluses"
+KINDS: Final = {REQUESTS: "ApprovalRequest", DECISIONS: "ApprovalDecision", USES: "ApprovalUse"}
+
+USE_FINALIZER: Final = "gates.proompteng.ai/approval-use"
+"""Held on every run judged by records where the view is required, until its use is recorded:
+the run's name cannot be taken again before the ledger knows it was used."""
+REQUEST_UID_ANNOTATION: Final = "gates.proompteng.ai/request-uid"
+REQUEST_ANNOTATION: Final = "gates.proompteng.ai/request"
+
+OFFLINE_CHECKS: Final = (
+    "rejections and withdrawals recorded in the cluster",
+    "whether the approval was already used by another run",
+)
+
+
+@dataclass(frozen=True)
+class Use:
+    """One ApprovalUse: the records ``statements`` admitted the run ``run_name`` (``run_uid``)."""
+
+    name: str
+    namespace: str
+    run_name: str
+    run_uid: str
+    statements: frozenset[str]
+    created: datetime | None
+    expires_at: datetime | None
+
+    @classmethod
+    def of(cls, obj: Mapping[str, Any]) -> Use | None:
+        """The use an ApprovalUse object records, or None when it is not one (ignored)."""
+        meta = obj.get("metadata")
+        spec = obj.get("spec")
+        if not isinstance(meta, Mapping) or not isinstance(spec, Mapping):
+            return None
+        run = spec.get("run")
+        statements = spec.get("statements")
+        if not isinstance(run, Mapping) or not isinstance(statements, list):
+            return None
+        return cls(
+            name=str(meta.get("name") or ""),
+            namespace=str(meta.get("namespace") or ""),
+            run_name=str(run.get("name") or ""),
+            run_uid=str(run.get("uid") or ""),
+            statements=frozenset(s for s in statements if isinstance(s, str)),
+            created=_time(meta.get("creationTimestamp")),
+            expires_at=_time(spec.get("expiresAt")),
+        )
+
+
+class ClusterView(Protocol):
+    """The cluster state decide() may consult (read-only, one consistent moment per call)."""
+
+    @property
+    def problem(self) -> str:
+        """Empty when the view can be relied on; else why not (said in a denial)."""
+        ...
+
+    @property
+    def offline(self) -> bool:
+        """True for :data:`OFFLINE`: the checks were not made (verify without a cluster)."""
+        ...
+
+    def records_for(self, namespace: str, name: str) -> Sequence[Mapping[str, Any]]:
+        """The DSSE envelopes of the ApprovalDecisions for run (request) ``namespace/name``."""
+        ...
+
+    def uses_of(self, statement: str) -> Sequence[Use]:
+        """The uses of the record whose DSSE payload has sha256 ``statement``."""
+        ...
+
+    def use_of_run(self, namespace: str, uid: str) -> Use | None:
+        """The use recorded for the run with this uid, if any."""
+        ...
+
+    def request(self, namespace: str, name: str) -> Mapping[str, Any] | None:
+        """The ApprovalRequest ``namespace/name``, if any."""
+        ...
+
+
+@dataclass(frozen=True)
+class StaticView:
+    """A view built from object lists (tests, ``verify --cluster``, controller snapshots)."""
+
+    decisions: Mapping[tuple[str, str], tuple[Mapping[str, Any], ...]] = field(default_factory=dict)
+    uses: Mapping[str, tuple[Use, ...]] = field(default_factory=dict)
+    runs: Mapping[tuple[str, str], Use] = field(default_factory=dict)
+    requests: Mapping[tuple[str, str], Mapping[str, Any]] = field(default_factory=dict)
+    problem: str = ""
+    offline: bool = False
+
+    @classmethod
+    def build(
+        cls,
+        *,
+        requests: Iterable[Mapping[str, Any]] = (),
+        decisions: Iterable[Mapping[str, Any]] = (),
+        uses: Iterable[Mapping[str, Any]] = (),
+        problem: str = "",
+    ) -> StaticView:
+        by_run: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
+        for obj in sorted(decisions, key=_creation_order):
+            key = decision_key(obj)
+            envelope = decision_envelope(obj)
+            if key is not None and envelope is not None:
+                by_run.setdefault(key, []).append(envelope)
+        by_statement: dict[str, list[Use]] = {}
+        by_uid: dict[tuple[str, str], Use] = {}
+        for obj in uses:
+            use = Use.of(obj)
+            if use is None:
+                continue
+            by_uid[use.namespace, use.run_uid] = use
+            for statement in use.statements:
+                by_statement.setdefault(statement, []).append(use)
+        by_name = {}
+        for obj in requests:
+            meta = obj.get("metadata") or {}
+            by_name[str(meta.get("namespace") or ""), str(meta.get("name") or "")] = obj
+        return cls(
+            decisions={k: tuple(v) for k, v in by_run.items()},
+            uses={k: tuple(v) for k, v in by_statement.items()},
+            runs=by_uid,
+            requests=by_name,
+            problem=problem,
+        )
+
+    def records_for(self, namespace: str, name: str) -> Sequence[Mapping[str, Any]]:
+        return self.decisions.get((namespace, name), ())
+
+    def uses_of(self, statement: str) -> Sequence[Use]:
+        return self.uses.get(statement, ())
+
+    def use_of_run(self, namespace: str, uid: str) -> Use | None:
+        return self.runs.get((namespace, uid))
+
+    def request(self, namespace: str, name: str) -> Mapping[str, Any] | None:
+        return self.requests.get((namespace, name))
+
+
+EMPTY: Final = StaticView()
+"""A synced view of a cluster holding no requests, decisions or uses."""
+OFFLINE: Final = StaticView(offline=True)
+"""No cluster at all (``verify`` without ``--cluster``): the checks are reported as not made."""
+
+
+def decision_key(obj: Mapping[str, Any]) -> tuple[str, str] | None:
+    """``(namespace, spec.requestName)`` of an ApprovalDecision object."""
+    meta = obj.get("metadata")
+    spec = obj.get("spec")
+    if not isinstance(meta, Mapping) or not isinstance(spec, Mapping):
+        return None
+    name = spec.get("requestName")
+    namespace = meta.get("namespace")
+    if not isinstance(name, str) or not isinstance(namespace, str) or not name:
+        return None
+    return namespace, name
+
+
+def decision_envelope(obj: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    spec = obj.get("spec")
+    record = spec.get("record") if isinstance(spec, Mapping) else None
+    return record if isinstance(record, Mapping) else None
+
+
+def statement_digest(record: records.ParsedRecord) -> str:
+    """sha256 (hex) of the record's DSSE payload: the signed statement, nonce included."""
+    return hashlib.sha256(record.envelope.payload).hexdigest()
+
+
+def _creation_order(obj: Mapping[str, Any]) -> tuple[str, str]:
+    meta = obj.get("metadata") or {}
+    return str(meta.get("creationTimestamp") or ""), str(meta.get("name") or "")
+
+
+def _time(value: object) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return records.parse_time(value)
+    except ValueError:
+        return None
