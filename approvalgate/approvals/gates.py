@@ -114,13 +114,13 @@ def _request(
                 "deletes it instead",
             )
         return _allow("request-cancelled")
-    problem = _request_problem(meta, spec, namespace, username, bundle)
+    problem = request_problem(meta, spec, namespace, username, bundle)
     if problem:
         return _deny("invalid-request", f"approvalgate denied creating {ref}: {problem}")
     return _allow("request-created")
 
 
-def _request_problem(
+def request_problem(
     meta: Mapping[str, Any],
     spec: Mapping[str, Any],
     namespace: str,
