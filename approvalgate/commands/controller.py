@@ -190,7 +190,9 @@ def run(args: argparse.Namespace) -> int:
         )
     identity = args.identity or os.environ.get("POD_NAME") or socket.gethostname()
     notify_url = _notify_url(args)
-    logs.configure(["approvalgate", "leaderelection"], args.log_level)
+    logs.configure(["approvalgate", "aiohttp"], args.log_level)
+    # the client's elector logs every retry at info: its warnings only (transitions are ours)
+    logs.configure(["leaderelection"], "warning")
     config = ControllerConfig(
         bundle=args.bundle,
         identity=identity,

@@ -54,7 +54,7 @@ def event(
     return {
         "apiVersion": "events.k8s.io/v1",
         "kind": "Event",
-        "metadata": {"generateName": f"{ref['name'][:200]}.", "namespace": ref["namespace"]},
+        "metadata": {"generateName": f"{ref['name'][:200]}-", "namespace": ref["namespace"]},
         "eventTime": micro_time(now),
         "reportingController": REPORTING_CONTROLLER,
         "reportingInstance": instance[:128] or "approvalgate-controller",

@@ -11,6 +11,7 @@ than ``max_age`` seconds): the controller then writes nothing.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -75,10 +76,16 @@ class Caches:
             informer.start()
 
     def stop(self) -> None:
+        """Stop every watch (all at once: each wakes its blocked read), then wait for them.
+
+        urllib3 refuses to shut down a response whose connection is already gone
+        (ValueError): that watch is ending anyway."""
         for informer in self.all():
-            informer.watcher.stop()
+            with contextlib.suppress(ValueError):
+                informer.watcher.stop()
         for informer in self.all():
-            informer.stop(timeout=5.0)
+            with contextlib.suppress(ValueError):
+                informer.stop(timeout=5.0)
 
     # --- reads ---------------------------------------------------------------------------
 

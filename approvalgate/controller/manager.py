@@ -112,6 +112,7 @@ class Controller:
         self._threads: list[threading.Thread] = []
         self._last_gc = 0.0
         self._last_resync = 0.0
+        self._username = ""
         self.caches.add_handler(APPROVAL_REQUESTS, self._on_request)
         self.caches.add_handler(APPROVAL_DECISIONS, self._on_decision)
         self.caches.add_handler(APPROVAL_USES, self._on_use)
@@ -245,7 +246,7 @@ class Controller:
             self._create_errors.pop(key, None)
             return
         now = self.clock()
-        verdict = evaluate_request(request, bundle, now, current)
+        verdict = evaluate_request(request, bundle, now, current, courier=self.username())
         run = self.caches.get(AGENT_RUNS, namespace, name)
         decisions = len(current.records_for(namespace, name))
         error, permanent = self._create_errors.get(key, ("", False))
@@ -533,6 +534,23 @@ class Controller:
         if deleted:
             log.info("collected expired objects", extra=fields(deleted=deleted))
         return deleted
+
+    def username(self) -> str:
+        """Who the API server says we are: the courier of the runs we create (the webhook
+        excludes it from approving them), asked once."""
+        if not self._username:
+            review = {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"}
+            try:
+                answer = self.client.request(
+                    "reviewing our own identity",
+                    "POST",
+                    "/apis/authentication.k8s.io/v1/selfsubjectreviews",
+                    body=review,
+                )
+                self._username = str(answer["status"]["userInfo"]["username"])
+            except (KubeError, KeyError, TypeError):
+                return ""
+        return self._username
 
     def _guard(self) -> None:
         if not self.leading:
