@@ -76,15 +76,12 @@ class Caches:
             informer.start()
 
     def stop(self) -> None:
-        """Stop every watch (all at once: each wakes its blocked read), then wait for them.
+        """Stop every watch and wait for its thread (each stop wakes its blocked read).
 
-        urllib3 refuses to shut down a response whose connection is already gone
-        (ValueError): that watch is ending anyway."""
+        urllib3 may refuse to shut down a response whose connection is already closing
+        (ValueError, or EBADF as an OSError): that watch is ending anyway."""
         for informer in self.all():
-            with contextlib.suppress(ValueError):
-                informer.watcher.stop()
-        for informer in self.all():
-            with contextlib.suppress(ValueError):
+            with contextlib.suppress(ValueError, OSError):
                 informer.stop(timeout=5.0)
 
     # --- reads ---------------------------------------------------------------------------

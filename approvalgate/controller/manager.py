@@ -68,6 +68,10 @@ class NotLeader(Exception):
     """This replica lost the Lease: the key is dropped (the new leader resyncs)."""
 
 
+class Retry(Exception):
+    """Look at this key again after its backoff (the reason is already in the status)."""
+
+
 class Controller:
     def __init__(
         self,
@@ -197,6 +201,14 @@ class Controller:
                     self.reconcile(key)
             except NotLeader:
                 pass
+            except Retry as exc:
+                delay = self.queue.retry(key)
+                log.info(
+                    "retrying",
+                    extra=fields(
+                        kind=key[0], namespace=key[1], name=key[2], why=str(exc), retry=delay
+                    ),
+                )
             except KubeError as exc:
                 self.metrics.reconcile_errors.labels(kind=key[0]).inc()
                 delay = self.queue.retry(key)
@@ -275,7 +287,7 @@ class Controller:
                 )
                 self._write_status(request, replan, now)
                 if not permanent:
-                    self.queue.retry(key)
+                    raise Retry(error)
                 return
             self._create_errors.pop(key, None)
             replan = plan_request(request, verdict, created, now, decisions=decisions)
@@ -292,6 +304,10 @@ class Controller:
             return request
         self._guard()
         meta = request["metadata"]
+        log.debug(
+            "writing status",
+            extra=fields(namespace=meta["namespace"], name=meta["name"], status=plan.status),
+        )
         body = {**request, "status": plan.status}
         updated: dict[str, Any] = self.client.request(
             f"writing the status of approvalrequest {meta['namespace']}/{meta['name']}",

@@ -325,6 +325,8 @@ def test_two_approvals_create_the_run_once_and_the_request_tells_the_story(
 ) -> None:
     one = controllers("story-0", "--signal-deliveries")
     eventually("story-0 leads", one.leading)
+    assert one._get(one.health_port, "/healthz") == (200, "ok\n")
+    assert one._get(one.health_port, "/readyz") == (200, "ok (leader)\n")
     name = "story"
     request = create_request(client, name)
     eventually("Pending", lambda: phase(client, name) == "Pending")
@@ -416,6 +418,16 @@ def test_a_veto_rejects_and_a_cancel_cancels_and_neither_creates(
     decide(client, "vetoed", "bob", "reject")
     eventually("Rejected", lambda: phase(client, "vetoed") == "Rejected")
     eventually("cancelled is Pending", lambda: phase(client, "cancelled") == "Pending")
+    # a status that would not change is not written again: resyncs leave the object alone
+    version = get(client, APPROVAL_REQUESTS, "cancelled")["metadata"]["resourceVersion"]  # type: ignore[index]
+    looked = one.metric("approvalgate_controller_reconciles_total", 'kind="request"')
+    eventually(
+        "two resyncs",
+        lambda: (
+            one.metric("approvalgate_controller_reconciles_total", 'kind="request"') >= looked + 4
+        ),
+    )
+    assert get(client, APPROVAL_REQUESTS, "cancelled")["metadata"]["resourceVersion"] == version  # type: ignore[index]
     client.request(
         "cancel",
         "PATCH",
