@@ -561,3 +561,127 @@ def test_the_api_server_restarted_mid_flight(
         eventually("Submitted", lambda: phase(fresh, name) == "Submitted")
         assert len(runs_named(fresh, name)) == 1
     assert one.stop() == 0
+
+
+class Receiver:
+    """A local HTTP endpoint (127.0.0.1) that keeps every JSON body POSTed to it."""
+
+    def __init__(self) -> None:
+        import http.server
+        import threading
+
+        bodies: list[dict[str, str]] = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                bodies.append(json.loads(self.rfile.read(length)))
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.bodies = bodies
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks/secret"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(10)
+
+    def texts(self) -> list[str]:
+        return [b["text"] for b in self.bodies]
+
+
+def test_notifications_say_who_is_needed_and_what_was_decided(
+    client: Client, controllers: Callable[..., Controller], tmp_path: Path
+) -> None:
+    receiver = Receiver()
+    try:
+        url_file = tmp_path / "notify-url"
+        url_file.write_text(receiver.url + "\n")
+        one = controllers("notify-0", "--notify-url-file", str(url_file))
+        eventually("notify-0 leads", one.leading)
+        name = "notified"
+        create_request(client, name)
+        needs = eventually(
+            "needs-you", lambda: [t for t in receiver.texts() if f"{NS}/{name}" in t]
+        )
+        assert needs[0].startswith("Approval needed: AgentRun agents/notified")
+        assert "0/2 approvals" in needs[0] and "alice" in needs[0] and "carol" in needs[0]
+        approve_twice(client, name)
+        eventually(
+            "decided",
+            lambda: any(
+                t.startswith(f"AgentRun {NS}/{name}") and "Approved" in t for t in receiver.texts()
+            ),
+        )
+        assert (
+            one.metric(
+                "approvalgate_controller_notifications_total", 'kind="needs-you",result="delivered"'
+            )
+            >= 1
+        )
+        assert receiver.url not in one.log()  # the URL is a secret
+    finally:
+        receiver.close()
+
+
+def test_expired_decisions_and_uses_of_gone_runs_are_collected(
+    client: Client, controllers: Callable[..., Controller]
+) -> None:
+    """Without the webhook nothing stops these objects from being created already expired;
+    the controller deletes them (the webhook allows those deletes only then)."""
+    from datetime import timedelta
+
+    name = "collected"
+    now = records.now_utc()
+    old = make_record(
+        {"key": "alice", "ttl": "1h"}, run_manifest(name), BASE, now - timedelta(hours=3), ENV
+    )
+    live = make_record({"key": "bob"}, run_manifest(name), BASE, now, ENV)
+    for approver, envelope in (("alice", old), ("bob", live)):
+        client.request(
+            "decision",
+            "POST",
+            APPROVAL_DECISIONS.path(NS),
+            body={
+                "apiVersion": view.API_VERSION,
+                "kind": "ApprovalDecision",
+                "metadata": {"name": f"{name}-{approver}", "namespace": NS},
+                "spec": {
+                    "requestName": name,
+                    "decision": "approve",
+                    "approver": approver,
+                    "record": envelope,
+                },
+            },
+        )
+    use = {
+        "apiVersion": view.API_VERSION,
+        "kind": "ApprovalUse",
+        "metadata": {"name": "0000-gone-run-uid", "namespace": NS},
+        "spec": {
+            "run": {"name": "gone", "uid": "0000-gone-run-uid"},
+            "environment": ENV,
+            "specDigest": "0" * 64,
+            "statements": ["1" * 64],
+            "expiresAt": records.format_time(now - timedelta(minutes=1)),
+        },
+    }
+    client.request("use", "POST", APPROVAL_USES.path(NS), body=use)
+    one = controllers("gc-0", "--gc-interval", "1")
+    eventually(
+        "the expired decision and use are gone",
+        lambda: (
+            get(client, APPROVAL_DECISIONS, f"{name}-alice") is None
+            and get(client, APPROVAL_USES, "0000-gone-run-uid") is None
+        ),
+    )
+    assert get(client, APPROVAL_DECISIONS, f"{name}-bob") is not None
+    assert one.metric("approvalgate_controller_collected_total", 'kind="decision"') >= 1
+    assert one.metric("approvalgate_controller_collected_total", 'kind="use"') == 1
