@@ -35,6 +35,7 @@ __all__ = [
     "ROOT",
     "HelmError",
     "by_kind",
+    "component",
     "documents",
     "example_values",
     "namespace_values",
@@ -44,6 +45,7 @@ __all__ = [
     "run_helm",
     "strict_errors",
     "template",
+    "webhook_part",
 ]
 
 CHART = ROOT / "charts" / "approvalgate"
@@ -178,6 +180,21 @@ def render(helm: Path, *values: Path | str, **kwargs: Any) -> list[dict[str, Any
 
 def by_kind(objects: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
     return [obj for obj in objects if obj["kind"] == kind]
+
+
+def component(objects: list[dict[str, Any]], name: str) -> list[dict[str, Any]]:
+    """The objects labelled ``app.kubernetes.io/component: name`` (webhook, controller, audit,
+    queue: the CRDs and the ClusterRoles for people)."""
+    return [
+        obj
+        for obj in objects
+        if obj["metadata"].get("labels", {}).get("app.kubernetes.io/component") == name
+    ]
+
+
+def webhook_part(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The webhook's own objects (its Deployment, Service, PDB, NetworkPolicy, ...)."""
+    return component(objects, "webhook")
 
 
 def one(objects: list[dict[str, Any]], kind: str) -> dict[str, Any]:

@@ -114,14 +114,31 @@ def test_sync_waves_put_the_webhook_configuration_last(helm: Path, sets: list[st
 def test_custom_resources_tolerate_crds_arriving_in_the_same_sync(helm: Path) -> None:
     objects = render(helm, CHART / "ci" / "ha-values.yaml")
     custom = [o for o in objects if o["kind"] in ("Certificate", "Issuer", "ServiceMonitor")]
-    assert len(custom) == 5
+    assert (
+        len(custom) == 6
+    )  # 2 Issuers, 2 Certificates, the webhook's and the controller's monitors
     for obj in custom:
         options = obj["metadata"]["annotations"]["argocd.argoproj.io/sync-options"]
         assert options == "SkipDryRunOnMissingResource=true", obj["metadata"]["name"]
-    core = [o for o in objects if o not in custom]
+    core = [o for o in objects if o not in custom and o["kind"] != "CustomResourceDefinition"]
     assert all(
         "argocd.argoproj.io/sync-options" not in o["metadata"].get("annotations", {}) for o in core
     )
+
+
+@pytest.mark.helm
+def test_the_queue_crds_come_first_and_are_never_pruned_or_deleted(helm: Path) -> None:
+    """Deleting the CRDs deletes every request, decision and use: neither Helm (keep) nor
+    Argo CD (Prune=false, Delete=false) ever does; wave -2 puts them before their readers."""
+    objects = render(helm)
+    crds = [o for o in objects if o["kind"] == "CustomResourceDefinition"]
+    assert len(crds) == 3
+    for crd in crds:
+        annotations = crd["metadata"]["annotations"]
+        assert annotations["helm.sh/resource-policy"] == "keep"
+        options = annotations["argocd.argoproj.io/sync-options"].split(",")
+        assert sorted(options) == ["Delete=false", "Prune=false"]
+        assert sync_wave(crd) < min(sync_wave(o) for o in objects if o not in crds)
 
 
 def test_the_applications_are_ordered_for_an_app_of_apps() -> None:

@@ -19,6 +19,7 @@ from tests.chart.support import (
     one,
     render,
     run_helm,
+    webhook_part,
 )
 
 pytestmark = pytest.mark.helm
@@ -34,11 +35,11 @@ def test_compiled_values_plug_in_unchanged(helm: Path, env: str) -> None:
     assert config["metadata"]["annotations"] == {
         "approvals.proompteng.ai/bundle-generation": generation
     }
-    volumes = one(objects, "Deployment")["spec"]["template"]["spec"]["volumes"]
+    volumes = one(webhook_part(objects), "Deployment")["spec"]["template"]["spec"]["volumes"]
     bundle_volume = next(v for v in volumes if v["name"] == "bundle")
     assert bundle_volume["configMap"]["name"] == config["metadata"]["name"]
     # hot reload by default: a new bundle does not touch the pod template
-    template = one(objects, "Deployment")["spec"]["template"]
+    template = one(webhook_part(objects), "Deployment")["spec"]["template"]
     assert "annotations" not in template["metadata"]
 
 
@@ -63,7 +64,7 @@ def test_bundle_text_is_never_reserialised(helm: Path, tmp_path: Path, content: 
 
 def test_rollout_on_change_puts_the_generation_on_the_pods(helm: Path) -> None:
     objects = render(helm, example_values("prod"), sets=["policyBundle.rolloutOnChange=true"])
-    template = one(objects, "Deployment")["spec"]["template"]
+    template = one(webhook_part(objects), "Deployment")["spec"]["template"]
     config = one(objects, "ConfigMap")
     assert template["metadata"]["annotations"] == config["metadata"]["annotations"]
 

@@ -114,7 +114,7 @@ argocd.argoproj.io/sync-options: SkipDryRunOnMissingResource=true
 - --log-level
 - {{ .Values.logLevel }}
 - --cluster-view
-- {{ .Values.webhook.clusterView }}
+- {{ ternary "auto" "off" .Values.webhook.clusterView | quote }}
 - --view-max-age
 - {{ .Values.webhook.viewMaxAgeSeconds | int | quote }}
 {{- end }}
@@ -265,9 +265,9 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 helm.sh/chart: {{ include "approvalgate.chart" . }}
 {{- end }}
 
-{{/* The webhook reads the cluster (its view of the queue) unless webhook.clusterView=off. */}}
+{{/* The webhook reads the cluster (its view of the queue) unless webhook.clusterView=false. */}}
 {{- define "approvalgate.webhookReadsCluster" -}}
-{{- if ne .Values.webhook.clusterView "off" }}true{{ end }}
+{{- if .Values.webhook.clusterView }}true{{ end }}
 {{- end }}
 
 {{/*
