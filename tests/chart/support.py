@@ -86,7 +86,43 @@ RENDERS: dict[str, tuple[tuple[Path, ...], tuple[str, ...]]] = {
     "audit-defaults": ((), ("audit.enabled=true",)),
     "own-issuer": ((), ("tls.certManager.issuerRef.name=corp-ca",)),
     "no-metrics-no-dns": ((), ("metrics.enabled=false", "networkPolicy.dns.enabled=false")),
-    "no-pdb-one-replica": ((), ("replicaCount=1", "podDisruptionBudget.enabled=false")),
+    "no-pdb-one-replica": (
+        (),
+        (
+            "replicaCount=1",
+            "podDisruptionBudget.enabled=false",
+            "controller.replicas=1",
+            "controller.podDisruptionBudget.enabled=false",
+        ),
+    ),
+    "controller-options": (
+        (example_values("prod"),),
+        (
+            "controller.namespaces={default,kube-public}",
+            "controller.signalDeliveries.enabled=true",
+            "controller.notify.secretName=approvalgate-notify",
+            "controller.leaseName=approvalgate-leader",
+            "controller.extraArgs={--log-level=debug}",
+            "controller.extraEgress[0].ports[0].port=443",
+            "controller.serviceAccount.annotations.team=platform",
+            "controller.podAnnotations.a=b",
+            "controller.nodeSelector.kubernetes\\.io/os=linux",
+            "controller.tolerations[0].operator=Exists",
+            "controller.priorityClassName=system-cluster-critical",
+            "networkPolicy.apiServer[0].ipBlock.cidr=10.0.0.10/32",
+            "userRoles.aggregateToView=true",
+            "userRoles.aggregateToEdit=true",
+        ),
+    ),
+    "no-queue": (
+        (),
+        (
+            "controller.enabled=false",
+            "crds.install=false",
+            "userRoles.create=false",
+            "webhook.clusterView=false",
+        ),
+    ),
     "extras": (
         (),
         (
