@@ -156,3 +156,22 @@ def test_notes_mention_the_audit_only_when_enabled(helm: Path, notes_chart: Path
     )
     reports = notes(helm, notes_chart, "-f", str(CHART / "ci" / "audit-values.yaml"))
     assert 'on "*/30 * * * *", writing PolicyReports; a failed Job means findings' in reports
+
+
+def test_notes_name_the_queue_and_the_roles_to_bind(helm: Path, notes_chart: Path) -> None:
+    text = notes(helm, notes_chart, "-f", str(example_values("prod")))
+    assert (
+        "kubectl -n approvalgate-system rollout status deployment/approvalgate-controller" in text
+    )
+    assert "Bind the ClusterRoles approvalgate-requester and approvalgate-approver" in text
+    assert (
+        "NOTE: the webhook's view and the controller may reach any address on ports\n"
+        "  443, 6443 (the API server's endpoints are not known to the chart)"
+    ) in text
+    narrowed = notes(
+        helm, notes_chart, "--set", "networkPolicy.apiServer[0].ipBlock.cidr=10.0.0.1/32"
+    )
+    assert "may reach any address" not in narrowed
+    off = notes(helm, notes_chart, "--set", "controller.enabled=false")
+    assert "NOTE: controller.enabled=false: ApprovalRequests are never decided" in off
+    assert "NOTE: the webhook's view may reach any address" in off
