@@ -163,7 +163,8 @@ def test_notes_name_the_queue_and_the_roles_to_bind(helm: Path, notes_chart: Pat
     assert (
         "kubectl -n approvalgate-system rollout status deployment/approvalgate-controller" in text
     )
-    assert "Bind the ClusterRoles approvalgate-requester and approvalgate-approver" in text
+    assert "   Bind the ClusterRoles approvalgate-requester and approvalgate-approver" in text
+    assert "CREATE, UPDATE and DELETE of the approval queue's kinds" in text
     assert (
         "NOTE: the webhook's view and the controller may reach any address on ports\n"
         "  443, 6443 (the API server's endpoints are not known to the chart)"
