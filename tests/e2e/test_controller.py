@@ -2,8 +2,8 @@
 once under faults.
 
 The module starts its own control plane (one test restarts the API server) with the
-AgentRun and SignalDelivery CRDs of the agents platform and the queue's CRDs (the chart's
-when it ships them, else the minimal fixture of tests/e2e/queue_crds.py). The controller
+AgentRun and SignalDelivery CRDs of the agents platform and the queue's CRDs as the chart
+ships them (charts/approvalgate/files/crds/). The controller
 runs as real processes (`python -m approvalgate controller`), with a short Lease so that a
 takeover takes seconds. The bundle is the decision corpus's `_base` compiled for real (two
 approvals out of platform-leads, carol and requester; veto); the decisions carry records
@@ -42,11 +42,12 @@ from approvalgate.kube.resources import (
     SIGNAL_DELIVERIES,
 )
 from tests.support.corpus import BASE, compile_case_bundle, make_record
-from tests.support.paths import UPSTREAM_AGENTS
+from tests.support.paths import ROOT, UPSTREAM_AGENTS, crd_files
 from tests.support.tools import unavailable
 
 from .controlplane import ControlPlane, ControlPlaneError, locate_binaries
-from .queue_crds import chart_crd_files, fixture_crds
+
+CHART_CRDS = ROOT / "charts" / "approvalgate" / "files" / "crds"
 
 pytestmark = pytest.mark.e2e
 
@@ -71,23 +72,14 @@ def plane() -> Iterator[ControlPlane]:
         unavailable(f"e2e control plane: {error}")
     try:
         crds = UPSTREAM_AGENTS / "crds"
+        assert crd_files(CHART_CRDS), f"the chart's queue CRDs are missing from {CHART_CRDS}"
         control_plane.apply_crds(
             [
                 crds / "agents.proompteng.ai_agentruns.yaml",
                 crds / "signals.proompteng.ai_signaldeliveries.yaml",
-                *chart_crd_files(),
+                *crd_files(CHART_CRDS),
             ]
         )
-        if not chart_crd_files():
-            items = {"apiVersion": "v1", "kind": "List", "items": fixture_crds()}
-            control_plane.kubectl("admin", "apply", "-f", "-", input=json.dumps(items))
-            control_plane.kubectl(
-                "admin",
-                "wait",
-                "--for=condition=Established",
-                "--timeout=60s",
-                *(f"crd/{crd['metadata']['name']}" for crd in fixture_crds()),
-            )
         control_plane.kubectl("admin", "create", "namespace", NS)
         yield control_plane
     finally:
@@ -334,6 +326,7 @@ def test_two_approvals_create_the_run_once_and_the_request_tells_the_story(
     assert status["required"] == 2 and status["approvedBy"] == []
     assert {"alice", "bob", "carol"} <= set(status["eligible"])
     assert "requester" not in status["eligible"]
+    eventually("the pending gauge", lambda: one.metric("approvalgate_pending_requests") >= 1)
 
     decide(client, name, "alice")
     eventually(
@@ -685,3 +678,16 @@ def test_expired_decisions_and_uses_of_gone_runs_are_collected(
     assert get(client, APPROVAL_DECISIONS, f"{name}-bob") is not None
     assert one.metric("approvalgate_controller_collected_total", 'kind="decision"') >= 1
     assert one.metric("approvalgate_controller_collected_total", 'kind="use"') == 1
+
+
+def test_a_controller_told_its_namespaces_leaves_the_others_alone(
+    plane: ControlPlane, client: Client, controllers: Callable[..., Controller]
+) -> None:
+    elsewhere = plane.create_namespace("queue-elsewhere")
+    one = controllers("scoped-0", "--namespace", elsewhere)
+    eventually("scoped-0 leads", one.leading)
+    create_request(client, "unwatched")
+    looked = one.metric("approvalgate_controller_reconciles_total", 'kind="request"')
+    time.sleep(5)  # two resyncs of the watched namespace
+    assert one.metric("approvalgate_controller_reconciles_total", 'kind="request"') == looked
+    assert phase(client, "unwatched") == ""
