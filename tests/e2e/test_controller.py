@@ -691,3 +691,106 @@ def test_a_controller_told_its_namespaces_leaves_the_others_alone(
     time.sleep(5)  # two resyncs of the watched namespace
     assert one.metric("approvalgate_controller_reconciles_total", 'kind="request"') == looked
     assert phase(client, "unwatched") == ""
+
+
+LOSE_SUBMITTED = "e2e-lose-the-submitted-write"
+LOST = "e2e: the status write after the create is lost"
+
+
+def _lose_submitted_writes(plane: ControlPlane, on: bool) -> None:
+    """A ValidatingAdmissionPolicy (CEL, inside the API server) that refuses any status write
+    saying Submitted: the controller creates the run, then cannot record it, exactly as if
+    it died between the two."""
+    docs = [
+        {
+            "apiVersion": "admissionregistration.k8s.io/v1",
+            "kind": "ValidatingAdmissionPolicy",
+            "metadata": {"name": LOSE_SUBMITTED},
+            "spec": {
+                "failurePolicy": "Fail",
+                "matchConstraints": {
+                    "resourceRules": [
+                        {
+                            "apiGroups": ["gates.proompteng.ai"],
+                            "apiVersions": ["*"],
+                            "operations": ["UPDATE"],
+                            "resources": ["approvalrequests/status"],
+                        }
+                    ]
+                },
+                "validations": [
+                    {
+                        "expression": "!has(object.status) || !has(object.status.phase) || "
+                        "object.status.phase != 'Submitted'",
+                        "message": LOST,
+                    }
+                ],
+            },
+        },
+        {
+            "apiVersion": "admissionregistration.k8s.io/v1",
+            "kind": "ValidatingAdmissionPolicyBinding",
+            "metadata": {"name": LOSE_SUBMITTED},
+            "spec": {"policyName": LOSE_SUBMITTED, "validationActions": ["Deny"]},
+        },
+    ]
+    items = json.dumps({"apiVersion": "v1", "kind": "List", "items": docs})
+    if on:
+        plane.kubectl("admin", "apply", "-f", "-", input=items)
+    else:
+        plane.kubectl("admin", "delete", "--ignore-not-found", "-f", "-", input=items)
+
+
+def _submitted_write_refused(client: Client, probe: dict[str, Any]) -> bool:
+    from approvalgate.kube.errors import KubeError
+
+    current = get(client, APPROVAL_REQUESTS, probe["metadata"]["name"])
+    assert current is not None
+    try:
+        client.request(
+            "probe",
+            "PUT",
+            APPROVAL_REQUESTS.path(NS, probe["metadata"]["name"]) + "/status",
+            body={**current, "status": {"phase": "Submitted", "reason": "Probe"}},
+        )
+    except KubeError as exc:
+        if LOST in exc.message:
+            return True
+        raise
+    client.request(  # written: put it back for the next probe
+        "probe",
+        "PUT",
+        APPROVAL_REQUESTS.path(NS, probe["metadata"]["name"]) + "/status",
+        body={**get(client, APPROVAL_REQUESTS, probe["metadata"]["name"]), "status": {}},  # type: ignore[dict-item]
+    )
+    return False
+
+
+def test_killed_between_create_and_status_a_restart_adopts_the_run(
+    plane: ControlPlane, client: Client, controllers: Callable[..., Controller]
+) -> None:
+    """The real thing: the controller creates the run, its Submitted status write fails,
+    it is SIGKILLed; the next one finds the run carrying the request's uid and records it
+    (Submitted) without creating anything."""
+    probe = create_request(client, "probe-cut")
+    _lose_submitted_writes(plane, True)
+    try:
+        eventually("the policy refuses Submitted", lambda: _submitted_write_refused(client, probe))
+        first = controllers("cut-0")
+        eventually("cut-0 leads", first.leading)
+        name = "cut"
+        create_request(client, name)
+        approve_twice(client, name)
+        eventually("the run is created", lambda: runs_named(client, name))
+        eventually("its Submitted write was refused", lambda: LOST in first.log())
+        assert phase(client, name) == "Approved"
+        assert first.stop(signal.SIGKILL) == -signal.SIGKILL
+    finally:
+        _lose_submitted_writes(plane, False)
+    eventually("Submitted writes pass", lambda: not _submitted_write_refused(client, probe))
+    second = controllers("cut-1")
+    eventually("Submitted", lambda: phase(client, name) == "Submitted")
+    [run] = runs_named(client, name)
+    status = get(client, APPROVAL_REQUESTS, name)["status"]  # type: ignore[index]
+    assert status["run"] == {"name": name, "uid": run["metadata"]["uid"]}
+    assert second.metric("approvalgate_controller_runs_created_total") == 0
