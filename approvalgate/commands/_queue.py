@@ -157,8 +157,10 @@ def decision_summary(obj: Mapping[str, Any], created_by_annotation: str) -> dict
         parsed, _ = records.parse_annotation(json.dumps([envelope]))
         if parsed:
             expires = parsed[0].claim.expires_text
+    version = _text(meta.get("resourceVersion"))
     return {
         "name": _text(meta.get("name")),
+        "order": int(version) if version.isdigit() else 0,
         "decision": _text(spec.get("decision")),
         "approver": _text(spec.get("approver")),
         "created": _text(meta.get("creationTimestamp")),
@@ -170,10 +172,15 @@ def decision_summary(obj: Mapping[str, Any], created_by_annotation: str) -> dict
 def decisions_of(
     objects: Iterable[Mapping[str, Any]], request: str, created_by_annotation: str
 ) -> list[dict[str, Any]]:
-    """The decisions about ``request`` (same namespace), oldest first."""
+    """The decisions about ``request`` (same namespace), oldest first: by creation time (in
+    seconds), then by resourceVersion, which etcd hands out in write order (the objects are
+    never updated), then by name."""
     mine = [o for o in objects if (o.get("spec") or {}).get("requestName") == request]
     found = [decision_summary(o, created_by_annotation) for o in mine]
-    return sorted(found, key=lambda d: (d["created"], d["name"]))
+    found.sort(key=lambda d: (d["created"], d["order"], d["name"]))
+    for item in found:
+        del item["order"]
+    return found
 
 
 # --- showing ----------------------------------------------------------------------------
