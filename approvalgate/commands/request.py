@@ -86,8 +86,13 @@ def run(args: argparse.Namespace) -> int:
             args.env, "request needs --env NAME (or --bundle): the request names its environment"
         )
     text = manifests.read_manifest(args.manifest)
-    namespace = _cluster.namespace_of(args, args.namespace)
-    runs = manifests.agent_runs(text, str(args.manifest), namespace)
+    # the file is checked before any cluster access; the context's namespace is read only
+    # when a run names none and -n is not given
+    runs = manifests.agent_runs(text, str(args.manifest), args.namespace or "")
+    namespace = args.namespace or ""
+    if any(not run_.namespace for run_ in runs):
+        namespace = _cluster.namespace_of(args, None)
+        runs = manifests.agent_runs(text, str(args.manifest), namespace)
     for run_ in runs:
         if args.namespace and run_.namespace != args.namespace:
             raise run_.source.error(
