@@ -118,8 +118,14 @@ def test_approve_reports_what_it_signed(capsys: pytest.CaptureFixture[str], repo
         "prod",
     )
     assert code == 0
-    assert err.startswith("signed approve of AgentRun agents/codex-run-sample spec sha256:")
-    assert err.endswith(" for environment prod as alice, expires 2026-11-21T13:30:00Z\n")
+    finalizer, signed = err.splitlines()
+    assert finalizer == (
+        "note: AgentRun agents/codex-run-sample: added the finalizer "
+        "gates.proompteng.ai/approval-use (environment prod records each approval's one use; "
+        "the controller removes it once the use is recorded)"
+    )
+    assert signed.startswith("signed approve of AgentRun agents/codex-run-sample spec sha256:")
+    assert signed.endswith(" for environment prod as alice, expires 2026-11-21T13:30:00Z")
     assert "approvals.proompteng.ai/approvals: '[{" in out  # stdout: the approved manifest
 
 
@@ -588,9 +594,10 @@ def test_approve_notes_the_v1_records_it_keeps(
         *("--key", str(KEYS / "carol.key"), "--approver", "carol", "--now", NOW),
     )
     assert code == 0, err
-    assert err.splitlines()[:2] == [
+    lines = [line for line in err.splitlines() if "added the finalizer" not in line]
+    assert lines[:2] == [
         f"note: AgentRun agents/codex-run-sample: record {i} by {who} is of format v1 (it names "
         "no environment) and counts in none; remove it from the annotation"
         for i, who in enumerate(("alice", "bob"))
     ]
-    assert err.splitlines()[2].startswith("signed approve of AgentRun agents/codex-run-sample")
+    assert lines[2].startswith("signed approve of AgentRun agents/codex-run-sample")
