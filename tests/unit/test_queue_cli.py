@@ -388,3 +388,33 @@ def test_a_webhook_denial_is_not_a_missing_permission() -> None:
         "listing x", ApiError('x is forbidden: User "m" cannot list resource "x"', status=403)
     )
     assert not isinstance(forbidden, DeniedError) and forbidden.advice
+
+
+def test_watch_lines_as_a_table_and_as_json(capsys: pytest.CaptureFixture[str]) -> None:
+    from approvalgate.commands.pending import _Printer
+
+    item = _queue.summary(request(PENDING))
+    table_printer = _Printer("table", all_namespaces=True)
+    table_printer.event("ADDED", item)
+    table_printer.event("REMOVED", {**item, "phase": "Deleted"})
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["EVENT", "NAMESPACE", *_queue.PENDING_HEADER]
+    start = ["agents", "nightly-abcde", "carol", "prod"]
+    assert lines[1].split()[:7] == ["ADDED", *start, "Pending", "1/2"]
+    assert lines[2].split()[:6] == ["REMOVED", *start, "Deleted"]
+    _Printer("json", all_namespaces=False).event("MODIFIED", item)
+    (line,) = capsys.readouterr().out.splitlines()
+    assert json.loads(line) == {"event": "MODIFIED", "request": item}
+
+
+def test_an_unknown_kind_says_to_install_the_crds() -> None:
+    missing = ApiError(
+        "the API server answered HTTP 404 while listing approvalrequests.gates.proompteng.ai "
+        "in namespace a: the server could not find the requested resource",
+        status=404,
+    )
+    told = _cluster.not_served(missing, "approvalrequests")
+    assert told.advice.startswith("install the approvalgate CRDs (the chart's files/crds/)")
+    assert told.advice.endswith("does not serve approvalrequests.gates.proompteng.ai")
+    other = ApiError('approvalrequests.gates.proompteng.ai "x" not found', status=404)
+    assert _cluster.not_served(other, "approvalrequests") is other
