@@ -23,9 +23,10 @@ is signed here, for the request's run and environment, and filed as an ApprovalD
 file the other decisions the same way.
 
 In an environment whose bundle has clusterView: required (approvalgate.yaml's default) an
-approval admits one run: approve gives a generateName run its name now (generateName + 5
-random characters, said on stderr) and adds the finalizer gates.proompteng.ai/approval-use,
-which the webhook requires there. Without --bundle or --policies that default is assumed.
+approval admits one run: with --bundle, approve gives a generateName run its name now
+(generateName + 5 random characters, said on stderr) and adds the finalizer
+gates.proompteng.ai/approval-use, which the webhook requires there. Without --bundle it
+cannot tell the environment's setting, changes neither, and says so.
 
 examples (a request in the cluster):
   approvalgate approve --request agents/nightly-report --key alice.key --approver alice
@@ -181,9 +182,20 @@ def _approve_file(args: argparse.Namespace) -> int:
     if args.policies:
         bundle = bundle_from_paths(args.policies, BundleSettings(environment=environment))
     ttl = ttl_seconds(args.ttl, manifests.ttl_cap(bundle, runs, decision) if bundle else None)
-    one_use = bundle.needs_view if bundle is not None else True
+    # Only a compiled bundle says whether the environment records each approval's one use
+    # (policy files do not carry approvalgate.yaml's clusterView): guessing "required" would
+    # leave runs that nothing ever releases where it is off, so without it approve says so.
+    one_use = args.bundle is not None and bundle is not None and bundle.needs_view
+    if args.bundle is None:
+        print(
+            f"note: without --bundle, approve cannot tell whether environment {environment} "
+            "has clusterView: required (the default); there the webhook admits a run only "
+            f"with a name of its own and the finalizer {USE_FINALIZER}: approve with --bundle "
+            f"rendered/{environment}/bundle.json to have them added",
+            file=sys.stderr,
+        )
     if one_use:
-        runs = [_named(run, environment, bundle is None) for run in runs]
+        runs = [_named(run, environment) for run in runs]
         for run in runs:
             if USE_FINALIZER not in ((run.obj.get("metadata") or {}).get("finalizers") or []):
                 print(
@@ -279,7 +291,7 @@ def ttl_seconds(text: str | None, cap: int | None) -> int:
     return ttl
 
 
-def _named(run: Any, environment: str, assumed: bool) -> Any:
+def _named(run: Any, environment: str) -> Any:
     """``run`` with a name of its own when it has only generateName (an approval names one
     run where the environment requires the cluster view), said on stderr."""
     import dataclasses
@@ -289,12 +301,7 @@ def _named(run: Any, environment: str, assumed: bool) -> Any:
     if run.name:
         return run
     name = fixed_name(run.generate_name)
-    why = (
-        f"assuming clusterView: required, the default, for environment {environment}; "
-        "--bundle gives its setting"
-        if assumed
-        else f"environment {environment} has clusterView: required"
-    )
+    why = f"environment {environment} has clusterView: required"
     print(
         f"note: AgentRun {run.ref} has only generateName: named it {name}, since an approval "
         f"admits one run ({why})",

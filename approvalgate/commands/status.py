@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from collections.abc import Mapping
 from typing import Any
 
@@ -53,12 +54,18 @@ def run(args: argparse.Namespace) -> int:
     )
     with _cluster.connect(args, advice) as client:
         request = _cluster.get_request(client, namespace, name)
+        hidden = ""
         try:
             decisions = list_all(client, APPROVAL_DECISIONS, namespace).items
         except KubeError as exc:
-            raise _cluster.not_served(exc, APPROVAL_DECISIONS.plural) from exc
+            if exc.status != 403:
+                raise _cluster.not_served(exc, APPROVAL_DECISIONS.plural) from exc
+            decisions, hidden = [], exc.message
     item = _queue.summary(request)
     item["decisions"] = _queue.decisions_of(decisions, name, _cluster.CREATED_BY)
+    if hidden:
+        item["decisionsHidden"] = hidden
+        print(f"warning: decisions not shown: {hidden}", file=sys.stderr)
     if args.output == "json":
         print(json.dumps(item, indent=2, sort_keys=True))
     else:
@@ -105,7 +112,9 @@ def render(item: Mapping[str, Any], now: Any) -> str:
     else:
         lines.append("  run:           not created")
     decisions = item["decisions"]
-    if decisions:
+    if item.get("decisionsHidden"):
+        lines.append("decisions: not shown (you may not list approvaldecisions here)")
+    elif decisions:
         lines.append(f"decisions ({len(decisions)}):")
         rows = [
             [

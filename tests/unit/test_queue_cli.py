@@ -318,14 +318,15 @@ def test_approve_names_a_generate_name_run_and_adds_the_finalizer(
 ) -> None:
     manifest = tmp_path / "run.yaml"
     manifest.write_text(RUN)
+    bundle = str(EXAMPLE_BUNDLES / "prod" / "bundle.json")
     key = str(KEYS / "alice.key")
     code, out, err = run(
-        capsys, "approve", str(manifest), "--env", "prod", "--key", key, "--approver", "alice"
+        capsys, "approve", str(manifest), "--bundle", bundle, "--key", key, "--approver", "alice"
     )
     assert code == 0, err
     match = re.search(r"named it (nightly-[a-z0-9]{5}), since an approval admits one run", err)
     assert match, err
-    assert "(assuming clusterView: required, the default, for environment prod;" in err
+    assert "(environment prod has clusterView: required)" in err
     assert "added the finalizer gates.proompteng.ai/approval-use" in err
     assert out.startswith(f"# the nightly report\n{RUN.splitlines()[1]}\n")
     assert re.search(f"\n  name: {match.group(1)} +# one per night\n", out)  # comment kept
@@ -337,13 +338,33 @@ def test_approve_names_a_generate_name_run_and_adds_the_finalizer(
     # a second approver of the approved file: the same name, the finalizer once
     manifest.write_text(out)
     code, again, err = run(
-        capsys, "approve", str(manifest), "--env", "prod", "--key", str(KEYS / "bob.key"),
+        capsys, "approve", str(manifest), "--bundle", bundle, "--key", str(KEYS / "bob.key"),
         "--approver", "bob",
     )  # fmt: skip
     assert code == 0 and "named it" not in err and "finalizer" not in err
     obj = yaml.safe_load(again)
     assert obj["metadata"]["name"] == match.group(1)
     assert obj["metadata"]["finalizers"] == ["gates.proompteng.ai/approval-use"]
+
+
+def test_approve_without_a_bundle_changes_neither_and_says_so(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    manifest = tmp_path / "run.yaml"
+    manifest.write_text(RUN)
+    code, out, err = run(
+        capsys, "approve", str(manifest), "--env", "staging",
+        "--key", str(KEYS / "alice.key"), "--approver", "alice",
+    )  # fmt: skip
+    assert code == 0, err
+    assert err.startswith(
+        "note: without --bundle, approve cannot tell whether environment staging has "
+        "clusterView: required (the default);"
+    )
+    assert "rendered/staging/bundle.json to have them added\n" in err
+    obj = yaml.safe_load(out)
+    assert obj["metadata"]["generateName"] == "nightly-"
+    assert "finalizers" not in obj["metadata"]
 
 
 def test_approve_in_an_environment_without_the_view_keeps_the_file_as_it_was(
