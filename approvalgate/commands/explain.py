@@ -45,6 +45,7 @@ def run(args: argparse.Namespace) -> int:
     from approvalgate.approvals.bundle import Policy
     from approvalgate.approvals.decide import decide, matching_policies
     from approvalgate.approvals.durations import format_duration
+    from approvalgate.approvals.view import OFFLINE
     from approvalgate.policies import load_policies
 
     bundle = load_policies(args.policies, args.bundle, args.env)
@@ -106,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
             lines.append(f"  no policy selects it: unmatched runs are {bundle.no_match}ed")
         for policy in policies:
             describe(policy)
-        decision = decide(request, bundle, now)
+        decision = decide(request, bundle, now, OFFLINE)
         for result in decision.results:
             lines.append(f"  {result.summary}: {result.outcome}")
             lines.extend(f"    {v.line()}" for v in result.records)

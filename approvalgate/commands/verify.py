@@ -61,6 +61,7 @@ def run(args: argparse.Namespace) -> int:
     from approvalgate.approvals.decide import decide
     from approvalgate.approvals.errors import UsageError
     from approvalgate.approvals.identity import POD_NAME_EXTRA, POD_UID_EXTRA
+    from approvalgate.approvals.view import OFFLINE
     from approvalgate.policies import load_policies
 
     if args.operation == "UPDATE" and args.old is None:
@@ -85,6 +86,6 @@ def run(args: argparse.Namespace) -> int:
                 POD_NAME_EXTRA: [args.pod],
                 POD_UID_EXTRA: [f"verify --pod {args.pod}"],
             }
-        outcomes.append((run_, decide(request, bundle, now)))
+        outcomes.append((run_, decide(request, bundle, now, OFFLINE)))
     print(reports.render(outcomes, args.output, str(args.manifest), bundle.environment), end="")
     return 0 if all(d.allowed for _, d in outcomes) else 1

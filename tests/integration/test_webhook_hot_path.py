@@ -75,7 +75,9 @@ def test_cache_is_used_tampering_is_denied_and_a_reload_starts_empty(
         assert first.verifier.cache_info()["verified_entries"] == 2  # failure not stored
         write_atomic(
             bundle_file,
-            compile_case_bundle(BASE, BundleSettings(environment="prod", clock_skew_seconds=30)),
+            compile_case_bundle(
+                BASE, BundleSettings(environment="prod", clock_skew_seconds=30, cluster_view="off")
+            ),
         )
         server.wait_for(lambda: server.running.state.bundle is not first)
         second = server.running.state.bundle

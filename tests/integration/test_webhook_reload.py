@@ -155,7 +155,9 @@ class KubeVolume:
 def test_configmap_symlink_swaps_are_noticed(
     pki: TestPKI, tmp_path: Path, base_bundle_text: str
 ) -> None:
-    other = compile_case_bundle(CORPUS / "_base", BundleSettings(environment="staging"))
+    other = compile_case_bundle(
+        CORPUS / "_base", BundleSettings(environment="staging", cluster_view="off")
+    )
     volume = KubeVolume(tmp_path / "config")
     volume.publish({"bundle.json": base_bundle_text})
     with ServerThread(pki, volume.root / "bundle.json") as server:
@@ -249,7 +251,9 @@ def test_bundle_swaps_and_certificate_rotation_under_load(pki: TestPKI, tmp_path
     approved = load_case("environment-records-for-each-environment")  # prod and staging
     texts = [
         compile_case_bundle(approved.folder),
-        compile_case_bundle(approved.folder, BundleSettings(environment="staging")),
+        compile_case_bundle(
+            approved.folder, BundleSettings(environment="staging", cluster_view="off")
+        ),
     ]
     bundle = tmp_path / "bundle.json"
     bundle.write_text(texts[0])
@@ -296,7 +300,9 @@ def test_bundle_swaps_and_certificate_rotation_under_load(pki: TestPKI, tmp_path
 def test_reload_interval_is_the_poll_period(
     pki: TestPKI, bundle_file: Path, reload_interval: float, base_bundle_text: str
 ) -> None:
-    other = compile_case_bundle(CORPUS / "_base", BundleSettings(environment="staging"))
+    other = compile_case_bundle(
+        CORPUS / "_base", BundleSettings(environment="staging", cluster_view="off")
+    )
     with ServerThread(pki, bundle_file, reload_interval=reload_interval) as server:
         write_atomic(bundle_file, other)
         started = time.monotonic()
