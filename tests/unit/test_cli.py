@@ -120,10 +120,10 @@ def test_approve_reports_what_it_signed(capsys: pytest.CaptureFixture[str], repo
     assert code == 0
     note, signed = err.splitlines()
     assert note == (
-        "note: without --bundle, approve cannot tell whether environment prod has clusterView: "
-        "required (the default); there the webhook admits a run only with a name of its own "
-        "and the finalizer gates.proompteng.ai/approval-use: approve with --bundle "
-        "rendered/prod/bundle.json to have them added"
+        "note: AgentRun agents/codex-run-sample: added the finalizer "
+        "gates.proompteng.ai/approval-use (clusterView: required assumed for environment prod, "
+        "approvalgate.yaml's default; approve with --bundle rendered/prod/bundle.json to use "
+        "its setting: the controller removes it once the run's use of the approval is recorded)"
     )
     assert signed.startswith("signed approve of AgentRun agents/codex-run-sample spec sha256:")
     assert signed.endswith(" for environment prod as alice, expires 2026-11-21T13:30:00Z")
@@ -595,7 +595,7 @@ def test_approve_notes_the_v1_records_it_keeps(
         *("--key", str(KEYS / "carol.key"), "--approver", "carol", "--now", NOW),
     )
     assert code == 0, err
-    lines = [line for line in err.splitlines() if "without --bundle" not in line]
+    lines = [line for line in err.splitlines() if "added the finalizer" not in line]
     assert lines[:2] == [
         f"note: AgentRun agents/codex-run-sample: record {i} by {who} is of format v1 (it names "
         "no environment) and counts in none; remove it from the annotation"

@@ -347,7 +347,7 @@ def test_approve_names_a_generate_name_run_and_adds_the_finalizer(
     assert obj["metadata"]["finalizers"] == ["gates.proompteng.ai/approval-use"]
 
 
-def test_approve_without_a_bundle_changes_neither_and_says_so(
+def test_approve_without_a_bundle_assumes_the_default_and_says_so(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     manifest = tmp_path / "run.yaml"
@@ -357,14 +357,18 @@ def test_approve_without_a_bundle_changes_neither_and_says_so(
         "--key", str(KEYS / "alice.key"), "--approver", "alice",
     )  # fmt: skip
     assert code == 0, err
-    assert err.startswith(
-        "note: without --bundle, approve cannot tell whether environment staging has "
-        "clusterView: required (the default);"
+    assumed = (
+        "(clusterView: required assumed for environment staging, approvalgate.yaml's default; "
+        "approve with --bundle rendered/staging/bundle.json to use its setting"
     )
-    assert "rendered/staging/bundle.json to have them added\n" in err
+    name_note, finalizer_note, _ = err.splitlines()
+    assert name_note.startswith("note: AgentRun agents/nightly-* has only generateName: named it")
+    assert name_note.endswith(f"{assumed})")
+    assert finalizer_note.endswith(f"{assumed}: the controller removes it once the run's use of "
+                                   "the approval is recorded)")  # fmt: skip
     obj = yaml.safe_load(out)
-    assert obj["metadata"]["generateName"] == "nightly-"
-    assert "finalizers" not in obj["metadata"]
+    assert "generateName" not in obj["metadata"]
+    assert obj["metadata"]["finalizers"] == ["gates.proompteng.ai/approval-use"]
 
 
 def test_approve_in_an_environment_without_the_view_keeps_the_file_as_it_was(
