@@ -129,6 +129,26 @@ def test_request_checks_its_arguments_before_the_cluster(
     assert code == 1 and f"{manifest}:7:1: $.spec.runtime: required field" in err
 
 
+def test_request_refuses_the_annotations_the_controller_sets(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    manifest = tmp_path / "run.yaml"
+    manifest.write_text(
+        RUN.replace(
+            "  namespace: agents\n",
+            "  namespace: agents\n  annotations:\n    gates.proompteng.ai/request-uid: u-1\n",
+        )
+    )
+    code, _, err = run(
+        capsys, "request", str(manifest), "--env", "prod", "--kubeconfig", "/nonexistent"
+    )
+    assert code == 1
+    assert err.startswith(
+        f"error: {manifest}:8:5: $.metadata.annotations.gates.proompteng.ai/request-uid: the run "
+        "carries annotation gates.proompteng.ai/request-uid: the controller sets it"
+    )
+
+
 def test_pending_scope_is_one_of_all_or_a_namespace(capsys: pytest.CaptureFixture[str]) -> None:
     assert "not allowed with argument" in usage(capsys, "pending", "-A", "-n", "agents")
     assert "invalid choice: 'yaml'" in usage(capsys, "pending", "-o", "yaml")
