@@ -439,6 +439,21 @@ def test_errors_say_what_to_do(q: Queue, capsys: pytest.CaptureFixture[str]) -> 
     )
     assert 'User "mallory" cannot list resource "approvalrequests"' in err
     assert f"hint: you need list and watch on approvalrequests.{GROUP} in namespace {ns}" in err
+    # may read a request but not list decisions: status still tells the rest
+    q.plane.grant(
+        "queue-reader",
+        subjects=["mallory"],
+        namespace=ns,
+        rules=[{"apiGroups": [GROUP], "resources": ["approvalrequests"], "verbs": ["get"]}],
+    )
+    q.request(capsys, "half-visible")
+    code, out, err = q.cli(capsys, "mallory", "status", f"{ns}/half-visible")
+    assert code == 0
+    assert "decisions: not shown (you may not list approvaldecisions here)\n" in out
+    assert err.startswith(
+        f"warning: decisions not shown: forbidden while listing approvaldecisions.{GROUP} in "
+        f"namespace {ns}: "
+    )
     # 404: the object named
     code, _, err = q.cli(capsys, "alice", "status", f"{ns}/nothing-here")
     assert code == 1
