@@ -41,6 +41,9 @@ NAMESPACE_CONTROLLER: Final = frozenset(
 )
 """Who deletes everything in a namespace being deleted (kube-controller-manager)."""
 REASON_MAX_CHARS: Final = 1024
+CREATED_BY_ANNOTATION: Final = "gates.proompteng.ai/created-by"
+"""Who created an ApprovalDecision (the API server records no creator): optional, and when
+present it must be the creating user, and it never changes."""
 
 
 def decide_gates(
@@ -195,8 +198,16 @@ def _decision(
     meta = _mapping(obj.get("metadata"))
     spec = _mapping(obj.get("spec"))
     ref = f"ApprovalDecision {namespace}/{meta.get('name') or meta.get('generateName', '')}"
+    creator = _mapping(meta.get("annotations")).get(CREATED_BY_ANNOTATION)
     if operation == "UPDATE":
         old = _mapping(request.get("oldObject"))
+        before = _mapping(_mapping(old.get("metadata")).get("annotations"))
+        if creator != before.get(CREATED_BY_ANNOTATION):
+            return _deny(
+                "decision-immutable",
+                f"approvalgate denied updating {ref}: {CREATED_BY_ANNOTATION} records who "
+                "created the decision and never changes",
+            )
         if spec == _mapping(old.get("spec")):
             return _allow("unchanged-spec")
         return _deny(
@@ -206,6 +217,12 @@ def _decision(
         )
     if operation == "DELETE":
         return _delete_after_expiry(ref, username, _expiry_of_decision(spec), now)
+    if creator is not None and creator != username:
+        return _deny(
+            "invalid-decision",
+            f"approvalgate denied creating {ref}: {CREATED_BY_ANNOTATION} says {creator!r}, "
+            f"but the decision is created by {username!r}",
+        )
     problem = _decision_problem(spec, namespace, username, bundle, now)
     if problem:
         return _deny("invalid-decision", f"approvalgate denied creating {ref}: {problem}")
