@@ -60,7 +60,6 @@ from approvalgate.runtime.logs import fields
 log = logging.getLogger("approvalgate.controller")
 
 Key = tuple[str, str, str]
-NOT_READY_RETRY: Final = 1.0
 DECIDED_NOTICE: Final = frozenset({"Approved", "Rejected", "Expired", "Cancelled", "Failed"})
 
 
@@ -239,9 +238,8 @@ class Controller:
         if bundle is None:
             return  # queued again for everything when a bundle is in force
         current = self.caches.view()
-        if current.problem:
-            self.queue.add_after(key, NOT_READY_RETRY)
-            return
+        if current.problem:  # write nothing on a stale picture; back off per key
+            raise Retry(current.problem)
         if kind == "request":
             self.reconcile_request(namespace, name, bundle, current)
         else:
