@@ -597,7 +597,14 @@ def test_notifications_say_who_is_needed_and_what_was_decided(
     try:
         url_file = tmp_path / "notify-url"
         url_file.write_text(receiver.url + "\n")
-        one = controllers("notify-0", "--notify-url-file", str(url_file))
+        # the corpus policy's timeout is a day: "expiring" is due at once with two days' notice
+        one = controllers(
+            "notify-0",
+            "--notify-url-file",
+            str(url_file),
+            "--notify-expiring-before",
+            str(2 * 86400),
+        )
         eventually("notify-0 leads", one.leading)
         name = "notified"
         create_request(client, name)
@@ -605,6 +612,10 @@ def test_notifications_say_who_is_needed_and_what_was_decided(
             "needs-you", lambda: [t for t in receiver.texts() if f"{NS}/{name}" in t]
         )
         assert needs[0].startswith("Approval needed: AgentRun agents/notified")
+        expiring = eventually(
+            "expiring", lambda: [t for t in receiver.texts() if t.startswith("Expiring soon")]
+        )
+        assert f"{NS}/{name}" in expiring[0] and "expires at" in expiring[0]
         assert "0/2 approvals" in needs[0] and "alice" in needs[0] and "carol" in needs[0]
         approve_twice(client, name)
         eventually(
@@ -620,6 +631,9 @@ def test_notifications_say_who_is_needed_and_what_was_decided(
             >= 1
         )
         assert receiver.url not in one.log()  # the URL is a secret
+        # once per request, however often it is looked at
+        time.sleep(3)
+        assert len([t for t in receiver.texts() if t.startswith("Expiring soon")]) == 1
     finally:
         receiver.close()
 
