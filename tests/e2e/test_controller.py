@@ -709,43 +709,33 @@ def test_a_controller_told_its_namespaces_leaves_the_others_alone(
 
 LOSE_SUBMITTED = "e2e-lose-the-submitted-write"
 LOST = "e2e: the status write after the create is lost"
+REFUSE_RUNS = "e2e-refuse-agentrun-creates"
+REFUSED = "e2e: the controller dies before its create"
 
 
-def _lose_submitted_writes(plane: ControlPlane, on: bool) -> None:
-    """A ValidatingAdmissionPolicy (CEL, inside the API server) that refuses any status write
-    saying Submitted: the controller creates the run, then cannot record it, exactly as if
-    it died between the two."""
+def _policy(
+    plane: ControlPlane, name: str, rule: dict[str, Any], expression: str, message: str, on: bool
+) -> None:
+    """A ValidatingAdmissionPolicy (CEL, inside the API server) and its binding: a fault
+    placed exactly where the controller must survive one."""
     docs = [
         {
             "apiVersion": "admissionregistration.k8s.io/v1",
             "kind": "ValidatingAdmissionPolicy",
-            "metadata": {"name": LOSE_SUBMITTED},
+            "metadata": {"name": name},
             "spec": {
                 "failurePolicy": "Fail",
-                "matchConstraints": {
-                    "resourceRules": [
-                        {
-                            "apiGroups": ["gates.proompteng.ai"],
-                            "apiVersions": ["*"],
-                            "operations": ["UPDATE"],
-                            "resources": ["approvalrequests/status"],
-                        }
-                    ]
-                },
+                "matchConstraints": {"resourceRules": [{"apiVersions": ["*"], **rule}]},
                 "validations": [
-                    {
-                        "expression": "!has(object.status) || !has(object.status.phase) || "
-                        "object.status.phase != 'Submitted'",
-                        "message": LOST,
-                    }
+                    {"expression": expression, "message": message, "reason": "Forbidden"}
                 ],
             },
         },
         {
             "apiVersion": "admissionregistration.k8s.io/v1",
             "kind": "ValidatingAdmissionPolicyBinding",
-            "metadata": {"name": LOSE_SUBMITTED},
-            "spec": {"policyName": LOSE_SUBMITTED, "validationActions": ["Deny"]},
+            "metadata": {"name": name},
+            "spec": {"policyName": name, "validationActions": ["Deny"]},
         },
     ]
     items = json.dumps({"apiVersion": "v1", "kind": "List", "items": docs})
@@ -753,6 +743,57 @@ def _lose_submitted_writes(plane: ControlPlane, on: bool) -> None:
         plane.kubectl("admin", "apply", "-f", "-", input=items)
     else:
         plane.kubectl("admin", "delete", "--ignore-not-found", "-f", "-", input=items)
+
+
+def _lose_submitted_writes(plane: ControlPlane, on: bool) -> None:
+    """Refuse any status write saying Submitted: the controller creates the run, then
+    cannot record it, exactly as if it died between the two."""
+    _policy(
+        plane,
+        LOSE_SUBMITTED,
+        {
+            "apiGroups": ["gates.proompteng.ai"],
+            "operations": ["UPDATE"],
+            "resources": ["approvalrequests/status"],
+        },
+        "!has(object.status) || !has(object.status.phase) || object.status.phase != 'Submitted'",
+        LOST,
+        on,
+    )
+
+
+def _refuse_run_creates(plane: ControlPlane, on: bool) -> None:
+    """Refuse every AgentRun create: the controller decides (Approved) but cannot create."""
+    _policy(
+        plane,
+        REFUSE_RUNS,
+        {
+            "apiGroups": ["agents.proompteng.ai"],
+            "operations": ["CREATE"],
+            "resources": ["agentruns"],
+        },
+        "false",
+        REFUSED,
+        on,
+    )
+
+
+def _run_create_refused(client: Client) -> bool:
+    from approvalgate.kube.errors import KubeError
+
+    try:
+        client.request(
+            "probe",
+            "POST",
+            AGENT_RUNS.path(NS),
+            body=run_manifest("probe-run"),
+            query=[("dryRun", "All")],
+        )
+    except KubeError as exc:
+        if REFUSED in exc.message:
+            return True
+        raise
+    return False
 
 
 def _submitted_write_refused(client: Client, probe: dict[str, Any]) -> bool:
@@ -808,3 +849,36 @@ def test_killed_between_create_and_status_a_restart_adopts_the_run(
     status = get(client, APPROVAL_REQUESTS, name)["status"]  # type: ignore[index]
     assert status["run"] == {"name": name, "uid": run["metadata"]["uid"]}
     assert second.metric("approvalgate_controller_runs_created_total") == 0
+
+
+def test_killed_between_deciding_and_creating_a_restart_creates_the_run_once(
+    plane: ControlPlane, client: Client, controllers: Callable[..., Controller]
+) -> None:
+    """The controller writes Approved, its create fails, it is SIGKILLed; the next one
+    creates the run (once) from the approvals in the cluster."""
+    _refuse_run_creates(plane, True)
+    try:
+        eventually("creates are refused", lambda: _run_create_refused(client))
+        first = controllers("decided-0")
+        eventually("decided-0 leads", first.leading)
+        name = "decided"
+        create_request(client, name)
+        approve_twice(client, name)
+        eventually(
+            "Approved, the create failing",
+            lambda: (
+                (get(client, APPROVAL_REQUESTS, name) or {}).get("status", {}).get("reason")
+                == "CreateFailed"
+            ),
+        )
+        status = get(client, APPROVAL_REQUESTS, name)["status"]  # type: ignore[index]
+        assert status["phase"] == "Approved" and REFUSED in status["message"]
+        assert runs_named(client, name) == []
+        assert first.stop(signal.SIGKILL) == -signal.SIGKILL
+    finally:
+        _refuse_run_creates(plane, False)
+    eventually("creates pass", lambda: not _run_create_refused(client))
+    second = controllers("decided-1")
+    eventually("Submitted", lambda: phase(client, name) == "Submitted")
+    assert len(runs_named(client, name)) == 1
+    assert second.metric("approvalgate_controller_runs_created_total") == 1
