@@ -416,7 +416,13 @@ class Controller:
     def _maybe_expiring(
         self, request: Mapping[str, Any], verdict: QueueVerdict, now: datetime, key: Key
     ) -> None:
-        if self.notifier is None or verdict.phase != "Pending" or verdict.expires_at is None:
+        stored = str((request.get("status") or {}).get("phase") or "")
+        if (
+            self.notifier is None
+            or stored != "Pending"  # a decided request is history, whatever time does
+            or verdict.phase != "Pending"
+            or verdict.expires_at is None
+        ):
             return
         uid = str((request.get("metadata") or {}).get("uid") or "")
         notice_at = verdict.expires_at - timedelta(seconds=self.config.notify_expiring_before)
