@@ -155,12 +155,13 @@ class Controller:
         return self.elector.leading
 
     def resync(self) -> None:
-        """Queue every request and every run holding our finalizer."""
+        """Queue every request and every run holding our finalizer, behind the keys that
+        changes queue (a resync never delays a fresh decision)."""
         for obj in self.caches.objects(APPROVAL_REQUESTS):
-            self.queue.add(_key("request", obj))
+            self.queue.add(_key("request", obj), background=True)
         for obj in self.caches.objects(AGENT_RUNS):
             if ledger.holds_finalizer(obj):
-                self.queue.add(_key("run", obj))
+                self.queue.add(_key("run", obj), background=True)
 
     # --- change handlers (informer threads) ----------------------------------------------------
 
