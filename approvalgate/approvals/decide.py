@@ -215,10 +215,13 @@ def _decide(
     parsed, problems = bundle.verifier.parse_annotation(
         (metadata.get("annotations") or {}).get(records.ANNOTATION)
     )
+    carried = 1 + max([r.index for r in parsed] + [p.index for p in problems] + [-1])
     if usable is not None:
         parsed, problems = _with_cluster_records(parsed, problems, run, usable)
     checks = [_check_record(r, run, bundle, now, usable) for r in parsed]
     results = [_evaluate(p, run, checks, problems, bundle) for p in policies]
+    if len(parsed) + len(problems) > carried:  # say which records came from the cluster
+        results = [_from_cluster(r, carried) for r in results]
     decision = _combine(results, run, bundle.environment)
     if bundle.needs_view and view is not None and view.offline:
         note = "approvalgate could not check offline (pass --cluster): " + "; ".join(OFFLINE_CHECKS)
@@ -422,15 +425,31 @@ def _with_cluster_records(
     view: ClusterView,
 ) -> tuple[tuple[records.ParsedRecord, ...], tuple[records.RecordProblem, ...]]:
     """The run's records plus the ApprovalDecisions recorded for it in the cluster (a reject
-    or withdrawal counts whether or not the run carries it); the same record once."""
-    carried = {r.envelope.payload for r in parsed}
+    or withdrawal counts whether or not the run carries it); the same envelope once.
+
+    Only an identical envelope (payload *and* signatures) is left out as carried: a carried
+    copy of a cluster record's payload with a signature nobody made would otherwise hide
+    the genuine reject or withdrawal (and then fail verification itself)."""
+    carried = {_envelope_key(r) for r in parsed}
     start = 1 + max([r.index for r in parsed] + [p.index for p in problems] + [-1])
     entries = [e for e in view.records_for(run.namespace, run.name) if e]
     if not entries or not run.name:
         return tuple(parsed), tuple(problems)
     more, more_problems = records.parse_envelopes(entries, start)
-    cluster = [r for r in more if r.envelope.payload not in carried]
+    cluster = [r for r in more if _envelope_key(r) not in carried]
     return (*parsed, *cluster), (*problems, *more_problems)
+
+
+def _from_cluster(result: PolicyResult, first: int) -> PolicyResult:
+    """``result`` with its records numbered ``first`` and up marked as the cluster's."""
+    marked = tuple(replace(v, cluster=True) if v.index >= first else v for v in result.records)
+    return replace(result, records=marked)
+
+
+def _envelope_key(record: records.ParsedRecord) -> tuple[bytes, frozenset[tuple[str, str]]]:
+    """What makes two envelopes the same one: the payload and every signature."""
+    signatures = record.envelope.signatures.values()
+    return record.envelope.payload, frozenset((s.keyid, s.signature) for s in signatures)
 
 
 def _use_released(
@@ -648,6 +667,13 @@ def _check_record(
             approver,
             f"{approver.name} is the run's recorded author "
             f"({records.AUTHOR_ANNOTATION}): nobody approves their own run",
+        )
+    if _is_person(approver, run.courier):
+        return _Check(
+            record,
+            approver,
+            f"{approver.name} created this run for its requester (as {run.courier}): "
+            "nobody approves a run they submit",
         )
     if bundle.needs_view and claim.decision in ("approve", "bypass"):
         return _Check(record, approver, _one_use_problem(record, run, bundle, view))

@@ -19,7 +19,7 @@ otherwise a namespace could not be deleted before its records expire.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Final
 
 from approvalgate.approvals import reasons, records, references
@@ -205,7 +205,7 @@ def _decision(
             "mind, create a new one (`approvalgate withdraw` or `approvalgate approve`)",
         )
     if operation == "DELETE":
-        return _delete_after_expiry(ref, username, _expiry_of_decision(spec), now)
+        return _delete_after_expiry(ref, username, _expiry_of_decision(spec, bundle), now)
     problem = _decision_problem(spec, namespace, username, bundle, now)
     if problem:
         return _deny("invalid-decision", f"approvalgate denied creating {ref}: {problem}")
@@ -266,14 +266,20 @@ def _decision_problem(
     return ""
 
 
-def _expiry_of_decision(spec: Mapping[str, Any]) -> datetime | None:
+def _expiry_of_decision(spec: Mapping[str, Any], bundle: Bundle) -> datetime | None:
     parsed, _ = records.parse_envelopes([spec.get("record")])
     if not parsed:
         return None  # not a record: nothing can count it
-    # A withdrawal counts expired or not, but what it takes back was issued before it and
-    # lives at most the policy's timeoutSeconds: `approvalgate withdraw` signs it to expire
-    # after the longest of those, so deleting it after its expiry revives nothing.
-    return parsed[0].claim.expires_at
+    claim = parsed[0].claim
+    if claim.decision != "withdraw":
+        return claim.expires_at
+    # A withdrawal counts expired or not, and what it takes back was issued before it and
+    # lives at most the longest timeoutSeconds (bypass maxTTL) of the bundle's policies:
+    # deleting it before then would revive an approval, whatever expiry it was signed with
+    # (`approvalgate withdraw` signs it to expire after that anyway).
+    lifetimes = [p.timeout_seconds for p in bundle.policies]
+    lifetimes += [p.bypass.max_ttl_seconds for p in bundle.policies if p.bypass is not None]
+    return max(claim.expires_at, claim.issued_at + timedelta(seconds=max(lifetimes, default=0)))
 
 
 # --- ApprovalUse -------------------------------------------------------------------------
