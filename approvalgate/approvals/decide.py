@@ -791,6 +791,13 @@ def _evaluate(
             "trusted-submitter",
             f"policy {policy.ref}: trusted submitter {run.username}",
         )
+    # Where the view is required, who requested a run made from an ApprovalRequest is known
+    # only from the view: an unusable view or a mismatching request is the reason, before
+    # the creating user's own identity (a courier's, not the requester's) is judged.
+    if run.view_problem or run.request_problem:
+        shape = _view_shape_problem(policy, run)
+        assert shape is not None
+        return _graded(policy, level, *shape)
     # Rule 5: a ServiceAccount requester is nobody in particular: deny, or one more approval.
     required = policy.required_approvals
     if run.username in policy.gitops_appliers:  # judged by records, like a person
