@@ -26,6 +26,7 @@ from approvalgate.approvals.view import (
     REQUEST_UID_ANNOTATION,
     USE_FINALIZER,
     ClusterView,
+    Use,
     statement_digest,
 )
 
@@ -492,6 +493,16 @@ def _use_released(
             "run). The approvalgate controller records it and then removes the finalizer "
             "itself; check that the controller is running (docs/queue.md).",
         )
+    uncovered = _uncovered(old_meta, namespace, use, bundle, now)
+    if uncovered:
+        return _deny(
+            "use-incomplete",
+            f"approvalgate denied removing {USE_FINALIZER} from AgentRun {ref}: its "
+            f"ApprovalUse {use.name} does not record {uncovered}. A use lists every approval "
+            "the run carries and lasts as long as the latest (else the approval could admit "
+            "the name again); the approvalgate controller writes them: delete this one once "
+            "it expires, and let the controller record the use.",
+        )
     settled = (use.created or now) + timedelta(seconds=bundle.use_settle_seconds)
     if now < settled:
         wait = (settled - now).total_seconds()
@@ -503,6 +514,41 @@ def _use_released(
             f"seen it). Retry in {wait:.1f}s.",
         )
     return None
+
+
+def _uncovered(
+    old_meta: Mapping[str, Any], namespace: str, use: Use, bundle: Bundle, now: datetime
+) -> str:
+    """The first approval of the run that its use does not record (by statement, and until
+    the approval expires), or "". Only approvals that could still count are asked for:
+    genuine (signed by their approver), for this run and environment, not yet expired.
+    Else an ApprovalUse made by hand (empty, or expiring early, then deleted) would release
+    the finalizer without the ledger knowing the approvals were used."""
+    annotations = old_meta.get("annotations")
+    value = annotations.get(records.ANNOTATION) if isinstance(annotations, dict) else None
+    if not isinstance(value, str):
+        return ""
+    subject = records.subject_name(namespace, str(old_meta.get("name") or ""))
+    parsed, _ = bundle.verifier.parse_annotation(value)
+    for record in parsed:
+        claim = record.claim
+        if (
+            claim.decision not in ("approve", "bypass")
+            or now >= claim.expires_at
+            or claim.subject != subject
+            or claim.environment != bundle.environment
+        ):
+            continue
+        approver = bundle.approvers.get(claim.approver)
+        keys = [k.key for k in approver.keys if k.valid_at(claim.issued_at)] if approver else []
+        if bundle.verifier.signed_by(record, keys) is None:
+            continue
+        what = f"record {record.index} ({claim.decision} by {claim.approver})"
+        if statement_digest(record) not in use.statements:
+            return what
+        if use.expires_at is None or use.expires_at < claim.expires_at:
+            return f"{what} until it expires at {records.format_time(claim.expires_at)}"
+    return ""
 
 
 def _excluded(bundle: Bundle, username: str, author: str) -> frozenset[str]:
