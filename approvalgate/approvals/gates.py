@@ -18,6 +18,7 @@ otherwise a namespace could not be deleted before its records expire.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any, Final
@@ -90,11 +91,11 @@ def _request(
         return _allow("request-deleted")  # decisions and uses stay: nothing is forgotten
     if operation == "UPDATE":
         old = _mapping(_mapping(request.get("oldObject")).get("spec"))
-        if spec == old:
-            return _allow("unchanged-spec")
-        if {k: v for k, v in spec.items() if k != "cancelled"} != {
-            k: v for k, v in old.items() if k != "cancelled"
-        }:
+        if _same(_uncancelled(spec), _uncancelled(old)) and bool(spec.get("cancelled")) == bool(
+            old.get("cancelled")
+        ):
+            return _allow("unchanged-spec")  # absent and false are the same (not cancelled)
+        if not _same(_uncancelled(spec), _uncancelled(old)):
             return _deny(
                 "request-immutable",
                 f"approvalgate denied updating {ref}: its spec is immutable (approvers "
@@ -197,7 +198,7 @@ def _decision(
     ref = f"ApprovalDecision {namespace}/{meta.get('name') or meta.get('generateName', '')}"
     if operation == "UPDATE":
         old = _mapping(request.get("oldObject"))
-        if spec == _mapping(old.get("spec")):
+        if _same(spec, _mapping(old.get("spec"))):
             return _allow("unchanged-spec")
         return _deny(
             "decision-immutable",
@@ -293,7 +294,7 @@ def _use(
     spec = _mapping(obj.get("spec"))
     ref = f"ApprovalUse {meta.get('namespace', '')}/{meta.get('name', '')}"
     if operation == "UPDATE":
-        if spec == _mapping(_mapping(request.get("oldObject")).get("spec")):
+        if _same(spec, _mapping(_mapping(request.get("oldObject")).get("spec"))):
             return _allow("unchanged-spec")
         return _deny("use-immutable", f"approvalgate denied updating {ref}: uses are a ledger")
     if operation == "DELETE":
@@ -325,6 +326,17 @@ def _delete_after_expiry(
         f"approvalgate denied deleting {ref}: it counts until "
         f"{records.format_time(expires)} (the cluster's record of approvals is append-only; "
         "the controller removes it after that)",
+    )
+
+
+def _uncancelled(spec: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in spec.items() if k != "cancelled"}
+
+
+def _same(a: object, b: object) -> bool:
+    """Equal as JSON (Python's == says 1 == True == 1.0; a stored spec does not)."""
+    return json.dumps(a, sort_keys=True, default=repr) == json.dumps(
+        b, sort_keys=True, default=repr
     )
 
 

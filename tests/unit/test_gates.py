@@ -107,6 +107,7 @@ def approval_request(requester: str = "requester", **spec: Any) -> dict[str, Any
         "environment": CORPUS_ENVIRONMENT,
         "reason": "ship the onboarding fix",
         "specDigest": spec_digest(run["spec"]),
+        "cancelled": False,
         "run": run,
     }
     body.update(spec)
@@ -236,6 +237,26 @@ def test_a_requests_spec_is_immutable() -> None:
     denied(update_request(new, old), "request-immutable")
     new["spec"]["cancelled"] = True  # cancelling does not carry a spec change along
     denied(update_request(new, old), "request-immutable")
+
+
+def test_a_value_changed_to_another_json_type_is_a_change() -> None:
+    """1 -> true, 0 -> false, 1 -> 1.0: equal in Python, not in the stored spec."""
+    old = approval_request()
+    old["spec"]["run"]["spec"]["parameters"]["retries"] = 1
+    for value in (True, 1.0, "1"):
+        new = copy.deepcopy(old)
+        new["spec"]["run"]["spec"]["parameters"]["retries"] = value
+        denied(update_request(new, old), "request-immutable")
+
+
+def test_cancelled_absent_and_false_are_the_same() -> None:
+    old = approval_request()
+    del old["spec"]["cancelled"]
+    new = approval_request(cancelled=False)
+    assert update_request(new, old, user="anyone").allowed
+    assert update_request(old, new, user="anyone").allowed
+    cancelled = approval_request(cancelled=True)
+    assert update_request(cancelled, old).reason == "request-cancelled"
 
 
 def test_metadata_of_a_request_may_change() -> None:
