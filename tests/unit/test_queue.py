@@ -485,3 +485,45 @@ def test_evaluate_request_never_raises_on_mangled_requests(
         admission = request_for_manifest(verdict.run, username=courier or CONTROLLER)
         admission["object"]["metadata"]["uid"] = "run-uid-1"
         assert decide(admission, BUNDLE, NOW, VIEW).allowed
+
+
+def test_the_requester_is_known_by_any_of_her_usernames() -> None:
+    verdict = evaluate(approval_request("alice@example.com"), decision("alice"), decision("bob"))
+    assert (verdict.phase, verdict.approved_by) == ("Pending", ("bob",))
+    assert "alice" not in verdict.eligible
+
+
+decisions_drawn = st.lists(
+    st.tuples(
+        st.sampled_from(["alice", "bob", "carol", "requester", "oncall", "mallory"]),
+        st.sampled_from(["approve", "approve", "reject", "withdraw", "bypass"]),
+        st.integers(-120, 0),
+    ),
+    max_size=5,
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    drawn=decisions_drawn,
+    age_hours=st.integers(0, 30),
+    requester=st.sampled_from(["requester", "alice", "alice@example.com", "dana"]),
+    courier=st.sampled_from([CONTROLLER, "bob", ""]),
+)
+def test_phases_keep_their_promises(
+    drawn: list[tuple[str, str, int]], age_hours: int, requester: str, courier: str
+) -> None:
+    """Never Approved at or after expiry; the requester and courier are never eligible nor
+    counted; eligible approvers have not decided; Approved runs are admitted."""
+    request = approval_request(requester, created=NOW - timedelta(hours=age_hours))
+    objs = []
+    for key, what, minutes in drawn:
+        at = records.format_time(NOW + timedelta(minutes=minutes - 1))
+        reason = "prod is down, INC-4711" if what == "bypass" else ""
+        objs.append(decision(key, what, at=at, reason=reason, ttl="1h"))
+    verdict = evaluate(request, *objs, courier=courier)  # Approved: admitted (see evaluate)
+    if verdict.expires_at is not None and verdict.expires_at <= NOW:
+        assert verdict.phase != "Approved"
+    own = BUNDLE.approvers_known_as(requester) | BUNDLE.approvers_known_as(courier)
+    assert not own & (set(verdict.eligible) | set(verdict.approved_by))
+    assert not set(verdict.eligible) & (set(verdict.approved_by) | set(verdict.rejected_by))
