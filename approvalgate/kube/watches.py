@@ -71,6 +71,7 @@ class Watcher:
         self.backoff = backoff or Backoff()
         self.connections = 0  # watch requests the server accepted
         self.errors = 0  # connections that ended in an error (other than 410)
+        self.last_error: KubeError | None = None  # why the last connection failed, until one opens
         self._what = f"watching {resource.describe(namespace)}"
         self._stopping = threading.Event()
         self._lock = threading.Lock()
@@ -114,6 +115,7 @@ class Watcher:
                 if self._stopping.is_set():
                     break
                 self.errors += 1
+                self.last_error = exc
                 delay = self.backoff.delay()
                 log.warning(
                     "watch failed, retrying from resourceVersion %s in %.1fs: %s",
@@ -196,5 +198,6 @@ class Watcher:
             if self._stopping.is_set():  # stop() came between the check above and now
                 response.shutdown()
         self.connections += 1
+        self.last_error = None
         self._on_contact()
         return response
