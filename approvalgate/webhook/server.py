@@ -57,6 +57,7 @@ from approvalgate.webhook.listener import (
 from approvalgate.webhook.metrics import Metrics
 from approvalgate.webhook.state import BundleState
 from approvalgate.webhook.tls import CertificateState
+from approvalgate.webhook.view import ViewState
 
 STARTUP_WINDOW = 5.0  # a worker that dies this soon after starting will not do better again
 RESTART_DELAY = 1.0
@@ -87,6 +88,14 @@ class Worker:
         self.metrics = Metrics.create()
         self.state = BundleState(config.bundle, self.metrics)
         self.certificate = CertificateState(config.tls_cert, config.tls_key, self.metrics)
+        self.views = ViewState(
+            config.cluster_view,
+            kubeconfig=config.kubeconfig,
+            context=config.context,
+            max_age=config.view_max_age,
+            metrics=self.metrics,
+        )
+        self.state.listeners.append(self.views.ensure)  # starts it with the first bundle needing it
         self.app = create_app(
             self.state,
             self.certificate,
@@ -94,6 +103,7 @@ class Worker:
             max_body_bytes=config.max_body_bytes,
             read_timeout=config.read_timeout,
             clock=clock,
+            views=self.views,
         )
         self.runner: web.AppRunner | None = None
         self.listener: Listener | None = None
@@ -154,6 +164,7 @@ class Worker:
         self._tasks = [
             asyncio.create_task(self.state.watch(interval)),
             asyncio.create_task(self.certificate.watch(interval)),
+            asyncio.create_task(self.views.watch(lambda: self.state.bundle)),
         ]
         log.info(
             "serving",
@@ -164,6 +175,8 @@ class Worker:
                 bundle=str(self.config.bundle),
                 generation=self.state.generation,
                 ready=self.state.bundle is not None,
+                cluster_view=self.config.cluster_view,
+                view_started=self.views.view is not None,
             ),
         )
 
@@ -187,6 +200,7 @@ class Worker:
         if self.metrics_server is not None:
             await self.metrics_server.stop()
             self.metrics_server = None
+        await self.views.stop()
         log.info(
             "stopped",
             extra=fields(drain_ms=round((time.perf_counter() - started) * 1000), drained=drained),

@@ -110,6 +110,9 @@ class ServerThread:
         options.setdefault("reload_interval", 0.05)
         options.setdefault("metrics_port", 0)
         options.setdefault("grace_period", 5.0)
+        # no API server here: a bundle that requires the cluster view is served as
+        # `--cluster-view off` (decide() gets view=None); tests of the view pass "auto"
+        options.setdefault("cluster_view", "off")
         self.config = ServeConfig(
             bundle=bundle, tls_cert=pki.cert, tls_key=pki.key, host="127.0.0.1", port=0, **options
         )
