@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
 from typing import Any, Final, Literal, NamedTuple
 
 from approvalgate.approvals import identity, reasons, records, references
@@ -20,15 +20,30 @@ from approvalgate.approvals.admission import AGENTRUNS, AGENTS_GROUP
 from approvalgate.approvals.bundle import Approver, ApproverKey, Bundle, Policy
 from approvalgate.approvals.errors import DigestError
 from approvalgate.approvals.policy import ENFORCEMENT_LEVELS
-from approvalgate.approvals.view import ClusterView
+from approvalgate.approvals.view import GROUP as GATES_GROUP
+from approvalgate.approvals.view import (
+    OFFLINE_CHECKS,
+    REQUEST_UID_ANNOTATION,
+    USE_FINALIZER,
+    ClusterView,
+    statement_digest,
+)
 
 Outcome = Literal["allow", "warn", "require-approval", "deny"]
 _PRECEDENCE: Final = {"allow": 0, "warn": 1, "require-approval": 2, "deny": 3}
 GENERIC_ERROR: Final = "approvalgate could not evaluate this request; it is denied (fail closed)"
 _IDENTITY_REASONS: Final = frozenset(
-    {"trusted-submitter-unbound", "gitops-applier-unbound", "service-account-requester"}
+    {
+        "trusted-submitter-unbound",
+        "gitops-applier-unbound",
+        "service-account-requester",
+        "cluster-view-unavailable",
+        "missing-use-finalizer",
+        "request-mismatch",
+    }
 )
-"""Denials that approvals cannot lift: the requester's identity, not the records, is wrong."""
+"""Denials that approvals cannot lift: the requester's identity (or the cluster view, or the
+run's shape), not the records, is wrong."""
 
 
 @dataclass(frozen=True)
@@ -42,12 +57,15 @@ class RecordVerdict:
     note: str
     environment: str = ""
     """The environment the record names ("" for a v1 or unreadable record)."""
+    cluster: bool = False
+    """The record came from an ApprovalDecision in the cluster, not from the annotation."""
 
     def line(self) -> str:
         if self.index < 0:
             return self.note
         who = f" by {self.approver}" if self.approver else ""
-        return f"record {self.index}{who}: {self.note}"
+        what = "cluster record" if self.cluster else "record"
+        return f"{what} {self.index}{who}: {self.note}"
 
 
 @dataclass(frozen=True)
@@ -61,6 +79,8 @@ class PolicyResult:
     bypass_reason: str = ""
     audit_only: bool = False
     missing: str = ""
+    rejects: tuple[str, ...] = ()
+    withdrawn: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -97,7 +117,7 @@ def decide(
             "(fail closed). Check the webhook's bundle ConfigMap.",
         )
     try:
-        return _decide(request, bundle, now)
+        return _decide(request, bundle, now, view)
     except Exception as exc:  # rule: total, fail closed
         return Decision(
             False,
@@ -119,14 +139,22 @@ def _deny(reason: str, message: str, **extra: Any) -> Decision:
     return Decision(False, 403, reason, message, **extra)
 
 
-def _decide(request: Mapping[str, Any], bundle: Bundle, now: datetime) -> Decision:
+def _decide(
+    request: Mapping[str, Any], bundle: Bundle, now: datetime, view: ClusterView | None
+) -> Decision:
     operation = request.get("operation")
-    # Rule 1: only agentruns are gated; DELETE and CONNECT pass.
-    if operation in ("DELETE", "CONNECT"):
-        return _allow("operation-not-gated")
     resource = request.get("resource")
+    # Rule 1: only agentruns and the queue's kinds are gated; DELETE and CONNECT of runs pass.
+    if operation in ("DELETE", "CONNECT") and not (
+        isinstance(resource, dict) and resource.get("group") == GATES_GROUP
+    ):
+        return _allow("operation-not-gated")
     if not isinstance(resource, dict):
         return _deny("malformed", "the request names no resource")
+    if resource.get("group") == GATES_GROUP:
+        from approvalgate.approvals import gates  # the queue's kinds: approvals/gates.py
+
+        return gates.decide_gates(request, bundle, now, view)
     if resource.get("group") != AGENTS_GROUP or resource.get("resource") != AGENTRUNS:
         return _allow("not-gated")
     if request.get("subResource") == "status":
@@ -147,7 +175,9 @@ def _decide(request: Mapping[str, Any], bundle: Bundle, now: datetime) -> Decisi
     # Rule 3, before any digest or policy: controllers must be able to update (and
     # finalize) any stored run, even one whose spec could never be approved.
     if operation == "UPDATE":
-        verdict = _update_shortcut(request, obj, bundle, namespace)
+        verdict = _use_released(request, obj, bundle, namespace, now, view)
+        if verdict is None:
+            verdict = _update_shortcut(request, obj, bundle, namespace)
         if verdict is not None:
             return verdict
     try:
@@ -161,6 +191,9 @@ def _decide(request: Mapping[str, Any], bundle: Bundle, now: datetime) -> Decisi
         )
 
     run = _Run.of(request, obj, metadata, namespace, digest, bundle)
+    usable = _usable(bundle, view)
+    if bundle.needs_view:
+        run = _with_view(run, obj, metadata, bundle, view, usable)
     # Rule 4: references are judged as the controller reads them, or not at all.
     invalid = references.reference_problems(obj.get("spec"))
     if invalid:
@@ -182,9 +215,15 @@ def _decide(request: Mapping[str, Any], bundle: Bundle, now: datetime) -> Decisi
     parsed, problems = bundle.verifier.parse_annotation(
         (metadata.get("annotations") or {}).get(records.ANNOTATION)
     )
-    checks = [_check_record(r, run, bundle, now) for r in parsed]
+    if usable is not None:
+        parsed, problems = _with_cluster_records(parsed, problems, run, usable)
+    checks = [_check_record(r, run, bundle, now, usable) for r in parsed]
     results = [_evaluate(p, run, checks, problems, bundle) for p in policies]
-    return _combine(results, run, bundle.environment)
+    decision = _combine(results, run, bundle.environment)
+    if bundle.needs_view and view is not None and view.offline:
+        note = "approvalgate could not check offline (pass --cluster): " + "; ".join(OFFLINE_CHECKS)
+        return replace(decision, warnings=(*decision.warnings, note))
+    return decision
 
 
 def matching_policies(request: Mapping[str, Any], bundle: Bundle) -> list[Policy]:
@@ -238,6 +277,14 @@ class _Run(NamedTuple):
     author: str
     operation: str
     excluded: frozenset[str] = frozenset()
+    uid: str = ""
+    courier: str = ""
+    """Who created a run on behalf of an ApprovalRequest (the run is judged as the request's
+    requester asked for it: see :func:`_with_view`)."""
+    view_problem: str = ""
+    """Why the cluster view cannot be relied on, when the bundle requires it."""
+    finalizer_missing: bool = False
+    request_problem: str = ""
 
     @classmethod
     def of(
@@ -281,6 +328,7 @@ class _Run(NamedTuple):
             author=author,
             operation=str(request.get("operation")),
             excluded=_excluded(bundle, username, author) if bundle is not None else frozenset(),
+            uid=str(metadata.get("uid") or ""),
         )
 
     def bound_by(self, subject: str) -> bool:
@@ -294,6 +342,148 @@ class _Run(NamedTuple):
                 and (not self.name or self.name.startswith(self.generate_name))
             )
         return bool(self.name) and subject == self.subject
+
+
+def _usable(bundle: Bundle, view: ClusterView | None) -> ClusterView | None:
+    """The view decide() may consult: required by the bundle, present, and reliable."""
+    if not bundle.needs_view or view is None or view.offline or view.problem:
+        return None
+    return view
+
+
+def _with_view(
+    run: _Run,
+    obj: Mapping[str, Any],
+    metadata: Mapping[str, Any],
+    bundle: Bundle,
+    view: ClusterView | None,
+    usable: ClusterView | None,
+) -> _Run:
+    """What the view adds to a run where the bundle requires it: why the view is not
+    usable, the use finalizer, and (courier rule) who really requested it."""
+    offline = view is not None and view.offline
+    problem = ""
+    if not offline and usable is None:
+        problem = view.problem if view is not None else "this process has no cluster view"
+    finalizers = metadata.get("finalizers")
+    missing = not (isinstance(finalizers, list) and USE_FINALIZER in finalizers)
+    run = run._replace(view_problem=problem, finalizer_missing=missing)
+    annotations = metadata.get("annotations")
+    request_uid = annotations.get(REQUEST_UID_ANNOTATION) if isinstance(annotations, dict) else None
+    if request_uid is None or offline:
+        return run
+    if usable is None:
+        return run  # denied for the view's problem before the request matters
+    request = usable.request(run.namespace, run.name)
+    requester, why = _courier_request(request, request_uid, run, bundle)
+    if why:
+        return run._replace(request_problem=why)
+    return run._replace(
+        username=requester,
+        groups=frozenset(),
+        service_account=identity.is_service_account(requester),
+        pod="",
+        courier=run.username,
+        excluded=run.excluded
+        | _excluded(bundle, requester, run.author)
+        | bundle.approvers_known_as(run.username),
+    )
+
+
+def _courier_request(
+    request: Mapping[str, Any] | None, uid: object, run: _Run, bundle: Bundle
+) -> tuple[str, str]:
+    """The requester of the ApprovalRequest a run says it comes from, or why it does not."""
+    where = f"ApprovalRequest {run.namespace}/{run.name}"
+    if request is None:
+        return "", f"names {REQUEST_UID_ANNOTATION} {uid!s}, but there is no {where}"
+    meta = request.get("metadata") if isinstance(request.get("metadata"), dict) else {}
+    spec = request.get("spec") if isinstance(request.get("spec"), dict) else {}
+    assert isinstance(meta, dict)
+    assert isinstance(spec, dict)
+    if meta.get("uid") != uid:
+        return "", f"names {REQUEST_UID_ANNOTATION} {uid!s}, but {where} has uid {meta.get('uid')}"
+    if spec.get("environment") != bundle.environment:
+        return "", f"{where} is for environment {spec.get('environment')!r}"
+    if spec.get("specDigest") != run.digest:
+        return "", f"{where} approves another spec than this run's (sha256:{run.digest[:12]})"
+    if spec.get("cancelled") is True:
+        return "", f"{where} was cancelled by its requester"
+    requester = spec.get("requester")
+    if not isinstance(requester, str) or not requester:
+        return "", f"{where} names no requester"
+    return requester, ""
+
+
+def _with_cluster_records(
+    parsed: Sequence[records.ParsedRecord],
+    problems: Sequence[records.RecordProblem],
+    run: _Run,
+    view: ClusterView,
+) -> tuple[tuple[records.ParsedRecord, ...], tuple[records.RecordProblem, ...]]:
+    """The run's records plus the ApprovalDecisions recorded for it in the cluster (a reject
+    or withdrawal counts whether or not the run carries it); the same record once."""
+    carried = {r.envelope.payload for r in parsed}
+    start = 1 + max([r.index for r in parsed] + [p.index for p in problems] + [-1])
+    entries = [e for e in view.records_for(run.namespace, run.name) if e]
+    if not entries or not run.name:
+        return tuple(parsed), tuple(problems)
+    more, more_problems = records.parse_envelopes(entries, start)
+    cluster = [r for r in more if r.envelope.payload not in carried]
+    return (*parsed, *cluster), (*problems, *more_problems)
+
+
+def _use_released(
+    request: Mapping[str, Any],
+    obj: Mapping[str, Any],
+    bundle: Bundle,
+    namespace: str,
+    now: datetime,
+    view: ClusterView | None,
+) -> Decision | None:
+    """The use finalizer leaves a run only once its ApprovalUse is recorded and settled:
+    until then the run's name cannot be taken again (one approval, one run)."""
+    if not bundle.needs_view:
+        return None
+    old = request.get("oldObject")
+    if not isinstance(old, dict) or not isinstance(old.get("metadata"), dict):
+        return None
+    old_meta: dict[str, Any] = old["metadata"]
+    new_meta = obj.get("metadata") or {}
+    before, after = old_meta.get("finalizers") or [], new_meta.get("finalizers") or []
+    if USE_FINALIZER not in before or USE_FINALIZER in after:
+        return None
+    ref = f"{namespace}/{old_meta.get('name', '')}"
+    if view is not None and view.offline:
+        return None
+    usable = _usable(bundle, view)
+    if usable is None:
+        problem = view.problem if view is not None else "this process has no cluster view"
+        return _deny(
+            "cluster-view-unavailable",
+            f"approvalgate denied removing {USE_FINALIZER} from AgentRun {ref}: it must see "
+            f"the run's ApprovalUse first, and its cluster view is not usable: {problem}",
+        )
+    use = usable.use_of_run(namespace, str(old_meta.get("uid") or ""))
+    if use is None:
+        return _deny(
+            "use-not-recorded",
+            f"approvalgate denied removing {USE_FINALIZER} from AgentRun {ref}: its "
+            "ApprovalUse is not recorded yet (the ledger that makes an approval admit one "
+            "run). The approvalgate controller records it and then removes the finalizer "
+            "itself; check that the controller is running (docs/queue.md).",
+        )
+    settled = (use.created or now) + timedelta(seconds=bundle.use_settle_seconds)
+    if now < settled:
+        wait = (settled - now).total_seconds()
+        return _deny(
+            "use-settling",
+            f"approvalgate denied removing {USE_FINALIZER} from AgentRun {ref}: its "
+            f"ApprovalUse {use.name} is {bundle.use_settle_seconds - wait:.1f}s old; it "
+            f"must be {bundle.use_settle_seconds}s old (every webhook replica must have "
+            f"seen it). Retry in {wait:.1f}s.",
+        )
+    return None
 
 
 def _excluded(bundle: Bundle, username: str, author: str) -> frozenset[str]:
@@ -395,7 +585,13 @@ class _Check(NamedTuple):
     problem: str
 
 
-def _check_record(record: records.ParsedRecord, run: _Run, bundle: Bundle, now: datetime) -> _Check:
+def _check_record(
+    record: records.ParsedRecord,
+    run: _Run,
+    bundle: Bundle,
+    now: datetime,
+    view: ClusterView | None = None,
+) -> _Check:
     """Rule 5, the checks that do not depend on the policy (the rest: :func:`_judge`)."""
     claim = record.claim
     approver = bundle.approvers.get(claim.approver)
@@ -417,6 +613,8 @@ def _check_record(record: records.ParsedRecord, run: _Run, bundle: Bundle, now: 
     problem = _environment_problem(claim, bundle.environment)
     if problem:  # Rule 5: an approval counts only in the environment it names
         return _Check(record, approver, problem)
+    if claim.decision == "withdraw":  # it can only take back: valid once signed
+        return _withdrawal(record, approver, bundle)
     if claim.issued_at > now + bundle.clock_skew:
         return _Check(
             record, approver, f"issued in the future ({records.format_time(claim.issued_at)})"
@@ -451,7 +649,47 @@ def _check_record(record: records.ParsedRecord, run: _Run, bundle: Bundle, now: 
             f"{approver.name} is the run's recorded author "
             f"({records.AUTHOR_ANNOTATION}): nobody approves their own run",
         )
+    if bundle.needs_view and claim.decision in ("approve", "bypass"):
+        return _Check(record, approver, _one_use_problem(record, run, bundle, view))
     return _Check(record, approver, "")
+
+
+def _withdrawal(record: records.ParsedRecord, approver: Approver, bundle: Bundle) -> _Check:
+    """A withdrawal counts once its signature verifies with a key valid when it was issued:
+    expired or not, it only takes back (an expired withdrawal must not revive an approval)."""
+    claim = record.claim
+    keys = [k.key for k in approver.keys if k.valid_at(claim.issued_at)]
+    if bundle.verifier.signed_by(record, keys) is None:
+        return _Check(
+            record,
+            approver,
+            f"signature does not verify with a key of {approver.name} "
+            f"valid at {records.format_time(claim.issued_at)}",
+        )
+    return _Check(record, approver, "")
+
+
+def _one_use_problem(
+    record: records.ParsedRecord, run: _Run, bundle: Bundle, view: ClusterView | None
+) -> str:
+    """Rule 5 where the bundle requires the view: an approval names one run and admits it
+    once (class 21: replay after delete, many runs from one generateName approval)."""
+    claim = record.claim
+    if claim.subject.endswith("*"):
+        return (
+            f"names the generateName prefix {_short_subject(claim.subject)}; in environment "
+            f"{bundle.environment} an approval names one run: approve a manifest with "
+            "metadata.name (`approvalgate approve` and `approvalgate request` set one)"
+        )
+    if view is None:
+        return ""
+    for use in view.uses_of(statement_digest(record)):
+        if use.run_uid != run.uid or not run.uid:
+            return (
+                f"already used by run {use.namespace}/{use.run_name} (uid {use.run_uid}): an "
+                "approval admits one run; to run it again, approve it again"
+            )
+    return ""
 
 
 def _environment_problem(claim: records.Claim, environment: str) -> str:
@@ -516,7 +754,8 @@ def _evaluate(
         return PolicyResult(policy.ref, "allow", "enforcement-off", f"policy {policy.ref}: off")
     # Rule 5: trusted submitters (e.g. the submission API) pass without records, audited;
     # a trusted ServiceAccount only from a pod of its own (a pod-bound token).
-    if run.username in policy.trusted_users or run.groups & policy.trusted_groups:
+    trusted = run.username in policy.trusted_users or run.groups & policy.trusted_groups
+    if trusted and not run.courier:  # a request's requester is never a trusted submitter
         if run.service_account and not run.pod:
             summary = _unbound(policy, run, "a trusted submitter")
             return _graded(policy, level, "trusted-submitter-unbound", summary)
@@ -536,14 +775,40 @@ def _evaluate(
         if policy.service_account_requesters == "deny":
             return _graded(policy, level, "service-account-requester", _sa_denied(policy, run))
         required += 1
+    shape = _view_shape_problem(policy, run)
+    if shape is not None:
+        return _graded(policy, level, *shape)
     verdicts = [RecordVerdict(p.index, "", "", False, p.message) for p in problems]
+    judged = [
+        (check, _judge(policy, check, run.service_account, run.username in policy.gitops_appliers))
+        for check in checks
+    ]
+    withdrawals: dict[str, datetime] = {}
+    for check, verdict in judged:
+        claim = check.record.claim
+        if verdict.valid and claim.decision == "withdraw":
+            withdrawals[claim.approver] = max(
+                claim.issued_at, withdrawals.get(claim.approver, claim.issued_at)
+            )
     latest: dict[str, tuple[datetime, str, records.ParsedRecord]] = {}
     bypass: records.ParsedRecord | None = None
-    for check in checks:
-        verdict = _judge(policy, check, run.service_account, run.username in policy.gitops_appliers)
-        verdicts.append(verdict)
+    for check, judgement in judged:
         claim = check.record.claim
-        if not verdict.valid:
+        taken_back = withdrawals.get(claim.approver)
+        verdict = judgement
+        if (
+            verdict.valid
+            and claim.decision != "withdraw"
+            and taken_back is not None
+            and claim.issued_at <= taken_back
+        ):
+            verdict = replace(
+                judgement,
+                valid=False,
+                note=f"withdrawn by {claim.approver} at {records.format_time(taken_back)}",
+            )
+        verdicts.append(verdict)
+        if not verdict.valid or claim.decision == "withdraw":
             continue
         if claim.decision == "bypass":
             bypass = bypass or check.record
@@ -565,6 +830,7 @@ def _evaluate(
             rejecting.append(approver)
     approvals = tuple(sorted(approving))
     rejects = tuple(sorted(rejecting))
+    withdrawn = tuple(sorted(withdrawals))
     # checks come in record order; only problems (listed first) can be out of order
     ordered = tuple(sorted(verdicts, key=_by_index)) if problems else tuple(verdicts)
     header = (
@@ -589,21 +855,49 @@ def _evaluate(
             approvals,
             ordered,
             bypass_reason=reason,
+            rejects=rejects,
+            withdrawn=withdrawn,
         )
     # Rule 6: veto, or a vote where approvals must outnumber rejections.
     if rejects and policy.rejection == "veto":
         outcome: Outcome = "deny"
         reason_code, summary = "vetoed", f"{header}; rejected by {', '.join(rejects)}"
     elif len(approvals) >= required and len(approvals) > len(rejects):
-        return PolicyResult(policy.ref, "allow", "approved", header, approvals, ordered)
+        return PolicyResult(
+            policy.ref,
+            "allow",
+            "approved",
+            header,
+            approvals,
+            ordered,
+            rejects=rejects,
+            withdrawn=withdrawn,
+        )
     else:
         outcome, reason_code = "require-approval", "missing-approvals"
         summary = header + (f"; rejected by {', '.join(rejects)}" if rejects else "")
     if level == "warn":
-        return PolicyResult(policy.ref, "warn", reason_code, summary, approvals, ordered)
+        return PolicyResult(
+            policy.ref,
+            "warn",
+            reason_code,
+            summary,
+            approvals,
+            ordered,
+            rejects=rejects,
+            withdrawn=withdrawn,
+        )
     if level == "audit":
         return PolicyResult(
-            policy.ref, "allow", reason_code, summary, approvals, ordered, audit_only=True
+            policy.ref,
+            "allow",
+            reason_code,
+            summary,
+            approvals,
+            ordered,
+            audit_only=True,
+            rejects=rejects,
+            withdrawn=withdrawn,
         )
     return PolicyResult(
         policy.ref,
@@ -613,7 +907,36 @@ def _evaluate(
         approvals,
         ordered,
         missing=_still_needed(policy, run, approvals, rejects, required),
+        rejects=rejects,
+        withdrawn=withdrawn,
     )
+
+
+def _view_shape_problem(policy: Policy, run: _Run) -> tuple[str, str] | None:
+    """Where the bundle requires the view, a run judged by records needs a usable view, a
+    consistent ApprovalRequest when it names one, and the use finalizer."""
+    if run.view_problem:
+        return (
+            "cluster-view-unavailable",
+            f"policy {policy.ref}: approvalgate cannot judge this run by its records now: "
+            f"its cluster view of decisions and uses is not usable ({run.view_problem}); "
+            "retry when the webhook is ready",
+        )
+    if run.request_problem:
+        return (
+            "request-mismatch",
+            f"policy {policy.ref}: the run says it comes from an ApprovalRequest, but "
+            f"{run.request_problem}",
+        )
+    if run.finalizer_missing:
+        return (
+            "missing-use-finalizer",
+            f"policy {policy.ref}: a run admitted on approvals must carry the finalizer "
+            f"{USE_FINALIZER} (it keeps the name taken until the approval's use is recorded, "
+            "so the approval admits one run); `approvalgate approve` adds it, or add it to "
+            "metadata.finalizers",
+        )
+    return None
 
 
 def _graded(policy: Policy, level: str, reason: str, summary: str) -> PolicyResult:
@@ -675,6 +998,13 @@ def _judge(
 
     if check.problem:
         return bad(check.problem)
+    if decision == "withdraw":
+        bypassers = policy.bypass.approvers if policy.bypass is not None else frozenset()
+        if name not in policy.approvers | bypassers:
+            return bad(f"{name} is not an approver of policy {policy.ref}")
+        return RecordVerdict(
+            index, name, decision, True, f"withdraws {name}'s earlier records", environment
+        )
     lifetime = (claim.expires_at - claim.issued_at).total_seconds()
     if decision == "bypass":
         if service_account and not applier:

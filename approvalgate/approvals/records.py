@@ -221,6 +221,23 @@ def parse_annotation(value: str | None) -> tuple[list[ParsedRecord], list[Record
     return records, problems
 
 
+def parse_envelopes(
+    entries: Sequence[object], start: int = 0
+) -> tuple[list[ParsedRecord], list[RecordProblem]]:
+    """Parse envelopes that arrive as objects (ApprovalDecisions in the cluster), numbered
+    from ``start``; every defect becomes a problem, never a raise. No count limit: only
+    approvers can create them (the webhook checks), and a cap would let one approver
+    push another's later reject out of the list."""
+    records: list[ParsedRecord] = []
+    problems: list[RecordProblem] = []
+    for index, entry in enumerate(entries, start):
+        try:
+            records.append(_parse_entry(index, entry))
+        except _Malformed as exc:
+            problems.append(RecordProblem(index, str(exc)))
+    return records, problems
+
+
 class _Malformed(Exception):
     pass
 

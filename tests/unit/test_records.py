@@ -601,12 +601,12 @@ ENVELOPE_PROBLEMS = [
     ),
     pytest.param(
         envelope_for(_with_predicate(decision="maybe")),
-        "decision 'maybe' is not one of approve, reject, bypass",
+        "decision 'maybe' is not one of approve, reject, bypass, withdraw",
         id="decision-maybe",
     ),
     pytest.param(
         envelope_for(_with_predicate(decision="Approve")),
-        "decision 'Approve' is not one of approve, reject, bypass",
+        "decision 'Approve' is not one of approve, reject, bypass, withdraw",
         id="decision-case",
     ),
     pytest.param(

@@ -1,0 +1,326 @@
+"""The rules for the approval queue's own kinds (``gates.proompteng.ai``), part of decide().
+
+- **ApprovalRequest**: created by its requester only (``spec.requester`` is the authenticated
+  user), for this bundle's environment, naming the run it carries (metadata.name is the
+  run's name), with the digest of exactly that spec. Its spec never changes afterwards,
+  except that the requester may cancel it. Status is the controller's (the status
+  subresource, allowed here; RBAC decides who may write it).
+- **ApprovalDecision**: one signed record, verified against the bundle when it is created,
+  and created by the approver it names (the user is one of that approver's usernames).
+  Append-only: its spec never changes, and it is deleted only once its record has expired.
+- **ApprovalUse**: the consumption ledger. Anyone allowed by RBAC may create one (a use can
+  only make approvals count less); its spec never changes, and it is deleted only after
+  the records it lists have expired.
+
+The namespace controller (deleting a namespace) may delete decisions and uses at any time:
+otherwise a namespace could not be deleted before its records expire.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any, Final
+
+from approvalgate.approvals import reasons, records, references
+from approvalgate.approvals.admission import AGENTS_GROUP
+from approvalgate.approvals.bundle import Bundle
+from approvalgate.approvals.decide import Decision, _allow, _deny
+from approvalgate.approvals.errors import DigestError
+from approvalgate.approvals.view import (
+    DECISIONS,
+    REQUEST_ANNOTATION,
+    REQUEST_UID_ANNOTATION,
+    REQUESTS,
+    USES,
+    ClusterView,
+)
+
+NAMESPACE_CONTROLLER: Final = frozenset(
+    {"system:serviceaccount:kube-system:namespace-controller", "system:kube-controller-manager"}
+)
+"""Who deletes everything in a namespace being deleted (kube-controller-manager)."""
+REASON_MAX_CHARS: Final = 1024
+
+
+def decide_gates(
+    request: Mapping[str, Any], bundle: Bundle, now: datetime, view: ClusterView | None
+) -> Decision:
+    """decide() for ApprovalRequests, ApprovalDecisions and ApprovalUses."""
+    resource = request.get("resource") or {}
+    plural = resource.get("resource")
+    operation = request.get("operation")
+    if operation == "CONNECT":
+        return _allow("operation-not-gated")
+    if request.get("subResource") == "status":
+        return _allow("status-subresource")  # RBAC: only the controller writes status
+    namespace = str(request.get("namespace") or "")
+    if not namespace:
+        return _deny("malformed", f"the request names no namespace for {plural}")
+    obj = request.get("oldObject") if operation == "DELETE" else request.get("object")
+    if not isinstance(obj, dict):
+        return _deny("malformed", f"the {operation} request of {plural} carries no object")
+    user = request.get("userInfo") if isinstance(request.get("userInfo"), dict) else {}
+    assert isinstance(user, dict)
+    username = str(user.get("username") or "")
+    if plural == REQUESTS:
+        return _request(request, obj, namespace, username, bundle)
+    if plural == DECISIONS:
+        return _decision(request, obj, namespace, username, bundle, now)
+    if plural == USES:
+        return _use(request, obj, username, now)
+    return _allow("not-gated")
+
+
+# --- ApprovalRequest ---------------------------------------------------------------------
+
+
+def _request(
+    request: Mapping[str, Any],
+    obj: Mapping[str, Any],
+    namespace: str,
+    username: str,
+    bundle: Bundle,
+) -> Decision:
+    operation = request.get("operation")
+    meta = _mapping(obj.get("metadata"))
+    spec = _mapping(obj.get("spec"))
+    ref = f"ApprovalRequest {namespace}/{meta.get('name', '')}"
+    if operation == "DELETE":
+        return _allow("request-deleted")  # decisions and uses stay: nothing is forgotten
+    if operation == "UPDATE":
+        old = _mapping(_mapping(request.get("oldObject")).get("spec"))
+        if spec == old:
+            return _allow("unchanged-spec")
+        if {k: v for k, v in spec.items() if k != "cancelled"} != {
+            k: v for k, v in old.items() if k != "cancelled"
+        }:
+            return _deny(
+                "request-immutable",
+                f"approvalgate denied updating {ref}: its spec is immutable (approvers "
+                "approve exactly what it holds); create a new request for a new run",
+            )
+        if old.get("cancelled") is True or spec.get("cancelled") is not True:
+            return _deny(
+                "request-immutable",
+                f"approvalgate denied updating {ref}: a request can only be cancelled "
+                "(spec.cancelled false -> true), never un-cancelled",
+            )
+        if username != old.get("requester"):
+            return _deny(
+                "not-requester",
+                f"approvalgate denied cancelling {ref}: only its requester "
+                f"{old.get('requester')!r} may cancel it (you are {username!r}); an admin "
+                "deletes it instead",
+            )
+        return _allow("request-cancelled")
+    problem = request_problem(meta, spec, namespace, username, bundle)
+    if problem:
+        return _deny("invalid-request", f"approvalgate denied creating {ref}: {problem}")
+    return _allow("request-created")
+
+
+def request_problem(
+    meta: Mapping[str, Any],
+    spec: Mapping[str, Any],
+    namespace: str,
+    username: str,
+    bundle: Bundle,
+) -> str:
+    requester = spec.get("requester")
+    if requester != username:
+        return (
+            f"spec.requester is {requester!r}, but the request is created by {username!r}: a "
+            "request is made by its requester (a service making it for someone else "
+            "impersonates them)"
+        )
+    if spec.get("environment") != bundle.environment:
+        return (
+            f"spec.environment is {spec.get('environment')!r}, this cluster enforces "
+            f"{bundle.environment!r}"
+        )
+    if spec.get("cancelled") not in (None, False):
+        return "a request cannot be created cancelled"
+    reason = spec.get("reason", "")
+    if not isinstance(reason, str) or len(reason) > REASON_MAX_CHARS:
+        return f"spec.reason must be text of at most {REASON_MAX_CHARS} characters"
+    if reason and reasons.visible_length(reason) == 0:
+        return "spec.reason is only invisible characters"
+    run = _mapping(spec.get("run"))
+    run_meta = _mapping(run.get("metadata"))
+    if run.get("kind") != "AgentRun" or not str(run.get("apiVersion", "")).startswith(
+        f"{AGENTS_GROUP}/"
+    ):
+        return f"spec.run must be an AgentRun of {AGENTS_GROUP}"
+    if run_meta.get("generateName"):
+        return "spec.run names a generateName: a request names its run (metadata.name)"
+    if run_meta.get("name") != meta.get("name"):
+        return (
+            f"spec.run.metadata.name is {run_meta.get('name')!r}: it must equal the request's "
+            f"name {meta.get('name')!r} (one request per run name)"
+        )
+    if run_meta.get("namespace") not in (None, namespace):
+        return f"spec.run.metadata.namespace must be {namespace!r} (the request's namespace)"
+    annotations = _mapping(run_meta.get("annotations"))
+    for key in (records.ANNOTATION, REQUEST_UID_ANNOTATION, REQUEST_ANNOTATION):
+        if key in annotations:
+            return f"spec.run carries annotation {key}: the controller sets it"
+    try:
+        digest = bundle.spec_digest(run.get("spec"))
+    except DigestError as exc:
+        return f"spec.run.spec cannot be approved: {exc.message}"
+    if spec.get("specDigest") != digest:
+        return (
+            f"spec.specDigest is {str(spec.get('specDigest'))[:12]!r}..., the run's spec "
+            f"digests to sha256:{digest[:12]}: use `approvalgate request RUN.yaml`"
+        )
+    invalid = references.reference_problems(run.get("spec"))
+    if invalid:
+        return "spec.run.spec refers to objects by invalid names: " + "; ".join(invalid)
+    return ""
+
+
+# --- ApprovalDecision --------------------------------------------------------------------
+
+
+def _decision(
+    request: Mapping[str, Any],
+    obj: Mapping[str, Any],
+    namespace: str,
+    username: str,
+    bundle: Bundle,
+    now: datetime,
+) -> Decision:
+    operation = request.get("operation")
+    meta = _mapping(obj.get("metadata"))
+    spec = _mapping(obj.get("spec"))
+    ref = f"ApprovalDecision {namespace}/{meta.get('name') or meta.get('generateName', '')}"
+    if operation == "UPDATE":
+        old = _mapping(request.get("oldObject"))
+        if spec == _mapping(old.get("spec")):
+            return _allow("unchanged-spec")
+        return _deny(
+            "decision-immutable",
+            f"approvalgate denied updating {ref}: decisions are append-only; to change your "
+            "mind, create a new one (`approvalgate withdraw` or `approvalgate approve`)",
+        )
+    if operation == "DELETE":
+        return _delete_after_expiry(ref, username, _expiry_of_decision(spec), now)
+    problem = _decision_problem(spec, namespace, username, bundle, now)
+    if problem:
+        return _deny("invalid-decision", f"approvalgate denied creating {ref}: {problem}")
+    return _allow("decision-recorded")
+
+
+def _decision_problem(
+    spec: Mapping[str, Any],
+    namespace: str,
+    username: str,
+    bundle: Bundle,
+    now: datetime,
+) -> str:
+    name = spec.get("requestName")
+    if not isinstance(name, str) or not name:
+        return "spec.requestName is missing"
+    parsed, problems = records.parse_envelopes([spec.get("record")])
+    if problems or not parsed:
+        return f"spec.record is not an approval record: {problems[0].message}"
+    record = parsed[0]
+    claim = record.claim
+    if spec.get("decision") != claim.decision or spec.get("approver") != claim.approver:
+        return (
+            f"spec says {spec.get('approver')!r} decided {spec.get('decision')!r}, the signed "
+            f"record says {claim.approver!r} decided {claim.decision!r}"
+        )
+    subject = records.subject_name(namespace, name)
+    if claim.subject != subject:
+        return f"the record is for {claim.subject!r}, this decision is for {subject!r}"
+    if claim.version != records.FORMAT_VERSION or claim.environment != bundle.environment:
+        return (
+            f"the record is for environment {claim.environment or '(none: format v1)'!r}, "
+            f"this cluster enforces {bundle.environment!r}"
+        )
+    approver = bundle.approvers.get(claim.approver)
+    if approver is None:
+        return f"{claim.approver!r} is not an approver in this cluster's bundle"
+    if username not in approver.usernames:
+        return (
+            f"it is created by {username!r}, who is not approver {approver.name} (their "
+            f"usernames: {', '.join(sorted(approver.usernames))}): a decision is created by "
+            "the approver who signed it"
+        )
+    if claim.issued_at > now + bundle.clock_skew:
+        return f"the record is issued in the future ({records.format_time(claim.issued_at)})"
+    if claim.decision != "withdraw" and now >= claim.expires_at:
+        return f"the record expired at {records.format_time(claim.expires_at)}"
+    keys = [k for k in approver.keys if k.valid_at(claim.issued_at) and k.valid_at(now)]
+    if bundle.verifier.signed_by(record, [k.key for k in keys]) is None:
+        return (
+            f"the signature does not verify with a key of {approver.name} valid at "
+            f"{records.format_time(claim.issued_at)} and now"
+        )
+    if claim.decision == "bypass":
+        problem = reasons.reason_problem(claim.reason)
+        if problem:
+            return problem
+    return ""
+
+
+def _expiry_of_decision(spec: Mapping[str, Any]) -> datetime | None:
+    parsed, _ = records.parse_envelopes([spec.get("record")])
+    if not parsed:
+        return None  # not a record: nothing can count it
+    # A withdrawal counts expired or not, but what it takes back was issued before it and
+    # lives at most the policy's timeoutSeconds: `approvalgate withdraw` signs it to expire
+    # after the longest of those, so deleting it after its expiry revives nothing.
+    return parsed[0].claim.expires_at
+
+
+# --- ApprovalUse -------------------------------------------------------------------------
+
+
+def _use(
+    request: Mapping[str, Any], obj: Mapping[str, Any], username: str, now: datetime
+) -> Decision:
+    operation = request.get("operation")
+    meta = _mapping(obj.get("metadata"))
+    spec = _mapping(obj.get("spec"))
+    ref = f"ApprovalUse {meta.get('namespace', '')}/{meta.get('name', '')}"
+    if operation == "UPDATE":
+        if spec == _mapping(_mapping(request.get("oldObject")).get("spec")):
+            return _allow("unchanged-spec")
+        return _deny("use-immutable", f"approvalgate denied updating {ref}: uses are a ledger")
+    if operation == "DELETE":
+        expires = spec.get("expiresAt")
+        try:
+            moment = records.parse_time(expires) if isinstance(expires, str) else None
+        except ValueError:
+            moment = None
+        return _delete_after_expiry(ref, username, moment, now)
+    run = _mapping(spec.get("run"))
+    if not run.get("uid") or meta.get("name") != run.get("uid"):
+        return _deny(
+            "invalid-use",
+            f"approvalgate denied creating {ref}: an ApprovalUse is named by its run's uid "
+            "(spec.run.uid); the approvalgate controller writes them",
+        )
+    return _allow("use-recorded")
+
+
+def _delete_after_expiry(
+    ref: str, username: str, expires: datetime | None, now: datetime
+) -> Decision:
+    if username in NAMESPACE_CONTROLLER:
+        return _allow("namespace-deleted")
+    if expires is None or now >= expires:
+        return _allow("expired-deleted")
+    return _deny(
+        "append-only",
+        f"approvalgate denied deleting {ref}: it counts until "
+        f"{records.format_time(expires)} (the cluster's record of approvals is append-only; "
+        "the controller removes it after that)",
+    )
+
+
+def _mapping(value: object) -> Mapping[str, Any]:
+    return value if isinstance(value, dict) else {}
