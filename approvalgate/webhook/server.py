@@ -36,6 +36,7 @@ from pathlib import Path
 from aiohttp import web
 
 from approvalgate.approvals.errors import ApprovalgateError
+from approvalgate.approvals.view import ClusterView
 from approvalgate.runtime import drain
 from approvalgate.runtime.logs import fields
 from approvalgate.runtime.metrics_server import (
@@ -80,7 +81,10 @@ class Worker:
         serve_metrics: bool = True,
         reuse_port: bool = False,
         clock: Callable[[], datetime] | None = None,
+        view: ClusterView | None = None,
     ) -> None:
+        """``clock`` and ``view`` are for tests only: decide() as of that time, with that
+        cluster view (nothing is started for it)."""
         self.config = config
         self.serve_metrics = serve_metrics and config.metrics_port != 0
         self.reuse_port = reuse_port
@@ -94,6 +98,7 @@ class Worker:
             context=config.context,
             max_age=config.view_max_age,
             metrics=self.metrics,
+            fixed=view,
         )
         self.state.listeners.append(self.views.ensure)  # starts it with the first bundle needing it
         self.app = create_app(

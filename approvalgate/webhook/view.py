@@ -55,6 +55,7 @@ class ViewState:
         max_age: float = DEFAULT_MAX_AGE,
         metrics: Metrics | None = None,
         factory: Callable[[], WatchedView] | None = None,
+        fixed: ClusterView | None = None,
     ) -> None:
         if mode not in MODES:
             raise ValueError(f"cluster view mode {mode!r} is not one of {', '.join(MODES)}")
@@ -66,9 +67,11 @@ class ViewState:
         self.factory = factory or self._connect
         self.view: WatchedView | None = None
         self.start_error = ""
-        self.current: ClusterView | None = None
+        self.fixed = fixed
+        self.current: ClusterView | None = fixed
         """What decide() gets: the view, a view whose problem is why it could not start, or
-        None (no view: off, or no bundle has required one)."""
+        None (no view: off, or no bundle has required one). ``fixed`` (tests only, like the
+        hidden clock) is given to decide() instead, and nothing is started."""
         self._logged: dict[str, str] = {}
         self._warned = ""
 
@@ -76,7 +79,7 @@ class ViewState:
 
     def ensure(self, bundle: Bundle | None) -> None:
         """Start the view if ``bundle`` requires it and none runs (never with ``off``)."""
-        if bundle is None or not bundle.needs_view:
+        if bundle is None or not bundle.needs_view or self.fixed is not None:
             return
         if self.mode == "off":
             if self._warned != bundle.generation:
@@ -152,6 +155,8 @@ class ViewState:
         """
         if self.mode != "auto" or bundle is None or not bundle.needs_view:
             return ""
+        if self.fixed is not None:
+            return self.fixed.problem
         if self.view is None:
             return self.start_error or "the cluster view is not started"
         if not self.view.synced:

@@ -248,8 +248,13 @@ async def _swap(
 def test_bundle_swaps_and_certificate_rotation_under_load(pki: TestPKI, tmp_path: Path) -> None:
     approved = load_case("environment-records-for-each-environment")  # prod and staging
     texts = [
-        compile_case_bundle(approved.folder),
-        compile_case_bundle(approved.folder, BundleSettings(environment="staging")),
+        # the records path under swaps; the cluster view is off (no API server here)
+        compile_case_bundle(
+            approved.folder, BundleSettings(environment="prod", cluster_view="off")
+        ),
+        compile_case_bundle(
+            approved.folder, BundleSettings(environment="staging", cluster_view="off")
+        ),
     ]
     bundle = tmp_path / "bundle.json"
     bundle.write_text(texts[0])

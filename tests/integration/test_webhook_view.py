@@ -23,13 +23,22 @@ from tests.support.corpus import CORPUS, CORPUS_ENVIRONMENT, compile_case_bundle
 
 
 @pytest.fixture(scope="module")
-def view_off_bundle_text() -> str:
-    settings = BundleSettings(environment=CORPUS_ENVIRONMENT, cluster_view="off")
-    return compile_case_bundle(CORPUS / "_base", settings)
+def required_bundle_text() -> str:
+    """The corpus's base policy with ``clusterView: required`` (the default)."""
+    text = compile_case_bundle(CORPUS / "_base", BundleSettings(environment=CORPUS_ENVIRONMENT))
+    assert '"clusterView": "required"' in text
+    return text
 
 
-def test_off_never_starts_a_view_and_decide_gets_none(pki: TestPKI, bundle_file: Path) -> None:
-    with ServerThread(pki, bundle_file, cluster_view="off") as server, server.client() as c:
+@pytest.fixture
+def required_bundle(tmp_path: Path, required_bundle_text: str) -> Path:
+    path = tmp_path / "required.json"
+    path.write_text(required_bundle_text)
+    return path
+
+
+def test_off_never_starts_a_view_and_decide_gets_none(pki: TestPKI, required_bundle: Path) -> None:
+    with ServerThread(pki, required_bundle, cluster_view="off") as server, server.client() as c:
         assert server.running.state.bundle is not None
         assert server.running.state.bundle.needs_view
         ready = c.get("/readyz")
@@ -38,14 +47,19 @@ def test_off_never_starts_a_view_and_decide_gets_none(pki: TestPKI, bundle_file:
         assert views.view is None and views.current is None and not views.start_error
         response = c.review(agentrun_request(operation="DELETE")).response
         assert response["allowed"] is True
+        # a CREATE judged by records needs the view the bundle requires: denied, and says why
+        response = c.review(agentrun_request()).response
+        assert response["allowed"] is False
+        assert response["auditAnnotations"]["reason"] == "cluster-view-unavailable"
+        assert "this process has no cluster view" in response["status"]["message"]
 
 
 def test_auto_with_credentials_that_cannot_load_is_unready_and_says_why(
-    pki: TestPKI, bundle_file: Path, tmp_path: Path
+    pki: TestPKI, required_bundle: Path, tmp_path: Path
 ) -> None:
     missing = tmp_path / "no-such-kubeconfig"
     with (
-        ServerThread(pki, bundle_file, cluster_view="auto", kubeconfig=missing) as server,
+        ServerThread(pki, required_bundle, cluster_view="auto", kubeconfig=missing) as server,
         server.client() as c,
     ):
         ready = c.get("/readyz")
@@ -62,14 +76,17 @@ def test_auto_with_credentials_that_cannot_load_is_unready_and_says_why(
         assert isinstance(views.current, StaticView)
         assert views.current.problem == views.start_error
         assert c.review(agentrun_request(operation="DELETE")).response["allowed"] is True
+        response = c.review(agentrun_request()).response
+        assert response["auditAnnotations"]["reason"] == "cluster-view-unavailable"
+        assert views.start_error in response["status"]["message"]
         assert "approvalgate_view_synced{" not in _metrics(server)  # no view, no samples
 
 
 def test_auto_starts_the_view_only_once_a_bundle_requires_it(
-    pki: TestPKI, tmp_path: Path, view_off_bundle_text: str, base_bundle_text: str
+    pki: TestPKI, tmp_path: Path, base_bundle_text: str, required_bundle_text: str
 ) -> None:
     bundle = tmp_path / "bundle.json"
-    bundle.write_text(view_off_bundle_text)
+    bundle.write_text(base_bundle_text)  # clusterView: off
     missing = tmp_path / "no-such-kubeconfig"
     with (
         ServerThread(pki, bundle, cluster_view="auto", kubeconfig=missing) as server,
@@ -78,7 +95,7 @@ def test_auto_starts_the_view_only_once_a_bundle_requires_it(
         views = server.running.views
         assert c.get("/readyz").status == 200
         assert views.view is None and not views.start_error  # not needed: not attempted
-        write_atomic(bundle, base_bundle_text)  # clusterView: required
+        write_atomic(bundle, required_bundle_text)
         server.wait_for(lambda: c.get("/readyz").status == 503)
         assert b"the cluster view cannot start" in c.get("/readyz").body
         assert views.start_error.startswith("the cluster view cannot start: ")
