@@ -178,6 +178,11 @@ def run(args: argparse.Namespace) -> int:
         )
     if args.dev_ca_out and not args.dev:
         raise UsageError("--dev-ca-out only goes with --dev")
+    if args.cluster_view == "off" and (args.kubeconfig or args.context):
+        raise UsageError(
+            "--kubeconfig and --context are for the cluster view, and --cluster-view is off",
+            advice="drop them, or use --cluster-view auto",
+        )
     if args.workers > 1 and args.port == 0:
         raise UsageError("--workers needs a fixed --port: each worker would pick its own port")
     logs.configure(args.log_level)

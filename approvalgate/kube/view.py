@@ -333,7 +333,8 @@ def default_watch_timeout(max_age: float) -> int:
 
 def describe_problem(statuses: Sequence[KindStatus], max_age: float) -> str:
     """One sentence per cause, kinds named: what :attr:`WatchedView.problem` says."""
-    missing = [s.kind for s in statuses if not s.synced and s.missing]
+    lost = [s for s in statuses if s.synced and s.seconds_since_contact > max_age]
+    missing = [s.kind for s in statuses if s.missing and (not s.synced or s in lost)]
     parts = []
     if missing:
         parts.append(f"{CRDS_MISSING} (the API server does not serve {_kinds(missing)})")
@@ -345,8 +346,8 @@ def describe_problem(statuses: Sequence[KindStatus], max_age: float) -> str:
     waiting = [s.kind for s in unsynced if s.error is None]
     if waiting:
         parts.append(f"the cluster view has not synced {_kinds(waiting)} yet (listing)")
-    for status in statuses:
-        if status.synced and status.seconds_since_contact > max_age:
+    for status in lost:
+        if not status.missing:  # a CRD deleted after the sync is said above
             why = f": {status.error.message}" if status.error is not None else ""
             parts.append(
                 f"the cluster view lost its watch of {status.kind}s "

@@ -121,3 +121,11 @@ def test_the_view_flags_reach_every_worker() -> None:
 
 def _metrics(server: ServerThread) -> str:
     return generate_latest(server.running.metrics.registry).decode()
+
+
+def test_credentials_without_a_view_are_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    from approvalgate.cli import main as cli_main
+
+    args = ["webhook", "serve", "--bundle", "b.json", "--dev", "--cluster-view", "off"]
+    assert cli_main([*args, "--kubeconfig", "k"]) == 2
+    assert "--kubeconfig and --context are for the cluster view" in capsys.readouterr().err

@@ -356,3 +356,15 @@ def test_each_watch_ends_well_within_the_bound() -> None:
     assert default_watch_timeout(90) == 30
     assert default_watch_timeout(600) == 60
     assert default_watch_timeout(2) == 1
+
+
+def test_a_crd_removed_after_the_sync_is_said_as_such() -> None:
+    gone = ApiError("the API server answered HTTP 404 while watching ...", status=404)
+    assert (
+        describe_problem(
+            [status(REQUEST), status(DECISION, since=120, error=gone), status(USE)], 90
+        )
+        == f"{CRDS_MISSING} (the API server does not serve ApprovalDecisions)"
+    )
+    # within the bound a failing watch is not (yet) a problem
+    assert describe_problem([status(DECISION, since=10, error=gone)], 90) == ""
