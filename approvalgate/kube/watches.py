@@ -132,7 +132,10 @@ class Watcher:
         with self._lock:
             response = self._response
         if response is not None:
-            response.shutdown()  # urllib3 >= 2.3: wakes up a read blocked in another thread
+            # urllib3 >= 2.3: wakes up a read blocked in another thread; a connection that
+            # ended meanwhile (released, so nothing to shut down) raises ValueError
+            with contextlib.suppress(ValueError, OSError):
+                response.shutdown()
 
     def stopped(self) -> bool:
         return self._stopping.is_set()

@@ -201,6 +201,17 @@ def test_without_the_crds_the_view_says_so_and_syncs_once_they_are_installed(
         assert denied["allowed"] is False
         assert denied["auditAnnotations"]["reason"] == "cluster-view-unavailable"
         assert CRDS_MISSING in denied["status"]["message"]
+        eventually(  # the log lines come from a report made every second
+            "a log line says each kind is not synced, and why",
+            lambda: (
+                {
+                    line["kind"]
+                    for line in webhook.log_lines()
+                    if line["msg"] == "cluster view not synced" and CRDS_MISSING in line["problem"]
+                }
+                == {REQUEST, DECISION, USE}
+            ),
+        )
 
         install_gates(plane)
         eventually("the view syncs", lambda: view.problem == "")
@@ -211,7 +222,7 @@ def test_without_the_crds_the_view_says_so_and_syncs_once_they_are_installed(
         lambda: webhook.metric("approvalgate_view_synced", DECISION) == 1,
     )
     assert webhook.metric("approvalgate_view_objects", USE) == 0
-    eventually(  # the log lines come from a report made every second
+    eventually(
         "a log line says each kind synced",
         lambda: (
             {line["kind"] for line in webhook.log_lines() if line["msg"] == "cluster view synced"}
