@@ -98,12 +98,9 @@ def make_workloads(new_record_bodies: int) -> tuple[list[Workload], str]:
     from approvalgate.approvals.decide import decide
     from approvalgate.approvals.digest import spec_digest
     from approvalgate.approvals.kubeyaml import load_manifests
-    from approvalgate.approvals.policy import BundleSettings
     from tests.support.corpus import BASE, compile_case_bundle, signer
 
-    # the records path without a cluster view (clusterView: off, as the example's dev): the
-    # webhook here has no API server to watch
-    bundle_text = compile_case_bundle(BASE, BundleSettings(environment="prod", cluster_view="off"))
+    bundle_text = compile_case_bundle(BASE)
     bundle = parse_bundle_text(bundle_text)
     run = next(d.obj for d in load_manifests((BASE / "run.yaml").read_text(), "run.yaml"))
     assert run is not None

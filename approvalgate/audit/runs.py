@@ -24,6 +24,7 @@ from approvalgate.approvals.admission import request_for_manifest
 from approvalgate.approvals.bundle import Bundle, Policy
 from approvalgate.approvals.decide import Decision, PolicyResult, decide
 from approvalgate.approvals.identity import POD_NAME_EXTRA, POD_UID_EXTRA
+from approvalgate.approvals.view import OFFLINE, ClusterView
 from approvalgate.audit.findings import RunResult, RunStatus
 
 REQUESTER_UNKNOWN: Final = "unknown (not recorded on the object)"
@@ -32,14 +33,20 @@ _FAILING: Final = ("deny", "require-approval")
 
 
 def audit_runs(
-    objects: Iterable[Mapping[str, Any]], bundle: Bundle, now: datetime
+    objects: Iterable[Mapping[str, Any]],
+    bundle: Bundle,
+    now: datetime,
+    view: ClusterView = OFFLINE,
 ) -> list[RunResult]:
-    """One result per AgentRun object, sorted by namespace and name."""
-    results = [audit_run(obj, bundle, now) for obj in objects]
+    """One result per AgentRun object, sorted by namespace and name. ``view``: what the
+    cluster holds (decisions, uses, requests); OFFLINE when it could not be read."""
+    results = [audit_run(obj, bundle, now, view) for obj in objects]
     return sorted(results, key=lambda r: (r.namespace, r.name))
 
 
-def audit_run(obj: Mapping[str, Any], bundle: Bundle, now: datetime) -> RunResult:
+def audit_run(
+    obj: Mapping[str, Any], bundle: Bundle, now: datetime, view: ClusterView = OFFLINE
+) -> RunResult:
     meta: Mapping[str, Any] = obj.get("metadata") or {}
     namespace = str(meta.get("namespace") or "")
     name = str(meta.get("name") or "")
@@ -47,7 +54,7 @@ def audit_run(obj: Mapping[str, Any], bundle: Bundle, now: datetime) -> RunResul
     author = str(annotations.get(records.AUTHOR_ANNOTATION) or "")
     created = _created(meta)
     request = _request(obj, namespace)
-    decision = decide(request, bundle, now)
+    decision = decide(request, bundle, now, view)
     properties = {
         "requester": REQUESTER_UNKNOWN,
         "author": author or "(none)",
@@ -88,7 +95,7 @@ def audit_run(obj: Mapping[str, Any], bundle: Bundle, now: datetime) -> RunResul
         return _admitted(decision, ref, result)
 
     expired = _expired_records(decision)
-    if created is not None and decide(request, bundle, created).allowed:
+    if created is not None and decide(request, bundle, created, view).allowed:
         properties["expired"] = "true"
         return result(
             "warn",

@@ -22,6 +22,9 @@ from approvalgate.approvals.policy import OPT_IN_LABEL
 from approvalgate.audit.findings import Finding
 
 WEBHOOK_ENTRY: Final = "agentruns.approvalgate.proompteng.ai"
+GATES_ENTRY: Final = "gates.approvalgate.proompteng.ai"
+GATES_GROUP: Final = "gates.proompteng.ai"
+GATES_RESOURCES: Final = ("approvalrequests", "approvaldecisions", "approvaluses")
 AGENTS_GROUP: Final = "agents.proompteng.ai"
 AGENTRUNS: Final = "agentruns"
 INJECT_ANNOTATION: Final = "cert-manager.io/inject-ca-from"
@@ -70,6 +73,13 @@ def chart_defaults(
         selector["matchExpressions"] = [
             {"key": NAME_LABEL, "operator": "NotIn", "values": list(dict.fromkeys(exclude))}
         ]
+    service = {"name": name, "namespace": namespace, "path": "/validate", "port": 443}
+    common = {
+        "failurePolicy": "Fail",
+        "matchPolicy": "Equivalent",
+        "sideEffects": "None",
+        "timeoutSeconds": 5,
+    }
     return {
         "apiVersion": "admissionregistration.k8s.io/v1",
         "kind": "ValidatingWebhookConfiguration",
@@ -81,14 +91,7 @@ def chart_defaults(
             {
                 "name": WEBHOOK_ENTRY,
                 "admissionReviewVersions": ["v1"],
-                "clientConfig": {
-                    "service": {
-                        "name": name,
-                        "namespace": namespace,
-                        "path": "/validate",
-                        "port": 443,
-                    }
-                },
+                "clientConfig": {"service": dict(service)},
                 "rules": [
                     {
                         "apiGroups": [AGENTS_GROUP],
@@ -98,12 +101,25 @@ def chart_defaults(
                         "scope": "Namespaced",
                     }
                 ],
-                "failurePolicy": "Fail",
-                "matchPolicy": "Equivalent",
-                "sideEffects": "None",
-                "timeoutSeconds": 5,
+                **common,
                 "namespaceSelector": selector,
-            }
+            },
+            {  # the approval queue, judged in every namespace (the chart says why)
+                "name": GATES_ENTRY,
+                "admissionReviewVersions": ["v1"],
+                "clientConfig": {"service": dict(service)},
+                "rules": [
+                    {
+                        "apiGroups": [GATES_GROUP],
+                        "apiVersions": ["*"],
+                        "operations": ["CREATE", "UPDATE", "DELETE"],
+                        "resources": list(GATES_RESOURCES),
+                        "scope": "Namespaced",
+                    }
+                ],
+                **common,
+                "namespaceSelector": {},
+            },
         ],
     }
 
@@ -188,7 +204,8 @@ def compare_webhook(
                 "remove it unless someone added it on purpose",
             )
         )
-    return out
+    # the configuration-wide checks (metadata annotations) run once per entry: report once
+    return list(dict.fromkeys(out))
 
 
 def _get(entry: Mapping[str, Any], key: str) -> Any:

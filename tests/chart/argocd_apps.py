@@ -18,6 +18,7 @@ MANIFESTS: dict[str, dict[str, Any]] = {
 }
 APP = MANIFESTS["approvalgate-application.yaml"]
 APPSET = MANIFESTS["approvalgate-policies-applicationset.yaml"]
+PROJECT = MANIFESTS["approvalgate-policies-project.yaml"]
 
 
 def repo_path(path: str) -> Path:

@@ -35,6 +35,7 @@ __all__ = [
     "ROOT",
     "HelmError",
     "by_kind",
+    "component",
     "documents",
     "example_values",
     "namespace_values",
@@ -44,6 +45,7 @@ __all__ = [
     "run_helm",
     "strict_errors",
     "template",
+    "webhook_part",
 ]
 
 CHART = ROOT / "charts" / "approvalgate"
@@ -84,7 +86,43 @@ RENDERS: dict[str, tuple[tuple[Path, ...], tuple[str, ...]]] = {
     "audit-defaults": ((), ("audit.enabled=true",)),
     "own-issuer": ((), ("tls.certManager.issuerRef.name=corp-ca",)),
     "no-metrics-no-dns": ((), ("metrics.enabled=false", "networkPolicy.dns.enabled=false")),
-    "no-pdb-one-replica": ((), ("replicaCount=1", "podDisruptionBudget.enabled=false")),
+    "no-pdb-one-replica": (
+        (),
+        (
+            "replicaCount=1",
+            "podDisruptionBudget.enabled=false",
+            "controller.replicas=1",
+            "controller.podDisruptionBudget.enabled=false",
+        ),
+    ),
+    "controller-options": (
+        (example_values("prod"),),
+        (
+            "controller.namespaces={default,kube-public}",
+            "controller.signalDeliveries.enabled=true",
+            "controller.notify.secretName=approvalgate-notify",
+            "controller.leaseName=approvalgate-leader",
+            "controller.extraArgs={--log-level=debug}",
+            "controller.extraEgress[0].ports[0].port=443",
+            "controller.serviceAccount.annotations.team=platform",
+            "controller.podAnnotations.a=b",
+            "controller.nodeSelector.kubernetes\\.io/os=linux",
+            "controller.tolerations[0].operator=Exists",
+            "controller.priorityClassName=system-cluster-critical",
+            "networkPolicy.apiServer[0].ipBlock.cidr=10.0.0.10/32",
+            "userRoles.aggregateToView=true",
+            "userRoles.aggregateToEdit=true",
+        ),
+    ),
+    "no-queue": (
+        (),
+        (
+            "controller.enabled=false",
+            "crds.install=false",
+            "userRoles.create=false",
+            "webhook.clusterView=false",
+        ),
+    ),
     "extras": (
         (),
         (
@@ -178,6 +216,21 @@ def render(helm: Path, *values: Path | str, **kwargs: Any) -> list[dict[str, Any
 
 def by_kind(objects: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
     return [obj for obj in objects if obj["kind"] == kind]
+
+
+def component(objects: list[dict[str, Any]], name: str) -> list[dict[str, Any]]:
+    """The objects labelled ``app.kubernetes.io/component: name`` (webhook, controller, audit,
+    queue: the CRDs and the ClusterRoles for people)."""
+    return [
+        obj
+        for obj in objects
+        if obj["metadata"].get("labels", {}).get("app.kubernetes.io/component") == name
+    ]
+
+
+def webhook_part(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The webhook's own objects (its Deployment, Service, PDB, NetworkPolicy, ...)."""
+    return component(objects, "webhook")
 
 
 def one(objects: list[dict[str, Any]], kind: str) -> dict[str, Any]:

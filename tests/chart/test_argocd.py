@@ -7,6 +7,7 @@ import fnmatch
 import re
 import shutil
 import subprocess
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from tests.chart.argocd_apps import (
     ARGOCD,
     MANIFESTS,
     PLACEHOLDER,
+    PROJECT,
     generated_applications,
     repo_path,
 )
@@ -114,14 +116,31 @@ def test_sync_waves_put_the_webhook_configuration_last(helm: Path, sets: list[st
 def test_custom_resources_tolerate_crds_arriving_in_the_same_sync(helm: Path) -> None:
     objects = render(helm, CHART / "ci" / "ha-values.yaml")
     custom = [o for o in objects if o["kind"] in ("Certificate", "Issuer", "ServiceMonitor")]
-    assert len(custom) == 5
+    assert (
+        len(custom) == 6
+    )  # 2 Issuers, 2 Certificates, the webhook's and the controller's monitors
     for obj in custom:
         options = obj["metadata"]["annotations"]["argocd.argoproj.io/sync-options"]
         assert options == "SkipDryRunOnMissingResource=true", obj["metadata"]["name"]
-    core = [o for o in objects if o not in custom]
+    core = [o for o in objects if o not in custom and o["kind"] != "CustomResourceDefinition"]
     assert all(
         "argocd.argoproj.io/sync-options" not in o["metadata"].get("annotations", {}) for o in core
     )
+
+
+@pytest.mark.helm
+def test_the_queue_crds_come_first_and_are_never_pruned_or_deleted(helm: Path) -> None:
+    """Deleting the CRDs deletes every request, decision and use: neither Helm (keep) nor
+    Argo CD (Prune=false, Delete=false) ever does; wave -2 puts them before their readers."""
+    objects = render(helm)
+    crds = [o for o in objects if o["kind"] == "CustomResourceDefinition"]
+    assert len(crds) == 3
+    for crd in crds:
+        annotations = crd["metadata"]["annotations"]
+        assert annotations["helm.sh/resource-policy"] == "keep"
+        options = annotations["argocd.argoproj.io/sync-options"].split(",")
+        assert sorted(options) == ["Delete=false", "Prune=false"]
+        assert sync_wave(crd) < min(sync_wave(o) for o in objects if o not in crds)
 
 
 def test_the_applications_are_ordered_for_an_app_of_apps() -> None:
@@ -197,6 +216,58 @@ def test_kustomize_patch_orders_agentruns_after_their_policies(
         # only the wave changed: the spec and the approvals stay exactly as signed
         assert annotations == original["metadata"].get("annotations", {})
         assert obj.get("spec") == original.get("spec")
+
+
+# --- the approval queue's runtime objects -----------------------------------------------
+
+QUEUE_CRDS = sorted((CHART / "files" / "crds").glob("*.yaml"))
+
+
+def queue_kinds() -> list[dict[str, str]]:
+    crds = [yaml.safe_load(path.read_text(encoding="utf-8")) for path in QUEUE_CRDS]
+    return sorted(
+        ({"group": c["spec"]["group"], "kind": c["spec"]["names"]["kind"]} for c in crds),
+        key=lambda item: item["kind"],
+    )
+
+
+def test_the_policies_project_never_touches_the_queue() -> None:
+    """Requests, decisions and uses are never in git: Argo CD neither syncs nor prunes them."""
+    spec = PROJECT["spec"]
+    blacklisted = sorted(spec["namespaceResourceBlacklist"], key=lambda item: item["kind"])
+    assert blacklisted == queue_kinds() and len(blacklisted) == 3
+    assert spec["sourceRepos"] == [PLACEHOLDER]
+    assert spec["clusterResourceWhitelist"] == []  # the compiled output is namespaced only
+    assert "namespaceResourceWhitelist" not in spec  # the blacklist alone decides
+    for env, app in generated_applications().items():
+        assert app["spec"]["project"] == PROJECT["metadata"]["name"], env
+    assert sync_wave(PROJECT) < sync_wave(APPSET["spec"]["template"])
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_everything_the_policies_sync_is_permitted(env: str) -> None:
+    folder = EXAMPLE_REPO / "rendered" / env
+    listed = yaml.safe_load((folder / "kustomization.yaml").read_text())["resources"]
+    kinds = {
+        (doc["apiVersion"].rpartition("/")[0], doc["kind"])
+        for item in listed
+        for doc in documents((folder / item).read_text())
+    }
+    assert kinds
+    forbidden = {(k["group"], k["kind"]) for k in PROJECT["spec"]["namespaceResourceBlacklist"]}
+    assert kinds.isdisjoint(forbidden)
+    assert all(kind != "Namespace" for _, kind in kinds)  # nothing cluster-scoped
+
+
+def test_the_documented_resource_exclusion_names_the_queue() -> None:
+    text = (ROOT / "docs" / "deploy.md").read_text(encoding="utf-8")
+    (block,) = [
+        b for b in re.findall(r"```yaml\n(.*?)```", text, re.S) if "resource.exclusions" in b
+    ]
+    (exclusion,) = yaml.safe_load(yaml.safe_load(textwrap.dedent(block))["resource.exclusions"])
+    assert exclusion["apiGroups"] == ["gates.proompteng.ai"]
+    assert sorted(exclusion["kinds"]) == [k["kind"] for k in queue_kinds()]
+    assert exclusion["clusters"] == ["*"]
 
 
 def test_no_stray_files_in_argocd() -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.chart.support import ROOT, one, render
+from tests.chart.support import ROOT, one, render, webhook_part
 
 DOCKERFILE = (ROOT / "Dockerfile").read_text(encoding="utf-8")
 
@@ -74,7 +74,9 @@ def test_runs_as_non_root() -> None:
 def test_entrypoint_and_cmd_match_the_chart(helm: Path) -> None:
     final = {k: rest for k, rest in stages()[-1] if k in ("ENTRYPOINT", "CMD", "EXPOSE")}
     assert json.loads(final["ENTRYPOINT"]) == ["approvalgate"]
-    container = one(render(helm), "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    container = one(webhook_part(render(helm)), "Deployment")["spec"]["template"]["spec"][
+        "containers"
+    ][0]
     assert json.loads(final["CMD"]) == container["args"]
     assert final["EXPOSE"].split() == [str(p["containerPort"]) for p in container["ports"]]
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.chart.support import CHART, ROOT, render, run_helm
+from tests.chart.support import CHART, ROOT, one, render, run_helm, webhook_part
 
 DOCS = [ROOT / "docs" / "deploy.md", CHART / "README.md", ROOT / "README.md"]
 EXAMPLE_CA = yaml.safe_load((CHART / "ci" / "existing-secret-values.yaml").read_text())["tls"][
@@ -109,7 +109,7 @@ def test_names_in_the_docs_are_the_rendered_names(helm: Path) -> None:
         assert key in names and phrase in text, (key, phrase)
     webhook = next(o for o in objects if o["kind"] == "ValidatingWebhookConfiguration")
     assert f'admission webhook "{webhook["webhooks"][0]["name"]}" denied' in text
-    service = next(o for o in objects if o["kind"] == "Service")["metadata"]["name"]
+    service = one(webhook_part(objects), "Service")["metadata"]["name"]
     assert f"valid for `{service}.approvalgate-system.svc`" in text
 
 

@@ -23,6 +23,7 @@ from tests.chart.support import (
     namespace_values,
     one,
     render,
+    webhook_part,
 )
 
 pytestmark = pytest.mark.helm
@@ -100,41 +101,48 @@ def test_one_object_of_each_kind_named_after_the_release(helm: Path) -> None:
 
 
 def test_the_cluster_role_is_read_only_without_reports(helm: Path) -> None:
-    assert one(render(helm, sets=ENABLED), "ClusterRole")["rules"] == READER_RULES
+    assert one(audit_objects(render(helm, sets=ENABLED)), "ClusterRole")["rules"] == READER_RULES
 
 
 def test_reports_add_create_and_patch_on_policyreports_only(helm: Path) -> None:
-    role = one(render(helm, sets=[*ENABLED, "audit.writeReports=true"]), "ClusterRole")
+    role = one(
+        audit_objects(render(helm, sets=[*ENABLED, "audit.writeReports=true"])), "ClusterRole"
+    )
     assert role["rules"] == [*READER_RULES, REPORT_RULE]
 
 
 def test_label_mode_adds_list_namespaces_only(helm: Path, tmp_path: Path) -> None:
     """To find namespaces holding AgentRuns without the opt-in label (class 22)."""
     values = namespace_values(tmp_path, [], "optInLabel")
-    role = one(render(helm, values, sets=ENABLED), "ClusterRole")
+    role = one(audit_objects(render(helm, values, sets=ENABLED)), "ClusterRole")
     assert role["rules"] == [
         *READER_RULES,
         {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["list"]},
     ]
-    every = one(render(helm, namespace_values(tmp_path, ["infra"]), sets=ENABLED), "ClusterRole")
+    every = one(
+        audit_objects(render(helm, namespace_values(tmp_path, ["infra"]), sets=ENABLED)),
+        "ClusterRole",
+    )
     assert every["rules"] == READER_RULES
 
 
 def test_the_webhook_configuration_it_may_read_is_this_releases(helm: Path) -> None:
     objects = render(helm, release="other", sets=[*ENABLED, "nameOverride=gate"])
     vwc = one(objects, "ValidatingWebhookConfiguration")
-    (rule,) = [r for r in one(objects, "ClusterRole")["rules"] if "resourceNames" in r]
+    (rule,) = [
+        r for r in one(audit_objects(objects), "ClusterRole")["rules"] if "resourceNames" in r
+    ]
     assert rule["resourceNames"] == [vwc["metadata"]["name"]] == ["other-gate"]
 
 
 def test_the_binding_grants_the_role_to_the_audit_account_only(helm: Path) -> None:
     objects = render(helm, sets=ENABLED)
     account = one(audit_objects(objects), "ServiceAccount")
-    binding = one(objects, "ClusterRoleBinding")
+    binding = one(audit_objects(objects), "ClusterRoleBinding")
     assert binding["roleRef"] == {
         "apiGroup": "rbac.authorization.k8s.io",
         "kind": "ClusterRole",
-        "name": one(objects, "ClusterRole")["metadata"]["name"],
+        "name": one(audit_objects(objects), "ClusterRole")["metadata"]["name"],
     }
     assert binding["subjects"] == [
         {"kind": "ServiceAccount", "name": account["metadata"]["name"], "namespace": NAMESPACE}
@@ -145,13 +153,12 @@ def test_the_binding_grants_the_role_to_the_audit_account_only(helm: Path) -> No
     assert spec["automountServiceAccountToken"] is True
 
 
-def test_the_webhook_account_stays_without_rbac(helm: Path) -> None:
+def test_the_webhook_account_never_gets_the_audits_rights(helm: Path) -> None:
     objects = render(helm, AUDIT_VALUES)
-    webhook_account = one([o for o in objects if component(o) == "webhook"], "ServiceAccount")
-    deployment = one(objects, "Deployment")["spec"]["template"]["spec"]
+    webhook_account = one(webhook_part(objects), "ServiceAccount")
+    deployment = one(webhook_part(objects), "Deployment")["spec"]["template"]["spec"]
     assert deployment["serviceAccountName"] == webhook_account["metadata"]["name"]
-    assert deployment["automountServiceAccountToken"] is False
-    subjects = one(objects, "ClusterRoleBinding")["subjects"]
+    subjects = one(audit_objects(objects), "ClusterRoleBinding")["subjects"]
     assert webhook_account["metadata"]["name"] not in [s["name"] for s in subjects]
 
 
@@ -161,12 +168,14 @@ def test_audit_pods_are_never_selected_as_webhook_pods(helm: Path) -> None:
     assert labels == one(objects, "CronJob")["spec"]["jobTemplate"]["metadata"]["labels"]
     assert labels["app.kubernetes.io/component"] == "audit"
     selectors = {
-        "Deployment": one(objects, "Deployment")["spec"]["selector"]["matchLabels"],
-        "Service": one(objects, "Service")["spec"]["selector"],
-        "PodDisruptionBudget": one(objects, "PodDisruptionBudget")["spec"]["selector"][
+        "Deployment": one(webhook_part(objects), "Deployment")["spec"]["selector"]["matchLabels"],
+        "Service": one(webhook_part(objects), "Service")["spec"]["selector"],
+        "PodDisruptionBudget": one(webhook_part(objects), "PodDisruptionBudget")["spec"][
+            "selector"
+        ]["matchLabels"],
+        "NetworkPolicy": one(webhook_part(objects), "NetworkPolicy")["spec"]["podSelector"][
             "matchLabels"
         ],
-        "NetworkPolicy": one(objects, "NetworkPolicy")["spec"]["podSelector"]["matchLabels"],
     }
     selected = [kind for kind, sel in selectors.items() if sel.items() <= labels.items()]
     assert selected == []
@@ -227,7 +236,7 @@ def test_it_audits_with_the_webhooks_own_bundle_and_image(helm: Path) -> None:
     assert str(args.webhook_manifest) == f"{mounts['expected']['mountPath']}/webhook.yaml"
     expected = one(audit_objects(objects), "ConfigMap")
     assert volumes["expected"]["configMap"]["name"] == expected["metadata"]["name"]
-    webhook = one(objects, "Deployment")["spec"]["template"]["spec"]
+    webhook = one(webhook_part(objects), "Deployment")["spec"]["template"]["spec"]
     assert container(objects)["image"] == webhook["containers"][0]["image"]
     assert container(objects)["image"].endswith("@sha256:" + "b" * 64)
 
@@ -248,7 +257,7 @@ def test_the_expected_configuration_is_the_one_the_chart_renders(
 def test_restricted_pod_security_like_the_webhook(helm: Path) -> None:
     objects = render(helm, sets=ENABLED)
     spec = pod(objects)["spec"]
-    webhook = one(objects, "Deployment")["spec"]["template"]["spec"]
+    webhook = one(webhook_part(objects), "Deployment")["spec"]["template"]["spec"]
     assert spec["securityContext"] == webhook["securityContext"]
     assert container(objects)["securityContext"] == webhook["containers"][0]["securityContext"]
     assert spec["enableServiceLinks"] is False

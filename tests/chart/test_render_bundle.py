@@ -19,6 +19,7 @@ from tests.chart.support import (
     one,
     render,
     run_helm,
+    webhook_part,
 )
 
 pytestmark = pytest.mark.helm
@@ -34,11 +35,11 @@ def test_compiled_values_plug_in_unchanged(helm: Path, env: str) -> None:
     assert config["metadata"]["annotations"] == {
         "approvals.proompteng.ai/bundle-generation": generation
     }
-    volumes = one(objects, "Deployment")["spec"]["template"]["spec"]["volumes"]
+    volumes = one(webhook_part(objects), "Deployment")["spec"]["template"]["spec"]["volumes"]
     bundle_volume = next(v for v in volumes if v["name"] == "bundle")
     assert bundle_volume["configMap"]["name"] == config["metadata"]["name"]
     # hot reload by default: a new bundle does not touch the pod template
-    template = one(objects, "Deployment")["spec"]["template"]
+    template = one(webhook_part(objects), "Deployment")["spec"]["template"]
     assert "annotations" not in template["metadata"]
 
 
@@ -63,7 +64,7 @@ def test_bundle_text_is_never_reserialised(helm: Path, tmp_path: Path, content: 
 
 def test_rollout_on_change_puts_the_generation_on_the_pods(helm: Path) -> None:
     objects = render(helm, example_values("prod"), sets=["policyBundle.rolloutOnChange=true"])
-    template = one(objects, "Deployment")["spec"]["template"]
+    template = one(webhook_part(objects), "Deployment")["spec"]["template"]
     config = one(objects, "ConfigMap")
     assert template["metadata"]["annotations"] == config["metadata"]["annotations"]
 
@@ -155,3 +156,23 @@ def test_notes_mention_the_audit_only_when_enabled(helm: Path, notes_chart: Path
     )
     reports = notes(helm, notes_chart, "-f", str(CHART / "ci" / "audit-values.yaml"))
     assert 'on "*/30 * * * *", writing PolicyReports; a failed Job means findings' in reports
+
+
+def test_notes_name_the_queue_and_the_roles_to_bind(helm: Path, notes_chart: Path) -> None:
+    text = notes(helm, notes_chart, "-f", str(example_values("prod")))
+    assert (
+        "kubectl -n approvalgate-system rollout status deployment/approvalgate-controller" in text
+    )
+    assert "   Bind the ClusterRoles approvalgate-requester and approvalgate-approver" in text
+    assert "CREATE, UPDATE and DELETE of the approval queue's kinds" in text
+    assert (
+        "NOTE: the webhook's view and the controller may reach any address on ports\n"
+        "  443, 6443 (the API server's endpoints are not known to the chart)"
+    ) in text
+    narrowed = notes(
+        helm, notes_chart, "--set", "networkPolicy.apiServer[0].ipBlock.cidr=10.0.0.1/32"
+    )
+    assert "may reach any address" not in narrowed
+    off = notes(helm, notes_chart, "--set", "controller.enabled=false")
+    assert "NOTE: controller.enabled=false: ApprovalRequests are never decided" in off
+    assert "NOTE: the webhook's view may reach any address" in off

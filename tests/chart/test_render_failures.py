@@ -54,6 +54,21 @@ FAILURES: dict[str, tuple[list[str], str]] = {
         ["metrics.port=8443"],
         "ERROR: metrics.port and webhook.port must differ.",
     ),
+    "one controller replica with a PDB": (
+        ["controller.replicas=1"],
+        "ERROR: controller.podDisruptionBudget.enabled needs controller.replicas >= 2 (got 1): "
+        "with one replica a PodDisruptionBudget with minAvailable 1 blocks every node drain. "
+        "Raise controller.replicas or set controller.podDisruptionBudget.enabled=false.",
+    ),
+    "controller PDB keeps every pod": (
+        ["controller.replicas=2", "controller.podDisruptionBudget.minAvailable=2"],
+        "ERROR: controller.podDisruptionBudget.minAvailable (2) must be below controller.replicas "
+        "(2), or no controller pod may ever be evicted.",
+    ),
+    "one controller port for both": (
+        ["controller.metricsPort=8081"],
+        "ERROR: controller.metricsPort and controller.healthPort must differ.",
+    ),
     "an issuerRef without a name": (
         ["tls.certManager.issuerRef.kind=ClusterIssuer"],
         "tls.certManager.issuerRef.name is required when tls.certManager.issuerRef is set",
@@ -76,6 +91,15 @@ SCHEMA_REJECTS: dict[str, str] = {
     "an audit that may never run": "audit.activeDeadlineSeconds=0",
     "a negative audit history": "audit.failedJobsHistoryLimit=-1",
     "audit.enabled as a string": "audit.enabled=yes",
+    "an unknown controller key": "controller.image=other",
+    "zero controller replicas": "controller.replicas=0",
+    "a watched namespace that is no DNS label": "controller.namespaces={Agents}",
+    "a lease name that is no DNS name": "controller.leaseName=Leader!",
+    "a notify secret key with a slash": "controller.notify.secretKey=a/b",
+    "a cluster view that is no boolean": "webhook.clusterView=auto",
+    "an API server port out of range": "networkPolicy.apiServerPorts={70000}",
+    "an unknown userRoles key": "userRoles.aggregateToAdmin=true",
+    "crds.install as a string": "crds.install=yes",
 }
 
 

@@ -18,6 +18,7 @@ from tests.chart.support import (
     namespace_values,
     one,
     render,
+    webhook_part,
 )
 
 pytestmark = pytest.mark.helm
@@ -26,10 +27,19 @@ EXISTING = CHART / "ci" / "existing-secret-values.yaml"
 HA = CHART / "ci" / "ha-values.yaml"
 
 
+def entries(objects: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    hooks = one(objects, "ValidatingWebhookConfiguration")["webhooks"]
+    return {hook["name"]: hook for hook in hooks}
+
+
 def webhook(objects: list[dict[str, Any]]) -> dict[str, Any]:
-    hook: dict[str, Any]
-    (hook,) = one(objects, "ValidatingWebhookConfiguration")["webhooks"]
-    return hook
+    """The entry judging AgentRuns."""
+    return entries(objects)["agentruns.approvalgate.proompteng.ai"]
+
+
+def gates_webhook(objects: list[dict[str, Any]]) -> dict[str, Any]:
+    """The entry judging the approval queue (gates.proompteng.ai)."""
+    return entries(objects)["gates.approvalgate.proompteng.ai"]
 
 
 def test_fails_closed_on_agentruns_only(helm: Path) -> None:
@@ -53,7 +63,7 @@ def test_fails_closed_on_agentruns_only(helm: Path) -> None:
 
 def test_calls_the_service_it_renders(helm: Path) -> None:
     objects = render(helm)
-    service = one(objects, "Service")
+    service = one(webhook_part(objects), "Service")
     client = webhook(objects)["clientConfig"]["service"]
     https = next(p for p in service["spec"]["ports"] if p["name"] == "https")
     assert client == {
@@ -62,7 +72,9 @@ def test_calls_the_service_it_renders(helm: Path) -> None:
         "path": "/validate",
         "port": https["port"],
     }
-    container = one(objects, "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    container = one(webhook_part(objects), "Deployment")["spec"]["template"]["spec"]["containers"][
+        0
+    ]
     assert https["targetPort"] in [p["name"] for p in container["ports"]]
 
 
@@ -145,7 +157,7 @@ def test_cert_manager_chain(helm: Path) -> None:
     assert "isCA" not in serving
     assert serving["dnsNames"][0] == f"approvalgate.{NAMESPACE}.svc"  # what the API server dials
     assert serving["privateKey"]["rotationPolicy"] == "Always"
-    volumes = one(objects, "Deployment")["spec"]["template"]["spec"]["volumes"]
+    volumes = one(webhook_part(objects), "Deployment")["spec"]["template"]["spec"]["volumes"]
     tls = next(v for v in volumes if v["name"] == "tls")
     assert tls["secret"]["secretName"] == serving["secretName"]
 
@@ -177,7 +189,7 @@ def test_existing_secret_mode(helm: Path) -> None:
     ca_bundle = webhook(objects)["clientConfig"]["caBundle"]
     assert ca_bundle == values["caBundle"]
     assert base64.b64decode(ca_bundle).startswith(b"-----BEGIN CERTIFICATE-----")
-    volumes = one(objects, "Deployment")["spec"]["template"]["spec"]["volumes"]
+    volumes = one(webhook_part(objects), "Deployment")["spec"]["template"]["spec"]["volumes"]
     assert {
         "name": "tls",
         "secret": {"secretName": values["name"], "defaultMode": 0o440},

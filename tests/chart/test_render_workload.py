@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.chart.support import CHART, CI_VALUES, by_kind, one, render
+from tests.chart.support import CHART, CI_VALUES, by_kind, component, one, render, webhook_part
 
 pytestmark = pytest.mark.helm
 
@@ -20,13 +20,13 @@ SELECTOR = {
 
 
 def pod_spec(objects: list[dict[str, Any]]) -> dict[str, Any]:
-    spec: dict[str, Any] = one(objects, "Deployment")["spec"]["template"]["spec"]
+    spec: dict[str, Any] = one(webhook_part(objects), "Deployment")["spec"]["template"]["spec"]
     return spec
 
 
 def test_two_replicas_spread_over_nodes(helm: Path) -> None:
     objects = render(helm)
-    deployment = one(objects, "Deployment")
+    deployment = one(webhook_part(objects), "Deployment")
     assert deployment["spec"]["replicas"] == 2
     assert deployment["spec"]["strategy"]["rollingUpdate"] == {"maxSurge": 1, "maxUnavailable": 0}
     anti = pod_spec(objects)["affinity"]["podAntiAffinity"]
@@ -47,7 +47,7 @@ def test_restricted_pod_security(helm: Path) -> None:
         "runAsNonRoot": True,
         "capabilities": {"drop": ["ALL"]},
     }
-    assert spec["automountServiceAccountToken"] is False
+    assert spec["automountServiceAccountToken"] is True  # the view's credentials, read-only
     assert not any(key.startswith("host") for key in spec)  # hostNetwork, hostPID, ...
     writable = [m for m in container["volumeMounts"] if not m.get("readOnly")]
     assert writable == [{"name": "tmp", "mountPath": "/tmp"}]
@@ -84,39 +84,63 @@ def test_metrics_can_be_turned_off(helm: Path) -> None:
     (container,) = pod_spec(objects)["containers"]
     assert container["args"][container["args"].index("--metrics-port") + 1] == "0"
     assert [p["name"] for p in container["ports"]] == ["https"]
-    assert [p["name"] for p in one(objects, "Service")["spec"]["ports"]] == ["https"]
-    assert len(one(objects, "NetworkPolicy")["spec"]["ingress"]) == 1
+    assert [p["name"] for p in one(webhook_part(objects), "Service")["spec"]["ports"]] == ["https"]
+    assert len(one(webhook_part(objects), "NetworkPolicy")["spec"]["ingress"]) == 1
 
 
 def test_pdb_keeps_one_pod(helm: Path) -> None:
-    pdb = one(render(helm), "PodDisruptionBudget")
+    pdb = one(webhook_part(render(helm)), "PodDisruptionBudget")
     assert pdb["spec"] == {"minAvailable": 1, "selector": {"matchLabels": SELECTOR}}
 
 
-def test_service_account_has_no_token_and_no_rbac(helm: Path) -> None:
+VIEW_RULES = [
+    {
+        "apiGroups": ["gates.proompteng.ai"],
+        "resources": ["approvalrequests", "approvaldecisions", "approvaluses"],
+        "verbs": ["get", "list", "watch"],
+    }
+]
+
+
+def rbac(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    kinds = ("Role", "ClusterRole", "RoleBinding", "ClusterRoleBinding")
+    return [o for o in objects if o["kind"] in kinds]
+
+
+def test_the_webhook_account_may_only_read_the_queue(helm: Path) -> None:
+    """Its view (webhook.clusterView, on by default): get/list/watch on the three kinds,
+    cluster-wide, and no other grant anywhere in the chart names its ServiceAccount."""
     for values in CI_VALUES:
         objects = render(helm, values)
-        webhook = [
-            o
-            for o in objects
-            if o["metadata"]["labels"]["app.kubernetes.io/component"] == "webhook"
-        ]
-        account = one(webhook, "ServiceAccount")
-        assert account["automountServiceAccountToken"] is False
+        account = one(webhook_part(objects), "ServiceAccount")
+        assert account["automountServiceAccountToken"] is False  # the pod mounts it
         assert pod_spec(objects)["serviceAccountName"] == account["metadata"]["name"]
-        rbac = [
+        assert pod_spec(objects)["automountServiceAccountToken"] is True
+        assert one(webhook_part(objects), "ClusterRole")["rules"] == VIEW_RULES
+        bindings = [
             o
-            for o in objects
-            if o["kind"] in ("Role", "ClusterRole", "RoleBinding", "ClusterRoleBinding")
+            for o in rbac(objects)
+            if account["metadata"]["name"] in [s["name"] for s in o.get("subjects", [])]
         ]
-        # only the optional audit has RBAC (test_render_audit.py), never bound to the webhook
-        assert all(o["metadata"]["labels"]["app.kubernetes.io/component"] == "audit" for o in rbac)
-        subjects = [s for o in rbac for s in o.get("subjects", [])]
-        assert account["metadata"]["name"] not in [s["name"] for s in subjects], values.name
+        assert [(b["kind"], b["roleRef"]["name"]) for b in bindings] == [
+            ("ClusterRoleBinding", one(webhook_part(objects), "ClusterRole")["metadata"]["name"])
+        ], values.name
+
+
+def test_without_the_view_the_webhook_has_no_token_and_no_rbac(helm: Path) -> None:
+    objects = render(helm, sets=["webhook.clusterView=false"])
+    assert pod_spec(objects)["automountServiceAccountToken"] is False
+    assert rbac(webhook_part(objects)) == []
+    account = one(webhook_part(objects), "ServiceAccount")["metadata"]["name"]
+    assert account not in [s["name"] for o in rbac(objects) for s in o.get("subjects", [])]
+    (container,) = pod_spec(objects)["containers"]
+    assert container["args"][container["args"].index("--cluster-view") + 1] == "off"
+    egress = one(webhook_part(objects), "NetworkPolicy")["spec"]["egress"]
+    assert [rule for rule in egress if {"port": 443, "protocol": "TCP"} in rule["ports"]] == []
 
 
 def test_network_policy_defaults(helm: Path) -> None:
-    policy = one(render(helm), "NetworkPolicy")["spec"]
+    policy = one(webhook_part(render(helm)), "NetworkPolicy")["spec"]
     assert policy["podSelector"] == {"matchLabels": SELECTOR}
     assert policy["policyTypes"] == ["Ingress", "Egress"]
     webhook_rule, metrics_rule = policy["ingress"]
@@ -142,18 +166,35 @@ def test_network_policy_defaults(helm: Path) -> None:
             "ports": dns_ports,
         },
         {"to": [{"ipBlock": {"cidr": "169.254.20.10/32"}}], "ports": dns_ports},
+        # the view's watches: the API server's endpoints are unknown to the chart, so any
+        # destination on its ports until networkPolicy.apiServer names them (NOTES says so)
+        {"ports": [{"port": 443, "protocol": "TCP"}, {"port": 6443, "protocol": "TCP"}]},
     ]
 
 
-def test_network_policy_without_dns_denies_all_egress(helm: Path) -> None:
-    policy = one(render(helm, sets=["networkPolicy.dns.enabled=false"]), "NetworkPolicy")
+def test_the_api_server_peers_narrow_the_views_egress(helm: Path) -> None:
+    sets = [
+        "networkPolicy.apiServer[0].ipBlock.cidr=10.0.0.10/32",
+        "networkPolicy.apiServerPorts={6443}",
+    ]
+    for part in ("webhook", "controller"):
+        egress = one(component(render(helm, sets=sets), part), "NetworkPolicy")["spec"]["egress"]
+        assert egress[-1] == {
+            "ports": [{"port": 6443, "protocol": "TCP"}],
+            "to": [{"ipBlock": {"cidr": "10.0.0.10/32"}}],
+        }, part
+
+
+def test_network_policy_without_dns_and_view_denies_all_egress(helm: Path) -> None:
+    sets = ["networkPolicy.dns.enabled=false", "webhook.clusterView=false"]
+    policy = one(webhook_part(render(helm, sets=sets)), "NetworkPolicy")
     assert policy["spec"]["policyTypes"] == ["Ingress", "Egress"]
     assert policy["spec"]["egress"] == []
 
 
 def test_ha_values(helm: Path) -> None:
     objects = render(helm, HA)
-    assert one(objects, "Deployment")["spec"]["replicas"] == 3
+    assert one(webhook_part(objects), "Deployment")["spec"]["replicas"] == 3
     spec = pod_spec(objects)
     (required,) = spec["affinity"]["podAntiAffinity"][
         "requiredDuringSchedulingIgnoredDuringExecution"
@@ -161,12 +202,12 @@ def test_ha_values(helm: Path) -> None:
     assert required["labelSelector"]["matchLabels"] == SELECTOR
     (spread,) = spec["topologySpreadConstraints"]
     assert spread["labelSelector"] == {"matchLabels": SELECTOR}  # filled in by the chart
-    assert one(objects, "PodDisruptionBudget")["spec"]["minAvailable"] == 2
-    monitor = one(objects, "ServiceMonitor")
+    assert one(webhook_part(objects), "PodDisruptionBudget")["spec"]["minAvailable"] == 2
+    monitor = one(webhook_part(objects), "ServiceMonitor")
     assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
     assert monitor["spec"]["endpoints"][0]["port"] == "metrics"
     assert monitor["spec"]["selector"] == {"matchLabels": SELECTOR}
-    webhook_rule = one(objects, "NetworkPolicy")["spec"]["ingress"][0]
+    webhook_rule = one(webhook_part(objects), "NetworkPolicy")["spec"]["ingress"][0]
     assert webhook_rule["from"] == [{"ipBlock": {"cidr": "10.0.0.0/24"}}]
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.chart.support import RENDERS, one, render, strict_errors
+from tests.chart.support import RENDERS, component, one, render, strict_errors, webhook_part
 
 pytestmark = pytest.mark.helm
 
@@ -30,10 +30,10 @@ def test_every_rendered_object_validates_strictly(helm: Path, case: str) -> None
 def _mutations(objects: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Objects with one unknown or misplaced field each."""
     out: dict[str, dict[str, Any]] = {}
-    deployment = copy.deepcopy(one(objects, "Deployment"))
+    deployment = copy.deepcopy(one(webhook_part(objects), "Deployment"))
     deployment["spec"]["template"]["spec"]["containers"][0]["readinessprobe"] = {}
     out["container field in the wrong case"] = deployment
-    service = copy.deepcopy(one(objects, "Service"))
+    service = copy.deepcopy(one(webhook_part(objects), "Service"))
     service["metadata"]["label"] = {"a": "b"}
     out["unknown ObjectMeta field"] = service
     webhook = copy.deepcopy(one(objects, "ValidatingWebhookConfiguration"))
@@ -43,7 +43,7 @@ def _mutations(objects: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     certificate = copy.deepcopy(next(o for o in objects if o["kind"] == "Certificate"))
     certificate["spec"]["dnsName"] = ["x"]
     out["unknown Certificate field"] = certificate
-    policy = copy.deepcopy(one(objects, "NetworkPolicy"))
+    policy = copy.deepcopy(one(webhook_part(objects), "NetworkPolicy"))
     policy["spec"]["egress"][0]["ports"][0]["port"] = 53.5
     out["a port that is no integer"] = policy
     status = copy.deepcopy(one(objects, "ConfigMap"))
@@ -63,10 +63,10 @@ def _audit_mutations(objects: list[dict[str, Any]]) -> dict[str, dict[str, Any]]
     misplaced = copy.deepcopy(one(objects, "CronJob"))
     misplaced["spec"]["restartPolicy"] = "Never"  # a pod field on the CronJob
     out["pod field on the CronJob"] = misplaced
-    role = copy.deepcopy(one(objects, "ClusterRole"))
+    role = copy.deepcopy(one(component(objects, "audit"), "ClusterRole"))
     role["rules"][0]["verb"] = ["list"]
     out["unknown PolicyRule field"] = role
-    namespaced = copy.deepcopy(one(objects, "ClusterRoleBinding"))
+    namespaced = copy.deepcopy(one(component(objects, "audit"), "ClusterRoleBinding"))
     namespaced["roleRef"]["namespace"] = "approvalgate-system"
     out["namespace on a roleRef"] = namespaced
     return out

@@ -19,7 +19,14 @@ import yaml
 
 from tests.chart.argocd_apps import MANIFESTS, generated_applications
 from tests.chart.schemas import generate
-from tests.chart.support import EXAMPLE_REPO, RENDERS, example_values, pinned_binary, render
+from tests.chart.support import (
+    EXAMPLE_REPO,
+    RENDERS,
+    component,
+    example_values,
+    pinned_binary,
+    render,
+)
 
 from .controlplane import ControlPlane, KubectlError
 
@@ -61,7 +68,13 @@ def test_every_render_passes_a_strict_server_side_dry_run(
 ) -> None:
     values, sets = RENDERS[case]
     objects = render(helm, *values, sets=list(sets), namespace=namespace)
-    stored = dry_run(control_plane, namespace, objects)
+    # kubectl -n refuses objects of another namespace (controller.namespaces' RoleBindings)
+    by_namespace: dict[str, list[dict[str, Any]]] = {}
+    for obj in objects:
+        by_namespace.setdefault(obj["metadata"].get("namespace", namespace), []).append(obj)
+    stored = []
+    for other, objs in by_namespace.items():
+        stored += dry_run(control_plane, other, objs)
     assert sorted((o["kind"], o["metadata"]["name"]) for o in stored) == sorted(
         (o["kind"], o["metadata"]["name"]) for o in objects
     )
@@ -84,23 +97,25 @@ def pod_template(obj: dict[str, Any]) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize(
-    ("values", "kind"),
+    ("values", "kind", "part"),
     [
-        ("default-values", "Deployment"),
-        ("ha-values", "Deployment"),
-        ("audit-values", "CronJob"),
-        ("audit-defaults", "CronJob"),
+        ("default-values", "Deployment", "webhook"),
+        ("ha-values", "Deployment", "webhook"),
+        ("default-values", "Deployment", "controller"),
+        ("controller-options", "Deployment", "controller"),
+        ("audit-values", "CronJob", "audit"),
+        ("audit-defaults", "CronJob", "audit"),
     ],
 )
 def test_pods_meet_the_restricted_pod_security_standard(
-    control_plane: ControlPlane, namespace: str, helm: Path, values: str, kind: str
+    control_plane: ControlPlane, namespace: str, helm: Path, values: str, kind: str, part: str
 ) -> None:
     """PodSecurity admission enforces on Pods (only warns on workloads): dry-run the pod."""
     control_plane.kubectl(
         "admin", "label", "namespace", namespace, "pod-security.kubernetes.io/enforce=restricted"
     )
     files, sets = RENDERS[values]
-    objects = render(helm, *files, sets=list(sets), namespace=namespace)
+    objects = component(render(helm, *files, sets=list(sets), namespace=namespace), part)
     template = pod_template(next(o for o in objects if o["kind"] == kind))
     pod = {
         "apiVersion": "v1",
@@ -142,6 +157,8 @@ TYPOS: dict[str, tuple[str, list[str | int], str]] = {
     "admission config": ("ValidatingWebhookConfiguration", ["webhooks", 0], "timeout"),
     "audit CronJob": ("CronJob", ["spec", "jobTemplate", "spec"], "backofflimit"),
     "audit ClusterRole": ("ClusterRole", ["rules", 0], "verb"),
+    "controller RoleBinding": ("RoleBinding", ["roleRef"], "namespace"),
+    "queue CRD": ("CustomResourceDefinition", ["spec", "versions", 0], "servd"),
 }
 
 
@@ -192,3 +209,210 @@ def test_committed_core_schemas_match_the_api_server(control_plane: ControlPlane
     stale = [name for name in served if served[name] != committed[name]]
     assert stale == [], "run: UPDATE_SCHEMAS=1 pytest tests/e2e/test_chart_dry_run.py"
     assert yaml.safe_load(json.dumps(generate.KINDS))  # the list the chart tests rely on
+
+
+# --- the approval queue's CRDs, installed: their CEL rules on the real API server ----------
+
+GATES = "gates.proompteng.ai/v1alpha1"
+DIGEST = "0" * 64
+
+
+@pytest.fixture(scope="module")
+def queue_crds(
+    control_plane: ControlPlane, helm: Path, tmp_path_factory: pytest.TempPathFactory
+) -> list[str]:
+    """The chart's three CRDs, as it renders them, installed and Established."""
+    crds = [o for o in render(helm) if o["kind"] == "CustomResourceDefinition"]
+    path = tmp_path_factory.mktemp("crds") / "crds.yaml"
+    path.write_text(yaml.safe_dump_all(crds), encoding="utf-8")
+    return control_plane.apply_crds([path])
+
+
+def create(plane: ControlPlane, obj: dict[str, Any]) -> Any:
+    return plane.kubectl(
+        "admin", "create", "-o", "json", "-f", "-", input=json.dumps(obj), check=False
+    )
+
+
+def patch(plane: ControlPlane, namespace: str, what: str, body: dict[str, Any], *extra: str) -> Any:
+    return plane.kubectl(
+        "admin",
+        "patch",
+        what,
+        "-n",
+        namespace,
+        "--type=merge",
+        "-p",
+        json.dumps(body),
+        *extra,
+        check=False,
+    )
+
+
+def request(namespace: str, name: str, run_name: str | None = None) -> dict[str, Any]:
+    return {
+        "apiVersion": GATES,
+        "kind": "ApprovalRequest",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "requester": "alice",
+            "environment": "prod",
+            "reason": "nightly evaluation",
+            "specDigest": DIGEST,
+            "run": {
+                "apiVersion": "agents.proompteng.ai/v1alpha1",
+                "kind": "AgentRun",
+                "metadata": {"name": run_name or name, "labels": {"team": "ml"}},
+                "spec": {"agentRef": {"name": "codex"}, "parameters": {"depth": 3}},
+            },
+        },
+    }
+
+
+def decision(namespace: str) -> dict[str, Any]:
+    return {
+        "apiVersion": GATES,
+        "kind": "ApprovalDecision",
+        "metadata": {"generateName": "train-", "namespace": namespace},
+        "spec": {
+            "requestName": "train",
+            "decision": "approve",
+            "approver": "bob",
+            "record": {
+                "payload": "eyJfdHlwZSI6ICJ4In0=",
+                "payloadType": "application/vnd.in-toto+json",
+                "signatures": [{"keyid": "bob-2026", "sig": "c2lnbmF0dXJl"}],
+            },
+        },
+    }
+
+
+def use(namespace: str, name: str, uid: str) -> dict[str, Any]:
+    return {
+        "apiVersion": GATES,
+        "kind": "ApprovalUse",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "run": {"name": "train", "uid": uid},
+            "environment": "prod",
+            "specDigest": DIGEST,
+            "statements": ["1" * 64],
+            "expiresAt": "2026-12-31T00:00:00Z",
+        },
+    }
+
+
+def test_the_crds_install_with_their_cel_rules(queue_crds: list[str]) -> None:
+    assert sorted(name.rpartition("/")[2] for name in queue_crds) == [
+        "approvaldecisions.gates.proompteng.ai",
+        "approvalrequests.gates.proompteng.ai",
+        "approvaluses.gates.proompteng.ai",
+    ]
+
+
+def test_an_approval_decision_is_append_only(
+    control_plane: ControlPlane, namespace: str, queue_crds: list[str]
+) -> None:
+    done = create(control_plane, decision(namespace))
+    assert done.returncode == 0, done.stderr
+    name = f"approvaldecision/{json.loads(done.stdout)['metadata']['name']}"
+    for body in (
+        {"spec": {"decision": "reject"}},
+        {"spec": {"approver": "mallory"}},
+        {"spec": {"record": {"signatures": [{"sig": "b3RoZXI="}]}}},
+    ):
+        refused = patch(control_plane, namespace, name, body)
+        assert refused.returncode != 0
+        assert "an ApprovalDecision is append-only" in refused.stderr, refused.stderr
+    # metadata stays writable (labels, finalizers of other tools)
+    assert (
+        patch(control_plane, namespace, name, {"metadata": {"labels": {"a": "b"}}}).returncode == 0
+    )
+    got = control_plane.kubectl("admin", "get", name, "-n", namespace, "-o", "json")
+    assert json.loads(got.stdout)["spec"] == decision(namespace)["spec"]
+
+
+def test_an_approval_request_spec_is_immutable_except_cancel(
+    control_plane: ControlPlane, namespace: str, queue_crds: list[str]
+) -> None:
+    done = create(control_plane, request(namespace, "train"))
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["spec"]["cancelled"] is False  # defaulted
+    name = "approvalrequest/train"
+    for body in (
+        {"spec": {"requester": "mallory"}},
+        {"spec": {"reason": "something else"}},
+        {"spec": {"reason": None}},
+        {"spec": {"specDigest": "f" * 64}},
+        {"spec": {"run": {"spec": {"parameters": {"depth": 4}}}}},
+        {"spec": {"run": {"metadata": {"labels": {"team": "other"}}}}},
+    ):
+        refused = patch(control_plane, namespace, name, body)
+        assert refused.returncode != 0, body
+        assert "the spec of an ApprovalRequest is immutable except cancelled" in refused.stderr
+    assert patch(control_plane, namespace, name, {"spec": {"cancelled": True}}).returncode == 0
+    back = patch(control_plane, namespace, name, {"spec": {"cancelled": False}})
+    assert back.returncode != 0 and "a cancelled ApprovalRequest stays cancelled" in back.stderr
+
+
+def test_an_approval_request_is_named_after_its_run(
+    control_plane: ControlPlane, namespace: str, queue_crds: list[str]
+) -> None:
+    refused = create(control_plane, request(namespace, "train", run_name="other"))
+    assert refused.returncode != 0
+    assert "an ApprovalRequest is named after its run" in refused.stderr
+    assert "spec.run.metadata.name" in refused.stderr
+
+
+def test_the_status_is_written_through_its_subresource_only(
+    control_plane: ControlPlane, namespace: str, queue_crds: list[str]
+) -> None:
+    assert create(control_plane, request(namespace, "train")).returncode == 0
+    name = "approvalrequest/train"
+    status = {"status": {"phase": "Submitted", "required": 2, "approvedBy": ["bob", "carol"]}}
+    assert patch(control_plane, namespace, name, status).returncode == 0  # ignored
+    got = control_plane.kubectl("admin", "get", name, "-n", namespace, "-o", "json")
+    assert "status" not in json.loads(got.stdout)
+    done = patch(control_plane, namespace, name, status, "--subresource=status")
+    assert done.returncode == 0, done.stderr
+    bad = patch(
+        control_plane, namespace, name, {"status": {"phase": "Done"}}, "--subresource=status"
+    )
+    assert bad.returncode != 0 and "Unsupported value" in bad.stderr
+    table = control_plane.kubectl("admin", "get", "areq", "-n", namespace).stdout
+    assert table.split("\n")[0].split() == [
+        "NAME",
+        "PHASE",
+        "REQUESTER",
+        "ENVIRONMENT",
+        "REQUIRED",
+        "APPROVED-BY",
+        "AGE",
+    ]
+    assert table.split("\n")[1].split()[:5] == ["train", "Submitted", "alice", "prod", "2"]
+
+
+def test_a_run_argo_cd_would_prune_cannot_be_requested(
+    control_plane: ControlPlane, namespace: str, queue_crds: list[str]
+) -> None:
+    tracked = request(namespace, "train")
+    tracked["spec"]["run"]["metadata"]["annotations"] = {
+        "argocd.argoproj.io/tracking-id": "policies-prod:agents.proompteng.ai/AgentRun:ns/train"
+    }
+    refused = create(control_plane, tracked)
+    assert refused.returncode != 0 and "Argo CD tracking annotation" in refused.stderr
+
+
+def test_an_approval_use_is_named_after_its_run_and_immutable(
+    control_plane: ControlPlane, namespace: str, queue_crds: list[str]
+) -> None:
+    uid = "6f1c2d3e-0000-4000-8000-000000000001"
+    refused = create(control_plane, use(namespace, "not-the-uid", uid))
+    assert refused.returncode != 0 and "named after the run it records" in refused.stderr
+    assert create(control_plane, use(namespace, uid, uid)).returncode == 0
+    edited = patch(control_plane, namespace, f"approvaluse/{uid}", {"spec": {"statements": []}})
+    assert edited.returncode != 0
+    changed = patch(
+        control_plane, namespace, f"approvaluse/{uid}", {"spec": {"environment": "dev"}}
+    )
+    assert changed.returncode != 0 and "an ApprovalUse is immutable" in changed.stderr

@@ -155,7 +155,9 @@ class KubeVolume:
 def test_configmap_symlink_swaps_are_noticed(
     pki: TestPKI, tmp_path: Path, base_bundle_text: str
 ) -> None:
-    other = compile_case_bundle(CORPUS / "_base", BundleSettings(environment="staging"))
+    other = compile_case_bundle(
+        CORPUS / "_base", BundleSettings(environment="staging", cluster_view="off")
+    )
     volume = KubeVolume(tmp_path / "config")
     volume.publish({"bundle.json": base_bundle_text})
     with ServerThread(pki, volume.root / "bundle.json") as server:
@@ -248,10 +250,7 @@ async def _swap(
 def test_bundle_swaps_and_certificate_rotation_under_load(pki: TestPKI, tmp_path: Path) -> None:
     approved = load_case("environment-records-for-each-environment")  # prod and staging
     texts = [
-        # the records path under swaps; the cluster view is off (no API server here)
-        compile_case_bundle(
-            approved.folder, BundleSettings(environment="prod", cluster_view="off")
-        ),
+        compile_case_bundle(approved.folder),
         compile_case_bundle(
             approved.folder, BundleSettings(environment="staging", cluster_view="off")
         ),
@@ -301,7 +300,9 @@ def test_bundle_swaps_and_certificate_rotation_under_load(pki: TestPKI, tmp_path
 def test_reload_interval_is_the_poll_period(
     pki: TestPKI, bundle_file: Path, reload_interval: float, base_bundle_text: str
 ) -> None:
-    other = compile_case_bundle(CORPUS / "_base", BundleSettings(environment="staging"))
+    other = compile_case_bundle(
+        CORPUS / "_base", BundleSettings(environment="staging", cluster_view="off")
+    )
     with ServerThread(pki, bundle_file, reload_interval=reload_interval) as server:
         write_atomic(bundle_file, other)
         started = time.monotonic()

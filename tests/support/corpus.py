@@ -27,7 +27,8 @@ A case folder holds ``case.yaml`` and optionally ``run.yaml``, ``old.yaml``,
     repeat: 5000                 # the records list repeated (bounds tests)
     dryRun: true
     settings: {enforcement: warn, no_match: allow, exclude_namespaces: [sandbox]}
-                                 # environment: default prod (CORPUS_ENVIRONMENT)
+                                 # environment: default prod (CORPUS_ENVIRONMENT);
+                                 # cluster_view: default off (cases of records alone)
     expect:
       allowed: false
       reason: missing-approvals
@@ -114,7 +115,7 @@ def compile_case_bundle(folder: Path, settings: BundleSettings | None = None) ->
         text = _file(folder, name).read_text()
         docs += [d.obj for d in load_manifests(text, name) if d.obj is not None]
     bundle, problems = compile_bundle(
-        docs, settings or BundleSettings(environment=CORPUS_ENVIRONMENT)
+        docs, settings or BundleSettings(environment=CORPUS_ENVIRONMENT, cluster_view="off")
     )
     errors = [p for p in problems if p.finding.severity == "error"]
     assert bundle is not None, f"{folder.name}: policies do not compile: {errors}"
@@ -170,7 +171,8 @@ def load_case(name: str) -> Case:
 
 def case_settings(spec: dict[str, Any]) -> BundleSettings:
     """The bundle settings of a case (``settings:``), in environment prod unless it says."""
-    return BundleSettings(**{"environment": CORPUS_ENVIRONMENT, **spec.get("settings", {})})
+    defaults = {"environment": CORPUS_ENVIRONMENT, "cluster_view": "off"}
+    return BundleSettings(**{**defaults, **spec.get("settings", {})})
 
 
 def _annotate(

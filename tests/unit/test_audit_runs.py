@@ -19,6 +19,8 @@ from approvalgate.approvals import records
 from approvalgate.approvals.bundle import Bundle, parse_bundle_text
 from approvalgate.approvals.kubeyaml import load_manifests
 from approvalgate.approvals.policy import BundleSettings
+from approvalgate.approvals.records import ANNOTATION, parse_annotation
+from approvalgate.approvals.view import EMPTY, USE_FINALIZER, StaticView, statement_digest
 from approvalgate.audit.runs import REQUESTER_UNKNOWN, audit_run, audit_runs
 from tests.support.corpus import BASE, compile_case_bundle, make_record
 
@@ -27,7 +29,12 @@ CREATED = NOW - timedelta(hours=1)
 
 
 def bundle(**settings: Any) -> Bundle:
-    merged = {"environment": "test", "exclude_namespaces": ("sandbox",), **settings}
+    merged = {
+        "environment": "test",
+        "exclude_namespaces": ("sandbox",),
+        "cluster_view": "off",  # records alone; the view's cases are at the end
+        **settings,
+    }
     return parse_bundle_text(compile_case_bundle(BASE, BundleSettings(**merged)))
 
 
@@ -242,3 +249,33 @@ def test_a_vetoed_run_says_so() -> None:
     assert "would be denied if created now: an eligible approver rejected it (vetoed)" in (
         result.message
     )
+
+
+# --- where the bundle requires the cluster view -------------------------------------------
+
+
+def test_with_the_view_a_use_by_another_run_fails_and_the_own_use_passes() -> None:
+    run = stored(*LEADS)
+    run["metadata"]["finalizers"] = [USE_FINALIZER]
+    required = bundle(cluster_view="required")
+    statements = [
+        statement_digest(r) for r in parse_annotation(run["metadata"]["annotations"][ANNOTATION])[0]
+    ]
+
+    def use(uid: str) -> dict[str, Any]:
+        return {
+            "metadata": {"name": uid, "namespace": "agents"},
+            "spec": {"run": {"name": "codex-run-sample", "uid": uid}, "statements": statements},
+        }
+
+    own = audit_run(run, required, NOW, StaticView.build(uses=[use("uid-codex-run-sample")]))
+    assert (own.status, own.reason) == ("pass", "approved")
+    other = audit_run(run, required, NOW, StaticView.build(uses=[use("uid-earlier")]))
+    assert (other.status, other.reason) == ("fail", "missing-approvals")
+    assert "already used by run agents/codex-run-sample (uid uid-earlier)" in other.message
+
+
+def test_with_the_view_required_a_run_without_the_use_finalizer_fails() -> None:
+    result = audit_run(stored(*LEADS), bundle(cluster_view="required"), NOW, EMPTY)
+    assert (result.status, result.reason) == ("fail", "missing-use-finalizer")
+    assert USE_FINALIZER in result.message

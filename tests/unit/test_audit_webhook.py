@@ -45,8 +45,9 @@ def expected() -> dict[str, Any]:
 def live_with(edit: Callable[[dict[str, Any]], object]) -> dict[str, Any]:
     """The chart's configuration as the API server stores it (caBundle injected), edited."""
     live = copy.deepcopy(expected())
-    live["webhooks"][0]["clientConfig"]["caBundle"] = "LS0tLS1CRUdJTi..."
-    live["webhooks"][0]["objectSelector"] = {}
+    for entry in live["webhooks"]:  # the AgentRun entry and the approval queue's
+        entry["clientConfig"]["caBundle"] = "LS0tLS1CRUdJTi..."
+        entry["objectSelector"] = {}
     edit(live)
     return live
 

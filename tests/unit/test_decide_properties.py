@@ -46,7 +46,9 @@ def _vote_bundle() -> Bundle:
     for name in ("policies.yaml", "approvers.yaml"):
         docs += [dict(d.obj) for d in load_manifests((BASE / name).read_text()) if d.obj]
     docs[0]["spec"]["rejection"] = "vote"
-    bundle, problems = compile_bundle(docs, BundleSettings(environment=CORPUS_ENVIRONMENT))
+    bundle, problems = compile_bundle(
+        docs, BundleSettings(environment=CORPUS_ENVIRONMENT, cluster_view="off")
+    )
     assert bundle is not None, problems
     return parse_bundle_text(dump_bundle(bundle))
 
@@ -374,7 +376,9 @@ ENVIRONMENT_NAMES = st.from_regex(r"[a-z0-9]([-a-z0-9]{0,30}[a-z0-9])?", fullmat
 def test_approvals_count_only_in_the_environment_they_name(environment: str) -> None:
     """The same policies, compiled for another environment: records signed for prod count
     for nothing there, and records signed for it admit only there."""
-    other = parse_bundle_text(compile_case_bundle(BASE, BundleSettings(environment=environment)))
+    other = parse_bundle_text(
+        compile_case_bundle(BASE, BundleSettings(environment=environment, cluster_view="off"))
+    )
     for original in ORIGINALS:
         decision = decide(create(original), other, NOW)
         assert (decision.allowed, decision.reason) == (False, "missing-approvals")

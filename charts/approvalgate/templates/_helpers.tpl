@@ -113,6 +113,10 @@ argocd.argoproj.io/sync-options: SkipDryRunOnMissingResource=true
 - {{ .Values.webhook.maxConnections | int | quote }}
 - --log-level
 - {{ .Values.logLevel }}
+- --cluster-view
+- {{ ternary "auto" "off" .Values.webhook.clusterView | quote }}
+- --view-max-age
+- {{ .Values.webhook.viewMaxAgeSeconds | int | quote }}
 {{- end }}
 
 {{/* Pod affinity: .Values.affinity as given, else the anti-affinity podAntiAffinity asks for. */}}
@@ -165,6 +169,18 @@ Impossible values fail the render early, with what to do. Included by deployment
 {{- if eq (int .Values.metrics.port) (int .Values.webhook.port) }}
 {{- fail "ERROR: metrics.port and webhook.port must differ." }}
 {{- end }}
+{{- $c := .Values.controller }}
+{{- if $c.enabled }}
+{{- if and $c.podDisruptionBudget.enabled (lt (int $c.replicas) 2) }}
+{{- fail (printf "ERROR: controller.podDisruptionBudget.enabled needs controller.replicas >= 2 (got %d): with one replica a PodDisruptionBudget with minAvailable 1 blocks every node drain. Raise controller.replicas or set controller.podDisruptionBudget.enabled=false." (int $c.replicas)) }}
+{{- end }}
+{{- if and $c.podDisruptionBudget.enabled (ge (int $c.podDisruptionBudget.minAvailable) (int $c.replicas)) }}
+{{- fail (printf "ERROR: controller.podDisruptionBudget.minAvailable (%d) must be below controller.replicas (%d), or no controller pod may ever be evicted." (int $c.podDisruptionBudget.minAvailable) (int $c.replicas)) }}
+{{- end }}
+{{- if and .Values.metrics.enabled (eq (int $c.metricsPort) (int $c.healthPort)) }}
+{{- fail "ERROR: controller.metricsPort and controller.healthPort must differ." }}
+{{- end }}
+{{- end }}
 {{- end }}
 
 {{/*
@@ -201,4 +217,135 @@ namespace is sent to a webhook that is never ready: fail closed).
 {{- $bundle = .Values.policyBundle.content | fromJson }}
 {{- end }}
 {{- dict "exclude" (get $bundle "excludeNamespaces" | default list) "optIn" (eq (toString (get $bundle "namespaceSelection")) "optInLabel") | toJson }}
+{{- end }}
+
+{{/*
+The approval controller (controller-*.yaml): its own name, labels and ServiceAccount. The
+component `controller` keeps its pods out of every webhook selector.
+*/}}
+{{- define "approvalgate.controllerName" -}}
+{{- include "approvalgate.suffixedName" (list . "controller") }}
+{{- end }}
+
+{{- define "approvalgate.controllerSelectorLabels" -}}
+app.kubernetes.io/name: {{ include "approvalgate.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: controller
+{{- end }}
+
+{{- define "approvalgate.controllerLabels" -}}
+{{ include "approvalgate.controllerSelectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/part-of: approvalgate
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ include "approvalgate.chart" . }}
+{{- end }}
+
+{{- define "approvalgate.controllerServiceAccountName" -}}
+{{- $account := .Values.controller.serviceAccount }}
+{{- if $account.create }}
+{{- default (include "approvalgate.controllerName" .) $account.name }}
+{{- else }}
+{{- default "default" $account.name }}
+{{- end }}
+{{- end }}
+
+{{- define "approvalgate.leaseName" -}}
+{{- default (include "approvalgate.controllerName" .) .Values.controller.leaseName }}
+{{- end }}
+
+{{/* The queue's CRDs, the ClusterRoles for people, and labels of objects of no component. */}}
+{{- define "approvalgate.sharedLabels" -}}
+app.kubernetes.io/name: {{ include "approvalgate.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: queue
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/part-of: approvalgate
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ include "approvalgate.chart" . }}
+{{- end }}
+
+{{/* The webhook reads the cluster (its view of the queue) unless webhook.clusterView=false. */}}
+{{- define "approvalgate.webhookReadsCluster" -}}
+{{- if .Values.webhook.clusterView }}true{{ end }}
+{{- end }}
+
+{{/*
+Egress to the API server (the webhook's view, the controller): to networkPolicy.apiServer,
+or to any destination on the API server ports when it is empty (its endpoints are not known
+to the chart). Renders one NetworkPolicyEgressRule, as a list item.
+*/}}
+{{- define "approvalgate.apiServerEgress" -}}
+- ports:
+    {{- range .Values.networkPolicy.apiServerPorts }}
+    - port: {{ . | int }}
+      protocol: TCP
+    {{- end }}
+  {{- with .Values.networkPolicy.apiServer }}
+  to:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+{{- end }}
+
+{{/* DNS egress rules (kube-dns, node-local-dns), as list items; empty without dns.enabled. */}}
+{{- define "approvalgate.dnsEgress" -}}
+{{- $np := .Values.networkPolicy }}
+{{- if $np.dns.enabled }}
+- to:
+    - namespaceSelector:
+        matchLabels:
+          kubernetes.io/metadata.name: kube-system
+      podSelector:
+        matchLabels:
+          k8s-app: kube-dns
+  ports:
+    - port: 53
+      protocol: UDP
+    - port: 53
+      protocol: TCP
+{{- with $np.dns.nodeLocalDNS }}
+- to:
+    {{- range . }}
+    - ipBlock:
+        cidr: {{ printf "%s/32" . }}
+    {{- end }}
+  ports:
+    - port: 53
+      protocol: UDP
+    - port: 53
+      protocol: TCP
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* The controller's command line (contract: `approvalgate controller`). */}}
+{{- define "approvalgate.controllerArgs" -}}
+{{- $c := .Values.controller }}
+- controller
+- --bundle
+- /etc/approvalgate/bundle/bundle.json
+{{- range $c.namespaces }}
+- --namespace
+- {{ . | quote }}
+{{- end }}
+- --lease-namespace
+- {{ .Release.Namespace }}
+- --lease-name
+- {{ include "approvalgate.leaseName" . }}
+- --identity
+- $(POD_NAME)
+- --metrics-port
+- {{ ternary (int $c.metricsPort) 0 .Values.metrics.enabled | quote }}
+- --health-port
+- {{ $c.healthPort | int | quote }}
+{{- if $c.signalDeliveries.enabled }}
+- --signal-deliveries
+{{- end }}
+{{- if $c.notify.secretName }}
+- --notify-url
+- $(APPROVALGATE_NOTIFY_URL)
+{{- end }}
+{{- range $c.extraArgs }}
+- {{ . | quote }}
+{{- end }}
 {{- end }}

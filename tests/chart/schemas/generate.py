@@ -35,6 +35,9 @@ KINDS: tuple[tuple[str, str], ...] = (
     ("batch/v1", "CronJob"),
     ("rbac.authorization.k8s.io/v1", "ClusterRole"),
     ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding"),
+    ("rbac.authorization.k8s.io/v1", "Role"),
+    ("rbac.authorization.k8s.io/v1", "RoleBinding"),
+    ("apiextensions.k8s.io/v1", "CustomResourceDefinition"),
 )
 
 _KEPT = ("type", "properties", "items", "additionalProperties", "required", "enum", "oneOf")
