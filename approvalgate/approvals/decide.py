@@ -493,7 +493,7 @@ def _use_released(
             "run). The approvalgate controller records it and then removes the finalizer "
             "itself; check that the controller is running (docs/queue.md).",
         )
-    uncovered = _uncovered(old_meta, namespace, use, bundle, now)
+    uncovered = _uncovered(old_meta, namespace, use, bundle, now, usable)
     if uncovered:
         return _deny(
             "use-incomplete",
@@ -503,34 +503,43 @@ def _use_released(
             "the name again); the approvalgate controller writes them: delete this one once "
             "it expires, and let the controller record the use.",
         )
-    settled = (use.created or now) + timedelta(seconds=bundle.use_settle_seconds)
+    settle = max(float(bundle.use_settle_seconds), usable.max_age)
+    settled = (use.created or now) + timedelta(seconds=settle)
     if now < settled:
         wait = (settled - now).total_seconds()
         return _deny(
             "use-settling",
             f"approvalgate denied removing {USE_FINALIZER} from AgentRun {ref}: its "
-            f"ApprovalUse {use.name} is {bundle.use_settle_seconds - wait:.1f}s old; it "
-            f"must be {bundle.use_settle_seconds}s old (every webhook replica must have "
-            f"seen it). Retry in {wait:.1f}s.",
+            f"ApprovalUse {use.name} is {settle - wait:.1f}s old; it must be {settle:g}s old "
+            "(useSettleSeconds, at least the view's --view-max-age: every usable webhook "
+            f"view has heard from the API server since it was written). Retry in {wait:.1f}s.",
         )
     return None
 
 
 def _uncovered(
-    old_meta: Mapping[str, Any], namespace: str, use: Use, bundle: Bundle, now: datetime
+    old_meta: Mapping[str, Any],
+    namespace: str,
+    use: Use,
+    bundle: Bundle,
+    now: datetime,
+    view: ClusterView,
 ) -> str:
     """The first approval of the run that its use does not record (by statement, and until
     the approval expires), or "". Only approvals that could still count are asked for:
-    genuine (signed by their approver), for this run and environment, not yet expired.
-    Else an ApprovalUse made by hand (empty, or expiring early, then deleted) would release
-    the finalizer without the ledger knowing the approvals were used."""
+    genuine (signed by their approver), for this run and environment, not yet expired, from
+    the run's annotation or from the cluster's ApprovalDecisions for it (those admit a run
+    too). Else an ApprovalUse made by hand (empty, or expiring early, then deleted) would
+    release the finalizer without the ledger knowing the approvals were used."""
     annotations = old_meta.get("annotations")
     value = annotations.get(records.ANNOTATION) if isinstance(annotations, dict) else None
-    if not isinstance(value, str):
-        return ""
-    subject = records.subject_name(namespace, str(old_meta.get("name") or ""))
-    parsed, _ = bundle.verifier.parse_annotation(value)
-    for record in parsed:
+    name = str(old_meta.get("name") or "")
+    subject = records.subject_name(namespace, name)
+    parsed: tuple[records.ParsedRecord, ...] = ()
+    if isinstance(value, str):
+        parsed, _ = bundle.verifier.parse_annotation(value)
+    cluster, _ = records.parse_envelopes(list(view.records_for(namespace, name)), len(parsed))
+    for record in (*parsed, *cluster):
         claim = record.claim
         if (
             claim.decision not in ("approve", "bypass")
@@ -543,7 +552,8 @@ def _uncovered(
         keys = [k.key for k in approver.keys if k.valid_at(claim.issued_at)] if approver else []
         if bundle.verifier.signed_by(record, keys) is None:
             continue
-        what = f"record {record.index} ({claim.decision} by {claim.approver})"
+        where = "cluster record" if record.index >= len(parsed) else "record"
+        what = f"{where} {record.index} ({claim.decision} by {claim.approver})"
         if statement_digest(record) not in use.statements:
             return what
         if use.expires_at is None or use.expires_at < claim.expires_at:
