@@ -539,6 +539,10 @@ def _uncovered(
     if isinstance(value, str):
         parsed, _ = bundle.verifier.parse_annotation(value)
     cluster, _ = records.parse_envelopes(list(view.records_for(namespace, name)), len(parsed))
+    created = _creation(old_meta)
+    if created is not None:  # approvals issued after the run was created were not used by it
+        latest = created + bundle.clock_skew
+        cluster = [r for r in cluster if r.claim.issued_at <= latest]
     for record in (*parsed, *cluster):
         claim = record.claim
         if (
@@ -559,6 +563,43 @@ def _uncovered(
         if use.expires_at is None or use.expires_at < claim.expires_at:
             return f"{what} until it expires at {records.format_time(claim.expires_at)}"
     return ""
+
+
+def _creation(meta: Mapping[str, Any]) -> datetime | None:
+    value = meta.get("creationTimestamp")
+    if not isinstance(value, str):
+        return None
+    try:
+        return records.parse_time(value)
+    except ValueError:
+        return None
+
+
+def used_statements(
+    run: Mapping[str, Any], bundle: Bundle, view: ClusterView
+) -> tuple[list[str], datetime | None]:
+    """What an ApprovalUse of ``run`` must record: the statement of every record the run
+    carries and of every cluster approval (approve, bypass) for its name issued by the time
+    it was created (it may have counted), and the latest of their expiries."""
+    meta = run.get("metadata") if isinstance(run.get("metadata"), dict) else {}
+    assert isinstance(meta, dict)
+    annotations = meta.get("annotations")
+    value = annotations.get(records.ANNOTATION) if isinstance(annotations, dict) else None
+    parsed: tuple[records.ParsedRecord, ...] = ()
+    if isinstance(value, str):
+        parsed, _ = bundle.verifier.parse_annotation(value)
+    namespace, name = str(meta.get("namespace") or ""), str(meta.get("name") or "")
+    cluster, _ = records.parse_envelopes(list(view.records_for(namespace, name)), len(parsed))
+    created = _creation(meta)
+    chosen = list(parsed) + [
+        r
+        for r in cluster
+        if r.claim.decision in ("approve", "bypass")
+        and (created is None or r.claim.issued_at <= created + bundle.clock_skew)
+    ]
+    statements = sorted({statement_digest(r) for r in chosen})
+    latest = max((r.claim.expires_at for r in chosen), default=None)
+    return statements, latest
 
 
 def _excluded(bundle: Bundle, username: str, author: str) -> frozenset[str]:

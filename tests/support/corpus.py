@@ -34,6 +34,7 @@ A case folder holds ``case.yaml`` and optionally ``run.yaml``, ``old.yaml``,
                                  # where settings say cluster_view: required, else none
     oldFinalizers: [...]         # the same for old.yaml (default: as finalizers)
     deleting: true               # old.yaml (and the run) carry a deletionTimestamp
+    created: 2026-11-21T11:00:00Z  # the run's (and old.yaml's) creationTimestamp
     runAnnotations: {k: v}       # more annotations on the run (and old.yaml)
     view:                        # the cluster view decide() gets (absent: none at all)
       decisions:                 # ApprovalDecisions, records signed as in `records:`
@@ -223,6 +224,8 @@ def _shape(obj: dict[str, Any], spec: dict[str, Any], finalizers: list[str]) -> 
     meta = obj.setdefault("metadata", {})
     if "uid" in spec:
         meta["uid"] = spec["uid"]
+    if "created" in spec:
+        meta["creationTimestamp"] = str(spec["created"])
     if finalizers:
         meta["finalizers"] = list(finalizers)
     if spec.get("deleting"):
