@@ -188,16 +188,14 @@ def _approve_file(args: argparse.Namespace) -> int:
     # without the finalizer the webhook would deny the run there.
     assumed = args.bundle is None
     one_use = bundle.needs_view if bundle is not None and not assumed else True
+    unfinalized: set[str] = set()
     if one_use:
         runs = [_named(run, environment, assumed) for run in runs]
-        for run in runs:
-            if USE_FINALIZER not in ((run.obj.get("metadata") or {}).get("finalizers") or []):
-                print(
-                    f"note: AgentRun {run.ref}: added the finalizer {USE_FINALIZER} "
-                    f"({_why(environment, assumed)}: the controller removes it once the run's "
-                    "use of the approval is recorded)",
-                    file=sys.stderr,
-                )
+        unfinalized = {
+            run.ref
+            for run in runs
+            if USE_FINALIZER not in ((run.obj.get("metadata") or {}).get("finalizers") or [])
+        }
 
     def sign(run: manifests.Run) -> str:
         claim = records.Claim(
@@ -237,6 +235,13 @@ def _approve_file(args: argparse.Namespace) -> int:
             f"{records.format_time(claim.expires_at)}",
             file=sys.stderr,
         )
+        if run.ref in unfinalized:  # said once the record is made, never for a refusal
+            print(
+                f"note: AgentRun {run.ref}: added the finalizer {USE_FINALIZER} "
+                f"({_why(environment, assumed)}: the controller removes it once the run's "
+                "use of the approval is recorded)",
+                file=sys.stderr,
+            )
         return value
 
     def finalizer(run: manifests.Run) -> str:

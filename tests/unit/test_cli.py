@@ -124,7 +124,7 @@ def test_approve_reports_what_it_signed(capsys: pytest.CaptureFixture[str], repo
         "prod",
     )
     assert code == 0
-    note, signed = err.splitlines()
+    signed, note = err.splitlines()
     assert note == (
         "note: AgentRun agents/codex-run-sample: added the finalizer "
         "gates.proompteng.ai/approval-use (clusterView: required assumed for environment prod, "

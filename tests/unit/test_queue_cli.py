@@ -381,7 +381,7 @@ def test_approve_without_a_bundle_assumes_the_default_and_says_so(
         "(clusterView: required assumed for environment staging, approvalgate.yaml's default; "
         "approve with --bundle rendered/staging/bundle.json to use its setting"
     )
-    name_note, finalizer_note, _ = err.splitlines()
+    name_note, _, finalizer_note = err.splitlines()
     assert name_note.startswith("note: AgentRun agents/nightly-* has only generateName: named it")
     assert name_note.endswith(f"{assumed})")
     assert finalizer_note.endswith(f"{assumed}: the controller removes it once the run's use of "
