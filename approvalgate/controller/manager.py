@@ -449,7 +449,7 @@ class Controller:
             return
         uid = str((run.get("metadata") or {}).get("uid") or "")
         now = self.clock()
-        plan = ledger.plan_run(run, bundle, current.use_of_run(namespace, uid), now)
+        plan = ledger.plan_run(run, bundle, current.use_of_run(namespace, uid), now, current)
         if plan.create_use is not None:
             self._guard()
             try:
