@@ -39,9 +39,9 @@ import base64
 import hashlib
 import json
 import secrets
+import signal
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -373,54 +373,53 @@ def level_b(args: argparse.Namespace, corpus: Corpus, now: datetime) -> dict[str
 
     crds = sorted((REPO / "charts" / "approvalgate" / "files" / "crds").glob("*.yaml"))
     result: dict[str, Any] = {}
-    with tempfile.TemporaryDirectory(prefix="approvalgate-bench-"):
+    started = time.perf_counter()
+    plane = ControlPlane(locate_binaries())
+    plane.start()
+    result["control_plane_start_s"] = time.perf_counter() - started
+    try:
+        plane.apply_crds(crds)
+        for namespace in (NAMESPACE, *OTHER_NAMESPACES):
+            plane.kubectl("admin", "create", "namespace", namespace)
+        admin = plane.kubeconfig("admin")
+        log(f"level (b): creating {len(corpus.decisions)} decisions on the API server")
+        result["create_s"] = create_objects(lambda: Client.connect(admin), corpus)
+        client = Client.connect(admin)
+        watched = WatchedView(client)
         started = time.perf_counter()
-        plane = ControlPlane(locate_binaries())
-        plane.start()
-        result["control_plane_start_s"] = time.perf_counter() - started
+        cpu_before = time.process_time()
+        watched.start()
         try:
-            plane.apply_crds(crds)
-            for namespace in (NAMESPACE, *OTHER_NAMESPACES):
-                plane.kubectl("admin", "create", "namespace", namespace)
-            admin = plane.kubeconfig("admin")
-            log(f"level (b): creating {len(corpus.decisions)} decisions on the API server")
-            result["create_s"] = create_objects(lambda: Client.connect(admin), corpus)
-            client = Client.connect(admin)
-            watched = WatchedView(client)
-            started = time.perf_counter()
-            cpu_before = time.process_time()
-            watched.start()
-            try:
-                if not watched.wait_synced(300):
-                    raise SystemExit(f"the view did not sync: {watched.problem}")
-                result["view_sync_s"] = time.perf_counter() - started
-                result["view_sync_cpu_s"] = time.process_time() - cpu_before
-                counts = {s.kind: s.objects for s in watched.status()}
-                result["view_objects"] = counts
-                if counts.get("ApprovalDecision") != len(corpus.decisions):
-                    raise SystemExit(f"the view holds {counts}, not every decision created")
-                if watched.problem:
-                    raise SystemExit(f"the view is not usable: {watched.problem}")
-                ways = [
-                    Way(WAYS[0], bundle_of("off"), None),
-                    Way(WAYS[1], bundle_of("required"), view.EMPTY),
-                    Way(WAYS[2], bundle_of("required"), watched),
-                ]
-                log(f"level (b): {len(corpus.reviews)} reviews x {args.rounds} rounds")
-                process_before, thread_before = time.process_time(), time.thread_time()
-                wall = time.perf_counter()
-                measure(corpus, ways, args.rounds, now, time.thread_time, (False, False, False))
-                informers = (time.process_time() - process_before) - (
-                    time.thread_time() - thread_before
-                )
-                result["measure_wall_s"] = time.perf_counter() - wall
-                result["informer_cpu_s_while_measuring"] = informers
-                result["ways"] = summary(ways)
-            finally:
-                watched.stop()
-                client.close()
+            if not watched.wait_synced(300):
+                raise SystemExit(f"the view did not sync: {watched.problem}")
+            result["view_sync_s"] = time.perf_counter() - started
+            result["view_sync_cpu_s"] = time.process_time() - cpu_before
+            counts = {s.kind: s.objects for s in watched.status()}
+            result["view_objects"] = counts
+            if counts.get("ApprovalDecision") != len(corpus.decisions):
+                raise SystemExit(f"the view holds {counts}, not every decision created")
+            if watched.problem:
+                raise SystemExit(f"the view is not usable: {watched.problem}")
+            ways = [
+                Way(WAYS[0], bundle_of("off"), None),
+                Way(WAYS[1], bundle_of("required"), view.EMPTY),
+                Way(WAYS[2], bundle_of("required"), watched),
+            ]
+            log(f"level (b): {len(corpus.reviews)} reviews x {args.rounds} rounds")
+            process_before, thread_before = time.process_time(), time.thread_time()
+            wall = time.perf_counter()
+            measure(corpus, ways, args.rounds, now, time.thread_time, (False, False, False))
+            informers = (time.process_time() - process_before) - (
+                time.thread_time() - thread_before
+            )
+            result["measure_wall_s"] = time.perf_counter() - wall
+            result["informer_cpu_s_while_measuring"] = informers
+            result["ways"] = summary(ways)
         finally:
-            plane.stop()
+            watched.stop()
+            client.close()
+    finally:
+        plane.stop()
     return result
 
 
@@ -501,6 +500,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     out.add_argument("--markdown", action="store_true", help="print markdown (the default)")
     out.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args(argv)
+    # a TERM (timeout, make interrupted) still stops the control plane of --apiserver
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if args.quick:
         args.decisions, args.runs, args.rounds = QUICK["decisions"], QUICK["runs"], QUICK["rounds"]
     if args.decisions < 2 * args.runs:
