@@ -9,17 +9,20 @@ the decision corpus's bundle (two approvals out of platform-leads, carol and req
 
 1. N ApprovalRequests are created (8 clients at once) and the benchmark waits until the
    controller has written every one's status (phase Pending): N requests are pending;
-2. ``--sample`` more requests, one at a time: the request is created and the controller's
+2. ``--sample`` more requests, one at a time, spread over ``--spread`` seconds (36: more than
+   the controller's 30 s resync, which looks at every request again, so that the approvals
+   meet the controller busy as often as it is): the request is created and the controller's
    Pending seen; alice's ApprovalDecision is created and the controller's count of it seen;
    then bob's, the **last approval**: the clock starts when its create returns and stops
    when the AgentRun of that name arrives on a watch of agentruns opened beforehand. While
    it is measured, N + 1 requests are pending.
 
 The controller's memory (VmRSS and VmHWM from /proc/<pid>/status) is read once the N are
-pending, and after the sample. The webhook is **not registered** here: this measures the
-controller and the API server (the webhook's share of a create is in the
-apiserver_admission and view_admission sections). Loopback only; bounded (each wait has a
-deadline, the whole default run takes a few minutes); every process started is stopped.
+pending, and after the sample; its CPU time (/proc/<pid>/stat) over the sampling phase too.
+The webhook is **not registered** here: this measures the controller and the API server
+(the webhook's share of a create is in the apiserver_admission and view_admission
+sections). Loopback only; bounded (each wait has a deadline; the default run takes about
+three minutes); every process started is stopped, also on SIGTERM.
 
     .venv/bin/python bench/queue_latency.py                    # 10, 100 and 1,000
     .venv/bin/python bench/queue_latency.py --quick            # smoke: 5 pending, 2 approvals
@@ -35,6 +38,7 @@ import contextlib
 import http.client
 import json
 import os
+import random
 import signal
 import socket
 import ssl
@@ -71,6 +75,7 @@ ENV = "prod"
 NS = "agents"  # the corpus policy's namespace
 SIZES = (10, 100, 1000)
 SAMPLE = 20
+SPREAD_S = 36.0
 QUICK = {"sizes": (5,), "sample": 2}
 WAIT_S = 120.0  # the longest any single step may take before the run is abandoned
 CREATORS = 8
@@ -149,6 +154,12 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of one process (all its threads) so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def memory_kib(pid: int) -> dict[str, int]:
     """VmRSS and VmHWM (peak) of one process, in KiB."""
     found = {}
@@ -212,6 +223,9 @@ class Controller:
 
     def memory(self) -> dict[str, int]:
         return memory_kib(self.process.pid)
+
+    def cpu(self) -> float:
+        return cpu_seconds(self.process.pid)
 
     def tail(self, lines: int = 30) -> str:
         text = self.log_path.read_text(errors="replace").splitlines()[-lines:]
@@ -334,8 +348,8 @@ def create_pending(plane: ControlPlane, count: int) -> float:
     return time.perf_counter() - started
 
 
-def one_size(size: int, sample: int, bundle: Path, work: Path) -> dict[str, Any]:
-    result: dict[str, Any] = {"pending": size, "sample": sample}
+def one_size(size: int, sample: int, spread: float, bundle: Path, work: Path) -> dict[str, Any]:
+    result: dict[str, Any] = {"pending": size, "sample": sample, "spread_s": spread}
     plane = ControlPlane(locate_binaries())
     plane.start()
     controller: Controller | None = None
@@ -363,8 +377,15 @@ def one_size(size: int, sample: int, bundle: Path, work: Path) -> dict[str, Any]
             runs = client.request("listing runs", "GET", AGENT_RUNS.path(NS))
             watch = RunWatch(plane, runs["metadata"]["resourceVersion"])
             latencies = []
+            pacing = random.Random(size)  # the same offsets every run
+            interval = spread / sample
+            sampling, cpu_before = time.monotonic(), controller.cpu()
             try:
                 for number in range(sample):
+                    # spread over more than a resync period: the approvals meet the
+                    # controller busy (a resync of N requests) as often as it is
+                    due = sampling + interval * (number + pacing.uniform(0.0, 0.5))
+                    time.sleep(max(0.0, due - time.monotonic()))
                     name = f"sample-{number:03d}"
                     client.request(
                         "creating a request",
@@ -397,6 +418,8 @@ def one_size(size: int, sample: int, bundle: Path, work: Path) -> dict[str, Any]
             finally:
                 watch.close()
             result["latency_s"] = latencies
+            result["sampling_s"] = time.monotonic() - sampling
+            result["controller_cpu_s"] = controller.cpu() - cpu_before
             result["memory_after_kib"] = controller.memory()
             result["phases_after"] = phases(client)
     finally:
@@ -449,15 +472,17 @@ def markdown(results: Sequence[dict[str, Any]]) -> str:
         "ApprovalRequests are created and left pending (the controller has written each one's "
         "status); then, one request at a time, a new request gets alice's approval and then "
         "bob's, the last: the time is from bob's ApprovalDecision create returning to the "
-        "AgentRun arriving on a watch of agentruns. **The webhook is not registered** (the "
+        "AgentRun arriving on a watch of agentruns; the approvals of a size are spread over "
+        f"{results[0]['spread_s']:.0f} s, more than the controller's resync (30 s, when it "
+        "looks at every request again). **The webhook is not registered** (the "
         "creates are not judged here: see the admission sections). Absolute milliseconds on "
         f"this machine ({machine()}); p99 is the nearest rank, so with "
         f"{results[0]['sample']} approvals it is the slowest.",
         "",
         "| pending requests | approvals timed | last approval to run p50 | p99 | min | "
-        "controller RSS, N pending | RSS after | peak (VmHWM) | N created in | "
-        "controller had all Pending after |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "controller RSS, N pending | RSS after | peak (VmHWM) | controller CPU while timing | "
+        "N created in | controller had all Pending after |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         lines.append(
@@ -465,14 +490,18 @@ def markdown(results: Sequence[dict[str, Any]]) -> str:
             f"{r['p99_ms']:.0f} ms | {r['min_ms']:.0f} ms | "
             f"{r['memory_pending_kib']['VmRSS'] / mib:.0f} MiB | "
             f"{r['memory_after_kib']['VmRSS'] / mib:.0f} MiB | "
-            f"{r['memory_after_kib']['VmHWM'] / mib:.0f} MiB | {r['create_pending_s']:.1f} s | "
+            f"{r['memory_after_kib']['VmHWM'] / mib:.0f} MiB | "
+            f"{100 * r['controller_cpu_s'] / max(r['sampling_s'], 1e-9):.0f} % of a core | "
+            f"{r['create_pending_s']:.1f} s | "
             f"{r['all_pending_s']:.1f} s |"
         )
     idle = results[0]["memory_idle_kib"]["VmRSS"] / mib
     lines += [
         "",
         f"The controller's RSS once leading, before any request: {idle:.0f} MiB. Memory is "
-        "the controller process's own (VmRSS now, VmHWM its peak) from /proc/<pid>/status.",
+        "the controller process's own (VmRSS now, VmHWM its peak) from /proc/<pid>/status; "
+        "its CPU (user + system, /proc/<pid>/stat) is over the timed approvals, as a share of "
+        "their wall time.",
     ]
     return "\n".join(lines) + "\n"
 
@@ -485,6 +514,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="pending queue sizes, comma-separated (default: 10,100,1000)",
     )
     parser.add_argument("--sample", type=int, default=SAMPLE, help="approvals timed per size")
+    parser.add_argument(
+        "--spread",
+        type=float,
+        default=SPREAD_S,
+        metavar="SECONDS",
+        help=f"spread each size's approvals over this long (default {SPREAD_S:.0f}: more "
+        "than the controller's 30 s resync)",
+    )
     parser.add_argument("--quick", action="store_true", help="smoke: 5 pending, 2 approvals")
     out = parser.add_mutually_exclusive_group()
     out.add_argument("--markdown", action="store_true", help="print markdown (the default)")
@@ -494,9 +531,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         sizes = tuple(int(s) for s in args.sizes.split(",") if s.strip())
     except ValueError:
         parser.error(f"--sizes: not a comma-separated list of numbers: {args.sizes!r}")
-    sample = args.sample
+    sample, spread = args.sample, args.spread
     if args.quick:
-        sizes, sample = QUICK["sizes"], QUICK["sample"]
+        sizes, sample, spread = QUICK["sizes"], QUICK["sample"], 0.0
     if not sizes or min(sizes) < 0 or sample < 1:
         parser.error("--sizes must be counts >= 0 and --sample at least 1")
     # a TERM (timeout, Ctrl-C from make) still stops the control plane and the controller
@@ -509,7 +546,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             work = Path(tmp) / f"size-{size}"
             work.mkdir()
             try:
-                results.append(summarise(one_size(size, sample, bundle, work)))
+                results.append(summarise(one_size(size, sample, spread, bundle, work)))
             except BenchError as error:
                 print(f"queue_latency: {size} pending: {error}", file=sys.stderr)
                 return 1
