@@ -19,10 +19,14 @@ the decision corpus's bundle (two approvals out of platform-leads, carol and req
 
 The controller's memory (VmRSS and VmHWM from /proc/<pid>/status) is read once the N are
 pending, and after the sample; its CPU time (/proc/<pid>/stat) over the sampling phase too.
-The webhook is **not registered** here: this measures the controller and the API server
-(the webhook's share of a create is in the apiserver_admission and view_admission
-sections). Loopback only; bounded (each wait has a deadline; the default run takes about
-three minutes); every process started is stopped, also on SIGTERM.
+By default the webhook is registered in front of the API server as the chart registers it
+(``approvalgate webhook serve --cluster-view auto``, failurePolicy Fail, for agentruns and
+the queue's kinds) and people act as themselves: requester creates the requests, alice and
+bob their decisions (the webhook verifies each and that its creator is that approver), and
+the controller's AgentRun is admitted on its records by the webhook's watch-fed view
+(courier rule). ``--no-webhook``: the controller and the API server alone, as admin.
+Loopback only; bounded (each wait has a deadline; the default run takes about three
+minutes); every process started is stopped, also on SIGTERM.
 
     .venv/bin/python bench/queue_latency.py                    # 10, 100 and 1,000
     .venv/bin/python bench/queue_latency.py --quick            # smoke: 5 pending, 2 approvals
@@ -79,6 +83,7 @@ SPREAD_S = 36.0
 QUICK = {"sizes": (5,), "sample": 2}
 WAIT_S = 120.0  # the longest any single step may take before the run is abandoned
 CREATORS = 8
+WEBHOOK_NAME = "agentruns.approvalgate.proompteng.ai"
 
 
 def log(message: str) -> None:
@@ -241,6 +246,173 @@ class Controller:
                 self.process.wait(10)
 
 
+class Webhook:
+    """`approvalgate webhook serve` with its cluster view (as admin), registered on the plane
+    for agentruns and the queue's kinds as the chart registers it (failurePolicy Fail)."""
+
+    def __init__(self, plane: ControlPlane, bundle: Path, work: Path) -> None:
+        from approvalgate.webhook.devcert import CertificateAuthority
+
+        self.plane = plane
+        self.port = free_port()
+        self.ca = CertificateAuthority.generate("approvalgate queue bench CA")
+        issued = self.ca.issue(["127.0.0.1", "localhost"])
+        (work / "tls.crt").write_bytes(issued.cert_pem)
+        (work / "tls.key").write_bytes(issued.key_pem)
+        (work / "ca.crt").write_bytes(self.ca.cert_pem)
+        self.ca_file = work / "ca.crt"
+        self.log_path = work / "webhook.log"
+        with self.log_path.open("ab") as out:
+            self.process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "approvalgate",
+                    "webhook",
+                    "serve",
+                    "--bundle",
+                    str(bundle),
+                    "--tls-cert",
+                    str(work / "tls.crt"),
+                    "--tls-key",
+                    str(work / "tls.key"),
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(self.port),
+                    "--metrics-port",
+                    "0",
+                    "--cluster-view",
+                    "auto",
+                    "--kubeconfig",
+                    str(plane.kubeconfig("admin")),
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=out,
+                cwd=work,
+            )
+
+    def ready(self) -> bool:
+        if self.process.poll() is not None:
+            raise BenchError(f"the webhook exited {self.process.returncode}\n{self.tail()}")
+        context = ssl.create_default_context(cafile=str(self.ca_file))
+        opener = urllib.request.build_opener(
+            urllib.request.ProxyHandler({}), urllib.request.HTTPSHandler(context=context)
+        )
+        try:
+            with opener.open(f"https://127.0.0.1:{self.port}/readyz", timeout=2) as response:
+                return int(response.status) == 200
+        except OSError:
+            return False
+
+    def register(self) -> None:
+        hook: dict[str, Any] = {
+            "admissionReviewVersions": ["v1"],
+            "clientConfig": {
+                "url": f"https://127.0.0.1:{self.port}/validate",
+                "caBundle": self.ca.ca_bundle,
+            },
+            "failurePolicy": "Fail",
+            "matchPolicy": "Equivalent",
+            "sideEffects": "None",
+            "timeoutSeconds": 10,
+            "namespaceSelector": {},
+        }
+        rules = {
+            WEBHOOK_NAME: ("agents.proompteng.ai", ["CREATE", "UPDATE"], ["agentruns"]),
+            "gates.approvalgate.proompteng.ai": (
+                view.GROUP,
+                ["CREATE", "UPDATE", "DELETE"],
+                [view.REQUESTS, view.DECISIONS, view.USES],
+            ),
+        }
+        config = {
+            "apiVersion": "admissionregistration.k8s.io/v1",
+            "kind": "ValidatingWebhookConfiguration",
+            "metadata": {"name": "approvalgate-queue-bench"},
+            "webhooks": [
+                {
+                    **hook,
+                    "name": name,
+                    "rules": [
+                        {
+                            "apiGroups": [group],
+                            "apiVersions": ["*"],
+                            "operations": operations,
+                            "resources": resources,
+                            "scope": "Namespaced",
+                        }
+                    ],
+                }
+                for name, (group, operations, resources) in rules.items()
+            ],
+        }
+        self.plane.kubectl("admin", "apply", "-f", "-", input=json.dumps(config))
+        # the API server reads webhook configurations asynchronously: wait until a run with
+        # no records is denied by ours
+        probe = {
+            "apiVersion": "agents.proompteng.ai/v1alpha1",
+            "kind": "AgentRun",
+            "metadata": {"name": "registration-probe", "namespace": NS},
+            "spec": run_spec("probe"),
+        }
+        deadline = time.monotonic() + WAIT_S
+        while time.monotonic() < deadline:
+            done = self.plane.kubectl(
+                "requester",
+                "create",
+                "--dry-run=server",
+                "-f",
+                "-",
+                input=json.dumps(probe),
+                check=False,
+            )
+            if done.returncode != 0 and WEBHOOK_NAME in done.stderr:
+                return
+            time.sleep(0.2)
+        raise BenchError(f"the webhook configuration never took effect\n{self.tail()}")
+
+    def memory(self) -> dict[str, int]:
+        return memory_kib(self.process.pid)
+
+    def tail(self, lines: int = 30) -> str:
+        text = self.log_path.read_text(errors="replace").splitlines()[-lines:]
+        return "--- webhook log (last lines) ---\n" + "\n".join(text)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+
+
+def grant_people(plane: ControlPlane) -> None:
+    """What the chart's requester and approver ClusterRoles give, in NS: requester creates
+    requests, alice and bob create decisions (the webhook checks they are those approvers)."""
+    read = ["get", "list", "watch"]
+    plane.grant(
+        "bench-queue-requester",
+        subjects=["requester"],
+        namespace=NS,
+        rules=[
+            {"apiGroups": [view.GROUP], "resources": [view.REQUESTS], "verbs": [*read, "create"]}
+        ],
+    )
+    plane.grant(
+        "bench-queue-approvers",
+        subjects=["alice", "bob"],
+        namespace=NS,
+        rules=[
+            {"apiGroups": [view.GROUP], "resources": [view.DECISIONS], "verbs": [*read, "create"]},
+            {"apiGroups": [view.GROUP], "resources": [view.REQUESTS], "verbs": read},
+        ],
+    )
+
+
 class RunWatch:
     """A watch of agentruns in NS: when each run was first seen (perf_counter)."""
 
@@ -300,14 +472,14 @@ class RunWatch:
         self.connection.close()
 
 
-def eventually(what: str, condition: Callable[[], Any], controller: Controller) -> Any:
+def eventually(what: str, condition: Callable[[], Any], process: Controller | Webhook) -> Any:
     deadline = time.monotonic() + WAIT_S
     while True:
         value = condition()
         if value:
             return value
         if time.monotonic() > deadline:
-            raise BenchError(f"not within {WAIT_S:.0f} s: {what}\n{controller.tail()}")
+            raise BenchError(f"not within {WAIT_S:.0f} s: {what}\n{process.tail()}")
         time.sleep(0.02)
 
 
@@ -328,8 +500,8 @@ def status_of(client: Client, name: str) -> dict[str, Any]:
     return dict((found or {}).get("status") or {})
 
 
-def create_pending(plane: ControlPlane, count: int) -> float:
-    clients = [Client.connect(plane.kubeconfig("admin")) for _ in range(CREATORS)]
+def create_pending(plane: ControlPlane, count: int, user: str) -> float:
+    clients = [Client.connect(plane.kubeconfig(user)) for _ in range(CREATORS)]
 
     def create(slot: int) -> None:
         for number in range(slot, count, CREATORS):
@@ -348,83 +520,113 @@ def create_pending(plane: ControlPlane, count: int) -> float:
     return time.perf_counter() - started
 
 
-def one_size(size: int, sample: int, spread: float, bundle: Path, work: Path) -> dict[str, Any]:
-    result: dict[str, Any] = {"pending": size, "sample": sample, "spread_s": spread}
+def one_size(
+    size: int, sample: int, spread: float, bundle: Path, work: Path, webhook: bool
+) -> dict[str, Any]:
+    result: dict[str, Any] = {
+        "pending": size,
+        "sample": sample,
+        "spread_s": spread,
+        "webhook": webhook,
+    }
     plane = ControlPlane(locate_binaries())
     plane.start()
     controller: Controller | None = None
+    gate: Webhook | None = None
+    clients: dict[str, Client] = {}
     try:
         crds = UPSTREAM_AGENTS / "crds" / "agents.proompteng.ai_agentruns.yaml"
         queue_crds = sorted((REPO / "charts" / "approvalgate" / "files" / "crds").glob("*.yaml"))
         plane.apply_crds([crds, *queue_crds])
         plane.kubectl("admin", "create", "namespace", NS)
+        grant_people(plane)
+        if webhook:  # people act as themselves: the webhook checks who creates what
+            gate = Webhook(plane, bundle, work)
+            eventually("the webhook is ready (its view synced)", gate.ready, gate)
+            gate.register()
+        for user in ("admin", "requester", "alice", "bob"):
+            clients[user] = Client.connect(plane.kubeconfig(user if webhook else "admin"))
+        client = clients["admin"]
         controller = Controller(plane, bundle, work)
         started = time.perf_counter()
         eventually("the controller leads", controller.leading, controller)
         result["controller_ready_s"] = time.perf_counter() - started
         result["memory_idle_kib"] = controller.memory()
-        with Client.connect(plane.kubeconfig("admin")) as client:
-            log(f"{size} pending: creating the requests")
-            result["create_pending_s"] = create_pending(plane, size)
-            started = time.perf_counter()
-            eventually(
-                f"{size} requests Pending",
-                lambda: phases(client).get("Pending", 0) == size,
-                controller,
-            )
-            result["all_pending_s"] = time.perf_counter() - started
-            result["memory_pending_kib"] = controller.memory()
-            runs = client.request("listing runs", "GET", AGENT_RUNS.path(NS))
-            watch = RunWatch(plane, runs["metadata"]["resourceVersion"])
-            latencies = []
-            pacing = random.Random(size)  # the same offsets every run
-            interval = spread / sample
-            sampling, cpu_before = time.monotonic(), controller.cpu()
-            try:
-                for number in range(sample):
-                    # spread over more than a resync period: the approvals meet the
-                    # controller busy (a resync of N requests) as often as it is
-                    due = sampling + interval * (number + pacing.uniform(0.0, 0.5))
-                    time.sleep(max(0.0, due - time.monotonic()))
-                    name = f"sample-{number:03d}"
-                    client.request(
-                        "creating a request",
-                        "POST",
-                        APPROVAL_REQUESTS.path(NS),
-                        body=request_body(name),
-                    )
-                    eventually(
-                        f"{name} Pending",
-                        lambda n=name: status_of(client, n).get("phase") == "Pending",
-                        controller,
-                    )
-                    client.request(
-                        "approving",
-                        "POST",
-                        APPROVAL_DECISIONS.path(NS),
-                        body=decision_body(name, "alice"),
-                    )
-                    eventually(
-                        f"{name} approved by alice",
-                        lambda n=name: "alice" in (status_of(client, n).get("approvedBy") or []),
-                        controller,
-                    )
-                    body = decision_body(name, "bob")  # signed before the clock starts
-                    client.request("approving", "POST", APPROVAL_DECISIONS.path(NS), body=body)
-                    approved = time.perf_counter()
+        log(f"{size} pending: creating the requests")
+        result["create_pending_s"] = create_pending(
+            plane, size, "requester" if webhook else "admin"
+        )
+        started = time.perf_counter()
+        eventually(
+            f"{size} requests Pending",
+            lambda: phases(client).get("Pending", 0) == size,
+            controller,
+        )
+        result["all_pending_s"] = time.perf_counter() - started
+        result["memory_pending_kib"] = controller.memory()
+        if gate is not None:
+            result["webhook_memory_pending_kib"] = gate.memory()
+        runs = client.request("listing runs", "GET", AGENT_RUNS.path(NS))
+        watch = RunWatch(plane, runs["metadata"]["resourceVersion"])
+        latencies = []
+        pacing = random.Random(size)  # the same offsets every run
+        interval = spread / sample
+        sampling, cpu_before = time.monotonic(), controller.cpu()
+        try:
+            for number in range(sample):
+                # spread over more than a resync period: the approvals meet the controller
+                # busy (a resync of N requests) as often as it is
+                due = sampling + interval * (number + pacing.uniform(0.0, 0.5))
+                time.sleep(max(0.0, due - time.monotonic()))
+                name = f"sample-{number:03d}"
+                clients["requester"].request(
+                    "creating a request",
+                    "POST",
+                    APPROVAL_REQUESTS.path(NS),
+                    body=request_body(name),
+                )
+                eventually(
+                    f"{name} Pending",
+                    lambda n=name: status_of(client, n).get("phase") == "Pending",
+                    controller,
+                )
+                clients["alice"].request(
+                    "approving",
+                    "POST",
+                    APPROVAL_DECISIONS.path(NS),
+                    body=decision_body(name, "alice"),
+                )
+                eventually(
+                    f"{name} approved by alice",
+                    lambda n=name: "alice" in (status_of(client, n).get("approvedBy") or []),
+                    controller,
+                )
+                body = decision_body(name, "bob")  # signed before the clock starts
+                clients["bob"].request("approving", "POST", APPROVAL_DECISIONS.path(NS), body=body)
+                approved = time.perf_counter()
+                try:
                     seen = watch.wait_for(name, WAIT_S)
-                    latencies.append(seen - approved)
-                    log(f"{size} pending: {name} {1000 * (seen - approved):.1f} ms")
-            finally:
-                watch.close()
-            result["latency_s"] = latencies
-            result["sampling_s"] = time.monotonic() - sampling
-            result["controller_cpu_s"] = controller.cpu() - cpu_before
-            result["memory_after_kib"] = controller.memory()
-            result["phases_after"] = phases(client)
+                except BenchError as error:
+                    logs = controller.tail() + ("\n" + gate.tail() if gate else "")
+                    raise BenchError(f"{error}\n{logs}") from error
+                latencies.append(seen - approved)
+                log(f"{size} pending: {name} {1000 * (seen - approved):.1f} ms")
+        finally:
+            watch.close()
+        result["latency_s"] = latencies
+        result["sampling_s"] = time.monotonic() - sampling
+        result["controller_cpu_s"] = controller.cpu() - cpu_before
+        result["memory_after_kib"] = controller.memory()
+        if gate is not None:
+            result["webhook_memory_after_kib"] = gate.memory()
+        result["phases_after"] = phases(client)
     finally:
+        for connected in clients.values():
+            connected.close()
         if controller is not None:
             controller.stop()
+        if gate is not None:
+            gate.stop()
         plane.stop()
     return result
 
@@ -474,15 +676,24 @@ def markdown(results: Sequence[dict[str, Any]]) -> str:
         "bob's, the last: the time is from bob's ApprovalDecision create returning to the "
         "AgentRun arriving on a watch of agentruns; the approvals of a size are spread over "
         f"{results[0]['spread_s']:.0f} s, more than the controller's resync (30 s, when it "
-        "looks at every request again). **The webhook is not registered** (the "
-        "creates are not judged here: see the admission sections). Absolute milliseconds on "
+        "looks at every request again). "
+        + (
+            "**The webhook is registered** (`webhook serve --cluster-view auto`, failurePolicy "
+            "Fail, agentruns and the queue's kinds): requester creates the requests, alice and "
+            "bob their decisions (each verified, and its creator checked), and the "
+            "controller's run is admitted on its records through the webhook's watch-fed view. "
+            if results[0].get("webhook")
+            else "**The webhook is not registered** (`--no-webhook`: the controller and the "
+            "API server alone). "
+        )
+        + "Absolute milliseconds on "
         f"this machine ({machine()}); p99 is the nearest rank, so with "
         f"{results[0]['sample']} approvals it is the slowest.",
         "",
         "| pending requests | approvals timed | last approval to run p50 | p99 | min | "
         "controller RSS, N pending | RSS after | peak (VmHWM) | controller CPU while timing | "
-        "N created in | controller had all Pending after |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "webhook RSS, N pending | N created in | controller had all Pending after |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         lines.append(
@@ -492,7 +703,12 @@ def markdown(results: Sequence[dict[str, Any]]) -> str:
             f"{r['memory_after_kib']['VmRSS'] / mib:.0f} MiB | "
             f"{r['memory_after_kib']['VmHWM'] / mib:.0f} MiB | "
             f"{100 * r['controller_cpu_s'] / max(r['sampling_s'], 1e-9):.0f} % of a core | "
-            f"{r['create_pending_s']:.1f} s | "
+            + (
+                f"{r['webhook_memory_pending_kib']['VmRSS'] / mib:.0f} MiB | "
+                if r.get("webhook")
+                else "(not registered) | "
+            )
+            + f"{r['create_pending_s']:.1f} s | "
             f"{r['all_pending_s']:.1f} s |"
         )
     idle = results[0]["memory_idle_kib"]["VmRSS"] / mib
@@ -523,6 +739,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         "than the controller's 30 s resync)",
     )
     parser.add_argument("--quick", action="store_true", help="smoke: 5 pending, 2 approvals")
+    parser.add_argument(
+        "--webhook",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="register the webhook (with its cluster view) in front of the API server, people "
+        "acting as themselves (default); --no-webhook: the controller and API server alone",
+    )
     out = parser.add_mutually_exclusive_group()
     out.add_argument("--markdown", action="store_true", help="print markdown (the default)")
     out.add_argument("--json", action="store_true", help="print the figures as JSON")
@@ -546,7 +769,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             work = Path(tmp) / f"size-{size}"
             work.mkdir()
             try:
-                results.append(summarise(one_size(size, sample, spread, bundle, work)))
+                results.append(
+                    summarise(one_size(size, sample, spread, bundle, work, args.webhook))
+                )
             except BenchError as error:
                 print(f"queue_latency: {size} pending: {error}", file=sys.stderr)
                 return 1

@@ -98,9 +98,12 @@ def test_view_admission_quick_through_the_api_servers_watches(bench_module: Any)
     assert "### (b) Through `kube.view.WatchedView` fed by a real kube-apiserver" in text
 
 
-def test_queue_latency_quick(bench_module: Any) -> None:
-    """The real controller creates each approved run once; the output has every column."""
-    (result,) = run_bench("queue_latency.py", "--quick", timeout=600)
+@pytest.mark.parametrize("webhook", ["--webhook", "--no-webhook"])
+def test_queue_latency_quick(bench_module: Any, webhook: str) -> None:
+    """The real controller creates each approved run once (through the registered webhook,
+    people as themselves, or without it); the output has every column."""
+    (result,) = run_bench("queue_latency.py", "--quick", webhook, timeout=600)
+    assert result["webhook"] is (webhook == "--webhook")
     assert result["pending"] == 5
     assert result["sample"] == 2
     assert len(result["latency_s"]) == 2
@@ -114,7 +117,12 @@ def test_queue_latency_quick(bench_module: Any) -> None:
     assert result["phases_after"]["Pending"] == 5
     assert sum(result["phases_after"].values()) == 5 + 2
     text = bench_module("queue_latency").markdown([result])
-    assert "**The webhook is not registered**" in text
+    if result["webhook"]:
+        assert "**The webhook is registered**" in text
+        assert result["webhook_memory_after_kib"]["VmRSS"] > 0
+    else:
+        assert "**The webhook is not registered**" in text
+        assert "| (not registered) |" in text
     assert "| pending requests | approvals timed | last approval to run p50 | p99 |" in text
     assert "| 5 | 2 | " in text
     assert " MiB |" in text
