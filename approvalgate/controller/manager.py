@@ -60,7 +60,6 @@ from approvalgate.runtime.logs import fields
 log = logging.getLogger("approvalgate.controller")
 
 Key = tuple[str, str, str]
-NOT_READY_RETRY: Final = 1.0
 DECIDED_NOTICE: Final = frozenset({"Approved", "Rejected", "Expired", "Cancelled", "Failed"})
 
 
@@ -156,12 +155,13 @@ class Controller:
         return self.elector.leading
 
     def resync(self) -> None:
-        """Queue every request and every run holding our finalizer."""
+        """Queue every request and every run holding our finalizer, behind the keys that
+        changes queue (a resync never delays a fresh decision)."""
         for obj in self.caches.objects(APPROVAL_REQUESTS):
-            self.queue.add(_key("request", obj))
+            self.queue.add(_key("request", obj), background=True)
         for obj in self.caches.objects(AGENT_RUNS):
             if ledger.holds_finalizer(obj):
-                self.queue.add(_key("run", obj))
+                self.queue.add(_key("run", obj), background=True)
 
     # --- change handlers (informer threads) ----------------------------------------------------
 
@@ -239,9 +239,8 @@ class Controller:
         if bundle is None:
             return  # queued again for everything when a bundle is in force
         current = self.caches.view()
-        if current.problem:
-            self.queue.add_after(key, NOT_READY_RETRY)
-            return
+        if current.problem:  # write nothing on a stale picture; back off per key
+            raise Retry(current.problem)
         if kind == "request":
             self.reconcile_request(namespace, name, bundle, current)
         else:
@@ -418,7 +417,13 @@ class Controller:
     def _maybe_expiring(
         self, request: Mapping[str, Any], verdict: QueueVerdict, now: datetime, key: Key
     ) -> None:
-        if self.notifier is None or verdict.phase != "Pending" or verdict.expires_at is None:
+        stored = str((request.get("status") or {}).get("phase") or "")
+        if (
+            self.notifier is None
+            or stored != "Pending"  # a decided request is history, whatever time does
+            or verdict.phase != "Pending"
+            or verdict.expires_at is None
+        ):
             return
         uid = str((request.get("metadata") or {}).get("uid") or "")
         notice_at = verdict.expires_at - timedelta(seconds=self.config.notify_expiring_before)
@@ -444,7 +449,7 @@ class Controller:
             return
         uid = str((run.get("metadata") or {}).get("uid") or "")
         now = self.clock()
-        plan = ledger.plan_run(run, bundle, current.use_of_run(namespace, uid), now)
+        plan = ledger.plan_run(run, bundle, current.use_of_run(namespace, uid), now, current)
         if plan.create_use is not None:
             self._guard()
             try:

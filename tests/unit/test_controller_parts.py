@@ -54,6 +54,17 @@ def test_delayed_keys_come_when_due_and_retries_back_off_per_key() -> None:
     assert queue.retry("k") == 0.05
 
 
+def test_a_resync_never_makes_a_change_wait_behind_it() -> None:
+    queue: WorkQueue[str] = WorkQueue()
+    for key in ("r1", "r2", "r3"):
+        queue.add(key, background=True)
+    queue.add("fresh")
+    queue.add("r2")  # a change to a key the resync queued: it moves to the front lane
+    queue.add("r3", background=True)  # queued once
+    assert len(queue) == 4
+    assert [queue.get(0) for _ in range(5)] == ["fresh", "r2", "r1", "r3", None]
+
+
 def test_shutdown_wakes_a_waiting_worker() -> None:
     queue: WorkQueue[str] = WorkQueue()
     got: list[str | None] = []
@@ -224,3 +235,38 @@ def test_the_command_refuses_bad_timing_and_a_notify_url_that_is_not_http(
     missing = tmp_path / "nope"
     assert main([*base, "--notify-url-file", str(missing)]) == 1
     assert f"{missing}: cannot read the notification URL" in capsys.readouterr().err
+
+
+def test_the_flags_the_chart_passes_parse() -> None:
+    """charts/approvalgate/templates/_helpers.tpl (approvalgate.controllerArgs) and an
+    extraArgs example of tests/chart/test_render_controller.py."""
+    from approvalgate.cli import build_parser
+
+    args = build_parser().parse_args(
+        [
+            "controller",
+            "--bundle",
+            "/etc/approvalgate/bundle/bundle.json",
+            "--namespace",
+            "agents",
+            "--namespace",
+            "agents-prod",
+            "--lease-namespace",
+            "approvalgate-system",
+            "--lease-name",
+            "gate-leader",
+            "--identity",
+            "controller-7d9f-abcde",
+            "--metrics-port",
+            "9090",
+            "--health-port",
+            "8081",
+            "--signal-deliveries",
+            "--notify-url",
+            "https://hooks.example.invalid/x",
+            "--resync-seconds=300",
+        ]
+    )
+    assert args.namespace == ["agents", "agents-prod"]
+    assert (args.metrics_port, args.health_port, args.resync) == (9090, 8081, 300.0)
+    assert args.signal_deliveries and args.gc
