@@ -147,6 +147,7 @@ def run(count: int) -> dict[str, float]:
         plane = ControlPlane(locate_binaries())
         plane.start()
         result = {"control_plane_start_s": time.perf_counter() - started}
+        gate: Gate | None = None
         try:
             # the queue's CRDs too: the webhook's cluster view (clusterView: required in the
             # example's staging) lists them before /readyz says ready
@@ -191,8 +192,9 @@ def run(count: int) -> dict[str, float]:
                 }
             )
             gate.unregister()
-            gate.stop()
         finally:
+            if gate is not None:  # also when it never became ready: no webhook left behind
+                gate.stop()
             plane.stop()
     return result
 
