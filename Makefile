@@ -40,6 +40,8 @@ clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
 
 # Benchmarks (not tests; bounded, minutes): compile vs helm template, check, CLI start-up,
-# and the webhook's when bench/webhook_bench.py is there. Rewrites docs/benchmarks.md.
-bench: setup
+# the webhook's (bench/webhook_bench.py, apiserver_admission.py, view_admission.py) and the
+# approval queue's (bench/queue_latency.py: a real API server and controller, ~5 minutes).
+# Rewrites docs/benchmarks.md.
+bench: setup testbin
 	APPROVALGATE_BENCH_COMMAND="make bench" $(BIN)/python bench/run.py

@@ -24,13 +24,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from approvalgate.approvals import keys, records
+from approvalgate.approvals import keys, records, view
 from approvalgate.approvals.digest import spec_digest
 from tests.e2e.controlplane import ControlPlane, locate_binaries
 from tests.e2e.gate import ENFORCED, ENV, NOT_ENFORCED, WEBHOOK_NAME, Gate
 from tests.support.paths import UPSTREAM_AGENTS, crd_files
 
 METRIC = "apiserver_admission_webhook_admission_duration_seconds"
+QUEUE_CRDS = Path(__file__).resolve().parents[1] / "charts" / "approvalgate" / "files" / "crds"
 UNSELECTED = NOT_ENFORCED  # excluded by name in the e2e copy of the example: not selected
 
 
@@ -114,6 +115,9 @@ def manifests(gate: Gate, namespace: str, count: int, approve: bool) -> str:
                 for name, signer in signers.items()
             ]
             meta["annotations"] = {records.ANNOTATION: records.dump_annotation(envelopes)}
+            # the example's staging requires the cluster view: a run judged by records holds
+            # the approval-use finalizer until its use is recorded (approve adds it)
+            meta["finalizers"] = [view.USE_FINALIZER]
         docs.append(
             json.dumps(
                 {
@@ -143,8 +147,13 @@ def run(count: int) -> dict[str, float]:
         plane = ControlPlane(locate_binaries())
         plane.start()
         result = {"control_plane_start_s": time.perf_counter() - started}
+        gate: Gate | None = None
         try:
-            plane.apply_crds(crd_files(UPSTREAM_AGENTS / "crds"))
+            # the queue's CRDs too: the webhook's cluster view (clusterView: required in the
+            # example's staging) lists them before /readyz says ready
+            plane.apply_crds(
+                [*crd_files(UPSTREAM_AGENTS / "crds"), *sorted(QUEUE_CRDS.glob("*.yaml"))]
+            )
             for namespace in (ENFORCED, UNSELECTED):
                 plane.kubectl("admin", "create", "namespace", namespace)
             plane.grant(
@@ -183,8 +192,9 @@ def run(count: int) -> dict[str, float]:
                 }
             )
             gate.unregister()
-            gate.stop()
         finally:
+            if gate is not None:  # also when it never became ready: no webhook left behind
+                gate.stop()
             plane.stop()
     return result
 

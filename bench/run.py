@@ -3,15 +3,19 @@
 
     python bench/run.py [--quick] [--output docs/benchmarks.md]
 
-Runs bench/compile_bench.py (compiler vs helm, `check`, CLI start-up) and, when the file
-exists, bench/webhook_bench.py with its default arguments, whose stdout (markdown) is
-included as it is. Records the machine (cores, CPU model, memory, Python), the load
-average before and after, the date, the commit and this exact command. `--quick` is the
-smoke run of the test suite: tiny sizes, one repetition, and it should be given an
+Runs bench/compile_bench.py (compiler vs helm, `check`, CLI start-up) and, when the files
+exist, bench/webhook_bench.py, bench/apiserver_admission.py, bench/view_admission.py (webhook
+CPU per admission with a cluster view of 10,000 decisions, in process and through a real
+API server's watches) and bench/queue_latency.py (last approval to run with 10, 100 and
+1,000 pending requests; controller memory), whose stdout (markdown) is included as it is.
+Records the machine (cores, CPU model, memory, Python), the load average before and after,
+the date, the commit and this exact command. `--quick` is the smoke run of the test suite:
+tiny sizes, one repetition, nothing that starts a control plane, and it should be given an
 `--output` outside the repo.
 
 Every figure is a ratio to a baseline measured in the same run: on a shared, noisy machine
-an absolute number alone says little.
+an absolute number alone says little. The exception is the queue's latency (a time from an
+API call to an event in another process: absolute milliseconds, the machine named).
 """
 
 from __future__ import annotations
@@ -39,6 +43,8 @@ import compile_bench  # noqa: E402
 
 WEBHOOK_BENCH = BENCH / "webhook_bench.py"
 APISERVER_BENCH = BENCH / "apiserver_admission.py"  # issue 6: latency as the API server sees it
+VIEW_BENCH = BENCH / "view_admission.py"  # issue 15: decide() CPU with a cluster view
+QUEUE_BENCH = BENCH / "queue_latency.py"  # issue 15: last approval to run, controller memory
 FINDINGS = BENCH / "findings.md"
 BEFORE = BENCH / "before.json"
 DEFAULT_OUTPUT = ROOT / "docs" / "benchmarks.md"
@@ -57,6 +63,9 @@ HOW_TO_READ = """\
   cost (interpreter, imports; helm's Go runtime) is paid once per run and flattens the fit
   at small N, so the slope between the two largest sizes is shown too.
 - Peak memory is the process's maximum resident set size, from GNU time (`%M`).
+- The approval queue's latency (last approval to the run existing) is in absolute
+  milliseconds on the machine below: it is a time to an event across processes, with no
+  baseline that would make a ratio mean something.
 - These are benchmarks, not tests: nothing here fails on a slow machine. The test suite
   only runs the scripts in `--quick` mode so they cannot rot (tests/bench/).
 """
@@ -214,6 +223,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="tiny sizes, one run (smoke test)")
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="markdown to write")
     parser.add_argument("--no-webhook", action="store_true", help="skip the webhook benchmarks")
+    parser.add_argument(
+        "--no-queue", action="store_true", help="skip the approval queue's benchmark"
+    )
     args, rest = parser.parse_known_args(argv)
 
     started = dt.datetime.now(dt.UTC)
@@ -228,6 +240,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         others.append(optional_section(WEBHOOK_BENCH, args.quick))
         if not args.quick:  # starts a real control plane: minutes, and only where it builds
             others.append(optional_section(APISERVER_BENCH, False, ["--markdown"]))
+        # in process with --quick; with the real API server's watches otherwise
+        others.append(
+            optional_section(VIEW_BENCH, args.quick, [] if args.quick else ["--apiserver"])
+        )
+    if not args.no_queue and not args.quick:  # real control planes and the controller
+        others.append(optional_section(QUEUE_BENCH, False))
     webhook_md = "\n".join(o.rstrip() + "\n" for o in others if o)
     elapsed = time.monotonic() - t0
     load_after = load_average()

@@ -42,6 +42,8 @@ def test_run_quick_writes_the_tables(tmp_path: Path) -> None:
     # the helm baseline, when there is helm, renders the same objects as approvalgate
     assert "**NO**" not in text
     assert "(exit " not in text  # every compile of a generated repo succeeded
+    # issue 15: decide() with a cluster view, in process (the queue's needs a control plane)
+    assert "## Webhook CPU per admission with a cluster view" in text
 
 
 def test_generated_repo_compiles_cleanly(tmp_path: Path) -> None:
