@@ -218,7 +218,7 @@ def _decide(
     )
     carried = 1 + max([r.index for r in parsed] + [p.index for p in problems] + [-1])
     if usable is not None:
-        parsed, problems = _with_cluster_records(parsed, problems, run, usable)
+        parsed, problems = _with_cluster_records(parsed, problems, run, usable, bundle)
     checks = [_check_record(r, run, bundle, now, usable) for r in parsed]
     results = [_evaluate(p, run, checks, problems, bundle) for p in policies]
     if len(parsed) + len(problems) > carried:  # say which records came from the cluster
@@ -424,6 +424,7 @@ def _with_cluster_records(
     problems: Sequence[records.RecordProblem],
     run: _Run,
     view: ClusterView,
+    bundle: Bundle,
 ) -> tuple[tuple[records.ParsedRecord, ...], tuple[records.RecordProblem, ...]]:
     """The run's records plus the ApprovalDecisions recorded for it in the cluster (a reject
     or withdrawal counts whether or not the run carries it); the same envelope once.
@@ -436,7 +437,7 @@ def _with_cluster_records(
     entries = [e for e in view.records_for(run.namespace, run.name) if e]
     if not entries or not run.name:
         return tuple(parsed), tuple(problems)
-    more, more_problems = records.parse_envelopes(entries, start)
+    more, more_problems = bundle.verifier.parse_envelopes(entries, start)
     cluster = [r for r in more if _envelope_key(r) not in carried]
     return (*parsed, *cluster), (*problems, *more_problems)
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import functools
 import json
 import re
@@ -406,6 +407,13 @@ class Verifier:
         self.max_annotation_chars = max_annotation_chars
         self._signatures = SignatureVerifier(max_entries)
         self._parse_cached = functools.lru_cache(maxsize=self.max_annotations)(_parse_frozen)
+        self._envelopes = functools.lru_cache(maxsize=ENVELOPE_CACHE_ENTRIES)(_parse_one)
+
+    def _envelope_cached(
+        self, key: tuple[object, ...], entry: object
+    ) -> tuple[ParsedRecord | None, str]:
+        result: tuple[ParsedRecord | None, str] = self._envelopes(_Keyed(key, entry))
+        return result
 
     def signed_by(self, record: ParsedRecord, keys: Iterable[SSlibKey]) -> SSlibKey | None:
         """The first key among ``keys`` that made one of the record's signatures (hint first)."""
@@ -422,6 +430,30 @@ class Verifier:
         result = self._parse_cached(value)
         return result
 
+    def parse_envelopes(
+        self, entries: Sequence[object], start: int = 0
+    ) -> tuple[list[ParsedRecord], list[RecordProblem]]:
+        """:func:`parse_envelopes`, memoised per envelope (the cluster's ApprovalDecisions are
+        read on every admission of their run; an envelope is immutable, and the key is its
+        exact content, so a hit is the same parse)."""
+        if not self.max_annotations:
+            return parse_envelopes(entries, start)
+        parsed: list[ParsedRecord] = []
+        problems: list[RecordProblem] = []
+        for index, entry in enumerate(entries, start):
+            key = _envelope_memo_key(entry)
+            if key is None:
+                more, trouble = parse_envelopes([entry], index)
+                parsed += more
+                problems += trouble
+                continue
+            record, message = self._envelope_cached(key, entry)
+            if record is None:
+                problems.append(RecordProblem(index, message))
+            else:
+                parsed.append(record if index == 0 else dataclasses.replace(record, index=index))
+        return parsed, problems
+
     def cache_info(self) -> dict[str, int]:
         """Hits, misses and sizes of both tables (for tests and benchmarks)."""
         verified = self._signatures.cache_info()
@@ -436,6 +468,54 @@ class Verifier:
             "annotation_entries": parsed.currsize,
             "annotation_max": self.max_annotations,
         }
+
+
+ENVELOPE_CACHE_ENTRIES: Final = 4096
+"""Parsed cluster envelopes remembered per bundle (each entry: one record's payload, at most
+``MAX_PAYLOAD_BYTES``, and its parse: under 40 MiB in the worst case, ~4 MiB typically)."""
+
+
+class _Keyed:
+    """An envelope that hashes and compares by its content key, carrying the envelope."""
+
+    __slots__ = ("entry", "key")
+
+    def __init__(self, key: tuple[object, ...], entry: object) -> None:
+        self.key = key
+        self.entry = entry
+
+    def __hash__(self) -> int:
+        return hash(self.key)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Keyed) and other.key == self.key
+
+
+def _envelope_memo_key(entry: object) -> tuple[object, ...] | None:
+    """The exact content of a DSSE envelope object, hashable; None for anything else (parsed
+    every time: it is a problem anyway)."""
+    if not isinstance(entry, dict) or set(entry) != {"payload", "payloadType", "signatures"}:
+        return None
+    payload, kind, signatures = entry["payload"], entry["payloadType"], entry["signatures"]
+    if not isinstance(payload, str) or not isinstance(kind, str):
+        return None
+    if not isinstance(signatures, list) or not all(
+        isinstance(sig, dict)
+        and set(sig) <= {"keyid", "sig"}
+        and all(isinstance(v, str) for v in sig.values())
+        for sig in signatures
+    ):
+        return None
+    return (payload, kind, tuple(tuple(sorted(sig.items())) for sig in signatures))
+
+
+def _parse_one(keyed: _Keyed) -> tuple[ParsedRecord | None, str]:
+    entry = keyed.entry
+    keyed.entry = None  # the cache keeps the key and the parse, not the caller's object
+    try:
+        return _parse_entry(0, entry), ""
+    except _Malformed as exc:
+        return None, str(exc)
 
 
 def _parse_frozen(
