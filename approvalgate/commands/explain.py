@@ -8,6 +8,7 @@ environment it names) with what became of it.
 examples:
   approvalgate explain run.yaml --policies policies/ approvers/ --env prod
   approvalgate explain run.yaml --bundle rendered/prod/bundle.json
+  approvalgate explain run.yaml --bundle rendered/prod/bundle.json --cluster
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from approvalgate.commands._args import (
     add_now,
     add_policy_source,
 )
+from approvalgate.commands._view import add_cluster, load_view
 
 if TYPE_CHECKING:
     from approvalgate.approvals.records import Claim
@@ -37,6 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--user", default="", help="the requester's username")
     add_namespace(parser)
     add_now(parser, "as of this time")
+    add_cluster(parser, "explain")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -45,13 +48,14 @@ def run(args: argparse.Namespace) -> int:
     from approvalgate.approvals.bundle import Policy
     from approvalgate.approvals.decide import decide, matching_policies
     from approvalgate.approvals.durations import format_duration
-    from approvalgate.approvals.view import OFFLINE
     from approvalgate.policies import load_policies
 
     bundle = load_policies(args.policies, args.bundle, args.env)
     now = manifests.parse_now(args.now)
     text = manifests.read_manifest(args.manifest)
     lines: list[str] = []
+    runs = manifests.agent_runs(text, str(args.manifest), args.namespace)
+    view = load_view(args, (r.namespace for r in runs))
 
     def describe(policy: Policy) -> None:
         lines.append(
@@ -91,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
                 "    other ServiceAccount requesters: denied (serviceAccountRequesters: deny)"
             )
 
-    for run_ in manifests.agent_runs(text, str(args.manifest), args.namespace):
+    for run_ in runs:
         request = manifests.request_for(run_, username=args.user)
         lines.append(f"AgentRun {run_.ref}")
         lines.append(f"  subject {run_.subject}")
@@ -107,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
             lines.append(f"  no policy selects it: unmatched runs are {bundle.no_match}ed")
         for policy in policies:
             describe(policy)
-        decision = decide(request, bundle, now, OFFLINE)
+        decision = decide(request, bundle, now, view)
         for result in decision.results:
             lines.append(f"  {result.summary}: {result.outcome}")
             lines.extend(f"    {v.line()}" for v in result.records)

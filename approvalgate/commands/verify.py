@@ -4,7 +4,12 @@ Policies come from YAML (ApprovalPolicy and Approver files or folders, compiled 
 the way `approvalgate compile` does, for the environment --env names) or from a compiled
 bundle.json (its environment). Approval records count only in the environment they were
 signed for. The run's namespace counts as enforced. Exit 0 when every run is admitted, 1
-when one is denied, with every reason and the command that fixes it.
+when one is denied, with every reason and the command that fixes it; 2 when the command line
+is wrong or --cluster cannot be read.
+
+Where the bundle has clusterView: required, the webhook also reads the approvals recorded in
+the cluster. --cluster reads them too (once, from the API server); without it, verify decides
+on the manifest alone and warns which checks it could not make.
 
 examples:
   approvalgate verify run.yaml --policies policies/ approvers/ --env prod --user requester
@@ -12,6 +17,7 @@ examples:
   approvalgate verify run.yaml --bundle bundle.json --pod argocd-application-controller-0 \
       --user system:serviceaccount:argocd:argocd-application-controller
   approvalgate verify new.yaml --old live.yaml --operation UPDATE --bundle bundle.json
+  approvalgate verify run.yaml --bundle rendered/prod/bundle.json --cluster --context prod
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from approvalgate.commands._args import (
     add_now,
     add_policy_source,
 )
+from approvalgate.commands._view import add_cluster, load_view
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -54,6 +61,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_namespace(parser)
     add_now(parser)
     parser.add_argument("--output", choices=("text", "json", "junit"), default="text")
+    add_cluster(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -61,7 +69,6 @@ def run(args: argparse.Namespace) -> int:
     from approvalgate.approvals.decide import decide
     from approvalgate.approvals.errors import UsageError
     from approvalgate.approvals.identity import POD_NAME_EXTRA, POD_UID_EXTRA
-    from approvalgate.approvals.view import OFFLINE
     from approvalgate.policies import load_policies
 
     if args.operation == "UPDATE" and args.old is None:
@@ -75,6 +82,7 @@ def run(args: argparse.Namespace) -> int:
         old_text = manifests.read_manifest(args.old)
         old_runs = {r.ref: r for r in manifests.agent_runs(old_text, str(args.old), args.namespace)}
     groups = [g.strip() for g in args.groups.split(",") if g.strip()]
+    view = load_view(args, (r.namespace for r in runs))  # after every input error
     outcomes = []
     for run_ in runs:
         old = old_runs.get(run_.ref)
@@ -86,6 +94,6 @@ def run(args: argparse.Namespace) -> int:
                 POD_NAME_EXTRA: [args.pod],
                 POD_UID_EXTRA: [f"verify --pod {args.pod}"],
             }
-        outcomes.append((run_, decide(request, bundle, now, OFFLINE)))
+        outcomes.append((run_, decide(request, bundle, now, view)))
     print(reports.render(outcomes, args.output, str(args.manifest), bundle.environment), end="")
     return 0 if all(d.allowed for _, d in outcomes) else 1

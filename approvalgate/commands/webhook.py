@@ -8,6 +8,13 @@ bundle the webhook is not ready and denies everything. /healthz and /readyz are 
 HTTPS port, /metrics (Prometheus) on --metrics-port. SIGTERM drains: no new connections,
 requests in flight finish within --grace-period, exit 0. Logs are JSON lines on stderr.
 
+Cluster view: where the bundle has clusterView: required (the default), decide() also reads
+the ApprovalRequests, ApprovalDecisions and ApprovalUses of every namespace from a watch-fed
+cache in memory (never a call to the API server per admission): a reject or withdrawal
+recorded in the cluster counts, and an approval admits one run. The webhook is not ready
+until they are listed once; a watch silent for longer than --view-max-age denies what needs
+the view, with the reason. Its identity needs get/list/watch on those three kinds.
+
 --dev makes a throwaway CA and a certificate for localhost/127.0.0.1 in memory, prints the
 CA (PEM, and base64 for a caBundle) and listens on 127.0.0.1 unless --host says otherwise.
 
@@ -15,6 +22,8 @@ examples:
   approvalgate webhook serve --bundle rendered/dev/bundle.json --dev --dev-ca-out ca.pem
   approvalgate webhook serve --bundle /etc/approvalgate/bundle.json \\
       --tls-cert /tls/tls.crt --tls-key /tls/tls.key --workers 2
+  approvalgate webhook serve --bundle rendered/prod/bundle.json --dev \\
+      --kubeconfig ~/.kube/config --context staging --view-max-age 60
 """
 
 from __future__ import annotations
@@ -32,6 +41,7 @@ from pathlib import Path
 DEFAULT_MAX_BODY_BYTES = 3 * 1024 * 1024
 DEFAULT_IDLE_TIMEOUT = 120.0
 DEFAULT_MAX_CONNECTIONS = 256
+DEFAULT_VIEW_MAX_AGE = 90.0
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -121,6 +131,33 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         help="on SIGTERM, how long requests in flight may take to finish (default: 10)",
     )
+    view = serve.add_argument_group("cluster view (bundles with clusterView: required)")
+    view.add_argument(
+        "--cluster-view",
+        choices=("auto", "off"),
+        default="auto",
+        help="auto (default): watch ApprovalRequests, ApprovalDecisions and ApprovalUses in all"
+        " namespaces once the bundle requires it, and stay unready until they are listed;"
+        " off: never, so where the bundle requires the view, CREATEs judged by records,"
+        " ApprovalDecision CREATEs and removals of the approval-use finalizer are denied"
+        " (reason cluster-view-unavailable)",
+    )
+    view.add_argument(
+        "--kubeconfig",
+        metavar="FILE",
+        type=Path,
+        help="credentials for the view (default: the pod's service account when"
+        " KUBERNETES_SERVICE_HOST is set, else $KUBECONFIG or ~/.kube/config)",
+    )
+    view.add_argument("--context", metavar="NAME", help="the kubeconfig context to use")
+    view.add_argument(
+        "--view-max-age",
+        type=_positive_float,
+        default=DEFAULT_VIEW_MAX_AGE,
+        metavar="SECONDS",
+        help="longest a watch may go without hearing from the API server before what needs"
+        f" the view is denied (default: {DEFAULT_VIEW_MAX_AGE:g})",
+    )
     serve.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info")
 
 
@@ -141,6 +178,11 @@ def run(args: argparse.Namespace) -> int:
         )
     if args.dev_ca_out and not args.dev:
         raise UsageError("--dev-ca-out only goes with --dev")
+    if args.cluster_view == "off" and (args.kubeconfig or args.context):
+        raise UsageError(
+            "--kubeconfig and --context are for the cluster view, and --cluster-view is off",
+            advice="drop them, or use --cluster-view auto",
+        )
     if args.workers > 1 and args.port == 0:
         raise UsageError("--workers needs a fixed --port: each worker would pick its own port")
     logs.configure(args.log_level)
@@ -160,6 +202,10 @@ def run(args: argparse.Namespace) -> int:
             max_connections=args.max_connections,
             grace_period=args.grace_period,
             log_level=args.log_level,
+            cluster_view=args.cluster_view,
+            kubeconfig=args.kubeconfig,
+            context=args.context,
+            view_max_age=args.view_max_age,
         )
         if config.workers == 1:
             return asyncio.run(run_worker(config))

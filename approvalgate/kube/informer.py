@@ -63,6 +63,7 @@ class Informer:
         self.store = Store()
         self.lists = 0  # complete lists applied: the first, then one after each 410
         self.expired = 0  # watches that ended in 410 Gone
+        self.list_error: KubeError | None = None  # why the last list failed; None once one works
         self.backoff = backoff or Backoff()
         self.watcher = Watcher(
             client,
@@ -156,6 +157,7 @@ class Informer:
                     label_selector=self.label_selector,
                 )
             except KubeError as exc:
+                self.list_error = exc
                 if self.watcher.stopped():
                     return
                 delay = self.backoff.delay()
@@ -165,6 +167,7 @@ class Informer:
                 self.watcher.sleep(delay)
                 continue
             self._contact()
+            self.list_error = None
             self.backoff.reset()
             changes = self.store.replace(listing.items)
             self.lists += 1

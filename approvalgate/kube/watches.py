@@ -71,6 +71,7 @@ class Watcher:
         self.backoff = backoff or Backoff()
         self.connections = 0  # watch requests the server accepted
         self.errors = 0  # connections that ended in an error (other than 410)
+        self.last_error: KubeError | None = None  # why the last connection failed, until one opens
         self._what = f"watching {resource.describe(namespace)}"
         self._stopping = threading.Event()
         self._lock = threading.Lock()
@@ -114,6 +115,7 @@ class Watcher:
                 if self._stopping.is_set():
                     break
                 self.errors += 1
+                self.last_error = exc
                 delay = self.backoff.delay()
                 log.warning(
                     "watch failed, retrying from resourceVersion %s in %.1fs: %s",
@@ -130,7 +132,10 @@ class Watcher:
         with self._lock:
             response = self._response
         if response is not None:
-            response.shutdown()  # urllib3 >= 2.3: wakes up a read blocked in another thread
+            # urllib3 >= 2.3: wakes up a read blocked in another thread; a connection that
+            # ended meanwhile (released, so nothing to shut down) raises ValueError
+            with contextlib.suppress(ValueError, OSError):
+                response.shutdown()
 
     def stopped(self) -> bool:
         return self._stopping.is_set()
@@ -196,5 +201,6 @@ class Watcher:
             if self._stopping.is_set():  # stop() came between the check above and now
                 response.shutdown()
         self.connections += 1
+        self.last_error = None
         self._on_contact()
         return response

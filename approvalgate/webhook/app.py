@@ -14,7 +14,8 @@ A thin HTTP layer around :func:`approvals.decide.decide` (no HTTP inside the dec
   "Admission hot path").
 
 ``/healthz`` says the process is alive; ``/readyz`` says a bundle and a certificate are
-loaded and we are not draining.
+loaded, the cluster view is synced when the bundle requires it (:mod:`webhook.view`), and we
+are not draining. decide() reads the view in memory: no admission calls the API server.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ from approvalgate.webhook.review import (
 from approvalgate.webhook.state import BundleState
 from approvalgate.webhook.strictjson import DEFAULT_MAX_DEPTH
 from approvalgate.webhook.tls import CertificateState
+from approvalgate.webhook.view import ViewState
 
 DEFAULT_MAX_BODY_BYTES: Final = 3 * 1024 * 1024
 DEFAULT_READ_TIMEOUT: Final = 10.0
@@ -75,8 +77,10 @@ class Admission:
         read_timeout: float = DEFAULT_READ_TIMEOUT,
         max_depth: int = DEFAULT_MAX_DEPTH,
         clock: Callable[[], datetime] = records.now_utc,
+        views: ViewState | None = None,
     ) -> None:
         self.state = state
+        self.views = views
         self.certificate = certificate
         self.metrics = metrics
         self.max_body_bytes = max_body_bytes
@@ -130,6 +134,8 @@ class Admission:
         elif not any(approver.keys for approver in bundle.approvers.values()):
             # security.md 15: an empty keyring can approve nothing; fail closed and say so
             problems.append("the bundle holds no approver keys")
+        if self.views is not None and (why := self.views.readiness(bundle)):
+            problems.append(why)
         if self.certificate is not None and not self.certificate.loaded:
             problems.append("no TLS certificate loaded")
         if self.in_flight.draining:
@@ -189,7 +195,8 @@ class Admission:
     def _answer(self, review: Review, start: float) -> web.Response:
         bundle = self.state.bundle
         try:
-            decision = decide(review.request, bundle, self.clock())
+            view = self.views.current if self.views is not None else None
+            decision = decide(review.request, bundle, self.clock(), view)
             body = _encode(build_response(review.api_version, review.uid, decision))
         except Exception:
             log.exception("internal error; request denied", extra=fields(**_reference(review)))
@@ -292,8 +299,10 @@ def create_app(
     read_timeout: float = DEFAULT_READ_TIMEOUT,
     max_depth: int = DEFAULT_MAX_DEPTH,
     clock: Callable[[], datetime] | None = None,
+    views: ViewState | None = None,
 ) -> web.Application:
-    """The webhook app. ``clock`` is for tests only (decide() as of a fixed time)."""
+    """The webhook app. ``clock`` is for tests only (decide() as of a fixed time); ``views``
+    holds the cluster view decide() reads (None: none, as ``--cluster-view off``)."""
     admission = Admission(
         state,
         certificate,
@@ -302,6 +311,7 @@ def create_app(
         read_timeout=read_timeout,
         max_depth=max_depth,
         clock=clock or records.now_utc,
+        views=views,
     )
     app = web.Application(client_max_size=max_body_bytes)
     app[ADMISSION] = admission

@@ -10,6 +10,7 @@ from typing import Any
 from approvalgate.webhook.app import DEFAULT_MAX_BODY_BYTES, DEFAULT_READ_TIMEOUT
 from approvalgate.webhook.listener import DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS
 from approvalgate.webhook.state import DEFAULT_RELOAD_INTERVAL
+from approvalgate.webhook.view import DEFAULT_MAX_AGE
 
 DEFAULT_PORT = 8443
 DEFAULT_METRICS_PORT = 9090
@@ -32,6 +33,10 @@ class ServeConfig:
     max_connections: int = DEFAULT_MAX_CONNECTIONS
     grace_period: float = DEFAULT_GRACE_PERIOD
     log_level: str = "info"
+    cluster_view: str = "auto"  # auto: a view when the bundle requires one; off: never
+    kubeconfig: Path | None = None  # None: in-cluster, else $KUBECONFIG or ~/.kube/config
+    context: str | None = None
+    view_max_age: float = DEFAULT_MAX_AGE
 
     def to_json(self) -> str:
         raw = asdict(self)
@@ -40,9 +45,9 @@ class ServeConfig:
     @classmethod
     def from_json(cls, text: str) -> ServeConfig:
         raw: dict[str, Any] = json.loads(text)
-        paths = {"bundle", "tls_cert", "tls_key"}
+        paths = {"bundle", "tls_cert", "tls_key", "kubeconfig"}
         known = {f.name for f in fields(cls)}
         values: dict[str, Any] = {
-            k: Path(v) if k in paths else v for k, v in raw.items() if k in known
+            k: Path(v) if k in paths and v is not None else v for k, v in raw.items() if k in known
         }
         return cls(**values)

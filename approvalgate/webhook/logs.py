@@ -21,5 +21,6 @@ def get_logger(name: str = "") -> logging.Logger:
 
 
 def configure(level: str = "info", stream: TextIO | None = None) -> None:
-    """Send the webhook's and aiohttp's records as JSON lines to ``stream`` (stderr)."""
-    logs.configure((LOGGER_NAME, "aiohttp"), level, stream)
+    """Send the webhook's, its cluster view's informers' (``approvalgate.kube``) and aiohttp's
+    records as JSON lines to ``stream`` (stderr)."""
+    logs.configure((LOGGER_NAME, "approvalgate.kube", "aiohttp"), level, stream)

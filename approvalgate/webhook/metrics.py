@@ -55,6 +55,9 @@ class Metrics:
     certificate_reload_failures: Counter
     connections_open: Gauge
     connections_dropped: Counter
+    view_synced: Gauge
+    view_objects: Gauge
+    view_seconds_since_contact: Gauge
     # labelled children of ``requests`` by (allowed, reason, policies): labels() takes a
     # lock and builds label tuples on every call; bounded like the label set itself
     _children: dict[tuple[bool, str, tuple[str, ...]], Any] = field(
@@ -138,6 +141,29 @@ class Metrics:
                 " full), refused (full and none evictable), handshake-failed",
                 ["reason"],
                 registry=reg,
+            ),
+            view_synced=Gauge(
+                "approvalgate_view_synced",
+                "1 while the cluster view's kind is listed and heard from the API server within"
+                " --view-max-age (usable), else 0; absent when no view runs",
+                ["kind"],
+                registry=reg,
+                multiprocess_mode="livemin",
+            ),
+            view_objects=Gauge(
+                "approvalgate_view_objects",
+                "Objects of the kind in the cluster view",
+                ["kind"],
+                registry=reg,
+                multiprocess_mode="livemax",
+            ),
+            view_seconds_since_contact=Gauge(
+                "approvalgate_view_seconds_since_contact",
+                "Seconds since the cluster view's watch of the kind last heard from the API"
+                " server (+Inf before any contact)",
+                ["kind"],
+                registry=reg,
+                multiprocess_mode="livemax",
             ),
         )
 

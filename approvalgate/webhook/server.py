@@ -36,6 +36,7 @@ from pathlib import Path
 from aiohttp import web
 
 from approvalgate.approvals.errors import ApprovalgateError
+from approvalgate.approvals.view import ClusterView
 from approvalgate.runtime import drain
 from approvalgate.runtime.logs import fields
 from approvalgate.runtime.metrics_server import (
@@ -57,6 +58,7 @@ from approvalgate.webhook.listener import (
 from approvalgate.webhook.metrics import Metrics
 from approvalgate.webhook.state import BundleState
 from approvalgate.webhook.tls import CertificateState
+from approvalgate.webhook.view import ViewState
 
 STARTUP_WINDOW = 5.0  # a worker that dies this soon after starting will not do better again
 RESTART_DELAY = 1.0
@@ -79,7 +81,10 @@ class Worker:
         serve_metrics: bool = True,
         reuse_port: bool = False,
         clock: Callable[[], datetime] | None = None,
+        view: ClusterView | None = None,
     ) -> None:
+        """``clock`` and ``view`` are for tests only: decide() as of that time, with that
+        cluster view (nothing is started for it)."""
         self.config = config
         self.serve_metrics = serve_metrics and config.metrics_port != 0
         self.reuse_port = reuse_port
@@ -87,6 +92,15 @@ class Worker:
         self.metrics = Metrics.create()
         self.state = BundleState(config.bundle, self.metrics)
         self.certificate = CertificateState(config.tls_cert, config.tls_key, self.metrics)
+        self.views = ViewState(
+            config.cluster_view,
+            kubeconfig=config.kubeconfig,
+            context=config.context,
+            max_age=config.view_max_age,
+            metrics=self.metrics,
+            fixed=view,
+        )
+        self.state.listeners.append(self.views.ensure)  # starts it with the first bundle needing it
         self.app = create_app(
             self.state,
             self.certificate,
@@ -94,6 +108,7 @@ class Worker:
             max_body_bytes=config.max_body_bytes,
             read_timeout=config.read_timeout,
             clock=clock,
+            views=self.views,
         )
         self.runner: web.AppRunner | None = None
         self.listener: Listener | None = None
@@ -154,6 +169,7 @@ class Worker:
         self._tasks = [
             asyncio.create_task(self.state.watch(interval)),
             asyncio.create_task(self.certificate.watch(interval)),
+            asyncio.create_task(self.views.watch(lambda: self.state.bundle)),
         ]
         log.info(
             "serving",
@@ -164,6 +180,8 @@ class Worker:
                 bundle=str(self.config.bundle),
                 generation=self.state.generation,
                 ready=self.state.bundle is not None,
+                cluster_view=self.config.cluster_view,
+                view_started=self.views.view is not None,
             ),
         )
 
@@ -187,6 +205,7 @@ class Worker:
         if self.metrics_server is not None:
             await self.metrics_server.stop()
             self.metrics_server = None
+        await self.views.stop()
         log.info(
             "stopped",
             extra=fields(drain_ms=round((time.perf_counter() - started) * 1000), drained=drained),

@@ -16,7 +16,7 @@ event loop keeps answering with the previous bundle meanwhile.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +45,8 @@ class BundleState:
             on_switch=self._switched,
             on_failure=self._failed,
         )
+        self.listeners: list[Callable[[Bundle], None]] = []
+        """Called with each new bundle in force, after it is (e.g. to start the cluster view)."""
 
     @property
     def bundle(self) -> Bundle | None:
@@ -105,6 +107,13 @@ class BundleState:
                 approvers=len(bundle.approvers),
             ),
         )
+        for listener in self.listeners:
+            try:
+                listener(bundle)
+            except Exception:  # the new bundle is in force whatever a listener does
+                log.exception(
+                    "a bundle listener failed", extra=fields(generation=bundle.generation)
+                )
 
 
 def _generation_field(bundle: Bundle | None) -> Mapping[str, Any]:

@@ -118,6 +118,10 @@ class Gate:
                     str(self.port),
                     "--metrics-port",
                     "0",
+                    # the cluster view (clusterView: required): read as admin until the e2e
+                    # plane has the chart's read-only identity for the webhook
+                    "--kubeconfig",
+                    str(self.plane.kubeconfig("admin")),
                 ],
                 stdout=log,
                 stderr=log,

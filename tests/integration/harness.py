@@ -23,6 +23,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Final, TypeVar
 
+from approvalgate.approvals.view import ClusterView
 from approvalgate.webhook.config import ServeConfig
 from approvalgate.webhook.devcert import CertificateAuthority, Issued
 from approvalgate.webhook.server import Worker
@@ -105,16 +106,21 @@ class ServerThread:
         bundle: Path,
         *,
         clock: Callable[[], datetime] | None = None,
+        view: ClusterView | None = None,
         **options: Any,
     ) -> None:
         options.setdefault("reload_interval", 0.05)
         options.setdefault("metrics_port", 0)
         options.setdefault("grace_period", 5.0)
+        # no API server here: a bundle that requires the cluster view is served as
+        # `--cluster-view off` (decide() gets view=None); tests of the view pass "auto"
+        options.setdefault("cluster_view", "off")
         self.config = ServeConfig(
             bundle=bundle, tls_cert=pki.cert, tls_key=pki.key, host="127.0.0.1", port=0, **options
         )
         self.pki = pki
         self.clock = clock
+        self.view = view  # given to decide() as the cluster view (none is started)
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self._run, name="webhook-server", daemon=True)
         self.worker: Worker | None = None
@@ -124,7 +130,7 @@ class ServerThread:
     def _run(self) -> None:
         asyncio.set_event_loop(self.loop)
         try:
-            self.worker = Worker(self.config, clock=self.clock)
+            self.worker = Worker(self.config, clock=self.clock, view=self.view)
             self.loop.run_until_complete(self.worker.start())
         except BaseException as exc:
             self._error = exc

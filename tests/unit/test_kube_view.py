@@ -1,0 +1,370 @@
+"""The cluster view's index (kube.view.ViewIndex) agrees with StaticView.build at every step.
+
+The index is fed exactly as the informers feed it: a real :class:`kube.store.Store` turns
+watch events and re-lists (after 410 Gone) into changes, and the index applies them one at a
+time. After every step it must answer like a StaticView built from the store's objects.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import pytest
+
+from approvalgate.approvals.view import StaticView
+from approvalgate.kube.errors import ApiError, UnreachableError
+from approvalgate.kube.store import Change, Store
+from approvalgate.kube.view import (
+    CRDS_MISSING,
+    DECISION,
+    REQUEST,
+    USE,
+    KindStatus,
+    ViewIndex,
+    default_watch_timeout,
+    describe_problem,
+)
+
+_versions = iter(range(1, 10**9))
+
+
+def meta(namespace: str, name: str, created: str) -> dict[str, Any]:
+    return {
+        "namespace": namespace,
+        "name": name,
+        "creationTimestamp": created,
+        "resourceVersion": str(next(_versions)),
+        "uid": f"uid-{namespace}-{name}",
+    }
+
+
+def decision(
+    namespace: str, name: str, request: str, created: str, tag: str = ""
+) -> dict[str, Any]:
+    return {
+        "metadata": meta(namespace, name, created),
+        "spec": {
+            "requestName": request,
+            "decision": "approve",
+            "approver": "alice",
+            "record": {"payload": f"{namespace}/{name}{tag}", "payloadType": "t", "signatures": []},
+        },
+    }
+
+
+def use(
+    namespace: str, name: str, run_uid: str, statements: Iterable[str], created: str
+) -> dict[str, Any]:
+    return {
+        "metadata": meta(namespace, name, created),
+        "spec": {
+            "run": {"name": f"run-{run_uid}", "uid": run_uid},
+            "environment": "prod",
+            "specDigest": "0" * 64,
+            "statements": list(statements),
+            "expiresAt": "2030-01-01T00:00:00Z",
+        },
+    }
+
+
+def request(namespace: str, name: str, created: str = "2026-01-01T00:00:00Z") -> dict[str, Any]:
+    return {"metadata": meta(namespace, name, created), "spec": {"requester": "requester"}}
+
+
+class Fed:
+    """A store per kind and the index they feed (the informers' wiring, without threads)."""
+
+    def __init__(self) -> None:
+        self.index = ViewIndex()
+        self.stores = {REQUEST: Store(), DECISION: Store(), USE: Store()}
+        self.handlers: dict[str, Callable[[Change], None]] = {
+            REQUEST: self.index.request_changed,
+            DECISION: self.index.decision_changed,
+            USE: self.index.use_changed,
+        }
+
+    def event(self, kind: str, type_: str, obj: dict[str, Any]) -> None:
+        change = self.stores[kind].apply(type_, obj)  # type: ignore[arg-type]
+        if change is not None:
+            self.handlers[kind](change)
+
+    def relist(self, kind: str, objects: list[dict[str, Any]]) -> None:
+        for change in self.stores[kind].replace(objects):
+            self.handlers[kind](change)
+
+    def expected(self) -> StaticView:
+        return StaticView.build(
+            requests=list(self.stores[REQUEST].snapshot().values()),
+            decisions=list(self.stores[DECISION].snapshot().values()),
+            uses=list(self.stores[USE].snapshot().values()),
+        )
+
+    def assert_agrees(self) -> None:
+        view = self.expected()
+        keys = set(view.decisions) | {("ns-a", "none")}
+        for namespace, name in keys:
+            assert list(self.index.records_for(namespace, name)) == list(
+                view.records_for(namespace, name)
+            ), (namespace, name)
+        assert set(self.index._envelopes) == set(view.decisions)  # no empty leftovers
+        for statement in set(view.uses) | {"absent"}:
+            ours = sorted(u.name for u in self.index.uses_of(statement))
+            assert ours == sorted(u.name for u in view.uses_of(statement)), statement
+        assert set(self.index._by_statement) == set(view.uses)
+        for namespace, uid in set(view.runs) | {("ns-a", "absent")}:
+            ours_use = self.index.use_of_run(namespace, uid)
+            theirs = view.use_of_run(namespace, uid)
+            assert (ours_use is None) == (theirs is None)
+            if ours_use is not None and theirs is not None:
+                assert (ours_use.namespace, ours_use.run_uid) == (theirs.namespace, theirs.run_uid)
+        for namespace, name in set(view.requests) | {("ns-a", "absent")}:
+            assert self.index.request(namespace, name) is view.request(namespace, name)
+        counts = self.index.counts()
+        assert counts[REQUEST] == len(self.stores[REQUEST])
+        assert counts[USE] == sum(1 for _ in self.stores[USE].snapshot())
+
+
+def envelopes_of(index: ViewIndex, namespace: str, name: str) -> list[str]:
+    return [str(e["payload"]) for e in index.records_for(namespace, name)]
+
+
+def test_decisions_come_in_creation_order_whatever_order_they_arrive_in() -> None:
+    fed = Fed()
+    fed.event(DECISION, "ADDED", decision("ns-a", "run-3", "run", "2026-01-01T00:00:03Z"))
+    fed.event(DECISION, "ADDED", decision("ns-a", "run-1", "run", "2026-01-01T00:00:01Z"))
+    fed.event(DECISION, "ADDED", decision("ns-a", "run-2b", "run", "2026-01-01T00:00:02Z"))
+    fed.event(DECISION, "ADDED", decision("ns-a", "run-2a", "run", "2026-01-01T00:00:02Z"))
+    fed.event(DECISION, "ADDED", decision("ns-b", "run-0", "run", "2026-01-01T00:00:00Z"))
+    assert envelopes_of(fed.index, "ns-a", "run") == [
+        "ns-a/run-1",
+        "ns-a/run-2a",  # the same second: by name
+        "ns-a/run-2b",
+        "ns-a/run-3",
+    ]
+    assert envelopes_of(fed.index, "ns-b", "run") == ["ns-b/run-0"]
+    assert envelopes_of(fed.index, "ns-a", "other") == []
+    fed.assert_agrees()
+
+
+def test_a_deleted_decision_no_longer_counts_and_leaves_nothing_behind() -> None:
+    fed = Fed()
+    first = decision("ns-a", "d1", "run", "2026-01-01T00:00:01Z")
+    second = decision("ns-a", "d2", "run", "2026-01-01T00:00:02Z")
+    fed.event(DECISION, "ADDED", first)
+    fed.event(DECISION, "ADDED", second)
+    fed.event(DECISION, "DELETED", first)
+    assert envelopes_of(fed.index, "ns-a", "run") == ["ns-a/d2"]
+    fed.event(DECISION, "DELETED", second)
+    assert fed.index.records_for("ns-a", "run") == ()
+    assert fed.index.counts()[DECISION] == 0
+    fed.assert_agrees()
+
+
+def test_a_modified_decision_replaces_its_envelope_and_may_move() -> None:
+    fed = Fed()
+    fed.event(DECISION, "ADDED", decision("ns-a", "d1", "run", "2026-01-01T00:00:01Z"))
+    fed.event(DECISION, "MODIFIED", decision("ns-a", "d1", "run", "2026-01-01T00:00:01Z", "!"))
+    assert envelopes_of(fed.index, "ns-a", "run") == ["ns-a/d1!"]
+    # the webhook denies spec changes; the index still follows whatever the server holds
+    fed.event(DECISION, "MODIFIED", decision("ns-a", "d1", "elsewhere", "2026-01-01T00:00:01Z"))
+    assert envelopes_of(fed.index, "ns-a", "run") == []
+    assert envelopes_of(fed.index, "ns-a", "elsewhere") == ["ns-a/d1"]
+    # a decision that loses its record is no longer one decide() can read
+    broken = decision("ns-a", "d1", "elsewhere", "2026-01-01T00:00:01Z")
+    del broken["spec"]["record"]
+    fed.event(DECISION, "MODIFIED", broken)
+    assert envelopes_of(fed.index, "ns-a", "elsewhere") == []
+    fed.assert_agrees()
+
+
+def test_uses_by_statement_and_by_run() -> None:
+    fed = Fed()
+    fed.event(USE, "ADDED", use("ns-a", "uid-1", "uid-1", ["s1", "s2"], "2026-01-01T00:00:01Z"))
+    fed.event(USE, "ADDED", use("ns-a", "uid-2", "uid-2", ["s2"], "2026-01-01T00:00:02Z"))
+    assert [u.run_uid for u in fed.index.uses_of("s1")] == ["uid-1"]
+    assert sorted(u.run_uid for u in fed.index.uses_of("s2")) == ["uid-1", "uid-2"]
+    found = fed.index.use_of_run("ns-a", "uid-1")
+    assert found is not None and found.statements == {"s1", "s2"}
+    assert fed.index.use_of_run("ns-b", "uid-1") is None  # namespaced
+    fed.assert_agrees()
+    fed.event(USE, "DELETED", use("ns-a", "uid-1", "uid-1", ["s1", "s2"], "2026-01-01T00:00:01Z"))
+    assert fed.index.uses_of("s1") == ()
+    assert [u.run_uid for u in fed.index.uses_of("s2")] == ["uid-2"]
+    assert fed.index.use_of_run("ns-a", "uid-1") is None
+    fed.assert_agrees()
+
+
+def test_the_use_named_by_the_run_uid_is_the_runs_use() -> None:
+    """A second use naming the same run (not the controller's name) never hides the real one;
+    without the real one, the newest (least settled) is the run's."""
+    fed = Fed()
+    fed.event(USE, "ADDED", use("ns-a", "uid-1", "uid-1", ["s1"], "2026-01-01T00:00:01Z"))
+    fed.event(USE, "ADDED", use("ns-a", "stray", "uid-1", ["s9"], "2026-01-01T00:00:05Z"))
+    found = fed.index.use_of_run("ns-a", "uid-1")
+    assert found is not None and found.name == "uid-1"
+    fed.event(USE, "DELETED", use("ns-a", "uid-1", "uid-1", ["s1"], "2026-01-01T00:00:01Z"))
+    fed.event(USE, "ADDED", use("ns-a", "stray-2", "uid-1", ["s9"], "2026-01-01T00:00:09Z"))
+    found = fed.index.use_of_run("ns-a", "uid-1")
+    assert found is not None and found.name == "stray-2"
+
+
+def test_requests_by_name() -> None:
+    fed = Fed()
+    made = request("ns-a", "run")
+    fed.event(REQUEST, "ADDED", made)
+    assert fed.index.request("ns-a", "run") is made
+    assert fed.index.request("ns-b", "run") is None
+    fed.event(REQUEST, "DELETED", made)
+    assert fed.index.request("ns-a", "run") is None
+    fed.assert_agrees()
+
+
+def test_a_relist_after_410_replaces_the_state_through_ordinary_changes() -> None:
+    """Objects deleted, added and changed while the watch was gone all show after the list."""
+    fed = Fed()
+    kept = decision("ns-a", "kept", "run", "2026-01-01T00:00:01Z")
+    gone = decision("ns-a", "gone", "run", "2026-01-01T00:00:02Z")
+    fed.relist(DECISION, [kept, gone])
+    fed.relist(USE, [use("ns-a", "u1", "u1", ["s1"], "2026-01-01T00:00:01Z")])
+    fed.relist(REQUEST, [request("ns-a", "run"), request("ns-a", "gone")])
+    fed.assert_agrees()
+    new = decision("ns-a", "new", "run", "2026-01-01T00:00:00Z")  # older than kept
+    fed.relist(DECISION, [kept, new])
+    fed.relist(USE, [use("ns-a", "u2", "u2", ["s1", "s2"], "2026-01-01T00:00:03Z")])
+    fed.relist(REQUEST, [request("ns-a", "run")])
+    assert envelopes_of(fed.index, "ns-a", "run") == ["ns-a/new", "ns-a/kept"]
+    assert [u.name for u in fed.index.uses_of("s1")] == ["u2"]
+    assert fed.index.use_of_run("ns-a", "u1") is None
+    assert fed.index.request("ns-a", "gone") is None
+    fed.assert_agrees()
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_any_sequence_of_changes_and_relists_agrees_with_a_view_built_from_the_store(
+    seed: int,
+) -> None:
+    rng = random.Random(seed)
+    fed = Fed()
+    namespaces, requests, statements = ["ns-a", "ns-b"], ["r1", "r2", "r3"], ["s1", "s2", "s3"]
+
+    def some_decision(name: str) -> dict[str, Any]:
+        created = f"2026-01-01T00:00:{rng.randrange(10):02}Z"
+        return decision(rng.choice(namespaces), name, rng.choice(requests), created)
+
+    def some_use(name: str) -> dict[str, Any]:
+        chosen = rng.sample(statements, rng.randrange(0, 3))
+        uid = rng.choice(["u1", "u2", name])
+        return use(
+            rng.choice(namespaces), name, uid, chosen, f"2026-01-01T00:00:{rng.randrange(10):02}Z"
+        )
+
+    makers = {
+        DECISION: some_decision,
+        USE: some_use,
+        REQUEST: lambda name: request(rng.choice(namespaces), rng.choice(requests)),
+    }
+    for _ in range(300):
+        kind = rng.choice([DECISION, DECISION, USE, REQUEST])
+        name = f"o{rng.randrange(8)}"
+        roll = rng.random()
+        if roll < 0.05:
+            fed.relist(kind, [makers[kind](f"o{i}") for i in rng.sample(range(8), 4)])
+        elif roll < 0.3:
+            existing = list(fed.stores[kind].snapshot().values())
+            if existing:
+                fed.event(kind, "DELETED", rng.choice(existing))
+        else:
+            fed.event(kind, "ADDED", makers[kind](name))  # Store makes it MODIFIED if known
+        fed.assert_agrees()
+
+
+def test_ten_thousand_decisions_each_lookup_is_one_dict_get() -> None:
+    """10,000 decisions over 2,000 runs in 20 namespaces: every run finds exactly its own, in
+    order; a lookup returns the stored tuple itself (nothing is copied or scanned per call)."""
+    fed = Fed()
+    objects = [
+        decision(
+            f"ns-{i % 20}",
+            f"d{i:05}",
+            f"run-{i % 2000:04}",
+            f"2026-01-01T{(i // 3600) % 24:02}:{(i // 60) % 60:02}:{i % 60:02}Z",
+        )
+        for i in range(10_000)
+    ]
+    random.Random(1).shuffle(objects)
+    fed.relist(DECISION, objects)
+    assert fed.index.counts()[DECISION] == 10_000
+    for run_number in range(2000):
+        namespace, name = f"ns-{run_number % 20}", f"run-{run_number:04}"
+        found = envelopes_of(fed.index, namespace, name)
+        expected = [f"{namespace}/d{i:05}" for i in range(run_number, 10_000, 2000)]
+        assert found == expected
+        assert fed.index.records_for(namespace, name) is fed.index.records_for(namespace, name)
+    fed.assert_agrees()
+    # a new decision changes only its own run's tuple
+    before = fed.index.records_for("ns-0", "run-0000")
+    other = fed.index.records_for("ns-1", "run-0001")
+    fed.event(DECISION, "ADDED", decision("ns-0", "late", "run-0000", "2026-01-02T00:00:00Z"))
+    assert envelopes_of(fed.index, "ns-0", "run-0000")[-1] == "ns-0/late"
+    assert len(before) == 5  # a reader holding the old tuple keeps a consistent answer
+    assert fed.index.records_for("ns-1", "run-0001") is other
+
+
+# --- what the view says when it cannot be relied on ---------------------------------------------
+
+
+def status(
+    kind: str,
+    *,
+    synced: bool = True,
+    since: float = 1.0,
+    error: Exception | None = None,
+) -> KindStatus:
+    return KindStatus(kind, synced, 0, since, error)  # type: ignore[arg-type]
+
+
+def test_the_problem_names_the_kind_and_why() -> None:
+    fine = [status(REQUEST), status(DECISION), status(USE)]
+    assert describe_problem(fine, 90) == ""
+    missing = ApiError("the API server answered HTTP 404 while listing ...", status=404)
+    assert describe_problem(
+        [status(REQUEST, synced=False, error=missing), status(DECISION), status(USE)], 90
+    ) == (f"{CRDS_MISSING} (the API server does not serve ApprovalRequests)")
+    refused = UnreachableError("cannot reach the API server at https://x while listing ...")
+    assert describe_problem(
+        [status(REQUEST), status(DECISION, synced=False, error=refused), status(USE)], 90
+    ) == (
+        "the cluster view has not synced ApprovalDecisions yet: cannot reach the API server "
+        "at https://x while listing ..."
+    )
+    assert describe_problem(
+        [
+            status(REQUEST, synced=False, since=float("inf")),
+            status(DECISION),
+            status(USE, since=95.4),
+        ],
+        90,
+    ) == (
+        "the cluster view has not synced ApprovalRequests yet (listing); "
+        "the cluster view lost its watch of ApprovalUses 95 s ago (bound 90 s)"
+    )
+
+
+def test_each_watch_ends_well_within_the_bound() -> None:
+    assert default_watch_timeout(90) == 30
+    assert default_watch_timeout(600) == 60
+    assert default_watch_timeout(2) == 1
+
+
+def test_a_crd_removed_after_the_sync_is_said_as_such() -> None:
+    gone = ApiError("the API server answered HTTP 404 while watching ...", status=404)
+    assert (
+        describe_problem(
+            [status(REQUEST), status(DECISION, since=120, error=gone), status(USE)], 90
+        )
+        == f"{CRDS_MISSING} (the API server does not serve ApprovalDecisions)"
+    )
+    # within the bound a failing watch is not (yet) a problem
+    assert describe_problem([status(DECISION, since=10, error=gone)], 90) == ""
