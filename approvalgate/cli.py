@@ -32,6 +32,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "verify": ("verify", "decide a manifest exactly as the webhook would (exit 1 if denied)"),
     "explain": ("explain", "show which policies match a run, what they require, who may approve"),
     "webhook": ("webhook", "run the validating admission webhook (webhook serve)"),
+    "controller": ("controller", "run the approval queue's controller (requests -> runs)"),
     "validate": ("validate", "validate a policy repo (approvalgate.yaml and its specs)"),
     "compile": ("compile", "render a policy repo into <output>/<env>/ for Argo CD"),
     "check": ("check", "fail if the committed output is stale (read-only, for CI)"),

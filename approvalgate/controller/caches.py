@@ -1,0 +1,135 @@
+"""The controller's watch caches: requests, decisions, uses and runs, and the view over them.
+
+One :class:`kube.informer.Informer` per resource and watched namespace (or one for all
+namespaces). :meth:`Caches.view` is the :class:`approvals.view.ClusterView` the queue's
+verdicts read: a :class:`~approvals.view.StaticView` built from the stores' snapshots,
+rebuilt only after a request, decision or use changed (a counter the change handlers
+bump), so a thousand reconciles in a row share one build. Its ``problem`` says when the
+caches cannot be relied on (not listed yet, or no contact with the API server for longer
+than ``max_age`` seconds): the controller then writes nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+from approvalgate.approvals.view import StaticView
+from approvalgate.kube.client import Client
+from approvalgate.kube.informer import Informer
+from approvalgate.kube.resources import (
+    AGENT_RUNS,
+    APPROVAL_DECISIONS,
+    APPROVAL_REQUESTS,
+    APPROVAL_USES,
+    Resource,
+)
+from approvalgate.kube.store import Change
+
+WATCHED = (APPROVAL_REQUESTS, APPROVAL_DECISIONS, APPROVAL_USES, AGENT_RUNS)
+VIEW_INPUTS = (APPROVAL_REQUESTS, APPROVAL_DECISIONS, APPROVAL_USES)
+
+
+class Caches:
+    def __init__(
+        self,
+        client: Client,
+        namespaces: Sequence[str] = (),
+        *,
+        max_age: float = 90.0,
+        watch_timeout: int = 60,
+    ) -> None:
+        self.namespaces: tuple[str | None, ...] = tuple(namespaces) or (None,)
+        self.max_age = max_age
+        self.informers: dict[Resource, dict[str | None, Informer]] = {
+            resource: {
+                ns: Informer(client, resource, ns, watch_timeout=watch_timeout)
+                for ns in self.namespaces
+            }
+            for resource in WATCHED
+        }
+        self._generation = 0
+        self._lock = threading.Lock()
+        self._view: StaticView | None = None
+        self._view_generation = -1
+        for resource in VIEW_INPUTS:
+            for informer in self.informers[resource].values():
+                informer.add_handler(self._changed)
+
+    def _changed(self, _: Change) -> None:
+        with self._lock:
+            self._generation += 1
+
+    def add_handler(self, resource: Resource, handler: Callable[[Change], None]) -> None:
+        for informer in self.informers[resource].values():
+            informer.add_handler(handler)
+
+    def all(self) -> Iterator[Informer]:
+        for by_namespace in self.informers.values():
+            yield from by_namespace.values()
+
+    def start(self) -> None:
+        for informer in self.all():
+            informer.start()
+
+    def stop(self) -> None:
+        """Stop every watch and wait for its thread (each stop wakes its blocked read).
+
+        urllib3 may refuse to shut down a response whose connection is already closing
+        (ValueError, or EBADF as an OSError): that watch is ending anyway."""
+        for informer in self.all():
+            with contextlib.suppress(ValueError, OSError):
+                informer.stop(timeout=5.0)
+
+    # --- reads ---------------------------------------------------------------------------
+
+    def get(self, resource: Resource, namespace: str, name: str) -> dict[str, Any] | None:
+        by_namespace = self.informers[resource]
+        informer = by_namespace.get(namespace) or by_namespace.get(None)
+        return informer.get(name, namespace) if informer is not None else None
+
+    def objects(self, resource: Resource) -> list[dict[str, Any]]:
+        return [
+            obj
+            for informer in self.informers[resource].values()
+            for obj in informer.snapshot().values()
+        ]
+
+    @property
+    def synced(self) -> bool:
+        return all(informer.synced for informer in self.all())
+
+    def problem(self) -> str:
+        """Why the caches cannot be relied on now ("" when they can)."""
+        for informer in self.all():
+            what = informer.resource.describe(informer.namespace)
+            if not informer.synced:
+                return f"the watch of {what} has not listed yet"
+            if not informer.fresh(self.max_age):
+                seconds = informer.seconds_since_contact()
+                return (
+                    f"no contact with the API server for {seconds:.0f}s (watch of {what}; "
+                    f"the bound is {self.max_age:g}s)"
+                )
+        return ""
+
+    def view(self) -> StaticView:
+        """The cluster view as of the last change (with the caches' current problem)."""
+        problem = self.problem()
+        with self._lock:
+            generation = self._generation
+            built = self._view if self._view_generation == generation else None
+        if built is None:
+            built = StaticView.build(
+                requests=self.objects(APPROVAL_REQUESTS),
+                decisions=self.objects(APPROVAL_DECISIONS),
+                uses=self.objects(APPROVAL_USES),
+            )
+            with self._lock:
+                self._view, self._view_generation = built, generation
+        if built.problem != problem:
+            built = dataclasses.replace(built, problem=problem)
+        return built

@@ -1,0 +1,126 @@
+"""The consumption ledger and its finalizer: pure plans for one AgentRun, and what may go.
+
+In an environment whose bundle requires the cluster view, every run judged by records is
+created with the finalizer ``gates.proompteng.ai/approval-use`` (the webhook denies it
+otherwise). The controller then:
+
+- records the run's **use** of its records: an ApprovalUse named by the run's uid, listing
+  the sha256 of every record's DSSE payload (:func:`use_object`); the webhook counts a
+  record another run has used as used (an approval admits one run);
+- when the run is being deleted, removes the finalizer once that use has **settled**: it
+  exists in the controller's own watch cache and was created at least the bundle's
+  ``useSettleSeconds`` ago (the webhook checks the same against its own view, so the name
+  cannot be taken again before every view knows the approval was used);
+- optionally collects what can no longer count (:func:`decision_expired`,
+  :func:`use_expired`): the webhook allows those deletes only then.
+
+The finalizer is removed with a JSON patch whose ``test`` op pins the list entry being
+removed: a concurrent edit of the finalizers makes the patch fail (and the run is looked at
+again) instead of removing somebody else's finalizer.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from approvalgate.approvals import records, view
+from approvalgate.approvals.bundle import Bundle
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    create_use: dict[str, Any] | None = None
+    remove_finalizer: list[dict[str, Any]] | None = None
+    """A JSON patch (RFC 6902) for the run."""
+    requeue_after: float | None = None
+
+
+def holds_finalizer(run: Mapping[str, Any]) -> bool:
+    return view.USE_FINALIZER in ((run.get("metadata") or {}).get("finalizers") or [])
+
+
+def plan_run(
+    run: Mapping[str, Any], bundle: Bundle, use: view.Use | None, now: datetime
+) -> RunPlan:
+    """What the ledger needs for ``run`` given its recorded ``use`` (None if none yet)."""
+    if not bundle.needs_view or not holds_finalizer(run):
+        return RunPlan()
+    meta = run.get("metadata") or {}
+    if not meta.get("uid"):
+        return RunPlan()
+    if use is None:
+        return RunPlan(create_use=use_object(run, bundle, now))
+    if not meta.get("deletionTimestamp"):
+        return RunPlan()
+    if use.created is None:  # not yet seen with a creation time: look again soon
+        return RunPlan(requeue_after=1.0)
+    settled_at = use.created + timedelta(seconds=bundle.use_settle_seconds)
+    if now < settled_at:
+        return RunPlan(requeue_after=(settled_at - now).total_seconds() + 0.2)
+    return RunPlan(remove_finalizer=finalizer_patch(run))
+
+
+def use_object(run: Mapping[str, Any], bundle: Bundle, now: datetime) -> dict[str, Any]:
+    """The ApprovalUse recording that ``run`` used the records it carries."""
+    meta = run.get("metadata") or {}
+    annotations = meta.get("annotations") or {}
+    parsed, _ = records.parse_annotation(annotations.get(records.ANNOTATION))
+    statements = sorted({view.statement_digest(record) for record in parsed})
+    latest = max((record.claim.expires_at for record in parsed), default=now)
+    return {
+        "apiVersion": view.API_VERSION,
+        "kind": view.KINDS[view.USES],
+        "metadata": {
+            "name": str(meta["uid"]),
+            "namespace": str(meta.get("namespace") or ""),
+            "labels": {"gates.proompteng.ai/run": _label_value(str(meta.get("name") or ""))},
+        },
+        "spec": {
+            "run": {"name": str(meta.get("name") or ""), "uid": str(meta["uid"])},
+            "environment": bundle.environment,
+            "specDigest": bundle.spec_digest(run.get("spec")),
+            "statements": statements,
+            "expiresAt": records.format_time(latest),
+        },
+    }
+
+
+def finalizer_patch(run: Mapping[str, Any]) -> list[dict[str, Any]] | None:
+    """Remove our finalizer, testing that it is still at the index we saw."""
+    finalizers = list((run.get("metadata") or {}).get("finalizers") or [])
+    if view.USE_FINALIZER not in finalizers:
+        return None
+    index = finalizers.index(view.USE_FINALIZER)
+    path = f"/metadata/finalizers/{index}"
+    return [
+        {"op": "test", "path": path, "value": view.USE_FINALIZER},
+        {"op": "remove", "path": path},
+    ]
+
+
+def decision_expired(obj: Mapping[str, Any], now: datetime) -> bool:
+    """The ApprovalDecision's record has expired (or cannot be read: it never counted)."""
+    envelope = view.decision_envelope(obj)
+    if envelope is None:
+        return True
+    parsed, _ = records.parse_annotation(json.dumps([envelope]))
+    if not parsed:
+        return True
+    return parsed[0].claim.expires_at <= now
+
+
+def use_expired(obj: Mapping[str, Any], now: datetime, live_runs: frozenset[str]) -> bool:
+    """The ApprovalUse's records have all expired and its run (uid) is gone."""
+    use = view.Use.of(obj)
+    if use is None or use.expires_at is None:
+        return False
+    return use.expires_at <= now and use.run_uid not in live_runs
+
+
+def _label_value(name: str) -> str:
+    """A run name as a label value (63 characters at most)."""
+    return name[:63].rstrip("-_.")

@@ -1,0 +1,133 @@
+"""The controller process: the bundle file, /healthz and /readyz, /metrics, and the drain.
+
+``/healthz`` answers 200 while the process serves (the kubelet restarts it otherwise);
+``/readyz`` answers 200 once a bundle is in force and every watch cache has listed and is in
+contact with the API server (503 with the reason otherwise). Both replicas are ready: only
+one leads, the other is warm for when the Lease changes hands. The bundle is a mounted file
+reloaded like the webhook's (:mod:`runtime.filewatch`); a new bundle in force queues every
+request again. SIGTERM: the worker finishes its reconcile (``--grace-period``), the Lease is
+released, the watches stop, exit 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from pathlib import Path
+
+from aiohttp import web
+
+from approvalgate.approvals.bundle import Bundle, parse_bundle_text
+from approvalgate.controller.config import ControllerConfig
+from approvalgate.controller.manager import Controller
+from approvalgate.controller.metrics import Metrics
+from approvalgate.kube.client import Client
+from approvalgate.runtime import drain
+from approvalgate.runtime.filewatch import WatchedFile
+from approvalgate.runtime.logs import fields
+from approvalgate.runtime.metrics_server import MetricsServer
+from approvalgate.runtime.ports import listen
+
+log = logging.getLogger("approvalgate.controller")
+
+
+class ControllerService:
+    def __init__(self, config: ControllerConfig, client: Client) -> None:
+        self.config = config
+        self.metrics = Metrics.create()
+        self.bundle_file: WatchedFile[Bundle] = WatchedFile(
+            Path(config.bundle),
+            parse_bundle_text,
+            log=log,
+            what="bundle",
+            unloaded="no request is reconciled",
+            context=lambda b: {"generation": b.generation if b is not None else ""},
+            on_switch=self._switched,
+            on_failure=self.metrics.bundle_reload_failures.inc,
+        )
+        self.controller = Controller(
+            config, client, bundle=lambda: self.bundle_file.value, metrics=self.metrics
+        )
+        self.metrics_server: MetricsServer | None = None
+        self.health_port = 0
+        self._health: web.AppRunner | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        self.bundle_file.load()
+        if self.config.metrics_port != 0:
+            self.metrics_server = MetricsServer(self.metrics.registry)
+            await self.metrics_server.start(self.config.host, self.config.metrics_port)
+        if self.config.health_port != 0:
+            runner = web.AppRunner(self._health_app(), handle_signals=False, access_log=None)
+            await runner.setup()
+            self._health = runner
+            site = web.TCPSite(runner, self.config.host, self.config.health_port)
+            await listen(site.start(), self.config.host, self.config.health_port)
+            self.health_port = int(runner.addresses[0][1])
+        self.controller.start()
+        self._tasks.append(asyncio.create_task(self.bundle_file.watch(self.config.reload_interval)))
+        log.info(
+            "controller started",
+            extra=fields(
+                identity=self.config.identity,
+                lease=f"{self.config.lease_namespace}/{self.config.lease_name}",
+                namespaces=list(self.config.namespaces) or "all",
+                metrics_port=self.metrics_server.port if self.metrics_server else 0,
+                health_port=self.health_port,
+            ),
+        )
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+        await asyncio.to_thread(self.controller.stop, self.config.grace_period)
+        if self._health is not None:
+            await self._health.cleanup()
+            self._health = None
+        if self.metrics_server is not None:
+            await self.metrics_server.stop()
+            self.metrics_server = None
+        log.info("controller stopped", extra=fields(identity=self.config.identity))
+
+    def _switched(self, previous: Bundle | None, bundle: Bundle) -> None:
+        self.metrics.bundle_loaded.set(1)
+        log.info(
+            "bundle loaded",
+            extra=fields(
+                path=str(self.config.bundle),
+                generation=bundle.generation,
+                previous_generation=previous.generation if previous is not None else "",
+                environment=bundle.environment,
+                cluster_view=bundle.cluster_view,
+            ),
+        )
+        self.controller.resync()
+
+    def _health_app(self) -> web.Application:
+        async def healthz(_: web.Request) -> web.Response:
+            return web.Response(text="ok\n")
+
+        async def readyz(_: web.Request) -> web.Response:
+            if self.bundle_file.value is None:
+                return web.Response(status=503, text="no bundle loaded\n")
+            problem = self.controller.caches.problem()
+            if problem:
+                return web.Response(status=503, text=f"{problem}\n")
+            leader = "leader" if self.controller.leading else "follower"
+            return web.Response(text=f"ok ({leader})\n")
+
+        app = web.Application()
+        app.router.add_get("/healthz", healthz)
+        app.router.add_get("/readyz", readyz)
+        return app
+
+
+async def run(config: ControllerConfig, client: Client) -> int:
+    stop = drain.stop_on_signals()
+    service = ControllerService(config, client)
+    return await drain.serve(service, stop, log=log, grace_period=config.grace_period)

@@ -1,0 +1,563 @@
+"""`approvalgate controller` against a real kube-apiserver: the queue end to end, exactly
+once under faults.
+
+The module starts its own control plane (one test restarts the API server) with the
+AgentRun and SignalDelivery CRDs of the agents platform and the queue's CRDs (the chart's
+when it ships them, else the minimal fixture of tests/e2e/queue_crds.py). The controller
+runs as real processes (`python -m approvalgate controller`), with a short Lease so that a
+takeover takes seconds. The bundle is the decision corpus's `_base` compiled for real (two
+approvals out of platform-leads, carol and requester; veto); the decisions carry records
+signed with the corpus's test keys. The webhook is not in front of the API server here
+(its view is another module's subject): these tests are about the controller's writes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from approvalgate.approvals import records, view
+from approvalgate.approvals.policy import BundleSettings
+from approvalgate.kube.client import Client
+from approvalgate.kube.resources import (
+    AGENT_RUNS,
+    APPROVAL_DECISIONS,
+    APPROVAL_REQUESTS,
+    APPROVAL_USES,
+    EVENTS,
+    LEASES,
+    SIGNAL_DELIVERIES,
+)
+from tests.support.corpus import BASE, compile_case_bundle, make_record
+from tests.support.paths import UPSTREAM_AGENTS
+from tests.support.tools import unavailable
+
+from .controlplane import ControlPlane, ControlPlaneError, locate_binaries
+from .queue_crds import chart_crd_files, fixture_crds
+
+pytestmark = pytest.mark.e2e
+
+ENV = "prod"
+NS = "agents"  # the corpus policy's namespace
+LEASE = "approvalgate-controller"
+RUN_SPEC: dict[str, Any] = {
+    "agentRef": {"name": "codex-agent"},
+    "implementationSpecRef": {"name": "codex-impl-sample"},
+    "runtime": {"type": "workflow", "config": {"ttlSecondsAfterFinished": 600}},
+    "workload": {"image": "ghcr.io/proompteng/codex-runner:1.4.2"},
+    "parameters": {"repository": "proompteng/lab", "task": "Update onboarding flow"},
+}
+
+
+@pytest.fixture(scope="module")
+def plane() -> Iterator[ControlPlane]:
+    try:
+        control_plane = ControlPlane(locate_binaries())
+        control_plane.start()
+    except ControlPlaneError as error:
+        unavailable(f"e2e control plane: {error}")
+    try:
+        crds = UPSTREAM_AGENTS / "crds"
+        control_plane.apply_crds(
+            [
+                crds / "agents.proompteng.ai_agentruns.yaml",
+                crds / "signals.proompteng.ai_signaldeliveries.yaml",
+                *chart_crd_files(),
+            ]
+        )
+        if not chart_crd_files():
+            items = {"apiVersion": "v1", "kind": "List", "items": fixture_crds()}
+            control_plane.kubectl("admin", "apply", "-f", "-", input=json.dumps(items))
+            control_plane.kubectl(
+                "admin",
+                "wait",
+                "--for=condition=Established",
+                "--timeout=60s",
+                *(f"crd/{crd['metadata']['name']}" for crd in fixture_crds()),
+            )
+        control_plane.kubectl("admin", "create", "namespace", NS)
+        yield control_plane
+    finally:
+        control_plane.stop()
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("bundle") / "bundle.json"
+    path.write_text(compile_case_bundle(BASE, BundleSettings(environment=ENV)))
+    return path
+
+
+@pytest.fixture
+def client(plane: ControlPlane) -> Iterator[Client]:
+    with Client.connect(plane.kubeconfig("admin")) as connected:
+        yield connected
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Controller:
+    """One `approvalgate controller` process."""
+
+    plane: ControlPlane
+    bundle: Path
+    work: Path
+    identity: str
+    extra: tuple[str, ...] = ()
+    metrics_port: int = field(default_factory=_free_port)
+    health_port: int = field(default_factory=_free_port)
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def log_path(self) -> Path:
+        return self.work / f"{self.identity}.log"
+
+    def start(self) -> Controller:
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "approvalgate",
+                    "controller",
+                    "--bundle",
+                    str(self.bundle),
+                    "--kubeconfig",
+                    str(self.plane.kubeconfig("admin")),
+                    "--lease-namespace",
+                    NS,
+                    "--lease-name",
+                    LEASE,
+                    "--identity",
+                    self.identity,
+                    "--host",
+                    "127.0.0.1",
+                    "--metrics-port",
+                    str(self.metrics_port),
+                    "--health-port",
+                    str(self.health_port),
+                    "--lease-duration",
+                    "4",
+                    "--renew-deadline",
+                    "3",
+                    "--retry-period",
+                    "1",
+                    "--resync",
+                    "2",
+                    *self.extra,
+                ],
+                stdout=log,
+                stderr=log,
+                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            )
+        eventually(f"{self.identity} is ready", self.ready, timeout=60)
+        return self
+
+    def _get(self, port: int, path: str) -> tuple[int, str]:
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        try:
+            with opener.open(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
+                return response.status, response.read().decode()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read().decode()
+        except OSError:
+            return 0, ""
+
+    def ready(self) -> bool:
+        assert self.process is not None
+        if self.process.poll() is not None:
+            pytest.fail(f"{self.identity} exited {self.process.returncode}:\n{self.log()}")
+        return self._get(self.health_port, "/readyz")[0] == 200
+
+    def metric(self, name: str, labels: str = "") -> float:
+        _, text = self._get(self.metrics_port, "/metrics")
+        pattern = re.escape(name + (f"{{{labels}}}" if labels else "")) + r" ([0-9.e+-]+)\n"
+        found = re.search(pattern, text)
+        return float(found.group(1)) if found else 0.0
+
+    def leading(self) -> bool:
+        return self.metric("approvalgate_controller_leader") == 1.0
+
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        assert self.process is not None
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+        return self.process.wait(30)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")[-6000:]
+
+
+@pytest.fixture
+def controllers(
+    plane: ControlPlane, bundle: Path, tmp_path: Path
+) -> Iterator[Callable[..., Controller]]:
+    started: list[Controller] = []
+
+    def start(identity: str, *extra: str) -> Controller:
+        process = Controller(plane, bundle, tmp_path, identity, tuple(extra)).start()
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        if process.process is not None and process.process.poll() is None:
+            process.stop(signal.SIGKILL)
+        print(f"--- {process.identity} (last lines) ---\n{process.log()}")  # shown on failure
+
+
+def eventually(what: str, condition: Callable[[], Any], timeout: float = 90) -> Any:
+    """Wait for ``condition`` to be truthy (a generous deadline: nothing here measures speed)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"not within {timeout:.0f}s: {what}")
+        time.sleep(0.2)
+
+
+# --- objects ---------------------------------------------------------------------------------
+
+
+def run_manifest(name: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "agents.proompteng.ai/v1alpha1",
+        "kind": "AgentRun",
+        "metadata": {"name": name, "namespace": NS},
+        "spec": RUN_SPEC,
+    }
+
+
+def create_request(client: Client, name: str) -> dict[str, Any]:
+    from approvalgate.approvals.digest import spec_digest
+
+    body = {
+        "apiVersion": view.API_VERSION,
+        "kind": "ApprovalRequest",
+        "metadata": {"name": name, "namespace": NS},
+        "spec": {
+            "requester": "requester",
+            "environment": ENV,
+            "reason": "e2e",
+            "specDigest": spec_digest(RUN_SPEC),
+            "cancelled": False,
+            "run": {
+                "apiVersion": "agents.proompteng.ai/v1alpha1",
+                "kind": "AgentRun",
+                "metadata": {"name": name, "labels": {"team": "lab"}},
+                "spec": RUN_SPEC,
+            },
+        },
+    }
+    created: dict[str, Any] = client.request(
+        "creating a request", "POST", APPROVAL_REQUESTS.path(NS), body=body
+    )
+    return created
+
+
+def decide(client: Client, name: str, approver: str, kind: str = "approve") -> dict[str, Any]:
+    now = records.now_utc()
+    envelope = make_record({"key": approver, "decision": kind}, run_manifest(name), BASE, now, ENV)
+    body = {
+        "apiVersion": view.API_VERSION,
+        "kind": "ApprovalDecision",
+        "metadata": {"generateName": f"{name}-", "namespace": NS},
+        "spec": {"requestName": name, "decision": kind, "approver": approver, "record": envelope},
+    }
+    created: dict[str, Any] = client.request(
+        "creating a decision", "POST", APPROVAL_DECISIONS.path(NS), body=body
+    )
+    return created
+
+
+def get(client: Client, resource: Any, name: str) -> dict[str, Any] | None:
+    found: dict[str, Any] | None = client.request(
+        "get", "GET", resource.path(NS, name), missing_ok=True
+    )
+    return found
+
+
+def phase(client: Client, name: str) -> str:
+    request = get(client, APPROVAL_REQUESTS, name) or {}
+    return str((request.get("status") or {}).get("phase") or "")
+
+
+def runs_named(client: Client, name: str) -> list[dict[str, Any]]:
+    items = client.request("list", "GET", AGENT_RUNS.path(NS))["items"]
+    return [run for run in items if run["metadata"]["name"] == name]
+
+
+def events_of(client: Client, name: str) -> list[dict[str, Any]]:
+    items = client.request("list", "GET", EVENTS.path(NS))["items"]
+    return [e for e in items if (e.get("regarding") or {}).get("name") == name]
+
+
+def approve_twice(client: Client, name: str) -> None:
+    decide(client, name, "alice")
+    decide(client, name, "bob")
+
+
+# --- the tests -------------------------------------------------------------------------------
+
+
+def test_two_approvals_create_the_run_once_and_the_request_tells_the_story(
+    client: Client, controllers: Callable[..., Controller], tmp_path: Path
+) -> None:
+    one = controllers("story-0", "--signal-deliveries")
+    eventually("story-0 leads", one.leading)
+    assert one._get(one.health_port, "/healthz") == (200, "ok\n")
+    assert one._get(one.health_port, "/readyz") == (200, "ok (leader)\n")
+    name = "story"
+    request = create_request(client, name)
+    eventually("Pending", lambda: phase(client, name) == "Pending")
+    status = get(client, APPROVAL_REQUESTS, name)["status"]  # type: ignore[index]
+    assert status["required"] == 2 and status["approvedBy"] == []
+    assert {"alice", "bob", "carol"} <= set(status["eligible"])
+    assert "requester" not in status["eligible"]
+
+    decide(client, name, "alice")
+    eventually(
+        "alice counted",
+        lambda: (
+            (get(client, APPROVAL_REQUESTS, name) or {}).get("status", {}).get("approvedBy")
+            == ["alice"]
+        ),
+    )
+    assert phase(client, name) == "Pending" and runs_named(client, name) == []
+
+    decide(client, name, "bob")
+    eventually("Submitted", lambda: phase(client, name) == "Submitted")
+    status = get(client, APPROVAL_REQUESTS, name)["status"]  # type: ignore[index]
+    [run] = runs_named(client, name)
+    meta = run["metadata"]
+    assert status["reason"] == "RunCreated"
+    assert status["run"] == {"name": name, "uid": meta["uid"]}
+    assert status["approvedBy"] == ["alice", "bob"] and status["decisions"] == 2
+    assert {"requestedAt", "decidedAt", "submittedAt", "expiresAt"} <= status.keys()
+    annotations = meta["annotations"]
+    assert annotations[view.REQUEST_UID_ANNOTATION] == request["metadata"]["uid"]
+    assert annotations[view.REQUEST_ANNOTATION] == f"{NS}/{name}"
+    assert annotations[records.AUTHOR_ANNOTATION] == "requester"
+    carried = json.loads(annotations[records.ANNOTATION])
+    assert [r["payload"] for r in carried] == [
+        d["spec"]["record"]["payload"]
+        for d in sorted(
+            client.request("list", "GET", APPROVAL_DECISIONS.path(NS))["items"],
+            key=lambda d: d["metadata"]["creationTimestamp"],
+        )
+        if d["spec"]["requestName"] == name
+    ]
+    assert meta["finalizers"] == [view.USE_FINALIZER]
+    assert meta["labels"] == {"team": "lab"}
+
+    # an Event per transition, regarding the request
+    actions = eventually(
+        "three events",
+        lambda: (
+            [e["action"] for e in events_of(client, name)]
+            if len(events_of(client, name)) >= 3
+            else None
+        ),
+    )
+    assert sorted(actions) == ["Approved", "Pending", "Submitted"]
+    # a SignalDelivery per transition
+    deliveries = client.request("list", "GET", SIGNAL_DELIVERIES.path(NS))["items"]
+    assert sorted(
+        d["spec"]["payload"]["phase"]
+        for d in deliveries
+        if d["spec"]["payload"]["request"]["name"] == name
+    ) == ["Approved", "Pending", "Submitted"]
+    # metrics
+    assert one.metric("approvalgate_approvals_total", 'outcome="approved"') == 1
+    assert one.metric("approvalgate_approvals_total", 'outcome="submitted"') == 1
+    assert one.metric("approvalgate_approval_wait_seconds_count") == 1
+    assert one.metric("approvalgate_controller_runs_created_total") == 1
+
+    # the ledger: the run's use, then on delete the finalizer goes once the use settled
+    use = eventually("the use is recorded", lambda: get(client, APPROVAL_USES, meta["uid"]))
+    assert use["spec"]["run"] == {"name": name, "uid": meta["uid"]}
+    assert len(use["spec"]["statements"]) == 2
+    client.request("delete", "DELETE", AGENT_RUNS.path(NS, name))
+    eventually("the run is gone", lambda: not runs_named(client, name))
+    assert one.metric("approvalgate_controller_finalizers_removed_total") == 1
+    # and the request stays Submitted: a terminal phase is history
+    time.sleep(3)  # a resync or two
+    assert phase(client, name) == "Submitted"
+    assert one.stop() == 0
+    assert '"msg": "lease released"' in one.log() or "released lease" in one.log()
+
+
+def test_a_veto_rejects_and_a_cancel_cancels_and_neither_creates(
+    client: Client, controllers: Callable[..., Controller]
+) -> None:
+    one = controllers("veto-0")
+    eventually("veto-0 leads", one.leading)
+    create_request(client, "vetoed")
+    create_request(client, "cancelled")
+    decide(client, "vetoed", "alice")
+    decide(client, "vetoed", "bob", "reject")
+    eventually("Rejected", lambda: phase(client, "vetoed") == "Rejected")
+    eventually("cancelled is Pending", lambda: phase(client, "cancelled") == "Pending")
+    # a status that would not change is not written again: resyncs leave the object alone
+    version = get(client, APPROVAL_REQUESTS, "cancelled")["metadata"]["resourceVersion"]  # type: ignore[index]
+    looked = one.metric("approvalgate_controller_reconciles_total", 'kind="request"')
+    eventually(
+        "two resyncs",
+        lambda: (
+            one.metric("approvalgate_controller_reconciles_total", 'kind="request"') >= looked + 4
+        ),
+    )
+    assert get(client, APPROVAL_REQUESTS, "cancelled")["metadata"]["resourceVersion"] == version  # type: ignore[index]
+    client.request(
+        "cancel",
+        "PATCH",
+        APPROVAL_REQUESTS.path(NS, "cancelled"),
+        body={"spec": {"cancelled": True}},
+        content_type="application/merge-patch+json",
+    )
+    eventually("Cancelled", lambda: phase(client, "cancelled") == "Cancelled")
+    approve_twice(client, "cancelled")
+    time.sleep(3)
+    assert runs_named(client, "vetoed") == [] and runs_named(client, "cancelled") == []
+    assert phase(client, "cancelled") == "Cancelled"
+
+
+def test_two_replicas_race_one_leads_and_every_run_is_created_once(
+    client: Client, controllers: Callable[..., Controller]
+) -> None:
+    first, second = controllers("race-a"), controllers("race-b")
+    leader = eventually(
+        "one of them leads",
+        lambda: [c for c in (first, second) if c.leading()] or None,
+    )
+    assert len(leader) == 1
+    names = [f"race-{i}" for i in range(6)]
+    for name in names:
+        create_request(client, name)
+        approve_twice(client, name)
+    for name in names:
+        eventually(f"{name} Submitted", lambda name=name: phase(client, name) == "Submitted")
+        assert len(runs_named(client, name)) == 1
+    total = sum(c.metric("approvalgate_controller_runs_created_total") for c in (first, second))
+    assert total == len(names)
+    follower = second if leader[0] is first else first
+    assert follower.metric("approvalgate_controller_runs_created_total") == 0
+    lease = get(client, LEASES, LEASE)
+    assert lease is not None and lease["spec"]["holderIdentity"] == leader[0].identity
+
+    # the leader goes (SIGTERM releases the Lease): the other takes over and carries on
+    assert leader[0].stop() == 0
+    eventually("the follower leads", follower.leading)
+    create_request(client, "race-after")
+    approve_twice(client, "race-after")
+    eventually("race-after Submitted", lambda: phase(client, "race-after") == "Submitted")
+    assert len(runs_named(client, "race-after")) == 1
+    assert follower.metric("approvalgate_controller_runs_created_total") == 1
+
+
+def test_a_crash_between_create_and_status_converges_without_a_second_run(
+    client: Client, controllers: Callable[..., Controller]
+) -> None:
+    """The state a SIGKILL right after the create leaves: the request approved, its status
+    still Pending, the run created with the request's uid. The restarted controller adopts
+    the run (Submitted) and creates nothing."""
+    name = "crashed"
+    request = create_request(client, name)
+    approve_twice(client, name)
+    client.request(
+        "status",
+        "PUT",
+        APPROVAL_REQUESTS.path(NS, name) + "/status",
+        body={**request, "status": {"phase": "Pending", "reason": "WaitingForApprovals"}},
+    )
+    run = run_manifest(name)
+    run["metadata"]["annotations"] = {view.REQUEST_UID_ANNOTATION: request["metadata"]["uid"]}
+    client.request("create run", "POST", AGENT_RUNS.path(NS), body=run)
+
+    one = controllers("crash-0")
+    eventually("Submitted", lambda: phase(client, name) == "Submitted")
+    [created] = runs_named(client, name)
+    status = get(client, APPROVAL_REQUESTS, name)["status"]  # type: ignore[index]
+    assert status["run"]["uid"] == created["metadata"]["uid"]
+    assert one.metric("approvalgate_controller_runs_created_total") == 0
+
+
+def test_a_run_of_that_name_that_is_not_ours_fails_the_request(
+    client: Client, controllers: Callable[..., Controller]
+) -> None:
+    name = "taken"
+    create_request(client, name)
+    client.request("create run", "POST", AGENT_RUNS.path(NS), body=run_manifest(name))
+    controllers("taken-0")
+    approve_twice(client, name)
+    eventually("Failed", lambda: phase(client, name) == "Failed")
+    status = get(client, APPROVAL_REQUESTS, name)["status"]  # type: ignore[index]
+    assert status["reason"] == "NameTaken"
+    assert len(runs_named(client, name)) == 1
+
+
+def test_sigkill_at_any_moment_and_a_restart_never_duplicate_a_run(
+    client: Client, controllers: Callable[..., Controller]
+) -> None:
+    """Approve a batch and SIGKILL the controller while it works; a new one (after the
+    Lease of the dead one runs out) finishes the batch: every run exists once."""
+    names = [f"killed-{i}" for i in range(8)]
+    first = controllers("kill-a")
+    eventually("kill-a leads", first.leading)
+    for name in names:
+        create_request(client, name)
+        approve_twice(client, name)
+    eventually(
+        "some work done", lambda: any(runs_named(client, n) for n in names) or None, timeout=60
+    )
+    assert first.stop(signal.SIGKILL) == -signal.SIGKILL
+    second = controllers("kill-b")
+    eventually("kill-b leads (the dead leader's Lease ran out)", second.leading)
+    for name in names:
+        eventually(f"{name} Submitted", lambda name=name: phase(client, name) == "Submitted")
+        [run] = runs_named(client, name)
+        status = get(client, APPROVAL_REQUESTS, name)["status"]  # type: ignore[index]
+        assert status["run"]["uid"] == run["metadata"]["uid"]
+
+
+def test_the_api_server_restarted_mid_flight(
+    plane: ControlPlane, client: Client, controllers: Callable[..., Controller]
+) -> None:
+    one = controllers("restart-0")
+    eventually("restart-0 leads", one.leading)
+    name = "restarted"
+    create_request(client, name)
+    decide(client, name, "alice")
+    eventually("Pending", lambda: phase(client, name) == "Pending")
+    plane.stop_apiserver()
+    try:
+        eventually("the leader steps down without the API server", lambda: not one.leading())
+        assert one.process is not None and one.process.poll() is None  # still running
+    finally:
+        plane.start_apiserver()
+    with Client.connect(plane.kubeconfig("admin")) as fresh:
+        decide(fresh, name, "bob")
+        eventually("leads again", one.leading)
+        eventually("Submitted", lambda: phase(fresh, name) == "Submitted")
+        assert len(runs_named(fresh, name)) == 1
+    assert one.stop() == 0

@@ -1,0 +1,432 @@
+"""The controller's decisions, pure: what it writes for a request, and what the ledger does.
+
+The bundle is the decision corpus's ``_base`` (two approvals out of platform-leads, carol
+and requester; veto; timeoutSeconds 86400), compiled for real; decisions are real signed
+records (tests/corpus/keys); the verdicts come from the real evaluate_request over a
+StaticView. Nothing is mocked: plan_request and plan_run are pure.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+
+from approvalgate.approvals import records, view
+from approvalgate.approvals.bundle import Bundle, parse_bundle_text
+from approvalgate.approvals.kubeyaml import load_manifests
+from approvalgate.approvals.policy import BundleSettings
+from approvalgate.approvals.queue import QueueVerdict, evaluate_request
+from approvalgate.controller import announce, ledger
+from approvalgate.controller.reconcile import plan_request, wait_seconds
+from tests.support.corpus import BASE, compile_case_bundle, make_record
+
+ENV = "prod"
+NOW = records.parse_time("2026-11-21T12:00:00Z")
+CREATED = NOW - timedelta(minutes=10)
+BUNDLE = parse_bundle_text(compile_case_bundle(BASE, BundleSettings(environment=ENV)))
+BUNDLE_OFF = parse_bundle_text(
+    compile_case_bundle(BASE, BundleSettings(environment=ENV, cluster_view="off"))
+)
+RUN: dict[str, Any] = dict(load_manifests((BASE / "run.yaml").read_text())[0].obj)
+NAME, NS = RUN["metadata"]["name"], RUN["metadata"]["namespace"]
+UID = "11111111-2222-3333-4444-555555555555"
+
+
+def request(**status: Any) -> dict[str, Any]:
+    run = copy.deepcopy(RUN)
+    run["metadata"] = {"name": NAME, "labels": {"team": "lab"}}
+    obj: dict[str, Any] = {
+        "apiVersion": view.API_VERSION,
+        "kind": "ApprovalRequest",
+        "metadata": {
+            "name": NAME,
+            "namespace": NS,
+            "uid": UID,
+            "generation": 1,
+            "resourceVersion": "7",
+            "creationTimestamp": records.format_time(CREATED),
+        },
+        "spec": {
+            "requester": "requester",
+            "environment": ENV,
+            "reason": "release notes",
+            "specDigest": BUNDLE.spec_digest(RUN["spec"]),
+            "cancelled": False,
+            "run": run,
+        },
+    }
+    if status:
+        obj["status"] = status
+    return obj
+
+
+def decision(
+    key: str, kind: str = "approve", minutes: int = 5, ttl: str = "2h", at: datetime = NOW
+) -> dict[str, Any]:
+    """An ApprovalDecision made ``minutes`` before ``at``, its record issued 1 h before."""
+    envelope = make_record({"key": key, "decision": kind, "ttl": ttl}, RUN, BASE, at, ENV)
+    created = at - timedelta(minutes=minutes)
+    return {
+        "apiVersion": view.API_VERSION,
+        "kind": "ApprovalDecision",
+        "metadata": {
+            "name": f"{NAME}-{key}{kind}",
+            "namespace": NS,
+            "uid": f"uid-{key}-{kind}",
+            "creationTimestamp": records.format_time(created),
+        },
+        "spec": {"requestName": NAME, "decision": kind, "approver": key, "record": envelope},
+    }
+
+
+def verdict_of(
+    req: dict[str, Any], *decisions: dict[str, Any], now: datetime = NOW, bundle: Bundle = BUNDLE
+) -> tuple[QueueVerdict, view.StaticView]:
+    current = view.StaticView.build(requests=[req], decisions=decisions)
+    return evaluate_request(req, bundle, now, current), current
+
+
+def created_run(req: dict[str, Any], verdict: QueueVerdict, uid: str = "run-uid") -> dict[str, Any]:
+    assert verdict.run is not None
+    run = copy.deepcopy(dict(verdict.run))
+    run["metadata"] = {**run["metadata"], "uid": uid, "resourceVersion": "9"}
+    return run
+
+
+# --- requests --------------------------------------------------------------------------
+
+
+def test_a_new_request_is_pending_and_says_who_may_approve_and_when_it_expires() -> None:
+    req = request()
+    verdict, _ = verdict_of(req)
+    plan = plan_request(req, verdict, None, NOW)
+    assert plan.create is None
+    assert plan.status is not None
+    assert plan.status["phase"] == "Pending"
+    assert plan.status["reason"] == "WaitingForApprovals"
+    assert plan.status["required"] == 2
+    assert plan.status["approvedBy"] == []
+    assert "requester" not in plan.status["eligible"]
+    assert {"alice", "bob", "carol"} <= set(plan.status["eligible"])
+    assert plan.status["requestedAt"] == records.format_time(CREATED)
+    assert plan.status["expiresAt"] == records.format_time(CREATED + timedelta(seconds=86400))
+    assert plan.status["observedGeneration"] == 1
+    assert "decidedAt" not in plan.status
+    assert plan.transition is not None
+    assert (plan.transition.old, plan.transition.new) == ("", "Pending")
+    # looked at again when it expires, even if nothing else happens
+    assert plan.requeue_after == pytest.approx(86400 - 600 + 0.5)
+
+
+def test_a_status_already_stored_is_not_written_again() -> None:
+    req = request()
+    verdict, _ = verdict_of(req)
+    first = plan_request(req, verdict, None, NOW)
+    assert first.status is not None
+    stored = request(**first.status)
+    again = plan_request(stored, verdict, None, NOW + timedelta(seconds=30))
+    assert again.status is None and again.transition is None
+
+
+def test_one_approval_of_two_stays_pending_and_names_the_approver() -> None:
+    req = request()
+    verdict, _ = verdict_of(req, decision("alice"))
+    plan = plan_request(req, verdict, None, NOW, decisions=1)
+    assert plan.status is not None
+    assert plan.status["phase"] == "Pending"
+    assert plan.status["approvedBy"] == ["alice"]
+    assert "alice" not in plan.status["eligible"]
+    assert plan.status["decisions"] == 1
+    assert plan.create is None
+
+
+def test_two_approvals_approve_and_give_the_run_to_create_with_its_records() -> None:
+    req = request(phase="Pending", reason="WaitingForApprovals")
+    alice, bob = decision("alice", minutes=6), decision("bob")
+    verdict, _ = verdict_of(req, alice, bob)
+    plan = plan_request(req, verdict, None, NOW, decisions=2)
+    assert plan.status is not None
+    assert plan.status["phase"] == "Approved"
+    assert plan.status["approvedBy"] == ["alice", "bob"]
+    assert plan.status["decidedAt"] == records.format_time(NOW)
+    assert plan.transition is not None and plan.transition.new == "Approved"
+    run = plan.create
+    assert run is not None
+    meta = run["metadata"]
+    assert (meta["name"], meta["namespace"]) == (NAME, NS)  # deterministic: the request's
+    assert meta["labels"] == {"team": "lab"}
+    assert meta["finalizers"] == [view.USE_FINALIZER]
+    notes = meta["annotations"]
+    assert notes[view.REQUEST_UID_ANNOTATION] == UID
+    assert notes[view.REQUEST_ANNOTATION] == f"{NS}/{NAME}"
+    assert notes[records.AUTHOR_ANNOTATION] == "requester"
+    carried = json.loads(notes[records.ANNOTATION])
+    assert carried == [alice["spec"]["record"], bob["spec"]["record"]]  # decision order
+    assert run["spec"] == RUN["spec"]
+
+
+def test_the_run_created_makes_the_request_submitted_with_the_run_recorded() -> None:
+    req = request(phase="Approved", reason="Quorum", decidedAt="2026-11-21T11:59:00Z")
+    verdict, _ = verdict_of(req, decision("alice"), decision("bob"))
+    run = created_run(req, verdict)
+    plan = plan_request(req, verdict, run, NOW, decisions=2)
+    assert plan.create is None
+    assert plan.status is not None
+    assert plan.status["phase"] == "Submitted"
+    assert plan.status["reason"] == "RunCreated"
+    assert plan.status["run"] == {"name": NAME, "uid": "run-uid"}
+    assert plan.status["decidedAt"] == "2026-11-21T11:59:00Z"  # kept, not rewritten
+    assert plan.status["submittedAt"] == records.format_time(NOW)
+    assert plan.transition is not None
+    assert (plan.transition.old, plan.transition.new) == ("Approved", "Submitted")
+
+
+def test_a_crash_between_create_and_status_converges_to_submitted_without_a_create() -> None:
+    """On restart the status still says Pending (or Approved) but the run exists carrying
+    this request's uid: it is adopted, whatever the verdict says now (its records may even
+    count as used by that very run)."""
+    req = request(phase="Pending", reason="WaitingForApprovals")
+    approved, _ = verdict_of(req, decision("alice"), decision("bob"))
+    run = created_run(req, approved)
+    for verdict in (approved, QueueVerdict("Pending", "WaitingForApprovals", "")):
+        plan = plan_request(req, verdict, run, NOW)
+        assert plan.create is None
+        assert plan.status is not None and plan.status["phase"] == "Submitted"
+
+
+def test_a_name_taken_by_a_run_that_is_not_ours_fails_the_request() -> None:
+    req = request(phase="Approved", reason="Quorum")
+    verdict, _ = verdict_of(req, decision("alice"), decision("bob"))
+    run = created_run(req, verdict)
+    run["metadata"]["annotations"][view.REQUEST_UID_ANNOTATION] = "another-request-uid"
+    plan = plan_request(req, verdict, run, NOW)
+    assert plan.create is None
+    assert plan.status is not None
+    assert (plan.status["phase"], plan.status["reason"]) == ("Failed", "NameTaken")
+    assert "already exists" in plan.status["message"]
+
+
+def test_a_terminal_request_is_never_rewritten() -> None:
+    for phase in ("Submitted", "Rejected", "Expired", "Failed", "Cancelled"):
+        req = request(phase=phase, reason="X")
+        verdict, _ = verdict_of(req, decision("alice"), decision("bob"))
+        later = NOW + timedelta(days=3)
+        plan = plan_request(req, verdict, None, later)
+        assert plan.status is None and plan.create is None, phase
+
+
+def test_a_cancelled_request_is_cancelled_and_never_creates_even_with_a_quorum() -> None:
+    req = request(phase="Pending")
+    req["spec"]["cancelled"] = True
+    verdict, _ = verdict_of(req, decision("alice"), decision("bob"))
+    plan = plan_request(req, verdict, None, NOW)
+    assert plan.create is None
+    assert plan.status is not None
+    assert (plan.status["phase"], plan.status["reason"]) == ("Cancelled", "CancelledByRequester")
+
+
+def test_expiry_is_never_an_approval() -> None:
+    later = CREATED + timedelta(seconds=86400, minutes=1)
+    req = request(phase="Pending")
+    alone, _ = verdict_of(req, now=later)
+    plan = plan_request(req, alone, None, later)
+    assert plan.status is not None
+    assert (plan.status["phase"], plan.status["reason"]) == ("Expired", "TimedOut")
+    assert plan.transition is not None and plan.transition.event_type == "Warning"
+    # approvals signed in time but the request expired: still Expired, nothing created
+    fresh = [decision("alice", at=later), decision("bob", at=later)]
+    quorum, _ = verdict_of(req, *fresh, now=later)
+    assert quorum.approved_by == ("alice", "bob")  # the records count...
+    plan = plan_request(req, quorum, None, later)  # ...but the request expired
+    assert plan.create is None
+    assert plan.status is not None and plan.status["phase"] == "Expired"
+
+
+def test_a_reject_vetoes() -> None:
+    req = request(phase="Pending")
+    verdict, _ = verdict_of(req, decision("alice"), decision("bob", "reject"))
+    plan = plan_request(req, verdict, None, NOW)
+    assert plan.create is None
+    assert plan.status is not None
+    assert (plan.status["phase"], plan.status["reason"]) == ("Rejected", "Vetoed")
+    assert plan.status["rejectedBy"] == ["bob"]
+    assert plan.status["eligible"] == []
+
+
+def test_approved_but_not_yet_created_goes_back_to_pending_when_the_quorum_is_lost() -> None:
+    """A withdrawal (or an expired record) before the run exists: no run is created."""
+    req = request(phase="Approved", reason="Quorum", decidedAt="2026-11-21T11:59:00Z")
+    verdict, _ = verdict_of(req, decision("alice"))
+    plan = plan_request(req, verdict, None, NOW)
+    assert plan.create is None
+    assert plan.status is not None and plan.status["phase"] == "Pending"
+    assert plan.transition is not None
+    assert (plan.transition.old, plan.transition.new) == ("Approved", "Pending")
+
+
+def test_a_failed_create_keeps_the_request_approved_and_says_why_until_refused() -> None:
+    req = request(phase="Approved", reason="Quorum")
+    verdict, _ = verdict_of(req, decision("alice"), decision("bob"))
+    transient = plan_request(req, verdict, None, NOW, create_error="HTTP 503")
+    assert transient.create is not None
+    assert transient.status is not None
+    assert (transient.status["phase"], transient.status["reason"]) == ("Approved", "CreateFailed")
+    assert "HTTP 503" in transient.status["message"]
+    refused = plan_request(req, verdict, None, NOW, create_refused="spec.x: Invalid value")
+    assert refused.create is None
+    assert refused.status is not None
+    assert (refused.status["phase"], refused.status["reason"]) == ("Failed", "CreateFailed")
+
+
+def test_a_request_for_someone_else_or_another_environment_fails() -> None:
+    req = request()
+    req["spec"]["environment"] = "staging"
+    verdict, _ = verdict_of(req)
+    plan = plan_request(req, verdict, None, NOW)
+    assert plan.status is not None
+    assert (plan.status["phase"], plan.status["reason"]) == ("Failed", "InvalidRequest")
+
+
+def test_wait_seconds_is_from_creation_to_the_decision() -> None:
+    assert wait_seconds(request(), NOW) == 600.0
+    assert wait_seconds({"metadata": {}}, NOW) is None
+
+
+# --- announcements ------------------------------------------------------------------
+
+
+def test_every_transition_has_an_event_regarding_the_request() -> None:
+    req = request(phase="Pending")
+    verdict, _ = verdict_of(req, decision("alice"), decision("bob"))
+    plan = plan_request(req, verdict, None, NOW)
+    assert plan.transition is not None
+    event = announce.event(req, plan.transition, NOW, "controller-0")
+    assert event["apiVersion"] == "events.k8s.io/v1"
+    assert event["regarding"] == {
+        "apiVersion": view.API_VERSION,
+        "kind": "ApprovalRequest",
+        "namespace": NS,
+        "name": NAME,
+        "uid": UID,
+    }
+    assert event["action"] == "Approved" and event["reason"] == "Quorum"
+    assert event["type"] == "Normal"
+    assert event["note"].startswith("Pending -> Approved: approved by alice, bob")
+    assert event["eventTime"] == "2026-11-21T12:00:00.000000Z"
+    assert event["reportingInstance"] == "controller-0"
+    long = announce.event(
+        req, type(plan.transition)("Pending", "Failed", "X", "y" * 5000), NOW, "c"
+    )
+    assert len(long["note"].encode()) <= announce.NOTE_MAX_BYTES
+
+
+def test_a_signal_delivery_has_the_upstream_crd_required_fields_and_a_stable_name() -> None:
+    req = request(phase="Pending")
+    verdict, _ = verdict_of(req, decision("alice"), decision("bob"))
+    plan = plan_request(req, verdict, None, NOW)
+    assert plan.transition is not None and plan.status is not None
+    one = announce.signal_delivery(req, plan.transition, plan.status, "approvals")
+    two = announce.signal_delivery(req, plan.transition, plan.status, "approvals")
+    assert one == two  # a retry names the same object: AlreadyExists, not a second delivery
+    assert one["spec"]["signalRef"] == {"name": "approvals"}
+    assert one["spec"]["deliveryId"] == f"{UID}.approved"
+    assert one["spec"]["payload"]["approvedBy"] == ["alice", "bob"]
+    assert len(one["metadata"]["name"]) <= 253
+
+
+def test_notification_texts_name_the_request_and_who_may_approve() -> None:
+    req = request()
+    verdict, _ = verdict_of(req, decision("alice"))
+    plan = plan_request(req, verdict, None, NOW)
+    assert plan.status is not None
+    text = announce.needs_you(req, plan.status)["text"]
+    assert f"{NS}/{NAME}" in text and "requested by requester" in text
+    assert "1/2 approvals" in text and "bob" in text and "carol" in text
+    assert f"approvalgate approve --request {NS}/{NAME}" in text
+    assert "expires at 2026-11-22T11:50:00Z" in announce.expiring(req, plan.status)["text"]
+
+
+# --- the ledger ----------------------------------------------------------------------
+
+
+def admitted_run(deleting: bool = False) -> dict[str, Any]:
+    req = request()
+    verdict, _ = verdict_of(req, decision("alice", ttl="2h"), decision("bob", ttl="3h"))
+    run = created_run(req, verdict, uid="run-uid-1")
+    if deleting:
+        run["metadata"]["deletionTimestamp"] = records.format_time(NOW)
+    run["metadata"]["finalizers"] = ["other.example/keep", view.USE_FINALIZER]
+    return run
+
+
+def test_the_use_of_a_run_lists_the_sha256_of_each_record_payload_and_the_latest_expiry() -> None:
+    run = admitted_run()
+    use = ledger.use_object(run, BUNDLE, NOW)
+    assert use["metadata"]["name"] == "run-uid-1"
+    assert use["metadata"]["namespace"] == NS
+    envelopes = json.loads(run["metadata"]["annotations"][records.ANNOTATION])
+    import base64
+
+    digests = sorted(hashlib.sha256(base64.b64decode(e["payload"])).hexdigest() for e in envelopes)
+    assert use["spec"]["statements"] == digests
+    assert use["spec"]["run"] == {"name": NAME, "uid": "run-uid-1"}
+    assert use["spec"]["environment"] == ENV
+    assert use["spec"]["specDigest"] == BUNDLE.spec_digest(RUN["spec"])
+    parsed, _ = records.parse_annotation(run["metadata"]["annotations"][records.ANNOTATION])
+    assert use["spec"]["expiresAt"] == records.format_time(max(r.claim.expires_at for r in parsed))
+    # and the view reads it back as a use of those statements by this run
+    read = view.Use.of({**use, "metadata": {**use["metadata"], "creationTimestamp": "x"}})
+    assert read is not None and read.statements == frozenset(digests)
+
+
+def _use(run: dict[str, Any], created: datetime) -> view.Use:
+    obj = ledger.use_object(run, BUNDLE, NOW)
+    obj["metadata"]["creationTimestamp"] = records.format_time(created)
+    use = view.Use.of(obj)
+    assert use is not None
+    return use
+
+
+def test_a_run_without_its_use_gets_one_and_keeps_its_finalizer() -> None:
+    plan = ledger.plan_run(admitted_run(deleting=True), BUNDLE, None, NOW)
+    assert plan.create_use is not None and plan.remove_finalizer is None
+
+
+def test_the_finalizer_goes_only_once_the_use_has_settled_and_only_ours() -> None:
+    run = admitted_run(deleting=True)
+    young = ledger.plan_run(run, BUNDLE, _use(run, NOW - timedelta(seconds=1)), NOW)
+    assert young.remove_finalizer is None
+    assert young.requeue_after is not None and 0 < young.requeue_after <= BUNDLE.use_settle_seconds
+    settled = ledger.plan_run(run, BUNDLE, _use(run, NOW - timedelta(seconds=60)), NOW)
+    assert settled.remove_finalizer == [
+        {"op": "test", "path": "/metadata/finalizers/1", "value": view.USE_FINALIZER},
+        {"op": "remove", "path": "/metadata/finalizers/1"},
+    ]
+
+
+def test_a_live_run_with_its_use_needs_nothing_and_without_the_view_nothing_is_recorded() -> None:
+    run = admitted_run()
+    assert ledger.plan_run(run, BUNDLE, _use(run, NOW - timedelta(hours=1)), NOW) == (
+        ledger.RunPlan()
+    )
+    assert ledger.plan_run(admitted_run(True), BUNDLE_OFF, None, NOW) == ledger.RunPlan()
+    bare = admitted_run(True)
+    bare["metadata"]["finalizers"] = ["other.example/keep"]
+    assert ledger.plan_run(bare, BUNDLE, None, NOW) == ledger.RunPlan()
+
+
+def test_collection_takes_expired_decisions_and_uses_of_runs_that_are_gone() -> None:
+    assert not ledger.decision_expired(decision("alice", ttl="2h"), NOW)
+    assert ledger.decision_expired(decision("alice", ttl="2h"), NOW + timedelta(hours=2))
+    assert ledger.decision_expired({"metadata": {}, "spec": {"record": {"x": 1}}}, NOW)
+    run = admitted_run()
+    use = ledger.use_object(run, BUNDLE, NOW)
+    after = NOW + timedelta(hours=4)
+    assert not ledger.use_expired(use, NOW, frozenset())
+    assert not ledger.use_expired(use, after, frozenset({"run-uid-1"}))  # run still there
+    assert ledger.use_expired(use, after, frozenset())
