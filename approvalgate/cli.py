@@ -28,7 +28,16 @@ EXIT_OK, EXIT_FINDINGS, EXIT_USAGE, EXIT_CRASH, EXIT_INTERRUPTED = 0, 1, 2, 3, 1
 # command name -> (module under approvalgate.commands, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "keygen": ("keygen", "create an approver's Ed25519 key and its Approver document"),
-    "approve": ("approve", "add a signed approval record to every AgentRun in a manifest"),
+    "approve": (
+        "approve",
+        "sign an approval: into a manifest's AgentRuns, or as a decision on a request",
+    ),
+    "request": ("request", "ask for approval: create an ApprovalRequest for each run of a file"),
+    "pending": ("pending", "list (or --watch) the approval requests waiting for approvers"),
+    "reject": ("reject", "reject an approval request (a signed decision, with a reason)"),
+    "withdraw": ("withdraw", "take back your approval of an approval request"),
+    "status": ("status", "where an approval request stands: phase, approvals, decisions, run"),
+    "cancel": ("cancel", "cancel your approval request (no run will be created)"),
     "verify": ("verify", "decide a manifest exactly as the webhook would (exit 1 if denied)"),
     "explain": ("explain", "show which policies match a run, what they require, who may approve"),
     "webhook": ("webhook", "run the validating admission webhook (webhook serve)"),

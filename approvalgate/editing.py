@@ -10,7 +10,7 @@ import io
 from typing import Any
 
 from ruamel.yaml import YAML
-from ruamel.yaml.comments import CommentedMap
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
 
 def guess_indents(text: str) -> tuple[int, int]:
@@ -48,8 +48,12 @@ def _round_trip(text: str) -> tuple[YAML, Any]:
     return yaml, yaml.load(text)
 
 
-def set_annotation(document_text: str, key: str, value: str) -> str:
-    """Return ``document_text`` with ``metadata.annotations[key] = value``."""
+def set_annotation(
+    document_text: str, key: str, value: str, *, name: str = "", finalizer: str = ""
+) -> str:
+    """Return ``document_text`` with ``metadata.annotations[key] = value``; with ``name``,
+    ``metadata.name`` set (and ``generateName`` dropped); with ``finalizer``, that entry in
+    ``metadata.finalizers`` (added once)."""
     yaml, data = _round_trip(document_text)
     metadata = data.get("metadata")
     if metadata is None:
@@ -58,6 +62,22 @@ def set_annotation(document_text: str, key: str, value: str) -> str:
     if annotations is None:
         annotations = metadata["annotations"] = CommentedMap()
     annotations[key] = value
+    if name:
+        if "generateName" in metadata:
+            position = list(metadata).index("generateName")
+            comment = metadata.ca.items.pop("generateName", None)
+            del metadata["generateName"]
+            metadata.insert(position, "name", name)
+            if comment is not None:
+                metadata.ca.items["name"] = comment
+        else:
+            metadata["name"] = name
+    if finalizer:
+        finalizers = metadata.get("finalizers")
+        if finalizers is None:
+            finalizers = metadata["finalizers"] = CommentedSeq()
+        if finalizer not in finalizers:
+            finalizers.append(finalizer)
     out = io.StringIO()
     yaml.dump(data, out)
     text = out.getvalue()

@@ -152,16 +152,31 @@ def _existing(source: SourceDocument, meta: dict[str, Any]) -> tuple[dict[str, A
     return tuple(parsed)
 
 
-def stamp(text: str, runs: Sequence[Run], annotate: Callable[[Run], str]) -> str:
-    """``text`` with each run's document re-annotated; all other documents byte for byte."""
+def stamp(
+    text: str,
+    runs: Sequence[Run],
+    annotate: Callable[[Run], str],
+    finalizer: Callable[[Run], str] = lambda run: "",
+) -> str:
+    """``text`` with each run's document re-annotated; all other documents byte for byte.
+
+    A run whose document has only ``generateName`` but which has a ``name`` now (given by
+    ``approve``) gets that name written; ``finalizer(run)``, when not empty, is added to its
+    ``metadata.finalizers``."""
     from approvalgate.approvals.kubeyaml import split_documents
 
     documents = {run.source.document.index: run for run in runs}
     out = []
     for index, chunk in enumerate(split_documents(text)):
         run = documents.get(index)
+        if run is None:
+            out.append(chunk)
+            continue
+        named = run.name if run.name and not (run.obj.get("metadata") or {}).get("name") else ""
         out.append(
-            chunk if run is None else set_annotation(chunk, records.ANNOTATION, annotate(run))
+            set_annotation(
+                chunk, records.ANNOTATION, annotate(run), name=named, finalizer=finalizer(run)
+            )
         )
     return "".join(out)
 

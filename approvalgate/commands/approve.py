@@ -11,10 +11,27 @@ Output goes to stdout unless --in-place or -o FILE; what was signed is printed o
 
 examples:
   approvalgate approve run.yaml --env prod --key alice.key --approver alice --in-place
-  approvalgate approve run.yaml --bundle rendered/prod/bundle.json --key bob.key \
+  approvalgate approve run.yaml --bundle rendered/prod/bundle.json --key bob.key \\
       --approver bob --ttl 2h -o approved.yaml
-  approvalgate approve run.yaml --env prod --key root.key --approver oncall --bypass \
+  approvalgate approve run.yaml --env prod --key root.key --approver oncall --bypass \\
       --reason "INC-42 checkout down"
+
+With --request NS/NAME the run comes from an ApprovalRequest in the cluster instead (see
+`approvalgate pending`): its spec digest is checked against the run it embeds, the record
+is signed here, for the request's run and environment, and filed as an ApprovalDecision
+(the key never leaves this machine). `approvalgate reject` and `approvalgate withdraw`
+file the other decisions the same way.
+
+In an environment whose bundle has clusterView: required (approvalgate.yaml's default) an
+approval admits one run: with --bundle, approve gives a generateName run its name now
+(generateName + 5 random characters, said on stderr) and adds the finalizer
+gates.proompteng.ai/approval-use, which the webhook requires there. Without --bundle it
+cannot tell the environment's setting, changes neither, and says so.
+
+examples (a request in the cluster):
+  approvalgate approve --request agents/nightly-report --key alice.key --approver alice
+  approvalgate approve --request agents/nightly-report --key bob.key --approver bob \\
+      --reason "checked the diff" --expires-in 4h
 """
 
 from __future__ import annotations
@@ -22,12 +39,25 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
-from approvalgate.commands._args import add_environment, add_manifest, add_namespace
+from approvalgate.commands._args import add_environment, add_namespace
+from approvalgate.commands._cluster import add_cluster
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_manifest(parser)
+    parser.add_argument(
+        "manifest",
+        metavar="MANIFEST",
+        type=Path,
+        nargs="?",
+        help="YAML file with AgentRuns (- for standard input); or use --request",
+    )
+    parser.add_argument(
+        "--request",
+        metavar="NS/NAME",
+        help="decide on this ApprovalRequest in the cluster (files an ApprovalDecision)",
+    )
     add_environment(
         parser,
         "the environment the approval holds in, as named in approvalgate.yaml (required "
@@ -47,6 +77,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--ttl",
+        "--expires-in",
         metavar="DURATION",
         help="how long the record is valid, e.g. 30m, 4h, 1d (default: the "
         "matching policies' timeoutSeconds with --policies or --bundle, else 24h)",
@@ -66,7 +97,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--in-place", action="store_true", help="rewrite MANIFEST")
-    where.add_argument("-o", "--output", metavar="FILE", type=Path, help="write to FILE")
+    where.add_argument(
+        "-o",
+        "--output",
+        metavar="FILE",
+        type=Path,
+        help="write to FILE; with --request: the output format, text (default) or json",
+    )
     add_namespace(parser)
     source = parser.add_mutually_exclusive_group()
     source.add_argument(
@@ -85,14 +122,42 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--now", metavar="RFC3339", help="sign as of this time (testing, backdating)"
     )
+    add_cluster(parser)
 
 
 def run(args: argparse.Namespace) -> int:
+    from approvalgate.approvals.errors import UsageError
+
+    if args.request:
+        if args.manifest is not None:
+            raise UsageError("give a MANIFEST or --request NS/NAME, not both")
+        if args.in_place or args.policies:
+            raise UsageError(
+                "--in-place and --policies are for a MANIFEST; with --request the decision "
+                "goes to the cluster (--bundle bounds its TTL)"
+            )
+        if str(args.output or "text") not in ("text", "json"):
+            raise UsageError("with --request, -o/--output is the format: text or json")
+        args.output = str(args.output or "text")
+        decision = "reject" if args.reject else "bypass" if args.bypass else "approve"
+        return decide_on_request(args, decision)
+    if args.manifest is None:
+        raise UsageError(
+            "approve needs a MANIFEST or --request NS/NAME",
+            advice="approvalgate approve run.yaml --env prod --key KEY --approver NAME, or "
+            "approvalgate approve --request NS/NAME --key KEY --approver NAME",
+        )
+    if args.kubeconfig is not None or args.context is not None:
+        raise UsageError("--kubeconfig and --context are for --request NS/NAME")
+    return _approve_file(args)
+
+
+def _approve_file(args: argparse.Namespace) -> int:
     from approvalgate import manifests
-    from approvalgate.approvals import keys, reasons, records
-    from approvalgate.approvals.durations import format_duration, parse_duration
-    from approvalgate.approvals.errors import Finding, UsageError
+    from approvalgate.approvals import keys, records
+    from approvalgate.approvals.errors import Finding
     from approvalgate.approvals.policy import BundleSettings
+    from approvalgate.approvals.view import USE_FINALIZER
     from approvalgate.output import write_text
     from approvalgate.policies import (
         bundle_environment,
@@ -102,13 +167,7 @@ def run(args: argparse.Namespace) -> int:
     )
 
     decision = "reject" if args.reject else "bypass" if args.bypass else "approve"
-    if decision == "bypass" and not args.reason.strip():
-        raise UsageError("--bypass needs --reason: a break-glass record must say why")
-    if decision == "bypass" and (problem := reasons.reason_problem(args.reason)):
-        raise UsageError(
-            f"--reason: {problem}; the webhook would not count this bypass. "
-            "Say why in words, e.g. --reason 'INC-4711 checkout outage'"
-        )
+    check_reason(decision, args.reason)
     now = manifests.parse_now(args.now)
     bundle = bundle_from_file(args.bundle) if args.bundle else None
     if bundle is not None:
@@ -122,19 +181,29 @@ def run(args: argparse.Namespace) -> int:
     runs = manifests.agent_runs(text, str(args.manifest), args.namespace)
     if args.policies:
         bundle = bundle_from_paths(args.policies, BundleSettings(environment=environment))
-    cap = manifests.ttl_cap(bundle, runs, decision) if bundle is not None else None
-    if args.ttl:
-        try:
-            ttl = parse_duration(args.ttl)
-        except ValueError as exc:
-            raise UsageError(f"--ttl: {exc}") from exc
-        if cap is not None and ttl > cap:
-            raise UsageError(
-                f"--ttl {args.ttl} is longer than the policies allow ({format_duration(cap)})",
-                advice=f"use --ttl {format_duration(cap)}",
-            )
-    else:
-        ttl = cap if cap is not None else 86400
+    ttl = ttl_seconds(args.ttl, manifests.ttl_cap(bundle, runs, decision) if bundle else None)
+    # Only a compiled bundle says whether the environment records each approval's one use
+    # (policy files do not carry approvalgate.yaml's clusterView): guessing "required" would
+    # leave runs that nothing ever releases where it is off, so without it approve says so.
+    one_use = args.bundle is not None and bundle is not None and bundle.needs_view
+    if args.bundle is None:
+        print(
+            f"note: without --bundle, approve cannot tell whether environment {environment} "
+            "has clusterView: required (the default); there the webhook admits a run only "
+            f"with a name of its own and the finalizer {USE_FINALIZER}: approve with --bundle "
+            f"rendered/{environment}/bundle.json to have them added",
+            file=sys.stderr,
+        )
+    if one_use:
+        runs = [_named(run, environment) for run in runs]
+        for run in runs:
+            if USE_FINALIZER not in ((run.obj.get("metadata") or {}).get("finalizers") or []):
+                print(
+                    f"note: AgentRun {run.ref}: added the finalizer {USE_FINALIZER} (environment "
+                    f"{environment} records each approval's one use; the controller removes it "
+                    "once the use is recorded)",
+                    file=sys.stderr,
+                )
 
     def sign(run: manifests.Run) -> str:
         claim = records.Claim(
@@ -176,7 +245,10 @@ def run(args: argparse.Namespace) -> int:
         )
         return value
 
-    result = manifests.stamp(text, runs, sign)
+    def finalizer(run: manifests.Run) -> str:
+        return USE_FINALIZER if one_use else ""
+
+    result = manifests.stamp(text, runs, sign, finalizer)
     if args.in_place:
         write_text(args.manifest, result)
     elif args.output:
@@ -184,3 +256,223 @@ def run(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(result)
     return 0
+
+
+def check_reason(decision: str, reason: str) -> None:
+    """A bypass must say why in words (as the webhook requires); a reject must say why."""
+    from approvalgate.approvals import reasons
+    from approvalgate.approvals.errors import UsageError
+
+    if decision == "bypass" and not reason.strip():
+        raise UsageError("--bypass needs --reason: a break-glass record must say why")
+    if decision == "bypass" and (problem := reasons.reason_problem(reason)):
+        raise UsageError(
+            f"--reason: {problem}; the webhook would not count this bypass. "
+            "Say why in words, e.g. --reason 'INC-4711 checkout outage'"
+        )
+
+
+def ttl_seconds(text: str | None, cap: int | None) -> int:
+    """--ttl in seconds, at most ``cap`` (the policies' bound); default the cap, else 24h."""
+    from approvalgate.approvals.durations import format_duration, parse_duration
+    from approvalgate.approvals.errors import UsageError
+
+    if not text:
+        return cap if cap is not None else 86400
+    try:
+        ttl = parse_duration(text)
+    except ValueError as exc:
+        raise UsageError(f"--ttl: {exc}") from exc
+    if cap is not None and ttl > cap:
+        raise UsageError(
+            f"--ttl {text} is longer than the policies allow ({format_duration(cap)})",
+            advice=f"use --ttl {format_duration(cap)}",
+        )
+    return ttl
+
+
+def _named(run: Any, environment: str) -> Any:
+    """``run`` with a name of its own when it has only generateName (an approval names one
+    run where the environment requires the cluster view), said on stderr."""
+    import dataclasses
+
+    from approvalgate.commands._queue import fixed_name
+
+    if run.name:
+        return run
+    name = fixed_name(run.generate_name)
+    why = f"environment {environment} has clusterView: required"
+    print(
+        f"note: AgentRun {run.ref} has only generateName: named it {name}, since an approval "
+        f"admits one run ({why})",
+        file=sys.stderr,
+    )
+    return dataclasses.replace(run, name=name, generate_name="")
+
+
+def add_request_arguments(parser: argparse.ArgumentParser, decision: str) -> None:
+    """The arguments of ``reject`` and ``withdraw`` (``approve --request`` has the same)."""
+    parser.add_argument(
+        "--request",
+        metavar="NS/NAME",
+        required=True,
+        help="the ApprovalRequest (approvalgate pending lists them)",
+    )
+    parser.add_argument(
+        "--key",
+        metavar="KEYFILE",
+        required=True,
+        help="the approver's private key (from `approvalgate keygen`)",
+    )
+    parser.add_argument(
+        "--approver",
+        metavar="NAME",
+        required=True,
+        help="the approver's name, as in their Approver document",
+    )
+    parser.add_argument(
+        "--reason",
+        metavar="TEXT",
+        required=decision == "reject",
+        default="",
+        help="why (required: the requester reads it)" if decision == "reject" else "why",
+    )
+    parser.add_argument(
+        "--ttl",
+        "--expires-in",
+        metavar="DURATION",
+        help="how long the record counts, e.g. 4h (default: the policies' timeoutSeconds "
+        "with --bundle, else 24h)",
+    )
+    add_environment(parser, "the environment, to check it is the request's (optional)")
+    parser.add_argument(
+        "--bundle",
+        metavar="FILE",
+        type=Path,
+        help="a compiled bundle.json of the request's environment: its policies bound the TTL",
+    )
+    parser.add_argument(
+        "--now", metavar="RFC3339", help="sign as of this time (testing, backdating)"
+    )
+    add_cluster(parser)
+    parser.add_argument(
+        "-o", "--output", choices=("text", "json"), default="text", help="output format"
+    )
+
+
+def decide_on_request(args: argparse.Namespace, decision: str) -> int:
+    """Sign ``decision`` about the ApprovalRequest ``args.request`` and file it as an
+    ApprovalDecision created by us (the key stays here; the record goes to the cluster)."""
+    import json
+
+    from approvalgate import manifests
+    from approvalgate.approvals import keys, records
+    from approvalgate.approvals.errors import ApprovalgateError, UsageError
+    from approvalgate.approvals.queue import TERMINAL
+    from approvalgate.commands import _cluster, _queue
+    from approvalgate.kube import objects
+    from approvalgate.kube.errors import KubeError
+    from approvalgate.kube.resources import APPROVAL_DECISIONS
+    from approvalgate.policies import bundle_environment, bundle_from_file, checked_environment
+
+    check_reason(decision, args.reason)
+    ref_namespace, name = _cluster.request_ref(args.request, "--request")
+    now = manifests.parse_now(args.now)
+    bundle = bundle_from_file(args.bundle) if args.bundle else None
+    signer = keys.load_signer(args.key, lambda path: manifests.read_key(Path(path)))
+    namespace = _cluster.namespace_of(args, ref_namespace)
+    advice = _cluster.rbac_advice(
+        "get on approvalrequests and create on approvaldecisions",
+        "approvaldecisions",
+        namespace,
+        "approvalgate-approver",
+    )
+    with _cluster.connect(args, advice) as client:
+        request = _cluster.get_request(client, namespace, name)
+        item = _queue.summary(request)
+        ref = f"{namespace}/{name}"
+        environment = item["environment"]
+        if args.env is not None and checked_environment(args.env) != environment:
+            raise UsageError(f"--env {args.env}: request {ref} is for environment {environment}")
+        if bundle is not None:
+            bundle_environment(bundle, args.bundle, environment)
+        if item["phase"] in TERMINAL or item["cancelled"]:
+            phase = item["phase"] or "Cancelled"
+            raise ApprovalgateError(
+                f"ApprovalRequest {ref} is {phase}: a decision would change nothing",
+                advice=f"approvalgate status {ref} tells its story",
+            )
+        run = _request_run(request, namespace, ref)
+        if run.digest != item["specDigest"]:
+            raise ApprovalgateError(
+                f"ApprovalRequest {ref}: spec.specDigest {item['specDigest'] or '(none)'} is not "
+                f"the digest of the run it embeds (sha256:{run.digest}); nothing was signed",
+                advice="do not approve it: ask the requester to make a new request",
+            )
+        if decision == "approve" and item["eligible"] and args.approver not in item["eligible"]:
+            print(
+                f"note: {args.approver} is not among those who may still approve {ref} "
+                f"({', '.join(item['eligible'])}): this approval may not count",
+                file=sys.stderr,
+            )
+        cap = manifests.ttl_cap(bundle, [run], decision) if bundle is not None else None
+        ttl = ttl_seconds(args.ttl, cap)
+        claim = records.Claim(
+            subject=run.subject,
+            digest=run.digest,
+            decision=decision,  # type: ignore[arg-type]
+            approver=args.approver,
+            reason=args.reason,
+            issued_at=now,
+            expires_at=now + manifests.seconds(ttl),
+            nonce=records.new_nonce(),
+            environment=environment,
+        )
+        envelope = records.sign(claim, signer)
+        me = _cluster.whoami(client)
+        obj = _queue.decision_object(
+            request=name,
+            namespace=namespace,
+            decision=decision,
+            approver=args.approver,
+            envelope=envelope,
+            created_by=me,
+            created_by_annotation=_cluster.CREATED_BY,
+        )
+        try:
+            created = objects.create(client, APPROVAL_DECISIONS, obj, namespace)
+        except KubeError as exc:
+            raise _cluster.not_served(exc, APPROVAL_DECISIONS.plural) from exc
+    if args.output == "json":
+        print(json.dumps(created, indent=2, sort_keys=True))
+        return 0
+    decision_name = (created.get("metadata") or {}).get("name", "")
+    print(
+        f"created ApprovalDecision {namespace}/{decision_name}: {decision} of ApprovalRequest "
+        f"{ref} (AgentRun spec sha256:{run.digest}, environment {environment}) as approver "
+        f"{args.approver}, user {me}, expires {records.format_time(claim.expires_at)}\n"
+        f"  follow it: approvalgate status {ref}"
+    )
+    return 0
+
+
+def _request_run(request: dict[str, Any], namespace: str, ref: str) -> Any:
+    """The run an ApprovalRequest embeds, read as `approve` reads a manifest (its digest
+    computed the same way)."""
+    import json
+
+    from approvalgate import manifests
+    from approvalgate.approvals.errors import ApprovalgateError
+
+    embedded = (request.get("spec") or {}).get("run")
+    if not isinstance(embedded, dict):
+        raise ApprovalgateError(f"ApprovalRequest {ref} embeds no run (spec.run)")
+    meta = dict(embedded.get("metadata") or {})
+    meta["namespace"] = namespace
+    text = json.dumps({**embedded, "metadata": meta}, indent=1)
+    runs = manifests.agent_runs(text, f"ApprovalRequest {ref} spec.run", namespace)
+    if len(runs) != 1 or runs[0].name != (request.get("metadata") or {}).get("name"):
+        raise ApprovalgateError(
+            f"ApprovalRequest {ref}: spec.run is not one AgentRun named like the request"
+        )
+    return runs[0]

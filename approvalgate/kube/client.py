@@ -20,7 +20,13 @@ from kubernetes.client.exceptions import ApiException  # type: ignore[import-unt
 from urllib3.exceptions import HTTPError
 
 from approvalgate.kube.credentials import impersonation_headers, load_configuration
-from approvalgate.kube.errors import ApiError, GoneError, KubeError, UnreachableError
+from approvalgate.kube.errors import (
+    ApiError,
+    DeniedError,
+    GoneError,
+    KubeError,
+    UnreachableError,
+)
 
 Query = Sequence[tuple[str, str]]
 
@@ -153,6 +159,8 @@ class Client:
                 status=401,
                 advice=UNAUTHORIZED_ADVICE,
             )
+        if exc.status is not None and _admission_denial(detail):
+            return DeniedError(f"denied while {what}: {detail}", status=exc.status)
         if exc.status == 403:
             return ApiError(
                 f"forbidden while {what}: {detail}", status=403, advice=self.forbidden_advice
@@ -167,6 +175,11 @@ class Client:
             f"the API server answered HTTP {exc.status} while {what}: {detail}",
             status=exc.status,
         )
+
+
+def _admission_denial(detail: str) -> bool:
+    """The API server's wording when admission (not authorization) refused the request."""
+    return detail.startswith("admission webhook ") or " denied request: " in detail
 
 
 def _detail(exc: ApiException) -> str:

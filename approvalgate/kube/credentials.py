@@ -45,6 +45,33 @@ def load_configuration(
     return configuration
 
 
+SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+
+
+def default_namespace(kubeconfig: Path | None = None, context: str | None = None) -> str:
+    """The namespace a command works in when none is named, as kubectl chooses it: the
+    context's ``namespace``, the pod's own namespace in a cluster, else ``default``."""
+    if kubeconfig is None and context is None and in_cluster():
+        try:
+            return SERVICE_ACCOUNT_NAMESPACE.read_text(encoding="utf-8").strip() or "default"
+        except OSError:
+            return "default"
+    try:
+        contexts, active = config.list_kube_config_contexts(
+            config_file=str(kubeconfig) if kubeconfig else os.environ.get("KUBECONFIG") or None
+        )
+    except (config.ConfigException, OSError, ValueError, TypeError) as exc:
+        raise CredentialsError(
+            f"cannot load Kubernetes credentials: {exc}",
+            advice="pass --kubeconfig FILE (and --context NAME)",
+        ) from exc
+    chosen = active
+    if context is not None:
+        chosen = next((c for c in contexts or [] if c.get("name") == context), None)
+    namespace = ((chosen or {}).get("context") or {}).get("namespace")
+    return str(namespace) if namespace else "default"
+
+
 def in_cluster() -> bool:
     """Running in a pod with no kubeconfig of our own: use the service account."""
     if not os.environ.get("KUBERNETES_SERVICE_HOST") or os.environ.get("KUBECONFIG"):

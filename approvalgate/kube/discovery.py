@@ -18,6 +18,24 @@ def served_versions(client: Client, group: str) -> list[str] | None:
     return None
 
 
+def username(client: Client) -> str:
+    """Our own username as the API server authenticates us (a SelfSubjectReview, which every
+    authenticated user may create); raises :class:`KubeError` when it cannot say."""
+    review = {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"}
+    answer = client.request(
+        "reviewing our own identity (selfsubjectreviews.authentication.k8s.io)",
+        "POST",
+        "/apis/authentication.k8s.io/v1/selfsubjectreviews",
+        body=review,
+    )
+    status = answer.get("status") if isinstance(answer, dict) else None
+    user = status.get("userInfo") if isinstance(status, dict) else None
+    name = user.get("username") if isinstance(user, dict) else None
+    if not isinstance(name, str) or not name:
+        raise KubeError("the API server's SelfSubjectReview named no username")
+    return name
+
+
 def identity(client: Client) -> str:
     """``username (groups ...)`` as the API server sees us (a SelfSubjectReview), or "" if it
     cannot say."""

@@ -30,6 +30,11 @@ class ApiError(KubeError):
     """The API server answered with an HTTP error status (in :attr:`status`)."""
 
 
+class DeniedError(ApiError):
+    """An admission webhook (or a validating admission policy) denied the request: its
+    message says why, and what to do; no permission is missing."""
+
+
 class GoneError(ApiError):
     """HTTP 410 Gone: a ``continue`` token or a watch's resourceVersion is too old.
 

@@ -1,4 +1,4 @@
-"""Single objects: a get by name, and server-side apply."""
+"""Single objects: a get by name, a create, a JSON merge patch, and server-side apply."""
 
 from __future__ import annotations
 
@@ -21,6 +21,58 @@ def get(
         missing_ok=True,
     )
     return found
+
+
+def create(
+    client: Client,
+    resource: Resource,
+    obj: Mapping[str, Any],
+    namespace: str,
+    *,
+    field_manager: str = "approvalgate",
+    dry_run: bool = False,
+) -> dict[str, Any]:
+    """Create ``obj`` in ``namespace`` (``metadata.generateName`` works: the answer holds the
+    name the server chose). ``dry_run`` asks the server to judge it (authorization, schema,
+    admission webhooks) without storing it."""
+    meta = obj.get("metadata") or {}
+    name = meta.get("name") or f"{meta.get('generateName', '')}*"
+    query = [("fieldManager", field_manager), ("fieldValidation", "Strict")]
+    if dry_run:
+        query.append(("dryRun", "All"))
+    created: dict[str, Any] = client.request(
+        f"creating {_what(resource)} {namespace}/{name}",
+        "POST",
+        resource.path(namespace),
+        query=query,
+        body=dict(obj),
+    )
+    return created
+
+
+def merge_patch(
+    client: Client,
+    resource: Resource,
+    name: str,
+    namespace: str,
+    patch: Mapping[str, Any],
+    *,
+    field_manager: str = "approvalgate",
+) -> dict[str, Any]:
+    """Apply a JSON merge patch (RFC 7386) to object ``namespace/name``; the stored result."""
+    patched: dict[str, Any] = client.request(
+        f"patching {_what(resource)} {namespace}/{name}",
+        "PATCH",
+        resource.path(namespace, name),
+        query=[("fieldManager", field_manager)],
+        body=dict(patch),
+        content_type="application/merge-patch+json",
+    )
+    return patched
+
+
+def _what(resource: Resource) -> str:
+    return f"{resource.plural}.{resource.group}" if resource.group else resource.plural
 
 
 def apply(

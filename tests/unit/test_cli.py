@@ -118,8 +118,15 @@ def test_approve_reports_what_it_signed(capsys: pytest.CaptureFixture[str], repo
         "prod",
     )
     assert code == 0
-    assert err.startswith("signed approve of AgentRun agents/codex-run-sample spec sha256:")
-    assert err.endswith(" for environment prod as alice, expires 2026-11-21T13:30:00Z\n")
+    note, signed = err.splitlines()
+    assert note == (
+        "note: without --bundle, approve cannot tell whether environment prod has clusterView: "
+        "required (the default); there the webhook admits a run only with a name of its own "
+        "and the finalizer gates.proompteng.ai/approval-use: approve with --bundle "
+        "rendered/prod/bundle.json to have them added"
+    )
+    assert signed.startswith("signed approve of AgentRun agents/codex-run-sample spec sha256:")
+    assert signed.endswith(" for environment prod as alice, expires 2026-11-21T13:30:00Z")
     assert "approvals.proompteng.ai/approvals: '[{" in out  # stdout: the approved manifest
 
 
@@ -588,9 +595,10 @@ def test_approve_notes_the_v1_records_it_keeps(
         *("--key", str(KEYS / "carol.key"), "--approver", "carol", "--now", NOW),
     )
     assert code == 0, err
-    assert err.splitlines()[:2] == [
+    lines = [line for line in err.splitlines() if "without --bundle" not in line]
+    assert lines[:2] == [
         f"note: AgentRun agents/codex-run-sample: record {i} by {who} is of format v1 (it names "
         "no environment) and counts in none; remove it from the annotation"
         for i, who in enumerate(("alice", "bob"))
     ]
-    assert err.splitlines()[2].startswith("signed approve of AgentRun agents/codex-run-sample")
+    assert lines[2].startswith("signed approve of AgentRun agents/codex-run-sample")

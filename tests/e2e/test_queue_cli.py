@@ -1,0 +1,473 @@
+"""The approval queue's CLI against the real kube-apiserver, as a requester, two approvers,
+an outsider and an admin (tokens, real RBAC): request -> pending (and pending --watch sees
+it) -> approve --request twice -> decisions exist, created by the right users; reject,
+withdraw, cancel, status, and the errors a user meets (403, 404, 409, a forged digest).
+
+Neither the controller nor the webhook runs here: the admin writes the status the
+controller would write (status subresource), so what `pending` and `status` show of it is
+tested; the chain with both is tested where they are wired (issue 15's end-to-end test).
+The CRDs are the chart's (charts/approvalgate/files/crds/) when present, else the
+stand-in tests/e2e/fixtures/queue-crds.yaml (same names, no schema).
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import re
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from approvalgate.approvals import records
+from approvalgate.approvals.digest import spec_digest
+from approvalgate.cli import main
+from tests.e2e.controlplane import ControlPlane
+from tests.support.paths import ROOT
+
+pytestmark = pytest.mark.e2e
+
+CHART_CRDS = ROOT / "charts" / "approvalgate" / "files" / "crds"
+FIXTURE_CRDS = Path(__file__).parent / "fixtures" / "queue-crds.yaml"
+ENV = "staging"
+GROUP = "gates.proompteng.ai"
+LINE_TIMEOUT = 60.0  # generous: a line is expected long before; never a speed assertion
+
+
+def queue_crds() -> list[Path]:
+    chart = sorted(CHART_CRDS.glob(f"*{GROUP}*.yaml")) if CHART_CRDS.is_dir() else []
+    return chart or [FIXTURE_CRDS]
+
+
+@dataclass
+class Queue:
+    plane: ControlPlane
+    namespace: str
+    keys: Path
+    work: Path
+
+    def cli(
+        self, capsys: pytest.CaptureFixture[str], user: str, *args: str
+    ) -> tuple[int, str, str]:
+        """``approvalgate ARGS --kubeconfig <user's>`` in this process: (exit, stdout, stderr)."""
+        capsys.readouterr()
+        code = main([*args, "--kubeconfig", str(self.plane.kubeconfig(user))])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    def run_file(self, name: str, *, generate: bool = False, task: str = "report") -> Path:
+        meta = f"  generateName: {name}-\n" if generate else f"  name: {name}\n"
+        path = self.work / f"{name}.yaml"
+        path.write_text(
+            "apiVersion: agents.proompteng.ai/v1alpha1\nkind: AgentRun\nmetadata:\n"
+            f"{meta}  namespace: {self.namespace}\n  labels:\n    team: finance\n"
+            "spec:\n  agentRef:\n    name: codex-agent\n"
+            "  implementationSpecRef:\n    name: codex-impl-sample\n"
+            "  runtime:\n    type: workflow\n"
+            f"  parameters:\n    task: '{task}'\n"
+        )
+        return path
+
+    def request(self, capsys: pytest.CaptureFixture[str], name: str) -> dict[str, Any]:
+        code, out, err = self.cli(
+            capsys,
+            "requester",
+            "request",
+            str(self.run_file(name)),
+            "--env",
+            ENV,
+            "--reason",
+            f"need {name}",
+            "-o",
+            "json",
+        )
+        assert code == 0, err
+        created: dict[str, Any] = json.loads(out)
+        return created
+
+    def decide(
+        self, capsys: pytest.CaptureFixture[str], command: str, user: str, name: str, *extra: str
+    ) -> tuple[int, str, str]:
+        return self.cli(
+            capsys,
+            user,
+            command,
+            "--request",
+            f"{self.namespace}/{name}",
+            "--key",
+            str(self.keys / f"{user}.key"),
+            "--approver",
+            user,
+            *extra,
+        )
+
+    def kubectl_json(self, *args: str) -> Any:
+        done = self.plane.kubectl("admin", *args, "-n", self.namespace, "-o", "json")
+        return json.loads(done.stdout)
+
+    def decisions(self, request: str) -> list[dict[str, Any]]:
+        items = self.kubectl_json("get", f"approvaldecisions.{GROUP}")["items"]
+        mine = [i for i in items if i["spec"]["requestName"] == request]
+        # the order `status` shows: creation time, then the order etcd stored them in
+        return sorted(
+            mine,
+            key=lambda i: (
+                i["metadata"]["creationTimestamp"],
+                int(i["metadata"]["resourceVersion"]),
+            ),
+        )
+
+    def set_status(self, name: str, status: dict[str, Any]) -> None:
+        """Write the status as the controller would (admin, status subresource)."""
+        self.plane.kubectl(
+            "admin",
+            "patch",
+            f"approvalrequests.{GROUP}",
+            name,
+            "-n",
+            self.namespace,
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            json.dumps({"status": status}),
+        )
+
+
+@pytest.fixture(scope="module")
+def q(control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Queue]:
+    control_plane.apply_crds(queue_crds())
+    work = tmp_path_factory.mktemp("queue")
+    keys = work / "keys"
+    for name in ("alice", "bob"):
+        assert main(["keygen", name, "--out", str(keys), "--usernames", name]) == 0
+    namespace = control_plane.create_namespace("queue")
+    control_plane.grant(
+        "queue-requester",
+        subjects=["requester"],
+        namespace=namespace,
+        rules=[
+            {
+                "apiGroups": [GROUP],
+                "resources": ["approvalrequests"],
+                "verbs": ["create", "get", "list", "watch", "patch"],
+            },
+            {"apiGroups": [GROUP], "resources": ["approvaldecisions"], "verbs": ["get", "list"]},
+        ],
+    )
+    control_plane.grant(
+        "queue-approver",
+        subjects=["group:approvers"],
+        namespace=namespace,
+        rules=[
+            {
+                "apiGroups": [GROUP],
+                "resources": ["approvalrequests"],
+                "verbs": ["get", "list", "watch"],
+            },
+            {
+                "apiGroups": [GROUP],
+                "resources": ["approvaldecisions"],
+                "verbs": ["create", "get", "list"],
+            },
+        ],
+    )
+    yield Queue(control_plane, namespace, keys, work)
+    control_plane.kubectl("admin", "delete", "namespace", namespace, "--wait=false")
+
+
+class Lines:
+    """A child process's stdout, line by line, with a timeout per line."""
+
+    def __init__(self, process: subprocess.Popen[str]) -> None:
+        self.process = process
+        self.lines: queue.Queue[str] = queue.Queue()
+        assert process.stdout is not None
+        stream = process.stdout
+        threading.Thread(target=lambda: [self.lines.put(x) for x in stream], daemon=True).start()
+
+    def next(self) -> dict[str, Any]:
+        try:
+            line = self.lines.get(timeout=LINE_TIMEOUT)
+        except queue.Empty:
+            raise AssertionError(f"no line from pending --watch in {LINE_TIMEOUT:.0f}s") from None
+        event: dict[str, Any] = json.loads(line)
+        return event
+
+
+def test_request_pending_watch_approve_twice_status(
+    q: Queue, capsys: pytest.CaptureFixture[str]
+) -> None:
+    watch = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "approvalgate",
+            "pending",
+            "--watch",
+            "-n",
+            q.namespace,
+            "-o",
+            "json",
+            "--kubeconfig",
+            str(q.plane.kubeconfig("alice")),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        lines = Lines(watch)
+        # the requester asks for a generateName run: it is named now, and said so
+        path = q.run_file("story", generate=True)
+        code, out, err = q.cli(
+            capsys, "requester", "request", str(path), "--env", ENV, "--reason", "nightly report"
+        )
+        assert code == 0, err
+        match = re.search(r"named it (story-[a-z0-9]{5}) ", err)
+        assert match, err
+        name = match.group(1)
+        ref = f"{q.namespace}/{name}"
+        assert out.startswith(f"created ApprovalRequest {ref}: AgentRun spec sha256:")
+        assert "requested by requester" in out
+        assert f"approvalgate approve --request {ref} --key KEY --approver NAME" in out
+        stored = q.kubectl_json("get", f"approvalrequests.{GROUP}", name)
+        spec = stored["spec"]
+        assert spec["requester"] == "requester"
+        assert spec["environment"] == ENV and spec["reason"] == "nightly report"
+        assert spec["cancelled"] is False
+        assert spec["run"]["metadata"] == {"name": name, "labels": {"team": "finance"}}
+        assert spec["specDigest"] == spec_digest(spec["run"]["spec"])
+
+        event = lines.next()
+        assert event["event"] == "ADDED" and event["request"]["name"] == name
+        assert event["request"]["phase"] == "" and event["request"]["requester"] == "requester"
+
+        # the controller's evaluation (written here by the admin)
+        q.set_status(
+            name,
+            {
+                "phase": "Pending",
+                "reason": "WaitingForApprovals",
+                "required": 2,
+                "approvedBy": [],
+                "eligible": ["alice", "bob"],
+                "expiresAt": "2099-01-01T00:00:00Z",
+            },
+        )
+        event = lines.next()
+        assert event["event"] == "MODIFIED"
+        assert event["request"]["phase"] == "Pending"
+        assert event["request"]["eligible"] == ["alice", "bob"]
+
+        code, out, _ = q.cli(capsys, "alice", "pending", "-n", q.namespace, "--needs", "alice")
+        assert code == 0
+        header, row = out.splitlines()
+        assert header.split() == [
+            "NAME",
+            "REQUESTER",
+            "ENVIRONMENT",
+            "PHASE",
+            "APPROVED",
+            "MAY-APPROVE",
+            "EXPIRES",
+            "AGE",
+        ]
+        assert row.split()[:6] == [name, "requester", ENV, "Pending", "0/2", "alice,bob"]
+        code, out, err = q.cli(capsys, "alice", "pending", "-n", q.namespace, "--needs", "dana")
+        assert (code, out) == (0, "") and "no pending approval requests" in err
+        code, out, _ = q.cli(
+            capsys, "alice", "pending", "-n", q.namespace, "--exclude", f"other,{ref}", "-o", "json"
+        )
+        assert json.loads(out) == []
+
+        for approver in ("alice", "bob"):
+            code, out, err = q.decide(capsys, "approve", approver, name)
+            assert code == 0, err
+            assert out.startswith(f"created ApprovalDecision {q.namespace}/{name}-")
+            assert f"approve of ApprovalRequest {ref}" in out and f"user {approver}" in out
+
+        decisions = q.decisions(name)
+        assert [d["spec"]["approver"] for d in decisions] == ["alice", "bob"]
+        for decision in decisions:
+            approver = decision["spec"]["approver"]
+            assert decision["metadata"]["generateName"] == f"{name}-"
+            assert decision["metadata"]["annotations"][f"{GROUP}/created-by"] == approver
+            assert decision["spec"]["decision"] == "approve"
+            (record,), problems = records.parse_annotation(json.dumps([decision["spec"]["record"]]))
+            assert not problems
+            claim = record.claim
+            assert claim.subject == f"agents.proompteng.ai/AgentRun/{ref}"
+            assert claim.digest == spec["specDigest"]
+            assert (claim.decision, claim.approver, claim.environment) == (
+                "approve",
+                approver,
+                ENV,
+            )
+
+        # the controller counted both and created the run
+        q.set_status(
+            name,
+            {
+                "phase": "Submitted",
+                "reason": "RunCreated",
+                "approvedBy": ["alice", "bob"],
+                "eligible": [],
+                "run": {"name": name, "uid": "uid-1"},
+            },
+        )
+        event = lines.next()
+        assert event["event"] == "REMOVED" and event["request"]["phase"] == "Submitted"
+
+        code, out, err = q.cli(capsys, "requester", "status", ref)
+        assert code == 0, err
+        assert out.startswith(f"ApprovalRequest {ref}: Submitted (RunCreated)\n")
+        assert "  requester:     requester\n" in out
+        assert "  approvals:     2 of 2 (alice, bob)\n" in out
+        assert f"  run:           AgentRun {ref} (uid uid-1)\n" in out
+        assert "decisions (2):" in out
+        rows = [line.split() for line in out.splitlines() if line.startswith(f"  {name}-")]
+        assert [(r[1], r[2], r[4]) for r in rows] == [
+            ("approve", "alice", "alice"),
+            ("approve", "bob", "bob"),
+        ]
+        code, out, _ = q.cli(capsys, "requester", "status", ref, "-o", "json")
+        story = json.loads(out)
+        assert story["phase"] == "Submitted" and story["run"] == {"name": name, "uid": "uid-1"}
+        assert [(d["approver"], d["decision"], d["createdBy"]) for d in story["decisions"]] == [
+            ("alice", "approve", "alice"),
+            ("bob", "approve", "bob"),
+        ]
+
+        code, _, err = q.decide(capsys, "approve", "alice", name)
+        assert code == 1
+        assert f"ApprovalRequest {ref} is Submitted: a decision would change nothing" in err
+    finally:
+        watch.send_signal(signal.SIGINT)
+        try:
+            code = watch.wait(30)
+        finally:
+            if watch.poll() is None:
+                watch.kill()
+                watch.wait()
+            stderr = watch.stderr.read() if watch.stderr else ""
+            for stream in (watch.stdout, watch.stderr):
+                if stream is not None:
+                    stream.close()
+    assert code == 0, stderr
+
+
+def test_reject_needs_a_reason_and_status_tells_the_veto(
+    q: Queue, capsys: pytest.CaptureFixture[str]
+) -> None:
+    q.request(capsys, "veto-me")
+    ref = f"{q.namespace}/veto-me"
+    with pytest.raises(SystemExit) as usage:
+        q.decide(capsys, "reject", "alice", "veto-me")
+    assert usage.value.code == 2
+    assert "the following arguments are required: --reason" in capsys.readouterr().err
+    code, _, err = q.decide(capsys, "reject", "alice", "veto-me", "--reason", "   ")
+    assert code == 2 and "reject needs --reason" in err
+    code, out, err = q.decide(capsys, "reject", "alice", "veto-me", "--reason", "touches billing")
+    assert code == 0, err
+    assert "reject of ApprovalRequest" in out
+    (decision,) = q.decisions("veto-me")
+    assert decision["spec"]["decision"] == "reject"
+    (record,), _ = records.parse_annotation(json.dumps([decision["spec"]["record"]]))
+    assert record.claim.reason == "touches billing"
+
+    q.set_status(
+        "veto-me",
+        {
+            "phase": "Rejected",
+            "reason": "Vetoed",
+            "message": "alice rejected it",
+            "required": 2,
+            "approvedBy": [],
+            "rejectedBy": ["alice"],
+        },
+    )
+    code, out, _ = q.cli(capsys, "requester", "status", ref)
+    assert code == 1
+    assert out.startswith(f"ApprovalRequest {ref}: Rejected (Vetoed)\n")
+    assert "  message:       alice rejected it\n" in out
+    assert "  rejected by:   alice\n" in out
+    assert "  run:           not created\n" in out
+
+
+def test_withdraw_follows_the_approval(q: Queue, capsys: pytest.CaptureFixture[str]) -> None:
+    q.request(capsys, "changed-mind")
+    assert q.decide(capsys, "approve", "bob", "changed-mind")[0] == 0
+    code, out, err = q.decide(capsys, "withdraw", "bob", "changed-mind", "-o", "json")
+    assert code == 0, err
+    assert json.loads(out)["spec"]["decision"] == "withdraw"
+    assert [d["spec"]["decision"] for d in q.decisions("changed-mind")] == ["approve", "withdraw"]
+    code, out, _ = q.cli(capsys, "bob", "status", f"{q.namespace}/changed-mind", "-o", "json")
+    assert code == 0
+    assert json.loads(out)["phase"] == ""  # no controller ran: not evaluated yet
+    assert [d["decision"] for d in json.loads(out)["decisions"]] == ["approve", "withdraw"]
+
+
+def test_cancel_by_the_requester_only(q: Queue, capsys: pytest.CaptureFixture[str]) -> None:
+    q.request(capsys, "not-needed")
+    ref = f"{q.namespace}/not-needed"
+    code, _, err = q.cli(capsys, "alice", "cancel", ref)
+    assert code == 1
+    assert f"only the requester (requester) may cancel ApprovalRequest {ref}; you are alice" in err
+    code, out, err = q.cli(capsys, "requester", "cancel", ref)
+    assert code == 0, err
+    assert out == f"cancelled ApprovalRequest {ref}: no run will be created from it\n"
+    assert q.kubectl_json("get", f"approvalrequests.{GROUP}", "not-needed")["spec"]["cancelled"]
+    code, _, err = q.cli(capsys, "requester", "cancel", ref)
+    assert code == 0 and "cancelled already" in err
+    code, out, _ = q.cli(capsys, "alice", "pending", "-n", q.namespace, "-o", "json")
+    assert "not-needed" not in [i["name"] for i in json.loads(out)]
+
+
+def test_errors_say_what_to_do(q: Queue, capsys: pytest.CaptureFixture[str]) -> None:
+    ns = q.namespace
+    # 403: who you are, and the permission needed
+    code, _, err = q.cli(capsys, "mallory", "pending", "-n", ns)
+    assert code == 1
+    assert err.startswith(
+        f"error: forbidden while listing approvalrequests.{GROUP} in namespace {ns}: "
+    )
+    assert 'User "mallory" cannot list resource "approvalrequests"' in err
+    assert f"hint: you need list and watch on approvalrequests.{GROUP} in namespace {ns}" in err
+    # 404: the object named
+    code, _, err = q.cli(capsys, "alice", "status", f"{ns}/nothing-here")
+    assert code == 1
+    assert f"error: ApprovalRequest {ns}/nothing-here not found" in err
+    assert f"approvalgate pending -n {ns}" in err
+    # 409: one request per run name
+    q.request(capsys, "twice")
+    code, _, err = q.cli(capsys, "requester", "request", str(q.run_file("twice")), "--env", ENV)
+    assert code == 1
+    assert f"error: an ApprovalRequest {ns}/twice exists already (one request per run name)" in err
+    # a dry run stores nothing
+    code, out, err = q.cli(
+        capsys, "requester", "request", str(q.run_file("dry")), "--env", ENV, "--dry-run"
+    )
+    assert code == 0, err
+    assert out.startswith(f"would create ApprovalRequest {ns}/dry: ")
+    done = q.plane.kubectl(
+        "admin", "get", f"approvalrequests.{GROUP}", "dry", "-n", ns, check=False
+    )
+    assert done.returncode != 0 and "NotFound" in done.stderr
+    # a request whose digest is not its run's: nobody signs it
+    forged = q.request(capsys, "forged")
+    forged["spec"]["run"]["spec"]["parameters"]["task"] = "something else"
+    forged["metadata"] = {"name": "forged-2", "namespace": ns}
+    forged["spec"]["run"]["metadata"]["name"] = "forged-2"
+    q.plane.kubectl("admin", "create", "-f", "-", input=json.dumps(forged))
+    code, _, err = q.decide(capsys, "approve", "alice", "forged-2")
+    assert code == 1
+    assert f"error: ApprovalRequest {ns}/forged-2: spec.specDigest " in err
+    assert "is not the digest of the run it embeds" in err
+    assert q.decisions("forged-2") == []
