@@ -13,26 +13,28 @@ from typing import NoReturn
 
 import pytest
 
-from tests.support.paths import THIRD_PARTY_CRDS, UPSTREAM_AGENTS, crd_files
+from tests.support.paths import ROOT, THIRD_PARTY_CRDS, UPSTREAM_AGENTS, crd_files
 from tests.support.tools import unavailable
 
 from .controlplane import ControlPlane, ControlPlaneError, locate_binaries
 
 CRD_FOLDERS = ("argocd", "cert-manager", "prometheus-operator", "policy-report")
-# the gates.proompteng.ai kinds the webhook's cluster view watches: a stand-in (any fields)
-# until the chart ships its CRDs (charts/approvalgate/files/crds/)
-GATES_CRDS = Path(__file__).parent / "fixtures" / "gates-crds.yaml"
+# the gates.proompteng.ai kinds of the approval queue (the webhook's cluster view, the
+# controller, the CLI): the chart's own CRDs, CEL rules included
+GATES_CRDS = ROOT / "charts" / "approvalgate" / "files" / "crds"
 
 
 def crd_paths() -> list[Path]:
-    """Every vendored CRD file (third_party/README.md)."""
+    """Every vendored CRD file (third_party/README.md) and the chart's queue CRDs."""
     folders = [UPSTREAM_AGENTS / "crds", *(THIRD_PARTY_CRDS / name for name in CRD_FOLDERS)]
     missing = [str(folder) for folder in folders if not crd_files(folder)]
     if missing:
         raise ControlPlaneError(
             f"vendored CRD folders missing or empty (third_party/README.md): {', '.join(missing)}"
         )
-    return [*(path for folder in folders for path in crd_files(folder)), GATES_CRDS]
+    if not crd_files(GATES_CRDS):
+        raise ControlPlaneError(f"the chart's queue CRDs are missing: {GATES_CRDS}")
+    return [*(path for folder in folders for path in crd_files(folder)), *crd_files(GATES_CRDS)]
 
 
 def _unavailable(reason: str) -> NoReturn:
