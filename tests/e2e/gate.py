@@ -29,6 +29,7 @@ from typing import Any
 
 import yaml
 
+from approvalgate.approvals.view import USE_FINALIZER
 from approvalgate.webhook.devcert import CertificateAuthority
 from tests.e2e.controlplane import GATE_NAMESPACE, QUEUE_CONTROLLER, WEBHOOK_SA, ControlPlane
 from tests.integration.harness import write_atomic
@@ -255,17 +256,19 @@ class Gate:
     def install_rbac(self) -> None:
         """The chart's own ServiceAccounts and RBAC (rendered with this repo's values): the
         webhook's read-only view, the controller's calls and its Lease; its ClusterRoles for
-        people bound to the requesters' and the approvers' groups. Least privilege is what
-        the e2e tests exercise. Idempotent (every module's Gate applies it)."""
-        self.plane.kubectl("admin", "create", "namespace", GATE_NAMESPACE, check=False)
+        people bound in the enforced namespace (RoleBindings, as docs/queue.md suggests) to
+        the requesters' and the approvers' groups. Least privilege is what the e2e tests
+        exercise. Idempotent (every module's Gate applies it)."""
+        for namespace in (GATE_NAMESPACE, ENFORCED):
+            self.plane.kubectl("admin", "create", "namespace", namespace, check=False)
         items = [d for d in self.chart_render() if d["kind"] in RBAC_KINDS]
         for role, group in PEOPLE.items():
             assert any(d["kind"] == "ClusterRole" and d["metadata"]["name"] == role for d in items)
             items.append(
                 {
                     "apiVersion": "rbac.authorization.k8s.io/v1",
-                    "kind": "ClusterRoleBinding",
-                    "metadata": {"name": f"approvalgate-e2e:{role}"},
+                    "kind": "RoleBinding",
+                    "metadata": {"name": f"approvalgate-e2e:{role}", "namespace": ENFORCED},
                     "roleRef": {
                         "apiGroup": "rbac.authorization.k8s.io",
                         "kind": "ClusterRole",
@@ -542,6 +545,10 @@ class Gate:
             user,
             "--output",
             "json",
+            # the decisions and uses the webhook's view holds (read as admin)
+            "--cluster",
+            "--kubeconfig",
+            str(self.plane.kubeconfig("admin")),
             check=False,
         )
         report: list[dict[str, Any]] = json.loads(done.stdout)
@@ -601,12 +608,16 @@ def run_manifest(
     agent: str = "codex-agent",
     task: str = "Update onboarding flow",
     generate: bool = False,
+    finalizer: bool = False,
 ) -> str:
-    """An AgentRun like the example's, as a requester writes it."""
+    """An AgentRun like the example's, as a requester writes it; ``finalizer``: with the
+    approval-use finalizer that `approvalgate approve` adds where the cluster view is
+    required (so that the record checks are what decides a run approved by hand)."""
     meta = f"  generateName: {name}-\n" if generate else f"  name: {name}\n"
+    held = f"  finalizers: [{USE_FINALIZER}]\n" if finalizer else ""
     return (
         "apiVersion: agents.proompteng.ai/v1alpha1\nkind: AgentRun\nmetadata:\n"
-        f"{meta}  namespace: {namespace}\n"
+        f"{meta}  namespace: {namespace}\n{held}"
         "spec:\n  agentRef:\n    name: " + agent + "\n"
         "  implementationSpecRef:\n    name: codex-impl-sample\n"
         "  runtime:\n    type: workflow\n    config:\n      ttlSecondsAfterFinished: 600\n"

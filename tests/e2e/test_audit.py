@@ -60,7 +60,18 @@ def gate(control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory) 
     # The audit lists every namespace: start from a cluster holding this module's runs only
     # (earlier modules leave runs in namespaces that, without a namespace controller, never
     # finish terminating).
-    control_plane.kubectl("admin", "delete", "agentruns", "--all", "--all-namespaces")
+    # Runs judged by records where the view is required hold the approval-use finalizer
+    # until a queue controller has recorded their use: one runs while they are deleted.
+    gate.install_rbac()
+    gate.start_controller()
+    try:
+        control_plane.kubectl("admin", "delete", "agentruns", "--all", "--all-namespaces")
+        yield from _audited(gate, control_plane)
+    finally:
+        gate.stop()
+
+
+def _audited(gate: Gate, control_plane: ControlPlane) -> Iterator[Gate]:
     past = _stamp(datetime.now(UTC) - timedelta(days=2))
     runs = {
         "audit-slipped": run_manifest("audit-slipped", task="Slipped in"),
@@ -83,13 +94,12 @@ def gate(control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory) 
         assert done.returncode == 0, f"{name}: {done.stderr}"
     expected = gate.work / "expected-webhook.yaml"
     expected.write_text(yaml.safe_dump(gate.webhook_configuration()))
-    gate.start()
+    gate.start(controller=False)  # the one above goes on
     gate.register()
     try:
         yield gate
     finally:
         gate.unregister()
-        gate.stop()
 
 
 def audit(
