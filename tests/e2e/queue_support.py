@@ -77,9 +77,12 @@ class People:
 
     def run_file(self, name: str, *, agent: str = "codex-agent", task: str = "") -> Path:
         path = self.gate.work / f"run-{name}-{secrets.token_hex(2)}.yaml"
-        path.write_text(
-            run_manifest(name, agent=agent, task=task or f"queue {name}", finalizer=False)
-        )
+        # the spec of gate.approve(run_manifest(name)): a record signed on the file and one
+        # filed on the request approve the same spec
+        text = run_manifest(name, agent=agent, finalizer=False)
+        if task:
+            text = run_manifest(name, agent=agent, task=task, finalizer=False)
+        path.write_text(text)
         return path
 
     def request(
@@ -158,11 +161,10 @@ def phase(gate: Gate, name: str) -> str:
 
 
 def wait_phase(gate: Gate, name: str, wanted: str, timeout: float = 90) -> dict[str, Any]:
-    eventually(
-        f"request {name} is {wanted} (now {phase(gate, name)!r})",
-        lambda: phase(gate, name) == wanted,
-        timeout=timeout,
-    )
+    try:
+        eventually(f"request {name} is {wanted}", lambda: phase(gate, name) == wanted, timeout)
+    except AssertionError as error:
+        raise AssertionError(f"{error}; its status: {json.dumps(status(gate, name))}") from None
     return status(gate, name)
 
 

@@ -227,6 +227,9 @@ def test_the_api_server_restarted_mid_flight(gate: Gate, people: People) -> None
         people.approve(name, "alice")
     for name in (quorum, vetoed):
         wait_phase(gate, name, "Pending")
+    # a run file approved by alice and bob before bob's reject (a later approve of bob's
+    # would take his reject back): applied after the outage, it must meet the veto
+    approved = gate.approve(run_manifest(vetoed), "alice", "bob")
     # the last decisions and a new request, and at once the API server goes away
     people.decide("reject", "bob", vetoed, "--reason", "found a problem late")
     people.approve(quorum, "bob")
@@ -247,7 +250,6 @@ def test_the_api_server_restarted_mid_flight(gate: Gate, people: People) -> None
     assert agentrun_creates(plane) <= 1
     # the webhook's view, synced again, holds the veto: the run applied directly with two
     # approvals in its annotation (and not the reject) is denied
-    approved = gate.approve(run_manifest(vetoed), "alice", "bob")
     done = gate.kubectl("requester", "create", "-f", "-", manifest=approved)
     assert done.returncode == 1, done.stdout
     assert f'"{WEBHOOK_NAME}" denied the request' in done.stderr, done.stderr
