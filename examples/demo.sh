@@ -49,8 +49,8 @@ approvalgate compile "$repo" --out "$work/rendered"
 find "$work/rendered/prod" -type f | sed "s|$work/||" | sort
 approvalgate check "$repo"
 
-step "The run kept in git verifies against the compiled prod bundle, applied by Argo CD from its pod (records signed 2026-11-21)"
-approvalgate verify "$repo/runs/codex-release-notes.yaml" --bundle "$repo/rendered/prod/bundle.json" \
+step "The run kept in git, as rendered for prod (with the use finalizer), verifies against the compiled prod bundle, applied by Argo CD from its pod (records signed 2026-11-21)"
+approvalgate verify "$repo/rendered/prod/agentruns/agents.codex-release-notes.yaml" --bundle "$repo/rendered/prod/bundle.json" \
   --user system:serviceaccount:argocd:argocd-application-controller \
   --pod argocd-application-controller-0 --now 2026-11-21T12:00:00Z
 

@@ -110,7 +110,7 @@ class Bundle:
     approvers: Mapping[str, Approver]
     cluster_view: str = "required"
     """``required``: CREATEs judged by records need the cluster view (approvals.view)."""
-    use_settle_seconds: int = 2
+    use_settle_seconds: int = 30
     caches: bool = field(default=True, repr=False, compare=False)
     """False turns the memo tables off (the reference behaviour, for tests and debugging)."""
     _all_namespaces: tuple[Policy, ...] = field(init=False, repr=False, compare=False, default=())
@@ -282,7 +282,7 @@ def load_bundle(obj: object, source: str = "bundle") -> Bundle:
         policies=policies,
         approvers=approvers,
         cluster_view=obj.get("clusterView", "required"),
-        use_settle_seconds=obj.get("useSettleSeconds", 2),
+        use_settle_seconds=obj.get("useSettleSeconds", 30),
     )
 
 

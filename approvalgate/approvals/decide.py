@@ -26,6 +26,7 @@ from approvalgate.approvals.view import (
     REQUEST_UID_ANNOTATION,
     USE_FINALIZER,
     ClusterView,
+    Use,
     statement_digest,
 )
 
@@ -215,10 +216,13 @@ def _decide(
     parsed, problems = bundle.verifier.parse_annotation(
         (metadata.get("annotations") or {}).get(records.ANNOTATION)
     )
+    carried = 1 + max([r.index for r in parsed] + [p.index for p in problems] + [-1])
     if usable is not None:
         parsed, problems = _with_cluster_records(parsed, problems, run, usable)
     checks = [_check_record(r, run, bundle, now, usable) for r in parsed]
     results = [_evaluate(p, run, checks, problems, bundle) for p in policies]
+    if len(parsed) + len(problems) > carried:  # say which records came from the cluster
+        results = [_from_cluster(r, carried) for r in results]
     decision = _combine(results, run, bundle.environment)
     if bundle.needs_view and view is not None and view.offline:
         note = "approvalgate could not check offline (pass --cluster): " + "; ".join(OFFLINE_CHECKS)
@@ -422,15 +426,31 @@ def _with_cluster_records(
     view: ClusterView,
 ) -> tuple[tuple[records.ParsedRecord, ...], tuple[records.RecordProblem, ...]]:
     """The run's records plus the ApprovalDecisions recorded for it in the cluster (a reject
-    or withdrawal counts whether or not the run carries it); the same record once."""
-    carried = {r.envelope.payload for r in parsed}
+    or withdrawal counts whether or not the run carries it); the same envelope once.
+
+    Only an identical envelope (payload *and* signatures) is left out as carried: a carried
+    copy of a cluster record's payload with a signature nobody made would otherwise hide
+    the genuine reject or withdrawal (and then fail verification itself)."""
+    carried = {_envelope_key(r) for r in parsed}
     start = 1 + max([r.index for r in parsed] + [p.index for p in problems] + [-1])
     entries = [e for e in view.records_for(run.namespace, run.name) if e]
     if not entries or not run.name:
         return tuple(parsed), tuple(problems)
     more, more_problems = records.parse_envelopes(entries, start)
-    cluster = [r for r in more if r.envelope.payload not in carried]
+    cluster = [r for r in more if _envelope_key(r) not in carried]
     return (*parsed, *cluster), (*problems, *more_problems)
+
+
+def _from_cluster(result: PolicyResult, first: int) -> PolicyResult:
+    """``result`` with its records numbered ``first`` and up marked as the cluster's."""
+    marked = tuple(replace(v, cluster=True) if v.index >= first else v for v in result.records)
+    return replace(result, records=marked)
+
+
+def _envelope_key(record: records.ParsedRecord) -> tuple[bytes, frozenset[tuple[str, str]]]:
+    """What makes two envelopes the same one: the payload and every signature."""
+    signatures = record.envelope.signatures.values()
+    return record.envelope.payload, frozenset((s.keyid, s.signature) for s in signatures)
 
 
 def _use_released(
@@ -473,17 +493,113 @@ def _use_released(
             "run). The approvalgate controller records it and then removes the finalizer "
             "itself; check that the controller is running (docs/queue.md).",
         )
-    settled = (use.created or now) + timedelta(seconds=bundle.use_settle_seconds)
+    uncovered = _uncovered(old_meta, namespace, use, bundle, now, usable)
+    if uncovered:
+        return _deny(
+            "use-incomplete",
+            f"approvalgate denied removing {USE_FINALIZER} from AgentRun {ref}: its "
+            f"ApprovalUse {use.name} does not record {uncovered}. A use lists every approval "
+            "the run carries and lasts as long as the latest (else the approval could admit "
+            "the name again); the approvalgate controller writes them: delete this one once "
+            "it expires, and let the controller record the use.",
+        )
+    settle = max(float(bundle.use_settle_seconds), usable.max_age)
+    settled = (use.created or now) + timedelta(seconds=settle)
     if now < settled:
         wait = (settled - now).total_seconds()
         return _deny(
             "use-settling",
             f"approvalgate denied removing {USE_FINALIZER} from AgentRun {ref}: its "
-            f"ApprovalUse {use.name} is {bundle.use_settle_seconds - wait:.1f}s old; it "
-            f"must be {bundle.use_settle_seconds}s old (every webhook replica must have "
-            f"seen it). Retry in {wait:.1f}s.",
+            f"ApprovalUse {use.name} is {settle - wait:.1f}s old; it must be {settle:g}s old "
+            "(useSettleSeconds, at least the view's --view-max-age: every usable webhook "
+            f"view has heard from the API server since it was written). Retry in {wait:.1f}s.",
         )
     return None
+
+
+def _uncovered(
+    old_meta: Mapping[str, Any],
+    namespace: str,
+    use: Use,
+    bundle: Bundle,
+    now: datetime,
+    view: ClusterView,
+) -> str:
+    """The first approval of the run that its use does not record (by statement, and until
+    the approval expires), or "". Only approvals that could still count are asked for:
+    genuine (signed by their approver), for this run and environment, not yet expired, from
+    the run's annotation or from the cluster's ApprovalDecisions for it (those admit a run
+    too). Else an ApprovalUse made by hand (empty, or expiring early, then deleted) would
+    release the finalizer without the ledger knowing the approvals were used."""
+    annotations = old_meta.get("annotations")
+    value = annotations.get(records.ANNOTATION) if isinstance(annotations, dict) else None
+    name = str(old_meta.get("name") or "")
+    subject = records.subject_name(namespace, name)
+    parsed: tuple[records.ParsedRecord, ...] = ()
+    if isinstance(value, str):
+        parsed, _ = bundle.verifier.parse_annotation(value)
+    cluster, _ = records.parse_envelopes(list(view.records_for(namespace, name)), len(parsed))
+    created = _creation(old_meta)
+    if created is not None:  # approvals issued after the run was created were not used by it
+        latest = created + bundle.clock_skew
+        cluster = [r for r in cluster if r.claim.issued_at <= latest]
+    for record in (*parsed, *cluster):
+        claim = record.claim
+        if (
+            claim.decision not in ("approve", "bypass")
+            or now >= claim.expires_at
+            or claim.subject != subject
+            or claim.environment != bundle.environment
+        ):
+            continue
+        approver = bundle.approvers.get(claim.approver)
+        keys = [k.key for k in approver.keys if k.valid_at(claim.issued_at)] if approver else []
+        if bundle.verifier.signed_by(record, keys) is None:
+            continue
+        where = "cluster record" if record.index >= len(parsed) else "record"
+        what = f"{where} {record.index} ({claim.decision} by {claim.approver})"
+        if statement_digest(record) not in use.statements:
+            return what
+        if use.expires_at is None or use.expires_at < claim.expires_at:
+            return f"{what} until it expires at {records.format_time(claim.expires_at)}"
+    return ""
+
+
+def _creation(meta: Mapping[str, Any]) -> datetime | None:
+    value = meta.get("creationTimestamp")
+    if not isinstance(value, str):
+        return None
+    try:
+        return records.parse_time(value)
+    except ValueError:
+        return None
+
+
+def used_statements(
+    run: Mapping[str, Any], bundle: Bundle, view: ClusterView
+) -> tuple[list[str], datetime | None]:
+    """What an ApprovalUse of ``run`` must record: the statement of every record the run
+    carries and of every cluster approval (approve, bypass) for its name issued by the time
+    it was created (it may have counted), and the latest of their expiries."""
+    meta = run.get("metadata") if isinstance(run.get("metadata"), dict) else {}
+    assert isinstance(meta, dict)
+    annotations = meta.get("annotations")
+    value = annotations.get(records.ANNOTATION) if isinstance(annotations, dict) else None
+    parsed: tuple[records.ParsedRecord, ...] = ()
+    if isinstance(value, str):
+        parsed, _ = bundle.verifier.parse_annotation(value)
+    namespace, name = str(meta.get("namespace") or ""), str(meta.get("name") or "")
+    cluster, _ = records.parse_envelopes(list(view.records_for(namespace, name)), len(parsed))
+    created = _creation(meta)
+    chosen = list(parsed) + [
+        r
+        for r in cluster
+        if r.claim.decision in ("approve", "bypass")
+        and (created is None or r.claim.issued_at <= created + bundle.clock_skew)
+    ]
+    statements = sorted({statement_digest(r) for r in chosen})
+    latest = max((r.claim.expires_at for r in chosen), default=None)
+    return statements, latest
 
 
 def _excluded(bundle: Bundle, username: str, author: str) -> frozenset[str]:
@@ -649,6 +765,13 @@ def _check_record(
             f"{approver.name} is the run's recorded author "
             f"({records.AUTHOR_ANNOTATION}): nobody approves their own run",
         )
+    if _is_person(approver, run.courier):
+        return _Check(
+            record,
+            approver,
+            f"{approver.name} created this run for its requester (as {run.courier}): "
+            "nobody approves a run they submit",
+        )
     if bundle.needs_view and claim.decision in ("approve", "bypass"):
         return _Check(record, approver, _one_use_problem(record, run, bundle, view))
     return _Check(record, approver, "")
@@ -765,6 +888,13 @@ def _evaluate(
             "trusted-submitter",
             f"policy {policy.ref}: trusted submitter {run.username}",
         )
+    # Where the view is required, who requested a run made from an ApprovalRequest is known
+    # only from the view: an unusable view or a mismatching request is the reason, before
+    # the creating user's own identity (a courier's, not the requester's) is judged.
+    if run.view_problem or run.request_problem:
+        shape = _view_shape_problem(policy, run)
+        assert shape is not None
+        return _graded(policy, level, *shape)
     # Rule 5: a ServiceAccount requester is nobody in particular: deny, or one more approval.
     required = policy.required_approvals
     if run.username in policy.gitops_appliers:  # judged by records, like a person

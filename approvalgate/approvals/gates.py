@@ -18,8 +18,9 @@ otherwise a namespace could not be deleted before its records expire.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Final
 
 from approvalgate.approvals import reasons, records, references
@@ -41,6 +42,9 @@ NAMESPACE_CONTROLLER: Final = frozenset(
 )
 """Who deletes everything in a namespace being deleted (kube-controller-manager)."""
 REASON_MAX_CHARS: Final = 1024
+CREATED_BY_ANNOTATION: Final = "gates.proompteng.ai/created-by"
+"""Who created an ApprovalDecision (the API server records no creator): optional, and when
+present it must be the creating user, and it never changes."""
 
 
 def decide_gates(
@@ -90,11 +94,11 @@ def _request(
         return _allow("request-deleted")  # decisions and uses stay: nothing is forgotten
     if operation == "UPDATE":
         old = _mapping(_mapping(request.get("oldObject")).get("spec"))
-        if spec == old:
-            return _allow("unchanged-spec")
-        if {k: v for k, v in spec.items() if k != "cancelled"} != {
-            k: v for k, v in old.items() if k != "cancelled"
-        }:
+        if _same(_uncancelled(spec), _uncancelled(old)) and bool(spec.get("cancelled")) == bool(
+            old.get("cancelled")
+        ):
+            return _allow("unchanged-spec")  # absent and false are the same (not cancelled)
+        if not _same(_uncancelled(spec), _uncancelled(old)):
             return _deny(
                 "request-immutable",
                 f"approvalgate denied updating {ref}: its spec is immutable (approvers "
@@ -195,9 +199,17 @@ def _decision(
     meta = _mapping(obj.get("metadata"))
     spec = _mapping(obj.get("spec"))
     ref = f"ApprovalDecision {namespace}/{meta.get('name') or meta.get('generateName', '')}"
+    creator = _mapping(meta.get("annotations")).get(CREATED_BY_ANNOTATION)
     if operation == "UPDATE":
         old = _mapping(request.get("oldObject"))
-        if spec == _mapping(old.get("spec")):
+        before = _mapping(_mapping(old.get("metadata")).get("annotations"))
+        if creator != before.get(CREATED_BY_ANNOTATION):
+            return _deny(
+                "decision-immutable",
+                f"approvalgate denied updating {ref}: {CREATED_BY_ANNOTATION} records who "
+                "created the decision and never changes",
+            )
+        if _same(spec, _mapping(old.get("spec"))):
             return _allow("unchanged-spec")
         return _deny(
             "decision-immutable",
@@ -205,7 +217,13 @@ def _decision(
             "mind, create a new one (`approvalgate withdraw` or `approvalgate approve`)",
         )
     if operation == "DELETE":
-        return _delete_after_expiry(ref, username, _expiry_of_decision(spec), now)
+        return _delete_after_expiry(ref, username, _expiry_of_decision(spec, bundle), now)
+    if creator is not None and creator != username:
+        return _deny(
+            "invalid-decision",
+            f"approvalgate denied creating {ref}: {CREATED_BY_ANNOTATION} says {creator!r}, "
+            f"but the decision is created by {username!r}",
+        )
     problem = _decision_problem(spec, namespace, username, bundle, now)
     if problem:
         return _deny("invalid-decision", f"approvalgate denied creating {ref}: {problem}")
@@ -266,14 +284,20 @@ def _decision_problem(
     return ""
 
 
-def _expiry_of_decision(spec: Mapping[str, Any]) -> datetime | None:
+def _expiry_of_decision(spec: Mapping[str, Any], bundle: Bundle) -> datetime | None:
     parsed, _ = records.parse_envelopes([spec.get("record")])
     if not parsed:
         return None  # not a record: nothing can count it
-    # A withdrawal counts expired or not, but what it takes back was issued before it and
-    # lives at most the policy's timeoutSeconds: `approvalgate withdraw` signs it to expire
-    # after the longest of those, so deleting it after its expiry revives nothing.
-    return parsed[0].claim.expires_at
+    claim = parsed[0].claim
+    if claim.decision != "withdraw":
+        return claim.expires_at
+    # A withdrawal counts expired or not, and what it takes back was issued before it and
+    # lives at most the longest timeoutSeconds (bypass maxTTL) of the bundle's policies:
+    # deleting it before then would revive an approval, whatever expiry it was signed with
+    # (`approvalgate withdraw` signs it to expire after that anyway).
+    lifetimes = [p.timeout_seconds for p in bundle.policies]
+    lifetimes += [p.bypass.max_ttl_seconds for p in bundle.policies if p.bypass is not None]
+    return max(claim.expires_at, claim.issued_at + timedelta(seconds=max(lifetimes, default=0)))
 
 
 # --- ApprovalUse -------------------------------------------------------------------------
@@ -287,7 +311,7 @@ def _use(
     spec = _mapping(obj.get("spec"))
     ref = f"ApprovalUse {meta.get('namespace', '')}/{meta.get('name', '')}"
     if operation == "UPDATE":
-        if spec == _mapping(_mapping(request.get("oldObject")).get("spec")):
+        if _same(spec, _mapping(_mapping(request.get("oldObject")).get("spec"))):
             return _allow("unchanged-spec")
         return _deny("use-immutable", f"approvalgate denied updating {ref}: uses are a ledger")
     if operation == "DELETE":
@@ -319,6 +343,17 @@ def _delete_after_expiry(
         f"approvalgate denied deleting {ref}: it counts until "
         f"{records.format_time(expires)} (the cluster's record of approvals is append-only; "
         "the controller removes it after that)",
+    )
+
+
+def _uncancelled(spec: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in spec.items() if k != "cancelled"}
+
+
+def _same(a: object, b: object) -> bool:
+    """Equal as JSON (Python's == says 1 == True == 1.0; a stored spec does not)."""
+    return json.dumps(a, sort_keys=True, default=repr) == json.dumps(
+        b, sort_keys=True, default=repr
     )
 
 

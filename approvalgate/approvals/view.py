@@ -94,6 +94,13 @@ class ClusterView(Protocol):
         """True for :data:`OFFLINE`: the checks were not made (verify without a cluster)."""
         ...
 
+    @property
+    def max_age(self) -> float:
+        """How long (seconds) this view may go without hearing from the API server and still
+        be usable: a use must be at least this old before a run's finalizer is released, so
+        that every usable view has heard from the server since the use was written."""
+        ...
+
     def records_for(self, namespace: str, name: str) -> Sequence[Mapping[str, Any]]:
         """The DSSE envelopes of the ApprovalDecisions for run (request) ``namespace/name``."""
         ...
@@ -121,6 +128,7 @@ class StaticView:
     requests: Mapping[tuple[str, str], Mapping[str, Any]] = field(default_factory=dict)
     problem: str = ""
     offline: bool = False
+    max_age: float = 0.0
 
     @classmethod
     def build(

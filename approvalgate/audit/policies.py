@@ -64,7 +64,7 @@ def compare_with_bundle(
         no_match=str(bundle.get("noMatch", "deny")),
         clock_skew_seconds=int(bundle.get("clockSkewSeconds", 60)),
         cluster_view=str(bundle.get("clusterView", "required")),
-        use_settle_seconds=int(bundle.get("useSettleSeconds", 2)),
+        use_settle_seconds=int(bundle.get("useSettleSeconds", 30)),
     )
 
     def changes(obj: Mapping[str, Any], want: Any) -> list[tuple[str, Any, Any]]:

@@ -15,6 +15,9 @@ from approvalgate.approvals.bundle import Bundle, parse_bundle_text
 from approvalgate.approvals.errors import BundleError, InputError, UsageError
 from approvalgate.approvals.kubeyaml import load_manifests
 from approvalgate.approvals.policy import ALL, OPT_IN_LABEL, POLICY_API
+from approvalgate.approvals.view import DECISIONS, OFFLINE, REQUESTS, USES, ClusterView, StaticView
+from approvalgate.approvals.view import GROUP as GATES_GROUP
+from approvalgate.approvals.view import VERSION as GATES_VERSION
 from approvalgate.audit import policies, rbac, reports, runs, webhook
 from approvalgate.audit.cluster import RBAC_HINT, Cluster, ClusterError
 from approvalgate.audit.findings import AuditResult, Finding, ReportWrite, RunResult
@@ -232,7 +235,9 @@ def run_audit(cluster: Cluster, options: Options, expectations: Expectations) ->
     result.findings += _audit_rbac(cluster, bundle)
     labels = _namespace_labels(cluster) if bundle.namespace_selection == "optInLabel" else None
     result.findings += unenforced_namespaces(run_objects, bundle, labels)
-    result.runs = runs.audit_runs(enforced, bundle, options.now)
+    view, view_notes = _cluster_view(cluster, bundle)
+    result.findings += view_notes
+    result.runs = runs.audit_runs(enforced, bundle, options.now, view)
     if options.write_reports:
         result.reports, skipped = _write_reports(cluster, options, namespaces, result.runs, bundle)
         result.findings += skipped
@@ -441,6 +446,37 @@ def _audit_rbac(cluster: Cluster, bundle: Bundle) -> list[Finding]:
         role_bindings=listed["rolebindings"],
         cluster_role_bindings=listed["clusterrolebindings"],
     )
+
+
+def _cluster_view(cluster: Cluster, bundle: Bundle) -> tuple[ClusterView, list[Finding]]:
+    """The queue's objects as one listed view (decisions, uses, requests): the audit judges
+    stored runs with what the webhook's watch-fed view holds. OFFLINE, with a note, when the
+    bundle does not require the view or the objects cannot be read."""
+    if not bundle.needs_view:
+        return OFFLINE, []
+    try:
+        listed = {
+            plural: cluster.list_objects(GATES_GROUP, GATES_VERSION, plural)
+            for plural in (REQUESTS, DECISIONS, USES)
+        }
+    except ClusterError as exc:
+        return OFFLINE, [
+            Finding(
+                "runs",
+                "note",
+                f"{GATES_GROUP} objects",
+                "the approval queue's objects (ApprovalRequests, ApprovalDecisions, "
+                f"ApprovalUses) could not be read: {exc.message}; runs were judged without "
+                "them (rejections and withdrawals recorded in the cluster and uses of "
+                "approvals not checked)",
+                "install the chart's CRDs, or grant this identity get/list on "
+                f"{GATES_GROUP} (the chart's viewer ClusterRole)",
+            )
+        ]
+    view = StaticView.build(
+        requests=listed[REQUESTS], decisions=listed[DECISIONS], uses=listed[USES]
+    )
+    return view, []
 
 
 def _agent_runs(

@@ -113,5 +113,6 @@ def rbac_advice(verbs: str, plural: str, namespace: str | None, role: str) -> st
     where = f"in namespace {namespace}" if namespace else "in every namespace (-A)"
     return (
         f"you need {verbs} on {plural}.{GROUP} {where}: ask an admin to bind the chart's "
-        f"{role} ClusterRole to you (kubectl auth can-i --list -n NS shows what you may do)"
+        f"{role} ClusterRole to you (docs/queue.md, RBAC to grant; kubectl auth can-i --list "
+        "shows what you may do)"
     )

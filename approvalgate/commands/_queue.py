@@ -1,7 +1,7 @@
 """The approval queue's objects as the CLI writes and shows them (no I/O here).
 
 - :func:`request_object` / :func:`decision_object`: the ApprovalRequest a requester creates
-  and the ApprovalDecision an approver creates (shapes: the issue 15 contract, docs/queue-cli.md);
+  and the ApprovalDecision an approver creates (shapes: docs/queue.md, the chart's CRDs);
 - :func:`summary`: what ``pending`` and ``status`` say about a request, read from its status
   (written by the controller only) with its spec;
 - :func:`table`: aligned columns, as kubectl prints them.

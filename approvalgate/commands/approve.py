@@ -23,10 +23,11 @@ is signed here, for the request's run and environment, and filed as an ApprovalD
 file the other decisions the same way.
 
 In an environment whose bundle has clusterView: required (approvalgate.yaml's default) an
-approval admits one run: with --bundle, approve gives a generateName run its name now
-(generateName + 5 random characters, said on stderr) and adds the finalizer
-gates.proompteng.ai/approval-use, which the webhook requires there. Without --bundle it
-cannot tell the environment's setting, changes neither, and says so.
+approval admits one run: approve gives a generateName run its name now (generateName + 5
+random characters, said on stderr) and adds the finalizer gates.proompteng.ai/approval-use,
+which the webhook requires there. Only --bundle tells the environment's setting; without it
+the default is assumed (said on stderr): pass the bundle of an environment with
+clusterView: off to leave the file as it was.
 
 examples (a request in the cluster):
   approvalgate approve --request agents/nightly-report --key alice.key --approver alice
@@ -182,28 +183,19 @@ def _approve_file(args: argparse.Namespace) -> int:
     if args.policies:
         bundle = bundle_from_paths(args.policies, BundleSettings(environment=environment))
     ttl = ttl_seconds(args.ttl, manifests.ttl_cap(bundle, runs, decision) if bundle else None)
-    # Only a compiled bundle says whether the environment records each approval's one use
-    # (policy files do not carry approvalgate.yaml's clusterView): guessing "required" would
-    # leave runs that nothing ever releases where it is off, so without it approve says so.
-    one_use = args.bundle is not None and bundle is not None and bundle.needs_view
-    if args.bundle is None:
-        print(
-            f"note: without --bundle, approve cannot tell whether environment {environment} "
-            "has clusterView: required (the default); there the webhook admits a run only "
-            f"with a name of its own and the finalizer {USE_FINALIZER}: approve with --bundle "
-            f"rendered/{environment}/bundle.json to have them added",
-            file=sys.stderr,
-        )
+    # A compiled bundle says whether the environment records each approval's one use; policy
+    # files and --env do not, and then approvalgate.yaml's default (required) is assumed:
+    # without the finalizer the webhook would deny the run there.
+    assumed = args.bundle is None
+    one_use = bundle.needs_view if bundle is not None and not assumed else True
+    unfinalized: set[str] = set()
     if one_use:
-        runs = [_named(run, environment) for run in runs]
-        for run in runs:
-            if USE_FINALIZER not in ((run.obj.get("metadata") or {}).get("finalizers") or []):
-                print(
-                    f"note: AgentRun {run.ref}: added the finalizer {USE_FINALIZER} (environment "
-                    f"{environment} records each approval's one use; the controller removes it "
-                    "once the use is recorded)",
-                    file=sys.stderr,
-                )
+        runs = [_named(run, environment, assumed) for run in runs]
+        unfinalized = {
+            run.ref
+            for run in runs
+            if USE_FINALIZER not in ((run.obj.get("metadata") or {}).get("finalizers") or [])
+        }
 
     def sign(run: manifests.Run) -> str:
         claim = records.Claim(
@@ -243,6 +235,13 @@ def _approve_file(args: argparse.Namespace) -> int:
             f"{records.format_time(claim.expires_at)}",
             file=sys.stderr,
         )
+        if run.ref in unfinalized:  # said once the record is made, never for a refusal
+            print(
+                f"note: AgentRun {run.ref}: added the finalizer {USE_FINALIZER} "
+                f"({_why(environment, assumed)}: the controller removes it once the run's "
+                "use of the approval is recorded)",
+                file=sys.stderr,
+            )
         return value
 
     def finalizer(run: manifests.Run) -> str:
@@ -291,7 +290,17 @@ def ttl_seconds(text: str | None, cap: int | None) -> int:
     return ttl
 
 
-def _named(run: Any, environment: str) -> Any:
+def _why(environment: str, assumed: bool) -> str:
+    if assumed:
+        return (
+            f"clusterView: required assumed for environment {environment}, approvalgate.yaml's "
+            f"default; approve with --bundle rendered/{environment}/bundle.json to use its "
+            "setting"
+        )
+    return f"environment {environment} has clusterView: required"
+
+
+def _named(run: Any, environment: str, assumed: bool) -> Any:
     """``run`` with a name of its own when it has only generateName (an approval names one
     run where the environment requires the cluster view), said on stderr."""
     import dataclasses
@@ -301,7 +310,7 @@ def _named(run: Any, environment: str) -> Any:
     if run.name:
         return run
     name = fixed_name(run.generate_name)
-    why = f"environment {environment} has clusterView: required"
+    why = _why(environment, assumed)
     print(
         f"note: AgentRun {run.ref} has only generateName: named it {name}, since an approval "
         f"admits one run ({why})",

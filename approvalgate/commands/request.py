@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from approvalgate import manifests
-    from approvalgate.approvals import reasons, records
+    from approvalgate.approvals import reasons, records, view
     from approvalgate.approvals.errors import Finding, UsageError
     from approvalgate.commands import _cluster, _queue
     from approvalgate.kube import objects
@@ -102,6 +102,17 @@ def run(args: argparse.Namespace) -> int:
                     "drop -n, or fix metadata.namespace",
                 )
             )
+        annotations = (run_.obj.get("metadata") or {}).get("annotations") or {}
+        for key in (view.REQUEST_UID_ANNOTATION, view.REQUEST_ANNOTATION):
+            if key in annotations:
+                raise run_.source.error(
+                    Finding(
+                        ("metadata", "annotations", key),
+                        f"the run carries annotation {key}: the controller sets it on the run "
+                        "it creates, and the webhook refuses a request that carries it",
+                        "remove the annotation",
+                    )
+                )
         if run_.envelopes:
             print(
                 f"note: AgentRun {run_.ref}: the approval records it carries are not copied "

@@ -147,5 +147,8 @@ def _next_step(item: Mapping[str, Any]) -> str:
     if item["phase"] == "Pending":
         return f"next: approvalgate approve --request {ref} --key KEY --approver NAME"
     if item["phase"] == "Failed":
-        return "next: fix what the message says, then make a new request (docs/queue-cli.md)"
+        return (
+            "next: fix what the message says, then request again (docs/queue.md, "
+            '"When a request is Failed")'
+        )
     return ""

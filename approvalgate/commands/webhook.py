@@ -41,7 +41,7 @@ from pathlib import Path
 DEFAULT_MAX_BODY_BYTES = 3 * 1024 * 1024
 DEFAULT_IDLE_TIMEOUT = 120.0
 DEFAULT_MAX_CONNECTIONS = 256
-DEFAULT_VIEW_MAX_AGE = 90.0
+DEFAULT_VIEW_MAX_AGE = 30.0
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

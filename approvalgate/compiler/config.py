@@ -106,7 +106,7 @@ def _environment(name: str, defaults: Mapping[str, Any], raw: Mapping[str, Any])
         no_match=merged.get("noMatch", "deny"),
         clock_skew_seconds=merged.get("clockSkewSeconds", 60),
         cluster_view=merged.get("clusterView", "required"),
-        use_settle_seconds=merged.get("useSettleSeconds", 2),
+        use_settle_seconds=merged.get("useSettleSeconds", 30),
     )
     try:
         egress_env = env_from_mapping(egress)

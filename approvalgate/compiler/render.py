@@ -16,6 +16,7 @@ from approvalgate.approvals.errors import ApprovalgateError
 from approvalgate.approvals.policy import compile_bundle, dump_bundle
 from approvalgate.approvals.schemas import describe, schema_findings
 from approvalgate.approvals.structural import check_against_crd, load_crd_schema
+from approvalgate.approvals.view import USE_FINALIZER
 from approvalgate.compiler.canonical import dump
 from approvalgate.compiler.config import Environment
 from approvalgate.compiler.egress import parse_egress, render_egress_and_values, render_validated
@@ -73,7 +74,7 @@ def render_environment(repo: Repo, env: Environment) -> dict[str, str]:
         resources_list.append(path)
 
     for source in repo.of_kind("AgentRun"):
-        obj = _namespaced(source.obj, env.namespace)
+        obj = _with_use_finalizer(_namespaced(source.obj, env.namespace), env)
         path = _object_path("agentruns", obj)
         files[path] = dump(obj, source.display)
         resources_list.append(path)
@@ -93,6 +94,21 @@ def render_environment(repo: Repo, env: Environment) -> dict[str, str]:
     )
     files[SUMS_FILE] = sums(files)
     return files
+
+
+def _with_use_finalizer(obj: dict[str, Any], env: Environment) -> dict[str, Any]:
+    """A git-kept run rendered for an environment that requires the cluster view carries the
+    use finalizer (the webhook demands it; the controller releases it once the run's use is
+    recorded); elsewhere it does not, since nothing there would release it."""
+    meta = dict(obj.get("metadata") or {})
+    finalizers = [f for f in meta.get("finalizers") or [] if f != USE_FINALIZER]
+    if env.bundle.cluster_view == "required":
+        finalizers.append(USE_FINALIZER)
+    if finalizers:
+        meta["finalizers"] = finalizers
+    else:
+        meta.pop("finalizers", None)
+    return {**obj, "metadata": meta}
 
 
 def webhook_values(bundle_text: str, generation: str) -> dict[str, Any]:

@@ -55,7 +55,7 @@ from approvalgate.kube.resources import (
 )
 from approvalgate.kube.store import Change
 
-DEFAULT_MAX_AGE: Final = 90.0
+DEFAULT_MAX_AGE: Final = 30.0
 GROUP: Final = APPROVAL_REQUESTS.group
 CRDS_MISSING: Final = f"the {GROUP} CRDs are not installed: install the chart's CRDs"
 

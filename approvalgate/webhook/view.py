@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from approvalgate.kube.view import KindStatus, WatchedView
 
 MODES: Final = ("auto", "off")
-DEFAULT_MAX_AGE: Final = 90.0
+DEFAULT_MAX_AGE: Final = 30.0
 POLL_INTERVAL: Final = 1.0
 
 log = get_logger("view")

@@ -40,6 +40,11 @@ READER_RULES = [
         "resources": ["approvalpolicies"],
         "verbs": ["list"],
     },
+    {  # the cluster view runs are judged with (audit/runner.py _cluster_view)
+        "apiGroups": ["gates.proompteng.ai"],
+        "resources": ["approvalrequests", "approvaldecisions", "approvaluses"],
+        "verbs": ["list"],
+    },
     {
         "apiGroups": ["admissionregistration.k8s.io"],
         "resources": ["validatingwebhookconfigurations"],

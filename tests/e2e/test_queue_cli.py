@@ -6,8 +6,7 @@ withdraw, cancel, status, and the errors a user meets (403, 404, 409, a forged d
 Neither the controller nor the webhook runs here: the admin writes the status the
 controller would write (status subresource), so what `pending` and `status` show of it is
 tested; the chain with both is tested where they are wired (issue 15's end-to-end test).
-The CRDs are the chart's (charts/approvalgate/files/crds/) when present, else the
-stand-in tests/e2e/fixtures/queue-crds.yaml (same names, no schema).
+The CRDs are the chart's (charts/approvalgate/files/crds/, with their CEL rules).
 """
 
 from __future__ import annotations
@@ -35,15 +34,15 @@ from tests.support.paths import ROOT
 pytestmark = pytest.mark.e2e
 
 CHART_CRDS = ROOT / "charts" / "approvalgate" / "files" / "crds"
-FIXTURE_CRDS = Path(__file__).parent / "fixtures" / "queue-crds.yaml"
 ENV = "staging"
 GROUP = "gates.proompteng.ai"
 LINE_TIMEOUT = 60.0  # generous: a line is expected long before; never a speed assertion
 
 
 def queue_crds() -> list[Path]:
-    chart = sorted(CHART_CRDS.glob(f"*{GROUP}*.yaml")) if CHART_CRDS.is_dir() else []
-    return chart or [FIXTURE_CRDS]
+    found = sorted(CHART_CRDS.glob(f"{GROUP}_*.yaml"))
+    assert len(found) == 3, f"the chart's CRDs of the queue are missing from {CHART_CRDS}"
+    return found
 
 
 @dataclass
@@ -440,6 +439,21 @@ def test_errors_say_what_to_do(q: Queue, capsys: pytest.CaptureFixture[str]) -> 
     )
     assert 'User "mallory" cannot list resource "approvalrequests"' in err
     assert f"hint: you need list and watch on approvalrequests.{GROUP} in namespace {ns}" in err
+    # may read a request but not list decisions: status still tells the rest
+    q.plane.grant(
+        "queue-reader",
+        subjects=["mallory"],
+        namespace=ns,
+        rules=[{"apiGroups": [GROUP], "resources": ["approvalrequests"], "verbs": ["get"]}],
+    )
+    q.request(capsys, "half-visible")
+    code, out, err = q.cli(capsys, "mallory", "status", f"{ns}/half-visible")
+    assert code == 0
+    assert "decisions: not shown (you may not list approvaldecisions here)\n" in out
+    assert err.startswith(
+        f"warning: decisions not shown: forbidden while listing approvaldecisions.{GROUP} in "
+        f"namespace {ns}: "
+    )
     # 404: the object named
     code, _, err = q.cli(capsys, "alice", "status", f"{ns}/nothing-here")
     assert code == 1

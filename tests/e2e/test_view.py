@@ -2,10 +2,10 @@
 webhook (`approvalgate webhook serve --kubeconfig ...`) as a process reading its own.
 
 The module starts its own control plane because one test stops and restarts the API server.
-The three kinds come from tests/e2e/fixtures/gates-crds.yaml (any fields kept) until the
-chart ships its CRDs. Objects are created and deleted with kubectl as admin; nothing here
-signs records: what decide() makes of the view is tested in the unit tests and the e2e tests
-of the approval queue. Here: the view is complete, current, and honest about when it is not.
+The three kinds' CRDs are the chart's (charts/approvalgate/files/crds/). Objects are created
+and deleted with kubectl as admin; nothing here signs records: what decide() makes of the
+view is tested in the unit tests and the e2e tests of the approval queue. Here: the view is
+complete, current, and honest about when it is not.
 """
 
 from __future__ import annotations
@@ -29,13 +29,15 @@ from approvalgate.kube.client import Client
 from approvalgate.kube.view import CRDS_MISSING, DECISION, REQUEST, USE, WatchedView
 from tests.integration.harness import agentrun_request, cli_command, cli_env, free_port
 from tests.support.corpus import CORPUS, CORPUS_ENVIRONMENT, compile_case_bundle
+from tests.support.paths import ROOT, crd_files
 from tests.support.tools import unavailable
 
 from .controlplane import ControlPlane, ControlPlaneError, locate_binaries
 
 pytestmark = pytest.mark.e2e
 
-GATES_CRDS = Path(__file__).parent / "fixtures" / "gates-crds.yaml"
+GATES_CRDS = crd_files(ROOT / "charts" / "approvalgate" / "files" / "crds")
+S1, S2 = "1" * 64, "2" * 64  # statement digests
 MAX_AGE = 4.0  # seconds a watch may go silent before the view is not usable (tests only)
 ALL_MISSING = f"{CRDS_MISSING} (the API server does not serve {REQUEST}s, {DECISION}s, {USE}s)"
 
@@ -69,7 +71,8 @@ def client(plane: ControlPlane) -> Iterator[Client]:
 
 
 def install_gates(plane: ControlPlane) -> None:
-    plane.apply_crds([GATES_CRDS])
+    assert len(GATES_CRDS) == 3
+    plane.apply_crds(GATES_CRDS)
 
 
 @pytest.fixture
@@ -245,7 +248,11 @@ def decision(namespace: str, name: str, request: str, payload: str) -> dict[str,
             "requestName": request,
             "decision": "approve",
             "approver": "alice",
-            "record": {"payload": payload, "payloadType": "application/vnd.in-toto+json"},
+            "record": {
+                "payload": payload,
+                "payloadType": "application/vnd.in-toto+json",
+                "signatures": [{"keyid": "k", "sig": "c2ln"}],  # not checked by the view
+            },
         },
     }
 
@@ -256,7 +263,7 @@ def use(namespace: str, uid: str, statements: list[str]) -> dict[str, Any]:
         "kind": "ApprovalUse",
         "metadata": {"name": uid, "namespace": namespace},
         "spec": {
-            "run": {"name": "run-1", "uid": uid},
+            "run": {"name": "run-1", "uid": uid},  # the CRD: named after the run's uid
             "environment": "prod",
             "specDigest": "0" * 64,
             "statements": statements,
@@ -270,7 +277,17 @@ def request_object(namespace: str, name: str) -> dict[str, Any]:
         "apiVersion": "gates.proompteng.ai/v1alpha1",
         "kind": "ApprovalRequest",
         "metadata": {"name": name, "namespace": namespace},
-        "spec": {"requester": "requester", "environment": "prod"},
+        "spec": {
+            "requester": "requester",
+            "environment": "prod",
+            "specDigest": "0" * 64,
+            "run": {
+                "apiVersion": "agents.proompteng.ai/v1alpha1",
+                "kind": "AgentRun",
+                "metadata": {"name": name},
+                "spec": {},
+            },
+        },
     }
 
 
@@ -297,7 +314,7 @@ def test_the_view_follows_creates_and_deletes_of_every_kind(
         for name, payload in (("m-second", "second"), ("a-third", "third")):
             time.sleep(1.1)
             create(plane, decision(ns, name, "run-1", payload))
-        create(plane, decision(ns, "other", "run-2", "other"), use(ns, "uid-1", ["s1", "s2"]))
+        create(plane, decision(ns, "other", "run-2", "other"), use(ns, "uid-1", [S1, S2]))
         create(plane, request_object(ns, "run-1"))
         eventually(
             "the decisions arrive",
@@ -306,7 +323,7 @@ def test_the_view_follows_creates_and_deletes_of_every_kind(
         eventually("the use arrives", lambda: view.use_of_run(ns, "uid-1") is not None)
         eventually("the request arrives", lambda: view.request(ns, "run-1") is not None)
         assert payloads(view, ns, "run-2") == ["other"]
-        assert [u.run_uid for u in view.uses_of("s2")] == ["uid-1"]
+        assert [u.run_uid for u in view.uses_of(S2)] == ["uid-1"]
 
         plane.kubectl("admin", "delete", "approvaldecisions", "m-second", "-n", ns)
         plane.kubectl("admin", "delete", "approvaluses", "uid-1", "-n", ns)
@@ -315,7 +332,7 @@ def test_the_view_follows_creates_and_deletes_of_every_kind(
             "the deletions arrive",
             lambda: (
                 payloads(view, ns, "run-1") == ["first", "third"]
-                and view.uses_of("s1") == ()
+                and view.uses_of(S1) == ()
                 and view.use_of_run(ns, "uid-1") is None
                 and view.request(ns, "run-1") is None
             ),

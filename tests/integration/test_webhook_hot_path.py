@@ -35,10 +35,6 @@ from tests.integration.harness import (
 from tests.support.corpus import BASE, compile_case_bundle, load_case
 from tests.support.paths import ROOT
 
-# these tests measure the records path; the cluster view is off as in the example's dev
-# (no API server here: tests/integration/test_webhook_view.py, tests/e2e/test_view.py)
-VIEW_OFF = BundleSettings(environment="prod", cluster_view="off")
-
 APPROVED = "approve-two-distinct"
 
 
@@ -60,7 +56,7 @@ def test_cache_is_used_tampering_is_denied_and_a_reload_starts_empty(
 ) -> None:
     case = load_case(APPROVED)
     bundle_file = tmp_path / "bundle.json"
-    bundle_file.write_text(compile_case_bundle(BASE, VIEW_OFF))
+    bundle_file.write_text(compile_case_bundle(BASE))
     with (
         ServerThread(pki, bundle_file, clock=lambda: case.now) as server,
         server.client() as client,
@@ -80,8 +76,7 @@ def test_cache_is_used_tampering_is_denied_and_a_reload_starts_empty(
         write_atomic(
             bundle_file,
             compile_case_bundle(
-                BASE,
-                BundleSettings(environment="prod", clock_skew_seconds=30, cluster_view="off"),
+                BASE, BundleSettings(environment="prod", clock_skew_seconds=30, cluster_view="off")
             ),
         )
         server.wait_for(lambda: server.running.state.bundle is not first)
@@ -97,7 +92,7 @@ def test_allows_are_logged_at_debug_and_denials_at_info(
 ) -> None:
     case = load_case(APPROVED)
     bundle_file = tmp_path / "bundle.json"
-    bundle_file.write_text(compile_case_bundle(BASE, VIEW_OFF))
+    bundle_file.write_text(compile_case_bundle(BASE))
     denied = _tamper(case.request)
     caplog.set_level(logging.DEBUG, logger="approvalgate.webhook")
     with ServerThread(pki, bundle_file, clock=lambda: case.now) as server:
@@ -138,7 +133,7 @@ def _nested_review(depth: int) -> bytes:
 
 def test_the_nesting_limit_is_exact_with_few_brackets(pki: TestPKI, tmp_path: Path) -> None:
     bundle_file = tmp_path / "bundle.json"
-    bundle_file.write_text(compile_case_bundle(BASE, VIEW_OFF))
+    bundle_file.write_text(compile_case_bundle(BASE))
     at_limit, over = _nested_review(DEFAULT_MAX_DEPTH), _nested_review(DEFAULT_MAX_DEPTH + 1)
     assert at_limit.count(b"[") + at_limit.count(b"{") >= DEFAULT_MAX_DEPTH
     with ServerThread(pki, bundle_file) as server, server.client() as client:
@@ -153,7 +148,7 @@ def test_the_nesting_limit_is_exact_with_few_brackets(pki: TestPKI, tmp_path: Pa
 def test_a_body_sent_after_the_headers_is_read(pki: TestPKI, tmp_path: Path) -> None:
     case = load_case(APPROVED)
     bundle_file = tmp_path / "bundle.json"
-    bundle_file.write_text(compile_case_bundle(BASE, VIEW_OFF))
+    bundle_file.write_text(compile_case_bundle(BASE))
     body = review_body(case.request)
     head = (
         f"POST /validate HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"

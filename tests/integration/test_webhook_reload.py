@@ -250,10 +250,7 @@ async def _swap(
 def test_bundle_swaps_and_certificate_rotation_under_load(pki: TestPKI, tmp_path: Path) -> None:
     approved = load_case("environment-records-for-each-environment")  # prod and staging
     texts = [
-        # the records path under swaps; the cluster view is off (no API server here)
-        compile_case_bundle(
-            approved.folder, BundleSettings(environment="prod", cluster_view="off")
-        ),
+        compile_case_bundle(approved.folder),
         compile_case_bundle(
             approved.folder, BundleSettings(environment="staging", cluster_view="off")
         ),

@@ -86,7 +86,8 @@ def test_auto_starts_the_view_only_once_a_bundle_requires_it(
     pki: TestPKI, tmp_path: Path, base_bundle_text: str, required_bundle_text: str
 ) -> None:
     bundle = tmp_path / "bundle.json"
-    bundle.write_text(base_bundle_text)  # clusterView: off
+    assert '"clusterView": "off"' in base_bundle_text  # the corpus's default
+    bundle.write_text(base_bundle_text)
     missing = tmp_path / "no-such-kubeconfig"
     with (
         ServerThread(pki, bundle, cluster_view="auto", kubeconfig=missing) as server,

@@ -29,17 +29,48 @@ A case folder holds ``case.yaml`` and optionally ``run.yaml``, ``old.yaml``,
     settings: {enforcement: warn, no_match: allow, exclude_namespaces: [sandbox]}
                                  # environment: default prod (CORPUS_ENVIRONMENT);
                                  # cluster_view: default off (cases of records alone)
+    uid: run-uid-1               # metadata.uid of the run (and of old.yaml)
+    finalizers: [...]            # metadata.finalizers of the run; default: the use finalizer
+                                 # where settings say cluster_view: required, else none
+    oldFinalizers: [...]         # the same for old.yaml (default: as finalizers)
+    deleting: true               # old.yaml (and the run) carry a deletionTimestamp
+    created: 2026-11-21T11:00:00Z  # the run's (and old.yaml's) creationTimestamp
+    runAnnotations: {k: v}       # more annotations on the run (and old.yaml)
+    view:                        # the cluster view decide() gets (absent: none at all)
+      decisions:                 # ApprovalDecisions, records signed as in `records:`
+        - key: bob
+          decision: reject
+          name: bob-reject       # any record recipe may be named, for `uses:`
+          requestName: other     # default: the run's name
+          created: ...           # creationTimestamp, default: the record's issuedAt
+      uses:                      # ApprovalUses: the named records' statements
+        - records: [alice, bob-reject]   # names of records of `records:` or `view.decisions:`
+          runUid: uid-earlier
+          runName: ...           # default: the run's name
+          created: ...           # default: now - 1h
+          expiresAt: ...         # default: now + 1h
+      requests:                  # ApprovalRequests (for runs made from them)
+        - uid: request-uid-1     # metadata.uid
+          requester: alice       # spec.requester
+          name: ...              # default: the run's name
+          environment: ...       # default: the bundle's
+          specDigest: ...        # default: the run's spec digest
+          cancelled: true
+      problem: "watch lost 120s ago"   # the view is not usable
+      offline: true              # OFFLINE (verify without --cluster)
     expect:
       allowed: false
       reason: missing-approvals
       message: |                 # exact text, optional
       warnings: [...]            # exact, optional
+      contains: [...]            # substrings of the message, optional
 """
 
 from __future__ import annotations
 
 import base64
 import copy
+import hashlib
 import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -55,6 +86,7 @@ from approvalgate.approvals.digest import spec_digest
 from approvalgate.approvals.durations import parse_duration
 from approvalgate.approvals.kubeyaml import load_manifests
 from approvalgate.approvals.policy import BundleSettings, compile_bundle, dump_bundle
+from approvalgate.approvals.view import OFFLINE, USE_FINALIZER, ClusterView, StaticView
 
 CORPUS = Path(__file__).resolve().parent.parent / "corpus" / "decide"
 KEYS = CORPUS.parent / "keys"
@@ -72,6 +104,7 @@ TAMPERS = (
     "keyid-of:NAME",
     "flip-payload",
     "second-signature:NAME",
+    "garbage-signature",
 )
 
 
@@ -89,6 +122,8 @@ class Case:
     now: datetime
     run_text: str  # the run manifest with the annotation, for the CLI
     old_text: str | None
+    view: ClusterView | None = None
+    """The cluster view of ``view:`` (None: the case gives decide() no view)."""
 
     @property
     def expect(self) -> dict[str, Any]:
@@ -131,7 +166,10 @@ def load_case(name: str) -> Case:
     run = _load_one(
         folder / "run.yaml" if (folder / "run.json").exists() else _file(folder, "run.yaml")
     )
-    _annotate(run, spec, "records", folder, now, settings.environment)
+    default_finalizers = [USE_FINALIZER] if settings.cluster_view == "required" else []
+    finalizers = spec.get("finalizers", default_finalizers)
+    _shape(run, spec, finalizers)
+    named = _annotate(run, spec, "records", folder, now, settings.environment)
     old = None
     if (folder / "old.yaml").exists() or spec.get("operation") == "UPDATE":
         old = _load_one(
@@ -139,7 +177,13 @@ def load_case(name: str) -> Case:
             if (folder / "old.yaml").exists()
             else _file(folder, "run.yaml")
         )
-        _annotate(old, spec, "oldRecords", folder, now, settings.environment)
+        _shape(old, spec, spec.get("oldFinalizers", finalizers))
+        named.update(_annotate(old, spec, "oldRecords", folder, now, settings.environment))
+    view = (
+        build_view(spec["view"], run, folder, now, settings.environment, named)
+        if "view" in spec
+        else None
+    )
     request = dict(
         request_for_manifest(
             run,
@@ -166,7 +210,134 @@ def load_case(name: str) -> Case:
         now,
         yaml.safe_dump(request["object"], sort_keys=False),
         yaml.safe_dump(request["oldObject"], sort_keys=False) if old else None,
+        view,
     )
+
+
+def is_view_case(spec: dict[str, Any]) -> bool:
+    """A case judged with a cluster view, or where the bundle requires one."""
+    return "view" in spec or spec.get("settings", {}).get("cluster_view") == "required"
+
+
+def _shape(obj: dict[str, Any], spec: dict[str, Any], finalizers: list[str]) -> None:
+    """The metadata knobs of a case: uid, finalizers, deletionTimestamp, annotations."""
+    meta = obj.setdefault("metadata", {})
+    if "uid" in spec:
+        meta["uid"] = spec["uid"]
+    if "created" in spec:
+        meta["creationTimestamp"] = str(spec["created"])
+    if finalizers:
+        meta["finalizers"] = list(finalizers)
+    if spec.get("deleting"):
+        meta["deletionTimestamp"] = str(spec.get("now", DEFAULT_NOW))
+    if spec.get("runAnnotations"):
+        meta.setdefault("annotations", {}).update(
+            {str(k): str(v) for k, v in spec["runAnnotations"].items()}
+        )
+
+
+def build_view(
+    recipe: dict[str, Any],
+    run: dict[str, Any],
+    folder: Path,
+    now: datetime,
+    environment: str,
+    named: dict[str, dict[str, Any]],
+) -> ClusterView:
+    """The StaticView of a case's ``view:`` (see the module docstring)."""
+    if recipe.get("offline"):
+        return OFFLINE
+    meta = run["metadata"]
+    namespace = meta.get("namespace", "default")
+    named = dict(named)
+    decisions = []
+    for index, entry in enumerate(recipe.get("decisions", [])):
+        request_name = entry.get("requestName", meta.get("name", ""))
+        envelope = make_record(entry, run, folder, now, environment)
+        if "name" in entry:
+            named[entry["name"]] = envelope
+        issued = (
+            str(entry["issuedAt"])
+            if "issuedAt" in entry
+            else records.format_time(now - timedelta(hours=1))
+        )
+        decisions.append(
+            {
+                "apiVersion": "gates.proompteng.ai/v1alpha1",
+                "kind": "ApprovalDecision",
+                "metadata": {
+                    "name": f"{request_name}-{index}",
+                    "namespace": namespace,
+                    "creationTimestamp": str(entry.get("created", issued)),
+                },
+                "spec": {
+                    "requestName": request_name,
+                    "decision": entry.get("decision", "approve"),
+                    "approver": entry.get("approver", entry["key"]),
+                    "record": envelope,
+                },
+            }
+        )
+    uses = []
+    for entry in recipe.get("uses", []):
+        statements = [_statement(named[name]) for name in entry.get("records", [])]
+        uid = str(entry["runUid"])
+        uses.append(
+            {
+                "apiVersion": "gates.proompteng.ai/v1alpha1",
+                "kind": "ApprovalUse",
+                "metadata": {
+                    "name": uid,
+                    "namespace": namespace,
+                    "creationTimestamp": str(
+                        entry.get("created", records.format_time(now - timedelta(hours=1)))
+                    ),
+                },
+                "spec": {
+                    "run": {"name": entry.get("runName", meta.get("name", "")), "uid": uid},
+                    "environment": environment,
+                    "statements": statements,
+                    "expiresAt": str(
+                        entry.get("expiresAt", records.format_time(now + timedelta(hours=1)))
+                    ),
+                },
+            }
+        )
+    requests = []
+    for entry in recipe.get("requests", []):
+        spec_run = {
+            "apiVersion": run.get("apiVersion"),
+            "kind": "AgentRun",
+            "metadata": {"name": entry.get("name", meta.get("name", ""))},
+            "spec": run.get("spec"),
+        }
+        requests.append(
+            {
+                "apiVersion": "gates.proompteng.ai/v1alpha1",
+                "kind": "ApprovalRequest",
+                "metadata": {
+                    "name": entry.get("name", meta.get("name", "")),
+                    "namespace": namespace,
+                    "uid": str(entry["uid"]),
+                    "creationTimestamp": records.format_time(now - timedelta(hours=1)),
+                },
+                "spec": {
+                    "requester": entry["requester"],
+                    "environment": entry.get("environment", environment),
+                    "specDigest": entry.get("specDigest", spec_digest(run.get("spec"))),
+                    "cancelled": bool(entry.get("cancelled", False)),
+                    "run": spec_run,
+                },
+            }
+        )
+    return StaticView.build(
+        requests=requests, decisions=decisions, uses=uses, problem=recipe.get("problem", "")
+    )
+
+
+def _statement(envelope: dict[str, Any]) -> str:
+    """sha256 of an envelope's payload bytes (view.statement_digest of the parsed record)."""
+    return hashlib.sha256(base64.b64decode(envelope["payload"])).hexdigest()
 
 
 def case_settings(spec: dict[str, Any]) -> BundleSettings:
@@ -182,15 +353,19 @@ def _annotate(
     folder: Path,
     now: datetime,
     environment: str,
-) -> None:
+) -> dict[str, dict[str, Any]]:
+    """Put the records of ``spec[key]`` on ``obj``; return the named ones (``name:``)."""
+    named: dict[str, dict[str, Any]] = {}
     if key == "records" and "annotation" in spec:
         value = spec["annotation"]
     elif spec.get(key):
         envelopes = [make_record(r, obj, folder, now, environment) for r in spec[key]]
+        named = {r["name"]: e for r, e in zip(spec[key], envelopes, strict=True) if "name" in r}
         value = json.dumps(envelopes * int(spec.get("repeat", 1)))
     else:
-        return
+        return named
     obj.setdefault("metadata", {}).setdefault("annotations", {})[records.ANNOTATION] = value
+    return named
 
 
 def signer(name: str) -> Any:
@@ -277,6 +452,8 @@ def _tamper(envelope: dict[str, Any], how: str, claim: records.Claim) -> dict[st
         statement = json.loads(base64.b64decode(env["payload"]))
         statement["predicate"]["expiresAt"] = "2099-01-01T00:00:00Z"
         env["payload"] = base64.b64encode(json.dumps(statement).encode()).decode()
+    elif kind == "garbage-signature":  # the same payload, a signature nobody made
+        env["signatures"][0]["sig"] = base64.b64encode(bytes(64)).decode()
     elif kind == "second-signature":
         from securesystemslib.dsse import Envelope
 

@@ -16,6 +16,11 @@ from tests.support.paths import ROOT, UPSTREAM_AGENTS
 EXAMPLES = UPSTREAM_AGENTS / "examples"
 NOW = "2026-11-21T12:00:00Z"
 
+OFFLINE_WARNING = (
+    "  warning: approvalgate could not check offline (pass --cluster): rejections and "
+    "withdrawals recorded in the cluster; whether the approval was already used by another run\n"
+)
+
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
     code = main(list(argv))
@@ -97,7 +102,8 @@ def test_approve_then_verify_admits(capsys: pytest.CaptureFixture[str], repo: Pa
     code, out, _ = verify(capsys, repo, "--user", "requester")
     assert (code, out) == (
         0,
-        "ADMITTED agents/codex-run-sample in prod (approved; approved by alice, bob)\n",
+        "ADMITTED agents/codex-run-sample in prod (approved; approved by alice, bob)\n"
+        + OFFLINE_WARNING,
     )
 
 
@@ -118,12 +124,12 @@ def test_approve_reports_what_it_signed(capsys: pytest.CaptureFixture[str], repo
         "prod",
     )
     assert code == 0
-    note, signed = err.splitlines()
+    signed, note = err.splitlines()
     assert note == (
-        "note: without --bundle, approve cannot tell whether environment prod has clusterView: "
-        "required (the default); there the webhook admits a run only with a name of its own "
-        "and the finalizer gates.proompteng.ai/approval-use: approve with --bundle "
-        "rendered/prod/bundle.json to have them added"
+        "note: AgentRun agents/codex-run-sample: added the finalizer "
+        "gates.proompteng.ai/approval-use (clusterView: required assumed for environment prod, "
+        "approvalgate.yaml's default; approve with --bundle rendered/prod/bundle.json to use "
+        "its setting: the controller removes it once the run's use of the approval is recorded)"
     )
     assert signed.startswith("signed approve of AgentRun agents/codex-run-sample spec sha256:")
     assert signed.endswith(" for environment prod as alice, expires 2026-11-21T13:30:00Z")
@@ -142,7 +148,10 @@ def test_verify_json_and_junit(capsys: pytest.CaptureFixture[str], repo: Path) -
     code, out, _ = verify(capsys, repo, "--output", "json")
     assert code == 1
     report = json.loads(out)
-    assert report[0]["allowed"] is False and report[0]["reason"] == "missing-approvals"
+    # prod requires the cluster view: the unapproved run also lacks the use finalizer, and
+    # that denial names the command that adds both (approvals cannot lift it by themselves)
+    assert report[0]["allowed"] is False and report[0]["reason"] == "missing-use-finalizer"
+    assert "`approvalgate approve` adds it" in report[0]["message"]
     assert report[0]["code"] == 403
     code, out, _ = verify(capsys, repo, "--output", "junit")
     assert code == 1
@@ -344,15 +353,16 @@ def test_multi_document_file_keeps_other_documents(
 
 
 def test_verify_with_a_compiled_bundle(capsys: pytest.CaptureFixture[str]) -> None:
-    """The git-kept run of the example repo, against each environment's compiled bundle."""
+    """The git-kept run of the example repo as each environment renders it (with the use
+    finalizer where the view is required), against that environment's compiled bundle."""
     example = ROOT / "examples" / "gitops-repo"
-    run_file = example / "runs" / "codex-release-notes.yaml"
     for env in ("dev", "staging", "prod"):
         bundle = example / "rendered" / env / "bundle.json"
+        rendered = example / "rendered" / env / "agentruns" / "agents.codex-release-notes.yaml"
         code, out, _ = run(
             capsys,
             "verify",
-            str(run_file),
+            str(rendered),
             "--bundle",
             str(bundle),
             "--user",
@@ -364,12 +374,13 @@ def test_verify_with_a_compiled_bundle(capsys: pytest.CaptureFixture[str]) -> No
         )
         assert (code, out) == (
             0,
-            f"ADMITTED agents/codex-release-notes in {env} (approved; approved by alice, bob)\n",
+            f"ADMITTED agents/codex-release-notes in {env} (approved; approved by alice, bob)\n"
+            + ("" if env == "dev" else OFFLINE_WARNING),
         )
     code, out, _ = run(
         capsys,
         "verify",
-        str(run_file),
+        str(rendered),
         "--bundle",
         str(example / "rendered" / "prod" / "bundle.json"),
         "--user",
@@ -381,7 +392,7 @@ def test_verify_with_a_compiled_bundle(capsys: pytest.CaptureFixture[str]) -> No
     code, out, _ = run(
         capsys,
         "verify",
-        str(run_file),
+        str(rendered),
         "--bundle",
         str(example / "rendered" / "prod" / "bundle.json"),
         "--now",
@@ -485,7 +496,8 @@ def test_an_approval_for_staging_admits_in_staging_and_is_denied_in_prod(
     )
     assert (code, out) == (
         0,
-        "ADMITTED agents/codex-run-sample in staging (approved; approved by alice, bob)\n",
+        "ADMITTED agents/codex-run-sample in staging (approved; approved by alice, bob)\n"
+        + OFFLINE_WARNING,
     )
     code, out, _ = verify(capsys, repo, "--user", "requester", "--output", "json")
     assert code == 1
@@ -595,7 +607,7 @@ def test_approve_notes_the_v1_records_it_keeps(
         *("--key", str(KEYS / "carol.key"), "--approver", "carol", "--now", NOW),
     )
     assert code == 0, err
-    lines = [line for line in err.splitlines() if "without --bundle" not in line]
+    lines = [line for line in err.splitlines() if "added the finalizer" not in line]
     assert lines[:2] == [
         f"note: AgentRun agents/codex-run-sample: record {i} by {who} is of format v1 (it names "
         "no environment) and counts in none; remove it from the annotation"

@@ -11,7 +11,7 @@ from tests.support.corpus import case_names, load_case
 @pytest.mark.parametrize("name", case_names())
 def test_case(name: str) -> None:
     case = load_case(name)
-    decision = decide(case.request, case.bundle, case.now)
+    decision = decide(case.request, case.bundle, case.now, case.view)
     expect = case.expect
     assert decision.internal_error == ""
     assert (decision.allowed, decision.reason) == (expect["allowed"], expect["reason"]), (
@@ -20,6 +20,8 @@ def test_case(name: str) -> None:
     assert decision.code == (200 if expect["allowed"] else 403)
     if "message" in expect:
         assert decision.message == expect["message"].rstrip("\n")
+    for part in expect.get("contains", []):
+        assert part in decision.message, decision.message
     if "warnings" in expect:
         assert list(decision.warnings) == expect["warnings"]
     for key, value in expect.get("audit", {}).items():

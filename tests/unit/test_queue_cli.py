@@ -129,6 +129,26 @@ def test_request_checks_its_arguments_before_the_cluster(
     assert code == 1 and f"{manifest}:7:1: $.spec.runtime: required field" in err
 
 
+def test_request_refuses_the_annotations_the_controller_sets(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    manifest = tmp_path / "run.yaml"
+    manifest.write_text(
+        RUN.replace(
+            "  namespace: agents\n",
+            "  namespace: agents\n  annotations:\n    gates.proompteng.ai/request-uid: u-1\n",
+        )
+    )
+    code, _, err = run(
+        capsys, "request", str(manifest), "--env", "prod", "--kubeconfig", "/nonexistent"
+    )
+    assert code == 1
+    assert err.startswith(
+        f"error: {manifest}:8:5: $.metadata.annotations.gates.proompteng.ai/request-uid: the run "
+        "carries annotation gates.proompteng.ai/request-uid: the controller sets it"
+    )
+
+
 def test_pending_scope_is_one_of_all_or_a_namespace(capsys: pytest.CaptureFixture[str]) -> None:
     assert "not allowed with argument" in usage(capsys, "pending", "-A", "-n", "agents")
     assert "invalid choice: 'yaml'" in usage(capsys, "pending", "-o", "yaml")
@@ -347,7 +367,7 @@ def test_approve_names_a_generate_name_run_and_adds_the_finalizer(
     assert obj["metadata"]["finalizers"] == ["gates.proompteng.ai/approval-use"]
 
 
-def test_approve_without_a_bundle_changes_neither_and_says_so(
+def test_approve_without_a_bundle_assumes_the_default_and_says_so(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     manifest = tmp_path / "run.yaml"
@@ -357,14 +377,18 @@ def test_approve_without_a_bundle_changes_neither_and_says_so(
         "--key", str(KEYS / "alice.key"), "--approver", "alice",
     )  # fmt: skip
     assert code == 0, err
-    assert err.startswith(
-        "note: without --bundle, approve cannot tell whether environment staging has "
-        "clusterView: required (the default);"
+    assumed = (
+        "(clusterView: required assumed for environment staging, approvalgate.yaml's default; "
+        "approve with --bundle rendered/staging/bundle.json to use its setting"
     )
-    assert "rendered/staging/bundle.json to have them added\n" in err
+    name_note, _, finalizer_note = err.splitlines()
+    assert name_note.startswith("note: AgentRun agents/nightly-* has only generateName: named it")
+    assert name_note.endswith(f"{assumed})")
+    assert finalizer_note.endswith(f"{assumed}: the controller removes it once the run's use of "
+                                   "the approval is recorded)")  # fmt: skip
     obj = yaml.safe_load(out)
-    assert obj["metadata"]["generateName"] == "nightly-"
-    assert "finalizers" not in obj["metadata"]
+    assert "generateName" not in obj["metadata"]
+    assert obj["metadata"]["finalizers"] == ["gates.proompteng.ai/approval-use"]
 
 
 def test_approve_in_an_environment_without_the_view_keeps_the_file_as_it_was(

@@ -57,9 +57,9 @@ def test_corpus_verdicts_are_the_same_with_and_without_caches(name: str) -> None
     case = load_case(name)
     cached = case.bundle
     uncached = dataclasses.replace(case.bundle, caches=False)
-    reference = _verdict(decide(case.request, uncached, case.now))
-    assert _verdict(decide(case.request, cached, case.now)) == reference  # cold
-    assert _verdict(decide(case.request, cached, case.now)) == reference  # warm
+    reference = _verdict(decide(case.request, uncached, case.now, case.view))
+    assert _verdict(decide(case.request, cached, case.now, case.view)) == reference  # cold
+    assert _verdict(decide(case.request, cached, case.now, case.view)) == reference  # warm
     assert uncached.verifier.cache_info()["verified_entries"] == 0
 
 
@@ -71,9 +71,9 @@ def test_one_warm_bundle_across_the_whole_corpus_changes_nothing() -> None:
         # the same bundle object for every case compiled from the same policies
         bundle = shared.setdefault(case.bundle.generation, case.bundle)
         reference = _verdict(
-            decide(case.request, dataclasses.replace(bundle, caches=False), case.now)
+            decide(case.request, dataclasses.replace(bundle, caches=False), case.now, case.view)
         )
-        assert _verdict(decide(case.request, bundle, case.now)) == reference, name
+        assert _verdict(decide(case.request, bundle, case.now, case.view)) == reference, name
 
 
 def test_the_caches_are_used_on_a_repeated_request() -> None:
