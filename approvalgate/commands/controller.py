@@ -124,6 +124,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     loop = parser.add_argument_group("reconciliation")
     loop.add_argument(
         "--resync",
+        "--resync-seconds",
+        dest="resync",
         type=_positive_float,
         default=30.0,
         metavar="SECONDS",

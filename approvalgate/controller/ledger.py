@@ -46,10 +46,17 @@ def holds_finalizer(run: Mapping[str, Any]) -> bool:
 def plan_run(
     run: Mapping[str, Any], bundle: Bundle, use: view.Use | None, now: datetime
 ) -> RunPlan:
-    """What the ledger needs for ``run`` given its recorded ``use`` (None if none yet)."""
-    if not bundle.needs_view or not holds_finalizer(run):
+    """What the ledger needs for ``run`` given its recorded ``use`` (None if none yet).
+
+    Where the bundle does not require the view (an environment switched to ``clusterView:
+    off``), no use is recorded and a run being deleted loses the finalizer at once: nothing
+    would ever release it otherwise."""
+    if not holds_finalizer(run):
         return RunPlan()
     meta = run.get("metadata") or {}
+    if not bundle.needs_view:
+        deleting = bool(meta.get("deletionTimestamp"))
+        return RunPlan(remove_finalizer=finalizer_patch(run) if deleting else None)
     if not meta.get("uid"):
         return RunPlan()
     if use is None:

@@ -60,7 +60,6 @@ from approvalgate.runtime.logs import fields
 log = logging.getLogger("approvalgate.controller")
 
 Key = tuple[str, str, str]
-NOT_READY_RETRY: Final = 1.0
 DECIDED_NOTICE: Final = frozenset({"Approved", "Rejected", "Expired", "Cancelled", "Failed"})
 
 
@@ -239,9 +238,8 @@ class Controller:
         if bundle is None:
             return  # queued again for everything when a bundle is in force
         current = self.caches.view()
-        if current.problem:
-            self.queue.add_after(key, NOT_READY_RETRY)
-            return
+        if current.problem:  # write nothing on a stale picture; back off per key
+            raise Retry(current.problem)
         if kind == "request":
             self.reconcile_request(namespace, name, bundle, current)
         else:
@@ -418,7 +416,13 @@ class Controller:
     def _maybe_expiring(
         self, request: Mapping[str, Any], verdict: QueueVerdict, now: datetime, key: Key
     ) -> None:
-        if self.notifier is None or verdict.phase != "Pending" or verdict.expires_at is None:
+        stored = str((request.get("status") or {}).get("phase") or "")
+        if (
+            self.notifier is None
+            or stored != "Pending"  # a decided request is history, whatever time does
+            or verdict.phase != "Pending"
+            or verdict.expires_at is None
+        ):
             return
         uid = str((request.get("metadata") or {}).get("uid") or "")
         notice_at = verdict.expires_at - timedelta(seconds=self.config.notify_expiring_before)

@@ -2,8 +2,8 @@
 once under faults.
 
 The module starts its own control plane (one test restarts the API server) with the
-AgentRun and SignalDelivery CRDs of the agents platform and the queue's CRDs (the chart's
-when it ships them, else the minimal fixture of tests/e2e/queue_crds.py). The controller
+AgentRun and SignalDelivery CRDs of the agents platform and the queue's CRDs as the chart
+ships them (charts/approvalgate/files/crds/). The controller
 runs as real processes (`python -m approvalgate controller`), with a short Lease so that a
 takeover takes seconds. The bundle is the decision corpus's `_base` compiled for real (two
 approvals out of platform-leads, carol and requester; veto); the decisions carry records
@@ -42,11 +42,12 @@ from approvalgate.kube.resources import (
     SIGNAL_DELIVERIES,
 )
 from tests.support.corpus import BASE, compile_case_bundle, make_record
-from tests.support.paths import UPSTREAM_AGENTS
+from tests.support.paths import ROOT, UPSTREAM_AGENTS, crd_files
 from tests.support.tools import unavailable
 
 from .controlplane import ControlPlane, ControlPlaneError, locate_binaries
-from .queue_crds import chart_crd_files, fixture_crds
+
+CHART_CRDS = ROOT / "charts" / "approvalgate" / "files" / "crds"
 
 pytestmark = pytest.mark.e2e
 
@@ -71,23 +72,14 @@ def plane() -> Iterator[ControlPlane]:
         unavailable(f"e2e control plane: {error}")
     try:
         crds = UPSTREAM_AGENTS / "crds"
+        assert crd_files(CHART_CRDS), f"the chart's queue CRDs are missing from {CHART_CRDS}"
         control_plane.apply_crds(
             [
                 crds / "agents.proompteng.ai_agentruns.yaml",
                 crds / "signals.proompteng.ai_signaldeliveries.yaml",
-                *chart_crd_files(),
+                *crd_files(CHART_CRDS),
             ]
         )
-        if not chart_crd_files():
-            items = {"apiVersion": "v1", "kind": "List", "items": fixture_crds()}
-            control_plane.kubectl("admin", "apply", "-f", "-", input=json.dumps(items))
-            control_plane.kubectl(
-                "admin",
-                "wait",
-                "--for=condition=Established",
-                "--timeout=60s",
-                *(f"crd/{crd['metadata']['name']}" for crd in fixture_crds()),
-            )
         control_plane.kubectl("admin", "create", "namespace", NS)
         yield control_plane
     finally:
@@ -334,6 +326,7 @@ def test_two_approvals_create_the_run_once_and_the_request_tells_the_story(
     assert status["required"] == 2 and status["approvedBy"] == []
     assert {"alice", "bob", "carol"} <= set(status["eligible"])
     assert "requester" not in status["eligible"]
+    eventually("the pending gauge", lambda: one.metric("approvalgate_pending_requests") >= 1)
 
     decide(client, name, "alice")
     eventually(
@@ -561,3 +554,343 @@ def test_the_api_server_restarted_mid_flight(
         eventually("Submitted", lambda: phase(fresh, name) == "Submitted")
         assert len(runs_named(fresh, name)) == 1
     assert one.stop() == 0
+
+
+class Receiver:
+    """A local HTTP endpoint (127.0.0.1) that keeps every JSON body POSTed to it."""
+
+    def __init__(self) -> None:
+        import http.server
+        import threading
+
+        bodies: list[dict[str, str]] = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                bodies.append(json.loads(self.rfile.read(length)))
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.bodies = bodies
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks/secret"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(10)
+
+    def texts(self) -> list[str]:
+        return [b["text"] for b in self.bodies]
+
+
+def test_notifications_say_who_is_needed_and_what_was_decided(
+    client: Client, controllers: Callable[..., Controller], tmp_path: Path
+) -> None:
+    receiver = Receiver()
+    try:
+        url_file = tmp_path / "notify-url"
+        url_file.write_text(receiver.url + "\n")
+        # the corpus policy's timeout is a day: "expiring" is due at once with two days' notice
+        one = controllers(
+            "notify-0",
+            "--notify-url-file",
+            str(url_file),
+            "--notify-expiring-before",
+            str(2 * 86400),
+        )
+        eventually("notify-0 leads", one.leading)
+        name = "notified"
+        create_request(client, name)
+        needs = eventually(
+            "needs-you", lambda: [t for t in receiver.texts() if f"{NS}/{name}" in t]
+        )
+        assert needs[0].startswith("Approval needed: AgentRun agents/notified")
+        expiring = eventually(
+            "expiring",
+            lambda: [
+                t
+                for t in receiver.texts()
+                if t.startswith("Expiring soon") and f"{NS}/{name} " in t
+            ],
+        )
+        assert f"{NS}/{name}" in expiring[0] and "expires at" in expiring[0]
+        assert "0/2 approvals" in needs[0] and "alice" in needs[0] and "carol" in needs[0]
+        approve_twice(client, name)
+        eventually(
+            "decided",
+            lambda: any(
+                t.startswith(f"AgentRun {NS}/{name}") and "Approved" in t for t in receiver.texts()
+            ),
+        )
+        assert (
+            one.metric(
+                "approvalgate_controller_notifications_total", 'kind="needs-you",result="delivered"'
+            )
+            >= 1
+        )
+        assert receiver.url not in one.log()  # the URL is a secret
+        # once per request, however often it is looked at
+        time.sleep(3)
+        assert [t for t in receiver.texts() if f"{NS}/{name} " in t].count(expiring[0]) == 1
+        # and never for a request already decided (the other tests' requests are there)
+        for text in receiver.texts():
+            if text.startswith("Expiring soon"):
+                found = re.search(rf"AgentRun {NS}/(\S+) ", text)
+                assert found is not None, text
+                other = found.group(1)
+                assert other == name or phase(client, other) == "Pending", text
+    finally:
+        receiver.close()
+
+
+def test_expired_decisions_and_uses_of_gone_runs_are_collected(
+    client: Client, controllers: Callable[..., Controller]
+) -> None:
+    """Without the webhook nothing stops these objects from being created already expired;
+    the controller deletes them (the webhook allows those deletes only then)."""
+    from datetime import timedelta
+
+    name = "collected"
+    now = records.now_utc()
+    old = make_record(
+        {"key": "alice", "ttl": "1h"}, run_manifest(name), BASE, now - timedelta(hours=3), ENV
+    )
+    live = make_record({"key": "bob"}, run_manifest(name), BASE, now, ENV)
+    for approver, envelope in (("alice", old), ("bob", live)):
+        client.request(
+            "decision",
+            "POST",
+            APPROVAL_DECISIONS.path(NS),
+            body={
+                "apiVersion": view.API_VERSION,
+                "kind": "ApprovalDecision",
+                "metadata": {"name": f"{name}-{approver}", "namespace": NS},
+                "spec": {
+                    "requestName": name,
+                    "decision": "approve",
+                    "approver": approver,
+                    "record": envelope,
+                },
+            },
+        )
+    use = {
+        "apiVersion": view.API_VERSION,
+        "kind": "ApprovalUse",
+        "metadata": {"name": "0000-gone-run-uid", "namespace": NS},
+        "spec": {
+            "run": {"name": "gone", "uid": "0000-gone-run-uid"},
+            "environment": ENV,
+            "specDigest": "0" * 64,
+            "statements": ["1" * 64],
+            "expiresAt": records.format_time(now - timedelta(minutes=1)),
+        },
+    }
+    client.request("use", "POST", APPROVAL_USES.path(NS), body=use)
+    one = controllers("gc-0", "--gc-interval", "1")
+    eventually(
+        "the expired decision and use are gone",
+        lambda: (
+            get(client, APPROVAL_DECISIONS, f"{name}-alice") is None
+            and get(client, APPROVAL_USES, "0000-gone-run-uid") is None
+        ),
+    )
+    assert get(client, APPROVAL_DECISIONS, f"{name}-bob") is not None
+    assert one.metric("approvalgate_controller_collected_total", 'kind="decision"') >= 1
+    assert one.metric("approvalgate_controller_collected_total", 'kind="use"') == 1
+
+
+def test_a_controller_told_its_namespaces_leaves_the_others_alone(
+    plane: ControlPlane, client: Client, controllers: Callable[..., Controller]
+) -> None:
+    elsewhere = plane.create_namespace("queue-elsewhere")
+    one = controllers("scoped-0", "--namespace", elsewhere)
+    eventually("scoped-0 leads", one.leading)
+    create_request(client, "unwatched")
+    looked = one.metric("approvalgate_controller_reconciles_total", 'kind="request"')
+    time.sleep(5)  # two resyncs of the watched namespace
+    assert one.metric("approvalgate_controller_reconciles_total", 'kind="request"') == looked
+    assert phase(client, "unwatched") == ""
+
+
+LOSE_SUBMITTED = "e2e-lose-the-submitted-write"
+LOST = "e2e: the status write after the create is lost"
+REFUSE_RUNS = "e2e-refuse-agentrun-creates"
+REFUSED = "e2e: the controller dies before its create"
+
+
+def _policy(
+    plane: ControlPlane, name: str, rule: dict[str, Any], expression: str, message: str, on: bool
+) -> None:
+    """A ValidatingAdmissionPolicy (CEL, inside the API server) and its binding: a fault
+    placed exactly where the controller must survive one."""
+    docs = [
+        {
+            "apiVersion": "admissionregistration.k8s.io/v1",
+            "kind": "ValidatingAdmissionPolicy",
+            "metadata": {"name": name},
+            "spec": {
+                "failurePolicy": "Fail",
+                "matchConstraints": {"resourceRules": [{"apiVersions": ["*"], **rule}]},
+                "validations": [
+                    {"expression": expression, "message": message, "reason": "Forbidden"}
+                ],
+            },
+        },
+        {
+            "apiVersion": "admissionregistration.k8s.io/v1",
+            "kind": "ValidatingAdmissionPolicyBinding",
+            "metadata": {"name": name},
+            "spec": {"policyName": name, "validationActions": ["Deny"]},
+        },
+    ]
+    items = json.dumps({"apiVersion": "v1", "kind": "List", "items": docs})
+    if on:
+        plane.kubectl("admin", "apply", "-f", "-", input=items)
+    else:
+        plane.kubectl("admin", "delete", "--ignore-not-found", "-f", "-", input=items)
+
+
+def _lose_submitted_writes(plane: ControlPlane, on: bool) -> None:
+    """Refuse any status write saying Submitted: the controller creates the run, then
+    cannot record it, exactly as if it died between the two."""
+    _policy(
+        plane,
+        LOSE_SUBMITTED,
+        {
+            "apiGroups": ["gates.proompteng.ai"],
+            "operations": ["UPDATE"],
+            "resources": ["approvalrequests/status"],
+        },
+        "!has(object.status) || !has(object.status.phase) || object.status.phase != 'Submitted'",
+        LOST,
+        on,
+    )
+
+
+def _refuse_run_creates(plane: ControlPlane, on: bool) -> None:
+    """Refuse every AgentRun create: the controller decides (Approved) but cannot create."""
+    _policy(
+        plane,
+        REFUSE_RUNS,
+        {
+            "apiGroups": ["agents.proompteng.ai"],
+            "operations": ["CREATE"],
+            "resources": ["agentruns"],
+        },
+        "false",
+        REFUSED,
+        on,
+    )
+
+
+def _run_create_refused(client: Client) -> bool:
+    from approvalgate.kube.errors import KubeError
+
+    try:
+        client.request(
+            "probe",
+            "POST",
+            AGENT_RUNS.path(NS),
+            body=run_manifest("probe-run"),
+            query=[("dryRun", "All")],
+        )
+    except KubeError as exc:
+        if REFUSED in exc.message:
+            return True
+        raise
+    return False
+
+
+def _submitted_write_refused(client: Client, probe: dict[str, Any]) -> bool:
+    from approvalgate.kube.errors import KubeError
+
+    current = get(client, APPROVAL_REQUESTS, probe["metadata"]["name"])
+    assert current is not None
+    try:
+        client.request(
+            "probe",
+            "PUT",
+            APPROVAL_REQUESTS.path(NS, probe["metadata"]["name"]) + "/status",
+            body={**current, "status": {"phase": "Submitted", "reason": "Probe"}},
+        )
+    except KubeError as exc:
+        if LOST in exc.message:
+            return True
+        raise
+    client.request(  # written: put it back for the next probe
+        "probe",
+        "PUT",
+        APPROVAL_REQUESTS.path(NS, probe["metadata"]["name"]) + "/status",
+        body={**get(client, APPROVAL_REQUESTS, probe["metadata"]["name"]), "status": {}},  # type: ignore[dict-item]
+    )
+    return False
+
+
+def test_killed_between_create_and_status_a_restart_adopts_the_run(
+    plane: ControlPlane, client: Client, controllers: Callable[..., Controller]
+) -> None:
+    """The real thing: the controller creates the run, its Submitted status write fails,
+    it is SIGKILLed; the next one finds the run carrying the request's uid and records it
+    (Submitted) without creating anything."""
+    probe = create_request(client, "probe-cut")
+    _lose_submitted_writes(plane, True)
+    try:
+        eventually("the policy refuses Submitted", lambda: _submitted_write_refused(client, probe))
+        first = controllers("cut-0")
+        eventually("cut-0 leads", first.leading)
+        name = "cut"
+        create_request(client, name)
+        approve_twice(client, name)
+        eventually("the run is created", lambda: runs_named(client, name))
+        eventually("its Submitted write was refused", lambda: LOST in first.log())
+        assert phase(client, name) == "Approved"
+        assert first.stop(signal.SIGKILL) == -signal.SIGKILL
+    finally:
+        _lose_submitted_writes(plane, False)
+    eventually("Submitted writes pass", lambda: not _submitted_write_refused(client, probe))
+    second = controllers("cut-1")
+    eventually("Submitted", lambda: phase(client, name) == "Submitted")
+    [run] = runs_named(client, name)
+    status = get(client, APPROVAL_REQUESTS, name)["status"]  # type: ignore[index]
+    assert status["run"] == {"name": name, "uid": run["metadata"]["uid"]}
+    assert second.metric("approvalgate_controller_runs_created_total") == 0
+
+
+def test_killed_between_deciding_and_creating_a_restart_creates_the_run_once(
+    plane: ControlPlane, client: Client, controllers: Callable[..., Controller]
+) -> None:
+    """The controller writes Approved, its create fails, it is SIGKILLed; the next one
+    creates the run (once) from the approvals in the cluster."""
+    _refuse_run_creates(plane, True)
+    try:
+        eventually("creates are refused", lambda: _run_create_refused(client))
+        first = controllers("decided-0")
+        eventually("decided-0 leads", first.leading)
+        name = "decided"
+        create_request(client, name)
+        approve_twice(client, name)
+        eventually(
+            "Approved, the create failing",
+            lambda: (
+                (get(client, APPROVAL_REQUESTS, name) or {}).get("status", {}).get("reason")
+                == "CreateFailed"
+            ),
+        )
+        status = get(client, APPROVAL_REQUESTS, name)["status"]  # type: ignore[index]
+        assert status["phase"] == "Approved" and REFUSED in status["message"]
+        assert runs_named(client, name) == []
+        assert first.stop(signal.SIGKILL) == -signal.SIGKILL
+    finally:
+        _refuse_run_creates(plane, False)
+    eventually("creates pass", lambda: not _run_create_refused(client))
+    second = controllers("decided-1")
+    eventually("Submitted", lambda: phase(client, name) == "Submitted")
+    assert len(runs_named(client, name)) == 1
+    assert second.metric("approvalgate_controller_runs_created_total") == 1

@@ -224,3 +224,38 @@ def test_the_command_refuses_bad_timing_and_a_notify_url_that_is_not_http(
     missing = tmp_path / "nope"
     assert main([*base, "--notify-url-file", str(missing)]) == 1
     assert f"{missing}: cannot read the notification URL" in capsys.readouterr().err
+
+
+def test_the_flags_the_chart_passes_parse() -> None:
+    """charts/approvalgate/templates/_helpers.tpl (approvalgate.controllerArgs) and an
+    extraArgs example of tests/chart/test_render_controller.py."""
+    from approvalgate.cli import build_parser
+
+    args = build_parser().parse_args(
+        [
+            "controller",
+            "--bundle",
+            "/etc/approvalgate/bundle/bundle.json",
+            "--namespace",
+            "agents",
+            "--namespace",
+            "agents-prod",
+            "--lease-namespace",
+            "approvalgate-system",
+            "--lease-name",
+            "gate-leader",
+            "--identity",
+            "controller-7d9f-abcde",
+            "--metrics-port",
+            "9090",
+            "--health-port",
+            "8081",
+            "--signal-deliveries",
+            "--notify-url",
+            "https://hooks.example.invalid/x",
+            "--resync-seconds=300",
+        ]
+    )
+    assert args.namespace == ["agents", "agents-prod"]
+    assert (args.metrics_port, args.health_port, args.resync) == (9090, 8081, 300.0)
+    assert args.signal_deliveries and args.gc

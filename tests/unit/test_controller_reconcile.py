@@ -414,10 +414,17 @@ def test_a_live_run_with_its_use_needs_nothing_and_without_the_view_nothing_is_r
     assert ledger.plan_run(run, BUNDLE, _use(run, NOW - timedelta(hours=1)), NOW) == (
         ledger.RunPlan()
     )
-    assert ledger.plan_run(admitted_run(True), BUNDLE_OFF, None, NOW) == ledger.RunPlan()
+    assert ledger.plan_run(admitted_run(), BUNDLE_OFF, None, NOW) == ledger.RunPlan()
     bare = admitted_run(True)
     bare["metadata"]["finalizers"] = ["other.example/keep"]
     assert ledger.plan_run(bare, BUNDLE, None, NOW) == ledger.RunPlan()
+
+
+def test_without_the_view_a_deleted_run_loses_the_finalizer_at_once() -> None:
+    """An environment switched to clusterView: off must not leave runs stuck deleting."""
+    plan = ledger.plan_run(admitted_run(deleting=True), BUNDLE_OFF, None, NOW)
+    assert plan.create_use is None
+    assert plan.remove_finalizer is not None and plan.remove_finalizer[1]["op"] == "remove"
 
 
 def test_collection_takes_expired_decisions_and_uses_of_runs_that_are_gone() -> None:
