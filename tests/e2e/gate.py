@@ -48,6 +48,7 @@ RBAC_KINDS = ("ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "Ro
 # the chart's ClusterRoles for people, bound here to the groups of tests/e2e/controlplane.py
 PEOPLE = {"approvalgate-requester": "agents-users", "approvalgate-approver": "approvers"}
 LEASE = "approvalgate-controller"  # the chart's Lease name (its Role names it)
+VIEW_MAX_AGE = 6  # seconds: the webhook's --view-max-age and the bundles' useSettleSeconds
 APPROVERS = {
     "alice": "platform-leads,agents-admin",
     "bob": "platform-leads",
@@ -236,6 +237,10 @@ class Gate:
         assert f"  {ENV}:\n" in text
         config.write_text(
             text.replace(f"  {ENV}:\n", f"  {ENV}:\n    excludeNamespaces: [{NOT_ENFORCED}]\n", 1)
+            # a run's finalizer goes VIEW_MAX_AGE s after its use is recorded (default 30 s:
+            # shorter here so that tests delete runs in seconds; the webhook's --view-max-age
+            # matches, see start())
+            .replace("defaults:\n", f"defaults:\n  useSettleSeconds: {VIEW_MAX_AGE}\n", 1)
         )
         for name, groups in APPROVERS.items():
             self.cli(
@@ -319,6 +324,8 @@ class Gate:
                     # chart's read-only RBAC for the webhook's ServiceAccount
                     "--cluster-view",
                     "auto",
+                    "--view-max-age",
+                    str(VIEW_MAX_AGE),
                     "--kubeconfig",
                     str(self.plane.kubeconfig(WEBHOOK_SA)),
                 ],
