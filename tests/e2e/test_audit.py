@@ -65,10 +65,33 @@ def gate(control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory) 
     gate.install_rbac()
     gate.start_controller()
     try:
-        control_plane.kubectl("admin", "delete", "agentruns", "--all", "--all-namespaces")
+        control_plane.kubectl(
+            "admin", "delete", "agentruns", "--all", "--all-namespaces", "--wait=false"
+        )
+        _wait_until_no_runs(gate)
         yield from _audited(gate, control_plane)
     finally:
         gate.stop()
+
+
+def _wait_until_no_runs(gate: Gate, timeout: float = 120) -> None:
+    def left() -> list[dict[str, Any]]:
+        done = gate.kubectl("admin", "get", "agentruns", "-A", "-o", "json")
+        found: list[dict[str, Any]] = json.loads(done.stdout)["items"]
+        return found
+
+    deadline = time.monotonic() + timeout
+    while left():
+        if time.monotonic() > deadline:
+            meta = [
+                {k: r["metadata"].get(k) for k in ("namespace", "name", "finalizers", "uid")}
+                for r in left()
+            ]
+            raise AssertionError(
+                f"runs not deleted in {timeout:.0f}s: {meta}\n"
+                + "\n".join(c.log(3000) for c in gate.controllers)
+            )
+        time.sleep(0.5)
 
 
 def _audited(gate: Gate, control_plane: ControlPlane) -> Iterator[Gate]:

@@ -49,6 +49,7 @@ from .queue_support import (
     unique,
     wait_phase,
 )
+from .test_attacks import Signer, run
 
 pytestmark = pytest.mark.e2e
 __all__ = ["people"]  # the fixture, imported for pytest
@@ -233,29 +234,15 @@ def test_approve_names_a_generate_name_run_and_a_prefix_record_does_not_count(
     delete_run(gate, name)
     denied(create(gate, approved), "already used")
 
-    # a record made by hand for the prefix (`approve` without --bundle signs the prefix)
-    hand = gate.work / f"{prefix}-hand.yaml"
-    hand.write_text(run_manifest(prefix, generate=True))
-    for approver in ("alice", "bob"):
-        gate.cli(
-            "approve",
-            str(hand),
-            "--env",
-            ENV,
-            "--key",
-            str(gate.keys / f"{approver}.key"),
-            "--approver",
-            approver,
-            "--in-place",
-        )
-    manifest = yaml.safe_load(hand.read_text())
-    subjects = [
-        records.parse_annotation(manifest["metadata"]["annotations"][records.ANNOTATION])[0]
-    ]
-    assert all(r.claim.subject.endswith(f"{prefix}-*") for r in subjects[0])
-    manifest["metadata"]["finalizers"] = [view.USE_FINALIZER]
+    # records made by hand for the prefix (`approve` always names the run now): signed with
+    # the approvers' real keys, the finalizer added, the run created with generateName
+    signer = Signer(gate)
+    manifest = run(prefix, generate=True)
+    manifest["metadata"]["annotations"] = {
+        records.ANNOTATION: json.dumps([signer.record(manifest, who) for who in ("alice", "bob")])
+    }
     for _ in range(2):
-        denied(create(gate, yaml.safe_dump(manifest)), "generateName prefix")
+        denied(create(gate, yaml.safe_dump(manifest)), f"generateName prefix {ENFORCED}/{prefix}-*")
     others = [r for r in items(gate, "agentruns") if r["metadata"]["name"].startswith(prefix)]
     assert others == []
 
