@@ -29,4 +29,4 @@ RUN pip install /wheels/*.whl \
 USER 65532:65532
 EXPOSE 8443 9090
 ENTRYPOINT ["approvalgate"]
-CMD ["webhook", "serve", "--bundle", "/etc/approvalgate/bundle/bundle.json", "--tls-cert", "/etc/approvalgate/tls/tls.crt", "--tls-key", "/etc/approvalgate/tls/tls.key", "--port", "8443", "--metrics-port", "9090", "--workers", "1", "--max-connections", "256", "--log-level", "info", "--cluster-view", "auto", "--view-max-age", "90"]
+CMD ["webhook", "serve", "--bundle", "/etc/approvalgate/bundle/bundle.json", "--tls-cert", "/etc/approvalgate/tls/tls.crt", "--tls-key", "/etc/approvalgate/tls/tls.key", "--port", "8443", "--metrics-port", "9090", "--workers", "1", "--max-connections", "256", "--log-level", "info", "--cluster-view", "auto", "--view-max-age", "30"]

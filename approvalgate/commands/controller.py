@@ -127,9 +127,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--resync-seconds",
         dest="resync",
         type=_positive_float,
-        default=30.0,
+        default=300.0,
         metavar="SECONDS",
-        help="look at every request again this often (default: 30)",
+        help="look at every request again this often, behind the changes (a safety net: "
+        "changes and expiry timers queue what they touch; default: 300)",
     )
     loop.add_argument(
         "--no-gc",

@@ -25,7 +25,7 @@ class ControllerConfig:
     notify_expiring_before: float = 3600.0
     notify_timeout: float = 5.0
     notify_attempts: int = 3
-    resync_seconds: float = 30.0
+    resync_seconds: float = 300.0
     gc: bool = True
     gc_interval: float = 300.0
     gc_max_deletes: int = 50

@@ -5,8 +5,10 @@ created with the finalizer ``gates.proompteng.ai/approval-use`` (the webhook den
 otherwise). The controller then:
 
 - records the run's **use** of its records: an ApprovalUse named by the run's uid, listing
-  the sha256 of every record's DSSE payload (:func:`use_object`); the webhook counts a
-  record another run has used as used (an approval admits one run);
+  the sha256 of every record's DSSE payload (:func:`use_object`): the records the run
+  carries and the cluster's approvals for its name issued by the time it was created
+  (:func:`approvals.decide.used_statements`); the webhook counts a record another run has
+  used as used (an approval admits one run);
 - when the run is being deleted, removes the finalizer once that use has **settled**: it
   exists in the controller's own watch cache and was created at least the bundle's
   ``useSettleSeconds`` ago (the webhook checks the same against its own view, so the name
@@ -29,6 +31,7 @@ from typing import Any
 
 from approvalgate.approvals import records, view
 from approvalgate.approvals.bundle import Bundle
+from approvalgate.approvals.decide import used_statements
 
 
 @dataclass(frozen=True)
@@ -44,7 +47,11 @@ def holds_finalizer(run: Mapping[str, Any]) -> bool:
 
 
 def plan_run(
-    run: Mapping[str, Any], bundle: Bundle, use: view.Use | None, now: datetime
+    run: Mapping[str, Any],
+    bundle: Bundle,
+    use: view.Use | None,
+    now: datetime,
+    cluster: view.ClusterView = view.EMPTY,
 ) -> RunPlan:
     """What the ledger needs for ``run`` given its recorded ``use`` (None if none yet).
 
@@ -60,7 +67,7 @@ def plan_run(
     if not meta.get("uid"):
         return RunPlan()
     if use is None:
-        return RunPlan(create_use=use_object(run, bundle, now))
+        return RunPlan(create_use=use_object(run, bundle, now, cluster))
     if not meta.get("deletionTimestamp"):
         return RunPlan()
     if use.created is None:  # not yet seen with a creation time: look again soon
@@ -71,13 +78,18 @@ def plan_run(
     return RunPlan(remove_finalizer=finalizer_patch(run))
 
 
-def use_object(run: Mapping[str, Any], bundle: Bundle, now: datetime) -> dict[str, Any]:
-    """The ApprovalUse recording that ``run`` used the records it carries."""
+def use_object(
+    run: Mapping[str, Any],
+    bundle: Bundle,
+    now: datetime,
+    cluster: view.ClusterView = view.EMPTY,
+) -> dict[str, Any]:
+    """The ApprovalUse recording the records ``run`` used (those it carries, and the
+    cluster's approvals for its name it may have counted); expiring with the latest."""
     meta = run.get("metadata") or {}
-    annotations = meta.get("annotations") or {}
-    parsed, _ = records.parse_annotation(annotations.get(records.ANNOTATION))
-    statements = sorted({view.statement_digest(record) for record in parsed})
-    latest = max((record.claim.expires_at for record in parsed), default=now)
+    statements, latest = used_statements(run, bundle, cluster)
+    if latest is None:
+        latest = now
     return {
         "apiVersion": view.API_VERSION,
         "kind": view.KINDS[view.USES],
@@ -90,7 +102,7 @@ def use_object(run: Mapping[str, Any], bundle: Bundle, now: datetime) -> dict[st
             "run": {"name": str(meta.get("name") or ""), "uid": str(meta["uid"])},
             "environment": bundle.environment,
             "specDigest": bundle.spec_digest(run.get("spec")),
-            "statements": statements,
+            "statements": list(statements),
             "expiresAt": records.format_time(latest),
         },
     }

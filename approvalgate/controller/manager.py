@@ -155,12 +155,13 @@ class Controller:
         return self.elector.leading
 
     def resync(self) -> None:
-        """Queue every request and every run holding our finalizer."""
+        """Queue every request and every run holding our finalizer, behind the keys that
+        changes queue (a resync never delays a fresh decision)."""
         for obj in self.caches.objects(APPROVAL_REQUESTS):
-            self.queue.add(_key("request", obj))
+            self.queue.add(_key("request", obj), background=True)
         for obj in self.caches.objects(AGENT_RUNS):
             if ledger.holds_finalizer(obj):
-                self.queue.add(_key("run", obj))
+                self.queue.add(_key("run", obj), background=True)
 
     # --- change handlers (informer threads) ----------------------------------------------------
 
@@ -448,7 +449,7 @@ class Controller:
             return
         uid = str((run.get("metadata") or {}).get("uid") or "")
         now = self.clock()
-        plan = ledger.plan_run(run, bundle, current.use_of_run(namespace, uid), now)
+        plan = ledger.plan_run(run, bundle, current.use_of_run(namespace, uid), now, current)
         if plan.create_use is not None:
             self._guard()
             try:

@@ -5,6 +5,11 @@ reconcile it from the caches, and :meth:`WorkQueue.done` it. A key is never hand
 workers at once: added again while being processed, it is queued once more when done. A key
 waiting is queued once however often it is added. :meth:`add_after` schedules a look at a
 time (an expiry, a use settling); :meth:`retry` backs off per key, :meth:`forget` resets.
+
+Two lanes: keys added by changes (and delayed keys coming due) go before keys added by a
+periodic resync (``background=True``), so a resync of a thousand requests never makes a
+fresh approval wait behind all of them. A background key added again by a change moves to
+the front lane.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ class WorkQueue(Generic[K]):
         self.retry_maximum = retry_maximum
         self._cond = threading.Condition()
         self._queue: dict[K, None] = {}  # insertion-ordered set: first in, first out
+        self._background: dict[K, None] = {}  # resync keys: served when _queue is empty
         self._processing: set[K] = set()
         self._dirty: set[K] = set()  # added again while being processed
         self._later: list[tuple[float, int, K]] = []
@@ -39,21 +45,28 @@ class WorkQueue(Generic[K]):
 
     def __len__(self) -> int:
         with self._cond:
-            return len(self._queue)
+            return len(self._queue) + len(self._background)
 
-    def add(self, key: K) -> None:
+    def add(self, key: K, *, background: bool = False) -> None:
         with self._cond:
-            self._add(key)
+            self._add(key, background)
 
-    def _add(self, key: K) -> None:
+    def _add(self, key: K, background: bool = False) -> None:
         if self._shutdown:
             return
         if key in self._processing:
             self._dirty.add(key)
             return
-        if key not in self._queue:
-            self._queue[key] = None
-            self._cond.notify()
+        if key in self._queue:
+            return
+        if background:
+            if key not in self._background:
+                self._background[key] = None
+                self._cond.notify()
+            return
+        self._background.pop(key, None)
+        self._queue[key] = None
+        self._cond.notify()
 
     def add_after(self, key: K, delay: float) -> None:
         if delay <= 0:
@@ -86,11 +99,12 @@ class WorkQueue(Generic[K]):
                 now = time.monotonic()
                 while self._later and self._later[0][0] <= now:
                     self._add(heapq.heappop(self._later)[2])
-                if self._queue:
-                    key = next(iter(self._queue))
-                    del self._queue[key]
-                    self._processing.add(key)
-                    return key
+                for lane in (self._queue, self._background):
+                    if lane:
+                        key = next(iter(lane))
+                        del lane[key]
+                        self._processing.add(key)
+                        return key
                 waits = [deadline - now] if deadline is not None else []
                 if self._later:
                     waits.append(self._later[0][0] - now)

@@ -54,6 +54,17 @@ def test_delayed_keys_come_when_due_and_retries_back_off_per_key() -> None:
     assert queue.retry("k") == 0.05
 
 
+def test_a_resync_never_makes_a_change_wait_behind_it() -> None:
+    queue: WorkQueue[str] = WorkQueue()
+    for key in ("r1", "r2", "r3"):
+        queue.add(key, background=True)
+    queue.add("fresh")
+    queue.add("r2")  # a change to a key the resync queued: it moves to the front lane
+    queue.add("r3", background=True)  # queued once
+    assert len(queue) == 4
+    assert [queue.get(0) for _ in range(5)] == ["fresh", "r2", "r1", "r3", None]
+
+
 def test_shutdown_wakes_a_waiting_worker() -> None:
     queue: WorkQueue[str] = WorkQueue()
     got: list[str | None] = []

@@ -384,6 +384,23 @@ def test_the_use_of_a_run_lists_the_sha256_of_each_record_payload_and_the_latest
     assert read is not None and read.statements == frozenset(digests)
 
 
+def test_the_use_also_records_cluster_approvals_issued_before_the_run_was_created() -> None:
+    """A cluster approval the run does not carry may still have counted for it (decide
+    reads the view): recorded too, unless it was issued after the run existed."""
+    run = admitted_run()
+    run["metadata"]["creationTimestamp"] = records.format_time(NOW)
+    before = decision("carol")  # issued an hour before NOW
+    after = decision("requester", at=NOW + timedelta(hours=3))  # issued 2 h after
+    cluster = view.StaticView.build(decisions=[before, after])
+    statements = set(ledger.use_object(run, BUNDLE, NOW, cluster)["spec"]["statements"])
+    alone = set(ledger.use_object(run, BUNDLE, NOW)["spec"]["statements"])
+    parsed, _ = records.parse_annotation(json.dumps([before["spec"]["record"]]))
+    assert statements == alone | {view.statement_digest(parsed[0])}
+    plan = ledger.plan_run(run, BUNDLE, None, NOW, cluster)
+    assert plan.create_use is not None
+    assert set(plan.create_use["spec"]["statements"]) == statements
+
+
 def _use(run: dict[str, Any], created: datetime) -> view.Use:
     obj = ledger.use_object(run, BUNDLE, NOW)
     obj["metadata"]["creationTimestamp"] = records.format_time(created)

@@ -341,10 +341,8 @@ to the chart). Renders one NetworkPolicyEgressRule, as a list item.
 {{- if $c.signalDeliveries.enabled }}
 - --signal-deliveries
 {{- end }}
-{{- if $c.notify.secretName }}
-- --notify-url
-- $(APPROVALGATE_NOTIFY_URL)
-{{- end }}
+{{- /* the notification URL is a secret: the controller reads APPROVALGATE_NOTIFY_URL from
+its environment (set from the Secret below), so it is never on the command line */ -}}
 {{- range $c.extraArgs }}
 - {{ . | quote }}
 {{- end }}
