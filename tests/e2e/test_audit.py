@@ -97,7 +97,9 @@ def _wait_until_no_runs(gate: Gate, timeout: float = 120) -> None:
 def _audited(gate: Gate, control_plane: ControlPlane) -> Iterator[Gate]:
     past = _stamp(datetime.now(UTC) - timedelta(days=2))
     runs = {
-        "audit-slipped": run_manifest("audit-slipped", task="Slipped in"),
+        # with the approval-use finalizer: what it lacks is then its approvals (without it,
+        # decide() names the missing finalizer first)
+        "audit-slipped": run_manifest("audit-slipped", task="Slipped in", finalizer=True),
         "audit-approved": gate.approve(
             run_manifest("audit-approved", task="Approved"), "alice", "bob"
         ),

@@ -248,8 +248,16 @@ def test_the_api_server_restarted_mid_flight(gate: Gate, people: People) -> None
     # the restarted API server counts from zero: one create at most since (the quorum's run,
     # unless it was created before the outage)
     assert agentrun_creates(plane) <= 1
+
     # the webhook's view, synced again, holds the veto: the run applied directly with two
-    # approvals in its annotation (and not the reject) is denied
+    # approvals in its annotation (and not the reject) is denied. Until its watches are back
+    # it denies too, for the view being unusable (fail closed); never admitted meanwhile.
+    def judged_on_the_view() -> bool:
+        dry = gate.kubectl("requester", "create", "--dry-run=server", "-f", "-", manifest=approved)
+        assert dry.returncode == 1, dry.stdout
+        return "cluster view of decisions and uses is not usable" not in dry.stderr
+
+    eventually("the webhook's view usable again", judged_on_the_view, timeout=120)
     done = gate.kubectl("requester", "create", "-f", "-", manifest=approved)
     assert done.returncode == 1, done.stdout
     assert f'"{WEBHOOK_NAME}" denied the request' in done.stderr, done.stderr
