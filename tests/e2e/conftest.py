@@ -19,18 +19,21 @@ from tests.support.tools import unavailable
 from .controlplane import ControlPlane, ControlPlaneError, locate_binaries
 
 CRD_FOLDERS = ("argocd", "cert-manager", "prometheus-operator", "policy-report")
-# the gates.proompteng.ai kinds (the approval queue, the webhook's cluster view): our chart's
+# the gates.proompteng.ai kinds of the approval queue (the webhook's cluster view, the
+# controller, the CLI): the chart's own CRDs, CEL rules included
 GATES_CRDS = ROOT / "charts" / "approvalgate" / "files" / "crds"
 
 
 def crd_paths() -> list[Path]:
-    """Every vendored CRD file (third_party/README.md)."""
+    """Every vendored CRD file (third_party/README.md) and the chart's queue CRDs."""
     folders = [UPSTREAM_AGENTS / "crds", *(THIRD_PARTY_CRDS / name for name in CRD_FOLDERS)]
     missing = [str(folder) for folder in folders if not crd_files(folder)]
     if missing:
         raise ControlPlaneError(
             f"vendored CRD folders missing or empty (third_party/README.md): {', '.join(missing)}"
         )
+    if not crd_files(GATES_CRDS):
+        raise ControlPlaneError(f"the chart's queue CRDs are missing: {GATES_CRDS}")
     return [*(path for folder in folders for path in crd_files(folder)), *crd_files(GATES_CRDS)]
 
 

@@ -44,6 +44,12 @@ CONTROLLER = "system:serviceaccount:agents:agents-controller"
 # admits it as trusted only with a token bound to a pod (tests/e2e/gate.py pod_bound_token)
 SUBMISSION_API = "system:serviceaccount:agents-system:submission-api"
 _SA_GROUPS = ("system:serviceaccounts", "system:serviceaccounts:agents")
+# the chart's own ServiceAccounts (release "approvalgate" in approvalgate-system): the webhook
+# reads its cluster view and the queue's controller works as them, with the chart's RBAC only
+GATE_NAMESPACE = "approvalgate-system"
+WEBHOOK_SA = f"system:serviceaccount:{GATE_NAMESPACE}:approvalgate"
+QUEUE_CONTROLLER = f"system:serviceaccount:{GATE_NAMESPACE}:approvalgate-controller"
+_GATE_SA_GROUPS = ("system:serviceaccounts", f"system:serviceaccounts:{GATE_NAMESPACE}")
 
 #: Every user the API server knows, with its groups (system:authenticated is added by the server).
 USERS: dict[str, tuple[str, ...]] = {
@@ -51,8 +57,12 @@ USERS: dict[str, tuple[str, ...]] = {
     "requester": ("agents-users",),
     "alice": ("approvers",),
     "bob": ("approvers",),
+    "dana": ("approvers",),
+    "oncall": ("approvers",),
     "mallory": ("agents-users",),
     CONTROLLER: _SA_GROUPS,
+    WEBHOOK_SA: _GATE_SA_GROUPS,
+    QUEUE_CONTROLLER: _GATE_SA_GROUPS,
     SUBMISSION_API: ("system:serviceaccounts", "system:serviceaccounts:agents-system"),
 }
 

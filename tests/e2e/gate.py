@@ -10,12 +10,16 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 import shutil
+import signal
 import socket
 import ssl
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -25,8 +29,9 @@ from typing import Any
 
 import yaml
 
+from approvalgate.approvals.view import USE_FINALIZER
 from approvalgate.webhook.devcert import CertificateAuthority
-from tests.e2e.controlplane import ControlPlane
+from tests.e2e.controlplane import GATE_NAMESPACE, QUEUE_CONTROLLER, WEBHOOK_SA, ControlPlane
 from tests.integration.harness import write_atomic
 from tests.support.paths import ROOT
 from tests.support.tools import pinned_binary
@@ -39,6 +44,11 @@ OTHER_ENV = "prod"  # also compiled: what `Gate.enforcing` switches the webhook 
 ENFORCED, NOT_ENFORCED = "agents", "sandbox"
 WEBHOOK_NAME = "agentruns.approvalgate.proompteng.ai"
 CLI = [sys.executable, "-m", "approvalgate"]
+RBAC_KINDS = ("ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding")
+# the chart's ClusterRoles for people, bound here to the groups of tests/e2e/controlplane.py
+PEOPLE = {"approvalgate-requester": "agents-users", "approvalgate-approver": "approvers"}
+LEASE = "approvalgate-controller"  # the chart's Lease name (its Role names it)
+VIEW_MAX_AGE = 6  # seconds: the webhook's --view-max-age and the bundles' useSettleSeconds
 APPROVERS = {
     "alice": "platform-leads,agents-admin",
     "bob": "platform-leads",
@@ -57,12 +67,154 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def eventually(what: str, condition: Callable[[], Any], timeout: float = 90) -> Any:
+    """Wait for ``condition`` to be truthy and return it (a generous deadline: nothing in
+    the e2e tests measures speed)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout:.0f}s: {what}")
+        time.sleep(0.2)
+
+
+def _http_get(url: str, timeout: float = 5) -> tuple[int, str]:
+    """(status, body) of a plain-HTTP GET on loopback; (0, "") when nothing answers."""
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(url, timeout=timeout) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        with error:
+            return error.code, error.read().decode(errors="replace")
+    except OSError:
+        return 0, ""
+
+
+def metric_value(text: str, name: str, **labels: str) -> float:
+    """The sum of the samples of ``name`` in Prometheus text ``text`` whose labels include
+    ``labels`` (0 when there is none)."""
+    total = 0.0
+    for line in text.splitlines():
+        if not line.startswith(name) or line.startswith("#"):
+            continue
+        head, _, value = line.rpartition(" ")
+        metric, _, rest = head.partition("{")
+        if metric != name:
+            continue
+        found = dict(re.findall(r'([a-zA-Z_]+)="((?:[^"\\]|\\.)*)"', rest))
+        if all(found.get(k) == v for k, v in labels.items()):
+            total += float(value)
+    return total
+
+
+@dataclass
+class QueueController:
+    """One `approvalgate controller` process, as the chart's ServiceAccount (its RBAC only),
+    electing a leader on the chart's Lease in approvalgate-system. The Lease is short here
+    (a takeover in seconds) and requests are looked at every 2 s."""
+
+    gate: Gate
+    identity: str
+    bundle: Path
+    extra: tuple[str, ...] = ()
+    metrics_port: int = field(default_factory=_free_port)
+    health_port: int = field(default_factory=_free_port)
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def log_path(self) -> Path:
+        return self.gate.work / f"controller-{self.identity}.log"
+
+    def start(self, wait: bool = True) -> QueueController:
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                [
+                    *CLI,
+                    "controller",
+                    "--bundle",
+                    str(self.bundle),
+                    "--kubeconfig",
+                    str(self.gate.plane.kubeconfig(QUEUE_CONTROLLER)),
+                    "--lease-namespace",
+                    GATE_NAMESPACE,
+                    "--lease-name",
+                    LEASE,
+                    "--identity",
+                    self.identity,
+                    "--host",
+                    "127.0.0.1",
+                    "--metrics-port",
+                    str(self.metrics_port),
+                    "--health-port",
+                    str(self.health_port),
+                    "--lease-duration",
+                    "4",
+                    "--renew-deadline",
+                    "3",
+                    "--retry-period",
+                    "1",
+                    "--resync",
+                    "2",
+                    "--reload-interval",
+                    "0.5",
+                    *self.extra,
+                ],
+                stdout=log,
+                stderr=log,
+                cwd=self.gate.work,
+                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            )
+        if wait:
+            eventually(f"controller {self.identity} ready", self.ready, timeout=60)
+        return self
+
+    def ready(self) -> bool:
+        if self.process is None or self.process.poll() is not None:
+            code = None if self.process is None else self.process.returncode
+            raise AssertionError(f"controller {self.identity} exited {code}:\n{self.log()}")
+        return _http_get(f"http://127.0.0.1:{self.health_port}/readyz")[0] == 200
+
+    def metrics(self) -> str:
+        return _http_get(f"http://127.0.0.1:{self.metrics_port}/metrics")[1]
+
+    def metric(self, name: str, **labels: str) -> float:
+        return metric_value(self.metrics(), name, **labels)
+
+    def leading(self) -> bool:
+        return self.metric("approvalgate_controller_leader") == 1.0
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        """Signal the process (SIGTERM drains and releases the Lease, SIGKILL does not) and
+        wait for it; its exit code."""
+        assert self.process is not None
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+        try:
+            return self.process.wait(30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            return self.process.wait(10)
+
+    def log(self, chars: int = 6000) -> str:
+        path = self.log_path
+        return path.read_text(errors="replace")[-chars:] if path.exists() else ""
+
+
 @dataclass
 class Gate:
     plane: ControlPlane
     work: Path
     port: int = field(default_factory=_free_port)
+    metrics_port: int = field(default_factory=_free_port)
     process: subprocess.Popen[bytes] | None = None
+    controllers: list[QueueController] = field(default_factory=list)
 
     @property
     def repo(self) -> Path:
@@ -85,6 +237,10 @@ class Gate:
         assert f"  {ENV}:\n" in text
         config.write_text(
             text.replace(f"  {ENV}:\n", f"  {ENV}:\n    excludeNamespaces: [{NOT_ENFORCED}]\n", 1)
+            # a run's finalizer goes VIEW_MAX_AGE s after its use is recorded (default 30 s:
+            # shorter here so that tests delete runs in seconds; the webhook's --view-max-age
+            # matches, see start())
+            .replace("defaults:\n", f"defaults:\n  useSettleSeconds: {VIEW_MAX_AGE}\n", 1)
         )
         for name, groups in APPROVERS.items():
             self.cli(
@@ -93,13 +249,59 @@ class Gate:
             shutil.copy(self.keys / f"{name}.yaml", self.repo / "approvers" / f"{name}.yaml")
         for env in (ENV, OTHER_ENV):
             self.cli("compile", str(self.repo), "--env", env, "--out", str(self.work / "rendered"))
+            # what `approve` signs with (the served file is swapped by `serving`)
+            self.signing_bundle(env).parent.mkdir(exist_ok=True)
+            shutil.copy(self.work / "rendered" / env / "bundle.json", self.signing_bundle(env))
         self.ca = CertificateAuthority.generate("approvalgate e2e CA")
         issued = self.ca.issue(["127.0.0.1", "localhost"])
         (self.work / "tls.crt").write_bytes(issued.cert_pem)
         (self.work / "tls.key").write_bytes(issued.key_pem)
         (self.work / "ca.crt").write_bytes(self.ca.cert_pem)
 
-    def start(self) -> None:
+    def install_rbac(self) -> None:
+        """The chart's own ServiceAccounts and RBAC (rendered with this repo's values): the
+        webhook's read-only view, the controller's calls and its Lease; its ClusterRoles for
+        people bound in the enforced namespace (RoleBindings, as docs/queue.md suggests) to
+        the requesters' and the approvers' groups. Least privilege is what the e2e tests
+        exercise. Idempotent (every module's Gate applies it)."""
+        for namespace in (GATE_NAMESPACE, ENFORCED):
+            self.plane.kubectl("admin", "create", "namespace", namespace, check=False)
+        items = [d for d in self.chart_render() if d["kind"] in RBAC_KINDS]
+        for role, group in PEOPLE.items():
+            assert any(d["kind"] == "ClusterRole" and d["metadata"]["name"] == role for d in items)
+            items.append(
+                {
+                    "apiVersion": "rbac.authorization.k8s.io/v1",
+                    "kind": "RoleBinding",
+                    "metadata": {"name": f"approvalgate-e2e:{role}", "namespace": ENFORCED},
+                    "roleRef": {
+                        "apiGroup": "rbac.authorization.k8s.io",
+                        "kind": "ClusterRole",
+                        "name": role,
+                    },
+                    "subjects": [
+                        {"kind": "Group", "apiGroup": "rbac.authorization.k8s.io", "name": group}
+                    ],
+                }
+            )
+        self.plane.kubectl(
+            "admin",
+            "apply",
+            "-f",
+            "-",
+            input=json.dumps({"apiVersion": "v1", "kind": "List", "items": items}),
+        )
+
+    def signing_bundle(self, env: str = ENV) -> Path:
+        """Environment ``env``'s bundle as compiled (never swapped by :meth:`serving`)."""
+        return self.work / "bundles" / f"{env}.json"
+
+    def start(self, controller: bool = True) -> None:
+        """The webhook (reading its cluster view as the chart's webhook ServiceAccount), and
+        unless ``controller`` is False one queue controller (it records the uses of the runs
+        and releases their finalizer, without which no run judged by records can be
+        deleted where the view is required)."""
+        self.install_rbac()
         with (self.work / "webhook.log").open("ab") as log:  # the child keeps its own copy
             self.process = subprocess.Popen(
                 [
@@ -117,11 +319,15 @@ class Gate:
                     "--port",
                     str(self.port),
                     "--metrics-port",
-                    "0",
-                    # the cluster view (clusterView: required): read as admin until the e2e
-                    # plane has the chart's read-only identity for the webhook
+                    str(self.metrics_port),
+                    # the cluster view (staging has clusterView: required), read with the
+                    # chart's read-only RBAC for the webhook's ServiceAccount
+                    "--cluster-view",
+                    "auto",
+                    "--view-max-age",
+                    str(VIEW_MAX_AGE),
                     "--kubeconfig",
-                    str(self.plane.kubeconfig("admin")),
+                    str(self.plane.kubeconfig(WEBHOOK_SA)),
                 ],
                 stdout=log,
                 stderr=log,
@@ -137,12 +343,46 @@ class Gate:
                     f"https://127.0.0.1:{self.port}/readyz", context=context, timeout=2
                 ) as response:
                     if response.status == 200:
-                        return
+                        break
             except OSError:
                 time.sleep(0.1)
-        raise RuntimeError(f"webhook not ready in 30 s: {self.log_tail()}")
+        else:
+            raise RuntimeError(f"webhook not ready in 30 s: {self.log_tail()}")
+        if controller:
+            self.start_controller()
+
+    def start_controller(
+        self, identity: str = "", *extra: str, bundle: Path | None = None, wait: bool = True
+    ) -> QueueController:
+        """Start one more controller process (``identity`` defaults to a fresh name);
+        ``wait``: until its /readyz answers."""
+        identity = identity or f"ctrl-{len(self.controllers)}-{time.monotonic_ns() % 100000}"
+        process = QueueController(self, identity, bundle or self.bundle, tuple(extra))
+        self.controllers.append(process)
+        return process.start(wait=wait)
+
+    def stop_controllers(self, sig: int = signal.SIGTERM) -> None:
+        for process in self.controllers:
+            if process.running:
+                process.stop(sig)
+        self.controllers.clear()
+
+    def leader(self, timeout: float = 60) -> QueueController:
+        """The running controller that holds the Lease (waits for one)."""
+        found: list[QueueController] = eventually(
+            "a controller leads",
+            lambda: [c for c in self.controllers if c.running and c.leading()],
+            timeout=timeout,
+        )
+        assert len(found) == 1, [c.identity for c in found]
+        return found[0]
+
+    def webhook_metric(self, name: str, **labels: str) -> float:
+        text = _http_get(f"http://127.0.0.1:{self.metrics_port}/metrics")[1]
+        return metric_value(text, name, **labels)
 
     def stop(self) -> None:
+        self.stop_controllers()
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()
             try:
@@ -280,15 +520,17 @@ class Gate:
     def approve(
         self, manifest: str, *approvers: str, extra: tuple[str, ...] = (), env: str = ENV
     ) -> str:
-        """``manifest`` approved by each of ``approvers`` for environment ``env``."""
+        """``manifest`` approved by each of ``approvers`` for environment ``env`` (signed
+        with its compiled bundle: where it requires the cluster view, `approve` adds the
+        approval-use finalizer and names a generateName run)."""
         path = self.work / f"approve-{time.monotonic_ns()}.yaml"
         path.write_text(manifest)
         for name in approvers:
             self.cli(
                 "approve",
                 str(path),
-                "--env",
-                env,
+                "--bundle",
+                str(self.signing_bundle(env)),
                 "--key",
                 str(self.keys / f"{name}.key"),
                 "--approver",
@@ -310,6 +552,10 @@ class Gate:
             user,
             "--output",
             "json",
+            # the decisions and uses the webhook's view holds (read as admin)
+            "--cluster",
+            "--kubeconfig",
+            str(self.plane.kubeconfig("admin")),
             check=False,
         )
         report: list[dict[str, Any]] = json.loads(done.stdout)
@@ -369,12 +615,16 @@ def run_manifest(
     agent: str = "codex-agent",
     task: str = "Update onboarding flow",
     generate: bool = False,
+    finalizer: bool = False,
 ) -> str:
-    """An AgentRun like the example's, as a requester writes it."""
+    """An AgentRun like the example's, as a requester writes it; ``finalizer``: with the
+    approval-use finalizer that `approvalgate approve` adds where the cluster view is
+    required (so that the record checks are what decides a run approved by hand)."""
     meta = f"  generateName: {name}-\n" if generate else f"  name: {name}\n"
+    held = f"  finalizers: [{USE_FINALIZER}]\n" if finalizer else ""
     return (
         "apiVersion: agents.proompteng.ai/v1alpha1\nkind: AgentRun\nmetadata:\n"
-        f"{meta}  namespace: {namespace}\n"
+        f"{meta}  namespace: {namespace}\n{held}"
         "spec:\n  agentRef:\n    name: " + agent + "\n"
         "  implementationSpecRef:\n    name: codex-impl-sample\n"
         "  runtime:\n    type: workflow\n    config:\n      ttlSecondsAfterFinished: 600\n"

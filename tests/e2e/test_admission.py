@@ -19,6 +19,7 @@ import yaml
 
 from approvalgate.approvals.digest import spec_digest
 from approvalgate.approvals.records import ANNOTATION
+from approvalgate.approvals.view import USE_FINALIZER
 from tests.e2e.controlplane import CONTROLLER, ControlPlane
 from tests.e2e.gate import (
     ENFORCED,
@@ -26,6 +27,7 @@ from tests.e2e.gate import (
     NOT_ENFORCED,
     WEBHOOK_NAME,
     Gate,
+    eventually,
     pod_bound_token,
     run_manifest,
 )
@@ -110,7 +112,7 @@ def test_every_shipped_manifest_passes_server_side_dry_run(gate: Gate) -> None:
 
 
 def test_unapproved_run_is_denied_with_our_message(gate: Gate) -> None:
-    manifest = run_manifest("unapproved")
+    manifest = run_manifest("unapproved", finalizer=True)
     done = gate.kubectl(REQUESTER, "apply", "-f", "-", manifest=manifest)
     assert done.returncode == 1
     expected = gate.verify(manifest, REQUESTER)
@@ -121,6 +123,14 @@ def test_unapproved_run_is_denied_with_our_message(gate: Gate) -> None:
         "- policy agents/codex-two-person: 0 of 2 required approvals (approvers: "
         "group:platform-leads)\n  - annotation approvals.proompteng.ai/approvals is missing\n"
     )
+    # issue 15: where the cluster view is required, a run without the approval-use
+    # finalizer is denied for that first (the message says how to add it)
+    bare = run_manifest("unapproved", finalizer=False)
+    done = gate.kubectl(REQUESTER, "apply", "-f", "-", manifest=bare)
+    assert done.returncode == 1
+    expected = gate.verify(bare, REQUESTER)
+    assert done.stderr.strip() == denial(expected["message"])
+    assert f"must carry the finalizer {USE_FINALIZER}" in expected["message"]
 
 
 def test_run_approved_by_two_of_the_leads_is_created(gate: Gate) -> None:
@@ -217,7 +227,8 @@ def test_controller_updates_and_deletion_pass(gate: Gate) -> None:
             {
                 "metadata": {
                     "labels": {"agents.proompteng.ai/phase": "running"},
-                    "finalizers": ["agents.proompteng.ai/cleanup"],
+                    # the agents controller adds its own finalizer next to approvalgate's
+                    "finalizers": [USE_FINALIZER, "agents.proompteng.ai/cleanup"],
                 }
             }
         ),
@@ -243,6 +254,14 @@ def test_controller_updates_and_deletion_pass(gate: Gate) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert created(gate, "controlled")["metadata"]["deletionTimestamp"]
+    # the queue controller releases approvalgate's finalizer once the run's use is recorded
+    eventually(
+        "approvalgate's finalizer released",
+        lambda: (
+            created(gate, "controlled")["metadata"]["finalizers"]
+            == ["agents.proompteng.ai/cleanup"]
+        ),
+    )
     done = gate.kubectl(
         CONTROLLER,
         "patch",
@@ -260,15 +279,20 @@ def test_controller_updates_and_deletion_pass(gate: Gate) -> None:
     assert "NotFound" in gone.stderr
 
 
-def test_generate_name_with_a_prefix_bound_approval(gate: Gate) -> None:
+def test_generate_name_approval_admits_one_run(gate: Gate) -> None:
+    """Issue 15 changed this: a generateName approval used to admit any number of runs of
+    the prefix. Where the cluster view is required `approve` names the run (generateName +
+    5 characters) and the approval admits that one run: a second create is denied."""
     manifest = gate.approve(run_manifest("batch", generate=True), "alice", "bob")
-    names = []
-    for _ in range(2):
-        done = gate.kubectl(REQUESTER, "create", "-f", "-", "-o", "name", manifest=manifest)
-        assert done.returncode == 0, done.stderr
-        names.append(done.stdout.strip())
-    assert len(set(names)) == 2
-    assert all(n.startswith("agentrun.agents.proompteng.ai/batch-") for n in names)
+    name = yaml.safe_load(manifest)["metadata"]["name"]
+    assert name.startswith("batch-") and len(name) == len("batch-") + 5
+    assert "generateName" not in yaml.safe_load(manifest)["metadata"]
+    done = gate.kubectl(REQUESTER, "create", "-f", "-", "-o", "name", manifest=manifest)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == f"agentrun.agents.proompteng.ai/{name}"
+    again = gate.kubectl(REQUESTER, "create", "-f", "-", "-o", "name", manifest=manifest)
+    assert again.returncode == 1
+    assert "already used" in again.stderr or "already exists" in again.stderr, again.stderr
 
 
 def test_server_dry_run_gets_the_same_verdict(gate: Gate) -> None:

@@ -37,6 +37,9 @@ from approvalgate.approvals.admission import request_for_manifest
 from approvalgate.approvals.bundle import Bundle, parse_bundle_text
 from approvalgate.approvals.decide import decide
 from approvalgate.approvals.digest import spec_digest
+from approvalgate.approvals.view import ClusterView
+from approvalgate.kube.client import Client
+from approvalgate.kube.view import list_view
 from tests.e2e.controlplane import ControlPlane
 from tests.e2e.gate import CLI, ENFORCED, ENV, NOT_ENFORCED, WEBHOOK_NAME, Gate, run_manifest
 from tests.integration.harness import write_atomic
@@ -127,7 +130,11 @@ class Signer:
 
 
 def run(name: str, namespace: str = ENFORCED, *, generate: bool = False) -> dict[str, Any]:
-    obj: dict[str, Any] = yaml.safe_load(run_manifest(name, namespace, generate=generate))
+    """A run with the approval-use finalizer (as `approve` leaves it where the cluster view
+    is required, which staging requires): what the attacks change is then what decides."""
+    obj: dict[str, Any] = yaml.safe_load(
+        run_manifest(name, namespace, generate=generate, finalizer=True)
+    )
     return obj
 
 
@@ -149,6 +156,28 @@ def denial(message: str) -> str:
     )
 
 
+def cluster_view(gate: Gate) -> ClusterView:
+    """The decisions and uses the webhook's view holds (listed once, as admin)."""
+    with Client.connect(gate.plane.kubeconfig("admin")) as client:
+        return list_view(client)
+
+
+def stored_uid(gate: Gate, obj: dict[str, Any]) -> dict[str, Any]:
+    """``obj`` with the uid of the stored run of its name, if there is one (an UPDATE is
+    judged with it: a run's own use does not count against it)."""
+    meta = obj["metadata"]
+    if "uid" in meta or not meta.get("name"):
+        return obj
+    done = gate.kubectl(
+        "admin", "get", "agentrun", meta["name"], "-n", meta["namespace"], "-o", "json"
+    )
+    if done.returncode != 0:
+        return obj
+    out = copy.deepcopy(obj)
+    out["metadata"]["uid"] = json.loads(done.stdout)["metadata"]["uid"]
+    return out
+
+
 def expected_message(s: Signer, obj: dict[str, Any], user: str, stderr: str = "") -> str:
     """decide()'s message for ``obj`` as the API server sends it (a generateName run gets its
     name before admission: taken from the actual error)."""
@@ -158,8 +187,8 @@ def expected_message(s: Signer, obj: dict[str, Any], user: str, stderr: str = ""
         found = re.search(re.escape(prefix) + r"[a-z0-9]{5}", stderr)
         assert found, stderr
         obj["metadata"]["name"] = found.group(0)
-    request = request_for_manifest(obj, username=user, groups=["agents-users"])
-    decision = decide(request, s.bundle, datetime.now(UTC))
+    request = request_for_manifest(stored_uid(s.gate, obj), username=user, groups=["agents-users"])
+    decision = decide(request, s.bundle, datetime.now(UTC), cluster_view(s.gate))
     assert not decision.allowed, decision
     return decision.message
 
@@ -650,19 +679,23 @@ def test_no_bundle_at_start_denies_everything(gate: Gate) -> None:
 # --- known limit: replay within an approval's lifetime -------------------------------------------
 
 
-def test_replay_within_the_lifetime_is_a_known_limit(gate: Gate) -> None:
-    """security.md "Known limits": re-creating the same run with the same approvals within
-    their lifetime is admitted by a stateless webhook (docs/reliability.md, "Replay")."""
+def test_replay_within_the_lifetime_is_denied_where_the_view_is_required(gate: Gate) -> None:
+    """Issue 15 changed this: re-creating the same run with the same approvals within their
+    lifetime used to be admitted (security.md "Known limits" of a stateless webhook). Where
+    the cluster view is required the first run's ApprovalUse records that the approvals were
+    used, and the re-creation is denied (class 21)."""
     s = Signer(gate)
-    obj = run("atk-ok-replay")
+    obj = run("atk-replay")
     approved = annotated(obj, _two(s, obj))
     assert create(gate, approved).returncode == 0
     gone = gate.kubectl(
-        REQUESTER, "delete", "agentrun", "atk-ok-replay", "-n", ENFORCED, "--wait=true"
+        REQUESTER, "delete", "agentrun", "atk-replay", "-n", ENFORCED, "--wait=true"
     )
     assert gone.returncode == 0, gone.stderr
     again = create(gate, approved)
-    assert again.returncode == 0, again.stderr
+    assert again.returncode == 1, again.stdout
+    assert "already used by run agents/atk-replay" in again.stderr, again.stderr
+    assert again.stderr.strip() == denial(expected_message(s, approved, REQUESTER))
 
 
 def test_a_valid_bypass_is_admitted_with_a_warning(gate: Gate) -> None:

@@ -33,8 +33,17 @@ from approvalgate.approvals import records
 from approvalgate.approvals.admission import request_for_manifest
 from approvalgate.approvals.decide import decide
 from tests.e2e.controlplane import CONTROLLER, ControlPlane
-from tests.e2e.gate import ENFORCED, ENV, OTHER_ENV, Gate, pod_bound_token
-from tests.e2e.test_attacks import REQUESTER, Signer, annotated, create, denial, run
+from tests.e2e.gate import ENFORCED, ENV, OTHER_ENV, Gate, pod_bound_token, run_manifest
+from tests.e2e.test_attacks import (
+    REQUESTER,
+    Signer,
+    annotated,
+    cluster_view,
+    create,
+    denial,
+    run,
+    stored_uid,
+)
 
 pytestmark = pytest.mark.e2e
 SUBMITTER_NS = "agents-system"  # the example trusts system:serviceaccount:agents-system:...
@@ -102,8 +111,8 @@ def gate(control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory) 
 
 def _message(s: Signer, obj: dict[str, Any], user: str, **request: Any) -> str:
     """decide()'s denial for ``obj`` sent by ``user`` (as the API server sends it)."""
-    built = dict(request_for_manifest(obj, username=user, **request))
-    decision = decide(built, s.bundle, datetime.now(UTC))
+    built = dict(request_for_manifest(stored_uid(s.gate, obj), username=user, **request))
+    decision = decide(built, s.bundle, datetime.now(UTC), cluster_view(s.gate))
     assert not decision.allowed, decision
     return decision.message
 
@@ -210,9 +219,10 @@ def test_the_trusted_submitter_from_its_pod_is_admitted(gate: Gate) -> None:
     whoami = gate.plane.kubectl_with_token(token, "auth", "whoami", "-o", "json")
     extra = json.loads(whoami.stdout)["status"]["userInfo"]["extra"]
     assert extra["authentication.kubernetes.io/pod-name"] == [f"{SUBMITTER}-0"]
-    done = gate.plane.kubectl_with_token(
-        token, "create", "-f", "-", input=json.dumps(run("idt-pod"))
-    )
+    # a trusted submitter's run is not judged by records: it carries no approval-use
+    # finalizer (nothing to record as used)
+    plain = yaml.safe_load(run_manifest("idt-pod"))
+    done = gate.plane.kubectl_with_token(token, "create", "-f", "-", input=json.dumps(plain))
     assert done.returncode == 0, done.stderr
     assert not _gone(gate, "idt-pod")
 

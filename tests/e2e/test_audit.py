@@ -60,10 +60,46 @@ def gate(control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory) 
     # The audit lists every namespace: start from a cluster holding this module's runs only
     # (earlier modules leave runs in namespaces that, without a namespace controller, never
     # finish terminating).
-    control_plane.kubectl("admin", "delete", "agentruns", "--all", "--all-namespaces")
+    # Runs judged by records where the view is required hold the approval-use finalizer
+    # until a queue controller has recorded their use: one runs while they are deleted.
+    gate.install_rbac()
+    gate.start_controller()
+    try:
+        control_plane.kubectl(
+            "admin", "delete", "agentruns", "--all", "--all-namespaces", "--wait=false"
+        )
+        _wait_until_no_runs(gate)
+        yield from _audited(gate, control_plane)
+    finally:
+        gate.stop()
+
+
+def _wait_until_no_runs(gate: Gate, timeout: float = 120) -> None:
+    def left() -> list[dict[str, Any]]:
+        done = gate.kubectl("admin", "get", "agentruns", "-A", "-o", "json")
+        found: list[dict[str, Any]] = json.loads(done.stdout)["items"]
+        return found
+
+    deadline = time.monotonic() + timeout
+    while left():
+        if time.monotonic() > deadline:
+            meta = [
+                {k: r["metadata"].get(k) for k in ("namespace", "name", "finalizers", "uid")}
+                for r in left()
+            ]
+            raise AssertionError(
+                f"runs not deleted in {timeout:.0f}s: {meta}\n"
+                + "\n".join(c.log(3000) for c in gate.controllers)
+            )
+        time.sleep(0.5)
+
+
+def _audited(gate: Gate, control_plane: ControlPlane) -> Iterator[Gate]:
     past = _stamp(datetime.now(UTC) - timedelta(days=2))
     runs = {
-        "audit-slipped": run_manifest("audit-slipped", task="Slipped in"),
+        # with the approval-use finalizer: what it lacks is then its approvals (without it,
+        # decide() names the missing finalizer first)
+        "audit-slipped": run_manifest("audit-slipped", task="Slipped in", finalizer=True),
         "audit-approved": gate.approve(
             run_manifest("audit-approved", task="Approved"), "alice", "bob"
         ),
@@ -83,13 +119,12 @@ def gate(control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory) 
         assert done.returncode == 0, f"{name}: {done.stderr}"
     expected = gate.work / "expected-webhook.yaml"
     expected.write_text(yaml.safe_dump(gate.webhook_configuration()))
-    gate.start()
+    gate.start(controller=False)  # the one above goes on
     gate.register()
     try:
         yield gate
     finally:
         gate.unregister()
-        gate.stop()
 
 
 def audit(

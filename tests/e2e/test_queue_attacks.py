@@ -1,0 +1,356 @@
+"""The review's hidden cases (issue 15, Done-when 4; security.md class 21) at the API level:
+what a requester controls (the run's annotation, its name, when it is created and deleted)
+no longer decides what counts, because the webhook reads the cluster's decisions and the
+ledger of uses (its watch-fed view) and the use finalizer holds a run's name until the use
+is recorded.
+
+The runs are approved with `approvalgate approve` on a file (the path of runs applied
+directly or kept in git) and created with kubectl as the requester; decisions are filed
+with the queue's CLI; the queue's controller (the chart's ServiceAccount and RBAC) records
+uses and releases finalizers.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import yaml
+
+from approvalgate.approvals import records, view
+from tests.e2e.controlplane import ControlPlane
+from tests.e2e.gate import (
+    ENFORCED,
+    ENV,
+    OTHER_ENV,
+    WEBHOOK_NAME,
+    Gate,
+    eventually,
+    pod_bound_token,
+    run_manifest,
+)
+
+from .queue_support import (
+    DECISIONS,
+    USES,
+    People,
+    decisions_of,
+    delete_run,
+    get,
+    items,
+    people,
+    queue_gate,
+    runs_named,
+    unique,
+    wait_phase,
+)
+from .test_attacks import Signer, run
+
+pytestmark = pytest.mark.e2e
+__all__ = ["people"]  # the fixture, imported for pytest
+REQUESTER = "requester"
+ARGOCD = "system:serviceaccount:argocd:argocd-application-controller"
+
+
+@pytest.fixture(scope="module")
+def gate(control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gate]:
+    yield from queue_gate(control_plane, tmp_path_factory.mktemp("queue-attacks"))
+
+
+def create(gate: Gate, manifest: str, user: str = REQUESTER) -> subprocess.CompletedProcess[str]:
+    return gate.kubectl(user, "create", "-f", "-", manifest=manifest)
+
+
+def denied(done: subprocess.CompletedProcess[str], *needles: str) -> None:
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert f'admission webhook "{WEBHOOK_NAME}" denied the request' in done.stderr, done.stderr
+    for needle in needles:
+        assert needle in done.stderr, (needle, done.stderr)
+
+
+def use_of(gate: Gate, run: dict[str, Any]) -> dict[str, Any]:
+    uid = run["metadata"]["uid"]
+    found: dict[str, Any] = eventually(
+        f"the use of {run['metadata']['name']}", lambda: get(gate, USES, uid)
+    )
+    return found
+
+
+# --- rejections and withdrawals nobody can leave out -------------------------------------------
+
+
+def test_a_reject_in_the_cluster_vetoes_a_run_whose_annotation_leaves_it_out(
+    gate: Gate, people: People
+) -> None:
+    name = unique("qa-veto")
+    approved = gate.approve(run_manifest(name), "alice", "bob")
+    people.request(name)  # the queue knows the run, so bob can record his reject there
+    people.decide("reject", "bob", name, "--reason", "leaks customer data")
+    wait_phase(gate, name, "Rejected")
+    carried = yaml.safe_load(approved)["metadata"]["annotations"][records.ANNOTATION]
+    assert [r["payload"] for r in json.loads(carried)]  # two approvals, no reject
+    done = create(gate, approved)
+    denied(done, "bob", "reject")
+    assert runs_named(gate, name) == []
+
+
+def test_a_withdrawal_in_the_cluster_takes_the_approval_back(gate: Gate, people: People) -> None:
+    name = unique("qa-withdraw")
+    approved = gate.approve(run_manifest(name), "alice", "bob")
+    people.request(name)
+    people.decide("withdraw", "alice", name)
+    done = create(gate, approved)
+    denied(done, "1 of 2")
+    assert runs_named(gate, name) == []
+    # the same records without the withdrawal in the cluster would have been admitted
+    other = unique("qa-withdraw-ctl")
+    assert create(gate, gate.approve(run_manifest(other), "alice", "bob")).returncode == 0
+    delete_run(gate, other)
+
+
+# --- replay ----------------------------------------------------------------------------------
+
+
+def test_replay_after_delete_is_denied_as_already_used(gate: Gate) -> None:
+    name = unique("qa-replay")
+    approved = gate.approve(run_manifest(name), "alice", "bob")
+    assert view.USE_FINALIZER in yaml.safe_load(approved)["metadata"]["finalizers"]
+    first = create(gate, approved)
+    assert first.returncode == 0, first.stderr
+    [run] = runs_named(gate, name)
+    use = use_of(gate, run)
+    assert len(use["spec"]["statements"]) == 2
+    delete_run(gate, name)  # the controller releases the finalizer once the use settled
+    again = create(gate, approved)
+    denied(
+        again,
+        f"already used by run {ENFORCED}/{name} (uid {run['metadata']['uid']})",
+        "approve it again",
+    )
+    assert runs_named(gate, name) == []
+    # approving again (new records) admits one more run
+    fresh = gate.approve(run_manifest(name), "alice", "bob")
+    assert create(gate, fresh).returncode == 0
+    delete_run(gate, name)
+
+
+def test_delete_and_recreate_as_fast_as_possible_admits_nothing_twice(gate: Gate) -> None:
+    """Hammer the window between an admission and its use being recorded: after the first
+    create, every create of the same records fails (the name is held by the finalizer, then
+    the use denies), while the run is deleted meanwhile."""
+    name = unique("qa-window")
+    approved = gate.approve(run_manifest(name), "alice", "bob")
+    assert create(gate, approved).returncode == 0
+    [run] = runs_named(gate, name)
+    gate.kubectl("admin", "delete", "agentrun", name, "-n", ENFORCED, "--wait=false")
+    uids = {run["metadata"]["uid"]}
+    outcomes: list[str] = []
+
+    def gone_for_good() -> bool:
+        done = create(gate, approved)
+        outcomes.append("created" if done.returncode == 0 else done.stderr)
+        for current in runs_named(gate, name):
+            uids.add(current["metadata"]["uid"])
+        return bool(get(gate, USES, run["metadata"]["uid"])) and not runs_named(gate, name)
+
+    eventually("the run deleted and its use recorded", gone_for_good, timeout=90)
+    for _ in range(5):
+        gone_for_good()
+    assert "created" not in outcomes, outcomes
+    assert uids == {run["metadata"]["uid"]}
+    assert any("already used" in o for o in outcomes), outcomes
+
+
+def test_two_creates_racing_one_run(gate: Gate) -> None:
+    name = unique("qa-race")
+    approved = gate.approve(run_manifest(name), "alice", "bob")
+    results: list[subprocess.CompletedProcess[str]] = []
+    barrier = threading.Barrier(4)
+
+    def racer() -> None:
+        barrier.wait()
+        results.append(create(gate, approved))
+
+    threads = [threading.Thread(target=racer) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert sorted(r.returncode for r in results) == [0, 1, 1, 1]
+    for lost in (r for r in results if r.returncode != 0):
+        # the API server's name lock, or the webhook seeing the winner's use already
+        assert "already exists" in lost.stderr or "already used" in lost.stderr, lost.stderr
+    assert len(runs_named(gate, name)) == 1
+    delete_run(gate, name)
+
+
+# --- one generateName approval, one run ----------------------------------------------------------
+
+
+def test_approve_names_a_generate_name_run_and_a_prefix_record_does_not_count(
+    gate: Gate,
+) -> None:
+    prefix = unique("qa-gen")
+    path = gate.work / f"{prefix}.yaml"
+    path.write_text(run_manifest(prefix, generate=True))
+    done = gate.cli(
+        "approve",
+        str(path),
+        "--bundle",
+        str(gate.signing_bundle()),
+        "--key",
+        str(gate.keys / "alice.key"),
+        "--approver",
+        "alice",
+        "--in-place",
+    )
+    found = re.search(rf"({re.escape(prefix)}-[a-z0-9]{{5}})", done.stderr)
+    assert found, done.stderr
+    name = found.group(1)
+    gate.cli(
+        "approve",
+        str(path),
+        "--bundle",
+        str(gate.signing_bundle()),
+        "--key",
+        str(gate.keys / "bob.key"),
+        "--approver",
+        "bob",
+        "--in-place",
+    )
+    approved = path.read_text()
+    meta = yaml.safe_load(approved)["metadata"]
+    assert meta["name"] == name and "generateName" not in meta
+    assert create(gate, approved).returncode == 0
+    # the same approval cannot start a second run: the name is taken, then used
+    second = create(gate, approved)
+    assert second.returncode == 1, second.stdout
+    assert "already exists" in second.stderr or "already used" in second.stderr, second.stderr
+    delete_run(gate, name)
+    denied(create(gate, approved), "already used")
+
+    # records made by hand for the prefix (`approve` always names the run now): signed with
+    # the approvers' real keys, the finalizer added, the run created with generateName
+    signer = Signer(gate)
+    manifest = run(prefix, generate=True)
+    manifest["metadata"]["annotations"] = {
+        records.ANNOTATION: json.dumps([signer.record(manifest, who) for who in ("alice", "bob")])
+    }
+    for _ in range(2):
+        denied(create(gate, yaml.safe_dump(manifest)), f"generateName prefix {ENFORCED}/{prefix}-*")
+    others = [r for r in items(gate, "agentruns") if r["metadata"]["name"].startswith(prefix)]
+    assert others == []
+
+
+# --- the finalizer is the webhook's, not anybody's -----------------------------------------------
+
+
+def test_removing_the_use_finalizer_before_the_use_exists_is_denied(gate: Gate) -> None:
+    gate.stop_controllers()  # nobody records the use meanwhile
+    try:
+        name = unique("qa-final")
+        assert create(gate, gate.approve(run_manifest(name), "alice", "bob")).returncode == 0
+        [run] = runs_named(gate, name)
+        assert get(gate, USES, run["metadata"]["uid"]) is None
+        for user in (REQUESTER, "admin"):
+            done = gate.kubectl(
+                user,
+                "patch",
+                "agentrun",
+                name,
+                "-n",
+                ENFORCED,
+                "--type=json",
+                "-p",
+                json.dumps([{"op": "remove", "path": "/metadata/finalizers"}]),
+            )
+            denied(done, "ApprovalUse is not recorded yet")
+        # deleting leaves it terminating: the name stays taken
+        gate.kubectl(REQUESTER, "delete", "agentrun", name, "-n", ENFORCED, "--wait=false")
+        [held] = runs_named(gate, name)
+        assert held["metadata"].get("deletionTimestamp")
+        assert held["metadata"]["finalizers"] == [view.USE_FINALIZER]
+    finally:
+        gate.start_controller()
+    eventually("the controller releases it", lambda: not runs_named(gate, name))
+    assert get(gate, USES, run["metadata"]["uid"]) is not None
+
+
+# --- environments --------------------------------------------------------------------------------
+
+
+def test_staging_approvals_and_decisions_do_not_count_in_prod(gate: Gate, people: People) -> None:
+    name = unique("qa-env")
+    approved = gate.approve(run_manifest(name), "alice", "bob")
+    people.request(name)
+    with gate.enforcing(OTHER_ENV):
+        denied(create(gate, approved), f"for {ENV}, this bundle enforces {OTHER_ENV}")
+        # the controller, on the prod bundle too, fails the staging request for good
+        wait_phase(gate, name, "Failed")
+        done = people.decide("approve", "alice", name, check=False)
+        assert done.returncode == 1, done.stdout + done.stderr
+        assert decisions_of(gate, name) == []
+        # and a decision with a staging record, filed by hand, is denied as well
+        annotations = yaml.safe_load(approved)["metadata"]["annotations"]
+        record = json.loads(annotations[records.ANNOTATION])[0]
+        decision = {
+            "apiVersion": view.API_VERSION,
+            "kind": "ApprovalDecision",
+            "metadata": {"generateName": f"{name}-", "namespace": ENFORCED},
+            "spec": {
+                "requestName": name,
+                "decision": "approve",
+                "approver": "alice",
+                "record": record,
+            },
+        }
+        done = gate.kubectl("alice", "create", "-f", "-", manifest=json.dumps(decision))
+        assert done.returncode == 1 and "denied the request" in done.stderr, done.stderr
+    assert runs_named(gate, name) == []
+    assert not [d for d in items(gate, DECISIONS) if d["spec"]["requestName"] == name]
+
+
+# --- git-kept runs -------------------------------------------------------------------------------
+
+
+def test_a_git_kept_run_re_applied_after_delete_is_denied_as_a_replay(gate: Gate) -> None:
+    """Argo CD (a gitOpsAppliers identity, a pod-bound token) applies an approved run kept
+    in git; the run is deleted (by hand or a TTL); self-heal applies the same file again:
+    denied as a replay, with the message Argo CD shows."""
+    token = pod_bound_token(
+        gate.plane, "argocd", "argocd-application-controller", unique("application-controller")
+    )
+    gate.plane.grant(
+        "e2e-argocd-agentruns",
+        subjects=[ARGOCD],
+        rules=[
+            {
+                "apiGroups": ["agents.proompteng.ai"],
+                "resources": ["agentruns"],
+                "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"],
+            }
+        ],
+    )
+    name = unique("qa-git")
+    approved = gate.approve(run_manifest(name), "alice", "bob")
+    kept = gate.work / f"{name}-git.yaml"
+    kept.write_text(approved)
+
+    def argocd_apply() -> subprocess.CompletedProcess[str]:
+        return gate.plane.kubectl_with_token(
+            token, "apply", "--server-side", "--field-manager=argocd-controller", "-f", str(kept)
+        )
+
+    first = argocd_apply()
+    assert first.returncode == 0, first.stderr
+    [run] = runs_named(gate, name)
+    use_of(gate, run)
+    delete_run(gate, name)
+    healed = argocd_apply()
+    denied(healed, "already used", "approve it again")
+    assert runs_named(gate, name) == []
