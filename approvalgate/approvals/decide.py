@@ -977,6 +977,8 @@ def _evaluate(
     # Rule 6: break-glass bypass admits with a warning and an audit trail (never for a
     # ServiceAccount requester other than a GitOps applier: _judge does not count it).
     if bypass is not None:
+        if run.finalizer_missing:
+            return _graded(policy, level, "missing-use-finalizer", _finalizer_missing(policy))
         reason = bypass.claim.reason
         return PolicyResult(
             policy.ref,
@@ -994,6 +996,8 @@ def _evaluate(
         outcome: Outcome = "deny"
         reason_code, summary = "vetoed", f"{header}; rejected by {', '.join(rejects)}"
     elif len(approvals) >= required and len(approvals) > len(rejects):
+        if run.finalizer_missing:
+            return _graded(policy, level, "missing-use-finalizer", _finalizer_missing(policy))
         return PolicyResult(
             policy.ref,
             "allow",
@@ -1059,15 +1063,18 @@ def _view_shape_problem(policy: Policy, run: _Run) -> tuple[str, str] | None:
             f"policy {policy.ref}: the run says it comes from an ApprovalRequest, but "
             f"{run.request_problem}",
         )
-    if run.finalizer_missing:
-        return (
-            "missing-use-finalizer",
-            f"policy {policy.ref}: a run admitted on approvals must carry the finalizer "
-            f"{USE_FINALIZER} (it keeps the name taken until the approval's use is recorded, "
-            "so the approval admits one run); `approvalgate approve` adds it, or add it to "
-            "metadata.finalizers",
-        )
     return None
+
+
+def _finalizer_missing(policy: Policy) -> str:
+    """Said when records would admit a run that lacks the use finalizer (checked after the
+    records, so that an unapproved run is told what it lacks first)."""
+    return (
+        f"policy {policy.ref}: a run admitted on approvals must carry the finalizer "
+        f"{USE_FINALIZER} (it keeps the name taken until the approval's use is recorded, "
+        "so the approval admits one run); `approvalgate approve` adds it, or add it to "
+        "metadata.finalizers"
+    )
 
 
 def _graded(policy: Policy, level: str, reason: str, summary: str) -> PolicyResult:

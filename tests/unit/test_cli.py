@@ -148,10 +148,9 @@ def test_verify_json_and_junit(capsys: pytest.CaptureFixture[str], repo: Path) -
     code, out, _ = verify(capsys, repo, "--output", "json")
     assert code == 1
     report = json.loads(out)
-    # prod requires the cluster view: the unapproved run also lacks the use finalizer, and
-    # that denial names the command that adds both (approvals cannot lift it by themselves)
-    assert report[0]["allowed"] is False and report[0]["reason"] == "missing-use-finalizer"
-    assert "`approvalgate approve` adds it" in report[0]["message"]
+    # the run also lacks the use finalizer prod requires: what it lacks first is approvals
+    # (the finalizer is named once records would admit it; `approve` adds both)
+    assert report[0]["allowed"] is False and report[0]["reason"] == "missing-approvals"
     assert report[0]["code"] == 403
     code, out, _ = verify(capsys, repo, "--output", "junit")
     assert code == 1
