@@ -321,11 +321,19 @@ def _named(run: Any, environment: str, assumed: bool) -> Any:
 
 def add_request_arguments(parser: argparse.ArgumentParser, decision: str) -> None:
     """The arguments of ``reject`` and ``withdraw`` (``approve --request`` has the same)."""
-    parser.add_argument(
+    target = parser.add_mutually_exclusive_group(required=True)
+    target.add_argument(
         "--request",
         metavar="NS/NAME",
-        required=True,
         help="the ApprovalRequest (approvalgate pending lists them)",
+    )
+    target.add_argument(
+        "--run",
+        metavar="MANIFEST",
+        type=Path,
+        help="an AgentRun manifest that is (or will be) applied directly, not requested: the "
+        "record is filed in the cluster for that run's name and spec (needs --env or "
+        "--bundle), so it counts whether or not the run carries it",
     )
     parser.add_argument(
         "--key",
@@ -385,6 +393,8 @@ def decide_on_request(args: argparse.Namespace, decision: str) -> int:
     from approvalgate.policies import bundle_environment, bundle_from_file, checked_environment
 
     check_reason(decision, args.reason)
+    if getattr(args, "run", None) is not None:
+        return _decide_on_run(args, decision)
     ref_namespace, name = _cluster.request_ref(args.request, "--request")
     now = manifests.parse_now(args.now)
     bundle = bundle_from_file(args.bundle) if args.bundle else None
@@ -462,6 +472,90 @@ def decide_on_request(args: argparse.Namespace, decision: str) -> int:
         f"{args.approver}, user {me}, expires {records.format_time(claim.expires_at)}\n"
         f"  follow it: approvalgate status {ref}"
     )
+    return 0
+
+
+def _decide_on_run(args: argparse.Namespace, decision: str) -> int:
+    """Sign ``decision`` about each AgentRun of ``args.run`` (a manifest applied directly)
+    and file it as an ApprovalDecision for that run's name: a reject or withdrawal the
+    requester cannot leave out of the run's annotation."""
+    import json
+
+    from approvalgate import manifests
+    from approvalgate.approvals import keys, records
+    from approvalgate.approvals.errors import InputError
+    from approvalgate.commands import _cluster, _queue
+    from approvalgate.kube import objects
+    from approvalgate.kube.errors import KubeError
+    from approvalgate.kube.resources import APPROVAL_DECISIONS
+    from approvalgate.policies import bundle_environment, bundle_from_file, required_environment
+
+    now = manifests.parse_now(args.now)
+    bundle = bundle_from_file(args.bundle) if args.bundle else None
+    if bundle is not None:
+        environment = bundle_environment(bundle, args.bundle, args.env)
+    else:
+        environment = required_environment(
+            args.env, f"{decision} --run needs --env NAME (or --bundle): the record names it"
+        )
+    signer = keys.load_signer(args.key, lambda path: manifests.read_key(Path(path)))
+    text = manifests.read_manifest(args.run)
+    default_namespace = getattr(args, "namespace", None) or "default"
+    runs = manifests.agent_runs(text, str(args.run), default_namespace)
+    unnamed = [run.ref for run in runs if not run.name]
+    if unnamed:
+        raise InputError(
+            f"{args.run}: {', '.join(unnamed)} has only generateName: a decision in the "
+            "cluster names one run; give it metadata.name (`approvalgate approve` does)"
+        )
+    cap = manifests.ttl_cap(bundle, runs, decision) if bundle is not None else None
+    ttl = ttl_seconds(args.ttl, cap)
+    advice = _cluster.rbac_advice(
+        "create on approvaldecisions",
+        "approvaldecisions",
+        runs[0].namespace,
+        "approvalgate-approver",
+    )
+    created_all: list[dict[str, Any]] = []
+    with _cluster.connect(args, advice) as client:
+        me = _cluster.whoami(client)
+        for run in runs:
+            claim = records.Claim(
+                subject=run.subject,
+                digest=run.digest,
+                decision=decision,  # type: ignore[arg-type]
+                approver=args.approver,
+                reason=args.reason,
+                issued_at=now,
+                expires_at=now + manifests.seconds(ttl),
+                nonce=records.new_nonce(),
+                environment=environment,
+            )
+            obj = _queue.decision_object(
+                request=run.name,
+                namespace=run.namespace,
+                decision=decision,
+                approver=args.approver,
+                envelope=records.sign(claim, signer),
+                created_by=me,
+                created_by_annotation=_cluster.CREATED_BY,
+            )
+            try:
+                created = objects.create(client, APPROVAL_DECISIONS, obj, run.namespace)
+            except KubeError as exc:
+                raise _cluster.not_served(exc, APPROVAL_DECISIONS.plural) from exc
+            created_all.append(created)
+            if args.output != "json":
+                print(
+                    f"created ApprovalDecision {run.namespace}/"
+                    f"{(created.get('metadata') or {}).get('name', '')}: {decision} of AgentRun "
+                    f"{run.ref} (spec sha256:{run.digest}, environment {environment}) as "
+                    f"approver {args.approver}, user {me}, expires "
+                    f"{records.format_time(claim.expires_at)}; it counts whether or not the "
+                    "run carries it"
+                )
+    if args.output == "json":
+        print(json.dumps(created_all, indent=2, sort_keys=True))
     return 0
 
 

@@ -123,12 +123,23 @@ def test_unapproved_run_is_denied_with_our_message(gate: Gate) -> None:
         "- policy agents/codex-two-person: 0 of 2 required approvals (approvers: "
         "group:platform-leads)\n  - annotation approvals.proompteng.ai/approvals is missing\n"
     )
-    # issue 15: where the cluster view is required, a run without the approval-use
-    # finalizer is denied for that first (the message says how to add it)
+    # issue 15: where the cluster view is required, an unapproved run is told what it lacks
+    # first (approvals), and a run its records would admit is denied for lacking the
+    # approval-use finalizer (the message says how to add it)
     bare = run_manifest("unapproved", finalizer=False)
     done = gate.kubectl(REQUESTER, "apply", "-f", "-", manifest=bare)
     assert done.returncode == 1
     expected = gate.verify(bare, REQUESTER)
+    assert done.stderr.strip() == denial(expected["message"])
+    assert "0 of 2 required approvals" in expected["message"]
+    approved = json.loads(
+        json.dumps(yaml.safe_load(gate.approve(run_manifest("unfinalized"), "alice", "bob")))
+    )
+    approved["metadata"].pop("finalizers")
+    unfinalized = json.dumps(approved)
+    done = gate.kubectl(REQUESTER, "apply", "-f", "-", manifest=unfinalized)
+    assert done.returncode == 1
+    expected = gate.verify(unfinalized, REQUESTER)
     assert done.stderr.strip() == denial(expected["message"])
     assert f"must carry the finalizer {USE_FINALIZER}" in expected["message"]
 

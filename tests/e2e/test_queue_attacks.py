@@ -113,6 +113,31 @@ def test_a_withdrawal_in_the_cluster_takes_the_approval_back(gate: Gate, people:
     delete_run(gate, other)
 
 
+def test_a_reject_filed_for_a_directly_applied_run_counts_though_the_run_leaves_it_out(
+    gate: Gate, people: People
+) -> None:
+    """No request at all: the approver files the reject for the run's file with `reject
+    --run`; the requester applies the run with only the approvals (class 21)."""
+    name = unique("qa-run-veto")
+    approved = gate.approve(run_manifest(name), "alice", "bob")
+    path = people.run_file(name)
+    key = str(gate.keys / "bob.key")
+    people.ok(
+        "bob", "reject", "--run", str(path), "--env", ENV, "--key", key, "--approver", "bob",
+        "--reason", "the task touches billing",
+    )  # fmt: skip
+    filed = [d for d in decisions_of(gate, name) if d["spec"]["decision"] == "reject"]
+    assert [d["spec"]["approver"] for d in filed] == ["bob"]
+    denied(create(gate, approved), "rejected by bob")
+    assert runs_named(gate, name) == []
+    # a withdrawal takes back every earlier record of bob's, his approval too: still denied
+    people.ok(
+        "bob", "withdraw", "--run", str(path), "--env", ENV, "--key", key, "--approver", "bob",
+    )  # fmt: skip
+    denied(create(gate, approved), "1 of 2", "withdrawn by bob")
+    assert runs_named(gate, name) == []
+
+
 # --- replay ----------------------------------------------------------------------------------
 
 
