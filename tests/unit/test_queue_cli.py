@@ -109,6 +109,26 @@ def test_reject_needs_a_reason_withdraw_does_not(capsys: pytest.CaptureFixture[s
     assert code == 1 and "cannot load Kubernetes credentials" in err
 
 
+def test_reject_and_withdraw_name_a_request_or_a_run_file(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    key = ("--key", str(KEYS / "alice.key"), "--approver", "alice")
+    err = usage(capsys, "withdraw", *key)
+    assert "one of the arguments --request --run is required" in err
+    err = usage(capsys, "withdraw", "--request", "agents/x", "--run", "run.yaml", *key)
+    assert "not allowed with argument" in err
+    run_file = tmp_path / "run.yaml"
+    run_file.write_text((ROOT / "tests/corpus/decide/_base/run.yaml").read_text())
+    # --run needs the environment the record names, checked before the cluster
+    code, _, err = run(capsys, "withdraw", "--run", str(run_file), *key)
+    assert code == 2 and "withdraw --run needs --env NAME (or --bundle)" in err
+    code, _, err = run(
+        capsys, "withdraw", "--run", str(run_file), *key, "--env", "prod",
+        "--kubeconfig", "/nonexistent/kubeconfig",
+    )  # fmt: skip
+    assert code == 1 and "cannot load Kubernetes credentials" in err
+
+
 def test_request_checks_its_arguments_before_the_cluster(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
