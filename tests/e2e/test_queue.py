@@ -117,9 +117,10 @@ def test_request_watch_two_approvals_the_run_once_status_events_metrics(
     assert annotations[view.REQUEST_ANNOTATION] == ref
     assert annotations[records.AUTHOR_ANNOTATION] == "requester"
     carried = json.loads(annotations[records.ANNOTATION])
-    assert [r["payload"] for r in carried] == [
+    # every decision's record, each once (their order is creation order to the second)
+    assert sorted(r["payload"] for r in carried) == sorted(
         d["spec"]["record"]["payload"] for d in decisions_of(gate, name)
-    ]
+    )
     assert meta["finalizers"] == [view.USE_FINALIZER]
     shown = gate.kubectl(
         "admin", "get", "agentrun", name, "-n", ENFORCED, "-o", "json", "--show-managed-fields"
@@ -353,9 +354,11 @@ def test_a_bypass_with_its_reason_creates_the_run(gate: Gate, people: People) ->
     carried = json.loads(run["metadata"]["annotations"][records.ANNOTATION])
     parsed, problems = records.parse_annotation(json.dumps(carried))
     assert not problems
-    assert [(r.claim.decision, r.claim.approver, r.claim.reason) for r in parsed] == [
-        ("bypass", "oncall", "INC-42 checkout down"),
+    # decisions come in creation order, to the second: two filed within one second may come
+    # either way, so compare the set
+    assert sorted((r.claim.decision, r.claim.approver, r.claim.reason) for r in parsed) == [
         ("approve", "dana", ""),
+        ("bypass", "oncall", "INC-42 checkout down"),
     ]
     assert story["run"]["uid"] == run["metadata"]["uid"]
     delete_run(gate, name)
