@@ -170,7 +170,7 @@ class Bundle:
         key = repr(spec)
         if len(key) > DIGEST_CACHE_MAX_CHARS:
             return spec_digest(spec)
-        digest: str = self._digests(_Keyed(key, spec))
+        digest: str = self._digests(records.MemoKey(key, spec))
         return digest
 
     def __post_init__(self) -> None:
@@ -211,26 +211,10 @@ class Bundle:
         object.__setattr__(self, "clock_skew", timedelta(seconds=self.clock_skew_seconds))
 
 
-class _Keyed:
-    """A spec that hashes and compares by its ``repr`` (the memo key), carrying the spec."""
-
-    __slots__ = ("key", "spec")
-
-    def __init__(self, key: str, spec: object) -> None:
-        self.key = key
-        self.spec = spec
-
-    def __hash__(self) -> int:
-        return hash(self.key)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, _Keyed) and other.key == self.key
-
-
-def _digest_of(keyed: _Keyed) -> str:
+def _digest_of(keyed: records.MemoKey) -> str:
     """The cached function behind :meth:`Bundle.spec_digest`; the entry keeps only the key."""
-    digest = spec_digest(keyed.spec)
-    keyed.spec = None
+    digest = spec_digest(keyed.value)
+    keyed.value = None
     return digest
 
 

@@ -532,19 +532,9 @@ def _uncovered(
     the run's annotation or from the cluster's ApprovalDecisions for it (those admit a run
     too). Else an ApprovalUse made by hand (empty, or expiring early, then deleted) would
     release the finalizer without the ledger knowing the approvals were used."""
-    annotations = old_meta.get("annotations")
-    value = annotations.get(records.ANNOTATION) if isinstance(annotations, dict) else None
-    name = str(old_meta.get("name") or "")
-    subject = records.subject_name(namespace, name)
-    parsed: tuple[records.ParsedRecord, ...] = ()
-    if isinstance(value, str):
-        parsed, _ = bundle.verifier.parse_annotation(value)
-    cluster, _ = records.parse_envelopes(list(view.records_for(namespace, name)), len(parsed))
-    created = _creation(old_meta)
-    if created is not None:  # approvals issued after the run was created were not used by it
-        latest = created + bundle.clock_skew
-        cluster = [r for r in cluster if r.claim.issued_at <= latest]
-    for record in (*parsed, *cluster):
+    subject = records.subject_name(namespace, str(old_meta.get("name") or ""))
+    used, carried = _used_records(old_meta, namespace, bundle, view)
+    for record in used:
         claim = record.claim
         if (
             claim.decision not in ("approve", "bypass")
@@ -557,7 +547,7 @@ def _uncovered(
         keys = [k.key for k in approver.keys if k.valid_at(claim.issued_at)] if approver else []
         if bundle.verifier.signed_by(record, keys) is None:
             continue
-        where = "cluster record" if record.index >= len(parsed) else "record"
+        where = "cluster record" if record.index >= carried else "record"
         what = f"{where} {record.index} ({claim.decision} by {claim.approver})"
         if statement_digest(record) not in use.statements:
             return what
@@ -576,6 +566,32 @@ def _creation(meta: Mapping[str, Any]) -> datetime | None:
         return None
 
 
+def _used_records(
+    meta: Mapping[str, Any], namespace: str, bundle: Bundle, view: ClusterView
+) -> tuple[list[records.ParsedRecord], int]:
+    """The records a run may have used: every one it carries, then the cluster's approvals
+    (approve, bypass) for its name issued by the time it was created (later ones were not
+    used by it); and how many of them it carries (they come first)."""
+    annotations = meta.get("annotations")
+    value = annotations.get(records.ANNOTATION) if isinstance(annotations, dict) else None
+    parsed: tuple[records.ParsedRecord, ...] = ()
+    if isinstance(value, str):
+        parsed, _ = bundle.verifier.parse_annotation(value)
+    name = str(meta.get("name") or "")
+    cluster, _ = bundle.verifier.parse_envelopes(
+        list(view.records_for(namespace, name)), len(parsed)
+    )
+    created = _creation(meta)
+    latest = created + bundle.clock_skew if created is not None else None
+    chosen = [
+        r
+        for r in cluster
+        if r.claim.decision in ("approve", "bypass")
+        and (latest is None or r.claim.issued_at <= latest)
+    ]
+    return [*parsed, *chosen], len(parsed)
+
+
 def used_statements(
     run: Mapping[str, Any], bundle: Bundle, view: ClusterView
 ) -> tuple[list[str], datetime | None]:
@@ -584,20 +600,7 @@ def used_statements(
     it was created (it may have counted), and the latest of their expiries."""
     meta = run.get("metadata") if isinstance(run.get("metadata"), dict) else {}
     assert isinstance(meta, dict)
-    annotations = meta.get("annotations")
-    value = annotations.get(records.ANNOTATION) if isinstance(annotations, dict) else None
-    parsed: tuple[records.ParsedRecord, ...] = ()
-    if isinstance(value, str):
-        parsed, _ = bundle.verifier.parse_annotation(value)
-    namespace, name = str(meta.get("namespace") or ""), str(meta.get("name") or "")
-    cluster, _ = records.parse_envelopes(list(view.records_for(namespace, name)), len(parsed))
-    created = _creation(meta)
-    chosen = list(parsed) + [
-        r
-        for r in cluster
-        if r.claim.decision in ("approve", "bypass")
-        and (created is None or r.claim.issued_at <= created + bundle.clock_skew)
-    ]
+    chosen, _ = _used_records(meta, str(meta.get("namespace") or ""), bundle, view)
     statements = sorted({statement_digest(r) for r in chosen})
     latest = max((r.claim.expires_at for r in chosen), default=None)
     return statements, latest

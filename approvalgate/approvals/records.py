@@ -412,7 +412,7 @@ class Verifier:
     def _envelope_cached(
         self, key: tuple[object, ...], entry: object
     ) -> tuple[ParsedRecord | None, str]:
-        result: tuple[ParsedRecord | None, str] = self._envelopes(_Keyed(key, entry))
+        result: tuple[ParsedRecord | None, str] = self._envelopes(MemoKey(key, entry))
         return result
 
     def signed_by(self, record: ParsedRecord, keys: Iterable[SSlibKey]) -> SSlibKey | None:
@@ -475,20 +475,21 @@ ENVELOPE_CACHE_ENTRIES: Final = 4096
 ``MAX_PAYLOAD_BYTES``, and its parse: under 40 MiB in the worst case, ~4 MiB typically)."""
 
 
-class _Keyed:
-    """An envelope that hashes and compares by its content key, carrying the envelope."""
+class MemoKey:
+    """A value that hashes and compares by its key (for an lru_cache), carrying the value;
+    the cached function drops the value once used, so the cache keeps only the key."""
 
-    __slots__ = ("entry", "key")
+    __slots__ = ("key", "value")
 
-    def __init__(self, key: tuple[object, ...], entry: object) -> None:
+    def __init__(self, key: object, value: object) -> None:
         self.key = key
-        self.entry = entry
+        self.value = value
 
     def __hash__(self) -> int:
         return hash(self.key)
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, _Keyed) and other.key == self.key
+        return isinstance(other, MemoKey) and other.key == self.key
 
 
 def _envelope_memo_key(entry: object) -> tuple[object, ...] | None:
@@ -509,9 +510,9 @@ def _envelope_memo_key(entry: object) -> tuple[object, ...] | None:
     return (payload, kind, tuple(tuple(sorted(sig.items())) for sig in signatures))
 
 
-def _parse_one(keyed: _Keyed) -> tuple[ParsedRecord | None, str]:
-    entry = keyed.entry
-    keyed.entry = None  # the cache keeps the key and the parse, not the caller's object
+def _parse_one(keyed: MemoKey) -> tuple[ParsedRecord | None, str]:
+    entry = keyed.value
+    keyed.value = None  # the cache keeps the key and the parse, not the caller's object
     try:
         return _parse_entry(0, entry), ""
     except _Malformed as exc:

@@ -64,18 +64,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "the environment the approval holds in, as named in approvalgate.yaml (required "
         "unless --bundle names it)",
     )
-    parser.add_argument(
-        "--key",
-        metavar="KEYFILE",
-        required=True,
-        help="the approver's private key (from `approvalgate keygen`)",
-    )
-    parser.add_argument(
-        "--approver",
-        metavar="NAME",
-        required=True,
-        help="the approver's name, as in their Approver document",
-    )
+    _add_signer(parser)
     parser.add_argument(
         "--ttl",
         "--expires-in",
@@ -198,17 +187,7 @@ def _approve_file(args: argparse.Namespace) -> int:
         }
 
     def sign(run: manifests.Run) -> str:
-        claim = records.Claim(
-            subject=run.subject,
-            digest=run.digest,
-            decision=decision,  # type: ignore[arg-type]
-            approver=args.approver,
-            reason=args.reason,
-            issued_at=now,
-            expires_at=now + manifests.seconds(ttl),
-            nonce=records.new_nonce(),
-            environment=environment,
-        )
+        claim = _claim(args, run, decision, environment, now, ttl)
         value = records.dump_annotation([*run.envelopes, records.sign(claim, signer)])
         size = records.annotation_overflow(value)
         if size is not None:
@@ -255,6 +234,48 @@ def _approve_file(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(result)
     return 0
+
+
+def _claim(
+    args: argparse.Namespace,
+    run: Any,
+    decision: str,
+    environment: str,
+    now: Any,
+    ttl: int,
+) -> Any:
+    """The claim ``args.approver`` signs about ``run`` (a :class:`manifests.Run`): every
+    mode of approve, reject and withdraw makes it the same way."""
+    from approvalgate import manifests
+    from approvalgate.approvals import records
+
+    return records.Claim(
+        subject=run.subject,
+        digest=run.digest,
+        decision=decision,  # type: ignore[arg-type]
+        approver=args.approver,
+        reason=args.reason,
+        issued_at=now,
+        expires_at=now + manifests.seconds(ttl),
+        nonce=records.new_nonce(),
+        environment=environment,
+    )
+
+
+def _add_signer(parser: argparse.ArgumentParser) -> None:
+    """--key and --approver: who signs (approve, and reject and withdraw)."""
+    parser.add_argument(
+        "--key",
+        metavar="KEYFILE",
+        required=True,
+        help="the approver's private key (from `approvalgate keygen`)",
+    )
+    parser.add_argument(
+        "--approver",
+        metavar="NAME",
+        required=True,
+        help="the approver's name, as in their Approver document",
+    )
 
 
 def check_reason(decision: str, reason: str) -> None:
@@ -335,18 +356,7 @@ def add_request_arguments(parser: argparse.ArgumentParser, decision: str) -> Non
         "record is filed in the cluster for that run's name and spec (needs --env or "
         "--bundle), so it counts whether or not the run carries it",
     )
-    parser.add_argument(
-        "--key",
-        metavar="KEYFILE",
-        required=True,
-        help="the approver's private key (from `approvalgate keygen`)",
-    )
-    parser.add_argument(
-        "--approver",
-        metavar="NAME",
-        required=True,
-        help="the approver's name, as in their Approver document",
-    )
+    _add_signer(parser)
     parser.add_argument(
         "--reason",
         metavar="TEXT",
@@ -436,17 +446,7 @@ def decide_on_request(args: argparse.Namespace, decision: str) -> int:
             )
         cap = manifests.ttl_cap(bundle, [run], decision) if bundle is not None else None
         ttl = ttl_seconds(args.ttl, cap)
-        claim = records.Claim(
-            subject=run.subject,
-            digest=run.digest,
-            decision=decision,  # type: ignore[arg-type]
-            approver=args.approver,
-            reason=args.reason,
-            issued_at=now,
-            expires_at=now + manifests.seconds(ttl),
-            nonce=records.new_nonce(),
-            environment=environment,
-        )
+        claim = _claim(args, run, decision, environment, now, ttl)
         envelope = records.sign(claim, signer)
         me = _cluster.whoami(client)
         obj = _queue.decision_object(
@@ -520,17 +520,7 @@ def _decide_on_run(args: argparse.Namespace, decision: str) -> int:
     with _cluster.connect(args, advice) as client:
         me = _cluster.whoami(client)
         for run in runs:
-            claim = records.Claim(
-                subject=run.subject,
-                digest=run.digest,
-                decision=decision,  # type: ignore[arg-type]
-                approver=args.approver,
-                reason=args.reason,
-                issued_at=now,
-                expires_at=now + manifests.seconds(ttl),
-                nonce=records.new_nonce(),
-                environment=environment,
-            )
+            claim = _claim(args, run, decision, environment, now, ttl)
             obj = _queue.decision_object(
                 request=run.name,
                 namespace=run.namespace,
