@@ -15,8 +15,11 @@ import json
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from approvalgate.approvals import content, parents
+from approvalgate.approvals.digest import canonical_json
 from approvalgate.approvals.view import StaticView
 
 NS = "agents"
@@ -381,3 +384,33 @@ def test_content_refs_are_the_agent_and_every_implementation_spec() -> None:
     )
     obj = {"kind": "ImplementationSpec", "spec": {"text": "x"}}
     assert content.digest(obj) == hashlib.sha256(b'{"text":"x"}').hexdigest()
+
+
+def test_json_equal_is_canonical_equality() -> None:
+    assert parents.json_equal({"a": [1, "x", None]}, {"a": [1.0, "x", None]})
+    assert not parents.json_equal({"a": True}, {"a": 1})
+    assert not parents.json_equal({"a": "1"}, {"a": 1})
+    assert not parents.json_equal({"a": 1}, {"a": 1, "b": None})
+    assert not parents.json_equal([1, 2], [2, 1])
+
+
+JSON_VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**53) + 1, 2**53 - 1)
+    | st.floats(min_value=-1e9, max_value=1e9, allow_nan=False, width=32)
+    | st.sampled_from(["", "a", "1", "true"]),
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.dictionaries(st.sampled_from(["a", "b", "c"]), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+
+
+@given(JSON_VALUES, JSON_VALUES)
+@settings(max_examples=300, deadline=None)
+def test_json_equal_agrees_with_rfc8785_bytes(left: Any, right: Any) -> None:
+    same = canonical_json(left) == canonical_json(right)
+    assert parents.json_equal(left, right) == same
+    assert parents.json_equal(left, left)
