@@ -35,7 +35,9 @@ What the objects look like comes from approvalgate's own reproduction of those f
 (:mod:`approvalgate.approvals.parents`: ``schedule_run_manifest``, ``step_run_spec``,
 ``step_run_metadata``, ``swarm_schedule``), which the gate also uses to judge them; the
 functions below named ``upstream_*`` are an independent transcription of the TypeScript,
-compared with those (tests/e2e/test_parents.py) so that a mistake in one shows.
+compared with those (tests/e2e/test_parents.py) so that a mistake in one shows. Where they
+knowingly differ (a Swarm's Schedule: jangar writes ``targetRef.apiVersion`` and always a
+``targetRef.namespace``), the platform here makes what upstream makes.
 
 The requests go over HTTPS to the API server with the ServiceAccount's bearer token (from
 the TokenRequest API, bound to a Pod as a kubelet would mount it): authentication, RBAC and
@@ -58,6 +60,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
+from approvalgate.approvals import parents
 from tests.e2e.controlplane import ControlPlane
 from tests.e2e.gate import pod_bound_token
 
@@ -462,15 +465,12 @@ def owner_references(obj: Mapping[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
-# --- what the platform makes: approvalgate's reproduction, else the transcription below ---------
+# --- what the platform makes -------------------------------------------------------------------
 
 
 def schedule_run_manifest(schedule: Mapping[str, Any], target: Mapping[str, Any]) -> dict[str, Any]:
-    parents = _parents()
-    if parents is not None and hasattr(parents, "schedule_run_manifest"):
-        made: dict[str, Any] = parents.schedule_run_manifest(schedule, target)
-        return made
-    return upstream_schedule_run_manifest(schedule, target)
+    """buildScheduleRunTemplate (placeholders kept)."""
+    return parents.schedule_run_manifest(schedule, target)
 
 
 def step_run(
@@ -479,37 +479,38 @@ def step_run(
     step_name: str,
     namespace: str,
 ) -> dict[str, Any]:
-    parents = _parents()
-    name = str(orun["metadata"]["name"])
-    if parents is not None and hasattr(parents, "step_run_spec"):
-        spec = parents.step_run_spec(orchestration_spec, orun["spec"], step_name)
-        metadata = parents.step_run_metadata(name, step_name, namespace)
-    else:
-        spec = upstream_step_run_spec(orchestration_spec, orun["spec"], step_name)
-        metadata = upstream_step_run_metadata(name, step_name, namespace)
-    assert spec is not None, f"step {step_name} is not an AgentRun step"
+    """submitAgentRunStep's AgentRun for step ``step_name`` of ``orun``."""
+    spec = parents.step_run_spec(orchestration_spec, orun["spec"], step_name)
+    assert spec is not None, f"step {step_name} is not an AgentRun step upstream would submit"
     return {
         "apiVersion": AGENT_RUN.api_version,
         "kind": "AgentRun",
-        "metadata": dict(metadata),
-        "spec": dict(spec),
+        "metadata": parents.step_run_metadata(str(orun["metadata"]["name"]), step_name, namespace),
+        "spec": spec,
     }
 
 
+TARGET_API_VERSIONS = {
+    "AgentRun": AGENT_RUN.api_version,
+    "OrchestrationRun": ORCHESTRATION_RUN.api_version,
+}
+
+
 def swarm_schedule(swarm: Mapping[str, Any], stage: str) -> dict[str, Any] | None:
-    parents = _parents()
-    if parents is not None and hasattr(parents, "swarm_schedule"):
-        made: dict[str, Any] | None = parents.swarm_schedule(swarm, stage)
-        return made
-    return upstream_swarm_schedule(swarm, stage)
-
-
-def _parents() -> Any:
-    try:
-        from approvalgate.approvals import parents
-    except ImportError:
+    """reconcileSwarm's Schedule for ``stage``: parents.swarm_schedule, with the targetRef as
+    jangar writes it: ``apiVersion`` (resolveStageApiVersion) and the namespace, the Swarm's
+    when the stage's targetRef names none (resolveStageTargetRef)."""
+    made = parents.swarm_schedule(swarm, stage)
+    if made is None:
         return None
-    return parents
+    ref = made["spec"]["targetRef"]
+    made["spec"]["targetRef"] = {
+        "apiVersion": TARGET_API_VERSIONS[str(ref["kind"])],
+        "kind": ref["kind"],
+        "name": ref["name"],
+        "namespace": ref.get("namespace") or swarm["metadata"]["namespace"],
+    }
+    return made
 
 
 # --- an independent transcription of the TypeScript ----------------------------------------------
@@ -556,17 +557,22 @@ def upstream_schedule_run_manifest(
     }
 
 
-_LABEL_VALUE = re.compile(r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?")
+_LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$")
+
+
+def _trim_invalid_label_edges(value: str) -> str:
+    return re.sub(r"[^A-Za-z0-9]+$", "", re.sub(r"^[^A-Za-z0-9]+", "", value))
 
 
 def upstream_label_value(value: str) -> str:
-    """kubernetes-labels.ts normalizeKubernetesLabelValue (as CONTRACT.md summarises it)."""
+    """kubernetes-labels.ts normalizeKubernetesLabelValue."""
     trimmed = value.strip()
-    if len(trimmed) <= 63 and _LABEL_VALUE.fullmatch(trimmed):
+    if len(trimmed) <= 63 and _LABEL_VALUE.search(trimmed):
         return trimmed
-    stem = re.sub(r"[^A-Za-z0-9_.-]+", "-", trimmed).strip("-_.")[:50].strip("-_.")
     digest = hashlib.sha256(value.encode()).hexdigest()[:12]
-    return f"{stem}-{digest}" if stem else digest
+    sanitized = _trim_invalid_label_edges(re.sub(r"[^A-Za-z0-9_.-]+", "-", trimmed))
+    stem = _trim_invalid_label_edges(sanitized[: 63 - len(digest) - 1]) or "delivery"
+    return f"{stem}-{digest}"
 
 
 def upstream_make_name(base: str, suffix: str) -> str:
@@ -658,7 +664,8 @@ def upstream_step_run_metadata(orun_name: str, step_name: str, namespace: str) -
 
 
 def upstream_swarm_schedule(swarm: Mapping[str, Any], stage: str) -> dict[str, Any] | None:
-    """reconcileSwarm's Schedule for ``stage`` (None: stage disabled or without target)."""
+    """reconcileSwarm's Schedule for ``stage`` (None: stage disabled or without target); its
+    ``spec.cron`` (cadenceToCron, the minute spread per swarm) is not transcribed."""
     meta, spec = swarm["metadata"], swarm.get("spec") or {}
     stage_spec = (spec.get("execution") or {}).get(stage) or {}
     ref = stage_spec.get("targetRef")
