@@ -194,9 +194,10 @@ class Account:
         assert answer.ok, str(answer)
         return answer.body
 
-    def create(self, obj: Mapping[str, Any]) -> Answer:
+    def create(self, obj: Mapping[str, Any], dry_run: bool = False) -> Answer:
+        """POST ``obj``; ``dry_run``: judged (admission included) but not stored."""
         kind, namespace = _kind_of(obj), str(obj["metadata"]["namespace"])
-        return self.call("POST", kind.path(namespace), obj)
+        return self.call("POST", kind.path(namespace) + ("?dryRun=All" if dry_run else ""), obj)
 
     def replace(self, obj: Mapping[str, Any]) -> Answer:
         kind, meta = _kind_of(obj), obj["metadata"]
@@ -396,9 +397,10 @@ class Platform:
         assert applied_cron.ok, str(applied_cron)
         return applied.body
 
-    def fire(self, schedule: str) -> Answer:
+    def fire(self, schedule: str, dry_run: bool = False) -> Answer:
         """One fire of the CronJob: a new pod of it (a fresh token bound to that pod) runs
-        runSupportingScheduleRunner on the mounted run.json."""
+        runSupportingScheduleRunner on the mounted run.json. ``dry_run``: the same create as
+        a server-side dry run (judged by the webhook, nothing stored)."""
         config = self.kubelet.get(CONFIG_MAP, self.namespace, f"{schedule}-template")
         assert config is not None, f"ConfigMap {schedule}-template not found: reconcile first"
         runner = service_account(
@@ -407,7 +409,8 @@ class Platform:
             RUNNER_ACCOUNT,
             f"{schedule}-cron-{secrets.token_hex(3)}"[:63],
         )
-        return runner.apply(materialize(config["data"]["run.json"]))
+        manifest = materialize(config["data"]["run.json"])
+        return runner.create(manifest, dry_run=True) if dry_run else runner.apply(manifest)
 
     # -- orchestrations -----------------------------------------------------------------------
 
