@@ -58,6 +58,8 @@ class Use:
     statements: frozenset[str]
     created: datetime | None
     expires_at: datetime | None
+    references: Mapping[str, str] = field(default_factory=dict, hash=False)
+    """``spec.references``: each referenced object ("Kind/name") -> the content digest bound."""
 
     @classmethod
     def of(cls, obj: Mapping[str, Any]) -> Use | None:
@@ -78,6 +80,7 @@ class Use:
             statements=frozenset(s for s in statements if isinstance(s, str)),
             created=_time(meta.get("creationTimestamp")),
             expires_at=_time(spec.get("expiresAt")),
+            references=_references(spec.get("references")),
         )
 
 
@@ -207,6 +210,12 @@ def decision_envelope(obj: Mapping[str, Any]) -> Mapping[str, Any] | None:
 def statement_digest(record: records.ParsedRecord) -> str:
     """sha256 (hex) of the record's DSSE payload: the signed statement, nonce included."""
     return hashlib.sha256(record.envelope.payload).hexdigest()
+
+
+def _references(value: object) -> dict[str, str]:
+    if not isinstance(value, Mapping):
+        return {}
+    return {k: v for k, v in value.items() if isinstance(k, str) and isinstance(v, str)}
 
 
 def _creation_order(obj: Mapping[str, Any]) -> tuple[str, str]:
