@@ -189,6 +189,19 @@ CLUSTER_GRANTS = {
     ("events.k8s.io", "events", "patch"),
     ("", "events", "create"),
     ("", "events", "patch"),
+    # what derived runs come from and what runs reference: read only
+    *(
+        (group, resource, verb)
+        for group, resource in (
+            ("schedules.proompteng.ai", "schedules"),
+            ("orchestration.proompteng.ai", "orchestrationruns"),
+            ("orchestration.proompteng.ai", "orchestrations"),
+            ("swarm.proompteng.ai", "swarms"),
+            ("agents.proompteng.ai", "implementationspecs"),
+            ("agents.proompteng.ai", "agents"),
+        )
+        for verb in ("get", "list", "watch")
+    ),
 }
 
 

@@ -151,6 +151,9 @@ def test_cel_rules_defend_what_the_webhook_checks() -> None:
     assert by_kind_rules["ApprovalUse"] == {
         "$": ["self.metadata.name == self.spec.run.uid"],
         "$.spec": ["self == oldSelf"],
+        "$.spec.references": [
+            "self.all(k, k.matches('^(ImplementationSpec|Agent)/[a-z0-9]([-a-z0-9.]*[a-z0-9])?$'))"
+        ],
     }
 
 
