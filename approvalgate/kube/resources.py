@@ -71,7 +71,7 @@ EVENTS = Resource("events.k8s.io", "v1", "events")
 CORE_EVENTS = Resource("", "v1", "events")
 SIGNAL_DELIVERIES = Resource("signals.proompteng.ai", "v1alpha1", "signaldeliveries")
 
-# the agents platform's objects that make AgentRuns (parents) or that runs reference (content)
+# --- issue 16: the parents of derived runs, and the content runs refer to -----------------
 SCHEDULES = Resource("schedules.proompteng.ai", "v1alpha1", "schedules")
 ORCHESTRATION_RUNS = Resource("orchestration.proompteng.ai", "v1alpha1", "orchestrationruns")
 ORCHESTRATIONS = Resource("orchestration.proompteng.ai", "v1alpha1", "orchestrations")

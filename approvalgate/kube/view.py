@@ -22,8 +22,9 @@ the difference to the handlers as ordinary changes, so the index needs no rebuil
 - requests by ``(namespace, name)``;
 - Schedules, OrchestrationRuns, Orchestrations and Swarms by ``(kind, namespace, name)``, as
   the server has them less ``metadata.managedFields`` and the last-applied annotation;
-- ImplementationSpecs and Agents by ``(kind, namespace, name)`` as a digest only (sha256 of
-  the RFC 8785 JSON of ``spec``): their text can be large, and a digest is all decide() compares.
+- ImplementationSpecs and Agents by ``(kind, namespace, name)`` as a digest only
+  (:func:`approvals.content.digest`): their text can be large, and a digest is all decide()
+  compares.
 
 Trust. :attr:`WatchedView.problem` is "" only while every informer is synced and each has
 heard from the API server within ``max_age`` seconds; otherwise it names the kind and why
@@ -36,16 +37,13 @@ that sentence. Each watch is re-opened every ``watch_timeout`` seconds (a third 
 from __future__ import annotations
 
 import bisect
-import hashlib
 import math
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any, Final, TypeVar
 
-from approvalgate.approvals.digest import canonical_json
-from approvalgate.approvals.errors import DigestError
+from approvalgate.approvals import content, parents
 from approvalgate.approvals.view import (
     KINDS,
     StaticView,
@@ -90,12 +88,11 @@ QUEUE_RESOURCES: Final[Mapping[str, Resource]] = {
 }
 """The approval queue's kinds (the chart's CRDs), by Kind."""
 
-SCHEDULE: Final = "Schedule"
-ORCHESTRATION_RUN: Final = "OrchestrationRun"
-ORCHESTRATION: Final = "Orchestration"
-SWARM: Final = "Swarm"
-IMPLEMENTATION_SPEC: Final = "ImplementationSpec"
-AGENT: Final = "Agent"
+SCHEDULE: Final = parents.SCHEDULE.kind
+ORCHESTRATION_RUN: Final = parents.ORCHESTRATION_RUN.kind
+ORCHESTRATION: Final = parents.ORCHESTRATION.kind
+SWARM: Final = parents.SWARM.kind
+IMPLEMENTATION_SPEC, AGENT = content.KINDS
 OBJECT_RESOURCES: Final[Mapping[str, Resource]] = {
     SCHEDULE: SCHEDULES,
     ORCHESTRATION_RUN: ORCHESTRATION_RUNS,
@@ -105,7 +102,7 @@ OBJECT_RESOURCES: Final[Mapping[str, Resource]] = {
     AGENT: AGENTS,
 }
 """The agents platform's kinds decide() reads by name (:meth:`WatchedView.object`)."""
-CONTENT_KINDS: Final = frozenset({IMPLEMENTATION_SPEC, AGENT})
+CONTENT_KINDS: Final = frozenset(content.KINDS)
 """Referenced content: kept as a digest only (:meth:`WatchedView.content`)."""
 
 RESOURCES: Final[Mapping[str, Resource]] = {**QUEUE_RESOURCES, **OBJECT_RESOURCES}
@@ -173,23 +170,18 @@ class ViewIndex:
         return None if objects is None else objects.get((namespace, name))
 
     def content(self, kind: str, namespace: str, name: str) -> str | None:
-        """The digest of an ImplementationSpec's or Agent's ``spec``; None when the object is
-        absent (or its spec cannot be digested: a record can then never bind it)."""
+        """:func:`approvals.content.digest` of an ImplementationSpec or Agent; None when the
+        view does not hold it."""
         if kind not in CONTENT_KINDS:
             return None
         obj = self.object(kind, namespace, name)
         digest = obj.get(CONTENT_DIGEST) if obj is not None else None
         return digest if isinstance(digest, str) else None
 
-    def content_uses(self, namespace: str, key: str, now: datetime | None = None) -> Sequence[Use]:
-        """The uses in ``namespace`` whose ``references`` name ``key`` ("Agent/name") and
-        that have not expired at ``now`` (the wall clock by default). A use without a
-        readable ``expiresAt`` counts as unexpired (it holds the content: fail closed)."""
-        uses = self._by_reference.get((namespace, key), ())
-        if not uses:
-            return ()
-        at = now if now is not None else datetime.now(UTC)
-        return tuple(u for u in uses if u.expires_at is None or u.expires_at > at)
+    def content_uses(self, namespace: str, key: str) -> Sequence[Use]:
+        """The uses in ``namespace`` whose ``references`` bind ``key`` ("Agent/name"),
+        expired ones included (decide() judges expiry at its own ``now``)."""
+        return self._by_reference.get((namespace, key), ())
 
     def counts(self) -> dict[str, int]:
         """Objects indexed, by kind (decisions and uses that are not well-formed are not)."""
@@ -299,16 +291,6 @@ def _name_key(obj: Mapping[str, Any]) -> tuple[str, str]:
 # --- what the informers store ---------------------------------------------------------------
 
 
-def content_digest(obj: Mapping[str, Any]) -> str | None:
-    """sha256 (hex) of the RFC 8785 JSON of ``obj["spec"]`` ({} when absent); None when the
-    spec cannot be digested (a number beyond 2^53: no approver can sign it either)."""
-    spec = obj.get("spec")
-    try:
-        return hashlib.sha256(canonical_json({} if spec is None else spec, ("spec",))).hexdigest()
-    except DigestError:
-        return None
-
-
 def slim(obj: dict[str, Any]) -> dict[str, Any]:
     """``obj`` less ``metadata.managedFields`` and the last-applied annotation (copies of
     what the object says; decide() reads neither)."""
@@ -346,7 +328,7 @@ def content_summary(obj: dict[str, Any]) -> dict[str, Any]:
         "apiVersion": obj.get("apiVersion"),
         "kind": obj.get("kind"),
         "metadata": {k: meta[k] for k in _SUMMARY_METADATA if k in meta},
-        CONTENT_DIGEST: content_digest(obj),
+        CONTENT_DIGEST: content.digest(obj),
     }
 
 
@@ -495,8 +477,8 @@ class WatchedView:
     def content(self, kind: str, namespace: str, name: str) -> str | None:
         return self.index.content(kind, namespace, name)
 
-    def content_uses(self, namespace: str, key: str, now: datetime | None = None) -> Sequence[Use]:
-        return self.index.content_uses(namespace, key, now)
+    def content_uses(self, namespace: str, key: str) -> Sequence[Use]:
+        return self.index.content_uses(namespace, key)
 
 
 def default_watch_timeout(max_age: float) -> int:

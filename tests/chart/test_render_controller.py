@@ -185,23 +185,20 @@ CLUSTER_GRANTS = {
         ("agents.proompteng.ai", "agentruns", v)
         for v in ("get", "list", "watch", "create", "update", "patch")
     ),
-    ("events.k8s.io", "events", "create"),
-    ("events.k8s.io", "events", "patch"),
-    ("", "events", "create"),
-    ("", "events", "patch"),
-    # what derived runs come from and what runs reference: read only
     *(
-        (group, resource, verb)
-        for group, resource in (
+        (group, plural, v)
+        for group, plural in (
             ("schedules.proompteng.ai", "schedules"),
             ("orchestration.proompteng.ai", "orchestrationruns"),
             ("orchestration.proompteng.ai", "orchestrations"),
             ("swarm.proompteng.ai", "swarms"),
-            ("agents.proompteng.ai", "implementationspecs"),
-            ("agents.proompteng.ai", "agents"),
         )
-        for verb in ("get", "list", "watch")
+        for v in ("get", "list", "watch")
     ),
+    ("events.k8s.io", "events", "create"),
+    ("events.k8s.io", "events", "patch"),
+    ("", "events", "create"),
+    ("", "events", "patch"),
 }
 
 

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 import rfc8785
 
+from approvalgate.approvals import content
 from approvalgate.approvals.view import StaticView, Use
 from approvalgate.kube.errors import ApiError, UnreachableError
 from approvalgate.kube.store import Change, Store
@@ -41,6 +42,7 @@ from approvalgate.kube.view import (
     ViewIndex,
     default_watch_timeout,
     describe_problem,
+    slim,
 )
 
 _versions = iter(range(1, 10**9))
@@ -128,15 +130,16 @@ def request(namespace: str, name: str, created: str = "2026-01-01T00:00:00Z") ->
     return {"metadata": meta(namespace, name, created), "spec": {"requester": "requester"}}
 
 
-NOW = datetime(2026, 1, 2, tzinfo=UTC)
-
-
 class Fed:
-    """A store per kind and the index they feed (the informers' wiring, without threads)."""
+    """A store per kind and the index they feed (the informers' wiring, without threads).
+
+    ``raw`` holds the platform's objects as the server sent them (the stores hold what the
+    informers keep of them): the view they should agree with is built from those."""
 
     def __init__(self) -> None:
         self.index = ViewIndex()
         self.stores = {kind: Store() for kind in RESOURCES}
+        self.raw = {kind: Store() for kind in OBJECT_RESOURCES}
         self.handlers: dict[str, Callable[[Change], None]] = {
             REQUEST: self.index.request_changed,
             DECISION: self.index.decision_changed,
@@ -149,11 +152,15 @@ class Fed:
         return obj if transform is None else transform(obj)
 
     def event(self, kind: str, type_: str, obj: dict[str, Any]) -> None:
+        if kind in self.raw:
+            self.raw[kind].apply(type_, obj)  # type: ignore[arg-type]
         change = self.stores[kind].apply(type_, self._stored(kind, obj))  # type: ignore[arg-type]
         if change is not None:
             self.handlers[kind](change)
 
     def relist(self, kind: str, objects: list[dict[str, Any]]) -> None:
+        if kind in self.raw:
+            self.raw[kind].replace(objects)
         for change in self.stores[kind].replace([self._stored(kind, o) for o in objects]):
             self.handlers[kind](change)
 
@@ -162,6 +169,7 @@ class Fed:
             requests=list(self.stores[REQUEST].snapshot().values()),
             decisions=list(self.stores[DECISION].snapshot().values()),
             uses=list(self.stores[USE].snapshot().values()),
+            objects=[obj for store in self.raw.values() for obj in store.snapshot().values()],
         )
 
     def assert_agrees(self) -> None:
@@ -187,33 +195,25 @@ class Fed:
         counts = self.index.counts()
         assert counts[REQUEST] == len(self.stores[REQUEST])
         assert counts[USE] == sum(1 for _ in self.stores[USE].snapshot())
-        self.assert_references_agree()
-        self.assert_objects_agree()
-
-    def assert_references_agree(self) -> None:
-        """content_uses: every use naming the key in that namespace and unexpired at
-        :data:`NOW`, from the stored uses."""
-        uses = [u for o in self.stores[USE].snapshot().values() if (u := Use.of(o)) is not None]
-        keys = {(u.namespace, k) for u in uses for k in u.references} | {("ns-a", "Agent/none")}
-        for namespace, key in keys:
-            expected = sorted(
-                u.name
-                for u in uses
-                if u.namespace == namespace
-                and key in u.references
-                and (u.expires_at is None or u.expires_at > NOW)
-            )
-            found = self.index.content_uses(namespace, key, NOW)
-            assert sorted(u.name for u in found) == expected
-        assert set(self.index._by_reference) == keys - {("ns-a", "Agent/none")}
-
-    def assert_objects_agree(self) -> None:
+        for namespace, key in set(view.bound) | {("ns-a", "Agent/none")}:
+            ours = sorted(u.name for u in self.index.content_uses(namespace, key))
+            assert ours == sorted(u.name for u in view.content_uses(namespace, key)), key
+        assert set(self.index._by_reference) == set(view.bound)  # no empty leftovers
         for kind in OBJECT_RESOURCES:
             stored = self.stores[kind].snapshot()
-            for obj in stored.values():
+            for obj in self.raw[kind].snapshot().values():
                 namespace, name = obj["metadata"]["namespace"], obj["metadata"]["name"]
-                assert self.index.object(kind, namespace, name) is obj
+                held = self.index.object(kind, namespace, name)
+                assert held is stored[f"{namespace}/{name}"]  # the informer's copy, not another
+                if kind in CONTENT_KINDS:
+                    assert self.index.content(kind, namespace, name) == view.content(
+                        kind, namespace, name
+                    )
+                else:
+                    assert held == slim(dict(view.object(kind, namespace, name) or {}))
             assert self.index.counts()[kind] == len(stored)
+        assert self.index.object(SCHEDULE, "ns-a", "absent") is None
+        assert self.index.content(AGENT, "ns-a", "absent") is None
 
 
 def envelopes_of(index: ViewIndex, namespace: str, name: str) -> list[str]:
@@ -392,32 +392,26 @@ def test_referenced_content_is_kept_as_the_digest_of_its_spec_only() -> None:
     # no spec: the digest of {}; a spec no one can sign exactly: no digest (nothing binds it)
     fed.event(AGENT, "ADDED", platform_object(AGENT, "ns-a", "bare"))
     assert fed.index.content(AGENT, "ns-a", "bare") == sha({})
-    fed.event(AGENT, "ADDED", platform_object(AGENT, "ns-a", "huge", {"n": 2**60}))
-    assert fed.index.object(AGENT, "ns-a", "huge") is not None
-    assert fed.index.content(AGENT, "ns-a", "huge") is None
+    huge = platform_object(AGENT, "ns-a", "huge", {"n": 2**60})
+    fed.event(AGENT, "ADDED", huge)
+    assert fed.index.content(AGENT, "ns-a", "huge") == content.digest(huge)  # matches no binding
     fed.event(IMPLEMENTATION_SPEC, "DELETED", platform_object(IMPLEMENTATION_SPEC, "ns-a", "a"))
     assert fed.index.content(IMPLEMENTATION_SPEC, "ns-a", "a") is None
     assert {IMPLEMENTATION_SPEC, AGENT} == CONTENT_KINDS
     fed.assert_agrees()
 
 
-def test_content_uses_are_the_unexpired_uses_binding_the_object_in_its_namespace() -> None:
+def test_content_uses_are_the_uses_binding_the_object_in_its_namespace() -> None:
+    """Expired ones too: decide() judges expiry at its own clock (Use.live)."""
     fed = Fed()
     task_a, agent = "ImplementationSpec/task-a", "Agent/codex"
     refs = {task_a: "a" * 64, agent: "b" * 64}
+    june = "2026-06-01T00:00:00Z"
     fed.event(USE, "ADDED", use("ns-a", "u1", "u1", ["s1"], "2026-01-01T00:00:01Z", refs))
     fed.event(
         USE,
         "ADDED",
-        use(
-            "ns-a",
-            "u2",
-            "u2",
-            ["s2"],
-            "2026-01-01T00:00:02Z",
-            {agent: "c" * 64},
-            "2026-06-01T00:00:00Z",
-        ),
+        use("ns-a", "u2", "u2", ["s2"], "2026-01-01T00:00:02Z", {agent: "c" * 64}, june),
     )
     fed.event(USE, "ADDED", use("ns-b", "u3", "u3", ["s3"], "2026-01-01T00:00:03Z", refs))
     fed.event(USE, "ADDED", use("ns-a", "u4", "u4", ["s4"], "2026-01-01T00:00:04Z"))  # none
@@ -427,32 +421,28 @@ def test_content_uses_are_the_unexpired_uses_binding_the_object_in_its_namespace
         use("ns-a", "u5", "u5", ["s5"], "2026-01-01T00:00:05Z", {agent: "d" * 64}, None),
     )
 
-    def names(namespace: str, key: str, now: datetime) -> list[str]:
-        return sorted(u.name for u in fed.index.content_uses(namespace, key, now))
+    def names(namespace: str, key: str) -> list[str]:
+        return sorted(u.name for u in fed.index.content_uses(namespace, key))
 
-    january = datetime(2026, 1, 2, tzinfo=UTC)
-    assert names("ns-a", task_a, january) == ["u1"]
-    assert names("ns-a", agent, january) == ["u1", "u2", "u5"]
-    assert names("ns-b", agent, january) == ["u3"]
-    assert names("ns-a", "Agent/other", january) == []
-    found = fed.index.content_uses("ns-a", task_a, january)[0]
+    assert names("ns-a", task_a) == ["u1"]
+    assert names("ns-a", agent) == ["u1", "u2", "u5"]
+    assert names("ns-b", agent) == ["u3"]
+    assert names("ns-a", "Agent/other") == []
+    [found] = fed.index.content_uses("ns-a", task_a)
     assert found.references == refs
-    # u2 expired in June; u5 has no readable expiresAt: it holds the content (fail closed)
     july = datetime(2026, 7, 1, tzinfo=UTC)
-    assert names("ns-a", agent, july) == ["u1", "u5"]
-    assert names("ns-a", agent, datetime(2026, 6, 1, tzinfo=UTC)) == ["u1", "u5"]  # at expiry
-    # the wall clock by default (these expire in 2030 or never)
-    assert sorted(u.name for u in fed.index.content_uses("ns-a", task_a)) == ["u1"]
+    live = sorted(u.name for u in fed.index.content_uses("ns-a", agent) if u.live(july))
+    assert live == ["u1", "u5"]  # u2 expired in June; u5 has no expiry: it lasts
     fed.assert_agrees()
     # a use that changes its references, then goes: nothing left behind
     fed.event(
         USE, "MODIFIED", use("ns-a", "u1", "u1", ["s1"], "2026-01-01T00:00:01Z", {agent: "a" * 64})
     )
-    assert names("ns-a", task_a, january) == []
+    assert names("ns-a", task_a) == []
     fed.assert_agrees()
     for name in ("u1", "u2", "u5"):
         fed.event(USE, "DELETED", use("ns-a", name, name, [], "2026-01-01T00:00:01Z"))
-    assert names("ns-a", agent, january) == []
+    assert names("ns-a", agent) == []
     fed.assert_agrees()
 
 
