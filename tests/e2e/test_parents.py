@@ -779,6 +779,17 @@ def test_a_swarms_schedules_and_their_runs_follow_the_swarms_approval(world: Wor
         )
 
 
+def test_a_denied_swarm_schedule_is_named_as_what_was_created(world: World) -> None:
+    """The denial of a Schedule the swarm controller applies says which request it refuses
+    (creating the Schedule), then the chain to the Swarm whose approval is missing."""
+    agent, impl = world.agent(), world.implementation()
+    plan = world.target_run("plan", world.run_spec(agent, impl, task="Plan onboarding"))
+    with before_the_gate(world.gate):
+        admitted(world.person.create(world.swarm("rogue", {"plan": plan})))
+    (answer,) = world.platform.reconcile_swarm(world.name("rogue")).values()
+    denied(answer, f"approvalgate denied creating Schedule {NS}/{world.name('rogue')}-plan-sched")
+
+
 def test_a_swarm_stage_whose_target_names_no_namespace(world: World) -> None:
     """The Swarm CRD requires a stage targetRef's kind and name only; jangar's
     resolveStageTargetRef then writes the Swarm's namespace into the Schedule it applies."""
