@@ -58,6 +58,9 @@ class Use:
     statements: frozenset[str]
     created: datetime | None
     expires_at: datetime | None
+    references: Mapping[str, str] = field(default_factory=dict, hash=False)
+    """``spec.references``: the referenced content ("Kind/name" -> sha256 of its spec) the
+    used records bound (empty for a use recorded before references were bound)."""
 
     @classmethod
     def of(cls, obj: Mapping[str, Any]) -> Use | None:
@@ -78,6 +81,7 @@ class Use:
             statements=frozenset(s for s in statements if isinstance(s, str)),
             created=_time(meta.get("creationTimestamp")),
             expires_at=_time(spec.get("expiresAt")),
+            references=_references(spec.get("references")),
         )
 
 
@@ -212,6 +216,13 @@ def statement_digest(record: records.ParsedRecord) -> str:
 def _creation_order(obj: Mapping[str, Any]) -> tuple[str, str]:
     meta = obj.get("metadata") or {}
     return str(meta.get("creationTimestamp") or ""), str(meta.get("name") or "")
+
+
+def _references(value: object) -> dict[str, str]:
+    """``spec.references`` as a mapping of text to text (entries of other types ignored)."""
+    if not isinstance(value, Mapping):
+        return {}
+    return {k: v for k, v in value.items() if isinstance(k, str) and isinstance(v, str)}
 
 
 def _time(value: object) -> datetime | None:

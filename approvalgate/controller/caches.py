@@ -1,4 +1,5 @@
-"""The controller's watch caches: requests, decisions, uses and runs, and the view over them.
+"""The controller's watch caches: requests, decisions, uses, runs and the parents of derived
+runs, and the view over them.
 
 One :class:`kube.informer.Informer` per resource and watched namespace (or one for all
 namespaces). :meth:`Caches.view` is the :class:`approvals.view.ClusterView` the queue's
@@ -25,12 +26,22 @@ from approvalgate.kube.resources import (
     APPROVAL_DECISIONS,
     APPROVAL_REQUESTS,
     APPROVAL_USES,
+    ORCHESTRATION_RUNS,
+    ORCHESTRATIONS,
+    SCHEDULES,
+    SWARMS,
     Resource,
 )
 from approvalgate.kube.store import Change
 
-WATCHED = (APPROVAL_REQUESTS, APPROVAL_DECISIONS, APPROVAL_USES, AGENT_RUNS)
-VIEW_INPUTS = (APPROVAL_REQUESTS, APPROVAL_DECISIONS, APPROVAL_USES)
+CORE = (APPROVAL_REQUESTS, APPROVAL_DECISIONS, APPROVAL_USES, AGENT_RUNS)
+PARENTS = (SCHEDULES, ORCHESTRATION_RUNS, ORCHESTRATIONS, SWARMS)
+"""What a derived run's use is worked out from (its parent, the parent's Orchestration or
+Swarm). Their watches do not hold the queue up: a cluster without those CRDs (or without the
+RBAC to read them) still gets its requests reconciled; only derived runs wait
+(:meth:`Caches.derivation_problem`)."""
+WATCHED = (*CORE, *PARENTS)
+VIEW_INPUTS = (APPROVAL_REQUESTS, APPROVAL_DECISIONS, APPROVAL_USES, *PARENTS)
 
 
 class Caches:
@@ -100,12 +111,26 @@ class Caches:
 
     @property
     def synced(self) -> bool:
-        return all(informer.synced for informer in self.all())
+        return all(informer.synced for informer in self._of(CORE))
 
     def problem(self) -> str:
-        """Why the caches cannot be relied on now ("" when they can)."""
-        for informer in self.all():
+        """Why the caches of the queue cannot be relied on now ("" when they can)."""
+        return self._problem(CORE)
+
+    def derivation_problem(self) -> str:
+        """Why the caches of the parents cannot be relied on now ("" when they can): the use
+        of a derived run is recorded only when this and :meth:`problem` are empty."""
+        return self._problem(PARENTS)
+
+    def _of(self, resources: Sequence[Resource]) -> Iterator[Informer]:
+        for resource in resources:
+            yield from self.informers[resource].values()
+
+    def _problem(self, resources: Sequence[Resource]) -> str:
+        for informer in self._of(resources):
             what = informer.resource.describe(informer.namespace)
+            if informer.list_error is not None and not informer.synced:
+                return f"the watch of {what} cannot list: {informer.list_error.message}"
             if not informer.synced:
                 return f"the watch of {what} has not listed yet"
             if not informer.fresh(self.max_age):

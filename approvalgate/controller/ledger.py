@@ -7,12 +7,20 @@ otherwise). The controller then:
 - records the run's **use** of its records: an ApprovalUse named by the run's uid, listing
   the sha256 of every record's DSSE payload (:func:`use_object`): the records the run
   carries and the cluster's approvals for its name issued by the time it was created
-  (:func:`approvals.decide.used_statements`); the webhook counts a record another run has
-  used as used (an approval admits one run);
+  (:func:`approvals.decide.used_statements`), and the referenced content (ImplementationSpec,
+  Agent) those records bound, by digest (:func:`approvals.decide.used_references`); the
+  webhook counts a record another run has used as used (an approval admits one run), and
+  keeps bound content unchanged while the use counts;
 - when the run is being deleted, removes the finalizer once that use has **settled**: it
   exists in the controller's own watch cache and was created at least the bundle's
   ``useSettleSeconds`` ago (the webhook checks the same against its own view, so the name
   cannot be taken again before every view knows the approval was used);
+- records the use of every **derived** run it sees (ADDED, or a resync) in a namespace the
+  bundle enforces: a run labelled by the Schedule (``schedules.proompteng.ai/schedule``) or
+  the OrchestrationRun (``agents.proompteng.ai/orchestration-run``) it comes from. Those
+  runs are created by the platform's controllers, which never add the finalizer, so there
+  is nothing to release: the use lists the statements of the approved parent's records
+  (what ``parents.maxRuns`` counts) and the content they bind;
 - optionally collects what can no longer count (:func:`decision_expired`,
   :func:`use_expired`): the webhook allows those deletes only then.
 
@@ -33,6 +41,9 @@ from approvalgate.approvals import records, view
 from approvalgate.approvals.bundle import Bundle
 from approvalgate.approvals.decide import used_statements
 
+DERIVED_LABELS = ("schedules.proompteng.ai/schedule", "agents.proompteng.ai/orchestration-run")
+"""A run carrying one of these labels comes from a parent (Schedule, OrchestrationRun)."""
+
 
 @dataclass(frozen=True)
 class RunPlan:
@@ -46,6 +57,19 @@ def holds_finalizer(run: Mapping[str, Any]) -> bool:
     return view.USE_FINALIZER in ((run.get("metadata") or {}).get("finalizers") or [])
 
 
+def is_derived(run: Mapping[str, Any]) -> bool:
+    """The run names the parent it comes from (a Schedule's or an OrchestrationRun's run)."""
+    labels = (run.get("metadata") or {}).get("labels")
+    return isinstance(labels, Mapping) and any(labels.get(key) for key in DERIVED_LABELS)
+
+
+def records_derived_use(run: Mapping[str, Any], bundle: Bundle) -> bool:
+    """The ledger records a use of ``run`` without a finalizer: a derived run, in a namespace
+    the bundle enforces, where the bundle requires the cluster view."""
+    namespace = str((run.get("metadata") or {}).get("namespace") or "")
+    return bundle.needs_view and bundle.enforces(namespace) and is_derived(run)
+
+
 def plan_run(
     run: Mapping[str, Any],
     bundle: Bundle,
@@ -57,10 +81,13 @@ def plan_run(
 
     Where the bundle does not require the view (an environment switched to ``clusterView:
     off``), no use is recorded and a run being deleted loses the finalizer at once: nothing
-    would ever release it otherwise."""
-    if not holds_finalizer(run):
-        return RunPlan()
+    would ever release it otherwise. A derived run without the finalizer gets its use once
+    (deleting or not: the parent's approval was used all the same), and nothing else."""
     meta = run.get("metadata") or {}
+    if not holds_finalizer(run):
+        if use is None and meta.get("uid") and records_derived_use(run, bundle):
+            return RunPlan(create_use=use_object(run, bundle, now, cluster))
+        return RunPlan()
     if not bundle.needs_view:
         deleting = bool(meta.get("deletionTimestamp"))
         return RunPlan(remove_finalizer=finalizer_patch(run) if deleting else None)
@@ -85,9 +112,11 @@ def use_object(
     cluster: view.ClusterView = view.EMPTY,
 ) -> dict[str, Any]:
     """The ApprovalUse recording the records ``run`` used (those it carries, and the
-    cluster's approvals for its name it may have counted); expiring with the latest."""
+    cluster's approvals for its name it may have counted; for a derived run, its approved
+    parent's) and the content they bound; expiring with the latest record."""
     meta = run.get("metadata") or {}
     statements, latest = used_statements(run, bundle, cluster)
+    references = used_references(run, bundle, cluster)
     if latest is None:
         latest = now
     return {
@@ -104,8 +133,17 @@ def use_object(
             "specDigest": bundle.spec_digest(run.get("spec")),
             "statements": list(statements),
             "expiresAt": records.format_time(latest),
+            "references": dict(sorted(references.items())),
         },
     }
+
+
+def used_references(
+    run: Mapping[str, Any], bundle: Bundle, cluster: view.ClusterView
+) -> dict[str, str]:
+    """Placeholder until the core's decide.used_references lands (contract signature)."""
+    del run, bundle, cluster
+    return {}
 
 
 def finalizer_patch(run: Mapping[str, Any]) -> list[dict[str, Any]] | None:
