@@ -21,6 +21,9 @@ from approvalgate.approvals.bundle import parse_bundle_text
 from approvalgate.approvals.kubeyaml import load_manifests
 from approvalgate.approvals.policy import BundleSettings
 from approvalgate.controller import ledger
+from approvalgate.controller.caches import CORE, PARENTS, Caches
+from approvalgate.kube.errors import KubeError
+from approvalgate.kube.resources import SCHEDULES
 from tests.support.corpus import BASE, compile_case_bundle
 
 ENV = "prod"
@@ -131,3 +134,28 @@ def test_the_use_reads_back_with_its_references_and_is_collected_once_expired_an
     later = NOW + timedelta(days=400)
     assert not ledger.use_expired(obj, later, frozenset({run["metadata"]["uid"]}))
     assert ledger.use_expired(obj, later, frozenset())
+
+
+# --- the caches: parents never hold the queue up -------------------------------------------
+
+
+def test_the_parents_watches_hold_up_derived_uses_only() -> None:
+    """A cluster without the Schedule CRD (or without the RBAC to read it) still has its
+    requests reconciled and is ready; only the uses of derived runs wait, and say why."""
+    client: Any = object()  # nothing is started: no request is ever made
+    caches = Caches(client, max_age=90.0)
+    for informer in caches._of(CORE):
+        informer._synced.set()
+        informer._contact()
+    assert caches.synced and caches.problem() == ""
+    assert "has not listed yet" in caches.derivation_problem()
+    schedules = caches.informers[SCHEDULES][None]
+    schedules.list_error = KubeError("schedules.schedules.proompteng.ai is forbidden", status=403)
+    assert caches.derivation_problem() == (
+        "the watch of schedules.schedules.proompteng.ai in all namespaces cannot list: "
+        "schedules.schedules.proompteng.ai is forbidden"
+    )
+    for informer in caches._of(PARENTS):
+        informer._synced.set()
+        informer._contact()
+    assert caches.derivation_problem() == "" and caches.problem() == ""
