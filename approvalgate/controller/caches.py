@@ -15,8 +15,8 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import threading
-from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, Final
 
 from approvalgate.approvals.view import StaticView
 from approvalgate.kube.client import Client
@@ -36,6 +36,12 @@ from approvalgate.kube.store import Change
 
 CORE = (APPROVAL_REQUESTS, APPROVAL_DECISIONS, APPROVAL_USES, AGENT_RUNS)
 PARENTS = (SCHEDULES, ORCHESTRATION_RUNS, ORCHESTRATIONS, SWARMS)
+PARENT_KINDS: Final = {
+    SCHEDULES: "Schedule",
+    ORCHESTRATION_RUNS: "OrchestrationRun",
+    ORCHESTRATIONS: "Orchestration",
+    SWARMS: "Swarm",
+}
 """What a derived run's use is worked out from (its parent, the parent's Orchestration or
 Swarm). Their watches do not hold the queue up: a cluster without those CRDs (or without the
 RBAC to read them) still gets its requests reconciled; only derived runs wait
@@ -109,6 +115,15 @@ class Caches:
             for obj in informer.snapshot().values()
         ]
 
+    def parents(self) -> list[Mapping[str, Any]]:
+        """Every Schedule, OrchestrationRun, Orchestration and Swarm, each with its ``kind``
+        (what the view indexes them by; a list's items may omit it)."""
+        found: list[Mapping[str, Any]] = []
+        for resource, kind in PARENT_KINDS.items():
+            for obj in self.objects(resource):
+                found.append(obj if obj.get("kind") == kind else {**obj, "kind": kind})
+        return found
+
     @property
     def synced(self) -> bool:
         return all(informer.synced for informer in self._of(CORE))
@@ -152,6 +167,7 @@ class Caches:
                 requests=self.objects(APPROVAL_REQUESTS),
                 decisions=self.objects(APPROVAL_DECISIONS),
                 uses=self.objects(APPROVAL_USES),
+                objects=self.parents(),
             )
             with self._lock:
                 self._view, self._view_generation = built, generation

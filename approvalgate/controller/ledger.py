@@ -39,9 +39,10 @@ from typing import Any
 
 from approvalgate.approvals import records, view
 from approvalgate.approvals.bundle import Bundle
-from approvalgate.approvals.decide import used_statements
+from approvalgate.approvals.decide import used_references, used_statements
+from approvalgate.approvals.parents import ORCHESTRATION_RUN_LABEL, SCHEDULE_LABEL
 
-DERIVED_LABELS = ("schedules.proompteng.ai/schedule", "agents.proompteng.ai/orchestration-run")
+DERIVED_LABELS = (SCHEDULE_LABEL, ORCHESTRATION_RUN_LABEL)
 """A run carrying one of these labels comes from a parent (Schedule, OrchestrationRun)."""
 
 
@@ -136,14 +137,6 @@ def use_object(
             "references": dict(sorted(references.items())),
         },
     }
-
-
-def used_references(
-    run: Mapping[str, Any], bundle: Bundle, cluster: view.ClusterView
-) -> dict[str, str]:
-    """Placeholder until the core's decide.used_references lands (contract signature)."""
-    del run, bundle, cluster
-    return {}
 
 
 def finalizer_patch(run: Mapping[str, Any]) -> list[dict[str, Any]] | None:

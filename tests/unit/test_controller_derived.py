@@ -10,21 +10,24 @@ The bundle is the decision corpus's ``_base`` compiled for real; nothing is mock
 
 from __future__ import annotations
 
+import base64
 import copy
+import hashlib
+import json
 from datetime import timedelta
 from typing import Any
 
 import pytest
 
-from approvalgate.approvals import records, view
+from approvalgate.approvals import content, parents, records, view
 from approvalgate.approvals.bundle import parse_bundle_text
 from approvalgate.approvals.kubeyaml import load_manifests
 from approvalgate.approvals.policy import BundleSettings
 from approvalgate.controller import ledger
-from approvalgate.controller.caches import CORE, PARENTS, Caches
+from approvalgate.controller.caches import CORE, PARENT_KINDS, PARENTS, Caches
 from approvalgate.kube.errors import KubeError
 from approvalgate.kube.resources import SCHEDULES
-from tests.support.corpus import BASE, compile_case_bundle
+from tests.support.corpus import BASE, compile_case_bundle, signer
 
 ENV = "prod"
 NOW = records.parse_time("2026-11-21T12:00:00Z")
@@ -159,3 +162,120 @@ def test_the_parents_watches_hold_up_derived_uses_only() -> None:
         informer._synced.set()
         informer._contact()
     assert caches.derivation_problem() == "" and caches.problem() == ""
+
+
+def test_the_controller_watches_every_kind_a_derivation_reads_and_names_them() -> None:
+    assert set(PARENT_KINDS) == set(PARENTS)
+    assert set(PARENT_KINDS.values()) == set(view.VIEWED_KINDS)
+
+
+# --- what the use of a derived run records (the core's derivation, for real) ---------------
+
+
+def approved_schedule(
+    *, decided: tuple[str, ...] = ("alice", "bob"), bind: bool = True
+) -> tuple[dict[str, Any], dict[str, Any], view.StaticView, list[dict[str, Any]]]:
+    """A Schedule ``nightly`` whose target is the corpus run, approved by ``decided`` (their
+    records on it, binding its content when ``bind``), with the Agent and ImplementationSpec
+    in the view; and the run the platform made from it (delivery id filled in)."""
+    target = copy.deepcopy(RUN)
+    schedule: dict[str, Any] = {
+        "apiVersion": "schedules.proompteng.ai/v1alpha1",
+        "kind": "Schedule",
+        "metadata": {
+            "name": "nightly",
+            "namespace": NS,
+            "annotations": {
+                parents.TEMPLATE_ANNOTATION: json.dumps(parents.schedule_template(target["spec"]))
+            },
+        },
+        "spec": {
+            "cron": "0 3 * * *",
+            "targetRef": {"kind": "AgentRun", "name": "codex-run-sample"},
+        },
+    }
+    agent = {
+        "kind": "Agent",
+        "metadata": {"name": "codex-agent", "namespace": NS},
+        "spec": {"x": 1},
+    }
+    impl = {
+        "kind": "ImplementationSpec",
+        "metadata": {"name": "codex-impl-sample", "namespace": NS},
+        "spec": {"text": "do it"},
+    }
+    bare = view.StaticView.build(objects=[schedule, agent, impl])
+    covered = parents.coverage(schedule, bare)
+    assert isinstance(covered, parents.Coverage), covered
+    binding = content.binding(covered.references, NS, bare) if bind else {}
+    envelopes = [
+        records.sign(
+            records.Claim(
+                subject=covered.subject,
+                digest=covered.digest,
+                decision="approve",
+                approver=name,
+                reason="",
+                issued_at=NOW - timedelta(hours=1),
+                expires_at=NOW + timedelta(hours=hours),
+                nonce=f"nonce-{name}",
+                environment=ENV,
+                references=binding,
+            ),
+            signer(name),
+        )
+        for hours, name in enumerate(decided, start=2)
+    ]
+    schedule["metadata"]["annotations"][records.ANNOTATION] = records.dump_annotation(envelopes)
+    cluster = view.StaticView.build(objects=[schedule, agent, impl])
+    manifest = parents.schedule_run_manifest(schedule, target)
+    run = json.loads(json.dumps(manifest).replace(parents.DELIVERY_PLACEHOLDER, "delivery-1"))
+    run["metadata"].update(name="nightly-x7k2p", uid="uid-nightly-1")
+    return schedule, run, cluster, envelopes
+
+
+def statement(envelope: dict[str, Any]) -> str:
+    return hashlib.sha256(base64.b64decode(envelope["payload"])).hexdigest()
+
+
+def test_the_use_of_a_schedules_run_lists_the_schedules_approvals_and_the_content_they_bound() -> (
+    None
+):
+    _, run, cluster, envelopes = approved_schedule()
+    plan = ledger.plan_run(run, BUNDLE, None, NOW, cluster)
+    assert plan.create_use is not None
+    spec = plan.create_use["spec"]
+    assert spec["statements"] == sorted(statement(e) for e in envelopes)
+    assert spec["references"] == {
+        "Agent/codex-agent": content.digest({"spec": {"x": 1}}),
+        "ImplementationSpec/codex-impl-sample": content.digest({"spec": {"text": "do it"}}),
+    }
+    # it lasts as long as the latest of those approvals (bob's: 3 h)
+    assert spec["expiresAt"] == records.format_time(NOW + timedelta(hours=3))
+    # and read back, the view counts it as a use of each and as binding that content
+    obj = {**plan.create_use, "metadata": {**plan.create_use["metadata"], "creationTimestamp": "x"}}
+    after = view.StaticView.build(uses=[obj])
+    assert all(after.uses_of(statement(e)) for e in envelopes)
+    assert after.content_uses(NS, "ImplementationSpec/codex-impl-sample")
+
+
+def test_a_run_whose_parent_is_missing_or_changed_records_no_statement() -> None:
+    """The use is still recorded (the controller cannot tell who made the run), listing
+    nothing: it counts nothing and binds nothing."""
+    _, run, cluster, _ = approved_schedule()
+    empty = ledger.plan_run(run, BUNDLE, None, NOW, view.StaticView.build())
+    assert empty.create_use is not None
+    assert empty.create_use["spec"]["statements"] == []
+    assert empty.create_use["spec"]["references"] == {}
+    changed = copy.deepcopy(run)
+    changed["spec"]["parameters"]["task"] = "something else"
+    other = ledger.plan_run(changed, BUNDLE, None, NOW, cluster)
+    assert other.create_use is not None and other.create_use["spec"]["statements"] == []
+
+
+def test_records_that_bind_nothing_record_no_references() -> None:
+    _, run, cluster, envelopes = approved_schedule(bind=False)
+    plan = ledger.plan_run(run, BUNDLE, None, NOW, cluster)
+    assert plan.create_use is not None
+    assert plan.create_use["spec"]["statements"] == sorted(statement(e) for e in envelopes)
+    assert plan.create_use["spec"]["references"] == {}
