@@ -169,6 +169,7 @@ class Caches:
                 uses=self.objects(APPROVAL_USES),
                 objects=self.parents(),
             )
+            built = dataclasses.replace(built, max_age=self.max_age)
             with self._lock:
                 self._view, self._view_generation = built, generation
         if built.problem != problem:

@@ -20,7 +20,8 @@ otherwise). The controller then:
   the OrchestrationRun (``agents.proompteng.ai/orchestration-run``) it comes from. Those
   runs are created by the platform's controllers, which never add the finalizer, so there
   is nothing to release: the use lists the statements of the approved parent's records
-  (what ``parents.maxRuns`` counts) and the content they bind;
+  (what ``parents.maxRuns`` counts) and the content they bind (a young run whose parent's
+  approvals are not in sight yet waits up to the settle time: its watch may be ahead);
 - optionally collects what can no longer count (:func:`decision_expired`,
   :func:`use_expired`): the webhook allows those deletes only then.
 
@@ -87,7 +88,7 @@ def plan_run(
     meta = run.get("metadata") or {}
     if not holds_finalizer(run):
         if use is None and meta.get("uid") and records_derived_use(run, bundle):
-            return RunPlan(create_use=use_object(run, bundle, now, cluster))
+            return _derived_use(run, bundle, now, cluster)
         return RunPlan()
     if not bundle.needs_view:
         deleting = bool(meta.get("deletionTimestamp"))
@@ -104,6 +105,28 @@ def plan_run(
     if now < settled_at:
         return RunPlan(requeue_after=(settled_at - now).total_seconds() + 0.2)
     return RunPlan(remove_finalizer=finalizer_patch(run))
+
+
+def _derived_use(
+    run: Mapping[str, Any], bundle: Bundle, now: datetime, cluster: view.ClusterView
+) -> RunPlan:
+    """The use of a derived run; while the run is young and no approval of its parent is in
+    sight, wait: the run's watch may be ahead of its parent's (an OrchestrationRun's steps
+    are created the moment it is), and a use is never written twice. Once the run is older
+    than the settle time (``useSettleSeconds``, at least the view's bound), the use is
+    recorded with whatever the view shows, nothing included (a run no approved parent
+    admitted was not admitted on an approval: it uses none)."""
+    planned = use_object(run, bundle, now, cluster)
+    if planned["spec"]["statements"]:
+        return RunPlan(create_use=planned)
+    created = _time((run.get("metadata") or {}).get("creationTimestamp"))
+    if created is not None:
+        settled_at = created + timedelta(
+            seconds=max(float(bundle.use_settle_seconds), cluster.max_age)
+        )
+        if now < settled_at:
+            return RunPlan(requeue_after=(settled_at - now).total_seconds() + 0.2)
+    return RunPlan(create_use=planned)
 
 
 def use_object(
@@ -169,6 +192,15 @@ def use_expired(obj: Mapping[str, Any], now: datetime, live_runs: frozenset[str]
     if use is None or use.expires_at is None:
         return False
     return use.expires_at <= now and use.run_uid not in live_runs
+
+
+def _time(value: object) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return records.parse_time(value)
+    except ValueError:
+        return None
 
 
 def _label_value(name: str) -> str:

@@ -20,6 +20,7 @@ import hashlib
 import json
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -34,7 +35,7 @@ from approvalgate.kube.resources import AGENT_RUNS, APPROVAL_USES
 from tests.e2e.controlplane import CONTROLLER, GATE_NAMESPACE, ControlPlane
 from tests.e2e.gate import ENFORCED, ENV, NOT_ENFORCED, Gate, eventually
 
-from .queue_support import unique
+from .queue_support import USES, unique
 
 pytestmark = pytest.mark.e2e
 
@@ -178,12 +179,43 @@ def test_the_api_server_keeps_a_uses_references_well_formed_and_immutable(gate: 
 # --- derived runs --------------------------------------------------------------------------
 
 
-def test_a_schedules_run_gets_a_use_of_the_schedules_approvals_and_bound_content(
-    gate: Gate, admin: Client
-) -> None:
-    """The platform's controller creates a run from an approved Schedule (no finalizer):
-    the queue's controller records its use, with the Schedule's records and what they bind."""
-    name = unique("nightly")
+@dataclass(frozen=True)
+class Approved:
+    """A parent's records and the content they bind."""
+
+    envelopes: list[dict[str, Any]]
+    binding: dict[str, str]
+
+
+def approve_parent(gate: Gate, parent: dict[str, Any], *others: dict[str, Any]) -> Approved:
+    """Two platform leads approve the stored ``parent`` (its coverage, from the objects as
+    stored: ``others`` are what it covers), binding the content its runs execute; their
+    records are then put on it (an annotation: the coverage does not change)."""
+    current = view.StaticView.build(objects=[parent, *others])
+    coverage = parents.coverage(parent, current, parents.DEFAULT_PER_RUN_FIELDS)
+    assert isinstance(coverage, parents.Coverage), coverage
+    binding = content.binding(coverage.references, ENFORCED, current)
+    envelopes = sign_parent(gate, coverage.subject, coverage.digest, binding)
+    kind = {"Schedule": "schedules.schedules.proompteng.ai"}.get(
+        parent["kind"], "orchestrationruns.orchestration.proompteng.ai"
+    )
+    done = gate.kubectl(
+        "admin",
+        "annotate",
+        kind,
+        parent["metadata"]["name"],
+        "-n",
+        ENFORCED,
+        f"{records.ANNOTATION}={records.dump_annotation(envelopes)}",
+    )
+    assert done.returncode == 0, done.stderr
+    return Approved(envelopes, binding)
+
+
+def approved_schedule(gate: Gate, name: str) -> tuple[dict[str, Any], dict[str, Any], Approved]:
+    """Schedule ``name`` of a run of codex-agent with its own ImplementationSpec, approved
+    (its run-template annotation as `approvalgate approve --target` writes it); and its
+    target AgentRun (the template: not created)."""
     agent, impl = content_objects(gate, name)
     target_spec = {
         "agentRef": {"name": AGENT},
@@ -198,66 +230,154 @@ def test_a_schedules_run_gets_a_use_of_the_schedules_approvals_and_bound_content
         "spec": target_spec,
     }
     template = parents.schedule_template(target_spec)
-    schedule: dict[str, Any] = {
-        "apiVersion": "schedules.proompteng.ai/v1alpha1",
-        "kind": "Schedule",
-        "metadata": {
-            "name": name,
-            "namespace": ENFORCED,
-            "annotations": {parents.TEMPLATE_ANNOTATION: json.dumps(template)},
+    schedule = apply(
+        gate,
+        "admin",
+        {
+            "apiVersion": "schedules.proompteng.ai/v1alpha1",
+            "kind": "Schedule",
+            "metadata": {
+                "name": name,
+                "namespace": ENFORCED,
+                "annotations": {parents.TEMPLATE_ANNOTATION: json.dumps(template)},
+            },
+            "spec": {
+                "cron": "0 3 * * *",
+                "targetRef": {"kind": "AgentRun", "name": target["metadata"]["name"]},
+            },
         },
-        "spec": {
-            "cron": "0 3 * * *",
-            "targetRef": {"kind": "AgentRun", "name": target["metadata"]["name"]},
-        },
+    )
+    approved = approve_parent(gate, schedule, agent, impl)
+    assert set(approved.binding) == {
+        f"Agent/{AGENT}",
+        f"ImplementationSpec/{impl['metadata']['name']}",
     }
-    current = view.StaticView.build(objects=[agent, impl, schedule])
-    coverage = parents.coverage(schedule, current, parents.DEFAULT_PER_RUN_FIELDS)
-    assert isinstance(coverage, parents.Coverage), coverage
-    binding = content.binding(coverage.references, ENFORCED, current)
-    assert set(binding) == {f"Agent/{AGENT}", f"ImplementationSpec/{impl['metadata']['name']}"}
-    envelopes = sign_parent(gate, coverage.subject, coverage.digest, binding)
-    schedule["metadata"]["annotations"][records.ANNOTATION] = records.dump_annotation(envelopes)
-    apply(gate, "admin", schedule)
+    return schedule, target, approved
 
-    # what upstream's schedule runner applies: run.json with a fresh delivery id
+
+def fire(gate: Gate, schedule: dict[str, Any], target: dict[str, Any]) -> dict[str, Any]:
+    """What upstream's schedule runner applies (run.json, a fresh delivery id), as the
+    platform's controller ServiceAccount: the stored run."""
     manifest = json.loads(
         json.dumps(parents.schedule_run_manifest(schedule, target)).replace(
-            "__AGENTS_DELIVERY_ID__", str(uuid.uuid4())
+            parents.DELIVERY_PLACEHOLDER, str(uuid.uuid4())
         )
     )
-    assert manifest["metadata"]["labels"][parents.SCHEDULE_LABEL] == name
-    run = apply(gate, PLATFORM_CREATOR, manifest)
-    meta = run["metadata"]
-    assert view.USE_FINALIZER not in (meta.get("finalizers") or [])
+    assert manifest["metadata"]["labels"][parents.SCHEDULE_LABEL] == schedule["metadata"]["name"]
+    return apply(gate, PLATFORM_CREATOR, manifest)
 
-    use = eventually(
-        "the derived run's use is recorded", lambda: use_of(admin, ENFORCED, meta["uid"])
-    )
+
+def assert_use_records(use: dict[str, Any], run: dict[str, Any], approved: Approved) -> None:
+    meta = run["metadata"]
     spec = use["spec"]
     assert spec["run"] == {"name": meta["name"], "uid": meta["uid"]}
     assert spec["environment"] == ENV
-    assert sorted(spec["statements"]) == sorted(statement_of(e) for e in envelopes)
-    assert spec["references"] == binding
+    assert sorted(spec["statements"]) == sorted(statement_of(e) for e in approved.envelopes)
+    assert spec["references"] == approved.binding
     expiries = [
-        json.loads(base64.b64decode(e["payload"]))["predicate"]["expiresAt"] for e in envelopes
+        json.loads(base64.b64decode(e["payload"]))["predicate"]["expiresAt"]
+        for e in approved.envelopes
     ]
     assert records.parse_time(spec["expiresAt"]) == max(map(records.parse_time, expiries))
-    # recorded once; the run itself is left alone (no finalizer added)
-    again = objects.get(admin, AGENT_RUNS, meta["name"], ENFORCED)
-    assert again is not None
-    assert view.USE_FINALIZER not in (again["metadata"].get("finalizers") or [])
+
+
+def test_a_schedules_run_gets_a_use_of_the_schedules_approvals_and_bound_content(
+    gate: Gate, admin: Client
+) -> None:
+    """The platform's controller creates a run from an approved Schedule (no finalizer):
+    the queue's controller records its use, with the Schedule's records and what they bind;
+    each fire is a use of its own."""
+    schedule, target, approved = approved_schedule(gate, unique("nightly"))
+    runs = [fire(gate, schedule, target) for _ in range(2)]
+    for run in runs:
+        meta = run["metadata"]
+        assert view.USE_FINALIZER not in (meta.get("finalizers") or [])
+        use = eventually(
+            "the derived run's use is recorded", lambda m=meta: use_of(admin, ENFORCED, m["uid"])
+        )
+        assert_use_records(use, run, approved)
+        # the run itself is left alone (no finalizer added)
+        again = objects.get(admin, AGENT_RUNS, meta["name"], ENFORCED)
+        assert again is not None
+        assert view.USE_FINALIZER not in (again["metadata"].get("finalizers") or [])
+    # two runs, two uses of the same approvals: what parents.maxRuns counts
+    statements = {statement_of(e) for e in approved.envelopes}
+    listed = json.loads(gate.kubectl("admin", "get", USES, "-n", ENFORCED, "-o", "json").stdout)[
+        "items"
+    ]
+    using = [u for u in listed if statements & set(u["spec"]["statements"])]
+    assert sorted(u["metadata"]["name"] for u in using) == sorted(
+        r["metadata"]["uid"] for r in runs
+    )
+
+
+def test_an_orchestration_steps_run_gets_a_use_of_the_orchestration_runs_approvals(
+    gate: Gate, admin: Client
+) -> None:
+    """The orchestration controller creates a step's run the moment the OrchestrationRun
+    is there: its use lists the OrchestrationRun's records and the content they bind."""
+    name = unique("release")
+    agent, impl = content_objects(gate, name)
+    orchestration = apply(
+        gate,
+        "admin",
+        {
+            "apiVersion": "orchestration.proompteng.ai/v1alpha1",
+            "kind": "Orchestration",
+            "metadata": {"name": f"{name}-flow", "namespace": ENFORCED},
+            "spec": {
+                "steps": [
+                    {
+                        "name": "implement",
+                        "kind": "AgentRun",
+                        "agentRef": {"name": AGENT},
+                        "implementationSpecRef": {"name": impl["metadata"]["name"]},
+                        "with": {"task": "ship"},
+                    }
+                ]
+            },
+        },
+    )
+    orun = apply(
+        gate,
+        "admin",
+        {
+            "apiVersion": "orchestration.proompteng.ai/v1alpha1",
+            "kind": "OrchestrationRun",
+            "metadata": {"name": name, "namespace": ENFORCED},
+            "spec": {
+                "orchestrationRef": {"name": orchestration["metadata"]["name"]},
+                "parameters": {"repository": "proompteng/lab"},
+            },
+        },
+    )
+    approved = approve_parent(gate, orun, orchestration, agent, impl)
+    spec = parents.step_run_spec(orchestration["spec"], orun["spec"], "implement")
+    assert spec is not None
+    run = apply(
+        gate,
+        PLATFORM_CREATOR,
+        {
+            "apiVersion": "agents.proompteng.ai/v1alpha1",
+            "kind": "AgentRun",
+            "metadata": parents.step_run_metadata(name, "implement", ENFORCED),
+            "spec": spec,
+        },
+    )
+    use = eventually(
+        "the step run's use is recorded", lambda: use_of(admin, ENFORCED, run["metadata"]["uid"])
+    )
+    assert_use_records(use, run, approved)
 
 
 def test_a_run_with_no_parent_label_and_no_finalizer_gets_no_use(gate: Gate, admin: Client) -> None:
     """Only derived runs are recorded without the finalizer: an ordinary run is not (here,
     with no webhook, one that would have been denied)."""
-    name = unique("plain")
-    labelled = unique("nightly")
-    plain = apply(gate, "admin", _run(name, {}))
-    derived = apply(gate, "admin", _run(labelled, {parents.SCHEDULE_LABEL: labelled}))
+    plain = apply(gate, "admin", _run(unique("plain"), {}))
+    schedule, target, _ = approved_schedule(gate, unique("nightly"))
+    derived = fire(gate, schedule, target)
     eventually(
-        "the labelled run's use is recorded",
+        "the derived run's use is recorded",
         lambda: use_of(admin, ENFORCED, derived["metadata"]["uid"]),
     )
     # the controller has looked at every run by now (it saw the later one)

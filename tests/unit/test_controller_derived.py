@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import dataclasses
 import hashlib
 import json
 from datetime import timedelta
@@ -46,14 +47,15 @@ ORCHESTRATION_RUN = "agents.proompteng.ai/orchestration-run"
 
 def derived(label: str = SCHEDULE, value: str = "nightly", **meta: Any) -> dict[str, Any]:
     """A run as a parent's controller creates it: a generated name, the parent's label, no
-    finalizer, no records."""
+    finalizer, no records; created an hour ago (its parent, absent here, would be in sight
+    by now)."""
     run = copy.deepcopy(RUN)
     run["metadata"] = {
         "name": f"{value}-x7k2p",
         "generateName": f"{value}-",
         "namespace": NS,
         "uid": f"uid-{value}-1",
-        "creationTimestamp": records.format_time(NOW - timedelta(seconds=5)),
+        "creationTimestamp": records.format_time(NOW - timedelta(hours=1)),
         "labels": {label: value, "agents.proompteng.ai/delivery-id": "d-1"},
         **meta,
     }
@@ -85,6 +87,27 @@ def test_a_derived_run_without_the_finalizer_gets_its_use_named_by_its_uid(label
     assert isinstance(use["spec"]["statements"], list)
     assert isinstance(use["spec"]["references"], dict)
     assert records.parse_time(use["spec"]["expiresAt"]) >= NOW
+
+
+def test_a_young_run_whose_parents_approvals_are_not_in_sight_waits_for_the_settle_time() -> None:
+    """The runs' watch may be ahead of the parents' (an OrchestrationRun's steps are created
+    the moment it is): a use is written once, so a young run without its parent's approvals
+    in view is looked at again, and recorded empty only once it is older than
+    useSettleSeconds (or the view's bound, if longer)."""
+    young = derived(creationTimestamp=records.format_time(NOW - timedelta(seconds=5)))
+    plan = ledger.plan_run(young, BUNDLE, None, NOW)
+    assert plan.create_use is None
+    assert plan.requeue_after == pytest.approx(BUNDLE.use_settle_seconds - 5 + 0.2)
+    slow = dataclasses.replace(view.StaticView.build(), max_age=90.0)
+    assert ledger.plan_run(young, BUNDLE, None, NOW, slow).requeue_after == pytest.approx(85.2)
+    later = NOW + timedelta(seconds=BUNDLE.use_settle_seconds)
+    settled = ledger.plan_run(young, BUNDLE, None, later)
+    assert settled.create_use is not None and settled.create_use["spec"]["statements"] == []
+    # with its parent's approvals in sight, a young run is recorded at once
+    _, run, cluster, _ = approved_schedule()
+    run["metadata"]["creationTimestamp"] = records.format_time(NOW)
+    recorded_now = ledger.plan_run(run, BUNDLE, None, NOW, cluster)
+    assert recorded_now.create_use is not None and recorded_now.create_use["spec"]["statements"]
 
 
 def test_a_derived_run_is_recorded_once_and_even_while_it_is_deleted() -> None:
