@@ -89,6 +89,11 @@ def test_the_controller_may_make_its_calls_only_where_it_watches(
         ("patch", "agentruns.agents.proompteng.ai", ()),
         ("create", "events.events.k8s.io", ()),
         ("create", "events", ()),
+        # the parents of derived runs, read only (their uses list the parent's approvals)
+        ("watch", "schedules.schedules.proompteng.ai", ()),
+        ("list", "orchestrationruns.orchestration.proompteng.ai", ()),
+        ("get", "orchestrations.orchestration.proompteng.ai", ()),
+        ("watch", "swarms.swarm.proompteng.ai", ()),
     ]
     for verb, what, extra in allowed:
         assert can(control_plane, controller, verb, what, runs, *extra), (verb, what)
@@ -102,6 +107,10 @@ def test_the_controller_may_make_its_calls_only_where_it_watches(
         ("delete", "agentruns.agents.proompteng.ai", ()),
         ("get", "secrets", ()),
         ("create", "signaldeliveries.signals.proompteng.ai", ()),  # off by default
+        ("create", "schedules.schedules.proompteng.ai", ()),
+        ("patch", "orchestrationruns.orchestration.proompteng.ai", ()),
+        ("update", "swarms.swarm.proompteng.ai", ()),
+        ("get", "implementationspecs.agents.proompteng.ai", ()),  # uses bind from records
     ]
     for verb, what, extra in denied:
         assert not can(control_plane, controller, verb, what, runs, *extra), (verb, what)
