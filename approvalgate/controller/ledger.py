@@ -45,6 +45,8 @@ from approvalgate.approvals.parents import ORCHESTRATION_RUN_LABEL, SCHEDULE_LAB
 
 DERIVED_LABELS = (SCHEDULE_LABEL, ORCHESTRATION_RUN_LABEL)
 """A run carrying one of these labels comes from a parent (Schedule, OrchestrationRun)."""
+DERIVED_POLL_SECONDS = 2.0
+"""How often a young derived run whose parent's approvals are not in view is looked at."""
 
 
 @dataclass(frozen=True)
@@ -124,8 +126,9 @@ def _derived_use(
         settled_at = created + timedelta(
             seconds=max(float(bundle.use_settle_seconds), cluster.max_age)
         )
-        if now < settled_at:
-            return RunPlan(requeue_after=(settled_at - now).total_seconds() + 0.2)
+        if now < settled_at:  # look again soon: the parent may be in view any moment
+            wait = (settled_at - now).total_seconds() + 0.2
+            return RunPlan(requeue_after=min(wait, DERIVED_POLL_SECONDS))
     return RunPlan(create_use=planned)
 
 

@@ -93,14 +93,17 @@ def test_a_young_run_whose_parents_approvals_are_not_in_sight_waits_for_the_sett
     """The runs' watch may be ahead of the parents' (an OrchestrationRun's steps are created
     the moment it is): a use is written once, so a young run without its parent's approvals
     in view is looked at again, and recorded empty only once it is older than
-    useSettleSeconds (or the view's bound, if longer)."""
+    useSettleSeconds (or the view's bound, if longer); until then it is looked at every
+    couple of seconds."""
     young = derived(creationTimestamp=records.format_time(NOW - timedelta(seconds=5)))
     plan = ledger.plan_run(young, BUNDLE, None, NOW)
     assert plan.create_use is None
-    assert plan.requeue_after == pytest.approx(BUNDLE.use_settle_seconds - 5 + 0.2)
-    slow = dataclasses.replace(view.StaticView.build(), max_age=90.0)
-    assert ledger.plan_run(young, BUNDLE, None, NOW, slow).requeue_after == pytest.approx(85.2)
+    assert plan.requeue_after == ledger.DERIVED_POLL_SECONDS
+    last = NOW + timedelta(seconds=BUNDLE.use_settle_seconds - 6)
+    assert ledger.plan_run(young, BUNDLE, None, last).requeue_after == pytest.approx(1.2)
     later = NOW + timedelta(seconds=BUNDLE.use_settle_seconds)
+    slow = dataclasses.replace(view.StaticView.build(), max_age=90.0)
+    assert ledger.plan_run(young, BUNDLE, None, later, slow).create_use is None
     settled = ledger.plan_run(young, BUNDLE, None, later)
     assert settled.create_use is not None and settled.create_use["spec"]["statements"] == []
     # with its parent's approvals in sight, a young run is recorded at once
