@@ -25,7 +25,7 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any, Final
 
-from approvalgate.approvals import parents, reasons, records, references
+from approvalgate.approvals import content, parents, reasons, records, references
 from approvalgate.approvals.admission import AGENTS_GROUP
 from approvalgate.approvals.bundle import Bundle
 from approvalgate.approvals.decide import Decision, _allow, _deny
@@ -46,8 +46,8 @@ NAMESPACE_CONTROLLER: Final = frozenset(
 REASON_MAX_CHARS: Final = 1024
 MAX_USE_REFERENCES: Final = 256
 _REFERENCE_KEY: Final = re.compile(
-    r"(ImplementationSpec|Agent)/(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?"
-    r"(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*"
+    f"({'|'.join(content.KINDS)})/"
+    r"(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*"
 )
 _SHA256: Final = re.compile(r"[0-9a-f]{64}")
 CREATED_BY_ANNOTATION: Final = "gates.proompteng.ai/created-by"
