@@ -305,3 +305,44 @@ def test_records_that_bind_nothing_record_no_references() -> None:
     assert plan.create_use is not None
     assert plan.create_use["spec"]["statements"] == sorted(statement(e) for e in envelopes)
     assert plan.create_use["spec"]["references"] == {}
+
+
+# --- the finalizer path records references too ---------------------------------------------
+
+
+def test_the_use_of_a_run_judged_by_its_records_lists_the_content_they_bound() -> None:
+    """A person's run, approved by two records that bind its Agent and ImplementationSpec:
+    its use (finalizer path) records them, each bound object once."""
+    run = copy.deepcopy(RUN)
+    run["metadata"].update(
+        uid="uid-person-1",
+        finalizers=[view.USE_FINALIZER],
+        creationTimestamp=records.format_time(NOW),
+    )
+    binding = {
+        "Agent/codex-agent": "ab" * 32,
+        "ImplementationSpec/codex-impl-sample": "cd" * 32,
+    }
+    envelopes = [
+        records.sign(
+            records.Claim(
+                subject=records.subject_name(NS, run["metadata"]["name"]),
+                digest=BUNDLE.spec_digest(run["spec"]),
+                decision="approve",
+                approver=name,
+                reason="",
+                issued_at=NOW - timedelta(hours=1),
+                expires_at=NOW + timedelta(hours=2),
+                nonce=f"nonce-{name}",
+                environment=ENV,
+                references=references,
+            ),
+            signer(name),
+        )
+        for name, references in (("alice", binding), ("bob", {"Agent/codex-agent": "ab" * 32}))
+    ]
+    run["metadata"]["annotations"] = {records.ANNOTATION: records.dump_annotation(envelopes)}
+    plan = ledger.plan_run(run, BUNDLE, None, NOW)
+    assert plan.create_use is not None
+    assert plan.create_use["spec"]["statements"] == sorted(statement(e) for e in envelopes)
+    assert plan.create_use["spec"]["references"] == binding
