@@ -192,7 +192,7 @@ def approve_parent(gate: Gate, parent: dict[str, Any], *others: dict[str, Any]) 
     stored: ``others`` are what it covers), binding the content its runs execute; their
     records are then put on it (an annotation: the coverage does not change)."""
     current = view.StaticView.build(objects=[parent, *others])
-    coverage = parents.coverage(parent, current, parents.DEFAULT_PER_RUN_FIELDS)
+    coverage = parents.coverage(parent, current)
     assert isinstance(coverage, parents.Coverage), coverage
     binding = content.binding(coverage.references, ENFORCED, current)
     envelopes = sign_parent(gate, coverage.subject, coverage.digest, binding)
