@@ -71,7 +71,7 @@ class Caches:
         self._generation = 0
         self._lock = threading.Lock()
         self._view: StaticView | None = None
-        self._view_generation = -1
+        self._view_generation: tuple[int, bool] = (-1, False)
         for resource in VIEW_INPUTS:
             for informer in self.informers[resource].values():
                 informer.add_handler(self._changed)
@@ -159,8 +159,11 @@ class Caches:
     def view(self) -> StaticView:
         """The cluster view as of the last change (with the caches' current problem)."""
         problem = self.problem()
+        # a view built before the parents' first list is never reused after it: their
+        # handlers see the list only after the informer says it is synced
+        parents_listed = all(informer.synced for informer in self._of(PARENTS))
         with self._lock:
-            generation = self._generation
+            generation = (self._generation, parents_listed)
             built = self._view if self._view_generation == generation else None
         if built is None:
             built = StaticView.build(

@@ -247,13 +247,15 @@ class Controller:
         bundle = self.bundle()
         if bundle is None:
             return  # queued again for everything when a bundle is in force
+        # asked before the view is taken: when the parents are reliable now, they are in it
+        derivation = self.caches.derivation_problem() if kind == "run" else ""
         current = self.caches.view()
         if current.problem:  # write nothing on a stale picture; back off per key
             raise Retry(current.problem)
         if kind == "request":
             self.reconcile_request(namespace, name, bundle, current)
         else:
-            self.reconcile_run(namespace, name, bundle, current)
+            self.reconcile_run(namespace, name, bundle, current, derivation)
 
     # --- requests -----------------------------------------------------------------------
 
@@ -450,8 +452,16 @@ class Controller:
     # --- runs: the ledger ---------------------------------------------------------------------
 
     def reconcile_run(
-        self, namespace: str, name: str, bundle: Bundle, current: view.StaticView
+        self,
+        namespace: str,
+        name: str,
+        bundle: Bundle,
+        current: view.StaticView,
+        derivation: str = "",
     ) -> None:
+        """The ledger for one run. ``derivation``: why the parents' caches could not be
+        relied on when ``current`` was taken ("" when they could): a derived run's use is
+        not written then (it would list no approval, once and for all)."""
         key: Key = ("run", namespace, name)
         run = self.caches.get(AGENT_RUNS, namespace, name)
         if run is None:
@@ -459,10 +469,8 @@ class Controller:
         uid = str((run.get("metadata") or {}).get("uid") or "")
         now = self.clock()
         plan = ledger.plan_run(run, bundle, current.use_of_run(namespace, uid), now, current)
-        if plan.create_use is not None and ledger.is_derived(run):
-            problem = self.caches.derivation_problem()
-            if problem:  # its parent cannot be read reliably: its use would be wrong
-                raise Retry(problem)
+        if plan.create_use is not None and ledger.is_derived(run) and derivation:
+            raise Retry(derivation)  # its parent cannot be read reliably: its use would be wrong
         if plan.create_use is not None:
             self._guard()
             try:

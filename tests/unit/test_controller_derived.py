@@ -184,10 +184,18 @@ def test_the_parents_watches_hold_up_derived_uses_only() -> None:
         "the watch of schedules.schedules.proompteng.ai in all namespaces cannot list: "
         "schedules.schedules.proompteng.ai is forbidden"
     )
+    before = caches.view()
+    assert before.object("Schedule", NS, "nightly") is None
+    # the first list is in the store and the informer synced before its handlers run: a
+    # view taken in between must not be the one built before the list
+    schedules.store.replace(
+        [{"kind": "Schedule", "metadata": {"name": "nightly", "namespace": NS}, "spec": {}}]
+    )
     for informer in caches._of(PARENTS):
         informer._synced.set()
         informer._contact()
     assert caches.derivation_problem() == "" and caches.problem() == ""
+    assert caches.view().object("Schedule", NS, "nightly") is not None
 
 
 def test_the_controller_watches_every_kind_a_derivation_reads_and_names_them() -> None:
