@@ -502,6 +502,15 @@ def test_the_platform_reproduction_matches_the_transcription_of_upstream() -> No
     )
 
 
+SWARM_TARGET_NAMESPACE = (
+    "approvals/parents.py swarm_schedule keeps a stage targetRef without namespace as it is, "
+    "where jangar's resolveStageTargetRef writes the Swarm's namespace into the Schedule; "
+    "swarm_of then finds the Schedule's targetRef (with namespace) unlike the Swarm's (without) "
+    "and denies every Schedule of such a Swarm"
+)
+
+
+@pytest.mark.xfail(strict=True, reason=SWARM_TARGET_NAMESPACE)
 def test_a_swarms_schedule_is_what_reconcile_swarm_applies() -> None:
     """parents.swarm_schedule against the transcription of jangar's reconcileSwarm (the
     cron aside: cadenceToCron is not transcribed; and targetRef.apiVersion, which the gate
@@ -605,20 +614,6 @@ def test_a_changed_schedule_or_template_is_denied(world: World) -> None:
     schedule = world.approved_parent(world.schedule("edited", target))
     name = schedule["metadata"]["name"]
     admitted(world.person.create(schedule))
-    world.platform.reconcile_schedule(name)
-    admitted(world.platform.fire(name))
-
-    # the run.json edited in the ConfigMap: the run differs from the approved template
-    config = world.admin.get(CONFIG_MAP, NS, f"{name}-template")
-    assert config is not None
-    manifest = json.loads(config["data"]["run.json"])
-    manifest["spec"]["parameters"]["task"] = "Exfiltrate the secrets"
-    config["data"]["run.json"] = json.dumps(manifest)
-    admitted(world.admin.replace(config))
-    denied(
-        world.platform.fire(name),
-        f"is not the run template approved for Schedule {NS}/{name} (spec.parameters.task differs)",
-    )
 
     # the Schedule's spec updated: the UPDATE itself is denied
     current = world.admin.get(SCHEDULE, NS, name)
@@ -634,9 +629,77 @@ def test_a_changed_schedule_or_template_is_denied(world: World) -> None:
     assert unchanged is not None
     admitted(world.person.replace(unchanged))
 
+    world.platform.reconcile_schedule(name)
+    admitted(world.platform.fire(name))
+    # the run.json edited in the ConfigMap: the run differs from the approved template
+    config = world.admin.get(CONFIG_MAP, NS, f"{name}-template")
+    assert config is not None
+    manifest = json.loads(config["data"]["run.json"])
+    manifest["spec"]["parameters"]["task"] = "Exfiltrate the secrets"
+    config["data"]["run.json"] = json.dumps(manifest)
+    admitted(world.admin.replace(config))
+    denied(
+        world.platform.fire(name),
+        f"is not the run template approved for Schedule {NS}/{name} (spec.parameters.task differs)",
+    )
     # reconciled again from the unchanged target: fires again
     world.platform.reconcile_schedule(name)
     admitted(world.platform.fire(name))
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="approvals/parents.py coverage() remembers a parent's coverage by (uid, "
+    "resourceVersion), and the object of an admission UPDATE carries the resourceVersion of "
+    "the stored version it replaces: once a run of the parent was judged, an UPDATE with "
+    "another spec gets the old coverage and passes on the old records",
+)
+def test_a_parent_updated_after_its_runs_were_admitted_is_denied(world: World) -> None:
+    """A Schedule, an OrchestrationRun and a Swarm, each approved and each with a run
+    admitted (their coverage computed from the view), then updated by a person with another
+    spec: the UPDATE is denied like the first one."""
+    agent, impl = world.agent(), world.implementation()
+    target = world.target_run("target", world.run_spec(agent, impl))
+    other = world.target_run("other", world.run_spec(agent, impl, task="Rewrite billing"))
+    schedule = world.approved_parent(world.schedule("nightly", target))
+    admitted(world.person.create(schedule))
+    world.platform.reconcile_schedule(world.name("nightly"))
+    admitted(world.platform.fire(world.name("nightly")))
+    orchestration = world.orchestration("flow", _steps(agent, impl))
+    admitted(
+        world.person.create(
+            world.approved_parent(world.orchestration_run("release", orchestration))
+        )
+    )
+    for answer in world.platform.reconcile_orchestration_run(world.name("release")).values():
+        admitted(answer)
+    admitted(world.person.create(world.approved_parent(world.swarm("swarm", {"plan": target}))))
+    (made,) = world.platform.reconcile_swarm(world.name("swarm")).values()
+    world.platform.reconcile_schedule(admitted(made)["metadata"]["name"])
+    admitted(world.platform.fire(made.name))
+
+    updates: list[tuple[upstream.Kind, str, Any]] = [
+        (SCHEDULE, world.name("nightly"), lambda spec: spec.update(cron="* * * * *")),
+        (
+            ORCHESTRATION_RUN,
+            world.name("release"),
+            lambda spec: spec["parameters"].update(repository="attacker/fork"),
+        ),
+        (
+            SWARM,
+            world.name("swarm"),
+            lambda spec: spec["execution"]["plan"]["targetRef"].update(name=other),
+        ),
+    ]
+    for kind, name, change in updates:
+        current = world.admin.get(kind, NS, name)
+        assert current is not None
+        change(current["spec"])
+        denied(
+            world.person.replace(current),
+            f"approvalgate denied updating {kind.kind} {NS}/{name}",
+            f"record 0 by {APPROVER}: approves another spec",
+        )
 
 
 def test_a_schedule_whose_target_changed_is_denied(world: World) -> None:
@@ -779,6 +842,12 @@ def test_a_swarms_schedules_and_their_runs_follow_the_swarms_approval(world: Wor
         )
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="approvals/inherit.py _swarm_schedule builds the decision from the Swarm's parent "
+    "run: the denial reads 'denied creating Swarm agents/W' for a request creating (or "
+    "updating) Schedule agents/W-plan-sched",
+)
 def test_a_denied_swarm_schedule_is_named_as_what_was_created(world: World) -> None:
     """The denial of a Schedule the swarm controller applies says which request it refuses
     (creating the Schedule), then the chain to the Swarm whose approval is missing."""
@@ -790,6 +859,7 @@ def test_a_denied_swarm_schedule_is_named_as_what_was_created(world: World) -> N
     denied(answer, f"approvalgate denied creating Schedule {NS}/{world.name('rogue')}-plan-sched")
 
 
+@pytest.mark.xfail(strict=True, reason=SWARM_TARGET_NAMESPACE)
 def test_a_swarm_stage_whose_target_names_no_namespace(world: World) -> None:
     """The Swarm CRD requires a stage targetRef's kind and name only; jangar's
     resolveStageTargetRef then writes the Swarm's namespace into the Schedule it applies."""
