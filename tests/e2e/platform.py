@@ -187,6 +187,10 @@ class Account:
                 parsed = {"message": raw.decode(errors="replace")}
             return Answer(method, path, error.code, parsed)
 
+    def delete(self, kind: Kind, namespace: str, name: str, dry_run: bool = False) -> Answer:
+        path = kind.path(namespace, name) + ("?dryRun=All" if dry_run else "")
+        return self.call("DELETE", path)
+
     def get(self, kind: Kind, namespace: str, name: str) -> dict[str, Any] | None:
         answer = self.call("GET", kind.path(namespace, name))
         if answer.status == 404:
@@ -199,25 +203,28 @@ class Account:
         kind, namespace = _kind_of(obj), str(obj["metadata"]["namespace"])
         return self.call("POST", kind.path(namespace) + ("?dryRun=All" if dry_run else ""), obj)
 
-    def replace(self, obj: Mapping[str, Any]) -> Answer:
+    def replace(self, obj: Mapping[str, Any], dry_run: bool = False) -> Answer:
+        """PUT ``obj``; ``dry_run``: judged (admission included) but not stored."""
         kind, meta = _kind_of(obj), obj["metadata"]
-        return self.call("PUT", kind.path(str(meta["namespace"]), str(meta["name"])), obj)
+        path = kind.path(str(meta["namespace"]), str(meta["name"]))
+        return self.call("PUT", path + ("?dryRun=All" if dry_run else ""), obj)
 
-    def apply(self, obj: Mapping[str, Any]) -> Answer:
+    def apply(self, obj: Mapping[str, Any], dry_run: bool = False) -> Answer:
         """kube-types.ts ``upsertObject``: a generateName-only object is created; a named one
-        is replaced (with the resourceVersion read just before) when it exists, else created."""
+        is replaced (with the resourceVersion read just before) when it exists, else created.
+        ``dry_run``: as server-side dry runs."""
         meta = obj["metadata"]
         if meta.get("generateName") and not meta.get("name"):
-            return self.create(obj)
+            return self.create(obj, dry_run)
         existing = self.get(_kind_of(obj), str(meta["namespace"]), str(meta["name"]))
         if existing is None:
-            return self.create(obj)
+            return self.create(obj, dry_run)
         updated = copy.deepcopy(dict(obj))
         updated["metadata"] = {
             **updated["metadata"],
             "resourceVersion": existing["metadata"]["resourceVersion"],
         }
-        return self.replace(updated)
+        return self.replace(updated, dry_run)
 
 
 def _kind_of(obj: Mapping[str, Any]) -> Kind:
@@ -308,6 +315,7 @@ class Platform:
             plane, CONTROL_PLANE_NAMESPACE, CONTROLLER_ACCOUNT, "agents-controller-0"
         )
         self.kubelet = admin(plane)  # mounts the ConfigMap into the runner's pod
+        self._dry_runners: dict[str, Account] = {}
 
     @property
     def runner_username(self) -> str:
@@ -400,23 +408,31 @@ class Platform:
     def fire(self, schedule: str, dry_run: bool = False) -> Answer:
         """One fire of the CronJob: a new pod of it (a fresh token bound to that pod) runs
         runSupportingScheduleRunner on the mounted run.json. ``dry_run``: the same create as
-        a server-side dry run (judged by the webhook, nothing stored)."""
+        a server-side dry run (judged by the webhook, nothing stored), by one pod kept for
+        dry runs."""
         config = self.kubelet.get(CONFIG_MAP, self.namespace, f"{schedule}-template")
         assert config is not None, f"ConfigMap {schedule}-template not found: reconcile first"
+        manifest = materialize(config["data"]["run.json"])
+        if dry_run:
+            if schedule not in self._dry_runners:
+                self._dry_runners[schedule] = service_account(
+                    self.plane, self.namespace, RUNNER_ACCOUNT, f"{schedule}-cron-dry"[:63]
+                )
+            return self._dry_runners[schedule].create(manifest, dry_run=True)
         runner = service_account(
             self.plane,
             self.namespace,
             RUNNER_ACCOUNT,
             f"{schedule}-cron-{secrets.token_hex(3)}"[:63],
         )
-        manifest = materialize(config["data"]["run.json"])
-        return runner.create(manifest, dry_run=True) if dry_run else runner.apply(manifest)
+        return runner.apply(manifest)
 
     # -- orchestrations -----------------------------------------------------------------------
 
-    def reconcile_orchestration_run(self, name: str) -> dict[str, Answer]:
+    def reconcile_orchestration_run(self, name: str, dry_run: bool = False) -> dict[str, Answer]:
         """reconcileOrchestrationRun: one AgentRun per AgentRun step (submitAgentRunStep), as
-        the control plane; step name -> the API server's answer."""
+        the control plane; step name -> the API server's answer. ``dry_run``: the creates as
+        server-side dry runs."""
         orun = self.controller.get(ORCHESTRATION_RUN, self.namespace, name)
         assert orun is not None, f"OrchestrationRun {self.namespace}/{name} not found"
         orchestration = self.controller.get(
@@ -427,22 +443,24 @@ class Platform:
         for step in orchestration["spec"].get("steps") or []:
             if step.get("kind") != "AgentRun":
                 continue
-            answers[step["name"]] = self.controller.apply(
-                step_run(orchestration["spec"], orun, step["name"], self.namespace)
+            run = step_run(orchestration["spec"], orun, step["name"], self.namespace)
+            answers[step["name"]] = (
+                self.controller.create(run, dry_run=True) if dry_run else self.controller.apply(run)
             )
         return answers
 
     # -- swarms -------------------------------------------------------------------------------
 
-    def reconcile_swarm(self, name: str) -> dict[str, Answer]:
-        """reconcileSwarm: apply the Schedule of every enabled stage; stage -> answer."""
+    def reconcile_swarm(self, name: str, dry_run: bool = False) -> dict[str, Answer]:
+        """reconcileSwarm: apply the Schedule of every enabled stage; stage -> answer.
+        ``dry_run``: as server-side dry runs."""
         swarm = self.controller.get(SWARM, self.namespace, name)
         assert swarm is not None, f"Swarm {self.namespace}/{name} not found"
         answers: dict[str, Answer] = {}
         for stage in STAGES:
             wanted = swarm_schedule(swarm, stage)
             if wanted is not None:
-                answers[stage] = self.controller.apply(wanted)
+                answers[stage] = self.controller.apply(wanted, dry_run)
         return answers
 
 
