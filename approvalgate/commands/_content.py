@@ -1,0 +1,174 @@
+"""What `approve` binds besides the run: the ImplementationSpecs and Agents it references.
+
+Where the bundle's ``referencedContent`` binds (approvalgate.yaml's default, in environments
+with ``clusterView: required``), an approval counts only if it names the sha256 of every
+referenced object's spec as the cluster has it (:mod:`approvals.content`). The approver
+gives those objects with ``--content FILE`` (manifests, several documents allowed) or reads
+them from the cluster with ``--cluster``; the ImplementationSpec's text is shown on stderr
+so the approver sees what they sign.
+
+Objects come in as plain dicts and go out as a :class:`approvals.view.StaticView`, the view
+``content.binding`` and ``parents.coverage`` read.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from approvalgate.approvals.errors import ApprovalgateError, InputError
+
+if TYPE_CHECKING:
+    from approvalgate.approvals.bundle import Bundle
+    from approvalgate.kube.client import Client
+    from approvalgate.kube.resources import Resource
+
+PREVIEW_LINES = 8
+"""How many lines of an ImplementationSpec's text approve shows."""
+
+CONTENT_GROUP = "agents.proompteng.ai"
+
+
+def binds(bundle: Bundle | None, assumed: bool) -> bool:
+    """Whether a record must bind the referenced content: the bundle says so (its
+    ``referencedContent: bind`` where the cluster view is required), or, without a compiled
+    bundle, approvalgate.yaml's default (bind) is assumed."""
+    if assumed or bundle is None:
+        return True
+    return bool(bundle.needs_view and bundle.referenced_content == "bind")
+
+
+def read_files(paths: Sequence[Path], namespace: str) -> list[dict[str, Any]]:
+    """The ImplementationSpecs and Agents of ``paths`` (``namespace`` where they name none).
+
+    Raises:
+        InputError: a file holds neither kind.
+    """
+    from approvalgate import manifests
+    from approvalgate.approvals import content
+    from approvalgate.compiler.sources import load_text
+
+    found: list[dict[str, Any]] = []
+    for path in paths:
+        text = manifests.read_manifest(path)
+        objs = [
+            with_namespace(s.obj, namespace)
+            for s in load_text(text, str(path))
+            if s.kind in content.KINDS and _group(s.obj) == CONTENT_GROUP
+        ]
+        if not objs:
+            raise InputError(
+                f"{path}: no ImplementationSpec or Agent ({CONTENT_GROUP}) in this file",
+                advice="--content takes the manifests of the objects the runs reference",
+            )
+        found.extend(objs)
+    return found
+
+
+def with_namespace(obj: Mapping[str, Any], namespace: str) -> dict[str, Any]:
+    """``obj`` with ``metadata.namespace`` set to ``namespace`` when it names none."""
+    meta = dict(obj.get("metadata") or {})
+    if not meta.get("namespace"):
+        meta["namespace"] = namespace
+    return {**obj, "metadata": meta}
+
+
+def _group(obj: Mapping[str, Any]) -> str:
+    return str(obj.get("apiVersion") or "").partition("/")[0]
+
+
+def resource(kind: str) -> Resource:
+    """The API resource of an ImplementationSpec or Agent."""
+    from approvalgate.approvals import content
+    from approvalgate.kube.resources import Resource
+
+    plural = {k: p for p, k in content.RESOURCES.items()}[kind]
+    return Resource(CONTENT_GROUP, "v1alpha1", plural)
+
+
+def read_cluster(client: Client, wanted: Iterable[tuple[str, str]]) -> list[dict[str, Any]]:
+    """The objects ``(namespace, "Kind/name")`` as the API server has them (absent ones
+    left out: :func:`bind` names them)."""
+    from approvalgate.commands._cluster import not_served
+    from approvalgate.kube import objects
+    from approvalgate.kube.errors import KubeError
+
+    found: list[dict[str, Any]] = []
+    for namespace, key in sorted(set(wanted)):
+        kind, _, name = key.partition("/")
+        where = resource(kind)
+        try:
+            obj = objects.get(client, where, name, namespace)
+        except KubeError as exc:
+            raise not_served(exc, where.plural) from exc
+        if obj is not None:
+            found.append({**obj, "kind": kind})
+    return found
+
+
+def bind(refs: Sequence[str], namespace: str, view: Any, what: str, source: str) -> dict[str, str]:
+    """What the record binds for ``what`` (e.g. ``AgentRun agents/x``): every referenced
+    object's digest; an error naming the first object ``source`` does not hold.
+
+    ``source`` says where the objects were looked for (``--content a.yaml``, ``the cluster``).
+    """
+    from approvalgate.approvals import content
+
+    bound = content.binding(refs, namespace, view)
+    missing = [key for key in refs if key not in bound]
+    if missing:
+        names = ", ".join(
+            f"{k.partition('/')[0]} {namespace}/{k.partition('/')[2]}" for k in missing
+        )
+        raise ApprovalgateError(
+            f"{what} references {names}, not found in {source}: the approval must bind the "
+            "content it runs (referencedContent: bind), so nothing was signed",
+            advice="give the object's manifest with --content FILE, or read it from the "
+            "cluster with --cluster (it must exist there first)",
+        )
+    return dict(bound)
+
+
+def missing_source(refs: Sequence[str], namespace: str, what: str) -> ApprovalgateError:
+    """The error when content must be bound but neither --content nor --cluster was given."""
+    names = ", ".join(f"{k.partition('/')[0]} {namespace}/{k.partition('/')[2]}" for k in refs)
+    return ApprovalgateError(
+        f"{what} references {names}: an approval must bind that content "
+        "(referencedContent: bind), so nothing was signed",
+        advice="give the objects' manifests with --content FILE (ImplementationSpec/Agent), "
+        "or read them from the cluster with --cluster; an environment with "
+        "referencedContent: off needs neither (pass its --bundle)",
+    )
+
+
+def show(bound: Mapping[str, str], namespace: str, view: Any, out: Any = None) -> None:
+    """Say on ``out`` (stderr) what the record binds: each object's digest, and the first
+    lines of each ImplementationSpec's text, so the approver sees what they sign."""
+    stream = out if out is not None else sys.stderr
+    for key, digest in sorted(bound.items()):
+        kind, _, name = key.partition("/")
+        print(f"  binds {kind} {namespace}/{name} spec sha256:{digest}", file=stream)
+        obj = view.object(kind, namespace, name) if kind == "ImplementationSpec" else None
+        for line in preview(obj):
+            print(f"    | {line}", file=stream)
+
+
+def preview(obj: Mapping[str, Any] | None, limit: int = PREVIEW_LINES) -> list[str]:
+    """The first ``limit`` lines of an ImplementationSpec's summary and text (and how many
+    more there are)."""
+    if obj is None:
+        return []
+    spec = obj.get("spec") or {}
+    lines: list[str] = []
+    summary = spec.get("summary")
+    if isinstance(summary, str) and summary.strip():
+        lines.append(f"summary: {summary.strip()}")
+    text = spec.get("text")
+    body = text.splitlines() if isinstance(text, str) else []
+    lines.extend(body)
+    if len(lines) > limit:
+        rest = len(lines) - limit
+        return [*lines[:limit], f"... ({rest} more line{'s' if rest != 1 else ''})"]
+    return lines
