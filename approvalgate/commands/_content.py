@@ -108,7 +108,15 @@ def read_cluster(client: Client, wanted: Iterable[tuple[str, str]]) -> list[dict
     return found
 
 
-def bind(refs: Sequence[str], namespace: str, view: Any, what: str, source: str) -> dict[str, str]:
+def bind(
+    refs: Sequence[str],
+    namespace: str,
+    view: Any,
+    what: str,
+    source: str,
+    advice: str = "give the object's manifest with --content FILE, or read it from the "
+    "cluster with --cluster (it must exist there first)",
+) -> dict[str, str]:
     """What the record binds for ``what`` (e.g. ``AgentRun agents/x``): every referenced
     object's digest; an error naming the first object ``source`` does not hold.
 
@@ -125,8 +133,7 @@ def bind(refs: Sequence[str], namespace: str, view: Any, what: str, source: str)
         raise ApprovalgateError(
             f"{what} references {names}, not found in {source}: the approval must bind the "
             "content it runs (referencedContent: bind), so nothing was signed",
-            advice="give the object's manifest with --content FILE, or read it from the "
-            "cluster with --cluster (it must exist there first)",
+            advice=advice,
         )
     return dict(bound)
 

@@ -402,3 +402,54 @@ def stamp(text: str, edits: Mapping[int, Mapping[str, str]]) -> str:
             edited = set_annotation(edited, key, value)
         out.append(edited)
     return "".join(out)
+
+
+# --- judging a parent as the webhook does (explain, status) -------------------------------
+
+
+def _placed(parent: Parent) -> dict[str, Any]:
+    meta = dict(parent.obj.get("metadata") or {})
+    meta["namespace"] = parent.namespace
+    return {**parent.obj, "metadata": meta}
+
+
+def coverage_of(parent: Parent, view: Any, bundle: Bundle | None) -> Coverage | str:
+    """The parent's coverage as the webhook computes it (its templates from its annotations,
+    an Orchestration from ``view``), with the per-run fields of the policies that select
+    its templates; a str says what is missing."""
+    from approvalgate.approvals import parents
+
+    obj = _placed(parent)
+    found = parents.coverage(obj, view, tuple(parents.DEFAULT_PER_RUN_FIELDS))
+    if isinstance(found, str):
+        return found
+    fields = per_run_fields(policies_for(bundle, obj, parent.namespace, found.templates))
+    if fields != tuple(parents.DEFAULT_PER_RUN_FIELDS):
+        return parents.coverage(obj, view, fields)
+    return found
+
+
+def policies_of(parent: Parent, view: Any, bundle: Bundle | None) -> tuple[Policy, ...]:
+    """The policies that select any of the parent's run templates."""
+    found = coverage_of(parent, view, bundle)
+    if isinstance(found, str):
+        return ()
+    return policies_for(bundle, parent.obj, parent.namespace, found.templates)
+
+
+def request_for(parent: Parent, username: str = "", operation: str = "CREATE") -> dict[str, Any]:
+    """The AdmissionReview request kube-apiserver would send for this parent."""
+    from approvalgate.approvals import parents
+    from approvalgate.approvals.admission import request_for_manifest
+
+    kind = parents.KINDS[parent.kind]
+    request = dict(
+        request_for_manifest(
+            _placed(parent),
+            operation=operation,  # type: ignore[arg-type]
+            username=username,
+            namespace=parent.namespace,
+        )
+    )
+    request["resource"] = {"group": kind.group, "version": kind.version, "resource": kind.resource}
+    return request

@@ -654,7 +654,7 @@ def decide_on_request(args: argparse.Namespace, decision: str) -> int:
     from approvalgate.approvals import keys, records
     from approvalgate.approvals.errors import ApprovalgateError, UsageError
     from approvalgate.approvals.queue import TERMINAL
-    from approvalgate.commands import _cluster, _queue
+    from approvalgate.commands import _cluster, _content, _queue
     from approvalgate.kube import objects
     from approvalgate.kube.errors import KubeError
     from approvalgate.kube.resources import APPROVAL_DECISIONS
@@ -704,7 +704,8 @@ def decide_on_request(args: argparse.Namespace, decision: str) -> int:
             )
         cap = manifests.ttl_cap(bundle, [run], decision) if bundle is not None else None
         ttl = ttl_seconds(args.ttl, cap)
-        claim = _claim(args, run, decision, environment, now, ttl)
+        references, content_view = _request_content(client, run, decision, bundle, ref)
+        claim = _claim(args, run, decision, environment, now, ttl, references)
         envelope = records.sign(claim, signer)
         me = _cluster.whoami(client)
         obj = _queue.decision_object(
@@ -720,6 +721,7 @@ def decide_on_request(args: argparse.Namespace, decision: str) -> int:
             created = objects.create(client, APPROVAL_DECISIONS, obj, namespace)
         except KubeError as exc:
             raise _cluster.not_served(exc, APPROVAL_DECISIONS.plural) from exc
+    _content.show(references, namespace, content_view)
     if args.output == "json":
         print(json.dumps(created, indent=2, sort_keys=True))
         return 0
@@ -731,6 +733,33 @@ def decide_on_request(args: argparse.Namespace, decision: str) -> int:
         f"  follow it: approvalgate status {ref}"
     )
     return 0
+
+
+def _request_content(
+    client: Any, run: Any, decision: str, bundle: Any, ref: str
+) -> tuple[dict[str, str], Any]:
+    """What an approval of request ``ref``'s run binds: the referenced ImplementationSpecs
+    and Agents as the cluster has them now (where the environment binds content), and the
+    view they were read into (to show them)."""
+    from approvalgate.approvals.view import StaticView
+    from approvalgate.commands import _content
+
+    if decision == "reject" or not _content.binds(bundle, bundle is None):
+        return {}, StaticView()
+    refs = _content_refs(run.obj)
+    view = StaticView.build(
+        objects=_content.read_cluster(client, [(run.namespace, key) for key in refs])
+    )
+    bound = _content.bind(
+        refs,
+        run.namespace,
+        view,
+        f"ApprovalRequest {ref}: its AgentRun",
+        "the cluster",
+        advice="the run cannot start without it either: ask the requester to apply it (or "
+        "cancel the request); you need get on implementationspecs and agents to read them",
+    )
+    return bound, view
 
 
 def _decide_on_run(args: argparse.Namespace, decision: str) -> int:
