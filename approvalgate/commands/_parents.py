@@ -336,6 +336,12 @@ def prepare(
             and execution[s].get("enabled")
             and execution[s].get("targetRef")
         ]
+        unused = sorted({stage for stage, _ in sources.targets if stage} - set(stages))
+        if unused:
+            raise UsageError(
+                f"{parent.what}: --target {unused[0]}=FILE: stage {unused[0]} is not enabled "
+                f"with a targetRef (enabled: {', '.join(stages) or 'none'})"
+            )
         found = {s: sources.target(parent, execution[s]["targetRef"], s) for s in stages}
         targets.extend(f"{s}: {_what(t, parent.namespace)}" for s, t in found.items())
         policies = policies_for(

@@ -1,0 +1,456 @@
+"""`approve` of parents (Schedule, OrchestrationRun, Swarm) and of referenced content, without
+a cluster: the annotations written, the record signed (subject, digest, references), and the
+errors a user meets. `explain` and `status` of parents and derived runs.
+
+What reads the cluster (--cluster) is in tests/e2e/test_parents_cli.py.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from approvalgate.approvals import content, parents, records
+from approvalgate.approvals.digest import canonical_json
+from approvalgate.approvals.view import StaticView
+from approvalgate.cli import main
+from tests.support.corpus import KEYS
+
+NOW = "2026-11-21T12:00:00Z"
+TARGET = """\
+apiVersion: agents.proompteng.ai/v1alpha1
+kind: AgentRun
+metadata:
+  name: nightly-target
+  namespace: agents
+  labels:
+    team: finance
+spec:
+  agentRef:
+    name: codex-agent
+  implementationSpecRef:
+    name: task-a
+  runtime:
+    type: job
+  idempotencyKey: once
+  parameters:
+    task: report
+    retries: "3"
+"""
+SCHEDULE = """\
+# the nightly report, every night
+apiVersion: schedules.proompteng.ai/v1alpha1
+kind: Schedule
+metadata:
+  name: nightly
+  namespace: agents
+  labels:
+    team: finance
+spec:
+  cron: "0 2 * * *"   # 02:00 UTC
+  targetRef:
+    kind: AgentRun
+    name: nightly-target
+"""
+CONTENT = """\
+apiVersion: agents.proompteng.ai/v1alpha1
+kind: ImplementationSpec
+metadata:
+  name: task-a
+  namespace: agents
+spec:
+  summary: The nightly report
+  text: |
+    line 1
+    line 2
+    line 3
+    line 4
+    line 5
+    line 6
+    line 7
+    line 8
+    line 9
+---
+apiVersion: agents.proompteng.ai/v1alpha1
+kind: Agent
+metadata:
+  name: codex-agent
+  namespace: agents
+spec:
+  providerRef:
+    name: codex-runner
+"""
+ORCHESTRATION_RUN = """\
+apiVersion: orchestration.proompteng.ai/v1alpha1
+kind: OrchestrationRun
+metadata:
+  name: release-1
+  namespace: agents
+spec:
+  orchestrationRef:
+    name: release
+  parameters:
+    version: "1.2"
+"""
+ORCHESTRATION = """\
+apiVersion: orchestration.proompteng.ai/v1alpha1
+kind: Orchestration
+metadata:
+  name: release
+  namespace: agents
+spec:
+  steps:
+    - name: build
+      kind: AgentRun
+      agentRef:
+        name: codex-agent
+      implementationSpecRef:
+        name: task-a
+"""
+SWARM = """\
+apiVersion: swarm.proompteng.ai/v1alpha1
+kind: Swarm
+metadata:
+  name: torghut
+  namespace: agents
+spec:
+  mode: autonomous
+  execution:
+    discover: {enabled: false}
+    plan: {enabled: false}
+    implement:
+      enabled: true
+      targetRef: {kind: AgentRun, name: nightly-target}
+    verify: {enabled: false}
+"""
+
+
+@pytest.fixture
+def work(tmp_path: Path) -> Path:
+    for name, text in {
+        "target.yaml": TARGET,
+        "schedule.yaml": SCHEDULE,
+        "content.yaml": CONTENT,
+        "orun.yaml": ORCHESTRATION_RUN,
+        "orchestration.yaml": ORCHESTRATION,
+        "swarm.yaml": SWARM,
+    }.items():
+        (tmp_path / name).write_text(text)
+    return tmp_path
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def approve(
+    capsys: pytest.CaptureFixture[str], manifest: Path, *extra: str, who: str = "alice"
+) -> tuple[int, str, str]:
+    return run(
+        capsys,
+        *("approve", str(manifest), "--env", "prod", "--now", NOW),
+        *("--key", str(KEYS / f"{who}.key"), "--approver", who),
+        *extra,
+    )
+
+
+def statements(obj: dict[str, Any]) -> list[dict[str, Any]]:
+    """The in-toto statements of the object's approvals annotation, decoded."""
+    value = obj["metadata"]["annotations"][records.ANNOTATION]
+    return [json.loads(base64.b64decode(e["payload"])) for e in json.loads(value)]
+
+
+def content_view(work: Path) -> StaticView:
+    return StaticView.build(objects=list(yaml.safe_load_all(CONTENT)))
+
+
+# --- Schedule -----------------------------------------------------------------------------
+
+
+def test_approve_a_schedule_writes_its_run_template_and_signs_its_coverage(
+    capsys: pytest.CaptureFixture[str], work: Path
+) -> None:
+    code, out, err = approve(
+        capsys,
+        work / "schedule.yaml",
+        *("--target", str(work / "target.yaml"), "--content", str(work / "content.yaml")),
+    )
+    assert code == 0, err
+    assert out.startswith("# the nightly report, every night\n")  # comments kept
+    assert '  cron: "0 2 * * *"   # 02:00 UTC\n' in out
+    schedule = yaml.safe_load(out)
+    template = parents.schedule_template(
+        yaml.safe_load(TARGET)["spec"], parents.DEFAULT_PER_RUN_FIELDS
+    )
+    annotations = schedule["metadata"]["annotations"]
+    assert annotations[parents.TEMPLATE_ANNOTATION] == canonical_json(template).decode()
+    coverage = parents.coverage(schedule, StaticView(), parents.DEFAULT_PER_RUN_FIELDS)
+    assert not isinstance(coverage, str)
+    (statement,) = statements(schedule)
+    assert statement["subject"] == [
+        {
+            "name": "schedules.proompteng.ai/Schedule/agents/nightly",
+            "digest": {"sha256": coverage.digest},
+        }
+    ]
+    assert parents.subject("Schedule", "agents", "nightly") == statement["subject"][0]["name"]
+    view = content_view(work)
+    assert statement["predicate"]["references"] == content.binding(
+        coverage.references, "agents", view
+    )
+    assert statement["predicate"]["environment"] == "prod"
+    assert "finalizers" not in schedule["metadata"]  # a parent is no one-use run
+    lines = err.splitlines()
+    assert lines[0] == (
+        f"signed approve of Schedule agents/nightly coverage sha256:{coverage.digest} (from "
+        "AgentRun agents/nightly-target) for environment prod as alice, expires "
+        "2026-11-22T12:00:00Z"
+    )
+    assert lines[1].startswith("  binds Agent agents/codex-agent spec sha256:")
+    assert lines[2].startswith("  binds ImplementationSpec agents/task-a spec sha256:")
+    assert lines[3:] == [
+        "    | summary: The nightly report",
+        *(f"    | line {i}" for i in range(1, 8)),
+        "    | ... (2 more lines)",
+    ]
+
+
+def test_a_second_approver_keeps_the_first_record(
+    capsys: pytest.CaptureFixture[str], work: Path
+) -> None:
+    bound = ("--target", str(work / "target.yaml"), "--content", str(work / "content.yaml"))
+    code, _, err = approve(capsys, work / "schedule.yaml", *bound, "--in-place")
+    assert code == 0, err
+    code, _, err = approve(capsys, work / "schedule.yaml", *bound, "--in-place", who="bob")
+    assert code == 0, err
+    assert "run template changed" not in err
+    schedule = yaml.safe_load((work / "schedule.yaml").read_text())
+    assert [s["predicate"]["approver"] for s in statements(schedule)] == ["alice", "bob"]
+    assert len({s["subject"][0]["digest"]["sha256"] for s in statements(schedule)}) == 1
+
+
+def test_a_changed_target_says_the_old_records_no_longer_count(
+    capsys: pytest.CaptureFixture[str], work: Path
+) -> None:
+    bound = ("--target", str(work / "target.yaml"), "--content", str(work / "content.yaml"))
+    assert approve(capsys, work / "schedule.yaml", *bound, "--in-place")[0] == 0
+    (work / "target.yaml").write_text(TARGET.replace("task: report", "task: wipe"))
+    code, _, err = approve(capsys, work / "schedule.yaml", *bound, "--in-place", who="bob")
+    assert code == 0, err
+    assert err.splitlines()[0] == (
+        "note: Schedule agents/nightly: its run template changed; the 1 record(s) already on "
+        "it were signed for the old one and no longer count"
+    )
+
+
+def test_a_schedule_needs_its_target(capsys: pytest.CaptureFixture[str], work: Path) -> None:
+    content_args = ("--content", str(work / "content.yaml"))
+    code, out, err = approve(capsys, work / "schedule.yaml", *content_args)
+    assert (code, out) == (2, "")
+    assert err == (
+        "error: Schedule agents/nightly: its target AgentRun agents/nightly-target is not in "
+        "the --target files\n"
+        "  hint: give its manifest with --target FILE, or read it from the cluster with "
+        "--cluster\n"
+    )
+    other = work / "other.yaml"
+    other.write_text(TARGET.replace("name: nightly-target", "name: other"))
+    code, _, err = approve(capsys, work / "schedule.yaml", *content_args, "--target", str(other))
+    assert code == 2 and "its target AgentRun agents/nightly-target is not in" in err
+    code, _, err = approve(
+        capsys, work / "schedule.yaml", *content_args, "--target", str(work / "content.yaml")
+    )
+    assert (code, err.splitlines()[0]) == (
+        1,
+        f"error: {work / 'content.yaml'}: no AgentRun or OrchestrationRun in this file",
+    )
+
+
+def test_options_only_where_they_apply(capsys: pytest.CaptureFixture[str], work: Path) -> None:
+    target = ("--target", str(work / "target.yaml"))
+    code, _, err = approve(capsys, work / "target.yaml", *target)
+    assert (code, err) == (
+        2,
+        f"error: --target is for a Schedule or Swarm, and {work / 'target.yaml'} has none\n"
+        "  hint: approve the run itself: approvalgate approve run.yaml ...\n",
+    )
+    code, _, err = approve(
+        capsys, work / "schedule.yaml", "--orchestration", str(work / "orchestration.yaml")
+    )
+    assert (code, err) == (
+        2,
+        f"error: --orchestration is for an OrchestrationRun, and {work / 'schedule.yaml'} has "
+        "none\n",
+    )
+    code, _, err = approve(capsys, work / "schedule.yaml", "--cluster", *target)
+    assert code == 2
+    assert err.startswith("error: --cluster reads the content and targets from the cluster:")
+    code, _, err = run(
+        capsys,
+        *("approve", "--request", "agents/x", "--key", str(KEYS / "alice.key")),
+        *("--approver", "alice", "--content", str(work / "content.yaml")),
+    )
+    assert code == 2
+    assert err.startswith(
+        "error: --content, --target, --orchestration and --cluster are for a MANIFEST;"
+    )
+    no_name = work / "unnamed.yaml"
+    no_name.write_text(SCHEDULE.replace("  name: nightly\n", "  generateName: nightly-\n"))
+    code, _, err = approve(capsys, no_name, *target)
+    assert code == 1
+    assert err.startswith(f"error: {no_name}:4:")
+    assert "Schedule has no metadata.name: its approval names it" in err
+
+
+def test_a_reject_of_a_schedule_binds_no_content(
+    capsys: pytest.CaptureFixture[str], work: Path
+) -> None:
+    code, out, err = approve(
+        capsys,
+        work / "schedule.yaml",
+        *("--target", str(work / "target.yaml"), "--reject", "--reason", "not tonight"),
+    )
+    assert code == 0, err
+    (statement,) = statements(yaml.safe_load(out))
+    assert statement["predicate"]["decision"] == "reject"
+    assert "references" not in statement["predicate"]
+
+
+# --- OrchestrationRun and Swarm -----------------------------------------------------------
+
+
+def test_approve_an_orchestration_run(capsys: pytest.CaptureFixture[str], work: Path) -> None:
+    code, out, err = approve(
+        capsys,
+        work / "orun.yaml",
+        "--orchestration",
+        str(work / "orchestration.yaml"),
+        "--content",
+        str(work / "content.yaml"),
+    )
+    assert code == 0, err
+    obj = yaml.safe_load(out)
+    view = StaticView.build(objects=[yaml.safe_load(ORCHESTRATION)])
+    coverage = parents.coverage(obj, view, parents.DEFAULT_PER_RUN_FIELDS)
+    assert not isinstance(coverage, str)
+    (statement,) = statements(obj)
+    assert statement["subject"][0] == {
+        "name": "orchestration.proompteng.ai/OrchestrationRun/agents/release-1",
+        "digest": {"sha256": coverage.digest},
+    }
+    assert parents.TEMPLATE_ANNOTATION not in obj["metadata"]["annotations"]
+    assert "(from Orchestration agents/release)" in err.splitlines()[0]
+    code, _, err = approve(capsys, work / "orun.yaml", "--content", str(work / "content.yaml"))
+    assert (code, err) == (
+        2,
+        "error: OrchestrationRun agents/release-1: its Orchestration agents/release is not "
+        "given\n  hint: give its manifest with --orchestration FILE, or read it from the "
+        "cluster with --cluster\n",
+    )
+
+
+def test_approve_a_swarm_writes_one_template_per_enabled_stage(
+    capsys: pytest.CaptureFixture[str], work: Path
+) -> None:
+    code, out, err = approve(
+        capsys,
+        work / "swarm.yaml",
+        *("--target", f"implement={work / 'target.yaml'}"),
+        *("--content", str(work / "content.yaml")),
+    )
+    assert code == 0, err
+    swarm = yaml.safe_load(out)
+    template = parents.schedule_template(
+        yaml.safe_load(TARGET)["spec"], parents.DEFAULT_PER_RUN_FIELDS
+    )
+    value = swarm["metadata"]["annotations"][parents.TEMPLATES_ANNOTATION]
+    assert value == canonical_json({"implement": template}).decode()
+    (statement,) = statements(swarm)
+    assert statement["subject"][0]["name"] == "swarm.proompteng.ai/Swarm/agents/torghut"
+    assert "(from implement: AgentRun agents/nightly-target)" in err.splitlines()[0]
+    code, _, err = approve(capsys, work / "swarm.yaml", "--target", f"deploy={work}/t.yaml")
+    assert (code, err) == (
+        2,
+        f"error: --target deploy={work}/t.yaml: 'deploy' is not a Swarm stage (discover, plan, "
+        "implement, verify)\n"
+        "  hint: write --target implement=run.yaml, or --target run.yaml for a Schedule\n",
+    )
+    code, _, err = approve(capsys, work / "swarm.yaml", "--target", f"plan={work / 'target.yaml'}")
+    assert (code, err) == (
+        2,
+        "error: Swarm agents/torghut: --target plan=FILE: stage plan is not enabled with a "
+        "targetRef (enabled: implement)\n",
+    )
+
+
+# --- referenced content -------------------------------------------------------------------
+
+
+def test_missing_content_names_the_object_and_both_options(
+    capsys: pytest.CaptureFixture[str], work: Path
+) -> None:
+    before = (work / "target.yaml").read_text()
+    code, out, err = approve(capsys, work / "target.yaml")
+    assert (code, out) == (1, "")
+    assert err == (
+        "error: AgentRun agents/nightly-target references Agent agents/codex-agent, "
+        "ImplementationSpec agents/task-a: an approval must bind that content "
+        "(referencedContent: bind), so nothing was signed\n"
+        "  hint: give the objects' manifests with --content FILE (ImplementationSpec/Agent), or "
+        "read them from the cluster with --cluster; an environment with referencedContent: "
+        "off needs neither (pass its --bundle)\n"
+    )
+    agent_only = work / "agent.yaml"
+    agent_only.write_text(CONTENT.split("---\n")[1])
+    code, _, err = approve(capsys, work / "target.yaml", "--content", str(agent_only))
+    assert (code, err) == (
+        1,
+        "error: AgentRun agents/nightly-target references ImplementationSpec agents/task-a, "
+        f"not found in --content {agent_only}: the approval must bind the content it runs "
+        "(referencedContent: bind), so nothing was signed\n"
+        "  hint: give the object's manifest with --content FILE, or read it from the cluster "
+        "with --cluster (it must exist there first)\n",
+    )
+    code, _, err = approve(capsys, work / "target.yaml", "--content", str(work / "schedule.yaml"))
+    assert (code, err.splitlines()[0]) == (
+        1,
+        f"error: {work / 'schedule.yaml'}: no ImplementationSpec or Agent "
+        "(agents.proompteng.ai) in this file",
+    )
+    assert (work / "target.yaml").read_text() == before
+
+
+def test_a_run_binds_its_content(capsys: pytest.CaptureFixture[str], work: Path) -> None:
+    code, out, err = approve(capsys, work / "target.yaml", "--content", str(work / "content.yaml"))
+    assert code == 0, err
+    (statement,) = statements(yaml.safe_load(out))
+    view = content_view(work)
+    expected = content.binding(content.refs(yaml.safe_load(TARGET)["spec"]), "agents", view)
+    assert statement["predicate"]["references"] == expected
+    assert sorted(expected) == ["Agent/codex-agent", "ImplementationSpec/task-a"]
+
+
+# --- explain and status -------------------------------------------------------------------
+
+
+def test_status_of_an_object_needs_the_policies(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys, "status", "schedule/agents/nightly")
+    assert (code, out) == (2, "")
+    assert err == (
+        "error: status schedule/agents/nightly decides as the webhook would: it needs the "
+        "policies, --bundle FILE (or --policies PATH --env NAME)\n"
+        "  hint: approvalgate status schedule/agents/nightly --bundle rendered/ENV/bundle.json\n"
+    )
+    code, _, err = run(capsys, "status", "agents/nightly", "--bundle", "b.json")
+    assert (code, err) == (
+        2,
+        "error: --bundle, --policies, --env, --user and --now are for KIND/NS/NAME\n"
+        "  hint: e.g. approvalgate status schedule/agents/nightly --bundle bundle.json\n",
+    )
