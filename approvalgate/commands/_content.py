@@ -91,7 +91,7 @@ def resource(kind: str) -> Resource:
 def read_cluster(client: Client, wanted: Iterable[tuple[str, str]]) -> list[dict[str, Any]]:
     """The objects ``(namespace, "Kind/name")`` as the API server has them (absent ones
     left out: :func:`bind` names them)."""
-    from approvalgate.commands._cluster import not_served
+    from approvalgate.commands._cluster import platform_not_served
     from approvalgate.kube import objects
     from approvalgate.kube.errors import KubeError
 
@@ -102,7 +102,7 @@ def read_cluster(client: Client, wanted: Iterable[tuple[str, str]]) -> list[dict
         try:
             obj = objects.get(client, where, name, namespace)
         except KubeError as exc:
-            raise not_served(exc, where.plural) from exc
+            raise platform_not_served(exc, where.plural, where.group) from exc
         if obj is not None:
             found.append({**obj, "kind": kind})
     return found

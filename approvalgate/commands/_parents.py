@@ -229,14 +229,14 @@ def _target_resource(kind: str) -> Resource:
 def _get(
     client: Client, resource: Resource, namespace: str, name: str, what: str
 ) -> dict[str, Any]:
-    from approvalgate.commands._cluster import not_served
+    from approvalgate.commands._cluster import platform_not_served
     from approvalgate.kube import objects
     from approvalgate.kube.errors import KubeError
 
     try:
         found = objects.get(client, resource, name, namespace)
     except KubeError as exc:
-        raise not_served(exc, resource.plural) from exc
+        raise platform_not_served(exc, resource.plural, resource.group) from exc
     if found is None:
         raise ApprovalgateError(
             f"{what} {namespace}/{name} not found in the cluster",

@@ -233,7 +233,7 @@ def object_status(args: argparse.Namespace, kind: str, ref: str) -> int:
         try:
             found = objects.get(client, resource, name, namespace)
         except KubeError as exc:
-            raise _cluster.not_served(exc, resource.plural) from exc
+            raise _cluster.platform_not_served(exc, resource.plural, resource.group) from exc
     if found is None:
         raise ApprovalgateError(f"{kind} {namespace}/{name} not found in the cluster")
     found = {**found, "kind": kind}

@@ -454,3 +454,21 @@ def test_status_of_an_object_needs_the_policies(capsys: pytest.CaptureFixture[st
         "error: --bundle, --policies, --env, --user and --now are for KIND/NS/NAME\n"
         "  hint: e.g. approvalgate status schedule/agents/nightly --bundle bundle.json\n",
     )
+
+
+def test_a_platform_kind_not_served_says_so() -> None:
+    from approvalgate.commands import _cluster
+    from approvalgate.kube.errors import ApiError
+
+    missing = ApiError(
+        "the API server answered HTTP 404 while getting schedule agents/nightly: the server "
+        "could not find the requested resource",
+        status=404,
+    )
+    told = _cluster.platform_not_served(missing, "schedules", "schedules.proompteng.ai")
+    assert told.advice == (
+        "this API server does not serve schedules.schedules.proompteng.ai: check --context, or "
+        "install the agents platform's CRDs (or give the objects as files instead of --cluster)"
+    )
+    other = ApiError('schedules "x" not found', status=404)
+    assert _cluster.platform_not_served(other, "schedules", "s") is other
