@@ -45,7 +45,8 @@ def add_cluster(parser: argparse.ArgumentParser, what: str = "decide") -> None:
         help=f"{what} with the ApprovalRequests, ApprovalDecisions and ApprovalUses of the "
         "cluster, as the webhook does: rejections and withdrawals recorded there count, and "
         "an approval another run used does not (without --cluster those checks are not made, "
-        "and the output says so)",
+        "and the output says so); the Schedules, OrchestrationRuns, Orchestrations, Swarms, "
+        "ImplementationSpecs and Agents of the namespaces decided are read too",
     )
     cluster.add_argument(
         "--kubeconfig",

@@ -101,7 +101,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--expires-in",
         metavar="DURATION",
         help="how long the record is valid, e.g. 30m, 4h, 1d (default: the "
-        "matching policies' timeoutSeconds with --policies or --bundle, else 24h)",
+        "matching policies' timeoutSeconds with --policies or --bundle, for a Schedule, "
+        "OrchestrationRun or Swarm their parents.maxTTL; else 24h)",
     )
     parser.add_argument(
         "--reason",
@@ -132,13 +133,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="PATH",
         type=Path,
         nargs="+",
-        help="policies to bound the TTL by (their timeoutSeconds / bypass maxTTL)",
+        help="policies to bound the TTL by (their timeoutSeconds / parents.maxTTL / bypass "
+        "maxTTL) and whose per-run fields a run template leaves out",
     )
     source.add_argument(
         "--bundle",
         metavar="FILE",
         type=Path,
-        help="a compiled bundle.json: its environment, and its policies bound the TTL",
+        help="a compiled bundle.json: its environment, whether it binds referenced content "
+        "and needs one run per approval, and its policies bound the TTL",
     )
     parser.add_argument(
         "--now", metavar="RFC3339", help="sign as of this time (testing, backdating)"

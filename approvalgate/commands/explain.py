@@ -51,7 +51,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         parser,
         "the environment to explain for (required with --policies; with --bundle, the bundle's)",
     )
-    parser.add_argument("--user", default="", help="the requester's username")
+    parser.add_argument(
+        "--user",
+        default="",
+        help="the requester's username (for a run a Schedule or OrchestrationRun creates: the "
+        "controller's, one of the policies' parents.creators)",
+    )
     add_namespace(parser)
     add_now(parser, "as of this time")
     parser.add_argument(
@@ -209,7 +214,9 @@ def chain_lines(decision: Decision) -> list[str]:
         return []
     lines = [f"  chain: {' <- '.join(decision.chain)}"]
     if not decision.allowed and decision.message:
-        lines.append(f"  missing: {decision.message}")
+        first, *rest = decision.message.splitlines()
+        lines.append(f"  missing: {first}")
+        lines.extend(f"    {line}" for line in rest)
     return lines
 
 

@@ -276,7 +276,9 @@ def object_status(args: argparse.Namespace, kind: str, ref: str) -> int:
             lines.append(f"  created by:  {user}")
         lines.extend(line.replace("  chain: ", "  chain:   ", 1) for line in chain_lines(decision))
         if not decision.chain and not decision.allowed and decision.message:
-            lines.append(f"  message: {decision.message}")
+            first, *rest = decision.message.splitlines()
+            lines.append(f"  message: {first}")
+            lines.extend(f"    {line}" for line in rest)
         print("\n".join(lines))
     return 0 if decision.allowed else 1
 
