@@ -47,17 +47,12 @@ def read_files(paths: Sequence[Path], namespace: str) -> list[dict[str, Any]]:
         InputError: a file holds neither kind.
     """
     from approvalgate import manifests
-    from approvalgate.approvals import content
     from approvalgate.compiler.sources import load_text
 
     found: list[dict[str, Any]] = []
     for path in paths:
         text = manifests.read_manifest(path)
-        objs = [
-            with_namespace(s.obj, namespace)
-            for s in load_text(text, str(path))
-            if s.kind in content.KINDS and _group(s.obj) == CONTENT_GROUP
-        ]
+        objs = of_documents((s.obj for s in load_text(text, str(path))), namespace)
         if not objs:
             raise InputError(
                 f"{path}: no ImplementationSpec or Agent ({CONTENT_GROUP}) in this file",
@@ -65,6 +60,17 @@ def read_files(paths: Sequence[Path], namespace: str) -> list[dict[str, Any]]:
             )
         found.extend(objs)
     return found
+
+
+def of_documents(objs: Iterable[Mapping[str, Any]], namespace: str) -> list[dict[str, Any]]:
+    """The ImplementationSpecs and Agents among ``objs`` (a manifest's other documents)."""
+    from approvalgate.approvals import content
+
+    return [
+        with_namespace(obj, namespace)
+        for obj in objs
+        if obj.get("kind") in content.KINDS and _group(obj) == CONTENT_GROUP
+    ]
 
 
 def with_namespace(obj: Mapping[str, Any], namespace: str) -> dict[str, Any]:

@@ -107,6 +107,7 @@ class Sources:
     orchestrations: list[dict[str, Any]] = field(default_factory=list)
     client: Client | None = None
     used: set[int] = field(default_factory=set)
+    """Which of ``targets`` a parent took."""
 
     @classmethod
     def of(
@@ -145,6 +146,18 @@ class Sources:
             orchs.extend(objs)
         return cls(found, orchs, client)
 
+    def add_manifest(self, objs: Iterable[Mapping[str, Any]], namespace: str) -> None:
+        """The manifest's own AgentRuns, OrchestrationRuns and Orchestrations: a Schedule
+        and its target may come in one file (files given with --target come first)."""
+        for obj in objs:
+            meta = {**(obj.get("metadata") or {})}
+            meta["namespace"] = meta.get("namespace") or namespace
+            placed = {**obj, "metadata": meta}
+            if obj.get("kind") in ("AgentRun", "OrchestrationRun"):
+                self.targets.append(("", placed))
+            elif obj.get("kind") == "Orchestration":
+                self.orchestrations.append(placed)
+
     def target(self, parent: Parent, ref: Mapping[str, Any], stage: str = "") -> dict[str, Any]:
         """The object ``ref`` (a targetRef) names, for ``parent`` (and its Swarm ``stage``)."""
         kind = str(ref.get("kind") or "")
@@ -156,8 +169,6 @@ class Sources:
                 f"{where}: targetRef {json.dumps(dict(ref), sort_keys=True)} names no AgentRun "
                 "or OrchestrationRun: there is no run template to approve"
             )
-        if self.client is not None:
-            return _get(self.client, _target_resource(kind), namespace, name, f"{kind} target")
         for index, (given_stage, obj) in enumerate(self.targets):
             if given_stage and stage and given_stage != stage:
                 continue
@@ -169,9 +180,12 @@ class Sources:
             ):
                 self.used.add(index)
                 return obj
+        if self.client is not None:
+            return _get(self.client, _target_resource(kind), namespace, name, f"{kind} target")
         option = f"--target {stage}=FILE" if stage else "--target FILE"
         raise UsageError(
-            f"{where}: its target {kind} {namespace}/{name} is not in the --target files",
+            f"{where}: its target {kind} {namespace}/{name} is not in the manifest or the "
+            "--target files",
             advice=f"give its manifest with {option}, or read it from the cluster with --cluster",
         )
 
@@ -181,18 +195,19 @@ class Sources:
         name = str(((parent.obj.get("spec") or {}).get("orchestrationRef") or {}).get("name") or "")
         if not name:
             raise ApprovalgateError(f"{parent.what}: spec.orchestrationRef.name is missing")
-        if self.client is not None:
-            orch = parents.ORCHESTRATION
-            resource = _resource(orch.group, orch.version, orch.resource)
-            return _get(self.client, resource, parent.namespace, name, "Orchestration")
         for obj in self.orchestrations:
             meta = obj.get("metadata") or {}
             if meta.get("name") == name and str(meta.get("namespace") or parent.namespace) == (
                 parent.namespace
             ):
                 return {**obj, "metadata": {**meta, "namespace": parent.namespace}}
+        if self.client is not None:
+            orch = parents.ORCHESTRATION
+            resource = _resource(orch.group, orch.version, orch.resource)
+            return _get(self.client, resource, parent.namespace, name, "Orchestration")
         raise UsageError(
-            f"{parent.what}: its Orchestration {parent.namespace}/{name} is not given",
+            f"{parent.what}: its Orchestration {parent.namespace}/{name} is not in the "
+            "manifest or the --orchestration files",
             advice="give its manifest with --orchestration FILE, or read it from the cluster "
             "with --cluster",
         )

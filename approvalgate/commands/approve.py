@@ -11,8 +11,9 @@ Output goes to stdout unless --in-place or -o FILE; what was signed is printed o
 
 Where the environment binds referenced content (referencedContent: bind, approvalgate.yaml's
 default), the record also names the sha256 of every ImplementationSpec and Agent the run
-references, as given with --content FILE or read from the cluster with --cluster; the first
-lines of each ImplementationSpec's text are shown on stderr: that is what you sign.
+references, as the manifest itself holds them, given with --content FILE or read from the
+cluster with --cluster; the first lines of each ImplementationSpec's text are shown on
+stderr: that is what you sign. A Schedule's target may be in the manifest too.
 
 A Schedule, OrchestrationRun or Swarm (a parent) is approved for the runs it will create:
   Schedule          the run template made from its spec.targetRef (--target FILE, or read
@@ -257,7 +258,8 @@ def _approve_file(args: argparse.Namespace) -> int:
     signer = keys.load_signer(args.key, lambda path: manifests.read_key(Path(path)))
     text = manifests.read_manifest(args.manifest)
     display = str(args.manifest)
-    has_runs = any(manifests.is_agent_run(s.obj) for s in load_text(text, display))
+    documents = load_text(text, display)
+    has_runs = any(manifests.is_agent_run(s.obj) for s in documents)
     parents = _parents.read(text, display, args.namespace)
     if not has_runs and not parents:
         raise InputError(
@@ -281,21 +283,25 @@ def _approve_file(args: argparse.Namespace) -> int:
         "namespace (or give them with --content, --target, --orchestration)"
     )
     connection = _cluster.connect(args, advice) if args.cluster else contextlib.nullcontext()
+    # the manifest's own ImplementationSpecs, Agents, targets and Orchestrations count too
+    own = _content.of_documents([d.obj for d in documents], args.namespace)
     with connection as client:
-        objects = _content.read_files(args.content, args.namespace) if args.content else []
+        given = _content.read_files(args.content, args.namespace) if args.content else []
         sources = _parents.Sources.of(args.target or [], args.orchestration or [], client)
+        sources.add_manifest([d.obj for d in documents], args.namespace)
+        objects = [*given, *own]
         prepared = [_parents.prepare(p, sources, bundle, objects) for p in parents]
         if client is not None and binding:
             wanted = [(r.namespace, k) for r in runs for k in _content_refs(r.obj)]
             wanted += [(p.parent.namespace, k) for p in prepared for k in p.coverage.references]
-            objects += _content.read_cluster(client, wanted)
+            objects = [*_content.read_cluster(client, wanted), *objects]  # the manifest's win
     view = StaticView.build(objects=objects)
-    source = (
-        "the cluster"
-        if args.cluster
-        else "--content " + " ".join(str(p) for p in args.content)
-        if args.content
-        else ""
+    source = " and ".join(
+        [
+            *([display] if own else []),
+            *(["--content " + " ".join(str(p) for p in args.content)] if args.content else []),
+            *(["the cluster"] if args.cluster else []),
+        ]
     )
 
     def bound(refs: tuple[str, ...], namespace: str, what: str) -> dict[str, str]:

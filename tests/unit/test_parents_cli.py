@@ -256,14 +256,14 @@ def test_a_schedule_needs_its_target(capsys: pytest.CaptureFixture[str], work: P
     assert (code, out) == (2, "")
     assert err == (
         "error: Schedule agents/nightly: its target AgentRun agents/nightly-target is not in "
-        "the --target files\n"
+        "the manifest or the --target files\n"
         "  hint: give its manifest with --target FILE, or read it from the cluster with "
         "--cluster\n"
     )
     other = work / "other.yaml"
     other.write_text(TARGET.replace("name: nightly-target", "name: other"))
     code, _, err = approve(capsys, work / "schedule.yaml", *content_args, "--target", str(other))
-    assert code == 2 and "its target AgentRun agents/nightly-target is not in" in err
+    assert code == 2 and "its target AgentRun agents/nightly-target is not in the" in err
     code, _, err = approve(
         capsys, work / "schedule.yaml", *content_args, "--target", str(work / "content.yaml")
     )
@@ -350,9 +350,9 @@ def test_approve_an_orchestration_run(capsys: pytest.CaptureFixture[str], work: 
     code, _, err = approve(capsys, work / "orun.yaml", "--content", str(work / "content.yaml"))
     assert (code, err) == (
         2,
-        "error: OrchestrationRun agents/release-1: its Orchestration agents/release is not "
-        "given\n  hint: give its manifest with --orchestration FILE, or read it from the "
-        "cluster with --cluster\n",
+        "error: OrchestrationRun agents/release-1: its Orchestration agents/release is not in "
+        "the manifest or the --orchestration files\n  hint: give its manifest with "
+        "--orchestration FILE, or read it from the cluster with --cluster\n",
     )
 
 
@@ -435,6 +435,34 @@ def test_a_run_binds_its_content(capsys: pytest.CaptureFixture[str], work: Path)
     expected = content.binding(content.refs(yaml.safe_load(TARGET)["spec"]), "agents", view)
     assert statement["predicate"]["references"] == expected
     assert sorted(expected) == ["Agent/codex-agent", "ImplementationSpec/task-a"]
+
+
+def test_one_file_with_the_schedule_its_target_and_content(
+    capsys: pytest.CaptureFixture[str], work: Path
+) -> None:
+    """A Schedule, its target run and the content in one file: nothing else to give; the run
+    and the Schedule are both signed."""
+    both = work / "all.yaml"
+    both.write_text("---\n".join([SCHEDULE, TARGET, CONTENT]))
+    code, out, err = approve(capsys, both)
+    assert code == 0, err
+    schedule, target, spec, agent = yaml.safe_load_all(out)
+    assert parents.TEMPLATE_ANNOTATION in schedule["metadata"]["annotations"]
+    assert statements(schedule)[0]["predicate"]["references"] == content.binding(
+        ("Agent/codex-agent", "ImplementationSpec/task-a"), "agents", content_view(work)
+    )
+    assert statements(target)[0]["subject"][0]["name"].endswith("/AgentRun/agents/nightly-target")
+    assert records.ANNOTATION not in (spec["metadata"].get("annotations") or {})
+    assert "annotations" not in agent["metadata"]
+    partial = work / "partial.yaml"
+    partial.write_text("---\n".join([TARGET, CONTENT.split("---\n")[1]]))
+    code, _, err = approve(capsys, partial)
+    assert (code, err.splitlines()[0]) == (
+        1,
+        "error: AgentRun agents/nightly-target references ImplementationSpec agents/task-a, "
+        f"not found in {partial}: the approval must bind the content it runs "
+        "(referencedContent: bind), so nothing was signed",
+    )
 
 
 # --- explain and status -------------------------------------------------------------------
