@@ -37,7 +37,7 @@ def binds(bundle: Bundle | None, assumed: bool) -> bool:
     bundle, approvalgate.yaml's default (bind) is assumed."""
     if assumed or bundle is None:
         return True
-    return bool(bundle.needs_view and bundle.referenced_content == "bind")
+    return bundle.binds_content
 
 
 def read_files(paths: Sequence[Path], namespace: str) -> list[dict[str, Any]]:
@@ -156,16 +156,32 @@ def missing_source(refs: Sequence[str], namespace: str, what: str) -> Approvalga
     )
 
 
-def show(bound: Mapping[str, str], namespace: str, view: Any, out: Any = None) -> None:
-    """Say on ``out`` (stderr) what the record binds: each object's digest, and the first
-    lines of each ImplementationSpec's text, so the approver sees what they sign."""
-    stream = out if out is not None else sys.stderr
+def show(bound: Mapping[str, str], namespace: str, objects: Sequence[Mapping[str, Any]]) -> None:
+    """Say on stderr what the record binds: each object's digest, and the first lines of
+    each ImplementationSpec's text (found among ``objects``), so the approver sees what they
+    sign."""
     for key, digest in sorted(bound.items()):
         kind, _, name = key.partition("/")
-        print(f"  binds {kind} {namespace}/{name} spec sha256:{digest}", file=stream)
-        obj = view.object(kind, namespace, name) if kind == "ImplementationSpec" else None
-        for line in preview(obj):
-            print(f"    | {line}", file=stream)
+        print(f"  binds {kind} {namespace}/{name} spec sha256:{digest}", file=sys.stderr)
+        if kind != "ImplementationSpec":
+            continue
+        for line in preview(find(objects, kind, namespace, name)):
+            print(f"    | {line}", file=sys.stderr)
+
+
+def find(
+    objects: Sequence[Mapping[str, Any]], kind: str, namespace: str, name: str
+) -> Mapping[str, Any] | None:
+    """The last of ``objects`` that is ``kind namespace/name`` (the one the view holds)."""
+    for obj in reversed(objects):
+        meta = obj.get("metadata") or {}
+        if obj.get("kind") == kind and (meta.get("namespace"), meta.get("name")) == (
+            namespace,
+            name,
+        ):
+            found: Mapping[str, Any] = obj
+            return found
+    return None
 
 
 def preview(obj: Mapping[str, Any] | None, limit: int = PREVIEW_LINES) -> list[str]:

@@ -281,16 +281,18 @@ class Prepared:
 
 
 def as_run(parent_obj: Mapping[str, Any], namespace: str, spec: object) -> dict[str, Any]:
-    """A run of ``spec`` with the parent's labels: how policies are matched to a template."""
+    """A run of ``spec`` with the labels the platform gives the parent's runs (a Schedule's
+    also carry its name): how the webhook matches policies to a template."""
+    from approvalgate.approvals import parents
+
     meta = parent_obj.get("metadata") or {}
+    labels = dict(meta.get("labels") or {})
+    if parent_obj.get("kind") == "Schedule":
+        labels[parents.SCHEDULE_LABEL] = str(meta.get("name") or "")
     return {
         "apiVersion": "agents.proompteng.ai/v1alpha1",
         "kind": "AgentRun",
-        "metadata": {
-            "name": str(meta.get("name") or ""),
-            "namespace": namespace,
-            "labels": dict(meta.get("labels") or {}),
-        },
+        "metadata": {"name": str(meta.get("name") or ""), "namespace": namespace, "labels": labels},
         "spec": spec,
     }
 
@@ -339,7 +341,8 @@ def prepare(
         ref = spec.get("targetRef") or {}
         target = sources.target(parent, ref)
         targets.append(_what(target, parent.namespace))
-        policies = policies_for(bundle, parent.obj, parent.namespace, [target.get("spec")])
+        first = parents.schedule_template(target.get("spec") or {})
+        policies = policies_for(bundle, parent.obj, parent.namespace, [first])
         template = parents.schedule_template(target.get("spec") or {}, per_run_fields(policies))
         annotations[parents.TEMPLATE_ANNOTATION] = canonical_json(template).decode()
     elif parent.kind == "Swarm":
@@ -359,9 +362,8 @@ def prepare(
             )
         found = {s: sources.target(parent, execution[s]["targetRef"], s) for s in stages}
         targets.extend(f"{s}: {_what(t, parent.namespace)}" for s, t in found.items())
-        policies = policies_for(
-            bundle, parent.obj, parent.namespace, [t.get("spec") for t in found.values()]
-        )
+        firsts = [parents.schedule_template(t.get("spec") or {}) for t in found.values()]
+        policies = policies_for(bundle, parent.obj, parent.namespace, firsts)
         fields = per_run_fields(policies)
         templates = {
             s: parents.schedule_template(t.get("spec") or {}, fields) for s, t in found.items()
@@ -377,17 +379,11 @@ def prepare(
     meta["annotations"] = {**old, **annotations}
     obj = {**parent.obj, "metadata": meta}
     view = StaticView.build(objects=[*objects, *extra])
-    fields = per_run_fields(policies)
-    coverage = parents.coverage(obj, view, fields)
+    coverage = parents.coverage(obj, view)
     if isinstance(coverage, str):
-        raise ApprovalgateError(f"{parent.what}: {coverage}")
-    if parent.kind == "OrchestrationRun":
-        policies = policies_for(bundle, parent.obj, parent.namespace, coverage.templates)
-        if per_run_fields(policies) != fields:
-            coverage_again = parents.coverage(obj, view, per_run_fields(policies))
-            if isinstance(coverage_again, str):
-                raise ApprovalgateError(f"{parent.what}: {coverage_again}")
-            coverage = coverage_again
+        raise ApprovalgateError(coverage)
+    if parent.kind == "OrchestrationRun":  # its steps' runs are exact: no per-run fields
+        policies = policies_for(bundle, parent.obj, parent.namespace, coverage.templates.values())
     stale = any(key in old and old[key] != value for key, value in annotations.items())
     return Prepared(parent, obj, annotations, coverage, policies, tuple(targets), stale)
 
@@ -436,18 +432,10 @@ def _placed(parent: Parent) -> dict[str, Any]:
 
 def coverage_of(parent: Parent, view: Any, bundle: Bundle | None) -> Coverage | str:
     """The parent's coverage as the webhook computes it (its templates from its annotations,
-    an Orchestration from ``view``), with the per-run fields of the policies that select
-    its templates; a str says what is missing."""
+    an Orchestration from ``view``); a str says what is missing."""
     from approvalgate.approvals import parents
 
-    obj = _placed(parent)
-    found = parents.coverage(obj, view, tuple(parents.DEFAULT_PER_RUN_FIELDS))
-    if isinstance(found, str):
-        return found
-    fields = per_run_fields(policies_for(bundle, obj, parent.namespace, found.templates))
-    if fields != tuple(parents.DEFAULT_PER_RUN_FIELDS):
-        return parents.coverage(obj, view, fields)
-    return found
+    return parents.coverage(_placed(parent), view)
 
 
 def policies_of(parent: Parent, view: Any, bundle: Bundle | None) -> tuple[Policy, ...]:
@@ -455,7 +443,7 @@ def policies_of(parent: Parent, view: Any, bundle: Bundle | None) -> tuple[Polic
     found = coverage_of(parent, view, bundle)
     if isinstance(found, str):
         return ()
-    return policies_for(bundle, parent.obj, parent.namespace, found.templates)
+    return policies_for(bundle, parent.obj, parent.namespace, found.templates.values())
 
 
 def request_for(parent: Parent, username: str = "", operation: str = "CREATE") -> dict[str, Any]:

@@ -331,7 +331,7 @@ def _approve_file(args: argparse.Namespace) -> int:
             run_ttl,
             signer,
             run_refs,
-            view,
+            objects,
         )
         if runs
         else text
@@ -340,7 +340,7 @@ def _approve_file(args: argparse.Namespace) -> int:
         edits = {}
         for item, references in zip(prepared, parent_refs, strict=True):
             edits[item.parent.source.document.index] = _sign_parent(
-                args, item, decision, environment, now, parent_ttl, signer, references, view
+                args, item, decision, environment, now, parent_ttl, signer, references, objects
             )
         result = _parents.stamp(result, edits)
     if args.in_place:
@@ -386,7 +386,7 @@ def _sign_runs(
     ttl: int,
     signer: Any,
     references: dict[str, dict[str, str]],
-    view: Any,
+    objects: list[dict[str, Any]],
 ) -> str:
     """``text`` with a record signed into each of ``runs`` (and, where an approval admits one
     run, each named and given the approval-use finalizer)."""
@@ -437,7 +437,7 @@ def _sign_runs(
             f"{records.format_time(claim.expires_at)}",
             file=sys.stderr,
         )
-        _content.show(bound.get(run.ref) or {}, run.namespace, view)
+        _content.show(bound.get(run.ref) or {}, run.namespace, objects)
         if run.ref in unfinalized:  # said once the record is made, never for a refusal
             print(
                 f"note: AgentRun {run.ref}: added the finalizer {USE_FINALIZER} "
@@ -462,7 +462,7 @@ def _sign_parent(
     ttl: int,
     signer: Any,
     references: dict[str, str],
-    view: Any,
+    objects: list[dict[str, Any]],
 ) -> dict[str, str]:
     """The annotations of the parent ``item`` (a :class:`_parents.Prepared`) with a record
     signed for its coverage, said on stderr."""
@@ -495,7 +495,7 @@ def _sign_parent(
         f"expires {records.format_time(claim.expires_at)}",
         file=sys.stderr,
     )
-    _content.show(references, parent.namespace, view)
+    _content.show(references, parent.namespace, objects)
     return {**item.annotations, records.ANNOTATION: value}
 
 
@@ -713,7 +713,7 @@ def decide_on_request(args: argparse.Namespace, decision: str) -> int:
             )
         cap = manifests.ttl_cap(bundle, [run], decision) if bundle is not None else None
         ttl = ttl_seconds(args.ttl, cap)
-        references, content_view = _request_content(client, run, decision, bundle, ref)
+        references, read = _request_content(client, run, decision, bundle, ref)
         claim = _claim(args, run, decision, environment, now, ttl, references)
         envelope = records.sign(claim, signer)
         me = _cluster.whoami(client)
@@ -730,7 +730,7 @@ def decide_on_request(args: argparse.Namespace, decision: str) -> int:
             created = objects.create(client, APPROVAL_DECISIONS, obj, namespace)
         except KubeError as exc:
             raise _cluster.not_served(exc, APPROVAL_DECISIONS.plural) from exc
-    _content.show(references, namespace, content_view)
+    _content.show(references, namespace, read)
     if args.output == "json":
         print(json.dumps(created, indent=2, sort_keys=True))
         return 0
@@ -746,7 +746,7 @@ def decide_on_request(args: argparse.Namespace, decision: str) -> int:
 
 def _request_content(
     client: Any, run: Any, decision: str, bundle: Any, ref: str
-) -> tuple[dict[str, str], Any]:
+) -> tuple[dict[str, str], list[dict[str, Any]]]:
     """What an approval of request ``ref``'s run binds: the referenced ImplementationSpecs
     and Agents as the cluster has them now (where the environment binds content), and the
     view they were read into (to show them)."""
@@ -754,11 +754,10 @@ def _request_content(
     from approvalgate.commands import _content
 
     if decision == "reject" or not _content.binds(bundle, bundle is None):
-        return {}, StaticView()
+        return {}, []
     refs = _content_refs(run.obj)
-    view = StaticView.build(
-        objects=_content.read_cluster(client, [(run.namespace, key) for key in refs])
-    )
+    read = _content.read_cluster(client, [(run.namespace, key) for key in refs])
+    view = StaticView.build(objects=read)
     bound = _content.bind(
         refs,
         run.namespace,
@@ -768,7 +767,7 @@ def _request_content(
         advice="the run cannot start without it either: ask the requester to apply it (or "
         "cancel the request); you need get on implementationspecs and agents to read them",
     )
-    return bound, view
+    return bound, read
 
 
 def _decide_on_run(args: argparse.Namespace, decision: str) -> int:

@@ -191,7 +191,7 @@ def test_approve_a_schedule_writes_its_run_template_and_signs_its_coverage(
     )
     annotations = schedule["metadata"]["annotations"]
     assert annotations[parents.TEMPLATE_ANNOTATION] == canonical_json(template).decode()
-    coverage = parents.coverage(schedule, StaticView(), parents.DEFAULT_PER_RUN_FIELDS)
+    coverage = parents.coverage(schedule, StaticView())
     assert not isinstance(coverage, str)
     (statement,) = statements(schedule)
     assert statement["subject"] == [
@@ -338,7 +338,7 @@ def test_approve_an_orchestration_run(capsys: pytest.CaptureFixture[str], work: 
     assert code == 0, err
     obj = yaml.safe_load(out)
     view = StaticView.build(objects=[yaml.safe_load(ORCHESTRATION)])
-    coverage = parents.coverage(obj, view, parents.DEFAULT_PER_RUN_FIELDS)
+    coverage = parents.coverage(obj, view)
     assert not isinstance(coverage, str)
     (statement,) = statements(obj)
     assert statement["subject"][0] == {
