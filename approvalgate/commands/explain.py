@@ -40,6 +40,7 @@ from approvalgate.commands._args import (
 from approvalgate.commands._view import add_cluster, load_view
 
 if TYPE_CHECKING:
+    from approvalgate.approvals.bundle import Bundle
     from approvalgate.approvals.decide import Decision
     from approvalgate.approvals.records import Claim
 
@@ -168,7 +169,7 @@ def run(args: argparse.Namespace) -> int:
         for result in decision.results:
             lines.append(f"  {result.summary}: {result.outcome}")
             lines.extend(f"    {v.line()}" for v in result.records)
-        lines.extend(chain_lines(decision))
+        lines.extend(chain_lines(decision, bundle))
         verdict = "admitted" if decision.allowed else "denied"
         lines.append(f"  => {verdict} ({decision.reason})")
 
@@ -207,17 +208,38 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def chain_lines(decision: Decision) -> list[str]:
-    """``chain: A <- B <- approval`` for a derived run or a parent, and, when it was denied,
-    what is missing."""
+def chain_lines(decision: Decision, bundle: Bundle) -> list[str]:
+    """``chain: A <- B <- approval (2 of 2: alice, bob)`` for a derived run or a parent, and,
+    when it was denied, what is missing."""
     if not decision.chain:
         return []
-    lines = [f"  chain: {' <- '.join(decision.chain)}"]
+    lines = [f"  chain: {' <- '.join([*decision.chain, approval_text(decision, bundle)])}"]
     if not decision.allowed and decision.message:
         first, *rest = decision.message.splitlines()
         lines.append(f"  missing: {first}")
         lines.extend(f"    {line}" for line in rest)
     return lines
+
+
+def approval_text(decision: Decision, bundle: Bundle) -> str:
+    """The end of a chain: what approved it, e.g. ``approval (2 of 2: alice, bob)``; one part
+    per policy when several judged it."""
+    policies = {p.ref: p for p in bundle.policies}
+    parts: list[tuple[str, str]] = []
+    for result in decision.results:
+        policy = policies.get(result.policy)
+        if result.bypass_reason:
+            parts.append((result.policy, f"bypass: {result.bypass_reason}"))
+        elif policy is not None:
+            who = f": {', '.join(result.approvals)}" if result.approvals else ""
+            parts.append(
+                (result.policy, f"{len(result.approvals)} of {policy.required_approvals}{who}")
+            )
+    if not parts:
+        return "approval"
+    if len(parts) == 1:
+        return f"approval ({parts[0][1]})"
+    return f"approval ({'; '.join(f'{ref} {text}' for ref, text in parts)})"
 
 
 def _templates(coverage: Any) -> str:

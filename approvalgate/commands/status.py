@@ -212,7 +212,7 @@ def object_status(args: argparse.Namespace, kind: str, ref: str) -> int:
     from approvalgate.approvals.decide import decide, matching_policies
     from approvalgate.approvals.errors import ApprovalgateError, UsageError
     from approvalgate.commands import _cluster, _parents, _view
-    from approvalgate.commands.explain import chain_lines
+    from approvalgate.commands.explain import approval_text, chain_lines
     from approvalgate.kube import objects
     from approvalgate.kube.errors import KubeError
     from approvalgate.policies import load_policies
@@ -263,6 +263,7 @@ def object_status(args: argparse.Namespace, kind: str, ref: str) -> int:
         "reason": decision.reason,
         "message": decision.message,
         "chain": list(decision.chain),
+        "approval": approval_text(decision, bundle) if decision.chain else "",
         "policies": list(decision.policies),
     }
     if args.output == "json":
@@ -274,7 +275,9 @@ def object_status(args: argparse.Namespace, kind: str, ref: str) -> int:
         ]
         if user:
             lines.append(f"  created by:  {user}")
-        lines.extend(line.replace("  chain: ", "  chain:   ", 1) for line in chain_lines(decision))
+        lines.extend(
+            line.replace("  chain: ", "  chain:   ", 1) for line in chain_lines(decision, bundle)
+        )
         if not decision.chain and not decision.allowed and decision.message:
             first, *rest = decision.message.splitlines()
             lines.append(f"  message: {first}")

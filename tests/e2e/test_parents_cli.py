@@ -276,6 +276,24 @@ def test_approve_a_schedule_from_the_cluster_then_status_and_explain_its_chain(
         in out.splitlines()
     )
 
+    # the Schedule itself: its coverage and its approval
+    code, out, err = world.cli(
+        capsys, "alice", "explain", str(path), *world.policies(), "--cluster"
+    )
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[:2] == [
+        f"Schedule {ns}/nightly",
+        f"  subject {parents.subject('Schedule', ns, 'nightly')}",
+    ]
+    assert lines[2].startswith("  coverage sha256:") and lines[2].endswith(" (1 run template)")
+    assert lines[3:5] == [
+        "  references Agent/codex-agent",
+        "  references ImplementationSpec/task-a",
+    ]
+    assert f"  chain: Schedule {ns}/nightly <- approval (2 of 2: alice, bob)" in lines
+    assert lines[-1].startswith("  => admitted (")
+
     # the ImplementationSpec changes after the approval: the run no longer derives from it
     world.plane.kubectl(
         "admin",
@@ -286,7 +304,13 @@ def test_approve_a_schedule_from_the_cluster_then_status_and_explain_its_chain(
         capsys, "alice", "status", f"agentrun/{ns}/{name}", *world.policies()
     )
     assert code == 1, out + err
-    assert f"ImplementationSpec {ns}/task-a changed since approval" in out
+    assert out.splitlines()[2] == (
+        f"  chain:   AgentRun {ns}/{name} <- Schedule {ns}/nightly <- approval (0 of 2)"
+    )
+    assert (
+        f"- record 0 by alice: ImplementationSpec {ns}/task-a changed since the approval "
+        "(approved sha256:"
+    ) in out
 
 
 def test_approve_cluster_errors_name_what_is_missing(
