@@ -64,9 +64,9 @@ def load_view(
     objects: Sequence[Mapping[str, Any]] = (),
 ) -> ClusterView:
     """The view ``decide()`` gets: listed from the cluster with ``--cluster``, else OFFLINE;
-    with ``objects`` (parents, Orchestrations, content) added either way."""
-    import dataclasses
-
+    with ``objects`` (parents, Orchestrations, content) added. Without ``--cluster`` a view
+    of ``objects`` alone is a view all the same (decide() judges a platform-made run by its
+    parent only in a view), said on stderr."""
     from approvalgate.approvals.view import OFFLINE, StaticView
 
     if not args.cluster:
@@ -77,7 +77,13 @@ def load_view(
             )
         if not objects:
             return OFFLINE
-        return dataclasses.replace(with_objects(StaticView(), objects), offline=True)
+        print(
+            "note: without --cluster the view holds only the objects given (the manifest's "
+            "documents, --content files): approvals recorded in the cluster and uses of "
+            "approvals are not seen; add --cluster to read them",
+            file=sys.stderr,
+        )
+        return with_objects(StaticView(), objects)
     from approvalgate.kube.client import Client
     from approvalgate.kube.errors import KubeError
     from approvalgate.kube.view import list_view

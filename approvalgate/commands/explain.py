@@ -27,6 +27,7 @@ examples:
 from __future__ import annotations
 
 import argparse
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -110,7 +111,10 @@ def run(args: argparse.Namespace) -> int:
             )
         given.extend(extra)
     namespaces = [r.namespace for r in runs] + [p.namespace for p in parents]
-    view = load_view(args, namespaces, given)
+    # without --cluster, a view of the given objects only where a parent is involved (a
+    # platform-made run is judged in a view); ordinary runs keep the offline warning
+    involved = parents or any(derived(r.obj) for r in runs)
+    view = load_view(args, namespaces, given if args.cluster or involved else ())
 
     def describe(policy: Policy) -> None:
         lines.append(
@@ -169,7 +173,7 @@ def run(args: argparse.Namespace) -> int:
         for result in decision.results:
             lines.append(f"  {result.summary}: {result.outcome}")
             lines.extend(f"    {v.line()}" for v in result.records)
-        lines.extend(chain_lines(decision, bundle))
+        lines.extend(chain_lines(decision, bundle, missing=False))  # the results say it
         verdict = "admitted" if decision.allowed else "denied"
         lines.append(f"  => {verdict} ({decision.reason})")
 
@@ -208,17 +212,25 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def chain_lines(decision: Decision, bundle: Bundle) -> list[str]:
+def chain_lines(decision: Decision, bundle: Bundle, missing: bool = True) -> list[str]:
     """``chain: A <- B <- approval (2 of 2: alice, bob)`` for a derived run or a parent, and,
-    when it was denied, what is missing."""
+    when it was denied (and ``missing``), what is missing: the denial's message."""
     if not decision.chain:
         return []
     lines = [f"  chain: {' <- '.join([*decision.chain, approval_text(decision, bundle)])}"]
-    if not decision.allowed and decision.message:
+    if missing and not decision.allowed and decision.message:
         first, *rest = decision.message.splitlines()
         lines.append(f"  missing: {first}")
         lines.extend(f"    {line}" for line in rest)
     return lines
+
+
+def derived(obj: Mapping[str, Any]) -> bool:
+    """The run carries a parent's label (a Schedule's or an OrchestrationRun's)."""
+    from approvalgate.approvals import parents
+
+    labels = (obj.get("metadata") or {}).get("labels") or {}
+    return parents.SCHEDULE_LABEL in labels or parents.ORCHESTRATION_RUN_LABEL in labels
 
 
 def approval_text(decision: Decision, bundle: Bundle) -> str:

@@ -212,7 +212,7 @@ def object_status(args: argparse.Namespace, kind: str, ref: str) -> int:
     from approvalgate.approvals.decide import decide, matching_policies
     from approvalgate.approvals.errors import ApprovalgateError, UsageError
     from approvalgate.commands import _cluster, _parents, _view
-    from approvalgate.commands.explain import approval_text, chain_lines
+    from approvalgate.commands.explain import approval_text, chain_lines, derived
     from approvalgate.kube import objects
     from approvalgate.kube.errors import KubeError
     from approvalgate.policies import load_policies
@@ -244,7 +244,7 @@ def object_status(args: argparse.Namespace, kind: str, ref: str) -> int:
         (run_,) = manifests.agent_runs(text, f"AgentRun {namespace}/{name}", namespace)
         user = args.user
         request = manifests.request_for(run_, username=user or "")
-        if user is None and _derived(found):
+        if user is None and derived(found):
             creators = [c for p in matching_policies(request, bundle) for c in p.parent_creators]
             user = creators[0].replace("{namespace}", namespace) if creators else ""
             request = manifests.request_for(run_, username=user)
@@ -290,11 +290,3 @@ def _agent_runs() -> Any:
     from approvalgate.kube.resources import AGENT_RUNS
 
     return AGENT_RUNS
-
-
-def _derived(obj: Mapping[str, Any]) -> bool:
-    """The run carries a parent's label (a Schedule's or an OrchestrationRun's)."""
-    from approvalgate.approvals import parents
-
-    labels = (obj.get("metadata") or {}).get("labels") or {}
-    return parents.SCHEDULE_LABEL in labels or parents.ORCHESTRATION_RUN_LABEL in labels

@@ -500,3 +500,105 @@ def test_a_platform_kind_not_served_says_so() -> None:
     )
     other = ApiError('schedules "x" not found', status=404)
     assert _cluster.platform_not_served(other, "schedules", "s") is other
+
+
+POLICY = """\
+apiVersion: approvals.proompteng.ai/v1alpha1
+kind: ApprovalPolicy
+metadata:
+  name: nightly
+  namespace: agents
+spec:
+  mode: manual
+  defaultDecision: deny
+  subjects:
+    - kind: Agent
+      name: codex-agent
+  approvers: [alice, bob]
+  requiredApprovals: 2
+  timeoutSeconds: 3600
+  rejection: veto
+  parents:
+    creators: ["system:serviceaccount:{namespace}:agents-schedule"]
+    maxTTL: 48h
+"""
+CREATOR = "system:serviceaccount:agents:agents-schedule"
+
+
+def policies(work: Path) -> list[str]:
+    from tests.support.corpus import BASE
+
+    (work / "policies").mkdir(exist_ok=True)
+    (work / "policies" / "policy.yaml").write_text(POLICY)
+    (work / "policies" / "approvers.yaml").write_text((BASE / "approvers.yaml").read_text())
+    return ["--policies", str(work / "policies")]
+
+
+def test_a_schedule_lives_at_most_the_policies_parents_max_ttl(
+    capsys: pytest.CaptureFixture[str], work: Path
+) -> None:
+    bound = ("--target", str(work / "target.yaml"), "--content", str(work / "content.yaml"))
+    code, _, err = approve(capsys, work / "schedule.yaml", *bound, *policies(work))
+    assert code == 0, err
+    assert err.splitlines()[0].endswith("expires 2026-11-23T12:00:00Z")  # 48h, not 1h
+    code, _, err = approve(capsys, work / "schedule.yaml", *bound, *policies(work), "--ttl", "3d")
+    assert (code, err) == (
+        2,
+        "error: --ttl 3d is longer than the policies allow (2d)\n  hint: use --ttl 2d\n",
+    )
+
+
+def test_explain_a_schedule_and_its_run_offline(
+    capsys: pytest.CaptureFixture[str], work: Path
+) -> None:
+    """The Schedule approved twice, then explained with a run it made, in one file: the
+    chain; without the template annotation: what is missing."""
+    bound = ("--target", str(work / "target.yaml"), "--content", str(work / "content.yaml"))
+    for who in ("alice", "bob"):
+        code, _, err = approve(
+            capsys, work / "schedule.yaml", *bound, *policies(work), "--in-place", who=who
+        )
+        assert code == 0, err
+    schedule = yaml.safe_load((work / "schedule.yaml").read_text())
+    made = parents.schedule_run_manifest(schedule, yaml.safe_load(TARGET))
+    made["metadata"]["name"] = "nightly-abc12"
+    made["spec"]["idempotencyKey"] = "delivery-1"
+    made["metadata"]["labels"][parents.DELIVERY_LABEL] = "delivery-1"
+    both = work / "explain.yaml"
+    both.write_text(
+        "---\n".join([(work / "schedule.yaml").read_text(), json.dumps(made) + "\n", CONTENT])
+    )
+    code, out, err = run(
+        capsys,
+        *("explain", str(both), *policies(work), "--env", "prod", "--now", NOW),
+        *("--user", CREATOR),
+    )
+    assert code == 0, err
+    assert err.startswith("note: without --cluster the view holds only the objects given")
+    lines = out.splitlines()
+    assert (
+        "  chain: AgentRun agents/nightly-abc12 <- Schedule agents/nightly <- approval "
+        "(2 of 2: alice, bob)"
+    ) in lines
+    assert "  chain: Schedule agents/nightly <- approval (2 of 2: alice, bob)" in lines
+    assert (
+        "    parents: runs created by system:serviceaccount:{namespace}:agents-schedule are "
+        "judged by their parent's approval (at most 2d; per-run fields idempotencyKey)"
+    ) in lines
+    assert [line for line in lines if line.startswith("  => ")] == [
+        "  => admitted (approved)",
+        "  => admitted (approved)",
+    ]
+    # the Schedule as it was before approve: no run template
+    (work / "bare.yaml").write_text(SCHEDULE)
+    code, out, _ = run(
+        capsys, "explain", str(work / "bare.yaml"), *policies(work), "--env", "prod", "--now", NOW
+    )
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[1] == (
+        "  coverage: Schedule agents/nightly has no gates.proompteng.ai/run-template "
+        "annotation: the runs it will create were never shown to approvers (`approvalgate "
+        "approve schedule.yaml --target run.yaml` adds it)"
+    )
+    assert lines[-1].startswith("  => denied (parent-not-covered)")
