@@ -133,9 +133,7 @@ def bind(
     bound = content.binding(refs, namespace, view)
     missing = [key for key in refs if key not in bound]
     if missing:
-        names = ", ".join(
-            f"{k.partition('/')[0]} {namespace}/{k.partition('/')[2]}" for k in missing
-        )
+        names = ", ".join(name_of(k, namespace) for k in missing)
         raise ApprovalgateError(
             f"{what} references {names}, not found in {source}: the approval must bind the "
             "content it runs (referencedContent: bind), so nothing was signed",
@@ -144,9 +142,22 @@ def bind(
     return dict(bound)
 
 
+def binding_of(refs: Sequence[str], namespace: str, view: Any) -> dict[str, str]:
+    """The digests of those of ``refs`` the view holds (absent ones left out)."""
+    from approvalgate.approvals import content
+
+    return dict(content.binding(refs, namespace, view))
+
+
+def name_of(key: str, namespace: str) -> str:
+    """``Kind/name`` as ``Kind namespace/name``."""
+    kind, _, name = key.partition("/")
+    return f"{kind} {namespace}/{name}"
+
+
 def missing_source(refs: Sequence[str], namespace: str, what: str) -> ApprovalgateError:
     """The error when content must be bound but neither --content nor --cluster was given."""
-    names = ", ".join(f"{k.partition('/')[0]} {namespace}/{k.partition('/')[2]}" for k in refs)
+    names = ", ".join(name_of(k, namespace) for k in refs)
     return ApprovalgateError(
         f"{what} references {names}: an approval must bind that content "
         "(referencedContent: bind), so nothing was signed",

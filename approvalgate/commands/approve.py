@@ -748,25 +748,44 @@ def _request_content(
     client: Any, run: Any, decision: str, bundle: Any, ref: str
 ) -> tuple[dict[str, str], list[dict[str, Any]]]:
     """What an approval of request ``ref``'s run binds: the referenced ImplementationSpecs
-    and Agents as the cluster has them now (where the environment binds content), and the
-    view they were read into (to show them)."""
+    and Agents as the cluster has them now, and the objects read (to show them).
+
+    With ``--bundle`` its setting decides: where it binds, an object that cannot be read is
+    an error (nothing signed). Without it the environment's setting is unknown here: what
+    can be read is bound, and stderr says what could not be and what that means."""
+    from approvalgate.approvals.errors import ApprovalgateError
     from approvalgate.approvals.view import StaticView
     from approvalgate.commands import _content
 
-    if decision == "reject" or not _content.binds(bundle, bundle is None):
+    if decision == "reject" or (bundle is not None and not bundle.binds_content):
         return {}, []
     refs = _content_refs(run.obj)
-    read = _content.read_cluster(client, [(run.namespace, key) for key in refs])
-    view = StaticView.build(objects=read)
-    bound = _content.bind(
-        refs,
-        run.namespace,
-        view,
-        f"ApprovalRequest {ref}: its AgentRun",
-        "the cluster",
-        advice="the run cannot start without it either: ask the requester to apply it (or "
-        "cancel the request); you need get on implementationspecs and agents to read them",
+    what = f"ApprovalRequest {ref}: its AgentRun"
+    advice = (
+        "the run cannot start without it either: ask the requester to apply it (or cancel "
+        "the request); you need get on implementationspecs and agents to read them"
     )
+    try:
+        read = _content.read_cluster(client, [(run.namespace, key) for key in refs])
+        view = StaticView.build(objects=read)
+        if bundle is not None:
+            return _content.bind(refs, run.namespace, view, what, "the cluster", advice), read
+        bound = _content.binding_of(refs, run.namespace, view)
+    except ApprovalgateError as exc:
+        if bundle is not None:
+            raise
+        read, bound = [], {}
+        print(f"note: {what}: its content could not be read: {exc.message}", file=sys.stderr)
+    missing = [key for key in refs if key not in bound]
+    if missing:
+        names = ", ".join(_content.name_of(key, run.namespace) for key in missing)
+        print(
+            f"note: {what} references {names}, not bound by this record (not read from the "
+            "cluster): where the environment binds referenced content (referencedContent: "
+            "bind, the default where clusterView: required) the record will not count; "
+            f"{advice}, or approve with --bundle of the environment to make this an error",
+            file=sys.stderr,
+        )
     return bound, read
 
 

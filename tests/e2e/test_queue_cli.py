@@ -528,7 +528,8 @@ def test_errors_say_what_to_do(q: Queue, capsys: pytest.CaptureFixture[str]) -> 
     missing.write_text(missing.read_text().replace("codex-impl-sample", "not-applied"))
     code, _, err = q.cli(capsys, "requester", "request", str(missing), "--env", ENV)
     assert code == 0, err
-    code, _, err = q.decide(capsys, "approve", "alice", "missing-content")
+    staging = ROOT / "examples" / "gitops-repo" / "rendered" / ENV / "bundle.json"
+    code, _, err = q.decide(capsys, "approve", "alice", "missing-content", "--bundle", str(staging))
     assert code == 1
     assert err == (
         f"error: ApprovalRequest {ns}/missing-content: its AgentRun references "
@@ -538,3 +539,17 @@ def test_errors_say_what_to_do(q: Queue, capsys: pytest.CaptureFixture[str]) -> 
         "cancel the request); you need get on implementationspecs and agents to read them\n"
     )
     assert q.decisions("missing-content") == []
+    # without --bundle the environment's setting is unknown: what can be read is bound, and
+    # stderr says what is not and what it means
+    code, out, err = q.decide(capsys, "approve", "alice", "missing-content")
+    assert code == 0, err
+    assert err.startswith(
+        f"note: ApprovalRequest {ns}/missing-content: its AgentRun references "
+        f"ImplementationSpec {ns}/not-applied, not bound by this record (not read from the "
+        "cluster): where the environment binds referenced content"
+    )
+    (decision,) = q.decisions("missing-content")
+    (record,), _ = records.parse_annotation(json.dumps([decision["spec"]["record"]]))
+    assert list(json.loads(record.envelope.payload)["predicate"]["references"]) == [
+        "Agent/codex-agent"
+    ]
