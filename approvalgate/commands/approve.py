@@ -45,7 +45,8 @@ random characters, said on stderr) and adds the finalizer gates.proompteng.ai/ap
 which the webhook requires there. Only --bundle tells the environment's setting; without it
 the default is assumed (said on stderr): pass the bundle of an environment with
 clusterView: off to leave the file as it was. With --request the referenced content is read
-from the cluster.
+from the cluster: with --bundle, where it binds, an object that cannot be read is an error;
+without, what can be read is bound and stderr names the rest.
 
 examples (parents, content):
   approvalgate approve run.yaml --env prod --key alice.key --approver alice \\
