@@ -108,6 +108,16 @@ class Sources:
     client: Client | None = None
     used: set[int] = field(default_factory=set)
     """Which of ``targets`` a parent took."""
+    given: int = 0
+    """How many of ``targets`` came from --target files (the manifest's own follow)."""
+
+    def unused(self) -> list[str]:
+        """The --target objects no parent took (a misspelt name, a stray file)."""
+        return [
+            f"{obj.get('kind')} {(obj.get('metadata') or {}).get('name')}"
+            for index, (_, obj) in enumerate(self.targets[: self.given])
+            if index not in self.used
+        ]
 
     @classmethod
     def of(
@@ -144,7 +154,7 @@ class Sources:
             if not objs:
                 raise InputError(f"{path}: no Orchestration in this file")
             orchs.extend(objs)
-        return cls(found, orchs, client)
+        return cls(found, orchs, client, given=len(found))
 
     def add_manifest(self, objs: Iterable[Mapping[str, Any]], namespace: str) -> None:
         """The manifest's own AgentRuns, OrchestrationRuns and Orchestrations: a Schedule

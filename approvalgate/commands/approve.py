@@ -292,6 +292,12 @@ def _approve_file(args: argparse.Namespace) -> int:
         sources.add_manifest([d.obj for d in documents], args.namespace)
         objects = [*given, *own]
         prepared = [_parents.prepare(p, sources, bundle, objects) for p in parents]
+        for stray in sources.unused():
+            print(
+                f"note: --target: {stray} is the target of no Schedule or Swarm in "
+                f"{display}: it was not used",
+                file=sys.stderr,
+            )
         if client is not None and binding:
             wanted = [(r.namespace, k) for r in runs for k in _content_refs(r.obj)]
             wanted += [(p.parent.namespace, k) for p in prepared for k in p.coverage.references]

@@ -265,6 +265,17 @@ def test_a_schedule_needs_its_target(capsys: pytest.CaptureFixture[str], work: P
     code, _, err = approve(capsys, work / "schedule.yaml", *content_args, "--target", str(other))
     assert code == 2 and "its target AgentRun agents/nightly-target is not in the" in err
     code, _, err = approve(
+        capsys,
+        work / "schedule.yaml",
+        *content_args,
+        *("--target", str(other), "--target", str(work / "target.yaml")),
+    )
+    assert code == 0, err
+    assert err.splitlines()[0] == (
+        f"note: --target: AgentRun other is the target of no Schedule or Swarm in "
+        f"{work / 'schedule.yaml'}: it was not used"
+    )
+    code, _, err = approve(
         capsys, work / "schedule.yaml", *content_args, "--target", str(work / "content.yaml")
     )
     assert (code, err.splitlines()[0]) == (
