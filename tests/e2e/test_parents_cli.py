@@ -242,6 +242,19 @@ def test_approve_a_schedule_from_the_cluster_then_status_and_explain_its_chain(
         }
     world.apply(path.read_text())
 
+    # a run's approval binds its content read from the cluster the same way
+    run_path = world.file(
+        "target.yaml",
+        yaml.safe_dump(
+            {k: target[k] for k in ("apiVersion", "kind", "spec")}
+            | {"metadata": {"name": "nightly-copy", "namespace": ns}}
+        ),
+    )
+    code, _, err = world.approve(capsys, "alice", run_path)
+    assert code == 0, err
+    (statement,) = statements(yaml.safe_load(run_path.read_text()))
+    assert statement["predicate"]["references"] == signed[0]["predicate"]["references"]
+
     code, out, err = world.cli(
         capsys, "alice", "status", f"schedule/{ns}/nightly", *world.policies()
     )
