@@ -32,9 +32,10 @@ CONTENT_GROUP = "agents.proompteng.ai"
 
 
 def binds(bundle: Bundle | None, assumed: bool) -> bool:
-    """Whether a record must bind the referenced content: the bundle says so (its
+    """Whether a record binds the referenced content: the bundle says so (its
     ``referencedContent: bind`` where the cluster view is required), or, without a compiled
-    bundle, approvalgate.yaml's default (bind) is assumed."""
+    bundle, approvalgate.yaml's default (bind) is assumed (then what is given is bound, and
+    stderr says when nothing is)."""
     if assumed or bundle is None:
         return True
     return bundle.binds_content
@@ -153,6 +154,18 @@ def name_of(key: str, namespace: str) -> str:
     """``Kind/name`` as ``Kind namespace/name``."""
     kind, _, name = key.partition("/")
     return f"{kind} {namespace}/{name}"
+
+
+def unbound_note(refs: Sequence[str], namespace: str, what: str, environment: str) -> str:
+    """What stderr says when content is not bound and the environment's setting is assumed
+    (no compiled bundle): the record binds none of it."""
+    names = ", ".join(name_of(k, namespace) for k in refs)
+    return (
+        f"note: {what} references {names}: not bound (no --content or --cluster); where the "
+        "environment binds referenced content (referencedContent: bind, approvalgate.yaml's "
+        "default) this record will not count: approve with --content FILE or --cluster, or "
+        f"with --bundle rendered/{environment}/bundle.json to use its setting"
+    )
 
 
 def missing_source(refs: Sequence[str], namespace: str, what: str) -> ApprovalgateError:

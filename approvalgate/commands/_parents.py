@@ -406,13 +406,17 @@ def _what(obj: Mapping[str, Any], namespace: str) -> str:
 def ttl_cap(prepared: Sequence[Prepared], decision: str) -> int | None:
     """The longest lifetime every policy selecting one of the parents allows (their
     ``parents.maxTTL``; for a bypass also the bypass's maxTTL)."""
+    return policies_cap([p for item in prepared for p in item.policies], decision)
+
+
+def policies_cap(policies: Sequence[Policy], decision: str) -> int | None:
+    """The longest lifetime of a parent's record all ``policies`` allow."""
     caps = []
-    for item in prepared:
-        for policy in item.policies:
-            cap = policy.parent_max_ttl_seconds
-            if decision == "bypass":
-                cap = min(cap, policy.bypass.max_ttl_seconds if policy.bypass else 0)
-            caps.append(cap)
+    for policy in policies:
+        cap = policy.parent_max_ttl_seconds
+        if decision == "bypass":
+            cap = min(cap, policy.bypass.max_ttl_seconds if policy.bypass else 0)
+        caps.append(cap)
     return min(caps) if caps else None
 
 

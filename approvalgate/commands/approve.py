@@ -71,6 +71,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -273,7 +274,8 @@ def _approve_file(args: argparse.Namespace) -> int:
         bundle = bundle_from_paths(args.policies, BundleSettings(environment=environment))
     # A compiled bundle says whether the environment records each approval's one use and
     # binds referenced content; policy files and --env do not, and then approvalgate.yaml's
-    # defaults (clusterView: required, referencedContent: bind) are assumed.
+    # defaults (clusterView: required, referencedContent: bind) are assumed: the content
+    # given is bound, and when none is given stderr says the record binds none.
     assumed = args.bundle is None
     binding = decision != "reject" and bool(
         args.content or args.cluster or _content.binds(bundle, assumed)
@@ -313,6 +315,9 @@ def _approve_file(args: argparse.Namespace) -> int:
 
     def bound(refs: tuple[str, ...], namespace: str, what: str) -> dict[str, str]:
         if not binding or not refs:
+            return {}
+        if not source and assumed:  # the environment's setting is not known here
+            print(_content.unbound_note(refs, namespace, what, environment), file=sys.stderr)
             return {}
         if not source:
             raise _content.missing_source(refs, namespace, what)
@@ -628,7 +633,8 @@ def add_request_arguments(parser: argparse.ArgumentParser, decision: str) -> Non
         type=Path,
         help="an AgentRun manifest that is (or will be) applied directly, not requested: the "
         "record is filed in the cluster for that run's name and spec (needs --env or "
-        "--bundle), so it counts whether or not the run carries it",
+        "--bundle), so it counts whether or not the run carries it; a Schedule, "
+        "OrchestrationRun or Swarm (as approve wrote it) the same way, for its coverage",
     )
     _add_signer(parser)
     parser.add_argument(
@@ -796,16 +802,29 @@ def _request_content(
     return bound, read
 
 
+@dataclass(frozen=True)
+class _Decided:
+    """What a decision filed with --run is about: an AgentRun or a parent."""
+
+    what: str
+    namespace: str
+    name: str
+    subject: str
+    digest: str
+    cap: int | None
+
+
 def _decide_on_run(args: argparse.Namespace, decision: str) -> int:
-    """Sign ``decision`` about each AgentRun of ``args.run`` (a manifest applied directly)
-    and file it as an ApprovalDecision for that run's name: a reject or withdrawal the
-    requester cannot leave out of the run's annotation."""
+    """Sign ``decision`` about each AgentRun, Schedule, OrchestrationRun and Swarm of
+    ``args.run`` (a manifest applied directly) and file it as an ApprovalDecision for that
+    object's name: a reject or withdrawal the requester cannot leave out of the annotation."""
     import json
 
     from approvalgate import manifests
     from approvalgate.approvals import keys, records
     from approvalgate.approvals.errors import InputError
-    from approvalgate.commands import _cluster, _queue
+    from approvalgate.commands import _cluster, _parents, _queue
+    from approvalgate.compiler.sources import load_text
     from approvalgate.kube import objects
     from approvalgate.kube.errors import KubeError
     from approvalgate.kube.resources import APPROVAL_DECISIONS
@@ -821,30 +840,35 @@ def _decide_on_run(args: argparse.Namespace, decision: str) -> int:
         )
     signer = keys.load_signer(args.key, lambda path: manifests.read_key(Path(path)))
     text = manifests.read_manifest(args.run)
+    display = str(args.run)
     default_namespace = getattr(args, "namespace", None) or "default"
-    runs = manifests.agent_runs(text, str(args.run), default_namespace)
+    found = _parents.read(text, display, default_namespace)
+    has_runs = any(manifests.is_agent_run(d.obj) for d in load_text(text, display))
+    runs = manifests.agent_runs(text, display, default_namespace) if has_runs or not found else []
     unnamed = [run.ref for run in runs if not run.name]
     if unnamed:
         raise InputError(
             f"{args.run}: {', '.join(unnamed)} has only generateName: a decision in the "
             "cluster names one run; give it metadata.name (`approvalgate approve` does)"
         )
-    cap = manifests.ttl_cap(bundle, runs, decision) if bundle is not None else None
-    ttl = ttl_seconds(args.ttl, cap)
+    cap = manifests.ttl_cap(bundle, runs, decision) if bundle is not None and runs else None
+    decided = [
+        _Decided(f"AgentRun {r.ref}", r.namespace, r.name, r.subject, r.digest, cap) for r in runs
+    ]
+    first = decided[0].namespace if decided else found[0].namespace
     advice = _cluster.rbac_advice(
-        "create on approvaldecisions",
-        "approvaldecisions",
-        runs[0].namespace,
-        "approvalgate-approver",
+        "create on approvaldecisions", "approvaldecisions", first, "approvalgate-approver"
     )
     created_all: list[dict[str, Any]] = []
     with _cluster.connect(args, advice) as client:
+        decided += [_parent_decided(p, client, bundle, decision) for p in found]
+        ttls = {id(d): ttl_seconds(args.ttl, d.cap) for d in decided}  # all checked first
         me = _cluster.whoami(client)
-        for run in runs:
-            claim = _claim(args, run, decision, environment, now, ttl)
+        for item in decided:
+            claim = _claim(args, item, decision, environment, now, ttls[id(item)])
             obj = _queue.decision_object(
-                request=run.name,
-                namespace=run.namespace,
+                request=item.name,
+                namespace=item.namespace,
                 decision=decision,
                 approver=args.approver,
                 envelope=records.sign(claim, signer),
@@ -852,22 +876,47 @@ def _decide_on_run(args: argparse.Namespace, decision: str) -> int:
                 created_by_annotation=_cluster.CREATED_BY,
             )
             try:
-                created = objects.create(client, APPROVAL_DECISIONS, obj, run.namespace)
+                created = objects.create(client, APPROVAL_DECISIONS, obj, item.namespace)
             except KubeError as exc:
                 raise _cluster.not_served(exc, APPROVAL_DECISIONS.plural) from exc
             created_all.append(created)
             if args.output != "json":
+                what = "spec" if item.what.startswith("AgentRun ") else "coverage"
                 print(
-                    f"created ApprovalDecision {run.namespace}/"
-                    f"{(created.get('metadata') or {}).get('name', '')}: {decision} of AgentRun "
-                    f"{run.ref} (spec sha256:{run.digest}, environment {environment}) as "
-                    f"approver {args.approver}, user {me}, expires "
+                    f"created ApprovalDecision {item.namespace}/"
+                    f"{(created.get('metadata') or {}).get('name', '')}: {decision} of "
+                    f"{item.what} ({what} sha256:{item.digest}, environment {environment}) "
+                    f"as approver {args.approver}, user {me}, expires "
                     f"{records.format_time(claim.expires_at)}; it counts whether or not the "
-                    "run carries it"
+                    f"{item.what.split()[0]} carries it"
                 )
     if args.output == "json":
         print(json.dumps(created_all, indent=2, sort_keys=True))
     return 0
+
+
+def _parent_decided(parent: Any, client: Any, bundle: Any, decision: str) -> _Decided:
+    """A parent of a --run manifest as a decision names it: its coverage as the file has it
+    (an OrchestrationRun's Orchestration read from the cluster)."""
+    from approvalgate.approvals.errors import ApprovalgateError
+    from approvalgate.approvals.view import StaticView
+    from approvalgate.commands import _parents
+
+    extra = []
+    if parent.kind == "OrchestrationRun":
+        extra.append(_parents.Sources(client=client).orchestration(parent))
+    view = StaticView.build(objects=extra)
+    covered = _parents.coverage_of(parent, view, bundle)
+    if isinstance(covered, str):
+        raise ApprovalgateError(
+            covered,
+            advice="give the approved manifest (with its run-template annotation, as "
+            "`approvalgate approve` writes it)",
+        )
+    cap = _parents.policies_cap(_parents.policies_of(parent, view, bundle), decision)
+    return _Decided(
+        parent.what, parent.namespace, parent.name, covered.subject, covered.digest, cap
+    )
 
 
 def _request_run(request: dict[str, Any], namespace: str, ref: str) -> Any:

@@ -375,3 +375,36 @@ spec:
         f"error: Schedule {ns}/orphan references ImplementationSpec {ns}/not-there, not found "
         "in the cluster:"
     )
+
+
+def test_withdraw_a_schedule_in_the_cluster(
+    world: World, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An approver takes back their approval of a Schedule with the file they approved: an
+    ApprovalDecision about the Schedule, counted whether or not the Schedule carries it."""
+    ns = world.namespace
+    path = world.file("weekly.yaml", schedule(ns, "weekly", "nightly-target"))
+    for user in ("alice", "bob"):
+        code, _, err = world.approve(capsys, user, path)
+        assert code == 0, err
+    world.apply(path.read_text())
+    code, out, err = world.cli(
+        capsys, "alice", "status", f"schedule/{ns}/weekly", *world.policies()
+    )
+    assert code == 0, out + err
+    code, out, err = world.cli(
+        capsys,
+        "alice",
+        *("withdraw", "--run", str(path), "--env", ENV),
+        *("--key", str(world.work / "keys" / "alice.key"), "--approver", "alice"),
+    )
+    assert code == 0, err
+    assert out.startswith(f"created ApprovalDecision {ns}/weekly-")
+    assert f": withdraw of Schedule {ns}/weekly (coverage sha256:" in out
+    code, out, err = world.cli(
+        capsys, "alice", "status", f"schedule/{ns}/weekly", *world.policies(), "-o", "json"
+    )
+    assert code == 1, out + err
+    shown = json.loads(out)
+    assert (shown["allowed"], shown["chain"]) == (False, [f"Schedule {ns}/weekly"])
+    assert shown["approval"] == "approval (1 of 2: bob)"

@@ -20,6 +20,7 @@ from approvalgate.approvals.digest import canonical_json
 from approvalgate.approvals.view import StaticView
 from approvalgate.cli import main
 from tests.support.corpus import KEYS
+from tests.support.paths import ROOT
 
 NOW = "2026-11-21T12:00:00Z"
 TARGET = """\
@@ -408,7 +409,8 @@ def test_missing_content_names_the_object_and_both_options(
     capsys: pytest.CaptureFixture[str], work: Path
 ) -> None:
     before = (work / "target.yaml").read_text()
-    code, out, err = approve(capsys, work / "target.yaml")
+    prod = str(ROOT / "examples" / "gitops-repo" / "rendered" / "prod" / "bundle.json")
+    code, out, err = approve(capsys, work / "target.yaml", "--bundle", prod)
     assert (code, out) == (1, "")
     assert err == (
         "error: AgentRun agents/nightly-target references Agent agents/codex-agent, "
@@ -418,6 +420,20 @@ def test_missing_content_names_the_object_and_both_options(
         "read them from the cluster with --cluster; an environment with referencedContent: "
         "off needs neither (pass its --bundle)\n"
     )
+    assert (work / "target.yaml").read_text() == before
+    # without a compiled bundle the environment's setting is assumed: nothing given, nothing
+    # bound, and stderr says what that means
+    code, out, err = approve(capsys, work / "target.yaml")
+    assert code == 0, err
+    assert err.splitlines()[0] == (
+        "note: AgentRun agents/nightly-target references Agent agents/codex-agent, "
+        "ImplementationSpec agents/task-a: not bound (no --content or --cluster); where the "
+        "environment binds referenced content (referencedContent: bind, approvalgate.yaml's "
+        "default) this record will not count: approve with --content FILE or --cluster, or "
+        "with --bundle rendered/prod/bundle.json to use its setting"
+    )
+    (statement,) = statements(yaml.safe_load(out))
+    assert "references" not in statement["predicate"]
     agent_only = work / "agent.yaml"
     agent_only.write_text(CONTENT.split("---\n")[1])
     code, _, err = approve(capsys, work / "target.yaml", "--content", str(agent_only))
