@@ -18,9 +18,9 @@ object in the cluster stands instead: it is decided as the webhook would (the po
 --bundle, or --policies with --env; the cluster's approvals, parents and content). A run a
 platform controller created from a parent shows its chain, e.g.
   chain:   AgentRun agents/nightly-abc12 <- Schedule agents/nightly <- approval (2 of 2: alice, bob)
-and what is missing ("Schedule agents/nightly: no approval records", "run-template
-annotation missing", "ImplementationSpec agents/task-a changed since approval"). Exit 0 when
-it would be admitted, 1 when not.
+and what is missing: the parent, its approval records, its run-template annotation, content
+changed since the approval ("ImplementationSpec agents/task-a changed since the approval").
+Exit 0 when it would be admitted, 1 when not.
 
 examples:
   approvalgate status agents/nightly-report
