@@ -313,11 +313,13 @@ def _approve_file(args: argparse.Namespace) -> int:
         ]
     )
 
+    notes: dict[str, str] = {}  # said once the record is made, after "signed ..."
+
     def bound(refs: tuple[str, ...], namespace: str, what: str) -> dict[str, str]:
         if not binding or not refs:
             return {}
         if not source and assumed:  # the environment's setting is not known here
-            print(_content.unbound_note(refs, namespace, what, environment), file=sys.stderr)
+            notes[what] = _content.unbound_note(refs, namespace, what, environment)
             return {}
         if not source:
             raise _content.missing_source(refs, namespace, what)
@@ -344,6 +346,7 @@ def _approve_file(args: argparse.Namespace) -> int:
             signer,
             run_refs,
             objects,
+            notes,
         )
         if runs
         else text
@@ -354,6 +357,8 @@ def _approve_file(args: argparse.Namespace) -> int:
             edits[item.parent.source.document.index] = _sign_parent(
                 args, item, decision, environment, now, parent_ttl, signer, references, objects
             )
+            if item.parent.what in notes:
+                print(notes[item.parent.what], file=sys.stderr)
         result = _parents.stamp(result, edits)
     if args.in_place:
         write_text(args.manifest, result)
@@ -399,6 +404,7 @@ def _sign_runs(
     signer: Any,
     references: dict[str, dict[str, str]],
     objects: list[dict[str, Any]],
+    notes: dict[str, str],
 ) -> str:
     """``text`` with a record signed into each of ``runs`` (and, where an approval admits one
     run, each named and given the approval-use finalizer)."""
@@ -411,9 +417,11 @@ def _sign_runs(
     one_use = bundle.needs_view if bundle is not None and not assumed else True
     unfinalized: set[str] = set()
     bound = references
+    named_from = {run.ref: run.ref for run in runs}  # a run named now: its ref before
     if one_use:
         named = [_named(run, environment, assumed) for run in runs]
         bound = {new.ref: references[old.ref] for old, new in zip(runs, named, strict=True)}
+        named_from = {new.ref: old.ref for old, new in zip(runs, named, strict=True)}
         runs = named
         unfinalized = {
             run.ref
@@ -450,6 +458,9 @@ def _sign_runs(
             file=sys.stderr,
         )
         _content.show(bound.get(run.ref) or {}, run.namespace, objects)
+        note = notes.get(f"AgentRun {run.ref}") or notes.get(f"AgentRun {named_from[run.ref]}")
+        if note:
+            print(note, file=sys.stderr)
         if run.ref in unfinalized:  # said once the record is made, never for a refusal
             print(
                 f"note: AgentRun {run.ref}: added the finalizer {USE_FINALIZER} "

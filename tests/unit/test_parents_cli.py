@@ -425,7 +425,8 @@ def test_missing_content_names_the_object_and_both_options(
     # bound, and stderr says what that means
     code, out, err = approve(capsys, work / "target.yaml")
     assert code == 0, err
-    assert err.splitlines()[0] == (
+    assert err.splitlines()[0].startswith("signed approve of AgentRun agents/nightly-target ")
+    assert err.splitlines()[1] == (
         "note: AgentRun agents/nightly-target references Agent agents/codex-agent, "
         "ImplementationSpec agents/task-a: not bound (no --content or --cluster); where the "
         "environment binds referenced content (referencedContent: bind, approvalgate.yaml's "
