@@ -136,6 +136,11 @@ def world(control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory)
                 "resources": ["approvalrequests", "approvaldecisions", "approvaluses"],
                 "verbs": ["get", "list"],
             },
+            {  # withdraw --run files a decision about a Schedule
+                "apiGroups": ["gates.proompteng.ai"],
+                "resources": ["approvaldecisions"],
+                "verbs": ["create"],
+            },
         ],
     )
     world = World(control_plane, namespace, work)
