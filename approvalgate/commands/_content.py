@@ -23,7 +23,6 @@ from approvalgate.approvals.errors import ApprovalgateError, InputError
 if TYPE_CHECKING:
     from approvalgate.approvals.bundle import Bundle
     from approvalgate.kube.client import Client
-    from approvalgate.kube.resources import Resource
 
 PREVIEW_LINES = 8
 """How many lines of an ImplementationSpec's text approve shows."""
@@ -86,26 +85,18 @@ def _group(obj: Mapping[str, Any]) -> str:
     return str(obj.get("apiVersion") or "").partition("/")[0]
 
 
-def resource(kind: str) -> Resource:
-    """The API resource of an ImplementationSpec or Agent."""
-    from approvalgate.approvals import content
-    from approvalgate.kube.resources import Resource
-
-    plural = {k: p for p, k in content.RESOURCES.items()}[kind]
-    return Resource(CONTENT_GROUP, "v1alpha1", plural)
-
-
 def read_cluster(client: Client, wanted: Iterable[tuple[str, str]]) -> list[dict[str, Any]]:
     """The objects ``(namespace, "Kind/name")`` as the API server has them (absent ones
     left out: :func:`bind` names them)."""
     from approvalgate.commands._cluster import platform_not_served
     from approvalgate.kube import objects
     from approvalgate.kube.errors import KubeError
+    from approvalgate.kube.view import OBJECT_RESOURCES
 
     found: list[dict[str, Any]] = []
     for namespace, key in sorted(set(wanted)):
         kind, _, name = key.partition("/")
-        where = resource(kind)
+        where = OBJECT_RESOURCES[kind]
         try:
             obj = objects.get(client, where, name, namespace)
         except KubeError as exc:

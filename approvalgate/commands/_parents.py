@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from approvalgate.approvals.errors import ApprovalgateError, Finding, InputError, UsageError
+from approvalgate.approvals.parents import SWARM_STAGES
 
 if TYPE_CHECKING:
     from approvalgate.approvals.bundle import Bundle, Policy
@@ -26,10 +27,8 @@ if TYPE_CHECKING:
     from approvalgate.kube.client import Client
     from approvalgate.kube.resources import Resource
 
-STAGES = ("discover", "plan", "implement", "verify")
+STAGES = SWARM_STAGES
 """The Swarm stages that may run a target (execution.<stage>)."""
-
-AGENTRUN = ("agents.proompteng.ai", "v1alpha1", "agentruns")
 
 
 @dataclass(frozen=True)
@@ -212,8 +211,7 @@ class Sources:
             ):
                 return {**obj, "metadata": {**meta, "namespace": parent.namespace}}
         if self.client is not None:
-            orch = parents.ORCHESTRATION
-            resource = _resource(orch.group, orch.version, orch.resource)
+            resource = _target_resource(parents.ORCHESTRATION.kind)
             return _get(self.client, resource, parent.namespace, name, "Orchestration")
         raise UsageError(
             f"{parent.what}: its Orchestration {parent.namespace}/{name} is not in the "
@@ -236,19 +234,10 @@ def split_target(text: str) -> tuple[str, Path]:
     return "", Path(text)
 
 
-def _resource(group: str, version: str, plural: str) -> Resource:
-    from approvalgate.kube.resources import Resource
-
-    return Resource(group, version, plural)
-
-
 def _target_resource(kind: str) -> Resource:
-    from approvalgate.approvals import parents
+    from approvalgate.commands._view import resources
 
-    if kind == "AgentRun":
-        return _resource(*AGENTRUN)
-    found = parents.KINDS[kind]
-    return _resource(found.group, found.version, found.resource)
+    return resources()[kind]
 
 
 def _get(

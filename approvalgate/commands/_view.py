@@ -110,41 +110,27 @@ def load_view(
     return with_objects(view, [*listed, *objects])
 
 
-OBJECT_KINDS = (
-    "Schedule",
-    "OrchestrationRun",
-    "Swarm",
-    "Orchestration",
-    "ImplementationSpec",
-    "Agent",
-)
-"""The kinds decide() reads from the view besides the approval queue's."""
-
-
 def resources() -> dict[str, Resource]:
-    """The API resource of each of :data:`OBJECT_KINDS`."""
-    from approvalgate.approvals import content, parents
-    from approvalgate.kube.resources import Resource
+    """The API resource of each kind decide() reads from the view besides the queue's (the
+    cluster view's own table), and of AgentRuns."""
+    from approvalgate.kube.resources import AGENT_RUNS
+    from approvalgate.kube.view import OBJECT_RESOURCES
 
-    found = {k: Resource(p.group, p.version, p.resource) for k, p in parents.KINDS.items()}
-    orchestration = parents.ORCHESTRATION
-    found[orchestration.kind] = Resource(
-        orchestration.group, orchestration.version, orchestration.resource
-    )
-    for plural, kind in content.RESOURCES.items():
-        found[kind] = Resource("agents.proompteng.ai", "v1alpha1", plural)
-    return found
+    return {**OBJECT_RESOURCES, "AgentRun": AGENT_RUNS}
 
 
 def objects_of(objs: Iterable[Mapping[str, Any]], namespace: str) -> list[dict[str, Any]]:
-    """Those of ``objs`` the view holds (:data:`OBJECT_KINDS` of their API group), placed in
-    ``namespace`` when they name none."""
-    wanted = resources()
+    """Those of ``objs`` the view holds (parents, Orchestrations, ImplementationSpecs and
+    Agents, of their API group), placed in ``namespace`` when they name none."""
+    from approvalgate.approvals import content, parents
+
+    groups = {k.kind: k.group for k in (*parents.KINDS.values(), parents.ORCHESTRATION)}
+    groups.update((kind, content.GROUP) for kind in content.KINDS)
     found = []
     for obj in objs:
         kind = str(obj.get("kind") or "")
         group = str(obj.get("apiVersion") or "").partition("/")[0]
-        if kind in wanted and wanted[kind].group == group:
+        if groups.get(kind) == group:
             meta = dict(obj.get("metadata") or {})
             meta["namespace"] = meta.get("namespace") or namespace
             found.append({**obj, "metadata": meta})
@@ -152,13 +138,14 @@ def objects_of(objs: Iterable[Mapping[str, Any]], namespace: str) -> list[dict[s
 
 
 def list_objects(client: Client, namespaces: Sequence[str]) -> list[dict[str, Any]]:
-    """Every object of :data:`OBJECT_KINDS` in ``namespaces`` (a kind the API server does not
-    serve has none: its CRD is not installed)."""
+    """Every parent, Orchestration, ImplementationSpec and Agent in ``namespaces`` (a kind
+    the API server does not serve has none: its CRD is not installed)."""
     from approvalgate.kube.errors import KubeError
     from approvalgate.kube.lists import list_all
+    from approvalgate.kube.view import OBJECT_RESOURCES
 
     found: list[dict[str, Any]] = []
-    for kind, resource in resources().items():
+    for kind, resource in OBJECT_RESOURCES.items():
         for namespace in namespaces:
             try:
                 items = list_all(client, resource, namespace).items

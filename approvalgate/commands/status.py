@@ -227,7 +227,7 @@ def object_status(args: argparse.Namespace, kind: str, ref: str) -> int:
     assert namespace is not None  # KIND/NS/NAME names it
     bundle = load_policies(args.policies, args.bundle, args.env)
     now = manifests.parse_now(args.now)
-    resource = _view.resources()[kind] if kind != "AgentRun" else _agent_runs()
+    resource = _view.resources()[kind]
     advice = f"you need get on {resource.plural}.{resource.group} in namespace {namespace}"
     with _cluster.connect(args, advice) as client:
         try:
@@ -284,9 +284,3 @@ def object_status(args: argparse.Namespace, kind: str, ref: str) -> int:
             lines.extend(f"    {line}" for line in rest)
         print("\n".join(lines))
     return 0 if decision.allowed else 1
-
-
-def _agent_runs() -> Any:
-    from approvalgate.kube.resources import AGENT_RUNS
-
-    return AGENT_RUNS
