@@ -24,6 +24,7 @@ import yaml
 
 from approvalgate.approvals import content, parents, records
 from approvalgate.approvals.digest import canonical_json
+from approvalgate.approvals.view import StaticView
 from approvalgate.cli import main
 from tests.e2e.controlplane import ControlPlane
 
@@ -413,3 +414,69 @@ def test_withdraw_a_schedule_in_the_cluster(
     shown = json.loads(out)
     assert (shown["allowed"], shown["chain"]) == (False, [f"Schedule {ns}/weekly"])
     assert shown["approval"] == "approval (1 of 2: bob)"
+
+
+def test_approve_an_orchestration_run_with_its_orchestration_from_the_cluster(
+    world: World, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ns = world.namespace
+    world.apply(
+        f"""\
+apiVersion: orchestration.proompteng.ai/v1alpha1
+kind: Orchestration
+metadata:
+  name: release
+  namespace: {ns}
+spec:
+  steps:
+    - name: build
+      kind: AgentRun
+      agentRef:
+        name: codex-agent
+      with:
+        implementationSpecRef: task-a
+        target: prod
+"""
+    )
+    path = world.file(
+        "release-1.yaml",
+        f"""\
+apiVersion: orchestration.proompteng.ai/v1alpha1
+kind: OrchestrationRun
+metadata:
+  name: release-1
+  namespace: {ns}
+spec:
+  orchestrationRef:
+    name: release
+  parameters:
+    version: "1.2"
+""",
+    )
+    code, out, err = world.approve(capsys, "alice", path)
+    assert (code, out) == (0, ""), err
+    assert f"signed approve of OrchestrationRun {ns}/release-1 coverage sha256:" in err
+    assert f"(from Orchestration {ns}/release)" in err
+    orchestration = world.get("orchestrations.orchestration.proompteng.ai", "release")
+    view = StaticView.build(objects=[{**orchestration, "kind": "Orchestration"}])
+    approved = yaml.safe_load(path.read_text())
+    covered = parents.coverage(approved, view)
+    assert not isinstance(covered, str)
+    (statement,) = statements(approved)
+    assert statement["subject"][0] == {
+        "name": parents.subject("OrchestrationRun", ns, "release-1"),
+        "digest": {"sha256": covered.digest},
+    }
+    assert sorted(statement["predicate"]["references"]) == [
+        "Agent/codex-agent",
+        "ImplementationSpec/task-a",
+    ]
+    world.apply(path.read_text())
+    code, out, err = world.cli(
+        capsys, "alice", "status", f"orchestrationrun/{ns}/release-1", *world.policies()
+    )
+    assert code == 1, out + err  # one of two approvals
+    assert out.splitlines()[0].startswith(
+        f"OrchestrationRun {ns}/release-1: would be denied in {ENV} ("
+    )
+    assert f"  chain:   OrchestrationRun {ns}/release-1 <- approval (1 of 2: alice)" in out
