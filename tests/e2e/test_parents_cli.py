@@ -480,3 +480,48 @@ spec:
         f"OrchestrationRun {ns}/release-1: would be denied in {ENV} ("
     )
     assert f"  chain:   OrchestrationRun {ns}/release-1 <- approval (1 of 2: alice)" in out
+
+
+def test_approve_a_swarm_with_its_stage_targets_from_the_cluster(
+    world: World, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ns = world.namespace
+    path = world.file(
+        "swarm.yaml",
+        f"""\
+apiVersion: swarm.proompteng.ai/v1alpha1
+kind: Swarm
+metadata:
+  name: torghut
+  namespace: {ns}
+spec:
+  mode: lights-out
+  owner: {{channel: slack, id: team-finance}}
+  domains: [finance]
+  objectives: [nightly report]
+  discovery: {{sources: [{{name: ledger}}]}}
+  delivery: {{deploymentTargets: [prod]}}
+  execution:
+    discover: {{enabled: false}}
+    plan: {{enabled: false}}
+    implement:
+      enabled: true
+      every: 1d
+      targetRef: {{kind: AgentRun, name: nightly-target}}
+    verify: {{enabled: false}}
+""",
+    )
+    code, out, err = world.approve(capsys, "alice", path)
+    assert (code, out) == (0, ""), err
+    assert f"(from implement: AgentRun {ns}/nightly-target)" in err
+    target = world.get("agentruns.agents.proompteng.ai", "nightly-target")
+    approved = yaml.safe_load(path.read_text())
+    expected = {"implement": parents.schedule_template(target["spec"])}
+    annotations = approved["metadata"]["annotations"]
+    assert annotations[parents.TEMPLATES_ANNOTATION] == canonical_json(expected).decode()
+    (statement,) = statements(approved)
+    assert statement["subject"][0]["name"] == parents.subject("Swarm", ns, "torghut")
+    world.apply(path.read_text())
+    code, out, err = world.cli(capsys, "alice", "status", f"swarm/{ns}/torghut", *world.policies())
+    assert code == 1, out + err
+    assert f"  chain:   Swarm {ns}/torghut <- approval (1 of 2: alice)" in out
