@@ -244,14 +244,15 @@ def object_status(args: argparse.Namespace, kind: str, ref: str) -> int:
         (run_,) = manifests.agent_runs(text, f"AgentRun {namespace}/{name}", namespace)
         user = args.user
         request = manifests.request_for(run_, username=user or "")
-        if user is None and derived(found):
+        assumed = user is None and derived(found)
+        if assumed:
             creators = [c for p in matching_policies(request, bundle) for c in p.parent_creators]
             user = creators[0].replace("{namespace}", namespace) if creators else ""
             request = manifests.request_for(run_, username=user)
         decision = decide(request, bundle, now, view)
     else:
         (parent,) = _parents.read(text, f"{kind} {namespace}/{name}", namespace)
-        user = args.user or ""
+        user, assumed = args.user or "", False
         decision = decide(_parents.request_for(parent, user), bundle, now, view)
     item = {
         "kind": kind,
@@ -274,7 +275,8 @@ def object_status(args: argparse.Namespace, kind: str, ref: str) -> int:
             f"{kind} {namespace}/{name}: {verdict} in {bundle.environment} ({decision.reason})"
         ]
         if user:
-            lines.append(f"  created by:  {user}")
+            why = " (assumed: its policies' parents.creators; --user says another)"
+            lines.append(f"  created by:  {user}{why if assumed else ''}")
         lines.extend(
             line.replace("  chain: ", "  chain:   ", 1) for line in chain_lines(decision, bundle)
         )

@@ -275,7 +275,8 @@ def test_approve_a_schedule_from_the_cluster_then_status_and_explain_its_chain(
     assert code == 0, out + err
     assert out.splitlines()[:3] == [
         f"AgentRun {ns}/{name}: would be admitted in {ENV} ({out.split('(')[1].split(')')[0]})",
-        f"  created by:  {CREATOR.format(namespace=ns)}",
+        f"  created by:  {CREATOR.format(namespace=ns)} (assumed: its policies' "
+        "parents.creators; --user says another)",
         f"  chain:   AgentRun {ns}/{name} <- Schedule {ns}/nightly <- approval (2 of 2: alice, "
         "bob)",
     ]
