@@ -769,7 +769,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     results = []
     with tempfile.TemporaryDirectory(prefix="approvalgate-queue-bench-") as tmp:
         bundle = Path(tmp) / "bundle.json"
-        bundle.write_text(compile_case_bundle(BASE, BundleSettings(environment=ENV)))
+        bundle.write_text(
+            compile_case_bundle(BASE, BundleSettings(environment=ENV, referenced_content="off"))
+        )
         for size in sizes:
             work = Path(tmp) / f"size-{size}"
             work.mkdir()

@@ -250,7 +250,9 @@ def build_corpus(decisions: int, runs: int, now: datetime) -> Corpus:
 
 
 def bundle_of(cluster_view: str) -> Bundle:
-    text = compile_case_bundle(BASE, BundleSettings(environment=ENV, cluster_view=cluster_view))
+    text = compile_case_bundle(
+        BASE, BundleSettings(environment=ENV, cluster_view=cluster_view, referenced_content="off")
+    )
     return parse_bundle_text(text)
 
 

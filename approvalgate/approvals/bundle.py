@@ -88,6 +88,18 @@ class Policy:
     trusted_groups: frozenset[str]
     service_account_requesters: str = "deny"
     gitops_appliers: frozenset[str] = frozenset()
+    parent_creators: tuple[str, ...] = ()
+    """Usernames the platform creates runs and Schedules under (``{namespace}`` stands for the
+    request's namespace): their objects are judged by derivation from an approved parent."""
+    per_run_fields: tuple[str, ...] = ("idempotencyKey",)
+    max_runs: int = 0
+    parent_max_ttl_seconds: int = 720 * 3600
+
+    def is_parent_creator(self, username: str, namespace: str) -> bool:
+        return any(
+            username == creator.replace("{namespace}", namespace)
+            for creator in self.parent_creators
+        )
 
     @property
     def ref(self) -> str:
@@ -111,6 +123,9 @@ class Bundle:
     cluster_view: str = "required"
     """``required``: CREATEs judged by records need the cluster view (approvals.view)."""
     use_settle_seconds: int = 30
+    referenced_content: str = "bind"
+    """``bind`` (where the view is required): records bind referenced content
+    (approvals.content)."""
     caches: bool = field(default=True, repr=False, compare=False)
     """False turns the memo tables off (the reference behaviour, for tests and debugging)."""
     _all_namespaces: tuple[Policy, ...] = field(init=False, repr=False, compare=False, default=())
@@ -136,6 +151,10 @@ class Bundle:
     @property
     def needs_view(self) -> bool:
         return self.cluster_view == "required"
+
+    @property
+    def binds_content(self) -> bool:
+        return self.needs_view and self.referenced_content == "bind"
 
     def enforces(self, namespace: str) -> bool:
         return namespace not in self.exclude_namespaces
@@ -267,6 +286,7 @@ def load_bundle(obj: object, source: str = "bundle") -> Bundle:
         approvers=approvers,
         cluster_view=obj.get("clusterView", "required"),
         use_settle_seconds=obj.get("useSettleSeconds", 30),
+        referenced_content=obj.get("referencedContent", "bind"),
     )
 
 
@@ -310,4 +330,16 @@ def _policy(obj: Mapping[str, Any]) -> Policy:
         trusted_groups=frozenset(obj["trustedSubmitters"]["groups"]),
         service_account_requesters=obj["serviceAccountRequesters"],
         gitops_appliers=frozenset(obj["gitOpsAppliers"]),
+        **_parents(obj.get("parents")),
     )
+
+
+def _parents(obj: Mapping[str, Any] | None) -> dict[str, Any]:
+    if obj is None:
+        return {}
+    return {
+        "parent_creators": tuple(obj["creators"]),
+        "per_run_fields": tuple(obj["perRunFields"]),
+        "max_runs": obj["maxRuns"],
+        "parent_max_ttl_seconds": obj["maxTTLSeconds"],
+    }

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Final, Literal, NamedTuple
 
-from approvalgate.approvals import identity, reasons, records, references
+from approvalgate.approvals import content, identity, parents, reasons, records, references
 from approvalgate.approvals.admission import AGENTRUNS, AGENTS_GROUP
 from approvalgate.approvals.bundle import Approver, ApproverKey, Bundle, Policy
 from approvalgate.approvals.errors import DigestError
@@ -41,6 +41,7 @@ _IDENTITY_REASONS: Final = frozenset(
         "cluster-view-unavailable",
         "missing-use-finalizer",
         "request-mismatch",
+        "not-derived",
     }
 )
 """Denials that approvals cannot lift: the requester's identity (or the cluster view, or the
@@ -98,6 +99,9 @@ class Decision:
     digest: str = ""
     subject: str = ""
     internal_error: str = ""
+    chain: tuple[str, ...] = ()
+    """For a run the platform created, or a parent: the run first, then its parents
+    (``AgentRun ns/x``, ``Schedule ns/s``, ...): what explain and status show."""
 
 
 def decide(
@@ -145,17 +149,25 @@ def _decide(
 ) -> Decision:
     operation = request.get("operation")
     resource = request.get("resource")
-    # Rule 1: only agentruns and the queue's kinds are gated; DELETE and CONNECT of runs pass.
-    if operation in ("DELETE", "CONNECT") and not (
-        isinstance(resource, dict) and resource.get("group") == GATES_GROUP
-    ):
+    group = resource.get("group") if isinstance(resource, dict) else None
+    plural = resource.get("resource") if isinstance(resource, dict) else None
+    is_content = group == content.GROUP and plural in content.RESOURCES
+    # Rule 1: agentruns, parents, referenced content and the queue's kinds are gated;
+    # DELETE and CONNECT pass, but for the queue's kinds and referenced content.
+    if operation in ("DELETE", "CONNECT") and not (group == GATES_GROUP or is_content):
         return _allow("operation-not-gated")
     if not isinstance(resource, dict):
         return _deny("malformed", "the request names no resource")
-    if resource.get("group") == GATES_GROUP:
+    if group == GATES_GROUP:
         from approvalgate.approvals import gates  # the queue's kinds: approvals/gates.py
 
         return gates.decide_gates(request, bundle, now, view)
+    if (group, plural) in parents.BY_RESOURCE or is_content:
+        from approvalgate.approvals import inherit  # parents and content: approvals/inherit.py
+
+        if is_content:
+            return inherit.decide_content(request, bundle, now, view)
+        return inherit.decide_parent(request, bundle, now, view)
     if resource.get("group") != AGENTS_GROUP or resource.get("resource") != AGENTRUNS:
         return _allow("not-gated")
     if request.get("subResource") == "status":
@@ -220,6 +232,15 @@ def _decide(
     if usable is not None:
         parsed, problems = _with_cluster_records(parsed, problems, run, usable, bundle)
     checks = [_check_record(r, run, bundle, now, usable) for r in parsed]
+    if bundle.binds_content and usable is not None:  # Rule 5: what the run executes, bound
+        checks = bind_content(checks, content.refs(obj.get("spec")), namespace, usable)
+    derived = [p for p in policies if p.is_parent_creator(run.username, namespace)]
+    if derived and operation == "CREATE":  # Rule 5b: made by the platform from a parent
+        from approvalgate.approvals import inherit
+
+        return inherit.decide_derived(
+            request, obj, run, policies, checks, problems, bundle, now, view
+        )
     results = [_evaluate(p, run, checks, problems, bundle) for p in policies]
     if len(parsed) + len(problems) > carried:  # say which records came from the cluster
         results = [_from_cluster(r, carried) for r in results]
@@ -289,6 +310,8 @@ class _Run(NamedTuple):
     """Why the cluster view cannot be relied on, when the bundle requires it."""
     finalizer_missing: bool = False
     request_problem: str = ""
+    kind: str = "AgentRun"
+    """What is judged: an AgentRun, or a parent (Schedule, OrchestrationRun, Swarm)."""
 
     @classmethod
     def of(
@@ -598,12 +621,37 @@ def used_statements(
     """What an ApprovalUse of ``run`` must record: the statement of every record the run
     carries and of every cluster approval (approve, bypass) for its name issued by the time
     it was created (it may have counted), and the latest of their expiries."""
-    meta = run.get("metadata") if isinstance(run.get("metadata"), dict) else {}
-    assert isinstance(meta, dict)
-    chosen, _ = _used_records(meta, str(meta.get("namespace") or ""), bundle, view)
+    chosen = _all_used(run, bundle, view)
     statements = sorted({statement_digest(r) for r in chosen})
     latest = max((r.claim.expires_at for r in chosen), default=None)
     return statements, latest
+
+
+def used_references(run: Mapping[str, Any], bundle: Bundle, view: ClusterView) -> dict[str, str]:
+    """What an ApprovalUse of ``run`` records in ``spec.references``: for each object the run
+    executes, the content the used records bound (the first that binds it). While the use
+    lasts, a write giving that object other content is denied (approvals.inherit)."""
+    chosen = _all_used(run, bundle, view)
+    bound: dict[str, str] = {}
+    for ref in content.refs(run.get("spec")):
+        for record in chosen:
+            if ref in record.claim.references:
+                bound[ref] = record.claim.references[ref]
+                break
+    return bound
+
+
+def _all_used(
+    run: Mapping[str, Any], bundle: Bundle, view: ClusterView
+) -> list[records.ParsedRecord]:
+    """The records a run may have used: its own (:func:`_used_records`), then, for a run the
+    platform made, the approvals of the parent it derives from."""
+    from approvalgate.approvals import inherit
+
+    meta = run.get("metadata") if isinstance(run.get("metadata"), dict) else {}
+    assert isinstance(meta, dict)
+    chosen, _ = _used_records(meta, str(meta.get("namespace") or ""), bundle, view)
+    return [*chosen, *inherit.parent_records_used(run, bundle, view)]
 
 
 def _excluded(bundle: Bundle, username: str, author: str) -> frozenset[str]:
@@ -794,6 +842,24 @@ def _withdrawal(record: records.ParsedRecord, approver: Approver, bundle: Bundle
             f"valid at {records.format_time(claim.issued_at)}",
         )
     return _Check(record, approver, "")
+
+
+def bind_content(
+    checks: Sequence[_Check], wanted: Sequence[str], namespace: str, view: ClusterView
+) -> list[_Check]:
+    """Rule 5 where the bundle binds referenced content: an approval (or bypass) counts only
+    if it binds the current content of every object the run executes (approvals.content)."""
+    if not wanted:
+        return list(checks)
+    bound: list[_Check] = []
+    for check in checks:
+        claim = check.record.claim
+        if check.problem or claim.decision not in ("approve", "bypass"):
+            bound.append(check)
+            continue
+        found = content.problems(claim.references, wanted, namespace, view)
+        bound.append(check._replace(problem="; ".join(found)) if found else check)
+    return bound
 
 
 def _one_use_problem(
@@ -1244,7 +1310,7 @@ def _denial_message(results: Sequence[PolicyResult], run: _Run, environment: str
     """Rule 8: per failing policy, what was found, what became of each record, who could
     still approve, and the command to run."""
     verb = "creating" if run.operation == "CREATE" else "updating"
-    lines = [f"approvalgate denied {verb} AgentRun {run.ref}:"]
+    lines = [f"approvalgate denied {verb} {run.kind} {run.ref}:"]
     for result in results:
         if result.outcome not in ("deny", "require-approval"):
             continue
@@ -1255,6 +1321,22 @@ def _denial_message(results: Sequence[PolicyResult], run: _Run, environment: str
     if all(
         r.reason in _IDENTITY_REASONS for r in results if r.outcome in ("deny", "require-approval")
     ):
+        return "\n".join(lines)
+    if run.kind == "AgentRun" and parents.is_parent_subject(run.subject):
+        lines.append(
+            "The platform created this run: it is admitted on its parent's approval (the "
+            "chain above). Each approver approves the parent: `approvalgate approve "
+            f"PARENT.yaml --env {environment} --key KEY --approver NAME` with --target or "
+            "--cluster (docs/parents.md); then apply the approved parent."
+        )
+        return "\n".join(lines)
+    if run.kind != "AgentRun":
+        lines.append(
+            f"To approve what this {run.kind} will run (coverage sha256:{run.digest[:12]}), "
+            f"each approver runs `approvalgate approve {run.kind.upper()}.yaml --env "
+            f"{environment} --key KEY --approver NAME` (with --target or --cluster: "
+            "docs/parents.md); then apply the approved file."
+        )
         return "\n".join(lines)
     lines.append(
         f"To approve this exact spec (sha256:{run.digest[:12]}), each approver runs "

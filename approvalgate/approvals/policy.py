@@ -53,6 +53,8 @@ class BundleSettings:
     cluster_view: str = "required"
     """``required``: decide() needs the cluster view (approvals.view); ``off``: records only."""
     use_settle_seconds: int = DEFAULT_USE_SETTLE_SECONDS
+    referenced_content: str = "bind"
+    """``bind``: records bind the content of the ImplementationSpecs and Agent a run executes."""
 
     def enforces(self, namespace: str) -> bool:
         return namespace not in self.exclude_namespaces
@@ -145,6 +147,7 @@ def compile_bundle(
         "clockSkewSeconds": settings.clock_skew_seconds,
         "clusterView": settings.cluster_view,
         "useSettleSeconds": settings.use_settle_seconds,
+        **({"referencedContent": "off"} if settings.referenced_content == "off" else {}),
         "policies": sorted(policies, key=lambda p: (p["namespace"], p["name"])),
         "approvers": [approvers[name] for name in sorted(approvers)],
     }
@@ -358,6 +361,20 @@ def _policy(
             ),
             "maxTTLSeconds": max_ttl,
         }
+    parents = None
+    if "parents" in spec:
+        raw = spec["parents"]
+        try:
+            parent_ttl = parse_duration(raw.get("maxTTL", "720h"))
+        except ValueError as exc:
+            ctx.add(index, ("spec", "parents", "maxTTL"), str(exc))
+            parent_ttl = 1
+        parents = {
+            "creators": sorted(set(raw["creators"])),
+            "perRunFields": sorted(set(raw.get("perRunFields", ["idempotencyKey"]))),
+            "maxRuns": int(raw.get("maxRuns", 0)),
+            "maxTTLSeconds": max(parent_ttl, 1),
+        }
     if spec.get("mode") == "automatic" and not spec.get("trustedSubmitters"):
         ctx.warn(
             index,
@@ -402,6 +419,7 @@ def _policy(
         },
         "serviceAccountRequesters": spec.get("serviceAccountRequesters", "deny"),
         "gitOpsAppliers": sorted(set(spec.get("gitOpsAppliers", []))),
+        **({"parents": parents} if parents is not None else {}),
     }
 
 

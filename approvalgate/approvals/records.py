@@ -22,7 +22,7 @@ import functools
 import json
 import re
 import secrets
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final, Literal
@@ -111,6 +111,9 @@ class Claim:
     nonce: str
     environment: str
     version: int = FORMAT_VERSION
+    references: Mapping[str, str] = dataclasses.field(default_factory=dict, hash=False)
+    """What the approver saw of the objects the run refers to (``"ImplementationSpec/task-a"``
+    -> sha256 of that object's spec, :mod:`approvals.content`); empty when none was bound."""
 
     @functools.cached_property
     def expires_text(self) -> str:
@@ -131,6 +134,9 @@ class Claim:
                 "issuedAt": format_time(self.issued_at),
                 "expiresAt": format_time(self.expires_at),
                 "nonce": self.nonce,
+                **(
+                    {"references": dict(sorted(self.references.items()))} if self.references else {}
+                ),
             },
         }
 
@@ -322,6 +328,11 @@ def _parse_statement(payload: bytes) -> Claim:
     name = subject.get("name")
     if not isinstance(name, str):
         raise _Malformed("subject has no name")
+    references = predicate.get("references", {})
+    if not isinstance(references, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in references.items()
+    ):
+        raise _Malformed("predicate references must map object names to sha256 digests")
     environment = ""
     if version == FORMAT_VERSION:  # v1 named none; decide() says why it does not count
         environment = predicate.get("environment", "")
@@ -348,6 +359,7 @@ def _parse_statement(payload: bytes) -> Claim:
         nonce=nonce,
         environment=environment,
         version=version,
+        references=references,
     )
 
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final, Protocol
 
-from approvalgate.approvals import records
+from approvalgate.approvals import content, records
 
 GROUP: Final = "gates.proompteng.ai"
 VERSION: Final = "v1alpha1"
@@ -34,6 +34,10 @@ REQUESTS: Final = "approvalrequests"
 DECISIONS: Final = "approvaldecisions"
 USES: Final = "approvaluses"
 KINDS: Final = {REQUESTS: "ApprovalRequest", DECISIONS: "ApprovalDecision", USES: "ApprovalUse"}
+
+VIEWED_KINDS: Final = ("Schedule", "OrchestrationRun", "Orchestration", "Swarm")
+"""Kinds the view holds whole (:meth:`ClusterView.object`); ImplementationSpecs and Agents
+are held as digests only (:meth:`ClusterView.content`)."""
 
 USE_FINALIZER: Final = "gates.proompteng.ai/approval-use"
 """Held on every run judged by records where the view is required, until its use is recorded:
@@ -58,6 +62,9 @@ class Use:
     statements: frozenset[str]
     created: datetime | None
     expires_at: datetime | None
+    references: Mapping[str, str] = field(default_factory=dict, hash=False)
+    """The content the used records bound (``"ImplementationSpec/x"`` -> sha256): while the
+    use lasts, a write giving that object other content is denied."""
 
     @classmethod
     def of(cls, obj: Mapping[str, Any]) -> Use | None:
@@ -70,6 +77,12 @@ class Use:
         statements = spec.get("statements")
         if not isinstance(run, Mapping) or not isinstance(statements, list):
             return None
+        references = spec.get("references")
+        bound = (
+            {str(k): v for k, v in references.items() if isinstance(v, str)}
+            if isinstance(references, Mapping)
+            else {}
+        )
         return cls(
             name=str(meta.get("name") or ""),
             namespace=str(meta.get("namespace") or ""),
@@ -78,7 +91,12 @@ class Use:
             statements=frozenset(s for s in statements if isinstance(s, str)),
             created=_time(meta.get("creationTimestamp")),
             expires_at=_time(spec.get("expiresAt")),
+            references=bound,
         )
+
+    def live(self, now: datetime) -> bool:
+        """Not expired at ``now`` (a use without an expiry lasts)."""
+        return self.expires_at is None or now < self.expires_at
 
 
 class ClusterView(Protocol):
@@ -117,6 +135,19 @@ class ClusterView(Protocol):
         """The ApprovalRequest ``namespace/name``, if any."""
         ...
 
+    def object(self, kind: str, namespace: str, name: str) -> Mapping[str, Any] | None:
+        """A parent (Schedule, OrchestrationRun, Swarm) or Orchestration, if any."""
+        ...
+
+    def content(self, kind: str, namespace: str, name: str) -> str | None:
+        """:func:`approvals.content.digest` of the ImplementationSpec or Agent, if it exists."""
+        ...
+
+    def content_uses(self, namespace: str, key: str) -> Sequence[Use]:
+        """The uses in ``namespace`` whose references bind ``key`` (expired ones included:
+        the caller judges expiry at its own ``now``)."""
+        ...
+
 
 @dataclass(frozen=True)
 class StaticView:
@@ -126,6 +157,9 @@ class StaticView:
     uses: Mapping[str, tuple[Use, ...]] = field(default_factory=dict)
     runs: Mapping[tuple[str, str], Use] = field(default_factory=dict)
     requests: Mapping[tuple[str, str], Mapping[str, Any]] = field(default_factory=dict)
+    objects: Mapping[tuple[str, str, str], Mapping[str, Any]] = field(default_factory=dict)
+    contents: Mapping[tuple[str, str, str], str] = field(default_factory=dict)
+    bound: Mapping[tuple[str, str], tuple[Use, ...]] = field(default_factory=dict)
     problem: str = ""
     offline: bool = False
     max_age: float = 0.0
@@ -137,8 +171,11 @@ class StaticView:
         requests: Iterable[Mapping[str, Any]] = (),
         decisions: Iterable[Mapping[str, Any]] = (),
         uses: Iterable[Mapping[str, Any]] = (),
+        objects: Iterable[Mapping[str, Any]] = (),
         problem: str = "",
     ) -> StaticView:
+        """``objects``: parents, Orchestrations, ImplementationSpecs and Agents (any order;
+        other kinds are ignored)."""
         by_run: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
         for obj in sorted(decisions, key=_creation_order):
             key = decision_key(obj)
@@ -147,6 +184,7 @@ class StaticView:
                 by_run.setdefault(key, []).append(envelope)
         by_statement: dict[str, list[Use]] = {}
         by_uid: dict[tuple[str, str], Use] = {}
+        by_ref: dict[tuple[str, str], list[Use]] = {}
         for obj in uses:
             use = Use.of(obj)
             if use is None:
@@ -154,6 +192,18 @@ class StaticView:
             by_uid[use.namespace, use.run_uid] = use
             for statement in use.statements:
                 by_statement.setdefault(statement, []).append(use)
+            for ref in use.references:
+                by_ref.setdefault((use.namespace, ref), []).append(use)
+        held: dict[tuple[str, str, str], Mapping[str, Any]] = {}
+        digests: dict[tuple[str, str, str], str] = {}
+        for obj in objects:
+            kind = str(obj.get("kind") or "")
+            meta = obj.get("metadata") or {}
+            ident = (kind, str(meta.get("namespace") or ""), str(meta.get("name") or ""))
+            if kind in content.KINDS:
+                digests[ident] = content.digest(obj)
+            elif kind in VIEWED_KINDS:
+                held[ident] = obj
         by_name = {}
         for obj in requests:
             meta = obj.get("metadata") or {}
@@ -163,6 +213,9 @@ class StaticView:
             uses={k: tuple(v) for k, v in by_statement.items()},
             runs=by_uid,
             requests=by_name,
+            objects=held,
+            contents=digests,
+            bound={k: tuple(v) for k, v in by_ref.items()},
             problem=problem,
         )
 
@@ -177,6 +230,15 @@ class StaticView:
 
     def request(self, namespace: str, name: str) -> Mapping[str, Any] | None:
         return self.requests.get((namespace, name))
+
+    def object(self, kind: str, namespace: str, name: str) -> Mapping[str, Any] | None:
+        return self.objects.get((kind, namespace, name))
+
+    def content(self, kind: str, namespace: str, name: str) -> str | None:
+        return self.contents.get((kind, namespace, name))
+
+    def content_uses(self, namespace: str, key: str) -> Sequence[Use]:
+        return self.bound.get((namespace, key), ())
 
 
 EMPTY: Final = StaticView()

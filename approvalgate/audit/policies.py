@@ -65,6 +65,7 @@ def compare_with_bundle(
         clock_skew_seconds=int(bundle.get("clockSkewSeconds", 60)),
         cluster_view=str(bundle.get("clusterView", "required")),
         use_settle_seconds=int(bundle.get("useSettleSeconds", 30)),
+        referenced_content=str(bundle.get("referencedContent", "bind")),
     )
 
     def changes(obj: Mapping[str, Any], want: Any) -> list[tuple[str, Any, Any]]:

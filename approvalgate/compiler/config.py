@@ -107,6 +107,7 @@ def _environment(name: str, defaults: Mapping[str, Any], raw: Mapping[str, Any])
         clock_skew_seconds=merged.get("clockSkewSeconds", 60),
         cluster_view=merged.get("clusterView", "required"),
         use_settle_seconds=merged.get("useSettleSeconds", 30),
+        referenced_content=merged.get("referencedContent", "bind"),
     )
     try:
         egress_env = env_from_mapping(egress)

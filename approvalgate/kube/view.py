@@ -322,6 +322,17 @@ class WatchedView:
     def request(self, namespace: str, name: str) -> Mapping[str, Any] | None:
         return self.index.request(namespace, name)
 
+    # Issue 16 (parents, referenced content): informers for those kinds come next; until
+    # then the view knows none of them, so decide() denies what needs them (fail closed).
+    def object(self, kind: str, namespace: str, name: str) -> Mapping[str, Any] | None:
+        return None
+
+    def content(self, kind: str, namespace: str, name: str) -> str | None:
+        return None
+
+    def content_uses(self, namespace: str, key: str) -> Sequence[Use]:
+        return ()
+
 
 def default_watch_timeout(max_age: float) -> int:
     """How long each watch lasts: a third of the bound (at most 60 s, at least 1 s), so a

@@ -241,6 +241,10 @@ class Gate:
             # shorter here so that tests delete runs in seconds; the webhook's --view-max-age
             # matches, see start())
             .replace("defaults:\n", f"defaults:\n  useSettleSeconds: {VIEW_MAX_AGE}\n", 1)
+            # the tests of other classes approve runs without their referenced content;
+            # content binding (the example's default) is proven by tests/e2e/test_parents.py,
+            # which serves a bundle that binds (Gate.compile_changed)
+            .replace("defaults:\n", 'defaults:\n  referencedContent: "off"\n', 1)
         )
         for name, groups in APPROVERS.items():
             self.cli(

@@ -89,7 +89,9 @@ def plane() -> Iterator[ControlPlane]:
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("bundle") / "bundle.json"
-    path.write_text(compile_case_bundle(BASE, BundleSettings(environment=ENV)))
+    path.write_text(
+        compile_case_bundle(BASE, BundleSettings(environment=ENV, referenced_content="off"))
+    )
     return path
 
 

@@ -141,7 +141,9 @@ def webhook(plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory) -> It
     before the CRDs exist (the first test needs that)."""
     work = tmp_path_factory.mktemp("view-webhook")
     bundle = work / "bundle.json"
-    text = compile_case_bundle(CORPUS / "_base", BundleSettings(environment=CORPUS_ENVIRONMENT))
+    text = compile_case_bundle(
+        CORPUS / "_base", BundleSettings(environment=CORPUS_ENVIRONMENT, referenced_content="off")
+    )
     assert '"clusterView": "required"' in text
     bundle.write_text(text)
     port, metrics_port = free_port(), free_port()
@@ -408,7 +410,10 @@ def test_verify_reads_the_view_with_cluster_and_says_what_it_could_not_check_wit
     (tmp_path / "run.yaml").write_text(RUN)
     bundle = tmp_path / "bundle.json"
     bundle.write_text(
-        compile_case_bundle(CORPUS / "_base", BundleSettings(environment=CORPUS_ENVIRONMENT))
+        compile_case_bundle(
+            CORPUS / "_base",
+            BundleSettings(environment=CORPUS_ENVIRONMENT, referenced_content="off"),
+        )
     )
 
     def verify(*args: str) -> subprocess.CompletedProcess[str]:

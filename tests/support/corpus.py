@@ -342,7 +342,11 @@ def _statement(envelope: dict[str, Any]) -> str:
 
 def case_settings(spec: dict[str, Any]) -> BundleSettings:
     """The bundle settings of a case (``settings:``), in environment prod unless it says."""
-    defaults = {"environment": CORPUS_ENVIRONMENT, "cluster_view": "off"}
+    defaults = {
+        "environment": CORPUS_ENVIRONMENT,
+        "cluster_view": "off",
+        "referenced_content": "off",
+    }
     return BundleSettings(**{**defaults, **spec.get("settings", {})})
 
 

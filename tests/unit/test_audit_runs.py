@@ -33,6 +33,7 @@ def bundle(**settings: Any) -> Bundle:
         "environment": "test",
         "exclude_namespaces": ("sandbox",),
         "cluster_view": "off",  # records alone; the view's cases are at the end
+        "referenced_content": "off",  # content binding: tests/unit/test_parents_decide.py
         **settings,
     }
     return parse_bundle_text(compile_case_bundle(BASE, BundleSettings(**merged)))

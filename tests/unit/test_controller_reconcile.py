@@ -28,7 +28,9 @@ from tests.support.corpus import BASE, compile_case_bundle, make_record
 ENV = "prod"
 NOW = records.parse_time("2026-11-21T12:00:00Z")
 CREATED = NOW - timedelta(minutes=10)
-BUNDLE = parse_bundle_text(compile_case_bundle(BASE, BundleSettings(environment=ENV)))
+BUNDLE = parse_bundle_text(
+    compile_case_bundle(BASE, BundleSettings(environment=ENV, referenced_content="off"))
+)
 BUNDLE_OFF = parse_bundle_text(
     compile_case_bundle(BASE, BundleSettings(environment=ENV, cluster_view="off"))
 )

@@ -34,7 +34,9 @@ from approvalgate.approvals.view import (
 from tests.support.corpus import BASE, CORPUS_ENVIRONMENT, DEFAULT_NOW, make_record
 
 NOW = records.parse_time(DEFAULT_NOW)
-SETTINGS = BundleSettings(environment=CORPUS_ENVIRONMENT, cluster_view="required")
+SETTINGS = BundleSettings(
+    environment=CORPUS_ENVIRONMENT, cluster_view="required", referenced_content="off"
+)
 NS = "agents"
 NAMESPACE_CONTROLLER = "system:serviceaccount:kube-system:namespace-controller"
 

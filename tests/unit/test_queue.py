@@ -51,7 +51,10 @@ def _bundle(**policy_spec: Any) -> Bundle:
         ]
     docs[0]["spec"].update(policy_spec)
     bundle, problems = compile_bundle(
-        docs, BundleSettings(environment=CORPUS_ENVIRONMENT, cluster_view="required")
+        docs,
+        BundleSettings(
+            environment=CORPUS_ENVIRONMENT, cluster_view="required", referenced_content="off"
+        ),
     )
     assert bundle is not None, problems
     return parse_bundle_text(dump_bundle(bundle))

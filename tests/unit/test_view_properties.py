@@ -44,7 +44,10 @@ from tests.support.corpus import (
 
 BUNDLE = parse_bundle_text(
     compile_case_bundle(
-        BASE, BundleSettings(environment=CORPUS_ENVIRONMENT, cluster_view="required")
+        BASE,
+        BundleSettings(
+            environment=CORPUS_ENVIRONMENT, cluster_view="required", referenced_content="off"
+        ),
     )
 )
 NOW = records.parse_time(DEFAULT_NOW)

@@ -1,0 +1,116 @@
+"""The content a run executes but does not carry: its ImplementationSpecs and its Agent.
+
+An AgentRun names its ImplementationSpec (the task text, ``spec.text``) and its Agent; the
+platform's controller reads them by name when the run (or a workflow step) starts. An
+approval of the run alone would let anyone who may edit those objects change what the
+approved run executes (security class 19). So, where the bundle binds referenced content
+(``referencedContent: bind``, with the cluster view required):
+
+- a record counts only if it binds the digest of every object the run refers to, as the
+  approver saw it (the predicate's ``references``), and the cluster view holds that same
+  content now (:func:`problems`);
+- a write to an ImplementationSpec or Agent is denied while a recorded use of an approval
+  binds that object to other content (decide() with :meth:`ClusterView.content_uses`).
+
+Keys name objects in the run's namespace: ``"ImplementationSpec/task-a"``, ``"Agent/codex"``.
+The digest is sha256 of the RFC 8785 JSON of the object's ``spec``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Final
+
+from approvalgate.approvals import references as refs_module
+from approvalgate.approvals.digest import canonical_json
+from approvalgate.approvals.errors import DigestError
+
+if TYPE_CHECKING:
+    from approvalgate.approvals.view import ClusterView
+
+GROUP: Final = "agents.proompteng.ai"
+KINDS: Final = ("ImplementationSpec", "Agent")
+RESOURCES: Final = {"implementationspecs": "ImplementationSpec", "agents": "Agent"}
+
+
+def key(kind: str, name: str) -> str:
+    """``"ImplementationSpec/task-a"``: how records and uses name a referenced object."""
+    return f"{kind}/{name}"
+
+
+def split(ref: str) -> tuple[str, str]:
+    """``("ImplementationSpec", "task-a")`` of a key."""
+    kind, _, name = ref.partition("/")
+    return kind, name
+
+
+def refs(spec: object) -> tuple[str, ...]:
+    """Keys of the objects a run spec executes: its Agent and every ImplementationSpec (top
+    level and each workflow step), sorted, each once."""
+    found: set[str] = set()
+    for ref in refs_module.references(spec):
+        if not isinstance(ref.value, str) or not ref.value:
+            continue
+        if ref.path in {"spec.agentRef.name", "spec.agentRef"}:
+            found.add(key("Agent", ref.value))
+        elif ref.path.endswith("implementationSpecRef.name") or ref.path.endswith(
+            "implementationSpecRef"
+        ):
+            found.add(key("ImplementationSpec", ref.value))
+    return tuple(sorted(found))
+
+
+def refs_of_all(specs: Iterable[object]) -> tuple[str, ...]:
+    """:func:`refs` of several run specs (a parent's templates), merged."""
+    return tuple(sorted({r for spec in specs for r in refs(spec)}))
+
+
+def digest(obj: Mapping[str, Any]) -> str:
+    """sha256 (hex) of the RFC 8785 JSON of the object's ``spec`` (``{}`` when it has none).
+
+    Content that cannot be digested (a number beyond 2^53) digests as its error text's
+    hash, which no approver can have signed: such content never matches a binding.
+    """
+    spec = obj.get("spec")
+    try:
+        data = canonical_json({} if spec is None else spec, ("spec",))
+    except DigestError as exc:
+        data = f"undigestable: {exc.message}".encode()
+    return hashlib.sha256(data).hexdigest()
+
+
+def binding(wanted: Iterable[str], namespace: str, view: ClusterView) -> dict[str, str]:
+    """What an approver signs now: key -> current digest, for each wanted object the view
+    holds (absent objects are left out; :func:`problems` then names them)."""
+    bound: dict[str, str] = {}
+    for ref in wanted:
+        kind, name = split(ref)
+        current = view.content(kind, namespace, name)
+        if current is not None:
+            bound[ref] = current
+    return bound
+
+
+def problems(
+    signed: Mapping[str, str], wanted: Iterable[str], namespace: str, view: ClusterView
+) -> list[str]:
+    """Why a record binding ``signed`` does not cover the content the run executes now
+    (empty when every wanted object is bound to its current content)."""
+    found: list[str] = []
+    for ref in wanted:
+        kind, name = split(ref)
+        current = view.content(kind, namespace, name)
+        if current is None:
+            found.append(f"{kind} {namespace}/{name} does not exist")
+        elif ref not in signed:
+            found.append(
+                f"does not bind the content of {kind} {namespace}/{name} (approve with "
+                "--cluster or --content so the record names what the run executes)"
+            )
+        elif signed[ref] != current:
+            found.append(
+                f"{kind} {namespace}/{name} changed since the approval (approved "
+                f"sha256:{signed[ref][:12]}, now sha256:{current[:12]}): re-approve"
+            )
+    return found

@@ -1,0 +1,507 @@
+"""decide() for what the platform creates and what runs execute (security classes 19, 23).
+
+- :func:`decide_derived`: an AgentRun created by one of a policy's ``parents.creators`` is
+  judged as its approved parent (approvals.parents): the parent's records, under the same
+  rules as a run's, with the parent's lifetime cap and run count limit; the creator is
+  never trusted.
+- :func:`decide_parent`: CREATE and UPDATE of a Schedule, OrchestrationRun or Swarm need
+  approvals covering the runs it will make (a Swarm's Schedules: derived from the Swarm).
+- :func:`decide_content`: a write to an ImplementationSpec or Agent is denied while a
+  recorded use binds that object to other content.
+
+Split from approvals/decide.py (which imports this module lazily, as it does gates.py);
+the rules are decide()'s own, numbered in docs/design.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from datetime import datetime
+from typing import Any
+
+from approvalgate.approvals import content, parents, records
+from approvalgate.approvals.bundle import Bundle, Policy
+from approvalgate.approvals.decide import (
+    Decision,
+    PolicyResult,
+    _allow,
+    _Check,
+    _check_record,
+    _combine,
+    _deny,
+    _effective,
+    _evaluate,
+    _excluded,
+    _graded,
+    _matching,
+    _Run,
+    _usable,
+    bind_content,
+)
+from approvalgate.approvals.view import ClusterView, statement_digest
+
+CREATOR_OPERATIONS = ("CREATE", "UPDATE")
+
+
+def _parent_run(
+    covered: parents.Coverage,
+    obj: Mapping[str, Any],
+    bundle: Bundle,
+    username: str = "",
+    groups: frozenset[str] = frozenset(),
+    operation: str = "CREATE",
+) -> _Run:
+    """The parent, seen as the thing approvers approve: its subject and coverage digest."""
+    meta = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
+    assert isinstance(meta, dict)
+    annotations = meta.get("annotations") if isinstance(meta.get("annotations"), dict) else {}
+    assert isinstance(annotations, dict)
+    author = str(annotations.get(records.AUTHOR_ANNOTATION, ""))
+    return _Run(
+        ref=f"{covered.namespace}/{covered.name}",
+        namespace=covered.namespace,
+        name=covered.name,
+        generate_name="",
+        subject=covered.subject,
+        digest=covered.digest,
+        agent="",
+        implementations=(),
+        labels={},
+        username=username,
+        groups=groups,
+        service_account=False,
+        pod="",
+        author=author,
+        operation=operation,
+        excluded=_excluded(bundle, username, author),
+        kind=covered.kind,
+    )
+
+
+def _parent_records(
+    obj: Mapping[str, Any], covered: parents.Coverage, bundle: Bundle, view: ClusterView | None
+) -> tuple[list[records.ParsedRecord], list[records.RecordProblem]]:
+    """The parent's records: those it carries, then its ApprovalDecisions in the cluster."""
+    meta = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
+    assert isinstance(meta, dict)
+    annotations = meta.get("annotations") if isinstance(meta.get("annotations"), dict) else {}
+    assert isinstance(annotations, dict)
+    value = annotations.get(records.ANNOTATION)
+    parsed: Sequence[records.ParsedRecord] = ()
+    problems: Sequence[records.RecordProblem] = ()
+    if isinstance(value, str):
+        parsed, problems = bundle.verifier.parse_annotation(value)
+    found = list(parsed)
+    troubles = list(problems)
+    if view is not None:
+        start = 1 + max([r.index for r in parsed] + [p.index for p in problems] + [-1])
+        entries = [e for e in view.records_for(covered.namespace, covered.name) if e]
+        more, _ = bundle.verifier.parse_envelopes(entries, start)
+        carried = {r.envelope.payload for r in parsed}
+        found.extend(
+            r
+            for r in more
+            if r.claim.subject == covered.subject and r.envelope.payload not in carried
+        )
+    if not found and not troubles:
+        troubles = [records.RecordProblem(-1, f"annotation {records.ANNOTATION} is missing")]
+    return found, troubles
+
+
+def _judge_parent(
+    policy: Policy,
+    covered: parents.Coverage,
+    obj: Mapping[str, Any],
+    prun: _Run,
+    bundle: Bundle,
+    now: datetime,
+    view: ClusterView | None,
+) -> PolicyResult:
+    """One policy's verdict on a parent's approval: the usual record rules, the parent's
+    lifetime cap instead of timeoutSeconds, the content its runs execute bound."""
+    found, problems = _parent_records(obj, covered, bundle, view)
+    checks: list[_Check] = [_check_record(r, prun, bundle, now, None) for r in found]
+    if bundle.binds_content and view is not None:
+        checks = bind_content(checks, covered.references, covered.namespace, view)
+    capped = replace(policy, timeout_seconds=policy.parent_max_ttl_seconds)
+    return _evaluate(capped, prun, checks, problems, bundle)
+
+
+def _run_limit(
+    result: PolicyResult,
+    policy: Policy,
+    covered: parents.Coverage,
+    obj: Mapping[str, Any],
+    run_uid: str,
+    bundle: Bundle,
+    view: ClusterView,
+) -> PolicyResult:
+    """``parents.maxRuns``: the runs recorded as uses of the parent's approvals."""
+    if policy.max_runs <= 0 or result.outcome not in ("allow", "warn"):
+        return result
+    found, _ = _parent_records(obj, covered, bundle, view)
+    approving = [r for r in found if r.claim.approver in result.approvals]
+    runs: set[str] = set()
+    for record in approving:
+        for use in view.uses_of(statement_digest(record)):
+            if use.run_uid != run_uid:
+                runs.add(use.run_uid)
+    if len(runs) < policy.max_runs:
+        return result
+    return _graded(
+        policy,
+        _effective(policy, bundle.enforcement),
+        "parent-run-limit",
+        f"policy {policy.ref}: the approval of {covered.kind} {covered.namespace}/"
+        f"{covered.name} has admitted {len(runs)} runs, its limit (parents.maxRuns "
+        f"{policy.max_runs}); approve it again for more",
+    )
+
+
+def decide_derived(
+    request: Mapping[str, Any],
+    obj: Mapping[str, Any],
+    run: _Run,
+    policies: Sequence[Policy],
+    checks: Sequence[_Check],
+    problems: Sequence[records.RecordProblem],
+    bundle: Bundle,
+    now: datetime,
+    view: ClusterView | None,
+) -> Decision:
+    """Rule 5b: a run created by a platform creator passes only as its parent's run."""
+    usable = _usable(bundle, view)
+    results: list[PolicyResult] = []
+    chain: tuple[str, ...] = (f"AgentRun {run.ref}",)
+    subject, digest = run.subject, run.digest
+    for policy in policies:
+        if not policy.is_parent_creator(run.username, run.namespace):
+            results.append(_evaluate(policy, run, checks, problems, bundle))
+            continue
+        level = _effective(policy, bundle.enforcement)
+        if level == "off":
+            results.append(
+                PolicyResult(policy.ref, "allow", "enforcement-off", f"policy {policy.ref}: off")
+            )
+            continue
+        if usable is None:
+            why = (
+                "the bundle keeps no cluster view (clusterView: off)"
+                if not bundle.needs_view
+                else (view.problem if view is not None and view.problem else "no cluster view")
+            )
+            results.append(
+                _graded(
+                    policy,
+                    level,
+                    "cluster-view-unavailable",
+                    f"policy {policy.ref}: {run.username} creates runs for the platform; "
+                    f"approvalgate judges them by their parent in its cluster view, which is "
+                    f"not usable: {why}",
+                )
+            )
+            continue
+        derivation = parents.derive(obj, run.namespace, usable, policy.per_run_fields)
+        chain = derivation.chain
+        if derivation.problem or derivation.coverage is None or derivation.parent is None:
+            results.append(
+                _graded(
+                    policy,
+                    level,
+                    "not-derived",
+                    f"policy {policy.ref}: {run.username} creates runs for the platform, and "
+                    f"this one does not derive from an approved parent: "
+                    f"{parents.chain_text(chain, '')}: {derivation.problem}",
+                )
+            )
+            continue
+        covered = derivation.coverage
+        subject, digest = covered.subject, covered.digest
+        prun = _parent_run(covered, derivation.parent, bundle)
+        result = _judge_parent(policy, covered, derivation.parent, prun, bundle, now, usable)
+        result = _run_limit(result, policy, covered, derivation.parent, run.uid, bundle, usable)
+        results.append(replace(result, summary=f"{result.summary} [{parents.chain_text(chain)}]"))
+    decision = _combine(results, run._replace(subject=subject, digest=digest), bundle.environment)
+    return replace(decision, chain=chain)
+
+
+# --- parents: CREATE and UPDATE ------------------------------------------------------------
+
+
+def _same(old: object, new: object) -> bool:
+    return parents._same(old, new)
+
+
+def _unchanged(request: Mapping[str, Any], obj: Mapping[str, Any]) -> bool:
+    """An UPDATE that leaves what approvers signed alone: spec, templates and records."""
+    old = request.get("oldObject")
+    if not isinstance(old, dict):
+        return False
+
+    def notes(o: Mapping[str, Any]) -> tuple[object, ...]:
+        meta = o.get("metadata") if isinstance(o.get("metadata"), dict) else {}
+        assert isinstance(meta, dict)
+        annotations = meta.get("annotations") if isinstance(meta.get("annotations"), dict) else {}
+        assert isinstance(annotations, dict)
+        keys = (records.ANNOTATION, parents.TEMPLATE_ANNOTATION, parents.TEMPLATES_ANNOTATION)
+        owners = meta.get("ownerReferences")
+        labels = meta.get("labels")
+        return (*(annotations.get(k) for k in keys), owners, labels)
+
+    return _same(old.get("spec"), obj.get("spec")) and notes(old) == notes(obj)
+
+
+def _template_run(
+    request: Mapping[str, Any], obj: Mapping[str, Any], template: Mapping[str, Any], namespace: str
+) -> _Run:
+    """A run with the template's spec and the labels the platform gives it (for matching)."""
+    meta = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
+    assert isinstance(meta, dict)
+    labels = dict(meta.get("labels") or {}) if isinstance(meta.get("labels"), dict) else {}
+    if obj.get("kind") == "Schedule":
+        labels[parents.SCHEDULE_LABEL] = str(meta.get("name") or "")
+    fake = {"metadata": {"labels": labels}, "spec": dict(template)}
+    return _Run.of(request, fake, fake["metadata"], namespace, "")
+
+
+def _selecting(
+    request: Mapping[str, Any], obj: Mapping[str, Any], covered: parents.Coverage, bundle: Bundle
+) -> list[Policy]:
+    found: dict[str, Policy] = {}
+    for template in covered.templates.values():
+        for policy in _matching(bundle, _template_run(request, obj, template, covered.namespace)):
+            found.setdefault(policy.ref, policy)
+    return [found[k] for k in sorted(found)]
+
+
+def decide_parent(
+    request: Mapping[str, Any], bundle: Bundle, now: datetime, view: ClusterView | None
+) -> Decision:
+    """CREATE and UPDATE of a Schedule, OrchestrationRun or Swarm in an enforced namespace."""
+    operation = request.get("operation")
+    if request.get("subResource"):
+        return _allow("subresource")
+    obj = request.get("object")
+    if not isinstance(obj, dict) or not isinstance(obj.get("metadata", {}), dict):
+        return _deny("malformed", "the request carries no object")
+    meta: dict[str, Any] = obj.get("metadata", {})
+    namespace = request.get("namespace") or meta.get("namespace") or ""
+    if not isinstance(namespace, str) or not namespace:
+        return _deny("malformed", "the request names no namespace")
+    if not bundle.enforces(namespace):
+        return _allow("namespace-not-enforced")
+    if operation not in CREATOR_OPERATIONS:
+        return _deny("malformed", f"unknown operation {operation!r}")
+    old = request.get("oldObject")
+    if operation == "UPDATE":
+        old_meta = old.get("metadata") if isinstance(old, dict) else None
+        deleting = isinstance(old_meta, dict) and bool(old_meta.get("deletionTimestamp"))
+        if deleting and isinstance(old, dict) and _same(old.get("spec"), obj.get("spec")):
+            return _allow("deleting-object")
+        if _unchanged(request, obj):
+            return _allow("unchanged-spec")
+    kind = str(obj.get("kind") or "")
+    name = str(meta.get("name") or request.get("name") or "")
+    obj = {**obj, "metadata": {**meta, "name": name, "namespace": namespace}}
+    user = request.get("userInfo") if isinstance(request.get("userInfo"), dict) else {}
+    assert isinstance(user, dict)
+    username = str(user.get("username") or "")
+    groups = frozenset(str(g) for g in user.get("groups") or ())
+    usable = _usable(bundle, view)
+    where = f"{kind} {namespace}/{name}"
+    verb = "creating" if operation == "CREATE" else "updating"
+    if kind == "Schedule" and parents.SWARM_STAGE_LABEL in (meta.get("labels") or {}):
+        owned = _swarm_schedule(request, obj, username, namespace, bundle, now, usable, view)
+        if owned is not None:
+            return owned
+    covered = parents.coverage(obj, usable)
+    if isinstance(covered, str):
+        message = f"approvalgate denied {verb} {where}: {covered}"
+        if kind == "OrchestrationRun" and usable is None and bundle.needs_view:
+            message += f" (the cluster view is not usable: {view.problem if view else 'none'})"
+        return _by_bundle(bundle, "parent-not-covered", message)
+    if not covered.templates:
+        return _allow("parent-makes-no-runs")
+    policies = _selecting(request, obj, covered, bundle)
+    if not policies:
+        if bundle.no_match == "allow":
+            return _allow("no-policy", digest=covered.digest, subject=covered.subject)
+        return _deny(
+            "no-policy",
+            f"approvalgate denied {verb} {where}: no ApprovalPolicy selects the runs it "
+            f"will create in namespace {namespace!r}, and unmatched runs are denied.",
+            digest=covered.digest,
+            subject=covered.subject,
+        )
+    prun = _parent_run(covered, obj, bundle, username, groups, str(operation))
+    results = [_judge_parent(p, covered, obj, prun, bundle, now, usable) for p in policies]
+    return replace(_combine(results, prun, bundle.environment), chain=(where,))
+
+
+def _swarm_schedule(
+    request: Mapping[str, Any],
+    obj: Mapping[str, Any],
+    username: str,
+    namespace: str,
+    bundle: Bundle,
+    now: datetime,
+    usable: ClusterView | None,
+    view: ClusterView | None,
+) -> Decision | None:
+    """A Schedule the swarm controller applies: judged as its Swarm's (None when the user is
+    no platform creator of any policy: judged as a person's Schedule)."""
+    if not any(p.is_parent_creator(username, namespace) for p in bundle.policies):
+        return None
+    meta = obj["metadata"]
+    where = f"Schedule {namespace}/{meta['name']}"
+    verb = "creating" if request.get("operation") == "CREATE" else "updating"
+    if usable is None:
+        problem = view.problem if view is not None and view.problem else "no usable cluster view"
+        return _by_bundle(
+            bundle,
+            "cluster-view-unavailable",
+            f"approvalgate denied {verb} {where}: a Schedule the platform makes is judged by "
+            f"its Swarm in the cluster view, which is not usable: {problem}",
+        )
+    swarm, stage, problem = parents.swarm_of(obj, namespace, usable)
+    if swarm is None:
+        return _by_bundle(
+            bundle,
+            "not-derived",
+            f"approvalgate denied {verb} {where}: {username} creates Schedules for the "
+            f"platform, and this one does not derive from an approved Swarm: "
+            f"{problem or 'it has no Swarm owner reference'}",
+        )
+    covered = parents.coverage(swarm, usable)
+    chain = (where, f"Swarm {namespace}/{swarm['metadata'].get('name', '')}")
+    if isinstance(covered, str):
+        return _by_bundle(
+            bundle, "parent-not-covered", f"approvalgate denied {verb} {where}: {covered}"
+        )
+    template = covered.templates.get(stage)
+    if template is None:
+        return _by_bundle(
+            bundle,
+            "not-derived",
+            f"approvalgate denied {verb} {where}: {chain[1]} has no approved run template "
+            f"for stage {stage}",
+        )
+    fake = {**obj, "metadata": {**meta}}
+    policies = [
+        p
+        for p in _matching(bundle, _template_run(request, fake, template, namespace))
+        if p.is_parent_creator(username, namespace)
+    ]
+    if not policies:
+        return _by_bundle(
+            bundle,
+            "not-derived",
+            f"approvalgate denied {verb} {where}: no ApprovalPolicy that selects its runs "
+            f"names {username} among parents.creators",
+        )
+    prun = _parent_run(covered, swarm, bundle)
+    results = [
+        replace(r, summary=f"{r.summary} [{parents.chain_text(chain)}]")
+        for r in (_judge_parent(p, covered, swarm, prun, bundle, now, usable) for p in policies)
+    ]
+    return replace(_combine(results, prun, bundle.environment), chain=chain)
+
+
+def _by_bundle(bundle: Bundle, reason: str, message: str) -> Decision:
+    """A denial at the environment's enforcement level (no policy was found to grade it)."""
+    if bundle.enforcement == "enforce":
+        return _deny(reason, message)
+    audit = {"decision": "allow", "reason": reason, "audit-would-deny": "parents"}
+    if bundle.enforcement == "warn":
+        return _allow(
+            reason,
+            warnings=(f"approvalgate (enforcement warn) would deny: {message}",),
+            audit_annotations=audit,
+        )
+    return _allow(reason, audit_annotations=audit)
+
+
+# --- referenced content: writes while a use binds it ---------------------------------------
+
+
+def decide_content(
+    request: Mapping[str, Any], bundle: Bundle, now: datetime, view: ClusterView | None
+) -> Decision:
+    """CREATE, UPDATE, DELETE of an ImplementationSpec or Agent: denied while an unexpired
+    use binds the object to other content (the runs it admitted read it by name)."""
+    if request.get("subResource"):
+        return _allow("subresource")
+    resource = request.get("resource") or {}
+    kind = content.RESOURCES[str(resource.get("resource"))]
+    operation = request.get("operation")
+    obj = request.get("object") if operation != "DELETE" else request.get("oldObject")
+    meta = obj.get("metadata") if isinstance(obj, dict) else None
+    name = str((meta or {}).get("name") or request.get("name") or "")
+    namespace = str(request.get("namespace") or (meta or {}).get("namespace") or "")
+    if not namespace or not name:
+        return _deny("malformed", "the request names no namespace or name")
+    if not bundle.enforces(namespace) or not bundle.binds_content:
+        return _allow("content-not-bound")
+    if operation == "UPDATE" and isinstance(obj, dict):
+        old = request.get("oldObject")
+        if isinstance(old, dict) and _same(old.get("spec"), obj.get("spec")):
+            return _allow("unchanged-spec")
+    usable = _usable(bundle, view)
+    where = f"{kind} {namespace}/{name}"
+    if usable is None:
+        problem = view.problem if view is not None and view.problem else "no usable cluster view"
+        return _deny(
+            "cluster-view-unavailable",
+            f"approvalgate denied this write to {where}: approved runs may execute it, and "
+            f"approvalgate cannot tell now which ones (its cluster view is not usable: {problem})",
+        )
+    new_digest = content.digest(obj) if operation != "DELETE" and isinstance(obj, dict) else None
+    key = content.key(kind, name)
+    for use in usable.content_uses(namespace, key):
+        if not use.live(now):
+            continue
+        bound = use.references.get(key)
+        if bound is not None and bound != new_digest:
+            until = records.format_time(use.expires_at) if use.expires_at else "it is deleted"
+            verb = {"CREATE": "creating", "UPDATE": "changing", "DELETE": "deleting"}.get(
+                str(operation), "writing"
+            )
+            return _deny(
+                "content-in-use",
+                f"approvalgate denied {verb} {where}: run {use.namespace}/{use.run_name} was "
+                f"admitted on approvals of its content (sha256:{bound[:12]}) and may still "
+                f"execute it, until {until} (ApprovalUse {use.name}). Create a new "
+                f"{kind} under another name and have new runs approved that name it.",
+            )
+    return _allow("content-not-in-use")
+
+
+# --- what a use of a derived run records -----------------------------------------------------
+
+
+def parent_records_used(
+    run: Mapping[str, Any], bundle: Bundle, view: ClusterView
+) -> list[records.ParsedRecord]:
+    """The approvals (approve, bypass) of the parent a run derives from, if it does: what the
+    run's ApprovalUse records, so that ``parents.maxRuns`` counts it and the content its
+    parent's approval bound stays as approved while it may run."""
+    meta = run.get("metadata") if isinstance(run.get("metadata"), dict) else {}
+    assert isinstance(meta, dict)
+    labels = meta.get("labels") if isinstance(meta.get("labels"), dict) else {}
+    assert isinstance(labels, dict)
+    if parents.SCHEDULE_LABEL not in labels and parents.ORCHESTRATION_RUN_LABEL not in labels:
+        return []
+    namespace = str(meta.get("namespace") or "")
+    fields = next(
+        (p.per_run_fields for p in bundle.candidate_policies(namespace) if p.parent_creators),
+        parents.DEFAULT_PER_RUN_FIELDS,
+    )
+    derivation = parents.derive(run, namespace, view, fields)
+    if derivation.problem or derivation.coverage is None or derivation.parent is None:
+        return []
+    found, _ = _parent_records(derivation.parent, derivation.coverage, bundle, view)
+    return [r for r in found if r.claim.decision in ("approve", "bypass")]
+
+
+__all__ = ["decide_content", "decide_derived", "decide_parent", "parent_records_used"]

@@ -1,0 +1,705 @@
+"""Runs the platform creates: Schedules, OrchestrationRuns and Swarms approved as parents.
+
+Most AgentRuns of the agents platform are created by the platform itself (security class
+23), under its own ServiceAccounts, which live where requesters may act as them (class 17):
+trusting those identities would admit anything. Instead a *parent* is approved the way a
+run is (signed records, subject :func:`subject`, digest :func:`coverage`), the approval
+covering what its runs will be, and a run the platform creates is admitted only when it
+*derives* from an approved parent (:func:`derive`): the parent is found through the labels
+the upstream code sets, in the cluster view, and the run must be exactly what the parent
+makes (up to the per-run fields the policy declares, e.g. ``idempotencyKey``).
+
+Upstream behaviour reproduced here (proompteng/lab, services/agents/src/server/, read at the
+commit of third_party/upstream-agents/PROVENANCE.yaml; docs/parents.md):
+
+- ``supporting-primitives-controller.ts`` ``buildScheduleRunTemplate``: a Schedule's run is
+  its target AgentRun's spec with a fresh ``idempotencyKey`` and string-only ``parameters``,
+  ``generateName: <schedule>-``, the Schedule's labels plus ``schedules.proompteng.ai/schedule``
+  and ``agents.proompteng.ai/delivery-id`` (:func:`schedule_run_manifest`);
+  ``supporting-schedule-runner.ts`` replaces ``__AGENTS_DELIVERY_ID__`` and creates it;
+- ``orchestration-controller.ts`` ``submitAgentRunStep`` (with ``mergeParameters`` and
+  ``normalizeStringMap``), ``agent-resource-labels.ts`` ``buildOrchestrationChildLabels`` and
+  ``kubernetes-labels.ts`` ``normalizeKubernetesLabelValue`` (:func:`step_run_spec`,
+  :func:`step_run_metadata`);
+- jangar's supporting controller ``reconcileSwarm``: one Schedule per enabled stage, owned
+  by the Swarm (:func:`swarm_schedule`).
+
+Pure: objects come from the caller (the webhook's watch-fed view, a file, a list).
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Final, NamedTuple
+
+from approvalgate.approvals import content
+from approvalgate.approvals.digest import canonical_json
+from approvalgate.approvals.errors import DigestError
+
+if TYPE_CHECKING:
+    from approvalgate.approvals.view import ClusterView
+
+
+class ParentKind(NamedTuple):
+    group: str
+    version: str
+    resource: str
+    kind: str
+
+    @property
+    def api_version(self) -> str:
+        return f"{self.group}/{self.version}"
+
+
+SCHEDULE: Final = ParentKind("schedules.proompteng.ai", "v1alpha1", "schedules", "Schedule")
+ORCHESTRATION_RUN: Final = ParentKind(
+    "orchestration.proompteng.ai", "v1alpha1", "orchestrationruns", "OrchestrationRun"
+)
+ORCHESTRATION: Final = ParentKind(
+    "orchestration.proompteng.ai", "v1alpha1", "orchestrations", "Orchestration"
+)
+SWARM: Final = ParentKind("swarm.proompteng.ai", "v1alpha1", "swarms", "Swarm")
+KINDS: Final = {k.kind: k for k in (SCHEDULE, ORCHESTRATION_RUN, SWARM)}
+"""The parents: objects approved for the runs the platform creates from them."""
+BY_RESOURCE: Final = {(k.group, k.resource): k for k in KINDS.values()}
+
+SCHEDULE_LABEL: Final = "schedules.proompteng.ai/schedule"
+DELIVERY_LABEL: Final = "agents.proompteng.ai/delivery-id"
+ORCHESTRATION_RUN_LABEL: Final = "agents.proompteng.ai/orchestration-run"
+ORCHESTRATION_STEP_LABEL: Final = "agents.proompteng.ai/orchestration-step"
+SWARM_NAME_LABEL: Final = "swarm.proompteng.ai/name"
+SWARM_STAGE_LABEL: Final = "swarm.proompteng.ai/stage"
+SWARM_MODE_LABEL: Final = "swarm.proompteng.ai/mode"
+SWARM_STAGES: Final = ("discover", "plan", "implement", "verify")
+DELIVERY_PLACEHOLDER: Final = "__AGENTS_DELIVERY_ID__"
+
+TEMPLATE_ANNOTATION: Final = "gates.proompteng.ai/run-template"
+"""On a Schedule: the run template its approvers saw (canonical JSON of the run spec the
+platform makes from the target, per-run fields removed). Part of the coverage digest."""
+TEMPLATES_ANNOTATION: Final = "gates.proompteng.ai/run-templates"
+"""On a Swarm: ``{stage: template}`` for each stage whose target is an AgentRun."""
+
+DEFAULT_PER_RUN_FIELDS: Final = ("idempotencyKey",)
+DEFAULT_MAX_TTL_SECONDS: Final = 720 * 3600
+
+_LABEL_VALUE: Final = re.compile(r"([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?")
+
+
+def subject(kind: str, namespace: str, name: str) -> str:
+    """The in-toto subject naming one parent: ``schedules.proompteng.ai/Schedule/ns/name``."""
+    return f"{KINDS[kind].group}/{kind}/{namespace}/{name}"
+
+
+def is_parent_subject(text: str) -> bool:
+    return any(text.startswith(f"{k.group}/{k.kind}/") for k in KINDS.values())
+
+
+# --- upstream naming ----------------------------------------------------------------------
+
+
+def as_string(value: object) -> str | None:
+    """Upstream ``asString``: a string with something in it, trimmed; else None."""
+    if isinstance(value, str) and value.strip():
+        return value.strip()
+    return None
+
+
+def _as_record(value: object) -> dict[str, Any] | None:
+    return value if isinstance(value, dict) else None
+
+
+def _nested(value: object, *path: str) -> object:
+    cursor = value
+    for part in path:
+        if not isinstance(cursor, dict):
+            return None
+        cursor = cursor.get(part)
+    return cursor
+
+
+def label_value(value: str) -> str:
+    """Upstream ``normalizeKubernetesLabelValue``: the value if it is a label value, else a
+    sanitised stem and 12 hex digits of its sha256."""
+    trimmed = value.strip()
+    if len(trimmed) <= 63 and _LABEL_VALUE.fullmatch(trimmed):
+        return trimmed
+    digest = hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()[:12]
+    sanitized = _trim_edges(re.sub(r"[^A-Za-z0-9_.-]+", "-", trimmed))
+    stem = _trim_edges(sanitized[: 63 - len(digest) - 1]) or "delivery"
+    return f"{stem}-{digest}"
+
+
+def _trim_edges(value: str) -> str:
+    return re.sub(r"[^A-Za-z0-9]+$", "", re.sub(r"^[^A-Za-z0-9]+", "", value))
+
+
+def make_name(base: str, suffix: str) -> str:
+    """Upstream orchestration-controller ``makeName`` (50 characters of base, then suffix)."""
+    sanitized = re.sub(r"-+", "-", re.sub(r"[^a-z0-9-]", "-", base.lower()))
+    return f"{sanitized[:50]}-{suffix}"
+
+
+def _js_json(value: object) -> str:
+    """``JSON.stringify`` of a JSON value (integral floats as integers, no spaces)."""
+
+    def plain(item: object) -> object:
+        if isinstance(item, float) and item.is_integer() and abs(item) < 2**53:
+            return int(item)
+        if isinstance(item, dict):
+            return {k: plain(v) for k, v in item.items()}
+        if isinstance(item, list):
+            return [plain(v) for v in item]
+        return item
+
+    return json.dumps(plain(value), separators=(",", ":"), ensure_ascii=False)
+
+
+def normalize_string_map(value: object) -> dict[str, str]:
+    """Upstream orchestration ``normalizeStringMap``: strings kept, null dropped, the rest
+    as JSON text."""
+    record = _as_record(value)
+    if not record:
+        return {}
+    return {
+        str(k): v if isinstance(v, str) else _js_json(v) for k, v in record.items() if v is not None
+    }
+
+
+def normalize_parameter_map(value: object) -> dict[str, str]:
+    """Upstream schedule ``normalizeParameterMap``: only the string values are kept."""
+    record = _as_record(value) or {}
+    return {str(k): v for k, v in record.items() if isinstance(v, str)}
+
+
+# --- what the platform creates --------------------------------------------------------------
+
+
+def schedule_run_manifest(schedule: Mapping[str, Any], target: Mapping[str, Any]) -> dict[str, Any]:
+    """The run.json the platform writes for ``schedule`` (placeholders kept), as
+    ``buildScheduleRunTemplate`` does for an AgentRun or OrchestrationRun target."""
+    meta = _as_record(schedule.get("metadata")) or {}
+    target_meta = _as_record(target.get("metadata")) or {}
+    name = as_string(meta.get("name")) or "schedule"
+    namespace = as_string(target_meta.get("namespace")) or as_string(meta.get("namespace"))
+    inherited = {
+        k: v
+        for k, v in (_as_record(meta.get("labels")) or {}).items()
+        if isinstance(v, str) and k not in (SCHEDULE_LABEL, DELIVERY_LABEL)
+    }
+    labels = {**inherited, SCHEDULE_LABEL: name, DELIVERY_LABEL: DELIVERY_PLACEHOLDER}
+    spec = copy.deepcopy(_as_record(target.get("spec")) or {})
+    kind = as_string(target.get("kind")) or ""
+    if kind == "AgentRun":
+        api_version = "agents.proompteng.ai/v1alpha1"
+        spec["idempotencyKey"] = DELIVERY_PLACEHOLDER
+    elif kind == "OrchestrationRun":
+        api_version = ORCHESTRATION_RUN.api_version
+        spec["deliveryId"] = DELIVERY_PLACEHOLDER
+    else:
+        raise ValueError(f"unsupported schedule target kind: {kind or 'unknown'}")
+    spec["parameters"] = normalize_parameter_map(spec.get("parameters"))
+    return {
+        "apiVersion": api_version,
+        "kind": kind,
+        "metadata": {
+            "generateName": f"{name}-",
+            "namespace": namespace or "default",
+            "labels": labels,
+        },
+        "spec": spec,
+    }
+
+
+def strip(run_spec: object, per_run_fields: Sequence[str]) -> dict[str, Any]:
+    """The run spec without the per-run fields the policy declares (top-level keys)."""
+    spec = _as_record(run_spec) or {}
+    return {k: v for k, v in spec.items() if k not in per_run_fields}
+
+
+def schedule_template(
+    target_spec: object, per_run_fields: Sequence[str] = DEFAULT_PER_RUN_FIELDS
+) -> dict[str, Any]:
+    """The run template approvers sign for a Schedule whose target has ``target_spec``: the
+    spec every fire creates, per-run fields removed."""
+    spec = copy.deepcopy(_as_record(target_spec) or {})
+    spec["idempotencyKey"] = DELIVERY_PLACEHOLDER
+    spec["parameters"] = normalize_parameter_map(spec.get("parameters"))
+    return strip(spec, per_run_fields)
+
+
+def _steps(orchestration_spec: object) -> list[dict[str, Any]]:
+    steps = _nested(orchestration_spec, "steps")
+    return [s for s in steps if isinstance(s, dict)] if isinstance(steps, list) else []
+
+
+def agent_run_steps(orchestration_spec: object) -> list[str]:
+    """Names (trimmed) of the Orchestration's AgentRun steps, in order."""
+    return [
+        name
+        for step in _steps(orchestration_spec)
+        if as_string(step.get("kind")) == "AgentRun" and (name := as_string(step.get("name")))
+    ]
+
+
+def step_run_spec(
+    orchestration_spec: object, orun_spec: object, step_name: str
+) -> dict[str, Any] | None:
+    """The spec ``submitAgentRunStep`` gives the AgentRun of step ``step_name`` (None when the
+    Orchestration has no such AgentRun step, or upstream would refuse to create it)."""
+    step = next(
+        (
+            s
+            for s in _steps(orchestration_spec)
+            if as_string(s.get("name")) == step_name and as_string(s.get("kind")) == "AgentRun"
+        ),
+        None,
+    )
+    if step is None:
+        return None
+    agent = (
+        as_string(_nested(step, "agentRef", "name"))
+        or as_string(step.get("agentRef"))
+        or as_string(_nested(step, "with", "agentRef"))
+    )
+    implementation_ref = (
+        as_string(_nested(step, "implementationSpecRef", "name"))
+        or as_string(step.get("implementationSpecRef"))
+        or as_string(_nested(step, "with", "implementationSpecRef"))
+    )
+    implementation = _as_record(step.get("implementation"))
+    if not agent or (not implementation_ref and not implementation):
+        return None
+    runtime = _as_record(step.get("runtime")) or _as_record(_nested(step, "with", "runtime")) or {}
+    runtime_type = as_string(runtime.get("type")) or "job"
+    runtime_config = _as_record(runtime.get("config")) or {}
+    workload = _as_record(step.get("workload"))
+    workflow = _as_record(step.get("workflow")) or _as_record(_nested(step, "with", "workflow"))
+    memory = as_string(_nested(step, "memoryRef", "name")) or as_string(step.get("memoryRef"))
+    raw_secrets = step.get("secrets")
+    secrets = (
+        [s for s in raw_secrets if isinstance(s, str)] if isinstance(raw_secrets, list) else []
+    )
+    parameters = {
+        **normalize_string_map(_nested(orun_spec, "parameters")),
+        **normalize_string_map(step.get("with")),
+    }
+    spec: dict[str, Any] = {"agentRef": {"name": agent}}
+    if implementation_ref:
+        spec["implementationSpecRef"] = {"name": implementation_ref}
+    if implementation:
+        spec["implementation"] = copy.deepcopy(implementation)
+    spec["parameters"] = parameters
+    if memory:
+        spec["memoryRef"] = {"name": memory}
+    if secrets:
+        spec["secrets"] = secrets
+    spec["runtime"] = {"type": runtime_type}
+    if runtime_config:
+        spec["runtime"]["config"] = copy.deepcopy(runtime_config)
+    if runtime_type == "workflow":
+        if workflow is not None and "steps" in workflow:
+            spec["workflow"] = copy.deepcopy(workflow)
+        else:
+            spec["workflow"] = {**copy.deepcopy(workflow or {}), "steps": [{"name": "main"}]}
+    if workload:
+        spec["workload"] = copy.deepcopy(workload)
+    return spec
+
+
+def step_run_metadata(orun_name: str, step_name: str, namespace: str) -> dict[str, Any]:
+    """The metadata ``submitAgentRunStep`` gives a step's AgentRun."""
+    return {
+        "generateName": f"{make_name(orun_name, step_name or 'step')}-",
+        "namespace": namespace,
+        "labels": {
+            ORCHESTRATION_RUN_LABEL: label_value(orun_name),
+            ORCHESTRATION_STEP_LABEL: label_value(step_name),
+        },
+    }
+
+
+def swarm_schedule(swarm: Mapping[str, Any], stage: str) -> dict[str, Any] | None:
+    """The Schedule the swarm controller applies for ``stage`` (None when the stage is off)."""
+    meta = _as_record(swarm.get("metadata")) or {}
+    spec = _as_record(swarm.get("spec")) or {}
+    execution = _as_record(_nested(spec, "execution", stage))
+    if not execution or execution.get("enabled") is False:
+        return None
+    target = _as_record(execution.get("targetRef"))
+    if not target:
+        return None
+    name = as_string(meta.get("name")) or "swarm"
+    cadence = as_string(execution.get("every")) or as_string(
+        _nested(spec, "cadence", f"{stage}Every")
+    )
+    owner: dict[str, Any] = {
+        "apiVersion": SWARM.api_version,
+        "kind": "Swarm",
+        "name": name,
+        "uid": str(meta.get("uid") or ""),
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+    schedule_spec: dict[str, Any] = {
+        "cron": _cron(cadence or ""),
+        "targetRef": {k: v for k, v in target.items() if k in ("kind", "name", "namespace")},
+    }
+    timezone = as_string(spec.get("timezone"))
+    if timezone:
+        schedule_spec["timezone"] = timezone
+    return {
+        "apiVersion": SCHEDULE.api_version,
+        "kind": "Schedule",
+        "metadata": {
+            "name": f"{name}-{stage}-sched",
+            "namespace": str(meta.get("namespace") or ""),
+            "labels": {
+                SWARM_NAME_LABEL: label_value(name),
+                SWARM_STAGE_LABEL: label_value(stage),
+                SWARM_MODE_LABEL: label_value(as_string(spec.get("mode")) or ""),
+            },
+            "ownerReferences": [owner],
+        },
+        "spec": schedule_spec,
+    }
+
+
+def _cron(every: str) -> str:
+    """A cron line for a swarm cadence such as ``10m``, ``2h``, ``1d`` (minutes/hours/days)."""
+    match = re.fullmatch(r"(\d+)([mhd])", every.strip())
+    if not match:
+        return "0 * * * *"
+    amount, unit = int(match.group(1)), match.group(2)
+    if unit == "m":
+        return f"*/{amount} * * * *"
+    if unit == "h":
+        return f"0 */{amount} * * *"
+    return f"0 0 */{amount} * *"
+
+
+# --- coverage: what an approval of a parent signs ------------------------------------------
+
+
+@dataclass(frozen=True)
+class Coverage:
+    """What a parent's approval covers: its subject, the digest signed, its run templates
+    (the runs it makes, per-run fields removed) and the content those runs execute."""
+
+    kind: str
+    namespace: str
+    name: str
+    subject: str
+    digest: str
+    templates: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    """Keyed by what tells the runs apart: ``""`` (Schedule), the step name, the stage."""
+    references: tuple[str, ...] = ()
+
+
+def _digest(document: object) -> str:
+    return hashlib.sha256(canonical_json(document)).hexdigest()
+
+
+def _annotation(obj: Mapping[str, Any], key: str) -> str | None:
+    annotations = _nested(obj, "metadata", "annotations")
+    value = annotations.get(key) if isinstance(annotations, dict) else None
+    return value if isinstance(value, str) else None
+
+
+def _json(text: str) -> object:
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError):
+        return None
+
+
+def coverage(
+    obj: Mapping[str, Any],
+    view: ClusterView | None,
+    per_run_fields: Sequence[str] = DEFAULT_PER_RUN_FIELDS,
+) -> Coverage | str:
+    """The coverage of parent ``obj``, or why it has none (said in a denial).
+
+    ``per_run_fields`` only matters for the OrchestrationRun's step templates (which carry
+    no per-run fields); the Schedule's and Swarm's templates are signed as annotated.
+    """
+    kind = str(obj.get("kind") or "")
+    meta = _as_record(obj.get("metadata")) or {}
+    name = str(meta.get("name") or "")
+    namespace = str(meta.get("namespace") or "")
+    spec = obj.get("spec") if isinstance(obj.get("spec"), dict) else {}
+    where = f"{kind} {namespace}/{name}"
+    try:
+        if kind == "Schedule":
+            text = _annotation(obj, TEMPLATE_ANNOTATION)
+            if text is None:
+                return (
+                    f"{where} has no {TEMPLATE_ANNOTATION} annotation: the runs it will "
+                    "create were never shown to approvers (`approvalgate approve "
+                    "schedule.yaml --target run.yaml` adds it)"
+                )
+            template = _json(text)
+            if not isinstance(template, dict):
+                return f"{where}: annotation {TEMPLATE_ANNOTATION} is not a JSON object"
+            document: dict[str, Any] = {"kind": kind, "spec": spec, "template": template}
+            templates: dict[str, Mapping[str, Any]] = {"": template}
+        elif kind == "Swarm":
+            text = _annotation(obj, TEMPLATES_ANNOTATION)
+            if text is None:
+                return (
+                    f"{where} has no {TEMPLATES_ANNOTATION} annotation: the runs its "
+                    "stages will create were never shown to approvers (`approvalgate approve "
+                    "swarm.yaml --target STAGE=run.yaml` adds it)"
+                )
+            stages = _json(text)
+            if not isinstance(stages, dict) or not all(
+                isinstance(v, dict) for v in stages.values()
+            ):
+                return (
+                    f"{where}: annotation {TEMPLATES_ANNOTATION} is not a JSON object of templates"
+                )
+            document = {"kind": kind, "spec": spec, "templates": stages}
+            templates = {str(k): v for k, v in stages.items()}
+        elif kind == "OrchestrationRun":
+            orchestration_name = as_string(_nested(spec, "orchestrationRef", "name"))
+            if not orchestration_name:
+                return f"{where} names no orchestration (spec.orchestrationRef.name)"
+            orchestration = (
+                view.object("Orchestration", namespace, orchestration_name) if view else None
+            )
+            if orchestration is None:
+                return f"Orchestration {namespace}/{orchestration_name} (of {where}) is not known"
+            o_spec = (
+                orchestration.get("spec") if isinstance(orchestration.get("spec"), dict) else {}
+            )
+            document = {"kind": kind, "spec": spec, "orchestration": o_spec}
+            templates = {}
+            for step in agent_run_steps(o_spec):
+                run_spec = step_run_spec(o_spec, spec, step)
+                if run_spec is not None:
+                    templates[step] = run_spec
+        else:
+            return f"{kind or 'this object'} is not a parent kind"
+        digest = _digest(document)
+    except DigestError as exc:
+        return f"{where} cannot be approved: {exc.message}"
+    return Coverage(
+        kind=kind,
+        namespace=namespace,
+        name=name,
+        subject=subject(kind, namespace, name),
+        digest=digest,
+        templates=templates,
+        references=content.refs_of_all(templates.values()),
+    )
+
+
+# --- derivation: which approved parent a platform-made run comes from ----------------------
+
+
+@dataclass(frozen=True)
+class Derivation:
+    """How a run the platform created derives from a parent: the chain (the run first), the
+    parent whose approval counts (and its coverage), or the problem."""
+
+    chain: tuple[str, ...]
+    parent: Mapping[str, Any] | None = None
+    coverage: Coverage | None = None
+    problem: str = ""
+
+
+def _ref(kind: str, namespace: str, name: str) -> str:
+    return f"{kind} {namespace}/{name}"
+
+
+def _owner(obj: Mapping[str, Any], kind: str) -> Mapping[str, Any] | None:
+    refs = _nested(obj, "metadata", "ownerReferences")
+    if not isinstance(refs, list):
+        return None
+    for ref in refs:
+        if isinstance(ref, dict) and ref.get("kind") == kind and ref.get("controller") is True:
+            return ref
+    return None
+
+
+def _same(left: object, right: object) -> bool:
+    try:
+        return canonical_json(left) == canonical_json(right)
+    except DigestError:
+        return False
+
+
+def _first_difference(expected: object, actual: object, path: str = "spec") -> str:
+    """Where two JSON trees first differ (for the denial message)."""
+    if isinstance(expected, dict) and isinstance(actual, dict):
+        for key in sorted(set(expected) | set(actual)):
+            if key not in actual:
+                return f"{path}.{key} is missing"
+            if key not in expected:
+                return f"{path}.{key} is not in the approved template"
+            if not _same(expected[key], actual[key]):
+                return _first_difference(expected[key], actual[key], f"{path}.{key}")
+        return path
+    if isinstance(expected, list) and isinstance(actual, list) and len(expected) == len(actual):
+        for index, (e, a) in enumerate(zip(expected, actual, strict=True)):
+            if not _same(e, a):
+                return _first_difference(e, a, f"{path}[{index}]")
+    return f"{path} differs"
+
+
+def swarm_of(
+    schedule: Mapping[str, Any], namespace: str, view: ClusterView
+) -> tuple[Mapping[str, Any] | None, str, str]:
+    """The Swarm that owns ``schedule`` (controller ownerReference with the uid the view has),
+    the stage, and a problem ("" when none). (None, "", "") when no Swarm owns it."""
+    owner = _owner(schedule, "Swarm")
+    if owner is None:
+        return None, "", ""
+    swarm_name = str(owner.get("name") or "")
+    swarm = view.object("Swarm", namespace, swarm_name)
+    where = _ref("Swarm", namespace, swarm_name)
+    if swarm is None:
+        return None, "", f"its owner {where} is not known"
+    if str(_nested(swarm, "metadata", "uid") or "") != str(owner.get("uid") or ""):
+        return None, "", f"its owner reference names another {where} (uid differs)"
+    labels = _nested(schedule, "metadata", "labels")
+    stage = labels.get(SWARM_STAGE_LABEL) if isinstance(labels, dict) else None
+    if not isinstance(stage, str) or stage not in SWARM_STAGES:
+        return None, "", f"it names no swarm stage (label {SWARM_STAGE_LABEL})"
+    expected = _nested(swarm, "spec", "execution", stage, "targetRef")
+    actual = _nested(schedule, "spec", "targetRef")
+    if not isinstance(expected, dict) or not isinstance(actual, dict):
+        return None, "", f"{where} has no target for stage {stage}"
+    fields = ("kind", "name", "namespace")
+    if any(expected.get(k) != actual.get(k) for k in fields if k in expected or k in actual):
+        return None, "", f"its targetRef is not {where}'s target for stage {stage}"
+    return swarm, stage, ""
+
+
+def derive(
+    run: Mapping[str, Any],
+    namespace: str,
+    view: ClusterView,
+    per_run_fields: Sequence[str] = DEFAULT_PER_RUN_FIELDS,
+) -> Derivation:
+    """Which approved-for parent the run ``run`` (created by the platform) comes from."""
+    meta = _as_record(run.get("metadata")) or {}
+    labels = _as_record(meta.get("labels")) or {}
+    me = _ref("AgentRun", namespace, str(meta.get("name") or f"{meta.get('generateName', '')}*"))
+    schedule_name = labels.get(SCHEDULE_LABEL)
+    orun_label = labels.get(ORCHESTRATION_RUN_LABEL)
+    if isinstance(schedule_name, str) and schedule_name:
+        return _from_schedule(run, me, schedule_name, namespace, view, per_run_fields)
+    if isinstance(orun_label, str) and orun_label:
+        return _from_orchestration(run, me, orun_label, namespace, view)
+    return Derivation(
+        (me,),
+        problem=(
+            f"it names no parent: a run the platform creates carries label {SCHEDULE_LABEL} "
+            f"(a Schedule's run) or {ORCHESTRATION_RUN_LABEL} (an orchestration step)"
+        ),
+    )
+
+
+def _from_schedule(
+    run: Mapping[str, Any],
+    me: str,
+    schedule_name: str,
+    namespace: str,
+    view: ClusterView,
+    per_run_fields: Sequence[str],
+) -> Derivation:
+    where = _ref("Schedule", namespace, schedule_name)
+    schedule = view.object("Schedule", namespace, schedule_name)
+    if schedule is None:
+        return Derivation((me, where), problem=f"{where} does not exist")
+    swarm, stage, problem = swarm_of(schedule, namespace, view)
+    if problem:
+        return Derivation((me, where), schedule, problem=f"{where}: {problem}")
+    parent = swarm if swarm is not None else schedule
+    chain: tuple[str, ...] = (me, where)
+    if swarm is not None:
+        chain = (*chain, _ref("Swarm", namespace, str(_nested(swarm, "metadata", "name") or "")))
+    covered = coverage(parent, view, per_run_fields)
+    if isinstance(covered, str):
+        return Derivation(chain, parent, problem=covered)
+    template = covered.templates.get(stage if swarm is not None else "")
+    if template is None:
+        return Derivation(
+            chain, parent, covered, f"{chain[-1]} has no run template for stage {stage}"
+        )
+    generate = str(_nested(run, "metadata", "generateName") or "")
+    if generate != f"{schedule_name}-":
+        return Derivation(
+            chain,
+            parent,
+            covered,
+            f"its generateName {generate!r} is not {schedule_name + '-'!r}, the one {where} uses",
+        )
+    actual = strip(run.get("spec"), per_run_fields)
+    if not _same(template, actual):
+        return Derivation(
+            chain,
+            parent,
+            covered,
+            f"its spec is not the run template approved for {chain[-1]} "
+            f"({_first_difference(template, actual)})",
+        )
+    return Derivation(chain, parent, covered)
+
+
+def _from_orchestration(
+    run: Mapping[str, Any], me: str, orun_label: str, namespace: str, view: ClusterView
+) -> Derivation:
+    where = _ref("OrchestrationRun", namespace, orun_label)
+    orun = view.object("OrchestrationRun", namespace, orun_label)
+    if orun is None:
+        return Derivation(
+            (me, where),
+            problem=f"{where} does not exist (named by label {ORCHESTRATION_RUN_LABEL})",
+        )
+    chain = (me, where)
+    covered = coverage(orun, view)
+    if isinstance(covered, str):
+        return Derivation(chain, orun, problem=covered)
+    labels = _nested(run, "metadata", "labels")
+    step_label = labels.get(ORCHESTRATION_STEP_LABEL) if isinstance(labels, dict) else None
+    steps = [s for s in covered.templates if label_value(s) == step_label]
+    if len(steps) != 1:
+        return Derivation(
+            chain,
+            orun,
+            covered,
+            f"label {ORCHESTRATION_STEP_LABEL}={step_label!r} names no AgentRun step of its "
+            "Orchestration",
+        )
+    step = steps[0]
+    generate = str(_nested(run, "metadata", "generateName") or "")
+    expected_generate = step_run_metadata(orun_label, step, namespace)["generateName"]
+    if generate != expected_generate:
+        return Derivation(
+            chain,
+            orun,
+            covered,
+            f"its generateName {generate!r} is not {expected_generate!r} (step {step})",
+        )
+    expected = covered.templates[step]
+    actual = run.get("spec")
+    if not _same(expected, actual):
+        return Derivation(
+            chain,
+            orun,
+            covered,
+            f"its spec is not what step {step} of {where} creates "
+            f"({_first_difference(expected, actual)})",
+        )
+    return Derivation(chain, orun, covered)
+
+
+def chain_text(chain: Sequence[str], tail: str = "approval") -> str:
+    """``AgentRun ns/x <- Schedule ns/s <- approval``."""
+    return " <- ".join([*chain, tail]) if tail else " <- ".join(chain)
