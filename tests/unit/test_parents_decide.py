@@ -603,6 +603,32 @@ def test_an_orchestration_step_run_is_admitted_only_as_the_controller_makes_it()
     assert not judge(review("CREATE", tampered, user=CONTROLLER), view).allowed
 
 
+def test_a_step_run_of_an_orchestration_run_whose_name_is_no_label_value_is_denied() -> None:
+    """Fail closed (docs/parents.md, "What remains"): the label holds a hashed stem, so the
+    OrchestrationRun cannot be looked up by it."""
+    orun = copy.deepcopy(ORUN)
+    orun["metadata"]["name"] = "report-" + "x" * 70
+    _approve(orun, _view(*BASE_OBJECTS))
+    view = _view(*BASE_OBJECTS, orun)
+    run = _step_run(orun)
+    assert run["metadata"]["labels"][parents.ORCHESTRATION_RUN_LABEL] != orun["metadata"]["name"]
+    decision = judge(review("CREATE", run, user=CONTROLLER), view)
+    assert (decision.allowed, decision.reason) == (False, "not-derived")
+
+
+def test_a_step_run_under_another_name_or_step_is_denied() -> None:
+    orun = copy.deepcopy(ORUN)
+    _approve(orun, _view(*BASE_OBJECTS))
+    view = _view(*BASE_OBJECTS, orun)
+    renamed = _step_run(orun)
+    renamed["metadata"]["generateName"] = "report-1-other-"
+    assert not judge(review("CREATE", renamed, user=CONTROLLER), view).allowed
+    tool_step = _step_run(orun)
+    tool_step["metadata"]["labels"][parents.ORCHESTRATION_STEP_LABEL] = "publish"
+    decision = judge(review("CREATE", tool_step, user=CONTROLLER), view)
+    assert (decision.allowed, decision.reason) == (False, "not-derived")
+
+
 def test_an_orchestration_edited_after_approval_admits_no_step_run() -> None:
     orun = copy.deepcopy(ORUN)
     _approve(orun, _view(*BASE_OBJECTS))
@@ -751,6 +777,15 @@ def test_content_in_use_cannot_be_deleted_or_recreated_otherwise() -> None:
     gone = _view(*objects, uses=[_use("uid-running", references=BOUND)])
     assert not judge(review("CREATE", recreated), gone).allowed
     assert judge(review("CREATE", copy.deepcopy(IMPL)), gone).allowed
+
+
+def test_content_nobody_uses_can_be_deleted() -> None:
+    in_use_elsewhere = _view(
+        *BASE_OBJECTS,
+        uses=[_use("uid-running", references={content.key("Agent", "codex-agent"): "0" * 64})],
+    )
+    request = review("DELETE", None, old=IMPL, kind="ImplementationSpec")
+    assert judge(request, in_use_elsewhere).allowed
 
 
 def test_a_use_in_another_namespace_does_not_lock_content_here() -> None:
