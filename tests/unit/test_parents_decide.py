@@ -62,7 +62,7 @@ def _bundle(referenced_content: str = "bind", with_parents: bool = True) -> Bund
     settings = BundleSettings(
         environment=CORPUS_ENVIRONMENT,
         cluster_view="required",
-        referenced_content=referenced_content,  # type: ignore[call-arg]
+        referenced_content=referenced_content,
     )
     bundle, problems = compile_bundle(docs, settings)
     assert bundle is not None, problems
@@ -76,13 +76,13 @@ WITHOUT_PARENTS = _bundle(with_parents=False)
 # --- the cluster: content, the target run, parents ----------------------------------------
 
 BASE_RUN: dict[str, Any] = dict(load_manifests((BASE / "run.yaml").read_text())[0].obj)
-IMPL = {
+IMPL: dict[str, Any] = {
     "apiVersion": "agents.proompteng.ai/v1alpha1",
     "kind": "ImplementationSpec",
     "metadata": {"name": "codex-impl-sample", "namespace": NS},
     "spec": {"text": "Update the onboarding flow; keep the tests green.", "summary": "onboarding"},
 }
-AGENT = {
+AGENT: dict[str, Any] = {
     "apiVersion": "agents.proompteng.ai/v1alpha1",
     "kind": "Agent",
     "metadata": {"name": "codex-agent", "namespace": NS},
@@ -110,7 +110,7 @@ def _schedule(name: str = "nightly", target: Mapping[str, Any] = TARGET) -> dict
     }
 
 
-ORCHESTRATION = {
+ORCHESTRATION: dict[str, Any] = {
     "apiVersion": "orchestration.proompteng.ai/v1alpha1",
     "kind": "Orchestration",
     "metadata": {"name": "report", "namespace": NS, "uid": "uid-orchestration"},
@@ -131,7 +131,7 @@ ORCHESTRATION = {
         ]
     },
 }
-ORUN = {
+ORUN: dict[str, Any] = {
     "apiVersion": "orchestration.proompteng.ai/v1alpha1",
     "kind": "OrchestrationRun",
     "metadata": {"name": "report-1", "namespace": NS, "uid": "uid-orun"},
@@ -200,7 +200,7 @@ def _sign(
         expires_at=issued + ttl,
         nonce=f"nonce-{key}-{uuid.uuid4().hex[:8]}",
         environment=CORPUS_ENVIRONMENT,
-        references=dict(references or {}),  # type: ignore[call-arg]
+        references=dict(references or {}),
     )
     return records.sign(claim, signer(key))
 
@@ -262,7 +262,7 @@ def _use(
 
 
 def _view(*objects: Mapping[str, Any], uses: Sequence[Mapping[str, Any]] = ()) -> StaticView:
-    return StaticView.build(objects=objects, uses=uses)  # type: ignore[call-arg]
+    return StaticView.build(objects=objects, uses=uses)
 
 
 BASE_OBJECTS: tuple[Mapping[str, Any], ...] = (IMPL, AGENT, TARGET, SWARM_TARGET, ORCHESTRATION)
@@ -481,7 +481,7 @@ def test_a_reject_recorded_in_the_cluster_vetoes_the_schedules_runs() -> None:
             "record": reject,
         },
     }
-    view = StaticView.build(objects=(*BASE_OBJECTS, schedule), decisions=[decision_obj])  # type: ignore[call-arg]
+    view = StaticView.build(objects=(*BASE_OBJECTS, schedule), decisions=[decision_obj])
     assert not judge(review("CREATE", _schedule_run(schedule), user=RUNNER), view).allowed
 
 
@@ -741,7 +741,9 @@ def test_content_digest_is_of_the_spec_only() -> None:
 
 # ==== class 19: writes to content in use ==================================================
 
-BOUND = {content.key("ImplementationSpec", "codex-impl-sample"): content.digest(IMPL)}
+BOUND: dict[str, str] = {
+    content.key("ImplementationSpec", "codex-impl-sample"): content.digest(IMPL)
+}
 
 
 def test_content_in_use_cannot_be_rewritten_until_the_use_expires() -> None:
