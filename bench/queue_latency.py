@@ -72,6 +72,7 @@ from approvalgate.kube.resources import (  # noqa: E402
     APPROVAL_DECISIONS,
     APPROVAL_REQUESTS,
 )
+from approvalgate.kube.view import OBJECT_RESOURCES  # noqa: E402
 from tests.e2e.controlplane import ControlPlane, locate_binaries  # noqa: E402
 from tests.support.corpus import BASE, compile_case_bundle, make_record  # noqa: E402
 from tests.support.paths import UPSTREAM_AGENTS  # noqa: E402
@@ -541,7 +542,12 @@ def one_size(
     try:
         crds = UPSTREAM_AGENTS / "crds" / "agents.proompteng.ai_agentruns.yaml"
         queue_crds = sorted((REPO / "charts" / "approvalgate" / "files" / "crds").glob("*.yaml"))
-        plane.apply_crds([crds, *queue_crds])
+        # the platform's kinds the webhook's view also watches (not ready until each is listed)
+        platform_crds = [
+            UPSTREAM_AGENTS / "crds" / f"{r.group}_{r.plural}.yaml"
+            for r in OBJECT_RESOURCES.values()
+        ]
+        plane.apply_crds([crds, *queue_crds, *platform_crds])
         plane.kubectl("admin", "create", "namespace", NS)
         grant_people(plane)
         if webhook:  # people act as themselves: the webhook checks who creates what

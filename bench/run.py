@@ -45,6 +45,7 @@ WEBHOOK_BENCH = BENCH / "webhook_bench.py"
 APISERVER_BENCH = BENCH / "apiserver_admission.py"  # issue 6: latency as the API server sees it
 VIEW_BENCH = BENCH / "view_admission.py"  # issue 15: decide() CPU with a cluster view
 QUEUE_BENCH = BENCH / "queue_latency.py"  # issue 15: last approval to run, controller memory
+PARENTS_BENCH = BENCH / "parents_admission.py"  # issue 16: platform-made runs, content bound
 FINDINGS = BENCH / "findings.md"
 BEFORE = BENCH / "before.json"
 DEFAULT_OUTPUT = ROOT / "docs" / "benchmarks.md"
@@ -244,6 +245,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         others.append(
             optional_section(VIEW_BENCH, args.quick, [] if args.quick else ["--apiserver"])
         )
+        others.append(optional_section(PARENTS_BENCH, args.quick))
     if not args.no_queue and not args.quick:  # real control planes and the controller
         others.append(optional_section(QUEUE_BENCH, False))
     webhook_md = "\n".join(o.rstrip() + "\n" for o in others if o)

@@ -370,10 +370,16 @@ def create_objects(client_factory: Callable[[], Any], corpus: Corpus, workers: i
 
 def level_b(args: argparse.Namespace, corpus: Corpus, now: datetime) -> dict[str, Any]:
     from approvalgate.kube.client import Client
-    from approvalgate.kube.view import WatchedView
+    from approvalgate.kube.view import OBJECT_RESOURCES, WatchedView
     from tests.e2e.controlplane import ControlPlane, locate_binaries
 
-    crds = sorted((REPO / "charts" / "approvalgate" / "files" / "crds").glob("*.yaml"))
+    # the queue's CRDs and the agents platform's six the view also watches (it is not usable
+    # until each is listed)
+    platform = REPO / "third_party" / "upstream-agents" / "crds"
+    crds = [
+        *sorted((REPO / "charts" / "approvalgate" / "files" / "crds").glob("*.yaml")),
+        *(platform / f"{r.group}_{r.plural}.yaml" for r in OBJECT_RESOURCES.values()),
+    ]
     result: dict[str, Any] = {}
     started = time.perf_counter()
     plane = ControlPlane(locate_binaries())

@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any, Final
 
-from approvalgate.approvals import reasons, records, references
+from approvalgate.approvals import parents, reasons, records, references
 from approvalgate.approvals.admission import AGENTS_GROUP
 from approvalgate.approvals.bundle import Bundle
 from approvalgate.approvals.decide import Decision, _allow, _deny
@@ -251,7 +251,10 @@ def _decision_problem(
             f"record says {claim.approver!r} decided {claim.decision!r}"
         )
     subject = records.subject_name(namespace, name)
-    if claim.subject != subject:
+    # a decision about a run (request) of that name, or about a parent of that name (a
+    # Schedule's approver withdraws here: docs/parents.md)
+    allowed = {subject, *(parents.subject(kind, namespace, name) for kind in parents.KINDS)}
+    if claim.subject not in allowed:
         return f"the record is for {claim.subject!r}, this decision is for {subject!r}"
     if claim.version != records.FORMAT_VERSION or claim.environment != bundle.environment:
         return (

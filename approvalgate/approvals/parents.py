@@ -399,6 +399,55 @@ class Coverage:
     """Keyed by what tells the runs apart: ``""`` (Schedule), the step name, the stage."""
     references: tuple[str, ...] = ()
 
+    def matches(self, key: str, spec: object) -> bool:
+        """The run spec ``spec`` is template ``key``, as JSON values (:func:`json_equal`)."""
+        expected = self.templates.get(key)
+        return expected is not None and json_equal(expected, spec)
+
+
+def json_equal(left: object, right: object) -> bool:
+    """Equal as JSON values, as RFC 8785 sees them: ``true`` is not ``1``, ``1`` is ``1.0``,
+    strings exactly, objects by keys. (The same verdict as comparing canonical bytes, without
+    serialising: a platform-made run is compared with its template on every admission.)"""
+    if isinstance(left, bool) or isinstance(right, bool):
+        return type(left) is type(right) and left == right
+    if isinstance(left, str) or isinstance(right, str):
+        return type(left) is type(right) and left == right
+    if isinstance(left, int | float) and isinstance(right, int | float):
+        return left == right
+    if left is None or right is None:
+        return left is right
+    if isinstance(left, Mapping) and isinstance(right, Mapping):
+        return left.keys() == right.keys() and all(json_equal(left[k], right[k]) for k in left)
+    if isinstance(left, list | tuple) and isinstance(right, list | tuple):
+        return len(left) == len(right) and all(
+            json_equal(a, b) for a, b in zip(left, right, strict=True)
+        )
+    return False
+
+
+_MEMO_ENTRIES: Final = 4096
+_memo: dict[tuple[str, ...], Coverage] = {}
+
+
+def _memo_key(obj: Mapping[str, Any], view: ClusterView | None) -> tuple[str, ...] | None:
+    """Coverage depends on the object (and an OrchestrationRun's Orchestration) only; objects
+    from the API server name their version, so (uid, resourceVersion) identify the content.
+    Objects without one (files, tests) are not remembered."""
+    meta = _as_record(obj.get("metadata")) or {}
+    uid, version = meta.get("uid"), meta.get("resourceVersion")
+    if not isinstance(uid, str) or not isinstance(version, str) or not uid or not version:
+        return None
+    key = (str(obj.get("kind")), str(meta.get("namespace")), str(meta.get("name")), uid, version)
+    if obj.get("kind") != "OrchestrationRun":
+        return key
+    name = as_string(_nested(obj, "spec", "orchestrationRef", "name"))
+    other = view.object("Orchestration", key[1], name) if view is not None and name else None
+    o_meta = _as_record(other.get("metadata")) if other is not None else None
+    if o_meta is None or not o_meta.get("uid") or not o_meta.get("resourceVersion"):
+        return None
+    return (*key, str(o_meta["uid"]), str(o_meta["resourceVersion"]))
+
 
 def _digest(document: object) -> str:
     return hashlib.sha256(canonical_json(document)).hexdigest()
@@ -417,16 +466,22 @@ def _json(text: str) -> object:
         return None
 
 
-def coverage(
-    obj: Mapping[str, Any],
-    view: ClusterView | None,
-    per_run_fields: Sequence[str] = DEFAULT_PER_RUN_FIELDS,
-) -> Coverage | str:
-    """The coverage of parent ``obj``, or why it has none (said in a denial).
+def coverage(obj: Mapping[str, Any], view: ClusterView | None) -> Coverage | str:
+    """The coverage of parent ``obj``, or why it has none (said in a denial). The Schedule's
+    and Swarm's templates are signed as annotated; an OrchestrationRun's are its steps'.
+    Remembered per object version (the admission path asks once per run a parent makes)."""
+    key = _memo_key(obj, view)
+    if key is not None and (hit := _memo.get(key)) is not None:
+        return hit
+    result = _coverage(obj, view)
+    if key is not None and isinstance(result, Coverage):
+        if len(_memo) >= _MEMO_ENTRIES:
+            _memo.pop(next(iter(_memo)))
+        _memo[key] = result
+    return result
 
-    ``per_run_fields`` only matters for the OrchestrationRun's step templates (which carry
-    no per-run fields); the Schedule's and Swarm's templates are signed as annotated.
-    """
+
+def _coverage(obj: Mapping[str, Any], view: ClusterView | None) -> Coverage | str:
     kind = str(obj.get("kind") or "")
     meta = _as_record(obj.get("metadata")) or {}
     name = str(meta.get("name") or "")
@@ -624,7 +679,7 @@ def _from_schedule(
     chain: tuple[str, ...] = (me, where)
     if swarm is not None:
         chain = (*chain, _ref("Swarm", namespace, str(_nested(swarm, "metadata", "name") or "")))
-    covered = coverage(parent, view, per_run_fields)
+    covered = coverage(parent, view)
     if isinstance(covered, str):
         return Derivation(chain, parent, problem=covered)
     template = covered.templates.get(stage if swarm is not None else "")
@@ -641,7 +696,7 @@ def _from_schedule(
             f"its generateName {generate!r} is not {schedule_name + '-'!r}, the one {where} uses",
         )
     actual = strip(run.get("spec"), per_run_fields)
-    if not _same(template, actual):
+    if not covered.matches(stage if swarm is not None else "", actual):
         return Derivation(
             chain,
             parent,
@@ -689,7 +744,7 @@ def _from_orchestration(
         )
     expected = covered.templates[step]
     actual = run.get("spec")
-    if not _same(expected, actual):
+    if not covered.matches(step, actual):
         return Derivation(
             chain,
             orun,

@@ -369,6 +369,16 @@ def _policy(
         except ValueError as exc:
             ctx.add(index, ("spec", "parents", "maxTTL"), str(exc))
             parent_ttl = 1
+        unbound = sorted(set(raw.get("perRunFields", [])) - {"idempotencyKey"})
+        if unbound:
+            ctx.warn(
+                index,
+                ("spec", "parents", "perRunFields"),
+                f"spec.{', spec.'.join(unbound)} of a Schedule's runs would not be bound by "
+                "its approval (the platform fills in only idempotencyKey on each run): any "
+                "value there is admitted",
+                "list only the fields the platform fills in: perRunFields: [idempotencyKey]",
+            )
         parents = {
             "creators": sorted(set(raw["creators"])),
             "perRunFields": sorted(set(raw.get("perRunFields", ["idempotencyKey"]))),

@@ -10,7 +10,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Final
 
-from approvalgate.approvals import records
+from approvalgate.approvals import content, parents, records
 from approvalgate.approvals.bundle import Bundle, parse_bundle_text
 from approvalgate.approvals.errors import BundleError, InputError, UsageError
 from approvalgate.approvals.kubeyaml import load_manifests
@@ -473,10 +473,46 @@ def _cluster_view(cluster: Cluster, bundle: Bundle) -> tuple[ClusterView, list[F
                 f"{GATES_GROUP} (the chart's viewer ClusterRole)",
             )
         ]
+    objects, notes = _platform_objects(cluster)
     view = StaticView.build(
-        requests=listed[REQUESTS], decisions=listed[DECISIONS], uses=listed[USES]
+        requests=listed[REQUESTS], decisions=listed[DECISIONS], uses=listed[USES], objects=objects
     )
-    return view, []
+    return view, notes
+
+
+def _platform_objects(cluster: Cluster) -> tuple[list[dict[str, Any]], list[Finding]]:
+    """Parents (Schedules, OrchestrationRuns, Orchestrations, Swarms) and referenced content
+    (ImplementationSpecs, Agents): what runs the platform made derive from, and what runs
+    execute. A kind that cannot be read is a note (its runs then fail, as the webhook's)."""
+    kinds = [
+        *((k.group, k.version, k.resource) for k in parents.KINDS.values()),
+        (
+            parents.ORCHESTRATION.group,
+            parents.ORCHESTRATION.version,
+            parents.ORCHESTRATION.resource,
+        ),
+        *((content.GROUP, "v1alpha1", plural) for plural in content.RESOURCES),
+    ]
+    found: list[dict[str, Any]] = []
+    missing: list[str] = []
+    for group, version, plural in kinds:
+        try:
+            found += cluster.list_objects(group, version, plural)
+        except ClusterError:
+            missing.append(f"{plural}.{group}")
+    if not missing:
+        return found, []
+    return found, [
+        Finding(
+            "runs",
+            "note",
+            "platform objects",
+            f"{', '.join(missing)} could not be read: runs the platform made from parents, and "
+            "approvals binding referenced content, were judged without them",
+            "install the agents platform's CRDs, or grant this identity get/list on them "
+            "(the chart's audit ClusterRole)",
+        )
+    ]
 
 
 def _agent_runs(

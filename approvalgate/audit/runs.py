@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Final
 
-from approvalgate.approvals import records
+from approvalgate.approvals import parents, records
 from approvalgate.approvals.admission import request_for_manifest
 from approvalgate.approvals.bundle import Bundle, Policy
 from approvalgate.approvals.decide import Decision, PolicyResult, decide
@@ -55,11 +55,17 @@ def audit_run(
     created = _created(meta)
     request = _request(obj, namespace)
     decision = decide(request, bundle, now, view)
+    if not decision.allowed:  # a run the platform made: judged as its approved parent's
+        derived = _as_derived(request, namespace, bundle, now, view)
+        if derived is not None:
+            request, decision = derived
     properties = {
         "requester": REQUESTER_UNKNOWN,
         "author": author or "(none)",
         "reason": decision.reason,
     }
+    if decision.chain:
+        properties["chain"] = " <- ".join(decision.chain)
     if decision.digest:
         properties["digest"] = f"sha256:{decision.digest}"
     if created is not None:
@@ -193,6 +199,27 @@ def _admitted(decision: Decision, ref: str, result: Callable[..., RunResult]) ->
             f"AgentRun {ref} is approved{who}" + (f" ({summaries})" if summaries else ""),
         )
     return out
+
+
+def _as_derived(
+    request: Mapping[str, Any], namespace: str, bundle: Bundle, now: datetime, view: ClusterView
+) -> tuple[dict[str, Any], Decision] | None:
+    """The decision on a run that carries a parent's labels, replayed as created by a platform
+    creator of the policies (who created it is not recorded on the object). Such a run is
+    exactly what its parent's approvers approved (up to the per-run fields), whoever made
+    it; None when it does not derive from an approved parent."""
+    labels = ((request.get("object") or {}).get("metadata") or {}).get("labels") or {}
+    if parents.SCHEDULE_LABEL not in labels and parents.ORCHESTRATION_RUN_LABEL not in labels:
+        return None
+    creators = sorted(
+        {c.replace("{namespace}", namespace) for p in bundle.policies for c in p.parent_creators}
+    )
+    for creator in creators:
+        replayed = {**request, "userInfo": {"username": creator, "groups": []}}
+        decision = decide(replayed, bundle, now, view)
+        if decision.allowed:
+            return replayed, decision
+    return None
 
 
 def _request(obj: Mapping[str, Any], namespace: str) -> dict[str, Any]:

@@ -27,6 +27,12 @@ GATES_GROUP: Final = "gates.proompteng.ai"
 GATES_RESOURCES: Final = ("approvalrequests", "approvaldecisions", "approvaluses")
 AGENTS_GROUP: Final = "agents.proompteng.ai"
 AGENTRUNS: Final = "agentruns"
+PARENT_RULES: Final = (  # (group, resource): the parents that make AgentRuns, CREATE and UPDATE
+    ("schedules.proompteng.ai", "schedules"),
+    ("orchestration.proompteng.ai", "orchestrationruns"),
+    ("swarm.proompteng.ai", "swarms"),
+)
+CONTENT_RESOURCES: Final = ("implementationspecs", "agents")  # CREATE, UPDATE and DELETE
 INJECT_ANNOTATION: Final = "cert-manager.io/inject-ca-from"
 NAME_LABEL: Final = "kubernetes.io/metadata.name"
 DEFAULT_RELEASE: Final = "approvalgate"
@@ -99,7 +105,24 @@ def chart_defaults(
                         "operations": ["CREATE", "UPDATE"],
                         "resources": [AGENTRUNS],
                         "scope": "Namespaced",
-                    }
+                    },
+                    *(
+                        {
+                            "apiGroups": [group],
+                            "apiVersions": ["*"],
+                            "operations": ["CREATE", "UPDATE"],
+                            "resources": [resource],
+                            "scope": "Namespaced",
+                        }
+                        for group, resource in PARENT_RULES
+                    ),
+                    {
+                        "apiGroups": [AGENTS_GROUP],
+                        "apiVersions": ["*"],
+                        "operations": ["CREATE", "UPDATE", "DELETE"],
+                        "resources": list(CONTENT_RESOURCES),
+                        "scope": "Namespaced",
+                    },
                 ],
                 **common,
                 "namespaceSelector": selector,

@@ -11,9 +11,12 @@ requests in flight finish within --grace-period, exit 0. Logs are JSON lines on 
 Cluster view: where the bundle has clusterView: required (the default), decide() also reads
 the ApprovalRequests, ApprovalDecisions and ApprovalUses of every namespace from a watch-fed
 cache in memory (never a call to the API server per admission): a reject or withdrawal
-recorded in the cluster counts, and an approval admits one run. The webhook is not ready
-until they are listed once; a watch silent for longer than --view-max-age denies what needs
-the view, with the reason. Its identity needs get/list/watch on those three kinds.
+recorded in the cluster counts, and an approval admits one run. The same cache holds the
+agents platform's Schedules, OrchestrationRuns, Orchestrations and Swarms (the parents a run
+derives from) and the digests of its ImplementationSpecs and Agents (the content a run
+references). The webhook is not ready until every kind is listed once; a watch silent for
+longer than --view-max-age denies what needs the view, with the reason. Its identity needs
+get/list/watch on those nine kinds.
 
 --dev makes a throwaway CA and a certificate for localhost/127.0.0.1 in memory, prints the
 CA (PEM, and base64 for a caBundle) and listens on 127.0.0.1 unless --host says otherwise.
@@ -136,8 +139,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--cluster-view",
         choices=("auto", "off"),
         default="auto",
-        help="auto (default): watch ApprovalRequests, ApprovalDecisions and ApprovalUses in all"
-        " namespaces once the bundle requires it, and stay unready until they are listed;"
+        help="auto (default): watch ApprovalRequests, ApprovalDecisions and ApprovalUses, and"
+        " the agents platform's Schedules, OrchestrationRuns, Orchestrations, Swarms,"
+        " ImplementationSpecs and Agents, in all namespaces once the bundle requires it, and"
+        " stay unready until they are listed;"
         " off: never, so where the bundle requires the view, CREATEs judged by records,"
         " ApprovalDecision CREATEs and removals of the approval-use finalizer are denied"
         " (reason cluster-view-unavailable)",

@@ -39,10 +39,17 @@ from approvalgate.kube.watches import DEFAULT_TIMEOUT_SECONDS, Watcher, WatchEve
 log = logging.getLogger("approvalgate.kube.informer")
 
 Handler = Callable[[Change], None]
+Transform = Callable[[dict[str, Any]], dict[str, Any]]
+"""What the store keeps of each listed or watched object (e.g. a digest instead of a large
+spec); it must not raise, and must keep ``metadata`` name, namespace and resourceVersion."""
 
 
 class Informer:
-    """The objects of ``resource`` (in ``namespace``, or everywhere), kept current by a watch."""
+    """The objects of ``resource`` (in ``namespace``, or everywhere), kept current by a watch.
+
+    With ``transform``, the store keeps ``transform(obj)`` of each object listed or watched
+    (client-go's SetTransform): what a consumer needs, not every large object whole.
+    """
 
     def __init__(
         self,
@@ -54,8 +61,10 @@ class Informer:
         page_size: int = DEFAULT_PAGE_SIZE,
         watch_timeout: int = DEFAULT_TIMEOUT_SECONDS,
         backoff: Backoff | None = None,
+        transform: Transform | None = None,
     ) -> None:
         self.client = client
+        self.transform = transform
         self.resource = resource
         self.namespace = namespace
         self.label_selector = label_selector
@@ -169,7 +178,10 @@ class Informer:
             self._contact()
             self.list_error = None
             self.backoff.reset()
-            changes = self.store.replace(listing.items)
+            items = listing.items
+            if self.transform is not None:
+                items = [self.transform(obj) for obj in items]
+            changes = self.store.replace(items)
             self.lists += 1
             self._synced.set()
             self._dispatch(changes)
@@ -180,7 +192,8 @@ class Informer:
                 log.info("%s: %s; listing again", self._what, exc.message)
 
     def _on_event(self, event: WatchEvent) -> None:
-        change = self.store.apply(event.type, event.object)
+        obj = event.object if self.transform is None else self.transform(event.object)
+        change = self.store.apply(event.type, obj)
         if change is not None:
             self._dispatch([change])
 

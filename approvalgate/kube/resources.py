@@ -70,3 +70,11 @@ LEASES = Resource("coordination.k8s.io", "v1", "leases")
 EVENTS = Resource("events.k8s.io", "v1", "events")
 CORE_EVENTS = Resource("", "v1", "events")
 SIGNAL_DELIVERIES = Resource("signals.proompteng.ai", "v1alpha1", "signaldeliveries")
+
+# --- issue 16: the parents of derived runs, and the content runs refer to -----------------
+SCHEDULES = Resource("schedules.proompteng.ai", "v1alpha1", "schedules")
+ORCHESTRATION_RUNS = Resource("orchestration.proompteng.ai", "v1alpha1", "orchestrationruns")
+ORCHESTRATIONS = Resource("orchestration.proompteng.ai", "v1alpha1", "orchestrations")
+SWARMS = Resource("swarm.proompteng.ai", "v1alpha1", "swarms")
+IMPLEMENTATION_SPECS = Resource("agents.proompteng.ai", "v1alpha1", "implementationspecs")
+AGENTS = Resource("agents.proompteng.ai", "v1alpha1", "agents")

@@ -1,28 +1,37 @@
-"""The webhook's cluster view: ApprovalRequests, ApprovalDecisions and ApprovalUses, fed by watches.
+"""The webhook's cluster view: the approval queue and the agents platform's objects, fed by watches.
 
-:class:`WatchedView` implements :class:`approvals.view.ClusterView` for decide() from three
-informers (:mod:`kube.informer`), one per kind, each listing and watching in all namespaces.
-Admissions never call the API server: they read :class:`ViewIndex`, which the informers'
-change handlers keep current one object at a time.
+:class:`WatchedView` implements :class:`approvals.view.ClusterView` for decide() from one
+informer (:mod:`kube.informer`) per kind, each listing and watching in all namespaces: the
+queue's ApprovalRequests, ApprovalDecisions and ApprovalUses, and the agents platform's
+parents (Schedules, OrchestrationRuns, Swarms), the Orchestrations OrchestrationRuns follow,
+and the content runs reference (ImplementationSpecs, Agents). Admissions never call the API
+server: they read :class:`ViewIndex`, which the informers' change handlers keep current one
+object at a time.
 
 Index. Each informer thread is the only writer of its own dicts; a change replaces the value
-of one key (an immutable tuple) with one assignment, so a reader on another thread sees the
-old tuple or the new one, never half of a change, and takes no lock. A lookup is one dict
-``get`` however many objects are cached (10,000 decisions cost no more than ten); a change
-costs O(objects under that key). After a 410 Gone the informer lists again and hands the
-difference to the handlers as ordinary changes, so the index needs no rebuild.
+of one key (an immutable tuple, or one object) with one assignment, so a reader on another
+thread sees the old value or the new one, never half of a change, and takes no lock. A lookup
+is one dict ``get`` however many objects are cached (10,000 decisions cost no more than ten);
+a change costs O(objects under that key). After a 410 Gone the informer lists again and hands
+the difference to the handlers as ordinary changes, so the index needs no rebuild.
 
 - decisions by ``(namespace, spec.requestName)``: their ``spec.record`` envelopes in
   ``creationTimestamp`` order (then name), as :meth:`approvals.view.StaticView.build` orders them;
-- uses by statement digest, and by ``(namespace, spec.run.uid)``;
-- requests by ``(namespace, name)``.
+- uses by statement digest, by ``(namespace, spec.run.uid)``, and by ``(namespace, reference)``
+  for each ``spec.references`` key ("ImplementationSpec/name");
+- requests by ``(namespace, name)``;
+- Schedules, OrchestrationRuns, Orchestrations and Swarms by ``(kind, namespace, name)``, as
+  the server has them less ``metadata.managedFields`` and the last-applied annotation;
+- ImplementationSpecs and Agents by ``(kind, namespace, name)`` as a digest only
+  (:func:`approvals.content.digest`): their text can be large, and a digest is all decide()
+  compares.
 
-Trust. :attr:`WatchedView.problem` is "" only while all three informers are synced and each has
+Trust. :attr:`WatchedView.problem` is "" only while every informer is synced and each has
 heard from the API server within ``max_age`` seconds; otherwise it names the kind and why
-(not listed yet and the last error, a watch lost N s ago, the CRDs not installed), and
-decide() denies what needs the view with that sentence. Each watch is re-opened every
-``watch_timeout`` seconds (a third of ``max_age`` by default, at most 60), so a healthy view
-is never older than the bound.
+(not listed yet and the last error, a watch lost N s ago, the CRDs not installed: the
+approval queue's or the agents platform's), and decide() denies what needs the view with
+that sentence. Each watch is re-opened every ``watch_timeout`` seconds (a third of
+``max_age`` by default, at most 60), so a healthy view is never older than the bound.
 """
 
 from __future__ import annotations
@@ -34,6 +43,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 
+from approvalgate.approvals import content, parents
 from approvalgate.approvals.view import (
     KINDS,
     StaticView,
@@ -44,12 +54,18 @@ from approvalgate.approvals.view import (
 from approvalgate.kube.backoff import Backoff
 from approvalgate.kube.client import Client
 from approvalgate.kube.errors import KubeError
-from approvalgate.kube.informer import Informer
+from approvalgate.kube.informer import Informer, Transform
 from approvalgate.kube.lists import list_all
 from approvalgate.kube.resources import (
+    AGENTS,
     APPROVAL_DECISIONS,
     APPROVAL_REQUESTS,
     APPROVAL_USES,
+    IMPLEMENTATION_SPECS,
+    ORCHESTRATION_RUNS,
+    ORCHESTRATIONS,
+    SCHEDULES,
+    SWARMS,
     Resource,
     object_key,
 )
@@ -58,16 +74,43 @@ from approvalgate.kube.store import Change
 DEFAULT_MAX_AGE: Final = 30.0
 GROUP: Final = APPROVAL_REQUESTS.group
 CRDS_MISSING: Final = f"the {GROUP} CRDs are not installed: install the chart's CRDs"
+PLATFORM_CRDS_MISSING: Final = (
+    "the agents platform's CRDs are not installed: install (or upgrade) the agents chart's CRDs"
+)
 
 REQUEST: Final = KINDS[APPROVAL_REQUESTS.plural]
 DECISION: Final = KINDS[APPROVAL_DECISIONS.plural]
 USE: Final = KINDS[APPROVAL_USES.plural]
-RESOURCES: Final[Mapping[str, Resource]] = {
+QUEUE_RESOURCES: Final[Mapping[str, Resource]] = {
     REQUEST: APPROVAL_REQUESTS,
     DECISION: APPROVAL_DECISIONS,
     USE: APPROVAL_USES,
 }
-"""The three kinds the view holds, by Kind (the ``kind`` label of the view's metrics)."""
+"""The approval queue's kinds (the chart's CRDs), by Kind."""
+
+SCHEDULE: Final = parents.SCHEDULE.kind
+ORCHESTRATION_RUN: Final = parents.ORCHESTRATION_RUN.kind
+ORCHESTRATION: Final = parents.ORCHESTRATION.kind
+SWARM: Final = parents.SWARM.kind
+IMPLEMENTATION_SPEC, AGENT = content.KINDS
+OBJECT_RESOURCES: Final[Mapping[str, Resource]] = {
+    SCHEDULE: SCHEDULES,
+    ORCHESTRATION_RUN: ORCHESTRATION_RUNS,
+    ORCHESTRATION: ORCHESTRATIONS,
+    SWARM: SWARMS,
+    IMPLEMENTATION_SPEC: IMPLEMENTATION_SPECS,
+    AGENT: AGENTS,
+}
+"""The agents platform's kinds decide() reads by name (:meth:`WatchedView.object`)."""
+CONTENT_KINDS: Final = frozenset(content.KINDS)
+"""Referenced content: kept as a digest only (:meth:`WatchedView.content`)."""
+
+RESOURCES: Final[Mapping[str, Resource]] = {**QUEUE_RESOURCES, **OBJECT_RESOURCES}
+"""Every kind the view holds, by Kind (the ``kind`` label of the view's metrics)."""
+
+CONTENT_DIGEST: Final = "contentDigest"
+"""Where a content summary (:func:`content_summary`) keeps the digest of the object's spec."""
+LAST_APPLIED: Final = "kubectl.kubernetes.io/last-applied-configuration"
 
 _K = TypeVar("_K", str, tuple[str, str])
 _Entry = tuple[tuple[str, str], Mapping[str, Any]]  # ((creationTimestamp, name), envelope)
@@ -76,8 +119,9 @@ _Entry = tuple[tuple[str, str], Mapping[str, Any]]  # ((creationTimestamp, name)
 class ViewIndex:
     """What decide() looks up, updated one change at a time (see the module docstring).
 
-    Writers: :meth:`request_changed`, :meth:`decision_changed`, :meth:`use_changed`, each called
-    from one thread only (its informer's). Readers: the four lookups, from any thread.
+    Writers: :meth:`request_changed`, :meth:`decision_changed`, :meth:`use_changed` and the
+    handlers :meth:`object_changed` makes (one per kind of :data:`OBJECT_RESOURCES`), each
+    called from one thread only (its informer's). Readers: the lookups, from any thread.
     """
 
     def __init__(self) -> None:
@@ -89,7 +133,12 @@ class ViewIndex:
         # uses
         self._by_statement: dict[str, tuple[Use, ...]] = {}
         self._by_run: dict[tuple[str, str], tuple[Use, ...]] = {}
+        self._by_reference: dict[tuple[str, str], tuple[Use, ...]] = {}  # (ns, "Kind/name")
         self._use_at: dict[str, Use] = {}  # object key -> its use
+        # the agents platform's objects: one dict per kind, (namespace, name) -> object
+        self._objects: dict[str, dict[tuple[str, str], Mapping[str, Any]]] = {
+            kind: {} for kind in OBJECT_RESOURCES
+        }
 
     # --- reads (any thread, no lock) -------------------------------------------------------
 
@@ -113,12 +162,34 @@ class ViewIndex:
     def request(self, namespace: str, name: str) -> Mapping[str, Any] | None:
         return self._requests.get((namespace, name))
 
+    def object(self, kind: str, namespace: str, name: str) -> Mapping[str, Any] | None:
+        """The object as stored: whole (less managedFields and the last-applied annotation)
+        for Schedule, OrchestrationRun, Orchestration and Swarm; a summary (metadata and
+        :data:`CONTENT_DIGEST`) for ImplementationSpec and Agent. None for any other kind."""
+        objects = self._objects.get(kind)
+        return None if objects is None else objects.get((namespace, name))
+
+    def content(self, kind: str, namespace: str, name: str) -> str | None:
+        """:func:`approvals.content.digest` of an ImplementationSpec or Agent; None when the
+        view does not hold it."""
+        if kind not in CONTENT_KINDS:
+            return None
+        obj = self.object(kind, namespace, name)
+        digest = obj.get(CONTENT_DIGEST) if obj is not None else None
+        return digest if isinstance(digest, str) else None
+
+    def content_uses(self, namespace: str, key: str) -> Sequence[Use]:
+        """The uses in ``namespace`` whose ``references`` bind ``key`` ("Agent/name"),
+        expired ones included (decide() judges expiry at its own ``now``)."""
+        return self._by_reference.get((namespace, key), ())
+
     def counts(self) -> dict[str, int]:
         """Objects indexed, by kind (decisions and uses that are not well-formed are not)."""
         return {
             REQUEST: len(self._requests),
             DECISION: len(self._decision_at),
             USE: len(self._use_at),
+            **{kind: len(objects) for kind, objects in self._objects.items()},
         }
 
     # --- writers (one thread each) ---------------------------------------------------------
@@ -164,6 +235,22 @@ class ViewIndex:
         self._by_run[run] = _by_creation((*self._by_run.get(run, ()), use))
         for statement in use.statements:
             self._by_statement[statement] = (*self._by_statement.get(statement, ()), use)
+        for reference in use.references:
+            key = (use.namespace, reference)
+            self._by_reference[key] = (*self._by_reference.get(key, ()), use)
+
+    def object_changed(self, kind: str) -> Callable[[Change], None]:
+        """The handler of ``kind``'s informer (one of :data:`OBJECT_RESOURCES`)."""
+        objects = self._objects[kind]
+
+        def changed(change: Change) -> None:
+            key = _name_key(change.object)
+            if change.type == "DELETED":
+                objects.pop(key, None)
+            else:
+                objects[key] = change.object
+
+        return changed
 
     def _set_entries(self, key: tuple[str, str], entries: tuple[_Entry, ...]) -> None:
         if entries:
@@ -179,6 +266,10 @@ class ViewIndex:
         for statement in use.statements:
             remaining = tuple(u for u in self._by_statement.get(statement, ()) if u is not use)
             _put(self._by_statement, statement, remaining)
+        for reference in use.references:
+            key = (use.namespace, reference)
+            remaining = tuple(u for u in self._by_reference.get(key, ()) if u is not use)
+            _put(self._by_reference, key, remaining)
 
 
 def _put(index: dict[_K, tuple[Use, ...]], key: _K, values: tuple[Use, ...]) -> None:
@@ -195,6 +286,61 @@ def _by_creation(uses: Iterable[Use]) -> tuple[Use, ...]:
 def _name_key(obj: Mapping[str, Any]) -> tuple[str, str]:
     meta = obj.get("metadata") or {}
     return str(meta.get("namespace") or ""), str(meta.get("name") or "")
+
+
+# --- what the informers store ---------------------------------------------------------------
+
+
+def slim(obj: dict[str, Any]) -> dict[str, Any]:
+    """``obj`` less ``metadata.managedFields`` and the last-applied annotation (copies of
+    what the object says; decide() reads neither)."""
+    meta = obj.get("metadata")
+    if not isinstance(meta, Mapping):
+        return obj
+    annotations = meta.get("annotations")
+    last_applied = isinstance(annotations, Mapping) and LAST_APPLIED in annotations
+    if "managedFields" not in meta and not last_applied:
+        return obj
+    kept = {k: v for k, v in meta.items() if k != "managedFields"}
+    if last_applied:
+        assert isinstance(annotations, Mapping)
+        kept["annotations"] = {k: v for k, v in annotations.items() if k != LAST_APPLIED}
+    return {**obj, "metadata": kept}
+
+
+_SUMMARY_METADATA: Final = (
+    "name",
+    "namespace",
+    "uid",
+    "resourceVersion",
+    "generation",
+    "creationTimestamp",
+    "deletionTimestamp",
+)
+
+
+def content_summary(obj: dict[str, Any]) -> dict[str, Any]:
+    """What the view keeps of an ImplementationSpec or Agent: its identity and the digest of
+    its spec under :data:`CONTENT_DIGEST`, not the spec (its text can be large)."""
+    meta = obj.get("metadata")
+    meta = meta if isinstance(meta, Mapping) else {}
+    return {
+        "apiVersion": obj.get("apiVersion"),
+        "kind": obj.get("kind"),
+        "metadata": {k: meta[k] for k in _SUMMARY_METADATA if k in meta},
+        CONTENT_DIGEST: content.digest(obj),
+    }
+
+
+TRANSFORMS: Final[Mapping[str, Transform]] = {
+    SCHEDULE: slim,
+    ORCHESTRATION_RUN: slim,
+    ORCHESTRATION: slim,
+    SWARM: slim,
+    IMPLEMENTATION_SPEC: content_summary,
+    AGENT: content_summary,
+}
+"""What each informer's store keeps of an object, by Kind (the queue's kinds: all of it)."""
 
 
 @dataclass(frozen=True)
@@ -216,8 +362,8 @@ class KindStatus:
 class WatchedView:
     """The cluster view decide() reads in the webhook (see the module docstring).
 
-    ``start`` launches the three informers (threads); ``stop`` ends them. Until every kind is
-    synced, and whenever one has gone ``max_age`` seconds without the API server,
+    ``start`` launches the informers (threads, one per kind); ``stop`` ends them. Until every
+    kind is synced, and whenever one has gone ``max_age`` seconds without the API server,
     :attr:`problem` says so and decide() denies what needs the view.
     """
 
@@ -245,12 +391,15 @@ class WatchedView:
                 page_size=page_size,
                 watch_timeout=watch_timeout,
                 backoff=backoff() if backoff is not None else Backoff(),
+                transform=TRANSFORMS.get(kind),
             )
             for kind, resource in RESOURCES.items()
         }
         self.informers[REQUEST].add_handler(self.index.request_changed)
         self.informers[DECISION].add_handler(self.index.decision_changed)
         self.informers[USE].add_handler(self.index.use_changed)
+        for kind in OBJECT_RESOURCES:
+            self.informers[kind].add_handler(self.index.object_changed(kind))
         self.started = False
 
     # --- lifecycle ---------------------------------------------------------------------------
@@ -303,7 +452,7 @@ class WatchedView:
         """ "" when every kind is synced and fresh within ``max_age``; else why not."""
         informers = self.informers
         if all(i.fresh(self.max_age) for i in informers.values()):
-            return ""  # the admission path: three reads and a clock, no allocation
+            return ""  # the admission path: a read and a clock per kind, no allocation
         if not self.started:
             return "the cluster view is not started"
         return describe_problem(self.status(), self.max_age)
@@ -322,16 +471,14 @@ class WatchedView:
     def request(self, namespace: str, name: str) -> Mapping[str, Any] | None:
         return self.index.request(namespace, name)
 
-    # Issue 16 (parents, referenced content): informers for those kinds come next; until
-    # then the view knows none of them, so decide() denies what needs them (fail closed).
     def object(self, kind: str, namespace: str, name: str) -> Mapping[str, Any] | None:
-        return None
+        return self.index.object(kind, namespace, name)
 
     def content(self, kind: str, namespace: str, name: str) -> str | None:
-        return None
+        return self.index.content(kind, namespace, name)
 
     def content_uses(self, namespace: str, key: str) -> Sequence[Use]:
-        return ()
+        return self.index.content_uses(namespace, key)
 
 
 def default_watch_timeout(max_age: float) -> int:
@@ -345,8 +492,12 @@ def describe_problem(statuses: Sequence[KindStatus], max_age: float) -> str:
     lost = [s for s in statuses if s.synced and s.seconds_since_contact > max_age]
     missing = [s.kind for s in statuses if s.missing and (not s.synced or s in lost)]
     parts = []
-    if missing:
-        parts.append(f"{CRDS_MISSING} (the API server does not serve {_kinds(missing)})")
+    queue = [kind for kind in missing if kind not in OBJECT_RESOURCES]
+    platform = [kind for kind in missing if kind in OBJECT_RESOURCES]
+    if queue:
+        parts.append(f"{CRDS_MISSING} (the API server does not serve {_kinds(queue)})")
+    if platform:
+        parts.append(f"{PLATFORM_CRDS_MISSING} (the API server does not serve {_kinds(platform)})")
     unsynced = [s for s in statuses if not s.synced and not s.missing]
     failing = [s for s in unsynced if s.error is not None]
     for status in failing:
@@ -373,14 +524,14 @@ def _kinds(kinds: Sequence[str]) -> str:
 
 
 def list_view(client: Client, namespaces: Sequence[str] | None = None) -> StaticView:
-    """The three kinds listed once (in ``namespaces``, or all) as a :class:`StaticView`.
+    """The queue's three kinds listed once (in ``namespaces``, or all) as a :class:`StaticView`.
 
     Raises:
         KubeError: a list failed; a 404 (the CRDs are not installed) says so.
     """
     scopes: list[str | None] = list(namespaces) if namespaces else [None]
     objects: dict[str, list[dict[str, Any]]] = {}
-    for kind, resource in RESOURCES.items():
+    for kind, resource in QUEUE_RESOURCES.items():
         items: dict[str, dict[str, Any]] = {}
         for namespace in scopes:
             try:

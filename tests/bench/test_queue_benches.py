@@ -92,6 +92,18 @@ def test_view_admission_quick_through_the_api_servers_watches(bench_module: Any)
         "ApprovalRequest": 5,
         "ApprovalDecision": 50,
         "ApprovalUse": result["setup"]["uses"],
+        # the agents platform's kinds, watched too (none created here)
+        **dict.fromkeys(
+            (
+                "Schedule",
+                "OrchestrationRun",
+                "Orchestration",
+                "Swarm",
+                "ImplementationSpec",
+                "Agent",
+            ),
+            0,
+        ),
     }
     check_ways(b["ways"], admissions=5 * 2)
     text = bench_module("view_admission").markdown(result)

@@ -45,6 +45,19 @@ READER_RULES = [
         "resources": ["approvalrequests", "approvaldecisions", "approvaluses"],
         "verbs": ["list"],
     },
+    # parents and referenced content (audit/runner.py _platform_objects)
+    {"apiGroups": ["schedules.proompteng.ai"], "resources": ["schedules"], "verbs": ["list"]},
+    {
+        "apiGroups": ["orchestration.proompteng.ai"],
+        "resources": ["orchestrationruns", "orchestrations"],
+        "verbs": ["list"],
+    },
+    {"apiGroups": ["swarm.proompteng.ai"], "resources": ["swarms"], "verbs": ["list"]},
+    {
+        "apiGroups": ["agents.proompteng.ai"],
+        "resources": ["implementationspecs", "agents"],
+        "verbs": ["list"],
+    },
     {
         "apiGroups": ["admissionregistration.k8s.io"],
         "resources": ["validatingwebhookconfigurations"],

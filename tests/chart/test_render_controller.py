@@ -185,6 +185,16 @@ CLUSTER_GRANTS = {
         ("agents.proompteng.ai", "agentruns", v)
         for v in ("get", "list", "watch", "create", "update", "patch")
     ),
+    *(
+        (group, plural, v)
+        for group, plural in (
+            ("schedules.proompteng.ai", "schedules"),
+            ("orchestration.proompteng.ai", "orchestrationruns"),
+            ("orchestration.proompteng.ai", "orchestrations"),
+            ("swarm.proompteng.ai", "swarms"),
+        )
+        for v in ("get", "list", "watch")
+    ),
     ("events.k8s.io", "events", "create"),
     ("events.k8s.io", "events", "patch"),
     ("", "events", "create"),

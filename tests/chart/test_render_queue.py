@@ -148,10 +148,12 @@ def test_cel_rules_defend_what_the_webhook_checks() -> None:
     assert "cancelled" not in immutable
     assert cancel == "!oldSelf.cancelled || self.cancelled"
     assert by_kind_rules["ApprovalDecision"] == {"$.spec": ["self == oldSelf"]}
-    assert by_kind_rules["ApprovalUse"] == {
-        "$": ["self.metadata.name == self.spec.run.uid"],
-        "$.spec": ["self == oldSelf"],
-    }
+    use = by_kind_rules["ApprovalUse"]
+    assert use["$"] == ["self.metadata.name == self.spec.run.uid"]
+    assert use["$.spec"] == ["self == oldSelf"]  # spec.references is as immutable
+    [keys] = use["$.spec.references"]
+    assert "(ImplementationSpec|Agent)/" in keys
+    assert set(use) == {"$", "$.spec", "$.spec.references"}
 
 
 def test_the_rendered_crds_are_the_files_with_labels_and_keep(helm: Path) -> None:

@@ -42,7 +42,9 @@ def gates_webhook(objects: list[dict[str, Any]]) -> dict[str, Any]:
     return entries(objects)["gates.approvalgate.proompteng.ai"]
 
 
-def test_fails_closed_on_agentruns_only(helm: Path) -> None:
+def test_fails_closed_on_every_path_to_an_agentrun(helm: Path) -> None:
+    """AgentRuns, the parents that make them (CREATE, UPDATE) and the content they reference
+    (also DELETE), in one entry: one namespaceSelector for all, so they cannot disagree."""
     hook = webhook(render(helm))
     assert hook["failurePolicy"] == "Fail"
     assert hook["sideEffects"] == "None"
@@ -56,7 +58,28 @@ def test_fails_closed_on_agentruns_only(helm: Path) -> None:
             "operations": ["CREATE", "UPDATE"],
             "resources": ["agentruns"],  # not agentruns/status: controllers keep working
             "scope": "Namespaced",
-        }
+        },
+        *(
+            {
+                "apiGroups": [group],
+                "apiVersions": ["*"],
+                "operations": ["CREATE", "UPDATE"],
+                "resources": [resource],  # a parent's DELETE makes no run
+                "scope": "Namespaced",
+            }
+            for group, resource in (
+                ("schedules.proompteng.ai", "schedules"),
+                ("orchestration.proompteng.ai", "orchestrationruns"),
+                ("swarm.proompteng.ai", "swarms"),
+            )
+        ),
+        {
+            "apiGroups": ["agents.proompteng.ai"],
+            "apiVersions": ["*"],
+            "operations": ["CREATE", "UPDATE", "DELETE"],  # not deleted while an approval binds
+            "resources": ["implementationspecs", "agents"],
+            "scope": "Namespaced",
+        },
     ]
     assert "objectSelector" not in hook
 

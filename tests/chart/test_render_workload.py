@@ -94,11 +94,14 @@ def test_pdb_keeps_one_pod(helm: Path) -> None:
 
 
 VIEW_RULES = [
-    {
-        "apiGroups": ["gates.proompteng.ai"],
-        "resources": ["approvalrequests", "approvaldecisions", "approvaluses"],
-        "verbs": ["get", "list", "watch"],
-    }
+    {"apiGroups": [group], "resources": resources, "verbs": ["get", "list", "watch"]}
+    for group, resources in (
+        ("gates.proompteng.ai", ["approvalrequests", "approvaldecisions", "approvaluses"]),
+        ("schedules.proompteng.ai", ["schedules"]),
+        ("orchestration.proompteng.ai", ["orchestrationruns", "orchestrations"]),
+        ("swarm.proompteng.ai", ["swarms"]),
+        ("agents.proompteng.ai", ["implementationspecs", "agents"]),
+    )
 ]
 
 
@@ -107,9 +110,10 @@ def rbac(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [o for o in objects if o["kind"] in kinds]
 
 
-def test_the_webhook_account_may_only_read_the_queue(helm: Path) -> None:
-    """Its view (webhook.clusterView, on by default): get/list/watch on the three kinds,
-    cluster-wide, and no other grant anywhere in the chart names its ServiceAccount."""
+def test_the_webhook_account_may_only_read_its_view(helm: Path) -> None:
+    """Its view (webhook.clusterView, on by default): get/list/watch on the queue's three
+    kinds and the six of the agents platform it judges runs by, cluster-wide, and no other
+    grant anywhere in the chart names its ServiceAccount."""
     for values in CI_VALUES:
         objects = render(helm, values)
         account = one(webhook_part(objects), "ServiceAccount")

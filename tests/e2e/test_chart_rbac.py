@@ -72,6 +72,14 @@ def account(namespace: str, name: str) -> str:
 
 G = "gates.proompteng.ai"
 QUEUE = [f"approvalrequests.{G}", f"approvaldecisions.{G}", f"approvaluses.{G}"]
+PLATFORM = [  # what runs derive from (parents, orchestrations) and what they reference
+    "schedules.schedules.proompteng.ai",
+    "orchestrationruns.orchestration.proompteng.ai",
+    "orchestrations.orchestration.proompteng.ai",
+    "swarms.swarm.proompteng.ai",
+    "implementationspecs.agents.proompteng.ai",
+    "agents.agents.proompteng.ai",
+]
 
 
 def test_the_controller_may_make_its_calls_only_where_it_watches(
@@ -89,6 +97,11 @@ def test_the_controller_may_make_its_calls_only_where_it_watches(
         ("patch", "agentruns.agents.proompteng.ai", ()),
         ("create", "events.events.k8s.io", ()),
         ("create", "events", ()),
+        # the parents of derived runs, read only (their uses list the parent's approvals)
+        ("watch", "schedules.schedules.proompteng.ai", ()),
+        ("list", "orchestrationruns.orchestration.proompteng.ai", ()),
+        ("get", "orchestrations.orchestration.proompteng.ai", ()),
+        ("watch", "swarms.swarm.proompteng.ai", ()),
     ]
     for verb, what, extra in allowed:
         assert can(control_plane, controller, verb, what, runs, *extra), (verb, what)
@@ -102,6 +115,10 @@ def test_the_controller_may_make_its_calls_only_where_it_watches(
         ("delete", "agentruns.agents.proompteng.ai", ()),
         ("get", "secrets", ()),
         ("create", "signaldeliveries.signals.proompteng.ai", ()),  # off by default
+        ("create", "schedules.schedules.proompteng.ai", ()),
+        ("patch", "orchestrationruns.orchestration.proompteng.ai", ()),
+        ("update", "swarms.swarm.proompteng.ai", ()),
+        ("get", "implementationspecs.agents.proompteng.ai", ()),  # uses bind from records
     ]
     for verb, what, extra in denied:
         assert not can(control_plane, controller, verb, what, runs, *extra), (verb, what)
@@ -119,12 +136,12 @@ def test_the_controller_lease_is_the_named_one(
     assert not can(control_plane, controller, "update", lease, runs)
 
 
-def test_the_webhook_view_only_reads_the_queue_everywhere(
+def test_the_webhook_view_only_reads_the_queue_and_the_platform_objects_everywhere(
     control_plane: ControlPlane, release: tuple[str, str, str]
 ) -> None:
     name, home, runs = release
     webhook = account(home, name)
-    for what in QUEUE:
+    for what in [*QUEUE, *PLATFORM]:
         for ns in (runs, "default"):
             assert can(control_plane, webhook, "watch", what, ns), what
             assert can(control_plane, webhook, "list", what, ns), what

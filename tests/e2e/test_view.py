@@ -2,7 +2,9 @@
 webhook (`approvalgate webhook serve --kubeconfig ...`) as a process reading its own.
 
 The module starts its own control plane because one test stops and restarts the API server.
-The three kinds' CRDs are the chart's (charts/approvalgate/files/crds/). Objects are created
+The queue's three kinds' CRDs are the chart's (charts/approvalgate/files/crds/); the agents
+platform's six (Schedule, OrchestrationRun, Orchestration, Swarm, ImplementationSpec, Agent)
+are upstream's (third_party/upstream-agents/crds/). Objects are created
 and deleted with kubectl as admin; nothing here signs records: what decide() makes of the
 view is tested in the unit tests and the e2e tests of the approval queue. Here: the view is
 complete, current, and honest about when it is not.
@@ -10,6 +12,7 @@ complete, current, and honest about when it is not.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import ssl
 import subprocess
@@ -22,14 +25,31 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import rfc8785
 
 from approvalgate.approvals.policy import BundleSettings
 from approvalgate.kube.backoff import Backoff
 from approvalgate.kube.client import Client
-from approvalgate.kube.view import CRDS_MISSING, DECISION, REQUEST, USE, WatchedView
+from approvalgate.kube.view import (
+    AGENT,
+    CONTENT_DIGEST,
+    CRDS_MISSING,
+    DECISION,
+    IMPLEMENTATION_SPEC,
+    OBJECT_RESOURCES,
+    ORCHESTRATION,
+    ORCHESTRATION_RUN,
+    PLATFORM_CRDS_MISSING,
+    REQUEST,
+    RESOURCES,
+    SCHEDULE,
+    SWARM,
+    USE,
+    WatchedView,
+)
 from tests.integration.harness import agentrun_request, cli_command, cli_env, free_port
 from tests.support.corpus import CORPUS, CORPUS_ENVIRONMENT, compile_case_bundle
-from tests.support.paths import ROOT, crd_files
+from tests.support.paths import ROOT, UPSTREAM_AGENTS, crd_files
 from tests.support.tools import unavailable
 
 from .controlplane import ControlPlane, ControlPlaneError, locate_binaries
@@ -37,9 +57,20 @@ from .controlplane import ControlPlane, ControlPlaneError, locate_binaries
 pytestmark = pytest.mark.e2e
 
 GATES_CRDS = crd_files(ROOT / "charts" / "approvalgate" / "files" / "crds")
+PLATFORM_CRDS = [
+    UPSTREAM_AGENTS / "crds" / f"{resource.group}_{resource.plural}.yaml"
+    for resource in OBJECT_RESOURCES.values()
+]
 S1, S2 = "1" * 64, "2" * 64  # statement digests
 MAX_AGE = 4.0  # seconds a watch may go silent before the view is not usable (tests only)
-ALL_MISSING = f"{CRDS_MISSING} (the API server does not serve {REQUEST}s, {DECISION}s, {USE}s)"
+PLATFORM_MISSING = (
+    f"{PLATFORM_CRDS_MISSING} (the API server does not serve Schedules, OrchestrationRuns, "
+    "Orchestrations, Swarms, ImplementationSpecs, Agents)"
+)
+ALL_MISSING = (
+    f"{CRDS_MISSING} (the API server does not serve {REQUEST}s, {DECISION}s, {USE}s); "
+    f"{PLATFORM_MISSING}"
+)
 
 
 def eventually(what: str, condition: Callable[[], bool], timeout: float = 90) -> None:
@@ -75,9 +106,16 @@ def install_gates(plane: ControlPlane) -> None:
     plane.apply_crds(GATES_CRDS)
 
 
+def install_platform(plane: ControlPlane) -> None:
+    assert all(path.is_file() for path in PLATFORM_CRDS), PLATFORM_CRDS
+    plane.apply_crds(PLATFORM_CRDS)
+
+
 @pytest.fixture
 def gates(plane: ControlPlane) -> None:
+    """Every CRD the view watches."""
     install_gates(plane)
+    install_platform(plane)
 
 
 def view_of(client: Client) -> WatchedView:
@@ -190,11 +228,18 @@ def _answers(hook: Webhook) -> bool:
 # --- tests -------------------------------------------------------------------------------------
 
 
+def says_missing(problem: str) -> bool:
+    """The problem names missing CRDs (the queue's, the platform's: the lists answer in any
+    order, so a line logged early may name one of them only)."""
+    return CRDS_MISSING in problem or PLATFORM_CRDS_MISSING in problem
+
+
 def test_without_the_crds_the_view_says_so_and_syncs_once_they_are_installed(
     plane: ControlPlane, client: Client, webhook: Webhook
 ) -> None:
-    """Runs first: the CRDs are not installed yet. Not a crash, not a loop of tracebacks: a
-    problem that says what to do, an unready webhook, and both recover by themselves."""
+    """Runs first: no CRD is installed yet. Not a crash, not a loop of tracebacks: a problem
+    that says what to do, an unready webhook, and both recover by themselves. The agents
+    platform's kinds count as much as the queue's: without them the view is not usable."""
     with view_of(client) as view:
         eventually("every list answered 404", lambda: view.problem == ALL_MISSING)
         assert not view.synced
@@ -206,38 +251,51 @@ def test_without_the_crds_the_view_says_so_and_syncs_once_they_are_installed(
         assert denied["allowed"] is False
         assert denied["auditAnnotations"]["reason"] == "cluster-view-unavailable"
         assert CRDS_MISSING in denied["status"]["message"]
+        assert PLATFORM_CRDS_MISSING in denied["status"]["message"]
         eventually(  # the log lines come from a report made every second
             "a log line says each kind is not synced, and why",
             lambda: (
                 {
                     line["kind"]
                     for line in webhook.log_lines()
-                    if line["msg"] == "cluster view not synced" and CRDS_MISSING in line["problem"]
+                    if line["msg"] == "cluster view not synced" and says_missing(line["problem"])
                 }
-                == {REQUEST, DECISION, USE}
+                == set(RESOURCES)
             ),
         )
 
-        install_gates(plane)
+        install_gates(plane)  # the queue alone is not enough: fail closed, and say what is not
+        eventually("the queue's kinds sync", lambda: view.problem == PLATFORM_MISSING)
+        assert not view.synced
+        eventually(
+            "the webhook says the platform's CRDs are missing",
+            lambda: webhook.get("/readyz") == (503, f"not ready: {PLATFORM_MISSING}\n"),
+        )
+        denied = webhook.review(agentrun_request())
+        assert denied["auditAnnotations"]["reason"] == "cluster-view-unavailable"
+        assert PLATFORM_MISSING in denied["status"]["message"]
+
+        install_platform(plane)
         eventually("the view syncs", lambda: view.problem == "")
-        assert view.synced and view.index.counts() == {REQUEST: 0, DECISION: 0, USE: 0}
+        assert view.synced and view.index.counts() == dict.fromkeys(RESOURCES, 0)
     eventually("the webhook is ready", lambda: webhook.get("/readyz")[0] == 200)
     eventually(  # the metrics are refreshed every second
         "the metrics say the view is usable",
         lambda: webhook.metric("approvalgate_view_synced", DECISION) == 1,
     )
     assert webhook.metric("approvalgate_view_objects", USE) == 0
+    assert webhook.metric("approvalgate_view_objects", SWARM) == 0
     eventually(
         "a log line says each kind synced",
         lambda: (
             {line["kind"] for line in webhook.log_lines() if line["msg"] == "cluster view synced"}
-            == {REQUEST, DECISION, USE}
+            == set(RESOURCES)
         ),
     )
     lines = webhook.log_lines()
     not_synced = [line for line in lines if line["msg"] == "cluster view not synced"]
-    assert {line["kind"] for line in not_synced} == {REQUEST, DECISION, USE}
-    assert all(CRDS_MISSING in line["problem"] for line in not_synced)
+    assert {line["kind"] for line in not_synced} == set(RESOURCES)
+    assert all(says_missing(line["problem"]) for line in not_synced)
     assert "Traceback" not in webhook.log.read_text()
 
 
@@ -340,6 +398,206 @@ def test_the_view_follows_creates_and_deletes_of_every_kind(
             ),
         )
         assert view.problem == ""
+
+
+PLATFORM_API = {
+    kind: f"{resource.group}/{resource.version}" for kind, resource in OBJECT_RESOURCES.items()
+}
+TEMPLATE = '{"agentRef":{"name":"codex"},"runtime":{"type":"job"}}'
+
+
+def platform(kind: str, namespace: str, name: str, spec: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "apiVersion": PLATFORM_API[kind],
+        "kind": kind,
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": spec,
+    }
+
+
+def platform_objects(namespace: str) -> list[dict[str, Any]]:
+    """One valid object of each of the six kinds (upstream's CRDs check them)."""
+    schedule = platform(
+        SCHEDULE,
+        namespace,
+        "nightly",
+        {"cron": "0 1 * * *", "targetRef": {"kind": "AgentRun", "name": "template-run"}},
+    )
+    schedule["metadata"]["annotations"] = {"gates.proompteng.ai/run-template": TEMPLATE}
+    stage = {"enabled": True, "every": "1h", "targetRef": {"kind": "AgentRun", "name": "t"}}
+    return [
+        schedule,
+        platform(
+            ORCHESTRATION,
+            namespace,
+            "release",
+            {"steps": [{"name": "implement", "kind": "AgentRun", "agentRef": {"name": "codex"}}]},
+        ),
+        platform(
+            ORCHESTRATION_RUN,
+            namespace,
+            "release-1",
+            {"orchestrationRef": {"name": "release"}, "parameters": {"task": "ship"}},
+        ),
+        platform(
+            SWARM,
+            namespace,
+            "fleet",
+            {
+                "mode": "assisted",
+                "owner": {"id": "team-a", "channel": "slack"},
+                "domains": ["payments"],
+                "objectives": ["ship"],
+                "delivery": {"deploymentTargets": ["staging"]},
+                "discovery": {"sources": [{"name": "github"}]},
+                "execution": {"discover": stage, "plan": stage, "implement": stage, "verify": {}},
+            },
+        ),
+        platform(
+            IMPLEMENTATION_SPEC,
+            namespace,
+            "task-a",
+            {"text": "Update the onboarding flow. " * 2000, "summary": "onboarding"},
+        ),
+        platform(AGENT, namespace, "codex", {"providerRef": {"name": "codex-cli"}}),
+    ]
+
+
+def served(plane: ControlPlane, kind: str, namespace: str, name: str) -> dict[str, Any]:
+    resource = OBJECT_RESOURCES[kind]
+    done = plane.kubectl(
+        "admin",
+        "get",
+        f"{resource.plural}.{resource.group}",
+        name,
+        "-n",
+        namespace,
+        "-o",
+        "json",
+        "--show-managed-fields",
+    )
+    obj: dict[str, Any] = json.loads(done.stdout)
+    return obj
+
+
+def spec_digest(obj: dict[str, Any]) -> str:
+    return hashlib.sha256(rfc8785.dumps(obj.get("spec", {}))).hexdigest()
+
+
+def test_the_view_follows_the_platforms_parents_and_content(
+    plane: ControlPlane, client: Client, gates: None
+) -> None:
+    """Schedules, OrchestrationRuns, Orchestrations and Swarms as the server has them (less
+    managedFields); ImplementationSpecs and Agents as the digest of their spec only; uses by
+    the content they bind."""
+    ns = plane.create_namespace("view-platform")
+    objects = platform_objects(ns)
+    create(plane, *objects[:3])  # listed before the view starts
+    with view_of(client) as view:
+        assert view.wait_synced(60)
+        eventually("the view is usable", lambda: view.problem == "")
+        create(plane, *objects[3:])
+        for obj in objects:
+            kind, name = obj["kind"], obj["metadata"]["name"]
+            eventually(
+                f"the view has {kind} {name}",
+                lambda kind=kind, name=name: view.object(kind, ns, name) is not None,
+            )
+        for kind, name in ((SCHEDULE, "nightly"), (ORCHESTRATION, "release"), (SWARM, "fleet")):
+            stored = view.object(kind, ns, name)
+            assert stored is not None
+            expected = served(plane, kind, ns, name)
+            assert stored["spec"] == expected["spec"]
+            assert stored["metadata"]["uid"] == expected["metadata"]["uid"]
+            assert "managedFields" in expected["metadata"]
+            assert "managedFields" not in stored["metadata"]
+        nightly = view.object(SCHEDULE, ns, "nightly")
+        assert nightly is not None
+        assert nightly["metadata"]["annotations"]["gates.proompteng.ai/run-template"] == TEMPLATE
+        run = view.object(ORCHESTRATION_RUN, ns, "release-1")
+        assert run is not None and run["spec"]["orchestrationRef"] == {"name": "release"}
+
+        task = served(plane, IMPLEMENTATION_SPEC, ns, "task-a")
+        assert len(json.dumps(task["spec"])) > 50_000
+        assert view.content(IMPLEMENTATION_SPEC, ns, "task-a") == spec_digest(task)
+        summary = view.object(IMPLEMENTATION_SPEC, ns, "task-a")
+        assert summary is not None and "spec" not in summary
+        assert summary[CONTENT_DIGEST] == spec_digest(task)
+        agent = served(plane, AGENT, ns, "codex")
+        assert view.content(AGENT, ns, "codex") == spec_digest(agent)
+        assert view.content(AGENT, ns, "task-a") is None  # kinds do not cross
+        assert view.content(SCHEDULE, ns, "nightly") is None  # not content
+
+        # an edit of the content is a new digest
+        plane.kubectl(
+            "admin",
+            "patch",
+            "implementationspecs.agents.proompteng.ai",
+            "task-a",
+            "-n",
+            ns,
+            "--type=merge",
+            "-p",
+            json.dumps({"spec": {"summary": "onboarding, edited"}}),
+        )
+        edited = served(plane, IMPLEMENTATION_SPEC, ns, "task-a")
+        assert spec_digest(edited) != spec_digest(task)
+        eventually(
+            "the edit arrives",
+            lambda: view.content(IMPLEMENTATION_SPEC, ns, "task-a") == spec_digest(edited),
+        )
+
+        # uses by the content they bind
+        bound = use(ns, "uid-content", [S1])
+        bound["spec"]["references"] = {
+            "ImplementationSpec/task-a": spec_digest(edited),
+            "Agent/codex": spec_digest(agent),
+        }
+        create(plane, bound)
+        eventually(
+            "the use arrives by reference",
+            lambda: [u.name for u in view.content_uses(ns, "Agent/codex")] == ["uid-content"],
+        )
+        [found] = view.content_uses(ns, "ImplementationSpec/task-a")
+        assert found.references == bound["spec"]["references"]
+        assert view.content_uses(ns, "Agent/other") == ()
+        assert view.content_uses("default", "Agent/codex") == ()
+
+        for obj in objects:
+            resource = OBJECT_RESOURCES[obj["kind"]]
+            plane.kubectl(
+                "admin",
+                "delete",
+                f"{resource.plural}.{resource.group}",
+                obj["metadata"]["name"],
+                "-n",
+                ns,
+            )
+        plane.kubectl("admin", "delete", "approvaluses", "uid-content", "-n", ns)
+        eventually(
+            "the deletions arrive",
+            lambda: (
+                all(view.object(o["kind"], ns, o["metadata"]["name"]) is None for o in objects)
+                and view.content(AGENT, ns, "codex") is None
+                and view.content_uses(ns, "Agent/codex") == ()
+            ),
+        )
+        assert view.problem == ""
+
+
+def test_an_approval_use_refuses_references_that_name_no_content(
+    plane: ControlPlane, gates: None
+) -> None:
+    """The CRD's CEL rule: keys are "ImplementationSpec/<name>" or "Agent/<name>", values
+    sha256 hex."""
+    ns = plane.create_namespace("view-refs")
+    for references in ({"Schedule/nightly": S1}, {"Agent/codex": "not-a-digest"}):
+        bad = use(ns, "uid-bad", [S1])
+        bad["spec"]["references"] = references
+        items = {"apiVersion": "v1", "kind": "List", "items": [bad]}
+        done = plane.kubectl("admin", "create", "-f", "-", input=json.dumps(items), check=False)
+        assert done.returncode != 0, references
+        assert "spec.references" in done.stderr, done.stderr
 
 
 def test_a_stopped_api_server_is_a_problem_after_the_bound_and_a_restart_recovers(
@@ -471,3 +729,23 @@ def test_verify_reads_the_view_with_cluster_and_says_what_it_could_not_check_wit
     assert "read namespaces agents only (uses recorded in other namespaces are not seen)" in (
         scoped.stderr
     )
+
+
+def test_a_platform_crd_removed_after_the_sync_makes_the_view_unusable_and_says_which(
+    plane: ControlPlane, client: Client, gates: None
+) -> None:
+    """Fail closed: the view does not carry on without the Swarms it can no longer see."""
+    with view_of(client) as view:
+        eventually("the view is usable", lambda: view.problem == "")
+        plane.kubectl("admin", "delete", "crd", "swarms.swarm.proompteng.ai")
+        try:
+            eventually(
+                "the view says the Swarm CRD is gone",
+                lambda: (
+                    view.problem
+                    == f"{PLATFORM_CRDS_MISSING} (the API server does not serve Swarms)"
+                ),
+            )
+        finally:
+            install_platform(plane)
+        eventually("the view is usable again", lambda: view.problem == "")

@@ -125,6 +125,24 @@ def test_rules_that_stop_sending_agentruns_are_findings(case: str) -> None:
         assert f"{operation} of agentruns.agents.proompteng.ai (v1alpha1)" in finding.message
 
 
+def test_rules_that_stop_sending_parents_or_content_are_findings() -> None:
+    """Every path to an AgentRun: a Schedule no longer judged, or an Agent that can be
+    deleted unjudged, lets runs through without a decision."""
+
+    def drop(resource: str) -> Callable[[dict[str, Any]], None]:
+        return lambda live: hook(live).update(
+            rules=[r for r in hook(live)["rules"] if resource not in r["resources"]]
+        )
+
+    (finding,) = [f for f in compare(live_with(drop("schedules"))) if f.failing]
+    assert finding.field == f"{P}.rules"
+    assert "CREATE of schedules.schedules.proompteng.ai (v1alpha1)" in finding.message
+    assert "UPDATE of schedules.schedules.proompteng.ai (v1alpha1)" in finding.message
+    (finding,) = [f for f in compare(live_with(drop("agents"))) if f.failing]
+    assert "DELETE of agents.agents.proompteng.ai (v1alpha1)" in finding.message
+    assert "implementationspecs" in finding.message
+
+
 COVERING_EDITS: dict[str, Callable[[dict[str, Any]], None]] = {
     "extra DELETE": lambda h: h["rules"][0]["operations"].append("DELETE"),
     "every operation": lambda h: h["rules"][0].update(operations=["*"]),
@@ -136,6 +154,7 @@ COVERING_EDITS: dict[str, Callable[[dict[str, Any]], None]] = {
         rules=[
             {**h["rules"][0], "operations": ["CREATE"]},
             {**h["rules"][0], "operations": ["UPDATE"]},
+            *h["rules"][1:],
         ]
     ),
     "the served version by name": lambda h: h["rules"][0].update(apiVersions=["v1alpha1"]),
@@ -153,7 +172,7 @@ def test_match_policy_matters_only_when_a_served_version_is_not_listed() -> None
     def exact(versions: list[str]) -> Callable[[dict[str, Any]], None]:
         return lambda live: hook(live).update(
             matchPolicy="Exact",
-            rules=[{**hook(live)["rules"][0], "apiVersions": versions}],
+            rules=[{**hook(live)["rules"][0], "apiVersions": versions}, *hook(live)["rules"][1:]],
         )
 
     two = ["v1alpha1", "v1beta1"]

@@ -7,24 +7,42 @@ time. After every step it must answer like a StaticView built from the store's o
 
 from __future__ import annotations
 
+import hashlib
 import random
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+import rfc8785
 
-from approvalgate.approvals.view import StaticView
+from approvalgate.approvals import content
+from approvalgate.approvals.view import StaticView, Use
 from approvalgate.kube.errors import ApiError, UnreachableError
 from approvalgate.kube.store import Change, Store
 from approvalgate.kube.view import (
+    AGENT,
+    CONTENT_DIGEST,
+    CONTENT_KINDS,
     CRDS_MISSING,
     DECISION,
+    IMPLEMENTATION_SPEC,
+    LAST_APPLIED,
+    OBJECT_RESOURCES,
+    ORCHESTRATION,
+    ORCHESTRATION_RUN,
+    PLATFORM_CRDS_MISSING,
     REQUEST,
+    RESOURCES,
+    SCHEDULE,
+    SWARM,
+    TRANSFORMS,
     USE,
     KindStatus,
     ViewIndex,
     default_watch_timeout,
     describe_problem,
+    slim,
 )
 
 _versions = iter(range(1, 10**9))
@@ -55,18 +73,57 @@ def decision(
 
 
 def use(
-    namespace: str, name: str, run_uid: str, statements: Iterable[str], created: str
+    namespace: str,
+    name: str,
+    run_uid: str,
+    statements: Iterable[str],
+    created: str,
+    references: Mapping[str, str] | None = None,
+    expires: str | None = "2030-01-01T00:00:00Z",
 ) -> dict[str, Any]:
-    return {
-        "metadata": meta(namespace, name, created),
-        "spec": {
-            "run": {"name": f"run-{run_uid}", "uid": run_uid},
-            "environment": "prod",
-            "specDigest": "0" * 64,
-            "statements": list(statements),
-            "expiresAt": "2030-01-01T00:00:00Z",
+    spec: dict[str, Any] = {
+        "run": {"name": f"run-{run_uid}", "uid": run_uid},
+        "environment": "prod",
+        "specDigest": "0" * 64,
+        "statements": list(statements),
+    }
+    if expires is not None:
+        spec["expiresAt"] = expires
+    if references is not None:
+        spec["references"] = dict(references)
+    return {"metadata": meta(namespace, name, created), "spec": spec}
+
+
+API_VERSIONS = {
+    SCHEDULE: "schedules.proompteng.ai/v1alpha1",
+    ORCHESTRATION_RUN: "orchestration.proompteng.ai/v1alpha1",
+    ORCHESTRATION: "orchestration.proompteng.ai/v1alpha1",
+    SWARM: "swarm.proompteng.ai/v1alpha1",
+    IMPLEMENTATION_SPEC: "agents.proompteng.ai/v1alpha1",
+    AGENT: "agents.proompteng.ai/v1alpha1",
+}
+
+
+def platform_object(
+    kind: str, namespace: str, name: str, spec: Any = None, **metadata: Any
+) -> dict[str, Any]:
+    """An object of the agents platform as the API server sends it (managedFields included)."""
+    obj: dict[str, Any] = {
+        "apiVersion": API_VERSIONS[kind],
+        "kind": kind,
+        "metadata": {
+            **meta(namespace, name, "2026-01-01T00:00:00Z"),
+            "managedFields": [{"manager": "kubectl", "operation": "Apply", "fieldsV1": {}}],
+            **metadata,
         },
     }
+    if spec is not None:
+        obj["spec"] = spec
+    return obj
+
+
+def sha(value: Any) -> str:
+    return hashlib.sha256(rfc8785.dumps(value)).hexdigest()
 
 
 def request(namespace: str, name: str, created: str = "2026-01-01T00:00:00Z") -> dict[str, Any]:
@@ -74,24 +131,37 @@ def request(namespace: str, name: str, created: str = "2026-01-01T00:00:00Z") ->
 
 
 class Fed:
-    """A store per kind and the index they feed (the informers' wiring, without threads)."""
+    """A store per kind and the index they feed (the informers' wiring, without threads).
+
+    ``raw`` holds the platform's objects as the server sent them (the stores hold what the
+    informers keep of them): the view they should agree with is built from those."""
 
     def __init__(self) -> None:
         self.index = ViewIndex()
-        self.stores = {REQUEST: Store(), DECISION: Store(), USE: Store()}
+        self.stores = {kind: Store() for kind in RESOURCES}
+        self.raw = {kind: Store() for kind in OBJECT_RESOURCES}
         self.handlers: dict[str, Callable[[Change], None]] = {
             REQUEST: self.index.request_changed,
             DECISION: self.index.decision_changed,
             USE: self.index.use_changed,
+            **{kind: self.index.object_changed(kind) for kind in OBJECT_RESOURCES},
         }
 
+    def _stored(self, kind: str, obj: dict[str, Any]) -> dict[str, Any]:
+        transform = TRANSFORMS.get(kind)  # as the informer applies it
+        return obj if transform is None else transform(obj)
+
     def event(self, kind: str, type_: str, obj: dict[str, Any]) -> None:
-        change = self.stores[kind].apply(type_, obj)  # type: ignore[arg-type]
+        if kind in self.raw:
+            self.raw[kind].apply(type_, obj)  # type: ignore[arg-type]
+        change = self.stores[kind].apply(type_, self._stored(kind, obj))  # type: ignore[arg-type]
         if change is not None:
             self.handlers[kind](change)
 
     def relist(self, kind: str, objects: list[dict[str, Any]]) -> None:
-        for change in self.stores[kind].replace(objects):
+        if kind in self.raw:
+            self.raw[kind].replace(objects)
+        for change in self.stores[kind].replace([self._stored(kind, o) for o in objects]):
             self.handlers[kind](change)
 
     def expected(self) -> StaticView:
@@ -99,6 +169,7 @@ class Fed:
             requests=list(self.stores[REQUEST].snapshot().values()),
             decisions=list(self.stores[DECISION].snapshot().values()),
             uses=list(self.stores[USE].snapshot().values()),
+            objects=[obj for store in self.raw.values() for obj in store.snapshot().values()],
         )
 
     def assert_agrees(self) -> None:
@@ -124,6 +195,25 @@ class Fed:
         counts = self.index.counts()
         assert counts[REQUEST] == len(self.stores[REQUEST])
         assert counts[USE] == sum(1 for _ in self.stores[USE].snapshot())
+        for namespace, key in set(view.bound) | {("ns-a", "Agent/none")}:
+            ours = sorted(u.name for u in self.index.content_uses(namespace, key))
+            assert ours == sorted(u.name for u in view.content_uses(namespace, key)), key
+        assert set(self.index._by_reference) == set(view.bound)  # no empty leftovers
+        for kind in OBJECT_RESOURCES:
+            stored = self.stores[kind].snapshot()
+            for obj in self.raw[kind].snapshot().values():
+                namespace, name = obj["metadata"]["namespace"], obj["metadata"]["name"]
+                held = self.index.object(kind, namespace, name)
+                assert held is stored[f"{namespace}/{name}"]  # the informer's copy, not another
+                if kind in CONTENT_KINDS:
+                    assert self.index.content(kind, namespace, name) == view.content(
+                        kind, namespace, name
+                    )
+                else:
+                    assert held == slim(dict(view.object(kind, namespace, name) or {}))
+            assert self.index.counts()[kind] == len(stored)
+        assert self.index.object(SCHEDULE, "ns-a", "absent") is None
+        assert self.index.content(AGENT, "ns-a", "absent") is None
 
 
 def envelopes_of(index: ViewIndex, namespace: str, name: str) -> list[str]:
@@ -221,6 +311,153 @@ def test_requests_by_name() -> None:
     fed.assert_agrees()
 
 
+def test_parents_and_orchestrations_by_kind_namespace_and_name() -> None:
+    """Stored as the server has them, less managedFields and the last-applied annotation
+    (the template and approvals annotations stay: decide() reads them)."""
+    fed = Fed()
+    annotations = {
+        "gates.proompteng.ai/run-template": '{"agentRef":{"name":"a"}}',
+        LAST_APPLIED: '{"a":"copy of the whole object"}',
+    }
+    nightly = platform_object(
+        SCHEDULE, "ns-a", "nightly", {"cron": "0 1 * * *"}, annotations=annotations
+    )
+    fed.event(SCHEDULE, "ADDED", nightly)
+    found = fed.index.object(SCHEDULE, "ns-a", "nightly")
+    assert found is not None
+    assert found["spec"] == {"cron": "0 1 * * *"}
+    assert found["metadata"]["annotations"] == {
+        "gates.proompteng.ai/run-template": '{"agentRef":{"name":"a"}}'
+    }
+    assert "managedFields" not in found["metadata"]
+    assert found["metadata"]["uid"] == "uid-ns-a-nightly"
+    assert "managedFields" in nightly["metadata"]  # the server's object is not changed
+    # kinds and namespaces do not cross
+    assert fed.index.object(SWARM, "ns-a", "nightly") is None
+    assert fed.index.object(SCHEDULE, "ns-b", "nightly") is None
+    assert fed.index.object("AgentRun", "ns-a", "nightly") is None
+    for kind in (ORCHESTRATION_RUN, ORCHESTRATION, SWARM):
+        fed.event(kind, "ADDED", platform_object(kind, "ns-a", "nightly", {"kind": kind}))
+        stored = fed.index.object(kind, "ns-a", "nightly")
+        assert stored is not None and stored["spec"] == {"kind": kind}
+    fed.event(
+        SCHEDULE, "MODIFIED", platform_object(SCHEDULE, "ns-a", "nightly", {"cron": "@daily"})
+    )
+    changed = fed.index.object(SCHEDULE, "ns-a", "nightly")
+    assert changed is not None and changed["spec"] == {"cron": "@daily"}
+    fed.assert_agrees()
+    fed.event(SCHEDULE, "DELETED", nightly)
+    assert fed.index.object(SCHEDULE, "ns-a", "nightly") is None
+    assert fed.index.object(SWARM, "ns-a", "nightly") is not None
+    assert fed.index.content(SWARM, "ns-a", "nightly") is None  # not content
+    fed.assert_agrees()
+
+
+def test_referenced_content_is_kept_as_the_digest_of_its_spec_only() -> None:
+    fed = Fed()
+    large = {"text": "x" * 100_000, "summary": "task A", "acceptance": ["a", "b"]}
+    fed.event(
+        IMPLEMENTATION_SPEC, "ADDED", platform_object(IMPLEMENTATION_SPEC, "ns-a", "a", large)
+    )
+    assert fed.index.content(IMPLEMENTATION_SPEC, "ns-a", "a") == sha(large)
+    stored = fed.index.object(IMPLEMENTATION_SPEC, "ns-a", "a")
+    assert stored == {
+        "apiVersion": "agents.proompteng.ai/v1alpha1",
+        "kind": IMPLEMENTATION_SPEC,
+        "metadata": {
+            "name": "a",
+            "namespace": "ns-a",
+            "uid": "uid-ns-a-a",
+            "resourceVersion": stored["metadata"]["resourceVersion"],
+            "creationTimestamp": "2026-01-01T00:00:00Z",
+        },
+        CONTENT_DIGEST: sha(large),
+    }
+    # the same name of the other kind, or in another namespace, is another object
+    assert fed.index.content(AGENT, "ns-a", "a") is None
+    assert fed.index.content(IMPLEMENTATION_SPEC, "ns-b", "a") is None
+    # a change of the spec changes the digest; key order does not (RFC 8785)
+    edited = {**large, "summary": "task B"}
+    fed.event(
+        IMPLEMENTATION_SPEC, "MODIFIED", platform_object(IMPLEMENTATION_SPEC, "ns-a", "a", edited)
+    )
+    assert fed.index.content(IMPLEMENTATION_SPEC, "ns-a", "a") == sha(edited)
+    reordered = dict(reversed(list(edited.items())))
+    fed.event(
+        IMPLEMENTATION_SPEC,
+        "MODIFIED",
+        platform_object(IMPLEMENTATION_SPEC, "ns-a", "a", reordered),
+    )
+    assert fed.index.content(IMPLEMENTATION_SPEC, "ns-a", "a") == sha(edited)
+    # no spec: the digest of {}; a spec no one can sign exactly: no digest (nothing binds it)
+    fed.event(AGENT, "ADDED", platform_object(AGENT, "ns-a", "bare"))
+    assert fed.index.content(AGENT, "ns-a", "bare") == sha({})
+    huge = platform_object(AGENT, "ns-a", "huge", {"n": 2**60})
+    fed.event(AGENT, "ADDED", huge)
+    assert fed.index.content(AGENT, "ns-a", "huge") == content.digest(huge)  # matches no binding
+    fed.event(IMPLEMENTATION_SPEC, "DELETED", platform_object(IMPLEMENTATION_SPEC, "ns-a", "a"))
+    assert fed.index.content(IMPLEMENTATION_SPEC, "ns-a", "a") is None
+    assert {IMPLEMENTATION_SPEC, AGENT} == CONTENT_KINDS
+    fed.assert_agrees()
+
+
+def test_content_uses_are_the_uses_binding_the_object_in_its_namespace() -> None:
+    """Expired ones too: decide() judges expiry at its own clock (Use.live)."""
+    fed = Fed()
+    task_a, agent = "ImplementationSpec/task-a", "Agent/codex"
+    refs = {task_a: "a" * 64, agent: "b" * 64}
+    june = "2026-06-01T00:00:00Z"
+    fed.event(USE, "ADDED", use("ns-a", "u1", "u1", ["s1"], "2026-01-01T00:00:01Z", refs))
+    fed.event(
+        USE,
+        "ADDED",
+        use("ns-a", "u2", "u2", ["s2"], "2026-01-01T00:00:02Z", {agent: "c" * 64}, june),
+    )
+    fed.event(USE, "ADDED", use("ns-b", "u3", "u3", ["s3"], "2026-01-01T00:00:03Z", refs))
+    fed.event(USE, "ADDED", use("ns-a", "u4", "u4", ["s4"], "2026-01-01T00:00:04Z"))  # none
+    fed.event(
+        USE,
+        "ADDED",
+        use("ns-a", "u5", "u5", ["s5"], "2026-01-01T00:00:05Z", {agent: "d" * 64}, None),
+    )
+
+    def names(namespace: str, key: str) -> list[str]:
+        return sorted(u.name for u in fed.index.content_uses(namespace, key))
+
+    assert names("ns-a", task_a) == ["u1"]
+    assert names("ns-a", agent) == ["u1", "u2", "u5"]
+    assert names("ns-b", agent) == ["u3"]
+    assert names("ns-a", "Agent/other") == []
+    [found] = fed.index.content_uses("ns-a", task_a)
+    assert found.references == refs
+    july = datetime(2026, 7, 1, tzinfo=UTC)
+    live = sorted(u.name for u in fed.index.content_uses("ns-a", agent) if u.live(july))
+    assert live == ["u1", "u5"]  # u2 expired in June; u5 has no expiry: it lasts
+    fed.assert_agrees()
+    # a use that changes its references, then goes: nothing left behind
+    fed.event(
+        USE, "MODIFIED", use("ns-a", "u1", "u1", ["s1"], "2026-01-01T00:00:01Z", {agent: "a" * 64})
+    )
+    assert names("ns-a", task_a) == []
+    fed.assert_agrees()
+    for name in ("u1", "u2", "u5"):
+        fed.event(USE, "DELETED", use("ns-a", name, name, [], "2026-01-01T00:00:01Z"))
+    assert names("ns-a", agent) == []
+    fed.assert_agrees()
+
+
+def test_a_use_reads_its_references_and_ignores_what_is_not_a_string_map() -> None:
+    made = use("ns-a", "u1", "u1", ["s1"], "2026-01-01T00:00:01Z", {"Agent/a": "1" * 64})
+    made["spec"]["references"]["Agent/b"] = 7
+    parsed = Use.of(made)
+    assert parsed is not None and parsed.references == {"Agent/a": "1" * 64}
+    for odd in (None, ["Agent/a"], "Agent/a"):
+        made["spec"]["references"] = odd
+        parsed = Use.of(made)
+        assert parsed is not None and parsed.references == {}
+    hash(parsed)  # still usable in sets
+
+
 def test_a_relist_after_410_replaces_the_state_through_ordinary_changes() -> None:
     """Objects deleted, added and changed while the watch was gone all show after the list."""
     fed = Fed()
@@ -253,20 +490,34 @@ def test_any_sequence_of_changes_and_relists_agrees_with_a_view_built_from_the_s
         created = f"2026-01-01T00:00:{rng.randrange(10):02}Z"
         return decision(rng.choice(namespaces), name, rng.choice(requests), created)
 
+    references = ["ImplementationSpec/a", "ImplementationSpec/b", "Agent/a"]
+
     def some_use(name: str) -> dict[str, Any]:
         chosen = rng.sample(statements, rng.randrange(0, 3))
         uid = rng.choice(["u1", "u2", name])
+        bound = {key: rng.choice("01") * 64 for key in rng.sample(references, rng.randrange(3))}
         return use(
-            rng.choice(namespaces), name, uid, chosen, f"2026-01-01T00:00:{rng.randrange(10):02}Z"
+            rng.choice(namespaces),
+            name,
+            uid,
+            chosen,
+            f"2026-01-01T00:00:{rng.randrange(10):02}Z",
+            bound,
+        )
+
+    def platform(kind: str) -> Callable[[str], dict[str, Any]]:
+        return lambda name: platform_object(
+            kind, rng.choice(namespaces), name, {"n": rng.randrange(3)}
         )
 
     makers = {
         DECISION: some_decision,
         USE: some_use,
         REQUEST: lambda name: request(rng.choice(namespaces), rng.choice(requests)),
+        **{kind: platform(kind) for kind in OBJECT_RESOURCES},
     }
     for _ in range(300):
-        kind = rng.choice([DECISION, DECISION, USE, REQUEST])
+        kind = rng.choice([DECISION, DECISION, USE, USE, REQUEST, *OBJECT_RESOURCES])
         name = f"o{rng.randrange(8)}"
         roll = rng.random()
         if roll < 0.05:
@@ -349,6 +600,26 @@ def test_the_problem_names_the_kind_and_why() -> None:
     ) == (
         "the cluster view has not synced ApprovalRequests yet (listing); "
         "the cluster view lost its watch of ApprovalUses 95 s ago (bound 90 s)"
+    )
+
+
+def test_a_missing_platform_crd_is_named_apart_from_the_queues() -> None:
+    """The agents platform's kinds fail closed like the queue's: the view is not usable, and
+    the sentence says which CRDs to install."""
+    missing = ApiError("the API server answered HTTP 404 while listing ...", status=404)
+    synced = [status(kind) for kind in RESOURCES]
+    assert describe_problem(synced, 90) == ""
+    without_swarms = [
+        status(kind, synced=False, error=missing) if kind in (SWARM, AGENT) else status(kind)
+        for kind in RESOURCES
+    ]
+    assert describe_problem(without_swarms, 90) == (
+        f"{PLATFORM_CRDS_MISSING} (the API server does not serve Swarms, Agents)"
+    )
+    both = [status(USE, synced=False, error=missing), *without_swarms[3:]]
+    assert describe_problem(both, 90) == (
+        f"{CRDS_MISSING} (the API server does not serve ApprovalUses); "
+        f"{PLATFORM_CRDS_MISSING} (the API server does not serve Swarms, Agents)"
     )
 
 

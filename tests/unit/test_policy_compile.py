@@ -645,6 +645,47 @@ def test_extra_approval_that_can_never_be_met_is_a_warning() -> None:
     ]
 
 
+# --- parents (issue 16) ------------------------------------------------------------------------
+
+CREATORS = ["system:serviceaccount:agents:agents-controller"]
+
+
+def test_a_parents_block_compiles_with_its_defaults() -> None:
+    spec = {"approvers": ["alice"], "parents": {"creators": CREATORS}}
+    bundle, problems = compile_docs([policy(spec), approvers()["alice"]])
+    assert bundle is not None and errors(problems) == [] and warnings(problems) == []
+    assert bundle["policies"][0]["parents"] == {
+        "creators": CREATORS,
+        "perRunFields": ["idempotencyKey"],
+        "maxRuns": 0,
+        "maxTTLSeconds": 720 * 3600,
+    }
+    plain, _ = compile_docs([policy({"approvers": ["alice"]}), approvers()["alice"]])
+    assert plain is not None and "parents" not in plain["policies"][0]  # older bundles stay
+
+
+def test_per_run_fields_beyond_the_idempotency_key_are_a_warning() -> None:
+    spec = {
+        "approvers": ["alice"],
+        "parents": {"creators": CREATORS, "perRunFields": ["idempotencyKey", "parameters"]},
+    }
+    _, problems = compile_docs([policy(spec), approvers()["alice"]])
+    ((doc, path, message),) = warnings(problems)
+    assert (doc, path) == (0, ("spec", "parents", "perRunFields"))
+    assert message.startswith("spec.parameters of a Schedule's runs would not be bound")
+
+
+def test_a_creator_must_be_a_service_account_and_max_ttl_a_duration() -> None:
+    spec = {
+        "approvers": ["alice"],
+        "parents": {"creators": ["alice"], "maxTTL": "soon"},
+    }
+    bundle, problems = compile_docs([policy(spec), approvers()["alice"]])
+    assert bundle is None
+    paths = {path for _, path, _ in errors(problems)}
+    assert ("spec", "parents", "creators", 0) in paths
+
+
 # --- approver identities are explicit (class 22) --------------------------------------------
 
 
