@@ -9,8 +9,9 @@
   and created by the approver it names (the user is one of that approver's usernames).
   Append-only: its spec never changes, and it is deleted only once its record has expired.
 - **ApprovalUse**: the consumption ledger. Anyone allowed by RBAC may create one (a use can
-  only make approvals count less); its spec never changes, and it is deleted only after
-  the records it lists have expired.
+  only make approvals count less, and keep the content it binds unchanged until it
+  expires); its ``spec.references`` must be well formed; its spec never changes, and it is
+  deleted only after the records it lists have expired.
 
 The namespace controller (deleting a namespace) may delete decisions and uses at any time:
 otherwise a namespace could not be deleted before its records expire.
@@ -19,11 +20,12 @@ otherwise a namespace could not be deleted before its records expire.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any, Final
 
-from approvalgate.approvals import parents, reasons, records, references
+from approvalgate.approvals import content, parents, reasons, records, references
 from approvalgate.approvals.admission import AGENTS_GROUP
 from approvalgate.approvals.bundle import Bundle
 from approvalgate.approvals.decide import Decision, _allow, _deny
@@ -42,6 +44,12 @@ NAMESPACE_CONTROLLER: Final = frozenset(
 )
 """Who deletes everything in a namespace being deleted (kube-controller-manager)."""
 REASON_MAX_CHARS: Final = 1024
+MAX_USE_REFERENCES: Final = 256
+_REFERENCE_KEY: Final = re.compile(
+    f"({'|'.join(content.KINDS)})/"
+    r"(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*"
+)
+_SHA256: Final = re.compile(r"[0-9a-f]{64}")
 CREATED_BY_ANNOTATION: Final = "gates.proompteng.ai/created-by"
 """Who created an ApprovalDecision (the API server records no creator): optional, and when
 present it must be the creating user, and it never changes."""
@@ -331,7 +339,31 @@ def _use(
             f"approvalgate denied creating {ref}: an ApprovalUse is named by its run's uid "
             "(spec.run.uid); the approvalgate controller writes them",
         )
+    problem = use_references_problem(spec.get("references"))
+    if problem:
+        return _deny("invalid-use", f"approvalgate denied creating {ref}: {problem}")
     return _allow("use-recorded")
+
+
+def use_references_problem(value: object) -> str:
+    """Why ``spec.references`` of an ApprovalUse is malformed ("" when absent or well formed):
+    at most :data:`MAX_USE_REFERENCES` entries, each ``ImplementationSpec/<name>`` or
+    ``Agent/<name>`` (a Kubernetes object name) -> a lowercase hex sha256."""
+    if value is None:
+        return ""
+    if not isinstance(value, dict):
+        return 'spec.references must be an object ("Kind/name" -> sha256)'
+    if len(value) > MAX_USE_REFERENCES:
+        return f"spec.references has {len(value)} entries, at most {MAX_USE_REFERENCES}"
+    for key, digest in sorted(value.items(), key=lambda item: str(item[0])):
+        if not isinstance(key, str) or not _REFERENCE_KEY.fullmatch(key):
+            return (
+                f"spec.references key {key!r} is not ImplementationSpec/<name> or "
+                "Agent/<name> (a Kubernetes object name)"
+            )
+        if not isinstance(digest, str) or not _SHA256.fullmatch(digest):
+            return f"spec.references[{key!r}] is not a lowercase hex sha256"
+    return ""
 
 
 def _delete_after_expiry(

@@ -1,4 +1,5 @@
-"""The controller's watch caches: requests, decisions, uses and runs, and the view over them.
+"""The controller's watch caches: requests, decisions, uses, runs and the parents of derived
+runs, and the view over them.
 
 One :class:`kube.informer.Informer` per resource and watched namespace (or one for all
 namespaces). :meth:`Caches.view` is the :class:`approvals.view.ClusterView` the queue's
@@ -14,8 +15,8 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import threading
-from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, Final
 
 from approvalgate.approvals.view import StaticView
 from approvalgate.kube.client import Client
@@ -25,12 +26,28 @@ from approvalgate.kube.resources import (
     APPROVAL_DECISIONS,
     APPROVAL_REQUESTS,
     APPROVAL_USES,
+    ORCHESTRATION_RUNS,
+    ORCHESTRATIONS,
+    SCHEDULES,
+    SWARMS,
     Resource,
 )
 from approvalgate.kube.store import Change
 
-WATCHED = (APPROVAL_REQUESTS, APPROVAL_DECISIONS, APPROVAL_USES, AGENT_RUNS)
-VIEW_INPUTS = (APPROVAL_REQUESTS, APPROVAL_DECISIONS, APPROVAL_USES)
+CORE = (APPROVAL_REQUESTS, APPROVAL_DECISIONS, APPROVAL_USES, AGENT_RUNS)
+PARENTS = (SCHEDULES, ORCHESTRATION_RUNS, ORCHESTRATIONS, SWARMS)
+PARENT_KINDS: Final = {
+    SCHEDULES: "Schedule",
+    ORCHESTRATION_RUNS: "OrchestrationRun",
+    ORCHESTRATIONS: "Orchestration",
+    SWARMS: "Swarm",
+}
+"""What a derived run's use is worked out from (its parent, the parent's Orchestration or
+Swarm). Their watches do not hold the queue up: a cluster without those CRDs (or without the
+RBAC to read them) still gets its requests reconciled; only derived runs wait
+(:meth:`Caches.derivation_problem`)."""
+WATCHED = (*CORE, *PARENTS)
+VIEW_INPUTS = (APPROVAL_REQUESTS, APPROVAL_DECISIONS, APPROVAL_USES, *PARENTS)
 
 
 class Caches:
@@ -54,7 +71,7 @@ class Caches:
         self._generation = 0
         self._lock = threading.Lock()
         self._view: StaticView | None = None
-        self._view_generation = -1
+        self._view_generation: tuple[int, bool] = (-1, False)
         for resource in VIEW_INPUTS:
             for informer in self.informers[resource].values():
                 informer.add_handler(self._changed)
@@ -98,14 +115,37 @@ class Caches:
             for obj in informer.snapshot().values()
         ]
 
+    def parents(self) -> list[Mapping[str, Any]]:
+        """Every Schedule, OrchestrationRun, Orchestration and Swarm, each with its ``kind``
+        (what the view indexes them by; a list's items may omit it)."""
+        found: list[Mapping[str, Any]] = []
+        for resource, kind in PARENT_KINDS.items():
+            for obj in self.objects(resource):
+                found.append(obj if obj.get("kind") == kind else {**obj, "kind": kind})
+        return found
+
     @property
     def synced(self) -> bool:
-        return all(informer.synced for informer in self.all())
+        return all(informer.synced for informer in self._of(CORE))
 
     def problem(self) -> str:
-        """Why the caches cannot be relied on now ("" when they can)."""
-        for informer in self.all():
+        """Why the caches of the queue cannot be relied on now ("" when they can)."""
+        return self._problem(CORE)
+
+    def derivation_problem(self) -> str:
+        """Why the caches of the parents cannot be relied on now ("" when they can): the use
+        of a derived run is recorded only when this and :meth:`problem` are empty."""
+        return self._problem(PARENTS)
+
+    def _of(self, resources: Sequence[Resource]) -> Iterator[Informer]:
+        for resource in resources:
+            yield from self.informers[resource].values()
+
+    def _problem(self, resources: Sequence[Resource]) -> str:
+        for informer in self._of(resources):
             what = informer.resource.describe(informer.namespace)
+            if informer.list_error is not None and not informer.synced:
+                return f"the watch of {what} cannot list: {informer.list_error.message}"
             if not informer.synced:
                 return f"the watch of {what} has not listed yet"
             if not informer.fresh(self.max_age):
@@ -119,15 +159,20 @@ class Caches:
     def view(self) -> StaticView:
         """The cluster view as of the last change (with the caches' current problem)."""
         problem = self.problem()
+        # a view built before the parents' first list is never reused after it: their
+        # handlers see the list only after the informer says it is synced
+        parents_listed = all(informer.synced for informer in self._of(PARENTS))
         with self._lock:
-            generation = self._generation
+            generation = (self._generation, parents_listed)
             built = self._view if self._view_generation == generation else None
         if built is None:
             built = StaticView.build(
                 requests=self.objects(APPROVAL_REQUESTS),
                 decisions=self.objects(APPROVAL_DECISIONS),
                 uses=self.objects(APPROVAL_USES),
+                objects=self.parents(),
             )
+            built = dataclasses.replace(built, max_age=self.max_age)
             with self._lock:
                 self._view, self._view_generation = built, generation
         if built.problem != problem:

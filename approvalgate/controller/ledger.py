@@ -7,12 +7,21 @@ otherwise). The controller then:
 - records the run's **use** of its records: an ApprovalUse named by the run's uid, listing
   the sha256 of every record's DSSE payload (:func:`use_object`): the records the run
   carries and the cluster's approvals for its name issued by the time it was created
-  (:func:`approvals.decide.used_statements`); the webhook counts a record another run has
-  used as used (an approval admits one run);
+  (:func:`approvals.decide.used_statements`), and the referenced content (ImplementationSpec,
+  Agent) those records bound, by digest (:func:`approvals.decide.used_references`); the
+  webhook counts a record another run has used as used (an approval admits one run), and
+  keeps bound content unchanged while the use counts;
 - when the run is being deleted, removes the finalizer once that use has **settled**: it
   exists in the controller's own watch cache and was created at least the bundle's
   ``useSettleSeconds`` ago (the webhook checks the same against its own view, so the name
   cannot be taken again before every view knows the approval was used);
+- records the use of every **derived** run it sees (ADDED, or a resync) in a namespace the
+  bundle enforces: a run labelled by the Schedule (``schedules.proompteng.ai/schedule``) or
+  the OrchestrationRun (``agents.proompteng.ai/orchestration-run``) it comes from. Those
+  runs are created by the platform's controllers, which never add the finalizer, so there
+  is nothing to release: the use lists the statements of the approved parent's records
+  (what ``parents.maxRuns`` counts) and the content they bind (a young run whose parent's
+  approvals are not in sight yet waits up to the settle time: its watch may be ahead);
 - optionally collects what can no longer count (:func:`decision_expired`,
   :func:`use_expired`): the webhook allows those deletes only then.
 
@@ -31,7 +40,13 @@ from typing import Any
 
 from approvalgate.approvals import records, view
 from approvalgate.approvals.bundle import Bundle
-from approvalgate.approvals.decide import used_statements
+from approvalgate.approvals.decide import used_references, used_statements
+from approvalgate.approvals.parents import ORCHESTRATION_RUN_LABEL, SCHEDULE_LABEL
+
+DERIVED_LABELS = (SCHEDULE_LABEL, ORCHESTRATION_RUN_LABEL)
+"""A run carrying one of these labels comes from a parent (Schedule, OrchestrationRun)."""
+DERIVED_POLL_SECONDS = 2.0
+"""How often a young derived run whose parent's approvals are not in view is looked at."""
 
 
 @dataclass(frozen=True)
@@ -46,6 +61,19 @@ def holds_finalizer(run: Mapping[str, Any]) -> bool:
     return view.USE_FINALIZER in ((run.get("metadata") or {}).get("finalizers") or [])
 
 
+def is_derived(run: Mapping[str, Any]) -> bool:
+    """The run names the parent it comes from (a Schedule's or an OrchestrationRun's run)."""
+    labels = (run.get("metadata") or {}).get("labels")
+    return isinstance(labels, Mapping) and any(labels.get(key) for key in DERIVED_LABELS)
+
+
+def records_derived_use(run: Mapping[str, Any], bundle: Bundle) -> bool:
+    """The ledger records a use of ``run`` without a finalizer: a derived run, in a namespace
+    the bundle enforces, where the bundle requires the cluster view."""
+    namespace = str((run.get("metadata") or {}).get("namespace") or "")
+    return bundle.needs_view and bundle.enforces(namespace) and is_derived(run)
+
+
 def plan_run(
     run: Mapping[str, Any],
     bundle: Bundle,
@@ -57,10 +85,13 @@ def plan_run(
 
     Where the bundle does not require the view (an environment switched to ``clusterView:
     off``), no use is recorded and a run being deleted loses the finalizer at once: nothing
-    would ever release it otherwise."""
-    if not holds_finalizer(run):
-        return RunPlan()
+    would ever release it otherwise. A derived run without the finalizer gets its use once
+    (deleting or not: the parent's approval was used all the same), and nothing else."""
     meta = run.get("metadata") or {}
+    if not holds_finalizer(run):
+        if use is None and meta.get("uid") and records_derived_use(run, bundle):
+            return _derived_use(run, bundle, now, cluster)
+        return RunPlan()
     if not bundle.needs_view:
         deleting = bool(meta.get("deletionTimestamp"))
         return RunPlan(remove_finalizer=finalizer_patch(run) if deleting else None)
@@ -78,6 +109,29 @@ def plan_run(
     return RunPlan(remove_finalizer=finalizer_patch(run))
 
 
+def _derived_use(
+    run: Mapping[str, Any], bundle: Bundle, now: datetime, cluster: view.ClusterView
+) -> RunPlan:
+    """The use of a derived run; while the run is young and no approval of its parent is in
+    sight, wait: the run's watch may be ahead of its parent's (an OrchestrationRun's steps
+    are created the moment it is), and a use is never written twice. Once the run is older
+    than the settle time (``useSettleSeconds``, at least the view's bound), the use is
+    recorded with whatever the view shows, nothing included (a run no approved parent
+    admitted was not admitted on an approval: it uses none)."""
+    planned = use_object(run, bundle, now, cluster)
+    if planned["spec"]["statements"]:
+        return RunPlan(create_use=planned)
+    created = _time((run.get("metadata") or {}).get("creationTimestamp"))
+    if created is not None:
+        settled_at = created + timedelta(
+            seconds=max(float(bundle.use_settle_seconds), cluster.max_age)
+        )
+        if now < settled_at:  # look again soon: the parent may be in view any moment
+            wait = (settled_at - now).total_seconds() + 0.2
+            return RunPlan(requeue_after=min(wait, DERIVED_POLL_SECONDS))
+    return RunPlan(create_use=planned)
+
+
 def use_object(
     run: Mapping[str, Any],
     bundle: Bundle,
@@ -85,9 +139,11 @@ def use_object(
     cluster: view.ClusterView = view.EMPTY,
 ) -> dict[str, Any]:
     """The ApprovalUse recording the records ``run`` used (those it carries, and the
-    cluster's approvals for its name it may have counted); expiring with the latest."""
+    cluster's approvals for its name it may have counted; for a derived run, its approved
+    parent's) and the content they bound; expiring with the latest record."""
     meta = run.get("metadata") or {}
     statements, latest = used_statements(run, bundle, cluster)
+    references = used_references(run, bundle, cluster)
     if latest is None:
         latest = now
     return {
@@ -104,6 +160,7 @@ def use_object(
             "specDigest": bundle.spec_digest(run.get("spec")),
             "statements": list(statements),
             "expiresAt": records.format_time(latest),
+            "references": dict(sorted(references.items())),
         },
     }
 
@@ -138,6 +195,15 @@ def use_expired(obj: Mapping[str, Any], now: datetime, live_runs: frozenset[str]
     if use is None or use.expires_at is None:
         return False
     return use.expires_at <= now and use.run_uid not in live_runs
+
+
+def _time(value: object) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return records.parse_time(value)
+    except ValueError:
+        return None
 
 
 def _label_value(name: str) -> str:

@@ -9,7 +9,8 @@ writing before another can lead).
 
 Keys: ``("request", ns, name)`` for an ApprovalRequest (queued when it, one of its
 decisions, or the run of the same name changes) and ``("run", ns, name)`` for an AgentRun
-(queued when it or its ApprovalUse changes). Every key is also queued on each resync, when
+(queued when it or its ApprovalUse changes: the finalizer's runs, and the derived runs whose
+use the ledger records). Every key is also queued on each resync, when
 this replica becomes the leader, and when a new bundle is in force. A failed reconcile is
 retried with a per-key backoff; a 409 Conflict (our cache was behind) is the common case.
 
@@ -155,12 +156,20 @@ class Controller:
         return self.elector.leading
 
     def resync(self) -> None:
-        """Queue every request and every run holding our finalizer, behind the keys that
-        changes queue (a resync never delays a fresh decision)."""
+        """Queue every request, every run holding our finalizer and every derived run whose
+        use is not recorded yet, behind the keys that changes queue (a resync never delays
+        a fresh decision)."""
         for obj in self.caches.objects(APPROVAL_REQUESTS):
             self.queue.add(_key("request", obj), background=True)
+        bundle = self.bundle()
+        current = self.caches.view() if bundle is not None else None
         for obj in self.caches.objects(AGENT_RUNS):
-            if ledger.holds_finalizer(obj):
+            if ledger.holds_finalizer(obj) or (
+                bundle is not None
+                and current is not None
+                and ledger.records_derived_use(obj, bundle)
+                and current.use_of_run(*_namespace_uid(obj)) is None
+            ):
                 self.queue.add(_key("run", obj), background=True)
 
     # --- change handlers (informer threads) ----------------------------------------------------
@@ -238,13 +247,15 @@ class Controller:
         bundle = self.bundle()
         if bundle is None:
             return  # queued again for everything when a bundle is in force
+        # asked before the view is taken: when the parents are reliable now, they are in it
+        derivation = self.caches.derivation_problem() if kind == "run" else ""
         current = self.caches.view()
         if current.problem:  # write nothing on a stale picture; back off per key
             raise Retry(current.problem)
         if kind == "request":
             self.reconcile_request(namespace, name, bundle, current)
         else:
-            self.reconcile_run(namespace, name, bundle, current)
+            self.reconcile_run(namespace, name, bundle, current, derivation)
 
     # --- requests -----------------------------------------------------------------------
 
@@ -441,8 +452,16 @@ class Controller:
     # --- runs: the ledger ---------------------------------------------------------------------
 
     def reconcile_run(
-        self, namespace: str, name: str, bundle: Bundle, current: view.StaticView
+        self,
+        namespace: str,
+        name: str,
+        bundle: Bundle,
+        current: view.StaticView,
+        derivation: str = "",
     ) -> None:
+        """The ledger for one run. ``derivation``: why the parents' caches could not be
+        relied on when ``current`` was taken ("" when they could): a derived run's use is
+        not written then (it would list no approval, once and for all)."""
         key: Key = ("run", namespace, name)
         run = self.caches.get(AGENT_RUNS, namespace, name)
         if run is None:
@@ -450,6 +469,8 @@ class Controller:
         uid = str((run.get("metadata") or {}).get("uid") or "")
         now = self.clock()
         plan = ledger.plan_run(run, bundle, current.use_of_run(namespace, uid), now, current)
+        if plan.create_use is not None and ledger.is_derived(run) and derivation:
+            raise Retry(derivation)  # its parent cannot be read reliably: its use would be wrong
         if plan.create_use is not None:
             self._guard()
             try:
@@ -460,12 +481,18 @@ class Controller:
                     body=plan.create_use,
                 )
                 self.metrics.uses_created.inc()
-                log.info("use recorded", extra=fields(namespace=namespace, name=name, uid=uid))
+                log.info(
+                    "use recorded",
+                    extra=fields(
+                        namespace=namespace, name=name, uid=uid, derived=ledger.is_derived(run)
+                    ),
+                )
             except KubeError as exc:
                 if exc.status != 409:
                     raise
-            # the use's creation time comes back through the watch: look again then
-            self.queue.add_after(key, float(bundle.use_settle_seconds) + 0.2)
+            if ledger.holds_finalizer(run):
+                # the use's creation time comes back through the watch: look again then
+                self.queue.add_after(key, float(bundle.use_settle_seconds) + 0.2)
         if plan.remove_finalizer is not None:
             self._guard()
             try:
@@ -576,6 +603,11 @@ class Controller:
     def _guard(self) -> None:
         if not self.leading:
             raise NotLeader
+
+
+def _namespace_uid(obj: Mapping[str, Any]) -> tuple[str, str]:
+    meta = obj.get("metadata") or {}
+    return str(meta.get("namespace") or ""), str(meta.get("uid") or "")
 
 
 def _key(kind: str, obj: Mapping[str, Any]) -> Key:

@@ -582,12 +582,44 @@ def test_a_use_not_named_by_its_runs_uid_is_denied(name: str) -> None:
     denied(judge(review("approvaluses", "CREATE", use_obj(uid=""), user=CONTROLLER)), "invalid-use")
 
 
+def test_a_use_binds_referenced_content_by_kind_name_and_sha256() -> None:
+    bound = {"ImplementationSpec/codex-impl-sample": "cd" * 32, "Agent/codex.agent-1": "ef" * 32}
+    for references in (bound, {}):
+        decision = judge(
+            review("approvaluses", "CREATE", use_obj(references=references), user=CONTROLLER)
+        )
+        assert (decision.allowed, decision.reason) == (True, "use-recorded")
+
+
+@pytest.mark.parametrize(
+    ("references", "says"),
+    [
+        (["Agent/a"], "must be an object"),
+        ({"Secret/a": "cd" * 32}, "'Secret/a' is not ImplementationSpec/<name> or Agent/<name>"),
+        ({"Agent/Codex": "cd" * 32}, "'Agent/Codex' is not"),
+        ({"Agent/": "cd" * 32}, "'Agent/' is not"),
+        ({"Agent/" + "a" * 254: "cd" * 32}, "is not ImplementationSpec/<name>"),
+        ({"Agent/a": "CD" * 32}, "spec.references['Agent/a'] is not a lowercase hex sha256"),
+        ({"Agent/a": "sha256:" + "cd" * 32}, "is not a lowercase hex sha256"),
+        ({"Agent/a": 1}, "is not a lowercase hex sha256"),
+        ({f"Agent/a{i}": "cd" * 32 for i in range(257)}, "257 entries, at most 256"),
+    ],
+)
+def test_a_use_with_malformed_references_is_denied(references: object, says: str) -> None:
+    denied(
+        judge(review("approvaluses", "CREATE", use_obj(references=references), user=CONTROLLER)),
+        "invalid-use",
+        says,
+    )
+
+
 def test_a_uses_spec_never_changes() -> None:
     old = use_obj()
     for change in (
         {"statements": []},
         {"expiresAt": "2026-11-21T12:00:01Z"},
         {"run": {"uid": "x"}},
+        {"references": {"Agent/codex-agent": "cd" * 32}},
     ):
         new = copy.deepcopy(old)
         new["spec"].update(change)

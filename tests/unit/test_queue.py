@@ -129,7 +129,7 @@ def evaluate(
     assert verdict.reason != "InternalError", verdict.message
     assert verdict.phase in PHASES
     if verdict.phase == "Approved":
-        _created_run_is_admitted(verdict, request, decisions, bundle, now, **more)
+        _created_run_is_admitted(verdict, request, decisions, bundle, now, courier, **more)
     else:
         assert verdict.run is None
     return verdict
@@ -141,11 +141,14 @@ def _created_run_is_admitted(
     decisions: tuple[dict[str, Any], ...],
     bundle: Bundle,
     now: datetime,
+    courier: str,
     **more: Any,
 ) -> None:
+    """The run the controller creates is admitted: created by the same ``courier`` the
+    verdict was evaluated for (the controller's own identity)."""
     assert verdict.run is not None
     admission = request_for_manifest(
-        verdict.run, username=CONTROLLER, groups=["system:serviceaccounts"]
+        verdict.run, username=courier, groups=["system:serviceaccounts"]
     )
     admission["object"]["metadata"]["uid"] = "run-uid-1"  # the API server sets it
     answer = decide(admission, bundle, now, view(request, *decisions, **more))
