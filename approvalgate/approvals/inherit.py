@@ -373,7 +373,7 @@ def _swarm_schedule(
             f"platform, and this one does not derive from an approved Swarm: "
             f"{problem or 'it has no Swarm owner reference'}",
         )
-    covered = parents.coverage(swarm, usable)
+    covered = parents.coverage(swarm, usable, stored=True)
     chain = (where, f"Swarm {namespace}/{swarm['metadata'].get('name', '')}")
     if isinstance(covered, str):
         return _by_bundle(

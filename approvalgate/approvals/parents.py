@@ -466,11 +466,17 @@ def _json(text: str) -> object:
         return None
 
 
-def coverage(obj: Mapping[str, Any], view: ClusterView | None) -> Coverage | str:
+def coverage(
+    obj: Mapping[str, Any], view: ClusterView | None, *, stored: bool = False
+) -> Coverage | str:
     """The coverage of parent ``obj``, or why it has none (said in a denial). The Schedule's
     and Swarm's templates are signed as annotated; an OrchestrationRun's are its steps'.
-    Remembered per object version (the admission path asks once per run a parent makes)."""
-    key = _memo_key(obj, view)
+
+    ``stored``: ``obj`` is a stored version (from the view), whose (uid, resourceVersion)
+    name its content: its coverage is remembered (the admission path asks once per run a
+    parent makes). Never for the object of an admission request: an UPDATE's object still
+    carries the resourceVersion of the version it replaces."""
+    key = _memo_key(obj, view) if stored else None
     if key is not None and (hit := _memo.get(key)) is not None:
         return hit
     result = _coverage(obj, view)
@@ -679,7 +685,7 @@ def _from_schedule(
     chain: tuple[str, ...] = (me, where)
     if swarm is not None:
         chain = (*chain, _ref("Swarm", namespace, str(_nested(swarm, "metadata", "name") or "")))
-    covered = coverage(parent, view)
+    covered = coverage(parent, view, stored=True)
     if isinstance(covered, str):
         return Derivation(chain, parent, problem=covered)
     template = covered.templates.get(stage if swarm is not None else "")
@@ -718,7 +724,7 @@ def _from_orchestration(
             problem=f"{where} does not exist (named by label {ORCHESTRATION_RUN_LABEL})",
         )
     chain = (me, where)
-    covered = coverage(orun, view)
+    covered = coverage(orun, view, stored=True)
     if isinstance(covered, str):
         return Derivation(chain, orun, problem=covered)
     labels = _nested(run, "metadata", "labels")

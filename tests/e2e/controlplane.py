@@ -39,6 +39,9 @@ TESTBIN = REPO / "tools" / "testbin.py"
 LOOPBACK = "127.0.0.1"
 
 CONTROLLER = "system:serviceaccount:agents:agents-controller"
+# a ServiceAccount where runs are made that the example's policies neither trust nor name as a
+# parents creator (agents-controller is one: its runs are judged by derivation, docs/parents.md)
+WORKER = "system:serviceaccount:agents:report-worker"
 # the trusted submitter lives in a namespace of its own (approvalgate refuses to trust a
 # ServiceAccount where runs are made); its static token here is NOT pod-bound: the webhook
 # admits it as trusted only with a token bound to a pod (tests/e2e/gate.py pod_bound_token)
@@ -61,6 +64,7 @@ USERS: dict[str, tuple[str, ...]] = {
     "oncall": ("approvers",),
     "mallory": ("agents-users",),
     CONTROLLER: _SA_GROUPS,
+    WORKER: _SA_GROUPS,
     WEBHOOK_SA: _GATE_SA_GROUPS,
     QUEUE_CONTROLLER: _GATE_SA_GROUPS,
     SUBMISSION_API: ("system:serviceaccounts", "system:serviceaccounts:agents-system"),
@@ -193,7 +197,9 @@ def baseline_rbac() -> list[dict[str, Any]]:
     runs = {"apiGroups": [AGENTS_GROUP], "resources": ["agentruns"], "verbs": _RW}
     return [
         *_cluster_role(
-            "approvalgate-e2e:agentrun-users", [runs], [_group("agents-users"), _group("approvers")]
+            "approvalgate-e2e:agentrun-users",
+            [runs],
+            [_group("agents-users"), _group("approvers"), _service_account(WORKER)],
         ),
         *_cluster_role(
             "approvalgate-e2e:agents-controller",

@@ -32,7 +32,7 @@ import yaml
 from approvalgate.approvals import records
 from approvalgate.approvals.admission import request_for_manifest
 from approvalgate.approvals.decide import decide
-from tests.e2e.controlplane import CONTROLLER, ControlPlane
+from tests.e2e.controlplane import WORKER, ControlPlane
 from tests.e2e.gate import ENFORCED, ENV, OTHER_ENV, Gate, pod_bound_token, run_manifest
 from tests.e2e.test_attacks import (
     REQUESTER,
@@ -233,10 +233,10 @@ def test_a_service_account_that_is_not_trusted_is_denied_even_with_approvals(
     s = Signer(gate)
     obj = run("idt-sa")
     approved = annotated(obj, [s.record(obj, "alice"), s.record(obj, "bob")])
-    done = create(gate, approved, CONTROLLER)
+    done = create(gate, approved, WORKER)
     assert done.returncode == 1, done.stdout
     assert "serviceAccountRequesters: deny" in done.stderr, done.stderr
-    assert done.stderr.strip() == denial(_message(s, approved, CONTROLLER))
+    assert done.stderr.strip() == denial(_message(s, approved, WORKER))
 
 
 # --- 18: references read two ways -------------------------------------------------------------

@@ -414,3 +414,17 @@ def test_json_equal_agrees_with_rfc8785_bytes(left: Any, right: Any) -> None:
     same = canonical_json(left) == canonical_json(right)
     assert parents.json_equal(left, right) == same
     assert parents.json_equal(left, left)
+
+
+def test_only_stored_versions_are_remembered() -> None:
+    """An UPDATE's object carries the resourceVersion of the version it replaces: its coverage
+    must be computed from what it says, never taken from the stored version's memo."""
+    stored = annotated()
+    stored["metadata"].update(uid="u-1", resourceVersion="41")
+    first = parents.coverage(stored, None, stored=True)
+    update = copy.deepcopy(stored)
+    update["spec"]["cron"] = "* * * * *"  # same uid and resourceVersion, another spec
+    changed = parents.coverage(update, None)
+    assert isinstance(first, parents.Coverage) and isinstance(changed, parents.Coverage)
+    assert changed.digest != first.digest
+    assert parents.coverage(stored, None, stored=True) is first  # remembered

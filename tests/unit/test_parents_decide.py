@@ -1,0 +1,805 @@
+"""Classes 19 and 23 through decide() with a StaticView (issue 16, docs/parents.md).
+
+Class 23, indirect creation: runs the platform creates from Schedules, OrchestrationRuns and
+Swarms under its own ServiceAccounts are admitted only when derived from an approved parent,
+and parents are approved like runs. Class 19, state changed after admission: the content a
+run references (ImplementationSpec, Agent) is bound by digest in the records and cannot be
+rewritten or deleted while a use binds it.
+
+Each test is an attacker's move next to the honest move it must not block. The bundle is the
+decision corpus's ``_base`` (two of the platform leads alice, bob, carol; veto; prod) with a
+``parents`` block and the cluster view required; records are signed at test time with the
+corpus's keys. The parents' shapes come from ``approvals.parents`` (what upstream writes).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import uuid
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+
+from approvalgate.approvals import content, parents, records
+from approvalgate.approvals.bundle import Bundle, parse_bundle_text
+from approvalgate.approvals.decide import Decision, decide
+from approvalgate.approvals.digest import spec_digest
+from approvalgate.approvals.kubeyaml import load_manifests
+from approvalgate.approvals.policy import BundleSettings, compile_bundle, dump_bundle
+from approvalgate.approvals.view import API_VERSION, USE_FINALIZER, StaticView
+from tests.support.corpus import BASE, CORPUS_ENVIRONMENT, DEFAULT_NOW, signer
+
+NOW = records.parse_time(DEFAULT_NOW)
+NS = "agents"
+RUNNER = "system:serviceaccount:agents:agents-schedule-runner"
+CONTROLLER = "system:serviceaccount:agents:agents-controller"
+MAX_RUNS = 3
+PARENTS = {
+    "creators": [CONTROLLER, "system:serviceaccount:{namespace}:agents-schedule-runner"],
+    "perRunFields": ["idempotencyKey"],
+    "maxRuns": MAX_RUNS,
+    "maxTTL": "72h",
+}
+
+
+def _docs() -> list[dict[str, Any]]:
+    docs = []
+    for name in ("policies.yaml", "approvers.yaml"):
+        docs += [
+            copy.deepcopy(dict(d.obj)) for d in load_manifests((BASE / name).read_text()) if d.obj
+        ]
+    return docs
+
+
+def _bundle(referenced_content: str = "bind", with_parents: bool = True) -> Bundle:
+    docs = _docs()
+    if with_parents:
+        (policy,) = [d for d in docs if d["kind"] == "ApprovalPolicy"]
+        policy["spec"]["parents"] = copy.deepcopy(PARENTS)
+    settings = BundleSettings(
+        environment=CORPUS_ENVIRONMENT,
+        cluster_view="required",
+        referenced_content=referenced_content,
+    )
+    bundle, problems = compile_bundle(docs, settings)
+    assert bundle is not None, problems
+    return parse_bundle_text(dump_bundle(bundle))
+
+
+BUNDLE = _bundle()
+UNBOUND = _bundle(referenced_content="off")
+WITHOUT_PARENTS = _bundle(with_parents=False)
+
+# --- the cluster: content, the target run, parents ----------------------------------------
+
+BASE_RUN: dict[str, Any] = dict(load_manifests((BASE / "run.yaml").read_text())[0].obj)
+IMPL: dict[str, Any] = {
+    "apiVersion": "agents.proompteng.ai/v1alpha1",
+    "kind": "ImplementationSpec",
+    "metadata": {"name": "codex-impl-sample", "namespace": NS},
+    "spec": {"text": "Update the onboarding flow; keep the tests green.", "summary": "onboarding"},
+}
+AGENT: dict[str, Any] = {
+    "apiVersion": "agents.proompteng.ai/v1alpha1",
+    "kind": "Agent",
+    "metadata": {"name": "codex-agent", "namespace": NS},
+    "spec": {"providerRef": {"name": "codex"}},
+}
+TARGET = copy.deepcopy(BASE_RUN)  # the AgentRun a Schedule copies (its targetRef)
+
+
+def _schedule(name: str = "nightly", target: Mapping[str, Any] = TARGET) -> dict[str, Any]:
+    template = parents.schedule_template(target["spec"], ("idempotencyKey",))
+    return {
+        "apiVersion": "schedules.proompteng.ai/v1alpha1",
+        "kind": "Schedule",
+        "metadata": {
+            "name": name,
+            "namespace": NS,
+            "uid": f"uid-{name}",
+            "annotations": {parents.TEMPLATE_ANNOTATION: _canonical(template)},
+        },
+        "spec": {
+            "cron": "0 3 * * *",
+            "timezone": "UTC",
+            "targetRef": {"kind": "AgentRun", "name": target["metadata"]["name"]},
+        },
+    }
+
+
+ORCHESTRATION: dict[str, Any] = {
+    "apiVersion": "orchestration.proompteng.ai/v1alpha1",
+    "kind": "Orchestration",
+    "metadata": {"name": "report", "namespace": NS, "uid": "uid-orchestration"},
+    "spec": {
+        "steps": [
+            {
+                "name": "summarize",
+                "kind": "AgentRun",
+                "agentRef": {"name": "codex-agent"},
+                "with": {"implementationSpecRef": "codex-impl-sample", "task": "summarize"},
+            },
+            {
+                "name": "publish",
+                "kind": "ToolRun",
+                "toolRef": {"name": "post"},
+                "dependsOn": ["summarize"],
+            },
+        ]
+    },
+}
+ORUN: dict[str, Any] = {
+    "apiVersion": "orchestration.proompteng.ai/v1alpha1",
+    "kind": "OrchestrationRun",
+    "metadata": {"name": "report-1", "namespace": NS, "uid": "uid-orun"},
+    "spec": {
+        "orchestrationRef": {"name": "report"},
+        "parameters": {"repository": "proompteng/lab"},
+    },
+}
+SWARM_TARGET = copy.deepcopy(BASE_RUN)
+SWARM_TARGET["metadata"]["name"] = "implement-target"
+
+
+def _swarm() -> dict[str, Any]:
+    template = parents.schedule_template(SWARM_TARGET["spec"], ("idempotencyKey",))
+    return {
+        "apiVersion": "swarm.proompteng.ai/v1alpha1",
+        "kind": "Swarm",
+        "metadata": {
+            "name": "docs-swarm",
+            "namespace": NS,
+            "uid": "uid-swarm",
+            "annotations": {parents.TEMPLATES_ANNOTATION: _canonical({"implement": template})},
+        },
+        "spec": {
+            "mode": "assisted",
+            "owner": {"id": "platform", "channel": "#platform"},
+            "execution": {
+                "discover": {"enabled": False},
+                "plan": {"enabled": False},
+                "implement": {
+                    "enabled": True,
+                    "every": "1h",
+                    "targetRef": {"kind": "AgentRun", "name": "implement-target"},
+                },
+                "verify": {"enabled": False},
+            },
+        },
+    }
+
+
+def _canonical(obj: object) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+# --- records -----------------------------------------------------------------------------
+
+
+def _sign(
+    key: str,
+    subject: str,
+    digest: str,
+    *,
+    references: Mapping[str, str] | None = None,
+    decision: str = "approve",
+    ttl: timedelta = timedelta(hours=2),
+    reason: str = "",
+) -> dict[str, Any]:
+    issued = NOW - timedelta(hours=1)
+    claim = records.Claim(
+        subject=subject,
+        digest=digest,
+        decision=decision,  # type: ignore[arg-type]
+        approver=key,
+        reason=reason,
+        issued_at=issued,
+        expires_at=issued + ttl,
+        nonce=f"nonce-{key}-{uuid.uuid4().hex[:8]}",
+        environment=CORPUS_ENVIRONMENT,
+        references=dict(references or {}),
+    )
+    return records.sign(claim, signer(key))
+
+
+def _approve(
+    obj: dict[str, Any],
+    view: StaticView,
+    keys: Sequence[str] = ("alice", "bob"),
+    *,
+    bind: bool = True,
+    ttl: timedelta = timedelta(hours=2),
+) -> list[dict[str, Any]]:
+    """Put approvals of parent ``obj`` (its current coverage, as ``view`` has it) on it."""
+    cover = parents.coverage(obj, view)
+    assert isinstance(cover, parents.Coverage), cover
+    refs = content.binding(cover.references, NS, view) if bind else {}
+    envelopes = [_sign(k, cover.subject, cover.digest, references=refs, ttl=ttl) for k in keys]
+    _annotate(obj, envelopes)
+    return envelopes
+
+
+def _annotate(obj: dict[str, Any], envelopes: Sequence[Mapping[str, Any]]) -> None:
+    annotations = obj.setdefault("metadata", {}).setdefault("annotations", {})
+    annotations[records.ANNOTATION] = json.dumps(list(envelopes))
+
+
+def _statement(envelope: Mapping[str, Any]) -> str:
+    import base64
+    import hashlib
+
+    return hashlib.sha256(base64.b64decode(envelope["payload"])).hexdigest()
+
+
+def _use(
+    run_uid: str,
+    envelopes: Sequence[Mapping[str, Any]] = (),
+    *,
+    references: Mapping[str, str] | None = None,
+    namespace: str = NS,
+    expires: datetime | None = None,
+    run_name: str = "some-run",
+) -> dict[str, Any]:
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "ApprovalUse",
+        "metadata": {
+            "name": run_uid,
+            "namespace": namespace,
+            "creationTimestamp": records.format_time(NOW - timedelta(minutes=30)),
+        },
+        "spec": {
+            "run": {"name": run_name, "uid": run_uid},
+            "environment": CORPUS_ENVIRONMENT,
+            "statements": [_statement(e) for e in envelopes],
+            "references": dict(references or {}),
+            "expiresAt": records.format_time(expires or NOW + timedelta(hours=1)),
+        },
+    }
+
+
+def _view(*objects: Mapping[str, Any], uses: Sequence[Mapping[str, Any]] = ()) -> StaticView:
+    return StaticView.build(objects=objects, uses=uses)
+
+
+BASE_OBJECTS: tuple[Mapping[str, Any], ...] = (IMPL, AGENT, TARGET, SWARM_TARGET, ORCHESTRATION)
+
+# --- requests ----------------------------------------------------------------------------
+
+RESOURCES = {
+    "AgentRun": ("agents.proompteng.ai", "agentruns"),
+    "Schedule": ("schedules.proompteng.ai", "schedules"),
+    "OrchestrationRun": ("orchestration.proompteng.ai", "orchestrationruns"),
+    "Swarm": ("swarm.proompteng.ai", "swarms"),
+    "ImplementationSpec": ("agents.proompteng.ai", "implementationspecs"),
+    "Agent": ("agents.proompteng.ai", "agents"),
+}
+
+
+def review(
+    operation: str,
+    obj: Mapping[str, Any] | None,
+    *,
+    old: Mapping[str, Any] | None = None,
+    user: str = "requester",
+    kind: str | None = None,
+) -> dict[str, Any]:
+    some = obj or old or {}
+    group, plural = RESOURCES[kind or str(some["kind"])]
+    meta = some.get("metadata") or {}
+    return {
+        "uid": str(uuid.uuid4()),
+        "operation": operation,
+        "resource": {"group": group, "version": "v1alpha1", "resource": plural},
+        "namespace": NS,
+        "name": meta.get("name", ""),
+        "userInfo": {"username": user, "groups": ["agents-users"]},
+        "object": copy.deepcopy(dict(obj)) if obj is not None else None,
+        "oldObject": copy.deepcopy(dict(old)) if old is not None else None,
+    }
+
+
+def judge(request: Mapping[str, Any], view: StaticView, bundle: Bundle = BUNDLE) -> Decision:
+    decision = decide(request, bundle, NOW, view)
+    assert decision.internal_error == "", decision.internal_error
+    return decision
+
+
+# --- runs as the platform makes them -----------------------------------------------------
+
+
+def _schedule_run(
+    schedule: Mapping[str, Any], target: Mapping[str, Any] = TARGET
+) -> dict[str, Any]:
+    """What the schedule runner creates: run.json with a fresh delivery id, named by the API
+    server from its generateName."""
+    manifest = parents.schedule_run_manifest(schedule, target)
+    delivery = str(uuid.uuid4())
+    run = json.loads(json.dumps(manifest).replace("__AGENTS_DELIVERY_ID__", delivery))
+    run["metadata"]["name"] = run["metadata"]["generateName"] + "x7k2p"
+    run["metadata"]["uid"] = str(uuid.uuid4())
+    return dict(run)
+
+
+def _step_run(orun: Mapping[str, Any], step: str = "summarize") -> dict[str, Any]:
+    spec = parents.step_run_spec(ORCHESTRATION["spec"], orun["spec"], step)
+    assert spec is not None
+    meta = dict(parents.step_run_metadata(orun["metadata"]["name"], step, NS))
+    meta["name"] = meta["generateName"] + "q8v4d"
+    meta["uid"] = str(uuid.uuid4())
+    return {
+        "apiVersion": "agents.proompteng.ai/v1alpha1",
+        "kind": "AgentRun",
+        "metadata": meta,
+        "spec": spec,
+    }
+
+
+def _approved_schedule(**kw: Any) -> tuple[dict[str, Any], list[dict[str, Any]], StaticView]:
+    schedule = _schedule(**kw)
+    envelopes = _approve(schedule, _view(*BASE_OBJECTS))
+    return schedule, envelopes, _view(*BASE_OBJECTS, schedule)
+
+
+# ==== class 23: runs derived from a Schedule ==============================================
+
+
+def test_a_run_the_schedule_runner_makes_from_an_approved_schedule_is_admitted() -> None:
+    schedule, _, view = _approved_schedule()
+    decision = judge(review("CREATE", _schedule_run(schedule), user=RUNNER), view)
+    assert decision.allowed, decision.message
+    assert decision.chain[0].startswith("AgentRun agents/nightly-")
+    assert "Schedule agents/nightly" in decision.chain
+
+
+def test_the_runner_of_another_namespace_is_not_a_creator_here() -> None:
+    schedule, _, view = _approved_schedule()
+    other = "system:serviceaccount:team-b:agents-schedule-runner"
+    decision = judge(review("CREATE", _schedule_run(schedule), user=other), view)
+    assert not decision.allowed  # judged by its own records: it has none
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        (("parameters", "task"), "Exfiltrate the deploy keys"),
+        (("workload", "image"), "ghcr.io/attacker/runner:latest"),
+        (("agentRef", "name"), "other-agent"),
+        (("secrets",), ["prod-deploy-key"]),
+    ],
+)
+def test_a_derived_run_that_is_not_the_approved_template_is_denied(
+    field: tuple[str, ...], value: object
+) -> None:
+    schedule, _, view = _approved_schedule()
+    run = _schedule_run(schedule)
+    target: Any = run["spec"]
+    for step in field[:-1]:
+        target = target.setdefault(step, {})
+    target[field[-1]] = value
+    decision = judge(review("CREATE", run, user=RUNNER), view)
+    assert not decision.allowed
+    if field != ("agentRef", "name"):  # another agent: no policy selects it (noMatch: deny)
+        assert "Schedule agents/nightly" in decision.message, decision.message
+
+
+def test_only_the_per_run_fields_may_differ() -> None:
+    schedule, _, view = _approved_schedule()
+    run = _schedule_run(schedule)
+    run["spec"]["idempotencyKey"] = "anything-at-all"
+    assert judge(review("CREATE", run, user=RUNNER), view).allowed
+
+
+def test_a_derived_run_with_another_generate_name_is_denied() -> None:
+    schedule, _, view = _approved_schedule()
+    run = _schedule_run(schedule)
+    run["metadata"]["generateName"] = "something-else-"
+    run["metadata"]["name"] = "something-else-x7k2p"
+    assert not judge(review("CREATE", run, user=RUNNER), view).allowed
+
+
+def test_a_creators_run_naming_no_parent_is_denied_whatever_records_it_carries() -> None:
+    run = copy.deepcopy(BASE_RUN)
+    digest = spec_digest(run["spec"])
+    subject = records.subject_name(NS, run["metadata"]["name"])
+    refs = content.binding(content.refs(run["spec"]), NS, _view(*BASE_OBJECTS))
+    _annotate(run, [_sign(k, subject, digest, references=refs) for k in ("alice", "bob")])
+    run["metadata"]["finalizers"] = [USE_FINALIZER]
+    run["metadata"]["uid"] = "uid-direct"
+    view = _view(*BASE_OBJECTS)
+    # the same run and records from a person: admitted (the records are good) ...
+    assert judge(review("CREATE", run), view).allowed
+    # ... from a platform creator: its own records are ignored, it names no parent
+    decision = judge(review("CREATE", run, user=CONTROLLER), view)
+    assert not decision.allowed
+    assert decision.reason == "not-derived"
+    assert "it names no parent" in decision.message
+
+
+def test_a_person_cannot_borrow_a_schedules_approval_with_its_label() -> None:
+    schedule, _, view = _approved_schedule()
+    run = _schedule_run(schedule)
+    decision = judge(review("CREATE", run, user="requester"), view)
+    assert not decision.allowed  # a person's run is judged by its own records
+
+
+def test_a_run_of_a_schedule_missing_from_the_view_is_denied() -> None:
+    schedule, _, _ = _approved_schedule()
+    decision = judge(review("CREATE", _schedule_run(schedule), user=RUNNER), _view(*BASE_OBJECTS))
+    assert not decision.allowed
+
+
+def test_a_schedule_with_one_approval_of_two_admits_no_run() -> None:
+    schedule = _schedule()
+    _approve(schedule, _view(*BASE_OBJECTS), keys=("alice",))
+    view = _view(*BASE_OBJECTS, schedule)
+    decision = judge(review("CREATE", _schedule_run(schedule), user=RUNNER), view)
+    assert not decision.allowed
+    assert "1 of 2" in decision.message
+
+
+def test_a_schedule_changed_after_its_approval_admits_no_run() -> None:
+    schedule, _, _ = _approved_schedule()
+    changed = copy.deepcopy(schedule)
+    changed["spec"]["cron"] = "* * * * *"  # what the view holds now
+    decision = judge(
+        review("CREATE", _schedule_run(changed), user=RUNNER), _view(*BASE_OBJECTS, changed)
+    )
+    assert not decision.allowed
+
+
+def test_a_swapped_template_annotation_admits_no_run() -> None:
+    """The template is in the coverage: replacing it voids the approval."""
+    schedule, _, _ = _approved_schedule()
+    evil_target = copy.deepcopy(TARGET)
+    evil_target["spec"]["parameters"]["task"] = "Exfiltrate the deploy keys"
+    swapped = copy.deepcopy(schedule)
+    swapped["metadata"]["annotations"][parents.TEMPLATE_ANNOTATION] = _canonical(
+        parents.schedule_template(evil_target["spec"], ("idempotencyKey",))
+    )
+    view = _view(*BASE_OBJECTS, swapped)
+    run = _schedule_run(swapped, evil_target)
+    assert not judge(review("CREATE", run, user=RUNNER), view).allowed
+
+
+def test_a_reject_recorded_in_the_cluster_vetoes_the_schedules_runs() -> None:
+    schedule, _, _ = _approved_schedule()
+    cover = parents.coverage(schedule, _view(*BASE_OBJECTS, schedule))
+    assert isinstance(cover, parents.Coverage)
+    reject = _sign("carol", cover.subject, cover.digest, decision="reject", reason="not tonight")
+    decision_obj = {
+        "apiVersion": API_VERSION,
+        "kind": "ApprovalDecision",
+        "metadata": {"name": "nightly-0", "namespace": NS, "creationTimestamp": DEFAULT_NOW},
+        "spec": {
+            "requestName": "nightly",
+            "decision": "reject",
+            "approver": "carol",
+            "record": reject,
+        },
+    }
+    view = StaticView.build(objects=(*BASE_OBJECTS, schedule), decisions=[decision_obj])
+    assert not judge(review("CREATE", _schedule_run(schedule), user=RUNNER), view).allowed
+
+
+def test_max_runs_counts_the_recorded_uses_of_the_parents_approval() -> None:
+    schedule, envelopes, _ = _approved_schedule()
+    run = _schedule_run(schedule)
+    below = [_use(f"uid-earlier-{i}", envelopes) for i in range(MAX_RUNS - 1)]
+    view = _view(*BASE_OBJECTS, schedule, uses=below)
+    assert judge(review("CREATE", run, user=RUNNER), view).allowed
+    spent = [_use(f"uid-earlier-{i}", envelopes) for i in range(MAX_RUNS)]
+    view = _view(*BASE_OBJECTS, schedule, uses=spent)
+    decision = judge(review("CREATE", run, user=RUNNER), view)
+    assert not decision.allowed
+
+
+def test_a_parent_record_living_longer_than_max_ttl_does_not_count() -> None:
+    schedule = _schedule()
+    _approve(schedule, _view(*BASE_OBJECTS), ttl=timedelta(hours=73))  # maxTTL: 72h
+    view = _view(*BASE_OBJECTS, schedule)
+    assert not judge(review("CREATE", _schedule_run(schedule), user=RUNNER), view).allowed
+    _approve(schedule, _view(*BASE_OBJECTS), ttl=timedelta(hours=72))
+    view = _view(*BASE_OBJECTS, schedule)
+    assert judge(review("CREATE", _schedule_run(schedule), user=RUNNER), view).allowed
+
+
+def test_without_a_parents_block_a_platform_run_is_judged_by_its_own_records() -> None:
+    schedule, _, view = _approved_schedule()
+    decision = judge(review("CREATE", _schedule_run(schedule), user=RUNNER), view, WITHOUT_PARENTS)
+    assert not decision.allowed
+
+
+# ==== class 23: writing a parent ==========================================================
+
+
+def test_a_schedule_is_created_only_with_approvals_of_its_coverage() -> None:
+    view = _view(*BASE_OBJECTS)
+    bare = _schedule()
+    decision = judge(review("CREATE", bare), view)
+    assert not decision.allowed
+    assert "approvalgate approve" in decision.message
+    approved = _schedule()
+    _approve(approved, view)
+    assert judge(review("CREATE", approved), view).allowed
+
+
+def test_a_schedule_without_its_run_template_is_denied_with_the_command() -> None:
+    schedule = _schedule()
+    del schedule["metadata"]["annotations"][parents.TEMPLATE_ANNOTATION]
+    decision = judge(review("CREATE", schedule), _view(*BASE_OBJECTS))
+    assert not decision.allowed
+    assert "--target" in decision.message
+
+
+def test_the_schedules_author_cannot_approve_it() -> None:
+    schedule = _schedule()
+    _approve(schedule, _view(*BASE_OBJECTS), keys=("alice", "bob"))
+    assert not judge(review("CREATE", schedule, user="alice"), _view(*BASE_OBJECTS)).allowed
+
+
+def test_an_update_keeping_spec_template_and_records_passes_and_a_changed_spec_does_not() -> None:
+    schedule, _, view = _approved_schedule()
+    relabelled = copy.deepcopy(schedule)
+    relabelled["metadata"].setdefault("labels", {})["team"] = "docs"
+    relabelled["status"] = {"phase": "Active"}
+    assert judge(review("UPDATE", relabelled, old=schedule, user=CONTROLLER), view).allowed
+    changed = copy.deepcopy(schedule)
+    changed["spec"]["cron"] = "* * * * *"
+    assert not judge(review("UPDATE", changed, old=schedule), view).allowed
+
+
+def test_a_swarm_schedule_is_admitted_only_from_the_approved_swarm() -> None:
+    swarm = _swarm()
+    _approve(swarm, _view(*BASE_OBJECTS))
+    view = _view(*BASE_OBJECTS, swarm)
+    applied = parents.swarm_schedule(swarm, "implement")
+    assert applied is not None
+    assert judge(review("CREATE", applied, user=CONTROLLER), view).allowed
+    # the same Schedule claiming a Swarm of the same name with another uid (deleted and
+    # re-created, or forged): derives from nothing
+    forged = copy.deepcopy(applied)
+    forged["metadata"]["ownerReferences"][0]["uid"] = "uid-other-swarm"
+    assert not judge(review("CREATE", forged, user=CONTROLLER), view).allowed
+    # another target than the stage's
+    retargeted = copy.deepcopy(applied)
+    retargeted["spec"]["targetRef"]["name"] = "codex-run-sample"
+    assert not judge(review("CREATE", retargeted, user=CONTROLLER), view).allowed
+
+
+def test_a_swarm_stage_run_is_admitted_through_the_swarm() -> None:
+    swarm = _swarm()
+    _approve(swarm, _view(*BASE_OBJECTS))
+    stage_schedule = parents.swarm_schedule(swarm, "implement")
+    assert stage_schedule is not None
+    stage_schedule["metadata"]["uid"] = "uid-stage-schedule"
+    view = _view(*BASE_OBJECTS, swarm, stage_schedule)
+    run = _schedule_run(stage_schedule, SWARM_TARGET)
+    decision = judge(review("CREATE", run, user=RUNNER), view)
+    assert decision.allowed, decision.message
+    assert any(link.startswith("Swarm agents/docs-swarm") for link in decision.chain)
+
+
+def test_an_unapproved_swarm_is_denied() -> None:
+    assert not judge(review("CREATE", _swarm()), _view(*BASE_OBJECTS)).allowed
+
+
+# ==== class 23: OrchestrationRuns =========================================================
+
+
+def test_an_orchestration_step_run_is_admitted_only_as_the_controller_makes_it() -> None:
+    orun = copy.deepcopy(ORUN)
+    _approve(orun, _view(*BASE_OBJECTS))
+    view = _view(*BASE_OBJECTS, orun)
+    run = _step_run(orun)
+    decision = judge(review("CREATE", run, user=CONTROLLER), view)
+    assert decision.allowed, decision.message
+    assert "OrchestrationRun agents/report-1" in decision.chain
+    tampered = copy.deepcopy(run)
+    tampered["spec"]["parameters"]["task"] = "something else"
+    assert not judge(review("CREATE", tampered, user=CONTROLLER), view).allowed
+
+
+def test_a_step_run_of_an_orchestration_run_whose_name_is_no_label_value_is_denied() -> None:
+    """Fail closed (docs/parents.md, "What remains"): the label holds a hashed stem, so the
+    OrchestrationRun cannot be looked up by it."""
+    orun = copy.deepcopy(ORUN)
+    orun["metadata"]["name"] = "report-" + "x" * 70
+    _approve(orun, _view(*BASE_OBJECTS))
+    view = _view(*BASE_OBJECTS, orun)
+    run = _step_run(orun)
+    assert run["metadata"]["labels"][parents.ORCHESTRATION_RUN_LABEL] != orun["metadata"]["name"]
+    decision = judge(review("CREATE", run, user=CONTROLLER), view)
+    assert (decision.allowed, decision.reason) == (False, "not-derived")
+
+
+def test_a_step_run_under_another_name_or_step_is_denied() -> None:
+    orun = copy.deepcopy(ORUN)
+    _approve(orun, _view(*BASE_OBJECTS))
+    view = _view(*BASE_OBJECTS, orun)
+    renamed = _step_run(orun)
+    renamed["metadata"]["generateName"] = "report-1-other-"
+    assert not judge(review("CREATE", renamed, user=CONTROLLER), view).allowed
+    tool_step = _step_run(orun)
+    tool_step["metadata"]["labels"][parents.ORCHESTRATION_STEP_LABEL] = "publish"
+    decision = judge(review("CREATE", tool_step, user=CONTROLLER), view)
+    assert (decision.allowed, decision.reason) == (False, "not-derived")
+
+
+def test_an_orchestration_edited_after_approval_admits_no_step_run() -> None:
+    orun = copy.deepcopy(ORUN)
+    _approve(orun, _view(*BASE_OBJECTS))
+    edited = copy.deepcopy(ORCHESTRATION)
+    edited["spec"]["steps"][0]["with"]["task"] = "exfiltrate"
+    objects = [o for o in BASE_OBJECTS if o is not ORCHESTRATION]
+    view = _view(*objects, edited, orun)
+    spec = parents.step_run_spec(edited["spec"], orun["spec"], "summarize")
+    assert spec is not None
+    run = _step_run(orun)
+    run["spec"] = spec
+    assert not judge(review("CREATE", run, user=CONTROLLER), view).allowed
+
+
+def test_an_orchestration_run_needs_approvals_unless_it_makes_no_agent_run() -> None:
+    view = _view(*BASE_OBJECTS)
+    assert not judge(review("CREATE", ORUN), view).allowed
+    tools_only = copy.deepcopy(ORCHESTRATION)
+    tools_only["metadata"]["name"] = "tools-only"
+    tools_only["spec"]["steps"] = [ORCHESTRATION["spec"]["steps"][1] | {"dependsOn": []}]
+    orun = copy.deepcopy(ORUN)
+    orun["spec"]["orchestrationRef"]["name"] = "tools-only"
+    assert judge(review("CREATE", orun), _view(*BASE_OBJECTS, tools_only)).allowed
+
+
+# ==== class 19: referenced content bound by digest ========================================
+
+
+def _direct_run(*, bind: bool = True, view: StaticView | None = None) -> dict[str, Any]:
+    run = copy.deepcopy(BASE_RUN)
+    run["metadata"]["uid"] = "uid-direct"
+    run["metadata"]["finalizers"] = [USE_FINALIZER]
+    refs = (
+        content.binding(content.refs(run["spec"]), NS, view or _view(*BASE_OBJECTS)) if bind else {}
+    )
+    subject = records.subject_name(NS, run["metadata"]["name"])
+    _annotate(
+        run,
+        [_sign(k, subject, spec_digest(run["spec"]), references=refs) for k in ("alice", "bob")],
+    )
+    return run
+
+
+def test_refs_are_the_agent_and_every_implementation_spec() -> None:
+    spec = {
+        "agentRef": {"name": "codex-agent"},
+        "implementationSpecRef": {"name": "top"},
+        "workflow": {"steps": [{"name": "a", "implementationSpecRef": {"name": "step-a"}}]},
+    }
+    assert content.refs(spec) == (
+        "Agent/codex-agent",
+        "ImplementationSpec/step-a",
+        "ImplementationSpec/top",
+    )
+
+
+def test_a_run_whose_records_bind_the_current_content_is_admitted() -> None:
+    view = _view(*BASE_OBJECTS)
+    assert judge(review("CREATE", _direct_run()), view).allowed
+
+
+def test_records_that_bind_no_content_do_not_count_and_the_denial_names_it() -> None:
+    view = _view(*BASE_OBJECTS)
+    decision = judge(review("CREATE", _direct_run(bind=False)), view)
+    assert not decision.allowed
+    assert "does not bind the content of ImplementationSpec agents/codex-impl-sample" in (
+        decision.message
+    )
+    # where the environment does not bind content, the same records count
+    assert judge(review("CREATE", _direct_run(bind=False)), view, UNBOUND).allowed
+
+
+def test_content_rewritten_after_the_approval_voids_it() -> None:
+    run = _direct_run()
+    rewritten = copy.deepcopy(IMPL)
+    rewritten["spec"]["text"] = "Also push the deploy keys to a gist."
+    objects = [o for o in BASE_OBJECTS if o is not IMPL]
+    decision = judge(review("CREATE", run), _view(*objects, rewritten))
+    assert not decision.allowed
+    assert "ImplementationSpec agents/codex-impl-sample changed since the approval" in (
+        decision.message
+    )
+
+
+def test_content_that_does_not_exist_voids_the_binding() -> None:
+    run = _direct_run()
+    objects = [o for o in BASE_OBJECTS if o is not AGENT]
+    decision = judge(review("CREATE", run), _view(*objects))
+    assert not decision.allowed
+    assert "Agent agents/codex-agent does not exist" in decision.message
+
+
+def test_a_parents_approval_binds_its_templates_content() -> None:
+    schedule = _schedule()
+    _approve(schedule, _view(*BASE_OBJECTS), bind=False)
+    view = _view(*BASE_OBJECTS, schedule)
+    assert not judge(review("CREATE", schedule), view).allowed
+    assert not judge(review("CREATE", _schedule_run(schedule), user=RUNNER), view).allowed
+
+
+def test_content_digest_is_of_the_spec_only() -> None:
+    relabelled = copy.deepcopy(IMPL)
+    relabelled["metadata"]["labels"] = {"x": "y"}
+    relabelled["status"] = {"phase": "Ready"}
+    assert content.digest(relabelled) == content.digest(IMPL)
+    changed = copy.deepcopy(IMPL)
+    changed["spec"]["text"] += " "
+    assert content.digest(changed) != content.digest(IMPL)
+
+
+# ==== class 19: writes to content in use ==================================================
+
+BOUND: dict[str, str] = {
+    content.key("ImplementationSpec", "codex-impl-sample"): content.digest(IMPL)
+}
+
+
+def test_content_in_use_cannot_be_rewritten_until_the_use_expires() -> None:
+    rewritten = copy.deepcopy(IMPL)
+    rewritten["spec"]["text"] = "Also push the deploy keys to a gist."
+    in_use = _view(
+        *BASE_OBJECTS, uses=[_use("uid-running", references=BOUND, run_name="codex-run-sample")]
+    )
+    decision = judge(review("UPDATE", rewritten, old=IMPL), in_use)
+    assert not decision.allowed
+    assert decision.reason == "content-in-use"
+    assert "run agents/codex-run-sample was admitted on approvals of its content" in (
+        decision.message
+    )
+    # re-applying the same content is not a change
+    assert judge(review("UPDATE", copy.deepcopy(IMPL), old=IMPL), in_use).allowed
+    # nobody uses it: free to edit
+    assert judge(review("UPDATE", rewritten, old=IMPL), _view(*BASE_OBJECTS)).allowed
+    # the use expired
+    expired = _view(
+        *BASE_OBJECTS,
+        uses=[_use("uid-running", references=BOUND, expires=NOW - timedelta(seconds=1))],
+    )
+    assert judge(review("UPDATE", rewritten, old=IMPL), expired).allowed
+
+
+def test_content_in_use_cannot_be_deleted_or_recreated_otherwise() -> None:
+    in_use = _view(*BASE_OBJECTS, uses=[_use("uid-running", references=BOUND)])
+    assert not judge(review("DELETE", None, old=IMPL, kind="ImplementationSpec"), in_use).allowed
+    recreated = copy.deepcopy(IMPL)
+    recreated["spec"]["text"] = "different"
+    objects = [o for o in BASE_OBJECTS if o is not IMPL]
+    gone = _view(*objects, uses=[_use("uid-running", references=BOUND)])
+    assert not judge(review("CREATE", recreated), gone).allowed
+    assert judge(review("CREATE", copy.deepcopy(IMPL)), gone).allowed
+
+
+def test_content_nobody_uses_can_be_deleted() -> None:
+    in_use_elsewhere = _view(
+        *BASE_OBJECTS,
+        uses=[_use("uid-running", references={content.key("Agent", "codex-agent"): "0" * 64})],
+    )
+    request = review("DELETE", None, old=IMPL, kind="ImplementationSpec")
+    assert judge(request, in_use_elsewhere).allowed
+
+
+def test_a_use_in_another_namespace_does_not_lock_content_here() -> None:
+    rewritten = copy.deepcopy(IMPL)
+    rewritten["spec"]["text"] = "changed"
+    elsewhere = _view(*BASE_OBJECTS, uses=[_use("uid-x", references=BOUND, namespace="team-b")])
+    assert judge(review("UPDATE", rewritten, old=IMPL), elsewhere).allowed
+
+
+def test_an_agent_in_use_is_locked_too() -> None:
+    bound = {content.key("Agent", "codex-agent"): content.digest(AGENT)}
+    changed = copy.deepcopy(AGENT)
+    changed["spec"]["providerRef"]["name"] = "attacker-provider"
+    in_use = _view(*BASE_OBJECTS, uses=[_use("uid-running", references=bound)])
+    assert not judge(review("UPDATE", changed, old=AGENT), in_use).allowed
