@@ -687,17 +687,10 @@ def test_a_changed_schedule_or_template_is_denied(world: World) -> None:
     admitted(world.platform.fire(name))
 
 
-MEMO_BY_RESOURCE_VERSION = (
-    "approvals/parents.py coverage() remembers a parent's coverage by (uid, resourceVersion), "
-    "and the object of an admission UPDATE carries the resourceVersion of the stored version "
-    "it replaces: the coverage of one stands for the other"
-)
-
-
-@pytest.mark.xfail(strict=True, reason=MEMO_BY_RESOURCE_VERSION)
 def test_a_denied_update_of_a_schedule_leaves_its_runs_alone(world: World) -> None:
     """A person's UPDATE of an approved Schedule with another spec is denied; the Schedule
-    stays as approved, and so do its runs."""
+    stays as approved, and so do its runs (the coverage of the refused object is not taken
+    for the stored one's)."""
     agent, impl = world.agent(), world.implementation()
     target = world.target_run("target", world.run_spec(agent, impl))
     schedule = world.approved_parent(world.schedule("nightly", target))
@@ -711,11 +704,11 @@ def test_a_denied_update_of_a_schedule_leaves_its_runs_alone(world: World) -> No
     admitted(world.platform.fire(name))
 
 
-@pytest.mark.xfail(strict=True, reason=MEMO_BY_RESOURCE_VERSION)
 def test_a_parent_updated_after_its_runs_were_admitted_is_denied(world: World) -> None:
     """A Schedule, an OrchestrationRun and a Swarm, each approved and each with a run
     admitted (their coverage computed from the view), then updated by a person with another
-    spec: the UPDATE is denied like the first one."""
+    spec: the UPDATE is denied like the first one (the object of an UPDATE carries the
+    resourceVersion of the version it replaces: its coverage is its own)."""
     agent, impl = world.agent(), world.implementation()
     target = world.target_run("target", world.run_spec(agent, impl))
     other = world.target_run("other", world.run_spec(agent, impl, task="Rewrite billing"))
