@@ -749,3 +749,29 @@ def test_a_platform_crd_removed_after_the_sync_makes_the_view_unusable_and_says_
         finally:
             install_platform(plane)
         eventually("the view is usable again", lambda: view.problem == "")
+
+
+def test_an_object_too_deep_to_decode_is_said_and_the_view_recovers_once_it_is_gone(
+    plane: ControlPlane, client: Client, gates: None
+) -> None:
+    """The API server keeps an Agent nested deeper than Python's JSON decoder goes (its
+    spec.config keeps unknown fields, in any namespace). The informer does not die: the view
+    fails closed and says which kind cannot be read and why, and recovers once the object is
+    deleted."""
+    ns = plane.create_namespace("view-deep")
+    depth = 1500
+    text = json.dumps(platform(AGENT, ns, "deep", {"providerRef": {"name": "codex-cli"}}))
+    deep = text[:-2] + ', "config": ' + '{"a":' * depth + "{}" + "}" * depth + "}}"
+    with view_of(client) as view:
+        eventually("the view is usable", lambda: view.problem == "")
+        plane.kubectl("admin", "create", "-f", "-", input=deep)
+        eventually(
+            "the view says it cannot read Agents",
+            lambda: (
+                "the cluster view lost its watch of Agents" in view.problem
+                and "is nested too deeply to decode" in view.problem
+            ),
+        )
+        plane.kubectl("admin", "delete", "agents.agents.proompteng.ai", "deep", "-n", ns)
+        eventually("the view is usable again", lambda: view.problem == "")
+        assert all(informer.running for informer in view.informers.values())
