@@ -214,7 +214,7 @@ def _approve(
     ttl: timedelta = timedelta(hours=2),
 ) -> list[dict[str, Any]]:
     """Put approvals of parent ``obj`` (its current coverage, as ``view`` has it) on it."""
-    cover = parents.coverage(obj, view, ("idempotencyKey",))
+    cover = parents.coverage(obj, view)
     assert isinstance(cover, parents.Coverage), cover
     refs = content.binding(cover.references, NS, view) if bind else {}
     envelopes = [_sign(k, cover.subject, cover.digest, references=refs, ttl=ttl) for k in keys]
@@ -467,7 +467,7 @@ def test_a_swapped_template_annotation_admits_no_run() -> None:
 
 def test_a_reject_recorded_in_the_cluster_vetoes_the_schedules_runs() -> None:
     schedule, _, _ = _approved_schedule()
-    cover = parents.coverage(schedule, _view(*BASE_OBJECTS, schedule), ("idempotencyKey",))
+    cover = parents.coverage(schedule, _view(*BASE_OBJECTS, schedule))
     assert isinstance(cover, parents.Coverage)
     reject = _sign("carol", cover.subject, cover.digest, decision="reject", reason="not tonight")
     decision_obj = {
