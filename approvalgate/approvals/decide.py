@@ -1325,10 +1325,10 @@ def _denial_message(results: Sequence[PolicyResult], run: _Run, environment: str
         r.reason in _IDENTITY_REASONS for r in results if r.outcome in ("deny", "require-approval")
     ):
         return "\n".join(lines)
-    if run.kind == "AgentRun" and parents.is_parent_subject(run.subject):
+    if parents.is_parent_subject(run.subject) and run.subject.split("/")[1] != run.kind:
         lines.append(
-            "The platform created this run: it is admitted on its parent's approval (the "
-            "chain above). Each approver approves the parent: `approvalgate approve "
+            f"The platform created this {run.kind}: it is admitted on its parent's approval "
+            "(the chain above). Each approver approves the parent: `approvalgate approve "
             f"PARENT.yaml --env {environment} --key KEY --approver NAME` with --target or "
             "--cluster (docs/parents.md); then apply the approved parent."
         )

@@ -419,7 +419,9 @@ def _swarm_schedule(
         replace(r, summary=f"{r.summary} [{parents.chain_text(chain)}]")
         for r in (_judge_parent(p, covered, swarm, prun, bundle, now, usable) for p in policies)
     ]
-    return replace(_combine(results, prun, bundle.environment), chain=chain)
+    # what is admitted or denied is the Schedule (judged on its Swarm's approval)
+    shown = prun._replace(kind="Schedule", ref=f"{namespace}/{meta['name']}")
+    return replace(_combine(results, shown, bundle.environment), chain=chain)
 
 
 def _by_bundle(bundle: Bundle, reason: str, message: str) -> Decision:
