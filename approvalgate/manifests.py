@@ -109,7 +109,7 @@ def agent_runs(text: str, display: str, default_namespace: str) -> list[Run]:
         except ApprovalgateError as exc:
             errors.append(source.error(Finding(("spec",), exc.message, exc.advice)))
             continue
-        envelopes = _existing(source, meta)
+        envelopes = existing_envelopes(source, meta)
         runs.append(
             Run(
                 source,
@@ -133,7 +133,7 @@ _PRUNE_ADVICE = (
 )
 
 
-def _existing(source: SourceDocument, meta: dict[str, Any]) -> tuple[dict[str, Any], ...]:
+def existing_envelopes(source: SourceDocument, meta: dict[str, Any]) -> tuple[dict[str, Any], ...]:
     value = (meta.get("annotations") or {}).get(records.ANNOTATION)
     if value is None:
         return ()

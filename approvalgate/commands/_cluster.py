@@ -109,6 +109,20 @@ def not_served(exc: ApprovalgateError, plural: str) -> ApprovalgateError:
     return exc
 
 
+def platform_not_served(exc: ApprovalgateError, plural: str, group: str) -> ApprovalgateError:
+    """``exc``, with the advice to check the platform's CRDs when the API server does not
+    serve ``plural.group`` (agents, schedules, orchestrations, swarms: not ours to install)."""
+    status = getattr(exc, "status", None)
+    if status == 404 and "could not find the requested resource" in exc.message:
+        return type(exc)(
+            exc.message,
+            advice=f"this API server does not serve {plural}.{group}: check --context, or "
+            "install the agents platform's CRDs (or give the objects as files instead of "
+            "--cluster)",
+        )
+    return exc
+
+
 def rbac_advice(verbs: str, plural: str, namespace: str | None, role: str) -> str:
     where = f"in namespace {namespace}" if namespace else "in every namespace (-A)"
     return (

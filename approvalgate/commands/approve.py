@@ -9,6 +9,23 @@ the file and all comments and formatting are kept.
 
 Output goes to stdout unless --in-place or -o FILE; what was signed is printed on stderr.
 
+Where the environment binds referenced content (referencedContent: bind, approvalgate.yaml's
+default), the record also names the sha256 of every ImplementationSpec and Agent the run
+references, as the manifest itself holds them, given with --content FILE or read from the
+cluster with --cluster; the first lines of each ImplementationSpec's text are shown on
+stderr: that is what you sign. A Schedule's target may be in the manifest too.
+
+A Schedule, OrchestrationRun or Swarm (a parent) is approved for the runs it will create:
+  Schedule          the run template made from its spec.targetRef (--target FILE, or read
+                    from the cluster with --cluster), written on the Schedule as the
+                    annotation gates.proompteng.ai/run-template
+  OrchestrationRun  the AgentRun steps of its Orchestration (--orchestration FILE, or
+                    --cluster)
+  Swarm             one template per enabled stage (--target STAGE=FILE for each, or
+                    --cluster), written as gates.proompteng.ai/run-templates
+The record's subject is the parent (e.g. schedules.proompteng.ai/Schedule/agents/nightly) and
+its digest the coverage of those templates; it lives at most the policies' parents.maxTTL.
+
 examples:
   approvalgate approve run.yaml --env prod --key alice.key --approver alice --in-place
   approvalgate approve run.yaml --bundle rendered/prod/bundle.json --key bob.key \\
@@ -27,7 +44,22 @@ approval admits one run: approve gives a generateName run its name now (generate
 random characters, said on stderr) and adds the finalizer gates.proompteng.ai/approval-use,
 which the webhook requires there. Only --bundle tells the environment's setting; without it
 the default is assumed (said on stderr): pass the bundle of an environment with
-clusterView: off to leave the file as it was.
+clusterView: off to leave the file as it was. With --request the referenced content is read
+from the cluster: with --bundle, where it binds, an object that cannot be read is an error;
+without, what can be read is bound and stderr names the rest.
+
+examples (parents, content):
+  approvalgate approve run.yaml --env prod --key alice.key --approver alice \\
+      --content impl.yaml agent.yaml --in-place
+  approvalgate approve schedule.yaml --target nightly-run.yaml --content impl.yaml \\
+      --bundle rendered/prod/bundle.json --key alice.key --approver alice --in-place
+  approvalgate approve schedule.yaml --cluster --context prod --env prod --key alice.key \\
+      --approver alice --in-place
+  approvalgate approve orchestrationrun.yaml --orchestration orchestration.yaml --cluster \\
+      --env prod --key alice.key --approver alice --in-place
+  approvalgate approve swarm.yaml --target implement=impl-run.yaml \\
+      --target verify=verify-run.yaml --content impl.yaml --env prod --key alice.key \\
+      --approver alice --in-place
 
 examples (a request in the cluster):
   approvalgate approve --request agents/nightly-report --key alice.key --approver alice
@@ -39,6 +71,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +85,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="MANIFEST",
         type=Path,
         nargs="?",
-        help="YAML file with AgentRuns (- for standard input); or use --request",
+        help="YAML file with AgentRuns, Schedules, OrchestrationRuns or Swarms (- for "
+        "standard input); or use --request",
     )
     parser.add_argument(
         "--request",
@@ -70,7 +104,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--expires-in",
         metavar="DURATION",
         help="how long the record is valid, e.g. 30m, 4h, 1d (default: the "
-        "matching policies' timeoutSeconds with --policies or --bundle, else 24h)",
+        "matching policies' timeoutSeconds with --policies or --bundle, for a Schedule, "
+        "OrchestrationRun or Swarm their parents.maxTTL; else 24h)",
     )
     parser.add_argument(
         "--reason",
@@ -101,18 +136,60 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="PATH",
         type=Path,
         nargs="+",
-        help="policies to bound the TTL by (their timeoutSeconds / bypass maxTTL)",
+        help="policies to bound the TTL by (their timeoutSeconds / parents.maxTTL / bypass "
+        "maxTTL) and whose per-run fields a run template leaves out",
     )
     source.add_argument(
         "--bundle",
         metavar="FILE",
         type=Path,
-        help="a compiled bundle.json: its environment, and its policies bound the TTL",
+        help="a compiled bundle.json: its environment, whether it binds referenced content "
+        "and needs one run per approval, and its policies bound the TTL",
     )
     parser.add_argument(
         "--now", metavar="RFC3339", help="sign as of this time (testing, backdating)"
     )
+    _add_bound(parser)
     add_cluster(parser)
+
+
+def _add_bound(parser: argparse.ArgumentParser) -> None:
+    """--content, --target, --orchestration and --cluster: what a record binds besides the
+    manifest (referenced content, a parent's target)."""
+    bound = parser.add_argument_group("what the approval binds besides the manifest")
+    bound.add_argument(
+        "--content",
+        metavar="FILE",
+        type=Path,
+        nargs="+",
+        action="extend",
+        help="ImplementationSpec and Agent manifests (several documents allowed) the runs "
+        "reference: the record binds the sha256 of each one's spec (needed where the "
+        "environment has referencedContent: bind, the default)",
+    )
+    bound.add_argument(
+        "--target",
+        metavar="[STAGE=]FILE",
+        action="append",
+        help="a Schedule's target (the AgentRun or OrchestrationRun its spec.targetRef "
+        "names): the run template is made from it; for a Swarm STAGE=FILE, once per enabled "
+        "stage (discover, plan, implement, verify)",
+    )
+    bound.add_argument(
+        "--orchestration",
+        metavar="FILE",
+        type=Path,
+        action="append",
+        help="an OrchestrationRun's Orchestration (its spec.orchestrationRef): the AgentRun "
+        "steps are what is approved",
+    )
+    bound.add_argument(
+        "--cluster",
+        action="store_true",
+        help="read what --content, --target and --orchestration would give from the cluster "
+        "(the user's kubeconfig; --kubeconfig, --context): the referenced ImplementationSpecs "
+        "and Agents, a Schedule's target, an OrchestrationRun's Orchestration",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -126,6 +203,11 @@ def run(args: argparse.Namespace) -> int:
                 "--in-place and --policies are for a MANIFEST; with --request the decision "
                 "goes to the cluster (--bundle bounds its TTL)"
             )
+        if args.content or args.target or args.orchestration or args.cluster:
+            raise UsageError(
+                "--content, --target, --orchestration and --cluster are for a MANIFEST; "
+                "with --request the referenced content is read from the cluster"
+            )
         if str(args.output or "text") not in ("text", "json"):
             raise UsageError("with --request, -o/--output is the format: text or json")
         args.output = str(args.output or "text")
@@ -137,17 +219,26 @@ def run(args: argparse.Namespace) -> int:
             advice="approvalgate approve run.yaml --env prod --key KEY --approver NAME, or "
             "approvalgate approve --request NS/NAME --key KEY --approver NAME",
         )
-    if args.kubeconfig is not None or args.context is not None:
-        raise UsageError("--kubeconfig and --context are for --request NS/NAME")
+    if (args.kubeconfig is not None or args.context is not None) and not args.cluster:
+        raise UsageError("--kubeconfig and --context are for --request NS/NAME or --cluster")
+    if args.cluster and (args.content or args.target or args.orchestration):
+        raise UsageError(
+            "--cluster reads the content and targets from the cluster: give it, or "
+            "--content/--target/--orchestration, not both"
+        )
     return _approve_file(args)
 
 
 def _approve_file(args: argparse.Namespace) -> int:
+    import contextlib
+
     from approvalgate import manifests
-    from approvalgate.approvals import keys, records
-    from approvalgate.approvals.errors import Finding
+    from approvalgate.approvals import keys
+    from approvalgate.approvals.errors import InputError
     from approvalgate.approvals.policy import BundleSettings
-    from approvalgate.approvals.view import USE_FINALIZER
+    from approvalgate.approvals.view import StaticView
+    from approvalgate.commands import _cluster, _content, _parents
+    from approvalgate.compiler.sources import load_text
     from approvalgate.output import write_text
     from approvalgate.policies import (
         bundle_environment,
@@ -168,18 +259,170 @@ def _approve_file(args: argparse.Namespace) -> int:
         )
     signer = keys.load_signer(args.key, lambda path: manifests.read_key(Path(path)))
     text = manifests.read_manifest(args.manifest)
-    runs = manifests.agent_runs(text, str(args.manifest), args.namespace)
+    display = str(args.manifest)
+    documents = load_text(text, display)
+    has_runs = any(manifests.is_agent_run(s.obj) for s in documents)
+    parents = _parents.read(text, display, args.namespace)
+    if not has_runs and not parents:
+        raise InputError(
+            f"{display}: no AgentRun (agents.proompteng.ai), Schedule, OrchestrationRun or "
+            "Swarm in this file"
+        )
+    _check_parent_options(args, parents)
+    runs = manifests.agent_runs(text, display, args.namespace) if has_runs else []
     if args.policies:
         bundle = bundle_from_paths(args.policies, BundleSettings(environment=environment))
-    ttl = ttl_seconds(args.ttl, manifests.ttl_cap(bundle, runs, decision) if bundle else None)
-    # A compiled bundle says whether the environment records each approval's one use; policy
-    # files and --env do not, and then approvalgate.yaml's default (required) is assumed:
-    # without the finalizer the webhook would deny the run there.
+    # A compiled bundle says whether the environment records each approval's one use and
+    # binds referenced content; policy files and --env do not, and then approvalgate.yaml's
+    # defaults (clusterView: required, referencedContent: bind) are assumed: the content
+    # given is bound, and when none is given stderr says the record binds none.
     assumed = args.bundle is None
+    binding = decision != "reject" and bool(
+        args.content or args.cluster or _content.binds(bundle, assumed)
+    )
+    advice = (
+        "approve --cluster reads the referenced ImplementationSpecs and Agents, a Schedule's "
+        "target and an OrchestrationRun's Orchestration: you need get on them in the "
+        "namespace (or give them with --content, --target, --orchestration)"
+    )
+    connection = _cluster.connect(args, advice) if args.cluster else contextlib.nullcontext()
+    # the manifest's own ImplementationSpecs, Agents, targets and Orchestrations count too
+    own = _content.of_documents([d.obj for d in documents], args.namespace)
+    with connection as client:
+        given = _content.read_files(args.content, args.namespace) if args.content else []
+        sources = _parents.Sources.of(args.target or [], args.orchestration or [], client)
+        sources.add_manifest([d.obj for d in documents], args.namespace)
+        objects = [*given, *own]
+        prepared = [_parents.prepare(p, sources, bundle, objects) for p in parents]
+        for stray in sources.unused():
+            print(
+                f"note: --target: {stray} is the target of no Schedule or Swarm in "
+                f"{display}: it was not used",
+                file=sys.stderr,
+            )
+        if client is not None and binding:
+            wanted = [(r.namespace, k) for r in runs for k in _content_refs(r.obj)]
+            wanted += [(p.parent.namespace, k) for p in prepared for k in p.coverage.references]
+            objects = [*_content.read_cluster(client, wanted), *objects]  # the manifest's win
+    view = StaticView.build(objects=objects)
+    source = " and ".join(
+        [
+            *([display] if own else []),
+            *(["--content " + " ".join(str(p) for p in args.content)] if args.content else []),
+            *(["the cluster"] if args.cluster else []),
+        ]
+    )
+
+    notes: dict[str, str] = {}  # said once the record is made, after "signed ..."
+
+    def bound(refs: tuple[str, ...], namespace: str, what: str) -> dict[str, str]:
+        if not binding or not refs:
+            return {}
+        if not source and assumed:  # the environment's setting is not known here
+            notes[what] = _content.unbound_note(refs, namespace, what, environment)
+            return {}
+        if not source:
+            raise _content.missing_source(refs, namespace, what)
+        return _content.bind(refs, namespace, view, what, source)
+
+    # everything checked before anything is signed
+    run_ttl = ttl_seconds(args.ttl, manifests.ttl_cap(bundle, runs, decision) if bundle else None)
+    parent_ttl = ttl_seconds(args.ttl, _parents.ttl_cap(prepared, decision))
+    run_refs = {r.ref: bound(_content_refs(r.obj), r.namespace, f"AgentRun {r.ref}") for r in runs}
+    parent_refs = [
+        bound(p.coverage.references, p.parent.namespace, p.parent.what) for p in prepared
+    ]
+    result = (
+        _sign_runs(
+            args,
+            text,
+            runs,
+            bundle,
+            assumed,
+            decision,
+            environment,
+            now,
+            run_ttl,
+            signer,
+            run_refs,
+            objects,
+            notes,
+        )
+        if runs
+        else text
+    )
+    if prepared:
+        edits = {}
+        for item, references in zip(prepared, parent_refs, strict=True):
+            edits[item.parent.source.document.index] = _sign_parent(
+                args, item, decision, environment, now, parent_ttl, signer, references, objects
+            )
+            if item.parent.what in notes:
+                print(notes[item.parent.what], file=sys.stderr)
+        result = _parents.stamp(result, edits)
+    if args.in_place:
+        write_text(args.manifest, result)
+    elif args.output:
+        write_text(args.output, result)
+    else:
+        sys.stdout.write(result)
+    return 0
+
+
+def _content_refs(obj: dict[str, Any]) -> tuple[str, ...]:
+    from approvalgate.approvals import content
+
+    return tuple(content.refs(obj.get("spec")))
+
+
+def _check_parent_options(args: argparse.Namespace, parents: list[Any]) -> None:
+    """--target and --orchestration only where the manifest has what they are for."""
+    from approvalgate.approvals.errors import UsageError
+
+    kinds = {p.kind for p in parents}
+    if args.target and not kinds & {"Schedule", "Swarm"}:
+        raise UsageError(
+            f"--target is for a Schedule or Swarm, and {args.manifest} has none",
+            advice="approve the run itself: approvalgate approve run.yaml ...",
+        )
+    if args.orchestration and "OrchestrationRun" not in kinds:
+        raise UsageError(
+            f"--orchestration is for an OrchestrationRun, and {args.manifest} has none"
+        )
+
+
+def _sign_runs(
+    args: argparse.Namespace,
+    text: str,
+    runs: list[Any],
+    bundle: Any,
+    assumed: bool,
+    decision: str,
+    environment: str,
+    now: Any,
+    ttl: int,
+    signer: Any,
+    references: dict[str, dict[str, str]],
+    objects: list[dict[str, Any]],
+    notes: dict[str, str],
+) -> str:
+    """``text`` with a record signed into each of ``runs`` (and, where an approval admits one
+    run, each named and given the approval-use finalizer)."""
+    from approvalgate import manifests
+    from approvalgate.approvals import records
+    from approvalgate.approvals.errors import Finding
+    from approvalgate.approvals.view import USE_FINALIZER
+    from approvalgate.commands import _content
+
     one_use = bundle.needs_view if bundle is not None and not assumed else True
     unfinalized: set[str] = set()
+    bound = references
+    named_from = {run.ref: run.ref for run in runs}  # a run named now: its ref before
     if one_use:
-        runs = [_named(run, environment, assumed) for run in runs]
+        named = [_named(run, environment, assumed) for run in runs]
+        bound = {new.ref: references[old.ref] for old, new in zip(runs, named, strict=True)}
+        named_from = {new.ref: old.ref for old, new in zip(runs, named, strict=True)}
+        runs = named
         unfinalized = {
             run.ref
             for run in runs
@@ -187,7 +430,7 @@ def _approve_file(args: argparse.Namespace) -> int:
         }
 
     def sign(run: manifests.Run) -> str:
-        claim = _claim(args, run, decision, environment, now, ttl)
+        claim = _claim(args, run, decision, environment, now, ttl, bound.get(run.ref))
         value = records.dump_annotation([*run.envelopes, records.sign(claim, signer)])
         size = records.annotation_overflow(value)
         if size is not None:
@@ -214,6 +457,10 @@ def _approve_file(args: argparse.Namespace) -> int:
             f"{records.format_time(claim.expires_at)}",
             file=sys.stderr,
         )
+        _content.show(bound.get(run.ref) or {}, run.namespace, objects)
+        note = notes.get(f"AgentRun {run.ref}") or notes.get(f"AgentRun {named_from[run.ref]}")
+        if note:
+            print(note, file=sys.stderr)
         if run.ref in unfinalized:  # said once the record is made, never for a refusal
             print(
                 f"note: AgentRun {run.ref}: added the finalizer {USE_FINALIZER} "
@@ -226,14 +473,53 @@ def _approve_file(args: argparse.Namespace) -> int:
     def finalizer(run: manifests.Run) -> str:
         return USE_FINALIZER if one_use else ""
 
-    result = manifests.stamp(text, runs, sign, finalizer)
-    if args.in_place:
-        write_text(args.manifest, result)
-    elif args.output:
-        write_text(args.output, result)
-    else:
-        sys.stdout.write(result)
-    return 0
+    return manifests.stamp(text, runs, sign, finalizer)
+
+
+def _sign_parent(
+    args: argparse.Namespace,
+    item: Any,
+    decision: str,
+    environment: str,
+    now: Any,
+    ttl: int,
+    signer: Any,
+    references: dict[str, str],
+    objects: list[dict[str, Any]],
+) -> dict[str, str]:
+    """The annotations of the parent ``item`` (a :class:`_parents.Prepared`) with a record
+    signed for its coverage, said on stderr."""
+    from approvalgate.approvals import records
+    from approvalgate.approvals.errors import Finding
+    from approvalgate.commands import _content
+
+    parent = item.parent
+    claim = _claim(args, item.coverage, decision, environment, now, ttl, references)
+    value = records.dump_annotation([*parent.envelopes, records.sign(claim, signer)])
+    size = records.annotation_overflow(value)
+    if size is not None:
+        raise parent.source.error(
+            Finding(
+                ("metadata", "annotations", records.ANNOTATION),
+                f"with this record the approvals annotation would be {size} bytes, over"
+                f" the {records.MAX_ANNOTATION_BYTES} bytes the webhook reads",
+                "remove expired or superseded records from the annotation first",
+            )
+        )
+    if item.stale and parent.envelopes:
+        print(
+            f"note: {parent.what}: its run template changed; the {len(parent.envelopes)} "
+            "record(s) already on it were signed for the old one and no longer count",
+            file=sys.stderr,
+        )
+    print(
+        f"signed {decision} of {parent.what} coverage sha256:{item.coverage.digest} "
+        f"(from {', '.join(item.targets)}) for environment {environment} as {args.approver}, "
+        f"expires {records.format_time(claim.expires_at)}",
+        file=sys.stderr,
+    )
+    _content.show(references, parent.namespace, objects)
+    return {**item.annotations, records.ANNOTATION: value}
 
 
 def _claim(
@@ -243,9 +529,12 @@ def _claim(
     environment: str,
     now: Any,
     ttl: int,
+    references: Any = None,
 ) -> Any:
-    """The claim ``args.approver`` signs about ``run`` (a :class:`manifests.Run`): every
-    mode of approve, reject and withdraw makes it the same way."""
+    """The claim ``args.approver`` signs about ``run`` (a :class:`manifests.Run`, or a
+    parent's :class:`approvals.parents.Coverage`: what has ``subject`` and ``digest``) and
+    the referenced content it binds: every mode of approve, reject and withdraw makes it the
+    same way."""
     from approvalgate import manifests
     from approvalgate.approvals import records
 
@@ -259,6 +548,7 @@ def _claim(
         expires_at=now + manifests.seconds(ttl),
         nonce=records.new_nonce(),
         environment=environment,
+        references=dict(references or {}),
     )
 
 
@@ -354,7 +644,8 @@ def add_request_arguments(parser: argparse.ArgumentParser, decision: str) -> Non
         type=Path,
         help="an AgentRun manifest that is (or will be) applied directly, not requested: the "
         "record is filed in the cluster for that run's name and spec (needs --env or "
-        "--bundle), so it counts whether or not the run carries it",
+        "--bundle), so it counts whether or not the run carries it; a Schedule, "
+        "OrchestrationRun or Swarm (as approve wrote it) the same way, for its coverage",
     )
     _add_signer(parser)
     parser.add_argument(
@@ -396,7 +687,7 @@ def decide_on_request(args: argparse.Namespace, decision: str) -> int:
     from approvalgate.approvals import keys, records
     from approvalgate.approvals.errors import ApprovalgateError, UsageError
     from approvalgate.approvals.queue import TERMINAL
-    from approvalgate.commands import _cluster, _queue
+    from approvalgate.commands import _cluster, _content, _queue
     from approvalgate.kube import objects
     from approvalgate.kube.errors import KubeError
     from approvalgate.kube.resources import APPROVAL_DECISIONS
@@ -446,7 +737,8 @@ def decide_on_request(args: argparse.Namespace, decision: str) -> int:
             )
         cap = manifests.ttl_cap(bundle, [run], decision) if bundle is not None else None
         ttl = ttl_seconds(args.ttl, cap)
-        claim = _claim(args, run, decision, environment, now, ttl)
+        references, read = _request_content(client, run, decision, bundle, ref)
+        claim = _claim(args, run, decision, environment, now, ttl, references)
         envelope = records.sign(claim, signer)
         me = _cluster.whoami(client)
         obj = _queue.decision_object(
@@ -462,6 +754,7 @@ def decide_on_request(args: argparse.Namespace, decision: str) -> int:
             created = objects.create(client, APPROVAL_DECISIONS, obj, namespace)
         except KubeError as exc:
             raise _cluster.not_served(exc, APPROVAL_DECISIONS.plural) from exc
+    _content.show(references, namespace, read)
     if args.output == "json":
         print(json.dumps(created, indent=2, sort_keys=True))
         return 0
@@ -475,16 +768,74 @@ def decide_on_request(args: argparse.Namespace, decision: str) -> int:
     return 0
 
 
+def _request_content(
+    client: Any, run: Any, decision: str, bundle: Any, ref: str
+) -> tuple[dict[str, str], list[dict[str, Any]]]:
+    """What an approval of request ``ref``'s run binds: the referenced ImplementationSpecs
+    and Agents as the cluster has them now, and the objects read (to show them).
+
+    With ``--bundle`` its setting decides: where it binds, an object that cannot be read is
+    an error (nothing signed). Without it the environment's setting is unknown here: what
+    can be read is bound, and stderr says what could not be and what that means."""
+    from approvalgate.approvals.errors import ApprovalgateError
+    from approvalgate.approvals.view import StaticView
+    from approvalgate.commands import _content
+
+    if decision == "reject" or (bundle is not None and not bundle.binds_content):
+        return {}, []
+    refs = _content_refs(run.obj)
+    what = f"ApprovalRequest {ref}: its AgentRun"
+    advice = (
+        "the run cannot start without it either: ask the requester to apply it (or cancel "
+        "the request); you need get on implementationspecs and agents to read them"
+    )
+    try:
+        read = _content.read_cluster(client, [(run.namespace, key) for key in refs])
+        view = StaticView.build(objects=read)
+        if bundle is not None:
+            return _content.bind(refs, run.namespace, view, what, "the cluster", advice), read
+        bound = _content.binding_of(refs, run.namespace, view)
+    except ApprovalgateError as exc:
+        if bundle is not None:
+            raise
+        read, bound = [], {}
+        print(f"note: {what}: its content could not be read: {exc.message}", file=sys.stderr)
+    missing = [key for key in refs if key not in bound]
+    if missing:
+        names = ", ".join(_content.name_of(key, run.namespace) for key in missing)
+        print(
+            f"note: {what} references {names}, not bound by this record (not read from the "
+            "cluster): where the environment binds referenced content (referencedContent: "
+            "bind, the default where clusterView: required) the record will not count; "
+            f"{advice}, or approve with --bundle of the environment to make this an error",
+            file=sys.stderr,
+        )
+    return bound, read
+
+
+@dataclass(frozen=True)
+class _Decided:
+    """What a decision filed with --run is about: an AgentRun or a parent."""
+
+    what: str
+    namespace: str
+    name: str
+    subject: str
+    digest: str
+    cap: int | None
+
+
 def _decide_on_run(args: argparse.Namespace, decision: str) -> int:
-    """Sign ``decision`` about each AgentRun of ``args.run`` (a manifest applied directly)
-    and file it as an ApprovalDecision for that run's name: a reject or withdrawal the
-    requester cannot leave out of the run's annotation."""
+    """Sign ``decision`` about each AgentRun, Schedule, OrchestrationRun and Swarm of
+    ``args.run`` (a manifest applied directly) and file it as an ApprovalDecision for that
+    object's name: a reject or withdrawal the requester cannot leave out of the annotation."""
     import json
 
     from approvalgate import manifests
     from approvalgate.approvals import keys, records
     from approvalgate.approvals.errors import InputError
-    from approvalgate.commands import _cluster, _queue
+    from approvalgate.commands import _cluster, _parents, _queue
+    from approvalgate.compiler.sources import load_text
     from approvalgate.kube import objects
     from approvalgate.kube.errors import KubeError
     from approvalgate.kube.resources import APPROVAL_DECISIONS
@@ -500,30 +851,35 @@ def _decide_on_run(args: argparse.Namespace, decision: str) -> int:
         )
     signer = keys.load_signer(args.key, lambda path: manifests.read_key(Path(path)))
     text = manifests.read_manifest(args.run)
+    display = str(args.run)
     default_namespace = getattr(args, "namespace", None) or "default"
-    runs = manifests.agent_runs(text, str(args.run), default_namespace)
+    found = _parents.read(text, display, default_namespace)
+    has_runs = any(manifests.is_agent_run(d.obj) for d in load_text(text, display))
+    runs = manifests.agent_runs(text, display, default_namespace) if has_runs or not found else []
     unnamed = [run.ref for run in runs if not run.name]
     if unnamed:
         raise InputError(
             f"{args.run}: {', '.join(unnamed)} has only generateName: a decision in the "
             "cluster names one run; give it metadata.name (`approvalgate approve` does)"
         )
-    cap = manifests.ttl_cap(bundle, runs, decision) if bundle is not None else None
-    ttl = ttl_seconds(args.ttl, cap)
+    cap = manifests.ttl_cap(bundle, runs, decision) if bundle is not None and runs else None
+    decided = [
+        _Decided(f"AgentRun {r.ref}", r.namespace, r.name, r.subject, r.digest, cap) for r in runs
+    ]
+    first = decided[0].namespace if decided else found[0].namespace
     advice = _cluster.rbac_advice(
-        "create on approvaldecisions",
-        "approvaldecisions",
-        runs[0].namespace,
-        "approvalgate-approver",
+        "create on approvaldecisions", "approvaldecisions", first, "approvalgate-approver"
     )
     created_all: list[dict[str, Any]] = []
     with _cluster.connect(args, advice) as client:
+        decided += [_parent_decided(p, client, bundle, decision) for p in found]
+        ttls = {id(d): ttl_seconds(args.ttl, d.cap) for d in decided}  # all checked first
         me = _cluster.whoami(client)
-        for run in runs:
-            claim = _claim(args, run, decision, environment, now, ttl)
+        for item in decided:
+            claim = _claim(args, item, decision, environment, now, ttls[id(item)])
             obj = _queue.decision_object(
-                request=run.name,
-                namespace=run.namespace,
+                request=item.name,
+                namespace=item.namespace,
                 decision=decision,
                 approver=args.approver,
                 envelope=records.sign(claim, signer),
@@ -531,22 +887,47 @@ def _decide_on_run(args: argparse.Namespace, decision: str) -> int:
                 created_by_annotation=_cluster.CREATED_BY,
             )
             try:
-                created = objects.create(client, APPROVAL_DECISIONS, obj, run.namespace)
+                created = objects.create(client, APPROVAL_DECISIONS, obj, item.namespace)
             except KubeError as exc:
                 raise _cluster.not_served(exc, APPROVAL_DECISIONS.plural) from exc
             created_all.append(created)
             if args.output != "json":
+                what = "spec" if item.what.startswith("AgentRun ") else "coverage"
                 print(
-                    f"created ApprovalDecision {run.namespace}/"
-                    f"{(created.get('metadata') or {}).get('name', '')}: {decision} of AgentRun "
-                    f"{run.ref} (spec sha256:{run.digest}, environment {environment}) as "
-                    f"approver {args.approver}, user {me}, expires "
+                    f"created ApprovalDecision {item.namespace}/"
+                    f"{(created.get('metadata') or {}).get('name', '')}: {decision} of "
+                    f"{item.what} ({what} sha256:{item.digest}, environment {environment}) "
+                    f"as approver {args.approver}, user {me}, expires "
                     f"{records.format_time(claim.expires_at)}; it counts whether or not the "
-                    "run carries it"
+                    f"{item.what.split()[0]} carries it"
                 )
     if args.output == "json":
         print(json.dumps(created_all, indent=2, sort_keys=True))
     return 0
+
+
+def _parent_decided(parent: Any, client: Any, bundle: Any, decision: str) -> _Decided:
+    """A parent of a --run manifest as a decision names it: its coverage as the file has it
+    (an OrchestrationRun's Orchestration read from the cluster)."""
+    from approvalgate.approvals.errors import ApprovalgateError
+    from approvalgate.approvals.view import StaticView
+    from approvalgate.commands import _parents
+
+    extra = []
+    if parent.kind == "OrchestrationRun":
+        extra.append(_parents.Sources(client=client).orchestration(parent))
+    view = StaticView.build(objects=extra)
+    covered = _parents.coverage_of(parent, view, bundle)
+    if isinstance(covered, str):
+        raise ApprovalgateError(
+            covered,
+            advice="give the approved manifest (with its run-template annotation, as "
+            "`approvalgate approve` writes it)",
+        )
+    cap = _parents.policies_cap(_parents.policies_of(parent, view, bundle), decision)
+    return _Decided(
+        parent.what, parent.namespace, parent.name, covered.subject, covered.digest, cap
+    )
 
 
 def _request_run(request: dict[str, Any], namespace: str, ref: str) -> Any:

@@ -13,9 +13,20 @@ The phase comes from the request's status, which only the approvalgate controlle
 Exit 0 while the request can still succeed or has (New, Pending, Approved, Submitted),
 1 when it cannot (Rejected, Expired, Cancelled, Failed): scripts can wait on it.
 
+With KIND/NS/NAME (KIND: agentrun, schedule, orchestrationrun or swarm) it tells where an
+object in the cluster stands instead: it is decided as the webhook would (the policies of
+--bundle, or --policies with --env; the cluster's approvals, parents and content). A run a
+platform controller created from a parent shows its chain, e.g.
+  chain:   AgentRun agents/nightly-abc12 <- Schedule agents/nightly <- approval (2 of 2: alice, bob)
+and what is missing: the parent, its approval records, its run-template annotation, content
+changed since the approval ("ImplementationSpec agents/task-a changed since the approval").
+Exit 0 when it would be admitted, 1 when not.
+
 examples:
   approvalgate status agents/nightly-report
   approvalgate status agents/nightly-report -o json
+  approvalgate status schedule/agents/nightly --bundle rendered/prod/bundle.json
+  approvalgate status agentrun/agents/nightly-abc12 --bundle rendered/prod/bundle.json
 """
 
 from __future__ import annotations
@@ -24,16 +35,46 @@ import argparse
 import json
 import sys
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from approvalgate.commands._cluster import add_cluster, add_output
 
+OBJECT_KINDS = {
+    "agentrun": "AgentRun",
+    "schedule": "Schedule",
+    "orchestrationrun": "OrchestrationRun",
+    "swarm": "Swarm",
+}
+"""KIND of KIND/NS/NAME (also plural, any case) -> the kind."""
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "request", metavar="NS/NAME", help="the ApprovalRequest (NAME: in the context's namespace)"
+        "request",
+        metavar="NS/NAME | KIND/NS/NAME",
+        help="the ApprovalRequest (NAME: in the context's namespace); or an AgentRun, "
+        "Schedule, OrchestrationRun or Swarm, e.g. schedule/agents/nightly",
     )
     add_output(parser, "text", "json")
+    decided = parser.add_argument_group("with KIND/NS/NAME: the policies to decide with")
+    source = decided.add_mutually_exclusive_group()
+    source.add_argument("--bundle", metavar="FILE", type=Path, help="a compiled bundle.json")
+    source.add_argument(
+        "--policies",
+        metavar="PATH",
+        type=Path,
+        nargs="+",
+        help="ApprovalPolicy/Approver YAML files or folders (with --env)",
+    )
+    decided.add_argument("--env", metavar="NAME", help="the environment (with --policies)")
+    decided.add_argument(
+        "--user",
+        default=None,
+        help="who creates it (default for a run carrying a parent's label: the policies' "
+        "first parents.creators; else nobody in particular)",
+    )
+    decided.add_argument("--now", metavar="RFC3339", help="decide as of this time")
     add_cluster(parser)
 
 
@@ -44,6 +85,16 @@ def run(args: argparse.Namespace) -> int:
     from approvalgate.kube.lists import list_all
     from approvalgate.kube.resources import APPROVAL_DECISIONS
 
+    kind, _, rest = args.request.partition("/")
+    if rest.count("/") == 1 and kind.lower().removesuffix("s") in OBJECT_KINDS:
+        return object_status(args, OBJECT_KINDS[kind.lower().removesuffix("s")], rest)
+    if args.bundle or args.policies or args.env or args.user is not None or args.now:
+        from approvalgate.approvals.errors import UsageError
+
+        raise UsageError(
+            "--bundle, --policies, --env, --user and --now are for KIND/NS/NAME",
+            advice="e.g. approvalgate status schedule/agents/nightly --bundle bundle.json",
+        )
     given, name = _cluster.request_ref(args.request, "NS/NAME")
     namespace = _cluster.namespace_of(args, given)
     advice = _cluster.rbac_advice(
@@ -152,3 +203,86 @@ def _next_step(item: Mapping[str, Any]) -> str:
             '"When a request is Failed")'
         )
     return ""
+
+
+def object_status(args: argparse.Namespace, kind: str, ref: str) -> int:
+    """Where the AgentRun, Schedule, OrchestrationRun or Swarm ``ref`` (NS/NAME) stands:
+    decided as the webhook would, with its chain and what is missing."""
+    from approvalgate import manifests
+    from approvalgate.approvals.decide import decide, matching_policies
+    from approvalgate.approvals.errors import ApprovalgateError, UsageError
+    from approvalgate.commands import _cluster, _parents, _view
+    from approvalgate.commands.explain import approval_text, chain_lines, derived
+    from approvalgate.kube import objects
+    from approvalgate.kube.errors import KubeError
+    from approvalgate.policies import load_policies
+
+    if not args.bundle and not args.policies:
+        raise UsageError(
+            f"status {kind.lower()}/{ref} decides as the webhook would: it needs the "
+            "policies, --bundle FILE (or --policies PATH --env NAME)",
+            advice=f"approvalgate status {kind.lower()}/{ref} --bundle rendered/ENV/bundle.json",
+        )
+    namespace, name = _cluster.request_ref(ref, "KIND/NS/NAME")
+    assert namespace is not None  # KIND/NS/NAME names it
+    bundle = load_policies(args.policies, args.bundle, args.env)
+    now = manifests.parse_now(args.now)
+    resource = _view.resources()[kind]
+    advice = f"you need get on {resource.plural}.{resource.group} in namespace {namespace}"
+    with _cluster.connect(args, advice) as client:
+        try:
+            found = objects.get(client, resource, name, namespace)
+        except KubeError as exc:
+            raise _cluster.platform_not_served(exc, resource.plural, resource.group) from exc
+    if found is None:
+        raise ApprovalgateError(f"{kind} {namespace}/{name} not found in the cluster")
+    found = {**found, "kind": kind}
+    text = json.dumps(found)
+    cluster = argparse.Namespace(cluster=True, kubeconfig=args.kubeconfig, context=args.context)
+    view = _view.load_view(cluster, [namespace])
+    if kind == "AgentRun":
+        (run_,) = manifests.agent_runs(text, f"AgentRun {namespace}/{name}", namespace)
+        user = args.user
+        request = manifests.request_for(run_, username=user or "")
+        assumed = user is None and derived(found)
+        if assumed:
+            creators = [c for p in matching_policies(request, bundle) for c in p.parent_creators]
+            user = creators[0].replace("{namespace}", namespace) if creators else ""
+            request = manifests.request_for(run_, username=user)
+        decision = decide(request, bundle, now, view)
+    else:
+        (parent,) = _parents.read(text, f"{kind} {namespace}/{name}", namespace)
+        user, assumed = args.user or "", False
+        decision = decide(_parents.request_for(parent, user), bundle, now, view)
+    item = {
+        "kind": kind,
+        "namespace": namespace,
+        "name": name,
+        "environment": bundle.environment,
+        "user": user or "",
+        "allowed": decision.allowed,
+        "reason": decision.reason,
+        "message": decision.message,
+        "chain": list(decision.chain),
+        "approval": approval_text(decision, bundle) if decision.chain else "",
+        "policies": list(decision.policies),
+    }
+    if args.output == "json":
+        print(json.dumps(item, indent=2, sort_keys=True))
+    else:
+        verdict = "would be admitted" if decision.allowed else "would be denied"
+        lines = [
+            f"{kind} {namespace}/{name}: {verdict} in {bundle.environment} ({decision.reason})"
+        ]
+        if user:
+            why = " (assumed: its policies' parents.creators; --user says another)"
+            lines.append(f"  created by:  {user}{why if assumed else ''}")
+        lines.extend(
+            line.replace("  chain: ", "  chain:   ", 1) for line in chain_lines(decision, bundle)
+        )
+        if not decision.chain and not decision.allowed and decision.message:
+            first, *rest = decision.message.splitlines()
+            lines.append(f"  message: {first}")
+            lines.extend(f"    {line}" for line in rest)
+        print("\n".join(lines))
+    return 0 if decision.allowed else 1

@@ -184,7 +184,6 @@ def grants(role: dict[str, Any]) -> set[tuple[str, str]]:
         for rule in role["rules"]
         for resource in rule["resources"]
         for verb in rule["verbs"]
-        if rule["apiGroups"] == [GROUP]
     }
 
 
@@ -203,19 +202,39 @@ def test_roles_for_people(helm: Path) -> None:
         *(("approvalrequests", v) for v in {*READ, "create", "update", "patch"}),
         *(("approvaldecisions", v) for v in READ),
     }
+    # what approvers approve, read-only: runs, parents, referenced content (issue 16)
+    platform = {
+        (r, v)
+        for r in (
+            "agentruns",
+            "implementationspecs",
+            "agents",
+            "schedules",
+            "orchestrationruns",
+            "orchestrations",
+            "swarms",
+        )
+        for v in READ
+    }
     assert grants(found["approvalgate-approver"]) == {
         *(("approvalrequests", v) for v in READ),
         *(("approvaldecisions", v) for v in {*READ, "create"}),
+        *platform,
     }
     every = {"create", "update", "patch", "delete", "deletecollection", *READ}
     assert grants(found["approvalgate-queue-admin"]) == {(r, v) for r in KINDS for v in every}
-    assert grants(found["approvalgate-viewer"]) == {(r, v) for r in KINDS for v in READ}
-    # nobody but the controller writes a request's status; only approvers create decisions
+    assert grants(found["approvalgate-viewer"]) == {
+        *((r, v) for r in KINDS for v in READ),
+        *platform,
+    }
+    # nobody but the controller writes a request's status; only approvers create decisions;
+    # nobody here writes the platform's kinds
     for name, role in found.items():
         assert not any(r.endswith("/status") for r, _ in grants(role)), name
         creates_decisions = ("approvaldecisions", "create") in grants(role)
         assert creates_decisions == (name in ("approvalgate-approver", "approvalgate-queue-admin"))
-        assert all(rule["apiGroups"] == [GROUP] for rule in role["rules"]), name
+        writes = {(r, v) for r, v in grants(role) if v not in READ}
+        assert all(r in KINDS for r, _ in writes), name
 
 
 def aggregation(role: dict[str, Any]) -> set[str]:

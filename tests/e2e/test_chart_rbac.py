@@ -187,6 +187,12 @@ def test_people_get_what_their_role_says(
             ("create", requests): False,
             ("update", decisions): False,
             ("delete", decisions): False,
+            # what they approve, read-only (issue 16: approve --cluster / --request)
+            ("get", "implementationspecs.agents.proompteng.ai"): True,
+            ("list", "schedules.schedules.proompteng.ai"): True,
+            ("get", "orchestrations.orchestration.proompteng.ai"): True,
+            ("update", "implementationspecs.agents.proompteng.ai"): False,
+            ("create", "agentruns.agents.proompteng.ai"): False,
         },
         "quinn": {
             ("delete", decisions): True,

@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 
-from approvalgate.approvals import records
+from approvalgate.approvals import content, records
 from approvalgate.approvals.digest import spec_digest
 from approvalgate.cli import main
 from tests.e2e.controlplane import ControlPlane
@@ -37,6 +37,24 @@ CHART_CRDS = ROOT / "charts" / "approvalgate" / "files" / "crds"
 ENV = "staging"
 GROUP = "gates.proompteng.ai"
 LINE_TIMEOUT = 60.0  # generous: a line is expected long before; never a speed assertion
+CONTENT = """\
+apiVersion: agents.proompteng.ai/v1alpha1
+kind: Agent
+metadata:
+  name: codex-agent
+spec:
+  providerRef:
+    name: codex-runner
+---
+apiVersion: agents.proompteng.ai/v1alpha1
+kind: ImplementationSpec
+metadata:
+  name: codex-impl-sample
+spec:
+  summary: The nightly report
+  text: Write the nightly report.
+"""
+"""What the runs reference: an approval binds it (referencedContent: bind, the default)."""
 
 
 def queue_crds() -> list[Path]:
@@ -175,8 +193,14 @@ def q(control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory) -> 
                 "resources": ["approvaldecisions"],
                 "verbs": ["create", "get", "list"],
             },
+            {  # approve --request binds the content the run references, read from here
+                "apiGroups": ["agents.proompteng.ai"],
+                "resources": ["implementationspecs", "agents"],
+                "verbs": ["get"],
+            },
         ],
     )
+    control_plane.kubectl("admin", "apply", "-n", namespace, "-f", "-", input=CONTENT)
     yield Queue(control_plane, namespace, keys, work)
     control_plane.kubectl("admin", "delete", "namespace", namespace, "--wait=false")
 
@@ -291,6 +315,9 @@ def test_request_pending_watch_approve_twice_status(
             assert code == 0, err
             assert out.startswith(f"created ApprovalDecision {q.namespace}/{name}-")
             assert f"approve of ApprovalRequest {ref}" in out and f"user {approver}" in out
+            # the content it binds, as the cluster has it, with the text to read
+            assert "  binds ImplementationSpec " + f"{q.namespace}/codex-impl-sample" in err
+            assert "    | summary: The nightly report\n    | Write the nightly report.\n" in err
 
         decisions = q.decisions(name)
         assert [d["spec"]["approver"] for d in decisions] == ["alice", "bob"]
@@ -304,6 +331,17 @@ def test_request_pending_watch_approve_twice_status(
             claim = record.claim
             assert claim.subject == f"agents.proompteng.ai/AgentRun/{ref}"
             assert claim.digest == spec["specDigest"]
+            statement = json.loads(record.envelope.payload)
+            assert statement["predicate"]["references"] == {
+                "Agent/codex-agent": content.digest(
+                    q.kubectl_json("get", "agents.agents.proompteng.ai", "codex-agent")
+                ),
+                "ImplementationSpec/codex-impl-sample": content.digest(
+                    q.kubectl_json(
+                        "get", "implementationspecs.agents.proompteng.ai", "codex-impl-sample"
+                    )
+                ),
+            }
             assert (claim.decision, claim.approver, claim.environment) == (
                 "approve",
                 approver,
@@ -485,3 +523,33 @@ def test_errors_say_what_to_do(q: Queue, capsys: pytest.CaptureFixture[str]) -> 
     assert f"error: ApprovalRequest {ns}/forged-2: spec.specDigest " in err
     assert "is not the digest of the run it embeds" in err
     assert q.decisions("forged-2") == []
+    # content the run references but the cluster does not have: nothing is signed
+    missing = q.run_file("missing-content")
+    missing.write_text(missing.read_text().replace("codex-impl-sample", "not-applied"))
+    code, _, err = q.cli(capsys, "requester", "request", str(missing), "--env", ENV)
+    assert code == 0, err
+    staging = ROOT / "examples" / "gitops-repo" / "rendered" / ENV / "bundle.json"
+    code, _, err = q.decide(capsys, "approve", "alice", "missing-content", "--bundle", str(staging))
+    assert code == 1
+    assert err == (
+        f"error: ApprovalRequest {ns}/missing-content: its AgentRun references "
+        f"ImplementationSpec {ns}/not-applied, not found in the cluster: the approval must "
+        "bind the content it runs (referencedContent: bind), so nothing was signed\n"
+        "  hint: the run cannot start without it either: ask the requester to apply it (or "
+        "cancel the request); you need get on implementationspecs and agents to read them\n"
+    )
+    assert q.decisions("missing-content") == []
+    # without --bundle the environment's setting is unknown: what can be read is bound, and
+    # stderr says what is not and what it means
+    code, out, err = q.decide(capsys, "approve", "alice", "missing-content")
+    assert code == 0, err
+    assert err.startswith(
+        f"note: ApprovalRequest {ns}/missing-content: its AgentRun references "
+        f"ImplementationSpec {ns}/not-applied, not bound by this record (not read from the "
+        "cluster): where the environment binds referenced content"
+    )
+    (decision,) = q.decisions("missing-content")
+    (record,), _ = records.parse_annotation(json.dumps([decision["spec"]["record"]]))
+    assert list(json.loads(record.envelope.payload)["predicate"]["references"]) == [
+        "Agent/codex-agent"
+    ]

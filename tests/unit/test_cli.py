@@ -16,6 +16,29 @@ from tests.support.paths import ROOT, UPSTREAM_AGENTS
 EXAMPLES = UPSTREAM_AGENTS / "examples"
 NOW = "2026-11-21T12:00:00Z"
 
+CONTENT = """\
+apiVersion: agents.proompteng.ai/v1alpha1
+kind: ImplementationSpec
+metadata:
+  name: codex-impl-sample
+  namespace: agents
+spec:
+  summary: Update the onboarding flow
+  text: |
+    Update the onboarding flow of proompteng/lab.
+    Keep the existing tests green.
+---
+apiVersion: agents.proompteng.ai/v1alpha1
+kind: Agent
+metadata:
+  name: codex-agent
+  namespace: agents
+spec:
+  providerRef:
+    name: codex-runner
+"""
+"""The ImplementationSpec and Agent the corpus run references: what approve binds."""
+
 OFFLINE_WARNING = (
     "  warning: approvalgate could not check offline (pass --cluster): rejections and "
     "withdrawals recorded in the cluster; whether the approval was already used by another run\n"
@@ -34,6 +57,7 @@ def repo(tmp_path: Path) -> Path:
     shutil.copy(BASE / "policies.yaml", tmp_path / "policies.yaml")
     shutil.copy(BASE / "approvers.yaml", tmp_path / "approvers.yaml")
     shutil.copy(BASE / "run.yaml", tmp_path / "run.yaml")
+    (tmp_path / "content.yaml").write_text(CONTENT)
     for key in KEYS.glob("*.key"):
         shutil.copy(key, tmp_path / key.name)
     return tmp_path
@@ -52,6 +76,8 @@ def approve(capsys: pytest.CaptureFixture[str], repo: Path, name: str, *extra: s
         "--now",
         "2026-11-21T11:00:00Z",
         *(extra or ("--env", "prod")),
+        "--content",
+        str(repo / "content.yaml"),
     )
     assert code == 0, err
 
@@ -122,9 +148,18 @@ def test_approve_reports_what_it_signed(capsys: pytest.CaptureFixture[str], repo
         NOW,
         "--env",
         "prod",
+        "--content",
+        str(repo / "content.yaml"),
     )
     assert code == 0
-    signed, note = err.splitlines()
+    signed, agent, spec, summary, line1, line2, note = err.splitlines()
+    assert agent.startswith("  binds Agent agents/codex-agent spec sha256:")
+    assert spec.startswith("  binds ImplementationSpec agents/codex-impl-sample spec sha256:")
+    assert [summary, line1, line2] == [
+        "    | summary: Update the onboarding flow",
+        "    | Update the onboarding flow of proompteng/lab.",
+        "    | Keep the existing tests green.",
+    ]
     assert note == (
         "note: AgentRun agents/codex-run-sample: added the finalizer "
         "gates.proompteng.ai/approval-use (clusterView: required assumed for environment prod, "
@@ -326,6 +361,18 @@ def test_real_upstream_runs_approve_and_verify(
     policy = policy.replace("      name: codex-agent", '      name: "*"')
     (repo / "policies.yaml").write_text(policy)
     (repo / "run.yaml").write_text(original)
+    (repo / "content.yaml").write_text(  # the objects it references, in its namespace
+        "\n---\n".join(
+            "apiVersion: agents.proompteng.ai/v1alpha1\n"
+            f"kind: {kind}\nmetadata:\n  name: {name}\nspec: {{}}\n"
+            for kind, name in (
+                ("Agent", "codex-agent"),
+                ("ImplementationSpec", "codex-impl-sample"),
+                ("Agent", "smoke-agent"),
+                ("ImplementationSpec", "smoke-impl"),
+            )
+        )
+    )
     approve(capsys, repo, "alice")
     approve(capsys, repo, "bob")
     approved = (repo / "run.yaml").read_text()
@@ -541,8 +588,13 @@ def test_approve_needs_the_environment_from_env_or_a_bundle(
         f"error: --env dev: {prod} is the bundle of environment prod\n"
         "  hint: drop --env, or use the bundle of dev (rendered/dev/bundle.json)\n"
     )
-    code, _, err = run(capsys, *base, "--approver", "alice", "--bundle", str(prod), "--now", NOW)
-    assert code == 0
+    code, _, err = run(
+        capsys,
+        *base,
+        *("--approver", "alice", "--bundle", str(prod), "--now", NOW),
+        *("--content", str(repo / "content.yaml")),
+    )
+    assert code == 0, err
     assert " for environment prod as alice, expires 2026-11-22T12:00:00Z\n" in err
 
 
@@ -600,9 +652,11 @@ def test_approve_notes_the_v1_records_it_keeps(
     from tests.support.corpus import load_case
 
     (tmp_path / "run.yaml").write_text(load_case("record-format-v1").run_text)
+    (tmp_path / "content.yaml").write_text(CONTENT)
     code, _, err = run(
         capsys,
         *("approve", str(tmp_path / "run.yaml"), "--env", "prod", "--in-place"),
+        *("--content", str(tmp_path / "content.yaml")),
         *("--key", str(KEYS / "carol.key"), "--approver", "carol", "--now", NOW),
     )
     assert code == 0, err

@@ -47,6 +47,31 @@ spec:
   parameters:
     task: report
 """
+CONTENT = """\
+apiVersion: agents.proompteng.ai/v1alpha1
+kind: Agent
+metadata:
+  name: codex-agent
+  namespace: agents
+spec:
+  providerRef:
+    name: codex-runner
+---
+apiVersion: agents.proompteng.ai/v1alpha1
+kind: ImplementationSpec
+metadata:
+  name: codex-impl-sample
+  namespace: agents
+spec:
+  text: Write the nightly report.
+"""
+"""What RUN references: approve binds it (referencedContent: bind, the default)."""
+
+
+def content_file(folder: Path) -> str:
+    path = folder / "content.yaml"
+    path.write_text(CONTENT)
+    return str(path)
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -93,7 +118,10 @@ def test_approve_needs_a_manifest_or_a_request(
     code, _, err = run(
         capsys, "approve", str(manifest), "--env", "prod", "--kubeconfig", "k", *common
     )
-    assert (code, err) == (2, "error: --kubeconfig and --context are for --request NS/NAME\n")
+    assert (code, err) == (
+        2,
+        "error: --kubeconfig and --context are for --request NS/NAME or --cluster\n",
+    )
     code, _, err = run(capsys, "approve", "--request", "/b", *common)
     assert code == 2 and "--request: '/b' is not NAMESPACE/NAME" in err
 
@@ -360,9 +388,11 @@ def test_approve_names_a_generate_name_run_and_adds_the_finalizer(
     manifest.write_text(RUN)
     bundle = str(EXAMPLE_BUNDLES / "prod" / "bundle.json")
     key = str(KEYS / "alice.key")
+    content = content_file(tmp_path)
     code, out, err = run(
-        capsys, "approve", str(manifest), "--bundle", bundle, "--key", key, "--approver", "alice"
-    )
+        capsys, "approve", str(manifest), "--bundle", bundle, "--key", key, "--approver", "alice",
+        "--content", content,
+    )  # fmt: skip
     assert code == 0, err
     match = re.search(r"named it (nightly-[a-z0-9]{5}), since an approval admits one run", err)
     assert match, err
@@ -379,7 +409,7 @@ def test_approve_names_a_generate_name_run_and_adds_the_finalizer(
     manifest.write_text(out)
     code, again, err = run(
         capsys, "approve", str(manifest), "--bundle", bundle, "--key", str(KEYS / "bob.key"),
-        "--approver", "bob",
+        "--approver", "bob", "--content", content,
     )  # fmt: skip
     assert code == 0 and "named it" not in err and "finalizer" not in err
     obj = yaml.safe_load(again)
@@ -395,13 +425,17 @@ def test_approve_without_a_bundle_assumes_the_default_and_says_so(
     code, out, err = run(
         capsys, "approve", str(manifest), "--env", "staging",
         "--key", str(KEYS / "alice.key"), "--approver", "alice",
+        "--content", content_file(tmp_path),
     )  # fmt: skip
     assert code == 0, err
     assumed = (
         "(clusterView: required assumed for environment staging, approvalgate.yaml's default; "
         "approve with --bundle rendered/staging/bundle.json to use its setting"
     )
-    name_note, _, finalizer_note = err.splitlines()
+    name_note, _, agent, spec, text, finalizer_note = err.splitlines()
+    assert agent.startswith("  binds Agent agents/codex-agent spec sha256:")
+    assert spec.startswith("  binds ImplementationSpec agents/codex-impl-sample spec sha256:")
+    assert text == "    | Write the nightly report."
     assert name_note.startswith("note: AgentRun agents/nightly-* has only generateName: named it")
     assert name_note.endswith(f"{assumed})")
     assert finalizer_note.endswith(f"{assumed}: the controller removes it once the run's use of "

@@ -1,0 +1,218 @@
+"""What `approve` binds besides the run: the ImplementationSpecs and Agents it references.
+
+Where the bundle's ``referencedContent`` binds (approvalgate.yaml's default, in environments
+with ``clusterView: required``), an approval counts only if it names the sha256 of every
+referenced object's spec as the cluster has it (:mod:`approvals.content`). The approver
+gives those objects with ``--content FILE`` (manifests, several documents allowed) or reads
+them from the cluster with ``--cluster``; the ImplementationSpec's text is shown on stderr
+so the approver sees what they sign.
+
+Objects come in as plain dicts and go out as a :class:`approvals.view.StaticView`, the view
+``content.binding`` and ``parents.coverage`` read.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from approvalgate.approvals.errors import ApprovalgateError, InputError
+
+if TYPE_CHECKING:
+    from approvalgate.approvals.bundle import Bundle
+    from approvalgate.kube.client import Client
+
+PREVIEW_LINES = 8
+"""How many lines of an ImplementationSpec's text approve shows."""
+
+CONTENT_GROUP = "agents.proompteng.ai"
+
+
+def binds(bundle: Bundle | None, assumed: bool) -> bool:
+    """Whether a record binds the referenced content: the bundle says so (its
+    ``referencedContent: bind`` where the cluster view is required), or, without a compiled
+    bundle, approvalgate.yaml's default (bind) is assumed (then what is given is bound, and
+    stderr says when nothing is)."""
+    if assumed or bundle is None:
+        return True
+    return bundle.binds_content
+
+
+def read_files(paths: Sequence[Path], namespace: str) -> list[dict[str, Any]]:
+    """The ImplementationSpecs and Agents of ``paths`` (``namespace`` where they name none).
+
+    Raises:
+        InputError: a file holds neither kind.
+    """
+    from approvalgate import manifests
+    from approvalgate.compiler.sources import load_text
+
+    found: list[dict[str, Any]] = []
+    for path in paths:
+        text = manifests.read_manifest(path)
+        objs = of_documents((s.obj for s in load_text(text, str(path))), namespace)
+        if not objs:
+            raise InputError(
+                f"{path}: no ImplementationSpec or Agent ({CONTENT_GROUP}) in this file",
+                advice="--content takes the manifests of the objects the runs reference",
+            )
+        found.extend(objs)
+    return found
+
+
+def of_documents(objs: Iterable[Mapping[str, Any]], namespace: str) -> list[dict[str, Any]]:
+    """The ImplementationSpecs and Agents among ``objs`` (a manifest's other documents)."""
+    from approvalgate.approvals import content
+
+    return [
+        with_namespace(obj, namespace)
+        for obj in objs
+        if obj.get("kind") in content.KINDS and _group(obj) == CONTENT_GROUP
+    ]
+
+
+def with_namespace(obj: Mapping[str, Any], namespace: str) -> dict[str, Any]:
+    """``obj`` with ``metadata.namespace`` set to ``namespace`` when it names none."""
+    meta = dict(obj.get("metadata") or {})
+    if not meta.get("namespace"):
+        meta["namespace"] = namespace
+    return {**obj, "metadata": meta}
+
+
+def _group(obj: Mapping[str, Any]) -> str:
+    return str(obj.get("apiVersion") or "").partition("/")[0]
+
+
+def read_cluster(client: Client, wanted: Iterable[tuple[str, str]]) -> list[dict[str, Any]]:
+    """The objects ``(namespace, "Kind/name")`` as the API server has them (absent ones
+    left out: :func:`bind` names them)."""
+    from approvalgate.commands._cluster import platform_not_served
+    from approvalgate.kube import objects
+    from approvalgate.kube.errors import KubeError
+    from approvalgate.kube.view import OBJECT_RESOURCES
+
+    found: list[dict[str, Any]] = []
+    for namespace, key in sorted(set(wanted)):
+        kind, _, name = key.partition("/")
+        where = OBJECT_RESOURCES[kind]
+        try:
+            obj = objects.get(client, where, name, namespace)
+        except KubeError as exc:
+            raise platform_not_served(exc, where.plural, where.group) from exc
+        if obj is not None:
+            found.append({**obj, "kind": kind})
+    return found
+
+
+def bind(
+    refs: Sequence[str],
+    namespace: str,
+    view: Any,
+    what: str,
+    source: str,
+    advice: str = "give the object's manifest with --content FILE, or read it from the "
+    "cluster with --cluster (it must exist there first)",
+) -> dict[str, str]:
+    """What the record binds for ``what`` (e.g. ``AgentRun agents/x``): every referenced
+    object's digest; an error naming the first object ``source`` does not hold.
+
+    ``source`` says where the objects were looked for (``--content a.yaml``, ``the cluster``).
+    """
+    from approvalgate.approvals import content
+
+    bound = content.binding(refs, namespace, view)
+    missing = [key for key in refs if key not in bound]
+    if missing:
+        names = ", ".join(name_of(k, namespace) for k in missing)
+        raise ApprovalgateError(
+            f"{what} references {names}, not found in {source}: the approval must bind the "
+            "content it runs (referencedContent: bind), so nothing was signed",
+            advice=advice,
+        )
+    return dict(bound)
+
+
+def binding_of(refs: Sequence[str], namespace: str, view: Any) -> dict[str, str]:
+    """The digests of those of ``refs`` the view holds (absent ones left out)."""
+    from approvalgate.approvals import content
+
+    return dict(content.binding(refs, namespace, view))
+
+
+def name_of(key: str, namespace: str) -> str:
+    """``Kind/name`` as ``Kind namespace/name``."""
+    kind, _, name = key.partition("/")
+    return f"{kind} {namespace}/{name}"
+
+
+def unbound_note(refs: Sequence[str], namespace: str, what: str, environment: str) -> str:
+    """What stderr says when content is not bound and the environment's setting is assumed
+    (no compiled bundle): the record binds none of it."""
+    names = ", ".join(name_of(k, namespace) for k in refs)
+    return (
+        f"note: {what} references {names}: not bound (no --content or --cluster); where the "
+        "environment binds referenced content (referencedContent: bind, approvalgate.yaml's "
+        "default) this record will not count: approve with --content FILE or --cluster, or "
+        f"with --bundle rendered/{environment}/bundle.json to use its setting"
+    )
+
+
+def missing_source(refs: Sequence[str], namespace: str, what: str) -> ApprovalgateError:
+    """The error when content must be bound but neither --content nor --cluster was given."""
+    names = ", ".join(name_of(k, namespace) for k in refs)
+    return ApprovalgateError(
+        f"{what} references {names}: an approval must bind that content "
+        "(referencedContent: bind), so nothing was signed",
+        advice="give the objects' manifests with --content FILE (ImplementationSpec/Agent), "
+        "or read them from the cluster with --cluster; an environment with "
+        "referencedContent: off needs neither (pass its --bundle)",
+    )
+
+
+def show(bound: Mapping[str, str], namespace: str, objects: Sequence[Mapping[str, Any]]) -> None:
+    """Say on stderr what the record binds: each object's digest, and the first lines of
+    each ImplementationSpec's text (found among ``objects``), so the approver sees what they
+    sign."""
+    for key, digest in sorted(bound.items()):
+        kind, _, name = key.partition("/")
+        print(f"  binds {kind} {namespace}/{name} spec sha256:{digest}", file=sys.stderr)
+        if kind != "ImplementationSpec":
+            continue
+        for line in preview(find(objects, kind, namespace, name)):
+            print(f"    | {line}", file=sys.stderr)
+
+
+def find(
+    objects: Sequence[Mapping[str, Any]], kind: str, namespace: str, name: str
+) -> Mapping[str, Any] | None:
+    """The last of ``objects`` that is ``kind namespace/name`` (the one the view holds)."""
+    for obj in reversed(objects):
+        meta = obj.get("metadata") or {}
+        if obj.get("kind") == kind and (meta.get("namespace"), meta.get("name")) == (
+            namespace,
+            name,
+        ):
+            found: Mapping[str, Any] = obj
+            return found
+    return None
+
+
+def preview(obj: Mapping[str, Any] | None, limit: int = PREVIEW_LINES) -> list[str]:
+    """The first ``limit`` lines of an ImplementationSpec's summary and text (and how many
+    more there are)."""
+    if obj is None:
+        return []
+    spec = obj.get("spec") or {}
+    lines: list[str] = []
+    summary = spec.get("summary")
+    if isinstance(summary, str) and summary.strip():
+        lines.append(f"summary: {summary.strip()}")
+    text = spec.get("text")
+    body = text.splitlines() if isinstance(text, str) else []
+    lines.extend(body)
+    if len(lines) > limit:
+        rest = len(lines) - limit
+        return [*lines[:limit], f"... ({rest} more line{'s' if rest != 1 else ''})"]
+    return lines
