@@ -309,9 +309,21 @@ def decide_parent(
     old = request.get("oldObject")
     if operation == "UPDATE":
         old_meta = old.get("metadata") if isinstance(old, dict) else None
-        deleting = isinstance(old_meta, dict) and bool(old_meta.get("deletionTimestamp"))
-        if deleting and isinstance(old, dict) and _same(old.get("spec"), obj.get("spec")):
-            return _allow("deleting-object")
+        if isinstance(old_meta, dict) and old_meta.get("deletionTimestamp"):
+            # being deleted: only finalizers may go (as for runs)
+            before = set(old_meta.get("finalizers") or ())
+            after = set(meta.get("finalizers") or ())
+            if (
+                isinstance(old, dict)
+                and _same(old.get("spec"), obj.get("spec"))
+                and after <= before
+            ):
+                return _allow("deleting-object")
+            return _deny(
+                "deleting-object",
+                "approvalgate denied this update: the object is being deleted, and only "
+                "finalizer removal is allowed now",
+            )
         if _unchanged(request, obj, bundle, _usable(bundle, view)):
             return _allow("unchanged-spec")
     kind = str(obj.get("kind") or "")
