@@ -118,6 +118,18 @@ def explained(request: dict[str, Any], reason: str) -> bool:
         return not gated_resource
     if reason == "status-subresource":
         return request.get("subResource") == "status"
+    is_content = (
+        resource.get("group") == "agents.proompteng.ai"
+        and resource.get("resource") in CONTENT_RESOURCES
+    )
+    is_parent = (resource.get("group"), resource.get("resource")) in PARENT_RESOURCES
+    if reason == "subresource":
+        return (is_content or is_parent) and bool(request.get("subResource"))
+    if reason in ("content-not-bound", "content-not-in-use"):
+        # writes to content are judged only against recorded uses (none in the fuzz bundle)
+        return is_content
+    if reason == "parent-makes-no-runs":
+        return is_parent
     if reason == "namespace-not-enforced":
         return request.get("namespace") in EXCLUDED
     if reason == "trusted-submitter":
@@ -163,6 +175,19 @@ PASS_THROUGH = frozenset(
         "trusted-submitter",
         "unchanged-spec",
         "deleting-object",
+        # issue 16: parents and referenced content (approvals/inherit.py)
+        "subresource",
+        "content-not-bound",
+        "content-not-in-use",
+        "parent-makes-no-runs",
+    }
+)
+CONTENT_RESOURCES = frozenset({"implementationspecs", "agents"})
+PARENT_RESOURCES = frozenset(
+    {
+        ("schedules.proompteng.ai", "schedules"),
+        ("orchestration.proompteng.ai", "orchestrationruns"),
+        ("swarm.proompteng.ai", "swarms"),
     }
 )
 _META_STRINGS = ("name", "namespace", "generateName", "deletionTimestamp")

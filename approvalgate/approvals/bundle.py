@@ -94,6 +94,9 @@ class Policy:
     per_run_fields: tuple[str, ...] = ("idempotencyKey",)
     max_runs: int = 0
     parent_max_ttl_seconds: int = 720 * 3600
+    timeout_name: str = "timeoutSeconds"
+    """What :attr:`timeout_seconds` is called in messages (``parents.maxTTL`` when a parent's
+    records are judged: approvals.inherit)."""
 
     def is_parent_creator(self, username: str, namespace: str) -> bool:
         return any(

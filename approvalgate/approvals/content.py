@@ -77,6 +77,8 @@ def digest(obj: Mapping[str, Any]) -> str:
         data = canonical_json({} if spec is None else spec, ("spec",))
     except DigestError as exc:
         data = f"undigestable: {exc.message}".encode()
+    except RecursionError:  # deeper than kube.client.allow_api_server_depth allows for
+        data = b"undigestable: nested too deeply"
     return hashlib.sha256(data).hexdigest()
 
 

@@ -20,8 +20,8 @@ from approvalgate.approvals.admission import AGENTRUNS, AGENTS_GROUP
 from approvalgate.approvals.bundle import Approver, ApproverKey, Bundle, Policy
 from approvalgate.approvals.errors import DigestError
 from approvalgate.approvals.policy import ENFORCEMENT_LEVELS
-from approvalgate.approvals.view import GROUP as GATES_GROUP
 from approvalgate.approvals.view import (
+    CONTENT_CHECK,
     OFFLINE_CHECKS,
     REQUEST_UID_ANNOTATION,
     USE_FINALIZER,
@@ -29,6 +29,7 @@ from approvalgate.approvals.view import (
     Use,
     statement_digest,
 )
+from approvalgate.approvals.view import GROUP as GATES_GROUP
 
 Outcome = Literal["allow", "warn", "require-approval", "deny"]
 _PRECEDENCE: Final = {"allow": 0, "warn": 1, "require-approval": 2, "deny": 3}
@@ -246,7 +247,8 @@ def _decide(
         results = [_from_cluster(r, carried) for r in results]
     decision = _combine(results, run, bundle.environment)
     if bundle.needs_view and view is not None and view.offline:
-        note = "approvalgate could not check offline (pass --cluster): " + "; ".join(OFFLINE_CHECKS)
+        skipped = (*OFFLINE_CHECKS, *((CONTENT_CHECK,) if bundle.binds_content else ()))
+        note = "approvalgate could not check offline (pass --cluster): " + "; ".join(skipped)
         return replace(decision, warnings=(*decision.warnings, note))
     return decision
 
@@ -1236,7 +1238,8 @@ def _judge(
         return bad(f"{name} is not an approver of policy {policy.ref}")
     if lifetime > policy.timeout_seconds:
         return bad(
-            f"lasts {int(lifetime)}s, over the policy's timeoutSeconds ({policy.timeout_seconds})"
+            f"lasts {int(lifetime)}s, over the policy's {policy.timeout_name} "
+            f"({policy.timeout_seconds})"
         )
     return RecordVerdict(
         index,
@@ -1322,10 +1325,10 @@ def _denial_message(results: Sequence[PolicyResult], run: _Run, environment: str
         r.reason in _IDENTITY_REASONS for r in results if r.outcome in ("deny", "require-approval")
     ):
         return "\n".join(lines)
-    if run.kind == "AgentRun" and parents.is_parent_subject(run.subject):
+    if parents.is_parent_subject(run.subject) and run.subject.split("/")[1] != run.kind:
         lines.append(
-            "The platform created this run: it is admitted on its parent's approval (the "
-            "chain above). Each approver approves the parent: `approvalgate approve "
+            f"The platform created this {run.kind}: it is admitted on its parent's approval "
+            "(the chain above). Each approver approves the parent: `approvalgate approve "
             f"PARENT.yaml --env {environment} --key KEY --approver NAME` with --target or "
             "--cluster (docs/parents.md); then apply the approved parent."
         )

@@ -20,7 +20,7 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from approvalgate.approvals import content, parents, records
+from approvalgate.approvals import content, identity, parents, records
 from approvalgate.approvals.bundle import Bundle, Policy
 from approvalgate.approvals.decide import (
     Decision,
@@ -51,6 +51,7 @@ def _parent_run(
     username: str = "",
     groups: frozenset[str] = frozenset(),
     operation: str = "CREATE",
+    pod: str = "",
 ) -> _Run:
     """The parent, seen as the thing approvers approve: its subject and coverage digest."""
     meta = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
@@ -70,8 +71,10 @@ def _parent_run(
         labels={},
         username=username,
         groups=groups,
-        service_account=False,
-        pod="",
+        # who writes a parent is judged as who creates a run: a ServiceAccount is nobody in
+        # particular (serviceAccountRequesters), a trusted one only from its own pod
+        service_account=identity.is_service_account(username),
+        pod=pod,
         author=author,
         operation=operation,
         excluded=_excluded(bundle, username, author),
@@ -124,7 +127,9 @@ def _judge_parent(
     checks: list[_Check] = [_check_record(r, prun, bundle, now, None) for r in found]
     if bundle.binds_content and view is not None:
         checks = bind_content(checks, covered.references, covered.namespace, view)
-    capped = replace(policy, timeout_seconds=policy.parent_max_ttl_seconds)
+    capped = replace(
+        policy, timeout_seconds=policy.parent_max_ttl_seconds, timeout_name="parents.maxTTL"
+    )
     return _evaluate(capped, prun, checks, problems, bundle)
 
 
@@ -233,23 +238,31 @@ def _same(old: object, new: object) -> bool:
     return parents._same(old, new)
 
 
-def _unchanged(request: Mapping[str, Any], obj: Mapping[str, Any]) -> bool:
-    """An UPDATE that leaves what approvers signed alone: spec, templates and records."""
+def _unchanged(
+    request: Mapping[str, Any], obj: Mapping[str, Any], bundle: Bundle, view: ClusterView | None
+) -> bool:
+    """An UPDATE that leaves what approvers signed alone (spec, templates, records, owner)
+    and is selected by the same policies (labels can change that, as for runs)."""
     old = request.get("oldObject")
     if not isinstance(old, dict):
         return False
+    if not _same(old.get("spec"), obj.get("spec")) or _notes(old) != _notes(obj):
+        return False
+    before, after = parents.coverage(old, view), parents.coverage(obj, view)
+    if isinstance(before, str) or isinstance(after, str):
+        return False
+    return [p.ref for p in _selecting(request, old, before, bundle)] == [
+        p.ref for p in _selecting(request, obj, after, bundle)
+    ]
 
-    def notes(o: Mapping[str, Any]) -> tuple[object, ...]:
-        meta = o.get("metadata") if isinstance(o.get("metadata"), dict) else {}
-        assert isinstance(meta, dict)
-        annotations = meta.get("annotations") if isinstance(meta.get("annotations"), dict) else {}
-        assert isinstance(annotations, dict)
-        keys = (records.ANNOTATION, parents.TEMPLATE_ANNOTATION, parents.TEMPLATES_ANNOTATION)
-        owners = meta.get("ownerReferences")
-        labels = meta.get("labels")
-        return (*(annotations.get(k) for k in keys), owners, labels)
 
-    return _same(old.get("spec"), obj.get("spec")) and notes(old) == notes(obj)
+def _notes(o: Mapping[str, Any]) -> tuple[object, ...]:
+    meta = o.get("metadata") if isinstance(o.get("metadata"), dict) else {}
+    assert isinstance(meta, dict)
+    annotations = meta.get("annotations") if isinstance(meta.get("annotations"), dict) else {}
+    assert isinstance(annotations, dict)
+    keys = (records.ANNOTATION, parents.TEMPLATE_ANNOTATION, parents.TEMPLATES_ANNOTATION)
+    return (*(annotations.get(k) for k in keys), meta.get("ownerReferences"))
 
 
 def _template_run(
@@ -296,10 +309,22 @@ def decide_parent(
     old = request.get("oldObject")
     if operation == "UPDATE":
         old_meta = old.get("metadata") if isinstance(old, dict) else None
-        deleting = isinstance(old_meta, dict) and bool(old_meta.get("deletionTimestamp"))
-        if deleting and isinstance(old, dict) and _same(old.get("spec"), obj.get("spec")):
-            return _allow("deleting-object")
-        if _unchanged(request, obj):
+        if isinstance(old_meta, dict) and old_meta.get("deletionTimestamp"):
+            # being deleted: only finalizers may go (as for runs)
+            before = set(old_meta.get("finalizers") or ())
+            after = set(meta.get("finalizers") or ())
+            if (
+                isinstance(old, dict)
+                and _same(old.get("spec"), obj.get("spec"))
+                and after <= before
+            ):
+                return _allow("deleting-object")
+            return _deny(
+                "deleting-object",
+                "approvalgate denied this update: the object is being deleted, and only "
+                "finalizer removal is allowed now",
+            )
+        if _unchanged(request, obj, bundle, _usable(bundle, view)):
             return _allow("unchanged-spec")
     kind = str(obj.get("kind") or "")
     name = str(meta.get("name") or request.get("name") or "")
@@ -334,7 +359,8 @@ def decide_parent(
             digest=covered.digest,
             subject=covered.subject,
         )
-    prun = _parent_run(covered, obj, bundle, username, groups, str(operation))
+    pod = identity.bound_pod(user)
+    prun = _parent_run(covered, obj, bundle, username, groups, str(operation), pod)
     results = [_judge_parent(p, covered, obj, prun, bundle, now, usable) for p in policies]
     return replace(_combine(results, prun, bundle.environment), chain=(where,))
 
@@ -405,7 +431,9 @@ def _swarm_schedule(
         replace(r, summary=f"{r.summary} [{parents.chain_text(chain)}]")
         for r in (_judge_parent(p, covered, swarm, prun, bundle, now, usable) for p in policies)
     ]
-    return replace(_combine(results, prun, bundle.environment), chain=chain)
+    # what is admitted or denied is the Schedule (judged on its Swarm's approval)
+    shown = prun._replace(kind="Schedule", ref=f"{namespace}/{meta['name']}")
+    return replace(_combine(results, shown, bundle.environment), chain=chain)
 
 
 def _by_bundle(bundle: Bundle, reason: str, message: str) -> Decision:

@@ -138,10 +138,11 @@ def _trim_edges(value: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+$", "", re.sub(r"^[^A-Za-z0-9]+", "", value))
 
 
-def make_name(base: str, suffix: str) -> str:
-    """Upstream orchestration-controller ``makeName`` (50 characters of base, then suffix)."""
+def make_name(base: str, suffix: str, max_base: int = 50) -> str:
+    """Upstream ``makeName``: the orchestration controller's keeps 50 characters of the
+    sanitised base, the supporting controller's 45 (``max_base``); then ``-suffix``."""
     sanitized = re.sub(r"-+", "-", re.sub(r"[^a-z0-9-]", "-", base.lower()))
-    return f"{sanitized[:50]}-{suffix}"
+    return f"{sanitized[:max_base]}-{suffix}"
 
 
 def _js_json(value: object) -> str:
@@ -345,18 +346,23 @@ def swarm_schedule(swarm: Mapping[str, Any], stage: str) -> dict[str, Any] | Non
         "controller": True,
         "blockOwnerDeletion": True,
     }
+    kind = as_string(target.get("kind")) or ""
+    namespace = str(meta.get("namespace") or "")
     schedule_spec: dict[str, Any] = {
         "cron": _cron(cadence or ""),
-        "targetRef": {k: v for k, v in target.items() if k in ("kind", "name", "namespace")},
+        "timezone": as_string(spec.get("timezone")) or "UTC",
+        "targetRef": {
+            "apiVersion": _STAGE_API_VERSIONS.get(kind, ""),
+            "kind": kind,
+            "name": as_string(target.get("name")) or "",
+            "namespace": as_string(target.get("namespace")) or namespace,
+        },
     }
-    timezone = as_string(spec.get("timezone"))
-    if timezone:
-        schedule_spec["timezone"] = timezone
     return {
         "apiVersion": SCHEDULE.api_version,
         "kind": "Schedule",
         "metadata": {
-            "name": f"{name}-{stage}-sched",
+            "name": make_name(f"{name}-{stage}", "sched", 45),
             "namespace": str(meta.get("namespace") or ""),
             "labels": {
                 SWARM_NAME_LABEL: label_value(name),
@@ -367,6 +373,21 @@ def swarm_schedule(swarm: Mapping[str, Any], stage: str) -> dict[str, Any] | Non
         },
         "spec": schedule_spec,
     }
+
+
+_STAGE_API_VERSIONS: Final = {
+    "AgentRun": "agents.proompteng.ai/v1alpha1",
+    "OrchestrationRun": ORCHESTRATION_RUN.api_version,
+}
+
+
+def _target(ref: Mapping[str, Any], namespace: str) -> tuple[str, str, str]:
+    """A targetRef as the platform resolves it: kind, name, namespace (default: the owner's)."""
+    return (
+        as_string(ref.get("kind")) or "",
+        as_string(ref.get("name")) or "",
+        as_string(ref.get("namespace")) or namespace,
+    )
 
 
 def _cron(every: str) -> str:
@@ -635,8 +656,7 @@ def swarm_of(
     actual = _nested(schedule, "spec", "targetRef")
     if not isinstance(expected, dict) or not isinstance(actual, dict):
         return None, "", f"{where} has no target for stage {stage}"
-    fields = ("kind", "name", "namespace")
-    if any(expected.get(k) != actual.get(k) for k in fields if k in expected or k in actual):
+    if _target(expected, namespace) != _target(actual, namespace):
         return None, "", f"its targetRef is not {where}'s target for stage {stage}"
     return swarm, stage, ""
 

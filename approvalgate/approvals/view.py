@@ -49,6 +49,10 @@ OFFLINE_CHECKS: Final = (
     "rejections and withdrawals recorded in the cluster",
     "whether the approval was already used by another run",
 )
+CONTENT_CHECK: Final = (
+    "whether the approvals bind the current content of the ImplementationSpecs and Agent "
+    "the run executes"
+)
 
 
 @dataclass(frozen=True)

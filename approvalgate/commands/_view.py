@@ -139,7 +139,9 @@ def objects_of(objs: Iterable[Mapping[str, Any]], namespace: str) -> list[dict[s
 
 def list_objects(client: Client, namespaces: Sequence[str]) -> list[dict[str, Any]]:
     """Every parent, Orchestration, ImplementationSpec and Agent in ``namespaces`` (a kind
-    the API server does not serve has none: its CRD is not installed)."""
+    the API server does not serve has none: its CRD is not installed). A kind this identity
+    may not list is left out with a note on stderr: what needs it is then judged without it
+    (a platform-made run or a parent is denied, a binding record does not count)."""
     from approvalgate.kube.errors import KubeError
     from approvalgate.kube.lists import list_all
     from approvalgate.kube.view import OBJECT_RESOURCES
@@ -152,7 +154,14 @@ def list_objects(client: Client, namespaces: Sequence[str]) -> list[dict[str, An
             except KubeError as exc:
                 if exc.status == 404:
                     break
-                raise
+                if exc.status != 403:
+                    raise
+                print(
+                    f"note: {exc.message}; {kind}s are judged without it (runs the platform "
+                    "made from them, and approvals binding them, do not pass)",
+                    file=sys.stderr,
+                )
+                break
             found.extend({**item, "kind": kind} for item in items)
     return found
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Final
@@ -35,6 +36,23 @@ FORBIDDEN_ADVICE: Final = (
     "grant this identity the permission (kubectl auth can-i tells what it may do)"
 )
 UNAUTHORIZED_ADVICE: Final = "check --kubeconfig and --context, or that the token has not expired"
+API_SERVER_MAX_DEPTH: Final = 10_000
+"""How deeply the API server lets an object nest (its JSON decoder's limit): a custom
+resource keeping unknown fields (an Agent's ``spec.config``) may be that deep, in any
+namespace anyone may write."""
+
+
+def allow_api_server_depth() -> None:
+    """Let this process decode and digest anything the API server stores.
+
+    Python's recursion limit (1,000 by default) also bounds its C JSON decoder and our own
+    recursive walks (RFC 8785, digests): an object nested deeper would stop the watch of its
+    kind, and with it every decision that needs the view (a denial of service by anyone who
+    may create one Agent). Three times the server's depth leaves room for the envelope and
+    the walks; at that depth CPython's C decoder stays well within a thread's 8 MiB stack."""
+    needed = 3 * API_SERVER_MAX_DEPTH
+    if sys.getrecursionlimit() < needed:
+        sys.setrecursionlimit(needed)
 
 
 class Client:
@@ -51,6 +69,7 @@ class Client:
         timeout: float = DEFAULT_TIMEOUT,
         forbidden_advice: str = FORBIDDEN_ADVICE,
     ) -> None:
+        allow_api_server_depth()
         self.api = api
         self.server: str = api.configuration.host
         self.timeout = timeout

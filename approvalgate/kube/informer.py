@@ -5,7 +5,11 @@ the cache synced, then watches from the list's resourceVersion and applies each 
 watch that ends is resumed from the last resourceVersion (:class:`Watcher`); a 410 Gone means
 the server no longer has the history since then, so the thread lists again and the store
 takes the new list as a whole (the difference is delivered as ordinary changes). Failed lists
-are retried with a bounded backoff; nothing is ever dropped silently.
+are retried with a bounded backoff; nothing is ever dropped silently. So is what the client
+cannot decode or the transform cannot read (an object nested deeper than Python's JSON decoder
+goes, which the API server accepts in fields that keep unknown JSON): the cache says so in
+:attr:`Informer.list_error` (or the watcher's ``last_error``), lists again, and recovers once
+the object is gone; the thread never ends on it.
 
 Why a thread: the official client is synchronous, and the consumers are an aiohttp process
 (the webhook) and a controller. A daemon thread per informer keeps blocking reads off the
@@ -23,6 +27,7 @@ then, and sends bookmarks in between), so a consumer that must not act on old da
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -165,22 +170,23 @@ class Informer:
                     page_size=self.page_size,
                     label_selector=self.label_selector,
                 )
-            except KubeError as exc:
-                self.list_error = exc
+                items = listing.items
+                if self.transform is not None:
+                    items = [self.transform(obj) for obj in items]
+            except Exception as exc:  # the thread must outlive any one list
+                error = exc if isinstance(exc, KubeError) else self._unreadable(exc, "listing")
+                self.list_error = error
                 if self.watcher.stopped():
                     return
                 delay = self.backoff.delay()
                 log.warning(
-                    "%s: list failed, retrying in %.1fs: %s", self._what, delay, exc.message
+                    "%s: list failed, retrying in %.1fs: %s", self._what, delay, error.message
                 )
                 self.watcher.sleep(delay)
                 continue
             self._contact()
             self.list_error = None
             self.backoff.reset()
-            items = listing.items
-            if self.transform is not None:
-                items = [self.transform(obj) for obj in items]
             changes = self.store.replace(items)
             self.lists += 1
             self._synced.set()
@@ -190,6 +196,27 @@ class Informer:
             except GoneError as exc:
                 self.expired += 1
                 log.info("%s: %s; listing again", self._what, exc.message)
+            except Exception as exc:  # an event that cannot be read or applied
+                error = self._unreadable(exc, "watching")
+                self.watcher.last_error = error
+                delay = self.backoff.delay()
+                log.warning(
+                    "%s: watch failed, listing again in %.1fs: %s", self._what, delay, error.message
+                )
+                self.watcher.sleep(delay)
+
+    def _unreadable(self, exc: Exception, doing: str) -> KubeError:
+        """An error the client does not turn into a :class:`KubeError` (a response it cannot
+        decode, a transform that fails), as one: said, retried, never the thread's end."""
+        where = self.resource.describe(self.namespace)
+        if isinstance(exc, RecursionError):
+            return KubeError(
+                f"an object of {where} is nested too deeply to decode while {doing} (more than "
+                f"about {sys.getrecursionlimit()} levels)",
+                advice="find that object and delete it (or flatten it): until then the cache "
+                "cannot read the kind",
+            )
+        return KubeError(f"{type(exc).__name__} while {doing} {where}: {exc}")
 
     def _on_event(self, event: WatchEvent) -> None:
         obj = event.object if self.transform is None else self.transform(event.object)

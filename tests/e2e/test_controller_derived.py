@@ -45,9 +45,13 @@ PLATFORM_CREATOR = CONTROLLER  # the agents platform's controller ServiceAccount
 
 
 def with_parent_creators(repo: Path) -> None:
-    """The example's codex policy, its runs also created by the platform's controllers."""
+    """The example's codex policy, its runs also created by the platform's controllers (the
+    example names them: checked, and added if it ever stops doing so)."""
     path = repo / "policies" / "codex-two-person.yaml"
     text = path.read_text()
+    if f"      - {PLATFORM_CREATOR}\n" in text:
+        return
+    assert "  parents:\n" not in text, "the example's parents block no longer names the creator"
     path.write_text(
         text.rstrip("\n") + f"\n  parents:\n    creators:\n      - {PLATFORM_CREATOR}\n"
     )

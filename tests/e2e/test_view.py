@@ -608,7 +608,8 @@ def test_a_stopped_api_server_is_a_problem_after_the_bound_and_a_restart_recover
     eventually("the webhook is ready", lambda: webhook.get("/readyz")[0] == 200)
     with view_of(client) as view:
         eventually("the view has the decision", lambda: payloads(view, ns, "run-1") == ["before"])
-        assert view.problem == ""
+        # every kind listed (the platform's six too): usable
+        eventually("the view is usable", lambda: view.problem == "")
         plane.stop_apiserver()
         try:
             eventually(
@@ -749,3 +750,23 @@ def test_a_platform_crd_removed_after_the_sync_makes_the_view_unusable_and_says_
         finally:
             install_platform(plane)
         eventually("the view is usable again", lambda: view.problem == "")
+
+
+def test_an_object_as_deep_as_the_api_server_keeps_is_read(
+    plane: ControlPlane, client: Client, gates: None
+) -> None:
+    """The API server keeps an Agent nested thousands of levels deep (its spec.config keeps
+    unknown fields, in any namespace), deeper than Python decodes by default: the view still
+    reads it (kube.client.allow_api_server_depth) and holds its digest, and stays usable.
+    Were it unreadable, its kind's watch would stop and every decision needing the view be
+    denied: anyone who may create an Agent could deny service."""
+    ns = plane.create_namespace("view-deep")
+    depth = 5000
+    text = json.dumps(platform(AGENT, ns, "deep", {"providerRef": {"name": "codex-cli"}}))
+    deep = text[:-2] + ', "config": ' + '{"a":' * depth + "{}" + "}" * depth + "}}"
+    with view_of(client) as view:
+        eventually("the view is usable", lambda: view.problem == "")
+        plane.kubectl("admin", "create", "-f", "-", input=deep)
+        eventually("the view holds the deep Agent", lambda: view.content("Agent", ns, "deep"))
+        assert view.problem == ""
+        assert all(informer.running for informer in view.informers.values())

@@ -41,7 +41,9 @@ spec:
 
 OFFLINE_WARNING = (
     "  warning: approvalgate could not check offline (pass --cluster): rejections and "
-    "withdrawals recorded in the cluster; whether the approval was already used by another run\n"
+    "withdrawals recorded in the cluster; whether the approval was already used by another "
+    "run; whether the approvals bind the current content of the ImplementationSpecs and Agent "
+    "the run executes\n"
 )
 
 

@@ -40,7 +40,9 @@ ECDSA_P256 = keys.KeyType(
 #: verify without --cluster where the environment requires the cluster view (issue 15)
 OFFLINE_WARNING = (
     "  warning: approvalgate could not check offline (pass --cluster): rejections and "
-    "withdrawals recorded in the cluster; whether the approval was already used by another run\n"
+    "withdrawals recorded in the cluster; whether the approval was already used by another "
+    "run; whether the approvals bind the current content of the ImplementationSpecs and Agent "
+    "the run executes\n"
 )
 
 

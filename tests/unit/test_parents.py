@@ -236,11 +236,20 @@ def test_a_swarm_makes_one_owned_schedule_per_enabled_stage() -> None:
     assert made["metadata"]["name"] == "torghut-implement-sched"
     assert made["metadata"]["ownerReferences"][0]["uid"] == "u-1"
     assert made["metadata"]["labels"][parents.SWARM_STAGE_LABEL] == "implement"
-    assert made["spec"] == {
+    assert made["spec"] == {  # jangar's reconcileSwarm: apiVersion added, namespace defaulted
         "cron": "0 */2 * * *",
         "timezone": "UTC",
-        "targetRef": {"kind": "AgentRun", "name": "impl"},
+        "targetRef": {
+            "apiVersion": "agents.proompteng.ai/v1alpha1",
+            "kind": "AgentRun",
+            "name": "impl",
+            "namespace": NS,
+        },
     }
+    long = copy.deepcopy(swarm)
+    long["metadata"]["name"] = "s" * 60
+    made = parents.swarm_schedule(long, "implement")
+    assert made is not None and made["metadata"]["name"] == "s" * 45 + "-sched"
     assert parents.swarm_schedule(swarm, "verify") is None
     assert parents.swarm_schedule(swarm, "plan") is None
 

@@ -608,14 +608,22 @@ def test_explain_a_schedule_and_its_run_offline(
         "  chain: AgentRun agents/nightly-abc12 <- Schedule agents/nightly <- approval "
         "(2 of 2: alice, bob)"
     ) in lines
-    assert "  chain: Schedule agents/nightly <- approval (2 of 2: alice, bob)" in lines
+    # the Schedule written by that ServiceAccount is nobody in particular: denied
+    assert "  chain: Schedule agents/nightly <- approval (2 of 2: alice, bob)" not in lines
+    code, out, err = run(
+        capsys,
+        *("explain", str(both), *policies(work), "--env", "prod"),
+        *("--now", NOW, "--user", "dana"),
+    )
+    assert code == 0, err
+    assert "  chain: Schedule agents/nightly <- approval (2 of 2: alice, bob)" in out.splitlines()
     assert (
         "    parents: runs created by system:serviceaccount:{namespace}:agents-schedule are "
         "judged by their parent's approval (at most 2d; per-run fields idempotencyKey)"
     ) in lines
     assert [line for line in lines if line.startswith("  => ")] == [
         "  => admitted (approved)",
-        "  => admitted (approved)",
+        "  => denied (service-account-requester)",
     ]
     # the Schedule as it was before approve: no run template
     (work / "bare.yaml").write_text(SCHEDULE)
