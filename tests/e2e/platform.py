@@ -707,8 +707,8 @@ def upstream_swarm_schedule(swarm: Mapping[str, Any], stage: str) -> dict[str, A
             "namespace": ref.get("namespace") or namespace,
         },
     }
-    if spec.get("timezone"):
-        schedule_spec["timezone"] = spec["timezone"]
+    # `const timezone = asString(spec.timezone) ?? 'UTC'`
+    schedule_spec["timezone"] = str(spec.get("timezone") or "").strip() or "UTC"
     return {
         "apiVersion": SCHEDULE.api_version,
         "kind": "Schedule",
