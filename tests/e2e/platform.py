@@ -35,9 +35,8 @@ What the objects look like comes from approvalgate's own reproduction of those f
 (:mod:`approvalgate.approvals.parents`: ``schedule_run_manifest``, ``step_run_spec``,
 ``step_run_metadata``, ``swarm_schedule``), which the gate also uses to judge them; the
 functions below named ``upstream_*`` are an independent transcription of the TypeScript,
-compared with those (tests/e2e/test_parents.py) so that a mistake in one shows. Where they
-knowingly differ (a Swarm's Schedule: jangar writes ``targetRef.apiVersion`` and always a
-``targetRef.namespace``), the platform here makes what upstream makes.
+compared with those (tests/e2e/test_parents.py) so that a mistake in one shows (it showed
+one: a Swarm stage's targetRef without a namespace, which jangar fills with the Swarm's).
 
 The requests go over HTTPS to the API server with the ServiceAccount's bearer token (from
 the TokenRequest API, bound to a Pod as a kubelet would mount it): authentication, RBAC and
@@ -291,22 +290,26 @@ def runner_rules() -> list[dict[str, Any]]:
 
 # --- the controllers ----------------------------------------------------------------------------
 
+ROLES = ("approvalgate-e2e:platform-controller", "approvalgate-e2e:schedule-runner")
+
 
 class Platform:
     """The platform's controllers in ``namespace``: the control plane (supporting controller,
     orchestration controller, swarm controller) as ``agents/agents-controller``, the
-    schedule runner's pods as ``<namespace>/agents-schedule-runner``."""
+    schedule runner's pods as ``<namespace>/agents-schedule-runner``, each with a Role in
+    ``namespace`` (:meth:`revoke` takes them back)."""
 
     def __init__(self, plane: ControlPlane, namespace: str) -> None:
         self.plane = plane
         self.namespace = namespace
         plane.grant(
-            "approvalgate-e2e:platform-controller",
+            ROLES[0],
             subjects=[f"system:serviceaccount:{CONTROL_PLANE_NAMESPACE}:{CONTROLLER_ACCOUNT}"],
             rules=controller_rules(),
+            namespace=namespace,
         )
         plane.grant(
-            "approvalgate-e2e:schedule-runner",
+            ROLES[1],
             subjects=[f"system:serviceaccount:{namespace}:{RUNNER_ACCOUNT}"],
             rules=runner_rules(),
             namespace=namespace,
@@ -316,6 +319,13 @@ class Platform:
         )
         self.kubelet = admin(plane)  # mounts the ConfigMap into the runner's pod
         self._dry_runners: dict[str, Account] = {}
+
+    def revoke(self) -> None:
+        """Take back the Roles :meth:`__init__` granted (other modules share the plane)."""
+        for role in ROLES:
+            self.plane.kubectl(
+                "admin", "delete", "role,rolebinding", role, "-n", self.namespace, check=False
+            )
 
     @property
     def runner_username(self) -> str:
@@ -511,27 +521,9 @@ def step_run(
     }
 
 
-TARGET_API_VERSIONS = {
-    "AgentRun": AGENT_RUN.api_version,
-    "OrchestrationRun": ORCHESTRATION_RUN.api_version,
-}
-
-
 def swarm_schedule(swarm: Mapping[str, Any], stage: str) -> dict[str, Any] | None:
-    """reconcileSwarm's Schedule for ``stage``: parents.swarm_schedule, with the targetRef as
-    jangar writes it: ``apiVersion`` (resolveStageApiVersion) and the namespace, the Swarm's
-    when the stage's targetRef names none (resolveStageTargetRef)."""
-    made = parents.swarm_schedule(swarm, stage)
-    if made is None:
-        return None
-    ref = made["spec"]["targetRef"]
-    made["spec"]["targetRef"] = {
-        "apiVersion": TARGET_API_VERSIONS[str(ref["kind"])],
-        "kind": ref["kind"],
-        "name": ref["name"],
-        "namespace": ref.get("namespace") or swarm["metadata"]["namespace"],
-    }
-    return made
+    """reconcileSwarm's Schedule for ``stage``."""
+    return parents.swarm_schedule(swarm, stage)
 
 
 # --- an independent transcription of the TypeScript ----------------------------------------------
@@ -685,8 +677,9 @@ def upstream_step_run_metadata(orun_name: str, step_name: str, namespace: str) -
 
 
 def upstream_swarm_schedule(swarm: Mapping[str, Any], stage: str) -> dict[str, Any] | None:
-    """reconcileSwarm's Schedule for ``stage`` (None: stage disabled or without target); its
-    ``spec.cron`` (cadenceToCron, the minute spread per swarm) is not transcribed."""
+    """reconcileSwarm's Schedule for ``stage`` (None: stage disabled or without target), for
+    a short Swarm name (stageScheduleName's hashing of long ones is not transcribed, nor
+    cadenceToCron: ``spec.cron`` is left out)."""
     meta, spec = swarm["metadata"], swarm.get("spec") or {}
     stage_spec = (spec.get("execution") or {}).get(stage) or {}
     ref = stage_spec.get("targetRef")
@@ -698,17 +691,6 @@ def upstream_swarm_schedule(swarm: Mapping[str, Any], stage: str) -> dict[str, A
         "AgentRun": "agents.proompteng.ai/v1alpha1",
         "OrchestrationRun": "orchestration.proompteng.ai/v1alpha1",
     }.get(str(ref.get("kind")), "")
-    schedule_spec: dict[str, Any] = {
-        "cron": "0 * * * *",
-        "targetRef": {
-            "apiVersion": api_version,
-            "kind": ref.get("kind"),
-            "name": ref.get("name"),
-            "namespace": ref.get("namespace") or namespace,
-        },
-    }
-    # `const timezone = asString(spec.timezone) ?? 'UTC'`
-    schedule_spec["timezone"] = str(spec.get("timezone") or "").strip() or "UTC"
     return {
         "apiVersion": SCHEDULE.api_version,
         "kind": "Schedule",
@@ -722,5 +704,13 @@ def upstream_swarm_schedule(swarm: Mapping[str, Any], stage: str) -> dict[str, A
             },
             "ownerReferences": owner_references(swarm),
         },
-        "spec": schedule_spec,
+        "spec": {
+            "timezone": spec.get("timezone") or "UTC",
+            "targetRef": {
+                "apiVersion": api_version,
+                "kind": ref.get("kind"),
+                "name": ref.get("name"),
+                "namespace": ref.get("namespace") or namespace,
+            },
+        },
     }
