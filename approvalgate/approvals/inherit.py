@@ -340,6 +340,16 @@ def decide_parent(
         owned = _swarm_schedule(request, obj, username, namespace, bundle, now, usable, view)
         if owned is not None:
             return owned
+    if bundle.needs_view and usable is None and not (view is not None and view.offline):
+        # as for a run judged by records: rejections, withdrawals and content are in the view
+        problem = view.problem if view is not None and view.problem else "no cluster view"
+        return _by_bundle(
+            bundle,
+            "cluster-view-unavailable",
+            f"approvalgate denied {verb} {where}: its approvals are judged with the cluster "
+            f"view (rejections and withdrawals, the content they bind), which is not usable: "
+            f"{problem}; retry when the webhook is ready",
+        )
     covered = parents.coverage(obj, usable)
     if isinstance(covered, str):
         message = f"approvalgate denied {verb} {where}: {covered}"

@@ -15,6 +15,7 @@ corpus's keys. The parents' shapes come from ``approvals.parents`` (what upstrea
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import uuid
 from collections.abc import Mapping, Sequence
@@ -803,3 +804,14 @@ def test_an_agent_in_use_is_locked_too() -> None:
     changed["spec"]["providerRef"]["name"] = "attacker-provider"
     in_use = _view(*BASE_OBJECTS, uses=[_use("uid-running", references=bound)])
     assert not judge(review("UPDATE", changed, old=AGENT), in_use).allowed
+
+
+def test_a_parent_is_not_judged_without_a_usable_view() -> None:
+    """As a run judged by records: where the bundle requires the view, a parent's approval
+    is judged with it (cluster rejections, content), so an unusable view denies."""
+    schedule, _, view = _approved_schedule()
+    assert judge(review("CREATE", schedule), view).allowed
+    stale = dataclasses.replace(view, problem="the watch of Schedules has not listed yet")
+    answer = judge(review("CREATE", schedule), stale)
+    assert not answer.allowed and answer.reason == "cluster-view-unavailable"
+    assert "has not listed yet" in answer.message
