@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from approvalgate.approvals import content, identity, parents, records
 from approvalgate.approvals.bundle import Bundle, Policy
@@ -112,32 +112,47 @@ def _parent_records(
     return found, troubles
 
 
-def _judge_parent(
-    policy: Policy,
-    covered: parents.Coverage,
+class _ParentRecords(NamedTuple):
+    """A parent's records with the checks that do not depend on the policy (made once)."""
+
+    found: list[records.ParsedRecord]
+    checks: list[_Check]
+    problems: list[records.RecordProblem]
+
+
+def _parent_checks(
     obj: Mapping[str, Any],
+    covered: parents.Coverage,
     prun: _Run,
     bundle: Bundle,
     now: datetime,
     view: ClusterView | None,
-) -> PolicyResult:
-    """One policy's verdict on a parent's approval: the usual record rules, the parent's
-    lifetime cap instead of timeoutSeconds, the content its runs execute bound."""
+) -> _ParentRecords:
+    """The parent's records, checked as a run's are, with the content its runs execute
+    bound where the bundle binds it."""
     found, problems = _parent_records(obj, covered, bundle, view)
     checks: list[_Check] = [_check_record(r, prun, bundle, now, None) for r in found]
     if bundle.binds_content and view is not None:
         checks = bind_content(checks, covered.references, covered.namespace, view)
+    return _ParentRecords(found, checks, problems)
+
+
+def _judge_parent(
+    policy: Policy, prun: _Run, checked: _ParentRecords, bundle: Bundle
+) -> PolicyResult:
+    """One policy's verdict on a parent's approval: the usual record rules, with the
+    parent's lifetime cap instead of timeoutSeconds."""
     capped = replace(
         policy, timeout_seconds=policy.parent_max_ttl_seconds, timeout_name="parents.maxTTL"
     )
-    return _evaluate(capped, prun, checks, problems, bundle)
+    return _evaluate(capped, prun, checked.checks, checked.problems, bundle)
 
 
 def _run_limit(
     result: PolicyResult,
     policy: Policy,
     covered: parents.Coverage,
-    obj: Mapping[str, Any],
+    found: Sequence[records.ParsedRecord],
     run_uid: str,
     bundle: Bundle,
     view: ClusterView,
@@ -145,7 +160,6 @@ def _run_limit(
     """``parents.maxRuns``: the runs recorded as uses of the parent's approvals."""
     if policy.max_runs <= 0 or result.outcome not in ("allow", "warn"):
         return result
-    found, _ = _parent_records(obj, covered, bundle, view)
     approving = [r for r in found if r.claim.approver in result.approvals]
     runs: set[str] = set()
     for record in approving:
@@ -180,6 +194,9 @@ def decide_derived(
     results: list[PolicyResult] = []
     chain: tuple[str, ...] = (f"AgentRun {run.ref}",)
     subject, digest = run.subject, run.digest
+    # the derivation and the parent's checked records depend on the per-run fields only:
+    # made once for the policies that share them
+    made: dict[tuple[str, ...], tuple[parents.Derivation, _Run | None, _ParentRecords | None]] = {}
     for policy in policies:
         if not policy.is_parent_creator(run.username, run.namespace):
             results.append(_evaluate(policy, run, checks, problems, bundle))
@@ -207,9 +224,18 @@ def decide_derived(
                 )
             )
             continue
-        derivation = parents.derive(obj, run.namespace, usable, policy.per_run_fields)
+        if policy.per_run_fields not in made:
+            derivation = parents.derive(obj, run.namespace, usable, policy.per_run_fields)
+            prun = checked = None
+            if not derivation.problem and derivation.coverage and derivation.parent is not None:
+                prun = _parent_run(derivation.coverage, derivation.parent, bundle)
+                checked = _parent_checks(
+                    derivation.parent, derivation.coverage, prun, bundle, now, usable
+                )
+            made[policy.per_run_fields] = (derivation, prun, checked)
+        derivation, prun, checked = made[policy.per_run_fields]
         chain = derivation.chain
-        if derivation.problem or derivation.coverage is None or derivation.parent is None:
+        if derivation.coverage is None or prun is None or checked is None:
             results.append(
                 _graded(
                     policy,
@@ -223,9 +249,8 @@ def decide_derived(
             continue
         covered = derivation.coverage
         subject, digest = covered.subject, covered.digest
-        prun = _parent_run(covered, derivation.parent, bundle)
-        result = _judge_parent(policy, covered, derivation.parent, prun, bundle, now, usable)
-        result = _run_limit(result, policy, covered, derivation.parent, run.uid, bundle, usable)
+        result = _judge_parent(policy, prun, checked, bundle)
+        result = _run_limit(result, policy, covered, checked.found, run.uid, bundle, usable)
         results.append(replace(result, summary=f"{result.summary} [{parents.chain_text(chain)}]"))
     decision = _combine(results, run._replace(subject=subject, digest=digest), bundle.environment)
     return replace(decision, chain=chain)
@@ -371,7 +396,8 @@ def decide_parent(
         )
     pod = identity.bound_pod(user)
     prun = _parent_run(covered, obj, bundle, username, groups, str(operation), pod)
-    results = [_judge_parent(p, covered, obj, prun, bundle, now, usable) for p in policies]
+    checked = _parent_checks(obj, covered, prun, bundle, now, usable)
+    results = [_judge_parent(p, prun, checked, bundle) for p in policies]
     return replace(_combine(results, prun, bundle.environment), chain=(where,))
 
 
@@ -437,9 +463,10 @@ def _swarm_schedule(
             f"names {username} among parents.creators",
         )
     prun = _parent_run(covered, swarm, bundle)
+    checked = _parent_checks(swarm, covered, prun, bundle, now, usable)
     results = [
         replace(r, summary=f"{r.summary} [{parents.chain_text(chain)}]")
-        for r in (_judge_parent(p, covered, swarm, prun, bundle, now, usable) for p in policies)
+        for r in (_judge_parent(p, prun, checked, bundle) for p in policies)
     ]
     # what is admitted or denied is the Schedule (judged on its Swarm's approval)
     shown = prun._replace(kind="Schedule", ref=f"{namespace}/{meta['name']}")

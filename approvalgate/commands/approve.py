@@ -71,6 +71,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -410,7 +411,6 @@ def _sign_runs(
     run, each named and given the approval-use finalizer)."""
     from approvalgate import manifests
     from approvalgate.approvals import records
-    from approvalgate.approvals.errors import Finding
     from approvalgate.approvals.view import USE_FINALIZER
     from approvalgate.commands import _content
 
@@ -431,17 +431,7 @@ def _sign_runs(
 
     def sign(run: manifests.Run) -> str:
         claim = _claim(args, run, decision, environment, now, ttl, bound.get(run.ref))
-        value = records.dump_annotation([*run.envelopes, records.sign(claim, signer)])
-        size = records.annotation_overflow(value)
-        if size is not None:
-            raise run.source.error(
-                Finding(
-                    ("metadata", "annotations", records.ANNOTATION),
-                    f"with this record the approvals annotation would be {size} bytes, over"
-                    f" the {records.MAX_ANNOTATION_BYTES} bytes the webhook reads",
-                    "remove expired or superseded records from the annotation first",
-                )
-            )
+        value = _appended(run.source, run.envelopes, claim, signer)
         old, _ = records.parse_annotation(records.dump_annotation(run.envelopes))
         for record in old:
             if record.claim.version != records.FORMAT_VERSION:
@@ -476,6 +466,26 @@ def _sign_runs(
     return manifests.stamp(text, runs, sign, finalizer)
 
 
+def _appended(source: Any, envelopes: Sequence[dict[str, Any]], claim: Any, signer: Any) -> str:
+    """The approvals annotation with ``claim`` signed and appended; a manifest error at
+    ``source`` when the webhook would not read an annotation that large."""
+    from approvalgate.approvals import records
+    from approvalgate.approvals.errors import Finding
+
+    value = records.dump_annotation([*envelopes, records.sign(claim, signer)])
+    size = records.annotation_overflow(value)
+    if size is not None:
+        raise source.error(
+            Finding(
+                ("metadata", "annotations", records.ANNOTATION),
+                f"with this record the approvals annotation would be {size} bytes, over"
+                f" the {records.MAX_ANNOTATION_BYTES} bytes the webhook reads",
+                "remove expired or superseded records from the annotation first",
+            )
+        )
+    return value
+
+
 def _sign_parent(
     args: argparse.Namespace,
     item: Any,
@@ -490,22 +500,11 @@ def _sign_parent(
     """The annotations of the parent ``item`` (a :class:`_parents.Prepared`) with a record
     signed for its coverage, said on stderr."""
     from approvalgate.approvals import records
-    from approvalgate.approvals.errors import Finding
     from approvalgate.commands import _content
 
     parent = item.parent
     claim = _claim(args, item.coverage, decision, environment, now, ttl, references)
-    value = records.dump_annotation([*parent.envelopes, records.sign(claim, signer)])
-    size = records.annotation_overflow(value)
-    if size is not None:
-        raise parent.source.error(
-            Finding(
-                ("metadata", "annotations", records.ANNOTATION),
-                f"with this record the approvals annotation would be {size} bytes, over"
-                f" the {records.MAX_ANNOTATION_BYTES} bytes the webhook reads",
-                "remove expired or superseded records from the annotation first",
-            )
-        )
+    value = _appended(parent.source, parent.envelopes, claim, signer)
     if item.stale and parent.envelopes:
         print(
             f"note: {parent.what}: its run template changed; the {len(parent.envelopes)} "
