@@ -129,6 +129,9 @@ class Bundle:
     referenced_content: str = "bind"
     """``bind`` (where the view is required): records bind referenced content
     (approvals.content)."""
+    revision: int = 0
+    """Raised by the compiler whenever the content changes: a signed bundle never goes back
+    to a lower revision (approvals.bundle_trust)."""
     caches: bool = field(default=True, repr=False, compare=False)
     """False turns the memo tables off (the reference behaviour, for tests and debugging)."""
     _all_namespaces: tuple[Policy, ...] = field(init=False, repr=False, compare=False, default=())
@@ -290,6 +293,7 @@ def load_bundle(obj: object, source: str = "bundle") -> Bundle:
         cluster_view=obj.get("clusterView", "required"),
         use_settle_seconds=obj.get("useSettleSeconds", 30),
         referenced_content=obj.get("referencedContent", "bind"),
+        revision=obj.get("revision", 0),
     )
 
 

@@ -76,6 +76,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from approvalgate.commands import _signer
 from approvalgate.commands._args import add_environment, add_namespace
 from approvalgate.commands._cluster import add_cluster
 
@@ -234,7 +235,6 @@ def _approve_file(args: argparse.Namespace) -> int:
     import contextlib
 
     from approvalgate import manifests
-    from approvalgate.approvals import keys
     from approvalgate.approvals.errors import InputError
     from approvalgate.approvals.policy import BundleSettings
     from approvalgate.approvals.view import StaticView
@@ -258,7 +258,7 @@ def _approve_file(args: argparse.Namespace) -> int:
         environment = required_environment(
             args.env, "approve needs --env NAME: the record must say where it holds"
         )
-    signer = keys.load_signer(args.key, lambda path: manifests.read_key(Path(path)))
+    signer = _signer.load(args.key)
     text = manifests.read_manifest(args.manifest)
     display = str(args.manifest)
     documents = load_text(text, display)
@@ -552,13 +552,8 @@ def _claim(
 
 
 def _add_signer(parser: argparse.ArgumentParser) -> None:
-    """--key and --approver: who signs (approve, and reject and withdraw)."""
-    parser.add_argument(
-        "--key",
-        metavar="KEYFILE",
-        required=True,
-        help="the approver's private key (from `approvalgate keygen`)",
-    )
+    """--signer (--key) and --approver: who signs (approve, and reject and withdraw)."""
+    _signer.add_signer(parser)
     parser.add_argument(
         "--approver",
         metavar="NAME",
@@ -683,7 +678,7 @@ def decide_on_request(args: argparse.Namespace, decision: str) -> int:
     import json
 
     from approvalgate import manifests
-    from approvalgate.approvals import keys, records
+    from approvalgate.approvals import records
     from approvalgate.approvals.errors import ApprovalgateError, UsageError
     from approvalgate.approvals.queue import TERMINAL
     from approvalgate.commands import _cluster, _content, _queue
@@ -698,7 +693,7 @@ def decide_on_request(args: argparse.Namespace, decision: str) -> int:
     ref_namespace, name = _cluster.request_ref(args.request, "--request")
     now = manifests.parse_now(args.now)
     bundle = bundle_from_file(args.bundle) if args.bundle else None
-    signer = keys.load_signer(args.key, lambda path: manifests.read_key(Path(path)))
+    signer = _signer.load(args.key)
     namespace = _cluster.namespace_of(args, ref_namespace)
     advice = _cluster.rbac_advice(
         "get on approvalrequests and create on approvaldecisions",
@@ -831,7 +826,7 @@ def _decide_on_run(args: argparse.Namespace, decision: str) -> int:
     import json
 
     from approvalgate import manifests
-    from approvalgate.approvals import keys, records
+    from approvalgate.approvals import records
     from approvalgate.approvals.errors import InputError
     from approvalgate.commands import _cluster, _parents, _queue
     from approvalgate.compiler.sources import load_text
@@ -848,7 +843,7 @@ def _decide_on_run(args: argparse.Namespace, decision: str) -> int:
         environment = required_environment(
             args.env, f"{decision} --run needs --env NAME (or --bundle): the record names it"
         )
-    signer = keys.load_signer(args.key, lambda path: manifests.read_key(Path(path)))
+    signer = _signer.load(args.key)
     text = manifests.read_manifest(args.run)
     display = str(args.run)
     default_namespace = getattr(args, "namespace", None) or "default"

@@ -1,10 +1,11 @@
 """approvals.keys: one room for key types, signers and signature checks.
 
-- today's behaviour: Ed25519 key files and public keys only, the same messages as before;
-- the registries: a second key type (ECDSA P-256) or a second signer kind (an in-memory
+- today's types: Ed25519, ECDSA P-256/P-384 and RSA-PSS key files and public keys
+  (tests/unit/test_key_types.py checks each against securesystemslib); a type nobody
+  registered (ECDSA P-521 here) is refused with the list of accepted ones;
+- the registries: one more key type (P-521) or one more signer kind (an in-memory
   signer standing in for an HSM or a KMS) is one registration in a test, and then
-  compile, ``approve``, the bundle verifier and ``verify`` take it with no other change
-  (actual ECDSA/RSA/HSM/SSH support for users is issue 17);
+  compile, ``approve``, the bundle verifier and ``verify`` take it with no other change;
 - nothing outside the room names a key type or checks a signature.
 """
 
@@ -20,7 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from securesystemslib.signer import CryptoSigner
+from cryptography.hazmat.primitives.asymmetric import ec
+from securesystemslib.signer import CryptoSigner, SSlibKey
 
 from approvalgate.approvals import keys, records
 from approvalgate.approvals.errors import RecordError
@@ -30,12 +32,20 @@ from tests.support.corpus import BASE, KEYS, signer
 from tests.support.paths import ROOT
 
 NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
-ECDSA_P256 = keys.KeyType(
-    name="ECDSA P-256",
+
+
+def _generate_p521() -> CryptoSigner:
+    private = ec.generate_private_key(ec.SECP521R1())
+    return CryptoSigner(private, SSlibKey.from_crypto(private.public_key()))
+
+
+ECDSA_P521 = keys.KeyType(
+    name="ECDSA P-521",
     keytype="ecdsa",
-    scheme="ecdsa-sha2-nistp256",
-    generate=CryptoSigner.generate_ecdsa,
+    scheme="ecdsa-sha2-nistp521",
+    generate=_generate_p521,
 )
+ACCEPTED = "Ed25519, ECDSA P-256, ECDSA P-384 or RSA-PSS"
 
 #: verify without --cluster where the environment requires the cluster view (issue 15)
 OFFLINE_WARNING = (
@@ -48,12 +58,12 @@ OFFLINE_WARNING = (
 
 @pytest.fixture
 def ecdsa() -> Iterator[keys.KeyType]:
-    """ECDSA P-256 accepted for the test (check=None: securesystemslib verifies it)."""
-    keys.register_key_type(ECDSA_P256)
+    """ECDSA P-521 accepted for the test (check=None: securesystemslib verifies it)."""
+    keys.register_key_type(ECDSA_P521)
     try:
-        yield ECDSA_P256
+        yield ECDSA_P521
     finally:
-        keys.unregister_key_type(ECDSA_P256)
+        keys.unregister_key_type(ECDSA_P521)
 
 
 def _read(path: str) -> bytes:
@@ -88,20 +98,19 @@ def test_the_file_kind_reads_through_the_callers_function() -> None:
 
 
 def test_a_key_file_of_another_type_is_refused_as_before() -> None:
-    pem = CryptoSigner.generate_ecdsa().private_bytes
+    pem = _generate_p521().private_bytes
     with pytest.raises(RecordError) as caught:
         keys.signer_from_pem(pem, "carol.key")
-    assert (
-        caught.value.render()
-        == "carol.key is not an Ed25519 key\n  hint: approval keys are Ed25519"
+    assert caught.value.render() == (
+        f"carol.key is not an {ACCEPTED} key\n  hint: approval keys are {ACCEPTED}"
     )
     with pytest.raises(RecordError, match=r"^x\.key is not an unencrypted PEM private key: "):
         keys.signer_from_pem(b"not a key", "x.key")
 
 
 def test_a_public_key_of_another_type_is_refused_as_before() -> None:
-    pem = keys.public_key_pem(CryptoSigner.generate_ecdsa().public_key)
-    with pytest.raises(ValueError, match=r"^not an Ed25519 public key$"):
+    pem = keys.public_key_pem(_generate_p521().public_key)
+    with pytest.raises(ValueError, match=rf"^not an {ACCEPTED} public key$"):
         keys.load_public_key(pem)
     with pytest.raises(ValueError, match=r"^Could not deserialize key data"):
         keys.load_public_key("-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n")
@@ -125,7 +134,7 @@ def test_generate_makes_an_ed25519_key_whose_pem_loads_back() -> None:
 
 def test_the_registries_hold_only_todays_kinds() -> None:
     assert [k.scheme for k in keys.signer_kinds()] == ["file"]
-    assert keys.accepted_names() == "Ed25519"
+    assert keys.accepted_names() == ACCEPTED
 
 
 # --- the annotation size rule --------------------------------------------------------------
@@ -166,7 +175,7 @@ def _parse(envelope: dict[str, Any]) -> records.ParsedRecord:
 def test_an_ecdsa_signature_is_checked_and_remembered_like_an_ed25519_one(
     ecdsa: keys.KeyType,
 ) -> None:
-    carol = CryptoSigner.generate_ecdsa()
+    carol = _generate_p521()
     genuine = records.sign(_claim(), carol)
     verifier = records.Verifier()
     for _ in range(2):
@@ -183,7 +192,7 @@ def test_an_ecdsa_signature_is_checked_and_remembered_like_an_ed25519_one(
 def test_an_ed25519_and_an_ecdsa_key_with_the_same_hint_are_told_apart(
     ecdsa: keys.KeyType,
 ) -> None:
-    carol = CryptoSigner.generate_ecdsa()
+    carol = _generate_p521()
     envelope = records.sign(_claim(), signer("alice"))
     envelope["signatures"][0]["keyid"] = carol.public_key.keyid
     record = _parse(envelope)
@@ -209,7 +218,7 @@ def repo(tmp_path: Path) -> Path:
     for name in ("policies.yaml", "run.yaml"):
         shutil.copy(BASE / name, tmp_path / name)
     shutil.copy(KEYS / "alice.key", tmp_path / "alice.key")
-    carol = CryptoSigner.generate_ecdsa()
+    carol = _generate_p521()
     (tmp_path / "carol.key").write_bytes(carol.private_bytes)
     docs = (BASE / "approvers.yaml").read_text().split("\n---\n")
     (index,) = [i for i, doc in enumerate(docs) if "\n  name: carol\n" in doc]
@@ -245,9 +254,9 @@ def test_without_registration_an_ecdsa_key_is_refused_everywhere(
 ) -> None:
     err = _approve(capsys, repo, str(repo / "carol.key"), "carol")
     assert err == (
-        f"error: {repo}/carol.key is not an Ed25519 key\n  hint: approval keys are Ed25519\n"
+        f"error: {repo}/carol.key is not an {ACCEPTED} key\n  hint: approval keys are {ACCEPTED}\n"
     )
-    assert "spec.keys[0].publicKey: not an Ed25519 public key in PEM" in _verify(capsys, repo)
+    assert f"spec.keys[0].publicKey: not an {ACCEPTED} public key in PEM" in _verify(capsys, repo)
 
 
 def test_a_second_key_type_is_one_registration(

@@ -1,6 +1,7 @@
 """Keys and signers: the one room for key types, signing and signature checks.
 
-- :mod:`~approvals.keys.types`: the accepted key types (today Ed25519), one table;
+- :mod:`~approvals.keys.types`: the accepted key types (Ed25519, ECDSA P-256/P-384,
+  RSA-PSS; SSH keys from :mod:`~approvals.keys.ssh`), one table;
 - :mod:`~approvals.keys.public`: approvers' public keys, PEM <-> securesystemslib ``Key``;
 - :mod:`~approvals.keys.signers`: signers (securesystemslib ``Signer``) found by a
   reference's scheme (today key files), and key generation;
@@ -29,18 +30,27 @@ from approvalgate.approvals.keys.signers import (
     unregister_signer_kind,
 )
 from approvalgate.approvals.keys.types import (
+    ECDSA_P256,
+    ECDSA_P384,
     ED25519,
+    RSA_PSS,
     KeyType,
     accepted_names,
+    key_type_named,
     key_type_of,
+    key_types,
+    refusal,
     register_key_type,
     unregister_key_type,
 )
 from approvalgate.approvals.keys.verifier import SignatureVerifier
 
 __all__ = [
+    "ECDSA_P256",
+    "ECDSA_P384",
     "ED25519",
     "FILE",
+    "RSA_PSS",
     "KeyType",
     "Read",
     "SignatureVerifier",
@@ -48,10 +58,13 @@ __all__ = [
     "SignerKind",
     "accepted_names",
     "generate",
+    "key_type_named",
     "key_type_of",
+    "key_types",
     "load_public_key",
     "load_signer",
     "public_key_pem",
+    "refusal",
     "register_key_type",
     "register_signer_kind",
     "signer_from_pem",

@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 from securesystemslib.signer import SSlibKey
 
-from approvalgate.approvals.keys.types import accepted_names, key_type_of
+from approvalgate.approvals.keys.types import accepted_names, key_type_of, refusal
 
 
 def load_public_key(pem: str) -> SSlibKey:
@@ -27,6 +27,8 @@ def load_public_key(pem: str) -> SSlibKey:
         key = None
     if key is None or key_type_of(key) is None:
         raise ValueError(f"not an {accepted_names()} public key")
+    if why := refusal(key):
+        raise ValueError(why)
     return key
 
 

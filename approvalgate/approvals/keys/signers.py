@@ -21,7 +21,13 @@ from cryptography.hazmat.primitives import serialization
 from securesystemslib.signer import CryptoSigner, Signer, SSlibKey
 
 from approvalgate.approvals.errors import RecordError
-from approvalgate.approvals.keys.types import ED25519, accepted_names, key_type_named, key_type_of
+from approvalgate.approvals.keys.types import (
+    ED25519,
+    accepted_names,
+    key_type_named,
+    key_type_of,
+    refusal,
+)
 
 Read = Callable[[str], bytes]
 """Reads a file the user named (the caller's I/O and error messages)."""
@@ -50,9 +56,11 @@ def signer_from_pem(pem: bytes, source: str = "key") -> CryptoSigner:
         public = SSlibKey.from_crypto(private.public_key())
     except ValueError:
         public = None
+    names = accepted_names()
     if public is None or key_type_of(public) is None:
-        names = accepted_names()
         raise RecordError(f"{source} is not an {names} key", advice=f"approval keys are {names}")
+    if why := refusal(public):
+        raise RecordError(f"{source}: {why}", advice=f"approval keys are {names}")
     return CryptoSigner(private, public)
 
 

@@ -3,7 +3,13 @@
 A key type is named by securesystemslib's ``(keytype, scheme)`` pair, the pair
 ``SSlibKey.from_crypto`` gives a ``cryptography`` key by default. Public keys in Approver
 documents, private key files and key generation all accept exactly the types listed here,
-so supporting a new type (ECDSA, RSA: issue 17) is one :func:`register_key_type` call.
+so supporting a new type is one :func:`register_key_type` call.
+
+Every type securesystemslib verifies offline with a key file is here: Ed25519, ECDSA P-256
+and P-384 (DER signatures, as securesystemslib's signers, its HSM signer and the cloud KMSs
+make them), RSA-PSS with SHA-256 (at least 2048 bits; keygen makes 3072). SSH keys are
+registered by :mod:`approvals.keys.ssh`. Each type's check is built once per key and gives
+exactly securesystemslib's verdict (tests/unit/test_key_types.py compares them).
 """
 
 from __future__ import annotations
@@ -12,6 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from securesystemslib.signer import CryptoSigner, SSlibKey
 
@@ -34,6 +42,10 @@ class KeyType:
     check: Callable[[SSlibKey], Check] | None = None
     """A verifier built once per key for the admission hot path; None: securesystemslib's
     ``verify_signature`` (the same answers, more work per signature)."""
+    accepts: Callable[[SSlibKey], str] | None = None
+    """Why a key of this type is refused ("" when accepted): e.g. an RSA key too short."""
+    cli_name: str = ""
+    """As ``keygen --type`` names it: ``ed25519``, ``ecdsa-p256``..."""
 
 
 def _ed25519_check(key: SSlibKey) -> Check:
@@ -47,9 +59,112 @@ ED25519: Final = KeyType(
     scheme="ed25519",
     generate=CryptoSigner.generate_ed25519,
     check=_ed25519_check,
+    cli_name="ed25519",
 )
 
-_TYPES: dict[tuple[str, str], KeyType] = {(ED25519.keytype, ED25519.scheme): ED25519}
+
+def _pem_key(key: SSlibKey) -> object:
+    return serialization.load_pem_public_key(key.keyval["public"].encode("ascii"))
+
+
+def _ecdsa_check(
+    curve: type[ec.EllipticCurve], digest: hashes.HashAlgorithm
+) -> Callable[[SSlibKey], Check]:
+    def build(key: SSlibKey) -> Check:
+        public = _pem_key(key)
+        if not isinstance(public, ec.EllipticCurvePublicKey) or not isinstance(public.curve, curve):
+            raise ValueError(f"not a {curve.name} key")
+        algorithm = ec.ECDSA(digest)
+
+        def check(sig: bytes, data: bytes) -> None:
+            public.verify(sig, data, algorithm)
+
+        return check
+
+    return build
+
+
+def _ecdsa_accepts(curve: type[ec.EllipticCurve]) -> Callable[[SSlibKey], str]:
+    def accepts(key: SSlibKey) -> str:
+        public = _pem_key(key)
+        if not isinstance(public, ec.EllipticCurvePublicKey) or not isinstance(public.curve, curve):
+            return f"the key is not on curve {curve.name}"
+        return ""
+
+    return accepts
+
+
+RSA_MIN_BITS: Final = 2048
+
+
+def _rsa_check(key: SSlibKey) -> Check:
+    public = _pem_key(key)
+    if not isinstance(public, rsa.RSAPublicKey):
+        raise ValueError("not an RSA key")
+    # securesystemslib's rsassa-pss-sha256: MGF1(SHA-256), salt length recovered (AUTO)
+    pss = padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=padding.PSS.AUTO)
+    digest = hashes.SHA256()
+
+    def check(sig: bytes, data: bytes) -> None:
+        public.verify(sig, data, pss, digest)
+
+    return check
+
+
+def _rsa_accepts(key: SSlibKey) -> str:
+    public = _pem_key(key)
+    if not isinstance(public, rsa.RSAPublicKey):
+        return "the key is not an RSA key"
+    if public.key_size < RSA_MIN_BITS:
+        return f"RSA keys need at least {RSA_MIN_BITS} bits, this one has {public.key_size}"
+    return ""
+
+
+ECDSA_P256: Final = KeyType(
+    name="ECDSA P-256",
+    keytype="ecdsa",
+    scheme="ecdsa-sha2-nistp256",
+    generate=CryptoSigner.generate_ecdsa,
+    check=_ecdsa_check(ec.SECP256R1, hashes.SHA256()),
+    accepts=_ecdsa_accepts(ec.SECP256R1),
+    cli_name="ecdsa-p256",
+)
+
+
+def _generate_p384() -> CryptoSigner:
+    private = ec.generate_private_key(ec.SECP384R1())
+    return CryptoSigner(private, SSlibKey.from_crypto(private.public_key()))
+
+
+ECDSA_P384: Final = KeyType(
+    name="ECDSA P-384",
+    keytype="ecdsa",
+    scheme="ecdsa-sha2-nistp384",
+    generate=_generate_p384,
+    check=_ecdsa_check(ec.SECP384R1, hashes.SHA384()),
+    accepts=_ecdsa_accepts(ec.SECP384R1),
+    cli_name="ecdsa-p384",
+)
+
+
+def _generate_rsa() -> CryptoSigner:
+    private = rsa.generate_private_key(public_exponent=65537, key_size=3072)
+    return CryptoSigner(private, SSlibKey.from_crypto(private.public_key()))
+
+
+RSA_PSS: Final = KeyType(
+    name="RSA-PSS",
+    keytype="rsa",
+    scheme="rsassa-pss-sha256",
+    generate=_generate_rsa,
+    check=_rsa_check,
+    accepts=_rsa_accepts,
+    cli_name="rsa",
+)
+
+_TYPES: dict[tuple[str, str], KeyType] = {
+    (t.keytype, t.scheme): t for t in (ED25519, ECDSA_P256, ECDSA_P384, RSA_PSS)
+}
 
 
 def register_key_type(key_type: KeyType) -> None:
@@ -68,13 +183,27 @@ def key_type_of(key: SSlibKey) -> KeyType | None:
 
 
 def key_type_named(name: str) -> KeyType:
-    """The accepted type called ``name`` (case-insensitive); KeyError if none."""
+    """The accepted type called ``name`` or ``cli_name`` (case-insensitive); KeyError if none."""
     for key_type in _TYPES.values():
-        if key_type.name.lower() == name.lower():
+        if name.lower() in (key_type.name.lower(), key_type.cli_name):
             return key_type
     raise KeyError(name)
 
 
+def key_types() -> tuple[KeyType, ...]:
+    """The accepted types, in registration order."""
+    return tuple(_TYPES.values())
+
+
+def refusal(key: SSlibKey) -> str:
+    """Why ``key`` is refused ("" when it is of an accepted type and acceptable)."""
+    key_type = key_type_of(key)
+    if key_type is None:
+        return f"not an {accepted_names()} key"
+    return key_type.accepts(key) if key_type.accepts is not None else ""
+
+
 def accepted_names() -> str:
-    """The accepted types for a message: ``Ed25519`` (``Ed25519 or ECDSA P-256``)."""
-    return " or ".join(t.name for t in _TYPES.values())
+    """The accepted types for a message: ``Ed25519, ECDSA P-256, ... or RSA-PSS``."""
+    names = list(dict.fromkeys(t.name for t in _TYPES.values()))
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " or " + names[-1]
