@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test lint testbin clean bench
+.PHONY: setup demo test lint testbin system-packages clean bench
 
 setup: $(STAMP)
 
@@ -27,8 +27,13 @@ lint: setup
 
 # Real test tools (kube-apiserver, etcd, kubectl, helm) built from pinned Go modules and
 # cached outside the repo; a no-op when cached.
-testbin:
+testbin: system-packages
 	$(PYTHON) tools/testbin.py all
+
+# Debian packages the signer tests use for real: SoftHSM2 (PKCS#11), ssh-agent and ssh-keygen
+# with OpenSSH's sk-dummy security-key middleware (tools/system-packages.sh; apt-get as root).
+system-packages:
+	bash tools/system-packages.sh
 
 # The real tools are built above, so a missing one is a failure, not a skip
 # (APPROVALGATE_REQUIRE_E2E=1). Skips are listed at the end; a skip in tests/e2e, tests/chart
