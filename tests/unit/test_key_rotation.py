@@ -1,0 +1,292 @@
+"""Key rotation, notBefore and notAfter for every key type, through ``decide()`` (issue 17).
+
+An approver holds an old key (its ``notAfter`` set when it was retired) and a new one (its
+``notBefore`` where the rotation starts, overlapping the old key's last weeks), both of the
+type under test; the bundle is compiled from Approver documents the way tests/support
+compiles the decision corpus', the run is the corpus' base run, the policy its two-person
+rule. For each type:
+
+- a record the old key signed after its ``notAfter`` is refused with the message users
+  see, the same record signed by the new key is admitted;
+- a record the old key signed inside its window but back-dated past it (so that it would
+  still be "valid") is refused: a key counts only while it is valid, now too;
+- a record the new key signed before its ``notBefore`` is refused;
+- during the overlap both keys count;
+- two approvers holding keys of different types approve the same run: admitted; one of the
+  two signatures tampered: denied, naming the record.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import itertools
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from securesystemslib.signer import Signer
+
+from approvalgate.approvals import keys, records
+from approvalgate.approvals.admission import request_for_manifest
+from approvalgate.approvals.bundle import Bundle, parse_bundle_text
+from approvalgate.approvals.decide import Decision, decide
+from approvalgate.approvals.digest import spec_digest
+from approvalgate.approvals.kubeyaml import load_manifests
+from approvalgate.approvals.policy import BundleSettings, compile_bundle, dump_bundle
+from tests.support.corpus import BASE, CORPUS_ENVIRONMENT
+
+# --- the key types: one factory each (a new provider's signer is one more entry) -----------
+
+SIGNERS: dict[str, Callable[[], Signer]] = {
+    "ed25519": lambda: keys.generate("ed25519"),
+    "ecdsa-p256": lambda: keys.generate("ecdsa-p256"),
+    "ecdsa-p384": lambda: keys.generate("ecdsa-p384"),
+    "rsa": lambda: keys.generate("rsa"),
+}
+TYPES = list(SIGNERS)
+
+RETIRED = datetime(2026, 6, 1, tzinfo=UTC)
+"""The old key's notAfter."""
+ROTATION = datetime(2026, 5, 1, tzinfo=UTC)
+"""The new key's notBefore: May 2026 is the overlap, both keys valid."""
+OLD_SINCE = datetime(2025, 1, 1, tzinfo=UTC)
+NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
+IN_OVERLAP = datetime(2026, 5, 15, 12, 0, tzinfo=UTC)
+BEFORE_ROTATION = datetime(2026, 4, 15, 12, 0, tzinfo=UTC)
+
+
+_made: dict[tuple[str, str], Signer] = {}
+
+
+def held(type_name: str, who: str) -> Signer:
+    """``who``'s key of type ``type_name``, made once per test session (RSA takes a while)."""
+    if (type_name, who) not in _made:
+        _made[type_name, who] = SIGNERS[type_name]()
+    return _made[type_name, who]
+
+
+# --- the bundle, the run, the records ------------------------------------------------------
+
+
+def _key_entry(signer: Signer, not_before: datetime | None, not_after: datetime | None) -> Any:
+    entry: dict[str, Any] = {"publicKey": keys.public_key_pem(signer.public_key)}
+    if not_before is not None:
+        entry["notBefore"] = records.format_time(not_before)
+    if not_after is not None:
+        entry["notAfter"] = records.format_time(not_after)
+    return entry
+
+
+def approver(name: str, *key_entries: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "gates.proompteng.ai/v1alpha1",
+        "kind": "Approver",
+        "metadata": {"name": name},
+        "spec": {"usernames": [name], "groups": ["platform-leads"], "keys": list(key_entries)},
+    }
+
+
+def bundle_of(*approvers: dict[str, Any]) -> Bundle:
+    """The corpus' base policy (two of the platform leads) and its Approvers, these instead
+    of the base's of the same names, compiled."""
+    names = {a["metadata"]["name"] for a in approvers}
+    base = [
+        d.obj
+        for name in ("policies.yaml", "approvers.yaml")
+        for d in load_manifests((BASE / name).read_text(), name)
+        if d.obj is not None and d.obj["metadata"]["name"] not in names
+    ]
+    settings = BundleSettings(environment=CORPUS_ENVIRONMENT, cluster_view="off")
+    compiled, problems = compile_bundle([*base, *approvers], settings)
+    assert compiled is not None, problems
+    return parse_bundle_text(dump_bundle(compiled))
+
+
+def rotated(type_name: str) -> dict[str, Any]:
+    """alice: her old key (retired at RETIRED) and her new key (from ROTATION)."""
+    return approver(
+        "alice",
+        _key_entry(held(type_name, "alice-old"), OLD_SINCE, RETIRED),
+        _key_entry(held(type_name, "alice-new"), ROTATION, None),
+    )
+
+
+def bob(type_name: str = "ed25519") -> dict[str, Any]:
+    return approver("bob", _key_entry(held(type_name, "bob"), None, None))
+
+
+def the_run() -> dict[str, Any]:
+    docs = [d.obj for d in load_manifests((BASE / "run.yaml").read_text(), "run.yaml")]
+    return dict(copy.deepcopy(docs[0]))
+
+
+def record(run: dict[str, Any], who: str, signer: Signer, issued: datetime) -> dict[str, Any]:
+    meta = run["metadata"]
+    claim = records.Claim(
+        subject=records.subject_name(meta["namespace"], meta["name"]),
+        digest=spec_digest(run["spec"]),
+        decision="approve",
+        approver=who,
+        reason="",
+        issued_at=issued,
+        expires_at=issued + timedelta(hours=2),
+        nonce=f"nonce-{who}-{signer.public_key.keyid[:8]}",
+        environment=CORPUS_ENVIRONMENT,
+    )
+    return records.sign(claim, signer)
+
+
+def judged(bundle: Bundle, now: datetime, *envelopes: dict[str, Any]) -> Decision:
+    run = the_run()
+    run["metadata"]["annotations"] = {records.ANNOTATION: json.dumps(list(envelopes))}
+    request = request_for_manifest(run, username="requester", groups=["agents-users"])
+    decision = decide(request, bundle, now)
+    assert decision.internal_error == ""
+    return decision
+
+
+def approvals_at(
+    bundle: Bundle, now: datetime, alice_key: Signer, issued: datetime | None = None
+) -> Decision:
+    """alice (with ``alice_key``) and bob approve at ``issued`` (default: an hour before)."""
+    at = issued or now - timedelta(hours=1)
+    run = the_run()
+    return judged(
+        bundle,
+        now,
+        record(run, "alice", alice_key, at),
+        record(run, "bob", held("ed25519", "bob"), now - timedelta(hours=1)),
+    )
+
+
+def lines(decision: Decision) -> list[str]:
+    return [line.strip() for line in decision.message.splitlines()]
+
+
+# --- rotation and the validity window, per type --------------------------------------------
+
+
+@pytest.mark.parametrize("type_name", TYPES)
+def test_after_notafter_the_old_key_is_refused_and_the_new_key_admitted(type_name: str) -> None:
+    bundle = bundle_of(rotated(type_name), bob())
+    old = approvals_at(bundle, NOW, held(type_name, "alice-old"))
+    assert (old.allowed, old.reason) == (False, "missing-approvals")
+    assert (
+        "- record 0 by alice: signature does not verify with a key of alice valid at "
+        "2026-11-21T11:00:00Z"
+    ) in lines(old)
+    assert "still needed: 1 more approval(s) from alice, carol" in lines(old)
+    new = approvals_at(bundle, NOW, held(type_name, "alice-new"))
+    assert (new.allowed, new.reason) == (True, "approved"), new.message
+
+
+@pytest.mark.parametrize("type_name", TYPES)
+def test_a_record_back_dated_into_the_old_keys_window_is_refused(type_name: str) -> None:
+    """Signed (by whoever still holds the retired key) with an issuedAt before notAfter and
+    a lifetime reaching now: the key was valid when the record says it was issued, not now."""
+    bundle = bundle_of(rotated(type_name), bob())
+    run = the_run()
+    issued = RETIRED - timedelta(days=1)
+    long_lived = records.Claim(
+        subject=records.subject_name("agents", "codex-run-sample"),
+        digest=spec_digest(run["spec"]),
+        decision="approve",
+        approver="alice",
+        reason="",
+        issued_at=issued,
+        expires_at=NOW + timedelta(days=30),
+        nonce="back-dated",
+        environment=CORPUS_ENVIRONMENT,
+    )
+    envelope = records.sign(long_lived, held(type_name, "alice-old"))
+    bobs = record(run, "bob", held("ed25519", "bob"), NOW - timedelta(hours=1))
+    decision = judged(bundle, NOW, envelope, bobs)
+    assert (decision.allowed, decision.reason) == (False, "missing-approvals")
+    assert (
+        "- record 0 by alice: signed with a key of alice that is expired (retired) at "
+        "2026-06-01T00:00:00Z: a key counts only while it is valid, at the record's issuedAt "
+        "and at admission time (removing a key or setting its notAfter revokes it)"
+    ) in lines(decision)
+
+
+@pytest.mark.parametrize("type_name", TYPES)
+def test_before_its_notbefore_the_new_key_is_refused(type_name: str) -> None:
+    bundle = bundle_of(rotated(type_name), bob())
+    early = approvals_at(bundle, BEFORE_ROTATION, held(type_name, "alice-new"))
+    assert (early.allowed, early.reason) == (False, "missing-approvals")
+    assert (
+        "- record 0 by alice: signature does not verify with a key of alice valid at "
+        "2026-04-15T11:00:00Z"
+    ) in lines(early)
+    still_old = approvals_at(bundle, BEFORE_ROTATION, held(type_name, "alice-old"))
+    assert (still_old.allowed, still_old.reason) == (True, "approved"), still_old.message
+
+
+@pytest.mark.parametrize("type_name", TYPES)
+def test_during_the_overlap_both_keys_count(type_name: str) -> None:
+    bundle = bundle_of(rotated(type_name), bob())
+    for who in ("alice-old", "alice-new"):
+        decision = approvals_at(bundle, IN_OVERLAP, held(type_name, who))
+        assert (decision.allowed, decision.reason) == (True, "approved"), (who, decision.message)
+
+
+@pytest.mark.parametrize("type_name", TYPES)
+def test_removing_the_old_key_revokes_it_at_once(type_name: str) -> None:
+    """The other way to retire a key: drop it from the Approver (then recompile)."""
+    only_new = approver("alice", _key_entry(held(type_name, "alice-new"), ROTATION, None))
+    bundle = bundle_of(only_new, bob())
+    decision = approvals_at(bundle, IN_OVERLAP, held(type_name, "alice-old"))
+    assert (decision.allowed, decision.reason) == (False, "missing-approvals")
+    assert (
+        "- record 0 by alice: signature does not verify with a key of alice valid at "
+        "2026-05-15T11:00:00Z"
+    ) in lines(decision)
+
+
+# --- two approvers, two key types, one run -------------------------------------------------
+
+PAIRS = list(itertools.permutations(TYPES, 2))
+
+
+def _flip_signature(envelope: dict[str, Any]) -> dict[str, Any]:
+    tampered = copy.deepcopy(envelope)
+    sig = bytearray(base64.b64decode(tampered["signatures"][0]["sig"]))
+    sig[len(sig) // 2] ^= 0x01
+    tampered["signatures"][0]["sig"] = base64.b64encode(bytes(sig)).decode()
+    return tampered
+
+
+@pytest.mark.parametrize(("first", "second"), PAIRS, ids=[f"{a}+{b}" for a, b in PAIRS])
+def test_two_approvers_with_different_key_types_admit_and_a_tampered_one_denies(
+    first: str, second: str
+) -> None:
+    alice = approver("alice", _key_entry(held(first, "alice-new"), None, None))
+    bundle = bundle_of(alice, bob(second))
+    run = the_run()
+    at = NOW - timedelta(hours=1)
+    hers = record(run, "alice", held(first, "alice-new"), at)
+    his = record(run, "bob", held(second, "bob"), at)
+    admitted = judged(bundle, NOW, hers, his)
+    assert (admitted.allowed, admitted.reason) == (True, "approved"), admitted.message
+    for index, envelopes in enumerate(((_flip_signature(hers), his), (hers, _flip_signature(his)))):
+        denied = judged(bundle, NOW, *envelopes)
+        assert (denied.allowed, denied.reason) == (False, "missing-approvals")
+        who = ("alice", "bob")[index]
+        assert (
+            f"- record {index} by {who}: signature does not verify with a key of {who} valid "
+            "at 2026-11-21T11:00:00Z"
+        ) in lines(denied)
+        # and with the signature cold (no memo): the same verdict
+        assert not judged(bundle_of(alice, bob(second)), NOW, *envelopes).allowed
+
+
+def test_every_registered_key_type_is_covered() -> None:
+    """A key type registered later (SSH, ...) needs a signer here, or this fails."""
+    covered = {
+        (held(t, "probe").public_key.keytype, held(t, "probe").public_key.scheme) for t in TYPES
+    }
+    registered = {(t.keytype, t.scheme) for t in keys.key_types()}
+    assert registered <= covered, registered - covered
