@@ -44,6 +44,8 @@ def test_run_quick_writes_the_tables(tmp_path: Path) -> None:
     assert "(exit " not in text  # every compile of a generated repo succeeded
     # issue 15: decide() with a cluster view, in process (the queue's needs a control plane)
     assert "## Webhook CPU per admission with a cluster view" in text
+    # issue 17: signature verification per key type, admission with approvals of each type
+    assert "## Signature verification per key type (bench/signatures.py)" in text
 
 
 def test_generated_repo_compiles_cleanly(tmp_path: Path) -> None:
