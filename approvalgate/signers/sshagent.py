@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, cast
 
@@ -42,14 +44,14 @@ START_AGENT: Final = 'start one and add your key: eval "$(ssh-agent)" && ssh-add
 
 
 class SSHAgentSigner(Signer):
-    """A securesystemslib signer whose private key is in the ssh-agent."""
+    """A securesystemslib signer whose private key is in the ssh-agent at ``socket_path``.
 
-    def __init__(
-        self, agent: AgentSSH, conn: socket.socket, agent_key: AgentKey, public: SSlibKey
-    ) -> None:
-        self._agent = agent
-        self._conn = conn
-        self._agent_key = agent_key
+    Each :meth:`sign` is one short session with the agent (connect, sign, hang up): nothing
+    stays open between signatures.
+    """
+
+    def __init__(self, socket_path: str, public: SSlibKey) -> None:
+        self._socket_path = socket_path
         self._public = public
         self._ssh_key = ssh.parse_key(public)
 
@@ -84,30 +86,33 @@ class SSHAgentSigner(Signer):
 
         data = ssh.signed_data(payload)
         algorithm = "rsa-sha2-512" if self._ssh_key.keytype == ssh.RSA else None
-        self._conn.settimeout(SIGN_TIMEOUT)
-        try:
-            raw = bytes(self._agent_key.sign_ssh_data(data, algorithm))
-        except (SSHException, OSError) as exc:
-            raise RecordError(
-                f"the ssh-agent refused to sign with {self._describe()}: {exc}",
-                advice="a security key waits for a touch (and asks for its PIN when it has "
-                "one): run the command again and touch the key when it blinks; a key added "
-                "with `ssh-add -c` needs the confirmation dialog answered",
-            ) from None
+        with _session(self._socket_path) as (agent, conn):
+            held = [k for k in agent.get_keys() if k.blob == self._ssh_key.blob]
+            if not held:
+                raise RecordError(
+                    f"the ssh-agent no longer holds the {self._describe()}",
+                    advice="add it again: ssh-add PATH-OF-THE-PRIVATE-KEY",
+                )
+            conn.settimeout(SIGN_TIMEOUT)
+            try:
+                raw = bytes(held[0].sign_ssh_data(data, algorithm))
+            except (SSHException, OSError) as exc:
+                raise RecordError(
+                    f"the ssh-agent refused to sign with the {self._describe()}: {exc}",
+                    advice="a security key waits for a touch (and asks for its PIN when it "
+                    "has one): run the command again and touch the key when it blinks; a key "
+                    "added with `ssh-add -c` needs the confirmation dialog answered",
+                ) from None
         blob = ssh.sshsig(self._ssh_key.blob, raw)
         try:
             ssh.verify_sshsig(self._ssh_key, blob, payload)
         except ssh.SSHSignatureError as exc:
             raise RecordError(
-                f"the ssh-agent's signature with {self._describe()} would be refused: {exc}",
+                f"the ssh-agent's signature with the {self._describe()} would be refused: {exc}",
                 advice="use a security key that requires a touch (not made with "
                 "-O no-touch-required) and an OpenSSH agent that signs RSA with rsa-sha2-512",
             ) from None
         return Signature(self._public.keyid, blob.hex())
-
-    def close(self) -> None:
-        """Hang up on the agent."""
-        self._conn.close()
 
     def _describe(self) -> str:
         return f"{self._ssh_key.keytype} key {self.fingerprint}"
@@ -122,25 +127,21 @@ def load(location: str, read: keys.Read) -> SSHAgentSigner:
             f"{SCHEME}:{location}: SSH_AUTH_SOCK is not set, so there is no ssh-agent to ask",
             advice=START_AGENT,
         )
-    agent, conn = _connect(path)
-    try:
+    with _session(path) as (agent, _):
         agent_key = _choose(agent.get_keys(), wanted_blob, wanted, location)
+    try:
         public = ssh.key_from_blob(agent_key.blob)
-        if why := keys.refusal(public):
-            raise RecordError(
-                f"{SCHEME}:{location}: the agent's key cannot approve: {why}",
-                advice=f"approval keys are {keys.accepted_names()}",
-            )
     except ssh.SSHSignatureError as exc:
-        conn.close()
+        why = str(exc)
+    else:
+        why = keys.refusal(public)
+    if why:
         raise RecordError(
-            f"{SCHEME}:{location}: the agent's key cannot approve: {exc}",
+            f"{SCHEME}:{location}: the agent's key {ssh.fingerprint(agent_key.blob)} cannot "
+            f"approve: {why}",
             advice=f"approval keys are {keys.accepted_names()}",
-        ) from None
-    except BaseException:
-        conn.close()
-        raise
-    return SSHAgentSigner(agent, conn, agent_key, public)
+        )
+    return SSHAgentSigner(path, public)
 
 
 def _wanted(location: str, read: keys.Read) -> tuple[bytes | None, str]:
@@ -166,35 +167,40 @@ def _wanted(location: str, read: keys.Read) -> tuple[bytes | None, str]:
     return key.blob, key.fingerprint
 
 
-def _connect(path: str) -> tuple[AgentSSH, socket.socket]:
-    """An agent session on ``path``, with a timeout: paramiko's ``Agent()`` has none and
-    reports an unreachable agent as an agent without keys, so the socket is ours."""
+@contextmanager
+def _session(path: str) -> Iterator[tuple[AgentSSH, socket.socket]]:
+    """A session with the agent on ``path`` (its keys listed), hung up on exit.
+
+    The socket is ours, with a timeout: paramiko's ``Agent()`` opens one without a timeout
+    and reports an unreachable agent as an agent without keys.
+    """
     from paramiko.agent import AgentSSH
     from paramiko.ssh_exception import SSHException
 
     conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    conn.settimeout(CONNECT_TIMEOUT)
     try:
-        conn.connect(path)
-    except OSError as exc:
+        conn.settimeout(CONNECT_TIMEOUT)
+        try:
+            conn.connect(path)
+        except OSError as exc:
+            raise RecordError(
+                f"cannot reach the ssh-agent at {path} (SSH_AUTH_SOCK): {exc.strerror or exc}",
+                advice="is the agent still running? " + START_AGENT,
+            ) from None
+        agent = AgentSSH()
+        try:
+            # AgentSSH._connect lists the identities over the connection it is given
+            # (what paramiko's Agent does with the socket it opens itself)
+            cast(Any, agent)._connect(conn)
+        except (SSHException, OSError) as exc:
+            raise RecordError(
+                f"the ssh-agent at {path} (SSH_AUTH_SOCK) did not list its keys: {exc}",
+                advice="is it an ssh-agent (OpenSSH's, or one that speaks its protocol)? "
+                + START_AGENT,
+            ) from None
+        yield agent, conn
+    finally:
         conn.close()
-        raise RecordError(
-            f"cannot reach the ssh-agent at {path} (SSH_AUTH_SOCK): {exc.strerror or exc}",
-            advice="is the agent still running? " + START_AGENT,
-        ) from None
-    agent = AgentSSH()
-    try:
-        # AgentSSH._connect lists the identities over the connection it is given (what
-        # paramiko's Agent does with a socket it opens itself, without a timeout)
-        cast(Any, agent)._connect(conn)
-    except (SSHException, OSError) as exc:
-        conn.close()
-        raise RecordError(
-            f"the ssh-agent at {path} (SSH_AUTH_SOCK) did not list its keys: {exc}",
-            advice="is it an ssh-agent (OpenSSH's, or one that speaks its protocol)? "
-            + START_AGENT,
-        ) from None
-    return agent, conn
 
 
 def _choose(
