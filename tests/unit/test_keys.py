@@ -12,9 +12,9 @@
 from __future__ import annotations
 
 import ast
-import re
 import copy
 import json
+import re
 import shutil
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta

@@ -330,7 +330,7 @@ def test_an_rsa_signature_made_with_sha1_is_refused(made: dict[str, Path]) -> No
     private_file = made["ssh-rsa"]
     private = serialization.load_ssh_private_key(private_file.read_bytes(), password=None)
     assert isinstance(private, rsa.RSAPrivateKey)
-    raw = private.sign(_wrapper(DATA, "sha512"), padding.PKCS1v15(), hashes.SHA1())  # noqa: S303
+    raw = private.sign(_wrapper(DATA, "sha512"), padding.PKCS1v15(), hashes.SHA1())
     signature = ssh._string(b"ssh-rsa") + ssh._string(raw)
     blob = _sshsig(_blob_of(_line(private_file)), tools.NAMESPACE.encode(), b"sha512", signature)
     with pytest.raises(
