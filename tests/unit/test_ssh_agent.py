@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from approvalgate.approvals import keys, records
+from approvalgate.approvals import bundle_trust, keys, records
 from approvalgate.approvals.bundle_trust import pae
 from approvalgate.approvals.errors import RecordError
 from approvalgate.approvals.keys import ssh
@@ -439,4 +439,39 @@ def test_the_annotation_carries_the_sshsig_blob(folder: Path, in_agent: tools.Ag
             records.parse_annotation(json.dumps([envelope]))[0][0].envelope.pae(),
         )
         is None
+    )
+
+
+def test_an_agent_key_signs_a_bundle_that_its_openssh_line_opens(
+    folder: Path, in_agent: tools.Agent
+) -> None:
+    """Bundle signing takes any signer and any accepted key: an sk key pinned as its .pub line."""
+    pub = _pub(_private(folder, "sk-ecdsa-sha2-nistp256@openssh.com"))
+    signer = _load(str(pub))
+    bundle = b'{"kind": "ApprovalBundle", "revision": 3}'
+    text = bundle_trust.dump_signatures(bundle_trust.sign_bundle(bundle, [signer]))
+    trust = bundle_trust.trust_from_texts([("carol.pub", pub.read_text())])
+    assert bundle_trust.check_signatures(bundle, text, trust, "bundle") == [signer.public_key]
+    document = json.loads(text)
+    sig = document["signatures"][0]["sig"]
+    document["signatures"][0]["sig"] = sig[:-20] + ("0" if sig[-20] != "0" else "1") + sig[-19:]
+    with pytest.raises(bundle_trust.BundleRefused) as caught:
+        bundle_trust.check_signatures(bundle, json.dumps(document), trust, "bundle")
+    assert caught.value.reason == "signature-invalid"
+
+
+def test_an_openssh_private_key_file_is_pointed_to_the_agent(
+    folder: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    private = _private(folder, "ssh-ed25519")
+    code, output = _cli(
+        capsys,
+        *("approve", str(BASE / "run.yaml"), "--signer", str(private), "--approver", "carol"),
+        *("--now", "2026-11-21T11:00:00Z", "--env", "prod"),
+    )
+    assert (code, output) == (
+        1,
+        f"error: {private} is an OpenSSH private key: SSH keys sign through the ssh-agent\n"
+        f"  hint: add it to your agent (ssh-add {private}) and sign with "
+        f"--signer ssh-agent:{private}.pub\n",
     )
