@@ -403,3 +403,19 @@ def _envelope_with(blob: bytes) -> dict[str, Any]:
     envelope = records.sign(_claim(), keys.generate())
     envelope["signatures"][0]["sig"] = base64.b64encode(blob).decode()
     return envelope
+
+
+@pytest.mark.parametrize(
+    "keytype", ["ssh-ed25519", "sk-ecdsa-sha2-nistp256@openssh.com", "ecdsa-sha2-nistp384"]
+)
+def test_every_one_byte_change_and_every_truncation_is_a_refusal(
+    made: dict[str, Path], keytype: str
+) -> None:
+    """No change to a genuine blob verifies, and none escapes as anything but a refusal."""
+    key = _key(made[keytype])
+    blob = _signed(made[keytype])
+    _check(key, blob)
+    for at in range(len(blob)):
+        for bad in (blob[:at], blob[:at] + bytes([blob[at] ^ 0x01]) + blob[at + 1 :]):
+            with pytest.raises(ssh.SSHSignatureError):
+                _check(key, bad)
