@@ -11,8 +11,9 @@ network I/O (a PKCS#11 module, a socket to the agent, HTTPS to a KMS).
 from __future__ import annotations
 
 from approvalgate.approvals import keys
+from approvalgate.signers import sshagent
 
-_KINDS: list[keys.SignerKind] = []
+_KINDS: list[keys.SignerKind] = [sshagent.KIND]
 
 
 def register_all() -> tuple[keys.SignerKind, ...]:
