@@ -2,7 +2,9 @@
 
 REF names where the private key is: a key file path (``approvalgate keygen``), or
 ``SCHEME:LOCATION`` of a signer kind (approvalgate.signers: PKCS#11 tokens, KMSs, ssh-agent).
-``--key`` is the older name of ``--signer`` and stays accepted.
+``--key`` is the older name of ``--signer`` and stays accepted. ``--public-key FILE`` gives
+the signer's public key (the Approver document, or a PEM) to kinds that would otherwise fetch
+it from a KMS; a key file or a PKCS#11 token reads its own.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from securesystemslib.signer import Signer
+    from securesystemslib.signer import Signer, SSlibKey
 
 
 def signer_help() -> str:
@@ -36,12 +38,50 @@ def add_signer(parser: argparse.ArgumentParser, *, required: bool = True) -> Non
         required=required,
         help="where the approver's private key is: " + signer_help(),
     )
+    parser.add_argument(
+        "--public-key",
+        metavar="FILE",
+        type=Path,
+        help="the signer's public key: the approver's Approver document (keygen --import "
+        "writes it) or a PEM file; a KMS signer (gcpkms:, awskms:, azurekms:, hv:) then "
+        "signs without fetching it; other signers check they hold this key",
+    )
 
 
-def load(ref: str) -> Signer:
+def load(ref: str, public_key: Path | None = None) -> Signer:
     """The signer ``ref`` names; every problem is an ApprovalgateError the user can act on."""
     from approvalgate import manifests, signers
     from approvalgate.approvals import keys
 
     signers.register_all()
-    return keys.load_signer(ref, lambda path: manifests.read_key(Path(path)))
+    public = read_public_key(public_key) if public_key is not None else None
+    return keys.load_signer(ref, lambda path: manifests.read_key(Path(path)), public)
+
+
+def read_public_key(path: Path) -> SSlibKey:
+    """The one public key of an Approver document, or of a PEM (or OpenSSH) file."""
+    from approvalgate import manifests
+    from approvalgate.approvals import keys
+    from approvalgate.approvals.errors import InputError
+    from approvalgate.compiler.sources import load_text
+
+    text = manifests.read_key(path).decode("utf-8", errors="replace")
+    texts = [text]
+    if "publicKey" in text:
+        docs = [d.obj for d in load_text(text, str(path)) if isinstance(d.obj, dict)]
+        approvers = [d for d in docs if d.get("kind") == "Approver"]
+        texts = [
+            str(k.get("publicKey", ""))
+            for d in approvers
+            for k in (d.get("spec") or {}).get("keys") or []
+            if isinstance(k, dict)
+        ]
+        if len(texts) != 1:
+            raise InputError(
+                f"{path}: --public-key needs one key, the file holds {len(texts)}",
+                advice="pass a PEM file with the signer's public key",
+            )
+    try:
+        return keys.load_public_key(texts[0])
+    except ValueError as exc:
+        raise InputError(f"{path}: not a public key: {exc}") from exc
