@@ -4,7 +4,8 @@ REF names where the private key is: a key file path (``approvalgate keygen``), o
 ``SCHEME:LOCATION`` of a signer kind (approvalgate.signers: PKCS#11 tokens, KMSs, ssh-agent).
 ``--key`` is the older name of ``--signer`` and stays accepted. ``--public-key FILE`` gives
 the signer's public key (the Approver document, or a PEM) to kinds that would otherwise fetch
-it from a KMS; a key file or a PKCS#11 token reads its own.
+it from a KMS (so does ``--bundle`` when the approver has one key in it); a key file or a
+PKCS#11 token reads its own.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from securesystemslib.signer import Signer, SSlibKey
+
+    from approvalgate.approvals.bundle import Bundle
 
 
 def signer_help() -> str:
@@ -48,13 +51,28 @@ def add_signer(parser: argparse.ArgumentParser, *, required: bool = True) -> Non
     )
 
 
-def load(ref: str, public_key: Path | None = None) -> Signer:
-    """The signer ``ref`` names; every problem is an ApprovalgateError the user can act on."""
+def load(
+    ref: str,
+    public_key: Path | None = None,
+    *,
+    bundle: Bundle | None = None,
+    approver: str | None = None,
+) -> Signer:
+    """The signer ``ref`` names; every problem is an ApprovalgateError the user can act on.
+
+    A kind that can be told its public key (a KMS) gets ``public_key``'s, else the
+    approver's key in ``bundle`` when they have exactly one there, else fetches it.
+    """
     from approvalgate import manifests, signers
     from approvalgate.approvals import keys
 
     signers.register_all()
     public = read_public_key(public_key) if public_key is not None else None
+    if public is None and bundle is not None and approver is not None:
+        kind, _ = keys.signer_kind_of(ref)
+        entry = bundle.approvers.get(approver)
+        if kind.load_with_key is not None and entry is not None and len(entry.keys) == 1:
+            public = entry.keys[0].key
     return keys.load_signer(ref, lambda path: manifests.read_key(Path(path)), public)
 
 

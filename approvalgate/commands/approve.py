@@ -258,7 +258,7 @@ def _approve_file(args: argparse.Namespace) -> int:
         environment = required_environment(
             args.env, "approve needs --env NAME: the record must say where it holds"
         )
-    signer = _signer.load(args.key, args.public_key)
+    signer = _signer.load(args.key, args.public_key, bundle=bundle, approver=args.approver)
     text = manifests.read_manifest(args.manifest)
     display = str(args.manifest)
     documents = load_text(text, display)
@@ -693,7 +693,7 @@ def decide_on_request(args: argparse.Namespace, decision: str) -> int:
     ref_namespace, name = _cluster.request_ref(args.request, "--request")
     now = manifests.parse_now(args.now)
     bundle = bundle_from_file(args.bundle) if args.bundle else None
-    signer = _signer.load(args.key, args.public_key)
+    signer = _signer.load(args.key, args.public_key, bundle=bundle, approver=args.approver)
     namespace = _cluster.namespace_of(args, ref_namespace)
     advice = _cluster.rbac_advice(
         "get on approvalrequests and create on approvaldecisions",
@@ -843,7 +843,7 @@ def _decide_on_run(args: argparse.Namespace, decision: str) -> int:
         environment = required_environment(
             args.env, f"{decision} --run needs --env NAME (or --bundle): the record names it"
         )
-    signer = _signer.load(args.key, args.public_key)
+    signer = _signer.load(args.key, args.public_key, bundle=bundle, approver=args.approver)
     text = manifests.read_manifest(args.run)
     display = str(args.run)
     default_namespace = getattr(args, "namespace", None) or "default"

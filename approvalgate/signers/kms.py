@@ -47,6 +47,8 @@ class Provider:
     """Where its credentials come from, for advice."""
     key_types: str
     """The accepted key types it can hold."""
+    short: str
+    """A REF's form in a line of --help."""
 
     def where(self, location: str) -> str:
         """Where the private key lives, for keygen's output."""
@@ -66,6 +68,7 @@ GCP: Final = Provider(
     credentials="gcloud auth application-default login (or GOOGLE_APPLICATION_CREDENTIALS); "
     "roles/cloudkms.signer and roles/cloudkms.publicKeyViewer on the key",
     key_types="EC_SIGN_P256_SHA256, EC_SIGN_P384_SHA384, RSA_SIGN_PSS_*_SHA256",
+    short="gcpkms:projects/P/.../cryptoKeyVersions/V",
 )
 AWS: Final = Provider(
     scheme="awskms",
@@ -79,6 +82,7 @@ AWS: Final = Provider(
     credentials="AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, and AWS_REGION; "
     "kms:Sign and kms:GetPublicKey on the key",
     key_types="ECC_NIST_P256, ECC_NIST_P384, RSA_2048/3072/4096 (RSASSA_PSS_SHA_256)",
+    short="awskms:alias/NAME",
 )
 AZURE: Final = Provider(
     scheme="azurekms",
@@ -92,6 +96,7 @@ AZURE: Final = Provider(
     credentials="az login (DefaultAzureCredential, or AZURE_CLIENT_ID/AZURE_TENANT_ID/"
     "AZURE_CLIENT_SECRET); the Key Vault Crypto User role",
     key_types="EC P-256, EC P-384",
+    short="azurekms://VAULT.vault.azure.net/keys/NAME/VERSION",
 )
 VAULT: Final = Provider(
     scheme="hv",
@@ -105,6 +110,7 @@ VAULT: Final = Provider(
     credentials="VAULT_ADDR and VAULT_TOKEN; update on transit/sign/NAME, read on "
     "transit/keys/NAME",
     key_types="ed25519",
+    short="hv:NAME/VERSION",
 )
 PROVIDERS: Final = (GCP, AWS, AZURE, VAULT)
 
@@ -271,7 +277,7 @@ def _kind(kms: Provider) -> keys.SignerKind:
 
     return keys.SignerKind(
         scheme=kms.scheme,
-        description=f"a key in {kms.name}, e.g. {kms.example}; needs {kms.install}",
+        description=f"{kms.name}: {kms.short}; needs {kms.install}",
         load=load_kind,
         load_with_key=load_with_key,
     )

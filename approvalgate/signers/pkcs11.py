@@ -269,7 +269,7 @@ class TokenSigner(Signer):
 
 HSM: Final = keys.SignerKind(
     scheme=SCHEME,
-    description="an ECDSA key on a PKCS#11 token or HSM, e.g. hsm:2?label=TOKEN; module "
-    f"from ${MODULE_ENV}, PIN from ${PIN_ENV} or asked",
+    description="a PKCS#11 token or HSM: hsm:KEYID?label=TOKEN; module from "
+    f"${MODULE_ENV}, PIN from ${PIN_ENV} or asked",
     load=load,
 )

@@ -35,7 +35,7 @@ from approvalgate.approvals import keys
 from approvalgate.cli import main
 from approvalgate.commands.keygen import approver_document
 from approvalgate.signers import kms
-from tests.support.corpus import BASE, KEYS
+from tests.support.corpus import BASE, KEYS, compile_case_bundle
 
 OFFLINE_WARNING = (
     "  warning: approvalgate could not check offline (pass --cluster): rejections and "
@@ -385,3 +385,42 @@ def test_the_libraries_are_imported_only_when_a_key_is_used() -> None:
     for provider in kms.PROVIDERS:
         for module in provider.modules:
             assert f"import {module}" not in source
+
+
+@pytest.mark.parametrize("service", SHAPES[:1], indirect=True, ids=["gcpkms-ECDSA P-256"])
+def test_with_a_bundle_the_approvers_one_key_is_the_signers(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, service: tuple[Shape, object]
+) -> None:
+    """approve --bundle: the approver's key in the bundle is given to the KMS signer, nothing
+    is fetched from the service (the stand-in's ``load`` would fail the test)."""
+    shape, private = service
+    shutil.copy(BASE / "policies.yaml", tmp_path / "policies.yaml")
+    shutil.copy(BASE / "run.yaml", tmp_path / "run.yaml")
+    carol = approver_document("carol", _public_pem(private), ["reviewers"], ["carol"])
+    docs = (BASE / "approvers.yaml").read_text().split("\n---\n")
+    (index,) = [i for i, doc in enumerate(docs) if "\n  name: carol\n" in doc]
+    docs[index] = carol.rstrip("\n")
+    (tmp_path / "approvers.yaml").write_text("\n---\n".join(docs))
+    bundle = tmp_path / "bundle.json"
+    bundle.write_text(compile_case_bundle(tmp_path))
+    for signer_ref, approver in ((str(KEYS / "alice.key"), "alice"), (_ref(shape), "carol")):
+        code, _, err = _run(
+            capsys,
+            *("approve", str(tmp_path / "run.yaml"), "--signer", signer_ref),
+            *("--approver", approver, "--in-place", "--now", "2026-11-21T11:00:00Z"),
+            *("--bundle", str(bundle)),
+        )
+        assert code == 0 and err.startswith("signed "), err
+    code, out, _ = _run(
+        capsys,
+        *("verify", str(tmp_path / "run.yaml"), "--bundle", str(bundle)),
+        *("--now", "2026-11-21T12:00:00Z", "--user", "requester"),
+    )
+    assert (code, out.splitlines()[0]) == (
+        0,
+        "ADMITTED agents/codex-run-sample in prod (approved; approved by alice, carol)",
+    )
+
+
+def _ref(shape: Shape) -> str:
+    return f"test-{shape.provider.scheme}:{GOOD[shape.provider.scheme][0]}"

@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -36,11 +35,9 @@ from approvalgate.approvals import keys
 from approvalgate.cli import main
 from approvalgate.signers import pkcs11 as hsm
 from tests.support.corpus import BASE, KEYS
+from tests.support.softhsm import MODULE, PIN, SoftHSM
 
-MODULE = "/usr/lib/softhsm/libsofthsm2.so"
 LABEL = "approvalgate-test"
-PIN = "314159"
-SO_PIN = "27182818"
 P256_ID, P384_ID = 2, 3
 REF = f"hsm:{P256_ID}?label={LABEL}"
 REF_384 = f"hsm:{P384_ID}?label={LABEL}"
@@ -54,57 +51,15 @@ OFFLINE_WARNING = (
 )
 
 
-def _softhsm2_util() -> str:
-    found = shutil.which("softhsm2-util")
-    if found is None or not Path(MODULE).is_file():
-        pytest.fail(
-            "SoftHSM2 is not installed (softhsm2-util, " + MODULE + "): run "
-            "`make system-packages` (tools/system-packages.sh installs Debian's softhsm2)"
-        )
-    return found
-
-
 @pytest.fixture(scope="module")
 def token(tmp_path_factory: pytest.TempPathFactory) -> Iterator[pkcs11.Token]:
     """A fresh SoftHSM2 token with a P-256 and a P-384 key pair made on it."""
-    util = _softhsm2_util()
-    folder = tmp_path_factory.mktemp("softhsm2")
-    (folder / "tokens").mkdir()
-    conf = folder / "softhsm2.conf"
-    conf.write_text(
-        f"directories.tokendir = {folder / 'tokens'}\nobjectstore.backend = file\n"
-        "log.level = ERROR\n"
-    )
     with pytest.MonkeyPatch.context() as env:
-        env.setenv("SOFTHSM2_CONF", str(conf))
-        subprocess.run(
-            [util, "--init-token", "--free", "--label", LABEL, "--pin", PIN, "--so-pin", SO_PIN],
-            check=True,
-            capture_output=True,
-        )
-        lib = pkcs11.lib(MODULE)
-        lib.reinitialize()  # the process may have loaded SoftHSM2 with another module's config
-        found = lib.get_token(token_label=LABEL)
-        with found.open(rw=True, user_pin=PIN) as session:
-            for key_id, curve in ((P256_ID, "secp256r1"), (P384_ID, "secp384r1")):
-                params = session.create_domain_parameters(
-                    KeyType.EC,
-                    {Attribute.EC_PARAMS: pkcs11.util.ec.encode_named_curve_parameters(curve)},
-                    local=True,
-                )
-                params.generate_keypair(
-                    store=True,
-                    id=pkcs11.util.biginteger(key_id),
-                    label=f"carol-{curve}",
-                    public_template={Attribute.VERIFY: True, Attribute.PRIVATE: False},
-                    private_template={
-                        Attribute.SIGN: True,
-                        Attribute.SENSITIVE: True,
-                        Attribute.EXTRACTABLE: False,
-                        Attribute.PRIVATE: True,
-                    },
-                )
-        yield found
+        softhsm = SoftHSM.create(tmp_path_factory.mktemp("softhsm2"), LABEL, env.setenv)
+        softhsm.generate_ec(P256_ID, "secp256r1")
+        softhsm.generate_ec(P384_ID, "secp384r1")
+        assert softhsm.ref(P256_ID) == REF
+        yield softhsm.token()
 
 
 @pytest.fixture
