@@ -33,6 +33,20 @@ examples:
   approvalgate approve run.yaml --env prod --key root.key --approver oncall --bypass \\
       --reason "INC-42 checkout down"
 
+--signer REF is where the private key is: a key file (`approvalgate keygen`), or a key that
+never leaves a PKCS#11 token or a KMS (`approvalgate keygen NAME --import REF` writes the
+Approver document from its public key):
+  export APPROVALGATE_PKCS11_MODULE=/usr/lib/x86_64-linux-gnu/libykcs11.so  # PIN: asked
+  approvalgate approve run.yaml --env prod --signer 'hsm:2?label=carol-yubikey' \\
+      --approver carol --in-place
+  approvalgate approve run.yaml --env prod --approver dave --in-place --signer \\
+      gcpkms:projects/acme/locations/global/keyRings/ring/cryptoKeys/dave/cryptoKeyVersions/1
+  approvalgate approve run.yaml --env prod --signer awskms:alias/approvals-erin \\
+      --approver erin --public-key approvers/erin.yaml --in-place
+KMS REFs (gcpkms:, awskms:, azurekms:, hv:) need the service's client library (the error
+says which) and your credentials; with --public-key FILE or --bundle (the approver's one
+key) the public key is not fetched from the service.
+
 With --request NS/NAME the run comes from an ApprovalRequest in the cluster instead (see
 `approvalgate pending`): its spec digest is checked against the run it embeds, the record
 is signed here, for the request's run and environment, and filed as an ApprovalDecision

@@ -348,3 +348,39 @@ def test_public_key_must_match_the_tokens(capsys: pytest.CaptureFixture[str], re
     assert code == 1
     assert err.startswith(f"error: {REF} holds key "), err
     assert os.environ[hsm.MODULE_ENV] == MODULE
+
+
+def test_without_the_pin_in_the_environment_it_is_asked_once_on_the_terminal(
+    repo: Path, token_env: pkcs11.Token
+) -> None:
+    """A real terminal (a pty): the PIN is read with getpass, once for reading the key and
+    signing, and never echoed."""
+    import pty
+    import sys
+    import time
+
+    env = {k: v for k, v in os.environ.items() if k != hsm.PIN_ENV}
+    argv = [sys.executable, "-m", "approvalgate", "approve", str(repo / "run.yaml")]
+    argv += ["--signer", REF, "--approver", "carol", "--env", "prod", "--in-place"]
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: its controlling terminal is the pty
+        os.execve(sys.executable, argv, env)
+    seen = b""
+    deadline = time.monotonic() + 60
+    while b"PIN for" not in seen and time.monotonic() < deadline:
+        seen += os.read(fd, 1024)
+    os.write(fd, PIN.encode() + b"\n")
+    while True:
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:  # the child closed the terminal
+            break
+        if not chunk:
+            break
+        seen += chunk
+    _, status = os.waitpid(pid, 0)
+    text = seen.decode(errors="replace")
+    assert os.waitstatus_to_exitcode(status) == 0, text
+    assert text.count(f"PIN for PKCS#11 token '{LABEL}': ") == 1
+    assert PIN not in text
+    assert "signed approve of AgentRun agents/codex-run-sample" in text
