@@ -34,6 +34,7 @@ from approvalgate.approvals.keys.signers import (
     load_signer,
     register_signer_kind,
     signer_from_pem,
+    signer_kind_of,
     signer_kinds,
     unregister_signer_kind,
 )
@@ -78,6 +79,7 @@ __all__ = [
     "register_key_type",
     "register_signer_kind",
     "signer_from_pem",
+    "signer_kind_of",
     "signer_kinds",
     "ssh",
     "unregister_key_type",
