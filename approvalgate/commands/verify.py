@@ -32,12 +32,14 @@ from approvalgate.commands._args import (
     add_now,
     add_policy_source,
 )
+from approvalgate.commands._bundle_trust import add_bundle_trust
 from approvalgate.commands._view import add_cluster, load_view
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_manifest(parser)
     add_policy_source(parser)
+    add_bundle_trust(parser)
     add_environment(
         parser,
         "the environment to decide in (required with --policies; with --bundle, the bundle's)",
@@ -69,12 +71,12 @@ def run(args: argparse.Namespace) -> int:
     from approvalgate.approvals.decide import decide
     from approvalgate.approvals.errors import UsageError
     from approvalgate.approvals.identity import POD_NAME_EXTRA, POD_UID_EXTRA
-    from approvalgate.policies import load_policies
+    from approvalgate.commands._bundle_trust import decision_bundle
 
     if args.operation == "UPDATE" and args.old is None:
         raise UsageError("--operation UPDATE needs --old OLD_MANIFEST (the stored object)")
     now = manifests.parse_now(args.now)
-    bundle = load_policies(args.policies, args.bundle, args.env)
+    bundle = decision_bundle(args)
     text = manifests.read_manifest(args.manifest)
     runs = manifests.agent_runs(text, str(args.manifest), args.namespace)
     old_runs = {}
