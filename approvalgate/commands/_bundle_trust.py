@@ -20,6 +20,7 @@ from approvalgate.approvals.bundle import Bundle
 from approvalgate.approvals.bundle_trust import (
     INVALID,
     SIGNATURES_FILE,
+    UNSIGNED,
     BundleRefused,
     BundleTrust,
     open_bundle,
@@ -128,10 +129,12 @@ def trusted_bundle(args: argparse.Namespace) -> Bundle:
     except BundleRefused as exc:
         if exc.reason == INVALID:  # not about trust: the bundle's own error, as before
             raise
+        message = exc.message
+        if exc.reason == UNSIGNED:
+            message = f"{path} is not signed: there is no {signatures_path}"
         raise BundleRefused(
             exc.reason,
-            f"{exc.message} [{exc.reason}] (trust: {pinned.trust.describe()}, from "
-            f"{pinned.source})",
+            f"{message} [{exc.reason}] (trust: {pinned.trust.describe()}, from {pinned.source})",
             advice=_ADVICE.get(exc.reason, exc.advice),
         ) from exc
     if pinned.environment is not None and bundle.environment != pinned.environment:

@@ -189,9 +189,11 @@ def threshold_finding(
     """Why the environment's bundle is not signed enough, with the command; None if it is."""
     if signing is None or not signing.keys or len(signed.signed_by) >= signing.threshold:
         return None
+    count = len(signed.signed_by)
+    state = "is not signed" if not count else f"is signed by {count} of its keys"
     return (
-        f"{shown}/{BUNDLE_FILE} is signed by {len(signed.signed_by)} of the "
-        f"{signing.threshold} key(s) bundleSigning requires ({signing.where}); run "
-        f"`approvalgate compile{repo_arg} --sign REF` with a key listed in "
-        "bundleSigning.publicKeys and commit bundle.sig.json"
+        f"{shown}/{BUNDLE_FILE} {state}: bundleSigning ({signing.where}) requires "
+        f"{signing.threshold} signature(s) by its publicKeys; run "
+        f"`approvalgate compile{repo_arg} --sign REF` with a key listed there and commit "
+        f"{shown}/{SIGNATURES_FILE}"
     )
