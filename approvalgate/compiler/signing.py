@@ -124,15 +124,11 @@ def sign_environment(
     where = f"{previous.shown}/{SIGNATURES_FILE}"
     result = EnvSignatures()
     chosen: dict[str, dict[str, str]] = {}  # verified key id -> signature
+    dropped, why = 0, ""
     if previous.signatures is not None:
         kept, dropped, why = _still_valid(data, previous.signatures, keys, where)
         for keyid, signature in kept:
             chosen[keyid] = signature
-        if dropped:
-            result.notes.append(
-                f"{where}: {dropped} signature(s) removed: {why}"
-                + ("" if kept else "; the bundle is now unsigned")
-            )
     if keys:
         payload = pae(data)
         for index, signer in enumerate(signers):
@@ -148,6 +144,11 @@ def sign_environment(
             if found:
                 chosen[found[0].keyid] = {"keyid": made.keyid, "sig": made.signature}
                 result.used.add(index)
+    if dropped and not result.used:
+        result.notes.append(
+            f"{where}: {dropped} signature(s) removed: {why}"
+            + ("" if chosen else "; the bundle is now unsigned")
+        )
     if chosen:
         document = signatures_document(data, list(chosen.values()))
         result.text = dump_signatures(document)
