@@ -19,8 +19,10 @@ examples:
   approvalgate compile                      # every environment of the repo in .
   approvalgate compile examples/gitops-repo --env prod
   approvalgate compile . --out /tmp/preview
-  approvalgate compile --sign release.key                  # sign with a key file
-  approvalgate compile --sign hsm:release --sign gcpkms:projects/p/.../cryptoKeyVersions/1
+  approvalgate compile --sign keys/release.key             # sign with a key file
+  approvalgate compile --sign keys/release.key --sign keys/ci.key   # threshold 2
+  approvalgate compile --sign gcpkms:projects/p/locations/l/keyRings/r/cryptoKeys/k/\
+cryptoKeyVersions/1
 """
 
 from __future__ import annotations

@@ -18,6 +18,13 @@ examples:
       --user system:serviceaccount:argocd:argocd-application-controller
   approvalgate verify new.yaml --old live.yaml --operation UPDATE --bundle bundle.json
   approvalgate verify run.yaml --bundle rendered/prod/bundle.json --cluster --context prod
+  approvalgate verify run.yaml --bundle /tmp/bundle.json --bundle-key release.pub
+
+With --bundle, the bundle is used only when its signatures (bundle.sig.json beside it)
+verify with the pinned keys, as the webhook does: --bundle-key, or else the bundleSigning
+of the approvalgate.yaml of the repository the bundle is in (rendered/ENV/bundle.json). A
+refused bundle (unsigned, signatures stripped, signed by another key or over other
+content, below the threshold or the minimum revision) is exit 1 with the reason.
 """
 
 from __future__ import annotations
