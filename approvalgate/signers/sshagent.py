@@ -174,8 +174,14 @@ def _session(path: str) -> Iterator[tuple[AgentSSH, socket.socket]]:
     The socket is ours, with a timeout: paramiko's ``Agent()`` opens one without a timeout
     and reports an unreachable agent as an agent without keys.
     """
-    from paramiko.agent import AgentSSH
-    from paramiko.ssh_exception import SSHException
+    try:
+        from paramiko.agent import AgentSSH
+        from paramiko.ssh_exception import SSHException
+    except ImportError as exc:
+        raise RecordError(
+            f"the {SCHEME}: signer needs paramiko, which is not installed: {exc}",
+            advice="reinstall approvalgate (pip install approvalgate installs paramiko)",
+        ) from None
 
     conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:

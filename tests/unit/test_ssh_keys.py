@@ -191,6 +191,9 @@ def test_keys_we_do_not_accept_are_refused_with_the_reason(made: dict[str, Path]
     ed25519 = _line(made["ssh-ed25519"]).split()[1]
     with pytest.raises(ValueError, match=r"^the line says ssh-rsa but the key is ssh-ed25519$"):
         keys.load_public_key(f"ssh-rsa {ed25519}")
+    two = _line(made["ssh-ed25519"]) + _line(made["other-ed25519"])
+    with pytest.raises(ValueError, match=r"^one OpenSSH public key line is expected, not several"):
+        keys.load_public_key(two)
     with pytest.raises(ValueError, match=r"^the ssh-ed25519 key is not valid base64$"):
         keys.load_public_key("ssh-ed25519 AAAA!!")
     with pytest.raises(ValueError, match=r"^the SSH public key is truncated$"):

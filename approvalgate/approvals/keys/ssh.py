@@ -226,7 +226,7 @@ def _ecdsa(keytype: str, curve_name: str, point: bytes, application: str) -> _Ve
         numbers = _Reader(sig, "the ECDSA signature")
         r, s = numbers.mpint(), numbers.mpint()
         numbers.end()
-        # sk: ECDSA over SHA-256 of the u2f message (which SHA-256 of ECDSA(SHA256) does)
+        # sk: ECDSA with SHA-256 over the u2f message, as OpenSSH checks it
         message = _u2f_message(application, flags, counter, data) if sk else data
         public.verify(encode_dss_signature(r, s), message, algorithm)
 
@@ -289,6 +289,8 @@ def parse_blob(blob: bytes) -> SSHPublicKey:
 
 def parse_line(line: str) -> SSHPublicKey:
     """An OpenSSH public key line ``<type> <base64> [comment]``. Raises SSHSignatureError."""
+    if "\n" in line.strip():
+        raise SSHSignatureError("one OpenSSH public key line is expected, not several lines")
     fields = line.strip().split(maxsplit=2)
     if len(fields) < 2:
         raise SSHSignatureError("not an OpenSSH public key line (`<type> <base64> [comment]`)")
