@@ -18,18 +18,24 @@ a warm-up round, ratios to the Ed25519 baseline of the same run:
   Ed25519 approvals.
 
 Every signature must verify and every admission must be allowed (the script stops
-otherwise): a fast refusal is no figure. Key types a helper module registers (SSH keys)
-are measured when their module is there.
+otherwise): a fast refusal is no figure. SSH keys (ed25519, and sk-ed25519 on OpenSSH's
+software security key) are made by ``ssh-keygen`` and sign through a real ``ssh-agent``
+this script starts; they are verified in process like every other type.
 """
 
 from __future__ import annotations
 
 import argparse
+import atexit
+import contextlib
 import copy
 import dataclasses
 import json
+import os
+import shutil
 import statistics
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -68,20 +74,52 @@ class Kind:
     make: Callable[[], Signer]
 
 
+_KINDS: list[Kind] = []
+
+
 def kinds() -> list[Kind]:
-    """The key-file types (Ed25519 first: the baseline), then the SSH kinds when there."""
-    found = [
+    """The key-file types (Ed25519 first: the baseline), then the SSH kinds (once)."""
+    if _KINDS:
+        return _KINDS
+    _KINDS[:] = [
         Kind("Ed25519", lambda: keys.generate("ed25519")),
         Kind("ECDSA P-256", lambda: keys.generate("ecdsa-p256")),
         Kind("ECDSA P-384", lambda: keys.generate("ecdsa-p384")),
         Kind("RSA-3072 (PSS)", lambda: keys.generate("rsa")),
+        *ssh_kinds(),
     ]
-    return found + ssh_kinds()
+    return _KINDS
+
+
+SSH_KINDS = {"SSH ed25519": "ssh-ed25519", "SSH sk-ed25519": "sk-ssh-ed25519@openssh.com"}
+"""The SSH key types measured: a plain key and a security key (OpenSSH's sk-dummy)."""
 
 
 def ssh_kinds() -> list[Kind]:
-    """SSH keys (approvals.keys.ssh, issue 17's i17-ssh), signed in process; none without it."""
-    return []
+    """SSH keys in a real ssh-agent (started here, stopped at exit), signing through
+    approvalgate's ``ssh-agent:`` signer; none where ssh-agent or sk-dummy is missing."""
+    from tests.support import ssh
+
+    if not (all(shutil.which(t) for t in ("ssh-agent", "ssh-keygen")) and ssh.SK_DUMMY.exists()):
+        log("no ssh-agent or sk-dummy (make system-packages): SSH keys not measured")
+        return []
+    from approvalgate.signers import sshagent
+
+    folder = Path(tempfile.mkdtemp(prefix="bench-ssh-"))
+    running = contextlib.ExitStack()
+    agent = running.enter_context(ssh.agent(folder))
+    atexit.register(running.close)
+    os.environ.update(agent.env())
+
+    def maker(keytype: str) -> Callable[[], Signer]:
+        def make() -> Signer:
+            path = ssh.keygen(folder, f"key-{len(agent.added)}", keytype)
+            agent.add(path)
+            return sshagent.load(f"{path}.pub", lambda name: Path(name).read_bytes())
+
+        return make
+
+    return [Kind(name, maker(keytype)) for name, keytype in SSH_KINDS.items()]
 
 
 # --- verification per signature ------------------------------------------------------------
@@ -266,7 +304,9 @@ def markdown(result: Mapping[str, Any]) -> str:
             f"signature checked), {setup['rounds']} rounds after a warm-up, types interleaved "
             "signature by signature. CPU per check (`time.process_time()`); ratios to "
             "**Ed25519** of the same run. PKCS#11 tokens and cloud KMSs make ECDSA/RSA "
-            "signatures: verifying theirs costs what the key file of the same type costs.",
+            "signatures: verifying theirs costs what the key file of the same type costs. SSH "
+            "keys' signatures are SSHSIG blobs made by a real `ssh-agent` (sk-ed25519: "
+            "OpenSSH's software security key), checked in process like the others.",
             "",
             *_table(result["verification"], "key type", "checks", "Ed25519"),
             "",

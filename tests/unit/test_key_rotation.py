@@ -1,5 +1,10 @@
 """Key rotation, notBefore and notAfter for every key type, through ``decide()`` (issue 17).
 
+Every accepted key type, each made by the provider that holds it: key files (Ed25519,
+ECDSA P-256/P-384, RSA-PSS), ECDSA keys generated inside a real SoftHSM2 token and signing
+through ``hsm:`` (the types HSMs and cloud KMSs sign with), and every OpenSSH key type in a
+real ssh-agent signing through ``ssh-agent:`` (security keys through OpenSSH's sk-dummy).
+
 An approver holds an old key (its ``notAfter`` set when it was retired) and a new one (its
 ``notBefore`` where the rotation starts, overlapping the old key's last weeks), both of the
 type under test; the bundle is compiled from Approver documents the way tests/support
@@ -11,9 +16,9 @@ rule. For each type:
 - a record the old key signed inside its window but back-dated past it (so that it would
   still be "valid") is refused: a key counts only while it is valid, now too;
 - a record the new key signed before its ``notBefore`` is refused;
-- during the overlap both keys count;
-- two approvers holding keys of different types approve the same run: admitted; one of the
-  two signatures tampered: denied, naming the record.
+- during the overlap both keys count; removing the old key revokes it at once;
+- two approvers holding keys of two different types (every pair) approve the same run:
+  admitted; either signature tampered: denied, naming the record.
 """
 
 from __future__ import annotations
@@ -22,8 +27,9 @@ import base64
 import copy
 import itertools
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -36,16 +42,80 @@ from approvalgate.approvals.decide import Decision, decide
 from approvalgate.approvals.digest import spec_digest
 from approvalgate.approvals.kubeyaml import load_manifests
 from approvalgate.approvals.policy import BundleSettings, compile_bundle, dump_bundle
+from tests.support import softhsm, ssh
 from tests.support.corpus import BASE, CORPUS_ENVIRONMENT
 
 # --- the key types: one factory each (a new provider's signer is one more entry) -----------
+
+
+class _Providers:
+    """The module's real ssh-agent and SoftHSM2 token (the ``providers`` fixture)."""
+
+    agent: ssh.Agent
+    folder: Path
+    token: softhsm.SoftHSM
+    token_keys: int = 1
+
+
+_live = _Providers()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def providers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """A real ssh-agent (security keys through OpenSSH's sk-dummy) and a SoftHSM2 token, with
+    the environment an approver sets to sign with them, for the whole module."""
+    folder = tmp_path_factory.mktemp("providers")
+    with pytest.MonkeyPatch.context() as env, ssh.agent(folder) as agent:
+        token = softhsm.SoftHSM.create(folder / "softhsm2", "rotation", env.setenv)
+        for name, value in {**token.signer_env(), **agent.env()}.items():
+            env.setenv(name, value)
+        _live.agent, _live.folder, _live.token = agent, folder, token
+        yield
+    _made.clear()  # their agent and token are gone
+
+
+def _ssh_signer(keytype: str) -> Callable[[], Signer]:
+    """A new key of an OpenSSH ``keytype`` made by ssh-keygen, held by the real ssh-agent,
+    signing through approvalgate's ``ssh-agent:`` signer."""
+
+    def make() -> Signer:
+        from approvalgate.signers import sshagent
+
+        path = ssh.keygen(_live.folder, f"key-{len(_live.agent.added)}", keytype)
+        _live.agent.add(path)
+        return sshagent.load(f"{path}.pub", lambda name: Path(name).read_bytes())
+
+    return make
+
+
+def _token_signer(curve: str) -> Callable[[], Signer]:
+    """A new ECDSA key generated inside the SoftHSM2 token, signing through ``hsm:``."""
+
+    def make() -> Signer:
+        from approvalgate.signers import pkcs11
+
+        _live.token_keys += 1
+        _live.token.generate_ec(_live.token_keys, curve)
+        return pkcs11.load(_live.token.ref(_live.token_keys).partition(":")[2], _no_read)
+
+    return make
+
+
+def _no_read(path: str) -> bytes:
+    raise AssertionError(f"an hsm: signer read {path}")
+
 
 SIGNERS: dict[str, Callable[[], Signer]] = {
     "ed25519": lambda: keys.generate("ed25519"),
     "ecdsa-p256": lambda: keys.generate("ecdsa-p256"),
     "ecdsa-p384": lambda: keys.generate("ecdsa-p384"),
     "rsa": lambda: keys.generate("rsa"),
+    "hsm-ecdsa-p256": _token_signer("secp256r1"),
+    "hsm-ecdsa-p384": _token_signer("secp384r1"),
+    **{keytype: _ssh_signer(keytype) for keytype in ssh.KEY_TYPES},
 }
+"""Every accepted key type, from the provider that makes it: key files, a PKCS#11 token
+(ECDSA, the types HSMs and KMSs sign with), an ssh-agent (OpenSSH keys, security keys too)."""
 TYPES = list(SIGNERS)
 
 RETIRED = datetime(2026, 6, 1, tzinfo=UTC)
@@ -248,7 +318,7 @@ def test_removing_the_old_key_revokes_it_at_once(type_name: str) -> None:
 
 # --- two approvers, two key types, one run -------------------------------------------------
 
-PAIRS = list(itertools.permutations(TYPES, 2))
+PAIRS = list(itertools.combinations(TYPES, 2))
 
 
 def _flip_signature(envelope: dict[str, Any]) -> dict[str, Any]:
