@@ -191,3 +191,29 @@ def test_help_has_an_example_for_each_kind(capsys: pytest.CaptureFixture[str]) -
         "--import ~/.ssh/id_ed25519_sk.pub",
     ):
         assert example in out, example
+
+
+def test_import_from_any_registered_signer_kind(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """A kind without an importer of its own (an in-memory signer standing in for one):
+    keygen loads the signer and takes its public key."""
+    held = keys.generate("ecdsa-p384")
+    kind = keys.SignerKind("test-agent", "keys held in memory", lambda _name, _read: held)
+    keys.register_signer_kind(kind)
+    try:
+        code, out, err = _run(
+            capsys,
+            *("keygen", "gus", "--import", "test-agent:gus", "--usernames", "gus"),
+            *("--out", str(tmp_path)),
+        )
+    finally:
+        keys.unregister_signer_kind(kind)
+    assert (code, err) == (0, "")
+    assert _public_of(tmp_path / "gus.yaml") == held.public_key
+    assert out.splitlines()[1] == (
+        "private key: where test-agent:gus names it (keys held in memory)"
+    )
+    assert out.splitlines()[3] == (
+        "sign with:   approvalgate approve ... --signer test-agent:gus --approver gus"
+    )
