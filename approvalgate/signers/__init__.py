@@ -15,9 +15,9 @@ from collections.abc import Callable
 from securesystemslib.signer import SSlibKey
 
 from approvalgate.approvals import keys
-from approvalgate.signers import kms, pkcs11
+from approvalgate.signers import kms, pkcs11, sshagent
 
-_KINDS: list[keys.SignerKind] = [pkcs11.HSM, *kms.KINDS]
+_KINDS: list[keys.SignerKind] = [pkcs11.HSM, *kms.KINDS, sshagent.KIND]
 
 Importer = Callable[[str], tuple[SSlibKey, str]]
 """``LOCATION -> (public key, where the private key lives)`` (``keygen --import``)."""

@@ -49,6 +49,12 @@ class SignerKind:
 
 def signer_from_pem(pem: bytes, source: str = "key") -> CryptoSigner:
     """A signer for an unencrypted PEM (PKCS#8) private key of an accepted type."""
+    if pem.lstrip().startswith(b"-----BEGIN OPENSSH PRIVATE KEY-----"):
+        raise RecordError(
+            f"{source} is an OpenSSH private key: SSH keys sign through the ssh-agent",
+            advice=f"add it to your agent (ssh-add {source}) and sign with "
+            f"--signer ssh-agent:{source}.pub",
+        )
     try:
         private = serialization.load_pem_private_key(pem, password=None)
     except (ValueError, TypeError) as exc:
