@@ -217,3 +217,33 @@ def test_import_from_any_registered_signer_kind(
     assert out.splitlines()[3] == (
         "sign with:   approvalgate approve ... --signer test-agent:gus --approver gus"
     )
+
+
+def test_import_an_openssh_public_key_line(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    line = (
+        Ed25519PrivateKey.generate()
+        .public_key()
+        .public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+        .decode("ascii")
+    )
+    pub = tmp_path / "id_ed25519.pub"
+    pub.write_text(line + " ivy@laptop\n")
+    code, out, err = _run(
+        capsys,
+        *("keygen", "ivy", "--import", str(pub), "--usernames", "ivy"),
+        *("--out", str(tmp_path / "out")),
+    )
+    assert (code, err) == (0, "")
+    doc = (tmp_path / "out" / "ivy.yaml").read_text()
+    assert f"        {line}\n" in doc
+    assert keys.load_public_key(line).keyid in out
+    assert out.splitlines()[1:] == [
+        "private key: in your ssh-agent or on your security key, never exported: the agent signs",
+        f"approver:    {tmp_path}/out/ivy.yaml (commit it to your policy repo's approvers/ folder)",
+        f"sign with:   approvalgate approve ... --signer ssh-agent:{pub} --approver ivy",
+    ]
