@@ -413,7 +413,7 @@ def test_with_a_bundle_the_approvers_one_key_is_the_signers(
         assert code == 0 and err.startswith("signed "), err
     code, out, _ = _run(
         capsys,
-        *("verify", str(tmp_path / "run.yaml"), "--bundle", str(bundle)),
+        *("verify", str(tmp_path / "run.yaml"), "--bundle", str(bundle), "--allow-unsigned-bundle"),
         *("--now", "2026-11-21T12:00:00Z", "--user", "requester"),
     )
     assert (code, out.splitlines()[0]) == (
