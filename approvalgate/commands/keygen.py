@@ -118,8 +118,7 @@ def run(args: argparse.Namespace) -> int:
         if path.exists() and not args.force:
             raise UsageError(f"{path} exists", advice="pass --force to overwrite it")
     if args.source:
-        public, where = imported(args.source)
-        signer_ref = args.source if keys.signer_kind_of(args.source)[0] != keys.FILE else ""
+        public, where, signer_ref = imported(args.source)
     else:
         signer = keys.generate(args.type)
         public, where = signer.public_key, f"{key_path} (mode 0600, never commit it)"
@@ -140,9 +139,9 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def imported(source: str) -> tuple[SSlibKey, str]:
-    """The public key of SOURCE (a public key file or a signer REF), and where its private
-    key lives."""
+def imported(source: str) -> tuple[SSlibKey, str, str]:
+    """The public key of SOURCE (a public key file or a signer REF), where its private key
+    lives, and the --signer REF that signs with it ("" when not known)."""
     from approvalgate import manifests, signers
     from approvalgate.approvals import keys
     from approvalgate.approvals.errors import InputError
@@ -150,7 +149,8 @@ def imported(source: str) -> tuple[SSlibKey, str]:
     signers.register_all()
     kind, location = keys.signer_kind_of(source)
     if kind != keys.FILE:
-        return signers.import_public_key(source, lambda p: manifests.read_key(Path(p)))
+        public, where = signers.import_public_key(source, lambda p: manifests.read_key(Path(p)))
+        return public, where, source
     path = Path(location)
     text = manifests.read_key(path).decode("utf-8", errors="replace")
     if "PRIVATE KEY-----" in text:
@@ -168,19 +168,14 @@ def imported(source: str) -> tuple[SSlibKey, str]:
             advice="--import takes a PEM public key, an OpenSSH .pub line, or a signer REF "
             "(hsm:..., gcpkms:..., awskms:..., azurekms:..., hv:...)",
         ) from exc
-    return public, _where_file_key(public, path)
-
-
-def _where_file_key(public: SSlibKey, path: Path) -> str:
-    if public.keytype.startswith(("ssh-", "sk-", "ecdsa-sha2-")):
-        return (
-            "in your ssh-agent or on your security key (approvalgate never sees it); sign "
-            "with --signer ssh-agent:..."
-        )
-    return (
+    if public.keytype.startswith(("ssh-", "sk-", "ecdsa-sha2-")):  # an OpenSSH key
+        where = "in your ssh-agent or on your security key, never exported: the agent signs"
+        return public, where, f"ssh-agent:{location}"
+    where = (
         f"wherever the owner of {path} keeps it (approvalgate never sees it): sign with a "
         "--signer REF that reaches it"
     )
+    return public, where, ""
 
 
 def _split(text: str) -> list[str]:

@@ -47,4 +47,6 @@ def import_public_key(ref: str, read: keys.Read) -> tuple[SSlibKey, str]:
     public = signer.public_key
     if not isinstance(public, SSlibKey):
         raise TypeError(f"{ref}: {type(public).__name__} is not an SSlibKey")
+    if kind.scheme == "ssh-agent":
+        return public, "in your ssh-agent or on the security key it holds, never exported"
     return public, f"where {ref} names it ({kind.description})"

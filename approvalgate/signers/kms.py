@@ -171,12 +171,21 @@ def accepted(kms: Provider, ref: str, key: Key) -> SSlibKey:
     if not isinstance(key, SSlibKey):
         raise RecordError(f"{ref}: {kms.name} gave a {type(key).__name__}, not a public key")
     try:
-        return keys.load_public_key(keys.public_key_pem(key))
+        public = keys.load_public_key(keys.public_key_pem(key))
     except ValueError as exc:
         raise RecordError(
             f"{ref}: the key in {kms.name} is refused: {exc}",
             advice=f"use a key of type {kms.key_types}",
         ) from exc
+    if (public.keytype, public.scheme) != (key.keytype, key.scheme):
+        # e.g. an RSA key whose algorithm is PKCS#1 v1.5 or PSS with SHA-512: the service
+        # would sign with that algorithm, which approvals do not verify
+        raise RecordError(
+            f"{ref}: the key in {kms.name} signs with {key.scheme}, approvals verify "
+            f"{public.scheme}",
+            advice=f"use a key of type {kms.key_types}",
+        )
+    return public
 
 
 def _fetch(kms: Provider, location: str) -> tuple[str, SSlibKey]:

@@ -150,8 +150,9 @@ def _token_error(token: TokenKey, exc: Exception) -> ApprovalgateError:
             f"{token.token}: the PIN is locked", advice="unlock it with the token's SO PIN"
         )
     if isinstance(exc, ValueError) and str(exc).startswith("No PKCS#11 token found"):
+        named = f"PKCS#11 token {token.label!r}" if token.label else "initialised PKCS#11 token"
         return RecordError(
-            f"no {token.token} in PKCS#11 module {module}",
+            f"no {named} in PKCS#11 module {module}",
             advice="plug the token in, or check the label in the REF (hsm:KEYID?label=TOKEN)",
         )
     if isinstance(exc, ValueError) and "Multiple PKCS#11 tokens" in str(exc):
@@ -159,7 +160,13 @@ def _token_error(token: TokenKey, exc: Exception) -> ApprovalgateError:
             f"several PKCS#11 tokens in module {module}",
             advice="name one by its label: hsm:KEYID?label=TOKEN",
         )
-    if isinstance(exc, ValueError) and ("key" in str(exc) or "keys" in str(exc)):
+    if isinstance(exc, ValueError) and "is not a supported EC curve" in str(exc):
+        return RecordError(
+            f"{token.token}: key {token.key_id} is on curve {str(exc).split()[0]}",
+            advice="keys on a token sign approvals on curve P-256 or P-384 (securesystemslib's "
+            "HSM signer)",
+        )
+    if isinstance(exc, ValueError) and "key" in str(exc):
         return RecordError(
             f"{token.token} holds no ECDSA P-256 or P-384 key pair with id {token.key_id}",
             advice="list the token's objects (e.g. `pkcs11-tool --module MODULE "

@@ -191,3 +191,59 @@ def test_help_has_an_example_for_each_kind(capsys: pytest.CaptureFixture[str]) -
         "--import ~/.ssh/id_ed25519_sk.pub",
     ):
         assert example in out, example
+
+
+def test_import_from_any_registered_signer_kind(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """A kind without an importer of its own (an in-memory signer standing in for one):
+    keygen loads the signer and takes its public key."""
+    held = keys.generate("ecdsa-p384")
+    kind = keys.SignerKind("test-agent", "keys held in memory", lambda _name, _read: held)
+    keys.register_signer_kind(kind)
+    try:
+        code, out, err = _run(
+            capsys,
+            *("keygen", "gus", "--import", "test-agent:gus", "--usernames", "gus"),
+            *("--out", str(tmp_path)),
+        )
+    finally:
+        keys.unregister_signer_kind(kind)
+    assert (code, err) == (0, "")
+    assert _public_of(tmp_path / "gus.yaml") == held.public_key
+    assert out.splitlines()[1] == (
+        "private key: where test-agent:gus names it (keys held in memory)"
+    )
+    assert out.splitlines()[3] == (
+        "sign with:   approvalgate approve ... --signer test-agent:gus --approver gus"
+    )
+
+
+def test_import_an_openssh_public_key_line(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    line = (
+        Ed25519PrivateKey.generate()
+        .public_key()
+        .public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+        .decode("ascii")
+    )
+    pub = tmp_path / "id_ed25519.pub"
+    pub.write_text(line + " ivy@laptop\n")
+    code, out, err = _run(
+        capsys,
+        *("keygen", "ivy", "--import", str(pub), "--usernames", "ivy"),
+        *("--out", str(tmp_path / "out")),
+    )
+    assert (code, err) == (0, "")
+    doc = (tmp_path / "out" / "ivy.yaml").read_text()
+    assert f"        {line}\n" in doc
+    assert keys.load_public_key(line).keyid in out
+    assert out.splitlines()[1:] == [
+        "private key: in your ssh-agent or on your security key, never exported: the agent signs",
+        f"approver:    {tmp_path}/out/ivy.yaml (commit it to your policy repo's approvers/ folder)",
+        f"sign with:   approvalgate approve ... --signer ssh-agent:{pub} --approver ivy",
+    ]

@@ -413,7 +413,7 @@ def test_with_a_bundle_the_approvers_one_key_is_the_signers(
         assert code == 0 and err.startswith("signed "), err
     code, out, _ = _run(
         capsys,
-        *("verify", str(tmp_path / "run.yaml"), "--bundle", str(bundle)),
+        *("verify", str(tmp_path / "run.yaml"), "--bundle", str(bundle), "--allow-unsigned-bundle"),
         *("--now", "2026-11-21T12:00:00Z", "--user", "requester"),
     )
     assert (code, out.splitlines()[0]) == (
@@ -424,3 +424,14 @@ def test_with_a_bundle_the_approvers_one_key_is_the_signers(
 
 def _ref(shape: Shape) -> str:
     return f"test-{shape.provider.scheme}:{GOOD[shape.provider.scheme][0]}"
+
+
+def test_a_service_key_with_another_algorithm_is_refused() -> None:
+    """GCP RSA_SIGN_PKCS1_3072_SHA256: the service would sign PKCS#1 v1.5, which approvals
+    do not verify; refused before anything is signed."""
+    pem = _public_pem(_rsa3072())
+    key = SSlibKey("id", "rsa", "rsa-pkcs1v15-sha256", {"public": pem})
+    with pytest.raises(Exception, match=r"signs with rsa-pkcs1v15-sha256, approvals verify "):
+        kms.accepted(kms.GCP, "gcpkms:x", key)
+    pss = SSlibKey("id", "rsa", "rsassa-pss-sha256", {"public": pem})
+    assert kms.accepted(kms.GCP, "gcpkms:x", pss) == keys.load_public_key(pem)

@@ -38,7 +38,7 @@ from tests.support.corpus import BASE, KEYS
 from tests.support.softhsm import MODULE, PIN, SoftHSM
 
 LABEL = "approvalgate-test"
-P256_ID, P384_ID = 2, 3
+P256_ID, P384_ID, P521_ID = 2, 3, 4
 REF = f"hsm:{P256_ID}?label={LABEL}"
 REF_384 = f"hsm:{P384_ID}?label={LABEL}"
 
@@ -58,6 +58,7 @@ def token(tmp_path_factory: pytest.TempPathFactory) -> Iterator[pkcs11.Token]:
         softhsm = SoftHSM.create(tmp_path_factory.mktemp("softhsm2"), LABEL, env.setenv)
         softhsm.generate_ec(P256_ID, "secp256r1")
         softhsm.generate_ec(P384_ID, "secp384r1")
+        softhsm.generate_ec(P521_ID, "secp521r1")  # not an approval key type
         assert softhsm.ref(P256_ID) == REF
         yield softhsm.token()
 
@@ -96,7 +97,7 @@ def _token_public_pem(token: pkcs11.Token, key_id: int) -> str:
 def test_the_private_keys_are_sensitive_and_never_extractable(token: pkcs11.Token) -> None:
     with token.open(user_pin=PIN) as session:
         private = list(session.get_objects({Attribute.CLASS: ObjectClass.PRIVATE_KEY}))
-        assert len(private) == 2
+        assert len(private) == 3
         for key in private:
             assert key[Attribute.SENSITIVE] is True
             assert key[Attribute.EXTRACTABLE] is False
@@ -384,3 +385,32 @@ def test_without_the_pin_in_the_environment_it_is_asked_once_on_the_terminal(
     assert text.count(f"PIN for PKCS#11 token '{LABEL}': ") == 1
     assert PIN not in text
     assert "signed approve of AgentRun agents/codex-run-sample" in text
+
+
+def test_a_key_on_another_curve_is_refused(
+    capsys: pytest.CaptureFixture[str], token_env: pkcs11.Token, tmp_path: Path
+) -> None:
+    code, _, err = _run(
+        capsys,
+        *("keygen", "x", "--import", f"hsm:{P521_ID}?label={LABEL}", "--usernames", "x"),
+        *("--out", str(tmp_path)),
+    )
+    assert (code, err) == (
+        1,
+        f"error: PKCS#11 token '{LABEL}': key {P521_ID} is on curve secp521r1\n"
+        "  hint: keys on a token sign approvals on curve P-256 or P-384 (securesystemslib's HSM "
+        "signer)\n",
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_without_a_label_the_one_initialised_token_is_used(
+    capsys: pytest.CaptureFixture[str], token_env: pkcs11.Token, tmp_path: Path
+) -> None:
+    """SoftHSM2 always shows one more, uninitialised, token: it is not a candidate."""
+    code, out, err = _run(
+        capsys, "keygen", "x", "--import", "hsm:", "--usernames", "x", "--out", str(tmp_path)
+    )
+    assert (code, err) == (0, "")
+    assert "private key: on the PKCS#11 token (key id 2), never exported" in out
+    assert keys.load_public_key(_token_public_pem(token_env, P256_ID)).keyid in out
