@@ -57,6 +57,7 @@ THRESHOLD: Final = "below-threshold"
 BELOW_MINIMUM: Final = "below-min-revision"
 ROLLBACK: Final = "rollback"
 REUSED: Final = "revision-reused"
+OTHER_ENVIRONMENT: Final = "other-environment"
 INVALID: Final = "invalid-bundle"
 REASONS: Final = (
     UNSIGNED,
@@ -69,6 +70,7 @@ REASONS: Final = (
     BELOW_MINIMUM,
     ROLLBACK,
     REUSED,
+    OTHER_ENVIRONMENT,
     INVALID,
 )
 
@@ -89,6 +91,10 @@ class BundleTrust:
     threshold: int = 1
     min_revision: int = 0
     allow_unsigned: bool = False
+    environment: str = ""
+    """The environment this process enforces ("" : any). Pinned with the keys: the same key
+    may sign every environment's bundle, and dev's signed ``enforcement: warn`` bundle, at
+    a higher revision, must not open in prod."""
 
     def __post_init__(self) -> None:
         if self.keys and self.allow_unsigned:
@@ -131,6 +137,7 @@ def trust_from_texts(
     threshold: int = 1,
     min_revision: int = 0,
     allow_unsigned: bool = False,
+    environment: str = "",
 ) -> BundleTrust:
     """A trust from ``(source, public key text)`` pairs (PEM, or what load_public_key reads)."""
     keys = []
@@ -139,7 +146,7 @@ def trust_from_texts(
             keys.append(load_public_key(text))
         except ValueError as exc:
             raise UsageError(f"{source}: not a bundle-signing public key: {exc}") from exc
-    return BundleTrust(tuple(keys), threshold, min_revision, allow_unsigned)
+    return BundleTrust(tuple(keys), threshold, min_revision, allow_unsigned, environment)
 
 
 def pae(bundle_bytes: bytes) -> bytes:
@@ -271,6 +278,13 @@ def open_bundle(
         bundle = parse_bundle_text(bundle_bytes, source)
     except BundleError as exc:
         raise BundleRefused(INVALID, exc.message, advice=exc.advice) from exc
+    if trust.environment and bundle.environment != trust.environment:
+        raise BundleRefused(
+            OTHER_ENVIRONMENT,
+            f"{source} is the bundle of environment {bundle.environment!r}, this process "
+            f"enforces {trust.environment!r}",
+            advice="deploy the bundle compiled for this environment; the bundle in force stays",
+        )
     check_revision(bundle, trust, in_force, source)
     return bundle
 

@@ -67,11 +67,12 @@ def run(args: argparse.Namespace) -> int:
     result = plan(args.repo, args.env, args.out, signers)
     for warning in result.repo.warnings:
         print(f"warning: {warning.render()}", file=sys.stderr)
+    changed = apply(result)
+    # what was written (nothing is said when writing failed: the output is unchanged)
     for note in result.notes:
         print(f"note: {note}", file=sys.stderr)
     for finding in result.unsigned:
         print(f"warning: {finding}", file=sys.stderr)
-    changed = apply(result)
     for path in changed:
         print(f"wrote {path}")
     if not changed:

@@ -90,7 +90,8 @@ def run(args: argparse.Namespace) -> int:
     kind, _, rest = args.request.partition("/")
     if rest.count("/") == 1 and kind.lower().removesuffix("s") in OBJECT_KINDS:
         return object_status(args, OBJECT_KINDS[kind.lower().removesuffix("s")], rest)
-    if args.bundle or args.policies or args.env or args.user is not None or args.now:
+    trust_flags = args.bundle_key or args.allow_unsigned_bundle or args.bundle_signatures
+    if args.bundle or args.policies or args.env or args.user is not None or args.now or trust_flags:
         from approvalgate.approvals.errors import UsageError
 
         raise UsageError(

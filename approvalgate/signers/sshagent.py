@@ -180,7 +180,7 @@ def _session(path: str) -> Iterator[tuple[AgentSSH, socket.socket]]:
     except ImportError as exc:
         raise RecordError(
             f"the {SCHEME}: signer needs paramiko, which is not installed: {exc}",
-            advice="reinstall approvalgate (pip install approvalgate installs paramiko)",
+            advice="pip install 'approvalgate[ssh]'",
         ) from None
 
     conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

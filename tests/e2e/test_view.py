@@ -27,6 +27,8 @@ from typing import Any
 import pytest
 import rfc8785
 
+from approvalgate.approvals import keys
+from approvalgate.approvals.bundle_trust import dump_signatures, sign_bundle
 from approvalgate.approvals.policy import BundleSettings
 from approvalgate.kube.backoff import Backoff
 from approvalgate.kube.client import Client
@@ -674,11 +676,16 @@ def test_verify_reads_the_view_with_cluster_and_says_what_it_could_not_check_wit
             BundleSettings(environment=CORPUS_ENVIRONMENT, referenced_content="off"),
         )
     )
+    # signed as compile --sign does, the key pinned as the chart pins it
+    signer = keys.generate()
+    document = sign_bundle(bundle.read_bytes(), [signer])
+    (tmp_path / "bundle.sig.json").write_text(dump_signatures(document))
+    pinned = keys.public_key_pem(signer.public_key)
 
     def verify(*args: str) -> subprocess.CompletedProcess[str]:
         command = cli_command(
             *("verify", "run.yaml", "--bundle", str(bundle), "--output", "json"),
-            "--allow-unsigned-bundle",  # a test bundle, not signed
+            *("--bundle-key", pinned),
             *args,
         )
         return subprocess.run(

@@ -71,5 +71,14 @@ def test_check_hook_passes_then_fails_on_a_stale_spec_and_compile_hook_fixes_it(
     assert (
         '"maxTTLSeconds": 3600' in (policy_repo / "rendered" / "prod" / "bundle.json").read_text()
     )
+    # the example's bundles are signed: compile dropped the signatures over the old bundles,
+    # and check fails until they are signed again (typically in CI, with a KMS key)
+    done = hook(policy_repo, "approvalgate-check")
+    assert done.returncode == 1
+    assert "unsigned: rendered/prod/bundle.json is not signed" in done.stdout
+    assert "approvalgate compile --sign REF" in done.stdout
+    key = ROOT / "examples" / "keys" / "release-bundle-signing.key"  # example only
+    cli = Path(sys.executable).parent / "approvalgate"
+    subprocess.run([str(cli), "compile", "--sign", str(key)], cwd=policy_repo, check=True)
     assert hook(policy_repo, "approvalgate-check").returncode == 0
-    assert hook(policy_repo, "approvalgate-compile").returncode == 0
+    assert hook(policy_repo, "approvalgate-compile").returncode == 0  # keeps the signatures

@@ -112,6 +112,17 @@ class Agent:
         self.added.append(key)
 
 
+def _accepts(path: Path) -> bool:
+    import socket as sockets
+
+    with sockets.socket(sockets.AF_UNIX, sockets.SOCK_STREAM) as probe:
+        try:
+            probe.connect(str(path))
+        except OSError:
+            return False
+    return True
+
+
 @contextmanager
 def agent(folder: Path, **environment: str) -> Iterator[Agent]:
     """Start ``ssh-agent -D`` in ``folder`` (killed on exit); ``environment`` is the agent's."""
@@ -128,7 +139,8 @@ def agent(folder: Path, **environment: str) -> Iterator[Agent]:
     )
     try:
         deadline = time.monotonic() + 10
-        while not socket.exists():
+        # the socket file exists from bind(); connections succeed only after listen()
+        while not _accepts(socket):
             if process.poll() is not None or time.monotonic() > deadline:
                 stderr = process.stderr.read().decode() if process.stderr else ""
                 pytest.fail(f"ssh-agent did not start: {stderr}")

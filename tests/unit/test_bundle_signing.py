@@ -442,3 +442,16 @@ def test_verify_refuses_a_bundle_moved_to_another_environments_folder(
     code, _, err = verify(capsys, repo, repo / "rendered/prod/bundle.json")
     assert code == 1
     assert "is the bundle of environment dev, in the output folder of prod" in err
+
+
+def test_status_opens_its_bundle_the_same_way_before_reading_the_cluster(
+    capsys: pytest.CaptureFixture[str], repo: Path, tmp_path: Path
+) -> None:
+    (repo / "rendered/prod/bundle.sig.json").unlink()
+    code, out, err = run(
+        capsys, "status", "agentrun/agents/x", "--bundle", repo / "rendered/prod/bundle.json"
+    )
+    assert (code, out) == (1, "")
+    assert "[unsigned]" in err
+    code, _, err = run(capsys, "status", "agents/x", "--bundle-key", RELEASE_PUB)
+    assert code == 2 and "are for KIND/NS/NAME" in err

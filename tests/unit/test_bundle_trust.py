@@ -171,3 +171,15 @@ def test_a_signature_over_the_bundle_is_not_a_record_signature_and_vice_versa(
         bt.signatures_document(raw, [{"keyid": signature.keyid, "sig": signature.signature}])
     )
     assert _refusal(raw, sigs, _trust(signers)).reason == bt.INVALID_SIGNATURE
+
+
+def test_another_environments_signed_bundle_is_refused_where_the_environment_is_pinned(
+    signers: dict[str, CryptoSigner],
+) -> None:
+    """One key may sign every environment: dev's signed bundle (enforcement warn, a higher
+    revision) must not open in prod."""
+    dev = _bundle(9, environment="dev", enforcement="warn")
+    sigs = _signed(dev, signers["release"])
+    prod = _trust(signers, environment="prod")
+    assert _refusal(dev, sigs, prod).reason == bt.OTHER_ENVIRONMENT
+    assert bt.open_bundle(dev, sigs, _trust(signers, environment="dev")).environment == "dev"
