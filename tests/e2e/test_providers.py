@@ -2,13 +2,21 @@
 
 A run approved by two approvers whose keys live in different places is admitted by the real
 webhook behind the real kube-apiserver; the same run with one of the two signatures tampered
-is denied with exactly ``decide()``'s message (``approvalgate verify`` on the same object).
+is denied with exactly ``decide()``'s message for the same object, bundle and cluster view.
 Every approval is made with the CLI the way users make it (``approvalgate approve
 --signer REF``); the Approvers hold the public keys the providers gave.
 
-- alice signs with her Ed25519 key file (``keygen``'s default), bob with an ECDSA P-256 key
-  file;
-- (more providers: see the tests below).
+- a key file and a SoftHSM2 token: alice signs with her Ed25519 key file (``keygen``'s
+  default), erin with an ECDSA P-256 key generated inside a SoftHSM2 token (PKCS#11,
+  ``--signer hsm:2?label=...``; her Approver written by ``keygen --import hsm:...`` from
+  the token's public key; the private key is not extractable);
+- an ssh-agent key and a P-256 key file: frank signs with an ``sk-ssh-ed25519`` security
+  key held by a real ``ssh-agent`` (OpenSSH's software security key; his Approver written
+  by ``keygen --import`` from the ``.pub`` file, as git's SSH signing is set up), carol with
+  an ECDSA P-256 key file (``keygen --type ecdsa-p256``);
+- two key files of different types (Ed25519 and P-256).
+
+In every case the same run with either signature tampered is denied.
 """
 
 from __future__ import annotations
@@ -16,32 +24,42 @@ from __future__ import annotations
 import base64
 import json
 import os
+import shutil
 import subprocess
 import time
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 import yaml
 
-from approvalgate.approvals import keys
 from approvalgate.approvals.records import ANNOTATION
 from tests.e2e.controlplane import ControlPlane
-from tests.e2e.gate import CLI, ENV, OTHER_ENV, WEBHOOK_NAME, Gate, run_manifest
+from tests.e2e.gate import CLI, ENFORCED, ENV, OTHER_ENV, Gate, run_manifest
+from tests.e2e.test_attacks import Signer, denial, expected_message
+from tests.support import softhsm, ssh
 
 pytestmark = pytest.mark.e2e
 REQUESTER = "requester"
 
 
-def add_key(gate: Gate, approver: str, public_text: str) -> None:
-    """One more key in ``approver``'s Approver document (keygen writes ``keys:`` last)."""
-    path = gate.repo / "approvers" / f"{approver}.yaml"
-    text = path.read_text()
-    assert text.rstrip("\n").splitlines()[-1].startswith("        "), text
-    lines = [
-        "    - publicKey: |",
-        *(f"        {line}" for line in public_text.strip().splitlines()),
-    ]
-    path.write_text(text.rstrip("\n") + "\n" + "\n".join(lines) + "\n")
+def keygen(
+    gate: Gate,
+    name: str,
+    *how: str,
+    groups: str = "platform-leads",
+    env: Mapping[str, str] | None = None,
+) -> None:
+    """``approvalgate keygen NAME ...`` as the approver runs it; the Approver into the repo."""
+    done = _cli(
+        gate,
+        env,
+        *("keygen", name, "--out", str(gate.keys), "--groups", groups),
+        *("--usernames", name, *how),
+    )
+    assert done.returncode == 0, done.stderr
+    shutil.copy(gate.keys / f"{name}.yaml", gate.repo / "approvers" / f"{name}.yaml")
 
 
 def recompile(gate: Gate) -> None:
@@ -53,23 +71,46 @@ def recompile(gate: Gate) -> None:
         )
 
 
+@dataclass
+class Providers:
+    gate: Gate
+    token: softhsm.SoftHSM
+    erin: str
+    """erin's signer REF: her key, generated inside the SoftHSM2 token."""
+    agent: ssh.Agent
+    frank: str
+    """frank's signer REF: his security key, held by the ssh-agent."""
+
+
 @pytest.fixture(scope="module")
-def gate(control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gate]:
+def providers(
+    control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Providers]:
+    """The example's gate with three more platform leads: carol (a P-256 key file; also an
+    agents admin, as alice is), erin (a key in a SoftHSM2 token) and frank (a security key
+    in a real ssh-agent)."""
     gate = Gate(control_plane, tmp_path_factory.mktemp("providers"))
     gate.prepare()
-    # bob also holds an ECDSA P-256 key file
-    p256 = keys.generate("ecdsa-p256")
-    (gate.keys / "bob-p256.key").write_bytes(p256.private_bytes)
-    add_key(gate, "bob", keys.public_key_pem(p256.public_key))
-    recompile(gate)
-    control_plane.kubectl("admin", "create", "namespace", "agents", check=False)
-    gate.start()
-    gate.register()
-    try:
-        yield gate
-    finally:
-        gate.unregister()
-        gate.stop()
+    with pytest.MonkeyPatch.context() as env, ssh.agent(gate.work) as agent:
+        token = softhsm.SoftHSM.create(gate.work / "softhsm2", "approvers", env.setenv)
+        token.generate_ec(2, "secp256r1")
+        frank_key = ssh.keygen(gate.work, "frank-sk", "sk-ssh-ed25519@openssh.com")
+        agent.add(frank_key)
+        # the example also requires one agents admin for every run in its namespace
+        keygen(gate, "carol", "--type", "ecdsa-p256", groups="platform-leads,agents-admin")
+        keygen(gate, "erin", "--import", token.ref(2), env=token.signer_env())
+        keygen(gate, "frank", "--import", f"{frank_key}.pub")
+        line = " ".join(Path(f"{frank_key}.pub").read_text().split()[:2])
+        assert line in (gate.repo / "approvers" / "frank.yaml").read_text()
+        recompile(gate)
+        gate.plane.kubectl("admin", "create", "namespace", ENFORCED, check=False)
+        gate.start()
+        gate.register()
+        try:
+            yield Providers(gate, token, token.ref(2), agent, f"ssh-agent:{frank_key}.pub")
+        finally:
+            gate.unregister()
+            gate.stop()
 
 
 def approve(
@@ -116,43 +157,56 @@ def tampered(manifest: str, index: int) -> str:
     return yaml.safe_dump(obj, sort_keys=False)
 
 
-def denial(message: str) -> str:
-    return (
-        'Error from server (Forbidden): error when creating "STDIN": admission webhook '
-        f'"{WEBHOOK_NAME}" denied the request: {message}'
-    )
-
-
 def admitted_and_tampered_denied(
     gate: Gate, name: str, signers: Sequence[tuple[str, str]], env: Mapping[str, str] | None = None
 ) -> None:
-    """The run approved by ``signers`` is created; a twin with bob's signature tampered is
+    """The run approved by ``signers`` is created; a twin with either signature tampered is
     denied with decide()'s message, naming the record whose signature does not verify."""
     manifest = approve(gate, run_manifest(name), signers, env)
     done = gate.kubectl(REQUESTER, "create", "-f", "-", manifest=manifest)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == f"agentrun.agents.proompteng.ai/{name} created"
-    stored = gate.kubectl("admin", "get", "agentrun", name, "-n", "agents", "-o", "json")
+    stored = gate.kubectl("admin", "get", "agentrun", name, "-n", ENFORCED, "-o", "json")
     assert len(json.loads(json.loads(stored.stdout)["metadata"]["annotations"][ANNOTATION])) == 2
 
-    twin = approve(gate, run_manifest(f"{name}-tampered"), signers, env)
-    bad = tampered(twin, 1)
-    expected = gate.verify(bad, REQUESTER)
-    assert expected["allowed"] is False
-    who = signers[1][0]
-    assert (
-        f"record 1 by {who}: signature does not verify with a key of {who}" in (expected["message"])
+    for index, (who, _) in enumerate(signers):
+        twin = f"{name}-tampered-{index}"
+        bad = tampered(approve(gate, run_manifest(twin), signers, env), index)
+        done = gate.kubectl(REQUESTER, "create", "-f", "-", manifest=bad)
+        assert done.returncode == 1, done.stdout
+        expected = expected_message(Signer(gate), yaml.safe_load(bad), REQUESTER)
+        assert f"record {index} by {who}: signature does not verify with a key of {who}" in (
+            expected
+        )
+        assert done.stderr.strip() == denial(expected)
+        gone = gate.kubectl("admin", "get", "agentrun", twin, "-n", ENFORCED)
+        assert "NotFound" in gone.stderr
+
+
+def test_a_key_file_and_a_softhsm2_token(providers: Providers) -> None:
+    gate = providers.gate
+    admitted_and_tampered_denied(
+        gate,
+        "prov-hsm",
+        [("alice", str(gate.keys / "alice.key")), ("erin", providers.erin)],
+        providers.token.signer_env(),
     )
-    done = gate.kubectl(REQUESTER, "create", "-f", "-", manifest=bad)
-    assert done.returncode == 1, done.stdout
-    assert done.stderr.strip() == denial(expected["message"])
-    gone = gate.kubectl("admin", "get", "agentrun", f"{name}-tampered", "-n", "agents")
-    assert "NotFound" in gone.stderr
 
 
-def test_an_ed25519_key_file_and_a_p256_key_file(gate: Gate) -> None:
+def test_an_ssh_agent_security_key_and_a_p256_key_file(providers: Providers) -> None:
+    gate = providers.gate
+    admitted_and_tampered_denied(
+        gate,
+        "prov-ssh",
+        [("frank", providers.frank), ("carol", str(gate.keys / "carol.key"))],
+        providers.agent.env(),
+    )
+
+
+def test_two_key_files_of_different_types(providers: Providers) -> None:
+    gate = providers.gate
     admitted_and_tampered_denied(
         gate,
         "prov-files",
-        [("alice", str(gate.keys / "alice.key")), ("bob", f"file:{gate.keys / 'bob-p256.key'}")],
+        [("alice", str(gate.keys / "alice.key")), ("carol", f"file:{gate.keys / 'carol.key'}")],
     )
