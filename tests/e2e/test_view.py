@@ -48,6 +48,7 @@ from approvalgate.kube.view import (
     WatchedView,
 )
 from tests.integration.harness import agentrun_request, cli_command, cli_env, free_port
+from tests.support import bundle_signing
 from tests.support.corpus import CORPUS, CORPUS_ENVIRONMENT, compile_case_bundle
 from tests.support.paths import ROOT, UPSTREAM_AGENTS, crd_files
 from tests.support.tools import unavailable
@@ -184,6 +185,7 @@ def webhook(plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory) -> It
     )
     assert '"clusterView": "required"' in text
     bundle.write_text(text)
+    bundle_signing.sign_file(bundle)
     port, metrics_port = free_port(), free_port()
     log = work / "webhook.log"
     command = cli_command(
@@ -191,6 +193,7 @@ def webhook(plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory) -> It
         "serve",
         "--bundle",
         str(bundle),
+        *bundle_signing.cli_args(work),
         "--dev",
         "--dev-ca-out",
         str(work / "ca.pem"),
