@@ -87,7 +87,7 @@ def bundle_lines(caplog: pytest.LogCaptureFixture) -> list[dict[str, Any]]:
     out = []
     for record in caplog.records:
         if record.name == BUNDLE_LOGGER and record.levelno >= logging.ERROR:
-            out.append({"msg": record.getMessage(), **record.approvalgate_fields})
+            out.append({"msg": record.getMessage(), **getattr(record, "approvalgate_fields", {})})
     return out
 
 
