@@ -27,7 +27,11 @@ EXIT_OK, EXIT_FINDINGS, EXIT_USAGE, EXIT_CRASH, EXIT_INTERRUPTED = 0, 1, 2, 3, 1
 
 # command name -> (module under approvalgate.commands, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "keygen": ("keygen", "create an approver's Ed25519 key and its Approver document"),
+    "keygen": (
+        "keygen",
+        "create an approver's key (or --import one: a token, a KMS, a file) and its Approver "
+        "document",
+    ),
     "approve": (
         "approve",
         "sign an approval: into a manifest's AgentRuns, or as a decision on a request",

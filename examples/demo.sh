@@ -9,6 +9,7 @@ work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 expect_denied() { if "$@"; then echo "UNEXPECTED: admitted" >&2; exit 1; fi; }
+expect_exit_1() { local rc=0; "$@" || rc=$?; if [ "$rc" != 1 ]; then echo "UNEXPECTED: exit $rc, not 1" >&2; exit 1; fi; }
 
 step "Approvers create their keys (private key stays with them, the Approver document goes to git)"
 approvalgate keygen alice --out "$work/keys" --groups platform-leads,agents-admin --usernames alice@example.com
@@ -54,4 +55,24 @@ approvalgate verify "$repo/rendered/prod/agentruns/agents.codex-release-notes.ya
   --user system:serviceaccount:argocd:argocd-application-controller \
   --pod argocd-application-controller-0 --now 2026-11-21T12:00:00Z
 
-printf '\n\033[1mdemo finished: admitted with approvals for its environment; denied without, with approvals for staging in prod, for self-approval and after a change; the policy repo compiled and checked\033[0m\n'
+step "The bundles are signed: a copy of the repo changes a policy, compile drops the stale signatures, check fails until the bundles are signed again"
+cp -r "$repo" "$work/repo"
+sed -i 's/timeoutSeconds: 86400/timeoutSeconds: 43200/' "$work/repo/policies/default-approval.yaml"
+approvalgate compile "$work/repo"
+expect_exit_1 approvalgate check "$work/repo" --quiet
+# EXAMPLE key: its private half is public (examples/keys/README.md); CI signs with a KMS or HSM key
+approvalgate compile "$work/repo" --sign "$here/keys/release-bundle-signing.key"
+approvalgate check "$work/repo"
+grep -h '"revision"' "$repo/rendered/prod/bundle.json" "$work/repo/rendered/prod/bundle.json"
+
+step "verify --bundle trusts a bundle only when its signatures verify with the pinned key (approvalgate.yaml's bundleSigning, or --bundle-key): an edited or unsigned bundle is refused"
+mkdir -p "$work/swapped"
+cp "$work/rendered/prod/bundle.json" "$work/rendered/prod/bundle.sig.json" "$work/swapped/"
+sed -i 's/"requiredApprovals": 2/"requiredApprovals": 1/' "$work/swapped/bundle.json"
+expect_exit_1 approvalgate verify "$repo/runs/codex-release-notes.yaml" --bundle "$work/swapped/bundle.json" \
+  --bundle-key "$repo/bundle-signing/release.pub"
+rm "$work/swapped/bundle.sig.json"
+expect_exit_1 approvalgate verify "$repo/runs/codex-release-notes.yaml" --bundle "$work/swapped/bundle.json" \
+  --bundle-key "$repo/bundle-signing/release.pub"
+
+printf '\n\033[1mdemo finished: admitted with approvals for its environment; denied without, with approvals for staging in prod, for self-approval and after a change; the policy repo compiled, signed and checked; an edited or unsigned bundle refused\033[0m\n'

@@ -17,8 +17,7 @@ from typing import Any, Final
 from approvalgate.approvals import identity, records
 from approvalgate.approvals.durations import parse_duration
 from approvalgate.approvals.errors import Finding
-from approvalgate.approvals.keys.public import load_public_key, public_key_pem
-from approvalgate.approvals.keys.types import accepted_names
+from approvalgate.approvals.keys.public import accepted_forms, load_public_key, public_key_pem
 from approvalgate.approvals.references import name_problem
 from approvalgate.approvals.schemas import schema_findings
 
@@ -208,8 +207,9 @@ def _approver(index: int, doc: Mapping[str, Any], ctx: _Context) -> dict[str, An
             ctx.add(
                 index,
                 (*path, "publicKey"),
-                f"not an {accepted_names()} public key in PEM: {exc}",
-                "write the Approver with `approvalgate keygen NAME`",
+                f"not a usable public key: {exc}",
+                f"publicKey is {accepted_forms()}; `approvalgate keygen NAME` writes an "
+                "Approver with a new key, an SSH key's line is its .pub file",
             )
             continue
         entry: dict[str, Any] = {

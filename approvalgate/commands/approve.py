@@ -33,6 +33,20 @@ examples:
   approvalgate approve run.yaml --env prod --key root.key --approver oncall --bypass \\
       --reason "INC-42 checkout down"
 
+--signer REF is where the private key is: a key file (`approvalgate keygen`), or a key that
+never leaves a PKCS#11 token or a KMS (`approvalgate keygen NAME --import REF` writes the
+Approver document from its public key):
+  export APPROVALGATE_PKCS11_MODULE=/usr/lib/x86_64-linux-gnu/libykcs11.so  # PIN: asked
+  approvalgate approve run.yaml --env prod --signer 'hsm:2?label=carol-yubikey' \\
+      --approver carol --in-place
+  approvalgate approve run.yaml --env prod --approver dave --in-place --signer \\
+      gcpkms:projects/acme/locations/global/keyRings/ring/cryptoKeys/dave/cryptoKeyVersions/1
+  approvalgate approve run.yaml --env prod --signer awskms:alias/approvals-erin \\
+      --approver erin --public-key approvers/erin.yaml --in-place
+KMS REFs (gcpkms:, awskms:, azurekms:, hv:) need the service's client library (the error
+says which) and your credentials; with --public-key FILE or --bundle (the approver's one
+key) the public key is not fetched from the service.
+
 With --request NS/NAME the run comes from an ApprovalRequest in the cluster instead (see
 `approvalgate pending`): its spec digest is checked against the run it embeds, the record
 is signed here, for the request's run and environment, and filed as an ApprovalDecision
@@ -258,7 +272,7 @@ def _approve_file(args: argparse.Namespace) -> int:
         environment = required_environment(
             args.env, "approve needs --env NAME: the record must say where it holds"
         )
-    signer = _signer.load(args.key)
+    signer = _signer.load(args.key, args.public_key, bundle=bundle, approver=args.approver)
     text = manifests.read_manifest(args.manifest)
     display = str(args.manifest)
     documents = load_text(text, display)
@@ -693,7 +707,7 @@ def decide_on_request(args: argparse.Namespace, decision: str) -> int:
     ref_namespace, name = _cluster.request_ref(args.request, "--request")
     now = manifests.parse_now(args.now)
     bundle = bundle_from_file(args.bundle) if args.bundle else None
-    signer = _signer.load(args.key)
+    signer = _signer.load(args.key, args.public_key, bundle=bundle, approver=args.approver)
     namespace = _cluster.namespace_of(args, ref_namespace)
     advice = _cluster.rbac_advice(
         "get on approvalrequests and create on approvaldecisions",
@@ -843,7 +857,7 @@ def _decide_on_run(args: argparse.Namespace, decision: str) -> int:
         environment = required_environment(
             args.env, f"{decision} --run needs --env NAME (or --bundle): the record names it"
         )
-    signer = _signer.load(args.key)
+    signer = _signer.load(args.key, args.public_key, bundle=bundle, approver=args.approver)
     text = manifests.read_manifest(args.run)
     display = str(args.run)
     default_namespace = getattr(args, "namespace", None) or "default"

@@ -4,6 +4,11 @@ Renders the repo in memory and compares it with <output>/<env>/ and the configur
 targets byte for byte. Exit 0 when up to date; 1 with a unified diff of every stale,
 missing or orphaned file and the command that fixes it.
 
+Signatures (bundle.sig.json) are verified, not compared byte for byte (an ECDSA signature
+differs each time it is made): where approvalgate.yaml declares bundleSigning.publicKeys,
+a bundle signed by fewer of them than bundleSigning.threshold is a finding (exit 1) naming
+`approvalgate compile --sign REF`.
+
 example:
   approvalgate check examples/gitops-repo
 """
@@ -29,9 +34,13 @@ def run(args: argparse.Namespace) -> int:
 
     result = plan(args.repo)
     found = differences(result)
-    if not found:
+    if not found and not result.unsigned:
         print(f"up to date: {', '.join(sorted(result.environments))}")
         return 0
+    for finding in result.unsigned:
+        print(f"unsigned: {finding}", file=sys.stderr)
+    if not found:
+        return 1
     for difference in found:
         print(f"{difference.kind}: {difference.path}", file=sys.stderr)
         if not args.quiet:

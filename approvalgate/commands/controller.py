@@ -32,7 +32,7 @@ import os
 import socket
 from pathlib import Path
 
-from approvalgate.commands._bundle_trust import add_bundle_trust, trust_args
+from approvalgate.commands._runtime_trust import add_bundle_trust, trust_args
 from approvalgate.commands.webhook import _port, _positive_float, _positive_int
 
 NOTIFY_URL_ENV = "APPROVALGATE_NOTIFY_URL"

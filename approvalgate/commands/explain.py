@@ -38,6 +38,7 @@ from approvalgate.commands._args import (
     add_now,
     add_policy_source,
 )
+from approvalgate.commands._bundle_trust import add_bundle_trust
 from approvalgate.commands._view import add_cluster, load_view
 
 if TYPE_CHECKING:
@@ -49,6 +50,7 @@ if TYPE_CHECKING:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_manifest(parser)
     add_policy_source(parser)
+    add_bundle_trust(parser)
     add_environment(
         parser,
         "the environment to explain for (required with --policies; with --bundle, the bundle's)",
@@ -81,11 +83,11 @@ def run(args: argparse.Namespace) -> int:
     from approvalgate.approvals.durations import format_duration
     from approvalgate.approvals.errors import InputError
     from approvalgate.commands import _parents
+    from approvalgate.commands._bundle_trust import decision_bundle
     from approvalgate.commands._view import objects_of
     from approvalgate.compiler.sources import load_text
-    from approvalgate.policies import load_policies
 
-    bundle = load_policies(args.policies, args.bundle, args.env)
+    bundle = decision_bundle(args)
     now = manifests.parse_now(args.now)
     text = manifests.read_manifest(args.manifest)
     display = str(args.manifest)

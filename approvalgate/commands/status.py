@@ -38,6 +38,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from approvalgate.commands._bundle_trust import add_bundle_trust
 from approvalgate.commands._cluster import add_cluster, add_output
 
 OBJECT_KINDS = {
@@ -75,6 +76,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "first parents.creators; else nobody in particular)",
     )
     decided.add_argument("--now", metavar="RFC3339", help="decide as of this time")
+    add_bundle_trust(parser)
     add_cluster(parser)
 
 
@@ -212,10 +214,10 @@ def object_status(args: argparse.Namespace, kind: str, ref: str) -> int:
     from approvalgate.approvals.decide import decide, matching_policies
     from approvalgate.approvals.errors import ApprovalgateError, UsageError
     from approvalgate.commands import _cluster, _parents, _view
+    from approvalgate.commands._bundle_trust import decision_bundle
     from approvalgate.commands.explain import approval_text, chain_lines, derived
     from approvalgate.kube import objects
     from approvalgate.kube.errors import KubeError
-    from approvalgate.policies import load_policies
 
     if not args.bundle and not args.policies:
         raise UsageError(
@@ -225,7 +227,7 @@ def object_status(args: argparse.Namespace, kind: str, ref: str) -> int:
         )
     namespace, name = _cluster.request_ref(ref, "KIND/NS/NAME")
     assert namespace is not None  # KIND/NS/NAME names it
-    bundle = load_policies(args.policies, args.bundle, args.env)
+    bundle = decision_bundle(args)
     now = manifests.parse_now(args.now)
     resource = _view.resources()[kind]
     advice = f"you need get on {resource.plural}.{resource.group} in namespace {namespace}"

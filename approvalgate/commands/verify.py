@@ -18,6 +18,13 @@ examples:
       --user system:serviceaccount:argocd:argocd-application-controller
   approvalgate verify new.yaml --old live.yaml --operation UPDATE --bundle bundle.json
   approvalgate verify run.yaml --bundle rendered/prod/bundle.json --cluster --context prod
+  approvalgate verify run.yaml --bundle /tmp/bundle.json --bundle-key release.pub
+
+With --bundle, the bundle is used only when its signatures (bundle.sig.json beside it)
+verify with the pinned keys, as the webhook does: --bundle-key, or else the bundleSigning
+of the approvalgate.yaml of the repository the bundle is in (rendered/ENV/bundle.json). A
+refused bundle (unsigned, signatures stripped, signed by another key or over other
+content, below the threshold or the minimum revision) is exit 1 with the reason.
 """
 
 from __future__ import annotations
@@ -32,12 +39,14 @@ from approvalgate.commands._args import (
     add_now,
     add_policy_source,
 )
+from approvalgate.commands._bundle_trust import add_bundle_trust
 from approvalgate.commands._view import add_cluster, load_view
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_manifest(parser)
     add_policy_source(parser)
+    add_bundle_trust(parser)
     add_environment(
         parser,
         "the environment to decide in (required with --policies; with --bundle, the bundle's)",
@@ -69,12 +78,12 @@ def run(args: argparse.Namespace) -> int:
     from approvalgate.approvals.decide import decide
     from approvalgate.approvals.errors import UsageError
     from approvalgate.approvals.identity import POD_NAME_EXTRA, POD_UID_EXTRA
-    from approvalgate.policies import load_policies
+    from approvalgate.commands._bundle_trust import decision_bundle
 
     if args.operation == "UPDATE" and args.old is None:
         raise UsageError("--operation UPDATE needs --old OLD_MANIFEST (the stored object)")
     now = manifests.parse_now(args.now)
-    bundle = load_policies(args.policies, args.bundle, args.env)
+    bundle = decision_bundle(args)
     text = manifests.read_manifest(args.manifest)
     runs = manifests.agent_runs(text, str(args.manifest), args.namespace)
     old_runs = {}

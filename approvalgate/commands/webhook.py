@@ -44,7 +44,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from approvalgate.commands._bundle_trust import add_bundle_trust, trust_args
+from approvalgate.commands._runtime_trust import add_bundle_trust, trust_args
 
 # the defaults of webhook.config.ServeConfig, not imported (that would load aiohttp for every
 # command); tests/unit/test_cli.py keeps them in step

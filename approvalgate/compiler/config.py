@@ -7,7 +7,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from approvalgate.approvals.errors import ApprovalgateError, Finding, InputError, ValidationError
+from securesystemslib.signer import SSlibKey
+
+from approvalgate.approvals.bundle_trust import BundleTrust
+from approvalgate.approvals.errors import (
+    ApprovalgateError,
+    Finding,
+    InputError,
+    JsonPath,
+    ValidationError,
+)
+from approvalgate.approvals.keys.public import load_public_key
 from approvalgate.approvals.policy import BundleSettings
 from approvalgate.approvals.schemas import schema_findings
 from approvalgate.compiler.egress import EgressEnv, env_from_mapping
@@ -28,12 +38,38 @@ class Target:
 
 
 @dataclass(frozen=True)
+class BundleSigning:
+    """An environment's ``bundleSigning``: the keys its bundle must be signed by.
+
+    ``publicKeys`` (files in the repo) and ``threshold``, or ``allowUnsigned: true`` (the
+    development setting: the bundle is not signed and nothing checks it). ``where`` is the
+    setting's place in approvalgate.yaml, for messages.
+    """
+
+    keys: tuple[SSlibKey, ...] = ()
+    files: tuple[str, ...] = ()
+    threshold: int = 1
+    allow_unsigned: bool = False
+    where: str = CONFIG_FILE
+
+    def trust(self, min_revision: int = 0, threshold: int | None = None) -> BundleTrust:
+        return BundleTrust(
+            self.keys,
+            self.threshold if threshold is None else threshold,
+            min_revision,
+            self.allow_unsigned,
+        )
+
+
+@dataclass(frozen=True)
 class Environment:
     name: str
     namespace: str
     bundle: BundleSettings
     egress: EgressEnv
     targets: tuple[Target, ...]
+    signing: BundleSigning | None = None
+    """None: approvalgate.yaml says nothing about signing this environment's bundle."""
 
 
 @dataclass(frozen=True)
@@ -75,10 +111,18 @@ def load_config(root: Path) -> RepoConfig:
     errors: list[ApprovalgateError] = [
         source.error(Finding(path, message, advice)) for path, message, advice in _removed(obj)
     ]
+    signing: dict[JsonPath, BundleSigning | None] = {}
+    for where, raw_signing in _signing_settings(obj):
+        try:
+            signing[where] = _signing(root, source, where, raw_signing)
+        except ValidationError as exc:
+            errors.extend(exc.problems)
     for name in sorted(obj["environments"]):
         raw = obj["environments"][name] or {}
+        own: JsonPath = ("environments", name, "bundleSigning")
+        chosen = signing.get(own, signing.get(("bundleSigning",)))
         try:
-            environments.append(_environment(name, defaults, raw))
+            environments.append(_environment(name, defaults, raw, chosen))
         except ApprovalgateError as exc:
             errors.append(source.error(Finding(("environments", name), exc.message, exc.advice)))
     if errors:
@@ -93,8 +137,13 @@ def load_config(root: Path) -> RepoConfig:
     )
 
 
-def _environment(name: str, defaults: Mapping[str, Any], raw: Mapping[str, Any]) -> Environment:
-    merged = {**defaults, **{k: v for k, v in raw.items() if k != "targets"}}
+def _environment(
+    name: str,
+    defaults: Mapping[str, Any],
+    raw: Mapping[str, Any],
+    signing: BundleSigning | None = None,
+) -> Environment:
+    merged = {**defaults, **{k: v for k, v in raw.items() if k not in ("targets", "bundleSigning")}}
     egress = {**defaults.get("egress", {}), **raw.get("egress", {})}
     namespace = merged.get("namespace", DEFAULT_NAMESPACE)
     egress.setdefault("namespace", namespace)
@@ -120,7 +169,74 @@ def _environment(name: str, defaults: Mapping[str, Any], raw: Mapping[str, Any])
         Target(t["file"], t["values"], t.get("key", TARGET_KEYS[t["values"]]))
         for t in raw.get("targets", [])
     )
-    return Environment(name, namespace, bundle, egress_env, targets)
+    return Environment(name, namespace, bundle, egress_env, targets, signing)
+
+
+def _signing_settings(obj: Mapping[str, Any]) -> list[tuple[JsonPath, Mapping[str, Any]]]:
+    """Every ``bundleSigning`` block: the top-level one, then each environment's own."""
+    found: list[tuple[JsonPath, Mapping[str, Any]]] = []
+    if "bundleSigning" in obj:
+        found.append((("bundleSigning",), obj["bundleSigning"]))
+    for name, raw in sorted(obj["environments"].items()):
+        if raw and "bundleSigning" in raw:
+            found.append((("environments", name, "bundleSigning"), raw["bundleSigning"]))
+    return found
+
+
+def _signing(
+    root: Path, source: SourceDocument, path: JsonPath, raw: Mapping[str, Any]
+) -> BundleSigning:
+    """One ``bundleSigning`` block, its key files read (schema-valid already)."""
+    where = str(source.location(path))
+    allow = bool(raw.get("allowUnsigned", False))
+    files = tuple(raw.get("publicKeys", ()))
+    errors: list[ApprovalgateError] = []
+    if allow == bool(files):
+        errors.append(
+            source.error(
+                Finding(
+                    path,
+                    "bundleSigning needs either publicKeys (the keys that sign the bundle) "
+                    "or allowUnsigned: true (development only), not "
+                    + ("both" if allow else "neither"),
+                    "e.g. bundleSigning: {publicKeys: [bundle-signing/release.pub], threshold: 1}",
+                )
+            )
+        )
+    keys: list[SSlibKey] = []
+    for index, file in enumerate(files):
+        key_path = (*path, "publicKeys", index)
+        try:
+            keys.append(load_public_key(read_text(root / file, file)))
+        except ApprovalgateError as exc:
+            errors.append(source.error(Finding(key_path, exc.message, exc.advice)))
+        except ValueError as exc:
+            errors.append(
+                source.error(
+                    Finding(
+                        key_path,
+                        f"{file} is not a bundle-signing public key: {exc}",
+                        "point at the .pub file `approvalgate keygen` wrote (PEM or an "
+                        "OpenSSH public key line)",
+                    )
+                )
+            )
+    distinct = len({k.keyid for k in keys})
+    threshold = int(raw.get("threshold", 1))
+    if keys and len(keys) == len(files) and threshold > distinct:
+        errors.append(
+            source.error(
+                Finding(
+                    (*path, "threshold"),
+                    f"threshold {threshold} is more than the {distinct} distinct public "
+                    "key(s) listed: no bundle could ever be trusted",
+                    "lower the threshold or list more publicKeys",
+                )
+            )
+        )
+    if errors:
+        raise ValidationError(errors)
+    return BundleSigning(tuple(keys), files, threshold, allow, where)
 
 
 def _removed(obj: Mapping[str, Any]) -> list[tuple[tuple[str, ...], str, str]]:

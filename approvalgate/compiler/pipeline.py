@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
+from securesystemslib.signer import Signer
 
-from approvalgate.approvals.errors import ApprovalgateError
+from approvalgate.approvals.errors import ApprovalgateError, UsageError
+from approvalgate.compiler.config import Environment
 from approvalgate.compiler.output import (
     Difference,
     compare,
@@ -17,8 +20,14 @@ from approvalgate.compiler.output import (
     write_environment,
     write_file,
 )
-from approvalgate.compiler.render import render_environment
+from approvalgate.compiler.render import compiled_bundle, render_environment
 from approvalgate.compiler.repo import Repo, load_repo
+from approvalgate.compiler.signing import (
+    BUNDLE_FILE,
+    read_previous,
+    sign_environment,
+    threshold_finding,
+)
 from approvalgate.compiler.targets import updated_text
 
 VALUES = {
@@ -36,6 +45,11 @@ class Plan:
     out_root: Path
     environments: dict[str, dict[str, str]] = field(default_factory=dict)
     targets: dict[Path, tuple[str, str]] = field(default_factory=dict)  # path -> (old, new)
+    notes: list[str] = field(default_factory=list)
+    """What compile says on stderr: signatures dropped because they no longer verify."""
+    unsigned: list[str] = field(default_factory=list)
+    """Bundles signed by fewer keys than bundleSigning requires, with the command: check's
+    findings, compile's warnings."""
 
     @property
     def complete(self) -> bool:
@@ -43,15 +57,40 @@ class Plan:
         return len(self.environments) == len(self.repo.config.environments)
 
 
-def plan(root: Path, env_name: str | None = None, out: Path | None = None) -> Plan:
-    """Load and validate the repo, render the chosen environments in memory."""
+def plan(
+    root: Path,
+    env_name: str | None = None,
+    out: Path | None = None,
+    signers: Sequence[tuple[str, Signer]] = (),
+) -> Plan:
+    """Load and validate the repo, render the chosen environments in memory.
+
+    ``signers`` (``--sign REF``, as (REF, signer)) sign each environment whose
+    bundleSigning lists their key; one listed nowhere is a usage error.
+    """
     repo = load_repo(root)
     out_root = out if out is not None else root / repo.config.output
     chosen = [repo.config.environment(env_name)] if env_name else list(repo.config.environments)
     result = Plan(repo, root, out_root)
+    repo_arg = "" if str(root) == "." else f" {root}"
+    used: set[int] = set()
     for env in chosen:
-        files = render_environment(repo, env)
+        folder = out_root / env.name
+        if out is not None and not (folder / BUNDLE_FILE).exists():
+            # a preview into a new folder: the revision follows the repo's own output
+            folder = root / repo.config.output / env.name
+        previous = read_previous(folder, f"{_shown(folder.parent, root)}/{env.name}")
+        compiled = compiled_bundle(repo, env, previous)
+        signed = sign_environment(compiled[1], previous, env.signing, [s for _, s in signers])
+        files = render_environment(repo, env, compiled, signed.text)
         result.environments[env.name] = files
+        result.notes += signed.notes
+        used |= signed.used
+        finding = threshold_finding(
+            env.signing, signed, f"{_shown(out_root, root)}/{env.name}", repo_arg
+        )
+        if finding:
+            result.unsigned.append(finding)
         # With --out the run is a preview: the repo's own target files stay untouched.
         for target in env.targets if out is None else ():
             path = root / target.file
@@ -60,7 +99,33 @@ def plan(root: Path, env_name: str | None = None, out: Path | None = None) -> Pl
             rendered, key = VALUES[target.values]
             value = yaml.safe_load(files[rendered])[key]
             result.targets[path] = updated_text(path, target.key, value, target.file)
+    _check_signers(signers, used, chosen)
     return result
+
+
+def _check_signers(
+    signers: Sequence[tuple[str, Signer]], used: set[int], chosen: Sequence[Environment]
+) -> None:
+    """Every --sign key must be listed in a compiled environment's bundleSigning."""
+    declared = [e for e in chosen if e.signing is not None and e.signing.keys]
+    for index, (ref, signer) in enumerate(signers):
+        if index in used:
+            continue
+        names = ", ".join(e.name for e in chosen)
+        if not declared:
+            raise UsageError(
+                f"--sign {ref}: no environment compiled ({names}) declares "
+                "bundleSigning.publicKeys in approvalgate.yaml, so no key may sign its bundle",
+                advice="add `bundleSigning: {publicKeys: [bundle-signing/release.pub]}` "
+                "(the signer's public key file) to approvalgate.yaml",
+            )
+        places = "; ".join(f"{e.name}: {e.signing.where}" for e in declared if e.signing)
+        raise UsageError(
+            f"--sign {ref}: its key (keyid {signer.public_key.keyid[:12]}) is not among "
+            f"the bundleSigning.publicKeys of any environment compiled ({places})",
+            advice="sign with a listed key, or add this key's public key file to "
+            "bundleSigning.publicKeys in approvalgate.yaml",
+        )
 
 
 def differences(p: Plan) -> list[Difference]:

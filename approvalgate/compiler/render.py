@@ -12,6 +12,7 @@ import hashlib
 from collections.abc import Mapping
 from typing import Any
 
+from approvalgate.approvals.bundle_trust import SIGNATURES_FILE
 from approvalgate.approvals.errors import ApprovalgateError
 from approvalgate.approvals.policy import compile_bundle, dump_bundle
 from approvalgate.approvals.schemas import describe, schema_findings
@@ -21,16 +22,17 @@ from approvalgate.compiler.canonical import dump
 from approvalgate.compiler.config import Environment
 from approvalgate.compiler.egress import parse_egress, render_egress_and_values, render_validated
 from approvalgate.compiler.repo import Repo
+from approvalgate.compiler.signing import Previous, with_revision
 
 SUMS_FILE = "SHA256SUMS"
 APPROVALPOLICY_CRD = "crds/approvals.proompteng.ai_approvalpolicies.yaml"
 
 
-def render_environment(repo: Repo, env: Environment) -> dict[str, str]:
-    files: dict[str, str] = {}
-    resources_list: list[str] = []
-    templates = str(repo.config.root / repo.config.templates) if repo.config.templates else None
-
+def compiled_bundle(
+    repo: Repo, env: Environment, previous: Previous | None = None
+) -> tuple[dict[str, Any], str]:
+    """The environment's bundle and its bundle.json text; ``previous`` (what the output
+    folder holds) sets its revision."""
     bundle = repo.bundles.get(env.name)  # compiled by load_repo
     if bundle is None:
         bundle, problems = compile_bundle(
@@ -40,9 +42,27 @@ def render_environment(repo: Repo, env: Environment) -> dict[str, str]:
             raise ApprovalgateError(
                 f"[{env.name}] policies do not compile: {problems[0].finding.message}"
             )
-    bundle_text = dump_bundle(bundle)
+    bundle = with_revision(bundle, previous or Previous())
     _check(describe(schema_findings("bundle.schema.json", bundle)), env.name, "bundle.json")
+    return bundle, dump_bundle(bundle)
+
+
+def render_environment(
+    repo: Repo,
+    env: Environment,
+    compiled: tuple[dict[str, Any], str] | None = None,
+    signatures: str | None = None,
+) -> dict[str, str]:
+    """The environment's files: ``compiled`` is :func:`compiled_bundle`'s (computed without
+    a previous bundle when None); ``signatures`` its bundle.sig.json (None: unsigned)."""
+    files: dict[str, str] = {}
+    resources_list: list[str] = []
+    templates = str(repo.config.root / repo.config.templates) if repo.config.templates else None
+
+    bundle, bundle_text = compiled if compiled is not None else compiled_bundle(repo, env)
     files["bundle.json"] = bundle_text
+    if signatures is not None:
+        files[SIGNATURES_FILE] = signatures
 
     for source in repo.of_kind("ApprovalPolicy"):
         obj = _namespaced(source.obj, env.namespace)
@@ -82,7 +102,8 @@ def render_environment(repo: Repo, env: Environment) -> dict[str, str]:
     _check(_agents_values_errors(network_policy), env.name, "agents-values.yaml")
     files["agents-values.yaml"] = dump({"networkPolicy": network_policy}, "egress policies")
     files["approvalgate-values.yaml"] = dump(
-        webhook_values(bundle_text, bundle["generation"]), "approval policies and approvers"
+        webhook_values(bundle_text, bundle["generation"], bundle["revision"], signatures),
+        "approval policies and approvers",
     )
     files["kustomization.yaml"] = dump(
         {
@@ -111,9 +132,19 @@ def _with_use_finalizer(obj: dict[str, Any], env: Environment) -> dict[str, Any]
     return {**obj, "metadata": meta}
 
 
-def webhook_values(bundle_text: str, generation: str) -> dict[str, Any]:
-    """The approvalgate chart's values: the bundle, byte for byte, as a string."""
-    return {"policyBundle": {"generation": generation, "content": bundle_text}}
+def webhook_values(
+    bundle_text: str, generation: str, revision: int = 0, signatures: str | None = None
+) -> dict[str, Any]:
+    """The approvalgate chart's values: the bundle and its signatures document, byte for
+    byte, as strings ("" when unsigned), its generation and revision."""
+    return {
+        "policyBundle": {
+            "generation": generation,
+            "revision": revision,
+            "content": bundle_text,
+            "signatures": signatures or "",
+        }
+    }
 
 
 def sums(files: Mapping[str, str]) -> str:

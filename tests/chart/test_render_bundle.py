@@ -155,7 +155,11 @@ def test_notes_warn_about_an_unsigned_bundle_and_unsigned_mode(
     helm: Path, notes_chart: Path, tmp_path: Path
 ) -> None:
     values = tmp_path / "unsigned.yaml"
-    values.write_text(yaml.safe_dump({"policyBundle": {"content": "{}", "generation": "0" * 16, "signatures": ""}}))
+    values.write_text(
+        yaml.safe_dump(
+            {"policyBundle": {"content": "{}", "generation": "0" * 16, "signatures": ""}}
+        )
+    )
     text = notes(helm, notes_chart, "-f", str(values))
     assert text.lstrip().startswith(
         "WARNING: policyBundle.signatures is empty: the bundle is not signed, so the webhook and"

@@ -13,7 +13,7 @@ import yaml
 
 from approvalgate.approvals.bundle_trust import SIGNATURES_FILE
 from approvalgate.cli import build_parser
-from approvalgate.commands._bundle_trust import trust_args
+from approvalgate.commands._runtime_trust import trust_args
 from tests.chart.support import (
     SIGNING_VALUES,
     by_kind,

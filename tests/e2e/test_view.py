@@ -680,7 +680,9 @@ def test_verify_reads_the_view_with_cluster_and_says_what_it_could_not_check_wit
 
     def verify(*args: str) -> subprocess.CompletedProcess[str]:
         command = cli_command(
-            "verify", "run.yaml", "--bundle", str(bundle), "--output", "json", *args
+            *("verify", "run.yaml", "--bundle", str(bundle), "--output", "json"),
+            "--allow-unsigned-bundle",  # a test bundle, not signed
+            *args,
         )
         return subprocess.run(
             command, capture_output=True, text=True, cwd=tmp_path, env=cli_env(), timeout=120

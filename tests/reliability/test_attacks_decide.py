@@ -93,7 +93,10 @@ def test_the_cli_refuses_hostile_annotations_without_crashing(
     bundle = tmp_path / "bundle.json"
     bundle.write_text(compile_case_bundle(CORPUS / "_base"))
     args = {
-        "verify": ["verify", str(run), "--bundle", str(bundle), "--output", "json"],
+        "verify": [
+            *("verify", str(run), "--bundle", str(bundle), "--output", "json"),
+            "--allow-unsigned-bundle",  # a test bundle, not signed
+        ],
         "approve": [
             *("approve", str(run), "--env", "prod"),
             *("--key", str(KEYS / "alice.key"), "--approver", "alice"),
@@ -101,6 +104,9 @@ def test_the_cli_refuses_hostile_annotations_without_crashing(
     }[command]
     code = cli_main(args)
     out, err = capsys.readouterr()
+    if command == "verify":  # the (expected) warning that the test bundle is not signed
+        warning, _, err = err.partition("\n")
+        assert "signatures not checked (--allow-unsigned-bundle)" in warning
     assert code in (0, 1), err
     assert "internal error" not in err
     if command == "approve":  # never signs onto an annotation the webhook cannot use

@@ -456,15 +456,17 @@ def test_verify_refuses_an_edited_bundle(
     text = (example / "rendered" / "prod" / "bundle.json").read_text()
     edited = tmp_path / "bundle.json"
     edited.write_text(text.replace('"requiredApprovals": 2', '"requiredApprovals": 1'))
-    code, _, err = run(
-        capsys,
-        "verify",
-        str(example / "runs" / "codex-release-notes.yaml"),
-        "--bundle",
-        str(edited),
-    )
+    shutil.copy(example / "rendered" / "prod" / "bundle.sig.json", tmp_path)
+    verify = ("verify", str(example / "runs" / "codex-release-notes.yaml"), "--bundle", str(edited))
+    code, _, err = run(capsys, *verify, "--bundle-key", str(example / "bundle-signing/release.pub"))
     assert code == 1
-    assert err == (
+    assert err.startswith(
+        f"error: {edited} is refused: the signatures are for other content than this bundle "
+        "[signed-other-content]"
+    )
+    code, _, err = run(capsys, *verify, "--allow-unsigned-bundle")
+    assert code == 1
+    assert err.endswith(
         f"error: {edited} was edited after compilation (generation mismatch)\n"
         "  hint: recompile it with `approvalgate compile`\n"
     )
@@ -628,7 +630,9 @@ def test_explain_shows_each_records_environment_and_v1_records(
     bundle = tmp_path / "bundle.json"
     bundle.write_text(compile_case_bundle(case.folder, case_settings(case.spec)))
     code, out, _ = run(
-        capsys, "explain", str(tmp_path / "run.yaml"), "--bundle", str(bundle), "--now", NOW
+        capsys,
+        *("explain", str(tmp_path / "run.yaml"), "--bundle", str(bundle), "--now", NOW),
+        "--allow-unsigned-bundle",
     )
     assert code == 0
     lines = out.splitlines()

@@ -22,6 +22,7 @@ from tests.support.paths import UPSTREAM_AGENTS
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "gitops-repo"
+SIGNING_KEY = ROOT / "examples" / "keys" / "release-bundle-signing.key"  # example only
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -53,7 +54,13 @@ def test_changing_a_spec_makes_check_fail_with_a_diff(
     assert '-      "requiredApprovals": 2,\n+      "requiredApprovals": 1,\n' in out
     assert "--- a/rendered/prod/bundle.json\n+++ b/rendered/prod/bundle.json\n" in out
     assert err.endswith(f"run `approvalgate compile {repo}` and commit the result\n")
-    assert run(capsys, "compile", str(repo))[0] == 0
+    code, _, err = run(capsys, "compile", str(repo))
+    assert code == 0
+    assert "signature(s) removed" in err  # the old signatures are over the old bundle
+    code, _, err = run(capsys, "check", str(repo))
+    assert code == 1
+    assert f"run `approvalgate compile {repo} --sign REF`" in err
+    assert run(capsys, "compile", str(repo), "--sign", str(SIGNING_KEY))[0] == 0
     assert run(capsys, "check", str(repo))[0] == 0
 
 

@@ -2,7 +2,9 @@
 
 - :mod:`~approvals.keys.types`: the accepted key types (Ed25519, ECDSA P-256/P-384,
   RSA-PSS; SSH keys from :mod:`~approvals.keys.ssh`), one table;
-- :mod:`~approvals.keys.public`: approvers' public keys, PEM <-> securesystemslib ``Key``;
+- :mod:`~approvals.keys.public`: approvers' public keys, PEM or OpenSSH line <->
+  securesystemslib ``Key``;
+- :mod:`~approvals.keys.ssh`: SSH keys (OpenSSH lines) and their SSHSIG signatures;
 - :mod:`~approvals.keys.signers`: signers (securesystemslib ``Signer``) found by a
   reference's scheme (today key files), and key generation;
 - :mod:`~approvals.keys.verifier`: the only code that checks a signature, with the
@@ -17,7 +19,13 @@ from __future__ import annotations
 
 from securesystemslib.signer import Signer
 
-from approvalgate.approvals.keys.public import load_public_key, public_key_pem
+from approvalgate.approvals.keys import ssh
+from approvalgate.approvals.keys.public import (
+    accepted_forms,
+    load_public_key,
+    public_key_pem,
+    public_key_text,
+)
 from approvalgate.approvals.keys.signers import (
     FILE,
     Read,
@@ -26,6 +34,7 @@ from approvalgate.approvals.keys.signers import (
     load_signer,
     register_signer_kind,
     signer_from_pem,
+    signer_kind_of,
     signer_kinds,
     unregister_signer_kind,
 )
@@ -56,6 +65,7 @@ __all__ = [
     "SignatureVerifier",
     "Signer",
     "SignerKind",
+    "accepted_forms",
     "accepted_names",
     "generate",
     "key_type_named",
@@ -64,11 +74,14 @@ __all__ = [
     "load_public_key",
     "load_signer",
     "public_key_pem",
+    "public_key_text",
     "refusal",
     "register_key_type",
     "register_signer_kind",
     "signer_from_pem",
+    "signer_kind_of",
     "signer_kinds",
+    "ssh",
     "unregister_key_type",
     "unregister_signer_kind",
 ]

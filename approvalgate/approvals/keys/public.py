@@ -1,8 +1,11 @@
-"""Approvers' public keys: read from PEM into securesystemslib ``Key`` objects, and back.
+"""Approvers' public keys: read from PEM or an OpenSSH line into securesystemslib ``Key``
+objects, and back.
 
 :func:`load_public_key` is the only reader of an Approver document's ``publicKey`` (the
 compiler) and of a bundle's (the webhook, ``verify``, ``explain``, the audit); it accepts
-the types of :mod:`approvals.keys.types`, as PEM SubjectPublicKeyInfo.
+the types of :mod:`approvals.keys.types`: PEM SubjectPublicKeyInfo, or an OpenSSH public
+key line (``ssh-ed25519 AAAA... comment``, the comment ignored) for the SSH types of
+:mod:`approvals.keys.ssh`.
 """
 
 from __future__ import annotations
@@ -12,19 +15,24 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 from securesystemslib.signer import SSlibKey
 
-from approvalgate.approvals.keys.types import accepted_names, key_type_of, refusal
+from approvalgate.approvals.keys import ssh
+from approvalgate.approvals.keys.types import accepted_names, key_type_of, key_types, refusal
 
 
-def load_public_key(pem: str) -> SSlibKey:
-    """Parse a public key in PEM (SubjectPublicKeyInfo). Raises ValueError.
+def load_public_key(text: str) -> SSlibKey:
+    """Parse a public key: PEM (SubjectPublicKeyInfo) or an OpenSSH line. Raises ValueError.
 
-    The key gets securesystemslib's default scheme and key id for its type.
+    A PEM key gets securesystemslib's default scheme and key id for its type; an SSH key
+    the keytype of its OpenSSH name, scheme ``sshsig`` and the default key id.
     """
-    public = serialization.load_pem_public_key(pem.encode("ascii"))
-    try:
-        key = SSlibKey.from_crypto(public)
-    except ValueError:
-        key = None
+    if not text.lstrip().startswith("-----BEGIN") and ssh.is_ssh_line(text):
+        key: SSlibKey | None = ssh.key_from_line(text)
+    else:
+        public = serialization.load_pem_public_key(text.encode("ascii"))
+        try:
+            key = SSlibKey.from_crypto(public)
+        except ValueError:
+            key = None
     if key is None or key_type_of(key) is None:
         raise ValueError(f"not an {accepted_names()} public key")
     if why := refusal(key):
@@ -33,7 +41,11 @@ def load_public_key(pem: str) -> SSlibKey:
 
 
 def public_key_pem(key: SSlibKey) -> str:
-    """The key as PEM SubjectPublicKeyInfo (the form a bundle carries)."""
+    """The key as PEM SubjectPublicKeyInfo (the form a bundle carries); an SSH key as its
+    OpenSSH line (``<type> <base64>``, no comment)."""
+    if key.scheme == ssh.SCHEME:
+        line: str = key.keyval["public"]
+        return line
     # securesystemslib keeps Ed25519 keys as raw hex and every other type as PEM; it has
     # no public API for the conversion (``SSlibKey._crypto_key`` is private).
     public: PublicKeyTypes
@@ -44,3 +56,19 @@ def public_key_pem(key: SSlibKey) -> str:
     return public.public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     ).decode("ascii")
+
+
+public_key_text = public_key_pem
+"""The name-neutral alias: PEM, or the OpenSSH line for an SSH key."""
+
+
+def accepted_forms() -> str:
+    """What ``publicKey`` may be, for messages: the PEM types and the OpenSSH types."""
+    pem = [t.name for t in key_types() if t.scheme != ssh.SCHEME]
+    openssh = [t.keytype for t in key_types() if t.scheme == ssh.SCHEME]
+    forms = []
+    if pem:
+        forms.append(f"a PEM public key ({', '.join(dict.fromkeys(pem))})")
+    if openssh:
+        forms.append(f"an OpenSSH public key line ({', '.join(openssh)})")
+    return " or ".join(forms)

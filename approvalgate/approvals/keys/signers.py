@@ -41,10 +41,20 @@ class SignerKind:
     description: str
     load: Callable[[str, Read], Signer]
     """``(LOCATION, read) -> Signer``; raises an ApprovalgateError the user can act on."""
+    load_with_key: Callable[[str, Read, SSlibKey], Signer] | None = None
+    """``(LOCATION, read, public_key) -> Signer`` for a kind that can be told its public key
+    instead of fetching it (a KMS, Vault: ``--public-key FILE``); None: the kind reads the
+    key where the private key is (a file, a PKCS#11 token) and the one given must match."""
 
 
 def signer_from_pem(pem: bytes, source: str = "key") -> CryptoSigner:
     """A signer for an unencrypted PEM (PKCS#8) private key of an accepted type."""
+    if pem.lstrip().startswith(b"-----BEGIN OPENSSH PRIVATE KEY-----"):
+        raise RecordError(
+            f"{source} is an OpenSSH private key: SSH keys sign through the ssh-agent",
+            advice=f"add it to your agent (ssh-add {source}) and sign with "
+            f"--signer ssh-agent:{source}.pub",
+        )
     try:
         private = serialization.load_pem_private_key(pem, password=None)
     except (ValueError, TypeError) as exc:
@@ -94,13 +104,34 @@ def signer_kinds() -> tuple[SignerKind, ...]:
     return tuple(_KINDS.values())
 
 
-def load_signer(ref: str, read: Read) -> Signer:
-    """The signer ``ref`` names: ``SCHEME:LOCATION`` of a registered kind, else a key file."""
+def signer_kind_of(ref: str) -> tuple[SignerKind, str]:
+    """The kind ``ref`` names and its LOCATION (a key file path for the file kind)."""
     scheme, colon, location = ref.partition(":")
     kind = _KINDS.get(scheme) if colon else None
     if kind is None:
-        return FILE.load(ref, read)
-    return kind.load(location, read)
+        return FILE, ref
+    return kind, location
+
+
+def load_signer(ref: str, read: Read, public_key: SSlibKey | None = None) -> Signer:
+    """The signer ``ref`` names: ``SCHEME:LOCATION`` of a registered kind, else a key file.
+
+    ``public_key``, when given, is the key the signer must have: a kind with
+    ``load_with_key`` signs with it without fetching it; any other kind reads its own and
+    it must be this one.
+    """
+    kind, location = signer_kind_of(ref)
+    if public_key is not None and kind.load_with_key is not None:
+        return kind.load_with_key(location, read, public_key)
+    signer = kind.load(location, read)
+    if public_key is not None and signer.public_key.keyid != public_key.keyid:
+        raise RecordError(
+            f"{ref} holds key {signer.public_key.keyid}, not the public key given "
+            f"({public_key.keyid})",
+            advice="pass the public key of this signer, or leave --public-key out: "
+            f"{kind.scheme} signers read their own",
+        )
+    return signer
 
 
 def generate(type_name: str = ED25519.name) -> CryptoSigner:

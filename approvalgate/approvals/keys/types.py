@@ -45,7 +45,11 @@ class KeyType:
     accepts: Callable[[SSlibKey], str] | None = None
     """Why a key of this type is refused ("" when accepted): e.g. an RSA key too short."""
     cli_name: str = ""
-    """As ``keygen --type`` names it: ``ed25519``, ``ecdsa-p256``..."""
+    """As ``keygen --type`` names it: ``ed25519``, ``ecdsa-p256``...; "" when keygen does
+    not make it (SSH keys: ``ssh-keygen`` does)."""
+    family: str = ""
+    """How :func:`accepted_names` lists this type together with its like (the SSH types:
+    ``OpenSSH (ed25519, ecdsa, rsa, sk-*)``); "" lists it by ``name``."""
 
 
 def _ed25519_check(key: SSlibKey) -> Check:
@@ -205,5 +209,5 @@ def refusal(key: SSlibKey) -> str:
 
 def accepted_names() -> str:
     """The accepted types for a message: ``Ed25519, ECDSA P-256, ... or RSA-PSS``."""
-    names = list(dict.fromkeys(t.name for t in _TYPES.values()))
+    names = list(dict.fromkeys(t.family or t.name for t in _TYPES.values()))
     return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " or " + names[-1]
