@@ -42,15 +42,20 @@ def _positive_int(text: str) -> int:
 
 
 def add_bundle_trust(
-    parser: argparse.ArgumentParser, *, signatures: bool = True, who: str = "the process"
+    parser: argparse.ArgumentParser,
+    *,
+    signatures: bool = True,
+    who: str = "the process",
+    description: str = "",
 ) -> None:
     group = parser.add_argument_group(
         "bundle signing (which bundles are enforced)",
-        "A bundle is enforced only when at least --bundle-threshold of the pinned keys signed "
-        "its exact bytes (bundle.sig.json, written by `approvalgate compile --sign REF`) and "
-        "its revision is not below --bundle-min-revision nor below the bundle in force; a "
-        f"refused bundle keeps the last good one. Without --bundle-key {who} refuses to "
-        "start unless --allow-unsigned-bundle says otherwise.",
+        description
+        or "A bundle is enforced only when at least --bundle-threshold of the pinned keys "
+        "signed its exact bytes (bundle.sig.json, written by `approvalgate compile --sign "
+        "REF`) and its revision is not below --bundle-min-revision nor below the bundle in "
+        f"force; a refused bundle keeps the last good one. Without --bundle-key {who} "
+        "refuses to start unless --allow-unsigned-bundle says otherwise.",
     )
     group.add_argument(
         "--bundle-key",

@@ -184,8 +184,9 @@ def with_signing_values(args: Sequence[str]) -> list[str]:
     return [*out[:where], "-f", str(SIGNING_VALUES), *out[where:]]
 
 
-def run_helm(helm: Path, *args: str) -> str:
-    command = [str(helm), *with_signing_values(args)]
+def run_helm(helm: Path, *args: str, signing: bool = True) -> str:
+    """``signing=False``: exactly these arguments (the docs' commands pin their own key)."""
+    command = [str(helm), *(with_signing_values(args) if signing else args)]
     result = subprocess.run(
         command,
         capture_output=True,

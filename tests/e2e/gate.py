@@ -567,6 +567,7 @@ class Gate:
             str(path),
             "--bundle",
             str(self.bundle),
+            *self.trust_args(),  # the served bundle is signed by the tests' key
             "--user",
             user,
             "--output",
