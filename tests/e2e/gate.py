@@ -217,6 +217,8 @@ class Gate:
     process: subprocess.Popen[bytes] | None = None
     controllers: list[QueueController] = field(default_factory=list)
     revision: int = 0  # of the bundle served last (Gate.publish)
+    served: Path | None = None
+    extra_trust: tuple[str, ...] = ()  # more --bundle-key/--bundle-threshold flags
 
     @property
     def repo(self) -> Path:
@@ -228,7 +230,9 @@ class Gate:
 
     @property
     def bundle(self) -> Path:
-        return self.work / "rendered" / ENV / "bundle.json"
+        """The bundle file the webhook and the controller read (``served`` when set: e.g. a
+        ConfigMap projected the way the kubelet does, tests/e2e/test_bundle_signing.py)."""
+        return self.served or self.work / "rendered" / ENV / "bundle.json"
 
     # --- setup ---------------------------------------------------------------------------
 
@@ -308,7 +312,7 @@ class Gate:
 
     def trust_args(self) -> list[str]:
         """The webhook's and controller's --bundle-key (the tests' bundle-signing key)."""
-        return bundle_signing.cli_args(self.work)
+        return [*bundle_signing.cli_args(self.work), *self.extra_trust]
 
     def signing_bundle(self, env: str = ENV) -> Path:
         """Environment ``env``'s bundle as compiled (never swapped by :meth:`serving`)."""
@@ -479,6 +483,9 @@ class Gate:
                 str(CHART),
                 "-n",
                 "approvalgate-system",
+                # the pinned bundle-signing key (operator's values, not the compiled ones)
+                "--set-file",
+                f"bundleSigning.publicKeys[0]={bundle_signing.public_key_file(self.work)}",
                 "-f",
                 str(values),
                 *extra,
