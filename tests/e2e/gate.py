@@ -306,9 +306,18 @@ class Gate:
         )
 
     def publish(self, text: str) -> str:
-        """Serve ``text`` (a compiled bundle) at the next revision, signed; its generation."""
-        self.revision += 1
+        """Serve ``text`` (a compiled bundle) signed, at its own revision when that is above
+        the one served last (the compiled bytes and generation unchanged), else at the next;
+        its generation."""
+        self.revision = max(self.revision + 1, int(json.loads(text).get("revision", 0)))
         return bundle_signing.publish(self.bundle, text, self.revision)
+
+    def recompile(self) -> None:
+        """Compile the repo into rendered/ again (after editing it) and serve the result,
+        signed by the tests' key at the next revision (compile drops signatures by keys
+        the repo does not list)."""
+        self.cli("compile", str(self.repo), "--env", ENV, "--out", str(self.work / "rendered"))
+        self.publish((self.work / "rendered" / ENV / "bundle.json").read_text())
 
     def trust_args(self) -> list[str]:
         """The webhook's and controller's --bundle-key (the tests' bundle-signing key)."""

@@ -677,11 +677,12 @@ def test_verify_reads_the_view_with_cluster_and_says_what_it_could_not_check_wit
             BundleSettings(environment=CORPUS_ENVIRONMENT, referenced_content="off"),
         )
     )
+    bundle_signing.sign_file(bundle)  # signed and pinned: verify warns about nothing else
 
     def verify(*args: str) -> subprocess.CompletedProcess[str]:
         command = cli_command(
             *("verify", "run.yaml", "--bundle", str(bundle), "--output", "json"),
-            "--allow-unsigned-bundle",  # a test bundle, not signed
+            *bundle_signing.cli_args(tmp_path),
             *args,
         )
         return subprocess.run(
