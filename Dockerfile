@@ -7,6 +7,8 @@
 #   docker build -t ghcr.io/proompteng/approvalgate:0.1.0 .
 #
 # The chart (charts/approvalgate) passes the same arguments as CMD below; keep them in step.
+# It adds the pinned bundle-signing keys (--bundle-key ...): without them the image refuses
+# to start (exit 2, with advice): keys are the operator's, never the image's.
 
 ARG PYTHON_IMAGE=python:3.11-slim
 

@@ -74,6 +74,7 @@ from approvalgate.kube.resources import (  # noqa: E402
 )
 from approvalgate.kube.view import OBJECT_RESOURCES  # noqa: E402
 from tests.e2e.controlplane import ControlPlane, locate_binaries  # noqa: E402
+from tests.support import bundle_signing  # noqa: E402
 from tests.support.corpus import BASE, compile_case_bundle, make_record  # noqa: E402
 from tests.support.paths import UPSTREAM_AGENTS  # noqa: E402
 
@@ -193,6 +194,7 @@ class Controller:
                     "controller",
                     "--bundle",
                     str(bundle),
+                    *bundle_signing.cli_args(work),
                     "--kubeconfig",
                     str(plane.kubeconfig("admin")),
                     "--lease-namespace",
@@ -277,6 +279,7 @@ class Webhook:
                     "serve",
                     "--bundle",
                     str(bundle),
+                    *bundle_signing.cli_args(work),
                     "--tls-cert",
                     str(work / "tls.crt"),
                     "--tls-key",
@@ -778,6 +781,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         bundle.write_text(
             compile_case_bundle(BASE, BundleSettings(environment=ENV, referenced_content="off"))
         )
+        bundle_signing.sign_file(bundle)  # signed and pinned, as the chart deploys it
         for size in sizes:
             work = Path(tmp) / f"size-{size}"
             work.mkdir()

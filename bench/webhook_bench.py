@@ -246,6 +246,7 @@ def start_server(server: Server, folder: Path, env: dict[str, str]) -> None:
             [
                 *(sys.executable, "-m", "approvalgate", "webhook", "serve"),
                 *("--bundle", str(bundle), "--tls-cert", str(cert), "--tls-key", str(key)),
+                *("--bundle-key", str(folder / "bundle-signing.pub")),
                 *("--host", "127.0.0.1", "--port", str(server.port), "--metrics-port", "0"),
                 *("--workers", str(server.workers)),
             ]
@@ -842,6 +843,10 @@ def main() -> int:
         (folder / "tls.crt").write_bytes(issued.cert_pem)
         (folder / "tls.key").write_bytes(issued.key_pem)
         (folder / "bundle.json").write_text(bundle_text)
+        from tests.support import bundle_signing  # signed and pinned, as the chart deploys it
+
+        bundle_signing.sign_file(folder / "bundle.json")
+        bundle_signing.public_key_file(folder)
         try:
             for server in servers:
                 start_server(server, folder, env)

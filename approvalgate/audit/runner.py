@@ -12,6 +12,13 @@ from typing import Any, Final
 
 from approvalgate.approvals import content, parents, records
 from approvalgate.approvals.bundle import Bundle, parse_bundle_text
+from approvalgate.approvals.bundle_trust import (
+    INVALID,
+    SIGNATURES_FILE,
+    BundleRefused,
+    BundleTrust,
+    open_bundle,
+)
 from approvalgate.approvals.errors import BundleError, InputError, UsageError
 from approvalgate.approvals.kubeyaml import load_manifests
 from approvalgate.approvals.policy import ALL, OPT_IN_LABEL, POLICY_API
@@ -40,6 +47,9 @@ class Options:
     expect_generation: str | None = None
     write_reports: bool = False
     report_name: str = reports.REPORT_NAME
+    trust: BundleTrust | None = None
+    """The pinned bundle-signing keys (--bundle-key): a bundle they refuse is a finding. None:
+    signatures are not checked (said in a note where a bundle ConfigMap is audited)."""
 
 
 @dataclass
@@ -53,6 +63,8 @@ class Expectations:
     policies_source: str = ""
     webhook: dict[str, Any] | None = None
     webhook_source: str = ""
+    refused: BundleRefused | None = None
+    """Why the pinned keys refuse the --bundle file (its bundle.sig.json beside it)."""
 
 
 # --- inputs -------------------------------------------------------------------------------
@@ -115,6 +127,10 @@ def load_expectations(
     expectations = Expectations(
         bundle, json.loads(text), source, compiled, policies_source or "the bundle"
     )
+    if options.bundle is not None and str(options.bundle) != "-" and options.trust is not None:
+        signatures_path = options.bundle.parent / SIGNATURES_FILE
+        signatures = _read(signatures_path) if signatures_path.is_file() else None
+        expectations.refused = refusal(text, signatures, options.trust, None, source)
     if options.webhook_manifest is not None:
         shown = str(options.webhook_manifest)
         docs = [d.obj for d in load_manifests(_read(options.webhook_manifest), shown)]
@@ -298,9 +314,52 @@ def _audit_webhook(
     return out
 
 
+def refusal(
+    text: str, signatures: str | None, trust: BundleTrust, in_force: Bundle | None, source: str
+) -> BundleRefused | None:
+    """Why the webhook and the controller would refuse this bundle (None: they enforce it)."""
+    try:
+        open_bundle(text.encode("utf-8"), signatures, trust, in_force=in_force, source=source)
+    except BundleRefused as exc:
+        return exc
+    return None
+
+
+REDEPLOY: Final = (
+    "deploy the signed bundle again: sync the Argo CD application or `helm upgrade` with the"
+    " compiled approvalgate-values.yaml (signed with `approvalgate compile --sign REF`)"
+)
+
+
+def _refused_finding(subject: str, refused: BundleRefused, config_map: str = "") -> Finding:
+    if config_map:
+        namespace, _, name = config_map.partition("/")
+        advice = (
+            f"find who changed it (`kubectl get configmap -n {namespace} {name} "
+            "--show-managed-fields`, the API server's audit log), allow only the chart's "
+            f"deployer to edit it, and {REDEPLOY}"
+        )
+    else:
+        advice = (
+            "if this is the bundle ConfigMap the chart mounts (the audit CronJob), find who "
+            f"changed it and allow only the chart's deployer to edit it; {REDEPLOY}"
+        )
+    return Finding(
+        "bundle",
+        "finding",
+        subject,
+        f"the pinned bundle-signing keys refuse the bundle in {subject} ({refused.reason}: "
+        f"{refused.message}): the webhook and the controller keep their last good bundle, or, "
+        "with none (a restarted pod), are not ready and deny every AgentRun",
+        advice,
+    )
+
+
 def _audit_bundle(cluster: Cluster, options: Options, exp: Expectations) -> list[Finding]:
     out: list[Finding] = []
     generation = exp.bundle.generation
+    if exp.refused is not None:
+        out.append(_refused_finding(exp.source, exp.refused))
     if options.expect_generation and options.expect_generation != generation:
         out.append(
             Finding(
@@ -331,6 +390,23 @@ def _audit_bundle(cluster: Cluster, options: Options, exp: Expectations) -> list
                 )
             )
             return out
+        if options.trust is None:
+            out.append(
+                Finding(
+                    "bundle",
+                    "note",
+                    subject,
+                    f"the signatures of {subject} were not checked: no bundle-signing key was "
+                    "given",
+                    "pass the keys the chart pins (bundleSigning.publicKeys) with --bundle-key",
+                )
+            )
+        elif options.trust.signed:
+            signatures = ((live or {}).get("data") or {}).get(SIGNATURES_FILE)
+            refused = refusal(content, signatures, options.trust, exp.bundle, subject)
+            if refused is not None and refused.reason != INVALID:
+                out.append(_refused_finding(subject, refused, options.bundle_configmap))
+                return out
         try:
             live_generation = parse_bundle_text(content, subject).generation
         except BundleError as exc:

@@ -8,7 +8,10 @@ Kubernetes client (paginated lists, no watch), and compares it with git:
   for an unknown requester; the recorded author annotation is used where present;
 - the live ValidatingWebhookConfiguration against what the chart renders (--webhook-manifest,
   or the chart's defaults): drift that weakens the gate is a finding, harmless drift a note;
-- the live ApprovalPolicy CRs against the compiled ones: missing, extra, changed.
+- the live ApprovalPolicy CRs against the compiled ones: missing, extra, changed;
+- with --bundle-key (the keys the chart pins), the bundle's signatures: a bundle they refuse
+  (unsigned, stripped, another key, below the threshold, other content, an older revision),
+  in the --bundle file or the --bundle-configmap, is a finding with the reason.
 
 Exit 1 on any finding or failing run, 0 otherwise (notes and warnings do not fail).
 --write-reports server-side applies one PolicyReport (wgpolicyk8s.io/v1alpha2) per
@@ -16,6 +19,8 @@ namespace, named approvalgate-audit, with one result per AgentRun.
 
 examples:
   approvalgate audit --repo . --env prod
+  approvalgate audit --bundle rendered/prod/bundle.json --bundle-key bundle-signing/release.pub \\
+      --bundle-configmap approvalgate-system/approvalgate-bundle
   approvalgate audit --bundle rendered/prod/bundle.json --context prod --write-reports
   helm template approvalgate charts/approvalgate -n approvalgate-system \\
       -f rendered/prod/approvalgate-values.yaml > expected.yaml
@@ -26,6 +31,8 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+
+from approvalgate.commands._runtime_trust import add_bundle_trust
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -101,6 +108,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "chart was rendered with)",
     )
     scope.add_argument("--now", metavar="RFC3339", help="decide as of this time (default: now)")
+    add_bundle_trust(
+        parser,
+        signatures=False,
+        description="With the keys the chart pins (bundleSigning.publicKeys), a bundle they "
+        "refuse is a finding, with the reason: the --bundle file (its bundle.sig.json beside "
+        "it; the chart's CronJob mounts the bundle ConfigMap there) and the "
+        "--bundle-configmap's bundle.json and bundle.sig.json. Without keys the signatures "
+        "are not checked (a note says so).",
+    )
 
     output = parser.add_argument_group("output")
     output.add_argument("--output", choices=("text", "json", "junit"), default="text")
@@ -128,9 +144,11 @@ def _positive(text: str) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    from approvalgate.approvals.bundle_trust import trust_from_texts
     from approvalgate.approvals.errors import UsageError
     from approvalgate.audit import reports
     from approvalgate.audit.runner import Options, load_expectations, run_audit
+    from approvalgate.commands._runtime_trust import trust_args
     from approvalgate.manifests import parse_now
 
     if args.bundle is not None and (args.repo is not None or args.env):
@@ -142,7 +160,17 @@ def run(args: argparse.Namespace) -> int:
         )
     if args.bundle_configmap is not None and args.bundle_configmap.count("/") != 1:
         raise UsageError("--bundle-configmap takes NAMESPACE/NAME")
+    trust = None
+    if args.bundle_key or args.allow_unsigned_bundle:
+        found = trust_args(args)
+        trust = trust_from_texts(
+            found.keys,
+            threshold=found.threshold,
+            min_revision=found.min_revision,
+            allow_unsigned=found.allow_unsigned,
+        )
     options = Options(
+        trust=trust,
         now=parse_now(args.now),
         bundle=args.bundle,
         repo=args.repo,

@@ -12,13 +12,16 @@ settled, and collects expired decisions and uses (--no-gc turns that off).
 
 Its ServiceAccount is not trusted by the webhook: the runs it creates pass on their records.
 /healthz and /readyz on --health-port (ready: a bundle loaded and every watch listed),
-/metrics on --metrics-port. Logs are JSON lines on stderr. The bundle file is re-read when it
-changes (a broken new file keeps the last good one).
+/metrics on --metrics-port. Logs are JSON lines on stderr. The bundle file and its signatures
+(bundle.sig.json) are re-read when they change; a broken new bundle, one the pinned
+--bundle-key keys did not sign, or an older revision keeps the last good one.
 
 examples:
   approvalgate controller --bundle /etc/approvalgate/bundle.json \\
+      --bundle-key /etc/approvalgate-keys/bundle-signing.pub --bundle-min-revision 7 \\
       --lease-namespace approvalgate-system --identity "$POD_NAME"
   approvalgate controller --bundle rendered/staging/bundle.json --kubeconfig ~/.kube/config \\
+      --bundle-key keys/bundle-signing.pub \\
       --namespace agents --lease-namespace agents --notify-url-file /secrets/slack-url
 """
 
@@ -29,6 +32,7 @@ import os
 import socket
 from pathlib import Path
 
+from approvalgate.commands._runtime_trust import add_bundle_trust, trust_args
 from approvalgate.commands.webhook import _port, _positive_float, _positive_int
 
 NOTIFY_URL_ENV = "APPROVALGATE_NOTIFY_URL"
@@ -43,6 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         required=True,
         help="the compiled bundle.json of this environment (watched for changes)",
     )
+    add_bundle_trust(parser, who="the controller")
     kube = parser.add_argument_group("cluster")
     kube.add_argument(
         "--kubeconfig",
@@ -185,6 +190,7 @@ def run(args: argparse.Namespace) -> int:
     from approvalgate.runtime import logs
 
     check_timing(args.lease_duration, args.renew_deadline, args.retry_period)
+    trust = trust_args(args)
     lease_namespace = args.lease_namespace or os.environ.get("POD_NAMESPACE") or _own_namespace()
     if not lease_namespace:
         raise UsageError(
@@ -222,6 +228,11 @@ def run(args: argparse.Namespace) -> int:
         reload_interval=args.reload_interval,
         grace_period=args.grace_period,
         log_level=args.log_level,
+        bundle_keys=tuple(text for _, text in trust.keys),
+        bundle_threshold=trust.threshold,
+        bundle_min_revision=trust.min_revision,
+        allow_unsigned_bundle=trust.allow_unsigned,
+        bundle_signatures=args.bundle_signatures,
     )
     client = Client.connect(args.kubeconfig, args.context)
     try:

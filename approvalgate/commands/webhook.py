@@ -2,8 +2,10 @@
 
 `webhook serve` answers AdmissionReviews (admission.k8s.io/v1 and v1beta1) on
 POST /validate over HTTPS with the verdict of the same decide() as `approvalgate verify`.
-The bundle and the TLS certificate/key are re-read when their files change (ConfigMap and
-Secret volume updates included); a broken new bundle keeps the last good one. Without a
+The bundle, its signatures (bundle.sig.json) and the TLS certificate/key are re-read when
+their files change (ConfigMap and Secret volume updates included); a broken new bundle, or
+one the pinned --bundle-key keys did not sign, or an older revision, keeps the last good one
+(metric approvalgate_bundle_rejected_total{reason}, one log line per content). Without a
 bundle the webhook is not ready and denies everything. /healthz and /readyz are on the
 HTTPS port, /metrics (Prometheus) on --metrics-port. SIGTERM drains: no new connections,
 requests in flight finish within --grace-period, exit 0. Logs are JSON lines on stderr.
@@ -22,10 +24,13 @@ get/list/watch on those nine kinds.
 CA (PEM, and base64 for a caBundle) and listens on 127.0.0.1 unless --host says otherwise.
 
 examples:
-  approvalgate webhook serve --bundle rendered/dev/bundle.json --dev --dev-ca-out ca.pem
+  approvalgate webhook serve --bundle rendered/dev/bundle.json --dev --dev-ca-out ca.pem \\
+      --allow-unsigned-bundle
   approvalgate webhook serve --bundle /etc/approvalgate/bundle.json \\
+      --bundle-key /etc/approvalgate-keys/bundle-signing.pub --bundle-min-revision 7 \\
       --tls-cert /tls/tls.crt --tls-key /tls/tls.key --workers 2
   approvalgate webhook serve --bundle rendered/prod/bundle.json --dev \\
+      --bundle-key keys/ci.pub --bundle-key keys/release.pub --bundle-threshold 2 \\
       --kubeconfig ~/.kube/config --context staging --view-max-age 60
 """
 
@@ -38,6 +43,8 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+
+from approvalgate.commands._runtime_trust import add_bundle_trust, trust_args
 
 # the defaults of webhook.config.ServeConfig, not imported (that would load aiohttp for every
 # command); tests/unit/test_cli.py keeps them in step
@@ -62,6 +69,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         required=True,
         help="the compiled bundle.json to enforce (watched for changes)",
     )
+    add_bundle_trust(serve, who="the webhook")
     tls = serve.add_argument_group("TLS (--tls-cert and --tls-key, or --dev)")
     tls.add_argument("--tls-cert", metavar="FILE", type=Path, help="PEM certificate (chain)")
     tls.add_argument("--tls-key", metavar="FILE", type=Path, help="PEM private key")
@@ -190,6 +198,7 @@ def run(args: argparse.Namespace) -> int:
         )
     if args.workers > 1 and args.port == 0:
         raise UsageError("--workers needs a fixed --port: each worker would pick its own port")
+    trust = trust_args(args)
     logs.configure(args.log_level)
     with _tls_files(args) as (cert, key):
         config = ServeConfig(
@@ -211,6 +220,11 @@ def run(args: argparse.Namespace) -> int:
             kubeconfig=args.kubeconfig,
             context=args.context,
             view_max_age=args.view_max_age,
+            bundle_keys=tuple(text for _, text in trust.keys),
+            bundle_threshold=trust.threshold,
+            bundle_min_revision=trust.min_revision,
+            allow_unsigned_bundle=trust.allow_unsigned,
+            bundle_signatures=args.bundle_signatures,
         )
         if config.workers == 1:
             return asyncio.run(run_worker(config))

@@ -9,7 +9,8 @@
   set), as every replica's cache sees them;
 - ``approvalgate_controller_leader``: 1 while this replica holds the Lease;
 - reconcile errors, runs created, uses recorded, finalizers removed, objects collected,
-  notifications sent and failed, the bundle in force.
+  notifications sent and failed, the bundle in force (its revision, bundles refused by
+  reason, whether unsigned bundles are allowed).
 """
 
 from __future__ import annotations
@@ -38,6 +39,9 @@ class Metrics:
     notifications: Counter
     bundle_loaded: Gauge
     bundle_reload_failures: Counter
+    bundle_rejected: Counter
+    bundle_revision: Gauge
+    bundle_unsigned_allowed: Gauge
     synced: Gauge
 
     @classmethod
@@ -114,6 +118,24 @@ class Metrics:
             bundle_reload_failures=Counter(
                 "approvalgate_bundle_reload_failures",
                 "Bundle files that could not be loaded (the last good bundle stays)",
+                registry=reg,
+            ),
+            bundle_rejected=Counter(
+                "approvalgate_bundle_rejected_total",
+                "Bundles refused (the last good bundle stays), by reason: unsigned,"
+                " signature-stripped, untrusted-key, below-threshold, rollback, ...",
+                ["reason"],
+                registry=reg,
+            ),
+            bundle_revision=Gauge(
+                "approvalgate_bundle_revision",
+                "Revision of the bundle in force (0: none or unrevised)",
+                registry=reg,
+            ),
+            bundle_unsigned_allowed=Gauge(
+                "approvalgate_bundle_unsigned_allowed",
+                "1 when --allow-unsigned-bundle is set (signatures are not checked:"
+                " development only)",
                 registry=reg,
             ),
             synced=Gauge(

@@ -4,7 +4,9 @@
 ``/readyz`` answers 200 once a bundle is in force and every watch cache has listed and is in
 contact with the API server (503 with the reason otherwise). Both replicas are ready: only
 one leads, the other is warm for when the Lease changes hands. The bundle is a mounted file
-reloaded like the webhook's (:mod:`runtime.filewatch`); a new bundle in force queues every
+reloaded like the webhook's (:mod:`runtime.filewatch`), opened like the webhook's
+(:mod:`approvals.bundle_source`: only a bundle the pinned keys signed, never an older
+revision; a refused one keeps the last good one); a new bundle in force queues every
 request again. SIGTERM: the worker finishes its reconcile (``--grace-period``), the Lease is
 released, the watches stop, exit 0.
 """
@@ -18,7 +20,8 @@ from pathlib import Path
 
 from aiohttp import web
 
-from approvalgate.approvals.bundle import Bundle, parse_bundle_text
+from approvalgate.approvals.bundle import Bundle
+from approvalgate.approvals.bundle_source import UNSIGNED_WARNING, BundleSource, refusal_reason
 from approvalgate.controller.config import ControllerConfig
 from approvalgate.controller.manager import Controller
 from approvalgate.controller.metrics import Metrics
@@ -36,16 +39,24 @@ class ControllerService:
     def __init__(self, config: ControllerConfig, client: Client) -> None:
         self.config = config
         self.metrics = Metrics.create()
+        trust = config.trust()
+        self.source = BundleSource(trust, lambda: self.bundle_file.value, warn=log.warning)
         self.bundle_file: WatchedFile[Bundle] = WatchedFile(
             Path(config.bundle),
-            parse_bundle_text,
+            self.source.open,
             log=log,
             what="bundle",
             unloaded="no request is reconciled",
-            context=lambda b: {"generation": b.generation if b is not None else ""},
+            context=BundleSource.in_force_fields,
             on_switch=self._switched,
             on_failure=self.metrics.bundle_reload_failures.inc,
+            companions=(config.signatures_path,),
+            failure_fields=BundleSource.failure_fields,
+            on_error=lambda exc: self.metrics.bundle_rejected.labels(refusal_reason(exc)).inc(),
         )
+        self.metrics.bundle_unsigned_allowed.set(0 if trust.signed else 1)
+        if not trust.signed:
+            log.warning(UNSIGNED_WARNING)
         self.controller = Controller(
             config, client, bundle=lambda: self.bundle_file.value, metrics=self.metrics
         )
@@ -96,11 +107,13 @@ class ControllerService:
 
     def _switched(self, previous: Bundle | None, bundle: Bundle) -> None:
         self.metrics.bundle_loaded.set(1)
+        self.metrics.bundle_revision.set(bundle.revision)
         log.info(
             "bundle loaded",
             extra=fields(
                 path=str(self.config.bundle),
                 generation=bundle.generation,
+                revision=bundle.revision,
                 previous_generation=previous.generation if previous is not None else "",
                 environment=bundle.environment,
                 cluster_view=bundle.cluster_view,
@@ -114,7 +127,9 @@ class ControllerService:
 
         async def readyz(_: web.Request) -> web.Response:
             if self.bundle_file.value is None:
-                return web.Response(status=503, text="no bundle loaded\n")
+                error = self.bundle_file.last_error
+                refused = f" (refused: {refusal_reason(error)})" if error is not None else ""
+                return web.Response(status=503, text=f"no bundle loaded{refused}\n")
             problem = self.controller.caches.problem()
             if problem:
                 return web.Response(status=503, text=f"{problem}\n")

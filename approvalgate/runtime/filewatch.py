@@ -15,6 +15,11 @@ content and counted; a file that is back to the content in force is logged, not 
 Parsing a changed file in :meth:`WatchedFile.refresh` runs in a thread so that the event
 loop keeps serving with the previous value meanwhile. What the value means, and what its
 absence means (``unloaded``), is the owner's: the messages are built from its words.
+
+A value may be made of several files (a bundle and its signatures): ``companions`` are
+watched with the main file (a change of any reloads, the content digest covers them all)
+and handed to ``parse`` as ``companions=(bytes or None, ...)``, None for one that is absent
+(the owner decides what an absent companion means; only the main file missing is "gone").
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ import inspect
 import logging
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
@@ -81,15 +86,17 @@ class WatchedFile(Generic[T]):
 
     ``what`` names the value in messages ("bundle"); ``unloaded`` says what having none means
     ("every request is denied"); ``context(value)`` adds the fields naming the value in force
-    to every failure line; ``on_switch(previous, value)`` runs after a new value is in force
-    (metrics, the "loaded" line: the owner knows what to say about it); ``on_failure()``
-    after each failure counted (a metric).
+    to every failure line; ``failure_fields(exc)`` adds the fields naming a failure (a
+    reason); ``on_switch(previous, value)`` runs after a new value is in force (metrics, the
+    "loaded" line: the owner knows what to say about it); ``on_failure()`` after each
+    failure counted (a metric), ``on_error(exc)`` after each content that cannot be parsed.
+    With ``companions``, ``parse(content, source, companions=(...))``: see the module.
     """
 
     def __init__(
         self,
         path: Path,
-        parse: Callable[[bytes, str], T],
+        parse: Callable[..., T],
         *,
         log: logging.Logger,
         what: str,
@@ -97,9 +104,17 @@ class WatchedFile(Generic[T]):
         context: Callable[[T | None], Mapping[str, Any]] = lambda _: {},
         on_switch: Callable[[T | None, T], None] | None = None,
         on_failure: Callable[[], None] | None = None,
+        companions: Sequence[Path] = (),
+        failure_fields: Callable[[Exception], Mapping[str, Any]] = lambda _: {},
+        on_error: Callable[[Exception], None] | None = None,
     ) -> None:
         self.path = path
+        self.companions = tuple(companions)
         self.parse = parse
+        self.failure_fields = failure_fields
+        self.on_error = on_error
+        self.last_error: Exception | None = None
+        """What refused the last content read (None once a content is in force again)."""
         self.log = log
         self.context = context
         self.on_switch = on_switch
@@ -108,7 +123,7 @@ class WatchedFile(Generic[T]):
         self.loaded_at: float | None = None
         self.loads = 0
         self.failures = 0
-        self._mark: StatMark | None = None
+        self._mark: tuple[StatMark | None, ...] | None = None
         self._digest = ""  # content last read, good or bad
         self._good_digest = ""  # content of the value in force
         self._missing_logged = False
@@ -125,7 +140,7 @@ class WatchedFile(Generic[T]):
         if changed is None:
             return False
         try:
-            value = self.parse(changed[0], str(self.path))
+            value = self._parse(changed[0])
         except Exception as exc:
             self._failed(exc)
             return False
@@ -138,7 +153,7 @@ class WatchedFile(Generic[T]):
         if changed is None:
             return False
         try:
-            value = await asyncio.to_thread(self.parse, changed[0], str(self.path))
+            value = await asyncio.to_thread(self._parse, changed[0])
         except Exception as exc:
             self._failed(exc)
             return False
@@ -155,12 +170,18 @@ class WatchedFile(Generic[T]):
             context={"path": str(self.path)},
         )
 
-    def _changed_content(self) -> tuple[bytes, str] | None:
-        """The file's content and digest when it differs from what was last read."""
-        mark = stat_mark(self.path)
-        if mark is None:
+    def _parse(self, contents: tuple[bytes, tuple[bytes | None, ...]]) -> T:
+        if self.companions:
+            return self.parse(contents[0], str(self.path), companions=contents[1])
+        return self.parse(contents[0], str(self.path))
+
+    def _changed_content(self) -> tuple[tuple[bytes, tuple[bytes | None, ...]], str] | None:
+        """The files' contents and digest when they differ from what was last read."""
+        main = stat_mark(self.path)
+        if main is None:
             self._missing()
             return None
+        mark = (main, *(stat_mark(path) for path in self.companions))
         if mark == self._mark:
             return None
         try:
@@ -168,16 +189,21 @@ class WatchedFile(Generic[T]):
         except OSError:
             self._missing()
             return None
+        companions = tuple(_read_or_none(path) for path in self.companions)
         self._mark = mark
         self._missing_logged = False
-        content_digest = digest(content)
+        # an absent companion hashes apart from an empty one
+        content_digest = digest(
+            content, *(b"\x00" + c if c is not None else b"" for c in companions)
+        )
         if content_digest == self._digest:
             return None
         self._digest = content_digest
         if content_digest == self._good_digest:  # back to the value in force after a broken file
+            self.last_error = None
             self.log.info(self._good_again, extra=fields(path=str(self.path)))
             return None
-        return content, content_digest
+        return (content, companions), content_digest
 
     def _missing(self) -> None:
         self._mark = None
@@ -191,11 +217,19 @@ class WatchedFile(Generic[T]):
         self.log.error(self._gone, extra=fields(path=str(self.path), **self.context(self.value)))
 
     def _failed(self, exc: Exception) -> None:
+        self.last_error = exc
         self._count()
+        if self.on_error is not None:
+            self.on_error(exc)
         error = exc.render() if isinstance(exc, ApprovalgateError) else f"{type(exc).__name__}"
         self.log.error(
             self._broken_kept if self.value is not None else self._broken_none,
-            extra=fields(path=str(self.path), error=error, **self.context(self.value)),
+            extra=fields(
+                path=str(self.path),
+                error=error,
+                **self.failure_fields(exc),
+                **self.context(self.value),
+            ),
         )
 
     def _count(self) -> None:
@@ -206,8 +240,16 @@ class WatchedFile(Generic[T]):
     def _switch(self, value: T, content_digest: str) -> None:
         previous = self.value
         self.value = value
+        self.last_error = None
         self._good_digest = content_digest
         self.loaded_at = time.time()
         self.loads += 1
         if self.on_switch is not None:
             self.on_switch(previous, value)
+
+
+def _read_or_none(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except OSError:
+        return None

@@ -130,7 +130,11 @@ class Admission:
         problems = []
         bundle = self.state.bundle
         if bundle is None:
-            problems.append(f"no bundle loaded from {self.state.path}")
+            refused = self.state.refusal
+            problems.append(
+                f"no bundle loaded from {self.state.path}"
+                + (f" (refused: {refused})" if refused else "")
+            )
         elif not any(approver.keys for approver in bundle.approvers.values()):
             # security.md 15: an empty keyring can approve nothing; fail closed and say so
             problems.append("the bundle holds no approver keys")

@@ -50,6 +50,9 @@ class Metrics:
     bundle_generation: Gauge
     bundle_loaded: Gauge
     bundle_reload_failures: Counter
+    bundle_rejected: Counter
+    bundle_revision: Gauge
+    bundle_unsigned_allowed: Gauge
     certificate_loaded: Gauge
     certificate_expiry: Gauge
     certificate_reload_failures: Counter
@@ -111,6 +114,26 @@ class Metrics:
                 "approvalgate_bundle_reload_failures_total",
                 "Bundle files that could not be loaded (the last good bundle was kept)",
                 registry=reg,
+            ),
+            bundle_rejected=Counter(
+                "approvalgate_bundle_rejected_total",
+                "Bundles refused (the last good bundle was kept), by reason: unsigned,"
+                " signature-stripped, untrusted-key, below-threshold, rollback, ...",
+                ["reason"],
+                registry=reg,
+            ),
+            bundle_revision=Gauge(
+                "approvalgate_bundle_revision",
+                "Revision of the bundle being enforced (0: none or unrevised)",
+                registry=reg,
+                multiprocess_mode="livemax",
+            ),
+            bundle_unsigned_allowed=Gauge(
+                "approvalgate_bundle_unsigned_allowed",
+                "1 when --allow-unsigned-bundle is set (signatures are not checked:"
+                " development only)",
+                registry=reg,
+                multiprocess_mode="livemax",
             ),
             certificate_loaded=Gauge(
                 "approvalgate_tls_certificate_loaded_timestamp_seconds",
@@ -187,3 +210,6 @@ class Metrics:
             self.bundle_generation.remove(previous)
         self.bundle_generation.labels(generation).set(1)
         self.bundle_loaded.set(loaded_at)
+
+    def bundle_revision_set(self, revision: int) -> None:
+        self.bundle_revision.set(revision)

@@ -90,7 +90,12 @@ class Worker:
         self.reuse_port = reuse_port
         self.clock = clock
         self.metrics = Metrics.create()
-        self.state = BundleState(config.bundle, self.metrics)
+        self.state = BundleState(
+            config.bundle,
+            self.metrics,
+            trust=config.trust(),
+            signatures=config.signatures_path,
+        )
         self.certificate = CertificateState(config.tls_cert, config.tls_key, self.metrics)
         self.views = ViewState(
             config.cluster_view,

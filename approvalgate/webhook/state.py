@@ -1,4 +1,4 @@
-"""The bundle being enforced: loaded from a mounted file, swapped atomically, never lost.
+"""The bundle being enforced: loaded from mounted files, swapped atomically, never lost.
 
 The admission path reads :attr:`BundleState.bundle` once per request: an immutable
 :class:`approvals.bundle.Bundle`, replaced by one assignment, so a swap is atomic for every
@@ -8,6 +8,14 @@ a half-written file) keeps the last good bundle; it is logged once per distinct 
 counted in ``approvalgate_bundle_reload_failures_total``. No bundle at all means not ready
 and every request denied (decide() with ``bundle=None``).
 
+Only a bundle the pinned keys signed is enforced (:mod:`approvals.bundle_source`): the
+bundle and its signatures (``bundle.sig.json``) are watched together, and a refused bundle
+(unsigned, signatures stripped, signed by another key, below the threshold, signed other
+content, a rollback, a revision reused) keeps the last good one, is counted in
+``approvalgate_bundle_rejected_total{reason}`` and logged once per distinct content with the
+reason and the revision and generation in force. ``--allow-unsigned-bundle`` (development)
+logs a WARNING at start and at every load.
+
 The file is polled (default every 2 s) by a :class:`runtime.filewatch.WatchedFile`: see
 there how changes, including Kubernetes' ``..data`` symlink swaps, are noticed, and how a
 broken file keeps the last good bundle. Parsing a changed file runs in a thread so that the
@@ -16,11 +24,12 @@ event loop keeps answering with the previous bundle meanwhile.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
-from approvalgate.approvals.bundle import Bundle, parse_bundle_text
+from approvalgate.approvals.bundle import Bundle
+from approvalgate.approvals.bundle_source import UNSIGNED_WARNING, BundleSource, refusal_reason
+from approvalgate.approvals.bundle_trust import SIGNATURES_FILE, BundleTrust
 from approvalgate.runtime.filewatch import WatchedFile
 from approvalgate.runtime.logs import fields
 from approvalgate.webhook.logs import get_logger
@@ -32,19 +41,36 @@ log = get_logger("bundle")
 
 
 class BundleState:
-    def __init__(self, path: Path, metrics: Metrics | None = None) -> None:
+    def __init__(
+        self,
+        path: Path,
+        metrics: Metrics | None = None,
+        *,
+        trust: BundleTrust,
+        signatures: Path | None = None,
+    ) -> None:
         self.path = path
+        self.signatures = signatures if signatures is not None else path.parent / SIGNATURES_FILE
         self.metrics = metrics
-        self.file = WatchedFile(
+        self.trust = trust
+        self.source = BundleSource(trust, lambda: self.file.value, warn=_warn)
+        self.file: WatchedFile[Bundle] = WatchedFile(
             path,
-            parse_bundle_text,
+            self.source.open,
             log=log,
             what="bundle",
             unloaded="every request is denied",
-            context=_generation_field,
+            context=BundleSource.in_force_fields,
             on_switch=self._switched,
             on_failure=self._failed,
+            companions=(self.signatures,),
+            failure_fields=BundleSource.failure_fields,
+            on_error=self._refused,
         )
+        if metrics is not None:
+            metrics.bundle_unsigned_allowed.set(0 if trust.signed else 1)
+        if not trust.signed:
+            _warn(UNSIGNED_WARNING)
         self.listeners: list[Callable[[Bundle], None]] = []
         """Called with each new bundle in force, after it is (e.g. to start the cluster view)."""
 
@@ -73,6 +99,12 @@ class BundleState:
     def failures(self) -> int:
         return self.file.failures
 
+    @property
+    def refusal(self) -> str:
+        """Why the last content read was refused ("" when it is in force)."""
+        error = self.file.last_error
+        return refusal_reason(error) if error is not None else ""
+
     def load(self) -> bool:
         """Check the file now and load it if it changed (blocking; for start-up)."""
         return self.file.load()
@@ -89,6 +121,10 @@ class BundleState:
         if self.metrics is not None:
             self.metrics.bundle_reload_failures.inc()
 
+    def _refused(self, exc: Exception) -> None:
+        if self.metrics is not None:
+            self.metrics.bundle_rejected.labels(refusal_reason(exc)).inc()
+
     def _switched(self, previous: Bundle | None, bundle: Bundle) -> None:
         previous_generation = previous.generation if previous is not None else ""
         if self.metrics is not None:
@@ -96,12 +132,15 @@ class BundleState:
             self.metrics.bundle_switched(
                 previous_generation, bundle.generation, self.file.loaded_at
             )
+            self.metrics.bundle_revision_set(bundle.revision)
         log.info(
             "bundle loaded",
             extra=fields(
                 path=str(self.path),
                 generation=bundle.generation,
+                revision=bundle.revision,
                 previous_generation=previous_generation,
+                signed=self.trust.describe(),
                 environment=bundle.environment,
                 policies=len(bundle.policies),
                 approvers=len(bundle.approvers),
@@ -116,6 +155,5 @@ class BundleState:
                 )
 
 
-def _generation_field(bundle: Bundle | None) -> Mapping[str, Any]:
-    """Named in every failure line: the generation still in force ("" for none)."""
-    return {"generation": bundle.generation if bundle is not None else ""}
+def _warn(message: str) -> None:
+    log.warning(message)

@@ -168,8 +168,25 @@ def _helm_env() -> dict[str, str]:
     }
 
 
-def run_helm(helm: Path, *args: str) -> str:
-    command = [str(helm), *args]
+SIGNING_VALUES = Path(__file__).resolve().parent / "bundle-signing-values.yaml"
+"""bundleSigning.publicKeys: one key, as an operator pins it (the chart fails without)."""
+
+
+def with_signing_values(args: Sequence[str]) -> list[str]:
+    """``helm template``/``lint``/``install`` arguments with :data:`SIGNING_VALUES` as the
+    first values file (the values files after it override it)."""
+    out = list(args)
+    if not out or out[0] not in ("template", "lint", "install", "upgrade"):
+        return out
+    if str(SIGNING_VALUES) in out:
+        return out
+    where = next((i for i, arg in enumerate(out) if arg in ("-f", "--values")), len(out))
+    return [*out[:where], "-f", str(SIGNING_VALUES), *out[where:]]
+
+
+def run_helm(helm: Path, *args: str, signing: bool = True) -> str:
+    """``signing=False``: exactly these arguments (the docs' commands pin their own key)."""
+    command = [str(helm), *(with_signing_values(args) if signing else args)]
     result = subprocess.run(
         command,
         capture_output=True,

@@ -29,6 +29,7 @@ from tests.chart.support import (
     ENVIRONMENTS,
     EXAMPLE_REPO,
     ROOT,
+    by_kind,
     documents,
     one,
     render,
@@ -76,6 +77,41 @@ def test_chart_application_is_multi_source_with_values_ref() -> None:
     (value_file,) = chart_source["helm"]["valueFiles"]
     assert value_file == "$values/examples/gitops-repo/rendered/prod/approvalgate-values.yaml"
     assert repo_path(value_file.removeprefix("$values/")).is_file()
+
+
+@pytest.mark.helm
+def test_chart_application_pins_the_bundle_signing_keys_outside_the_compiled_values(
+    helm: Path, tmp_path: Path
+) -> None:
+    """The keys are in the Application's valuesObject (Argo CD gives it precedence over the
+    value files), never in the compiled values; the rendered pods pin exactly them, and they
+    verify the bundle the Application deploys."""
+    from approvalgate.approvals.bundle_trust import open_bundle, trust_from_texts
+    from approvalgate.cli import build_parser
+    from approvalgate.commands._runtime_trust import trust_args
+
+    chart_source = APP["spec"]["sources"][0]
+    pinned = chart_source["helm"]["valuesObject"]["bundleSigning"]
+    values = repo_path(chart_source["helm"]["valueFiles"][0].removeprefix("$values/"))
+    compiled = yaml.safe_load(values.read_text())
+    assert "bundleSigning" not in compiled
+    assert pinned["publicKeys"] == [
+        (ROOT / "examples" / "gitops-repo" / "bundle-signing" / "release.pub").read_text()
+    ]
+    overrides = tmp_path / "valuesObject.yaml"
+    overrides.write_text(yaml.safe_dump({"bundleSigning": pinned}))
+    objects = render(helm, values, overrides)
+    for deployment in by_kind(objects, "Deployment"):
+        args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+        trust = trust_args(build_parser().parse_args(args))
+        assert [text for _, text in trust.keys] == pinned["publicKeys"]
+        bundle = compiled["policyBundle"]
+        opened = open_bundle(
+            bundle["content"].encode(),
+            bundle["signatures"],
+            trust_from_texts(trust.keys, min_revision=trust.min_revision),
+        )
+        assert opened.revision == bundle["revision"] == trust.min_revision
 
 
 @pytest.mark.helm

@@ -77,7 +77,13 @@ def test_entrypoint_and_cmd_match_the_chart(helm: Path) -> None:
     container = one(webhook_part(render(helm)), "Deployment")["spec"]["template"]["spec"][
         "containers"
     ][0]
-    assert json.loads(final["CMD"]) == container["args"]
+    # the pinned bundle-signing keys are the operator's (chart values), never the image's: the
+    # image alone refuses to start without them (exit 2, with advice), so the chart's args are
+    # the CMD followed by the bundle-trust flags
+    cmd = json.loads(final["CMD"])
+    assert container["args"][: len(cmd)] == cmd
+    trust = container["args"][len(cmd) :]
+    assert trust[0::2] == ["--bundle-key", "--bundle-threshold", "--bundle-min-revision"]
     assert final["EXPOSE"].split() == [str(p["containerPort"]) for p in container["ports"]]
 
 

@@ -44,6 +44,15 @@ def redact(rendered: str, values: tuple[Path, ...]) -> str:
             rendered = rendered.replace(
                 json.dumps(bundle["content"]), f"<policyBundle.content of {source}>"
             )
+        if bundle.get("signatures"):
+            rendered = rendered.replace(
+                json.dumps(bundle["signatures"]), f"<policyBundle.signatures of {source}>"
+            )
+        if bundle.get("revision"):  # the default of --bundle-min-revision
+            rendered = rendered.replace(
+                f'- --bundle-min-revision\n            - "{bundle["revision"]}"',
+                f"- --bundle-min-revision\n            - <policyBundle.revision of {source}>",
+            )
         if bundle.get("generation"):
             rendered = rendered.replace(
                 json.dumps(bundle["generation"]), f"<policyBundle.generation of {source}>"

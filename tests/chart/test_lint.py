@@ -6,7 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.chart.support import CHART, CI_VALUES, ENVIRONMENTS, example_values, run_helm
+from tests.chart.support import (
+    CHART,
+    CI_VALUES,
+    ENVIRONMENTS,
+    SIGNING_VALUES,
+    example_values,
+    run_helm,
+)
 
 pytestmark = pytest.mark.helm
 
@@ -26,7 +33,12 @@ def test_the_ci_values_files_exist() -> None:
 @pytest.mark.parametrize("values", VALUE_FILES, ids=lambda p: str(p.relative_to(CHART.parents[1])))
 def test_helm_lint_is_clean(helm: Path, values: Path, strict: bool) -> None:
     output = run_helm(
-        helm, "lint", str(CHART), "-f", str(values), *(["--strict"] if strict else [])
+        helm,
+        "lint",
+        str(CHART),
+        *("-f", str(SIGNING_VALUES)),
+        *("-f", str(values)),
+        *(["--strict"] if strict else []),
     )
     findings = [line for line in output.splitlines() if line.startswith("[")]
     assert findings == [], output  # not even [INFO]

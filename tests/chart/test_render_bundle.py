@@ -115,8 +115,12 @@ def test_notes_warn_first_without_a_bundle(helm: Path, notes_chart: Path) -> Non
     assert text.index("WARNING") < text.index("Next steps:")
 
 
+# a signed bundle: what `approvalgate compile --sign` writes (the NOTES only test that it is set)
+SIGNED = ("--set-string", "policyBundle.signatures=signed")
+
+
 def test_notes_with_the_compiled_values(helm: Path, notes_chart: Path) -> None:
-    text = notes(helm, notes_chart, "-f", str(example_values("prod")))
+    text = notes(helm, notes_chart, "-f", str(example_values("prod")), *SIGNED)
     assert "WARNING" not in text
     assert text.lstrip().startswith("NOTE: the webhook port accepts connections from any source")
     assert "kubectl -n approvalgate-system rollout status deployment/approvalgate" in text
@@ -136,6 +140,7 @@ def test_notes_for_opt_in_and_existing_secret(
         str(namespace_values(tmp_path, ["kube-system"], "optInLabel")),
         "-f",
         str(CHART / "ci" / "existing-secret-values.yaml"),
+        *SIGNED,
     )
     assert text.lstrip().startswith("WARNING: opt-in mode")
     assert (
@@ -144,6 +149,36 @@ def test_notes_for_opt_in_and_existing_secret(
     ) in text
     assert "kubectl -n approvalgate-system get secret approvalgate-serving-tls" in text
     assert "get certificate" not in text
+
+
+def test_notes_warn_about_an_unsigned_bundle_and_unsigned_mode(
+    helm: Path, notes_chart: Path, tmp_path: Path
+) -> None:
+    values = tmp_path / "unsigned.yaml"
+    values.write_text(
+        yaml.safe_dump(
+            {"policyBundle": {"content": "{}", "generation": "0" * 16, "signatures": ""}}
+        )
+    )
+    text = notes(helm, notes_chart, "-f", str(values))
+    assert text.lstrip().startswith(
+        "WARNING: policyBundle.signatures is empty: the bundle is not signed, so the webhook and"
+        " the\n  controller refuse it (not ready; every AgentRun is denied)."
+    )
+    loud = notes(
+        helm,
+        notes_chart,
+        "-f",
+        str(values),
+        "--set",
+        "bundleSigning.publicKeys=null",
+        "--set",
+        "bundleSigning.allowUnsigned=true",
+    )
+    assert loud.lstrip().startswith(
+        "WARNING: bundleSigning.allowUnsigned=true: the webhook and the controller enforce"
+        " UNSIGNED\n  bundles"
+    )
 
 
 def test_notes_mention_the_audit_only_when_enabled(helm: Path, notes_chart: Path) -> None:

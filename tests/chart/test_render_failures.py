@@ -69,6 +69,20 @@ FAILURES: dict[str, tuple[list[str], str]] = {
         ["controller.metricsPort=8081"],
         "ERROR: controller.metricsPort and controller.healthPort must differ.",
     ),
+    "no bundle-signing key": (
+        ["bundleSigning.publicKeys=null"],
+        "ERROR: no bundle-signing key is pinned (bundleSigning.publicKeys is empty): the webhook "
+        "and the controller would refuse to start. Pin the public keys that sign your bundles, "
+        "e.g. --set-file 'bundleSigning.publicKeys[0]=keys/bundle-signing.pub'",
+    ),
+    "keys and unsigned bundles": (
+        ["bundleSigning.allowUnsigned=true"],
+        "ERROR: bundleSigning.publicKeys and bundleSigning.allowUnsigned=true: choose one",
+    ),
+    "a threshold above the keys": (
+        ["bundleSigning.threshold=2"],
+        "ERROR: bundleSigning.threshold (2) is more than the 1 keys of bundleSigning.publicKeys",
+    ),
     "an issuerRef without a name": (
         ["tls.certManager.issuerRef.kind=ClusterIssuer"],
         "tls.certManager.issuerRef.name is required when tls.certManager.issuerRef is set",
@@ -100,6 +114,10 @@ SCHEMA_REJECTS: dict[str, str] = {
     "an API server port out of range": "networkPolicy.apiServerPorts={70000}",
     "an unknown userRoles key": "userRoles.aggregateToAdmin=true",
     "crds.install as a string": "crds.install=yes",
+    "a zero bundle-signing threshold": "bundleSigning.threshold=0",
+    "a negative minimum revision": "bundleSigning.minRevision=-1",
+    "an unknown bundleSigning key": "bundleSigning.keys=x",
+    "a negative bundle revision": "policyBundle.revision=-1",
 }
 
 

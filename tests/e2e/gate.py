@@ -32,7 +32,7 @@ import yaml
 from approvalgate.approvals.view import USE_FINALIZER
 from approvalgate.webhook.devcert import CertificateAuthority
 from tests.e2e.controlplane import GATE_NAMESPACE, QUEUE_CONTROLLER, WEBHOOK_SA, ControlPlane
-from tests.integration.harness import write_atomic
+from tests.support import bundle_signing
 from tests.support.paths import ROOT
 from tests.support.tools import pinned_binary
 
@@ -136,6 +136,7 @@ class QueueController:
                     "controller",
                     "--bundle",
                     str(self.bundle),
+                    *self.gate.trust_args(),
                     "--kubeconfig",
                     str(self.gate.plane.kubeconfig(QUEUE_CONTROLLER)),
                     "--lease-namespace",
@@ -215,6 +216,9 @@ class Gate:
     metrics_port: int = field(default_factory=_free_port)
     process: subprocess.Popen[bytes] | None = None
     controllers: list[QueueController] = field(default_factory=list)
+    revision: int = 0  # of the bundle served last (Gate.publish)
+    served: Path | None = None
+    extra_trust: tuple[str, ...] = ()  # more --bundle-key/--bundle-threshold flags
 
     @property
     def repo(self) -> Path:
@@ -226,7 +230,9 @@ class Gate:
 
     @property
     def bundle(self) -> Path:
-        return self.work / "rendered" / ENV / "bundle.json"
+        """The bundle file the webhook and the controller read (``served`` when set: e.g. a
+        ConfigMap projected the way the kubelet does, tests/e2e/test_bundle_signing.py)."""
+        return self.served or self.work / "rendered" / ENV / "bundle.json"
 
     # --- setup ---------------------------------------------------------------------------
 
@@ -256,6 +262,9 @@ class Gate:
             # what `approve` signs with (the served file is swapped by `serving`)
             self.signing_bundle(env).parent.mkdir(exist_ok=True)
             shutil.copy(self.work / "rendered" / env / "bundle.json", self.signing_bundle(env))
+        # the served bundle is signed by the tests' key, which the webhook and the controller
+        # pin (as the chart does); every later content gets a higher revision (publish)
+        self.publish(self.bundle.read_text())
         self.ca = CertificateAuthority.generate("approvalgate e2e CA")
         issued = self.ca.issue(["127.0.0.1", "localhost"])
         (self.work / "tls.crt").write_bytes(issued.cert_pem)
@@ -296,6 +305,24 @@ class Gate:
             input=json.dumps({"apiVersion": "v1", "kind": "List", "items": items}),
         )
 
+    def publish(self, text: str) -> str:
+        """Serve ``text`` (a compiled bundle) signed, at its own revision when that is above
+        the one served last (the compiled bytes and generation unchanged), else at the next;
+        its generation."""
+        self.revision = max(self.revision + 1, int(json.loads(text).get("revision", 0)))
+        return bundle_signing.publish(self.bundle, text, self.revision)
+
+    def recompile(self) -> None:
+        """Compile the repo into rendered/ again (after editing it) and serve the result,
+        signed by the tests' key at the next revision (compile drops signatures by keys
+        the repo does not list)."""
+        self.cli("compile", str(self.repo), "--env", ENV, "--out", str(self.work / "rendered"))
+        self.publish((self.work / "rendered" / ENV / "bundle.json").read_text())
+
+    def trust_args(self) -> list[str]:
+        """The webhook's and controller's --bundle-key (the tests' bundle-signing key)."""
+        return [*bundle_signing.cli_args(self.work), *self.extra_trust]
+
     def signing_bundle(self, env: str = ENV) -> Path:
         """Environment ``env``'s bundle as compiled (never swapped by :meth:`serving`)."""
         return self.work / "bundles" / f"{env}.json"
@@ -314,6 +341,7 @@ class Gate:
                     "serve",
                     "--bundle",
                     str(self.bundle),
+                    *self.trust_args(),
                     "--tls-cert",
                     str(self.work / "tls.crt"),
                     "--tls-key",
@@ -361,6 +389,8 @@ class Gate:
         """Start one more controller process (``identity`` defaults to a fresh name);
         ``wait``: until its /readyz answers."""
         identity = identity or f"ctrl-{len(self.controllers)}-{time.monotonic_ns() % 100000}"
+        if bundle is not None and bundle != self.bundle:
+            bundle_signing.sign_file(bundle)  # another compiled bundle: signed where it is
         process = QueueController(self, identity, bundle or self.bundle, tuple(extra))
         self.controllers.append(process)
         return process.start(wait=wait)
@@ -432,12 +462,10 @@ class Gate:
         own = self.bundle.read_text()
         other = bundle.read_text()
         try:
-            write_atomic(self.bundle, other)
-            self._wait_for_generation(json.loads(other)["generation"])
+            self._wait_for_generation(self.publish(other))
             yield
         finally:
-            write_atomic(self.bundle, own)
-            self._wait_for_generation(json.loads(own)["generation"])
+            self._wait_for_generation(self.publish(own))
 
     def _wait_for_generation(self, generation: str) -> None:
         deadline = time.monotonic() + 30
@@ -464,6 +492,9 @@ class Gate:
                 str(CHART),
                 "-n",
                 "approvalgate-system",
+                # the pinned bundle-signing key (operator's values, not the compiled ones)
+                "--set-file",
+                f"bundleSigning.publicKeys[0]={bundle_signing.public_key_file(self.work)}",
                 "-f",
                 str(values),
                 *extra,
@@ -552,6 +583,7 @@ class Gate:
             str(path),
             "--bundle",
             str(self.bundle),
+            *self.trust_args(),  # the served bundle is signed by the tests' key
             "--user",
             user,
             "--output",

@@ -645,6 +645,7 @@ def test_no_bundle_at_start_denies_everything(gate: Gate) -> None:
             "serve",
             "--bundle",
             str(gate.bundle),
+            *gate.trust_args(),
             "--tls-cert",
             str(gate.work / "tls.crt"),
             "--tls-key",

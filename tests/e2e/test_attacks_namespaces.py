@@ -60,7 +60,7 @@ def gate(control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory) 
         "--force",
     )
     shutil.copy(gate.keys / "bob.yaml", gate.repo / "approvers" / "bob.yaml")
-    gate.cli("compile", str(gate.repo), "--env", ENV, "--out", str(gate.work / "rendered"))
+    gate.recompile()  # the served bundle signed again
     for ns in ("agents", NOT_ENFORCED, OWN_NAMESPACE):
         control_plane.kubectl("admin", "create", "namespace", ns, check=False)
     gate.start()

@@ -41,6 +41,7 @@ from approvalgate.kube.resources import (
     LEASES,
     SIGNAL_DELIVERIES,
 )
+from tests.support import bundle_signing
 from tests.support.corpus import BASE, compile_case_bundle, make_record
 from tests.support.paths import ROOT, UPSTREAM_AGENTS, crd_files
 from tests.support.tools import unavailable
@@ -92,6 +93,7 @@ def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path.write_text(
         compile_case_bundle(BASE, BundleSettings(environment=ENV, referenced_content="off"))
     )
+    bundle_signing.sign_file(path)  # signed by the key the controller pins
     return path
 
 
@@ -134,6 +136,7 @@ class Controller:
                     "controller",
                     "--bundle",
                     str(self.bundle),
+                    *bundle_signing.cli_args(self.work),
                     "--kubeconfig",
                     str(self.plane.kubeconfig("admin")),
                     "--lease-namespace",

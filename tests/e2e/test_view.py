@@ -27,8 +27,6 @@ from typing import Any
 import pytest
 import rfc8785
 
-from approvalgate.approvals import keys
-from approvalgate.approvals.bundle_trust import dump_signatures, sign_bundle
 from approvalgate.approvals.policy import BundleSettings
 from approvalgate.kube.backoff import Backoff
 from approvalgate.kube.client import Client
@@ -50,6 +48,7 @@ from approvalgate.kube.view import (
     WatchedView,
 )
 from tests.integration.harness import agentrun_request, cli_command, cli_env, free_port
+from tests.support import bundle_signing
 from tests.support.corpus import CORPUS, CORPUS_ENVIRONMENT, compile_case_bundle
 from tests.support.paths import ROOT, UPSTREAM_AGENTS, crd_files
 from tests.support.tools import unavailable
@@ -186,6 +185,7 @@ def webhook(plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory) -> It
     )
     assert '"clusterView": "required"' in text
     bundle.write_text(text)
+    bundle_signing.sign_file(bundle)
     port, metrics_port = free_port(), free_port()
     log = work / "webhook.log"
     command = cli_command(
@@ -193,6 +193,7 @@ def webhook(plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory) -> It
         "serve",
         "--bundle",
         str(bundle),
+        *bundle_signing.cli_args(work),
         "--dev",
         "--dev-ca-out",
         str(work / "ca.pem"),
@@ -676,16 +677,12 @@ def test_verify_reads_the_view_with_cluster_and_says_what_it_could_not_check_wit
             BundleSettings(environment=CORPUS_ENVIRONMENT, referenced_content="off"),
         )
     )
-    # signed as compile --sign does, the key pinned as the chart pins it
-    signer = keys.generate()
-    document = sign_bundle(bundle.read_bytes(), [signer])
-    (tmp_path / "bundle.sig.json").write_text(dump_signatures(document))
-    pinned = keys.public_key_pem(signer.public_key)
+    bundle_signing.sign_file(bundle)  # signed and pinned: verify warns about nothing else
 
     def verify(*args: str) -> subprocess.CompletedProcess[str]:
         command = cli_command(
             *("verify", "run.yaml", "--bundle", str(bundle), "--output", "json"),
-            *("--bundle-key", pinned),
+            *bundle_signing.cli_args(tmp_path),
             *args,
         )
         return subprocess.run(

@@ -115,6 +115,9 @@ class ServerThread:
         # no API server here: a bundle that requires the cluster view is served as
         # `--cluster-view off` (decide() gets view=None); tests of the view pass "auto"
         options.setdefault("cluster_view", "off")
+        # tests of other things run unsigned; the bundle-signing tests pass bundle_keys
+        if not options.get("bundle_keys"):
+            options.setdefault("allow_unsigned_bundle", True)
         self.config = ServeConfig(
             bundle=bundle, tls_cert=pki.cert, tls_key=pki.key, host="127.0.0.1", port=0, **options
         )

@@ -174,6 +174,7 @@ def _verify_args(case: Case, folder: Path, bundle: Path) -> list[str] | None:
         str(run),
         "--bundle",
         str(bundle),
+        "--allow-unsigned-bundle",  # decide() parity, not signing (test_webhook_bundle_signing)
         "--now",
         records.format_time(case.now),
         "--user",

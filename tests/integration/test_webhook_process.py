@@ -32,6 +32,7 @@ from tests.integration.harness import (
     review_body,
     wait_until,
 )
+from tests.support import bundle_signing
 
 
 @dataclass
@@ -76,11 +77,13 @@ def serve(
 ) -> Iterator[Served]:
     port, metrics_port = free_port(), free_port()
     tls = ["--tls-cert", str(pki.cert), "--tls-key", str(pki.key)] if pki else []
+    bundle_signing.sign_file(bundle)
     command = cli_command(
         "webhook",
         "serve",
         "--bundle",
         str(bundle),
+        *bundle_signing.cli_args(tmp_path),
         *tls,
         "--host",
         "127.0.0.1",
@@ -246,11 +249,13 @@ def test_workers_that_cannot_start_stop_the_supervisor(
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
+        bundle_signing.sign_file(bundle_file)
         command = cli_command(
             "webhook",
             "serve",
             "--bundle",
             str(bundle_file),
+            *bundle_signing.cli_args(tmp_path),
             "--tls-cert",
             str(pki.cert),
             "--tls-key",
@@ -299,6 +304,7 @@ def test_start_up_errors_are_one_line_and_exit_1(
         "serve",
         "--bundle",
         str(bundle_file),
+        *bundle_signing.cli_args(tmp_path),
         "--tls-cert",
         str(missing),
         "--tls-key",
@@ -325,6 +331,15 @@ def test_start_up_errors_are_one_line_and_exit_1(
             ["--tls-cert", "a", "--tls-key", "b", "--dev-ca-out", "ca.pem"],
             "--dev-ca-out only goes with --dev",
         ),
+        (["--dev"], "no bundle-signing key is pinned"),
+        (
+            ["--dev", "--allow-unsigned-bundle", "--bundle-key", bundle_signing.public_pem()],
+            "unsigned bundles are allowed: choose one",
+        ),
+        (
+            ["--dev", "--bundle-key", bundle_signing.public_pem(), "--bundle-threshold", "2"],
+            "threshold 2 needs between 1 and 1",
+        ),
     ],
 )
 def test_usage_errors_exit_2(
@@ -341,6 +356,8 @@ def test_usage_errors_exit_2(
         ["--port", "70000"],
         ["--reload-interval", "0"],
         ["--max-body-bytes", "x"],
+        ["--bundle-threshold", "0"],
+        ["--bundle-min-revision", "-1"],
     ],
 )
 def test_bad_option_values_exit_2(args: list[str]) -> None:

@@ -7,7 +7,6 @@ would not have failed anyway."
 from __future__ import annotations
 
 import asyncio
-import os
 import socket
 import ssl
 import time
@@ -30,6 +29,7 @@ from tests.integration.harness import (
     write_atomic,
 )
 from tests.support.corpus import CORPUS, compile_case_bundle, load_case
+from tests.support.projection import KubeVolume
 
 
 def served_serial(
@@ -120,36 +120,6 @@ def test_secret_volume_symlink_swaps_are_noticed(tmp_path: Path, bundle_file: Pa
 
 
 # --- bundles ----------------------------------------------------------------------------
-
-
-@dataclass
-class KubeVolume:
-    """A folder laid out like a ConfigMap/Secret volume, updated the way the kubelet does."""
-
-    root: Path
-    versions: int = 0
-    current: Path | None = field(default=None)
-
-    def publish(self, files: dict[str, bytes | str]) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)
-        self.versions += 1
-        version = self.root / f"..2026_11_21_12_00_00.{self.versions:04d}"
-        version.mkdir()
-        for name, content in files.items():
-            data = content.encode() if isinstance(content, str) else content
-            (version / name).write_bytes(data)
-        tmp = self.root / "..data_tmp"
-        tmp.symlink_to(version.name)
-        os.replace(tmp, self.root / "..data")
-        for name in files:
-            link = self.root / name
-            if not link.is_symlink():
-                link.symlink_to(f"..data/{name}")
-        if self.current is not None:
-            for child in self.current.iterdir():
-                child.unlink()
-            self.current.rmdir()
-        self.current = version
 
 
 def test_configmap_symlink_swaps_are_noticed(

@@ -46,6 +46,7 @@ from tests.integration.harness import (
     review_body,
     wait_until,
 )
+from tests.support import bundle_signing
 from tests.support.corpus import BASE, make_record
 
 LOOPBACK = "127.0.0.1"
@@ -124,11 +125,13 @@ def serve(
     ``nofile`` sets the server's RLIMIT_NOFILE, soft and hard (so the server cannot raise it).
     """
     port, metrics_port = free_port(), free_port()
+    bundle_signing.sign_file(bundle)  # signed and pinned, as the chart deploys it
     command = cli_command(
         "webhook",
         "serve",
         "--bundle",
         str(bundle),
+        *bundle_signing.cli_args(work),
         "--tls-cert",
         str(pki.cert),
         "--tls-key",

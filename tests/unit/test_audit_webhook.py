@@ -359,6 +359,11 @@ def test_pick_configuration_from_a_multi_document_render() -> None:
         pick_configuration([{"kind": "Service"}], "render.yaml")
 
 
+RELEASE_KEY = (
+    Path(__file__).resolve().parents[2] / "examples/gitops-repo/bundle-signing/release.pub"
+)
+
+
 @pytest.mark.helm
 @pytest.mark.parametrize(
     ("release", "namespace", "exclude", "opt_in"),
@@ -392,6 +397,9 @@ def test_chart_defaults_are_what_helm_renders(
             str(CHART),
             "-n",
             namespace,
+            # the pinned bundle-signing key the chart requires (kept out of compiled values)
+            "--set-file",
+            f"bundleSigning.publicKeys[0]={RELEASE_KEY}",
             "-f",
             str(values),
             "--show-only",

@@ -18,6 +18,7 @@ from approvalgate.cli import main
 from approvalgate.controller.notify import Notifier, redacted
 from approvalgate.controller.workqueue import WorkQueue
 from approvalgate.kube.leader import _micro_time, _record_time, check_timing
+from tests.support import bundle_signing
 
 # --- work queue ---------------------------------------------------------------------
 
@@ -226,7 +227,11 @@ def test_the_command_refuses_bad_timing_and_a_notify_url_that_is_not_http(
 ) -> None:
     bundle = tmp_path / "bundle.json"
     bundle.write_text("{}")
-    base = ["controller", "--bundle", str(bundle), "--lease-namespace", "x"]
+    unpinned = ["controller", "--bundle", str(bundle), "--lease-namespace", "x"]
+    assert main(unpinned) == 2
+    err = capsys.readouterr().err
+    assert "no bundle-signing key is pinned" in err and "--allow-unsigned-bundle" in err
+    base = [*unpinned, *bundle_signing.cli_args()]
     assert main([*base, "--lease-duration", "5", "--renew-deadline", "6"]) == 2
     assert "--lease-duration (5) must be more than --renew-deadline (6)" in capsys.readouterr().err
     assert main([*base, "--notify-url", "ftp://example.invalid/x"]) == 2
@@ -265,8 +270,16 @@ def test_the_flags_the_chart_passes_parse() -> None:
             "--notify-url",
             "https://hooks.example.invalid/x",
             "--resync-seconds=300",
+            "--bundle-key",
+            "/etc/approvalgate/bundle-signing/key-0.pub",
+            "--bundle-threshold",
+            "1",
+            "--bundle-min-revision",
+            "3",
         ]
     )
+    assert args.bundle_key == ["/etc/approvalgate/bundle-signing/key-0.pub"]
+    assert (args.bundle_threshold, args.bundle_min_revision) == (1, 3)
     assert args.namespace == ["agents", "agents-prod"]
     assert (args.metrics_port, args.health_port, args.resync) == (9090, 8081, 300.0)
     assert args.signal_deliveries and args.gc

@@ -253,3 +253,40 @@ def test_digest_separates_the_files_it_covers() -> None:
 
 def test_stat_mark_of_a_missing_file_is_none(tmp_path: Path) -> None:
     assert stat_mark(tmp_path / "missing") is None
+
+
+def test_companions_are_watched_with_the_file_and_may_be_absent(tmp_path: Path) -> None:
+    """A value made of two files (a bundle and its signatures): a change of either reloads,
+    an absent companion reaches parse as None (not "gone"), the failure fields name it."""
+    main, companion = tmp_path / "main.json", tmp_path / "main.sig"
+    seen: list[tuple[bytes, tuple[bytes | None, ...]]] = []
+    errors: list[Exception] = []
+
+    def parse_both(content: bytes, source: str, *, companions: tuple[bytes | None, ...]) -> Any:
+        seen.append((content, companions))
+        if companions[0] == b"bad":
+            raise ValueError("refused")
+        return (content, companions)
+
+    watched: WatchedFile[Any] = WatchedFile(
+        main,
+        parse_both,
+        log=logging.getLogger(LOGGER),
+        what="pair",
+        unloaded="nothing",
+        companions=(companion,),
+        failure_fields=lambda exc: {"reason": str(exc)},
+        on_error=errors.append,
+    )
+    write(main, "1")
+    assert watched.load() and watched.value == (b"1", (None,))
+    write(companion, "sig")
+    assert watched.load() and watched.value == (b"1", (b"sig",))
+    write(companion, "bad")
+    assert not watched.load() and watched.value == (b"1", (b"sig",))
+    assert isinstance(watched.last_error, ValueError) and len(errors) == 1
+    companion.unlink()  # absent again: a new content, loaded
+    assert watched.load() and watched.value == (b"1", (None,))
+    assert watched.last_error is None
+    assert not watched.load()  # nothing changed
+    assert len(seen) == 4

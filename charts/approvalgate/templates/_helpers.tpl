@@ -117,6 +117,37 @@ argocd.argoproj.io/sync-options: SkipDryRunOnMissingResource=true
 - {{ ternary "auto" "off" .Values.webhook.clusterView | quote }}
 - --view-max-age
 - {{ .Values.webhook.viewMaxAgeSeconds | int | quote }}
+{{- include "approvalgate.bundleTrustArgs" . }}
+{{- end }}
+
+{{/*
+Which bundles the webhook and the controller enforce (approvalgate.validate checks the
+values): each pinned key's text as one --bundle-key (toJson keeps a PEM's lines exactly), the
+threshold, and the lowest revision (bundleSigning.minRevision, else the deployed
+policyBundle.revision); --allow-unsigned-bundle only when asked for.
+*/}}
+{{- define "approvalgate.bundleTrustArgs" -}}
+{{- $s := .Values.bundleSigning }}
+{{- if $s.allowUnsigned }}
+- --allow-unsigned-bundle
+{{- else }}
+{{- range $s.publicKeys }}
+- --bundle-key
+- {{ . | toJson }}
+{{- end }}
+- --bundle-threshold
+- {{ $s.threshold | int | quote }}
+{{- end }}
+- --bundle-min-revision
+- {{ include "approvalgate.minRevision" . | quote }}
+{{- end }}
+
+{{- define "approvalgate.minRevision" -}}
+{{- if kindIs "invalid" .Values.bundleSigning.minRevision -}}
+{{ .Values.policyBundle.revision | default 0 | int }}
+{{- else -}}
+{{ .Values.bundleSigning.minRevision | int }}
+{{- end -}}
 {{- end }}
 
 {{/* Pod affinity: .Values.affinity as given, else the anti-affinity podAntiAffinity asks for. */}}
@@ -168,6 +199,16 @@ Impossible values fail the render early, with what to do. Included by deployment
 {{- end }}
 {{- if eq (int .Values.metrics.port) (int .Values.webhook.port) }}
 {{- fail "ERROR: metrics.port and webhook.port must differ." }}
+{{- end }}
+{{- $s := .Values.bundleSigning }}
+{{- if and (not $s.publicKeys) (not $s.allowUnsigned) }}
+{{- fail "ERROR: no bundle-signing key is pinned (bundleSigning.publicKeys is empty): the webhook and the controller would refuse to start. Pin the public keys that sign your bundles, e.g. --set-file 'bundleSigning.publicKeys[0]=keys/bundle-signing.pub' (in Argo CD: the Application's helm.values), and sign the bundle with `approvalgate compile --sign REF`; or, for development only, set bundleSigning.allowUnsigned=true." }}
+{{- end }}
+{{- if and $s.publicKeys $s.allowUnsigned }}
+{{- fail "ERROR: bundleSigning.publicKeys and bundleSigning.allowUnsigned=true: choose one (allowUnsigned is for development without keys)." }}
+{{- end }}
+{{- if and $s.publicKeys (gt (int $s.threshold) (len $s.publicKeys)) }}
+{{- fail (printf "ERROR: bundleSigning.threshold (%d) is more than the %d keys of bundleSigning.publicKeys: no bundle could ever be enforced." (int $s.threshold) (len $s.publicKeys)) }}
 {{- end }}
 {{- $c := .Values.controller }}
 {{- if $c.enabled }}
@@ -341,6 +382,7 @@ to the chart). Renders one NetworkPolicyEgressRule, as a list item.
 {{- if $c.signalDeliveries.enabled }}
 - --signal-deliveries
 {{- end }}
+{{- include "approvalgate.bundleTrustArgs" . }}
 {{- /* the notification URL is a secret: the controller reads APPROVALGATE_NOTIFY_URL from
 its environment (set from the Secret below), so it is never on the command line */ -}}
 {{- range $c.extraArgs }}
