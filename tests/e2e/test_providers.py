@@ -36,7 +36,7 @@ import yaml
 
 from approvalgate.approvals.records import ANNOTATION
 from tests.e2e.controlplane import ControlPlane
-from tests.e2e.gate import CLI, ENFORCED, ENV, OTHER_ENV, Gate, run_manifest
+from tests.e2e.gate import CLI, ENFORCED, ENV, Gate, run_manifest
 from tests.e2e.test_attacks import Signer, denial, expected_message
 from tests.support import softhsm, ssh
 
@@ -63,12 +63,10 @@ def keygen(
 
 
 def recompile(gate: Gate) -> None:
-    """Compile both environments again, as Gate.prepare does (the served and signing copies)."""
-    for env in (ENV, OTHER_ENV):
-        gate.cli("compile", str(gate.repo), "--env", env, "--out", str(gate.work / "rendered"))
-        gate.signing_bundle(env).write_bytes(
-            (gate.work / "rendered" / env / "bundle.json").read_bytes()
-        )
+    """Serve the edited repo's bundle (Gate.recompile: signed, next revision) and sign
+    approvals with it (``approve --bundle``)."""
+    gate.recompile()
+    shutil.copy(gate.work / "rendered" / ENV / "bundle.json", gate.signing_bundle(ENV))
 
 
 @dataclass
