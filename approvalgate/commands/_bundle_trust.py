@@ -85,6 +85,14 @@ def add_bundle_trust(parser: argparse.ArgumentParser) -> None:
         "e.g. --bundle-min-revision 12",
     )
     group.add_argument(
+        "--bundle-environment",
+        metavar="ENV",
+        default="",
+        help="refuse a bundle of another environment, even one a pinned key signed (default "
+        "with --bundle-key: any; with the repo's keys: the environment of the bundle's "
+        "output folder); e.g. --bundle-environment prod",
+    )
+    group.add_argument(
         "--bundle-signatures",
         metavar="FILE",
         type=Path,
@@ -156,6 +164,7 @@ def pinned_trust(args: argparse.Namespace, path: Path) -> Pinned:
             threshold=args.bundle_threshold or 1,
             min_revision=args.bundle_min_revision,
             allow_unsigned=args.allow_unsigned_bundle,
+            environment=args.bundle_environment,
         )
         source = "--bundle-key" if args.bundle_key else "--allow-unsigned-bundle"
         return Pinned(trust, source)
