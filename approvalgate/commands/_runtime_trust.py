@@ -22,7 +22,6 @@ class TrustArgs:
     threshold: int
     min_revision: int
     allow_unsigned: bool
-    environment: str = ""
 
 
 def _non_negative_int(text: str) -> int:
@@ -89,15 +88,6 @@ def add_bundle_trust(
         " WARNING at start and at every load; metric approvalgate_bundle_unsigned_allowed 1);"
         " cannot be combined with --bundle-key",
     )
-    group.add_argument(
-        "--bundle-environment",
-        metavar="ENV",
-        default="",
-        help="refuse a bundle compiled for another environment, even one signed by a pinned "
-        "key (one key may sign every environment's bundle: dev's must not be enforced in "
-        "prod); the chart passes the deployed bundle's environment; default: any, e.g. "
-        "--bundle-environment prod",
-    )
     if signatures:
         group.add_argument(
             "--bundle-signatures",
@@ -121,11 +111,7 @@ def trust_args(args: argparse.Namespace) -> TrustArgs:
 
     keys = tuple(key_text(value) for value in args.bundle_key)
     found = TrustArgs(
-        keys,
-        args.bundle_threshold,
-        args.bundle_min_revision,
-        args.allow_unsigned_bundle,
-        args.bundle_environment,
+        keys, args.bundle_threshold, args.bundle_min_revision, args.allow_unsigned_bundle
     )
     trust_from_texts(  # raises UsageError: no keys and not unsigned, both, bad threshold
         keys,

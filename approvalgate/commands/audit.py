@@ -168,7 +168,6 @@ def run(args: argparse.Namespace) -> int:
             threshold=found.threshold,
             min_revision=found.min_revision,
             allow_unsigned=found.allow_unsigned,
-            environment=found.environment or (args.env or ""),
         )
     options = Options(
         trust=trust,

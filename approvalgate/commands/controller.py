@@ -232,7 +232,6 @@ def run(args: argparse.Namespace) -> int:
         bundle_threshold=trust.threshold,
         bundle_min_revision=trust.min_revision,
         allow_unsigned_bundle=trust.allow_unsigned,
-        bundle_environment=trust.environment,
         bundle_signatures=args.bundle_signatures,
     )
     client = Client.connect(args.kubeconfig, args.context)

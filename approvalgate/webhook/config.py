@@ -44,7 +44,6 @@ class ServeConfig:
     bundle_threshold: int = 1
     bundle_min_revision: int = 0
     allow_unsigned_bundle: bool = False
-    bundle_environment: str = ""  # "": any; else a bundle of another environment is refused
     bundle_signatures: Path | None = None  # None: bundle.sig.json beside the bundle
 
     def trust(self) -> BundleTrust:
@@ -54,7 +53,6 @@ class ServeConfig:
             threshold=self.bundle_threshold,
             min_revision=self.bundle_min_revision,
             allow_unsigned=self.allow_unsigned_bundle,
-            environment=self.bundle_environment,
         )
 
     @property

@@ -61,21 +61,10 @@ def test_the_pinned_keys_are_arguments_of_both_pods(helm: Path, part: str) -> No
         "1",
         "--bundle-min-revision",
         str(yaml.safe_load(example_values("prod").read_text())["policyBundle"].get("revision", 0)),
-        # the deployed bundle's environment, read from policyBundle.content at install time
-        "--bundle-environment",
-        "prod",
     ]
     namespace = parsed(args)
     trust = trust_args(namespace)  # what the process does at start: the key text is read
     assert trust.keys == (("--bundle-key", PINNED[0]),) and not trust.allow_unsigned
-    assert trust.environment == "prod"
-
-
-def test_the_pinned_environment_may_be_set_explicitly(helm: Path, tmp_path: Path) -> None:
-    values = tmp_path / "env.yaml"
-    values.write_text(yaml.safe_dump({"bundleSigning": {"environment": "staging"}}))
-    flags = trust_flags(args_of(render(helm, example_values("prod"), values), "webhook"))
-    assert flags[flags.index("--bundle-environment") + 1] == "staging"
 
 
 def test_two_keys_a_threshold_and_the_minimum_revision(helm: Path, tmp_path: Path) -> None:

@@ -65,13 +65,10 @@ class Kubelet:
         self.volume.publish(dict(data))
 
 
-def evil(text: str, environment: str = "") -> str:
-    """The editor's bundle: the runs' namespace is no longer enforced (in another
-    environment's bundle, when ``environment`` is given)."""
+def evil(text: str) -> str:
+    """The editor's bundle: the runs' namespace is no longer enforced."""
     obj: dict[str, Any] = json.loads(text)
     obj["excludeNamespaces"] = [ENFORCED]
-    if environment:
-        obj["environment"] = environment
     return json.dumps(obj)
 
 
@@ -85,9 +82,6 @@ def signed(control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory
         "2",
     )
     gate.prepare()
-    # the environment pinned as the chart pins it: the deployed bundle's own
-    environment = json.loads(gate.bundle.read_text())["environment"]
-    gate.extra_trust += ("--bundle-environment", environment)
     for ns in (ENFORCED, NOT_ENFORCED, GATE_NAMESPACE):
         control_plane.kubectl("admin", "create", "namespace", ns, check=False)
     compiled = gate.bundle.read_text()
@@ -238,7 +232,6 @@ def attacks(compiled: str, good: str) -> list[tuple[str, str, str | None]]:
     newer = bundle_signing.with_revision(evil(compiled), GOOD_REVISION + 1)
     older = bundle_signing.with_revision(evil(compiled), GOOD_REVISION - 1)
     same = bundle_signing.with_revision(evil(compiled), GOOD_REVISION)
-    elsewhere = bundle_signing.with_revision(evil(compiled, "sandbox"), GOOD_REVISION + 1)
     stripped = json.loads(sign(newer))
     stripped["signatures"] = []
     return [
@@ -249,8 +242,6 @@ def attacks(compiled: str, good: str) -> list[tuple[str, str, str | None]]:
         ("signed-other-content", newer, sign(good)),  # the good bundle's own signatures
         ("rollback", older, sign(older)),  # an older bundle, validly signed
         ("revision-reused", same, sign(same)),
-        # another environment's bundle signed by the same pinned keys, at a higher revision
-        ("other-environment", elsewhere, sign(elsewhere)),
     ]
 
 

@@ -5,8 +5,7 @@ kubelet updates a ConfigMap volume (``..data`` swapped: both files change at onc
 Every attack on the bundle (issue 17) replaces the files with a bundle that would admit an
 unapproved AgentRun (its namespace excluded): unsigned, signatures stripped, signed by
 another key, below the threshold, the good signatures over other content, a validly-signed
-older revision (rollback), the same revision with other content, and another environment's
-bundle signed by the same keys. Each time the webhook
+older revision (rollback) and the same revision with other content. Each time the webhook
 keeps the last good bundle (the unapproved run is still denied), counts the refusal in
 ``approvalgate_bundle_rejected_total{reason}`` and logs one line with the reason and the
 revision and generation in force. A webhook started with only a refused bundle is not ready
@@ -34,13 +33,10 @@ GOOD_REVISION = 3
 BUNDLE_LOGGER = "approvalgate.webhook.bundle"
 
 
-def evil(text: str, environment: str = "") -> str:
-    """The attacker's bundle: the runs' namespace is no longer enforced (in another
-    environment's bundle, when ``environment`` is given)."""
+def evil(text: str) -> str:
+    """The attacker's bundle: the runs' namespace is no longer enforced."""
     obj: dict[str, Any] = json.loads(text)
     obj["excludeNamespaces"] = ["agents"]
-    if environment:
-        obj["environment"] = environment
     return json.dumps(obj)
 
 
@@ -119,10 +115,7 @@ def serving(
 ) -> Iterator[tuple[ServerThread, bytes]]:
     caplog.set_level(logging.INFO, logger=BUNDLE_LOGGER)
     good = signed.publish_signed(base_bundle_text, GOOD_REVISION)
-    # pinned as the chart pins it: the deployed bundle's environment
-    environment = json.loads(base_bundle_text)["environment"]
-    options = {**signed.options(), "bundle_environment": environment}
-    with ServerThread(pki, signed.volume.root / "bundle.json", **options) as server:
+    with ServerThread(pki, signed.volume.root / "bundle.json", **signed.options()) as server:
         assert server.running.state.bundle is not None
         assert not unapproved_allowed(server)  # the good bundle requires two approvals
         # the attacker's bundle, properly signed, would admit it: each attack below tries it
@@ -135,7 +128,6 @@ def attacks(signed: Signed, text: str, good: bytes) -> list[tuple[str, bytes, st
     newer = bundle_signing.with_revision(evil(text), GOOD_REVISION + 1).encode()
     older = bundle_signing.with_revision(evil(text), GOOD_REVISION - 1).encode()
     same = bundle_signing.with_revision(evil(text), GOOD_REVISION).encode()
-    elsewhere = bundle_signing.with_revision(evil(text, "sandbox"), GOOD_REVISION + 1).encode()
     both = (signed.first, signed.second)
     stripped = json.loads(signed.signatures(newer, *both))
     stripped["signatures"] = []
@@ -148,8 +140,6 @@ def attacks(signed: Signed, text: str, good: bytes) -> list[tuple[str, bytes, st
         ("signed-other-content", newer, signed.signatures(good, *both)),
         ("rollback", older, signed.signatures(older, *both)),
         ("revision-reused", same, signed.signatures(same, *both)),
-        # another environment's bundle, signed by the same pinned keys, at a higher revision
-        ("other-environment", elsewhere, signed.signatures(elsewhere, *both)),
     ]
 
 

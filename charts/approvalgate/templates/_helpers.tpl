@@ -123,8 +123,8 @@ argocd.argoproj.io/sync-options: SkipDryRunOnMissingResource=true
 {{/*
 Which bundles the webhook and the controller enforce (approvalgate.validate checks the
 values): each pinned key's text as one --bundle-key (toJson keeps a PEM's lines exactly), the
-threshold, the lowest revision (bundleSigning.minRevision, else the deployed
-policyBundle.revision) and the environment; --allow-unsigned-bundle only when asked for.
+threshold, and the lowest revision (bundleSigning.minRevision, else the deployed
+policyBundle.revision); --allow-unsigned-bundle only when asked for.
 */}}
 {{- define "approvalgate.bundleTrustArgs" -}}
 {{- $s := .Values.bundleSigning }}
@@ -140,24 +140,6 @@ policyBundle.revision) and the environment; --allow-unsigned-bundle only when as
 {{- end }}
 - --bundle-min-revision
 - {{ include "approvalgate.minRevision" . | quote }}
-{{- with include "approvalgate.bundleEnvironment" . }}
-- --bundle-environment
-- {{ . | quote }}
-{{- end }}
-{{- end }}
-
-{{/*
-The environment whose bundles are enforced: bundleSigning.environment, else the deployed
-bundle's own (read from policyBundle.content at install time, into the pod spec): a bundle of
-another environment written into the ConfigMap later is refused even when a pinned key
-signed it. Empty only when no bundle is deployed.
-*/}}
-{{- define "approvalgate.bundleEnvironment" -}}
-{{- if .Values.bundleSigning.environment -}}
-{{ .Values.bundleSigning.environment }}
-{{- else if .Values.policyBundle.content -}}
-{{ (fromJson .Values.policyBundle.content).environment | default "" }}
-{{- end -}}
 {{- end }}
 
 {{- define "approvalgate.minRevision" -}}
