@@ -22,6 +22,7 @@ class TrustArgs:
     threshold: int
     min_revision: int
     allow_unsigned: bool
+    environment: str = ""
 
 
 def _non_negative_int(text: str) -> int:
@@ -82,6 +83,14 @@ def add_bundle_trust(
         " revision, so a restart cannot go back; default: 0)",
     )
     group.add_argument(
+        "--bundle-environment",
+        metavar="ENV",
+        default="",
+        help="refuse a bundle of another environment, even signed by a pinned key (one key may"
+        " sign every environment: dev's bundle must not open in prod; the chart passes the"
+        " deployed bundle's environment), e.g. --bundle-environment prod",
+    )
+    group.add_argument(
         "--allow-unsigned-bundle",
         action="store_true",
         help="DEVELOPMENT ONLY: enforce bundles without checking signatures (logged as a"
@@ -111,12 +120,17 @@ def trust_args(args: argparse.Namespace) -> TrustArgs:
 
     keys = tuple(key_text(value) for value in args.bundle_key)
     found = TrustArgs(
-        keys, args.bundle_threshold, args.bundle_min_revision, args.allow_unsigned_bundle
+        keys,
+        args.bundle_threshold,
+        args.bundle_min_revision,
+        args.allow_unsigned_bundle,
+        args.bundle_environment,
     )
     trust_from_texts(  # raises UsageError: no keys and not unsigned, both, bad threshold
         keys,
         threshold=found.threshold,
         min_revision=found.min_revision,
         allow_unsigned=found.allow_unsigned,
+        environment=found.environment,
     )
     return found

@@ -168,6 +168,7 @@ def run(args: argparse.Namespace) -> int:
             threshold=found.threshold,
             min_revision=found.min_revision,
             allow_unsigned=found.allow_unsigned,
+            environment=found.environment,
         )
     options = Options(
         trust=trust,

@@ -223,6 +223,7 @@ def run(args: argparse.Namespace) -> int:
             bundle_keys=tuple(text for _, text in trust.keys),
             bundle_threshold=trust.threshold,
             bundle_min_revision=trust.min_revision,
+            bundle_environment=trust.environment,
             allow_unsigned_bundle=trust.allow_unsigned,
             bundle_signatures=args.bundle_signatures,
         )

@@ -43,6 +43,7 @@ class ControllerConfig:
     bundle_keys: tuple[str, ...] = ()
     bundle_threshold: int = 1
     bundle_min_revision: int = 0
+    bundle_environment: str = ""  # "": any environment
     allow_unsigned_bundle: bool = False
     bundle_signatures: Path | None = None  # None: bundle.sig.json beside the bundle
 
@@ -52,6 +53,7 @@ class ControllerConfig:
             (("--bundle-key", text) for text in self.bundle_keys),
             threshold=self.bundle_threshold,
             min_revision=self.bundle_min_revision,
+            environment=self.bundle_environment,
             allow_unsigned=self.allow_unsigned_bundle,
         )
 

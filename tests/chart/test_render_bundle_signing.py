@@ -61,10 +61,15 @@ def test_the_pinned_keys_are_arguments_of_both_pods(helm: Path, part: str) -> No
         "1",
         "--bundle-min-revision",
         str(yaml.safe_load(example_values("prod").read_text())["policyBundle"].get("revision", 0)),
+        "--bundle-environment",
+        "prod",  # the deployed bundle's
     ]
     namespace = parsed(args)
     trust = trust_args(namespace)  # what the process does at start: the key text is read
     assert trust.keys == (("--bundle-key", PINNED[0]),) and not trust.allow_unsigned
+    assert trust.environment == "prod"
+    pinned = render(helm, example_values("prod"), sets=["bundleSigning.environment=production"])
+    assert trust_flags(args_of(pinned, part))[-2:] == ["--bundle-environment", "production"]
 
 
 def test_two_keys_a_threshold_and_the_minimum_revision(helm: Path, tmp_path: Path) -> None:

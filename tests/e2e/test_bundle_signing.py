@@ -25,6 +25,7 @@ from approvalgate.cli import main
 from tests.e2e.controlplane import GATE_NAMESPACE, ControlPlane
 from tests.e2e.gate import (
     ENFORCED,
+    ENV,
     NOT_ENFORCED,
     Gate,
     _http_get,
@@ -80,6 +81,8 @@ def signed(control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory
         bundle_signing.public_pem(SECOND),
         "--bundle-threshold",
         "2",
+        "--bundle-environment",
+        ENV,  # as the chart pins the deployed bundle's environment
     )
     gate.prepare()
     for ns in (ENFORCED, NOT_ENFORCED, GATE_NAMESPACE):
@@ -232,6 +235,9 @@ def attacks(compiled: str, good: str) -> list[tuple[str, str, str | None]]:
     newer = bundle_signing.with_revision(evil(compiled), GOOD_REVISION + 1)
     older = bundle_signing.with_revision(evil(compiled), GOOD_REVISION - 1)
     same = bundle_signing.with_revision(evil(compiled), GOOD_REVISION)
+    dev_obj = json.loads(evil(compiled))
+    dev_obj["environment"] = "dev"
+    dev = bundle_signing.with_revision(json.dumps(dev_obj), GOOD_REVISION + 1)
     stripped = json.loads(sign(newer))
     stripped["signatures"] = []
     return [
@@ -242,6 +248,7 @@ def attacks(compiled: str, good: str) -> list[tuple[str, str, str | None]]:
         ("signed-other-content", newer, sign(good)),  # the good bundle's own signatures
         ("rollback", older, sign(older)),  # an older bundle, validly signed
         ("revision-reused", same, sign(same)),
+        ("other-environment", dev, sign(dev)),  # signed by the same keys, a higher revision
     ]
 
 

@@ -5,7 +5,8 @@ kubelet updates a ConfigMap volume (``..data`` swapped: both files change at onc
 Every attack on the bundle (issue 17) replaces the files with a bundle that would admit an
 unapproved AgentRun (its namespace excluded): unsigned, signatures stripped, signed by
 another key, below the threshold, the good signatures over other content, a validly-signed
-older revision (rollback) and the same revision with other content. Each time the webhook
+older revision (rollback), the same revision with other content, and another environment's
+bundle signed by the same keys. Each time the webhook
 keeps the last good bundle (the unapproved run is still denied), counts the refusal in
 ``approvalgate_bundle_rejected_total{reason}`` and logs one line with the reason and the
 revision and generation in force. A webhook started with only a refused bundle is not ready
@@ -70,6 +71,7 @@ class Signed:
                 bundle_signing.public_pem(self.second),
             ),
             "bundle_threshold": 2,
+            "bundle_environment": "prod",  # the environment of the corpus's base bundle
         }
 
 
@@ -123,11 +125,19 @@ def serving(
         yield server, good
 
 
+def other_environment(text: str) -> str:
+    """The same policies compiled for another environment (dev's bundle, say)."""
+    obj: dict[str, Any] = json.loads(evil(text))
+    obj["environment"] = "dev"
+    return json.dumps(obj)
+
+
 def attacks(signed: Signed, text: str, good: bytes) -> list[tuple[str, bytes, str | None]]:
     """(reason, bundle.json, bundle.sig.json) of each attack on a webhook enforcing ``good``."""
     newer = bundle_signing.with_revision(evil(text), GOOD_REVISION + 1).encode()
     older = bundle_signing.with_revision(evil(text), GOOD_REVISION - 1).encode()
     same = bundle_signing.with_revision(evil(text), GOOD_REVISION).encode()
+    dev = bundle_signing.with_revision(other_environment(text), GOOD_REVISION + 1).encode()
     both = (signed.first, signed.second)
     stripped = json.loads(signed.signatures(newer, *both))
     stripped["signatures"] = []
@@ -140,6 +150,8 @@ def attacks(signed: Signed, text: str, good: bytes) -> list[tuple[str, bytes, st
         ("signed-other-content", newer, signed.signatures(good, *both)),
         ("rollback", older, signed.signatures(older, *both)),
         ("revision-reused", same, signed.signatures(same, *both)),
+        # another environment's bundle, signed by the same pinned keys, a higher revision
+        ("other-environment", dev, signed.signatures(dev, *both)),
     ]
 
 

@@ -140,6 +140,20 @@ policyBundle.revision); --allow-unsigned-bundle only when asked for.
 {{- end }}
 - --bundle-min-revision
 - {{ include "approvalgate.minRevision" . | quote }}
+{{- with include "approvalgate.bundleEnvironment" . }}
+- --bundle-environment
+- {{ . | quote }}
+{{- end }}
+{{- end }}
+
+{{/* bundleSigning.environment, else the environment of policyBundle.content ("" : none). */}}
+{{- define "approvalgate.bundleEnvironment" -}}
+{{- if .Values.bundleSigning.environment -}}
+{{ .Values.bundleSigning.environment }}
+{{- else if .Values.policyBundle.content -}}
+{{- $bundle := .Values.policyBundle.content | fromJson -}}
+{{ get $bundle "environment" | default "" }}
+{{- end -}}
 {{- end }}
 
 {{- define "approvalgate.minRevision" -}}
