@@ -46,6 +46,13 @@ Approver document from its public key):
 KMS REFs (gcpkms:, awskms:, azurekms:, hv:) need the service's client library (the error
 says which) and your credentials; with --public-key FILE or --bundle (the approver's one
 key) the public key is not fetched from the service.
+An SSH key in your ssh-agent signs too, a security key (sk-ssh-ed25519@openssh.com) included
+(touch it when asked); its Approver document holds the .pub line (keygen NAME --import
+KEY.pub; pip install 'approvalgate[ssh]'):
+  approvalgate approve run.yaml --env prod --signer ssh-agent:~/.ssh/id_ed25519_sk.pub \\
+      --approver frank --in-place
+Every provider's signature is checked offline by the webhook, like a key file's
+(docs/signers.md).
 
 With --request NS/NAME the run comes from an ApprovalRequest in the cluster instead (see
 `approvalgate pending`): its spec digest is checked against the run it embeds, the record
