@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test lint testbin system-packages clean bench
+.PHONY: setup demo test lint testbin peers system-packages clean bench
 
 setup: $(STAMP)
 
@@ -29,6 +29,12 @@ lint: setup
 # cached outside the repo; a no-op when cached.
 testbin: system-packages
 	$(PYTHON) tools/testbin.py all
+
+# The peers approvalgate is measured against (issue 18): Kyverno (kyverno, kubectl-kyverno) and
+# Gatekeeper (manager, gator) from pinned Go modules (tools/kyverno, tools/gatekeeper), cached
+# like testbin. On demand only, ~15 minutes cold on 2 cores: never part of testbin, test or CI.
+peers:
+	$(PYTHON) tools/testbin.py peers
 
 # Debian packages the signer tests use for real: SoftHSM2 (PKCS#11), ssh-agent and ssh-keygen
 # with OpenSSH's sk-dummy security-key middleware (tools/system-packages.sh; apt-get as root).

@@ -1,13 +1,17 @@
 #!/usr/bin/env python3
 """Build the pinned Kubernetes test binaries from Go modules and cache them by version.
 
-    python tools/testbin.py [--print-dir] [k8s|etcd|helm|all]
+    python tools/testbin.py [--print-dir] [k8s|etcd|helm|all|kyverno|gatekeeper|peers]
 
 Each tool has a wrapper module under tools/<tool>/ (go.mod + go.sum, committed). Binaries go
 to ${APPROVALGATE_TESTBIN:-~/.cache/approvalgate/testbin}/<tool>-<version>/, the version read
 from the wrapper's go.mod, so bumping a pin builds a new directory and a cached one costs
 nothing. A build writes to a temporary directory renamed into place at the end: an interrupted
 build never leaves a partial directory behind. Standard library only.
+
+`all` (the default) is the test tools k8s, etcd and helm. The peers approvalgate is measured
+against (issue 18: kyverno, gatekeeper; `peers` = both; about 15 minutes cold on 2 cores) are
+built only when named, never by `all`, so never by make test or CI.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ class Tool:
     module: str  # the pinned module whose version names the cache directory
     binaries: dict[str, str]  # binary name -> main package
     ldflags: Callable[[Path, str], list[str]]  # (wrapper dir, version) -> -X flags
+    tags: str = ""  # go build -tags, when the upstream build needs any
 
     @property
     def wrapper(self) -> Path:
@@ -83,6 +88,14 @@ def _no_ldflags(wrapper: Path, version: str) -> list[str]:
     return []  # etcd's version is a constant in go.etcd.io/etcd/api/v3/version
 
 
+def _kyverno_ldflags(wrapper: Path, version: str) -> list[str]:
+    return [f"-X github.com/kyverno/kyverno/pkg/version.BuildVersion={version}"]  # as its Makefile
+
+
+def _gatekeeper_ldflags(wrapper: Path, version: str) -> list[str]:
+    return [f"-X github.com/open-policy-agent/gatekeeper/v3/pkg/version.Version={version}"]
+
+
 TOOLS: dict[str, Tool] = {
     "k8s": Tool(
         name="k8s",
@@ -106,6 +119,30 @@ TOOLS: dict[str, Tool] = {
         ldflags=_helm_ldflags,
     ),
 }
+
+# The peers a user would pick instead of approvalgate (issue 18), for make peers / bench-peers
+# only: built when named, never by `all` (so never by make test or CI).
+PEERS: dict[str, Tool] = {
+    "kyverno": Tool(
+        name="kyverno",
+        module="github.com/kyverno/kyverno",
+        binaries={
+            "kyverno": "github.com/kyverno/kyverno/cmd/kyverno",
+            "kubectl-kyverno": "github.com/kyverno/kyverno/cmd/cli/kubectl-kyverno",
+        },
+        ldflags=_kyverno_ldflags,
+    ),
+    "gatekeeper": Tool(
+        name="gatekeeper",
+        module="github.com/open-policy-agent/gatekeeper/v3",
+        binaries={
+            "manager": "github.com/open-policy-agent/gatekeeper/v3",
+            "gator": "github.com/open-policy-agent/gatekeeper/v3/cmd/gator",
+        },
+        ldflags=_gatekeeper_ldflags,
+    ),
+}
+ALL_TOOLS: dict[str, Tool] = {**TOOLS, **PEERS}
 
 
 def cache_root() -> Path:
@@ -172,6 +209,7 @@ def build(tool: Tool) -> Path:
                 go,
                 "build",
                 "-trimpath",
+                *(["-tags", tool.tags] if tool.tags else []),
                 "-ldflags",
                 ldflags,
                 "-o",
@@ -195,10 +233,17 @@ def build(tool: Tool) -> Path:
     return final
 
 
+def select(names: Sequence[str]) -> list[str]:
+    """The tool names that `names` means: `all` is the test tools (TOOLS) only; `peers` is PEERS."""
+    selected = list(TOOLS) if "all" in names else [name for name in names if name in TOOLS]
+    for name in names:
+        selected += PEERS if name == "peers" else [name] if name in PEERS else []
+    return list(dict.fromkeys(selected))
+
+
 def ensure(names: Sequence[str]) -> list[Path]:
     """Build (when missing) and return the bin directories of the named tools."""
-    selected = list(TOOLS) if "all" in names else list(dict.fromkeys(names))
-    return [build(TOOLS[name]) for name in selected]
+    return [build(ALL_TOOLS[name]) for name in select(names)]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -209,7 +254,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--print-dir", action="store_true", help="print only the bin directories, one per line"
     )
     parser.add_argument(
-        "tools", nargs="*", choices=[*TOOLS, "all"], default=["all"], metavar="{k8s,etcd,helm,all}"
+        "tools",
+        nargs="*",
+        choices=[*ALL_TOOLS, "all", "peers"],
+        default=["all"],
+        metavar="{k8s,etcd,helm,all,kyverno,gatekeeper,peers}",
+        help="all = k8s etcd helm (the default); peers = kyverno gatekeeper, built only when named",
     )
     args = parser.parse_args(argv)
     try:
