@@ -9,7 +9,7 @@ from the wrapper's go.mod, so bumping a pin builds a new directory and a cached 
 nothing. A build writes to a temporary directory renamed into place at the end: an interrupted
 build never leaves a partial directory behind. Standard library only.
 
-`all` (the default) is the test tools k8s, etcd and helm. The peers approvalgate is measured
+`all` is the test tools k8s, etcd and helm. The peers approvalgate is measured
 against (issue 18: kyverno, gatekeeper; `peers` = both; about 15 minutes cold on 2 cores) are
 built only when named, never by `all`, so never by make test or CI.
 """
@@ -259,7 +259,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         choices=[*ALL_TOOLS, "all", "peers"],
         default=["all"],
         metavar="{k8s,etcd,helm,all,kyverno,gatekeeper,peers}",
-        help="all = k8s etcd helm (the default); peers = kyverno gatekeeper, built only when named",
+        help="all = k8s etcd helm; peers = kyverno gatekeeper, built only when named",
     )
     args = parser.parse_args(argv)
     try:
