@@ -32,7 +32,8 @@ testbin: system-packages
 
 # The peers approvalgate is measured against (issue 18): Kyverno (kyverno, kubectl-kyverno) and
 # Gatekeeper (manager, gator) from pinned Go modules (tools/kyverno, tools/gatekeeper), cached
-# like testbin. On demand only, ~15 minutes cold on 2 cores: never part of testbin, test or CI.
+# like testbin. On demand only: ~15 minutes cold on 2 cores (7.5 measured here, docs/design.md),
+# about 530 MiB of binaries; never part of testbin, test or CI.
 peers:
 	$(PYTHON) tools/testbin.py peers
 

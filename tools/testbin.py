@@ -41,7 +41,6 @@ class Tool:
     module: str  # the pinned module whose version names the cache directory
     binaries: dict[str, str]  # binary name -> main package
     ldflags: Callable[[Path, str], list[str]]  # (wrapper dir, version) -> -X flags
-    tags: str = ""  # go build -tags, when the upstream build needs any
 
     @property
     def wrapper(self) -> Path:
@@ -209,7 +208,6 @@ def build(tool: Tool) -> Path:
                 go,
                 "build",
                 "-trimpath",
-                *(["-tags", tool.tags] if tool.tags else []),
                 "-ldflags",
                 ldflags,
                 "-o",
