@@ -251,17 +251,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--print-dir", action="store_true", help="print only the bin directories, one per line"
     )
+    names = [*ALL_TOOLS, "all", "peers"]
+    # checked here, not with argparse's choices: Python 3.11 checks an empty `*` positional
+    # against them and refuses running with no tool named
     parser.add_argument(
         "tools",
         nargs="*",
-        choices=[*ALL_TOOLS, "all", "peers"],
-        default=["all"],
-        metavar="{k8s,etcd,helm,all,kyverno,gatekeeper,peers}",
-        help="all = k8s etcd helm; peers = kyverno gatekeeper, built only when named",
+        metavar="{" + ",".join(names) + "}",
+        help="all (the default) = k8s etcd helm; peers = kyverno gatekeeper, built only when named",
     )
     args = parser.parse_args(argv)
+    unknown = [name for name in args.tools if name not in names]
+    if unknown:
+        parser.error(f"unknown tool {unknown[0]!r} (choose from {', '.join(names)})")
     try:
-        directories = ensure(args.tools)
+        directories = ensure(args.tools or ["all"])
     except TestbinError as error:
         print(f"testbin: error: {error}", file=sys.stderr)
         return 1
