@@ -397,6 +397,7 @@ class Plan:
     rounds: int
     clients: int
     invalid_every: int
+    warmup: int = 0
 
     @property
     def phases(self) -> list[tuple[str, int]]:
@@ -427,17 +428,20 @@ def chunk(
     arm: Arm,
     phase: str,
     clients: Sequence[Client],
-    index: int,
+    prefix: str,
+    count: int,
     run: Run,
     hooks: Sequence[str],
+    record: bool = True,
 ) -> None:
-    """One arm's share of one round: ``plan.count`` creates (every ``invalid_every``-th
-    invalid), with the histogram, CPU and decisions around it."""
+    """One arm's share of one round: ``count`` creates named ``prefix-NNNNN`` (every
+    ``invalid_every``-th invalid), with the histogram, CPU and decisions around it (kept
+    in ``run.cells`` when ``record``; checked always)."""
     plan = run.plan
-    cell = run.cells.setdefault((arm.key, phase), Cell())
+    cell = run.cells.setdefault((arm.key, phase), Cell()) if record else Cell()
     names, valid = [], []
-    for i in range(plan.count):
-        names.append(f"{phase[:3]}-r{index}-{i:05d}")
+    for i in range(count):
+        names.append(f"{prefix}-{i:05d}")
         valid.append((i + 1) % plan.invalid_every != 0 if plan.invalid_every else True)
     bodies = [
         json.dumps(arm.manifest(n, v), separators=(",", ":")).encode()
@@ -457,7 +461,7 @@ def chunk(
         expected = len(bodies) if name == own else 0
         if moved != expected:
             raise BenchError(
-                f"round {index + 1}, {phase}, arm {arm.key}: webhook {name} judged "
+                f"chunk {prefix}, {phase}, arm {arm.key}: webhook {name} judged "
                 f"{moved:.0f} creates during the chunk, {expected} expected: each arm's "
                 "namespace must be judged by its own webhook only, once per create"
             )
@@ -624,13 +628,18 @@ def measure(run: Run, work: Path) -> None:
             )
         run.hooked = {a.key for a in run.arms if a.hook() is not None}
         hooks = [hook_name(key) for key in sorted(run.hooked)]
+        if plan.warmup:  # not measured: connections, caches, the peers' lazy set-up
+            for arm in run.arms:
+                say(f"warm-up: {arm.key} ({plan.warmup})")
+                chunk(plane, arm, "warm-up", clients, "warm", plan.warmup, run, hooks, False)
         for index in range(plan.rounds):
             shift = index % len(run.arms)
             order = run.arms[shift:] + run.arms[:shift]
             for phase, width in plan.phases:
                 for arm in order:
                     say(f"round {index + 1}/{plan.rounds}, {phase}: {arm.key} ({plan.count})")
-                    chunk(plane, arm, phase, clients[:width], index, run, hooks)
+                    prefix = f"{phase[:3]}-r{index}"
+                    chunk(plane, arm, phase, clients[:width], prefix, plan.count, run, hooks)
         late = foreign_webhooks(plane, run.arms)  # an arm may register its own later
         if late:
             raise BenchError(
@@ -702,20 +711,49 @@ def _ratio(value: float, base: float | None) -> str:
     return f"{value / base:.2f}x"
 
 
-def cli_figures(result: dict[str, Any] | None) -> tuple[float, float] | None:
-    """(approvalgate verify s, kyverno apply with the presence rule s) at N = 1,000, from
-    bench/peers/cli.py's result: its ``target(result)`` when it has one, else the keys
-    ``verify_1000_s`` and ``kyverno_apply_presence_1000_s``."""
+def _leaves(value: object, path: str = "") -> list[tuple[str, float]]:
+    """Every number in a JSON-like ``value`` with its path ("a/b/1000")."""
+    if isinstance(value, bool):
+        return []
+    if isinstance(value, int | float):
+        return [(path, float(value))]
+    if isinstance(value, dict):
+        return [leaf for k, v in value.items() for leaf in _leaves(v, f"{path}/{k}")]
+    if isinstance(value, list | tuple):
+        return [leaf for i, v in enumerate(value) for leaf in _leaves(v, f"{path}/{i}")]
+    return []
+
+
+def cli_figures(result: dict[str, Any] | None) -> tuple[float, float, str] | None:
+    """(approvalgate verify s, kyverno apply with the presence rule s, where they were
+    found) at N = 1,000, from bench/peers/cli.py's result: its ``target(result)`` when it
+    has one, else the keys ``verify_1000_s`` and ``kyverno_apply_presence_1000_s``, else
+    the one number whose path names verify and 1000 (not gator) and the one naming apply,
+    presence (or plain) and 1000."""
     if result is None:
         return None
     cli = sys.modules.get("bench.peers.cli")
     target: Callable[[dict[str, Any]], Any] | None = getattr(cli, "target", None)
     if target is not None:
         figures = target(result)
-        return None if figures is None else (float(figures[0]), float(figures[1]))
+        if figures is None:
+            return None
+        return float(figures[0]), float(figures[1]), "bench/peers/cli.py's target()"
     verify, apply = result.get("verify_1000_s"), result.get("kyverno_apply_presence_1000_s")
     if isinstance(verify, int | float) and isinstance(apply, int | float):
-        return float(verify), float(apply)
+        return float(verify), float(apply), "verify_1000_s, kyverno_apply_presence_1000_s"
+    leaves = [(p, v, p.lower()) for p, v in _leaves(result)]
+    verifies = [
+        (p, v) for p, v, low in leaves if "verify" in low and "1000" in low and "gator" not in low
+    ]
+    applies = [
+        (p, v)
+        for p, v, low in leaves
+        if "apply" in low and "1000" in low and ("presence" in low or "plain" in low)
+    ]
+    if len(verifies) == 1 and len(applies) == 1:
+        (vp, vv), (ap, av) = verifies[0], applies[0]
+        return vv, av, f"the CLI result's {vp.lstrip('/')} and {ap.lstrip('/')}"
     return None
 
 
@@ -766,12 +804,12 @@ def targets(run: Run) -> list[tuple[str, bool | None, str]]:
         why = "the CLI part was not run" if run.cli is None else "the CLI part gave no figure"
         out.append((what, None, why))
     else:
-        verify, apply = figures
+        verify, apply, source = figures
         out.append(
             (
                 what,
                 verify / apply <= CLI_RATIO,
-                f"{verify:.2f} s vs {apply:.2f} s = {verify / apply:.2f}x",
+                f"{verify:.2f} s vs {apply:.2f} s = {verify / apply:.2f}x; from {source}",
             )
         )
     ours = [run.cells.get(("approvalgate", p)) for p in phases]
@@ -813,6 +851,7 @@ def markdown(run: Run, meta: dict[str, str]) -> str:
         "One real control plane (kube-apiserver + etcd, loopback); each arm judges AgentRun "
         "creates in its own namespace through exactly one ValidatingWebhookConfiguration "
         "(failurePolicy Fail, timeout 10 s; the peers run out of cluster). "
+        f"After {plan.warmup} unmeasured creates per arm (warm-up), "
         f"{plan.count:,} creates per arm per phase in each of {plan.rounds} round(s), arms "
         "interleaved (the order rotated each round); sequential: 1 client; concurrent: "
         f"{plan.clients} client threads; each client one kept-alive HTTPS connection to the "
@@ -996,6 +1035,13 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds (5)")
     parser.add_argument("--clients", type=int, default=4, help="threads when concurrent (4)")
     parser.add_argument(
+        "--warmup",
+        type=int,
+        default=100,
+        metavar="N",
+        help="unmeasured creates per arm before the rounds (100; checked all the same)",
+    )
+    parser.add_argument(
         "--invalid-every",
         type=int,
         default=10,
@@ -1031,9 +1077,12 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
         parser.error("an arm is named twice in --arms")
     args.keys = keys
     if args.quick:
-        args.count, args.rounds = 10, 1
-    if args.count < 1 or args.rounds < 1 or args.clients < 1 or args.invalid_every < 0:
-        parser.error("--count, --rounds and --clients must be at least 1, --invalid-every 0+")
+        args.count, args.rounds, args.warmup = 10, 1, min(args.warmup, 4)
+    if min(args.count, args.rounds, args.clients) < 1 or min(args.invalid_every, args.warmup) < 0:
+        parser.error(
+            "--count, --rounds and --clients must be at least 1, --invalid-every and "
+            "--warmup at least 0"
+        )
     return args
 
 
@@ -1060,7 +1109,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not arms:
         print("error: no arm left to run", file=sys.stderr)
         return 1
-    plan = Plan(args.count, args.rounds, args.clients, args.invalid_every)
+    plan = Plan(args.count, args.rounds, args.clients, args.invalid_every, args.warmup)
     run = Run(plan, arms, skipped)
     meta = {
         "command": shown_command(argv),

@@ -98,7 +98,7 @@ def test_quick_run_of_the_arms_without_peers_writes_the_section(tmp_path: Path) 
         assert cell["admitted"] == 9
     for arm in ("none", "constant"):  # the baselines judge nothing: all admitted
         assert figures["cells"][f"{arm}/concurrent"]["admitted"] == 10
-    assert figures["chunks_checked"] == 6
+    assert figures["chunks_checked"] == 9  # 2 phases x 3 arms, and each arm's warm-up
     met = {t["what"]: t["met"] for t in figures["targets"]}
     assert met["0 wrong decisions under concurrency for approvalgate"] is True
 
@@ -159,3 +159,15 @@ def test_make_bench_keeps_the_peers_section(tmp_path: Path) -> None:
     assert bench_run.peers_section(target) == ""
     target.write_text(f"# Benchmarks\n\nold figures\n\n{START}\n## Peers\n\nkept\n{END}\n")
     assert bench_run.peers_section(target) == f"{START}\n## Peers\n\nkept\n{END}"
+
+
+def test_the_cli_target_is_found_in_the_cli_result() -> None:
+    run = _load(RUN, "peers_smoke_run")
+    result = {"seconds": {"approvalgate verify": {"1000": 2.0}, "gator verify": {"1000": 9.0}}}
+    result["seconds"]["kyverno apply (presence)"] = {"1000": 5.0}
+    result["seconds"]["kyverno apply (manifests)"] = {"1000": 30.0}
+    verify, apply, source = run.cli_figures(result)
+    assert (verify, apply) == (2.0, 5.0)
+    assert "approvalgate verify/1000" in source
+    assert run.cli_figures({"verify_1000_s": 1, "kyverno_apply_presence_1000_s": 4})[:2] == (1, 4)
+    assert run.cli_figures({"nothing": 1}) is None
