@@ -84,9 +84,13 @@ class BenchError(Exception):
 # --- arms ---------------------------------------------------------------------------------
 
 
+def _module_file(key: str) -> Path:
+    return ROOT / (ARMS[key][0].replace(".", "/") + ".py")
+
+
 def load_arm(key: str) -> Arm:
     module_name, class_name, _ = ARMS[key]
-    path = ROOT / (module_name.replace(".", "/") + ".py")
+    path = _module_file(key)
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as error:
@@ -94,7 +98,7 @@ def load_arm(key: str) -> Arm:
             raise
         raise BenchError(
             f"peer arm module missing: {path.relative_to(ROOT)} (arm {key}); "
-            f"run without it: --arms {','.join(k for k in ARMS if ARMS[k][0] != module_name)}"
+            f"the arms there: --arms {','.join(k for k in ARMS if _module_file(k).exists())}"
         ) from error
     factory = getattr(module, class_name, None)
     if factory is None:
@@ -611,6 +615,7 @@ def measure(run: Run, work: Path) -> None:
         for arm in run.arms:
             say(f"starting arm {arm.key} (namespace {arm.namespace})...")
             started.append(arm)
+            (work / arm.key).mkdir(parents=True, exist_ok=True)
             try:
                 arm.start(plane, work / arm.key)
             except Exception as error:
