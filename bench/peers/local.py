@@ -245,6 +245,18 @@ class ApprovalgateArm:
         process = self._gate.process if self._gate is not None else None
         return [process.pid] if process is not None and process.poll() is None else []
 
+    def side_pids(self) -> list[int]:
+        """The queue controller's processes: beside the webhook, not its cost per request
+        (it records each admitted run's use afterwards), reported apart by the driver."""
+        gate = self._gate
+        if gate is None:
+            return []
+        return [
+            c.process.pid
+            for c in gate.controllers
+            if c.process is not None and c.process.poll() is None
+        ]
+
     def manifest(self, name: str, valid: bool) -> dict[str, Any]:
         """Valid: 2 approvals over this run. Invalid, alternately: one approval missing,
         or both signed over another spec."""
