@@ -4,9 +4,10 @@
 One control plane (tests/e2e/controlplane.py); every arm (bench/peers/arms.py) judges
 AgentRun creates in its own namespace through exactly one ValidatingWebhookConfiguration
 that this driver registers; creates go to the API server over HTTPS as the requester (one
-kept-alive connection per client thread), arms interleaved in rounds (the order rotated
-each round), sequentially (1 client) and concurrently (--clients threads), valid and
-invalid runs mixed; every decision is compared to what it should be. Per arm and phase:
+kept-alive connection per client thread), after an unmeasured warm-up (--warmup creates
+per arm) arms interleaved in rounds (the order rotated each round), sequentially (1
+client) and concurrently (--clients threads), valid and invalid runs mixed; every
+decision is compared to what it should be. Per arm and phase:
 creates/s as the client sees them, the API server's own
 apiserver_admission_webhook_admission_duration_seconds for that webhook (mean, p50, p99),
 that only that webhook judged the arm's namespace (the histogram's counts: the run fails
@@ -19,7 +20,7 @@ otherwise), the webhook's CPU per 1,000 admissions and its peak memory. Then the
 Arms: none, constant, approvalgate (bench/peers/local.py), kyverno-presence,
 kyverno-manifests (bench/peers/kyverno.py), gatekeeper-presence (bench/peers/gatekeeper.py).
 The peers' binaries come from `make peers` (tools/testbin.py peers, ~15 minutes cold).
-Exit codes: 0 done, 1 the run failed (the message says why), 2 usage.
+Exit codes: 0 done, 1 the run failed (the message says why), 2 usage, 130 interrupted.
 """
 
 from __future__ import annotations
@@ -1053,8 +1054,8 @@ def shown_command(argv: Sequence[str]) -> str:
 def parse(argv: Sequence[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="bench/peers/run.py",
-        description=__doc__.split("\n\n")[0],
-        epilog="Arms: " + ", ".join(ARMS) + ". See the module docstring for the method.",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
         "--count", type=int, default=1000, help="creates per arm per phase per round (1000)"
