@@ -13,7 +13,8 @@ each type), whose stdout (markdown) is included as it is.
 Records the machine (cores, CPU model, memory, Python), the load average before and after,
 the date, the commit and this exact command. `--quick` is the smoke run of the test suite:
 tiny sizes, one repetition, nothing that starts a control plane, and it should be given an
-`--output` outside the repo.
+`--output` outside the repo. The Peers section that `make bench-peers` writes between
+`<!-- peers:start -->` and `<!-- peers:end -->` is kept as it is (moved to the end).
 
 Every figure is a ratio to a baseline measured in the same run: on a shared, noisy machine
 an absolute number alone says little. The exception is the queue's latency (a time from an
@@ -52,6 +53,8 @@ SIGNATURES_BENCH = BENCH / "signatures.py"  # issue 17: verification per key typ
 FINDINGS = BENCH / "findings.md"
 BEFORE = BENCH / "before.json"
 DEFAULT_OUTPUT = ROOT / "docs" / "benchmarks.md"
+# `make bench-peers` (bench/peers/run.py) owns the text between these markers: kept as it is
+PEERS_START, PEERS_END = "<!-- peers:start -->", "<!-- peers:end -->"
 WEBHOOK_TIMEOUT = 3 * 3600  # seconds: a benchmark must end
 
 HOW_TO_READ = """\
@@ -292,10 +295,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     parts += [control_plane_times(), ""]
     if FINDINGS.exists():
         parts += [FINDINGS.read_text(encoding="utf-8").rstrip(), ""]
+    peers = peers_section(args.output)
+    if peers:
+        parts += [peers, ""]
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text("\n".join(parts), encoding="utf-8")
     print(f"wrote {args.output}", file=sys.stderr)
     return 0
+
+
+def peers_section(path: Path) -> str:
+    """The Peers section `make bench-peers` wrote into ``path`` (markers included), or ""."""
+    text = path.read_text(encoding="utf-8") if path.exists() else ""
+    start = text.find(PEERS_START)
+    end = text.find(PEERS_END, start)
+    return text[start : end + len(PEERS_END)] if start >= 0 and end >= 0 else ""
 
 
 def control_plane_times() -> str:
