@@ -489,7 +489,7 @@ class KyvernoManifestsArm(_KyvernoArm):
     title = "Kyverno `validate.manifests`, 2 ECDSA signatures"
     checks = (
         "the run equals a manifest signed by both ECDSA P-256 keys (k8s-manifest-sigstore); "
-        "no approver rules, expiry or single use, namespace not bound"
+        "no approver rules, expiry or single use; the namespace is bound only when signed in"
     )
     namespace = "peer-kyverno-manifests"
     policy_name = "agentrun-manifest-signatures"

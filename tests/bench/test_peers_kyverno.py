@@ -5,7 +5,7 @@ measures speed. Skipped with the reason when the peers are not built (`make peer
 
 from __future__ import annotations
 
-import time
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -55,30 +55,61 @@ def test_signing_round_trip() -> None:
     }
 
 
-@pytest.mark.parametrize("arm_class", [KyvernoPresenceArm, KyvernoManifestsArm])
-def test_arm_admits_valid_and_denies_invalid(
-    plane: ControlPlane, tmp_path: Path, arm_class: type[KyvernoPresenceArm]
-) -> None:
-    arm = arm_class()
-    arm.start(plane, tmp_path)
-    name = ""
+METRIC = "apiserver_admission_webhook_admission_duration_seconds"
+
+
+def admissions(plane: ControlPlane, name: str) -> tuple[float, float]:
+    """(count, sum in seconds) of the API server's admission histogram for webhook `name`."""
+    count = total = 0.0
+    for line in plane.metrics().splitlines():
+        if f'name="{name}"' not in line or 'operation="CREATE"' not in line:
+            continue
+        if line.startswith(METRIC + "_count"):
+            count += float(line.rsplit(" ", 1)[1])
+        elif line.startswith(METRIC + "_sum"):
+            total += float(line.rsplit(" ", 1)[1])
+    return count, total
+
+
+def test_both_arms_at_once(plane: ControlPlane, tmp_path: Path) -> None:
+    """The driver's situation: both kyverno processes up (one installation, two replicas),
+    each namespace judged only through its own webhook configuration."""
+    arms = [KyvernoPresenceArm(), KyvernoManifestsArm()]
+    names: list[str] = []
     try:
-        assert arm.pids() and arm.hook() is not None
-        name = register(plane, arm)
-        timings = []
-        for i in range(5):
-            started = time.perf_counter()
-            admitted, output = create(plane, arm.manifest(f"valid-{i}", valid=True))
-            timings.append(time.perf_counter() - started)
+        for arm in arms:
+            arm.start(plane, tmp_path / arm.key)
+        assert len({pid for arm in arms for pid in arm.pids()}) == 2
+        # Kyverno's own webhook configurations never send it an AgentRun
+        for kind in ("validatingwebhookconfigurations", "mutatingwebhookconfigurations"):
+            listed = json.loads(plane.kubectl("admin", "get", kind, "-o", "json").stdout)
+            for item in listed["items"]:
+                for webhook in item.get("webhooks") or []:
+                    for rule in webhook.get("rules") or []:
+                        matches = {"*", "agents.proompteng.ai"} & set(rule["apiGroups"])
+                        assert not matches, (item["metadata"]["name"], rule)
+        names = [register(plane, arm) for arm in arms]
+        for arm, name in zip(arms, names, strict=True):
+            admitted, output = create(plane, arm.manifest("valid", valid=True))
             assert admitted, output
-        admitted, output = create(plane, arm.manifest("invalid", valid=False))
-        assert not admitted
-        assert f'admission webhook "{name}" denied the request' in output, output
-        assert arm.policy_name in output, output
-        print(f"{arm.key}: denied with: {output}")
-        print(f"{arm.key}: kubectl create of a valid run, best of 5: {min(timings) * 1000:.0f} ms")
+            admitted, output = create(plane, arm.manifest("invalid", valid=False))
+            assert not admitted
+            assert f'admission webhook "{name}" denied the request' in output, output
+            assert arm.policy_name in output, output
+            print(f"{arm.key}: denied with: {output}")
+            # how long one admission takes as the API server measures it (printed only)
+            before = admissions(plane, name)
+            text = "\n---\n".join(
+                json.dumps(arm.manifest(f"timed-{i:03d}", valid=True)) for i in range(50)
+            )
+            plane.kubectl("admin", "create", "-f", "-", "-o", "name", input=text, timeout=600)
+            count, total = (a - b for a, b in zip(admissions(plane, name), before, strict=True))
+            assert count == 50
+            mean_ms = total / count * 1e3
+            print(f"{arm.key}: mean admission over 50 sequential creates: {mean_ms:.1f} ms")
     finally:
-        if name:
+        for name in names:
             unregister(plane, name)
-        arm.stop()
-    assert arm.pids() == []
+        for arm in arms:
+            arm.stop()
+    assert all(arm.pids() == [] for arm in arms)
