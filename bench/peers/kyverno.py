@@ -178,28 +178,8 @@ def _tls_secret(name: str, cert: bytes, key: bytes) -> dict[str, Any]:
     }
 
 
-def install(plane: ControlPlane) -> str:
-    """Kyverno's CRDs, namespace, serving certificate and (empty) resource webhook
-    configurations, once per control plane; returns the CA PEM the certificate chains to
-    (read back from its secret, so a second arm gets the same one)."""
-    existing = plane.kubectl(
-        "admin",
-        "get",
-        "secret",
-        CA_SECRET,
-        "-n",
-        KYVERNO_NAMESPACE,
-        "-o",
-        "jsonpath={.data.tls\\.crt}",
-        check=False,
-    )
-    if existing.returncode == 0 and existing.stdout.strip():
-        return base64.b64decode(existing.stdout.strip()).decode()
-    crds = kyverno_module_dir() / "config" / "crds"
-    plane.apply_crds([crds / folder for folder in CRD_FOLDERS])
-    ca = CertificateAuthority.generate("approvalgate bench-peers kyverno CA", days=2)
-    serving = ca.issue([LOOPBACK, "localhost"], days=2)
-    empty: list[dict[str, Any]] = [
+def _empty_resource_webhooks() -> list[dict[str, Any]]:
+    return [
         {
             "apiVersion": "admissionregistration.k8s.io/v1",
             "kind": kind,
@@ -212,14 +192,60 @@ def install(plane: ControlPlane) -> str:
             strict=True,
         )
     ]
+
+
+def install(plane: ControlPlane) -> str:
+    """Kyverno's CRDs, namespace and serving certificate (once per control plane) and its
+    resource webhook configurations, empty (every time: they must exist before any kyverno
+    starts, else it creates catch-alls for every resource); returns the CA PEM the serving
+    certificate chains to (read back from its secret, so every arm gets the same one)."""
+    existing = plane.kubectl(
+        "admin",
+        "get",
+        "secret",
+        CA_SECRET,
+        "-n",
+        KYVERNO_NAMESPACE,
+        "-o",
+        "jsonpath={.data.tls\\.crt}",
+        check=False,
+    )
+    if existing.returncode == 0 and existing.stdout.strip():
+        _apply(plane, *_empty_resource_webhooks())
+        return base64.b64decode(existing.stdout.strip()).decode()
+    crds = kyverno_module_dir() / "config" / "crds"
+    plane.apply_crds([crds / folder for folder in CRD_FOLDERS])
+    ca = CertificateAuthority.generate("approvalgate bench-peers kyverno CA", days=2)
+    serving = ca.issue([LOOPBACK, "localhost"], days=2)
     _apply(plane, _namespace(KYVERNO_NAMESPACE))
     _apply(
         plane,
         _tls_secret(CA_SECRET, ca.cert_pem, _pem_key(ca.key)),
         _tls_secret(TLS_SECRET, serving.cert_pem, serving.key_pem),
-        *empty,
+        *_empty_resource_webhooks(),
     )
     return ca.cert_pem.decode()
+
+
+def stray_webhooks(
+    plane: ControlPlane, *, selector: str = MANAGED_BY, ours: tuple[str, ...] = ()
+) -> list[str]:
+    """Webhooks (of configurations matching the label `selector`: by default Kyverno's own;
+    "" for all) other than `ours` whose rules could match an AgentRun (apiGroups "*" or
+    agents.proompteng.ai): must be none, or an arm's namespace would be judged by more than
+    its one webhook."""
+    stray = []
+    for kind in ("validatingwebhookconfigurations", "mutatingwebhookconfigurations"):
+        command = ["get", kind, "-o", "json", *(["-l", selector] if selector else [])]
+        listed = json.loads(plane.kubectl("admin", *command).stdout)
+        for item in listed["items"]:
+            for webhook in item.get("webhooks") or []:
+                if webhook["name"] in ours:
+                    continue
+                for rule in webhook.get("rules") or []:
+                    if {"*", GROUP} & set(rule.get("apiGroups") or []):
+                        stray.append(f"{kind}/{item['metadata']['name']}: {webhook['name']}")
+    return stray
 
 
 def webhook_configuration(arm: Arm, hook: Hook, name: str) -> dict[str, Any]:
@@ -279,7 +305,7 @@ def register(
     deadline = time.monotonic() + timeout
     last = "nothing tried"
     while time.monotonic() < deadline:
-        if isinstance(arm, _KyvernoArm) and not arm.running():
+        if isinstance(arm, KyvernoArm) and not arm.running():
             break
         probe = arm.manifest(f"probe-{secrets.token_hex(4)}", valid=False)
         admitted, last = create(plane, probe)
@@ -325,7 +351,7 @@ def _run(namespace: str, name: str) -> dict[str, Any]:
     }
 
 
-class _KyvernoArm:
+class KyvernoArm:
     """One kyverno process judging one namespace (see the module docstring)."""
 
     key = ""
@@ -408,6 +434,9 @@ class _KyvernoArm:
         try:
             probe = register(plane, self, name=f"probe.{webhook_name(self)}")
             unregister(plane, probe)
+            stray = stray_webhooks(plane)
+            if stray:
+                raise RuntimeError(f"webhooks that could judge AgentRuns: {', '.join(stray)}")
         except BaseException as error:
             tail = self.log_tail()
             self.stop()
@@ -458,7 +487,7 @@ class _KyvernoArm:
 _LIVE: set[str] = set()
 
 
-class KyvernoPresenceArm(_KyvernoArm):
+class KyvernoPresenceArm(KyvernoArm):
     key = "kyverno-presence"
     title = "Kyverno, annotation present (no crypto)"
     checks = "the approvals annotation is present and not empty; nothing about what it holds"
@@ -484,7 +513,7 @@ _PLACEHOLDER_APPROVALS = json.dumps(
 )
 
 
-class KyvernoManifestsArm(_KyvernoArm):
+class KyvernoManifestsArm(KyvernoArm):
     key = "kyverno-manifests"
     title = "Kyverno `validate.manifests`, 2 ECDSA signatures"
     checks = (
