@@ -381,9 +381,11 @@ def _prepare_gator_verify(binary: Path) -> Callable[..., Invocation]:
 
 def _judge_gator_test(outcome: Outcome, passed: int, failed: int) -> str | None:
     try:
-        report = json.loads(outcome.stdout) if outcome.stdout.strip() else {}
+        report = json.loads(outcome.stdout) if outcome.stdout.strip() else None
     except json.JSONDecodeError:
         return f"output is not JSON: {outcome.stdout[:200]!r}"
+    if not isinstance(report, dict):  # `null` when the constraint matched nothing
+        report = {}
     # --stats: one entry per object the template was evaluated on (none when nothing matched)
     evaluated = len(report.get("stats") or [])
     violations = len(report.get("results") or [])

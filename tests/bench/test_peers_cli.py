@@ -87,3 +87,24 @@ def test_main_prints_json_and_skips_missing_peers_with_a_reason(tmp_path: Path) 
     assert set(result["skipped"]) == set(PEERS)
     assert "not built: run `make peers`" in done.stderr
     _check_figures(result, (cli.BASELINE,))
+
+
+@pytest.mark.parametrize(
+    ("key", "said"), [("kyverno-apply", "pass: 0"), ("gator-test", "0 objects")]
+)
+def test_a_peer_that_matches_nothing_is_an_error_not_a_figure(
+    tmp_path: Path, key: str, said: str
+) -> None:
+    """Runs in a namespace the peer's policy does not match: it evaluates nothing and exits 0,
+    which the judge refuses (N resources must be evaluated)."""
+    tool = next(t for t in cli.tools() if t.key == key)
+    reason = tool.missing()
+    if reason is not None:
+        pytest.skip(f"{key}: {reason}")
+    policy = cli.prepare_policy(tmp_path / "policy")
+    runs = cli.agent_runs(policy.signers, 2)
+    invocation = tool.prepare(tmp_path, runs, policy)
+    manifest = tmp_path / ("runs.yaml" if key == "kyverno-apply" else "gator-runs.yaml")
+    manifest.write_text(cli.multi_document(runs))  # left in "agents": no policy of theirs there
+    with pytest.raises(cli.BenchError, match=f"expected 2 passed, got {said}"):
+        cli.checked(tool, invocation, tmp_path / "run", 2, 0)
