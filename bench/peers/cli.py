@@ -8,12 +8,12 @@ its policy matches: approvalgate the example's enforced namespace "agents" (runs
 valid Ed25519 approvals, decided with a signed bundle compiled from a copy of
 examples/gitops-repo whose approvers are re-keyed), Kyverno and Gatekeeper the presence rules
 of bench/peers/policies (annotation present, nothing verified). Each run of a tool is one
-whole process, timed by wall clock, its peak RSS read from the kernel (wait4); tools are
-interleaved (A, B, C, A, B, C ...) after one warm-up each, the median of the repeats with its
-min-max spread. Every run's exit status and verdict are checked: all N runs admitted and N
-resources evaluated, else the benchmark stops with an error (a tool that silently matched
-nothing is a wrong measurement, not a figure). Once per tool, a negative check: one run of
-three missing its approvals must make the tool report exactly that failure.
+whole process, timed by wall clock, its CPU time and peak RSS read from the kernel (wait4);
+tools are interleaved (A, B, C, A, B, C ...) after one warm-up each, the median of the
+repeats with its min-max spread. Every run's exit status and verdict are checked: all N runs
+admitted and N resources evaluated, else the benchmark stops with an error (a tool that
+silently matched nothing is a wrong measurement, not a figure). Once per tool, a negative
+check: one run of three missing its approvals must make the tool report exactly that failure.
 
     python bench/peers/cli.py [--quick] [--markdown]
 
@@ -188,6 +188,7 @@ class Outcome:
     stdout: str
     stderr: str
     wall_s: float
+    cpu_s: float  # user + system time of the process (its threads included)
     peak_rss_kb: int
 
 
@@ -504,6 +505,7 @@ def execute(invocation: Invocation, out: Path) -> Outcome:
         stdout.read_text(errors="replace"),
         stderr.read_text(errors="replace"),
         wall,
+        usage.ru_utime + usage.ru_stime,
         int(usage.ru_maxrss),  # KiB on Linux
     )
 
@@ -524,6 +526,7 @@ def checked(tool: Tool, invocation: Invocation, out: Path, passed: int, failed: 
 @dataclass
 class Series:
     walls: list[float] = field(default_factory=list)
+    cpus: list[float] = field(default_factory=list)
     rss_kb: list[int] = field(default_factory=list)
 
 
@@ -558,6 +561,7 @@ def run(
         "negative": {},
         "figures": {},
         "verify_vs_kyverno_apply_1000": None,
+        "verify_vs_kyverno_apply_1000_cpu": None,
     }
     with tempfile.TemporaryDirectory(prefix="approvalgate-peers-cli-") as tmp:
         work = Path(tmp)
@@ -588,6 +592,7 @@ def run(
                     where = work / str(size) / tool.key / f"round-{round_}"
                     outcome = checked(tool, invocations[tool.key], where, size, 0)
                     series[tool.key].walls.append(outcome.wall_s)
+                    series[tool.key].cpus.append(outcome.cpu_s)
                     series[tool.key].rss_kb.append(outcome.peak_rss_kb)
             figures: dict[str, Any] = {}
             for tool in active:
@@ -597,6 +602,7 @@ def run(
                     "min_s": min(s.walls),
                     "max_s": max(s.walls),
                     "walls_s": s.walls,
+                    "cpu_median_s": statistics.median(s.cpus),
                     "peak_rss_mb": max(s.rss_kb) / 1024,
                     "repeats": count,
                 }
@@ -610,6 +616,10 @@ def run(
             result["verify_vs_kyverno_apply_1000"] = (
                 at_1000[BASELINE]["median_s"] / at_1000["kyverno-apply"]["median_s"]
             )
+            # CPU time: less shaken than wall time when the machine is busy with other work
+            result["verify_vs_kyverno_apply_1000_cpu"] = (
+                at_1000[BASELINE]["cpu_median_s"] / at_1000["kyverno-apply"]["cpu_median_s"]
+            )
     return result
 
 
@@ -622,9 +632,10 @@ def markdown(result: dict[str, Any]) -> str:
         "Each figure is one whole process judging N AgentRun manifests (start-up included), "
         "wall time, the median of the repeats with its min-max spread; tools interleaved, one "
         "warm-up each; every run's exit status and verdict checked (N passed, N evaluated). "
-        "Peak RSS is the process's own (wait4). approvalgate runs with its bytecode cached, as "
-        "pip installs it. What each tool checks differs: the peers' "
-        "rules verify no signature, so the ratios are not like for like.",
+        "CPU (user + system, all its threads, median) and peak RSS are the process's own "
+        "(wait4). approvalgate runs with its bytecode cached, as pip installs it. What each "
+        "tool checks differs: the peers' rules verify no signature, so the ratios are not "
+        "like for like.",
         "",
     ]
     for size, figures in result["figures"].items():
@@ -633,14 +644,15 @@ def markdown(result: dict[str, Any]) -> str:
             f"N = {size} ({', '.join(str(r) for r in sorted(repeats))} repeats)",
             "",
             "| tool | what it checks | median (s) | spread (s) | vs `approvalgate verify` "
-            "| peak RSS (MB) |",
-            "|---|---|---|---|---|---|",
+            "| CPU (s) | peak RSS (MB) |",
+            "|---|---|---|---|---|---|---|",
         ]
         for key, f in figures.items():
             versus = "—" if f["ratio"] is None else f"{f['ratio']:.2f}x"
             lines.append(
                 f"| {titles[key]['title']} | {titles[key]['checks']} | {f['median_s']:.3f} | "
-                f"{f['min_s']:.3f}–{f['max_s']:.3f} | {versus} | {f['peak_rss_mb']:.0f} |"
+                f"{f['min_s']:.3f}–{f['max_s']:.3f} | {versus} | {f['cpu_median_s']:.3f} | "
+                f"{f['peak_rss_mb']:.0f} |"
             )
         lines.append("")
     if result["negative"]:
@@ -658,7 +670,8 @@ def markdown(result: dict[str, Any]) -> str:
         lines += [
             "",
             f"Target (issue 18): `approvalgate verify` of 1,000 manifests at most 0.5x `kyverno "
-            f"apply` with the presence rule: {ratio:.2f}x, {verdict}.",
+            f"apply` with the presence rule: {ratio:.2f}x, {verdict} (CPU time: "
+            f"{result['verify_vs_kyverno_apply_1000_cpu']:.2f}x).",
         ]
     return "\n".join(lines).rstrip() + "\n"
 

@@ -33,6 +33,7 @@ def _check_figures(result: dict[str, Any], keys: tuple[str, ...]) -> None:
             assert len(entry["walls_s"]) == 1
             assert entry["min_s"] <= entry["median_s"] <= entry["max_s"]
             assert entry["peak_rss_mb"] > 0
+            assert entry["cpu_median_s"] >= 0
         assert figures[cli.BASELINE]["ratio"] == 1.0
 
 
