@@ -109,3 +109,11 @@ def test_a_peer_that_matches_nothing_is_an_error_not_a_figure(
     manifest.write_text(cli.multi_document(runs))  # left in "agents": no policy of theirs there
     with pytest.raises(cli.BenchError, match=f"expected 2 passed, got {said}"):
         cli.checked(tool, invocation, tmp_path / "run", 2, 0)
+
+
+def test_target_reads_the_medians_at_1000_from_the_result() -> None:
+    """What bench/peers/run.py reads for the issue's CLI target."""
+    entry = {"median_s": 2.0, "cpu_median_s": 1.0}
+    figures = {"1000": {cli.BASELINE: entry, "kyverno-apply": {**entry, "median_s": 4.0}}}
+    assert cli.target({"figures": figures}) == (2.0, 4.0)
+    assert cli.target({"figures": {"10": figures["1000"]}}) is None
