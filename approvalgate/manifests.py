@@ -20,7 +20,6 @@ from approvalgate.approvals.errors import (
 )
 from approvalgate.approvals.structural import check_against_crd, load_agentrun_crd
 from approvalgate.compiler.sources import SourceDocument, load_text, read_text
-from approvalgate.editing import set_annotation
 
 if TYPE_CHECKING:
     from approvalgate.approvals.admission import Operation
@@ -164,6 +163,7 @@ def stamp(
     ``approve``) gets that name written; ``finalizer(run)``, when not empty, is added to its
     ``metadata.finalizers``."""
     from approvalgate.approvals.kubeyaml import split_documents
+    from approvalgate.editing import set_annotation  # ruamel.yaml: not on verify's path
 
     documents = {run.source.document.index: run for run in runs}
     out = []
