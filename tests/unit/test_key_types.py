@@ -74,3 +74,47 @@ def test_a_curve_nobody_registered_is_refused_with_the_accepted_list() -> None:
     assert keys.refusal(public).startswith("not an Ed25519, ECDSA P-256")
     with pytest.raises(ValueError, match=r"^not an Ed25519, ECDSA P-256, ECDSA P-384, RSA-PSS or"):
         keys.load_public_key(keys.public_key_pem(public))
+
+
+def test_ed25519_check_agrees_with_openssl_and_is_at_least_as_strict() -> None:
+    """The Ed25519 check is libsodium's (faster); on every case below its verdict is
+    OpenSSL's through cryptography: honest, tampered, another key's, truncated, padded, and a
+    non-canonical S (S + L: the same point equation, refused by both)."""
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives import serialization as ser
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from approvalgate.approvals.keys.types import ed25519_verify
+
+    order = 2**252 + 27742317777372353535851937790883648493
+    private, other = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
+    public = private.public_key()
+    raw = public.public_bytes(ser.Encoding.Raw, ser.PublicFormat.Raw)
+    data = b'{"subject":"agents/run-1"}'
+    good = private.sign(data)
+    s = int.from_bytes(good[32:], "little") + order
+    cases = {
+        "honest": (good, data),
+        "tampered data": (good, data + b" "),
+        "another key": (other.sign(data), data),
+        "truncated": (good[:63], data),
+        "padded": (good + b"\0", data),
+        "non-canonical S": (good[:32] + s.to_bytes(32, "little"), data),
+        "empty": (b"", data),
+    }
+    check = ed25519_verify(raw)
+    for case, (signature, message) in cases.items():
+        try:
+            public.verify(signature, message)
+            openssl = True
+        except InvalidSignature:
+            openssl = False
+        try:
+            check(signature, message)
+            ours = True
+        except InvalidSignature:
+            ours = False
+        assert ours == openssl, case
+        assert ours == (case == "honest"), case
+    with pytest.raises(ValueError, match="32 bytes"):
+        ed25519_verify(b"short")

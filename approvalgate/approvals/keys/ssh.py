@@ -36,13 +36,18 @@ from typing import Final
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from securesystemslib.formats import encode_canonical
 from securesystemslib.signer import CryptoSigner, SSlibKey
 
 from approvalgate.approvals.errors import RecordError
-from approvalgate.approvals.keys.types import RSA_MIN_BITS, Check, KeyType, register_key_type
+from approvalgate.approvals.keys.types import (
+    RSA_MIN_BITS,
+    Check,
+    KeyType,
+    ed25519_verify,
+    register_key_type,
+)
 
 SSH_NAMESPACE: Final = "gates.proompteng.ai"
 """The SSHSIG namespace of approval signatures (``ssh-keygen -Y sign -n ...``)."""
@@ -190,7 +195,7 @@ def _u2f_message(application: str, flags: int, counter: int, data: bytes) -> byt
 
 def _ed25519(keytype: str, raw: bytes, application: str) -> _Verify:
     try:
-        public = Ed25519PublicKey.from_public_bytes(raw)
+        check = ed25519_verify(raw)
     except ValueError as exc:
         raise SSHSignatureError(f"not an Ed25519 public key: {exc}") from None
     sk = keytype == SK_ED25519
@@ -198,7 +203,7 @@ def _ed25519(keytype: str, raw: bytes, application: str) -> _Verify:
     def verify(signature: bytes, data: bytes) -> None:
         sig, flags, counter = _signature_fields(signature, keytype, sk)
         message = _u2f_message(application, flags, counter, data) if sk else data
-        public.verify(sig, message)
+        check(sig, message)
 
     return verify
 
