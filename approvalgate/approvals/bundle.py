@@ -16,11 +16,11 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 from securesystemslib.signer import SSlibKey
 
-from approvalgate.approvals import records
+from approvalgate.approvals import records, references
 from approvalgate.approvals.digest import spec_digest
 from approvalgate.approvals.errors import BundleError, format_json_path
 from approvalgate.approvals.keys.public import load_public_key
@@ -29,9 +29,37 @@ from approvalgate.approvals.schemas import schema_findings
 
 DIGEST_CACHE_ENTRIES: Final = 256
 DIGEST_CACHE_MAX_CHARS: Final = 8 * 1024
-"""Spec digests remembered per bundle, keyed by ``repr`` of specs up to 8 Ki characters
-(the spec itself is not kept): at most 256 x 32 KiB = 8 MiB of keys even if every key
-needed 4 bytes a character, about 0.5 MiB for ordinary ASCII specs of 2 KiB."""
+"""Spec facts (:class:`SpecFacts`) remembered per bundle, keyed by ``repr`` of specs up to
+8 Ki characters (the spec itself is not kept): at most 256 x 32 KiB = 8 MiB of keys even if
+every key needed 4 bytes a character, and no more again for the facts (strings taken from
+the spec, so no longer than its ``repr``); about 0.6 MiB for ordinary ASCII specs of 2 KiB."""
+
+
+class SpecFacts(NamedTuple):
+    """What decide() reads from a run's spec: pure functions of the spec, memoised together
+    (:meth:`Bundle.spec_facts`) so that a spec seen before is not walked again."""
+
+    digest: str
+    agent: str
+    """``spec.agentRef.name`` ("" when absent or not an object)."""
+    implementations: tuple[str, ...]
+    """:func:`approvals.references.implementation_specs`."""
+    invalid_references: bool
+    """:func:`approvals.references.reference_problems` found something (the messages are
+    built again when needed: a denial, and they could be long)."""
+
+
+def spec_facts(spec: object) -> SpecFacts:
+    """The :class:`SpecFacts` of ``spec``; raises what :func:`spec_digest` raises, first."""
+    digest = spec_digest(spec)
+    body = spec if isinstance(spec, dict) else {}
+    agent = body.get("agentRef")
+    return SpecFacts(
+        digest,
+        str(agent.get("name", "")) if isinstance(agent, dict) else "",
+        references.implementation_specs(body),
+        bool(references.reference_problems(spec)),
+    )
 
 
 @dataclass(frozen=True)
@@ -182,21 +210,26 @@ class Bundle:
         return self._known_as.get(username, frozenset()) if username else frozenset()
 
     def spec_digest(self, spec: object) -> str:
-        """:func:`approvals.digest.spec_digest`, memoised per bundle (raises the same errors).
+        """:func:`approvals.digest.spec_digest`, memoised per bundle (raises the same errors)."""
+        return self.spec_facts(spec).digest if isinstance(spec, dict) else spec_digest(spec)
+
+    def spec_facts(self, spec: object) -> SpecFacts:
+        """:func:`spec_facts`, memoised per bundle (raises the same errors).
 
         Keyed by ``repr(spec)`` when the spec is an object: for a tree of dicts, lists,
         strings, numbers, booleans and None (what a JSON or YAML loader builds), ``repr``
-        tells apart everything the digest tells apart (``1``, ``1.0``, ``"1"`` and ``True``
-        differ; so do a string key and an integer key), and a spec that cannot be digested
-        raises before anything is stored. Only successes are stored.
+        tells apart everything the digest and the reference checks tell apart (``1``,
+        ``1.0``, ``"1"`` and ``True`` differ; so do a string key and an integer key, and
+        every character of a string), and a spec that cannot be digested raises before
+        anything is stored. Only successes are stored.
         """
         if not isinstance(spec, dict):
-            return spec_digest(spec)
+            return spec_facts(spec)
         key = repr(spec)
         if len(key) > DIGEST_CACHE_MAX_CHARS:
-            return spec_digest(spec)
-        digest: str = self._digests(records.MemoKey(key, spec))
-        return digest
+            return spec_facts(spec)
+        facts: SpecFacts = self._digests(records.MemoKey(key, spec))
+        return facts
 
     def __post_init__(self) -> None:
         """Index policies by namespace and by (namespace, agent) once per bundle."""
@@ -236,11 +269,12 @@ class Bundle:
         object.__setattr__(self, "clock_skew", timedelta(seconds=self.clock_skew_seconds))
 
 
-def _digest_of(keyed: records.MemoKey) -> str:
-    """The cached function behind :meth:`Bundle.spec_digest`; the entry keeps only the key."""
-    digest = spec_digest(keyed.value)
+def _digest_of(keyed: records.MemoKey) -> SpecFacts:
+    """The cached function behind :meth:`Bundle.spec_facts`; the entry keeps only the key
+    and the facts."""
+    facts = spec_facts(keyed.value)
     keyed.value = None
-    return digest
+    return facts
 
 
 def parse_bundle_text(text: str | bytes, source: str = "bundle") -> Bundle:

@@ -17,7 +17,7 @@ from typing import Any, Final, Literal, NamedTuple
 
 from approvalgate.approvals import content, identity, parents, reasons, records, references
 from approvalgate.approvals.admission import AGENTRUNS, AGENTS_GROUP
-from approvalgate.approvals.bundle import Approver, ApproverKey, Bundle, Policy
+from approvalgate.approvals.bundle import Approver, ApproverKey, Bundle, Policy, SpecFacts
 from approvalgate.approvals.errors import DigestError
 from approvalgate.approvals.policy import ENFORCEMENT_LEVELS
 from approvalgate.approvals.view import (
@@ -195,7 +195,7 @@ def _decide(
         if verdict is not None:
             return verdict
     try:
-        digest = bundle.spec_digest(obj.get("spec"))
+        facts = bundle.spec_facts(obj.get("spec"))
     except DigestError as exc:
         return _deny(
             "undigestable-spec",
@@ -203,14 +203,15 @@ def _decide(
             f"{metadata.get('name') or metadata.get('generateName', '')}: its spec "
             f"cannot be approved: {exc.message}",
         )
+    digest = facts.digest
 
-    run = _Run.of(request, obj, metadata, namespace, digest, bundle)
+    run = _Run.of(request, obj, metadata, namespace, digest, bundle, facts)
     usable = _usable(bundle, view)
     if bundle.needs_view:
         run = _with_view(run, obj, metadata, bundle, view, usable)
     # Rule 4: references are judged as the controller reads them, or not at all.
-    invalid = references.reference_problems(obj.get("spec"))
-    if invalid:
+    if facts.invalid_references:
+        invalid = references.reference_problems(obj.get("spec"))
         return _invalid_references(invalid, run, bundle)
     policies = _matching(bundle, run)
     if not policies:  # Rule 4: no silent holes (noMatch, default deny).
@@ -324,10 +325,17 @@ class _Run(NamedTuple):
         namespace: str,
         digest: str,
         bundle: Bundle | None = None,
+        facts: SpecFacts | None = None,
     ) -> _Run:
-        """The run's facts; with ``bundle``, also which approvers are its requester or author."""
-        spec = obj.get("spec") if isinstance(obj.get("spec"), dict) else {}
-        assert isinstance(spec, dict)
+        """The run's facts; with ``bundle``, also which approvers are its requester or author.
+        ``facts``: the spec's, when already known (:meth:`Bundle.spec_facts`)."""
+        if facts is None:
+            spec = obj.get("spec") if isinstance(obj.get("spec"), dict) else {}
+            assert isinstance(spec, dict)
+            agent = _ref_name(spec.get("agentRef"))
+            implementations = references.implementation_specs(spec)
+        else:
+            agent, implementations = facts.agent, facts.implementations
         user = request.get("userInfo") if isinstance(request.get("userInfo"), dict) else {}
         assert isinstance(user, dict)
         name = str(metadata.get("name") or request.get("name") or "")
@@ -347,8 +355,8 @@ class _Run(NamedTuple):
             generate_name=generate,
             subject=records.subject_name(namespace, name, generate),
             digest=digest,
-            agent=_ref_name(spec.get("agentRef")),
-            implementations=references.implementation_specs(spec),
+            agent=agent,
+            implementations=implementations,
             labels={str(k): str(v) for k, v in labels.items()} if isinstance(labels, dict) else {},
             username=username,
             groups=frozenset(str(g) for g in user.get("groups") or ()),

@@ -321,3 +321,45 @@ def test_the_digest_memo_handles_non_objects(bundle: Bundle) -> None:
                 bundle.spec_digest(spec)
         else:
             assert bundle.spec_digest(spec) == expected
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        {"agentRef": {"name": "codex"}, "implementationSpecRef": {"name": "task-a"}},
+        {"agentRef": {"name": "codex "}},  # a trailing space: an invalid reference
+        {"agentRef": {"name": "Codex"}},
+        {"agentRef": "codex"},
+        {"agentRef": {"name": 1}},
+        {"agentRef": {"name": True}},
+        {"workflow": {"steps": [{"implementationSpecRef": {"name": "a"}}, {"x": 1}]}},
+        {"workflow": {"steps": [{"implementationSpecRef": {"name": "a\u00a0"}}]}},
+        {"secrets": ["ok", "NOT-OK"]},
+        {},
+    ],
+)
+def test_the_spec_facts_memo_gives_the_facts(bundle: Bundle, spec: dict[str, Any]) -> None:
+    """Cold and warm (a copy: a hit by repr), the memo gives what the spec gives."""
+    from approvalgate.approvals import references
+    from approvalgate.approvals.bundle import spec_facts
+
+    expected = spec_facts(spec)
+    assert expected.digest == spec_digest(spec)
+    assert expected.implementations == references.implementation_specs(spec)
+    assert expected.invalid_references == bool(references.reference_problems(spec))
+    assert bundle.spec_facts(spec) == expected
+    assert bundle.spec_facts(copy.deepcopy(spec)) == expected  # warm
+
+
+def test_an_invalid_reference_is_denied_from_a_warm_memo() -> None:
+    """The second request with the same spec is a hit: it is denied with the same message."""
+    case = load_case("approve-two-distinct")
+    bundle = dataclasses.replace(case.bundle)
+    request = copy.deepcopy(case.request)
+    request["object"]["spec"]["agentRef"] = {"name": "codex\u00a0"}
+    cold = decide(request, bundle, case.now, case.view)
+    warm = decide(copy.deepcopy(request), bundle, case.now, case.view)
+    reference = decide(request, dataclasses.replace(bundle, caches=False), case.now, case.view)
+    assert not cold.allowed
+    assert cold.reason == "invalid-reference"
+    assert cold == warm == reference
