@@ -43,7 +43,7 @@ import tempfile
 import threading
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -723,50 +723,18 @@ def _ratio(value: float, base: float | None) -> str:
     return f"{value / base:.2f}x"
 
 
-def _leaves(value: object, path: str = "") -> list[tuple[str, float]]:
-    """Every number in a JSON-like ``value`` with its path ("a/b/1000")."""
-    if isinstance(value, bool):
-        return []
-    if isinstance(value, int | float):
-        return [(path, float(value))]
-    if isinstance(value, dict):
-        return [leaf for k, v in value.items() for leaf in _leaves(v, f"{path}/{k}")]
-    if isinstance(value, list | tuple):
-        return [leaf for i, v in enumerate(value) for leaf in _leaves(v, f"{path}/{i}")]
-    return []
-
-
 def cli_figures(result: dict[str, Any] | None) -> tuple[float, float, str] | None:
     """(approvalgate verify s, kyverno apply with the presence rule s, where they were
-    found) at N = 1,000, from bench/peers/cli.py's result: its ``target(result)`` when it
-    has one, else the keys ``verify_1000_s`` and ``kyverno_apply_presence_1000_s``, else
-    the one number whose path names verify and 1000 (not gator) and the one naming apply,
-    presence (or plain) and 1000."""
+    found) at N = 1,000, from bench/peers/cli.py's result (its ``target(result)``); None
+    when the CLI part did not run or did not measure both."""
     if result is None:
         return None
-    cli = sys.modules.get("bench.peers.cli")
-    target: Callable[[dict[str, Any]], Any] | None = getattr(cli, "target", None)
-    if target is not None:
-        figures = target(result)
-        if figures is None:
-            return None
-        return float(figures[0]), float(figures[1]), "bench/peers/cli.py's target()"
-    verify, apply = result.get("verify_1000_s"), result.get("kyverno_apply_presence_1000_s")
-    if isinstance(verify, int | float) and isinstance(apply, int | float):
-        return float(verify), float(apply), "verify_1000_s, kyverno_apply_presence_1000_s"
-    leaves = [(p, v, p.lower()) for p, v in _leaves(result)]
-    verifies = [
-        (p, v) for p, v, low in leaves if "verify" in low and "1000" in low and "gator" not in low
-    ]
-    applies = [
-        (p, v)
-        for p, v, low in leaves
-        if "apply" in low and "1000" in low and ("presence" in low or "plain" in low)
-    ]
-    if len(verifies) == 1 and len(applies) == 1:
-        (vp, vv), (ap, av) = verifies[0], applies[0]
-        return vv, av, f"the CLI result's {vp.lstrip('/')} and {ap.lstrip('/')}"
-    return None
+    from bench.peers import cli
+
+    figures = cli.target(result)
+    if figures is None:
+        return None
+    return float(figures[0]), float(figures[1]), "bench/peers/cli.py's target()"
 
 
 def targets(run: Run) -> list[tuple[str, bool | None, str]]:

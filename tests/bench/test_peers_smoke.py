@@ -163,11 +163,9 @@ def test_make_bench_keeps_the_peers_section(tmp_path: Path) -> None:
 
 def test_the_cli_target_is_found_in_the_cli_result() -> None:
     run = _load(RUN, "peers_smoke_run")
-    result = {"seconds": {"approvalgate verify": {"1000": 2.0}, "gator verify": {"1000": 9.0}}}
-    result["seconds"]["kyverno apply (presence)"] = {"1000": 5.0}
-    result["seconds"]["kyverno apply (manifests)"] = {"1000": 30.0}
-    verify, apply, source = run.cli_figures(result)
-    assert (verify, apply) == (2.0, 5.0)
-    assert "approvalgate verify/1000" in source
-    assert run.cli_figures({"verify_1000_s": 1, "kyverno_apply_presence_1000_s": 4})[:2] == (1, 4)
-    assert run.cli_figures({"nothing": 1}) is None
+    verify = {"median_s": 2.0}
+    result = {"figures": {"1000": {"approvalgate-verify": verify}}}
+    assert run.cli_figures(result) is None  # kyverno apply not measured
+    result["figures"]["1000"]["kyverno-apply"] = {"median_s": 5.0}
+    assert run.cli_figures(result) == (2.0, 5.0, "bench/peers/cli.py's target()")
+    assert run.cli_figures(None) is None
