@@ -60,7 +60,8 @@ bench: setup testbin
 
 # approvalgate against Kyverno and Gatekeeper on one real API server (issue 18): builds the
 # peers first (`make peers`: ~15 minutes cold, cached after), then about 15 minutes of creates
-# (1,000 per arm and phase in each of 5 rounds), then the CLI part. Rewrites only the Peers section of docs/benchmarks.md.
+# (200 per arm and phase in each of 5 rounds: 1,000 each), then the CLI part. Rewrites only
+# the Peers section of docs/benchmarks.md.
 bench-peers: setup testbin
 	$(BIN)/python tools/testbin.py peers
 	APPROVALGATE_BENCH_COMMAND="make bench-peers" $(BIN)/python bench/peers/run.py --write docs/benchmarks.md
