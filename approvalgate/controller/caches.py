@@ -149,6 +149,8 @@ class Caches:
 
     def _problem(self, resources: Sequence[Resource]) -> str:
         for informer in self._of(resources):
+            if informer.fresh(self.max_age):
+                continue  # the common case, asked per reconcile: no sentence to build
             what = informer.resource.describe(informer.namespace)
             if informer.list_error is not None and not informer.synced:
                 return f"the watch of {what} cannot list: {informer.list_error.message}"
