@@ -3,9 +3,9 @@ runs, and the view over them.
 
 One :class:`kube.informer.Informer` per resource and watched namespace (or one for all
 namespaces). :meth:`Caches.view` is the :class:`approvals.view.ClusterView` the queue's
-verdicts read: a :class:`~approvals.view.StaticView` built from the stores' snapshots,
-rebuilt only after a request, decision or use changed (a counter the change handlers
-bump), so a thousand reconciles in a row share one build. Its ``problem`` says when the
+verdicts read: a :class:`~approvals.view.StaticView` of the stores, kept current one change
+at a time by :class:`controller.viewindex.ViewIndex` (a snapshot of it per reconcile, shared
+by every reconcile until the next change). Its ``problem`` says when the
 caches cannot be relied on (not listed yet, or no contact with the API server for longer
 than ``max_age`` seconds): the controller then writes nothing.
 """
@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Final
 
 from approvalgate.approvals.view import StaticView
+from approvalgate.controller import viewindex
 from approvalgate.kube.client import Client
 from approvalgate.kube.informer import Informer
 from approvalgate.kube.resources import (
@@ -47,7 +47,6 @@ Swarm). Their watches do not hold the queue up: a cluster without those CRDs (or
 RBAC to read them) still gets its requests reconciled; only derived runs wait
 (:meth:`Caches.derivation_problem`)."""
 WATCHED = (*CORE, *PARENTS)
-VIEW_INPUTS = (APPROVAL_REQUESTS, APPROVAL_DECISIONS, APPROVAL_USES, *PARENTS)
 
 
 class Caches:
@@ -68,17 +67,24 @@ class Caches:
             }
             for resource in WATCHED
         }
-        self._generation = 0
-        self._lock = threading.Lock()
-        self._view: StaticView | None = None
-        self._view_generation: tuple[int, bool] = (-1, False)
-        for resource in VIEW_INPUTS:
-            for informer in self.informers[resource].values():
-                informer.add_handler(self._changed)
+        # before any handler of the controller's: a key queued by a change is reconciled
+        # with that change in the view
+        self.index = viewindex.ViewIndex(
+            {
+                viewindex.REQUESTS: self._kinds((APPROVAL_REQUESTS,)),
+                viewindex.DECISIONS: self._kinds((APPROVAL_DECISIONS,)),
+                viewindex.USES: self._kinds((APPROVAL_USES,)),
+                viewindex.PARENTS: self._kinds(PARENTS),
+            },
+            max_age=max_age,
+        )
 
-    def _changed(self, _: Change) -> None:
-        with self._lock:
-            self._generation += 1
+    def _kinds(self, resources: Sequence[Resource]) -> list[tuple[Informer, str | None]]:
+        return [
+            (informer, PARENT_KINDS.get(resource))
+            for resource in resources
+            for informer in self.informers[resource].values()
+        ]
 
     def add_handler(self, resource: Resource, handler: Callable[[Change], None]) -> None:
         for informer in self.informers[resource].values():
@@ -143,6 +149,8 @@ class Caches:
 
     def _problem(self, resources: Sequence[Resource]) -> str:
         for informer in self._of(resources):
+            if informer.fresh(self.max_age):
+                continue  # the common case, asked per reconcile: no sentence to build
             what = informer.resource.describe(informer.namespace)
             if informer.list_error is not None and not informer.synced:
                 return f"the watch of {what} cannot list: {informer.list_error.message}"
@@ -159,22 +167,7 @@ class Caches:
     def view(self) -> StaticView:
         """The cluster view as of the last change (with the caches' current problem)."""
         problem = self.problem()
-        # a view built before the parents' first list is never reused after it: their
-        # handlers see the list only after the informer says it is synced
-        parents_listed = all(informer.synced for informer in self._of(PARENTS))
-        with self._lock:
-            generation = (self._generation, parents_listed)
-            built = self._view if self._view_generation == generation else None
-        if built is None:
-            built = StaticView.build(
-                requests=self.objects(APPROVAL_REQUESTS),
-                decisions=self.objects(APPROVAL_DECISIONS),
-                uses=self.objects(APPROVAL_USES),
-                objects=self.parents(),
-            )
-            built = dataclasses.replace(built, max_age=self.max_age)
-            with self._lock:
-                self._view, self._view_generation = built, generation
+        built = self.index.snapshot()
         if built.problem != problem:
             built = dataclasses.replace(built, problem=problem)
         return built

@@ -74,6 +74,20 @@ def records_derived_use(run: Mapping[str, Any], bundle: Bundle) -> bool:
     return bundle.needs_view and bundle.enforces(namespace) and is_derived(run)
 
 
+def awaits_ledger(run: Mapping[str, Any], bundle: Bundle, use: view.Use | None) -> bool:
+    """:func:`plan_run` may have something to do for ``run`` (a use to record, a finalizer
+    to release, a look again), given its recorded ``use``: False only when the plan is
+    empty whatever the time and the rest of the view. A run holding no finalizer and not
+    derived never needs the ledger; one holding the finalizer whose use is recorded, not
+    until it is deleted (its deletion is a change, which queues it)."""
+    meta = run.get("metadata") or {}
+    if not holds_finalizer(run):
+        return use is None and bool(meta.get("uid")) and records_derived_use(run, bundle)
+    if meta.get("deletionTimestamp"):
+        return True
+    return bundle.needs_view and bool(meta.get("uid")) and use is None
+
+
 def plan_run(
     run: Mapping[str, Any],
     bundle: Bundle,

@@ -164,12 +164,11 @@ class Controller:
         bundle = self.bundle()
         current = self.caches.view() if bundle is not None else None
         for obj in self.caches.objects(AGENT_RUNS):
-            if ledger.holds_finalizer(obj) or (
-                bundle is not None
-                and current is not None
-                and ledger.records_derived_use(obj, bundle)
-                and current.use_of_run(*_namespace_uid(obj)) is None
-            ):
+            if bundle is None or current is None:
+                due = ledger.holds_finalizer(obj)
+            else:  # a run whose use is recorded waits for its deletion, a change
+                due = ledger.awaits_ledger(obj, bundle, current.use_of_run(*_namespace_uid(obj)))
+            if due:
                 self.queue.add(_key("run", obj), background=True)
 
     # --- change handlers (informer threads) ----------------------------------------------------
@@ -184,12 +183,27 @@ class Controller:
 
     def _on_use(self, change: Change) -> None:
         use = view.Use.of(change.object)
-        if use is not None and use.run_name:
-            self.queue.add(("run", use.namespace, use.run_name))
+        if use is None or not use.run_name:
+            return
+        run = self.caches.get(AGENT_RUNS, use.namespace, use.run_name)
+        if (
+            change.type != "DELETED"
+            and run is not None
+            and _namespace_uid(run) == (use.namespace, use.run_uid)
+            and not (run.get("metadata") or {}).get("deletionTimestamp")
+        ):
+            return  # its run has a use now and is not being deleted: nothing to release yet
+        self.queue.add(("run", use.namespace, use.run_name))
 
     def _on_run(self, change: Change) -> None:
-        self.queue.add(_key("run", change.object))
-        self.queue.add(_key("request", change.object))
+        """A run the ledger looks after (ours: the finalizer; a derived one) is queued; so
+        is the request of the same name, if there is one (its status shows the run)."""
+        run = change.object
+        if ledger.holds_finalizer(run) or ledger.is_derived(run):
+            self.queue.add(_key("run", run))
+        key = _key("request", run)
+        if self.caches.get(APPROVAL_REQUESTS, key[1], key[2]) is not None:
+            self.queue.add(key)
 
     def _started_leading(self) -> None:
         self.metrics.leader.set(1)
@@ -490,8 +504,9 @@ class Controller:
             except KubeError as exc:
                 if exc.status != 409:
                     raise
-            if ledger.holds_finalizer(run):
-                # the use's creation time comes back through the watch: look again then
+            if ledger.holds_finalizer(run) and (run.get("metadata") or {}).get("deletionTimestamp"):
+                # the use's creation time comes back through the watch: look again then (a
+                # run not being deleted is queued by its deletion)
                 self.queue.add_after(key, float(bundle.use_settle_seconds) + 0.2)
         if plan.remove_finalizer is not None:
             self._guard()

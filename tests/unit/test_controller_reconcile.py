@@ -446,6 +446,40 @@ def test_without_the_view_a_deleted_run_loses_the_finalizer_at_once() -> None:
     assert plan.remove_finalizer is not None and plan.remove_finalizer[1]["op"] == "remove"
 
 
+@pytest.mark.parametrize("deleting", [False, True])
+@pytest.mark.parametrize("finalizers", [[], ["other.example/keep"], None])
+@pytest.mark.parametrize("derived", [False, True])
+@pytest.mark.parametrize("uid", ["run-uid-1", ""])
+@pytest.mark.parametrize("recorded", ["none", "young", "settled"])
+@pytest.mark.parametrize("bundle", [BUNDLE, BUNDLE_OFF], ids=["view", "no-view"])
+def test_a_run_the_ledger_does_not_await_has_an_empty_plan_at_any_time(
+    deleting: bool,
+    finalizers: list[str] | None,
+    derived: bool,
+    uid: str,
+    recorded: str,
+    bundle: Bundle,
+) -> None:
+    """What the controller skips (a change or a resync of a run it does not queue,
+    issue 18) is what would plan nothing, now or later."""
+    run = admitted_run(deleting)
+    if finalizers is not None:
+        run["metadata"]["finalizers"] = finalizers
+    if derived:
+        run["metadata"].setdefault("labels", {})["schedules.proompteng.ai/schedule"] = "nightly"
+    run["metadata"]["uid"] = uid
+    use = None
+    if recorded != "none" and uid:
+        ago = timedelta(seconds=1) if recorded == "young" else timedelta(hours=1)
+        use = _use(run, NOW - ago)
+    awaited = ledger.awaits_ledger(run, bundle, use)
+    for at in (NOW, NOW + timedelta(days=2)):
+        if not awaited:
+            assert ledger.plan_run(run, bundle, use, at) == ledger.RunPlan()
+    if use is None and uid and bundle is BUNDLE and finalizers is None:
+        assert awaited  # a run holding the finalizer without its use: always looked at
+
+
 def test_collection_takes_expired_decisions_and_uses_of_runs_that_are_gone() -> None:
     assert not ledger.decision_expired(decision("alice", ttl="2h"), NOW)
     assert ledger.decision_expired(decision("alice", ttl="2h"), NOW + timedelta(hours=2))
