@@ -705,6 +705,14 @@ def load_average(helpers: ModuleType | None) -> str:
     return f"{one:.2f} / {five:.2f} / {fifteen:.2f}"
 
 
+def _cell_text(message: str, limit: int = 400) -> str:
+    """One line of a markdown table cell: whitespace runs folded, pipes escaped, cut."""
+    text = " ".join(message.split())
+    if len(text) > limit:
+        text = text[: limit - 1] + "…"
+    return text.replace("|", "\\|")
+
+
 def _share(value: float) -> str:
     return "—" if math.isnan(value) else f"{100 * value:.1f} %"
 
@@ -889,7 +897,7 @@ def markdown(run: Run, meta: dict[str, str]) -> str:
         "",
         "Every answer compared to what it should be (the baselines admit everything).",
         "",
-        "| arm | phase | admitted invalid | denied valid | first messages |",
+        "| arm | phase | admitted invalid | denied valid | first wrong answer |",
         "|---|---|---:|---:|---|",
     ]
     for phase in phases:
@@ -897,7 +905,7 @@ def markdown(run: Run, meta: dict[str, str]) -> str:
             cell = run.cells.get((arm.key, phase))
             if cell is None:
                 continue
-            notes = "<br>".join(m.replace("|", "\\|") for m in cell.messages)
+            notes = "<br>".join(_cell_text(m) for m in cell.messages[:1])
             lines.append(
                 f"| {arm.title} | {phase} | {cell.admitted_invalid} | {cell.denied_valid} "
                 f"| {notes} |"

@@ -169,3 +169,11 @@ def test_the_cli_target_is_found_in_the_cli_result() -> None:
     result["figures"]["1000"]["kyverno-apply"] = {"median_s": 5.0}
     assert run.cli_figures(result) == (2.0, 5.0, "bench/peers/cli.py's target()")
     assert run.cli_figures(None) is None
+
+
+def test_a_wrong_answer_stays_in_its_table_cell() -> None:
+    """Peers' denial messages span lines and hold pipes: one cell, one line, bounded."""
+    run = _load(RUN, "peers_smoke_run")
+    text = run._cell_text("resource AgentRun/x was blocked:\n\n  policy: 'a | b'\n" + "y" * 900)
+    assert "\n" not in text and "\\|" in text and len(text) <= 401
+    assert text.startswith("resource AgentRun/x was blocked: policy: 'a \\| b'")
