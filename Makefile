@@ -59,7 +59,7 @@ bench: setup testbin
 	APPROVALGATE_BENCH_COMMAND="make bench" $(BIN)/python bench/run.py
 
 # approvalgate against Kyverno and Gatekeeper on one real API server (issue 18): builds the
-# peers first (`make peers`: ~15 minutes cold, cached after), then about 15 minutes of creates
+# peers first (`make peers`: ~15 minutes cold, cached after), then about 3 minutes of creates
 # (200 per arm and phase in each of 5 rounds: 1,000 each), then the CLI part. Rewrites only
 # the Peers section of docs/benchmarks.md.
 bench-peers: setup testbin
