@@ -6,7 +6,7 @@ namespaces), as the controller's caches do, with the console user's own credenti
 change of an object bumps :attr:`ConsoleState.version`; so does every change of the
 *health*: a namespace whose list or watch fails with anything but a lost connection (403:
 no credentials to read it; 404: the CRDs are not installed; 401) is a :class:`Problem` named
-by its namespace, and a lost API server is :attr:`ConsoleState.unreachable_since` (the wall
+by its namespace, and a lost API server is :meth:`ConsoleState.unreachable_since` (the UTC
 time the console first saw it fail) until a list or watch works again. A monitor thread
 checks the health every ``poll_interval`` seconds (the informers report errors by their
 attributes, not by callbacks).
@@ -26,7 +26,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Final
 
 from approvalgate.kube.backoff import Backoff
@@ -82,7 +82,7 @@ class ConsoleState:
         watch_timeout: int = DEFAULT_WATCH_TIMEOUT,
         poll_interval: float = DEFAULT_POLL_INTERVAL,
         backoff: Callable[[], Backoff] | None = None,
-        clock: Callable[[], datetime] = lambda: datetime.now().astimezone(),
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.client = client
         self.server: str = client.server
@@ -115,7 +115,7 @@ class ConsoleState:
         self._decisions: dict[tuple[str, str], tuple[dict[str, Any], ...]] = {}
         self._decision_at: dict[str, tuple[str, str]] = {}  # object key -> request key
         self._health = _Health((), "")
-        self._unreachable_since: datetime | None = None
+        self._unreachable_at: datetime | None = None
         self._stopping = threading.Event()
         self._monitor: threading.Thread | None = None
 
@@ -184,46 +184,54 @@ class ConsoleState:
         informer = by_namespace.get(namespace) or by_namespace.get(None)
         return informer.get(name, namespace) if informer is not None else None
 
-    def decisions(self, namespace: str, name: str) -> tuple[dict[str, Any], ...]:
-        """The ApprovalDecisions about request ``namespace/name``, oldest first (creation
-        time, then resourceVersion: etcd's write order, then name)."""
-        return self._decisions.get((namespace, name), ())
-
-    def all_decisions(self) -> list[dict[str, Any]]:
+    def decisions(self) -> list[dict[str, Any]]:
+        """Every ApprovalDecision held."""
         found: list[dict[str, Any]] = []
         for informer in self.informers[APPROVAL_DECISIONS].values():
             found.extend(informer.snapshot().values())
         return found
 
+    def decisions_for(self, namespace: str, name: str) -> tuple[dict[str, Any], ...]:
+        """The ApprovalDecisions about request ``namespace/name``, oldest first (creation
+        time, then resourceVersion: etcd's write order, then name)."""
+        return self._decisions.get((namespace, name), ())
+
     def watches(self, namespace: str) -> bool:
         """Whether the console watches ``namespace`` (every namespace with -A)."""
         return self.all_namespaces or namespace in self.namespaces
 
-    @property
-    def problems(self) -> tuple[Problem, ...]:
-        """Namespaces the console cannot read, and why (one per namespace and kind)."""
+    def problems(self) -> list[str]:
+        """One sentence per namespace and kind the console cannot read, and why (with what
+        to do): what the page shows."""
+        return [
+            f"{p.message} ({p.advice})" if p.advice else p.message for p in self._health.problems
+        ]
+
+    def problem_details(self) -> tuple[Problem, ...]:
         return self._health.problems
 
+    def unreachable_since(self) -> str | None:
+        """``HH:MM:SS`` (UTC) since when the API server cannot be reached; None when it can."""
+        since = self._unreachable_at
+        return None if since is None else since.strftime("%H:%M:%S")
+
     @property
-    def unreachable_since(self) -> datetime | None:
-        """When the console first saw the API server fail (local time); None while it works."""
-        return self._unreachable_since
+    def unreachable_at(self) -> datetime | None:
+        """When the console first saw the API server fail (UTC); None while it works."""
+        return self._unreachable_at
 
     @property
     def unreachable_error(self) -> str:
-        """The last connection error while :attr:`unreachable_since` is set, else ""."""
+        """The last connection error while the API server cannot be reached, else ""."""
         return self._health.unreachable
 
     @property
     def banner(self) -> str:
-        """The page's banner while the API server cannot be reached, else ""."""
-        since = self._unreachable_since
+        """The sentence for the page while the API server cannot be reached, else ""."""
+        since = self.unreachable_since()
         if since is None:
             return ""
-        return (
-            f"the API server at {self.server} cannot be reached since "
-            f"{since.strftime('%H:%M:%S')}; retrying"
-        )
+        return f"the API server at {self.server} cannot be reached since {since}; retrying"
 
     async def wait_changed(self, after: int, timeout: float | None = None) -> int:
         """The version once it differs from ``after`` (at once if it already does), or the
@@ -290,10 +298,10 @@ class ConsoleState:
         health = self._current_health()
         if health == self._health:
             return
-        if health.unreachable and self._unreachable_since is None:
-            self._unreachable_since = self._clock()
+        if health.unreachable and self._unreachable_at is None:
+            self._unreachable_at = self._clock()
         elif not health.unreachable:
-            self._unreachable_since = None
+            self._unreachable_at = None
         self._health = health
         self._changed()
 
