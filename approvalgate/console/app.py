@@ -127,15 +127,14 @@ class Console:
 
 
 CONSOLE: Final = web.AppKey("console", Console)
-SESSION_KEY: Final = "approvalgate.session"
 
 
 # --- what templates and handlers use ----------------------------------------------------------
 
 
 def session_of(request: web.Request) -> str:
-    """The request's session (the middleware checked it)."""
-    return str(request.get(SESSION_KEY, ""))
+    """The request's session (its cookie, which the middleware checked)."""
+    return request.cookies.get(request.app[CONSOLE].cookie, "")
 
 
 def csrf_token(request: web.Request) -> str:
@@ -195,7 +194,6 @@ async def security(
     session = request.cookies.get(console.cookie)
     if not console.valid_session(session):
         raise unauthorized("this page needs the console's link (with its token) first")
-    request[SESSION_KEY] = session
     return await handler(request)
 
 
