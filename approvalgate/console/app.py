@@ -357,8 +357,8 @@ async def events(request: web.Request) -> web.StreamResponse:
             await asyncio.sleep(COALESCE_SECONDS)
             version = state.version
             await response.write(_event(version))
-    except (ConnectionResetError, asyncio.CancelledError):
-        pass
+    except ConnectionResetError:
+        pass  # the page went away
     finally:
         if task is not None:
             console.streams.discard(task)
