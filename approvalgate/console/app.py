@@ -326,7 +326,8 @@ async def decide(request: web.Request) -> web.StreamResponse:
             actions.decide, console.client, console.me, namespace, name, decision, reason.strip()
         )
     except ApprovalgateError as exc:
-        status = 403 if getattr(exc, "status", None) == 403 else 409
+        code = getattr(exc, "status", None)  # actions.Refused says which; a 403 from the API
+        status = code if code in (400, 403, 409) else 409
         return await _request(
             request, fragment=False, error=(exc.message, exc.advice), status=status
         )

@@ -15,8 +15,12 @@ has its own control plane: it stops and restarts the API server.
 from __future__ import annotations
 
 import asyncio
+import http.client
 import json
 import re
+import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -28,6 +32,7 @@ from approvalgate.commands import _queue
 from approvalgate.console.state import ConsoleState
 from approvalgate.kube.backoff import Backoff
 from approvalgate.kube.client import Client
+from tests.support.paths import ROOT
 from tests.support.tools import unavailable
 
 from .conftest import crd_paths
@@ -247,3 +252,60 @@ def test_the_api_server_stopped_is_the_banner_with_its_time_and_the_state_recove
             lambda: state.request(namespace, "after-restart") is not None,
         )
         assert state.problems() == []
+
+
+def test_the_command_prints_the_link_serves_the_stream_and_ctrl_c_exits_0(
+    plane: ControlPlane,
+) -> None:
+    namespace = plane.create_namespace("console")
+    grant_read(plane, "alice", namespace)
+    command = [
+        sys.executable,
+        "-m",
+        "approvalgate",
+        "console",
+        "--kubeconfig",
+        str(plane.kubeconfig("alice")),
+        "-n",
+        namespace,
+        "--no-open",
+    ]
+    process = subprocess.Popen(
+        command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        found = re.fullmatch(r"console: http://127\.0\.0\.1:(\d+)/\?token=([\w-]{43})\n", line)
+        assert found, line
+        port, token = int(found[1]), found[2]
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=WAIT)
+        connection.request("GET", "/healthz")
+        health = connection.getresponse()
+        assert (health.status, health.read()) == (200, b"ok\n")
+        connection.request("GET", "/events")
+        refused = connection.getresponse()
+        refused.read()
+        assert refused.status == 401
+        connection.request("GET", f"/?token={token}")
+        signed_in = connection.getresponse()
+        signed_in.read()
+        assert signed_in.status == 303
+        assert signed_in.getheader("Location") == "/"
+        cookie = signed_in.getheader("Set-Cookie", "").split(";")[0]
+        assert cookie.startswith(f"approvalgate-console-{port}=")
+        connection.request("GET", "/events", headers={"Cookie": cookie})
+        stream = connection.getresponse()
+        assert stream.status == 200
+        assert stream.readline() == b"event: changed\n"
+        assert stream.readline().startswith(b'data: {"version": ')
+        connection.close()
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=WAIT)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 0, err
+    assert f"console: showing namespace {namespace} as user alice" in err
+    assert err.endswith("console: stopped\n")
