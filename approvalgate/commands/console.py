@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 import webbrowser
 from pathlib import Path
@@ -193,9 +194,16 @@ async def _serve(args: argparse.Namespace, client: Client, me: Me, namespaces: l
 
 
 def _open_browser(url: str) -> None:
-    try:
-        opened = webbrowser.open(url)
-    except webbrowser.Error:
-        opened = False
+    """The default browser, if there is a graphical one: without a display, Python's
+    webbrowser would run a text browser (lynx, w3m) in this terminal and wait for it."""
+    graphical = sys.platform in ("darwin", "win32") or any(
+        os.environ.get(name) for name in ("DISPLAY", "WAYLAND_DISPLAY")
+    )
+    opened = False
+    if graphical:
+        try:
+            opened = webbrowser.open(url)
+        except webbrowser.Error:
+            opened = False
     if not opened:
-        print("console: no browser to open: open the link above", file=sys.stderr, flush=True)
+        print("console: no browser to open here: open the link above", file=sys.stderr, flush=True)
