@@ -179,7 +179,8 @@ async def security(
         if not hmac.compare_digest(given.encode(), console.token.encode()):
             raise unauthorized("the link's token is not this console's")
         kept = [(k, v) for k, v in request.query.items() if k != "token"]
-        location = request.path + (f"?{urlencode(kept)}" if kept else "")
+        # one leading slash: "//host/..." would send the browser to another site
+        location = "/" + request.path.lstrip("/") + (f"?{urlencode(kept)}" if kept else "")
         response = web.HTTPSeeOther(location)
         response.set_cookie(
             console.cookie,

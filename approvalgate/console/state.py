@@ -314,7 +314,7 @@ class ConsoleState:
                 error = informer.list_error or informer.watcher.last_error
                 if isinstance(error, UnreachableError):
                     unreachable = unreachable or error.message
-                elif error is not None and (not informer.synced or informer.list_error):
+                elif error is not None:  # a 403 after the first list too (RBAC revoked)
                     problems.append(_problem(resource, namespace, error))
                 elif informer.synced and informer.seconds_since_contact() > stale_after:
                     seconds = informer.seconds_since_contact()

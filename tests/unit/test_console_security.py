@@ -188,6 +188,16 @@ def test_the_token_sets_an_httponly_strict_cookie_and_redirects_without_it(
         assert header.startswith(f"approvalgate-console-{console.port}=")
         for attribute in ("HttpOnly", "SameSite=Strict", "Path=/"):
             assert attribute in header
+        # a request line of "//evil.example/": the redirect never leaves this site
+        reader, writer = await asyncio.open_connection("127.0.0.1", console.port)
+        writer.write(
+            f"GET //evil.example/?token={console.token} HTTP/1.1\r\n"
+            f"Host: 127.0.0.1:{console.port}\r\nConnection: close\r\n\r\n".encode()
+        )
+        raw = (await reader.read()).decode()
+        writer.close()
+        assert raw.startswith("HTTP/1.1 303"), raw
+        assert "\r\nLocation: /evil.example/\r\n" in raw, raw
         page = await http.get("/?view=all")  # the jar sends the cookie
         assert page.status == 200
         assert_secured(page)
