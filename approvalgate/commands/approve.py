@@ -744,7 +744,7 @@ def decide_on_request(args: argparse.Namespace, decision: str) -> int:
             reason=args.reason,
             ttl=args.ttl,
             bundle=bundle,
-            bundle_file=args.bundle,
+            bundle_file=args.bundle or "--bundle",
             env=args.env,
             now=now,
             note=_say,

@@ -157,6 +157,9 @@ def _refusal(item: Mapping[str, Any], me: Me, decision: str) -> Refused | None:
     done = not_pending(item)
     if done is not None:
         return Refused(done[0], advice=done[1], status=409)
+    elsewhere = _other_environment(item, me)
+    if elsewhere is not None:
+        return elsewhere
     if not me.can_sign:
         return Refused(NO_SIGNER, advice=NO_SIGNER_ADVICE, status=403)
     if decision == "withdraw" and not _approved(item, me.approver):
@@ -166,6 +169,23 @@ def _refusal(item: Mapping[str, Any], me: Me, decision: str) -> Refused | None:
             advice=f"approvalgate status {ref} lists the decisions filed",
             status=409,
         )
+    return None
+
+
+def _other_environment(item: Mapping[str, Any], me: Me) -> Refused | None:
+    """The CLI's refusal when the console's ``--bundle`` is not of the request's
+    environment (its policies would bound the TTL of the wrong environment)."""
+    from pathlib import Path
+
+    from approvalgate.policies import bundle_environment
+
+    environment = str(item.get("environment") or "")
+    if me.bundle is None or not environment or environment == me.bundle.environment:
+        return None
+    try:
+        bundle_environment(me.bundle, me.bundle_path or Path("--bundle"), environment)
+    except ApprovalgateError as exc:
+        return Refused(exc.message, advice=exc.advice, status=409)
     return None
 
 

@@ -10,6 +10,7 @@ status.eligible (the webhook's "nobody approves their own run").
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -193,3 +194,20 @@ def test_decide_refuses_before_it_reads_the_cluster() -> None:
     with pytest.raises(Refused) as caught:
         decide(client, me("alice", "alice"), NS, NAME, "bypass", "INC-1 down")
     assert caught.value.status == 400
+
+
+def test_a_console_bundle_of_another_environment_refuses_as_the_cli_does() -> None:
+    elsewhere = {**item(), "environment": "other"}
+    who = Me(
+        user="alice",
+        approver="alice",
+        signer=SIGNER,
+        bundle=BUNDLE,
+        bundle_path=Path("rendered/prod/bundle.json"),
+    )
+    message = (
+        f"--env other: rendered/prod/bundle.json is the bundle of environment {BUNDLE.environment}"
+    )
+    assert refusals(elsewhere, who) == dict.fromkeys(("approve", "reject", "withdraw"), message)
+    assert refusals(item(), who)["approve"] == refusals(item(), who)["reject"] == ""
+    assert refusals(item(), who)["withdraw"].startswith("alice has not approved")
