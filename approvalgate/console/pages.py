@@ -260,6 +260,15 @@ def matching(request: Mapping[str, Any], bundle: Bundle) -> list[Policy]:
     return matching_policies(admission, bundle)
 
 
+def _as_created(request: Mapping[str, Any]) -> dict[str, Any]:
+    """The AgentRun the controller will create for ``request`` (``approvals.queue``'s
+    ``run_manifest``: namespace, the request's annotations), before the approvals' records
+    and the finalizer are added."""
+    from approvalgate.approvals.queue import run_manifest
+
+    return run_manifest(request, [], needs_view=False)
+
+
 def _run_of(request: Mapping[str, Any]) -> dict[str, Any]:
     """The AgentRun a request embeds (``spec.run``; empty when it has none)."""
     run = (request.get("spec") or {}).get("run")
@@ -325,7 +334,7 @@ def request_context(
         "approvals": _queue.approvals_text(item),
         "waiting": _queue.age(item["created"], moment),
         "expires_in": _queue.age(item["expiresAt"], moment) if item["expiresAt"] else "",
-        "run_yaml": to_yaml(run),
+        "run_yaml": to_yaml(_as_created(obj)),
         "content": read_content(client, namespace, run),
         "policies": policies_context(obj, me.bundle),
         "decisions": decisions,
@@ -534,8 +543,9 @@ def _why_not(
     if item["required"] is None:
         return "not counted yet (the controller has not evaluated the request)"
     return (
-        "not counted by the controller: the approver is not one the matching policies name, "
-        "or its signature does not verify (approvalgate status shows the request's message)"
+        f"not counted by the controller (its status does not name {summary['approver']}): "
+        "the approver is not one the matching policies name, the signature does not verify, "
+        "or the controller has not evaluated it yet (approvalgate status shows its message)"
     )
 
 

@@ -290,3 +290,19 @@ def test_request_fragment_and_error_area() -> None:
     page = text(html)
     assert "approved: created ApprovalDecision agents/err-lllll-x1" in page
     assert "a reject needs a reason What to do: say why in the reason" in page
+
+
+def test_assets_ship_in_the_package_and_need_no_inline_code() -> None:
+    from importlib.resources import files
+
+    static = files("approvalgate.console").joinpath("static")
+    script = static.joinpath("console.js").read_text()
+    css = static.joinpath("console.css").read_text()
+    assert 'new EventSource("/events"' in script and '"changed"' in script
+    assert 'credentials: "same-origin"' in script
+    assert "eval(" not in script and "://" not in script  # no CDN, no code from strings
+    assert ":focus-visible" in css and "@import" not in css and "url(" not in css
+    for name in ("base.html", "queue.html", "_queue.html", "request.html", "_request.html"):
+        template = files("approvalgate.console").joinpath("templates", name).read_text()
+        assert "<script>" not in template and " style=" not in template
+        assert " on" + "click=" not in template
