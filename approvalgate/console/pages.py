@@ -324,7 +324,7 @@ def request_context(
     item = _queue.summary(obj)
     run = _run_of(obj)
     decisions = decisions_for(state, item, moment)
-    refusals, notes = _may_decide(item, me)
+    refusals, notes = _may_decide({**item, "decisions": decisions}, me)
     return {
         **base,
         "found": True,
@@ -393,7 +393,8 @@ def _error_context(error: Any) -> dict[str, str] | None:
 
 
 def _may_decide(item: Mapping[str, Any], me: Viewer) -> tuple[dict[str, str], list[str]]:
-    """console-decide's ``actions.refusals`` and ``actions.notes`` (imported when used)."""
+    """console-decide's ``actions.refusals`` and ``actions.notes`` (imported when used);
+    ``item`` carries the decisions filed (a withdrawal needs a standing approval)."""
     from approvalgate.console import actions  # type: ignore[attr-defined,unused-ignore]
 
     refusals: dict[str, str] = dict(actions.refusals(item, me))
@@ -504,6 +505,7 @@ def decisions_for(state: QueueView, item: Mapping[str, Any], now: datetime) -> l
         why = problems[0].message if problems else ""
         counted = {
             "approve": item["approvedBy"],
+            "bypass": item["approvedBy"],
             "reject": item["rejectedBy"],
             "withdraw": item["withdrawnBy"],
         }.get(summary["decision"], [])
