@@ -323,7 +323,10 @@ def request_context(
         return {**base, "found": False}
     item = _queue.summary(obj)
     run = _run_of(obj)
-    decisions = decisions_for(state, item, moment)
+    content = read_content(client, namespace, run)
+    held = [e["object"] for e in content if e.get("object") is not None]
+    verdicts = _verdicts(obj, state, me.bundle, held, moment)
+    decisions = decisions_for(state, item, moment, verdicts)
     refusals, notes = _may_decide({**item, "decisions": decisions}, me)
     return {
         **base,
@@ -335,7 +338,7 @@ def request_context(
         "waiting": _queue.age(item["created"], moment),
         "expires_in": _queue.age(item["expiresAt"], moment) if item["expiresAt"] else "",
         "run_yaml": to_yaml(_as_created(obj)),
-        "content": read_content(client, namespace, run),
+        "content": content,
         "policies": policies_context(obj, me.bundle),
         "decisions": decisions,
         "timeline": timeline(client, obj, moment),
@@ -450,6 +453,7 @@ def read_content(client: Client, namespace: str, run: Mapping[str, Any]) -> list
                 entry["summary"] = str(body.get("summary") or "")
                 entry["text"] = str(body.get("text") or "")
             entry["yaml"] = to_yaml(body)
+            entry["object"] = {**obj, "kind": kind}
         found.append(entry)
     return found
 
@@ -481,19 +485,81 @@ def policies_context(request: Mapping[str, Any], bundle: Bundle | None) -> dict[
     return {"bundle": True, "environment": bundle.environment, "found": items}
 
 
-def decisions_for(state: QueueView, item: Mapping[str, Any], now: datetime) -> list[dict[str, Any]]:
-    """The ApprovalDecisions about the request, oldest first (as ``status`` lists them),
-    each with its record's reason and whether it counts, or why not."""
-    from approvalgate.approvals import records
-    from approvalgate.commands._cluster import CREATED_BY
-
-    namespace, name = item["namespace"], item["name"]
-    mine = [
+def _of_request(state: QueueView, namespace: str, name: str) -> list[dict[str, Any]]:
+    return [
         d
         for d in state.decisions()
         if (d.get("metadata") or {}).get("namespace") == namespace
         and (d.get("spec") or {}).get("requestName") == name
     ]
+
+
+def _verdicts(
+    request: Mapping[str, Any],
+    state: QueueView,
+    bundle: Bundle | None,
+    held: Sequence[Mapping[str, Any]],
+    now: datetime,
+) -> dict[str, str]:
+    """With ``--bundle``: each decision's verdict as the webhook gives it when it judges the
+    run the controller creates (``decide`` over the decisions and the content read now):
+    decision name -> "" (valid under every matching policy) or the first policy's note why
+    not. Without a bundle, or when the run cannot be judged: empty (the status tells)."""
+    if bundle is None:
+        return {}
+    from approvalgate.approvals.admission import request_for_manifest
+    from approvalgate.approvals.decide import decide
+    from approvalgate.approvals.queue import run_manifest
+    from approvalgate.approvals.view import StaticView, decision_envelope
+
+    meta = request.get("metadata") or {}
+    namespace, name = str(meta.get("namespace") or ""), str(meta.get("name") or "")
+    mine = _of_request(state, namespace, name)
+    try:
+        view = StaticView.build(requests=[request], decisions=mine, objects=held)
+        manifest = run_manifest(request, [], bundle.needs_view)
+        requester = str((request.get("spec") or {}).get("requester") or "")
+        admission = request_for_manifest(manifest, username=requester, namespace=namespace)
+        decision = decide(admission, bundle, now, view)
+    except Exception:  # a run decide() cannot judge: the controller's status tells
+        return {}
+    ordered = sorted(
+        (d for d in mine if decision_envelope(d)),
+        key=lambda d: (
+            str((d.get("metadata") or {}).get("creationTimestamp") or ""),
+            str((d.get("metadata") or {}).get("name") or ""),
+        ),
+    )
+    names = [str((d.get("metadata") or {}).get("name") or "") for d in ordered]
+    found: dict[str, str] = {}
+    for result in decision.results:
+        for verdict in result.records:
+            if not verdict.cluster or not 0 <= verdict.index < len(names):
+                continue
+            key = names[verdict.index]
+            if verdict.valid:
+                found.setdefault(key, "")
+            elif not found.get(key):
+                found[key] = f"{verdict.note} (policy {result.policy})"
+    return found
+
+
+def decisions_for(
+    state: QueueView,
+    item: Mapping[str, Any],
+    now: datetime,
+    verdicts: Mapping[str, str] | None = None,
+) -> list[dict[str, Any]]:
+    """The ApprovalDecisions about the request, oldest first (as ``status`` lists them),
+    each with its record's reason and whether it counts, or why not: the webhook's verdict
+    where ``verdicts`` has it (:func:`_verdicts`, with ``--bundle``), else what the status
+    and the record say."""
+    from approvalgate.approvals import records
+    from approvalgate.commands._cluster import CREATED_BY
+
+    namespace, name = item["namespace"], item["name"]
+    mine = _of_request(state, namespace, name)
+    judged = verdicts or {}
     envelopes = {
         str((d.get("metadata") or {}).get("name") or ""): (d.get("spec") or {}).get("record")
         for d in mine
@@ -509,7 +575,9 @@ def decisions_for(state: QueueView, item: Mapping[str, Any], now: datetime) -> l
             "reject": item["rejectedBy"],
             "withdraw": item["withdrawnBy"],
         }.get(summary["decision"], [])
-        if claim is not None and not why:
+        if summary["name"] in judged and not why:
+            why = judged[summary["name"]]
+        elif claim is not None and not why:
             why = _why_not(item, summary, claim, counted, now)
         out.append(
             {

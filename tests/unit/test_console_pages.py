@@ -306,3 +306,21 @@ def test_assets_ship_in_the_package_and_need_no_inline_code() -> None:
         template = files("approvalgate.console").joinpath("templates", name).read_text()
         assert "<script>" not in template and " style=" not in template
         assert " on" + "click=" not in template
+
+
+def test_decisions_judged_as_the_webhook_judges_them_with_the_bundle() -> None:
+    from approvalgate.approvals.policy import BundleSettings
+
+    settings = BundleSettings(environment="prod", cluster_view="required", referenced_content="off")
+    bundle = parse_bundle_text(compile_case_bundle(BASE, settings))
+    me = fakes.Me(user="dave", approver="dave", bundle=bundle)
+    request = fakes.make_request("judged-mmmmm", approved=("bob",))
+    decisions = [
+        fakes.make_decision(request, "bob", "approve", reason="fine", order=1),
+        fakes.make_decision(request, "stranger", "approve", order=2),
+    ]
+    state = fakes.FakeState([request], decisions)
+    html = request_page(state, fakes.FakeClient(), me, "judged-mmmmm")
+    rows = html.split('<table class="decisions">')[1].split("</table>")[0].split("<tr>")[2:]
+    assert '<span class="ok">yes</span>' in rows[0]
+    assert '<span class="no">no</span>' in rows[1] and "(policy agents/two-person)" in rows[1]
