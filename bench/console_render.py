@@ -62,7 +62,7 @@ def build_state(count: int) -> tuple[fakes.FakeState, str]:
             reason=f"request number {i}",
             created=now - timedelta(minutes=i),
             approved=("bob",),
-            eligible=("alice", "carol"),
+            eligible=("alice", "carol") if i % 3 else ("carol",),
             spec=fakes.run_spec(task=f"task {i}"),
         )
         requests.append(request)

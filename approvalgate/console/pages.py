@@ -235,13 +235,30 @@ def _policy_finder(
     and ``explain`` match them); no bundle: none."""
     if bundle is None:
         return lambda item: []
+    policies: Bundle = bundle
+    if _MATCHED.get("bundle") is not policies or len(_MATCHED) > MATCH_CACHE_SIZE:
+        _MATCHED.clear()
+        _MATCHED["bundle"] = policies
     by_key = {_key_of(r): r for r in state.requests()}
 
     def find(item: Mapping[str, Any]) -> list[str]:
-        obj = by_key.get(f"{item['namespace']}/{item['name']}")
-        return [p.ref for p in matching(obj, bundle)] if obj is not None else []
+        # a request's spec is immutable (but for cancelled): its uid and digest name it
+        key = (item["namespace"], item["name"], item["uid"], item["specDigest"])
+        found = _MATCHED.get(key)
+        if found is None:
+            obj = by_key.get(f"{item['namespace']}/{item['name']}")
+            found = [p.ref for p in matching(obj, policies)] if obj is not None else []
+            _MATCHED[key] = found
+        return list(found)
 
     return find
+
+
+MATCH_CACHE_SIZE: Final = 20_000
+_MATCHED: dict[object, Any] = {}
+"""The refs of the policies matching each request (by namespace, name, uid and spec
+digest) under the bundle held at ``"bundle"``: one console has one bundle; the queue page
+asks for every row on every change."""
 
 
 def matching(request: Mapping[str, Any], bundle: Bundle) -> list[Policy]:
