@@ -25,7 +25,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any, Final, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol, cast
 
 import yaml
 
@@ -419,10 +419,14 @@ def _error_context(error: Any) -> dict[str, str] | None:
 def _may_decide(item: Mapping[str, Any], me: Viewer) -> tuple[dict[str, str], list[str]]:
     """console-decide's ``actions.refusals`` and ``actions.notes`` (imported when used);
     ``item`` carries the decisions filed (a withdrawal needs a standing approval)."""
-    from approvalgate.console import actions  # type: ignore[attr-defined,unused-ignore]
+    from approvalgate.console import actions
+    from approvalgate.console.identity import Me
 
-    refusals: dict[str, str] = dict(actions.refusals(item, me))
-    notes: list[str] = list(actions.notes(item, me))
+    # the pages read a Viewer (what they show); actions judge the console's whole Me, which
+    # is what every caller passes (tests pass stand-ins with the same fields)
+    whole = cast(Me, me)
+    refusals: dict[str, str] = dict(actions.refusals(item, whole))
+    notes: list[str] = list(actions.notes(item, whole))
     for decision in ("approve", "reject", "withdraw"):
         refusals.setdefault(decision, "")
     return refusals, notes
