@@ -114,12 +114,15 @@ def measure(render: Callable[[], str], repeats: int) -> dict[str, float]:
 
 
 def run(count: int, repeats: int) -> dict[str, Any]:
-    fakes.install_fake_actions()
+    from approvalgate.console.identity import Me
+
     state, name = build_state(count)
     client: Any = fakes.FakeClient(events=events())
     bundle = parse_bundle_text(compile_case_bundle(BASE))
-    me = fakes.Me(user="alice", approver="alice")
-    me_bundle = fakes.Me(user="alice", approver="alice", bundle=bundle)
+    # the console's own Me (real refusals); no signer: the buttons say how to decide, which
+    # costs what an approver's page costs
+    me = Me(user="alice", approver="alice")
+    me_bundle = Me(user="alice", approver="alice", bundle=bundle)
     now = fakes.now()
 
     def queue(who: Any, fragment: bool = False, **filters: str) -> Callable[[], str]:
