@@ -42,6 +42,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "withdraw": ("withdraw", "take back your approval of an approval request"),
     "status": ("status", "where an approval request stands: phase, approvals, decisions, run"),
     "cancel": ("cancel", "cancel your approval request (no run will be created)"),
+    "console": (
+        "console",
+        "open the approval console in the browser: the queue, each request's story, decide",
+    ),
     "verify": ("verify", "decide a manifest exactly as the webhook would (exit 1 if denied)"),
     "explain": ("explain", "show which policies match a run, what they require, who may approve"),
     "webhook": ("webhook", "run the validating admission webhook (webhook serve)"),

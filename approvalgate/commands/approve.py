@@ -92,14 +92,23 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from approvalgate.commands import _signer
 from approvalgate.commands._args import add_environment, add_namespace
 from approvalgate.commands._cluster import add_cluster
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+    from securesystemslib.signer import Signer
+
+    from approvalgate.approvals.bundle import Bundle
+    from approvalgate.approvals.records import Claim
+    from approvalgate.kube.client import Client
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -555,6 +564,20 @@ def _claim(
     parent's :class:`approvals.parents.Coverage`: what has ``subject`` and ``digest``) and
     the referenced content it binds: every mode of approve, reject and withdraw makes it the
     same way."""
+    return _claim_of(args.approver, args.reason, run, decision, environment, now, ttl, references)
+
+
+def _claim_of(
+    approver: str,
+    reason: str,
+    run: Any,
+    decision: str,
+    environment: str,
+    now: Any,
+    ttl: int,
+    references: Any = None,
+) -> Any:
+    """:func:`_claim` of plain values."""
     from approvalgate import manifests
     from approvalgate.approvals import records
 
@@ -562,8 +585,8 @@ def _claim(
         subject=run.subject,
         digest=run.digest,
         decision=decision,  # type: ignore[arg-type]
-        approver=args.approver,
-        reason=args.reason,
+        approver=approver,
+        reason=reason,
         issued_at=now,
         expires_at=now + manifests.seconds(ttl),
         nonce=records.new_nonce(),
@@ -699,14 +722,8 @@ def decide_on_request(args: argparse.Namespace, decision: str) -> int:
     import json
 
     from approvalgate import manifests
-    from approvalgate.approvals import records
-    from approvalgate.approvals.errors import ApprovalgateError, UsageError
-    from approvalgate.approvals.queue import TERMINAL
-    from approvalgate.commands import _cluster, _content, _queue
-    from approvalgate.kube import objects
-    from approvalgate.kube.errors import KubeError
-    from approvalgate.kube.resources import APPROVAL_DECISIONS
-    from approvalgate.policies import bundle_environment, bundle_from_file, checked_environment
+    from approvalgate.commands import _cluster, _content
+    from approvalgate.policies import bundle_from_file
 
     check_reason(decision, args.reason)
     if getattr(args, "run", None) is not None:
@@ -716,75 +733,227 @@ def decide_on_request(args: argparse.Namespace, decision: str) -> int:
     bundle = bundle_from_file(args.bundle) if args.bundle else None
     signer = _signer.load(args.key, args.public_key, bundle=bundle, approver=args.approver)
     namespace = _cluster.namespace_of(args, ref_namespace)
-    advice = _cluster.rbac_advice(
+    with _cluster.connect(args, decide_advice(namespace)) as client:
+        filed = file_decision(
+            client,
+            namespace=namespace,
+            name=name,
+            decision=decision,
+            approver=args.approver,
+            signer=signer,
+            reason=args.reason,
+            ttl=args.ttl,
+            bundle=bundle,
+            bundle_file=args.bundle or "--bundle",
+            env=args.env,
+            now=now,
+            note=_say,
+        )
+    _content.show(filed.references, namespace, filed.read)
+    if args.output == "json":
+        print(json.dumps(filed.created, indent=2, sort_keys=True))
+        return 0
+    print(filed.message)
+    return 0
+
+
+def _say(text: str) -> None:
+    """A note on stderr (looked up when called: tests capture sys.stderr)."""
+    print(text, file=sys.stderr)
+
+
+def decide_advice(namespace: str) -> str:
+    """What a 403 while deciding on a request in ``namespace`` means."""
+    from approvalgate.commands import _cluster
+
+    return _cluster.rbac_advice(
         "get on approvalrequests and create on approvaldecisions",
         "approvaldecisions",
         namespace,
         "approvalgate-approver",
     )
-    with _cluster.connect(args, advice) as client:
-        request = _cluster.get_request(client, namespace, name)
-        item = _queue.summary(request)
-        ref = f"{namespace}/{name}"
-        environment = item["environment"]
-        if args.env is not None and checked_environment(args.env) != environment:
-            raise UsageError(f"--env {args.env}: request {ref} is for environment {environment}")
-        if bundle is not None:
-            bundle_environment(bundle, args.bundle, environment)
-        if item["phase"] in TERMINAL or item["cancelled"]:
-            phase = item["phase"] or "Cancelled"
-            raise ApprovalgateError(
-                f"ApprovalRequest {ref} is {phase}: a decision would change nothing",
-                advice=f"approvalgate status {ref} tells its story",
-            )
-        run = _request_run(request, namespace, ref)
-        if run.digest != item["specDigest"]:
-            raise ApprovalgateError(
-                f"ApprovalRequest {ref}: spec.specDigest {item['specDigest'] or '(none)'} is not "
-                f"the digest of the run it embeds (sha256:{run.digest}); nothing was signed",
-                advice="do not approve it: ask the requester to make a new request",
-            )
-        if decision == "approve" and item["eligible"] and args.approver not in item["eligible"]:
-            print(
-                f"note: {args.approver} is not among those who may still approve {ref} "
-                f"({', '.join(item['eligible'])}): this approval may not count",
-                file=sys.stderr,
-            )
-        cap = manifests.ttl_cap(bundle, [run], decision) if bundle is not None else None
-        ttl = ttl_seconds(args.ttl, cap)
-        references, read = _request_content(client, run, decision, bundle, ref)
-        claim = _claim(args, run, decision, environment, now, ttl, references)
-        envelope = records.sign(claim, signer)
-        me = _cluster.whoami(client)
-        obj = _queue.decision_object(
-            request=name,
-            namespace=namespace,
-            decision=decision,
-            approver=args.approver,
-            envelope=envelope,
-            created_by=me,
-            created_by_annotation=_cluster.CREATED_BY,
+
+
+@dataclass(frozen=True)
+class FiledDecision:
+    """An ApprovalDecision filed about an ApprovalRequest (:func:`file_decision`)."""
+
+    created: dict[str, Any]
+    """The ApprovalDecision as the API server created it."""
+    claim: Claim
+    """The signed claim it carries."""
+    references: dict[str, str]
+    """The referenced content the record binds (``Kind/name`` -> spec sha256)."""
+    read: list[dict[str, Any]]
+    """The ImplementationSpecs and Agents read from the cluster (to show what was signed)."""
+    digest: str
+    """The sha256 of the request's run spec (hex)."""
+    environment: str
+    namespace: str
+    request: str
+    """The request's name."""
+    decision: str
+    approver: str
+    user: str
+    """Who created the decision, as the API server authenticated us."""
+    notes: tuple[str, ...] = ()
+    """The notes said while filing it (each ``note: ...``), in order."""
+
+    @property
+    def ref(self) -> str:
+        return f"{self.namespace}/{self.request}"
+
+    @property
+    def name(self) -> str:
+        """The ApprovalDecision's name (generated by the API server)."""
+        return str((self.created.get("metadata") or {}).get("name", ""))
+
+    @property
+    def message(self) -> str:
+        """What ``approve|reject|withdraw --request`` prints: what was filed, then how to
+        follow it."""
+        from approvalgate.approvals import records
+
+        return (
+            f"created ApprovalDecision {self.namespace}/{self.name}: {self.decision} of "
+            f"ApprovalRequest {self.ref} (AgentRun spec sha256:{self.digest}, environment "
+            f"{self.environment}) as approver {self.approver}, user {self.user}, expires "
+            f"{records.format_time(self.claim.expires_at)}\n"
+            f"  follow it: approvalgate status {self.ref}"
         )
-        try:
-            created = objects.create(client, APPROVAL_DECISIONS, obj, namespace)
-        except KubeError as exc:
-            raise _cluster.not_served(exc, APPROVAL_DECISIONS.plural) from exc
-    _content.show(references, namespace, read)
-    if args.output == "json":
-        print(json.dumps(created, indent=2, sort_keys=True))
-        return 0
-    decision_name = (created.get("metadata") or {}).get("name", "")
-    print(
-        f"created ApprovalDecision {namespace}/{decision_name}: {decision} of ApprovalRequest "
-        f"{ref} (AgentRun spec sha256:{run.digest}, environment {environment}) as approver "
-        f"{args.approver}, user {me}, expires {records.format_time(claim.expires_at)}\n"
-        f"  follow it: approvalgate status {ref}"
+
+
+def eligibility_note(approver: str, ref: str, eligible: Sequence[str]) -> str:
+    """Why an approval of request ``ref`` by ``approver`` may not count ("" when it may):
+    they are not among those who may still approve it (status.eligible, when known)."""
+    if not eligible or approver in eligible:
+        return ""
+    return (
+        f"{approver} is not among those who may still approve {ref} "
+        f"({', '.join(eligible)}): this approval may not count"
     )
-    return 0
+
+
+def not_pending(item: Mapping[str, Any]) -> tuple[str, str] | None:
+    """Why a decision on request ``item`` (a :func:`_queue.summary`) would change nothing,
+    with advice; None while it can still be decided."""
+    from approvalgate.approvals.queue import TERMINAL
+
+    if item["phase"] not in TERMINAL and not item["cancelled"]:
+        return None
+    ref = f"{item['namespace']}/{item['name']}"
+    phase = item["phase"] or "Cancelled"
+    return (
+        f"ApprovalRequest {ref} is {phase}: a decision would change nothing",
+        f"approvalgate status {ref} tells its story",
+    )
+
+
+def file_decision(
+    client: Client,
+    *,
+    namespace: str,
+    name: str,
+    decision: str,
+    approver: str,
+    signer: Signer,
+    reason: str = "",
+    ttl: str | None = None,
+    bundle: Bundle | None = None,
+    bundle_file: Path | str = "--bundle",
+    env: str | None = None,
+    now: datetime | None = None,
+    request: Mapping[str, Any] | None = None,
+    note: Callable[[str], None] | None = None,
+) -> FiledDecision:
+    """Sign ``decision`` (approve, reject, withdraw, bypass) by ``approver`` about the
+    ApprovalRequest ``namespace/name`` with ``signer`` and file it as an ApprovalDecision
+    created by the user of ``client``: what ``approve|reject|withdraw --request`` do, without
+    printing. ``request``: the request as already read (else it is read here); ``ttl``: as
+    ``--ttl`` gives it (default: the bundle's bound, else 24h); ``bundle_file``: how messages
+    name ``bundle``; ``now``: the signing time (default: now). Each note (``note: ...``) goes
+    to ``note`` when it is said and into :attr:`FiledDecision.notes`.
+
+    Every refusal is an :class:`ApprovalgateError` with advice, raised before anything is
+    signed (or, for the API server's, before anything is created)."""
+    from approvalgate import manifests
+    from approvalgate.approvals import records
+    from approvalgate.approvals.errors import ApprovalgateError, UsageError
+    from approvalgate.commands import _cluster, _queue
+    from approvalgate.kube import objects
+    from approvalgate.kube.errors import KubeError
+    from approvalgate.kube.resources import APPROVAL_DECISIONS
+    from approvalgate.policies import bundle_environment, checked_environment
+
+    said: list[str] = []
+
+    def say(text: str) -> None:
+        said.append(text)
+        if note is not None:
+            note(text)
+
+    check_reason(decision, reason)
+    if decision == "reject" and not reason.strip():
+        raise UsageError("reject needs --reason: the requester must learn why")
+    now = now if now is not None else manifests.parse_now(None)
+    if request is None:
+        request = _cluster.get_request(client, namespace, name)
+    item = _queue.summary(request)
+    ref = f"{namespace}/{name}"
+    environment = item["environment"]
+    if env is not None and checked_environment(env) != environment:
+        raise UsageError(f"--env {env}: request {ref} is for environment {environment}")
+    if bundle is not None:
+        bundle_environment(bundle, Path(bundle_file), environment)
+    refused = not_pending(item)
+    if refused is not None:
+        raise ApprovalgateError(refused[0], advice=refused[1])
+    run = _request_run(dict(request), namespace, ref)
+    if run.digest != item["specDigest"]:
+        raise ApprovalgateError(
+            f"ApprovalRequest {ref}: spec.specDigest {item['specDigest'] or '(none)'} is not "
+            f"the digest of the run it embeds (sha256:{run.digest}); nothing was signed",
+            advice="do not approve it: ask the requester to make a new request",
+        )
+    if decision == "approve" and (ineligible := eligibility_note(approver, ref, item["eligible"])):
+        say(f"note: {ineligible}")
+    cap = manifests.ttl_cap(bundle, [run], decision) if bundle is not None else None
+    seconds = ttl_seconds(ttl, cap)
+    references, read = _request_content(client, run, decision, bundle, ref, say)
+    claim = _claim_of(approver, reason, run, decision, environment, now, seconds, references)
+    envelope = records.sign(claim, signer)
+    me = _cluster.whoami(client)
+    obj = _queue.decision_object(
+        request=name,
+        namespace=namespace,
+        decision=decision,
+        approver=approver,
+        envelope=envelope,
+        created_by=me,
+        created_by_annotation=_cluster.CREATED_BY,
+    )
+    try:
+        created = objects.create(client, APPROVAL_DECISIONS, obj, namespace)
+    except KubeError as exc:
+        raise _cluster.not_served(exc, APPROVAL_DECISIONS.plural) from exc
+    return FiledDecision(
+        created=created,
+        claim=claim,
+        references=references,
+        read=read,
+        digest=run.digest,
+        environment=environment,
+        namespace=namespace,
+        request=name,
+        decision=decision,
+        approver=approver,
+        user=me,
+        notes=tuple(said),
+    )
 
 
 def _request_content(
-    client: Any, run: Any, decision: str, bundle: Any, ref: str
+    client: Any, run: Any, decision: str, bundle: Any, ref: str, say: Callable[[str], None]
 ) -> tuple[dict[str, str], list[dict[str, Any]]]:
     """What an approval of request ``ref``'s run binds: the referenced ImplementationSpecs
     and Agents as the cluster has them now, and the objects read (to show them).
@@ -814,16 +983,15 @@ def _request_content(
         if bundle is not None:
             raise
         read, bound = [], {}
-        print(f"note: {what}: its content could not be read: {exc.message}", file=sys.stderr)
+        say(f"note: {what}: its content could not be read: {exc.message}")
     missing = [key for key in refs if key not in bound]
     if missing:
         names = ", ".join(_content.name_of(key, run.namespace) for key in missing)
-        print(
+        say(
             f"note: {what} references {names}, not bound by this record (not read from the "
             "cluster): where the environment binds referenced content (referencedContent: "
             "bind, the default where clusterView: required) the record will not count; "
-            f"{advice}, or approve with --bundle of the environment to make this an error",
-            file=sys.stderr,
+            f"{advice}, or approve with --bundle of the environment to make this an error"
         )
     return bound, read
 
