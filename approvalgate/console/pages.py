@@ -25,7 +25,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any, Final, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol, cast
 
 import yaml
 
@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     import jinja2
 
     from approvalgate.approvals.bundle import Bundle, Policy
+    from approvalgate.console.identity import Me
     from approvalgate.kube.client import Client
 
 VIEWS: Final = ("needs-me", "mine", "all")
@@ -417,8 +418,9 @@ def _may_decide(item: Mapping[str, Any], me: Viewer) -> tuple[dict[str, str], li
     ``item`` carries the decisions filed (a withdrawal needs a standing approval)."""
     from approvalgate.console import actions  # type: ignore[attr-defined,unused-ignore]
 
-    refusals: dict[str, str] = dict(actions.refusals(item, me))
-    notes: list[str] = list(actions.notes(item, me))
+    user = cast("Me", me)  # the console passes its Me; the unit tests a stand-in of it
+    refusals: dict[str, str] = dict(actions.refusals(item, user))
+    notes: list[str] = list(actions.notes(item, user))
     for decision in ("approve", "reject", "withdraw"):
         refusals.setdefault(decision, "")
     return refusals, notes
