@@ -272,10 +272,18 @@ def open_browser(folder: Path) -> Iterator[Browser]:
 @pytest.fixture
 def browsers(tmp_path: Path) -> Iterator[Callable[[str], Browser]]:
     """A factory: ``browsers("alice")`` starts a browser (a person) of its own, under
-    ``tmp_path/browser-alice``; all are quit at the end of the test."""
+    ``tmp_path/browser-alice``; all are quit at the end of the test, each after saving its
+    last page there (last.png, last.html: what it showed when the test ended or failed)."""
+    started: list[Browser] = []
     with ExitStack() as stack:
 
         def start(person: str) -> Browser:
-            return stack.enter_context(open_browser(tmp_path / f"browser-{person}"))
+            browser = stack.enter_context(open_browser(tmp_path / f"browser-{person}"))
+            started.append(browser)
+            return browser
 
-        yield start
+        try:
+            yield start
+        finally:
+            for browser in started:
+                print(f"browser {browser.folder.name}: {browser.evidence('last')}")
