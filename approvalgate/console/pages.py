@@ -179,7 +179,10 @@ def queue_context(
         shown = [i for i in shown if old_enough(i)]
     rows = [
         {
-            "item": i,
+            "ref": f"{i['namespace']}/{i['name']}",
+            "requester": i["requester"] or "-",
+            "environment": i["environment"] or "-",
+            "eligible": ", ".join(i["eligible"]) or "-",
             "href": request_href(i["namespace"], i["name"]),
             "waiting": _queue.age(i["created"], moment),
             "expires": _queue.age(i["expiresAt"], moment) if i["expiresAt"] else "-",
@@ -198,6 +201,7 @@ def queue_context(
         "counts": {"pending": len(pending), "needs_me": len(needs_me), "mine": len(mine)},
         "namespaces": sorted({i["namespace"] for i in pending}),
         "policy_refs": sorted(p.ref for p in me.bundle.policies) if me.bundle else [],
+        "with_policies": me.bundle is not None,
         "banner": banner(state),
         "now": _queue_time(moment),
     }

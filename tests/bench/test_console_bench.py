@@ -38,13 +38,13 @@ def test_console_render_quick_json() -> None:
     assert figures["setup"]["decisions"] == 100
     assert tuple(figures["pages"]) == PAGES
     for row in figures["pages"].values():
-        assert 0 < row["median_ms"] <= row["max_ms"]
+        assert 0 < row["median_ms"] <= row["max_ms"] and row["cpu_median_ms"] >= 0
         assert row["bytes"] > 1000
 
 
 def test_console_render_quick_markdown() -> None:
     text = _run()
     assert text.startswith("Console render times: 50 pending requests, 100 decisions")
-    assert "| page | median ms | max ms | HTML bytes | under the bar |" in text
+    assert "| page | median ms | max ms | CPU median ms | HTML bytes | under the bar |" in text
     for page in PAGES:
         assert f"| {page} |" in text

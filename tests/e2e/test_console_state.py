@@ -240,9 +240,9 @@ def test_the_api_server_stopped_is_the_banner_with_its_time_and_the_state_recove
             assert state.request(namespace, "waiting") is not None
             time.sleep(1)
             assert state.unreachable_since() == since  # the time it was first seen, kept
+            version = state.version
         finally:
             plane.start_apiserver()
-        version = state.version
         eventually("the state recovered", lambda: state.unreachable_since() is None)
         assert state.banner == ""
         assert state.version > version
