@@ -252,14 +252,16 @@ def test_two_approvers_approve_in_the_browser_the_run_is_created(
     bob_console = consoles("bob")
     open_console(bob, bob_console)
     open_request(bob, approved)
-    bob.wait_text("alice")
+    bob.wait_text("1 of 2 (alice)")  # the controller counted alice's approval
     bob.screenshot(DOCS / "console-request.png")
     decide(bob, "Approve")
+    mark = bob.mark()
     story = wait_phase(gate, approved, "Submitted")
     assert story["approvedBy"] == ["alice", "bob"]
     [run] = runs_named(gate, approved)
     assert story["run"]["uid"] == run["metadata"]["uid"]
-    bob.wait_text("Submitted")  # the page follows the request without a reload
+    bob.wait_text(f"AgentRun {ENFORCED}/{approved} (uid {run['metadata']['uid']})")
+    assert bob.same_document(mark), "the request's page was reloaded to show the run"
 
     # bob rejects the other request with a reason: it ends
     bob.open(f"{bob_console.base}/")
