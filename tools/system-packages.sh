@@ -5,10 +5,14 @@
 #   openssh-tests  OpenSSH's own sk-dummy.so security-key middleware, so hardware-backed
 #                  sk-ssh-ed25519@openssh.com keys are made and used by the real ssh-agent
 #                  and ssh-keygen without a FIDO token (it must match the installed OpenSSH)
+#   chromium, chromium-driver
+#                  a real headless browser and its WebDriver (/usr/bin/chromium,
+#                  /usr/bin/chromedriver, the same Chromium build) for the console's browser
+#                  test (issue 19: tests/e2e/test_console_browser.py, driven with selenium)
 # Installed with apt-get when missing (root, as on CI); otherwise the command to run is
 # printed and this fails: a missing real component fails the tests, never skips them.
 set -euo pipefail
-packages=(softhsm2 openssh-client openssh-tests)
+packages=(softhsm2 openssh-client openssh-tests chromium chromium-driver)
 missing=()
 for package in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" \

@@ -54,7 +54,10 @@ CSP: Final = (
 SECURITY_HEADERS: Final[Mapping[str, str]] = {
     "Content-Security-Policy": CSP,
     "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
+    # same-origin, not no-referrer: under no-referrer browsers send `Origin: null` with a
+    # form's POST (Fetch, "serializing a request origin"), which check_csrf refuses; other
+    # sites still get no Referer (and the token has left the address by then anyway)
+    "Referrer-Policy": "same-origin",
     "Cache-Control": "no-store",
     "X-Frame-Options": "DENY",
 }

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     import jinja2
 
     from approvalgate.approvals.bundle import Bundle, Policy
+    from approvalgate.console.identity import Me
     from approvalgate.kube.client import Client
 
 VIEWS: Final = ("needs-me", "mine", "all")
@@ -420,11 +421,10 @@ def _may_decide(item: Mapping[str, Any], me: Viewer) -> tuple[dict[str, str], li
     """console-decide's ``actions.refusals`` and ``actions.notes`` (imported when used);
     ``item`` carries the decisions filed (a withdrawal needs a standing approval)."""
     from approvalgate.console import actions
-    from approvalgate.console.identity import Me
 
     # the pages read a Viewer (what they show); actions judge the console's whole Me, which
     # is what every caller passes (tests pass stand-ins with the same fields)
-    whole = cast(Me, me)
+    whole = cast("Me", me)
     refusals: dict[str, str] = dict(actions.refusals(item, whole))
     notes: list[str] = list(actions.notes(item, whole))
     for decision in ("approve", "reject", "withdraw"):

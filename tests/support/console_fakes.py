@@ -168,6 +168,12 @@ class Me:
     approver: str | None = None
     signer: Any = None
     bundle: Any = None
+    bundle_path: Any = None
+
+    @property
+    def can_sign(self) -> bool:
+        """As ``Me.can_sign`` (console/actions.py reads it)."""
+        return self.signer is not None and bool(self.approver)
 
 
 IMPLEMENTATION_SPEC: dict[str, Any] = {
