@@ -10,7 +10,10 @@ creates the run; bob rejects another request with a reason, which ends it; dana,
 approver who may also request, sees on her own request that she cannot approve it, before
 any click; a request made while alice's queue is open appears there without a reload.
 
-The test writes docs/console-queue.png and docs/console-request.png (README, "The console").
+The test takes the screenshots of docs/console-queue.png and docs/console-request.png (README,
+"The console"): into docs/ with APPROVALGATE_UPDATE_SCREENSHOTS=1 (as UPDATE_GOLDEN does for
+the chart's golden files), else into the test's own folder, so that `make test` leaves the
+working tree as it found it (a screenshot is never byte-identical twice).
 """
 
 from __future__ import annotations
@@ -40,6 +43,13 @@ pytestmark = pytest.mark.e2e
 __all__ = ["browsers", "people"]  # the fixtures, imported for pytest
 
 DOCS = ROOT / "docs"
+
+
+def screenshots(tmp_path: Path) -> Path:
+    """Where the screenshots go: docs/ when asked to update them, else the test's folder."""
+    return DOCS if os.environ.get("APPROVALGATE_UPDATE_SCREENSHOTS") == "1" else tmp_path
+
+
 URL = re.compile(r"console: (http://127\.0\.0\.1:(\d+)/\?token=[A-Za-z0-9_-]+)")
 START = 90.0  # seconds: generous (its first list of the cluster); never a speed assertion
 # the approver who may also request (a RoleBinding below): her console refuses her own
@@ -223,7 +233,9 @@ def test_two_approvers_approve_in_the_browser_the_run_is_created(
     people: People,
     consoles: Callable[[str], Console],
     browsers: Callable[[str], Browser],
+    tmp_path: Path,
 ) -> None:
+    shots = screenshots(tmp_path)
     approved, rejected, live = unique("console-ok"), unique("console-no"), unique("console-live")
     people.request(approved, reason="ship the onboarding fix")
     people.request(rejected, reason="try the billing migration")
@@ -239,7 +251,7 @@ def test_two_approvers_approve_in_the_browser_the_run_is_created(
     people.request(live, reason="arrives while the page is open")
     alice.wait_text(live)
     assert alice.same_document(mark), "the queue was reloaded to show the new request"
-    alice.screenshot(DOCS / "console-queue.png")
+    alice.screenshot(shots / "console-queue.png")
 
     open_request(alice, approved)
     decide(alice, "Approve")
@@ -253,7 +265,7 @@ def test_two_approvers_approve_in_the_browser_the_run_is_created(
     open_console(bob, bob_console)
     open_request(bob, approved)
     bob.wait_text("1 of 2 (alice)")  # the controller counted alice's approval
-    bob.screenshot(DOCS / "console-request.png")
+    bob.screenshot(shots / "console-request.png")
     decide(bob, "Approve")
     mark = bob.mark()
     story = wait_phase(gate, approved, "Submitted")

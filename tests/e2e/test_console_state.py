@@ -251,7 +251,9 @@ def test_the_api_server_stopped_is_the_banner_with_its_time_and_the_state_recove
             "a request made after the restart",
             lambda: state.request(namespace, "after-restart") is not None,
         )
-        assert state.problems() == []
+        # a restarted API server may answer 403 for a moment while its RBAC caches fill: the
+        # console shows that as the namespace's problem until its next list succeeds
+        eventually("no problem left after the restart", lambda: state.problems() == [])
 
 
 def test_the_command_prints_the_link_serves_the_stream_and_ctrl_c_exits_0(

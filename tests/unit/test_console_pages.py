@@ -271,25 +271,35 @@ def test_resubmitted_run_shows_the_diff_against_the_last_approved_spec() -> None
     assert "Changes since" not in first
 
 
-def test_request_fragment_and_error_area() -> None:
+def test_request_flash_and_error_stay_outside_the_live_fragment() -> None:
+    """What the last decision did is on the page, outside the part the live update swaps
+    (else the next change of the cluster would erase it at once)."""
     request = fakes.make_request("err-lllll")
     state = fakes.FakeState([request])
-    html = pages.render_request(
-        state,
-        fakes.FakeClient(),
-        "agents",
-        "err-lllll",
-        ALICE,
-        "tok",
-        True,
-        flash="approved: created ApprovalDecision agents/err-lllll-x1",
-        error=("a reject needs a reason", "say why in the reason"),
-        now=fakes.now(),
-    )
-    assert "<html" not in html
-    page = text(html)
+
+    def render(fragment: bool) -> str:
+        return pages.render_request(
+            state,
+            fakes.FakeClient(),
+            "agents",
+            "err-lllll",
+            ALICE,
+            "tok",
+            fragment,
+            flash="approved: created ApprovalDecision agents/err-lllll-x1",
+            error=("a reject needs a reason", "say why in the reason"),
+            now=fakes.now(),
+        )
+
+    whole, fragment = render(False), render(True)
+    page = text(whole)
     assert "approved: created ApprovalDecision agents/err-lllll-x1" in page
     assert "a reject needs a reason What to do: say why in the reason" in page
+    live = whole[whole.index('<div id="fragment"') :]
+    assert "approved: created ApprovalDecision" not in live
+    assert "<html" not in fragment
+    assert "approved: created ApprovalDecision" not in fragment
+    assert "a reject needs a reason" not in fragment
 
 
 def test_assets_ship_in_the_package_and_need_no_inline_code() -> None:
