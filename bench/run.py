@@ -9,7 +9,8 @@ CPU per admission with a cluster view of 10,000 decisions, in process and throug
 API server's watches) and bench/queue_latency.py (last approval to run with 10, 100 and
 1,000 pending requests; controller memory), bench/parents_admission.py and
 bench/signatures.py (signature verification per key type; admission CPU with approvals of
-each type), whose stdout (markdown) is included as it is.
+each type) and bench/console_render.py (the console's pages with 1,000 pending requests), whose
+stdout (markdown) is included as it is.
 Records the machine (cores, CPU model, memory, Python), the load average before and after,
 the date, the commit and this exact command. `--quick` is the smoke run of the test suite:
 tiny sizes, one repetition, nothing that starts a control plane, and it should be given an
@@ -50,6 +51,7 @@ VIEW_BENCH = BENCH / "view_admission.py"  # issue 15: decide() CPU with a cluste
 QUEUE_BENCH = BENCH / "queue_latency.py"  # issue 15: last approval to run, controller memory
 PARENTS_BENCH = BENCH / "parents_admission.py"  # issue 16: platform-made runs, content bound
 SIGNATURES_BENCH = BENCH / "signatures.py"  # issue 17: verification per key type, admission
+CONSOLE_BENCH = BENCH / "console_render.py"  # issue 19: the console's pages, 1,000 requests
 FINDINGS = BENCH / "findings.md"
 BEFORE = BENCH / "before.json"
 DEFAULT_OUTPUT = ROOT / "docs" / "benchmarks.md"
@@ -253,6 +255,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         others.append(optional_section(PARENTS_BENCH, args.quick))
         others.append(optional_section(SIGNATURES_BENCH, args.quick))
+    others.append(optional_section(CONSOLE_BENCH, args.quick))  # in process, no cluster
     if not args.no_queue and not args.quick:  # real control planes and the controller
         others.append(optional_section(QUEUE_BENCH, False))
     webhook_md = "\n".join(o.rstrip() + "\n" for o in others if o)
