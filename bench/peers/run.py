@@ -55,6 +55,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench.peers.arms import GROUP, PLURAL, VERSION, Arm, Hook  # noqa: E402
+from bench.webhook_bench import cpu_seconds  # noqa: E402  (utime + stime from /proc)
 from tests.e2e.controlplane import ControlPlane, ControlPlaneError, locate_binaries  # noqa: E402
 
 METRIC = "apiserver_admission_webhook_admission_duration_seconds"
@@ -254,19 +255,6 @@ def descendants(pids: Sequence[int]) -> list[int]:
         found.append(pid)
         todo += [child for child, parent in parents.items() if parent == pid]
     return found
-
-
-def cpu_seconds(pids: Sequence[int]) -> float:
-    """utime + stime of ``pids``, from /proc/<pid>/stat."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    total = 0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])
-    return total / ticks
 
 
 def peak_rss(pids: Sequence[int]) -> int:

@@ -115,9 +115,6 @@ def test_quick_run_with_the_peers(tmp_path: Path) -> None:
     missing = [name for name, tool in testbin.PEERS.items() if not testbin.is_built(tool)]
     if missing:
         pytest.skip(f"{', '.join(missing)} not built: run `make peers`")
-    absent = [f for f in PEER_MODULES.values() if not (RUN.parent / f).exists()]
-    if absent:  # written by other hands on other branches (issue 18): there once merged
-        pytest.skip(f"bench/peers/{', bench/peers/'.join(absent)} not there yet")
     text, figures = _quick(tmp_path, LOCAL_ARMS + PEER_ARMS)
     section = text[text.index(START) :]
     assert "### CLI" in section
