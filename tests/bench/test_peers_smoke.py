@@ -25,7 +25,6 @@ RUN = ROOT / "bench" / "peers" / "run.py"
 START, END = "<!-- peers:start -->", "<!-- peers:end -->"
 LOCAL_ARMS = ("none", "constant", "approvalgate")
 PEER_ARMS = ("kyverno-presence", "kyverno-manifests", "gatekeeper-presence")
-PEER_MODULES = {"kyverno": "kyverno.py", "gatekeeper": "gatekeeper.py", "cli": "cli.py"}
 
 
 def _load(path: Path, name: str) -> ModuleType:
