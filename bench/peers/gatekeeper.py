@@ -314,7 +314,15 @@ class GatekeeperPresenceArm:
                 if ready():
                     return
                 last = "not yet"
-            except (OSError, ValueError, http.client.HTTPException, ControlPlaneError) as error:
+            except (
+                OSError,
+                ValueError,
+                KeyError,
+                TypeError,
+                AttributeError,
+                http.client.HTTPException,
+                ControlPlaneError,
+            ) as error:  # a half-made object (null status, no response yet) is "not yet"
                 last = f"{type(error).__name__}: {error}"
             time.sleep(0.2)
         raise RuntimeError(f"no {what} after {self.ready_timeout:.0f}s ({last})")
@@ -332,7 +340,9 @@ class GatekeeperPresenceArm:
         result = plane.kubectl("admin", "get", "crd", CONSTRAINT_CRD, "-o", "json", check=False)
         if result.returncode != 0:
             return False
-        conditions = json.loads(result.stdout).get("status", {}).get("conditions", [])
+        # a CRD Gatekeeper just created may show `status: {conditions: null}` for a moment
+        status = json.loads(result.stdout).get("status") or {}
+        conditions = status.get("conditions") or []
         return any(c.get("type") == "Established" and c.get("status") == "True" for c in conditions)
 
     def _judging(self) -> bool:
@@ -341,8 +351,8 @@ class GatekeeperPresenceArm:
         template is compiled and the constraint loaded for `namespace` (its ConstraintPodStatus
         also says enforced, but only the answer proves the webhook path judges with it)."""
         denied = self.review(self.manifest("gatekeeper-probe", valid=False))
-        if denied.get("allowed", True) or MESSAGE not in denied.get("status", {}).get(
-            "message", ""
+        if denied.get("allowed", True) or MESSAGE not in str(
+            (denied.get("status") or {}).get("message") or ""
         ):
             return False
         return bool(self.review(self.manifest("gatekeeper-probe", valid=True)).get("allowed"))

@@ -510,9 +510,9 @@ def register(plane: ControlPlane, arms: Sequence[Arm], client: Client) -> None:
 def _matches_agentruns(webhook: dict[str, Any], namespaces: set[str]) -> bool:
     rules = webhook.get("rules") or []
     hit = any(
-        {GROUP, "*"} & set(rule.get("apiGroups", []))
-        and {PLURAL, "*", "*/*"} & set(rule.get("resources", []))
-        and {"CREATE", "*"} & set(rule.get("operations", []))
+        {GROUP, "*"} & set(rule.get("apiGroups") or [])
+        and {PLURAL, "*", "*/*"} & set(rule.get("resources") or [])
+        and {"CREATE", "*"} & set(rule.get("operations") or [])
         for rule in rules
     )
     if not hit:
