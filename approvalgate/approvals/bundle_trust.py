@@ -30,7 +30,8 @@ import hashlib
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final
 
 from securesystemslib.dsse import Envelope
 from securesystemslib.signer import Signature, Signer, SSlibKey
@@ -147,6 +148,42 @@ def trust_from_texts(
         except ValueError as exc:
             raise UsageError(f"{source}: not a bundle-signing public key: {exc}") from exc
     return BundleTrust(tuple(keys), threshold, min_revision, allow_unsigned, environment)
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrustFlags:
+    """Which bundles a process enforces, as its command line said (the webhook's and the
+    controller's same ``--bundle-key``, ``--bundle-threshold``, ``--bundle-min-revision``,
+    ``--bundle-environment``, ``--allow-unsigned-bundle`` and ``--bundle-signatures``): the
+    pinned keys' texts, how many must sign, the lowest revision, the environment ("": any);
+    unsigned bundles only with ``allow_unsigned_bundle``. A base of their configurations."""
+
+    if TYPE_CHECKING:
+        bundle: Path  # the subclass's own (positional) field
+
+    bundle_keys: tuple[str, ...] = ()
+    bundle_threshold: int = 1
+    bundle_min_revision: int = 0
+    bundle_environment: str = ""  # "": any environment
+    allow_unsigned_bundle: bool = False
+    bundle_signatures: Path | None = None  # None: bundle.sig.json beside the bundle
+
+    def trust(self) -> BundleTrust:
+        """The pinned trust; UsageError (exit 2) when nothing is pinned nor unsigned allowed."""
+        return trust_from_texts(
+            (("--bundle-key", text) for text in self.bundle_keys),
+            threshold=self.bundle_threshold,
+            min_revision=self.bundle_min_revision,
+            environment=self.bundle_environment,
+            allow_unsigned=self.allow_unsigned_bundle,
+        )
+
+    @property
+    def signatures_path(self) -> Path:
+        """Where the bundle's signatures are read: ``bundle_signatures``, else beside it."""
+        if self.bundle_signatures is not None:
+            return Path(self.bundle_signatures)
+        return Path(self.bundle).parent / SIGNATURES_FILE
 
 
 def pae(bundle_bytes: bytes) -> bytes:

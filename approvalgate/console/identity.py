@@ -45,25 +45,10 @@ class Me:
 
 def who(client: Client) -> tuple[str, tuple[str, ...]]:
     """Our username and groups (less system:authenticated) as the API server authenticates
-    us (a SelfSubjectReview, which every authenticated user may create)."""
-    from approvalgate.kube.errors import KubeError
+    us (a SelfSubjectReview: :func:`approvalgate.kube.discovery.self_review`)."""
+    from approvalgate.kube.discovery import self_review
 
-    review = {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"}
-    answer = client.request(
-        "reviewing our own identity (selfsubjectreviews.authentication.k8s.io)",
-        "POST",
-        "/apis/authentication.k8s.io/v1/selfsubjectreviews",
-        body=review,
-    )
-    status = answer.get("status") if isinstance(answer, dict) else None
-    user = status.get("userInfo") if isinstance(status, dict) else None
-    name = user.get("username") if isinstance(user, dict) else None
-    if not isinstance(name, str) or not name:
-        raise KubeError("the API server's SelfSubjectReview named no username")
-    assert isinstance(user, dict)
-    groups = user.get("groups")
-    listed = groups if isinstance(groups, list) else []
-    return name, tuple(str(g) for g in listed if g != "system:authenticated")
+    return self_review(client)
 
 
 def may_list_everywhere(client: Client) -> bool:

@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -32,7 +31,7 @@ from typing import Any, Final
 from approvalgate.kube.backoff import Backoff
 from approvalgate.kube.client import Client
 from approvalgate.kube.errors import KubeError, UnreachableError
-from approvalgate.kube.informer import Informer
+from approvalgate.kube.informer import Informer, wait_all_synced
 from approvalgate.kube.resources import (
     APPROVAL_DECISIONS,
     APPROVAL_REQUESTS,
@@ -148,12 +147,7 @@ class ConsoleState:
 
     def wait_synced(self, timeout: float | None = None) -> bool:
         """Every watch has listed once (True), or ``timeout`` passed (False)."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        for informer in self._all():
-            left = None if deadline is None else max(0.0, deadline - time.monotonic())
-            if not informer.wait_synced(left):
-                return False
-        return True
+        return wait_all_synced(self._all(), timeout)
 
     # --- reads (any thread) ------------------------------------------------------------------
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from approvalgate.approvals.bundle_trust import SIGNATURES_FILE, BundleTrust, trust_from_texts
+from approvalgate.approvals.bundle_trust import TrustFlags
 
 
 @dataclass(frozen=True)
-class ControllerConfig:
+class ControllerConfig(TrustFlags):
     bundle: Path
     identity: str
     lease_namespace: str
@@ -39,26 +39,3 @@ class ControllerConfig:
     reload_interval: float = 2.0
     grace_period: float = 10.0
     log_level: str = "info"
-    # which bundles are enforced (see webhook.config.ServeConfig: the same flags)
-    bundle_keys: tuple[str, ...] = ()
-    bundle_threshold: int = 1
-    bundle_min_revision: int = 0
-    bundle_environment: str = ""  # "": any environment
-    allow_unsigned_bundle: bool = False
-    bundle_signatures: Path | None = None  # None: bundle.sig.json beside the bundle
-
-    def trust(self) -> BundleTrust:
-        """The pinned trust; UsageError (exit 2) when nothing is pinned nor unsigned allowed."""
-        return trust_from_texts(
-            (("--bundle-key", text) for text in self.bundle_keys),
-            threshold=self.bundle_threshold,
-            min_revision=self.bundle_min_revision,
-            environment=self.bundle_environment,
-            allow_unsigned=self.allow_unsigned_bundle,
-        )
-
-    @property
-    def signatures_path(self) -> Path:
-        if self.bundle_signatures is not None:
-            return Path(self.bundle_signatures)
-        return Path(self.bundle).parent / SIGNATURES_FILE

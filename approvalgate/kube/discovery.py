@@ -18,9 +18,10 @@ def served_versions(client: Client, group: str) -> list[str] | None:
     return None
 
 
-def username(client: Client) -> str:
-    """Our own username as the API server authenticates us (a SelfSubjectReview, which every
-    authenticated user may create); raises :class:`KubeError` when it cannot say."""
+def self_review(client: Client) -> tuple[str, tuple[str, ...]]:
+    """Our username and groups (less ``system:authenticated``) as the API server
+    authenticates us (a SelfSubjectReview, which every authenticated user may create);
+    raises :class:`KubeError` when it cannot say."""
     review = {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"}
     answer = client.request(
         "reviewing our own identity (selfsubjectreviews.authentication.k8s.io)",
@@ -33,22 +34,22 @@ def username(client: Client) -> str:
     name = user.get("username") if isinstance(user, dict) else None
     if not isinstance(name, str) or not name:
         raise KubeError("the API server's SelfSubjectReview named no username")
-    return name
+    assert isinstance(user, dict)
+    groups = user.get("groups")
+    listed = groups if isinstance(groups, list) else []
+    return name, tuple(str(g) for g in listed if g != "system:authenticated")
+
+
+def username(client: Client) -> str:
+    """Our own username as the API server authenticates us (:func:`self_review`)."""
+    return self_review(client)[0]
 
 
 def identity(client: Client) -> str:
     """``username (groups ...)`` as the API server sees us (a SelfSubjectReview), or "" if it
     cannot say."""
-    review = {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"}
     try:
-        answer = client.request(
-            "reviewing our own identity",
-            "POST",
-            "/apis/authentication.k8s.io/v1/selfsubjectreviews",
-            body=review,
-        )
-        user = answer.get("status", {}).get("userInfo", {})
-    except (KubeError, AttributeError):
+        name, groups = self_review(client)
+    except KubeError:
         return ""
-    groups = [g for g in user.get("groups") or [] if g != "system:authenticated"]
-    return str(user.get("username", "")) + (f" (groups {', '.join(groups)})" if groups else "")
+    return name + (f" (groups {', '.join(groups)})" if groups else "")

@@ -30,7 +30,7 @@ import logging
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from approvalgate.kube.backoff import Backoff
@@ -233,3 +233,13 @@ class Informer:
                     log.exception(
                         "%s: a handler failed on %s %s", self._what, change.type, change.key
                     )
+
+
+def wait_all_synced(informers: Iterable[Informer], timeout: float | None = None) -> bool:
+    """Every informer has listed once (True), or ``timeout`` passed for them all (False)."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    for informer in informers:
+        left = None if deadline is None else max(0.0, deadline - time.monotonic())
+        if not informer.wait_synced(left):
+            return False
+    return True

@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import bisect
 import math
-import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar
@@ -54,7 +53,7 @@ from approvalgate.approvals.view import (
 from approvalgate.kube.backoff import Backoff
 from approvalgate.kube.client import Client
 from approvalgate.kube.errors import KubeError
-from approvalgate.kube.informer import Informer, Transform
+from approvalgate.kube.informer import Informer, Transform, wait_all_synced
 from approvalgate.kube.lists import list_all
 from approvalgate.kube.resources import (
     AGENTS,
@@ -421,12 +420,7 @@ class WatchedView:
         self.stop()
 
     def wait_synced(self, timeout: float | None = None) -> bool:
-        deadline = None if timeout is None else time.monotonic() + timeout
-        for informer in self.informers.values():
-            left = None if deadline is None else max(0.0, deadline - time.monotonic())
-            if not informer.wait_synced(left):
-                return False
-        return True
+        return wait_all_synced(self.informers.values(), timeout)
 
     # --- state ---------------------------------------------------------------------------------
 

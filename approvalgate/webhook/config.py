@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from approvalgate.approvals.bundle_trust import SIGNATURES_FILE, BundleTrust, trust_from_texts
+from approvalgate.approvals.bundle_trust import TrustFlags
 from approvalgate.webhook.app import DEFAULT_MAX_BODY_BYTES, DEFAULT_READ_TIMEOUT
 from approvalgate.webhook.listener import DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS
 from approvalgate.webhook.state import DEFAULT_RELOAD_INTERVAL
@@ -19,7 +19,7 @@ DEFAULT_GRACE_PERIOD = 10.0
 
 
 @dataclass(frozen=True)
-class ServeConfig:
+class ServeConfig(TrustFlags):
     bundle: Path
     tls_cert: Path
     tls_key: Path
@@ -38,30 +38,6 @@ class ServeConfig:
     kubeconfig: Path | None = None  # None: in-cluster, else $KUBECONFIG or ~/.kube/config
     context: str | None = None
     view_max_age: float = DEFAULT_MAX_AGE
-    # which bundles are enforced (approvals.bundle_trust): the pinned keys' texts, how many
-    # must sign, the lowest revision; unsigned bundles only with allow_unsigned_bundle
-    bundle_keys: tuple[str, ...] = ()
-    bundle_threshold: int = 1
-    bundle_min_revision: int = 0
-    bundle_environment: str = ""  # "": any environment
-    allow_unsigned_bundle: bool = False
-    bundle_signatures: Path | None = None  # None: bundle.sig.json beside the bundle
-
-    def trust(self) -> BundleTrust:
-        """The pinned trust; UsageError (exit 2) when nothing is pinned nor unsigned allowed."""
-        return trust_from_texts(
-            (("--bundle-key", text) for text in self.bundle_keys),
-            threshold=self.bundle_threshold,
-            min_revision=self.bundle_min_revision,
-            environment=self.bundle_environment,
-            allow_unsigned=self.allow_unsigned_bundle,
-        )
-
-    @property
-    def signatures_path(self) -> Path:
-        if self.bundle_signatures is not None:
-            return self.bundle_signatures
-        return self.bundle.parent / SIGNATURES_FILE
 
     def to_json(self) -> str:
         raw = asdict(self)
