@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -23,6 +24,17 @@ class TrustArgs:
     min_revision: int
     allow_unsigned: bool
     environment: str = ""
+
+    def flags(self, signatures: Path | None) -> dict[str, Any]:
+        """The fields of a process's :class:`approvals.bundle_trust.TrustFlags`."""
+        return {
+            "bundle_keys": tuple(text for _, text in self.keys),
+            "bundle_threshold": self.threshold,
+            "bundle_min_revision": self.min_revision,
+            "bundle_environment": self.environment,
+            "allow_unsigned_bundle": self.allow_unsigned,
+            "bundle_signatures": signatures,
+        }
 
 
 def _non_negative_int(text: str) -> int:

@@ -228,12 +228,7 @@ def run(args: argparse.Namespace) -> int:
         reload_interval=args.reload_interval,
         grace_period=args.grace_period,
         log_level=args.log_level,
-        bundle_keys=tuple(text for _, text in trust.keys),
-        bundle_threshold=trust.threshold,
-        bundle_min_revision=trust.min_revision,
-        bundle_environment=trust.environment,
-        allow_unsigned_bundle=trust.allow_unsigned,
-        bundle_signatures=args.bundle_signatures,
+        **trust.flags(args.bundle_signatures),
     )
     client = Client.connect(args.kubeconfig, args.context)
     try:

@@ -220,12 +220,7 @@ def run(args: argparse.Namespace) -> int:
             kubeconfig=args.kubeconfig,
             context=args.context,
             view_max_age=args.view_max_age,
-            bundle_keys=tuple(text for _, text in trust.keys),
-            bundle_threshold=trust.threshold,
-            bundle_min_revision=trust.min_revision,
-            bundle_environment=trust.environment,
-            allow_unsigned_bundle=trust.allow_unsigned,
-            bundle_signatures=args.bundle_signatures,
+            **trust.flags(args.bundle_signatures),
         )
         if config.workers == 1:
             return asyncio.run(run_worker(config))
