@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from approvalgate.batch import fewer_collections
 from approvalgate.commands._args import (
     add_environment,
     add_manifest,
@@ -73,6 +74,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_cluster(parser)
 
 
+@fewer_collections
 def run(args: argparse.Namespace) -> int:
     from approvalgate import manifests, reports
     from approvalgate.approvals.decide import decide
