@@ -460,7 +460,9 @@ def _sign_runs(
         }
 
     def sign(run: manifests.Run) -> str:
-        claim = _claim(args, run, decision, environment, now, ttl, bound.get(run.ref))
+        claim = _claim_of(
+            args.approver, args.reason, run, decision, environment, now, ttl, bound.get(run.ref)
+        )
         value = _appended(run.source, run.envelopes, claim, signer)
         old, _ = records.parse_annotation(records.dump_annotation(run.envelopes))
         for record in old:
@@ -533,7 +535,9 @@ def _sign_parent(
     from approvalgate.commands import _content
 
     parent = item.parent
-    claim = _claim(args, item.coverage, decision, environment, now, ttl, references)
+    claim = _claim_of(
+        args.approver, args.reason, item.coverage, decision, environment, now, ttl, references
+    )
     value = _appended(parent.source, parent.envelopes, claim, signer)
     if item.stale and parent.envelopes:
         print(
@@ -551,22 +555,6 @@ def _sign_parent(
     return {**item.annotations, records.ANNOTATION: value}
 
 
-def _claim(
-    args: argparse.Namespace,
-    run: Any,
-    decision: str,
-    environment: str,
-    now: Any,
-    ttl: int,
-    references: Any = None,
-) -> Any:
-    """The claim ``args.approver`` signs about ``run`` (a :class:`manifests.Run`, or a
-    parent's :class:`approvals.parents.Coverage`: what has ``subject`` and ``digest``) and
-    the referenced content it binds: every mode of approve, reject and withdraw makes it the
-    same way."""
-    return _claim_of(args.approver, args.reason, run, decision, environment, now, ttl, references)
-
-
 def _claim_of(
     approver: str,
     reason: str,
@@ -577,7 +565,10 @@ def _claim_of(
     ttl: int,
     references: Any = None,
 ) -> Any:
-    """:func:`_claim` of plain values."""
+    """The claim ``approver`` signs about ``run`` (a :class:`manifests.Run`, or a parent's
+    :class:`approvals.parents.Coverage`: what has ``subject`` and ``digest``) and the
+    referenced content it binds: every mode of approve, reject and withdraw (and the
+    console) makes it the same way."""
     from approvalgate import manifests
     from approvalgate.approvals import records
 
@@ -1059,7 +1050,9 @@ def _decide_on_run(args: argparse.Namespace, decision: str) -> int:
         ttls = {id(d): ttl_seconds(args.ttl, d.cap) for d in decided}  # all checked first
         me = _cluster.whoami(client)
         for item in decided:
-            claim = _claim(args, item, decision, environment, now, ttls[id(item)])
+            claim = _claim_of(
+                args.approver, args.reason, item, decision, environment, now, ttls[id(item)]
+            )
             obj = _queue.decision_object(
                 request=item.name,
                 namespace=item.namespace,

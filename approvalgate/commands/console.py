@@ -28,10 +28,8 @@ examples:
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import sys
-import webbrowser
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -130,6 +128,8 @@ def run(args: argparse.Namespace) -> int:
         ),
     )
     with client:
+        import asyncio  # not at the top: every command's start-up imports this module
+
         from approvalgate.console.identity import Me, who
 
         user, groups = who(client)
@@ -161,6 +161,8 @@ def _namespaces(args: argparse.Namespace, client: Client) -> list[str]:
 
 
 async def _serve(args: argparse.Namespace, client: Client, me: Me, namespaces: list[str]) -> int:
+    import asyncio
+
     from approvalgate.console import app
     from approvalgate.console.state import ConsoleState
     from approvalgate.runtime.drain import stop_on_signals
@@ -196,6 +198,8 @@ async def _serve(args: argparse.Namespace, client: Client, me: Me, namespaces: l
 def _open_browser(url: str) -> None:
     """The default browser, if there is a graphical one: without a display, Python's
     webbrowser would run a text browser (lynx, w3m) in this terminal and wait for it."""
+    import webbrowser
+
     graphical = sys.platform in ("darwin", "win32") or any(
         os.environ.get(name) for name in ("DISPLAY", "WAYLAND_DISPLAY")
     )

@@ -41,19 +41,27 @@ def _unavailable(reason: str) -> NoReturn:
     unavailable(f"e2e control plane: {reason}")
 
 
-@pytest.fixture(scope="session")
-def control_plane() -> Iterator[ControlPlane]:
+def own_control_plane(crds: bool = True) -> Iterator[ControlPlane]:
+    """A control plane of its own (with every CRD we use unless ``crds`` is False), stopped
+    at the end: the session's, and a module's that stops its API server or must not share
+    one (``yield from own_control_plane()`` in a module-scoped fixture)."""
     try:
-        paths = crd_paths()
+        paths = crd_paths() if crds else []
         plane = ControlPlane(locate_binaries())
         plane.start()
     except ControlPlaneError as error:
         _unavailable(str(error))
     try:
-        plane.apply_crds(paths)
+        if paths:
+            plane.apply_crds(paths)
         yield plane
     finally:
         plane.stop()
+
+
+@pytest.fixture(scope="session")
+def control_plane() -> Iterator[ControlPlane]:
+    yield from own_control_plane()
 
 
 @pytest.fixture

@@ -33,10 +33,9 @@ from approvalgate.console.state import ConsoleState
 from approvalgate.kube.backoff import Backoff
 from approvalgate.kube.client import Client
 from tests.support.paths import ROOT
-from tests.support.tools import unavailable
 
-from .conftest import crd_paths
-from .controlplane import ControlPlane, ControlPlaneError, locate_binaries
+from .conftest import own_control_plane
+from .controlplane import ControlPlane
 
 pytestmark = pytest.mark.e2e
 
@@ -47,16 +46,7 @@ WAIT = 90.0  # seconds: a bound for the watches and the API server's restart, no
 
 @pytest.fixture(scope="module")
 def plane() -> Iterator[ControlPlane]:
-    try:
-        control_plane = ControlPlane(locate_binaries())
-        control_plane.start()
-    except ControlPlaneError as error:
-        unavailable(f"e2e control plane: {error}")
-    try:
-        control_plane.apply_crds(crd_paths())
-        yield control_plane
-    finally:
-        control_plane.stop()
+    yield from own_control_plane()
 
 
 def grant_read(plane: ControlPlane, user: str, namespace: str) -> None:

@@ -23,9 +23,9 @@ from approvalgate.kube.informer import Informer
 from approvalgate.kube.resources import Resource
 from approvalgate.kube.store import Change
 from approvalgate.kube.watches import Watcher, WatchEvent
-from tests.support.tools import unavailable
 
-from .controlplane import ControlPlane, ControlPlaneError, locate_binaries
+from .conftest import own_control_plane
+from .controlplane import ControlPlane
 
 pytestmark = pytest.mark.e2e
 
@@ -58,15 +58,7 @@ WIDGET_CRD = {
 
 @pytest.fixture(scope="module")
 def plane() -> Iterator[ControlPlane]:
-    try:
-        control_plane = ControlPlane(locate_binaries())
-        control_plane.start()
-    except ControlPlaneError as error:
-        unavailable(f"e2e control plane: {error}")
-    try:
-        yield control_plane
-    finally:
-        control_plane.stop()
+    yield from own_control_plane(crds=False)
 
 
 @pytest.fixture

@@ -28,11 +28,10 @@ from typing import Any
 import pytest
 
 from approvalgate.approvals import view
-from tests.e2e.controlplane import ControlPlane, ControlPlaneError, locate_binaries
+from tests.e2e.controlplane import ControlPlane
 from tests.e2e.gate import WEBHOOK_NAME, Gate, eventually, metric_value, run_manifest
-from tests.support.tools import unavailable
 
-from .conftest import crd_paths
+from .conftest import own_control_plane
 from .queue_support import (
     REQUESTS,
     People,
@@ -53,16 +52,7 @@ __all__ = ["people"]  # the fixture, imported for pytest
 
 @pytest.fixture(scope="module")
 def plane() -> Iterator[ControlPlane]:
-    try:
-        control_plane = ControlPlane(locate_binaries())
-        control_plane.start()
-    except ControlPlaneError as error:
-        unavailable(f"e2e control plane: {error}")
-    try:
-        control_plane.apply_crds(crd_paths())
-        yield control_plane
-    finally:
-        control_plane.stop()
+    yield from own_control_plane()
 
 
 @pytest.fixture(scope="module")

@@ -51,9 +51,9 @@ from tests.integration.harness import agentrun_request, cli_command, cli_env, fr
 from tests.support import bundle_signing
 from tests.support.corpus import CORPUS, CORPUS_ENVIRONMENT, compile_case_bundle
 from tests.support.paths import ROOT, UPSTREAM_AGENTS, crd_files
-from tests.support.tools import unavailable
 
-from .controlplane import ControlPlane, ControlPlaneError, locate_binaries
+from .conftest import own_control_plane
+from .controlplane import ControlPlane
 
 pytestmark = pytest.mark.e2e
 
@@ -85,15 +85,7 @@ def eventually(what: str, condition: Callable[[], bool], timeout: float = 90) ->
 
 @pytest.fixture(scope="module")
 def plane() -> Iterator[ControlPlane]:
-    try:
-        control_plane = ControlPlane(locate_binaries())
-        control_plane.start()
-    except ControlPlaneError as error:
-        unavailable(f"e2e control plane: {error}")
-    try:
-        yield control_plane
-    finally:
-        control_plane.stop()
+    yield from own_control_plane(crds=False)
 
 
 @pytest.fixture
