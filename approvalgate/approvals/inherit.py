@@ -493,8 +493,14 @@ def _by_bundle(bundle: Bundle, reason: str, message: str) -> Decision:
 def decide_content(
     request: Mapping[str, Any], bundle: Bundle, now: datetime, view: ClusterView | None
 ) -> Decision:
-    """CREATE, UPDATE, DELETE of an ImplementationSpec or Agent: denied while an unexpired
-    use binds the object to other content (the runs it admitted read it by name)."""
+    """CREATE, UPDATE, DELETE of an ImplementationSpec or Agent: denied while a use binds
+    the object to other content (the runs it admitted read it by name).
+
+    Expired or not: a run outlives its approval (it may wait in the platform's queue, and
+    each workflow step, retry and loop iteration reads its ImplementationSpec when it
+    starts), and the controller collects a use only once it expired *and* its run is gone
+    (controller.ledger.use_expired). A use still in the view is a run that may still read
+    the content."""
     if request.get("subResource"):
         return _allow("subresource")
     resource = request.get("resource") or {}
@@ -524,11 +530,11 @@ def decide_content(
     new_digest = content.digest(obj) if operation != "DELETE" and isinstance(obj, dict) else None
     key = content.key(kind, name)
     for use in usable.content_uses(namespace, key):
-        if not use.live(now):
-            continue
         bound = use.references.get(key)
         if bound is not None and bound != new_digest:
-            until = records.format_time(use.expires_at) if use.expires_at else "it is deleted"
+            until = "the run is deleted"  # and its use collected (expired, run gone)
+            if use.expires_at is not None and use.live(now):
+                until += f" and its approvals expire at {records.format_time(use.expires_at)}"
             verb = {"CREATE": "creating", "UPDATE": "changing", "DELETE": "deleting"}.get(
                 str(operation), "writing"
             )
