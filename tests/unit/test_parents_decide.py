@@ -189,6 +189,7 @@ def _sign(
     decision: str = "approve",
     ttl: timedelta = timedelta(hours=2),
     reason: str = "",
+    environment: str = CORPUS_ENVIRONMENT,
 ) -> dict[str, Any]:
     issued = NOW - timedelta(hours=1)
     claim = records.Claim(
@@ -200,7 +201,7 @@ def _sign(
         issued_at=issued,
         expires_at=issued + ttl,
         nonce=f"nonce-{key}-{uuid.uuid4().hex[:8]}",
-        environment=CORPUS_ENVIRONMENT,
+        environment=environment,
         references=dict(references or {}),
     )
     return records.sign(claim, signer(key))
@@ -213,12 +214,16 @@ def _approve(
     *,
     bind: bool = True,
     ttl: timedelta = timedelta(hours=2),
+    environment: str = CORPUS_ENVIRONMENT,
 ) -> list[dict[str, Any]]:
     """Put approvals of parent ``obj`` (its current coverage, as ``view`` has it) on it."""
     cover = parents.coverage(obj, view)
     assert isinstance(cover, parents.Coverage), cover
     refs = content.binding(cover.references, NS, view) if bind else {}
-    envelopes = [_sign(k, cover.subject, cover.digest, references=refs, ttl=ttl) for k in keys]
+    envelopes = [
+        _sign(k, cover.subject, cover.digest, references=refs, ttl=ttl, environment=environment)
+        for k in keys
+    ]
     _annotate(obj, envelopes)
     return envelopes
 
@@ -440,6 +445,20 @@ def test_a_schedule_with_one_approval_of_two_admits_no_run() -> None:
     decision = judge(review("CREATE", _schedule_run(schedule), user=RUNNER), view)
     assert not decision.allowed
     assert "1 of 2" in decision.message
+
+
+def test_a_schedule_approved_for_another_environment_admits_neither_it_nor_its_runs() -> None:
+    """Class 23 with class 21: a Schedule approved in staging, applied in prod (its records
+    name the environment they approve for, and so do its runs' through it)."""
+    schedule = _schedule()
+    _approve(schedule, _view(*BASE_OBJECTS), environment="staging")
+    view = _view(*BASE_OBJECTS, schedule)
+    made = judge(review("CREATE", schedule), view)
+    assert not made.allowed
+    assert "staging" in made.message
+    run = judge(review("CREATE", _schedule_run(schedule), user=RUNNER), view)
+    assert not run.allowed
+    assert "staging" in run.message
 
 
 def test_a_schedule_changed_after_its_approval_admits_no_run() -> None:
