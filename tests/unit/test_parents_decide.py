@@ -26,7 +26,7 @@ import pytest
 
 from approvalgate.approvals import content, parents, records
 from approvalgate.approvals.bundle import Bundle, parse_bundle_text
-from approvalgate.approvals.decide import Decision, decide
+from approvalgate.approvals.decide import Decision, decide, used_references, used_statements
 from approvalgate.approvals.digest import spec_digest
 from approvalgate.approvals.kubeyaml import load_manifests
 from approvalgate.approvals.policy import BundleSettings, compile_bundle, dump_bundle
@@ -515,6 +515,62 @@ def test_max_runs_counts_the_recorded_uses_of_the_parents_approval() -> None:
     view = _view(*BASE_OBJECTS, schedule, uses=spent)
     decision = judge(review("CREATE", run, user=RUNNER), view)
     assert not decision.allowed
+
+
+def _two_parent_policies() -> Bundle:
+    """two-person (codex-agent) leaves ttlSecondsAfterFinished to each run too; a policy
+    for another agent, first in bundle order, keeps the default perRunFields."""
+    docs = _docs()
+    (policy,) = [d for d in docs if d["kind"] == "ApprovalPolicy"]
+    policy["spec"]["parents"] = {
+        **copy.deepcopy(PARENTS),
+        "perRunFields": ["idempotencyKey", "ttlSecondsAfterFinished"],
+    }
+    other = copy.deepcopy(policy)
+    other["metadata"]["name"] = "another-agent"
+    other["spec"]["subjects"] = [{"kind": "Agent", "name": "another-agent"}]
+    other["spec"]["parents"] = copy.deepcopy(PARENTS)
+    settings = BundleSettings(
+        environment=CORPUS_ENVIRONMENT, cluster_view="required", referenced_content="bind"
+    )
+    bundle, problems = compile_bundle([other, *docs], settings)
+    assert bundle is not None, problems
+    return parse_bundle_text(dump_bundle(bundle))
+
+
+def test_uses_record_the_parents_approval_under_the_admitting_policys_per_run_fields() -> None:
+    """Class 23: the controller records a derived run's use without knowing which policy
+    admitted it. Deriving under the first parent policy's perRunFields only, it recorded
+    no approval for a run another policy admitted with other fields: maxRuns never counted
+    it (any number of runs) and the content the parent's approval bound stayed writable."""
+    bundle = _two_parent_policies()
+    assert bundle.candidate_policies(NS)[0].ref == "agents/another-agent"
+    target = copy.deepcopy(TARGET)
+    target["spec"]["ttlSecondsAfterFinished"] = 600
+    schedule = _schedule(target=target)
+    template = parents.schedule_template(
+        target["spec"], ("idempotencyKey", "ttlSecondsAfterFinished")
+    )
+    schedule["metadata"]["annotations"][parents.TEMPLATE_ANNOTATION] = _canonical(template)
+    envelopes = _approve(schedule, _view(*BASE_OBJECTS))
+    uses: list[dict[str, Any]] = []
+    admitted = 0
+    for index in range(MAX_RUNS + 2):
+        view = _view(*BASE_OBJECTS, schedule, uses=uses)
+        run = _schedule_run(schedule, target)
+        if not judge(review("CREATE", run, user=RUNNER), view, bundle).allowed:
+            continue
+        admitted += 1
+        # what the controller records for it (ledger.use_object)
+        statements, _ = used_statements(run, bundle, view)
+        assert sorted(statements) == sorted(_statement(e) for e in envelopes), index
+        bound = used_references(run, bundle, view)
+        assert bound == {
+            content.key("Agent", "codex-agent"): content.digest(AGENT),
+            content.key("ImplementationSpec", "codex-impl-sample"): content.digest(IMPL),
+        }
+        uses.append(_use(run["metadata"]["uid"], envelopes, references=bound))
+    assert admitted == MAX_RUNS
 
 
 def test_a_parent_record_living_longer_than_max_ttl_does_not_count() -> None:
