@@ -1152,3 +1152,44 @@ def test_content_in_use_cannot_be_rewritten_or_deleted(world: World) -> None:
     )
     # a rewrite to the same content is no change
     admitted(send(world.rewrite, "ImplementationSpec", impl, {}))
+
+
+def test_an_admitted_runs_spec_cannot_change_even_freshly_approved(world: World) -> None:
+    """Classes 19 and 21: the run's one ApprovalUse (named by its uid, immutable) records
+    the approvals and content it was admitted on. A PUT switching the run to another
+    ImplementationSpec, with dana's fresh approval of that spec, used to be admitted: the
+    new approval was recorded nowhere, and the new ImplementationSpec stayed writable while
+    the run could still read it."""
+    agent, impl = world.agent(), world.implementation()
+    other = world.implementation("other", text="Task B as reviewed.")
+    name = world.name("switching")
+    run = world.approved_run(
+        {
+            "apiVersion": AGENT_RUN.api_version,
+            "kind": "AgentRun",
+            "metadata": {"name": name, "namespace": NS},
+            "spec": world.run_spec(agent, impl),
+        }
+    )
+    admitted(send(world.person.create, run))
+    eventually("the run's use is recorded", lambda: bool(world.uses_of_statement(run)))
+    stored = world.admin.get(AGENT_RUN, NS, name)
+    assert stored is not None
+    switched = world.approved_run(
+        {
+            "apiVersion": AGENT_RUN.api_version,
+            "kind": "AgentRun",
+            "metadata": {
+                "name": name,
+                "namespace": NS,
+                "resourceVersion": stored["metadata"]["resourceVersion"],
+            },
+            "spec": world.run_spec(agent, other),
+        }
+    )
+    denied(
+        send(world.person.replace, switched),
+        f"approvalgate denied updating AgentRun {NS}/{name}: its spec changed",
+    )
+    # and the content it would have switched to is nobody's: free to edit
+    admitted(send(world.rewrite, "ImplementationSpec", other, {"text": "Something else."}))
