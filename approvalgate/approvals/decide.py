@@ -707,9 +707,29 @@ def _update_shortcut(
         )
     old_ann = (old_meta.get("annotations") or {}).get(records.ANNOTATION)
     new_ann = (new_meta.get("annotations") or {}).get(records.ANNOTATION)
-    if same_spec and old_ann == new_ann and _same_policies(request, old, obj, bundle, namespace):
+    if (
+        same_spec
+        and old_ann == new_ann
+        and not (_is_template(old_meta) and not _is_template(new_meta))
+        and _same_policies(request, old, obj, bundle, namespace)
+    ):
         return _allow("unchanged-spec")
     return None
+
+
+UPSTREAM_TEMPLATE_ANNOTATION: Final = "agents.proompteng.ai/template"
+"""Upstream ``isAgentRunTemplate``: a run annotated ``"true"`` is a Schedule's template and
+is never submitted; without it the platform runs it."""
+
+
+def _is_template(meta: Mapping[str, Any]) -> bool:
+    """Upstream reads the annotation with ``asString`` (trimmed) and compares it to "true".
+    A template made live by an UPDATE (the annotation removed) is a run starting now: it
+    gets the full decision on its records as they stand (expired, withdrawn, vetoed since),
+    not the unchanged-spec shortcut of a metadata change (class 19)."""
+    annotations = meta.get("annotations")
+    value = annotations.get(UPSTREAM_TEMPLATE_ANNOTATION) if isinstance(annotations, dict) else None
+    return isinstance(value, str) and value.strip() == "true"
 
 
 def _spec_fixed(
