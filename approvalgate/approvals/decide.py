@@ -192,6 +192,8 @@ def _decide(
         verdict = _use_released(request, obj, bundle, namespace, now, view)
         if verdict is None:
             verdict = _update_shortcut(request, obj, bundle, namespace)
+        if verdict is None:
+            verdict = _spec_fixed(request, obj, bundle, namespace)
         if verdict is not None:
             return verdict
     try:
@@ -705,9 +707,69 @@ def _update_shortcut(
         )
     old_ann = (old_meta.get("annotations") or {}).get(records.ANNOTATION)
     new_ann = (new_meta.get("annotations") or {}).get(records.ANNOTATION)
-    if same_spec and old_ann == new_ann and _same_policies(request, old, obj, bundle, namespace):
+    if (
+        same_spec
+        and old_ann == new_ann
+        and not (_is_template(old_meta) and not _is_template(new_meta))
+        and _same_policies(request, old, obj, bundle, namespace)
+    ):
         return _allow("unchanged-spec")
     return None
+
+
+UPSTREAM_TEMPLATE_ANNOTATION: Final = "agents.proompteng.ai/template"
+"""Upstream ``isAgentRunTemplate``: a run annotated ``"true"`` is a Schedule's template and
+is never submitted; without it the platform runs it."""
+
+
+def _is_template(meta: Mapping[str, Any]) -> bool:
+    """Upstream reads the annotation with ``asString`` (trimmed) and compares it to "true".
+    A template made live by an UPDATE (the annotation removed) is a run starting now: it
+    gets the full decision on its records as they stand (expired, withdrawn, vetoed since),
+    not the unchanged-spec shortcut of a metadata change (class 19)."""
+    annotations = meta.get("annotations")
+    value = annotations.get(UPSTREAM_TEMPLATE_ANNOTATION) if isinstance(annotations, dict) else None
+    return isinstance(value, str) and value.strip() == "true"
+
+
+def _spec_fixed(
+    request: Mapping[str, Any], obj: Mapping[str, Any], bundle: Bundle, namespace: str
+) -> Decision | None:
+    """Rule 3b: where the bundle requires the cluster view, an admitted run's spec stays as
+    admitted. Its one ApprovalUse (named by the run's uid, immutable) records the approvals
+    and the content the run was admitted on; a spec changed by UPDATE, even with fresh
+    approvals of its own, would run on approvals no use records (replayable once the run
+    is gone) and execute content no use guards (rewritable while the run may read it).
+    A changed run is a new run: create it under a new name.
+
+    Runs holding the use finalizer: those admitted on records there (a run the platform
+    derived, or a trusted submitter's, holds none, and no use of records is at stake)."""
+    if not bundle.needs_view:
+        return None
+    old = request.get("oldObject")
+    old_meta = old.get("metadata") if isinstance(old, dict) else None
+    if not isinstance(old, dict) or not isinstance(old_meta, dict):
+        return None
+    finalizers = old_meta.get("finalizers")
+    if not isinstance(finalizers, list) or USE_FINALIZER not in finalizers:
+        return None
+    if _same_spec(old.get("spec"), obj.get("spec"), bundle):
+        return None
+    meta = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
+    assert isinstance(meta, dict)
+    message = (
+        f"approvalgate denied updating AgentRun {namespace}/{meta.get('name', '')}: its spec "
+        "changed, and where approvals are recorded in the cluster an admitted run's spec "
+        "cannot change (its ApprovalUse records the approvals and the content it was "
+        "admitted on, once). Create the changed run under a new name and have it approved."
+    )
+    if bundle.enforcement == "enforce":
+        return _deny("spec-changed", message)
+    audit = {"decision": "allow", "reason": "spec-changed", "audit-would-deny": "spec-changed"}
+    if bundle.enforcement == "warn":
+        warning = f"approvalgate (enforcement warn) would deny: {message}"
+        return _allow("spec-changed", warnings=(warning,), audit_annotations=audit)
+    return _allow("spec-changed", audit_annotations=audit)
 
 
 def _same_policies(

@@ -493,8 +493,14 @@ def _by_bundle(bundle: Bundle, reason: str, message: str) -> Decision:
 def decide_content(
     request: Mapping[str, Any], bundle: Bundle, now: datetime, view: ClusterView | None
 ) -> Decision:
-    """CREATE, UPDATE, DELETE of an ImplementationSpec or Agent: denied while an unexpired
-    use binds the object to other content (the runs it admitted read it by name)."""
+    """CREATE, UPDATE, DELETE of an ImplementationSpec or Agent: denied while a use binds
+    the object to other content (the runs it admitted read it by name).
+
+    Expired or not: a run outlives its approval (it may wait in the platform's queue, and
+    each workflow step, retry and loop iteration reads its ImplementationSpec when it
+    starts), and the controller collects a use only once it expired *and* its run is gone
+    (controller.ledger.use_expired). A use still in the view is a run that may still read
+    the content."""
     if request.get("subResource"):
         return _allow("subresource")
     resource = request.get("resource") or {}
@@ -524,11 +530,11 @@ def decide_content(
     new_digest = content.digest(obj) if operation != "DELETE" and isinstance(obj, dict) else None
     key = content.key(kind, name)
     for use in usable.content_uses(namespace, key):
-        if not use.live(now):
-            continue
         bound = use.references.get(key)
         if bound is not None and bound != new_digest:
-            until = records.format_time(use.expires_at) if use.expires_at else "it is deleted"
+            until = "the run is deleted"  # and its use collected (expired, run gone)
+            if use.expires_at is not None and use.live(now):
+                until += f" and its approvals expire at {records.format_time(use.expires_at)}"
             verb = {"CREATE": "creating", "UPDATE": "changing", "DELETE": "deleting"}.get(
                 str(operation), "writing"
             )
@@ -550,7 +556,14 @@ def parent_records_used(
 ) -> list[records.ParsedRecord]:
     """The approvals (approve, bypass) of the parent a run derives from, if it does: what the
     run's ApprovalUse records, so that ``parents.maxRuns`` counts it and the content its
-    parent's approval bound stays as approved while it may run."""
+    parent's approval bound stays as approved while it may run.
+
+    The run derives under the ``perRunFields`` of whichever policy admitted it, and the
+    controller cannot tell which: it derives under each policy's fields (of the policies
+    here that name creators) and records the approvals of every derivation that holds.
+    Deriving under the first policy's fields only recorded nothing for a run another
+    policy admitted with other fields: ``maxRuns`` never counted it, and the content its
+    parent's approval bound was left unguarded (class 23)."""
     meta = run.get("metadata") if isinstance(run.get("metadata"), dict) else {}
     assert isinstance(meta, dict)
     labels = meta.get("labels") if isinstance(meta.get("labels"), dict) else {}
@@ -558,15 +571,19 @@ def parent_records_used(
     if parents.SCHEDULE_LABEL not in labels and parents.ORCHESTRATION_RUN_LABEL not in labels:
         return []
     namespace = str(meta.get("namespace") or "")
-    fields = next(
-        (p.per_run_fields for p in bundle.candidate_policies(namespace) if p.parent_creators),
-        parents.DEFAULT_PER_RUN_FIELDS,
+    every = dict.fromkeys(
+        p.per_run_fields for p in bundle.candidate_policies(namespace) if p.parent_creators
     )
-    derivation = parents.derive(run, namespace, view, fields)
-    if derivation.problem or derivation.coverage is None or derivation.parent is None:
-        return []
-    found, _ = _parent_records(derivation.parent, derivation.coverage, bundle, view)
-    return [r for r in found if r.claim.decision in ("approve", "bypass")]
+    found: dict[bytes, records.ParsedRecord] = {}
+    for fields in every or (parents.DEFAULT_PER_RUN_FIELDS,):
+        derivation = parents.derive(run, namespace, view, fields)
+        if derivation.problem or derivation.coverage is None or derivation.parent is None:
+            continue
+        made, _ = _parent_records(derivation.parent, derivation.coverage, bundle, view)
+        for record in made:
+            if record.claim.decision in ("approve", "bypass"):
+                found.setdefault(record.envelope.payload, record)
+    return list(found.values())
 
 
 __all__ = ["decide_content", "decide_derived", "decide_parent", "parent_records_used"]
