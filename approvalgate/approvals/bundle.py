@@ -20,7 +20,7 @@ from typing import Any, Final, NamedTuple
 
 from securesystemslib.signer import SSlibKey
 
-from approvalgate.approvals import records, references
+from approvalgate.approvals import identity, records, references
 from approvalgate.approvals.digest import spec_digest
 from approvalgate.approvals.errors import BundleError, format_json_path
 from approvalgate.approvals.keys.public import load_public_key
@@ -206,8 +206,17 @@ class Bundle:
         return found if found is not None else self._any_agent[bucket]
 
     def approvers_known_as(self, username: str) -> frozenset[str]:
-        """The approvers named ``username`` or listing it among their usernames (indexed)."""
-        return self._known_as.get(username, frozenset()) if username else frozenset()
+        """The approvers named ``username`` or listing it among their usernames (indexed),
+        compared as persons (:func:`approvals.identity.person_keys`: case, look-alikes,
+        invisible characters and an authenticator's prefix do not make another person).
+        Used only to refuse approvals, never to admit."""
+        if not username:
+            return frozenset()
+        keys = identity.person_keys(username)
+        if len(keys) == 1:
+            (key,) = keys
+            return self._known_as.get(key, frozenset())
+        return frozenset().union(*(self._known_as.get(k, frozenset()) for k in keys))
 
     def spec_digest(self, spec: object) -> str:
         """:func:`approvals.digest.spec_digest`, memoised per bundle (raises the same errors)."""
@@ -264,7 +273,8 @@ class Bundle:
         known_as: dict[str, set[str]] = {}
         for name, approver in self.approvers.items():
             for username in {approver.name, *approver.usernames}:
-                known_as.setdefault(username, set()).add(name)
+                for key in identity.person_keys(username):
+                    known_as.setdefault(key, set()).add(name)
         object.__setattr__(self, "_known_as", {u: frozenset(n) for u, n in known_as.items()})
         object.__setattr__(self, "clock_skew", timedelta(seconds=self.clock_skew_seconds))
 

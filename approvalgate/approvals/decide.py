@@ -813,21 +813,21 @@ def _check_record(
     key = next(k for k in keys if k.key is signer)
     if not key.valid_at(now):  # Rule 5: a key counts only while it is valid, now too
         return _Check(record, approver, _key_not_valid_now(approver, key, now))
-    if _is_person(approver, run.username):
+    if _is_person(bundle, approver, run.username):
         return _Check(
             record,
             approver,
             f"{approver.name} submitted this run (as "
             f"{run.username}): nobody approves their own run",
         )
-    if _is_person(approver, run.author):
+    if _is_person(bundle, approver, run.author):
         return _Check(
             record,
             approver,
             f"{approver.name} is the run's recorded author "
             f"({records.AUTHOR_ANNOTATION}): nobody approves their own run",
         )
-    if _is_person(approver, run.courier):
+    if _is_person(bundle, approver, run.courier):
         return _Check(
             record,
             approver,
@@ -932,8 +932,10 @@ def _key_not_valid_now(approver: Approver, key: ApproverKey, now: datetime) -> s
     )
 
 
-def _is_person(approver: Approver, username: str) -> bool:
-    return bool(username) and (username == approver.name or username in approver.usernames)
+def _is_person(bundle: Bundle, approver: Approver, username: str) -> bool:
+    """``username`` is ``approver`` (the name or one of its usernames, compared as persons:
+    :meth:`Bundle.approvers_known_as`); only ever a reason to refuse an approval."""
+    return approver.name in bundle.approvers_known_as(username)
 
 
 def _short_subject(subject: str) -> str:
