@@ -1025,21 +1025,23 @@ def _evaluate(
         if claim.decision == "bypass":
             bypass = bypass or check.record
             continue
-        # Rule 6: one vote per distinct approver, their latest record counts (reject on ties).
-        current = latest.get(claim.approver)
+        # Rule 6: one vote per distinct person, their latest record counts (reject on ties);
+        # approvers who share a username are one person (Bundle.person_of).
+        person = bundle.person_of(claim.approver)
+        current = latest.get(person)
         candidate = (claim.issued_at, claim.decision, check.record)
         if current is None or (candidate[0], candidate[1] == "reject") > (
             current[0],
             current[1] == "reject",
         ):
-            latest[claim.approver] = candidate
+            latest[person] = candidate
     approving: list[str] = []
     rejecting: list[str] = []
-    for approver, (_, vote, _r) in latest.items():
+    for _, vote, voted in latest.values():
         if vote == "approve":
-            approving.append(approver)
+            approving.append(voted.claim.approver)
         elif vote == "reject":
-            rejecting.append(approver)
+            rejecting.append(voted.claim.approver)
     approvals = tuple(sorted(approving))
     rejects = tuple(sorted(rejecting))
     withdrawn = tuple(sorted(withdrawals))
@@ -1122,7 +1124,7 @@ def _evaluate(
         summary,
         approvals,
         ordered,
-        missing=_still_needed(policy, run, approvals, rejects, required),
+        missing=_still_needed(policy, run, approvals, rejects, required, bundle),
         rejects=rejects,
         withdrawn=withdrawn,
     )
@@ -1190,16 +1192,22 @@ def _by_index(verdict: RecordVerdict) -> int:
 
 
 def _still_needed(
-    policy: Policy, run: _Run, approvals: Sequence[str], rejects: Sequence[str], required: int
+    policy: Policy,
+    run: _Run,
+    approvals: Sequence[str],
+    rejects: Sequence[str],
+    required: int,
+    bundle: Bundle,
 ) -> str:
     """Who could still approve: eligible, not yet counted, not the requester or author."""
     if rejects and policy.rejection == "veto":
         return f"{', '.join(rejects)} to withdraw the rejection (approve after it), or a new spec"
     count = max(required - len(approvals), len(rejects) + 1 - len(approvals), 1)
+    decided = {bundle.person_of(name) for name in (*approvals, *rejects)}
     candidates = sorted(
         name
-        for name in policy.approvers - set(approvals) - set(rejects)
-        if name not in run.excluded
+        for name in policy.approvers
+        if name not in run.excluded and bundle.person_of(name) not in decided
     )
     return f"{count} more approval(s) from {', '.join(candidates) or 'nobody eligible'}"
 

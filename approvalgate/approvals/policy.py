@@ -17,7 +17,12 @@ from typing import Any, Final
 from approvalgate.approvals import identity, records
 from approvalgate.approvals.durations import parse_duration
 from approvalgate.approvals.errors import Finding
-from approvalgate.approvals.keys.public import accepted_forms, load_public_key, public_key_pem
+from approvalgate.approvals.keys.public import (
+    accepted_forms,
+    key_material,
+    load_public_key,
+    public_key_pem,
+)
 from approvalgate.approvals.references import name_problem
 from approvalgate.approvals.schemas import schema_findings
 
@@ -113,6 +118,7 @@ def compile_bundle(
             approvers[entry["name"]] = entry
             approver_docs[entry["name"]] = index
     _check_key_reuse(approvers, approver_docs, ctx)
+    _check_username_reuse(approvers, approver_docs, ctx)
     groups: dict[str, list[str]] = {}
     for entry in approvers.values():
         for group in entry["groups"]:
@@ -246,16 +252,41 @@ def _about_usernames(finding: Finding) -> bool:
 def _check_key_reuse(
     approvers: Mapping[str, Mapping[str, Any]], docs: Mapping[str, int], ctx: _Context
 ) -> None:
-    owner: dict[str, str] = {}
+    owner: dict[bytes, str] = {}
     for name in sorted(approvers):
         for k_index, key in enumerate(approvers[name]["keys"]):
-            other = owner.setdefault(key["keyid"], name)
+            # the key itself, not its id: an id covers the form (PEM or OpenSSH line)
+            other = owner.setdefault(key_material(key["publicKey"]), name)
             if other != name:
                 ctx.add(
                     docs[name],
                     ("spec", "keys", k_index, "publicKey"),
                     f"this key already belongs to approver {other!r}",
                     "one key, one approver: two approvers sharing a key count as one person",
+                )
+
+
+def _check_username_reuse(
+    approvers: Mapping[str, Mapping[str, Any]], docs: Mapping[str, int], ctx: _Context
+) -> None:
+    """A username is one person: two approvers listing it (compared as persons, so
+    ``Alice@Example.com`` is ``alice@example.com``) would let that person vote twice."""
+    owner: dict[str, tuple[str, str]] = {}
+    for name in sorted(approvers):
+        for username in approvers[name]["usernames"]:
+            key = identity.person_key(username)
+            if not key:
+                continue
+            other, theirs = owner.setdefault(key, (name, username))
+            if other != name:
+                ctx.add(
+                    docs[name],
+                    ("spec", "usernames"),
+                    f"username {username!r} already belongs to approver {other!r} (as "
+                    f"{theirs!r}): whoever logs in as it would approve as both",
+                    "one username, one approver: list each person once, with all their "
+                    "keys and usernames under one Approver (decide() counts approvers that "
+                    "share a username as one person)",
                 )
 
 

@@ -12,12 +12,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives import serialization
 
-from approvalgate.approvals.bundle import parse_bundle_text
+from approvalgate.approvals.bundle import load_bundle, parse_bundle_text
+from approvalgate.approvals.decide import decide
 from approvalgate.approvals.errors import Finding
 from approvalgate.approvals.kubeyaml import load_manifests
-from approvalgate.approvals.policy import BundleSettings, Problem, compile_bundle, dump_bundle
-from tests.support.corpus import BASE
+from approvalgate.approvals.policy import (
+    BundleSettings,
+    Problem,
+    bundle_generation,
+    compile_bundle,
+    dump_bundle,
+)
+from tests.support.corpus import BASE, KEYS, compile_case_bundle, load_case
 from tests.support.paths import UPSTREAM_AGENTS
 
 UPSTREAM_SAMPLE = UPSTREAM_AGENTS / "examples" / "approvalpolicy-sample.yaml"
@@ -438,6 +446,58 @@ def test_a_key_shared_by_two_approvers_is_reported_whatever_the_document_order()
     assert errors(problems) == [
         (2, ("spec", "keys", 0, "publicKey"), "this key already belongs to approver 'aaron'")
     ]
+
+
+def test_a_key_shared_by_two_approvers_in_another_form_is_an_error() -> None:
+    """The same key as PEM for one approver and as an OpenSSH line for another has another
+    key id (securesystemslib's covers the form): one private key would sign for both."""
+    private = serialization.load_pem_private_key((KEYS / "bob.key").read_bytes(), None)
+    line = (
+        private.public_key()
+        .public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+        .decode()
+    )
+    twin = approver("zed", "bob")
+    twin["spec"]["keys"] = [{"publicKey": line}]
+    bundle, problems = compile_docs(
+        [policy({"approvers": ["bob", "zed"]}), approvers()["bob"], twin]
+    )
+    assert bundle is None
+    assert errors(problems) == [
+        (2, ("spec", "keys", 0, "publicKey"), "this key already belongs to approver 'bob'")
+    ]
+
+
+@pytest.mark.parametrize("spelt", ["bob", "Bob", " bob", "b\u200bob"])
+def test_a_username_shared_by_two_approvers_is_an_error(spelt: str) -> None:
+    """One username is one person: as two approvers they would vote twice."""
+    twin = approver("zed", "carol", usernames=[spelt])
+    docs = [policy({"approvers": ["bob", "zed"]}), approvers()["bob"], twin]
+    bundle, problems = compile_docs(docs)
+    assert bundle is None
+    assert errors(problems) == [
+        (
+            2,
+            ("spec", "usernames"),
+            f"username {spelt!r} already belongs to approver 'bob' (as 'bob'): whoever "
+            "logs in as it would approve as both",
+        )
+    ]
+
+
+def test_approvers_sharing_a_username_in_a_loaded_bundle_count_as_one_person() -> None:
+    """A bundle compiled before the check above (or made by hand and signed): decide()
+    still counts approvers that share a username as one person, one vote."""
+    case = load_case("approve-two-distinct")  # alice and bob approve: admitted
+    assert decide(case.request, case.bundle, case.now).allowed
+    obj = json.loads(compile_case_bundle(BASE))
+    (bob,) = [a for a in obj["approvers"] if a["name"] == "bob"]
+    bob["usernames"] = sorted({*bob["usernames"], "ALICE@example.com"})  # alice's, spelt anew
+    obj["generation"] = bundle_generation(obj)
+    decision = decide(case.request, load_bundle(obj), case.now)
+    assert (decision.allowed, decision.reason) == (False, "missing-approvals")
+    assert "1 of 2 required approvals" in decision.message
+    assert "still needed: 1 more approval(s) from carol\n" in decision.message
 
 
 @pytest.mark.parametrize(
