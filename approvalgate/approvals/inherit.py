@@ -85,7 +85,14 @@ def _parent_run(
 def _parent_records(
     obj: Mapping[str, Any], covered: parents.Coverage, bundle: Bundle, view: ClusterView | None
 ) -> tuple[list[records.ParsedRecord], list[records.RecordProblem]]:
-    """The parent's records: those it carries, then its ApprovalDecisions in the cluster."""
+    """The parent's records: those it carries, then its ApprovalDecisions in the cluster that
+    take back (reject, withdraw).
+
+    A parent's approvals (approve, bypass) are only those it carries: they are judged when
+    the parent is written, against who writes it (nobody approves their own parent). Its
+    runs are judged later, when that person is no longer known, so an approval filed in the
+    cluster afterwards (by the parent's own writer, say, once the others' approvals expired)
+    would count for its runs unchecked."""
     meta = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
     assert isinstance(meta, dict)
     annotations = meta.get("annotations") if isinstance(meta.get("annotations"), dict) else {}
@@ -105,7 +112,9 @@ def _parent_records(
         found.extend(
             r
             for r in more
-            if r.claim.subject == covered.subject and r.envelope.payload not in carried
+            if r.claim.subject == covered.subject
+            and r.envelope.payload not in carried
+            and r.claim.decision in ("reject", "withdraw")
         )
     if not found and not troubles:
         troubles = [records.RecordProblem(-1, f"annotation {records.ANNOTATION} is missing")]
@@ -397,8 +406,32 @@ def decide_parent(
     pod = identity.bound_pod(user)
     prun = _parent_run(covered, obj, bundle, username, groups, str(operation), pod)
     checked = _parent_checks(obj, covered, prun, bundle, now, usable)
+    own = _writers_own(checked.found, username, bundle)
+    if own:
+        return _deny(
+            "parent-self-approval",
+            f"approvalgate denied {verb} {where}: it carries an approval by {own}, who is "
+            f"writing it (as {username}). Nobody approves their own parent, and its runs are "
+            "judged later, when who wrote it is no longer known: remove that record from "
+            f"{records.ANNOTATION}, or have someone else apply it.",
+            digest=covered.digest,
+            subject=covered.subject,
+            chain=(where,),
+        )
     results = [_judge_parent(p, prun, checked, bundle) for p in policies]
     return replace(_combine(results, prun, bundle.environment), chain=(where,))
+
+
+def _writers_own(found: Sequence[records.ParsedRecord], username: str, bundle: Bundle) -> str:
+    """The approver, known as the parent's writer ``username``, whose approval (approve or
+    bypass) the parent carries ("" if none): excluded now, it would count for the parent's
+    runs, which are judged without the writer (expired, future or withdrawn records too:
+    they may count then, or the others' may stop counting)."""
+    mine = bundle.approvers_known_as(username)
+    for record in found:
+        if record.claim.decision in ("approve", "bypass") and record.claim.approver in mine:
+            return record.claim.approver
+    return ""
 
 
 def _swarm_schedule(

@@ -542,6 +542,66 @@ def test_the_schedules_author_cannot_approve_it() -> None:
     assert not judge(review("CREATE", schedule, user="alice"), _view(*BASE_OBJECTS)).allowed
 
 
+def _decision(
+    record: Mapping[str, Any], approver: str, decision: str = "approve"
+) -> dict[str, Any]:
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "ApprovalDecision",
+        "metadata": {
+            "name": f"nightly-{approver}",
+            "namespace": NS,
+            "creationTimestamp": DEFAULT_NOW,
+        },
+        "spec": {
+            "requestName": "nightly",
+            "decision": decision,
+            "approver": approver,
+            "record": record,
+        },
+    }
+
+
+def test_an_approval_of_a_schedule_filed_in_the_cluster_never_counts_for_its_runs() -> None:
+    """Class 7 through a parent: alice applies a Schedule on bob's and carol's approvals;
+    carol's runs out. alice then files her own approval of it as an ApprovalDecision: its
+    runs are judged without knowing who wrote it, so it would count (self-approval). A
+    parent's approvals are the ones it carries, judged when it is written; the cluster adds
+    only rejects and withdrawals."""
+    schedule = _schedule()
+    view = _view(*BASE_OBJECTS)
+    cover = parents.coverage(schedule, view)
+    assert isinstance(cover, parents.Coverage)
+    refs = content.binding(cover.references, NS, view)
+    bob = _sign("bob", cover.subject, cover.digest, references=refs, ttl=timedelta(hours=30))
+    carol = _sign("carol", cover.subject, cover.digest, references=refs, ttl=timedelta(minutes=30))
+    _annotate(schedule, [bob, carol])
+    earlier = NOW - timedelta(minutes=45)  # both valid: alice may apply it
+    assert decide(review("CREATE", schedule, user="alice"), BUNDLE, earlier, view).allowed
+    mine = _sign("alice", cover.subject, cover.digest, references=refs)
+    view = StaticView.build(objects=(*BASE_OBJECTS, schedule), decisions=[_decision(mine, "alice")])
+    decision = judge(review("CREATE", _schedule_run(schedule), user=RUNNER), view)
+    assert (decision.allowed, decision.reason) == (False, "missing-approvals"), decision.message
+    assert "1 of 2" in decision.message
+    # the same approval carried on the Schedule and applied by someone else counts
+    _annotate(schedule, [bob, carol, mine])
+    assert judge(review("CREATE", schedule, user="requester"), _view(*BASE_OBJECTS)).allowed
+    view = _view(*BASE_OBJECTS, schedule)
+    assert judge(review("CREATE", _schedule_run(schedule), user=RUNNER), view).allowed
+
+
+@pytest.mark.parametrize("spelt", ["alice", "Alice@Example.com"])
+def test_a_parent_carrying_its_writers_own_approval_is_denied(spelt: str) -> None:
+    """Even when the others' approvals suffice now: the writer's own record would count for
+    the parent's runs once one of the others' expires (they are judged without the writer)."""
+    schedule = _schedule()
+    _approve(schedule, _view(*BASE_OBJECTS), keys=("alice", "bob", "carol"))
+    decision = judge(review("CREATE", schedule, user=spelt), _view(*BASE_OBJECTS))
+    assert (decision.allowed, decision.reason) == (False, "parent-self-approval")
+    assert f"it carries an approval by alice, who is writing it (as {spelt})" in decision.message
+    assert judge(review("CREATE", schedule, user="requester"), _view(*BASE_OBJECTS)).allowed
+
+
 def test_an_update_keeping_spec_template_and_records_passes_and_a_changed_spec_does_not() -> None:
     schedule, _, view = _approved_schedule()
     relabelled = copy.deepcopy(schedule)
