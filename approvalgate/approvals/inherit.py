@@ -418,8 +418,39 @@ def decide_parent(
             subject=covered.subject,
             chain=(where,),
         )
-    results = [_judge_parent(p, prun, checked, bundle) for p in policies]
+    results = [
+        _service_account_parent(p, prun, bundle) or _judge_parent(p, prun, checked, bundle)
+        for p in policies
+    ]
     return replace(_combine(results, prun, bundle.environment), chain=(where,))
+
+
+def _service_account_parent(policy: Policy, prun: _Run, bundle: Bundle) -> PolicyResult | None:
+    """``serviceAccountRequesters: extraApproval`` does not extend to parents: the extra
+    approval would be asked for only when the parent is written, and its runs are judged
+    later, without knowing a ServiceAccount wrote it (once one approval expires, the person
+    behind the ServiceAccount would count her own). A GitOps applier is judged as a person;
+    a trusted submitter's parent has no records, so its runs are denied anyway."""
+    if (
+        not prun.service_account
+        or policy.service_account_requesters != "extraApproval"
+        or prun.username in policy.gitops_appliers
+        or prun.username in policy.trusted_users
+        or prun.groups & policy.trusted_groups
+    ):
+        return None
+    level = _effective(policy, bundle.enforcement)
+    if level == "off":
+        return None
+    return _graded(
+        policy,
+        level,
+        "service-account-requester",
+        f"policy {policy.ref}: the writer {prun.username} is a ServiceAccount: "
+        "serviceAccountRequesters: extraApproval does not extend to parents (their runs are "
+        "judged later, without knowing a ServiceAccount wrote them, so the extra approval "
+        "would not hold). Apply it as yourself, or from a GitOps applier",
+    )
 
 
 def _writers_own(found: Sequence[records.ParsedRecord], username: str, bundle: Bundle) -> str:

@@ -602,6 +602,30 @@ def test_a_parent_carrying_its_writers_own_approval_is_denied(spelt: str) -> Non
     assert judge(review("CREATE", schedule, user="requester"), _view(*BASE_OBJECTS)).allowed
 
 
+def test_a_service_account_writing_a_parent_gets_no_extra_approval_it_is_denied() -> None:
+    """Under serviceAccountRequesters: extraApproval a run requested by a ServiceAccount
+    needs one approval more. A parent's runs are judged later, without knowing a
+    ServiceAccount wrote it: alice, acting through one, applied a Schedule on her own, bob's
+    and carol's approvals (three of 2 + 1); once carol's ran out, alice's and bob's admitted
+    its runs. So a ServiceAccount that is no GitOps applier writes no parent."""
+    docs = _docs()
+    (policy,) = [d for d in docs if d["kind"] == "ApprovalPolicy"]
+    policy["spec"]["parents"] = copy.deepcopy(PARENTS)
+    policy["spec"]["serviceAccountRequesters"] = "extraApproval"
+    settings = BundleSettings(environment=CORPUS_ENVIRONMENT, cluster_view="required")
+    compiled, problems = compile_bundle(docs, settings)
+    assert compiled is not None, problems
+    bundle = parse_bundle_text(dump_bundle(compiled))
+    schedule = _schedule()
+    _approve(schedule, _view(*BASE_OBJECTS), keys=("alice", "bob", "carol"))
+    writer = "system:serviceaccount:agents:builder"
+    decision = judge(review("CREATE", schedule, user=writer), _view(*BASE_OBJECTS), bundle)
+    assert (decision.allowed, decision.reason) == (False, "service-account-requester")
+    assert "extraApproval does not extend to parents" in decision.message
+    # a person applying it is judged by the records as before
+    assert judge(review("CREATE", schedule, user="requester"), _view(*BASE_OBJECTS), bundle).allowed
+
+
 def test_an_update_keeping_spec_template_and_records_passes_and_a_changed_spec_does_not() -> None:
     schedule, _, view = _approved_schedule()
     relabelled = copy.deepcopy(schedule)
