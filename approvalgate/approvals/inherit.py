@@ -275,8 +275,9 @@ def _same(old: object, new: object) -> bool:
 def _unchanged(
     request: Mapping[str, Any], obj: Mapping[str, Any], bundle: Bundle, view: ClusterView | None
 ) -> bool:
-    """An UPDATE that leaves what approvers signed alone (spec, templates, records, owner)
-    and is selected by the same policies (labels can change that, as for runs)."""
+    """An UPDATE that leaves what approvers signed alone (spec, templates, records, owner),
+    and the author its runs exclude, and is selected by the same policies (labels can change
+    that, as for runs)."""
     old = request.get("oldObject")
     if not isinstance(old, dict):
         return False
@@ -295,7 +296,14 @@ def _notes(o: Mapping[str, Any]) -> tuple[object, ...]:
     assert isinstance(meta, dict)
     annotations = meta.get("annotations") if isinstance(meta.get("annotations"), dict) else {}
     assert isinstance(annotations, dict)
-    keys = (records.ANNOTATION, parents.TEMPLATE_ANNOTATION, parents.TEMPLATES_ANNOTATION)
+    # the author too: the parent's runs exclude the approvers known as its author, so
+    # removing or changing it is a write judged against its writer
+    keys = (
+        records.ANNOTATION,
+        parents.TEMPLATE_ANNOTATION,
+        parents.TEMPLATES_ANNOTATION,
+        records.AUTHOR_ANNOTATION,
+    )
     return (*(annotations.get(k) for k in keys), meta.get("ownerReferences"))
 
 

@@ -637,6 +637,25 @@ def test_an_update_keeping_spec_template_and_records_passes_and_a_changed_spec_d
     assert not judge(review("UPDATE", changed, old=schedule), view).allowed
 
 
+def test_removing_a_parents_author_is_judged_against_who_removes_it() -> None:
+    """The runs of a Schedule authored by alice exclude alice's approval, which it carries
+    (applied by someone else on bob's and carol's). An UPDATE by alice that only drops the
+    author annotation passed as unchanged; once carol's approval ran out, alice's own
+    admitted the runs. The author is part of what an unchanged UPDATE keeps."""
+    schedule = _schedule()
+    schedule["metadata"]["annotations"][records.AUTHOR_ANNOTATION] = "alice"
+    _approve(schedule, _view(*BASE_OBJECTS), keys=("alice", "bob", "carol"))
+    view = _view(*BASE_OBJECTS, schedule)
+    assert judge(review("CREATE", schedule, user="requester"), _view(*BASE_OBJECTS)).allowed
+    stripped = copy.deepcopy(schedule)
+    del stripped["metadata"]["annotations"][records.AUTHOR_ANNOTATION]
+    decision = judge(review("UPDATE", stripped, old=schedule, user="alice"), view)
+    assert (decision.allowed, decision.reason) == (False, "parent-self-approval")
+    relabelled = copy.deepcopy(schedule)  # other metadata still passes unjudged
+    relabelled["metadata"].setdefault("labels", {})["team"] = "docs"
+    assert judge(review("UPDATE", relabelled, old=schedule, user="alice"), view).allowed
+
+
 def test_a_swarm_schedule_is_admitted_only_from_the_approved_swarm() -> None:
     swarm = _swarm()
     _approve(swarm, _view(*BASE_OBJECTS))
