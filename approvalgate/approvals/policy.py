@@ -504,7 +504,26 @@ def _check_service_accounts(
             f"move the submitter to a namespace of its own that requesters cannot edit "
             f"(e.g. {namespace}-system) and trust system:serviceaccount:{namespace}-system:{name}",
         )
+    for u_index, user in enumerate(trusted.get("users", [])):
+        if user == "system:anonymous":
+            ctx.add(
+                index,
+                ("spec", "trustedSubmitters", "users", u_index),
+                "trusted submitter 'system:anonymous' is every request without credentials",
+                "trust the submitter's own ServiceAccount by name, from a namespace of its own "
+                "that requesters cannot edit",
+            )
     for g_index, group in enumerate(trusted.get("groups", [])):
+        if group in _EVERYONE:
+            ctx.add(
+                index,
+                ("spec", "trustedSubmitters", "groups", g_index),
+                f"trusted group {group!r} holds {_EVERYONE[group]}: it would trust everyone "
+                "who may create runs, people and ServiceAccounts alike",
+                "trust the submitter's own ServiceAccount by name, from a namespace of its own "
+                "that requesters cannot edit",
+            )
+            continue
         if group == "system:serviceaccounts":
             where = "every namespace"
         elif group.startswith("system:serviceaccounts:") and enforced(group.split(":", 2)[2]):
@@ -519,6 +538,13 @@ def _check_service_accounts(
             "trust the submitter's own ServiceAccount by name, from a namespace of its own "
             "that requesters cannot edit",
         )
+
+
+_EVERYONE: Final = {
+    "system:authenticated": "every authenticated user (and every ServiceAccount)",
+    "system:unauthenticated": "every request without credentials",
+}
+"""Groups the API server gives to everyone (of a kind): never a trusted submitter."""
 
 
 def _error_count(ctx: _Context) -> int:

@@ -279,6 +279,38 @@ def test_trusting_the_service_accounts_of_an_enforced_namespace_is_an_error(
     ]
 
 
+@pytest.mark.parametrize(
+    ("where", "name", "message"),
+    [
+        (
+            "groups",
+            "system:authenticated",
+            "trusted group 'system:authenticated' holds every authenticated user (and every "
+            "ServiceAccount): it would trust everyone who may create runs, people and "
+            "ServiceAccounts alike",
+        ),
+        (
+            "groups",
+            "system:unauthenticated",
+            "trusted group 'system:unauthenticated' holds every request without credentials: "
+            "it would trust everyone who may create runs, people and ServiceAccounts alike",
+        ),
+        (
+            "users",
+            "system:anonymous",
+            "trusted submitter 'system:anonymous' is every request without credentials",
+        ),
+    ],
+)
+def test_trusting_everyone_is_an_error(where: str, name: str, message: str) -> None:
+    """system:authenticated holds every ServiceAccount too (any requester with edit acts as
+    one of hers, from a pod of her own), and every person."""
+    spec = {"approvers": ["alice"], "trustedSubmitters": {where: [name]}}
+    bundle, problems = compile_docs([policy(spec), approvers()["alice"]])
+    assert bundle is None
+    assert errors(problems) == [(0, ("spec", "trustedSubmitters", where, 0), message)]
+
+
 @pytest.mark.parametrize("choice", ["deny", "extraApproval"])
 def test_service_account_requesters_is_compiled_with_a_safe_default(choice: str) -> None:
     bundle, _ = compile_docs([policy({"approvers": ["alice"]}), approvers()["alice"]])
