@@ -142,6 +142,33 @@ def test_an_approver_whose_username_is_not_their_name_cannot_approve_their_own_r
     gate.kubectl("admin", "delete", "-f", "-", manifest=manifest)
 
 
+@pytest.mark.parametrize("login", ["Mallory", "oidc:mallory", "mallory\u200b"])
+def test_an_approver_whose_username_is_spelt_otherwise_cannot_approve_their_own_run(
+    gate: Gate, login: str
+) -> None:
+    """bob's Approver lists "mallory"; the API server passes on whatever spelling his login
+    arrives with (an IdP matching logins case-insensitively, --oidc-username-prefix, an
+    invisible character): still bob, his approval does not count (approvals.identity)."""
+    name = f"bobs-own-{abs(hash(login)) % 10_000}"
+    manifest = gate.approve(run_manifest(name), "alice", "bob")
+    # admin acting as that login (system:masters for RBAC: no binding names the spelling)
+    done = gate.kubectl(
+        "admin",
+        f"--as={login}",
+        "--as-group=system:masters",
+        "create",
+        "-f",
+        "-",
+        manifest=manifest,
+    )
+    assert done.returncode == 1, done.stdout
+    expected = gate.verify(manifest, login)
+    assert expected["allowed"] is False
+    assert done.stderr.strip() == denial(expected["message"])
+    assert f"bob submitted this run (as {login})" in expected["message"]
+    assert "1 of 2" in expected["message"]
+
+
 # --- the opt-in label mode, an explicit choice -------------------------------------------------
 
 
