@@ -256,6 +256,38 @@ def test_a_trusted_service_account_where_the_policy_enforces_is_an_error(
     )
 
 
+def test_a_trusted_service_account_where_another_policy_approves_runs_is_an_error() -> None:
+    """Class 17: the submitter trusted for agents lives in team-b, where another policy
+    approves runs (so requesters create runs there, with edit). Whoever runs a pod as it in
+    team-b is trusted in agents. Every policy's namespaces count, not only its own."""
+    spec = {
+        "approvers": ["alice"],
+        "trustedSubmitters": {
+            "users": ["system:serviceaccount:team-b:api"],
+            "groups": ["system:serviceaccounts:team-b"],
+        },
+        "gitOpsAppliers": ["system:serviceaccount:team-b:argo"],
+    }
+    team_b = policy({"approvers": ["alice"]}, name="team-b-runs", namespace="team-b")
+    bundle, problems = compile_docs([policy(spec), team_b, approvers()["alice"]])
+    assert bundle is None
+    where = "where policy team-b/team-b-runs approves runs"
+    assert [(doc, path) for doc, path, _ in errors(problems)] == [
+        (0, ("spec", "trustedSubmitters", "users", 0)),
+        (0, ("spec", "gitOpsAppliers", 0)),
+        (0, ("spec", "trustedSubmitters", "groups", 0)),
+    ]
+    assert all(where in message for _, _, message in errors(problems))
+    # a policy of every namespace names no tenant namespace; an excluded one is no tenant's
+    everywhere = policy({"approvers": ["alice"]}, name="everywhere", namespace="")
+    del everywhere["metadata"]["namespace"]
+    bundle, problems = compile_docs([policy(spec), everywhere, approvers()["alice"]])
+    assert (bundle is not None, errors(problems)) == (True, [])
+    settings = BundleSettings(exclude_namespaces=("team-b",))
+    bundle, problems = compile_bundle([policy(spec), team_b, approvers()["alice"]], settings)
+    assert (bundle is not None, errors(problems)) == (True, [])
+
+
 @pytest.mark.parametrize(
     ("group", "where"),
     [
