@@ -128,6 +128,46 @@ def test_only_the_namespace_excluded_by_name_is_left_out(gate: Gate) -> None:
         _drop(gate, look_alike)
 
 
+def test_a_namespace_admin_cannot_rename_her_namespace_into_the_excluded_one(gate: Gate) -> None:
+    """The chart selects namespaces by kubernetes.io/metadata.name NotIn [excludeNamespaces].
+    A namespace admin who may patch her namespace relabels it with the excluded name: the
+    API server keeps that label equal to the name, so the webhook is still called."""
+    namespace = gate.plane.create_namespace("relabel")
+    gate.plane.grant(
+        f"approvalgate-e2e:{namespace}-admin",
+        subjects=["mallory"],
+        rules=[
+            {
+                "apiGroups": [""],
+                "resources": ["namespaces"],
+                "resourceNames": [namespace],
+                "verbs": ["get", "patch"],
+            }
+        ],
+    )
+    try:
+        gate.kubectl(
+            "mallory",
+            "label",
+            "namespace",
+            namespace,
+            f"kubernetes.io/metadata.name={NOT_ENFORCED}",
+            "--overwrite",
+        )
+        done = gate.kubectl(
+            "admin",
+            "get",
+            "namespace",
+            namespace,
+            "-o",
+            "jsonpath={.metadata.labels.kubernetes\\.io/metadata\\.name}",
+        )
+        assert done.stdout == namespace, done.stdout  # whatever the patch said
+        _denied_as_decide_says(gate, run_manifest("relabelled", namespace=namespace))
+    finally:
+        _drop(gate, namespace)
+
+
 # --- usernames are explicit -----------------------------------------------------------------
 
 
