@@ -20,7 +20,7 @@ from typing import Any, Final, NamedTuple
 
 from securesystemslib.signer import SSlibKey
 
-from approvalgate.approvals import records, references
+from approvalgate.approvals import identity, records, references
 from approvalgate.approvals.digest import spec_digest
 from approvalgate.approvals.errors import BundleError, format_json_path
 from approvalgate.approvals.keys.public import load_public_key
@@ -180,6 +180,7 @@ class Bundle:
     _known_as: Mapping[str, frozenset[str]] = field(
         init=False, repr=False, compare=False, default_factory=dict
     )
+    _persons: Mapping[str, str] = field(init=False, repr=False, compare=False, default_factory=dict)
     clock_skew: timedelta = field(init=False, repr=False, compare=False, default=timedelta())
 
     @property
@@ -206,8 +207,23 @@ class Bundle:
         return found if found is not None else self._any_agent[bucket]
 
     def approvers_known_as(self, username: str) -> frozenset[str]:
-        """The approvers named ``username`` or listing it among their usernames (indexed)."""
-        return self._known_as.get(username, frozenset()) if username else frozenset()
+        """The approvers named ``username`` or listing it among their usernames (indexed),
+        compared as persons (:func:`approvals.identity.person_keys`: case, look-alikes,
+        invisible characters and an authenticator's prefix do not make another person).
+        Used only to refuse approvals, never to admit."""
+        if not username:
+            return frozenset()
+        keys = identity.person_keys(username)
+        if len(keys) == 1:
+            (key,) = keys
+            return self._known_as.get(key, frozenset())
+        return frozenset().union(*(self._known_as.get(k, frozenset()) for k in keys))
+
+    def person_of(self, approver: str) -> str:
+        """The person ``approver`` is: approvers whose usernames share one (compared as
+        :func:`approvals.identity.person_key`) are one person, named by the first of their
+        names; they count as one vote (the compiler refuses such a bundle too)."""
+        return self._persons.get(approver, approver)
 
     def spec_digest(self, spec: object) -> str:
         """:func:`approvals.digest.spec_digest`, memoised per bundle (raises the same errors)."""
@@ -264,9 +280,34 @@ class Bundle:
         known_as: dict[str, set[str]] = {}
         for name, approver in self.approvers.items():
             for username in {approver.name, *approver.usernames}:
-                known_as.setdefault(username, set()).add(name)
+                for key in identity.person_keys(username):
+                    known_as.setdefault(key, set()).add(name)
         object.__setattr__(self, "_known_as", {u: frozenset(n) for u, n in known_as.items()})
+        object.__setattr__(self, "_persons", _persons(self.approvers))
         object.__setattr__(self, "clock_skew", timedelta(seconds=self.clock_skew_seconds))
+
+
+def _persons(approvers: Mapping[str, Approver]) -> dict[str, str]:
+    """Each approver's person (:meth:`Bundle.person_of`): approvers linked by a shared
+    username (:func:`approvals.identity.person_key`), transitively, are one."""
+    parent = {name: name for name in approvers}
+
+    def root(name: str) -> str:
+        while parent[name] != name:
+            name = parent[name]
+        return name
+
+    owner: dict[str, str] = {}
+    for name in sorted(approvers):
+        for username in approvers[name].usernames:
+            key = identity.person_key(username)
+            if not key:
+                continue
+            other = owner.setdefault(key, name)
+            a, b = root(other), root(name)
+            if a != b:
+                parent[max(a, b)] = min(a, b)
+    return {name: root(name) for name in approvers if root(name) != name}
 
 
 def _digest_of(keyed: records.MemoKey) -> SpecFacts:

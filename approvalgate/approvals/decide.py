@@ -875,21 +875,21 @@ def _check_record(
     key = next(k for k in keys if k.key is signer)
     if not key.valid_at(now):  # Rule 5: a key counts only while it is valid, now too
         return _Check(record, approver, _key_not_valid_now(approver, key, now))
-    if _is_person(approver, run.username):
+    if _is_person(bundle, approver, run.username):
         return _Check(
             record,
             approver,
             f"{approver.name} submitted this run (as "
             f"{run.username}): nobody approves their own run",
         )
-    if _is_person(approver, run.author):
+    if _is_person(bundle, approver, run.author):
         return _Check(
             record,
             approver,
             f"{approver.name} is the run's recorded author "
             f"({records.AUTHOR_ANNOTATION}): nobody approves their own run",
         )
-    if _is_person(approver, run.courier):
+    if _is_person(bundle, approver, run.courier):
         return _Check(
             record,
             approver,
@@ -994,8 +994,10 @@ def _key_not_valid_now(approver: Approver, key: ApproverKey, now: datetime) -> s
     )
 
 
-def _is_person(approver: Approver, username: str) -> bool:
-    return bool(username) and (username == approver.name or username in approver.usernames)
+def _is_person(bundle: Bundle, approver: Approver, username: str) -> bool:
+    """``username`` is ``approver`` (the name or one of its usernames, compared as persons:
+    :meth:`Bundle.approvers_known_as`); only ever a reason to refuse an approval."""
+    return approver.name in bundle.approvers_known_as(username)
 
 
 def _short_subject(subject: str) -> str:
@@ -1085,21 +1087,23 @@ def _evaluate(
         if claim.decision == "bypass":
             bypass = bypass or check.record
             continue
-        # Rule 6: one vote per distinct approver, their latest record counts (reject on ties).
-        current = latest.get(claim.approver)
+        # Rule 6: one vote per distinct person, their latest record counts (reject on ties);
+        # approvers who share a username are one person (Bundle.person_of).
+        person = bundle.person_of(claim.approver)
+        current = latest.get(person)
         candidate = (claim.issued_at, claim.decision, check.record)
         if current is None or (candidate[0], candidate[1] == "reject") > (
             current[0],
             current[1] == "reject",
         ):
-            latest[claim.approver] = candidate
+            latest[person] = candidate
     approving: list[str] = []
     rejecting: list[str] = []
-    for approver, (_, vote, _r) in latest.items():
+    for _, vote, voted in latest.values():
         if vote == "approve":
-            approving.append(approver)
+            approving.append(voted.claim.approver)
         elif vote == "reject":
-            rejecting.append(approver)
+            rejecting.append(voted.claim.approver)
     approvals = tuple(sorted(approving))
     rejects = tuple(sorted(rejecting))
     withdrawn = tuple(sorted(withdrawals))
@@ -1182,7 +1186,7 @@ def _evaluate(
         summary,
         approvals,
         ordered,
-        missing=_still_needed(policy, run, approvals, rejects, required),
+        missing=_still_needed(policy, run, approvals, rejects, required, bundle),
         rejects=rejects,
         withdrawn=withdrawn,
     )
@@ -1250,16 +1254,22 @@ def _by_index(verdict: RecordVerdict) -> int:
 
 
 def _still_needed(
-    policy: Policy, run: _Run, approvals: Sequence[str], rejects: Sequence[str], required: int
+    policy: Policy,
+    run: _Run,
+    approvals: Sequence[str],
+    rejects: Sequence[str],
+    required: int,
+    bundle: Bundle,
 ) -> str:
     """Who could still approve: eligible, not yet counted, not the requester or author."""
     if rejects and policy.rejection == "veto":
         return f"{', '.join(rejects)} to withdraw the rejection (approve after it), or a new spec"
     count = max(required - len(approvals), len(rejects) + 1 - len(approvals), 1)
+    decided = {bundle.person_of(name) for name in (*approvals, *rejects)}
     candidates = sorted(
         name
-        for name in policy.approvers - set(approvals) - set(rejects)
-        if name not in run.excluded
+        for name in policy.approvers
+        if name not in run.excluded and bundle.person_of(name) not in decided
     )
     return f"{count} more approval(s) from {', '.join(candidates) or 'nobody eligible'}"
 

@@ -264,6 +264,13 @@ def _decision_problem(
     allowed = {subject, *(parents.subject(kind, namespace, name) for kind in parents.KINDS)}
     if claim.subject not in allowed:
         return f"the record is for {claim.subject!r}, this decision is for {subject!r}"
+    if claim.subject != subject and claim.decision in ("approve", "bypass"):
+        return (
+            f"a parent's approval counts only carried on the parent (annotation "
+            f"{records.ANNOTATION}), where it is judged against who writes it: its runs are "
+            "judged later, without knowing who wrote it. In the cluster a parent takes "
+            "rejects and withdrawals only"
+        )
     if claim.version != records.FORMAT_VERSION or claim.environment != bundle.environment:
         return (
             f"the record is for environment {claim.environment or '(none: format v1)'!r}, "

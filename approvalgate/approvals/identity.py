@@ -8,12 +8,25 @@ pod as it acts as it. The API server authenticates a ServiceAccount token bound 
 carry neither. Setting these extras through impersonation needs the separate ``impersonate``
 permission on ``userextras/authentication.kubernetes.io/pod-name``, which the built-in
 ``edit`` and ``admin`` roles do not grant.
+
+Whether a username is a given person (:func:`person_keys`) is asked only to refuse an
+approval (nobody approves their own run) or to count two approvers as one person, never to
+admit: there the comparison is loose (case, Unicode compatibility forms, invisible
+characters and whitespace, common Cyrillic and Greek look-alikes, an authenticator's
+``prefix:``), because one account can reach the API server spelt several ways (an IdP that
+matches logins case-insensitively and passes on what was typed; ``--oidc-username-prefix``).
+Where a username admits (trusted submitters, GitOps appliers, an ApprovalDecision's
+creator, an ApprovalRequest's requester) it is compared exactly.
 """
 
 from __future__ import annotations
 
+import functools
+import unicodedata
 from collections.abc import Mapping
 from typing import Final
+
+from approvalgate.approvals.reasons import is_visible
 
 SERVICE_ACCOUNT_PREFIX: Final = "system:serviceaccount:"
 POD_NAME_EXTRA: Final = "authentication.kubernetes.io/pod-name"
@@ -42,3 +55,65 @@ def bound_pod(user_info: Mapping[str, object]) -> str:
         return ""
     name, uid = names[0], uids[0]
     return name if isinstance(name, str) and name and isinstance(uid, str) and uid else ""
+
+
+_LOOK_ALIKES: Final = str.maketrans(
+    {
+        # Cyrillic letters that render like Latin ones (after casefold)
+        "\u0430": "a",
+        "\u0435": "e",
+        "\u0451": "e",
+        "\u043e": "o",
+        "\u0440": "p",
+        "\u0441": "c",
+        "\u0443": "y",
+        "\u0445": "x",
+        "\u0456": "i",
+        "\u0457": "i",
+        "\u0458": "j",
+        "\u0455": "s",
+        "\u0501": "d",
+        "\u04bb": "h",
+        "\u04cf": "l",
+        "\u051b": "q",
+        "\u051d": "w",
+        # Greek
+        "\u03bf": "o",
+        "\u03bd": "v",
+        "\u03b9": "i",
+        "\u03c1": "p",
+        "\u03b1": "a",
+        "\u03c5": "u",
+        "\u03c7": "x",
+        # Latin letters that render like others
+        "\u0131": "i",
+        "\u0261": "g",
+        "\u0251": "a",
+    }
+)
+
+
+@functools.lru_cache(maxsize=4096)
+def person_key(username: str) -> str:
+    """``username`` as compared when the question is whether it is a person: NFKC, casefold,
+    without invisible characters, whitespace or combining marks, common look-alikes folded."""
+    folded = unicodedata.normalize("NFKD", unicodedata.normalize("NFKC", username).casefold())
+    kept = "".join(c for c in folded if is_visible(c) and not c.isspace())
+    return unicodedata.normalize("NFKC", kept).translate(_LOOK_ALIKES)
+
+
+@functools.lru_cache(maxsize=4096)
+def person_keys(username: str) -> frozenset[str]:
+    """The keys (:func:`person_key`) under which ``username`` is a person: its own, and for
+    a username that is not a ServiceAccount's, also that of what follows an authenticator's
+    prefix (``oidc:alice@example.com``, ``https://issuer#alice``: the part after the last
+    ``:`` or ``#``). Empty for an empty username (nobody)."""
+    key = person_key(username)
+    if not key:
+        return frozenset()
+    keys = {key}
+    if not is_service_account(username):
+        bare = person_key(username[max(username.rfind(":"), username.rfind("#")) + 1 :])
+        if bare:
+            keys.add(bare)
+    return frozenset(keys)

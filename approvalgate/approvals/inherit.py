@@ -85,7 +85,14 @@ def _parent_run(
 def _parent_records(
     obj: Mapping[str, Any], covered: parents.Coverage, bundle: Bundle, view: ClusterView | None
 ) -> tuple[list[records.ParsedRecord], list[records.RecordProblem]]:
-    """The parent's records: those it carries, then its ApprovalDecisions in the cluster."""
+    """The parent's records: those it carries, then its ApprovalDecisions in the cluster that
+    take back (reject, withdraw).
+
+    A parent's approvals (approve, bypass) are only those it carries: they are judged when
+    the parent is written, against who writes it (nobody approves their own parent). Its
+    runs are judged later, when that person is no longer known, so an approval filed in the
+    cluster afterwards (by the parent's own writer, say, once the others' approvals expired)
+    would count for its runs unchecked."""
     meta = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
     assert isinstance(meta, dict)
     annotations = meta.get("annotations") if isinstance(meta.get("annotations"), dict) else {}
@@ -105,7 +112,9 @@ def _parent_records(
         found.extend(
             r
             for r in more
-            if r.claim.subject == covered.subject and r.envelope.payload not in carried
+            if r.claim.subject == covered.subject
+            and r.envelope.payload not in carried
+            and r.claim.decision in ("reject", "withdraw")
         )
     if not found and not troubles:
         troubles = [records.RecordProblem(-1, f"annotation {records.ANNOTATION} is missing")]
@@ -266,8 +275,9 @@ def _same(old: object, new: object) -> bool:
 def _unchanged(
     request: Mapping[str, Any], obj: Mapping[str, Any], bundle: Bundle, view: ClusterView | None
 ) -> bool:
-    """An UPDATE that leaves what approvers signed alone (spec, templates, records, owner)
-    and is selected by the same policies (labels can change that, as for runs)."""
+    """An UPDATE that leaves what approvers signed alone (spec, templates, records, owner),
+    and the author its runs exclude, and is selected by the same policies (labels can change
+    that, as for runs)."""
     old = request.get("oldObject")
     if not isinstance(old, dict):
         return False
@@ -286,7 +296,14 @@ def _notes(o: Mapping[str, Any]) -> tuple[object, ...]:
     assert isinstance(meta, dict)
     annotations = meta.get("annotations") if isinstance(meta.get("annotations"), dict) else {}
     assert isinstance(annotations, dict)
-    keys = (records.ANNOTATION, parents.TEMPLATE_ANNOTATION, parents.TEMPLATES_ANNOTATION)
+    # the author too: the parent's runs exclude the approvers known as its author, so
+    # removing or changing it is a write judged against its writer
+    keys = (
+        records.ANNOTATION,
+        parents.TEMPLATE_ANNOTATION,
+        parents.TEMPLATES_ANNOTATION,
+        records.AUTHOR_ANNOTATION,
+    )
     return (*(annotations.get(k) for k in keys), meta.get("ownerReferences"))
 
 
@@ -397,8 +414,63 @@ def decide_parent(
     pod = identity.bound_pod(user)
     prun = _parent_run(covered, obj, bundle, username, groups, str(operation), pod)
     checked = _parent_checks(obj, covered, prun, bundle, now, usable)
-    results = [_judge_parent(p, prun, checked, bundle) for p in policies]
+    own = _writers_own(checked.found, username, bundle)
+    if own:
+        return _deny(
+            "parent-self-approval",
+            f"approvalgate denied {verb} {where}: it carries an approval by {own}, who is "
+            f"writing it (as {username}). Nobody approves their own parent, and its runs are "
+            "judged later, when who wrote it is no longer known: remove that record from "
+            f"{records.ANNOTATION}, or have someone else apply it.",
+            digest=covered.digest,
+            subject=covered.subject,
+            chain=(where,),
+        )
+    results = [
+        _service_account_parent(p, prun, bundle) or _judge_parent(p, prun, checked, bundle)
+        for p in policies
+    ]
     return replace(_combine(results, prun, bundle.environment), chain=(where,))
+
+
+def _service_account_parent(policy: Policy, prun: _Run, bundle: Bundle) -> PolicyResult | None:
+    """``serviceAccountRequesters: extraApproval`` does not extend to parents: the extra
+    approval would be asked for only when the parent is written, and its runs are judged
+    later, without knowing a ServiceAccount wrote it (once one approval expires, the person
+    behind the ServiceAccount would count her own). A GitOps applier is judged as a person;
+    a trusted submitter's parent has no records, so its runs are denied anyway."""
+    if (
+        not prun.service_account
+        or policy.service_account_requesters != "extraApproval"
+        or prun.username in policy.gitops_appliers
+        or prun.username in policy.trusted_users
+        or prun.groups & policy.trusted_groups
+    ):
+        return None
+    level = _effective(policy, bundle.enforcement)
+    if level == "off":
+        return None
+    return _graded(
+        policy,
+        level,
+        "service-account-requester",
+        f"policy {policy.ref}: the writer {prun.username} is a ServiceAccount: "
+        "serviceAccountRequesters: extraApproval does not extend to parents (their runs are "
+        "judged later, without knowing a ServiceAccount wrote them, so the extra approval "
+        "would not hold). Apply it as yourself, or from a GitOps applier",
+    )
+
+
+def _writers_own(found: Sequence[records.ParsedRecord], username: str, bundle: Bundle) -> str:
+    """The approver, known as the parent's writer ``username``, whose approval (approve or
+    bypass) the parent carries ("" if none): excluded now, it would count for the parent's
+    runs, which are judged without the writer (expired, future or withdrawn records too:
+    they may count then, or the others' may stop counting)."""
+    mine = bundle.approvers_known_as(username)
+    for record in found:
+        if record.claim.decision in ("approve", "bypass") and record.claim.approver in mine:
+            return record.claim.approver
+    return ""
 
 
 def _swarm_schedule(

@@ -17,7 +17,12 @@ from typing import Any, Final
 from approvalgate.approvals import identity, records
 from approvalgate.approvals.durations import parse_duration
 from approvalgate.approvals.errors import Finding
-from approvalgate.approvals.keys.public import accepted_forms, load_public_key, public_key_pem
+from approvalgate.approvals.keys.public import (
+    accepted_forms,
+    key_material,
+    load_public_key,
+    public_key_pem,
+)
 from approvalgate.approvals.references import name_problem
 from approvalgate.approvals.schemas import schema_findings
 
@@ -113,6 +118,7 @@ def compile_bundle(
             approvers[entry["name"]] = entry
             approver_docs[entry["name"]] = index
     _check_key_reuse(approvers, approver_docs, ctx)
+    _check_username_reuse(approvers, approver_docs, ctx)
     groups: dict[str, list[str]] = {}
     for entry in approvers.values():
         for group in entry["groups"]:
@@ -120,10 +126,11 @@ def compile_bundle(
 
     policies: list[dict[str, Any]] = []
     seen: dict[tuple[str, str], int] = {}
+    tenants = _tenant_namespaces(documents)
     for index, doc in enumerate(documents):
         if not is_policy(doc):
             continue
-        policy = _policy(index, doc, approvers, groups, settings, ctx)
+        policy = _policy(index, doc, approvers, groups, settings, ctx, tenants)
         if policy is None:
             continue
         key = (policy["namespace"], policy["name"])
@@ -246,16 +253,41 @@ def _about_usernames(finding: Finding) -> bool:
 def _check_key_reuse(
     approvers: Mapping[str, Mapping[str, Any]], docs: Mapping[str, int], ctx: _Context
 ) -> None:
-    owner: dict[str, str] = {}
+    owner: dict[bytes, str] = {}
     for name in sorted(approvers):
         for k_index, key in enumerate(approvers[name]["keys"]):
-            other = owner.setdefault(key["keyid"], name)
+            # the key itself, not its id: an id covers the form (PEM or OpenSSH line)
+            other = owner.setdefault(key_material(key["publicKey"]), name)
             if other != name:
                 ctx.add(
                     docs[name],
                     ("spec", "keys", k_index, "publicKey"),
                     f"this key already belongs to approver {other!r}",
                     "one key, one approver: two approvers sharing a key count as one person",
+                )
+
+
+def _check_username_reuse(
+    approvers: Mapping[str, Mapping[str, Any]], docs: Mapping[str, int], ctx: _Context
+) -> None:
+    """A username is one person: two approvers listing it (compared as persons, so
+    ``Alice@Example.com`` is ``alice@example.com``) would let that person vote twice."""
+    owner: dict[str, tuple[str, str]] = {}
+    for name in sorted(approvers):
+        for username in approvers[name]["usernames"]:
+            key = identity.person_key(username)
+            if not key:
+                continue
+            other, theirs = owner.setdefault(key, (name, username))
+            if other != name:
+                ctx.add(
+                    docs[name],
+                    ("spec", "usernames"),
+                    f"username {username!r} already belongs to approver {other!r} (as "
+                    f"{theirs!r}): whoever logs in as it would approve as both",
+                    "one username, one approver: list each person once, with all their "
+                    "keys and usernames under one Approver (decide() counts approvers that "
+                    "share a username as one person)",
                 )
 
 
@@ -269,6 +301,7 @@ def _policy(
     groups: Mapping[str, Sequence[str]],
     settings: BundleSettings,
     ctx: _Context,
+    tenants: Mapping[str, str] | None = None,
 ) -> dict[str, Any] | None:
     findings = schema_findings("approvalpolicy.schema.json", doc)
     for finding in findings:
@@ -401,7 +434,7 @@ def _policy(
             "set spec.enforcement: warn to admit them with a warning",
         )
     trusted = spec.get("trustedSubmitters", {})
-    _check_service_accounts(index, spec, namespaces, settings, ctx)
+    _check_service_accounts(index, spec, namespaces, settings, ctx, tenants or {})
     if _error_count(ctx) > errors_before:
         return None
     return {
@@ -439,8 +472,10 @@ def _check_service_accounts(
     namespaces: Sequence[str],
     settings: BundleSettings,
     ctx: _Context,
+    tenants: Mapping[str, str],
 ) -> None:
-    """A ServiceAccount the policy names must not live where the policy enforces approvals.
+    """A ServiceAccount the policy names must not live where the policy enforces approvals,
+    nor where another policy of the bundle does (requesters create runs there too).
 
     Whoever may create runs in a namespace can usually act as its ServiceAccounts: the
     built-in ``edit`` role grants ``impersonate`` on them, ``create serviceaccounts/token``
@@ -449,6 +484,14 @@ def _check_service_accounts(
 
     def enforced(namespace: str) -> bool:
         return (ALL in namespaces or namespace in namespaces) and settings.enforces(namespace)
+
+    def elsewhere(namespace: str) -> str:
+        """The policy that names ``namespace`` among those it approves runs in ("" if none,
+        or this one approves runs there). A policy of every namespace says nothing about
+        where requesters work: only one naming the namespace does."""
+        if enforced(namespace) or not settings.enforces(namespace):
+            return ""
+        return tenants.get(namespace, "")
 
     trusted = spec.get("trustedSubmitters", {})
     named = [
@@ -460,9 +503,25 @@ def _check_service_accounts(
     ]
     for path, what, user in named:
         namespace = identity.service_account_namespace(user)
-        if namespace is None or not enforced(namespace):
+        if namespace is None:
             continue
         name = user.rpartition(":")[2]
+        other = elsewhere(namespace)
+        if other:
+            ctx.add(
+                index,
+                path,
+                f"{what} {user!r} is a ServiceAccount in namespace {namespace!r}, where "
+                f"policy {other} approves runs: anyone who may create runs there can usually "
+                "impersonate it, mint a token for it or run a pod as it (the built-in edit "
+                "role grants all three), and then act as it here",
+                f"move the submitter to a namespace of its own that requesters cannot edit "
+                f"(e.g. {namespace}-system) and trust system:serviceaccount:{namespace}-system:"
+                f"{name}",
+            )
+            continue
+        if not enforced(namespace):
+            continue
         ctx.add(
             index,
             path,
@@ -473,11 +532,42 @@ def _check_service_accounts(
             f"move the submitter to a namespace of its own that requesters cannot edit "
             f"(e.g. {namespace}-system) and trust system:serviceaccount:{namespace}-system:{name}",
         )
+    for u_index, user in enumerate(trusted.get("users", [])):
+        if user == "system:anonymous":
+            ctx.add(
+                index,
+                ("spec", "trustedSubmitters", "users", u_index),
+                "trusted submitter 'system:anonymous' is every request without credentials",
+                "trust the submitter's own ServiceAccount by name, from a namespace of its own "
+                "that requesters cannot edit",
+            )
     for g_index, group in enumerate(trusted.get("groups", [])):
+        if group in _EVERYONE:
+            ctx.add(
+                index,
+                ("spec", "trustedSubmitters", "groups", g_index),
+                f"trusted group {group!r} holds {_EVERYONE[group]}: it would trust everyone "
+                "who may create runs, people and ServiceAccounts alike",
+                "trust the submitter's own ServiceAccount by name, from a namespace of its own "
+                "that requesters cannot edit",
+            )
+            continue
         if group == "system:serviceaccounts":
             where = "every namespace"
         elif group.startswith("system:serviceaccounts:") and enforced(group.split(":", 2)[2]):
             where = f"namespace {group.split(':', 2)[2]!r}"
+        elif group.startswith("system:serviceaccounts:") and elsewhere(group.split(":", 2)[2]):
+            namespace = group.split(":", 2)[2]
+            ctx.add(
+                index,
+                ("spec", "trustedSubmitters", "groups", g_index),
+                f"trusted group {group!r} holds the ServiceAccounts of namespace "
+                f"{namespace!r}, where policy {elsewhere(namespace)} approves runs: anyone "
+                "who may create runs there can act as one of them, and then here",
+                "trust the submitter's own ServiceAccount by name, from a namespace of its own "
+                "that requesters cannot edit",
+            )
+            continue
         else:
             continue
         ctx.add(
@@ -488,6 +578,37 @@ def _check_service_accounts(
             "trust the submitter's own ServiceAccount by name, from a namespace of its own "
             "that requesters cannot edit",
         )
+
+
+def _tenant_namespaces(documents: Sequence[Mapping[str, Any]]) -> dict[str, str]:
+    """Namespace -> the first policy approving runs there, read from the documents as
+    :func:`_policy` scopes them (selector.namespaces, else the policy's own namespace; a
+    policy of every namespace names none). Requesters create runs there: they hold ``edit``
+    there."""
+    found: dict[str, str] = {}
+    for doc in documents:
+        if not is_policy(doc):
+            continue
+        meta = doc.get("metadata") if isinstance(doc.get("metadata"), Mapping) else {}
+        spec = doc.get("spec") if isinstance(doc.get("spec"), Mapping) else {}
+        assert isinstance(meta, Mapping)
+        assert isinstance(spec, Mapping)
+        selector = spec.get("selector") if isinstance(spec.get("selector"), Mapping) else {}
+        assert isinstance(selector, Mapping)
+        own = meta.get("namespace")
+        scope = selector.get("namespaces") or ([own] if isinstance(own, str) else [ALL])
+        ref = f"{own}/{meta.get('name')}" if own else str(meta.get("name"))
+        for namespace in scope if isinstance(scope, list) else ():
+            if isinstance(namespace, str) and namespace != ALL:
+                found.setdefault(namespace, ref)
+    return found
+
+
+_EVERYONE: Final = {
+    "system:authenticated": "every authenticated user (and every ServiceAccount)",
+    "system:unauthenticated": "every request without credentials",
+}
+"""Groups the API server gives to everyone (of a kind): never a trusted submitter."""
 
 
 def _error_count(ctx: _Context) -> int:

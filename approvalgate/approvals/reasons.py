@@ -21,13 +21,14 @@ _BLANK_LETTERS: Final = frozenset("\u115f\u1160\u3164\uffa0\u2800\u034f\u17b4\u1
 """Characters of other categories that fonts render as nothing (fillers, blank patterns)."""
 
 
+def is_visible(char: str) -> bool:
+    """Whether the character ``char`` shows as something."""
+    return char not in _BLANK_LETTERS and unicodedata.category(char) not in _INVISIBLE_CATEGORIES
+
+
 def visible_length(text: str) -> int:
     """How many characters of ``text`` show as something."""
-    return sum(
-        1
-        for char in text
-        if char not in _BLANK_LETTERS and unicodedata.category(char) not in _INVISIBLE_CATEGORIES
-    )
+    return sum(1 for char in text if is_visible(char))
 
 
 def reason_problem(reason: str) -> str:

@@ -128,6 +128,46 @@ def test_only_the_namespace_excluded_by_name_is_left_out(gate: Gate) -> None:
         _drop(gate, look_alike)
 
 
+def test_a_namespace_admin_cannot_rename_her_namespace_into_the_excluded_one(gate: Gate) -> None:
+    """The chart selects namespaces by kubernetes.io/metadata.name NotIn [excludeNamespaces].
+    A namespace admin who may patch her namespace relabels it with the excluded name: the
+    API server keeps that label equal to the name, so the webhook is still called."""
+    namespace = gate.plane.create_namespace("relabel")
+    gate.plane.grant(
+        f"approvalgate-e2e:{namespace}-admin",
+        subjects=["mallory"],
+        rules=[
+            {
+                "apiGroups": [""],
+                "resources": ["namespaces"],
+                "resourceNames": [namespace],
+                "verbs": ["get", "patch"],
+            }
+        ],
+    )
+    try:
+        gate.kubectl(
+            "mallory",
+            "label",
+            "namespace",
+            namespace,
+            f"kubernetes.io/metadata.name={NOT_ENFORCED}",
+            "--overwrite",
+        )
+        done = gate.kubectl(
+            "admin",
+            "get",
+            "namespace",
+            namespace,
+            "-o",
+            "jsonpath={.metadata.labels.kubernetes\\.io/metadata\\.name}",
+        )
+        assert done.stdout == namespace, done.stdout  # whatever the patch said
+        _denied_as_decide_says(gate, run_manifest("relabelled", namespace=namespace))
+    finally:
+        _drop(gate, namespace)
+
+
 # --- usernames are explicit -----------------------------------------------------------------
 
 
@@ -140,6 +180,33 @@ def test_an_approver_whose_username_is_not_their_name_cannot_approve_their_own_r
     done = gate.kubectl(REQUESTER, "create", "-f", "-", manifest=manifest)
     assert done.returncode == 0, done.stderr  # anyone else: both approvals count
     gate.kubectl("admin", "delete", "-f", "-", manifest=manifest)
+
+
+@pytest.mark.parametrize("login", ["Mallory", "oidc:mallory", "mallory\u200b"])
+def test_an_approver_whose_username_is_spelt_otherwise_cannot_approve_their_own_run(
+    gate: Gate, login: str
+) -> None:
+    """bob's Approver lists "mallory"; the API server passes on whatever spelling his login
+    arrives with (an IdP matching logins case-insensitively, --oidc-username-prefix, an
+    invisible character): still bob, his approval does not count (approvals.identity)."""
+    name = f"bobs-own-{abs(hash(login)) % 10_000}"
+    manifest = gate.approve(run_manifest(name), "alice", "bob")
+    # admin acting as that login (system:masters for RBAC: no binding names the spelling)
+    done = gate.kubectl(
+        "admin",
+        f"--as={login}",
+        "--as-group=system:masters",
+        "create",
+        "-f",
+        "-",
+        manifest=manifest,
+    )
+    assert done.returncode == 1, done.stdout
+    expected = gate.verify(manifest, login)
+    assert expected["allowed"] is False
+    assert done.stderr.strip() == denial(expected["message"])
+    assert f"bob submitted this run (as {login})" in expected["message"]
+    assert "1 of 2" in expected["message"]
 
 
 # --- the opt-in label mode, an explicit choice -------------------------------------------------

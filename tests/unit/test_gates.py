@@ -31,7 +31,7 @@ from approvalgate.approvals.view import (
     REQUEST_UID_ANNOTATION,
     VERSION,
 )
-from tests.support.corpus import BASE, CORPUS_ENVIRONMENT, DEFAULT_NOW, make_record
+from tests.support.corpus import BASE, CORPUS_ENVIRONMENT, DEFAULT_NOW, make_record, signer
 
 NOW = records.parse_time(DEFAULT_NOW)
 SETTINGS = BundleSettings(
@@ -380,6 +380,33 @@ def test_the_bare_approver_name_is_not_a_username() -> None:
         "their usernames: alice@example.com",
     )
     assert create_decision(decision_obj(), user="alice@example.com", bundle=STRICT).allowed
+
+
+@pytest.mark.parametrize("decision", ["approve", "bypass", "reject", "withdraw"])
+def test_a_parent_takes_only_rejects_and_withdrawals_in_the_cluster(decision: str) -> None:
+    """Class 7 through a parent: its runs are judged without knowing who wrote it, so an
+    approval filed here would count for its writer's own Schedule (approvals.inherit counts
+    none); refused when filed, so nobody is told their approval was recorded."""
+    subject = f"schedules.proompteng.ai/Schedule/{NS}/{RUN_NAME}"
+    approver = "oncall" if decision == "bypass" else "alice"
+    claim = records.Claim(
+        subject=subject,
+        digest="0" * 64,
+        decision=decision,  # type: ignore[arg-type]
+        approver=approver,
+        reason="INC-4711 outage" if decision == "bypass" else "",
+        issued_at=NOW - timedelta(minutes=5),
+        expires_at=NOW + timedelta(hours=1),
+        nonce=uuid.uuid4().hex,
+        environment=CORPUS_ENVIRONMENT,
+    )
+    obj = decision_obj(approver)
+    obj["spec"].update(decision=decision, record=records.sign(claim, signer(approver)))
+    verdict = create_decision(obj, user=approver)
+    if decision in ("reject", "withdraw"):
+        assert verdict.allowed, verdict.message
+        return
+    denied(verdict, "invalid-decision", "a parent's approval counts only carried on the parent")
 
 
 def test_spec_fields_must_say_what_the_record_says() -> None:

@@ -617,6 +617,90 @@ def test_the_schedules_author_cannot_approve_it() -> None:
     assert not judge(review("CREATE", schedule, user="alice"), _view(*BASE_OBJECTS)).allowed
 
 
+def _decision(
+    record: Mapping[str, Any], approver: str, decision: str = "approve"
+) -> dict[str, Any]:
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "ApprovalDecision",
+        "metadata": {
+            "name": f"nightly-{approver}",
+            "namespace": NS,
+            "creationTimestamp": DEFAULT_NOW,
+        },
+        "spec": {
+            "requestName": "nightly",
+            "decision": decision,
+            "approver": approver,
+            "record": record,
+        },
+    }
+
+
+def test_an_approval_of_a_schedule_filed_in_the_cluster_never_counts_for_its_runs() -> None:
+    """Class 7 through a parent: alice applies a Schedule on bob's and carol's approvals;
+    carol's runs out. alice then files her own approval of it as an ApprovalDecision: its
+    runs are judged without knowing who wrote it, so it would count (self-approval). A
+    parent's approvals are the ones it carries, judged when it is written; the cluster adds
+    only rejects and withdrawals."""
+    schedule = _schedule()
+    view = _view(*BASE_OBJECTS)
+    cover = parents.coverage(schedule, view)
+    assert isinstance(cover, parents.Coverage)
+    refs = content.binding(cover.references, NS, view)
+    bob = _sign("bob", cover.subject, cover.digest, references=refs, ttl=timedelta(hours=30))
+    carol = _sign("carol", cover.subject, cover.digest, references=refs, ttl=timedelta(minutes=30))
+    _annotate(schedule, [bob, carol])
+    earlier = NOW - timedelta(minutes=45)  # both valid: alice may apply it
+    assert decide(review("CREATE", schedule, user="alice"), BUNDLE, earlier, view).allowed
+    mine = _sign("alice", cover.subject, cover.digest, references=refs)
+    view = StaticView.build(objects=(*BASE_OBJECTS, schedule), decisions=[_decision(mine, "alice")])
+    decision = judge(review("CREATE", _schedule_run(schedule), user=RUNNER), view)
+    assert (decision.allowed, decision.reason) == (False, "missing-approvals"), decision.message
+    assert "1 of 2" in decision.message
+    # the same approval carried on the Schedule and applied by someone else counts
+    _annotate(schedule, [bob, carol, mine])
+    assert judge(review("CREATE", schedule, user="requester"), _view(*BASE_OBJECTS)).allowed
+    view = _view(*BASE_OBJECTS, schedule)
+    assert judge(review("CREATE", _schedule_run(schedule), user=RUNNER), view).allowed
+
+
+@pytest.mark.parametrize("spelt", ["alice", "Alice@Example.com"])
+def test_a_parent_carrying_its_writers_own_approval_is_denied(spelt: str) -> None:
+    """Even when the others' approvals suffice now: the writer's own record would count for
+    the parent's runs once one of the others' expires (they are judged without the writer)."""
+    schedule = _schedule()
+    _approve(schedule, _view(*BASE_OBJECTS), keys=("alice", "bob", "carol"))
+    decision = judge(review("CREATE", schedule, user=spelt), _view(*BASE_OBJECTS))
+    assert (decision.allowed, decision.reason) == (False, "parent-self-approval")
+    assert f"it carries an approval by alice, who is writing it (as {spelt})" in decision.message
+    assert judge(review("CREATE", schedule, user="requester"), _view(*BASE_OBJECTS)).allowed
+
+
+def test_a_service_account_writing_a_parent_gets_no_extra_approval_it_is_denied() -> None:
+    """Under serviceAccountRequesters: extraApproval a run requested by a ServiceAccount
+    needs one approval more. A parent's runs are judged later, without knowing a
+    ServiceAccount wrote it: alice, acting through one, applied a Schedule on her own, bob's
+    and carol's approvals (three of 2 + 1); once carol's ran out, alice's and bob's admitted
+    its runs. So a ServiceAccount that is no GitOps applier writes no parent."""
+    docs = _docs()
+    (policy,) = [d for d in docs if d["kind"] == "ApprovalPolicy"]
+    policy["spec"]["parents"] = copy.deepcopy(PARENTS)
+    policy["spec"]["serviceAccountRequesters"] = "extraApproval"
+    settings = BundleSettings(environment=CORPUS_ENVIRONMENT, cluster_view="required")
+    compiled, problems = compile_bundle(docs, settings)
+    assert compiled is not None, problems
+    bundle = parse_bundle_text(dump_bundle(compiled))
+    schedule = _schedule()
+    _approve(schedule, _view(*BASE_OBJECTS), keys=("alice", "bob", "carol"))
+    writer = "system:serviceaccount:agents:builder"
+    decision = judge(review("CREATE", schedule, user=writer), _view(*BASE_OBJECTS), bundle)
+    assert (decision.allowed, decision.reason) == (False, "service-account-requester")
+    assert "extraApproval does not extend to parents" in decision.message
+    # a person applying it is judged by the records as before
+    assert judge(review("CREATE", schedule, user="requester"), _view(*BASE_OBJECTS), bundle).allowed
+
+
 def test_an_update_keeping_spec_template_and_records_passes_and_a_changed_spec_does_not() -> None:
     schedule, _, view = _approved_schedule()
     relabelled = copy.deepcopy(schedule)
@@ -626,6 +710,25 @@ def test_an_update_keeping_spec_template_and_records_passes_and_a_changed_spec_d
     changed = copy.deepcopy(schedule)
     changed["spec"]["cron"] = "* * * * *"
     assert not judge(review("UPDATE", changed, old=schedule), view).allowed
+
+
+def test_removing_a_parents_author_is_judged_against_who_removes_it() -> None:
+    """The runs of a Schedule authored by alice exclude alice's approval, which it carries
+    (applied by someone else on bob's and carol's). An UPDATE by alice that only drops the
+    author annotation passed as unchanged; once carol's approval ran out, alice's own
+    admitted the runs. The author is part of what an unchanged UPDATE keeps."""
+    schedule = _schedule()
+    schedule["metadata"]["annotations"][records.AUTHOR_ANNOTATION] = "alice"
+    _approve(schedule, _view(*BASE_OBJECTS), keys=("alice", "bob", "carol"))
+    view = _view(*BASE_OBJECTS, schedule)
+    assert judge(review("CREATE", schedule, user="requester"), _view(*BASE_OBJECTS)).allowed
+    stripped = copy.deepcopy(schedule)
+    del stripped["metadata"]["annotations"][records.AUTHOR_ANNOTATION]
+    decision = judge(review("UPDATE", stripped, old=schedule, user="alice"), view)
+    assert (decision.allowed, decision.reason) == (False, "parent-self-approval")
+    relabelled = copy.deepcopy(schedule)  # other metadata still passes unjudged
+    relabelled["metadata"].setdefault("labels", {})["team"] = "docs"
+    assert judge(review("UPDATE", relabelled, old=schedule, user="alice"), view).allowed
 
 
 def test_a_swarm_schedule_is_admitted_only_from_the_approved_swarm() -> None:

@@ -12,12 +12,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives import serialization
 
-from approvalgate.approvals.bundle import parse_bundle_text
+from approvalgate.approvals.bundle import load_bundle, parse_bundle_text
+from approvalgate.approvals.decide import decide
 from approvalgate.approvals.errors import Finding
 from approvalgate.approvals.kubeyaml import load_manifests
-from approvalgate.approvals.policy import BundleSettings, Problem, compile_bundle, dump_bundle
-from tests.support.corpus import BASE
+from approvalgate.approvals.policy import (
+    BundleSettings,
+    Problem,
+    bundle_generation,
+    compile_bundle,
+    dump_bundle,
+)
+from tests.support.corpus import BASE, KEYS, compile_case_bundle, load_case
 from tests.support.paths import UPSTREAM_AGENTS
 
 UPSTREAM_SAMPLE = UPSTREAM_AGENTS / "examples" / "approvalpolicy-sample.yaml"
@@ -248,6 +256,38 @@ def test_a_trusted_service_account_where_the_policy_enforces_is_an_error(
     )
 
 
+def test_a_trusted_service_account_where_another_policy_approves_runs_is_an_error() -> None:
+    """Class 17: the submitter trusted for agents lives in team-b, where another policy
+    approves runs (so requesters create runs there, with edit). Whoever runs a pod as it in
+    team-b is trusted in agents. Every policy's namespaces count, not only its own."""
+    spec = {
+        "approvers": ["alice"],
+        "trustedSubmitters": {
+            "users": ["system:serviceaccount:team-b:api"],
+            "groups": ["system:serviceaccounts:team-b"],
+        },
+        "gitOpsAppliers": ["system:serviceaccount:team-b:argo"],
+    }
+    team_b = policy({"approvers": ["alice"]}, name="team-b-runs", namespace="team-b")
+    bundle, problems = compile_docs([policy(spec), team_b, approvers()["alice"]])
+    assert bundle is None
+    where = "where policy team-b/team-b-runs approves runs"
+    assert [(doc, path) for doc, path, _ in errors(problems)] == [
+        (0, ("spec", "trustedSubmitters", "users", 0)),
+        (0, ("spec", "gitOpsAppliers", 0)),
+        (0, ("spec", "trustedSubmitters", "groups", 0)),
+    ]
+    assert all(where in message for _, _, message in errors(problems))
+    # a policy of every namespace names no tenant namespace; an excluded one is no tenant's
+    everywhere = policy({"approvers": ["alice"]}, name="everywhere", namespace="")
+    del everywhere["metadata"]["namespace"]
+    bundle, problems = compile_docs([policy(spec), everywhere, approvers()["alice"]])
+    assert (bundle is not None, errors(problems)) == (True, [])
+    settings = BundleSettings(exclude_namespaces=("team-b",))
+    bundle, problems = compile_bundle([policy(spec), team_b, approvers()["alice"]], settings)
+    assert (bundle is not None, errors(problems)) == (True, [])
+
+
 @pytest.mark.parametrize(
     ("group", "where"),
     [
@@ -269,6 +309,38 @@ def test_trusting_the_service_accounts_of_an_enforced_namespace_is_an_error(
             "enforces approvals: anyone who may create runs there can act as one of them",
         )
     ]
+
+
+@pytest.mark.parametrize(
+    ("where", "name", "message"),
+    [
+        (
+            "groups",
+            "system:authenticated",
+            "trusted group 'system:authenticated' holds every authenticated user (and every "
+            "ServiceAccount): it would trust everyone who may create runs, people and "
+            "ServiceAccounts alike",
+        ),
+        (
+            "groups",
+            "system:unauthenticated",
+            "trusted group 'system:unauthenticated' holds every request without credentials: "
+            "it would trust everyone who may create runs, people and ServiceAccounts alike",
+        ),
+        (
+            "users",
+            "system:anonymous",
+            "trusted submitter 'system:anonymous' is every request without credentials",
+        ),
+    ],
+)
+def test_trusting_everyone_is_an_error(where: str, name: str, message: str) -> None:
+    """system:authenticated holds every ServiceAccount too (any requester with edit acts as
+    one of hers, from a pod of her own), and every person."""
+    spec = {"approvers": ["alice"], "trustedSubmitters": {where: [name]}}
+    bundle, problems = compile_docs([policy(spec), approvers()["alice"]])
+    assert bundle is None
+    assert errors(problems) == [(0, ("spec", "trustedSubmitters", where, 0), message)]
 
 
 @pytest.mark.parametrize("choice", ["deny", "extraApproval"])
@@ -438,6 +510,58 @@ def test_a_key_shared_by_two_approvers_is_reported_whatever_the_document_order()
     assert errors(problems) == [
         (2, ("spec", "keys", 0, "publicKey"), "this key already belongs to approver 'aaron'")
     ]
+
+
+def test_a_key_shared_by_two_approvers_in_another_form_is_an_error() -> None:
+    """The same key as PEM for one approver and as an OpenSSH line for another has another
+    key id (securesystemslib's covers the form): one private key would sign for both."""
+    private = serialization.load_pem_private_key((KEYS / "bob.key").read_bytes(), None)
+    line = (
+        private.public_key()
+        .public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+        .decode()
+    )
+    twin = approver("zed", "bob")
+    twin["spec"]["keys"] = [{"publicKey": line}]
+    bundle, problems = compile_docs(
+        [policy({"approvers": ["bob", "zed"]}), approvers()["bob"], twin]
+    )
+    assert bundle is None
+    assert errors(problems) == [
+        (2, ("spec", "keys", 0, "publicKey"), "this key already belongs to approver 'bob'")
+    ]
+
+
+@pytest.mark.parametrize("spelt", ["bob", "Bob", " bob", "b\u200bob"])
+def test_a_username_shared_by_two_approvers_is_an_error(spelt: str) -> None:
+    """One username is one person: as two approvers they would vote twice."""
+    twin = approver("zed", "carol", usernames=[spelt])
+    docs = [policy({"approvers": ["bob", "zed"]}), approvers()["bob"], twin]
+    bundle, problems = compile_docs(docs)
+    assert bundle is None
+    assert errors(problems) == [
+        (
+            2,
+            ("spec", "usernames"),
+            f"username {spelt!r} already belongs to approver 'bob' (as 'bob'): whoever "
+            "logs in as it would approve as both",
+        )
+    ]
+
+
+def test_approvers_sharing_a_username_in_a_loaded_bundle_count_as_one_person() -> None:
+    """A bundle compiled before the check above (or made by hand and signed): decide()
+    still counts approvers that share a username as one person, one vote."""
+    case = load_case("approve-two-distinct")  # alice and bob approve: admitted
+    assert decide(case.request, case.bundle, case.now).allowed
+    obj = json.loads(compile_case_bundle(BASE))
+    (bob,) = [a for a in obj["approvers"] if a["name"] == "bob"]
+    bob["usernames"] = sorted({*bob["usernames"], "ALICE@example.com"})  # alice's, spelt anew
+    obj["generation"] = bundle_generation(obj)
+    decision = decide(case.request, load_bundle(obj), case.now)
+    assert (decision.allowed, decision.reason) == (False, "missing-approvals")
+    assert "1 of 2 required approvals" in decision.message
+    assert "still needed: 1 more approval(s) from carol\n" in decision.message
 
 
 @pytest.mark.parametrize(

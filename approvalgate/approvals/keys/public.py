@@ -10,6 +10,7 @@ key line (``ssh-ed25519 AAAA... comment``, the comment ignored) for the SSH type
 
 from __future__ import annotations
 
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
@@ -59,6 +60,28 @@ def public_key_pem(key: SSlibKey) -> str:
 
 
 public_key_text = public_key_pem
+
+
+def key_material(text: str) -> bytes:
+    """The public key ``text`` holds (PEM or OpenSSH line), whatever its form: DER
+    SubjectPublicKeyInfo where cryptography reads it (Ed25519, ECDSA, RSA in either form),
+    else the OpenSSH line's key blob (security keys: ``sk-*``). A key's id covers its form
+    (an OpenSSH line of an Ed25519 key has another id than its PEM), so "one key, one
+    approver" compares this instead: one private key signs for either form."""
+    stripped = text.strip()
+    try:
+        if not stripped.startswith("-----BEGIN") and ssh.is_ssh_line(stripped):
+            public: PublicKeyTypes = serialization.load_ssh_public_key(stripped.encode("ascii"))
+        else:
+            public = serialization.load_pem_public_key(stripped.encode("ascii"))
+    except (ValueError, TypeError, UnicodeEncodeError, UnsupportedAlgorithm):
+        fields = stripped.split()
+        return " ".join(fields[:2]).encode()
+    return public.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
 """The name-neutral alias: PEM, or the OpenSSH line for an SSH key."""
 
 
