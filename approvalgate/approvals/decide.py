@@ -949,6 +949,10 @@ def _one_use_problem(
     if view is None:
         return ""
     for use in view.uses_of(statement_digest(record)):
+        # A record names a run of one namespace, and the controller records its use there:
+        # a use elsewhere is not one (it could only mark another namespace's approval used).
+        if use.namespace != run.namespace:
+            continue
         if use.run_uid != run.uid or not run.uid:
             return (
                 f"already used by run {use.namespace}/{use.run_name} (uid {use.run_uid}): an "

@@ -173,7 +173,7 @@ def _run_limit(
     runs: set[str] = set()
     for record in approving:
         for use in view.uses_of(statement_digest(record)):
-            if use.run_uid != run_uid:
+            if use.run_uid != run_uid and use.namespace == covered.namespace:
                 runs.add(use.run_uid)
     if len(runs) < policy.max_runs:
         return result

@@ -47,6 +47,7 @@ A case folder holds ``case.yaml`` and optionally ``run.yaml``, ``old.yaml``,
         - records: [alice, bob-reject]   # names of records of `records:` or `view.decisions:`
           runUid: uid-earlier
           runName: ...           # default: the run's name
+          namespace: ...         # default: the run's namespace
           created: ...           # default: now - 1h
           expiresAt: ...         # default: now + 1h
       requests:                  # ApprovalRequests (for runs made from them)
@@ -288,7 +289,7 @@ def build_view(
                 "kind": "ApprovalUse",
                 "metadata": {
                     "name": uid,
-                    "namespace": namespace,
+                    "namespace": str(entry.get("namespace", namespace)),
                     "creationTimestamp": str(
                         entry.get("created", records.format_time(now - timedelta(hours=1)))
                     ),

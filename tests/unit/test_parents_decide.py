@@ -517,6 +517,17 @@ def test_max_runs_counts_the_recorded_uses_of_the_parents_approval() -> None:
     assert not decision.allowed
 
 
+def test_max_runs_counts_only_uses_in_the_parents_namespace() -> None:
+    """A use names a run of its own namespace (the controller writes it there): uses of the
+    parent's statements filed in another namespace are not its runs, and cannot spend its
+    maxRuns (a denial of service by whoever may write ApprovalUses there)."""
+    schedule, envelopes, _ = _approved_schedule()
+    run = _schedule_run(schedule)
+    elsewhere = [_use(f"uid-elsewhere-{i}", envelopes, namespace="sandbox") for i in range(9)]
+    view = _view(*BASE_OBJECTS, schedule, uses=elsewhere)
+    assert judge(review("CREATE", run, user=RUNNER), view).allowed
+
+
 def _two_parent_policies() -> Bundle:
     """two-person (codex-agent) leaves ttlSecondsAfterFinished to each run too; a policy
     for another agent, first in bundle order, keeps the default perRunFields."""
