@@ -761,6 +761,9 @@ class _Check(NamedTuple):
     record: records.ParsedRecord
     approver: Approver | None
     problem: str
+    lapsed: bool = False
+    """A reject that has expired (:func:`_rejection`): it still vetoes the approvals issued
+    before it expired, and only those."""
 
 
 def _check_record(
@@ -793,6 +796,8 @@ def _check_record(
         return _Check(record, approver, problem)
     if claim.decision == "withdraw":  # it can only take back: valid once signed
         return _withdrawal(record, approver, bundle)
+    if claim.decision == "reject":  # it can only take away: valid once signed
+        return _rejection(record, approver, bundle, now)
     if claim.issued_at > now + bundle.clock_skew:
         return _Check(
             record, approver, f"issued in the future ({records.format_time(claim.issued_at)})"
@@ -852,6 +857,28 @@ def _withdrawal(record: records.ParsedRecord, approver: Approver, bundle: Bundle
             f"valid at {records.format_time(claim.issued_at)}",
         )
     return _Check(record, approver, "")
+
+
+def _rejection(
+    record: records.ParsedRecord, approver: Approver, bundle: Bundle, now: datetime
+) -> _Check:
+    """A reject counts once its signature verifies with a key valid when it was issued,
+    whatever its dates and lifetime: it can only take away, so nothing that would make an
+    approval not count (expiry, a lifetime over the policy's timeout, a key retired since, a
+    clock ahead) may make a reject not count. Once expired it still vetoes every approval
+    issued before it expired (:func:`_evaluate`): a requester must not wait a veto out while
+    approvals given before it still live (class 21)."""
+    claim = record.claim
+    keys = [k.key for k in approver.keys if k.valid_at(claim.issued_at)]
+    if bundle.verifier.signed_by(record, keys) is None:
+        return _Check(
+            record,
+            approver,
+            f"signature does not verify with a key of {approver.name} "
+            f"valid at {records.format_time(claim.issued_at)}",
+        )
+    lapsed = now >= claim.expires_at or claim.expires_at <= claim.issued_at
+    return _Check(record, approver, "", lapsed)
 
 
 def bind_content(
@@ -1031,12 +1058,15 @@ def _evaluate(
             current[1] == "reject",
         ):
             latest[claim.approver] = candidate
-    approving: list[str] = []
+    approving = [a for a, (_, vote, _r) in latest.items() if vote == "approve"]
+    given = [latest[a][0] for a in approving]
+    lapsed = {id(check.record) for check in checks if check.lapsed}
     rejecting: list[str] = []
-    for approver, (_, vote, _r) in latest.items():
-        if vote == "approve":
-            approving.append(approver)
-        elif vote == "reject":
+    for approver, (_, vote, record) in latest.items():
+        # an expired reject still vetoes (and outvotes) the approvals issued before it expired
+        if vote == "reject" and (
+            id(record) not in lapsed or any(t < record.claim.expires_at for t in given)
+        ):
             rejecting.append(approver)
     approvals = tuple(sorted(approving))
     rejects = tuple(sorted(rejecting))
@@ -1244,6 +1274,15 @@ def _judge(
         )
     if name not in policy.approvers:
         return bad(f"{name} is not an approver of policy {policy.ref}")
+    if decision == "reject":  # it can only take away: any lifetime counts (_rejection)
+        until = (
+            f"expired at {claim.expires_text}; it still vetoes the approvals issued before then"
+            if check.lapsed
+            else f"until {claim.expires_text}"
+        )
+        return RecordVerdict(
+            index, name, decision, True, f"valid reject for {environment} {until}", environment
+        )
     if lifetime > policy.timeout_seconds:
         return bad(
             f"lasts {int(lifetime)}s, over the policy's {policy.timeout_name} "

@@ -296,19 +296,29 @@ def _decision_problem(
 
 
 def _expiry_of_decision(spec: Mapping[str, Any], bundle: Bundle) -> datetime | None:
-    parsed, _ = records.parse_envelopes([spec.get("record")])
+    return decision_expiry(spec.get("record"), bundle)
+
+
+def decision_expiry(record: object, bundle: Bundle) -> datetime | None:
+    """When the ApprovalDecision holding ``record`` stops mattering (it may be deleted then),
+    or None when it is not a record (nothing can count it)."""
+    parsed, _ = records.parse_envelopes([record])
     if not parsed:
         return None  # not a record: nothing can count it
     claim = parsed[0].claim
-    if claim.decision != "withdraw":
+    if claim.decision not in ("withdraw", "reject"):
         return claim.expires_at
     # A withdrawal counts expired or not, and what it takes back was issued before it and
     # lives at most the longest timeoutSeconds (bypass maxTTL) of the bundle's policies:
     # deleting it before then would revive an approval, whatever expiry it was signed with
-    # (`approvalgate withdraw` signs it to expire after that anyway).
+    # (`approvalgate withdraw` signs it to expire after that anyway). A reject, once expired,
+    # still vetoes the approvals issued before it expired (decide._rejection): they live at
+    # most as long after its expiry.
     lifetimes = [p.timeout_seconds for p in bundle.policies]
     lifetimes += [p.bypass.max_ttl_seconds for p in bundle.policies if p.bypass is not None]
-    return max(claim.expires_at, claim.issued_at + timedelta(seconds=max(lifetimes, default=0)))
+    longest = timedelta(seconds=max(lifetimes, default=0))
+    since = claim.issued_at if claim.decision == "withdraw" else claim.expires_at
+    return max(claim.expires_at, since + longest)
 
 
 # --- ApprovalUse -------------------------------------------------------------------------

@@ -484,6 +484,14 @@ def test_collection_takes_expired_decisions_and_uses_of_runs_that_are_gone() -> 
     assert not ledger.decision_expired(decision("alice", ttl="2h"), NOW)
     assert ledger.decision_expired(decision("alice", ttl="2h"), NOW + timedelta(hours=2))
     assert ledger.decision_expired({"metadata": {}, "spec": {"record": {"x": 1}}}, NOW)
+    # with the bundle, as the webhook allows the delete: an expired reject or withdrawal
+    # still counts against approvals issued before it, for timeoutSeconds (1 day) more
+    for kind in ("approve", "reject", "withdraw"):
+        obj = decision("alice", kind, ttl="2h")  # issued NOW - 1h, expires NOW + 1h
+        assert not ledger.decision_expired(obj, NOW, BUNDLE)
+        held = kind != "approve"
+        assert ledger.decision_expired(obj, NOW + timedelta(hours=1), BUNDLE) is not held
+        assert ledger.decision_expired(obj, NOW + timedelta(hours=25), BUNDLE)
     run = admitted_run()
     use = ledger.use_object(run, BUNDLE, NOW)
     after = NOW + timedelta(hours=4)
