@@ -761,9 +761,8 @@ class _Check(NamedTuple):
     record: records.ParsedRecord
     approver: Approver | None
     problem: str
-    lapsed: bool = False
-    """A reject that has expired (:func:`_rejection`): it still vetoes the approvals issued
-    before it expired, and only those."""
+    holds_until: datetime | None = None
+    """For a reject that has expired: when it stops counting (:func:`_rejection`)."""
 
 
 def _check_record(
@@ -797,7 +796,7 @@ def _check_record(
     if claim.decision == "withdraw":  # it can only take back: valid once signed
         return _withdrawal(record, approver, bundle)
     if claim.decision == "reject":  # it can only take away: valid once signed
-        return _rejection(record, approver, bundle, now)
+        return _rejection(record, approver, run, bundle, now)
     if claim.issued_at > now + bundle.clock_skew:
         return _Check(
             record, approver, f"issued in the future ({records.format_time(claim.issued_at)})"
@@ -818,27 +817,9 @@ def _check_record(
     key = next(k for k in keys if k.key is signer)
     if not key.valid_at(now):  # Rule 5: a key counts only while it is valid, now too
         return _Check(record, approver, _key_not_valid_now(approver, key, now))
-    if _is_person(approver, run.username):
-        return _Check(
-            record,
-            approver,
-            f"{approver.name} submitted this run (as "
-            f"{run.username}): nobody approves their own run",
-        )
-    if _is_person(approver, run.author):
-        return _Check(
-            record,
-            approver,
-            f"{approver.name} is the run's recorded author "
-            f"({records.AUTHOR_ANNOTATION}): nobody approves their own run",
-        )
-    if _is_person(approver, run.courier):
-        return _Check(
-            record,
-            approver,
-            f"{approver.name} created this run for its requester (as {run.courier}): "
-            "nobody approves a run they submit",
-        )
+    own = _own_run(approver, run)
+    if own:
+        return _Check(record, approver, own)
     if bundle.needs_view and claim.decision in ("approve", "bypass"):
         return _Check(record, approver, _one_use_problem(record, run, bundle, view))
     return _Check(record, approver, "")
@@ -859,15 +840,36 @@ def _withdrawal(record: records.ParsedRecord, approver: Approver, bundle: Bundle
     return _Check(record, approver, "")
 
 
+def _own_run(approver: Approver, run: _Run) -> str:
+    """Why ``approver`` decides nothing about ``run`` (its requester, author or courier)."""
+    if _is_person(approver, run.username):
+        return (
+            f"{approver.name} submitted this run (as {run.username}): nobody approves their own run"
+        )
+    if _is_person(approver, run.author):
+        return (
+            f"{approver.name} is the run's recorded author ({records.AUTHOR_ANNOTATION}): "
+            "nobody approves their own run"
+        )
+    if _is_person(approver, run.courier):
+        return (
+            f"{approver.name} created this run for its requester (as {run.courier}): nobody "
+            "approves a run they submit"
+        )
+    return ""
+
+
 def _rejection(
-    record: records.ParsedRecord, approver: Approver, bundle: Bundle, now: datetime
+    record: records.ParsedRecord, approver: Approver, run: _Run, bundle: Bundle, now: datetime
 ) -> _Check:
     """A reject counts once its signature verifies with a key valid when it was issued,
     whatever its dates and lifetime: it can only take away, so nothing that would make an
-    approval not count (expiry, a lifetime over the policy's timeout, a key retired since, a
-    clock ahead) may make a reject not count. Once expired it still vetoes every approval
-    issued before it expired (:func:`_evaluate`): a requester must not wait a veto out while
-    approvals given before it still live (class 21)."""
+    approval not count (a lifetime over the policy's timeout, a key retired since, a clock
+    ahead) may make a reject not count. Expired, it still counts for the longest lifetime
+    of an approval in the bundle (:func:`longest_lifetime`): until every approval issued
+    before it expired has expired too, so a requester cannot wait a veto out and apply the
+    run with approvals given before it (class 21). Its ApprovalDecision may be deleted only
+    then (approvals.gates)."""
     claim = record.claim
     keys = [k.key for k in approver.keys if k.valid_at(claim.issued_at)]
     if bundle.verifier.signed_by(record, keys) is None:
@@ -877,8 +879,25 @@ def _rejection(
             f"signature does not verify with a key of {approver.name} "
             f"valid at {records.format_time(claim.issued_at)}",
         )
-    lapsed = now >= claim.expires_at or claim.expires_at <= claim.issued_at
-    return _Check(record, approver, "", lapsed)
+    until = None
+    if now >= claim.expires_at or claim.expires_at <= claim.issued_at:
+        until = claim.expires_at + longest_lifetime(bundle)
+        if now >= until:
+            return _Check(
+                record,
+                approver,
+                f"expired at {claim.expires_text}, and so has every approval issued before it",
+            )
+    return _Check(record, approver, _own_run(approver, run), until)
+
+
+def longest_lifetime(bundle: Bundle) -> timedelta:
+    """The longest an approval or bypass lives in ``bundle`` (its policies' timeoutSeconds
+    and bypass maxTTL): how long after a reject or a withdrawal anything it takes away may
+    still count."""
+    lifetimes = [p.timeout_seconds for p in bundle.policies]
+    lifetimes += [p.bypass.max_ttl_seconds for p in bundle.policies if p.bypass is not None]
+    return timedelta(seconds=max(lifetimes, default=0))
 
 
 def bind_content(
@@ -1058,15 +1077,12 @@ def _evaluate(
             current[1] == "reject",
         ):
             latest[claim.approver] = candidate
-    approving = [a for a, (_, vote, _r) in latest.items() if vote == "approve"]
-    given = [latest[a][0] for a in approving]
-    lapsed = {id(check.record) for check in checks if check.lapsed}
+    approving: list[str] = []
     rejecting: list[str] = []
-    for approver, (_, vote, record) in latest.items():
-        # an expired reject still vetoes (and outvotes) the approvals issued before it expired
-        if vote == "reject" and (
-            id(record) not in lapsed or any(t < record.claim.expires_at for t in given)
-        ):
+    for approver, (_, vote, _r) in latest.items():
+        if vote == "approve":
+            approving.append(approver)
+        elif vote == "reject":
             rejecting.append(approver)
     approvals = tuple(sorted(approving))
     rejects = tuple(sorted(rejecting))
@@ -1276,9 +1292,11 @@ def _judge(
         return bad(f"{name} is not an approver of policy {policy.ref}")
     if decision == "reject":  # it can only take away: any lifetime counts (_rejection)
         until = (
-            f"expired at {claim.expires_text}; it still vetoes the approvals issued before then"
-            if check.lapsed
-            else f"until {claim.expires_text}"
+            f"until {claim.expires_text}"
+            if check.holds_until is None
+            else f"expired at {claim.expires_text}; it counts until "
+            f"{records.format_time(check.holds_until)}, when every approval issued before it "
+            "has expired"
         )
         return RecordVerdict(
             index, name, decision, True, f"valid reject for {environment} {until}", environment

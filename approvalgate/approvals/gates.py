@@ -22,13 +22,13 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, Final
 
 from approvalgate.approvals import content, parents, reasons, records, references
 from approvalgate.approvals.admission import AGENTS_GROUP
 from approvalgate.approvals.bundle import Bundle
-from approvalgate.approvals.decide import Decision, _allow, _deny
+from approvalgate.approvals.decide import Decision, _allow, _deny, longest_lifetime
 from approvalgate.approvals.errors import DigestError
 from approvalgate.approvals.view import (
     DECISIONS,
@@ -312,11 +312,9 @@ def decision_expiry(record: object, bundle: Bundle) -> datetime | None:
     # lives at most the longest timeoutSeconds (bypass maxTTL) of the bundle's policies:
     # deleting it before then would revive an approval, whatever expiry it was signed with
     # (`approvalgate withdraw` signs it to expire after that anyway). A reject, once expired,
-    # still vetoes the approvals issued before it expired (decide._rejection): they live at
-    # most as long after its expiry.
-    lifetimes = [p.timeout_seconds for p in bundle.policies]
-    lifetimes += [p.bypass.max_ttl_seconds for p in bundle.policies if p.bypass is not None]
-    longest = timedelta(seconds=max(lifetimes, default=0))
+    # still counts as long again (decide._rejection): the approvals issued before it expired
+    # live at most that long after.
+    longest = longest_lifetime(bundle)
     since = claim.issued_at if claim.decision == "withdraw" else claim.expires_at
     return max(claim.expires_at, since + longest)
 
