@@ -41,6 +41,7 @@ _IDENTITY_REASONS: Final = frozenset(
         "service-account-requester",
         "cluster-view-unavailable",
         "missing-use-finalizer",
+        "spec-changed-after-admission",
         "request-mismatch",
         "not-derived",
     }
@@ -209,6 +210,14 @@ def _decide(
     usable = _usable(bundle, view)
     if bundle.needs_view:
         run = _with_view(run, obj, metadata, bundle, view, usable)
+        if operation == "UPDATE" and not (view is not None and view.offline):
+            # One approval, one run: a run's ApprovalUse records its approvals once (it never
+            # changes), from what it carries and the cluster's approvals issued by its
+            # creation. Approvals of another spec given by an UPDATE would admit this run
+            # unrecorded, and then a new run of the same name after its deletion (a replay).
+            old = request.get("oldObject")
+            old_spec = old.get("spec") if isinstance(old, dict) else None
+            run = run._replace(spec_changed=not _same_spec(old_spec, obj.get("spec"), bundle))
     # Rule 4: references are judged as the controller reads them, or not at all.
     if facts.invalid_references:
         invalid = references.reference_problems(obj.get("spec"))
@@ -312,6 +321,9 @@ class _Run(NamedTuple):
     view_problem: str = ""
     """Why the cluster view cannot be relied on, when the bundle requires it."""
     finalizer_missing: bool = False
+    spec_changed: bool = False
+    """An UPDATE giving an admitted run another spec, where the bundle requires the view
+    (the approvals of the new spec could not be recorded as used: see :func:`_with_view`)."""
     request_problem: str = ""
     kind: str = "AgentRun"
     """What is judged: an AgentRun, or a parent (Schedule, OrchestrationRun, Swarm)."""
@@ -1104,6 +1116,8 @@ def _evaluate(
     if bypass is not None:
         if run.finalizer_missing:
             return _graded(policy, level, "missing-use-finalizer", _finalizer_missing(policy))
+        if run.spec_changed:
+            return _graded(policy, level, "spec-changed-after-admission", _spec_changed(policy))
         reason = bypass.claim.reason
         return PolicyResult(
             policy.ref,
@@ -1123,6 +1137,8 @@ def _evaluate(
     elif len(approvals) >= required and len(approvals) > len(rejects):
         if run.finalizer_missing:
             return _graded(policy, level, "missing-use-finalizer", _finalizer_missing(policy))
+        if run.spec_changed:
+            return _graded(policy, level, "spec-changed-after-admission", _spec_changed(policy))
         return PolicyResult(
             policy.ref,
             "allow",
@@ -1189,6 +1205,17 @@ def _view_shape_problem(policy: Policy, run: _Run) -> tuple[str, str] | None:
             f"{run.request_problem}",
         )
     return None
+
+
+def _spec_changed(policy: Policy) -> str:
+    """Said when records would admit an UPDATE that gives a run another spec, where an
+    approval admits one run (checked after the records, like the finalizer)."""
+    return (
+        f"policy {policy.ref}: where an approval admits one run, an admitted run keeps its "
+        "spec: the approvals of another spec could not be recorded as used by it (its "
+        "ApprovalUse records what it was admitted with, once). Create a new run for the new "
+        "spec (another name, or delete this one first)"
+    )
 
 
 def _finalizer_missing(policy: Policy) -> str:

@@ -164,6 +164,28 @@ def test_replay_after_delete_is_denied_as_already_used(gate: Gate) -> None:
     delete_run(gate, name)
 
 
+def test_an_admitted_run_cannot_be_given_another_approved_spec(gate: Gate) -> None:
+    """Approvals of a second spec for the same name, brought in by an UPDATE, would admit
+    the run unrecorded (its ApprovalUse lists what it was created with, once), and then a new
+    run of that name after a swap back and a delete: a replay. The UPDATE is denied."""
+    name = unique("qa-respec")
+    approved = gate.approve(run_manifest(name), "alice", "bob")
+    assert create(gate, approved).returncode == 0
+    [run] = runs_named(gate, name)
+    use_of(gate, run)
+    second = yaml.safe_load(gate.approve(run_manifest(name, task="a second task"), "alice", "bob"))
+    second["metadata"]["resourceVersion"] = run["metadata"]["resourceVersion"]
+    done = gate.kubectl(REQUESTER, "replace", "-f", "-", manifest=json.dumps(second))
+    denied(done, "an admitted run keeps its spec")
+    [stored] = runs_named(gate, name)
+    assert stored["spec"] == run["spec"]
+    # the second spec's approvals are left for a run of their own, once this one is gone
+    delete_run(gate, name)
+    del second["metadata"]["resourceVersion"]
+    assert create(gate, json.dumps(second)).returncode == 0
+    delete_run(gate, name)
+
+
 def test_delete_and_recreate_as_fast_as_possible_admits_nothing_twice(gate: Gate) -> None:
     """Hammer the window between an admission and its use being recorded: after the first
     create, every create of the same records fails (the name is held by the finalizer, then
