@@ -23,7 +23,7 @@ import pytest
 import yaml
 
 from approvalgate.approvals import records, view
-from tests.e2e.controlplane import ControlPlane
+from tests.e2e.controlplane import CONTROLLER, ControlPlane
 from tests.e2e.gate import (
     ENFORCED,
     ENV,
@@ -322,6 +322,44 @@ def test_removing_the_use_finalizer_before_the_use_exists_is_denied(gate: Gate) 
         [held] = runs_named(gate, name)
         assert held["metadata"].get("deletionTimestamp")
         assert held["metadata"]["finalizers"] == [view.USE_FINALIZER]
+    finally:
+        gate.start_controller()
+    eventually("the controller releases it", lambda: not runs_named(gate, name))
+    assert get(gate, USES, run["metadata"]["uid"]) is not None
+
+
+def test_the_status_subresource_cannot_remove_the_use_finalizer(gate: Gate) -> None:
+    """The webhook is not sent agentruns/status and decide() passes it unread: that holds
+    only because the API server keeps every metadata field of the stored object on a status
+    write. The agents controller (who may write status) tries to drop the finalizer there,
+    by a JSON patch and by a full replace of the object; it stays, and the name stays taken."""
+    gate.stop_controllers()  # nobody records the use meanwhile
+    try:
+        name = unique("qa-status")
+        assert create(gate, gate.approve(run_manifest(name), "alice", "bob")).returncode == 0
+        [run] = runs_named(gate, name)
+        status = ("-n", ENFORCED, "--subresource=status")
+        patched = gate.kubectl(
+            CONTROLLER, "patch", "agentrun", name, *status, "--type=json", "-p",
+            json.dumps([{"op": "remove", "path": "/metadata/finalizers"},
+                        {"op": "add", "path": "/status", "value": {"phase": "Running"}}]),
+        )  # fmt: skip
+        assert patched.returncode == 0, patched.stderr
+        [held] = runs_named(gate, name)
+        assert held["metadata"]["finalizers"] == [view.USE_FINALIZER]
+        assert held["status"]["phase"] == "Running"
+        held["metadata"]["finalizers"] = []
+        held["metadata"]["labels"] = {"smuggled": "by-status"}
+        replaced = gate.kubectl(
+            CONTROLLER, "replace", "--subresource=status", "-f", "-", manifest=json.dumps(held)
+        )
+        assert replaced.returncode == 0, replaced.stderr
+        [after] = runs_named(gate, name)
+        assert after["metadata"]["finalizers"] == [view.USE_FINALIZER]
+        assert "smuggled" not in (after["metadata"].get("labels") or {})
+        gate.kubectl(REQUESTER, "delete", "agentrun", name, "-n", ENFORCED, "--wait=false")
+        [terminating] = runs_named(gate, name)
+        assert terminating["metadata"]["finalizers"] == [view.USE_FINALIZER]
     finally:
         gate.start_controller()
     eventually("the controller releases it", lambda: not runs_named(gate, name))
