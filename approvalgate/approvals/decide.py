@@ -539,7 +539,7 @@ def _use_released(
             "run). The approvalgate controller records it and then removes the finalizer "
             "itself; check that the controller is running (docs/queue.md).",
         )
-    uncovered = _uncovered(old_meta, namespace, use, bundle, now, usable)
+    uncovered = _uncovered(old, namespace, use, bundle, now, usable)
     if uncovered:
         return _deny(
             "use-incomplete",
@@ -564,7 +564,7 @@ def _use_released(
 
 
 def _uncovered(
-    old_meta: Mapping[str, Any],
+    old: Mapping[str, Any],
     namespace: str,
     use: Use,
     bundle: Bundle,
@@ -573,24 +573,14 @@ def _uncovered(
 ) -> str:
     """The first approval of the run that its use does not record (by statement, and until
     the approval expires), or "". Only approvals that could still count are asked for:
-    genuine (signed by their approver), for this run and environment, not yet expired, from
-    the run's annotation or from the cluster's ApprovalDecisions for it (those admit a run
-    too). Else an ApprovalUse made by hand (empty, or expiring early, then deleted) would
-    release the finalizer without the ledger knowing the approvals were used."""
-    subject = records.subject_name(namespace, str(old_meta.get("name") or ""))
-    used, carried = _used_records(old_meta, namespace, bundle, view)
+    the run's own (:func:`_used_records`), not yet expired, from the run's annotation or
+    from the cluster's ApprovalDecisions for it (those admit a run too). Else an
+    ApprovalUse made by hand (empty, or expiring early, then deleted) would release the
+    finalizer without the ledger knowing the approvals were used."""
+    used, carried = _used_records(old, namespace, bundle, view)
     for record in used:
         claim = record.claim
-        if (
-            claim.decision not in ("approve", "bypass")
-            or now >= claim.expires_at
-            or claim.subject != subject
-            or claim.environment != bundle.environment
-        ):
-            continue
-        approver = bundle.approvers.get(claim.approver)
-        keys = [k.key for k in approver.keys if k.valid_at(claim.issued_at)] if approver else []
-        if bundle.verifier.signed_by(record, keys) is None:
+        if now >= claim.expires_at:
             continue
         where = "cluster record" if record.index >= carried else "record"
         what = f"{where} {record.index} ({claim.decision} by {claim.approver})"
@@ -612,11 +602,16 @@ def _creation(meta: Mapping[str, Any]) -> datetime | None:
 
 
 def _used_records(
-    meta: Mapping[str, Any], namespace: str, bundle: Bundle, view: ClusterView
+    run: Mapping[str, Any], namespace: str, bundle: Bundle, view: ClusterView
 ) -> tuple[list[records.ParsedRecord], int]:
-    """The records a run may have used: every one it carries, then the cluster's approvals
-    (approve, bypass) for its name issued by the time it was created (later ones were not
-    used by it); and how many of them it carries (they come first)."""
+    """The records a run may have used: the approvals it carries, then the cluster's
+    approvals for its name issued by the time it was created (later ones were not used by
+    it); and how many records it carries (they come first). Only its own
+    (:func:`_own_approval`): a copy of another run's approval, carried by a run admitted on
+    its own approvals or where nothing is enforced, must not be recorded as used by it (the
+    other run's approval would admit nothing: a denial of service through the ledger)."""
+    meta = run.get("metadata") if isinstance(run.get("metadata"), dict) else {}
+    assert isinstance(meta, dict)
     annotations = meta.get("annotations")
     value = annotations.get(records.ANNOTATION) if isinstance(annotations, dict) else None
     parsed: tuple[records.ParsedRecord, ...] = ()
@@ -628,21 +623,48 @@ def _used_records(
     )
     created = _creation(meta)
     latest = created + bundle.clock_skew if created is not None else None
+    subject = records.subject_name(namespace, name)
+    try:
+        digest: str | None = bundle.spec_digest(run.get("spec"))
+    except DigestError:
+        digest = None  # nothing could count for it; ask for (and record) more, not less
+    own = [r for r in parsed if _own_approval(r, subject, digest, bundle)]
     chosen = [
         r
         for r in cluster
-        if r.claim.decision in ("approve", "bypass")
-        and (latest is None or r.claim.issued_at <= latest)
+        if (latest is None or r.claim.issued_at <= latest)
+        and _own_approval(r, subject, digest, bundle)
     ]
-    return [*parsed, *chosen], len(parsed)
+    return [*own, *chosen], len(parsed)
+
+
+def _own_approval(
+    record: records.ParsedRecord, subject: str, digest: str | None, bundle: Bundle
+) -> bool:
+    """``record`` could have admitted the run ``subject`` whose spec digests to ``digest``:
+    an approve or bypass naming it, that spec and this environment, signed by a key of the
+    approver it names valid when it was issued. What a run's use records, and what the
+    release of its finalizer asks the use for."""
+    claim = record.claim
+    if (
+        claim.decision not in ("approve", "bypass")
+        or claim.subject != subject
+        or (digest is not None and claim.digest != digest)
+        or claim.version != records.FORMAT_VERSION
+        or claim.environment != bundle.environment
+    ):
+        return False
+    approver = bundle.approvers.get(claim.approver)
+    keys = [k.key for k in approver.keys if k.valid_at(claim.issued_at)] if approver else []
+    return bundle.verifier.signed_by(record, keys) is not None
 
 
 def used_statements(
     run: Mapping[str, Any], bundle: Bundle, view: ClusterView
 ) -> tuple[list[str], datetime | None]:
-    """What an ApprovalUse of ``run`` must record: the statement of every record the run
-    carries and of every cluster approval (approve, bypass) for its name issued by the time
-    it was created (it may have counted), and the latest of their expiries."""
+    """What an ApprovalUse of ``run`` must record: the statement of every approval of its own
+    the run carries and of every cluster approval (approve, bypass) for it issued by the
+    time it was created (it may have counted), and the latest of their expiries."""
     chosen = _all_used(run, bundle, view)
     statements = sorted({statement_digest(r) for r in chosen})
     latest = max((r.claim.expires_at for r in chosen), default=None)
@@ -672,7 +694,7 @@ def _all_used(
 
     meta = run.get("metadata") if isinstance(run.get("metadata"), dict) else {}
     assert isinstance(meta, dict)
-    chosen, _ = _used_records(meta, str(meta.get("namespace") or ""), bundle, view)
+    chosen, _ = _used_records(run, str(meta.get("namespace") or ""), bundle, view)
     return [*chosen, *inherit.parent_records_used(run, bundle, view)]
 
 

@@ -27,6 +27,7 @@ from tests.e2e.controlplane import CONTROLLER, ControlPlane
 from tests.e2e.gate import (
     ENFORCED,
     ENV,
+    NOT_ENFORCED,
     OTHER_ENV,
     WEBHOOK_NAME,
     Gate,
@@ -184,6 +185,30 @@ def test_an_admitted_run_cannot_be_given_another_approved_spec(gate: Gate) -> No
     del second["metadata"]["resourceVersion"]
     assert create(gate, json.dumps(second)).returncode == 0
     delete_run(gate, name)
+
+
+def test_copies_of_anothers_approvals_on_a_run_of_ones_own_are_not_recorded_as_used(
+    gate: Gate,
+) -> None:
+    """The requester copies the approvals of someone else's run (from git, an annotation,
+    or the ApprovalDecisions she may read) onto a run of her own in a namespace nothing
+    enforces, with the use finalizer: the controller records that run's use. It must not
+    list the copies, or the other run would be denied as "already used" (a denial of
+    service through the controller's ledger, class 21)."""
+    victim = unique("qa-victim")
+    approved = yaml.safe_load(gate.approve(run_manifest(victim), "alice", "bob"))
+    copies = approved["metadata"]["annotations"][records.ANNOTATION]
+    decoy = yaml.safe_load(run_manifest(unique("qa-decoy"), NOT_ENFORCED, finalizer=True))
+    decoy["metadata"]["annotations"] = {records.ANNOTATION: copies}
+    assert create(gate, json.dumps(decoy)).returncode == 0
+    [stored] = runs_named(gate, decoy["metadata"]["name"], NOT_ENFORCED)
+    uid = stored["metadata"]["uid"]
+    recorded = eventually("the decoy's use", lambda: get(gate, USES, uid, NOT_ENFORCED))
+    assert recorded["spec"]["statements"] == []
+    done = create(gate, json.dumps(approved))
+    assert done.returncode == 0, done.stderr
+    delete_run(gate, victim)
+    gate.kubectl("admin", "delete", "agentrun", decoy["metadata"]["name"], "-n", NOT_ENFORCED)
 
 
 def test_delete_and_recreate_as_fast_as_possible_admits_nothing_twice(gate: Gate) -> None:
