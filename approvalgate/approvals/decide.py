@@ -624,32 +624,25 @@ def _used_records(
     created = _creation(meta)
     latest = created + bundle.clock_skew if created is not None else None
     subject = records.subject_name(namespace, name)
-    try:
-        digest: str | None = bundle.spec_digest(run.get("spec"))
-    except DigestError:
-        digest = None  # nothing could count for it; ask for (and record) more, not less
-    own = [r for r in parsed if _own_approval(r, subject, digest, bundle)]
+    own = [r for r in parsed if _own_approval(r, subject, bundle)]
     chosen = [
         r
         for r in cluster
-        if (latest is None or r.claim.issued_at <= latest)
-        and _own_approval(r, subject, digest, bundle)
+        if (latest is None or r.claim.issued_at <= latest) and _own_approval(r, subject, bundle)
     ]
     return [*own, *chosen], len(parsed)
 
 
-def _own_approval(
-    record: records.ParsedRecord, subject: str, digest: str | None, bundle: Bundle
-) -> bool:
-    """``record`` could have admitted the run ``subject`` whose spec digests to ``digest``:
-    an approve or bypass naming it, that spec and this environment, signed by a key of the
-    approver it names valid when it was issued. What a run's use records, and what the
-    release of its finalizer asks the use for."""
+def _own_approval(record: records.ParsedRecord, subject: str, bundle: Bundle) -> bool:
+    """``record`` is an approval of the run ``subject``: an approve or bypass naming it and
+    this environment, signed by a key of the approver it names valid when it was issued
+    (whatever spec it approves: a run carrying stale approvals of an earlier spec of its
+    file has them recorded too, which only makes them count less). What a run's use
+    records, and what the release of its finalizer asks the use for."""
     claim = record.claim
     if (
         claim.decision not in ("approve", "bypass")
         or claim.subject != subject
-        or (digest is not None and claim.digest != digest)
         or claim.version != records.FORMAT_VERSION
         or claim.environment != bundle.environment
     ):
