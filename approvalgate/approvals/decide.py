@@ -908,7 +908,7 @@ def _rejection(
         )
     until = None
     if now >= claim.expires_at or claim.expires_at <= claim.issued_at:
-        until = claim.expires_at + longest_lifetime(bundle)
+        until = moment_after(claim.expires_at, longest_lifetime(bundle))
         if now >= until:
             return _Check(
                 record,
@@ -916,6 +916,15 @@ def _rejection(
                 f"expired at {claim.expires_text}, and so has every approval issued before it",
             )
     return _Check(record, approver, _own_run(approver, run), until)
+
+
+def moment_after(moment: datetime, delta: timedelta) -> datetime:
+    """``moment + delta``, or the last representable moment (a record may be dated up to
+    the year 9999: counting past it must not raise)."""
+    try:
+        return moment + delta
+    except OverflowError:
+        return datetime.max.replace(tzinfo=moment.tzinfo)
 
 
 def longest_lifetime(bundle: Bundle) -> timedelta:

@@ -28,7 +28,13 @@ from typing import Any, Final
 from approvalgate.approvals import content, parents, reasons, records, references
 from approvalgate.approvals.admission import AGENTS_GROUP
 from approvalgate.approvals.bundle import Bundle
-from approvalgate.approvals.decide import Decision, _allow, _deny, longest_lifetime
+from approvalgate.approvals.decide import (
+    Decision,
+    _allow,
+    _deny,
+    longest_lifetime,
+    moment_after,
+)
 from approvalgate.approvals.errors import DigestError
 from approvalgate.approvals.view import (
     DECISIONS,
@@ -316,7 +322,7 @@ def decision_expiry(record: object, bundle: Bundle) -> datetime | None:
     # live at most that long after.
     longest = longest_lifetime(bundle)
     since = claim.issued_at if claim.decision == "withdraw" else claim.expires_at
-    return max(claim.expires_at, since + longest)
+    return max(claim.expires_at, moment_after(since, longest))
 
 
 # --- ApprovalUse -------------------------------------------------------------------------

@@ -558,6 +558,16 @@ def test_a_reject_is_deleted_only_when_nothing_it_vetoes_can_count() -> None:
     assert delete_decision(reject, "requester", now=after).allowed
 
 
+def test_a_reject_or_withdrawal_dated_at_the_end_of_time_is_judged_not_crashed() -> None:
+    """Counting a reject or withdrawal the longest lifetime past its dates must not overflow
+    (a record may be dated up to 9999-12-31): the delete is refused, not an internal error."""
+    for decision in ("reject", "withdraw"):
+        obj = decision_obj(decision=decision, issuedAt="9999-12-31T22:00:00Z", ttl="1h")
+        verdict = delete_decision(obj, "requester")
+        assert verdict.internal_error == ""
+        denied(verdict, "append-only", "9999-12-31T23:59:59Z")
+
+
 # --- ApprovalUse -------------------------------------------------------------------------
 
 
