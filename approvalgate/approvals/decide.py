@@ -41,6 +41,7 @@ _IDENTITY_REASONS: Final = frozenset(
         "service-account-requester",
         "cluster-view-unavailable",
         "missing-use-finalizer",
+        "spec-changed-after-admission",
         "request-mismatch",
         "not-derived",
     }
@@ -192,8 +193,6 @@ def _decide(
         verdict = _use_released(request, obj, bundle, namespace, now, view)
         if verdict is None:
             verdict = _update_shortcut(request, obj, bundle, namespace)
-        if verdict is None:
-            verdict = _spec_fixed(request, obj, bundle, namespace)
         if verdict is not None:
             return verdict
     try:
@@ -211,6 +210,14 @@ def _decide(
     usable = _usable(bundle, view)
     if bundle.needs_view:
         run = _with_view(run, obj, metadata, bundle, view, usable)
+        if operation == "UPDATE" and not (view is not None and view.offline):
+            # One approval, one run: a run's ApprovalUse records its approvals once (it never
+            # changes), from what it carries and the cluster's approvals issued by its
+            # creation. Approvals of another spec given by an UPDATE would admit this run
+            # unrecorded, and then a new run of the same name after its deletion (a replay).
+            old = request.get("oldObject")
+            old_spec = old.get("spec") if isinstance(old, dict) else None
+            run = run._replace(spec_changed=not _same_spec(old_spec, obj.get("spec"), bundle))
     # Rule 4: references are judged as the controller reads them, or not at all.
     if facts.invalid_references:
         invalid = references.reference_problems(obj.get("spec"))
@@ -314,6 +321,9 @@ class _Run(NamedTuple):
     view_problem: str = ""
     """Why the cluster view cannot be relied on, when the bundle requires it."""
     finalizer_missing: bool = False
+    spec_changed: bool = False
+    """An UPDATE giving an admitted run another spec, where the bundle requires the view
+    (the approvals of the new spec could not be recorded as used: see :func:`_with_view`)."""
     request_problem: str = ""
     kind: str = "AgentRun"
     """What is judged: an AgentRun, or a parent (Schedule, OrchestrationRun, Swarm)."""
@@ -529,7 +539,7 @@ def _use_released(
             "run). The approvalgate controller records it and then removes the finalizer "
             "itself; check that the controller is running (docs/queue.md).",
         )
-    uncovered = _uncovered(old_meta, namespace, use, bundle, now, usable)
+    uncovered = _uncovered(old, namespace, use, bundle, now, usable)
     if uncovered:
         return _deny(
             "use-incomplete",
@@ -554,7 +564,7 @@ def _use_released(
 
 
 def _uncovered(
-    old_meta: Mapping[str, Any],
+    old: Mapping[str, Any],
     namespace: str,
     use: Use,
     bundle: Bundle,
@@ -563,24 +573,14 @@ def _uncovered(
 ) -> str:
     """The first approval of the run that its use does not record (by statement, and until
     the approval expires), or "". Only approvals that could still count are asked for:
-    genuine (signed by their approver), for this run and environment, not yet expired, from
-    the run's annotation or from the cluster's ApprovalDecisions for it (those admit a run
-    too). Else an ApprovalUse made by hand (empty, or expiring early, then deleted) would
-    release the finalizer without the ledger knowing the approvals were used."""
-    subject = records.subject_name(namespace, str(old_meta.get("name") or ""))
-    used, carried = _used_records(old_meta, namespace, bundle, view)
+    the run's own (:func:`_used_records`), not yet expired, from the run's annotation or
+    from the cluster's ApprovalDecisions for it (those admit a run too). Else an
+    ApprovalUse made by hand (empty, or expiring early, then deleted) would release the
+    finalizer without the ledger knowing the approvals were used."""
+    used, carried = _used_records(old, namespace, bundle, view)
     for record in used:
         claim = record.claim
-        if (
-            claim.decision not in ("approve", "bypass")
-            or now >= claim.expires_at
-            or claim.subject != subject
-            or claim.environment != bundle.environment
-        ):
-            continue
-        approver = bundle.approvers.get(claim.approver)
-        keys = [k.key for k in approver.keys if k.valid_at(claim.issued_at)] if approver else []
-        if bundle.verifier.signed_by(record, keys) is None:
+        if now >= claim.expires_at:
             continue
         where = "cluster record" if record.index >= carried else "record"
         what = f"{where} {record.index} ({claim.decision} by {claim.approver})"
@@ -602,11 +602,16 @@ def _creation(meta: Mapping[str, Any]) -> datetime | None:
 
 
 def _used_records(
-    meta: Mapping[str, Any], namespace: str, bundle: Bundle, view: ClusterView
+    run: Mapping[str, Any], namespace: str, bundle: Bundle, view: ClusterView
 ) -> tuple[list[records.ParsedRecord], int]:
-    """The records a run may have used: every one it carries, then the cluster's approvals
-    (approve, bypass) for its name issued by the time it was created (later ones were not
-    used by it); and how many of them it carries (they come first)."""
+    """The records a run may have used: the approvals it carries, then the cluster's
+    approvals for its name issued by the time it was created (later ones were not used by
+    it); and how many records it carries (they come first). Only its own
+    (:func:`_own_approval`): a copy of another run's approval, carried by a run admitted on
+    its own approvals or where nothing is enforced, must not be recorded as used by it (the
+    other run's approval would admit nothing: a denial of service through the ledger)."""
+    meta = run.get("metadata") if isinstance(run.get("metadata"), dict) else {}
+    assert isinstance(meta, dict)
     annotations = meta.get("annotations")
     value = annotations.get(records.ANNOTATION) if isinstance(annotations, dict) else None
     parsed: tuple[records.ParsedRecord, ...] = ()
@@ -618,21 +623,41 @@ def _used_records(
     )
     created = _creation(meta)
     latest = created + bundle.clock_skew if created is not None else None
+    subject = records.subject_name(namespace, name)
+    own = [r for r in parsed if _own_approval(r, subject, bundle)]
     chosen = [
         r
         for r in cluster
-        if r.claim.decision in ("approve", "bypass")
-        and (latest is None or r.claim.issued_at <= latest)
+        if (latest is None or r.claim.issued_at <= latest) and _own_approval(r, subject, bundle)
     ]
-    return [*parsed, *chosen], len(parsed)
+    return [*own, *chosen], len(parsed)
+
+
+def _own_approval(record: records.ParsedRecord, subject: str, bundle: Bundle) -> bool:
+    """``record`` is an approval of the run ``subject``: an approve or bypass naming it and
+    this environment, signed by a key of the approver it names valid when it was issued
+    (whatever spec it approves: a run carrying stale approvals of an earlier spec of its
+    file has them recorded too, which only makes them count less). What a run's use
+    records, and what the release of its finalizer asks the use for."""
+    claim = record.claim
+    if (
+        claim.decision not in ("approve", "bypass")
+        or claim.subject != subject
+        or claim.version != records.FORMAT_VERSION
+        or claim.environment != bundle.environment
+    ):
+        return False
+    approver = bundle.approvers.get(claim.approver)
+    keys = [k.key for k in approver.keys if k.valid_at(claim.issued_at)] if approver else []
+    return bundle.verifier.signed_by(record, keys) is not None
 
 
 def used_statements(
     run: Mapping[str, Any], bundle: Bundle, view: ClusterView
 ) -> tuple[list[str], datetime | None]:
-    """What an ApprovalUse of ``run`` must record: the statement of every record the run
-    carries and of every cluster approval (approve, bypass) for its name issued by the time
-    it was created (it may have counted), and the latest of their expiries."""
+    """What an ApprovalUse of ``run`` must record: the statement of every approval of its own
+    the run carries and of every cluster approval (approve, bypass) for it issued by the
+    time it was created (it may have counted), and the latest of their expiries."""
     chosen = _all_used(run, bundle, view)
     statements = sorted({statement_digest(r) for r in chosen})
     latest = max((r.claim.expires_at for r in chosen), default=None)
@@ -662,7 +687,7 @@ def _all_used(
 
     meta = run.get("metadata") if isinstance(run.get("metadata"), dict) else {}
     assert isinstance(meta, dict)
-    chosen, _ = _used_records(meta, str(meta.get("namespace") or ""), bundle, view)
+    chosen, _ = _used_records(run, str(meta.get("namespace") or ""), bundle, view)
     return [*chosen, *inherit.parent_records_used(run, bundle, view)]
 
 
@@ -732,46 +757,6 @@ def _is_template(meta: Mapping[str, Any]) -> bool:
     return isinstance(value, str) and value.strip() == "true"
 
 
-def _spec_fixed(
-    request: Mapping[str, Any], obj: Mapping[str, Any], bundle: Bundle, namespace: str
-) -> Decision | None:
-    """Rule 3b: where the bundle requires the cluster view, an admitted run's spec stays as
-    admitted. Its one ApprovalUse (named by the run's uid, immutable) records the approvals
-    and the content the run was admitted on; a spec changed by UPDATE, even with fresh
-    approvals of its own, would run on approvals no use records (replayable once the run
-    is gone) and execute content no use guards (rewritable while the run may read it).
-    A changed run is a new run: create it under a new name.
-
-    Runs holding the use finalizer: those admitted on records there (a run the platform
-    derived, or a trusted submitter's, holds none, and no use of records is at stake)."""
-    if not bundle.needs_view:
-        return None
-    old = request.get("oldObject")
-    old_meta = old.get("metadata") if isinstance(old, dict) else None
-    if not isinstance(old, dict) or not isinstance(old_meta, dict):
-        return None
-    finalizers = old_meta.get("finalizers")
-    if not isinstance(finalizers, list) or USE_FINALIZER not in finalizers:
-        return None
-    if _same_spec(old.get("spec"), obj.get("spec"), bundle):
-        return None
-    meta = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
-    assert isinstance(meta, dict)
-    message = (
-        f"approvalgate denied updating AgentRun {namespace}/{meta.get('name', '')}: its spec "
-        "changed, and where approvals are recorded in the cluster an admitted run's spec "
-        "cannot change (its ApprovalUse records the approvals and the content it was "
-        "admitted on, once). Create the changed run under a new name and have it approved."
-    )
-    if bundle.enforcement == "enforce":
-        return _deny("spec-changed", message)
-    audit = {"decision": "allow", "reason": "spec-changed", "audit-would-deny": "spec-changed"}
-    if bundle.enforcement == "warn":
-        warning = f"approvalgate (enforcement warn) would deny: {message}"
-        return _allow("spec-changed", warnings=(warning,), audit_annotations=audit)
-    return _allow("spec-changed", audit_annotations=audit)
-
-
 def _same_policies(
     request: Mapping[str, Any],
     old: Mapping[str, Any],
@@ -823,6 +808,8 @@ class _Check(NamedTuple):
     record: records.ParsedRecord
     approver: Approver | None
     problem: str
+    holds_until: datetime | None = None
+    """For a reject that has expired: when it stops counting (:func:`_rejection`)."""
 
 
 def _check_record(
@@ -855,6 +842,8 @@ def _check_record(
         return _Check(record, approver, problem)
     if claim.decision == "withdraw":  # it can only take back: valid once signed
         return _withdrawal(record, approver, bundle)
+    if claim.decision == "reject":  # it can only take away: valid once signed
+        return _rejection(record, approver, run, bundle, now)
     if claim.issued_at > now + bundle.clock_skew:
         return _Check(
             record, approver, f"issued in the future ({records.format_time(claim.issued_at)})"
@@ -875,27 +864,9 @@ def _check_record(
     key = next(k for k in keys if k.key is signer)
     if not key.valid_at(now):  # Rule 5: a key counts only while it is valid, now too
         return _Check(record, approver, _key_not_valid_now(approver, key, now))
-    if _is_person(bundle, approver, run.username):
-        return _Check(
-            record,
-            approver,
-            f"{approver.name} submitted this run (as "
-            f"{run.username}): nobody approves their own run",
-        )
-    if _is_person(bundle, approver, run.author):
-        return _Check(
-            record,
-            approver,
-            f"{approver.name} is the run's recorded author "
-            f"({records.AUTHOR_ANNOTATION}): nobody approves their own run",
-        )
-    if _is_person(bundle, approver, run.courier):
-        return _Check(
-            record,
-            approver,
-            f"{approver.name} created this run for its requester (as {run.courier}): "
-            "nobody approves a run they submit",
-        )
+    own = _own_run(bundle, approver, run)
+    if own:
+        return _Check(record, approver, own)
     if bundle.needs_view and claim.decision in ("approve", "bypass"):
         return _Check(record, approver, _one_use_problem(record, run, bundle, view))
     return _Check(record, approver, "")
@@ -914,6 +885,75 @@ def _withdrawal(record: records.ParsedRecord, approver: Approver, bundle: Bundle
             f"valid at {records.format_time(claim.issued_at)}",
         )
     return _Check(record, approver, "")
+
+
+def _own_run(bundle: Bundle, approver: Approver, run: _Run) -> str:
+    """Why ``approver`` decides nothing about ``run`` (its requester, author or courier)."""
+    if _is_person(bundle, approver, run.username):
+        return (
+            f"{approver.name} submitted this run (as {run.username}): nobody approves their own run"
+        )
+    if _is_person(bundle, approver, run.author):
+        return (
+            f"{approver.name} is the run's recorded author ({records.AUTHOR_ANNOTATION}): "
+            "nobody approves their own run"
+        )
+    if _is_person(bundle, approver, run.courier):
+        return (
+            f"{approver.name} created this run for its requester (as {run.courier}): nobody "
+            "approves a run they submit"
+        )
+    return ""
+
+
+def _rejection(
+    record: records.ParsedRecord, approver: Approver, run: _Run, bundle: Bundle, now: datetime
+) -> _Check:
+    """A reject counts once its signature verifies with a key valid when it was issued,
+    whatever its dates and lifetime: it can only take away, so nothing that would make an
+    approval not count (a lifetime over the policy's timeout, a key retired since, a clock
+    ahead) may make a reject not count. Expired, it still counts for the longest lifetime
+    of an approval in the bundle (:func:`longest_lifetime`): until every approval issued
+    before it expired has expired too, so a requester cannot wait a veto out and apply the
+    run with approvals given before it (class 21). Its ApprovalDecision may be deleted only
+    then (approvals.gates)."""
+    claim = record.claim
+    keys = [k.key for k in approver.keys if k.valid_at(claim.issued_at)]
+    if bundle.verifier.signed_by(record, keys) is None:
+        return _Check(
+            record,
+            approver,
+            f"signature does not verify with a key of {approver.name} "
+            f"valid at {records.format_time(claim.issued_at)}",
+        )
+    until = None
+    if now >= claim.expires_at or claim.expires_at <= claim.issued_at:
+        until = moment_after(claim.expires_at, longest_lifetime(bundle))
+        if now >= until:
+            return _Check(
+                record,
+                approver,
+                f"expired at {claim.expires_text}, and so has every approval issued before it",
+            )
+    return _Check(record, approver, _own_run(bundle, approver, run), until)
+
+
+def moment_after(moment: datetime, delta: timedelta) -> datetime:
+    """``moment + delta``, or the last representable moment (a record may be dated up to
+    the year 9999: counting past it must not raise)."""
+    try:
+        return moment + delta
+    except OverflowError:
+        return datetime.max.replace(tzinfo=moment.tzinfo)
+
+
+def longest_lifetime(bundle: Bundle) -> timedelta:
+    """The longest an approval or bypass lives in ``bundle`` (its policies' timeoutSeconds
+    and bypass maxTTL): how long after a reject or a withdrawal anything it takes away may
+    still count."""
+    lifetimes = [p.timeout_seconds for p in bundle.policies]
+    lifetimes += [p.bypass.max_ttl_seconds for p in bundle.policies if p.bypass is not None]
+    return timedelta(seconds=max(lifetimes, default=0))
 
 
 def bind_content(
@@ -1128,6 +1168,8 @@ def _evaluate(
     if bypass is not None:
         if run.finalizer_missing:
             return _graded(policy, level, "missing-use-finalizer", _finalizer_missing(policy))
+        if run.spec_changed:
+            return _graded(policy, level, "spec-changed-after-admission", _spec_changed(policy))
         reason = bypass.claim.reason
         return PolicyResult(
             policy.ref,
@@ -1147,6 +1189,8 @@ def _evaluate(
     elif len(approvals) >= required and len(approvals) > len(rejects):
         if run.finalizer_missing:
             return _graded(policy, level, "missing-use-finalizer", _finalizer_missing(policy))
+        if run.spec_changed:
+            return _graded(policy, level, "spec-changed-after-admission", _spec_changed(policy))
         return PolicyResult(
             policy.ref,
             "allow",
@@ -1213,6 +1257,17 @@ def _view_shape_problem(policy: Policy, run: _Run) -> tuple[str, str] | None:
             f"{run.request_problem}",
         )
     return None
+
+
+def _spec_changed(policy: Policy) -> str:
+    """Said when records would admit an UPDATE that gives a run another spec, where an
+    approval admits one run (checked after the records, like the finalizer)."""
+    return (
+        f"policy {policy.ref}: where an approval admits one run, an admitted run keeps its "
+        "spec: the approvals of another spec could not be recorded as used by it (its "
+        "ApprovalUse records what it was admitted with, once). Create a new run for the new "
+        "spec (another name, or delete this one first)"
+    )
 
 
 def _finalizer_missing(policy: Policy) -> str:
@@ -1320,6 +1375,17 @@ def _judge(
         )
     if name not in policy.approvers:
         return bad(f"{name} is not an approver of policy {policy.ref}")
+    if decision == "reject":  # it can only take away: any lifetime counts (_rejection)
+        until = (
+            f"until {claim.expires_text}"
+            if check.holds_until is None
+            else f"expired at {claim.expires_text}; it counts until "
+            f"{records.format_time(check.holds_until)}, when every approval issued before it "
+            "has expired"
+        )
+        return RecordVerdict(
+            index, name, decision, True, f"valid reject for {environment} {until}", environment
+        )
     if lifetime > policy.timeout_seconds:
         return bad(
             f"lasts {int(lifetime)}s, over the policy's {policy.timeout_name} "

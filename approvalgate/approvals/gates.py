@@ -22,13 +22,19 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, Final
 
 from approvalgate.approvals import content, parents, reasons, records, references
 from approvalgate.approvals.admission import AGENTS_GROUP
 from approvalgate.approvals.bundle import Bundle
-from approvalgate.approvals.decide import Decision, _allow, _deny
+from approvalgate.approvals.decide import (
+    Decision,
+    _allow,
+    _deny,
+    longest_lifetime,
+    moment_after,
+)
 from approvalgate.approvals.errors import DigestError
 from approvalgate.approvals.view import (
     DECISIONS,
@@ -303,19 +309,27 @@ def _decision_problem(
 
 
 def _expiry_of_decision(spec: Mapping[str, Any], bundle: Bundle) -> datetime | None:
-    parsed, _ = records.parse_envelopes([spec.get("record")])
+    return decision_expiry(spec.get("record"), bundle)
+
+
+def decision_expiry(record: object, bundle: Bundle) -> datetime | None:
+    """When the ApprovalDecision holding ``record`` stops mattering (it may be deleted then),
+    or None when it is not a record (nothing can count it)."""
+    parsed, _ = records.parse_envelopes([record])
     if not parsed:
         return None  # not a record: nothing can count it
     claim = parsed[0].claim
-    if claim.decision != "withdraw":
+    if claim.decision not in ("withdraw", "reject"):
         return claim.expires_at
     # A withdrawal counts expired or not, and what it takes back was issued before it and
     # lives at most the longest timeoutSeconds (bypass maxTTL) of the bundle's policies:
     # deleting it before then would revive an approval, whatever expiry it was signed with
-    # (`approvalgate withdraw` signs it to expire after that anyway).
-    lifetimes = [p.timeout_seconds for p in bundle.policies]
-    lifetimes += [p.bypass.max_ttl_seconds for p in bundle.policies if p.bypass is not None]
-    return max(claim.expires_at, claim.issued_at + timedelta(seconds=max(lifetimes, default=0)))
+    # (`approvalgate withdraw` signs it to expire after that anyway). A reject, once expired,
+    # still counts as long again (decide._rejection): the approvals issued before it expired
+    # live at most that long after.
+    longest = longest_lifetime(bundle)
+    since = claim.issued_at if claim.decision == "withdraw" else claim.expires_at
+    return max(claim.expires_at, moment_after(since, longest))
 
 
 # --- ApprovalUse -------------------------------------------------------------------------

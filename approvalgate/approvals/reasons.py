@@ -4,7 +4,7 @@ A reason made of spaces, control characters (Cc), format characters (Cf: U+200B 
 WIDTH SPACE, U+2060 WORD JOINER, bidi marks), separators, combining marks alone, or the
 letters that render blank (U+3164 HANGUL FILLER, U+2800 BRAILLE PATTERN BLANK, ...) shows
 nothing in the audit trail. decide() and ``approvalgate approve --bypass`` both ask for at
-least :data:`MIN_VISIBLE` visible characters, one of them a letter or digit, so a reason
+least :data:`MIN_VISIBLE` visible characters, one of them a (visible) letter or digit, so a reason
 like "INC-4711" (8) passes and "fix" or "--------" does not.
 """
 
@@ -35,9 +35,10 @@ def reason_problem(reason: str) -> str:
     """Why ``reason`` cannot justify a bypass ("" when it can)."""
     count = visible_length(reason)
     if count >= MIN_VISIBLE:
-        if any(unicodedata.category(char)[0] in "LN" for char in reason):
+        # the letter or digit must show too: U+3164 HANGUL FILLER is a letter (Lo) of nothing
+        if any(unicodedata.category(char)[0] in "LN" and is_visible(char) for char in reason):
             return ""
-        return "a bypass reason needs words: this one has no letter or digit"
+        return "a bypass reason needs words: this one has no visible letter or digit"
     if not reason:
         return "a bypass needs a reason"
     what = "only invisible characters" if count == 0 else f"only {count} visible characters"

@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from approvalgate.approvals import records, view
+from approvalgate.approvals import gates, records, view
 from approvalgate.approvals.bundle import Bundle
 from approvalgate.approvals.decide import used_references, used_statements
 from approvalgate.approvals.parents import ORCHESTRATION_RUN_LABEL, SCHEDULE_LABEL
@@ -192,11 +192,17 @@ def finalizer_patch(run: Mapping[str, Any]) -> list[dict[str, Any]] | None:
     ]
 
 
-def decision_expired(obj: Mapping[str, Any], now: datetime) -> bool:
-    """The ApprovalDecision's record has expired (or cannot be read: it never counted)."""
+def decision_expired(obj: Mapping[str, Any], now: datetime, bundle: Bundle | None = None) -> bool:
+    """The ApprovalDecision's record has expired (or cannot be read: it never counted). With
+    ``bundle``: it can no longer count at all, as the webhook allows its deletion
+    (:func:`approvals.gates.decision_expiry`: a withdrawal, or an expired reject, still
+    counts against approvals issued before it)."""
     envelope = view.decision_envelope(obj)
     if envelope is None:
         return True
+    if bundle is not None:
+        expiry = gates.decision_expiry(envelope, bundle)
+        return expiry is None or expiry <= now
     parsed, _ = records.parse_annotation(json.dumps([envelope]))
     if not parsed:
         return True

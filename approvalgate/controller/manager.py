@@ -559,6 +559,9 @@ class Controller:
         if self.caches.problem():
             return 0
         now = self.clock()
+        bundle = self.bundle()
+        if bundle is None:
+            return 0  # what may be deleted depends on the bundle's policies' lifetimes
         budget = self.config.gc_max_deletes
         live = frozenset(
             str((run.get("metadata") or {}).get("uid") or "")
@@ -568,7 +571,7 @@ class Controller:
         candidates = [
             (APPROVAL_DECISIONS, "decision", obj)
             for obj in self.caches.objects(APPROVAL_DECISIONS)
-            if ledger.decision_expired(obj, now)
+            if ledger.decision_expired(obj, now, bundle)
         ] + [
             (APPROVAL_USES, "use", obj)
             for obj in self.caches.objects(APPROVAL_USES)

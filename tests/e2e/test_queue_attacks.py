@@ -23,10 +23,11 @@ import pytest
 import yaml
 
 from approvalgate.approvals import records, view
-from tests.e2e.controlplane import ControlPlane
+from tests.e2e.controlplane import CONTROLLER, ControlPlane
 from tests.e2e.gate import (
     ENFORCED,
     ENV,
+    NOT_ENFORCED,
     OTHER_ENV,
     WEBHOOK_NAME,
     Gate,
@@ -162,6 +163,52 @@ def test_replay_after_delete_is_denied_as_already_used(gate: Gate) -> None:
     fresh = gate.approve(run_manifest(name), "alice", "bob")
     assert create(gate, fresh).returncode == 0
     delete_run(gate, name)
+
+
+def test_an_admitted_run_cannot_be_given_another_approved_spec(gate: Gate) -> None:
+    """Approvals of a second spec for the same name, brought in by an UPDATE, would admit
+    the run unrecorded (its ApprovalUse lists what it was created with, once), and then a new
+    run of that name after a swap back and a delete: a replay. The UPDATE is denied."""
+    name = unique("qa-respec")
+    approved = gate.approve(run_manifest(name), "alice", "bob")
+    assert create(gate, approved).returncode == 0
+    [run] = runs_named(gate, name)
+    use_of(gate, run)
+    second = yaml.safe_load(gate.approve(run_manifest(name, task="a second task"), "alice", "bob"))
+    second["metadata"]["resourceVersion"] = run["metadata"]["resourceVersion"]
+    done = gate.kubectl(REQUESTER, "replace", "-f", "-", manifest=json.dumps(second))
+    denied(done, "an admitted run keeps its spec")
+    [stored] = runs_named(gate, name)
+    assert stored["spec"] == run["spec"]
+    # the second spec's approvals are left for a run of their own, once this one is gone
+    delete_run(gate, name)
+    del second["metadata"]["resourceVersion"]
+    assert create(gate, json.dumps(second)).returncode == 0
+    delete_run(gate, name)
+
+
+def test_copies_of_anothers_approvals_on_a_run_of_ones_own_are_not_recorded_as_used(
+    gate: Gate,
+) -> None:
+    """The requester copies the approvals of someone else's run (from git, an annotation,
+    or the ApprovalDecisions she may read) onto a run of her own in a namespace nothing
+    enforces, with the use finalizer: the controller records that run's use. It must not
+    list the copies, or the other run would be denied as "already used" (a denial of
+    service through the controller's ledger, class 21)."""
+    victim = unique("qa-victim")
+    approved = yaml.safe_load(gate.approve(run_manifest(victim), "alice", "bob"))
+    copies = approved["metadata"]["annotations"][records.ANNOTATION]
+    decoy = yaml.safe_load(run_manifest(unique("qa-decoy"), NOT_ENFORCED, finalizer=True))
+    decoy["metadata"]["annotations"] = {records.ANNOTATION: copies}
+    assert create(gate, json.dumps(decoy)).returncode == 0
+    [stored] = runs_named(gate, decoy["metadata"]["name"], NOT_ENFORCED)
+    uid = stored["metadata"]["uid"]
+    recorded = eventually("the decoy's use", lambda: get(gate, USES, uid, NOT_ENFORCED))
+    assert recorded["spec"]["statements"] == []
+    done = create(gate, json.dumps(approved))
+    assert done.returncode == 0, done.stderr
+    delete_run(gate, victim)
+    gate.kubectl("admin", "delete", "agentrun", decoy["metadata"]["name"], "-n", NOT_ENFORCED)
 
 
 def test_delete_and_recreate_as_fast_as_possible_admits_nothing_twice(gate: Gate) -> None:
@@ -300,6 +347,44 @@ def test_removing_the_use_finalizer_before_the_use_exists_is_denied(gate: Gate) 
         [held] = runs_named(gate, name)
         assert held["metadata"].get("deletionTimestamp")
         assert held["metadata"]["finalizers"] == [view.USE_FINALIZER]
+    finally:
+        gate.start_controller()
+    eventually("the controller releases it", lambda: not runs_named(gate, name))
+    assert get(gate, USES, run["metadata"]["uid"]) is not None
+
+
+def test_the_status_subresource_cannot_remove_the_use_finalizer(gate: Gate) -> None:
+    """The webhook is not sent agentruns/status and decide() passes it unread: that holds
+    only because the API server keeps every metadata field of the stored object on a status
+    write. The agents controller (who may write status) tries to drop the finalizer there,
+    by a JSON patch and by a full replace of the object; it stays, and the name stays taken."""
+    gate.stop_controllers()  # nobody records the use meanwhile
+    try:
+        name = unique("qa-status")
+        assert create(gate, gate.approve(run_manifest(name), "alice", "bob")).returncode == 0
+        [run] = runs_named(gate, name)
+        status = ("-n", ENFORCED, "--subresource=status")
+        patched = gate.kubectl(
+            CONTROLLER, "patch", "agentrun", name, *status, "--type=json", "-p",
+            json.dumps([{"op": "remove", "path": "/metadata/finalizers"},
+                        {"op": "add", "path": "/status", "value": {"phase": "Running"}}]),
+        )  # fmt: skip
+        assert patched.returncode == 0, patched.stderr
+        [held] = runs_named(gate, name)
+        assert held["metadata"]["finalizers"] == [view.USE_FINALIZER]
+        assert held["status"]["phase"] == "Running"
+        held["metadata"]["finalizers"] = []
+        held["metadata"]["labels"] = {"smuggled": "by-status"}
+        replaced = gate.kubectl(
+            CONTROLLER, "replace", "--subresource=status", "-f", "-", manifest=json.dumps(held)
+        )
+        assert replaced.returncode == 0, replaced.stderr
+        [after] = runs_named(gate, name)
+        assert after["metadata"]["finalizers"] == [view.USE_FINALIZER]
+        assert "smuggled" not in (after["metadata"].get("labels") or {})
+        gate.kubectl(REQUESTER, "delete", "agentrun", name, "-n", ENFORCED, "--wait=false")
+        [terminating] = runs_named(gate, name)
+        assert terminating["metadata"]["finalizers"] == [view.USE_FINALIZER]
     finally:
         gate.start_controller()
     eventually("the controller releases it", lambda: not runs_named(gate, name))

@@ -527,7 +527,7 @@ def test_bypass_reason_needs_a_letter_or_digit(
     )
     assert (code, out) == (2, "")
     assert err.startswith(
-        "error: --reason: a bypass reason needs words: this one has no letter or digit;"
+        "error: --reason: a bypass reason needs words: this one has no visible letter or digit;"
     )
 
 

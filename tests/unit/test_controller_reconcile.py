@@ -403,6 +403,40 @@ def test_the_use_also_records_cluster_approvals_issued_before_the_run_was_create
     assert set(plan.create_use["spec"]["statements"]) == statements
 
 
+def test_a_use_records_only_the_runs_own_approvals_not_copies_of_others() -> None:
+    """A requester copies other runs' approvals (from git, a run's annotation, or the
+    ApprovalDecisions she may read) onto a run of her own that is admitted anyway (its own
+    approvals, a namespace not enforced, a policy in warn): the ledger must not record them
+    as used by it, or they would admit nothing else (class 21, denial of service through
+    the controller). Only approve/bypass records for this run's name and environment, signed
+    by a key of the approver they name, are the run's (of its spec or not)."""
+    victim = copy.deepcopy(RUN)
+    victim["metadata"]["name"] = "victims-run"
+    foreign = [
+        make_record({"key": "alice"}, victim, BASE, NOW, ENV),  # another run's approval
+        make_record({"key": "carol", "environment": "staging"}, RUN, BASE, NOW, ENV),
+        make_record({"key": "carol", "approver": "bob"}, RUN, BASE, NOW, ENV),  # forged
+        make_record({"key": "carol", "decision": "reject", "reason": "no"}, RUN, BASE, NOW, ENV),
+    ]
+    for namespace in (NS, "sandbox"):  # enforced or not, the controller writes its use
+        run = admitted_run()
+        run["metadata"]["namespace"] = namespace
+        own = json.loads(run["metadata"]["annotations"][records.ANNOTATION])
+        own = [
+            make_record({"key": k}, run, BASE, NOW, ENV) if namespace != NS else e
+            for k, e in zip(("alice", "bob"), own, strict=True)
+        ]
+        run["metadata"]["annotations"][records.ANNOTATION] = json.dumps([*own, *foreign])
+        use = ledger.use_object(run, BUNDLE, NOW)
+        parsed, _ = records.parse_annotation(json.dumps(own))
+        assert sorted(use["spec"]["statements"]) == sorted(
+            view.statement_digest(r) for r in parsed
+        ), namespace
+        assert use["spec"]["expiresAt"] == records.format_time(
+            max(r.claim.expires_at for r in parsed)
+        )
+
+
 def _use(run: dict[str, Any], created: datetime) -> view.Use:
     obj = ledger.use_object(run, BUNDLE, NOW)
     obj["metadata"]["creationTimestamp"] = records.format_time(created)
@@ -484,6 +518,14 @@ def test_collection_takes_expired_decisions_and_uses_of_runs_that_are_gone() -> 
     assert not ledger.decision_expired(decision("alice", ttl="2h"), NOW)
     assert ledger.decision_expired(decision("alice", ttl="2h"), NOW + timedelta(hours=2))
     assert ledger.decision_expired({"metadata": {}, "spec": {"record": {"x": 1}}}, NOW)
+    # with the bundle, as the webhook allows the delete: an expired reject or withdrawal
+    # still counts against approvals issued before it, for timeoutSeconds (1 day) more
+    for kind in ("approve", "reject", "withdraw"):
+        obj = decision("alice", kind, ttl="2h")  # issued NOW - 1h, expires NOW + 1h
+        assert not ledger.decision_expired(obj, NOW, BUNDLE)
+        held = kind != "approve"
+        assert ledger.decision_expired(obj, NOW + timedelta(hours=1), BUNDLE) is not held
+        assert ledger.decision_expired(obj, NOW + timedelta(hours=25), BUNDLE)
     run = admitted_run()
     use = ledger.use_object(run, BUNDLE, NOW)
     after = NOW + timedelta(hours=4)

@@ -537,7 +537,7 @@ def delete_decision(old: dict[str, Any], user: str = "alice", now: Any = NOW) ->
 
 
 def test_a_decision_is_deleted_only_once_it_expired() -> None:
-    obj = decision_obj(decision="reject")  # expires 13:00
+    obj = decision_obj(decision="approve")  # expires 13:00
     for user in ("alice", "requester", "cluster-admin"):
         denied(delete_decision(obj, user), "append-only", "it counts until 2026-11-21T13:00:00Z")
     later = records.parse_time("2026-11-21T13:00:00Z")
@@ -569,6 +569,30 @@ def test_a_withdrawal_is_deleted_only_when_nothing_it_took_back_can_count() -> N
     assert delete_decision(withdraw, "requester", now=after).allowed
     signed_long = decision_obj(decision="withdraw", issuedAt="2026-11-21T11:30:00Z", ttl="48h")
     denied(delete_decision(signed_long, "requester", now=after), "append-only", "2026-11-23")
+
+
+def test_a_reject_is_deleted_only_when_nothing_it_vetoes_can_count() -> None:
+    """An expired reject still vetoes the approvals issued before it expired (class 21: a
+    veto is not waited out); deleting it must not revive them: not before the longest-lived
+    approval issued before its expiry (timeoutSeconds after it) has expired."""
+    reject = decision_obj(decision="reject", issuedAt="2026-11-21T11:30:00Z", ttl="10m")
+    # expired at 11:40; an approval issued just before lives until 2026-11-22T11:40:00Z
+    later = records.parse_time("2026-11-21T13:00:00Z")
+    denied(delete_decision(reject, "requester", now=later), "append-only", "2026-11-22T11:40:00Z")
+    just_before = records.parse_time("2026-11-22T11:39:59Z")
+    denied(delete_decision(reject, "requester", now=just_before), "append-only")
+    after = records.parse_time("2026-11-22T11:40:00Z")
+    assert delete_decision(reject, "requester", now=after).allowed
+
+
+def test_a_reject_or_withdrawal_dated_at_the_end_of_time_is_judged_not_crashed() -> None:
+    """Counting a reject or withdrawal the longest lifetime past its dates must not overflow
+    (a record may be dated up to 9999-12-31): the delete is refused, not an internal error."""
+    for decision in ("reject", "withdraw"):
+        obj = decision_obj(decision=decision, issuedAt="9999-12-31T22:00:00Z", ttl="1h")
+        verdict = delete_decision(obj, "requester")
+        assert verdict.internal_error == ""
+        denied(verdict, "append-only", "9999-12-31T23:59:59Z")
 
 
 # --- ApprovalUse -------------------------------------------------------------------------

@@ -360,3 +360,30 @@ def test_every_registered_key_type_is_covered() -> None:
     }
     registered = {(t.keytype, t.scheme) for t in keys.key_types()}
     assert registered <= covered, registered - covered
+
+
+def test_validity_windows_at_their_exact_edges_and_ahead_within_the_skew() -> None:
+    """Half-open windows, at the second: a key counts from its notBefore and no longer at its
+    notAfter, at issuedAt and now alike; the clock skew lets a record be issued ahead of
+    the webhook's clock, never a key be used before its notBefore (class 20)."""
+    bundle = bundle_of(rotated("ed25519"), bob())
+    old, new = held("ed25519", "alice-old"), held("ed25519", "alice-new")
+    second = timedelta(seconds=1)
+    # the old key: admitted a second before its notAfter, refused at it (issued inside)
+    assert approvals_at(bundle, RETIRED - second, old).allowed
+    assert not approvals_at(bundle, RETIRED, old).allowed
+    # the new key, before its notBefore: refused even for a record issued at it, ahead of
+    # the clock by less than the skew (the key is not valid now)
+    early = approvals_at(bundle, ROTATION - 30 * second, new, issued=ROTATION)
+    assert (early.allowed, early.reason) == (False, "missing-approvals")
+    assert "not valid before 2026-05-01T00:00:00Z" in early.message
+    assert approvals_at(bundle, ROTATION, new, issued=ROTATION).allowed
+    # a record (2 h) refused at its expiresAt, and issued at most the skew (60 s) ahead
+    issued = NOW - timedelta(hours=1)
+    at_expiry = issued + timedelta(hours=2)
+    assert approvals_at(bundle, at_expiry - second, new, issued=issued).allowed
+    expired = approvals_at(bundle, at_expiry, new, issued=issued)
+    assert "record 0 by alice: expired at" in expired.message
+    assert approvals_at(bundle, NOW, new, issued=NOW + bundle.clock_skew).allowed
+    ahead = approvals_at(bundle, NOW, new, issued=NOW + bundle.clock_skew + second)
+    assert "record 0 by alice: issued in the future" in ahead.message
