@@ -1,19 +1,26 @@
-"""The content a run executes but does not carry: its ImplementationSpecs and its Agent.
+"""The content a run executes but does not carry: its ImplementationSpecs, its Agent and
+the Agent's AgentProvider.
 
 An AgentRun names its ImplementationSpec (the task text, ``spec.text``) and its Agent; the
-platform's controller reads them by name when the run (or a workflow step) starts. An
-approval of the run alone would let anyone who may edit those objects change what the
-approved run executes (security class 19). So, where the bundle binds referenced content
-(``referencedContent: bind``, with the cluster view required):
+Agent names its AgentProvider (``spec.providerRef.name``: the runner image, binary, args and
+env). The platform's controller reads them by name when the run (or a workflow step)
+starts. An approval of the run alone would let anyone who may edit those objects change
+what the approved run executes (security class 19). So, where the bundle binds referenced
+content (``referencedContent: bind``, with the cluster view required):
 
-- a record counts only if it binds the digest of every object the run refers to, as the
+- a record counts only if it binds the digest of every object the run executes, as the
   approver saw it (the predicate's ``references``), and the cluster view holds that same
-  content now (:func:`problems`);
-- a write to an ImplementationSpec or Agent is denied while a recorded use of an approval
-  binds that object to other content (decide() with :meth:`ClusterView.content_uses`).
+  content now (:func:`problems`). What the run executes (:func:`required`) is what its spec
+  names (:func:`refs`) plus the AgentProvider its Agent names *as the view holds the Agent
+  now*: a record made before the Agent moved to another provider does not bind the new one,
+  and an Agent naming no provider (or one the view does not hold) admits no run;
+- a write to an ImplementationSpec, Agent or AgentProvider is denied while a recorded use of
+  an approval binds that object to other content (decide() with
+  :meth:`ClusterView.content_uses`).
 
-Keys name objects in the run's namespace: ``"ImplementationSpec/task-a"``, ``"Agent/codex"``.
-The digest is sha256 of the RFC 8785 JSON of the object's ``spec``.
+Keys name objects in the run's namespace: ``"ImplementationSpec/task-a"``, ``"Agent/codex"``,
+``"AgentProvider/codex-runner"``. The digest is sha256 of the RFC 8785 JSON of the object's
+``spec``.
 """
 
 from __future__ import annotations
@@ -30,8 +37,14 @@ if TYPE_CHECKING:
     from approvalgate.approvals.view import ClusterView
 
 GROUP: Final = "agents.proompteng.ai"
-KINDS: Final = ("ImplementationSpec", "Agent")
-RESOURCES: Final = {"implementationspecs": "ImplementationSpec", "agents": "Agent"}
+AGENT: Final = "Agent"
+PROVIDER: Final = "AgentProvider"
+KINDS: Final = ("ImplementationSpec", AGENT, PROVIDER)
+RESOURCES: Final = {
+    "implementationspecs": "ImplementationSpec",
+    "agents": AGENT,
+    "agentproviders": PROVIDER,
+}
 
 
 def key(kind: str, name: str) -> str:
@@ -46,14 +59,15 @@ def split(ref: str) -> tuple[str, str]:
 
 
 def refs(spec: object) -> tuple[str, ...]:
-    """Keys of the objects a run spec executes: its Agent and every ImplementationSpec (top
-    level and each workflow step), sorted, each once."""
+    """Keys of the objects a run spec names: its Agent and every ImplementationSpec (top
+    level and each workflow step), sorted, each once (:func:`required` adds the Agent's
+    AgentProvider, which the spec does not name)."""
     found: set[str] = set()
     for ref in refs_module.references(spec):
         if not isinstance(ref.value, str) or not ref.value:
             continue
         if ref.path in {"spec.agentRef.name", "spec.agentRef"}:
-            found.add(key("Agent", ref.value))
+            found.add(key(AGENT, ref.value))
         elif ref.path.endswith("implementationSpecRef.name") or ref.path.endswith(
             "implementationSpecRef"
         ):
@@ -64,6 +78,26 @@ def refs(spec: object) -> tuple[str, ...]:
 def refs_of_all(specs: Iterable[object]) -> tuple[str, ...]:
     """:func:`refs` of several run specs (a parent's templates), merged."""
     return tuple(sorted({r for spec in specs for r in refs(spec)}))
+
+
+def provider_name(obj: Mapping[str, Any]) -> str:
+    """The AgentProvider an Agent object names (``spec.providerRef.name``), "" when none."""
+    spec = obj.get("spec")
+    ref = spec.get("providerRef") if isinstance(spec, Mapping) else None
+    name = ref.get("name") if isinstance(ref, Mapping) else None
+    return name if isinstance(name, str) else ""
+
+
+def required(wanted: Iterable[str], namespace: str, view: ClusterView) -> tuple[str, ...]:
+    """``wanted`` (a run's :func:`refs`) and, for each Agent among them, the AgentProvider
+    it names as the view holds the Agent now: the keys a record must bind, sorted."""
+    found = set(wanted)
+    for ref in list(found):
+        kind, name = split(ref)
+        provider = view.provider(namespace, name) if kind == AGENT else None
+        if provider:
+            found.add(key(PROVIDER, provider))
+    return tuple(sorted(found))
 
 
 def digest(obj: Mapping[str, Any]) -> str:
@@ -86,7 +120,7 @@ def binding(wanted: Iterable[str], namespace: str, view: ClusterView) -> dict[st
     """What an approver signs now: key -> current digest, for each wanted object the view
     holds (absent objects are left out; :func:`problems` then names them)."""
     bound: dict[str, str] = {}
-    for ref in wanted:
+    for ref in required(wanted, namespace, view):
         kind, name = split(ref)
         current = view.content(kind, namespace, name)
         if current is not None:
@@ -98,12 +132,33 @@ def problems(
     signed: Mapping[str, str], wanted: Iterable[str], namespace: str, view: ClusterView
 ) -> list[str]:
     """Why a record binding ``signed`` does not cover the content the run executes now
-    (empty when every wanted object is bound to its current content)."""
+    (empty when every object :func:`required` names is bound to its current content).
+
+    Fail closed on the AgentProvider: an Agent the view holds that names none, or names one
+    the view does not hold, leaves the runner unbound, and no record counts."""
+    wanted = tuple(wanted)
     found: list[str] = []
-    for ref in wanted:
+    named_by: dict[str, str] = {}
+    for ref in sorted(set(wanted)):
+        kind, name = split(ref)
+        provider = view.provider(namespace, name) if kind == AGENT else None
+        if provider == "":
+            found.append(
+                f"Agent {namespace}/{name} names no AgentProvider (spec.providerRef.name): "
+                "the runner it executes cannot be bound, so no approval counts for its runs"
+            )
+        elif provider:
+            named_by.setdefault(key(PROVIDER, provider), name)
+    for ref in required(wanted, namespace, view):
         kind, name = split(ref)
         current = view.content(kind, namespace, name)
-        if current is None:
+        if current is None and ref in named_by and ref not in wanted:
+            found.append(
+                f"AgentProvider {namespace}/{name} (the provider Agent {namespace}/"
+                f"{named_by[ref]} names) does not exist: the runner it executes cannot be "
+                "bound, so no approval counts for its runs"
+            )
+        elif current is None:
             found.append(f"{kind} {namespace}/{name} does not exist")
         elif ref not in signed:
             found.append(

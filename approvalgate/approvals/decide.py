@@ -667,15 +667,31 @@ def used_statements(
 def used_references(run: Mapping[str, Any], bundle: Bundle, view: ClusterView) -> dict[str, str]:
     """What an ApprovalUse of ``run`` records in ``spec.references``: for each object the run
     executes, the content the used records bound (the first that binds it). While the use
-    lasts, a write giving that object other content is denied (approvals.inherit)."""
+    lasts, a write giving that object other content is denied (approvals.inherit).
+
+    The run's spec names its Agent and ImplementationSpecs; the AgentProvider it executes is
+    the one the Agent names, which the approver followed and bound beside the Agent: the
+    record that binds the Agent gives the AgentProviders it bound too (the controller's view
+    need not hold the Agent)."""
     chosen = _all_used(run, bundle, view)
     bound: dict[str, str] = {}
     for ref in content.refs(run.get("spec")):
         for record in chosen:
             if ref in record.claim.references:
                 bound[ref] = record.claim.references[ref]
+                if content.split(ref)[0] == content.AGENT:
+                    bound.update(_providers_bound(record.claim.references, bound))
                 break
     return bound
+
+
+def _providers_bound(references: Mapping[str, str], already: Mapping[str, str]) -> dict[str, str]:
+    """The AgentProviders a record binds, less those already recorded (the first wins)."""
+    return {
+        ref: digest
+        for ref, digest in references.items()
+        if content.split(ref)[0] == content.PROVIDER and ref not in already
+    }
 
 
 def _all_used(

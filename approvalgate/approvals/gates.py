@@ -368,8 +368,9 @@ def _use(
 
 def use_references_problem(value: object) -> str:
     """Why ``spec.references`` of an ApprovalUse is malformed ("" when absent or well formed):
-    at most :data:`MAX_USE_REFERENCES` entries, each ``ImplementationSpec/<name>`` or
-    ``Agent/<name>`` (a Kubernetes object name) -> a lowercase hex sha256."""
+    at most :data:`MAX_USE_REFERENCES` entries, each ``ImplementationSpec/<name>``,
+    ``Agent/<name>`` or ``AgentProvider/<name>`` (a Kubernetes object name) -> a lowercase
+    hex sha256."""
     if value is None:
         return ""
     if not isinstance(value, dict):
@@ -379,8 +380,8 @@ def use_references_problem(value: object) -> str:
     for key, digest in sorted(value.items(), key=lambda item: str(item[0])):
         if not isinstance(key, str) or not _REFERENCE_KEY.fullmatch(key):
             return (
-                f"spec.references key {key!r} is not ImplementationSpec/<name> or "
-                "Agent/<name> (a Kubernetes object name)"
+                f"spec.references key {key!r} is not ImplementationSpec/<name>, "
+                "Agent/<name> or AgentProvider/<name> (a Kubernetes object name)"
             )
         if not isinstance(digest, str) or not _SHA256.fullmatch(digest):
             return f"spec.references[{key!r}] is not a lowercase hex sha256"

@@ -6,8 +6,8 @@
   never trusted.
 - :func:`decide_parent`: CREATE and UPDATE of a Schedule, OrchestrationRun or Swarm need
   approvals covering the runs it will make (a Swarm's Schedules: derived from the Swarm).
-- :func:`decide_content`: a write to an ImplementationSpec or Agent is denied while a
-  recorded use binds that object to other content.
+- :func:`decide_content`: a write to an ImplementationSpec, Agent or AgentProvider is
+  denied while a recorded use binds that object to other content.
 
 Split from approvals/decide.py (which imports this module lazily, as it does gates.py);
 the rules are decide()'s own, numbered in docs/design.md.
@@ -565,8 +565,8 @@ def _by_bundle(bundle: Bundle, reason: str, message: str) -> Decision:
 def decide_content(
     request: Mapping[str, Any], bundle: Bundle, now: datetime, view: ClusterView | None
 ) -> Decision:
-    """CREATE, UPDATE, DELETE of an ImplementationSpec or Agent: denied while a use binds
-    the object to other content (the runs it admitted read it by name).
+    """CREATE, UPDATE, DELETE of an ImplementationSpec, Agent or AgentProvider: denied while a
+    use binds the object to other content (the runs it admitted read it by name).
 
     Expired or not: a run outlives its approval (it may wait in the platform's queue, and
     each workflow step, retry and loop iteration reads its ImplementationSpec when it
@@ -614,10 +614,19 @@ def decide_content(
                 "content-in-use",
                 f"approvalgate denied {verb} {where}: run {use.namespace}/{use.run_name} was "
                 f"admitted on approvals of its content (sha256:{bound[:12]}) and may still "
-                f"execute it, until {until} (ApprovalUse {use.name}). Create a new "
-                f"{kind} under another name and have new runs approved that name it.",
+                f"execute it, until {until} (ApprovalUse {use.name}). {_instead(kind)}",
             )
     return _allow("content-not-in-use")
+
+
+def _instead(kind: str) -> str:
+    """What to do instead of rewriting content a run may still execute."""
+    if kind == content.PROVIDER:
+        return (
+            "Create a new AgentProvider under another name, and an Agent naming it, and have "
+            "new runs approved that name that Agent."
+        )
+    return f"Create a new {kind} under another name and have new runs approved that name it."
 
 
 # --- what a use of a derived run records -----------------------------------------------------

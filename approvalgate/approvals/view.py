@@ -36,8 +36,9 @@ USES: Final = "approvaluses"
 KINDS: Final = {REQUESTS: "ApprovalRequest", DECISIONS: "ApprovalDecision", USES: "ApprovalUse"}
 
 VIEWED_KINDS: Final = ("Schedule", "OrchestrationRun", "Orchestration", "Swarm")
-"""Kinds the view holds whole (:meth:`ClusterView.object`); ImplementationSpecs and Agents
-are held as digests only (:meth:`ClusterView.content`)."""
+"""Kinds the view holds whole (:meth:`ClusterView.object`); ImplementationSpecs, Agents and
+AgentProviders are held as digests only (:meth:`ClusterView.content`), and each Agent's
+provider name besides (:meth:`ClusterView.provider`)."""
 
 USE_FINALIZER: Final = "gates.proompteng.ai/approval-use"
 """Held on every run judged by records where the view is required, until its use is recorded:
@@ -50,8 +51,8 @@ OFFLINE_CHECKS: Final = (
     "whether the approval was already used by another run",
 )
 CONTENT_CHECK: Final = (
-    "whether the approvals bind the current content of the ImplementationSpecs and Agent "
-    "the run executes"
+    "whether the approvals bind the current content of the ImplementationSpecs, Agent and "
+    "AgentProvider the run executes"
 )
 
 
@@ -144,7 +145,14 @@ class ClusterView(Protocol):
         ...
 
     def content(self, kind: str, namespace: str, name: str) -> str | None:
-        """:func:`approvals.content.digest` of the ImplementationSpec or Agent, if it exists."""
+        """:func:`approvals.content.digest` of the ImplementationSpec, Agent or AgentProvider,
+        if it exists."""
+        ...
+
+    def provider(self, namespace: str, agent: str) -> str | None:
+        """The AgentProvider the Agent ``namespace/agent`` names now
+        (:func:`approvals.content.provider_name`: "" when it names none), None when the view
+        does not hold the Agent."""
         ...
 
     def content_uses(self, namespace: str, key: str) -> Sequence[Use]:
@@ -163,6 +171,7 @@ class StaticView:
     requests: Mapping[tuple[str, str], Mapping[str, Any]] = field(default_factory=dict)
     objects: Mapping[tuple[str, str, str], Mapping[str, Any]] = field(default_factory=dict)
     contents: Mapping[tuple[str, str, str], str] = field(default_factory=dict)
+    providers: Mapping[tuple[str, str], str] = field(default_factory=dict)
     bound: Mapping[tuple[str, str], tuple[Use, ...]] = field(default_factory=dict)
     problem: str = ""
     offline: bool = False
@@ -178,8 +187,8 @@ class StaticView:
         objects: Iterable[Mapping[str, Any]] = (),
         problem: str = "",
     ) -> StaticView:
-        """``objects``: parents, Orchestrations, ImplementationSpecs and Agents (any order;
-        other kinds are ignored)."""
+        """``objects``: parents, Orchestrations, ImplementationSpecs, Agents and
+        AgentProviders (any order; other kinds are ignored)."""
         by_run: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
         for obj in sorted(decisions, key=_creation_order):
             key = decision_key(obj)
@@ -200,12 +209,15 @@ class StaticView:
                 by_ref.setdefault((use.namespace, ref), []).append(use)
         held: dict[tuple[str, str, str], Mapping[str, Any]] = {}
         digests: dict[tuple[str, str, str], str] = {}
+        named: dict[tuple[str, str], str] = {}
         for obj in objects:
             kind = str(obj.get("kind") or "")
             meta = obj.get("metadata") or {}
             ident = (kind, str(meta.get("namespace") or ""), str(meta.get("name") or ""))
             if kind in content.KINDS:
                 digests[ident] = content.digest(obj)
+            if kind == content.AGENT:
+                named[ident[1:]] = content.provider_name(obj)
             elif kind in VIEWED_KINDS:
                 held[ident] = obj
         by_name = {}
@@ -219,6 +231,7 @@ class StaticView:
             requests=by_name,
             objects=held,
             contents=digests,
+            providers=named,
             bound={k: tuple(v) for k, v in by_ref.items()},
             problem=problem,
         )
@@ -240,6 +253,9 @@ class StaticView:
 
     def content(self, kind: str, namespace: str, name: str) -> str | None:
         return self.contents.get((kind, namespace, name))
+
+    def provider(self, namespace: str, agent: str) -> str | None:
+        return self.providers.get((namespace, agent))
 
     def content_uses(self, namespace: str, key: str) -> Sequence[Use]:
         return self.bound.get((namespace, key), ())

@@ -558,8 +558,9 @@ def _cluster_view(cluster: Cluster, bundle: Bundle) -> tuple[ClusterView, list[F
 
 def _platform_objects(cluster: Cluster) -> tuple[list[dict[str, Any]], list[Finding]]:
     """Parents (Schedules, OrchestrationRuns, Orchestrations, Swarms) and referenced content
-    (ImplementationSpecs, Agents): what runs the platform made derive from, and what runs
-    execute. A kind that cannot be read is a note (its runs then fail, as the webhook's)."""
+    (ImplementationSpecs, Agents, AgentProviders): what runs the platform made derive from,
+    and what runs execute. A kind that cannot be read is a note (its runs then fail, as the
+    webhook's)."""
     kinds = [
         *((k.group, k.version, k.resource) for k in parents.KINDS.values()),
         (

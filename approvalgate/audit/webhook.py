@@ -32,7 +32,11 @@ PARENT_RULES: Final = (  # (group, resource): the parents that make AgentRuns, C
     ("orchestration.proompteng.ai", "orchestrationruns"),
     ("swarm.proompteng.ai", "swarms"),
 )
-CONTENT_RESOURCES: Final = ("implementationspecs", "agents")  # CREATE, UPDATE and DELETE
+CONTENT_RESOURCES: Final = (  # CREATE, UPDATE and DELETE
+    "implementationspecs",
+    "agents",
+    "agentproviders",
+)
 INJECT_ANNOTATION: Final = "cert-manager.io/inject-ca-from"
 NAME_LABEL: Final = "kubernetes.io/metadata.name"
 DEFAULT_RELEASE: Final = "approvalgate"

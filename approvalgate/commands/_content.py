@@ -1,11 +1,13 @@
-"""What `approve` binds besides the run: the ImplementationSpecs and Agents it references.
+"""What `approve` binds besides the run: the ImplementationSpecs and Agent it references, and
+the AgentProvider that Agent names (the runner it executes).
 
 Where the bundle's ``referencedContent`` binds (approvalgate.yaml's default, in environments
 with ``clusterView: required``), an approval counts only if it names the sha256 of every
 referenced object's spec as the cluster has it (:mod:`approvals.content`). The approver
 gives those objects with ``--content FILE`` (manifests, several documents allowed) or reads
-them from the cluster with ``--cluster``; the ImplementationSpec's text is shown on stderr
-so the approver sees what they sign.
+them from the cluster with ``--cluster`` (which follows each Agent's ``spec.providerRef`` to
+its AgentProvider); the ImplementationSpec's text is shown on stderr so the approver sees
+what they sign.
 
 Objects come in as plain dicts and go out as a :class:`approvals.view.StaticView`, the view
 ``content.binding`` and ``parents.coverage`` read.
@@ -41,7 +43,8 @@ def binds(bundle: Bundle | None, assumed: bool) -> bool:
 
 
 def read_files(paths: Sequence[Path], namespace: str) -> list[dict[str, Any]]:
-    """The ImplementationSpecs and Agents of ``paths`` (``namespace`` where they name none).
+    """The ImplementationSpecs, Agents and AgentProviders of ``paths`` (``namespace`` where
+    they name none).
 
     Raises:
         InputError: a file holds neither kind.
@@ -55,7 +58,8 @@ def read_files(paths: Sequence[Path], namespace: str) -> list[dict[str, Any]]:
         objs = of_documents((s.obj for s in load_text(text, str(path))), namespace)
         if not objs:
             raise InputError(
-                f"{path}: no ImplementationSpec or Agent ({CONTENT_GROUP}) in this file",
+                f"{path}: no ImplementationSpec, Agent or AgentProvider ({CONTENT_GROUP}) in "
+                "this file",
                 advice="--content takes the manifests of the objects the runs reference",
             )
         found.extend(objs)
@@ -63,7 +67,8 @@ def read_files(paths: Sequence[Path], namespace: str) -> list[dict[str, Any]]:
 
 
 def of_documents(objs: Iterable[Mapping[str, Any]], namespace: str) -> list[dict[str, Any]]:
-    """The ImplementationSpecs and Agents among ``objs`` (a manifest's other documents)."""
+    """The ImplementationSpecs, Agents and AgentProviders among ``objs`` (a manifest's other
+    documents)."""
     from approvalgate.approvals import content
 
     return [
@@ -85,9 +90,36 @@ def _group(obj: Mapping[str, Any]) -> str:
     return str(obj.get("apiVersion") or "").partition("/")[0]
 
 
-def read_cluster(client: Client, wanted: Iterable[tuple[str, str]]) -> list[dict[str, Any]]:
+def read_cluster(
+    client: Client,
+    wanted: Iterable[tuple[str, str]],
+    given: Sequence[Mapping[str, Any]] = (),
+) -> list[dict[str, Any]]:
     """The objects ``(namespace, "Kind/name")`` as the API server has them (absent ones
-    left out: :func:`bind` names them)."""
+    left out: :func:`bind` names them), and the AgentProvider each Agent names (the Agent
+    read here, or given in ``given``, which win: a provider given there is not read)."""
+    from approvalgate.approvals import content
+
+    found = _read(client, wanted)
+    have = {(_namespace(obj), _key(obj)) for obj in given}
+    agents = {(_namespace(obj), _key(obj)): obj for obj in [*found, *given]}
+    providers = {
+        (namespace, content.key(content.PROVIDER, content.provider_name(obj)))
+        for (namespace, key), obj in agents.items()
+        if key.startswith(content.AGENT + "/") and content.provider_name(obj)
+    }
+    return [*found, *_read(client, providers - have)]
+
+
+def _namespace(obj: Mapping[str, Any]) -> str:
+    return str((obj.get("metadata") or {}).get("namespace") or "")
+
+
+def _key(obj: Mapping[str, Any]) -> str:
+    return f"{obj.get('kind')}/{(obj.get('metadata') or {}).get('name') or ''}"
+
+
+def _read(client: Client, wanted: Iterable[tuple[str, str]]) -> list[dict[str, Any]]:
     from approvalgate.commands._cluster import platform_not_served
     from approvalgate.kube import objects
     from approvalgate.kube.errors import KubeError
@@ -116,16 +148,31 @@ def bind(
     "cluster with --cluster (it must exist there first)",
 ) -> dict[str, str]:
     """What the record binds for ``what`` (e.g. ``AgentRun agents/x``): every referenced
-    object's digest; an error naming the first object ``source`` does not hold.
+    object's digest and that of the AgentProvider its Agent names; an error naming the
+    objects ``source`` does not hold, or an Agent naming no provider.
 
     ``source`` says where the objects were looked for (``--content a.yaml``, ``the cluster``).
     """
     from approvalgate.approvals import content
 
     bound = content.binding(refs, namespace, view)
-    missing = [key for key in refs if key not in bound]
+    missing = [key for key in content.required(refs, namespace, view) if key not in bound]
+    unnamed = [
+        key
+        for key in refs
+        if content.split(key)[0] == content.AGENT
+        and view.provider(namespace, content.split(key)[1]) == ""
+    ]
+    if unnamed:
+        names = ", ".join(name_of(k, namespace) for k in unnamed)
+        raise ApprovalgateError(
+            f"{what} executes {names}, which names no AgentProvider (spec.providerRef.name) "
+            f"in {source}: the approval must bind the runner the run executes "
+            "(referencedContent: bind), so nothing was signed",
+            advice="set the Agent's spec.providerRef.name to an AgentProvider in its namespace",
+        )
     if missing:
-        names = ", ".join(name_of(k, namespace) for k in missing)
+        names = ", ".join(_named(k, refs, namespace, view) for k in missing)
         raise ApprovalgateError(
             f"{what} references {names}, not found in {source}: the approval must bind the "
             "content it runs (referencedContent: bind), so nothing was signed",
@@ -134,8 +181,26 @@ def bind(
     return dict(bound)
 
 
+def _named(key: str, refs: Sequence[str], namespace: str, view: Any) -> str:
+    """``Kind namespace/name``; for an AgentProvider the run does not name itself, which
+    Agent names it."""
+    from approvalgate.approvals import content
+
+    if key in refs or content.split(key)[0] != content.PROVIDER:
+        return name_of(key, namespace)
+    provider = content.split(key)[1]
+    agents = [
+        name_of(ref, namespace)
+        for ref in refs
+        if content.split(ref)[0] == content.AGENT
+        and view.provider(namespace, content.split(ref)[1]) == provider
+    ]
+    return f"{name_of(key, namespace)} (the provider {', '.join(agents)} names)"
+
+
 def binding_of(refs: Sequence[str], namespace: str, view: Any) -> dict[str, str]:
-    """The digests of those of ``refs`` the view holds (absent ones left out)."""
+    """The digests of those of ``refs`` (and their Agents' AgentProviders) the view holds
+    (absent ones left out)."""
     from approvalgate.approvals import content
 
     return dict(content.binding(refs, namespace, view))
@@ -165,7 +230,8 @@ def missing_source(refs: Sequence[str], namespace: str, what: str) -> Approvalga
     return ApprovalgateError(
         f"{what} references {names}: an approval must bind that content "
         "(referencedContent: bind), so nothing was signed",
-        advice="give the objects' manifests with --content FILE (ImplementationSpec/Agent), "
+        advice="give the objects' manifests with --content FILE (ImplementationSpec, Agent "
+        "and the AgentProvider it names), "
         "or read them from the cluster with --cluster; an environment with "
         "referencedContent: off needs neither (pass its --bundle)",
     )

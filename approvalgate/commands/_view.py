@@ -10,9 +10,10 @@ them cluster-wide (a requester) falls back to the namespaces of the runs being d
 stderr says so: uses recorded in other namespaces are then not seen.
 
 decide() also reads parents (Schedules, OrchestrationRuns, Swarms), Orchestrations and the
-referenced content (ImplementationSpecs, Agents) from the view: with ``--cluster`` they are
-listed in the namespaces being decided; objects the command was given (the manifest's other
-documents, ``--content`` files) are added to the view and win over the cluster's copies.
+referenced content (ImplementationSpecs, Agents, AgentProviders) from the view: with
+``--cluster`` they are listed in the namespaces being decided; objects the command was given
+(the manifest's other documents, ``--content`` files) are added to the view and win over the
+cluster's copies.
 """
 
 from __future__ import annotations
@@ -120,8 +121,8 @@ def resources() -> dict[str, Resource]:
 
 
 def objects_of(objs: Iterable[Mapping[str, Any]], namespace: str) -> list[dict[str, Any]]:
-    """Those of ``objs`` the view holds (parents, Orchestrations, ImplementationSpecs and
-    Agents, of their API group), placed in ``namespace`` when they name none."""
+    """Those of ``objs`` the view holds (parents, Orchestrations, ImplementationSpecs, Agents
+    and AgentProviders, of their API group), placed in ``namespace`` when they name none."""
     from approvalgate.approvals import content, parents
 
     groups = {k.kind: k.group for k in (*parents.KINDS.values(), parents.ORCHESTRATION)}
@@ -138,7 +139,8 @@ def objects_of(objs: Iterable[Mapping[str, Any]], namespace: str) -> list[dict[s
 
 
 def list_objects(client: Client, namespaces: Sequence[str]) -> list[dict[str, Any]]:
-    """Every parent, Orchestration, ImplementationSpec and Agent in ``namespaces`` (a kind
+    """Every parent, Orchestration, ImplementationSpec, Agent and AgentProvider in
+    ``namespaces`` (a kind
     the API server does not serve has none: its CRD is not installed). A kind this identity
     may not list is left out with a note on stderr: what needs it is then judged without it
     (a platform-made run or a parent is denied, a binding record does not count)."""

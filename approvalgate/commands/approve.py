@@ -11,9 +11,10 @@ Output goes to stdout unless --in-place or -o FILE; what was signed is printed o
 
 Where the environment binds referenced content (referencedContent: bind, approvalgate.yaml's
 default), the record also names the sha256 of every ImplementationSpec and Agent the run
-references, as the manifest itself holds them, given with --content FILE or read from the
-cluster with --cluster; the first lines of each ImplementationSpec's text are shown on
-stderr: that is what you sign. A Schedule's target may be in the manifest too.
+references, and of the AgentProvider that Agent names (the runner), as the manifest itself
+holds them, given with --content FILE or read from the cluster with --cluster (which
+follows the Agent's spec.providerRef); the first lines of each ImplementationSpec's text
+are shown on stderr: that is what you sign. A Schedule's target may be in the manifest too.
 
 A Schedule, OrchestrationRun or Swarm (a parent) is approved for the runs it will create:
   Schedule          the run template made from its spec.targetRef (--target FILE, or read
@@ -196,8 +197,9 @@ def _add_bound(parser: argparse.ArgumentParser) -> None:
         nargs="+",
         action="extend",
         help="ImplementationSpec and Agent manifests (several documents allowed) the runs "
-        "reference: the record binds the sha256 of each one's spec (needed where the "
-        "environment has referencedContent: bind, the default)",
+        "reference, and the AgentProvider each Agent names: the record binds the sha256 of "
+        "each one's spec (needed where the environment has referencedContent: bind, the "
+        "default)",
     )
     bound.add_argument(
         "--target",
@@ -220,7 +222,8 @@ def _add_bound(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="read what --content, --target and --orchestration would give from the cluster "
         "(the user's kubeconfig; --kubeconfig, --context): the referenced ImplementationSpecs "
-        "and Agents, a Schedule's target, an OrchestrationRun's Orchestration",
+        "and Agents and the AgentProviders the Agents name, a Schedule's target, an "
+        "OrchestrationRun's Orchestration",
     )
 
 
@@ -312,7 +315,8 @@ def _approve_file(args: argparse.Namespace) -> int:
         args.content or args.cluster or _content.binds(bundle, assumed)
     )
     advice = (
-        "approve --cluster reads the referenced ImplementationSpecs and Agents, a Schedule's "
+        "approve --cluster reads the referenced ImplementationSpecs and Agents (and the "
+        "AgentProviders the Agents name), a Schedule's "
         "target and an OrchestrationRun's Orchestration: you need get on them in the "
         "namespace (or give them with --content, --target, --orchestration)"
     )
@@ -334,7 +338,8 @@ def _approve_file(args: argparse.Namespace) -> int:
         if client is not None and binding:
             wanted = [(r.namespace, k) for r in runs for k in _content_refs(r.obj)]
             wanted += [(p.parent.namespace, k) for p in prepared for k in p.coverage.references]
-            objects = [*_content.read_cluster(client, wanted), *objects]  # the manifest's win
+            # the manifest's win (and the providers their Agents name are not read then)
+            objects = [*_content.read_cluster(client, wanted, objects), *objects]
     view = StaticView.build(objects=objects)
     source = " and ".join(
         [
@@ -947,11 +952,13 @@ def _request_content(
     client: Any, run: Any, decision: str, bundle: Any, ref: str, say: Callable[[str], None]
 ) -> tuple[dict[str, str], list[dict[str, Any]]]:
     """What an approval of request ``ref``'s run binds: the referenced ImplementationSpecs
-    and Agents as the cluster has them now, and the objects read (to show them).
+    and Agent, and the AgentProvider the Agent names, as the cluster has them now, and the
+    objects read (to show them).
 
     With ``--bundle`` its setting decides: where it binds, an object that cannot be read is
     an error (nothing signed). Without it the environment's setting is unknown here: what
     can be read is bound, and stderr says what could not be and what that means."""
+    from approvalgate.approvals import content
     from approvalgate.approvals.errors import ApprovalgateError
     from approvalgate.approvals.view import StaticView
     from approvalgate.commands import _content
@@ -962,8 +969,10 @@ def _request_content(
     what = f"ApprovalRequest {ref}: its AgentRun"
     advice = (
         "the run cannot start without it either: ask the requester to apply it (or cancel "
-        "the request); you need get on implementationspecs and agents to read them"
+        "the request); you need get on implementationspecs, agents and agentproviders to "
+        "read them"
     )
+    view = StaticView()
     try:
         read = _content.read_cluster(client, [(run.namespace, key) for key in refs])
         view = StaticView.build(objects=read)
@@ -975,7 +984,7 @@ def _request_content(
             raise
         read, bound = [], {}
         say(f"note: {what}: its content could not be read: {exc.message}")
-    missing = [key for key in refs if key not in bound]
+    missing = [key for key in content.required(refs, run.namespace, view) if key not in bound]
     if missing:
         names = ", ".join(_content.name_of(key, run.namespace) for key in missing)
         say(

@@ -440,19 +440,20 @@ def to_yaml(obj: object) -> str:
 
 
 def read_content(client: Client, namespace: str, run: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """The ImplementationSpecs and Agents the run references, read now with the user's
-    credentials; a refusal or absence is said in place of the object."""
+    """The ImplementationSpecs and Agent the run references, and the AgentProvider the Agent
+    names, read now with the user's credentials; a refusal or absence is said in place of
+    the object."""
     from approvalgate.approvals import content
     from approvalgate.approvals.errors import ApprovalgateError
     from approvalgate.kube import objects
     from approvalgate.kube.view import OBJECT_RESOURCES
 
     try:
-        refs = content.refs(run.get("spec"))
+        refs = list(content.refs(run.get("spec")))
     except ApprovalgateError as exc:
         return [{"kind": "", "name": "", "error": exc.message, "text": "", "yaml": ""}]
     found: list[dict[str, Any]] = []
-    for key in refs:
+    for key in refs:  # grows by the provider of the Agent read
         kind, _, name = key.partition("/")
         entry: dict[str, Any] = {"kind": kind, "name": name, "error": "", "text": "", "yaml": ""}
         try:
@@ -479,6 +480,9 @@ def read_content(client: Client, namespace: str, run: Mapping[str, Any]) -> list
                 entry["text"] = str(body.get("text") or "")
             entry["yaml"] = to_yaml(body)
             entry["object"] = {**obj, "kind": kind}
+            provider = content.provider_name(obj) if kind == content.AGENT else ""
+            if provider and content.key(content.PROVIDER, provider) not in refs:
+                refs.append(content.key(content.PROVIDER, provider))
         found.append(entry)
     return found
 

@@ -78,3 +78,4 @@ ORCHESTRATIONS = Resource("orchestration.proompteng.ai", "v1alpha1", "orchestrat
 SWARMS = Resource("swarm.proompteng.ai", "v1alpha1", "swarms")
 IMPLEMENTATION_SPECS = Resource("agents.proompteng.ai", "v1alpha1", "implementationspecs")
 AGENTS = Resource("agents.proompteng.ai", "v1alpha1", "agents")
+AGENT_PROVIDERS = Resource("agents.proompteng.ai", "v1alpha1", "agentproviders")

@@ -4,9 +4,9 @@
 informer (:mod:`kube.informer`) per kind, each listing and watching in all namespaces: the
 queue's ApprovalRequests, ApprovalDecisions and ApprovalUses, and the agents platform's
 parents (Schedules, OrchestrationRuns, Swarms), the Orchestrations OrchestrationRuns follow,
-and the content runs reference (ImplementationSpecs, Agents). Admissions never call the API
-server: they read :class:`ViewIndex`, which the informers' change handlers keep current one
-object at a time.
+and the content runs execute (ImplementationSpecs, Agents, AgentProviders). Admissions never
+call the API server: they read :class:`ViewIndex`, which the informers' change handlers keep
+current one object at a time.
 
 Index. Each informer thread is the only writer of its own dicts; a change replaces the value
 of one key (an immutable tuple, or one object) with one assignment, so a reader on another
@@ -18,13 +18,14 @@ the difference to the handlers as ordinary changes, so the index needs no rebuil
 - decisions by ``(namespace, spec.requestName)``: their ``spec.record`` envelopes in
   ``creationTimestamp`` order (then name), as :meth:`approvals.view.StaticView.build` orders them;
 - uses by statement digest, by ``(namespace, spec.run.uid)``, and by ``(namespace, reference)``
-  for each ``spec.references`` key ("ImplementationSpec/name");
+  for each ``spec.references`` key ("ImplementationSpec/name", "AgentProvider/name");
 - requests by ``(namespace, name)``;
 - Schedules, OrchestrationRuns, Orchestrations and Swarms by ``(kind, namespace, name)``, as
   the server has them less ``metadata.managedFields`` and the last-applied annotation;
-- ImplementationSpecs and Agents by ``(kind, namespace, name)`` as a digest only
-  (:func:`approvals.content.digest`): their text can be large, and a digest is all decide()
-  compares.
+- ImplementationSpecs, Agents and AgentProviders by ``(kind, namespace, name)`` as a digest
+  only (:func:`approvals.content.digest`): their text can be large, and a digest is all
+  decide() compares; an Agent's summary keeps the name of the AgentProvider it names too
+  (:data:`CONTENT_PROVIDER`), which a run executes with it.
 
 Trust. :attr:`WatchedView.problem` is "" only while every informer is synced and each has
 heard from the API server within ``max_age`` seconds; otherwise it names the kind and why
@@ -56,6 +57,7 @@ from approvalgate.kube.errors import KubeError
 from approvalgate.kube.informer import Informer, Transform, wait_all_synced
 from approvalgate.kube.lists import list_all
 from approvalgate.kube.resources import (
+    AGENT_PROVIDERS,
     AGENTS,
     APPROVAL_DECISIONS,
     APPROVAL_REQUESTS,
@@ -91,7 +93,7 @@ SCHEDULE: Final = parents.SCHEDULE.kind
 ORCHESTRATION_RUN: Final = parents.ORCHESTRATION_RUN.kind
 ORCHESTRATION: Final = parents.ORCHESTRATION.kind
 SWARM: Final = parents.SWARM.kind
-IMPLEMENTATION_SPEC, AGENT = content.KINDS
+IMPLEMENTATION_SPEC, AGENT, AGENT_PROVIDER = content.KINDS
 OBJECT_RESOURCES: Final[Mapping[str, Resource]] = {
     SCHEDULE: SCHEDULES,
     ORCHESTRATION_RUN: ORCHESTRATION_RUNS,
@@ -99,6 +101,7 @@ OBJECT_RESOURCES: Final[Mapping[str, Resource]] = {
     SWARM: SWARMS,
     IMPLEMENTATION_SPEC: IMPLEMENTATION_SPECS,
     AGENT: AGENTS,
+    AGENT_PROVIDER: AGENT_PROVIDERS,
 }
 """The agents platform's kinds decide() reads by name (:meth:`WatchedView.object`)."""
 CONTENT_KINDS: Final = frozenset(content.KINDS)
@@ -109,6 +112,8 @@ RESOURCES: Final[Mapping[str, Resource]] = {**QUEUE_RESOURCES, **OBJECT_RESOURCE
 
 CONTENT_DIGEST: Final = "contentDigest"
 """Where a content summary (:func:`content_summary`) keeps the digest of the object's spec."""
+CONTENT_PROVIDER: Final = "providerName"
+"""Where an Agent's content summary keeps the AgentProvider it names ("" when none)."""
 LAST_APPLIED: Final = "kubectl.kubernetes.io/last-applied-configuration"
 
 _K = TypeVar("_K", str, tuple[str, str])
@@ -164,18 +169,28 @@ class ViewIndex:
     def object(self, kind: str, namespace: str, name: str) -> Mapping[str, Any] | None:
         """The object as stored: whole (less managedFields and the last-applied annotation)
         for Schedule, OrchestrationRun, Orchestration and Swarm; a summary (metadata and
-        :data:`CONTENT_DIGEST`) for ImplementationSpec and Agent. None for any other kind."""
+        :data:`CONTENT_DIGEST`) for ImplementationSpec, Agent and AgentProvider. None for any
+        other kind."""
         objects = self._objects.get(kind)
         return None if objects is None else objects.get((namespace, name))
 
     def content(self, kind: str, namespace: str, name: str) -> str | None:
-        """:func:`approvals.content.digest` of an ImplementationSpec or Agent; None when the
-        view does not hold it."""
+        """:func:`approvals.content.digest` of an ImplementationSpec, Agent or AgentProvider;
+        None when the view does not hold it."""
         if kind not in CONTENT_KINDS:
             return None
         obj = self.object(kind, namespace, name)
         digest = obj.get(CONTENT_DIGEST) if obj is not None else None
         return digest if isinstance(digest, str) else None
+
+    def provider(self, namespace: str, agent: str) -> str | None:
+        """The AgentProvider the Agent names ("" when none); None when the view does not
+        hold the Agent."""
+        obj = self.object(AGENT, namespace, agent)
+        if obj is None:
+            return None
+        name = obj.get(CONTENT_PROVIDER)
+        return name if isinstance(name, str) else ""
 
     def content_uses(self, namespace: str, key: str) -> Sequence[Use]:
         """The uses in ``namespace`` whose ``references`` bind ``key`` ("Agent/name"),
@@ -319,16 +334,20 @@ _SUMMARY_METADATA: Final = (
 
 
 def content_summary(obj: dict[str, Any]) -> dict[str, Any]:
-    """What the view keeps of an ImplementationSpec or Agent: its identity and the digest of
-    its spec under :data:`CONTENT_DIGEST`, not the spec (its text can be large)."""
+    """What the view keeps of an ImplementationSpec, Agent or AgentProvider: its identity and
+    the digest of its spec under :data:`CONTENT_DIGEST`, not the spec (its text can be
+    large); an Agent's the AgentProvider it names under :data:`CONTENT_PROVIDER` too."""
     meta = obj.get("metadata")
     meta = meta if isinstance(meta, Mapping) else {}
-    return {
+    summary = {
         "apiVersion": obj.get("apiVersion"),
         "kind": obj.get("kind"),
         "metadata": {k: meta[k] for k in _SUMMARY_METADATA if k in meta},
         CONTENT_DIGEST: content.digest(obj),
     }
+    if obj.get("kind") == AGENT:
+        summary[CONTENT_PROVIDER] = content.provider_name(obj)
+    return summary
 
 
 TRANSFORMS: Final[Mapping[str, Transform]] = {
@@ -338,6 +357,7 @@ TRANSFORMS: Final[Mapping[str, Transform]] = {
     SWARM: slim,
     IMPLEMENTATION_SPEC: content_summary,
     AGENT: content_summary,
+    AGENT_PROVIDER: content_summary,
 }
 """What each informer's store keeps of an object, by Kind (the queue's kinds: all of it)."""
 
@@ -470,6 +490,9 @@ class WatchedView:
 
     def content(self, kind: str, namespace: str, name: str) -> str | None:
         return self.index.content(kind, namespace, name)
+
+    def provider(self, namespace: str, agent: str) -> str | None:
+        return self.index.provider(namespace, agent)
 
     def content_uses(self, namespace: str, key: str) -> Sequence[Use]:
         return self.index.content_uses(namespace, key)

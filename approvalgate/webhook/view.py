@@ -7,9 +7,9 @@ re-list would cost more than the idle watches). ``--cluster-view off`` never sta
 decide() then gets ``view=None`` and denies what a bundle requiring the view needs it for.
 
 Each serving process (each ``--workers`` process) holds its own view: one watch per kind on
-the API server (the queue's three, the agents platform's six) and one copy of the objects per
-process (docs/design.md, "The cluster view"); ImplementationSpecs and Agents are kept as
-digests only.
+the API server (the queue's three, the agents platform's seven) and one copy of the objects
+per process (docs/design.md, "The cluster view"); ImplementationSpecs, Agents and
+AgentProviders are kept as digests only (an Agent with the name of its provider).
 
 Credentials that cannot be loaded are not a crash: the view then reports that as its problem
 (decide() denies what needs the view, /readyz says why) and the log says what to pass.

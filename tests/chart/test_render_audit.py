@@ -55,7 +55,7 @@ READER_RULES = [
     {"apiGroups": ["swarm.proompteng.ai"], "resources": ["swarms"], "verbs": ["list"]},
     {
         "apiGroups": ["agents.proompteng.ai"],
-        "resources": ["implementationspecs", "agents"],
+        "resources": ["implementationspecs", "agents", "agentproviders"],
         "verbs": ["list"],
     },
     {

@@ -152,7 +152,7 @@ def test_cel_rules_defend_what_the_webhook_checks() -> None:
     assert use["$"] == ["self.metadata.name == self.spec.run.uid"]
     assert use["$.spec"] == ["self == oldSelf"]  # spec.references is as immutable
     [keys] = use["$.spec.references"]
-    assert "(ImplementationSpec|Agent)/" in keys
+    assert "(ImplementationSpec|Agent|AgentProvider)/" in keys
     assert set(use) == {"$", "$.spec", "$.spec.references"}
 
 
@@ -209,6 +209,7 @@ def test_roles_for_people(helm: Path) -> None:
             "agentruns",
             "implementationspecs",
             "agents",
+            "agentproviders",
             "schedules",
             "orchestrationruns",
             "orchestrations",

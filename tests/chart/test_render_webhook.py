@@ -77,7 +77,7 @@ def test_fails_closed_on_every_path_to_an_agentrun(helm: Path) -> None:
             "apiGroups": ["agents.proompteng.ai"],
             "apiVersions": ["*"],
             "operations": ["CREATE", "UPDATE", "DELETE"],  # not deleted while an approval binds
-            "resources": ["implementationspecs", "agents"],
+            "resources": ["implementationspecs", "agents", "agentproviders"],
             "scope": "Namespaced",
         },
     ]

@@ -100,7 +100,7 @@ VIEW_RULES = [
         ("schedules.proompteng.ai", ["schedules"]),
         ("orchestration.proompteng.ai", ["orchestrationruns", "orchestrations"]),
         ("swarm.proompteng.ai", ["swarms"]),
-        ("agents.proompteng.ai", ["implementationspecs", "agents"]),
+        ("agents.proompteng.ai", ["implementationspecs", "agents", "agentproviders"]),
     )
 ]
 

@@ -89,6 +89,7 @@ class Kind:
 
 AGENT_RUN = Kind("agents.proompteng.ai", "v1alpha1", "agentruns", "AgentRun")
 AGENT = Kind("agents.proompteng.ai", "v1alpha1", "agents", "Agent")
+AGENT_PROVIDER = Kind("agents.proompteng.ai", "v1alpha1", "agentproviders", "AgentProvider")
 IMPLEMENTATION_SPEC = Kind(
     "agents.proompteng.ai", "v1alpha1", "implementationspecs", "ImplementationSpec"
 )
@@ -105,6 +106,7 @@ KINDS = {
     for k in (
         AGENT_RUN,
         AGENT,
+        AGENT_PROVIDER,
         IMPLEMENTATION_SPEC,
         SCHEDULE,
         ORCHESTRATION,

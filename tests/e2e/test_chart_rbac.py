@@ -79,6 +79,7 @@ PLATFORM = [  # what runs derive from (parents, orchestrations) and what they re
     "swarms.swarm.proompteng.ai",
     "implementationspecs.agents.proompteng.ai",
     "agents.agents.proompteng.ai",
+    "agentproviders.agents.proompteng.ai",  # the runner an Agent names: content too
 ]
 
 
@@ -119,6 +120,7 @@ def test_the_controller_may_make_its_calls_only_where_it_watches(
         ("patch", "orchestrationruns.orchestration.proompteng.ai", ()),
         ("update", "swarms.swarm.proompteng.ai", ()),
         ("get", "implementationspecs.agents.proompteng.ai", ()),  # uses bind from records
+        ("get", "agentproviders.agents.proompteng.ai", ()),
     ]
     for verb, what, extra in denied:
         assert not can(control_plane, controller, verb, what, runs, *extra), (verb, what)
@@ -189,6 +191,8 @@ def test_people_get_what_their_role_says(
             ("delete", decisions): False,
             # what they approve, read-only (issue 16: approve --cluster / --request)
             ("get", "implementationspecs.agents.proompteng.ai"): True,
+            ("get", "agentproviders.agents.proompteng.ai"): True,
+            ("update", "agentproviders.agents.proompteng.ai"): False,
             ("list", "schedules.schedules.proompteng.ai"): True,
             ("get", "orchestrations.orchestration.proompteng.ai"): True,
             ("update", "implementationspecs.agents.proompteng.ai"): False,

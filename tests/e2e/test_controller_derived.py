@@ -90,7 +90,14 @@ def apply(gate: Gate, user: str, obj: dict[str, Any]) -> dict[str, Any]:
 
 
 def content_objects(gate: Gate, suffix: str) -> list[dict[str, Any]]:
-    """The run's Agent and ImplementationSpec, as stored (their spec is what is bound)."""
+    """The run's Agent, the AgentProvider it names, and its ImplementationSpec, as stored
+    (their spec is what is bound)."""
+    provider = {
+        "apiVersion": "agents.proompteng.ai/v1alpha1",
+        "kind": "AgentProvider",
+        "metadata": {"name": "codex", "namespace": ENFORCED},
+        "spec": {"binary": "/usr/local/bin/codex"},
+    }
     agent = {
         "apiVersion": "agents.proompteng.ai/v1alpha1",
         "kind": "Agent",
@@ -104,10 +111,17 @@ def content_objects(gate: Gate, suffix: str) -> list[dict[str, Any]]:
         "spec": {"text": f"nightly task {suffix}"},
     }
     gate.kubectl("admin", "apply", "-f", "-", manifest=json.dumps(agent))
+    gate.kubectl("admin", "apply", "-f", "-", manifest=json.dumps(provider))
     return [
         json.loads(
             gate.kubectl(
                 "admin", "get", "agents.agents.proompteng.ai", AGENT, "-n", ENFORCED, "-o", "json"
+            ).stdout
+        ),
+        json.loads(
+            gate.kubectl(
+                *("admin", "get", "agentproviders.agents.proompteng.ai", "codex"),
+                *("-n", ENFORCED, "-o", "json"),
             ).stdout
         ),
         apply(gate, "admin", impl),
@@ -220,7 +234,7 @@ def approved_schedule(gate: Gate, name: str) -> tuple[dict[str, Any], dict[str, 
     """Schedule ``name`` of a run of codex-agent with its own ImplementationSpec, approved
     (its run-template annotation as `approvalgate approve --target` writes it); and its
     target AgentRun (the template: not created)."""
-    agent, impl = content_objects(gate, name)
+    agent, provider, impl = content_objects(gate, name)
     target_spec = {
         "agentRef": {"name": AGENT},
         "implementationSpecRef": {"name": impl["metadata"]["name"]},
@@ -251,9 +265,10 @@ def approved_schedule(gate: Gate, name: str) -> tuple[dict[str, Any], dict[str, 
             },
         },
     )
-    approved = approve_parent(gate, schedule, agent, impl)
+    approved = approve_parent(gate, schedule, agent, provider, impl)
     assert set(approved.binding) == {
         f"Agent/{AGENT}",
+        "AgentProvider/codex",  # the one the Agent names
         f"ImplementationSpec/{impl['metadata']['name']}",
     }
     return schedule, target, approved
@@ -321,7 +336,7 @@ def test_an_orchestration_steps_run_gets_a_use_of_the_orchestration_runs_approva
     """The orchestration controller creates a step's run the moment the OrchestrationRun
     is there: its use lists the OrchestrationRun's records and the content they bind."""
     name = unique("release")
-    agent, impl = content_objects(gate, name)
+    agent, provider, impl = content_objects(gate, name)
     orchestration = apply(
         gate,
         "admin",
@@ -355,7 +370,7 @@ def test_an_orchestration_steps_run_gets_a_use_of_the_orchestration_runs_approva
             },
         },
     )
-    approved = approve_parent(gate, orun, orchestration, agent, impl)
+    approved = approve_parent(gate, orun, orchestration, agent, provider, impl)
     spec = parents.step_run_spec(orchestration["spec"], orun["spec"], "implement")
     assert spec is not None
     run = apply(

@@ -120,7 +120,7 @@ def world(control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory)
         rules=[
             {
                 "apiGroups": ["agents.proompteng.ai"],
-                "resources": ["agentruns", "implementationspecs", "agents"],
+                "resources": ["agentruns", "implementationspecs", "agents", "agentproviders"],
                 "verbs": ["get", "list"],
             },
             {
@@ -164,6 +164,13 @@ metadata:
 spec:
   providerRef:
     name: codex-runner
+---
+apiVersion: agents.proompteng.ai/v1alpha1
+kind: AgentProvider
+metadata:
+  name: codex-runner
+spec:
+  binary: /usr/local/bin/codex
 ---
 apiVersion: agents.proompteng.ai/v1alpha1
 kind: AgentRun
@@ -238,6 +245,7 @@ def test_approve_a_schedule_from_the_cluster_then_status_and_explain_its_chain(
     assert annotations[parents.TEMPLATE_ANNOTATION] == canonical_json(template).decode()
     spec = world.get("implementationspecs.agents.proompteng.ai", "task-a")
     agent = world.get("agents.agents.proompteng.ai", "codex-agent")
+    runner = world.get("agentproviders.agents.proompteng.ai", "codex-runner")
     signed = statements(approved)
     assert [s["predicate"]["approver"] for s in signed] == ["alice", "bob"]
     for statement in signed:
@@ -245,6 +253,7 @@ def test_approve_a_schedule_from_the_cluster_then_status_and_explain_its_chain(
         assert statement["predicate"]["references"] == {
             "ImplementationSpec/task-a": content.digest(spec),
             "Agent/codex-agent": content.digest(agent),
+            "AgentProvider/codex-runner": content.digest(runner),  # followed from the Agent
         }
     world.apply(path.read_text())
 
@@ -470,6 +479,7 @@ spec:
     }
     assert sorted(statement["predicate"]["references"]) == [
         "Agent/codex-agent",
+        "AgentProvider/codex-runner",
         "ImplementationSpec/task-a",
     ]
     world.apply(path.read_text())

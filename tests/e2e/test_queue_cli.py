@@ -53,8 +53,16 @@ metadata:
 spec:
   summary: The nightly report
   text: Write the nightly report.
+---
+apiVersion: agents.proompteng.ai/v1alpha1
+kind: AgentProvider
+metadata:
+  name: codex-runner
+spec:
+  binary: /usr/local/bin/codex
 """
-"""What the runs reference: an approval binds it (referencedContent: bind, the default)."""
+"""What the runs reference, and the AgentProvider their Agent names: an approval binds it
+(referencedContent: bind, the default)."""
 
 
 def queue_crds() -> list[Path]:
@@ -195,7 +203,7 @@ def q(control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory) -> 
             },
             {  # approve --request binds the content the run references, read from here
                 "apiGroups": ["agents.proompteng.ai"],
-                "resources": ["implementationspecs", "agents"],
+                "resources": ["implementationspecs", "agents", "agentproviders"],
                 "verbs": ["get"],
             },
         ],
@@ -335,6 +343,9 @@ def test_request_pending_watch_approve_twice_status(
             assert statement["predicate"]["references"] == {
                 "Agent/codex-agent": content.digest(
                     q.kubectl_json("get", "agents.agents.proompteng.ai", "codex-agent")
+                ),
+                "AgentProvider/codex-runner": content.digest(  # followed from the Agent
+                    q.kubectl_json("get", "agentproviders.agents.proompteng.ai", "codex-runner")
                 ),
                 "ImplementationSpec/codex-impl-sample": content.digest(
                     q.kubectl_json(
@@ -536,7 +547,8 @@ def test_errors_say_what_to_do(q: Queue, capsys: pytest.CaptureFixture[str]) -> 
         f"ImplementationSpec {ns}/not-applied, not found in the cluster: the approval must "
         "bind the content it runs (referencedContent: bind), so nothing was signed\n"
         "  hint: the run cannot start without it either: ask the requester to apply it (or "
-        "cancel the request); you need get on implementationspecs and agents to read them\n"
+        "cancel the request); you need get on implementationspecs, agents and agentproviders "
+        "to read them\n"
     )
     assert q.decisions("missing-content") == []
     # without --bundle the environment's setting is unknown: what can be read is bound, and
@@ -551,5 +563,6 @@ def test_errors_say_what_to_do(q: Queue, capsys: pytest.CaptureFixture[str]) -> 
     (decision,) = q.decisions("missing-content")
     (record,), _ = records.parse_annotation(json.dumps([decision["spec"]["record"]]))
     assert list(json.loads(record.envelope.payload)["predicate"]["references"]) == [
-        "Agent/codex-agent"
+        "Agent/codex-agent",
+        "AgentProvider/codex-runner",
     ]

@@ -3,8 +3,8 @@ webhook (`approvalgate webhook serve --kubeconfig ...`) as a process reading its
 
 The module starts its own control plane because one test stops and restarts the API server.
 The queue's three kinds' CRDs are the chart's (charts/approvalgate/files/crds/); the agents
-platform's six (Schedule, OrchestrationRun, Orchestration, Swarm, ImplementationSpec, Agent)
-are upstream's (third_party/upstream-agents/crds/). Objects are created
+platform's seven (Schedule, OrchestrationRun, Orchestration, Swarm, ImplementationSpec, Agent,
+AgentProvider) are upstream's (third_party/upstream-agents/crds/). Objects are created
 and deleted with kubectl as admin; nothing here signs records: what decide() makes of the
 view is tested in the unit tests and the e2e tests of the approval queue. Here: the view is
 complete, current, and honest about when it is not.
@@ -32,6 +32,7 @@ from approvalgate.kube.backoff import Backoff
 from approvalgate.kube.client import Client
 from approvalgate.kube.view import (
     AGENT,
+    AGENT_PROVIDER,
     CONTENT_DIGEST,
     CRDS_MISSING,
     DECISION,
@@ -66,7 +67,7 @@ S1, S2 = "1" * 64, "2" * 64  # statement digests
 MAX_AGE = 4.0  # seconds a watch may go silent before the view is not usable (tests only)
 PLATFORM_MISSING = (
     f"{PLATFORM_CRDS_MISSING} (the API server does not serve Schedules, OrchestrationRuns, "
-    "Orchestrations, Swarms, ImplementationSpecs, Agents)"
+    "Orchestrations, Swarms, ImplementationSpecs, Agents, AgentProviders)"
 )
 ALL_MISSING = (
     f"{CRDS_MISSING} (the API server does not serve {REQUEST}s, {DECISION}s, {USE}s); "
@@ -411,7 +412,7 @@ def platform(kind: str, namespace: str, name: str, spec: dict[str, Any]) -> dict
 
 
 def platform_objects(namespace: str) -> list[dict[str, Any]]:
-    """One valid object of each of the six kinds (upstream's CRDs check them)."""
+    """One valid object of each of the seven kinds (upstream's CRDs check them)."""
     schedule = platform(
         SCHEDULE,
         namespace,
@@ -455,6 +456,7 @@ def platform_objects(namespace: str) -> list[dict[str, Any]]:
             {"text": "Update the onboarding flow. " * 2000, "summary": "onboarding"},
         ),
         platform(AGENT, namespace, "codex", {"providerRef": {"name": "codex-cli"}}),
+        platform(AGENT_PROVIDER, namespace, "codex-cli", {"binary": "/usr/local/bin/codex"}),
     ]
 
 
@@ -520,6 +522,9 @@ def test_the_view_follows_the_platforms_parents_and_content(
         assert summary[CONTENT_DIGEST] == spec_digest(task)
         agent = served(plane, AGENT, ns, "codex")
         assert view.content(AGENT, ns, "codex") == spec_digest(agent)
+        assert view.provider(ns, "codex") == "codex-cli"  # the runner the Agent names
+        runner = served(plane, AGENT_PROVIDER, ns, "codex-cli")
+        assert view.content(AGENT_PROVIDER, ns, "codex-cli") == spec_digest(runner)
         assert view.content(AGENT, ns, "task-a") is None  # kinds do not cross
         assert view.content(SCHEDULE, ns, "nightly") is None  # not content
 
@@ -547,6 +552,7 @@ def test_the_view_follows_the_platforms_parents_and_content(
         bound["spec"]["references"] = {
             "ImplementationSpec/task-a": spec_digest(edited),
             "Agent/codex": spec_digest(agent),
+            "AgentProvider/codex-cli": spec_digest(runner),
         }
         create(plane, bound)
         eventually(
@@ -583,10 +589,14 @@ def test_the_view_follows_the_platforms_parents_and_content(
 def test_an_approval_use_refuses_references_that_name_no_content(
     plane: ControlPlane, gates: None
 ) -> None:
-    """The CRD's CEL rule: keys are "ImplementationSpec/<name>" or "Agent/<name>", values
-    sha256 hex."""
+    """The CRD's CEL rule: keys are "ImplementationSpec/<name>", "Agent/<name>" or
+    "AgentProvider/<name>", values sha256 hex."""
     ns = plane.create_namespace("view-refs")
-    for references in ({"Schedule/nightly": S1}, {"Agent/codex": "not-a-digest"}):
+    for references in (
+        {"Schedule/nightly": S1},
+        {"Agent/codex": "not-a-digest"},
+        {"AgentProviders/codex": S1},
+    ):
         bad = use(ns, "uid-bad", [S1])
         bad["spec"]["references"] = references
         items = {"apiVersion": "v1", "kind": "List", "items": [bad]}
@@ -603,7 +613,7 @@ def test_a_stopped_api_server_is_a_problem_after_the_bound_and_a_restart_recover
     eventually("the webhook is ready", lambda: webhook.get("/readyz")[0] == 200)
     with view_of(client) as view:
         eventually("the view has the decision", lambda: payloads(view, ns, "run-1") == ["before"])
-        # every kind listed (the platform's six too): usable
+        # every kind listed (the platform's seven too): usable
         eventually("the view is usable", lambda: view.problem == "")
         plane.stop_apiserver()
         try:

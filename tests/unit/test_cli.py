@@ -36,14 +36,23 @@ metadata:
 spec:
   providerRef:
     name: codex-runner
+---
+apiVersion: agents.proompteng.ai/v1alpha1
+kind: AgentProvider
+metadata:
+  name: codex-runner
+  namespace: agents
+spec:
+  binary: /usr/local/bin/codex
 """
-"""The ImplementationSpec and Agent the corpus run references: what approve binds."""
+"""The ImplementationSpec and Agent the corpus run references, and the Agent's
+AgentProvider: what approve binds."""
 
 OFFLINE_WARNING = (
     "  warning: approvalgate could not check offline (pass --cluster): rejections and "
     "withdrawals recorded in the cluster; whether the approval was already used by another "
-    "run; whether the approvals bind the current content of the ImplementationSpecs and Agent "
-    "the run executes\n"
+    "run; whether the approvals bind the current content of the ImplementationSpecs, Agent and "
+    "AgentProvider the run executes\n"
 )
 
 
@@ -154,8 +163,9 @@ def test_approve_reports_what_it_signed(capsys: pytest.CaptureFixture[str], repo
         str(repo / "content.yaml"),
     )
     assert code == 0
-    signed, agent, spec, summary, line1, line2, note = err.splitlines()
+    signed, agent, provider, spec, summary, line1, line2, note = err.splitlines()
     assert agent.startswith("  binds Agent agents/codex-agent spec sha256:")
+    assert provider.startswith("  binds AgentProvider agents/codex-runner spec sha256:")
     assert spec.startswith("  binds ImplementationSpec agents/codex-impl-sample spec sha256:")
     assert [summary, line1, line2] == [
         "    | summary: Update the onboarding flow",
@@ -366,12 +376,13 @@ def test_real_upstream_runs_approve_and_verify(
     (repo / "content.yaml").write_text(  # the objects it references, in its namespace
         "\n---\n".join(
             "apiVersion: agents.proompteng.ai/v1alpha1\n"
-            f"kind: {kind}\nmetadata:\n  name: {name}\nspec: {{}}\n"
-            for kind, name in (
-                ("Agent", "codex-agent"),
-                ("ImplementationSpec", "codex-impl-sample"),
-                ("Agent", "smoke-agent"),
-                ("ImplementationSpec", "smoke-impl"),
+            f"kind: {kind}\nmetadata:\n  name: {name}\nspec: {spec}\n"
+            for kind, name, spec in (
+                ("Agent", "codex-agent", "{providerRef: {name: codex}}"),
+                ("ImplementationSpec", "codex-impl-sample", "{}"),
+                ("Agent", "smoke-agent", "{providerRef: {name: codex}}"),
+                ("ImplementationSpec", "smoke-impl", "{}"),
+                ("AgentProvider", "codex", "{}"),
             )
         )
     )

@@ -634,7 +634,11 @@ def test_a_use_not_named_by_its_runs_uid_is_denied(name: str) -> None:
 
 
 def test_a_use_binds_referenced_content_by_kind_name_and_sha256() -> None:
-    bound = {"ImplementationSpec/codex-impl-sample": "cd" * 32, "Agent/codex.agent-1": "ef" * 32}
+    bound = {
+        "ImplementationSpec/codex-impl-sample": "cd" * 32,
+        "Agent/codex.agent-1": "ef" * 32,
+        "AgentProvider/codex": "ab" * 32,
+    }
     for references in (bound, {}):
         decision = judge(
             review("approvaluses", "CREATE", use_obj(references=references), user=CONTROLLER)
@@ -646,7 +650,11 @@ def test_a_use_binds_referenced_content_by_kind_name_and_sha256() -> None:
     ("references", "says"),
     [
         (["Agent/a"], "must be an object"),
-        ({"Secret/a": "cd" * 32}, "'Secret/a' is not ImplementationSpec/<name> or Agent/<name>"),
+        (
+            {"Secret/a": "cd" * 32},
+            "'Secret/a' is not ImplementationSpec/<name>, Agent/<name> or AgentProvider/<name>",
+        ),
+        ({"AgentProviders/a": "cd" * 32}, "'AgentProviders/a' is not"),
         ({"Agent/Codex": "cd" * 32}, "'Agent/Codex' is not"),
         ({"Agent/": "cd" * 32}, "'Agent/' is not"),
         ({"Agent/" + "a" * 254: "cd" * 32}, "is not ImplementationSpec/<name>"),

@@ -22,8 +22,10 @@ from approvalgate.kube.errors import ApiError, UnreachableError
 from approvalgate.kube.store import Change, Store
 from approvalgate.kube.view import (
     AGENT,
+    AGENT_PROVIDER,
     CONTENT_DIGEST,
     CONTENT_KINDS,
+    CONTENT_PROVIDER,
     CRDS_MISSING,
     DECISION,
     IMPLEMENTATION_SPEC,
@@ -101,6 +103,7 @@ API_VERSIONS = {
     SWARM: "swarm.proompteng.ai/v1alpha1",
     IMPLEMENTATION_SPEC: "agents.proompteng.ai/v1alpha1",
     AGENT: "agents.proompteng.ai/v1alpha1",
+    AGENT_PROVIDER: "agents.proompteng.ai/v1alpha1",
 }
 
 
@@ -209,6 +212,10 @@ class Fed:
                     assert self.index.content(kind, namespace, name) == view.content(
                         kind, namespace, name
                     )
+                    if kind == AGENT:
+                        assert self.index.provider(namespace, name) == view.provider(
+                            namespace, name
+                        )
                 else:
                     assert held == slim(dict(view.object(kind, namespace, name) or {}))
             assert self.index.counts()[kind] == len(stored)
@@ -397,7 +404,33 @@ def test_referenced_content_is_kept_as_the_digest_of_its_spec_only() -> None:
     assert fed.index.content(AGENT, "ns-a", "huge") == content.digest(huge)  # matches no binding
     fed.event(IMPLEMENTATION_SPEC, "DELETED", platform_object(IMPLEMENTATION_SPEC, "ns-a", "a"))
     assert fed.index.content(IMPLEMENTATION_SPEC, "ns-a", "a") is None
-    assert {IMPLEMENTATION_SPEC, AGENT} == CONTENT_KINDS
+    assert {IMPLEMENTATION_SPEC, AGENT, AGENT_PROVIDER} == CONTENT_KINDS
+    fed.assert_agrees()
+
+
+def test_an_agent_is_kept_with_the_name_of_its_provider() -> None:
+    """A run executes the AgentProvider its Agent names: the view keeps that name beside the
+    Agent's digest, and the provider as a digest (decide() binds both)."""
+    fed = Fed()
+    spec = {"providerRef": {"name": "codex-cli"}, "config": {"x": 1}}
+    fed.event(AGENT, "ADDED", platform_object(AGENT, "ns-a", "codex", spec))
+    assert fed.index.provider("ns-a", "codex") == "codex-cli"
+    held = fed.index.object(AGENT, "ns-a", "codex") or {}
+    assert held[CONTENT_PROVIDER] == "codex-cli"
+    assert fed.index.content(AGENT, "ns-a", "codex") == sha(spec)
+    runner = {"binary": "/usr/local/bin/codex", "env": [{"name": "A", "value": "b"}]}
+    fed.event(AGENT_PROVIDER, "ADDED", platform_object(AGENT_PROVIDER, "ns-a", "codex-cli", runner))
+    assert fed.index.content(AGENT_PROVIDER, "ns-a", "codex-cli") == sha(runner)
+    assert CONTENT_PROVIDER not in (fed.index.object(AGENT_PROVIDER, "ns-a", "codex-cli") or {})
+    # moved to another provider; naming none; not held
+    fed.event(
+        AGENT, "MODIFIED", platform_object(AGENT, "ns-a", "codex", {"providerRef": {"name": "b"}})
+    )
+    assert fed.index.provider("ns-a", "codex") == "b"
+    fed.event(AGENT, "MODIFIED", platform_object(AGENT, "ns-a", "codex", {}))
+    assert fed.index.provider("ns-a", "codex") == ""
+    assert fed.index.provider("ns-a", "absent") is None
+    assert fed.index.provider("ns-b", "codex") is None
     fed.assert_agrees()
 
 
@@ -506,9 +539,12 @@ def test_any_sequence_of_changes_and_relists_agrees_with_a_view_built_from_the_s
         )
 
     def platform(kind: str) -> Callable[[str], dict[str, Any]]:
-        return lambda name: platform_object(
-            kind, rng.choice(namespaces), name, {"n": rng.randrange(3)}
-        )
+        def spec() -> dict[str, Any]:
+            if kind == AGENT and rng.random() < 0.8:
+                return {"providerRef": {"name": f"p{rng.randrange(3)}"}}
+            return {"n": rng.randrange(3)}
+
+        return lambda name: platform_object(kind, rng.choice(namespaces), name, spec())
 
     makers = {
         DECISION: some_decision,

@@ -85,6 +85,14 @@ metadata:
 spec:
   providerRef:
     name: codex-runner
+---
+apiVersion: agents.proompteng.ai/v1alpha1
+kind: AgentProvider
+metadata:
+  name: codex-runner
+  namespace: agents
+spec:
+  binary: /usr/local/bin/codex
 """
 ORCHESTRATION_RUN = """\
 apiVersion: orchestration.proompteng.ai/v1alpha1
@@ -215,8 +223,9 @@ def test_approve_a_schedule_writes_its_run_template_and_signs_its_coverage(
         "2026-11-22T12:00:00Z"
     )
     assert lines[1].startswith("  binds Agent agents/codex-agent spec sha256:")
-    assert lines[2].startswith("  binds ImplementationSpec agents/task-a spec sha256:")
-    assert lines[3:] == [
+    assert lines[2].startswith("  binds AgentProvider agents/codex-runner spec sha256:")
+    assert lines[3].startswith("  binds ImplementationSpec agents/task-a spec sha256:")
+    assert lines[4:] == [
         "    | summary: The nightly report",
         *(f"    | line {i}" for i in range(1, 8)),
         "    | ... (2 more lines)",
@@ -416,9 +425,9 @@ def test_missing_content_names_the_object_and_both_options(
         "error: AgentRun agents/nightly-target references Agent agents/codex-agent, "
         "ImplementationSpec agents/task-a: an approval must bind that content "
         "(referencedContent: bind), so nothing was signed\n"
-        "  hint: give the objects' manifests with --content FILE (ImplementationSpec/Agent), or "
-        "read them from the cluster with --cluster; an environment with referencedContent: "
-        "off needs neither (pass its --bundle)\n"
+        "  hint: give the objects' manifests with --content FILE (ImplementationSpec, Agent and "
+        "the AgentProvider it names), or read them from the cluster with --cluster; an "
+        "environment with referencedContent: off needs neither (pass its --bundle)\n"
     )
     assert (work / "target.yaml").read_text() == before
     # without a compiled bundle the environment's setting is assumed: nothing given, nothing
@@ -436,7 +445,7 @@ def test_missing_content_names_the_object_and_both_options(
     (statement,) = statements(yaml.safe_load(out))
     assert "references" not in statement["predicate"]
     agent_only = work / "agent.yaml"
-    agent_only.write_text(CONTENT.split("---\n")[1])
+    agent_only.write_text("---\n".join(CONTENT.split("---\n")[1:]))  # and its provider
     code, _, err = approve(capsys, work / "target.yaml", "--content", str(agent_only))
     assert (code, err) == (
         1,
@@ -446,10 +455,29 @@ def test_missing_content_names_the_object_and_both_options(
         "  hint: give the object's manifest with --content FILE, or read it from the cluster "
         "with --cluster (it must exist there first)\n",
     )
+    no_provider = work / "no-provider.yaml"  # the AgentProvider the Agent names is content too
+    no_provider.write_text("---\n".join(CONTENT.split("---\n")[:2]))
+    code, _, err = approve(capsys, work / "target.yaml", "--content", str(no_provider))
+    assert (code, err.splitlines()[0]) == (
+        1,
+        "error: AgentRun agents/nightly-target references AgentProvider agents/codex-runner "
+        "(the provider Agent agents/codex-agent names), not found in --content "
+        f"{no_provider}: the approval must bind the content it runs (referencedContent: "
+        "bind), so nothing was signed",
+    )
+    unnamed = work / "unnamed.yaml"  # an Agent naming no provider: nothing to bind, no record
+    unnamed.write_text(CONTENT.replace("  providerRef:\n    name: codex-runner\n", "  {}\n"))
+    code, _, err = approve(capsys, work / "target.yaml", "--content", str(unnamed))
+    assert (code, err.splitlines()[0]) == (
+        1,
+        "error: AgentRun agents/nightly-target executes Agent agents/codex-agent, which names "
+        f"no AgentProvider (spec.providerRef.name) in --content {unnamed}: the approval must "
+        "bind the runner the run executes (referencedContent: bind), so nothing was signed",
+    )
     code, _, err = approve(capsys, work / "target.yaml", "--content", str(work / "schedule.yaml"))
     assert (code, err.splitlines()[0]) == (
         1,
-        f"error: {work / 'schedule.yaml'}: no ImplementationSpec or Agent "
+        f"error: {work / 'schedule.yaml'}: no ImplementationSpec, Agent or AgentProvider "
         "(agents.proompteng.ai) in this file",
     )
     assert (work / "target.yaml").read_text() == before
@@ -462,7 +490,11 @@ def test_a_run_binds_its_content(capsys: pytest.CaptureFixture[str], work: Path)
     view = content_view(work)
     expected = content.binding(content.refs(yaml.safe_load(TARGET)["spec"]), "agents", view)
     assert statement["predicate"]["references"] == expected
-    assert sorted(expected) == ["Agent/codex-agent", "ImplementationSpec/task-a"]
+    assert sorted(expected) == [
+        "Agent/codex-agent",
+        "AgentProvider/codex-runner",
+        "ImplementationSpec/task-a",
+    ]
 
 
 def test_one_file_with_the_schedule_its_target_and_content(
@@ -474,7 +506,7 @@ def test_one_file_with_the_schedule_its_target_and_content(
     both.write_text("---\n".join([SCHEDULE, TARGET, CONTENT]))
     code, out, err = approve(capsys, both)
     assert code == 0, err
-    schedule, target, spec, agent = yaml.safe_load_all(out)
+    schedule, target, spec, agent, _ = yaml.safe_load_all(out)
     assert parents.TEMPLATE_ANNOTATION in schedule["metadata"]["annotations"]
     assert statements(schedule)[0]["predicate"]["references"] == content.binding(
         ("Agent/codex-agent", "ImplementationSpec/task-a"), "agents", content_view(work)
@@ -483,7 +515,7 @@ def test_one_file_with_the_schedule_its_target_and_content(
     assert records.ANNOTATION not in (spec["metadata"].get("annotations") or {})
     assert "annotations" not in agent["metadata"]
     partial = work / "partial.yaml"
-    partial.write_text("---\n".join([TARGET, CONTENT.split("---\n")[1]]))
+    partial.write_text("---\n".join([TARGET, *CONTENT.split("---\n")[1:]]))
     code, _, err = approve(capsys, partial)
     assert (code, err.splitlines()[0]) == (
         1,

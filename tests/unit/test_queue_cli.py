@@ -64,8 +64,17 @@ metadata:
   namespace: agents
 spec:
   text: Write the nightly report.
+---
+apiVersion: agents.proompteng.ai/v1alpha1
+kind: AgentProvider
+metadata:
+  name: codex-runner
+  namespace: agents
+spec:
+  binary: /usr/local/bin/codex
 """
-"""What RUN references: approve binds it (referencedContent: bind, the default)."""
+"""What RUN references, and the AgentProvider its Agent names: approve binds them
+(referencedContent: bind, the default)."""
 
 
 def content_file(folder: Path) -> str:
@@ -432,8 +441,9 @@ def test_approve_without_a_bundle_assumes_the_default_and_says_so(
         "(clusterView: required assumed for environment staging, approvalgate.yaml's default; "
         "approve with --bundle rendered/staging/bundle.json to use its setting"
     )
-    name_note, _, agent, spec, text, finalizer_note = err.splitlines()
+    name_note, _, agent, provider, spec, text, finalizer_note = err.splitlines()
     assert agent.startswith("  binds Agent agents/codex-agent spec sha256:")
+    assert provider.startswith("  binds AgentProvider agents/codex-runner spec sha256:")
     assert spec.startswith("  binds ImplementationSpec agents/codex-impl-sample spec sha256:")
     assert text == "    | Write the nightly report."
     assert name_note.startswith("note: AgentRun agents/nightly-* has only generateName: named it")
