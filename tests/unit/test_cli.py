@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from approvalgate.cli import main
+from tests.support.cli_output import OFFLINE_WARNING
 from tests.support.corpus import BASE, KEYS
 from tests.support.paths import ROOT, UPSTREAM_AGENTS
 
@@ -47,13 +48,6 @@ spec:
 """
 """The ImplementationSpec and Agent the corpus run references, and the Agent's
 AgentProvider: what approve binds."""
-
-OFFLINE_WARNING = (
-    "  warning: approvalgate could not check offline (pass --cluster): rejections and "
-    "withdrawals recorded in the cluster; whether the approval was already used by another "
-    "run; whether the approvals bind the current content of the ImplementationSpecs, Agent and "
-    "AgentProvider the run executes\n"
-)
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:

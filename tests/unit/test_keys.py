@@ -29,6 +29,7 @@ from approvalgate.approvals import keys, records
 from approvalgate.approvals.errors import RecordError
 from approvalgate.cli import main
 from approvalgate.commands.keygen import approver_document
+from tests.support.cli_output import OFFLINE_WARNING
 from tests.support.corpus import BASE, KEYS, signer
 from tests.support.paths import ROOT
 
@@ -47,14 +48,6 @@ ECDSA_P521 = keys.KeyType(
     generate=_generate_p521,
 )
 ACCEPTED = "Ed25519, ECDSA P-256, ECDSA P-384, RSA-PSS or OpenSSH (ed25519, ecdsa, rsa, sk-*)"
-
-#: verify without --cluster where the environment requires the cluster view (issue 15)
-OFFLINE_WARNING = (
-    "  warning: approvalgate could not check offline (pass --cluster): rejections and "
-    "withdrawals recorded in the cluster; whether the approval was already used by another "
-    "run; whether the approvals bind the current content of the ImplementationSpecs and Agent "
-    "the run executes\n"
-)
 
 
 @pytest.fixture

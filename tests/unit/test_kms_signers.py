@@ -35,14 +35,8 @@ from approvalgate.approvals import keys
 from approvalgate.cli import main
 from approvalgate.commands.keygen import approver_document
 from approvalgate.signers import kms
+from tests.support.cli_output import OFFLINE_WARNING
 from tests.support.corpus import BASE, KEYS, compile_case_bundle
-
-OFFLINE_WARNING = (
-    "  warning: approvalgate could not check offline (pass --cluster): rejections and "
-    "withdrawals recorded in the cluster; whether the approval was already used by another "
-    "run; whether the approvals bind the current content of the ImplementationSpecs and Agent "
-    "the run executes\n"
-)
 
 
 def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:

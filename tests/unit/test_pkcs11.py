@@ -34,6 +34,7 @@ from pkcs11 import Attribute, KeyType, ObjectClass
 from approvalgate.approvals import keys
 from approvalgate.cli import main
 from approvalgate.signers import pkcs11 as hsm
+from tests.support.cli_output import OFFLINE_WARNING
 from tests.support.corpus import BASE, KEYS
 from tests.support.softhsm import MODULE, PIN, SoftHSM
 
@@ -41,14 +42,6 @@ LABEL = "approvalgate-test"
 P256_ID, P384_ID, P521_ID = 2, 3, 4
 REF = f"hsm:{P256_ID}?label={LABEL}"
 REF_384 = f"hsm:{P384_ID}?label={LABEL}"
-
-#: verify without --cluster where the environment requires the cluster view (issue 15)
-OFFLINE_WARNING = (
-    "  warning: approvalgate could not check offline (pass --cluster): rejections and "
-    "withdrawals recorded in the cluster; whether the approval was already used by another "
-    "run; whether the approvals bind the current content of the ImplementationSpecs and Agent "
-    "the run executes\n"
-)
 
 
 @pytest.fixture(scope="module")
