@@ -891,16 +891,23 @@ def _check_record(
 def _withdrawal(record: records.ParsedRecord, approver: Approver, bundle: Bundle) -> _Check:
     """A withdrawal counts once its signature verifies with a key valid when it was issued:
     expired or not, it only takes back (an expired withdrawal must not revive an approval)."""
+    return _unsigned(record, approver, bundle) or _Check(record, approver, "")
+
+
+def _unsigned(record: records.ParsedRecord, approver: Approver, bundle: Bundle) -> _Check | None:
+    """The check of a record that only takes back or away (a withdrawal, a reject) whose
+    signature does not verify with a key of ``approver`` valid when it was issued; None when
+    it does (such a record counts whatever its dates: :func:`_withdrawal`, :func:`_rejection`)."""
     claim = record.claim
     keys = [k.key for k in approver.keys if k.valid_at(claim.issued_at)]
-    if bundle.verifier.signed_by(record, keys) is None:
-        return _Check(
-            record,
-            approver,
-            f"signature does not verify with a key of {approver.name} "
-            f"valid at {records.format_time(claim.issued_at)}",
-        )
-    return _Check(record, approver, "")
+    if bundle.verifier.signed_by(record, keys) is not None:
+        return None
+    return _Check(
+        record,
+        approver,
+        f"signature does not verify with a key of {approver.name} "
+        f"valid at {records.format_time(claim.issued_at)}",
+    )
 
 
 def _own_run(bundle: Bundle, approver: Approver, run: _Run) -> str:
@@ -933,15 +940,10 @@ def _rejection(
     before it expired has expired too, so a requester cannot wait a veto out and apply the
     run with approvals given before it (class 21). Its ApprovalDecision may be deleted only
     then (approvals.gates)."""
+    unsigned = _unsigned(record, approver, bundle)
+    if unsigned is not None:
+        return unsigned
     claim = record.claim
-    keys = [k.key for k in approver.keys if k.valid_at(claim.issued_at)]
-    if bundle.verifier.signed_by(record, keys) is None:
-        return _Check(
-            record,
-            approver,
-            f"signature does not verify with a key of {approver.name} "
-            f"valid at {records.format_time(claim.issued_at)}",
-        )
     until = None
     if now >= claim.expires_at or claim.expires_at <= claim.issued_at:
         until = moment_after(claim.expires_at, longest_lifetime(bundle))
