@@ -6,14 +6,15 @@
 Issue 16 adds work to the admission path: a run the platform created is judged by
 deriving it from its parent in the cluster view (a Schedule's run template compared in
 RFC 8785 form, the parent's coverage digest, its records), and every approval binds the
-content (ImplementationSpec, Agent) the run executes, checked against the view. Measured
-in process (``approvals.view.StaticView``), CPU per ``decide()`` call, ways interleaved
-review by review after a warm-up round, the ratio to the baseline of the same run:
+content (ImplementationSpec, Agent, its AgentProvider) the run executes, checked against
+the view. Measured in process (``approvals.view.StaticView``), CPU per ``decide()`` call,
+ways interleaved review by review after a warm-up round, the ratio to the baseline of the
+same run:
 
 - **records** (baseline): a run created by a person, two signed approvals, cluster view
   required, content not bound (what issue 15 measured);
 - **records + content**: the same with ``referencedContent: bind`` (each record binds the
-  run's ImplementationSpec and Agent, both in the view);
+  run's ImplementationSpec, Agent and the Agent's AgentProvider, all in the view);
 - **schedule run**: a run the schedule runner created (a fresh ``idempotencyKey``), judged
   by its approved Schedule (two approvals on the Schedule, content bound);
 - **orchestration step**: a step run the orchestration controller created, judged by its
@@ -95,6 +96,10 @@ CONTENT = [
     {
         **_meta("Agent", "codex-agent"),
         "spec": {"providerRef": {"name": "codex"}, "config": {"model": "gpt"}},
+    },
+    {
+        **_meta("AgentProvider", "codex"),
+        "spec": {"binary": "/usr/local/bin/codex", "args": ["exec", "--json"]},
     },
 ]
 
@@ -319,8 +324,9 @@ def markdown(result: Mapping[str, Any]) -> str:
         f"(`StaticView`), {setup['rounds']} rounds after a warm-up, ways interleaved review "
         "by review. CPU per admission (`time.process_time()`); ratios to **records** (a "
         "person's run with two approvals, cluster view required, content not bound) of the "
-        "same run. **records + content**: the records bind the run's ImplementationSpec and "
-        "Agent (checked against the view). **schedule run**: created by the schedule runner, "
+        "same run. **records + content**: the records bind the run's ImplementationSpec, "
+        "Agent and the Agent's AgentProvider (checked against the view). **schedule run**: "
+        "created by the schedule runner, "
         "judged by its approved Schedule (template compared, coverage digest, two approvals "
         "binding content). **orchestration step**: created by the orchestration controller, "
         "judged by its approved OrchestrationRun (its Orchestration from the view).",

@@ -101,6 +101,7 @@ def test_view_admission_quick_through_the_api_servers_watches(bench_module: Any)
                 "Swarm",
                 "ImplementationSpec",
                 "Agent",
+                "AgentProvider",
             ),
             0,
         ),
