@@ -149,7 +149,7 @@ def problems(
             )
         elif provider:
             named_by.setdefault(key(PROVIDER, provider), name)
-    for ref in required(wanted, namespace, view):
+    for ref in sorted({*wanted, *named_by}):  # what required() gives, without asking again
         kind, name = split(ref)
         current = view.content(kind, namespace, name)
         if current is None and ref in named_by and ref not in wanted:

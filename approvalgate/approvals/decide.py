@@ -648,8 +648,7 @@ def _own_approval(record: records.ParsedRecord, subject: str, bundle: Bundle) ->
     ):
         return False
     approver = bundle.approvers.get(claim.approver)
-    keys = [k.key for k in approver.keys if k.valid_at(claim.issued_at)] if approver else []
-    return bundle.verifier.signed_by(record, keys) is not None
+    return approver is not None and _unsigned(record, approver, bundle) is None
 
 
 def used_statements(
