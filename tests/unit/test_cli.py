@@ -254,6 +254,30 @@ def test_bypass_reason_needs_visible_text(
     assert (repo / "run.yaml").read_text() == before
 
 
+def test_bypass_reason_must_read_as_written(capsys: pytest.CaptureFixture[str], repo: Path) -> None:
+    """Class 20: a bidi override would show the stored reason in another order; refused."""
+    before = (repo / "run.yaml").read_text()
+    code, out, err = run(
+        capsys,
+        "approve",
+        str(repo / "run.yaml"),
+        "--key",
+        str(repo / "oncall.key"),
+        "--approver",
+        "oncall",
+        "--bypass",
+        "--reason",
+        "INC-4711 \u202edeliaf kcehc",
+        "--in-place",
+    )
+    assert (code, out) == (2, "")
+    assert err.startswith(
+        "error: --reason: a bypass reason must read as written: character 10 is U+202E "
+        "(RIGHT-TO-LEFT OVERRIDE), which hides or reorders text"
+    )
+    assert (repo / "run.yaml").read_text() == before
+
+
 def test_ttl_capped_by_policy(capsys: pytest.CaptureFixture[str], repo: Path) -> None:
     code, _, err = run(
         capsys,
