@@ -268,15 +268,17 @@ def find(
 def preview(obj: Mapping[str, Any] | None, limit: int = PREVIEW_LINES) -> list[str]:
     """The first ``limit`` lines of an ImplementationSpec's summary and text (and how many
     more there are)."""
+    from approvalgate.approvals.hidden_text import escaped
+
     if obj is None:
         return []
     spec = obj.get("spec") or {}
     lines: list[str] = []
     summary = spec.get("summary")
     if isinstance(summary, str) and summary.strip():
-        lines.append(f"summary: {summary.strip()}")
+        lines.append(f"summary: {escaped(summary.strip())}")
     text = spec.get("text")
-    body = text.splitlines() if isinstance(text, str) else []
+    body = escaped(text).splitlines() if isinstance(text, str) else []
     lines.extend(body)
     if len(lines) > limit:
         rest = len(lines) - limit

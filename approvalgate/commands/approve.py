@@ -182,8 +182,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--now", metavar="RFC3339", help="sign as of this time (testing, backdating)"
     )
+    add_accept_hidden_text(parser)
     _add_bound(parser)
     add_cluster(parser)
+
+
+def add_accept_hidden_text(parser: argparse.ArgumentParser) -> None:
+    """--accept-hidden-text: sign text holding characters that show as nothing."""
+    parser.add_argument(
+        "--accept-hidden-text",
+        action="store_true",
+        help="approve even though the run's spec or the content it binds holds characters "
+        "a screen does not show (tag characters, bidi overrides, zero-width or control "
+        "characters), which the agent reads: refused without it, and each one is listed",
+    )
 
 
 def _add_bound(parser: argparse.ArgumentParser) -> None:
@@ -368,6 +380,25 @@ def _approve_file(args: argparse.Namespace) -> int:
     parent_refs = [
         bound(p.coverage.references, p.parent.namespace, p.parent.what) for p in prepared
     ]
+    if decision != "reject":
+        for run in runs:
+            refuse_hidden_text(
+                [(f"AgentRun {run.ref}", run.obj)],
+                run_refs[run.ref],
+                run.namespace,
+                objects,
+                args.accept_hidden_text,
+                _say,
+            )
+        for item, references in zip(prepared, parent_refs, strict=True):
+            refuse_hidden_text(
+                [(item.parent.what, item.obj)],
+                references,
+                item.parent.namespace,
+                objects,
+                args.accept_hidden_text,
+                _say,
+            )
     result = (
         _sign_runs(
             args,
@@ -403,6 +434,48 @@ def _approve_file(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(result)
     return 0
+
+
+def refuse_hidden_text(
+    signed: Sequence[tuple[str, Mapping[str, Any] | None]],
+    bound: Mapping[str, str],
+    namespace: str,
+    objects: Sequence[Mapping[str, Any]],
+    accepted: bool,
+    say: Callable[[str], None],
+) -> None:
+    """Refuse to approve text the approver cannot see (:mod:`hidden_text`): ``signed`` are
+    (what, object) pairs whose spec the record binds, ``bound`` the referenced content's
+    keys (found among ``objects`` in ``namespace``). With ``accepted``
+    (``--accept-hidden-text``) each finding is only said."""
+    from approvalgate.approvals import hidden_text
+    from approvalgate.approvals.errors import ApprovalgateError
+    from approvalgate.commands import _content
+
+    found = [f for what, obj in signed for f in hidden_text.scan(f"{what} spec", _spec(obj))]
+    for key in sorted(bound):
+        kind, _, name = key.partition("/")
+        obj = _content.find(objects, kind, namespace, name)
+        found += hidden_text.scan(f"{kind} {namespace}/{name} spec", _spec(obj))
+    if not found:
+        return
+    lines = "\n".join(f"  - {f.describe()}" for f in found)
+    if accepted:
+        say(f"note: --accept-hidden-text: signing text that holds hidden characters:\n{lines}")
+        return
+    raise ApprovalgateError(
+        "refusing to approve text you cannot see: the agent reads every character below, a "
+        f"screen shows none of them; nothing was signed\n{lines}",
+        advice=(
+            "ask the requester what they are for, and for text without them; to sign anyway, "
+            "after reading them, pass --accept-hidden-text to `approvalgate approve` (the "
+            "console never signs such text)"
+        ),
+    )
+
+
+def _spec(obj: Mapping[str, Any] | None) -> object:
+    return (obj or {}).get("spec")
 
 
 def _content_refs(obj: dict[str, Any]) -> tuple[str, ...]:
@@ -744,6 +817,7 @@ def decide_on_request(args: argparse.Namespace, decision: str) -> int:
             env=args.env,
             now=now,
             note=_say,
+            accept_hidden_text=getattr(args, "accept_hidden_text", False),
         )
     _content.show(filed.references, namespace, filed.read)
     if args.output == "json":
@@ -861,6 +935,7 @@ def file_decision(
     now: datetime | None = None,
     request: Mapping[str, Any] | None = None,
     note: Callable[[str], None] | None = None,
+    accept_hidden_text: bool = False,
 ) -> FiledDecision:
     """Sign ``decision`` (approve, reject, withdraw, bypass) by ``approver`` about the
     ApprovalRequest ``namespace/name`` with ``signer`` and file it as an ApprovalDecision
@@ -868,7 +943,9 @@ def file_decision(
     printing. ``request``: the request as already read (else it is read here); ``ttl``: as
     ``--ttl`` gives it (default: the bundle's bound, else 24h); ``bundle_file``: how messages
     name ``bundle``; ``now``: the signing time (default: now). Each note (``note: ...``) goes
-    to ``note`` when it is said and into :attr:`FiledDecision.notes`.
+    to ``note`` when it is said and into :attr:`FiledDecision.notes`. An approval of text
+    holding hidden characters is refused unless ``accept_hidden_text``
+    (:func:`refuse_hidden_text`).
 
     Every refusal is an :class:`ApprovalgateError` with advice, raised before anything is
     signed (or, for the API server's, before anything is created)."""
@@ -916,6 +993,15 @@ def file_decision(
     cap = manifests.ttl_cap(bundle, [run], decision) if bundle is not None else None
     seconds = ttl_seconds(ttl, cap)
     references, read = _request_content(client, run, decision, bundle, ref, say)
+    if decision in ("approve", "bypass"):
+        refuse_hidden_text(
+            [(f"AgentRun {run.ref}", run.obj)],
+            references,
+            namespace,
+            read,
+            accept_hidden_text,
+            say,
+        )
     claim = _claim_of(approver, reason, run, decision, environment, now, seconds, references)
     envelope = records.sign(claim, signer)
     me = _cluster.whoami(client)
@@ -1128,7 +1214,8 @@ def _request_run(request: dict[str, Any], namespace: str, ref: str) -> Any:
         raise ApprovalgateError(f"ApprovalRequest {ref} embeds no run (spec.run)")
     meta = dict(embedded.get("metadata") or {})
     meta["namespace"] = namespace
-    text = json.dumps({**embedded, "metadata": meta}, indent=1)
+    # raw characters: YAML reads no JSON surrogate pair (an emoji as \ud83d\ude00)
+    text = json.dumps({**embedded, "metadata": meta}, indent=1, ensure_ascii=False)
     runs = manifests.agent_runs(text, f"ApprovalRequest {ref} spec.run", namespace)
     if len(runs) != 1 or runs[0].name != (request.get("metadata") or {}).get("name"):
         raise ApprovalgateError(

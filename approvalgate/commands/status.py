@@ -240,7 +240,7 @@ def object_status(args: argparse.Namespace, kind: str, ref: str) -> int:
     if found is None:
         raise ApprovalgateError(f"{kind} {namespace}/{name} not found in the cluster")
     found = {**found, "kind": kind}
-    text = json.dumps(found)
+    text = json.dumps(found, ensure_ascii=False)  # YAML reads no JSON surrogate pair
     cluster = argparse.Namespace(cluster=True, kubeconfig=args.kubeconfig, context=args.context)
     view = _view.load_view(cluster, [namespace])
     if kind == "AgentRun":

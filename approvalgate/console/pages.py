@@ -350,6 +350,8 @@ def request_context(
     verdicts = _verdicts(obj, state, me.bundle, held, moment)
     decisions = decisions_for(state, item, moment, verdicts)
     refusals, notes = _may_decide({**item, "decisions": decisions}, me)
+    if not refusals["approve"]:
+        refusals["approve"] = hidden_refusal(f"{namespace}/{name}", run, held)
     return {
         **base,
         "found": True,
@@ -403,6 +405,27 @@ def render_request(
     )
 
 
+def hidden_refusal(ref: str, run: Mapping[str, Any], held: Sequence[Mapping[str, Any]]) -> str:
+    """Why the console does not approve request ``ref`` when its run's spec or the content
+    ``held`` holds characters a screen does not show ("" when neither does): the CLI signs
+    such text only with ``--accept-hidden-text``, after the approver has read it."""
+    from approvalgate.approvals import hidden_text
+
+    found = hidden_text.scan("the run's spec", run.get("spec"))
+    for obj in held:
+        meta = obj.get("metadata") or {}
+        found += hidden_text.scan(f"{obj.get('kind')} {meta.get('name')} spec", obj.get("spec"))
+    if not found:
+        return ""
+    return (
+        "this request holds text you cannot see, which the agent reads ("
+        + "; ".join(f.describe() for f in found[:3])
+        + (f"; {len(found) - 3} more" if len(found) > 3 else "")
+        + "): ask the requester what it is for; to sign it anyway, after reading it, run "
+        f"`approvalgate approve --request {ref} --accept-hidden-text ...`"
+    )
+
+
 def _error_context(error: Any) -> dict[str, str] | None:
     if error is None:
         return None
@@ -436,7 +459,12 @@ def to_yaml(obj: object) -> str:
     """``obj`` as block YAML in its own key order (what a reader expects of a manifest)."""
     if not obj:
         return ""
-    return yaml.safe_dump(obj, sort_keys=False, default_flow_style=False, allow_unicode=True)
+    from approvalgate.approvals.hidden_text import escaped
+
+    # characters that show as nothing are written as <U+XXXX>: the approver sees them
+    return escaped(
+        yaml.safe_dump(obj, sort_keys=False, default_flow_style=False, allow_unicode=True)
+    )
 
 
 def read_content(client: Client, namespace: str, run: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -445,6 +473,7 @@ def read_content(client: Client, namespace: str, run: Mapping[str, Any]) -> list
     the object."""
     from approvalgate.approvals import content
     from approvalgate.approvals.errors import ApprovalgateError
+    from approvalgate.approvals.hidden_text import escaped
     from approvalgate.kube import objects
     from approvalgate.kube.view import OBJECT_RESOURCES
 
@@ -476,8 +505,8 @@ def read_content(client: Client, namespace: str, run: Mapping[str, Any]) -> list
         else:
             body = obj.get("spec") or {}
             if kind == "ImplementationSpec":
-                entry["summary"] = str(body.get("summary") or "")
-                entry["text"] = str(body.get("text") or "")
+                entry["summary"] = escaped(str(body.get("summary") or ""))
+                entry["text"] = escaped(str(body.get("text") or ""))
             entry["yaml"] = to_yaml(body)
             entry["object"] = {**obj, "kind": kind}
             provider = content.provider_name(obj) if kind == content.AGENT else ""

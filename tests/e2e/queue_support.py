@@ -86,13 +86,20 @@ class People:
         return path
 
     def request(
-        self, name: str, *, user: str = "requester", agent: str = "codex-agent", reason: str = ""
+        self,
+        name: str,
+        *,
+        user: str = "requester",
+        agent: str = "codex-agent",
+        reason: str = "",
+        task: str = "",
     ) -> dict[str, Any]:
-        """``approvalgate request`` of a run named ``name``: the created request (JSON)."""
+        """``approvalgate request`` of a run named ``name`` (its task ``task``, else the
+        example's): the created request (JSON)."""
         done = self.ok(
             user,
             "request",
-            str(self.run_file(name, agent=agent)),
+            str(self.run_file(name, agent=agent, task=task)),
             "--env",
             ENV,
             "--reason",
