@@ -164,6 +164,13 @@ def request_problem(
         return f"spec.reason must be text of at most {REASON_MAX_CHARS} characters"
     if reason and reasons.visible_length(reason) == 0:
         return "spec.reason is only invisible characters"
+    if reason and (hidden := reasons.hiding_character(reason)) is not None:
+        # approvers read it in a terminal (`pending`, `status`) and in the console: an
+        # escape sequence or a bidi override would make it show otherwise than stored
+        return (
+            f"spec.reason must read as written: character {hidden[0] + 1} is "
+            f"U+{ord(hidden[1]):04X}, a control or format character"
+        )
     run = _mapping(spec.get("run"))
     run_meta = _mapping(run.get("metadata"))
     if run.get("kind") != "AgentRun" or not str(run.get("apiVersion", "")).startswith(

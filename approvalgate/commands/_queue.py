@@ -257,7 +257,12 @@ def pending_header(all_namespaces: bool) -> list[str]:
 
 
 def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    """Columns padded to their widest cell, three spaces apart (kubectl's layout)."""
+    """Columns padded to their widest cell, three spaces apart (kubectl's layout); a
+    character that would hide or reorder text on a terminal is written as ``<U+XXXX>``."""
+    from approvalgate.approvals.hidden_text import escaped
+
+    header = [escaped(c) for c in header]
+    rows = [[escaped(c) for c in r] for r in rows]
     widths = [max(len(r[i]) for r in (header, *rows)) for i in range(len(header))]
     lines = [
         "   ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()

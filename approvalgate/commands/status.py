@@ -128,7 +128,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def render(item: Mapping[str, Any], now: Any) -> str:
-    """The text form: one fact per line, then the decisions as a table."""
+    """The text form: one fact per line, then the decisions as a table. What others wrote
+    (reasons, messages) never reaches the terminal as escape codes or bidi controls: such
+    characters are written as ``<U+XXXX>``."""
+    from approvalgate.approvals.hidden_text import escaped
     from approvalgate.commands._queue import age, phase_text, table
 
     ref = f"{item['namespace']}/{item['name']}"
@@ -188,7 +191,7 @@ def render(item: Mapping[str, Any], now: Any) -> str:
     hint = _next_step(item)
     if hint:
         lines.append(hint)
-    return "\n".join(lines) + "\n"
+    return escaped("\n".join(lines) + "\n")
 
 
 def _next_step(item: Mapping[str, Any]) -> str:

@@ -215,6 +215,12 @@ def test_a_request_cannot_be_created_cancelled_or_with_an_invisible_reason() -> 
         "invalid-request",
         "only invisible characters",
     )
+    for hiding in ("\x1b[2K\x1b[1A", "\u202e", "\n", "\u200b"):  # escapes, bidi, a new line
+        denied(
+            create_request(approval_request(reason=f"nightly report {hiding}for finance")),
+            "invalid-request",
+            f"spec.reason must read as written: character 16 is U+{ord(hiding[0]):04X}",
+        )
     denied(create_request(approval_request(reason="x" * 1025)), "invalid-request", "1024")
     assert create_request(approval_request(reason="x" * 1024)).allowed
 

@@ -387,6 +387,18 @@ def test_status_text_pending_and_submitted() -> None:
     assert "next: the approvalgate controller has not evaluated it yet" in render(new, NOW)
 
 
+def test_status_and_pending_never_print_escape_codes_or_bidi_controls() -> None:
+    """A message or reason written by someone else (a status message, a decision's name)
+    reaches the approver's terminal with its escape sequences and bidi controls written as
+    <U+XXXX>: it cannot clear a line, move the cursor or reorder text."""
+    item = _queue.summary(request({**PENDING, "message": "ok\x1b[1A\x1b[2KApproved \u202eby"}))
+    item["decisions"] = []
+    text = render(item, NOW)
+    assert "  message:       ok<U+001B>[1A<U+001B>[2KApproved <U+202E>by\n" in text
+    assert "\x1b" not in text and "\u202e" not in text
+    assert _queue.table(["A"], [["x\x1b]0;title\x07"]]) == "A\nx<U+001B>]0;title<U+0007>\n"
+
+
 # --- approve of a file: one run per approval where the cluster view is required -----------
 
 
