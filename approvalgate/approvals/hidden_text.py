@@ -29,6 +29,7 @@ _SHOWN_CONTROLS: Final = frozenset("\t\n\r")
 _BLANK: Final = frozenset("\u115f\u1160\u3164\uffa0\u2800\u034f\u17b4\u17b5")
 """Characters of other categories that fonts render as nothing (fillers, blank patterns)."""
 _TAGS: Final = range(0xE0000, 0xE0080)
+_ASCII_HIDDEN: Final = frozenset(chr(code) for code in [*range(0x20), 0x7F]) - _SHOWN_CONTROLS
 _SAMPLE: Final = 60
 
 
@@ -105,6 +106,8 @@ def _strings(path: str, value: object) -> Iterator[tuple[str, str]]:
 
 
 def _of(path: str, text: str) -> HiddenText | None:
+    if text.isascii() and (text.isprintable() or not _ASCII_HIDDEN.intersection(text)):
+        return None  # the common case, without a look at each character
     positions = [index for index, char in enumerate(text) if is_hidden(char)]
     if not positions:
         return None

@@ -11,6 +11,10 @@ Where the bundle has clusterView: required, the webhook also reads the approvals
 the cluster. --cluster reads them too (once, from the API server); without it, verify decides
 on the manifest alone and warns which checks it could not make.
 
+A run whose spec holds characters a screen does not show (tag characters, bidi overrides,
+zero-width or control characters: what a reviewer of the file cannot see and the agent
+reads) is named on stderr with a warning; the decision does not change.
+
 examples:
   approvalgate verify run.yaml --policies policies/ approvers/ --env prod --user requester
   approvalgate verify run.yaml --bundle rendered/prod/bundle.json --output json
@@ -30,6 +34,7 @@ content, below the threshold or the minimum revision) is exit 1 with the reason.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from approvalgate.batch import fewer_collections
@@ -77,6 +82,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 @fewer_collections
 def run(args: argparse.Namespace) -> int:
     from approvalgate import manifests, reports
+    from approvalgate.approvals import hidden_text
     from approvalgate.approvals.decide import decide
     from approvalgate.approvals.errors import UsageError
     from approvalgate.approvals.identity import POD_NAME_EXTRA, POD_UID_EXTRA
@@ -106,5 +112,12 @@ def run(args: argparse.Namespace) -> int:
                 POD_UID_EXTRA: [f"verify --pod {args.pod}"],
             }
         outcomes.append((run_, decide(request, bundle, now, view)))
+    for run_ in runs:  # what a reviewer of the file could not see (docs/queue-cli.md)
+        for found in hidden_text.scan(f"AgentRun {run_.ref} spec", run_.obj.get("spec")):
+            print(
+                f"warning: {args.manifest}: {found.describe()}: a screen does not show these "
+                "characters, the agent reads them",
+                file=sys.stderr,
+            )
     print(reports.render(outcomes, args.output, str(args.manifest), bundle.environment), end="")
     return 0 if all(d.allowed for _, d in outcomes) else 1

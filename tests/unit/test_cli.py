@@ -776,3 +776,21 @@ def test_approve_refuses_hidden_text_in_the_content_it_binds(
     assert "\u202e" not in err
     code, _, err = run(capsys, *_approve_args(repo, "--reject", "--reason", "hidden text"))
     assert code == 0, err
+
+
+def test_verify_warns_of_text_a_reviewer_cannot_see(
+    capsys: pytest.CaptureFixture[str], repo: Path
+) -> None:
+    """A run kept in git is reviewed in a diff: verify names hidden characters in its spec
+    (here a bidi override) on stderr; the decision and its exit code do not change."""
+    run_file = repo / "run.yaml"
+    run_file.write_text(
+        run_file.read_text().replace("'Update onboarding flow'", "'Update \u202eonboarding flow'")
+    )
+    code, out, err = verify(capsys, repo)
+    assert code == 1 and out.startswith("DENIED agents/codex-run-sample in prod\n")
+    assert (
+        f"warning: {run_file}: AgentRun agents/codex-run-sample spec.parameters.task: 1 hidden "
+        "character(s) from position 8 (U+202E RIGHT-TO-LEFT OVERRIDE): 'Update <U+202E>"
+        "onboarding flow': a screen does not show these characters, the agent reads them\n"
+    ) in err
