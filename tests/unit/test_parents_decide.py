@@ -876,10 +876,27 @@ def test_an_orchestration_run_deleted_and_created_again_cannot_reuse_its_approva
     step = judge(review("CREATE", _step_run(again), user=CONTROLLER), view)
     assert not step.allowed
     assert "before this OrchestrationRun was created" in step.message
+    # created again before any step ran (no use yet): the approval was never used, admitted
+    assert judge(review("CREATE", again), _view(*BASE_OBJECTS)).allowed
     # approved again: a fresh record, admitted
     fresh = copy.deepcopy(again)
     _approve(fresh, _view(*BASE_OBJECTS))
     assert judge(review("CREATE", fresh), view).allowed
+
+
+def test_an_orchestration_whose_steps_were_reordered_after_approval_admits_no_step_run() -> None:
+    """Already denied: the OrchestrationRun's coverage is its Orchestration's spec, steps in
+    order (the order decides what runs first, and on whose outputs)."""
+    orun = copy.deepcopy(ORUN)
+    _approve(orun, _view(*BASE_OBJECTS))
+    reordered = copy.deepcopy(ORCHESTRATION)
+    reordered["spec"]["steps"].reverse()
+    objects = [o for o in BASE_OBJECTS if o is not ORCHESTRATION]
+    decision = judge(
+        review("CREATE", _step_run(orun), user=CONTROLLER), _view(*objects, reordered, orun)
+    )
+    assert not decision.allowed
+    assert "approves another spec" in decision.message
 
 
 def test_an_orchestration_run_needs_approvals_unless_it_makes_no_agent_run() -> None:
@@ -1181,6 +1198,11 @@ def test_an_agent_in_use_is_locked_too() -> None:
     changed["spec"]["providerRef"]["name"] = "attacker-provider"
     in_use = _view(*BASE_OBJECTS, uses=[_use("uid-running", references=bound)])
     assert not judge(review("UPDATE", changed, old=AGENT), in_use).allowed
+    # nor moved to a system prompt held in a ConfigMap (which no approval binds)
+    prompted = copy.deepcopy(AGENT)
+    prompted["spec"]["defaults"] = {"systemPromptRef": {"kind": "ConfigMap", "name": "p"}}
+    decision = judge(review("UPDATE", prompted, old=AGENT), in_use)
+    assert (decision.allowed, decision.reason) == (False, "content-in-use")
 
 
 def test_a_provider_in_use_is_locked_too() -> None:
