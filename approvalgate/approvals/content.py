@@ -88,6 +88,27 @@ def provider_name(obj: Mapping[str, Any]) -> str:
     return name if isinstance(name, str) else ""
 
 
+def prompt_ref(obj: Mapping[str, Any]) -> str:
+    """``"ConfigMap/<name>"`` or ``"Secret/<name>"``: the object an Agent takes its system
+    prompt from (``spec.defaults.systemPromptRef``), "" when it names none.
+
+    The platform tells every run of the Agent that prompt, mounted from that object when the
+    run starts; approvals cannot bind it (the gate does not read ConfigMaps or Secrets), so
+    :func:`problems` admits no run of such an Agent. Any ref counts, whatever its kind or
+    name says (upstream rejects an invalid one; the gate never guesses which is read)."""
+    spec = obj.get("spec")
+    defaults = spec.get("defaults") if isinstance(spec, Mapping) else None
+    ref = defaults.get("systemPromptRef") if isinstance(defaults, Mapping) else None
+    if ref is None:
+        return ""
+    kind = ref.get("kind") if isinstance(ref, Mapping) else None
+    name = ref.get("name") if isinstance(ref, Mapping) else None
+    return key(
+        kind if isinstance(kind, str) and kind else "ConfigMap or Secret",
+        name if isinstance(name, str) else "",
+    )
+
+
 def required(wanted: Iterable[str], namespace: str, view: ClusterView) -> tuple[str, ...]:
     """``wanted`` (a run's :func:`refs`) and, for each Agent among them, the AgentProvider
     it names as the view holds the Agent now: the keys a record must bind, sorted."""
@@ -135,13 +156,25 @@ def problems(
     (empty when every object :func:`required` names is bound to its current content).
 
     Fail closed on the AgentProvider: an Agent the view holds that names none, or names one
-    the view does not hold, leaves the runner unbound, and no record counts."""
+    the view does not hold, leaves the runner unbound, and no record counts; and on the
+    system prompt: an Agent taking it from a ConfigMap or Secret (:func:`prompt_ref`) leaves
+    what its runs are told unbound, and no record counts."""
     wanted = tuple(wanted)
     found: list[str] = []
     named_by: dict[str, str] = {}
     for ref in sorted(set(wanted)):
         kind, name = split(ref)
         provider = view.provider(namespace, name) if kind == AGENT else None
+        prompt = view.prompt_source(namespace, name) if kind == AGENT else ""
+        if prompt:
+            source, _, held_in = prompt.partition("/")
+            found.append(
+                f"Agent {namespace}/{name} takes its system prompt from {source} "
+                f"{namespace}/{held_in} (spec.defaults.systemPromptRef), which approvals "
+                "cannot bind: whoever may edit it would change what every approved run is "
+                "told. Put the prompt in the Agent's spec.defaults.systemPrompt (bound with "
+                "the Agent) and approve again"
+            )
         if provider == "":
             found.append(
                 f"Agent {namespace}/{name} names no AgentProvider (spec.providerRef.name): "

@@ -143,7 +143,42 @@ def _parent_checks(
     checks: list[_Check] = [_check_record(r, prun, bundle, now, None) for r in found]
     if bundle.binds_content and view is not None:
         checks = bind_content(checks, covered.references, covered.namespace, view)
+    if covered.kind == "OrchestrationRun" and view is not None:
+        created = _created(obj) or now
+        checks = [_used_before(c, covered, created, view) for c in checks]
     return _ParentRecords(found, checks, problems)
+
+
+def _created(obj: Mapping[str, Any]) -> datetime | None:
+    meta = obj.get("metadata")
+    value = meta.get("creationTimestamp") if isinstance(meta, Mapping) else None
+    try:
+        return records.parse_time(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
+
+
+def _used_before(
+    check: _Check, covered: parents.Coverage, created: datetime, view: ClusterView
+) -> _Check:
+    """Class 23: an OrchestrationRun runs its steps once, so its approval admits one
+    OrchestrationRun. The approval is on the name, not a uid: deleted after its steps ran
+    and created again with the same records, it would run them all again. A record that a
+    run used before this OrchestrationRun was created (its use recorded earlier; a missing
+    creation time is now) approves nothing here."""
+    claim = check.record.claim
+    if check.problem or claim.decision not in ("approve", "bypass"):
+        return check
+    for use in view.uses_of(statement_digest(check.record)):
+        if use.namespace == covered.namespace and use.created is not None and use.created < created:
+            return check._replace(
+                problem=(
+                    f"already used by run {use.namespace}/{use.run_name} before this "
+                    f"{covered.kind} was created: an approval of an {covered.kind} runs its "
+                    "steps once; to run them again, approve it again"
+                )
+            )
+    return check
 
 
 def _judge_parent(

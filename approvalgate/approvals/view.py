@@ -155,6 +155,12 @@ class ClusterView(Protocol):
         does not hold the Agent."""
         ...
 
+    def prompt_source(self, namespace: str, agent: str) -> str:
+        """The ConfigMap or Secret the Agent ``namespace/agent`` takes its system prompt from
+        now (:func:`approvals.content.prompt_ref`: ``"ConfigMap/name"``), "" when it names
+        none or the view does not hold the Agent."""
+        ...
+
     def content_uses(self, namespace: str, key: str) -> Sequence[Use]:
         """The uses in ``namespace`` whose references bind ``key`` (expired ones included:
         the caller judges expiry at its own ``now``)."""
@@ -172,6 +178,7 @@ class StaticView:
     objects: Mapping[tuple[str, str, str], Mapping[str, Any]] = field(default_factory=dict)
     contents: Mapping[tuple[str, str, str], str] = field(default_factory=dict)
     providers: Mapping[tuple[str, str], str] = field(default_factory=dict)
+    prompts: Mapping[tuple[str, str], str] = field(default_factory=dict)
     bound: Mapping[tuple[str, str], tuple[Use, ...]] = field(default_factory=dict)
     problem: str = ""
     offline: bool = False
@@ -210,6 +217,7 @@ class StaticView:
         held: dict[tuple[str, str, str], Mapping[str, Any]] = {}
         digests: dict[tuple[str, str, str], str] = {}
         named: dict[tuple[str, str], str] = {}
+        prompts: dict[tuple[str, str], str] = {}
         for obj in objects:
             kind = str(obj.get("kind") or "")
             meta = obj.get("metadata") or {}
@@ -218,6 +226,7 @@ class StaticView:
                 digests[ident] = content.digest(obj)
             if kind == content.AGENT:
                 named[ident[1:]] = content.provider_name(obj)
+                prompts[ident[1:]] = content.prompt_ref(obj)
             elif kind in VIEWED_KINDS:
                 held[ident] = obj
         by_name = {}
@@ -232,6 +241,7 @@ class StaticView:
             objects=held,
             contents=digests,
             providers=named,
+            prompts=prompts,
             bound={k: tuple(v) for k, v in by_ref.items()},
             problem=problem,
         )
@@ -256,6 +266,9 @@ class StaticView:
 
     def provider(self, namespace: str, agent: str) -> str | None:
         return self.providers.get((namespace, agent))
+
+    def prompt_source(self, namespace: str, agent: str) -> str:
+        return self.prompts.get((namespace, agent), "")
 
     def content_uses(self, namespace: str, key: str) -> Sequence[Use]:
         return self.bound.get((namespace, key), ())

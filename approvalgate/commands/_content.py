@@ -149,7 +149,8 @@ def bind(
 ) -> dict[str, str]:
     """What the record binds for ``what`` (e.g. ``AgentRun agents/x``): every referenced
     object's digest and that of the AgentProvider its Agent names; an error naming the
-    objects ``source`` does not hold, or an Agent naming no provider.
+    objects ``source`` does not hold, an Agent naming no provider, or one taking its system
+    prompt from a ConfigMap or Secret.
 
     ``source`` says where the objects were looked for (``--content a.yaml``, ``the cluster``).
     """
@@ -170,6 +171,23 @@ def bind(
             f"in {source}: the approval must bind the runner the run executes "
             "(referencedContent: bind), so nothing was signed",
             advice="set the Agent's spec.providerRef.name to an AgentProvider in its namespace",
+        )
+    prompted = [
+        (key, view.prompt_source(namespace, content.split(key)[1]))
+        for key in refs
+        if content.split(key)[0] == content.AGENT
+    ]
+    if any(held for _, held in prompted):
+        names = ", ".join(
+            f"{name_of(k, namespace)} (from {name_of(held, namespace)})"
+            for k, held in prompted
+            if held
+        )
+        raise ApprovalgateError(
+            f"{what} executes {names}, which takes its system prompt from a ConfigMap or "
+            f"Secret (spec.defaults.systemPromptRef) in {source}: approvals cannot bind it "
+            "(referencedContent: bind), so nothing was signed",
+            advice="put the prompt in the Agent's spec.defaults.systemPrompt",
         )
     if missing:
         names = ", ".join(_named(k, refs, namespace, view) for k in missing)

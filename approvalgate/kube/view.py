@@ -114,6 +114,9 @@ CONTENT_DIGEST: Final = "contentDigest"
 """Where a content summary (:func:`content_summary`) keeps the digest of the object's spec."""
 CONTENT_PROVIDER: Final = "providerName"
 """Where an Agent's content summary keeps the AgentProvider it names ("" when none)."""
+CONTENT_PROMPT: Final = "systemPromptSource"
+"""Where an Agent's content summary keeps the ConfigMap or Secret it takes its system prompt
+from (:func:`approvals.content.prompt_ref`; "" when none)."""
 LAST_APPLIED: Final = "kubectl.kubernetes.io/last-applied-configuration"
 
 _K = TypeVar("_K", str, tuple[str, str])
@@ -191,6 +194,13 @@ class ViewIndex:
             return None
         name = obj.get(CONTENT_PROVIDER)
         return name if isinstance(name, str) else ""
+
+    def prompt_source(self, namespace: str, agent: str) -> str:
+        """The ConfigMap or Secret the Agent takes its system prompt from ("" when none, or
+        when the view does not hold the Agent)."""
+        obj = self.object(AGENT, namespace, agent)
+        source = obj.get(CONTENT_PROMPT) if obj is not None else None
+        return source if isinstance(source, str) else ""
 
     def content_uses(self, namespace: str, key: str) -> Sequence[Use]:
         """The uses in ``namespace`` whose ``references`` bind ``key`` ("Agent/name"),
@@ -336,7 +346,8 @@ _SUMMARY_METADATA: Final = (
 def content_summary(obj: dict[str, Any]) -> dict[str, Any]:
     """What the view keeps of an ImplementationSpec, Agent or AgentProvider: its identity and
     the digest of its spec under :data:`CONTENT_DIGEST`, not the spec (its text can be
-    large); an Agent's the AgentProvider it names under :data:`CONTENT_PROVIDER` too."""
+    large); an Agent's the AgentProvider it names under :data:`CONTENT_PROVIDER` and the
+    source of its system prompt under :data:`CONTENT_PROMPT` too."""
     meta = obj.get("metadata")
     meta = meta if isinstance(meta, Mapping) else {}
     summary = {
@@ -347,6 +358,7 @@ def content_summary(obj: dict[str, Any]) -> dict[str, Any]:
     }
     if obj.get("kind") == AGENT:
         summary[CONTENT_PROVIDER] = content.provider_name(obj)
+        summary[CONTENT_PROMPT] = content.prompt_ref(obj)
     return summary
 
 
@@ -493,6 +505,9 @@ class WatchedView:
 
     def provider(self, namespace: str, agent: str) -> str | None:
         return self.index.provider(namespace, agent)
+
+    def prompt_source(self, namespace: str, agent: str) -> str:
+        return self.index.prompt_source(namespace, agent)
 
     def content_uses(self, namespace: str, key: str) -> Sequence[Use]:
         return self.index.content_uses(namespace, key)

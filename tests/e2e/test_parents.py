@@ -20,6 +20,7 @@ switched -> denied; a write of content in use -> denied.
 from __future__ import annotations
 
 import base64
+import copy
 import hashlib
 import json
 import secrets
@@ -873,6 +874,40 @@ def test_orchestration_step_runs_from_an_unapproved_or_changed_run_are_denied(
         denied(answer, *words)
 
 
+def test_an_orchestration_run_deleted_and_created_again_cannot_run_its_steps_again(
+    world: World,
+) -> None:
+    """Class 23: an OrchestrationRun's approval runs its steps once. Deleted once they ran
+    and created again from the same manifest (same records, new uid), it is denied; created
+    again behind the gate's back, its step runs are denied."""
+    agent, impl = world.agent(), world.implementation()
+    orchestration = world.orchestration("flow", _steps(agent, impl))
+    orun = world.approved_parent(world.orchestration_run("once", orchestration))
+    admitted(send(world.person.create, orun))
+    for answer in settled_all(
+        send(world.platform.reconcile_orchestration_run, world.name("once"))
+    ).values():
+        admitted(answer)
+    eventually(
+        "the uses of the two step runs are recorded",
+        lambda: len(world.uses_of_statement(orun)) >= 2,
+    )
+    gone = world.person.delete(ORCHESTRATION_RUN, NS, world.name("once"))
+    assert gone.ok, str(gone)
+    eventually(
+        "the OrchestrationRun is gone",
+        lambda: world.admin.get(ORCHESTRATION_RUN, NS, world.name("once")) is None,
+    )
+    replayed = f"already used by run {NS}/{world.name('once')}-"
+    denied(send(world.person.create, copy.deepcopy(orun)), replayed, "before this OrchestrationRun")
+    with before_the_gate(world.gate):
+        admitted(send(world.person.create, copy.deepcopy(orun)))
+    words = (chain(f"OrchestrationRun {NS}/{world.name('once')}"), replayed)
+    request = send(world.platform.reconcile_orchestration_run, world.name("once"))
+    for answer in settled_all(request, *words).values():
+        denied(answer, *words)
+
+
 # --- done-when 1: swarms -------------------------------------------------------------------------
 
 
@@ -1260,6 +1295,55 @@ def test_an_agent_whose_provider_is_missing_admits_no_run(world: World) -> None:
         f"AgentProvider {NS}/{world.name('absent')} (the provider Agent {NS}/{agent} names) "
         "does not exist",
     )
+
+
+def test_an_agent_taking_its_system_prompt_from_a_config_map_admits_no_run(world: World) -> None:
+    """Class 19: the platform mounts the system prompt an Agent's
+    ``spec.defaults.systemPromptRef`` names into every run it starts; approvals cannot bind
+    that ConfigMap, so whoever may edit it would rewrite what every approved run is told.
+    No record counts for such an Agent's runs, nor for a parent whose runs use it."""
+    impl = world.implementation()
+    prompt = world.name("prompt")
+    made = world.admin.create(
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": prompt, "namespace": NS},
+            "data": {"prompt.md": "You are careful."},
+        }
+    )
+    assert made.ok, str(made)
+    agent = world.name("prompted")
+    made = world.person.create(
+        {
+            "apiVersion": AGENT.api_version,
+            "kind": "Agent",
+            "metadata": {"name": agent, "namespace": NS},
+            "spec": {
+                "providerRef": {"name": world.provider()},
+                "defaults": {
+                    "systemPromptRef": {"kind": "ConfigMap", "name": prompt, "key": "prompt.md"}
+                },
+            },
+        }
+    )
+    assert made.ok, str(made)
+    unbindable = (
+        f"Agent {NS}/{agent} takes its system prompt from ConfigMap {NS}/{prompt} "
+        "(spec.defaults.systemPromptRef), which approvals cannot bind"
+    )
+    run = world.approved_run(
+        {
+            "apiVersion": AGENT_RUN.api_version,
+            "kind": "AgentRun",
+            "metadata": {"name": world.name("told"), "namespace": NS},
+            "spec": world.run_spec(agent, impl),
+        }
+    )
+    denied(send(world.person.create, run), unbindable)
+    orchestration = world.orchestration("prompted-flow", _steps(agent, impl))
+    orun = world.approved_parent(world.orchestration_run("prompted-release", orchestration))
+    denied(send(world.person.create, orun), unbindable)
 
 
 def test_an_admitted_runs_spec_cannot_change_even_freshly_approved(world: World) -> None:

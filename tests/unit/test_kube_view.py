@@ -216,6 +216,9 @@ class Fed:
                         assert self.index.provider(namespace, name) == view.provider(
                             namespace, name
                         )
+                        assert self.index.prompt_source(namespace, name) == (
+                            view.prompt_source(namespace, name)
+                        )
                 else:
                     assert held == slim(dict(view.object(kind, namespace, name) or {}))
             assert self.index.counts()[kind] == len(stored)
@@ -431,6 +434,27 @@ def test_an_agent_is_kept_with_the_name_of_its_provider() -> None:
     assert fed.index.provider("ns-a", "codex") == ""
     assert fed.index.provider("ns-a", "absent") is None
     assert fed.index.provider("ns-b", "codex") is None
+    fed.assert_agrees()
+
+
+def test_an_agent_is_kept_with_the_source_of_its_system_prompt() -> None:
+    """An Agent taking its system prompt from a ConfigMap or Secret: the view keeps which
+    (decide() admits no run of it: approvals cannot bind that object)."""
+    fed = Fed()
+    ref = {"kind": "ConfigMap", "name": "prompt", "key": "p.md"}
+    spec = {"providerRef": {"name": "codex-cli"}, "defaults": {"systemPromptRef": ref}}
+    fed.event(AGENT, "ADDED", platform_object(AGENT, "ns-a", "codex", spec))
+    assert fed.index.prompt_source("ns-a", "codex") == "ConfigMap/prompt"
+    secret = {**spec, "defaults": {"systemPromptRef": {"name": "s"}}}  # kind left out
+    fed.event(AGENT, "MODIFIED", platform_object(AGENT, "ns-a", "codex", secret))
+    assert fed.index.prompt_source("ns-a", "codex") == "ConfigMap or Secret/s"
+    fed.event(
+        AGENT,
+        "ADDED",
+        platform_object(AGENT, "ns-a", "inline", {"defaults": {"systemPrompt": "x"}}),
+    )
+    assert fed.index.prompt_source("ns-a", "inline") == ""
+    assert fed.index.prompt_source("ns-a", "absent") == ""
     fed.assert_agrees()
 
 

@@ -474,6 +474,25 @@ def test_missing_content_names_the_object_and_both_options(
         f"no AgentProvider (spec.providerRef.name) in --content {unnamed}: the approval must "
         "bind the runner the run executes (referencedContent: bind), so nothing was signed",
     )
+    prompted = work / "prompted.yaml"  # its system prompt in a ConfigMap: cannot be bound
+    prompted.write_text(
+        CONTENT.replace(
+            "    name: codex-runner\n---",
+            "    name: codex-runner\n  defaults:\n    systemPromptRef:\n      kind: ConfigMap\n"
+            "      name: codex-prompt\n      key: prompt.md\n---",
+        )
+    )
+    code, _, err = approve(capsys, work / "target.yaml", "--content", str(prompted))
+    assert (code, err.splitlines()) == (
+        1,
+        [
+            "error: AgentRun agents/nightly-target executes Agent agents/codex-agent (from "
+            "ConfigMap agents/codex-prompt), which takes its system prompt from a ConfigMap or "
+            f"Secret (spec.defaults.systemPromptRef) in --content {prompted}: approvals cannot "
+            "bind it (referencedContent: bind), so nothing was signed",
+            "  hint: put the prompt in the Agent's spec.defaults.systemPrompt",
+        ],
+    )
     code, _, err = approve(capsys, work / "target.yaml", "--content", str(work / "schedule.yaml"))
     assert (code, err.splitlines()[0]) == (
         1,

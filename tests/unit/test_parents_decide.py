@@ -848,6 +848,57 @@ def test_an_orchestration_edited_after_approval_admits_no_step_run() -> None:
     assert not judge(review("CREATE", run, user=CONTROLLER), view).allowed
 
 
+def test_an_orchestration_run_deleted_and_created_again_cannot_reuse_its_approval() -> None:
+    """Class 23 (and 21): an OrchestrationRun runs its steps once. Its approval is on the
+    object, not on one uid: deleted after its steps ran and created again with the same
+    records, it would run every step again (maxRuns, when set, only caps how often). An
+    approval whose runs were recorded before this OrchestrationRun was created is used."""
+    orun = copy.deepcopy(ORUN)
+    envelopes = _approve(orun, _view(*BASE_OBJECTS))
+    orun["metadata"]["creationTimestamp"] = records.format_time(NOW - timedelta(hours=1))
+    used = [_use("uid-first-summarize", envelopes, run_name="report-1-summarize-q8v4d")]
+    # the first OrchestrationRun: its steps' uses came after it, nothing is replayed
+    view = _view(*BASE_OBJECTS, orun, uses=used)
+    assert judge(review("CREATE", _step_run(orun), user=CONTROLLER), view).allowed
+    assert judge(review("UPDATE", orun, old=ORUN), view).allowed
+    # deleted and created again (new uid, created now): the approval was used before it
+    again = copy.deepcopy(orun)
+    again["metadata"]["uid"] = "uid-orun-again"
+    again["metadata"]["creationTimestamp"] = records.format_time(NOW - timedelta(minutes=5))
+    view = _view(*BASE_OBJECTS, uses=used)
+    decision = judge(review("CREATE", again), view)
+    assert not decision.allowed
+    assert (
+        "already used by run agents/report-1-summarize-q8v4d before this OrchestrationRun was "
+        "created"
+    ) in decision.message
+    view = _view(*BASE_OBJECTS, again, uses=used)  # admitted before the use was seen
+    step = judge(review("CREATE", _step_run(again), user=CONTROLLER), view)
+    assert not step.allowed
+    assert "before this OrchestrationRun was created" in step.message
+    # created again before any step ran (no use yet): the approval was never used, admitted
+    assert judge(review("CREATE", again), _view(*BASE_OBJECTS)).allowed
+    # approved again: a fresh record, admitted
+    fresh = copy.deepcopy(again)
+    _approve(fresh, _view(*BASE_OBJECTS))
+    assert judge(review("CREATE", fresh), view).allowed
+
+
+def test_an_orchestration_whose_steps_were_reordered_after_approval_admits_no_step_run() -> None:
+    """Already denied: the OrchestrationRun's coverage is its Orchestration's spec, steps in
+    order (the order decides what runs first, and on whose outputs)."""
+    orun = copy.deepcopy(ORUN)
+    _approve(orun, _view(*BASE_OBJECTS))
+    reordered = copy.deepcopy(ORCHESTRATION)
+    reordered["spec"]["steps"].reverse()
+    objects = [o for o in BASE_OBJECTS if o is not ORCHESTRATION]
+    decision = judge(
+        review("CREATE", _step_run(orun), user=CONTROLLER), _view(*objects, reordered, orun)
+    )
+    assert not decision.allowed
+    assert "approves another spec" in decision.message
+
+
 def test_an_orchestration_run_needs_approvals_unless_it_makes_no_agent_run() -> None:
     view = _view(*BASE_OBJECTS)
     assert not judge(review("CREATE", ORUN), view).allowed
@@ -1004,6 +1055,42 @@ def test_an_agent_naming_no_provider_admits_no_run() -> None:
     ) in decision.message
 
 
+@pytest.mark.parametrize("kind", ["ConfigMap", "Secret"])
+def test_an_agent_taking_its_system_prompt_from_a_config_map_or_secret_admits_no_run(
+    kind: str,
+) -> None:
+    """Class 19: the platform tells every run of an Agent the system prompt its
+    ``spec.defaults.systemPromptRef`` names (run-level prompts are refused upstream), and
+    mounts it from that ConfigMap or Secret when the run starts. Approvals bind the Agent,
+    not that object: whoever may edit it rewrites what every approved run is told, after the
+    approval. Fail closed, naming the object and the bound alternative."""
+    referring = copy.deepcopy(AGENT)
+    referring["spec"]["defaults"] = {
+        "systemPromptRef": {"kind": kind, "name": "codex-prompt", "key": "prompt.md"}
+    }
+    objects = [o for o in BASE_OBJECTS if o is not AGENT]
+    view = _view(*objects, referring)
+    decision = judge(review("CREATE", _direct_run(view=view)), view)
+    assert not decision.allowed
+    assert (
+        f"Agent agents/codex-agent takes its system prompt from {kind} agents/codex-prompt "
+        "(spec.defaults.systemPromptRef), which approvals cannot bind"
+    ) in decision.message
+    # a schedule's runs likewise (the parent's approval binds the same content)
+    schedule = _schedule()
+    _approve(schedule, view)
+    derived = judge(
+        review("CREATE", _schedule_run(schedule), user=RUNNER), _view(*objects, referring, schedule)
+    )
+    assert not derived.allowed
+    assert "(spec.defaults.systemPromptRef), which approvals cannot bind" in derived.message
+    # the prompt inline in the Agent is bound with the Agent: admitted
+    inline = copy.deepcopy(AGENT)
+    inline["spec"]["defaults"] = {"systemPrompt": "You are careful."}
+    view = _view(*objects, inline)
+    assert judge(review("CREATE", _direct_run(view=view)), view).allowed
+
+
 def test_a_parents_approval_binds_its_templates_content() -> None:
     schedule = _schedule()
     _approve(schedule, _view(*BASE_OBJECTS), bind=False)
@@ -1111,6 +1198,11 @@ def test_an_agent_in_use_is_locked_too() -> None:
     changed["spec"]["providerRef"]["name"] = "attacker-provider"
     in_use = _view(*BASE_OBJECTS, uses=[_use("uid-running", references=bound)])
     assert not judge(review("UPDATE", changed, old=AGENT), in_use).allowed
+    # nor moved to a system prompt held in a ConfigMap (which no approval binds)
+    prompted = copy.deepcopy(AGENT)
+    prompted["spec"]["defaults"] = {"systemPromptRef": {"kind": "ConfigMap", "name": "p"}}
+    decision = judge(review("UPDATE", prompted, old=AGENT), in_use)
+    assert (decision.allowed, decision.reason) == (False, "content-in-use")
 
 
 def test_a_provider_in_use_is_locked_too() -> None:
