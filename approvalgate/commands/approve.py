@@ -383,7 +383,7 @@ def _approve_file(args: argparse.Namespace) -> int:
     if decision != "reject":
         for run in runs:
             refuse_hidden_text(
-                [(f"AgentRun {run.ref}", run.obj)],
+                [(f"AgentRun {run.ref} spec", _spec(run.obj))],
                 run_refs[run.ref],
                 run.namespace,
                 objects,
@@ -391,8 +391,12 @@ def _approve_file(args: argparse.Namespace) -> int:
                 _say,
             )
         for item, references in zip(prepared, parent_refs, strict=True):
+            templates = item.coverage.templates
             refuse_hidden_text(
-                [(item.parent.what, item.obj)],
+                [
+                    (f"{item.parent.what} spec", _spec(item.obj)),
+                    *((f"{item.parent.what} {_template(k)} spec", templates[k]) for k in templates),
+                ],
                 references,
                 item.parent.namespace,
                 objects,
@@ -437,7 +441,7 @@ def _approve_file(args: argparse.Namespace) -> int:
 
 
 def refuse_hidden_text(
-    signed: Sequence[tuple[str, Mapping[str, Any] | None]],
+    signed: Sequence[tuple[str, object]],
     bound: Mapping[str, str],
     namespace: str,
     objects: Sequence[Mapping[str, Any]],
@@ -445,14 +449,15 @@ def refuse_hidden_text(
     say: Callable[[str], None],
 ) -> None:
     """Refuse to approve text the approver cannot see (:mod:`hidden_text`): ``signed`` are
-    (what, object) pairs whose spec the record binds, ``bound`` the referenced content's
+    (what, value) pairs of what the record binds (a run's spec, a parent's spec and run
+    templates), ``bound`` the referenced content's
     keys (found among ``objects`` in ``namespace``). With ``accepted``
     (``--accept-hidden-text``) each finding is only said."""
     from approvalgate.approvals import hidden_text
     from approvalgate.approvals.errors import ApprovalgateError
     from approvalgate.commands import _content
 
-    found = [f for what, obj in signed for f in hidden_text.scan(f"{what} spec", _spec(obj))]
+    found = [f for what, value in signed for f in hidden_text.scan(what, value)]
     for key in sorted(bound):
         kind, _, name = key.partition("/")
         obj = _content.find(objects, kind, namespace, name)
@@ -472,6 +477,11 @@ def refuse_hidden_text(
             "console never signs such text)"
         ),
     )
+
+
+def _template(key: str) -> str:
+    """A parent's run template, named by its key (a step, a stage; a Schedule's is "")."""
+    return f"run template {key!r}" if key else "run template"
 
 
 def _spec(obj: Mapping[str, Any] | None) -> object:
@@ -995,7 +1005,7 @@ def file_decision(
     references, read = _request_content(client, run, decision, bundle, ref, say)
     if decision in ("approve", "bypass"):
         refuse_hidden_text(
-            [(f"AgentRun {run.ref}", run.obj)],
+            [(f"AgentRun {run.ref} spec", _spec(run.obj))],
             references,
             namespace,
             read,
