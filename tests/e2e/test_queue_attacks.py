@@ -16,6 +16,7 @@ import json
 import re
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -163,6 +164,47 @@ def test_replay_after_delete_is_denied_as_already_used(gate: Gate) -> None:
     fresh = gate.approve(run_manifest(name), "alice", "bob")
     assert create(gate, fresh).returncode == 0
     delete_run(gate, name)
+
+
+def test_approvals_filed_after_a_run_was_created_never_admit_it_then_a_second_run(
+    gate: Gate, people: People
+) -> None:
+    """Replay through the ledger's time cut (class 21): a run's ApprovalUse records the
+    approvals it carries and the cluster's issued by its creation. A template run (admitted
+    on approvals that are then withdrawn) made live by an UPDATE on ApprovalDecisions filed
+    since would run on approvals its use never records; once deleted, the same decisions
+    admitted a second run of the name. Now they count for the second run only."""
+    name = unique("qa-late")
+    template = yaml.safe_load(run_manifest(name))
+    template["metadata"]["annotations"] = {"agents.proompteng.ai/template": "true"}
+    assert create(gate, gate.approve(yaml.safe_dump(template), "alice", "bob")).returncode == 0
+    [run] = runs_named(gate, name)
+    use_of(gate, run)
+    path = people.run_file(name)
+    for approver in ("alice", "bob"):  # the template's approvals taken back
+        key = str(gate.keys / f"{approver}.key")
+        people.ok(
+            approver, "withdraw", "--run", str(path), "--env", ENV, "--key", key,
+            "--approver", approver,
+        )  # fmt: skip
+    # approvals issued after the withdrawals, and after the run's creation plus the clock
+    # skew (60 s): those issued before are asked of its use (and hold its finalizer)
+    created = records.parse_time(run["metadata"]["creationTimestamp"])
+    time.sleep(max((created - records.now_utc()).total_seconds() + 62, 1.1))
+    people.request(name)
+    people.approve(name, "alice", "bob")  # filed after the run was created
+    live = gate.kubectl(
+        REQUESTER, "annotate", "agentrun", name, "-n", ENFORCED, "agents.proompteng.ai/template-"
+    )
+    delete_run(gate, name)
+    second = create(gate, run_manifest(name, finalizer=True))
+    assert not (live.returncode == 0 and second.returncode == 0), "one approval, two runs"
+    denied(live, "issued after the run was created")
+    assert second.returncode == 0, second.stderr  # the decisions' first run
+    [again] = runs_named(gate, name)
+    use_of(gate, again)
+    delete_run(gate, name)
+    denied(create(gate, run_manifest(name, finalizer=True)), "already used by run")
 
 
 def test_an_admitted_run_cannot_be_given_another_approved_spec(gate: Gate) -> None:
