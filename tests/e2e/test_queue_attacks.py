@@ -207,6 +207,30 @@ def test_approvals_filed_after_a_run_was_created_never_admit_it_then_a_second_ru
     denied(create(gate, run_manifest(name, finalizer=True)), "already used by run")
 
 
+def test_a_requester_cannot_have_the_garbage_collector_delete_a_request(
+    gate: Gate, people: People
+) -> None:
+    """The chart's requester role may update requests (to cancel), not delete them: an owner
+    reference to an object that does not exist would have the garbage collector delete the
+    request for her (another's, or her own to file one of the same name and another spec
+    while approvers look at it). The webhook denies owner references on the queue's kinds."""
+    name = unique("qa-owned")
+    people.request(name)
+    owner = {"apiVersion": "v1", "kind": "ConfigMap", "name": "gone", "uid": "no-such-uid"}
+    patch = json.dumps({"metadata": {"ownerReferences": [owner]}})
+    for user in ("mallory", REQUESTER):
+        done = gate.kubectl(
+            user, "patch", "approvalrequest", name, "-n", ENFORCED, "--type=merge", "-p", patch
+        )
+        assert done.returncode == 1, done.stdout
+        assert 'webhook "gates.approvalgate.proompteng.ai" denied' in done.stderr, done.stderr
+        assert "the queue's objects are never owned" in done.stderr, done.stderr
+    forbidden = gate.kubectl("mallory", "delete", "approvalrequest", name, "-n", ENFORCED)
+    assert forbidden.returncode != 0 and "forbidden" in forbidden.stderr.lower()
+    stored = get(gate, "approvalrequests", name)
+    assert stored is not None and not stored["metadata"].get("ownerReferences")
+
+
 def test_an_admitted_run_cannot_be_given_another_approved_spec(gate: Gate) -> None:
     """Approvals of a second spec for the same name, brought in by an UPDATE, would admit
     the run unrecorded (its ApprovalUse lists what it was created with, once), and then a new
