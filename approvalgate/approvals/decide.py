@@ -621,7 +621,8 @@ def _used_records(
     run: Mapping[str, Any], namespace: str, bundle: Bundle, view: ClusterView
 ) -> tuple[list[records.ParsedRecord], int]:
     """The records a run may have used: the approvals it carries, then the cluster's
-    approvals for its name issued by the time it was created (later ones were not used by
+    approvals of its spec for its name issued by the time it was created (later ones, and
+    those of another spec, the approvals of a request of the same name, were not used by
     it); and how many records it carries (they come first). Only its own
     (:func:`_own_approval`): a copy of another run's approval, carried by a run admitted on
     its own approvals or where nothing is enforced, must not be recorded as used by it (the
@@ -640,20 +641,31 @@ def _used_records(
     latest = _recorded_by(meta, bundle)
     subject = records.subject_name(namespace, name)
     own = [r for r in parsed if _own_approval(r, subject, bundle)]
+    digest = _digest_or_none(run.get("spec"), bundle)
     chosen = [
         r
         for r in cluster
-        if (latest is None or r.claim.issued_at <= latest) and _own_approval(r, subject, bundle)
+        if (latest is None or r.claim.issued_at <= latest)
+        and r.claim.digest == digest
+        and _own_approval(r, subject, bundle)
     ]
     return [*own, *chosen], len(parsed)
+
+
+def _digest_or_none(spec: object, bundle: Bundle) -> str | None:
+    try:
+        return bundle.spec_digest(spec)
+    except DigestError:
+        return None
 
 
 def _own_approval(record: records.ParsedRecord, subject: str, bundle: Bundle) -> bool:
     """``record`` is an approval of the run ``subject``: an approve or bypass naming it and
     this environment, signed by a key of the approver it names valid when it was issued
     (whatever spec it approves: a run carrying stale approvals of an earlier spec of its
-    file has them recorded too, which only makes them count less). What a run's use
-    records, and what the release of its finalizer asks the use for."""
+    file has them recorded too, which only makes them count less; of the cluster's, only
+    those of the run's spec are its: :func:`_used_records`). What a run's use records, and
+    what the release of its finalizer asks the use for."""
     claim = record.claim
     if (
         claim.decision not in ("approve", "bypass")

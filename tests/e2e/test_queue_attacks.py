@@ -277,6 +277,32 @@ def test_copies_of_anothers_approvals_on_a_run_of_ones_own_are_not_recorded_as_u
     gate.kubectl("admin", "delete", "agentrun", decoy["metadata"]["name"], "-n", NOT_ENFORCED)
 
 
+def test_a_run_of_the_same_name_and_another_spec_does_not_spend_a_requests_approvals(
+    gate: Gate, people: People
+) -> None:
+    """mallory creates a run named like a pending request, with another spec, admitted on its
+    own approvals. Its use must not list the request's ApprovalDecisions (they approve another
+    spec and could not count for it), or, once it is gone, the request's approvals would be
+    "already used" and its run never created (class 21, a denial of service)."""
+    name = unique("qa-squat")
+    people.request(name)
+    people.approve(name, "alice")
+    [victims] = decisions_of(gate, name)
+    decoy = gate.approve(run_manifest(name, task="the decoy task"), "alice", "bob")
+    assert create(gate, decoy, user="mallory").returncode == 0
+    [run] = runs_named(gate, name)
+    recorded = use_of(gate, run)
+    (record,), _ = records.parse_annotation(json.dumps([victims["spec"]["record"]]))
+    assert view.statement_digest(record) not in recorded["spec"]["statements"]
+    assert len(recorded["spec"]["statements"]) == 2  # the decoy's own two
+    delete_run(gate, name)
+    people.approve(name, "bob")  # the request's quorum: its run is created, once
+    wait_phase(gate, name, "Submitted")
+    [created] = runs_named(gate, name)
+    assert created["spec"]["parameters"]["task"] == "Update onboarding flow"
+    delete_run(gate, name)
+
+
 def test_delete_and_recreate_as_fast_as_possible_admits_nothing_twice(gate: Gate) -> None:
     """Hammer the window between an admission and its use being recorded: after the first
     create, every create of the same records fails (the name is held by the finalizer, then

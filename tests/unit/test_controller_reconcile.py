@@ -491,6 +491,25 @@ def test_a_use_records_only_the_runs_own_approvals_not_copies_of_others() -> Non
         )
 
 
+def test_a_use_records_no_cluster_approval_of_another_spec_of_the_name() -> None:
+    """Someone's run of the same name as a pending request, with another spec, admitted on
+    its own (its approvals, a policy in warn, noMatch allow): its use must not list the
+    request's ApprovalDecisions, which approve another spec and could not have counted for
+    it, or once it is gone they would be "already used" (a denial of service through the
+    ledger, class 21). Those of its own spec are recorded, as before."""
+    decoy = copy.deepcopy(RUN)
+    decoy["spec"]["parameters"]["task"] = "the decoy's own task"
+    run = _direct_run("decoy-uid", NOW - timedelta(minutes=1))
+    run["spec"] = decoy["spec"]
+    victims = [decision(k) for k in ("alice", "bob")]  # approve RUN's spec, the request's
+    mine = make_record({"key": "carol"}, decoy, BASE, NOW, ENV)
+    own = {**decision("carol"), "spec": {**decision("carol")["spec"], "record": mine}}
+    cluster = view.StaticView.build(decisions=[*victims, own])
+    statements = ledger.use_object(run, BUNDLE, NOW, cluster)["spec"]["statements"]
+    parsed, _ = records.parse_annotation(json.dumps([mine]))
+    assert statements == [view.statement_digest(parsed[0])]
+
+
 def _use(run: dict[str, Any], created: datetime) -> view.Use:
     obj = ledger.use_object(run, BUNDLE, NOW)
     obj["metadata"]["creationTimestamp"] = records.format_time(created)
