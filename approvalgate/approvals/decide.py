@@ -10,6 +10,7 @@ they apply); each is named where it is applied.
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -242,6 +243,7 @@ def _decide(
     carried = 1 + max([r.index for r in parsed] + [p.index for p in problems] + [-1])
     if usable is not None:
         parsed, problems = _with_cluster_records(parsed, problems, run, usable, bundle)
+        run = run._replace(cluster_from=carried, recorded_by=_recorded_by(metadata, bundle))
     checks = [_check_record(r, run, bundle, now, usable) for r in parsed]
     if bundle.binds_content and usable is not None:  # Rule 5: what the run executes, bound
         checks = bind_content(checks, content.refs(obj.get("spec")), namespace, usable)
@@ -325,6 +327,11 @@ class _Run(NamedTuple):
     """An UPDATE giving an admitted run another spec, where the bundle requires the view
     (the approvals of the new spec could not be recorded as used: see :func:`_with_view`)."""
     request_problem: str = ""
+    cluster_from: int = sys.maxsize
+    """The index of the first record that comes from the cluster (an ApprovalDecision)."""
+    recorded_by: datetime | None = None
+    """Cluster approvals issued after this (the run's creation plus the clock skew) do not
+    count for it: its ApprovalUse records only those issued by then (:func:`_used_records`)."""
     kind: str = "AgentRun"
     """What is judged: an AgentRun, or a parent (Schedule, OrchestrationRun, Swarm)."""
 
@@ -601,11 +608,21 @@ def _creation(meta: Mapping[str, Any]) -> datetime | None:
         return None
 
 
+def _recorded_by(meta: Mapping[str, Any], bundle: Bundle) -> datetime | None:
+    """The last moment a cluster approval may be issued and count for the run of ``meta``:
+    its creation plus the clock skew (None when the object has no creationTimestamp yet).
+    Its ApprovalUse records the cluster approvals issued by then, and admissions count no
+    others, so that every approval that admitted a run is recorded as used by it."""
+    created = _creation(meta)
+    return created + bundle.clock_skew if created is not None else None
+
+
 def _used_records(
     run: Mapping[str, Any], namespace: str, bundle: Bundle, view: ClusterView
 ) -> tuple[list[records.ParsedRecord], int]:
     """The records a run may have used: the approvals it carries, then the cluster's
-    approvals for its name issued by the time it was created (later ones were not used by
+    approvals of its spec for its name issued by the time it was created (later ones, and
+    those of another spec, the approvals of a request of the same name, were not used by
     it); and how many records it carries (they come first). Only its own
     (:func:`_own_approval`): a copy of another run's approval, carried by a run admitted on
     its own approvals or where nothing is enforced, must not be recorded as used by it (the
@@ -621,24 +638,34 @@ def _used_records(
     cluster, _ = bundle.verifier.parse_envelopes(
         list(view.records_for(namespace, name)), len(parsed)
     )
-    created = _creation(meta)
-    latest = created + bundle.clock_skew if created is not None else None
+    latest = _recorded_by(meta, bundle)
     subject = records.subject_name(namespace, name)
     own = [r for r in parsed if _own_approval(r, subject, bundle)]
+    digest = _digest_or_none(run.get("spec"), bundle)
     chosen = [
         r
         for r in cluster
-        if (latest is None or r.claim.issued_at <= latest) and _own_approval(r, subject, bundle)
+        if (latest is None or r.claim.issued_at <= latest)
+        and r.claim.digest == digest
+        and _own_approval(r, subject, bundle)
     ]
     return [*own, *chosen], len(parsed)
+
+
+def _digest_or_none(spec: object, bundle: Bundle) -> str | None:
+    try:
+        return bundle.spec_digest(spec)
+    except DigestError:
+        return None
 
 
 def _own_approval(record: records.ParsedRecord, subject: str, bundle: Bundle) -> bool:
     """``record`` is an approval of the run ``subject``: an approve or bypass naming it and
     this environment, signed by a key of the approver it names valid when it was issued
     (whatever spec it approves: a run carrying stale approvals of an earlier spec of its
-    file has them recorded too, which only makes them count less). What a run's use
-    records, and what the release of its finalizer asks the use for."""
+    file has them recorded too, which only makes them count less; of the cluster's, only
+    those of the run's spec are its: :func:`_used_records`). What a run's use records, and
+    what the release of its finalizer asks the use for."""
     claim = record.claim
     if (
         claim.decision not in ("approve", "bypass")
@@ -1002,6 +1029,15 @@ def _one_use_problem(
             f"names the generateName prefix {_short_subject(claim.subject)}; in environment "
             f"{bundle.environment} an approval names one run: approve a manifest with "
             "metadata.name (`approvalgate approve` and `approvalgate request` set one)"
+        )
+    late = run.recorded_by
+    if record.index >= run.cluster_from and late is not None and claim.issued_at > late:
+        return (
+            f"issued after the run was created (at {records.format_time(claim.issued_at)}, "
+            f"later than {records.format_time(late)}, its creation plus the clock skew): its "
+            "ApprovalUse records only the approvals issued by its creation, so this one "
+            "would admit it unrecorded and then admit another run of this name. It counts "
+            "for a new run: delete this one and create it again (or use another name)"
         )
     if view is None:
         return ""

@@ -38,6 +38,7 @@ from approvalgate.approvals.decide import (
 from approvalgate.approvals.errors import DigestError
 from approvalgate.approvals.view import (
     DECISIONS,
+    KINDS,
     REQUEST_ANNOTATION,
     REQUEST_UID_ANNOTATION,
     REQUESTS,
@@ -81,6 +82,9 @@ def decide_gates(
     user = request.get("userInfo") if isinstance(request.get("userInfo"), dict) else {}
     assert isinstance(user, dict)
     username = str(user.get("username") or "")
+    owned = _owned(request, obj, namespace, str(plural))
+    if owned is not None:
+        return owned
     if plural == REQUESTS:
         return _request(request, obj, namespace, username, bundle)
     if plural == DECISIONS:
@@ -88,6 +92,31 @@ def decide_gates(
     if plural == USES:
         return _use(request, obj, username, now)
     return _allow("not-gated")
+
+
+def _owned(
+    request: Mapping[str, Any], obj: Mapping[str, Any], namespace: str, plural: str
+) -> Decision | None:
+    """The queue's objects are never owned: an owner reference (to an object that does not
+    exist, or one about to go) has the garbage collector delete the object for whoever wrote
+    it. A requester allowed to update requests, not to delete them, would delete others'
+    requests that way, or her own to file another of the same name and spec under the
+    approvals given. Denied when written (CREATE, or an UPDATE that changes them)."""
+    if request.get("operation") not in ("CREATE", "UPDATE"):
+        return None
+    owners = _mapping(obj.get("metadata")).get("ownerReferences")
+    before = _mapping(_mapping(request.get("oldObject")).get("metadata")).get("ownerReferences")
+    if not owners or (request.get("operation") == "UPDATE" and _same(owners, before)):
+        return None
+    meta = _mapping(obj.get("metadata"))
+    kind = KINDS.get(plural, plural)
+    return _deny(
+        "owned-queue-object",
+        f"approvalgate denied writing {kind} {namespace}/{meta.get('name') or ''}: it names "
+        "metadata.ownerReferences, and the queue's objects are never owned (the garbage "
+        "collector would delete it on your behalf; deleting them is the queue admins'): "
+        "remove metadata.ownerReferences",
+    )
 
 
 # --- ApprovalRequest ---------------------------------------------------------------------

@@ -18,6 +18,7 @@ as the cluster has it now, then files the decision.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
 from approvalgate.approvals.errors import ApprovalgateError
@@ -89,18 +90,44 @@ def notes(item: Mapping[str, Any], me: Me) -> list[str]:
     return [note] if note else []
 
 
-def decide(client: Client, me: Me, namespace: str, name: str, decision: str, reason: str) -> str:
+def decide(
+    client: Client,
+    me: Me,
+    namespace: str,
+    name: str,
+    decision: str,
+    reason: str,
+    *,
+    seen: Seen | None = None,
+) -> str:
     """File ``decision`` on ApprovalRequest ``namespace/name`` as ``me``: the first line
     ``approvalgate approve|reject|withdraw --request`` prints on success. Raises
     :class:`Refused` for what :func:`refusals` refuses, else the CLI's errors."""
-    return decide_filed(client, me, namespace, name, decision, reason).message.splitlines()[0]
+    filed = decide_filed(client, me, namespace, name, decision, reason, seen=seen)
+    return filed.message.splitlines()[0]
+
+
+@dataclass(frozen=True)
+class Seen:
+    """The request a page showed when its button was clicked: its uid and spec digest."""
+
+    uid: str
+    digest: str
 
 
 def decide_filed(
-    client: Client, me: Me, namespace: str, name: str, decision: str, reason: str
+    client: Client,
+    me: Me,
+    namespace: str,
+    name: str,
+    decision: str,
+    reason: str,
+    *,
+    seen: Seen | None = None,
 ) -> FiledDecision:
     """:func:`decide`, answering everything the CLI knows of the decision filed (its notes
-    included)."""
+    included). ``seen``: the request the user looked at; a request of that name that is
+    not that one (deleted and made again, with another run) is refused, not signed."""
     from approvalgate.commands import _cluster, _queue
     from approvalgate.commands.approve import file_decision
 
@@ -116,6 +143,8 @@ def decide_filed(
         raise Refused(NO_SIGNER, advice=NO_SIGNER_ADVICE, status=403)
     request = _cluster.get_request(client, namespace, name)
     item = _queue.summary(request)
+    if seen is not None:
+        _same_request(item, seen)
     if decision == "withdraw":
         item["decisions"] = _decisions(client, namespace, name)
     refused = _refusal(item, me, decision)
@@ -133,6 +162,21 @@ def decide_filed(
         bundle=me.bundle,
         bundle_file=me.bundle_path or "--bundle",
         request=request,
+    )
+
+
+def _same_request(item: Mapping[str, Any], seen: Seen) -> None:
+    """Refuse to sign for a request other than the one the page showed: a request of the
+    same name made since (the first deleted) names another run, which the user never read."""
+    if item.get("uid") == seen.uid and item.get("specDigest") == seen.digest and seen.uid:
+        return
+    raise Refused(
+        f"ApprovalRequest {_ref(item)} is not the request this page showed (uid "
+        f"{seen.uid or '?'}): it was deleted and made again, uid {item.get('uid')}, for the "
+        "run whose spec digests to "
+        f"sha256:{str(item.get('specDigest'))[:12]}; nothing was filed",
+        advice="read the request as it is now on its page, then decide again",
+        status=409,
     )
 
 

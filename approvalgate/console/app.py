@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import hmac
 import html
@@ -325,9 +326,19 @@ async def decide(request: web.Request) -> web.StreamResponse:
             status=400,
         )
     assert isinstance(decision, str)
+    uid, digest = form.get("uid", ""), form.get("digest", "")
+    seen = actions.Seen(
+        uid if isinstance(uid, str) else "", digest if isinstance(digest, str) else ""
+    )
     try:
         message = await asyncio.to_thread(
-            actions.decide, console.client, console.me, namespace, name, decision, reason.strip()
+            functools.partial(actions.decide, seen=seen),
+            console.client,
+            console.me,
+            namespace,
+            name,
+            decision,
+            reason.strip(),
         )
     except ApprovalgateError as exc:
         code = getattr(exc, "status", None)  # actions.Refused says which; a 403 from the API

@@ -274,3 +274,38 @@ def test_an_emoji_task_is_approved_and_run(gate: Gate, people: People) -> None:
     wait_phase(gate, name, "Submitted")
     [run] = runs_named(gate, name)
     assert run["spec"]["parameters"]["task"] == "Update onboarding flow \U0001f680 \u2764\ufe0f"
+
+
+def test_a_request_made_again_under_its_name_is_not_signed_from_the_old_page(
+    gate: Gate, people: People
+) -> None:
+    """alice reads request R on its page; R is deleted (by an admin, or as a requester could
+    through an owner reference before the webhook refused them) and made again under the
+    same name for another run. Her click named R (uid, digest): it files nothing, where it
+    used to sign the new run, which she never read."""
+    name = unique("console-again")
+    people.request(name)
+    shown = summary(gate, name)
+    seen = actions.Seen(shown["uid"], shown["specDigest"])
+    done = gate.kubectl("admin", "delete", "approvalrequest", name, "-n", ENFORCED)
+    assert done.returncode == 0, done.stderr
+    other = people.run_file(name, task="drop the customer tables")
+    people.ok(
+        "requester", "request", str(other), "--env", ENV, "--reason", "same name", "-o", "json"
+    )
+    again = summary(gate, name)
+    assert again["uid"] != seen.uid and again["specDigest"] != seen.digest
+    alice = me(gate, "alice", "alice")
+    with client(gate, "alice") as as_alice:
+        for button in ("approve", "reject"):
+            with pytest.raises(actions.Refused) as caught:
+                actions.decide(as_alice, alice, ENFORCED, name, button, "looks fine", seen=seen)
+            assert caught.value.status == 409
+            assert "is not the request this page showed" in caught.value.message
+    assert decisions_of(gate, name) == []
+    # read again, the page names the request as it is: the click files for that one
+    fresh = actions.Seen(again["uid"], again["specDigest"])
+    with client(gate, "alice") as as_alice:
+        actions.decide(as_alice, alice, ENFORCED, name, "reject", "drops tables", seen=fresh)
+    [filed] = decisions_of(gate, name)
+    assert claim_of(filed).digest == again["specDigest"].removeprefix("sha256:")

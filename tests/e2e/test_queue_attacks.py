@@ -16,6 +16,7 @@ import json
 import re
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -165,6 +166,71 @@ def test_replay_after_delete_is_denied_as_already_used(gate: Gate) -> None:
     delete_run(gate, name)
 
 
+def test_approvals_filed_after_a_run_was_created_never_admit_it_then_a_second_run(
+    gate: Gate, people: People
+) -> None:
+    """Replay through the ledger's time cut (class 21): a run's ApprovalUse records the
+    approvals it carries and the cluster's issued by its creation. A template run (admitted
+    on approvals that are then withdrawn) made live by an UPDATE on ApprovalDecisions filed
+    since would run on approvals its use never records; once deleted, the same decisions
+    admitted a second run of the name. Now they count for the second run only."""
+    name = unique("qa-late")
+    template = yaml.safe_load(run_manifest(name))
+    template["metadata"]["annotations"] = {"agents.proompteng.ai/template": "true"}
+    assert create(gate, gate.approve(yaml.safe_dump(template), "alice", "bob")).returncode == 0
+    [run] = runs_named(gate, name)
+    use_of(gate, run)
+    path = people.run_file(name)
+    for approver in ("alice", "bob"):  # the template's approvals taken back
+        key = str(gate.keys / f"{approver}.key")
+        people.ok(
+            approver, "withdraw", "--run", str(path), "--env", ENV, "--key", key,
+            "--approver", approver,
+        )  # fmt: skip
+    # approvals issued after the withdrawals, and after the run's creation plus the clock
+    # skew (60 s): those issued before are asked of its use (and hold its finalizer)
+    created = records.parse_time(run["metadata"]["creationTimestamp"])
+    time.sleep(max((created - records.now_utc()).total_seconds() + 62, 1.1))
+    people.request(name)
+    people.approve(name, "alice", "bob")  # filed after the run was created
+    live = gate.kubectl(
+        REQUESTER, "annotate", "agentrun", name, "-n", ENFORCED, "agents.proompteng.ai/template-"
+    )
+    delete_run(gate, name)
+    second = create(gate, run_manifest(name, finalizer=True))
+    assert not (live.returncode == 0 and second.returncode == 0), "one approval, two runs"
+    denied(live, "issued after the run was created")
+    assert second.returncode == 0, second.stderr  # the decisions' first run
+    [again] = runs_named(gate, name)
+    use_of(gate, again)
+    delete_run(gate, name)
+    denied(create(gate, run_manifest(name, finalizer=True)), "already used by run")
+
+
+def test_a_requester_cannot_have_the_garbage_collector_delete_a_request(
+    gate: Gate, people: People
+) -> None:
+    """The chart's requester role may update requests (to cancel), not delete them: an owner
+    reference to an object that does not exist would have the garbage collector delete the
+    request for her (another's, or her own to file one of the same name and another spec
+    while approvers look at it). The webhook denies owner references on the queue's kinds."""
+    name = unique("qa-owned")
+    people.request(name)
+    owner = {"apiVersion": "v1", "kind": "ConfigMap", "name": "gone", "uid": "no-such-uid"}
+    patch = json.dumps({"metadata": {"ownerReferences": [owner]}})
+    for user in ("mallory", REQUESTER):
+        done = gate.kubectl(
+            user, "patch", "approvalrequest", name, "-n", ENFORCED, "--type=merge", "-p", patch
+        )
+        assert done.returncode == 1, done.stdout
+        assert 'webhook "gates.approvalgate.proompteng.ai" denied' in done.stderr, done.stderr
+        assert "the queue's objects are never owned" in done.stderr, done.stderr
+    forbidden = gate.kubectl("mallory", "delete", "approvalrequest", name, "-n", ENFORCED)
+    assert forbidden.returncode != 0 and "forbidden" in forbidden.stderr.lower()
+    stored = get(gate, "approvalrequests", name)
+    assert stored is not None and not stored["metadata"].get("ownerReferences")
+
+
 def test_an_admitted_run_cannot_be_given_another_approved_spec(gate: Gate) -> None:
     """Approvals of a second spec for the same name, brought in by an UPDATE, would admit
     the run unrecorded (its ApprovalUse lists what it was created with, once), and then a new
@@ -209,6 +275,32 @@ def test_copies_of_anothers_approvals_on_a_run_of_ones_own_are_not_recorded_as_u
     assert done.returncode == 0, done.stderr
     delete_run(gate, victim)
     gate.kubectl("admin", "delete", "agentrun", decoy["metadata"]["name"], "-n", NOT_ENFORCED)
+
+
+def test_a_run_of_the_same_name_and_another_spec_does_not_spend_a_requests_approvals(
+    gate: Gate, people: People
+) -> None:
+    """mallory creates a run named like a pending request, with another spec, admitted on its
+    own approvals. Its use must not list the request's ApprovalDecisions (they approve another
+    spec and could not count for it), or, once it is gone, the request's approvals would be
+    "already used" and its run never created (class 21, a denial of service)."""
+    name = unique("qa-squat")
+    people.request(name)
+    people.approve(name, "alice")
+    [victims] = decisions_of(gate, name)
+    decoy = gate.approve(run_manifest(name, task="the decoy task"), "alice", "bob")
+    assert create(gate, decoy, user="mallory").returncode == 0
+    [run] = runs_named(gate, name)
+    recorded = use_of(gate, run)
+    (record,), _ = records.parse_annotation(json.dumps([victims["spec"]["record"]]))
+    assert view.statement_digest(record) not in recorded["spec"]["statements"]
+    assert len(recorded["spec"]["statements"]) == 2  # the decoy's own two
+    delete_run(gate, name)
+    people.approve(name, "bob")  # the request's quorum: its run is created, once
+    wait_phase(gate, name, "Submitted")
+    [created] = runs_named(gate, name)
+    assert created["spec"]["parameters"]["task"] == "Update onboarding flow"
+    delete_run(gate, name)
 
 
 def test_delete_and_recreate_as_fast_as_possible_admits_nothing_twice(gate: Gate) -> None:

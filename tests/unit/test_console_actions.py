@@ -20,6 +20,7 @@ from approvalgate.commands import _queue
 from approvalgate.console.actions import (
     NO_SIGNER,
     Refused,
+    Seen,
     decide,
     notes,
     refusals,
@@ -27,6 +28,7 @@ from approvalgate.console.actions import (
 )
 from approvalgate.console.identity import Me
 from approvalgate.controller.reconcile import _status
+from tests.support.console_fakes import FakeClient
 from tests.unit.test_queue import BUNDLE, NAME, NOW, NS, approval_request, decision, evaluate
 
 REF = f"{NS}/{NAME}"
@@ -211,3 +213,32 @@ def test_a_console_bundle_of_another_environment_refuses_as_the_cli_does() -> No
     assert refusals(elsewhere, who) == dict.fromkeys(("approve", "reject", "withdraw"), message)
     assert refusals(item(), who)["approve"] == refusals(item(), who)["reject"] == ""
     assert refusals(item(), who)["withdraw"].startswith("alice has not approved")
+
+
+def test_a_request_made_again_since_the_page_showed_it_is_not_signed() -> None:
+    """The button signs for the request as the cluster has it at the click. A requester who
+    can have hers deleted (an admin, an owner reference) and made again under the same name
+    for another run would have the approver sign a run she never read: the page's form
+    names the request it showed (uid, spec digest), and another one is refused, unsigned."""
+    shown = approval_request("requester")
+    shown["metadata"]["uid"] = "uid-shown"
+    again = approval_request("requester", reason="the same name, another run")
+    again["metadata"]["uid"] = "uid-made-again"
+    again["spec"]["run"]["spec"]["parameters"]["task"] = "rm -rf the data"
+    again["spec"]["specDigest"] = BUNDLE.spec_digest(again["spec"]["run"]["spec"])
+    client: Any = FakeClient({f"approvalrequests/{NAME}": again})
+    signer: Any = object()  # never used: nothing is signed
+    for seen in (
+        Seen("uid-shown", shown["spec"]["specDigest"]),
+        Seen("uid-made-again", shown["spec"]["specDigest"]),
+        Seen("", ""),
+    ):
+        for button in ("approve", "reject", "withdraw"):
+            with pytest.raises(Refused) as caught:
+                decide(
+                    client, me("alice", "alice", signer=signer), NS, NAME, button, "x", seen=seen
+                )
+            assert caught.value.status == 409
+            assert "is not the request this page showed" in caught.value.message
+            assert "nothing was filed" in caught.value.message
+    assert all(method == "GET" for method, _ in client.calls)

@@ -208,6 +208,17 @@ def test_request_page_tells_the_story() -> None:
     assert '<textarea id="reject-reason" name="reason" rows="3" maxlength="1024" required>' in html
 
 
+def test_each_button_names_the_request_the_page_shows() -> None:
+    """The forms carry the request's uid and spec digest: a click signs for that request,
+    never for another made since under the same name (console.actions refuses it)."""
+    request = fakes.make_request("shown-jjjjj")
+    html = request_page(fakes.FakeState([request]), fakes.FakeClient(), ALICE, "shown-jjjjj")
+    uid, digest = request["metadata"]["uid"], request["spec"]["specDigest"]
+    assert uid and digest
+    assert html.count(f'<input type="hidden" name="uid" value="{uid}">') == 3
+    assert html.count(f'<input type="hidden" name="digest" value="{digest}">') == 3
+
+
 def test_refusals_are_shown_before_any_click() -> None:
     request = fakes.make_request("own-hhhhh", requester="alice", eligible=("bob", "carol"))
     html = request_page(fakes.FakeState([request]), fakes.FakeClient(), ALICE, "own-hhhhh")

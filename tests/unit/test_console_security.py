@@ -94,7 +94,16 @@ def decided(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Any, ...]]:
         monkeypatch.setattr(package, "actions", actions, raising=False)
     calls: list[tuple[Any, ...]] = []
 
-    def decide(client: Any, me: Me, namespace: str, name: str, decision: str, reason: str) -> str:
+    def decide(
+        client: Any,
+        me: Me,
+        namespace: str,
+        name: str,
+        decision: str,
+        reason: str,
+        *,
+        seen: Any = None,
+    ) -> str:
         calls.append((namespace, name, decision, reason))
         if reason == "refuse":
             raise ApprovalgateError(
@@ -301,6 +310,38 @@ def test_a_refused_decision_is_the_request_page_with_the_error_and_409(
 
 
 # --- headers on every response ----------------------------------------------------------------
+
+
+def test_a_decision_names_the_request_its_page_showed(
+    console: console_app.Console, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The POST hands the form's uid and spec digest to console.actions (which refuses a
+    request made again since under the name); a form without them names none, refused."""
+    from approvalgate.console import actions
+
+    named: list[Any] = []
+
+    def decide(*args: Any, seen: Any = None) -> str:
+        named.append(seen)
+        return "approved"
+
+    monkeypatch.setattr(actions, "decide", decide)
+
+    async def scenario(http: TestClient[Any, Any], console: console_app.Console) -> None:
+        session = await signed_in(http, console)
+        origin = {"Origin": f"http://127.0.0.1:{console.port}"}
+        form = {"decision": "approve", "csrf": console.csrf_token(session)}
+        for extra in ({"uid": "uid-1", "digest": "d" * 64}, {}):
+            response = await http.post(
+                "/requests/agents/nightly/decide",
+                data={**form, **extra},
+                headers=origin,
+                allow_redirects=False,
+            )
+            assert response.status == 303
+
+    serve(console, scenario)
+    assert named == [actions.Seen("uid-1", "d" * 64), actions.Seen("", "")]
 
 
 def test_every_response_carries_the_csp_and_the_other_headers(

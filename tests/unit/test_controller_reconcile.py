@@ -17,7 +17,9 @@ from typing import Any
 import pytest
 
 from approvalgate.approvals import records, view
+from approvalgate.approvals.admission import request_for_manifest
 from approvalgate.approvals.bundle import Bundle, parse_bundle_text
+from approvalgate.approvals.decide import decide
 from approvalgate.approvals.kubeyaml import load_manifests
 from approvalgate.approvals.policy import BundleSettings
 from approvalgate.approvals.queue import QueueVerdict, evaluate_request
@@ -403,6 +405,58 @@ def test_the_use_also_records_cluster_approvals_issued_before_the_run_was_create
     assert set(plan.create_use["spec"]["statements"]) == statements
 
 
+def _direct_run(uid: str, created: datetime, *carried: dict[str, Any]) -> dict[str, Any]:
+    """RUN as a requester applies it: with the use finalizer, a uid and a creationTimestamp
+    (the API server stamps both before admission), carrying ``carried``."""
+    run = copy.deepcopy(RUN)
+    meta = run["metadata"]
+    meta.update(uid=uid, creationTimestamp=records.format_time(created))
+    meta["finalizers"] = [view.USE_FINALIZER]
+    meta["annotations"] = {records.ANNOTATION: json.dumps(list(carried))} if carried else {}
+    return run
+
+
+@pytest.mark.parametrize(
+    "operation",
+    ["CREATE", "UPDATE"],
+    ids=["created-within-the-skew", "template-made-live-later"],
+)
+def test_every_approval_an_admission_counts_is_recorded_by_the_runs_use(operation: str) -> None:
+    """Replay through the ledger's time cut (class 21): the use records the cluster
+    approvals issued by the run's creation (plus the clock skew), and nothing else. An
+    admission that counted a later one (CREATE: within the skew of the admission, which
+    comes after the creationTimestamp the API server truncated to the second; UPDATE: a
+    template made live on approvals filed since) left it unrecorded, so that, once the run
+    was deleted, the same approval admitted a second run of the name."""
+    first_at = NOW - timedelta(hours=3) if operation == "UPDATE" else NOW - timedelta(seconds=1)
+    # the template's own approvals, expired by now (none on a run created outright)
+    expired = [
+        make_record({"key": k, "ttl": "1h"}, RUN, BASE, first_at, ENV) for k in ("alice", "bob")
+    ]
+    run = _direct_run("run-uid-1", first_at, *(expired if operation == "UPDATE" else ()))
+    late = NOW + BUNDLE.clock_skew  # issued as late as an admission at NOW allows
+    if operation == "UPDATE":
+        late = NOW - timedelta(minutes=5)  # filed long after the template was created
+    filed = [decision(k, at=late + timedelta(hours=1)) for k in ("alice", "bob")]
+    cluster = view.StaticView.build(decisions=filed)
+    if operation == "UPDATE":  # admitted as a template on bob's (valid) approval, then live
+        old = copy.deepcopy(run)
+        old["metadata"]["annotations"]["agents.proompteng.ai/template"] = "true"
+        admission = request_for_manifest(run, operation="UPDATE", username="requester", old=old)
+        admission["oldObject"] = old
+    else:
+        admission = request_for_manifest(run, username="requester")
+    first = decide(admission, BUNDLE, NOW, cluster)
+    use = ledger.use_object(run, BUNDLE, NOW, cluster)
+    use["metadata"]["creationTimestamp"] = records.format_time(NOW)
+    later = NOW + timedelta(minutes=2)  # run-uid-1 deleted, its finalizer released
+    again = _direct_run("run-uid-2", later)
+    recorded = view.StaticView.build(decisions=filed, uses=[use])
+    second = decide(request_for_manifest(again, username="requester"), BUNDLE, later, recorded)
+    assert not (first.allowed and second.allowed), (first.message, second.message)
+    assert not first.allowed and "issued after the run was created" in first.message
+
+
 def test_a_use_records_only_the_runs_own_approvals_not_copies_of_others() -> None:
     """A requester copies other runs' approvals (from git, a run's annotation, or the
     ApprovalDecisions she may read) onto a run of her own that is admitted anyway (its own
@@ -435,6 +489,25 @@ def test_a_use_records_only_the_runs_own_approvals_not_copies_of_others() -> Non
         assert use["spec"]["expiresAt"] == records.format_time(
             max(r.claim.expires_at for r in parsed)
         )
+
+
+def test_a_use_records_no_cluster_approval_of_another_spec_of_the_name() -> None:
+    """Someone's run of the same name as a pending request, with another spec, admitted on
+    its own (its approvals, a policy in warn, noMatch allow): its use must not list the
+    request's ApprovalDecisions, which approve another spec and could not have counted for
+    it, or once it is gone they would be "already used" (a denial of service through the
+    ledger, class 21). Those of its own spec are recorded, as before."""
+    decoy = copy.deepcopy(RUN)
+    decoy["spec"]["parameters"]["task"] = "the decoy's own task"
+    run = _direct_run("decoy-uid", NOW - timedelta(minutes=1))
+    run["spec"] = decoy["spec"]
+    victims = [decision(k) for k in ("alice", "bob")]  # approve RUN's spec, the request's
+    mine = make_record({"key": "carol"}, decoy, BASE, NOW, ENV)
+    own = {**decision("carol"), "spec": {**decision("carol")["spec"], "record": mine}}
+    cluster = view.StaticView.build(decisions=[*victims, own])
+    statements = ledger.use_object(run, BUNDLE, NOW, cluster)["spec"]["statements"]
+    parsed, _ = records.parse_annotation(json.dumps([mine]))
+    assert statements == [view.statement_digest(parsed[0])]
 
 
 def _use(run: dict[str, Any], created: datetime) -> view.Use:

@@ -275,6 +275,35 @@ def test_metadata_of_a_request_may_change() -> None:
     assert (decision.allowed, decision.reason) == (True, "unchanged-spec")
 
 
+OWNER = {"apiVersion": "v1", "kind": "ConfigMap", "name": "gone", "uid": "no-such-uid"}
+
+
+@pytest.mark.parametrize("plural", ["approvalrequests", "approvaldecisions", "approvaluses"])
+def test_the_queues_objects_are_never_owned(plural: str) -> None:
+    """An owner reference to an object that does not exist has the garbage collector delete
+    the object: a requester allowed to update requests but not to delete them would delete
+    another's request (or her own, to file one of the same name under the approvals given);
+    a decision or use would be retried for deletion forever. Denied on create and update."""
+    obj = {
+        "approvalrequests": approval_request,
+        "approvaldecisions": decision_obj,
+        "approvaluses": use_obj,
+    }[plural]()
+    user = {"approvaldecisions": "alice"}.get(plural, "requester")
+    owned = copy.deepcopy(obj)
+    owned["metadata"]["ownerReferences"] = [OWNER]
+    denied(judge(review(plural, "CREATE", owned, user=user)), "owned-queue-object")
+    for who in (user, "someone-else"):
+        decision = judge(review(plural, "UPDATE", owned, old=obj, user=who))
+        denied(decision, "owned-queue-object", "remove metadata.ownerReferences")
+    # an object that is owned already (written before this check) may be left as it is, or freed
+    assert judge(review(plural, "UPDATE", owned, old=owned, user=user)).allowed
+    assert judge(review(plural, "UPDATE", obj, old=owned, user=user)).allowed
+    assert judge(review(plural, "DELETE", None, old=owned, user="admin")).reason != (
+        "owned-queue-object"
+    )
+
+
 def test_the_requester_may_cancel() -> None:
     old = approval_request()
     new = approval_request(cancelled=True)
