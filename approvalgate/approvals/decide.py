@@ -750,7 +750,7 @@ def _update_shortcut(
     if (
         same_spec
         and old_ann == new_ann
-        and not (_is_template(old_meta) and not _is_template(new_meta))
+        and not _made_live(old_meta, new_meta)
         and _same_policies(request, old, obj, bundle, namespace)
     ):
         return _allow("unchanged-spec")
@@ -763,13 +763,23 @@ is never submitted; without it the platform runs it."""
 
 
 def _is_template(meta: Mapping[str, Any]) -> bool:
-    """Upstream reads the annotation with ``asString`` (trimmed) and compares it to "true".
-    A template made live by an UPDATE (the annotation removed) is a run starting now: it
-    gets the full decision on its records as they stand (expired, withdrawn, vetoed since),
-    not the unchanged-spec shortcut of a metadata change (class 19)."""
+    """Upstream ``isAgentRunTemplate``: ``asString`` (trimmed as JavaScript trims) is "true"."""
+    return parents.as_string(_template_value(meta)) == "true"
+
+
+def _template_value(meta: Mapping[str, Any]) -> object:
     annotations = meta.get("annotations")
-    value = annotations.get(UPSTREAM_TEMPLATE_ANNOTATION) if isinstance(annotations, dict) else None
-    return isinstance(value, str) and value.strip() == "true"
+    return annotations.get(UPSTREAM_TEMPLATE_ANNOTATION) if isinstance(annotations, dict) else None
+
+
+def _made_live(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
+    """An UPDATE that may turn a template into a run the platform starts: any change of the
+    template annotation that does not leave a template. Such a run is a run starting now: it
+    gets the full decision on its records as they stand (expired, withdrawn, vetoed since),
+    not the unchanged-spec shortcut of a metadata change (class 19). Any change, not only
+    "true" to absent: whether the old value was a template is the platform's reading, which
+    a look-alike spelling (a leading U+FEFF, say) could make the gate's differ from."""
+    return _template_value(old) != _template_value(new) and not _is_template(new)
 
 
 def _same_policies(

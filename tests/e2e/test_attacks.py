@@ -439,6 +439,39 @@ def test_updates_that_change_the_spec_are_denied(gate: Gate) -> None:
     assert scaled.returncode == 1 and "NotFound" in scaled.stderr, scaled.stderr
 
 
+TEMPLATE = "agents.proompteng.ai/template"
+TEMPLATE_POINTER = TEMPLATE.replace("/", "~1")  # JSON Pointer (RFC 6901) escape
+
+
+def test_a_template_made_live_after_its_approvals_expired_is_denied(gate: Gate) -> None:
+    """Removing the upstream template annotation makes the platform run a template: judged
+    as an admission now, whichever spelling the platform reads as "true" (it trims the
+    value as JavaScript does: a leading U+FEFF too, which Python's strip() keeps)."""
+    s = Signer(gate)
+    ttl = timedelta(minutes=5, seconds=12)  # issued 5 minutes ago: expires in 12 s
+    names = {"atk-template-plain": "true", "atk-template-bom": "\ufefftrue"}
+    for name, value in names.items():
+        obj = run(name)
+        done = create(gate, annotated(obj, _two(s, obj, ttl=ttl), **{TEMPLATE: value}))
+        assert done.returncode == 0, done.stderr
+    time.sleep(14)
+    for name in names:
+        live = gate.kubectl(
+            REQUESTER,
+            "patch",
+            "agentrun",
+            name,
+            "-n",
+            ENFORCED,
+            "--type",
+            "json",
+            "-p",
+            json.dumps([{"op": "remove", "path": "/metadata/annotations/" + TEMPLATE_POINTER}]),
+        )
+        assert live.returncode == 1, (name, live.stdout)
+        assert "record 0 by alice: expired at" in live.stderr, (name, live.stderr)
+
+
 # --- 11: dry-run -------------------------------------------------------------------------------
 
 
