@@ -650,6 +650,49 @@ def test_duplicate_keys_nan_and_invalid_utf8_never_smuggle_a_spec(gate: Gate) ->
         assert "NotFound" in gate.kubectl("admin", "get", "agentrun", name, "-n", ENFORCED).stderr
 
 
+def test_fields_spelt_in_another_case_or_numbers_spelt_otherwise_never_smuggle_a_spec(
+    gate: Gate,
+) -> None:
+    """Go's encoding/json matches struct fields case-insensitively, but a custom resource is
+    decoded as a map and pruned by its schema before the webhook sees it: a second ``Spec``,
+    ``SPEC`` or ``Metadata`` beside the approved ones is dropped, never stored; a number
+    spelt otherwise (``6e2``, ``600.0``) is stored as the approved value or refused."""
+    s = Signer(gate)
+    for name, change in {
+        "atk-case-spec": lambda o: {**o, "Spec": {**o["spec"], "parameters": {"task": "x"}}},
+        "atk-case-upper": lambda o: {**o, "SPEC": {"agentRef": {"name": "evil-agent"}}},
+        "atk-case-meta": lambda o: {**o, "Metadata": {"name": "atk-other", "annotations": {}}},
+    }.items():
+        approved = run(name)
+        body = change(annotated(approved, _two(s, approved)))
+        done = _raw_create(gate, json.dumps(body).encode())
+        assert done.returncode == 0, done.stderr  # admitted on the approved spec...
+        stored = json.loads(
+            gate.kubectl("admin", "get", "agentrun", name, "-n", ENFORCED, "-o", "json").stdout
+        )
+        assert spec_digest(stored["spec"]) == spec_digest(approved["spec"])
+        assert not {"Spec", "SPEC", "Metadata"} & set(stored)  # ...and the rest was pruned
+    only_upper = run("atk-case-only")
+    body = annotated(only_upper, _two(s, only_upper))
+    body["Spec"] = body.pop("spec")
+    done = _raw_create(gate, json.dumps(body).encode())  # judged without a spec
+    assert done.returncode == 1, done.stdout
+    for spelling in ("6e2", "600.0"):
+        name = f"atk-number-{spelling.replace('.', '-')}"
+        approved = run(name)
+        text = json.dumps(annotated(approved, _two(s, approved)))
+        text = text.replace(
+            '"ttlSecondsAfterFinished": 600', f'"ttlSecondsAfterFinished": {spelling}'
+        )
+        done = _raw_create(gate, text.encode())
+        if done.returncode == 0:
+            stored = json.loads(
+                gate.kubectl("admin", "get", "agentrun", name, "-n", ENFORCED, "-o", "json").stdout
+            )
+            assert spec_digest(stored["spec"]) == spec_digest(approved["spec"])
+            assert stored["spec"]["runtime"]["config"]["ttlSecondsAfterFinished"] == 600
+
+
 # --- 15: bundle unreadable or missing -----------------------------------------------------------
 
 
