@@ -42,6 +42,7 @@ _IDENTITY_REASONS: Final = frozenset(
         "cluster-view-unavailable",
         "missing-use-finalizer",
         "spec-changed-after-admission",
+        "template-after-admission",
         "request-mismatch",
         "not-derived",
     }
@@ -217,7 +218,10 @@ def _decide(
             # unrecorded, and then a new run of the same name after its deletion (a replay).
             old = request.get("oldObject")
             old_spec = old.get("spec") if isinstance(old, dict) else None
-            run = run._replace(spec_changed=not _same_spec(old_spec, obj.get("spec"), bundle))
+            run = run._replace(
+                spec_changed=not _same_spec(old_spec, obj.get("spec"), bundle),
+                made_template=_made_template(request, obj),
+            )
     # Rule 4: references are judged as the controller reads them, or not at all.
     if facts.invalid_references:
         invalid = references.reference_problems(obj.get("spec"))
@@ -324,6 +328,9 @@ class _Run(NamedTuple):
     spec_changed: bool = False
     """An UPDATE giving an admitted run another spec, where the bundle requires the view
     (the approvals of the new spec could not be recorded as used: see :func:`_with_view`)."""
+    made_template: bool = False
+    """An UPDATE making an admitted live run a template, where the bundle requires the view
+    (:func:`_made_template`)."""
     request_problem: str = ""
     kind: str = "AgentRun"
     """What is judged: an AgentRun, or a parent (Schedule, OrchestrationRun, Swarm)."""
@@ -751,6 +758,7 @@ def _update_shortcut(
         same_spec
         and old_ann == new_ann
         and not _made_live(old_meta, new_meta)
+        and not (bundle.needs_view and _made_template(request, obj))
         and _same_policies(request, old, obj, bundle, namespace)
     ):
         return _allow("unchanged-spec")
@@ -780,6 +788,18 @@ def _made_live(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
     "true" to absent: whether the old value was a template is the platform's reading, which
     a look-alike spelling (a leading U+FEFF, say) could make the gate's differ from."""
     return _template_value(old) != _template_value(new) and not _is_template(new)
+
+
+def _made_template(request: Mapping[str, Any], obj: Mapping[str, Any]) -> bool:
+    """An UPDATE making a live run a template. The platform then cancels its runtime and
+    rewrites its status to phase ``Template`` (dropping ``runtimeRef``), so removing the
+    annotation again submits it again: a run executed twice on one approval (class 21)."""
+    old = request.get("oldObject")
+    old_meta = old.get("metadata") if isinstance(old, dict) else None
+    new_meta = obj.get("metadata")
+    if not isinstance(old_meta, dict) or not isinstance(new_meta, dict):
+        return False
+    return not _is_template(old_meta) and _is_template(new_meta)
 
 
 def _same_policies(
@@ -1193,10 +1213,9 @@ def _evaluate(
     # Rule 6: break-glass bypass admits with a warning and an audit trail (never for a
     # ServiceAccount requester other than a GitOps applier: _judge does not count it).
     if bypass is not None:
-        if run.finalizer_missing:
-            return _graded(policy, level, "missing-use-finalizer", _finalizer_missing(policy))
-        if run.spec_changed:
-            return _graded(policy, level, "spec-changed-after-admission", _spec_changed(policy))
+        held = _held_back(run, policy)
+        if held is not None:
+            return _graded(policy, level, *held)
         reason = bypass.claim.reason
         return PolicyResult(
             policy.ref,
@@ -1214,10 +1233,9 @@ def _evaluate(
         outcome: Outcome = "deny"
         reason_code, summary = "vetoed", f"{header}; rejected by {', '.join(rejects)}"
     elif len(approvals) >= required and len(approvals) > len(rejects):
-        if run.finalizer_missing:
-            return _graded(policy, level, "missing-use-finalizer", _finalizer_missing(policy))
-        if run.spec_changed:
-            return _graded(policy, level, "spec-changed-after-admission", _spec_changed(policy))
+        held = _held_back(run, policy)
+        if held is not None:
+            return _graded(policy, level, *held)
         return PolicyResult(
             policy.ref,
             "allow",
@@ -1284,6 +1302,28 @@ def _view_shape_problem(policy: Policy, run: _Run) -> tuple[str, str] | None:
             f"{run.request_problem}",
         )
     return None
+
+
+def _held_back(run: _Run, policy: Policy) -> tuple[str, str] | None:
+    """Why records that would admit the run cannot (the reason and what to say), or None:
+    checked after the records, so an unapproved change says what approvals it lacks."""
+    if run.finalizer_missing:
+        return "missing-use-finalizer", _finalizer_missing(policy)
+    if run.spec_changed:
+        return "spec-changed-after-admission", _spec_changed(policy)
+    if run.made_template:
+        return "template-after-admission", _template_after_admission(policy)
+    return None
+
+
+def _template_after_admission(policy: Policy) -> str:
+    """Said when an UPDATE would make an admitted live run a template (:func:`_made_template`)."""
+    return (
+        f"policy {policy.ref}: where an approval admits one run, an admitted run cannot be "
+        f"made a template ({UPSTREAM_TEMPLATE_ANNOTATION}): the platform drops a template's "
+        "runtime and starts it again once the annotation is removed, a second execution of "
+        "one approval. Create the template as a new run, annotated from the start"
+    )
 
 
 def _spec_changed(policy: Policy) -> str:

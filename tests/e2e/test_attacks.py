@@ -472,6 +472,32 @@ def test_a_template_made_live_after_its_approvals_expired_is_denied(gate: Gate) 
         assert "record 0 by alice: expired at" in live.stderr, (name, live.stderr)
 
 
+def test_an_admitted_run_made_a_template_is_denied_where_approvals_are_used_once(
+    gate: Gate,
+) -> None:
+    """The platform drops a template's runtime (status phase Template, no runtimeRef) and
+    submits it again once the annotation is gone: live -> template -> live would execute one
+    approved run twice. A template made live while its approvals hold is admitted (once)."""
+    s = Signer(gate)
+    for name, value in {"atk-made-template": "true", "atk-made-template-bom": "\ufefftrue"}.items():
+        obj = run(name)
+        assert create(gate, annotated(obj, _two(s, obj))).returncode == 0
+        patch = {"metadata": {"annotations": {TEMPLATE: value}}}
+        made = gate.kubectl(
+            REQUESTER, "patch", "agentrun", name, "-n", ENFORCED, "--type", "merge",
+            "-p", json.dumps(patch),
+        )  # fmt: skip
+        assert made.returncode == 1, (name, made.stdout)
+        assert "an admitted run cannot be made a template" in made.stderr, (name, made.stderr)
+    obj = run("atk-ok-template")
+    assert create(gate, annotated(obj, _two(s, obj), **{TEMPLATE: "true"})).returncode == 0
+    live = gate.kubectl(
+        REQUESTER, "patch", "agentrun", "atk-ok-template", "-n", ENFORCED, "--type", "json",
+        "-p", json.dumps([{"op": "remove", "path": "/metadata/annotations/" + TEMPLATE_POINTER}]),
+    )  # fmt: skip
+    assert live.returncode == 0, live.stderr
+
+
 # --- 11: dry-run -------------------------------------------------------------------------------
 
 
