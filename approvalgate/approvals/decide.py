@@ -741,11 +741,7 @@ def _update_shortcut(
     assert isinstance(old_meta, dict)
     same_spec = _same_spec(old.get("spec"), obj.get("spec"), bundle)
     if old_meta.get("deletionTimestamp"):
-        old_fin, new_fin = (
-            set(old_meta.get("finalizers") or ()),
-            set(new_meta.get("finalizers") or ()),
-        )
-        if same_spec and new_fin <= old_fin:
+        if same_spec and only_finalizers_removed(old_meta, new_meta):
             return _allow("deleting-object")
         return _deny(
             "deleting-object",
@@ -763,6 +759,21 @@ def _update_shortcut(
     ):
         return _allow("unchanged-spec")
     return None
+
+
+LEDGER_METADATA: Final = ("annotations", "labels", "ownerReferences")
+"""What of an object's metadata its ApprovalUse is recorded from: the approvals it carries,
+and (labels, owners) the parent a platform-made run derives from."""
+
+
+def only_finalizers_removed(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
+    """The UPDATE of an object being deleted only removes finalizers (the spec is compared
+    apart). Everything else the ledger reads stays: an object being deleted whose approvals
+    (or labels) could still be rewritten would have its ApprovalUse recorded, and its use
+    finalizer released, on approvals other than those that admitted it, which would then
+    admit its name again (a replay)."""
+    before, after = set(old.get("finalizers") or ()), set(new.get("finalizers") or ())
+    return after <= before and all(old.get(k) == new.get(k) for k in LEDGER_METADATA)
 
 
 UPSTREAM_TEMPLATE_ANNOTATION: Final = "agents.proompteng.ai/template"

@@ -738,6 +738,23 @@ def test_an_update_keeping_spec_template_and_records_passes_and_a_changed_spec_d
     assert not judge(review("UPDATE", changed, old=schedule), view).allowed
 
 
+def test_a_parent_being_deleted_may_only_lose_finalizers() -> None:
+    """As for runs: its records, templates, labels and owners are what its runs' uses are
+    recorded from, so they stay while it is being deleted."""
+    schedule, _, view = _approved_schedule()
+    schedule["metadata"].update(
+        deletionTimestamp="2026-11-21T12:00:00Z", finalizers=["example.com/hold", "x/y"]
+    )
+    released = copy.deepcopy(schedule)
+    released["metadata"]["finalizers"] = ["x/y"]
+    assert judge(review("UPDATE", released, old=schedule, user=CONTROLLER), view).allowed
+    for change in ("annotations", "labels"):
+        changed = copy.deepcopy(released)
+        changed["metadata"][change] = {}
+        decision = judge(review("UPDATE", changed, old=schedule, user=CONTROLLER), view)
+        assert (decision.allowed, decision.reason) == (False, "deleting-object"), change
+
+
 def test_removing_a_parents_author_is_judged_against_who_removes_it() -> None:
     """The runs of a Schedule authored by alice exclude alice's approval, which it carries
     (applied by someone else on bob's and carol's). An UPDATE by alice that only drops the
