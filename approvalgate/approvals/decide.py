@@ -748,6 +748,14 @@ def _update_shortcut(
             "approvalgate denied this update: the AgentRun is being "
             "deleted, and only finalizer removal is allowed now",
         )
+    if bundle.needs_view and _parent_labels(old_meta) != _parent_labels(new_meta):
+        return _deny(
+            "parent-labels-changed",
+            f"approvalgate denied updating AgentRun {namespace}/{old_meta.get('name', '')}: "
+            f"labels {', '.join(parents.DERIVATION_LABELS)} name the parent a run the "
+            "platform made derives from, which its ApprovalUse records (the parent's maxRuns, "
+            "the content its approval binds); they never change. Leave them as they were.",
+        )
     old_ann = (old_meta.get("annotations") or {}).get(records.ANNOTATION)
     new_ann = (new_meta.get("annotations") or {}).get(records.ANNOTATION)
     if (
@@ -764,6 +772,12 @@ def _update_shortcut(
 LEDGER_METADATA: Final = ("annotations", "labels", "ownerReferences")
 """What of an object's metadata its ApprovalUse is recorded from: the approvals it carries,
 and (labels, owners) the parent a platform-made run derives from."""
+
+
+def _parent_labels(meta: Mapping[str, Any]) -> tuple[object, ...]:
+    labels = meta.get("labels") if isinstance(meta.get("labels"), dict) else {}
+    assert isinstance(labels, dict)
+    return tuple(labels.get(k) for k in parents.DERIVATION_LABELS)
 
 
 def only_finalizers_removed(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:

@@ -72,6 +72,8 @@ SCHEDULE_LABEL: Final = "schedules.proompteng.ai/schedule"
 DELIVERY_LABEL: Final = "agents.proompteng.ai/delivery-id"
 ORCHESTRATION_RUN_LABEL: Final = "agents.proompteng.ai/orchestration-run"
 ORCHESTRATION_STEP_LABEL: Final = "agents.proompteng.ai/orchestration-step"
+DERIVATION_LABELS: Final = (SCHEDULE_LABEL, ORCHESTRATION_RUN_LABEL, ORCHESTRATION_STEP_LABEL)
+"""The labels :func:`derive` reads to find the parent of a run the platform made."""
 SWARM_NAME_LABEL: Final = "swarm.proompteng.ai/name"
 SWARM_STAGE_LABEL: Final = "swarm.proompteng.ai/stage"
 SWARM_MODE_LABEL: Final = "swarm.proompteng.ai/mode"
