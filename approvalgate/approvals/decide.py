@@ -43,6 +43,7 @@ _IDENTITY_REASONS: Final = frozenset(
         "cluster-view-unavailable",
         "missing-use-finalizer",
         "spec-changed-after-admission",
+        "template-after-admission",
         "request-mismatch",
         "not-derived",
     }
@@ -218,7 +219,10 @@ def _decide(
             # unrecorded, and then a new run of the same name after its deletion (a replay).
             old = request.get("oldObject")
             old_spec = old.get("spec") if isinstance(old, dict) else None
-            run = run._replace(spec_changed=not _same_spec(old_spec, obj.get("spec"), bundle))
+            run = run._replace(
+                spec_changed=not _same_spec(old_spec, obj.get("spec"), bundle),
+                made_template=_made_template(request, obj),
+            )
     # Rule 4: references are judged as the controller reads them, or not at all.
     if facts.invalid_references:
         invalid = references.reference_problems(obj.get("spec"))
@@ -326,6 +330,9 @@ class _Run(NamedTuple):
     spec_changed: bool = False
     """An UPDATE giving an admitted run another spec, where the bundle requires the view
     (the approvals of the new spec could not be recorded as used: see :func:`_with_view`)."""
+    made_template: bool = False
+    """An UPDATE making an admitted live run a template, where the bundle requires the view
+    (:func:`_made_template`)."""
     request_problem: str = ""
     cluster_from: int = sys.maxsize
     """The index of the first record that comes from the cluster (an ApprovalDecision)."""
@@ -761,27 +768,53 @@ def _update_shortcut(
     assert isinstance(old_meta, dict)
     same_spec = _same_spec(old.get("spec"), obj.get("spec"), bundle)
     if old_meta.get("deletionTimestamp"):
-        old_fin, new_fin = (
-            set(old_meta.get("finalizers") or ()),
-            set(new_meta.get("finalizers") or ()),
-        )
-        if same_spec and new_fin <= old_fin:
+        if same_spec and only_finalizers_removed(old_meta, new_meta):
             return _allow("deleting-object")
         return _deny(
             "deleting-object",
             "approvalgate denied this update: the AgentRun is being "
             "deleted, and only finalizer removal is allowed now",
         )
+    if bundle.needs_view and _parent_labels(old_meta) != _parent_labels(new_meta):
+        return _deny(
+            "parent-labels-changed",
+            f"approvalgate denied updating AgentRun {namespace}/{old_meta.get('name', '')}: "
+            f"labels {', '.join(parents.DERIVATION_LABELS)} name the parent a run the "
+            "platform made derives from, which its ApprovalUse records (the parent's maxRuns, "
+            "the content its approval binds); they never change. Leave them as they were.",
+        )
     old_ann = (old_meta.get("annotations") or {}).get(records.ANNOTATION)
     new_ann = (new_meta.get("annotations") or {}).get(records.ANNOTATION)
     if (
         same_spec
         and old_ann == new_ann
-        and not (_is_template(old_meta) and not _is_template(new_meta))
+        and not _made_live(old_meta, new_meta)
+        and not (bundle.needs_view and _made_template(request, obj))
         and _same_policies(request, old, obj, bundle, namespace)
     ):
         return _allow("unchanged-spec")
     return None
+
+
+LEDGER_METADATA: Final = ("annotations", "labels", "ownerReferences")
+"""What of an object's metadata its ApprovalUse is recorded from: the approvals it carries,
+and (labels, owners) the parent a platform-made run derives from."""
+
+
+def _parent_labels(meta: Mapping[str, Any]) -> tuple[object, ...]:
+    labels = meta.get("labels") if isinstance(meta.get("labels"), dict) else {}
+    assert isinstance(labels, dict)
+    return tuple(labels.get(k) for k in parents.DERIVATION_LABELS)
+
+
+def only_finalizers_removed(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
+    """The UPDATE of an object being deleted only removes finalizers (the spec is compared
+    apart). Everything else the ledger reads stays: an object being deleted whose approvals
+    (or labels) could still be rewritten would have its ApprovalUse recorded, and its use
+    finalizer released, on approvals other than those that admitted it, which would then
+    admit its name again (a replay)."""
+    before, after = set(old.get("finalizers") or ()), set(new.get("finalizers") or ())
+    return after <= before and all(old.get(k) == new.get(k) for k in LEDGER_METADATA)
 
 
 UPSTREAM_TEMPLATE_ANNOTATION: Final = "agents.proompteng.ai/template"
@@ -790,13 +823,35 @@ is never submitted; without it the platform runs it."""
 
 
 def _is_template(meta: Mapping[str, Any]) -> bool:
-    """Upstream reads the annotation with ``asString`` (trimmed) and compares it to "true".
-    A template made live by an UPDATE (the annotation removed) is a run starting now: it
-    gets the full decision on its records as they stand (expired, withdrawn, vetoed since),
-    not the unchanged-spec shortcut of a metadata change (class 19)."""
+    """Upstream ``isAgentRunTemplate``: ``asString`` (trimmed as JavaScript trims) is "true"."""
+    return parents.as_string(_template_value(meta)) == "true"
+
+
+def _template_value(meta: Mapping[str, Any]) -> object:
     annotations = meta.get("annotations")
-    value = annotations.get(UPSTREAM_TEMPLATE_ANNOTATION) if isinstance(annotations, dict) else None
-    return isinstance(value, str) and value.strip() == "true"
+    return annotations.get(UPSTREAM_TEMPLATE_ANNOTATION) if isinstance(annotations, dict) else None
+
+
+def _made_live(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
+    """An UPDATE that may turn a template into a run the platform starts: any change of the
+    template annotation that does not leave a template. Such a run is a run starting now: it
+    gets the full decision on its records as they stand (expired, withdrawn, vetoed since),
+    not the unchanged-spec shortcut of a metadata change (class 19). Any change, not only
+    "true" to absent: whether the old value was a template is the platform's reading, which
+    a look-alike spelling (a leading U+FEFF, say) could make the gate's differ from."""
+    return _template_value(old) != _template_value(new) and not _is_template(new)
+
+
+def _made_template(request: Mapping[str, Any], obj: Mapping[str, Any]) -> bool:
+    """An UPDATE making a live run a template. The platform then cancels its runtime and
+    rewrites its status to phase ``Template`` (dropping ``runtimeRef``), so removing the
+    annotation again submits it again: a run executed twice on one approval (class 21)."""
+    old = request.get("oldObject")
+    old_meta = old.get("metadata") if isinstance(old, dict) else None
+    new_meta = obj.get("metadata")
+    if not isinstance(old_meta, dict) or not isinstance(new_meta, dict):
+        return False
+    return not _is_template(old_meta) and _is_template(new_meta)
 
 
 def _same_policies(
@@ -1219,10 +1274,9 @@ def _evaluate(
     # Rule 6: break-glass bypass admits with a warning and an audit trail (never for a
     # ServiceAccount requester other than a GitOps applier: _judge does not count it).
     if bypass is not None:
-        if run.finalizer_missing:
-            return _graded(policy, level, "missing-use-finalizer", _finalizer_missing(policy))
-        if run.spec_changed:
-            return _graded(policy, level, "spec-changed-after-admission", _spec_changed(policy))
+        held = _held_back(run, policy)
+        if held is not None:
+            return _graded(policy, level, *held)
         reason = bypass.claim.reason
         return PolicyResult(
             policy.ref,
@@ -1240,10 +1294,9 @@ def _evaluate(
         outcome: Outcome = "deny"
         reason_code, summary = "vetoed", f"{header}; rejected by {', '.join(rejects)}"
     elif len(approvals) >= required and len(approvals) > len(rejects):
-        if run.finalizer_missing:
-            return _graded(policy, level, "missing-use-finalizer", _finalizer_missing(policy))
-        if run.spec_changed:
-            return _graded(policy, level, "spec-changed-after-admission", _spec_changed(policy))
+        held = _held_back(run, policy)
+        if held is not None:
+            return _graded(policy, level, *held)
         return PolicyResult(
             policy.ref,
             "allow",
@@ -1310,6 +1363,28 @@ def _view_shape_problem(policy: Policy, run: _Run) -> tuple[str, str] | None:
             f"{run.request_problem}",
         )
     return None
+
+
+def _held_back(run: _Run, policy: Policy) -> tuple[str, str] | None:
+    """Why records that would admit the run cannot (the reason and what to say), or None:
+    checked after the records, so an unapproved change says what approvals it lacks."""
+    if run.finalizer_missing:
+        return "missing-use-finalizer", _finalizer_missing(policy)
+    if run.spec_changed:
+        return "spec-changed-after-admission", _spec_changed(policy)
+    if run.made_template:
+        return "template-after-admission", _template_after_admission(policy)
+    return None
+
+
+def _template_after_admission(policy: Policy) -> str:
+    """Said when an UPDATE would make an admitted live run a template (:func:`_made_template`)."""
+    return (
+        f"policy {policy.ref}: where an approval admits one run, an admitted run cannot be "
+        f"made a template ({UPSTREAM_TEMPLATE_ANNOTATION}): the platform drops a template's "
+        "runtime and starts it again once the annotation is removed, a second execution of "
+        "one approval. Create the template as a new run, annotated from the start"
+    )
 
 
 def _spec_changed(policy: Policy) -> str:

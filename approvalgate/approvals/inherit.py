@@ -38,6 +38,7 @@ from approvalgate.approvals.decide import (
     _Run,
     _usable,
     bind_content,
+    only_finalizers_removed,
 )
 from approvalgate.approvals.view import ClusterView, statement_digest
 
@@ -388,12 +389,10 @@ def decide_parent(
         old_meta = old.get("metadata") if isinstance(old, dict) else None
         if isinstance(old_meta, dict) and old_meta.get("deletionTimestamp"):
             # being deleted: only finalizers may go (as for runs)
-            before = set(old_meta.get("finalizers") or ())
-            after = set(meta.get("finalizers") or ())
             if (
                 isinstance(old, dict)
                 and _same(old.get("spec"), obj.get("spec"))
-                and after <= before
+                and only_finalizers_removed(old_meta, meta)
             ):
                 return _allow("deleting-object")
             return _deny(

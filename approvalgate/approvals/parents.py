@@ -72,6 +72,8 @@ SCHEDULE_LABEL: Final = "schedules.proompteng.ai/schedule"
 DELIVERY_LABEL: Final = "agents.proompteng.ai/delivery-id"
 ORCHESTRATION_RUN_LABEL: Final = "agents.proompteng.ai/orchestration-run"
 ORCHESTRATION_STEP_LABEL: Final = "agents.proompteng.ai/orchestration-step"
+DERIVATION_LABELS: Final = (SCHEDULE_LABEL, ORCHESTRATION_RUN_LABEL, ORCHESTRATION_STEP_LABEL)
+"""The labels :func:`derive` reads to find the parent of a run the platform made."""
 SWARM_NAME_LABEL: Final = "swarm.proompteng.ai/name"
 SWARM_STAGE_LABEL: Final = "swarm.proompteng.ai/stage"
 SWARM_MODE_LABEL: Final = "swarm.proompteng.ai/mode"
@@ -102,10 +104,26 @@ def is_parent_subject(text: str) -> bool:
 # --- upstream naming ----------------------------------------------------------------------
 
 
+JS_WHITESPACE: Final = (
+    "\t\n\v\f\r \xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008"
+    "\u2009\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"
+)
+"""What JavaScript's ``String.prototype.trim`` removes (ECMAScript WhiteSpace and
+LineTerminator): U+FEFF too, which Python's ``str.strip()`` keeps, and not U+001C-U+001F or
+U+0085, which it removes. The platform is TypeScript: a value it reads trimmed is compared
+as it reads it, or a look-alike means one thing to the gate and another to the platform."""
+
+
+def js_trim(value: str) -> str:
+    """``value.trim()`` as the platform's TypeScript computes it."""
+    return value.strip(JS_WHITESPACE)
+
+
 def as_string(value: object) -> str | None:
-    """Upstream ``asString``: a string with something in it, trimmed; else None."""
-    if isinstance(value, str) and value.strip():
-        return value.strip()
+    """Upstream ``asString``: a string with something in it, trimmed (:func:`js_trim`);
+    else None."""
+    if isinstance(value, str) and js_trim(value):
+        return js_trim(value)
     return None
 
 
@@ -125,7 +143,7 @@ def _nested(value: object, *path: str) -> object:
 def label_value(value: str) -> str:
     """Upstream ``normalizeKubernetesLabelValue``: the value if it is a label value, else a
     sanitised stem and 12 hex digits of its sha256."""
-    trimmed = value.strip()
+    trimmed = js_trim(value)
     if len(trimmed) <= 63 and _LABEL_VALUE.fullmatch(trimmed):
         return trimmed
     digest = hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()[:12]
@@ -392,7 +410,7 @@ def _target(ref: Mapping[str, Any], namespace: str) -> tuple[str, str, str]:
 
 def _cron(every: str) -> str:
     """A cron line for a swarm cadence such as ``10m``, ``2h``, ``1d`` (minutes/hours/days)."""
-    match = re.fullmatch(r"(\d+)([mhd])", every.strip())
+    match = re.fullmatch(r"(\d+)([mhd])", js_trim(every))
     if not match:
         return "0 * * * *"
     amount, unit = int(match.group(1)), match.group(2)

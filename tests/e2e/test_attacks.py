@@ -439,6 +439,65 @@ def test_updates_that_change_the_spec_are_denied(gate: Gate) -> None:
     assert scaled.returncode == 1 and "NotFound" in scaled.stderr, scaled.stderr
 
 
+TEMPLATE = "agents.proompteng.ai/template"
+TEMPLATE_POINTER = TEMPLATE.replace("/", "~1")  # JSON Pointer (RFC 6901) escape
+
+
+def test_a_template_made_live_after_its_approvals_expired_is_denied(gate: Gate) -> None:
+    """Removing the upstream template annotation makes the platform run a template: judged
+    as an admission now, whichever spelling the platform reads as "true" (it trims the
+    value as JavaScript does: a leading U+FEFF too, which Python's strip() keeps)."""
+    s = Signer(gate)
+    ttl = timedelta(minutes=5, seconds=12)  # issued 5 minutes ago: expires in 12 s
+    names = {"atk-template-plain": "true", "atk-template-bom": "\ufefftrue"}
+    for name, value in names.items():
+        obj = run(name)
+        done = create(gate, annotated(obj, _two(s, obj, ttl=ttl), **{TEMPLATE: value}))
+        assert done.returncode == 0, done.stderr
+    time.sleep(14)
+    for name in names:
+        live = gate.kubectl(
+            REQUESTER,
+            "patch",
+            "agentrun",
+            name,
+            "-n",
+            ENFORCED,
+            "--type",
+            "json",
+            "-p",
+            json.dumps([{"op": "remove", "path": "/metadata/annotations/" + TEMPLATE_POINTER}]),
+        )
+        assert live.returncode == 1, (name, live.stdout)
+        assert "record 0 by alice: expired at" in live.stderr, (name, live.stderr)
+
+
+def test_an_admitted_run_made_a_template_is_denied_where_approvals_are_used_once(
+    gate: Gate,
+) -> None:
+    """The platform drops a template's runtime (status phase Template, no runtimeRef) and
+    submits it again once the annotation is gone: live -> template -> live would execute one
+    approved run twice. A template made live while its approvals hold is admitted (once)."""
+    s = Signer(gate)
+    for name, value in {"atk-made-template": "true", "atk-made-template-bom": "\ufefftrue"}.items():
+        obj = run(name)
+        assert create(gate, annotated(obj, _two(s, obj))).returncode == 0
+        patch = {"metadata": {"annotations": {TEMPLATE: value}}}
+        made = gate.kubectl(
+            REQUESTER, "patch", "agentrun", name, "-n", ENFORCED, "--type", "merge",
+            "-p", json.dumps(patch),
+        )  # fmt: skip
+        assert made.returncode == 1, (name, made.stdout)
+        assert "an admitted run cannot be made a template" in made.stderr, (name, made.stderr)
+    obj = run("atk-ok-template")
+    assert create(gate, annotated(obj, _two(s, obj), **{TEMPLATE: "true"})).returncode == 0
+    live = gate.kubectl(
+        REQUESTER, "patch", "agentrun", "atk-ok-template", "-n", ENFORCED, "--type", "json",
+        "-p", json.dumps([{"op": "remove", "path": "/metadata/annotations/" + TEMPLATE_POINTER}]),
+    )  # fmt: skip
+    assert live.returncode == 0, live.stderr
+
+
 # --- 11: dry-run -------------------------------------------------------------------------------
 
 
@@ -615,6 +674,49 @@ def test_duplicate_keys_nan_and_invalid_utf8_never_smuggle_a_spec(gate: Gate) ->
     assert done.returncode == 1 and "Too long" in done.stderr, done.stderr  # kube-apiserver's limit
     for name in ("atk-nan", "atk-utf8", "atk-big-annotation"):
         assert "NotFound" in gate.kubectl("admin", "get", "agentrun", name, "-n", ENFORCED).stderr
+
+
+def test_fields_spelt_in_another_case_or_numbers_spelt_otherwise_never_smuggle_a_spec(
+    gate: Gate,
+) -> None:
+    """Go's encoding/json matches struct fields case-insensitively, but a custom resource is
+    decoded as a map and pruned by its schema before the webhook sees it: a second ``Spec``,
+    ``SPEC`` or ``Metadata`` beside the approved ones is dropped, never stored; a number
+    spelt otherwise (``6e2``, ``600.0``) is stored as the approved value or refused."""
+    s = Signer(gate)
+    for name, change in {
+        "atk-case-spec": lambda o: {**o, "Spec": {**o["spec"], "parameters": {"task": "x"}}},
+        "atk-case-upper": lambda o: {**o, "SPEC": {"agentRef": {"name": "evil-agent"}}},
+        "atk-case-meta": lambda o: {**o, "Metadata": {"name": "atk-other", "annotations": {}}},
+    }.items():
+        approved = run(name)
+        body = change(annotated(approved, _two(s, approved)))
+        done = _raw_create(gate, json.dumps(body).encode())
+        assert done.returncode == 0, done.stderr  # admitted on the approved spec...
+        stored = json.loads(
+            gate.kubectl("admin", "get", "agentrun", name, "-n", ENFORCED, "-o", "json").stdout
+        )
+        assert spec_digest(stored["spec"]) == spec_digest(approved["spec"])
+        assert not {"Spec", "SPEC", "Metadata"} & set(stored)  # ...and the rest was pruned
+    only_upper = run("atk-case-only")
+    body = annotated(only_upper, _two(s, only_upper))
+    body["Spec"] = body.pop("spec")
+    done = _raw_create(gate, json.dumps(body).encode())  # judged without a spec
+    assert done.returncode == 1, done.stdout
+    for spelling in ("6e2", "600.0"):
+        name = f"atk-number-{spelling.replace('.', '-')}"
+        approved = run(name)
+        text = json.dumps(annotated(approved, _two(s, approved)))
+        text = text.replace(
+            '"ttlSecondsAfterFinished": 600', f'"ttlSecondsAfterFinished": {spelling}'
+        )
+        done = _raw_create(gate, text.encode())
+        if done.returncode == 0:
+            stored = json.loads(
+                gate.kubectl("admin", "get", "agentrun", name, "-n", ENFORCED, "-o", "json").stdout
+            )
+            assert spec_digest(stored["spec"]) == spec_digest(approved["spec"])
+            assert stored["spec"]["runtime"]["config"]["ttlSecondsAfterFinished"] == 600
 
 
 # --- 15: bundle unreadable or missing -----------------------------------------------------------

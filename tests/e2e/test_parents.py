@@ -1385,3 +1385,20 @@ def test_an_admitted_runs_spec_cannot_change_even_freshly_approved(world: World)
     )
     # and the content it would have switched to is nobody's: free to edit
     admitted(send(world.rewrite, "ImplementationSpec", other, {"text": "Something else."}))
+
+
+def test_the_labels_naming_a_runs_parent_never_change(world: World) -> None:
+    """A run the Schedule fired is recorded (its ApprovalUse) with the Schedule's approval,
+    found through its label: that counts it against maxRuns and keeps the content it runs
+    locked. Dropped before the use is recorded, the run would count for neither; the label
+    never changes."""
+    agent, impl = world.agent(), world.implementation()
+    target = world.target_run("target", world.run_spec(agent, impl))
+    schedule = world.approved_parent(world.schedule("relabel", target))
+    admitted(send(world.person.create, schedule))
+    world.platform.reconcile_schedule(schedule["metadata"]["name"])
+    fired = admitted(send(world.platform.fire, world.name("relabel")))
+    stored = world.admin.get(AGENT_RUN, NS, fired["metadata"]["name"])
+    assert stored is not None
+    stored["metadata"]["labels"].pop(parents.SCHEDULE_LABEL)
+    denied(send(world.person.replace, stored), "they never change")

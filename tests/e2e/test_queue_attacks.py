@@ -445,6 +445,30 @@ def test_removing_the_use_finalizer_before_the_use_exists_is_denied(gate: Gate) 
     assert get(gate, USES, run["metadata"]["uid"]) is not None
 
 
+def test_a_run_being_deleted_keeps_the_approvals_its_use_records(gate: Gate) -> None:
+    """Deleted before its use is recorded (the controller down or lagging), a run whose
+    approvals could still be dropped would get a use recorded without them, and release its
+    finalizer: the same approvals would then admit the name again. While it is being deleted,
+    only its finalizers may go."""
+    gate.stop_controllers()  # nobody records the use meanwhile
+    try:
+        name = unique("qa-dropped")
+        manifest = gate.approve(run_manifest(name), "alice", "bob")
+        assert create(gate, manifest).returncode == 0
+        gate.kubectl(REQUESTER, "delete", "agentrun", name, "-n", ENFORCED, "--wait=false")
+        pointer = "/metadata/annotations/" + records.ANNOTATION.replace("/", "~1")
+        for patch in (
+            ["--type=json", "-p", json.dumps([{"op": "remove", "path": pointer}])],
+            ["--type=merge", "-p", json.dumps({"metadata": {"labels": {"moved": "x"}}})],
+        ):
+            done = gate.kubectl(REQUESTER, "patch", "agentrun", name, "-n", ENFORCED, *patch)
+            denied(done, "only finalizer removal is allowed now")
+    finally:
+        gate.start_controller()
+    eventually("the controller releases it", lambda: not runs_named(gate, name))
+    denied(create(gate, manifest), f"already used by run {ENFORCED}/{name}")
+
+
 def test_the_status_subresource_cannot_remove_the_use_finalizer(gate: Gate) -> None:
     """The webhook is not sent agentruns/status and decide() passes it unread: that holds
     only because the API server keeps every metadata field of the stored object on a status

@@ -113,6 +113,17 @@ def test_label_values_are_kept_when_valid_and_hashed_when_not() -> None:
     assert parents.label_value("") == ""
 
 
+def test_as_string_trims_what_javascript_trims_and_nothing_else() -> None:
+    """The platform is TypeScript: ``trim()`` removes U+FEFF (Python's strip() keeps it) and
+    keeps U+001C-U+001F and U+0085 (Python's strip() removes them)."""
+    assert parents.as_string("\ufeffAgentRun\u3000") == "AgentRun"
+    assert parents.as_string("\u2028\xa0true\u205f") == "true"
+    for kept in ("\x1c", "\x1d", "\x1e", "\x1f", "\x85"):
+        assert parents.as_string(f"{kept}true") == f"{kept}true"
+    assert parents.as_string("\ufeff \t") is None
+    assert parents.label_value("\ufeffrelease-42") == "release-42"
+
+
 def test_make_name_lowercases_replaces_and_cuts_the_base_at_50() -> None:
     assert parents.make_name("Release_42", "plan") == "release-42-plan"
     assert parents.make_name("a--b", "x") == "a-b-x"

@@ -531,6 +531,26 @@ def test_max_runs_counts_the_recorded_uses_of_the_parents_approval() -> None:
     assert not decision.allowed
 
 
+def test_the_labels_that_derive_a_run_from_its_parent_never_change() -> None:
+    """A derived run's ApprovalUse records its parent's approval (maxRuns, bound content)
+    found through these labels: dropped before the controller records it, the use would
+    record nothing of the parent, and the run would neither count against maxRuns nor keep
+    the content it executes locked. A label no derivation reads may still change."""
+    schedule, _, view = _approved_schedule()
+    run = _schedule_run(schedule)
+    assert judge(review("CREATE", run, user=RUNNER), view).allowed
+    assert used_statements(run, BUNDLE, view)[0]  # the parent's approvals, found by label
+    for label in (parents.SCHEDULE_LABEL, parents.ORCHESTRATION_RUN_LABEL):
+        moved = copy.deepcopy(run)
+        labels = moved["metadata"]["labels"]
+        labels.pop(label, None) if label in labels else labels.update({label: "other"})
+        decision = judge(review("UPDATE", moved, old=run), view)
+        assert (decision.allowed, decision.reason) == (False, "parent-labels-changed"), label
+    relabelled = copy.deepcopy(run)
+    relabelled["metadata"]["labels"]["team"] = "docs"
+    assert judge(review("UPDATE", relabelled, old=run), view).allowed
+
+
 def test_max_runs_counts_only_uses_in_the_parents_namespace() -> None:
     """A use names a run of its own namespace (the controller writes it there): uses of the
     parent's statements filed in another namespace are not its runs, and cannot spend its
@@ -736,6 +756,23 @@ def test_an_update_keeping_spec_template_and_records_passes_and_a_changed_spec_d
     changed = copy.deepcopy(schedule)
     changed["spec"]["cron"] = "* * * * *"
     assert not judge(review("UPDATE", changed, old=schedule), view).allowed
+
+
+def test_a_parent_being_deleted_may_only_lose_finalizers() -> None:
+    """As for runs: its records, templates, labels and owners are what its runs' uses are
+    recorded from, so they stay while it is being deleted."""
+    schedule, _, view = _approved_schedule()
+    schedule["metadata"].update(
+        deletionTimestamp="2026-11-21T12:00:00Z", finalizers=["example.com/hold", "x/y"]
+    )
+    released = copy.deepcopy(schedule)
+    released["metadata"]["finalizers"] = ["x/y"]
+    assert judge(review("UPDATE", released, old=schedule, user=CONTROLLER), view).allowed
+    for change in ("annotations", "labels"):
+        changed = copy.deepcopy(released)
+        changed["metadata"][change] = {}
+        decision = judge(review("UPDATE", changed, old=schedule, user=CONTROLLER), view)
+        assert (decision.allowed, decision.reason) == (False, "deleting-object"), change
 
 
 def test_removing_a_parents_author_is_judged_against_who_removes_it() -> None:
