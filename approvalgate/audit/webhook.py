@@ -74,7 +74,8 @@ def chart_defaults(
     ``name`` is the release's full name (the configuration's and the Service's name) and
     ``namespace`` the release namespace; ``exclude`` and ``opt_in`` are the bundle's
     ``excludeNamespaces`` and ``namespaceSelection: optInLabel``, from which the chart
-    builds the namespaceSelector. Kept equal to ``helm template`` by a test.
+    builds the namespaceSelector (``exclude`` only without pinned bundle-signing keys: with
+    them every namespace is sent). Kept equal to ``helm template`` by a test.
     """
     selector: dict[str, Any] = {}
     if opt_in:

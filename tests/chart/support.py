@@ -66,12 +66,15 @@ def namespace_values(
 ) -> Path:
     """The example's compiled values with the bundle's namespace settings replaced: what
     ``excludeNamespaces`` and ``namespaceSelection`` in approvalgate.yaml compile to (the
-    chart builds its namespaceSelector from the bundle; the generation is not checked here)."""
+    chart builds its namespaceSelector from the bundle; the generation is not checked here),
+    and ``bundleSigning.namespaceSelection`` pinned to the same selection."""
     values = yaml.safe_load(example_values(env).read_text(encoding="utf-8"))
     bundle = json.loads(values["policyBundle"]["content"])
     bundle["excludeNamespaces"] = sorted(exclude)
     bundle["namespaceSelection"] = selection
     values["policyBundle"]["content"] = json.dumps(bundle, indent=2, sort_keys=True) + "\n"
+    # the operator's pin beside the keys (the chart refuses a content that disagrees with it)
+    values["bundleSigning"] = {"namespaceSelection": selection}
     path = folder / f"namespaces-{selection}-{'-'.join(exclude) or 'none'}.yaml"
     path.write_text(yaml.safe_dump(values), encoding="utf-8")
     return path
