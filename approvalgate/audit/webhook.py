@@ -108,7 +108,7 @@ def chart_defaults(
                         "apiGroups": [AGENTS_GROUP],
                         "apiVersions": ["*"],
                         "operations": ["CREATE", "UPDATE"],
-                        "resources": [AGENTRUNS],
+                        "resources": [AGENTRUNS, f"{AGENTRUNS}/scale"],
                         "scope": "Namespaced",
                     },
                     *(
@@ -116,7 +116,7 @@ def chart_defaults(
                             "apiGroups": [group],
                             "apiVersions": ["*"],
                             "operations": ["CREATE", "UPDATE"],
-                            "resources": [resource],
+                            "resources": [resource, f"{resource}/scale"],
                             "scope": "Namespaced",
                         }
                         for group, resource in PARENT_RULES
@@ -125,7 +125,10 @@ def chart_defaults(
                         "apiGroups": [AGENTS_GROUP],
                         "apiVersions": ["*"],
                         "operations": ["CREATE", "UPDATE", "DELETE"],
-                        "resources": list(CONTENT_RESOURCES),
+                        "resources": [
+                            *CONTENT_RESOURCES,
+                            *(f"{r}/scale" for r in CONTENT_RESOURCES),
+                        ],
                         "scope": "Namespaced",
                     },
                 ],

@@ -56,7 +56,8 @@ def test_fails_closed_on_every_path_to_an_agentrun(helm: Path) -> None:
             "apiGroups": ["agents.proompteng.ai"],
             "apiVersions": ["*"],
             "operations": ["CREATE", "UPDATE"],
-            "resources": ["agentruns"],  # not agentruns/status: controllers keep working
+            # not agentruns/status: controllers keep working; scale, should the CRD gain it
+            "resources": ["agentruns", "agentruns/scale"],
             "scope": "Namespaced",
         },
         *(
@@ -64,7 +65,7 @@ def test_fails_closed_on_every_path_to_an_agentrun(helm: Path) -> None:
                 "apiGroups": [group],
                 "apiVersions": ["*"],
                 "operations": ["CREATE", "UPDATE"],
-                "resources": [resource],  # a parent's DELETE makes no run
+                "resources": [resource, f"{resource}/scale"],  # a parent's DELETE makes no run
                 "scope": "Namespaced",
             }
             for group, resource in (
@@ -77,7 +78,14 @@ def test_fails_closed_on_every_path_to_an_agentrun(helm: Path) -> None:
             "apiGroups": ["agents.proompteng.ai"],
             "apiVersions": ["*"],
             "operations": ["CREATE", "UPDATE", "DELETE"],  # not deleted while an approval binds
-            "resources": ["implementationspecs", "agents", "agentproviders"],
+            "resources": [
+                "implementationspecs",
+                "agents",
+                "agentproviders",
+                "implementationspecs/scale",
+                "agents/scale",
+                "agentproviders/scale",
+            ],
             "scope": "Namespaced",
         },
     ]

@@ -143,10 +143,18 @@ def test_rules_that_stop_sending_parents_or_content_are_findings() -> None:
     assert "implementationspecs" in finding.message
 
 
+def test_a_rule_that_no_longer_sends_scale_is_a_finding() -> None:
+    """`*` matches no subresource: a /scale write (should the CRD gain it) would skip us."""
+
+    live = live_with(lambda live: hook(live)["rules"][0].update(resources=["*"]))
+    (finding,) = [f for f in compare(live) if f.failing]
+    assert "UPDATE of agentruns/scale.agents.proompteng.ai" in finding.message
+
+
 COVERING_EDITS: dict[str, Callable[[dict[str, Any]], None]] = {
     "extra DELETE": lambda h: h["rules"][0]["operations"].append("DELETE"),
     "every operation": lambda h: h["rules"][0].update(operations=["*"]),
-    "every resource": lambda h: h["rules"][0].update(resources=["*"]),
+    "every resource": lambda h: h["rules"][0].update(resources=["*", "*/scale"]),
     "every resource and subresource": lambda h: h["rules"][0].update(resources=["*/*"]),
     "every group": lambda h: h["rules"][0].update(apiGroups=["*"]),
     "any scope": lambda h: h["rules"][0].update(scope="*"),
