@@ -283,7 +283,7 @@ def test_removing_the_agentruns_rule_is_found(
     gate: Gate, capsys: pytest.CaptureFixture[str], restored: dict[str, Any]
 ) -> None:
     edited = copy.deepcopy(restored)
-    edited["webhooks"][0]["rules"][0]["resources"] = ["agents"]
+    edited["webhooks"][0]["rules"][0]["resources"] = ["agents", "agentruns/scale"]
     replace_webhook(gate, edited)
     code, report, _ = audit(gate, capsys)
     assert code == 1

@@ -409,6 +409,8 @@ def test_chart_defaults_are_what_helm_renders(
             # the pinned bundle-signing key the chart requires (kept out of compiled values)
             "--set-file",
             f"bundleSigning.publicKeys[0]={RELEASE_KEY}",
+            "--set",
+            "bundleSigning.environment=staging",
             "-f",
             str(values),
             "--set",

@@ -146,11 +146,16 @@ policyBundle.revision); --allow-unsigned-bundle only when asked for.
 {{- end }}
 {{- end }}
 
-{{/* bundleSigning.environment, else the environment of policyBundle.content ("" : none). */}}
+{{/*
+bundleSigning.environment; without pinned keys, else the environment of policyBundle.content
+("" : none). With keys it is never taken from the content: another environment's bundle
+signed by the same key, put in the compiled values, would pin its own environment and be
+enforced (approvalgate.validate requires the pin).
+*/}}
 {{- define "approvalgate.bundleEnvironment" -}}
 {{- if .Values.bundleSigning.environment -}}
 {{ .Values.bundleSigning.environment }}
-{{- else if .Values.policyBundle.content -}}
+{{- else if and .Values.policyBundle.content (not .Values.bundleSigning.publicKeys) -}}
 {{- $bundle := .Values.policyBundle.content | fromJson -}}
 {{ get $bundle "environment" | default "" }}
 {{- end -}}
@@ -220,6 +225,15 @@ Impossible values fail the render early, with what to do. Included by deployment
 {{- end }}
 {{- if and $s.publicKeys $s.allowUnsigned }}
 {{- fail "ERROR: bundleSigning.publicKeys and bundleSigning.allowUnsigned=true: choose one (allowUnsigned is for development without keys)." }}
+{{- end }}
+{{- if and $s.publicKeys (not $s.environment) }}
+{{- fail "ERROR: bundleSigning.environment is empty: with pinned keys the environment the pods enforce must be pinned beside them (one key may sign every environment, and the compiled values could otherwise swap in another environment's bundle). Set bundleSigning.environment=ENV where the keys are pinned (the Argo CD Application's helm.values, or --set)." }}
+{{- end }}
+{{- if and $s.publicKeys .Values.policyBundle.content }}
+{{- $content := .Values.policyBundle.content | fromJson }}
+{{- if and (hasKey $content "environment") (ne (toString (get $content "environment")) $s.environment) }}
+{{- fail (printf "ERROR: policyBundle.content is the bundle of environment %s but bundleSigning.environment is %s: the pods would refuse it. Deploy the values compiled for %s, or fix the pin." (toString (get $content "environment")) $s.environment $s.environment) }}
+{{- end }}
 {{- end }}
 {{- if and $s.publicKeys .Values.policyBundle.content (ne (include "approvalgate.contentNamespaceSelection" .) $s.namespaceSelection) }}
 {{- fail (printf "ERROR: the bundle's namespaceSelection is %s but bundleSigning.namespaceSelection is %s: with pinned keys the webhook's namespaceSelector follows the pinned value (Helm cannot check the bundle's signature). Set bundleSigning.namespaceSelection=%s where the keys are pinned (the Argo CD Application's helm.values), or recompile the bundle." (include "approvalgate.contentNamespaceSelection" .) $s.namespaceSelection (include "approvalgate.contentNamespaceSelection" .)) }}
