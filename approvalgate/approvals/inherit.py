@@ -366,13 +366,35 @@ def _selecting(
     return [found[k] for k in sorted(found)]
 
 
+def _through_subresource(request: Mapping[str, Any], bundle: Bundle) -> Decision | None:
+    """A write through a subresource: ``status`` passes (controllers, never what runs);
+    any other (``scale``, should a CRD gain one: it writes into the spec) is denied where
+    the namespace is enforced, since what it writes is not the object and cannot be judged
+    as one. None: no subresource."""
+    sub = request.get("subResource")
+    if not sub:
+        return None
+    if sub == "status":
+        return _allow("status-subresource")
+    namespace = request.get("namespace")
+    if isinstance(namespace, str) and namespace and not bundle.enforces(namespace):
+        return _allow("namespace-not-enforced")
+    return _deny(
+        "subresource-not-judged",
+        f"approvalgate denied this write through the {str(sub)[:40]!r} subresource: it "
+        "changes the object without the object being judged. Change the object itself "
+        "(kubectl apply or edit), so that its approvals are checked",
+    )
+
+
 def decide_parent(
     request: Mapping[str, Any], bundle: Bundle, now: datetime, view: ClusterView | None
 ) -> Decision:
     """CREATE and UPDATE of a Schedule, OrchestrationRun or Swarm in an enforced namespace."""
     operation = request.get("operation")
-    if request.get("subResource"):
-        return _allow("subresource")
+    through = _through_subresource(request, bundle)
+    if through is not None:
+        return through
     obj = request.get("object")
     if not isinstance(obj, dict) or not isinstance(obj.get("metadata", {}), dict):
         return _deny("malformed", "the request carries no object")
@@ -607,8 +629,9 @@ def decide_content(
     starts), and the controller collects a use only once it expired *and* its run is gone
     (controller.ledger.use_expired). A use still in the view is a run that may still read
     the content."""
-    if request.get("subResource"):
-        return _allow("subresource")
+    through = _through_subresource(request, bundle)
+    if through is not None:
+        return through
     resource = request.get("resource") or {}
     kind = content.RESOURCES[str(resource.get("resource"))]
     operation = request.get("operation")

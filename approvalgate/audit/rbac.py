@@ -1,4 +1,5 @@
-"""Who can act as a trusted ServiceAccount: RBAC read from the cluster, as findings.
+"""Who can act as a trusted ServiceAccount, and whether the roles requesters hold can switch
+the gate off (:func:`audit_holder_roles`): RBAC read from the cluster, as findings.
 
 A ServiceAccount is not a person: whoever may impersonate it, mint a token for it, run a pod
 as it or enter one of its pods acts as it. This module takes the policies' trusted
@@ -464,6 +465,121 @@ def _findings(target: Target, grants: Mapping[str, Sequence[Grant]]) -> list[Fin
     return out
 
 
+# --- the roles requesters hold, widened -----------------------------------------------------
+
+#: The built-in roles clusters grant requesters per namespace (``edit``) and namespace
+#: admins (``admin``): aggregated, so any ClusterRole carrying their label widens them.
+HOLDER_ROLES: Final = ("admin", "edit")
+GATES_GROUP: Final = "gates.proompteng.ai"
+WRITES: Final = ("update", "patch")
+
+Switch = tuple[str, tuple[str, ...], str, str, str]
+"""(what it lets a holder do, verbs, apiGroup, resource, subresource)."""
+
+#: What switches the gate off (or fakes it) for whoever holds the permission (docs/deploy.md
+#: section 6). The label switch counts only in label mode.
+SWITCHES: Final[tuple[Switch, ...]] = (
+    (
+        "edit or delete the ValidatingWebhookConfiguration (the gate off)",
+        (*WRITES, "delete"),
+        "admissionregistration.k8s.io",
+        "validatingwebhookconfigurations",
+        "",
+    ),
+    (
+        "edit or delete the CustomResourceDefinitions of the gated kinds (their versions, "
+        "conversion, or every object with them)",
+        (*WRITES, "delete"),
+        "apiextensions.k8s.io",
+        "customresourcedefinitions",
+        "",
+    ),
+    (
+        "register an APIService for a gated group (an aggregated server then answers for it, "
+        "without the webhook)",
+        ("create", *WRITES),
+        "apiregistration.k8s.io",
+        "apiservices",
+        "",
+    ),
+    (
+        "write approvalrequests/status (a forged phase or run name, never judged)",
+        WRITES,
+        GATES_GROUP,
+        "approvalrequests",
+        "status",
+    ),
+)
+LABEL_SWITCH: Final[Switch] = (
+    "patch its own Namespace (remove the opt-in label: its AgentRuns are no longer sent)",
+    WRITES,
+    "",
+    "namespaces",
+    "",
+)
+
+
+def _switches(rules: Sequence[Rule], label_mode: bool) -> list[str]:
+    """What of :data:`SWITCHES` ``rules`` grant (any object name)."""
+    named = _any_rule_names(rules)
+    wanted = (*SWITCHES, LABEL_SWITCH) if label_mode else SWITCHES
+    return [
+        what
+        for what, verbs, group, resource, sub in wanted
+        if any(_any(named, verb, group, resource, _ANY_NAME, sub) for verb in verbs)
+    ]
+
+
+def _contributors(cluster_roles: Sequence[Mapping[str, Any]], name: str) -> list[str]:
+    """The ClusterRoles whose rules aggregate into ``name`` (transitively), itself first."""
+    by_name = {_name(r): r for r in cluster_roles}
+    out: list[str] = []
+    todo = [name]
+    while todo:
+        current = todo.pop(0)
+        if current in out or current not in by_name:
+            continue
+        out.append(current)
+        selectors = (by_name[current].get("aggregationRule") or {}).get("clusterRoleSelectors")
+        for other, role in sorted(by_name.items()):
+            if other not in out and any(
+                _selector_matches(s, _labels(role)) for s in selectors or []
+            ):
+                todo.append(other)
+    return out
+
+
+def audit_holder_roles(
+    cluster_roles: Sequence[Mapping[str, Any]], *, label_mode: bool
+) -> list[Finding]:
+    """Findings where the built-in ``edit`` or ``admin`` role (what requesters hold in their
+    namespaces) grants a way to switch the gate off: each names the ClusterRole that brings
+    the grant (usually one aggregated into it by its label)."""
+    out: list[Finding] = []
+    for holder in HOLDER_ROLES:
+        for source in _contributors(cluster_roles, holder):
+            role = next(r for r in cluster_roles if _name(r) == source)
+            found = _switches(_rules(role), label_mode)
+            if not found:
+                continue
+            through = "" if source == holder else f" through ClusterRole {source} (aggregated)"
+            out.append(
+                Finding(
+                    AREA,
+                    "finding",
+                    f"ClusterRole/{holder}",
+                    f"the built-in {holder} role{through} lets every holder "
+                    f"{'; '.join(found)}: whoever may create AgentRuns can then bypass "
+                    "approvalgate",
+                    f"remove the aggregation label (rbac.authorization.k8s.io/aggregate-to-"
+                    f"{holder}) from ClusterRole {source}, or narrow its rules; grant these "
+                    "to cluster admins and Argo CD only (docs/deploy.md, section 6)",
+                    source,
+                )
+            )
+    return out
+
+
 def _and(items: Sequence[str]) -> str:
     return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} and {items[-1]}"
 
@@ -488,6 +604,7 @@ __all__ = [
     "AREA",
     "Target",
     "allows",
+    "audit_holder_roles",
     "audit_rbac",
     "effective_cluster_roles",
     "target_namespaces",

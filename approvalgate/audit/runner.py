@@ -281,7 +281,10 @@ def _audit_webhook(
         expected = webhook.chart_defaults(
             name,
             namespace,
-            exclude=sorted(exp.bundle.exclude_namespaces),
+            # with pinned keys the chart sends every namespace (Helm cannot check a signature)
+            exclude=()
+            if options.trust and options.trust.signed
+            else sorted(exp.bundle.exclude_namespaces),
             opt_in=exp.bundle.namespace_selection == "optInLabel",
         )
         out.append(
@@ -487,8 +490,29 @@ def _namespace_labels(cluster: Cluster) -> dict[str, dict[str, str]] | None:
 
 
 def _audit_rbac(cluster: Cluster, bundle: Bundle) -> list[Finding]:
-    """Who can act as the bundle's trusted ServiceAccounts; a permission the audit lacks is a
-    finding (it could not tell), not a crash."""
+    """Whether the roles requesters hold can switch the gate off, and who can act as the
+    bundle's trusted ServiceAccounts; a permission the audit lacks is a finding (it could not
+    tell), not a crash."""
+    label_mode = bundle.namespace_selection == "optInLabel"
+    try:
+        holders = rbac.audit_holder_roles(cluster.list_rbac("clusterroles"), label_mode=label_mode)
+    except ClusterError as exc:
+        if exc.status != 403:
+            raise
+        holders = [
+            Finding(
+                rbac.AREA,
+                "finding",
+                "RBAC",
+                f"cannot tell whether the edit and admin roles can switch the gate off "
+                f"({exc.message})",
+                f"{RBAC_HINT} (list on clusterroles)",
+            )
+        ]
+    return holders + _audit_trusted_rbac(cluster, bundle)
+
+
+def _audit_trusted_rbac(cluster: Cluster, bundle: Bundle) -> list[Finding]:
     found = rbac.targets(bundle)
     if not found:
         return []

@@ -74,7 +74,8 @@ def chart_defaults(
     ``name`` is the release's full name (the configuration's and the Service's name) and
     ``namespace`` the release namespace; ``exclude`` and ``opt_in`` are the bundle's
     ``excludeNamespaces`` and ``namespaceSelection: optInLabel``, from which the chart
-    builds the namespaceSelector. Kept equal to ``helm template`` by a test.
+    builds the namespaceSelector (``exclude`` only without pinned bundle-signing keys: with
+    them every namespace is sent). Kept equal to ``helm template`` by a test.
     """
     selector: dict[str, Any] = {}
     if opt_in:
@@ -107,7 +108,7 @@ def chart_defaults(
                         "apiGroups": [AGENTS_GROUP],
                         "apiVersions": ["*"],
                         "operations": ["CREATE", "UPDATE"],
-                        "resources": [AGENTRUNS],
+                        "resources": [AGENTRUNS, f"{AGENTRUNS}/scale"],
                         "scope": "Namespaced",
                     },
                     *(
@@ -115,7 +116,7 @@ def chart_defaults(
                             "apiGroups": [group],
                             "apiVersions": ["*"],
                             "operations": ["CREATE", "UPDATE"],
-                            "resources": [resource],
+                            "resources": [resource, f"{resource}/scale"],
                             "scope": "Namespaced",
                         }
                         for group, resource in PARENT_RULES
@@ -124,7 +125,10 @@ def chart_defaults(
                         "apiGroups": [AGENTS_GROUP],
                         "apiVersions": ["*"],
                         "operations": ["CREATE", "UPDATE", "DELETE"],
-                        "resources": list(CONTENT_RESOURCES),
+                        "resources": [
+                            *CONTENT_RESOURCES,
+                            *(f"{r}/scale" for r in CONTENT_RESOURCES),
+                        ],
                         "scope": "Namespaced",
                     },
                 ],

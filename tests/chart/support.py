@@ -7,8 +7,10 @@ a test fails under `make test` (APPROVALGATE_REQUIRE_E2E=1), else it is skipped 
 from __future__ import annotations
 
 import atexit
+import contextlib
 import copy
 import functools
+import itertools
 import json
 import os
 import shutil
@@ -66,12 +68,15 @@ def namespace_values(
 ) -> Path:
     """The example's compiled values with the bundle's namespace settings replaced: what
     ``excludeNamespaces`` and ``namespaceSelection`` in approvalgate.yaml compile to (the
-    chart builds its namespaceSelector from the bundle; the generation is not checked here)."""
+    chart builds its namespaceSelector from the bundle; the generation is not checked here),
+    and ``bundleSigning.namespaceSelection`` pinned to the same selection."""
     values = yaml.safe_load(example_values(env).read_text(encoding="utf-8"))
     bundle = json.loads(values["policyBundle"]["content"])
     bundle["excludeNamespaces"] = sorted(exclude)
     bundle["namespaceSelection"] = selection
     values["policyBundle"]["content"] = json.dumps(bundle, indent=2, sort_keys=True) + "\n"
+    # the operator's pin beside the keys (the chart refuses a content that disagrees with it)
+    values["bundleSigning"] = {"namespaceSelection": selection}
     path = folder / f"namespaces-{selection}-{'-'.join(exclude) or 'none'}.yaml"
     path.write_text(yaml.safe_dump(values), encoding="utf-8")
     return path
@@ -181,7 +186,27 @@ def with_signing_values(args: Sequence[str]) -> list[str]:
     if str(SIGNING_VALUES) in out:
         return out
     where = next((i for i, arg in enumerate(out) if arg in ("-f", "--values")), len(out))
-    return [*out[:where], "-f", str(SIGNING_VALUES), *out[where:]]
+    pinned = _pinned_environment(out)
+    return [*out[:where], "-f", str(SIGNING_VALUES), *out[where:], *pinned]
+
+
+def _pinned_environment(args: Sequence[str]) -> list[str]:
+    """``--set bundleSigning.environment=ENV`` for the environment of the last values file's
+    bundle, as the operator pins it beside the keys (nothing when the arguments pin one)."""
+    if any("bundleSigning.environment" in arg or "allowUnsigned=true" in arg for arg in args):
+        return []
+    environment = ""
+    for flag, value in itertools.pairwise(args):
+        if flag not in ("-f", "--values") or value == "-":
+            continue
+        loaded = yaml.safe_load(Path(value).read_text(encoding="utf-8")) or {}
+        content = (
+            (loaded.get("policyBundle") or {}).get("content") if isinstance(loaded, dict) else None
+        )
+        if content:
+            with contextlib.suppress(ValueError, AttributeError):
+                environment = str(json.loads(content).get("environment") or environment)
+    return ["--set", f"bundleSigning.environment={environment or 'prod'}"]
 
 
 def run_helm(helm: Path, *args: str, signing: bool = True) -> str:

@@ -83,7 +83,12 @@ def test_entrypoint_and_cmd_match_the_chart(helm: Path) -> None:
     cmd = json.loads(final["CMD"])
     assert container["args"][: len(cmd)] == cmd
     trust = container["args"][len(cmd) :]
-    assert trust[0::2] == ["--bundle-key", "--bundle-threshold", "--bundle-min-revision"]
+    assert trust[0::2] == [
+        "--bundle-key",
+        "--bundle-threshold",
+        "--bundle-min-revision",
+        "--bundle-environment",  # pinned beside the keys, never taken from the content
+    ]
     assert final["EXPOSE"].split() == [str(p["containerPort"]) for p in container["ports"]]
 
 

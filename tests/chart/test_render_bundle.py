@@ -145,7 +145,8 @@ def test_notes_for_opt_in_and_existing_secret(
     assert text.lstrip().startswith("WARNING: opt-in mode")
     assert (
         "in every namespace labelled approvals.proompteng.ai/enforce=true, including\n"
-        "namespaces created later and approvalgate-system, except kube-system (excludeNamespaces)."
+        "namespaces created later and approvalgate-system; kube-system (excludeNamespaces) are sent"
+        " too and the webhook passes them"
     ) in text
     assert "kubectl -n approvalgate-system get secret approvalgate-serving-tls" in text
     assert "get certificate" not in text

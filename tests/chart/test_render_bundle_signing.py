@@ -16,6 +16,7 @@ from approvalgate.cli import build_parser
 from approvalgate.commands._runtime_trust import trust_args
 from tests.chart.support import (
     SIGNING_VALUES,
+    HelmError,
     by_kind,
     component,
     example_values,
@@ -62,14 +63,32 @@ def test_the_pinned_keys_are_arguments_of_both_pods(helm: Path, part: str) -> No
         "--bundle-min-revision",
         str(yaml.safe_load(example_values("prod").read_text())["policyBundle"].get("revision", 0)),
         "--bundle-environment",
-        "prod",  # the deployed bundle's
+        "prod",  # pinned beside the keys (tests/chart/support.py pins the bundle's)
     ]
     namespace = parsed(args)
     trust = trust_args(namespace)  # what the process does at start: the key text is read
     assert trust.keys == (("--bundle-key", PINNED[0]),) and not trust.allow_unsigned
     assert trust.environment == "prod"
-    pinned = render(helm, example_values("prod"), sets=["bundleSigning.environment=production"])
-    assert trust_flags(args_of(pinned, part))[-2:] == ["--bundle-environment", "production"]
+    with pytest.raises(HelmError, match="bundle of environment prod but bundleSigning"):
+        render(helm, example_values("prod"), sets=["bundleSigning.environment=production"])
+
+
+def test_another_environments_signed_bundle_in_the_compiled_values_is_refused(
+    helm: Path, tmp_path: Path
+) -> None:
+    """Whoever edits prod's compiled values puts dev's bundle there, with its signatures and
+    revision (one key signs every environment). The environment pin came from the content,
+    so the pods pinned dev and enforced dev's bundle (enforcement warn: every run admitted).
+    With keys the pin is the operator's: an empty one or one that differs fails the render,
+    and the pods refuse dev's bundle anyway (other-environment)."""
+    values = yaml.safe_load(example_values("prod").read_text())
+    values["policyBundle"] = yaml.safe_load(example_values("dev").read_text())["policyBundle"]
+    edited = tmp_path / "prod-with-dev.yaml"
+    edited.write_text(yaml.safe_dump(values))
+    with pytest.raises(HelmError, match=r"bundleSigning\.environment is empty"):
+        render(helm, edited, sets=["bundleSigning.environment="])
+    with pytest.raises(HelmError, match=r"bundle of environment dev but bundleSigning"):
+        render(helm, edited, sets=["bundleSigning.environment=prod"])
 
 
 def test_two_keys_a_threshold_and_the_minimum_revision(helm: Path, tmp_path: Path) -> None:

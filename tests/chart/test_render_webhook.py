@@ -56,7 +56,8 @@ def test_fails_closed_on_every_path_to_an_agentrun(helm: Path) -> None:
             "apiGroups": ["agents.proompteng.ai"],
             "apiVersions": ["*"],
             "operations": ["CREATE", "UPDATE"],
-            "resources": ["agentruns"],  # not agentruns/status: controllers keep working
+            # not agentruns/status: controllers keep working; scale, should the CRD gain it
+            "resources": ["agentruns", "agentruns/scale"],
             "scope": "Namespaced",
         },
         *(
@@ -64,7 +65,7 @@ def test_fails_closed_on_every_path_to_an_agentrun(helm: Path) -> None:
                 "apiGroups": [group],
                 "apiVersions": ["*"],
                 "operations": ["CREATE", "UPDATE"],
-                "resources": [resource],  # a parent's DELETE makes no run
+                "resources": [resource, f"{resource}/scale"],  # a parent's DELETE makes no run
                 "scope": "Namespaced",
             }
             for group, resource in (
@@ -77,7 +78,14 @@ def test_fails_closed_on_every_path_to_an_agentrun(helm: Path) -> None:
             "apiGroups": ["agents.proompteng.ai"],
             "apiVersions": ["*"],
             "operations": ["CREATE", "UPDATE", "DELETE"],  # not deleted while an approval binds
-            "resources": ["implementationspecs", "agents", "agentproviders"],
+            "resources": [
+                "implementationspecs",
+                "agents",
+                "agentproviders",
+                "implementationspecs/scale",
+                "agents/scale",
+                "agentproviders/scale",
+            ],
             "scope": "Namespaced",
         },
     ]
@@ -111,9 +119,12 @@ def test_every_namespace_is_sent_by_default_its_own_and_kube_system_included(
     assert webhook(render(helm, compiled, namespace=namespace))["namespaceSelector"] == {}
 
 
-def test_exclusions_come_from_the_bundle_by_name(helm: Path, tmp_path: Path) -> None:
+UNSIGNED = ["bundleSigning.publicKeys=null", "bundleSigning.allowUnsigned=true"]
+
+
+def test_exclusions_come_from_the_bundle_by_name_when_unsigned(helm: Path, tmp_path: Path) -> None:
     values = namespace_values(tmp_path, ["kube-system", "infra"])
-    assert webhook(render(helm, values))["namespaceSelector"] == {
+    assert webhook(render(helm, values, sets=UNSIGNED))["namespaceSelector"] == {
         "matchExpressions": [
             {
                 "key": "kubernetes.io/metadata.name",
@@ -124,14 +135,43 @@ def test_exclusions_come_from_the_bundle_by_name(helm: Path, tmp_path: Path) -> 
     }
 
 
-def test_opt_in_mode_comes_from_the_bundle_and_keeps_the_exclusions(
+def test_with_pinned_keys_an_edited_values_file_excludes_no_namespace(
+    helm: Path, tmp_path: Path
+) -> None:
+    """Class 22 through the chart: whoever edits the compiled values (not the pinned keys)
+    adds a namespace to the content's excludeNamespaces. The pods refuse that unsigned
+    content and keep the signed bundle, which enforces the namespace; a selector built from
+    the content would stop sending it, and its AgentRuns would be admitted without a
+    decision. With keys, every namespace is sent (the webhook passes the signed bundle's
+    exclusions itself)."""
+    edited = namespace_values(tmp_path, ["team-a"])  # content edited; its signature no longer holds
+    assert webhook(render(helm, edited))["namespaceSelector"] == {}
+
+
+def test_with_pinned_keys_the_opt_in_label_comes_from_the_pin_only(
+    helm: Path, tmp_path: Path
+) -> None:
+    """An edited content switching to optInLabel would stop sending every unlabelled
+    namespace: the render fails unless the pinned bundleSigning.namespaceSelection agrees."""
+    values = namespace_values(tmp_path, ["kube-system"], "optInLabel")
+    with pytest.raises(HelmError, match=r"bundleSigning\.namespaceSelection is all"):
+        render(helm, values, sets=["bundleSigning.namespaceSelection=all"])
+    selector = webhook(render(helm, values))["namespaceSelector"]  # pinned optInLabel
+    assert selector == {"matchLabels": {"approvals.proompteng.ai/enforce": "true"}}
+    with pytest.raises(HelmError, match="namespaceSelection is all but bundleSigning"):
+        render(
+            helm, namespace_values(tmp_path), sets=["bundleSigning.namespaceSelection=optInLabel"]
+        )
+
+
+def test_opt_in_mode_comes_from_the_bundle_and_keeps_the_exclusions_when_unsigned(
     helm: Path, tmp_path: Path
 ) -> None:
     values = namespace_values(tmp_path, ["kube-system"], "optInLabel")
-    selector = webhook(render(helm, values))["namespaceSelector"]
+    selector = webhook(render(helm, values, sets=UNSIGNED))["namespaceSelector"]
     assert selector["matchLabels"] == {"approvals.proompteng.ai/enforce": "true"}
     assert selector["matchExpressions"][0]["values"] == ["kube-system"]
-    only_label = webhook(render(helm, namespace_values(tmp_path, [], "optInLabel")))
+    only_label = webhook(render(helm, namespace_values(tmp_path, [], "optInLabel"), sets=UNSIGNED))
     assert only_label["namespaceSelector"] == {
         "matchLabels": {"approvals.proompteng.ai/enforce": "true"}
     }

@@ -495,6 +495,8 @@ class Gate:
                 # the pinned bundle-signing key (operator's values, not the compiled ones)
                 "--set-file",
                 f"bundleSigning.publicKeys[0]={bundle_signing.public_key_file(self.work)}",
+                "--set",
+                f"bundleSigning.environment={ENV}",  # pinned beside the key, as operators do
                 "-f",
                 str(values),
                 *extra,

@@ -498,6 +498,56 @@ def test_an_admitted_run_made_a_template_is_denied_where_approvals_are_used_once
     assert live.returncode == 0, live.stderr
 
 
+def _scale(gate: Gate, name: str, replicas: int) -> Any:
+    return gate.kubectl(
+        "admin", "scale", "agentrun", name, "-n", ENFORCED, f"--replicas={replicas}"
+    )
+
+
+def _until_scale(gate: Gate, name: str, served: bool) -> Any:
+    """The API server serves a changed CRD's subresources asynchronously."""
+    deadline = time.monotonic() + 30
+    while True:
+        done = _scale(gate, name, 5)
+        if ("NotFound" not in done.stderr) == served or time.monotonic() > deadline:
+            return done
+        time.sleep(0.3)
+
+
+def test_a_scale_subresource_the_crd_gains_later_is_judged(gate: Gate) -> None:
+    """Classes 10 and 13 through the webhook configuration: a CRD that gains a scale
+    subresource lets /scale write into the spec (specReplicasPath). The chart sends
+    `agentruns/scale` (and the parents' and content's) from the start: the write is judged
+    and denied, and the admitted run keeps its spec."""
+    s = Signer(gate)
+    approved = run("atk-scale")
+    approved["spec"]["ttlSecondsAfterFinished"] = 600
+    done = create(gate, annotated(approved, _two(s, approved)))
+    assert done.returncode == 0, done.stderr
+    crd = "agentruns.agents.proompteng.ai"
+    path = "/spec/versions/0/subresources/scale"
+    scale = {
+        "specReplicasPath": ".spec.ttlSecondsAfterFinished",
+        "statusReplicasPath": ".status.observedGeneration",
+    }
+    patch = json.dumps([{"op": "add", "path": path, "value": scale}])
+    added = gate.kubectl("admin", "patch", "crd", crd, "--type", "json", "-p", patch)
+    assert added.returncode == 0, added.stderr
+    try:
+        scaled = _until_scale(gate, "atk-scale", served=True)
+        assert scaled.returncode == 1 and WEBHOOK_NAME in scaled.stderr, scaled.stderr
+        stored = json.loads(
+            gate.kubectl(
+                "admin", "get", "agentrun", "atk-scale", "-n", ENFORCED, "-o", "json"
+            ).stdout
+        )
+        assert stored["spec"]["ttlSecondsAfterFinished"] == 600
+    finally:
+        removed = json.dumps([{"op": "remove", "path": path}])
+        gate.kubectl("admin", "patch", "crd", crd, "--type", "json", "-p", removed)
+        _until_scale(gate, "atk-scale", served=False)
+
+
 # --- 11: dry-run -------------------------------------------------------------------------------
 
 

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from approvalgate.cli import main
 from tests.e2e.controlplane import ControlPlane
@@ -222,17 +223,50 @@ def _label_mode_configuration(gate: Gate) -> dict[str, Any]:
     out = gate.work / "rendered-label"
     gate.cli("compile", str(gate.repo), "--env", ENV, "--out", str(out))
     values = out / ENV / "approvalgate-values.yaml"
+    # the operator pins the selection beside the keys (the chart refuses a content that differs)
+    rendered = _chart_configuration(
+        gate, "-f", str(values), "--set", "bundleSigning.namespaceSelection=optInLabel"
+    )
+    assert rendered["webhooks"][0]["namespaceSelector"]["matchLabels"] == {LABEL: "true"}
+    return rendered
+
+
+def _chart_configuration(gate: Gate, *values: str) -> dict[str, Any]:
+    """The chart's webhook configuration for these values, calling the e2e webhook."""
     (rendered,) = [
-        d
-        for d in gate.chart_render("-f", str(values))
-        if d["kind"] == "ValidatingWebhookConfiguration"
+        d for d in gate.chart_render(*values) if d["kind"] == "ValidatingWebhookConfiguration"
     ]
     rendered["metadata"].get("annotations", {}).pop("cert-manager.io/inject-ca-from", None)
     original = gate.webhook_configuration()
     for hook, ours in zip(rendered["webhooks"], original["webhooks"], strict=True):
         hook["clientConfig"] = ours["clientConfig"]
-    assert rendered["webhooks"][0]["namespaceSelector"]["matchLabels"] == {LABEL: "true"}
     return rendered
+
+
+def test_an_edited_values_file_excludes_no_namespace_under_pinned_keys(
+    gate: Gate, tmp_path: Path
+) -> None:
+    """Whoever may edit the compiled values Argo CD syncs, but not the pinned keys, adds a
+    namespace to the bundle's excludeNamespaces. The pods refuse that unsigned content and
+    keep enforcing the signed bundle; the webhook configuration the chart renders from the
+    same values must still send the namespace, or its runs are admitted without a decision."""
+    namespace = gate.plane.create_namespace("edited")
+    compiled = gate.work / "rendered" / ENV / "approvalgate-values.yaml"
+    values = yaml.safe_load(compiled.read_text(encoding="utf-8"))
+    bundle = json.loads(values["policyBundle"]["content"])
+    bundle["excludeNamespaces"] = [*bundle.get("excludeNamespaces", []), namespace]
+    values["policyBundle"]["content"] = json.dumps(bundle)  # bundle.sig.json no longer holds
+    edited = tmp_path / "edited-values.yaml"
+    edited.write_text(yaml.safe_dump(values), encoding="utf-8")
+    try:
+        configuration = _chart_configuration(gate, "-f", str(edited))
+        gate.kubectl("admin", "apply", "-f", "-", manifest=json.dumps(configuration))
+        time.sleep(2)  # the API server's webhook informer catches up asynchronously
+        _until(lambda: _judged(gate, namespace), "the namespace is still sent")
+        _denied_as_decide_says(gate, run_manifest("edited", namespace=namespace))
+    finally:
+        gate.register()
+        _drop(gate, namespace)
 
 
 def _until(check: Any, what: str, seconds: float = 30) -> None:

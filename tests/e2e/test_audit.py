@@ -283,7 +283,7 @@ def test_removing_the_agentruns_rule_is_found(
     gate: Gate, capsys: pytest.CaptureFixture[str], restored: dict[str, Any]
 ) -> None:
     edited = copy.deepcopy(restored)
-    edited["webhooks"][0]["rules"][0]["resources"] = ["agents"]
+    edited["webhooks"][0]["rules"][0]["resources"] = ["agents", "agentruns/scale"]
     replace_webhook(gate, edited)
     code, report, _ = audit(gate, capsys)
     assert code == 1
@@ -301,7 +301,12 @@ def test_a_narrower_namespace_selector_and_an_object_selector_are_found(
 ) -> None:
     edited = copy.deepcopy(restored)
     hook = edited["webhooks"][0]
-    hook["namespaceSelector"]["matchExpressions"][0]["values"].append(ENFORCED)
+    # with pinned keys the chart sends every namespace: exclude the enforced one by name
+    hook["namespaceSelector"] = {
+        "matchExpressions": [
+            {"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": [ENFORCED]}
+        ]
+    }
     hook["objectSelector"] = {"matchLabels": {"gate": "on"}}
     replace_webhook(gate, edited)
     _, report, _ = audit(gate, capsys)
@@ -753,6 +758,42 @@ def test_who_can_act_as_the_trusted_submitter_is_listed(
         for name in ("mallory-edit", "requester-edit", "bob-view"):
             gate.kubectl("admin", "delete", "rolebinding", name, "-n", SUBMITTER_NS)
         gate.kubectl("admin", "delete", "pod", POD, "-n", SUBMITTER_NS, "--wait=false")
+
+
+def test_a_role_aggregated_into_edit_that_switches_the_gate_off_is_found(
+    gate: Gate, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """RBAC widened (classes 17 and 22): a ClusterRole carrying edit's aggregation label and
+    granting writes of approvalrequests/status (never sent to the webhook) and of webhook
+    configurations gives them to every requester. The audit names the role."""
+    name = "approvalgate-e2e-team-extras"
+    role = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRole",
+        "metadata": {
+            "name": name,
+            "labels": {"rbac.authorization.k8s.io/aggregate-to-edit": "true"},
+        },
+        "rules": [
+            {"apiGroups": ["gates.proompteng.ai"], "resources": ["*"], "verbs": ["*"]},
+            {
+                "apiGroups": ["admissionregistration.k8s.io"],
+                "resources": ["validatingwebhookconfigurations"],
+                "verbs": ["patch"],
+            },
+        ],
+    }
+    apply(gate, role)
+    try:
+        _, report, _ = audit(gate, capsys)
+        (finding,) = [f for f in failing(report, "rbac") if f["subject"] == "ClusterRole/edit"]
+        assert f"through ClusterRole {name} (aggregated)" in finding["message"]
+        assert "approvalrequests/status" in finding["message"]
+        assert "ValidatingWebhookConfiguration" in finding["message"]
+    finally:
+        gate.kubectl("admin", "delete", "clusterrole", name)
+    _, report, _ = audit(gate, capsys)
+    assert not [f for f in failing(report, "rbac") if f["subject"] == "ClusterRole/edit"]
 
 
 def test_an_audit_that_may_not_read_rbac_says_so_as_a_finding(

@@ -15,6 +15,7 @@ from approvalgate.approvals.policy import BundleSettings
 from approvalgate.audit.rbac import (
     Target,
     allows,
+    audit_holder_roles,
     audit_rbac,
     effective_cluster_roles,
     target_namespaces,
@@ -376,3 +377,65 @@ def test_targets_are_the_trusted_submitters_and_gitops_appliers() -> None:
     assert target_namespaces([SUBMITTER, GROUP, PERSON]) == (NS,)
     all_accounts = Target("system:serviceaccounts", "*", "", True, ("x",), ("p",))
     assert target_namespaces([SUBMITTER, all_accounts]) == ("*",)
+
+
+# --- the roles requesters hold, widened (classes 17 and 22) -----------------------------------
+
+REQUESTER_ROLE = cluster_role(  # the chart's, with userRoles.aggregateToEdit
+    "approvalgate-requester",
+    [{"apiGroups": ["gates.proompteng.ai"], "resources": ["approvalrequests"], "verbs": ["*"]}],
+    labels={AGGREGATE: "true"},
+)
+
+
+def test_the_built_in_edit_role_and_the_charts_aggregation_switch_nothing_off() -> None:
+    for label_mode in (False, True):
+        assert audit_holder_roles([*BUILT_IN, REQUESTER_ROLE], label_mode=label_mode) == []
+
+
+def test_a_role_aggregated_into_edit_that_lets_requesters_switch_the_gate_off_is_a_finding() -> (
+    None
+):
+    """Someone widens edit (a ClusterRole carrying its aggregation label) with namespace
+    patch (label mode: a requester removes her namespace's opt-in label), a wildcard on the
+    queue's group (approvalrequests/status, never judged) or a webhook configuration write:
+    every requester can then bypass the gate. The audit names the role that brings it."""
+    widened = cluster_role(
+        "team-extras",
+        [
+            {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get", "patch"]},
+            {"apiGroups": ["gates.proompteng.ai"], "resources": ["*"], "verbs": ["update"]},
+        ],
+        labels={AGGREGATE: "true"},
+    )
+    (finding,) = audit_holder_roles([*BUILT_IN, widened], label_mode=True)
+    assert (finding.severity, finding.subject, finding.field) == (
+        "finding",
+        "ClusterRole/edit",
+        "team-extras",
+    )
+    assert "through ClusterRole team-extras (aggregated)" in finding.message
+    assert "remove the opt-in label" in finding.message
+    assert "approvalrequests/status" in finding.message
+    assert "aggregate-to-edit) from ClusterRole team-extras" in finding.advice
+    (finding,) = audit_holder_roles([*BUILT_IN, widened], label_mode=False)
+    assert "opt-in label" not in finding.message  # namespace labels matter only in label mode
+
+
+def test_edit_itself_granting_a_webhook_or_crd_write_is_a_finding() -> None:
+    edited = cluster_role(
+        "edit",
+        [
+            {
+                "apiGroups": ["admissionregistration.k8s.io", "apiextensions.k8s.io"],
+                "resources": ["*"],
+                "resourceNames": ["approvalgate"],
+                "verbs": ["delete"],
+            },
+            {"apiGroups": ["apiregistration.k8s.io"], "resources": ["apiservices"], "verbs": ["*"]},
+        ],
+    )
+    (finding,) = audit_holder_roles([edited], label_mode=False)
+    assert finding.subject == "ClusterRole/edit" and "through" not in finding.message
+    for what in ("ValidatingWebhookConfiguration", "CustomResourceDefinitions", "APIService"):
+        assert what in finding.message

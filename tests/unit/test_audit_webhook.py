@@ -143,10 +143,18 @@ def test_rules_that_stop_sending_parents_or_content_are_findings() -> None:
     assert "implementationspecs" in finding.message
 
 
+def test_a_rule_that_no_longer_sends_scale_is_a_finding() -> None:
+    """`*` matches no subresource: a /scale write (should the CRD gain it) would skip us."""
+
+    live = live_with(lambda live: hook(live)["rules"][0].update(resources=["*"]))
+    (finding,) = [f for f in compare(live) if f.failing]
+    assert "UPDATE of agentruns/scale.agents.proompteng.ai" in finding.message
+
+
 COVERING_EDITS: dict[str, Callable[[dict[str, Any]], None]] = {
     "extra DELETE": lambda h: h["rules"][0]["operations"].append("DELETE"),
     "every operation": lambda h: h["rules"][0].update(operations=["*"]),
-    "every resource": lambda h: h["rules"][0].update(resources=["*"]),
+    "every resource": lambda h: h["rules"][0].update(resources=["*", "*/scale"]),
     "every resource and subresource": lambda h: h["rules"][0].update(resources=["*/*"]),
     "every group": lambda h: h["rules"][0].update(apiGroups=["*"]),
     "any scope": lambda h: h["rules"][0].update(scope="*"),
@@ -378,7 +386,8 @@ RELEASE_KEY = (
 def test_chart_defaults_are_what_helm_renders(
     tmp_path: Path, release: str, namespace: str, exclude: list[str], opt_in: bool
 ) -> None:
-    """The selector is built from the bundle's excludeNamespaces and namespaceSelection."""
+    """The selector is built from the bundle's namespaceSelection (pinned beside the keys);
+    with pinned keys the bundle's excludeNamespaces are sent too (the webhook passes them)."""
     helm = pinned_binary("helm", "helm")
     values = VALUES
     if exclude or opt_in:
@@ -400,8 +409,12 @@ def test_chart_defaults_are_what_helm_renders(
             # the pinned bundle-signing key the chart requires (kept out of compiled values)
             "--set-file",
             f"bundleSigning.publicKeys[0]={RELEASE_KEY}",
+            "--set",
+            "bundleSigning.environment=staging",
             "-f",
             str(values),
+            "--set",
+            f"bundleSigning.namespaceSelection={'optInLabel' if opt_in else 'all'}",
             "--show-only",
             "templates/validatingwebhookconfiguration.yaml",
         ],
@@ -410,9 +423,7 @@ def test_chart_defaults_are_what_helm_renders(
         check=True,
     )
     rendered = pick_configuration(yaml.safe_load_all(out.stdout), "helm")
-    defaults = chart_defaults(
-        rendered["metadata"]["name"], namespace, exclude=exclude, opt_in=opt_in
-    )
+    defaults = chart_defaults(rendered["metadata"]["name"], namespace, opt_in=opt_in)
     assert rendered["webhooks"] == defaults["webhooks"]
     inject = "cert-manager.io/inject-ca-from"
     assert (

@@ -1305,3 +1305,28 @@ def test_a_parent_is_not_judged_without_a_usable_view() -> None:
     answer = judge(review("CREATE", schedule), stale)
     assert not answer.allowed and answer.reason == "cluster-view-unavailable"
     assert "has not listed yet" in answer.message
+
+
+# --- subresources (classes 10 and 13: what the webhook configuration sends) ---------------
+
+
+@pytest.mark.parametrize(
+    "kind", ["Schedule", "OrchestrationRun", "Swarm", "ImplementationSpec", "Agent"]
+)
+def test_a_write_through_scale_is_denied_and_status_passes(kind: str) -> None:
+    """Should a CRD gain a scale subresource, /scale writes into the spec (specReplicasPath)
+    and the request carries a Scale, not the object: it cannot be judged, so it is denied.
+    The chart sends `*/scale` of every gated kind; status (controllers) passes as for runs."""
+    scale = {
+        "apiVersion": "autoscaling/v1",
+        "kind": "Scale",
+        "metadata": {"name": "x", "namespace": NS},
+        "spec": {"replicas": 2},
+    }
+    request = review("UPDATE", scale, old={**scale, "spec": {"replicas": 1}}, kind=kind)
+    request["subResource"] = "scale"
+    decision = judge(request, _view())
+    assert (decision.allowed, decision.reason) == (False, "subresource-not-judged")
+    assert "Change the object itself" in decision.message
+    request["subResource"] = "status"
+    assert judge(request, _view()).reason == "status-subresource"

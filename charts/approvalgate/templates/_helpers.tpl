@@ -146,11 +146,16 @@ policyBundle.revision); --allow-unsigned-bundle only when asked for.
 {{- end }}
 {{- end }}
 
-{{/* bundleSigning.environment, else the environment of policyBundle.content ("" : none). */}}
+{{/*
+bundleSigning.environment; without pinned keys, else the environment of policyBundle.content
+("" : none). With keys it is never taken from the content: another environment's bundle
+signed by the same key, put in the compiled values, would pin its own environment and be
+enforced (approvalgate.validate requires the pin).
+*/}}
 {{- define "approvalgate.bundleEnvironment" -}}
 {{- if .Values.bundleSigning.environment -}}
 {{ .Values.bundleSigning.environment }}
-{{- else if .Values.policyBundle.content -}}
+{{- else if and .Values.policyBundle.content (not .Values.bundleSigning.publicKeys) -}}
 {{- $bundle := .Values.policyBundle.content | fromJson -}}
 {{ get $bundle "environment" | default "" }}
 {{- end -}}
@@ -221,6 +226,18 @@ Impossible values fail the render early, with what to do. Included by deployment
 {{- if and $s.publicKeys $s.allowUnsigned }}
 {{- fail "ERROR: bundleSigning.publicKeys and bundleSigning.allowUnsigned=true: choose one (allowUnsigned is for development without keys)." }}
 {{- end }}
+{{- if and $s.publicKeys (not $s.environment) }}
+{{- fail "ERROR: bundleSigning.environment is empty: with pinned keys the environment the pods enforce must be pinned beside them (one key may sign every environment, and the compiled values could otherwise swap in another environment's bundle). Set bundleSigning.environment=ENV where the keys are pinned (the Argo CD Application's helm.values, or --set)." }}
+{{- end }}
+{{- if and $s.publicKeys .Values.policyBundle.content }}
+{{- $content := .Values.policyBundle.content | fromJson }}
+{{- if and (hasKey $content "environment") (ne (toString (get $content "environment")) $s.environment) }}
+{{- fail (printf "ERROR: policyBundle.content is the bundle of environment %s but bundleSigning.environment is %s: the pods would refuse it. Deploy the values compiled for %s, or fix the pin." (toString (get $content "environment")) $s.environment $s.environment) }}
+{{- end }}
+{{- end }}
+{{- if and $s.publicKeys .Values.policyBundle.content (ne (include "approvalgate.contentNamespaceSelection" .) $s.namespaceSelection) }}
+{{- fail (printf "ERROR: the bundle's namespaceSelection is %s but bundleSigning.namespaceSelection is %s: with pinned keys the webhook's namespaceSelector follows the pinned value (Helm cannot check the bundle's signature). Set bundleSigning.namespaceSelection=%s where the keys are pinned (the Argo CD Application's helm.values), or recompile the bundle." (include "approvalgate.contentNamespaceSelection" .) $s.namespaceSelection (include "approvalgate.contentNamespaceSelection" .)) }}
+{{- end }}
 {{- if and $s.publicKeys (gt (int $s.threshold) (len $s.publicKeys)) }}
 {{- fail (printf "ERROR: bundleSigning.threshold (%d) is more than the %d keys of bundleSigning.publicKeys: no bundle could ever be enforced." (int $s.threshold) (len $s.publicKeys)) }}
 {{- end }}
@@ -265,13 +282,34 @@ The bundle's namespace settings as JSON {"exclude": [...], "optIn": bool}: the w
 namespaceSelector and NOTES are built from the bundle itself, so they cannot disagree with
 what the webhook enforces. No bundle, or one that is not JSON: nothing excluded (every
 namespace is sent to a webhook that is never ready: fail closed).
+
+With pinned bundle-signing keys the content is not trusted here: Helm cannot check its
+signature, and a selector built from it would skip namespaces on the word of whoever edited
+the values, while the pods refuse that bundle and keep enforcing the signed one. So nothing
+is excluded by name (every namespace is sent; the webhook passes the signed bundle's
+excludeNamespaces without looking), and the opt-in label comes only from the pinned
+bundleSigning.namespaceSelection, which must agree with the content
+(approvalgate.validate).
 */}}
 {{- define "approvalgate.namespaceSelection" -}}
 {{- $bundle := dict }}
 {{- if .Values.policyBundle.content }}
 {{- $bundle = .Values.policyBundle.content | fromJson }}
 {{- end }}
-{{- dict "exclude" (get $bundle "excludeNamespaces" | default list) "optIn" (eq (toString (get $bundle "namespaceSelection")) "optInLabel") | toJson }}
+{{- if .Values.bundleSigning.publicKeys }}
+{{- dict "exclude" list "optIn" (eq .Values.bundleSigning.namespaceSelection "optInLabel") "passed" (get $bundle "excludeNamespaces" | default list) | toJson }}
+{{- else }}
+{{- dict "exclude" (get $bundle "excludeNamespaces" | default list) "optIn" (eq (toString (get $bundle "namespaceSelection")) "optInLabel") "passed" list | toJson }}
+{{- end }}
+{{- end }}
+
+{{/* The content's namespaceSelection ("all" when it says none or is not JSON). */}}
+{{- define "approvalgate.contentNamespaceSelection" -}}
+{{- $bundle := dict }}
+{{- if .Values.policyBundle.content }}
+{{- $bundle = .Values.policyBundle.content | fromJson }}
+{{- end }}
+{{- get $bundle "namespaceSelection" | default "all" | toString }}
 {{- end }}
 
 {{/*
