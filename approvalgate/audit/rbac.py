@@ -509,6 +509,14 @@ SWITCHES: Final[tuple[Switch, ...]] = (
         "approvalrequests",
         "status",
     ),
+    (
+        "write agentruns/status (a finished run's phase reset: the platform runs it again, "
+        "never judged)",
+        WRITES,
+        "agents.proompteng.ai",
+        "agentruns",
+        "status",
+    ),
 )
 LABEL_SWITCH: Final[Switch] = (
     "patch its own Namespace (remove the opt-in label: its AgentRuns are no longer sent)",

@@ -422,6 +422,30 @@ def test_a_role_aggregated_into_edit_that_lets_requesters_switch_the_gate_off_is
     assert "opt-in label" not in finding.message  # namespace labels matter only in label mode
 
 
+def test_agent_run_status_writes_aggregated_into_edit_are_a_finding() -> None:
+    """The platform submits a run again whose status says Pending without a runtimeRef, and
+    status writes never reach the webhook: a role aggregated into edit that may write
+    agentruns/status (named, or through a wildcard on the group) lets every requester run a
+    finished run again. Reading it is fine."""
+    for rule in (
+        {
+            "apiGroups": ["agents.proompteng.ai"],
+            "resources": ["agentruns/status"],
+            "verbs": ["patch"],
+        },
+        {"apiGroups": ["agents.proompteng.ai"], "resources": ["*"], "verbs": ["update"]},
+    ):
+        widened = cluster_role("agents-extras", [rule], labels={AGGREGATE: "true"})
+        (finding,) = audit_holder_roles([*BUILT_IN, widened], label_mode=False)
+        assert "write agentruns/status (a finished run's phase reset" in finding.message
+    reader = cluster_role(
+        "agents-readers",
+        [{"apiGroups": ["agents.proompteng.ai"], "resources": ["*"], "verbs": ["get", "list"]}],
+        labels={AGGREGATE: "true"},
+    )
+    assert audit_holder_roles([*BUILT_IN, reader], label_mode=False) == []
+
+
 def test_edit_itself_granting_a_webhook_or_crd_write_is_a_finding() -> None:
     edited = cluster_role(
         "edit",
