@@ -104,11 +104,11 @@ def _owned(
     approvals given. Denied when written (CREATE, or an UPDATE that changes them)."""
     if request.get("operation") not in ("CREATE", "UPDATE"):
         return None
-    owners = _mapping(obj.get("metadata")).get("ownerReferences")
+    meta = _mapping(obj.get("metadata"))
+    owners = meta.get("ownerReferences")
     before = _mapping(_mapping(request.get("oldObject")).get("metadata")).get("ownerReferences")
     if not owners or (request.get("operation") == "UPDATE" and _same(owners, before)):
         return None
-    meta = _mapping(obj.get("metadata"))
     kind = KINDS.get(plural, plural)
     return _deny(
         "owned-queue-object",

@@ -22,12 +22,12 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
+from approvalgate.approvals.reasons import BLANK_LETTERS
+
 _HIDDEN_CATEGORIES: Final = frozenset({"Cf", "Cs", "Co", "Cn"})
 """Format (bidi controls, zero-width, tags), surrogate, private-use, unassigned."""
 _SHOWN_CONTROLS: Final = frozenset("\t\n\r")
 """The control characters a text editor and a terminal show as what they are."""
-_BLANK: Final = frozenset("\u115f\u1160\u3164\uffa0\u2800\u034f\u17b4\u17b5")
-"""Characters of other categories that fonts render as nothing (fillers, blank patterns)."""
 _TAGS: Final = range(0xE0000, 0xE0080)
 _ASCII_HIDDEN: Final = frozenset(chr(code) for code in [*range(0x20), 0x7F]) - _SHOWN_CONTROLS
 _SAMPLE: Final = 60
@@ -41,7 +41,7 @@ def is_hidden(char: str) -> bool:
     category = unicodedata.category(char)
     if category == "Cc":
         return char not in _SHOWN_CONTROLS
-    return category in _HIDDEN_CATEGORIES or char in _BLANK
+    return category in _HIDDEN_CATEGORIES or char in BLANK_LETTERS
 
 
 def escaped(text: str) -> str:

@@ -32,13 +32,13 @@ _UNNAMED: Final = {
     "Co": "a private-use character",
     "Cn": "an unassigned code point",
 }
-_BLANK_LETTERS: Final = frozenset("\u115f\u1160\u3164\uffa0\u2800\u034f\u17b4\u17b5")
+BLANK_LETTERS: Final = frozenset("\u115f\u1160\u3164\uffa0\u2800\u034f\u17b4\u17b5")
 """Characters of other categories that fonts render as nothing (fillers, blank patterns)."""
 
 
 def is_visible(char: str) -> bool:
     """Whether the character ``char`` shows as something."""
-    return char not in _BLANK_LETTERS and unicodedata.category(char) not in _INVISIBLE_CATEGORIES
+    return char not in BLANK_LETTERS and unicodedata.category(char) not in _INVISIBLE_CATEGORIES
 
 
 def visible_length(text: str) -> int:
