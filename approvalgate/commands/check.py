@@ -30,7 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import sys
 
-    from approvalgate.compiler.pipeline import differences, plan
+    from approvalgate.compiler.pipeline import FOREIGN, FOREIGN_ADVICE, differences, plan
 
     result = plan(args.repo)
     found = differences(result)
@@ -45,6 +45,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"{difference.kind}: {difference.path}", file=sys.stderr)
         if not args.quiet:
             sys.stdout.write(difference.diff)
+    if any(d.kind == "foreign" for d in found):
+        print(f"\nforeign: {FOREIGN}; {FOREIGN_ADVICE}", file=sys.stderr)
+    if all(d.kind == "foreign" for d in found):
+        return 1
     repo = "" if str(args.repo) == "." else f" {args.repo}"
     print(
         f"\n{len(found)} file(s) out of date; run `approvalgate compile{repo}` and commit "

@@ -116,11 +116,39 @@ def stale_environment_folders(out_root: Path, environments: set[str]) -> list[Pa
     """Folders of environments no longer configured (ours: they hold a SHA256SUMS)."""
     if not out_root.is_dir():
         return []
-    return sorted(
-        p
-        for p in out_root.iterdir()
-        if p.is_dir() and p.name not in environments and (p / SUMS_FILE).exists()
-    )
+    return sorted(p for p in out_root.iterdir() if p.name not in environments and _ours(p))
+
+
+def foreign_entries(out_root: Path, environments: set[str]) -> list[Path]:
+    """Whatever else the output folder holds: files, symlinks, folders compile never wrote.
+
+    Argo CD's ApplicationSet deploys every folder of the output root (its git directory
+    generator), so a hand-made one would be synced beside the compiled environments.
+    """
+    if not out_root.is_dir():
+        return []
+    return sorted(p for p in out_root.iterdir() if p.name not in environments and not _ours(p))
+
+
+def _ours(entry: Path) -> bool:
+    """A real folder (not a symlink) holding a SHA256SUMS: an environment compile wrote."""
+    return entry.is_dir() and not entry.is_symlink() and (entry / SUMS_FILE).is_file()
+
+
+def foreign_files(entry: Path) -> dict[str, str]:
+    """What :func:`compare` shows of a foreign entry: its files, or the entry itself."""
+    if entry.is_dir() and not entry.is_symlink():
+        return {f"{entry.name}/{rel}": text for rel, text in read_tree(entry).items()}
+    if entry.is_symlink():
+        return {entry.name: f"symlink to {os.readlink(entry)}\n"}
+    return {entry.name: _text(entry)}
+
+
+def _text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return "\0<unreadable>"
 
 
 def write_file(path: Path, text: str) -> None:

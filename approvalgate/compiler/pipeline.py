@@ -15,6 +15,8 @@ from approvalgate.compiler.config import Environment
 from approvalgate.compiler.output import (
     Difference,
     compare,
+    foreign_entries,
+    foreign_files,
     read_tree,
     stale_environment_folders,
     write_environment,
@@ -29,6 +31,15 @@ from approvalgate.compiler.signing import (
     threshold_finding,
 )
 from approvalgate.compiler.targets import updated_text
+
+FOREIGN = (
+    "not an environment of approvalgate.yaml, nor one compile wrote (no SHA256SUMS), "
+    "yet Argo CD's ApplicationSet deploys every folder of the output root"
+)
+FOREIGN_ADVICE = (
+    "delete it (or move it out of the output folder): the output root holds only what "
+    "`approvalgate compile` writes, one folder per environment; nothing was written"
+)
 
 VALUES = {
     "agents": ("agents-values.yaml", "networkPolicy"),
@@ -137,6 +148,12 @@ def differences(p: Plan) -> list[Difference]:
     if p.complete:
         for folder in stale_environment_folders(p.out_root, set(p.environments)):
             found += compare({}, read_tree(folder), f"{shown_root}/{folder.name}")
+        for entry in foreign_entries(p.out_root, set(p.environments)):
+            files = foreign_files(entry)
+            shown = [Difference(f"{shown_root}/{entry.name}", "foreign", "")]
+            found += [
+                Difference(d.path, "foreign", d.diff) for d in compare({}, files, shown_root)
+            ] or shown
     for path, (old, new) in sorted(p.targets.items()):
         if old != new:
             found += compare({path.name: new}, {path.name: old}, _shown(path.parent, p.root))
@@ -147,6 +164,11 @@ def apply(p: Plan) -> list[str]:
     """Write the plan; return what changed, relative to the repo."""
     changed = []
     shown_root = _shown(p.out_root, p.root)
+    if p.complete and (foreign := foreign_entries(p.out_root, set(p.environments))):
+        raise ApprovalgateError(
+            "; ".join(f"{shown_root}/{e.name}: {FOREIGN}" for e in foreign),
+            advice=FOREIGN_ADVICE,
+        )
     for name, files in sorted(p.environments.items()):
         if write_environment(p.out_root / name, files):
             changed.append(f"{shown_root}/{name}/")

@@ -2,7 +2,10 @@
 
 Files are read with a size cap and strict UTF-8; folders are walked in sorted order,
 never following a symlink out of the folder given; ``*List`` kinds are flattened and empty
-documents skipped. Every problem becomes an error carrying ``file:line:col``.
+documents skipped. Every problem becomes an error carrying ``file:line:col``. Sources are read
+strictly (``kubeyaml.load_manifests(strict=True)``): YAML a reviewer reads otherwise than the
+compiler (``0443``, ``yes``, a merge overriding a written key, a lone CR, an invisible
+character) is an error.
 """
 
 from __future__ import annotations
@@ -177,7 +180,8 @@ def load_text(text: str, display: str) -> list[SourceDocument]:
     # load_manifests returns only mappings: it skips empty documents and refuses a list or
     # a scalar with its location, as kubectl does.
     out: list[SourceDocument] = []
-    for document in load_manifests(text, display):
+    # strict: what a reviewer of the pull request would read otherwise is refused
+    for document in load_manifests(text, display, strict=True):
         obj = document.obj
         kind = obj.get("kind")
         if isinstance(kind, str) and kind.endswith("List") and isinstance(obj.get("items"), list):

@@ -15,7 +15,8 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap
 from ruamel.yaml.scalarstring import LiteralScalarString
 
-from approvalgate.approvals.errors import ApprovalgateError, InputError
+from approvalgate.approvals.errors import ApprovalgateError, InputError, Location
+from approvalgate.approvals.kubeyaml import load_manifests
 from approvalgate.compiler.sources import read_text
 
 
@@ -32,12 +33,33 @@ def updated_text(path: Path, key: str, value: Mapping[str, Any], shown: str) -> 
         raise InputError(f"{shown}: cannot parse as YAML: {exc}") from exc
     if not isinstance(data, dict):
         raise ApprovalgateError(f"{shown}: a values file must be a mapping")
-    if data.get(key) == value:
+    # Helm reads the file with go-yaml v2, not as ruamel does (a merge written after our key
+    # overrides it there): compare what Helm reads, and refuse what the two read otherwise.
+    if helm_reading(current, shown).get(key) == value:
         return current, current
     data[key] = _plain(value)
     out = io.StringIO()
     yaml.dump(data, out)
+    if helm_reading(out.getvalue(), shown).get(key) != value:
+        raise InputError(
+            f"{shown}: Helm would not read the compiled {key} from the rewritten file "
+            "(a << merge or an alias gives it another value)",
+            advice=f"write {key} as a plain top-level key, outside any merge or alias",
+        )
     return current, out.getvalue()
+
+
+def helm_reading(text: str, shown: str) -> dict[str, Any]:
+    """The values file as Helm reads it (go-yaml v2), strictly: what a reviewer would read
+    otherwise (a merge overriding a written key, ``0443``, a hidden line) is an error."""
+    documents = load_manifests(text, shown, strict=True)
+    if len(documents) > 1:
+        raise InputError(
+            "a values file holds one YAML document",
+            location=Location(shown, documents[1].start_line),
+            advice="Helm reads the first only: merge them",
+        )
+    return documents[0].obj if documents else {}
 
 
 def _plain(value: Any) -> Any:

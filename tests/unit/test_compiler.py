@@ -378,3 +378,151 @@ def test_excluded_namespaces_and_label_mode_reach_the_bundle(
 def test_by_default_nothing_is_excluded(repo: Path) -> None:
     bundle = json.loads((EXAMPLE / "rendered" / "prod" / "bundle.json").read_text())
     assert (bundle["excludeNamespaces"], bundle["namespaceSelection"]) == ([], "all")
+
+
+# --- the GitOps side: what the reviewer reads, what the compiler and Argo CD read --------
+
+
+@pytest.mark.parametrize("entry", ["prod-extra/kustomization.yaml", "notes.yaml"])
+def test_a_folder_argo_cd_would_deploy_beside_the_environments_fails_check(
+    capsys: pytest.CaptureFixture[str], repo: Path, entry: str
+) -> None:
+    # The ApplicationSet's git directory generator makes an Application of every folder of
+    # rendered/: a hand-made one (no SHA256SUMS) with an allow-all NetworkPolicy or an
+    # ApprovalPolicy in warn was deployed while check said "up to date".
+    path = repo / "rendered" / entry
+    path.parent.mkdir(exist_ok=True)
+    path.write_text("resources: [allow-all.yaml]\n")
+    code, _, err = run(capsys, "check", str(repo))
+    assert code == 1
+    assert f"foreign: rendered/{entry}\n" in err
+    assert "not an environment of approvalgate.yaml" in err
+    code, out, err = run(capsys, "compile", str(repo))
+    assert code == 1 and out == ""
+    folder = entry.split("/", maxsplit=1)[0]
+    assert f"rendered/{folder}: not an environment of approvalgate.yaml" in err
+    assert path.exists()  # never deleted: compile does not know whose it is
+
+
+def test_a_symlink_beside_the_environments_fails_check(
+    capsys: pytest.CaptureFixture[str], repo: Path
+) -> None:
+    (repo / "rendered" / "prod-copy").symlink_to("prod")
+    code, _, err = run(capsys, "check", str(repo))
+    assert code == 1 and "foreign: rendered/prod-copy\n" in err
+    assert run(capsys, "compile", str(repo))[0] == 1
+    assert (repo / "rendered" / "prod").is_dir()  # not removed through the link
+
+
+def _edit(path: Path, old: str, new: str) -> None:
+    text = path.read_text(encoding="utf-8")
+    assert old in text
+    path.write_text(text.replace(old, new, 1), encoding="utf-8")
+
+
+# Each source reads one way in a pull request's diff (a reviewer, YAML 1.2 tools) and another
+# way to the compiler (go-yaml v2's YAML 1.1, as kubectl and Helm): compile used to render
+# the second. Each is now an error naming file:line:col, what a reviewer would misread and
+# what to write instead.
+STRICT_CASES = [
+    pytest.param(
+        # prod reads "enforcement: enforce"; the merge below it gave prod dev's warn
+        "approvalgate.yaml",
+        "  dev:\n    # dev admits",
+        "  dev: &lax\n    # dev admits",
+        "  prod:\n",
+        "  prod:\n    enforcement: enforce\n    <<: *lax\n",
+        "approvalgate.yaml:45:5: $.environments.prod.enforcement: this << merge overrides "
+        "'enforcement' written at line 44",
+        id="merge-overrides-a-written-key",
+    ),
+    pytest.param(
+        # a comment line that, to YAML, ends at a lone CR: the rest is a line of its own
+        "approvalgate.yaml",
+        "  prod:\n",
+        "  prod:\n",
+        "  prod:\n",
+        "  prod:\n    # reviewed by security, see #1234\r    enforcement: warn\n",
+        "approvalgate.yaml:44:38: line break U+000D",
+        id="comment-hiding-a-line-behind-a-cr",
+    ),
+    pytest.param(
+        # a reviewer reads port 443; YAML 1.1 reads octal 0443, port 291
+        "egress/runners.yaml",
+        "        - port: 8080",
+        "        - port: 8080",
+        "        - port: 443",
+        "        - port: 0443",
+        "egress/runners.yaml:17:17: $.spec.destinations[0].ports[0].port: '0443' is read as 291",
+        id="octal-port",
+    ),
+    pytest.param(
+        "policies/codex-two-person.yaml",
+        "  rejection: veto",
+        "  rejection: veto",
+        "  enforcement: enforce",
+        "  enforcement: enforce\n  on: warn",
+        "policies/codex-two-person.yaml:23:3: $.spec: 'on' is read as true",
+        id="yaml11-boolean-key",
+    ),
+    pytest.param(
+        "approvers/alice.yaml",
+        "    - platform-leads",
+        "    - platform-leads",
+        '    - "oidc:alice@example.com"',
+        '    - "oidc:alice@example.com\u200b"',
+        "approvers/alice.yaml:8:30: invisible character U+200B ZERO WIDTH SPACE",
+        id="zero-width-in-a-username",
+    ),
+    pytest.param(
+        "policies/codex-two-person.yaml",
+        "  rejection: veto",
+        "  rejection: veto",
+        "# Runs of the autonomous",
+        "# Runs of the \u202eautonomous",
+        "policies/codex-two-person.yaml:1:15: invisible character U+202E RIGHT-TO-LEFT OVERRIDE",
+        id="bidi-override-in-a-comment",
+    ),
+]
+
+
+@pytest.mark.parametrize(("file", "old1", "new1", "old2", "new2", "expected"), STRICT_CASES)
+def test_a_source_a_reviewer_reads_otherwise_than_the_compiler_is_an_error(
+    capsys: pytest.CaptureFixture[str],
+    repo: Path,
+    file: str,
+    old1: str,
+    new1: str,
+    old2: str,
+    new2: str,
+    expected: str,
+) -> None:
+    _edit(repo / file, old1, new1)
+    _edit(repo / file, old2, new2)
+    for command in ("validate", "check", "compile"):
+        code, out, err = run(capsys, command, str(repo))
+        assert (code, out) == (1, ""), (command, err)
+        assert expected in err, err
+        assert "hint: " in err
+    assert run(capsys, "check", str(EXAMPLE))[0] == 0
+
+
+def test_a_values_target_helm_reads_otherwise_than_check_is_an_error(
+    capsys: pytest.CaptureFixture[str], repo: Path
+) -> None:
+    # The compiled networkPolicy key is left as it is; a merge written after it overrides it
+    # for Helm (go-yaml v2: a merge wins over keys written before it) but not for the
+    # round-trip reader check compared with (the YAML spec: written keys win). Helm rendered
+    # networkPolicy.enabled: false while check said "up to date".
+    values = repo / "apps" / "agents" / "values-prod.yaml"
+    _edit(
+        values,
+        "replicaCount: 2\n",
+        "replicaCount: 2\nlocal: &off {networkPolicy: {enabled: false}}\n",
+    )
+    values.write_text(values.read_text() + "<<: *off\n")
+    for command in ("check", "compile"):
+        code, out, err = run(capsys, command, str(repo))
+        assert (code, out) == (1, ""), (command, err)
+        assert "apps/agents/values-prod.yaml:" in err
+        assert "this << merge overrides 'networkPolicy' written at line" in err
