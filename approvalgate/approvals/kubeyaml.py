@@ -224,8 +224,15 @@ def _check_shown_as_read(text: str, filename: str) -> None:
                 f"{unicodedata.name(char, '(unnamed)')}: a reviewer sees nothing (or text "
                 "in another order) where the compiler reads it",
                 location=_offset_location(text, match.start(), filename),
-                advice="delete it; a policy source is read by people before it is compiled",
+                advice="delete it, or write it as an escape in a double-quoted string "
+                f'("{_escape(char)}", shown as written) if it is meant',
             )
+
+
+def _escape(char: str) -> str:
+    """A YAML double-quoted escape of ``char``."""
+    code = ord(char)
+    return f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
 
 
 def _yaml12_reading(text: str) -> object:

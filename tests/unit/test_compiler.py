@@ -526,3 +526,36 @@ def test_a_values_target_helm_reads_otherwise_than_check_is_an_error(
         assert (code, out) == (1, ""), (command, err)
         assert "apps/agents/values-prod.yaml:" in err
         assert "this << merge overrides 'networkPolicy' written at line" in err
+
+
+@pytest.mark.parametrize(
+    ("make", "shown", "why"),
+    [
+        # renamed so that it reads as the same policy in the diff; the compiler dropped it,
+        # and the committed bundle without it passed check
+        ("policies/codex-two-person.YAML", "policies/codex-two-person.YAML", "named like"),
+        ("policies/codex-two-person.yaml ", "'policies/codex-two-person.yaml '", "named like"),
+        ("policies/codex-two-person.json", "policies/codex-two-person.json", "named like"),
+        ("policies/codex\u200b-two-person.yml\u200b", "policies/codex<U+200B>", "named like"),
+        ("policies/.archive/codex-two-person.yaml", "policies/.archive", "a hidden folder"),
+        ("policies/lead -> ../elsewhere", "policies/lead", "a symlinked folder"),
+    ],
+)
+def test_a_file_a_reviewer_takes_for_a_source_that_the_compiler_skips_is_an_error(
+    capsys: pytest.CaptureFixture[str], repo: Path, make: str, shown: str, why: str
+) -> None:
+    original = repo / "policies" / "codex-two-person.yaml"
+    if " -> " in make:
+        link, target = make.split(" -> ")
+        (repo / "elsewhere").mkdir()
+        original.rename(repo / "elsewhere" / original.name)
+        (repo / link).symlink_to(target, target_is_directory=True)
+    else:
+        (repo / make).parent.mkdir(exist_ok=True)
+        original.rename(repo / make)
+    (repo / "policies" / "README.md").write_text("notes, not a source\n")  # still fine
+    for command in ("validate", "check", "compile"):
+        code, out, err = run(capsys, command, str(repo))
+        assert (code, out) == (1, ""), (command, err)
+        assert f"error: {shown}" in err, err
+        assert why in err and "the compiler skips it" in err
