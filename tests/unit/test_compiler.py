@@ -559,3 +559,21 @@ def test_a_file_a_reviewer_takes_for_a_source_that_the_compiler_skips_is_an_erro
         assert (code, out) == (1, ""), (command, err)
         assert f"error: {shown}" in err, err
         assert why in err and "the compiler skips it" in err
+
+
+def test_cidrs_that_together_are_every_address_on_every_port_are_an_error(
+    capsys: pytest.CaptureFixture[str], repo: Path
+) -> None:
+    # No block reads as 0.0.0.0/0, but the two halves allow every address on every port.
+    _edit(
+        repo / "egress" / "runners.yaml",
+        "    - name: artifact-cache\n",
+        "    - name: mirrors\n      cidrs: [{cidr: 0.0.0.0/1}, {cidr: 128.0.0.0/1}]\n"
+        "      allPorts: true\n    - name: artifact-cache\n",
+    )
+    code, out, err = run(capsys, "validate", str(repo))
+    assert (code, out) == (1, "")
+    assert (
+        "egress/runners.yaml:19:35: $.spec.destinations[1].cidrs[1].cidr: `128.0.0.0/1` with "
+        "the other `allPorts: true` blocks (0.0.0.0/1) covers every IPv4 address"
+    ) in err
