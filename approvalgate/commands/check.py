@@ -30,7 +30,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import sys
 
-    from approvalgate.compiler.pipeline import FOREIGN, FOREIGN_ADVICE, differences, plan
+    from approvalgate.compiler.pipeline import (
+        FOREIGN,
+        FOREIGN_ADVICE,
+        LEFT_BEHIND,
+        LEFT_BEHIND_ADVICE,
+        differences,
+        plan,
+    )
 
     result = plan(args.repo)
     found = differences(result)
@@ -47,7 +54,9 @@ def run(args: argparse.Namespace) -> int:
             sys.stdout.write(difference.diff)
     if any(d.kind == "foreign" for d in found):
         print(f"\nforeign: {FOREIGN}; {FOREIGN_ADVICE}", file=sys.stderr)
-    if all(d.kind == "foreign" for d in found):
+    if any(d.kind == "left-behind" for d in found):
+        print(f"\nleft-behind: {LEFT_BEHIND}; {LEFT_BEHIND_ADVICE}", file=sys.stderr)
+    if all(d.kind in ("foreign", "left-behind") for d in found):
         return 1
     repo = "" if str(args.repo) == "." else f" {args.repo}"
     print(

@@ -383,7 +383,7 @@ def test_by_default_nothing_is_excluded(repo: Path) -> None:
 # --- the GitOps side: what the reviewer reads, what the compiler and Argo CD read --------
 
 
-@pytest.mark.parametrize("entry", ["prod-extra/kustomization.yaml", "notes.yaml"])
+@pytest.mark.parametrize("entry", ["prod-extra/kustomization.yaml", ".prod/kustomization.yaml"])
 def test_a_folder_argo_cd_would_deploy_beside_the_environments_fails_check(
     capsys: pytest.CaptureFixture[str], repo: Path, entry: str
 ) -> None:
@@ -393,6 +393,7 @@ def test_a_folder_argo_cd_would_deploy_beside_the_environments_fails_check(
     path = repo / "rendered" / entry
     path.parent.mkdir(exist_ok=True)
     path.write_text("resources: [allow-all.yaml]\n")
+    (repo / "rendered" / "README.md").write_text("a file: no Application, no finding\n")
     code, _, err = run(capsys, "check", str(repo))
     assert code == 1
     assert f"foreign: rendered/{entry}\n" in err
@@ -577,3 +578,24 @@ def test_cidrs_that_together_are_every_address_on_every_port_are_an_error(
         "egress/runners.yaml:19:35: $.spec.destinations[1].cidrs[1].cidr: `128.0.0.0/1` with "
         "the other `allPorts: true` blocks (0.0.0.0/1) covers every IPv4 address"
     ) in err
+
+
+def test_output_left_behind_by_changing_the_output_folder_fails_check(
+    capsys: pytest.CaptureFixture[str], repo: Path
+) -> None:
+    # A one-line change of `output` moved what check compares; the old rendered/ (which the
+    # ApplicationSet syncs) could then be edited by hand while check said "up to date".
+    _edit(repo / "approvalgate.yaml", "output: rendered", "output: build")
+    shutil.copytree(repo / "rendered", repo / "build")
+    policy = repo / "rendered" / "prod" / "approvalpolicies" / "agents.codex-two-person.yaml"
+    _edit(policy, "enforcement: enforce", "enforcement: warn")
+    code, _, err = run(capsys, "check", str(repo))
+    assert code == 1
+    for env in ("dev", "prod", "staging"):
+        assert f"left-behind: rendered/{env}\n" in err
+    assert "compiled output outside the output folder of approvalgate.yaml" in err
+    code, out, err = run(capsys, "compile", str(repo))
+    assert (code, out) == (1, "")
+    assert "error: rendered/dev: compiled output outside the output folder" in err
+    shutil.rmtree(repo / "rendered")
+    assert run(capsys, "check", str(repo))[0] == 0
