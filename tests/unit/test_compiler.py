@@ -599,3 +599,49 @@ def test_output_left_behind_by_changing_the_output_folder_fails_check(
     assert "error: rendered/dev: compiled output outside the output folder" in err
     shutil.rmtree(repo / "rendered")
     assert run(capsys, "check", str(repo))[0] == 0
+
+
+@pytest.mark.parametrize(
+    ("file", "old", "new", "expected"),
+    [
+        (  # a look-alike (Cyrillic e, written as an escape so that strict reading passes it)
+            "approvalgate.yaml",
+            "  excludeNamespaces: []",
+            '  excludeNamespaces: ["kube-syst\\u0435m"]',
+            "approvalgate.yaml:18:23: $.defaults.excludeNamespaces[0]",
+        ),
+        (
+            "policies/codex-two-person.yaml",
+            "      name: codex-agent",
+            '      name: "codex-\\u0430gent"',
+            "policies/codex-two-person.yaml:16:7: $.spec.subjects[0].name: subject name",
+        ),
+        (
+            "egress/runners.yaml",
+            "      namespace: agents-infra",
+            '      namespace: "agents-infr\\u0430"',
+            "egress/runners.yaml:19:7: $.spec.destinations[1].namespace: must be a DNS label",
+        ),
+        (  # reads as one address, opens every address
+            "egress/runners.yaml",
+            "        - cidr: 192.30.252.0/22",
+            "        - cidr: 192.30.252.1/0",
+            "egress/runners.yaml:15:11: $.spec.destinations[0].cidrs[1].cidr: "
+            "`192.30.252.1/0` is not a canonical CIDR",
+        ),
+        (  # a port as a string is a port name to Kubernetes
+            "egress/runners.yaml",
+            "        - port: 443",
+            '        - port: "443"',
+            'egress/runners.yaml:17:11: $.spec.destinations[0].ports[0].port: port "443" is '
+            "a string",
+        ),
+    ],
+)
+def test_look_alike_names_and_addresses_in_sources_are_already_refused(
+    capsys: pytest.CaptureFixture[str], repo: Path, file: str, old: str, new: str, expected: str
+) -> None:
+    _edit(repo / file, old, new)
+    code, out, err = run(capsys, "validate", str(repo))
+    assert (code, out) == (1, ""), err
+    assert expected in err, err
