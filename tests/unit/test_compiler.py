@@ -645,3 +645,18 @@ def test_look_alike_names_and_addresses_in_sources_are_already_refused(
     code, out, err = run(capsys, "validate", str(repo))
     assert (code, out) == (1, ""), err
     assert expected in err, err
+
+
+@pytest.mark.parametrize("folder", ["egress/runners.yaml", "runs/codex-release-notes.yaml"])
+def test_a_second_spec_of_one_name_is_a_located_error_for_validate_too(
+    capsys: pytest.CaptureFixture[str], repo: Path, folder: str
+) -> None:
+    # validate said "valid" while compile failed (EgressPolicy) or rendered both under one
+    # file name (AgentRun); the ApprovalPolicy and Approver kinds were refused already.
+    original = repo / folder
+    copy = original.with_name("zz-" + original.name)
+    copy.write_text(original.read_text().replace("port: 443", "port: 22"))
+    code, out, err = run(capsys, "validate", str(repo))
+    assert (code, out) == (1, ""), err
+    assert f"error: {Path(folder).parent}/zz-" in err and "is defined twice (first at " in err
+    assert f"(first at {folder}:" in err
