@@ -660,3 +660,12 @@ def test_a_second_spec_of_one_name_is_a_located_error_for_validate_too(
     assert (code, out) == (1, ""), err
     assert f"error: {Path(folder).parent}/zz-" in err and "is defined twice (first at " in err
     assert f"(first at {folder}:" in err
+
+
+def test_the_pre_commit_hooks_run_whatever_files_a_commit_touches() -> None:
+    # A `files:` filter of the default folder names skipped a commit touching only a values
+    # target elsewhere, or output under another `output:` of approvalgate.yaml.
+    hooks = yaml.safe_load((ROOT / ".pre-commit-hooks.yaml").read_text())
+    assert {h["id"] for h in hooks} == {"approvalgate-compile", "approvalgate-check"}
+    for hook in hooks:
+        assert hook.get("always_run") is True and "files" not in hook, hook["id"]
