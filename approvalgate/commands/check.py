@@ -1,8 +1,12 @@
 """Fail when the committed output is stale, missing or orphaned (read-only, for CI).
 
 Renders the repo in memory and compares it with <output>/<env>/ and the configured
-targets byte for byte. Exit 0 when up to date; 1 with a unified diff of every stale,
-missing or orphaned file and the command that fixes it.
+targets byte for byte (targets as Helm reads them). Exit 0 when up to date; 1 with a unified
+diff of every stale, missing or orphaned file and the command that fixes it. Any other folder
+or symlink in the output root (`foreign`: Argo CD's ApplicationSet deploys every folder
+there) and compiled output elsewhere in the repo (`left-behind`: a changed `output`) are
+findings too: delete them. Sources a reviewer reads otherwise than the compiler are errors
+with file:line:col (docs/compiler.md, "Read as a reviewer reads it").
 
 Signatures (bundle.sig.json) are verified, not compared byte for byte (an ECDSA signature
 differs each time it is made): where approvalgate.yaml declares bundleSigning.publicKeys,

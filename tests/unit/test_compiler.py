@@ -669,3 +669,17 @@ def test_the_pre_commit_hooks_run_whatever_files_a_commit_touches() -> None:
     assert {h["id"] for h in hooks} == {"approvalgate-compile", "approvalgate-check"}
     for hook in hooks:
         assert hook.get("always_run") is True and "files" not in hook, hook["id"]
+
+
+def test_a_hand_edited_signatures_file_fails_check(
+    capsys: pytest.CaptureFixture[str], repo: Path
+) -> None:
+    # bundle.sig.json is verified, not compared byte for byte; an added field or a copied
+    # signature (still verifying) is nonetheless stale: compile re-renders the document.
+    path = repo / "rendered" / "prod" / "bundle.sig.json"
+    document = json.loads(path.read_text())
+    document["note"] = "reviewed"
+    document["signatures"].append(dict(document["signatures"][0]))
+    path.write_text(json.dumps(document, indent=2) + "\n")
+    code, _, err = run(capsys, "check", str(repo))
+    assert code == 1 and "stale: rendered/prod/bundle.sig.json\n" in err
