@@ -15,6 +15,7 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from approvalgate.approvals import kubeyaml
 from approvalgate.approvals.errors import DigestError, InputError
 from approvalgate.approvals.kubeyaml import Document, load_manifests, split_documents
 from tests.support.paths import UPSTREAM_AGENTS
@@ -863,3 +864,29 @@ def test_strict_reads_what_both_read_alike(text: str, expected: str | None) -> N
     assert [d.obj for d in load_manifests(text, "f.yaml", strict=True)] == [
         d.obj for d in load_manifests(text, "f.yaml")
     ]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "a: 0443\n",
+        "a: [1, yes]\n",
+        "a: {b: on}\n",
+        "a: 443\nb: true\nc: '0443'\n",
+        "a: 1_0\n",
+        "a: 08443\n",
+        "a: x\n---\nb: 0b1\n",
+    ],
+)
+def test_strict_answers_alike_on_the_fast_path_and_the_full_one(
+    text: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def answer() -> object:
+        try:
+            return [d.obj for d in load_manifests(text, "f.yaml", strict=True)]
+        except InputError as exc:
+            return exc.render()
+
+    fast = answer()
+    monkeypatch.setattr(kubeyaml, "_load_plain_document", lambda chunk, strict=False: None)
+    assert answer() == fast
