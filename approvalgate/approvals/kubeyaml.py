@@ -48,10 +48,11 @@ above) differs from YAML 1.2's, which people, linters and most libraries read (`
 291, ``yes`` and ``on`` are true, ``1_000`` is 1000, ``0b1`` is 1, the key ``n`` is
 "false"); explicit ``!!int !!float !!bool !!null`` tags; a merge ``<<`` that overrides a key
 written before it (go-yaml v2 takes the merged value, the YAML spec the written one) or a
-second ``<<`` in one mapping; line breaks a diff does not show as one (a lone CR, NEL, LS,
-PS: ``# note\renforcement: warn`` hides a line in a comment); and characters that show as
-nothing or reorder the text around them (:func:`hidden_text.is_hidden`: zero-width, bidi
-controls, tag characters, a BOM other than the first character).
+second ``<<`` in one mapping; an anchor defined twice (an alias reads the latest); line
+breaks a diff does not show as one (a lone CR, NEL, LS, PS: ``# note\renforcement: warn``
+hides a line in a comment); and characters that show as nothing or reorder the text around
+them (:func:`hidden_text.is_hidden`: zero-width, bidi controls, tag characters, a BOM other
+than the first character).
 
 Also refused: JSON written with surrogate-pair escapes (``"\\ud83d\\ude00"``), which kubectl
 reads with Go's JSON decoder but YAML forbids; write the character itself.
@@ -340,7 +341,7 @@ class _LazyPositions(Mapping[JsonPath, tuple[int, int]]):
 def _load_full_document(
     chunk: str, index: int, first_line: int, filename: str, strict: bool = False
 ) -> Document | None:
-    composer = _Composer(filename, first_line - 1)
+    composer = _Composer(filename, first_line - 1, strict)
     parser = _Loader(chunk)
     try:
         # iter(get_event, None) rather than yaml.parse(): no Python generator per event
@@ -503,9 +504,10 @@ class _Node:
 class _Composer:
     """Builds a node graph from parser events; aliases point at their anchored node."""
 
-    def __init__(self, filename: str, line_offset: int) -> None:
+    def __init__(self, filename: str, line_offset: int, strict: bool = False) -> None:
         self.filename = filename
         self.line_offset = line_offset
+        self.strict = strict
         self.anchors: dict[str, _Node] = {}
         self.open_anchors: set[str] = set()
         self.alias_nodes = 0
@@ -556,7 +558,16 @@ class _Composer:
             node.size, node.chars = size, chars
             self.open_anchors.discard(event.anchor or "")
         if event.anchor:  # type: ignore[attr-defined]
-            self.anchors[event.anchor] = node  # type: ignore[attr-defined]
+            anchor = event.anchor  # type: ignore[attr-defined]
+            if self.strict and anchor in self.anchors:
+                raise InputError(
+                    f"anchor &{anchor} is defined again (first at line "
+                    f"{self.anchors[anchor].line}): an alias *{anchor} reads the latest, a "
+                    "reviewer may find the first",
+                    location=Location(self.filename, line, column),
+                    advice="give each anchor its own name",
+                )
+            self.anchors[anchor] = node
         return node
 
     def alias(self, anchor: str, line: int, column: int) -> _Node:
