@@ -683,3 +683,12 @@ def test_a_hand_edited_signatures_file_fails_check(
     path.write_text(json.dumps(document, indent=2) + "\n")
     code, _, err = run(capsys, "check", str(repo))
     assert code == 1 and "stale: rendered/prod/bundle.sig.json\n" in err
+
+
+def test_other_keys_of_a_values_target_keep_the_reading_helm_gives_them(
+    capsys: pytest.CaptureFixture[str], repo: Path
+) -> None:
+    # The values file is the chart owner's: its other keys are not read strictly.
+    values = repo / "apps" / "agents" / "values-prod.yaml"
+    _edit(values, "replicaCount: 2\n", "replicaCount: 2\ndebug: yes\nmode: 0644\n")
+    assert run(capsys, "check", str(repo))[0] == 0
