@@ -50,7 +50,8 @@ above) differs from YAML 1.2's, which people, linters and most libraries read (`
 written before it (go-yaml v2 takes the merged value, the YAML spec the written one) or a
 second ``<<`` in one mapping; an anchor defined twice (an alias reads the latest); line
 breaks a diff does not show as one (a lone CR, NEL, LS, PS: ``# note\renforcement: warn``
-hides a line in a comment); and characters that show as nothing or reorder the text around
+hides a line in a comment); 40 blanks or more inside a line (what follows is off screen);
+and characters that show as nothing or reorder the text around
 them (:func:`hidden_text.is_hidden`: zero-width, bidi controls, tag characters, a BOM other
 than the first character).
 
@@ -114,6 +115,8 @@ _NOT_PRINTABLE = re.compile("[^\t\n\r\x20-\x7e\x85\xa0-\ud7ff\ue000-\ufffd\U0001
 _DASHES_LINE = re.compile(r"^---[^\n]*", re.MULTILINE)
 _HIDDEN_BREAK = re.compile("\r(?!\n)|[\x85\u2028\u2029]")
 """Line breaks to YAML that git, GitHub and most editors do not show as one."""
+_OFF_SCREEN = re.compile(r"(?<=\S)[ \t]{40,}(?=\S)")
+"""Enough blanks inside a line to push what follows past the right edge of a diff view."""
 _MAYBE_HIDDEN = re.compile("[^\t\n\r\x20-\x7e\xa1-\xac\xae-\u02ff]")
 """Characters :func:`is_hidden` must look at (everything else is visible)."""
 _YAML12_INT = re.compile(r"[-+]?[0-9]+\Z")
@@ -215,6 +218,13 @@ def _check_shown_as_read(text: str, filename: str) -> None:
             "as a line of its own",
             location=_offset_location(text, bad.start(), filename),
             advice="use LF (or CRLF) line endings only: `dos2unix` the file",
+        )
+    if far := _OFF_SCREEN.search(text):
+        raise InputError(
+            f"{far.end() - far.start()} blanks inside a line push what follows out of a diff "
+            "view's sight",
+            location=_offset_location(text, far.end(), filename),
+            advice="put it on its own line (a list item per line), or remove the blanks",
         )
     start = 1 if text.startswith("\ufeff") else 0  # a leading BOM is read as nothing
     for match in _MAYBE_HIDDEN.finditer(text, start):

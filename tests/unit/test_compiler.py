@@ -484,6 +484,16 @@ STRICT_CASES = [
         "policies/codex-two-person.yaml:1:15: invisible character U+202E RIGHT-TO-LEFT OVERRIDE",
         id="bidi-override-in-a-comment",
     ),
+    pytest.param(
+        # the second approver is past the right edge of the diff view
+        "policies/codex-two-person.yaml",
+        "  rejection: veto",
+        "  rejection: veto",
+        "  approvers:\n    - group:platform-leads",
+        "  approvers: [group:platform-leads," + " " * 80 + "dana]",
+        "policies/codex-two-person.yaml:17:116: 80 blanks inside a line",
+        id="pushed-off-screen",
+    ),
 ]
 
 

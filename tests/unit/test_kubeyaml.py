@@ -824,6 +824,7 @@ def test_oracle_big_integers_are_approximated_by_kubectl(kubectl: Path, tmp_path
         ("a: &x {p: 1}\nb:\n  <<: *x\n  <<: {q: 1}\n", "4:3", "a second << merge"),
         ("a: &x warn\nb: &x enforce\nc: *x\n", "2:4", "anchor &x is defined again (first at"),
         ("a: 1 # note\rb: 2\n", "1:12", "line break U+000D"),
+        ("a: [leads," + " " * 60 + "mallory]\n", "1:71", "60 blanks inside a line"),
         ("a: 1\x85b: 2\n", "1:5", "line break U+0085"),
         ("a: 1\u2028b: 2\n", "1:5", "line break U+2028"),
         ("a: 1\u2029b: 2\n", "1:5", "line break U+2029"),
