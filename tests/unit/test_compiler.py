@@ -702,3 +702,55 @@ def test_other_keys_of_a_values_target_keep_the_reading_helm_gives_them(
     values = repo / "apps" / "agents" / "values-prod.yaml"
     _edit(values, "replicaCount: 2\n", "replicaCount: 2\ndebug: yes\nmode: 0644\n")
     assert run(capsys, "check", str(repo))[0] == 0
+
+
+LENIENT = """\
+apiVersion: approvals.proompteng.ai/v1alpha1
+kind: ApprovalPolicy
+metadata:
+  name: lenient
+  namespace: agents
+spec:
+  mode: manual
+  defaultDecision: allow
+  subjects:
+    - kind: Agent
+      name: codex-agent
+  approvers: [bob]
+  requiredApprovals: 1
+  timeoutSeconds: 60
+  enforcement: "off"
+"""
+
+UNAPPROVED_RUN = """\
+apiVersion: agents.proompteng.ai/v1alpha1
+kind: AgentRun
+metadata:
+  name: sneaky
+  namespace: agents
+spec:
+  agentRef:
+    name: codex-agent
+  implementationSpecRef:
+    name: codex-impl-sample
+  runtime:
+    type: workflow
+  parameters:
+    task: x
+"""
+
+
+def test_a_lenient_policy_added_beside_a_strict_one_does_not_weaken_it(
+    capsys: pytest.CaptureFixture[str], repo: Path
+) -> None:
+    # Outcomes combine most restrictive first: a policy switched off (or needing one
+    # approval) that matches the same runs leaves the two-person rule in force.
+    (repo / "policies" / "lenient.yaml").write_text(LENIENT)
+    run_file = repo / "sneaky.yaml"
+    run_file.write_text(UNAPPROVED_RUN)
+    policies = [str(repo / "policies"), str(repo / "approvers")]
+    code, out, _ = run(
+        capsys, "verify", str(run_file), "--policies", *policies, "--env", "prod", "--user", "m"
+    )
+    assert code == 1 and "DENIED agents/sneaky in prod" in out
+    assert "codex-two-person" in out
