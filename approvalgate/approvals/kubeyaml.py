@@ -41,6 +41,20 @@ duplicate keys (kubectl keeps the last), content after a ``...`` end marker (kub
 tags kubectl decodes in surprising ways. A line starting with ``---`` followed by anything
 but a comment is an error in both.
 
+Strict mode (``strict=True``, the policy compiler's sources: approvalgate.yaml, the specs,
+the values files it writes into) also refuses what a reviewer reads otherwise than the
+compiler, kubectl and Helm do: a plain scalar or key whose YAML 1.1 typing (go-yaml v2's,
+above) differs from YAML 1.2's, which people, linters and most libraries read (``0443`` is
+291, ``yes`` and ``on`` are true, ``1_000`` is 1000, ``0b1`` is 1, the key ``n`` is
+"false"); explicit ``!!int !!float !!bool !!null`` tags; a merge ``<<`` that overrides a key
+written before it (go-yaml v2 takes the merged value, the YAML spec the written one) or a
+second ``<<`` in one mapping; an anchor defined twice (an alias reads the latest); line
+breaks a diff does not show as one (a lone CR, NEL, LS, PS: ``# note\renforcement: warn``
+hides a line in a comment); 40 blanks or more inside a line (what follows is off screen);
+and characters that show as nothing or reorder the text around
+them (:func:`hidden_text.is_hidden`: zero-width, bidi controls, tag characters, a BOM other
+than the first character).
+
 Also refused: JSON written with surrogate-pair escapes (``"\\ud83d\\ude00"``), which kubectl
 reads with Go's JSON decoder but YAML forbids; write the character itself.
 
@@ -54,6 +68,7 @@ from __future__ import annotations
 import math
 import re
 import struct
+import unicodedata
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, TypeAlias
@@ -68,6 +83,7 @@ from approvalgate.approvals.errors import (
     Location,
     format_json_path,
 )
+from approvalgate.approvals.hidden_text import is_hidden
 
 Json: TypeAlias = Any
 """dict[str, Json] | list[Json] | str | int | float | bool | None"""
@@ -97,6 +113,19 @@ _FLOAT = re.compile(r"[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?\Z")
 _DOT_FLOAT = re.compile(r"\.[0-9](_?[0-9])*([eE][-+]?[0-9](_?[0-9])*)?\Z")  # Go: 1_0 ok
 _NOT_PRINTABLE = re.compile("[^\t\n\r\x20-\x7e\x85\xa0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 _DASHES_LINE = re.compile(r"^---[^\n]*", re.MULTILINE)
+_HIDDEN_BREAK = re.compile("\r(?!\n)|[\x85\u2028\u2029]")
+"""Line breaks to YAML that git, GitHub and most editors do not show as one."""
+_OFF_SCREEN = re.compile(r"(?<=\S)[ \t]{40,}(?=\S)")
+"""Enough blanks inside a line to push what follows past the right edge of a diff view."""
+_MAYBE_HIDDEN = re.compile("[^\t\n\r\x20-\x7e\xa1-\xac\xae-\u02ff]")
+"""Characters :func:`is_hidden` must look at (everything else is visible)."""
+_YAML12_INT = re.compile(r"[-+]?[0-9]+\Z")
+_YAML12_FLOAT = re.compile(r"[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?\Z")
+_YAML12_WORDS: Final[dict[str, object]] = {
+    **dict.fromkeys(("true", "True", "TRUE"), True),
+    **dict.fromkeys(("false", "False", "FALSE"), False),
+    **dict.fromkeys(("", "~", "null", "Null", "NULL"), None),
+}
 
 
 @dataclass(frozen=True)
@@ -146,11 +175,14 @@ def split_documents(text: str) -> list[str]:
     return chunks
 
 
-def load_manifests(text: str | bytes, filename: str = "<input>") -> list[Document]:
+def load_manifests(
+    text: str | bytes, filename: str = "<input>", *, strict: bool = False
+) -> list[Document]:
     """Every non-empty document of a manifest file, typed as kubectl sends it.
 
     Raises :class:`InputError` for what kubectl cannot read (or reads surprisingly) and
     :class:`DigestError` for numbers a spec digest cannot represent, both with file:line:col.
+    ``strict``: also refuse what a reviewer reads otherwise (the module's docstring).
     """
     text = _decode(text, filename)
     if bad := _NOT_PRINTABLE.search(text):
@@ -158,6 +190,8 @@ def load_manifests(text: str | bytes, filename: str = "<input>") -> list[Documen
             f"character U+{ord(bad.group()):04X} is not allowed in YAML",
             location=_offset_location(text, bad.start(), filename),
         )
+    if strict:
+        _check_shown_as_read(text, filename)
     for match in _DASHES_LINE.finditer(text):
         if not _is_separator(match.group()):
             raise InputError(
@@ -168,11 +202,88 @@ def load_manifests(text: str | bytes, filename: str = "<input>") -> list[Documen
     documents = []
     line = 1
     for index, chunk in enumerate(split_documents(text)):
-        document = _load_document(chunk, index, line, filename)
+        document = _load_document(chunk, index, line, filename, strict)
         if document is not None:
             documents.append(document)
         line += chunk.count("\n")
     return documents
+
+
+def _check_shown_as_read(text: str, filename: str) -> None:
+    """Strict mode: no line break a diff hides, no character that shows as nothing."""
+    if bad := _HIDDEN_BREAK.search(text):
+        raise InputError(
+            f"line break U+{ord(bad.group()):04X} that git and GitHub do not show as one: "
+            "YAML starts a new line there, so what follows it (in a comment too) is read "
+            "as a line of its own",
+            location=_offset_location(text, bad.start(), filename),
+            advice="use LF (or CRLF) line endings only: `dos2unix` the file",
+        )
+    if far := _OFF_SCREEN.search(text):
+        raise InputError(
+            f"{far.end() - far.start()} blanks inside a line push what follows out of a diff "
+            "view's sight",
+            location=_offset_location(text, far.end(), filename),
+            advice="put it on its own line (a list item per line), or remove the blanks",
+        )
+    start = 1 if text.startswith("\ufeff") else 0  # a leading BOM is read as nothing
+    for match in _MAYBE_HIDDEN.finditer(text, start):
+        char = match.group()
+        if is_hidden(char) or char == "\ufeff":
+            raise InputError(
+                f"invisible character U+{ord(char):04X} "
+                f"{unicodedata.name(char, '(unnamed)')}: a reviewer sees nothing (or text "
+                "in another order) where the compiler reads it",
+                location=_offset_location(text, match.start(), filename),
+                advice="delete it, or write it as an escape in a double-quoted string "
+                f'("{_escape(char)}", shown as written) if it is meant',
+            )
+
+
+def _escape(char: str) -> str:
+    """A YAML double-quoted escape of ``char``."""
+    code = ord(char)
+    return f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
+
+
+def _yaml12_reading(text: str) -> object:
+    """How a YAML 1.2 (core schema) reader types a plain scalar; ``text`` if a string."""
+    found = _YAML12_WORDS.get(text, _MISSING)
+    if found is not _MISSING:
+        return found
+    if _YAML12_INT.match(text):
+        return int(text, 10)
+    if text[:2] in ("0o", "0x"):
+        try:
+            return int(text[2:], 8 if text[1] == "o" else 16)
+        except ValueError:
+            return text
+    if _YAML12_FLOAT.match(text):
+        return float(text)
+    return text
+
+
+def _read_otherwise(text: str, value: object) -> object:
+    """The YAML 1.2 reading of a plain scalar where it differs from ``value`` (else
+    ``_MISSING``)."""
+    other = _yaml12_reading(text)
+    if isinstance(value, bool) or isinstance(other, bool) or value is None or other is None:
+        same = value is other
+    elif isinstance(value, int | float) and isinstance(other, int | float):
+        same = value == other
+    else:
+        same = type(value) is type(other) and value == other
+    return _MISSING if same else other
+
+
+def _read_otherwise_message(text: str, value: object, other: object) -> tuple[str, str]:
+    shown = "null" if value is None else str(value).lower() if isinstance(value, bool) else value
+    seen = "the text" if isinstance(other, str) else f"{other!r}"
+    return (
+        f"{text!r} is read as {shown} (YAML 1.1, as the compiler, kubectl and Helm read "
+        f"it), while a reviewer and YAML 1.2 read {seen}",
+        f'write {shown} if that is meant, or quote it ("{text}") for text',
+    )
 
 
 def _is_separator(line: str) -> bool:
@@ -199,15 +310,17 @@ def _offset_location(text: str, offset: int, filename: str) -> Location:
     return Location(filename, line, offset - text.rfind("\n", 0, offset))
 
 
-def _load_document(chunk: str, index: int, first_line: int, filename: str) -> Document | None:
-    fast = _load_plain_document(chunk)
+def _load_document(
+    chunk: str, index: int, first_line: int, filename: str, strict: bool = False
+) -> Document | None:
+    fast = _load_plain_document(chunk, strict)
     if fast is not None:
         obj = fast[0]
         if obj is None:
             return None
         positions = _LazyPositions(chunk, index, first_line, filename)
         return Document(index, obj, first_line, chunk, filename, positions)
-    return _load_full_document(chunk, index, first_line, filename)
+    return _load_full_document(chunk, index, first_line, filename, strict)
 
 
 class _LazyPositions(Mapping[JsonPath, tuple[int, int]]):
@@ -235,8 +348,10 @@ class _LazyPositions(Mapping[JsonPath, tuple[int, int]]):
         return len(self._positions())
 
 
-def _load_full_document(chunk: str, index: int, first_line: int, filename: str) -> Document | None:
-    composer = _Composer(filename, first_line - 1)
+def _load_full_document(
+    chunk: str, index: int, first_line: int, filename: str, strict: bool = False
+) -> Document | None:
+    composer = _Composer(filename, first_line - 1, strict)
     parser = _Loader(chunk)
     try:
         # iter(get_event, None) rather than yaml.parse(): no Python generator per event
@@ -268,7 +383,7 @@ def _load_full_document(chunk: str, index: int, first_line: int, filename: str) 
         )
     if not roots:
         return None
-    converter = _Converter(filename)
+    converter = _Converter(filename, strict)
     obj = converter.convert(roots[0], ())
     if obj is None:
         return None
@@ -292,7 +407,7 @@ _SEQ_START, _SEQ_END = yaml.SequenceStartEvent, yaml.SequenceEndEvent
 _SCALAR = yaml.ScalarEvent
 
 
-def _load_plain_document(chunk: str) -> tuple[dict[str, Json] | None] | None:
+def _load_plain_document(chunk: str, strict: bool = False) -> tuple[dict[str, Json] | None] | None:
     """The fast path of :func:`_load_document`: ``(object,)``, or None for the full path.
 
     Most documents are one mapping of plain keys and untagged scalars: no anchor, alias,
@@ -311,7 +426,7 @@ def _load_plain_document(chunk: str) -> tuple[dict[str, Json] | None] | None:
             return (None,)
         if type(event) is not yaml.DocumentStartEvent:
             return None
-        obj = _plain_node(get(), get, 0)
+        obj = _plain_node(get(), get, 0, strict)
         get()  # DocumentEnd
         if type(get()) is not yaml.StreamEndEvent:
             return None  # a second document after "...": an error, reported by the full path
@@ -324,10 +439,10 @@ def _load_plain_document(chunk: str) -> tuple[dict[str, Json] | None] | None:
     return (obj,)
 
 
-def _plain_node(event: Any, get: Any, depth: int) -> Json:
+def _plain_node(event: Any, get: Any, depth: int, strict: bool = False) -> Json:
     kind = type(event)
     if kind is _SCALAR:
-        return _plain_scalar(event)
+        return _plain_scalar(event, strict)
     if kind is yaml.AliasEvent or event.tag is not None or event.anchor or depth >= MAX_DEPTH:
         raise _NotPlain
     if kind is _MAP_START:
@@ -347,9 +462,9 @@ def _plain_node(event: Any, get: Any, depth: int) -> Json:
                 raise _NotPlain  # a duplicate key: an error
             value_event = get()
             if type(value_event) is _SCALAR:  # most values: no call for the recursion
-                out[key] = _plain_scalar(value_event)
+                out[key] = _plain_scalar(value_event, strict)
             else:
-                out[key] = _plain_node(value_event, get, depth + 1)
+                out[key] = _plain_node(value_event, get, depth + 1, strict)
     if kind is _SEQ_START:
         items: list[Json] = []
         while True:
@@ -358,13 +473,13 @@ def _plain_node(event: Any, get: Any, depth: int) -> Json:
             if item_kind is _SEQ_END:
                 return items
             if item_kind is _SCALAR:
-                items.append(_plain_scalar(item_event))
+                items.append(_plain_scalar(item_event, strict))
             else:
-                items.append(_plain_node(item_event, get, depth + 1))
+                items.append(_plain_node(item_event, get, depth + 1, strict))
     raise _NotPlain
 
 
-def _plain_scalar(event: Any) -> Json:
+def _plain_scalar(event: Any, strict: bool = False) -> Json:
     """A scalar typed as :meth:`_Converter.scalar` does (raises _NotPlain where it errs)."""
     if event.tag is not None or event.anchor:
         raise _NotPlain
@@ -374,6 +489,8 @@ def _plain_scalar(event: Any) -> Json:
     if text and text[0] not in _NUMBER_START and text not in _KEYWORDS:
         return text
     value = _resolve_plain(text)
+    if strict and _read_otherwise(text, value) is not _MISSING:
+        raise _NotPlain  # an error, with its location, from the full path
     if isinstance(value, bool) or not isinstance(value, int | float):
         return value
     if (isinstance(value, float) and not math.isfinite(value)) or number_problem(value):
@@ -397,9 +514,10 @@ class _Node:
 class _Composer:
     """Builds a node graph from parser events; aliases point at their anchored node."""
 
-    def __init__(self, filename: str, line_offset: int) -> None:
+    def __init__(self, filename: str, line_offset: int, strict: bool = False) -> None:
         self.filename = filename
         self.line_offset = line_offset
+        self.strict = strict
         self.anchors: dict[str, _Node] = {}
         self.open_anchors: set[str] = set()
         self.alias_nodes = 0
@@ -450,7 +568,16 @@ class _Composer:
             node.size, node.chars = size, chars
             self.open_anchors.discard(event.anchor or "")
         if event.anchor:  # type: ignore[attr-defined]
-            self.anchors[event.anchor] = node  # type: ignore[attr-defined]
+            anchor = event.anchor  # type: ignore[attr-defined]
+            if self.strict and anchor in self.anchors:
+                raise InputError(
+                    f"anchor &{anchor} is defined again (first at line "
+                    f"{self.anchors[anchor].line}): an alias *{anchor} reads the latest, a "
+                    "reviewer may find the first",
+                    location=Location(self.filename, line, column),
+                    advice="give each anchor its own name",
+                )
+            self.anchors[anchor] = node
         return node
 
     def alias(self, anchor: str, line: int, column: int) -> _Node:
@@ -474,8 +601,9 @@ class _Composer:
 class _Converter:
     """Turns a node graph into the JSON tree kubectl sends, recording key positions."""
 
-    def __init__(self, filename: str) -> None:
+    def __init__(self, filename: str, strict: bool = False) -> None:
         self.filename = filename
+        self.strict = strict
         self.positions: dict[JsonPath, tuple[int, int]] = {}
 
     def convert(self, node: _Node, path: JsonPath) -> Json:
@@ -502,9 +630,17 @@ class _Converter:
     def mapping(self, node: _Node, path: JsonPath) -> dict[str, Json]:
         out: dict[str, Json] = {}
         seen: dict[str, _Node] = {}
+        merged_at: _Node | None = None
         for key_node, value_node in zip(node.items[0::2], node.items[1::2], strict=True):
             if key_node.kind == "scalar" and key_node.plain and key_node.text == "<<":
-                self.merge(value_node, out, path)
+                if not self.strict:
+                    self.merge(value_node, out, path)
+                    continue
+                merged: dict[str, Json] = {}
+                self.merge(value_node, merged, path)
+                self.check_merge(key_node, merged, seen, merged_at, path)
+                merged_at = key_node
+                out.update(merged)
                 continue
             text = key_node.text
             if (  # fast path for string keys, same answer as self.key()
@@ -530,6 +666,34 @@ class _Converter:
             out[key] = self.convert(value_node, (*path, key))
         return out
 
+    def check_merge(
+        self,
+        key_node: _Node,
+        merged: Mapping[str, Json],
+        seen: Mapping[str, _Node],
+        merged_at: _Node | None,
+        path: JsonPath,
+    ) -> None:
+        """Strict mode: a merge whose reading depends on the reader is refused."""
+        if merged_at is not None:
+            raise self.error(
+                key_node,
+                path,
+                f"a second << merge in one mapping (first at line {merged_at.line}): "
+                "the YAML spec forbids the duplicate key, go-yaml lets the later one override",
+                "merge a list instead: <<: [*a, *b] (the earlier ones win)",
+            )
+        for name in merged:
+            if name in seen:
+                raise self.error(
+                    key_node,
+                    (*path, name),
+                    f"this << merge overrides {name!r} written at line {seen[name].line}: "
+                    "the compiler, kubectl and Helm (go-yaml) take the merged value, a "
+                    "reviewer and the YAML spec the written one",
+                    "write the key after the << (both then read it), or drop one",
+                )
+
     def merge(self, value_node: _Node, out: dict[str, Json], path: JsonPath) -> None:
         # go-yaml v2: merged keys are assigned in place, so they override keys written
         # before the `<<`; in a list of mappings the earlier ones win (applied last).
@@ -548,6 +712,21 @@ class _Converter:
         value = self.resolve(node, path)
         if isinstance(value, str):
             return value
+        if self.strict:
+            key = self.key_text(key_node, node, path, value)
+            if key != node.text:
+                raise self.error(
+                    key_node,
+                    path,
+                    f"the key {node.text!r} is read as {key!r} (YAML 1.1, as the compiler, "
+                    f"kubectl and Helm read it), while a reviewer reads {node.text!r}",
+                    f'quote it: "{node.text}"',
+                )
+            return key
+        return self.key_text(key_node, node, path, value)
+
+    def key_text(self, key_node: _Node, node: _Node, path: JsonPath, value: object) -> str:
+        """The JSON key sigs.k8s.io/yaml makes of a typed scalar key."""
         if isinstance(value, bool):
             return "true" if value else "false"
         if isinstance(value, int) and -(2**63) <= value < 2**63:
@@ -575,10 +754,23 @@ class _Converter:
     def resolve(self, node: _Node, path: JsonPath) -> object:
         """The scalar's value as go-yaml v2 types it (may be NaN, infinite or huge)."""
         if node.tag is None:
-            return _resolve_plain(node.text) if node.plain else node.text
+            if not node.plain:
+                return node.text
+            value = _resolve_plain(node.text)
+            if self.strict and (other := _read_otherwise(node.text, value)) is not _MISSING:
+                message, advice = _read_otherwise_message(node.text, value, other)
+                raise self.error(node, path, message, advice)
+            return value
         if node.tag in ("!", f"{_TAG}str"):
             return node.text
         short = node.tag.replace(_TAG, "!!")
+        if self.strict:
+            raise self.error(
+                node,
+                path,
+                f"tag {short} on {node.text!r}: the value it gives is not what a reviewer reads",
+                "write the value plainly (true, 443), or quote text",
+            )
         if node.tag not in _SCALAR_TAGS:
             raise self.error(
                 node, path, f"unsupported tag {short}", "remove the tag (quote a string value)"

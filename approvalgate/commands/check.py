@@ -1,8 +1,12 @@
 """Fail when the committed output is stale, missing or orphaned (read-only, for CI).
 
 Renders the repo in memory and compares it with <output>/<env>/ and the configured
-targets byte for byte. Exit 0 when up to date; 1 with a unified diff of every stale,
-missing or orphaned file and the command that fixes it.
+targets byte for byte (targets as Helm reads them). Exit 0 when up to date; 1 with a unified
+diff of every stale, missing or orphaned file and the command that fixes it. Any other folder
+or symlink in the output root (`foreign`: Argo CD's ApplicationSet deploys every folder
+there) and compiled output elsewhere in the repo (`left-behind`: a changed `output`) are
+findings too: delete them. Sources a reviewer reads otherwise than the compiler are errors
+with file:line:col (docs/compiler.md, "Read as a reviewer reads it").
 
 Signatures (bundle.sig.json) are verified, not compared byte for byte (an ECDSA signature
 differs each time it is made): where approvalgate.yaml declares bundleSigning.publicKeys,
@@ -30,7 +34,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import sys
 
-    from approvalgate.compiler.pipeline import differences, plan
+    from approvalgate.compiler.pipeline import (
+        FOREIGN,
+        FOREIGN_ADVICE,
+        LEFT_BEHIND,
+        LEFT_BEHIND_ADVICE,
+        differences,
+        plan,
+    )
 
     result = plan(args.repo)
     found = differences(result)
@@ -45,6 +56,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"{difference.kind}: {difference.path}", file=sys.stderr)
         if not args.quiet:
             sys.stdout.write(difference.diff)
+    if any(d.kind == "foreign" for d in found):
+        print(f"\nforeign: {FOREIGN}; {FOREIGN_ADVICE}", file=sys.stderr)
+    if any(d.kind == "left-behind" for d in found):
+        print(f"\nleft-behind: {LEFT_BEHIND}; {LEFT_BEHIND_ADVICE}", file=sys.stderr)
+    if all(d.kind in ("foreign", "left-behind") for d in found):
+        return 1
     repo = "" if str(args.repo) == "." else f" {args.repo}"
     print(
         f"\n{len(found)} file(s) out of date; run `approvalgate compile{repo}` and commit "

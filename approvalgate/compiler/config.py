@@ -98,7 +98,7 @@ def load_config(root: Path) -> RepoConfig:
             f"{path}: no {CONFIG_FILE} here",
             advice="run inside a policy repo, or pass its folder as REPO",
         )
-    documents = load_text(read_text(path, CONFIG_FILE), CONFIG_FILE)
+    documents = load_text(read_text(path, CONFIG_FILE), CONFIG_FILE, strict=True)
     if len(documents) != 1:
         raise InputError(f"{CONFIG_FILE} must hold exactly one document")
     source = documents[0]

@@ -15,6 +15,9 @@ from approvalgate.compiler.config import Environment
 from approvalgate.compiler.output import (
     Difference,
     compare,
+    foreign_entries,
+    foreign_files,
+    outputs_elsewhere,
     read_tree,
     stale_environment_folders,
     write_environment,
@@ -29,6 +32,21 @@ from approvalgate.compiler.signing import (
     threshold_finding,
 )
 from approvalgate.compiler.targets import updated_text
+
+FOREIGN = (
+    "not an environment of approvalgate.yaml, nor one compile wrote (no SHA256SUMS), "
+    "yet Argo CD's ApplicationSet deploys every folder of the output root"
+)
+FOREIGN_ADVICE = (
+    "delete it (or move it out of the output folder): the output root holds only what "
+    "`approvalgate compile` writes, one folder per environment; nothing was written"
+)
+
+LEFT_BEHIND = (
+    "compiled output outside the output folder of approvalgate.yaml (left when `output` "
+    "changed?): check no longer compares it, and Argo CD may still sync it"
+)
+LEFT_BEHIND_ADVICE = "delete it (and point Argo CD at the new output folder); nothing was written"
 
 VALUES = {
     "agents": ("agents-values.yaml", "networkPolicy"),
@@ -137,16 +155,42 @@ def differences(p: Plan) -> list[Difference]:
     if p.complete:
         for folder in stale_environment_folders(p.out_root, set(p.environments)):
             found += compare({}, read_tree(folder), f"{shown_root}/{folder.name}")
+        for entry in foreign_entries(p.out_root, set(p.environments)):
+            files = foreign_files(entry)
+            shown = [Difference(f"{shown_root}/{entry.name}", "foreign", "")]
+            found += [
+                Difference(d.path, "foreign", d.diff) for d in compare({}, files, shown_root)
+            ] or shown
+    for folder in _left_behind(p):
+        found.append(Difference(_shown(folder, p.root), "left-behind", ""))
     for path, (old, new) in sorted(p.targets.items()):
         if old != new:
             found += compare({path.name: new}, {path.name: old}, _shown(path.parent, p.root))
     return found
 
 
+def _left_behind(p: Plan) -> list[Path]:
+    """Compiled output outside the configured output root (only when that root is the
+    repo's own: a preview with --out says nothing about the repo)."""
+    if p.out_root != p.root / p.repo.config.output:
+        return []
+    return outputs_elsewhere(p.root, p.out_root)
+
+
 def apply(p: Plan) -> list[str]:
     """Write the plan; return what changed, relative to the repo."""
     changed = []
     shown_root = _shown(p.out_root, p.root)
+    if p.complete and (foreign := foreign_entries(p.out_root, set(p.environments))):
+        raise ApprovalgateError(
+            "; ".join(f"{shown_root}/{e.name}: {FOREIGN}" for e in foreign),
+            advice=FOREIGN_ADVICE,
+        )
+    if left := _left_behind(p):
+        raise ApprovalgateError(
+            "; ".join(f"{_shown(folder, p.root)}: {LEFT_BEHIND}" for folder in left),
+            advice=LEFT_BEHIND_ADVICE,
+        )
     for name, files in sorted(p.environments.items()):
         if write_environment(p.out_root / name, files):
             changed.append(f"{shown_root}/{name}/")

@@ -53,6 +53,8 @@ def load_repo(root: Path) -> Repo:
     for source in documents:
         for finding in _document_findings(source):
             report(source, finding, None)
+    for source, finding in _defined_twice(repo.of_kind("EgressPolicy", "AgentRun")):
+        report(source, finding, None)
     policy_docs = repo.of_kind("ApprovalPolicy", "Approver")
     egress_docs = repo.of_kind("EgressPolicy")
     for env in config.environments:
@@ -110,3 +112,30 @@ def _document_findings(source: SourceDocument) -> list[Finding]:
     except ApprovalgateError as exc:
         findings.append(Finding(("spec",), exc.message, exc.advice))
     return findings
+
+
+def _defined_twice(documents: list[SourceDocument]) -> list[tuple[SourceDocument, Finding]]:
+    """A second EgressPolicy or AgentRun of one name: rendered to one file, so one of them
+    silently gave way (or kustomize failed on the pair), whichever a reviewer read."""
+    first: dict[tuple[str, str, str], SourceDocument] = {}
+    out = []
+    for source in documents:
+        namespace = (source.obj.get("metadata") or {}).get("namespace") or ""
+        key = (source.kind, str(namespace), source.name)
+        if key in first:
+            where = first[key].location(("metadata", "name"))
+            shown = f"{namespace}/{source.name}" if namespace else source.name
+            out.append(
+                (
+                    source,
+                    Finding(
+                        ("metadata", "name"),
+                        f"{source.kind} {shown} is defined twice (first at {where.file}:"
+                        f"{where.line}:{where.column})",
+                        "give each its own name, or delete one",
+                    ),
+                )
+            )
+        else:
+            first[key] = source
+    return out

@@ -2,7 +2,10 @@
 
 Files are read with a size cap and strict UTF-8; folders are walked in sorted order,
 never following a symlink out of the folder given; ``*List`` kinds are flattened and empty
-documents skipped. Every problem becomes an error carrying ``file:line:col``.
+documents skipped. Every problem becomes an error carrying ``file:line:col``. Folders are read
+strictly (``kubeyaml.load_manifests(strict=True)``): YAML a reviewer reads otherwise than the
+compiler (``0443``, ``yes``, a merge overriding a written key, a lone CR, an invisible
+character) is an error.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from approvalgate.approvals.errors import (
     ValidationError,
 )
 from approvalgate.approvals.errors import format_json_path as fmt_path
+from approvalgate.approvals.hidden_text import escaped, is_hidden
 from approvalgate.approvals.kubeyaml import Document, load_manifests
 
 MAX_FILE_BYTES = 4 * 1024 * 1024
@@ -102,8 +106,15 @@ def yaml_files(root: Path, inside: Path | None = None) -> list[Path]:
     return [path for path, _ in _yaml_files(root, inside)]
 
 
-def _yaml_files(root: Path, inside: Path | None = None) -> list[tuple[Path, Path]]:
-    """(path, resolved path) of the YAML files under ``root``, sorted, inside the fence."""
+def _yaml_files(
+    root: Path, inside: Path | None = None, skipped: list[tuple[str, str]] | None = None
+) -> list[tuple[Path, Path]]:
+    """(path, resolved path) of the YAML files under ``root``, sorted, inside the fence.
+
+    ``skipped`` gets (path, why) of what a reviewer would take for a source but is not read:
+    a symlinked or hidden folder holding files, a file named like YAML that is not
+    ``*.yaml``/``*.yml`` exactly (``.YAML``, ``.json``, a trailing space or invisible
+    character)."""
     fence = (inside or (root if root.is_dir() else root.parent)).resolve()
     if root.is_file():
         candidates: Iterable[tuple[Path, Path | None]] = [(root, None)]
@@ -112,7 +123,7 @@ def _yaml_files(root: Path, inside: Path | None = None) -> list[tuple[Path, Path
         # ones ignored), with scandir's entries: a file that is not a symlink lies,
         # resolved, under the resolved root, so it needs no resolve() of its own.
         found: list[tuple[tuple[str, ...], str, bool]] = []
-        _walk(os.fspath(root), (), found)
+        _walk(os.fspath(root), (), found, skipped)
         found.sort()  # by path components, as sorting the Paths did
         real_root = root.resolve()
         candidates = [
@@ -132,7 +143,10 @@ def _yaml_files(root: Path, inside: Path | None = None) -> list[tuple[Path, Path
 
 
 def _walk(
-    folder: str, parts: tuple[str, ...], found: list[tuple[tuple[str, ...], str, bool]]
+    folder: str,
+    parts: tuple[str, ...],
+    found: list[tuple[tuple[str, ...], str, bool]],
+    skipped: list[tuple[str, str]] | None = None,
 ) -> None:
     try:
         with os.scandir(folder) as entries:
@@ -146,9 +160,29 @@ def _walk(
             is_dir = False
         if is_dir:
             if not entry.name.startswith(".") and not entry.is_symlink():
-                _walk(entry.path, (*parts, entry.name), found)
+                _walk(entry.path, (*parts, entry.name), found, skipped)
+            elif skipped is not None and entry.name not in _IGNORED_FOLDERS:
+                why = "a symlinked folder" if entry.is_symlink() else "a hidden folder"
+                if _holds_files(entry.path):
+                    skipped.append((entry.path, f"{why}: not read"))
         elif entry.name.endswith(YAML_SUFFIXES):
             found.append(((*parts, entry.name), entry.path, entry.is_symlink()))
+        elif skipped is not None and _looks_like_a_source(entry.name):
+            skipped.append((entry.path, f"named like a YAML file, but not {_READ}: not read"))
+
+
+_IGNORED_FOLDERS = frozenset({".git"})
+_READ = "*.yaml or *.yml"
+_LOOKALIKE_SUFFIXES = (".yaml", ".yml", ".json")
+
+
+def _looks_like_a_source(name: str) -> bool:
+    shown = "".join(c for c in name if not is_hidden(c)).strip().lower()
+    return shown.endswith(_LOOKALIKE_SUFFIXES) or shown.rstrip(".~").endswith(_LOOKALIKE_SUFFIXES)
+
+
+def _holds_files(folder: str) -> bool:
+    return any(names for _, _, names in os.walk(folder))
 
 
 def load_sources(paths: Sequence[Path], base: Path | None = None) -> list[SourceDocument]:
@@ -160,10 +194,23 @@ def load_sources(paths: Sequence[Path], base: Path | None = None) -> list[Source
         if not root.exists():
             raise InputError(f"{root}: no such file or folder")
         real_base = base.resolve() if base is not None else None
-        for path, real in _yaml_files(root, base):
+        skipped: list[tuple[str, str]] = []
+        found = _yaml_files(root, base, skipped)
+        for shown, why in sorted(skipped):
+            path = Path(shown)
+            display = _display(path, path.parent.resolve() / path.name, real_base)
+            errors.append(
+                InputError(
+                    f"{why} (a reviewer takes it for a policy source, the compiler skips it)",
+                    location=Location(_quoted(escaped(display))),
+                    advice="rename it to *.yaml (or move it into a plain folder) to have it "
+                    "compiled, or move it out of the source folders",
+                )
+            )
+        for path, real in found:
             display = _display(path, real, real_base)
             try:
-                sources.extend(load_text(read_text(path, display), display))
+                sources.extend(load_text(read_text(path, display), display, strict=True))
             except ValidationError as exc:
                 errors.extend(exc.problems)
             except ApprovalgateError as exc:
@@ -173,11 +220,13 @@ def load_sources(paths: Sequence[Path], base: Path | None = None) -> list[Source
     return sources
 
 
-def load_text(text: str, display: str) -> list[SourceDocument]:
+def load_text(text: str, display: str, *, strict: bool = False) -> list[SourceDocument]:
+    """The documents of one file. ``strict`` (a policy repo's files, reviewed in pull
+    requests before they are compiled): what a reviewer reads otherwise is an error."""
     # load_manifests returns only mappings: it skips empty documents and refuses a list or
     # a scalar with its location, as kubectl does.
     out: list[SourceDocument] = []
-    for document in load_manifests(text, display):
+    for document in load_manifests(text, display, strict=strict):
         obj = document.obj
         kind = obj.get("kind")
         if isinstance(kind, str) and kind.endswith("List") and isinstance(obj.get("items"), list):
@@ -187,6 +236,11 @@ def load_text(text: str, display: str) -> list[SourceDocument]:
             continue
         out.append(SourceDocument(display, document, obj))
     return out
+
+
+def _quoted(shown: str) -> str:
+    """A path with leading or trailing spaces, quoted so the spaces show."""
+    return repr(shown) if shown != shown.strip() else shown
 
 
 def _display(path: Path, real: Path, real_base: Path | None) -> str:

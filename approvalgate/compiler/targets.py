@@ -15,7 +15,8 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap
 from ruamel.yaml.scalarstring import LiteralScalarString
 
-from approvalgate.approvals.errors import ApprovalgateError, InputError
+from approvalgate.approvals.errors import ApprovalgateError, InputError, Location
+from approvalgate.approvals.kubeyaml import load_manifests
 from approvalgate.compiler.sources import read_text
 
 
@@ -32,12 +33,36 @@ def updated_text(path: Path, key: str, value: Mapping[str, Any], shown: str) -> 
         raise InputError(f"{shown}: cannot parse as YAML: {exc}") from exc
     if not isinstance(data, dict):
         raise ApprovalgateError(f"{shown}: a values file must be a mapping")
-    if data.get(key) == value:
+    # Helm reads the file with go-yaml v2, not as ruamel does (a merge written after our key
+    # overrides it there): compare what Helm reads; a rewrite Helm reads otherwise is refused.
+    if helm_reading(current, shown).get(key) == value:
         return current, current
     data[key] = _plain(value)
     out = io.StringIO()
     yaml.dump(data, out)
+    if helm_reading(out.getvalue(), shown).get(key) != value:
+        # a merge after our key, most likely: strict reading says where (only the file's
+        # own quirks elsewhere, which Helm and its reviewers have lived with, stay allowed)
+        helm_reading(out.getvalue(), shown, strict=True)
+        raise InputError(
+            f"{shown}: Helm would not read the compiled {key} from the rewritten file "
+            "(a << merge or an alias gives it another value)",
+            advice=f"write {key} as a plain top-level key, outside any merge or alias",
+        )
     return current, out.getvalue()
+
+
+def helm_reading(text: str, shown: str, strict: bool = False) -> dict[str, Any]:
+    """The values file as Helm reads it (go-yaml v2; ``strict``: refusing what a reviewer
+    would read otherwise, such as a merge overriding a written key, with its location)."""
+    documents = load_manifests(text, shown, strict=strict)
+    if len(documents) > 1:
+        raise InputError(
+            "a values file holds one YAML document",
+            location=Location(shown, documents[1].start_line),
+            advice="Helm reads the first only: merge them",
+        )
+    return documents[0].obj if documents else {}
 
 
 def _plain(value: Any) -> Any:

@@ -378,3 +378,379 @@ def test_excluded_namespaces_and_label_mode_reach_the_bundle(
 def test_by_default_nothing_is_excluded(repo: Path) -> None:
     bundle = json.loads((EXAMPLE / "rendered" / "prod" / "bundle.json").read_text())
     assert (bundle["excludeNamespaces"], bundle["namespaceSelection"]) == ([], "all")
+
+
+# --- the GitOps side: what the reviewer reads, what the compiler and Argo CD read --------
+
+
+@pytest.mark.parametrize("entry", ["prod-extra/kustomization.yaml", ".prod/kustomization.yaml"])
+def test_a_folder_argo_cd_would_deploy_beside_the_environments_fails_check(
+    capsys: pytest.CaptureFixture[str], repo: Path, entry: str
+) -> None:
+    # The ApplicationSet's git directory generator makes an Application of every folder of
+    # rendered/: a hand-made one (no SHA256SUMS) with an allow-all NetworkPolicy or an
+    # ApprovalPolicy in warn was deployed while check said "up to date".
+    path = repo / "rendered" / entry
+    path.parent.mkdir(exist_ok=True)
+    path.write_text("resources: [allow-all.yaml]\n")
+    (repo / "rendered" / "README.md").write_text("a file: no Application, no finding\n")
+    code, _, err = run(capsys, "check", str(repo))
+    assert code == 1
+    assert f"foreign: rendered/{entry}\n" in err
+    assert "not an environment of approvalgate.yaml" in err
+    code, out, err = run(capsys, "compile", str(repo))
+    assert code == 1 and out == ""
+    folder = entry.split("/", maxsplit=1)[0]
+    assert f"rendered/{folder}: not an environment of approvalgate.yaml" in err
+    assert path.exists()  # never deleted: compile does not know whose it is
+
+
+def test_a_symlink_beside_the_environments_fails_check(
+    capsys: pytest.CaptureFixture[str], repo: Path
+) -> None:
+    (repo / "rendered" / "prod-copy").symlink_to("prod")
+    code, _, err = run(capsys, "check", str(repo))
+    assert code == 1 and "foreign: rendered/prod-copy\n" in err
+    assert run(capsys, "compile", str(repo))[0] == 1
+    assert (repo / "rendered" / "prod").is_dir()  # not removed through the link
+
+
+def _edit(path: Path, old: str, new: str) -> None:
+    text = path.read_text(encoding="utf-8")
+    assert old in text
+    path.write_text(text.replace(old, new, 1), encoding="utf-8")
+
+
+# Each source reads one way in a pull request's diff (a reviewer, YAML 1.2 tools) and another
+# way to the compiler (go-yaml v2's YAML 1.1, as kubectl and Helm): compile used to render
+# the second. Each is now an error naming file:line:col, what a reviewer would misread and
+# what to write instead.
+STRICT_CASES = [
+    pytest.param(
+        # prod reads "enforcement: enforce"; the merge below it gave prod dev's warn
+        "approvalgate.yaml",
+        "  dev:\n    # dev admits",
+        "  dev: &lax\n    # dev admits",
+        "  prod:\n",
+        "  prod:\n    enforcement: enforce\n    <<: *lax\n",
+        "approvalgate.yaml:45:5: $.environments.prod.enforcement: this << merge overrides "
+        "'enforcement' written at line 44",
+        id="merge-overrides-a-written-key",
+    ),
+    pytest.param(
+        # a comment line that, to YAML, ends at a lone CR: the rest is a line of its own
+        "approvalgate.yaml",
+        "  prod:\n",
+        "  prod:\n",
+        "  prod:\n",
+        "  prod:\n    # reviewed by security, see #1234\r    enforcement: warn\n",
+        "approvalgate.yaml:44:38: line break U+000D",
+        id="comment-hiding-a-line-behind-a-cr",
+    ),
+    pytest.param(
+        # a reviewer reads port 443; YAML 1.1 reads octal 0443, port 291
+        "egress/runners.yaml",
+        "        - port: 8080",
+        "        - port: 8080",
+        "        - port: 443",
+        "        - port: 0443",
+        "egress/runners.yaml:17:17: $.spec.destinations[0].ports[0].port: '0443' is read as 291",
+        id="octal-port",
+    ),
+    pytest.param(
+        "policies/codex-two-person.yaml",
+        "  rejection: veto",
+        "  rejection: veto",
+        "  enforcement: enforce",
+        "  enforcement: enforce\n  on: warn",
+        "policies/codex-two-person.yaml:23:3: $.spec: 'on' is read as true",
+        id="yaml11-boolean-key",
+    ),
+    pytest.param(
+        "approvers/alice.yaml",
+        "    - platform-leads",
+        "    - platform-leads",
+        '    - "oidc:alice@example.com"',
+        '    - "oidc:alice@example.com\u200b"',
+        "approvers/alice.yaml:8:30: invisible character U+200B ZERO WIDTH SPACE",
+        id="zero-width-in-a-username",
+    ),
+    pytest.param(
+        "policies/codex-two-person.yaml",
+        "  rejection: veto",
+        "  rejection: veto",
+        "# Runs of the autonomous",
+        "# Runs of the \u202eautonomous",
+        "policies/codex-two-person.yaml:1:15: invisible character U+202E RIGHT-TO-LEFT OVERRIDE",
+        id="bidi-override-in-a-comment",
+    ),
+    pytest.param(
+        # the second approver is past the right edge of the diff view
+        "policies/codex-two-person.yaml",
+        "  rejection: veto",
+        "  rejection: veto",
+        "  approvers:\n    - group:platform-leads",
+        "  approvers: [group:platform-leads," + " " * 80 + "dana]",
+        "policies/codex-two-person.yaml:17:116: 80 blanks inside a line",
+        id="pushed-off-screen",
+    ),
+]
+
+
+@pytest.mark.parametrize(("file", "old1", "new1", "old2", "new2", "expected"), STRICT_CASES)
+def test_a_source_a_reviewer_reads_otherwise_than_the_compiler_is_an_error(
+    capsys: pytest.CaptureFixture[str],
+    repo: Path,
+    file: str,
+    old1: str,
+    new1: str,
+    old2: str,
+    new2: str,
+    expected: str,
+) -> None:
+    _edit(repo / file, old1, new1)
+    _edit(repo / file, old2, new2)
+    for command in ("validate", "check", "compile"):
+        code, out, err = run(capsys, command, str(repo))
+        assert (code, out) == (1, ""), (command, err)
+        assert expected in err, err
+        assert "hint: " in err
+    assert run(capsys, "check", str(EXAMPLE))[0] == 0
+
+
+def test_a_values_target_helm_reads_otherwise_than_check_is_an_error(
+    capsys: pytest.CaptureFixture[str], repo: Path
+) -> None:
+    # The compiled networkPolicy key is left as it is; a merge written after it overrides it
+    # for Helm (go-yaml v2: a merge wins over keys written before it) but not for the
+    # round-trip reader check compared with (the YAML spec: written keys win). Helm rendered
+    # networkPolicy.enabled: false while check said "up to date".
+    values = repo / "apps" / "agents" / "values-prod.yaml"
+    _edit(
+        values,
+        "replicaCount: 2\n",
+        "replicaCount: 2\nlocal: &off {networkPolicy: {enabled: false}}\n",
+    )
+    values.write_text(values.read_text() + "<<: *off\n")
+    for command in ("check", "compile"):
+        code, out, err = run(capsys, command, str(repo))
+        assert (code, out) == (1, ""), (command, err)
+        assert "apps/agents/values-prod.yaml:" in err
+        assert "this << merge overrides 'networkPolicy' written at line" in err
+
+
+@pytest.mark.parametrize(
+    ("make", "shown", "why"),
+    [
+        # renamed so that it reads as the same policy in the diff; the compiler dropped it,
+        # and the committed bundle without it passed check
+        ("policies/codex-two-person.YAML", "policies/codex-two-person.YAML", "named like"),
+        ("policies/codex-two-person.yaml ", "'policies/codex-two-person.yaml '", "named like"),
+        ("policies/codex-two-person.json", "policies/codex-two-person.json", "named like"),
+        ("policies/codex\u200b-two-person.yml\u200b", "policies/codex<U+200B>", "named like"),
+        ("policies/.archive/codex-two-person.yaml", "policies/.archive", "a hidden folder"),
+        ("policies/lead -> ../elsewhere", "policies/lead", "a symlinked folder"),
+    ],
+)
+def test_a_file_a_reviewer_takes_for_a_source_that_the_compiler_skips_is_an_error(
+    capsys: pytest.CaptureFixture[str], repo: Path, make: str, shown: str, why: str
+) -> None:
+    original = repo / "policies" / "codex-two-person.yaml"
+    if " -> " in make:
+        link, target = make.split(" -> ")
+        (repo / "elsewhere").mkdir()
+        original.rename(repo / "elsewhere" / original.name)
+        (repo / link).symlink_to(target, target_is_directory=True)
+    else:
+        (repo / make).parent.mkdir(exist_ok=True)
+        original.rename(repo / make)
+    (repo / "policies" / "README.md").write_text("notes, not a source\n")  # still fine
+    for command in ("validate", "check", "compile"):
+        code, out, err = run(capsys, command, str(repo))
+        assert (code, out) == (1, ""), (command, err)
+        assert f"error: {shown}" in err, err
+        assert why in err and "the compiler skips it" in err
+
+
+def test_cidrs_that_together_are_every_address_on_every_port_are_an_error(
+    capsys: pytest.CaptureFixture[str], repo: Path
+) -> None:
+    # No block reads as 0.0.0.0/0, but the two halves allow every address on every port.
+    _edit(
+        repo / "egress" / "runners.yaml",
+        "    - name: artifact-cache\n",
+        "    - name: mirrors\n      cidrs: [{cidr: 0.0.0.0/1}, {cidr: 128.0.0.0/1}]\n"
+        "      allPorts: true\n    - name: artifact-cache\n",
+    )
+    code, out, err = run(capsys, "validate", str(repo))
+    assert (code, out) == (1, "")
+    assert (
+        "egress/runners.yaml:19:35: $.spec.destinations[1].cidrs[1].cidr: `128.0.0.0/1` with "
+        "the other `allPorts: true` blocks (0.0.0.0/1) covers every IPv4 address"
+    ) in err
+
+
+def test_output_left_behind_by_changing_the_output_folder_fails_check(
+    capsys: pytest.CaptureFixture[str], repo: Path
+) -> None:
+    # A one-line change of `output` moved what check compares; the old rendered/ (which the
+    # ApplicationSet syncs) could then be edited by hand while check said "up to date".
+    _edit(repo / "approvalgate.yaml", "output: rendered", "output: build")
+    shutil.copytree(repo / "rendered", repo / "build")
+    policy = repo / "rendered" / "prod" / "approvalpolicies" / "agents.codex-two-person.yaml"
+    _edit(policy, "enforcement: enforce", "enforcement: warn")
+    code, _, err = run(capsys, "check", str(repo))
+    assert code == 1
+    for env in ("dev", "prod", "staging"):
+        assert f"left-behind: rendered/{env}\n" in err
+    assert "compiled output outside the output folder of approvalgate.yaml" in err
+    code, out, err = run(capsys, "compile", str(repo))
+    assert (code, out) == (1, "")
+    assert "error: rendered/dev: compiled output outside the output folder" in err
+    shutil.rmtree(repo / "rendered")
+    assert run(capsys, "check", str(repo))[0] == 0
+
+
+@pytest.mark.parametrize(
+    ("file", "old", "new", "expected"),
+    [
+        (  # a look-alike (Cyrillic e, written as an escape so that strict reading passes it)
+            "approvalgate.yaml",
+            "  excludeNamespaces: []",
+            '  excludeNamespaces: ["kube-syst\\u0435m"]',
+            "approvalgate.yaml:18:23: $.defaults.excludeNamespaces[0]",
+        ),
+        (
+            "policies/codex-two-person.yaml",
+            "      name: codex-agent",
+            '      name: "codex-\\u0430gent"',
+            "policies/codex-two-person.yaml:16:7: $.spec.subjects[0].name: subject name",
+        ),
+        (
+            "egress/runners.yaml",
+            "      namespace: agents-infra",
+            '      namespace: "agents-infr\\u0430"',
+            "egress/runners.yaml:19:7: $.spec.destinations[1].namespace: must be a DNS label",
+        ),
+        (  # reads as one address, opens every address
+            "egress/runners.yaml",
+            "        - cidr: 192.30.252.0/22",
+            "        - cidr: 192.30.252.1/0",
+            "egress/runners.yaml:15:11: $.spec.destinations[0].cidrs[1].cidr: "
+            "`192.30.252.1/0` is not a canonical CIDR",
+        ),
+        (  # a port as a string is a port name to Kubernetes
+            "egress/runners.yaml",
+            "        - port: 443",
+            '        - port: "443"',
+            'egress/runners.yaml:17:11: $.spec.destinations[0].ports[0].port: port "443" is '
+            "a string",
+        ),
+    ],
+)
+def test_look_alike_names_and_addresses_in_sources_are_already_refused(
+    capsys: pytest.CaptureFixture[str], repo: Path, file: str, old: str, new: str, expected: str
+) -> None:
+    _edit(repo / file, old, new)
+    code, out, err = run(capsys, "validate", str(repo))
+    assert (code, out) == (1, ""), err
+    assert expected in err, err
+
+
+@pytest.mark.parametrize("folder", ["egress/runners.yaml", "runs/codex-release-notes.yaml"])
+def test_a_second_spec_of_one_name_is_a_located_error_for_validate_too(
+    capsys: pytest.CaptureFixture[str], repo: Path, folder: str
+) -> None:
+    # validate said "valid" while compile failed (EgressPolicy) or rendered both under one
+    # file name (AgentRun); the ApprovalPolicy and Approver kinds were refused already.
+    original = repo / folder
+    copy = original.with_name("zz-" + original.name)
+    copy.write_text(original.read_text().replace("port: 443", "port: 22"))
+    code, out, err = run(capsys, "validate", str(repo))
+    assert (code, out) == (1, ""), err
+    assert f"error: {Path(folder).parent}/zz-" in err and "is defined twice (first at " in err
+    assert f"(first at {folder}:" in err
+
+
+def test_the_pre_commit_hooks_run_whatever_files_a_commit_touches() -> None:
+    # A `files:` filter of the default folder names skipped a commit touching only a values
+    # target elsewhere, or output under another `output:` of approvalgate.yaml.
+    hooks = yaml.safe_load((ROOT / ".pre-commit-hooks.yaml").read_text())
+    assert {h["id"] for h in hooks} == {"approvalgate-compile", "approvalgate-check"}
+    for hook in hooks:
+        assert hook.get("always_run") is True and "files" not in hook, hook["id"]
+
+
+def test_a_hand_edited_signatures_file_fails_check(
+    capsys: pytest.CaptureFixture[str], repo: Path
+) -> None:
+    # bundle.sig.json is verified, not compared byte for byte; an added field or a copied
+    # signature (still verifying) is nonetheless stale: compile re-renders the document.
+    path = repo / "rendered" / "prod" / "bundle.sig.json"
+    document = json.loads(path.read_text())
+    document["note"] = "reviewed"
+    document["signatures"].append(dict(document["signatures"][0]))
+    path.write_text(json.dumps(document, indent=2) + "\n")
+    code, _, err = run(capsys, "check", str(repo))
+    assert code == 1 and "stale: rendered/prod/bundle.sig.json\n" in err
+
+
+def test_other_keys_of_a_values_target_keep_the_reading_helm_gives_them(
+    capsys: pytest.CaptureFixture[str], repo: Path
+) -> None:
+    # The values file is the chart owner's: its other keys are not read strictly.
+    values = repo / "apps" / "agents" / "values-prod.yaml"
+    _edit(values, "replicaCount: 2\n", "replicaCount: 2\ndebug: yes\nmode: 0644\n")
+    assert run(capsys, "check", str(repo))[0] == 0
+
+
+LENIENT = """\
+apiVersion: approvals.proompteng.ai/v1alpha1
+kind: ApprovalPolicy
+metadata:
+  name: lenient
+  namespace: agents
+spec:
+  mode: manual
+  defaultDecision: allow
+  subjects:
+    - kind: Agent
+      name: codex-agent
+  approvers: [bob]
+  requiredApprovals: 1
+  timeoutSeconds: 60
+  enforcement: "off"
+"""
+
+UNAPPROVED_RUN = """\
+apiVersion: agents.proompteng.ai/v1alpha1
+kind: AgentRun
+metadata:
+  name: sneaky
+  namespace: agents
+spec:
+  agentRef:
+    name: codex-agent
+  implementationSpecRef:
+    name: codex-impl-sample
+  runtime:
+    type: workflow
+  parameters:
+    task: x
+"""
+
+
+def test_a_lenient_policy_added_beside_a_strict_one_does_not_weaken_it(
+    capsys: pytest.CaptureFixture[str], repo: Path
+) -> None:
+    # Outcomes combine most restrictive first: a policy switched off (or needing one
+    # approval) that matches the same runs leaves the two-person rule in force.
+    (repo / "policies" / "lenient.yaml").write_text(LENIENT)
+    run_file = repo / "sneaky.yaml"
+    run_file.write_text(UNAPPROVED_RUN)
+    policies = [str(repo / "policies"), str(repo / "approvers")]
+    code, out, _ = run(
+        capsys, "verify", str(run_file), "--policies", *policies, "--env", "prod", "--user", "m"
+    )
+    assert code == 1 and "DENIED agents/sneaky in prod" in out
+    assert "codex-two-person" in out

@@ -15,6 +15,7 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from approvalgate.approvals import kubeyaml
 from approvalgate.approvals.errors import DigestError, InputError
 from approvalgate.approvals.kubeyaml import Document, load_manifests, split_documents
 from tests.support.paths import UPSTREAM_AGENTS
@@ -799,3 +800,95 @@ def test_oracle_big_integers_are_approximated_by_kubectl(kubectl: Path, tmp_path
     assert theirs["data"]["big"] == 12345678901234567000
     with pytest.raises(DigestError):
         load_manifests(text)
+
+
+# --- strict mode: the policy compiler's sources, read by reviewers before compiling -------
+
+
+@pytest.mark.parametrize(
+    ("text", "where", "message"),
+    [
+        ("port: 0443\n", "1:7", "'0443' is read as 291"),
+        ("port: 010\n", "1:7", "'010' is read as 8"),
+        ("v: 1_000\n", "1:4", "'1_000' is read as 1000"),
+        ("v: 0b11\n", "1:4", "'0b11' is read as 3"),
+        ("a: yes\n", "1:4", "'yes' is read as true"),
+        ("a: [Off]\n", "1:5", "'Off' is read as false"),
+        ("a: y\n", "1:4", "'y' is read as true"),
+        ("on: x\n", "1:1", "'on' is read as true"),
+        ("1.0: x\n", "1:1", "the key '1.0' is read as '1'"),
+        ("a: !!int '0443'\n", "1:4", "tag !!int"),
+        ("a: !!bool 'no'\n", "1:4", "tag !!bool"),
+        ("a: &x {p: 1}\nb:\n  p: 2\n  <<: *x\n", "4:3", "this << merge overrides 'p' written"),
+        ("a: &x {p: 1}\nb:\n  p: 2\n  <<: [{q: 1}, *x]\n", "4:3", "overrides 'p'"),
+        ("a: &x {p: 1}\nb:\n  <<: *x\n  <<: {q: 1}\n", "4:3", "a second << merge"),
+        ("a: &x warn\nb: &x enforce\nc: *x\n", "2:4", "anchor &x is defined again (first at"),
+        ("a: 1 # note\rb: 2\n", "1:12", "line break U+000D"),
+        ("a: [leads," + " " * 60 + "mallory]\n", "1:71", "60 blanks inside a line"),
+        ("a: 1\x85b: 2\n", "1:5", "line break U+0085"),
+        ("a: 1\u2028b: 2\n", "1:5", "line break U+2028"),
+        ("a: 1\u2029b: 2\n", "1:5", "line break U+2029"),
+        ("a: ali\u200bce\n", "1:7", "invisible character U+200B"),
+        ("a: alice\U000e0041\n", "1:9", "invisible character U+E0041"),
+        ("a: x\ufeff\n", "1:5", "invisible character U+FEFF"),
+        ("# a \u202e comment\na: 1\n", "1:5", "invisible character U+202E"),
+        ("a: b\u2066c\n", "1:5", "invisible character U+2066"),
+        ("a: \u3164\n", "1:4", "invisible character U+3164"),
+    ],
+)
+def test_strict_refuses_what_a_reviewer_reads_otherwise(
+    text: str, where: str, message: str
+) -> None:
+    load_manifests(text.replace("\r", "\n").replace("\x85", "\n"), "f.yaml")  # YAML, not strict
+    with pytest.raises(InputError) as caught:
+        load_manifests(text, "f.yaml", strict=True)
+    assert caught.value.render().startswith(f"f.yaml:{where}: "), caught.value.render()
+    assert message in caught.value.message
+    assert caught.value.advice
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("a: 443\nb: 08443\nc: 1e3\nd: 0x1BB\ne: 0o600\nf: -1.5\ng: +3\n", None),
+        ("a: true\nb: False\nc: NULL\nd: ~\ne:\nf: '0443'\ng: \"yes\"\nh: !!str 0443\n", None),
+        ("base: &x {p: 1, q: 2}\nafter:\n  <<: *x\n  p: 3\n", None),
+        ("base: &x {p: 1}\nlist:\n  <<: [*x, {p: 2, r: 3}]\n", None),
+        ("\ufeffa: caf\u00e9 \u65e5\u672c \U0001f600\r\nb: 1:30\r\n", None),
+        ("a: \U0001f468\u200d\U0001f469\n", "ZWJ"),
+    ],
+)
+def test_strict_reads_what_both_read_alike(text: str, expected: str | None) -> None:
+    if expected == "ZWJ":  # an emoji sequence's joiner is invisible too: refused
+        with pytest.raises(InputError, match="U\\+200D"):
+            load_manifests(text, "f.yaml", strict=True)
+        return
+    assert [d.obj for d in load_manifests(text, "f.yaml", strict=True)] == [
+        d.obj for d in load_manifests(text, "f.yaml")
+    ]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "a: 0443\n",
+        "a: [1, yes]\n",
+        "a: {b: on}\n",
+        "a: 443\nb: true\nc: '0443'\n",
+        "a: 1_0\n",
+        "a: 08443\n",
+        "a: x\n---\nb: 0b1\n",
+    ],
+)
+def test_strict_answers_alike_on_the_fast_path_and_the_full_one(
+    text: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def answer() -> object:
+        try:
+            return [d.obj for d in load_manifests(text, "f.yaml", strict=True)]
+        except InputError as exc:
+            return exc.render()
+
+    fast = answer()
+    monkeypatch.setattr(kubeyaml, "_load_plain_document", lambda chunk, strict=False: None)
+    assert answer() == fast

@@ -10,7 +10,7 @@ from approvalgate.compiler.egress.checks import Ctx, check_selector
 from approvalgate.compiler.egress.env import FLAVOR_SETTING
 from approvalgate.compiler.egress.flavors import FLAVORS
 from approvalgate.compiler.egress.model import RESERVED_RULE_NAMES
-from approvalgate.compiler.egress.ports import check_ports, check_wildcards
+from approvalgate.compiler.egress.ports import check_ports, check_wildcard_union, check_wildcards
 from approvalgate.compiler.egress.syntax import (
     FQDN_LABEL,
     IPNetwork,
@@ -28,6 +28,7 @@ def check_destinations(dests: Sequence[Mapping[str, Any]], ctx: Ctx) -> Iterator
         yield from _check_peers(dest, path, ctx)
         yield from check_ports(dest, path)
         yield from check_wildcards(dest, path)
+    yield from check_wildcard_union(dests)
 
 
 def _check_name(name: str, seen: set[str], path: JsonPath) -> Iterator[Finding]:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+import ipaddress
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from approvalgate.approvals.errors import Finding, JsonPath
@@ -93,3 +94,38 @@ def check_wildcards(dest: Mapping[str, Any], path: JsonPath) -> Iterator[Finding
                 "cluster DNS comes from spec.dns; list external resolvers by address",
                 severity="warning",
             )
+
+
+def check_wildcard_union(dests: Sequence[Mapping[str, Any]]) -> Iterator[Finding]:
+    """Blocks that together are every address, on every port: ``0.0.0.0/1`` and
+    ``128.0.0.0/1`` (or ``::/1`` and ``8000::/1``, or any split), in one destination or
+    several, open what ``0.0.0.0/0`` would, and read as if they did not."""
+    for version in (4, 6):
+        finding = _union_finding(dests, version)
+        if finding is not None:
+            yield finding
+
+
+def _union_finding(dests: Sequence[Mapping[str, Any]], version: int) -> Finding | None:
+    blocks: list[Any] = []
+    whole = ipaddress.ip_network("0.0.0.0/0" if version == 4 else "::/0")
+    for i, dest in enumerate(dests):
+        if not dest.get("allPorts"):
+            continue
+        for j, block in enumerate(dest.get("cidrs", [])):
+            if block.get("except") or cidr_problem(block["cidr"]) is not None:
+                continue
+            net = network(block["cidr"])
+            if net.version != version or net.prefixlen == 0:  # /0 alone: check_wildcards
+                continue
+            blocks.append(net)
+            if list(ipaddress.collapse_addresses(blocks)) == [whole]:
+                others = ", ".join(str(b) for b in blocks[:-1][:4])
+                return Finding(
+                    ("spec", "destinations", i, "cidrs", j, "cidr"),
+                    f"`{net}` with the other `allPorts: true` blocks ({others}"
+                    f"{', ...' if len(blocks) > 5 else ''}) covers every IPv{version} "
+                    "address: egress to every address on every port",
+                    "list the ports these destinations need, or narrow the CIDRs",
+                )
+    return None
