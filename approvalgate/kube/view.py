@@ -46,10 +46,12 @@ from typing import Any, Final, TypeVar
 from approvalgate.approvals import content, parents
 from approvalgate.approvals.view import (
     KINDS,
+    Filed,
     StaticView,
     Use,
     decision_envelope,
     decision_key,
+    filed_at,
 )
 from approvalgate.kube.backoff import Backoff
 from approvalgate.kube.client import Client
@@ -120,7 +122,7 @@ from (:func:`approvals.content.prompt_ref`; "" when none)."""
 LAST_APPLIED: Final = "kubectl.kubernetes.io/last-applied-configuration"
 
 _K = TypeVar("_K", str, tuple[str, str])
-_Entry = tuple[tuple[str, str], Mapping[str, Any]]  # ((creationTimestamp, name), envelope)
+_Entry = tuple[tuple[str, str], Filed]  # ((creationTimestamp, name), (envelope, created))
 
 
 class ViewIndex:
@@ -136,6 +138,7 @@ class ViewIndex:
         # decisions: entries (for order) and envelopes (what a lookup returns) per request
         self._entries: dict[tuple[str, str], tuple[_Entry, ...]] = {}
         self._envelopes: dict[tuple[str, str], tuple[Mapping[str, Any], ...]] = {}
+        self._filed: dict[tuple[str, str], tuple[Filed, ...]] = {}
         self._decision_at: dict[str, tuple[str, str]] = {}  # object key -> request key
         # uses
         self._by_statement: dict[str, tuple[Use, ...]] = {}
@@ -151,6 +154,9 @@ class ViewIndex:
 
     def records_for(self, namespace: str, name: str) -> Sequence[Mapping[str, Any]]:
         return self._envelopes.get((namespace, name), ())
+
+    def decisions_for(self, namespace: str, name: str) -> Sequence[Filed]:
+        return self._filed.get((namespace, name), ())
 
     def uses_of(self, statement: str) -> Sequence[Use]:
         return self._by_statement.get(statement, ())
@@ -239,7 +245,8 @@ class ViewIndex:
         if key is None or envelope is None:
             return  # not a decision decide() could read: ignored, as StaticView.build does
         meta = change.object.get("metadata") or {}
-        entry: _Entry = ((str(meta.get("creationTimestamp") or ""), change.key), envelope)
+        order = (str(meta.get("creationTimestamp") or ""), change.key)
+        entry: _Entry = (order, Filed(envelope, filed_at(change.object)))
         entries = list(self._entries.get(key, ()))
         bisect.insort(entries, entry, key=lambda e: e[0])
         self._decision_at[change.key] = key
@@ -279,9 +286,11 @@ class ViewIndex:
     def _set_entries(self, key: tuple[str, str], entries: tuple[_Entry, ...]) -> None:
         if entries:
             self._entries[key] = entries
-            self._envelopes[key] = tuple(envelope for _, envelope in entries)
+            self._envelopes[key] = tuple(filed.envelope for _, filed in entries)
+            self._filed[key] = tuple(filed for _, filed in entries)
         else:  # envelopes first: a reader sees the old tuple or nothing, never a stale one
             self._envelopes.pop(key, None)
+            self._filed.pop(key, None)
             self._entries.pop(key, None)
 
     def _drop_use(self, use: Use) -> None:
@@ -487,6 +496,9 @@ class WatchedView:
 
     def records_for(self, namespace: str, name: str) -> Sequence[Mapping[str, Any]]:
         return self.index.records_for(namespace, name)
+
+    def decisions_for(self, namespace: str, name: str) -> Sequence[Filed]:
+        return self.index.decisions_for(namespace, name)
 
     def uses_of(self, statement: str) -> Sequence[Use]:
         return self.index.uses_of(statement)
