@@ -16,7 +16,8 @@ a change costs O(objects under that key). After a 410 Gone the informer lists ag
 the difference to the handlers as ordinary changes, so the index needs no rebuild.
 
 - decisions by ``(namespace, spec.requestName)``: their ``spec.record`` envelopes in
-  ``creationTimestamp`` order (then name), as :meth:`approvals.view.StaticView.build` orders them;
+  ``creationTimestamp`` order (then name), as :meth:`approvals.view.StaticView.build` orders them,
+  and (``decisions_for``) each with that creation time, parsed once per change;
 - uses by statement digest, by ``(namespace, spec.run.uid)``, and by ``(namespace, reference)``
   for each ``spec.references`` key ("ImplementationSpec/name", "AgentProvider/name");
 - requests by ``(namespace, name)``;
