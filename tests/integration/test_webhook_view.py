@@ -151,6 +151,7 @@ THIRD_PASS_CASES = (
     "view-cluster-approval-filed-after-creation",
     "view-update-template-live-on-decisions-filed-after-creation",
     "view-finalizer-removal-decision-filed-after-use",
+    "view-cluster-reject-filed-after-creation-still-vetoes",
 )
 
 
