@@ -223,6 +223,10 @@ def _decide(
                 spec_changed=not _same_spec(old_spec, obj.get("spec"), bundle),
                 made_template=_made_template(request, obj),
             )
+        if operation == "CREATE":
+            forged = _forged_parent_labels(run, metadata, bundle)
+            if forged is not None:
+                return forged
     # Rule 4: references are judged as the controller reads them, or not at all.
     if facts.invalid_references:
         invalid = references.reference_problems(obj.get("spec"))
@@ -246,8 +250,13 @@ def _decide(
     )
     carried = 1 + max([r.index for r in parsed] + [p.index for p in problems] + [-1])
     if usable is not None:
-        parsed, problems = _with_cluster_records(parsed, problems, run, usable, bundle)
-        run = run._replace(cluster_from=carried, recorded_by=_recorded_by(metadata, bundle))
+        parsed, problems, filed = _with_cluster_records(parsed, problems, run, usable, bundle)
+        run = run._replace(
+            cluster_from=carried,
+            recorded_by=_recorded_by(metadata, bundle),
+            created=_creation(metadata),
+            filed=filed,
+        )
     checks = [_check_record(r, run, bundle, now, usable) for r in parsed]
     if bundle.binds_content and usable is not None:  # Rule 5: what the run executes, bound
         checks = bind_content(checks, content.refs(obj.get("spec")), namespace, usable)
@@ -339,6 +348,12 @@ class _Run(NamedTuple):
     recorded_by: datetime | None = None
     """Cluster approvals issued after this (the run's creation plus the clock skew) do not
     count for it: its ApprovalUse records only those issued by then (:func:`_used_records`)."""
+    created: datetime | None = None
+    """The run's ``metadata.creationTimestamp`` (the API server's): an ApprovalDecision the
+    API server created after it does not count for the run (:func:`_filed_late`)."""
+    filed: tuple[datetime | None, ...] = ()
+    """When each cluster record was filed (its ApprovalDecision's creationTimestamp), from
+    :attr:`cluster_from` on, in record order."""
     kind: str = "AgentRun"
     """What is judged: an AgentRun, or a parent (Schedule, OrchestrationRun, Swarm)."""
 
@@ -405,6 +420,57 @@ class _Run(NamedTuple):
                 and (not self.name or self.name.startswith(self.generate_name))
             )
         return bool(self.name) and subject == self.subject
+
+
+def _forged_parent_labels(
+    run: _Run, metadata: Mapping[str, Any], bundle: Bundle
+) -> Decision | None:
+    """Rule 5b, who may name a parent: a run carrying the labels of a parent
+    (:data:`parents.DERIVATION_LABELS`) has its parent's approvals recorded by its
+    ApprovalUse (the ledger cannot tell who created a run), spending the parent's
+    ``maxRuns``. So only the platform's creators (``parents.creators`` of a policy that may
+    select runs in the namespace) create such runs, judged by derivation; anyone else's is
+    denied at the environment's enforcement level (``parent-label-forged``)."""
+    labels = metadata.get("labels")
+    if not isinstance(labels, dict):
+        return None
+    named = [k for k in parents.DERIVATION_LABELS if k in labels]
+    if not named:
+        return None
+    candidates = bundle.candidate_policies(run.namespace)
+    if any(p.is_parent_creator(run.username, run.namespace) for p in candidates):
+        return None
+    creators = sorted(
+        {c.replace("{namespace}", run.namespace) for p in candidates for c in p.parent_creators}
+    )
+    who = (
+        f"only the platform's creators ({', '.join(creators)}: parents.creators of the "
+        f"policies for namespace {run.namespace}) create such runs"
+        if creators
+        else f"no policy for namespace {run.namespace} names parents.creators"
+    )
+    message = (
+        f"approvalgate denied creating AgentRun {run.ref}: it carries the label "
+        f"{', '.join(named)}, which names the parent a run the platform made derives from; "
+        f"its ApprovalUse would record that parent's approvals and spend its maxRuns, and "
+        f"{who}, not {run.username or 'an unknown user'}. Remove the label (a run of your "
+        "own is judged on its own approvals), or let the parent make the run."
+    )
+    return _by_bundle(bundle, "parent-label-forged", message)
+
+
+def _by_bundle(bundle: Bundle, reason: str, message: str) -> Decision:
+    """A denial at the environment's enforcement level (no policy was found to grade it)."""
+    if bundle.enforcement == "enforce":
+        return _deny(reason, message)
+    audit = {"decision": "allow", "reason": reason, "audit-would-deny": "parents"}
+    if bundle.enforcement == "warn":
+        return _allow(
+            reason,
+            warnings=(f"approvalgate (enforcement warn) would deny: {message}",),
+            audit_annotations=audit,
+        )
+    return _allow(reason, audit_annotations=audit)
 
 
 def _usable(bundle: Bundle, view: ClusterView | None) -> ClusterView | None:
@@ -484,21 +550,26 @@ def _with_cluster_records(
     run: _Run,
     view: ClusterView,
     bundle: Bundle,
-) -> tuple[tuple[records.ParsedRecord, ...], tuple[records.RecordProblem, ...]]:
+) -> tuple[
+    tuple[records.ParsedRecord, ...],
+    tuple[records.RecordProblem, ...],
+    tuple[datetime | None, ...],
+]:
     """The run's records plus the ApprovalDecisions recorded for it in the cluster (a reject
-    or withdrawal counts whether or not the run carries it); the same envelope once.
+    or withdrawal counts whether or not the run carries it); the same envelope once; and
+    when each cluster record was filed (numbered from the first index after the carried).
 
     Only an identical envelope (payload *and* signatures) is left out as carried: a carried
     copy of a cluster record's payload with a signature nobody made would otherwise hide
     the genuine reject or withdrawal (and then fail verification itself)."""
     carried = {_envelope_key(r) for r in parsed}
     start = 1 + max([r.index for r in parsed] + [p.index for p in problems] + [-1])
-    entries = [e for e in view.records_for(run.namespace, run.name) if e]
+    entries = [f for f in view.decisions_for(run.namespace, run.name) if f.envelope]
     if not entries or not run.name:
-        return tuple(parsed), tuple(problems)
-    more, more_problems = bundle.verifier.parse_envelopes(entries, start)
+        return tuple(parsed), tuple(problems), ()
+    more, more_problems = bundle.verifier.parse_envelopes([f.envelope for f in entries], start)
     cluster = [r for r in more if _envelope_key(r) not in carried]
-    return (*parsed, *cluster), (*problems, *more_problems)
+    return (*parsed, *cluster), (*problems, *more_problems), tuple(f.created for f in entries)
 
 
 def _from_cluster(result: PolicyResult, first: int) -> PolicyResult:
@@ -615,6 +686,15 @@ def _creation(meta: Mapping[str, Any]) -> datetime | None:
         return None
 
 
+def _filed_late(filed: datetime | None, created: datetime | None) -> bool:
+    """An ApprovalDecision filed after the run was created (both times the API server's, to
+    the second): it counts for no admission of that run, and its ApprovalUse (written once,
+    soon after the creation) need not record it. So the release of the run's finalizer asks
+    the use for none of them, and the next run of the name is the decision's first. A time
+    that is missing counts as in time (it is then asked for: fail closed)."""
+    return filed is not None and created is not None and filed > created
+
+
 def _recorded_by(meta: Mapping[str, Any], bundle: Bundle) -> datetime | None:
     """The last moment a cluster approval may be issued and count for the run of ``meta``:
     its creation plus the clock skew (None when the object has no creationTimestamp yet).
@@ -628,9 +708,10 @@ def _used_records(
     run: Mapping[str, Any], namespace: str, bundle: Bundle, view: ClusterView
 ) -> tuple[list[records.ParsedRecord], int]:
     """The records a run may have used: the approvals it carries, then the cluster's
-    approvals of its spec for its name issued by the time it was created (later ones, and
-    those of another spec, the approvals of a request of the same name, were not used by
-    it); and how many records it carries (they come first). Only its own
+    approvals of its spec for its name filed and issued by the time it was created
+    (:func:`_filed_late`, :func:`_recorded_by`; later ones, and those of another spec, the
+    approvals of a request of the same name, were not used by it); and how many records it
+    carries (they come first). Only its own
     (:func:`_own_approval`): a copy of another run's approval, carried by a run admitted on
     its own approvals or where nothing is enforced, must not be recorded as used by it (the
     other run's approval would admit nothing: a denial of service through the ledger)."""
@@ -642,10 +723,10 @@ def _used_records(
     if isinstance(value, str):
         parsed, _ = bundle.verifier.parse_annotation(value)
     name = str(meta.get("name") or "")
-    cluster, _ = bundle.verifier.parse_envelopes(
-        list(view.records_for(namespace, name)), len(parsed)
-    )
+    entries = list(view.decisions_for(namespace, name))
+    cluster, _ = bundle.verifier.parse_envelopes([f.envelope for f in entries], len(parsed))
     latest = _recorded_by(meta, bundle)
+    created = _creation(meta)
     subject = records.subject_name(namespace, name)
     own = [r for r in parsed if _own_approval(r, subject, bundle)]
     digest = _digest_or_none(run.get("spec"), bundle)
@@ -653,6 +734,7 @@ def _used_records(
         r
         for r in cluster
         if (latest is None or r.claim.issued_at <= latest)
+        and not _filed_late(entries[r.index - len(parsed)].created, created)
         and r.claim.digest == digest
         and _own_approval(r, subject, bundle)
     ]
@@ -689,8 +771,8 @@ def used_statements(
     run: Mapping[str, Any], bundle: Bundle, view: ClusterView
 ) -> tuple[list[str], datetime | None]:
     """What an ApprovalUse of ``run`` must record: the statement of every approval of its own
-    the run carries and of every cluster approval (approve, bypass) for it issued by the
-    time it was created (it may have counted), and the latest of their expiries."""
+    the run carries and of every cluster approval (approve, bypass) for it filed and issued
+    by the time it was created (it may have counted), and the latest of their expiries."""
     chosen = _all_used(run, bundle, view)
     statements = sorted({statement_digest(r) for r in chosen})
     latest = max((r.claim.expires_at for r in chosen), default=None)
@@ -1091,6 +1173,16 @@ def _one_use_problem(
             f"issued after the run was created (at {records.format_time(claim.issued_at)}, "
             f"later than {records.format_time(late)}, its creation plus the clock skew): its "
             "ApprovalUse records only the approvals issued by its creation, so this one "
+            "would admit it unrecorded and then admit another run of this name. It counts "
+            "for a new run: delete this one and create it again (or use another name)"
+        )
+    at = record.index - run.cluster_from
+    filed = run.filed[at] if 0 <= at < len(run.filed) else None
+    if filed is not None and run.created is not None and _filed_late(filed, run.created):
+        return (
+            f"filed after the run was created (its ApprovalDecision at "
+            f"{records.format_time(filed)}, the run at {records.format_time(run.created)}): "
+            "its ApprovalUse records only the approvals filed by its creation, so this one "
             "would admit it unrecorded and then admit another run of this name. It counts "
             "for a new run: delete this one and create it again (or use another name)"
         )

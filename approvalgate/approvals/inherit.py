@@ -26,6 +26,7 @@ from approvalgate.approvals.decide import (
     Decision,
     PolicyResult,
     _allow,
+    _by_bundle,
     _Check,
     _check_record,
     _combine,
@@ -599,20 +600,6 @@ def _swarm_schedule(
     # what is admitted or denied is the Schedule (judged on its Swarm's approval)
     shown = prun._replace(kind="Schedule", ref=f"{namespace}/{meta['name']}")
     return replace(_combine(results, shown, bundle.environment), chain=chain)
-
-
-def _by_bundle(bundle: Bundle, reason: str, message: str) -> Decision:
-    """A denial at the environment's enforcement level (no policy was found to grade it)."""
-    if bundle.enforcement == "enforce":
-        return _deny(reason, message)
-    audit = {"decision": "allow", "reason": reason, "audit-would-deny": "parents"}
-    if bundle.enforcement == "warn":
-        return _allow(
-            reason,
-            warnings=(f"approvalgate (enforcement warn) would deny: {message}",),
-            audit_annotations=audit,
-        )
-    return _allow(reason, audit_annotations=audit)
 
 
 # --- referenced content: writes while a use binds it ---------------------------------------

@@ -23,7 +23,7 @@ import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Final, Protocol
+from typing import Any, Final, NamedTuple, Protocol
 
 from approvalgate.approvals import content, records
 
@@ -104,6 +104,14 @@ class Use:
         return self.expires_at is None or now < self.expires_at
 
 
+class Filed(NamedTuple):
+    """One ApprovalDecision's record and when the API server created the object
+    (``metadata.creationTimestamp``, which no client sets; None when it has none)."""
+
+    envelope: Mapping[str, Any]
+    created: datetime | None
+
+
 class ClusterView(Protocol):
     """The cluster state decide() may consult (read-only, one consistent moment per call)."""
 
@@ -126,6 +134,11 @@ class ClusterView(Protocol):
 
     def records_for(self, namespace: str, name: str) -> Sequence[Mapping[str, Any]]:
         """The DSSE envelopes of the ApprovalDecisions for run (request) ``namespace/name``."""
+        ...
+
+    def decisions_for(self, namespace: str, name: str) -> Sequence[Filed]:
+        """:meth:`records_for` with each decision's creation time, read at one moment: a run
+        counts (and its use records) only the decisions filed by the time it was created."""
         ...
 
     def uses_of(self, statement: str) -> Sequence[Use]:
@@ -172,6 +185,8 @@ class StaticView:
     """A view built from object lists (tests, ``verify --cluster``, controller snapshots)."""
 
     decisions: Mapping[tuple[str, str], tuple[Mapping[str, Any], ...]] = field(default_factory=dict)
+    filed: Mapping[tuple[str, str], tuple[Filed, ...]] = field(default_factory=dict)
+    """:attr:`decisions` with their creation times (a key missing here: times unknown)."""
     uses: Mapping[str, tuple[Use, ...]] = field(default_factory=dict)
     runs: Mapping[tuple[str, str], Use] = field(default_factory=dict)
     requests: Mapping[tuple[str, str], Mapping[str, Any]] = field(default_factory=dict)
@@ -196,12 +211,12 @@ class StaticView:
     ) -> StaticView:
         """``objects``: parents, Orchestrations, ImplementationSpecs, Agents and
         AgentProviders (any order; other kinds are ignored)."""
-        by_run: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
+        by_run: dict[tuple[str, str], list[Filed]] = {}
         for obj in sorted(decisions, key=_creation_order):
             key = decision_key(obj)
             envelope = decision_envelope(obj)
             if key is not None and envelope is not None:
-                by_run.setdefault(key, []).append(envelope)
+                by_run.setdefault(key, []).append(Filed(envelope, filed_at(obj)))
         by_statement: dict[str, list[Use]] = {}
         by_uid: dict[tuple[str, str], Use] = {}
         by_ref: dict[tuple[str, str], list[Use]] = {}
@@ -234,7 +249,8 @@ class StaticView:
             meta = obj.get("metadata") or {}
             by_name[str(meta.get("namespace") or ""), str(meta.get("name") or "")] = obj
         return cls(
-            decisions={k: tuple(v) for k, v in by_run.items()},
+            decisions={k: tuple(f.envelope for f in v) for k, v in by_run.items()},
+            filed={k: tuple(v) for k, v in by_run.items()},
             uses={k: tuple(v) for k, v in by_statement.items()},
             runs=by_uid,
             requests=by_name,
@@ -248,6 +264,12 @@ class StaticView:
 
     def records_for(self, namespace: str, name: str) -> Sequence[Mapping[str, Any]]:
         return self.decisions.get((namespace, name), ())
+
+    def decisions_for(self, namespace: str, name: str) -> Sequence[Filed]:
+        found = self.filed.get((namespace, name))
+        if found is not None:
+            return found
+        return tuple(Filed(e, None) for e in self.decisions.get((namespace, name), ()))
 
     def uses_of(self, statement: str) -> Sequence[Use]:
         return self.uses.get(statement, ())
@@ -291,6 +313,12 @@ def decision_key(obj: Mapping[str, Any]) -> tuple[str, str] | None:
     if not isinstance(name, str) or not isinstance(namespace, str) or not name:
         return None
     return namespace, name
+
+
+def filed_at(obj: Mapping[str, Any]) -> datetime | None:
+    """When the API server created the ApprovalDecision ``obj`` (its creationTimestamp)."""
+    meta = obj.get("metadata")
+    return _time(meta.get("creationTimestamp")) if isinstance(meta, Mapping) else None
 
 
 def decision_envelope(obj: Mapping[str, Any]) -> Mapping[str, Any] | None:

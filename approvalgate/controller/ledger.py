@@ -6,11 +6,12 @@ otherwise). The controller then:
 
 - records the run's **use** of its records: an ApprovalUse named by the run's uid, listing
   the sha256 of every record's DSSE payload (:func:`use_object`): the records the run
-  carries and the cluster's approvals for its name issued by the time it was created
-  (:func:`approvals.decide.used_statements`), and the referenced content (ImplementationSpec,
-  Agent) those records bound, by digest (:func:`approvals.decide.used_references`); the
-  webhook counts a record another run has used as used (an approval admits one run), and
-  keeps bound content unchanged while the use counts;
+  carries and the cluster's approvals for its name filed (and issued) by the time it was
+  created (:func:`approvals.decide.used_statements`), and the referenced content
+  (ImplementationSpec, Agent) those records bound, by digest
+  (:func:`approvals.decide.used_references`); the webhook counts a record another run
+  has used as used (an approval admits one run), and keeps bound content unchanged while
+  the use counts;
 - when the run is being deleted, removes the finalizer once that use has **settled**: it
   exists in the controller's own watch cache and was created at least the bundle's
   ``useSettleSeconds`` ago (the webhook checks the same against its own view, so the name

@@ -29,10 +29,12 @@ from typing import Any
 
 from approvalgate.approvals.view import (
     VIEWED_KINDS,
+    Filed,
     StaticView,
     Use,
     decision_envelope,
     decision_key,
+    filed_at,
 )
 from approvalgate.kube.informer import Informer
 from approvalgate.kube.store import Change
@@ -80,8 +82,9 @@ class ViewIndex:
         self._requests: dict[NameKey, Mapping[str, Any]] = {}
         self._request_at: dict[Member, NameKey] = {}
         # decisions: per request, the entries in creation order and their envelopes
-        self._entries: dict[NameKey, list[tuple[tuple[str, str], Mapping[str, Any]]]] = {}
+        self._entries: dict[NameKey, list[tuple[tuple[str, str], Filed]]] = {}
         self._decisions: dict[NameKey, tuple[Mapping[str, Any], ...]] = {}
+        self._filed: dict[NameKey, tuple[Filed, ...]] = {}
         self._decision_at: dict[Member, tuple[NameKey, tuple[str, str]]] = {}
         # uses: the place of every stored use object (parsed or not), and each parsed one
         self._places: dict[Member, Place] = {}
@@ -153,20 +156,20 @@ class ViewIndex:
                 order = (str(meta.get("creationTimestamp") or ""), str(meta.get("name") or ""))
                 entries = list(self._entries.get(key_, ()))
                 # after any entry of the same order, as a stable sort would keep them
-                bisect.insort(entries, (order, envelope), key=_order)
+                bisect.insort(entries, (order, Filed(envelope, filed_at(obj))), key=_order)
                 self._decision_at[member] = (key_, order)
                 self._set_entries(key_, entries)
         self._dirty.add("decisions")
 
-    def _set_entries(
-        self, key: NameKey, entries: list[tuple[tuple[str, str], Mapping[str, Any]]]
-    ) -> None:
+    def _set_entries(self, key: NameKey, entries: list[tuple[tuple[str, str], Filed]]) -> None:
         if entries:
             self._entries[key] = entries
-            self._decisions[key] = tuple(envelope for _, envelope in entries)
+            self._decisions[key] = tuple(filed.envelope for _, filed in entries)
+            self._filed[key] = tuple(filed for _, filed in entries)
         else:
             self._entries.pop(key, None)
             self._decisions.pop(key, None)
+            self._filed.pop(key, None)
 
     def _use(self, member: Member, obj: Mapping[str, Any] | None) -> None:
         old = self._use_at.pop(member, None)
@@ -274,6 +277,7 @@ class ViewIndex:
                 previous,
                 requests=dict(self._requests) if "requests" in dirty else previous.requests,
                 decisions=dict(self._decisions) if "decisions" in dirty else previous.decisions,
+                filed=dict(self._filed) if "decisions" in dirty else previous.filed,
                 uses=dict(self._uses) if "uses" in dirty else previous.uses,
                 runs=dict(self._runs) if "runs" in dirty else previous.runs,
                 bound=dict(self._bound) if "bound" in dirty else previous.bound,
@@ -296,7 +300,7 @@ class ViewIndex:
                     apply((index, key), obj)
 
 
-def _order(entry: tuple[tuple[str, str], Mapping[str, Any]]) -> tuple[str, str]:
+def _order(entry: tuple[tuple[str, str], Filed]) -> tuple[str, str]:
     return entry[0]
 
 

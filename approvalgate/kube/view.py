@@ -16,7 +16,8 @@ a change costs O(objects under that key). After a 410 Gone the informer lists ag
 the difference to the handlers as ordinary changes, so the index needs no rebuild.
 
 - decisions by ``(namespace, spec.requestName)``: their ``spec.record`` envelopes in
-  ``creationTimestamp`` order (then name), as :meth:`approvals.view.StaticView.build` orders them;
+  ``creationTimestamp`` order (then name), as :meth:`approvals.view.StaticView.build` orders them,
+  and (``decisions_for``) each with that creation time, parsed once per change;
 - uses by statement digest, by ``(namespace, spec.run.uid)``, and by ``(namespace, reference)``
   for each ``spec.references`` key ("ImplementationSpec/name", "AgentProvider/name");
 - requests by ``(namespace, name)``;
@@ -46,10 +47,12 @@ from typing import Any, Final, TypeVar
 from approvalgate.approvals import content, parents
 from approvalgate.approvals.view import (
     KINDS,
+    Filed,
     StaticView,
     Use,
     decision_envelope,
     decision_key,
+    filed_at,
 )
 from approvalgate.kube.backoff import Backoff
 from approvalgate.kube.client import Client
@@ -120,7 +123,7 @@ from (:func:`approvals.content.prompt_ref`; "" when none)."""
 LAST_APPLIED: Final = "kubectl.kubernetes.io/last-applied-configuration"
 
 _K = TypeVar("_K", str, tuple[str, str])
-_Entry = tuple[tuple[str, str], Mapping[str, Any]]  # ((creationTimestamp, name), envelope)
+_Entry = tuple[tuple[str, str], Filed]  # ((creationTimestamp, name), (envelope, created))
 
 
 class ViewIndex:
@@ -136,6 +139,7 @@ class ViewIndex:
         # decisions: entries (for order) and envelopes (what a lookup returns) per request
         self._entries: dict[tuple[str, str], tuple[_Entry, ...]] = {}
         self._envelopes: dict[tuple[str, str], tuple[Mapping[str, Any], ...]] = {}
+        self._filed: dict[tuple[str, str], tuple[Filed, ...]] = {}
         self._decision_at: dict[str, tuple[str, str]] = {}  # object key -> request key
         # uses
         self._by_statement: dict[str, tuple[Use, ...]] = {}
@@ -151,6 +155,9 @@ class ViewIndex:
 
     def records_for(self, namespace: str, name: str) -> Sequence[Mapping[str, Any]]:
         return self._envelopes.get((namespace, name), ())
+
+    def decisions_for(self, namespace: str, name: str) -> Sequence[Filed]:
+        return self._filed.get((namespace, name), ())
 
     def uses_of(self, statement: str) -> Sequence[Use]:
         return self._by_statement.get(statement, ())
@@ -239,7 +246,8 @@ class ViewIndex:
         if key is None or envelope is None:
             return  # not a decision decide() could read: ignored, as StaticView.build does
         meta = change.object.get("metadata") or {}
-        entry: _Entry = ((str(meta.get("creationTimestamp") or ""), change.key), envelope)
+        order = (str(meta.get("creationTimestamp") or ""), change.key)
+        entry: _Entry = (order, Filed(envelope, filed_at(change.object)))
         entries = list(self._entries.get(key, ()))
         bisect.insort(entries, entry, key=lambda e: e[0])
         self._decision_at[change.key] = key
@@ -279,9 +287,11 @@ class ViewIndex:
     def _set_entries(self, key: tuple[str, str], entries: tuple[_Entry, ...]) -> None:
         if entries:
             self._entries[key] = entries
-            self._envelopes[key] = tuple(envelope for _, envelope in entries)
+            self._envelopes[key] = tuple(filed.envelope for _, filed in entries)
+            self._filed[key] = tuple(filed for _, filed in entries)
         else:  # envelopes first: a reader sees the old tuple or nothing, never a stale one
             self._envelopes.pop(key, None)
+            self._filed.pop(key, None)
             self._entries.pop(key, None)
 
     def _drop_use(self, use: Use) -> None:
@@ -487,6 +497,9 @@ class WatchedView:
 
     def records_for(self, namespace: str, name: str) -> Sequence[Mapping[str, Any]]:
         return self.index.records_for(namespace, name)
+
+    def decisions_for(self, namespace: str, name: str) -> Sequence[Filed]:
+        return self.index.decisions_for(namespace, name)
 
     def uses_of(self, statement: str) -> Sequence[Use]:
         return self.index.uses_of(statement)

@@ -1015,9 +1015,10 @@ def test_a_platform_run_without_a_parent_or_with_a_missing_one_is_denied(world: 
     )
 
 
-def test_a_person_replaying_a_schedules_run_is_judged_by_their_own_records(world: World) -> None:
+def test_a_person_replaying_a_schedules_run_is_denied_for_naming_its_parent(world: World) -> None:
     """The labels of a Schedule's run do not make a person's run derived: only the platform's
-    creators are judged by derivation."""
+    creators are judged by derivation, and nobody else may name a parent (the run's use
+    would record the parent's approvals)."""
     agent, impl = world.agent(), world.implementation()
     target = world.target_run("target", world.run_spec(agent, impl))
     schedule = world.approved_parent(world.schedule("nightly", target))
@@ -1027,8 +1028,34 @@ def test_a_person_replaying_a_schedules_run_is_judged_by_their_own_records(world
     denied(
         send(world.person.create, replay),
         f"approvalgate denied creating AgentRun {NS}/{world.name('nightly')}-",
-        f"annotation {records.ANNOTATION} is missing",
+        f"it carries the label {parents.SCHEDULE_LABEL}",
     )
+
+
+def test_a_look_alike_of_a_schedules_run_cannot_spend_its_max_runs(world: World) -> None:
+    """Class 23 through the ledger: the controller cannot tell who created a run, so a run
+    labelled as a Schedule's, with its spec, admitted on approvals of its own had its use
+    record the Schedule's approvals: MAX_RUNS of them spent the Schedule, and the runner's
+    next run was denied (a denial of service by anyone whose runs get approved). A run
+    naming a parent is now admitted only from the platform's creators; the runner's runs
+    still are, within maxRuns."""
+    agent, impl = world.agent(), world.implementation()
+    target = world.target_run("target", world.run_spec(agent, impl))
+    schedule = world.approved_parent(world.schedule("lookalike", target))
+    admitted(send(world.person.create, schedule))
+    config = world.platform.reconcile_schedule(world.name("lookalike"))
+    for n in range(MAX_RUNS):
+        look = upstream.materialize(config["data"]["run.json"])
+        look["metadata"]["name"] = f"{world.name('lookalike')}-own{n}"
+        approved = world.approved_run(look)  # a good approval of its own exact spec
+        denied(
+            send(world.person.create, approved),
+            f"it carries the label {parents.SCHEDULE_LABEL}",
+            "only the platform's creators",
+        )
+    assert world.uses_of_statement(schedule) == []
+    fired = [admitted(send(world.platform.fire, world.name("lookalike"))) for _ in range(MAX_RUNS)]
+    assert len({r["metadata"]["name"] for r in fired}) == MAX_RUNS
 
 
 def test_an_approval_of_a_schedule_withdrawn_in_the_cluster(world: World) -> None:

@@ -12,12 +12,14 @@ uses and releases finalizers.
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -203,6 +205,57 @@ def test_approvals_filed_after_a_run_was_created_never_admit_it_then_a_second_ru
     assert second.returncode == 0, second.stderr  # the decisions' first run
     [again] = runs_named(gate, name)
     use_of(gate, again)
+    delete_run(gate, name)
+    denied(create(gate, run_manifest(name, finalizer=True)), "already used by run")
+
+
+def test_a_decision_filed_after_a_runs_use_neither_counts_for_it_nor_holds_its_finalizer(
+    gate: Gate, people: People
+) -> None:
+    """ApprovalDecisions for a run's name and spec, issued within the clock skew of its
+    creation but filed after its ApprovalUse was written: the release of the finalizer
+    asked the use for them, and the use (written once) lacked them, so the run could not
+    be deleted until they expired; and the template made live counted them. Now the API
+    server's creation times decide (the decisions' and the run's creationTimestamp): filed
+    after the run was created, they count for none of its admissions, are not asked of its
+    use, and admit the next run of the name as their first and only run."""
+    name = unique("qa-filed")
+    template = yaml.safe_load(run_manifest(name))
+    template["metadata"]["annotations"] = {"agents.proompteng.ai/template": "true"}
+    assert create(gate, gate.approve(yaml.safe_dump(template), "alice", "bob")).returncode == 0
+    [run] = runs_named(gate, name)
+    use = use_of(gate, run)
+    path = people.run_file(name)
+    for approver in ("alice", "bob"):  # the template's approvals taken back
+        key = str(gate.keys / f"{approver}.key")
+        people.ok(
+            approver, "withdraw", "--run", str(path), "--env", ENV, "--key", key,
+            "--approver", approver,
+        )  # fmt: skip
+    created = records.parse_time(run["metadata"]["creationTimestamp"])
+    # filed in a later second than the run's creation (and its use), within the skew (60 s)
+    time.sleep(max((created + timedelta(seconds=1.1) - records.now_utc()).total_seconds(), 0))
+    people.request(name)
+    people.approve(name, "alice", "bob")
+    filed = [d for d in decisions_of(gate, name) if d["spec"]["decision"] == "approve"]
+    assert len(filed) == 2
+    for decision in filed:
+        at = records.parse_time(decision["metadata"]["creationTimestamp"])
+        assert at > records.parse_time(use["metadata"]["creationTimestamp"])
+        issued = json.loads(base64.b64decode(decision["spec"]["record"]["payload"]))
+        assert records.parse_time(issued["predicate"]["issuedAt"]) <= created + timedelta(
+            seconds=60
+        ), "filed too late for this test: the clock skew already cuts it"
+    live = gate.kubectl(
+        REQUESTER, "annotate", "agentrun", name, "-n", ENFORCED, "agents.proompteng.ai/template-"
+    )
+    denied(live, "filed after the run was created")
+    delete_run(gate, name, timeout=30)  # not held until the decisions expire
+    second = create(gate, run_manifest(name, finalizer=True))
+    assert second.returncode == 0, second.stderr  # the decisions' first run
+    [again] = runs_named(gate, name)
+    recorded = use_of(gate, again)
+    assert len(recorded["spec"]["statements"]) == 2
     delete_run(gate, name)
     denied(create(gate, run_manifest(name, finalizer=True)), "already used by run")
 

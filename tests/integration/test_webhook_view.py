@@ -18,8 +18,20 @@ from approvalgate.commands import webhook as webhook_command
 from approvalgate.runtime.metrics_server import generate_latest
 from approvalgate.webhook.config import ServeConfig
 from approvalgate.webhook.view import DEFAULT_MAX_AGE
-from tests.integration.harness import ServerThread, TestPKI, agentrun_request, write_atomic
-from tests.support.corpus import CORPUS, CORPUS_ENVIRONMENT, compile_case_bundle
+from tests.integration.harness import (
+    Clock,
+    ServerThread,
+    TestPKI,
+    agentrun_request,
+    write_atomic,
+)
+from tests.support.corpus import (
+    CORPUS,
+    CORPUS_ENVIRONMENT,
+    case_settings,
+    compile_case_bundle,
+    load_case,
+)
 
 
 @pytest.fixture(scope="module")
@@ -130,3 +142,39 @@ def test_credentials_without_a_view_are_a_usage_error(capsys: pytest.CaptureFixt
     args = ["webhook", "serve", "--bundle", "b.json", "--dev", "--cluster-view", "off"]
     assert cli_main([*args, "--kubeconfig", "k"]) == 2
     assert "--kubeconfig and --context are for the cluster view" in capsys.readouterr().err
+
+
+THIRD_PASS_CASES = (
+    "parent-label-forged-own-approvals",
+    "parent-label-forged-no-creators",
+    "parent-label-forged-warn",
+    "view-cluster-approval-filed-after-creation",
+    "view-update-template-live-on-decisions-filed-after-creation",
+    "view-finalizer-removal-decision-filed-after-use",
+    "view-cluster-reject-filed-after-creation-still-vetoes",
+)
+
+
+@pytest.mark.parametrize("name", THIRD_PASS_CASES)
+def test_ledger_cases_over_https_with_their_view(pki: TestPKI, tmp_path: Path, name: str) -> None:
+    """The ledger red-team pass's corpus cases over HTTPS, each with its cluster view given to
+    the production worker: a run naming a parent from anyone but a creator
+    (parent-label-forged), and ApprovalDecisions filed after the run was created (they count
+    for none of its admissions and are not asked of its use when its finalizer goes)."""
+    case = load_case(name)
+    path = tmp_path / "bundle.json"
+    path.write_text(compile_case_bundle(case.folder, case_settings(case.spec)))
+    clock = Clock(case.now)
+    with ServerThread(pki, path, clock=clock, view=case.view) as server, server.client() as c:
+        assert server.running.state.bundle is not None
+        response = c.review(case.request).response
+    expect = case.expect
+    assert response["allowed"] is expect["allowed"], response.get("status")
+    assert response["auditAnnotations"]["reason"] == expect["reason"]
+    message = response.get("status", {}).get("message", "")
+    if "message" in expect:
+        assert message == expect["message"].rstrip("\n")
+    for part in expect.get("contains", []):
+        assert part in message, message
+    for key, value in expect.get("audit", {}).items():
+        assert response["auditAnnotations"].get(key) == value

@@ -19,7 +19,7 @@ import pytest
 from approvalgate.approvals import records, view
 from approvalgate.approvals.admission import request_for_manifest
 from approvalgate.approvals.bundle import Bundle, parse_bundle_text
-from approvalgate.approvals.decide import decide
+from approvalgate.approvals.decide import decide, used_statements
 from approvalgate.approvals.kubeyaml import load_manifests
 from approvalgate.approvals.policy import BundleSettings
 from approvalgate.approvals.queue import QueueVerdict, evaluate_request
@@ -455,6 +455,97 @@ def test_every_approval_an_admission_counts_is_recorded_by_the_runs_use(operatio
     second = decide(request_for_manifest(again, username="requester"), BUNDLE, later, recorded)
     assert not (first.allowed and second.allowed), (first.message, second.message)
     assert not first.allowed and "issued after the run was created" in first.message
+
+
+def _filed(key: str, issued: datetime, created: datetime) -> dict[str, Any]:
+    """An ApprovalDecision of ``key`` issued at ``issued``, which the API server created at
+    ``created``."""
+    made = decision(key, at=issued + timedelta(hours=1))
+    made["metadata"]["creationTimestamp"] = records.format_time(created)
+    return made
+
+
+def _released(run: dict[str, Any], at: datetime, cluster: view.ClusterView) -> Any:
+    """decide() on the controller's removal of the use finalizer from ``run``, deleted."""
+    old = copy.deepcopy(run)
+    old["metadata"]["deletionTimestamp"] = records.format_time(at)
+    new = copy.deepcopy(old)
+    new["metadata"]["finalizers"] = []
+    admission = request_for_manifest(
+        new, operation="UPDATE", username="system:serviceaccount:gates:controller", old=old
+    )
+    admission["oldObject"] = old
+    return decide(admission, BUNDLE, at, cluster)
+
+
+def test_a_decision_filed_after_the_run_was_created_neither_counts_nor_holds_its_finalizer() -> (
+    None
+):
+    """An ApprovalDecision for the run's name and spec, issued within the clock skew of the
+    run's creation but filed after its ApprovalUse was written: the release of the
+    finalizer asked the use for it, and the use (written once) lacked it, so the run could
+    not be deleted until that approval expired. Now the ledger, the release and every
+    admission cut at the run's creation by the API server's clock (the ApprovalDecision's
+    creationTimestamp, which no client sets): filed later, it counts for no admission of
+    the run, is not asked of its use, and admits the next run of the name as its first, and
+    only, run (no replay)."""
+    created = NOW - timedelta(minutes=10)
+    carried = [make_record({"key": k}, RUN, BASE, created, ENV) for k in ("alice", "bob")]
+    run = _direct_run("run-uid-1", created, *carried)
+    use = ledger.use_object(run, BUNDLE, created, view.EMPTY)  # written before the decisions
+    use["metadata"]["creationTimestamp"] = records.format_time(created + timedelta(seconds=1))
+    issued = created + timedelta(seconds=20)  # within the skew of the creation
+    late = [_filed(k, issued, created + timedelta(seconds=30)) for k in ("carol", "alice")]
+    cluster = view.StaticView.build(decisions=late, uses=[use])
+    # the controller, seeing them now, would record none; the release asks for none
+    assert used_statements(run, BUNDLE, cluster)[0] == sorted(use["spec"]["statements"])
+    release = _released(run, NOW, cluster)
+    assert (release.allowed, release.reason) == (True, "deleting-object"), release.message
+    # the run made a template and live again (its carried approvals still valid) cannot
+    # count them: an UPDATE that needs them is denied, naming why
+    expired = [
+        make_record({"key": k, "ttl": "1h"}, RUN, BASE, created - timedelta(hours=2), ENV)
+        for k in ("alice", "bob")
+    ]
+    template = _direct_run("run-uid-1", created, *expired)
+    live = copy.deepcopy(template)
+    template["metadata"]["annotations"]["agents.proompteng.ai/template"] = "true"
+    admission = request_for_manifest(live, operation="UPDATE", username="requester", old=template)
+    admission["oldObject"] = template
+    made_live = decide(admission, BUNDLE, NOW, cluster)
+    assert not made_live.allowed
+    assert "filed after the run was created" in made_live.message, made_live.message
+    # the next run of the name is their first: admitted, and its use records them
+    later = NOW + timedelta(minutes=2)
+    again = _direct_run("run-uid-2", later)
+    second = decide(request_for_manifest(again, username="requester"), BUNDLE, later, cluster)
+    assert second.allowed, second.message
+    use2 = ledger.use_object(again, BUNDLE, later, cluster)
+    parsed, _ = records.parse_annotation(json.dumps([d["spec"]["record"] for d in late]))
+    assert set(use2["spec"]["statements"]) == {view.statement_digest(r) for r in parsed}
+    use2["metadata"]["creationTimestamp"] = records.format_time(later)
+    recorded = view.StaticView.build(decisions=late, uses=[use, use2])
+    third_at = later + timedelta(minutes=2)
+    third = _direct_run("run-uid-3", third_at)
+    denied = decide(request_for_manifest(third, username="requester"), BUNDLE, third_at, recorded)
+    assert not denied.allowed and "already used by run" in denied.message, denied.message
+
+
+def test_a_decision_filed_by_the_runs_creation_is_still_asked_of_its_use() -> None:
+    """The cut is the creation second, inclusive: a decision filed within it may have been
+    counted by the run's CREATE (its admission comes after the truncated timestamp), so a
+    use that lacks it still holds the finalizer (fail closed), and counts it for the run."""
+    created = NOW - timedelta(minutes=10)
+    carried = [make_record({"key": k}, RUN, BASE, created, ENV) for k in ("alice", "bob")]
+    run = _direct_run("run-uid-1", created, *carried)
+    use = ledger.use_object(run, BUNDLE, created, view.EMPTY)
+    use["metadata"]["creationTimestamp"] = records.format_time(created)
+    same = _filed("carol", created, created)
+    cluster = view.StaticView.build(decisions=[same], uses=[use])
+    assert len(used_statements(run, BUNDLE, cluster)[0]) == 3
+    release = _released(run, NOW, cluster)
+    assert (release.allowed, release.reason) == (False, "use-incomplete"), release.message
+    assert "cluster record 2 (approve by carol)" in release.message
 
 
 def test_a_use_records_only_the_runs_own_approvals_not_copies_of_others() -> None:

@@ -182,7 +182,12 @@ class Fed:
             assert list(self.index.records_for(namespace, name)) == list(
                 view.records_for(namespace, name)
             ), (namespace, name)
+            # with their creation times, as the API server stamped them
+            assert list(self.index.decisions_for(namespace, name)) == list(
+                view.decisions_for(namespace, name)
+            ), (namespace, name)
         assert set(self.index._envelopes) == set(view.decisions)  # no empty leftovers
+        assert set(self.index._filed) == set(view.filed)
         for statement in set(view.uses) | {"absent"}:
             ours = sorted(u.name for u in self.index.uses_of(statement))
             assert ours == sorted(u.name for u in view.uses_of(statement)), statement

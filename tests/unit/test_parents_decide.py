@@ -379,7 +379,8 @@ def test_the_runner_of_another_namespace_is_not_a_creator_here() -> None:
     schedule, _, view = _approved_schedule()
     other = "system:serviceaccount:team-b:agents-schedule-runner"
     decision = judge(review("CREATE", _schedule_run(schedule), user=other), view)
-    assert not decision.allowed  # judged by its own records: it has none
+    # no creator here ({namespace}): it may not name a parent at all
+    assert (decision.allowed, decision.reason) == (False, "parent-label-forged")
 
 
 @pytest.mark.parametrize(
@@ -444,6 +445,45 @@ def test_a_person_cannot_borrow_a_schedules_approval_with_its_label() -> None:
     run = _schedule_run(schedule)
     decision = judge(review("CREATE", run, user="requester"), view)
     assert not decision.allowed  # a person's run is judged by its own records
+
+
+def _look_alike(schedule: Mapping[str, Any], view: StaticView, n: int) -> dict[str, Any]:
+    """A requester's copy of the schedule runner's run (its labels, its spec), carrying
+    approvals of its own exact spec (and content) under its own name."""
+    run = _schedule_run(schedule)
+    run["metadata"]["name"] = f"{run['metadata']['generateName']}own{n}"
+    run["metadata"]["finalizers"] = [USE_FINALIZER]
+    digest = spec_digest(run["spec"])
+    subject = records.subject_name(NS, run["metadata"]["name"])
+    refs = content.binding(content.refs(run["spec"]), NS, view)
+    _annotate(run, [_sign(k, subject, digest, references=refs) for k in ("alice", "bob")])
+    return run
+
+
+SUBMITTER = "system:serviceaccount:agents-system:submission-api"  # trusted by the base policy
+
+
+@pytest.mark.parametrize("user", ["requester", SUBMITTER])
+def test_a_look_alike_of_a_schedules_run_from_anyone_else_is_denied(user: str) -> None:
+    """The ledger cannot tell who created a run: a run labelled as a Schedule's, with its
+    spec, admitted on its own approvals (or a trusted submitter's, or unjudged) had the
+    Schedule's approvals recorded by its use, and maxRuns of them spent the Schedule: the
+    runner's next run was denied (class 23, a denial of service through the ledger). Only
+    the policy's parents.creators may create a run naming a parent; anyone else's is denied
+    (parent-label-forged), whatever it carries, and the runner's runs still pass."""
+    schedule, _, view = _approved_schedule()
+    for n in range(MAX_RUNS):
+        run = _look_alike(schedule, view, n)
+        assert used_statements(run, BUNDLE, view)[0]  # what its use would have recorded
+        decision = judge(review("CREATE", run, user=user), view)
+        assert (decision.allowed, decision.reason) == (False, "parent-label-forged"), (
+            decision.message
+        )
+        assert f"only the platform's creators ({CONTROLLER}, {RUNNER}" in decision.message
+    own = _look_alike(schedule, view, 9)  # without the label: judged on its own approvals
+    del own["metadata"]["labels"][parents.SCHEDULE_LABEL]
+    assert judge(review("CREATE", own, user="requester"), view).allowed
+    assert judge(review("CREATE", _schedule_run(schedule), user=RUNNER), view).allowed
 
 
 def test_a_run_of_a_schedule_missing_from_the_view_is_denied() -> None:
