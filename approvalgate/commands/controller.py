@@ -47,7 +47,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         required=True,
         help="the compiled bundle.json of this environment (watched for changes)",
     )
-    add_bundle_trust(parser, who="the controller")
+    add_bundle_trust(
+        parser,
+        who="the controller",
+        floor="read each time the bundle's files change, and raised (never lowered) to each"
+        " signed revision put in force; its ServiceAccount alone may write it",
+    )
     kube = parser.add_argument_group("cluster")
     kube.add_argument(
         "--kubeconfig",

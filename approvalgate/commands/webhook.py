@@ -69,7 +69,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         required=True,
         help="the compiled bundle.json to enforce (watched for changes)",
     )
-    add_bundle_trust(serve, who="the webhook")
+    add_bundle_trust(
+        serve,
+        who="the webhook",
+        floor="read (with --kubeconfig/--context, or the pod's service account) each time the"
+        " bundle's files change, never per admission",
+    )
     tls = serve.add_argument_group("TLS (--tls-cert and --tls-key, or --dev)")
     tls.add_argument("--tls-cert", metavar="FILE", type=Path, help="PEM certificate (chain)")
     tls.add_argument("--tls-key", metavar="FILE", type=Path, help="PEM private key")
@@ -191,9 +196,10 @@ def run(args: argparse.Namespace) -> int:
         )
     if args.dev_ca_out and not args.dev:
         raise UsageError("--dev-ca-out only goes with --dev")
-    if args.cluster_view == "off" and (args.kubeconfig or args.context):
+    if args.cluster_view == "off" and (args.kubeconfig or args.context) and not args.bundle_floor:
         raise UsageError(
-            "--kubeconfig and --context are for the cluster view, and --cluster-view is off",
+            "--kubeconfig and --context are for the cluster view and --bundle-floor, and"
+            " --cluster-view is off without --bundle-floor",
             advice="drop them, or use --cluster-view auto",
         )
     if args.workers > 1 and args.port == 0:

@@ -28,6 +28,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from approvalgate.approvals.bundle import Bundle
+from approvalgate.approvals.bundle_floor import FLOOR_REASONS, FloorReader
 from approvalgate.approvals.bundle_source import UNSIGNED_WARNING, BundleSource, refusal_reason
 from approvalgate.approvals.bundle_trust import SIGNATURES_FILE, BundleTrust
 from approvalgate.runtime.filewatch import WatchedFile
@@ -48,12 +49,13 @@ class BundleState:
         *,
         trust: BundleTrust,
         signatures: Path | None = None,
+        floor: FloorReader | None = None,
     ) -> None:
         self.path = path
         self.signatures = signatures if signatures is not None else path.parent / SIGNATURES_FILE
         self.metrics = metrics
         self.trust = trust
-        self.source = BundleSource(trust, lambda: self.file.value, warn=_warn)
+        self.source = BundleSource(trust, lambda: self.file.value, warn=_warn, floor=floor)
         self.file: WatchedFile[Bundle] = WatchedFile(
             path,
             self.source.open,
@@ -66,6 +68,7 @@ class BundleState:
             companions=(self.signatures,),
             failure_fields=BundleSource.failure_fields,
             on_error=self._refused,
+            retry=lambda exc: refusal_reason(exc) in FLOOR_REASONS,
         )
         if metrics is not None:
             metrics.bundle_unsigned_allowed.set(0 if trust.signed else 1)

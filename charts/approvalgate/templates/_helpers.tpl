@@ -144,6 +144,10 @@ policyBundle.revision); --allow-unsigned-bundle only when asked for.
 - --bundle-environment
 - {{ . | quote }}
 {{- end }}
+{{- if include "approvalgate.bundleFloor" . }}
+- --bundle-floor
+- {{ printf "%s/%s" .Release.Namespace (include "approvalgate.bundleFloorName" .) | quote }}
+{{- end }}
 {{- end }}
 
 {{/*
@@ -361,6 +365,24 @@ helm.sh/chart: {{ include "approvalgate.chart" . }}
 {{/* The webhook reads the cluster (its view of the queue) unless webhook.clusterView=false. */}}
 {{- define "approvalgate.webhookReadsCluster" -}}
 {{- if .Values.webhook.clusterView }}true{{ end }}
+{{- end }}
+
+{{/*
+The bundle revision floor (docs/design.md, "The revision floor"): "true" when signed bundles
+are enforced and the controller, which keeps the floor, runs. Its ConfigMap is made by the
+controller, never rendered: the compiled values must not write it.
+*/}}
+{{- define "approvalgate.bundleFloor" -}}
+{{- if and .Values.controller.enabled (not .Values.bundleSigning.allowUnsigned) }}true{{ end }}
+{{- end }}
+
+{{- define "approvalgate.bundleFloorName" -}}
+{{ include "approvalgate.suffixedName" (list . "bundle-floor") }}
+{{- end }}
+
+{{/* The webhook talks to the API server: its cluster view, or the revision floor. */}}
+{{- define "approvalgate.webhookTalksToApi" -}}
+{{- if or (include "approvalgate.webhookReadsCluster" .) (include "approvalgate.bundleFloor" .) }}true{{ end }}
 {{- end }}
 
 {{/*
