@@ -274,3 +274,81 @@ def test_the_reference_of_the_flag() -> None:
     for bad in ("name", "/name", "ns/", "a/b/c"):
         with pytest.raises(ValueError, match="NAMESPACE/NAME"):
             parse_reference(bad)
+
+
+# --- the audit: who may lower the floor ----------------------------------------------------------
+
+CONTROLLER = "system:serviceaccount:approvalgate-system:approvalgate-controller"
+
+
+def _role(name: str, *rules: dict[str, Any], namespace: str = "") -> dict[str, Any]:
+    meta = {"name": name, **({"namespace": namespace} if namespace else {})}
+    return {"metadata": meta, "rules": list(rules)}
+
+
+def _binding(name: str, role: str, kind: str, subject: dict[str, Any], ns: str = "") -> Any:
+    meta = {"name": name, **({"namespace": ns} if ns else {})}
+    return {"metadata": meta, "roleRef": {"kind": kind, "name": role}, "subjects": [subject]}
+
+
+def test_the_audit_reports_who_may_lower_the_floor_but_not_its_writer() -> None:
+    from approvalgate.audit.rbac import audit_floor_writers
+
+    ns = "approvalgate-system"
+    chart = _role(  # the chart's controller Role: create, and get/update by name
+        "approvalgate-controller-lease",
+        {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["create"]},
+        {
+            "apiGroups": [""],
+            "resources": ["configmaps"],
+            "resourceNames": ["approvalgate-bundle-floor"],
+            "verbs": ["get", "update"],
+        },
+        namespace=ns,
+    )
+    other = _role(  # the bundle's editor, by name: not the floor
+        "bundle-editor",
+        {
+            "apiGroups": [""],
+            "resources": ["configmaps"],
+            "resourceNames": ["approvalgate-bundle"],
+            "verbs": ["update", "patch"],
+        },
+        namespace=ns,
+    )
+    wide = _role("cm-admin", {"apiGroups": [""], "resources": ["*"], "verbs": ["*"]})
+    controller_sa = {"kind": "ServiceAccount", "name": "approvalgate-controller", "namespace": ns}
+    findings = audit_floor_writers(
+        ns,
+        "approvalgate-bundle-floor",
+        CONTROLLER,
+        roles=[chart, other],
+        cluster_roles=[wide],
+        role_bindings=[
+            _binding("ctl", "approvalgate-controller-lease", "Role", controller_sa, ns),
+            _binding("ed", "bundle-editor", "Role", {"kind": "User", "name": "mallory"}, ns),
+            _binding("ns-admin", "cm-admin", "ClusterRole", {"kind": "User", "name": "eve"}, ns),
+            _binding(  # elsewhere: not the floor's namespace
+                "far", "cm-admin", "ClusterRole", {"kind": "User", "name": "far"}, "default"
+            ),
+            # the controller bound to more than it needs: its delete is a finding
+            _binding("ctl-wide", "cm-admin", "ClusterRole", controller_sa, ns),
+        ],
+        cluster_role_bindings=[
+            _binding("argo", "cm-admin", "ClusterRole", {"kind": "Group", "name": "argo"}),
+        ],
+    )
+    by_subject = {f.subject: f for f in findings}
+    assert sorted(by_subject) == [
+        "Group/argo",
+        f"ServiceAccount/{ns}/approvalgate-controller",
+        "User/eve",
+    ]
+    assert (
+        "may patch, delete and deletecollection"
+        in by_subject[f"ServiceAccount/{ns}/approvalgate-controller"].message
+    )  # update is its own
+    eve = by_subject["User/eve"]
+    assert eve.severity == "finding" and "update, patch, delete and deletecollection" in eve.message
+    assert "RoleBinding approvalgate-system/ns-admin -> ClusterRole cm-admin" in eve.message
+    assert "ConfigMap/approvalgate-system/approvalgate-bundle-floor" in eve.message
