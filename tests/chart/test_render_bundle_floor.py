@@ -58,7 +58,7 @@ def test_only_the_controller_writes_the_floor_and_only_by_name(helm: Path) -> No
                 "verbs": ["get"],
             }
         ],
-        "approvalgate-controller-lease": [
+        "approvalgate-controller-floor": [
             {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["create"]},
             {
                 "apiGroups": [""],
@@ -68,21 +68,22 @@ def test_only_the_controller_writes_the_floor_and_only_by_name(helm: Path) -> No
             },
         ],
     }
-    for role in ("approvalgate-webhook-floor", "approvalgate-controller-lease"):
+    for role in ("approvalgate-webhook-floor", "approvalgate-controller-floor"):
         assert (
             one([r for r in by_kind(objects, "Role") if r["metadata"]["name"] == role], "Role")[
                 "metadata"
             ]["namespace"]
             == NAMESPACE
         )
-    (binding,) = [
-        b
-        for b in by_kind(objects, "RoleBinding")
-        if b["metadata"]["name"] == "approvalgate-webhook-floor"
-    ]
-    assert binding["subjects"] == [
-        {"kind": "ServiceAccount", "name": "approvalgate", "namespace": NAMESPACE}
-    ]
+    for name, account in (
+        ("approvalgate-webhook-floor", "approvalgate"),
+        ("approvalgate-controller-floor", "approvalgate-controller"),
+    ):
+        (binding,) = [b for b in by_kind(objects, "RoleBinding") if b["metadata"]["name"] == name]
+        assert binding["roleRef"]["name"] == name
+        assert binding["subjects"] == [
+            {"kind": "ServiceAccount", "name": account, "namespace": NAMESPACE}
+        ]
 
 
 @pytest.mark.parametrize(
