@@ -150,12 +150,16 @@ def test_an_older_signed_bundle_put_back_in_the_compiled_values_is_not_enforced(
     ok, stderr = admitted(gate, "floor-before")
     assert not ok and "0 of 2 required approvals" in stderr, stderr
 
-    # the compiled values put back the older signed bundle: the running pods refuse it ...
+    # the compiled values put back the older signed bundle: the running pods refuse it (their
+    # pinned minimum is still the newer revision) ...
     older = older_policy(compiled)
     serve(gate, older)
     eventually(
         "the running webhook refuses the rollback",
-        lambda: gate.webhook_metric("approvalgate_bundle_rejected_total", reason="rollback") >= 1,
+        lambda: (
+            gate.webhook_metric("approvalgate_bundle_rejected_total", reason="below-min-revision")
+            >= 1
+        ),
     )
     # ... and the pods roll, their pinned minimum following the values (5)
     gate.stop()
