@@ -14,7 +14,7 @@ records the newer revision it enforced; after the roll the webhook refuses the o
 (not ready, ``below-floor``, every run denied with the reason) and so does the controller.
 Without the floor (the code before it) the same roll enforces the older bundle: the control
 step shows the attack is real. An operator's deliberate rollback (the documented kubectl
-command) lifts it without a restart.
+command) lifts it without a restart. The audit reports whoever else may lower the floor.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ import pytest
 
 from approvalgate.approvals.bundle_floor import lower_command
 from approvalgate.approvals.bundle_trust import SIGNATURES_FILE
+from approvalgate.cli import main
 from tests.e2e.controlplane import GATE_NAMESPACE, QUEUE_CONTROLLER, WEBHOOK_SA, ControlPlane
 from tests.e2e.gate import ENFORCED, ENV, Gate, _http_get, eventually, run_manifest
 from tests.support import bundle_signing
@@ -214,3 +215,47 @@ def test_an_older_signed_bundle_put_back_in_the_compiled_values_is_not_enforced(
     eventually("the controller too", rolled.ready, timeout=60)
     assert admitted(gate, "floor-lowered")[0]
     assert floor_data(gate.plane) == {ENV: "5"}
+
+
+def test_the_audit_reports_whoever_else_may_lower_the_floor(
+    floored: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The chart's own RBAC: nobody but the controller writes the floor. A namespace admin
+    of the release namespace (the built-in edit role, bound there) may: a finding."""
+    gate, _ = floored
+
+    def floor_findings() -> list[dict[str, Any]]:
+        capsys.readouterr()
+        main(
+            [
+                "audit",
+                "--kubeconfig",
+                str(gate.plane.kubeconfig("admin")),
+                "--bundle",
+                str(gate.bundle),
+                *gate.trust_args(),  # --bundle-floor among them, as the CronJob passes it
+                "--bundle-floor-writer",
+                QUEUE_CONTROLLER,
+                "--output",
+                "json",
+            ]
+        )
+        report: dict[str, Any] = json.loads(capsys.readouterr().out)
+        return [f for f in report["findings"] if "revision floor" in f["message"]]
+
+    assert floor_findings() == []
+    binding = ["rolebinding", "floor-editor", "-n", GATE_NAMESPACE]
+    done = gate.plane.kubectl(
+        "admin", "create", *binding, "--clusterrole", "edit", "--user", "mallory", check=False
+    )
+    assert done.returncode == 0, done.stderr
+    try:
+        (finding,) = floor_findings()
+        assert finding["subject"] == "User/mallory" and finding["severity"] == "finding"
+        assert f"the bundle revision floor {WHERE}" in finding["message"]
+        assert (
+            "RoleBinding approvalgate-system/floor-editor -> ClusterRole edit"
+            in (finding["message"])
+        )
+    finally:
+        gate.plane.kubectl("admin", "delete", *binding, check=False)
