@@ -337,6 +337,15 @@ class _WorkerPool:
         mark_process_dead(proc.pid, self.multiproc_dir)
 
 
+def _floor(config: ServeConfig) -> FloorReader | None:
+    """The revision floor of --bundle-floor (signed bundles only), None without it."""
+    if not config.bundle_floor or config.allow_unsigned_bundle:
+        return None
+    from approvalgate.kube.floor import connect_floor
+
+    return connect_floor(config.bundle_floor, config.kubeconfig, config.context)
+
+
 def _worker_main(argv: list[str]) -> int:
     config = ServeConfig.from_json(argv[0])
     logs.configure(config.log_level)
@@ -349,12 +358,3 @@ def _worker_main(argv: list[str]) -> int:
 
 if __name__ == "__main__":
     sys.exit(_worker_main(sys.argv[1:]))
-
-
-def _floor(config: ServeConfig) -> FloorReader | None:
-    """The revision floor of --bundle-floor (signed bundles only), None without it."""
-    if not config.bundle_floor or config.allow_unsigned_bundle:
-        return None
-    from approvalgate.kube.floor import connect_floor
-
-    return connect_floor(config.bundle_floor, config.kubeconfig, config.context)
