@@ -5,7 +5,9 @@ POST /validate over HTTPS with the verdict of the same decide() as `approvalgate
 The bundle, its signatures (bundle.sig.json) and the TLS certificate/key are re-read when
 their files change (ConfigMap and Secret volume updates included); a broken new bundle, or
 one the pinned --bundle-key keys did not sign, or an older revision, keeps the last good one
-(metric approvalgate_bundle_rejected_total{reason}, one log line per content). Without a
+(metric approvalgate_bundle_rejected_total{reason}, one log line per content). With
+--bundle-floor a signed bundle below the revision floor the controller keeps in the cluster
+is refused too (below-floor; read when the files change, never per admission). Without a
 bundle the webhook is not ready and denies everything. /healthz and /readyz are on the
 HTTPS port, /metrics (Prometheus) on --metrics-port. SIGTERM drains: no new connections,
 requests in flight finish within --grace-period, exit 0. Logs are JSON lines on stderr.
