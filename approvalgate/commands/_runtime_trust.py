@@ -122,8 +122,8 @@ def add_bundle_trust(
             help="the ConfigMap holding the highest signed bundle revision each environment"
             f" has enforced: {floor}; a signed bundle below it is refused (below-floor), and"
             " so is one whose floor cannot be read (floor-unknown, retried while no bundle is"
-            " in force); the chart passes <release namespace>/<fullname>-bundle-floor with"
-            " the controller, e.g. --bundle-floor approvalgate-system/approvalgate-bundle-floor",
+            " in force); the chart passes <release namespace>/approvalgate-bundle-floor with"
+            " pinned keys, e.g. --bundle-floor approvalgate-system/approvalgate-bundle-floor",
         )
     if signatures:
         group.add_argument(

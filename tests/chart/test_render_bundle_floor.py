@@ -1,9 +1,10 @@
 """The bundle revision floor in the chart (docs/design.md, "The revision floor"): both pods
-get ``--bundle-floor <release namespace>/<fullname>-bundle-floor`` when signed bundles are
-enforced and the controller runs; the webhook may only get that ConfigMap by name, the
-controller may create it and get/update it by name (never delete, patch, list or watch);
-the chart never renders the ConfigMap itself (the compiled values must not write it); and
-the webhook mounts its token and reaches the API server even without its cluster view."""
+get ``--bundle-floor <release namespace>/approvalgate-bundle-floor`` when signed bundles are
+enforced (a name no value changes; extra arguments may not override it); the webhook may
+only get that ConfigMap by name, the controller may create it and get/update it by name
+(never delete, patch, list or watch); the chart never renders the ConfigMap itself (the
+compiled values must not write it); and the webhook mounts its token and reaches the API
+server even without its cluster view."""
 
 from __future__ import annotations
 
@@ -14,7 +15,15 @@ import pytest
 
 from approvalgate.cli import build_parser
 from approvalgate.commands._runtime_trust import trust_args
-from tests.chart.support import NAMESPACE, by_kind, component, example_values, one, render
+from tests.chart.support import (
+    NAMESPACE,
+    HelmError,
+    by_kind,
+    component,
+    example_values,
+    one,
+    render,
+)
 from tests.chart.support import webhook_part as webhook_objects
 
 pytestmark = pytest.mark.helm
@@ -86,19 +95,48 @@ def test_only_the_controller_writes_the_floor_and_only_by_name(helm: Path) -> No
         ]
 
 
-@pytest.mark.parametrize(
-    "sets",
-    [
-        ["controller.enabled=false"],
-        ["bundleSigning.publicKeys=null", "bundleSigning.allowUnsigned=true"],
-    ],
-    ids=["without-the-controller", "unsigned"],
-)
-def test_no_floor_without_the_controller_or_without_signatures(helm: Path, sets: list[str]) -> None:
-    values = [example_values("prod")] if "controller.enabled=false" in sets else []
-    objects = render(helm, *values, sets=sets)
+def test_without_the_controller_the_webhook_still_reads_the_floor(helm: Path) -> None:
+    """The compiled values may switch the controller off: a floor it recorded stays in
+    force (the ConfigMap is not the chart's, so it stays too); nothing raises it then."""
+    objects = render(helm, example_values("prod"), sets=["controller.enabled=false"])
+    args = args_of(objects, "webhook")
+    assert args[args.index("--bundle-floor") + 1] == f"{NAMESPACE}/{FLOOR}"
+    assert list(floor_rules(objects)) == ["approvalgate-webhook-floor"]
+
+
+def test_no_floor_without_signatures(helm: Path) -> None:
+    objects = render(
+        helm, sets=["bundleSigning.publicKeys=null", "bundleSigning.allowUnsigned=true"]
+    )
     assert "--bundle-floor" not in args_of(objects, "webhook")
+    assert "--bundle-floor" not in args_of(objects, "controller")
     assert not floor_rules(objects)
+
+
+def test_the_floors_name_is_never_the_values(helm: Path) -> None:
+    """fullnameOverride renames every object of the release, but not the floor: pointed at
+    a fresh, empty floor the pods would take an older bundle back."""
+    objects = render(helm, example_values("prod"), sets=["fullnameOverride=gate"])
+    for part in ("webhook", "controller"):
+        args = args_of(objects, part)
+        assert args[args.index("--bundle-floor") + 1] == f"{NAMESPACE}/{FLOOR}"
+    for rules in floor_rules(objects).values():
+        assert [r.get("resourceNames") for r in rules if "get" in r["verbs"]] == [[FLOOR]]
+
+
+@pytest.mark.parametrize(
+    "arg",
+    [
+        "--bundle-floor=",
+        "--bundle-min-revision=0",
+        "--bundle-key=evil.pub",
+        "--allow-unsigned-bundle",
+    ],
+)
+def test_extra_arguments_cannot_change_which_bundles_are_enforced(helm: Path, arg: str) -> None:
+    """controller.extraArgs come with the compiled values: appended last, they would win."""
+    with pytest.raises(HelmError, match=r"controller\.extraArgs holds"):
+        render(helm, example_values("prod"), sets=[f"controller.extraArgs={{{arg}}}"])
 
 
 def test_the_webhook_reads_the_floor_without_its_cluster_view(helm: Path) -> None:
@@ -115,8 +153,11 @@ def test_the_webhook_reads_the_floor_without_its_cluster_view(helm: Path) -> Non
     ]
     without = render(
         helm,
-        example_values("prod"),
-        sets=["webhook.clusterView=false", "controller.enabled=false"],
+        sets=[
+            "webhook.clusterView=false",
+            "bundleSigning.publicKeys=null",
+            "bundleSigning.allowUnsigned=true",
+        ],
     )
     assert (
         one(webhook_objects(without), "Deployment")["spec"]["template"]["spec"][

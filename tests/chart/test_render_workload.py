@@ -133,10 +133,13 @@ def test_the_webhook_account_may_only_read_its_view(helm: Path) -> None:
         ], values.name
 
 
+UNSIGNED = ["bundleSigning.publicKeys=null", "bundleSigning.allowUnsigned=true"]
+
+
 def test_without_the_view_the_webhook_has_no_token_and_no_rbac(helm: Path) -> None:
-    """Nor the revision floor (no controller); with the controller the webhook reads the
-    floor: tests/chart/test_render_bundle_floor.py."""
-    objects = render(helm, sets=["webhook.clusterView=false", "controller.enabled=false"])
+    """Nor the revision floor (unsigned: none); with keys the webhook reads the floor:
+    tests/chart/test_render_bundle_floor.py."""
+    objects = render(helm, sets=["webhook.clusterView=false", *UNSIGNED])
     assert pod_spec(objects)["automountServiceAccountToken"] is False
     assert rbac(webhook_part(objects)) == []
     account = one(webhook_part(objects), "ServiceAccount")["metadata"]["name"]
@@ -194,11 +197,7 @@ def test_the_api_server_peers_narrow_the_views_egress(helm: Path) -> None:
 
 
 def test_network_policy_without_dns_and_view_denies_all_egress(helm: Path) -> None:
-    sets = [
-        "networkPolicy.dns.enabled=false",
-        "webhook.clusterView=false",
-        "controller.enabled=false",
-    ]
+    sets = ["networkPolicy.dns.enabled=false", "webhook.clusterView=false", *UNSIGNED]
     policy = one(webhook_part(render(helm, sets=sets)), "NetworkPolicy")
     assert policy["spec"]["policyTypes"] == ["Ingress", "Egress"]
     assert policy["spec"]["egress"] == []

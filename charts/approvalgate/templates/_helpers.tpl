@@ -230,6 +230,11 @@ Impossible values fail the render early, with what to do. Included by deployment
 {{- if and $s.publicKeys $s.allowUnsigned }}
 {{- fail "ERROR: bundleSigning.publicKeys and bundleSigning.allowUnsigned=true: choose one (allowUnsigned is for development without keys)." }}
 {{- end }}
+{{- range .Values.controller.extraArgs }}
+{{- if regexMatch "^--(bundle-|allow-unsigned)" . }}
+{{- fail (printf "ERROR: controller.extraArgs holds %s: which bundles the pods enforce (keys, threshold, minimum revision, environment, revision floor) comes from bundleSigning only, pinned beside the keys; extra arguments, which the compiled values may set, must not change it. Set bundleSigning.* instead." .) }}
+{{- end }}
+{{- end }}
 {{- if and $s.publicKeys (not $s.environment) }}
 {{- fail "ERROR: bundleSigning.environment is empty: with pinned keys the environment the pods enforce must be pinned beside them (one key may sign every environment, and the compiled values could otherwise swap in another environment's bundle). Set bundleSigning.environment=ENV where the keys are pinned (the Argo CD Application's helm.values, or --set)." }}
 {{- end }}
@@ -369,15 +374,21 @@ helm.sh/chart: {{ include "approvalgate.chart" . }}
 
 {{/*
 The bundle revision floor (docs/design.md, "The revision floor"): "true" when signed bundles
-are enforced and the controller, which keeps the floor, runs. Its ConfigMap is made by the
-controller, never rendered: the compiled values must not write it.
+are enforced (keys pinned), whether or not the controller, which keeps the floor, runs: a
+floor it recorded stays in force if the compiled values switch it off. Its ConfigMap is made
+by the controller, never rendered: the compiled values must not write it.
 */}}
 {{- define "approvalgate.bundleFloor" -}}
-{{- if and .Values.controller.enabled (not .Values.bundleSigning.allowUnsigned) }}true{{ end }}
+{{- if not .Values.bundleSigning.allowUnsigned }}true{{ end }}
 {{- end }}
 
+{{/*
+The floor's name is fixed, never taken from the values (fullnameOverride would otherwise
+point the pods at a fresh, empty floor); its entries are per environment, so releases of
+several environments in one namespace share it safely.
+*/}}
 {{- define "approvalgate.bundleFloorName" -}}
-{{ include "approvalgate.suffixedName" (list . "bundle-floor") }}
+approvalgate-bundle-floor
 {{- end }}
 
 {{/* The webhook talks to the API server: its cluster view, or the revision floor. */}}
