@@ -27,8 +27,18 @@ from approvalgate.approvals.bundle import Bundle
 from approvalgate.approvals.bundle_trust import BELOW_FLOOR, FLOOR_UNKNOWN, BundleRefused
 
 FLOOR_REASONS: Final = (BELOW_FLOOR, FLOOR_UNKNOWN)
-"""Refusals that a later read of the floor may lift (the process retries them while it has
-no bundle in force): the floor lowered by an operator, the API server back."""
+"""Refusals that a later read of the floor may lift: the floor lowered by an operator, the
+API server back (see :func:`read_again`)."""
+
+
+def read_again(reason: str, in_force: bool) -> bool:
+    """Whether a content refused for ``reason`` is opened again later: a floor that could not
+    be read, always (a new bundle must not be missed for an API server's blip); a bundle below
+    the floor, only while none is in force (a pod not ready until an operator lowers it;
+    with one in force, nothing is waiting, and the refusal is not logged every 10 s)."""
+    return reason == FLOOR_UNKNOWN or (reason == BELOW_FLOOR and not in_force)
+
+
 ANY_ENVIRONMENT: Final = "any-environment"
 """The key of a process that enforces any environment (``--bundle-environment`` unset)."""
 _KEY: Final = re.compile(r"^[-._a-zA-Z0-9]{1,253}$")

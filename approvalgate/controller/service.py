@@ -25,7 +25,7 @@ from pathlib import Path
 from aiohttp import web
 
 from approvalgate.approvals.bundle import Bundle
-from approvalgate.approvals.bundle_floor import FLOOR_REASONS
+from approvalgate.approvals.bundle_floor import read_again
 from approvalgate.approvals.bundle_source import UNSIGNED_WARNING, BundleSource, refusal_reason
 from approvalgate.controller.config import ControllerConfig
 from approvalgate.controller.manager import Controller
@@ -67,7 +67,7 @@ class ControllerService:
             companions=(config.signatures_path,),
             failure_fields=BundleSource.failure_fields,
             on_error=lambda exc: self.metrics.bundle_rejected.labels(refusal_reason(exc)).inc(),
-            retry=lambda exc: refusal_reason(exc) in FLOOR_REASONS,
+            retry=lambda exc, in_force: read_again(refusal_reason(exc), in_force),
         )
         self.metrics.bundle_unsigned_allowed.set(0 if trust.signed else 1)
         if not trust.signed:

@@ -107,14 +107,15 @@ class WatchedFile(Generic[T]):
         companions: Sequence[Path] = (),
         failure_fields: Callable[[Exception], Mapping[str, Any]] = lambda _: {},
         on_error: Callable[[Exception], None] | None = None,
-        retry: Callable[[Exception], bool] = lambda _: False,
+        retry: Callable[[Exception, bool], bool] = lambda _exc, _in_force: False,
         retry_interval: float = 10.0,
     ) -> None:
         self.path = path
         self.retry = retry
-        """Whether a refused content is read again (every ``retry_interval`` seconds) while
-        no value is in force: a refusal that depends on more than the files (the bundle's
-        revision floor, read from the API server) may be lifted without a change of them."""
+        """``retry(exc, in_force)``: whether a content refused with ``exc`` is read again
+        (every ``retry_interval`` seconds), ``in_force`` telling whether a value is in force:
+        a refusal that depends on more than the files (the bundle's revision floor, read
+        from the API server) may be lifted without a change of them."""
         self.retry_interval = retry_interval
         self._failed_at = 0.0
         self.companions = tuple(companions)
@@ -186,9 +187,8 @@ class WatchedFile(Generic[T]):
     def _changed_content(self) -> tuple[tuple[bytes, tuple[bytes | None, ...]], str] | None:
         """The files' contents and digest when they differ from what was last read."""
         if (
-            self.value is None
-            and self.last_error is not None
-            and self.retry(self.last_error)
+            self.last_error is not None
+            and self.retry(self.last_error, self.value is not None)
             and time.monotonic() - self._failed_at >= self.retry_interval
         ):
             self._mark = None  # read the same content again

@@ -352,3 +352,34 @@ def test_the_audit_reports_who_may_lower_the_floor_but_not_its_writer() -> None:
     assert eve.severity == "finding" and "update, patch, delete and deletecollection" in eve.message
     assert "RoleBinding approvalgate-system/ns-admin -> ClusterRole cm-admin" in eve.message
     assert "ConfigMap/approvalgate-system/approvalgate-bundle-floor" in eve.message
+
+
+def test_an_unreadable_floor_is_read_again_even_with_a_bundle_in_force(tmp_path: Path) -> None:
+    """A new bundle arriving while the API server is away must not be missed: once it is
+    back, the same content is opened again, without a change of the files."""
+    path = tmp_path / "bundle.json"
+
+    def deploy(revision: int) -> None:
+        raw = _bundle(revision)
+        path.write_bytes(raw)
+        (tmp_path / "bundle.sig.json").write_text(bundle_signing.signatures_text(raw))
+
+    deploy(5)
+    floor = Floor(0)
+    state = BundleState(path, trust=_trust(), floor=floor)
+    state.file.retry_interval = 0.0
+    assert state.load()
+    floor.error = True
+    deploy(6)
+    assert not state.load() and state.refusal == bt.FLOOR_UNKNOWN
+    assert state.bundle is not None and state.bundle.revision == 5  # the last good one stays
+    floor.error = False
+    assert state.load() and state.bundle.revision == 6
+
+
+def test_below_the_floor_with_a_bundle_in_force_is_not_read_again() -> None:
+    assert bf.read_again(bt.FLOOR_UNKNOWN, in_force=True)
+    assert bf.read_again(bt.FLOOR_UNKNOWN, in_force=False)
+    assert bf.read_again(bt.BELOW_FLOOR, in_force=False)
+    assert not bf.read_again(bt.BELOW_FLOOR, in_force=True)
+    assert not bf.read_again(bt.ROLLBACK, in_force=False)
