@@ -27,6 +27,7 @@ from aiohttp import web
 from approvalgate.approvals.bundle import Bundle
 from approvalgate.approvals.bundle_floor import read_again
 from approvalgate.approvals.bundle_source import UNSIGNED_WARNING, BundleSource, refusal_reason
+from approvalgate.approvals.bundle_trust import BundleRefused
 from approvalgate.controller.config import ControllerConfig
 from approvalgate.controller.manager import Controller
 from approvalgate.controller.metrics import Metrics
@@ -156,7 +157,7 @@ class ControllerService:
             floor = await asyncio.to_thread(
                 self.floor.raise_to, bundle.environment, bundle.revision
             )
-        except KubeError as exc:
+        except (KubeError, BundleRefused) as exc:  # refused: its entry is malformed
             if exc.message != self._floor_error:
                 self._floor_error = exc.message
                 log.error(

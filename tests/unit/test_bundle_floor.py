@@ -383,3 +383,38 @@ def test_below_the_floor_with_a_bundle_in_force_is_not_read_again() -> None:
     assert bf.read_again(bt.BELOW_FLOOR, in_force=False)
     assert not bf.read_again(bt.BELOW_FLOOR, in_force=True)
     assert not bf.read_again(bt.ROLLBACK, in_force=False)
+
+
+def test_the_controller_raises_the_floor_to_the_revision_in_force_and_retries(
+    tmp_path: Path,
+) -> None:
+    import asyncio
+
+    from approvalgate.controller.config import ControllerConfig
+    from approvalgate.controller.service import ControllerService
+
+    path = tmp_path / "bundle.json"
+    raw = _bundle(7)
+    path.write_bytes(raw)
+    (tmp_path / "bundle.sig.json").write_text(bundle_signing.signatures_text(raw))
+    client = FakeClient()
+    config = ControllerConfig(
+        bundle=path,
+        identity="ctrl",
+        lease_namespace="approvalgate-system",
+        bundle_keys=(bundle_signing.public_pem(),),
+        bundle_environment="prod",
+        bundle_floor="approvalgate-system/approvalgate-bundle-floor",
+    )
+    service = ControllerService(config, client)  # type: ignore[arg-type]
+    assert service.bundle_file.load()
+    client.fail = UnreachableError("cannot reach the API server")
+    asyncio.run(service.raise_floor())  # logged, retried on the next tick
+    assert service.floor_recorded == 0 and not client.objects
+    client.fail = None
+    asyncio.run(service.raise_floor())
+    assert client.objects["approvalgate-bundle-floor"]["data"] == {"prod": "7"}
+    assert service.floor_recorded == 7
+    assert service.metrics.bundle_floor._value.get() == 7
+    asyncio.run(service.raise_floor())  # nothing new in force: nothing written
+    assert client.writes == ["POST"]
