@@ -11,7 +11,12 @@ The words of the log lines live here so that both processes say the same.
 
 Unsigned mode (``allow_unsigned``, development) compares no revision with the bundle in
 force: whoever can edit the files can write any revision, so the check would protect nothing
-and would refuse a developer's swap between two bundles; the pinned minimum still holds. Pure.
+and would refuse a developer's swap between two bundles; the pinned minimum still holds.
+
+With a ``floor`` (:mod:`approvals.bundle_floor`: the highest signed revision this environment
+has enforced, kept in the cluster by the controller), a signed bundle below it is refused
+too (``below-floor``), and one whose floor cannot be read (``floor-unknown``). Pure but for
+``floor.read``, which the processes give (one API call per new content, none per admission).
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from approvalgate.approvals.bundle import Bundle
+from approvalgate.approvals.bundle_floor import FloorReader, check_floor
 from approvalgate.approvals.bundle_trust import INVALID, BundleRefused, BundleTrust, open_bundle
 
 UNSIGNED_WARNING: Final = (
@@ -45,6 +51,8 @@ class BundleSource:
     trust: BundleTrust
     in_force: Callable[[], Bundle | None]
     warn: Callable[[str], None] = lambda _: None
+    floor: FloorReader | None = None
+    """The cluster's floor (signed bundles only); None: the pinned minimum alone."""
 
     def open(
         self, content: bytes, source: str, companions: Sequence[bytes | None] = (None,)
@@ -53,7 +61,12 @@ class BundleSource:
         if not self.trust.signed:
             self.warn(UNSIGNED_WARNING)
             return open_bundle(content, None, self.trust, source=source)
-        return open_bundle(content, signatures, self.trust, in_force=self.in_force(), source=source)
+        bundle = open_bundle(
+            content, signatures, self.trust, in_force=self.in_force(), source=source
+        )
+        if self.floor is not None:
+            check_floor(bundle, self.floor.read(bundle.environment), source, self.floor.where)
+        return bundle
 
     @staticmethod
     def failure_fields(exc: Exception) -> Mapping[str, Any]:

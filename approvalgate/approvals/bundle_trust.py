@@ -57,6 +57,8 @@ INVALID_SIGNATURE: Final = "signature-invalid"
 THRESHOLD: Final = "below-threshold"
 BELOW_MINIMUM: Final = "below-min-revision"
 ROLLBACK: Final = "rollback"
+BELOW_FLOOR: Final = "below-floor"  # approvals.bundle_floor: below the cluster's floor
+FLOOR_UNKNOWN: Final = "floor-unknown"  # approvals.bundle_floor: the floor cannot be read
 REUSED: Final = "revision-reused"
 OTHER_ENVIRONMENT: Final = "other-environment"
 INVALID: Final = "invalid-bundle"
@@ -70,6 +72,8 @@ REASONS: Final = (
     THRESHOLD,
     BELOW_MINIMUM,
     ROLLBACK,
+    BELOW_FLOOR,
+    FLOOR_UNKNOWN,
     REUSED,
     OTHER_ENVIRONMENT,
     INVALID,
@@ -167,6 +171,9 @@ class TrustFlags:
     bundle_environment: str = ""  # "": any environment
     allow_unsigned_bundle: bool = False
     bundle_signatures: Path | None = None  # None: bundle.sig.json beside the bundle
+    bundle_floor: str = ""
+    """``NAMESPACE/NAME`` of the ConfigMap holding the revision floor (approvals.bundle_floor;
+    "": none, the pinned minimum alone)."""
 
     def trust(self) -> BundleTrust:
         """The pinned trust; UsageError (exit 2) when nothing is pinned nor unsigned allowed."""

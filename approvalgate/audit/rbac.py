@@ -588,6 +588,80 @@ def audit_holder_roles(
     return out
 
 
+FLOOR_WRITES: Final = ("update", "patch", "delete", "deletecollection")
+
+
+def audit_floor_writers(
+    namespace: str,
+    name: str,
+    writer: str,
+    *,
+    roles: Sequence[Mapping[str, Any]],
+    cluster_roles: Sequence[Mapping[str, Any]],
+    role_bindings: Sequence[Mapping[str, Any]],
+    cluster_role_bindings: Sequence[Mapping[str, Any]],
+) -> list[Finding]:
+    """One finding per subject that may lower the bundle revision floor, ConfigMap
+    ``namespace/name`` (approvals.bundle_floor): ``update``, ``patch`` or ``delete`` of it,
+    or ``deletecollection`` of the namespace's ConfigMaps. ``writer`` (the controller's
+    username) may ``update`` it, nothing more; the API server's own default bindings to
+    control-plane identities are not findings (they can do everything anyway)."""
+    cluster_rules = effective_cluster_roles(cluster_roles)
+    role_rules = {
+        (str((r.get("metadata") or {}).get("namespace") or ""), _name(r)): _rules(r) for r in roles
+    }
+    found: dict[str, tuple[list[str], list[str]]] = {}
+    bindings = [(b, True) for b in cluster_role_bindings] + [(b, False) for b in role_bindings]
+    for binding, cluster in bindings:
+        meta = binding.get("metadata") or {}
+        where = "" if cluster else str(meta.get("namespace") or "")
+        if not cluster and where != namespace:
+            continue
+        ref = binding.get("roleRef") or {}
+        role_kind, role_name = str(ref.get("kind") or ""), str(ref.get("name") or "")
+        if role_kind == "ClusterRole":
+            rules = cluster_rules.get(role_name, [])
+        elif role_kind == "Role" and not cluster:
+            rules = role_rules.get((where, role_name), [])
+        else:
+            continue
+        verbs = [
+            verb
+            for verb in FLOOR_WRITES
+            if _any(rules, verb, "", "configmaps", "" if verb == "deletecollection" else name)
+        ]
+        if not verbs:
+            continue
+        kind = "ClusterRoleBinding" if cluster else "RoleBinding"
+        via = f"{kind} {where + '/' if where else ''}{_name(binding)} -> {role_kind} {role_name}"
+        for entry in binding.get("subjects") or []:
+            resolved = _subject(entry, where) if isinstance(entry, Mapping) else None
+            if resolved is None or _control_plane(binding, *resolved):
+                continue
+            subject, username = resolved
+            extra = [v for v in verbs if v != "update"] if username == writer else verbs
+            if not extra:
+                continue
+            have, vias = found.setdefault(subject, ([], []))
+            have += [v for v in extra if v not in have]
+            vias.append(via)
+    target = f"ConfigMap/{namespace}/{name}"
+    return [
+        Finding(
+            AREA,
+            "finding",
+            subject,
+            f"{subject} may {_and(sorted(verbs, key=FLOOR_WRITES.index))} the bundle revision "
+            f"floor {target} ({'; '.join(vias)}): it can lower the floor and so let the "
+            "pods enforce an older signed bundle that the compiled values put back",
+            "remove the binding(s) named, or narrow the role: only the approvalgate "
+            f"controller ({writer}) writes the floor, and only the platform's operators "
+            "lower it (docs/deploy.md, the revision floor)",
+        )
+        for subject, (verbs, vias) in sorted(found.items())
+    ]
+
+
 def _and(items: Sequence[str]) -> str:
     return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} and {items[-1]}"
 
@@ -612,6 +686,7 @@ __all__ = [
     "AREA",
     "Target",
     "allows",
+    "audit_floor_writers",
     "audit_holder_roles",
     "audit_rbac",
     "effective_cluster_roles",

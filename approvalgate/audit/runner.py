@@ -47,6 +47,10 @@ class Options:
     expect_generation: str | None = None
     write_reports: bool = False
     report_name: str = reports.REPORT_NAME
+    bundle_floor: str = ""
+    """``NAMESPACE/NAME`` of the bundle revision floor (--bundle-floor): who may lower it."""
+    floor_writer: str = ""
+    """The floor's one writer (the controller's username): it may update it."""
     trust: BundleTrust | None = None
     """The pinned bundle-signing keys (--bundle-key): a bundle they refuse is a finding. None:
     signatures are not checked (said in a note where a bundle ConfigMap is audited)."""
@@ -249,6 +253,8 @@ def run_audit(cluster: Cluster, options: Options, expectations: Expectations) ->
     result.findings += _audit_bundle(cluster, options, expectations)
     result.findings += _audit_policies(cluster, namespaces, expectations)
     result.findings += _audit_rbac(cluster, bundle)
+    if options.bundle_floor:
+        result.findings += _audit_floor(cluster, options)
     labels = _namespace_labels(cluster) if bundle.namespace_selection == "optInLabel" else None
     result.findings += unenforced_namespaces(run_objects, bundle, labels)
     view, view_notes = _cluster_view(cluster, bundle)
@@ -510,6 +516,39 @@ def _audit_rbac(cluster: Cluster, bundle: Bundle) -> list[Finding]:
             )
         ]
     return holders + _audit_trusted_rbac(cluster, bundle)
+
+
+def _audit_floor(cluster: Cluster, options: Options) -> list[Finding]:
+    """Who may lower the bundle revision floor (rbac.audit_floor_writers)."""
+    namespace, _, name = options.bundle_floor.partition("/")
+    try:
+        listed = {
+            "clusterroles": cluster.list_rbac("clusterroles"),
+            "clusterrolebindings": cluster.list_rbac("clusterrolebindings"),
+            "roles": cluster.list_rbac("roles", namespace),
+            "rolebindings": cluster.list_rbac("rolebindings", namespace),
+        }
+    except ClusterError as exc:
+        if exc.status != 403:
+            raise
+        return [
+            Finding(
+                rbac.AREA,
+                "finding",
+                f"ConfigMap/{options.bundle_floor}",
+                f"cannot tell who may lower the bundle revision floor ({exc.message})",
+                f"{RBAC_HINT} (list on roles, rolebindings, clusterroles, clusterrolebindings)",
+            )
+        ]
+    return rbac.audit_floor_writers(
+        namespace,
+        name,
+        options.floor_writer,
+        roles=listed["roles"],
+        cluster_roles=listed["clusterroles"],
+        role_bindings=listed["rolebindings"],
+        cluster_role_bindings=listed["clusterrolebindings"],
+    )
 
 
 def _audit_trusted_rbac(cluster: Cluster, bundle: Bundle) -> list[Finding]:

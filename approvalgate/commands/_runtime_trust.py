@@ -24,6 +24,7 @@ class TrustArgs:
     min_revision: int
     allow_unsigned: bool
     environment: str = ""
+    floor: str = ""
 
     def flags(self, signatures: Path | None) -> dict[str, Any]:
         """The fields of a process's :class:`approvals.bundle_trust.TrustFlags`."""
@@ -34,6 +35,7 @@ class TrustArgs:
             "bundle_environment": self.environment,
             "allow_unsigned_bundle": self.allow_unsigned,
             "bundle_signatures": signatures,
+            "bundle_floor": self.floor,
         }
 
 
@@ -60,7 +62,9 @@ def add_bundle_trust(
     signatures: bool = True,
     who: str = "the process",
     description: str = "",
+    floor: str = "",
 ) -> None:
+    """``floor``: how this process uses --bundle-floor ("": it has no such flag)."""
     group = parser.add_argument_group(
         "bundle signing (which bundles are enforced)",
         description
@@ -109,6 +113,18 @@ def add_bundle_trust(
         " WARNING at start and at every load; metric approvalgate_bundle_unsigned_allowed 1);"
         " cannot be combined with --bundle-key",
     )
+    if floor:
+        group.add_argument(
+            "--bundle-floor",
+            metavar="NAMESPACE/NAME",
+            type=_floor_reference,
+            default="",
+            help="the ConfigMap holding the highest signed bundle revision each environment"
+            f" has enforced: {floor}; a signed bundle below it is refused (below-floor), and"
+            " so is one whose floor cannot be read (floor-unknown, retried while no bundle is"
+            " in force); the chart passes <release namespace>/approvalgate-bundle-floor with"
+            " pinned keys, e.g. --bundle-floor approvalgate-system/approvalgate-bundle-floor",
+        )
     if signatures:
         group.add_argument(
             "--bundle-signatures",
@@ -117,6 +133,15 @@ def add_bundle_trust(
             help="the bundle's signatures (default: bundle.sig.json beside --bundle; watched"
             " with it)",
         )
+
+
+def _floor_reference(text: str) -> str:
+    if not text:
+        return text  # the default: no floor
+    namespace, sep, name = text.partition("/")
+    if not sep or not namespace or not name or "/" in name:
+        raise argparse.ArgumentTypeError(f"{text!r} is not NAMESPACE/NAME")
+    return text
 
 
 def key_text(value: str) -> tuple[str, str]:
@@ -137,7 +162,15 @@ def trust_args(args: argparse.Namespace) -> TrustArgs:
         args.bundle_min_revision,
         args.allow_unsigned_bundle,
         args.bundle_environment,
+        getattr(args, "bundle_floor", ""),
     )
+    if found.floor and found.allow_unsigned:
+        from approvalgate.approvals.errors import UsageError
+
+        raise UsageError(
+            "--bundle-floor guards signed bundles and --allow-unsigned-bundle is set",
+            advice="drop --bundle-floor (unsigned bundles compare no revision), or pin keys",
+        )
     trust_from_texts(  # raises UsageError: no keys and not unsigned, both, bad threshold
         keys,
         threshold=found.threshold,

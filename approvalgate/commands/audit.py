@@ -116,6 +116,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "it; the chart's CronJob mounts the bundle ConfigMap there) and the "
         "--bundle-configmap's bundle.json and bundle.sig.json. Without keys the signatures "
         "are not checked (a note says so).",
+        floor="the audit reports every subject that may update, patch or delete it (and so"
+        " lower it), except that --bundle-floor-writer may update it",
+    )
+    parser.add_argument(
+        "--bundle-floor-writer",
+        metavar="USER",
+        default="",
+        help="the one identity that writes the --bundle-floor (default: the chart's"
+        " controller, system:serviceaccount:NAMESPACE:approvalgate-controller), e.g."
+        " system:serviceaccount:approvalgate-system:approvalgate-controller",
     )
 
     output = parser.add_argument_group("output")
@@ -180,6 +190,9 @@ def run(args: argparse.Namespace) -> int:
         webhook_manifest=args.webhook_manifest,
         webhook_name=args.webhook_name,
         bundle_configmap=args.bundle_configmap,
+        bundle_floor=args.bundle_floor,
+        floor_writer=args.bundle_floor_writer
+        or f"system:serviceaccount:{args.bundle_floor.partition('/')[0]}:approvalgate-controller",
         expect_generation=args.expect_generation,
         write_reports=args.write_reports,
         report_name=args.report_name,

@@ -14,11 +14,15 @@ Its ServiceAccount is not trusted by the webhook: the runs it creates pass on th
 /healthz and /readyz on --health-port (ready: a bundle loaded and every watch listed),
 /metrics on --metrics-port. Logs are JSON lines on stderr. The bundle file and its signatures
 (bundle.sig.json) are re-read when they change; a broken new bundle, one the pinned
---bundle-key keys did not sign, or an older revision keeps the last good one.
+--bundle-key keys did not sign, or an older revision keeps the last good one. With
+--bundle-floor it also keeps the revision floor: each signed revision put in force raises
+this environment's entry of that ConfigMap (never lowers it), and a bundle below it is
+refused (below-floor), as the webhook refuses it (docs/deploy.md, "The revision floor").
 
 examples:
   approvalgate controller --bundle /etc/approvalgate/bundle.json \\
       --bundle-key /etc/approvalgate-keys/bundle-signing.pub --bundle-min-revision 7 \\
+      --bundle-environment prod --bundle-floor approvalgate-system/approvalgate-bundle-floor \\
       --lease-namespace approvalgate-system --identity "$POD_NAME"
   approvalgate controller --bundle rendered/staging/bundle.json --kubeconfig ~/.kube/config \\
       --bundle-key keys/bundle-signing.pub \\
@@ -47,7 +51,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         required=True,
         help="the compiled bundle.json of this environment (watched for changes)",
     )
-    add_bundle_trust(parser, who="the controller")
+    add_bundle_trust(
+        parser,
+        who="the controller",
+        floor="read each time the bundle's files change, and raised (never lowered) to each"
+        " signed revision put in force; its ServiceAccount alone may write it",
+    )
     kube = parser.add_argument_group("cluster")
     kube.add_argument(
         "--kubeconfig",

@@ -5,7 +5,9 @@ POST /validate over HTTPS with the verdict of the same decide() as `approvalgate
 The bundle, its signatures (bundle.sig.json) and the TLS certificate/key are re-read when
 their files change (ConfigMap and Secret volume updates included); a broken new bundle, or
 one the pinned --bundle-key keys did not sign, or an older revision, keeps the last good one
-(metric approvalgate_bundle_rejected_total{reason}, one log line per content). Without a
+(metric approvalgate_bundle_rejected_total{reason}, one log line per content). With
+--bundle-floor a signed bundle below the revision floor the controller keeps in the cluster
+is refused too (below-floor; read when the files change, never per admission). Without a
 bundle the webhook is not ready and denies everything. /healthz and /readyz are on the
 HTTPS port, /metrics (Prometheus) on --metrics-port. SIGTERM drains: no new connections,
 requests in flight finish within --grace-period, exit 0. Logs are JSON lines on stderr.
@@ -69,7 +71,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         required=True,
         help="the compiled bundle.json to enforce (watched for changes)",
     )
-    add_bundle_trust(serve, who="the webhook")
+    add_bundle_trust(
+        serve,
+        who="the webhook",
+        floor="read (with --kubeconfig/--context, or the pod's service account) each time the"
+        " bundle's files change, never per admission",
+    )
     tls = serve.add_argument_group("TLS (--tls-cert and --tls-key, or --dev)")
     tls.add_argument("--tls-cert", metavar="FILE", type=Path, help="PEM certificate (chain)")
     tls.add_argument("--tls-key", metavar="FILE", type=Path, help="PEM private key")
@@ -191,9 +198,10 @@ def run(args: argparse.Namespace) -> int:
         )
     if args.dev_ca_out and not args.dev:
         raise UsageError("--dev-ca-out only goes with --dev")
-    if args.cluster_view == "off" and (args.kubeconfig or args.context):
+    if args.cluster_view == "off" and (args.kubeconfig or args.context) and not args.bundle_floor:
         raise UsageError(
-            "--kubeconfig and --context are for the cluster view, and --cluster-view is off",
+            "--kubeconfig and --context are for the cluster view and --bundle-floor, and"
+            " --cluster-view is off without --bundle-floor",
             advice="drop them, or use --cluster-view auto",
         )
     if args.workers > 1 and args.port == 0:

@@ -41,6 +41,7 @@ class Metrics:
     bundle_reload_failures: Counter
     bundle_rejected: Counter
     bundle_revision: Gauge
+    bundle_floor: Gauge
     bundle_unsigned_allowed: Gauge
     synced: Gauge
 
@@ -130,6 +131,12 @@ class Metrics:
             bundle_revision=Gauge(
                 "approvalgate_bundle_revision",
                 "Revision of the bundle in force (0: none or unrevised)",
+                registry=reg,
+            ),
+            bundle_floor=Gauge(
+                "approvalgate_bundle_floor",
+                "The revision floor this controller last recorded for its environment"
+                " (--bundle-floor; 0: none yet); pods refuse signed bundles below it",
                 registry=reg,
             ),
             bundle_unsigned_allowed=Gauge(

@@ -7,8 +7,12 @@ one leads, the other is warm for when the Lease changes hands. The bundle is a m
 reloaded like the webhook's (:mod:`runtime.filewatch`), opened like the webhook's
 (:mod:`approvals.bundle_source`: only a bundle the pinned keys signed, never an older
 revision; a refused one keeps the last good one); a new bundle in force queues every
-request again. SIGTERM: the worker finishes its reconcile (``--grace-period``), the Lease is
-released, the watches stop, exit 0.
+request again. With ``--bundle-floor`` the controller also keeps the revision floor
+(:mod:`approvals.bundle_floor`): each signed bundle put in force raises this environment's
+floor to its revision (any replica: a raise never lowers it, so no leadership is needed),
+retried every reload interval until the API server takes it; a bundle below the floor is
+refused like the webhook's. SIGTERM: the worker finishes its reconcile
+(``--grace-period``), the Lease is released, the watches stop, exit 0.
 """
 
 from __future__ import annotations
@@ -21,11 +25,15 @@ from pathlib import Path
 from aiohttp import web
 
 from approvalgate.approvals.bundle import Bundle
+from approvalgate.approvals.bundle_floor import read_again
 from approvalgate.approvals.bundle_source import UNSIGNED_WARNING, BundleSource, refusal_reason
+from approvalgate.approvals.bundle_trust import BundleRefused
 from approvalgate.controller.config import ControllerConfig
 from approvalgate.controller.manager import Controller
 from approvalgate.controller.metrics import Metrics
 from approvalgate.kube.client import Client
+from approvalgate.kube.errors import KubeError
+from approvalgate.kube.floor import ConfigMapFloor, parse_reference
 from approvalgate.runtime import drain
 from approvalgate.runtime.filewatch import WatchedFile
 from approvalgate.runtime.logs import fields
@@ -40,7 +48,14 @@ class ControllerService:
         self.config = config
         self.metrics = Metrics.create()
         trust = config.trust()
-        self.source = BundleSource(trust, lambda: self.bundle_file.value, warn=log.warning)
+        self.floor: ConfigMapFloor | None = None
+        if config.bundle_floor and trust.signed:
+            self.floor = ConfigMapFloor(client, *parse_reference(config.bundle_floor))
+        self.floor_recorded = 0  # the revision this process last raised the floor to
+        self._floor_error = ""
+        self.source = BundleSource(
+            trust, lambda: self.bundle_file.value, warn=log.warning, floor=self.floor
+        )
         self.bundle_file: WatchedFile[Bundle] = WatchedFile(
             Path(config.bundle),
             self.source.open,
@@ -53,6 +68,7 @@ class ControllerService:
             companions=(config.signatures_path,),
             failure_fields=BundleSource.failure_fields,
             on_error=lambda exc: self.metrics.bundle_rejected.labels(refusal_reason(exc)).inc(),
+            retry=lambda exc, in_force: read_again(refusal_reason(exc), in_force),
         )
         self.metrics.bundle_unsigned_allowed.set(0 if trust.signed else 1)
         if not trust.signed:
@@ -79,6 +95,8 @@ class ControllerService:
             self.health_port = int(runner.addresses[0][1])
         self.controller.start()
         self._tasks.append(asyncio.create_task(self.bundle_file.watch(self.config.reload_interval)))
+        if self.floor is not None:
+            self._tasks.append(asyncio.create_task(self._keep_floor()))
         log.info(
             "controller started",
             extra=fields(
@@ -120,6 +138,50 @@ class ControllerService:
             ),
         )
         self.controller.resync()
+
+    async def _keep_floor(self) -> None:
+        """Raise the floor to each signed revision in force, retrying until it is taken."""
+        while True:
+            try:
+                await self.raise_floor()
+            except Exception:  # never stop keeping the floor
+                log.exception("raising the bundle revision floor failed")
+            await asyncio.sleep(self.config.reload_interval)
+
+    async def raise_floor(self) -> None:
+        """One try: the floor raised to the revision in force when this process has not yet."""
+        bundle = self.bundle_file.value
+        if self.floor is None or bundle is None or bundle.revision <= self.floor_recorded:
+            return
+        try:
+            floor = await asyncio.to_thread(
+                self.floor.raise_to, bundle.environment, bundle.revision
+            )
+        except (KubeError, BundleRefused) as exc:  # refused: its entry is malformed
+            if exc.message != self._floor_error:
+                self._floor_error = exc.message
+                log.error(
+                    "cannot raise the bundle revision floor; retrying",
+                    extra=fields(
+                        floor=self.floor.where,
+                        revision=bundle.revision,
+                        error=exc.message,
+                        advice=exc.advice or "check the controller's RBAC on that ConfigMap",
+                    ),
+                )
+            return
+        self._floor_error = ""
+        self.floor_recorded = bundle.revision
+        self.metrics.bundle_floor.set(floor)
+        log.info(
+            "bundle revision floor recorded",
+            extra=fields(
+                floor=self.floor.where,
+                environment=bundle.environment,
+                revision=bundle.revision,
+                recorded=floor,
+            ),
+        )
 
     def _health_app(self) -> web.Application:
         async def healthz(_: web.Request) -> web.Response:

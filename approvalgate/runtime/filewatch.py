@@ -107,8 +107,17 @@ class WatchedFile(Generic[T]):
         companions: Sequence[Path] = (),
         failure_fields: Callable[[Exception], Mapping[str, Any]] = lambda _: {},
         on_error: Callable[[Exception], None] | None = None,
+        retry: Callable[[Exception, bool], bool] = lambda _exc, _in_force: False,
+        retry_interval: float = 10.0,
     ) -> None:
         self.path = path
+        self.retry = retry
+        """``retry(exc, in_force)``: whether a content refused with ``exc`` is read again
+        (every ``retry_interval`` seconds), ``in_force`` telling whether a value is in force:
+        a refusal that depends on more than the files (the bundle's revision floor, read
+        from the API server) may be lifted without a change of them."""
+        self.retry_interval = retry_interval
+        self._failed_at = 0.0
         self.companions = tuple(companions)
         self.parse = parse
         self.failure_fields = failure_fields
@@ -177,6 +186,13 @@ class WatchedFile(Generic[T]):
 
     def _changed_content(self) -> tuple[tuple[bytes, tuple[bytes | None, ...]], str] | None:
         """The files' contents and digest when they differ from what was last read."""
+        if (
+            self.last_error is not None
+            and self.retry(self.last_error, self.value is not None)
+            and time.monotonic() - self._failed_at >= self.retry_interval
+        ):
+            self._mark = None  # read the same content again
+            self._digest = ""
         main = stat_mark(self.path)
         if main is None:
             self._missing()
@@ -218,6 +234,7 @@ class WatchedFile(Generic[T]):
 
     def _failed(self, exc: Exception) -> None:
         self.last_error = exc
+        self._failed_at = time.monotonic()
         self._count()
         if self.on_error is not None:
             self.on_error(exc)

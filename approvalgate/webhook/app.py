@@ -21,6 +21,7 @@ are not draining. decide() reads the view in memory: no admission calls the API 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import time
@@ -201,6 +202,8 @@ class Admission:
         try:
             view = self.views.current if self.views is not None else None
             decision = decide(review.request, bundle, self.clock(), view)
+            if bundle is None and (refused := self.state.refusal):
+                decision = _with_refusal(decision, refused)
             body = _encode(build_response(review.api_version, review.uid, decision))
         except Exception:
             log.exception("internal error; request denied", extra=fields(**_reference(review)))
@@ -323,3 +326,13 @@ def create_app(
     app.router.add_get("/healthz", admission.healthz)
     app.router.add_get("/readyz", admission.readyz)
     return app
+
+
+def _with_refusal(decision: Decision, refused: str) -> Decision:
+    """The no-bundle denial, naming why the bundle on disk was refused (e.g. below-floor:
+    an older bundle put back), so that whoever is denied learns what to ask for."""
+    return dataclasses.replace(
+        decision,
+        message=f"{decision.message} The deployed bundle was refused ({refused}): see the"
+        " webhook's log and /readyz.",
+    )

@@ -35,6 +35,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from approvalgate.approvals.bundle_floor import FloorReader
 from approvalgate.approvals.errors import ApprovalgateError
 from approvalgate.approvals.view import ClusterView
 from approvalgate.runtime import drain
@@ -95,6 +96,7 @@ class Worker:
             self.metrics,
             trust=config.trust(),
             signatures=config.signatures_path,
+            floor=_floor(config),
         )
         self.certificate = CertificateState(config.tls_cert, config.tls_key, self.metrics)
         self.views = ViewState(
@@ -333,6 +335,15 @@ class _WorkerPool:
 
     def _mark_dead(self, proc: asyncio.subprocess.Process) -> None:
         mark_process_dead(proc.pid, self.multiproc_dir)
+
+
+def _floor(config: ServeConfig) -> FloorReader | None:
+    """The revision floor of --bundle-floor (signed bundles only), None without it."""
+    if not config.bundle_floor or config.allow_unsigned_bundle:
+        return None
+    from approvalgate.kube.floor import connect_floor
+
+    return connect_floor(config.bundle_floor, config.kubeconfig, config.context)
 
 
 def _worker_main(argv: list[str]) -> int:

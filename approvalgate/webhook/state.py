@@ -14,7 +14,11 @@ bundle and its signatures (``bundle.sig.json``) are watched together, and a refu
 content, a rollback, a revision reused) keeps the last good one, is counted in
 ``approvalgate_bundle_rejected_total{reason}`` and logged once per distinct content with the
 reason and the revision and generation in force. ``--allow-unsigned-bundle`` (development)
-logs a WARNING at start and at every load.
+logs a WARNING at start and at every load. With ``--bundle-floor`` a signed bundle below the
+revision floor the controller keeps in the cluster is refused too (``below-floor``:
+approvals.bundle_floor), the floor read once per new content, never per request; such a
+refusal is tried again every 10 s (``bundle_floor.read_again``: the floor lowered, the API
+server back).
 
 The file is polled (default every 2 s) by a :class:`runtime.filewatch.WatchedFile`: see
 there how changes, including Kubernetes' ``..data`` symlink swaps, are noticed, and how a
@@ -28,6 +32,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from approvalgate.approvals.bundle import Bundle
+from approvalgate.approvals.bundle_floor import FloorReader, read_again
 from approvalgate.approvals.bundle_source import UNSIGNED_WARNING, BundleSource, refusal_reason
 from approvalgate.approvals.bundle_trust import SIGNATURES_FILE, BundleTrust
 from approvalgate.runtime.filewatch import WatchedFile
@@ -48,12 +53,13 @@ class BundleState:
         *,
         trust: BundleTrust,
         signatures: Path | None = None,
+        floor: FloorReader | None = None,
     ) -> None:
         self.path = path
         self.signatures = signatures if signatures is not None else path.parent / SIGNATURES_FILE
         self.metrics = metrics
         self.trust = trust
-        self.source = BundleSource(trust, lambda: self.file.value, warn=_warn)
+        self.source = BundleSource(trust, lambda: self.file.value, warn=_warn, floor=floor)
         self.file: WatchedFile[Bundle] = WatchedFile(
             path,
             self.source.open,
@@ -66,6 +72,7 @@ class BundleState:
             companions=(self.signatures,),
             failure_fields=BundleSource.failure_fields,
             on_error=self._refused,
+            retry=lambda exc, in_force: read_again(refusal_reason(exc), in_force),
         )
         if metrics is not None:
             metrics.bundle_unsigned_allowed.set(0 if trust.signed else 1)

@@ -88,6 +88,7 @@ def test_entrypoint_and_cmd_match_the_chart(helm: Path) -> None:
         "--bundle-threshold",
         "--bundle-min-revision",
         "--bundle-environment",  # pinned beside the keys, never taken from the content
+        "--bundle-floor",  # kept by the controller in the cluster
     ]
     assert final["EXPOSE"].split() == [str(p["containerPort"]) for p in container["ports"]]
 

@@ -64,6 +64,8 @@ def test_the_pinned_keys_are_arguments_of_both_pods(helm: Path, part: str) -> No
         str(yaml.safe_load(example_values("prod").read_text())["policyBundle"].get("revision", 0)),
         "--bundle-environment",
         "prod",  # pinned beside the keys (tests/chart/support.py pins the bundle's)
+        "--bundle-floor",  # kept by the controller (tests/chart/test_render_bundle_floor.py)
+        "approvalgate-system/approvalgate-bundle-floor",
     ]
     namespace = parsed(args)
     trust = trust_args(namespace)  # what the process does at start: the key text is read

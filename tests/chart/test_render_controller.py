@@ -152,7 +152,9 @@ def test_options_reach_the_command_line(helm: Path) -> None:
     assert got["--metrics-port"] == ["0"]
     assert [p["name"] for p in container(objects)["ports"]] == ["health"]
     assert by_kind(controller(objects), "Service") == []
-    lease_role = one(controller(objects), "Role")
+    (lease_role,) = [
+        r for r in by_kind(controller(objects), "Role") if r["metadata"]["name"].endswith("-lease")
+    ]
     assert lease_role["rules"][1]["resourceNames"] == ["gate-leader"]
 
 
@@ -220,7 +222,9 @@ def test_signal_deliveries_add_create_only(helm: Path) -> None:
 
 
 def test_the_lease_role_names_the_one_lease(helm: Path) -> None:
-    objects = controller(render(helm))
+    """(The controller's other Role, the revision floor's, is in
+    tests/chart/test_render_bundle_floor.py.)"""
+    objects = [o for o in controller(render(helm)) if not o["metadata"]["name"].endswith("-floor")]
     role = one(objects, "Role")
     assert role["metadata"]["namespace"] == NAMESPACE
     assert role["rules"] == [
@@ -265,6 +269,7 @@ def test_watched_namespaces_get_role_bindings_only(helm: Path) -> None:
     }
     assert bindings == {
         (NAMESPACE, "Role", "approvalgate-controller-lease"),
+        (NAMESPACE, "Role", "approvalgate-controller-floor"),
         ("agents", "ClusterRole", "approvalgate-controller"),
         (NAMESPACE, "ClusterRole", "approvalgate-controller"),  # no clash with the lease's
     }

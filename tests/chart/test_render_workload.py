@@ -112,7 +112,8 @@ def rbac(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def test_the_webhook_account_may_only_read_its_view(helm: Path) -> None:
     """Its view (webhook.clusterView, on by default): get/list/watch on the queue's three
-    kinds and the six of the agents platform it judges runs by, cluster-wide, and no other
+    kinds and the six of the agents platform it judges runs by, cluster-wide, and get on the
+    revision floor's ConfigMap by name (tests/chart/test_render_bundle_floor.py); no other
     grant anywhere in the chart names its ServiceAccount."""
     for values in CI_VALUES:
         objects = render(helm, values)
@@ -126,13 +127,19 @@ def test_the_webhook_account_may_only_read_its_view(helm: Path) -> None:
             for o in rbac(objects)
             if account["metadata"]["name"] in [s["name"] for s in o.get("subjects", [])]
         ]
-        assert [(b["kind"], b["roleRef"]["name"]) for b in bindings] == [
-            ("ClusterRoleBinding", one(webhook_part(objects), "ClusterRole")["metadata"]["name"])
+        assert sorted((b["kind"], b["roleRef"]["name"]) for b in bindings) == [
+            ("ClusterRoleBinding", one(webhook_part(objects), "ClusterRole")["metadata"]["name"]),
+            ("RoleBinding", "approvalgate-webhook-floor"),
         ], values.name
 
 
+UNSIGNED = ["bundleSigning.publicKeys=null", "bundleSigning.allowUnsigned=true"]
+
+
 def test_without_the_view_the_webhook_has_no_token_and_no_rbac(helm: Path) -> None:
-    objects = render(helm, sets=["webhook.clusterView=false"])
+    """Nor the revision floor (unsigned: none); with keys the webhook reads the floor:
+    tests/chart/test_render_bundle_floor.py."""
+    objects = render(helm, sets=["webhook.clusterView=false", *UNSIGNED])
     assert pod_spec(objects)["automountServiceAccountToken"] is False
     assert rbac(webhook_part(objects)) == []
     account = one(webhook_part(objects), "ServiceAccount")["metadata"]["name"]
@@ -190,7 +197,7 @@ def test_the_api_server_peers_narrow_the_views_egress(helm: Path) -> None:
 
 
 def test_network_policy_without_dns_and_view_denies_all_egress(helm: Path) -> None:
-    sets = ["networkPolicy.dns.enabled=false", "webhook.clusterView=false"]
+    sets = ["networkPolicy.dns.enabled=false", "webhook.clusterView=false", *UNSIGNED]
     policy = one(webhook_part(render(helm, sets=sets)), "NetworkPolicy")
     assert policy["spec"]["policyTypes"] == ["Ingress", "Egress"]
     assert policy["spec"]["egress"] == []

@@ -327,11 +327,12 @@ class Gate:
         """Environment ``env``'s bundle as compiled (never swapped by :meth:`serving`)."""
         return self.work / "bundles" / f"{env}.json"
 
-    def start(self, controller: bool = True) -> None:
+    def start(self, controller: bool = True, ready: bool = True) -> None:
         """The webhook (reading its cluster view as the chart's webhook ServiceAccount), and
         unless ``controller`` is False one queue controller (it records the uses of the runs
         and releases their finalizer, without which no run judged by records can be
-        deleted where the view is required)."""
+        deleted where the view is required). Waits until the webhook is ready, or with
+        ``ready`` False only until it answers (/healthz: it serves, ready or not)."""
         self.install_rbac()
         with (self.work / "webhook.log").open("ab") as log:  # the child keeps its own copy
             self.process = subprocess.Popen(
@@ -372,7 +373,9 @@ class Gate:
                 raise RuntimeError(f"webhook exited: {self.log_tail()}")
             try:
                 with urllib.request.urlopen(
-                    f"https://127.0.0.1:{self.port}/readyz", context=context, timeout=2
+                    f"https://127.0.0.1:{self.port}/{'readyz' if ready else 'healthz'}",
+                    context=context,
+                    timeout=2,
                 ) as response:
                     if response.status == 200:
                         break
@@ -425,6 +428,20 @@ class Gate:
                 self.process.kill()
                 self.process.wait()
         self.process = None
+
+    def readyz(self) -> tuple[int, str]:
+        """The webhook's /readyz: (status, body); (0, "") when it does not answer."""
+        context = ssl.create_default_context(cafile=str(self.work / "ca.crt"))
+        try:
+            with urllib.request.urlopen(
+                f"https://127.0.0.1:{self.port}/readyz", context=context, timeout=2
+            ) as response:
+                return response.status, response.read().decode()
+        except urllib.error.HTTPError as error:
+            with error:
+                return error.code, error.read().decode(errors="replace")
+        except OSError:
+            return 0, ""
 
     def served_generation(self) -> str:
         """The generation of the bundle the running webhook has loaded (from /readyz)."""

@@ -138,6 +138,27 @@ def test_the_controller_lease_is_the_named_one(
     assert not can(control_plane, controller, "update", lease, runs)
 
 
+def test_the_revision_floor_is_the_controllers_to_raise_and_the_webhooks_to_read(
+    control_plane: ControlPlane, release: tuple[str, str, str]
+) -> None:
+    """Under any release name the floor is ConfigMap approvalgate-bundle-floor (a name the
+    values cannot change) in the release namespace: the controller creates it and updates it
+    by name, never deletes or patches it; the webhook may only get it."""
+    name, home, runs = release
+    controller, webhook = account(home, f"{name}-controller"), account(home, name)
+    floor = "configmaps/approvalgate-bundle-floor"
+    assert can(control_plane, controller, "create", "configmaps", home)
+    assert can(control_plane, controller, "update", floor, home)
+    for verb in ("patch", "delete"):
+        assert not can(control_plane, controller, verb, floor, home), verb
+    assert not can(control_plane, controller, "update", f"configmaps/{name}-bundle", home)
+    assert not can(control_plane, controller, "create", "configmaps", runs)
+    assert can(control_plane, webhook, "get", floor, home)
+    for verb in ("update", "patch", "delete", "create"):
+        assert not can(control_plane, webhook, verb, floor, home), verb
+    assert not can(control_plane, webhook, "get", f"configmaps/{name}-bundle", home)
+
+
 def test_the_webhook_view_only_reads_the_queue_and_the_platform_objects_everywhere(
     control_plane: ControlPlane, release: tuple[str, str, str]
 ) -> None:

@@ -223,6 +223,8 @@ def test_only_a_refused_bundle_at_start_is_not_ready_and_denies_everything(
             response = client.review(agentrun_request()).response
             assert response["allowed"] is False
             assert "no policy bundle" in response["status"]["message"]
+            # whoever is denied learns why (e.g. below-floor: an older bundle put back)
+            assert f"The deployed bundle was refused ({reason})" in response["status"]["message"]
         # the good bundle, once deployed, is enforced
         signed.publish_signed(base_bundle_text, 2)
         server.wait_for(lambda: server.running.state.bundle is not None)

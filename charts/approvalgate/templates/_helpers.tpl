@@ -144,6 +144,10 @@ policyBundle.revision); --allow-unsigned-bundle only when asked for.
 - --bundle-environment
 - {{ . | quote }}
 {{- end }}
+{{- if include "approvalgate.bundleFloor" . }}
+- --bundle-floor
+- {{ printf "%s/%s" .Release.Namespace (include "approvalgate.bundleFloorName" .) | quote }}
+{{- end }}
 {{- end }}
 
 {{/*
@@ -225,6 +229,11 @@ Impossible values fail the render early, with what to do. Included by deployment
 {{- end }}
 {{- if and $s.publicKeys $s.allowUnsigned }}
 {{- fail "ERROR: bundleSigning.publicKeys and bundleSigning.allowUnsigned=true: choose one (allowUnsigned is for development without keys)." }}
+{{- end }}
+{{- range .Values.controller.extraArgs }}
+{{- if regexMatch "^--(bundle-|allow-unsigned)" . }}
+{{- fail (printf "ERROR: controller.extraArgs holds %s: which bundles the pods enforce (keys, threshold, minimum revision, environment, revision floor) comes from bundleSigning only, pinned beside the keys; extra arguments, which the compiled values may set, must not change it. Set bundleSigning.* instead." .) }}
+{{- end }}
 {{- end }}
 {{- if and $s.publicKeys (not $s.environment) }}
 {{- fail "ERROR: bundleSigning.environment is empty: with pinned keys the environment the pods enforce must be pinned beside them (one key may sign every environment, and the compiled values could otherwise swap in another environment's bundle). Set bundleSigning.environment=ENV where the keys are pinned (the Argo CD Application's helm.values, or --set)." }}
@@ -361,6 +370,30 @@ helm.sh/chart: {{ include "approvalgate.chart" . }}
 {{/* The webhook reads the cluster (its view of the queue) unless webhook.clusterView=false. */}}
 {{- define "approvalgate.webhookReadsCluster" -}}
 {{- if .Values.webhook.clusterView }}true{{ end }}
+{{- end }}
+
+{{/*
+The bundle revision floor (docs/design.md, "The revision floor"): "true" when signed bundles
+are enforced (keys pinned), whether or not the controller, which keeps the floor, runs: a
+floor it recorded stays in force if the compiled values switch it off. Its ConfigMap is made
+by the controller, never rendered: the compiled values must not write it.
+*/}}
+{{- define "approvalgate.bundleFloor" -}}
+{{- if not .Values.bundleSigning.allowUnsigned }}true{{ end }}
+{{- end }}
+
+{{/*
+The floor's name is fixed, never taken from the values (fullnameOverride would otherwise
+point the pods at a fresh, empty floor); its entries are per environment, so releases of
+several environments in one namespace share it safely.
+*/}}
+{{- define "approvalgate.bundleFloorName" -}}
+approvalgate-bundle-floor
+{{- end }}
+
+{{/* The webhook talks to the API server: its cluster view, or the revision floor. */}}
+{{- define "approvalgate.webhookTalksToApi" -}}
+{{- if or (include "approvalgate.webhookReadsCluster" .) (include "approvalgate.bundleFloor" .) }}true{{ end }}
 {{- end }}
 
 {{/*
