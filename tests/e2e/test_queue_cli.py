@@ -503,7 +503,7 @@ def test_status_shows_what_approve_signs_and_content_changed_since_is_not_signed
     assert f"  it binds ImplementationSpec {q.namespace}/{impl} spec sha256:" in out
     assert "    |   step 29: tidy the report\n    |   last: push the branch\n" in out
     assert "    |     team: finance\n" in out  # the run's labels, as the request embeds them
-    assert f"next: approvalgate approve --request {ref} --expect {pin} --key KEY" in out
+    assert out.endswith(f"approvalgate approve --request {ref} --expect {pin}\n")  # next:
 
     obj["spec"] = {"text": text + "\nthen force-push to main"}
     q.plane.kubectl("admin", "apply", "-n", q.namespace, "-f", "-", input=json.dumps(obj))
