@@ -189,13 +189,20 @@ def shown_text(shown: Shown) -> str:
     meta = shown.request.get("metadata") or {}
     spec = shown.request.get("spec") or {}
     ref = f"{meta.get('namespace', '')}/{meta.get('name', '')}"
+    run = spec.get("run") if isinstance(spec.get("run"), Mapping) else {}
+    digest = spec_digest((run or {}).get("spec") or {})
+    claimed = one_line(str(spec.get("specDigest") or "(none)"))
     lines = [
         f"ApprovalRequest {one_line(ref)} (uid {one_line(str(meta.get('uid') or '?'))}), "
         f"for environment {one_line(str(spec.get('environment') or '-'))}, requested by "
         f"{one_line(str(spec.get('requester') or '-'))}",
-        f"  the run an approval signs (spec sha256:{one_line(str(spec.get('specDigest')))}):",
+        f"  the run an approval signs (spec sha256:{digest}):",
         *_quoted(spec.get("run")),
     ]
+    if claimed != digest:
+        lines.append(
+            f"  its spec.specDigest {claimed} is not the digest of this run: approve refuses it"
+        )
     for obj in shown.content:
         kind = one_line(str(obj.get("kind") or ""))
         name = one_line(str((obj.get("metadata") or {}).get("name") or ""))

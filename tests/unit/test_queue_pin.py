@@ -242,6 +242,24 @@ def test_what_the_requester_wrote_cannot_print_lines_of_its_own(
     assert _queue.table(["A"], [["x\ny"]]) == "A\nx<U+000A>y\n"
 
 
+def test_status_shows_the_digest_of_the_run_it_shows(
+    cluster: Cluster, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The digest on the run's line is computed from the run shown, not copied from the
+    request's spec.specDigest (the requester's word); a request whose word differs says so."""
+    lying = request()
+    lying["spec"]["specDigest"] = "0" * 64
+    cluster.objects[f"approvalrequests/{NAME}"] = lying
+    out = cli(capsys, "status", REF)[1]
+    digest = request()["spec"]["specDigest"]
+    assert f"  the run an approval signs (spec sha256:{digest}):\n" in out
+    assert f"  its spec.specDigest {'0' * 64} is not the digest of this run: approve" in out
+    pin = json.loads(cli(capsys, "status", REF, "-o", "json")[1])["pin"]
+    code, _, err = cli(capsys, "approve", "--request", REF, "--expect", pin, *KEY)
+    assert code == 1 and "is not the digest of the run it embeds" in err
+    assert cluster.created == []
+
+
 def test_pending_cuts_nothing() -> None:
     """A long cell (a requester's name, the approvers who may still approve) is padded to,
     never cut: no tail goes unseen."""
