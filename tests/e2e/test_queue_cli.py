@@ -288,7 +288,10 @@ def test_request_pending_watch_approve_twice_status(
         ref = f"{q.namespace}/{name}"
         assert out.startswith(f"created ApprovalRequest {ref}: AgentRun spec sha256:")
         assert "requested by requester" in out
-        assert f"approvalgate approve --request {ref} --key KEY --approver NAME" in out
+        assert (
+            f"  approvers: approvalgate status {ref} (the run, its content and a pin), then "
+            f"approvalgate approve --request {ref} --expect PIN --key KEY --approver NAME\n"
+        ) in out
         stored = q.kubectl_json("get", f"approvalrequests.{GROUP}", name)
         spec = stored["spec"]
         assert spec["requester"] == "requester"
