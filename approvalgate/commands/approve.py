@@ -416,6 +416,9 @@ def _approve_file(args: argparse.Namespace) -> int:
                 args.accept_hidden_text,
                 _say,
             )
+    if args.cluster and decision != "reject" and _interactive():
+        # read from the cluster now, not from a file the approver holds: show it, whole
+        _confirm_cluster_reads(display, runs, run_refs, prepared, parent_refs, objects)
     result = (
         _sign_runs(
             args,
@@ -451,6 +454,48 @@ def _approve_file(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(result)
     return 0
+
+
+def _confirm_cluster_reads(
+    display: str,
+    runs: Sequence[Any],
+    run_refs: Mapping[str, Mapping[str, str]],
+    prepared: Sequence[Any],
+    parent_refs: Sequence[Mapping[str, str]],
+    objects: Sequence[Mapping[str, Any]],
+) -> None:
+    """``approve FILE --cluster`` on a terminal: show on stderr, whole, what the records will
+    bind that was read from the cluster (each bound object's spec, each parent's run
+    templates), and ask; anything but yes signs nothing."""
+    from approvalgate.approvals.errors import ApprovalgateError
+    from approvalgate.commands import _content
+    from approvalgate.commands.status import quoted
+
+    lines = [f"what the records for {display} bind, as read now (the cluster's part whole):"]
+
+    def bound(refs: Mapping[str, str], namespace: str) -> None:
+        for key, digest in sorted(refs.items()):
+            kind, _, name = key.partition("/")
+            lines.append(f"  it binds {kind} {namespace}/{name} spec sha256:{digest}:")
+            lines.extend(quoted(_spec(_content.find(objects, kind, namespace, name))))
+
+    for run in runs:
+        lines.append(f"AgentRun {run.ref} spec sha256:{run.digest}")
+        bound(run_refs.get(run.ref) or {}, run.namespace)
+    for item, refs in zip(prepared, parent_refs, strict=True):
+        lines.append(f"{item.parent.what} coverage sha256:{item.coverage.digest}")
+        for key, template in sorted(item.coverage.templates.items()):
+            lines.append(f"  its {_template(key)}:")
+            lines.extend(quoted(template))
+        bound(refs, item.parent.namespace)
+    sys.stderr.write("\n".join(lines) + "\nsign these? [y/N] ")
+    sys.stderr.flush()
+    if sys.stdin.readline().strip().lower() not in ("y", "yes"):
+        raise ApprovalgateError(
+            f"not confirmed: nothing was signed for {display}",
+            advice="read what the cluster holds, or give it as files you read and keep "
+            "(--content, --target, --orchestration)",
+        )
 
 
 def refuse_hidden_text(

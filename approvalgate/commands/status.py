@@ -197,7 +197,7 @@ def shown_text(shown: Shown) -> str:
         f"for environment {one_line(str(spec.get('environment') or '-'))}, requested by "
         f"{one_line(str(spec.get('requester') or '-'))}",
         f"  the run an approval signs (spec sha256:{digest}):",
-        *_quoted(spec.get("run")),
+        *quoted(spec.get("run")),
     ]
     if claimed != digest:
         lines.append(
@@ -210,14 +210,14 @@ def shown_text(shown: Shown) -> str:
             f"  it binds {kind} {one_line(str(meta.get('namespace') or ''))}/{name} spec "
             f"sha256:{spec_digest(obj.get('spec') or {})}:"
         )
-        lines.extend(_quoted(obj.get("spec")))
+        lines.extend(quoted(obj.get("spec")))
     if shown.unread is not None:
         lines.append(f"  its content could not be read: {one_line(shown.unread.message)}")
     lines.append(f"  pin:           {shown.pin}")
     return "\n".join(lines) + "\n"
 
 
-def _quoted(value: object) -> list[str]:
+def quoted(value: object) -> list[str]:
     """``value`` as YAML (text of several lines as a block, line for line), each line
     behind ``    | ``, hidden characters escaped."""
     import yaml

@@ -381,6 +381,62 @@ def test_on_a_terminal_approve_shows_what_it_signs_and_asks(
         assert f"error: not confirmed: nothing was signed for ApprovalRequest {REF}" in err
 
 
+def test_approve_of_a_file_shows_what_it_read_from_the_cluster_and_asks(
+    cluster: Cluster,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Any,
+) -> None:
+    """approve FILE --cluster binds content read from the cluster when it signs, and showed
+    only its first lines, after signing. On a terminal it now shows it whole first and asks;
+    no signs nothing (the file is left as it was)."""
+    manifest = tmp_path / "run.yaml"
+    run = request()["spec"]["run"]
+    manifest.write_text(json.dumps({**run, "metadata": {"name": NAME, "namespace": NS}}))
+    before = manifest.read_text()
+    argv = ("approve", str(manifest), "--env", "prod", "--cluster", "--in-place", *KEY)
+    monkeypatch.setattr("sys.stdin", Terminal("n\n"))
+    code, _, err = cli(capsys, *argv)
+    assert code == 1 and f"error: not confirmed: nothing was signed for {manifest}" in err
+    assert f"  it binds ImplementationSpec {NS}/codex-impl-sample spec sha256:" in err
+    assert "    |   last: push to main\n" in err and "sign these? [y/N] " in err
+    assert manifest.read_text() == before
+    monkeypatch.setattr("sys.stdin", Terminal("y\n"))
+    assert cli(capsys, *argv)[0] == 0
+    assert "approvals.proompteng.ai/approvals" in manifest.read_text()
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))  # no terminal: as before, no question
+    code, _, err = cli(capsys, *argv)
+    assert code == 0 and "sign these?" not in err
+
+
+def test_approve_of_a_schedule_shows_the_template_it_made_from_the_cluster(
+    cluster: Cluster,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Any,
+) -> None:
+    """A Schedule's target read from the cluster becomes the run template the record binds:
+    on a terminal it is shown whole, with the content it binds, before anything is signed."""
+    target = request(task="the target's task")["spec"]["run"]
+    target["metadata"] = {"name": "nightly-target", "namespace": NS}
+    cluster.objects["agentruns/nightly-target"] = target
+    schedule = {
+        "apiVersion": "schedules.proompteng.ai/v1alpha1",
+        "kind": "Schedule",
+        "metadata": {"name": "nightly", "namespace": NS},
+        "spec": {"cron": "0 2 * * *", "targetRef": {"kind": "AgentRun", "name": "nightly-target"}},
+    }
+    manifest = tmp_path / "schedule.yaml"
+    manifest.write_text(json.dumps(schedule))
+    monkeypatch.setattr("sys.stdin", Terminal("no\n"))
+    code, _, err = cli(capsys, "approve", str(manifest), "--env", "prod", "--cluster", *KEY)
+    assert code == 1, err
+    assert f"Schedule {NS}/nightly coverage sha256:" in err
+    assert "  its run template:\n" in err and "    |   task: the target's task\n" in err
+    assert f"  it binds ImplementationSpec {NS}/codex-impl-sample spec sha256:" in err
+    assert "error: not confirmed: nothing was signed" in err
+
+
 # --- the console's buttons ---------------------------------------------------------------
 
 
