@@ -111,6 +111,18 @@ def read_cluster(
     return [*found, *_read(client, providers - have)]
 
 
+def read_refs(
+    client: Client, namespace: str, refs: Sequence[str]
+) -> tuple[list[dict[str, Any]], ApprovalgateError | None]:
+    """:func:`read_cluster` of ``refs`` in ``namespace``, and the error that stopped it
+    (``None`` when all that exists was read): what a request's run references, read once
+    for both its pin and the record."""
+    try:
+        return read_cluster(client, [(namespace, key) for key in refs]), None
+    except ApprovalgateError as exc:
+        return [], exc
+
+
 def _namespace(obj: Mapping[str, Any]) -> str:
     return str((obj.get("metadata") or {}).get("namespace") or "")
 

@@ -4,11 +4,15 @@
   and the ApprovalDecision an approver creates (shapes: docs/queue.md, the chart's CRDs);
 - :func:`summary`: what ``pending`` and ``status`` say about a request, read from its status
   (written by the controller only) with its spec;
-- :func:`table`: aligned columns, as kubectl prints them.
+- :func:`table`: aligned columns, as kubectl prints them;
+- :func:`pin`: a short digest of a request as shown (its uid, spec and the content its run
+  references), which ``approve|reject|withdraw --request --expect`` (and the console's
+  buttons) check before signing.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import secrets
 import string
@@ -22,6 +26,9 @@ NAME_SUFFIX_ALPHABET: Final = string.ascii_lowercase + string.digits
 NAME_SUFFIX_LENGTH: Final = 5
 MAX_GENERATED_PREFIX: Final = 63 - NAME_SUFFIX_LENGTH  # as the API server truncates
 REASON_MAX_CHARS: Final = 1024
+PIN_CHARS: Final = 16
+"""Hex digits of a pin: 64 bits, so that nobody finds a second request (or content) with
+the pin an approver was shown, even offline where the request could be updated in place."""
 OK_PHASES: Final = frozenset({"", "Pending", "Approved", "Submitted"})
 """``status`` exits 0 in these phases ("" = not evaluated yet), 1 in the others."""
 
@@ -183,6 +190,49 @@ def decisions_of(
     return found
 
 
+# --- what an approver read ---------------------------------------------------------------
+
+
+def pin(request: Mapping[str, Any], objects: Iterable[Mapping[str, Any]]) -> str:
+    """The pin of ApprovalRequest ``request`` as shown with the content ``objects`` (the
+    ImplementationSpecs, Agents and AgentProviders read for it): the first
+    :data:`PIN_CHARS` hex digits of the sha256 of its namespace, name, uid, spec (but for
+    ``cancelled``, the one field that changes) and the digest of every object its run
+    references, as an approval would bind them (absent ones left out). Another request made
+    under the name, or a request or content changed since, has another pin."""
+    from approvalgate.approvals import content
+    from approvalgate.approvals.errors import ApprovalgateError
+    from approvalgate.approvals.view import StaticView
+
+    meta = request.get("metadata") or {}
+    spec = {k: v for k, v in (request.get("spec") or {}).items() if k != "cancelled"}
+    run = spec.get("run") if isinstance(spec.get("run"), Mapping) else {}
+    namespace = _text(meta.get("namespace"))
+    try:
+        refs = content.refs((run or {}).get("spec"))
+    except ApprovalgateError:  # names the platform would not read: nothing to bind
+        refs = ()
+    bound = content.binding(refs, namespace, StaticView.build(objects=objects))
+    body = {
+        "namespace": namespace,
+        "name": _text(meta.get("name")),
+        "uid": _text(meta.get("uid")),
+        "spec": spec,
+        "content": dict(sorted(bound.items())),
+    }
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:PIN_CHARS]
+
+
+def one_line(text: str) -> str:
+    """``text`` safe to show on one line of a terminal: hidden characters and line breaks
+    written as ``<U+XXXX>`` (a reason or message could otherwise print lines of its own
+    that read as the command's: a spec digest, a pin)."""
+    from approvalgate.approvals.hidden_text import escaped
+
+    return escaped(text).replace("\n", "<U+000A>").replace("\t", "<U+0009>")
+
+
 # --- showing ----------------------------------------------------------------------------
 
 
@@ -258,11 +308,10 @@ def pending_header(all_namespaces: bool) -> list[str]:
 
 def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     """Columns padded to their widest cell, three spaces apart (kubectl's layout); a
-    character that would hide or reorder text on a terminal is written as ``<U+XXXX>``."""
-    from approvalgate.approvals.hidden_text import escaped
-
-    header = [escaped(c) for c in header]
-    rows = [[escaped(c) for c in r] for r in rows]
+    character that would hide or reorder text on a terminal, or break the line, is written
+    as ``<U+XXXX>``."""
+    header = [one_line(c) for c in header]
+    rows = [[one_line(c) for c in r] for r in rows]
     widths = [max(len(r[i]) for r in (header, *rows)) for i in range(len(header))]
     lines = [
         "   ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()

@@ -59,7 +59,11 @@ With --request NS/NAME the run comes from an ApprovalRequest in the cluster inst
 `approvalgate pending`): its spec digest is checked against the run it embeds, the record
 is signed here, for the request's run and environment, and filed as an ApprovalDecision
 (the key never leaves this machine). `approvalgate reject` and `approvalgate withdraw`
-file the other decisions the same way.
+file the other decisions the same way. --expect PIN (the pin `approvalgate status NS/NAME`
+prints) signs only the request and the content you read: another request made under the
+name, or content changed since, is refused and nothing is signed. On a terminal without it
+the request and its content are shown and you are asked; without a terminal an approval
+needs it (a reject or withdrawal does not).
 
 In an environment whose bundle has clusterView: required (approvalgate.yaml's default) an
 approval admits one run: approve gives a generateName run its name now (generateName + 5
@@ -84,7 +88,9 @@ examples (parents, content):
       --approver alice --in-place
 
 examples (a request in the cluster):
-  approvalgate approve --request agents/nightly-report --key alice.key --approver alice
+  approvalgate status agents/nightly-report     # read it; it prints the pin
+  approvalgate approve --request agents/nightly-report --expect 7765fb419df1382f \\
+      --key alice.key --approver alice
   approvalgate approve --request agents/nightly-report --key bob.key --approver bob \\
       --reason "checked the diff" --expires-in 4h
 """
@@ -108,6 +114,7 @@ if TYPE_CHECKING:
     from securesystemslib.signer import Signer
 
     from approvalgate.approvals.bundle import Bundle
+    from approvalgate.approvals.errors import ApprovalgateError
     from approvalgate.approvals.records import Claim
     from approvalgate.kube.client import Client
 
@@ -183,6 +190,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--now", metavar="RFC3339", help="sign as of this time (testing, backdating)"
     )
     add_accept_hidden_text(parser)
+    add_expect(parser)
     _add_bound(parser)
     add_cluster(parser)
 
@@ -265,6 +273,11 @@ def run(args: argparse.Namespace) -> int:
             "approve needs a MANIFEST or --request NS/NAME",
             advice="approvalgate approve run.yaml --env prod --key KEY --approver NAME, or "
             "approvalgate approve --request NS/NAME --key KEY --approver NAME",
+        )
+    if args.expect is not None:
+        raise UsageError(
+            "--expect is for --request NS/NAME: the pin of a request as `approvalgate "
+            "status` showed it"
         )
     if (args.kubeconfig is not None or args.context is not None) and not args.cluster:
         raise UsageError("--kubeconfig and --context are for --request NS/NAME or --cluster")
@@ -403,6 +416,9 @@ def _approve_file(args: argparse.Namespace) -> int:
                 args.accept_hidden_text,
                 _say,
             )
+    if args.cluster and decision != "reject" and _interactive():
+        # read from the cluster now, not from a file the approver holds: show it, whole
+        _confirm_cluster_reads(display, runs, run_refs, prepared, parent_refs, objects)
     result = (
         _sign_runs(
             args,
@@ -438,6 +454,48 @@ def _approve_file(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(result)
     return 0
+
+
+def _confirm_cluster_reads(
+    display: str,
+    runs: Sequence[Any],
+    run_refs: Mapping[str, Mapping[str, str]],
+    prepared: Sequence[Any],
+    parent_refs: Sequence[Mapping[str, str]],
+    objects: Sequence[Mapping[str, Any]],
+) -> None:
+    """``approve FILE --cluster`` on a terminal: show on stderr, whole, what the records will
+    bind that was read from the cluster (each bound object's spec, each parent's run
+    templates), and ask; anything but yes signs nothing."""
+    from approvalgate.approvals.errors import ApprovalgateError
+    from approvalgate.commands import _content
+    from approvalgate.commands.status import quoted
+
+    lines = [f"what the records for {display} bind, as read now (the cluster's part whole):"]
+
+    def bound(refs: Mapping[str, str], namespace: str) -> None:
+        for key, digest in sorted(refs.items()):
+            kind, _, name = key.partition("/")
+            lines.append(f"  it binds {kind} {namespace}/{name} spec sha256:{digest}:")
+            lines.extend(quoted(_spec(_content.find(objects, kind, namespace, name))))
+
+    for run in runs:
+        lines.append(f"AgentRun {run.ref} spec sha256:{run.digest}")
+        bound(run_refs.get(run.ref) or {}, run.namespace)
+    for item, refs in zip(prepared, parent_refs, strict=True):
+        lines.append(f"{item.parent.what} coverage sha256:{item.coverage.digest}")
+        for key, template in sorted(item.coverage.templates.items()):
+            lines.append(f"  its {_template(key)}:")
+            lines.extend(quoted(template))
+        bound(refs, item.parent.namespace)
+    sys.stderr.write("\n".join(lines) + "\nsign these? [y/N] ")
+    sys.stderr.flush()
+    if sys.stdin.readline().strip().lower() not in ("y", "yes"):
+        raise ApprovalgateError(
+            f"not confirmed: nothing was signed for {display}",
+            advice="read what the cluster holds, or give it as files you read and keep "
+            "(--content, --target, --orchestration)",
+        )
 
 
 def refuse_hidden_text(
@@ -789,6 +847,7 @@ def add_request_arguments(parser: argparse.ArgumentParser, decision: str) -> Non
     parser.add_argument(
         "--now", metavar="RFC3339", help="sign as of this time (testing, backdating)"
     )
+    add_expect(parser)
     add_cluster(parser)
     parser.add_argument(
         "-o", "--output", choices=("text", "json"), default="text", help="output format"
@@ -801,13 +860,28 @@ def decide_on_request(args: argparse.Namespace, decision: str) -> int:
     import json
 
     from approvalgate import manifests
+    from approvalgate.approvals.errors import UsageError
     from approvalgate.commands import _cluster, _content
     from approvalgate.policies import bundle_from_file
 
     check_reason(decision, args.reason)
+    expect = check_pin(args.expect)
     if getattr(args, "run", None) is not None:
+        if expect is not None:
+            raise UsageError("--expect is for --request NS/NAME, not --run")
         return _decide_on_run(args, decision)
     ref_namespace, name = _cluster.request_ref(args.request, "--request")
+    confirm = None
+    if expect is None and decision in ("approve", "bypass"):
+        if not _interactive():
+            raise UsageError(
+                f"{decision} --request needs --expect PIN when not run on a terminal: the pin "
+                "of the request as you read it, so that nothing else is signed (a request "
+                "made again under its name, content changed since)",
+                advice=f"approvalgate status {args.request} prints it (-o json: .pin); then "
+                f"approvalgate approve --request {args.request} --expect PIN ...",
+            )
+        confirm = _ask
     now = manifests.parse_now(args.now)
     bundle = bundle_from_file(args.bundle) if args.bundle else None
     signer = _signer.load(args.key, args.public_key, bundle=bundle, approver=args.approver)
@@ -828,6 +902,8 @@ def decide_on_request(args: argparse.Namespace, decision: str) -> int:
             now=now,
             note=_say,
             accept_hidden_text=getattr(args, "accept_hidden_text", False),
+            expect=expect,
+            confirm=confirm,
         )
     _content.show(filed.references, namespace, filed.read)
     if args.output == "json":
@@ -835,6 +911,24 @@ def decide_on_request(args: argparse.Namespace, decision: str) -> int:
         return 0
     print(filed.message)
     return 0
+
+
+def _interactive() -> bool:
+    """Whether a person answers on standard input (a terminal)."""
+    return sys.stdin is not None and sys.stdin.isatty()
+
+
+def _ask(shown: Shown) -> bool:
+    """Show on stderr what is about to be signed, as ``status`` shows it, and ask: only
+    "y" or "yes" signs (a terminal without ``--expect``: the approver reads it here, in
+    the same reading that is signed)."""
+    from approvalgate.commands.status import shown_text
+
+    sys.stderr.write(shown_text(shown))
+    sys.stderr.write("sign your approval of exactly this? [y/N] ")
+    sys.stderr.flush()
+    answer = sys.stdin.readline()
+    return answer.strip().lower() in ("y", "yes")
 
 
 def _say(text: str) -> None:
@@ -946,6 +1040,8 @@ def file_decision(
     request: Mapping[str, Any] | None = None,
     note: Callable[[str], None] | None = None,
     accept_hidden_text: bool = False,
+    expect: str | None = None,
+    confirm: Callable[[Shown], bool] | None = None,
 ) -> FiledDecision:
     """Sign ``decision`` (approve, reject, withdraw, bypass) by ``approver`` about the
     ApprovalRequest ``namespace/name`` with ``signer`` and file it as an ApprovalDecision
@@ -955,14 +1051,16 @@ def file_decision(
     name ``bundle``; ``now``: the signing time (default: now). Each note (``note: ...``) goes
     to ``note`` when it is said and into :attr:`FiledDecision.notes`. An approval of text
     holding hidden characters is refused unless ``accept_hidden_text``
-    (:func:`refuse_hidden_text`).
+    (:func:`refuse_hidden_text`). ``expect``: the pin of the request as the approver read it
+    (``status``, the console's page): a request or content that no longer has it is refused.
+    ``confirm``: asked last, with what is about to be signed; False signs nothing.
 
     Every refusal is an :class:`ApprovalgateError` with advice, raised before anything is
     signed (or, for the API server's, before anything is created)."""
     from approvalgate import manifests
     from approvalgate.approvals import records
     from approvalgate.approvals.errors import ApprovalgateError, UsageError
-    from approvalgate.commands import _cluster, _queue
+    from approvalgate.commands import _cluster, _content, _queue
     from approvalgate.kube import objects
     from approvalgate.kube.errors import KubeError
     from approvalgate.kube.resources import APPROVAL_DECISIONS
@@ -1002,7 +1100,12 @@ def file_decision(
         say(f"note: {ineligible}")
     cap = manifests.ttl_cap(bundle, [run], decision) if bundle is not None else None
     seconds = ttl_seconds(ttl, cap)
-    references, read = _request_content(client, run, decision, bundle, ref, say)
+    # the content is read once: what the pin covers is what the record binds
+    content_read, unread = _content.read_refs(client, namespace, _content_refs(run.obj))
+    pinned = _queue.pin(request, content_read)
+    if expect is not None and expect != pinned:
+        raise changed_since_read(item, ref, expect, pinned)
+    references, read = _request_content(run, decision, bundle, ref, say, content_read, unread)
     if decision in ("approve", "bypass"):
         refuse_hidden_text(
             [(f"AgentRun {run.ref} spec", _spec(run.obj))],
@@ -1013,6 +1116,11 @@ def file_decision(
             say,
         )
     claim = _claim_of(approver, reason, run, decision, environment, now, seconds, references)
+    if confirm is not None and not confirm(Shown(request, content_read, unread, pinned)):
+        raise ApprovalgateError(
+            f"not confirmed: nothing was signed for ApprovalRequest {ref}",
+            advice=f"approvalgate status {ref} shows it again, with its pin",
+        )
     envelope = records.sign(claim, signer)
     me = _cluster.whoami(client)
     obj = _queue.decision_object(
@@ -1044,12 +1152,78 @@ def file_decision(
     )
 
 
+@dataclass(frozen=True)
+class Shown:
+    """An ApprovalRequest as read to be decided on: what ``status`` shows of it and what
+    :func:`file_decision` asks ``confirm`` about."""
+
+    request: Mapping[str, Any]
+    content: list[dict[str, Any]]
+    """The ImplementationSpecs, Agents and AgentProviders its run references, read now."""
+    unread: ApprovalgateError | None
+    """Why the content could not be read (None: all that exists was)."""
+    pin: str
+
+
+def changed_since_read(
+    item: Mapping[str, Any], ref: str, expect: str, pinned: str
+) -> ApprovalgateError:
+    """The refusal when request ``ref`` (a :func:`_queue.summary`) no longer has the pin
+    the approver read (``expect``): nothing is signed."""
+    from approvalgate.approvals.errors import ApprovalgateError
+
+    return ApprovalgateError(
+        f"ApprovalRequest {ref} is not as you read it: you were shown pin {expect}, it has "
+        f"pin {pinned} now (uid {item['uid'] or '?'}, created {item['created'] or '?'}, run "
+        f"spec sha256:{item['specDigest'][:12]}): deleted and made again, or the content its "
+        "run references changed; nothing was signed",
+        advice=f"read it again: approvalgate status {ref}, then decide with the pin it prints",
+    )
+
+
+def check_pin(text: str | None) -> str | None:
+    """``--expect`` as given: a pin (:data:`_queue.PIN_CHARS` lowercase hex digits)."""
+    import re
+
+    from approvalgate.approvals.errors import UsageError
+    from approvalgate.commands._queue import PIN_CHARS
+
+    if text is None:
+        return None
+    pin = text.strip().lower()
+    if not re.fullmatch(f"[0-9a-f]{{{PIN_CHARS}}}", pin):
+        raise UsageError(
+            f"--expect {text!r} is not a pin ({PIN_CHARS} hex digits)",
+            advice="approvalgate status NS/NAME prints the pin of the request it shows",
+        )
+    return pin
+
+
+def add_expect(parser: argparse.ArgumentParser) -> None:
+    """--expect PIN: decide only on the request as it was read."""
+    parser.add_argument(
+        "--expect",
+        metavar="PIN",
+        help="with --request: the pin `approvalgate status` printed for the request you "
+        "read; a request made again under the name, or whose content changed since, is "
+        "refused (nothing signed). Approving without a terminal needs it; on a terminal "
+        "without it the request is shown and you are asked",
+    )
+
+
 def _request_content(
-    client: Any, run: Any, decision: str, bundle: Any, ref: str, say: Callable[[str], None]
+    run: Any,
+    decision: str,
+    bundle: Any,
+    ref: str,
+    say: Callable[[str], None],
+    read: list[dict[str, Any]],
+    unread: ApprovalgateError | None,
 ) -> tuple[dict[str, str], list[dict[str, Any]]]:
     """What an approval of request ``ref``'s run binds: the referenced ImplementationSpecs
-    and Agent, and the AgentProvider the Agent names, as the cluster has them now, and the
-    objects read (to show them).
+    and Agent, and the AgentProvider the Agent names, as ``read`` from the cluster (once,
+    for the pin too; ``unread``: the error that stopped the reading), and the objects read
+    (to show them).
 
     With ``--bundle`` its setting decides: where it binds, an object that cannot be read is
     an error (nothing signed). Without it the environment's setting is unknown here: what
@@ -1070,7 +1244,8 @@ def _request_content(
     )
     view = StaticView()
     try:
-        read = _content.read_cluster(client, [(run.namespace, key) for key in refs])
+        if unread is not None:
+            raise unread
         view = StaticView.build(objects=read)
         if bundle is not None:
             return _content.bind(refs, run.namespace, view, what, "the cluster", advice), read

@@ -165,7 +165,9 @@ def run(args: argparse.Namespace) -> int:
         )
         if not args.dry_run:
             print(
-                f"  approvers: approvalgate approve --request {ref} --key KEY --approver NAME\n"
+                f"  approvers: approvalgate status {ref} (the run, its content and a pin), "
+                f"then approvalgate approve --request {ref} --expect PIN --key KEY "
+                "--approver NAME\n"
                 f"  follow it: approvalgate status {ref}"
             )
     return 0

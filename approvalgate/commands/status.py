@@ -10,6 +10,12 @@ The phase comes from the request's status, which only the approvalgate controlle
   Expired    no quorum in time                Cancelled  the requester cancelled it
   Failed     the run could not be created (the message says why)
 
+Then the run as the request embeds it and every ImplementationSpec, Agent and AgentProvider
+an approval of it binds, whole (every line the requester wrote behind "|"), and a pin: 16
+hex digits naming exactly that. `approvalgate approve --request NS/NAME --expect PIN` signs
+only the request and content the pin names: a request made again under the name, or content
+changed since, is refused, unsigned (-o json: .pin, .shown).
+
 Exit 0 while the request can still succeed or has (New, Pending, Approved, Submitted),
 1 when it cannot (Rejected, Expired, Cancelled, Failed): scripts can wait on it.
 
@@ -36,10 +42,13 @@ import json
 import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from approvalgate.commands._bundle_trust import add_bundle_trust
 from approvalgate.commands._cluster import add_cluster, add_output
+
+if TYPE_CHECKING:
+    from approvalgate.commands.approve import Shown
 
 OBJECT_KINDS = {
     "agentrun": "AgentRun",
@@ -108,6 +117,7 @@ def run(args: argparse.Namespace) -> int:
     )
     with _cluster.connect(args, advice) as client:
         request = _cluster.get_request(client, namespace, name)
+        shown = read_shown(client, request, namespace)
         hidden = ""
         try:
             decisions = list_all(client, APPROVAL_DECISIONS, namespace).items
@@ -117,21 +127,120 @@ def run(args: argparse.Namespace) -> int:
             decisions, hidden = [], exc.message
     item = _queue.summary(request)
     item["decisions"] = _queue.decisions_of(decisions, name, _cluster.CREATED_BY)
+    item["pin"] = shown.pin
+    item["shown"] = shown_json(shown)
     if hidden:
         item["decisionsHidden"] = hidden
         print(f"warning: decisions not shown: {hidden}", file=sys.stderr)
     if args.output == "json":
         print(json.dumps(item, indent=2, sort_keys=True))
     else:
-        print(render(item, now_utc()), end="")
+        print(render(item, now_utc(), shown), end="")
     return 0 if item["phase"] in _queue.OK_PHASES else 1
 
 
-def render(item: Mapping[str, Any], now: Any) -> str:
-    """The text form: one fact per line, then the decisions as a table. What others wrote
-    (reasons, messages) never reaches the terminal as escape codes or bidi controls: such
-    characters are written as ``<U+XXXX>``."""
+def read_shown(client: Any, request: Mapping[str, Any], namespace: str) -> Shown:
+    """Request ``request`` with the content its run references, read now, and its pin:
+    what ``approve|reject|withdraw --request --expect PIN`` checks it against."""
+    from approvalgate.approvals import content
+    from approvalgate.approvals.errors import ApprovalgateError
+    from approvalgate.commands import _content, _queue
+    from approvalgate.commands.approve import Shown
+
+    run = (request.get("spec") or {}).get("run")
+    read: list[dict[str, Any]] = []
+    unread: ApprovalgateError | None
+    try:
+        refs = content.refs(run.get("spec") if isinstance(run, Mapping) else None)
+    except ApprovalgateError as exc:
+        unread = exc
+    else:
+        read, unread = _content.read_refs(client, namespace, refs)
+    return Shown(request, read, unread, _queue.pin(request, read))
+
+
+def shown_json(shown: Shown) -> dict[str, Any]:
+    """What ``status -o json`` says of the run and its content (``shown``), beside its pin."""
+    from approvalgate.approvals.digest import spec_digest
+
+    spec = shown.request.get("spec") or {}
+    return {
+        "run": spec.get("run"),
+        "content": [
+            {
+                "kind": str(obj.get("kind") or ""),
+                "name": str((obj.get("metadata") or {}).get("name") or ""),
+                "specDigest": spec_digest(obj.get("spec") or {}),
+                "spec": obj.get("spec"),
+            }
+            for obj in shown.content
+        ],
+        "contentError": shown.unread.message if shown.unread is not None else "",
+    }
+
+
+def shown_text(shown: Shown) -> str:
+    """The run as the request embeds it and the content it references, every line of
+    them behind ``|`` (nothing the requester wrote reads as a line of ours), then the pin
+    and how to use it. Hidden characters are written as ``<U+XXXX>``; nothing is cut."""
+    from approvalgate.approvals.digest import spec_digest
+    from approvalgate.commands._queue import one_line
+
+    meta = shown.request.get("metadata") or {}
+    spec = shown.request.get("spec") or {}
+    ref = f"{meta.get('namespace', '')}/{meta.get('name', '')}"
+    run = spec.get("run") if isinstance(spec.get("run"), Mapping) else {}
+    digest = spec_digest((run or {}).get("spec") or {})
+    claimed = one_line(str(spec.get("specDigest") or "(none)"))
+    lines = [
+        f"ApprovalRequest {one_line(ref)} (uid {one_line(str(meta.get('uid') or '?'))}), "
+        f"for environment {one_line(str(spec.get('environment') or '-'))}, requested by "
+        f"{one_line(str(spec.get('requester') or '-'))}",
+        f"  the run an approval signs (spec sha256:{digest}):",
+        *quoted(spec.get("run")),
+    ]
+    if claimed != digest:
+        lines.append(
+            f"  its spec.specDigest {claimed} is not the digest of this run: approve refuses it"
+        )
+    for obj in shown.content:
+        kind = one_line(str(obj.get("kind") or ""))
+        name = one_line(str((obj.get("metadata") or {}).get("name") or ""))
+        lines.append(
+            f"  it binds {kind} {one_line(str(meta.get('namespace') or ''))}/{name} spec "
+            f"sha256:{spec_digest(obj.get('spec') or {})}:"
+        )
+        lines.extend(quoted(obj.get("spec")))
+    if shown.unread is not None:
+        lines.append(f"  its content could not be read: {one_line(shown.unread.message)}")
+    lines.append(f"  pin:           {shown.pin}")
+    return "\n".join(lines) + "\n"
+
+
+def quoted(value: object) -> list[str]:
+    """``value`` as YAML (text of several lines as a block, line for line), each line
+    behind ``    | ``, hidden characters escaped."""
+    import yaml
+
     from approvalgate.approvals.hidden_text import escaped
+
+    class Dumper(yaml.SafeDumper):
+        pass
+
+    def text(dumper: yaml.SafeDumper, data: str) -> yaml.ScalarNode:
+        style = "|" if "\n" in data else None
+        return dumper.represent_scalar("tag:yaml.org,2002:str", data, style=style)
+
+    Dumper.add_representer(str, text)
+    dumped = yaml.dump(value, Dumper=Dumper, sort_keys=False, allow_unicode=True, width=100)
+    return [f"    | {escaped(line)}" for line in dumped.splitlines()]
+
+
+def render(item: Mapping[str, Any], now: Any, shown: Shown | None = None) -> str:
+    """The text form: one fact per line, then the decisions as a table, then (``shown``)
+    the run and the content an approval signs, and the pin. What others wrote (reasons,
+    messages) never reaches the terminal as escape codes, bidi controls or line breaks:
+    such characters are written as ``<U+XXXX>``."""
     from approvalgate.commands._queue import age, phase_text, table
 
     ref = f"{item['namespace']}/{item['name']}"
@@ -188,21 +297,29 @@ def render(item: Mapping[str, Any], now: Any) -> str:
         lines += ["  " + line for line in table(header, rows).splitlines()]
     else:
         lines.append("decisions: none yet")
+    text = "\n".join(_one_line(line) for line in lines) + "\n"
+    if shown is not None:
+        text += shown_text(shown)
     hint = _next_step(item)
-    if hint:
-        lines.append(hint)
-    return escaped("\n".join(lines) + "\n")
+    return text + (_one_line(hint) + "\n" if hint else "")
+
+
+def _one_line(line: str) -> str:
+    from approvalgate.commands._queue import one_line
+
+    return one_line(line)
 
 
 def _next_step(item: Mapping[str, Any]) -> str:
     ref = f"{item['namespace']}/{item['name']}"
+    pin = f" --expect {item['pin']}" if item.get("pin") else ""
     if not item["phase"] and not item["cancelled"]:
         return (
             "next: the approvalgate controller has not evaluated it yet (is it running?); "
-            f"approvers can already decide: approvalgate approve --request {ref}"
+            f"approvers can already decide: approvalgate approve --request {ref}{pin}"
         )
     if item["phase"] == "Pending":
-        return f"next: approvalgate approve --request {ref} --key KEY --approver NAME"
+        return f"next: approvalgate approve --request {ref}{pin} --key KEY --approver NAME"
     if item["phase"] == "Failed":
         return (
             "next: fix what the message says, then request again (docs/queue.md, "

@@ -109,10 +109,13 @@ def decide(
 
 @dataclass(frozen=True)
 class Seen:
-    """The request a page showed when its button was clicked: its uid and spec digest."""
+    """The request a page showed when its button was clicked: its uid and spec digest, and
+    its pin (``commands._queue.pin``: the request and the content its run references, as
+    the page showed them; "" from a form without one)."""
 
     uid: str
     digest: str
+    pin: str = ""
 
 
 def decide_filed(
@@ -162,7 +165,14 @@ def decide_filed(
         bundle=me.bundle,
         bundle_file=me.bundle_path or "--bundle",
         request=request,
+        expect=_pinned(seen),
     )
+
+
+def _pinned(seen: Seen | None) -> str | None:
+    """The pin a click names, checked by ``file_decision`` against the request and its
+    content as read to be signed (content changed since the page showed it is refused)."""
+    return seen.pin if seen is not None and seen.pin else None
 
 
 def _same_request(item: Mapping[str, Any], seen: Seen) -> None:

@@ -326,9 +326,11 @@ async def decide(request: web.Request) -> web.StreamResponse:
             status=400,
         )
     assert isinstance(decision, str)
-    uid, digest = form.get("uid", ""), form.get("digest", "")
+    uid, digest, pin = form.get("uid", ""), form.get("digest", ""), form.get("pin", "")
     seen = actions.Seen(
-        uid if isinstance(uid, str) else "", digest if isinstance(digest, str) else ""
+        uid if isinstance(uid, str) else "",
+        digest if isinstance(digest, str) else "",
+        pin if isinstance(pin, str) else "",
     )
     try:
         message = await asyncio.to_thread(

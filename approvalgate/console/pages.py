@@ -363,6 +363,8 @@ def request_context(
         "expires_in": _queue.age(item["expiresAt"], moment) if item["expiresAt"] else "",
         "run_yaml": to_yaml(_as_created(obj)),
         "content": content,
+        # the request and the content shown here: a click signs only for them
+        "pin": _queue.pin(obj, held),
         "policies": policies_context(obj, me.bundle),
         "decisions": decisions,
         "timeline": timeline(client, obj, moment),

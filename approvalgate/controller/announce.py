@@ -124,7 +124,10 @@ def needs_you(request: Mapping[str, Any], status: Mapping[str, Any]) -> dict[str
         text += f" Reason: {reason}"
     name = (request.get("metadata") or {}).get("name")
     namespace = (request.get("metadata") or {}).get("namespace")
-    text += f" Run `approvalgate approve --request {namespace}/{name} --key KEY`."
+    text += (
+        f" Read it with `approvalgate status {namespace}/{name}` (it prints a pin), then run "
+        f"`approvalgate approve --request {namespace}/{name} --expect PIN --key KEY`."
+    )
     return {"text": text}
 
 

@@ -566,7 +566,9 @@ class Gate:
     # --- actions -------------------------------------------------------------------------
 
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        done = subprocess.run([*CLI, *args], capture_output=True, text=True, cwd=self.work)
+        done = subprocess.run(  # no terminal: approve never asks
+            [*CLI, *args], stdin=subprocess.DEVNULL, capture_output=True, text=True, cwd=self.work
+        )
         if check and done.returncode != 0:
             raise AssertionError(f"approvalgate {' '.join(args)}: {done.stdout}{done.stderr}")
         return done

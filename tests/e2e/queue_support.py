@@ -64,6 +64,7 @@ class People:
         """``approvalgate ARGS --kubeconfig <user's>`` as a process (not checked)."""
         return subprocess.run(
             [*CLI, *args, "--kubeconfig", str(self.gate.plane.kubeconfig(user))],
+            stdin=subprocess.DEVNULL,  # no terminal: approvals name the pin they read
             capture_output=True,
             text=True,
             cwd=self.gate.work,
@@ -120,7 +121,11 @@ class People:
         check: bool = True,
     ) -> subprocess.CompletedProcess[str]:
         """``approvalgate approve|reject|withdraw --request agents/NAME`` signed with
-        ``approver``'s key, filed as ``user`` (the approver by default)."""
+        ``approver``'s key, filed as ``user`` (the approver by default). An approval names
+        the pin ``status`` showed ``user`` just before (no terminal here), unless ``extra``
+        does."""
+        if command == "approve" and "--expect" not in extra:
+            extra = ("--expect", self.pin(name, user or approver), *extra)
         args = (
             command,
             "--request",
@@ -132,6 +137,13 @@ class People:
             *extra,
         )
         return (self.ok if check else self.run)(user or approver, *args)
+
+    def pin(self, name: str, user: str) -> str:
+        """The pin ``approvalgate status agents/NAME`` shows ``user``."""
+        done = self.run(user, "status", f"{ENFORCED}/{name}", "-o", "json")
+        assert done.returncode in (0, 1), done.stderr
+        pin: str = json.loads(done.stdout)["pin"]
+        return pin
 
     def approve(self, name: str, *approvers: str) -> None:
         for approver in approvers:

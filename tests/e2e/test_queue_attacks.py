@@ -284,6 +284,45 @@ def test_a_requester_cannot_have_the_garbage_collector_delete_a_request(
     assert stored is not None and not stored["metadata"].get("ownerReferences")
 
 
+def test_a_request_made_again_between_status_and_approve_is_not_signed(
+    gate: Gate, people: People
+) -> None:
+    """alice reads a request with `approvalgate status`; it is deleted (whoever may: a queue
+    admin) and made again under its name for another run. `approve --request NAME` used to
+    sign it as it was then, a run she never read. Her command names the pin status printed:
+    the new request has another one and nothing is signed, for an approval or a reject;
+    without a terminal an approval needs the pin at all."""
+    name = unique("qa-swap")
+    people.request(name, task="Update onboarding flow")
+    pin = people.pin(name, "alice")
+    done = gate.kubectl("admin", "delete", "approvalrequest", name, "-n", ENFORCED)
+    assert done.returncode == 0, done.stderr
+    people.request(name, task="Drop the customer tables")
+    ref = f"{ENFORCED}/{name}"
+    for command, extra in (("approve", ()), ("reject", ("--reason", "not this one"))):
+        refused = people.decide(command, "alice", name, "--expect", pin, *extra, check=False)
+        assert refused.returncode == 1, refused.stdout + refused.stderr
+        assert refused.stderr.startswith(
+            f"error: ApprovalRequest {ref} is not as you read it: you were shown pin {pin}, it "
+            "has pin "
+        ), refused.stderr
+        assert "deleted and made again" in refused.stderr and "nothing was signed" in refused.stderr
+    blind = people.run(
+        "alice",
+        *("approve", "--request", ref, "--key", str(gate.keys / "alice.key")),
+        *("--approver", "alice"),
+    )
+    assert blind.returncode == 2, blind.stdout + blind.stderr
+    assert "approve --request needs --expect PIN when not run on a terminal" in blind.stderr
+    assert decisions_of(gate, name) == []
+    # read again, the pin names the request as it is now: that one is signed
+    people.decide("approve", "alice", name)
+    [filed] = decisions_of(gate, name)
+    stored = get(gate, "approvalrequests", name) or {}
+    (record,), _ = records.parse_annotation(json.dumps([filed["spec"]["record"]]))
+    assert record.claim.digest == stored["spec"]["specDigest"]
+
+
 def test_an_admitted_run_cannot_be_given_another_approved_spec(gate: Gate) -> None:
     """Approvals of a second spec for the same name, brought in by an UPDATE, would admit
     the run unrecorded (its ApprovalUse lists what it was created with, once), and then a new

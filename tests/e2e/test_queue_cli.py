@@ -87,25 +87,34 @@ class Queue:
         out, err = capsys.readouterr()
         return code, out, err
 
-    def run_file(self, name: str, *, generate: bool = False, task: str = "report") -> Path:
+    def run_file(
+        self,
+        name: str,
+        *,
+        generate: bool = False,
+        task: str = "report",
+        impl: str = "codex-impl-sample",
+    ) -> Path:
         meta = f"  generateName: {name}-\n" if generate else f"  name: {name}\n"
         path = self.work / f"{name}.yaml"
         path.write_text(
             "apiVersion: agents.proompteng.ai/v1alpha1\nkind: AgentRun\nmetadata:\n"
             f"{meta}  namespace: {self.namespace}\n  labels:\n    team: finance\n"
             "spec:\n  agentRef:\n    name: codex-agent\n"
-            "  implementationSpecRef:\n    name: codex-impl-sample\n"
+            f"  implementationSpecRef:\n    name: {impl}\n"
             "  runtime:\n    type: workflow\n"
             f"  parameters:\n    task: '{task}'\n"
         )
         return path
 
-    def request(self, capsys: pytest.CaptureFixture[str], name: str) -> dict[str, Any]:
+    def request(
+        self, capsys: pytest.CaptureFixture[str], name: str, impl: str = "codex-impl-sample"
+    ) -> dict[str, Any]:
         code, out, err = self.cli(
             capsys,
             "requester",
             "request",
-            str(self.run_file(name)),
+            str(self.run_file(name, impl=impl)),
             "--env",
             ENV,
             "--reason",
@@ -120,18 +129,30 @@ class Queue:
     def decide(
         self, capsys: pytest.CaptureFixture[str], command: str, user: str, name: str, *extra: str
     ) -> tuple[int, str, str]:
+        """``approvalgate COMMAND --request NS/NAME`` as ``user``; an approval names the pin
+        ``status`` showed ``user`` just before (no terminal here), unless ``extra`` does."""
+        ref = f"{self.namespace}/{name}"
+        if command == "approve" and "--expect" not in extra:
+            extra = ("--expect", self.pin(capsys, user, name), *extra)
         return self.cli(
             capsys,
             user,
             command,
             "--request",
-            f"{self.namespace}/{name}",
+            ref,
             "--key",
             str(self.keys / f"{user}.key"),
             "--approver",
             user,
             *extra,
         )
+
+    def pin(self, capsys: pytest.CaptureFixture[str], user: str, name: str) -> str:
+        """The pin ``approvalgate status`` shows ``user`` for request ``name``."""
+        code, out, err = self.cli(capsys, user, "status", f"{self.namespace}/{name}", "-o", "json")
+        assert code in (0, 1), err
+        pin: str = json.loads(out)["pin"]
+        return pin
 
     def kubectl_json(self, *args: str) -> Any:
         done = self.plane.kubectl("admin", *args, "-n", self.namespace, "-o", "json")
@@ -267,7 +288,10 @@ def test_request_pending_watch_approve_twice_status(
         ref = f"{q.namespace}/{name}"
         assert out.startswith(f"created ApprovalRequest {ref}: AgentRun spec sha256:")
         assert "requested by requester" in out
-        assert f"approvalgate approve --request {ref} --key KEY --approver NAME" in out
+        assert (
+            f"  approvers: approvalgate status {ref} (the run, its content and a pin), then "
+            f"approvalgate approve --request {ref} --expect PIN --key KEY --approver NAME\n"
+        ) in out
         stored = q.kubectl_json("get", f"approvalrequests.{GROUP}", name)
         spec = stored["spec"]
         assert spec["requester"] == "requester"
@@ -460,6 +484,43 @@ def test_withdraw_follows_the_approval(q: Queue, capsys: pytest.CaptureFixture[s
     assert code == 0
     assert json.loads(out)["phase"] == ""  # no controller ran: not evaluated yet
     assert [d["decision"] for d in json.loads(out)["decisions"]] == ["approve", "withdraw"]
+
+
+def test_status_shows_what_approve_signs_and_content_changed_since_is_not_signed(
+    q: Queue, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """status shows the run and the ImplementationSpec it runs, whole (a long text's tail
+    too), with a pin. The text is rewritten after alice read it (no run uses it yet, so its
+    writer may): `approve --expect PIN` refuses, where it used to bind the new text."""
+    impl = "impl-long"
+    text = "".join(f"step {n}: tidy the report\n" for n in range(1, 30)) + "last: push the branch"
+    spec = {"apiVersion": "agents.proompteng.ai/v1alpha1", "kind": "ImplementationSpec"}
+    obj = {**spec, "metadata": {"name": impl}, "spec": {"text": text}}
+    q.plane.kubectl("admin", "apply", "-n", q.namespace, "-f", "-", input=json.dumps(obj))
+    q.request(capsys, "read-then-sign", impl=impl)
+    ref = f"{q.namespace}/read-then-sign"
+    code, out, err = q.cli(capsys, "alice", "status", ref)
+    assert code == 0, err
+    pin = q.pin(capsys, "alice", "read-then-sign")
+    assert f"  pin:           {pin}\n" in out
+    assert f"  it binds ImplementationSpec {q.namespace}/{impl} spec sha256:" in out
+    assert "    |   step 29: tidy the report\n    |   last: push the branch\n" in out
+    assert "    |     team: finance\n" in out  # the run's labels, as the request embeds them
+    assert out.endswith(f"approvalgate approve --request {ref} --expect {pin}\n")  # next:
+
+    obj["spec"] = {"text": text + "\nthen force-push to main"}
+    q.plane.kubectl("admin", "apply", "-n", q.namespace, "-f", "-", input=json.dumps(obj))
+    code, _, err = q.decide(capsys, "approve", "alice", "read-then-sign", "--expect", pin)
+    assert code == 1
+    assert f"error: ApprovalRequest {ref} is not as you read it: you were shown pin {pin}" in err
+    assert "the content its run references changed; nothing was signed" in err
+    assert q.decisions("read-then-sign") == []
+    code, _, err = q.decide(capsys, "approve", "alice", "read-then-sign")  # read again
+    assert code == 0, err
+    [filed] = q.decisions("read-then-sign")
+    (record,), _ = records.parse_annotation(json.dumps([filed["spec"]["record"]]))
+    stored = q.kubectl_json("get", "implementationspecs.agents.proompteng.ai", impl)
+    assert record.claim.references[f"ImplementationSpec/{impl}"] == content.digest(stored)
 
 
 def test_cancel_by_the_requester_only(q: Queue, capsys: pytest.CaptureFixture[str]) -> None:

@@ -16,6 +16,7 @@ import pytest
 
 import approvalgate.console
 from approvalgate.approvals.bundle import parse_bundle_text
+from approvalgate.commands import _queue
 from approvalgate.console import pages
 from tests.support import console_fakes as fakes
 from tests.support.corpus import BASE, compile_case_bundle
@@ -217,6 +218,12 @@ def test_each_button_names_the_request_the_page_shows() -> None:
     assert uid and digest
     assert html.count(f'<input type="hidden" name="uid" value="{uid}">') == 3
     assert html.count(f'<input type="hidden" name="digest" value="{digest}">') == 3
+    # and the pin of the request with the content the page shows: content rewritten after
+    # the page was read is not signed (file_decision compares the pin, as --expect does)
+    pin = _queue.pin(request, [fakes.IMPLEMENTATION_SPEC, fakes.AGENT])
+    assert html.count(f'<input type="hidden" name="pin" value="{pin}">') == 3
+    changed = {**fakes.IMPLEMENTATION_SPEC, "spec": {"text": "push to main"}}
+    assert _queue.pin(request, [changed, fakes.AGENT]) != pin
 
 
 def test_refusals_are_shown_before_any_click() -> None:
