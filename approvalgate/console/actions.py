@@ -111,7 +111,8 @@ def decide(
 class Seen:
     """The request a page showed when its button was clicked: its uid and spec digest, and
     its pin (``commands._queue.pin``: the request and the content its run references, as
-    the page showed them; "" from a form without one)."""
+    the page showed them; "" from a form without one, which may reject or withdraw but not
+    approve, as the CLI without a terminal needs ``--expect``)."""
 
     uid: str
     digest: str
@@ -148,6 +149,14 @@ def decide_filed(
     item = _queue.summary(request)
     if seen is not None:
         _same_request(item, seen)
+        if decision == "approve" and not seen.pin:
+            raise Refused(
+                f"this page of ApprovalRequest {_ref(item)} carries no pin of what it showed "
+                "(it was loaded before an upgrade, or the form was made elsewhere): an "
+                "approval signs only what was read; nothing was filed",
+                advice="reload the request's page, read it, then approve",
+                status=409,
+            )
     if decision == "withdraw":
         item["decisions"] = _decisions(client, namespace, name)
     refused = _refusal(item, me, decision)

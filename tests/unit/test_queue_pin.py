@@ -453,3 +453,17 @@ def test_the_console_does_not_sign_content_changed_since_its_page_showed_it(
         with pytest.raises(ApprovalgateError, match="is not as you read it"):
             decide(cluster, who, NS, NAME, button, "x", seen=seen)  # type: ignore[arg-type]
     assert cluster.created == []
+
+
+def test_the_console_does_not_approve_from_a_form_without_a_pin(cluster: Cluster) -> None:
+    """A page loaded before the forms carried the pin (or a form made elsewhere) names the
+    request but not the content it showed: approving from it could sign content rewritten
+    since. It is refused, as the CLI without a terminal refuses an approval without
+    ``--expect``; rejecting needs no pin."""
+    shown = request()
+    seen = Seen("uid-1", shown["spec"]["specDigest"])
+    who = Me(user="alice", approver="alice", signer=object())  # type: ignore[arg-type]
+    with pytest.raises(ApprovalgateError, match="carries no pin of what it showed") as caught:
+        decide(cluster, who, NS, NAME, "approve", "x", seen=seen)  # type: ignore[arg-type]
+    assert getattr(caught.value, "status", None) == 409
+    assert cluster.created == []
