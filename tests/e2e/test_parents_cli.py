@@ -68,6 +68,18 @@ class World:
     def approve(
         self, capsys: pytest.CaptureFixture[str], user: str, path: Path, *extra: str
     ) -> tuple[int, str, str]:
+        """``approve PATH --cluster`` as a script does it (no terminal): read what it would
+        sign with --dry-run, then sign with the pin printed (the dry run's answer when it
+        fails)."""
+        read = self.approve_args(capsys, user, path, *extra, "--dry-run")
+        if read[0] != 0:
+            return read
+        pin = read[1].splitlines()[-1].removeprefix("pin: ")
+        return self.approve_args(capsys, user, path, *extra, "--expect", pin)
+
+    def approve_args(
+        self, capsys: pytest.CaptureFixture[str], user: str, path: Path, *extra: str
+    ) -> tuple[int, str, str]:
         return self.cli(
             capsys,
             user,
@@ -361,7 +373,7 @@ def test_approve_cluster_errors_name_what_is_missing(
     code, _, err = world.cli(
         capsys,
         "mallory",
-        *("approve", str(path), "--cluster", "--env", ENV),
+        *("approve", str(path), "--cluster", "--env", ENV, "--dry-run"),
         *("--key", str(world.work / "keys" / "alice.key"), "--approver", "alice"),
     )
     assert code == 1
@@ -390,6 +402,67 @@ spec:
     assert err.startswith(
         f"error: Schedule {ns}/orphan references ImplementationSpec {ns}/not-there, not found "
         "in the cluster:"
+    )
+
+
+def test_content_rewritten_between_the_dry_run_and_approve_is_not_signed(
+    world: World, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A script approving a Schedule with --cluster reads what it would sign (--dry-run: the
+    run template made from the target, the task text, whole, and the pin); the requester
+    (who may edit ImplementationSpecs) rewrites the task text before the script signs: the
+    pin no longer matches, nothing is signed. Without --expect nothing is signed either."""
+    ns = world.namespace
+    world.apply(
+        """\
+apiVersion: agents.proompteng.ai/v1alpha1
+kind: ImplementationSpec
+metadata:
+  name: task-pinned
+spec:
+  summary: The weekly report
+  text: |
+    Write the weekly report.
+---
+apiVersion: agents.proompteng.ai/v1alpha1
+kind: AgentRun
+metadata:
+  name: weekly-target
+spec:
+  agentRef:
+    name: codex-agent
+  implementationSpecRef:
+    name: task-pinned
+  runtime:
+    type: job
+"""
+    )
+    path = world.file("weekly.yaml", schedule(ns, "weekly", "weekly-target"))
+    before = path.read_text()
+    code, _, err = world.approve_args(capsys, "alice", path)
+    assert code == 2 and "--cluster needs --expect PIN when not run on a terminal" in err
+    code, out, err = world.approve_args(capsys, "alice", path, "--dry-run")
+    assert code == 0, err
+    assert f"Schedule {ns}/weekly coverage sha256:" in out
+    assert f"  it binds ImplementationSpec {ns}/task-pinned spec sha256:" in out
+    assert "    |   Write the weekly report.\n" in out
+    pin = out.splitlines()[-1].removeprefix("pin: ")
+    world.plane.kubectl(
+        "admin",
+        *("patch", "implementationspecs.agents.proompteng.ai", "task-pinned", "-n", ns),
+        *("--type=merge", "-p", json.dumps({"spec": {"text": "Delete the finance data."}})),
+    )
+    code, _, err = world.approve_args(capsys, "alice", path, "--expect", pin)
+    assert code == 1, err
+    assert f"error: {path} and what it binds in the cluster are not as you read them" in err
+    assert path.read_text() == before
+    # read again: what is signed is what was read then
+    code, out, err = world.approve(capsys, "alice", path)
+    assert code == 0, err
+    (statement,) = statements(yaml.safe_load(path.read_text()))
+    rewritten = world.get("implementationspecs.agents.proompteng.ai", "task-pinned")
+    assert statement["predicate"]["references"]["ImplementationSpec/task-pinned"] == (
+        content.digest(rewritten)
     )
 
 
