@@ -87,6 +87,16 @@ examples (parents, content):
       --target verify=verify-run.yaml --content impl.yaml --env prod --key alice.key \\
       --approver alice --in-place
 
+--cluster reads the cluster when it signs: on a terminal what it read is shown whole and you
+are asked; without a terminal an approval (or bypass) needs --expect PIN, the pin the same
+command prints with --dry-run (which reads as signing would, prints what the records would
+bind and the pin last, and signs and writes nothing). Content, a target or the file
+changed since is refused and nothing is signed:
+  approvalgate approve schedule.yaml --cluster --env prod --key alice.key \\
+      --approver alice --dry-run                  # read it; the last line is the pin
+  approvalgate approve schedule.yaml --cluster --env prod --key alice.key \\
+      --approver alice --in-place --expect 3f9a0c2e71d4b865
+
 examples (a request in the cluster):
   approvalgate status agents/nightly-report     # read it; it prints the pin
   approvalgate approve --request agents/nightly-report --expect 7765fb419df1382f \\
