@@ -513,6 +513,54 @@ def test_a_schedule_target_changed_after_the_dry_run_is_not_signed(
     assert cli(capsys, *argv, "--expect", pin)[0] == 1
 
 
+def test_an_orchestration_rewritten_after_the_dry_run_is_not_signed(
+    cluster: Cluster,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Any,
+) -> None:
+    """An OrchestrationRun is approved for the AgentRun steps of the Orchestration read from
+    the cluster: a step added after the dry run gives another coverage, another pin."""
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))
+    step = {
+        "name": "build",
+        "kind": "AgentRun",
+        "agentRef": {"name": "codex-agent"},
+        "implementationSpecRef": {"name": "codex-impl-sample"},
+    }
+    orchestration = {
+        "apiVersion": "orchestration.proompteng.ai/v1alpha1",
+        "kind": "Orchestration",
+        "metadata": {"name": "release", "namespace": NS},
+        "spec": {"steps": [step]},
+    }
+    cluster.objects["orchestrations/release"] = orchestration
+    manifest = tmp_path / "release-1.yaml"
+    manifest.write_text(
+        json.dumps(
+            {
+                "apiVersion": "orchestration.proompteng.ai/v1alpha1",
+                "kind": "OrchestrationRun",
+                "metadata": {"name": "release-1", "namespace": NS},
+                "spec": {"orchestrationRef": {"name": "release"}},
+            }
+        )
+    )
+    argv = ("approve", str(manifest), "--env", "prod", "--cluster", "--in-place", *KEY)
+    pin = dry_run_pin(capsys, *argv)
+    added = {**step, "name": "publish", "parameters": {"task": "push the tags"}}
+    cluster.objects["orchestrations/release"] = {
+        **orchestration,
+        "spec": {"steps": [step, added]},
+    }
+    code, _, err = cli(capsys, *argv, "--expect", pin)
+    assert code == 1 and "are not as you read them" in err, err
+    assert "approvals.proompteng.ai" not in manifest.read_text()
+    again = dry_run_pin(capsys, *argv)
+    assert cli(capsys, *argv, "--expect", again)[0] == 0
+    assert "approvals.proompteng.ai/approvals" in manifest.read_text()
+
+
 PIN0 = "0" * 16
 
 
