@@ -1439,7 +1439,7 @@ def _decide_on_run(args: argparse.Namespace, decision: str) -> int:
     )
     created_all: list[dict[str, Any]] = []
     with _cluster.connect(args, advice) as client:
-        decided += [_parent_decided(p, client, bundle, decision) for p in found]
+        decided += [d for p in found for d in _parent_decided(p, client, bundle, decision)]
         ttls = {id(d): ttl_seconds(args.ttl, d.cap) for d in decided}  # all checked first
         me = _cluster.whoami(client)
         for item in decided:
@@ -1475,9 +1475,15 @@ def _decide_on_run(args: argparse.Namespace, decision: str) -> int:
     return 0
 
 
-def _parent_decided(parent: Any, client: Any, bundle: Any, decision: str) -> _Decided:
-    """A parent of a --run manifest as a decision names it: its coverage as the file has it
-    (an OrchestrationRun's Orchestration read from the cluster)."""
+def _parent_decided(parent: Any, client: Any, bundle: Any, decision: str) -> list[_Decided]:
+    """A parent of a --run manifest as decisions name it: its coverage as the file has it
+    (an OrchestrationRun's Orchestration read from the cluster) and, for an
+    OrchestrationRun, each other coverage the approvals on the file were signed for: a
+    reject or withdrawal counts only for the coverage it names, and the Orchestration read
+    now may not be the one approved (rewritten since, or meanwhile and put back after)."""
+    import dataclasses
+
+    from approvalgate.approvals import records
     from approvalgate.approvals.errors import ApprovalgateError
     from approvalgate.approvals.view import StaticView
     from approvalgate.commands import _parents
@@ -1494,9 +1500,27 @@ def _parent_decided(parent: Any, client: Any, bundle: Any, decision: str) -> _De
             "`approvalgate approve` writes it)",
         )
     cap = _parents.policies_cap(_parents.policies_of(parent, view, bundle), decision)
-    return _Decided(
-        parent.what, parent.namespace, parent.name, covered.subject, covered.digest, cap
+    now = _Decided(parent.what, parent.namespace, parent.name, covered.subject, covered.digest, cap)
+    if parent.kind != "OrchestrationRun" or not parent.envelopes:
+        return [now]
+    signed, _ = records.parse_annotation(records.dump_annotation(parent.envelopes))
+    earlier = sorted(
+        {
+            r.claim.digest
+            for r in signed
+            if r.claim.subject == covered.subject
+            and r.claim.decision in ("approve", "bypass")
+            and r.claim.digest != covered.digest
+        }
     )
+    for digest in earlier:
+        print(
+            f"note: {parent.what}: its Orchestration in the cluster (coverage "
+            f"sha256:{covered.digest}) is not the one the approvals on {parent.source.display} "
+            f"were signed for (coverage sha256:{digest}): the {decision} is filed for both",
+            file=sys.stderr,
+        )
+    return [now, *(dataclasses.replace(now, digest=digest) for digest in earlier)]
 
 
 def _request_run(request: dict[str, Any], namespace: str, ref: str) -> Any:

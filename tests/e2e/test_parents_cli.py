@@ -566,6 +566,78 @@ spec:
     assert f"  chain:   OrchestrationRun {ns}/release-1 <- approval (1 of 2: alice)" in out
 
 
+def test_a_withdrawal_reaches_the_orchestration_that_was_approved(
+    world: World, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`withdraw --run` of an OrchestrationRun reads its Orchestration from the cluster: the
+    requester rewrites it while the approver withdraws, and puts it back after. The
+    withdrawal named only the coverage read then, so the approval of the original came back
+    with it; it now names the coverage the file's approval was signed for too."""
+    ns = world.namespace
+    steps = [
+        {
+            "name": "build",
+            "kind": "AgentRun",
+            "agentRef": {"name": "codex-agent"},
+            "with": {"implementationSpecRef": "task-a", "target": "prod"},
+        }
+    ]
+    world.apply(
+        json.dumps(
+            {
+                "apiVersion": "orchestration.proompteng.ai/v1alpha1",
+                "kind": "Orchestration",
+                "metadata": {"name": "rollout", "namespace": ns},
+                "spec": {"steps": steps},
+            }
+        )
+    )
+    path = world.file(
+        "rollout-1.yaml",
+        f"""\
+apiVersion: orchestration.proompteng.ai/v1alpha1
+kind: OrchestrationRun
+metadata:
+  name: rollout-1
+  namespace: {ns}
+spec:
+  orchestrationRef:
+    name: rollout
+""",
+    )
+    for user in ("alice", "bob"):
+        code, _, err = world.approve(capsys, user, path)
+        assert code == 0, err
+    world.apply(path.read_text())
+
+    def approval() -> str:
+        ref = f"orchestrationrun/{ns}/rollout-1"
+        _, out, _ = world.cli(capsys, "alice", "status", ref, *world.policies(), "-o", "json")
+        found: str = json.loads(out)["approval"]
+        return found
+
+    assert approval() == "approval (2 of 2: alice, bob)"
+
+    def patch(new_steps: list[dict[str, Any]]) -> None:
+        world.plane.kubectl(
+            "admin",
+            *("patch", "orchestrations.orchestration.proompteng.ai", "rollout", "-n", ns),
+            *("--type=merge", "-p", json.dumps({"spec": {"steps": new_steps}})),
+        )
+
+    patch([{**steps[0], "name": "build-and-push"}])
+    code, _, err = world.cli(
+        capsys,
+        "alice",
+        *("withdraw", "--run", str(path), "--env", ENV),
+        *("--key", str(world.work / "keys" / "alice.key"), "--approver", "alice"),
+    )
+    assert code == 0, err
+    patch(steps)
+    assert approval() == "approval (1 of 2: bob)"
+    assert "the withdraw is filed for both" in err
+
+
 def test_approve_a_swarm_with_its_stage_targets_from_the_cluster(
     world: World, capsys: pytest.CaptureFixture[str]
 ) -> None:

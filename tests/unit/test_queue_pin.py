@@ -561,6 +561,62 @@ def test_an_orchestration_rewritten_after_the_dry_run_is_not_signed(
     assert "approvals.proompteng.ai/approvals" in manifest.read_text()
 
 
+@pytest.mark.parametrize("command", ["withdraw", "reject"])
+def test_taking_back_an_orchestration_run_reaches_the_coverage_that_was_approved(
+    cluster: Cluster,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Any,
+    command: str,
+) -> None:
+    """``withdraw|reject --run`` of an OrchestrationRun read its Orchestration from the
+    cluster and filed a decision for that coverage only: with the Orchestration rewritten
+    meanwhile (and put back after), the decision named another coverage and took back
+    nothing of the approval on the file. It now also names each coverage the file's
+    approvals were signed for."""
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))
+    step = {
+        "name": "build",
+        "kind": "AgentRun",
+        "agentRef": {"name": "codex-agent"},
+        "implementationSpecRef": {"name": "codex-impl-sample"},
+    }
+    orchestration = {
+        "apiVersion": "orchestration.proompteng.ai/v1alpha1",
+        "kind": "Orchestration",
+        "metadata": {"name": "release", "namespace": NS},
+        "spec": {"steps": [step]},
+    }
+    cluster.objects["orchestrations/release"] = orchestration
+    manifest = tmp_path / "release-1.yaml"
+    manifest.write_text(
+        json.dumps(
+            {
+                "apiVersion": "orchestration.proompteng.ai/v1alpha1",
+                "kind": "OrchestrationRun",
+                "metadata": {"name": "release-1", "namespace": NS},
+                "spec": {"orchestrationRef": {"name": "release"}},
+            }
+        )
+    )
+    argv = ("approve", str(manifest), "--env", "prod", "--cluster", "--in-place", *KEY)
+    assert cli(capsys, *argv, "--expect", dry_run_pin(capsys, *argv))[0] == 0
+    approved = __import__("yaml").safe_load(manifest.read_text())
+    [record], _ = records.parse_annotation(approved["metadata"]["annotations"][records.ANNOTATION])
+    renamed = {**step, "name": "publish"}
+    cluster.objects["orchestrations/release"] = {**orchestration, "spec": {"steps": [renamed]}}
+    reason = ("--reason", "not this release")
+    code, out, err = cli(capsys, command, "--run", str(manifest), "--env", "prod", *KEY, *reason)
+    assert code == 0, err
+    filed = [
+        records.parse_annotation(json.dumps([d["spec"]["record"]]))[0][0].claim
+        for d in cluster.created
+    ]
+    assert {c.decision for c in filed} == {command}
+    assert record.claim.digest in {c.digest for c in filed}, out
+    assert len({c.digest for c in filed}) == 2  # and the coverage read now
+
+
 PIN0 = "0" * 16
 
 
