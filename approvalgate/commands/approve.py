@@ -87,6 +87,16 @@ examples (parents, content):
       --target verify=verify-run.yaml --content impl.yaml --env prod --key alice.key \\
       --approver alice --in-place
 
+--cluster reads the cluster when it signs: on a terminal what it read is shown whole and you
+are asked; without a terminal an approval (or bypass) needs --expect PIN, the pin the same
+command prints with --dry-run (which reads as signing would, prints what the records would
+bind and the pin last, and signs and writes nothing). Content, a target or the file
+changed since is refused and nothing is signed:
+  approvalgate approve schedule.yaml --cluster --env prod --key alice.key \\
+      --approver alice --dry-run                  # read it; the last line is the pin
+  approvalgate approve schedule.yaml --cluster --env prod --key alice.key \\
+      --approver alice --in-place --expect 3f9a0c2e71d4b865
+
 examples (a request in the cluster):
   approvalgate status agents/nightly-report     # read it; it prints the pin
   approvalgate approve --request agents/nightly-report --expect 7765fb419df1382f \\
@@ -191,6 +201,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     add_accept_hidden_text(parser)
     add_expect(parser)
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="with MANIFEST --cluster: read the file and the cluster as signing would, print "
+        "what the records would bind (what was read from the cluster whole) and its pin on "
+        "stdout, and sign and write nothing (no key is used); then sign with the same "
+        "arguments and --expect PIN",
+    )
     _add_bound(parser)
     add_cluster(parser)
 
@@ -253,6 +271,11 @@ def run(args: argparse.Namespace) -> int:
     if args.request:
         if args.manifest is not None:
             raise UsageError("give a MANIFEST or --request NS/NAME, not both")
+        if args.dry_run:
+            raise UsageError(
+                "--dry-run is for MANIFEST --cluster",
+                advice=f"approvalgate status {args.request} shows the request and its pin",
+            )
         if args.in_place or args.policies:
             raise UsageError(
                 "--in-place and --policies are for a MANIFEST; with --request the decision "
@@ -274,10 +297,12 @@ def run(args: argparse.Namespace) -> int:
             advice="approvalgate approve run.yaml --env prod --key KEY --approver NAME, or "
             "approvalgate approve --request NS/NAME --key KEY --approver NAME",
         )
-    if args.expect is not None:
+    if (args.expect is not None or args.dry_run) and not args.cluster:
         raise UsageError(
-            "--expect is for --request NS/NAME: the pin of a request as `approvalgate "
-            "status` showed it"
+            f"{'--expect' if args.expect is not None else '--dry-run'} is for --request "
+            "NS/NAME (the pin `approvalgate status` prints) or MANIFEST --cluster (the pin "
+            "`approvalgate approve MANIFEST --cluster --dry-run` prints): files given with "
+            "--content, --target and --orchestration are what you read",
         )
     if (args.kubeconfig is not None or args.context is not None) and not args.cluster:
         raise UsageError("--kubeconfig and --context are for --request NS/NAME or --cluster")
@@ -286,6 +311,20 @@ def run(args: argparse.Namespace) -> int:
             "--cluster reads the content and targets from the cluster: give it, or "
             "--content/--target/--orchestration, not both"
         )
+    if args.cluster:
+        args.expect = check_pin(args.expect)
+        if args.expect is not None and args.dry_run:
+            raise UsageError("--dry-run prints the pin; --expect PIN signs with it: not both")
+        decision = "reject" if args.reject else "bypass" if args.bypass else "approve"
+        if not (args.dry_run or args.expect or decision == "reject" or _interactive()):
+            raise UsageError(
+                f"{decision} {args.manifest} --cluster needs --expect PIN when not run on a "
+                "terminal: the pin of what you read from the cluster, so that nothing else "
+                "is signed (content or a target changed since)",
+                advice=f"approvalgate approve {args.manifest} --cluster --dry-run (with the "
+                "same arguments) shows what it would sign and prints the pin; then the same "
+                "command with --expect PIN",
+            )
     return _approve_file(args)
 
 
@@ -293,7 +332,7 @@ def _approve_file(args: argparse.Namespace) -> int:
     import contextlib
 
     from approvalgate import manifests
-    from approvalgate.approvals.errors import InputError
+    from approvalgate.approvals.errors import ApprovalgateError, InputError
     from approvalgate.approvals.policy import BundleSettings
     from approvalgate.approvals.view import StaticView
     from approvalgate.commands import _cluster, _content, _parents
@@ -316,7 +355,12 @@ def _approve_file(args: argparse.Namespace) -> int:
         environment = required_environment(
             args.env, "approve needs --env NAME: the record must say where it holds"
         )
-    signer = _signer.load(args.key, args.public_key, bundle=bundle, approver=args.approver)
+    dry_run = bool(args.cluster and args.dry_run)
+    signer = (
+        None
+        if dry_run  # signs nothing: no key is used (nor a token's PIN asked)
+        else _signer.load(args.key, args.public_key, bundle=bundle, approver=args.approver)
+    )
     text = manifests.read_manifest(args.manifest)
     display = str(args.manifest)
     documents = load_text(text, display)
@@ -416,9 +460,27 @@ def _approve_file(args: argparse.Namespace) -> int:
                 args.accept_hidden_text,
                 _say,
             )
-    if args.cluster and decision != "reject" and _interactive():
-        # read from the cluster now, not from a file the approver holds: show it, whole
-        _confirm_cluster_reads(display, runs, run_refs, prepared, parent_refs, objects)
+    if args.cluster:
+        # read from the cluster now, not from a file the approver holds: what was read is
+        # shown whole (--dry-run, the terminal's question) and pinned; --expect signs that
+        # reading or nothing
+        shown = _cluster_reads_text(display, runs, run_refs, prepared, parent_refs, objects)
+        pinned = file_pin(text, environment, runs, run_refs, prepared, parent_refs)
+        shown += f"pin: {pinned}\n"
+        if dry_run:
+            sys.stdout.write(shown)
+            return 0
+        if args.expect is not None and args.expect != pinned:
+            raise ApprovalgateError(
+                f"{display} and what it binds in the cluster are not as you read them: you "
+                f"were shown pin {args.expect}, they have pin {pinned} now (content, a target "
+                "or an Orchestration changed in the cluster, or the file changed); nothing "
+                "was signed",
+                advice=f"read it again: approvalgate approve {display} --cluster --dry-run "
+                "(with the same arguments), then sign with the pin it prints",
+            )
+        if args.expect is None and decision != "reject" and _interactive():
+            _confirm(display, shown)
     result = (
         _sign_runs(
             args,
@@ -456,18 +518,18 @@ def _approve_file(args: argparse.Namespace) -> int:
     return 0
 
 
-def _confirm_cluster_reads(
+def _cluster_reads_text(
     display: str,
     runs: Sequence[Any],
     run_refs: Mapping[str, Mapping[str, str]],
     prepared: Sequence[Any],
     parent_refs: Sequence[Mapping[str, str]],
     objects: Sequence[Mapping[str, Any]],
-) -> None:
-    """``approve FILE --cluster`` on a terminal: show on stderr, whole, what the records will
-    bind that was read from the cluster (each bound object's spec, each parent's run
-    templates), and ask; anything but yes signs nothing."""
-    from approvalgate.approvals.errors import ApprovalgateError
+) -> str:
+    """What ``approve FILE --cluster`` shows before signing (``--dry-run``, the terminal's
+    question): the records' subjects and digests and, whole, what they bind that was read
+    from the cluster (each bound object's spec, each parent's run templates), everything
+    read behind ``|``."""
     from approvalgate.commands import _content
     from approvalgate.commands.status import quoted
 
@@ -488,7 +550,50 @@ def _confirm_cluster_reads(
             lines.append(f"  its {_template(key)}:")
             lines.extend(quoted(template))
         bound(refs, item.parent.namespace)
-    sys.stderr.write("\n".join(lines) + "\nsign these? [y/N] ")
+    return "\n".join(lines) + "\n"
+
+
+def file_pin(
+    text: str,
+    environment: str,
+    runs: Sequence[Any],
+    run_refs: Mapping[str, Mapping[str, str]],
+    prepared: Sequence[Any],
+    parent_refs: Sequence[Mapping[str, str]],
+) -> str:
+    """The pin of ``approve FILE --cluster`` as read: the first :data:`_queue.PIN_CHARS` hex
+    digits of the sha256 of the manifest's text, the environment, and each record's subject
+    (a run before it is named), digest (a run's spec, a parent's coverage: its run templates)
+    and the content it binds (``Kind/name`` -> spec sha256). Content, a target or an
+    Orchestration changed in the cluster, or the file changed, give another pin."""
+    import hashlib
+    import json
+
+    from approvalgate.commands._queue import PIN_CHARS
+
+    body = {
+        "pin": "approvalgate approve FILE --cluster",  # never a request's pin
+        "manifest": hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest(),
+        "environment": environment,
+        "runs": [
+            [run.ref, run.digest, dict(sorted((run_refs.get(run.ref) or {}).items()))]
+            for run in runs
+        ],
+        "parents": [
+            [item.parent.what, item.coverage.digest, dict(sorted(refs.items()))]
+            for item, refs in zip(prepared, parent_refs, strict=True)
+        ],
+    }
+    data = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(data.encode("utf-8", "surrogatepass")).hexdigest()[:PIN_CHARS]
+
+
+def _confirm(display: str, shown: str) -> None:
+    """``approve FILE --cluster`` on a terminal without ``--expect``: show ``shown`` on
+    stderr and ask; anything but yes signs nothing."""
+    from approvalgate.approvals.errors import ApprovalgateError
+
+    sys.stderr.write(shown + "sign these? [y/N] ")
     sys.stderr.flush()
     if sys.stdin.readline().strip().lower() not in ("y", "yes"):
         raise ApprovalgateError(
@@ -847,7 +952,7 @@ def add_request_arguments(parser: argparse.ArgumentParser, decision: str) -> Non
     parser.add_argument(
         "--now", metavar="RFC3339", help="sign as of this time (testing, backdating)"
     )
-    add_expect(parser)
+    add_expect(parser, files=False)
     add_cluster(parser)
     parser.add_argument(
         "-o", "--output", choices=("text", "json"), default="text", help="output format"
@@ -1199,15 +1304,23 @@ def check_pin(text: str | None) -> str | None:
     return pin
 
 
-def add_expect(parser: argparse.ArgumentParser) -> None:
-    """--expect PIN: decide only on the request as it was read."""
+def add_expect(parser: argparse.ArgumentParser, *, files: bool = True) -> None:
+    """--expect PIN: decide only on the request (or, with ``files``, the file and the
+    cluster) as it was read."""
     parser.add_argument(
         "--expect",
         metavar="PIN",
         help="with --request: the pin `approvalgate status` printed for the request you "
         "read; a request made again under the name, or whose content changed since, is "
-        "refused (nothing signed). Approving without a terminal needs it; on a terminal "
-        "without it the request is shown and you are asked",
+        "refused (nothing signed)"
+        + (
+            "; with MANIFEST --cluster: the pin --dry-run printed (content, a target or an "
+            "Orchestration changed in the cluster since is refused)"
+            if files
+            else ""
+        )
+        + ". Approving without a terminal needs it; on a terminal without it what would be "
+        "signed is shown and you are asked",
     )
 
 
@@ -1326,7 +1439,7 @@ def _decide_on_run(args: argparse.Namespace, decision: str) -> int:
     )
     created_all: list[dict[str, Any]] = []
     with _cluster.connect(args, advice) as client:
-        decided += [_parent_decided(p, client, bundle, decision) for p in found]
+        decided += [d for p in found for d in _parent_decided(p, client, bundle, decision)]
         ttls = {id(d): ttl_seconds(args.ttl, d.cap) for d in decided}  # all checked first
         me = _cluster.whoami(client)
         for item in decided:
@@ -1362,9 +1475,15 @@ def _decide_on_run(args: argparse.Namespace, decision: str) -> int:
     return 0
 
 
-def _parent_decided(parent: Any, client: Any, bundle: Any, decision: str) -> _Decided:
-    """A parent of a --run manifest as a decision names it: its coverage as the file has it
-    (an OrchestrationRun's Orchestration read from the cluster)."""
+def _parent_decided(parent: Any, client: Any, bundle: Any, decision: str) -> list[_Decided]:
+    """A parent of a --run manifest as decisions name it: its coverage as the file has it
+    (an OrchestrationRun's Orchestration read from the cluster) and, for an
+    OrchestrationRun, each other coverage the approvals on the file were signed for: a
+    reject or withdrawal counts only for the coverage it names, and the Orchestration read
+    now may not be the one approved (rewritten since, or meanwhile and put back after)."""
+    import dataclasses
+
+    from approvalgate.approvals import records
     from approvalgate.approvals.errors import ApprovalgateError
     from approvalgate.approvals.view import StaticView
     from approvalgate.commands import _parents
@@ -1381,9 +1500,27 @@ def _parent_decided(parent: Any, client: Any, bundle: Any, decision: str) -> _De
             "`approvalgate approve` writes it)",
         )
     cap = _parents.policies_cap(_parents.policies_of(parent, view, bundle), decision)
-    return _Decided(
-        parent.what, parent.namespace, parent.name, covered.subject, covered.digest, cap
+    now = _Decided(parent.what, parent.namespace, parent.name, covered.subject, covered.digest, cap)
+    if parent.kind != "OrchestrationRun" or not parent.envelopes:
+        return [now]
+    signed, _ = records.parse_annotation(records.dump_annotation(parent.envelopes))
+    earlier = sorted(
+        {
+            r.claim.digest
+            for r in signed
+            if r.claim.subject == covered.subject
+            and r.claim.decision in ("approve", "bypass")
+            and r.claim.digest != covered.digest
+        }
     )
+    for digest in earlier:
+        print(
+            f"note: {parent.what}: its Orchestration in the cluster (coverage "
+            f"sha256:{covered.digest}) is not the one the approvals on {parent.source.display} "
+            f"were signed for (coverage sha256:{digest}): the {decision} is filed for both",
+            file=sys.stderr,
+        )
+    return [now, *(dataclasses.replace(now, digest=digest) for digest in earlier)]
 
 
 def _request_run(request: dict[str, Any], namespace: str, ref: str) -> Any:

@@ -68,6 +68,18 @@ class World:
     def approve(
         self, capsys: pytest.CaptureFixture[str], user: str, path: Path, *extra: str
     ) -> tuple[int, str, str]:
+        """``approve PATH --cluster`` as a script does it (no terminal): read what it would
+        sign with --dry-run, then sign with the pin printed (the dry run's answer when it
+        fails)."""
+        read = self.approve_args(capsys, user, path, *extra, "--dry-run")
+        if read[0] != 0:
+            return read
+        pin = read[1].splitlines()[-1].removeprefix("pin: ")
+        return self.approve_args(capsys, user, path, *extra, "--expect", pin)
+
+    def approve_args(
+        self, capsys: pytest.CaptureFixture[str], user: str, path: Path, *extra: str
+    ) -> tuple[int, str, str]:
         return self.cli(
             capsys,
             user,
@@ -361,7 +373,7 @@ def test_approve_cluster_errors_name_what_is_missing(
     code, _, err = world.cli(
         capsys,
         "mallory",
-        *("approve", str(path), "--cluster", "--env", ENV),
+        *("approve", str(path), "--cluster", "--env", ENV, "--dry-run"),
         *("--key", str(world.work / "keys" / "alice.key"), "--approver", "alice"),
     )
     assert code == 1
@@ -390,6 +402,67 @@ spec:
     assert err.startswith(
         f"error: Schedule {ns}/orphan references ImplementationSpec {ns}/not-there, not found "
         "in the cluster:"
+    )
+
+
+def test_content_rewritten_between_the_dry_run_and_approve_is_not_signed(
+    world: World, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A script approving a Schedule with --cluster reads what it would sign (--dry-run: the
+    run template made from the target, the task text, whole, and the pin); the requester
+    (who may edit ImplementationSpecs) rewrites the task text before the script signs: the
+    pin no longer matches, nothing is signed. Without --expect nothing is signed either."""
+    ns = world.namespace
+    world.apply(
+        """\
+apiVersion: agents.proompteng.ai/v1alpha1
+kind: ImplementationSpec
+metadata:
+  name: task-pinned
+spec:
+  summary: The weekly report
+  text: |
+    Write the weekly report.
+---
+apiVersion: agents.proompteng.ai/v1alpha1
+kind: AgentRun
+metadata:
+  name: weekly-target
+spec:
+  agentRef:
+    name: codex-agent
+  implementationSpecRef:
+    name: task-pinned
+  runtime:
+    type: job
+"""
+    )
+    path = world.file("weekly.yaml", schedule(ns, "weekly", "weekly-target"))
+    before = path.read_text()
+    code, _, err = world.approve_args(capsys, "alice", path)
+    assert code == 2 and "--cluster needs --expect PIN when not run on a terminal" in err
+    code, out, err = world.approve_args(capsys, "alice", path, "--dry-run")
+    assert code == 0, err
+    assert f"Schedule {ns}/weekly coverage sha256:" in out
+    assert f"  it binds ImplementationSpec {ns}/task-pinned spec sha256:" in out
+    assert "    |   Write the weekly report.\n" in out
+    pin = out.splitlines()[-1].removeprefix("pin: ")
+    world.plane.kubectl(
+        "admin",
+        *("patch", "implementationspecs.agents.proompteng.ai", "task-pinned", "-n", ns),
+        *("--type=merge", "-p", json.dumps({"spec": {"text": "Delete the finance data."}})),
+    )
+    code, _, err = world.approve_args(capsys, "alice", path, "--expect", pin)
+    assert code == 1, err
+    assert f"error: {path} and what it binds in the cluster are not as you read them" in err
+    assert path.read_text() == before
+    # read again: what is signed is what was read then
+    code, out, err = world.approve(capsys, "alice", path)
+    assert code == 0, err
+    (statement,) = statements(yaml.safe_load(path.read_text()))
+    rewritten = world.get("implementationspecs.agents.proompteng.ai", "task-pinned")
+    assert statement["predicate"]["references"]["ImplementationSpec/task-pinned"] == (
+        content.digest(rewritten)
     )
 
 
@@ -491,6 +564,78 @@ spec:
         f"OrchestrationRun {ns}/release-1: would be denied in {ENV} ("
     )
     assert f"  chain:   OrchestrationRun {ns}/release-1 <- approval (1 of 2: alice)" in out
+
+
+def test_a_withdrawal_reaches_the_orchestration_that_was_approved(
+    world: World, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`withdraw --run` of an OrchestrationRun reads its Orchestration from the cluster: the
+    requester rewrites it while the approver withdraws, and puts it back after. The
+    withdrawal named only the coverage read then, so the approval of the original came back
+    with it; it now names the coverage the file's approval was signed for too."""
+    ns = world.namespace
+    steps = [
+        {
+            "name": "build",
+            "kind": "AgentRun",
+            "agentRef": {"name": "codex-agent"},
+            "with": {"implementationSpecRef": "task-a", "target": "prod"},
+        }
+    ]
+    world.apply(
+        json.dumps(
+            {
+                "apiVersion": "orchestration.proompteng.ai/v1alpha1",
+                "kind": "Orchestration",
+                "metadata": {"name": "rollout", "namespace": ns},
+                "spec": {"steps": steps},
+            }
+        )
+    )
+    path = world.file(
+        "rollout-1.yaml",
+        f"""\
+apiVersion: orchestration.proompteng.ai/v1alpha1
+kind: OrchestrationRun
+metadata:
+  name: rollout-1
+  namespace: {ns}
+spec:
+  orchestrationRef:
+    name: rollout
+""",
+    )
+    for user in ("alice", "bob"):
+        code, _, err = world.approve(capsys, user, path)
+        assert code == 0, err
+    world.apply(path.read_text())
+
+    def approval() -> str:
+        ref = f"orchestrationrun/{ns}/rollout-1"
+        _, out, _ = world.cli(capsys, "alice", "status", ref, *world.policies(), "-o", "json")
+        found: str = json.loads(out)["approval"]
+        return found
+
+    assert approval() == "approval (2 of 2: alice, bob)"
+
+    def patch(new_steps: list[dict[str, Any]]) -> None:
+        world.plane.kubectl(
+            "admin",
+            *("patch", "orchestrations.orchestration.proompteng.ai", "rollout", "-n", ns),
+            *("--type=merge", "-p", json.dumps({"spec": {"steps": new_steps}})),
+        )
+
+    patch([{**steps[0], "name": "build-and-push"}])
+    code, _, err = world.cli(
+        capsys,
+        "alice",
+        *("withdraw", "--run", str(path), "--env", ENV),
+        *("--key", str(world.work / "keys" / "alice.key"), "--approver", "alice"),
+    )
+    assert code == 0, err
+    patch(steps)
+    assert approval() == "approval (1 of 2: bob)"
+    assert "the withdraw is filed for both" in err
 
 
 def test_approve_a_swarm_with_its_stage_targets_from_the_cluster(

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from approvalgate.approvals import records
+from approvalgate.approvals import content, records
 from approvalgate.approvals.digest import spec_digest
 from approvalgate.approvals.errors import ApprovalgateError
 from approvalgate.cli import main
@@ -404,9 +404,242 @@ def test_approve_of_a_file_shows_what_it_read_from_the_cluster_and_asks(
     monkeypatch.setattr("sys.stdin", Terminal("y\n"))
     assert cli(capsys, *argv)[0] == 0
     assert "approvals.proompteng.ai/approvals" in manifest.read_text()
-    monkeypatch.setattr("sys.stdin", io.StringIO(""))  # no terminal: as before, no question
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))  # no terminal: --expect (below)
     code, _, err = cli(capsys, *argv)
-    assert code == 0 and "sign these?" not in err
+    assert code == 2 and "sign these?" not in err
+
+
+def run_file(tmp_path: Any) -> Any:
+    """The request's run as a file an approver approves with --cluster."""
+    manifest = tmp_path / "run.yaml"
+    run = request()["spec"]["run"]
+    manifest.write_text(json.dumps({**run, "metadata": {"name": NAME, "namespace": NS}}))
+    return manifest
+
+
+def dry_run_pin(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
+    """The pin ``approve ... --dry-run`` prints (its last line), after checking it signed
+    nothing."""
+    code, out, err = cli(capsys, *argv, "--dry-run")
+    assert code == 0, err
+    last = out.splitlines()[-1]
+    assert last.startswith("pin: ")
+    return last.removeprefix("pin: ")
+
+
+def test_a_script_approving_a_file_with_cluster_needs_the_pin_of_what_it_read(
+    cluster: Cluster,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Any,
+) -> None:
+    """Without a terminal approve FILE --cluster signed the content the cluster held at the
+    command: an ImplementationSpec rewritten after the approver (or her script) read it was
+    signed. Now: no --expect is a usage error naming --dry-run; --dry-run shows what it
+    would sign, whole, and the pin, signing and writing nothing; --expect signs that reading
+    or nothing."""
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))
+    manifest = run_file(tmp_path)
+    before = manifest.read_text()
+    argv = ("approve", str(manifest), "--env", "prod", "--cluster", "--in-place", *KEY)
+    for decision in ((), ("--bypass", "--reason", "INC-42 checkout down")):
+        code, _, err = cli(capsys, *argv, *decision)
+        assert code == 2, err
+        assert "--cluster needs --expect PIN when not run on a terminal" in err
+        assert f"approvalgate approve {manifest} --cluster --dry-run" in err
+    code, out, err = cli(capsys, *argv, "--dry-run")
+    assert code == 0, err
+    assert f"AgentRun {REF} spec sha256:" in out and "sign these?" not in out + err
+    assert f"  it binds ImplementationSpec {NS}/codex-impl-sample spec sha256:" in out
+    assert "    |   last: push to main\n" in out
+    assert f"  it binds AgentProvider {NS}/codex-runner spec sha256:" in out
+    pin = out.splitlines()[-1].removeprefix("pin: ")
+    assert manifest.read_text() == before
+    assert dry_run_pin(capsys, *argv) == pin  # the same reading, the same pin
+    # the requester rewrites the task text after it was read
+    cluster.objects["implementationspecs/codex-impl-sample"] = impl("push to main, skip review")
+    code, _, err = cli(capsys, *argv, "--expect", pin)
+    assert code == 1, err
+    assert f"error: {manifest} and what it binds in the cluster are not as you read them" in err
+    assert "nothing was signed" in err and "--dry-run" in err
+    assert manifest.read_text() == before
+    # read again: that reading is signed, and binds what was shown
+    again = dry_run_pin(capsys, *argv)
+    assert again != pin
+    code, _, err = cli(capsys, *argv, "--expect", again.upper())
+    assert code == 0, err
+    assert f"signed approve of AgentRun {REF} spec sha256:" in err
+    assert content.digest(impl("push to main, skip review")) in err
+    assert "approvals.proompteng.ai/approvals" in manifest.read_text()
+    # a reject takes away: no pin needed
+    assert cli(capsys, *argv, "--reject", "--reason", "not this one")[0] == 0
+
+
+def test_a_schedule_target_changed_after_the_dry_run_is_not_signed(
+    cluster: Cluster,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Any,
+) -> None:
+    """A Schedule's run template is made from its target as the cluster holds it: a target
+    rewritten between --dry-run and --expect gives another template, another pin."""
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))
+    target = request(task="the target's task")["spec"]["run"]
+    target["metadata"] = {"name": "nightly-target", "namespace": NS}
+    cluster.objects["agentruns/nightly-target"] = target
+    schedule = {
+        "apiVersion": "schedules.proompteng.ai/v1alpha1",
+        "kind": "Schedule",
+        "metadata": {"name": "nightly", "namespace": NS},
+        "spec": {"cron": "0 2 * * *", "targetRef": {"kind": "AgentRun", "name": "nightly-target"}},
+    }
+    manifest = tmp_path / "schedule.yaml"
+    manifest.write_text(json.dumps(schedule))
+    argv = ("approve", str(manifest), "--env", "prod", "--cluster", "--in-place", *KEY)
+    code, out, err = cli(capsys, *argv, "--dry-run")
+    assert code == 0, err
+    assert "  its run template:\n" in out and "    |   task: the target's task\n" in out
+    pin = out.splitlines()[-1].removeprefix("pin: ")
+    changed = copy.deepcopy(target)
+    changed["spec"]["parameters"]["task"] = "drop the customer tables"
+    cluster.objects["agentruns/nightly-target"] = changed
+    code, _, err = cli(capsys, *argv, "--expect", pin)
+    assert code == 1 and "are not as you read them" in err
+    assert "approvals.proompteng.ai" not in manifest.read_text()
+    # the file changed since it was read: another pin too
+    cluster.objects["agentruns/nightly-target"] = target
+    assert dry_run_pin(capsys, *argv) == pin
+    manifest.write_text(json.dumps({**schedule, "spec": {**schedule["spec"], "cron": "* * * * *"}}))
+    assert cli(capsys, *argv, "--expect", pin)[0] == 1
+
+
+def test_an_orchestration_rewritten_after_the_dry_run_is_not_signed(
+    cluster: Cluster,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Any,
+) -> None:
+    """An OrchestrationRun is approved for the AgentRun steps of the Orchestration read from
+    the cluster: a step added after the dry run gives another coverage, another pin."""
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))
+    step = {
+        "name": "build",
+        "kind": "AgentRun",
+        "agentRef": {"name": "codex-agent"},
+        "implementationSpecRef": {"name": "codex-impl-sample"},
+    }
+    orchestration = {
+        "apiVersion": "orchestration.proompteng.ai/v1alpha1",
+        "kind": "Orchestration",
+        "metadata": {"name": "release", "namespace": NS},
+        "spec": {"steps": [step]},
+    }
+    cluster.objects["orchestrations/release"] = orchestration
+    manifest = tmp_path / "release-1.yaml"
+    manifest.write_text(
+        json.dumps(
+            {
+                "apiVersion": "orchestration.proompteng.ai/v1alpha1",
+                "kind": "OrchestrationRun",
+                "metadata": {"name": "release-1", "namespace": NS},
+                "spec": {"orchestrationRef": {"name": "release"}},
+            }
+        )
+    )
+    argv = ("approve", str(manifest), "--env", "prod", "--cluster", "--in-place", *KEY)
+    pin = dry_run_pin(capsys, *argv)
+    added = {**step, "name": "publish", "parameters": {"task": "push the tags"}}
+    cluster.objects["orchestrations/release"] = {
+        **orchestration,
+        "spec": {"steps": [step, added]},
+    }
+    code, _, err = cli(capsys, *argv, "--expect", pin)
+    assert code == 1 and "are not as you read them" in err, err
+    assert "approvals.proompteng.ai" not in manifest.read_text()
+    again = dry_run_pin(capsys, *argv)
+    assert cli(capsys, *argv, "--expect", again)[0] == 0
+    assert "approvals.proompteng.ai/approvals" in manifest.read_text()
+
+
+@pytest.mark.parametrize("command", ["withdraw", "reject"])
+def test_taking_back_an_orchestration_run_reaches_the_coverage_that_was_approved(
+    cluster: Cluster,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Any,
+    command: str,
+) -> None:
+    """``withdraw|reject --run`` of an OrchestrationRun read its Orchestration from the
+    cluster and filed a decision for that coverage only: with the Orchestration rewritten
+    meanwhile (and put back after), the decision named another coverage and took back
+    nothing of the approval on the file. It now also names each coverage the file's
+    approvals were signed for."""
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))
+    step = {
+        "name": "build",
+        "kind": "AgentRun",
+        "agentRef": {"name": "codex-agent"},
+        "implementationSpecRef": {"name": "codex-impl-sample"},
+    }
+    orchestration = {
+        "apiVersion": "orchestration.proompteng.ai/v1alpha1",
+        "kind": "Orchestration",
+        "metadata": {"name": "release", "namespace": NS},
+        "spec": {"steps": [step]},
+    }
+    cluster.objects["orchestrations/release"] = orchestration
+    manifest = tmp_path / "release-1.yaml"
+    manifest.write_text(
+        json.dumps(
+            {
+                "apiVersion": "orchestration.proompteng.ai/v1alpha1",
+                "kind": "OrchestrationRun",
+                "metadata": {"name": "release-1", "namespace": NS},
+                "spec": {"orchestrationRef": {"name": "release"}},
+            }
+        )
+    )
+    argv = ("approve", str(manifest), "--env", "prod", "--cluster", "--in-place", *KEY)
+    assert cli(capsys, *argv, "--expect", dry_run_pin(capsys, *argv))[0] == 0
+    approved = __import__("yaml").safe_load(manifest.read_text())
+    [record], _ = records.parse_annotation(approved["metadata"]["annotations"][records.ANNOTATION])
+    renamed = {**step, "name": "publish"}
+    cluster.objects["orchestrations/release"] = {**orchestration, "spec": {"steps": [renamed]}}
+    reason = ("--reason", "not this release")
+    code, out, err = cli(capsys, command, "--run", str(manifest), "--env", "prod", *KEY, *reason)
+    assert code == 0, err
+    filed = [
+        records.parse_annotation(json.dumps([d["spec"]["record"]]))[0][0].claim
+        for d in cluster.created
+    ]
+    assert {c.decision for c in filed} == {command}
+    assert record.claim.digest in {c.digest for c in filed}, out
+    assert len({c.digest for c in filed}) == 2  # and the coverage read now
+
+
+PIN0 = "0" * 16
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (("approve", "--request", REF, "--dry-run"), "--dry-run is for MANIFEST --cluster"),
+        (("approve", "run.yaml", "--env", "prod", "--dry-run"), "--dry-run is for --request"),
+        (
+            ("approve", "run.yaml", "--env", "prod", "--cluster", "--dry-run", "--expect", PIN0),
+            "--dry-run prints the pin; --expect PIN signs with it: not both",
+        ),
+        (
+            ("approve", "run.yaml", "--env", "prod", "--cluster", "--expect", "1234"),
+            "is not a pin (16 hex digits)",
+        ),
+    ],
+)
+def test_dry_run_and_expect_are_used_as_documented(
+    capsys: pytest.CaptureFixture[str], argv: tuple[str, ...], message: str
+) -> None:
+    code, _, err = cli(capsys, *argv, *KEY)
+    assert code == 2 and message in err, err
 
 
 def test_approve_of_a_schedule_shows_the_template_it_made_from_the_cluster(
