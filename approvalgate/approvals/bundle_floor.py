@@ -63,6 +63,14 @@ def floor_key(environment: str) -> str:
     return key
 
 
+def parse_reference(text: str) -> tuple[str, str]:
+    """``NAMESPACE/NAME`` of --bundle-floor; ValueError otherwise."""
+    namespace, sep, name = text.partition("/")
+    if not sep or not namespace or not name or "/" in name:
+        raise ValueError(f"{text!r} is not NAMESPACE/NAME")
+    return namespace, name
+
+
 def lower_command(where: str, environment: str, revision: int) -> str:
     """The documented command of an operator who deliberately lowers the floor in
     ``where`` (``ConfigMap/NAMESPACE/NAME``) to ``revision``."""

@@ -176,13 +176,19 @@ def split_documents(text: str) -> list[str]:
 
 
 def load_manifests(
-    text: str | bytes, filename: str = "<input>", *, strict: bool = False
+    text: str | bytes,
+    filename: str = "<input>",
+    *,
+    strict: bool = False,
+    json_numbers: bool = True,
 ) -> list[Document]:
     """Every non-empty document of a manifest file, typed as kubectl sends it.
 
     Raises :class:`InputError` for what kubectl cannot read (or reads surprisingly) and
     :class:`DigestError` for numbers a spec digest cannot represent, both with file:line:col.
     ``strict``: also refuse what a reviewer reads otherwise (the module's docstring).
+    ``json_numbers=False`` (a Helm values file, which is no API object): numbers are kept as
+    go-yaml v2 reads them, infinite or beyond JSON's doubles too.
     """
     text = _decode(text, filename)
     if bad := _NOT_PRINTABLE.search(text):
@@ -202,7 +208,7 @@ def load_manifests(
     documents = []
     line = 1
     for index, chunk in enumerate(split_documents(text)):
-        document = _load_document(chunk, index, line, filename, strict)
+        document = _load_document(chunk, index, line, filename, strict, json_numbers)
         if document is not None:
             documents.append(document)
         line += chunk.count("\n")
@@ -311,7 +317,12 @@ def _offset_location(text: str, offset: int, filename: str) -> Location:
 
 
 def _load_document(
-    chunk: str, index: int, first_line: int, filename: str, strict: bool = False
+    chunk: str,
+    index: int,
+    first_line: int,
+    filename: str,
+    strict: bool = False,
+    json_numbers: bool = True,
 ) -> Document | None:
     fast = _load_plain_document(chunk, strict)
     if fast is not None:
@@ -320,7 +331,8 @@ def _load_document(
             return None
         positions = _LazyPositions(chunk, index, first_line, filename)
         return Document(index, obj, first_line, chunk, filename, positions)
-    return _load_full_document(chunk, index, first_line, filename, strict)
+    # the fast path leaves every number a manifest could not hold to the full one
+    return _load_full_document(chunk, index, first_line, filename, strict, json_numbers)
 
 
 class _LazyPositions(Mapping[JsonPath, tuple[int, int]]):
@@ -349,7 +361,12 @@ class _LazyPositions(Mapping[JsonPath, tuple[int, int]]):
 
 
 def _load_full_document(
-    chunk: str, index: int, first_line: int, filename: str, strict: bool = False
+    chunk: str,
+    index: int,
+    first_line: int,
+    filename: str,
+    strict: bool = False,
+    json_numbers: bool = True,
 ) -> Document | None:
     composer = _Composer(filename, first_line - 1, strict)
     parser = _Loader(chunk)
@@ -383,7 +400,7 @@ def _load_full_document(
         )
     if not roots:
         return None
-    converter = _Converter(filename, strict)
+    converter = _Converter(filename, strict, json_numbers)
     obj = converter.convert(roots[0], ())
     if obj is None:
         return None
@@ -601,9 +618,10 @@ class _Composer:
 class _Converter:
     """Turns a node graph into the JSON tree kubectl sends, recording key positions."""
 
-    def __init__(self, filename: str, strict: bool = False) -> None:
+    def __init__(self, filename: str, strict: bool = False, json_numbers: bool = True) -> None:
         self.filename = filename
         self.strict = strict
+        self.json_numbers = json_numbers
         self.positions: dict[JsonPath, tuple[int, int]] = {}
 
     def convert(self, node: _Node, path: JsonPath) -> Json:
@@ -740,6 +758,8 @@ class _Converter:
     def scalar(self, node: _Node, path: JsonPath) -> Json:
         value = self.resolve(node, path)
         if isinstance(value, bool) or not isinstance(value, int | float):
+            return value
+        if not self.json_numbers:
             return value
         if isinstance(value, float) and not math.isfinite(value):
             raise self.error(

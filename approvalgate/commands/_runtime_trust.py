@@ -136,11 +136,14 @@ def add_bundle_trust(
 
 
 def _floor_reference(text: str) -> str:
+    from approvalgate.approvals.bundle_floor import parse_reference
+
     if not text:
         return text  # the default: no floor
-    namespace, sep, name = text.partition("/")
-    if not sep or not namespace or not name or "/" in name:
-        raise argparse.ArgumentTypeError(f"{text!r} is not NAMESPACE/NAME")
+    try:
+        parse_reference(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
     return text
 
 

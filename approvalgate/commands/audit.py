@@ -170,6 +170,13 @@ def run(args: argparse.Namespace) -> int:
         )
     if args.bundle_configmap is not None and args.bundle_configmap.count("/") != 1:
         raise UsageError("--bundle-configmap takes NAMESPACE/NAME")
+    if args.bundle_floor_writer and not args.bundle_floor:
+        raise UsageError(
+            "--bundle-floor-writer goes with --bundle-floor: it names who may raise the floor"
+            " whose writers are audited",
+            advice="add --bundle-floor NAMESPACE/NAME (the chart's: <release namespace>/"
+            "approvalgate-bundle-floor), or drop --bundle-floor-writer",
+        )
     trust = None
     if args.bundle_key or args.allow_unsigned_bundle:
         found = trust_args(args)

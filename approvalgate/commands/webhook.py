@@ -166,8 +166,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--kubeconfig",
         metavar="FILE",
         type=Path,
-        help="credentials for the view (default: the pod's service account when"
-        " KUBERNETES_SERVICE_HOST is set, else $KUBECONFIG or ~/.kube/config)",
+        help="credentials for the view and the --bundle-floor (default: the pod's service"
+        " account when KUBERNETES_SERVICE_HOST is set, else $KUBECONFIG or ~/.kube/config)",
     )
     view.add_argument("--context", metavar="NAME", help="the kubeconfig context to use")
     view.add_argument(
@@ -202,7 +202,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(
             "--kubeconfig and --context are for the cluster view and --bundle-floor, and"
             " --cluster-view is off without --bundle-floor",
-            advice="drop them, or use --cluster-view auto",
+            advice="drop them, use --cluster-view auto, or pass --bundle-floor NAMESPACE/NAME",
         )
     if args.workers > 1 and args.port == 0:
         raise UsageError("--workers needs a fixed --port: each worker would pick its own port")

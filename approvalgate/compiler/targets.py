@@ -54,8 +54,9 @@ def updated_text(path: Path, key: str, value: Mapping[str, Any], shown: str) -> 
 
 def helm_reading(text: str, shown: str, strict: bool = False) -> dict[str, Any]:
     """The values file as Helm reads it (go-yaml v2; ``strict``: refusing what a reviewer
-    would read otherwise, such as a merge overriding a written key, with its location)."""
-    documents = load_manifests(text, shown, strict=strict)
+    would read otherwise, such as a merge overriding a written key, with its location).
+    Numbers are Helm's too: a values file is no API object, JSON's limits do not apply."""
+    documents = load_manifests(text, shown, strict=strict, json_numbers=False)
     if len(documents) > 1:
         raise InputError(
             "a values file holds one YAML document",

@@ -25,7 +25,7 @@ from pathlib import Path
 from aiohttp import web
 
 from approvalgate.approvals.bundle import Bundle
-from approvalgate.approvals.bundle_floor import read_again
+from approvalgate.approvals.bundle_floor import parse_reference, read_again
 from approvalgate.approvals.bundle_source import UNSIGNED_WARNING, BundleSource, refusal_reason
 from approvalgate.approvals.bundle_trust import BundleRefused
 from approvalgate.controller.config import ControllerConfig
@@ -33,7 +33,7 @@ from approvalgate.controller.manager import Controller
 from approvalgate.controller.metrics import Metrics
 from approvalgate.kube.client import Client
 from approvalgate.kube.errors import KubeError
-from approvalgate.kube.floor import ConfigMapFloor, parse_reference
+from approvalgate.kube.floor import ConfigMapFloor
 from approvalgate.runtime import drain
 from approvalgate.runtime.filewatch import WatchedFile
 from approvalgate.runtime.logs import fields

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Final
 
-from approvalgate.approvals.bundle_floor import raised, read_floor
+from approvalgate.approvals.bundle_floor import parse_reference, raised, read_floor
 from approvalgate.approvals.bundle_trust import FLOOR_UNKNOWN, BundleRefused
 from approvalgate.approvals.errors import ApprovalgateError
 from approvalgate.kube.client import Client
@@ -118,14 +118,6 @@ def _data(obj: Mapping[str, Any] | None) -> dict[str, str] | None:
         return None
     data = obj.get("data") or {}
     return dict(data) if isinstance(data, dict) else {}
-
-
-def parse_reference(text: str) -> tuple[str, str]:
-    """``NAMESPACE/NAME`` of --bundle-floor; ValueError otherwise."""
-    namespace, sep, name = text.partition("/")
-    if not sep or not namespace or not name or "/" in name:
-        raise ValueError(f"{text!r} is not NAMESPACE/NAME")
-    return namespace, name
 
 
 class UnreadableFloor:

@@ -141,7 +141,14 @@ def test_credentials_without_a_view_are_a_usage_error(capsys: pytest.CaptureFixt
 
     args = ["webhook", "serve", "--bundle", "b.json", "--dev", "--cluster-view", "off"]
     assert cli_main([*args, "--kubeconfig", "k"]) == 2
-    assert "--kubeconfig and --context are for the cluster view" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "--kubeconfig and --context are for the cluster view" in err
+    assert "pass --bundle-floor" in err  # what else they are for, in the advice
+    # --help says what the credentials serve: the view, and the revision floor
+    with pytest.raises(SystemExit):
+        cli_main(["webhook", "serve", "--help"])
+    shown = " ".join(capsys.readouterr().out.split())
+    assert "credentials for the view and the --bundle-floor" in shown
 
 
 THIRD_PASS_CASES = (

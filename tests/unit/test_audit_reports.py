@@ -228,6 +228,10 @@ def test_usage_errors(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> Non
     assert cli("--repo", ".") == 2
     assert cli("--bundle", str(BUNDLE), "--bundle-configmap", "nameonly") == 2
     capsys.readouterr()
+    # the writer of a floor not audited: said, not silently ignored
+    writer = "system:serviceaccount:approvalgate-system:approvalgate-controller"
+    assert cli("--bundle", str(BUNDLE), "--bundle-floor-writer", writer) == 2
+    assert "--bundle-floor-writer goes with --bundle-floor" in capsys.readouterr().err
     missing = tmp_path / "nope.json"
     assert cli("--bundle", str(missing)) == 1
     assert f"cannot read {missing}" in capsys.readouterr().err

@@ -18,7 +18,7 @@ from approvalgate.approvals import bundle_trust as bt
 from approvalgate.approvals.bundle_source import BundleSource
 from approvalgate.approvals.policy import bundle_generation, dump_bundle
 from approvalgate.kube.errors import ApiError, UnreachableError
-from approvalgate.kube.floor import ConfigMapFloor, UnreadableFloor, parse_reference
+from approvalgate.kube.floor import ConfigMapFloor, UnreadableFloor
 from approvalgate.webhook.state import BundleState
 from tests.support import bundle_signing
 from tests.support.paths import ROOT
@@ -270,10 +270,10 @@ def test_an_unreachable_api_server_is_floor_unknown() -> None:
 
 
 def test_the_reference_of_the_flag() -> None:
-    assert parse_reference("ns/name") == ("ns", "name")
+    assert bf.parse_reference("ns/name") == ("ns", "name")
     for bad in ("name", "/name", "ns/", "a/b/c"):
         with pytest.raises(ValueError, match="NAMESPACE/NAME"):
-            parse_reference(bad)
+            bf.parse_reference(bad)
 
 
 # --- the audit: who may lower the floor ----------------------------------------------------------

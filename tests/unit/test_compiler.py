@@ -539,6 +539,23 @@ def test_a_values_target_helm_reads_otherwise_than_check_is_an_error(
         assert "this << merge overrides 'networkPolicy' written at line" in err
 
 
+@pytest.mark.parametrize("line", ["maxObjectBytes: 18446744073709551615\n", "ratio: .inf\n"])
+def test_a_values_target_may_hold_what_helm_reads_and_json_cannot(
+    capsys: pytest.CaptureFixture[str], repo: Path, line: str
+) -> None:
+    # Helm (go-yaml v2) reads a 64-bit integer or .inf in a values file; they
+    # are no API object's, so the limits of a manifest (JSON doubles, RFC 8785) do not
+    # apply. Reading the target as Helm does refused them, with a message about the API
+    # server and signing, and check failed on keys approvalgate does not own.
+    values = repo / "apps" / "agents" / "values-prod.yaml"
+    values.write_text(values.read_text() + line)
+    before = values.read_text()
+    for command in ("check", "compile"):
+        code, _, err = run(capsys, command, str(repo))
+        assert code == 0, (command, err)
+    assert values.read_text() == before
+
+
 @pytest.mark.parametrize(
     ("make", "shown", "why"),
     [

@@ -99,7 +99,8 @@ def check_wildcards(dest: Mapping[str, Any], path: JsonPath) -> Iterator[Finding
 def check_wildcard_union(dests: Sequence[Mapping[str, Any]]) -> Iterator[Finding]:
     """Blocks that together are every address, on every port: ``0.0.0.0/1`` and
     ``128.0.0.0/1`` (or ``::/1`` and ``8000::/1``, or any split), in one destination or
-    several, open what ``0.0.0.0/0`` would, and read as if they did not."""
+    several, open what ``0.0.0.0/0`` would, and read as if they did not. A block's
+    ``except`` is taken out of it, and may be given back by another block."""
     for version in (4, 6):
         finding = _union_finding(dests, version)
         if finding is not None:
@@ -107,25 +108,44 @@ def check_wildcard_union(dests: Sequence[Mapping[str, Any]]) -> Iterator[Finding
 
 
 def _union_finding(dests: Sequence[Mapping[str, Any]], version: int) -> Finding | None:
-    blocks: list[Any] = []
+    covered: list[Any] = []  # collapsed: what the blocks so far reach
+    shown: list[str] = []
     whole = ipaddress.ip_network("0.0.0.0/0" if version == 4 else "::/0")
     for i, dest in enumerate(dests):
         if not dest.get("allPorts"):
             continue
         for j, block in enumerate(dest.get("cidrs", [])):
-            if block.get("except") or cidr_problem(block["cidr"]) is not None:
+            if cidr_problem(block["cidr"]) is not None:
                 continue
             net = network(block["cidr"])
-            if net.version != version or net.prefixlen == 0:  # /0 alone: check_wildcards
-                continue
-            blocks.append(net)
-            if list(ipaddress.collapse_addresses(blocks)) == [whole]:
-                others = ", ".join(str(b) for b in blocks[:-1][:4])
+            excepts = [e for e in block.get("except") or () if cidr_problem(e) is None]
+            if net.version != version or (net.prefixlen == 0 and not excepts):
+                continue  # /0 without except: check_wildcards
+            covered = list(ipaddress.collapse_addresses([*covered, *_without(net, excepts)]))
+            if covered == [whole]:
+                others = ", ".join(shown[:4])
                 return Finding(
                     ("spec", "destinations", i, "cidrs", j, "cidr"),
                     f"`{net}` with the other `allPorts: true` blocks ({others}"
-                    f"{', ...' if len(blocks) > 5 else ''}) covers every IPv{version} "
+                    f"{', ...' if len(shown) > 4 else ''}) covers every IPv{version} "
                     "address: egress to every address on every port",
                     "list the ports these destinations need, or narrow the CIDRs",
                 )
+            shown.append(f"{net} except {', '.join(excepts)}" if excepts else str(net))
     return None
+
+
+def _without(net: Any, excepts: Sequence[str]) -> list[Any]:
+    """``net`` less its ``except`` blocks (those of its version inside it)."""
+    parts = [net]
+    for text in excepts:
+        cut = network(text)
+        if cut.version != net.version:
+            continue
+        parts = [
+            piece
+            for part in parts
+            for piece in (part.address_exclude(cut) if cut.subnet_of(part) else (part,))
+        ]
+        parts = [p for p in parts if not p.subnet_of(cut)]
+    return parts
