@@ -174,14 +174,19 @@ def decide_filed(
         bundle=me.bundle,
         bundle_file=me.bundle_path or "--bundle",
         request=request,
-        expect=_pinned(seen),
+        expect=_pinned(seen, decision),
     )
 
 
-def _pinned(seen: Seen | None) -> str | None:
-    """The pin a click names, checked by ``file_decision`` against the request and its
-    content as read to be signed (content changed since the page showed it is refused)."""
-    return seen.pin if seen is not None and seen.pin else None
+def _pinned(seen: Seen | None, decision: str) -> str | None:
+    """The pin an approval's click names, checked by ``file_decision`` against the request
+    and its content as read to be signed (content changed since the page showed it is
+    refused). A reject or withdrawal takes away: the page's uid and digest name its request,
+    and content rewritten since (which its writer may do until a run uses it) must not keep
+    an approver from rejecting."""
+    if decision != "approve" or seen is None or not seen.pin:
+        return None
+    return seen.pin
 
 
 def _same_request(item: Mapping[str, Any], seen: Seen) -> None:

@@ -682,10 +682,26 @@ def test_the_console_does_not_sign_content_changed_since_its_page_showed_it(
     seen = Seen("uid-1", shown["spec"]["specDigest"], _queue.pin(shown, [impl(), AGENT, PROVIDER]))
     cluster.objects["implementationspecs/codex-impl-sample"] = impl("push to main, skip review")
     who = Me(user="alice", approver="alice", signer=object())  # type: ignore[arg-type]
-    for button in ("approve", "reject"):
-        with pytest.raises(ApprovalgateError, match="is not as you read it"):
-            decide(cluster, who, NS, NAME, button, "x", seen=seen)  # type: ignore[arg-type]
+    with pytest.raises(ApprovalgateError, match="is not as you read it"):
+        decide(cluster, who, NS, NAME, "approve", "x", seen=seen)  # type: ignore[arg-type]
     assert cluster.created == []
+
+
+def test_content_rewritten_since_the_page_does_not_keep_an_approver_from_rejecting(
+    cluster: Cluster,
+) -> None:
+    """A reject takes away: its page's uid and digest name the request it rejects. Checking
+    the pin too let the requester, who may rewrite the content until a run uses it, keep
+    every approver from rejecting through the console (409 on each click)."""
+    from approvalgate.commands import _signer
+
+    shown = request()
+    seen = Seen("uid-1", shown["spec"]["specDigest"], _queue.pin(shown, [impl(), AGENT, PROVIDER]))
+    cluster.objects["implementationspecs/codex-impl-sample"] = impl("push to main, skip review")
+    signer = _signer.load(str(KEYS / "alice.key"))
+    who = Me(user="alice", approver="alice", signer=signer)
+    decide(cluster, who, NS, NAME, "reject", "not this", seen=seen)  # type: ignore[arg-type]
+    assert len(cluster.created) == 1
 
 
 def test_the_console_does_not_approve_from_a_form_without_a_pin(cluster: Cluster) -> None:
