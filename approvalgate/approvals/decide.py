@@ -28,6 +28,7 @@ from approvalgate.approvals.view import (
     USE_FINALIZER,
     ClusterView,
     Use,
+    api_time,
     statement_digest,
 )
 from approvalgate.approvals.view import GROUP as GATES_GROUP
@@ -677,13 +678,7 @@ def _uncovered(
 
 
 def _creation(meta: Mapping[str, Any]) -> datetime | None:
-    value = meta.get("creationTimestamp")
-    if not isinstance(value, str):
-        return None
-    try:
-        return records.parse_time(value)
-    except ValueError:
-        return None
+    return api_time(meta.get("creationTimestamp"))
 
 
 def _filed_late(filed: datetime | None, created: datetime | None) -> bool:

@@ -94,8 +94,8 @@ class Use:
             run_name=str(run.get("name") or ""),
             run_uid=str(run.get("uid") or ""),
             statements=frozenset(s for s in statements if isinstance(s, str)),
-            created=_time(meta.get("creationTimestamp")),
-            expires_at=_time(spec.get("expiresAt")),
+            created=api_time(meta.get("creationTimestamp")),
+            expires_at=api_time(spec.get("expiresAt")),
             references=bound,
         )
 
@@ -318,7 +318,7 @@ def decision_key(obj: Mapping[str, Any]) -> tuple[str, str] | None:
 def filed_at(obj: Mapping[str, Any]) -> datetime | None:
     """When the API server created the ApprovalDecision ``obj`` (its creationTimestamp)."""
     meta = obj.get("metadata")
-    return _time(meta.get("creationTimestamp")) if isinstance(meta, Mapping) else None
+    return api_time(meta.get("creationTimestamp")) if isinstance(meta, Mapping) else None
 
 
 def decision_envelope(obj: Mapping[str, Any]) -> Mapping[str, Any] | None:
@@ -337,7 +337,8 @@ def _creation_order(obj: Mapping[str, Any]) -> tuple[str, str]:
     return str(meta.get("creationTimestamp") or ""), str(meta.get("name") or "")
 
 
-def _time(value: object) -> datetime | None:
+def api_time(value: object) -> datetime | None:
+    """A time the API server wrote (``creationTimestamp``), or None if absent or unreadable."""
     if not isinstance(value, str):
         return None
     try:
