@@ -10,7 +10,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Final
 
-from approvalgate.approvals import content, parents, records
+from approvalgate.approvals import content, identity, parents, records
 from approvalgate.approvals.bundle import Bundle, parse_bundle_text
 from approvalgate.approvals.bundle_trust import (
     INVALID,
@@ -521,12 +521,16 @@ def _audit_rbac(cluster: Cluster, bundle: Bundle) -> list[Finding]:
 def _audit_floor(cluster: Cluster, options: Options) -> list[Finding]:
     """Who may lower the bundle revision floor (rbac.audit_floor_writers)."""
     namespace, _, name = options.bundle_floor.partition("/")
+    # the writer's own namespace too: who may act as it there may lower the floor
+    namespaces = dict.fromkeys(
+        n for n in (namespace, identity.service_account_namespace(options.floor_writer)) if n
+    )
     try:
         listed = {
             "clusterroles": cluster.list_rbac("clusterroles"),
             "clusterrolebindings": cluster.list_rbac("clusterrolebindings"),
-            "roles": cluster.list_rbac("roles", namespace),
-            "rolebindings": cluster.list_rbac("rolebindings", namespace),
+            "roles": [r for n in namespaces for r in cluster.list_rbac("roles", n)],
+            "rolebindings": [b for n in namespaces for b in cluster.list_rbac("rolebindings", n)],
         }
     except ClusterError as exc:
         if exc.status != 403:

@@ -250,12 +250,60 @@ def test_the_audit_reports_whoever_else_may_lower_the_floor(
     )
     assert done.returncode == 0, done.stderr
     try:
-        (finding,) = floor_findings()
-        assert finding["subject"] == "User/mallory" and finding["severity"] == "finding"
-        assert f"the bundle revision floor {WHERE}" in finding["message"]
+        writes, acts = sorted(floor_findings(), key=lambda f: "can act as" in f["message"])
+        for finding in (writes, acts):
+            assert finding["subject"] == "User/mallory" and finding["severity"] == "finding"
+            assert f"the bundle revision floor {WHERE}" in finding["message"]
+            assert (
+                "RoleBinding approvalgate-system/floor-editor -> ClusterRole edit"
+                in (finding["message"])
+            )
+        assert "may update, patch, delete" in writes["message"]
+        # edit also lets her act as the controller (which may update the floor)
+        assert f"can act as {QUEUE_CONTROLLER}" in acts["message"]
+    finally:
+        gate.plane.kubectl("admin", "delete", *binding, check=False)
+
+
+def test_the_audit_reports_whoever_may_act_as_the_floors_writer(
+    floored: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Someone who may not touch the ConfigMap but may exec into the release namespace's
+    pods (the controller's among them) can lower the floor with the controller's token: a
+    finding, naming the way and the binding, shown on the real API server's RBAC."""
+    gate, _ = floored
+    role = ["role", "pod-exec", "-n", GATE_NAMESPACE]
+    binding = ["rolebinding", "pod-exec", "-n", GATE_NAMESPACE]
+    for command in (
+        ["create", *role, "--verb=create", "--resource=pods/exec"],
+        ["create", *binding, "--role", "pod-exec", "--user", "oscar"],
+    ):
+        done = gate.plane.kubectl("admin", *command, check=False)
+        assert done.returncode == 0, done.stderr
+    try:
+        capsys.readouterr()
+        main(
+            [
+                "audit",
+                "--kubeconfig",
+                str(gate.plane.kubeconfig("admin")),
+                "--bundle",
+                str(gate.bundle),
+                *gate.trust_args(),
+                "--bundle-floor-writer",
+                QUEUE_CONTROLLER,
+                "--output",
+                "json",
+            ]
+        )
+        report: dict[str, Any] = json.loads(capsys.readouterr().out)
+        (finding,) = [f for f in report["findings"] if "revision floor" in f["message"]]
+        assert finding["subject"] == "User/oscar" and finding["severity"] == "finding"
+        assert f"can act as {QUEUE_CONTROLLER}" in finding["message"]
         assert (
-            "RoleBinding approvalgate-system/floor-editor -> ClusterRole edit"
-            in (finding["message"])
+            "enter its running pods via RoleBinding approvalgate-system/pod-exec -> Role pod-exec"
+            in finding["message"]
         )
     finally:
         gate.plane.kubectl("admin", "delete", *binding, check=False)
+        gate.plane.kubectl("admin", "delete", *role, check=False)

@@ -334,12 +334,15 @@ def test_the_audit_reports_who_may_lower_the_floor_but_not_its_writer() -> None:
             _binding("argo", "cm-admin", "ClusterRole", {"kind": "Group", "name": "argo"}),
         ],
     )
-    by_subject = {f.subject: f for f in findings}
+    by_subject = {f.subject: f for f in findings if "can act as" not in f.message}
     assert sorted(by_subject) == [
         "Group/argo",
         f"ServiceAccount/{ns}/approvalgate-controller",
         "User/eve",
     ]
+    # `*` on everything also runs pods as the controller: that too, never for itself
+    acting = sorted(f.subject for f in findings if "can act as" in f.message)
+    assert acting == ["Group/argo", "User/eve"]
     assert (
         "may patch, delete and deletecollection"
         in by_subject[f"ServiceAccount/{ns}/approvalgate-controller"].message
@@ -533,3 +536,97 @@ def test_a_webhook_started_without_credentials_loads_its_bundle_once_they_come(
         assert state.load() and state.bundle is not None and state.bundle.revision == 7
     finally:
         api.close()
+
+
+def test_the_audit_reports_who_may_act_as_the_floors_writer() -> None:
+    """The controller's ServiceAccount may update the floor: whoever may impersonate it,
+    mint a token for it, run a pod as it or enter its pods (or grant itself these) in its
+    namespace can lower the floor through that update, as the audit of trusted
+    ServiceAccounts already reports for them."""
+    from approvalgate.audit.rbac import audit_floor_writers
+
+    ns = "approvalgate-system"
+    writer_rules = _role(
+        "approvalgate-controller-lease",
+        {
+            "apiGroups": [""],
+            "resources": ["configmaps"],
+            "resourceNames": ["approvalgate-bundle-floor"],
+            "verbs": ["get", "update"],
+        },
+        namespace=ns,
+    )
+    impersonate = _role(
+        "impersonate-controller",
+        {
+            "apiGroups": [""],
+            "resources": ["serviceaccounts"],
+            "resourceNames": ["approvalgate-controller"],
+            "verbs": ["impersonate"],
+        },
+    )
+    token = _role(
+        "token",
+        {"apiGroups": [""], "resources": ["serviceaccounts/token"], "verbs": ["create"]},
+        namespace=ns,
+    )
+    pods = _role("pods", {"apiGroups": [""], "resources": ["pods"], "verbs": ["create"]})
+    enter = _role("enter", {"apiGroups": [""], "resources": ["pods/exec"], "verbs": ["create"]})
+    escalate = _role(
+        "escalate",
+        {"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["roles"], "verbs": ["*"]},
+    )
+    other_sa = _role(  # another ServiceAccount's token: not the controller
+        "other-token",
+        {
+            "apiGroups": [""],
+            "resources": ["serviceaccounts/token"],
+            "resourceNames": ["someone-else"],
+            "verbs": ["create"],
+        },
+        namespace=ns,
+    )
+    controller_sa = {"kind": "ServiceAccount", "name": "approvalgate-controller", "namespace": ns}
+
+    def user(name: str) -> dict[str, str]:
+        return {"kind": "User", "name": name}
+
+    findings = audit_floor_writers(
+        ns,
+        "approvalgate-bundle-floor",
+        CONTROLLER,
+        roles=[writer_rules, token, other_sa],
+        cluster_roles=[impersonate, pods, enter, escalate],
+        role_bindings=[
+            _binding("ctl", "approvalgate-controller-lease", "Role", controller_sa, ns),
+            # the controller entering its own pods is itself: never a finding
+            _binding("ctl-exec", "enter", "ClusterRole", controller_sa, ns),
+            _binding("tok", "token", "Role", user("minter"), ns),
+            _binding("run", "pods", "ClusterRole", user("runner"), ns),
+            _binding("ex", "enter", "ClusterRole", user("execer"), ns),
+            _binding("esc", "escalate", "ClusterRole", user("escalator"), ns),
+            _binding("other", "other-token", "Role", user("bystander"), ns),
+            # pods elsewhere run as that namespace's accounts, not the controller's
+            _binding("far", "pods", "ClusterRole", user("far"), "default"),
+        ],
+        cluster_role_bindings=[
+            _binding("imp", "impersonate-controller", "ClusterRole", user("impersonator")),
+        ],
+    )
+    by_subject = {f.subject: f.message for f in findings}
+    assert sorted(by_subject) == [
+        "User/escalator",
+        "User/execer",
+        "User/impersonator",
+        "User/minter",
+        "User/runner",
+    ]
+    assert "impersonate it via ClusterRoleBinding imp" in by_subject["User/impersonator"]
+    assert "mint tokens for it via RoleBinding approvalgate-system/tok" in by_subject["User/minter"]
+    assert "run pods as it" in by_subject["User/runner"]
+    assert "enter its running pods" in by_subject["User/execer"]
+    assert "grant itself these" in by_subject["User/escalator"]
+    for message in by_subject.values():
+        assert f"can act as {CONTROLLER}" in message
+        assert "ConfigMap/approvalgate-system/approvalgate-bundle-floor" in message
+        assert "lower the floor" in message
