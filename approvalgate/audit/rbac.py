@@ -662,7 +662,11 @@ def audit_floor_writers(
             and _any(rules, verb, "", "configmaps", "" if verb == "deletecollection" else name)
         ]
         named = _any_rule_names(rules)
-        ways = _binding_ways(as_writer, rules, named, _escalates(named, cluster), cluster, where)
+        ways = (
+            _binding_ways(as_writer, rules, named, _escalates(named, cluster), cluster, where)
+            if writer
+            else []
+        )
         if not verbs and not ways:
             continue
         kind = "ClusterRoleBinding" if cluster else "RoleBinding"
