@@ -21,6 +21,7 @@ from approvalgate.kube.errors import ApiError, UnreachableError
 from approvalgate.kube.floor import ConfigMapFloor
 from approvalgate.webhook.state import BundleState
 from tests.support import bundle_signing
+from tests.support.floor_server import FloorApiServer, write_kubeconfig
 from tests.support.paths import ROOT
 
 EXAMPLE = ROOT / "examples" / "gitops-repo" / "rendered" / "prod" / "bundle.json"
@@ -422,71 +423,13 @@ def test_the_controller_raises_the_floor_to_the_revision_in_force_and_retries(
 # --- a floor whose credentials were not there at start ------------------------------------------
 
 
-class _ApiServer:
-    """A real HTTP server answering the floor's ConfigMap as the API server does."""
-
-    def __init__(self, data: dict[str, str]) -> None:
-        import http.server
-        import threading
-
-        self.data = data
-        self.gets = 0
-        outer = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                outer.gets += 1
-                expected = "/api/v1/namespaces/approvalgate-system/configmaps/"
-                if self.path != expected + "approvalgate-bundle-floor":
-                    self.send_error(404)
-                    return
-                body = json.dumps(
-                    {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {}, "data": outer.data}
-                ).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-def _kubeconfig(path: Path, server: str) -> None:
-    path.write_text(
-        json.dumps(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "clusters": [{"name": "c", "cluster": {"server": server}}],
-                "users": [{"name": "u", "user": {"token": "t"}}],
-                "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}],
-                "current-context": "x",
-            }
-        )
-    )
-
-
 def test_a_floor_whose_credentials_fail_at_start_connects_on_a_later_read(tmp_path: Path) -> None:
     """The pod started before its credentials could be loaded (a token not yet mounted, an
     exec plugin that could not reach its issuer): every read refuses (fail closed), and a
     later read (the state's retry) connects, so the pod becomes ready without a restart."""
     from approvalgate.kube.floor import connect_floor
 
-    api = _ApiServer({"prod": "7"})
+    api = FloorApiServer({"prod": "7"})
     try:
         kubeconfig = tmp_path / "kubeconfig"  # not there yet
         floor = connect_floor("approvalgate-system/approvalgate-bundle-floor", kubeconfig)
@@ -497,7 +440,7 @@ def test_a_floor_whose_credentials_fail_at_start_connects_on_a_later_read(tmp_pa
             assert caught.value.reason == bt.FLOOR_UNKNOWN
             assert "cannot load Kubernetes credentials" in caught.value.message
         assert api.gets == 0
-        _kubeconfig(kubeconfig, api.url)
+        write_kubeconfig(kubeconfig, api.url)
         assert floor.read("prod") == 7
         api.data["prod"] = "8"
         assert floor.read("prod") == 8 and api.gets == 2  # connected once, read each time
@@ -513,7 +456,7 @@ def test_a_webhook_started_without_credentials_loads_its_bundle_once_they_come(
     from approvalgate.webhook.config import ServeConfig
     from approvalgate.webhook.server import _floor
 
-    api = _ApiServer({"prod": "7"})
+    api = FloorApiServer({"prod": "7"})
     try:
         path = tmp_path / "bundle.json"
         raw = _bundle(7)
@@ -532,7 +475,7 @@ def test_a_webhook_started_without_credentials_loads_its_bundle_once_they_come(
         state = BundleState(path, trust=_trust(), floor=floor)
         state.file.retry_interval = 0.0
         assert not state.load() and state.refusal == bt.FLOOR_UNKNOWN
-        _kubeconfig(kubeconfig, api.url)
+        write_kubeconfig(kubeconfig, api.url)
         assert state.load() and state.bundle is not None and state.bundle.revision == 7
     finally:
         api.close()
