@@ -136,6 +136,11 @@ def test_a_floor_the_audit_cannot_read_is_said(bundle: Path) -> None:
     (finding,) = _floor_findings(bundle, denied)
     assert "cannot compare the mounted bundle with the revision floor" in finding.message
     assert "get on configmaps" in finding.advice
+    # an API server that cannot be reached is the audit's error, as for its other reads
+    from approvalgate.kube.errors import UnreachableError
+
+    with pytest.raises(UnreachableError):
+        _floor_findings(bundle, FloorCluster(None, UnreachableError("cannot reach it")))
     # a bundle the keys refuse already is a finding: the floor is not read for it
     unsigned = FloorCluster({"any": "1"})
     bundle.with_name("bundle.sig.json").unlink()
