@@ -396,13 +396,7 @@ def audit_rbac(
         named = _any_rule_names(rules)
         escalates = _escalates(named, cluster)
         for target in found:
-            ways: list[str] = []
-            if cluster or target.namespace in (namespace, ALL):
-                ways += _namespaced_ways(named, target)
-            if cluster:
-                ways += _cluster_ways(rules, target)
-            if escalates and (cluster or target.namespace in (namespace, ALL)):
-                ways.append("grant")
+            ways = _binding_ways(target, rules, named, escalates, cluster, namespace)
             if not ways:
                 continue
             for entry in binding.get("subjects") or []:
@@ -421,6 +415,27 @@ def audit_rbac(
     for target in found:
         out += _findings(target, collected[target.username])
     return out
+
+
+def _binding_ways(
+    target: Target,
+    rules: Sequence[Rule],
+    named: Sequence[Rule],
+    escalates: bool,
+    cluster: bool,
+    namespace: str,
+) -> list[str]:
+    """The ways one binding (a ClusterRoleBinding, or a RoleBinding in ``namespace``) of
+    ``rules`` (``named``: :func:`_any_rule_names` of them) gives to act as ``target``."""
+    ways: list[str] = []
+    here = cluster or target.namespace in (namespace, ALL)
+    if here:
+        ways += _namespaced_ways(named, target)
+    if cluster:
+        ways += _cluster_ways(rules, target)
+    if escalates and here:
+        ways.append("grant")
+    return ways
 
 
 def _findings(target: Target, grants: Mapping[str, Sequence[Grant]]) -> list[Finding]:
@@ -605,7 +620,22 @@ def audit_floor_writers(
     ``namespace/name`` (approvals.bundle_floor): ``update``, ``patch`` or ``delete`` of it,
     or ``deletecollection`` of the namespace's ConfigMaps. ``writer`` (the controller's
     username) may ``update`` it, nothing more; the API server's own default bindings to
-    control-plane identities are not findings (they can do everything anyway)."""
+    control-plane identities are not findings (they can do everything anyway).
+
+    Whoever may act as ``writer`` (impersonate it, mint tokens for it, run pods as it or
+    enter its pods, in its namespace, or grant itself these: :func:`audit_rbac`'s ways) can
+    lower the floor through its ``update``: one finding per such subject too. ``roles``
+    and ``role_bindings`` are those of the floor's namespace and of the writer's."""
+    sa_namespace = identity.service_account_namespace(writer)
+    as_writer = Target(
+        writer,
+        sa_namespace,
+        writer.rpartition(":")[2] if sa_namespace is not None else writer,
+        False,
+        ("bundle revision floor's writer",),
+        (),
+    )
+    acting: dict[str, dict[str, set[str]]] = {}
     cluster_rules = effective_cluster_roles(cluster_roles)
     role_rules = {
         (str((r.get("metadata") or {}).get("namespace") or ""), _name(r)): _rules(r) for r in roles
@@ -615,7 +645,7 @@ def audit_floor_writers(
     for binding, cluster in bindings:
         meta = binding.get("metadata") or {}
         where = "" if cluster else str(meta.get("namespace") or "")
-        if not cluster and where != namespace:
+        if not cluster and where not in (namespace, sa_namespace):
             continue
         ref = binding.get("roleRef") or {}
         role_kind, role_name = str(ref.get("kind") or ""), str(ref.get("name") or "")
@@ -628,9 +658,16 @@ def audit_floor_writers(
         verbs = [
             verb
             for verb in FLOOR_WRITES
-            if _any(rules, verb, "", "configmaps", "" if verb == "deletecollection" else name)
+            if (cluster or where == namespace)
+            and _any(rules, verb, "", "configmaps", "" if verb == "deletecollection" else name)
         ]
-        if not verbs:
+        named = _any_rule_names(rules)
+        ways = (
+            _binding_ways(as_writer, rules, named, _escalates(named, cluster), cluster, where)
+            if writer
+            else []
+        )
+        if not verbs and not ways:
             continue
         kind = "ClusterRoleBinding" if cluster else "RoleBinding"
         via = f"{kind} {where + '/' if where else ''}{_name(binding)} -> {role_kind} {role_name}"
@@ -639,6 +676,8 @@ def audit_floor_writers(
             if resolved is None or _control_plane(binding, *resolved):
                 continue
             subject, username = resolved
+            if ways and not _is_itself(subject, username, as_writer):
+                acting.setdefault(subject, {}).setdefault(via, set()).update(ways)
             extra = [v for v in verbs if v != "update"] if username == writer else verbs
             if not extra:
                 continue
@@ -646,7 +685,7 @@ def audit_floor_writers(
             have += [v for v in extra if v not in have]
             vias.append(via)
     target = f"ConfigMap/{namespace}/{name}"
-    return [
+    writes = [
         Finding(
             AREA,
             "finding",
@@ -660,6 +699,27 @@ def audit_floor_writers(
         )
         for subject, (verbs, vias) in sorted(found.items())
     ]
+    acts = [
+        Finding(
+            AREA,
+            "finding",
+            subject,
+            f"{subject} can act as {writer}, which may update the bundle revision floor "
+            f"{target}: "
+            + "; ".join(
+                f"{_and([WAYS[w] for w in WAYS if w in by_via[via]])} via {via}"
+                for via in sorted(by_via)
+            )
+            + ": through that update it can lower the floor and so let the pods enforce an "
+            "older signed bundle that the compiled values put back",
+            "remove the binding(s) named, or narrow the role: nobody but the platform's "
+            f"operators should impersonate {writer}, mint its tokens, run or enter pods in "
+            f"its namespace ({sa_namespace or 'the cluster'}) or grant themselves RBAC there "
+            "(docs/deploy.md, the revision floor)",
+        )
+        for subject, by_via in sorted(acting.items())
+    ]
+    return sorted(writes + acts, key=lambda f: f.subject)
 
 
 def _and(items: Sequence[str]) -> str:

@@ -10,8 +10,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Final
 
-from approvalgate.approvals import content, parents, records
+from approvalgate.approvals import content, identity, parents, records
 from approvalgate.approvals.bundle import Bundle, parse_bundle_text
+from approvalgate.approvals.bundle_floor import check_floor, read_floor
 from approvalgate.approvals.bundle_trust import (
     INVALID,
     SIGNATURES_FILE,
@@ -254,7 +255,7 @@ def run_audit(cluster: Cluster, options: Options, expectations: Expectations) ->
     result.findings += _audit_policies(cluster, namespaces, expectations)
     result.findings += _audit_rbac(cluster, bundle)
     if options.bundle_floor:
-        result.findings += _audit_floor(cluster, options)
+        result.findings += _audit_floor(cluster, options, expectations)
     labels = _namespace_labels(cluster) if bundle.namespace_selection == "optInLabel" else None
     result.findings += unenforced_namespaces(run_objects, bundle, labels)
     view, view_notes = _cluster_view(cluster, bundle)
@@ -518,15 +519,73 @@ def _audit_rbac(cluster: Cluster, bundle: Bundle) -> list[Finding]:
     return holders + _audit_trusted_rbac(cluster, bundle)
 
 
-def _audit_floor(cluster: Cluster, options: Options) -> list[Finding]:
-    """Who may lower the bundle revision floor (rbac.audit_floor_writers)."""
+def _audit_floor(cluster: Cluster, options: Options, exp: Expectations) -> list[Finding]:
+    """The mounted bundle against the bundle revision floor, and who may lower the floor
+    (rbac.audit_floor_writers)."""
     namespace, _, name = options.bundle_floor.partition("/")
+    return _mounted_below_floor(cluster, options, exp) + _floor_writers(
+        cluster, options, namespace, name
+    )
+
+
+def _mounted_below_floor(cluster: Cluster, options: Options, exp: Expectations) -> list[Finding]:
+    """A finding when the pods would refuse the mounted bundle (--bundle FILE, accepted by
+    the pinned keys) as below the floor: the compiled values put an older one back."""
+    opened = options.bundle is not None and str(options.bundle) != "-"
+    if not (opened and options.trust is not None and options.trust.signed) or exp.refused:
+        return []  # unsigned mode has no floor; a refused bundle is a finding already
+    namespace, _, name = options.bundle_floor.partition("/")
+    where = f"ConfigMap/{namespace}/{name}"
+    try:
+        live = cluster.config_map(namespace, name)
+        floor = read_floor(_config_map_data(live), exp.bundle.environment, where)
+        check_floor(exp.bundle, floor, exp.source, where)
+    except ClusterError as exc:
+        if exc.status != 403:
+            raise
+        return [
+            Finding(
+                "bundle",
+                "finding",
+                where,
+                f"cannot compare the mounted bundle with the revision floor ({exc.message})",
+                f"{RBAC_HINT} (get on configmaps named {name} in {namespace}; the chart's "
+                "audit Role grants it)",
+            )
+        ]
+    except BundleRefused as refused:
+        return [
+            Finding(
+                "bundle",
+                "finding",
+                exp.source,
+                f"the webhook and the controller refuse the bundle in {exp.source} "
+                f"({refused.reason}: {refused.message}): they keep their last good bundle, "
+                "or, with none (a restarted pod), are not ready and deny every AgentRun",
+                refused.advice,
+            )
+        ]
+    return []
+
+
+def _config_map_data(obj: Mapping[str, Any] | None) -> dict[str, str] | None:
+    if obj is None:
+        return None
+    data = obj.get("data") or {}
+    return {str(k): str(v) for k, v in data.items()} if isinstance(data, Mapping) else {}
+
+
+def _floor_writers(cluster: Cluster, options: Options, namespace: str, name: str) -> list[Finding]:
+    # the writer's own namespace too: who may act as it there may lower the floor
+    namespaces = dict.fromkeys(
+        n for n in (namespace, identity.service_account_namespace(options.floor_writer)) if n
+    )
     try:
         listed = {
             "clusterroles": cluster.list_rbac("clusterroles"),
             "clusterrolebindings": cluster.list_rbac("clusterrolebindings"),
-            "roles": cluster.list_rbac("roles", namespace),
-            "rolebindings": cluster.list_rbac("rolebindings", namespace),
+            "roles": [r for n in namespaces for r in cluster.list_rbac("roles", n)],
+            "rolebindings": [b for n in namespaces for b in cluster.list_rbac("rolebindings", n)],
         }
     except ClusterError as exc:
         if exc.status != 403:

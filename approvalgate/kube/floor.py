@@ -11,7 +11,7 @@ tracking label), so a prune of the release never deletes it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Final
 
@@ -120,33 +120,52 @@ def _data(obj: Mapping[str, Any] | None) -> dict[str, str] | None:
     return dict(data) if isinstance(data, dict) else {}
 
 
-class UnreadableFloor:
-    """A floor whose client could not be made: every read is refused (fail closed)."""
+class ConnectingFloor:
+    """The floor of ConfigMap ``namespace/name`` whose client is made at the first read
+    that can make it (``connect``), then kept.
 
-    def __init__(self, where: str, problem: str, advice: str) -> None:
-        self.where = where
-        self.problem = problem
-        self.advice = advice
+    A process that could not load its credentials at start (the ServiceAccount token not
+    yet mounted, an exec plugin that could not reach its issuer) refuses every read
+    (:data:`FLOOR_UNKNOWN`, fail closed) and tries to connect again at the next one: reads
+    come once per new content of the bundle and, while one is refused for this, at the
+    bundle state's retry interval (10 s), so the attempts are bounded by that interval and
+    the pod becomes ready without a restart once the credentials load."""
+
+    def __init__(
+        self, namespace: str, name: str, connect: Callable[[], Client], advice: str
+    ) -> None:
+        self.namespace = namespace
+        self.name = name
+        self.where = f"ConfigMap/{namespace}/{name}"
+        self._connect = connect
+        self._advice = advice
+        self._floor: ConfigMapFloor | None = None
 
     def read(self, environment: str) -> int:
-        raise BundleRefused(
-            FLOOR_UNKNOWN,
-            f"the bundle revision floor {self.where} cannot be read: {self.problem}",
-            advice=self.advice,
-        )
+        floor = self._floor
+        if floor is None:
+            try:
+                client = self._connect()
+            except ApprovalgateError as exc:
+                raise BundleRefused(
+                    FLOOR_UNKNOWN,
+                    f"the bundle revision floor {self.where} cannot be read: {exc.message}",
+                    advice=f"{exc.advice or self._advice}; the process connects again "
+                    "at its next try",
+                ) from exc
+            floor = self._floor = ConfigMapFloor(client, self.namespace, self.name)
+        return floor.read(environment)
 
 
 def connect_floor(
     reference: str, kubeconfig: Path | None = None, context: str | None = None
-) -> ConfigMapFloor | UnreadableFloor:
-    """The floor of ``--bundle-floor NAMESPACE/NAME`` read with those credentials."""
+) -> ConnectingFloor:
+    """The floor of ``--bundle-floor NAMESPACE/NAME`` read with those credentials, loaded at
+    the first read that can load them."""
     namespace, name = parse_reference(reference)
-    try:
-        client = Client.connect(kubeconfig, context)
-    except ApprovalgateError as exc:
-        return UnreadableFloor(
-            f"ConfigMap/{namespace}/{name}",
-            exc.message,
-            exc.advice or "pass --kubeconfig FILE (and --context NAME)",
-        )
-    return ConfigMapFloor(client, namespace, name)
+    return ConnectingFloor(
+        namespace,
+        name,
+        lambda: Client.connect(kubeconfig, context),
+        "pass --kubeconfig FILE (and --context NAME)",
+    )

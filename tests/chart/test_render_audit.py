@@ -30,6 +30,8 @@ pytestmark = pytest.mark.helm
 
 AUDIT_VALUES = CHART / "ci" / "audit-values.yaml"
 AUDIT_KINDS = ["ClusterRole", "ClusterRoleBinding", "ConfigMap", "CronJob", "ServiceAccount"]
+#: With a revision floor (signed bundles): get on it by name (audit-floor-role.yaml)
+FLOOR_KINDS = ["Role", "RoleBinding"]
 ENABLED = ["audit.enabled=true"]
 
 #: ClusterRole rules without audit.writeReports: read only, this release's configuration only
@@ -111,8 +113,11 @@ def test_off_by_default(helm: Path) -> None:
 
 def test_one_object_of_each_kind_named_after_the_release(helm: Path) -> None:
     objects = audit_objects(render(helm, sets=ENABLED))
-    assert sorted(obj["kind"] for obj in objects) == AUDIT_KINDS
-    assert {obj["metadata"]["name"] for obj in objects} == {"approvalgate-audit"}
+    assert sorted(obj["kind"] for obj in objects) == sorted(AUDIT_KINDS + FLOOR_KINDS)
+    assert {obj["metadata"]["name"] for obj in objects} == {
+        "approvalgate-audit",
+        "approvalgate-audit-floor",
+    }
     for obj in objects:
         cluster_scoped = obj["kind"].startswith("Cluster")
         assert obj["metadata"].get("namespace") == (None if cluster_scoped else NAMESPACE)

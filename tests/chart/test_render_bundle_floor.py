@@ -165,3 +165,41 @@ def test_the_webhook_reads_the_floor_without_its_cluster_view(helm: Path) -> Non
         ]
         is False
     )
+
+
+def test_the_audit_may_read_the_floor_by_name_and_nothing_else_there(helm: Path) -> None:
+    """The audit CronJob compares the mounted bundle with the floor: its ServiceAccount may
+    get that ConfigMap by name in the release namespace, never write it."""
+    objects = render(helm, example_values("prod"), sets=["audit.enabled=true"])
+    assert floor_rules(objects)["approvalgate-audit-floor"] == [
+        {"apiGroups": [""], "resources": ["configmaps"], "resourceNames": [FLOOR], "verbs": ["get"]}
+    ]
+    (role,) = [
+        r for r in by_kind(objects, "Role") if r["metadata"]["name"] == "approvalgate-audit-floor"
+    ]
+    assert role["metadata"]["namespace"] == NAMESPACE
+    (binding,) = [
+        b
+        for b in by_kind(objects, "RoleBinding")
+        if b["metadata"]["name"] == "approvalgate-audit-floor"
+    ]
+    assert binding["metadata"]["namespace"] == NAMESPACE
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "Role",
+        "name": "approvalgate-audit-floor",
+    }
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "approvalgate-audit", "namespace": NAMESPACE}
+    ]
+    # no audit, or no floor: no such Role
+    assert "approvalgate-audit-floor" not in floor_rules(render(helm, example_values("prod")))
+    unsigned = render(
+        helm,
+        sets=[
+            "audit.enabled=true",
+            "bundleSigning.publicKeys=null",
+            "bundleSigning.allowUnsigned=true",
+        ],
+    )
+    assert "approvalgate-audit-floor" not in floor_rules(unsigned)

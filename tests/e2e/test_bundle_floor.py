@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -250,12 +251,136 @@ def test_the_audit_reports_whoever_else_may_lower_the_floor(
     )
     assert done.returncode == 0, done.stderr
     try:
-        (finding,) = floor_findings()
-        assert finding["subject"] == "User/mallory" and finding["severity"] == "finding"
-        assert f"the bundle revision floor {WHERE}" in finding["message"]
+        writes, acts = sorted(floor_findings(), key=lambda f: "can act as" in f["message"])
+        for finding in (writes, acts):
+            assert finding["subject"] == "User/mallory" and finding["severity"] == "finding"
+            assert f"the bundle revision floor {WHERE}" in finding["message"]
+            assert (
+                "RoleBinding approvalgate-system/floor-editor -> ClusterRole edit"
+                in (finding["message"])
+            )
+        assert "may update, patch, delete" in writes["message"]
+        # edit also lets her act as the controller (which may update the floor)
+        assert f"can act as {QUEUE_CONTROLLER}" in acts["message"]
+    finally:
+        gate.plane.kubectl("admin", "delete", *binding, check=False)
+
+
+def test_the_audit_reports_whoever_may_act_as_the_floors_writer(
+    floored: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Someone who may not touch the ConfigMap but may exec into the release namespace's
+    pods (the controller's among them) can lower the floor with the controller's token: a
+    finding, naming the way and the binding, shown on the real API server's RBAC."""
+    gate, _ = floored
+    role = ["role", "pod-exec", "-n", GATE_NAMESPACE]
+    binding = ["rolebinding", "pod-exec", "-n", GATE_NAMESPACE]
+    for command in (
+        ["create", *role, "--verb=create", "--resource=pods/exec"],
+        ["create", *binding, "--role", "pod-exec", "--user", "oscar"],
+    ):
+        done = gate.plane.kubectl("admin", *command, check=False)
+        assert done.returncode == 0, done.stderr
+    try:
+        capsys.readouterr()
+        main(
+            [
+                "audit",
+                "--kubeconfig",
+                str(gate.plane.kubeconfig("admin")),
+                "--bundle",
+                str(gate.bundle),
+                *gate.trust_args(),
+                "--bundle-floor-writer",
+                QUEUE_CONTROLLER,
+                "--output",
+                "json",
+            ]
+        )
+        report: dict[str, Any] = json.loads(capsys.readouterr().out)
+        (finding,) = [f for f in report["findings"] if "revision floor" in f["message"]]
+        assert finding["subject"] == "User/oscar" and finding["severity"] == "finding"
+        assert f"can act as {QUEUE_CONTROLLER}" in finding["message"]
         assert (
-            "RoleBinding approvalgate-system/floor-editor -> ClusterRole edit"
-            in (finding["message"])
+            "enter its running pods via RoleBinding approvalgate-system/pod-exec -> Role pod-exec"
+            in finding["message"]
         )
     finally:
         gate.plane.kubectl("admin", "delete", *binding, check=False)
+        gate.plane.kubectl("admin", "delete", *role, check=False)
+
+
+AUDIT_SA = f"system:serviceaccount:{GATE_NAMESPACE}:approvalgate-audit"
+AUDIT_TEMPLATES = tuple(
+    f"templates/audit-{name}.yaml"
+    for name in (
+        "serviceaccount",
+        "clusterrole",
+        "clusterrolebinding",
+        "floor-role",
+        "floor-rolebinding",
+    )
+)
+
+
+def test_the_audit_finds_a_mounted_bundle_below_the_floor(
+    floored: Any, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """As the chart's audit ServiceAccount with the RBAC helm renders for it: the compiled
+    values put back a signed bundle one revision below the floor the controller recorded,
+    the pinned minimum following them. The keys accept it, the pods would refuse it: the
+    audit says so before they roll onto it."""
+    gate, compiled = floored
+    docs = gate.chart_render(
+        "--set", "audit.enabled=true", *(a for t in AUDIT_TEMPLATES for a in ("--show-only", t))
+    )
+    assert sorted(d["kind"] for d in docs) == [
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "Role",
+        "RoleBinding",
+        "ServiceAccount",
+    ]
+    items = json.dumps({"apiVersion": "v1", "kind": "List", "items": docs})
+    done = gate.kubectl("admin", "apply", "-f", "-", manifest=items)
+    assert done.returncode == 0, done.stderr
+    try:
+        floor = int(eventually("a floor", lambda: floor_data(gate.plane).get(ENV)))
+        text = bundle_signing.with_revision(compiled, floor - 1)
+        bundle = tmp_path / "bundle.json"
+        bundle.write_text(text)
+        bundle_signing.sign_file(bundle)
+
+        def floor_findings() -> list[dict[str, Any]]:
+            capsys.readouterr()
+            main(
+                [
+                    "audit",
+                    "--kubeconfig",
+                    str(gate.plane.kubeconfig("admin")),
+                    "--as",
+                    AUDIT_SA,
+                    "--bundle",
+                    str(bundle),
+                    *bundle_signing.cli_args(gate.work),
+                    *trust(floor - 1),
+                    "--output",
+                    "json",
+                ]
+            )
+            report: dict[str, Any] = json.loads(capsys.readouterr().out)
+            return [f for f in report["findings"] if "floor" in f["message"]]
+
+        # until the API server's RBAC cache has the audit's roles
+        eventually(
+            "the audit reads the floor",
+            lambda: any("below-floor" in f["message"] for f in floor_findings()),
+            timeout=15,
+        )
+        (finding,) = floor_findings()
+        assert finding["area"] == "bundle" and finding["severity"] == "finding"
+        assert f"revision {floor - 1}, below revision {floor}" in finding["message"]
+        assert WHERE in finding["message"]
+        assert f"revision {floor} or higher" in finding["advice"]
+    finally:
+        gate.kubectl("admin", "delete", "-f", "-", manifest=items)

@@ -243,3 +243,38 @@ def test_unsigned_mode_is_loud(
         # once at start, once for the load
         assert len(warnings) >= 2
         assert all("UNSIGNED bundles are allowed" in r.getMessage() for r in warnings)
+
+
+def test_a_webhook_whose_credentials_load_late_becomes_ready_without_a_restart(
+    pki: TestPKI, signed: Signed, base_bundle_text: str, tmp_path: Path
+) -> None:
+    """The pod started before its credentials could be loaded (--bundle-floor, a kubeconfig
+    not there yet): not ready, every run denied with `floor-unknown` (fail closed); once
+    they load, the next retry reads the floor (a real HTTP server answering as the API
+    server) and the webhook serves, without a restart."""
+    from tests.support.floor_server import FloorApiServer, write_kubeconfig
+
+    signed.publish_signed(base_bundle_text, GOOD_REVISION)
+    kubeconfig = tmp_path / "kubeconfig"
+    api = FloorApiServer({"prod": str(GOOD_REVISION)})
+    options = {
+        **signed.options(),
+        "bundle_floor": "approvalgate-system/approvalgate-bundle-floor",
+        "kubeconfig": kubeconfig,
+    }
+    try:
+        with ServerThread(pki, signed.volume.root / "bundle.json", **options) as server:
+            assert server.running.state.bundle is None
+            with server.client() as client:
+                ready = client.get("/readyz")
+                assert ready.status == 503 and "(refused: floor-unknown)" in ready.body.decode()
+                response = client.review(agentrun_request()).response
+                assert response["allowed"] is False
+                assert "(floor-unknown)" in response["status"]["message"]
+            server.running.state.file.retry_interval = 0.05  # 10 s in production
+            write_kubeconfig(kubeconfig, api.url)
+            server.wait_for(lambda: server.running.state.bundle is not None)
+            assert ready_status(server) == 200 and api.gets >= 1
+            assert not unapproved_allowed(server)  # the good bundle: two approvals needed
+    finally:
+        api.close()

@@ -76,3 +76,72 @@ def test_the_flags_are_checked_before_any_cluster_call(
     assert "--bundle-key missing.pub: neither a public key's text nor a readable file" in (
         capsys.readouterr().err
     )
+
+
+class FloorCluster:
+    """The two reads the floor check makes: the floor's ConfigMap, and RBAC (none here)."""
+
+    def __init__(self, data: dict[str, str] | None, error: Exception | None = None) -> None:
+        self.data = data
+        self.error = error
+        self.reads: list[str] = []
+
+    def config_map(self, namespace: str, name: str) -> dict[str, Any] | None:
+        self.reads.append(f"{namespace}/{name}")
+        if self.error is not None:
+            raise self.error
+        return None if self.data is None else {"data": self.data}
+
+    def list_rbac(self, plural: str, namespace: str | None = None) -> list[dict[str, Any]]:
+        return []
+
+
+FLOOR = "approvalgate-system/approvalgate-bundle-floor"
+
+
+def _floor_findings(bundle: Path, cluster: FloorCluster, **kw: Any) -> list[Any]:
+    from approvalgate.audit.runner import _audit_floor
+
+    opts = options(bundle, **kw)
+    opts = Options(now=NOW, bundle=bundle, trust=opts.trust, bundle_floor=FLOOR)
+    return _audit_floor(cluster, opts, load_expectations(opts))  # type: ignore[arg-type]
+
+
+def test_a_mounted_bundle_below_the_revision_floor_is_a_finding(bundle: Path) -> None:
+    """The compiled values put back revision 3, signed; the chart's pinned minimum follows
+    them, so the keys accept it, but the floor (5) makes the pods refuse it: the audit says
+    so, with the reason and what to do, before the pods are rolled onto it."""
+    from approvalgate.approvals.bundle import parse_bundle_text
+
+    bundle_signing.sign_file(bundle)
+    environment = parse_bundle_text(bundle.read_text(), "b").environment or "any-environment"
+    cluster = FloorCluster({environment: "5"})
+    (finding,) = _floor_findings(bundle, cluster, min_revision=3)
+    assert cluster.reads == [FLOOR]
+    assert finding.severity == "finding" and finding.area == "bundle"
+    assert "(below-floor:" in finding.message
+    assert "revision 3, below revision 5" in finding.message
+    assert f"ConfigMap/{FLOOR}" in finding.message
+    assert "revision 5 or higher" in finding.advice
+    # at or above the floor, or no floor recorded yet: nothing
+    assert _floor_findings(bundle, FloorCluster({environment: "3"}), min_revision=3) == []
+    assert _floor_findings(bundle, FloorCluster(None), min_revision=3) == []
+
+
+def test_a_floor_the_audit_cannot_read_is_said(bundle: Path) -> None:
+    from approvalgate.kube.errors import ApiError
+
+    bundle_signing.sign_file(bundle)
+    denied = FloorCluster(None, ApiError("forbidden", status=403))
+    (finding,) = _floor_findings(bundle, denied)
+    assert "cannot compare the mounted bundle with the revision floor" in finding.message
+    assert "get on configmaps" in finding.advice
+    # an API server that cannot be reached is the audit's error, as for its other reads
+    from approvalgate.kube.errors import UnreachableError
+
+    with pytest.raises(UnreachableError):
+        _floor_findings(bundle, FloorCluster(None, UnreachableError("cannot reach it")))
+    # a bundle the keys refuse already is a finding: the floor is not read for it
+    unsigned = FloorCluster({"any": "1"})
+    bundle.with_name("bundle.sig.json").unlink()
+    assert _floor_findings(bundle, unsigned) == [] and unsigned.reads == []

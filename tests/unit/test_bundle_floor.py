@@ -18,9 +18,10 @@ from approvalgate.approvals import bundle_trust as bt
 from approvalgate.approvals.bundle_source import BundleSource
 from approvalgate.approvals.policy import bundle_generation, dump_bundle
 from approvalgate.kube.errors import ApiError, UnreachableError
-from approvalgate.kube.floor import ConfigMapFloor, UnreadableFloor
+from approvalgate.kube.floor import ConfigMapFloor
 from approvalgate.webhook.state import BundleState
 from tests.support import bundle_signing
+from tests.support.floor_server import FloorApiServer, write_kubeconfig
 from tests.support.paths import ROOT
 
 EXAMPLE = ROOT / "examples" / "gitops-repo" / "rendered" / "prod" / "bundle.json"
@@ -138,10 +139,6 @@ def test_a_floor_that_cannot_be_read_refuses() -> None:
     with pytest.raises(bt.BundleRefused) as caught:
         _open(_source(floor), _bundle(9))
     assert caught.value.reason == bt.FLOOR_UNKNOWN
-    unreadable = UnreadableFloor(WHERE, "no kubeconfig", "pass --kubeconfig")
-    with pytest.raises(bt.BundleRefused) as caught:
-        unreadable.read("prod")
-    assert (caught.value.reason, caught.value.advice) == (bt.FLOOR_UNKNOWN, "pass --kubeconfig")
 
 
 def test_a_refused_signature_is_refused_before_the_floor_is_read() -> None:
@@ -338,12 +335,15 @@ def test_the_audit_reports_who_may_lower_the_floor_but_not_its_writer() -> None:
             _binding("argo", "cm-admin", "ClusterRole", {"kind": "Group", "name": "argo"}),
         ],
     )
-    by_subject = {f.subject: f for f in findings}
+    by_subject = {f.subject: f for f in findings if "can act as" not in f.message}
     assert sorted(by_subject) == [
         "Group/argo",
         f"ServiceAccount/{ns}/approvalgate-controller",
         "User/eve",
     ]
+    # `*` on everything also runs pods as the controller: that too, never for itself
+    acting = sorted(f.subject for f in findings if "can act as" in f.message)
+    assert acting == ["Group/argo", "User/eve"]
     assert (
         "may patch, delete and deletecollection"
         in by_subject[f"ServiceAccount/{ns}/approvalgate-controller"].message
@@ -418,3 +418,158 @@ def test_the_controller_raises_the_floor_to_the_revision_in_force_and_retries(
     assert service.metrics.bundle_floor._value.get() == 7
     asyncio.run(service.raise_floor())  # nothing new in force: nothing written
     assert client.writes == ["POST"]
+
+
+# --- a floor whose credentials were not there at start ------------------------------------------
+
+
+def test_a_floor_whose_credentials_fail_at_start_connects_on_a_later_read(tmp_path: Path) -> None:
+    """The pod started before its credentials could be loaded (a token not yet mounted, an
+    exec plugin that could not reach its issuer): every read refuses (fail closed), and a
+    later read (the state's retry) connects, so the pod becomes ready without a restart."""
+    from approvalgate.kube.floor import connect_floor
+
+    api = FloorApiServer({"prod": "7"})
+    try:
+        kubeconfig = tmp_path / "kubeconfig"  # not there yet
+        floor = connect_floor("approvalgate-system/approvalgate-bundle-floor", kubeconfig)
+        assert floor.where == WHERE
+        for _ in range(2):  # refused each time, never a traceback
+            with pytest.raises(bt.BundleRefused) as caught:
+                floor.read("prod")
+            assert caught.value.reason == bt.FLOOR_UNKNOWN
+            assert "cannot load Kubernetes credentials" in caught.value.message
+        assert api.gets == 0
+        write_kubeconfig(kubeconfig, api.url)
+        assert floor.read("prod") == 7
+        api.data["prod"] = "8"
+        assert floor.read("prod") == 8 and api.gets == 2  # connected once, read each time
+    finally:
+        api.close()
+
+
+def test_a_webhook_started_without_credentials_loads_its_bundle_once_they_come(
+    tmp_path: Path,
+) -> None:
+    """The webhook's own path: BundleState with the floor the server makes (server._floor)
+    retries the refused content, and the retry reaches the API server once it can."""
+    from approvalgate.webhook.config import ServeConfig
+    from approvalgate.webhook.server import _floor
+
+    api = FloorApiServer({"prod": "7"})
+    try:
+        path = tmp_path / "bundle.json"
+        raw = _bundle(7)
+        path.write_bytes(raw)
+        (tmp_path / "bundle.sig.json").write_text(bundle_signing.signatures_text(raw))
+        kubeconfig = tmp_path / "kubeconfig"
+        config = ServeConfig(
+            bundle=path,
+            tls_cert=tmp_path / "tls.crt",
+            tls_key=tmp_path / "tls.key",
+            kubeconfig=kubeconfig,
+            bundle_floor="approvalgate-system/approvalgate-bundle-floor",
+        )
+        floor = _floor(config)
+        assert floor is not None
+        state = BundleState(path, trust=_trust(), floor=floor)
+        state.file.retry_interval = 0.0
+        assert not state.load() and state.refusal == bt.FLOOR_UNKNOWN
+        write_kubeconfig(kubeconfig, api.url)
+        assert state.load() and state.bundle is not None and state.bundle.revision == 7
+    finally:
+        api.close()
+
+
+def test_the_audit_reports_who_may_act_as_the_floors_writer() -> None:
+    """The controller's ServiceAccount may update the floor: whoever may impersonate it,
+    mint a token for it, run a pod as it or enter its pods (or grant itself these) in its
+    namespace can lower the floor through that update, as the audit of trusted
+    ServiceAccounts already reports for them."""
+    from approvalgate.audit.rbac import audit_floor_writers
+
+    ns = "approvalgate-system"
+    writer_rules = _role(
+        "approvalgate-controller-lease",
+        {
+            "apiGroups": [""],
+            "resources": ["configmaps"],
+            "resourceNames": ["approvalgate-bundle-floor"],
+            "verbs": ["get", "update"],
+        },
+        namespace=ns,
+    )
+    impersonate = _role(
+        "impersonate-controller",
+        {
+            "apiGroups": [""],
+            "resources": ["serviceaccounts"],
+            "resourceNames": ["approvalgate-controller"],
+            "verbs": ["impersonate"],
+        },
+    )
+    token = _role(
+        "token",
+        {"apiGroups": [""], "resources": ["serviceaccounts/token"], "verbs": ["create"]},
+        namespace=ns,
+    )
+    pods = _role("pods", {"apiGroups": [""], "resources": ["pods"], "verbs": ["create"]})
+    enter = _role("enter", {"apiGroups": [""], "resources": ["pods/exec"], "verbs": ["create"]})
+    escalate = _role(
+        "escalate",
+        {"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["roles"], "verbs": ["*"]},
+    )
+    other_sa = _role(  # another ServiceAccount's token: not the controller
+        "other-token",
+        {
+            "apiGroups": [""],
+            "resources": ["serviceaccounts/token"],
+            "resourceNames": ["someone-else"],
+            "verbs": ["create"],
+        },
+        namespace=ns,
+    )
+    controller_sa = {"kind": "ServiceAccount", "name": "approvalgate-controller", "namespace": ns}
+
+    def user(name: str) -> dict[str, str]:
+        return {"kind": "User", "name": name}
+
+    findings = audit_floor_writers(
+        ns,
+        "approvalgate-bundle-floor",
+        CONTROLLER,
+        roles=[writer_rules, token, other_sa],
+        cluster_roles=[impersonate, pods, enter, escalate],
+        role_bindings=[
+            _binding("ctl", "approvalgate-controller-lease", "Role", controller_sa, ns),
+            # the controller entering its own pods is itself: never a finding
+            _binding("ctl-exec", "enter", "ClusterRole", controller_sa, ns),
+            _binding("tok", "token", "Role", user("minter"), ns),
+            _binding("run", "pods", "ClusterRole", user("runner"), ns),
+            _binding("ex", "enter", "ClusterRole", user("execer"), ns),
+            _binding("esc", "escalate", "ClusterRole", user("escalator"), ns),
+            _binding("other", "other-token", "Role", user("bystander"), ns),
+            # pods elsewhere run as that namespace's accounts, not the controller's
+            _binding("far", "pods", "ClusterRole", user("far"), "default"),
+        ],
+        cluster_role_bindings=[
+            _binding("imp", "impersonate-controller", "ClusterRole", user("impersonator")),
+        ],
+    )
+    by_subject = {f.subject: f.message for f in findings}
+    assert sorted(by_subject) == [
+        "User/escalator",
+        "User/execer",
+        "User/impersonator",
+        "User/minter",
+        "User/runner",
+    ]
+    assert "impersonate it via ClusterRoleBinding imp" in by_subject["User/impersonator"]
+    assert "mint tokens for it via RoleBinding approvalgate-system/tok" in by_subject["User/minter"]
+    assert "run pods as it" in by_subject["User/runner"]
+    assert "enter its running pods" in by_subject["User/execer"]
+    assert "grant itself these" in by_subject["User/escalator"]
+    for message in by_subject.values():
+        assert f"can act as {CONTROLLER}" in message
+        assert "ConfigMap/approvalgate-system/approvalgate-bundle-floor" in message
+        assert "lower the floor" in message
