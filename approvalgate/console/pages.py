@@ -471,49 +471,34 @@ def to_yaml(obj: object) -> str:
 
 def read_content(client: Client, namespace: str, run: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The ImplementationSpecs and Agent the run references, and the AgentProvider the Agent
-    names, read now with the user's credentials; a refusal or absence is said in place of
-    the object."""
-    from approvalgate.approvals import content
-    from approvalgate.approvals.errors import ApprovalgateError
+    names, read now with the user's credentials by the reader ``status`` and the approval
+    use (``commands._content.read_run``: the page's pin is theirs); a refusal or absence is
+    said in place of the object."""
     from approvalgate.approvals.hidden_text import escaped
-    from approvalgate.kube import objects
-    from approvalgate.kube.view import OBJECT_RESOURCES
+    from approvalgate.commands import _content
 
-    try:
-        refs = list(content.refs(run.get("spec")))
-    except ApprovalgateError as exc:
-        return [{"kind": "", "name": "", "error": exc.message, "text": "", "yaml": ""}]
+    reading = _content.read_run(client, namespace, run.get("spec"))
+    if reading.invalid is not None:
+        return [{"kind": "", "name": "", "error": reading.invalid.message, "text": "", "yaml": ""}]
     found: list[dict[str, Any]] = []
-    for key in refs:  # grows by the provider of the Agent read
-        kind, _, name = key.partition("/")
+    for read in reading.read:
+        kind, name = read.kind, read.name
         entry: dict[str, Any] = {"kind": kind, "name": name, "error": "", "text": "", "yaml": ""}
-        try:
-            obj = objects.get(client, OBJECT_RESOURCES[kind], name, namespace)
-        except ApprovalgateError as exc:
-            status = getattr(exc, "status", None)
-            if status == 403:
-                entry["error"] = (
-                    f"you may not read {kind} {namespace}/{name} (HTTP 403): {exc.message}"
-                )
-            else:
-                entry["error"] = exc.message
-            found.append(entry)
-            continue
-        if obj is None:
+        if read.error is not None:
+            advice = read.error.advice
+            entry["error"] = f"{read.error.message}; {advice}" if advice else read.error.message
+        elif read.obj is None:
             entry["error"] = (
                 f"{kind} {namespace}/{name} does not exist (HTTP 404): the run cannot start "
                 "without it"
             )
         else:
-            body = obj.get("spec") or {}
+            body = read.obj.get("spec") or {}
             if kind == "ImplementationSpec":
                 entry["summary"] = escaped(str(body.get("summary") or ""))
                 entry["text"] = escaped(str(body.get("text") or ""))
             entry["yaml"] = to_yaml(body)
-            entry["object"] = {**obj, "kind": kind}
-            provider = content.provider_name(obj) if kind == content.AGENT else ""
-            if provider and content.key(content.PROVIDER, provider) not in refs:
-                refs.append(content.key(content.PROVIDER, provider))
+            entry["object"] = read.obj
         found.append(entry)
     return found
 
