@@ -1207,6 +1207,8 @@ def file_decision(
     seconds = ttl_seconds(ttl, cap)
     # the content is read once: what the pin covers is what the record binds
     reading = _content.read_run(client, namespace, _spec(run.obj))
+    if reading.invalid is not None:  # names the platform would not read: nothing to show
+        raise reading.invalid
     content_read, unread = reading.objects, reading.unread
     pinned = _queue.pin(request, content_read)
     if unread is not None and binds_content(decision, bundle):

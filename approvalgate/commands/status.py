@@ -207,6 +207,8 @@ def shown_text(shown: Shown) -> str:
         lines.extend(quoted(obj.get("spec")))
     if shown.unread is not None:
         lines.append(f"  its content could not be read: {one_line(shown.unread.message)}")
+        if shown.unread.advice:
+            lines.append(f"  hint: {one_line(shown.unread.advice)}")
     lines.append(f"  pin:           {shown.pin}")
     return "\n".join(lines) + "\n"
 

@@ -740,6 +740,12 @@ REFUSABLE = [
     "agents/codex-agent",
 ]
 
+KINDS = {
+    "agentproviders": "AgentProvider",
+    "implementationspecs": "ImplementationSpec",
+    "agents": "Agent",
+}
+
 
 def page_pin(cluster: Cluster, me: Any) -> str:
     """The pin the console's request page carries in its approve form."""
@@ -763,6 +769,10 @@ def test_the_page_and_status_pin_the_same_reading_of_content_the_approver_may_no
     cluster.refused.add(refused)
     who = Me(user="alice", approver="alice", signer=object())  # type: ignore[arg-type]
     assert page_pin(cluster, who) == status_pin(capsys)
+    out = cli(capsys, "status", REF)[1]
+    kind, name = KINDS[refused.partition("/")[0]], refused.partition("/")[2]
+    assert f"  its content could not be read: you may not read {kind} {NS}/{name} (HTTP 403)" in out
+    assert "  hint: you need get on implementationspecs, agents and agentproviders" in out
 
 
 @pytest.mark.parametrize("refused", REFUSABLE)
@@ -775,11 +785,7 @@ def test_an_approval_of_content_the_approver_may_not_read_is_refused_as_that(
     from approvalgate.commands import _signer
 
     cluster.refused.add(refused)
-    kind = {
-        "agentproviders": "AgentProvider",
-        "implementationspecs": "ImplementationSpec",
-        "agents": "Agent",
-    }[refused.partition("/")[0]]
+    kind = KINDS[refused.partition("/")[0]]
     said = f"you may not read {kind} {NS}/{refused.partition('/')[2]} (HTTP 403)"
     advice = "get on implementationspecs, agents and agentproviders"
     signer = _signer.load(str(KEYS / "alice.key"))
