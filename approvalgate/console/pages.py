@@ -352,6 +352,8 @@ def request_context(
     refusals, notes = _may_decide({**item, "decisions": decisions}, me)
     if not refusals["approve"]:
         refusals["approve"] = hidden_refusal(f"{namespace}/{name}", run, held)
+    if not refusals["approve"]:
+        refusals["approve"] = unread_refusal(content, me.bundle)
     return {
         **base,
         "found": True,
@@ -404,6 +406,21 @@ def render_request(
             error=_error_context(error),
             fragment_url=fragment_url,
         )
+    )
+
+
+def unread_refusal(content: Sequence[Mapping[str, Any]], bundle: Bundle | None) -> str:
+    """Why the console does not approve when the bundle binds the content and some of it
+    could not be read (``content``: :func:`read_content`'s entries): the approval would be
+    refused on the click (``file_decision``), so it is said before it ("" otherwise)."""
+    if bundle is None or not bundle.binds_content:
+        return ""
+    unread = [str(entry["error"]) for entry in content if entry.get("unreadable")]
+    if not unread:
+        return ""
+    return (
+        f"{unread[0]}: an approval must bind the content its run references "
+        "(referencedContent: bind), so none can be signed here"
     )
 
 
@@ -487,6 +504,7 @@ def read_content(client: Client, namespace: str, run: Mapping[str, Any]) -> list
         if read.error is not None:
             advice = read.error.advice
             entry["error"] = f"{read.error.message}; {advice}" if advice else read.error.message
+            entry["unreadable"] = True
         elif read.obj is None:
             entry["error"] = (
                 f"{kind} {namespace}/{name} does not exist (HTTP 404): the run cannot start "

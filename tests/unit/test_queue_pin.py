@@ -791,6 +791,9 @@ def test_an_approval_of_content_the_approver_may_not_read_is_refused_as_that(
     signer = _signer.load(str(KEYS / "alice.key"))
     who = Me(user="alice", approver="alice", signer=signer, bundle=prod())
     shown = request()
+    state = console_fakes.FakeState([cluster.objects[f"approvalrequests/{NAME}"]])
+    page = pages.request_context(state, cluster, NS, NAME, who)  # type: ignore[arg-type]
+    assert said in page["refusals"]["approve"]  # said on the page, before any click
     for pin in (page_pin(cluster, who), "0123456789abcdef"):  # the refusal comes first
         seen = Seen("uid-1", shown["spec"]["specDigest"], pin)
         with pytest.raises(ApprovalgateError) as caught:
