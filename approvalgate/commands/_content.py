@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -111,16 +112,102 @@ def read_cluster(
     return [*found, *_read(client, providers - have)]
 
 
-def read_refs(
-    client: Client, namespace: str, refs: Sequence[str]
-) -> tuple[list[dict[str, Any]], ApprovalgateError | None]:
-    """:func:`read_cluster` of ``refs`` in ``namespace``, and the error that stopped it
-    (``None`` when all that exists was read): what a request's run references, read once
-    for both its pin and the record."""
+READ_ADVICE = (
+    "you need get on implementationspecs, agents and agentproviders ({group}) in namespace "
+    "{namespace} to read what you sign: ask an admin to bind the chart's approver ClusterRole "
+    "to you (docs/queue.md, RBAC to grant; kubectl auth can-i get agentproviders -n "
+    "{namespace} says whether you may)"
+)
+
+
+@dataclass(frozen=True)
+class Read:
+    """One object a run references (or the AgentProvider its Agent names), as read."""
+
+    kind: str
+    name: str
+    obj: dict[str, Any] | None
+    """The object (``kind`` set), None when it does not exist or could not be read."""
+    error: ApprovalgateError | None
+    """Why it could not be read (a refusal: HTTP 403; another failure), None when read or
+    absent."""
+
+
+@dataclass(frozen=True)
+class Reading:
+    """What a request's run references, read once, in one way, wherever it is shown or
+    signed (the console's page, ``status``, ``file_decision``): the pin computed from it is
+    the same everywhere."""
+
+    read: tuple[Read, ...]
+    invalid: ApprovalgateError | None = None
+    """The run names objects the platform would not read (nothing was read)."""
+
+    @property
+    def objects(self) -> list[dict[str, Any]]:
+        """The objects read (absent and unreadable ones left out): what the pin covers."""
+        return [r.obj for r in self.read if r.obj is not None]
+
+    @property
+    def unread(self) -> ApprovalgateError | None:
+        """Why some of the content could not be read (the first such error), None when all
+        that exists was read."""
+        if self.invalid is not None:
+            return self.invalid
+        return next((r.error for r in self.read if r.error is not None), None)
+
+
+def read_run(client: Client, namespace: str, run_spec: object) -> Reading:
+    """The ImplementationSpecs and Agent run spec ``run_spec`` references in ``namespace``,
+    and the AgentProvider each Agent read names, as the API server has them now (with the
+    user's credentials). An object that cannot be read is said in its place and the others
+    are still read: the page shows them, and the pin covers exactly what was read, here as
+    where the approval is signed (which refuses to sign, before comparing any pin, where the
+    content it binds could not be read)."""
+    from approvalgate.approvals import content
+    from approvalgate.kube import objects
+    from approvalgate.kube.errors import KubeError
+    from approvalgate.kube.view import OBJECT_RESOURCES
+
     try:
-        return read_cluster(client, [(namespace, key) for key in refs]), None
+        refs = list(content.refs(run_spec))
     except ApprovalgateError as exc:
-        return [], exc
+        return Reading((), exc)
+    found: list[Read] = []
+    for key in refs:  # grows by the provider of each Agent read
+        kind, _, name = key.partition("/")
+        where = OBJECT_RESOURCES[kind]
+        try:
+            obj = objects.get(client, where, name, namespace)
+        except KubeError as exc:
+            found.append(Read(kind, name, None, _unreadable(exc, kind, namespace, name)))
+            continue
+        if obj is None:
+            found.append(Read(kind, name, None, None))
+            continue
+        obj = {**obj, "kind": kind}
+        found.append(Read(kind, name, obj, None))
+        provider = content.provider_name(obj) if kind == content.AGENT else ""
+        if provider and content.key(content.PROVIDER, provider) not in refs:
+            refs.append(content.key(content.PROVIDER, provider))
+    return Reading(tuple(found))
+
+
+def _unreadable(exc: Any, kind: str, namespace: str, name: str) -> ApprovalgateError:
+    """The error for ``kind namespace/name`` that could not be read: a refusal said as one
+    (HTTP 403, with the permission needed), else the API server's error."""
+    from approvalgate.commands._cluster import platform_not_served
+    from approvalgate.kube.errors import KubeError
+    from approvalgate.kube.view import OBJECT_RESOURCES
+
+    if getattr(exc, "status", None) == 403:
+        return KubeError(
+            f"you may not read {kind} {namespace}/{name} (HTTP 403): {exc.message}",
+            status=403,
+            advice=READ_ADVICE.format(group=CONTENT_GROUP, namespace=namespace),
+        )
+    where = OBJECT_RESOURCES[kind]
+    return platform_not_served(exc, where.plural, where.group)
 
 
 def _namespace(obj: Mapping[str, Any]) -> str:

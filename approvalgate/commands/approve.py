@@ -1206,8 +1206,14 @@ def file_decision(
     cap = manifests.ttl_cap(bundle, [run], decision) if bundle is not None else None
     seconds = ttl_seconds(ttl, cap)
     # the content is read once: what the pin covers is what the record binds
-    content_read, unread = _content.read_refs(client, namespace, _content_refs(run.obj))
+    reading = _content.read_run(client, namespace, _spec(run.obj))
+    if reading.invalid is not None:  # names the platform would not read: nothing to show
+        raise reading.invalid
+    content_read, unread = reading.objects, reading.unread
     pinned = _queue.pin(request, content_read)
+    if unread is not None and binds_content(decision, bundle):
+        # said as itself, before the pin: a refusal to read is not a change since
+        raise unreadable_content(ref, unread)
     if expect is not None and expect != pinned:
         raise changed_since_read(item, ref, expect, pinned)
     references, read = _request_content(run, decision, bundle, ref, say, content_read, unread)
@@ -1254,6 +1260,30 @@ def file_decision(
         approver=approver,
         user=me,
         notes=tuple(said),
+    )
+
+
+def binds_content(decision: str, bundle: Any) -> bool:
+    """Whether ``decision`` on a request binds the content its run references, as far as
+    known here: all but a reject, where the bundle binds it (without a bundle the setting
+    is unknown: :func:`_request_content` binds what could be read and says what could not)."""
+    return decision != "reject" and bundle is not None and bool(bundle.binds_content)
+
+
+def unreadable_content(ref: str, unread: ApprovalgateError) -> ApprovalgateError:
+    """The refusal when request ``ref``'s content, which the approval must bind, could not
+    be read (``unread``: why; its status kept, a 403 stays a 403): nothing is signed."""
+    from approvalgate.kube.errors import KubeError
+
+    advice = unread.advice or (
+        "you need get on implementationspecs, agents and agentproviders to read them"
+    )
+    return KubeError(
+        f"ApprovalRequest {ref}: the content its AgentRun references could not be read: "
+        f"{unread.message}; an approval must bind it (referencedContent: bind), so nothing "
+        "was signed",
+        status=getattr(unread, "status", None),
+        advice=advice,
     )
 
 

@@ -142,21 +142,15 @@ def run(args: argparse.Namespace) -> int:
 def read_shown(client: Any, request: Mapping[str, Any], namespace: str) -> Shown:
     """Request ``request`` with the content its run references, read now, and its pin:
     what ``approve|reject|withdraw --request --expect PIN`` checks it against."""
-    from approvalgate.approvals import content
-    from approvalgate.approvals.errors import ApprovalgateError
     from approvalgate.commands import _content, _queue
     from approvalgate.commands.approve import Shown
 
     run = (request.get("spec") or {}).get("run")
-    read: list[dict[str, Any]] = []
-    unread: ApprovalgateError | None
-    try:
-        refs = content.refs(run.get("spec") if isinstance(run, Mapping) else None)
-    except ApprovalgateError as exc:
-        unread = exc
-    else:
-        read, unread = _content.read_refs(client, namespace, refs)
-    return Shown(request, read, unread, _queue.pin(request, read))
+    reading = _content.read_run(
+        client, namespace, run.get("spec") if isinstance(run, Mapping) else None
+    )
+    read = reading.objects
+    return Shown(request, read, reading.unread, _queue.pin(request, read))
 
 
 def shown_json(shown: Shown) -> dict[str, Any]:
@@ -213,6 +207,8 @@ def shown_text(shown: Shown) -> str:
         lines.extend(quoted(obj.get("spec")))
     if shown.unread is not None:
         lines.append(f"  its content could not be read: {one_line(shown.unread.message)}")
+        if shown.unread.advice:
+            lines.append(f"  hint: {one_line(shown.unread.advice)}")
     lines.append(f"  pin:           {shown.pin}")
     return "\n".join(lines) + "\n"
 

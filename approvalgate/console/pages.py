@@ -352,6 +352,8 @@ def request_context(
     refusals, notes = _may_decide({**item, "decisions": decisions}, me)
     if not refusals["approve"]:
         refusals["approve"] = hidden_refusal(f"{namespace}/{name}", run, held)
+    if not refusals["approve"]:
+        refusals["approve"] = unread_refusal(content, me.bundle)
     return {
         **base,
         "found": True,
@@ -404,6 +406,21 @@ def render_request(
             error=_error_context(error),
             fragment_url=fragment_url,
         )
+    )
+
+
+def unread_refusal(content: Sequence[Mapping[str, Any]], bundle: Bundle | None) -> str:
+    """Why the console does not approve when the bundle binds the content and some of it
+    could not be read (``content``: :func:`read_content`'s entries): the approval would be
+    refused on the click (``file_decision``), so it is said before it ("" otherwise)."""
+    if bundle is None or not bundle.binds_content:
+        return ""
+    unread = [str(entry["error"]) for entry in content if entry.get("unreadable")]
+    if not unread:
+        return ""
+    return (
+        f"{unread[0]}: an approval must bind the content its run references "
+        "(referencedContent: bind), so none can be signed here"
     )
 
 
@@ -471,49 +488,35 @@ def to_yaml(obj: object) -> str:
 
 def read_content(client: Client, namespace: str, run: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The ImplementationSpecs and Agent the run references, and the AgentProvider the Agent
-    names, read now with the user's credentials; a refusal or absence is said in place of
-    the object."""
-    from approvalgate.approvals import content
-    from approvalgate.approvals.errors import ApprovalgateError
+    names, read now with the user's credentials by the reader ``status`` and the approval
+    use (``commands._content.read_run``: the page's pin is theirs); a refusal or absence is
+    said in place of the object."""
     from approvalgate.approvals.hidden_text import escaped
-    from approvalgate.kube import objects
-    from approvalgate.kube.view import OBJECT_RESOURCES
+    from approvalgate.commands import _content
 
-    try:
-        refs = list(content.refs(run.get("spec")))
-    except ApprovalgateError as exc:
-        return [{"kind": "", "name": "", "error": exc.message, "text": "", "yaml": ""}]
+    reading = _content.read_run(client, namespace, run.get("spec"))
+    if reading.invalid is not None:
+        return [{"kind": "", "name": "", "error": reading.invalid.message, "text": "", "yaml": ""}]
     found: list[dict[str, Any]] = []
-    for key in refs:  # grows by the provider of the Agent read
-        kind, _, name = key.partition("/")
+    for read in reading.read:
+        kind, name = read.kind, read.name
         entry: dict[str, Any] = {"kind": kind, "name": name, "error": "", "text": "", "yaml": ""}
-        try:
-            obj = objects.get(client, OBJECT_RESOURCES[kind], name, namespace)
-        except ApprovalgateError as exc:
-            status = getattr(exc, "status", None)
-            if status == 403:
-                entry["error"] = (
-                    f"you may not read {kind} {namespace}/{name} (HTTP 403): {exc.message}"
-                )
-            else:
-                entry["error"] = exc.message
-            found.append(entry)
-            continue
-        if obj is None:
+        if read.error is not None:
+            advice = read.error.advice
+            entry["error"] = f"{read.error.message}; {advice}" if advice else read.error.message
+            entry["unreadable"] = True
+        elif read.obj is None:
             entry["error"] = (
                 f"{kind} {namespace}/{name} does not exist (HTTP 404): the run cannot start "
                 "without it"
             )
         else:
-            body = obj.get("spec") or {}
+            body = read.obj.get("spec") or {}
             if kind == "ImplementationSpec":
                 entry["summary"] = escaped(str(body.get("summary") or ""))
                 entry["text"] = escaped(str(body.get("text") or ""))
             entry["yaml"] = to_yaml(body)
-            entry["object"] = {**obj, "kind": kind}
-            provider = content.provider_name(obj) if kind == content.AGENT else ""
-            if provider and content.key(content.PROVIDER, provider) not in refs:
-                refs.append(content.key(content.PROVIDER, provider))
+            entry["object"] = read.obj
         found.append(entry)
     return found
 

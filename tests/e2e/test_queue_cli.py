@@ -627,3 +627,76 @@ def test_errors_say_what_to_do(q: Queue, capsys: pytest.CaptureFixture[str]) -> 
         "Agent/codex-agent",
         "AgentProvider/codex-runner",
     ]
+
+
+def test_an_approver_who_may_not_read_the_provider_is_told_so_everywhere(
+    q: Queue, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """alice may read the requests, file decisions and read the ImplementationSpec and the
+    Agent, but not the AgentProvider (no get on agentproviders here). The console's page read
+    past the refusal and pinned what it could read, status and approve stopped at it: their
+    pins differed and every approval from the page was refused as "not as you read it" (409).
+    The three read the content one way now: status and the page say the refusal in place of
+    the provider, with the same pin, and the page's approval is filed as the CLI's would be
+    (without a bundle, binding none of the content, and saying why)."""
+    from dataclasses import replace
+
+    from approvalgate.commands import _signer
+    from approvalgate.console import actions, pages
+    from approvalgate.console.identity import Me
+    from approvalgate.kube.client import Client
+    from tests.support import console_fakes
+
+    namespace = q.plane.create_namespace("partial")
+    part = replace(q, namespace=namespace)
+    q.plane.grant(
+        "queue-requester",
+        subjects=["requester"],
+        namespace=namespace,
+        rules=[{"apiGroups": [GROUP], "resources": ["approvalrequests"], "verbs": ["create"]}],
+    )
+    q.plane.grant(
+        "queue-partial-approver",
+        subjects=["alice"],
+        namespace=namespace,
+        rules=[
+            {"apiGroups": [GROUP], "resources": ["approvalrequests"], "verbs": ["get", "list"]},
+            {
+                "apiGroups": [GROUP],
+                "resources": ["approvaldecisions"],
+                "verbs": ["create", "get", "list"],
+            },
+            {  # all but agentproviders
+                "apiGroups": ["agents.proompteng.ai"],
+                "resources": ["implementationspecs", "agents"],
+                "verbs": ["get"],
+            },
+        ],
+    )
+    q.plane.kubectl("admin", "apply", "-n", namespace, "-f", "-", input=CONTENT)
+    part.request(capsys, "partly-readable")
+    ref = f"{namespace}/partly-readable"
+    refused = f"you may not read AgentProvider {namespace}/codex-runner (HTTP 403)"
+
+    code, out, err = part.cli(capsys, "alice", "status", ref)
+    assert code == 0, err
+    assert f"its content could not be read: {refused}" in out
+    assert f"  it binds ImplementationSpec {namespace}/codex-impl-sample spec sha256:" in out
+    pin = part.pin(capsys, "alice", "partly-readable")
+
+    request = part.kubectl_json("get", f"approvalrequests.{GROUP}", "partly-readable")
+    signer = _signer.load(str(q.keys / "alice.key"))
+    alice = Me(user="alice", approver="alice", signer=signer)
+    state = console_fakes.FakeState([request])
+    with Client.connect(q.plane.kubeconfig("alice")) as as_alice:
+        page = pages.request_context(state, as_alice, namespace, "partly-readable", alice)  # type: ignore[arg-type]
+        assert page["pin"] == pin
+        [provider] = [e for e in page["content"] if e["kind"] == "AgentProvider"]
+        assert refused in provider["error"] and "get on implementationspecs" in provider["error"]
+        seen = actions.Seen(request["metadata"]["uid"], request["spec"]["specDigest"], page["pin"])
+        filed = actions.decide_filed(
+            as_alice, alice, namespace, "partly-readable", "approve", "read it", seen=seen
+        )
+    assert any(refused in note for note in filed.notes), filed.notes
+    assert filed.references == {}
+    assert len(part.decisions("partly-readable")) == 1

@@ -18,14 +18,18 @@ from typing import Any
 import pytest
 
 from approvalgate.approvals import content, records
+from approvalgate.approvals.bundle import parse_bundle_text
 from approvalgate.approvals.digest import spec_digest
 from approvalgate.approvals.errors import ApprovalgateError
 from approvalgate.cli import main
 from approvalgate.commands import _cluster, _queue
+from approvalgate.console import pages
 from approvalgate.console.actions import Seen, decide
 from approvalgate.console.identity import Me
 from approvalgate.kube.errors import ApiError
+from tests.support import console_fakes
 from tests.support.corpus import KEYS
+from tests.support.paths import ROOT
 
 NS = "agents"
 NAME = "nightly-abcde"
@@ -99,6 +103,8 @@ class Cluster:
             "agentproviders/codex-runner": copy.deepcopy(PROVIDER),
         }
         self.created: list[dict[str, Any]] = []
+        self.refused: set[str] = set()
+        """Objects (as keys of :attr:`objects`) the user may not read: HTTP 403."""
 
     def __enter__(self) -> Cluster:
         return self
@@ -119,6 +125,11 @@ class Cluster:
             return {"items": [], "metadata": {"resourceVersion": "1"}}
         assert method == "GET", (method, path)
         for suffix, obj in self.objects.items():
+            if path.endswith(suffix) and suffix in self.refused:
+                raise ApiError(
+                    f"the API server answered HTTP 403 while {what}: {suffix} is forbidden",
+                    status=403,
+                )
             if path.endswith(suffix):
                 return copy.deepcopy(obj)
         if kwargs.get("missing_ok"):
@@ -716,3 +727,113 @@ def test_the_console_does_not_approve_from_a_form_without_a_pin(cluster: Cluster
         decide(cluster, who, NS, NAME, "approve", "x", seen=seen)  # type: ignore[arg-type]
     assert getattr(caught.value, "status", None) == 409
     assert cluster.created == []
+
+
+# --- one reading of the content, wherever it is shown or signed --------------------------
+
+PROD_BUNDLE = ROOT / "examples" / "gitops-repo" / "rendered" / "prod" / "bundle.json"
+"""An environment whose approvals bind the referenced content (clusterView: required)."""
+
+REFUSABLE = [
+    "agentproviders/codex-runner",
+    "implementationspecs/codex-impl-sample",
+    "agents/codex-agent",
+]
+
+KINDS = {
+    "agentproviders": "AgentProvider",
+    "implementationspecs": "ImplementationSpec",
+    "agents": "Agent",
+}
+
+
+def page_pin(cluster: Cluster, me: Any) -> str:
+    """The pin the console's request page carries in its approve form."""
+    state = console_fakes.FakeState([cluster.objects[f"approvalrequests/{NAME}"]])
+    context = pages.request_context(state, cluster, NS, NAME, me)  # type: ignore[arg-type]
+    pin: str = context["pin"]
+    return pin
+
+
+def prod() -> Any:
+    return parse_bundle_text(PROD_BUNDLE.read_text(), str(PROD_BUNDLE))
+
+
+@pytest.mark.parametrize("refused", REFUSABLE)
+def test_the_page_and_status_pin_the_same_reading_of_content_the_approver_may_not_read(
+    cluster: Cluster, capsys: pytest.CaptureFixture[str], refused: str
+) -> None:
+    """An approver without get on one of the objects: the page went on reading past the
+    refusal, status and approve stopped at it, so their pins differed and every approval
+    from the page was refused as "not as you read it". One reader, one pin."""
+    cluster.refused.add(refused)
+    who = Me(user="alice", approver="alice", signer=object())  # type: ignore[arg-type]
+    assert page_pin(cluster, who) == status_pin(capsys)
+    out = cli(capsys, "status", REF)[1]
+    kind, name = KINDS[refused.partition("/")[0]], refused.partition("/")[2]
+    assert f"  its content could not be read: you may not read {kind} {NS}/{name} (HTTP 403)" in out
+    assert "  hint: you need get on implementationspecs, agents and agentproviders" in out
+
+
+@pytest.mark.parametrize("refused", REFUSABLE)
+def test_an_approval_of_content_the_approver_may_not_read_is_refused_as_that(
+    cluster: Cluster, capsys: pytest.CaptureFixture[str], refused: str
+) -> None:
+    """Where approvals bind the content, one that cannot be read is not signed, and the
+    approver is told why (HTTP 403, which permission), not that the request changed: from
+    the console (403, before the pin is compared) and from the CLI alike."""
+    from approvalgate.commands import _signer
+
+    cluster.refused.add(refused)
+    kind = KINDS[refused.partition("/")[0]]
+    said = f"you may not read {kind} {NS}/{refused.partition('/')[2]} (HTTP 403)"
+    advice = "get on implementationspecs, agents and agentproviders"
+    signer = _signer.load(str(KEYS / "alice.key"))
+    who = Me(user="alice", approver="alice", signer=signer, bundle=prod())
+    shown = request()
+    state = console_fakes.FakeState([cluster.objects[f"approvalrequests/{NAME}"]])
+    page = pages.request_context(state, cluster, NS, NAME, who)  # type: ignore[arg-type]
+    assert said in page["refusals"]["approve"]  # said on the page, before any click
+    for pin in (page_pin(cluster, who), "0123456789abcdef"):  # the refusal comes first
+        seen = Seen("uid-1", shown["spec"]["specDigest"], pin)
+        with pytest.raises(ApprovalgateError) as caught:
+            decide(cluster, who, NS, NAME, "approve", "x", seen=seen)  # type: ignore[arg-type]
+        assert said in caught.value.message and "nothing was signed" in caught.value.message
+        assert advice in caught.value.advice
+        assert getattr(caught.value, "status", None) == 403
+    code, _, err = cli(
+        capsys,
+        "approve",
+        "--request",
+        REF,
+        "--expect",
+        status_pin(capsys),
+        "--bundle",
+        str(PROD_BUNDLE),
+        *KEY,
+    )
+    assert code == 1 and said in err and advice in err and "not as you read it" not in err
+    assert cluster.created == []
+
+
+def test_without_the_bundle_what_could_not_be_read_is_not_bound_and_said(
+    cluster: Cluster, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Without --bundle the environment's setting is unknown: as from the CLI, the page's
+    approval is signed binding none of the content (where the environment binds it, the
+    record does not count) and the note says which object could not be read and why."""
+    from approvalgate.commands import _signer
+    from approvalgate.console.actions import decide_filed
+
+    cluster.refused.add("agentproviders/codex-runner")
+    signer = _signer.load(str(KEYS / "alice.key"))
+    who = Me(user="alice", approver="alice", signer=signer)
+    shown = request()
+    seen = Seen("uid-1", shown["spec"]["specDigest"], page_pin(cluster, who))
+    filed = decide_filed(cluster, who, NS, NAME, "approve", "x", seen=seen)  # type: ignore[arg-type]
+    assert filed.references == {}
+    assert any(
+        f"you may not read AgentProvider {NS}/codex-runner (HTTP 403)" in note
+        for note in filed.notes
+    ), filed.notes
+    assert len(cluster.created) == 1
