@@ -215,9 +215,10 @@ def _decide(
         run = _with_view(run, obj, metadata, bundle, view, usable)
         if operation == "UPDATE" and not (view is not None and view.offline):
             # One approval, one run: a run's ApprovalUse records its approvals once (it never
-            # changes), from what it carries and the cluster's approvals issued by its
-            # creation. Approvals of another spec given by an UPDATE would admit this run
-            # unrecorded, and then a new run of the same name after its deletion (a replay).
+            # changes), from the approvals it carries and the cluster's, issued by its
+            # creation (:func:`_one_use_problem`). Approvals of another spec given by an
+            # UPDATE would admit this run unrecorded, and then a new run of the same name
+            # after its deletion (a replay).
             old = request.get("oldObject")
             old_spec = old.get("spec") if isinstance(old, dict) else None
             run = run._replace(
@@ -632,9 +633,10 @@ def _use_released(
             "use-incomplete",
             f"approvalgate denied removing {USE_FINALIZER} from AgentRun {ref}: its "
             f"ApprovalUse {use.name} does not record {uncovered}. A use lists every approval "
-            "the run carries and lasts as long as the latest (else the approval could admit "
-            "the name again); the approvalgate controller writes them: delete this one once "
-            "it expires, and let the controller record the use.",
+            "that could count for the run (issued by its creation) and lasts as long as the "
+            "latest (else the approval could admit the name again); the approvalgate "
+            "controller writes them: delete this one once it expires, and let the controller "
+            "record the use.",
         )
     settle = max(float(bundle.use_settle_seconds), usable.max_age)
     settled = (use.created or now) + timedelta(seconds=settle)
@@ -660,10 +662,10 @@ def _uncovered(
 ) -> str:
     """The first approval of the run that its use does not record (by statement, and until
     the approval expires), or "". Only approvals that could still count are asked for:
-    the run's own (:func:`_used_records`), not yet expired, from the run's annotation or
-    from the cluster's ApprovalDecisions for it (those admit a run too). Else an
-    ApprovalUse made by hand (empty, or expiring early, then deleted) would release the
-    finalizer without the ledger knowing the approvals were used."""
+    the run's own issued by its creation (:func:`_used_records`), not yet expired, from the
+    run's annotation or from the cluster's ApprovalDecisions for it (those admit a run too).
+    Else an ApprovalUse made by hand (empty, or expiring early, then deleted) would release
+    the finalizer without the ledger knowing the approvals were used."""
     used, carried = _used_records(old, namespace, bundle, view)
     for record in used:
         claim = record.claim
