@@ -215,9 +215,10 @@ def _decide(
         run = _with_view(run, obj, metadata, bundle, view, usable)
         if operation == "UPDATE" and not (view is not None and view.offline):
             # One approval, one run: a run's ApprovalUse records its approvals once (it never
-            # changes), from what it carries and the cluster's approvals issued by its
-            # creation. Approvals of another spec given by an UPDATE would admit this run
-            # unrecorded, and then a new run of the same name after its deletion (a replay).
+            # changes), from the approvals it carries and the cluster's, issued by its
+            # creation (:func:`_one_use_problem`). Approvals of another spec given by an
+            # UPDATE would admit this run unrecorded, and then a new run of the same name
+            # after its deletion (a replay).
             old = request.get("oldObject")
             old_spec = old.get("spec") if isinstance(old, dict) else None
             run = run._replace(
@@ -347,8 +348,9 @@ class _Run(NamedTuple):
     cluster_from: int = sys.maxsize
     """The index of the first record that comes from the cluster (an ApprovalDecision)."""
     recorded_by: datetime | None = None
-    """Cluster approvals issued after this (the run's creation plus the clock skew) do not
-    count for it: its ApprovalUse records only those issued by then (:func:`_used_records`)."""
+    """Approvals issued after this (the run's creation plus the clock skew), carried or the
+    cluster's, do not count for it: its ApprovalUse records only those issued by then
+    (:func:`_used_records`)."""
     created: datetime | None = None
     """The run's ``metadata.creationTimestamp`` (the API server's): an ApprovalDecision the
     API server created after it does not count for the run (:func:`_filed_late`)."""
@@ -631,9 +633,10 @@ def _use_released(
             "use-incomplete",
             f"approvalgate denied removing {USE_FINALIZER} from AgentRun {ref}: its "
             f"ApprovalUse {use.name} does not record {uncovered}. A use lists every approval "
-            "the run carries and lasts as long as the latest (else the approval could admit "
-            "the name again); the approvalgate controller writes them: delete this one once "
-            "it expires, and let the controller record the use.",
+            "that could count for the run (issued by its creation) and lasts as long as the "
+            "latest (else the approval could admit the name again); the approvalgate "
+            "controller writes them: delete this one once it expires, and let the controller "
+            "record the use.",
         )
     settle = max(float(bundle.use_settle_seconds), usable.max_age)
     settled = (use.created or now) + timedelta(seconds=settle)
@@ -659,10 +662,10 @@ def _uncovered(
 ) -> str:
     """The first approval of the run that its use does not record (by statement, and until
     the approval expires), or "". Only approvals that could still count are asked for:
-    the run's own (:func:`_used_records`), not yet expired, from the run's annotation or
-    from the cluster's ApprovalDecisions for it (those admit a run too). Else an
-    ApprovalUse made by hand (empty, or expiring early, then deleted) would release the
-    finalizer without the ledger knowing the approvals were used."""
+    the run's own issued by its creation (:func:`_used_records`), not yet expired, from the
+    run's annotation or from the cluster's ApprovalDecisions for it (those admit a run too).
+    Else an ApprovalUse made by hand (empty, or expiring early, then deleted) would release
+    the finalizer without the ledger knowing the approvals were used."""
     used, carried = _used_records(old, namespace, bundle, view)
     for record in used:
         claim = record.claim
@@ -691,10 +694,11 @@ def _filed_late(filed: datetime | None, created: datetime | None) -> bool:
 
 
 def _recorded_by(meta: Mapping[str, Any], bundle: Bundle) -> datetime | None:
-    """The last moment a cluster approval may be issued and count for the run of ``meta``:
-    its creation plus the clock skew (None when the object has no creationTimestamp yet).
-    Its ApprovalUse records the cluster approvals issued by then, and admissions count no
-    others, so that every approval that admitted a run is recorded as used by it."""
+    """The last moment an approval, carried or the cluster's, may be issued and count for
+    the run of ``meta``: its creation plus the clock skew (None when the object has no
+    creationTimestamp yet). Its ApprovalUse records the approvals issued by then, and
+    admissions count no others, so that every approval that admitted a run is recorded as
+    used by it (one added to its annotation by a later UPDATE included)."""
     created = _creation(meta)
     return created + bundle.clock_skew if created is not None else None
 
@@ -702,11 +706,12 @@ def _recorded_by(meta: Mapping[str, Any], bundle: Bundle) -> datetime | None:
 def _used_records(
     run: Mapping[str, Any], namespace: str, bundle: Bundle, view: ClusterView
 ) -> tuple[list[records.ParsedRecord], int]:
-    """The records a run may have used: the approvals it carries, then the cluster's
-    approvals of its spec for its name filed and issued by the time it was created
-    (:func:`_filed_late`, :func:`_recorded_by`; later ones, and those of another spec, the
-    approvals of a request of the same name, were not used by it); and how many records it
-    carries (they come first). Only its own
+    """The records a run may have used: the approvals it carries issued by the time it was
+    created (:func:`_recorded_by`: one added by a later UPDATE and issued since counted for
+    none of its admissions), then the cluster's approvals of its spec for its name filed
+    and issued by then (:func:`_filed_late`, :func:`_recorded_by`; later ones, and those of
+    another spec, the approvals of a request of the same name, were not used by it); and
+    how many records it carries (they come first). Only its own
     (:func:`_own_approval`): a copy of another run's approval, carried by a run admitted on
     its own approvals or where nothing is enforced, must not be recorded as used by it (the
     other run's approval would admit nothing: a denial of service through the ledger)."""
@@ -723,7 +728,11 @@ def _used_records(
     latest = _recorded_by(meta, bundle)
     created = _creation(meta)
     subject = records.subject_name(namespace, name)
-    own = [r for r in parsed if _own_approval(r, subject, bundle)]
+    own = [
+        r
+        for r in parsed
+        if (latest is None or r.claim.issued_at <= latest) and _own_approval(r, subject, bundle)
+    ]
     digest = _digest_or_none(run.get("spec"), bundle)
     chosen = [
         r
@@ -1163,7 +1172,7 @@ def _one_use_problem(
             "metadata.name (`approvalgate approve` and `approvalgate request` set one)"
         )
     late = run.recorded_by
-    if record.index >= run.cluster_from and late is not None and claim.issued_at > late:
+    if late is not None and claim.issued_at > late:  # carried or filed alike
         return (
             f"issued after the run was created (at {records.format_time(claim.issued_at)}, "
             f"later than {records.format_time(late)}, its creation plus the clock skew): its "
@@ -1183,7 +1192,21 @@ def _one_use_problem(
         )
     if view is None:
         return ""
-    for use in view.uses_of(statement_digest(record)):
+    statement = statement_digest(record)
+    if run.operation == "UPDATE" and run.uid and not (run.spec_changed or run.made_template):
+        # Its use is written once, from the run as the controller first saw it: an approval
+        # put on the run since, that it does not record, would admit it unrecorded. (An
+        # UPDATE giving it another spec, or making it a template, is held back anyway, and
+        # says so: :func:`_held_back`.)
+        recorded = view.use_of_run(run.namespace, run.uid)
+        if recorded is not None and statement not in recorded.statements:
+            return (
+                f"not recorded by the run's ApprovalUse {recorded.name}, written once when "
+                "the run was created: an approval put on a run since would admit it "
+                "unrecorded, and then admit another run of this name. It counts for a new "
+                "run: delete this one and create it again (or use another name)"
+            )
+    for use in view.uses_of(statement):
         # A record names a run of one namespace, and the controller records its use there:
         # a use elsewhere is not one (it could only mark another namespace's approval used).
         if use.namespace != run.namespace:

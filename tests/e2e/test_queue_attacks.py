@@ -260,6 +260,49 @@ def test_a_decision_filed_after_a_runs_use_neither_counts_for_it_nor_holds_its_f
     denied(create(gate, run_manifest(name, finalizer=True)), "already used by run")
 
 
+def test_approvals_put_on_a_template_made_live_after_its_creation_do_not_admit_it(
+    gate: Gate,
+) -> None:
+    """Carried approvals through the ledger's time cut: a template run admitted on its
+    approvals, then made live by an UPDATE that also replaces them with fresh ones, issued
+    after the run's creation plus the clock skew (60 s). Its use, written at its creation,
+    records only the first ones, so the fresh ones admitted it unrecorded (and held its
+    finalizer until they expired). Now an approval a run carries counts only if issued by
+    its creation, as a filed one does: denied, and the fresh ones admit the next run of the
+    name, as their first and only run."""
+    name = unique("qa-carried")
+    template = yaml.safe_load(run_manifest(name))
+    template["metadata"]["annotations"] = {"agents.proompteng.ai/template": "true"}
+    assert create(gate, gate.approve(yaml.safe_dump(template), "alice", "bob")).returncode == 0
+    [run] = runs_named(gate, name)
+    use = use_of(gate, run)
+    created = records.parse_time(run["metadata"]["creationTimestamp"])
+    time.sleep(max((created - records.now_utc()).total_seconds() + 62, 1.1))
+    fresh = gate.approve(run_manifest(name), "alice", "bob")
+    carried = yaml.safe_load(fresh)["metadata"]["annotations"][records.ANNOTATION]
+    patch = {
+        "metadata": {
+            "annotations": {"agents.proompteng.ai/template": None, records.ANNOTATION: carried}
+        }
+    }
+    live = gate.kubectl(
+        REQUESTER, "patch", "agentrun", name, "-n", ENFORCED, "--type", "merge",
+        "-p", json.dumps(patch),
+    )  # fmt: skip
+    denied(live, "issued after the run was created")
+    stored = get(gate, "agentruns", name)
+    assert stored is not None and stored["metadata"]["uid"] == run["metadata"]["uid"]
+    recorded = get(gate, USES, run["metadata"]["uid"])
+    assert recorded is not None and recorded["spec"] == use["spec"]  # written once
+    delete_run(gate, name)
+    second = create(gate, fresh)
+    assert second.returncode == 0, second.stderr  # the fresh approvals' first run
+    [again] = runs_named(gate, name)
+    assert len(use_of(gate, again)["spec"]["statements"]) == 2
+    delete_run(gate, name)
+    denied(create(gate, fresh), "already used by run")
+
+
 def test_a_requester_cannot_have_the_garbage_collector_delete_a_request(
     gate: Gate, people: People
 ) -> None:

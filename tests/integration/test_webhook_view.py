@@ -159,6 +159,10 @@ THIRD_PASS_CASES = (
     "view-update-template-live-on-decisions-filed-after-creation",
     "view-finalizer-removal-decision-filed-after-use",
     "view-cluster-reject-filed-after-creation-still-vetoes",
+    "view-update-template-live-on-carried-approvals-after-creation",
+    "view-update-adds-carried-approval-issued-after-creation",
+    "view-update-adds-carried-approval-its-use-does-not-record",
+    "view-finalizer-removal-carried-approval-issued-after-creation",
 )
 
 
@@ -166,8 +170,9 @@ THIRD_PASS_CASES = (
 def test_ledger_cases_over_https_with_their_view(pki: TestPKI, tmp_path: Path, name: str) -> None:
     """The ledger red-team pass's corpus cases over HTTPS, each with its cluster view given to
     the production worker: a run naming a parent from anyone but a creator
-    (parent-label-forged), and ApprovalDecisions filed after the run was created (they count
-    for none of its admissions and are not asked of its use when its finalizer goes)."""
+    (parent-label-forged), and ApprovalDecisions filed, or approvals carried, issued after
+    the run was created or not recorded by its use (they count for none of its admissions
+    and are not asked of its use when its finalizer goes)."""
     case = load_case(name)
     path = tmp_path / "bundle.json"
     path.write_text(compile_case_bundle(case.folder, case_settings(case.spec)))

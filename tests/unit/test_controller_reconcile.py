@@ -696,3 +696,39 @@ def test_collection_takes_expired_decisions_and_uses_of_runs_that_are_gone() -> 
     assert not ledger.use_expired(use, NOW, frozenset())
     assert not ledger.use_expired(use, after, frozenset({"run-uid-1"}))  # run still there
     assert ledger.use_expired(use, after, frozenset())
+
+
+def test_approvals_a_template_is_given_when_made_live_neither_count_nor_hold_its_finalizer() -> (
+    None
+):
+    """Carried approvals through the ledger's time cut: a template run, created with
+    approvals that have expired since, is made live by an UPDATE that also puts fresh ones
+    on its annotation, issued long after its creation. Its use, written at its creation,
+    lacks them: they admitted it unrecorded, and the release of its finalizer asked for them
+    (held until they expired). Now an approval counts for a run, is recorded by its use and
+    is asked at the release only if issued by the run's creation plus the clock skew,
+    carried or filed alike; the fresh ones admit the next run of the name, as its first."""
+    created = NOW - timedelta(hours=3)
+    expired = [
+        make_record({"key": k, "ttl": "1h"}, RUN, BASE, created, ENV) for k in ("alice", "bob")
+    ]
+    template = _direct_run("run-uid-1", created, *expired)
+    template["metadata"]["annotations"]["agents.proompteng.ai/template"] = "true"
+    use = ledger.use_object(template, BUNDLE, created, view.EMPTY)
+    use["metadata"]["creationTimestamp"] = records.format_time(created + timedelta(seconds=1))
+    fresh = [make_record({"key": k}, RUN, BASE, NOW, ENV) for k in ("alice", "bob")]
+    live = _direct_run("run-uid-1", created, *fresh)
+    admission = request_for_manifest(live, operation="UPDATE", username="requester", old=template)
+    admission["oldObject"] = template
+    cluster = view.StaticView.build(uses=[use])
+    made_live = decide(admission, BUNDLE, NOW, cluster)
+    assert not made_live.allowed
+    assert "record 0 by alice: issued after the run was created" in made_live.message
+    # the controller, seeing the live run, would record none of them; the release asks none
+    assert set(used_statements(live, BUNDLE, cluster)[0]) <= set(use["spec"]["statements"])
+    release = _released(live, NOW, cluster)
+    assert (release.allowed, release.reason) == (True, "deleting-object"), release.message
+    later = NOW + timedelta(minutes=2)
+    again = _direct_run("run-uid-2", later, *fresh)
+    second = decide(request_for_manifest(again, username="requester"), BUNDLE, later, cluster)
+    assert second.allowed, second.message
