@@ -902,14 +902,25 @@ BLANK_RUN: Final = 3
 """From this many lines that show as nothing in a row, a text is shown with one line saying
 how many (``<N blank lines>``): a page's box shows 32 lines, so blank lines hid what came
 after them behind a scroll bar."""
-_BLANK_LINES: Final = re.compile(rf"(?:^[ \t\f\v]*\n){{{BLANK_RUN},}}", re.MULTILINE)
+WIDE_BLANK: Final = 40
+"""Past this many blank characters in a row within a line (spaces, tabs, no-break and other
+Unicode spaces), one marker says how many (``<N spaces>``): the box wraps such a run into
+rows of nothing. Deeper than any indentation a manifest's YAML needs."""
+_BLANK_LINES: Final = re.compile(rf"(?:^[^\S\n]*\n){{{BLANK_RUN},}}", re.MULTILINE)
+_WIDE_BLANKS: Final = re.compile(rf"[^\S\n]{{{WIDE_BLANK + 1},}}")
 
 
 def readable(text: str) -> str:
     """``text`` as a box of the page shows it: hidden characters escaped, each run of
-    :data:`BLANK_RUN` or more blank lines one line saying how many."""
+    :data:`BLANK_RUN` or more blank lines (of any Unicode space) one line saying how many,
+    and each run of more than :data:`WIDE_BLANK` blank characters in a line one marker."""
     from approvalgate.approvals.hidden_text import escaped
 
-    return _BLANK_LINES.sub(
-        lambda found: f"<{found.group(0).count(chr(10))} blank lines>\n", escaped(text)
-    )
+    def lines(found: re.Match[str]) -> str:
+        return f"<{found.group(0).count(chr(10))} blank lines>\n"
+
+    def blanks(found: re.Match[str]) -> str:
+        run = found.group(0)
+        return f"<{len(run)} {'spaces' if run.strip(' ') == '' else 'blank characters'}>"
+
+    return _WIDE_BLANKS.sub(blanks, _BLANK_LINES.sub(lines, escaped(text)))
