@@ -352,6 +352,9 @@ def request_context(
     verdicts = _verdicts(obj, state, me.bundle, held, moment)
     decisions = decisions_for(state, item, moment, verdicts)
     refusals, notes = _may_decide({**item, "decisions": decisions}, me)
+    digest, digest_problem = run_digest(item, run)
+    for decision in refusals:  # approve, reject and withdraw refuse it alike
+        refusals[decision] = refusals[decision] or digest_problem
     if not refusals["approve"]:
         refusals["approve"] = hidden_refusal(f"{namespace}/{name}", run, held)
     if not refusals["approve"]:
@@ -365,6 +368,8 @@ def request_context(
         "approvals": _queue.approvals_text(item),
         "waiting": _queue.age(item["created"], moment),
         "expires_in": _queue.age(item["expiresAt"], moment) if item["expiresAt"] else "",
+        "digest": digest,
+        "digest_problem": digest_problem,
         "run_yaml": to_yaml(_as_created(obj)),
         "content": content,
         # the request and the content shown here: a click signs only for them
@@ -454,6 +459,24 @@ def _form_of(context: Mapping[str, Any]) -> dict[str, str]:
         "digest": str(item.get("specDigest") or ""),
         "pin": str(context.get("pin") or ""),
     }
+
+
+def run_digest(item: Mapping[str, Any], run: Mapping[str, Any]) -> tuple[str, str]:
+    """The digest of the run the request embeds, as ``status`` shows it (computed, not the
+    request's ``spec.specDigest``, which is the requester's word), and why no decision can
+    be filed when they differ ("" when they agree): ``file_decision``'s refusal."""
+    from approvalgate.approvals.digest import spec_digest
+
+    spec = run.get("spec")
+    computed = spec_digest(spec if isinstance(spec, Mapping) else {})
+    claimed = str(item.get("specDigest") or "")
+    if computed == claimed:
+        return computed, ""
+    return computed, (
+        f"spec.specDigest {claimed or '(none)'} is not the digest of the run it embeds "
+        f"(sha256:{computed}): nothing can be signed for it; ask the requester to make a new "
+        "request"
+    )
 
 
 def unread_refusal(content: Sequence[Mapping[str, Any]], bundle: Bundle | None) -> str:

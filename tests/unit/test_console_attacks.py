@@ -272,6 +272,29 @@ def test_a_long_line_wraps_in_every_box_of_the_page() -> None:
     assert "white-space: pre-wrap" in rule and "overflow-wrap: anywhere" in rule
 
 
+def test_the_page_shows_the_digest_of_the_run_it_shows_not_the_requesters_word() -> None:
+    """`status` shows the digest computed from the run (spec.specDigest is the requester's
+    word, which a cluster without the webhook lets her write) and says when they differ,
+    and `approve|reject|withdraw` refuse such a request. The page showed the claimed digest,
+    the one an approver compares with a pull request's, and offered every button; each
+    click was then refused. It now shows the run's digest, the claim beside it, and says
+    why before any click."""
+    from approvalgate.approvals.digest import spec_digest
+
+    request = fakes.make_request(NAME)
+    claimed = "0" * 64
+    request["spec"]["specDigest"] = claimed
+    html = pages.render_request(
+        fakes.FakeState([request]), fakes.FakeClient(), "agents", NAME, ALICE, "t", False
+    )
+    computed = spec_digest(request["spec"]["run"]["spec"])
+    page = text(html)
+    assert f"Spec digest sha256:{computed}" in page
+    assert f"spec.specDigest {claimed} is not the digest of the run it embeds" in page
+    assert not approve_enabled(html)
+    assert html.count("disabled aria-describedby") == 3
+
+
 # --- a form of one request posted for another -----------------------------------------------
 
 
