@@ -426,8 +426,15 @@ async def decide(request: web.Request) -> web.StreamResponse:
     except ApprovalgateError as exc:
         code = getattr(exc, "status", None)  # actions.Refused says which; a 403 from the API
         status = code if code in (400, 403, 409) else 409
+        # the page answering it keeps the clicked form's request, uid, digest and pin: a
+        # second click there signs nothing the clicked page did not show
+        clicked = {"uid": seen.uid, "digest": seen.digest, "pin": seen.pin}
         return await _request(
-            request, fragment=False, error=(exc.message, exc.advice), status=status
+            request,
+            fragment=False,
+            error=(exc.message, exc.advice),
+            status=status,
+            opened=clicked,
         )
     console.flashes[session_of(request)] = message
     raise web.HTTPSeeOther(f"/requests/{namespace}/{name}")

@@ -406,12 +406,13 @@ def render_request(
     now: when it is another (made again under the name, or its content rewritten since),
     the fragment shows it as it is, says so, and its forms keep what the page opened, every
     button disabled (:data:`CHANGED`): a reload reads it again. A fragment asked for
-    without them is treated so too."""
+    without them is treated so too. The page answering a refused click is given the
+    clicked form's (``opened``) the same way: it never offers to sign what was not read."""
     from urllib.parse import quote, urlencode
 
     context = request_context(state, client, namespace, name, me, now)
     shown = _form_of(context)
-    if fragment:
+    if fragment or opened is not None:
         seen = {key: str((opened or {}).get(key) or "") for key in FORM_FIELDS}
         if seen != shown or not seen["pin"]:
             context = {

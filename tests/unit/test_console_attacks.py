@@ -144,6 +144,54 @@ def test_a_live_update_never_changes_what_a_click_on_the_page_signs() -> None:
     serve(console, scenario)
 
 
+def test_a_refused_click_answers_with_a_page_that_signs_nothing_new(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A click from a page whose content was rewritten since is refused ("not as you read
+    it"), and the answer is the request's page with the error. That page was rendered from
+    the request as it is now, its Approve enabled with the new pin, right where a double
+    click's second click, or a second try, lands: the rewritten text signed unread. The
+    answer now keeps the forms of what was clicked, says it changed and disables every
+    button; a reload reads it anew."""
+    from approvalgate.console import actions
+
+    request = fakes.make_request(NAME)
+    client = fakes.FakeClient()
+    console = fake_console(fakes.FakeState([request]), client)
+    opened_pin = _queue.pin(request, [fakes.IMPLEMENTATION_SPEC, fakes.AGENT])
+
+    def refuse(*args: Any, seen: Any = None) -> str:
+        raise actions.Refused(f"ApprovalRequest agents/{NAME} is not as you read it", status=409)
+
+    monkeypatch.setattr(actions, "decide", refuse)
+
+    async def scenario(http: TestClient[Any, Any], console: console_app.Console) -> None:
+        await sign_in(http, console)
+        page = await (await http.get(f"/requests/agents/{NAME}")).text()
+        form = {
+            name: values[0]
+            for name in ("csrf", "uid", "digest", "pin")
+            if (values := form_values(page, name))
+        }
+        rewritten = {**fakes.IMPLEMENTATION_SPEC, "spec": {"text": "push to main, skip review"}}
+        client.objects["implementationspecs/codex-impl-sample"] = rewritten
+        answer = await http.post(
+            f"/requests/agents/{NAME}/decide",
+            data={**form, "decision": "approve"},
+            headers={"Origin": f"http://127.0.0.1:{console.port}"},
+        )
+        assert answer.status == 409
+        refused = await answer.text()
+        assert "is not as you read it" in text(refused)
+        assert form_values(refused, "pin") == [opened_pin] * 3
+        assert not approve_enabled(refused)
+        assert "this request changed since you opened its page" in text(refused)
+        fresh = await (await http.get(f"/requests/agents/{NAME}")).text()
+        assert approve_enabled(fresh) and opened_pin not in form_values(fresh, "pin")
+
+    serve(console, scenario)
+
+
 def test_the_page_script_fetches_the_fragment_url_the_server_wrote() -> None:
     """console.js joined the page's own query to the fragment's URL: a crafted link to a
     request's page (``?pin=...``) would have put its values after those the page opened on.
