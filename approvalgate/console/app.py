@@ -36,7 +36,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from aiohttp import web
 
@@ -191,8 +191,10 @@ async def security(
         if not hmac.compare_digest(given.encode(), console.token.encode()):
             raise unauthorized("the link's token is not this console's")
         kept = [(k, v) for k, v in request.query.items() if k != "token"]
-        # one leading slash: "//host/..." would send the browser to another site
-        location = "/" + request.path.lstrip("/") + (f"?{urlencode(kept)}" if kept else "")
+        # one leading slash, the rest percent-encoded: "//host", "/\\host" or "/<tab>/host"
+        # would send the browser to another site (browsers read "\\" as "/", drop tabs)
+        path = quote(request.path.lstrip("/\\ \t\r\n"), safe="/-._~!$&'()*+,;=:@")
+        location = "/" + path + (f"?{urlencode(kept)}" if kept else "")
         response = web.HTTPSeeOther(location)
         response.set_cookie(
             console.cookie,

@@ -367,6 +367,29 @@ def test_a_form_of_one_request_posted_for_another_is_not_signed() -> None:
     assert all(method == "GET" for method, _ in client.calls)
 
 
+# --- the link with the token ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", ["/%5Cevil.example", "/%5C%5Cevil.example/x", "/%09/evil.example"])
+def test_the_link_with_the_token_never_sends_the_browser_elsewhere(path: str) -> None:
+    """The token's redirect drops the token and keeps the path. It stripped leading slashes
+    only, so a path starting with a backslash or a tab (``/%5Cevil.example``) became a
+    Location a browser reads as ``//evil.example``, another site (browsers take a backslash for
+    ``/`` and drop tabs). Only with the launch's token, so not a way in; the path is now
+    written percent-encoded."""
+    console = fake_console(fakes.FakeState([]), fakes.FakeClient())
+
+    async def scenario(http: TestClient[Any, Any], console: console_app.Console) -> None:
+        response = await http.get(f"{path}?token={console.token}", allow_redirects=False)
+        assert response.status == 303
+        location = response.headers["Location"]
+        assert location.startswith("/") and location[1:2] not in ("/", "\\"), location
+        assert location.isascii() and location.isprintable(), location
+        assert "\\" not in location and "\t" not in location, location
+
+    serve(console, scenario)
+
+
 # --- another local user ----------------------------------------------------------------------
 
 
