@@ -343,6 +343,29 @@ def test_the_page_shows_the_digest_of_the_run_it_shows_not_the_requesters_word()
     assert html.count("disabled aria-describedby") == 3
 
 
+def test_every_link_and_form_of_the_pages_stays_on_the_console() -> None:
+    """Already so, now tested: no requester-controlled value becomes a URL. Every href,
+    action and fragment URL of both pages and their fragments is a path of the console
+    (one leading slash), whatever the names, reasons and filters hold."""
+    hostile = 'javascript:alert(1)//"><a href="//evil.example'
+    request = fakes.make_request(NAME, requester=hostile, reason=hostile)
+    earlier = fakes.make_request("swap-bbbbb", phase="Approved", spec=fakes.run_spec(hostile))
+    decision = fakes.make_decision(request, "bob", "reject", reason=hostile, key="bob")
+    state = fakes.FakeState([request, earlier], [decision], problem_lines=[hostile])
+    shown = [
+        pages.render_request(state, fakes.FakeClient(), "agents", NAME, ALICE, "t", fragment)
+        for fragment in (False, True)
+    ] + [
+        pages.render_queue(state, {"view": "all", "namespace": hostile}, ALICE, "t", fragment)
+        for fragment in (False, True)
+    ]
+    for page in shown:
+        urls = re.findall(r'(?:href|action|src|data-fragment)="([^"]*)"', page)
+        assert urls
+        for url in urls:
+            assert url.startswith(("/", "#")) and not url.startswith("//"), url
+
+
 # --- a form of one request posted for another -----------------------------------------------
 
 
