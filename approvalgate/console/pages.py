@@ -337,7 +337,7 @@ def request_context(
         "href": request_href(namespace, name),
         "banner": banner(state),
         "now": _queue_time(moment),
-        "changed": False,
+        "changed": "",
     }
     obj = next(
         (r for r in state.requests() if _key_of(r) == f"{namespace}/{name}"),
@@ -417,8 +417,8 @@ def render_request(
         if seen != shown or not seen["pin"]:
             context = {
                 **context,
-                "changed": True,
-                "refusals": dict.fromkeys(("approve", "reject", "withdraw"), CHANGED),
+                "changed": CHANGED,
+                "refusals": dict.fromkeys(("approve", "reject", "withdraw"), CHANGED_BUTTON),
                 "notes": [],
             }
             shown = seen
@@ -447,6 +447,7 @@ CHANGED: Final = (
     "nothing you read can be signed from here; reload the page to read it as it is now, "
     "then decide"
 )
+CHANGED_BUTTON: Final = "changed since you opened this page: reload it to decide"
 
 
 def _form_of(context: Mapping[str, Any]) -> dict[str, str]:
