@@ -4,8 +4,11 @@ and approve / reject / withdraw in one click (issue 19).
 The console is a server on 127.0.0.1 only (like `kubectl proxy`) that acts with YOUR
 kubeconfig credentials and YOUR signer: nothing is hosted, and the private key never
 reaches the browser. It prints a link with a token made for this launch; opening it signs
-the browser in (a session cookie) and the token leaves the address bar. Pages update live
-from the cluster's watches. Two approvers on one machine run two consoles.
+the browser in (a session cookie) and the token leaves the address bar. On Linux it answers
+only connections from your own user (another user of the machine who learns the link is
+refused). Pages update live from the cluster's watches; a page whose request or content
+changed since you opened it says so and signs nothing until you reload it. Two approvers on
+one machine run two consoles.
 
 Which requests: every namespace with -A; the namespaces given with -n (repeatable); by
 default every namespace when you may list approval requests cluster-wide, else the

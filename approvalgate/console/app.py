@@ -36,7 +36,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from aiohttp import web
 
@@ -172,6 +172,14 @@ async def security(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
     console = request.app[CONSOLE]
+    stranger = other_user(request)
+    if stranger is not None:
+        raise forbidden(
+            f"this connection comes from another user of this machine ({stranger}), not from "
+            "the user who started this console: nothing is shown or decided for it",
+            "open the console's link in a browser of your own user; each person runs their "
+            "own `approvalgate console`",
+        )
     host = request.headers.get("Host", "")
     if host not in {f"{name}:{console.port}" for name in HOSTS}:
         raise forbidden(
@@ -183,8 +191,10 @@ async def security(
         if not hmac.compare_digest(given.encode(), console.token.encode()):
             raise unauthorized("the link's token is not this console's")
         kept = [(k, v) for k, v in request.query.items() if k != "token"]
-        # one leading slash: "//host/..." would send the browser to another site
-        location = "/" + request.path.lstrip("/") + (f"?{urlencode(kept)}" if kept else "")
+        # one leading slash, the rest percent-encoded: "//host", "/\\host" or "/<tab>/host"
+        # would send the browser to another site (browsers read "\\" as "/", drop tabs)
+        path = quote(request.path.lstrip("/\\ \t\r\n"), safe="/-._~!$&'()*+,;=:@")
+        location = "/" + path + (f"?{urlencode(kept)}" if kept else "")
         response = web.HTTPSeeOther(location)
         response.set_cookie(
             console.cookie,
@@ -200,6 +210,75 @@ async def security(
     if not console.valid_session(session):
         raise unauthorized("this page needs the console's link (with its token) first")
     return await handler(request)
+
+
+SOCKET_TABLES: Final = (Path("/proc/net/tcp"), Path("/proc/net/tcp6"))
+"""The kernel's tables of TCP sockets (Linux), each with its owner's uid."""
+ESTABLISHED: Final = "01"
+
+
+def other_user(request: web.Request) -> str | None:
+    """``uid N`` when the connection of ``request`` does not come from a process of the
+    console's own user, else None. The console listens on 127.0.0.1, which every user of
+    the machine reaches, and what lets a browser in can leak to them: the token is in the
+    link a browser was started with (its command line, which ``ps`` shows every user), and
+    browsers send a host's cookies to each of its ports (another user's server on another
+    port of 127.0.0.1 receives the session cookie). So each connection must come from a
+    socket the console's user owns, as the kernel's socket table says (an ssh tunnel's end
+    is the user's sshd process: it passes). Where there is no such table (not Linux) this
+    is not checked; a connection the table does not show (closed meanwhile) is refused."""
+    import os
+
+    if not SOCKET_TABLES[0].exists():
+        return None
+    transport = request.transport
+    peer = transport.get_extra_info("peername") if transport is not None else None
+    local = transport.get_extra_info("sockname") if transport is not None else None
+    owner = socket_owner(peer, local) if peer and local else None
+    if owner is not None and owner == os.geteuid():
+        return None
+    return f"uid {owner}" if owner is not None else "a socket the kernel does not list"
+
+
+def socket_owner(peer: Any, local: Any) -> int | None:
+    """The uid owning the TCP socket at address ``peer`` connected to ``local`` (both on
+    this machine: ``(host, port)``), from the kernel's socket tables; None when neither
+    lists such an established connection."""
+    import socket
+    import struct
+
+    def words(packed: bytes) -> str:  # the table's hex: 32-bit words in host order
+        return "".join(
+            f"{struct.unpack('=I', packed[i : i + 4])[0]:08X}" for i in range(0, len(packed), 4)
+        )
+
+    def forms(address: Any) -> set[str]:
+        host, port = str(address[0]), int(address[1])
+        found: set[str] = set()
+        for family, text in ((socket.AF_INET, host), (socket.AF_INET6, host)):
+            for candidate in (text, f"::ffff:{text}") if family == socket.AF_INET6 else (text,):
+                try:
+                    found.add(f"{words(socket.inet_pton(family, candidate))}:{port:04X}")
+                except OSError:
+                    continue
+        return found
+
+    ours, theirs = forms(peer), forms(local)
+    for table in SOCKET_TABLES:
+        try:
+            lines = table.read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if (
+                len(fields) > 7
+                and fields[3] == ESTABLISHED
+                and fields[1] in ours
+                and fields[2] in theirs
+            ):
+                return int(fields[7])
+    return None
 
 
 async def add_security_headers(request: web.Request, response: web.StreamResponse) -> None:
@@ -268,7 +347,9 @@ async def request_page(request: web.Request) -> web.Response:
 
 
 async def request_fragment(request: web.Request) -> web.Response:
-    return await _request(request, fragment=True)
+    # what the page opened on (its fragment URL's query): the fragment's forms keep it
+    opened = {key: request.query.get(key, "") for key in ("uid", "digest", "pin")}
+    return await _request(request, fragment=True, opened=opened)
 
 
 async def _request(
@@ -278,6 +359,7 @@ async def _request(
     flash: str = "",
     error: tuple[str, str] | None = None,
     status: int = 200,
+    opened: Mapping[str, str] | None = None,
 ) -> web.Response:
     from approvalgate.console import pages
 
@@ -296,6 +378,7 @@ async def _request(
             fragment,
             flash=flash,
             error=error,
+            opened=opened,
         )
     except ApprovalgateError as exc:
         code = getattr(exc, "status", None)
@@ -345,8 +428,15 @@ async def decide(request: web.Request) -> web.StreamResponse:
     except ApprovalgateError as exc:
         code = getattr(exc, "status", None)  # actions.Refused says which; a 403 from the API
         status = code if code in (400, 403, 409) else 409
+        # the page answering it keeps the clicked form's request, uid, digest and pin: a
+        # second click there signs nothing the clicked page did not show
+        clicked = {"uid": seen.uid, "digest": seen.digest, "pin": seen.pin}
         return await _request(
-            request, fragment=False, error=(exc.message, exc.advice), status=status
+            request,
+            fragment=False,
+            error=(exc.message, exc.advice),
+            status=status,
+            opened=clicked,
         )
     console.flashes[session_of(request)] = message
     raise web.HTTPSeeOther(f"/requests/{namespace}/{name}")

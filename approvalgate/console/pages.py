@@ -218,9 +218,10 @@ def render_queue(
     """The queue page (or only its live part, ``fragment``)."""
     context = queue_context(state, filters, me, now)
     name = "_queue.html" if fragment else "queue.html"
-    return (
-        _environment().get_template(name).render(context, csrf=csrf, fragment_url="/fragment/queue")
-    )
+    # the whole URL the page's script fetches, the filters included: it adds nothing
+    chosen = context["filters"].query()
+    fragment_url = "/fragment/queue" + (f"?{chosen}" if chosen else "")
+    return _environment().get_template(name).render(context, csrf=csrf, fragment_url=fragment_url)
 
 
 def banner(state: QueueView) -> list[str]:
@@ -336,6 +337,7 @@ def request_context(
         "href": request_href(namespace, name),
         "banner": banner(state),
         "now": _queue_time(moment),
+        "changed": "",
     }
     obj = next(
         (r for r in state.requests() if _key_of(r) == f"{namespace}/{name}"),
@@ -350,6 +352,9 @@ def request_context(
     verdicts = _verdicts(obj, state, me.bundle, held, moment)
     decisions = decisions_for(state, item, moment, verdicts)
     refusals, notes = _may_decide({**item, "decisions": decisions}, me)
+    digest, digest_problem = run_digest(item, run)
+    for decision in refusals:  # approve, reject and withdraw refuse it alike
+        refusals[decision] = refusals[decision] or digest_problem
     if not refusals["approve"]:
         refusals["approve"] = hidden_refusal(f"{namespace}/{name}", run, held)
     if not refusals["approve"]:
@@ -363,6 +368,8 @@ def request_context(
         "approvals": _queue.approvals_text(item),
         "waiting": _queue.age(item["created"], moment),
         "expires_in": _queue.age(item["expiresAt"], moment) if item["expiresAt"] else "",
+        "digest": digest,
+        "digest_problem": digest_problem,
         "run_yaml": to_yaml(_as_created(obj)),
         "content": content,
         # the request and the content shown here: a click signs only for them
@@ -387,15 +394,38 @@ def render_request(
     flash: str = "",
     error: Any = None,
     now: datetime | None = None,
+    opened: Mapping[str, str] | None = None,
 ) -> str:
     """The request page (or only its live part, ``fragment``). ``error`` is a refused
     decision's ``(message, advice)`` (or an :class:`ApprovalgateError`), shown above the
-    form; ``flash`` what the last decision did."""
-    from urllib.parse import quote
+    form; ``flash`` what the last decision did.
+
+    The page's forms name what it showed (uid, spec digest, pin): a click signs that or
+    nothing. The live update must not change it, so the page's fragment URL carries them
+    and the fragment (``opened``: that URL's query) is compared with the request as it is
+    now: when it is another (made again under the name, or its content rewritten since),
+    the fragment shows it as it is, says so, and its forms keep what the page opened, every
+    button disabled (:data:`CHANGED`): a reload reads it again. A fragment asked for
+    without them is treated so too. The page answering a refused click is given the
+    clicked form's (``opened``) the same way: it never offers to sign what was not read."""
+    from urllib.parse import quote, urlencode
 
     context = request_context(state, client, namespace, name, me, now)
+    shown = _form_of(context)
+    if fragment or opened is not None:
+        seen = {key: str((opened or {}).get(key) or "") for key in FORM_FIELDS}
+        if seen != shown or not seen["pin"]:
+            context = {
+                **context,
+                "changed": CHANGED,
+                "refusals": dict.fromkeys(("approve", "reject", "withdraw"), CHANGED_BUTTON),
+                "notes": [],
+            }
+            shown = seen
     page = "_request.html" if fragment else "request.html"
-    fragment_url = f"/fragment/request/{quote(namespace, safe='')}/{quote(name, safe='')}"
+    fragment_url = (
+        f"/fragment/request/{quote(namespace, safe='')}/{quote(name, safe='')}?" + urlencode(shown)
+    )
     return (
         _environment()
         .get_template(page)
@@ -405,7 +435,49 @@ def render_request(
             flash=flash,
             error=_error_context(error),
             fragment_url=fragment_url,
+            form=shown,
         )
+    )
+
+
+FORM_FIELDS: Final = ("uid", "digest", "pin")
+CHANGED: Final = (
+    "this request changed since you opened its page (made again under its name, or the "
+    "content its run references rewritten): what is shown now is not what you read, and "
+    "nothing you read can be signed from here; reload the page to read it as it is now, "
+    "then decide"
+)
+CHANGED_BUTTON: Final = "changed since you opened this page: reload it to decide"
+
+
+def _form_of(context: Mapping[str, Any]) -> dict[str, str]:
+    """What the page's forms name: the request's uid and spec digest and the pin of the
+    request with its content as shown ("" for a request the page does not show)."""
+    if not context.get("found"):
+        return dict.fromkeys(FORM_FIELDS, "")
+    item = context["item"]
+    return {
+        "uid": str(item.get("uid") or ""),
+        "digest": str(item.get("specDigest") or ""),
+        "pin": str(context.get("pin") or ""),
+    }
+
+
+def run_digest(item: Mapping[str, Any], run: Mapping[str, Any]) -> tuple[str, str]:
+    """The digest of the run the request embeds, as ``status`` shows it (computed, not the
+    request's ``spec.specDigest``, which is the requester's word), and why no decision can
+    be filed when they differ ("" when they agree): ``file_decision``'s refusal."""
+    from approvalgate.approvals.digest import spec_digest
+
+    spec = run.get("spec")
+    computed = spec_digest(spec if isinstance(spec, Mapping) else {})
+    claimed = str(item.get("specDigest") or "")
+    if computed == claimed:
+        return computed, ""
+    return computed, (
+        f"spec.specDigest {claimed or '(none)'} is not the digest of the run it embeds "
+        f"(sha256:{computed}): nothing can be signed for it; ask the requester to make a new "
+        "request"
     )
 
 
@@ -478,10 +550,9 @@ def to_yaml(obj: object) -> str:
     """``obj`` as block YAML in its own key order (what a reader expects of a manifest)."""
     if not obj:
         return ""
-    from approvalgate.approvals.hidden_text import escaped
-
-    # characters that show as nothing are written as <U+XXXX>: the approver sees them
-    return escaped(
+    # characters that show as nothing are written as <U+XXXX>, and runs of blank lines as
+    # one line saying how many: the approver sees them
+    return readable(
         yaml.safe_dump(obj, sort_keys=False, default_flow_style=False, allow_unicode=True)
     )
 
@@ -513,8 +584,10 @@ def read_content(client: Client, namespace: str, run: Mapping[str, Any]) -> list
         else:
             body = read.obj.get("spec") or {}
             if kind == "ImplementationSpec":
+                task = str(body.get("text") or "")
                 entry["summary"] = escaped(str(body.get("summary") or ""))
-                entry["text"] = escaped(str(body.get("text") or ""))
+                entry["text"] = readable(task)
+                entry["lines"] = len(task.splitlines())
             entry["yaml"] = to_yaml(body)
             entry["object"] = read.obj
         found.append(entry)
@@ -829,4 +902,50 @@ def _environment() -> jinja2.Environment:
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
+        finalize=_shown,
     )
+
+
+_LINE_BREAKS: Final = {0x2028: "<U+2028>", 0x2029: "<U+2029>"}
+"""Line and paragraph separators: a browser may break a line at them where the rest of the
+page's text (and ``status``) shows none."""
+
+
+def _shown(value: Any) -> Any:
+    """Every value a template shows (text and attributes alike), before it is HTML-escaped:
+    a string's hidden characters (``hidden_text.is_hidden``: bidi controls, zero-width,
+    tag characters, escape codes) and line separators written as ``<U+XXXX>``, as
+    ``status`` writes them. What the requester wrote, in any field, shows as it is stored."""
+    if not isinstance(value, str) or hasattr(value, "__html__"):
+        return value
+    from approvalgate.approvals.hidden_text import escaped
+
+    return escaped(value).translate(_LINE_BREAKS)
+
+
+BLANK_RUN: Final = 3
+"""From this many lines that show as nothing in a row, a text is shown with one line saying
+how many (``<N blank lines>``): a page's box shows 32 lines, so blank lines hid what came
+after them behind a scroll bar."""
+WIDE_BLANK: Final = 40
+"""Past this many blank characters in a row within a line (spaces, tabs, no-break and other
+Unicode spaces), one marker says how many (``<N spaces>``): the box wraps such a run into
+rows of nothing. Deeper than any indentation a manifest's YAML needs."""
+_BLANK_LINES: Final = re.compile(rf"(?:^[^\S\n]*\n){{{BLANK_RUN},}}", re.MULTILINE)
+_WIDE_BLANKS: Final = re.compile(rf"[^\S\n]{{{WIDE_BLANK + 1},}}")
+
+
+def readable(text: str) -> str:
+    """``text`` as a box of the page shows it: hidden characters escaped, each run of
+    :data:`BLANK_RUN` or more blank lines (of any Unicode space) one line saying how many,
+    and each run of more than :data:`WIDE_BLANK` blank characters in a line one marker."""
+    from approvalgate.approvals.hidden_text import escaped
+
+    def lines(found: re.Match[str]) -> str:
+        return f"<{found.group(0).count(chr(10))} blank lines>\n"
+
+    def blanks(found: re.Match[str]) -> str:
+        run = found.group(0)
+        return f"<{len(run)} {'spaces' if run.strip(' ') == '' else 'blank characters'}>"
+
+    return _WIDE_BLANKS.sub(blanks, _BLANK_LINES.sub(lines, escaped(text)))

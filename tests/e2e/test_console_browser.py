@@ -30,14 +30,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 
+from approvalgate.approvals import records
 from tests.e2e.controlplane import ControlPlane
-from tests.e2e.gate import CLI, ENFORCED, Gate, eventually
+from tests.e2e.gate import CLI, ENFORCED, ENV, Gate, eventually, run_manifest
 from tests.support.browser import Browser, browsers
 from tests.support.paths import ROOT
 
-from .queue_support import People, people, queue_gate, runs_named, status, unique, wait_phase
+from .queue_support import (
+    People,
+    decisions_of,
+    people,
+    queue_gate,
+    runs_named,
+    status,
+    unique,
+    wait_phase,
+)
 
 pytestmark = pytest.mark.e2e
 __all__ = ["browsers", "people"]  # the fixtures, imported for pytest
@@ -210,10 +221,32 @@ def open_console(browser: Browser, console: Console) -> None:
 
 
 def open_request(browser: Browser, name: str) -> None:
-    """From the queue, the request ``name``'s page (its row's link)."""
-    browser.link_containing(name).click()
+    """From the queue, the request ``name``'s page (its row's link; found again when a live
+    update swapped the table between finding and clicking it)."""
+
+    def clicked() -> bool | None:
+        try:
+            browser.link_containing(name).click()
+        except StaleElementReferenceException:
+            return None
+        return True
+
+    browser.until(f"{name}'s link is clicked", clicked)
     browser.wait_url(lambda url: url.endswith(f"/requests/{ENFORCED}/{name}"), f"{name}'s page")
     browser.wait_text(name)
+
+
+def enabled(browser: Browser, label: str, wanted: bool) -> None:
+    """Wait until the button ``label`` is enabled (``wanted``) or disabled (a live update may
+    swap it while it is looked at)."""
+
+    def seen() -> bool | None:
+        try:
+            return True if browser.control(label).is_enabled() == wanted else None
+        except StaleElementReferenceException:
+            return None
+
+    browser.until(f"{label} is {'enabled' if wanted else 'disabled'}", seen)
 
 
 def decide(browser: Browser, button: str) -> None:
@@ -296,3 +329,57 @@ def test_two_approvers_approve_in_the_browser_the_run_is_created(
     )
     assert not dana.control("Approve").is_enabled()
     assert status(gate, own).get("approvedBy", []) == []
+
+
+def test_a_text_rewritten_while_the_page_is_open_is_never_signed_from_it(
+    gate: Gate,
+    people: People,
+    consoles: Callable[[str], Console],
+    browsers: Callable[[str], Browser],
+) -> None:
+    """Red team (the console, 2026-12-07): alice reads a request's task text; its writer
+    rewrites it, then files any request, which wakes every open page. The live update
+    swapped in the fragment with forms pinned to the rewritten text, so alice's next click
+    approved what she never read. Now the page shows the new text, says it changed since
+    she opened it, and offers no button until she reloads (then she approves what it shows)."""
+    name, impl = unique("console-swap"), unique("impl-swap")
+    task = {
+        "apiVersion": "agents.proompteng.ai/v1alpha1",
+        "kind": "ImplementationSpec",
+        "metadata": {"name": impl, "namespace": ENFORCED},
+        "spec": {"text": "Tidy the weekly report."},
+    }
+
+    def write(text: str) -> None:
+        task["spec"] = {"text": text}
+        gate.plane.kubectl("admin", "apply", "-n", ENFORCED, "-f", "-", input=json.dumps(task))
+
+    write("Tidy the weekly report.")
+    run = gate.work / f"run-{name}.yaml"
+    run.write_text(run_manifest(name).replace("codex-impl-sample", impl))
+    people.ok("requester", "request", str(run), "--env", ENV, "--reason", "weekly report")
+
+    alice = browsers("alice")
+    console = consoles("alice")
+    open_console(alice, console)
+    open_request(alice, name)
+    alice.wait_text("Tidy the weekly report.")
+    enabled(alice, "Approve", True)
+    mark = alice.mark()
+
+    write("Tidy the weekly report, then force-push it to main.")
+    people.request(unique("console-wake"), reason="any change wakes the open pages")
+    alice.wait_text("then force-push it to main")
+    assert alice.same_document(mark), "the page was reloaded, not updated"
+    alice.wait_text("this request changed since you opened its page")
+    for button in ("Approve", "Reject", "Withdraw my earlier decisions"):
+        enabled(alice, button, False)
+    assert decisions_of(gate, name) == []
+
+    alice.click("Reload")
+    alice.wait_url(lambda url: url.endswith(f"/requests/{ENFORCED}/{name}"), "the page again")
+    alice.wait_no_text("changed since you opened")
+    decide(alice, "Approve")
+    [filed] = eventually("alice's approval is filed", lambda: decisions_of(gate, name))
+    (record,), _ = records.parse_annotation(json.dumps([filed["spec"]["record"]]))
+    assert (record.claim.decision, record.claim.approver) == ("approve", "alice")

@@ -2,8 +2,9 @@
 // code: the page's CSP allows scripts from 'self' only).
 //
 // The server sends `event: changed` on /events whenever its watch-fed state changes; the
-// page then fetches its fragment (the element #fragment, data-fragment = its URL, plus the
-// page's query string: the queue table with the page's filters, or the request's story) and swaps the server's HTML in,
+// page then fetches its fragment (the element #fragment, data-fragment = its URL as the
+// server wrote it: the queue table with the page's filters, or the request's story with what
+// the page opened on, which a click signs) and swaps the server's HTML in,
 // keeping focus and what was typed. #live says "live" or "reconnecting" (aria-live).
 (function () {
   "use strict";
@@ -13,8 +14,9 @@
   if (!container || !live || typeof window.EventSource !== "function") {
     return;
   }
-  // the queue's fragment takes the page's filters (its query string); a request's has none
-  var url = container.getAttribute("data-fragment") + window.location.search;
+  // the whole URL, as the server wrote it: the queue's with the page's filters, a request's
+  // with what the page opened on (uid, digest, pin), which an update never changes
+  var url = container.getAttribute("data-fragment");
   var busy = false;
   var again = false;
 
