@@ -814,3 +814,28 @@ def test_an_ed25519_signature_with_s_plus_the_order_does_not_verify() -> None:
     sig[32:] = s.to_bytes(32, "little")
     envelope["signatures"][0]["sig"] = base64.b64encode(bytes(sig)).decode()
     assert signed_by(_parsed(envelope), [public("alice")]) is None
+
+
+@pytest.mark.parametrize(
+    "payload_type",
+    [
+        "application/vnd.in-toto+JSON",
+        "Application/vnd.in-toto+json",
+        "application/vnd.in-toto+json; charset=utf-8",
+        "application/vnd.in-toto+json ",
+        "application/vnd.in-toto.json",
+    ],
+)
+def test_a_payload_type_spelt_otherwise_is_refused_even_validly_signed(payload_type: str) -> None:
+    """Media types compare case-insensitively and take parameters elsewhere; here the type is
+    part of what is signed (the PAE), so only the exact one is read, and a signature over
+    another spelling is refused whatever a looser reader would make of it."""
+    from securesystemslib.dsse import Envelope
+
+    payload = json.dumps(statement(), sort_keys=True, separators=(",", ":")).encode()
+    envelope = Envelope(payload=payload, payload_type=payload_type, signatures={})
+    envelope.sign(signer("alice"))
+    problem = only_problem(json.dumps([envelope.to_dict()]))
+    assert problem == RecordProblem(
+        0, f"payloadType is {payload_type!r}, expected {records.PAYLOAD_TYPE!r}"
+    )
