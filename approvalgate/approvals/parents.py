@@ -463,7 +463,7 @@ def _target(ref: Mapping[str, Any], namespace: str) -> tuple[str, str, str]:
 
 def _cron(every: str) -> str:
     """A cron line for a swarm cadence such as ``10m``, ``2h``, ``1d`` (minutes/hours/days)."""
-    match = re.fullmatch(r"(\d+)([mhd])", js_trim(every))
+    match = re.fullmatch(r"([0-9]+)([mhd])", js_trim(every))  # JavaScript's \d is ASCII
     if not match:
         return "0 * * * *"
     amount, unit = int(match.group(1)), match.group(2)

@@ -478,3 +478,16 @@ def test_values_that_are_no_string_are_written_as_javascript_writes_them(
     and kept "10" before "9" where JavaScript puts array-index keys first: the template of
     an approved OrchestrationRun's step then differed from the run the platform made."""
     assert parents.normalize_string_map({"v": json.loads(text)}) == {"v": javascript}
+
+
+def test_a_swarm_cadence_in_other_digits_is_no_cadence_as_in_javascript() -> None:
+    """JavaScript's ``\\d`` is ASCII; Python's matched ``٣`` (and int() read it as 3)."""
+    swarm = {
+        "metadata": {"name": "s", "namespace": "agents", "uid": "u"},
+        "spec": {"execution": {"plan": {"every": "\u0663m", "targetRef": {"name": "p"}}}},
+    }
+    made = parents.swarm_schedule(swarm, "plan")
+    assert made is not None and made["spec"]["cron"] == "0 * * * *"
+    swarm["spec"]["execution"]["plan"]["every"] = "3m"
+    made = parents.swarm_schedule(swarm, "plan")
+    assert made is not None and made["spec"]["cron"] == "*/3 * * * *"
