@@ -22,6 +22,7 @@ from securesystemslib.signer import SSlibKey
 
 from approvalgate.approvals import identity, records, references
 from approvalgate.approvals.digest import spec_digest
+from approvalgate.approvals.durations import MAX_DURATION_SECONDS, format_duration
 from approvalgate.approvals.errors import BundleError, format_json_path
 from approvalgate.approvals.keys.public import load_public_key
 from approvalgate.approvals.policy import ALL, bundle_generation
@@ -349,6 +350,17 @@ def load_bundle(obj: object, source: str = "bundle") -> Bundle:
         raise BundleError(f"{source} holds an unreadable key: {exc}") from exc
     policies = tuple(_policy(p) for p in obj["policies"])
     for policy in policies:
+        lifetimes = (
+            policy.timeout_seconds,
+            policy.parent_max_ttl_seconds,
+            policy.bypass.max_ttl_seconds if policy.bypass else 0,
+        )
+        if max(lifetimes) > MAX_DURATION_SECONDS:  # the schema's maximum, where it is older
+            raise BundleError(
+                f"{source}: policy {policy.ref} gives approvals a lifetime of {max(lifetimes)} "
+                f"seconds, beyond {format_duration(MAX_DURATION_SECONDS)}",
+                advice="recompile it with `approvalgate compile`",
+            )
         missing = policy.approvers | (policy.bypass.approvers if policy.bypass else frozenset())
         missing -= approvers.keys()
         if missing:

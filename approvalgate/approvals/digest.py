@@ -5,8 +5,10 @@ CLI digests the spec of a YAML file read the way kubectl reads it (:mod:`approva
 Both reach the same bytes because canonical JSON ignores key order and formatting.
 
 RFC 8785 serializes numbers as IEEE 754 doubles, so it can only represent integers exactly
-within ±(2^53 - 1). Beyond that the API server itself keeps an approximation (kubectl turns
-12345678901234567890 into 12345678901234567000), so such numbers are refused with a
+within ±(2^53 - 1). Beyond that the platform (JavaScript) runs an approximation, even where
+the API server keeps the integer exact (within int64; beyond it the API server keeps a double
+too: 18446744073709551617 reaches the webhook as 18446744073709552000,
+tests/e2e/test_formats.py), so such numbers are refused with a
 :class:`DigestError` that names the JSON path, instead of signing something nobody can
 reproduce. NaN and infinities are not JSON at all and are refused too.
 """
@@ -33,9 +35,9 @@ def number_problem(value: int | float) -> str | None:
         return f"{value} is not a JSON number (NaN and infinities cannot be sent or signed)"
     if abs(value) > MAX_SAFE_INTEGER:
         return (
-            f"the number {value} is beyond ±(2^53 - 1) = ±{MAX_SAFE_INTEGER}: JSON numbers are "
-            "doubles, so the API server would keep only an approximation and RFC 8785 cannot "
-            "sign it exactly"
+            f"the number {value} is beyond ±(2^53 - 1) = ±{MAX_SAFE_INTEGER}: the platform "
+            "(JavaScript) reads JSON numbers as doubles, so it would run an approximation, and "
+            "RFC 8785 cannot sign it exactly"
         )
     return None
 

@@ -32,6 +32,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -164,18 +165,70 @@ def make_name(base: str, suffix: str, max_base: int = 50) -> str:
 
 
 def _js_json(value: object) -> str:
-    """``JSON.stringify`` of a JSON value (integral floats as integers, no spaces)."""
+    """``JSON.stringify`` of a JSON value as the platform (JavaScript) writes it, which
+    Python's ``json.dumps`` does not: numbers as ECMAScript's ``Number::toString``
+    (``0.00001``, ``1e-7``, ``10000000000000000``, an integer beyond 2^53 as the double
+    JavaScript reads), and an object's array-index keys (``"9"``, ``"10"``) first in
+    ascending order, then the others in the order received (the API server's)."""
+    if value is None or isinstance(value, bool):
+        return json.dumps(value)
+    if isinstance(value, int | float):
+        return js_number(value)
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, list):
+        return "[" + ",".join(_js_json(item) for item in value) + "]"
+    if isinstance(value, dict):
+        index = sorted((k for k in value if _is_array_index(k)), key=int)
+        keys = [*index, *(k for k in value if not _is_array_index(k))]
+        return (
+            "{"
+            + ",".join(f"{json.dumps(k, ensure_ascii=False)}:{_js_json(value[k])}" for k in keys)
+            + "}"
+        )
+    return json.dumps(value)
 
-    def plain(item: object) -> object:
-        if isinstance(item, float) and item.is_integer() and abs(item) < 2**53:
-            return int(item)
-        if isinstance(item, dict):
-            return {k: plain(v) for k, v in item.items()}
-        if isinstance(item, list):
-            return [plain(v) for v in item]
-        return item
 
-    return json.dumps(plain(value), separators=(",", ":"), ensure_ascii=False)
+def _is_array_index(key: object) -> bool:
+    """An ECMAScript array index: the canonical decimal text of an integer below 2^32 - 1
+    (``"01"``, ``"-1"`` and ``"4294967295"`` are not; such keys keep their place)."""
+    return (
+        isinstance(key, str)
+        and key.isascii()
+        and key.isdigit()
+        and (key == "0" or not key.startswith("0"))
+        and int(key) < 2**32 - 1
+    )
+
+
+def js_number(value: int | float) -> str:
+    """ECMAScript ``Number::toString(10)`` (what ``String(x)`` and ``JSON.stringify`` write)
+    of ``value`` read as a double: the shortest digits that round-trip (Python's ``repr``
+    finds the same), placed by the exponent the way JavaScript places them."""
+    number = float(value)
+    if not math.isfinite(number):
+        return "null"  # JSON.stringify writes NaN and the infinities as null
+    if number == 0:
+        return "0"
+    if number < 0:
+        return "-" + js_number(-number)
+    mantissa, _, exponent = repr(number).partition("e")
+    whole, _, fraction = mantissa.partition(".")
+    digits = (whole + fraction).lstrip("0")
+    # the decimal point's place: value = 0.DIGITS x 10^point
+    point = len(whole) + int(exponent or 0) - (len(whole + fraction) - len(digits))
+    digits = digits.rstrip("0")
+    k = len(digits)
+    if k <= point <= 21:
+        return digits + "0" * (point - k)
+    if 0 < point <= 21:
+        return f"{digits[:point]}.{digits[point:]}"
+    if -6 < point <= 0:
+        return "0." + "0" * -point + digits
+    e = point - 1
+    sign = "+" if e >= 0 else "-"
+    head = digits if k == 1 else f"{digits[0]}.{digits[1:]}"
+    return f"{head}e{sign}{abs(e)}"
 
 
 def normalize_string_map(value: object) -> dict[str, str]:
@@ -410,7 +463,7 @@ def _target(ref: Mapping[str, Any], namespace: str) -> tuple[str, str, str]:
 
 def _cron(every: str) -> str:
     """A cron line for a swarm cadence such as ``10m``, ``2h``, ``1d`` (minutes/hours/days)."""
-    match = re.fullmatch(r"(\d+)([mhd])", js_trim(every))
+    match = re.fullmatch(r"([0-9]+)([mhd])", js_trim(every))  # JavaScript's \d is ASCII
     if not match:
         return "0 * * * *"
     amount, unit = int(match.group(1)), match.group(2)

@@ -81,11 +81,28 @@ def format_time(moment: datetime) -> str:
     return moment.astimezone(UTC).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+_RFC3339: Final = re.compile(
+    r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:Z|[+-](?:[01]\d|2[0-3]):[0-5]\d)",
+    re.ASCII,
+)
+"""The times every reader reads alike: RFC 3339's ``date-time`` with an upper-case ``T`` and
+``Z`` (Go's ``time.RFC3339`` refuses the lower-case forms), at most nine fractional digits,
+an offset of at most 23:59. Python's ``fromisoformat`` reads much more (a space for the
+``T``, ``+00:60`` as an hour, ISO week dates, ``20261207T100000Z``, ``+0100``, offsets with
+seconds): a signed time only we can read is refused instead of read our way."""
+
+
 def parse_time(text: str) -> datetime:
-    """Parse RFC 3339; naive times are refused (a record must say its zone)."""
-    moment = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
-    if moment.tzinfo is None:
-        raise ValueError(f"time {text!r} has no zone")
+    """Parse an RFC 3339 time (:data:`_RFC3339`); naive times are refused (a record must say
+    its zone), and so is any other spelling: ``ValueError`` saying which form is expected."""
+    if not isinstance(text, str) or not _RFC3339.fullmatch(text):
+        if isinstance(text, str) and _RFC3339.fullmatch(text.replace(" ", "T", 1) + "Z"):
+            raise ValueError(f"time {text!r} has no zone")
+        raise ValueError(f"time {text!r} is not RFC 3339 (write it like 2026-11-21T10:00:00Z)")
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError as exc:  # a day, hour or second out of range (a leap second :60)
+        raise ValueError(f"time {text!r} does not exist: {exc}") from None
     try:
         return moment.astimezone(UTC)
     except OverflowError as exc:
@@ -209,7 +226,9 @@ def parse_annotation(value: str | None) -> tuple[list[ParsedRecord], list[Record
     if not value.strip():
         return [], [RecordProblem(-1, "annotation is empty")]
     try:
-        entries = json.loads(value, parse_constant=_reject_constant)
+        entries = _loads(value)
+    except DuplicateKeyError as exc:
+        return [], [RecordProblem(-1, f"annotation is not valid JSON for approvals: {exc}")]
     except (ValueError, RecursionError):
         return [], [RecordProblem(-1, "annotation is not valid JSON")]
     if not isinstance(entries, list):
@@ -251,6 +270,26 @@ class _Malformed(Exception):
 
 def _reject_constant(name: str) -> None:
     raise ValueError(f"{name} is not JSON")
+
+
+class DuplicateKeyError(ValueError):
+    """A JSON object holding one key twice: readers differ on which one counts."""
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in obj:
+            raise DuplicateKeyError(f"an object holds the key {key!r} twice")
+        obj[key] = value
+    return obj
+
+
+def _loads(text: str) -> Any:
+    """JSON as every reader reads it alike: NaN and infinities refused, and a key given twice
+    in one object (Python, Go and JavaScript keep the last, other parsers the first or
+    refuse it: what a signer showed and what we count could differ)."""
+    return json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_unique_keys)
 
 
 def _b64(value: object, what: str) -> bytes:
@@ -297,7 +336,9 @@ def _parse_entry(index: int, entry: object) -> ParsedRecord:
 
 def _parse_statement(payload: bytes) -> Claim:
     try:
-        statement = json.loads(payload.decode("utf-8"), parse_constant=_reject_constant)
+        statement = _loads(payload.decode("utf-8"))
+    except DuplicateKeyError as exc:
+        raise _Malformed(f"payload is not a JSON in-toto statement: {exc}") from exc
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise _Malformed("payload is not a JSON in-toto statement") from exc
     if not isinstance(statement, dict) or statement.get("_type") != STATEMENT_TYPE:

@@ -48,6 +48,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import math
 import re
 import secrets
 import ssl
@@ -597,14 +598,66 @@ def upstream_make_name(base: str, suffix: str) -> str:
 
 
 def _string_map(value: object) -> dict[str, str]:
-    """orchestration-controller.ts normalizeStringMap."""
+    """orchestration-controller.ts normalizeStringMap: ``typeof raw === 'string' ? raw :
+    JSON.stringify(raw)``."""
     if not isinstance(value, Mapping):
         return {}
     return {
-        str(k): v if isinstance(v, str) else json.dumps(v, separators=(",", ":"))
+        str(k): v if isinstance(v, str) else _stringify(v)
         for k, v in value.items()
         if v is not None
     }
+
+
+def _stringify(value: object) -> str:
+    """JSON.stringify (ECMA-262 SerializeJSONProperty), transcribed apart from the gate's:
+    an object's integer keys below 2^32 - 1 first, ascending (OrdinaryOwnPropertyKeys), then
+    the rest in insertion order; numbers by Number::toString."""
+    if isinstance(value, bool) or value is None:
+        return {True: "true", False: "false", None: "null"}[value]
+    if isinstance(value, int | float):
+        return _number_to_string(float(value))
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, list):
+        return "[" + ",".join(_stringify(v) for v in value) + "]"
+    assert isinstance(value, Mapping)
+    ordered = sorted(
+        (k for k in value if re.fullmatch(r"0|[1-9][0-9]*", k) and int(k) < 2**32 - 1), key=int
+    )
+    ordered += [k for k in value if k not in ordered]
+    return (
+        "{"
+        + ",".join(json.dumps(k, ensure_ascii=False) + ":" + _stringify(value[k]) for k in ordered)
+        + "}"
+    )
+
+
+def _number_to_string(x: float) -> str:
+    """Number::toString(10): the fewest significant digits k that read back as x, then the
+    decimal point placed by n (x = s * 10^(n - k)) as ECMA-262 6.1.6.1.20 says."""
+    if not math.isfinite(x):
+        return "null"
+    if x == 0:
+        return "0"
+    if x < 0:
+        return "-" + _number_to_string(-x)
+    for k in range(1, 18):
+        text = f"{x:.{k - 1}e}"
+        if float(text) == x:
+            break
+    mantissa, exponent = text.split("e")
+    s = mantissa.replace(".", "").rstrip("0") or "0"
+    k = len(s)
+    n = int(exponent) + 1
+    if k <= n <= 21:
+        return s + "0" * (n - k)
+    if 0 < n <= 21:
+        return s[:n] + "." + s[n:]
+    if -6 < n <= 0:
+        return "0." + "0" * (-n) + s
+    e = f"{'+' if n - 1 >= 0 else '-'}{abs(n - 1)}"
+    return (s if k == 1 else s[0] + "." + s[1:]) + "e" + e
 
 
 def _name_of(step: Mapping[str, Any], key: str) -> str | None:

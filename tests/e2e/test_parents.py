@@ -550,7 +550,14 @@ def test_the_platform_reproduction_matches_the_transcription_of_upstream() -> No
                 "kind": "AgentRun",
                 "agentRef": {"name": "a"},
                 "implementationSpecRef": {"name": "i"},
-                "with": {"task": "plan it", "depth": "2"},
+                # values that are no string: JSON.stringify writes them (0.00001, not 1e-05;
+                # "9" before "10"), and so must the gate's template
+                "with": {
+                    "task": "plan it",
+                    "depth": 2,
+                    "ratio": 0.00001,
+                    "weights": {"10": 0.5, "9": 1e-7},
+                },
             },
             {
                 "name": "Implement_Step",
@@ -839,6 +846,37 @@ def test_orchestration_step_runs_from_an_approved_run_are_admitted(world: World)
         assert labels[parents.ORCHESTRATION_RUN_LABEL] == world.name("release")
         assert labels[parents.ORCHESTRATION_STEP_LABEL] == step
         assert run["metadata"]["generateName"] == f"{world.name('release')}-{step}-"
+
+
+def test_parameters_that_are_no_string_never_reach_the_orchestration_controller(
+    world: World,
+) -> None:
+    """Values read two ways (fourth pass): the orchestration controller writes a parameter
+    that is no string with JSON.stringify (``0.00001``, ``{"9":...,"10":...}``), and the
+    gate's template wrote Python's json.dumps (``1e-05``, ``"10"`` first) until
+    parents._js_json. The CRDs type an OrchestrationRun's ``spec.parameters`` and a step's
+    ``with`` as maps of strings, so the API server refuses such values before any webhook
+    (HTTP 422): the difference could not reach a cluster with these CRDs."""
+    agent, impl = world.agent(), world.implementation()
+    steps = _steps(agent, impl)
+    orchestration = world.orchestration("numbers", steps)
+    orun = world.orchestration_run("numbered", orchestration)
+    orun["spec"]["parameters"] = {"ratio": 0.00001, "weights": {"10": 0.5, "9": 1e-7}}
+    refused = world.person.create(orun)
+    assert refused.status == 422 and not refused.denied_by_webhook, str(refused)
+    assert "spec.parameters.ratio" in refused.message and "type string" in refused.message
+    numbered = copy.deepcopy(steps)
+    numbered[0]["with"] = {"task": "plan", "depth": 2}
+    refused = world.person.create(
+        {
+            "apiVersion": ORCHESTRATION.api_version,
+            "kind": "Orchestration",
+            "metadata": {"name": world.name("numbered-steps"), "namespace": NS},
+            "spec": {"steps": numbered},
+        }
+    )
+    assert refused.status == 422 and not refused.denied_by_webhook, str(refused)
+    assert "type string" in refused.message, refused.message
 
 
 def test_orchestration_step_runs_from_an_unapproved_or_changed_run_are_denied(

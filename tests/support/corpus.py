@@ -22,6 +22,8 @@ A case folder holds ``case.yaml`` and optionally ``run.yaml``, ``old.yaml``,
         subject: agents/other    # attack knobs: another subject, another spec, tampering
         specFrom: other.yaml
         tamper: [no-signatures]  # see TAMPERS
+        signedTimes: {issuedAt: "2026-W47-6T11:00:00Z"}   # literal texts signed in the
+                                 # predicate instead of the record's times (validly signed)
     oldRecords: [...]            # the same, put on old.yaml
     annotation: "..."            # a literal annotation value instead of records
     repeat: 5000                 # the records list repeated (bounds tests)
@@ -76,7 +78,7 @@ import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import yaml
 
@@ -106,6 +108,8 @@ TAMPERS = (
     "flip-payload",
     "second-signature:NAME",
     "garbage-signature",
+    "signed-duplicate:FIELD=VALUE",
+    "reencode-base64",
 )
 
 
@@ -161,7 +165,7 @@ def compile_case_bundle(folder: Path, settings: BundleSettings | None = None) ->
 def load_case(name: str) -> Case:
     folder = CORPUS / name
     spec = yaml.safe_load((folder / "case.yaml").read_text())
-    now = records.parse_time(str(spec.get("now", DEFAULT_NOW)))
+    now = records.parse_time(time_text(spec.get("now", DEFAULT_NOW)))
     settings = case_settings(spec)
     bundle_text = compile_case_bundle(folder, settings)
     run = _load_one(
@@ -226,11 +230,11 @@ def _shape(obj: dict[str, Any], spec: dict[str, Any], finalizers: list[str]) -> 
     if "uid" in spec:
         meta["uid"] = spec["uid"]
     if "created" in spec:
-        meta["creationTimestamp"] = str(spec["created"])
+        meta["creationTimestamp"] = time_text(spec["created"])
     if finalizers:
         meta["finalizers"] = list(finalizers)
     if spec.get("deleting"):
-        meta["deletionTimestamp"] = str(spec.get("now", DEFAULT_NOW))
+        meta["deletionTimestamp"] = time_text(spec.get("now", DEFAULT_NOW))
     if spec.get("runAnnotations"):
         meta.setdefault("annotations", {}).update(
             {str(k): str(v) for k, v in spec["runAnnotations"].items()}
@@ -258,7 +262,7 @@ def build_view(
         if "name" in entry:
             named[entry["name"]] = envelope
         issued = (
-            str(entry["issuedAt"])
+            time_text(entry["issuedAt"])
             if "issuedAt" in entry
             else records.format_time(now - timedelta(hours=1))
         )
@@ -269,7 +273,7 @@ def build_view(
                 "metadata": {
                     "name": f"{request_name}-{index}",
                     "namespace": namespace,
-                    "creationTimestamp": str(entry.get("created", issued)),
+                    "creationTimestamp": time_text(entry.get("created", issued)),
                 },
                 "spec": {
                     "requestName": request_name,
@@ -290,7 +294,7 @@ def build_view(
                 "metadata": {
                     "name": uid,
                     "namespace": str(entry.get("namespace", namespace)),
-                    "creationTimestamp": str(
+                    "creationTimestamp": time_text(
                         entry.get("created", records.format_time(now - timedelta(hours=1)))
                     ),
                 },
@@ -298,7 +302,7 @@ def build_view(
                     "run": {"name": entry.get("runName", meta.get("name", "")), "uid": uid},
                     "environment": environment,
                     "statements": statements,
-                    "expiresAt": str(
+                    "expiresAt": time_text(
                         entry.get("expiresAt", records.format_time(now + timedelta(hours=1)))
                     ),
                 },
@@ -338,7 +342,9 @@ def build_view(
 
 def _statement(envelope: dict[str, Any]) -> str:
     """sha256 of an envelope's payload bytes (view.statement_digest of the parsed record)."""
-    return hashlib.sha256(base64.b64decode(envelope["payload"])).hexdigest()
+    payload = str(envelope["payload"])
+    raw = base64.urlsafe_b64decode(payload.translate(str.maketrans("+/", "-_")) + "==")
+    return hashlib.sha256(raw).hexdigest()
 
 
 def case_settings(spec: dict[str, Any]) -> BundleSettings:
@@ -373,6 +379,15 @@ def _annotate(
     return named
 
 
+def time_text(value: object) -> str:
+    """A time of a case as the API server writes it (``2026-11-21T11:00:00Z``): YAML reads an
+    unquoted time as a datetime, whose ``str`` (a space for the ``T``) is no RFC 3339."""
+    if isinstance(value, datetime):
+        assert value.tzinfo is not None, f"a time in the corpus must say its zone: {value}"
+        return records.format_time(value)
+    return str(value)
+
+
 def signer(name: str) -> Any:
     return keys.signer_from_pem((KEYS / f"{name}.key").read_bytes())
 
@@ -393,7 +408,7 @@ def make_record(
         _load_one(folder / recipe["specFrom"])["spec"] if "specFrom" in recipe else run.get("spec")
     )
     issued = (
-        records.parse_time(str(recipe["issuedAt"]))
+        records.parse_time(time_text(recipe["issuedAt"]))
         if "issuedAt" in recipe
         else now - timedelta(hours=1)
     )
@@ -410,6 +425,10 @@ def make_record(
     )
     if "format" in recipe:
         envelope = sign_statement(_old_format(claim, recipe["format"]), signer(recipe["key"]))
+    elif "signedTimes" in recipe:
+        statement = claim.statement()
+        statement["predicate"].update({str(k): str(v) for k, v in recipe["signedTimes"].items()})
+        envelope = sign_statement(statement, signer(recipe["key"]))
     else:
         envelope = records.sign(claim, signer(recipe["key"]))
     for tamper in recipe.get("tamper", []):
@@ -459,6 +478,29 @@ def _tamper(envelope: dict[str, Any], how: str, claim: records.Claim) -> dict[st
         env["payload"] = base64.b64encode(json.dumps(statement).encode()).decode()
     elif kind == "garbage-signature":  # the same payload, a signature nobody made
         env["signatures"][0]["sig"] = base64.b64encode(bytes(64)).decode()
+    elif kind == "signed-duplicate":  # the key signs a predicate holding FIELD twice:
+        # VALUE first, the record's own last (what Python, Go and JavaScript keep)
+        field_name, _, value = arg.partition("=")
+        payload = json.dumps(claim.statement(), sort_keys=True, separators=(",", ":"))
+        payload = payload.replace(
+            '"predicate":{',
+            '"predicate":{' + json.dumps(field_name) + ":" + json.dumps(value) + ",",
+            1,
+        )
+        from securesystemslib.dsse import Envelope
+
+        dsse = Envelope(payload=payload.encode(), payload_type=records.PAYLOAD_TYPE, signatures={})
+        dsse.sign(signer(claim.approver))
+        env = dict(dsse.to_dict())
+    elif kind == "reencode-base64":  # the same bytes: URL-safe alphabet, no padding, and the
+        # payload's unused trailing bits set (a decoder that ignores them reads the same bytes)
+        env["payload"] = _noncanonical(env["payload"])
+        for sig in env["signatures"]:
+            sig["sig"] = _noncanonical(sig["sig"])
+        assert all(  # a 64-byte signature has spare bits: its text always changes
+            a["sig"] != b["sig"]
+            for a, b in zip(env["signatures"], envelope["signatures"], strict=True)
+        )
     elif kind == "second-signature":
         from securesystemslib.dsse import Envelope
 
@@ -469,3 +511,18 @@ def _tamper(envelope: dict[str, Any], how: str, claim: records.Claim) -> dict[st
     else:
         raise AssertionError(f"unknown tamper {how!r}; known: {TAMPERS}")
     return env
+
+
+_B64: Final = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+
+
+def _noncanonical(text: str) -> str:
+    """``text`` (standard base64) in the URL-safe alphabet without padding, its last
+    character's unused low bits set where it has any: other text, the same bytes."""
+    raw = base64.b64decode(text)
+    out = base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    spare = {1: 0b1111, 2: 0b11}.get(len(raw) % 3, 0)
+    if spare:
+        out = out[:-1] + _B64[_B64.index(out[-1]) | spare]
+    assert base64.urlsafe_b64decode(out + "=" * (-len(out) % 4)) == raw
+    return out

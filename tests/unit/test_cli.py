@@ -794,3 +794,31 @@ def test_verify_warns_of_text_a_reviewer_cannot_see(
         "character(s) from position 8 (U+202E RIGHT-TO-LEFT OVERRIDE): 'Update <U+202E>"
         "onboarding flow': a screen does not show these characters, the agent reads them\n"
     ) in err
+
+
+@pytest.mark.parametrize(
+    ("ttl", "why"),
+    [
+        ("99999999999999d", "'99999999999999d' is longer than 3650d"),
+        ("\u0663h", "'\u0663h' is not a duration like 30m, 1h30m or 7d"),
+    ],
+)
+def test_a_ttl_beyond_a_date_or_in_other_digits_is_a_usage_error(
+    capsys: pytest.CaptureFixture[str], repo: Path, ttl: str, why: str
+) -> None:
+    """Without policies to cap it, --ttl 99999999999999d was an internal error (a date past
+    year 9999); Python read ٣h as three hours."""
+    code, _, err = run(
+        capsys,
+        "approve",
+        str(repo / "run.yaml"),
+        "--key",
+        str(repo / "alice.key"),
+        "--approver",
+        "alice",
+        "--ttl",
+        ttl,
+        "--env",
+        "prod",
+    )
+    assert (code, err) == (2, f"error: --ttl: {why}\n")

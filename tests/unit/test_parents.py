@@ -448,3 +448,46 @@ def test_only_stored_versions_are_remembered() -> None:
     assert isinstance(first, parents.Coverage) and isinstance(changed, parents.Coverage)
     assert changed.digest != first.digest
     assert parents.coverage(stored, None, stored=True) is first  # remembered
+
+
+# Node's JSON.stringify(JSON.parse(TEXT)) for each TEXT (node 18), written down: what the
+# orchestration controller puts in a step run's parameters for a value that is no string
+JS_STRINGIFY = [
+    ("0.00001", "0.00001"),
+    ("1e-7", "1e-7"),
+    ("1.5e-7", "1.5e-7"),
+    ("1e16", "10000000000000000"),
+    ("9007199254740993", "9007199254740992"),
+    ("123e-20", "1.23e-18"),
+    ("0.000001", "0.000001"),
+    ("1e21", "1e+21"),
+    ('{"10":1,"9":2,"a":3}', '{"9":2,"10":1,"a":3}'),
+    (
+        '{"b":1,"4294967295":2,"4294967294":3,"01":4,"1":5,"0":6}',
+        '{"0":6,"1":5,"4294967294":3,"b":1,"4294967295":2,"01":4}',
+    ),
+    ('{"k":[1.0,2.50,1e2,-0.0]}', '{"k":[1,2.5,100,0]}'),
+]
+
+
+@pytest.mark.parametrize(("text", "javascript"), JS_STRINGIFY)
+def test_values_that_are_no_string_are_written_as_javascript_writes_them(
+    text: str, javascript: str
+) -> None:
+    """Python's json.dumps wrote 1e-05 for JavaScript's 0.00001, 1e+16 for 10000000000000000,
+    and kept "10" before "9" where JavaScript puts array-index keys first: the template of
+    an approved OrchestrationRun's step then differed from the run the platform made."""
+    assert parents.normalize_string_map({"v": json.loads(text)}) == {"v": javascript}
+
+
+def test_a_swarm_cadence_in_other_digits_is_no_cadence_as_in_javascript() -> None:
+    """JavaScript's ``\\d`` is ASCII; Python's matched ``٣`` (and int() read it as 3)."""
+    swarm = {
+        "metadata": {"name": "s", "namespace": "agents", "uid": "u"},
+        "spec": {"execution": {"plan": {"every": "\u0663m", "targetRef": {"name": "p"}}}},
+    }
+    made = parents.swarm_schedule(swarm, "plan")
+    assert made is not None and made["spec"]["cron"] == "0 * * * *"
+    swarm["spec"]["execution"]["plan"]["every"] = "3m"
+    made = parents.swarm_schedule(swarm, "plan")
+    assert made is not None and made["spec"]["cron"] == "*/3 * * * *"

@@ -1370,3 +1370,26 @@ def test_a_write_through_scale_is_denied_and_status_passes(kind: str) -> None:
     assert "Change the object itself" in decision.message
     request["subResource"] = "status"
     assert judge(request, _view()).reason == "status-subresource"
+
+
+def test_a_step_run_with_parameters_javascript_writes_is_admitted_as_the_controller_makes_it() -> (
+    None
+):
+    """Values read two ways (fourth pass): the orchestration controller writes a parameter
+    that is no string with JSON.stringify. The gate's template wrote it with Python's
+    json.dumps (``1e-05`` for ``0.00001``, ``"10"`` before ``"9"``), so the step run the
+    platform made from an approved OrchestrationRun was denied as not derived; what
+    JavaScript writes (node's output, written down) is now the template, and any other
+    text is still denied."""
+    orun = copy.deepcopy(ORUN)
+    orun["spec"]["parameters"] = {"threshold": 0.00001, "weights": {"10": 0.5, "9": 1e-7}}
+    _approve(orun, _view(*BASE_OBJECTS))
+    view = _view(*BASE_OBJECTS, orun)
+    run = _step_run(orun)
+    run["spec"]["parameters"]["threshold"] = "0.00001"  # JSON.stringify(0.00001)
+    run["spec"]["parameters"]["weights"] = '{"9":1e-7,"10":0.5}'
+    decision = judge(review("CREATE", run, user=CONTROLLER), view)
+    assert decision.allowed, decision.message
+    python = copy.deepcopy(run)
+    python["spec"]["parameters"]["threshold"] = "1e-05"  # what json.dumps writes
+    assert not judge(review("CREATE", python, user=CONTROLLER), view).allowed

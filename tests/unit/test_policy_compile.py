@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives import serialization
 
 from approvalgate.approvals.bundle import load_bundle, parse_bundle_text
 from approvalgate.approvals.decide import decide
-from approvalgate.approvals.errors import Finding
+from approvalgate.approvals.errors import BundleError, Finding
 from approvalgate.approvals.kubeyaml import load_manifests
 from approvalgate.approvals.policy import (
     BundleSettings,
@@ -834,3 +834,45 @@ def test_usernames_are_taken_as_written_never_from_the_name() -> None:
     bundle, problems = compile_docs([approver("erin", usernames=["oidc:Erin@corp.example"])])
     assert problems == [] and bundle is not None
     assert bundle["approvers"][0]["usernames"] == ["oidc:Erin@corp.example"]
+
+
+# --- durations read two ways or beyond a date (fourth red-team pass) -------------------------
+
+
+@pytest.mark.parametrize(
+    ("where", "text", "message"),
+    [
+        pytest.param("bypass", "99999999999999d", "is longer than 3650d", id="bypass-huge"),
+        pytest.param("parents", "99999999999999d", "is longer than 3650d", id="parents-huge"),
+        # parents.maxTTL has no pattern in the policy schema: the duration parser is its check
+        pytest.param("parents", "2h\n", "is not a duration like", id="trailing-newline"),
+        pytest.param("parents", "\u0663h", "is not a duration like", id="arabic-indic-digit"),
+        pytest.param("parents", "1.5h", "is not a duration like", id="fraction"),
+        pytest.param("parents", "-1h", "is not a duration like", id="negative"),
+    ],
+)
+def test_a_duration_only_python_reads_or_beyond_a_date_is_a_located_error(
+    where: str, text: str, message: str
+) -> None:
+    """`bypass.maxTTL: 99999999999999d` compiled, and every later verdict on an expired
+    reject (its veto lasts the bundle's longest lifetime more) was an internal error; `\\d`
+    and `int` read other scripts' digits (Go's time.ParseDuration does not) and `$` a
+    trailing newline."""
+    spec: dict[str, Any] = {"approvers": ["alice"]}
+    if where == "bypass":
+        spec["bypass"] = {"approvers": ["alice"], "maxTTL": text}
+    else:
+        spec["parents"] = {"creators": ["system:serviceaccount:agents:runner"], "maxTTL": text}
+    bundle, problems = compile_docs([policy(spec), approvers()["alice"]])
+    assert bundle is None
+    found = [(path, msg) for _, path, msg in errors(problems) if path[-1] == "maxTTL"]
+    assert found and message in found[0][1], errors(problems)
+    assert found[0][0] == ("spec", where, "maxTTL")
+
+
+def test_a_bundle_with_a_lifetime_beyond_ten_years_is_refused() -> None:
+    bundle = json.loads(compile_case_bundle(BASE))
+    bundle["policies"][0]["bypass"]["maxTTLSeconds"] = 8639999999999913600
+    bundle["generation"] = bundle_generation(bundle)
+    with pytest.raises(BundleError, match=r"(does not match the bundle schema|beyond 3650d)"):
+        parse_bundle_text(json.dumps(bundle))

@@ -631,12 +631,14 @@ ENVELOPE_PROBLEMS = [
     ),
     pytest.param(
         envelope_for(_with_predicate(expiresAt="2026-11-21")),
-        "predicate times are not RFC 3339: time '2026-11-21' has no zone",
+        "predicate times are not RFC 3339: time '2026-11-21' is not RFC 3339 "
+        "(write it like 2026-11-21T10:00:00Z)",
         id="date-only",
     ),
     pytest.param(
         envelope_for(_with_predicate(issuedAt="tomorrow")),
-        "predicate times are not RFC 3339: Invalid isoformat string: 'tomorrow'",
+        "predicate times are not RFC 3339: time 'tomorrow' is not RFC 3339 "
+        "(write it like 2026-11-21T10:00:00Z)",
         id="not-a-time",
     ),
 ]
@@ -675,3 +677,165 @@ def test_text_in_neither_base64_alphabet_is_not_base64(field: str, message: str)
     else:
         envelope["signatures"][0]["sig"] = "@@@" + envelope["signatures"][0]["sig"]
     assert only_problem(json.dumps([envelope])) == RecordProblem(0, message)
+
+
+# --- values read two ways: times, duplicate keys, encodings of one record (fourth pass) ---
+
+
+@pytest.mark.parametrize(
+    "moment",
+    [
+        pytest.param("2026-11-21 11:00:00Z", id="space-for-T"),
+        pytest.param("2026-11-21t11:00:00z", id="lower-case-t-z"),
+        pytest.param("2026-W47-6T11:00:00Z", id="iso-week-date"),
+        pytest.param("20261121T110000Z", id="basic-format"),
+        pytest.param("2026-11-21T11Z", id="hour-only"),
+        pytest.param("2026-11-21T11:00Z", id="no-seconds"),
+        pytest.param("2026-11-21T11:00:00+0100", id="offset-without-colon"),
+        pytest.param("2026-11-21T12:00:00+01", id="offset-hours-only"),
+        pytest.param("2026-11-21T10:00:00+00:60", id="offset-minute-60"),
+        pytest.param("2026-11-21T11:00:00+24:00", id="offset-24h"),
+        pytest.param("2026-11-21T12:00:30+01:00:30", id="offset-with-seconds"),
+        pytest.param("2026-11-21T11:00:00.1234567890Z", id="ten-fraction-digits"),
+        pytest.param("2026-11-21T11:00:00,5Z", id="comma-fraction"),
+        pytest.param("２０２６-11-21T11:00:00Z", id="fullwidth-digits"),
+        pytest.param(" 2026-11-21T11:00:00Z", id="leading-blank"),
+        pytest.param("2026-11-21T11:00:00Z\n", id="trailing-newline"),
+    ],
+)
+def test_a_signed_time_only_python_reads_is_refused_not_read_our_way(moment: str) -> None:
+    """Python's fromisoformat reads each of these (a moment Go's RFC 3339 parser refuses or
+    reads otherwise): signed by an approver, it must not count as the moment we read."""
+    entry = sign_statement_of(_with_predicate(issuedAt=moment))
+    problem = only_problem(json.dumps([entry]))
+    assert problem.message.startswith("predicate times are not RFC 3339: time "), problem
+
+
+@pytest.mark.parametrize(
+    ("moment", "utc"),
+    [
+        ("2026-11-22T01:00:00+14:00", ISSUED),
+        ("2026-11-21T11:00:00-00:00", ISSUED),
+        ("2026-11-22T10:59:00+23:59", ISSUED),
+        ("2026-11-21T11:00:00.123456789Z", ISSUED + timedelta(microseconds=123456)),
+    ],
+)
+def test_rfc3339_times_every_reader_reads_alike_are_read(moment: str, utc: datetime) -> None:
+    parsed, problems = parse_annotation(
+        json.dumps([envelope_for(_with_predicate(issuedAt=moment))])
+    )
+    assert problems == []
+    assert parsed[0].claim.issued_at == utc
+
+
+@pytest.mark.parametrize(
+    ("moment", "why"),
+    [("2026-12-31T23:59:60Z", "does not exist"), ("0000-01-01T00:00:00Z", "does not exist")],
+    ids=["leap-second", "year-0"],
+)
+def test_a_time_that_does_not_exist_is_a_problem(moment: str, why: str) -> None:
+    problem = only_problem(json.dumps([envelope_for(_with_predicate(expiresAt=moment))]))
+    assert why in problem.message
+
+
+def sign_statement_of(content: dict[str, Any]) -> dict[str, Any]:
+    from tests.support.corpus import sign_statement
+
+    return sign_statement(content, signer("alice"))
+
+
+@pytest.mark.parametrize(
+    ("field", "first"),
+    [("decision", "reject"), ("environment", "staging"), ("approver", "bob")],
+)
+def test_a_signed_statement_holding_a_key_twice_is_refused(field: str, first: str) -> None:
+    """Python, Go and JavaScript keep the last of two equal keys, other parsers the first (or
+    refuse): a signed record must say one thing to every reader."""
+    text = json.dumps(statement(), sort_keys=True, separators=(",", ":"))
+    text = text.replace('"predicate":{', f'"predicate":{{"{field}":"{first}",', 1)
+    from securesystemslib.dsse import Envelope
+
+    envelope = Envelope(payload=text.encode(), payload_type=records.PAYLOAD_TYPE, signatures={})
+    envelope.sign(signer("alice"))
+    problem = only_problem(json.dumps([envelope.to_dict()]))
+    assert problem == RecordProblem(
+        0, f"payload is not a JSON in-toto statement: an object holds the key {field!r} twice"
+    )
+
+
+def test_an_annotation_holding_a_key_twice_in_an_envelope_is_refused() -> None:
+    good = sign(claim(), signer("alice"))
+    other = sign(claim(digest="0" * 64), signer("alice"))
+    text = json.dumps([good])
+    text = text.replace(
+        '{"payload": ', '{"payload": ' + json.dumps(other["payload"]) + ', "payload": ', 1
+    )
+    assert only_problem(text) == RecordProblem(
+        -1, "annotation is not valid JSON for approvals: an object holds the key 'payload' twice"
+    )
+
+
+def _high_s(der: bytes) -> bytes:
+    from cryptography.hazmat.primitives.asymmetric.utils import (
+        decode_dss_signature,
+        encode_dss_signature,
+    )
+
+    order = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551  # P-256's n
+    r, s = decode_dss_signature(der)
+    return encode_dss_signature(r, order - s)
+
+
+def test_an_ecdsa_signature_made_high_s_is_the_same_record_for_the_ledger() -> None:
+    """ECDSA signatures are malleable: (r, n - s) verifies too. The ledger and distinctness
+    know a record by its payload bytes (view.statement_digest), never by its signature, so
+    the other signature is the same record (already used where the first was)."""
+    from securesystemslib.signer import CryptoSigner
+
+    from approvalgate.approvals.view import statement_digest
+
+    ecdsa = CryptoSigner.generate_ecdsa()
+    envelope = sign(claim(), ecdsa)
+    sig = base64.b64decode(envelope["signatures"][0]["sig"])
+    other = {**envelope, "signatures": [{**envelope["signatures"][0]}]}
+    other["signatures"][0]["sig"] = base64.b64encode(_high_s(sig)).decode()
+    assert other != envelope
+    first, second = _parsed(envelope), _parsed(other)
+    assert signed_by(second, [ecdsa.public_key]) == ecdsa.public_key  # it verifies
+    assert statement_digest(first) == statement_digest(second)
+
+
+def test_an_ed25519_signature_with_s_plus_the_order_does_not_verify() -> None:
+    """Ed25519 is not malleable that way: S + L is refused (RFC 8032's check)."""
+    envelope = sign(claim(), signer("alice"))
+    sig = bytearray(base64.b64decode(envelope["signatures"][0]["sig"]))
+    order = 2**252 + 27742317777372353535851937790883648493
+    s = int.from_bytes(sig[32:], "little") + order
+    sig[32:] = s.to_bytes(32, "little")
+    envelope["signatures"][0]["sig"] = base64.b64encode(bytes(sig)).decode()
+    assert signed_by(_parsed(envelope), [public("alice")]) is None
+
+
+@pytest.mark.parametrize(
+    "payload_type",
+    [
+        "application/vnd.in-toto+JSON",
+        "Application/vnd.in-toto+json",
+        "application/vnd.in-toto+json; charset=utf-8",
+        "application/vnd.in-toto+json ",
+        "application/vnd.in-toto.json",
+    ],
+)
+def test_a_payload_type_spelt_otherwise_is_refused_even_validly_signed(payload_type: str) -> None:
+    """Media types compare case-insensitively and take parameters elsewhere; here the type is
+    part of what is signed (the PAE), so only the exact one is read, and a signature over
+    another spelling is refused whatever a looser reader would make of it."""
+    from securesystemslib.dsse import Envelope
+
+    payload = json.dumps(statement(), sort_keys=True, separators=(",", ":")).encode()
+    envelope = Envelope(payload=payload, payload_type=payload_type, signatures={})
+    envelope.sign(signer("alice"))
+    problem = only_problem(json.dumps([envelope.to_dict()]))
+    assert problem == RecordProblem(
+        0, f"payloadType is {payload_type!r}, expected {records.PAYLOAD_TYPE!r}"
+    )
