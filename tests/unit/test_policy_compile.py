@@ -564,6 +564,31 @@ def test_approvers_sharing_a_username_in_a_loaded_bundle_count_as_one_person() -
     assert "still needed: 1 more approval(s) from carol\n" in decision.message
 
 
+def test_approvers_sharing_a_key_in_a_loaded_bundle_count_as_one_person() -> None:
+    """A bundle compiled before the key check (or made by hand and signed) lists bob's key
+    under carol too: whoever holds it signs as bob and as carol, and decide() counts one
+    vote, as it does for approvers sharing a username (before: 2 of 2, admitted)."""
+    from approvalgate.approvals import records
+    from tests.support.corpus import CORPUS, make_record
+
+    case = load_case("approve-two-distinct")
+    obj = json.loads(compile_case_bundle(BASE))
+    (bob,) = [a for a in obj["approvers"] if a["name"] == "bob"]
+    (carol,) = [a for a in obj["approvers"] if a["name"] == "carol"]
+    carol["keys"] = [*carol["keys"], *bob["keys"]]
+    obj["generation"] = bundle_generation(obj)
+    run = case.request["object"]
+    signed = [
+        make_record({"key": "bob"}, run, CORPUS / case.name, case.now),
+        make_record({"key": "bob", "approver": "carol"}, run, CORPUS / case.name, case.now),
+    ]
+    run["metadata"]["annotations"][records.ANNOTATION] = json.dumps(signed)
+    decision = decide(case.request, load_bundle(obj), case.now)
+    assert (decision.allowed, decision.reason) == (False, "missing-approvals")
+    assert "1 of 2 required approvals" in decision.message
+    assert "record 1 by carol: valid approve" in decision.message
+
+
 @pytest.mark.parametrize(
     ("principal", "message"),
     [
