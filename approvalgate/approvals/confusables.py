@@ -68,9 +68,10 @@ def _range(field: str) -> tuple[int, int]:
 
 
 @functools.cache
-def _confusables() -> dict[str, str]:
+def _confusables() -> dict[int, str]:
+    """``confusables.txt`` as a :meth:`str.translate` table: code point -> prototype."""
     return {
-        chr(int(row[0], 16)): "".join(chr(int(c, 16)) for c in row[1].split())
+        int(row[0], 16): "".join(chr(int(c, 16)) for c in row[1].split())
         for row in _rows(_data("confusables.txt"))
     }
 
@@ -175,9 +176,9 @@ def _script_name(code: str) -> str:
 
 def skeleton(text: str) -> str:
     """UTS #39 section 4: the skeleton; two strings with one skeleton are confusable."""
-    table = _confusables()
-    mapped = "".join(table.get(c, c) for c in unicodedata.normalize("NFD", text))
-    return unicodedata.normalize("NFD", mapped)
+    return unicodedata.normalize(
+        "NFD", unicodedata.normalize("NFD", text).translate(_confusables())
+    )
 
 
 def escaped(text: str) -> str:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import unicodedata
+
 import pytest
 
-from approvalgate.approvals import confusables
+from approvalgate.approvals import confusables, identity
 from tests.support.paths import ROOT, THIRD_PARTY
 
 FILES = ("confusables.txt", "Scripts.txt", "ScriptExtensions.txt", "PropertyValueAliases.txt")
@@ -65,3 +67,33 @@ def test_shown_names_every_character_outside_ascii() -> None:
     assert confusables.shown("jose\u0301") == (
         'jose\u0301 ["jose\\u0301" (COMBINING ACUTE ACCENT)]'
     )
+
+
+def test_the_small_capitals_table_is_every_latin_small_capital() -> None:
+    derived = {}
+    for cp in range(0x80, 0x30000):
+        name = unicodedata.name(chr(cp), "")
+        letter = name.removeprefix("LATIN LETTER SMALL CAPITAL ")
+        if name.startswith("LATIN LETTER SMALL CAPITAL ") and len(letter) == 1:
+            derived[cp] = letter.lower()
+    assert derived == identity.SMALL_CAPITALS
+
+
+@pytest.mark.parametrize(
+    "spelt",
+    [
+        "b\u0585b",  # Armenian oh
+        "b\u03bfb",  # Greek omicron
+        "\u0299\u1d0f\u0299",  # small capitals
+        "BOB",
+        "bob\u200b",  # an invisible character
+        "oidc:b\u043eb",  # a prefix and a Cyrillic o
+    ],
+)
+def test_a_look_alike_username_is_the_same_person(spelt: str) -> None:
+    assert identity.person_key("bob") in identity.person_keys(spelt)
+
+
+def test_other_names_are_other_persons() -> None:
+    assert identity.person_keys("bab").isdisjoint(identity.person_keys("bob"))
+    assert identity.person_keys("\u0438\u0432\u0430\u043d").isdisjoint(identity.person_keys("ivan"))
