@@ -223,8 +223,8 @@ class Bundle:
         return frozenset().union(*(self._known_as.get(k, frozenset()) for k in keys))
 
     def person_of(self, approver: str) -> str:
-        """The person ``approver`` is: approvers whose usernames share one (compared as
-        :func:`approvals.identity.person_key`) or who share a key (in any form) are one
+        """The person ``approver`` is: approvers whose usernames (or names) share one
+        (compared as :func:`approvals.identity.person_key`) or who share a key (in any form) are one
         person, named by the first of their names; they count as one vote (the compiler
         refuses such a bundle too)."""
         return self._persons.get(approver, approver)
@@ -303,7 +303,9 @@ def _persons(approvers: Mapping[str, Approver]) -> dict[str, str]:
 
     owner: dict[object, str] = {}
     for name in sorted(approvers):
-        shared: list[object] = [identity.person_key(u) for u in approvers[name].usernames]
+        # an approver's name is compared as a username too (Bundle.approvers_known_as)
+        names = {name, *approvers[name].usernames}
+        shared: list[object] = [identity.person_key(u) for u in names]
         # one key is one person too: whoever holds it signs as every approver listing it
         shared += [k.material for k in approvers[name].keys]
         for key in shared:

@@ -276,22 +276,35 @@ def _check_username_reuse(
     """A username is one person: two approvers listing it (compared as persons, so
     ``Alice@Example.com`` is ``alice@example.com``) would let that person vote twice."""
     owner: dict[str, tuple[str, str]] = {}
+    # an approver's name is compared as one of its usernames too (refusals take it so)
+    names = {identity.person_key(name): name for name in approvers}
     for name in sorted(approvers):
         for username in approvers[name]["usernames"]:
             key = identity.person_key(username)
             if not key:
                 continue
             other, theirs = owner.setdefault(key, (name, username))
+            named = names.get(key, name)
             if other != name:
-                ctx.add(
-                    docs[name],
-                    ("spec", "usernames"),
+                message = (
                     f"username {username!r} already belongs to approver {other!r} (as "
-                    f"{theirs!r}): whoever logs in as it would approve as both",
-                    "one username, one approver: list each person once, with all their "
-                    "keys and usernames under one Approver (decide() counts approvers that "
-                    "share a username as one person)",
+                    f"{theirs!r}): whoever logs in as it would approve as both"
                 )
+            elif named != name:
+                message = (
+                    f"username {username!r} is the name of approver {named!r}: whoever logs "
+                    "in as it would approve as both"
+                )
+            else:
+                continue
+            ctx.add(
+                docs[name],
+                ("spec", "usernames"),
+                message,
+                "one username, one approver: list each person once, with all their "
+                "keys and usernames under one Approver (decide() counts approvers that "
+                "share a username, or a username and a name, as one person)",
+            )
 
 
 def _identities(doc: Mapping[str, Any]) -> list[tuple[tuple[str | int, ...], str, str]]:
