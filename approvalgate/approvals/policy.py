@@ -375,6 +375,16 @@ def _check_identities(documents: Sequence[Mapping[str, Any]], ctx: _Context) -> 
             what_of[index, path] = what
             if not value:
                 continue
+            if value != value.strip():
+                ctx.add(
+                    index,
+                    path,
+                    f"{what} {value!r} begins or ends with whitespace, which a reviewer "
+                    "cannot see: Kubernetes compares it as written, so it is another "
+                    f"identity than {value.strip()!r}",
+                    f"write it without: {value.strip()!r}",
+                )
+                continue
             problem = confusables.script_problem(value)
             if problem:
                 ctx.add(

@@ -712,6 +712,12 @@ def test_look_alike_names_and_addresses_in_sources_are_already_refused(
             '      - "jose\\u0301@example.com"',
             "trusted user 'jos\u0065\u0301@example.com' is not in NFC",
         ),
+        (  # a trailing space: another user to Kubernetes, the same to a reviewer
+            "policies/codex-two-person.yaml",
+            "      - system:serviceaccount:agents-system:submission-api",
+            '      - "ci-bot@example.com "',
+            "trusted user 'ci-bot@example.com ' begins or ends with whitespace",
+        ),
         (  # a user named like a ServiceAccount no ServiceAccount can be
             "policies/codex-two-person.yaml",
             "      - system:serviceaccount:agents-system:submission-api",
@@ -728,7 +734,7 @@ def test_identities_a_reviewer_reads_as_others_are_located_errors(
         code, _, err = run(capsys, command, str(repo))
         assert code == 1, err
         assert expected in err, err
-        assert "kubectl auth whoami" in err or "write it composed" in err or "kubectl get sa" in err
+        assert any(a in err for a in ("kubectl auth whoami", "write it ", "kubectl get sa")), err
 
 
 def test_real_names_in_one_script_per_part_compile(
