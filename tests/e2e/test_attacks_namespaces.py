@@ -194,7 +194,8 @@ def test_an_approver_whose_username_is_spelt_otherwise_cannot_approve_their_own_
 ) -> None:
     """bob's Approver lists "mallory"; the API server passes on whatever spelling his login
     arrives with (an IdP matching logins case-insensitively, --oidc-username-prefix, an
-    invisible character, a look-alike letter of any script): still bob, his approval does not count (approvals.identity)."""
+    invisible character, a look-alike letter of any script): still bob, his approval does
+    not count (approvals.identity)."""
     name = f"bobs-own-{abs(hash(login)) % 10_000}"
     manifest = gate.approve(run_manifest(name), "alice", "bob")
     # admin acting as that login (system:masters for RBAC: no binding names the spelling)
