@@ -105,8 +105,24 @@ map) as the letter it reads as once case is folded (tests/unit/test_confusables.
 it from the characters' names)."""
 
 
-@functools.lru_cache(maxsize=4096)
+CACHED_CHARS: Final = 1024
+"""Usernames up to this long share a cache of 4096 (the API server's are short); a longer
+one is an author annotation the requester wrote (up to 256 KiB), kept in a cache of 4 only
+(one admission asks for it several times): 4096 of them would hold gigabytes in the
+webhook."""
+
+
 def person_key(username: str) -> str:
+    """:func:`_person_key`, cached (:data:`CACHED_CHARS`)."""
+    return _cached_key(username) if len(username) <= CACHED_CHARS else _long_key(username)
+
+
+def person_keys(username: str) -> frozenset[str]:
+    """:func:`_person_keys`, cached (:data:`CACHED_CHARS`)."""
+    return _cached_keys(username) if len(username) <= CACHED_CHARS else _long_keys(username)
+
+
+def _person_key(username: str) -> str:
     """``username`` as compared when the question is whether it is a person: NFKC, casefold,
     without invisible characters, whitespace or combining marks, look-alikes folded (common
     ones by hand, then every one by its UTS #39 skeleton, :func:`confusables.skeleton`)."""
@@ -118,8 +134,7 @@ def person_key(username: str) -> str:
     return unicodedata.normalize("NFKC", confusables.skeleton(near).casefold())
 
 
-@functools.lru_cache(maxsize=4096)
-def person_keys(username: str) -> frozenset[str]:
+def _person_keys(username: str) -> frozenset[str]:
     """The keys (:func:`person_key`) under which ``username`` is a person: its own, and for
     a username that is not a ServiceAccount's, also that of what follows an authenticator's
     prefix (``oidc:alice@example.com``, ``https://issuer#alice``: the part after the last
@@ -133,3 +148,9 @@ def person_keys(username: str) -> frozenset[str]:
         if bare:
             keys.add(bare)
     return frozenset(keys)
+
+
+_cached_key = functools.lru_cache(maxsize=4096)(_person_key)
+_cached_keys = functools.lru_cache(maxsize=4096)(_person_keys)
+_long_key = functools.lru_cache(maxsize=4)(_person_key)
+_long_keys = functools.lru_cache(maxsize=4)(_person_keys)

@@ -97,3 +97,33 @@ def test_a_look_alike_username_is_the_same_person(spelt: str) -> None:
 def test_other_names_are_other_persons() -> None:
     assert identity.person_keys("bab").isdisjoint(identity.person_keys("bob"))
     assert identity.person_keys("\u0438\u0432\u0430\u043d").isdisjoint(identity.person_keys("ivan"))
+
+
+def test_large_authors_a_requester_writes_are_not_kept_by_the_caches() -> None:
+    """A run's author annotation is the requester's text, up to the API server's 256 KiB of
+    annotations: decide() compares it as a person on every admission (dry runs too), and the
+    per-username caches kept every one (4096 of them: about 2.5 GB in the webhook)."""
+    import gc
+    import json
+    import tracemalloc
+
+    from approvalgate.approvals import records
+    from approvalgate.approvals.decide import decide
+    from tests.support.corpus import load_case
+
+    case = load_case("approve-two-distinct")
+    annotations = case.request["object"]["metadata"]["annotations"]
+    tracemalloc.start()
+    try:
+        for i in range(20):
+            annotations[records.AUTHOR_ANNOTATION] = f"{i}" + "a\u0430" * 25_000
+            request = json.loads(json.dumps(case.request))
+            assert decide(request, case.bundle, case.now).allowed
+        del request
+        annotations.pop(records.AUTHOR_ANNOTATION)
+        gc.collect()
+        held, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    # before: about 0.15 MB kept per author (3 MB here); now the last four at most
+    assert held < 1_500_000, f"{held / 1e6:.1f} MB kept after 20 authors of 50 K characters"
