@@ -216,6 +216,39 @@ def test_an_approver_whose_username_is_spelt_otherwise_cannot_approve_their_own_
     assert "1 of 2" in expected["message"]
 
 
+def test_one_key_under_two_approvers_counts_once_on_the_api_server(gate: Gate) -> None:
+    """A bundle made by hand and signed (or compiled before the compiler's key check) lists
+    bob's key under alice too: bob signs as bob and as alice. Two records, one key, one
+    person: 1 of 2, denied (admitted 2 of 2 before)."""
+    from approvalgate.approvals.policy import bundle_generation
+
+    # the bundle served (this module's gate re-keys bob and recompiles: rendered/ has it)
+    obj = json.loads((gate.work / "rendered" / ENV / "bundle.json").read_text())
+    held = {a["name"]: a for a in obj["approvers"]}
+    held["alice"]["keys"] = [*held["alice"]["keys"], *held["bob"]["keys"]]
+    obj["generation"] = bundle_generation(obj)
+    edited = gate.work / "bundle-shared-key.json"
+    edited.write_text(json.dumps(obj, sort_keys=True, indent=2) + "\n")
+    path = gate.work / "shared-key-run.yaml"
+    path.write_text(run_manifest("shared-key"))
+    for approver in ("bob", "alice"):
+        gate.cli(
+            "approve",
+            str(path),
+            "--bundle",
+            str(edited),
+            "--key",
+            str(gate.keys / "bob.key"),
+            "--approver",
+            approver,
+            "--in-place",
+        )
+    with gate.serving(edited):
+        message = _denied_as_decide_says(gate, path.read_text())
+    assert "1 of 2 required approvals" in message, message
+    assert "by alice: valid approve" in message and "by bob: valid approve" in message
+
+
 # --- the opt-in label mode, an explicit choice -------------------------------------------------
 
 
