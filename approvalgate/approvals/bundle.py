@@ -24,7 +24,7 @@ from approvalgate.approvals import identity, records, references
 from approvalgate.approvals.digest import spec_digest
 from approvalgate.approvals.durations import MAX_DURATION_SECONDS, format_duration
 from approvalgate.approvals.errors import BundleError, format_json_path
-from approvalgate.approvals.keys.public import load_public_key
+from approvalgate.approvals.keys.public import key_material, load_public_key
 from approvalgate.approvals.policy import ALL, bundle_generation
 from approvalgate.approvals.schemas import schema_findings
 
@@ -68,6 +68,9 @@ class ApproverKey:
     key: SSlibKey
     not_before: datetime | None
     not_after: datetime | None
+    material: bytes = b""
+    """The key whatever its form (:func:`approvals.keys.public.key_material`): one private
+    key signs for its PEM and its OpenSSH line alike."""
 
     def valid_at(self, moment: datetime) -> bool:
         if self.not_before is not None and moment < self.not_before:
@@ -221,9 +224,10 @@ class Bundle:
         return frozenset().union(*(self._known_as.get(k, frozenset()) for k in keys))
 
     def person_of(self, approver: str) -> str:
-        """The person ``approver`` is: approvers whose usernames share one (compared as
-        :func:`approvals.identity.person_key`) are one person, named by the first of their
-        names; they count as one vote (the compiler refuses such a bundle too)."""
+        """The person ``approver`` is: approvers whose usernames (or names) share one
+        (compared as :func:`approvals.identity.person_key`) or who share a key (in any form) are one
+        person, named by the first of their names; they count as one vote (the compiler
+        refuses such a bundle too)."""
         return self._persons.get(approver, approver)
 
     def spec_digest(self, spec: object) -> str:
@@ -298,10 +302,14 @@ def _persons(approvers: Mapping[str, Approver]) -> dict[str, str]:
             name = parent[name]
         return name
 
-    owner: dict[str, str] = {}
+    owner: dict[object, str] = {}
     for name in sorted(approvers):
-        for username in approvers[name].usernames:
-            key = identity.person_key(username)
+        # an approver's name is compared as a username too (Bundle.approvers_known_as)
+        names = {name, *approvers[name].usernames}
+        shared: list[object] = [identity.person_key(u) for u in names]
+        # one key is one person too: whoever holds it signs as every approver listing it
+        shared += [k.material for k in approvers[name].keys]
+        for key in shared:
             if not key:
                 continue
             other = owner.setdefault(key, name)
@@ -392,6 +400,7 @@ def _approver(obj: Mapping[str, Any]) -> Approver:
                 key=load_public_key(key["publicKey"]),
                 not_before=records.parse_time(key["notBefore"]) if "notBefore" in key else None,
                 not_after=records.parse_time(key["notAfter"]) if "notAfter" in key else None,
+                material=key_material(key["publicKey"]),
             )
         )
     return Approver(

@@ -12,7 +12,7 @@ permission on ``userextras/authentication.kubernetes.io/pod-name``, which the bu
 Whether a username is a given person (:func:`person_keys`) is asked only to refuse an
 approval (nobody approves their own run) or to count two approvers as one person, never to
 admit: there the comparison is loose (case, Unicode compatibility forms, invisible
-characters and whitespace, common Cyrillic and Greek look-alikes, an authenticator's
+characters and whitespace, every UTS #39 look-alike (its skeleton), an authenticator's
 ``prefix:``), because one account can reach the API server spelt several ways (an IdP that
 matches logins case-insensitively and passes on what was typed; ``--oidc-username-prefix``).
 Where a username admits (trusted submitters, GitOps appliers, an ApprovalDecision's
@@ -26,6 +26,7 @@ import unicodedata
 from collections.abc import Mapping
 from typing import Final
 
+from approvalgate.approvals import confusables
 from approvalgate.approvals.reasons import is_visible
 
 SERVICE_ACCOUNT_PREFIX: Final = "system:serviceaccount:"
@@ -93,17 +94,47 @@ _LOOK_ALIKES: Final = str.maketrans(
 )
 
 
-@functools.lru_cache(maxsize=4096)
+SMALL_CAPITALS: Final = {
+    0x0262: "g", 0x026A: "i", 0x0274: "n", 0x0280: "r", 0x028F: "y", 0x0299: "b", 0x029C: "h",
+    0x029F: "l", 0x1D00: "a", 0x1D04: "c", 0x1D05: "d", 0x1D07: "e", 0x1D0A: "j", 0x1D0B: "k",
+    0x1D0D: "m", 0x1D0F: "o", 0x1D18: "p", 0x1D1B: "t", 0x1D1C: "u", 0x1D20: "v", 0x1D21: "w",
+    0x1D22: "z", 0xA730: "f", 0xA731: "s", 0xA7AF: "q",
+}  # fmt: skip
+"""Every ``LATIN LETTER SMALL CAPITAL X`` (``ᴀ``, which NFKC keeps and UTS #39 does not
+map) as the letter it reads as once case is folded (tests/unit/test_confusables.py derives
+it from the characters' names)."""
+
+
+CACHED_CHARS: Final = 1024
+"""Usernames up to this long share a cache of 4096 (the API server's are short); a longer
+one is an author annotation the requester wrote (up to 256 KiB), kept in a cache of 4 only
+(one admission asks for it several times): 4096 of them would hold gigabytes in the
+webhook."""
+
+
 def person_key(username: str) -> str:
+    """:func:`_person_key`, cached (:data:`CACHED_CHARS`)."""
+    return _cached_key(username) if len(username) <= CACHED_CHARS else _long_key(username)
+
+
+def person_keys(username: str) -> frozenset[str]:
+    """:func:`_person_keys`, cached (:data:`CACHED_CHARS`)."""
+    return _cached_keys(username) if len(username) <= CACHED_CHARS else _long_keys(username)
+
+
+def _person_key(username: str) -> str:
     """``username`` as compared when the question is whether it is a person: NFKC, casefold,
-    without invisible characters, whitespace or combining marks, common look-alikes folded."""
+    without invisible characters, whitespace or combining marks, look-alikes folded (common
+    ones by hand, then every one by its UTS #39 skeleton, :func:`confusables.skeleton`)."""
     folded = unicodedata.normalize("NFKD", unicodedata.normalize("NFKC", username).casefold())
     kept = "".join(c for c in folded if is_visible(c) and not c.isspace())
-    return unicodedata.normalize("NFKC", kept).translate(_LOOK_ALIKES)
+    near = unicodedata.normalize("NFKC", kept).translate(SMALL_CAPITALS).translate(_LOOK_ALIKES)
+    # every UTS #39 confusable, not only the table above: Armenian, Cherokee, small
+    # capitals... (the skeleton maps to prototypes some of which are capitals: fold again)
+    return unicodedata.normalize("NFKC", confusables.skeleton(near).casefold())
 
 
-@functools.lru_cache(maxsize=4096)
-def person_keys(username: str) -> frozenset[str]:
+def _person_keys(username: str) -> frozenset[str]:
     """The keys (:func:`person_key`) under which ``username`` is a person: its own, and for
     a username that is not a ServiceAccount's, also that of what follows an authenticator's
     prefix (``oidc:alice@example.com``, ``https://issuer#alice``: the part after the last
@@ -117,3 +148,9 @@ def person_keys(username: str) -> frozenset[str]:
         if bare:
             keys.add(bare)
     return frozenset(keys)
+
+
+_cached_key = functools.lru_cache(maxsize=4096)(_person_key)
+_cached_keys = functools.lru_cache(maxsize=4096)(_person_keys)
+_long_key = functools.lru_cache(maxsize=4)(_person_key)
+_long_keys = functools.lru_cache(maxsize=4)(_person_keys)

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
+import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from approvalgate.approvals import identity, records
+from approvalgate.approvals import confusables, identity, records
 from approvalgate.approvals.durations import parse_duration
-from approvalgate.approvals.errors import Finding
+from approvalgate.approvals.errors import Finding, format_json_path
 from approvalgate.approvals.keys.public import (
     accepted_forms,
     key_material,
@@ -119,6 +121,7 @@ def compile_bundle(
             approver_docs[entry["name"]] = index
     _check_key_reuse(approvers, approver_docs, ctx)
     _check_username_reuse(approvers, approver_docs, ctx)
+    _check_identities(documents, ctx)
     groups: dict[str, list[str]] = {}
     for entry in approvers.values():
         for group in entry["groups"]:
@@ -273,22 +276,181 @@ def _check_username_reuse(
     """A username is one person: two approvers listing it (compared as persons, so
     ``Alice@Example.com`` is ``alice@example.com``) would let that person vote twice."""
     owner: dict[str, tuple[str, str]] = {}
+    # an approver's name is compared as one of its usernames too (refusals take it so)
+    names = {identity.person_key(name): name for name in approvers}
     for name in sorted(approvers):
         for username in approvers[name]["usernames"]:
             key = identity.person_key(username)
             if not key:
                 continue
             other, theirs = owner.setdefault(key, (name, username))
+            named = names.get(key, name)
             if other != name:
-                ctx.add(
-                    docs[name],
-                    ("spec", "usernames"),
+                message = (
                     f"username {username!r} already belongs to approver {other!r} (as "
-                    f"{theirs!r}): whoever logs in as it would approve as both",
-                    "one username, one approver: list each person once, with all their "
-                    "keys and usernames under one Approver (decide() counts approvers that "
-                    "share a username as one person)",
+                    f"{theirs!r}): whoever logs in as it would approve as both"
                 )
+            elif named != name:
+                message = (
+                    f"username {username!r} is the name of approver {named!r}: whoever logs "
+                    "in as it would approve as both"
+                )
+            else:
+                continue
+            ctx.add(
+                docs[name],
+                ("spec", "usernames"),
+                message,
+                "one username, one approver: list each person once, with all their "
+                "keys and usernames under one Approver (decide() counts approvers that "
+                "share a username, or a username and a name, as one person)",
+            )
+
+
+def _identities(doc: Mapping[str, Any]) -> list[tuple[tuple[str | int, ...], str, str]]:
+    """Every identity ``doc`` writes (a username, a group, an approver's name): its path,
+    what it is, and the string as Kubernetes compares it."""
+    spec = doc.get("spec")
+    if not isinstance(spec, Mapping):
+        return []
+    found: list[tuple[tuple[str | int, ...], str, str]] = []
+
+    def each(path: tuple[str | int, ...], what: str, values: object) -> None:
+        if isinstance(values, list):
+            for i, value in enumerate(values):
+                if isinstance(value, str):
+                    found.append(((*path, i), what, value))
+
+    if is_approver(doc):
+        name = (
+            doc.get("metadata", {}).get("name")
+            if isinstance(doc.get("metadata"), Mapping)
+            else None
+        )
+        if isinstance(name, str):
+            found.append((("metadata", "name"), "approver", name))
+        each(("spec", "usernames"), "username", spec.get("usernames"))
+        each(("spec", "groups"), "group", spec.get("groups"))
+    elif is_policy(doc):
+        each(("spec", "approvers"), "approver", spec.get("approvers"))
+        bypass = spec.get("bypass")
+        if isinstance(bypass, Mapping):
+            each(("spec", "bypass", "approvers"), "approver", bypass.get("approvers"))
+        trusted = spec.get("trustedSubmitters")
+        if isinstance(trusted, Mapping):
+            each(("spec", "trustedSubmitters", "users"), "trusted user", trusted.get("users"))
+            each(("spec", "trustedSubmitters", "groups"), "trusted group", trusted.get("groups"))
+        each(("spec", "gitOpsAppliers"), "GitOps applier", spec.get("gitOpsAppliers"))
+        parents = spec.get("parents")
+        if isinstance(parents, Mapping):
+            each(("spec", "parents", "creators"), "parent creator", parents.get("creators"))
+    # a group named as an approver (group:NAME) is compared as the group's name
+    return [
+        (path, "group", value.removeprefix("group:"))
+        if what == "approver" and value.startswith("group:")
+        else (path, what, value)
+        for path, what, value in found
+    ]
+
+
+IDENTITY_ADVICE: Final = (
+    "write the identity exactly as Kubernetes reports it (the user runs `kubectl auth "
+    "whoami`; a group is what the identity provider sends), and if it really is another "
+    "account, ask its identity provider for a name a reviewer cannot read as another"
+)
+
+
+def _check_identities(documents: Sequence[Mapping[str, Any]], ctx: _Context) -> None:
+    """Identities a reviewer reads otherwise than Kubernetes compares them (UTS #39,
+    :mod:`approvals.confusables`): a part mixing scripts (``bоb`` with a Cyrillic ``о``),
+    a form other than NFC (``josé`` decomposed), one that looks like another identity of
+    the bundle written otherwise, and a username shaped like a ServiceAccount's that no
+    ServiceAccount can have. Two printable-ASCII identities are never compared: a diff
+    shows every ASCII character as itself."""
+    seen: dict[str, tuple[int, tuple[str | int, ...], str]] = {}
+    what_of: dict[tuple[int, tuple[str | int, ...]], str] = {}
+    reported: set[tuple[int, tuple[str | int, ...]]] = set()
+    for index, doc in enumerate(documents):
+        for path, what, value in _identities(doc):
+            what_of[index, path] = what
+            if not value:
+                continue
+            if value != value.strip():
+                ctx.add(
+                    index,
+                    path,
+                    f"{what} {value!r} begins or ends with whitespace, which a reviewer "
+                    "cannot see: Kubernetes compares it as written, so it is another "
+                    f"identity than {value.strip()!r}",
+                    f"write it without: {value.strip()!r}",
+                )
+                continue
+            problem = confusables.script_problem(value)
+            if problem:
+                ctx.add(
+                    index,
+                    path,
+                    f"{what} {value!r} is written in more than one script, which a reviewer "
+                    f"cannot see: {problem}; Kubernetes compares it as written, so it is "
+                    "another identity than the one it reads as",
+                    IDENTITY_ADVICE,
+                )
+                continue
+            if unicodedata.normalize("NFC", value) != value:
+                nfc = unicodedata.normalize("NFC", value)
+                ctx.add(
+                    index,
+                    path,
+                    f"{what} {value!r} is not in NFC, the composed form identity providers "
+                    f"send: {confusables.escaped(value)}; Kubernetes compares it as written, "
+                    f"so {nfc!r} ({confusables.escaped(nfc)}), which looks the same, is "
+                    "another identity",
+                    f"write it composed: {confusables.escaped(nfc)}",
+                )
+                continue
+            if identity.is_service_account(value) and not _service_account_username(value):
+                ctx.add(
+                    index,
+                    path,
+                    f"{what} {value!r} is shaped like a ServiceAccount's username but no "
+                    "ServiceAccount can have it (namespace and name must be Kubernetes "
+                    "names): only a user named like one could",
+                    "write system:serviceaccount:NAMESPACE:NAME as `kubectl get sa -n "
+                    "NAMESPACE` names it",
+                )
+                continue
+            key = confusables.skeleton(value)
+            first = seen.setdefault(key, (index, path, value))
+            if first[2] == value or (value.isascii() and first[2].isascii()):
+                continue
+            # said where the look-alike is: at the identity that is not plain ASCII
+            here, there = (index, path, value), first
+            if value.isascii():
+                here, there = first, (index, path, value)
+            if (here[0], here[1]) in reported:
+                continue
+            reported.add((here[0], here[1]))
+            where = f"document {there[0] + 1}, {format_json_path(there[1])}"
+            ctx.add(
+                here[0],
+                here[1],
+                f"{what_of[here[0], here[1]]} {here[2]!r} looks like {there[2]!r} ({where}) but "
+                f"is another string: {confusables.escaped(here[2])} against "
+                f"{confusables.escaped(there[2])}; Kubernetes treats them as two identities, "
+                "a reviewer reads one",
+                IDENTITY_ADVICE,
+            )
+
+
+_SA_USERNAME: Final = re.compile(
+    r"system:serviceaccount:[a-z0-9]([-a-z0-9]*[a-z0-9])?:[a-z0-9]([-a-z0-9.]*[a-z0-9])?"
+)
+
+
+def _service_account_username(value: str) -> bool:
+    """``value`` is a ServiceAccount's username (``{namespace}``, a creator's placeholder
+    for the run's own namespace, stands for a namespace)."""
+    return bool(_SA_USERNAME.fullmatch(value.replace("{namespace}", "x")))
 
 
 # --- ApprovalPolicy ---------------------------------------------------------------------

@@ -224,6 +224,16 @@ def pin(request: Mapping[str, Any], objects: Iterable[Mapping[str, Any]]) -> str
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:PIN_CHARS]
 
 
+def shown_identity(username: str) -> str:
+    """A username as approvers read it (``status``, ``pending``, the console): itself, and
+    where it is not printable ASCII its escaped form too, every character named
+    (:func:`approvals.confusables.shown`), so ``bоb`` with a Cyrillic ``о`` never reads as
+    ``bob``."""
+    from approvalgate.approvals.confusables import shown
+
+    return one_line(shown(username))
+
+
 def one_line(text: str) -> str:
     """``text`` safe to show on one line of a terminal: hidden characters and line breaks
     written as ``<U+XXXX>`` (a reason or message could otherwise print lines of its own
@@ -279,7 +289,7 @@ def pending_row(item: Mapping[str, Any], now: datetime, all_namespaces: bool) ->
     row = [item["namespace"]] if all_namespaces else []
     row += [
         item["name"],
-        item["requester"] or "-",
+        shown_identity(item["requester"]) if item["requester"] else "-",
         item["environment"] or "-",
         phase_text(item),
         approvals_text(item),

@@ -178,7 +178,7 @@ def shown_text(shown: Shown) -> str:
     them behind ``|`` (nothing the requester wrote reads as a line of ours), then the pin
     and how to use it. Hidden characters are written as ``<U+XXXX>``; nothing is cut."""
     from approvalgate.approvals.digest import spec_digest
-    from approvalgate.commands._queue import one_line
+    from approvalgate.commands._queue import one_line, shown_identity
 
     meta = shown.request.get("metadata") or {}
     spec = shown.request.get("spec") or {}
@@ -189,7 +189,7 @@ def shown_text(shown: Shown) -> str:
     lines = [
         f"ApprovalRequest {one_line(ref)} (uid {one_line(str(meta.get('uid') or '?'))}), "
         f"for environment {one_line(str(spec.get('environment') or '-'))}, requested by "
-        f"{one_line(str(spec.get('requester') or '-'))}",
+        f"{shown_identity(str(spec.get('requester') or '-'))}",
         f"  the run an approval signs (spec sha256:{digest}):",
         *quoted(spec.get("run")),
     ]
@@ -237,7 +237,7 @@ def render(item: Mapping[str, Any], now: Any, shown: Shown | None = None) -> str
     the run and the content an approval signs, and the pin. What others wrote (reasons,
     messages) never reaches the terminal as escape codes, bidi controls or line breaks:
     such characters are written as ``<U+XXXX>``."""
-    from approvalgate.commands._queue import age, phase_text, table
+    from approvalgate.commands._queue import age, phase_text, shown_identity, table
 
     ref = f"{item['namespace']}/{item['name']}"
     phase = phase_text(item)
@@ -245,7 +245,9 @@ def render(item: Mapping[str, Any], now: Any, shown: Shown | None = None) -> str
     lines = [f"ApprovalRequest {ref}: {phase}{why}"]
     if item["message"]:
         lines.append(f"  message:       {item['message']}")
-    lines.append(f"  requester:     {item['requester'] or '-'}")
+    lines.append(
+        f"  requester:     {shown_identity(item['requester']) if item['requester'] else '-'}"
+    )
     if item["reason"]:
         lines.append(f"  reason:        {item['reason']}")
     lines.append(f"  environment:   {item['environment'] or '-'}")

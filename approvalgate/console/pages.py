@@ -180,7 +180,7 @@ def queue_context(
     rows = [
         {
             "ref": f"{i['namespace']}/{i['name']}",
-            "requester": i["requester"] or "-",
+            "requester": _queue.shown_identity(i["requester"]) if i["requester"] else "-",
             "environment": i["environment"] or "-",
             "eligible": ", ".join(i["eligible"]) or "-",
             "href": request_href(i["namespace"], i["name"]),
@@ -363,6 +363,7 @@ def request_context(
         **base,
         "found": True,
         "item": item,
+        "requester": _queue.shown_identity(item["requester"]) if item["requester"] else "-",
         "phase": _queue.phase_text(item),
         "pending": _queue.is_pending(item),
         "approvals": _queue.approvals_text(item),

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Final
 
-from approvalgate.approvals import view
+from approvalgate.approvals import confusables, view
 from approvalgate.controller.reconcile import Transition
 
 REPORTING_CONTROLLER: Final = "gates.proompteng.ai/approvalgate-controller"
@@ -107,7 +107,7 @@ def _who(request: Mapping[str, Any]) -> str:
     spec = request.get("spec") or {}
     return (
         f"{meta.get('namespace')}/{meta.get('name')} "
-        f"(requested by {spec.get('requester') or 'unknown'})"
+        f"(requested by {confusables.shown(str(spec.get('requester') or 'unknown'))})"
     )
 
 

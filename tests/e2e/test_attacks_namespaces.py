@@ -183,13 +183,19 @@ def test_an_approver_whose_username_is_not_their_name_cannot_approve_their_own_r
     gate.kubectl("admin", "delete", "-f", "-", manifest=manifest)
 
 
-@pytest.mark.parametrize("login", ["Mallory", "oidc:mallory", "mallory\u200b"])
+@pytest.mark.parametrize(
+    "login",
+    # the last two passed before: an Armenian oh and a small capital M were not in the
+    # hand-made table of look-alikes (now every UTS #39 confusable is folded)
+    ["Mallory", "oidc:mallory", "mallory\u200b", "mall\u0585ry", "\u1d0dallory"],
+)
 def test_an_approver_whose_username_is_spelt_otherwise_cannot_approve_their_own_run(
     gate: Gate, login: str
 ) -> None:
     """bob's Approver lists "mallory"; the API server passes on whatever spelling his login
     arrives with (an IdP matching logins case-insensitively, --oidc-username-prefix, an
-    invisible character): still bob, his approval does not count (approvals.identity)."""
+    invisible character, a look-alike letter of any script): still bob, his approval does
+    not count (approvals.identity)."""
     name = f"bobs-own-{abs(hash(login)) % 10_000}"
     manifest = gate.approve(run_manifest(name), "alice", "bob")
     # admin acting as that login (system:masters for RBAC: no binding names the spelling)
@@ -208,6 +214,39 @@ def test_an_approver_whose_username_is_spelt_otherwise_cannot_approve_their_own_
     assert done.stderr.strip() == denial(expected["message"])
     assert f"bob submitted this run (as {login})" in expected["message"]
     assert "1 of 2" in expected["message"]
+
+
+def test_one_key_under_two_approvers_counts_once_on_the_api_server(gate: Gate) -> None:
+    """A bundle made by hand and signed (or compiled before the compiler's key check) lists
+    bob's key under alice too: bob signs as bob and as alice. Two records, one key, one
+    person: 1 of 2, denied (admitted 2 of 2 before)."""
+    from approvalgate.approvals.policy import bundle_generation
+
+    # the bundle served (this module's gate re-keys bob and recompiles: rendered/ has it)
+    obj = json.loads((gate.work / "rendered" / ENV / "bundle.json").read_text())
+    held = {a["name"]: a for a in obj["approvers"]}
+    held["alice"]["keys"] = [*held["alice"]["keys"], *held["bob"]["keys"]]
+    obj["generation"] = bundle_generation(obj)
+    edited = gate.work / "bundle-shared-key.json"
+    edited.write_text(json.dumps(obj, sort_keys=True, indent=2) + "\n")
+    path = gate.work / "shared-key-run.yaml"
+    path.write_text(run_manifest("shared-key"))
+    for approver in ("bob", "alice"):
+        gate.cli(
+            "approve",
+            str(path),
+            "--bundle",
+            str(edited),
+            "--key",
+            str(gate.keys / "bob.key"),
+            "--approver",
+            approver,
+            "--in-place",
+        )
+    with gate.serving(edited):
+        message = _denied_as_decide_says(gate, path.read_text())
+    assert "1 of 2 required approvals" in message, message
+    assert "by alice: valid approve" in message and "by bob: valid approve" in message
 
 
 # --- the opt-in label mode, an explicit choice -------------------------------------------------

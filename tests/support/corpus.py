@@ -28,6 +28,9 @@ A case folder holds ``case.yaml`` and optionally ``run.yaml``, ``old.yaml``,
     annotation: "..."            # a literal annotation value instead of records
     repeat: 5000                 # the records list repeated (bounds tests)
     dryRun: true
+    keysAlsoOf: {carol: bob}     # the compiled bundle edited as one compiled before the
+                                 # compiler's key check (or made by hand and signed): carol
+                                 # also holds bob's keys
     settings: {enforcement: warn, no_match: allow, exclude_namespaces: [sandbox]}
                                  # environment: default prod (CORPUS_ENVIRONMENT);
                                  # cluster_view: default off (cases of records alone)
@@ -88,7 +91,12 @@ from approvalgate.approvals.bundle import Bundle, parse_bundle_text
 from approvalgate.approvals.digest import spec_digest
 from approvalgate.approvals.durations import parse_duration
 from approvalgate.approvals.kubeyaml import load_manifests
-from approvalgate.approvals.policy import BundleSettings, compile_bundle, dump_bundle
+from approvalgate.approvals.policy import (
+    BundleSettings,
+    bundle_generation,
+    compile_bundle,
+    dump_bundle,
+)
 from approvalgate.approvals.view import OFFLINE, USE_FINALIZER, ClusterView, StaticView
 
 CORPUS = Path(__file__).resolve().parent.parent / "corpus" / "decide"
@@ -159,6 +167,13 @@ def compile_case_bundle(folder: Path, settings: BundleSettings | None = None) ->
     )
     errors = [p for p in problems if p.finding.severity == "error"]
     assert bundle is not None, f"{folder.name}: policies do not compile: {errors}"
+    spec = yaml.safe_load(case.read_text()) if (case := folder / "case.yaml").exists() else {}
+    also = (spec or {}).get("keysAlsoOf", {})
+    if also:
+        held = {a["name"]: a for a in bundle["approvers"]}
+        for name, owner in also.items():
+            held[name]["keys"] = [*held[name]["keys"], *held[owner]["keys"]]
+        bundle["generation"] = bundle_generation(bundle)
     return dump_bundle(bundle)
 
 

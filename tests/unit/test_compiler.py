@@ -674,6 +674,85 @@ def test_look_alike_names_and_addresses_in_sources_are_already_refused(
     assert expected in err, err
 
 
+@pytest.mark.parametrize(
+    ("file", "old", "new", "expected"),
+    [
+        (  # bob's username respelt with a Cyrillic o: the diff reads as no change
+            "approvers/bob.yaml",
+            '    - "oidc:bob@example.com"',
+            '    - "oidc:b\\u043eb@example.com"',
+            "approvers/bob.yaml:8:7: $.spec.usernames[0]: username 'oidc:bоb@example.com' is "
+            "written in more than one script",
+        ),
+        (  # a trusted submitter that reads as the submission API's ServiceAccount
+            "policies/codex-two-person.yaml",
+            "      - system:serviceaccount:agents-system:submission-api",
+            '      - "system:serviceaccount:agents-system:submissi\\u043en-api"',
+            "$.spec.trustedSubmitters.users[0]: trusted user "
+            "'system:serviceaccount:agents-system:submissiоn-api' is written in more than "
+            "one script, which a reviewer cannot see: 'submissiоn-api' mixes scripts (Latin, "
+            'Cyrillic): "submissi\\u043en-api" (CYRILLIC SMALL LETTER O)',
+        ),
+        (  # alice's login written whole in Cyrillic: trusts another account
+            "policies/codex-two-person.yaml",
+            "      - system:serviceaccount:agents-system:submission-api",
+            '      - "oidc:\\u0430\\u0406\\u0456\\u0441\\u0435@example.com"',
+            "trusted user 'oidc:\u0430\u0406\u0456\u0441\u0435@example.com' looks like "
+            "'oidc:alice@example.com' (document ",
+        ),
+        (  # an approver's group respelt whole in Cyrillic: another group to the IdP
+            "approvers/bob.yaml",
+            "    - platform-leads",
+            '    - "platform-leads"\n    - "\\u0440l\\u0430tform-l\\u0435\\u0430ds"',
+            "$.spec.groups[1]: group 'рlаtform-lеаds' is written in more than one script",
+        ),
+        (  # the same visible name, decomposed
+            "policies/codex-two-person.yaml",
+            "      - system:serviceaccount:agents-system:submission-api",
+            '      - "jose\\u0301@example.com"',
+            "trusted user 'jos\u0065\u0301@example.com' is not in NFC",
+        ),
+        (  # a trailing space: another user to Kubernetes, the same to a reviewer
+            "policies/codex-two-person.yaml",
+            "      - system:serviceaccount:agents-system:submission-api",
+            '      - "ci-bot@example.com "',
+            "trusted user 'ci-bot@example.com ' begins or ends with whitespace",
+        ),
+        (  # a user named like a ServiceAccount no ServiceAccount can be
+            "policies/codex-two-person.yaml",
+            "      - system:serviceaccount:agents-system:submission-api",
+            "      - system:serviceaccount:agents-system:Submission_API",
+            "is shaped like a ServiceAccount's username but no ServiceAccount can have it",
+        ),
+    ],
+)
+def test_identities_a_reviewer_reads_as_others_are_located_errors(
+    capsys: pytest.CaptureFixture[str], repo: Path, file: str, old: str, new: str, expected: str
+) -> None:
+    _edit(repo / file, old, new)
+    for command in ("validate", "compile"):
+        code, _, err = run(capsys, command, str(repo))
+        assert code == 1, err
+        assert expected in err, err
+        assert any(a in err for a in ("kubectl auth whoami", "write it ", "kubectl get sa")), err
+
+
+def test_real_names_in_one_script_per_part_compile(
+    capsys: pytest.CaptureFixture[str], repo: Path
+) -> None:
+    """A Cyrillic name at a Latin domain, a Japanese name, an accented Latin one (composed),
+    an IDN domain: each part in one script, so nothing is refused."""
+    _edit(
+        repo / "approvers/bob.yaml",
+        '    - "oidc:bob@example.com"',
+        '    - "oidc:bob@example.com"\n    - "oidc:\\u0438\\u0432\\u0430\\u043d@example.com"'
+        '\n    - "\\u5c71\\u7530\\u305f\\u308d\\u3046@example.jp"\n    - "jos\\u00e9@example.com"'
+        '\n    - "ivan@\\u043f\\u0440\\u0438\\u043c\\u0435\\u0440.\\u0440\\u0444"',
+    )
+    code, _, err = run(capsys, "validate", str(repo))
+    assert code == 0, err
+
+
 @pytest.mark.parametrize("folder", ["egress/runners.yaml", "runs/codex-release-notes.yaml"])
 def test_a_second_spec_of_one_name_is_a_located_error_for_validate_too(
     capsys: pytest.CaptureFixture[str], repo: Path, folder: str

@@ -147,6 +147,20 @@ def test_hostile_strings_are_escaped() -> None:
     )  # requester, reason x2
 
 
+def test_a_requester_named_like_another_is_shown_escaped_on_both_pages() -> None:
+    """bоb (a Cyrillic o) requested it: the queue and the request's page show the name with
+    its escaped form, every character named, so an approver never reads it as bob."""
+    lookalike = "b\u043eb@example.com"
+    request = fakes.make_request("lookalike-ggggg", requester=lookalike, eligible=("alice",))
+    state = fakes.FakeState([request], [])
+    said = "b\u043eb@example.com [&#34;b\\u043eb@example.com&#34; (CYRILLIC SMALL LETTER O)]"
+    assert said in queue(state, ALICE, view="all")
+    story = pages.render_request(
+        state, fakes.FakeClient(), "agents", "lookalike-ggggg", ALICE, "tok", False, now=fakes.now()
+    )
+    assert f"<dt>Requester</dt><dd>{said}</dd>" in story
+
+
 def test_problems_banner_and_unreachable_api_server() -> None:
     state = queue_state()
     state.problem_lines = ["no credentials to read approval requests in secret-ns: forbidden"]

@@ -343,6 +343,18 @@ def test_a_signal_delivery_has_the_upstream_crd_required_fields_and_a_stable_nam
     assert len(one["metadata"]["name"]) <= 253
 
 
+def test_notifications_show_a_look_alike_requester_escaped() -> None:
+    """The message approvers read in their chat names bоb (a Cyrillic o) with its escaped
+    form, every character named: never read as bob."""
+    req = request()
+    req["spec"]["requester"] = "b\u043eb"
+    verdict, _ = verdict_of(req, decision("alice"))
+    plan = plan_request(req, verdict, None, NOW)
+    assert plan.status is not None
+    text = announce.needs_you(req, plan.status)["text"]
+    assert 'requested by b\u043eb ["b\\u043eb" (CYRILLIC SMALL LETTER O)])' in text
+
+
 def test_notification_texts_name_the_request_and_who_may_approve() -> None:
     req = request()
     verdict, _ = verdict_of(req, decision("alice"))

@@ -539,14 +539,22 @@ def test_a_username_shared_by_two_approvers_is_an_error(spelt: str) -> None:
     docs = [policy({"approvers": ["bob", "zed"]}), approvers()["bob"], twin]
     bundle, problems = compile_docs(docs)
     assert bundle is None
-    assert errors(problems) == [
-        (
-            2,
-            ("spec", "usernames"),
-            f"username {spelt!r} already belongs to approver 'bob' (as 'bob'): whoever "
-            "logs in as it would approve as both",
-        )
-    ]
+    found = errors(problems)
+    assert found[0] == (
+        2,
+        ("spec", "usernames"),
+        f"username {spelt!r} already belongs to approver 'bob' (as 'bob'): whoever "
+        "logs in as it would approve as both",
+    )
+    # " bob" is also whitespace a reviewer cannot see (the identities check)
+    assert [m for _, _, m in found[1:]] == (
+        [
+            f"username {spelt!r} begins or ends with whitespace, which a reviewer cannot see: "
+            "Kubernetes compares it as written, so it is another identity than 'bob'"
+        ]
+        if spelt != spelt.strip()
+        else []
+    )
 
 
 def test_approvers_sharing_a_username_in_a_loaded_bundle_count_as_one_person() -> None:
@@ -562,6 +570,73 @@ def test_approvers_sharing_a_username_in_a_loaded_bundle_count_as_one_person() -
     assert (decision.allowed, decision.reason) == (False, "missing-approvals")
     assert "1 of 2 required approvals" in decision.message
     assert "still needed: 1 more approval(s) from carol\n" in decision.message
+
+
+def test_an_approver_listing_anothers_name_as_a_username_is_one_person_with_them() -> None:
+    """carol lists ``b\u043eb`` (bob's Approver name, a Cyrillic o) among her usernames:
+    refusals already took whoever logs in as it for bob and carol both; the vote counts them
+    as one person too (before: 2 of 2, admitted). The compiler refuses such a bundle."""
+    case = load_case("approve-two-distinct")
+    obj = json.loads(compile_case_bundle(BASE))
+    for entry in obj["approvers"]:
+        if entry["name"] == "bob":
+            entry["usernames"] = ["bob@example.com"]
+        if entry["name"] == "carol":
+            entry["usernames"] = sorted({*entry["usernames"], "b\u043eb"})
+    obj["generation"] = bundle_generation(obj)
+    from approvalgate.approvals import records
+    from tests.support.corpus import CORPUS, make_record
+
+    run = case.request["object"]
+    signed = [
+        make_record({"key": "bob"}, run, CORPUS / case.name, case.now),
+        make_record({"key": "carol"}, run, CORPUS / case.name, case.now),
+    ]
+    run["metadata"]["annotations"][records.ANNOTATION] = json.dumps(signed)
+    decision = decide(case.request, load_bundle(obj), case.now)
+    assert (decision.allowed, decision.reason) == (False, "missing-approvals")
+    assert "1 of 2 required approvals" in decision.message
+
+
+def test_a_username_naming_another_approver_is_an_error() -> None:
+    twin = approver("zed", "carol", usernames=["bob"])
+    bob = copy.deepcopy(approvers()["bob"])
+    bob["spec"]["usernames"] = ["bob@example.com"]
+    bundle, problems = compile_docs([policy({"approvers": ["bob", "zed"]}), bob, twin])
+    assert bundle is None
+    assert errors(problems) == [
+        (
+            2,
+            ("spec", "usernames"),
+            "username 'bob' is the name of approver 'bob': whoever logs in as it would "
+            "approve as both",
+        )
+    ]
+
+
+def test_approvers_sharing_a_key_in_a_loaded_bundle_count_as_one_person() -> None:
+    """A bundle compiled before the key check (or made by hand and signed) lists bob's key
+    under carol too: whoever holds it signs as bob and as carol, and decide() counts one
+    vote, as it does for approvers sharing a username (before: 2 of 2, admitted)."""
+    from approvalgate.approvals import records
+    from tests.support.corpus import CORPUS, make_record
+
+    case = load_case("approve-two-distinct")
+    obj = json.loads(compile_case_bundle(BASE))
+    (bob,) = [a for a in obj["approvers"] if a["name"] == "bob"]
+    (carol,) = [a for a in obj["approvers"] if a["name"] == "carol"]
+    carol["keys"] = [*carol["keys"], *bob["keys"]]
+    obj["generation"] = bundle_generation(obj)
+    run = case.request["object"]
+    signed = [
+        make_record({"key": "bob"}, run, CORPUS / case.name, case.now),
+        make_record({"key": "bob", "approver": "carol"}, run, CORPUS / case.name, case.now),
+    ]
+    run["metadata"]["annotations"][records.ANNOTATION] = json.dumps(signed)
+    decision = decide(case.request, load_bundle(obj), case.now)
+    assert (decision.allowed, decision.reason) == (False, "missing-approvals")
+    assert "1 of 2 required approvals" in decision.message
+    assert "record 1 by carol: valid approve" in decision.message
 
 
 @pytest.mark.parametrize(

@@ -253,6 +253,27 @@ def test_what_the_requester_wrote_cannot_print_lines_of_its_own(
     assert _queue.table(["A"], [["x\ny"]]) == "A\nx<U+000A>y\n"
 
 
+def test_a_requester_named_like_another_is_shown_escaped_everywhere(
+    cluster: Cluster, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """bоb (a Cyrillic o) requested the run: status (both headings) and pending show the
+    name escaped with its characters named beside it, so an approver never reads it as
+    bob's. A name in printable ASCII is shown as itself."""
+    from datetime import UTC, datetime
+
+    lookalike = "b\u043eb@example.com"
+    obj = request()
+    obj["spec"]["requester"] = lookalike
+    cluster.objects[f"approvalrequests/{NAME}"] = obj
+    out = cli(capsys, "status", REF)[1]
+    said = 'b\u043eb@example.com ["b\\u043eb@example.com" (CYRILLIC SMALL LETTER O)]'
+    assert f"requested by {said}\n" in out
+    assert f"  requester:     {said}\n" in out
+    row = _queue.pending_row(_queue.summary(obj), datetime(2026, 12, 7, 7, tzinfo=UTC), False)
+    assert said in row
+    assert _queue.shown_identity("bob@example.com") == "bob@example.com"
+
+
 def test_status_shows_the_digest_of_the_run_it_shows(
     cluster: Cluster, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -29,7 +29,11 @@ from tests.support.paths import (
 
 ORIGINS = sorted(path.parent for path in THIRD_PARTY.rglob("PROVENANCE.yaml"))
 NOT_LISTED = {PROVENANCE, "LICENSE"}  # the provenance itself, the origin's license text
-LICENSES = {"Apache-2.0": THIRD_PARTY / "LICENSES" / "Apache-2.0.txt", "MIT": None}
+LICENSES = {
+    "Apache-2.0": THIRD_PARTY / "LICENSES" / "Apache-2.0.txt",
+    "MIT": None,
+    "Unicode-DFS-2016": None,
+}
 
 # The sibling folder of our own machines, named once: this guard is the one file that spells
 # out the paths it looks for, and it builds them from this name.
@@ -62,6 +66,7 @@ def test_every_vendored_folder_has_a_provenance() -> None:
         "crds/cert-manager",
         "crds/policy-report",
         "crds/prometheus-operator",
+        "unicode",
     }
     assert UPSTREAM_AGENTS in ORIGINS
     assert all(origin.parent in (THIRD_PARTY, THIRD_PARTY_CRDS) for origin in ORIGINS)
@@ -73,7 +78,8 @@ def test_every_vendored_folder_has_a_provenance() -> None:
 def test_provenance_names_origin_version_license_date_and_refresh(origin: Path) -> None:
     data = _provenance(origin)
     assert re.fullmatch(r"https://github\.com/[\w.-]+/[\w.-]+", data["repository"])
-    assert re.fullmatch(r"v\d+\.\d+\.\d+|[0-9a-f]{7,40}", data["version"])
+    # a tag, a commit, or (Unicode's data) the Unicode version its files name
+    assert re.fullmatch(r"v?\d+\.\d+\.\d+|[0-9a-f]{7,40}", data["version"])
     assert data["license"] in LICENSES
     license_text = LICENSES[data["license"]] or origin / "LICENSE"
     assert license_text.is_file(), license_text
