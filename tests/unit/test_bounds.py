@@ -1,0 +1,175 @@
+"""Bounds on what one request can make the gate do (docs/design.md, "Known limits", fourth
+red-team pass: availability). With ``failurePolicy: Fail`` a webhook made slow, or out of
+memory, denies every run in the cluster, so what a requester sends must cost a bounded
+amount of work and memory, and past the bound be denied with a reason naming it.
+
+Each test asserts the bound and the outcome (denied, and why), never a duration.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+
+from approvalgate.approvals import digest as digest_module
+from approvalgate.approvals.bundle import DIGEST_CACHE_MAX_CHARS
+from approvalgate.approvals.digest import (
+    MAX_CANONICAL_BYTES,
+    MAX_SPEC_BYTES,
+    canonical_json,
+    smaller_than,
+    spec_digest,
+)
+from approvalgate.approvals.errors import DigestError
+from tests.unit.test_gates import (
+    BUNDLE,
+    RUN,
+    approval_request,
+    create_request,
+    denied,
+    judge,
+    review,
+)
+
+AGENTRUNS = {"group": "agents.proompteng.ai", "version": "v1alpha1", "resource": "agentruns"}
+
+
+def _run_review(spec: dict[str, Any], operation: str = "CREATE") -> dict[str, Any]:
+    run = copy.deepcopy(RUN)
+    run["metadata"]["namespace"] = "agents"
+    run["spec"] = spec
+    request = review("agentruns", operation, run)
+    request["resource"] = AGENTRUNS
+    request["kind"] = {**AGENTRUNS, "kind": "AgentRun"}
+    return request
+
+
+def _spec_of(size: int, text: str = "a") -> dict[str, Any]:
+    """RUN's spec with a task parameter making the canonical JSON about ``size`` bytes."""
+    spec = copy.deepcopy(RUN["spec"])
+    spec["parameters"]["task"] = ""
+    base = len(canonical_json(spec))
+    spec["parameters"]["task"] = text * ((size - base) // len(canonical_json(text)[1:-1]))
+    return spec
+
+
+# --- the digest: a run's spec is at most MAX_SPEC_BYTES, and no more is looked at ---------
+
+
+def test_a_spec_at_the_bound_is_digested_and_one_byte_more_is_refused_naming_it() -> None:
+    at = _spec_of(MAX_SPEC_BYTES)
+    assert len(canonical_json(at)) == MAX_SPEC_BYTES
+    assert spec_digest(at)
+    over = copy.deepcopy(at)
+    over["parameters"]["task"] += "a"
+    with pytest.raises(DigestError) as caught:
+        spec_digest(over)
+    assert caught.value.message == (
+        f"spec is larger than {MAX_SPEC_BYTES} bytes as RFC 8785 canonical JSON, the most "
+        "approvalgate digests for a run: keep long text in the ImplementationSpec the run "
+        "references (bound by its digest), not in the run's spec"
+    )
+
+
+def test_escapes_count_as_written_so_a_spec_that_grows_when_escaped_is_refused() -> None:
+    # each control character is written as six bytes (\\u0001): under the bound as
+    # characters, over it as canonical JSON
+    spec = {"parameters": {"task": "\u0001" * (MAX_SPEC_BYTES // 3)}}
+    with pytest.raises(DigestError, match=f"larger than {MAX_SPEC_BYTES} bytes"):
+        spec_digest(spec)
+
+
+def test_other_documents_are_bounded_at_one_mebibyte() -> None:
+    canonical_json({"text": "a" * (MAX_CANONICAL_BYTES - 20)})
+    with pytest.raises(DigestError, match=f"larger than {MAX_CANONICAL_BYTES} bytes"):
+        canonical_json({"text": "a" * MAX_CANONICAL_BYTES})
+
+
+def test_the_walk_stops_at_the_bound_whatever_the_spec_holds(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    visited = 0
+    check = digest_module._check
+
+    def counting(*args: Any) -> int:
+        nonlocal visited
+        visited += 1
+        return check(*args)
+
+    monkeypatch.setattr(digest_module, "_check", counting)
+    monkeypatch.setattr(digest_module.rfc8785, "dumps", _never)
+    huge = {"parameters": {f"k{i}": [i] for i in range(1_000_000)}}
+    with pytest.raises(DigestError, match="larger than"):
+        spec_digest(huge)
+    assert visited < MAX_SPEC_BYTES // 4  # a key costs 3 bytes of the bound or more, a value 1
+
+
+def _never(*_: object) -> bytes:
+    raise AssertionError("serialised a spec already known to be over the bound")
+
+
+def test_the_size_probe_looks_at_no_more_than_its_limit() -> None:
+    class Counted(list[Any]):
+        reads = 0
+
+        def __iter__(self) -> Any:
+            Counted.reads += 1
+            return super().__iter__()
+
+    big = Counted(range(10_000))
+    assert smaller_than({"a": [1, "xy"]}, 100)
+    assert not smaller_than({"a": big}, 100)
+    assert Counted.reads == 0  # refused on its length, its items never walked
+    assert not smaller_than({"k": "a" * 200}, 100)
+
+
+def test_a_large_spec_is_never_kept_or_repr_d_for_the_memo(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # repr(spec) is the memo's key: a spec past the memo's size is digested without it
+    import builtins
+
+    calls: list[int] = []
+    real = builtins.repr
+
+    def counting(value: object) -> str:
+        text = real(value)
+        calls.append(len(text))
+        return text
+
+    bundle = copy.copy(BUNDLE)
+    monkeypatch.setattr(builtins, "repr", counting)
+    spec = _spec_of(4 * DIGEST_CACHE_MAX_CHARS)
+    bundle.spec_digest(spec)
+    assert not [n for n in calls if n > DIGEST_CACHE_MAX_CHARS]
+
+
+# --- decide(): a run or a request past the bound is denied, naming it --------------------
+
+
+def test_an_agentrun_whose_spec_is_over_the_bound_is_denied_naming_it() -> None:
+    spec = _spec_of(MAX_SPEC_BYTES + 1024, "\\")
+    denied(
+        judge(_run_review(spec)),
+        "undigestable-spec",
+        f"larger than {MAX_SPEC_BYTES} bytes as RFC 8785 canonical JSON",
+        "keep long text in the ImplementationSpec",
+    )
+
+
+def test_an_agentrun_at_the_bound_is_judged_on_its_approvals() -> None:
+    decision = judge(_run_review(_spec_of(MAX_SPEC_BYTES)))
+    assert (decision.allowed, decision.reason) == (False, "missing-approvals")
+
+
+def test_a_request_whose_run_is_over_the_bound_is_denied_naming_it() -> None:
+    obj = approval_request()
+    obj["spec"]["run"]["spec"] = _spec_of(MAX_SPEC_BYTES + 1)
+    denied(
+        create_request(obj),
+        "invalid-request",
+        "spec.run.spec cannot be approved",
+        f"larger than {MAX_SPEC_BYTES} bytes",
+    )
