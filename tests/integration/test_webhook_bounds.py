@@ -10,8 +10,11 @@ import copy
 from pathlib import Path
 
 from approvalgate.approvals.digest import MAX_SPEC_BYTES
+from approvalgate.approvals.gates import MAX_PENDING_REQUESTS
+from approvalgate.approvals.view import StaticView
 from tests.integration.harness import ServerThread, TestPKI, review_body
 from tests.support.corpus import BASE, compile_case_bundle, load_case
+from tests.unit.test_gates import NOW, NS, SETTINGS, approval_request, review
 
 APPROVED = "approve-two-distinct"
 
@@ -40,3 +43,37 @@ def test_a_run_whose_spec_is_past_the_bound_is_denied_naming_it(
             assert f"larger than {MAX_SPEC_BYTES} bytes as RFC 8785 canonical JSON" in message
             assert "keep long text in the ImplementationSpec the run references" in message
         assert client.review(case.request).response["allowed"] is True  # others unaffected
+
+
+def test_a_namespace_at_the_pending_bound_is_refused_more_requests_over_https(
+    pki: TestPKI, tmp_path: Path
+) -> None:
+    """The production worker with a view holding MAX_PENDING_REQUESTS pending requests in
+    the requester's namespace: her next request is denied naming the bound, a request in
+    another namespace is admitted, and she may still cancel one."""
+    bundle_file = tmp_path / "bundle.json"
+    bundle_file.write_text(compile_case_bundle(BASE, SETTINGS))
+    pending = {(NS, f"p{i}"): {"spec": {"cancelled": False}} for i in range(MAX_PENDING_REQUESTS)}
+    view = StaticView(requests=pending)
+    obj = approval_request()
+    elsewhere = copy.deepcopy(obj)
+    elsewhere["metadata"]["namespace"] = "team-b"
+    cancelled = copy.deepcopy(obj)
+    cancelled["spec"]["cancelled"] = True
+    with (
+        ServerThread(pki, bundle_file, clock=lambda: NOW, view=view) as server,
+        server.client() as client,
+    ):
+        refused = client.review(review("approvalrequests", "CREATE", obj)).response
+        other = client.review(
+            review("approvalrequests", "CREATE", elsewhere, namespace="team-b")
+        ).response
+        cancel = client.review(review("approvalrequests", "UPDATE", cancelled, old=obj)).response
+    assert refused["allowed"] is False
+    assert refused["auditAnnotations"]["reason"] == "too-many-pending-requests"
+    assert (
+        f"namespace {NS} already holds {MAX_PENDING_REQUESTS} pending ApprovalRequests"
+        in refused["status"]["message"]
+    )
+    assert (other["allowed"], other["auditAnnotations"]["reason"]) == (True, "request-created")
+    assert (cancel["allowed"], cancel["auditAnnotations"]["reason"]) == (True, "request-cancelled")

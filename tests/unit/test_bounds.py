@@ -9,12 +9,15 @@ Each test asserts the bound and the outcome (denied, and why), never a duration.
 from __future__ import annotations
 
 import copy
+import dataclasses
+import json
 from typing import Any
 
 import pytest
 
 from approvalgate.approvals import digest as digest_module
 from approvalgate.approvals.bundle import DIGEST_CACHE_MAX_CHARS
+from approvalgate.approvals.decide import decide
 from approvalgate.approvals.digest import (
     MAX_CANONICAL_BYTES,
     MAX_SPEC_BYTES,
@@ -23,9 +26,17 @@ from approvalgate.approvals.digest import (
     spec_digest,
 )
 from approvalgate.approvals.errors import DigestError
+from approvalgate.approvals.gates import ANNOTATIONS_MAX_BYTES, MAX_PENDING_REQUESTS
+from approvalgate.approvals.view import StaticView
+from approvalgate.kube.store import Change
+from approvalgate.kube.view import REQUEST, TRANSFORMS, ViewIndex, request_summary
+from tests.support.corpus import CORPUS, case_names, load_case
 from tests.unit.test_gates import (
     BUNDLE,
+    NOW,
+    NS,
     RUN,
+    RUN_NAME,
     approval_request,
     create_request,
     denied,
@@ -173,3 +184,116 @@ def test_a_request_whose_run_is_over_the_bound_is_denied_naming_it() -> None:
         "spec.run.spec cannot be approved",
         f"larger than {MAX_SPEC_BYTES} bytes",
     )
+
+
+# --- the webhook's view: a request costs it a few KiB, whatever its run ------------------
+
+
+def _cases_with_requests() -> list[str]:
+    named = [n for n in case_names() if "requests:" in (CORPUS / n / "case.yaml").read_text()]
+    return [n for n in named if getattr(load_case(n).view, "requests", None)]
+
+
+def test_the_view_keeps_a_request_without_its_run() -> None:
+    obj = approval_request()
+    obj["spec"]["run"]["spec"] = _spec_of(MAX_SPEC_BYTES)
+    obj["spec"]["run"]["metadata"]["annotations"] = {f"k{i}": "v" * 4000 for i in range(60)}
+    obj["status"] = {"phase": "Pending", "message": "m" * 30_000}
+    fed = ViewIndex()
+    fed.request_changed(Change("ADDED", "agents/x", TRANSFORMS[REQUEST](obj)))
+    held = fed.request("agents", RUN_NAME)
+    assert held is not None
+    assert len(json.dumps(held)) < 4096  # the request sent was over 500 KiB
+    assert "run" not in held["spec"]
+    for field in ("requester", "environment", "specDigest", "cancelled", "reason"):
+        assert held["spec"][field] == obj["spec"][field]  # what decide() reads
+    assert held["metadata"]["uid"] == obj["metadata"]["uid"]
+
+
+@pytest.mark.parametrize("name", _cases_with_requests())
+def test_decide_reads_the_same_from_the_summary_as_from_the_whole_request(name: str) -> None:
+    case = load_case(name)
+    assert isinstance(case.view, StaticView) and case.view.requests
+    summarised = dataclasses.replace(
+        case.view,
+        requests={k: request_summary(dict(v)) for k, v in case.view.requests.items()},
+    )
+    whole = decide(case.request, case.bundle, case.now, case.view)
+    assert decide(case.request, case.bundle, case.now, summarised) == whole
+    assert whole.allowed == case.expect["allowed"]
+
+
+# --- the queue: at most MAX_PENDING_REQUESTS pending per namespace ------------------------
+
+
+def _view_with(pending: int, namespace: str = NS, **terminal: int) -> StaticView:
+    requests: dict[tuple[str, str], dict[str, Any]] = {}
+    for i in range(pending):
+        requests[namespace, f"p{i}"] = {"spec": {"cancelled": False}}
+    for phase, count in terminal.items():
+        for i in range(count):
+            requests[namespace, f"{phase}{i}"] = {"status": {"phase": phase.capitalize()}}
+    return StaticView(requests=requests)
+
+
+def test_a_namespace_at_the_pending_bound_gets_no_more_requests_others_do() -> None:
+    obj = approval_request()
+    full = _view_with(MAX_PENDING_REQUESTS)
+    decision = decide(review("approvalrequests", "CREATE", obj), BUNDLE, NOW, full)
+    denied(
+        decision,
+        "too-many-pending-requests",
+        f"namespace {NS} already holds {MAX_PENDING_REQUESTS} pending ApprovalRequests",
+        f"({MAX_PENDING_REQUESTS})",
+        f"approvalgate cancel {NS}/NAME",
+    )
+    # another namespace's requester is not affected by this one's
+    other = _view_with(MAX_PENDING_REQUESTS, namespace="elsewhere")
+    allowed = decide(review("approvalrequests", "CREATE", obj), BUNDLE, NOW, other)
+    assert (allowed.allowed, allowed.reason) == (True, "request-created")
+    # nor by requests the queue is done with, or cancelled ones
+    done = _view_with(MAX_PENDING_REQUESTS - 1, submitted=500, expired=500, cancelled=10)
+    allowed = decide(review("approvalrequests", "CREATE", obj), BUNDLE, NOW, done)
+    assert (allowed.allowed, allowed.reason) == (True, "request-created")
+    # cancelling one of the pending is still allowed at the bound (it frees room)
+    cancel = copy.deepcopy(obj)
+    cancel["spec"]["cancelled"] = True
+    update = review("approvalrequests", "UPDATE", cancel, old=obj)
+    assert decide(update, BUNDLE, NOW, full).reason == "request-cancelled"
+
+
+def test_the_watch_fed_count_follows_every_change_in_constant_time() -> None:
+    fed = ViewIndex()
+
+    def put(kind: str, name: str, **status: Any) -> None:
+        obj: dict[str, Any] = {
+            "metadata": {"namespace": NS, "name": name},
+            "spec": {"cancelled": status.pop("cancelled", False)},
+        }
+        if status:
+            obj["status"] = status
+        fed.request_changed(Change(kind, f"{NS}/{name}", TRANSFORMS[REQUEST](obj)))
+
+    for i in range(5):
+        put("ADDED", f"r{i}")
+    assert fed.pending_requests(NS) == 5
+    put("MODIFIED", "r0", phase="Submitted")
+    put("MODIFIED", "r1", cancelled=True)
+    put("MODIFIED", "r2", phase="Approved")  # still waiting on the controller
+    assert fed.pending_requests(NS) == 3
+    put("DELETED", "r3")
+    put("DELETED", "r0")  # a done one: no change
+    assert fed.pending_requests(NS) == 2
+    assert fed.pending_requests("elsewhere") == 0
+
+
+def test_a_request_whose_run_has_more_annotations_than_kubernetes_allows_is_denied() -> None:
+    obj = approval_request()
+    obj["spec"]["run"]["metadata"]["annotations"] = {f"k{i}": "v" * 5000 for i in range(60)}
+    denied(
+        create_request(obj),
+        "invalid-request",
+        f"over the {ANNOTATIONS_MAX_BYTES} Kubernetes allows a run's",
+    )
+    obj["spec"]["run"]["metadata"]["annotations"] = {f"k{i}": "v" * 4000 for i in range(60)}
+    assert create_request(obj).allowed
