@@ -11,9 +11,11 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
+from kubernetes import client as k8s
 
 from approvalgate.approvals import digest as digest_module
 from approvalgate.approvals.bundle import DIGEST_CACHE_MAX_CHARS
@@ -27,7 +29,12 @@ from approvalgate.approvals.digest import (
 )
 from approvalgate.approvals.errors import DigestError
 from approvalgate.approvals.gates import ANNOTATIONS_MAX_BYTES, MAX_PENDING_REQUESTS
-from approvalgate.approvals.view import StaticView
+from approvalgate.approvals.view import TERMINAL_PHASES, StaticView
+from approvalgate.controller import manager
+from approvalgate.controller.config import ControllerConfig
+from approvalgate.controller.manager import Controller
+from approvalgate.kube.client import Client
+from approvalgate.kube.resources import APPROVAL_REQUESTS
 from approvalgate.kube.store import Change
 from approvalgate.kube.view import REQUEST, TRANSFORMS, ViewIndex, request_summary
 from tests.support.corpus import CORPUS, case_names, load_case
@@ -297,3 +304,74 @@ def test_a_request_whose_run_has_more_annotations_than_kubernetes_allows_is_deni
     )
     obj["spec"]["run"]["metadata"]["annotations"] = {f"k{i}": "v" * 4000 for i in range(60)}
     assert create_request(obj).allowed
+
+
+# --- the controller: work per change, and per resync, bounded by what is pending ---------
+
+
+def _controller(tmp_path: Path) -> Controller:
+    """A controller that is never started (no informer runs, no call is made)."""
+    api = k8s.ApiClient(k8s.Configuration(host="https://127.0.0.1:1"))
+    config = ControllerConfig(bundle=tmp_path / "bundle.json", identity="t", lease_namespace="x")
+    return Controller(config, Client(api), bundle=lambda: BUNDLE)
+
+
+def _stored_request(name: str, phase: str | None = None) -> dict[str, Any]:
+    obj = approval_request()
+    obj["metadata"] = {"name": name, "namespace": NS, "uid": f"uid-{name}"}
+    if phase is not None:
+        obj["status"] = {"phase": phase}
+    return obj
+
+
+def test_a_resync_looks_again_at_pending_requests_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # requests are never deleted: every resync (5 minutes) judged each one again, its run
+    # digested, so thousands of decided requests kept the controller from approved ones
+    controller = _controller(tmp_path)
+    decided = [_stored_request(f"d{i}", "Submitted") for i in range(500)]
+    pending = [_stored_request("p1"), _stored_request("p2", "Pending")]
+    stores = {APPROVAL_REQUESTS: decided + pending}
+    monkeypatch.setattr(controller.caches, "objects", lambda r: stores.get(r, []))
+    controller.resync()
+    assert len(controller.queue) == 2
+
+
+def test_a_decided_request_is_not_judged_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    controller = _controller(tmp_path)
+    judged: list[str] = []
+
+    def counting(request: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
+        judged.append(request["metadata"]["name"])
+        raise AssertionError("judged")
+
+    monkeypatch.setattr(manager, "evaluate_request", counting)
+    stored = {n: _stored_request(n, p) for n, p in [("done", "Expired"), ("open", "Pending")]}
+    monkeypatch.setattr(controller.caches, "get", lambda _r, _ns, name: stored.get(name))
+    for phase in TERMINAL_PHASES:
+        stored["done"]["status"]["phase"] = phase
+        controller.reconcile_request(NS, "done", BUNDLE, StaticView())
+    assert judged == []
+    with pytest.raises(AssertionError, match="judged"):  # a pending one still is
+        controller.reconcile_request(NS, "open", BUNDLE, StaticView())
+    assert judged == ["open"]
+
+
+def test_patching_a_requests_labels_queues_no_reconcile(tmp_path: Path) -> None:
+    controller = _controller(tmp_path)
+    old = _stored_request("r", "Pending")
+    labelled = copy.deepcopy(old)
+    labelled["metadata"]["labels"] = {"n": "1"}
+    labelled["metadata"]["annotations"] = {"a": "x" * 1000}
+    labelled["metadata"]["resourceVersion"] = "2"
+    for _ in range(100):
+        controller._on_request(Change("MODIFIED", f"{NS}/r", labelled, old))
+    assert len(controller.queue) == 0
+    cancelled = copy.deepcopy(labelled)
+    cancelled["spec"]["cancelled"] = True
+    controller._on_request(Change("MODIFIED", f"{NS}/r", cancelled, labelled))
+    controller._on_request(Change("ADDED", f"{NS}/s", _stored_request("s")))
+    assert len(controller.queue) == 2
