@@ -55,10 +55,11 @@ ANNOTATIONS_MAX_BYTES: Final = 256 * 1024
 """Kubernetes' own bound on an object's annotations (keys and values, in bytes), which the
 run a request carries must keep to be created."""
 MAX_PENDING_REQUESTS: Final = 256
-"""Pending ApprovalRequests one namespace may hold (:func:`approvals.view.is_pending`): the
-controller reconciles each on every decision and timer, and approvers page through them; a
-requester filing thousands would slow the queue for every namespace. Counted by the view in
-O(1) per admission; past it a CREATE is denied in that namespace only, naming the bound."""
+"""Pending ApprovalRequests one requester may hold in one namespace
+(:func:`approvals.view.is_pending`): the controller reconciles each on every decision and
+timer, approvers page through them, and every webhook worker holds them; a requester filing
+thousands would slow the queue for everyone. Counted by the view in O(1) per admission; past
+it her next CREATE there is denied, naming the bound: nobody else's."""
 MAX_USE_REFERENCES: Final = 256
 _REFERENCE_KEY: Final = re.compile(
     f"({'|'.join(content.KINDS)})/"
@@ -171,15 +172,15 @@ def _request(
             )
         return _allow("request-cancelled")
     if view is not None and not view.offline and not view.problem:
-        pending = view.pending_requests(namespace)
+        pending = view.pending_requests(namespace, username)
         if pending >= MAX_PENDING_REQUESTS:
             return _deny(
                 "too-many-pending-requests",
-                f"approvalgate denied creating {ref}: namespace {namespace} already holds "
-                f"{pending} pending ApprovalRequests, the most the approval queue takes from "
-                f"one namespace ({MAX_PENDING_REQUESTS}): cancel those no longer needed "
-                f"(`approvalgate cancel {namespace}/NAME`), or wait until approvers decide or "
-                "they expire",
+                f"approvalgate denied creating {ref}: {username!r} already has {pending} "
+                f"pending ApprovalRequests in namespace {namespace}, the most the approval "
+                f"queue takes from one requester there ({MAX_PENDING_REQUESTS}): cancel those "
+                f"no longer needed (`approvalgate cancel {namespace}/NAME`), or wait until "
+                "approvers decide or they expire",
             )
     problem = request_problem(meta, spec, namespace, username, bundle)
     if problem:

@@ -119,6 +119,13 @@ def is_pending(request: Mapping[str, Any]) -> bool:
     return phase not in TERMINAL_PHASES
 
 
+def requester_of(request: Mapping[str, Any]) -> str:
+    """The request's ``spec.requester`` ("" when it names none)."""
+    spec = request.get("spec")
+    requester = spec.get("requester") if isinstance(spec, Mapping) else None
+    return requester if isinstance(requester, str) else ""
+
+
 class Filed(NamedTuple):
     """One ApprovalDecision's record and when the API server created the object
     (``metadata.creationTimestamp``, which no client sets; None when it has none)."""
@@ -168,8 +175,9 @@ class ClusterView(Protocol):
         """The ApprovalRequest ``namespace/name``, if any."""
         ...
 
-    def pending_requests(self, namespace: str) -> int:
-        """How many ApprovalRequests in ``namespace`` are pending (:func:`is_pending`)."""
+    def pending_requests(self, namespace: str, requester: str) -> int:
+        """How many ApprovalRequests of ``requester`` (``spec.requester``) in ``namespace``
+        are pending (:func:`is_pending`)."""
         ...
 
     def object(self, kind: str, namespace: str, name: str) -> Mapping[str, Any] | None:
@@ -299,8 +307,12 @@ class StaticView:
     def request(self, namespace: str, name: str) -> Mapping[str, Any] | None:
         return self.requests.get((namespace, name))
 
-    def pending_requests(self, namespace: str) -> int:
-        return sum(1 for (ns, _), r in self.requests.items() if ns == namespace and is_pending(r))
+    def pending_requests(self, namespace: str, requester: str) -> int:
+        return sum(
+            1
+            for (ns, _), r in self.requests.items()
+            if ns == namespace and requester_of(r) == requester and is_pending(r)
+        )
 
     def object(self, kind: str, namespace: str, name: str) -> Mapping[str, Any] | None:
         return self.objects.get((kind, namespace, name))

@@ -54,6 +54,7 @@ from approvalgate.approvals.view import (
     decision_key,
     filed_at,
     is_pending,
+    requester_of,
 )
 from approvalgate.kube.backoff import Backoff
 from approvalgate.kube.client import Client
@@ -137,7 +138,8 @@ class ViewIndex:
 
     def __init__(self) -> None:
         self._requests: dict[tuple[str, str], Mapping[str, Any]] = {}
-        self._pending: dict[str, int] = {}  # namespace -> pending requests (is_pending)
+        # (namespace, spec.requester) -> pending requests (is_pending)
+        self._pending: dict[tuple[str, str], int] = {}
         # decisions: entries (for order) and envelopes (what a lookup returns) per request
         self._entries: dict[tuple[str, str], tuple[_Entry, ...]] = {}
         self._envelopes: dict[tuple[str, str], tuple[Mapping[str, Any], ...]] = {}
@@ -178,8 +180,8 @@ class ViewIndex:
     def request(self, namespace: str, name: str) -> Mapping[str, Any] | None:
         return self._requests.get((namespace, name))
 
-    def pending_requests(self, namespace: str) -> int:
-        return self._pending.get(namespace, 0)
+    def pending_requests(self, namespace: str, requester: str) -> int:
+        return self._pending.get((namespace, requester), 0)
 
     def object(self, kind: str, namespace: str, name: str) -> Mapping[str, Any] | None:
         """The object as stored: whole (less managedFields and the last-applied annotation)
@@ -238,14 +240,10 @@ class ViewIndex:
                 del self._requests[key]
         else:
             self._requests[key] = change.object
-        now = change.type != "DELETED" and is_pending(change.object)
-        was = old is not None and is_pending(old)
-        if now != was:  # O(1): one counter per namespace
-            count = self._pending.get(key[0], 0) + (1 if now else -1)
-            if count > 0:
-                self._pending[key[0]] = count
-            else:
-                self._pending.pop(key[0], None)
+        if old is not None and is_pending(old):  # O(1): one counter per requester
+            self._count_pending((key[0], requester_of(old)), -1)
+        if change.type != "DELETED" and is_pending(change.object):
+            self._count_pending((key[0], requester_of(change.object)), 1)
 
     def decision_changed(self, change: Change) -> None:
         old_key = self._decision_at.pop(change.key, None)
@@ -284,6 +282,13 @@ class ViewIndex:
         for reference in use.references:
             key = (use.namespace, reference)
             self._by_reference[key] = (*self._by_reference.get(key, ()), use)
+
+    def _count_pending(self, key: tuple[str, str], delta: int) -> None:
+        count = self._pending.get(key, 0) + delta
+        if count > 0:
+            self._pending[key] = count
+        else:
+            self._pending.pop(key, None)
 
     def object_changed(self, kind: str) -> Callable[[Change], None]:
         """The handler of ``kind``'s informer (one of :data:`OBJECT_RESOURCES`)."""
@@ -549,8 +554,8 @@ class WatchedView:
     def request(self, namespace: str, name: str) -> Mapping[str, Any] | None:
         return self.index.request(namespace, name)
 
-    def pending_requests(self, namespace: str) -> int:
-        return self.index.pending_requests(namespace)
+    def pending_requests(self, namespace: str, requester: str) -> int:
+        return self.index.pending_requests(namespace, requester)
 
     def object(self, kind: str, namespace: str, name: str) -> Mapping[str, Any] | None:
         return self.index.object(kind, namespace, name)

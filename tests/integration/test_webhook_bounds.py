@@ -45,15 +45,18 @@ def test_a_run_whose_spec_is_past_the_bound_is_denied_naming_it(
         assert client.review(case.request).response["allowed"] is True  # others unaffected
 
 
-def test_a_namespace_at_the_pending_bound_is_refused_more_requests_over_https(
+def test_a_requester_at_the_pending_bound_is_refused_more_requests_over_https(
     pki: TestPKI, tmp_path: Path
 ) -> None:
-    """The production worker with a view holding MAX_PENDING_REQUESTS pending requests in
-    the requester's namespace: her next request is denied naming the bound, a request in
-    another namespace is admitted, and she may still cancel one."""
+    """The production worker with a view holding MAX_PENDING_REQUESTS pending requests of the
+    requester in her namespace: her next request is denied naming the bound, her request in
+    another namespace and another requester's in hers are admitted, and she may still cancel
+    one."""
     bundle_file = tmp_path / "bundle.json"
     bundle_file.write_text(compile_case_bundle(BASE, SETTINGS))
-    pending = {(NS, f"p{i}"): {"spec": {"cancelled": False}} for i in range(MAX_PENDING_REQUESTS)}
+    pending = {
+        (NS, f"p{i}"): {"spec": {"requester": "requester"}} for i in range(MAX_PENDING_REQUESTS)
+    }
     view = StaticView(requests=pending)
     obj = approval_request()
     elsewhere = copy.deepcopy(obj)
@@ -69,11 +72,15 @@ def test_a_namespace_at_the_pending_bound_is_refused_more_requests_over_https(
             review("approvalrequests", "CREATE", elsewhere, namespace="team-b")
         ).response
         cancel = client.review(review("approvalrequests", "UPDATE", cancelled, old=obj)).response
+        colleague = client.review(
+            review("approvalrequests", "CREATE", approval_request("alice"), user="alice")
+        ).response
     assert refused["allowed"] is False
     assert refused["auditAnnotations"]["reason"] == "too-many-pending-requests"
     assert (
-        f"namespace {NS} already holds {MAX_PENDING_REQUESTS} pending ApprovalRequests"
+        f"'requester' already has {MAX_PENDING_REQUESTS} pending ApprovalRequests in namespace"
         in refused["status"]["message"]
     )
     assert (other["allowed"], other["auditAnnotations"]["reason"]) == (True, "request-created")
     assert (cancel["allowed"], cancel["auditAnnotations"]["reason"]) == (True, "request-cancelled")
+    assert colleague["allowed"] is True, colleague.get("status")

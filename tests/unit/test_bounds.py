@@ -230,34 +230,43 @@ def test_decide_reads_the_same_from_the_summary_as_from_the_whole_request(name: 
     assert whole.allowed == case.expect["allowed"]
 
 
-# --- the queue: at most MAX_PENDING_REQUESTS pending per namespace ------------------------
+# --- the queue: at most MAX_PENDING_REQUESTS pending per requester and namespace ----------
 
 
-def _view_with(pending: int, namespace: str = NS, **terminal: int) -> StaticView:
+def _view_with(
+    pending: int, namespace: str = NS, requester: str = "requester", **terminal: int
+) -> StaticView:
     requests: dict[tuple[str, str], dict[str, Any]] = {}
     for i in range(pending):
-        requests[namespace, f"p{i}"] = {"spec": {"cancelled": False}}
+        requests[namespace, f"p{i}"] = {"spec": {"requester": requester, "cancelled": False}}
     for phase, count in terminal.items():
         for i in range(count):
-            requests[namespace, f"{phase}{i}"] = {"status": {"phase": phase.capitalize()}}
+            requests[namespace, f"{phase}{i}"] = {
+                "spec": {"requester": requester},
+                "status": {"phase": phase.capitalize()},
+            }
     return StaticView(requests=requests)
 
 
-def test_a_namespace_at_the_pending_bound_gets_no_more_requests_others_do() -> None:
+def test_a_requester_at_the_pending_bound_gets_no_more_requests_others_do() -> None:
     obj = approval_request()
     full = _view_with(MAX_PENDING_REQUESTS)
     decision = decide(review("approvalrequests", "CREATE", obj), BUNDLE, NOW, full)
     denied(
         decision,
         "too-many-pending-requests",
-        f"namespace {NS} already holds {MAX_PENDING_REQUESTS} pending ApprovalRequests",
+        f"'requester' already has {MAX_PENDING_REQUESTS} pending ApprovalRequests in namespace "
+        f"{NS}",
         f"({MAX_PENDING_REQUESTS})",
         f"approvalgate cancel {NS}/NAME",
     )
-    # another namespace's requester is not affected by this one's
-    other = _view_with(MAX_PENDING_REQUESTS, namespace="elsewhere")
-    allowed = decide(review("approvalrequests", "CREATE", obj), BUNDLE, NOW, other)
-    assert (allowed.allowed, allowed.reason) == (True, "request-created")
+    # another requester of the namespace is not affected, nor the requester elsewhere
+    for view in (
+        _view_with(MAX_PENDING_REQUESTS, requester="mallory"),
+        _view_with(MAX_PENDING_REQUESTS, namespace="elsewhere"),
+    ):
+        allowed = decide(review("approvalrequests", "CREATE", obj), BUNDLE, NOW, view)
+        assert (allowed.allowed, allowed.reason) == (True, "request-created")
     # nor by requests the queue is done with, or cancelled ones
     done = _view_with(MAX_PENDING_REQUESTS - 1, submitted=500, expired=500, cancelled=10)
     allowed = decide(review("approvalrequests", "CREATE", obj), BUNDLE, NOW, done)
@@ -272,10 +281,10 @@ def test_a_namespace_at_the_pending_bound_gets_no_more_requests_others_do() -> N
 def test_the_watch_fed_count_follows_every_change_in_constant_time() -> None:
     fed = ViewIndex()
 
-    def put(kind: str, name: str, **status: Any) -> None:
+    def put(kind: str, name: str, requester: str = "requester", **status: Any) -> None:
         obj: dict[str, Any] = {
             "metadata": {"namespace": NS, "name": name},
-            "spec": {"cancelled": status.pop("cancelled", False)},
+            "spec": {"requester": requester, "cancelled": status.pop("cancelled", False)},
         }
         if status:
             obj["status"] = status
@@ -283,15 +292,19 @@ def test_the_watch_fed_count_follows_every_change_in_constant_time() -> None:
 
     for i in range(5):
         put("ADDED", f"r{i}")
-    assert fed.pending_requests(NS) == 5
+    put("ADDED", "m0", "mallory")
+    assert (fed.pending_requests(NS, "requester"), fed.pending_requests(NS, "mallory")) == (5, 1)
     put("MODIFIED", "r0", phase="Submitted")
     put("MODIFIED", "r1", cancelled=True)
     put("MODIFIED", "r2", phase="Approved")  # still waiting on the controller
-    assert fed.pending_requests(NS) == 3
+    assert fed.pending_requests(NS, "requester") == 3
     put("DELETED", "r3")
     put("DELETED", "r0")  # a done one: no change
-    assert fed.pending_requests(NS) == 2
-    assert fed.pending_requests("elsewhere") == 0
+    put("DELETED", "m0", "mallory")
+    assert fed.pending_requests(NS, "requester") == 2
+    assert fed.pending_requests(NS, "mallory") == 0
+    assert fed.pending_requests("elsewhere", "requester") == 0
+    assert len(fed._pending) == 1  # no empty counters left
 
 
 def test_a_request_whose_run_has_more_annotations_than_kubernetes_allows_is_denied() -> None:

@@ -193,7 +193,9 @@ class Fed:
             assert ours == sorted(u.name for u in view.uses_of(statement)), statement
         assert set(self.index._by_statement) == set(view.uses)
         for namespace in {ns for ns, _ in view.requests} | {"ns-absent"}:
-            assert self.index.pending_requests(namespace) == view.pending_requests(namespace)
+            for requester in ("requester", "other", ""):
+                ours_pending = self.index.pending_requests(namespace, requester)
+                assert ours_pending == view.pending_requests(namespace, requester)
         assert all(self.index._pending.values())  # no empty leftovers
         for namespace, uid in set(view.runs) | {("ns-a", "absent")}:
             ours_use = self.index.use_of_run(namespace, uid)
@@ -573,6 +575,7 @@ def test_any_sequence_of_changes_and_relists_agrees_with_a_view_built_from_the_s
     def some_request() -> dict[str, Any]:
         made = request(rng.choice(namespaces), rng.choice(requests))
         made["spec"]["cancelled"] = rng.random() < 0.2
+        made["spec"]["requester"] = rng.choice(["requester", "other"])
         phase = rng.choice([None, "Pending", "Approved", "Submitted", "Expired", "Cancelled"])
         if phase is not None:
             made["status"] = {"phase": phase}
