@@ -34,6 +34,8 @@ passes the webhook objects of up to 3 MiB). Like :data:`records.MAX_ANNOTATION_B
 MAX_CANONICAL_BYTES: Final = 1024 * 1024
 """The largest other document digested (referenced content, a parent's run templates): under
 etcd's 1.5 MiB object limit, a third of what the API server hands the webhook."""
+STORED_BYTES: Final = 4 * 1024 * 1024
+"""More than any object etcd stores (1.5 MiB by default): :func:`stored_spec_digest`."""
 SPEC_ADVICE: Final = (
     " for a run: keep long text in the ImplementationSpec the run references (bound by its "
     "digest), not in the run's spec"
@@ -136,6 +138,13 @@ def _check_text(text: str, path: JsonPath) -> None:
 
 def _where(path: JsonPath) -> Location:
     return Location(json_path=format_json_path(path))
+
+
+def stored_spec_digest(spec: object) -> str:
+    """:func:`spec_digest` of a spec the API server already stores (the ledger's record of a
+    run), past :data:`MAX_SPEC_BYTES` too: a run admitted before the bound still gets its use
+    and its finalizer released. Bounded by what etcd stores, off the admission path."""
+    return hashlib.sha256(canonical_json(spec, ("spec",), limit=STORED_BYTES)).hexdigest()
 
 
 def smaller_than(value: object, limit: int) -> bool:

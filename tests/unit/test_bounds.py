@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
 
 import pytest
+import rfc8785
 from kubernetes import client as k8s
 
 from approvalgate.approvals import digest as digest_module
@@ -29,8 +31,8 @@ from approvalgate.approvals.digest import (
 )
 from approvalgate.approvals.errors import DigestError
 from approvalgate.approvals.gates import ANNOTATIONS_MAX_BYTES, MAX_PENDING_REQUESTS
-from approvalgate.approvals.view import TERMINAL_PHASES, StaticView
-from approvalgate.controller import manager
+from approvalgate.approvals.view import TERMINAL_PHASES, USE_FINALIZER, StaticView
+from approvalgate.controller import ledger, manager
 from approvalgate.controller.config import ControllerConfig
 from approvalgate.controller.manager import Controller
 from approvalgate.kube.client import Client
@@ -388,3 +390,25 @@ def test_patching_a_requests_labels_queues_no_reconcile(tmp_path: Path) -> None:
     controller._on_request(Change("MODIFIED", f"{NS}/r", cancelled, labelled))
     controller._on_request(Change("ADDED", f"{NS}/s", _stored_request("s")))
     assert len(controller.queue) == 2
+
+
+def test_a_run_stored_before_the_bound_still_gets_its_use_and_loses_its_finalizer() -> None:
+    # admitted by an earlier version: the ledger must still record it (else its finalizer
+    # is held for ever), though no new run of that size is admitted
+    run = copy.deepcopy(RUN)
+    run["metadata"].update(namespace=NS, uid="u-big", finalizers=[USE_FINALIZER])
+    run["metadata"]["creationTimestamp"] = "2020-01-01T00:00:00Z"
+    run["spec"] = _spec_of(2 * MAX_SPEC_BYTES)
+    plan = ledger.plan_run(run, BUNDLE, None, NOW, StaticView())
+    assert plan.create_use is not None
+    whole = hashlib.sha256(rfc8785.dumps(run["spec"])).hexdigest()
+    assert plan.create_use["spec"]["specDigest"] == whole
+    plan.create_use["metadata"]["creationTimestamp"] = "2020-01-01T00:00:00Z"
+    recorded = StaticView.build(uses=[plan.create_use])
+    deleting = copy.deepcopy(run)
+    deleting["metadata"]["deletionTimestamp"] = "2020-01-01T01:00:00Z"
+    released = copy.deepcopy(deleting)
+    released["metadata"]["finalizers"] = []
+    request = _run_review(released["spec"], "UPDATE")
+    request["object"], request["oldObject"] = released, deleting
+    assert decide(request, BUNDLE, NOW, recorded).allowed
