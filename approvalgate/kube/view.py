@@ -391,22 +391,20 @@ def content_summary(obj: dict[str, Any]) -> dict[str, Any]:
     return summary
 
 
-_REQUEST_METADATA: Final = (*_SUMMARY_METADATA, "labels", "finalizers")
-
-
 def request_summary(obj: dict[str, Any]) -> dict[str, Any]:
     """What the view keeps of an ApprovalRequest: what decide() reads of it (its uid, and
     the spec less the run: requester, environment, specDigest, cancelled, reason), its
-    status phase, never ``spec.run``. Each request then costs the view a few KiB, bounded
-    by the CRD's ``maxLength``s, however large its run: a requester making many requests
-    of large runs cannot grow every webhook worker's memory by the size of what she sent
-    (the view is per worker process, and fail-closed admission dies with it)."""
+    status phase, never ``spec.run`` nor its own labels and annotations. Each request then
+    costs the view a few KiB, bounded by the CRD's ``maxLength``s, however large its run: a
+    requester making many requests of large runs cannot grow every webhook worker's memory
+    by the size of what she sent (the view is per worker process, and fail-closed
+    admission dies with it)."""
     meta = obj.get("metadata")
     meta = meta if isinstance(meta, Mapping) else {}
     spec = obj.get("spec")
     status = obj.get("status")
     summary: dict[str, Any] = {k: obj[k] for k in ("apiVersion", "kind") if k in obj}
-    summary["metadata"] = {k: meta[k] for k in _REQUEST_METADATA if k in meta}
+    summary["metadata"] = {k: meta[k] for k in _SUMMARY_METADATA if k in meta}
     if isinstance(spec, Mapping):
         summary["spec"] = {k: v for k, v in spec.items() if k != "run"}
     if isinstance(status, Mapping) and "phase" in status:

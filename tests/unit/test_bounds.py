@@ -208,6 +208,8 @@ def test_the_view_keeps_a_request_without_its_run() -> None:
     obj["spec"]["run"]["spec"] = _spec_of(MAX_SPEC_BYTES)
     obj["spec"]["run"]["metadata"]["annotations"] = {f"k{i}": "v" * 4000 for i in range(60)}
     obj["status"] = {"phase": "Pending", "message": "m" * 30_000}
+    obj["metadata"]["labels"] = {f"example.com/l{i}": "v" * 63 for i in range(2000)}
+    obj["metadata"]["annotations"] = {"example.com/a": "a" * 200_000}
     fed = ViewIndex()
     fed.request_changed(Change("ADDED", "agents/x", TRANSFORMS[REQUEST](obj)))
     held = fed.request("agents", RUN_NAME)
