@@ -21,7 +21,7 @@ from typing import Any, Final, NamedTuple
 from securesystemslib.signer import SSlibKey
 
 from approvalgate.approvals import identity, records, references
-from approvalgate.approvals.digest import spec_digest
+from approvalgate.approvals.digest import smaller_than, spec_digest
 from approvalgate.approvals.durations import MAX_DURATION_SECONDS, format_duration
 from approvalgate.approvals.errors import BundleError, format_json_path
 from approvalgate.approvals.keys.public import key_material, load_public_key
@@ -244,8 +244,8 @@ class Bundle:
         every character of a string), and a spec that cannot be digested raises before
         anything is stored. Only successes are stored.
         """
-        if not isinstance(spec, dict):
-            return spec_facts(spec)
+        if not isinstance(spec, dict) or not smaller_than(spec, DIGEST_CACHE_MAX_CHARS):
+            return spec_facts(spec)  # repr of a large spec would cost what it sends
         key = repr(spec)
         if len(key) > DIGEST_CACHE_MAX_CHARS:
             return spec_facts(spec)

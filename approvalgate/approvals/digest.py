@@ -28,6 +28,21 @@ MAX_SAFE_INTEGER: Final = 2**53 - 1
 
 QUOTE_ADVICE: Final = "quote the value in the YAML so it stays a string"
 
+MAX_SPEC_BYTES: Final = 256 * 1024
+"""The largest run spec (an AgentRun's, an ApprovalRequest's run) approvalgate digests, in
+bytes of RFC 8785 canonical JSON: every admission of a run digests its spec in pure Python,
+so this bounds the work a requester can make one admission cost (the API server itself
+passes the webhook objects of up to 3 MiB). Like :data:`records.MAX_ANNOTATION_BYTES`."""
+MAX_CANONICAL_BYTES: Final = 1024 * 1024
+"""The largest other document digested (referenced content, a parent's run templates): under
+etcd's 1.5 MiB object limit, a third of what the API server hands the webhook."""
+STORED_BYTES: Final = 4 * 1024 * 1024
+"""More than any object etcd stores (1.5 MiB by default): :func:`stored_spec_digest`."""
+SPEC_ADVICE: Final = (
+    " for a run: keep long text in the ImplementationSpec the run references (bound by its "
+    "digest), not in the run's spec"
+)
+
 
 def number_problem(value: int | float) -> str | None:
     """Why ``value`` cannot be part of a digested spec, or None when it can."""
@@ -42,42 +57,74 @@ def number_problem(value: int | float) -> str | None:
     return None
 
 
-def check_digestable(value: object, path: JsonPath = ()) -> None:
-    """Raise :class:`DigestError` at the first value RFC 8785 cannot represent exactly."""
+def check_digestable(value: object, path: JsonPath = (), limit: int | None = None) -> None:
+    """Raise :class:`DigestError` at the first value RFC 8785 cannot represent exactly, or
+    once the walk has seen more than ``limit`` bytes of canonical JSON (then it stops: the
+    work is bounded by ``limit``, not by the document)."""
+    _check(value, path, limit if limit is not None else -1 >> 1, limit or 0)
+
+
+def _check(value: object, path: JsonPath, room: int, limit: int) -> int:
+    """:func:`check_digestable` with ``room`` bytes left; returns the room left. What is
+    counted is at most what RFC 8785 writes for it (escapes and numbers write more), so
+    running out of room means the canonical JSON is over the limit."""
     if value is None or isinstance(value, bool):
-        return
-    if isinstance(value, int | float):
+        room -= 4
+    elif isinstance(value, int | float):
         problem = number_problem(value)
         if problem:
             raise DigestError(problem, location=_where(path), advice=QUOTE_ADVICE)
+        room -= 1
     elif isinstance(value, str):
         _check_text(value, path)
+        room -= len(value) + 2
     elif isinstance(value, dict):
+        room -= 2
         for key, item in value.items():
             if not isinstance(key, str):
                 raise DigestError(f"object key {key!r} is not a string", location=_where(path))
             _check_text(key, path)
-            check_digestable(item, (*path, key))
+            room = _check(item, (*path, key), room - len(key) - 3, limit)
     elif isinstance(value, list | tuple):
+        room -= 2
         for index, item in enumerate(value):
-            check_digestable(item, (*path, index))
+            room = _check(item, (*path, index), room, limit)
     else:
         raise DigestError(f"{type(value).__name__} is not a JSON value", location=_where(path))
+    if room < 0:
+        raise too_large(path[:1], limit)
+    return room
 
 
-def canonical_json(value: object, path: JsonPath = ()) -> bytes:
-    """RFC 8785 (JCS) bytes of a JSON-like tree; :class:`DigestError` when impossible.
+def too_large(path: JsonPath, limit: int) -> DigestError:
+    """The refusal of a document over ``limit`` bytes of canonical JSON (named by ``path``)."""
+    what = format_json_path(path)[2:] or "the document"
+    return DigestError(
+        f"{what} is larger than {limit} bytes as RFC 8785 canonical JSON, the most approvalgate "
+        f"digests{SPEC_ADVICE if limit == MAX_SPEC_BYTES else ''}",
+        location=_where(path),
+    )
+
+
+def canonical_json(
+    value: object, path: JsonPath = (), *, limit: int = MAX_CANONICAL_BYTES
+) -> bytes:
+    """RFC 8785 (JCS) bytes of a JSON-like tree; :class:`DigestError` when impossible, or
+    when longer than ``limit`` bytes (the work done is bounded by ``limit`` either way).
 
     ``path`` is where ``value`` sits in its document, for error messages only.
     """
-    check_digestable(value, path)
+    check_digestable(value, path, limit)
     data: bytes = rfc8785.dumps(cast(Any, value))
+    if len(data) > limit:
+        raise too_large(path[:1], limit)
     return data
 
 
 def spec_digest(spec: object) -> str:
-    """Lowercase hex sha256 of the canonical JSON of an object's ``spec``."""
-    return hashlib.sha256(canonical_json(spec, ("spec",))).hexdigest()
+    """Lowercase hex sha256 of the canonical JSON of an object's ``spec`` (a run's: at most
+    :data:`MAX_SPEC_BYTES`)."""
+    return hashlib.sha256(canonical_json(spec, ("spec",), limit=MAX_SPEC_BYTES)).hexdigest()
 
 
 def _check_text(text: str, path: JsonPath) -> None:
@@ -93,3 +140,36 @@ def _check_text(text: str, path: JsonPath) -> None:
 
 def _where(path: JsonPath) -> Location:
     return Location(json_path=format_json_path(path))
+
+
+def stored_spec_digest(spec: object) -> str:
+    """:func:`spec_digest` of a spec the API server already stores (the ledger's record of a
+    run), past :data:`MAX_SPEC_BYTES` too: a run admitted before the bound still gets its use
+    and its finalizer released. Bounded by what etcd stores, off the admission path."""
+    return hashlib.sha256(canonical_json(spec, ("spec",), limit=STORED_BYTES)).hexdigest()
+
+
+def smaller_than(value: object, limit: int) -> bool:
+    """Whether ``value``'s strings, keys and nodes add up to less than ``limit`` (a cheap
+    size probe, no validation): it looks at no more than ``limit`` of them, so callers may
+    ``repr`` or copy ``value`` afterwards knowing that costs O(limit), whatever was sent."""
+    room = limit
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        room -= 1
+        if isinstance(item, str):
+            room -= len(item)
+        elif isinstance(item, dict | list | tuple):
+            room -= len(item)
+            if room < 0:
+                return False  # before looking at its items
+            if isinstance(item, dict):
+                for key, child in item.items():
+                    room -= len(key) if isinstance(key, str) else 1
+                    stack.append(child)
+            else:
+                stack.extend(item)
+        if room < 0:
+            return False
+    return True

@@ -51,6 +51,15 @@ NAMESPACE_CONTROLLER: Final = frozenset(
 )
 """Who deletes everything in a namespace being deleted (kube-controller-manager)."""
 REASON_MAX_CHARS: Final = 1024
+ANNOTATIONS_MAX_BYTES: Final = 256 * 1024
+"""Kubernetes' own bound on an object's annotations (keys and values, in bytes), which the
+run a request carries must keep to be created."""
+MAX_PENDING_REQUESTS: Final = 256
+"""Pending ApprovalRequests one requester may hold in one namespace
+(:func:`approvals.view.is_pending`): the controller reconciles each on every decision and
+timer, approvers page through them, and every webhook worker holds them; a requester filing
+thousands would slow the queue for everyone. Counted by the view in O(1) per admission; past
+it her next CREATE there is denied, naming the bound: nobody else's."""
 MAX_USE_REFERENCES: Final = 256
 _REFERENCE_KEY: Final = re.compile(
     f"({'|'.join(content.KINDS)})/"
@@ -86,7 +95,7 @@ def decide_gates(
     if owned is not None:
         return owned
     if plural == REQUESTS:
-        return _request(request, obj, namespace, username, bundle)
+        return _request(request, obj, namespace, username, bundle, view)
     if plural == DECISIONS:
         return _decision(request, obj, namespace, username, bundle, now)
     if plural == USES:
@@ -128,6 +137,7 @@ def _request(
     namespace: str,
     username: str,
     bundle: Bundle,
+    view: ClusterView | None = None,
 ) -> Decision:
     operation = request.get("operation")
     meta = _mapping(obj.get("metadata"))
@@ -161,6 +171,17 @@ def _request(
                 "deletes it instead",
             )
         return _allow("request-cancelled")
+    if view is not None and not view.offline and not view.problem:
+        pending = view.pending_requests(namespace, username)
+        if pending >= MAX_PENDING_REQUESTS:
+            return _deny(
+                "too-many-pending-requests",
+                f"approvalgate denied creating {ref}: {username!r} already has {pending} "
+                f"pending ApprovalRequests in namespace {namespace}, the most the approval "
+                f"queue takes from one requester there ({MAX_PENDING_REQUESTS}): cancel those "
+                f"no longer needed (`approvalgate cancel {namespace}/NAME`), or wait until "
+                "approvers decide or they expire",
+            )
     problem = request_problem(meta, spec, namespace, username, bundle)
     if problem:
         return _deny("invalid-request", f"approvalgate denied creating {ref}: {problem}")
@@ -219,6 +240,12 @@ def request_problem(
     for key in (records.ANNOTATION, REQUEST_UID_ANNOTATION, REQUEST_ANNOTATION):
         if key in annotations:
             return f"spec.run carries annotation {key}: the controller sets it"
+    size = sum(len(str(k).encode()) + len(str(v).encode()) for k, v in annotations.items())
+    if size > ANNOTATIONS_MAX_BYTES:
+        return (
+            f"spec.run's annotations are {size} bytes, over the {ANNOTATIONS_MAX_BYTES} "
+            "Kubernetes allows a run's (the controller could never create it): keep them small"
+        )
     try:
         digest = bundle.spec_digest(run.get("spec"))
     except DigestError as exc:

@@ -21,13 +21,14 @@ from approvalgate.approvals.decide import Decision, decide, matching_policies
 from approvalgate.approvals.view import (
     REQUEST_ANNOTATION,
     REQUEST_UID_ANNOTATION,
+    TERMINAL_PHASES,
     USE_FINALIZER,
     ClusterView,
 )
 
 Phase = Literal["Pending", "Approved", "Submitted", "Rejected", "Expired", "Failed", "Cancelled"]
 PHASES: Final = ("Pending", "Approved", "Submitted", "Rejected", "Expired", "Failed", "Cancelled")
-TERMINAL: Final = frozenset({"Submitted", "Rejected", "Expired", "Failed", "Cancelled"})
+TERMINAL: Final = TERMINAL_PHASES
 
 
 @dataclass(frozen=True)

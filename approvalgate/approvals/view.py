@@ -104,6 +104,28 @@ class Use:
         return self.expires_at is None or now < self.expires_at
 
 
+TERMINAL_PHASES: Final = frozenset({"Submitted", "Rejected", "Expired", "Failed", "Cancelled"})
+"""Phases of an ApprovalRequest the controller is done with."""
+
+
+def is_pending(request: Mapping[str, Any]) -> bool:
+    """The ApprovalRequest still waits on the queue: not cancelled, and its phase (none yet,
+    Pending or Approved) not one of :data:`TERMINAL_PHASES`."""
+    spec = request.get("spec")
+    if isinstance(spec, Mapping) and spec.get("cancelled") is True:
+        return False
+    status = request.get("status")
+    phase = status.get("phase") if isinstance(status, Mapping) else None
+    return phase not in TERMINAL_PHASES
+
+
+def requester_of(request: Mapping[str, Any]) -> str:
+    """The request's ``spec.requester`` ("" when it names none)."""
+    spec = request.get("spec")
+    requester = spec.get("requester") if isinstance(spec, Mapping) else None
+    return requester if isinstance(requester, str) else ""
+
+
 class Filed(NamedTuple):
     """One ApprovalDecision's record and when the API server created the object
     (``metadata.creationTimestamp``, which no client sets; None when it has none)."""
@@ -151,6 +173,11 @@ class ClusterView(Protocol):
 
     def request(self, namespace: str, name: str) -> Mapping[str, Any] | None:
         """The ApprovalRequest ``namespace/name``, if any."""
+        ...
+
+    def pending_requests(self, namespace: str, requester: str) -> int:
+        """How many ApprovalRequests of ``requester`` (``spec.requester``) in ``namespace``
+        are pending (:func:`is_pending`)."""
         ...
 
     def object(self, kind: str, namespace: str, name: str) -> Mapping[str, Any] | None:
@@ -279,6 +306,13 @@ class StaticView:
 
     def request(self, namespace: str, name: str) -> Mapping[str, Any] | None:
         return self.requests.get((namespace, name))
+
+    def pending_requests(self, namespace: str, requester: str) -> int:
+        return sum(
+            1
+            for (ns, _), r in self.requests.items()
+            if ns == namespace and requester_of(r) == requester and is_pending(r)
+        )
 
     def object(self, kind: str, namespace: str, name: str) -> Mapping[str, Any] | None:
         return self.objects.get((kind, namespace, name))

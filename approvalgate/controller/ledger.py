@@ -42,6 +42,8 @@ from typing import Any
 from approvalgate.approvals import gates, records, view
 from approvalgate.approvals.bundle import Bundle
 from approvalgate.approvals.decide import used_references, used_statements
+from approvalgate.approvals.digest import stored_spec_digest
+from approvalgate.approvals.errors import DigestError
 from approvalgate.approvals.parents import ORCHESTRATION_RUN_LABEL, SCHEDULE_LABEL
 
 DERIVED_LABELS = (SCHEDULE_LABEL, ORCHESTRATION_RUN_LABEL)
@@ -172,7 +174,7 @@ def use_object(
         "spec": {
             "run": {"name": str(meta.get("name") or ""), "uid": str(meta["uid"])},
             "environment": bundle.environment,
-            "specDigest": bundle.spec_digest(run.get("spec")),
+            "specDigest": _stored_digest(run.get("spec"), bundle),
             "statements": list(statements),
             "expiresAt": records.format_time(latest),
             "references": dict(sorted(references.items())),
@@ -230,3 +232,13 @@ def _time(value: object) -> datetime | None:
 def _label_value(name: str) -> str:
     """A run name as a label value (63 characters at most)."""
     return name[:63].rstrip("-_.")
+
+
+def _stored_digest(spec: object, bundle: Bundle) -> str:
+    """The run's spec digest for its use: memoised by the bundle, or, for a run stored before
+    ``digest.MAX_SPEC_BYTES`` bounded what is admitted, its whole digest (a use is still
+    written, so its finalizer can go)."""
+    try:
+        return bundle.spec_digest(spec)
+    except DigestError:
+        return stored_spec_digest(spec)

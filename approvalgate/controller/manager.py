@@ -29,7 +29,7 @@ from typing import Any, Final
 
 from approvalgate.approvals import records, view
 from approvalgate.approvals.bundle import Bundle
-from approvalgate.approvals.queue import QueueVerdict, evaluate_request
+from approvalgate.approvals.queue import TERMINAL, QueueVerdict, evaluate_request
 from approvalgate.controller import announce, ledger
 from approvalgate.controller.caches import Caches
 from approvalgate.controller.config import ControllerConfig
@@ -160,7 +160,8 @@ class Controller:
         use is not recorded yet, behind the keys that changes queue (a resync never delays
         a fresh decision)."""
         for obj in self.caches.objects(APPROVAL_REQUESTS):
-            self.queue.add(_key("request", obj), background=True)
+            if not _decided(obj):  # a decided request is history: nothing to look at again
+                self.queue.add(_key("request", obj), background=True)
         bundle = self.bundle()
         current = self.caches.view() if bundle is not None else None
         for obj in self.caches.objects(AGENT_RUNS):
@@ -174,6 +175,11 @@ class Controller:
     # --- change handlers (informer threads) ----------------------------------------------------
 
     def _on_request(self, change: Change) -> None:
+        unchanged = change.old is not None and _what_reconcile_reads(
+            change.old
+        ) == _what_reconcile_reads(change.object)
+        if change.type == "MODIFIED" and unchanged:
+            return  # labels, annotations: nothing the queue reads changed
         self.queue.add(_key("request", change.object))
 
     def _on_decision(self, change: Change) -> None:
@@ -278,9 +284,9 @@ class Controller:
     ) -> None:
         key: Key = ("request", namespace, name)
         request = self.caches.get(APPROVAL_REQUESTS, namespace, name)
-        if request is None:
+        if request is None or _decided(request):
             self._create_errors.pop(key, None)
-            return
+            return  # a decided request stays as it is (plan_request): no verdict to compute
         now = self.clock()
         verdict = evaluate_request(request, bundle, now, current, courier=self.username())
         run = self.caches.get(AGENT_RUNS, namespace, name)
@@ -631,3 +637,26 @@ def _namespace_uid(obj: Mapping[str, Any]) -> tuple[str, str]:
 def _key(kind: str, obj: Mapping[str, Any]) -> Key:
     meta = obj.get("metadata") or {}
     return (kind, str(meta.get("namespace") or ""), str(meta.get("name") or ""))
+
+
+def _decided(request: Mapping[str, Any]) -> bool:
+    """The request's stored phase is terminal: :func:`controller.reconcile.plan_request`
+    leaves it as it is, so neither a change nor a resync needs its verdict (which digests its
+    run). Requests are never deleted by the controller: without this every resync, and every
+    label patch of any request, re-judged all of them."""
+    status = request.get("status")
+    return isinstance(status, Mapping) and status.get("phase") in TERMINAL
+
+
+def _what_reconcile_reads(request: Mapping[str, Any]) -> tuple[object, ...]:
+    """What of a request a reconcile depends on: its spec, status, uid and deletion (not its
+    labels, annotations, managedFields or resourceVersion, which the requester may patch
+    as often as the API server lets her)."""
+    meta = request.get("metadata")
+    meta = meta if isinstance(meta, Mapping) else {}
+    return (
+        request.get("spec"),
+        request.get("status"),
+        meta.get("uid"),
+        meta.get("deletionTimestamp"),
+    )

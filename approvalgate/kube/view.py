@@ -20,7 +20,7 @@ the difference to the handlers as ordinary changes, so the index needs no rebuil
   and (``decisions_for``) each with that creation time, parsed once per change;
 - uses by statement digest, by ``(namespace, spec.run.uid)``, and by ``(namespace, reference)``
   for each ``spec.references`` key ("ImplementationSpec/name", "AgentProvider/name");
-- requests by ``(namespace, name)``;
+- requests by ``(namespace, name)``, as a summary (:func:`request_summary`: never the run);
 - Schedules, OrchestrationRuns, Orchestrations and Swarms by ``(kind, namespace, name)``, as
   the server has them less ``metadata.managedFields`` and the last-applied annotation;
 - ImplementationSpecs, Agents and AgentProviders by ``(kind, namespace, name)`` as a digest
@@ -53,6 +53,8 @@ from approvalgate.approvals.view import (
     decision_envelope,
     decision_key,
     filed_at,
+    is_pending,
+    requester_of,
 )
 from approvalgate.kube.backoff import Backoff
 from approvalgate.kube.client import Client
@@ -136,6 +138,8 @@ class ViewIndex:
 
     def __init__(self) -> None:
         self._requests: dict[tuple[str, str], Mapping[str, Any]] = {}
+        # (namespace, spec.requester) -> pending requests (is_pending)
+        self._pending: dict[tuple[str, str], int] = {}
         # decisions: entries (for order) and envelopes (what a lookup returns) per request
         self._entries: dict[tuple[str, str], tuple[_Entry, ...]] = {}
         self._envelopes: dict[tuple[str, str], tuple[Mapping[str, Any], ...]] = {}
@@ -175,6 +179,9 @@ class ViewIndex:
 
     def request(self, namespace: str, name: str) -> Mapping[str, Any] | None:
         return self._requests.get((namespace, name))
+
+    def pending_requests(self, namespace: str, requester: str) -> int:
+        return self._pending.get((namespace, requester), 0)
 
     def object(self, kind: str, namespace: str, name: str) -> Mapping[str, Any] | None:
         """The object as stored: whole (less managedFields and the last-applied annotation)
@@ -227,11 +234,16 @@ class ViewIndex:
 
     def request_changed(self, change: Change) -> None:
         key = _name_key(change.object)
+        old = self._requests.get(key)
         if change.type == "DELETED":
-            if self._requests.get(key) is not None:
+            if old is not None:
                 del self._requests[key]
         else:
             self._requests[key] = change.object
+        if old is not None and is_pending(old):  # O(1): one counter per requester
+            self._count_pending((key[0], requester_of(old)), -1)
+        if change.type != "DELETED" and is_pending(change.object):
+            self._count_pending((key[0], requester_of(change.object)), 1)
 
     def decision_changed(self, change: Change) -> None:
         old_key = self._decision_at.pop(change.key, None)
@@ -270,6 +282,13 @@ class ViewIndex:
         for reference in use.references:
             key = (use.namespace, reference)
             self._by_reference[key] = (*self._by_reference.get(key, ()), use)
+
+    def _count_pending(self, key: tuple[str, str], delta: int) -> None:
+        count = self._pending.get(key, 0) + delta
+        if count > 0:
+            self._pending[key] = count
+        else:
+            self._pending.pop(key, None)
 
     def object_changed(self, kind: str) -> Callable[[Change], None]:
         """The handler of ``kind``'s informer (one of :data:`OBJECT_RESOURCES`)."""
@@ -372,7 +391,29 @@ def content_summary(obj: dict[str, Any]) -> dict[str, Any]:
     return summary
 
 
+def request_summary(obj: dict[str, Any]) -> dict[str, Any]:
+    """What the view keeps of an ApprovalRequest: what decide() reads of it (its uid, and
+    the spec less the run: requester, environment, specDigest, cancelled, reason), its
+    status phase, never ``spec.run`` nor its own labels and annotations. Each request then
+    costs the view a few KiB, bounded by the CRD's ``maxLength``s, however large its run: a
+    requester making many requests of large runs cannot grow every webhook worker's memory
+    by the size of what she sent (the view is per worker process, and fail-closed
+    admission dies with it)."""
+    meta = obj.get("metadata")
+    meta = meta if isinstance(meta, Mapping) else {}
+    spec = obj.get("spec")
+    status = obj.get("status")
+    summary: dict[str, Any] = {k: obj[k] for k in ("apiVersion", "kind") if k in obj}
+    summary["metadata"] = {k: meta[k] for k in _SUMMARY_METADATA if k in meta}
+    if isinstance(spec, Mapping):
+        summary["spec"] = {k: v for k, v in spec.items() if k != "run"}
+    if isinstance(status, Mapping) and "phase" in status:
+        summary["status"] = {"phase": status["phase"]}
+    return summary
+
+
 TRANSFORMS: Final[Mapping[str, Transform]] = {
+    REQUEST: request_summary,
     SCHEDULE: slim,
     ORCHESTRATION_RUN: slim,
     ORCHESTRATION: slim,
@@ -381,7 +422,8 @@ TRANSFORMS: Final[Mapping[str, Transform]] = {
     AGENT: content_summary,
     AGENT_PROVIDER: content_summary,
 }
-"""What each informer's store keeps of an object, by Kind (the queue's kinds: all of it)."""
+"""What each informer's store keeps of an object, by Kind (decisions and uses: all of it;
+their specs are bounded by the CRDs' ``maxLength`` and ``maxItems``)."""
 
 
 @dataclass(frozen=True)
@@ -509,6 +551,9 @@ class WatchedView:
 
     def request(self, namespace: str, name: str) -> Mapping[str, Any] | None:
         return self.index.request(namespace, name)
+
+    def pending_requests(self, namespace: str, requester: str) -> int:
+        return self.index.pending_requests(namespace, requester)
 
     def object(self, kind: str, namespace: str, name: str) -> Mapping[str, Any] | None:
         return self.index.object(kind, namespace, name)

@@ -36,7 +36,7 @@ from approvalgate.approvals import keys, records
 from approvalgate.approvals.admission import request_for_manifest
 from approvalgate.approvals.bundle import Bundle, parse_bundle_text
 from approvalgate.approvals.decide import decide
-from approvalgate.approvals.digest import spec_digest
+from approvalgate.approvals.digest import MAX_SPEC_BYTES, spec_digest
 from approvalgate.approvals.view import ClusterView
 from approvalgate.kube.client import Client
 from approvalgate.kube.view import list_view
@@ -366,7 +366,12 @@ ATTACKS: dict[str, tuple[Build, str]] = {
         _literal("atk-deep", "[" * 100_000 + "]" * 100_000),
         "not valid JSON",
     ),
-    "one-mebibyte-spec": (_changed(("parameters", "task"), "x" * 2**20), SPEC),
+    # past digest.MAX_SPEC_BYTES: the API server hands it over (up to 3 MiB), the webhook digests
+    # no more than the bound of it and names the bound
+    "one-mebibyte-spec": (
+        _changed(("parameters", "task"), "x" * 2**20),
+        f"larger than {MAX_SPEC_BYTES} bytes as RFC 8785 canonical JSON",
+    ),
 }
 
 

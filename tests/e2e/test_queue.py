@@ -315,7 +315,10 @@ def test_an_expired_request_is_never_approved(gate: Gate, people: People) -> Non
         assert controller.metric("approvalgate_approvals_total", outcome="expired") >= (
             expired_before + 1
         )
-        # a resync or two later: still Expired, still no run
+        # a resync or two later: still Expired, still no run (a resync looks again at pending
+        # requests only, a decided one is history: one is filed so that resyncs show)
+        tick = unique("q-tick")
+        people.request(tick)
         reconciles = controller.metric("approvalgate_controller_reconciles_total", kind="request")
         eventually(
             "two more resyncs",
@@ -326,6 +329,7 @@ def test_an_expired_request_is_never_approved(gate: Gate, people: People) -> Non
         )
         assert phase(gate, name) == "Expired"
         assert runs_named(gate, name) == []
+        people.run("requester", "cancel", f"{ENFORCED}/{tick}")  # unless already expired
 
 
 def test_a_cancelled_request_creates_nothing(gate: Gate, people: People) -> None:

@@ -26,6 +26,8 @@ import pytest
 import yaml
 
 from approvalgate.approvals import records, view
+from approvalgate.approvals.digest import spec_digest
+from approvalgate.approvals.gates import MAX_PENDING_REQUESTS
 from tests.e2e.controlplane import CONTROLLER, ControlPlane
 from tests.e2e.gate import (
     ENFORCED,
@@ -715,3 +717,72 @@ def test_a_git_kept_run_re_applied_after_delete_is_denied_as_a_replay(gate: Gate
     healed = argocd_apply()
     denied(healed, "already used", "approve it again")
     assert runs_named(gate, name) == []
+
+
+# --- availability: one namespace's flood of requests (fourth red-team pass) -----------------
+
+
+def _request_manifest(name: str, namespace: str, requester: str, label: str) -> dict[str, Any]:
+    run_obj: dict[str, Any] = yaml.safe_load(run_manifest(name, namespace))
+    del run_obj["metadata"]["namespace"]
+    return {
+        "apiVersion": f"{view.GROUP}/{view.VERSION}",
+        "kind": "ApprovalRequest",
+        "metadata": {"name": name, "namespace": namespace, "labels": {"e2e-flood": label}},
+        "spec": {
+            "requester": requester,
+            "environment": ENV,
+            "specDigest": spec_digest(run_obj["spec"]),
+            "run": run_obj,
+        },
+    }
+
+
+def test_a_requester_flooding_the_queue_is_refused_past_the_pending_bound_and_nobody_else(
+    gate: Gate,
+) -> None:
+    """The chart's requester role creates requests without limit; each is reconciled by the
+    controller and was held whole by every webhook worker. Past MAX_PENDING_REQUESTS of hers
+    pending in her namespace the webhook (its watch-fed count) denies her next one naming the
+    bound; another requester's request there is still admitted, and so is her cancel."""
+    label = unique("flood")
+    pending = sum(
+        1
+        for r in items(gate, "approvalrequests")
+        if view.is_pending(r) and view.requester_of(r) == REQUESTER
+    )  # her requests of other tests count too
+    flood = [
+        _request_manifest(f"{label}-{i}", ENFORCED, REQUESTER, label)
+        for i in range(MAX_PENDING_REQUESTS - pending)
+    ]
+    try:
+        made = create(gate, json.dumps({"apiVersion": "v1", "kind": "List", "items": flood}))
+        assert made.returncode == 0, made.stderr[-2000:]
+        extra = json.dumps(_request_manifest(f"{label}-extra", ENFORCED, REQUESTER, label))
+
+        def refused() -> subprocess.CompletedProcess[str] | None:
+            done = create(gate, extra)  # admitted until the view has seen the whole flood
+            if done.returncode == 0:
+                gate.kubectl("admin", "delete", "approvalrequest", f"{label}-extra", "-n", ENFORCED)
+                return None
+            return done
+
+        done = eventually("the pending bound", refused)
+        assert 'webhook "gates.approvalgate.proompteng.ai" denied' in done.stderr, done.stderr
+        assert (
+            f"{REQUESTER!r} already has {MAX_PENDING_REQUESTS} pending ApprovalRequests in "
+            f"namespace {ENFORCED}" in done.stderr
+        ), done.stderr
+        assert f"approvalgate cancel {ENFORCED}/NAME" in done.stderr
+        colleague = _request_manifest(f"{label}-other", ENFORCED, "admin", label)
+        made = create(gate, json.dumps(colleague), user="admin")
+        assert made.returncode == 0, made.stderr
+        cancel = gate.kubectl(
+            REQUESTER, "patch", "approvalrequest", flood[0]["metadata"]["name"], "-n", ENFORCED,
+            "--type=merge", "-p", '{"spec": {"cancelled": true}}',
+        )  # fmt: skip
+        assert cancel.returncode == 0, cancel.stderr
+    finally:
+        gate.kubectl(
+            "admin", "delete", "approvalrequests", "-l", f"e2e-flood={label}", "-n", ENFORCED
+        )

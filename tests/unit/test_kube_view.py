@@ -192,6 +192,11 @@ class Fed:
             ours = sorted(u.name for u in self.index.uses_of(statement))
             assert ours == sorted(u.name for u in view.uses_of(statement)), statement
         assert set(self.index._by_statement) == set(view.uses)
+        for namespace in {ns for ns, _ in view.requests} | {"ns-absent"}:
+            for requester in ("requester", "other", ""):
+                ours_pending = self.index.pending_requests(namespace, requester)
+                assert ours_pending == view.pending_requests(namespace, requester)
+        assert all(self.index._pending.values())  # no empty leftovers
         for namespace, uid in set(view.runs) | {("ns-a", "absent")}:
             ours_use = self.index.use_of_run(namespace, uid)
             theirs = view.use_of_run(namespace, uid)
@@ -319,7 +324,7 @@ def test_requests_by_name() -> None:
     fed = Fed()
     made = request("ns-a", "run")
     fed.event(REQUEST, "ADDED", made)
-    assert fed.index.request("ns-a", "run") is made
+    assert fed.index.request("ns-a", "run") == made  # a summary: all there is of it
     assert fed.index.request("ns-b", "run") is None
     fed.event(REQUEST, "DELETED", made)
     assert fed.index.request("ns-a", "run") is None
@@ -567,6 +572,15 @@ def test_any_sequence_of_changes_and_relists_agrees_with_a_view_built_from_the_s
             bound,
         )
 
+    def some_request() -> dict[str, Any]:
+        made = request(rng.choice(namespaces), rng.choice(requests))
+        made["spec"]["cancelled"] = rng.random() < 0.2
+        made["spec"]["requester"] = rng.choice(["requester", "other"])
+        phase = rng.choice([None, "Pending", "Approved", "Submitted", "Expired", "Cancelled"])
+        if phase is not None:
+            made["status"] = {"phase": phase}
+        return made
+
     def platform(kind: str) -> Callable[[str], dict[str, Any]]:
         def spec() -> dict[str, Any]:
             if kind == AGENT and rng.random() < 0.8:
@@ -578,7 +592,7 @@ def test_any_sequence_of_changes_and_relists_agrees_with_a_view_built_from_the_s
     makers = {
         DECISION: some_decision,
         USE: some_use,
-        REQUEST: lambda name: request(rng.choice(namespaces), rng.choice(requests)),
+        REQUEST: lambda name: some_request(),
         **{kind: platform(kind) for kind in OBJECT_RESOURCES},
     }
     for _ in range(300):
