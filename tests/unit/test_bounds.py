@@ -17,6 +17,8 @@ from typing import Any
 
 import pytest
 import rfc8785
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from kubernetes import client as k8s
 
 from approvalgate.approvals import digest as digest_module
@@ -143,6 +145,51 @@ def test_the_size_probe_looks_at_no_more_than_its_limit() -> None:
     assert not smaller_than({"a": big}, 100)
     assert Counted.reads == 0  # refused on its length, its items never walked
     assert not smaller_than({"k": "a" * 200}, 100)
+
+
+def _probe_cost(value: object) -> int:
+    """What :func:`smaller_than` counts, written plainly: a node 1, a string or key its
+    length, a container its length, recursively."""
+    if isinstance(value, str):
+        return 1 + len(value)
+    if isinstance(value, dict):
+        keys = sum(len(k) if isinstance(k, str) else 1 for k in value)
+        return 1 + len(value) + keys + sum(_probe_cost(v) for v in value.values())
+    if isinstance(value, list | tuple):
+        return 1 + len(value) + sum(_probe_cost(v) for v in value)
+    return 1
+
+
+class _Text(str):
+    pass
+
+
+class _Map(dict[str, Any]):
+    pass
+
+
+_leaves = st.one_of(
+    st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False),
+    st.text(max_size=30), st.text(max_size=10).map(_Text),
+)  # fmt: skip
+_trees = st.recursive(
+    _leaves,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=6),
+        st.lists(inner, max_size=4).map(tuple),
+        st.dictionaries(st.one_of(st.text(max_size=8), st.integers()), inner, max_size=6),
+        st.dictionaries(st.text(max_size=8), inner, max_size=4).map(_Map),
+    ),
+    max_leaves=40,
+)
+
+
+@given(value=_trees, limit=st.integers(min_value=0, max_value=400))
+@settings(max_examples=400, deadline=None)
+def test_the_size_probe_answers_as_its_plain_definition(value: object, limit: int) -> None:
+    """The probe's fast path (exact types told by ``type() is``, plain leaves counted where
+    they sit) gives the answer of the plain recursive count, subclasses included."""
+    assert smaller_than(value, limit) == (_probe_cost(value) <= limit)
 
 
 def test_a_large_spec_is_never_kept_or_repr_d_for_the_memo(
