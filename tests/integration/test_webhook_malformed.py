@@ -86,7 +86,9 @@ def test_body_over_the_limit_is_413_when_chunked(server: ServerThread) -> None:
 
 
 def test_update_with_object_and_old_object_fits_the_default_limit(client: Client) -> None:
-    """3 MiB is sized for UPDATE: object and oldObject of 1.4 MB each still get a verdict."""
+    """3 MiB is sized for UPDATE: object and oldObject of 1.4 MB each still get a verdict
+    (read whole, not refused as too large; the spec is past the digest's bound,
+    ``digest.MAX_SPEC_BYTES``, so the verdict is that denial)."""
     request = agentrun_request(operation="UPDATE")
     big = "y" * 1_400_000
     request["object"]["spec"]["parameters"]["prompt"] = big
@@ -96,7 +98,8 @@ def test_update_with_object_and_old_object_fits_the_default_limit(client: Client
     assert 2_800_000 < len(body) < DEFAULT_MAX_BODY_BYTES
     response = client.post(body).response
     assert response["allowed"] is False
-    assert response["auditAnnotations"]["reason"] == "missing-approvals"
+    assert response["auditAnnotations"]["reason"] == "undigestable-spec"
+    assert "larger than 262144 bytes" in response["status"]["message"]
 
 
 def test_100k_deep_nesting_is_400_and_the_worker_survives(client: Client) -> None:
