@@ -170,7 +170,7 @@ def use_object(
             "labels": {"gates.proompteng.ai/run": _label_value(str(meta.get("name") or ""))},
         },
         "spec": {
-            "run": {"name": str(meta.get("name") or ""), "uid": str(meta["uid"])},
+            "run": _run_ref(meta),
             "environment": bundle.environment,
             "specDigest": bundle.spec_digest(run.get("spec")),
             "statements": list(statements),
@@ -178,6 +178,21 @@ def use_object(
             "references": dict(sorted(references.items())),
         },
     }
+
+
+def _run_ref(meta: Mapping[str, Any]) -> dict[str, str]:
+    """The run a use records: name, uid, and the ApprovalRequest it was created from
+    (``requestUid``, where the run names one): the request's "a run was created" outlives
+    the run, so a run used and deleted before its request's status said Submitted is
+    never created again (:func:`controller.reconcile.plan_request`, rule 2)."""
+    ref = {"name": str(meta.get("name") or ""), "uid": str(meta["uid"])}
+    annotations = meta.get("annotations")
+    request_uid = (
+        annotations.get(view.REQUEST_UID_ANNOTATION) if isinstance(annotations, Mapping) else None
+    )
+    if isinstance(request_uid, str) and request_uid:
+        ref["requestUid"] = request_uid
+    return ref
 
 
 def finalizer_patch(run: Mapping[str, Any]) -> list[dict[str, Any]] | None:

@@ -40,6 +40,7 @@ from approvalgate.controller.reconcile import (
     RequestPlan,
     Transition,
     plan_request,
+    request_uid,
     wait_seconds,
 )
 from approvalgate.controller.workqueue import WorkQueue
@@ -286,6 +287,7 @@ class Controller:
         run = self.caches.get(AGENT_RUNS, namespace, name)
         decisions = len(current.records_for(namespace, name))
         error, permanent = self._create_errors.get(key, ("", False))
+        use = current.use_of_request(namespace, request_uid(request))
         plan = plan_request(
             request,
             verdict,
@@ -294,6 +296,7 @@ class Controller:
             decisions=decisions,
             create_error=error,
             create_refused=error if permanent else "",
+            use=use,
         )
         request = self._write_status(request, plan, now)
         if plan.create is not None:

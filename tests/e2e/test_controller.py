@@ -391,7 +391,11 @@ def test_two_approvals_create_the_run_once_and_the_request_tells_the_story(
 
     # the ledger: the run's use, then on delete the finalizer goes once the use settled
     use = eventually("the use is recorded", lambda: get(client, APPROVAL_USES, meta["uid"]))
-    assert use["spec"]["run"] == {"name": name, "uid": meta["uid"]}
+    assert use["spec"]["run"] == {
+        "name": name,
+        "uid": meta["uid"],
+        "requestUid": request["metadata"]["uid"],
+    }
     assert len(use["spec"]["statements"]) == 2
     client.request("delete", "DELETE", AGENT_RUNS.path(NS, name))
     eventually("the run is gone", lambda: not runs_named(client, name))
@@ -897,3 +901,56 @@ def test_killed_between_deciding_and_creating_a_restart_creates_the_run_once(
     eventually("Submitted", lambda: phase(client, name) == "Submitted")
     assert len(runs_named(client, name)) == 1
     assert second.metric("approvalgate_controller_runs_created_total") == 1
+
+
+def test_a_run_created_and_gone_before_its_status_was_written_is_never_created_again(
+    plane: ControlPlane, client: Client, controllers: Callable[..., Controller]
+) -> None:
+    """The controller creates the run, but its Submitted write keeps failing; the run is
+    used (its ApprovalUse recorded) and deleted meanwhile. The request must not go back to
+    Pending, where its used approvals no longer count and fresh ones (the approvers asked
+    again by the "needs you" notice) would create the run a second time: the run's use names
+    the request it was created from, and the request is Submitted, the run it made named."""
+    probe = create_request(client, "probe-gone")
+    _lose_submitted_writes(plane, True)
+    try:
+        eventually("the policy refuses Submitted", lambda: _submitted_write_refused(client, probe))
+        one = controllers("gone-0")
+        eventually("gone-0 leads", one.leading)
+        name = "gone"
+        request = create_request(client, name)
+        approve_twice(client, name)
+        [run] = eventually("the run is created", lambda: runs_named(client, name))
+        uid = run["metadata"]["uid"]
+        eventually("its Submitted write was refused", lambda: LOST in one.log())
+        use = eventually("the run's use is recorded", lambda: get(client, APPROVAL_USES, uid))
+        client.request("delete", "DELETE", AGENT_RUNS.path(NS, name))
+        eventually("the run is gone (its use settled)", lambda: not runs_named(client, name))
+        looked = one.metric("approvalgate_controller_reconciles_total", 'kind="request"')
+        eventually(
+            "the request looked at again without the run",
+            lambda: (
+                one.metric("approvalgate_controller_reconciles_total", 'kind="request"')
+                >= looked + 4
+            ),
+        )
+        assert phase(client, name) == "Approved"  # Submitted, had the write not been refused
+    finally:
+        _lose_submitted_writes(plane, False)
+    eventually("Submitted writes pass", lambda: not _submitted_write_refused(client, probe))
+    eventually("Submitted", lambda: phase(client, name) == "Submitted")
+    status = get(client, APPROVAL_REQUESTS, name)["status"]  # type: ignore[index]
+    assert status["run"] == {"name": name, "uid": uid}
+    # the approvers approve again: the request is history, nothing is created
+    approve_twice(client, name)
+    looked = one.metric("approvalgate_controller_reconciles_total", 'kind="request"')
+    eventually(
+        "two resyncs",
+        lambda: (
+            one.metric("approvalgate_controller_reconciles_total", 'kind="request"') >= looked + 4
+        ),
+    )
+    assert runs_named(client, name) == []
+    assert phase(client, name) == "Submitted"
+    assert one.metric("approvalgate_controller_runs_created_total") == 1
+    assert use["spec"]["run"]["requestUid"] == request["metadata"]["uid"]
