@@ -111,7 +111,10 @@ class Controller:
                 attempts=config.notify_attempts,
                 on_result=self._notified,
             )
-        self._create_errors: dict[Key, tuple[str, bool]] = {}
+        self._create_errors: dict[Key, tuple[str, str, bool]] = {}
+        """Per request key: the uid of the request whose last create failed, why, and
+        whether the API server refused the run itself. Kept with the uid: a request made
+        again under the name is another request, and neither inherits the other's."""
         self._expiring_sent: set[str] = set()
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -286,7 +289,9 @@ class Controller:
         verdict = evaluate_request(request, bundle, now, current, courier=self.username())
         run = self.caches.get(AGENT_RUNS, namespace, name)
         decisions = len(current.records_for(namespace, name))
-        error, permanent = self._create_errors.get(key, ("", False))
+        failed_uid, error, permanent = self._create_errors.get(key, ("", "", False))
+        if failed_uid != request_uid(request):
+            error, permanent = "", False
         use = current.use_of_request(namespace, request_uid(request))
         plan = plan_request(
             request,
@@ -302,7 +307,7 @@ class Controller:
         if plan.create is not None:
             created, error, permanent = self._create_run(plan.create, bundle)
             if created is None:
-                self._create_errors[key] = (error, permanent)
+                self._create_errors[key] = (request_uid(request), error, permanent)
                 replan = plan_request(
                     request,
                     verdict,

@@ -245,7 +245,9 @@ def run_manifest(name: str) -> dict[str, Any]:
     }
 
 
-def create_request(client: Client, name: str) -> dict[str, Any]:
+def create_request(
+    client: Client, name: str, labels: dict[str, str] | None = None
+) -> dict[str, Any]:
     from approvalgate.approvals.digest import spec_digest
 
     body = {
@@ -261,7 +263,7 @@ def create_request(client: Client, name: str) -> dict[str, Any]:
             "run": {
                 "apiVersion": "agents.proompteng.ai/v1alpha1",
                 "kind": "AgentRun",
-                "metadata": {"name": name, "labels": {"team": "lab"}},
+                "metadata": {"name": name, "labels": labels or {"team": "lab"}},
                 "spec": RUN_SPEC,
             },
         },
@@ -733,7 +735,13 @@ REFUSED = "e2e: the controller dies before its create"
 
 
 def _policy(
-    plane: ControlPlane, name: str, rule: dict[str, Any], expression: str, message: str, on: bool
+    plane: ControlPlane,
+    name: str,
+    rule: dict[str, Any],
+    expression: str,
+    message: str,
+    on: bool,
+    reason: str = "Forbidden",
 ) -> None:
     """A ValidatingAdmissionPolicy (CEL, inside the API server) and its binding: a fault
     placed exactly where the controller must survive one."""
@@ -745,9 +753,7 @@ def _policy(
             "spec": {
                 "failurePolicy": "Fail",
                 "matchConstraints": {"resourceRules": [{"apiVersions": ["*"], **rule}]},
-                "validations": [
-                    {"expression": expression, "message": message, "reason": "Forbidden"}
-                ],
+                "validations": [{"expression": expression, "message": message, "reason": reason}],
             },
         },
         {
@@ -954,3 +960,65 @@ def test_a_run_created_and_gone_before_its_status_was_written_is_never_created_a
     assert phase(client, name) == "Submitted"
     assert one.metric("approvalgate_controller_runs_created_total") == 1
     assert use["spec"]["run"]["requestUid"] == request["metadata"]["uid"]
+
+
+INVALID = "e2e: the run is invalid (HTTP 422)"
+
+
+def _steal_the_lease(client: Client) -> None:
+    """Another holder writes the Lease, renewed now: the leader cannot renew and steps
+    down; once that holder stops renewing (4 s), the controller leads again."""
+    lease = get(client, LEASES, LEASE)
+    assert lease is not None
+    now = records.now_utc().strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    lease["spec"] = {
+        **lease["spec"],
+        "holderIdentity": "thief",
+        "renewTime": now,
+        "acquireTime": now,
+        "leaseDurationSeconds": 4,
+    }
+    client.request("steal the lease", "PUT", LEASES.path(NS, LEASE), body=lease)
+
+
+def test_a_request_made_again_under_the_name_of_a_refused_one_is_created(
+    plane: ControlPlane, client: Client, controllers: Callable[..., Controller]
+) -> None:
+    """The API server refuses request A's run as invalid (HTTP 422): A is Failed. The
+    controller loses the Lease for a moment (another holder); meanwhile an admin deletes A
+    and the requester files B under the same name with the run fixed, and B is approved.
+    Leading again, the controller creates B's run: it remembered A's refusal by name and
+    failed B with it, never trying (approved, never created)."""
+    rule = {
+        "apiGroups": ["agents.proompteng.ai"],
+        "operations": ["CREATE"],
+        "resources": ["agentruns"],
+    }
+    invalid = "!has(object.metadata.labels) || !('e2e-invalid' in object.metadata.labels)"
+    _policy(plane, "e2e-invalid-runs", rule, invalid, INVALID, True, reason="Invalid")
+    try:
+        one = controllers("remade-0")
+        eventually("remade-0 leads", one.leading)
+        name = "remade"
+        first = create_request(client, name, {"e2e-invalid": "yes"})
+        approve_twice(client, name)
+        eventually("A is Failed", lambda: phase(client, name) == "Failed")
+        status = get(client, APPROVAL_REQUESTS, name)["status"]  # type: ignore[index]
+        assert status["reason"] == "CreateFailed" and INVALID in status["message"]
+        _steal_the_lease(client)
+        eventually("remade-0 steps down", lambda: not one.leading())
+        client.request("delete A", "DELETE", APPROVAL_REQUESTS.path(NS, name))
+        second = create_request(client, name)
+        assert second["metadata"]["uid"] != first["metadata"]["uid"]
+        approve_twice(client, name)
+        eventually("remade-0 leads again", one.leading)
+        eventually("B is Submitted", lambda: phase(client, name) in ("Submitted", "Failed"))
+        status = get(client, APPROVAL_REQUESTS, name)["status"]  # type: ignore[index]
+        assert (status["phase"], status["reason"]) == ("Submitted", "RunCreated"), status
+        [run] = runs_named(client, name)
+        assert (
+            run["metadata"]["annotations"][view.REQUEST_UID_ANNOTATION]
+            == (second["metadata"]["uid"])
+        )
+    finally:
+        _policy(plane, "e2e-invalid-runs", rule, invalid, INVALID, False, reason="Invalid")
