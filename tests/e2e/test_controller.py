@@ -1022,3 +1022,50 @@ def test_a_request_made_again_under_the_name_of_a_refused_one_is_created(
         )
     finally:
         _policy(plane, "e2e-invalid-runs", rule, invalid, INVALID, False, reason="Invalid")
+
+
+def test_a_leader_frozen_mid_work_and_thawed_after_a_takeover_creates_nothing_twice(
+    client: Client, controllers: Callable[..., Controller]
+) -> None:
+    """The leader is frozen (SIGSTOP: a stalled node, a long pause) while it works through
+    a batch, its Lease runs out, the other replica takes over and finishes; then the first
+    is thawed mid-reconcile, still believing for a moment that it leads. Every request has
+    one run, the one its status names: the fixed name fences the creates, the status's
+    resourceVersion fences the writes."""
+    first, second = controllers("frozen-a"), controllers("frozen-b")
+    leader = eventually(
+        "one of them leads", lambda: [c for c in (first, second) if c.leading()] or None
+    )
+    [old] = leader
+    new = second if old is first else first
+    names = [f"frozen-{i}" for i in range(8)]
+    for name in names:
+        create_request(client, name)
+        approve_twice(client, name)
+    eventually("some work done", lambda: any(runs_named(client, n) for n in names) or None)
+    assert old.process is not None
+    old.process.send_signal(signal.SIGSTOP)
+    try:
+        eventually("the other takes over", new.leading)
+        for name in names:
+            eventually(f"{name} Submitted", lambda name=name: phase(client, name) == "Submitted")
+    finally:
+        old.process.send_signal(signal.SIGCONT)
+    eventually("the thawed one steps down", lambda: not old.leading())
+    looked = new.metric("approvalgate_controller_reconciles_total", 'kind="request"')
+    eventually(
+        "two resyncs after the thaw",
+        lambda: (
+            new.metric("approvalgate_controller_reconciles_total", 'kind="request"')
+            >= looked + 2 * len(names)
+        ),
+    )
+    for name in names:
+        [run] = runs_named(client, name)
+        status = get(client, APPROVAL_REQUESTS, name)["status"]  # type: ignore[index]
+        assert (status["phase"], status["run"]) == (
+            "Submitted",
+            {"name": name, "uid": run["metadata"]["uid"]},
+        )
+    created = sum(c.metric("approvalgate_controller_runs_created_total") for c in (old, new))
+    assert created == len(names)

@@ -791,3 +791,24 @@ def test_a_run_created_used_and_gone_before_submitted_was_written_is_never_creat
         elsewhere = dataclasses.replace(use, run_name=name, request_uid=uid)
         plan = plan_request(req, fresh, None, NOW, use=elsewhere)
         assert plan.create is not None, (name, uid)
+
+
+def test_a_quorum_within_the_clock_skew_of_the_expiry_is_expired_never_created() -> None:
+    """The request expires at its creation (the API server's clock) plus the timeout; the
+    controller reads its own clock, which may be behind by up to the bundle's
+    clockSkewSeconds. A quorum reached 30 s before the expiry by the controller's clock may
+    be 30 s after it by the API server's: Expired, nothing created (expiry is never an
+    approval, on any clock the bundle allows)."""
+    expiry = CREATED + timedelta(seconds=86400)
+    at = expiry - timedelta(seconds=30)
+    assert BUNDLE.clock_skew > timedelta(seconds=30)
+    req = request(phase="Pending")
+    verdict, _ = verdict_of(req, decision("alice", at=at), decision("bob", at=at), now=at)
+    plan = plan_request(req, verdict, None, at)
+    assert plan.create is None
+    assert plan.status is not None
+    assert (plan.status["phase"], plan.status["reason"]) == ("Expired", "TimedOut")
+    # beyond the skew before the expiry, the quorum creates the run
+    early = expiry - BUNDLE.clock_skew - timedelta(seconds=1)
+    verdict, _ = verdict_of(req, decision("alice", at=early), decision("bob", at=early), now=early)
+    assert plan_request(req, verdict, None, early).create is not None

@@ -18,7 +18,7 @@ import pytest
 from approvalgate.approvals import view
 from approvalgate.controller.config import ControllerConfig
 from approvalgate.controller.manager import Controller, Retry
-from approvalgate.kube.errors import KubeError
+from approvalgate.kube.errors import KubeError, UnreachableError
 from approvalgate.kube.resources import AGENT_RUNS, APPROVAL_REQUESTS
 from tests.unit.test_controller_reconcile import BUNDLE, NAME, NOW, NS, decision, request
 
@@ -30,6 +30,8 @@ class StubServer:
 
     def __init__(self) -> None:
         self.refuse_creates: KubeError | None = None
+        self.lose_answers = 0
+        """Store that many creates, then answer them as a connection lost would."""
         self.created: list[dict[str, Any]] = []
         self.statuses: list[dict[str, Any]] = []
 
@@ -43,9 +45,18 @@ class StubServer:
         if method == "POST" and path == AGENT_RUNS.path(NS):
             if self.refuse_creates is not None:
                 raise self.refuse_creates
+            name = body["metadata"]["name"]
+            if any(run["metadata"]["name"] == name for run in self.created):
+                raise KubeError(f"agentruns {name!r} already exists", status=409)
             body["metadata"]["uid"] = f"run-uid-{len(self.created)}"
             self.created.append(body)
+            if self.lose_answers:
+                self.lose_answers -= 1
+                raise UnreachableError("the connection broke while creating the run")
             return body
+        if method == "GET" and path.startswith(AGENT_RUNS.path(NS) + "/"):
+            name = path.rsplit("/", 1)[1]
+            return next((r for r in self.created if r["metadata"]["name"] == name), None)
         if method == "POST":  # events
             return body
         raise AssertionError(f"unexpected {method} {path}")
@@ -119,3 +130,29 @@ def test_a_transient_failure_of_one_request_is_not_said_of_the_next_of_its_name(
     assert len(server.created) == 1
     assert [s["phase"] for s in server.statuses] == ["Approved", "Submitted"]
     assert all("busy" not in s["message"] for s in server.statuses), server.statuses
+
+
+def test_a_create_stored_whose_answer_was_lost_is_adopted_not_made_again() -> None:
+    """The API server stored the run but its answer never came (a broken connection, a
+    timeout): the request stays Approved and is retried; the retry's create answers
+    AlreadyExists, the run found carries the request's uid, and the request is Submitted
+    with it. One run, while the caches have not seen it yet."""
+    server = StubServer()
+    req = request(phase="Pending", reason="WaitingForApprovals")
+    decisions = [decision("alice"), decision("bob")]
+    objects: dict[tuple[str, str, str], Any] = {(APPROVAL_REQUESTS.plural, NS, NAME): req}
+    worker = controller(server, objects)
+    current = view.StaticView.build(requests=[req], decisions=decisions)
+    server.lose_answers = 1
+    with pytest.raises(Retry):
+        worker.reconcile_request(NS, NAME, BUNDLE, current)
+    assert len(server.created) == 1
+    assert (server.statuses[-1]["phase"], server.statuses[-1]["reason"]) == (
+        "Approved",
+        "CreateFailed",
+    )
+    objects[APPROVAL_REQUESTS.plural, NS, NAME] = {**req, "status": server.statuses[-1]}
+    worker.reconcile_request(NS, NAME, BUNDLE, current)  # the run is not in the cache yet
+    [run] = server.created
+    assert server.statuses[-1]["phase"] == "Submitted"
+    assert server.statuses[-1]["run"] == {"name": NAME, "uid": run["metadata"]["uid"]}
