@@ -47,6 +47,7 @@ from tests.support.paths import ROOT, UPSTREAM_AGENTS, crd_files
 from tests.support.tools import unavailable
 
 from .controlplane import ControlPlane, ControlPlaneError, locate_binaries
+from .faultproxy import DropCreateAnswers
 
 CHART_CRDS = ROOT / "charts" / "approvalgate" / "files" / "crds"
 
@@ -118,6 +119,8 @@ class Controller:
     work: Path
     identity: str
     extra: tuple[str, ...] = ()
+    kubeconfig: Path | None = None
+    """Another kubeconfig than the admin's (one through a fault proxy)."""
     metrics_port: int = field(default_factory=_free_port)
     health_port: int = field(default_factory=_free_port)
     process: subprocess.Popen[bytes] | None = None
@@ -138,7 +141,7 @@ class Controller:
                     str(self.bundle),
                     *bundle_signing.cli_args(self.work),
                     "--kubeconfig",
-                    str(self.plane.kubeconfig("admin")),
+                    str(self.kubeconfig or self.plane.kubeconfig("admin")),
                     "--lease-namespace",
                     NS,
                     "--lease-name",
@@ -209,8 +212,8 @@ def controllers(
 ) -> Iterator[Callable[..., Controller]]:
     started: list[Controller] = []
 
-    def start(identity: str, *extra: str) -> Controller:
-        process = Controller(plane, bundle, tmp_path, identity, tuple(extra)).start()
+    def start(identity: str, *extra: str, kubeconfig: Path | None = None) -> Controller:
+        process = Controller(plane, bundle, tmp_path, identity, tuple(extra), kubeconfig).start()
         started.append(process)
         return process
 
@@ -1069,3 +1072,29 @@ def test_a_leader_frozen_mid_work_and_thawed_after_a_takeover_creates_nothing_tw
         )
     created = sum(c.metric("approvalgate_controller_runs_created_total") for c in (old, new))
     assert created == len(names)
+
+
+def test_a_create_the_api_server_stored_whose_answer_was_lost_makes_one_run(
+    plane: ControlPlane, client: Client, controllers: Callable[..., Controller], tmp_path: Path
+) -> None:
+    """The controller's create reaches the API server, which stores the run, and its answer
+    is lost (a proxy on 127.0.0.1 resets the connection instead): the controller cannot tell
+    whether the create happened. It retries; the run found carries the request's uid and is
+    adopted. One run, the request Submitted with it."""
+    with DropCreateAnswers(plane.server, plane.ca_file) as proxy:
+        through = proxy.kubeconfig(plane.kubeconfig("admin"), tmp_path / "through-proxy.json")
+        one = controllers("lost-0", kubeconfig=through)
+        eventually("lost-0 leads", one.leading)
+        proxy.arm(1)
+        name = "lost-answer"
+        request = create_request(client, name)
+        approve_twice(client, name)
+        eventually("Submitted", lambda: phase(client, name) == "Submitted")
+        assert [line.split(" ", 2)[1] for line in proxy.dropped] == ["201"]  # it was stored
+        assert "creating the run failed" in one.log()  # and the controller saw no answer
+    [run] = runs_named(client, name)
+    assert (
+        run["metadata"]["annotations"][view.REQUEST_UID_ANNOTATION] == (request["metadata"]["uid"])
+    )
+    status = get(client, APPROVAL_REQUESTS, name)["status"]  # type: ignore[index]
+    assert status["run"] == {"name": name, "uid": run["metadata"]["uid"]}
