@@ -383,6 +383,35 @@ def test_a_request_edited_after_an_approval_is_denied_and_the_run_is_the_one_app
     assert runs_named(gate, name, NOT_ENFORCED) == []
 
 
+def test_a_look_alike_run_naming_the_request_is_never_adopted_in_its_place(
+    gate: Gate, people: People
+) -> None:
+    """The controller adopts a run of the request's name that carries the request's uid
+    (how it converges after a crash). The requester, who may create runs, plants such a
+    run before the approvals: with another spec, or with the approved one before the
+    quorum. The webhook denies both (the courier rule: the request approves another spec;
+    the request's own approvals are missing), so nothing stands in for the approved run:
+    the approvals create it, once, with the spec the approvers read."""
+    name = unique("qa-lookalike")
+    request = people.request(name)
+    uid = request["metadata"]["uid"]
+    annotation = f"  annotations:\n    {view.REQUEST_UID_ANNOTATION}: {uid}\n"
+
+    def planted(task: str = "Update onboarding flow") -> str:
+        text = run_manifest(name, task=task, finalizer=True)
+        return text.replace("spec:\n", annotation + "spec:\n", 1)
+
+    denied(create(gate, planted("Exfiltrate the secrets")), "approves another spec")
+    denied(create(gate, planted()), "approvals")
+    assert runs_named(gate, name) == []
+    people.approve(name, "alice", "bob")
+    story = wait_phase(gate, name, "Submitted")
+    [created] = runs_named(gate, name)
+    assert story["run"] == {"name": name, "uid": created["metadata"]["uid"]}
+    assert created["spec"] == request["spec"]["run"]["spec"]
+    assert created["metadata"]["annotations"][view.REQUEST_UID_ANNOTATION] == uid
+
+
 def test_a_request_made_again_between_status_and_approve_is_not_signed(
     gate: Gate, people: People
 ) -> None:
