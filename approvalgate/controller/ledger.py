@@ -225,10 +225,20 @@ def decision_expired(obj: Mapping[str, Any], now: datetime, bundle: Bundle | Non
     return parsed[0].claim.expires_at <= now
 
 
-def use_expired(obj: Mapping[str, Any], now: datetime, live_runs: frozenset[str]) -> bool:
-    """The ApprovalUse's records have all expired and its run (uid) is gone."""
+def use_expired(
+    obj: Mapping[str, Any],
+    now: datetime,
+    live_runs: frozenset[str],
+    undecided_requests: frozenset[str] = frozenset(),
+) -> bool:
+    """The ApprovalUse's records have all expired, its run (uid) is gone, and the request
+    its run was created from (if any) is not in ``undecided_requests`` (uids of requests
+    there whose status is not terminal yet): until that request says Submitted, the use is
+    its only memory of the run (:func:`controller.reconcile.plan_request`, rule 2)."""
     use = view.Use.of(obj)
     if use is None or use.expires_at is None:
+        return False
+    if use.request_uid and use.request_uid in undecided_requests:
         return False
     return use.expires_at <= now and use.run_uid not in live_runs
 

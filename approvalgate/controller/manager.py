@@ -29,7 +29,7 @@ from typing import Any, Final
 
 from approvalgate.approvals import records, view
 from approvalgate.approvals.bundle import Bundle
-from approvalgate.approvals.queue import QueueVerdict, evaluate_request
+from approvalgate.approvals.queue import TERMINAL, QueueVerdict, evaluate_request
 from approvalgate.controller import announce, ledger
 from approvalgate.controller.caches import Caches
 from approvalgate.controller.config import ControllerConfig
@@ -575,6 +575,11 @@ class Controller:
             str((run.get("metadata") or {}).get("uid") or "")
             for run in self.caches.objects(AGENT_RUNS)
         )
+        undecided = frozenset(
+            str((request.get("metadata") or {}).get("uid") or "")
+            for request in self.caches.objects(APPROVAL_REQUESTS)
+            if str((request.get("status") or {}).get("phase") or "") not in TERMINAL
+        )
         deleted = 0
         candidates = [
             (APPROVAL_DECISIONS, "decision", obj)
@@ -583,7 +588,7 @@ class Controller:
         ] + [
             (APPROVAL_USES, "use", obj)
             for obj in self.caches.objects(APPROVAL_USES)
-            if ledger.use_expired(obj, now, live)
+            if ledger.use_expired(obj, now, live, undecided)
         ]
         for resource, kind, obj in candidates[:budget]:
             self._guard()

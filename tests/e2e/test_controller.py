@@ -1098,3 +1098,64 @@ def test_a_create_the_api_server_stored_whose_answer_was_lost_makes_one_run(
     )
     status = get(client, APPROVAL_REQUESTS, name)["status"]  # type: ignore[index]
     assert status["run"] == {"name": name, "uid": run["metadata"]["uid"]}
+
+
+def test_the_use_of_a_gone_run_is_not_collected_before_its_request_says_submitted(
+    plane: ControlPlane, client: Client, controllers: Callable[..., Controller]
+) -> None:
+    """The state a run needing no approval leaves when the controller's Submitted write
+    keeps failing and the run is used and deleted: the request Approved, no run, the run's
+    use listing no approval and expired at once. The collector must keep that use (the
+    request's only memory of its run) until the request is Submitted; collected, the next
+    reconcile would create the run again (fresh approvals stand in for "none needed")."""
+    from datetime import timedelta
+
+    probe = create_request(client, "probe-kept")
+    _lose_submitted_writes(plane, True)
+    name = "kept"
+    try:
+        eventually("the policy refuses Submitted", lambda: _submitted_write_refused(client, probe))
+        request = create_request(client, name)
+        client.request(
+            "status",
+            "PUT",
+            APPROVAL_REQUESTS.path(NS, name) + "/status",
+            body={**request, "status": {"phase": "Approved", "reason": "Quorum"}},
+        )
+        gone = f"{request['metadata']['uid'][:8]}-gone-run-uid"
+        use = {
+            "apiVersion": view.API_VERSION,
+            "kind": "ApprovalUse",
+            "metadata": {"name": gone, "namespace": NS},
+            "spec": {
+                "run": {"name": name, "uid": gone, "requestUid": request["metadata"]["uid"]},
+                "environment": ENV,
+                "specDigest": "0" * 64,
+                "statements": [],
+                "expiresAt": records.format_time(records.now_utc() - timedelta(minutes=1)),
+            },
+        }
+        client.request("use", "POST", APPROVAL_USES.path(NS), body=use)
+        approve_twice(client, name)
+        one = controllers("kept-0", "--gc-interval", "1")
+        eventually("kept-0 leads", one.leading)
+        eventually("its Submitted write was refused", lambda: LOST in one.log())
+        looked = one.metric("approvalgate_controller_reconciles_total", 'kind="request"')
+        eventually(
+            "resyncs (each runs the collector)",
+            lambda: (
+                one.metric("approvalgate_controller_reconciles_total", 'kind="request"')
+                >= looked + 6
+            ),
+        )
+        assert get(client, APPROVAL_USES, gone) is not None  # kept: the request is Approved
+        assert runs_named(client, name) == []
+    finally:
+        _lose_submitted_writes(plane, False)
+    eventually("Submitted writes pass", lambda: not _submitted_write_refused(client, probe))
+    eventually("Submitted", lambda: phase(client, name) == "Submitted")
+    status = get(client, APPROVAL_REQUESTS, name)["status"]  # type: ignore[index]
+    assert status["run"] == {"name": name, "uid": gone}
+    eventually("collected once the request says so", lambda: not get(client, APPROVAL_USES, gone))
+    assert runs_named(client, name) == []
+    assert one.metric("approvalgate_controller_runs_created_total") == 0

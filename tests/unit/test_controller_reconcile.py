@@ -812,3 +812,17 @@ def test_a_quorum_within_the_clock_skew_of_the_expiry_is_expired_never_created()
     early = expiry - BUNDLE.clock_skew - timedelta(seconds=1)
     verdict, _ = verdict_of(req, decision("alice", at=early), decision("bob", at=early), now=early)
     assert plan_request(req, verdict, None, early).create is not None
+
+
+def test_the_use_of_a_gone_run_is_kept_while_its_request_has_not_recorded_it() -> None:
+    """The use is the request's memory of its run until the request says Submitted: a run
+    needing no approval has a use that expires at once, and collecting it while the
+    request's Submitted write still fails would let a later reconcile create the run
+    again. Kept while its request is there and not terminal; collected once it is."""
+    req = request(phase="Approved", reason="Quorum")
+    verdict, _ = verdict_of(req, decision("alice"), decision("bob"))
+    use = ledger.use_object(created_run(req, verdict), BUNDLE, NOW)
+    after = NOW + timedelta(hours=4)
+    assert ledger.use_expired(use, after, frozenset())
+    assert not ledger.use_expired(use, after, frozenset(), frozenset({UID}))
+    assert ledger.use_expired(use, after, frozenset(), frozenset({"another-request"}))
