@@ -169,7 +169,11 @@ def _evaluate(
         bypass = "; ".join(r.bypass_reason for r in results if r.reason == "bypass")
         why = "Bypassed" if bypass else "Quorum"
         message = f"bypassed: {bypass}" if bypass else _approved_message(approved)
-        if expires_at is not None and now >= expires_at:
+        # expires_at is the API server's creation time plus the timeout; our clock may be
+        # behind the API server's by up to clockSkewSeconds. Fail closed: a quorum within
+        # the skew of the expiry is Expired, never a run (a request still waiting expires
+        # at expires_at itself, below)
+        if expires_at is not None and now + bundle.clock_skew >= expires_at:
             return QueueVerdict("Expired", "TimedOut", _expired(expires_at), **common)
         return QueueVerdict("Approved", why, message, bypass_reason=bypass, run=manifest, **common)
     if "vetoed" in reasons:

@@ -70,6 +70,9 @@ class Use:
     references: Mapping[str, str] = field(default_factory=dict, hash=False)
     """The content the used records bound (``"ImplementationSpec/x"`` -> sha256): while the
     use lasts, a write giving that object other content is denied."""
+    request_uid: str = ""
+    """The ApprovalRequest the run was created from (``spec.run.requestUid``: "" when the
+    run names none, or an older controller recorded the use)."""
 
     @classmethod
     def of(cls, obj: Mapping[str, Any]) -> Use | None:
@@ -97,6 +100,7 @@ class Use:
             created=api_time(meta.get("creationTimestamp")),
             expires_at=api_time(spec.get("expiresAt")),
             references=bound,
+            request_uid=str(run.get("requestUid") or ""),
         )
 
     def live(self, now: datetime) -> bool:
@@ -216,6 +220,8 @@ class StaticView:
     """:attr:`decisions` with their creation times (a key missing here: times unknown)."""
     uses: Mapping[str, tuple[Use, ...]] = field(default_factory=dict)
     runs: Mapping[tuple[str, str], Use] = field(default_factory=dict)
+    requested: Mapping[tuple[str, str], Use] = field(default_factory=dict)
+    """Uses by ``(namespace, request uid)`` of the request their run was created from."""
     requests: Mapping[tuple[str, str], Mapping[str, Any]] = field(default_factory=dict)
     objects: Mapping[tuple[str, str, str], Mapping[str, Any]] = field(default_factory=dict)
     contents: Mapping[tuple[str, str, str], str] = field(default_factory=dict)
@@ -247,11 +253,14 @@ class StaticView:
         by_statement: dict[str, list[Use]] = {}
         by_uid: dict[tuple[str, str], Use] = {}
         by_ref: dict[tuple[str, str], list[Use]] = {}
+        by_request: dict[tuple[str, str], Use] = {}
         for obj in uses:
             use = Use.of(obj)
             if use is None:
                 continue
             by_uid[use.namespace, use.run_uid] = use
+            if use.request_uid:
+                by_request[use.namespace, use.request_uid] = use
             for statement in use.statements:
                 by_statement.setdefault(statement, []).append(use)
             for ref in use.references:
@@ -280,6 +289,7 @@ class StaticView:
             filed={k: tuple(v) for k, v in by_run.items()},
             uses={k: tuple(v) for k, v in by_statement.items()},
             runs=by_uid,
+            requested=by_request,
             requests=by_name,
             objects=held,
             contents=digests,
@@ -303,6 +313,11 @@ class StaticView:
 
     def use_of_run(self, namespace: str, uid: str) -> Use | None:
         return self.runs.get((namespace, uid))
+
+    def use_of_request(self, namespace: str, uid: str) -> Use | None:
+        """A use of a run created from the ApprovalRequest with this uid, if any (the
+        controller's: not part of :class:`ClusterView`, which the webhook reads)."""
+        return self.requested.get((namespace, uid)) if uid else None
 
     def request(self, namespace: str, name: str) -> Mapping[str, Any] | None:
         return self.requests.get((namespace, name))

@@ -172,7 +172,7 @@ def use_object(
             "labels": {"gates.proompteng.ai/run": _label_value(str(meta.get("name") or ""))},
         },
         "spec": {
-            "run": {"name": str(meta.get("name") or ""), "uid": str(meta["uid"])},
+            "run": _run_ref(meta),
             "environment": bundle.environment,
             "specDigest": _stored_digest(run.get("spec"), bundle),
             "statements": list(statements),
@@ -180,6 +180,21 @@ def use_object(
             "references": dict(sorted(references.items())),
         },
     }
+
+
+def _run_ref(meta: Mapping[str, Any]) -> dict[str, str]:
+    """The run a use records: name, uid, and the ApprovalRequest it was created from
+    (``requestUid``, where the run names one): the request's "a run was created" outlives
+    the run, so a run used and deleted before its request's status said Submitted is
+    never created again (:func:`controller.reconcile.plan_request`, rule 2)."""
+    ref = {"name": str(meta.get("name") or ""), "uid": str(meta["uid"])}
+    annotations = meta.get("annotations")
+    request_uid = (
+        annotations.get(view.REQUEST_UID_ANNOTATION) if isinstance(annotations, Mapping) else None
+    )
+    if isinstance(request_uid, str) and request_uid:
+        ref["requestUid"] = request_uid
+    return ref
 
 
 def finalizer_patch(run: Mapping[str, Any]) -> list[dict[str, Any]] | None:
@@ -212,10 +227,20 @@ def decision_expired(obj: Mapping[str, Any], now: datetime, bundle: Bundle | Non
     return parsed[0].claim.expires_at <= now
 
 
-def use_expired(obj: Mapping[str, Any], now: datetime, live_runs: frozenset[str]) -> bool:
-    """The ApprovalUse's records have all expired and its run (uid) is gone."""
+def use_expired(
+    obj: Mapping[str, Any],
+    now: datetime,
+    live_runs: frozenset[str],
+    undecided_requests: frozenset[str] = frozenset(),
+) -> bool:
+    """The ApprovalUse's records have all expired, its run (uid) is gone, and the request
+    its run was created from (if any) is not in ``undecided_requests`` (uids of requests
+    there whose status is not terminal yet): until that request says Submitted, the use is
+    its only memory of the run (:func:`controller.reconcile.plan_request`, rule 2)."""
     use = view.Use.of(obj)
     if use is None or use.expires_at is None:
+        return False
+    if use.request_uid and use.request_uid in undecided_requests:
         return False
     return use.expires_at <= now and use.run_uid not in live_runs
 

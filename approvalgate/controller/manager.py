@@ -40,6 +40,7 @@ from approvalgate.controller.reconcile import (
     RequestPlan,
     Transition,
     plan_request,
+    request_uid,
     wait_seconds,
 )
 from approvalgate.controller.workqueue import WorkQueue
@@ -110,7 +111,10 @@ class Controller:
                 attempts=config.notify_attempts,
                 on_result=self._notified,
             )
-        self._create_errors: dict[Key, tuple[str, bool]] = {}
+        self._create_errors: dict[Key, tuple[str, str, bool]] = {}
+        """Per request key: the uid of the request whose last create failed, why, and
+        whether the API server refused the run itself. Kept with the uid: a request made
+        again under the name is another request, and neither inherits the other's."""
         self._expiring_sent: set[str] = set()
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -291,7 +295,10 @@ class Controller:
         verdict = evaluate_request(request, bundle, now, current, courier=self.username())
         run = self.caches.get(AGENT_RUNS, namespace, name)
         decisions = len(current.records_for(namespace, name))
-        error, permanent = self._create_errors.get(key, ("", False))
+        failed_uid, error, permanent = self._create_errors.get(key, ("", "", False))
+        if failed_uid != request_uid(request):
+            error, permanent = "", False
+        use = current.use_of_request(namespace, request_uid(request))
         plan = plan_request(
             request,
             verdict,
@@ -300,12 +307,13 @@ class Controller:
             decisions=decisions,
             create_error=error,
             create_refused=error if permanent else "",
+            use=use,
         )
         request = self._write_status(request, plan, now)
         if plan.create is not None:
             created, error, permanent = self._create_run(plan.create, bundle)
             if created is None:
-                self._create_errors[key] = (error, permanent)
+                self._create_errors[key] = (request_uid(request), error, permanent)
                 replan = plan_request(
                     request,
                     verdict,
@@ -573,6 +581,11 @@ class Controller:
             str((run.get("metadata") or {}).get("uid") or "")
             for run in self.caches.objects(AGENT_RUNS)
         )
+        undecided = frozenset(
+            str((request.get("metadata") or {}).get("uid") or "")
+            for request in self.caches.objects(APPROVAL_REQUESTS)
+            if str((request.get("status") or {}).get("phase") or "") not in TERMINAL
+        )
         deleted = 0
         candidates = [
             (APPROVAL_DECISIONS, "decision", obj)
@@ -581,7 +594,7 @@ class Controller:
         ] + [
             (APPROVAL_USES, "use", obj)
             for obj in self.caches.objects(APPROVAL_USES)
-            if ledger.use_expired(obj, now, live)
+            if ledger.use_expired(obj, now, live, undecided)
         ]
         for resource, kind, obj in candidates[:budget]:
             self._guard()

@@ -13,7 +13,11 @@ The rules, in order:
 2. A run named like the request that carries this request's uid
    (``gates.proompteng.ai/request-uid``) was created by us: the request is Submitted,
    whatever the verdict says now. This is how a controller that died between creating the
-   run and writing the status converges on restart, without a second run.
+   run and writing the status converges on restart, without a second run. So is a request
+   whose uid an ApprovalUse of a run of its name records (``spec.run.requestUid``): the run
+   was created, used and may be gone (deleted before Submitted could be written); its
+   approvals are used then, the verdict says Pending, and fresh approvals would otherwise
+   create the run a second time.
 3. Approved, no run of that name: write Approved, then create the run (exactly once: the
    name is fixed, so a second create answers AlreadyExists, and rule 2 or 4 applies).
 4. Approved but the name is taken by a run that is not ours: Failed, NameTaken.
@@ -88,6 +92,19 @@ def is_ours(request: Mapping[str, Any], run: Mapping[str, Any] | None) -> bool:
     return bool(uid) and run_request_uid(run) == uid
 
 
+def made_by_request(request: Mapping[str, Any], use: view.Use) -> bool:
+    """``use`` records a run created from ``request``: of its name, in its namespace, the
+    run naming the request's uid."""
+    meta = request.get("metadata") or {}
+    uid = request_uid(request)
+    return (
+        bool(uid)
+        and use.request_uid == uid
+        and use.namespace == str(meta.get("namespace") or "")
+        and use.run_name == str(meta.get("name") or "")
+    )
+
+
 def plan_request(
     request: Mapping[str, Any],
     verdict: QueueVerdict,
@@ -97,17 +114,26 @@ def plan_request(
     decisions: int = 0,
     create_error: str = "",
     create_refused: str = "",
+    use: view.Use | None = None,
 ) -> RequestPlan:
     """The plan for ``request`` (see the module's rules). ``run``: the AgentRun of the same
-    name and namespace, if any. ``create_error``: why the last create failed (kept in the
-    status message while the request stays Approved and the create is retried);
-    ``create_refused``: the API server refused the run itself (invalid): Failed."""
+    name and namespace, if any. ``use``: an ApprovalUse naming this request's uid as its
+    run's request (:meth:`approvals.view.StaticView.use_of_request`), if any.
+    ``create_error``: why the last create failed (kept in the status message while the
+    request stays Approved and the create is retried); ``create_refused``: the API server
+    refused the run itself (invalid): Failed."""
     old: Mapping[str, Any] = request.get("status") or {}
     old_phase = str(old.get("phase") or "")
     if old_phase in TERMINAL:
         return RequestPlan(status=None)
+    made: tuple[str, str] | None = None
     if run is not None and is_ours(request, run):
         meta = run.get("metadata") or {}
+        made = (str(meta.get("name") or ""), str(meta.get("uid") or ""))
+    elif use is not None and made_by_request(request, use):
+        made = (use.run_name, use.run_uid)
+    if made is not None:
+        namespace = str((request.get("metadata") or {}).get("namespace") or "")
         status = _status(
             request,
             verdict,
@@ -115,8 +141,8 @@ def plan_request(
             decisions,
             phase="Submitted",
             reason="RunCreated",
-            message=f"created AgentRun {meta.get('namespace')}/{meta.get('name')}",
-            run={"name": str(meta.get("name") or ""), "uid": str(meta.get("uid") or "")},
+            message=f"created AgentRun {namespace}/{made[0]}",
+            run={"name": made[0], "uid": made[1]},
         )
         return _plan(old, status)
     if verdict.phase == "Approved" and run is not None:

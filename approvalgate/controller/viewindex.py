@@ -93,6 +93,8 @@ class ViewIndex:
         self._uses: dict[str, tuple[Use, ...]] = {}
         self._run_members: dict[NameKey, dict[Member, tuple[Place, Use]]] = {}
         self._runs: dict[NameKey, Use] = {}
+        self._request_members: dict[NameKey, dict[Member, tuple[Place, Use]]] = {}
+        self._requested: dict[NameKey, Use] = {}
         self._reference_members: dict[NameKey, dict[Member, tuple[Place, Use]]] = {}
         self._bound: dict[NameKey, tuple[Use, ...]] = {}
         # parents (Schedules, OrchestrationRuns, Orchestrations, Swarms)
@@ -177,7 +179,10 @@ class ViewIndex:
             _, use = old
             for statement in use.statements:
                 self._leave(self._statement_members, self._uses, statement, member)
-            self._leave_run(member, (use.namespace, use.run_uid))
+            self._leave_run(self._run_members, self._runs, member, (use.namespace, use.run_uid))
+            if use.request_uid:
+                key = (use.namespace, use.request_uid)
+                self._leave_run(self._request_members, self._requested, member, key)
             for reference in use.references:
                 key = (use.namespace, reference)
                 self._leave(self._reference_members, self._bound, key, member)
@@ -195,24 +200,46 @@ class ViewIndex:
             self._use_at[member] = entry
             for statement in use_.statements:
                 self._join(self._statement_members, self._uses, statement, member, entry)
-            run = (use_.namespace, use_.run_uid)
-            self._run_members.setdefault(run, {})[member] = entry
-            self._runs[run] = max(self._run_members[run].values(), key=_place)[1]
+            self._join_run(
+                self._run_members, self._runs, (use_.namespace, use_.run_uid), member, entry
+            )
+            if use_.request_uid:
+                key = (use_.namespace, use_.request_uid)
+                self._join_run(self._request_members, self._requested, key, member, entry)
             for reference in use_.references:
                 key = (use_.namespace, reference)
                 self._join(self._reference_members, self._bound, key, member, entry)
         self._dirty.update(("uses", "runs", "bound"))
 
-    def _leave_run(self, member: Member, run: NameKey) -> None:
-        members = self._run_members.get(run)
-        if members is None:
+    @staticmethod
+    def _join_run(
+        members: dict[NameKey, dict[Member, tuple[Place, Use]]],
+        index: dict[NameKey, Use],
+        key: NameKey,
+        member: Member,
+        entry: tuple[Place, Use],
+    ) -> None:
+        """One use per key (a run's uid, a request's uid): the last in the caches' order."""
+        held = members.setdefault(key, {})
+        held[member] = entry
+        index[key] = max(held.values(), key=_place)[1]
+
+    @staticmethod
+    def _leave_run(
+        members: dict[NameKey, dict[Member, tuple[Place, Use]]],
+        index: dict[NameKey, Use],
+        member: Member,
+        key: NameKey,
+    ) -> None:
+        held = members.get(key)
+        if held is None:
             return
-        members.pop(member, None)
-        if members:
-            self._runs[run] = max(members.values(), key=_place)[1]
+        held.pop(member, None)
+        if held:
+            index[key] = max(held.values(), key=_place)[1]
         else:
-            del self._run_members[run]
-            self._runs.pop(run, None)
+            del members[key]
+            index.pop(key, None)
 
     @staticmethod
     def _join(
@@ -280,6 +307,7 @@ class ViewIndex:
                 filed=dict(self._filed) if "decisions" in dirty else previous.filed,
                 uses=dict(self._uses) if "uses" in dirty else previous.uses,
                 runs=dict(self._runs) if "runs" in dirty else previous.runs,
+                requested=dict(self._requested) if "runs" in dirty else previous.requested,
                 bound=dict(self._bound) if "bound" in dirty else previous.bound,
                 objects=dict(self._objects) if "objects" in dirty else previous.objects,
                 max_age=self.max_age,

@@ -47,6 +47,7 @@ from tests.support.paths import ROOT, UPSTREAM_AGENTS, crd_files
 from tests.support.tools import unavailable
 
 from .controlplane import ControlPlane, ControlPlaneError, locate_binaries
+from .faultproxy import DropCreateAnswers
 
 CHART_CRDS = ROOT / "charts" / "approvalgate" / "files" / "crds"
 
@@ -118,6 +119,8 @@ class Controller:
     work: Path
     identity: str
     extra: tuple[str, ...] = ()
+    kubeconfig: Path | None = None
+    """Another kubeconfig than the admin's (one through a fault proxy)."""
     metrics_port: int = field(default_factory=_free_port)
     health_port: int = field(default_factory=_free_port)
     process: subprocess.Popen[bytes] | None = None
@@ -138,7 +141,7 @@ class Controller:
                     str(self.bundle),
                     *bundle_signing.cli_args(self.work),
                     "--kubeconfig",
-                    str(self.plane.kubeconfig("admin")),
+                    str(self.kubeconfig or self.plane.kubeconfig("admin")),
                     "--lease-namespace",
                     NS,
                     "--lease-name",
@@ -209,8 +212,8 @@ def controllers(
 ) -> Iterator[Callable[..., Controller]]:
     started: list[Controller] = []
 
-    def start(identity: str, *extra: str) -> Controller:
-        process = Controller(plane, bundle, tmp_path, identity, tuple(extra)).start()
+    def start(identity: str, *extra: str, kubeconfig: Path | None = None) -> Controller:
+        process = Controller(plane, bundle, tmp_path, identity, tuple(extra), kubeconfig).start()
         started.append(process)
         return process
 
@@ -245,7 +248,9 @@ def run_manifest(name: str) -> dict[str, Any]:
     }
 
 
-def create_request(client: Client, name: str) -> dict[str, Any]:
+def create_request(
+    client: Client, name: str, labels: dict[str, str] | None = None
+) -> dict[str, Any]:
     from approvalgate.approvals.digest import spec_digest
 
     body = {
@@ -261,7 +266,7 @@ def create_request(client: Client, name: str) -> dict[str, Any]:
             "run": {
                 "apiVersion": "agents.proompteng.ai/v1alpha1",
                 "kind": "AgentRun",
-                "metadata": {"name": name, "labels": {"team": "lab"}},
+                "metadata": {"name": name, "labels": labels or {"team": "lab"}},
                 "spec": RUN_SPEC,
             },
         },
@@ -391,7 +396,11 @@ def test_two_approvals_create_the_run_once_and_the_request_tells_the_story(
 
     # the ledger: the run's use, then on delete the finalizer goes once the use settled
     use = eventually("the use is recorded", lambda: get(client, APPROVAL_USES, meta["uid"]))
-    assert use["spec"]["run"] == {"name": name, "uid": meta["uid"]}
+    assert use["spec"]["run"] == {
+        "name": name,
+        "uid": meta["uid"],
+        "requestUid": request["metadata"]["uid"],
+    }
     assert len(use["spec"]["statements"]) == 2
     client.request("delete", "DELETE", AGENT_RUNS.path(NS, name))
     eventually("the run is gone", lambda: not runs_named(client, name))
@@ -729,7 +738,13 @@ REFUSED = "e2e: the controller dies before its create"
 
 
 def _policy(
-    plane: ControlPlane, name: str, rule: dict[str, Any], expression: str, message: str, on: bool
+    plane: ControlPlane,
+    name: str,
+    rule: dict[str, Any],
+    expression: str,
+    message: str,
+    on: bool,
+    reason: str = "Forbidden",
 ) -> None:
     """A ValidatingAdmissionPolicy (CEL, inside the API server) and its binding: a fault
     placed exactly where the controller must survive one."""
@@ -741,9 +756,7 @@ def _policy(
             "spec": {
                 "failurePolicy": "Fail",
                 "matchConstraints": {"resourceRules": [{"apiVersions": ["*"], **rule}]},
-                "validations": [
-                    {"expression": expression, "message": message, "reason": "Forbidden"}
-                ],
+                "validations": [{"expression": expression, "message": message, "reason": reason}],
             },
         },
         {
@@ -897,3 +910,252 @@ def test_killed_between_deciding_and_creating_a_restart_creates_the_run_once(
     eventually("Submitted", lambda: phase(client, name) == "Submitted")
     assert len(runs_named(client, name)) == 1
     assert second.metric("approvalgate_controller_runs_created_total") == 1
+
+
+def test_a_run_created_and_gone_before_its_status_was_written_is_never_created_again(
+    plane: ControlPlane, client: Client, controllers: Callable[..., Controller]
+) -> None:
+    """The controller creates the run, but its Submitted write keeps failing; the run is
+    used (its ApprovalUse recorded) and deleted meanwhile. The request must not go back to
+    Pending, where its used approvals no longer count and fresh ones (the approvers asked
+    again by the "needs you" notice) would create the run a second time: the run's use names
+    the request it was created from, and the request is Submitted, the run it made named."""
+    probe = create_request(client, "probe-gone")
+    _lose_submitted_writes(plane, True)
+    try:
+        eventually("the policy refuses Submitted", lambda: _submitted_write_refused(client, probe))
+        one = controllers("gone-0")
+        eventually("gone-0 leads", one.leading)
+        name = "gone"
+        request = create_request(client, name)
+        approve_twice(client, name)
+        [run] = eventually("the run is created", lambda: runs_named(client, name))
+        uid = run["metadata"]["uid"]
+        eventually("its Submitted write was refused", lambda: LOST in one.log())
+        use = eventually("the run's use is recorded", lambda: get(client, APPROVAL_USES, uid))
+        client.request("delete", "DELETE", AGENT_RUNS.path(NS, name))
+        eventually("the run is gone (its use settled)", lambda: not runs_named(client, name))
+        looked = one.metric("approvalgate_controller_reconciles_total", 'kind="request"')
+        eventually(
+            "the request looked at again without the run",
+            lambda: (
+                one.metric("approvalgate_controller_reconciles_total", 'kind="request"')
+                >= looked + 4
+            ),
+        )
+        assert phase(client, name) == "Approved"  # Submitted, had the write not been refused
+    finally:
+        _lose_submitted_writes(plane, False)
+    eventually("Submitted writes pass", lambda: not _submitted_write_refused(client, probe))
+    eventually("Submitted", lambda: phase(client, name) == "Submitted")
+    status = get(client, APPROVAL_REQUESTS, name)["status"]  # type: ignore[index]
+    assert status["run"] == {"name": name, "uid": uid}
+    # the approvers approve again: the request is history, nothing is created
+    approve_twice(client, name)
+    looked = one.metric("approvalgate_controller_reconciles_total", 'kind="request"')
+    eventually(
+        "two resyncs",
+        lambda: (
+            one.metric("approvalgate_controller_reconciles_total", 'kind="request"') >= looked + 4
+        ),
+    )
+    assert runs_named(client, name) == []
+    assert phase(client, name) == "Submitted"
+    assert one.metric("approvalgate_controller_runs_created_total") == 1
+    assert use["spec"]["run"]["requestUid"] == request["metadata"]["uid"]
+
+
+INVALID = "e2e: the run is invalid (HTTP 422)"
+
+
+def _steal_the_lease(client: Client) -> None:
+    """Another holder writes the Lease, renewed now: the leader cannot renew and steps
+    down; once that holder stops renewing (4 s), the controller leads again."""
+    lease = get(client, LEASES, LEASE)
+    assert lease is not None
+    now = records.now_utc().strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    lease["spec"] = {
+        **lease["spec"],
+        "holderIdentity": "thief",
+        "renewTime": now,
+        "acquireTime": now,
+        "leaseDurationSeconds": 4,
+    }
+    client.request("steal the lease", "PUT", LEASES.path(NS, LEASE), body=lease)
+
+
+def test_a_request_made_again_under_the_name_of_a_refused_one_is_created(
+    plane: ControlPlane, client: Client, controllers: Callable[..., Controller]
+) -> None:
+    """The API server refuses request A's run as invalid (HTTP 422): A is Failed. The
+    controller loses the Lease for a moment (another holder); meanwhile an admin deletes A
+    and the requester files B under the same name with the run fixed, and B is approved.
+    Leading again, the controller creates B's run: it remembered A's refusal by name and
+    failed B with it, never trying (approved, never created)."""
+    rule = {
+        "apiGroups": ["agents.proompteng.ai"],
+        "operations": ["CREATE"],
+        "resources": ["agentruns"],
+    }
+    invalid = "!has(object.metadata.labels) || !('e2e-invalid' in object.metadata.labels)"
+    _policy(plane, "e2e-invalid-runs", rule, invalid, INVALID, True, reason="Invalid")
+    try:
+        one = controllers("remade-0")
+        eventually("remade-0 leads", one.leading)
+        name = "remade"
+        first = create_request(client, name, {"e2e-invalid": "yes"})
+        approve_twice(client, name)
+        eventually("A is Failed", lambda: phase(client, name) == "Failed")
+        status = get(client, APPROVAL_REQUESTS, name)["status"]  # type: ignore[index]
+        assert status["reason"] == "CreateFailed" and INVALID in status["message"]
+        _steal_the_lease(client)
+        eventually("remade-0 steps down", lambda: not one.leading())
+        client.request("delete A", "DELETE", APPROVAL_REQUESTS.path(NS, name))
+        second = create_request(client, name)
+        assert second["metadata"]["uid"] != first["metadata"]["uid"]
+        approve_twice(client, name)
+        eventually("remade-0 leads again", one.leading)
+        eventually("B is Submitted", lambda: phase(client, name) in ("Submitted", "Failed"))
+        status = get(client, APPROVAL_REQUESTS, name)["status"]  # type: ignore[index]
+        assert (status["phase"], status["reason"]) == ("Submitted", "RunCreated"), status
+        [run] = runs_named(client, name)
+        assert (
+            run["metadata"]["annotations"][view.REQUEST_UID_ANNOTATION]
+            == (second["metadata"]["uid"])
+        )
+    finally:
+        _policy(plane, "e2e-invalid-runs", rule, invalid, INVALID, False, reason="Invalid")
+
+
+def test_a_leader_frozen_mid_work_and_thawed_after_a_takeover_creates_nothing_twice(
+    client: Client, controllers: Callable[..., Controller]
+) -> None:
+    """The leader is frozen (SIGSTOP: a stalled node, a long pause) while it works through
+    a batch, its Lease runs out, the other replica takes over and finishes; then the first
+    is thawed mid-reconcile, still believing for a moment that it leads. Every request has
+    one run, the one its status names: the fixed name fences the creates, the status's
+    resourceVersion fences the writes."""
+    first, second = controllers("frozen-a"), controllers("frozen-b")
+    leader = eventually(
+        "one of them leads", lambda: [c for c in (first, second) if c.leading()] or None
+    )
+    [old] = leader
+    new = second if old is first else first
+    names = [f"frozen-{i}" for i in range(8)]
+    for name in names:
+        create_request(client, name)
+        approve_twice(client, name)
+    eventually("some work done", lambda: any(runs_named(client, n) for n in names) or None)
+    assert old.process is not None
+    old.process.send_signal(signal.SIGSTOP)
+    try:
+        eventually("the other takes over", new.leading)
+        for name in names:
+            eventually(f"{name} Submitted", lambda name=name: phase(client, name) == "Submitted")
+    finally:
+        old.process.send_signal(signal.SIGCONT)
+    eventually("the thawed one steps down", lambda: not old.leading())
+    looked = new.metric("approvalgate_controller_reconciles_total", 'kind="request"')
+    eventually(
+        "two resyncs after the thaw",
+        lambda: (
+            new.metric("approvalgate_controller_reconciles_total", 'kind="request"')
+            >= looked + 2 * len(names)
+        ),
+    )
+    for name in names:
+        [run] = runs_named(client, name)
+        status = get(client, APPROVAL_REQUESTS, name)["status"]  # type: ignore[index]
+        assert (status["phase"], status["run"]) == (
+            "Submitted",
+            {"name": name, "uid": run["metadata"]["uid"]},
+        )
+    created = sum(c.metric("approvalgate_controller_runs_created_total") for c in (old, new))
+    assert created == len(names)
+
+
+def test_a_create_the_api_server_stored_whose_answer_was_lost_makes_one_run(
+    plane: ControlPlane, client: Client, controllers: Callable[..., Controller], tmp_path: Path
+) -> None:
+    """The controller's create reaches the API server, which stores the run, and its answer
+    is lost (a proxy on 127.0.0.1 resets the connection instead): the controller cannot tell
+    whether the create happened. It retries; the run found carries the request's uid and is
+    adopted. One run, the request Submitted with it."""
+    with DropCreateAnswers(plane.server, plane.ca_file) as proxy:
+        through = proxy.kubeconfig(plane.kubeconfig("admin"), tmp_path / "through-proxy.json")
+        one = controllers("lost-0", kubeconfig=through)
+        eventually("lost-0 leads", one.leading)
+        proxy.arm(1)
+        name = "lost-answer"
+        request = create_request(client, name)
+        approve_twice(client, name)
+        eventually("Submitted", lambda: phase(client, name) == "Submitted")
+        assert [line.split(" ", 2)[1] for line in proxy.dropped] == ["201"]  # it was stored
+        assert "creating the run failed" in one.log()  # and the controller saw no answer
+    [run] = runs_named(client, name)
+    assert (
+        run["metadata"]["annotations"][view.REQUEST_UID_ANNOTATION] == (request["metadata"]["uid"])
+    )
+    status = get(client, APPROVAL_REQUESTS, name)["status"]  # type: ignore[index]
+    assert status["run"] == {"name": name, "uid": run["metadata"]["uid"]}
+
+
+def test_the_use_of_a_gone_run_is_not_collected_before_its_request_says_submitted(
+    plane: ControlPlane, client: Client, controllers: Callable[..., Controller]
+) -> None:
+    """The state a run needing no approval leaves when the controller's Submitted write
+    keeps failing and the run is used and deleted: the request Approved, no run, the run's
+    use listing no approval and expired at once. The collector must keep that use (the
+    request's only memory of its run) until the request is Submitted; collected, the next
+    reconcile would create the run again (fresh approvals stand in for "none needed")."""
+    from datetime import timedelta
+
+    probe = create_request(client, "probe-kept")
+    _lose_submitted_writes(plane, True)
+    name = "kept"
+    try:
+        eventually("the policy refuses Submitted", lambda: _submitted_write_refused(client, probe))
+        request = create_request(client, name)
+        client.request(
+            "status",
+            "PUT",
+            APPROVAL_REQUESTS.path(NS, name) + "/status",
+            body={**request, "status": {"phase": "Approved", "reason": "Quorum"}},
+        )
+        gone = f"{request['metadata']['uid'][:8]}-gone-run-uid"
+        use = {
+            "apiVersion": view.API_VERSION,
+            "kind": "ApprovalUse",
+            "metadata": {"name": gone, "namespace": NS},
+            "spec": {
+                "run": {"name": name, "uid": gone, "requestUid": request["metadata"]["uid"]},
+                "environment": ENV,
+                "specDigest": "0" * 64,
+                "statements": [],
+                "expiresAt": records.format_time(records.now_utc() - timedelta(minutes=1)),
+            },
+        }
+        client.request("use", "POST", APPROVAL_USES.path(NS), body=use)
+        approve_twice(client, name)
+        one = controllers("kept-0", "--gc-interval", "1")
+        eventually("kept-0 leads", one.leading)
+        eventually("its Submitted write was refused", lambda: LOST in one.log())
+        looked = one.metric("approvalgate_controller_reconciles_total", 'kind="request"')
+        eventually(
+            "resyncs (each runs the collector)",
+            lambda: (
+                one.metric("approvalgate_controller_reconciles_total", 'kind="request"')
+                >= looked + 6
+            ),
+        )
+        assert get(client, APPROVAL_USES, gone) is not None  # kept: the request is Approved
+        assert runs_named(client, name) == []
+    finally:
+        _lose_submitted_writes(plane, False)
+    eventually("Submitted writes pass", lambda: not _submitted_write_refused(client, probe))
+    eventually("Submitted", lambda: phase(client, name) == "Submitted")
+    status = get(client, APPROVAL_REQUESTS, name)["status"]  # type: ignore[index]
+    assert status["run"] == {"name": name, "uid": gone}
+    eventually("collected once the request says so", lambda: not get(client, APPROVAL_USES, gone))
+    assert runs_named(client, name) == []
+    assert one.metric("approvalgate_controller_runs_created_total") == 0

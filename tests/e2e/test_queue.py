@@ -196,7 +196,11 @@ def test_request_watch_two_approvals_the_run_once_status_events_metrics(
     # the admin deletes the run: its use is recorded, then the finalizer goes
     delete_run(gate, name)
     use = get(gate, USES, meta["uid"])
-    assert use is not None and use["spec"]["run"] == {"name": name, "uid": meta["uid"]}
+    assert use is not None and use["spec"]["run"] == {
+        "name": name,
+        "uid": meta["uid"],
+        "requestUid": meta["annotations"][view.REQUEST_UID_ANNOTATION],
+    }
     assert len(use["spec"]["statements"]) == 2
     assert phase(gate, name) == "Submitted"  # history stays
 

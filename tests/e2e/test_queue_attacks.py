@@ -329,6 +329,91 @@ def test_a_requester_cannot_have_the_garbage_collector_delete_a_request(
     assert stored is not None and not stored["metadata"].get("ownerReferences")
 
 
+def test_a_request_edited_after_an_approval_is_denied_and_the_run_is_the_one_approved(
+    gate: Gate, people: People
+) -> None:
+    """Once alice approved, the requester tries to make the request name another run before
+    the second approval: another spec, name, namespace, a generateName, other labels, the
+    controller's own annotations, the requester. Each is refused (a request's spec never
+    changes but to cancel it: the CRD's schema and rule, and the webhook behind them), and
+    the second approval creates exactly the run the approvers read, under the request's
+    name, in its namespace."""
+    name = unique("qa-edit")
+    people.request(name)
+    people.approve(name, "alice")
+    original = get(gate, "approvalrequests", name)
+    assert original is not None
+    patches = [
+        {"spec": {"run": {"spec": {"parameters": {"task": "Exfiltrate the secrets"}}}}},
+        {"spec": {"run": {"metadata": {"name": f"{name}-other"}}}},
+        {"spec": {"run": {"metadata": {"namespace": NOT_ENFORCED}}}},
+        {"spec": {"run": {"metadata": {"name": None, "generateName": f"{name}-"}}}},
+        {"spec": {"run": {"metadata": {"labels": {"team": "elsewhere"}}}}},
+        {"spec": {"run": {"metadata": {"annotations": {view.REQUEST_UID_ANNOTATION: "x"}}}}},
+        {"spec": {"requester": "mallory"}},
+    ]
+    for patch in patches:
+        done = gate.kubectl(
+            REQUESTER,
+            "patch",
+            "approvalrequest",
+            name,
+            "-n",
+            ENFORCED,
+            "--type=merge",
+            "-p",
+            json.dumps(patch),
+        )
+        # the CRD answers first (its schema, its immutability rule; the webhook's
+        # `request-immutable` stands behind); a field it does not know (the run's
+        # namespace) is never stored
+        refused = done.returncode == 1 and "is invalid" in done.stderr
+        assert refused or "(no change)" in done.stdout, (patch, done.stdout, done.stderr)
+    stored = get(gate, "approvalrequests", name)
+    assert stored is not None and stored["spec"] == original["spec"]
+    people.approve(name, "bob")
+    wait_phase(gate, name, "Submitted")
+    [created] = runs_named(gate, name)
+    approved = original["spec"]["run"]
+    assert created["spec"] == approved["spec"]
+    assert created["metadata"].get("labels") == approved["metadata"].get("labels")
+    assert (
+        created["metadata"]["annotations"][view.REQUEST_UID_ANNOTATION]
+        == (original["metadata"]["uid"])
+    )
+    assert runs_named(gate, f"{name}-other") == []
+    assert runs_named(gate, name, NOT_ENFORCED) == []
+
+
+def test_a_look_alike_run_naming_the_request_is_never_adopted_in_its_place(
+    gate: Gate, people: People
+) -> None:
+    """The controller adopts a run of the request's name that carries the request's uid
+    (how it converges after a crash). The requester, who may create runs, plants such a
+    run before the approvals: with another spec, or with the approved one before the
+    quorum. The webhook denies both (the courier rule: the request approves another spec;
+    the request's own approvals are missing), so nothing stands in for the approved run:
+    the approvals create it, once, with the spec the approvers read."""
+    name = unique("qa-lookalike")
+    request = people.request(name)
+    uid = request["metadata"]["uid"]
+    annotation = f"  annotations:\n    {view.REQUEST_UID_ANNOTATION}: {uid}\n"
+
+    def planted(task: str = "Update onboarding flow") -> str:
+        text = run_manifest(name, task=task, finalizer=True)
+        return text.replace("spec:\n", annotation + "spec:\n", 1)
+
+    denied(create(gate, planted("Exfiltrate the secrets")), "approves another spec")
+    denied(create(gate, planted()), "approvals")
+    assert runs_named(gate, name) == []
+    people.approve(name, "alice", "bob")
+    story = wait_phase(gate, name, "Submitted")
+    [created] = runs_named(gate, name)
+    assert story["run"] == {"name": name, "uid": created["metadata"]["uid"]}
+    assert created["spec"] == request["spec"]["run"]["spec"]
+    assert created["metadata"]["annotations"][view.REQUEST_UID_ANNOTATION] == uid
+
+
 def test_a_request_made_again_between_status_and_approve_is_not_signed(
     gate: Gate, people: People
 ) -> None:

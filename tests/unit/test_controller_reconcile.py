@@ -9,6 +9,7 @@ StaticView. Nothing is mocked: plan_request and plan_run are pure.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import json
 from datetime import datetime, timedelta
@@ -390,7 +391,7 @@ def test_the_use_of_a_run_lists_the_sha256_of_each_record_payload_and_the_latest
 
     digests = sorted(hashlib.sha256(base64.b64decode(e["payload"])).hexdigest() for e in envelopes)
     assert use["spec"]["statements"] == digests
-    assert use["spec"]["run"] == {"name": NAME, "uid": "run-uid-1"}
+    assert use["spec"]["run"] == {"name": NAME, "uid": "run-uid-1", "requestUid": UID}
     assert use["spec"]["environment"] == ENV
     assert use["spec"]["specDigest"] == BUNDLE.spec_digest(RUN["spec"])
     parsed, _ = records.parse_annotation(run["metadata"]["annotations"][records.ANNOTATION])
@@ -744,3 +745,96 @@ def test_approvals_a_template_is_given_when_made_live_neither_count_nor_hold_its
     again = _direct_run("run-uid-2", later, *fresh)
     second = decide(request_for_manifest(again, username="requester"), BUNDLE, later, cluster)
     assert second.allowed, second.message
+
+
+def test_the_use_of_a_run_names_the_request_it_was_created_from() -> None:
+    """The run's use keeps which request created it: the request's history outlives the
+    run (a run used and deleted before the controller wrote Submitted)."""
+    req = request(phase="Approved", reason="Quorum")
+    verdict, _ = verdict_of(req, decision("alice"), decision("bob"))
+    run = created_run(req, verdict)
+    use = ledger.use_object(run, BUNDLE, NOW)
+    assert use["spec"]["run"] == {"name": NAME, "uid": "run-uid", "requestUid": UID}
+    read = view.Use.of(use)
+    assert read is not None and read.request_uid == UID
+    built = view.StaticView.build(uses=[use])
+    assert built.use_of_request(NS, UID) == read
+    assert built.use_of_request(NS, "another") is None
+    assert built.use_of_request("elsewhere", UID) is None
+    direct = admitted_run()  # not created from a request: names none
+    del direct["metadata"]["annotations"][view.REQUEST_UID_ANNOTATION]
+    assert "requestUid" not in ledger.use_object(direct, BUNDLE, NOW)["spec"]["run"]
+
+
+def test_a_run_created_used_and_gone_before_submitted_was_written_is_never_created_again() -> None:
+    """The controller created the run, then could not write Submitted (it died, lost the
+    Lease, its writes failed); the run was used and deleted before it looked again. Its
+    approvals are used now, so the verdict says Pending, and fresh approvals would make it
+    Approved: the use naming this request keeps it Submitted, the run it made recorded,
+    and nothing is created."""
+    req = request(phase="Approved", reason="Quorum", decidedAt="2026-11-21T11:59:00Z")
+    approved, _ = verdict_of(req, decision("alice"), decision("bob"))
+    run = created_run(req, approved)
+    use_obj = ledger.use_object(run, BUNDLE, NOW)
+    use_obj["metadata"]["creationTimestamp"] = records.format_time(NOW)
+    current = view.StaticView.build(
+        requests=[req], decisions=[decision("alice"), decision("bob")], uses=[use_obj]
+    )
+    used = evaluate_request(req, BUNDLE, NOW, current)
+    assert used.phase == "Pending"  # what the old controller wrote: its approvals are used
+    use = current.use_of_request(NS, UID)
+    assert use is not None
+    fresh, _ = verdict_of(req, decision("alice", at=NOW), decision("bob", at=NOW))
+    for verdict in (used, fresh):
+        plan = plan_request(req, verdict, None, NOW, use=use)
+        assert plan.create is None
+        assert plan.status is not None
+        assert (plan.status["phase"], plan.status["reason"]) == ("Submitted", "RunCreated")
+        assert plan.status["run"] == {"name": NAME, "uid": "run-uid"}
+        assert plan.status["decidedAt"] == "2026-11-21T11:59:00Z"
+    # a run of the name another made since is not ours, but we made one: Submitted all the same
+    other = created_run(req, approved, uid="other-uid")
+    other["metadata"]["annotations"][view.REQUEST_UID_ANNOTATION] = "someone-else"
+    plan = plan_request(req, fresh, other, NOW, use=use)
+    assert plan.create is None
+    assert plan.status is not None and plan.status["run"] == {"name": NAME, "uid": "run-uid"}
+    # a use of a run of another name, or of another request, is not this request's
+    for name, uid in ((NAME + "-x", UID), (NAME, "another-request")):
+        elsewhere = dataclasses.replace(use, run_name=name, request_uid=uid)
+        plan = plan_request(req, fresh, None, NOW, use=elsewhere)
+        assert plan.create is not None, (name, uid)
+
+
+def test_a_quorum_within_the_clock_skew_of_the_expiry_is_expired_never_created() -> None:
+    """The request expires at its creation (the API server's clock) plus the timeout; the
+    controller reads its own clock, which may be behind by up to the bundle's
+    clockSkewSeconds. A quorum reached 30 s before the expiry by the controller's clock may
+    be 30 s after it by the API server's: Expired, nothing created (expiry is never an
+    approval, on any clock the bundle allows)."""
+    expiry = CREATED + timedelta(seconds=86400)
+    at = expiry - timedelta(seconds=30)
+    assert BUNDLE.clock_skew > timedelta(seconds=30)
+    req = request(phase="Pending")
+    verdict, _ = verdict_of(req, decision("alice", at=at), decision("bob", at=at), now=at)
+    plan = plan_request(req, verdict, None, at)
+    assert plan.create is None
+    assert plan.status is not None
+    assert (plan.status["phase"], plan.status["reason"]) == ("Expired", "TimedOut")
+    # beyond the skew before the expiry, the quorum creates the run
+    early = expiry - BUNDLE.clock_skew - timedelta(seconds=1)
+    verdict, _ = verdict_of(req, decision("alice", at=early), decision("bob", at=early), now=early)
+    assert plan_request(req, verdict, None, early).create is not None
+
+
+def test_the_use_of_a_gone_run_is_kept_while_its_request_has_not_recorded_it() -> None:
+    """The use is the request's memory of its run until the request says Submitted: a run
+    needing no approval has a use that expires at once, and collecting it while the
+    request's Submitted write still fails would let a later reconcile create the run
+    again. Kept while its request is there and not terminal; collected once it is."""
+    req = request(phase="Approved", reason="Quorum")
+    verdict, _ = verdict_of(req, decision("alice"), decision("bob"))
+    use = ledger.use_object(created_run(req, verdict), BUNDLE, NOW)
+    after = NOW + timedelta(hours=4)
+    assert ledger.use_expired(use, after, frozenset())
+    assert not ledger.use_expired(use, after, frozenset(), frozenset({UID}))
+    assert ledger.use_expired(use, after, frozenset(), frozenset({"another-request"}))

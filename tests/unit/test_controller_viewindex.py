@@ -60,7 +60,12 @@ def make(
     elif resource == APPROVAL_USES:
         if variant % 5 != 4:
             obj["spec"] = {
-                "run": {"name": f"run-{variant % 3}", "uid": f"run-uid-{variant % 2}"},
+                "run": {
+                    "name": f"run-{variant % 3}",
+                    "uid": f"run-uid-{variant % 2}",
+                    # some name the request their run came from (two uses may name one)
+                    **({"requestUid": f"req-{variant % 3}"} if variant % 3 else {}),
+                },
                 "statements": [f"s{variant % 3}", f"s{(variant + 1) % 4}"],
                 "expiresAt": TIMES[variant % 2],
                 "references": {f"Agent/x{variant % 2}": "d" * 64},
