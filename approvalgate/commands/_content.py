@@ -152,9 +152,15 @@ class Reading:
     def unread(self) -> ApprovalgateError | None:
         """Why some of the content could not be read (the first such error), None when all
         that exists was read."""
+        return next(iter(self.unread_all), None)
+
+    @property
+    def unread_all(self) -> tuple[ApprovalgateError, ...]:
+        """Why each object that could not be read was not (in reading order), or why nothing
+        was read: what ``status`` lists, as the console's page lists each."""
         if self.invalid is not None:
-            return self.invalid
-        return next((r.error for r in self.read if r.error is not None), None)
+            return (self.invalid,)
+        return tuple(r.error for r in self.read if r.error is not None)
 
 
 def read_run(client: Client, namespace: str, run_spec: object) -> Reading:

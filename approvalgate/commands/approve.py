@@ -1298,6 +1298,9 @@ class Shown:
     unread: ApprovalgateError | None
     """Why the content could not be read (None: all that exists was)."""
     pin: str
+    unread_all: tuple[ApprovalgateError, ...] = ()
+    """Why each object that could not be read was not (``status`` lists every one; the
+    first is :attr:`unread`)."""
 
 
 def changed_since_read(

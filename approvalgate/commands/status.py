@@ -48,6 +48,7 @@ from approvalgate.commands._bundle_trust import add_bundle_trust
 from approvalgate.commands._cluster import add_cluster, add_output
 
 if TYPE_CHECKING:
+    from approvalgate.approvals.errors import ApprovalgateError
     from approvalgate.commands.approve import Shown
 
 OBJECT_KINDS = {
@@ -150,7 +151,7 @@ def read_shown(client: Any, request: Mapping[str, Any], namespace: str) -> Shown
         client, namespace, run.get("spec") if isinstance(run, Mapping) else None
     )
     read = reading.objects
-    return Shown(request, read, reading.unread, _queue.pin(request, read))
+    return Shown(request, read, reading.unread, _queue.pin(request, read), reading.unread_all)
 
 
 def shown_json(shown: Shown) -> dict[str, Any]:
@@ -170,7 +171,15 @@ def shown_json(shown: Shown) -> dict[str, Any]:
             for obj in shown.content
         ],
         "contentError": shown.unread.message if shown.unread is not None else "",
+        "contentErrors": [error.message for error in _unread(shown)],
     }
+
+
+def _unread(shown: Shown) -> tuple[ApprovalgateError, ...]:
+    """Every error of reading ``shown``'s content (a Shown made without the list: its one)."""
+    if shown.unread_all:
+        return shown.unread_all
+    return (shown.unread,) if shown.unread is not None else ()
 
 
 def shown_text(shown: Shown) -> str:
@@ -205,10 +214,12 @@ def shown_text(shown: Shown) -> str:
             f"sha256:{spec_digest(obj.get('spec') or {})}:"
         )
         lines.extend(quoted(obj.get("spec")))
-    if shown.unread is not None:
-        lines.append(f"  its content could not be read: {one_line(shown.unread.message)}")
-        if shown.unread.advice:
-            lines.append(f"  hint: {one_line(shown.unread.advice)}")
+    hints: list[str] = []
+    for error in _unread(shown):
+        lines.append(f"  its content could not be read: {one_line(error.message)}")
+        if error.advice and one_line(error.advice) not in hints:
+            hints.append(one_line(error.advice))
+    lines.extend(f"  hint: {hint}" for hint in hints)
     lines.append(f"  pin:           {shown.pin}")
     return "\n".join(lines) + "\n"
 

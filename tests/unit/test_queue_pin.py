@@ -796,6 +796,31 @@ def test_the_page_and_status_pin_the_same_reading_of_content_the_approver_may_no
     assert "  hint: you need get on implementationspecs, agents and agentproviders" in out
 
 
+def test_status_names_every_object_it_could_not_read(
+    cluster: Cluster, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Two objects refused: status named only the first, while the console's page lists
+    each; an approver then asked for one permission at a time. Every one is named (text and
+    ``-o json``), the advice once."""
+    cluster.refused.update({"implementationspecs/codex-impl-sample", "agentproviders/codex-runner"})
+    out = cli(capsys, "status", REF)[1]
+    for kind, name in (
+        ("ImplementationSpec", "codex-impl-sample"),
+        ("AgentProvider", "codex-runner"),
+    ):
+        assert (
+            f"  its content could not be read: you may not read {kind} {NS}/{name} (HTTP 403)"
+            in out
+        )
+    assert out.count("  hint: you need get on implementationspecs, agents and agentproviders") == 1
+    shown = json.loads(cli(capsys, "status", REF, "-o", "json")[1])["shown"]
+    assert [e.split(" (HTTP")[0] for e in shown["contentErrors"]] == [
+        f"you may not read ImplementationSpec {NS}/codex-impl-sample",
+        f"you may not read AgentProvider {NS}/codex-runner",
+    ]
+    assert shown["contentError"] == shown["contentErrors"][0]
+
+
 @pytest.mark.parametrize("refused", REFUSABLE)
 def test_an_approval_of_content_the_approver_may_not_read_is_refused_as_that(
     cluster: Cluster, capsys: pytest.CaptureFixture[str], refused: str
