@@ -58,11 +58,11 @@ def number_problem(value: int | float) -> str | None:
     return None
 
 
-def check_digestable(value: object, path: JsonPath = (), limit: int | None = None) -> None:
+def check_digestable(value: object, path: JsonPath, limit: int) -> None:
     """Raise :class:`DigestError` at the first value RFC 8785 cannot represent exactly, or
     once the walk has seen more than ``limit`` bytes of canonical JSON (then it stops: the
     work is bounded by ``limit``, not by the document)."""
-    _check(value, path, limit if limit is not None else -1 >> 1, limit or 0)
+    _check(value, path, limit, limit)
 
 
 def _check(value: object, path: JsonPath, room: int, limit: int) -> int:

@@ -277,19 +277,29 @@ class DuplicateKeyError(ValueError):
 
 
 def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    obj: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in obj:
-            raise DuplicateKeyError(f"an object holds the key {key!r} twice")
-        obj[key] = value
+    """The object of ``pairs``, built in C; the keys are looked at one by one only when
+    fewer came out than went in (the shape of ``webhook.strictjson``'s hook, which this
+    package may not import)."""
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise DuplicateKeyError(f"an object holds the key {key!r} twice")
+            seen.add(key)
     return obj
+
+
+_DECODER: Final = json.JSONDecoder(object_pairs_hook=_unique_keys, parse_constant=_reject_constant)
+"""One decoder for every annotation and statement (``json.loads`` with hooks builds one a
+call)."""
 
 
 def _loads(text: str) -> Any:
     """JSON as every reader reads it alike: NaN and infinities refused, and a key given twice
     in one object (Python, Go and JavaScript keep the last, other parsers the first or
     refuse it: what a signer showed and what we count could differ)."""
-    return json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_unique_keys)
+    return _DECODER.decode(text)
 
 
 def _b64(value: object, what: str) -> bytes:
