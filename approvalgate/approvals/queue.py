@@ -24,6 +24,7 @@ from approvalgate.approvals.view import (
     TERMINAL_PHASES,
     USE_FINALIZER,
     ClusterView,
+    api_time,
 )
 
 Phase = Literal["Pending", "Approved", "Submitted", "Rejected", "Expired", "Failed", "Cancelled"]
@@ -145,7 +146,7 @@ def _evaluate(
     admission = request_for_manifest(manifest, username=courier or requester, namespace=namespace)
     decision = decide(admission, bundle, now, view)
     policies = matching_policies(admission, bundle)
-    created = _time(meta.get("creationTimestamp")) or now
+    created = api_time(meta.get("creationTimestamp")) or now
     timeouts = [p.timeout_seconds for p in policies]
     expires_at = created + timedelta(seconds=min(timeouts)) if timeouts else None
     results = decision.results
@@ -207,15 +208,6 @@ def _expired(expires_at: datetime) -> str:
         f"no decision before {records.format_time(expires_at)} (the policy's timeoutSeconds); "
         "an expired request is never approved: request again"
     )
-
-
-def _time(value: object) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        return records.parse_time(value)
-    except ValueError:
-        return None
 
 
 def _mapping(value: object) -> Mapping[str, Any]:

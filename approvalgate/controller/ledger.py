@@ -138,7 +138,7 @@ def _derived_use(
     planned = use_object(run, bundle, now, cluster)
     if planned["spec"]["statements"]:
         return RunPlan(create_use=planned)
-    created = _time((run.get("metadata") or {}).get("creationTimestamp"))
+    created = view.api_time((run.get("metadata") or {}).get("creationTimestamp"))
     if created is not None:
         settled_at = created + timedelta(
             seconds=max(float(bundle.use_settle_seconds), cluster.max_age)
@@ -243,15 +243,6 @@ def use_expired(
     if use.request_uid and use.request_uid in undecided_requests:
         return False
     return use.expires_at <= now and use.run_uid not in live_runs
-
-
-def _time(value: object) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        return records.parse_time(value)
-    except ValueError:
-        return None
 
 
 def _label_value(name: str) -> str:
