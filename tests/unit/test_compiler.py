@@ -850,3 +850,36 @@ def test_a_lenient_policy_added_beside_a_strict_one_does_not_weaken_it(
     )
     assert code == 1 and "DENIED agents/sneaky in prod" in out
     assert "codex-two-person" in out
+
+
+def test_an_address_go_reads_otherwise_than_python_is_a_located_error(
+    capsys: pytest.CaptureFixture[str], repo: Path
+) -> None:
+    # Fifth red-team pass: `::ffff:0:0/96` reads as a small IPv6 range (and passed the
+    # wildcard check); the API server and Go CNIs read it as 0.0.0.0/0, every port here.
+    # A Cilium-derived key in a pod selector reaches kube-system's pods in flavor cilium.
+    _edit(
+        repo / "egress" / "runners.yaml",
+        "    - name: artifact-cache\n",
+        '    - name: mirrors\n      cidrs: [{cidr: "::ffff:0:0/96"}]\n'
+        "      allPorts: true\n"
+        "    - name: peers\n"
+        "      podSelector: {matchLabels: {io.kubernetes.pod.namespace: kube-system}}\n"
+        "      ports: [{port: 443}]\n"
+        "    - name: artifact-cache\n",
+    )
+    for command in ("validate", "check", "compile"):
+        code, out, err = run(capsys, command, str(repo))
+        assert (code, out) == (1, ""), (command, err)
+        assert (
+            "egress/runners.yaml:19:16: $.spec.destinations[1].cidrs[0].cidr: `::ffff:0:0/96` "
+            "is an IPv4-mapped IPv6 address, which Kubernetes and Go read as the IPv4 CIDR "
+            "`0.0.0.0/0`"
+        ) in err, (command, err)
+        assert "hint: write 0.0.0.0/0 if you mean those IPv4 addresses" in err
+        assert (
+            "egress/runners.yaml:22:35: $.spec.destinations[2].podSelector.matchLabels"
+            ".io.kubernetes.pod.namespace: `io.kubernetes.pod.namespace` is a label Cilium "
+            "derives"
+        ) in err, (command, err)
+    assert "Traceback" not in err

@@ -16,6 +16,7 @@ from approvalgate.compiler.egress.syntax import (
     IPNetwork,
     cidr_problem,
     network,
+    shown,
     within,
 )
 
@@ -154,4 +155,4 @@ def _check_fqdn(name: str, path: JsonPath) -> Iterator[Finding]:
         advice = "letters, digits, '-' and '.', with '*' as a wildcard (e.g. *.example.com)"
         if name.lower() != name:
             advice = f"domain names are lowercase here: did you mean {name.lower()}?"
-        yield Finding(path, f"`{name}` is not a valid domain name or pattern", advice)
+        yield Finding(path, f"`{shown(name)}` is not a valid domain name or pattern", advice)

@@ -8,7 +8,7 @@ from typing import Any
 
 from approvalgate.approvals.errors import Finding, JsonPath
 from approvalgate.compiler.egress.model import DNS_PORT
-from approvalgate.compiler.egress.syntax import PORT_NAME, cidr_problem, network
+from approvalgate.compiler.egress.syntax import PORT_NAME, cidr_problem, network, shown
 
 
 def check_ports(dest: Mapping[str, Any], path: JsonPath) -> Iterator[Finding]:
@@ -59,7 +59,7 @@ def _check_named_port(value: str, path: JsonPath, kind: str) -> Iterator[Finding
     elif not PORT_NAME.match(value):
         yield Finding(
             path,
-            f"`{value}` is not a valid port name",
+            f"`{shown(value)}` is not a valid port name",
             "a port name has 1-15 lowercase letters, digits and '-', at least one letter, "
             "and must match a containerPort name of the destination pods",
         )
