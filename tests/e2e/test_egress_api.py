@@ -130,3 +130,17 @@ def test_every_rendered_networkpolicy_is_stored_as_rendered_without_a_warning(
         written = {k: v for k, v in obj["spec"].items() if v != []}
         assert stored["spec"] == written
         assert stored["spec"]["policyTypes"] == ["Egress"]
+
+
+def test_a_deny_all_without_policy_types_is_ingress_only_to_the_server(
+    plane: ControlPlane, namespace: str
+) -> None:
+    """Why a repo template may not drop `policyTypes` (it must render what the flavor
+    builds, tests/unit/test_egress_repo_templates.py): the server defaults it from the
+    rules, so a deny-all egress policy without it restricts ingress and leaves egress open."""
+    obj = _policy("deny-all-no-types", "10.0.0.0/8")
+    del obj["spec"]["policyTypes"]
+    obj["spec"]["egress"] = []
+    stored, stderr = _apply(plane, namespace, obj)
+    assert stored is not None, stderr
+    assert stored["spec"]["policyTypes"] == ["Ingress"]

@@ -883,3 +883,31 @@ def test_an_address_go_reads_otherwise_than_python_is_a_located_error(
             "derives"
         ) in err, (command, err)
     assert "Traceback" not in err
+
+
+def test_a_repo_template_rendering_more_than_the_policies_is_an_error(
+    capsys: pytest.CaptureFixture[str], repo: Path
+) -> None:
+    # Fifth red-team pass: a repo template reviewed once added an allow-all rule to every
+    # policy (and `validate` never rendered it); now every command names the template.
+    reference = (
+        ROOT / "tests" / "corpus" / "egress-templates" / "networkpolicy.yaml.j2"
+    ).read_text()
+    (repo / "my-templates").mkdir()
+    (repo / "my-templates" / "networkpolicy.yaml.j2").write_text(
+        reference.replace("{%- endfor %}\n{%- else %}", "{%- endfor %}\n    - {}\n{%- else %}", 1)
+    )
+    config = repo / "approvalgate.yaml"
+    config.write_text("templates: my-templates\n" + config.read_text())
+    template = repo / "my-templates" / "networkpolicy.yaml.j2"
+    for command in ("validate", "check", "compile"):
+        code, out, err = run(capsys, command, str(repo))
+        assert (code, out) == (1, ""), (command, err)
+        assert err.startswith(
+            f"error: {template}: $.spec.egress[4]: the repo template renders EgressPolicy "
+            "agents/runners otherwise than it declares: the template renders {}\n"
+        ), (command, err)
+    # laid out as the flavor builds it (the reference template): the same output
+    (repo / "my-templates" / "networkpolicy.yaml.j2").write_text(reference)
+    code, out, err = run(capsys, "check", str(repo))
+    assert code == 0, err

@@ -81,3 +81,92 @@ def test_a_repo_template_replaces_the_builder(tmp_path: Path) -> None:
     other.mkdir()
     assert render_egress(docs, env, str(other)) == render_egress(docs, env)
     assert rendered != render_egress(docs, env)
+
+
+#: (flavor, what the reference template writes, what a repo template writes instead, the
+#: JSON path the error names): each renders more than the policy declares, or escapes it
+WIDER = [
+    # an allow-all rule after the policy's rules
+    (
+        "kubernetes",
+        "{%- endfor %}\n{%- else %}",
+        "{%- endfor %}\n    - {}\n{%- else %}",
+        "$.spec.egress",
+    ),
+    # no policyTypes: an egress-only policy becomes ingress-only, egress unrestricted
+    ("kubernetes", "  policyTypes:\n    - Egress\n", "", "$.spec.policyTypes"),
+    # a selector no runner pod carries: the runners are selected by no policy
+    (
+        "kubernetes",
+        "  podSelector: {{ policy.pod_selector | tojson }}",
+        "  podSelector: {matchLabels: {nobody: x}}",
+        "$.spec.podSelector.matchExpressions",
+    ),
+    # another kind, or another namespace, than the one the policy renders
+    ("kubernetes", "kind: NetworkPolicy", "kind: ConfigMap", "$.kind"),
+    (
+        "kubernetes",
+        "  namespace: {{ policy.namespace | tojson }}",
+        "  namespace: elsewhere",
+        "$.metadata.namespace",
+    ),
+    # a port as YAML 1.1 reads `0443` (the template's output is parsed back)
+    (
+        "kubernetes",
+        "ports: {{ rule.ports | list | tojson }}",
+        "ports: [{port: 0443}]",
+        "$.spec.egress[0].ports",
+    ),
+    # Cilium: the world entity beside the rules; ingress rules; a field the CRD may add
+    ("cilium", "  egress:\n", "  egress:\n    - toEntities: [world]\n", "$.spec.egress"),
+    (
+        "cilium",
+        "  egress:\n",
+        "  enableDefaultDeny: {egress: false}\n  egress:\n",
+        "$.spec.enableDefaultDeny",
+    ),
+    (
+        "cilium",
+        "  endpointSelector: {{ policy.pod_selector | tojson }}",
+        "  endpointSelector: {}\n  description: x",
+        "$.spec.description",
+    ),
+]
+
+
+@pytest.mark.parametrize(("flavor", "old", "new", "where"), WIDER, ids=lambda v: str(v)[:40])
+def test_a_repo_template_may_not_render_more_than_the_policy_declares(
+    tmp_path: Path, flavor: str, old: str, new: str, where: str
+) -> None:
+    # Fifth red-team pass: the output was only schema-checked (and a kind other than
+    # NetworkPolicy not at all), so a template reviewed once widened every policy.
+    docs, env = load_case(CORPUS / "and-form", flavor)
+    name = FLAVORS[flavor].template
+    reference = (REPO_TEMPLATES / name).read_text()
+    assert old in reference
+    (tmp_path / name).write_text(reference.replace(old, new, 1))
+    with pytest.raises(ValidationError) as caught:
+        render_egress(docs, env, str(tmp_path))
+    lines = caught.value.render().splitlines()
+    assert lines[0].startswith(f"{tmp_path / name}: {where}"), lines
+    assert ": the repo template renders EgressPolicy agents/" in lines[0]
+    assert "otherwise than it declares: the template " in lines[0]
+    assert "may choose labels and annotations" in lines[1]
+
+
+@pytest.mark.parametrize("flavor", list(FLAVORS))
+def test_a_repo_template_may_choose_labels_and_annotations(tmp_path: Path, flavor: str) -> None:
+    docs, env = load_case(CORPUS / "and-form", flavor)
+    name = FLAVORS[flavor].template
+    reference = (REPO_TEMPLATES / name).read_text()
+    custom = reference.replace(
+        "  labels: {{ policy.labels | tojson }}",
+        '  labels: {team: x}\n  annotations: {"owner": "net"}',
+    )
+    own = "  annotations: {{ policy.annotations | tojson }}"
+    custom = custom.replace(f"{{%- if policy.annotations %}}\n{own}\n{{%- endif %}}", "")
+    (tmp_path / name).write_text(custom)
+    rendered = render_egress(docs, env, str(tmp_path))
+    built = render_egress(docs, env)
+    assert [o["spec"] for o in rendered] == [o["spec"] for o in built]
+    assert all(o["metadata"]["annotations"] == {"owner": "net"} for o in rendered)

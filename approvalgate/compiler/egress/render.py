@@ -5,10 +5,11 @@ Output is sorted by namespace and name; two policies rendering the same object a
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from approvalgate.approvals.errors import ApprovalgateError, ValidationError
+from approvalgate.approvals.errors import ApprovalgateError, Location, ValidationError
 from approvalgate.compiler.egress.env import EgressEnv
 from approvalgate.compiler.egress.flavor import Flavor, Manifest
 from approvalgate.compiler.egress.flavors import FLAVORS
@@ -21,7 +22,7 @@ from approvalgate.compiler.egress.model import (
     Json,
     selector,
 )
-from approvalgate.compiler.egress.templates import repo_template
+from approvalgate.compiler.egress.templates import layout_problems, repo_template
 from approvalgate.compiler.egress.validation import parse_valid
 from approvalgate.compiler.egress.values import values_block
 
@@ -59,9 +60,35 @@ def _render_parsed(
     flavor = FLAVORS[env.flavor]
     manifests = [manifest(p, env, flavor) for p in parsed if p.enabled and p.target == "runners"]
     _refuse_duplicates(manifests)
-    build = repo_template(templates_dir, flavor.template) or flavor.build
-    rendered = [build(m) for m in manifests]
+    own = repo_template(templates_dir, flavor.template)
+    if own is None:
+        rendered = [flavor.build(m) for m in manifests]
+    else:
+        rendered = [own(m) for m in manifests]
+        _refuse_more_than_declared(rendered, manifests, flavor, templates_dir or "")
     return sorted(rendered, key=lambda o: (o["metadata"]["namespace"], o["metadata"]["name"]))
+
+
+def _refuse_more_than_declared(
+    rendered: Sequence[Json], manifests: Sequence[Manifest], flavor: Flavor, templates_dir: str
+) -> None:
+    """A repo template lays out what the policy declares: its object must be the flavor's,
+    but for the labels and annotations it chooses (docs/egress.md, "Repo templates")."""
+    template = os.path.join(templates_dir, flavor.template)
+    problems = [
+        ApprovalgateError(
+            f"the repo template renders EgressPolicy {m.namespace}/{m.name} otherwise than "
+            f"it declares: {message}",
+            location=Location(file=template, json_path=path),
+            advice="a repo template lays out the rules the flavor computed (policy.rules, "
+            "policy.pod_selector) and may choose labels and annotations; anything else is "
+            "declared in the EgressPolicy, where reviewers read it",
+        )
+        for obj, m in zip(rendered, manifests, strict=True)
+        for path, message in layout_problems(obj, flavor.build(m))
+    ]
+    if problems:
+        raise ValidationError(problems)
 
 
 def manifest(policy: EgressPolicy, env: EgressEnv, flavor: Flavor) -> Manifest:

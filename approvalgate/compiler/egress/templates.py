@@ -2,20 +2,24 @@
 
 A file named like a flavor's ``template`` in that folder replaces the flavor's builder: it
 is rendered with Jinja2 (``policy`` is the :class:`~.flavor.Manifest`) and the YAML is
-parsed back. approvalgate ships no templates: the flavor modules are the only source of
-the built-in output (docs/egress.md shows a template laying out the same objects).
+parsed back. It lays out what the policy declares and may choose the object's labels and
+annotations; everything else must be what the flavor builds (:func:`layout_problems`): a
+reviewer reads the policy, not what a template adds to it. approvalgate ships no
+templates: the flavor modules are the only source of the built-in output (docs/egress.md
+shows a template laying out the same objects).
 """
 
 from __future__ import annotations
 
+import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
 import yaml
 
-from approvalgate.approvals.errors import ApprovalgateError
+from approvalgate.approvals.errors import ApprovalgateError, JsonPath, format_json_path
 from approvalgate.compiler.egress.flavor import Manifest
 from approvalgate.compiler.egress.model import Json
 
@@ -57,3 +61,61 @@ def _load_rendered(text: str) -> Json:
             advice="the repo's template must render one YAML mapping per policy",
         )
     return obj
+
+
+#: What a repo template may choose: the rendered object's own labels and annotations.
+TEMPLATE_OWNED = ("labels", "annotations")
+
+
+def layout_problems(rendered: Json, built: Json) -> list[tuple[str, str]]:
+    """(JSON path, what differs) where a repo template's object is not the flavor's
+    ``built`` one, other than its labels and annotations; empty when it only lays out."""
+    problems: list[tuple[str, str]] = []
+    for key in sorted(set(rendered) | set(built)):
+        if key != "metadata":
+            problems += _differences(rendered.get(key, _MISSING), built.get(key, _MISSING), (key,))
+            continue
+        meta, own = rendered.get(key), built[key]
+        if not isinstance(meta, dict):
+            problems += _differences(meta, own, (key,))
+            continue
+        for field in sorted(set(meta) | set(own)):
+            if field in TEMPLATE_OWNED:
+                continue
+            got, want = meta.get(field, _MISSING), own.get(field, _MISSING)
+            problems += _differences(got, want, (key, field))
+    return problems[:1]  # the first: the rest usually follow from it
+
+
+class _Missing:
+    def __repr__(self) -> str:
+        return "(nothing)"
+
+
+_MISSING = _Missing()
+
+
+def _differences(got: object, want: object, path: JsonPath) -> Iterator[tuple[str, str]]:
+    if isinstance(got, dict) and isinstance(want, dict):
+        for key in sorted(set(got) | set(want), key=str):
+            yield from _differences(got.get(key, _MISSING), want.get(key, _MISSING), (*path, key))
+    elif isinstance(got, list) and isinstance(want, list):
+        for i, (a, b) in enumerate(zip(got, want, strict=False)):
+            yield from _differences(a, b, (*path, i))
+        n = min(len(got), len(want))  # one list goes on: name its first extra item
+        if len(got) != len(want):
+            extra = got[n] if len(got) > n else want[n]
+            which = "the template renders" if len(got) > n else "the template leaves out"
+            yield format_json_path((*path, n)), f"{which} {_brief(extra)}"
+    elif type(got) is not type(want) or got != want:  # True == 1, 443 == 443.0: not alike
+        yield (
+            format_json_path(path),
+            f"the template renders {_brief(got)}, the policy declares {_brief(want)}",
+        )
+
+
+def _brief(value: object) -> str:
+    if isinstance(value, _Missing):
+        return "nothing"
+    text = json.dumps(value, sort_keys=True, default=str)
+    return text if len(text) <= 80 else text[:77] + "..."
