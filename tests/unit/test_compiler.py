@@ -911,3 +911,30 @@ def test_a_repo_template_rendering_more_than_the_policies_is_an_error(
     (repo / "my-templates" / "networkpolicy.yaml.j2").write_text(reference)
     code, out, err = run(capsys, "check", str(repo))
     assert code == 0, err
+
+
+def test_runner_pods_no_policy_selects_get_a_default_deny(
+    capsys: pytest.CaptureFixture[str], repo: Path
+) -> None:
+    # Fifth red-team pass: a policy for one agent's pods left the runs of every other agent
+    # (the requester picks the agent) with no egress restriction; compile now renders a
+    # default-deny for every runner pod of that namespace, which allows nothing.
+    _edit(
+        repo / "egress" / "runners.yaml",
+        "  target: runners\n",
+        "  target: runners\n  podSelector: {matchLabels: {agents.proompteng.ai/agent: codex}}\n",
+    )
+    code, _, err = run(capsys, "compile", str(repo))
+    assert code == 0, err
+    folder = repo / "rendered" / "prod" / "networkpolicies"
+    deny = yaml.safe_load((folder / "agents.approvalgate-runners-default-deny.yaml").read_text())
+    assert deny["spec"] == {
+        "podSelector": {
+            "matchExpressions": [{"key": "agents.proompteng.ai/agent-run", "operator": "Exists"}]
+        },
+        "policyTypes": ["Egress"],
+        "egress": [],
+    }
+    kustomization = (repo / "rendered" / "prod" / "kustomization.yaml").read_text()
+    assert "networkpolicies/agents.approvalgate-runners-default-deny.yaml" in kustomization
+    assert run(capsys, "check", str(repo))[0] == 0

@@ -14,6 +14,7 @@ from approvalgate.compiler.egress.env import EgressEnv
 from approvalgate.compiler.egress.flavor import Flavor, Manifest
 from approvalgate.compiler.egress.flavors import FLAVORS
 from approvalgate.compiler.egress.model import (
+    DEFAULT_DENY_NAME,
     DEFAULT_RUNNER_SELECTOR,
     MANAGED_BY_LABEL,
     POLICY_LABEL,
@@ -31,7 +32,8 @@ def render_egress(
     policies: Sequence[Mapping[str, Any]], env: EgressEnv, templates_dir: str | None = None
 ) -> list[Json]:
     """The flavor's objects (NetworkPolicy, CiliumNetworkPolicy) for the enabled
-    ``runners`` policies.
+    ``runners`` policies, and a default-deny where they leave runner pods unselected
+    (:func:`default_deny`).
 
     Raises :class:`ValidationError` when a document has an error finding or two policies
     would render the same object. Output is sorted by namespace and name.
@@ -58,7 +60,9 @@ def _render_parsed(
     parsed: Sequence[EgressPolicy], env: EgressEnv, templates_dir: str | None
 ) -> list[Json]:
     flavor = FLAVORS[env.flavor]
-    manifests = [manifest(p, env, flavor) for p in parsed if p.enabled and p.target == "runners"]
+    runners = [p for p in parsed if p.enabled and p.target == "runners"]
+    manifests = [manifest(p, env, flavor) for p in runners]
+    manifests += default_deny(runners, manifests)
     _refuse_duplicates(manifests)
     own = repo_template(templates_dir, flavor.template)
     if own is None:
@@ -107,6 +111,40 @@ def manifest(policy: EgressPolicy, env: EgressEnv, flavor: Flavor) -> Manifest:
         pod_selector=selector(DEFAULT_RUNNER_SELECTOR if pod_selector is None else pod_selector),
         rules=tuple(rules),
     )
+
+
+def default_deny(runners: Sequence[EgressPolicy], manifests: Sequence[Manifest]) -> list[Manifest]:
+    """A default-deny for every runner pod of a namespace whose policies all select some
+    runner pods only (a custom ``podSelector``).
+
+    NetworkPolicies add up and a pod that no policy selects may send anything: a policy
+    for `agents.proompteng.ai/agent: codex` leaves the runs of every other agent, which
+    whoever creates the run picks, with no restriction. This one selects every runner pod
+    and allows nothing, so it restricts only the pods no other policy selects.
+    """
+    covered = {m.namespace for p, m in zip(runners, manifests, strict=True) if _all_runners(p)}
+    labels = {MANAGED_BY_LABEL: "approvalgate", POLICY_LABEL: DEFAULT_DENY_NAME}
+    return [
+        Manifest(
+            name=DEFAULT_DENY_NAME,
+            namespace=namespace,
+            labels=dict(sorted(labels.items())),
+            annotations={},
+            pod_selector=selector(DEFAULT_RUNNER_SELECTOR),
+            rules=(),
+        )
+        for namespace in sorted({m.namespace for m in manifests} - covered)
+    ]
+
+
+def _all_runners(policy: EgressPolicy) -> bool:
+    """Whether the policy selects every runner pod: the default selector, or every pod."""
+    chosen = policy.pod_selector
+    if chosen is None:
+        return True
+    if selector(chosen) == selector(DEFAULT_RUNNER_SELECTOR):
+        return True
+    return not chosen.get("matchLabels") and not chosen.get("matchExpressions")
 
 
 def _refuse_duplicates(manifests: Sequence[Manifest]) -> None:

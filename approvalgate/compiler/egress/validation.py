@@ -22,7 +22,7 @@ from approvalgate.approvals.errors import (
 from approvalgate.compiler.egress.checks import Ctx, check_labels, check_selector
 from approvalgate.compiler.egress.destinations import check_destinations
 from approvalgate.compiler.egress.env import SETTINGS_PREFIX, EgressEnv
-from approvalgate.compiler.egress.model import EgressPolicy, parse_egress
+from approvalgate.compiler.egress.model import DEFAULT_DENY_NAME, EgressPolicy, parse_egress
 from approvalgate.compiler.egress.schema import schema_findings
 
 
@@ -57,6 +57,13 @@ def validate_egress(doc: Mapping[str, Any], env: EgressEnv | None = None) -> lis
 
 def _check_metadata(meta: Mapping[str, Any]) -> Iterator[Finding]:
     yield from check_labels(meta.get("labels", {}), ("metadata", "labels"))
+    if meta["name"] == DEFAULT_DENY_NAME:
+        yield Finding(
+            ("metadata", "name"),
+            f"`{DEFAULT_DENY_NAME}` is the name of the default-deny policy approvalgate "
+            "renders for runner pods no policy selects",
+            "pick another name",
+        )
 
 
 def _check_target(spec: Mapping[str, Any], ctx: Ctx) -> Iterator[Finding]:
