@@ -938,3 +938,23 @@ def test_runner_pods_no_policy_selects_get_a_default_deny(
     kustomization = (repo / "rendered" / "prod" / "kustomization.yaml").read_text()
     assert "networkpolicies/agents.approvalgate-runners-default-deny.yaml" in kustomization
     assert run(capsys, "check", str(repo))[0] == 0
+
+
+def test_a_port_range_as_wide_as_all_ports_is_a_located_error(
+    capsys: pytest.CaptureFixture[str], repo: Path
+) -> None:
+    # Fifth red-team pass: `port: 1, endPort: 65535` to 0.0.0.0/0 opened every TCP port to
+    # every address and read narrower than the `allPorts: true` the wildcard rule refused.
+    _edit(
+        repo / "egress" / "runners.yaml",
+        "    - name: artifact-cache\n",
+        "    - name: anything\n      cidrs: [{cidr: 0.0.0.0/0}]\n"
+        "      ports: [{port: 1, endPort: 65535}]\n    - name: artifact-cache\n",
+    )
+    for command in ("validate", "check", "compile"):
+        code, out, err = run(capsys, command, str(repo))
+        assert (code, out) == (1, ""), (command, err)
+        assert (
+            "egress/runners.yaml:19:16: $.spec.destinations[1].cidrs[0].cidr: `0.0.0.0/0` with "
+            "ports 1-65535/TCP opens egress to every address on every TCP port"
+        ) in err, (command, err)
