@@ -26,7 +26,7 @@ class Ctx:
 #: service account, its cluster), matched by a selector key without a source prefix as
 #: `any:<key>`: a selector naming one reads as a pod label, but Cilium then leaves out the
 #: namespace it adds to selectors that name none, so it reaches other namespaces.
-CILIUM_DERIVED = ("io.kubernetes.pod.", "io.cilium.")
+CILIUM_DERIVED = ("io.kubernetes.", "io.cilium.")
 
 
 def check_selector(selector: Mapping[str, Any], path: JsonPath) -> Iterator[Finding]:
