@@ -958,3 +958,25 @@ def test_a_port_range_as_wide_as_all_ports_is_a_located_error(
             "egress/runners.yaml:19:16: $.spec.destinations[1].cidrs[0].cidr: `0.0.0.0/0` with "
             "ports 1-65535/TCP opens egress to every address on every TCP port"
         ) in err, (command, err)
+
+
+def test_a_repo_template_cannot_run_code_where_check_runs(
+    capsys: pytest.CaptureFixture[str], repo: Path, tmp_path: Path
+) -> None:
+    # Fifth red-team pass: `check` (CI, the pre-commit hook) rendered repo templates in a
+    # plain Jinja2 environment, so a template ran any command there.
+    marker = tmp_path / "ran"
+    (repo / "my-templates").mkdir()
+    (repo / "my-templates" / "networkpolicy.yaml.j2").write_text(
+        "{{ cycler.__init__.__globals__.os.popen('touch " + str(marker) + "').read() }}\n"
+    )
+    config = repo / "approvalgate.yaml"
+    config.write_text("templates: my-templates\n" + config.read_text())
+    for command in ("validate", "check", "compile"):
+        code, out, err = run(capsys, command, str(repo))
+        assert (code, out) == (1, ""), (command, err)
+        assert err.startswith(
+            f"error: {repo / 'my-templates' / 'networkpolicy.yaml.j2'}: the repo template "
+            "cannot be rendered: SecurityError: "
+        ), (command, err)
+        assert not marker.exists(), command

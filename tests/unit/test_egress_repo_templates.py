@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-from approvalgate.approvals.errors import ValidationError
+from approvalgate.approvals.errors import ApprovalgateError, ValidationError
 from approvalgate.compiler.egress import FLAVORS, EgressEnv, env_from_mapping, render_egress
 from tests.support.paths import ROOT
 
@@ -170,3 +170,48 @@ def test_a_repo_template_may_choose_labels_and_annotations(tmp_path: Path, flavo
     built = render_egress(docs, env)
     assert [o["spec"] for o in rendered] == [o["spec"] for o in built]
     assert all(o["metadata"]["annotations"] == {"owner": "net"} for o in rendered)
+
+
+def _template_fails(tmp_path: Path, text: str, flavor: str = "kubernetes") -> list[str]:
+    docs, env = load_case(CORPUS / "and-form", flavor)
+    folder = tmp_path / "templates"
+    folder.mkdir(exist_ok=True)
+    (folder / FLAVORS[flavor].template).write_text(text)
+    with pytest.raises(ApprovalgateError) as caught:
+        render_egress(docs, env, str(folder))
+    return caught.value.render().splitlines()
+
+
+def test_a_repo_template_cannot_run_code(tmp_path: Path) -> None:
+    # Fifth red-team pass: templates ran in a plain Jinja2 environment, so one reaching
+    # Python's globals ran commands wherever `compile` or `check` ran (CI, the pre-commit
+    # hook, a release job holding the bundle-signing key).
+    marker = tmp_path / "ran"
+    payload = f"cycler.__init__.__globals__.os.popen('touch {marker}').read()"
+    lines = _template_fails(tmp_path, "{{ " + payload + " }}\n")
+    assert not marker.exists()
+    template = tmp_path / "templates" / "networkpolicy.yaml.j2"
+    assert lines[0].startswith(f"{template}: the repo template cannot be rendered: "), lines
+    assert "unsafe" in lines[0] or "__init__" in lines[0], lines
+
+
+def test_a_broken_repo_template_is_a_located_error_not_a_crash(tmp_path: Path) -> None:
+    template = tmp_path / "templates" / "networkpolicy.yaml.j2"
+    lines = _template_fails(tmp_path, "apiVersion: v1\n{% if %}\n")
+    assert lines[0].startswith(f"{template}:2:1: the repo template cannot be read: "), lines
+    lines = _template_fails(tmp_path, "{{ policy.nothing }}\n")
+    assert lines[0].startswith(f"{template}: the repo template cannot be rendered: "), lines
+    lines = _template_fails(tmp_path, "a: [\n")
+    assert lines[0].startswith(f"{template}: the repo template rendered text that is not YAML")
+
+
+def test_a_repo_template_reads_no_file_outside_its_folder(tmp_path: Path) -> None:
+    secret = tmp_path / "secret.key"
+    secret.write_text("PRIVATE")
+    folder = tmp_path / "templates"
+    folder.mkdir()
+    (folder / "key.txt").symlink_to(secret)
+    for name in ("key.txt", "../secret.key"):
+        lines = _template_fails(tmp_path, "x: 1\n{% include '" + name + "' %}\n")
+        assert "the repo template cannot be" in lines[0], lines
+        assert "PRIVATE" not in "\n".join(lines)

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 import yaml
 
-from approvalgate.approvals.errors import ApprovalgateError, JsonPath, format_json_path
+from approvalgate.approvals.errors import ApprovalgateError, JsonPath, Location, format_json_path
 from approvalgate.compiler.egress.flavor import Manifest
 from approvalgate.compiler.egress.model import Json
 
@@ -28,36 +28,93 @@ if TYPE_CHECKING:
 
 
 def repo_template(templates_dir: str | None, name: str) -> Callable[[Manifest], Json] | None:
-    """A builder from the repo's template ``name``, or None when the repo has none."""
-    if templates_dir is None or not os.path.isfile(os.path.join(templates_dir, *name.split("/"))):
+    """A builder from the repo's template ``name``, or None when the repo has none.
+
+    Raises :class:`ApprovalgateError`, located at the template, when it cannot be read or
+    rendered: it runs in Jinja2's immutable sandbox (no attribute that starts with `_`, no
+    method that changes a value), and reads templates only from regular files inside its
+    folder (no symlink, no `..`), so a template is data: it cannot run code or read files
+    wherever `compile` and `check` run (CI, hooks, a job holding a signing key).
+    """
+    path = os.path.join(templates_dir or "", *name.split("/"))
+    if templates_dir is None or not os.path.isfile(path):
         return None
-    template = _jinja(templates_dir).get_template(name)
+    import jinja2
+
+    try:
+        template = _jinja(templates_dir).get_template(name)
+    except jinja2.TemplateError as error:
+        raise _template_error(path, "cannot be read", error) from None
 
     def build(m: Manifest) -> Json:
-        return _load_rendered(template.render(policy=m))
+        try:
+            text = template.render(policy=m)
+        except jinja2.TemplateError as error:
+            raise _template_error(path, "cannot be rendered", error) from None
+        return _load_rendered(text, path)
 
     return build
+
+
+def _template_error(path: str, what: str, error: Exception) -> ApprovalgateError:
+    line = getattr(error, "lineno", None) if what == "cannot be read" else None
+    return ApprovalgateError(
+        f"the repo template {what}: {type(error).__name__}: {error}",
+        location=Location(file=path, line=line or 0),
+        advice='a template sees `policy` (docs/egress.md, "Repo templates"), in Jinja2\'s '
+        "sandbox: no attribute starting with `_`, and includes only of files in its folder",
+    )
 
 
 @lru_cache(maxsize=1)
 def _jinja(templates_dir: str) -> jinja2.Environment:
     import jinja2
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
 
     # autoescape stays on as a safety net: a template should pass every value through
     # `tojson` (JSON is YAML), and anything that is not shows up HTML-escaped, not injected.
-    return jinja2.Environment(
-        loader=jinja2.FileSystemLoader(templates_dir),
+    return ImmutableSandboxedEnvironment(
+        loader=jinja2.FunctionLoader(lambda name: _read_template(templates_dir, name)),
         autoescape=True,
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
     )
 
 
-def _load_rendered(text: str) -> Json:
-    obj = yaml.safe_load(text)
+def _read_template(templates_dir: str, name: str) -> tuple[str, str, Callable[[], bool]]:
+    """A template's text: a regular file inside the folder, reached through no symlink."""
+    import jinja2
+    from jinja2.loaders import split_template_path
+
+    parts = split_template_path(name)  # refuses `..`
+    path = templates_dir
+    for part in parts:
+        path = os.path.join(path, part)
+        if os.path.islink(path):
+            raise jinja2.TemplateNotFound(
+                f"{name} (a symlink: templates are read from the folder only)"
+            )
+    if not os.path.isfile(path):
+        raise jinja2.TemplateNotFound(name)
+    with open(path, encoding="utf-8") as handle:
+        text = handle.read()
+    mtime = os.path.getmtime(path)
+    return text, path, lambda: os.path.getmtime(path) == mtime
+
+
+def _load_rendered(text: str, path: str) -> Json:
+    try:
+        obj = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise ApprovalgateError(
+            f"the repo template rendered text that is not YAML: {error}",
+            location=Location(file=path),
+            advice="pass every value through `tojson` (JSON is YAML)",
+        ) from None
     if not isinstance(obj, dict):
         raise ApprovalgateError(
             "an egress template rendered no object",
+            location=Location(file=path),
             advice="the repo's template must render one YAML mapping per policy",
         )
     return obj
