@@ -980,3 +980,22 @@ def test_a_repo_template_cannot_run_code_where_check_runs(
             "cannot be rendered: SecurityError: "
         ), (command, err)
         assert not marker.exists(), command
+
+
+@pytest.mark.parametrize("setting", ["linked", "linked/inner"])
+def test_a_templates_folder_outside_the_repo_is_a_located_error(
+    capsys: pytest.CaptureFixture[str], repo: Path, tmp_path: Path, setting: str
+) -> None:
+    # Fifth red-team pass: the templates that render the output `check` compares came from
+    # wherever a symlink in the repo pointed (`..` and absolute paths: refused by the schema).
+    outside = tmp_path / "elsewhere"
+    (outside / "inner").mkdir(parents=True)
+    (repo / "linked").symlink_to(outside)
+    config = repo / "approvalgate.yaml"
+    config.write_text(f"templates: {setting}\n" + config.read_text())
+    code, out, err = run(capsys, "validate", str(repo))
+    assert (code, out) == (1, ""), err
+    assert err.startswith(
+        f"error: approvalgate.yaml:1:1: $.templates: templates `{setting}` goes through a symlink"
+    ), err
+    assert "hint: give a folder of the repo" in err
