@@ -10,18 +10,26 @@ and that every NetworkPolicy the corpus renders is stored as rendered, with no w
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
+from approvalgate.cli import main
 from approvalgate.compiler.egress import EgressEnv, render_egress, validate_egress
 from tests.e2e.controlplane import ControlPlane
+from tests.support.paths import ROOT
 from tests.unit.test_egress_k8s_schema import CASES, load_case, renderable
 
 from .conftest import own_control_plane
 
 pytestmark = pytest.mark.e2e
+
+EXAMPLE = ROOT / "examples" / "gitops-repo"
 
 
 @pytest.fixture(scope="module")
@@ -144,3 +152,53 @@ def test_a_deny_all_without_policy_types_is_ingress_only_to_the_server(
     stored, stderr = _apply(plane, namespace, obj)
     assert stored is not None, stderr
     assert stored["spec"]["policyTypes"] == ["Ingress"]
+
+
+def _kustomize(plane: ControlPlane, folder: Path) -> list[dict[str, Any]]:
+    """What Argo CD applies from a rendered environment: `kustomize build` (kubectl's)."""
+    result = subprocess.run(
+        [str(plane.binaries.kubectl), "kustomize", str(folder)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    return [d for d in yaml.safe_load_all(result.stdout) if d]
+
+
+def test_what_kustomize_applies_holds_every_rendered_policy(
+    plane: ControlPlane, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """kustomize drops an object annotated `config.kubernetes.io/local-config: "true"`:
+    an EgressPolicy carrying it compiled, `check` passed, and its NetworkPolicy never
+    reached the cluster. Such keys are refused now; every rendered policy is applied."""
+    repo = tmp_path / "repo"
+    shutil.copytree(EXAMPLE, repo)
+    for env in ("dev", "staging", "prod"):
+        folder = repo / "rendered" / env
+        rendered = {p.name for p in (folder / "networkpolicies").iterdir()}
+        applied = {
+            f"{o['metadata']['namespace']}.{o['metadata']['name']}.yaml"
+            for o in _kustomize(plane, folder)
+            if o["kind"] == "NetworkPolicy"
+        }
+        assert applied == rendered != set()
+    # the drop itself: the rendered runners policy, so annotated, is no longer applied
+    prod = repo / "rendered" / "prod"
+    marked = prod / "networkpolicies" / "agents.runners.yaml"
+    obj = yaml.safe_load(marked.read_text())
+    obj["metadata"]["annotations"]["config.kubernetes.io/local-config"] = "true"
+    marked.write_text(yaml.safe_dump(obj))
+    names = {o["metadata"]["name"] for o in _kustomize(plane, prod) if o["kind"] == "NetworkPolicy"}
+    assert "runners" not in names
+    runners = repo / "egress" / "runners.yaml"
+    runners.write_text(
+        runners.read_text().replace(
+            "  namespace: agents\n",
+            "  namespace: agents\n  annotations:\n    config.kubernetes.io/local-config: 'true'\n",
+            1,
+        )
+    )
+    assert main(["compile", str(repo)]) == 1
+    err = capsys.readouterr().err
+    assert "$.metadata.annotations.config.kubernetes.io/local-config: `config.kubernetes" in err

@@ -215,3 +215,18 @@ def test_a_repo_template_reads_no_file_outside_its_folder(tmp_path: Path) -> Non
         lines = _template_fails(tmp_path, "x: 1\n{% include '" + name + "' %}\n")
         assert "the repo template cannot be" in lines[0], lines
         assert "PRIVATE" not in "\n".join(lines)
+
+
+def test_a_repo_template_may_not_choose_keys_the_tools_act_on(tmp_path: Path) -> None:
+    # kustomize drops an object so annotated: the policy would never reach the cluster
+    reference = (REPO_TEMPLATES / "networkpolicy.yaml.j2").read_text()
+    custom = reference.replace(
+        "  labels: {{ policy.labels | tojson }}",
+        "  labels: {{ policy.labels | tojson }}\n"
+        '  annotations: {"config.kubernetes.io/local-config": "true"}',
+    )
+    custom = custom.replace("  annotations: {{ policy.annotations | tojson }}\n", "")
+    lines = _template_fails(tmp_path, custom)
+    assert (
+        ": $.metadata.annotations.config.kubernetes.io/local-config: the repo template " in lines[0]
+    )

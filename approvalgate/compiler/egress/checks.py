@@ -8,7 +8,7 @@ from typing import Any
 
 from approvalgate.approvals.errors import Finding, JsonPath
 from approvalgate.compiler.egress.env import EgressEnv
-from approvalgate.compiler.egress.syntax import LABEL_KEY, LABEL_VALUE, shown
+from approvalgate.compiler.egress.syntax import LABEL_KEY, LABEL_VALUE, shown, tool_owned
 
 
 @dataclass(frozen=True)
@@ -72,3 +72,17 @@ def check_labels(labels: Mapping[str, str], path: JsonPath) -> Iterator[Finding]
                 "at most 63 letters, digits, '-', '_' or '.', starting and ending with a "
                 "letter or digit",
             )
+
+
+def tool_owned_problem(key: str) -> tuple[str, str] | None:
+    """(message, advice) when a label or annotation key of the rendered object is one a
+    tool between the output and the cluster acts on (``syntax.TOOL_DOMAINS``)."""
+    domain = tool_owned(key)
+    if domain is None:
+        return None
+    return (
+        f"`{shown(key)}` is a key of {domain}, which kustomize, Argo CD, Helm or kubectl act "
+        "on: it can keep the rendered policy out of the cluster (kustomize drops an object "
+        "marked `config.kubernetes.io/local-config`; Argo CD deletes a hook after it runs)",
+        "remove it: the policy's own labels and annotations are metadata only",
+    )

@@ -23,6 +23,31 @@ FQDN_LABEL = re.compile(r"\A(?=.{1,63}\Z)[a-z0-9*]([-a-z0-9*]*[a-z0-9*])?\Z")
 PORT_NAME = re.compile(r"\A(?=.{1,15}\Z)(?=.*[a-z])[a-z0-9]+(-[a-z0-9]+)*\Z")
 
 
+#: Domains of label and annotation keys that the tools between the output and the cluster
+#: act on: kustomize drops an object annotated `config.kubernetes.io/local-config: "true"`
+#: (so Argo CD never applies it), Argo CD runs an `argocd.argoproj.io/hook` object as a
+#: hook and deletes it, Helm and kubectl keep their own bookkeeping there.
+TOOL_DOMAINS = (
+    "config.kubernetes.io",
+    "config.k8s.io",
+    "argoproj.io",
+    "helm.sh",
+    "kubectl.kubernetes.io",
+)
+
+
+def tool_owned(key: str) -> str | None:
+    """The tool domain of a label or annotation key, or None."""
+    prefix, slash, _ = key.partition("/")
+    if not slash:
+        return None
+    prefix = prefix.lower()
+    for domain in TOOL_DOMAINS:
+        if prefix == domain or prefix.endswith("." + domain):
+            return domain
+    return None
+
+
 def shown(text: str) -> str:
     """``text`` for a one-line message: control and invisible characters as escapes."""
     return text if text.isprintable() else text.encode("unicode_escape").decode("ascii")

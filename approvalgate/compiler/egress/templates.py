@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 import yaml
 
 from approvalgate.approvals.errors import ApprovalgateError, JsonPath, Location, format_json_path
+from approvalgate.compiler.egress.checks import tool_owned_problem
 from approvalgate.compiler.egress.flavor import Manifest
 from approvalgate.compiler.egress.model import Json
 
@@ -138,10 +139,23 @@ def layout_problems(rendered: Json, built: Json) -> list[tuple[str, str]]:
             continue
         for field in sorted(set(meta) | set(own)):
             if field in TEMPLATE_OWNED:
+                problems += _tool_owned(meta.get(field), (key, field))
                 continue
             got, want = meta.get(field, _MISSING), own.get(field, _MISSING)
             problems += _differences(got, want, (key, field))
     return problems[:1]  # the first: the rest usually follow from it
+
+
+def _tool_owned(chosen: object, path: JsonPath) -> list[tuple[str, str]]:
+    """What a template chose among the labels or annotations that tools act on."""
+    if not isinstance(chosen, dict):
+        return []
+    found = []
+    for key in sorted(chosen, key=str):
+        problem = tool_owned_problem(str(key))
+        if problem:
+            found.append((format_json_path((*path, str(key))), problem[0]))
+    return found
 
 
 class _Missing:

@@ -19,7 +19,12 @@ from approvalgate.approvals.errors import (
     ValidationError,
     format_json_path,
 )
-from approvalgate.compiler.egress.checks import Ctx, check_labels, check_selector
+from approvalgate.compiler.egress.checks import (
+    Ctx,
+    check_labels,
+    check_selector,
+    tool_owned_problem,
+)
 from approvalgate.compiler.egress.destinations import check_destinations
 from approvalgate.compiler.egress.env import SETTINGS_PREFIX, EgressEnv
 from approvalgate.compiler.egress.model import DEFAULT_DENY_NAME, EgressPolicy, parse_egress
@@ -57,6 +62,11 @@ def validate_egress(doc: Mapping[str, Any], env: EgressEnv | None = None) -> lis
 
 def _check_metadata(meta: Mapping[str, Any]) -> Iterator[Finding]:
     yield from check_labels(meta.get("labels", {}), ("metadata", "labels"))
+    for field in ("labels", "annotations"):
+        for key in meta.get(field, {}):
+            problem = tool_owned_problem(key)
+            if problem:
+                yield Finding(("metadata", field, key), *problem)
     if meta["name"] == DEFAULT_DENY_NAME:
         yield Finding(
             ("metadata", "name"),
