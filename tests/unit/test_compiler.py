@@ -999,3 +999,30 @@ def test_a_templates_folder_outside_the_repo_is_a_located_error(
         f"error: approvalgate.yaml:1:1: $.templates: templates `{setting}` goes through a symlink"
     ), err
     assert "hint: give a folder of the repo" in err
+
+
+def test_cidrs_split_across_two_policies_for_the_same_pods_are_an_error(
+    capsys: pytest.CaptureFixture[str], repo: Path
+) -> None:
+    # Fifth red-team pass: the wildcard rules held within one EgressPolicy only; two files,
+    # each with one half of the address space on every port, passed for the same pods.
+    _edit(
+        repo / "egress" / "runners.yaml",
+        "    - name: artifact-cache\n",
+        "    - name: low\n      cidrs: [{cidr: 0.0.0.0/1}]\n      allPorts: true\n"
+        "    - name: artifact-cache\n",
+    )
+    (repo / "egress" / "more.yaml").write_text(
+        "apiVersion: gates.proompteng.ai/v1alpha1\nkind: EgressPolicy\n"
+        "metadata: {name: more, namespace: agents}\nspec:\n  target: runners\n"
+        "  destinations:\n    - name: high\n      cidrs: [{cidr: 128.0.0.0/1}]\n"
+        "      allPorts: true\n"
+    )
+    for command in ("validate", "check", "compile"):
+        code, out, err = run(capsys, command, str(repo))
+        assert (code, out) == (1, ""), (command, err)
+        assert (
+            "egress/runners.yaml:19:16: $.spec.destinations[1].cidrs[0].cidr: `0.0.0.0/1` with "
+            "the other `allPorts: true` blocks (128.0.0.0/1) covers every IPv4 address"
+        ) in err, (command, err)
+        assert "with the EgressPolicies of the runners of namespace agents (more, runners)" in err
