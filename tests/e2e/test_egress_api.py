@@ -82,6 +82,7 @@ SPELLINGS = [
     ("::ffff:0:0/96", 'use "0.0.0.0/0"'),
     ("::ffff:10.0.0.0/104", 'use "10.0.0.0/8"'),
     ("10.0.0.0/08", 'use "10.0.0.0/8"'),
+    ("010.0.0.0/8", 'use "10.0.0.0/8"'),  # refused before this pass (Python: not an address)
     ("2001:DB8::/32", 'canonical format ("2001:db8::/32")'),
     ("0::0/0", 'canonical format ("::/0")'),
     ("fe80::1%eth0/128", "must be a valid CIDR value"),
