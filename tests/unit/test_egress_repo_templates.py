@@ -117,6 +117,14 @@ WIDER = [
         "ports: [{port: 0443}]",
         "$.spec.egress[0].ports",
     ),
+    # a key YAML reads as a number (or null) beside the written ones: an error, not a crash
+    ("kubernetes", "kind: NetworkPolicy", "kind: NetworkPolicy\n1: x\nnull: y", "$[1]"),
+    (
+        "kubernetes",
+        "  name: {{ policy.name | tojson }}",
+        "  name: {{ policy.name | tojson }}\n  1: x",
+        "$.metadata[1]",
+    ),
     # Cilium: the world entity beside the rules; ingress rules; a field the CRD may add
     ("cilium", "  egress:\n", "  egress:\n    - toEntities: [world]\n", "$.spec.egress"),
     (

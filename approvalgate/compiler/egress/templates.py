@@ -129,7 +129,7 @@ def layout_problems(rendered: Json, built: Json) -> list[tuple[str, str]]:
     """(JSON path, what differs) where a repo template's object is not the flavor's
     ``built`` one, other than its labels and annotations; empty when it only lays out."""
     problems: list[tuple[str, str]] = []
-    for key in sorted(set(rendered) | set(built)):
+    for key in sorted(set(rendered) | set(built), key=str):
         if key != "metadata":
             problems += _differences(rendered.get(key, _MISSING), built.get(key, _MISSING), (key,))
             continue
@@ -137,7 +137,7 @@ def layout_problems(rendered: Json, built: Json) -> list[tuple[str, str]]:
         if not isinstance(meta, dict):
             problems += _differences(meta, own, (key,))
             continue
-        for field in sorted(set(meta) | set(own)):
+        for field in sorted(set(meta) | set(own), key=str):
             if field in TEMPLATE_OWNED:
                 problems += _tool_owned(meta.get(field), (key, field))
                 continue
