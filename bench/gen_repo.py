@@ -128,7 +128,10 @@ def egress_spec(rng: random.Random, i: int) -> dict[str, Any]:
     if i % 5 == 0:
         metadata["labels"] = {"team": f"team-{i % NAMESPACES}", "tier": "batch"}
     spec: dict[str, Any] = {"target": "runners"}
-    if i % 4 == 1:
+    # the first spec of each namespace selects all its runner pods, so compile adds no
+    # default-deny, which the helm-equivalent chart does not render (docs/egress.md,
+    # "Runner pods no policy selects")
+    if i % 4 == 1 and i >= NAMESPACES:
         spec["podSelector"] = {
             "matchLabels": {"agents.proompteng.ai/agent": f"agent-{i % 50}"},
             "matchExpressions": [{"key": "agents.proompteng.ai/agent-run", "operator": "Exists"}],

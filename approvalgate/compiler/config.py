@@ -125,6 +125,7 @@ def load_config(root: Path) -> RepoConfig:
             environments.append(_environment(name, defaults, raw, chosen))
         except ApprovalgateError as exc:
             errors.append(source.error(Finding(("environments", name), exc.message, exc.advice)))
+    errors += [source.error(f) for f in _templates_findings(root, obj.get("templates"))]
     if errors:
         raise ValidationError(errors)
     return RepoConfig(
@@ -135,6 +136,26 @@ def load_config(root: Path) -> RepoConfig:
         templates=obj.get("templates"),
         environments=tuple(environments),
     )
+
+
+def _templates_findings(root: Path, templates: str | None) -> list[Finding]:
+    """The templates folder is the repo's own: inside it, reached through no symlink (its
+    templates render the output `check` compares, and a folder elsewhere is no file a
+    reviewer of the repo reads)."""
+    if templates is None:
+        return []
+    where: JsonPath = ("templates",)
+    folder = root
+    for part in Path(templates).parts:
+        if part in ("/", "..") or Path(part).is_absolute():
+            return [Finding(where, f"templates `{templates}` is outside the repo", _INSIDE)]
+        folder = folder / part
+        if folder.is_symlink():
+            return [Finding(where, f"templates `{templates}` goes through a symlink", _INSIDE)]
+    return []
+
+
+_INSIDE = "give a folder of the repo, relative to approvalgate.yaml, not a symlink"
 
 
 def _environment(

@@ -13,6 +13,7 @@ from approvalgate.approvals.policy import compile_bundle
 from approvalgate.approvals.structural import check_against_crd, load_agentrun_crd
 from approvalgate.compiler.config import Environment, RepoConfig, load_config
 from approvalgate.compiler.egress import validate_egress
+from approvalgate.compiler.egress.validation import check_merged
 from approvalgate.compiler.sources import SourceDocument, load_sources
 
 KINDS = ("ApprovalPolicy", "Approver", "EgressPolicy", "AgentRun")
@@ -68,6 +69,10 @@ def load_repo(root: Path) -> Repo:
             for finding in validate_egress(source.obj, env.egress):
                 report(source, finding, env)
                 egress_errors += finding.severity == "error"
+        if not egress_errors:
+            for n, finding in check_merged([s.obj for s in egress_docs], env.egress):
+                report(egress_docs[n], finding, env)
+                egress_errors += 1
         if not egress_errors:
             repo.egress_valid.add(env.name)
     errors: list[ApprovalgateError] = []

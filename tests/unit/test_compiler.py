@@ -850,3 +850,179 @@ def test_a_lenient_policy_added_beside_a_strict_one_does_not_weaken_it(
     )
     assert code == 1 and "DENIED agents/sneaky in prod" in out
     assert "codex-two-person" in out
+
+
+def test_an_address_go_reads_otherwise_than_python_is_a_located_error(
+    capsys: pytest.CaptureFixture[str], repo: Path
+) -> None:
+    # Fifth red-team pass: `::ffff:0:0/96` reads as a small IPv6 range (and passed the
+    # wildcard check); the API server and Go CNIs read it as 0.0.0.0/0, every port here.
+    # A Cilium-derived key in a pod selector reaches kube-system's pods in flavor cilium.
+    _edit(
+        repo / "egress" / "runners.yaml",
+        "    - name: artifact-cache\n",
+        '    - name: mirrors\n      cidrs: [{cidr: "::ffff:0:0/96"}]\n'
+        "      allPorts: true\n"
+        "    - name: peers\n"
+        "      podSelector: {matchLabels: {io.kubernetes.pod.namespace: kube-system}}\n"
+        "      ports: [{port: 443}]\n"
+        "    - name: artifact-cache\n",
+    )
+    for command in ("validate", "check", "compile"):
+        code, out, err = run(capsys, command, str(repo))
+        assert (code, out) == (1, ""), (command, err)
+        assert (
+            "egress/runners.yaml:19:16: $.spec.destinations[1].cidrs[0].cidr: `::ffff:0:0/96` "
+            "is an IPv4-mapped IPv6 address, which Kubernetes and Go read as the IPv4 CIDR "
+            "`0.0.0.0/0`"
+        ) in err, (command, err)
+        assert "hint: write 0.0.0.0/0 if you mean those IPv4 addresses" in err
+        assert (
+            "egress/runners.yaml:22:35: $.spec.destinations[2].podSelector.matchLabels"
+            ".io.kubernetes.pod.namespace: `io.kubernetes.pod.namespace` is a label Cilium "
+            "derives"
+        ) in err, (command, err)
+    assert "Traceback" not in err
+
+
+def test_a_repo_template_rendering_more_than_the_policies_is_an_error(
+    capsys: pytest.CaptureFixture[str], repo: Path
+) -> None:
+    # Fifth red-team pass: a repo template reviewed once added an allow-all rule to every
+    # policy (and `validate` never rendered it); now every command names the template.
+    reference = (
+        ROOT / "tests" / "corpus" / "egress-templates" / "networkpolicy.yaml.j2"
+    ).read_text()
+    (repo / "my-templates").mkdir()
+    (repo / "my-templates" / "networkpolicy.yaml.j2").write_text(
+        reference.replace("{%- endfor %}\n{%- else %}", "{%- endfor %}\n    - {}\n{%- else %}", 1)
+    )
+    config = repo / "approvalgate.yaml"
+    config.write_text("templates: my-templates\n" + config.read_text())
+    template = repo / "my-templates" / "networkpolicy.yaml.j2"
+    for command in ("validate", "check", "compile"):
+        code, out, err = run(capsys, command, str(repo))
+        assert (code, out) == (1, ""), (command, err)
+        assert err.startswith(
+            f"error: {template}: $.spec.egress[4]: the repo template renders EgressPolicy "
+            "agents/runners otherwise than it declares: the template renders {}\n"
+        ), (command, err)
+    # laid out as the flavor builds it (the reference template): the same output
+    (repo / "my-templates" / "networkpolicy.yaml.j2").write_text(reference)
+    code, out, err = run(capsys, "check", str(repo))
+    assert code == 0, err
+
+
+def test_runner_pods_no_policy_selects_get_a_default_deny(
+    capsys: pytest.CaptureFixture[str], repo: Path
+) -> None:
+    # Fifth red-team pass: a policy for one agent's pods left the runs of every other agent
+    # (the requester picks the agent) with no egress restriction; compile now renders a
+    # default-deny for every runner pod of that namespace, which allows nothing.
+    _edit(
+        repo / "egress" / "runners.yaml",
+        "  target: runners\n",
+        "  target: runners\n  podSelector: {matchLabels: {agents.proompteng.ai/agent: codex}}\n",
+    )
+    code, _, err = run(capsys, "compile", str(repo))
+    assert code == 0, err
+    folder = repo / "rendered" / "prod" / "networkpolicies"
+    deny = yaml.safe_load((folder / "agents.approvalgate-runners-default-deny.yaml").read_text())
+    assert deny["spec"] == {
+        "podSelector": {
+            "matchExpressions": [{"key": "agents.proompteng.ai/agent-run", "operator": "Exists"}]
+        },
+        "policyTypes": ["Egress"],
+        "egress": [],
+    }
+    kustomization = (repo / "rendered" / "prod" / "kustomization.yaml").read_text()
+    assert "networkpolicies/agents.approvalgate-runners-default-deny.yaml" in kustomization
+    assert run(capsys, "check", str(repo))[0] == 0
+
+
+def test_a_port_range_as_wide_as_all_ports_is_a_located_error(
+    capsys: pytest.CaptureFixture[str], repo: Path
+) -> None:
+    # Fifth red-team pass: `port: 1, endPort: 65535` to 0.0.0.0/0 opened every TCP port to
+    # every address and read narrower than the `allPorts: true` the wildcard rule refused.
+    _edit(
+        repo / "egress" / "runners.yaml",
+        "    - name: artifact-cache\n",
+        "    - name: anything\n      cidrs: [{cidr: 0.0.0.0/0}]\n"
+        "      ports: [{port: 1, endPort: 65535}]\n    - name: artifact-cache\n",
+    )
+    for command in ("validate", "check", "compile"):
+        code, out, err = run(capsys, command, str(repo))
+        assert (code, out) == (1, ""), (command, err)
+        assert (
+            "egress/runners.yaml:19:16: $.spec.destinations[1].cidrs[0].cidr: `0.0.0.0/0` with "
+            "ports 1-65535/TCP opens egress to every address on every TCP port"
+        ) in err, (command, err)
+
+
+def test_a_repo_template_cannot_run_code_where_check_runs(
+    capsys: pytest.CaptureFixture[str], repo: Path, tmp_path: Path
+) -> None:
+    # Fifth red-team pass: `check` (CI, the pre-commit hook) rendered repo templates in a
+    # plain Jinja2 environment, so a template ran any command there.
+    marker = tmp_path / "ran"
+    (repo / "my-templates").mkdir()
+    (repo / "my-templates" / "networkpolicy.yaml.j2").write_text(
+        "{{ cycler.__init__.__globals__.os.popen('touch " + str(marker) + "').read() }}\n"
+    )
+    config = repo / "approvalgate.yaml"
+    config.write_text("templates: my-templates\n" + config.read_text())
+    for command in ("validate", "check", "compile"):
+        code, out, err = run(capsys, command, str(repo))
+        assert (code, out) == (1, ""), (command, err)
+        assert err.startswith(
+            f"error: {repo / 'my-templates' / 'networkpolicy.yaml.j2'}: the repo template "
+            "cannot be rendered: SecurityError: "
+        ), (command, err)
+        assert not marker.exists(), command
+
+
+@pytest.mark.parametrize("setting", ["linked", "linked/inner"])
+def test_a_templates_folder_outside_the_repo_is_a_located_error(
+    capsys: pytest.CaptureFixture[str], repo: Path, tmp_path: Path, setting: str
+) -> None:
+    # Fifth red-team pass: the templates that render the output `check` compares came from
+    # wherever a symlink in the repo pointed (`..` and absolute paths: refused by the schema).
+    outside = tmp_path / "elsewhere"
+    (outside / "inner").mkdir(parents=True)
+    (repo / "linked").symlink_to(outside)
+    config = repo / "approvalgate.yaml"
+    config.write_text(f"templates: {setting}\n" + config.read_text())
+    code, out, err = run(capsys, "validate", str(repo))
+    assert (code, out) == (1, ""), err
+    assert err.startswith(
+        f"error: approvalgate.yaml:1:1: $.templates: templates `{setting}` goes through a symlink"
+    ), err
+    assert "hint: give a folder of the repo" in err
+
+
+def test_cidrs_split_across_two_policies_for_the_same_pods_are_an_error(
+    capsys: pytest.CaptureFixture[str], repo: Path
+) -> None:
+    # Fifth red-team pass: the wildcard rules held within one EgressPolicy only; two files,
+    # each with one half of the address space on every port, passed for the same pods.
+    _edit(
+        repo / "egress" / "runners.yaml",
+        "    - name: artifact-cache\n",
+        "    - name: low\n      cidrs: [{cidr: 0.0.0.0/1}]\n      allPorts: true\n"
+        "    - name: artifact-cache\n",
+    )
+    (repo / "egress" / "more.yaml").write_text(
+        "apiVersion: gates.proompteng.ai/v1alpha1\nkind: EgressPolicy\n"
+        "metadata: {name: more, namespace: agents}\nspec:\n  target: runners\n"
+        "  destinations:\n    - name: high\n      cidrs: [{cidr: 128.0.0.0/1}]\n"
+        "      allPorts: true\n"
+    )
+    for command in ("validate", "check", "compile"):
+        code, out, err = run(capsys, command, str(repo))
+        assert (code, out) == (1, ""), (command, err)
+        assert (
+            "egress/runners.yaml:19:16: $.spec.destinations[1].cidrs[0].cidr: `0.0.0.0/1` with "
+            "the other `allPorts: true` blocks (128.0.0.0/1) covers every IPv4 address"
+        ) in err, (command, err)
+        assert "with the EgressPolicies of the runners of namespace agents (more, runners)" in err

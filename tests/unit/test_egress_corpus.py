@@ -454,3 +454,34 @@ def test_numeric_ports_render_as_ints_and_quoted_ones_are_refused(port: int, pro
     assert objs[0]["spec"]["egress"][1]["ports"] == [{"port": port, "protocol": proto}]
     quoted = validate_egress(_doc("192.0.2.0/24", [{"port": str(port), "protocol": proto}]))
     assert [f.advice for f in quoted] == [f"write it without quotes: port: {port}"]
+
+
+def test_env_addresses_have_one_reading() -> None:
+    """The settings render into every policy: an IPv4-mapped endpoint CIDR is every IPv4
+    address to Go (on the API server ports), a zone id is refused by the API server, and
+    another spelling is what the output would carry (fifth red-team pass)."""
+    with pytest.raises(ValidationError) as caught:
+        env_from_mapping(
+            {
+                "nodeLocalDNS": ["fe80::1%eth0", "::ffff:169.254.20.10", "169.254.20.10\n"],
+                "apiServerEndpoints": ["::ffff:0:0/96", "2001:DB8::1", "10.0.0.0/08"],
+            }
+        )
+    assert caught.value.render().splitlines() == [
+        "<input>: $.egress.nodeLocalDNS[0]: `fe80::1%eth0` has an IPv6 zone id (`%eth0`), "
+        "which the API server refuses",
+        "  hint: write fe80::1",
+        "<input>: $.egress.nodeLocalDNS[1]: `::ffff:169.254.20.10` is an IPv4-mapped IPv6 "
+        "address, which Kubernetes and Go read as the IPv4 CIDR `169.254.20.10/32`",
+        "  hint: write 169.254.20.10/32 if you mean those IPv4 addresses",
+        "<input>: $.egress.nodeLocalDNS[2]: `169.254.20.10\\n` is not an IP address",
+        "<input>: $.egress.apiServerEndpoints[0]: `::ffff:0:0/96` is an IPv4-mapped IPv6 "
+        "address, which Kubernetes and Go read as the IPv4 CIDR `0.0.0.0/0`",
+        "  hint: write 0.0.0.0/0 if you mean those IPv4 addresses",
+        "<input>: $.egress.apiServerEndpoints[1]: `2001:DB8::1` is not spelled as the API "
+        "server writes it (`2001:db8::1`)",
+        "  hint: write 2001:db8::1",
+        "<input>: $.egress.apiServerEndpoints[2]: `10.0.0.0/08` is not spelled as the API "
+        "server writes it (`10.0.0.0/8`): it warns, and a future release refuses it",
+        "  hint: write 10.0.0.0/8 (lowercase, zeros compressed, no leading zeros)",
+    ]

@@ -16,6 +16,7 @@ from approvalgate.compiler.egress.syntax import (
     IPNetwork,
     cidr_problem,
     network,
+    shown,
     within,
 )
 
@@ -152,6 +153,12 @@ def _check_fqdn(name: str, path: JsonPath) -> Iterator[Finding]:
     labels = name.split(".")
     if len(name) > 253 or not all(FQDN_LABEL.match(label) for label in labels):
         advice = "letters, digits, '-' and '.', with '*' as a wildcard (e.g. *.example.com)"
-        if name.lower() != name:
+        if not name.isascii():
+            advice = (
+                "a letter outside ASCII (a look-alike to a reader): write an internationalised "
+                "name in its xn-- (punycode) form"
+            )
+            name = name.encode("ascii", "backslashreplace").decode("ascii")
+        elif name.lower() != name:
             advice = f"domain names are lowercase here: did you mean {name.lower()}?"
-        yield Finding(path, f"`{name}` is not a valid domain name or pattern", advice)
+        yield Finding(path, f"`{shown(name)}` is not a valid domain name or pattern", advice)

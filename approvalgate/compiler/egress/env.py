@@ -16,6 +16,7 @@ from approvalgate.compiler.egress.syntax import (
     IPNetwork,
     cidr_problem,
     host_network,
+    ip_problem,
     is_ip,
 )
 
@@ -118,10 +119,11 @@ def _env_problems(env: EgressEnv) -> Iterator[tuple[str, str, str]]:
             yield f"{prefix}.{key}", f"`{value}` is not a namespace name", ""
     yield from _env_label_problems(env, prefix)
     for i, ip in enumerate(env.node_local_dns):
-        if not is_ip(ip):
-            yield f"{prefix}.nodeLocalDNS[{i}]", f"`{ip}` is not an IP address", ""
+        problem = ip_problem(ip)
+        if problem:
+            yield f"{prefix}.nodeLocalDNS[{i}]", *problem
     for i, endpoint in enumerate(env.api_server_endpoints):
-        problem = None if is_ip(endpoint) else cidr_problem(str(endpoint))
+        problem = ip_problem(endpoint) if is_ip(endpoint) else cidr_problem(str(endpoint))
         if problem:
             yield f"{prefix}.apiServerEndpoints[{i}]", *problem
     for i, port in enumerate(env.api_server_ports):

@@ -22,6 +22,9 @@ RUNNER_POD_LABEL = "agents.proompteng.ai/agent-run"
 NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
 DNS_PORT = 53
 RESERVED_RULE_NAMES = ("dns", "dns-node-local", "api-server", "api-server-entity")
+#: The default-deny policy rendered for runner pods that no policy of their namespace
+#: selects (render.py); no EgressPolicy may take the name.
+DEFAULT_DENY_NAME = "approvalgate-runners-default-deny"
 
 Target = Literal["runners", "controlPlane"]
 Json = dict[str, Any]

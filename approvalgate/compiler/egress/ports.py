@@ -8,7 +8,7 @@ from typing import Any
 
 from approvalgate.approvals.errors import Finding, JsonPath
 from approvalgate.compiler.egress.model import DNS_PORT
-from approvalgate.compiler.egress.syntax import PORT_NAME, cidr_problem, network
+from approvalgate.compiler.egress.syntax import PORT_NAME, cidr_problem, network, shown
 
 
 def check_ports(dest: Mapping[str, Any], path: JsonPath) -> Iterator[Finding]:
@@ -59,7 +59,7 @@ def _check_named_port(value: str, path: JsonPath, kind: str) -> Iterator[Finding
     elif not PORT_NAME.match(value):
         yield Finding(
             path,
-            f"`{value}` is not a valid port name",
+            f"`{shown(value)}` is not a valid port name",
             "a port name has 1-15 lowercase letters, digits and '-', at least one letter, "
             "and must match a containerPort name of the destination pods",
         )
@@ -73,6 +73,45 @@ def _check_named_port(value: str, path: JsonPath, kind: str) -> Iterator[Finding
         )
 
 
+def every_port(dest: Mapping[str, Any]) -> tuple[str, str] | None:
+    """(what the destination writes, what it opens) when it opens every port, or every port
+    of one protocol: ``allPorts: true``, or ranges that together run from 1 to 65535
+    (``port: 1, endPort: 65535`` reads narrower than `allPorts` and opens as much TCP)."""
+    if dest.get("allPorts"):
+        return "`allPorts: true`", "every port"
+    for protocol in ("TCP", "UDP", "SCTP"):
+        ranges = sorted(
+            span
+            for p in dest.get("ports", [])
+            if p.get("protocol", "TCP") == protocol
+            for span in [_span(p)]
+            if span is not None
+        )
+        reach = 0  # every port up to here is open
+        for low, high in ranges:
+            if low > reach + 1:
+                break
+            reach = max(reach, high)
+        if reach >= 65535:
+            return f"ports 1-65535/{protocol}", f"every {protocol} port"
+    return None
+
+
+def _span(port: Mapping[str, Any]) -> tuple[int, int] | None:
+    """The numeric range of a port entry; None for a port name."""
+    value, end = port["port"], port.get("endPort")
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    low = int(value)
+    high = int(end) if isinstance(end, int | float) and not isinstance(end, bool) else low
+    return low, max(low, high)
+
+
+def _reaches(port: Mapping[str, Any], number: int) -> bool:
+    span = _span(port)
+    return span is not None and span[0] <= number <= span[1]
+
+
 def check_wildcards(dest: Mapping[str, Any], path: JsonPath) -> Iterator[Finding]:
     for j, block in enumerate(dest.get("cidrs", [])):
         if cidr_problem(block["cidr"]) is not None:
@@ -81,13 +120,14 @@ def check_wildcards(dest: Mapping[str, Any], path: JsonPath) -> Iterator[Finding
         if net.prefixlen != 0:
             continue
         where: JsonPath = (*path, "cidrs", j, "cidr")
-        if dest.get("allPorts") and not block.get("except"):
+        wide = every_port(dest)
+        if wide and not block.get("except"):
             yield Finding(
                 where,
-                f"`{net}` with `allPorts: true` opens egress to every address on every port",
+                f"`{net}` with {wide[0]} opens egress to every address on {wide[1]}",
                 "list the ports this destination needs, or narrow the CIDR",
             )
-        elif any(p["port"] == DNS_PORT for p in dest.get("ports", [])):
+        elif any(_reaches(p, DNS_PORT) for p in dest.get("ports", [])):
             yield Finding(
                 where,
                 f"port 53 to `{net}` lets pods use any DNS server (DNS tunnelling)",
@@ -111,8 +151,10 @@ def _union_finding(dests: Sequence[Mapping[str, Any]], version: int) -> Finding 
     covered: list[Any] = []  # collapsed: what the blocks so far reach
     shown: list[str] = []
     whole = ipaddress.ip_network("0.0.0.0/0" if version == 4 else "::/0")
+    ranges = False  # a block open on every port by its port ranges, not allPorts
     for i, dest in enumerate(dests):
-        if not dest.get("allPorts"):
+        wide = every_port(dest)
+        if wide is None:
             continue
         for j, block in enumerate(dest.get("cidrs", [])):
             if cidr_problem(block["cidr"]) is not None:
@@ -122,11 +164,13 @@ def _union_finding(dests: Sequence[Mapping[str, Any]], version: int) -> Finding 
             if net.version != version or (net.prefixlen == 0 and not excepts):
                 continue  # /0 without except: check_wildcards
             covered = list(ipaddress.collapse_addresses([*covered, *_without(net, excepts)]))
+            ranges = ranges or not dest.get("allPorts")
             if covered == [whole]:
                 others = ", ".join(shown[:4])
+                kind = "blocks open on every port" if ranges else "`allPorts: true` blocks"
                 return Finding(
                     ("spec", "destinations", i, "cidrs", j, "cidr"),
-                    f"`{net}` with the other `allPorts: true` blocks ({others}"
+                    f"`{net}` with the other {kind} ({others}"
                     f"{', ...' if len(shown) > 4 else ''}) covers every IPv{version} "
                     "address: egress to every address on every port",
                     "list the ports these destinations need, or narrow the CIDRs",

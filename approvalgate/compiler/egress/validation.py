@@ -19,10 +19,16 @@ from approvalgate.approvals.errors import (
     ValidationError,
     format_json_path,
 )
-from approvalgate.compiler.egress.checks import Ctx, check_labels, check_selector
+from approvalgate.compiler.egress.checks import (
+    Ctx,
+    check_labels,
+    check_selector,
+    tool_owned_problem,
+)
 from approvalgate.compiler.egress.destinations import check_destinations
 from approvalgate.compiler.egress.env import SETTINGS_PREFIX, EgressEnv
-from approvalgate.compiler.egress.model import EgressPolicy, parse_egress
+from approvalgate.compiler.egress.model import DEFAULT_DENY_NAME, EgressPolicy, parse_egress
+from approvalgate.compiler.egress.ports import check_wildcard_union
 from approvalgate.compiler.egress.schema import schema_findings
 
 
@@ -55,8 +61,67 @@ def validate_egress(doc: Mapping[str, Any], env: EgressEnv | None = None) -> lis
     ]
 
 
+def check_merged(docs: Sequence[Mapping[str, Any]], env: EgressEnv) -> list[tuple[int, Finding]]:
+    """(index of the document, finding) for blocks of several valid, enabled policies that
+    together open every address on every port to the same pods: the runners policies of
+    one namespace (NetworkPolicies add up for a pod two of them select) or every
+    controlPlane policy (merged into one values block). The rule a single policy meets
+    (``ports.check_wildcard_union``) must not come apart across files."""
+    groups: dict[tuple[str, str], list[int]] = {}
+    for n, doc in enumerate(docs):
+        spec = doc["spec"]
+        if not spec.get("enabled", True):
+            continue
+        target = spec["target"]
+        namespace = (
+            (doc["metadata"].get("namespace") or env.namespace) if target == "runners" else ""
+        )
+        groups.setdefault((target, namespace), []).append(n)
+    out: list[tuple[int, Finding]] = []
+    for (target, namespace), members in sorted(groups.items()):
+        if len(members) < 2 or any(_own_union(docs[n]) for n in members):
+            continue
+        flat = [
+            (n, i, dest)
+            for n in members
+            for i, dest in enumerate(docs[n]["spec"].get("destinations", []))
+        ]
+        names = ", ".join(str(docs[n]["metadata"]["name"]) for n in members)
+        scope = f"the runners of namespace {namespace}" if target == "runners" else "controlPlane"
+        for finding in check_wildcard_union([dest for _, _, dest in flat]):
+            n, i, _ = flat[int(finding.path[2])]
+            out.append(
+                (
+                    n,
+                    Finding(
+                        ("spec", "destinations", i, *finding.path[3:]),
+                        f"{finding.message}, with the EgressPolicies of {scope} ({names}) "
+                        "taken together: they apply to the same pods",
+                        finding.advice,
+                    ),
+                )
+            )
+    return out
+
+
+def _own_union(doc: Mapping[str, Any]) -> bool:
+    return any(True for _ in check_wildcard_union(doc["spec"].get("destinations", [])))
+
+
 def _check_metadata(meta: Mapping[str, Any]) -> Iterator[Finding]:
     yield from check_labels(meta.get("labels", {}), ("metadata", "labels"))
+    for field in ("labels", "annotations"):
+        for key in meta.get(field, {}):
+            problem = tool_owned_problem(key)
+            if problem:
+                yield Finding(("metadata", field, key), *problem)
+    if meta["name"] == DEFAULT_DENY_NAME:
+        yield Finding(
+            ("metadata", "name"),
+            f"`{DEFAULT_DENY_NAME}` is the name of the default-deny policy approvalgate "
+            "renders for runner pods no policy selects",
+            "pick another name",
+        )
 
 
 def _check_target(spec: Mapping[str, Any], ctx: Ctx) -> Iterator[Finding]:
@@ -118,6 +183,14 @@ def parse_valid(policies: Sequence[Mapping[str, Any]], env: EgressEnv) -> list[E
                         f"EgressPolicy {name}: {f.message}", location=location, advice=f.advice
                     )
                 )
+    for n, f in [] if problems else check_merged(policies, env):
+        location = Location(json_path=format_json_path(f.path))
+        name = _doc_name(policies[n])
+        problems.append(
+            ApprovalgateError(
+                f"EgressPolicy {name}: {f.message}", location=location, advice=f.advice
+            )
+        )
     if problems:
         raise ValidationError(problems)
     return [parse_egress(doc) for doc in policies]
