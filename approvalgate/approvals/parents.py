@@ -531,22 +531,30 @@ _MEMO_ENTRIES: Final = 4096
 MAX_MEMO_BYTES: Final = 32 * 1024 * 1024
 """The most the coverage memo holds, in bytes of its coverages' templates (each at most
 :data:`MAX_TEMPLATES_BYTES`): per worker process, whatever the parents in the cluster."""
-_memo: dict[tuple[str, ...], Coverage] = {}
+_memo: dict[tuple[str, ...], Coverage | str] = {}
+"""Coverages by what names their content: (kind, namespace, name, uid, resourceVersion) of a
+stored parent (and its Orchestration's uid and resourceVersion), or ("held", kind, namespace,
+name, uid, generation, sha256 of the template annotation) for :func:`summary`, which keeps a
+problem too (a coverage refused is as costly to find again)."""
 _memo_bytes: list[int] = [0]  # the sizes of the coverages in _memo, added up
 _memo_lock = threading.Lock()
 
 
-def _remember(key: tuple[str, ...], covered: Coverage) -> None:
+def _weight(covered: Coverage | str) -> int:
+    return covered.size if isinstance(covered, Coverage) else len(covered)
+
+
+def _remember(key: tuple[str, ...], covered: Coverage | str) -> None:
     with _memo_lock:  # a miss only: the count must stay the memo's
         old = _memo.pop(key, None)
         if old is not None:
-            _memo_bytes[0] -= old.size
+            _memo_bytes[0] -= _weight(old)
         while _memo and (
-            len(_memo) >= _MEMO_ENTRIES or _memo_bytes[0] + covered.size > MAX_MEMO_BYTES
+            len(_memo) >= _MEMO_ENTRIES or _memo_bytes[0] + _weight(covered) > MAX_MEMO_BYTES
         ):
-            _memo_bytes[0] -= _memo.pop(next(iter(_memo))).size
+            _memo_bytes[0] -= _weight(_memo.pop(next(iter(_memo))))
         _memo[key] = covered
-        _memo_bytes[0] += covered.size
+        _memo_bytes[0] += _weight(covered)
 
 
 def _memo_key(obj: Mapping[str, Any], view: ClusterView | None) -> tuple[str, ...] | None:
@@ -817,8 +825,34 @@ def summary(obj: Mapping[str, Any]) -> Mapping[str, Any]:
             ),
         }
     if kind in ("Schedule", "Swarm"):
-        held[HELD_COVERAGE] = _coverage(obj, None)
+        held[HELD_COVERAGE] = _held_coverage(obj, kind, identity, annotations)
     return held
+
+
+def _held_coverage(
+    obj: Mapping[str, Any], kind: str, identity: Mapping[str, Any], annotations: Mapping[str, Any]
+) -> Coverage | str:
+    """A Schedule's or Swarm's coverage, computed once per content: every watch event of it
+    (a label patched in a loop) would otherwise digest its spec again in every worker (up to
+    1 MiB, ~150 ms). The API server's ``generation`` names the spec (it changes with it, and
+    no client sets it), and the template annotation is hashed (C, ~1 GB/s)."""
+    generation, uid = identity.get("generation"), identity.get("uid")
+    text = annotations.get(TEMPLATE_ANNOTATION if kind == "Schedule" else TEMPLATES_ANNOTATION)
+    if not isinstance(generation, int) or not isinstance(uid, str) or not uid:
+        return _coverage(obj, None)
+    noted = (
+        hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+        if isinstance(text, str)
+        else repr(type(text))
+    )
+    where = (str(identity.get("namespace")), str(identity.get("name")))
+    key = ("held", kind, *where, uid, str(generation), noted)
+    hit = _memo.get(key)
+    if hit is not None:
+        return hit
+    result = _coverage(obj, None)
+    _remember(key, result)
+    return result
 
 
 def _target_fields(target: Mapping[str, Any]) -> dict[str, Any]:

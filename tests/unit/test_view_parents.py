@@ -247,3 +247,40 @@ def test_the_coverage_memo_is_bounded_by_the_bytes_of_its_templates() -> None:
         assert isinstance(parents.coverage(stored, view, stored=True), parents.Coverage)
     assert 0 < parents._memo_bytes[0] <= parents.MAX_MEMO_BYTES
     assert parents._memo_bytes[0] == sum(c.size for c in parents._memo.values())
+
+
+def test_a_parents_coverage_is_computed_once_per_content_not_per_watch_event(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A label patched in a loop is a watch event each: the summary would digest the spec
+    again in every worker (up to 1 MiB, ~150 ms) for each. Keyed by the API server's
+    generation and the template annotation's hash, it is computed once per content."""
+    schedule, _, _ = _approved_schedule()
+    schedule["metadata"].update(uid="uid-patched", generation=3)
+    made: list[str] = []
+    compute = parents._coverage
+
+    def counted(obj: Mapping[str, Any], view: Any) -> Any:
+        made.append(str(obj["metadata"].get("labels")))
+        return compute(obj, view)
+
+    monkeypatch.setattr(parents, "_coverage", counted)
+    first = None
+    for i in range(5):
+        patched = copy.deepcopy(schedule)
+        patched["metadata"]["labels"] = {"patch": str(i)}
+        patched["metadata"]["resourceVersion"] = str(100 + i)
+        held = parents.summary(patched)
+        first = first or held[parents.HELD_COVERAGE]
+        assert held[parents.HELD_COVERAGE] == first
+    assert len(made) == 1
+    # another spec (a new generation) or another template annotation: computed again
+    changed = copy.deepcopy(schedule)
+    changed["metadata"]["generation"] = 4
+    changed["spec"]["cron"] = "0 4 * * *"
+    assert parents.summary(changed)[parents.HELD_COVERAGE] == compute(changed, None)
+    retemplated = copy.deepcopy(schedule)
+    annotations = retemplated["metadata"]["annotations"]
+    annotations[parents.TEMPLATE_ANNOTATION] = annotations[parents.TEMPLATE_ANNOTATION] + " "
+    assert parents.summary(retemplated)[parents.HELD_COVERAGE] == compute(retemplated, None)
+    assert len(made) == 3
