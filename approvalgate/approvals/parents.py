@@ -560,7 +560,10 @@ def _remember(key: tuple[str, ...], covered: Coverage | str) -> None:
 def _memo_key(obj: Mapping[str, Any], view: ClusterView | None) -> tuple[str, ...] | None:
     """Coverage depends on the object (and an OrchestrationRun's Orchestration) only; objects
     from the API server name their version, so (uid, resourceVersion) identify the content.
-    Objects without one (files, tests) are not remembered."""
+    Objects without one (files, tests) are not remembered. An OrchestrationRun's coverage
+    reads its spec and its Orchestration's only, which the API server's ``generation`` names
+    (no client sets it): keyed by both generations, a label patched on either in a loop does
+    not make every step run's admission compute it again."""
     meta = _as_record(obj.get("metadata")) or {}
     uid, version = meta.get("uid"), meta.get("resourceVersion")
     if not isinstance(uid, str) or not isinstance(version, str) or not uid or not version:
@@ -573,6 +576,9 @@ def _memo_key(obj: Mapping[str, Any], view: ClusterView | None) -> tuple[str, ..
     o_meta = _as_record(other.get("metadata")) if other is not None else None
     if o_meta is None or not o_meta.get("uid") or not o_meta.get("resourceVersion"):
         return None
+    generation, o_generation = meta.get("generation"), o_meta.get("generation")
+    if isinstance(generation, int) and isinstance(o_generation, int):
+        return (*key[:4], f"generation {generation}", str(o_meta["uid"]), str(o_generation))
     return (*key, str(o_meta["uid"]), str(o_meta["resourceVersion"]))
 
 

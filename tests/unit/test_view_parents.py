@@ -284,3 +284,34 @@ def test_a_parents_coverage_is_computed_once_per_content_not_per_watch_event(
     annotations[parents.TEMPLATE_ANNOTATION] = annotations[parents.TEMPLATE_ANNOTATION] + " "
     assert parents.summary(retemplated)[parents.HELD_COVERAGE] == compute(retemplated, None)
     assert len(made) == 3
+
+
+def test_an_orchestration_runs_coverage_is_not_computed_again_for_a_label_patch(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Its memo was keyed by both resourceVersions: a label patched in a loop on the
+    Orchestration made each step run's admission digest both specs again (up to 1 MiB)."""
+    orchestration = copy.deepcopy(next(o for o in BASE_OBJECTS if o["kind"] == "Orchestration"))
+    orun = copy.deepcopy(ORUN)
+    orchestration["metadata"].update(uid="uid-o-gen", generation=2)
+    orun["metadata"].update(uid="uid-r-gen", generation=1, resourceVersion="9")
+    made: list[int] = []
+    compute = parents._coverage
+
+    def counted(obj: Mapping[str, Any], view: Any) -> Any:
+        made.append(1)
+        return compute(obj, view)
+
+    monkeypatch.setattr(parents, "_coverage", counted)
+    covered = []
+    for i in range(5):
+        orchestration["metadata"]["labels"] = {"patch": str(i)}
+        orchestration["metadata"]["resourceVersion"] = str(10 + i)
+        view = summarised(StaticView.build(objects=[orchestration, orun]))
+        covered.append(parents.coverage(parents.summary(orun), view, stored=True))
+    assert len(made) == 1 and all(c == covered[0] for c in covered)
+    orchestration["metadata"]["generation"] = 3
+    orchestration["spec"]["steps"][0]["with"]["task"] = "something else"
+    view = summarised(StaticView.build(objects=[orchestration, orun]))
+    again = parents.coverage(parents.summary(orun), view, stored=True)
+    assert len(made) == 2 and isinstance(again, parents.Coverage) and again != covered[0]
