@@ -33,7 +33,7 @@ from approvalgate.kube.resources import (
     Resource,
 )
 from approvalgate.kube.store import Change
-from approvalgate.kube.view import parent_summary
+from approvalgate.kube.view import PARENT_TRANSFORMS
 
 CORE = (APPROVAL_REQUESTS, APPROVAL_DECISIONS, APPROVAL_USES, AGENT_RUNS)
 PARENTS = (SCHEDULES, ORCHESTRATION_RUNS, ORCHESTRATIONS, SWARMS)
@@ -48,9 +48,11 @@ Swarm). Their watches do not hold the queue up: a cluster without those CRDs (or
 RBAC to read them) still gets its requests reconciled; only derived runs wait
 (:meth:`Caches.derivation_problem`)."""
 WATCHED = (*CORE, *PARENTS)
-TRANSFORMS: Final[Mapping[Resource, Transform]] = dict.fromkeys(PARENTS, parent_summary)
-"""What the parents' stores keep: the webhook view's summary (kube.view.parent_summary), all
-that deriving a run reads; requests, decisions, uses and runs are kept whole."""
+TRANSFORMS: Final[Mapping[Resource, Transform]] = {
+    resource: PARENT_TRANSFORMS[kind] for resource, kind in PARENT_KINDS.items()
+}
+"""What the parents' stores keep: the webhook view's summary (kube.view.PARENT_TRANSFORMS),
+all that deriving a run reads; requests, decisions, uses and runs are kept whole."""
 
 
 class Caches:

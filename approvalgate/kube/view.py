@@ -420,12 +420,26 @@ def parent_summary(obj: dict[str, Any]) -> dict[str, Any]:
     return dict(parents.summary(obj))
 
 
+def _summary_of(kind: str) -> Transform:
+    """:func:`parent_summary` of an object of ``kind`` (a list's items may omit their kind,
+    which the summary is made by)."""
+
+    def summarise(obj: dict[str, Any]) -> dict[str, Any]:
+        return parent_summary(obj if obj.get("kind") == kind else {**obj, "kind": kind})
+
+    summarise.__name__ = f"parent_summary_of_{kind}"
+    return summarise
+
+
+PARENT_TRANSFORMS: Final[Mapping[str, Transform]] = {
+    kind: _summary_of(kind) for kind in (SCHEDULE, ORCHESTRATION_RUN, ORCHESTRATION, SWARM)
+}
+"""The informers' transforms of the parents, by Kind (the webhook's and the controller's)."""
+
+
 TRANSFORMS: Final[Mapping[str, Transform]] = {
     REQUEST: request_summary,
-    SCHEDULE: parent_summary,
-    ORCHESTRATION_RUN: parent_summary,
-    ORCHESTRATION: parent_summary,
-    SWARM: parent_summary,
+    **PARENT_TRANSFORMS,
     IMPLEMENTATION_SPEC: content_summary,
     AGENT: content_summary,
     AGENT_PROVIDER: content_summary,

@@ -315,3 +315,15 @@ def test_an_orchestration_runs_coverage_is_not_computed_again_for_a_label_patch(
     view = summarised(StaticView.build(objects=[orchestration, orun]))
     again = parents.coverage(parents.summary(orun), view, stored=True)
     assert len(made) == 2 and isinstance(again, parents.Coverage) and again != covered[0]
+
+
+@pytest.mark.parametrize("kind", [SCHEDULE, SWARM])
+def test_a_listed_parent_without_its_kind_is_summarised_as_its_kind(kind: str) -> None:
+    """A list's items may omit ``kind``, which the summary is made by: the informer's
+    transform is its resource's (else the Schedule was kept as no parent, its spec whole,
+    and its runs denied as "not a parent kind")."""
+    obj = _approved_schedule()[0] if kind == SCHEDULE else _swarm()
+    listed = {k: v for k, v in obj.items() if k not in ("kind", "apiVersion")}
+    held = TRANSFORMS[kind](copy.deepcopy(listed))
+    assert held["kind"] == kind
+    assert held[parents.HELD_COVERAGE] == parents.coverage(obj, None)
