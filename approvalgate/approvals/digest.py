@@ -93,8 +93,23 @@ def _check(value: object, path: JsonPath, room: int, limit: int) -> int:
     else:
         raise DigestError(f"{type(value).__name__} is not a JSON value", location=_where(path))
     if room < 0:
-        raise too_large(path[:1], limit)
+        raise _Past(too_large(path[:1], limit).message, location=_where(path[:1]))
     return room
+
+
+class _Past(DigestError):
+    """:func:`too_large`, raised by the walk (:func:`room_left` tells it apart)."""
+
+
+def room_left(value: object, room: int) -> int:
+    """``room`` less the bytes of ``value``'s canonical JSON (as :func:`check_digestable`
+    counts them: at most what RFC 8785 writes), or -1 once past: the walk stops there, so
+    the work is bounded by ``room``. :class:`DigestError` for a value RFC 8785 cannot
+    represent."""
+    try:
+        return _check(value, (), room, room)
+    except _Past:
+        return -1
 
 
 def too_large(path: JsonPath, limit: int) -> DigestError:

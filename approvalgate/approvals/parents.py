@@ -34,12 +34,18 @@ import hashlib
 import json
 import math
 import re
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
-from approvalgate.approvals import content
-from approvalgate.approvals.digest import canonical_json
+from approvalgate.approvals import content, records
+from approvalgate.approvals.digest import (
+    MAX_SPEC_BYTES,
+    canonical_json,
+    room_left,
+    smaller_than,
+)
 from approvalgate.approvals.errors import DigestError
 
 if TYPE_CHECKING:
@@ -490,6 +496,9 @@ class Coverage:
     templates: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     """Keyed by what tells the runs apart: ``""`` (Schedule), the step name, the stage."""
     references: tuple[str, ...] = ()
+    size: int = 0
+    """Bytes of RFC 8785 canonical JSON of the templates together (at most
+    :data:`MAX_TEMPLATES_BYTES`): what holding this coverage costs, for the memo's bound."""
 
     def matches(self, key: str, spec: object) -> bool:
         """The run spec ``spec`` is template ``key``, as JSON values (:func:`json_equal`)."""
@@ -519,13 +528,42 @@ def json_equal(left: object, right: object) -> bool:
 
 
 _MEMO_ENTRIES: Final = 4096
-_memo: dict[tuple[str, ...], Coverage] = {}
+MAX_MEMO_BYTES: Final = 32 * 1024 * 1024
+"""The most the coverage memo holds, in bytes of its coverages' templates (each at most
+:data:`MAX_TEMPLATES_BYTES`): per worker process, whatever the parents in the cluster."""
+_memo: dict[tuple[str, ...], Coverage | str] = {}
+"""Coverages by what names their content: (kind, namespace, name, uid, resourceVersion) of a
+stored parent (and its Orchestration's uid and resourceVersion), or ("held", kind, namespace,
+name, uid, generation, sha256 of the template annotation) for :func:`summary`, which keeps a
+problem too (a coverage refused is as costly to find again)."""
+_memo_bytes: list[int] = [0]  # the sizes of the coverages in _memo, added up
+_memo_lock = threading.Lock()
+
+
+def _weight(covered: Coverage | str) -> int:
+    return covered.size if isinstance(covered, Coverage) else len(covered)
+
+
+def _remember(key: tuple[str, ...], covered: Coverage | str) -> None:
+    with _memo_lock:  # a miss only: the count must stay the memo's
+        old = _memo.pop(key, None)
+        if old is not None:
+            _memo_bytes[0] -= _weight(old)
+        while _memo and (
+            len(_memo) >= _MEMO_ENTRIES or _memo_bytes[0] + _weight(covered) > MAX_MEMO_BYTES
+        ):
+            _memo_bytes[0] -= _weight(_memo.pop(next(iter(_memo))))
+        _memo[key] = covered
+        _memo_bytes[0] += _weight(covered)
 
 
 def _memo_key(obj: Mapping[str, Any], view: ClusterView | None) -> tuple[str, ...] | None:
     """Coverage depends on the object (and an OrchestrationRun's Orchestration) only; objects
     from the API server name their version, so (uid, resourceVersion) identify the content.
-    Objects without one (files, tests) are not remembered."""
+    Objects without one (files, tests) are not remembered. An OrchestrationRun's coverage
+    reads its spec and its Orchestration's only, which the API server's ``generation`` names
+    (no client sets it): keyed by both generations, a label patched on either in a loop does
+    not make every step run's admission compute it again."""
     meta = _as_record(obj.get("metadata")) or {}
     uid, version = meta.get("uid"), meta.get("resourceVersion")
     if not isinstance(uid, str) or not isinstance(version, str) or not uid or not version:
@@ -538,6 +576,9 @@ def _memo_key(obj: Mapping[str, Any], view: ClusterView | None) -> tuple[str, ..
     o_meta = _as_record(other.get("metadata")) if other is not None else None
     if o_meta is None or not o_meta.get("uid") or not o_meta.get("resourceVersion"):
         return None
+    generation, o_generation = meta.get("generation"), o_meta.get("generation")
+    if isinstance(generation, int) and isinstance(o_generation, int):
+        return (*key[:4], f"generation {generation}", str(o_meta["uid"]), str(o_generation))
     return (*key, str(o_meta["uid"]), str(o_meta["resourceVersion"]))
 
 
@@ -568,14 +609,20 @@ def coverage(
     name its content: its coverage is remembered (the admission path asks once per run a
     parent makes). Never for the object of an admission request: an UPDATE's object still
     carries the resourceVersion of the version it replaces."""
+    if stored:
+        # a summary (:func:`summary`): a Schedule's or Swarm's coverage was computed when
+        # the view received it; a parent past what the view holds says why
+        held = obj.get(HELD_COVERAGE)
+        if isinstance(held, Coverage | str):
+            return held
+        if problem := held_problem(obj):
+            return problem
     key = _memo_key(obj, view) if stored else None
     if key is not None and (hit := _memo.get(key)) is not None:
         return hit
     result = _coverage(obj, view)
     if key is not None and isinstance(result, Coverage):
-        if len(_memo) >= _MEMO_ENTRIES:
-            _memo.pop(next(iter(_memo)))
-        _memo[key] = result
+        _remember(key, result)
     return result
 
 
@@ -626,18 +673,31 @@ def _coverage(obj: Mapping[str, Any], view: ClusterView | None) -> Coverage | st
             )
             if orchestration is None:
                 return f"Orchestration {namespace}/{orchestration_name} (of {where}) is not known"
+            if problem := held_problem(orchestration):
+                return f"{problem} (the Orchestration of {where})"
             o_spec = (
                 orchestration.get("spec") if isinstance(orchestration.get("spec"), dict) else {}
             )
             document = {"kind": kind, "spec": spec, "orchestration": o_spec}
+            digest = _digest(document)
+            # each AgentRun step's template carries the OrchestrationRun's parameters: made
+            # and measured one at a time, so that the work stops at the bound
             templates = {}
+            room = MAX_TEMPLATES_BYTES
             for step in agent_run_steps(o_spec):
                 run_spec = step_run_spec(o_spec, spec, step)
                 if run_spec is not None:
+                    room = _room(run_spec, room)
+                    if room < 0:
+                        return _too_many_templates(where)
                     templates[step] = run_spec
         else:
             return f"{kind or 'this object'} is not a parent kind"
-        digest = _digest(document)
+        if kind != "OrchestrationRun":
+            digest = _digest(document)
+            room = _room(templates, MAX_TEMPLATES_BYTES)
+            if room < 0:
+                return _too_many_templates(where)
     except DigestError as exc:
         return f"{where} cannot be approved: {exc.message}"
     return Coverage(
@@ -648,7 +708,161 @@ def _coverage(obj: Mapping[str, Any], view: ClusterView | None) -> Coverage | st
         digest=digest,
         templates=templates,
         references=content.refs_of_all(templates.values()),
+        size=MAX_TEMPLATES_BYTES - room,
     )
+
+
+def _room(value: object, room: int) -> int:
+    """``room`` less the canonical JSON of ``value`` (negative once past: the walk stops)."""
+    return room_left(value, room) if room >= 0 else room
+
+
+def _too_many_templates(where: str) -> str:
+    return (
+        f"{where}: its run templates are larger than {MAX_TEMPLATES_BYTES} bytes as RFC 8785 "
+        "canonical JSON together, the most approvalgate holds of a parent's (a run it makes "
+        f"is at most {MAX_SPEC_BYTES}, and an OrchestrationRun's parameters are in every "
+        "step's): keep long text in the ImplementationSpec its runs reference"
+    )
+
+
+# --- what the cluster view keeps of a parent -------------------------------------------------
+
+MAX_TEMPLATES_BYTES: Final = MAX_SPEC_BYTES
+"""The most a parent's run templates may be together, in bytes of RFC 8785 canonical JSON
+(:func:`coverage` refuses more, on admission and in the view alike): a run is at most
+:data:`digest.MAX_SPEC_BYTES`, a Schedule's or Swarm's templates are annotations (which
+Kubernetes bounds at 256 KiB together), and an OrchestrationRun's are its parameters
+copied into each AgentRun step's, which 400 steps multiplied into 80 MiB."""
+MAX_HELD_BYTES: Final = MAX_SPEC_BYTES
+"""The most :func:`summary` keeps of a parent besides its approval records (an annotation,
+bounded by Kubernetes and :data:`records.MAX_ANNOTATION_BYTES`) and its coverage (at most
+:data:`MAX_TEMPLATES_BYTES`), as :func:`digest.smaller_than` counts it (at most its
+canonical JSON): identity, author and targets (a few KiB), an OrchestrationRun's or
+Orchestration's spec (what its coverage is computed from). A parent past it is held as a
+stub saying so, and what depends on it is denied."""
+HELD_COVERAGE: Final = "gates.proompteng.ai/coverage"
+"""Where a Schedule's or Swarm's summary keeps its :class:`Coverage` (or why it has none)."""
+HELD_PROBLEM: Final = "gates.proompteng.ai/not-held"
+"""Where the stub of a parent past :data:`MAX_HELD_BYTES` says so."""
+_IDENTITY: Final = (
+    "name",
+    "namespace",
+    "uid",
+    "resourceVersion",
+    "generation",
+    "creationTimestamp",
+    "deletionTimestamp",
+)
+_HELD_ANNOTATIONS: Final = (records.ANNOTATION, records.AUTHOR_ANNOTATION)
+_TARGET_FIELDS: Final = ("kind", "name", "namespace")
+
+
+def held_problem(obj: Mapping[str, Any]) -> str:
+    """Why the view holds only a stub of ``obj`` ("" when it holds what decide() reads)."""
+    problem = obj.get(HELD_PROBLEM)
+    return problem if isinstance(problem, str) else ""
+
+
+def summary(obj: Mapping[str, Any]) -> Mapping[str, Any]:
+    """What the cluster view keeps of a Schedule, OrchestrationRun, Orchestration or Swarm:
+    what decide() reads of it, computed when the watch event arrives (off the admission
+    path), never its status, labels, annotations, managed fields or the spec's other fields.
+
+    - every kind: ``apiVersion``, ``kind``, the metadata naming this version (name,
+      namespace, uid, resourceVersion, generation, creation and deletion times) and the
+      approval-records and author annotations;
+    - a Schedule: its swarm-stage label, its controller Swarm ownerReference and
+      ``spec.targetRef`` (kind, name, namespace), and its coverage (:data:`HELD_COVERAGE`);
+    - a Swarm: each stage's ``spec.execution.<stage>.targetRef`` and its coverage;
+    - an OrchestrationRun or Orchestration: its spec (an OrchestrationRun's coverage depends
+      on its Orchestration's, which may change apart from it).
+
+    Past :data:`MAX_HELD_BYTES`: a stub (identity, and :data:`HELD_PROBLEM` saying why), so
+    that what depends on it fails closed naming the bound. Idempotent."""
+    if HELD_COVERAGE in obj or HELD_PROBLEM in obj:
+        return obj
+    kind = str(obj.get("kind") or "")
+    meta = _as_record(obj.get("metadata")) or {}
+    identity: dict[str, Any] = {k: meta[k] for k in _IDENTITY if k in meta}
+    kept_meta: dict[str, Any] = dict(identity)
+    annotations = _as_record(meta.get("annotations")) or {}
+    noted = {k: annotations[k] for k in _HELD_ANNOTATIONS if k in annotations}
+    if noted:
+        kept_meta["annotations"] = noted
+    spec = obj.get("spec")
+    kept_spec: object = spec
+    if kind == "Schedule":
+        labels = _as_record(meta.get("labels")) or {}
+        if SWARM_STAGE_LABEL in labels:
+            kept_meta["labels"] = {SWARM_STAGE_LABEL: labels[SWARM_STAGE_LABEL]}
+        owner = _owner(obj, "Swarm")
+        if owner is not None:
+            kept_meta["ownerReferences"] = [
+                {k: owner[k] for k in ("kind", "name", "uid", "controller") if k in owner}
+            ]
+        target = _nested(spec, "targetRef")
+        kept_spec = {"targetRef": _target_fields(target)} if isinstance(target, dict) else {}
+    elif kind == "Swarm":
+        execution = _nested(spec, "execution")
+        stages = {}
+        if isinstance(execution, dict):
+            for stage in SWARM_STAGES:
+                target = _nested(execution, stage, "targetRef")
+                if isinstance(target, dict):
+                    stages[stage] = {"targetRef": _target_fields(target)}
+        kept_spec = {"execution": stages}
+    held: dict[str, Any] = {k: obj[k] for k in ("apiVersion", "kind") if k in obj}
+    held["metadata"] = kept_meta
+    if kept_spec is not None:
+        held["spec"] = kept_spec
+    # the records are bounded on their own (and read only through the bundle's bounds)
+    author = {k: v for k, v in noted.items() if k != records.ANNOTATION}
+    if not smaller_than({**held, "metadata": {**kept_meta, "annotations": author}}, MAX_HELD_BYTES):
+        where = f"{kind} {identity.get('namespace', '')}/{identity.get('name', '')}"
+        return {
+            **{k: obj[k] for k in ("apiVersion", "kind") if k in obj},
+            "metadata": identity,
+            HELD_PROBLEM: (
+                f"{where} is larger than {MAX_HELD_BYTES} bytes in what approvalgate's "
+                "cluster view holds of a parent (its spec, targets, author and identity), "
+                "the most it holds: its runs are denied; keep long text in the "
+                "ImplementationSpec its runs reference"
+            ),
+        }
+    if kind in ("Schedule", "Swarm"):
+        held[HELD_COVERAGE] = _held_coverage(obj, kind, identity, annotations)
+    return held
+
+
+def _held_coverage(
+    obj: Mapping[str, Any], kind: str, identity: Mapping[str, Any], annotations: Mapping[str, Any]
+) -> Coverage | str:
+    """A Schedule's or Swarm's coverage, computed once per content: every watch event of it
+    (a label patched in a loop) would otherwise digest its spec again in every worker (up to
+    1 MiB, ~150 ms). The API server's ``generation`` names the spec (it changes with it, and
+    no client sets it), and the template annotation is hashed (C, ~1 GB/s)."""
+    generation, uid = identity.get("generation"), identity.get("uid")
+    text = annotations.get(TEMPLATE_ANNOTATION if kind == "Schedule" else TEMPLATES_ANNOTATION)
+    if not isinstance(generation, int) or not isinstance(uid, str) or not uid:
+        return _coverage(obj, None)
+    noted = (
+        hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+        if isinstance(text, str)
+        else repr(type(text))
+    )
+    where = (str(identity.get("namespace")), str(identity.get("name")))
+    key = ("held", kind, *where, uid, str(generation), noted)
+    hit = _memo.get(key)
+    if hit is not None:
+        return hit
+    result = _coverage(obj, None)
+    _remember(key, result)
+    return result
+
+
+def _target_fields(target: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: target[k] for k in _TARGET_FIELDS if k in target}
 
 
 # --- derivation: which approved parent a platform-made run comes from ----------------------
@@ -717,6 +931,8 @@ def swarm_of(
     where = _ref("Swarm", namespace, swarm_name)
     if swarm is None:
         return None, "", f"its owner {where} is not known"
+    if problem := held_problem(swarm):
+        return None, "", problem
     if str(_nested(swarm, "metadata", "uid") or "") != str(owner.get("uid") or ""):
         return None, "", f"its owner reference names another {where} (uid differs)"
     labels = _nested(schedule, "metadata", "labels")

@@ -36,7 +36,9 @@ USES: Final = "approvaluses"
 KINDS: Final = {REQUESTS: "ApprovalRequest", DECISIONS: "ApprovalDecision", USES: "ApprovalUse"}
 
 VIEWED_KINDS: Final = ("Schedule", "OrchestrationRun", "Orchestration", "Swarm")
-"""Kinds the view holds whole (:meth:`ClusterView.object`); ImplementationSpecs, Agents and
+"""Kinds the view holds by name (:meth:`ClusterView.object`): whole in a :class:`StaticView`
+built from objects, as :func:`approvals.parents.summary` in the webhook's and the
+controller's watch-fed views (decide() reads either alike); ImplementationSpecs, Agents and
 AgentProviders are held as digests only (:meth:`ClusterView.content`), and each Agent's
 provider name besides (:meth:`ClusterView.provider`)."""
 

@@ -20,7 +20,7 @@ from typing import Any, Final
 from approvalgate.approvals.view import StaticView
 from approvalgate.controller import viewindex
 from approvalgate.kube.client import Client
-from approvalgate.kube.informer import Informer
+from approvalgate.kube.informer import Informer, Transform
 from approvalgate.kube.resources import (
     AGENT_RUNS,
     APPROVAL_DECISIONS,
@@ -33,6 +33,7 @@ from approvalgate.kube.resources import (
     Resource,
 )
 from approvalgate.kube.store import Change
+from approvalgate.kube.view import PARENT_TRANSFORMS
 
 CORE = (APPROVAL_REQUESTS, APPROVAL_DECISIONS, APPROVAL_USES, AGENT_RUNS)
 PARENTS = (SCHEDULES, ORCHESTRATION_RUNS, ORCHESTRATIONS, SWARMS)
@@ -47,6 +48,11 @@ Swarm). Their watches do not hold the queue up: a cluster without those CRDs (or
 RBAC to read them) still gets its requests reconciled; only derived runs wait
 (:meth:`Caches.derivation_problem`)."""
 WATCHED = (*CORE, *PARENTS)
+TRANSFORMS: Final[Mapping[Resource, Transform]] = {
+    resource: PARENT_TRANSFORMS[kind] for resource, kind in PARENT_KINDS.items()
+}
+"""What the parents' stores keep: the webhook view's summary (kube.view.PARENT_TRANSFORMS),
+all that deriving a run reads; requests, decisions, uses and runs are kept whole."""
 
 
 class Caches:
@@ -62,7 +68,13 @@ class Caches:
         self.max_age = max_age
         self.informers: dict[Resource, dict[str | None, Informer]] = {
             resource: {
-                ns: Informer(client, resource, ns, watch_timeout=watch_timeout)
+                ns: Informer(
+                    client,
+                    resource,
+                    ns,
+                    watch_timeout=watch_timeout,
+                    transform=TRANSFORMS.get(resource),
+                )
                 for ns in self.namespaces
             }
             for resource in WATCHED

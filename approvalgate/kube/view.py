@@ -22,7 +22,8 @@ the difference to the handlers as ordinary changes, so the index needs no rebuil
   for each ``spec.references`` key ("ImplementationSpec/name", "AgentProvider/name");
 - requests by ``(namespace, name)``, as a summary (:func:`request_summary`: never the run);
 - Schedules, OrchestrationRuns, Orchestrations and Swarms by ``(kind, namespace, name)``, as
-  the server has them less ``metadata.managedFields`` and the last-applied annotation;
+  a summary (:func:`approvals.parents.summary`: what decide() reads, a Schedule's or Swarm's
+  coverage computed when the change arrives; bounded, a stub saying why past the bound);
 - ImplementationSpecs, Agents and AgentProviders by ``(kind, namespace, name)`` as a digest
   only (:func:`approvals.content.digest`): their text can be large, and a digest is all
   decide() compares; an Agent's summary keeps the name of the AgentProvider it names too
@@ -184,8 +185,8 @@ class ViewIndex:
         return self._pending.get((namespace, requester), 0)
 
     def object(self, kind: str, namespace: str, name: str) -> Mapping[str, Any] | None:
-        """The object as stored: whole (less managedFields and the last-applied annotation)
-        for Schedule, OrchestrationRun, Orchestration and Swarm; a summary (metadata and
+        """The object as stored: a summary (:func:`approvals.parents.summary`) for Schedule,
+        OrchestrationRun, Orchestration and Swarm; a summary (metadata and
         :data:`CONTENT_DIGEST`) for ImplementationSpec, Agent and AgentProvider. None for any
         other kind."""
         objects = self._objects.get(kind)
@@ -412,12 +413,33 @@ def request_summary(obj: dict[str, Any]) -> dict[str, Any]:
     return summary
 
 
+def parent_summary(obj: dict[str, Any]) -> dict[str, Any]:
+    """What the view keeps of a Schedule, OrchestrationRun, Orchestration or Swarm
+    (:func:`approvals.parents.summary`: what decide() reads, a Schedule's or Swarm's
+    coverage computed here, off the admission path; a stub past its bound)."""
+    return dict(parents.summary(obj))
+
+
+def _summary_of(kind: str) -> Transform:
+    """:func:`parent_summary` of an object of ``kind`` (a list's items may omit their kind,
+    which the summary is made by)."""
+
+    def summarise(obj: dict[str, Any]) -> dict[str, Any]:
+        return parent_summary(obj if obj.get("kind") == kind else {**obj, "kind": kind})
+
+    summarise.__name__ = f"parent_summary_of_{kind}"
+    return summarise
+
+
+PARENT_TRANSFORMS: Final[Mapping[str, Transform]] = {
+    kind: _summary_of(kind) for kind in (SCHEDULE, ORCHESTRATION_RUN, ORCHESTRATION, SWARM)
+}
+"""The informers' transforms of the parents, by Kind (the webhook's and the controller's)."""
+
+
 TRANSFORMS: Final[Mapping[str, Transform]] = {
     REQUEST: request_summary,
-    SCHEDULE: slim,
-    ORCHESTRATION_RUN: slim,
-    ORCHESTRATION: slim,
-    SWARM: slim,
+    **PARENT_TRANSFORMS,
     IMPLEMENTATION_SPEC: content_summary,
     AGENT: content_summary,
     AGENT_PROVIDER: content_summary,

@@ -879,6 +879,32 @@ def test_parameters_that_are_no_string_never_reach_the_orchestration_controller(
     assert "type string" in refused.message, refused.message
 
 
+def test_an_orchestration_run_cannot_multiply_its_parameters_by_the_steps(world: World) -> None:
+    """Fifth red-team pass (the view's parents): each AgentRun step's run template carries
+    the OrchestrationRun's parameters, so 10,000 of them (100 KiB) against an Orchestration of
+    400 steps cost the webhook 80 MiB and 0.8 s per coverage, on this CREATE and on each of
+    its runs, and its memo kept them. The templates are now bounded together: denied naming
+    the bound, the work stopping there."""
+    agent, impl = world.agent(), world.implementation()
+    steps = [
+        {
+            "name": f"s{i}",
+            "kind": "AgentRun",
+            "agentRef": {"name": agent},
+            "implementationSpecRef": {"name": impl},
+        }
+        for i in range(400)
+    ]
+    orchestration = world.orchestration("wide", steps)
+    orun = world.orchestration_run("wide-run", orchestration)
+    orun["spec"]["parameters"] = {f"k{i}": "v" for i in range(10_000)}
+    denied(
+        send(world.person.create, orun),
+        f"approvalgate denied creating OrchestrationRun {NS}/{world.name('wide-run')}",
+        f"its run templates are larger than {parents.MAX_TEMPLATES_BYTES} bytes",
+    )
+
+
 def test_orchestration_step_runs_from_an_unapproved_or_changed_run_are_denied(
     world: World,
 ) -> None:

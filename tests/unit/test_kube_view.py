@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import rfc8785
 
-from approvalgate.approvals import content
+from approvalgate.approvals import content, parents
 from approvalgate.approvals.view import StaticView, Use
 from approvalgate.kube.errors import ApiError, UnreachableError
 from approvalgate.kube.store import Change, Store
@@ -44,7 +44,7 @@ from approvalgate.kube.view import (
     ViewIndex,
     default_watch_timeout,
     describe_problem,
-    slim,
+    parent_summary,
 )
 
 _versions = iter(range(1, 10**9))
@@ -230,7 +230,7 @@ class Fed:
                             view.prompt_source(namespace, name)
                         )
                 else:
-                    assert held == slim(dict(view.object(kind, namespace, name) or {}))
+                    assert held == parent_summary(dict(view.object(kind, namespace, name) or {}))
             assert self.index.counts()[kind] == len(stored)
         assert self.index.object(SCHEDULE, "ns-a", "absent") is None
         assert self.index.content(AGENT, "ns-a", "absent") is None
@@ -332,23 +332,25 @@ def test_requests_by_name() -> None:
 
 
 def test_parents_and_orchestrations_by_kind_namespace_and_name() -> None:
-    """Stored as the server has them, less managedFields and the last-applied annotation
-    (the template and approvals annotations stay: decide() reads them)."""
+    """Stored as a summary (parents.summary): what decide() reads, a Schedule's coverage
+    computed from the whole object when it arrives; never managedFields, the last-applied
+    annotation, other annotations, or the spec's other fields."""
     fed = Fed()
     annotations = {
         "gates.proompteng.ai/run-template": '{"agentRef":{"name":"a"}}',
+        "approvals.proompteng.ai/approvals": "[]",
         LAST_APPLIED: '{"a":"copy of the whole object"}',
+        "example.com/notes": "n",
     }
-    nightly = platform_object(
-        SCHEDULE, "ns-a", "nightly", {"cron": "0 1 * * *"}, annotations=annotations
-    )
+    spec = {"cron": "0 1 * * *", "targetRef": {"kind": "AgentRun", "name": "t", "x": 1}}
+    nightly = platform_object(SCHEDULE, "ns-a", "nightly", spec, annotations=annotations)
     fed.event(SCHEDULE, "ADDED", nightly)
     found = fed.index.object(SCHEDULE, "ns-a", "nightly")
     assert found is not None
-    assert found["spec"] == {"cron": "0 1 * * *"}
-    assert found["metadata"]["annotations"] == {
-        "gates.proompteng.ai/run-template": '{"agentRef":{"name":"a"}}'
-    }
+    assert found["spec"] == {"targetRef": {"kind": "AgentRun", "name": "t"}}
+    assert found["metadata"]["annotations"] == {"approvals.proompteng.ai/approvals": "[]"}
+    assert found[parents.HELD_COVERAGE] == parents.coverage(nightly, None)
+    assert isinstance(found[parents.HELD_COVERAGE], parents.Coverage)
     assert "managedFields" not in found["metadata"]
     assert found["metadata"]["uid"] == "uid-ns-a-nightly"
     assert "managedFields" in nightly["metadata"]  # the server's object is not changed
@@ -356,15 +358,17 @@ def test_parents_and_orchestrations_by_kind_namespace_and_name() -> None:
     assert fed.index.object(SWARM, "ns-a", "nightly") is None
     assert fed.index.object(SCHEDULE, "ns-b", "nightly") is None
     assert fed.index.object("AgentRun", "ns-a", "nightly") is None
-    for kind in (ORCHESTRATION_RUN, ORCHESTRATION, SWARM):
+    for kind in (ORCHESTRATION_RUN, ORCHESTRATION):
         fed.event(kind, "ADDED", platform_object(kind, "ns-a", "nightly", {"kind": kind}))
         stored = fed.index.object(kind, "ns-a", "nightly")
         assert stored is not None and stored["spec"] == {"kind": kind}
+    fed.event(SWARM, "ADDED", platform_object(SWARM, "ns-a", "nightly", {"kind": SWARM}))
+    assert fed.index.object(SWARM, "ns-a", "nightly") is not None
     fed.event(
         SCHEDULE, "MODIFIED", platform_object(SCHEDULE, "ns-a", "nightly", {"cron": "@daily"})
     )
     changed = fed.index.object(SCHEDULE, "ns-a", "nightly")
-    assert changed is not None and changed["spec"] == {"cron": "@daily"}
+    assert changed is not None and changed[parents.HELD_COVERAGE] != found[parents.HELD_COVERAGE]
     fed.assert_agrees()
     fed.event(SCHEDULE, "DELETED", nightly)
     assert fed.index.object(SCHEDULE, "ns-a", "nightly") is None
