@@ -396,8 +396,8 @@ def test_a_requesters_reason_never_becomes_a_mention_or_a_link_in_the_chat() -> 
     assert "&lt;!channel&gt;" in needs and "&lt;https://evil.example/approve|" in needs
     command = needs.index(f"approvalgate approve --request {NS}/{NAME}")
     assert command < needs.index("INC-4711"), "the requester's words come after the command"
-    assert 'The requester\'s reason: "hotfix for INC-4711 &lt;!channel&gt;' in needs
-    assert "&amp; approve\"" in needs
+    assert "The requester's reason: \"hotfix for INC-4711 &lt;!channel&gt;" in needs
+    assert '&amp; approve"' in needs
 
 
 # --- the ledger ----------------------------------------------------------------------

@@ -1,0 +1,140 @@
+"""What the gate writes, as those who read it see it (docs/design.md, "Known limits", fifth
+red-team pass: outputs): the metrics a requester's requests label, and the log lines her
+text reaches. Each test fails without its fix."""
+
+from __future__ import annotations
+
+import copy
+import itertools
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from approvalgate.approvals import records
+from approvalgate.approvals.bundle import Bundle, parse_bundle_text
+from approvalgate.approvals.decide import Decision, decide
+from approvalgate.approvals.kubeyaml import load_manifests
+from approvalgate.webhook.metrics import MAX_POLICY_SETS, OTHER_POLICIES, Metrics
+from tests.support.corpus import BASE, DEFAULT_NOW, compile_case_bundle
+
+NOW = records.parse_time(DEFAULT_NOW)
+LABELLED = 10
+"""Policies selecting runs by a label each: a requester picks any of 2**10 combinations."""
+
+
+def labelled_policies_folder(folder: Path, count: int = LABELLED) -> Path:
+    """The corpus's ``_base`` with ``count`` more policies for namespace agents, policy i
+    selecting runs labelled ``gate-i: "on"`` (warn: each admits, and says so)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    policies = [d.obj for d in load_manifests((BASE / "policies.yaml").read_text()) if d.obj]
+    for i in range(count):
+        extra = copy.deepcopy(dict(policies[0]))
+        extra["metadata"] = {"name": f"labelled-{i}", "namespace": "agents"}
+        extra["spec"] = {
+            "mode": "manual",
+            "defaultDecision": "deny",
+            "selector": {"matchLabels": {f"gate-{i}": "on"}},
+            "approvers": ["carol", "requester"],
+            "requiredApprovals": 1,
+            "timeoutSeconds": 86400,
+        }
+        policies.append(extra)
+    (folder / "policies.yaml").write_text(yaml.safe_dump_all(policies))
+    (folder / "approvers.yaml").write_text((BASE / "approvers.yaml").read_text())
+    return folder
+
+
+def labelled_bundle(folder: Path) -> Bundle:
+    return parse_bundle_text(compile_case_bundle(labelled_policies_folder(folder)))
+
+
+def run_request(labels: dict[str, str], name: str = "codex-run-sample") -> dict[str, Any]:
+    run = dict(load_manifests((BASE / "run.yaml").read_text())[0].obj)
+    run = copy.deepcopy(run)
+    run["metadata"]["name"] = name
+    run["metadata"]["labels"] = labels
+    return {
+        "uid": f"uid-{name}",
+        "kind": {"group": "agents.proompteng.ai", "version": "v1alpha1", "kind": "AgentRun"},
+        "resource": {
+            "group": "agents.proompteng.ai",
+            "version": "v1alpha1",
+            "resource": "agentruns",
+        },
+        "namespace": "agents",
+        "name": name,
+        "operation": "CREATE",
+        "userInfo": {"username": "requester", "groups": ["system:authenticated"]},
+        "object": run,
+        "dryRun": False,
+    }
+
+
+def label_combinations(count: int = LABELLED) -> list[dict[str, str]]:
+    """Every subset of the labelled policies, as the labels selecting exactly it."""
+    return [
+        {f"gate-{i}": "on" for i in chosen}
+        for size in range(count + 1)
+        for chosen in itertools.combinations(range(count), size)
+    ]
+
+
+def request_series(metrics: Metrics) -> list[dict[str, str]]:
+    return [
+        sample.labels
+        for family in metrics.registry.collect()
+        if family.name == "approvalgate_admission_requests"
+        for sample in family.samples
+        if sample.name == "approvalgate_admission_requests_total"
+    ]
+
+
+# --- metrics ----------------------------------------------------------------------------
+
+
+def test_a_requester_choosing_label_combinations_cannot_grow_the_requests_series(
+    tmp_path: Path,
+) -> None:
+    """``policy`` names the set of policies that decided a request. A requester picks that
+    set with her run's labels: with 10 policies selecting by a label each, 1,024 sets, each a
+    series of approvalgate_admission_requests_total (and a memo entry) in every worker, for
+    ever. Past MAX_POLICY_SETS sets of several policies, a set is counted as
+    OTHER_POLICIES; a set of one policy (bounded by the bundle) always keeps its name, and
+    every request is still counted once."""
+    bundle = labelled_bundle(tmp_path / "policies")
+    metrics = Metrics.create()
+    combos = label_combinations()
+    seen: set[tuple[str, ...]] = set()
+    for index, labels in enumerate(combos):
+        decision = decide(run_request(labels, f"run-{index}"), bundle, NOW, None)
+        seen.add(decision.policies)
+        metrics.observe(decision, 0.001)
+        metrics.observe(decision, 0.001)  # the same set again: the same series
+    assert len(seen) == len(combos)  # decide() did see every set the requester chose
+    series = request_series(metrics)
+    reasons = {(s["decision"], s["reason"]) for s in series}
+    assert len(series) <= (MAX_POLICY_SETS + LABELLED + 2) * len(reasons), len(series)
+    assert len(metrics._children) <= len(series)  # the memo holds no more than the series
+    total = sum(
+        metrics.registry.get_sample_value("approvalgate_admission_requests_total", s) or 0
+        for s in series
+    )
+    assert total == 2 * len(combos)
+    names = {s["policy"] for s in series}
+    assert OTHER_POLICIES in names
+    assert "agents/two-person" in names  # a single policy always keeps its name
+    for i in range(LABELLED):  # the sets seen first kept theirs (every run is two-person's)
+        assert f"agents/labelled-{i},agents/two-person" in names, sorted(names)[:12]
+
+
+def test_a_single_policy_keeps_its_name_past_the_bound_and_the_bound_holds_per_process() -> None:
+    metrics = Metrics.create()
+    several = [(f"a/p{i}", f"a/q{i}") for i in range(MAX_POLICY_SETS + 50)]
+    for policies in several:
+        metrics.observe(Decision(False, 403, "require-approval", "", policies=policies), 0.0)
+    metrics.observe(Decision(True, 200, "approved", "", policies=("a/late",)), 0.0)
+    names = {s["policy"] for s in request_series(metrics)}
+    assert "a/late" in names and OTHER_POLICIES in names
+    assert len(names) == MAX_POLICY_SETS + 2
+    assert len(metrics._children) == MAX_POLICY_SETS + 2
