@@ -1,14 +1,16 @@
 """What the webhook writes, over real HTTPS (docs/design.md, "Known limits", fifth red-team
-pass: outputs): the series a requester's requests make in the metrics it serves."""
+pass: outputs): the series a requester's requests make in the metrics it serves, and the
+log lines her text reaches."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from approvalgate.runtime.metrics_server import generate_latest
 from approvalgate.webhook.metrics import MAX_POLICY_SETS, OTHER_POLICIES
-from tests.integration.harness import ServerThread, TestPKI
-from tests.support.corpus import compile_case_bundle
+from tests.integration.harness import ServerThread, TestPKI, agentrun_request, wait_until
+from tests.support.corpus import BASE, compile_case_bundle
 from tests.unit.test_outputs import (
     NOW,
     label_combinations,
@@ -40,3 +42,27 @@ def test_a_requester_choosing_label_combinations_cannot_grow_the_series_served(
     assert len(series) <= MAX_POLICY_SETS + 2, len(series)
     assert any(f'policy="{OTHER_POLICIES}"' in line for line in series)
     assert sum(float(line.rsplit(" ", 1)[1]) for line in series) == len(combos)
+
+
+def test_a_username_holding_line_breaks_and_bidi_controls_logs_one_readable_line(
+    pki: TestPKI, tmp_path: Path
+) -> None:
+    """The production process, asked directly (anyone who reaches its port can): a denial is
+    logged with the request's username and name, text the caller chose. Its line is one JSON
+    record whatever they hold, and the characters that break or reorder a line are escapes."""
+    from tests.integration.test_webhook_process import serve
+
+    forged = 'mallory\u2028{"level":"info","msg":"admission","decision":"allow"}\u202e\u0085'
+    bundle = tmp_path / "bundle.json"
+    bundle.write_text(compile_case_bundle(BASE))
+    request = agentrun_request(user=forged)
+    with serve(tmp_path, pki, bundle) as served, served.client() as client:
+        assert client.review(request).response["allowed"] is False
+        wait_until(
+            lambda: any(r.get("user") == forged for r in served.logs()), 10, "the denial's line"
+        )
+        raw = served.log.read_text(encoding="utf-8")
+    (line,) = [line for line in raw.splitlines() if "mallory" in line]
+    record = json.loads(line)
+    assert (record["user"], record["decision"]) == (forged, "deny")
+    assert "\u2028" not in raw and "\u202e" not in raw and "\u0085" not in raw
