@@ -5,7 +5,9 @@ text reaches. Each test fails without its fix."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 import itertools
+import re
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +18,8 @@ from approvalgate.approvals.bundle import Bundle, parse_bundle_text
 from approvalgate.approvals.decide import Decision, decide
 from approvalgate.approvals.kubeyaml import load_manifests
 from approvalgate.webhook.metrics import MAX_POLICY_SETS, OTHER_POLICIES, Metrics
-from tests.support.corpus import BASE, DEFAULT_NOW, compile_case_bundle
+from approvalgate.webhook.review import build_response
+from tests.support.corpus import BASE, DEFAULT_NOW, case_names, compile_case_bundle, load_case
 
 NOW = records.parse_time(DEFAULT_NOW)
 LABELLED = 10
@@ -138,3 +141,31 @@ def test_a_single_policy_keeps_its_name_past_the_bound_and_the_bound_holds_per_p
     assert "a/late" in names and OTHER_POLICIES in names
     assert len(names) == MAX_POLICY_SETS + 2
     assert len(metrics._children) == MAX_POLICY_SETS + 2
+
+
+# --- the review's warnings and audit annotations, as the API server takes them ----------
+
+QUALIFIED_NAME = re.compile(r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?")
+
+
+def test_every_warning_and_audit_annotation_is_one_the_api_server_keeps() -> None:
+    """The API server drops a warning that is not one line of UTF-8 (the user is never told)
+    and an audit annotation whose key, prefixed with the webhook's name, is not a qualified
+    name (the audit trail loses it; both only logged, tests/e2e/test_outputs.py). Every
+    decision of the corpus in warn mode (where denials become warnings) answers only what
+    it keeps."""
+    warnings = annotations = 0
+    for name in case_names():
+        case = load_case(name)
+        bundle = dataclasses.replace(case.bundle, enforcement="warn")
+        decision = decide(case.request, bundle, case.now, case.view)
+        response = build_response("admission.k8s.io/v1", "u", decision)["response"]
+        for warning in response.get("warnings", []):
+            warnings += 1
+            assert warning and "\n" not in warning and "\r" not in warning, (name, warning)
+            warning.encode("utf-8")  # no lone surrogate
+        for key, value in response.get("auditAnnotations", {}).items():
+            annotations += 1
+            assert QUALIFIED_NAME.fullmatch(key), (name, key)
+            assert isinstance(value, str) and "\n" not in value, (name, key, value)
+    assert warnings > 100 and annotations > 900, (warnings, annotations)
