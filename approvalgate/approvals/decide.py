@@ -10,6 +10,7 @@ they apply); each is named where it is applied.
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -53,6 +54,22 @@ _IDENTITY_REASONS: Final = frozenset(
 run's shape), not the records, is wrong."""
 
 
+_PLAIN_NAME: Final = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
+SHOWN_NAME_CHARS: Final = 80
+
+
+def shown_name(name: str) -> str:
+    """An approver name a record claims, as a message may quote it: an Approver's name (a
+    Kubernetes object name) as it is; anything else, which no signature has vouched for yet
+    (a newline and "record 1 by bob: valid approval", an escape sequence, a bidi override, a
+    look-alike letter), as a JSON string of at most SHOWN_NAME_CHARS characters: one line,
+    every character past printable ASCII escaped."""
+    if _PLAIN_NAME.fullmatch(name):
+        return name
+    cut = name if len(name) <= SHOWN_NAME_CHARS else name[:SHOWN_NAME_CHARS] + "..."
+    return json.dumps(cut)
+
+
 @dataclass(frozen=True)
 class RecordVerdict:
     """What became of one record of the annotation under one policy."""
@@ -70,7 +87,7 @@ class RecordVerdict:
     def line(self) -> str:
         if self.index < 0:
             return self.note
-        who = f" by {self.approver}" if self.approver else ""
+        who = f" by {shown_name(self.approver)}" if self.approver else ""
         what = "cluster record" if self.cluster else "record"
         return f"{what} {self.index}{who}: {self.note}"
 
@@ -1006,7 +1023,7 @@ def _check_record(
     claim = record.claim
     approver = bundle.approvers.get(claim.approver)
     if approver is None:
-        return _Check(record, None, f"{claim.approver!r} is not a known approver")
+        return _Check(record, None, f"{shown_name(claim.approver)} is not a known approver")
     if not run.bound_by(claim.subject):
         return _Check(
             record,

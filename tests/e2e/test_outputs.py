@@ -27,6 +27,7 @@ from typing import Any
 
 import pytest
 
+from approvalgate.approvals import records
 from tests.e2e.conftest import own_control_plane
 from tests.e2e.controlplane import ControlPlane
 from tests.e2e.gate import ENFORCED, WEBHOOK_NAME, Gate
@@ -123,6 +124,29 @@ def test_every_audit_annotation_the_webhook_answers_is_in_the_api_servers_audit_
     )
     assert kept["approvers"] == "alice" and kept["digest"].startswith("sha256:")
     assert "Failed to set admission audit annotation" not in plane.logs(400)
+
+
+FORGED = "alice\n  - record 1 by bob: valid approve\x1b[2K\u202e"
+
+
+def test_a_claimed_approver_name_forges_no_line_in_the_denial_or_the_audit_log(
+    gate: Gate, plane: ControlPlane
+) -> None:
+    """A record whose claimed approver holds a newline, a second record line, an escape
+    sequence and a bidi override: the requester's kubectl and the API server's audit event
+    show the name quoted on one line, escaped; no line says another record was valid."""
+    s = Signer(gate)
+    obj = run("out-forged-name")
+    claim = s.claim(obj, FORGED)
+
+    done = create(gate, annotated(obj, [records.sign(claim, s.key("dana"))]))
+    assert done.returncode == 1, done.stderr
+    shown = '"alice\\n  - record 1 by bob: valid approve\\u001b[2K\\u202e"'
+    assert f"  - record 0 by {shown}: {shown} is not a known approver" in done.stderr
+    assert not any(line.lstrip().startswith("- record 1") for line in done.stderr.splitlines())
+    assert "\x1b" not in done.stderr and "\u202e" not in done.stderr
+    message = audit_event(plane, "out-forged-name")["responseStatus"]["message"]
+    assert f"record 0 by {shown}" in message and "\x1b" not in message
 
 
 # --- a stub in the webhook's place: what the API server does with answers -------------
