@@ -473,7 +473,7 @@ def _forged_parent_labels(
         f"approvalgate denied creating AgentRun {run.ref}: it carries the label "
         f"{', '.join(named)}, which names the parent a run the platform made derives from; "
         f"its ApprovalUse would record that parent's approvals and spend its maxRuns, and "
-        f"{who}, not {run.username or 'an unknown user'}. Remove the label (a run of your "
+        f"{who}, not {shown_claim(run.username) if run.username else 'an unknown user'}. Remove the label (a run of your "
         "own is judged on its own approvals), or let the parent make the run."
     )
     return _by_bundle(bundle, "parent-label-forged", message)
