@@ -469,12 +469,13 @@ def _forged_parent_labels(
         if creators
         else f"no policy for namespace {run.namespace} names parents.creators"
     )
+    requester = shown_claim(run.username) if run.username else "an unknown user"
     message = (
         f"approvalgate denied creating AgentRun {run.ref}: it carries the label "
         f"{', '.join(named)}, which names the parent a run the platform made derives from; "
         f"its ApprovalUse would record that parent's approvals and spend its maxRuns, and "
-        f"{who}, not {shown_claim(run.username) if run.username else 'an unknown user'}. Remove the label (a run of your "
-        "own is judged on its own approvals), or let the parent make the run."
+        f"{who}, not {requester}. Remove the label (a run of your own is judged on its own "
+        "approvals), or let the parent make the run."
     )
     return _by_bundle(bundle, "parent-label-forged", message)
 
