@@ -7,19 +7,31 @@ from __future__ import annotations
 import copy
 import dataclasses
 import itertools
+import json
 import re
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from approvalgate.approvals import records
 from approvalgate.approvals.bundle import Bundle, parse_bundle_text
 from approvalgate.approvals.decide import Decision, decide
 from approvalgate.approvals.kubeyaml import load_manifests
+from approvalgate.cli import main
 from approvalgate.webhook.metrics import MAX_POLICY_SETS, OTHER_POLICIES, Metrics
 from approvalgate.webhook.review import build_response
-from tests.support.corpus import BASE, DEFAULT_NOW, case_names, compile_case_bundle, load_case
+from tests.support.corpus import (
+    BASE,
+    DEFAULT_NOW,
+    KEYS,
+    case_names,
+    case_settings,
+    compile_case_bundle,
+    load_case,
+)
+from tests.unit.test_cli import CONTENT
 
 NOW = records.parse_time(DEFAULT_NOW)
 LABELLED = 10
@@ -169,3 +181,47 @@ def test_every_warning_and_audit_annotation_is_one_the_api_server_keeps() -> Non
             assert QUALIFIED_NAME.fullmatch(key), (name, key)
             assert isinstance(value, str) and "\n" not in value, (name, key, value)
     assert warnings > 100 and annotations > 900, (warnings, annotations)
+
+
+# --- the CLI's own lines about the records a file carries --------------------------------
+
+HIDING_OR_BREAKING = ("\x1b", "\u202e", "\n  - record 1 by bob")
+
+
+def _cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_explain_and_approve_quote_a_claimed_approver_on_one_line(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """`explain` lists every record a file carries and `approve` notes the v1 records it
+    keeps, each by the approver it claims, before any signature is checked: an approver
+    reading a requester's file saw a forged line and an escape sequence. Both quote the
+    claim as decide() does (``shown_claim``)."""
+    for name in ("approver-name-forges-a-line", "approver-name-forges-a-line-v1"):
+        case = load_case(name)
+        (tmp_path / "run.yaml").write_text(case.run_text)
+        bundle = tmp_path / "bundle.json"
+        bundle.write_text(compile_case_bundle(case.folder, case_settings(case.spec)))
+        code, out, _ = _cli(
+            capsys,
+            *("explain", str(tmp_path / "run.yaml"), "--bundle", str(bundle)),
+            *("--now", DEFAULT_NOW, "--allow-unsigned-bundle"),
+        )
+        assert code == 0, out
+        shown = json.dumps("alice\n  - record 1 by bob: valid approve\x1b[2K\u202e")
+        assert f"record 0: approve by {shown} " in out, out
+        assert not any(part in out for part in HIDING_OR_BREAKING), out
+    (tmp_path / "content.yaml").write_text(CONTENT)
+    code, _, err = _cli(
+        capsys,
+        *("approve", str(tmp_path / "run.yaml"), "--env", "prod", "--in-place"),
+        *("--content", str(tmp_path / "content.yaml")),
+        *("--key", str(KEYS / "alice.key"), "--approver", "alice", "--now", DEFAULT_NOW),
+    )
+    assert code == 0, err
+    assert f"record 0 by {shown} is of format v1" in err, err
+    assert not any(part in err for part in HIDING_OR_BREAKING), err
