@@ -225,3 +225,28 @@ def test_explain_and_approve_quote_a_claimed_approver_on_one_line(
     assert code == 0, err
     assert f"record 0 by {shown} is of format v1" in err, err
     assert not any(part in err for part in HIDING_OR_BREAKING), err
+
+
+def test_a_binding_subjects_name_forges_no_line_of_the_audit() -> None:
+    """RBAC takes any string as a User or Group subject's name. A namespace admin binding
+    `edit` where a trusted submitter lives, to a user named with a newline, a line saying
+    the audit passed and an escape sequence erasing the line, made `approvalgate audit`
+    print that line (and hide hers) where it names who can act as the submitter. The name
+    is quoted as decide() quotes a claim; a plain name reads as before, and a group the
+    bundle trusts is still itself whatever its name holds."""
+    from approvalgate.audit.reports import _finding_text
+    from tests.unit.test_audit_rbac import NS, SUBMITTER, Target, audit, binding, user
+
+    forged = "mallory\nok: rbac: nothing can act as the trusted submitter\x1b[2K\u202e"
+    (finding,) = audit(role_bindings=[binding("mallory-edit", "edit", user(forged))])
+    shown = json.dumps(forged)
+    assert finding.subject == f"User/{shown}"
+    assert finding.message.startswith(f"User {shown} can act as the trusted submitter")
+    text = _finding_text(finding)
+    assert "\nok: rbac" not in text and "\x1b" not in text and "\u202e" not in text
+    (plain,) = audit(role_bindings=[binding("mallory-edit", "edit", user("mallory"))])
+    assert plain.subject == "User/mallory"
+    spaced = Target("Platform Leads", None, "", True, ("trusted submitter",), ("p",))
+    group = {"kind": "Group", "name": "Platform Leads"}
+    assert audit(spaced, role_bindings=[binding("leads", "edit", group, namespace=NS)]) == []
+    assert SUBMITTER.username  # the module's own target, unchanged
