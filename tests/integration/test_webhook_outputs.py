@@ -4,13 +4,15 @@ log lines her text reaches."""
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 
+from approvalgate.approvals import records
 from approvalgate.runtime.metrics_server import generate_latest
 from approvalgate.webhook.metrics import MAX_POLICY_SETS, OTHER_POLICIES
 from tests.integration.harness import ServerThread, TestPKI, agentrun_request, wait_until
-from tests.support.corpus import BASE, compile_case_bundle
+from tests.support.corpus import BASE, case_settings, compile_case_bundle, load_case, make_record
 from tests.unit.test_outputs import (
     NOW,
     label_combinations,
@@ -66,3 +68,27 @@ def test_a_username_holding_line_breaks_and_bidi_controls_logs_one_readable_line
     record = json.loads(line)
     assert (record["user"], record["decision"]) == (forged, "deny")
     assert "\u2028" not in raw and "\u202e" not in raw and "\u0085" not in raw
+
+
+def test_a_denial_quoting_claimed_names_stays_small_over_https(
+    pki: TestPKI, tmp_path: Path
+) -> None:
+    """What the API server writes to its audit log for the request: the review's message."""
+    case = load_case("approve-two-distinct")
+    request = copy.deepcopy(case.request)
+    obj = request["object"]
+    envelopes = [
+        make_record({"key": "carol", "approver": f"{i:03d}" + "x" * 5500}, obj, BASE, case.now)
+        for i in range(30)
+    ]
+    obj["metadata"]["annotations"][records.ANNOTATION] = records.dump_annotation(envelopes)
+    bundle_file = tmp_path / "bundle.json"
+    bundle_file.write_text(compile_case_bundle(case.folder, case_settings(case.spec)))
+    with (
+        ServerThread(pki, bundle_file, clock=lambda: case.now) as server,
+        server.client() as client,
+    ):
+        reply = client.review(request)
+    message = reply.response["status"]["message"]
+    assert message.count("is not a known approver") == 30
+    assert len(reply.body) < 30 * 500, len(reply.body)

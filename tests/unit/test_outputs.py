@@ -30,6 +30,7 @@ from tests.support.corpus import (
     case_settings,
     compile_case_bundle,
     load_case,
+    make_record,
 )
 from tests.unit.test_cli import CONTENT
 
@@ -250,3 +251,24 @@ def test_a_binding_subjects_name_forges_no_line_of_the_audit() -> None:
     group = {"kind": "Group", "name": "Platform Leads"}
     assert audit(spaced, role_bindings=[binding("leads", "edit", group, namespace=NS)]) == []
     assert SUBMITTER.username  # the module's own target, unchanged
+
+
+def test_a_denial_quoting_claimed_names_stays_small_whatever_they_hold() -> None:
+    """Each record's payload may hold 8 KiB, nearly all of it a claimed approver name, and a
+    denial quoted each name twice in full: a requester's run carrying 256 KiB of records
+    made a denial of about half a megabyte, which the API server writes into its audit log
+    for each such request. A quoted claim is now at most 80 characters."""
+    case = load_case("approve-two-distinct")
+    request = copy.deepcopy(case.request)
+    obj = request["object"]
+    envelopes = [
+        make_record({"key": "carol", "approver": f"{i:03d}" + "x" * 5500}, obj, BASE, case.now)
+        for i in range(30)
+    ]
+    annotation = records.dump_annotation(envelopes)
+    assert len(annotation) < records.MAX_ANNOTATION_BYTES
+    obj["metadata"]["annotations"][records.ANNOTATION] = annotation
+    decision = decide(request, case.bundle, case.now, case.view)
+    assert not decision.allowed
+    assert decision.message.count("is not a known approver") == 30
+    assert len(decision.message) < 30 * 400, len(decision.message)
