@@ -272,3 +272,19 @@ def test_a_denial_quoting_claimed_names_stays_small_whatever_they_hold() -> None
     assert not decision.allowed
     assert decision.message.count("is not a known approver") == 30
     assert len(decision.message) < 30 * 400, len(decision.message)
+
+
+def test_a_terminal_line_of_status_and_pending_holds_no_carriage_return_or_separator() -> None:
+    """`status` and `pending` print each field a requester, an approver or an identity
+    provider wrote through ``one_line``: a newline and a tab were escaped, but a carriage
+    return (which sends the cursor back to overwrite what the line said) and the line and
+    paragraph separators were not."""
+    from approvalgate.commands._queue import one_line, table
+
+    for text in ("approved\rREJECTED by bob", "a\u2028b\u2029c\x85d"):
+        shown = one_line(text)
+        assert not any(char in shown for char in "\r\n\t\u2028\u2029\x85"), repr(shown)
+    assert one_line("approved\rx") == "approved<U+000D>x"
+    assert one_line("a\u2028b") == "a<U+2028>b"
+    rows = table(["REASON"], [["fix\r                INC-1 approved"]])
+    assert "\r" not in rows
