@@ -10,6 +10,7 @@ they apply); each is named where it is applied.
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -53,6 +54,22 @@ _IDENTITY_REASONS: Final = frozenset(
 run's shape), not the records, is wrong."""
 
 
+_PLAIN_CLAIM: Final = re.compile(r"[A-Za-z0-9][-A-Za-z0-9._/*:@]{0,252}")
+SHOWN_CLAIM_CHARS: Final = 80
+
+
+def shown_claim(text: str) -> str:
+    """A value a record claims (its approver, subject or digest), as a message may quote it
+    before, or without, any signature vouching for it: a name as Kubernetes writes one as
+    it is; anything else (a newline and "record 1 by bob: valid approve", an escape
+    sequence, a bidi override, a look-alike letter, a space) as a JSON string of at most
+    SHOWN_CLAIM_CHARS characters: one line, every character past printable ASCII escaped."""
+    if _PLAIN_CLAIM.fullmatch(text):
+        return text
+    cut = text if len(text) <= SHOWN_CLAIM_CHARS else text[:SHOWN_CLAIM_CHARS] + "..."
+    return json.dumps(cut)
+
+
 @dataclass(frozen=True)
 class RecordVerdict:
     """What became of one record of the annotation under one policy."""
@@ -70,7 +87,7 @@ class RecordVerdict:
     def line(self) -> str:
         if self.index < 0:
             return self.note
-        who = f" by {self.approver}" if self.approver else ""
+        who = f" by {shown_claim(self.approver)}" if self.approver else ""
         what = "cluster record" if self.cluster else "record"
         return f"{what} {self.index}{who}: {self.note}"
 
@@ -452,12 +469,13 @@ def _forged_parent_labels(
         if creators
         else f"no policy for namespace {run.namespace} names parents.creators"
     )
+    requester = shown_claim(run.username) if run.username else "an unknown user"
     message = (
         f"approvalgate denied creating AgentRun {run.ref}: it carries the label "
         f"{', '.join(named)}, which names the parent a run the platform made derives from; "
         f"its ApprovalUse would record that parent's approvals and spend its maxRuns, and "
-        f"{who}, not {run.username or 'an unknown user'}. Remove the label (a run of your "
-        "own is judged on its own approvals), or let the parent make the run."
+        f"{who}, not {requester}. Remove the label (a run of your own is judged on its own "
+        "approvals), or let the parent make the run."
     )
     return _by_bundle(bundle, "parent-label-forged", message)
 
@@ -1006,18 +1024,18 @@ def _check_record(
     claim = record.claim
     approver = bundle.approvers.get(claim.approver)
     if approver is None:
-        return _Check(record, None, f"{claim.approver!r} is not a known approver")
+        return _Check(record, None, f"{shown_claim(claim.approver)} is not a known approver")
     if not run.bound_by(claim.subject):
         return _Check(
             record,
             approver,
-            f"approves another run ({_short_subject(claim.subject)}), not {run.ref}",
+            f"approves another run ({shown_claim(_short_subject(claim.subject))}), not {run.ref}",
         )
     if claim.digest != run.digest:
         return _Check(
             record,
             approver,
-            f"approves another spec (sha256:{claim.digest[:12]}), "
+            f"approves another spec (sha256:{shown_claim(claim.digest[:12])}), "
             f"this run's spec is sha256:{run.digest[:12]}; re-approve the current spec",
         )
     problem = _environment_problem(claim, bundle.environment)
@@ -1167,7 +1185,8 @@ def _one_use_problem(
     claim = record.claim
     if claim.subject.endswith("*"):
         return (
-            f"names the generateName prefix {_short_subject(claim.subject)}; in environment "
+            f"names the generateName prefix {shown_claim(_short_subject(claim.subject))}; in "
+            "environment "
             f"{bundle.environment} an approval names one run: approve a manifest with "
             "metadata.name (`approvalgate approve` and `approvalgate request` set one)"
         )

@@ -53,6 +53,7 @@ from typing import Any, Final
 
 from approvalgate.approvals import identity
 from approvalgate.approvals.bundle import Bundle
+from approvalgate.approvals.decide import shown_claim
 from approvalgate.audit.findings import Finding
 
 AREA: Final = "rbac"
@@ -340,7 +341,8 @@ def _subject(entry: Mapping[str, Any], namespace: str) -> tuple[str, str] | None
             return None
         return (f"ServiceAccount/{ns}/{name}", f"{identity.SERVICE_ACCOUNT_PREFIX}{ns}:{name}")
     if kind in ("User", "Group") and name:
-        return (f"{kind}/{name}", name)
+        # RBAC takes any string here: shown as decide() shows a claim, never as raw lines
+        return (f"{kind}/{shown_claim(name)}", name)
     return None
 
 
@@ -350,7 +352,7 @@ def _is_itself(subject: str, username: str, target: Target) -> bool:
     if subject.startswith("ServiceAccount/"):
         ns = identity.service_account_namespace(username)
         return target.namespace in (ns, ALL)
-    return subject == f"Group/{target.username}"
+    return subject.startswith("Group/") and username == target.username
 
 
 def _control_plane(binding: Mapping[str, Any], subject: str, username: str) -> bool:

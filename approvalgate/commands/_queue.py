@@ -240,7 +240,12 @@ def one_line(text: str) -> str:
     that read as the command's: a spec digest, a pin)."""
     from approvalgate.approvals.hidden_text import escaped
 
-    return escaped(text).replace("\n", "<U+000A>").replace("\t", "<U+0009>")
+    return escaped(text).translate(_LINE_BREAKS)
+
+
+_LINE_BREAKS: Final = {ord(char): f"<U+{ord(char):04X}>" for char in "\n\r\t\u2028\u2029"}
+"""What ``escaped`` leaves as it is (a text editor shows them) but a line of a terminal must
+not hold: a carriage return sends the cursor back to overwrite what the line said."""
 
 
 # --- showing ----------------------------------------------------------------------------

@@ -692,6 +692,7 @@ def _sign_runs(
     run, each named and given the approval-use finalizer)."""
     from approvalgate import manifests
     from approvalgate.approvals import records
+    from approvalgate.approvals.decide import shown_claim
     from approvalgate.approvals.view import USE_FINALIZER
     from approvalgate.commands import _content
 
@@ -720,7 +721,8 @@ def _sign_runs(
             if record.claim.version != records.FORMAT_VERSION:
                 print(
                     f"note: AgentRun {run.ref}: record {record.index} by "
-                    f"{record.claim.approver} is of format v{record.claim.version} (it names "
+                    f"{shown_claim(record.claim.approver)} is of format v{record.claim.version} "
+                    "(it names "
                     "no environment) and counts in none; remove it from the annotation",
                     file=sys.stderr,
                 )

@@ -264,6 +264,7 @@ def _templates(coverage: Any) -> str:
 def _record_line(claim: Claim) -> str:
     """One record as signed: who decided what, for which environment, when."""
     from approvalgate.approvals import records
+    from approvalgate.approvals.decide import shown_claim
 
     where = (
         f"for {claim.environment}"
@@ -271,6 +272,6 @@ def _record_line(claim: Claim) -> str:
         else f"(format v{claim.version}: no environment)"
     )
     return (
-        f"{claim.decision} by {claim.approver} {where}, issued "
+        f"{claim.decision} by {shown_claim(claim.approver)} {where}, issued "
         f"{records.format_time(claim.issued_at)}, expires {claim.expires_text}"
     )

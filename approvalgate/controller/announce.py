@@ -116,32 +116,46 @@ def needs_you(request: Mapping[str, Any], status: Mapping[str, Any]) -> dict[str
     required = status.get("required") or 0
     approved = len(status.get("approvedBy") or [])
     reason = (request.get("spec") or {}).get("reason") or ""
-    text = (
-        f"Approval needed: AgentRun {_who(request)}; {approved}/{required} approvals. "
-        f"Who may approve: {eligible}."
-    )
-    if reason:
-        text += f" Reason: {reason}"
     name = (request.get("metadata") or {}).get("name")
     namespace = (request.get("metadata") or {}).get("namespace")
-    text += (
-        f" Read it with `approvalgate status {namespace}/{name}` (it prints a pin), then run "
-        f"`approvalgate approve --request {namespace}/{name} --expect PIN --key KEY`."
+    text = (
+        f"Approval needed: AgentRun {_who(request)}; {approved}/{required} approvals. "
+        f"Who may approve: {eligible}. Read it with `approvalgate status {namespace}/{name}` "
+        f"(it prints a pin), then run `approvalgate approve --request {namespace}/{name} "
+        "--expect PIN --key KEY`."
     )
-    return {"text": text}
+    if reason:  # the requester's words: last, quoted, never before the gate's instructions
+        text += f' The requester\'s reason: "{reason}"'
+    return {"text": slack_text(text)}
 
 
 def decided(request: Mapping[str, Any], transition: Transition) -> dict[str, str]:
     return {
-        "text": f"AgentRun {_who(request)} is {transition.new} ({transition.reason}): "
-        f"{transition.message}"
+        "text": slack_text(
+            f"AgentRun {_who(request)} is {transition.new} ({transition.reason}): "
+            f"{transition.message}"
+        )
     }
 
 
 def expiring(request: Mapping[str, Any], status: Mapping[str, Any]) -> dict[str, str]:
     eligible = ", ".join(status.get("eligible") or []) or "nobody"
     return {
-        "text": f"Expiring soon: the approval request for AgentRun {_who(request)} expires at "
-        f"{status.get('expiresAt')}; {len(status.get('approvedBy') or [])}/"
-        f"{status.get('required') or 0} approvals. Who may approve: {eligible}."
+        "text": slack_text(
+            f"Expiring soon: the approval request for AgentRun {_who(request)} expires at "
+            f"{status.get('expiresAt')}; {len(status.get('approvedBy') or [])}/"
+            f"{status.get('required') or 0} approvals. Who may approve: {eligible}."
+        )
     }
+
+
+_SLACK_ESCAPES: Final = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;"})
+
+
+def slack_text(text: str) -> str:
+    """``text`` as Slack shows it, and nothing more: ``<...>`` is Slack's control sequence
+    (``<!channel>`` notifies everyone, ``<URL|label>`` shows a link under any label,
+    ``<@U123>`` mentions), so ``&``, ``<`` and ``>`` are written as the entities Slack's
+    message format asks for. The gate's own texts use none; a requester's reason, a name or
+    a message quoting either can then only read as text."""
+    return text.translate(_SLACK_ESCAPES)

@@ -9,17 +9,25 @@ expiry).
 
 ``approvalgate_admission_requests_total`` counts each answered review once; ``policy`` is the
 comma-joined list of the policies that decided it (empty when none matched), so the sum
-over labels is the number of requests.
+over labels is the number of requests. A requester chooses that list with her run's labels
+and agent (n policies selecting on labels make 2**n lists), so each process names at most
+:data:`MAX_POLICY_SETS` lists of several policies and counts the others as
+:data:`OTHER_POLICIES`; a list of one policy (as many as the bundle has) is always named.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from approvalgate.approvals.decide import Decision
+
+MAX_POLICY_SETS: Final = 64
+"""Lists of several deciding policies each process names in ``policy``; later ones are
+:data:`OTHER_POLICIES`. Bounds the series (and the memo of children) a requester can make."""
+OTHER_POLICIES: Final = "(other policy sets)"
 
 LATENCY_BUCKETS = (
     0.0001,
@@ -62,10 +70,12 @@ class Metrics:
     view_objects: Gauge
     view_seconds_since_contact: Gauge
     # labelled children of ``requests`` by (allowed, reason, policies): labels() takes a
-    # lock and builds label tuples on every call; bounded like the label set itself
+    # lock and builds label tuples on every call; bounded like the label set (see _child)
     _children: dict[tuple[bool, str, tuple[str, ...]], Any] = field(
         default_factory=dict, repr=False, compare=False
     )
+    # the lists of several policies named in ``policy`` so far (at most MAX_POLICY_SETS)
+    _policy_sets: set[tuple[str, ...]] = field(default_factory=set, repr=False, compare=False)
 
     @classmethod
     def create(cls, registry: CollectorRegistry | None = None) -> Metrics:
@@ -194,14 +204,29 @@ class Metrics:
         key = (decision.allowed, decision.reason, decision.policies)
         child = self._children.get(key)
         if child is None:
-            child = self.requests.labels(
-                "allow" if decision.allowed else "deny",
-                decision.reason,
-                ",".join(decision.policies),
-            )
-            self._children[key] = child
+            child = self._child(key)
         child.inc()
         self.duration.observe(seconds)
+
+    def _child(self, key: tuple[bool, str, tuple[str, ...]]) -> Any:
+        """The counter of ``key``'s series, remembered only while the lists of several
+        policies named stay within MAX_POLICY_SETS: past it, a new list is counted as
+        OTHER_POLICIES and its key is not kept (one more dict lookup for such a request)."""
+        allowed, reason, policies = key
+        if len(policies) > 1 and policies not in self._policy_sets:
+            if len(self._policy_sets) >= MAX_POLICY_SETS:
+                key = (allowed, reason, (OTHER_POLICIES,))
+                child = self._children.get(key)
+                if child is None:
+                    child = self._children[key] = self.requests.labels(
+                        "allow" if allowed else "deny", reason, OTHER_POLICIES
+                    )
+                return child
+            self._policy_sets.add(policies)
+        child = self._children[key] = self.requests.labels(
+            "allow" if allowed else "deny", reason, ",".join(policies)
+        )
+        return child
 
     def bundle_switched(self, previous: str, generation: str, loaded_at: float) -> None:
         if previous and previous != generation:

@@ -7,9 +7,9 @@ else they are skipped with the reason (and the run still fails: tests/support/sk
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import pytest
 
@@ -41,13 +41,16 @@ def _unavailable(reason: str) -> NoReturn:
     unavailable(f"e2e control plane: {reason}")
 
 
-def own_control_plane(crds: bool = True) -> Iterator[ControlPlane]:
+def own_control_plane(
+    crds: bool = True, audit_policy: Mapping[str, Any] | None = None
+) -> Iterator[ControlPlane]:
     """A control plane of its own (with every CRD we use unless ``crds`` is False), stopped
     at the end: the session's, and a module's that stops its API server or must not share
-    one (``yield from own_control_plane()`` in a module-scoped fixture)."""
+    one (``yield from own_control_plane()`` in a module-scoped fixture); ``audit_policy``
+    turns on the API server's audit log (:attr:`ControlPlane.audit_log`)."""
     try:
         paths = crd_paths() if crds else []
-        plane = ControlPlane(locate_binaries())
+        plane = ControlPlane(locate_binaries(), audit_policy=audit_policy)
         plane.start()
     except ControlPlaneError as error:
         _unavailable(str(error))

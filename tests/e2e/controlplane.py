@@ -23,7 +23,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -233,9 +233,17 @@ class ControlPlane:
     """etcd + kube-apiserver on random loopback ports, with one kubeconfig per user in USERS."""
 
     def __init__(
-        self, binaries: Binaries, *, ready_timeout: float = 90, stop_timeout: float = 10
+        self,
+        binaries: Binaries,
+        *,
+        ready_timeout: float = 90,
+        stop_timeout: float = 10,
+        audit_policy: Mapping[str, Any] | None = None,
     ) -> None:
         self.binaries = binaries
+        # an audit.k8s.io/v1 Policy: the API server writes its audit log (JSON lines) to
+        # audit_log, where the webhook's auditAnnotations land
+        self.audit_policy = audit_policy
         self.ready_timeout = ready_timeout
         self.stop_timeout = stop_timeout
         self.tokens: dict[str, str] = {user: secrets.token_hex(16) for user in USERS}
@@ -588,12 +596,36 @@ class ControlPlane:
                 "--disable-admission-plugins=ServiceAccount",
                 "--allow-privileged=true",
                 "--profiling=false",
+                *self._audit_args(),
             ],
         )
         self._write_kubeconfigs()
         self._wait_until(
             "kube-apiserver", lambda: self._get("/readyz", self.tokens["admin"], timeout=5) == "ok"
         )
+
+    @property
+    def audit_log(self) -> Path:
+        return self._dir / "audit.log"
+
+    def audit_events(self) -> list[dict[str, Any]]:
+        """The API server's audit events so far (empty without an audit policy)."""
+        if not self.audit_log.exists():
+            return []
+        lines = self.audit_log.read_text(encoding="utf-8").splitlines()
+        return [json.loads(line) for line in lines if line.strip()]
+
+    def _audit_args(self) -> list[str]:
+        if self.audit_policy is None:
+            return []
+        policy = self._dir / "audit-policy.json"
+        policy.write_text(json.dumps(self.audit_policy))
+        return [
+            f"--audit-policy-file={policy}",
+            f"--audit-log-path={self.audit_log}",
+            "--audit-log-format=json",
+            "--audit-log-mode=blocking",
+        ]
 
     def _wait_until(self, what: str, ready: Callable[[], bool]) -> None:
         deadline = time.monotonic() + self.ready_timeout

@@ -760,6 +760,26 @@ def test_who_can_act_as_the_trusted_submitter_is_listed(
         gate.kubectl("admin", "delete", "pod", POD, "-n", SUBMITTER_NS, "--wait=false")
 
 
+def test_a_subject_named_to_forge_a_line_is_quoted_in_the_audit(
+    gate: Gate, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The API server takes any string as a User subject's name (fifth red-team pass,
+    outputs): a binding of edit where the submitter lives, to a user whose name holds a
+    newline, a line saying nothing can act as the submitter and an escape sequence erasing
+    the line, is reported with the name quoted on one line."""
+    gate.plane.kubectl("admin", "create", "namespace", SUBMITTER_NS, check=False)
+    forged = "mallory\n  ok: nothing can act as the trusted submitter\x1b[2K\u202e"
+    _bind(gate, "forged-edit", "edit", forged)
+    try:
+        code, text, _ = audit(gate, capsys, output="text")
+        assert code == 1
+        shown = json.dumps(forged)
+        assert f"  FINDING: User {shown} can act as the trusted submitter" in text, text
+        assert "\n  ok: nothing" not in text and "\x1b" not in text and "\u202e" not in text
+    finally:
+        gate.kubectl("admin", "delete", "rolebinding", "forged-edit", "-n", SUBMITTER_NS)
+
+
 def test_a_role_aggregated_into_edit_that_switches_the_gate_off_is_found(
     gate: Gate, capsys: pytest.CaptureFixture[str]
 ) -> None:

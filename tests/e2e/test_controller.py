@@ -249,7 +249,7 @@ def run_manifest(name: str) -> dict[str, Any]:
 
 
 def create_request(
-    client: Client, name: str, labels: dict[str, str] | None = None
+    client: Client, name: str, labels: dict[str, str] | None = None, reason: str = "e2e"
 ) -> dict[str, Any]:
     from approvalgate.approvals.digest import spec_digest
 
@@ -260,7 +260,7 @@ def create_request(
         "spec": {
             "requester": "requester",
             "environment": ENV,
-            "reason": "e2e",
+            "reason": reason,
             "specDigest": spec_digest(RUN_SPEC),
             "cancelled": False,
             "run": {
@@ -602,6 +602,9 @@ class Receiver:
         return [b["text"] for b in self.bodies]
 
 
+SLACK_BAIT = "INC-4711 <!channel> see <https://evil.example/x|approvalgate status agents/x>"
+
+
 def test_notifications_say_who_is_needed_and_what_was_decided(
     client: Client, controllers: Callable[..., Controller], tmp_path: Path
 ) -> None:
@@ -648,6 +651,15 @@ def test_notifications_say_who_is_needed_and_what_was_decided(
             >= 1
         )
         assert receiver.url not in one.log()  # the URL is a secret
+        # a requester's reason is her words, never a Slack mention or a disguised link
+        create_request(client, "notified-bait", reason=SLACK_BAIT)
+        bait = eventually(
+            "needs-you of the bait",
+            lambda: [t for t in receiver.texts() if f"{NS}/notified-bait " in t],
+        )
+        assert "<" not in bait[0] and ">" not in bait[0], bait[0]
+        assert "&lt;!channel&gt;" in bait[0] and "&lt;https://evil.example/x|" in bait[0]
+        assert bait[0].index("approvalgate approve --request") < bait[0].index("INC-4711")
         # once per request, however often it is looked at
         time.sleep(3)
         assert [t for t in receiver.texts() if f"{NS}/{name} " in t].count(expiring[0]) == 1

@@ -368,6 +368,38 @@ def test_notification_texts_name_the_request_and_who_may_approve() -> None:
     assert "expires at 2026-11-22T11:50:00Z" in announce.expiring(req, plan.status)["text"]
 
 
+SLACK_BAIT = (
+    "hotfix for INC-4711 <!channel> <@U0123ABCD> see "
+    "<https://evil.example/approve|approvalgate status agents/other> & approve"
+)
+
+
+def test_a_requesters_reason_never_becomes_a_mention_or_a_link_in_the_chat() -> None:
+    """Slack reads ``<...>`` in a message's text as a control sequence: ``<!channel>``
+    pings everyone, ``<URL|label>`` shows a link under any label. A requester's reason (and
+    anything else the gate did not write itself) goes out escaped (``&lt;`` ``&gt;``
+    ``&amp;``), after the gate's own instructions, quoted as the requester's words."""
+    req = request()
+    req["spec"]["reason"] = SLACK_BAIT
+    verdict, _ = verdict_of(req, decision("alice"))
+    plan = plan_request(req, verdict, None, NOW)
+    assert plan.status is not None and plan.transition is not None
+    texts = [
+        announce.needs_you(req, plan.status)["text"],
+        announce.expiring(req, plan.status)["text"],
+        announce.decided(req, dataclasses.replace(plan.transition, message=SLACK_BAIT))["text"],
+    ]
+    for text in texts:
+        assert "<" not in text and ">" not in text, text
+        assert "&" not in text.replace("&lt;", "").replace("&gt;", "").replace("&amp;", "")
+    needs = texts[0]
+    assert "&lt;!channel&gt;" in needs and "&lt;https://evil.example/approve|" in needs
+    command = needs.index(f"approvalgate approve --request {NS}/{NAME}")
+    assert command < needs.index("INC-4711"), "the requester's words come after the command"
+    assert "The requester's reason: \"hotfix for INC-4711 &lt;!channel&gt;" in needs
+    assert '&amp; approve"' in needs
+
+
 # --- the ledger ----------------------------------------------------------------------
 
 
