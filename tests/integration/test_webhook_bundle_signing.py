@@ -194,6 +194,31 @@ def test_every_attack_keeps_the_last_good_bundle_with_a_metric_and_a_line(
     assert revision_gauge("approvalgate_bundle_revision") == GOOD_REVISION + 1
 
 
+def test_one_key_pinned_in_two_forms_is_one_signer_of_the_threshold(
+    pki: TestPKI, signed: Signed, base_bundle_text: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The first key pinned twice, as PEM and as its OpenSSH line (two key ids), beside the
+    second, threshold 2: the attacker's bundle signed by the first key in both forms is
+    one signer, below the threshold, and the good bundle stays."""
+    caplog.set_level(logging.INFO, logger=BUNDLE_LOGGER)
+    as_ssh = bundle_signing.SSHForm(signed.first)
+    options = signed.options()
+    options["bundle_keys"] = (options["bundle_keys"][0], as_ssh.line, options["bundle_keys"][1])
+    good = signed.publish_signed(base_bundle_text, GOOD_REVISION)
+    with ServerThread(pki, signed.volume.root / "bundle.json", **options) as server:
+        state = server.running.state
+        assert state.generation == json.loads(good)["generation"]
+        newer = bundle_signing.with_revision(evil(base_bundle_text), GOOD_REVISION + 1).encode()
+        both_forms = dump_signatures(sign_bundle(newer, [signed.first, as_ssh]))
+        signed.publish(newer, both_forms)
+        server.wait_for(lambda: rejected(server, "below-threshold") == 1)
+        assert state.generation == json.loads(good)["generation"]
+        assert not unapproved_allowed(server), "one key in two forms signed as two"
+        signed.publish(newer, dump_signatures(sign_bundle(newer, [as_ssh, signed.second])))
+        server.wait_for(lambda: state.generation == json.loads(newer)["generation"])
+        assert unapproved_allowed(server)
+
+
 @pytest.mark.parametrize(
     ("reason", "what"),
     [

@@ -10,6 +10,8 @@ key line (``ssh-ed25519 AAAA... comment``, the comment ignored) for the SSH type
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -83,6 +85,19 @@ def key_material(text: str) -> bytes:
 
 
 """The name-neutral alias: PEM, or the OpenSSH line for an SSH key."""
+
+
+def key_identity(key: SSlibKey) -> bytes:
+    """:func:`key_material` of a loaded key: the same bytes for one private key whatever
+    its form (PEM, OpenSSH line), where its key id differs. Count keys by this, never by
+    key id: whoever holds the key signs for each form (a raw signature for the PEM, an
+    SSHSIG for the line), so pinning both must not make one holder two signers."""
+    return key_material(public_key_text(key))
+
+
+def distinct_keys(keys: Iterable[SSlibKey]) -> int:
+    """How many different private keys ``keys`` are (:func:`key_identity`)."""
+    return len({key_identity(k) for k in keys})
 
 
 def accepted_forms() -> str:
