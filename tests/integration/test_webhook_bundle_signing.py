@@ -29,6 +29,7 @@ from approvalgate.approvals.bundle_trust import SIGNATURES_FILE, dump_signatures
 from tests.integration.harness import ServerThread, TestPKI, agentrun_request
 from tests.support import bundle_signing
 from tests.support.projection import KubeVolume
+from tests.unit.test_ed25519_points import Holder, mixed, pem
 
 GOOD_REVISION = 3
 BUNDLE_LOGGER = "approvalgate.webhook.bundle"
@@ -217,6 +218,22 @@ def test_one_key_pinned_in_two_forms_is_one_signer_of_the_threshold(
         signed.publish(newer, dump_signatures(sign_bundle(newer, [as_ssh, signed.second])))
         server.wait_for(lambda: state.generation == json.loads(newer)["generation"])
         assert unapproved_allowed(server)
+
+
+def test_a_signed_bundle_with_an_ed25519_key_nobody_generated_is_refused(
+    serving: tuple[ServerThread, bytes], signed: Signed, base_bundle_text: str
+) -> None:
+    """A properly signed newer bundle whose approver holds an Ed25519 point with a
+    small-order part (one private key signing as two approvers,
+    tests/unit/test_ed25519_points.py) is refused whole; the good bundle stays."""
+    server, good = serving
+    obj = json.loads(base_bundle_text)
+    holder = Holder()
+    obj["approvers"][-1]["keys"][0]["publicKey"] = pem(mixed(holder))
+    signed.publish_signed(json.dumps(obj), GOOD_REVISION + 1)
+    server.wait_for(lambda: rejected(server, "invalid-bundle") == 1)
+    assert server.running.state.generation == json.loads(good)["generation"]
+    assert not unapproved_allowed(server)
 
 
 @pytest.mark.parametrize(

@@ -42,9 +42,11 @@ from securesystemslib.signer import CryptoSigner, SSlibKey
 
 from approvalgate.approvals.errors import RecordError
 from approvalgate.approvals.keys.types import (
+    ED25519_PUBLIC_BYTES,
     RSA_MIN_BITS,
     Check,
     KeyType,
+    ed25519_refusal,
     ed25519_verify,
     register_key_type,
 )
@@ -194,6 +196,8 @@ def _u2f_message(application: str, flags: int, counter: int, data: bytes) -> byt
 
 
 def _ed25519(keytype: str, raw: bytes, application: str) -> _Verify:
+    if len(raw) == ED25519_PUBLIC_BYTES and (why := ed25519_refusal(raw)):
+        raise SSHSignatureError(why)
     try:
         check = ed25519_verify(raw)
     except ValueError as exc:
