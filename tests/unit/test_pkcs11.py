@@ -241,6 +241,53 @@ def test_a_tampered_token_signature_is_refused(
     assert "  - record 1 by carol: signature does not verify with a key of carol" in out, out
 
 
+MISMATCHED_ID = 7
+
+
+def _mismatched_pair(token: pkcs11.Token) -> None:
+    """CKA_ID 7: the public key object of one pair and the private key of another (a token
+    whose objects were re-labelled or half-deleted): the token shows one key, signs with
+    another."""
+    softhsm = SoftHSM(Path(os.environ["SOFTHSM2_CONF"]), LABEL)
+    softhsm.generate_ec(MISMATCHED_ID, "secp256r1")
+    softhsm.generate_ec(MISMATCHED_ID + 1, "secp256r1")
+    with token.open(rw=True, user_pin=PIN) as session:
+        ours = pkcs11.util.biginteger(MISMATCHED_ID)
+        session.get_key(ObjectClass.PRIVATE_KEY, KeyType.EC, id=ours).destroy()
+        other = session.get_key(
+            ObjectClass.PRIVATE_KEY, KeyType.EC, id=pkcs11.util.biginteger(MISMATCHED_ID + 1)
+        )
+        other[Attribute.ID] = ours
+
+
+def test_a_token_signing_with_another_key_than_it_shows_is_an_error_not_a_record(
+    capsys: pytest.CaptureFixture[str], repo: Path, token_env: pkcs11.Token
+) -> None:
+    """The approver must not believe they approved: a signature that does not verify with
+    the public key the signer shows (and keygen --import put in the Approver) is refused by
+    ``approve`` with advice, and nothing is written."""
+    _mismatched_pair(token_env)
+    ref = f"hsm:{MISMATCHED_ID}?label={LABEL}"
+    approvers = (repo / "approvers.yaml").read_text()
+    indent = "        "
+    old = _token_public_pem(token_env, P256_ID)
+    new = _token_public_pem(token_env, MISMATCHED_ID)
+    (repo / "approvers.yaml").write_text(
+        approvers.replace(
+            "".join(indent + line + "\n" for line in old.splitlines()),
+            "".join(indent + line + "\n" for line in new.splitlines()),
+        )
+    )
+    assert _approve(capsys, repo, str(repo / "alice.key"), "alice")[0] == 0
+    before = (repo / "run.yaml").read_bytes()
+    code, err = _approve(capsys, repo, ref, "carol")
+    assert code == 1, err
+    assert err.startswith(f"error: {ref}: its signature does not verify with its public key "), err
+    assert "signs with another key than the public key it shows" in err
+    assert (repo / "run.yaml").read_bytes() == before
+    assert _verify(capsys, repo).startswith("DENIED agents/codex-run-sample in prod\n")
+
+
 # --- errors a user can act on ----------------------------------------------------------------
 
 
