@@ -66,11 +66,19 @@ public_key_text = public_key_pem
 
 def key_material(text: str) -> bytes:
     """The public key ``text`` holds (PEM or OpenSSH line), whatever its form: DER
-    SubjectPublicKeyInfo where cryptography reads it (Ed25519, ECDSA, RSA in either form),
-    else the OpenSSH line's key blob (security keys: ``sk-*``). A key's id covers its form
-    (an OpenSSH line of an Ed25519 key has another id than its PEM), so "one key, one
-    approver" compares this instead: one private key signs for either form."""
+    SubjectPublicKeyInfo of the key (an OpenSSH line as :mod:`keys.ssh` reads it, a
+    security key's too, its application aside), else the text of a line nothing reads. A
+    key's id covers its form (an OpenSSH line of an Ed25519 key has another id than its
+    PEM), so "one key, one approver" compares this instead: one private key signs for
+    either form."""
     stripped = text.strip()
+    if not stripped.startswith("-----BEGIN") and ssh.is_ssh_line(stripped):
+        # the gate's own reading of the line, not the installed cryptography's (which reads
+        # security keys only from 43.0: an sk- line was compared as text before)
+        try:
+            return ssh.parse_line(stripped).spki
+        except ssh.SSHSignatureError:
+            pass
     try:
         if not stripped.startswith("-----BEGIN") and ssh.is_ssh_line(stripped):
             public: PublicKeyTypes = serialization.load_ssh_public_key(stripped.encode("ascii"))

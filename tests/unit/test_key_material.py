@@ -1,0 +1,109 @@
+"""One private key, one key material, whatever its form and whatever the installed
+cryptography reads (fifth red-team pass, keys and signers).
+
+"One key, one approver" (compile) and "one key, one person" (the bundle) compare
+``keys.public.key_material``. It read OpenSSH lines with cryptography's
+``load_ssh_public_key`` and, where that failed, compared the line's text: cryptography
+reads security keys (``sk-*``) only from 43.0, and approvalgate allows 42, so there an
+Ed25519 key written as ``ssh-ed25519`` and as ``sk-ssh-ed25519@openssh.com`` (or two
+``sk-`` lines with two applications) were two keys. The material of an OpenSSH line is now
+the gate's own parse of it (the key under the line), whatever cryptography reads; and an
+SSH key's numbers must be written as OpenSSH writes them (no leading zero bytes), so one key
+has one line, one key id and the fingerprint ``ssh-keygen -l`` prints.
+"""
+
+from __future__ import annotations
+
+import base64
+import struct
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
+
+from approvalgate.approvals import keys
+from approvalgate.approvals.keys import public as public_keys
+from approvalgate.approvals.policy import BundleSettings, compile_bundle
+from tests.support import ssh as ssh_tools
+from tests.support.corpus import CORPUS_ENVIRONMENT
+from tests.unit.test_ed25519_points import Holder, _approver, _base, pem
+
+
+def _string(value: bytes) -> bytes:
+    return struct.pack(">I", len(value)) + value
+
+
+def _line(*fields: bytes) -> str:
+    blob = b"".join(_string(f) for f in fields)
+    return f"{fields[0].decode()} {base64.b64encode(blob).decode()}"
+
+
+@pytest.fixture
+def cryptography_42(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``load_ssh_public_key`` as cryptography 42 has it: no security keys."""
+    real = serialization.load_ssh_public_key
+
+    def load(data: bytes, backend: Any = None) -> Any:
+        if data.startswith(b"sk-"):
+            raise UnsupportedAlgorithm("Key type is not supported.")
+        return real(data)
+
+    monkeypatch.setattr(serialization, "load_ssh_public_key", load)
+
+
+def _forms(raw: bytes) -> dict[str, str]:
+    return {
+        "pem": pem(raw),
+        "ssh-ed25519": _line(b"ssh-ed25519", raw),
+        "sk ssh:": _line(b"sk-ssh-ed25519@openssh.com", raw, b"ssh:"),
+        "sk ssh:other": _line(b"sk-ssh-ed25519@openssh.com", raw, b"ssh:other"),
+    }
+
+
+@pytest.mark.usefixtures("cryptography_42")
+def test_every_form_of_one_ed25519_key_is_one_material() -> None:
+    forms = _forms(Holder().public)
+    materials = {name: public_keys.key_material(text) for name, text in forms.items()}
+    assert len(set(materials.values())) == 1, materials
+    assert len({keys.load_public_key(text).keyid for text in forms.values()}) == 4
+
+
+@pytest.mark.usefixtures("cryptography_42")
+def test_one_key_as_an_ssh_line_and_a_security_key_line_is_a_compile_error() -> None:
+    raw = Holder().public
+    forms = _forms(raw)
+    approvers = [_approver("alice", forms["ssh-ed25519"]), _approver("bob", forms["sk ssh:"])]
+    settings = BundleSettings(environment=CORPUS_ENVIRONMENT, cluster_view="off")
+    compiled, problems = compile_bundle([*_base({"alice", "bob"}), *approvers], settings)
+    assert compiled is None
+    messages = [p.finding.message for p in problems]
+    assert messages == ["this key already belongs to approver 'alice'"], messages
+
+
+def test_an_ssh_key_with_a_number_not_written_as_openssh_writes_it_is_refused(
+    tmp_path: Path,
+) -> None:
+    """An RSA key whose modulus or exponent carries a leading zero byte is the same key to
+    ``ssh-keygen -l`` (it prints the fingerprint of the minimal form) but another line, key
+    id and fingerprint here, and signatures made by ``ssh-keygen -Y sign`` embed the minimal
+    form: refused, with the line to use."""
+    ssh_tools.require_tools()
+    private = ssh_tools.keygen(tmp_path, "rsa", "ssh-rsa")
+    line = private.with_suffix(".pub").read_text().split()
+    blob = base64.b64decode(line[1])
+    fields = []
+    at = 0
+    while at < len(blob):
+        (size,) = struct.unpack(">I", blob[at : at + 4])
+        fields.append(blob[at + 4 : at + 4 + size])
+        at += 4 + size
+    keytype, e, n = fields
+    for padded in (_line(keytype, b"\0" + e, n), _line(keytype, e, b"\0\0" + n)):
+        (tmp_path / "padded.pub").write_text(padded + "\n")
+        shown = ssh_tools.run(["ssh-keygen", "-l", "-f", str(tmp_path / "padded.pub")])
+        assert keys.ssh.parse_line(" ".join(line[:2])).fingerprint in shown.decode()
+        with pytest.raises(ValueError, match=r"leading zero bytes: not as OpenSSH writes it"):
+            keys.load_public_key(padded)
+    assert keys.load_public_key(" ".join(line[:2])).keyval["public"] == " ".join(line[:2])
