@@ -15,19 +15,24 @@ has one line, one key id and the fingerprint ``ssh-keygen -l`` prints.
 from __future__ import annotations
 
 import base64
+import shutil
 import struct
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 
 from approvalgate.approvals import keys
 from approvalgate.approvals.keys import public as public_keys
+from approvalgate.approvals.kubeyaml import load_manifests
 from approvalgate.approvals.policy import BundleSettings, compile_bundle
+from approvalgate.cli import main
 from tests.support import ssh as ssh_tools
 from tests.support.corpus import CORPUS_ENVIRONMENT
+from tests.support.paths import ROOT
 from tests.unit.test_ed25519_points import Holder, _approver, _base, pem
 
 
@@ -107,3 +112,41 @@ def test_an_ssh_key_with_a_number_not_written_as_openssh_writes_it_is_refused(
         with pytest.raises(ValueError, match=r"leading zero bytes: not as OpenSSH writes it"):
             keys.load_public_key(padded)
     assert keys.load_public_key(" ".join(line[:2])).keyval["public"] == " ".join(line[:2])
+
+
+@pytest.mark.parametrize("shape", ["two keys", "text after", "text before", "a line after"])
+def test_a_public_key_text_holds_one_pem_block_and_nothing_else(shape: str) -> None:
+    """cryptography reads the first PEM block and ignores the rest, so an Approver's
+    ``publicKey`` (or a ``--bundle-key`` file) holding two keys, or a key and text, meant
+    one key to the gate and something else to its reviewer: "bob's key" could be
+    mallory's PEM with bob's under it, and a file pinning two keys pinned one. Refused."""
+    first = keys.public_key_pem(keys.generate("ed25519").public_key)
+    second = keys.public_key_pem(keys.generate("ecdsa-p256").public_key)
+    text = {
+        "two keys": first + second,
+        "text after": first + "bob's key\n",
+        "text before": "bob's key:\n" + first,
+        "a line after": first + _line(b"ssh-ed25519", Holder().public),
+    }[shape]
+    with pytest.raises(ValueError, match=r"^one PEM public key block is expected, and nothing"):
+        keys.load_public_key(text)
+    assert keys.load_public_key("\n  " + first + "\n\n").keyval["public"]
+
+
+def test_check_names_the_approver_whose_public_key_holds_two_keys(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    repo = tmp_path / "repo"
+    shutil.copytree(ROOT / "examples" / "gitops-repo", repo)
+    path = repo / "approvers" / "bob.yaml"
+    doc = load_manifests(path.read_text(), "bob.yaml")[0].obj
+    assert doc is not None
+    mallory = keys.public_key_pem(keys.generate("ed25519").public_key)
+    doc["spec"]["keys"][0]["publicKey"] = mallory + doc["spec"]["keys"][0]["publicKey"]
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    code = main(["check", str(repo)])
+    _, err = capsys.readouterr()
+    assert code == 1, err
+    assert "Traceback" not in err
+    assert "approvers/bob.yaml:" in err and "$.spec.keys[0].publicKey" in err
+    assert "one PEM public key block is expected, and nothing before or after it (found 2" in err

@@ -31,6 +31,7 @@ def load_public_key(text: str) -> SSlibKey:
     if not text.lstrip().startswith("-----BEGIN") and ssh.is_ssh_line(text):
         key: SSlibKey | None = ssh.key_from_line(text)
     else:
+        _one_pem_block(text)
         public = serialization.load_pem_public_key(text.encode("ascii"))
         try:
             key = SSlibKey.from_crypto(public)
@@ -41,6 +42,25 @@ def load_public_key(text: str) -> SSlibKey:
     if why := refusal(key):
         raise ValueError(why)
     return key
+
+
+def _one_pem_block(text: str) -> None:
+    """Refuse PEM text that is not exactly one block: cryptography reads the first block
+    and ignores whatever surrounds it, so two keys, or a key and text, would be one key to
+    the gate and something else to whoever reviews the Approver (fifth red-team pass)."""
+    stripped = text.strip()
+    lines = stripped.splitlines()
+    blocks = stripped.count("-----BEGIN ")
+    framed = (
+        bool(lines) and lines[0].startswith("-----BEGIN ") and lines[-1].startswith("-----END ")
+    )
+    if blocks == 0 or (blocks == 1 and stripped.count("-----END ") == 1 and framed):
+        return  # no PEM at all: cryptography says what it is not
+    found = f"{blocks} block{'s' if blocks != 1 else ''}" + ("" if framed else " and other text")
+    raise ValueError(
+        f"one PEM public key block is expected, and nothing before or after it (found "
+        f"{found}): one key per publicKey (an Approver lists each key as its own keys entry)"
+    )
 
 
 def public_key_pem(key: SSlibKey) -> str:
