@@ -150,3 +150,37 @@ def test_check_names_the_approver_whose_public_key_holds_two_keys(
     assert "Traceback" not in err
     assert "approvers/bob.yaml:" in err and "$.spec.keys[0].publicKey" in err
     assert "one PEM public key block is expected, and nothing before or after it (found 2" in err
+
+
+def test_an_openssh_certificate_is_no_approver_key_and_its_ca_approves_nothing(
+    tmp_path: Path,
+) -> None:
+    """Tried, already refused: a user certificate (``-cert-v01``, principals and validity
+    chosen by its CA) is not an accepted key type; an SSHSIG made with the certificate
+    embeds the certificate, not the key under it, so the pinned plain key refuses it; and a
+    CA's key pinned as an approver's verifies only what the CA key itself signed, never its
+    users' signatures (no ``cert-authority`` semantics)."""
+    ssh_tools.require_tools()
+    ca = ssh_tools.keygen(tmp_path, "ca", "ssh-ed25519")
+    user = ssh_tools.keygen(tmp_path, "user", "ssh-ed25519")
+    certify = ["ssh-keygen", "-q", "-s", str(ca), "-I", "alice", "-n", "alice", "-V", "+1h"]
+    ssh_tools.run([*certify, str(user.with_suffix(".pub"))])
+    cert = tmp_path / "user-cert.pub"
+    with pytest.raises(ValueError, match=r"^ssh-ed25519-cert-v01@openssh.com keys are not"):
+        keys.load_public_key(cert.read_text())
+    message = b"DSSEv1 the PAE of an approval"
+    plain = keys.ssh.parse_line(user.with_suffix(".pub").read_text())
+    with_cert = keys.ssh.dearmor(
+        ssh_tools.run(
+            ["ssh-keygen", "-Y", "sign", "-n", ssh_tools.NAMESPACE, "-f", str(cert)],
+            data=message,
+        ).decode()
+    )
+    with pytest.raises(keys.ssh.SSHSignatureError, match=r"made by another key than the pinned"):
+        keys.ssh.verify_sshsig(plain, with_cert, message)
+    by_user = keys.ssh.dearmor(ssh_tools.sign(user, message))
+    keys.ssh.verify_sshsig(plain, by_user, message)  # the user's key: verifies
+    authority = keys.ssh.parse_line(ca.with_suffix(".pub").read_text())
+    for signature in (by_user, with_cert):
+        with pytest.raises(keys.ssh.SSHSignatureError, match=r"another key than the pinned"):
+            keys.ssh.verify_sshsig(authority, signature, message)
