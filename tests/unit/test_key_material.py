@@ -15,6 +15,7 @@ has one line, one key id and the fingerprint ``ssh-keygen -l`` prints.
 from __future__ import annotations
 
 import base64
+import json
 import shutil
 import struct
 from pathlib import Path
@@ -25,15 +26,24 @@ import yaml
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 
-from approvalgate.approvals import keys
+from approvalgate.approvals import keys, records
+from approvalgate.approvals.admission import request_for_manifest
+from approvalgate.approvals.bundle import parse_bundle_text
+from approvalgate.approvals.decide import decide
 from approvalgate.approvals.keys import public as public_keys
 from approvalgate.approvals.kubeyaml import load_manifests
-from approvalgate.approvals.policy import BundleSettings, compile_bundle
+from approvalgate.approvals.policy import (
+    BundleSettings,
+    bundle_generation,
+    compile_bundle,
+    dump_bundle,
+)
 from approvalgate.cli import main
+from tests.support import bundle_signing
 from tests.support import ssh as ssh_tools
-from tests.support.corpus import CORPUS_ENVIRONMENT
+from tests.support.corpus import BASE, CORPUS_ENVIRONMENT
 from tests.support.paths import ROOT
-from tests.unit.test_ed25519_points import Holder, _approver, _base, pem
+from tests.unit.test_ed25519_points import NOW, Holder, _approver, _base, _record, pem
 
 
 def _string(value: bytes) -> bytes:
@@ -184,3 +194,50 @@ def test_an_openssh_certificate_is_no_approver_key_and_its_ca_approves_nothing(
     for signature in (by_user, with_cert):
         with pytest.raises(keys.ssh.SSHSignatureError, match=r"another key than the pinned"):
             keys.ssh.verify_sshsig(authority, signature, message)
+
+
+def test_a_key_retired_in_one_form_is_retired_in_every_form() -> None:
+    """alice registered her key as PEM and as its OpenSSH line; it was stolen, and its PEM
+    entry got a notAfter. The line, without one, still let the thief approve now. Compile
+    refuses one key listed twice by an approver, and a bundle that lists it so (compiled
+    before, or by hand) gives the key the window all its entries share."""
+    stolen = bundle_signing.other_signer()
+    as_ssh = bundle_signing.SSHForm(stolen)
+    retired = {
+        "publicKey": keys.public_key_pem(stolen.public_key),
+        "notBefore": "2025-01-01T00:00:00Z",
+        "notAfter": "2026-06-01T00:00:00Z",
+    }
+    alice = _approver("alice", "")
+    alice["spec"]["keys"] = [retired, {"publicKey": as_ssh.line}]
+    bob_key = bundle_signing.other_signer()
+    bob = _approver("bob", keys.public_key_pem(bob_key.public_key))
+    settings = BundleSettings(environment=CORPUS_ENVIRONMENT, cluster_view="off")
+    compiled, problems = compile_bundle([*_base({"alice", "bob"}), alice, bob], settings)
+    messages = [(p.finding.path, p.finding.message) for p in problems]
+    assert messages == [
+        (
+            ("spec", "keys", 1, "publicKey"),
+            "this key is already keys[0] of approver 'alice' (in another form): list a key "
+            "once, so that its notBefore and notAfter are its only window",
+        )
+    ], messages
+    # the bundle as the code before compiled it
+    alice["spec"]["keys"] = [retired]
+    compiled, problems = compile_bundle([*_base({"alice", "bob"}), alice, bob], settings)
+    assert compiled is not None, problems
+    for approver in compiled["approvers"]:
+        if approver["name"] == "alice":
+            approver["keys"].append({"keyid": as_ssh.public_key.keyid, "publicKey": as_ssh.line})
+    compiled["generation"] = bundle_generation(compiled)
+    bundle = parse_bundle_text(dump_bundle(compiled))
+    run = dict(load_manifests((BASE / "run.yaml").read_text(), "run.yaml")[0].obj or {})
+    envelopes = [_record(run, "alice", as_ssh), _record(run, "bob", bob_key)]
+    run["metadata"]["annotations"] = {records.ANNOTATION: json.dumps(envelopes)}
+    request = request_for_manifest(run, username="requester", groups=["agents-users"])
+    decision = decide(request, bundle, NOW)
+    assert (decision.allowed, decision.reason) == (False, "missing-approvals"), decision.message
+    assert (
+        "record 0 by alice: signature does not verify with a key of alice valid at "
+        "2026-11-21T11:00:00Z"
+    ) in decision.message, decision.message
