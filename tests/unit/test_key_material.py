@@ -15,9 +15,11 @@ has one line, one key id and the fingerprint ``ssh-keygen -l`` prints.
 from __future__ import annotations
 
 import base64
+import copy
 import json
 import shutil
 import struct
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -196,11 +198,19 @@ def test_an_openssh_certificate_is_no_approver_key_and_its_ca_approves_nothing(
             keys.ssh.verify_sshsig(authority, signature, message)
 
 
-def test_a_key_retired_in_one_form_is_retired_in_every_form() -> None:
-    """alice registered her key as PEM and as its OpenSSH line; it was stolen, and its PEM
-    entry got a notAfter. The line, without one, still let the thief approve now. Compile
-    refuses one key listed twice by an approver, and a bundle that lists it so (compiled
-    before, or by hand) gives the key the window all its entries share."""
+@dataclass
+class RetiredInOneForm:
+    """alice's stolen key, listed as its PEM (retired: a notAfter) and as its OpenSSH line
+    (no window); a run carrying the thief's approval as alice (the line) and bob's."""
+
+    approvers: list[dict[str, Any]]
+    bundle_text: str
+    """The bundle as the code before compiled those Approvers."""
+    run: dict[str, Any]
+    request: dict[str, Any]
+
+
+def retired_in_one_form() -> RetiredInOneForm:
     stolen = bundle_signing.other_signer()
     as_ssh = bundle_signing.SSHForm(stolen)
     retired = {
@@ -212,8 +222,38 @@ def test_a_key_retired_in_one_form_is_retired_in_every_form() -> None:
     alice["spec"]["keys"] = [retired, {"publicKey": as_ssh.line}]
     bob_key = bundle_signing.other_signer()
     bob = _approver("bob", keys.public_key_pem(bob_key.public_key))
+    approvers = [*_base({"alice", "bob"}), alice, bob]
+    # the bundle as the code before compiled it: alice's first key, then her second added
+    only_first = copy.deepcopy(alice)
+    only_first["spec"]["keys"] = [retired]
     settings = BundleSettings(environment=CORPUS_ENVIRONMENT, cluster_view="off")
-    compiled, problems = compile_bundle([*_base({"alice", "bob"}), alice, bob], settings)
+    compiled, problems = compile_bundle([*_base({"alice", "bob"}), only_first, bob], settings)
+    assert compiled is not None, problems
+    for approver in compiled["approvers"]:
+        if approver["name"] == "alice":
+            approver["keys"].append({"keyid": as_ssh.public_key.keyid, "publicKey": as_ssh.line})
+    compiled["generation"] = bundle_generation(compiled)
+    run = dict(load_manifests((BASE / "run.yaml").read_text(), "run.yaml")[0].obj or {})
+    envelopes = [_record(run, "alice", as_ssh), _record(run, "bob", bob_key)]
+    run["metadata"]["annotations"] = {records.ANNOTATION: json.dumps(envelopes)}
+    request = request_for_manifest(run, username="requester", groups=["agents-users"])
+    return RetiredInOneForm(approvers, dump_bundle(compiled), run, request)
+
+
+RETIRED_DENIAL = (
+    "record 0 by alice: signature does not verify with a key of alice valid at 2026-11-21T11:00:00Z"
+)
+
+
+def test_a_key_retired_in_one_form_is_retired_in_every_form() -> None:
+    """alice registered her key as PEM and as its OpenSSH line; it was stolen, and its PEM
+    entry got a notAfter. The line, without one, still let the thief approve now. Compile
+    refuses one key listed twice by an approver, and a bundle that lists it so (compiled
+    before, or by hand) gives the key the window all its entries share."""
+    case = retired_in_one_form()
+    settings = BundleSettings(environment=CORPUS_ENVIRONMENT, cluster_view="off")
+    compiled, problems = compile_bundle(case.approvers, settings)
+    assert compiled is None
     messages = [(p.finding.path, p.finding.message) for p in problems]
     assert messages == [
         (
@@ -222,22 +262,6 @@ def test_a_key_retired_in_one_form_is_retired_in_every_form() -> None:
             "once, so that its notBefore and notAfter are its only window",
         )
     ], messages
-    # the bundle as the code before compiled it
-    alice["spec"]["keys"] = [retired]
-    compiled, problems = compile_bundle([*_base({"alice", "bob"}), alice, bob], settings)
-    assert compiled is not None, problems
-    for approver in compiled["approvers"]:
-        if approver["name"] == "alice":
-            approver["keys"].append({"keyid": as_ssh.public_key.keyid, "publicKey": as_ssh.line})
-    compiled["generation"] = bundle_generation(compiled)
-    bundle = parse_bundle_text(dump_bundle(compiled))
-    run = dict(load_manifests((BASE / "run.yaml").read_text(), "run.yaml")[0].obj or {})
-    envelopes = [_record(run, "alice", as_ssh), _record(run, "bob", bob_key)]
-    run["metadata"]["annotations"] = {records.ANNOTATION: json.dumps(envelopes)}
-    request = request_for_manifest(run, username="requester", groups=["agents-users"])
-    decision = decide(request, bundle, NOW)
+    decision = decide(case.request, parse_bundle_text(case.bundle_text), NOW)
     assert (decision.allowed, decision.reason) == (False, "missing-approvals"), decision.message
-    assert (
-        "record 0 by alice: signature does not verify with a key of alice valid at "
-        "2026-11-21T11:00:00Z"
-    ) in decision.message, decision.message
+    assert RETIRED_DENIAL in decision.message, decision.message
