@@ -27,12 +27,19 @@ import pytest
 import yaml
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import (
+    decode_dss_signature,
+    encode_dss_signature,
+)
+from securesystemslib.signer import CryptoSigner, Signature, SSlibKey
 
 from approvalgate.approvals import keys, records
 from approvalgate.approvals.admission import request_for_manifest
 from approvalgate.approvals.bundle import parse_bundle_text
 from approvalgate.approvals.decide import decide
 from approvalgate.approvals.keys import public as public_keys
+from approvalgate.approvals.keys.verifier import SignatureVerifier
 from approvalgate.approvals.kubeyaml import load_manifests
 from approvalgate.approvals.policy import (
     BundleSettings,
@@ -265,3 +272,43 @@ def test_a_key_retired_in_one_form_is_retired_in_every_form() -> None:
     decision = decide(case.request, parse_bundle_text(case.bundle_text), NOW)
     assert (decision.allowed, decision.reason) == (False, "missing-approvals"), decision.message
     assert RETIRED_DENIAL in decision.message, decision.message
+
+
+PEM_REFUSAL = "^Invalid key$"  # cryptography (OpenSSL) checks the point is on the curve
+P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
+
+
+def test_ecdsa_points_off_the_curve_and_signatures_out_of_range_are_refused() -> None:
+    """Tried, already refused: an ECDSA public key that is no point of its curve (an
+    invalid-curve key), the point at infinity, in the PEM and the OpenSSH forms; and
+    signatures whose r or s is 0 or not below the group order (r, s + n is the same
+    residue: OpenSSL checks the range, so no second spelling verifies)."""
+    private = ec.generate_private_key(ec.SECP256R1())
+    point = private.public_key().public_bytes(
+        serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
+    )
+    off_curve = point[:-1] + bytes([point[-1] ^ 1])
+    for bad in (off_curve, b"\0", b"\4" + bytes(64)):
+        line = _line(b"ecdsa-sha2-nistp256", b"nistp256", bad)
+        with pytest.raises(ValueError, match=r"^not a point on nistp256"):
+            keys.load_public_key(line)
+    der = private.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    body = base64.encodebytes(der[: -len(point)] + off_curve).decode()
+    pem = f"-----BEGIN PUBLIC KEY-----\n{body}-----END PUBLIC KEY-----\n"
+    with pytest.raises(ValueError, match=PEM_REFUSAL):
+        keys.load_public_key(pem)
+    signer = CryptoSigner(private, SSlibKey.from_crypto(private.public_key()))
+    public = signer.public_key
+    data = b"DSSEv1 the PAE of an approval"
+    r, s = decode_dss_signature(bytes.fromhex(signer.sign(data).signature))
+    verifier = SignatureVerifier(0)
+
+    def verifies(r: int, s: int) -> bool:
+        sig = Signature(public.keyid, encode_dss_signature(r, s).hex())
+        return verifier.first_signer(data, {public.keyid: sig}, [public]) is not None
+
+    assert verifies(r, s)
+    for odd in ((r, s + P256_ORDER), (r + P256_ORDER, s), (0, s), (r, 0)):
+        assert not verifies(*odd), odd
