@@ -312,3 +312,40 @@ def test_ecdsa_points_off_the_curve_and_signatures_out_of_range_are_refused() ->
     assert verifies(r, s)
     for odd in ((r, s + P256_ORDER), (r + P256_ORDER, s), (0, s), (r, 0)):
         assert not verifies(*odd), odd
+
+
+def test_a_key_retired_in_one_approver_is_retired_in_every_approver() -> None:
+    """A bundle compiled before "one key, one approver": the stolen key listed by alice
+    (retired) and by alice-ops, another name of hers (no window). The two are one person
+    (they share the key), and the key signed as alice-ops beside bob: admitted before. A
+    key's window is the one all its entries share, in every approver."""
+    stolen = bundle_signing.other_signer()
+    pem_text = keys.public_key_pem(stolen.public_key)
+    alice = _approver("alice", "")
+    alice["spec"]["keys"] = [
+        {
+            "publicKey": pem_text,
+            "notBefore": "2025-01-01T00:00:00Z",
+            "notAfter": "2026-06-01T00:00:00Z",
+        }
+    ]
+    ops = _approver("alice-ops", keys.public_key_pem(bundle_signing.other_signer().public_key))
+    bob_key = bundle_signing.other_signer()
+    bob = _approver("bob", keys.public_key_pem(bob_key.public_key))
+    settings = BundleSettings(environment=CORPUS_ENVIRONMENT, cluster_view="off")
+    compiled, problems = compile_bundle([*_base({"alice", "bob"}), alice, ops, bob], settings)
+    assert compiled is not None, problems
+    for approver in compiled["approvers"]:
+        if approver["name"] == "alice-ops":
+            approver["keys"] = [{"keyid": stolen.public_key.keyid, "publicKey": pem_text}]
+    compiled["generation"] = bundle_generation(compiled)
+    bundle = parse_bundle_text(dump_bundle(compiled))
+    run = dict(load_manifests((BASE / "run.yaml").read_text(), "run.yaml")[0].obj or {})
+    envelopes = [_record(run, "alice-ops", stolen), _record(run, "bob", bob_key)]
+    run["metadata"]["annotations"] = {records.ANNOTATION: json.dumps(envelopes)}
+    request = request_for_manifest(run, username="requester", groups=["agents-users"])
+    decision = decide(request, bundle, NOW)
+    assert (decision.allowed, decision.reason) == (False, "missing-approvals"), decision.message
+    assert "record 0 by alice-ops: signature does not verify with a key of alice-ops valid" in (
+        decision.message
+    ), decision.message
