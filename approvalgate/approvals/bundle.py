@@ -14,7 +14,7 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Final, NamedTuple
 
@@ -353,7 +353,7 @@ def load_bundle(obj: object, source: str = "bundle") -> Bundle:
             advice="recompile it with `approvalgate compile`",
         )
     try:
-        approvers = {a["name"]: _approver(a) for a in obj["approvers"]}
+        approvers = _one_window_per_key({a["name"]: _approver(a) for a in obj["approvers"]})
     except ValueError as exc:
         raise BundleError(f"{source} holds an unreadable key: {exc}") from exc
     policies = tuple(_policy(p) for p in obj["policies"])
@@ -409,6 +409,32 @@ def _approver(obj: Mapping[str, Any]) -> Approver:
         groups=frozenset(obj["groups"]),
         keys=tuple(keys),
     )
+
+
+def _one_window_per_key(approvers: dict[str, Approver]) -> dict[str, Approver]:
+    """Each key with the window all its entries share, in every approver and every form: a
+    bundle compiled before compile refused one key listed twice (by one approver, or by
+    two) must not let an entry without a notAfter sign for the key retired in another
+    (fifth red-team pass). Once per bundle."""
+    windows: dict[bytes, tuple[datetime | None, datetime | None]] = {}
+    for approver in approvers.values():
+        for key in approver.keys:
+            start, end = windows.get(key.material, (key.not_before, key.not_after))
+            if key.not_before is not None and (start is None or key.not_before > start):
+                start = key.not_before
+            if key.not_after is not None and (end is None or key.not_after < end):
+                end = key.not_after
+            windows[key.material] = (start, end)
+    return {
+        name: replace(
+            approver,
+            keys=tuple(
+                replace(k, not_before=windows[k.material][0], not_after=windows[k.material][1])
+                for k in approver.keys
+            ),
+        )
+        for name, approver in approvers.items()
+    }
 
 
 def _policy(obj: Mapping[str, Any]) -> Policy:

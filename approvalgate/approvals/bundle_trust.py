@@ -11,7 +11,8 @@ signatures over the PAE of :data:`PAYLOAD_TYPE` and the exact bytes of ``bundle.
 by any approvalgate signer (key file, PKCS#11, KMS, ssh-agent) and checked by the same
 :class:`approvals.keys.SignatureVerifier` as approval records. A bundle is opened only when
 
-- signatures from at least ``threshold`` distinct pinned keys verify over its bytes (a
+- signatures from at least ``threshold`` distinct pinned keys (distinct private keys: one
+  key pinned as PEM and as OpenSSH line counts once) verify over its bytes (a
   missing signatures file, an empty list, a signature by another key, one over other bytes:
   each refused with its own reason; a key id is only a hint, never trusted);
 - its ``revision`` is at least the pinned ``min_revision`` and at least the revision in
@@ -38,7 +39,7 @@ from securesystemslib.signer import Signature, Signer, SSlibKey
 
 from approvalgate.approvals.bundle import Bundle, parse_bundle_text
 from approvalgate.approvals.errors import BundleError, UsageError
-from approvalgate.approvals.keys.public import load_public_key
+from approvalgate.approvals.keys.public import distinct_keys, key_identity, load_public_key
 from approvalgate.approvals.keys.verifier import SignatureVerifier
 
 API_VERSION: Final = "gates.proompteng.ai/v1alpha1"
@@ -114,10 +115,11 @@ class BundleTrust:
                 "CLI: --bundle-key FILE), or, for development only, allow unsigned bundles "
                 "(bundleSigning.allowUnsigned / --allow-unsigned-bundle)",
             )
-        if self.keys and not 1 <= self.threshold <= len({k.keyid for k in self.keys}):
+        distinct = distinct_keys(self.keys)
+        if self.keys and not 1 <= self.threshold <= distinct:
             raise UsageError(
-                f"bundle-signing threshold {self.threshold} needs between 1 and "
-                f"{len({k.keyid for k in self.keys})} (the distinct pinned keys)",
+                f"bundle-signing threshold {self.threshold} needs between 1 and {distinct} "
+                "(the distinct pinned keys: one key pinned as PEM and as OpenSSH line is one)",
             )
         if self.min_revision < 0:
             raise UsageError(f"minimum bundle revision {self.min_revision} is negative")
@@ -269,15 +271,18 @@ def signatures_of(text: bytes | str | None, source: str = SIGNATURES_FILE) -> li
 def signers_of(
     bundle_bytes: bytes, signatures: Sequence[Signature], keys: Sequence[SSlibKey]
 ) -> list[SSlibKey]:
-    """The distinct keys among ``keys`` that made one of ``signatures`` over the bytes."""
+    """The distinct keys among ``keys`` that made one of ``signatures`` over the bytes.
+
+    Distinct as private keys (:func:`approvals.keys.public.key_identity`), not key ids: one
+    key pinned in two forms (PEM and OpenSSH line) signs for both and is one signer."""
     data = pae(bundle_bytes)
     verifier = SignatureVerifier(0)
-    found: list[SSlibKey] = []
+    found: dict[bytes, SSlibKey] = {}
     for signature in signatures:
         signer = verifier.first_signer(data, {signature.keyid: signature}, keys)
-        if signer is not None and all(signer.keyid != k.keyid for k in found):
-            found.append(signer)
-    return found
+        if signer is not None:
+            found.setdefault(key_identity(signer), signer)
+    return list(found.values())
 
 
 def check_signatures(

@@ -256,17 +256,28 @@ def _about_usernames(finding: Finding) -> bool:
 def _check_key_reuse(
     approvers: Mapping[str, Mapping[str, Any]], docs: Mapping[str, int], ctx: _Context
 ) -> None:
-    owner: dict[bytes, str] = {}
+    owner: dict[bytes, tuple[str, int]] = {}
     for name in sorted(approvers):
         for k_index, key in enumerate(approvers[name]["keys"]):
             # the key itself, not its id: an id covers the form (PEM or OpenSSH line)
-            other = owner.setdefault(key_material(key["publicKey"]), name)
+            other, first = owner.setdefault(key_material(key["publicKey"]), (name, k_index))
             if other != name:
                 ctx.add(
                     docs[name],
                     ("spec", "keys", k_index, "publicKey"),
                     f"this key already belongs to approver {other!r}",
                     "one key, one approver: two approvers sharing a key count as one person",
+                )
+            elif first != k_index:
+                # one key twice, each with its window: retiring one entry (its notAfter)
+                # left the other signing (fifth red-team pass)
+                ctx.add(
+                    docs[name],
+                    ("spec", "keys", k_index, "publicKey"),
+                    f"this key is already keys[{first}] of approver {name!r} (in another "
+                    "form): list a key once, so that its notBefore and notAfter are its only "
+                    "window",
+                    "remove this entry; a key's PEM and its OpenSSH line are the same key",
                 )
 
 

@@ -17,7 +17,7 @@ from approvalgate.approvals.errors import (
     JsonPath,
     ValidationError,
 )
-from approvalgate.approvals.keys.public import load_public_key
+from approvalgate.approvals.keys.public import distinct_keys, load_public_key
 from approvalgate.approvals.policy import BundleSettings
 from approvalgate.approvals.schemas import schema_findings
 from approvalgate.compiler.egress import EgressEnv, env_from_mapping
@@ -242,7 +242,7 @@ def _signing(
                     )
                 )
             )
-    distinct = len({k.keyid for k in keys})
+    distinct = distinct_keys(keys)  # one key as PEM and as OpenSSH line is one
     threshold = int(raw.get("threshold", 1))
     if keys and len(keys) == len(files) and threshold > distinct:
         errors.append(

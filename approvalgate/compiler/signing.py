@@ -152,7 +152,8 @@ def sign_environment(
     if chosen:
         document = signatures_document(data, list(chosen.values()))
         result.text = dump_signatures(document)
-        result.signed_by = [k for k in keys if k.keyid in chosen]
+        # counted as the webhook counts them: one key in two forms (PEM, OpenSSH) is one
+        result.signed_by = signers_of(data, signatures_of(result.text), keys)
     return result
 
 

@@ -1,13 +1,16 @@
 """The signed bundle on the real API server (issue 17): the bundle ConfigMap edited in place.
 
 The webhook and the queue controller run as the chart runs them: pinned to two
-bundle-signing keys, both required (threshold 2), reading ``bundle.json`` and
+bundle-signing keys, both required (threshold 2; the first pinned again as its OpenSSH line,
+still one key of the two), reading ``bundle.json`` and
 ``bundle.sig.json`` from a folder this test keeps in step with the ConfigMap the way the
 kubelet does (the ConfigMap read from the API server, a new timestamped folder, the
 ``..data`` symlink swapped). mallory
 may only get/update/patch ConfigMaps in approvalgate-system (a Role, enforced by the real
 RBAC); she edits the bundle ConfigMap in place with kubectl, once per attack, to a bundle
-that would admit an unapproved AgentRun. Each time the webhook keeps the last good bundle
+that would admit an unapproved AgentRun (the last two: signed by the first key in both its
+forms, and signed by both keys with an approver's Ed25519 key a point nobody generated).
+Each time the webhook keeps the last good bundle
 (an AgentRun create is still denied), counts and logs the refusal with its reason; the
 controller refuses the same bundle and keeps working; and ``approvalgate audit`` with the
 pinned key reports the refused ConfigMap.
@@ -16,6 +19,7 @@ pinned key reports the refused ConfigMap.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
@@ -35,6 +39,7 @@ from tests.e2e.gate import (
 )
 from tests.support import bundle_signing
 from tests.support.projection import KubeVolume
+from tests.unit.test_ed25519_points import Holder, mixed, pem
 
 pytestmark = pytest.mark.e2e
 
@@ -79,6 +84,9 @@ def signed(control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory
     gate.extra_trust = (
         "--bundle-key",
         bundle_signing.public_pem(SECOND),
+        # the first key pinned again as its OpenSSH line (a mistake nobody sees): still one
+        "--bundle-key",
+        bundle_signing.SSHForm(bundle_signing.signer()).line,
         "--bundle-threshold",
         "2",
         "--bundle-environment",
@@ -240,6 +248,9 @@ def attacks(compiled: str, good: str) -> list[tuple[str, str, str | None]]:
     dev = bundle_signing.with_revision(json.dumps(dev_obj), GOOD_REVISION + 1)
     stripped = json.loads(sign(newer))
     stripped["signatures"] = []
+    odd_obj = json.loads(evil(compiled))
+    odd_obj["approvers"][-1]["keys"][0]["publicKey"] = pem(mixed(Holder()))
+    odd_key = bundle_signing.with_revision(json.dumps(odd_obj), GOOD_REVISION + 1)
     return [
         ("unsigned", newer, None),
         ("signature-stripped", newer, json.dumps(stripped)),
@@ -249,6 +260,14 @@ def attacks(compiled: str, good: str) -> list[tuple[str, str, str | None]]:
         ("rollback", older, sign(older)),  # an older bundle, validly signed
         ("revision-reused", same, sign(same)),
         ("other-environment", dev, sign(dev)),  # signed by the same keys, a higher revision
+        # the first key in both of its pinned forms: one signer of the two required
+        (
+            "below-threshold",
+            newer,
+            sign(newer, bundle_signing.signer(), bundle_signing.SSHForm(bundle_signing.signer())),
+        ),
+        # signed by both keys, an approver's Ed25519 key a point nobody generated
+        ("invalid-bundle", odd_key, sign(odd_key)),
     ]
 
 
@@ -265,7 +284,9 @@ def test_an_editor_of_the_bundle_configmap_cannot_change_the_rules(
     # mallory may edit the ConfigMap, and only that
     assert gate.kubectl(EDITOR, "get", "configmap", "-n", GATE_NAMESPACE).returncode != 0
     assert gate.kubectl(EDITOR, "delete", "configmap", CONFIG_MAP, "-n", GATE_NAMESPACE).returncode
+    seen: Counter[str] = Counter()
     for index, (reason, bundle, signatures) in enumerate(attacks(compiled, good)):
+        seen[reason] += 1
         edit(gate, bundle, signatures)
         kubelet.sync()
         eventually(
@@ -274,14 +295,15 @@ def test_an_editor_of_the_bundle_configmap_cannot_change_the_rules(
                 metric_value(  # type: ignore[misc]
                     gate_metrics(gate), "approvalgate_bundle_rejected_total", reason=reason
                 )
-                == 1
+                == seen[reason]
             ),
             timeout=30,
         )
         assert gate.served_generation() == in_force, reason
         assert unapproved_denied(gate, f"sig-{index}"), f"{reason}: the edited bundle is enforced"
-        (line,) = refusal_lines(gate, reason)
-        assert (line["generation"], line["revision"]) == (in_force, GOOD_REVISION)
+        lines = refusal_lines(gate, reason)
+        assert len(lines) == seen[reason], lines
+        assert (lines[-1]["generation"], lines[-1]["revision"]) == (in_force, GOOD_REVISION)
         # the controller refuses the same bundle and keeps the good one
         eventually(
             f"the controller refuses the edited bundle ({reason})",
@@ -289,14 +311,19 @@ def test_an_editor_of_the_bundle_configmap_cannot_change_the_rules(
                 metric_value(  # type: ignore[misc]
                     controller.metrics(), "approvalgate_bundle_rejected_total", reason=reason
                 )
-                == 1
+                == seen[reason]
             ),
             timeout=30,
         )
         assert metric_value(controller.metrics(), "approvalgate_bundle_revision") == GOOD_REVISION
         assert controller.ready()
-        # the audit reports the refused ConfigMap, with the reason and what to do
         code, report = audit(gate, capsys)
+        if reason == "invalid-bundle":  # unusable, whoever signed it: a note, as designed
+            (note,) = [f for f in report["findings"] if f["area"] == "bundle"]
+            assert note["severity"] == "note", note
+            assert "not an Ed25519 public key anyone generated" in note["message"], note
+            continue
+        # the audit reports the refused ConfigMap, with the reason and what to do
         assert code == 1
         (finding,) = [
             f for f in report["findings"] if f["area"] == "bundle" and f["severity"] == "finding"

@@ -14,7 +14,9 @@ Every approval is made with the CLI the way users make it (``approvalgate approv
   key held by a real ``ssh-agent`` (OpenSSH's software security key; his Approver written
   by ``keygen --import`` from the ``.pub`` file, as git's SSH signing is set up), carol with
   an ECDSA P-256 key file (``keygen --type ecdsa-p256``);
-- two key files of different types (Ed25519 and P-256).
+- two key files of different types (Ed25519 and P-256);
+- a plain SSH key in the agent listed twice in a served bundle, its PEM retired: its
+  approval counts in neither form.
 
 In every case the same run with either signature tampered is denied.
 """
@@ -33,7 +35,10 @@ from pathlib import Path
 
 import pytest
 import yaml
+from cryptography.hazmat.primitives import serialization
 
+from approvalgate.approvals.keys import load_public_key
+from approvalgate.approvals.policy import bundle_generation, dump_bundle
 from approvalgate.approvals.records import ANNOTATION
 from tests.e2e.controlplane import ControlPlane
 from tests.e2e.gate import CLI, ENFORCED, ENV, Gate, run_manifest
@@ -208,3 +213,47 @@ def test_two_key_files_of_different_types(providers: Providers) -> None:
         "prov-files",
         [("alice", str(gate.keys / "alice.key")), ("carol", f"file:{gate.keys / 'carol.key'}")],
     )
+
+
+def test_a_key_retired_in_one_form_approves_in_no_form(providers: Providers) -> None:
+    """grace's plain SSH key, in the real ssh-agent, listed twice in the served bundle: its
+    PEM retired (a notAfter), its OpenSSH line without a window (a bundle compiled before
+    compile refused one key listed twice; served signed). Her approval through the agent,
+    beside carol's, is not counted: the key's window is the one its entries share (the
+    webhook admitted the run before)."""
+    gate = providers.gate
+    key = ssh.keygen(gate.work, "grace-ssh", "ssh-ed25519")
+    providers.agent.add(key)
+    private = serialization.load_ssh_private_key(key.read_bytes(), None)
+    pem = private.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    window = {"notBefore": "2025-01-01T00:00:00Z", "notAfter": "2026-01-01T00:00:00Z"}
+    approver = {
+        "apiVersion": "gates.proompteng.ai/v1alpha1",
+        "kind": "Approver",
+        "metadata": {"name": "grace"},
+        "spec": {
+            "usernames": ["grace"],
+            "groups": ["platform-leads"],
+            "keys": [{"publicKey": pem.decode(), **window}],
+        },
+    }
+    (gate.repo / "approvers" / "grace.yaml").write_text(yaml.safe_dump(approver))
+    recompile(gate)
+    line = " ".join(Path(f"{key}.pub").read_text().split()[:2])
+    bundle = json.loads(gate.signing_bundle(ENV).read_text())
+    (grace,) = [a for a in bundle["approvers"] if a["name"] == "grace"]
+    grace["keys"].append({"keyid": load_public_key(line).keyid, "publicKey": line})
+    bundle["generation"] = bundle_generation(bundle)
+    edited = gate.work / "retired-in-one-form.json"
+    edited.write_text(dump_bundle(bundle))
+    shutil.copy(edited, gate.signing_bundle(ENV))
+    with gate.serving(edited):
+        signers = [("grace", f"ssh-agent:{key}.pub"), ("carol", str(gate.keys / "carol.key"))]
+        manifest = approve(gate, run_manifest("prov-retired"), signers, providers.agent.env())
+        done = gate.kubectl(REQUESTER, "create", "-f", "-", manifest=manifest)
+        assert done.returncode == 1, done.stdout
+        assert "record 0 by grace: signature does not verify with a key of grace valid at" in (
+            done.stderr
+        ), done.stderr

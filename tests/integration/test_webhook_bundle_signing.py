@@ -29,6 +29,7 @@ from approvalgate.approvals.bundle_trust import SIGNATURES_FILE, dump_signatures
 from tests.integration.harness import ServerThread, TestPKI, agentrun_request
 from tests.support import bundle_signing
 from tests.support.projection import KubeVolume
+from tests.unit.test_ed25519_points import Holder, mixed, pem
 
 GOOD_REVISION = 3
 BUNDLE_LOGGER = "approvalgate.webhook.bundle"
@@ -192,6 +193,47 @@ def test_every_attack_keeps_the_last_good_bundle_with_a_metric_and_a_line(
     assert rejected(server, "revision-reused") == 1
     assert unapproved_allowed(server)
     assert revision_gauge("approvalgate_bundle_revision") == GOOD_REVISION + 1
+
+
+def test_one_key_pinned_in_two_forms_is_one_signer_of_the_threshold(
+    pki: TestPKI, signed: Signed, base_bundle_text: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The first key pinned twice, as PEM and as its OpenSSH line (two key ids), beside the
+    second, threshold 2: the attacker's bundle signed by the first key in both forms is
+    one signer, below the threshold, and the good bundle stays."""
+    caplog.set_level(logging.INFO, logger=BUNDLE_LOGGER)
+    as_ssh = bundle_signing.SSHForm(signed.first)
+    options = signed.options()
+    options["bundle_keys"] = (options["bundle_keys"][0], as_ssh.line, options["bundle_keys"][1])
+    good = signed.publish_signed(base_bundle_text, GOOD_REVISION)
+    with ServerThread(pki, signed.volume.root / "bundle.json", **options) as server:
+        state = server.running.state
+        assert state.generation == json.loads(good)["generation"]
+        newer = bundle_signing.with_revision(evil(base_bundle_text), GOOD_REVISION + 1).encode()
+        both_forms = dump_signatures(sign_bundle(newer, [signed.first, as_ssh]))
+        signed.publish(newer, both_forms)
+        server.wait_for(lambda: rejected(server, "below-threshold") == 1)
+        assert state.generation == json.loads(good)["generation"]
+        assert not unapproved_allowed(server), "one key in two forms signed as two"
+        signed.publish(newer, dump_signatures(sign_bundle(newer, [as_ssh, signed.second])))
+        server.wait_for(lambda: state.generation == json.loads(newer)["generation"])
+        assert unapproved_allowed(server)
+
+
+def test_a_signed_bundle_with_an_ed25519_key_nobody_generated_is_refused(
+    serving: tuple[ServerThread, bytes], signed: Signed, base_bundle_text: str
+) -> None:
+    """A properly signed newer bundle whose approver holds an Ed25519 point with a
+    small-order part (one private key signing as two approvers,
+    tests/unit/test_ed25519_points.py) is refused whole; the good bundle stays."""
+    server, good = serving
+    obj = json.loads(base_bundle_text)
+    holder = Holder()
+    obj["approvers"][-1]["keys"][0]["publicKey"] = pem(mixed(holder))
+    signed.publish_signed(json.dumps(obj), GOOD_REVISION + 1)
+    server.wait_for(lambda: rejected(server, "invalid-bundle") == 1)
+    assert server.running.state.generation == json.loads(good)["generation"]
+    assert not unapproved_allowed(server)
 
 
 @pytest.mark.parametrize(

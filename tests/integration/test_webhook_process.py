@@ -340,6 +340,15 @@ def test_start_up_errors_are_one_line_and_exit_1(
             ["--dev", "--bundle-key", bundle_signing.public_pem(), "--bundle-threshold", "2"],
             "threshold 2 needs between 1 and 1",
         ),
+        (
+            [
+                *("--dev", "--bundle-key", bundle_signing.public_pem()),
+                *("--bundle-key", bundle_signing.SSHForm(bundle_signing.signer()).line),
+                *("--bundle-threshold", "2"),
+            ],
+            "threshold 2 needs between 1 and 1 (the distinct pinned keys: one key pinned as "
+            "PEM and as OpenSSH line is one)",
+        ),
     ],
 )
 def test_usage_errors_exit_2(

@@ -15,7 +15,9 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from securesystemslib.signer import CryptoSigner
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from securesystemslib.signer import CryptoSigner, Key, SecretsHandler, Signature, Signer, SSlibKey
 
 from approvalgate.approvals.bundle_trust import (
     SIGNATURES_FILE,
@@ -23,6 +25,7 @@ from approvalgate.approvals.bundle_trust import (
     sign_bundle,
     signatures_document,
 )
+from approvalgate.approvals.keys import ssh
 from approvalgate.approvals.keys.public import public_key_pem
 from approvalgate.approvals.policy import bundle_generation, dump_bundle
 
@@ -102,3 +105,35 @@ def cli_args(folder: Path | None = None) -> list[str]:
 def serve_options() -> dict[str, Any]:
     """ServeConfig / ControllerConfig fields pinning the test key."""
     return {"bundle_keys": (public_pem(),)}
+
+
+class SSHForm(Signer):
+    """An Ed25519 key of :func:`other_signer` signing as its OpenSSH line: the SSHSIG
+    ``ssh-keygen -Y sign -n gates.proompteng.ai`` makes (tests/unit/test_ssh_keys.py shows
+    they agree), so a test can pin one key in two forms without the tools."""
+
+    def __init__(self, key: CryptoSigner) -> None:
+        private = serialization.load_pem_private_key(key.private_bytes, None)
+        assert isinstance(private, Ed25519PrivateKey)
+        self._private = private
+        line = private.public_key().public_bytes(
+            serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
+        )
+        self.line = line.decode("ascii")
+        self._key = ssh.parse_line(self.line)
+        self._public = ssh.sslib_key(self._key)
+
+    @property
+    def public_key(self) -> SSlibKey:
+        return self._public
+
+    def sign(self, payload: bytes) -> Signature:
+        raw = self._private.sign(ssh.signed_data(payload))
+        field = ssh._string(ssh.ED25519.encode()) + ssh._string(raw)
+        return Signature(self._public.keyid, ssh.sshsig(self._key.blob, field).hex())
+
+    @classmethod
+    def from_priv_key_uri(
+        cls, priv_key_uri: str, public_key: Key, secrets_handler: SecretsHandler | None = None
+    ) -> SSHForm:
+        raise NotImplementedError

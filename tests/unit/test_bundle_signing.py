@@ -10,11 +10,14 @@ from pathlib import Path
 
 import pytest
 import yaml
+from cryptography.hazmat.primitives import serialization
 
 from approvalgate.approvals import keys
 from approvalgate.approvals.bundle import parse_bundle_text
-from approvalgate.approvals.bundle_trust import check_signatures, trust_from_texts
+from approvalgate.approvals.bundle_trust import check_signatures, pae, trust_from_texts
+from approvalgate.approvals.keys import ssh
 from approvalgate.cli import main
+from tests.support import ssh as ssh_tools
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "gitops-repo"
@@ -431,6 +434,52 @@ def test_verify_without_a_pinned_key_is_a_usage_error(
     code, _, err = verify(capsys, repo, repo / "rendered/prod/bundle.json")
     assert code == 2
     assert "declares no bundleSigning for environment prod" in err
+
+
+def test_one_key_pinned_in_two_forms_is_one_signer_of_the_threshold(
+    capsys: pytest.CaptureFixture[str], repo: Path, tmp_path: Path
+) -> None:
+    """The release key as PEM and as its OpenSSH line (two key ids, one private key),
+    signed in both forms (its key file, and ``ssh-keygen -Y sign``): verify counts one
+    signer, and approvalgate.yaml listing both forms for threshold 2 is a finding."""
+    ssh_tools.require_tools()
+    private = serialization.load_pem_private_key(RELEASE_KEY.read_bytes(), None)
+    openssh = tmp_path / "release_ssh"
+    openssh.write_bytes(
+        private.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.OpenSSH,
+            serialization.NoEncryption(),
+        )
+    )
+    openssh.chmod(0o600)
+    line = private.public_key().public_bytes(
+        serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
+    )
+    (repo / "bundle-signing/release-ssh.pub").write_bytes(line + b"\n")
+    folder = tmp_path / "signed"
+    shutil.copytree(repo / "rendered/prod", folder)
+    document = json.loads((folder / "bundle.sig.json").read_text())
+    armoured = ssh_tools.sign(openssh, pae((folder / "bundle.json").read_bytes()))
+    as_ssh = keys.load_public_key(line.decode())
+    document["signatures"].append({"keyid": as_ssh.keyid, "sig": ssh.dearmor(armoured).hex()})
+    (folder / "bundle.sig.json").write_text(json.dumps(document))
+    both = ("--bundle-key", RELEASE_PUB, "--bundle-key", repo / "bundle-signing/release-ssh.pub")
+    code, out, err = verify(capsys, repo, folder / "bundle.json", *both)
+    assert code == 0, err  # threshold 1: either form opens it
+    code, out, err = verify(capsys, repo, folder / "bundle.json", *both, "--bundle-threshold", "2")
+    assert (code, out) == (2, ""), out
+    assert "threshold 2 needs between 1 and 1 (the distinct pinned keys" in err
+    _, third = new_key(tmp_path, "third")
+    three = (*both, "--bundle-key", third, "--bundle-threshold", "2")
+    code, out, err = verify(capsys, repo, folder / "bundle.json", *three)
+    assert (code, out) == (1, ""), out
+    assert "signed by 1 of the pinned keys, 2 required [below-threshold]" in err
+    keys_ = ["bundle-signing/release.pub", "bundle-signing/release-ssh.pub"]
+    configure(repo, {"publicKeys": keys_, "threshold": 2})
+    code, _, err = run(capsys, "check", repo)
+    assert code == 1
+    assert "$.bundleSigning.threshold: threshold 2 is more than the 1 distinct" in err
 
 
 def test_verify_refuses_a_bundle_moved_to_another_environments_folder(

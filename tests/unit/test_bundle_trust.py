@@ -12,13 +12,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives import serialization
 from securesystemslib.dsse import Envelope
-from securesystemslib.signer import CryptoSigner
+from securesystemslib.signer import CryptoSigner, SSlibKey
 
 from approvalgate.approvals import bundle_trust as bt
 from approvalgate.approvals import keys
 from approvalgate.approvals.errors import UsageError
 from approvalgate.approvals.policy import bundle_generation, dump_bundle
+from tests.support import ssh as ssh_tools
 from tests.support.paths import ROOT
 
 EXAMPLE = ROOT / "examples" / "gitops-repo" / "rendered" / "prod" / "bundle.json"
@@ -183,3 +185,31 @@ def test_another_environments_signed_bundle_is_refused_where_the_environment_is_
     prod = _trust(signers, environment="prod")
     assert _refusal(dev, sigs, prod).reason == bt.OTHER_ENVIRONMENT
     assert bt.open_bundle(dev, sigs, _trust(signers, environment="dev")).environment == "dev"
+
+
+@pytest.mark.parametrize("keytype", ["ssh-ed25519", "ecdsa-sha2-nistp256", "ssh-rsa"])
+def test_one_key_pinned_in_two_forms_counts_once(tmp_path: Path, keytype: str) -> None:
+    """A key's PEM and its OpenSSH line have two key ids but one private key: its holder
+    signs for both (a raw signature and an SSHSIG made by ``ssh-keygen -Y sign``), so the
+    pair is one of the threshold, never two, and pinning only the pair cannot reach 2."""
+    ssh_tools.require_tools()
+    path = ssh_tools.keygen(tmp_path, "release", keytype)
+    private = serialization.load_ssh_private_key(path.read_bytes(), None)
+    as_pem = CryptoSigner(private, SSlibKey.from_crypto(private.public_key()))  # type: ignore[arg-type]
+    as_ssh = keys.load_public_key(path.with_suffix(".pub").read_text())
+    assert as_pem.public_key.keyid != as_ssh.keyid
+    other = keys.generate("ecdsa-p256")
+    trust = bt.BundleTrust((as_pem.public_key, as_ssh, other.public_key), 2)
+    raw = _bundle(3)
+    document = bt.sign_bundle(raw, [as_pem])
+    sshsig = keys.ssh.dearmor(ssh_tools.sign(path, bt.pae(raw))).hex()
+    document["signatures"].append({"keyid": as_ssh.keyid, "sig": sshsig})
+    both_forms = bt.dump_signatures(document)
+    refused = _refusal(raw, both_forms, trust)
+    assert refused.reason == bt.THRESHOLD, refused.message
+    assert "signed by 1 of the pinned keys, 2 required" in refused.message
+    assert bt.open_bundle(raw, _signed(raw, as_pem, other), trust).revision == 3
+    document["signatures"] += bt.sign_bundle(raw, [other])["signatures"]
+    assert bt.open_bundle(raw, bt.dump_signatures(document), trust).revision == 3
+    with pytest.raises(UsageError, match=r"threshold 2 needs between 1 and 1 \(the distinct"):
+        bt.BundleTrust((as_pem.public_key, as_ssh), 2)

@@ -364,6 +364,31 @@ def test_a_services_signature_verifies_offline_like_a_key_files(
     )
 
 
+@pytest.mark.parametrize("service", SHAPES[:1], indirect=True, ids=["gcpkms-ECDSA P-256"])
+def test_a_service_signing_with_another_key_than_the_one_given_is_an_error_not_a_record(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, service: tuple[Shape, object]
+) -> None:
+    """--public-key names the Approver's key, the KMS key (another version, another key)
+    signs with its own: ``approve`` checks its signature before writing, says so, and
+    writes nothing, instead of a record that never counts."""
+    shape, _ = service
+    shutil.copy(BASE / "run.yaml", tmp_path / "run.yaml")
+    other = _public_pem(_p256())
+    (tmp_path / "carol.yaml").write_text(approver_document("carol", other, [], ["carol"]))
+    before = (tmp_path / "run.yaml").read_bytes()
+    ref = f"test-{shape.provider.scheme}:{GOOD[shape.provider.scheme][0]}"
+    code, _, err = _run(
+        capsys,
+        *("approve", str(tmp_path / "run.yaml"), "--signer", ref, "--approver", "carol"),
+        *("--in-place", "--now", "2026-11-21T11:00:00Z", "--env", "prod"),
+        *("--public-key", str(tmp_path / "carol.yaml")),
+    )
+    assert code == 1, err
+    assert err.startswith(f"error: {ref}: its signature does not verify with its public key ")
+    assert "name the key version the Approver's public key is of" in err
+    assert (tmp_path / "run.yaml").read_bytes() == before
+
+
 def test_a_service_key_of_a_refused_type_is_refused() -> None:
     """Azure holds P-521 keys, GCP PKCS#1 v1.5 ones: not approval key types."""
     p521 = ec.generate_private_key(ec.SECP521R1())

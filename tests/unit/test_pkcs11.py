@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -36,7 +37,7 @@ from approvalgate.cli import main
 from approvalgate.signers import pkcs11 as hsm
 from tests.support.cli_output import OFFLINE_WARNING
 from tests.support.corpus import BASE, KEYS
-from tests.support.softhsm import MODULE, PIN, SoftHSM
+from tests.support.softhsm import MODULE, PIN, SO_PIN, SoftHSM, softhsm2_util
 
 LABEL = "approvalgate-test"
 P256_ID, P384_ID, P521_ID = 2, 3, 4
@@ -239,6 +240,81 @@ def test_a_tampered_token_signature_is_refused(
     out = _verify(capsys, repo)
     assert out.startswith("DENIED agents/codex-run-sample in prod\n"), out
     assert "  - record 1 by carol: signature does not verify with a key of carol" in out, out
+
+
+MISMATCHED_ID = 7
+
+
+def _mismatched_pair(token: pkcs11.Token) -> None:
+    """CKA_ID 7: the public key object of one pair and the private key of another (a token
+    whose objects were re-labelled or half-deleted): the token shows one key, signs with
+    another."""
+    softhsm = SoftHSM(Path(os.environ["SOFTHSM2_CONF"]), LABEL)
+    softhsm.generate_ec(MISMATCHED_ID, "secp256r1")
+    softhsm.generate_ec(MISMATCHED_ID + 1, "secp256r1")
+    with token.open(rw=True, user_pin=PIN) as session:
+        ours = pkcs11.util.biginteger(MISMATCHED_ID)
+        session.get_key(ObjectClass.PRIVATE_KEY, KeyType.EC, id=ours).destroy()
+        other = session.get_key(
+            ObjectClass.PRIVATE_KEY, KeyType.EC, id=pkcs11.util.biginteger(MISMATCHED_ID + 1)
+        )
+        other[Attribute.ID] = ours
+
+
+def test_a_token_signing_with_another_key_than_it_shows_is_an_error_not_a_record(
+    capsys: pytest.CaptureFixture[str], repo: Path, token_env: pkcs11.Token
+) -> None:
+    """The approver must not believe they approved: a signature that does not verify with
+    the public key the signer shows (and keygen --import put in the Approver) is refused by
+    ``approve`` with advice, and nothing is written."""
+    _mismatched_pair(token_env)
+    ref = f"hsm:{MISMATCHED_ID}?label={LABEL}"
+    approvers = (repo / "approvers.yaml").read_text()
+    indent = "        "
+    old = _token_public_pem(token_env, P256_ID)
+    new = _token_public_pem(token_env, MISMATCHED_ID)
+    (repo / "approvers.yaml").write_text(
+        approvers.replace(
+            "".join(indent + line + "\n" for line in old.splitlines()),
+            "".join(indent + line + "\n" for line in new.splitlines()),
+        )
+    )
+    assert _approve(capsys, repo, str(repo / "alice.key"), "alice")[0] == 0
+    before = (repo / "run.yaml").read_bytes()
+    code, err = _approve(capsys, repo, ref, "carol")
+    assert code == 1, err
+    assert err.startswith(f"error: {ref}: its signature does not verify with its public key "), err
+    assert "signs with another key than the public key it shows" in err
+    assert (repo / "run.yaml").read_bytes() == before
+    assert _verify(capsys, repo).startswith("DENIED agents/codex-run-sample in prod\n")
+
+
+def test_two_tokens_of_one_label_are_a_usage_error_never_a_guess(
+    capsys: pytest.CaptureFixture[str], repo: Path, tmp_path: Path, token_env: pkcs11.Token
+) -> None:
+    """Tried, already refused: a second token given the label of the approver's (a token
+    someone plugged in, labelled alike, holding its own key 2) makes ``hsm:2?label=twin``
+    ambiguous: a usage error naming the fix, never the first token found."""
+    try:
+        with pytest.MonkeyPatch.context() as env:
+            twin = SoftHSM.create(tmp_path / "twin", "twin", env.setenv)
+            twin.generate_ec(P256_ID)
+            init = [softhsm2_util(), "--init-token", "--free", "--label", "twin"]
+            subprocess.run(
+                [*init, "--pin", PIN, "--so-pin", SO_PIN],
+                check=True,
+                capture_output=True,
+                env={**os.environ, "SOFTHSM2_CONF": str(twin.conf)},
+            )
+            pkcs11.lib(MODULE).reinitialize()
+            before = (repo / "run.yaml").read_bytes()
+            code, err = _approve(capsys, repo, f"hsm:{P256_ID}?label=twin", "carol")
+            assert code == 2, err
+            assert err.startswith(f"error: several PKCS#11 tokens in module {MODULE}\n"), err
+            assert "name one by its label: hsm:KEYID?label=TOKEN" in err
+            assert (repo / "run.yaml").read_bytes() == before
+    finally:
+        pkcs11.lib(MODULE).reinitialize()  # the module's token again
 
 
 # --- errors a user can act on ----------------------------------------------------------------

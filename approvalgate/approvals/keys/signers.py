@@ -18,7 +18,14 @@ from pathlib import PurePath
 from typing import Final
 
 from cryptography.hazmat.primitives import serialization
-from securesystemslib.signer import CryptoSigner, Signer, SSlibKey
+from securesystemslib.signer import (
+    CryptoSigner,
+    Key,
+    SecretsHandler,
+    Signature,
+    Signer,
+    SSlibKey,
+)
 
 from approvalgate.approvals.errors import RecordError
 from approvalgate.approvals.keys.types import (
@@ -28,6 +35,7 @@ from approvalgate.approvals.keys.types import (
     key_type_of,
     refusal,
 )
+from approvalgate.approvals.keys.verifier import SignatureVerifier
 
 Read = Callable[[str], bytes]
 """Reads a file the user named (the caller's I/O and error messages)."""
@@ -122,7 +130,7 @@ def load_signer(ref: str, read: Read, public_key: SSlibKey | None = None) -> Sig
     """
     kind, location = signer_kind_of(ref)
     if public_key is not None and kind.load_with_key is not None:
-        return kind.load_with_key(location, read, public_key)
+        return CheckedSigner(kind.load_with_key(location, read, public_key), ref)
     signer = kind.load(location, read)
     if public_key is not None and signer.public_key.keyid != public_key.keyid:
         raise RecordError(
@@ -131,7 +139,47 @@ def load_signer(ref: str, read: Read, public_key: SSlibKey | None = None) -> Sig
             advice="pass the public key of this signer, or leave --public-key out: "
             f"{kind.scheme} signers read their own",
         )
-    return signer
+    return CheckedSigner(signer, ref)
+
+
+class CheckedSigner(Signer):
+    """A loaded signer whose every signature is checked with the public key it shows before
+    anyone uses it (fifth red-team pass): a PKCS#11 token whose public key object and
+    private key share an id but are two pairs, a KMS key version other than the one the
+    Approver holds, an agent or a service that misbehaves. Without this the approver was
+    told "signed" and the record never counted. The check is :class:`SignatureVerifier`'s,
+    the gate's own."""
+
+    def __init__(self, inner: Signer, ref: str) -> None:
+        self._inner = inner
+        self._ref = ref
+        self._verifier = SignatureVerifier(0)
+
+    @property
+    def public_key(self) -> Key:
+        return self._inner.public_key
+
+    def sign(self, payload: bytes) -> Signature:
+        signature = self._inner.sign(payload)
+        public = self._inner.public_key
+        if isinstance(public, SSlibKey) and self._verifier.first_signer(
+            payload, {signature.keyid: signature}, [public]
+        ):
+            return signature
+        raise RecordError(
+            f"{self._ref}: its signature does not verify with its public key "
+            f"{public.keyid[:12]}: it signs with another key than the public key it shows",
+            advice="nothing was written. A PKCS#11 token: its public and private key objects "
+            "with this id must be one pair (list them: `pkcs11-tool --module MODULE "
+            "--list-objects --login`); a KMS: name the key version the Approver's public "
+            "key is of",
+        )
+
+    @classmethod
+    def from_priv_key_uri(
+        cls, priv_key_uri: str, public_key: Key, secrets_handler: SecretsHandler | None = None
+    ) -> CheckedSigner:
+        raise NotImplementedError("load it with load_signer")
 
 
 def generate(type_name: str = ED25519.name) -> CryptoSigner:

@@ -36,15 +36,20 @@ from typing import Final
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from securesystemslib.formats import encode_canonical
 from securesystemslib.signer import CryptoSigner, SSlibKey
 
 from approvalgate.approvals.errors import RecordError
 from approvalgate.approvals.keys.types import (
+    ED25519_PUBLIC_BYTES,
     RSA_MIN_BITS,
     Check,
     KeyType,
+    ed25519_refusal,
     ed25519_verify,
     register_key_type,
 )
@@ -115,10 +120,17 @@ class _Reader:
         except UnicodeDecodeError:
             raise SSHSignatureError(f"{self._what} has a field that is not ASCII") from None
 
-    def mpint(self) -> int:
+    def mpint(self, *, minimal: bool = False) -> int:
+        """An mpint; ``minimal``: written as OpenSSH writes it (RFC 4251: no leading zero
+        byte the sign does not need), so that one key has one blob."""
         raw = self.string()
         if raw and raw[0] & 0x80:
             raise SSHSignatureError(f"{self._what} has a negative number")
+        if minimal and raw[:1] == b"\0" and (len(raw) == 1 or not raw[1] & 0x80):
+            raise SSHSignatureError(
+                f"{self._what} has a number with leading zero bytes: not as OpenSSH writes "
+                "it (use the .pub line ssh-keygen wrote)"
+            )
         return int.from_bytes(raw, "big")
 
     def end(self) -> None:
@@ -148,6 +160,9 @@ class SSHPublicKey:
     """RSA modulus size (0 for other types)."""
     application: str = ""
     """Security keys: the FIDO application (``ssh:`` by default)."""
+    spki: bytes = b""
+    """The key under the line as DER SubjectPublicKeyInfo (a security key's too, its
+    application aside): what one private key is in every form (keys.public.key_material)."""
 
     @property
     def line(self) -> str:
@@ -194,6 +209,8 @@ def _u2f_message(application: str, flags: int, counter: int, data: bytes) -> byt
 
 
 def _ed25519(keytype: str, raw: bytes, application: str) -> _Verify:
+    if len(raw) == ED25519_PUBLIC_BYTES and (why := ed25519_refusal(raw)):
+        raise SSHSignatureError(why)
     try:
         check = ed25519_verify(raw)
     except ValueError as exc:
@@ -278,18 +295,26 @@ def parse_blob(blob: bytes) -> SSHPublicKey:
             application = reader.text()
         verify = _ecdsa(keytype, curve_name, point, application)
     elif keytype == RSA:
-        e = reader.mpint()
-        n = reader.mpint()
+        e = reader.mpint(minimal=True)
+        n = reader.mpint(minimal=True)
         verify, bits = _rsa(e, n)
     else:
         raise SSHSignatureError(f"{keytype} keys are not accepted (accepted: {_type_list()})")
     reader.end()
+    underlying: PublicKeyTypes
+    if keytype in (ED25519, SK_ED25519):
+        underlying = Ed25519PublicKey.from_public_bytes(raw)
+    elif keytype == RSA:
+        underlying = rsa.RSAPublicNumbers(e, n).public_key()
+    else:
+        underlying = ec.EllipticCurvePublicKey.from_encoded_point(_CURVES[curve_name][0], point)
+    spki = underlying.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
     if keytype.startswith("sk-") and not application.startswith(SK_APPLICATION_PREFIX):
         raise SSHSignatureError(
             f"the security key's application {application!r} does not start with "
             f"{SK_APPLICATION_PREFIX!r}, as OpenSSH requires"
         )
-    return SSHPublicKey(keytype, blob, verify, bits, application)
+    return SSHPublicKey(keytype, blob, verify, bits, application, spki)
 
 
 def parse_line(line: str) -> SSHPublicKey:

@@ -22,13 +22,15 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from nacl.bindings import crypto_core_ed25519_is_valid_point
 from nacl.exceptions import BadSignatureError
 from nacl.signing import VerifyKey
 from securesystemslib.signer import CryptoSigner, SSlibKey
 
 Check = Callable[[bytes, bytes], None]
-_ED25519_SIGNATURE_BYTES: Final = 64
 """Verifies ``(signature, data)`` against one key; raises on a bad signature."""
+_ED25519_SIGNATURE_BYTES: Final = 64
+ED25519_PUBLIC_BYTES: Final = 32
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,8 @@ def ed25519_verify(public: bytes) -> Check:
     errors for a malformed key.
     """
     Ed25519PublicKey.from_public_bytes(public)  # ValueError for a malformed key
+    if why := ed25519_refusal(public):
+        raise ValueError(why)
     verifier = VerifyKey(public)
 
     def check(signature: bytes, data: bytes) -> None:
@@ -83,6 +87,39 @@ def ed25519_verify(public: bytes) -> Check:
     return check
 
 
+ED25519_ADVICE: Final = (
+    "make a new key (`approvalgate keygen`, `ssh-keygen -t ed25519` or `-t ed25519-sk`) "
+    "and use its public key"
+)
+
+
+def ed25519_refusal(public: bytes) -> str:
+    """Why the 32 bytes ``public`` are no Ed25519 key anyone generated ("" when they are).
+
+    A generated key is a canonically encoded point of the prime-order subgroup (libsodium's
+    ``crypto_core_ed25519_is_valid_point``). Refused: a point of small order, for which
+    OpenSSL and ``ssh-keygen -Y verify`` accept signatures nobody made; a point with a
+    small-order part (A + T), for which the holder of A's private key signs too, so one key
+    would be up to eight approvers whose keys look different; a non-canonical encoding (a
+    second spelling of a point). Once per key (fifth red-team pass, tests/unit/
+    test_ed25519_points.py)."""
+    if len(public) == ED25519_PUBLIC_BYTES and crypto_core_ed25519_is_valid_point(public):
+        return ""
+    return (
+        "the key is not an Ed25519 public key anyone generated (a point of small order, "
+        "with a small-order part, or not canonically encoded: signatures nobody made verify "
+        f"for some, and one private key signs for several); {ED25519_ADVICE}"
+    )
+
+
+def _ed25519_accepts(key: SSlibKey) -> str:
+    try:
+        public = bytes.fromhex(key.keyval["public"])
+    except ValueError:
+        return "the Ed25519 key is not hex"
+    return ed25519_refusal(public)
+
+
 def _ed25519_check(key: SSlibKey) -> Check:
     """:func:`ed25519_verify` on the key's public value."""
     return ed25519_verify(bytes.fromhex(key.keyval["public"]))
@@ -94,6 +131,7 @@ ED25519: Final = KeyType(
     scheme="ed25519",
     generate=CryptoSigner.generate_ed25519,
     check=_ed25519_check,
+    accepts=_ed25519_accepts,
     cli_name="ed25519",
 )
 
