@@ -10,7 +10,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Final
 
-from approvalgate.approvals import content, identity, parents, records
+from approvalgate.approvals import content, parents, records
 from approvalgate.approvals.bundle import Bundle, parse_bundle_text
 from approvalgate.approvals.bundle_floor import check_floor, read_floor
 from approvalgate.approvals.bundle_trust import (
@@ -576,17 +576,9 @@ def _config_map_data(obj: Mapping[str, Any] | None) -> dict[str, str] | None:
 
 
 def _floor_writers(cluster: Cluster, options: Options, namespace: str, name: str) -> list[Finding]:
-    # the writer's own namespace too: who may act as it there may lower the floor
-    namespaces = dict.fromkeys(
-        n for n in (namespace, identity.service_account_namespace(options.floor_writer)) if n
-    )
+    # every namespace: who may act as the writer, or as someone who may, may lower the floor
     try:
-        listed = {
-            "clusterroles": cluster.list_rbac("clusterroles"),
-            "clusterrolebindings": cluster.list_rbac("clusterrolebindings"),
-            "roles": [r for n in namespaces for r in cluster.list_rbac("roles", n)],
-            "rolebindings": [b for n in namespaces for b in cluster.list_rbac("rolebindings", n)],
-        }
+        listed = {plural: cluster.list_rbac(plural) for plural in RBAC_PLURALS}
     except ClusterError as exc:
         if exc.status != 403:
             raise
@@ -610,19 +602,16 @@ def _floor_writers(cluster: Cluster, options: Options, namespace: str, name: str
     )
 
 
+RBAC_PLURALS: Final = ("clusterroles", "clusterrolebindings", "roles", "rolebindings")
+
+
 def _audit_trusted_rbac(cluster: Cluster, bundle: Bundle) -> list[Finding]:
     found = rbac.targets(bundle)
     if not found:
         return []
-    spaces = rbac.target_namespaces(found)
-    listed: dict[str, list[dict[str, Any]]] = {}
+    # every namespace: a chain (who may act as someone who may act as it) passes through any
     try:
-        for plural in ("clusterroles", "clusterrolebindings"):
-            listed[plural] = cluster.list_rbac(plural)
-        for plural in ("roles", "rolebindings"):
-            listed[plural] = []
-            for namespace in spaces if spaces != (ALL,) else (None,):
-                listed[plural] += cluster.list_rbac(plural, namespace)
+        listed = {plural: cluster.list_rbac(plural) for plural in RBAC_PLURALS}
     except ClusterError as exc:
         if exc.status != 403:
             raise
