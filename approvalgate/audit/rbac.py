@@ -780,6 +780,112 @@ def audit_holder_roles(
     return out
 
 
+def _holds(rules: Sequence[Rule], switches: Sequence[Switch]) -> list[str]:
+    named = _any_rule_names(rules)
+    return [
+        what
+        for what, verbs, group, resource, sub in switches
+        if any(_any(named, verb, group, resource, _ANY_NAME, sub) for verb in verbs)
+    ]
+
+
+def _bundle_switch(bundle_configmap: str) -> Switch:
+    return (
+        f"write or delete the bundle ConfigMap {bundle_configmap} (another bundle, or none)",
+        (*WRITES, "delete"),
+        "",
+        "configmaps",
+        "",
+    )
+
+
+def _switches_held(holder: _Holder, label_mode: bool, bundle_configmap: str) -> list[Grant]:
+    """What of :data:`SWITCHES` (and the label switch, and the bundle ConfigMap) ``holder``
+    holds, binding by binding, then its bindings read together. Cluster-scoped kinds count
+    from ClusterRoleBindings only; status writes in any namespace; the bundle ConfigMap in
+    its own."""
+    cluster_scoped = [s for s in SWITCHES if not s[4]] + ([LABEL_SWITCH] if label_mode else [])
+    namespaced = [s for s in SWITCHES if s[4]]
+    bundle_ns, _, bundle_name = bundle_configmap.partition("/")
+
+    def held(cluster: Sequence[Rule], local: Sequence[Rule], namespace: str) -> list[str]:
+        found = _holds(cluster, cluster_scoped) + _holds([*cluster, *local], namespaced)
+        if bundle_configmap and (not namespace or namespace == bundle_ns):
+            mine = [*cluster, *local]
+            writes = any(
+                _any(mine, verb, "", "configmaps", bundle_name) for verb in (*WRITES, "delete")
+            )
+            if writes or _any(mine, "deletecollection", "", "configmaps"):
+                found.append(_bundle_switch(bundle_configmap)[0])
+        return found
+
+    out: list[Grant] = []
+    seen: set[str] = set()
+    for bound in holder.bound:
+        cluster = [] if bound.namespace else list(bound.rules)
+        local = list(bound.rules) if bound.namespace else []
+        found = held(cluster, local, bound.namespace)
+        if found:
+            seen.update(found)
+            out.append(Grant(holder.subject, tuple(found), bound.via, bound.control_plane))
+    wide = [b for b in holder.bound if not b.namespace]
+    for space in sorted({b.namespace for b in holder.bound if b.namespace}) or [""]:
+        together = wide + [b for b in holder.bound if space and b.namespace == space]
+        if len(together) < 2:
+            continue
+        cluster = [r for b in wide for r in b.rules]
+        local = [r for b in together if b.namespace for r in b.rules]
+        new = [w for w in held(cluster, local, space) if w not in seen]
+        if new:
+            seen.update(new)
+            via = " together with ".join(b.via for b in together)
+            out.append(
+                Grant(holder.subject, tuple(new), via, all(b.control_plane for b in together))
+            )
+    return out
+
+
+def audit_switch_holders(
+    *,
+    roles: Sequence[Mapping[str, Any]],
+    cluster_roles: Sequence[Mapping[str, Any]],
+    role_bindings: Sequence[Mapping[str, Any]],
+    cluster_role_bindings: Sequence[Mapping[str, Any]],
+    label_mode: bool,
+    bundle_configmap: str = "",
+) -> list[Finding]:
+    """Every subject that may switch the gate off (:data:`SWITCHES`; in label mode the
+    Namespace label; the bundle ConfigMap when named): a note each, since cluster admins,
+    Argo CD and the controllers that own a status hold these by design, and a finding for a
+    group every user or ServiceAccount is in. The control plane's default bindings are left
+    out."""
+    holders = _holders(roles, cluster_roles, role_bindings, cluster_role_bindings)
+    out: list[Finding] = []
+    for subject, holder in sorted(holders.items()):
+        held = _switches_held(holder, label_mode, bundle_configmap)
+        grants = [g for g in held if not g.control_plane]
+        if not grants:
+            continue
+        shown = "; ".join(f"{_and(list(g.ways))} via {g.via}" for g in grants)
+        kind, _, name = subject.partition("/")
+        everyone = _everyone(subject, holder.username)
+        out.append(
+            Finding(
+                AREA,
+                "finding" if everyone else "note",
+                subject,
+                f"{kind} {name} can switch approvalgate off: {shown}",
+                "remove the binding(s) named: every user (or ServiceAccount) is in this group"
+                if everyone
+                else "expected only for cluster administrators, Argo CD and (a status write) "
+                "the controller that owns it; otherwise remove the binding(s) named or narrow "
+                "the role (docs/deploy.md, section 6)",
+                "switch",
+            )
+        )
+    return out
+
+
 FLOOR_WRITES: Final = ("update", "patch", "delete", "deletecollection")
 
 
@@ -934,6 +1040,7 @@ __all__ = [
     "audit_floor_writers",
     "audit_holder_roles",
     "audit_rbac",
+    "audit_switch_holders",
     "effective_cluster_roles",
     "targets",
 ]

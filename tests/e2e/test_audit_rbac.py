@@ -330,3 +330,32 @@ def test_a_default_labelled_binding_to_everyone_is_a_finding(
         assert "run pods as it via RoleBinding agents-system/e2e-everyone-pods" in finding.message
     finally:
         delete(plane, *objs)
+
+
+def test_whoever_may_edit_the_webhook_configuration_is_named(
+    plane: ControlPlane, bundle: Bundle
+) -> None:
+    """The audit named only the edit and admin roles widened: a ClusterRoleBinding of a role
+    that patches ValidatingWebhookConfigurations (the gate off) went unreported."""
+    objs = [
+        role(
+            "e2e-webhook-patch",
+            [rule("admissionregistration.k8s.io", ["validatingwebhookconfigurations"], ["patch"])],
+            namespace=None,
+        ),
+        bind(
+            "e2e-webhook-patch", "ClusterRole", "e2e-webhook-patch", user("wendy"), namespace=None
+        ),
+    ]
+    apply(plane, *objs)
+    try:
+        assert can(plane, "wendy", "patch", "validatingwebhookconfigurations")
+        with Cluster(plane.kubeconfig("admin")) as cluster:
+            found = {f.subject: f for f in _audit_rbac(cluster, bundle)}
+        assert found["User/wendy"].message == (
+            "User wendy can switch approvalgate off: edit or delete the "
+            "ValidatingWebhookConfiguration (the gate off) via ClusterRoleBinding "
+            "e2e-webhook-patch -> ClusterRole e2e-webhook-patch"
+        )
+    finally:
+        delete(plane, *objs)

@@ -17,6 +17,7 @@ from approvalgate.audit.rbac import (
     allows,
     audit_holder_roles,
     audit_rbac,
+    audit_switch_holders,
     effective_cluster_roles,
     targets,
 )
@@ -676,3 +677,72 @@ def test_a_service_account_token_secret_acts_as_an_account_for_rbac() -> None:
         "act as ServiceAccount ci/d (mint tokens for it via RoleBinding ci/secrets"
         in (by["User/sid"])
     )
+
+
+def switch_holders(
+    *,
+    roles: list[dict[str, Any]] | None = None,
+    cluster_roles: list[dict[str, Any]] | None = None,
+    role_bindings: list[dict[str, Any]] | None = None,
+    cluster_role_bindings: list[dict[str, Any]] | None = None,
+    label_mode: bool = False,
+    bundle_configmap: str = "",
+) -> dict[str, Any]:
+    found = audit_switch_holders(
+        roles=roles or [],
+        cluster_roles=[*BUILT_IN, *(cluster_roles or [])],
+        role_bindings=role_bindings or [],
+        cluster_role_bindings=cluster_role_bindings or [],
+        label_mode=label_mode,
+        bundle_configmap=bundle_configmap,
+    )
+    return {f.subject: f for f in found}
+
+
+def test_whoever_may_switch_the_gate_off_is_named_not_only_the_edit_role() -> None:
+    """The audit named only edit and admin widened; a ClusterRoleBinding of a role that
+    patches the webhook configuration, a RoleBinding writing agentruns/status, the bundle
+    ConfigMap's writers and, in label mode, who patches namespaces are named too: a note
+    each (cluster admins and the controllers hold these by design), a finding for a group
+    everyone is in."""
+    vwc = rule("admissionregistration.k8s.io", ["validatingwebhookconfigurations"], ["patch"])
+    status = rule("agents.proompteng.ai", ["agentruns/status"], ["update"])
+    maps = rule("", ["configmaps"], ["update"], resourceNames=["approvalgate-bundle"])
+    spaces = rule("", ["namespaces"], ["patch"])
+    found = switch_holders(
+        cluster_roles=[
+            cluster_role("vwc", [vwc]),
+            cluster_role("spaces", [spaces]),
+            cluster_role("status", [status]),
+        ],
+        roles=[role("maps", [maps], namespace="approvalgate-system")],
+        role_bindings=[
+            binding("status", "status", user("stu"), namespace="agents"),
+            binding("maps", "maps", user("max"), namespace="approvalgate-system", role_kind="Role"),
+            binding("vwc-here", "vwc", user("rita")),  # a RoleBinding: never a cluster kind
+        ],
+        cluster_role_bindings=[
+            binding("vwc", "vwc", user("mallory"), namespace=None),
+            binding("spaces", "spaces", user("nat"), namespace=None),
+            binding(
+                "all", "status", {"kind": "Group", "name": "system:authenticated"}, namespace=None
+            ),
+        ],
+        bundle_configmap="approvalgate-system/approvalgate-bundle",
+    )
+    assert sorted(found) == ["Group/system:authenticated", "User/mallory", "User/max", "User/stu"]
+    assert found["User/mallory"].severity == "note"
+    assert found["User/mallory"].message == (
+        "User mallory can switch approvalgate off: edit or delete the "
+        "ValidatingWebhookConfiguration (the gate off) via ClusterRoleBinding vwc -> "
+        "ClusterRole vwc"
+    )
+    assert "agentruns/status" in found["User/stu"].message
+    assert "bundle ConfigMap approvalgate-system/approvalgate-bundle" in found["User/max"].message
+    assert found["Group/system:authenticated"].severity == "finding"
+    with_labels = switch_holders(
+        cluster_roles=[cluster_role("spaces", [spaces])],
+        cluster_role_bindings=[binding("spaces", "spaces", user("nat"), namespace=None)],
+        label_mode=True,
+    )
+    assert "remove the opt-in label" in with_labels["User/nat"].message
