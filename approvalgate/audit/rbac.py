@@ -29,6 +29,12 @@ new object, whose request carries no name). What each way needs:
   ``update``/``patch`` on ``pods/ephemeralcontainers``, in NS, or ``get``/``create`` on
   ``nodes/proxy`` (cluster-wide: the kubelet's own exec): the pod's mounted token is
   pod-bound;
+- **a mutating webhook**: ``create``/``update``/``patch`` on
+  ``mutatingwebhookconfigurations`` (cluster-wide): the API server sends it the account's
+  next pod, to which it adds a container ("run pods as it");
+- **a node's certificate**: as below for the ``kubernetes.io/kube-apiserver-client-kubelet``
+  signer: a node's identity, and the Node authorizer lets a node mint the (pod-bound)
+  tokens of the pods bound to it;
 - **a client certificate** (a trusted user or group; class 17): ``create`` on
   ``certificatesigningrequests``, ``update`` on ``certificatesigningrequests/approval`` and
   ``approve`` on ``signers`` ``kubernetes.io/kube-apiserver-client`` (or ``kubernetes.io/*``),
@@ -98,6 +104,7 @@ WAYS: Final = {
     "pods": "run pods as it",
     "enter": "enter its running pods",
     "certificate": "mint a client certificate naming it",
+    "node": "mint a node's client certificate (its pods' tokens)",
     "grant": "grant itself these (RBAC escalation)",
     "as": "act as",
 }
@@ -108,6 +115,7 @@ EVERYONE: Final = ("system:authenticated", "system:unauthenticated", ALL_SA_GROU
 MASTERS: Final = "system:masters"
 CERT_GROUP: Final = "certificates.k8s.io"
 CLIENT_SIGNERS: Final = ("kubernetes.io/kube-apiserver-client", "kubernetes.io/*")
+KUBELET_SIGNERS: Final = ("kubernetes.io/kube-apiserver-client-kubelet", "kubernetes.io/*")
 
 Rule = Mapping[str, Any]
 #: Stands for "some existing object" (or any account of a trusted group): a rule limited by
@@ -264,13 +272,21 @@ def _cluster_ways(rules: Sequence[Rule], target: Target, *, rbac_only: bool = Fa
     person = target.group or not target.service_account or rbac_only
     if person and target.username != MASTERS and certifies(rules):
         ways.append("certificate")  # a ServiceAccount's certificate carries no pod extras
+    if target.namespace is not None and certifies(rules, KUBELET_SIGNERS):
+        ways.append("node")  # the Node authorizer: tokens of the pods bound to the node
+    if target.namespace is not None and any(
+        _any(named, verb, "admissionregistration.k8s.io", "mutatingwebhookconfigurations", n)
+        for verb, n in (("create", ""), ("update", _ANY_NAME), ("patch", _ANY_NAME))
+    ):
+        ways.append("pods")  # a webhook of one's own adds a container to its next pod
     return ways
 
 
-def certifies(rules: Sequence[Rule]) -> bool:
-    """Whether ``rules`` (cluster-wide) let their holder have a client certificate issued for
-    any user and groups: create a CertificateSigningRequest for the kube-apiserver-client
-    signer and approve it (kube-controller-manager's signer issues what is approved)."""
+def certifies(rules: Sequence[Rule], signers: Sequence[str] = CLIENT_SIGNERS) -> bool:
+    """Whether ``rules`` (cluster-wide) let their holder have a client certificate issued by
+    one of ``signers``: create a CertificateSigningRequest and approve it
+    (kube-controller-manager's signer issues what is approved). The kube-apiserver-client
+    signer names any user and groups; the kubelet one a node."""
     named = _any_rule_names(rules)
     return (
         _any(rules, "create", CERT_GROUP, "certificatesigningrequests")
@@ -278,7 +294,7 @@ def certifies(rules: Sequence[Rule]) -> bool:
             _any(named, verb, CERT_GROUP, "certificatesigningrequests", _ANY_NAME, "approval")
             for verb in ("update", "patch")
         )
-        and any(_any(rules, "approve", CERT_GROUP, "signers", s) for s in CLIENT_SIGNERS)
+        and any(_any(rules, "approve", CERT_GROUP, "signers", s) for s in signers)
     )
 
 
@@ -413,6 +429,10 @@ class _Holder:
     def control_plane(self) -> bool:
         return all(b.control_plane for b in self.bound)
 
+    def shape(self) -> object:
+        """What its grants depend on: which rules (one object per role) apply where."""
+        return frozenset((b.namespace, id(b.rules)) for b in self.bound)
+
     def as_target(self) -> Target:
         """The subject as an identity someone else may act as."""
         kind, _, name = self.subject.partition("/")
@@ -482,6 +502,7 @@ def _holders(
         (str((r.get("metadata") or {}).get("namespace") or ""), _name(r)): _rules(r) for r in roles
     }
     out: dict[str, _Holder] = {}
+    frozen: dict[tuple[str, str, str], tuple[Rule, ...]] = {}
     bindings = [(b, True) for b in cluster_role_bindings] + [(b, False) for b in role_bindings]
     for binding, cluster in bindings:
         meta = binding.get("metadata") or {}
@@ -506,7 +527,9 @@ def _holders(
             subject, username = resolved
             holder = out.setdefault(subject, _Holder(subject, username, []))
             cp = _control_plane(binding, subject, username)
-            holder.bound.append(_Bound(via, namespace, tuple(rules), cp))
+            key = (role_kind, "" if role_kind == "ClusterRole" else namespace, role_name)
+            shared = frozen.setdefault(key, tuple(rules))  # one object per role: see _acting
+            holder.bound.append(_Bound(via, namespace, shared, cp))
     return out
 
 
@@ -556,6 +579,11 @@ def _acting(holders: Mapping[str, _Holder], target: Target) -> dict[str, list[Gr
             grants = _ways(holder, target)
             if grants:
                 acting[subject] = grants
+    as_targets = {subject: holder.as_target() for subject, holder in holders.items()}
+    checked: dict[str, set[str]] = {}  # each pair is asked once, whatever the round
+    # Subjects bound to the same roles in the same places reach the same subjects: asked
+    # once per such set of grants (most subjects reach none; many share view or edit).
+    reaches: dict[tuple[object, str], bool] = {}
     changed = True
     while changed:
         changed = False
@@ -563,11 +591,22 @@ def _acting(holders: Mapping[str, _Holder], target: Target) -> dict[str, list[Gr
         for subject, holder in sorted(holders.items()):
             if subject in acting or _is_itself(subject, holder.username, target):
                 continue
+            wide = any(not b.namespace for b in holder.bound)
+            spaces = {b.namespace for b in holder.bound}
+            done = checked.setdefault(subject, set())
             chained: list[Grant] = []
             for other in known:
-                if other == subject or _everyone(other, holders[other].username):
+                if other == subject or other in done or holders[other].username in EVERYONE[:2]:
                     continue  # every subject is in those groups already: its finding says so
-                grants = _ways(holder, holders[other].as_target(), rbac_only=True)
+                done.add(other)
+                there = as_targets[other].namespace
+                if not wide and (there is None or (there != ALL and there not in spaces)):
+                    continue  # only RoleBindings elsewhere: nothing of theirs applies to it
+                shape = (holder.shape(), other)
+                if reaches.get(shape) is False:
+                    continue
+                grants = _ways(holder, as_targets[other], rbac_only=True)
+                reaches[shape] = bool(grants)
                 if not grants:
                     continue
                 kind, _, name = other.partition("/")

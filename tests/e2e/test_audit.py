@@ -697,7 +697,7 @@ def test_who_can_act_as_the_trusted_submitter_is_listed(
     assert {f["severity"] for f in switches.values()} == {"note"}
     assert "agentruns/status" in switches["ServiceAccount/agents/agents-controller"]["message"]
     assert (
-        "Group/system:masters (impersonate, token, pods, enter, grant)"
+        "Group/system:masters (impersonate, token, pods, enter, node, grant)"
         in (before[TRUSTED]["message"])
     )
     assert "system:serviceaccount:argocd:argocd-application-controller" in before

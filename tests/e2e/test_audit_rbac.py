@@ -359,3 +359,60 @@ def test_whoever_may_edit_the_webhook_configuration_is_named(
         )
     finally:
         delete(plane, *objs)
+
+
+def test_a_mutating_webhook_or_a_nodes_certificate_reaches_the_submitters_pods(
+    plane: ControlPlane, bundle: Bundle
+) -> None:
+    """create on mutatingwebhookconfigurations: a webhook of one's own adds a container to
+    the submitter's next pod. CSR approval for the kubelet signer: a node's identity, whose
+    Node authorizer mints the tokens of its pods. The CSR is created and approved here
+    (no signer runs, and the e2e API server runs RBAC alone, so the rest is not shown)."""
+    certs = "certificates.k8s.io"
+    objs = [
+        role(
+            "e2e-mwc",
+            [rule("admissionregistration.k8s.io", ["mutatingwebhookconfigurations"], ["create"])],
+            namespace=None,
+        ),
+        bind("e2e-mwc", "ClusterRole", "e2e-mwc", user("mia"), namespace=None),
+        role(
+            "e2e-kubelet-csr",
+            [
+                rule(certs, ["certificatesigningrequests"], ["create", "get"]),
+                rule(certs, ["certificatesigningrequests/approval"], ["update"]),
+                rule(
+                    certs,
+                    ["signers"],
+                    ["approve"],
+                    resourceNames=["kubernetes.io/kube-apiserver-client-kubelet"],
+                ),
+            ],
+            namespace=None,
+        ),
+        bind("e2e-kubelet-csr", "ClusterRole", "e2e-kubelet-csr", user("ken"), namespace=None),
+    ]
+    apply(plane, *objs)
+    csr = _csr("e2e-ken-node", "system:node:worker-1", "system:nodes")
+    csr["spec"]["signerName"] = "kubernetes.io/kube-apiserver-client-kubelet"
+    csr["spec"]["usages"] = ["digital signature", "client auth"]
+    try:
+        assert can(plane, "mia", "create", "mutatingwebhookconfigurations")
+        made = plane.kubectl(
+            "admin", "--as=ken", "create", "-f", "-", check=False, input=json.dumps(csr)
+        )
+        assert made.returncode == 0, made.stderr
+        approved = plane.kubectl(
+            "admin", "--as=ken", "certificate", "approve", "e2e-ken-node", check=False
+        )
+        assert approved.returncode == 0, approved.stderr
+        found = audited(plane, bundle)
+        assert "run pods as it via ClusterRoleBinding e2e-mwc -> ClusterRole e2e-mwc" in (
+            found["User/mia"].message
+        )
+        assert "mint a node's client certificate (its pods' tokens) via ClusterRoleBinding " in (
+            found["User/ken"].message
+        )
+    finally:
+        plane.kubectl("admin", "delete", "csr", "e2e-ken-node", "--wait=false", check=False)
+        delete(plane, *objs)

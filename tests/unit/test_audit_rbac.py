@@ -356,7 +356,7 @@ def test_the_control_planes_default_bindings_are_one_note() -> None:
         ("note", SUBMITTER.username),
     ]
     assert found[1].message.endswith(
-        "Group/system:masters (impersonate, token, pods, enter, grant); "
+        "Group/system:masters (impersonate, token, pods, enter, node, grant); "
         "ServiceAccount/kube-system/job-controller (pods)"
     )
 
@@ -746,3 +746,48 @@ def test_whoever_may_switch_the_gate_off_is_named_not_only_the_edit_role() -> No
         label_mode=True,
     )
     assert "remove the opt-in label" in with_labels["User/nat"].message
+
+
+def test_whoever_may_act_as_a_namespaces_service_accounts_group_acts_as_its_grants() -> None:
+    """A Group system:serviceaccounts:ci bound where the submitter lives is every account of
+    ci: whoever may run pods in ci acts as it (a chain, not everyone)."""
+    found = audit(
+        role_bindings=[
+            binding("ci-accounts", "edit", {"kind": "Group", "name": "system:serviceaccounts:ci"}),
+            binding("tina", "edit", user("tina"), namespace="ci"),
+        ]
+    )
+    by = {f.subject: f.message for f in found}
+    assert sorted(by) == ["Group/system:serviceaccounts:ci", "User/tina"]
+    assert (
+        "act as Group system:serviceaccounts:ci (impersonate it, mint tokens for it"
+        in (by["User/tina"])
+    )
+
+
+def test_a_mutating_webhook_injects_into_the_submitters_pods() -> None:
+    """Whoever may create or edit MutatingWebhookConfigurations can have the API server send
+    it the submitter's next pod and add a container to it: it runs with its token."""
+    mwc = [rule("admissionregistration.k8s.io", ["mutatingwebhookconfigurations"], ["create"])]
+    (finding,) = audit(
+        cluster_roles=[cluster_role("mwc", mwc)],
+        cluster_role_bindings=[binding("mwc", "mwc", user("mia"), namespace=None)],
+    )
+    assert "run pods as it via ClusterRoleBinding mwc -> ClusterRole mwc" in finding.message
+
+
+def test_a_nodes_client_certificate_mints_its_pods_tokens() -> None:
+    """Approving a CSR for the kube-apiserver-client-kubelet signer gives a node's identity
+    (system:node:NAME in system:nodes), and the Node authorizer lets a node mint the tokens
+    of the pods bound to it: pod-bound, the submitter's own."""
+    kubelet = [
+        *CSR[:2],
+        {**CSR[2], "resourceNames": ["kubernetes.io/kube-apiserver-client-kubelet"]},
+    ]
+    (finding,) = audit(
+        cluster_roles=[cluster_role("kubelet", kubelet)],
+        cluster_role_bindings=[binding("kubelet", "kubelet", user("ken"), namespace=None)],
+    )
+    assert "mint a node's client certificate (its pods' tokens) via ClusterRoleBinding" in (
+        finding.message
+    )
