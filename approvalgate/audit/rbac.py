@@ -458,6 +458,10 @@ def _subject(entry: Mapping[str, Any], namespace: str) -> tuple[str, str] | None
         if not ns or not name:  # the authorizer never matches it (rule.go appliesToUser)
             return None
         return (f"ServiceAccount/{ns}/{name}", f"{identity.SERVICE_ACCOUNT_PREFIX}{ns}:{name}")
+    if kind == "User" and identity.service_account_namespace(name) is not None:
+        # the authorizer matches a User subject by username: this is that ServiceAccount
+        ns, _, short = name.removeprefix(identity.SERVICE_ACCOUNT_PREFIX).partition(":")
+        return (f"ServiceAccount/{ns}/{short}", name)
     if kind in ("User", "Group") and name:
         return (f"{kind}/{name}", name)
     return None

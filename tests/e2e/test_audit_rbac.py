@@ -416,3 +416,32 @@ def test_a_mutating_webhook_or_a_nodes_certificate_reaches_the_submitters_pods(
     finally:
         plane.kubectl("admin", "delete", "csr", "e2e-ken-node", "--wait=false", check=False)
         delete(plane, *objs)
+
+
+def test_a_user_subject_spelling_a_service_accounts_username_is_that_account(
+    plane: ControlPlane, bundle: Bundle
+) -> None:
+    """A User subject named system:serviceaccount:ci:d applies to that ServiceAccount (the
+    authorizer compares usernames): escalate granted that way and create on roles granted
+    to the ServiceAccount are one subject's, and escalation."""
+    account = "system:serviceaccount:ci:d"
+    plane.kubectl("admin", "create", "namespace", "ci", check=False)
+    objs = [
+        role("e2e-escalate", [rule(RBAC, ["roles"], ["escalate"])]),
+        role("e2e-role-writes", [rule(RBAC, ["roles"], ["create"])]),
+        bind("e2e-escalate-user", "Role", "e2e-escalate", user(account)),
+        bind(
+            "e2e-role-writes-sa",
+            "Role",
+            "e2e-role-writes",
+            {"kind": "ServiceAccount", "name": "d", "namespace": "ci"},
+        ),
+    ]
+    apply(plane, *objs)
+    try:
+        assert can(plane, account, "escalate", "roles", "-n", NS)
+        assert can(plane, account, "create", "roles", "-n", NS)
+        finding = audited(plane, bundle)["ServiceAccount/ci/d"]
+        assert "RBAC escalation" in finding.message
+    finally:
+        delete(plane, *objs)

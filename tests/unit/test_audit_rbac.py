@@ -791,3 +791,27 @@ def test_a_nodes_client_certificate_mints_its_pods_tokens() -> None:
     assert "mint a node's client certificate (its pods' tokens) via ClusterRoleBinding" in (
         finding.message
     )
+
+
+def test_a_user_subject_spelling_a_service_accounts_username_is_that_account() -> None:
+    """The authorizer matches a User subject by username: one named
+    system:serviceaccount:NS:NAME applies to that ServiceAccount, so its grants are read
+    together with the account's own."""
+    found = audit(
+        roles=[
+            role("escalate", [rule(RBAC, ["roles"], ["escalate"])]),
+            role("writes", [rule(RBAC, ["roles"], ["create"])]),
+        ],
+        role_bindings=[
+            binding("a", "escalate", user("system:serviceaccount:ci:d"), role_kind="Role"),
+            binding(
+                "b",
+                "writes",
+                {"kind": "ServiceAccount", "name": "d", "namespace": "ci"},
+                role_kind="Role",
+            ),
+        ],
+    )
+    (finding,) = found
+    assert finding.subject == "ServiceAccount/ci/d"
+    assert "RBAC escalation" in finding.message
