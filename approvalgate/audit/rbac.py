@@ -16,9 +16,11 @@ new object, whose request carries no name). What each way needs:
   (RoleBinding there) or cluster-wide. The API server checks nothing else when the
   impersonated username is ``system:serviceaccount:NS:NAME``
   (``k8s.io/apiserver/pkg/endpoints/filters/impersonation.go``): ``impersonate`` on
-  ``users`` never applies to a ServiceAccount's username. A trusted *group* is reached by
-  ``impersonate`` on ``groups`` (cluster-wide only: groups are not namespaced); a trusted
-  user that is not a ServiceAccount by ``impersonate`` on ``users``;
+  ``users`` never applies to a ServiceAccount's username. A trusted *group* other than a
+  ServiceAccount group is reached by ``impersonate`` on ``groups`` (cluster-wide only:
+  groups are not namespaced; the gate counts ``system:serviceaccounts[:NS]`` only for its
+  ServiceAccounts, from their pods); a trusted user that is not a ServiceAccount by
+  ``impersonate`` on ``users``;
 - **mint a token**: ``create`` on ``serviceaccounts/token`` named NAME in NS. A token bound
   to the submitter's own running pod carries the pod extras the webhook requires;
 - **run a pod**: ``create`` on ``pods`` in NS (any pod may set ``serviceAccountName``), or
@@ -259,7 +261,11 @@ def _cluster_ways(rules: Sequence[Rule], target: Target, *, rbac_only: bool = Fa
     """Ways only a ClusterRoleBinding grants (the objects are not namespaced): impersonating
     users and groups, the kubelet's exec through ``nodes/proxy``, a client certificate."""
     ways: list[str] = []
-    if target.group and _any(rules, "impersonate", "", "groups", target.username):
+    # The gate counts a ServiceAccount group only for a ServiceAccount of it, from its pod
+    # (decide._in_trusted_group): the group impersonated, or named by a certificate, with
+    # another username is not trusted. For RBAC (a chain) it is that group.
+    borrowed = rbac_only or not (target.group and target.service_account)
+    if target.group and borrowed and _any(rules, "impersonate", "", "groups", target.username):
         ways.append("impersonate")
     user = not target.group and not target.service_account
     if user and _any(rules, "impersonate", "", "users", target.username):
@@ -269,7 +275,7 @@ def _cluster_ways(rules: Sequence[Rule], target: Target, *, rbac_only: bool = Fa
         _any(named, verb, "", "nodes", _ANY_NAME, "proxy") for verb in ("get", "create")
     ):
         ways.append("enter")  # the kubelet's /exec, /attach, /run on any pod of the node
-    person = target.group or not target.service_account or rbac_only
+    person = not target.service_account or rbac_only
     if person and target.username != MASTERS and certifies(rules):
         ways.append("certificate")  # a ServiceAccount's certificate carries no pod extras
     if target.namespace is not None and certifies(rules, KUBELET_SIGNERS):

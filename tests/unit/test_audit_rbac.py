@@ -564,17 +564,22 @@ CSR = [
 
 def test_a_client_certificate_borrows_any_identity_but_system_masters() -> None:
     """create and approve a CSR for the kube-apiserver-client signer: a client certificate
-    for any user and groups (class 17). A trusted user or group is reached directly; a
+    for any user and groups (class 17). A trusted user or group is reached directly, but a
+    ServiceAccount group (the gate trusts only its ServiceAccounts, from their pods); a
     ServiceAccount's certificate carries no pod extras, so it is reached through whoever
     holds a way into its namespace."""
     csr = cluster_role("csr", CSR)
     binds = [binding("csr", "csr", user("cera"), namespace=None)]
-    for target in (PERSON, GROUP):
+    bots = Target("platform-bots", None, "", True, ("trusted submitter",), ("p",))
+    for target in (PERSON, bots):
         (finding,) = audit(target, cluster_roles=[csr], cluster_role_bindings=binds)
         assert "mint a client certificate naming it via ClusterRoleBinding csr" in (
             finding.message
         ), finding.message
     assert audit(cluster_roles=[csr], cluster_role_bindings=binds) == []
+    # a ServiceAccount group named by a certificate with another username: the gate does
+    # not trust it (decide._in_trusted_group), nor a ServiceAccount's certificate (no pod)
+    assert audit(GROUP, cluster_roles=[csr], cluster_role_bindings=binds) == []
     found = audit(
         cluster_roles=[csr],
         cluster_role_bindings=binds,
