@@ -36,6 +36,8 @@ from approvalgate.approvals.view import GROUP as GATES_GROUP
 
 Outcome = Literal["allow", "warn", "require-approval", "deny"]
 _PRECEDENCE: Final = {"allow": 0, "warn": 1, "require-approval": 2, "deny": 3}
+ALL_SERVICE_ACCOUNTS: Final = "system:serviceaccounts"
+SERVICE_ACCOUNTS_OF: Final = "system:serviceaccounts:"
 GENERIC_ERROR: Final = "approvalgate could not evaluate this request; it is denied (fail closed)"
 _IDENTITY_REASONS: Final = frozenset(
     {
@@ -1302,7 +1304,7 @@ def _evaluate(
         return PolicyResult(policy.ref, "allow", "enforcement-off", f"policy {policy.ref}: off")
     # Rule 5: trusted submitters (e.g. the submission API) pass without records, audited;
     # a trusted ServiceAccount only from a pod of its own (a pod-bound token).
-    trusted = run.username in policy.trusted_users or run.groups & policy.trusted_groups
+    trusted = run.username in policy.trusted_users or _in_trusted_group(policy, run)
     if trusted and not run.courier:  # a request's requester is never a trusted submitter
         if run.service_account and not run.pod:
             summary = _unbound(policy, run, "a trusted submitter")
@@ -1545,6 +1547,25 @@ def _graded(policy: Policy, level: str, reason: str, summary: str) -> PolicyResu
     if level == "audit":
         return PolicyResult(policy.ref, "allow", reason, summary, audit_only=True)
     return PolicyResult(policy.ref, "deny", reason, summary)
+
+
+def _in_trusted_group(policy: Policy, run: _Run) -> bool:
+    """Whether the request carries a trusted group. A ServiceAccount group
+    (``system:serviceaccounts`` or ``system:serviceaccounts:NS``) counts only for a
+    ServiceAccount (of NS): any other username carries it only by impersonating the group or
+    by a client certificate naming it (class 17), and would pass without a pod."""
+    for group in run.groups & policy.trusted_groups:
+        if group == ALL_SERVICE_ACCOUNTS:
+            if run.service_account:
+                return True
+        elif group.startswith(SERVICE_ACCOUNTS_OF):
+            if identity.service_account_namespace(run.username) == group.removeprefix(
+                SERVICE_ACCOUNTS_OF
+            ):
+                return True
+        else:
+            return True
+    return False
 
 
 def _unbound(policy: Policy, run: _Run, role: str) -> str:

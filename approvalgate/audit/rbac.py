@@ -16,21 +16,45 @@ new object, whose request carries no name). What each way needs:
   (RoleBinding there) or cluster-wide. The API server checks nothing else when the
   impersonated username is ``system:serviceaccount:NS:NAME``
   (``k8s.io/apiserver/pkg/endpoints/filters/impersonation.go``): ``impersonate`` on
-  ``users`` never applies to a ServiceAccount's username. A trusted *group* is reached by
-  ``impersonate`` on ``groups`` (cluster-wide only: groups are not namespaced); a trusted
-  user that is not a ServiceAccount by ``impersonate`` on ``users``;
+  ``users`` never applies to a ServiceAccount's username. A trusted *group* other than a
+  ServiceAccount group is reached by ``impersonate`` on ``groups`` (cluster-wide only:
+  groups are not namespaced; the gate counts ``system:serviceaccounts[:NS]`` only for its
+  ServiceAccounts, from their pods); a trusted user that is not a ServiceAccount by
+  ``impersonate`` on ``users``;
 - **mint a token**: ``create`` on ``serviceaccounts/token`` named NAME in NS. A token bound
   to the submitter's own running pod carries the pod extras the webhook requires;
 - **run a pod**: ``create`` on ``pods`` in NS (any pod may set ``serviceAccountName``), or
   ``create``/``update``/``patch`` on a workload whose pod template does (deployments,
-  replicasets, statefulsets, daemonsets, jobs, cronjobs, replicationcontrollers);
+  replicasets, statefulsets, daemonsets, jobs, cronjobs, replicationcontrollers), or
+  ``update``/``patch`` on ``pods`` (a running pod's container images are mutable);
 - **enter its pods**: ``create`` or ``get`` on ``pods/exec`` or ``pods/attach``, or
-  ``update``/``patch`` on ``pods/ephemeralcontainers``, in NS: the pod's mounted token is
+  ``update``/``patch`` on ``pods/ephemeralcontainers``, in NS, or ``get``/``create`` on
+  ``nodes/proxy`` (cluster-wide: the kubelet's own exec): the pod's mounted token is
   pod-bound;
+- **a mutating webhook**: ``create``/``update``/``patch`` on
+  ``mutatingwebhookconfigurations`` (cluster-wide): the API server sends it the account's
+  next pod, to which it adds a container ("run pods as it");
+- **a node's certificate**: as below for the ``kubernetes.io/kube-apiserver-client-kubelet``
+  signer: a node's identity, and the Node authorizer lets a node mint the (pod-bound)
+  tokens of the pods bound to it;
+- **a client certificate** (a trusted user or group; class 17): ``create`` on
+  ``certificatesigningrequests``, ``update`` on ``certificatesigningrequests/approval`` and
+  ``approve`` on ``signers`` ``kubernetes.io/kube-apiserver-client`` (or ``kubernetes.io/*``),
+  cluster-wide: the signer issues a certificate naming any user and groups but
+  ``system:masters`` (refused by the CertificateSubjectRestriction admission plugin). One
+  naming a ServiceAccount carries no pod extras: it counts only in chains (below);
 - **grant itself these**: ``escalate`` with ``create``/``update``/``patch`` on roles, or
   ``bind`` with ``create``/``update``/``patch`` on rolebindings (RBAC's own escalation
   checks are then skipped), or ``impersonate`` on the group ``system:masters``. Counted
   conservatively: ``resourceNames`` on these are not followed to the roles they name.
+
+A subject's bindings are read together, as the authorizer allows a request that any of them
+allows: ``escalate`` from one RoleBinding and ``create`` on roles from another is escalation.
+Chains are followed: whoever can act as a subject that can act as the target (impersonate
+the user or group, have a certificate issued naming it, or any way above into a
+ServiceAccount, where a ``kubernetes.io/service-account-token`` Secret it may create and read
+also counts) is listed, until nothing changes. So the Roles and RoleBindings of every
+namespace are read.
 
 Aggregated ClusterRoles: the API server creates ``admin``, ``edit`` and ``view`` with an
 ``aggregationRule`` and no rules; kube-controller-manager's aggregation controller fills the
@@ -42,7 +66,10 @@ soon as the controller catches up (or, where no controller runs, would grant).
 Severity: grants through the API server's own default bindings (label
 ``kubernetes.io/bootstrapping: rbac-defaults``) to control-plane identities (``system:``
 users and groups, ServiceAccounts in ``kube-system``: ``system:masters``, the controllers)
-are one note per trusted account; every other subject is a finding.
+are one note per trusted account; every other subject is a finding. The label is set by
+whoever creates the binding: a group every user or ServiceAccount is in
+(``system:authenticated``, ``system:unauthenticated``, ``system:serviceaccounts[:NS]``) is
+never the control plane.
 """
 
 from __future__ import annotations
@@ -79,8 +106,19 @@ WAYS: Final = {
     "token": "mint tokens for it",
     "pods": "run pods as it",
     "enter": "enter its running pods",
+    "certificate": "mint a client certificate naming it",
+    "node": "mint a node's client certificate (its pods' tokens)",
     "grant": "grant itself these (RBAC escalation)",
+    "as": "act as",
 }
+#: Groups everyone of a kind is in: never the control plane, whatever labels their binding has.
+EVERYONE: Final = ("system:authenticated", "system:unauthenticated", ALL_SA_GROUP)
+#: The one group a client certificate cannot name (the CertificateSubjectRestriction
+#: admission plugin refuses it for the kube-apiserver-client signer).
+MASTERS: Final = "system:masters"
+CERT_GROUP: Final = "certificates.k8s.io"
+CLIENT_SIGNERS: Final = ("kubernetes.io/kube-apiserver-client", "kubernetes.io/*")
+KUBELET_SIGNERS: Final = ("kubernetes.io/kube-apiserver-client-kubelet", "kubernetes.io/*")
 
 Rule = Mapping[str, Any]
 #: Stands for "some existing object" (or any account of a trusted group): a rule limited by
@@ -141,12 +179,6 @@ def targets(bundle: Bundle) -> list[Target]:
     return out
 
 
-def target_namespaces(found: Sequence[Target]) -> tuple[str, ...]:
-    """The namespaces whose Roles and RoleBindings matter (``("*",)``: all)."""
-    spaces = {t.namespace for t in found if t.namespace is not None}
-    return (ALL,) if ALL in spaces else tuple(sorted(spaces))
-
-
 # --- rule matching ------------------------------------------------------------------------
 
 
@@ -180,7 +212,9 @@ def _any(rules: Iterable[Rule], *args: str) -> bool:
     return any(allows(rule, *args) for rule in rules)
 
 
-def _namespaced_ways(rules: Sequence[Rule], target: Target) -> list[str]:
+def _namespaced_ways(
+    rules: Sequence[Rule], target: Target, *, rbac_only: bool = False
+) -> list[str]:
     """The ways ``rules`` (granted in the target's namespace, or cluster-wide) reach it."""
     if target.namespace is None:
         return []
@@ -190,12 +224,21 @@ def _namespaced_ways(rules: Sequence[Rule], target: Target) -> list[str]:
         ways.append("impersonate")
     if _any(rules, "create", "", "serviceaccounts", name, "token"):
         ways.append("token")
+    elif (
+        rbac_only
+        and _any(rules, "create", "", "secrets")
+        and _any(rules, "get", "", "secrets", _ANY_NAME)
+    ):
+        # a Secret of type kubernetes.io/service-account-token naming the account: the token
+        # controller fills in a token (no pod extras: it acts as the account for RBAC only)
+        ways.append("token")
     creates = _any(rules, "create", "", "pods") or any(
         _any(rules, "create", group, resource) for group, resource in WORKLOADS
     )
-    edits = any(  # an existing workload's pod template: serviceAccountName can be changed
+    edits = any(  # an existing workload's pod template: serviceAccountName can be changed;
+        # a running pod's container images are mutable: its own token runs other code
         _any(rules, verb, group, resource, _ANY_NAME)
-        for group, resource in WORKLOADS
+        for group, resource in (*WORKLOADS, ("", "pods"))
         for verb in ("update", "patch")
     )
     if creates or edits:
@@ -215,14 +258,51 @@ def _namespaced_ways(rules: Sequence[Rule], target: Target) -> list[str]:
     return ways
 
 
-def _cluster_ways(rules: Sequence[Rule], target: Target) -> list[str]:
-    """Ways only a ClusterRoleBinding grants: impersonating users and groups (not namespaced)."""
-    if target.group and _any(rules, "impersonate", "", "groups", target.username):
-        return ["impersonate"]
+def _cluster_ways(rules: Sequence[Rule], target: Target, *, rbac_only: bool = False) -> list[str]:
+    """Ways only a ClusterRoleBinding grants (the objects are not namespaced): impersonating
+    users and groups, the kubelet's exec through ``nodes/proxy``, a client certificate."""
+    ways: list[str] = []
+    # The gate counts a ServiceAccount group only for a ServiceAccount of it, from its pod
+    # (decide._in_trusted_group): the group impersonated, or named by a certificate, with
+    # another username is not trusted. For RBAC (a chain) it is that group.
+    borrowed = rbac_only or not (target.group and target.service_account)
+    if target.group and borrowed and _any(rules, "impersonate", "", "groups", target.username):
+        ways.append("impersonate")
     user = not target.group and not target.service_account
     if user and _any(rules, "impersonate", "", "users", target.username):
-        return ["impersonate"]
-    return []
+        ways.append("impersonate")
+    named = _any_rule_names(rules)
+    if target.namespace is not None and any(
+        _any(named, verb, "", "nodes", _ANY_NAME, "proxy") for verb in ("get", "create")
+    ):
+        ways.append("enter")  # the kubelet's /exec, /attach, /run on any pod of the node
+    person = not target.service_account or rbac_only
+    if person and target.username != MASTERS and certifies(rules):
+        ways.append("certificate")  # a ServiceAccount's certificate carries no pod extras
+    if target.namespace is not None and certifies(rules, KUBELET_SIGNERS):
+        ways.append("node")  # the Node authorizer: tokens of the pods bound to the node
+    if target.namespace is not None and any(
+        _any(named, verb, "admissionregistration.k8s.io", "mutatingwebhookconfigurations", n)
+        for verb, n in (("create", ""), ("update", _ANY_NAME), ("patch", _ANY_NAME))
+    ):
+        ways.append("pods")  # a webhook of one's own adds a container to its next pod
+    return ways
+
+
+def certifies(rules: Sequence[Rule], signers: Sequence[str] = CLIENT_SIGNERS) -> bool:
+    """Whether ``rules`` (cluster-wide) let their holder have a client certificate issued by
+    one of ``signers``: create a CertificateSigningRequest and approve it
+    (kube-controller-manager's signer issues what is approved). The kube-apiserver-client
+    signer names any user and groups; the kubelet one a node."""
+    named = _any_rule_names(rules)
+    return (
+        _any(rules, "create", CERT_GROUP, "certificatesigningrequests")
+        and any(
+            _any(named, verb, CERT_GROUP, "certificatesigningrequests", _ANY_NAME, "approval")
+            for verb in ("update", "patch")
+        )
+        and any(_any(rules, "approve", CERT_GROUP, "signers", s) for s in signers)
+    )
 
 
 def _escalates(rules: Sequence[Rule], cluster: bool) -> bool:
@@ -324,12 +404,57 @@ def effective_cluster_roles(cluster_roles: Sequence[Mapping[str, Any]]) -> dict[
 
 @dataclass(frozen=True)
 class Grant:
-    """One binding that gives one subject some ways to act as one target."""
+    """One binding (or several read together) that gives one subject some ways to act as one
+    target; ``via`` names them (for the way ``as``: the subject acted as, and how)."""
 
     subject: str
     ways: tuple[str, ...]
     via: str
     control_plane: bool
+
+
+@dataclass(frozen=True)
+class _Bound:
+    """One binding of a subject: its rules, where they apply ("" cluster-wide)."""
+
+    via: str
+    namespace: str
+    rules: tuple[Rule, ...]
+    control_plane: bool
+
+
+@dataclass
+class _Holder:
+    """A subject (``Kind/name``) and every binding it is named in: the authorizer allows a
+    request if any of them does, so its powers are read from all of them together."""
+
+    subject: str
+    username: str
+    bound: list[_Bound]
+
+    @property
+    def control_plane(self) -> bool:
+        return all(b.control_plane for b in self.bound)
+
+    def shape(self) -> object:
+        """What its grants depend on: which rules (one object per role) apply where."""
+        return frozenset((b.namespace, id(b.rules)) for b in self.bound)
+
+    def as_target(self) -> Target:
+        """The subject as an identity someone else may act as."""
+        kind, _, name = self.subject.partition("/")
+        if kind == "Group":
+            space = (
+                ALL
+                if name == ALL_SA_GROUP
+                else name.removeprefix(SA_GROUP_PREFIX)
+                if name.startswith(SA_GROUP_PREFIX)
+                else None
+            )
+            return Target(name, space, "", True, (), ())
+        space = identity.service_account_namespace(self.username)
+        short = self.username.rpartition(":")[2] if space is not None else self.username
+        return Target(self.username, space, short, False, (), ())
 
 
 def _subject(entry: Mapping[str, Any], namespace: str) -> tuple[str, str] | None:
@@ -340,6 +465,10 @@ def _subject(entry: Mapping[str, Any], namespace: str) -> tuple[str, str] | None
         if not ns or not name:  # the authorizer never matches it (rule.go appliesToUser)
             return None
         return (f"ServiceAccount/{ns}/{name}", f"{identity.SERVICE_ACCOUNT_PREFIX}{ns}:{name}")
+    if kind == "User" and identity.service_account_namespace(name) is not None:
+        # the authorizer matches a User subject by username: this is that ServiceAccount
+        ns, _, short = name.removeprefix(identity.SERVICE_ACCOUNT_PREFIX).partition(":")
+        return (f"ServiceAccount/{ns}/{short}", name)
     if kind in ("User", "Group") and name:
         # RBAC takes any string here: shown as decide() shows a claim, never as raw lines
         return (f"{kind}/{shown_claim(name)}", name)
@@ -355,29 +484,37 @@ def _is_itself(subject: str, username: str, target: Target) -> bool:
     return subject.startswith("Group/") and username == target.username
 
 
+def _everyone(subject: str, username: str) -> bool:
+    """A group every user (or every ServiceAccount, of the cluster or of a namespace) is in."""
+    group = subject.startswith("Group/")
+    return group and (username in EVERYONE or username.startswith(SA_GROUP_PREFIX))
+
+
 def _control_plane(binding: Mapping[str, Any], subject: str, username: str) -> bool:
+    """A default binding (its label, which whoever creates a binding may set) to a
+    control-plane identity; never to a group everyone of a kind is in."""
     if _labels(binding).get(BOOTSTRAP_LABEL) != BOOTSTRAP_VALUE:
         return False
     if subject.startswith("ServiceAccount/"):
         return identity.service_account_namespace(username) == "kube-system"
+    if _everyone(subject, username) and username != f"{SA_GROUP_PREFIX}kube-system":
+        return False
     return username.startswith("system:")
 
 
-def audit_rbac(
-    found: Sequence[Target],
-    *,
+def _holders(
     roles: Sequence[Mapping[str, Any]],
     cluster_roles: Sequence[Mapping[str, Any]],
     role_bindings: Sequence[Mapping[str, Any]],
     cluster_role_bindings: Sequence[Mapping[str, Any]],
-) -> list[Finding]:
-    """One finding per subject and trusted identity it can act as; one note per identity for
-    the control plane's own grants."""
+) -> dict[str, _Holder]:
+    """Every subject named by a binding of some rules, with all its bindings."""
     cluster_rules = effective_cluster_roles(cluster_roles)
     role_rules = {
         (str((r.get("metadata") or {}).get("namespace") or ""), _name(r)): _rules(r) for r in roles
     }
-    collected: dict[str, dict[str, list[Grant]]] = {t.username: {} for t in found}
+    out: dict[str, _Holder] = {}
+    frozen: dict[tuple[str, str, str], tuple[Rule, ...]] = {}
     bindings = [(b, True) for b in cluster_role_bindings] + [(b, False) for b in role_bindings]
     for binding, cluster in bindings:
         meta = binding.get("metadata") or {}
@@ -390,52 +527,147 @@ def audit_rbac(
             rules = role_rules.get((namespace, role_name), [])
         else:
             continue
-        if not rules:
+        if not rules or (not cluster and not namespace):
             continue
         kind = "ClusterRoleBinding" if cluster else "RoleBinding"
         where = f"{namespace}/{_name(binding)}" if namespace else _name(binding)
         via = f"{kind} {where} -> {role_kind} {role_name}"
-        named = _any_rule_names(rules)
-        escalates = _escalates(named, cluster)
-        for target in found:
-            ways = _binding_ways(target, rules, named, escalates, cluster, namespace)
-            if not ways:
+        for entry in binding.get("subjects") or []:
+            resolved = _subject(entry, namespace) if isinstance(entry, Mapping) else None
+            if resolved is None:
                 continue
-            for entry in binding.get("subjects") or []:
-                resolved = _subject(entry, namespace) if isinstance(entry, Mapping) else None
-                if resolved is None or _is_itself(resolved[0], resolved[1], target):
+            subject, username = resolved
+            holder = out.setdefault(subject, _Holder(subject, username, []))
+            cp = _control_plane(binding, subject, username)
+            key = (role_kind, "" if role_kind == "ClusterRole" else namespace, role_name)
+            shared = frozen.setdefault(key, tuple(rules))  # one object per role: see _acting
+            holder.bound.append(_Bound(via, namespace, shared, cp))
+    return out
+
+
+def _ways(holder: _Holder, target: Target, *, rbac_only: bool = False) -> list[Grant]:
+    """The ways ``holder`` can act as ``target``: binding by binding, then, for what no one
+    binding grants, its bindings that apply in one namespace read together. ``rbac_only``:
+    acting as ``target`` only for what RBAC grants it (a certificate naming a
+    ServiceAccount then counts: it lacks the pod extras only the webhook asks for)."""
+    out: list[Grant] = []
+    seen: set[str] = set()
+    for bound in holder.bound:
+        cluster = [] if bound.namespace else list(bound.rules)
+        local = list(bound.rules) if bound.namespace else []
+        ways = _binding_ways(target, cluster, local, bound.namespace, rbac_only=rbac_only)
+        if ways:
+            seen.update(ways)
+            out.append(Grant(holder.subject, _ordered(ways), bound.via, bound.control_plane))
+    wide = [b for b in holder.bound if not b.namespace]
+    spaces = sorted({b.namespace for b in holder.bound if b.namespace}) or [""]
+    for space in spaces:
+        together = wide + [b for b in holder.bound if space and b.namespace == space]
+        if len(together) < 2:
+            continue
+        cluster = [r for b in wide for r in b.rules]
+        local = [r for b in together if b.namespace for r in b.rules]
+        ways = _binding_ways(target, cluster, local, space, rbac_only=rbac_only)
+        new = [w for w in ways if w not in seen]
+        if new:
+            seen.update(new)
+            via = " together with ".join(b.via for b in together)
+            cp = all(b.control_plane for b in together)
+            out.append(Grant(holder.subject, _ordered(new), via, cp))
+    return out
+
+
+def _ordered(ways: Iterable[str]) -> tuple[str, ...]:
+    return tuple(w for w in WAYS if w in set(ways))
+
+
+def _acting(holders: Mapping[str, _Holder], target: Target) -> dict[str, list[Grant]]:
+    """Every subject that can act as ``target``: directly, or by acting as a subject that
+    can (impersonating a user or group, a client certificate naming one, or any way into a
+    ServiceAccount: followed until nothing changes)."""
+    acting: dict[str, list[Grant]] = {}
+    for subject, holder in holders.items():
+        if not _is_itself(subject, holder.username, target):
+            grants = _ways(holder, target)
+            if grants:
+                acting[subject] = grants
+    as_targets = {subject: holder.as_target() for subject, holder in holders.items()}
+    checked: dict[str, set[str]] = {}  # each pair is asked once, whatever the round
+    # Subjects bound to the same roles in the same places reach the same subjects: asked
+    # once per such set of grants (most subjects reach none; many share view or edit).
+    reaches: dict[tuple[object, str], bool] = {}
+    changed = True
+    while changed:
+        changed = False
+        known = sorted(acting)
+        for subject, holder in sorted(holders.items()):
+            if subject in acting or _is_itself(subject, holder.username, target):
+                continue
+            wide = any(not b.namespace for b in holder.bound)
+            spaces = {b.namespace for b in holder.bound}
+            done = checked.setdefault(subject, set())
+            chained: list[Grant] = []
+            for other in known:
+                if other == subject or other in done or holders[other].username in EVERYONE[:2]:
+                    continue  # every subject is in those groups already: its finding says so
+                done.add(other)
+                there = as_targets[other].namespace
+                if not wide and (there is None or (there != ALL and there not in spaces)):
+                    continue  # only RoleBindings elsewhere: nothing of theirs applies to it
+                shape = (holder.shape(), other)
+                if reaches.get(shape) is False:
                     continue
-                subject, username = resolved
-                grant = Grant(
-                    subject,
-                    tuple(w for w in WAYS if w in ways),
-                    via,
-                    _control_plane(binding, subject, username),
-                )
-                collected[target.username].setdefault(subject, []).append(grant)
+                grants = _ways(holder, as_targets[other], rbac_only=True)
+                reaches[shape] = bool(grants)
+                if not grants:
+                    continue
+                kind, _, name = other.partition("/")
+                how = "; ".join(f"{_and([WAYS[w] for w in g.ways])} via {g.via}" for g in grants)
+                cp = all(g.control_plane for g in grants) and holders[other].control_plane
+                chained.append(Grant(subject, ("as",), f"{kind} {name} ({how})", cp))
+            if chained:
+                acting[subject] = chained
+                changed = True
+    return acting
+
+
+def audit_rbac(
+    found: Sequence[Target],
+    *,
+    roles: Sequence[Mapping[str, Any]],
+    cluster_roles: Sequence[Mapping[str, Any]],
+    role_bindings: Sequence[Mapping[str, Any]],
+    cluster_role_bindings: Sequence[Mapping[str, Any]],
+) -> list[Finding]:
+    """One finding per subject and trusted identity it can act as; one note per identity for
+    the control plane's own grants."""
+    holders = _holders(roles, cluster_roles, role_bindings, cluster_role_bindings)
     out: list[Finding] = []
     for target in found:
-        out += _findings(target, collected[target.username])
+        out += _findings(target, _acting(holders, target))
     return out
 
 
 def _binding_ways(
     target: Target,
-    rules: Sequence[Rule],
-    named: Sequence[Rule],
-    escalates: bool,
-    cluster: bool,
+    cluster: Sequence[Rule],
+    local: Sequence[Rule],
     namespace: str,
+    *,
+    rbac_only: bool = False,
 ) -> list[str]:
-    """The ways one binding (a ClusterRoleBinding, or a RoleBinding in ``namespace``) of
-    ``rules`` (``named``: :func:`_any_rule_names` of them) gives to act as ``target``."""
+    """The ways rules granted cluster-wide (``cluster``) and by RoleBindings in
+    ``namespace`` (``local``), together, give to act as ``target``."""
     ways: list[str] = []
-    here = cluster or target.namespace in (namespace, ALL)
-    if here:
-        ways += _namespaced_ways(named, target)
+    applies = target.namespace in (namespace, ALL) and bool(namespace)
+    scoped = [*cluster, *(local if applies else [])]
+    named = _any_rule_names(scoped)
+    if scoped:
+        ways += _namespaced_ways(named, target, rbac_only=rbac_only)
     if cluster:
-        ways += _cluster_ways(rules, target)
-    if escalates and here:
+        ways += _cluster_ways(cluster, target, rbac_only=rbac_only)
+    wide = bool(cluster) and _escalates(_any_rule_names(cluster), True)
+    if (wide or (scoped and _escalates(named, False))) and (cluster or applies):
         ways.append("grant")
     return ways
 
@@ -449,13 +681,7 @@ def _findings(target: Target, grants: Mapping[str, Sequence[Grant]]) -> list[Fin
         if all(g.control_plane for g in found):
             system.append(f"{subject} ({', '.join(ways)})")
             continue
-        by_via: dict[str, set[str]] = {}
-        for grant in found:
-            by_via.setdefault(grant.via, set()).update(grant.ways)
-        shown = "; ".join(
-            f"{_and([WAYS[w] for w in WAYS if w in by_via[via]])} via {via}"
-            for via in sorted(by_via)
-        )
+        shown = _shown(found)
         kind, _, name = subject.partition("/")
         out.append(
             Finding(
@@ -605,6 +831,112 @@ def audit_holder_roles(
     return out
 
 
+def _holds(rules: Sequence[Rule], switches: Sequence[Switch]) -> list[str]:
+    named = _any_rule_names(rules)
+    return [
+        what
+        for what, verbs, group, resource, sub in switches
+        if any(_any(named, verb, group, resource, _ANY_NAME, sub) for verb in verbs)
+    ]
+
+
+def _bundle_switch(bundle_configmap: str) -> Switch:
+    return (
+        f"write or delete the bundle ConfigMap {bundle_configmap} (another bundle, or none)",
+        (*WRITES, "delete"),
+        "",
+        "configmaps",
+        "",
+    )
+
+
+def _switches_held(holder: _Holder, label_mode: bool, bundle_configmap: str) -> list[Grant]:
+    """What of :data:`SWITCHES` (and the label switch, and the bundle ConfigMap) ``holder``
+    holds, binding by binding, then its bindings read together. Cluster-scoped kinds count
+    from ClusterRoleBindings only; status writes in any namespace; the bundle ConfigMap in
+    its own."""
+    cluster_scoped = [s for s in SWITCHES if not s[4]] + ([LABEL_SWITCH] if label_mode else [])
+    namespaced = [s for s in SWITCHES if s[4]]
+    bundle_ns, _, bundle_name = bundle_configmap.partition("/")
+
+    def held(cluster: Sequence[Rule], local: Sequence[Rule], namespace: str) -> list[str]:
+        found = _holds(cluster, cluster_scoped) + _holds([*cluster, *local], namespaced)
+        if bundle_configmap and (not namespace or namespace == bundle_ns):
+            mine = [*cluster, *local]
+            writes = any(
+                _any(mine, verb, "", "configmaps", bundle_name) for verb in (*WRITES, "delete")
+            )
+            if writes or _any(mine, "deletecollection", "", "configmaps"):
+                found.append(_bundle_switch(bundle_configmap)[0])
+        return found
+
+    out: list[Grant] = []
+    seen: set[str] = set()
+    for bound in holder.bound:
+        cluster = [] if bound.namespace else list(bound.rules)
+        local = list(bound.rules) if bound.namespace else []
+        found = held(cluster, local, bound.namespace)
+        if found:
+            seen.update(found)
+            out.append(Grant(holder.subject, tuple(found), bound.via, bound.control_plane))
+    wide = [b for b in holder.bound if not b.namespace]
+    for space in sorted({b.namespace for b in holder.bound if b.namespace}) or [""]:
+        together = wide + [b for b in holder.bound if space and b.namespace == space]
+        if len(together) < 2:
+            continue
+        cluster = [r for b in wide for r in b.rules]
+        local = [r for b in together if b.namespace for r in b.rules]
+        new = [w for w in held(cluster, local, space) if w not in seen]
+        if new:
+            seen.update(new)
+            via = " together with ".join(b.via for b in together)
+            out.append(
+                Grant(holder.subject, tuple(new), via, all(b.control_plane for b in together))
+            )
+    return out
+
+
+def audit_switch_holders(
+    *,
+    roles: Sequence[Mapping[str, Any]],
+    cluster_roles: Sequence[Mapping[str, Any]],
+    role_bindings: Sequence[Mapping[str, Any]],
+    cluster_role_bindings: Sequence[Mapping[str, Any]],
+    label_mode: bool,
+    bundle_configmap: str = "",
+) -> list[Finding]:
+    """Every subject that may switch the gate off (:data:`SWITCHES`; in label mode the
+    Namespace label; the bundle ConfigMap when named): a note each, since cluster admins,
+    Argo CD and the controllers that own a status hold these by design, and a finding for a
+    group every user or ServiceAccount is in. The control plane's default bindings are left
+    out."""
+    holders = _holders(roles, cluster_roles, role_bindings, cluster_role_bindings)
+    out: list[Finding] = []
+    for subject, holder in sorted(holders.items()):
+        held = _switches_held(holder, label_mode, bundle_configmap)
+        grants = [g for g in held if not g.control_plane]
+        if not grants:
+            continue
+        shown = "; ".join(f"{_and(list(g.ways))} via {g.via}" for g in grants)
+        kind, _, name = subject.partition("/")
+        everyone = _everyone(subject, holder.username)
+        out.append(
+            Finding(
+                AREA,
+                "finding" if everyone else "note",
+                subject,
+                f"{kind} {name} can switch approvalgate off: {shown}",
+                "remove the binding(s) named: every user (or ServiceAccount) is in this group"
+                if everyone
+                else "expected only for cluster administrators, Argo CD and (a status write) "
+                "the controller that owns it; otherwise remove the binding(s) named or narrow "
+                "the role (docs/deploy.md, section 6)",
+                "switch",
+            )
+        )
+    return out
+
+
 FLOOR_WRITES: Final = ("update", "patch", "delete", "deletecollection")
 
 
@@ -626,8 +958,9 @@ def audit_floor_writers(
 
     Whoever may act as ``writer`` (impersonate it, mint tokens for it, run pods as it or
     enter its pods, in its namespace, or grant itself these: :func:`audit_rbac`'s ways) can
-    lower the floor through its ``update``: one finding per such subject too. ``roles``
-    and ``role_bindings`` are those of the floor's namespace and of the writer's."""
+    lower the floor through its ``update``: one finding per such subject too, and per subject
+    that can act as one of those (:func:`audit_rbac`'s chains). ``roles`` and
+    ``role_bindings`` are those of every namespace (a chain may pass through any)."""
     sa_namespace = identity.service_account_namespace(writer)
     as_writer = Target(
         writer,
@@ -637,7 +970,6 @@ def audit_floor_writers(
         ("bundle revision floor's writer",),
         (),
     )
-    acting: dict[str, dict[str, set[str]]] = {}
     cluster_rules = effective_cluster_roles(cluster_roles)
     role_rules = {
         (str((r.get("metadata") or {}).get("namespace") or ""), _name(r)): _rules(r) for r in roles
@@ -647,7 +979,7 @@ def audit_floor_writers(
     for binding, cluster in bindings:
         meta = binding.get("metadata") or {}
         where = "" if cluster else str(meta.get("namespace") or "")
-        if not cluster and where not in (namespace, sa_namespace):
+        if not cluster and where != namespace:
             continue
         ref = binding.get("roleRef") or {}
         role_kind, role_name = str(ref.get("kind") or ""), str(ref.get("name") or "")
@@ -660,16 +992,9 @@ def audit_floor_writers(
         verbs = [
             verb
             for verb in FLOOR_WRITES
-            if (cluster or where == namespace)
-            and _any(rules, verb, "", "configmaps", "" if verb == "deletecollection" else name)
+            if _any(rules, verb, "", "configmaps", "" if verb == "deletecollection" else name)
         ]
-        named = _any_rule_names(rules)
-        ways = (
-            _binding_ways(as_writer, rules, named, _escalates(named, cluster), cluster, where)
-            if writer
-            else []
-        )
-        if not verbs and not ways:
+        if not verbs:
             continue
         kind = "ClusterRoleBinding" if cluster else "RoleBinding"
         via = f"{kind} {where + '/' if where else ''}{_name(binding)} -> {role_kind} {role_name}"
@@ -678,14 +1003,18 @@ def audit_floor_writers(
             if resolved is None or _control_plane(binding, *resolved):
                 continue
             subject, username = resolved
-            if ways and not _is_itself(subject, username, as_writer):
-                acting.setdefault(subject, {}).setdefault(via, set()).update(ways)
             extra = [v for v in verbs if v != "update"] if username == writer else verbs
             if not extra:
                 continue
             have, vias = found.setdefault(subject, ([], []))
             have += [v for v in extra if v not in have]
             vias.append(via)
+    holders = _holders(roles, cluster_roles, role_bindings, cluster_role_bindings)
+    acting = {
+        subject: grants
+        for subject, grants in (_acting(holders, as_writer) if writer else {}).items()
+        if not all(g.control_plane for g in grants)
+    }
     target = f"ConfigMap/{namespace}/{name}"
     writes = [
         Finding(
@@ -708,10 +1037,7 @@ def audit_floor_writers(
             subject,
             f"{subject} can act as {writer}, which may update the bundle revision floor "
             f"{target}: "
-            + "; ".join(
-                f"{_and([WAYS[w] for w in WAYS if w in by_via[via]])} via {via}"
-                for via in sorted(by_via)
-            )
+            + _shown(grants)
             + ": through that update it can lower the floor and so let the pods enforce an "
             "older signed bundle that the compiled values put back",
             "remove the binding(s) named, or narrow the role: nobody but the platform's "
@@ -719,9 +1045,23 @@ def audit_floor_writers(
             f"its namespace ({sa_namespace or 'the cluster'}) or grant themselves RBAC there "
             "(docs/deploy.md, the revision floor)",
         )
-        for subject, by_via in sorted(acting.items())
+        for subject, grants in sorted(acting.items())
     ]
     return sorted(writes + acts, key=lambda f: f.subject)
+
+
+def _shown(grants: Sequence[Grant]) -> str:
+    """The ways and the bindings that give them, one part per binding (or bindings read
+    together, or subject acted as)."""
+    by_via: dict[str, set[str]] = {}
+    for grant in grants:
+        by_via.setdefault(grant.via, set()).update(grant.ways)
+    return "; ".join(
+        f"act as {via}"
+        if by_via[via] == {"as"}
+        else f"{_and([WAYS[w] for w in WAYS if w in by_via[via]])} via {via}"
+        for via in sorted(by_via)
+    )
 
 
 def _and(items: Sequence[str]) -> str:
@@ -751,7 +1091,7 @@ __all__ = [
     "audit_floor_writers",
     "audit_holder_roles",
     "audit_rbac",
+    "audit_switch_holders",
     "effective_cluster_roles",
-    "target_namespaces",
     "targets",
 ]

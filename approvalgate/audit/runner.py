@@ -10,7 +10,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Final
 
-from approvalgate.approvals import content, identity, parents, records
+from approvalgate.approvals import content, parents, records
 from approvalgate.approvals.bundle import Bundle, parse_bundle_text
 from approvalgate.approvals.bundle_floor import check_floor, read_floor
 from approvalgate.approvals.bundle_trust import (
@@ -253,7 +253,7 @@ def run_audit(cluster: Cluster, options: Options, expectations: Expectations) ->
     result.findings += _audit_webhook(cluster, options, expectations, served, holding)
     result.findings += _audit_bundle(cluster, options, expectations)
     result.findings += _audit_policies(cluster, namespaces, expectations)
-    result.findings += _audit_rbac(cluster, bundle)
+    result.findings += _audit_rbac(cluster, bundle, options.bundle_configmap or "")
     if options.bundle_floor:
         result.findings += _audit_floor(cluster, options, expectations)
     labels = _namespace_labels(cluster) if bundle.namespace_selection == "optInLabel" else None
@@ -496,10 +496,10 @@ def _namespace_labels(cluster: Cluster) -> dict[str, dict[str, str]] | None:
     }
 
 
-def _audit_rbac(cluster: Cluster, bundle: Bundle) -> list[Finding]:
-    """Whether the roles requesters hold can switch the gate off, and who can act as the
-    bundle's trusted ServiceAccounts; a permission the audit lacks is a finding (it could not
-    tell), not a crash."""
+def _audit_rbac(cluster: Cluster, bundle: Bundle, bundle_configmap: str = "") -> list[Finding]:
+    """Whether the roles requesters hold can switch the gate off, who else may, and who can
+    act as the bundle's trusted ServiceAccounts; a permission the audit lacks is a finding
+    (it could not tell), not a crash."""
     label_mode = bundle.namespace_selection == "optInLabel"
     try:
         holders = rbac.audit_holder_roles(cluster.list_rbac("clusterroles"), label_mode=label_mode)
@@ -516,7 +516,7 @@ def _audit_rbac(cluster: Cluster, bundle: Bundle) -> list[Finding]:
                 f"{RBAC_HINT} (list on clusterroles)",
             )
         ]
-    return holders + _audit_trusted_rbac(cluster, bundle)
+    return holders + _audit_trusted_rbac(cluster, bundle, label_mode, bundle_configmap)
 
 
 def _audit_floor(cluster: Cluster, options: Options, exp: Expectations) -> list[Finding]:
@@ -576,17 +576,9 @@ def _config_map_data(obj: Mapping[str, Any] | None) -> dict[str, str] | None:
 
 
 def _floor_writers(cluster: Cluster, options: Options, namespace: str, name: str) -> list[Finding]:
-    # the writer's own namespace too: who may act as it there may lower the floor
-    namespaces = dict.fromkeys(
-        n for n in (namespace, identity.service_account_namespace(options.floor_writer)) if n
-    )
+    # every namespace: who may act as the writer, or as someone who may, may lower the floor
     try:
-        listed = {
-            "clusterroles": cluster.list_rbac("clusterroles"),
-            "clusterrolebindings": cluster.list_rbac("clusterrolebindings"),
-            "roles": [r for n in namespaces for r in cluster.list_rbac("roles", n)],
-            "rolebindings": [b for n in namespaces for b in cluster.list_rbac("rolebindings", n)],
-        }
+        listed = {plural: cluster.list_rbac(plural) for plural in RBAC_PLURALS}
     except ClusterError as exc:
         if exc.status != 403:
             raise
@@ -610,19 +602,16 @@ def _floor_writers(cluster: Cluster, options: Options, namespace: str, name: str
     )
 
 
-def _audit_trusted_rbac(cluster: Cluster, bundle: Bundle) -> list[Finding]:
+RBAC_PLURALS: Final = ("clusterroles", "clusterrolebindings", "roles", "rolebindings")
+
+
+def _audit_trusted_rbac(
+    cluster: Cluster, bundle: Bundle, label_mode: bool, bundle_configmap: str
+) -> list[Finding]:
     found = rbac.targets(bundle)
-    if not found:
-        return []
-    spaces = rbac.target_namespaces(found)
-    listed: dict[str, list[dict[str, Any]]] = {}
+    # every namespace: a chain (who may act as someone who may act as it) passes through any
     try:
-        for plural in ("clusterroles", "clusterrolebindings"):
-            listed[plural] = cluster.list_rbac(plural)
-        for plural in ("roles", "rolebindings"):
-            listed[plural] = []
-            for namespace in spaces if spaces != (ALL,) else (None,):
-                listed[plural] += cluster.list_rbac(plural, namespace)
+        listed = {plural: cluster.list_rbac(plural) for plural in RBAC_PLURALS}
     except ClusterError as exc:
         if exc.status != 403:
             raise
@@ -637,12 +626,15 @@ def _audit_trusted_rbac(cluster: Cluster, bundle: Bundle) -> list[Finding]:
                 f"{RBAC_HINT} (list on roles, rolebindings, clusterroles, clusterrolebindings)",
             )
         ]
-    return rbac.audit_rbac(
-        found,
-        roles=listed["roles"],
-        cluster_roles=listed["clusterroles"],
-        role_bindings=listed["rolebindings"],
-        cluster_role_bindings=listed["clusterrolebindings"],
+    objects = {
+        "roles": listed["roles"],
+        "cluster_roles": listed["clusterroles"],
+        "role_bindings": listed["rolebindings"],
+        "cluster_role_bindings": listed["clusterrolebindings"],
+    }
+    acting = rbac.audit_rbac(found, **objects) if found else []
+    return acting + rbac.audit_switch_holders(
+        **objects, label_mode=label_mode, bundle_configmap=bundle_configmap
     )
 
 

@@ -17,8 +17,8 @@ from approvalgate.audit.rbac import (
     allows,
     audit_holder_roles,
     audit_rbac,
+    audit_switch_holders,
     effective_cluster_roles,
-    target_namespaces,
     targets,
 )
 from tests.support.corpus import BASE, compile_case_bundle
@@ -356,7 +356,7 @@ def test_the_control_planes_default_bindings_are_one_note() -> None:
         ("note", SUBMITTER.username),
     ]
     assert found[1].message.endswith(
-        "Group/system:masters (impersonate, token, pods, enter, grant); "
+        "Group/system:masters (impersonate, token, pods, enter, node, grant); "
         "ServiceAccount/kube-system/job-controller (pods)"
     )
 
@@ -374,9 +374,6 @@ def test_targets_are_the_trusted_submitters_and_gitops_appliers() -> None:
         False,
     )
     assert found.roles == ("trusted submitter",) and len(found.policies) == 1
-    assert target_namespaces([SUBMITTER, GROUP, PERSON]) == (NS,)
-    all_accounts = Target("system:serviceaccounts", "*", "", True, ("x",), ("p",))
-    assert target_namespaces([SUBMITTER, all_accounts]) == ("*",)
 
 
 # --- the roles requesters hold, widened (classes 17 and 22) -----------------------------------
@@ -463,3 +460,363 @@ def test_edit_itself_granting_a_webhook_or_crd_write_is_a_finding() -> None:
     assert finding.subject == "ClusterRole/edit" and "through" not in finding.message
     for what in ("ValidatingWebhookConfiguration", "CustomResourceDefinitions", "APIService"):
         assert what in finding.message
+
+
+# --- fifth red-team pass: paths the API server grants that the reader missed ----------------
+
+RBAC = "rbac.authorization.k8s.io"
+
+
+def role(name: str, rules: list[dict[str, Any]], namespace: str = NS) -> dict[str, Any]:
+    return {"metadata": {"name": name, "namespace": namespace}, "rules": rules}
+
+
+def rule(group: str, resources: list[str], verbs: list[str], **more: Any) -> dict[str, Any]:
+    return {"apiGroups": [group], "resources": resources, "verbs": verbs, **more}
+
+
+def test_powers_split_across_bindings_are_read_together_as_the_authorizer_does() -> None:
+    """The authorizer allows a request if any of the subject's bindings does: escalate from
+    one binding and create on roles from another is escalation, which no one binding shows."""
+    found = audit(
+        roles=[
+            role("escalate", [rule(RBAC, ["roles"], ["escalate"])]),
+            role("writes", [rule(RBAC, ["roles", "rolebindings"], ["create"])]),
+        ],
+        role_bindings=[
+            binding("a", "escalate", user("esme"), role_kind="Role"),
+            binding("b", "writes", user("esme"), role_kind="Role"),
+        ],
+    )
+    (finding,) = found
+    assert finding.subject == "User/esme"
+    assert "grant itself these (RBAC escalation) via RoleBinding agents-system/a -> Role " in (
+        finding.message
+    )
+    assert "together with RoleBinding agents-system/b -> Role writes" in finding.message
+    # bind on ClusterRoles from a ClusterRoleBinding, create on rolebindings from a RoleBinding
+    (finding,) = audit(
+        cluster_roles=[
+            cluster_role("binds", [rule(RBAC, ["clusterroles"], ["bind"])]),
+            cluster_role("rb", [rule(RBAC, ["rolebindings"], ["create"])]),
+        ],
+        role_bindings=[binding("rb", "rb", user("bo"))],
+        cluster_role_bindings=[binding("binds", "binds", user("bo"), namespace=None)],
+    )
+    assert "RBAC escalation" in finding.message
+    # each half alone, for different subjects: nothing
+    assert (
+        audit(
+            roles=[
+                role("escalate", [rule(RBAC, ["roles"], ["escalate"])]),
+                role("writes", [rule(RBAC, ["roles"], ["create"])]),
+            ],
+            role_bindings=[
+                binding("a", "escalate", user("esme"), role_kind="Role"),
+                binding("b", "writes", user("wes"), role_kind="Role"),
+            ],
+        )
+        == []
+    )
+
+
+def test_patching_a_running_pod_swaps_its_image() -> None:
+    """A pod's container images are mutable: update or patch on pods runs other code with the
+    running pod's (pod-bound) token."""
+    (finding,) = audit(
+        roles=[role("patch", [rule("", ["pods"], ["patch"], resourceNames=["submitter-0"])])],
+        role_bindings=[binding("p", "patch", user("pia"), role_kind="Role")],
+    )
+    assert "run pods as it via RoleBinding agents-system/p -> Role patch" in finding.message
+
+
+def test_nodes_proxy_reaches_the_kubelets_exec() -> None:
+    """get or create on nodes/proxy reaches the kubelet's API, exec into any pod of the node
+    included: cluster-wide only (nodes are not namespaced)."""
+    proxy = [rule("", ["nodes/proxy"], ["get"])]
+    (finding,) = audit(
+        cluster_roles=[cluster_role("proxy", proxy)],
+        cluster_role_bindings=[binding("proxy", "proxy", user("nora"), namespace=None)],
+    )
+    assert "enter its running pods via ClusterRoleBinding proxy -> ClusterRole proxy" in (
+        finding.message
+    )
+    assert (
+        audit(
+            cluster_roles=[cluster_role("proxy", proxy)],
+            role_bindings=[binding("proxy", "proxy", user("nora"))],  # never applies
+        )
+        == []
+    )
+
+
+CSR = [
+    rule("certificates.k8s.io", ["certificatesigningrequests"], ["create"]),
+    rule("certificates.k8s.io", ["certificatesigningrequests/approval"], ["update"]),
+    rule(
+        "certificates.k8s.io",
+        ["signers"],
+        ["approve"],
+        resourceNames=["kubernetes.io/kube-apiserver-client"],
+    ),
+]
+
+
+def test_a_client_certificate_borrows_any_identity_but_system_masters() -> None:
+    """create and approve a CSR for the kube-apiserver-client signer: a client certificate
+    for any user and groups (class 17). A trusted user or group is reached directly, but a
+    ServiceAccount group (the gate trusts only its ServiceAccounts, from their pods); a
+    ServiceAccount's certificate carries no pod extras, so it is reached through whoever
+    holds a way into its namespace."""
+    csr = cluster_role("csr", CSR)
+    binds = [binding("csr", "csr", user("cera"), namespace=None)]
+    bots = Target("platform-bots", None, "", True, ("trusted submitter",), ("p",))
+    for target in (PERSON, bots):
+        (finding,) = audit(target, cluster_roles=[csr], cluster_role_bindings=binds)
+        assert "mint a client certificate naming it via ClusterRoleBinding csr" in (
+            finding.message
+        ), finding.message
+    assert audit(cluster_roles=[csr], cluster_role_bindings=binds) == []
+    # a ServiceAccount group named by a certificate with another username: the gate does
+    # not trust it (decide._in_trusted_group), nor a ServiceAccount's certificate (no pod)
+    assert audit(GROUP, cluster_roles=[csr], cluster_role_bindings=binds) == []
+    found = audit(
+        cluster_roles=[csr],
+        cluster_role_bindings=binds,
+        role_bindings=[binding("ops-edit", "edit", {"kind": "Group", "name": "ops"})],
+    )
+    assert [f.subject for f in found] == ["Group/ops", "User/cera"]
+    assert "act as Group ops (mint a client certificate naming it via ClusterRoleBinding" in (
+        found[1].message
+    )
+    # any signer name in kubernetes.io/* approves it too; without approve, nothing
+    wide = [*CSR[:2], {**CSR[2], "resourceNames": ["kubernetes.io/*"]}]
+    (finding,) = audit(
+        PERSON, cluster_roles=[cluster_role("csr", wide)], cluster_role_bindings=binds
+    )
+    assert "client certificate" in finding.message
+    assert (
+        audit(PERSON, cluster_roles=[cluster_role("csr", CSR[:2])], cluster_role_bindings=binds)
+        == []
+    )
+    # system:masters is refused by the CertificateSubjectRestriction admission plugin
+    masters = binding(
+        "masters", "cluster-admin", {"kind": "Group", "name": "system:masters"}, namespace=None
+    )
+    admin = cluster_role("cluster-admin", [rule("*", ["*"], ["*"])])
+    found = audit(cluster_roles=[csr, admin], cluster_role_bindings=[*binds, masters])
+    assert [f.subject for f in found] == ["Group/system:masters"]
+
+
+def test_whoever_may_act_as_a_subject_that_holds_a_way_holds_it() -> None:
+    """Impersonating a user or group, or acting as a ServiceAccount elsewhere, that can act
+    as the submitter: the chain is followed."""
+    imp = [rule("", ["users", "groups"], ["impersonate"], resourceNames=["ed", "ops"])]
+    found = audit(
+        cluster_roles=[cluster_role("imp", imp)],
+        role_bindings=[
+            binding("ed", "edit", user("ed")),
+            binding("ops", "edit", {"kind": "Group", "name": "ops"}),
+            # deployer in another namespace holds edit here; tina may mint its tokens there
+            binding("deployer", "edit", {"kind": "ServiceAccount", "name": "d", "namespace": "ci"}),
+            binding("tokens", "edit", user("tina"), namespace="ci"),
+        ],
+        cluster_role_bindings=[binding("imp", "imp", user("ivan"), namespace=None)],
+    )
+    by = {f.subject: f.message for f in found}
+    assert sorted(by) == ["Group/ops", "ServiceAccount/ci/d", "User/ed", "User/ivan", "User/tina"]
+    assert (
+        "act as Group ops (impersonate it via ClusterRoleBinding imp -> ClusterRole imp)"
+        in (by["User/ivan"])
+    )
+    assert "act as User ed (impersonate it via ClusterRoleBinding imp" in by["User/ivan"]
+    assert "act as ServiceAccount ci/d (impersonate it, mint tokens for it" in by["User/tina"]
+    # impersonating someone who holds nothing here is nothing
+    assert (
+        audit(
+            cluster_roles=[cluster_role("imp", imp)],
+            cluster_role_bindings=[binding("imp", "imp", user("ivan"), namespace=None)],
+        )
+        == []
+    )
+
+
+def test_everyone_groups_are_never_the_control_plane() -> None:
+    """The default-binding label is set by whoever creates the binding: bound to everyone
+    (system:authenticated, system:serviceaccounts...) it is a finding, not a note."""
+    defaults = {"kubernetes.io/bootstrapping": "rbac-defaults"}
+    for group in (
+        "system:authenticated",
+        "system:unauthenticated",
+        "system:serviceaccounts",
+        "system:serviceaccounts:ci",
+    ):
+        found = audit(
+            cluster_roles=[cluster_role("all", [rule("*", ["*"], ["*"])])],
+            cluster_role_bindings=[
+                binding(
+                    "all", "all", {"kind": "Group", "name": group}, namespace=None, labels=defaults
+                )
+            ],
+        )
+        assert [(f.severity, f.subject) for f in found] == [("finding", f"Group/{group}")]
+
+
+def test_a_service_account_token_secret_acts_as_an_account_for_rbac() -> None:
+    """create and get on secrets in a namespace: a Secret of type
+    kubernetes.io/service-account-token names any of its accounts and the token controller
+    fills in a token. It carries no pod extras (never the trusted submitter itself) but
+    holds the account's RBAC: a chain."""
+    secrets = [rule("", ["secrets"], ["create", "get"])]
+    found = audit(
+        cluster_roles=[cluster_role("secrets", secrets)],
+        role_bindings=[
+            binding("deployer", "edit", {"kind": "ServiceAccount", "name": "d", "namespace": "ci"}),
+            binding("secrets", "secrets", user("sid"), namespace="ci"),
+            binding("here", "secrets", user("sal")),  # the submitter's own: no pod extras
+        ],
+    )
+    by = {f.subject: f.message for f in found}
+    assert sorted(by) == ["ServiceAccount/ci/d", "User/sid"]
+    assert (
+        "act as ServiceAccount ci/d (mint tokens for it via RoleBinding ci/secrets"
+        in (by["User/sid"])
+    )
+
+
+def switch_holders(
+    *,
+    roles: list[dict[str, Any]] | None = None,
+    cluster_roles: list[dict[str, Any]] | None = None,
+    role_bindings: list[dict[str, Any]] | None = None,
+    cluster_role_bindings: list[dict[str, Any]] | None = None,
+    label_mode: bool = False,
+    bundle_configmap: str = "",
+) -> dict[str, Any]:
+    found = audit_switch_holders(
+        roles=roles or [],
+        cluster_roles=[*BUILT_IN, *(cluster_roles or [])],
+        role_bindings=role_bindings or [],
+        cluster_role_bindings=cluster_role_bindings or [],
+        label_mode=label_mode,
+        bundle_configmap=bundle_configmap,
+    )
+    return {f.subject: f for f in found}
+
+
+def test_whoever_may_switch_the_gate_off_is_named_not_only_the_edit_role() -> None:
+    """The audit named only edit and admin widened; a ClusterRoleBinding of a role that
+    patches the webhook configuration, a RoleBinding writing agentruns/status, the bundle
+    ConfigMap's writers and, in label mode, who patches namespaces are named too: a note
+    each (cluster admins and the controllers hold these by design), a finding for a group
+    everyone is in."""
+    vwc = rule("admissionregistration.k8s.io", ["validatingwebhookconfigurations"], ["patch"])
+    status = rule("agents.proompteng.ai", ["agentruns/status"], ["update"])
+    maps = rule("", ["configmaps"], ["update"], resourceNames=["approvalgate-bundle"])
+    spaces = rule("", ["namespaces"], ["patch"])
+    found = switch_holders(
+        cluster_roles=[
+            cluster_role("vwc", [vwc]),
+            cluster_role("spaces", [spaces]),
+            cluster_role("status", [status]),
+        ],
+        roles=[role("maps", [maps], namespace="approvalgate-system")],
+        role_bindings=[
+            binding("status", "status", user("stu"), namespace="agents"),
+            binding("maps", "maps", user("max"), namespace="approvalgate-system", role_kind="Role"),
+            binding("vwc-here", "vwc", user("rita")),  # a RoleBinding: never a cluster kind
+        ],
+        cluster_role_bindings=[
+            binding("vwc", "vwc", user("mallory"), namespace=None),
+            binding("spaces", "spaces", user("nat"), namespace=None),
+            binding(
+                "all", "status", {"kind": "Group", "name": "system:authenticated"}, namespace=None
+            ),
+        ],
+        bundle_configmap="approvalgate-system/approvalgate-bundle",
+    )
+    assert sorted(found) == ["Group/system:authenticated", "User/mallory", "User/max", "User/stu"]
+    assert found["User/mallory"].severity == "note"
+    assert found["User/mallory"].message == (
+        "User mallory can switch approvalgate off: edit or delete the "
+        "ValidatingWebhookConfiguration (the gate off) via ClusterRoleBinding vwc -> "
+        "ClusterRole vwc"
+    )
+    assert "agentruns/status" in found["User/stu"].message
+    assert "bundle ConfigMap approvalgate-system/approvalgate-bundle" in found["User/max"].message
+    assert found["Group/system:authenticated"].severity == "finding"
+    with_labels = switch_holders(
+        cluster_roles=[cluster_role("spaces", [spaces])],
+        cluster_role_bindings=[binding("spaces", "spaces", user("nat"), namespace=None)],
+        label_mode=True,
+    )
+    assert "remove the opt-in label" in with_labels["User/nat"].message
+
+
+def test_whoever_may_act_as_a_namespaces_service_accounts_group_acts_as_its_grants() -> None:
+    """A Group system:serviceaccounts:ci bound where the submitter lives is every account of
+    ci: whoever may run pods in ci acts as it (a chain, not everyone)."""
+    found = audit(
+        role_bindings=[
+            binding("ci-accounts", "edit", {"kind": "Group", "name": "system:serviceaccounts:ci"}),
+            binding("tina", "edit", user("tina"), namespace="ci"),
+        ]
+    )
+    by = {f.subject: f.message for f in found}
+    assert sorted(by) == ["Group/system:serviceaccounts:ci", "User/tina"]
+    assert (
+        "act as Group system:serviceaccounts:ci (impersonate it, mint tokens for it"
+        in (by["User/tina"])
+    )
+
+
+def test_a_mutating_webhook_injects_into_the_submitters_pods() -> None:
+    """Whoever may create or edit MutatingWebhookConfigurations can have the API server send
+    it the submitter's next pod and add a container to it: it runs with its token."""
+    mwc = [rule("admissionregistration.k8s.io", ["mutatingwebhookconfigurations"], ["create"])]
+    (finding,) = audit(
+        cluster_roles=[cluster_role("mwc", mwc)],
+        cluster_role_bindings=[binding("mwc", "mwc", user("mia"), namespace=None)],
+    )
+    assert "run pods as it via ClusterRoleBinding mwc -> ClusterRole mwc" in finding.message
+
+
+def test_a_nodes_client_certificate_mints_its_pods_tokens() -> None:
+    """Approving a CSR for the kube-apiserver-client-kubelet signer gives a node's identity
+    (system:node:NAME in system:nodes), and the Node authorizer lets a node mint the tokens
+    of the pods bound to it: pod-bound, the submitter's own."""
+    kubelet = [
+        *CSR[:2],
+        {**CSR[2], "resourceNames": ["kubernetes.io/kube-apiserver-client-kubelet"]},
+    ]
+    (finding,) = audit(
+        cluster_roles=[cluster_role("kubelet", kubelet)],
+        cluster_role_bindings=[binding("kubelet", "kubelet", user("ken"), namespace=None)],
+    )
+    assert "mint a node's client certificate (its pods' tokens) via ClusterRoleBinding" in (
+        finding.message
+    )
+
+
+def test_a_user_subject_spelling_a_service_accounts_username_is_that_account() -> None:
+    """The authorizer matches a User subject by username: one named
+    system:serviceaccount:NS:NAME applies to that ServiceAccount, so its grants are read
+    together with the account's own."""
+    found = audit(
+        roles=[
+            role("escalate", [rule(RBAC, ["roles"], ["escalate"])]),
+            role("writes", [rule(RBAC, ["roles"], ["create"])]),
+        ],
+        role_bindings=[
+            binding("a", "escalate", user("system:serviceaccount:ci:d"), role_kind="Role"),
+            binding(
+                "b",
+                "writes",
+                {"kind": "ServiceAccount", "name": "d", "namespace": "ci"},
+                role_kind="Role",
+            ),
+        ],
+    )
+    (finding,) = found
+    assert finding.subject == "ServiceAccount/ci/d"
+    assert "RBAC escalation" in finding.message

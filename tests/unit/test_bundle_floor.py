@@ -573,3 +573,45 @@ def test_the_audit_reports_who_may_act_as_the_floors_writer() -> None:
         assert f"can act as {CONTROLLER}" in message
         assert "ConfigMap/approvalgate-system/approvalgate-bundle-floor" in message
         assert "lower the floor" in message
+
+
+def test_the_floor_audit_follows_chains_and_never_files_everyone_as_the_control_plane() -> None:
+    """Fifth red-team pass: whoever may impersonate a user who may act as the writer lowers
+    the floor too; a write of the floor bound to system:authenticated under the default
+    bindings' label (anyone creating a binding may set it) is a finding, not skipped."""
+    from approvalgate.audit.rbac import audit_floor_writers
+
+    ns = "approvalgate-system"
+    pods = _role("pods", {"apiGroups": [""], "resources": ["pods"], "verbs": ["create"]})
+    impersonate = _role(
+        "impersonate-ed",
+        {
+            "apiGroups": [""],
+            "resources": ["users"],
+            "resourceNames": ["ed"],
+            "verbs": ["impersonate"],
+        },
+    )
+    writes = _role(
+        "floor-writes", {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["patch"]}
+    )
+    everyone = _binding(
+        "everyone", "floor-writes", "ClusterRole", {"kind": "Group", "name": "system:authenticated"}
+    )
+    everyone["metadata"]["labels"] = {"kubernetes.io/bootstrapping": "rbac-defaults"}
+    findings = audit_floor_writers(
+        ns,
+        "approvalgate-bundle-floor",
+        CONTROLLER,
+        roles=[],
+        cluster_roles=[pods, impersonate, writes],
+        role_bindings=[_binding("run", "pods", "ClusterRole", {"kind": "User", "name": "ed"}, ns)],
+        cluster_role_bindings=[
+            _binding("imp", "impersonate-ed", "ClusterRole", {"kind": "User", "name": "ivan"}),
+            everyone,
+        ],
+    )
+    by_subject = {f.subject: f.message for f in findings}
+    assert sorted(by_subject) == ["Group/system:authenticated", "User/ed", "User/ivan"]
+    assert "act as User ed (impersonate it via ClusterRoleBinding imp" in by_subject["User/ivan"]
+    assert "may patch the bundle revision floor" in by_subject["Group/system:authenticated"]
