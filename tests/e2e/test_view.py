@@ -27,6 +27,7 @@ from typing import Any
 import pytest
 import rfc8785
 
+from approvalgate.approvals import parents
 from approvalgate.approvals.policy import BundleSettings
 from approvalgate.kube.backoff import Backoff
 from approvalgate.kube.client import Client
@@ -47,6 +48,7 @@ from approvalgate.kube.view import (
     SWARM,
     USE,
     WatchedView,
+    parent_summary,
 )
 from tests.integration.harness import agentrun_request, cli_command, cli_env, free_port
 from tests.support import bundle_signing
@@ -484,9 +486,9 @@ def spec_digest(obj: dict[str, Any]) -> str:
 def test_the_view_follows_the_platforms_parents_and_content(
     plane: ControlPlane, client: Client, gates: None
 ) -> None:
-    """Schedules, OrchestrationRuns, Orchestrations and Swarms as the server has them (less
-    managedFields); ImplementationSpecs and Agents as the digest of their spec only; uses by
-    the content they bind."""
+    """Schedules, OrchestrationRuns, Orchestrations and Swarms as the summary of what the
+    server has (what decide() reads, never managedFields); ImplementationSpecs and Agents as
+    the digest of their spec only; uses by the content they bind."""
     ns = plane.create_namespace("view-platform")
     objects = platform_objects(ns)
     create(plane, *objects[:3])  # listed before the view starts
@@ -504,13 +506,25 @@ def test_the_view_follows_the_platforms_parents_and_content(
             stored = view.object(kind, ns, name)
             assert stored is not None
             expected = served(plane, kind, ns, name)
-            assert stored["spec"] == expected["spec"]
+            # kept as the summary of what the server serves (fifth red-team pass): what
+            # decide() reads, never managedFields, status or a Schedule's cron
+            assert stored == parent_summary(expected)
             assert stored["metadata"]["uid"] == expected["metadata"]["uid"]
             assert "managedFields" in expected["metadata"]
             assert "managedFields" not in stored["metadata"]
+        schedule = view.object(SCHEDULE, ns, "nightly")
+        assert schedule is not None and "cron" not in schedule.get("spec", {})
         nightly = view.object(SCHEDULE, ns, "nightly")
         assert nightly is not None
-        assert nightly["metadata"]["annotations"]["gates.proompteng.ai/run-template"] == TEMPLATE
+        # its run template is held as the coverage computed from it, not as its text
+        assert (
+            served(plane, SCHEDULE, ns, "nightly")["metadata"]["annotations"][
+                "gates.proompteng.ai/run-template"
+            ]
+            == TEMPLATE
+        )
+        assert "gates.proompteng.ai/run-template" not in nightly["metadata"].get("annotations", {})
+        assert parents.HELD_COVERAGE in nightly
         run = view.object(ORCHESTRATION_RUN, ns, "release-1")
         assert run is not None and run["spec"]["orchestrationRef"] == {"name": "release"}
 
