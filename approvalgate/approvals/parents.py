@@ -745,7 +745,7 @@ HELD_COVERAGE: Final = "gates.proompteng.ai/coverage"
 """Where a Schedule's or Swarm's summary keeps its :class:`Coverage` (or why it has none)."""
 HELD_PROBLEM: Final = "gates.proompteng.ai/not-held"
 """Where the stub of a parent past :data:`MAX_HELD_BYTES` says so."""
-_IDENTITY: Final = (
+IDENTITY_FIELDS: Final = (
     "name",
     "namespace",
     "uid",
@@ -754,6 +754,8 @@ _IDENTITY: Final = (
     "creationTimestamp",
     "deletionTimestamp",
 )
+"""The metadata naming one version of an object: what every summary the view keeps holds
+(:func:`summary`, and ``kube.view``'s of requests and content)."""
 _HELD_ANNOTATIONS: Final = (records.ANNOTATION, records.AUTHOR_ANNOTATION)
 _TARGET_FIELDS: Final = ("kind", "name", "namespace")
 
@@ -784,7 +786,7 @@ def summary(obj: Mapping[str, Any]) -> Mapping[str, Any]:
         return obj
     kind = str(obj.get("kind") or "")
     meta = _as_record(obj.get("metadata")) or {}
-    identity: dict[str, Any] = {k: meta[k] for k in _IDENTITY if k in meta}
+    identity: dict[str, Any] = {k: meta[k] for k in IDENTITY_FIELDS if k in meta}
     kept_meta: dict[str, Any] = dict(identity)
     annotations = _as_record(meta.get("annotations")) or {}
     noted = {k: annotations[k] for k in _HELD_ANNOTATIONS if k in annotations}

@@ -362,15 +362,7 @@ def slim(obj: dict[str, Any]) -> dict[str, Any]:
     return {**obj, "metadata": kept}
 
 
-_SUMMARY_METADATA: Final = (
-    "name",
-    "namespace",
-    "uid",
-    "resourceVersion",
-    "generation",
-    "creationTimestamp",
-    "deletionTimestamp",
-)
+_SUMMARY_METADATA: Final = parents.IDENTITY_FIELDS
 
 
 def content_summary(obj: dict[str, Any]) -> dict[str, Any]:
