@@ -14,7 +14,8 @@ every request as that identity, exactly as for the real one).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Final
 
@@ -61,6 +62,7 @@ class Cluster:
         )
         self.server = self.client.server
         self.page_size = page_size
+        self._rbac: dict[str, list[dict[str, Any]]] | None = None
 
     def close(self) -> None:
         self.client.close()
@@ -87,7 +89,23 @@ class Cluster:
         """Every ``roles``, ``rolebindings`` (in ``namespace``, or all), ``clusterroles`` or
         ``clusterrolebindings`` object, page by page."""
         namespaced = plural in ("roles", "rolebindings")
-        return self._list(Resource(RBAC_GROUP, "v1", plural, namespaced=namespaced), namespace)
+        resource = Resource(RBAC_GROUP, "v1", plural, namespaced=namespaced)
+        if namespace is not None or self._rbac is None:
+            return self._list(resource, namespace)
+        if plural not in self._rbac:  # a refusal is not kept: it raises again, as before
+            self._rbac[plural] = self._list(resource, None)
+        return self._rbac[plural]
+
+    @contextmanager
+    def one_reading_of_rbac(self) -> Iterator[None]:
+        """Within it, each cluster-wide RBAC list is read from the API server once: the audit
+        reads the same roles and bindings for who may switch the gate off, who may act as a
+        trusted ServiceAccount and who may lower the floor."""
+        self._rbac = {}
+        try:
+            yield
+        finally:
+            self._rbac = None
 
     def _list(self, resource: Resource, namespace: str | None) -> list[dict[str, Any]]:
         try:

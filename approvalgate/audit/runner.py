@@ -253,9 +253,10 @@ def run_audit(cluster: Cluster, options: Options, expectations: Expectations) ->
     result.findings += _audit_webhook(cluster, options, expectations, served, holding)
     result.findings += _audit_bundle(cluster, options, expectations)
     result.findings += _audit_policies(cluster, namespaces, expectations)
-    result.findings += _audit_rbac(cluster, bundle, options.bundle_configmap or "")
-    if options.bundle_floor:
-        result.findings += _audit_floor(cluster, options, expectations)
+    with cluster.one_reading_of_rbac():
+        result.findings += _audit_rbac(cluster, bundle, options.bundle_configmap or "")
+        if options.bundle_floor:
+            result.findings += _audit_floor(cluster, options, expectations)
     labels = _namespace_labels(cluster) if bundle.namespace_selection == "optInLabel" else None
     result.findings += unenforced_namespaces(run_objects, bundle, labels)
     view, view_notes = _cluster_view(cluster, bundle)
