@@ -51,6 +51,19 @@ def escaped(text: str) -> str:
     return "".join(f"<U+{ord(char):04X}>" if is_hidden(char) else char for char in text)
 
 
+def one_line(text: str) -> str:
+    """``text`` safe to show as one line (a terminal, a log reader, a chat message): hidden
+    characters and line breaks written as ``<U+XXXX>``. A reason or message could otherwise
+    print lines of its own that read as the tool's: a spec digest, a pin, "approved"."""
+    return escaped(text).translate(_LINE_BREAKS)
+
+
+_LINE_BREAKS: Final = {ord(char): f"<U+{ord(char):04X}>" for char in "\n\r\t\u2028\u2029"}
+"""What :func:`escaped` leaves as it is (a text editor shows them) but one line must not
+hold: a carriage return sends a terminal's cursor back to overwrite what the line said, and
+U+2028/U+2029 break lines in browsers and chat clients."""
+
+
 @dataclass(frozen=True)
 class HiddenText:
     """Hidden characters in one string of an object: where, which, and what they spell."""

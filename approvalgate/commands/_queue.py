@@ -21,6 +21,7 @@ from datetime import datetime
 from typing import Any, Final
 
 from approvalgate.approvals import records, view
+from approvalgate.approvals.hidden_text import one_line
 
 NAME_SUFFIX_ALPHABET: Final = string.ascii_lowercase + string.digits
 NAME_SUFFIX_LENGTH: Final = 5
@@ -232,20 +233,6 @@ def shown_identity(username: str) -> str:
     from approvalgate.approvals.confusables import shown
 
     return one_line(shown(username))
-
-
-def one_line(text: str) -> str:
-    """``text`` safe to show on one line of a terminal: hidden characters and line breaks
-    written as ``<U+XXXX>`` (a reason or message could otherwise print lines of its own
-    that read as the command's: a spec digest, a pin)."""
-    from approvalgate.approvals.hidden_text import escaped
-
-    return escaped(text).translate(_LINE_BREAKS)
-
-
-_LINE_BREAKS: Final = {ord(char): f"<U+{ord(char):04X}>" for char in "\n\r\t\u2028\u2029"}
-"""What ``escaped`` leaves as it is (a text editor shows them) but a line of a terminal must
-not hold: a carriage return sends the cursor back to overwrite what the line said."""
 
 
 # --- showing ----------------------------------------------------------------------------

@@ -187,7 +187,8 @@ def shown_text(shown: Shown) -> str:
     them behind ``|`` (nothing the requester wrote reads as a line of ours), then the pin
     and how to use it. Hidden characters are written as ``<U+XXXX>``; nothing is cut."""
     from approvalgate.approvals.digest import spec_digest
-    from approvalgate.commands._queue import one_line, shown_identity
+    from approvalgate.approvals.hidden_text import one_line
+    from approvalgate.commands._queue import shown_identity
 
     meta = shown.request.get("metadata") or {}
     spec = shown.request.get("spec") or {}
@@ -314,7 +315,7 @@ def render(item: Mapping[str, Any], now: Any, shown: Shown | None = None) -> str
 
 
 def _one_line(line: str) -> str:
-    from approvalgate.commands._queue import one_line
+    from approvalgate.approvals.hidden_text import one_line
 
     return one_line(line)
 

@@ -5,7 +5,8 @@ Kubernetes Event (``events.k8s.io/v1``, ``regarding`` = the request) with the ne
 ``action``, the status reason as ``reason`` and the message as ``note``; optionally a
 SignalDelivery of the upstream ``signals.proompteng.ai`` CRD (one per transition, named
 from the request's uid and the phase, so a retry cannot deliver it twice); optionally a
-Slack-compatible ``{"text": ...}`` for "needs you", "decided" and "expiring".
+Slack-compatible ``{"text": ..., "mrkdwn": false}`` for "needs you", "decided" and
+"expiring" (:func:`chat_message`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from datetime import datetime
 from typing import Any, Final
 
 from approvalgate.approvals import confusables, view
+from approvalgate.approvals.hidden_text import one_line
 from approvalgate.controller.reconcile import Transition
 
 REPORTING_CONTROLLER: Final = "gates.proompteng.ai/approvalgate-controller"
@@ -111,7 +113,7 @@ def _who(request: Mapping[str, Any]) -> str:
     )
 
 
-def needs_you(request: Mapping[str, Any], status: Mapping[str, Any]) -> dict[str, str]:
+def needs_you(request: Mapping[str, Any], status: Mapping[str, Any]) -> ChatMessage:
     eligible = ", ".join(status.get("eligible") or []) or "nobody (no eligible approver left)"
     required = status.get("required") or 0
     approved = len(status.get("approvedBy") or [])
@@ -126,27 +128,44 @@ def needs_you(request: Mapping[str, Any], status: Mapping[str, Any]) -> dict[str
     )
     if reason:  # the requester's words: last, quoted, never before the gate's instructions
         text += f' The requester\'s reason: "{reason}"'
-    return {"text": slack_text(text)}
+    return chat_message(text)
 
 
-def decided(request: Mapping[str, Any], transition: Transition) -> dict[str, str]:
-    return {
-        "text": slack_text(
-            f"AgentRun {_who(request)} is {transition.new} ({transition.reason}): "
-            f"{transition.message}"
-        )
-    }
+def decided(request: Mapping[str, Any], transition: Transition) -> ChatMessage:
+    return chat_message(
+        f"AgentRun {_who(request)} is {transition.new} ({transition.reason}): {transition.message}"
+    )
 
 
-def expiring(request: Mapping[str, Any], status: Mapping[str, Any]) -> dict[str, str]:
+def expiring(request: Mapping[str, Any], status: Mapping[str, Any]) -> ChatMessage:
     eligible = ", ".join(status.get("eligible") or []) or "nobody"
-    return {
-        "text": slack_text(
-            f"Expiring soon: the approval request for AgentRun {_who(request)} expires at "
-            f"{status.get('expiresAt')}; {len(status.get('approvedBy') or [])}/"
-            f"{status.get('required') or 0} approvals. Who may approve: {eligible}."
-        )
-    }
+    return chat_message(
+        f"Expiring soon: the approval request for AgentRun {_who(request)} expires at "
+        f"{status.get('expiresAt')}; {len(status.get('approvedBy') or [])}/"
+        f"{status.get('required') or 0} approvals. Who may approve: {eligible}."
+    )
+
+
+ChatMessage = dict[str, str | bool]
+"""A Slack-compatible incoming-webhook payload."""
+
+
+def chat_message(text: str) -> ChatMessage:
+    """``text`` as one chat message that shows every character as it is stored.
+
+    - ``"mrkdwn": false``: Slack has no escape for its emphasis marks, so a requester's
+      reason holding ``*...*``, ``_..._``, ``~...~`` or backquotes would otherwise be shown
+      in bold, italics or as code beside the gate's own words; with markup parsing off they
+      show as typed. The gate's own texts use no markup (commands are set in backquotes,
+      which then read as quotes).
+    - :func:`approvals.hidden_text.one_line`: line breaks (``\\n``, U+2028, U+2029),
+      bidi controls and other hidden characters are written as ``<U+XXXX>``, as ``status``
+      and the console write them, so a reason cannot start a line of its own that reads
+      as the gate's ("Approved by alice") or reorder what follows it. The gate's own texts
+      hold none, so the whole text goes through it.
+    - :func:`slack_text`: ``&``, ``<`` and ``>`` as entities (mentions, links).
+    """
+    return {"text": slack_text(one_line(text)), "mrkdwn": False}
 
 
 _SLACK_ESCAPES: Final = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;"})

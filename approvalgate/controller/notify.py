@@ -1,4 +1,5 @@
-"""Outgoing notifications: Slack-compatible JSON (``{"text": ...}``) POSTed to one URL.
+"""Outgoing notifications: Slack-compatible JSON (``{"text": ..., "mrkdwn": false}``)
+POSTed to one URL.
 
 Reconciliation never waits for them: :meth:`Notifier.send` puts the message in a bounded
 queue (a full queue drops the message, counted) and a thread posts it, with a timeout per
@@ -49,7 +50,7 @@ class Notifier:
         self.attempts = attempts
         self.backoff = backoff
         self.on_result = on_result
-        self._queue: queue.Queue[tuple[str, Mapping[str, str]] | None] = queue.Queue(QUEUE_SIZE)
+        self._queue: queue.Queue[tuple[str, Mapping[str, object]] | None] = queue.Queue(QUEUE_SIZE)
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._opener = urllib.request.build_opener()
@@ -66,7 +67,7 @@ class Notifier:
         if self._thread is not None:
             self._thread.join(timeout)
 
-    def send(self, kind: str, message: Mapping[str, str]) -> bool:
+    def send(self, kind: str, message: Mapping[str, object]) -> bool:
         """Queue ``message`` (never blocks); False when the queue is full (dropped)."""
         try:
             self._queue.put_nowait((kind, message))
@@ -89,7 +90,7 @@ class Notifier:
                     extra=fields(kind=kind, result=result, url=redacted(self.url)),
                 )
 
-    def _deliver(self, message: Mapping[str, str]) -> str:
+    def _deliver(self, message: Mapping[str, object]) -> str:
         body = json.dumps(dict(message)).encode()
         delay = self.backoff
         for attempt in range(1, self.attempts + 1):

@@ -575,7 +575,7 @@ class Receiver:
         import http.server
         import threading
 
-        bodies: list[dict[str, str]] = []
+        bodies: list[dict[str, Any]] = []
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_POST(self) -> None:
@@ -599,6 +599,8 @@ class Receiver:
         self.thread.join(10)
 
     def texts(self) -> list[str]:
+        """The texts received; every message has Slack's markup parsing off."""
+        assert all(b.get("mrkdwn") is False for b in self.bodies), self.bodies
         return [b["text"] for b in self.bodies]
 
 

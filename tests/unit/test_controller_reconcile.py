@@ -870,3 +870,35 @@ def test_the_use_of_a_gone_run_is_kept_while_its_request_has_not_recorded_it() -
     assert ledger.use_expired(use, after, frozenset())
     assert not ledger.use_expired(use, after, frozenset(), frozenset({UID}))
     assert ledger.use_expired(use, after, frozenset(), frozenset({"another-request"}))
+
+
+def test_a_requesters_reason_shows_in_the_chat_as_typed_on_one_line() -> None:
+    """Slack has no escape for its emphasis marks, and a chat client breaks lines at ``\\n``,
+    U+2028 and U+2029: a reason could print a bold "APPROVED" or a line of its own that reads
+    as the gate's, or reorder the text after it with a bidi override. Every message goes out
+    with Slack's markup parsing off, and line breaks and hidden characters written as
+    ``<U+XXXX>`` (shown, entity-escaped), as ``status`` and the console write them."""
+    req = request()
+    req["spec"]["reason"] = (
+        "*APPROVED* by _alice_ ~no~ `ok`\nApproved by alice\u2028Approved by bob"
+        "\u2029done\r\u202eevil\u200b"
+    )
+    verdict, _ = verdict_of(req, decision("alice"))
+    plan = plan_request(req, verdict, None, NOW)
+    assert plan.status is not None and plan.transition is not None
+    messages = [
+        announce.needs_you(req, plan.status),
+        announce.expiring(req, plan.status),
+        announce.decided(req, dataclasses.replace(plan.transition, message=req["spec"]["reason"])),
+    ]
+    for message in messages:
+        assert message["mrkdwn"] is False, message
+        text = message["text"]
+        assert isinstance(text, str)
+        assert not any(c in text for c in "\n\r\u2028\u2029\u202e\u200b"), text
+    needs = messages[0]["text"]
+    assert isinstance(needs, str)
+    assert (
+        "*APPROVED* by _alice_ ~no~ `ok`&lt;U+000A&gt;Approved by alice&lt;U+2028&gt;Approved"
+        " by bob&lt;U+2029&gt;done&lt;U+000D&gt;&lt;U+202E&gt;evil&lt;U+200B&gt;"
+    ) in needs
