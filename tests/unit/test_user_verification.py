@@ -440,6 +440,14 @@ def test_approve_refuses_a_signature_without_user_verification_before_writing(
     assert code == 1, output
     assert f"by carol: signed with carol's security key {SK}" in output, output
     assert WITHOUT_PIN in output
+    code, output = _cli(
+        capsys,
+        *("explain", str(repo / "run.yaml"), *_policies(repo), "--env", "prod"),
+        *("--now", "2026-11-21T12:00:00Z", "--user", "requester"),
+    )
+    assert "Traceback" not in output
+    assert f"carol: signed with carol's security key {SK}" in output, output
+    assert WITHOUT_PIN in output
 
 
 def test_approve_with_the_pin_counts(
