@@ -469,3 +469,30 @@ def test_approve_with_the_pin_counts(
         "ADMITTED agents/codex-run-sample in prod (approved; approved by alice, carol)"
     ), output
     assert code == 0
+
+
+def test_keygen_import_writes_user_verification_of_a_security_key_only(
+    made: Made, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pub = made.verified.with_suffix(".pub")
+    argv = ["keygen", "ivy", "--out", str(tmp_path), "--usernames", "ivy", "--groups", "g"]
+    code, output = _cli(capsys, *argv, "--import", str(pub), "--user-verification")
+    assert code == 0, output
+    doc = load_manifests((tmp_path / "ivy.yaml").read_text(), "ivy.yaml")[0].obj
+    assert doc is not None
+    (key,) = doc["spec"]["keys"]
+    assert key["userVerification"] == "required", doc
+    assert keys.load_public_key(key["publicKey"]) == keys.load_public_key(pub.read_text())
+    compiled, problems = compile_bundle([*_base({"ivy"}), doc], SETTINGS)
+    assert compiled is not None, problems
+    (ivy,) = [a for a in compiled["approvers"] if a["name"] == "ivy"]
+    assert ivy["keys"][0]["userVerification"] == "required"
+    # on a key whose signatures carry no flags, and without --import: usage errors
+    plain = tools.keygen(made.folder, "kg-plain", "ssh-ed25519").with_suffix(".pub")
+    code, output = _cli(capsys, *argv, "--import", str(plain), "--user-verification", "--force")
+    assert code == 2, output
+    assert "--user-verification is for security keys (sk-...)" in output
+    code, output = _cli(capsys, *argv, "--user-verification", "--force")
+    assert code == 2, output
+    assert "ssh-keygen -t ed25519-sk -O verify-required" in output
+    assert "Traceback" not in output
