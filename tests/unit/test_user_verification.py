@@ -496,3 +496,41 @@ def test_keygen_import_writes_user_verification_of_a_security_key_only(
     assert code == 2, output
     assert "ssh-keygen -t ed25519-sk -O verify-required" in output
     assert "Traceback" not in output
+
+
+def test_compile_writes_user_verification_into_every_output_deterministically(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The example repo with bob's key a security key requiring the PIN: the bundle and the
+    chart values (which carry the bundle) say so, the same bytes on every compile; the
+    example's committed outputs (no such key) are unchanged (tests/unit/test_compiler.py)."""
+    repo = tmp_path / "repo"
+    shutil.copytree(ROOT / "examples" / "gitops-repo", repo)
+    path = repo / "approvers" / "bob.yaml"
+    doc = load_manifests(path.read_text(), "bob.yaml")[0].obj
+    assert doc is not None
+    line = " ".join((KEYS / "bob-sk.pub").read_text().split()[:2])
+    doc["spec"]["keys"] = [{"publicKey": line, "userVerification": "required"}]
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    outputs = []
+    for out in ("one", "two"):
+        code, output = _cli(capsys, "compile", str(repo), "--out", str(tmp_path / out))
+        assert code == 0, output
+        outputs.append(
+            {
+                p.relative_to(tmp_path / out): p.read_bytes()
+                for p in (tmp_path / out).rglob("*")
+                if p.is_file()
+            }
+        )
+    assert outputs[0] == outputs[1]
+    for env in ("dev", "staging", "prod"):
+        bundle = json.loads(outputs[0][Path(env) / "bundle.json"])
+        (bob,) = [a for a in bundle["approvers"] if a["name"] == "bob"]
+        keyid = keys.load_public_key(line).keyid
+        entry = {"keyid": keyid, "publicKey": line, "userVerification": "required"}
+        assert bob["keys"] == [entry]
+        values = yaml.safe_load(outputs[0][Path(env) / "approvalgate-values.yaml"])
+        assert json.loads(values["policyBundle"]["content"]) == bundle
+        loaded = parse_bundle_text(values["policyBundle"]["content"])
+        assert [k.user_verification for k in loaded.approvers["bob"].keys] == [True]
