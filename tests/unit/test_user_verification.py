@@ -534,3 +534,51 @@ def test_compile_writes_user_verification_into_every_output_deterministically(
         assert json.loads(values["policyBundle"]["content"]) == bundle
         loaded = parse_bundle_text(values["policyBundle"]["content"])
         assert [k.user_verification for k in loaded.approvers["bob"].keys] == [True]
+
+
+def test_an_ecdsa_security_key_without_the_pin_does_not_count_either(made: Made) -> None:
+    line = made.verified_ecdsa.with_suffix(".pub").read_text().strip()
+    required = dump_bundle(_compiled({"publicKey": line, "userVerification": "required"}))
+    stolen = tools.with_flags(made.verified_ecdsa, made.folder / "stolen-ecdsa", 0x01)
+    alice = _record(_run(), "alice", _alice())
+    decision = _judged(required, alice, _record(_run(), "bob", tools.KeygenSigner(stolen)))
+    assert (decision.allowed, decision.reason) == (False, "missing-approvals"), decision.message
+    assert f"signed with bob's security key {ECDSA_SK} " in decision.message, decision.message
+    assert WITHOUT_PIN in decision.message
+    pinned = tools.KeygenSigner(made.verified_ecdsa)
+    decision = _judged(required, alice, _record(_run(), "bob", pinned))
+    assert (decision.allowed, decision.reason) == (True, "approved"), decision.message
+
+
+def test_a_signer_of_another_form_of_a_key_requiring_the_pin_writes_nothing(
+    made: Made, tmp_path: Path
+) -> None:
+    """The key under bob's security key, as a PEM key file (sk-dummy's key handle), with a
+    bundle requiring the PIN of that key through its security key entry: its signatures
+    would count nowhere, so the signer refuses them before anything is written."""
+    from approvalgate.approvals.errors import RecordError
+    from approvalgate.commands import _signer
+
+    line = made.verified.with_suffix(".pub").read_text().strip()
+    bundle = parse_bundle_text(
+        dump_bundle(_compiled({"publicKey": line, "userVerification": "required"}))
+    )
+    handle = tools.read_sk_private(made.verified).key_handle
+    private = Ed25519PrivateKey.from_private_bytes(handle[:32])
+    pem = tmp_path / "bob.key"
+    pem.write_bytes(
+        private.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    signer = _signer.load(str(pem), bundle=bundle, approver="bob")
+    with pytest.raises(RecordError) as caught:
+        signer.sign(b"DSSEv1 the PAE of an approval")
+    message = caught.value.render()
+    assert "its ed25519 signatures cannot show user verification" in message, message
+    assert "nothing was written" in message
+    # a key file the bundle asks nothing of signs as before
+    other = _signer.load(str(KEYS / "alice.key"), bundle=bundle, approver="alice")
+    assert other.sign(b"DSSEv1 the PAE of an approval").signature

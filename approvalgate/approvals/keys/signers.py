@@ -176,10 +176,14 @@ class CheckedSigner(Signer):
             if self._user_verification and not ssh.user_verified(
                 bytes.fromhex(signature.signature)
             ):
+                what = (
+                    "the security key signed without user verification (no PIN)"
+                    if ssh.is_security_key(public.keytype)
+                    else f"its {public.keytype} signatures cannot show user verification"
+                )
                 raise RecordError(
-                    f"{self._ref}: the security key signed without user verification (no "
-                    "PIN), and the Approver's key says userVerification: required: the "
-                    "record would not count",
+                    f"{self._ref}: {what}, and the Approver's key says userVerification: "
+                    "required: the record would not count",
                     advice="nothing was written. Make a key that asks for its PIN every "
                     "time (`ssh-keygen -t ed25519-sk -O verify-required`), put its .pub line "
                     "in your Approver (with userVerification: required), load it with "
