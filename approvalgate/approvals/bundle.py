@@ -24,8 +24,9 @@ from approvalgate.approvals import identity, records, references
 from approvalgate.approvals.digest import smaller_than, spec_digest
 from approvalgate.approvals.durations import MAX_DURATION_SECONDS, format_duration
 from approvalgate.approvals.errors import BundleError, format_json_path
-from approvalgate.approvals.keys.public import key_material, load_public_key
-from approvalgate.approvals.policy import ALL, bundle_generation
+from approvalgate.approvals.keys import ssh
+from approvalgate.approvals.keys.public import key_identity, key_material, load_public_key
+from approvalgate.approvals.policy import ALL, USER_VERIFICATION, bundle_generation
 from approvalgate.approvals.schemas import schema_findings
 
 DIGEST_CACHE_ENTRIES: Final = 256
@@ -71,6 +72,15 @@ class ApproverKey:
     material: bytes = b""
     """The key whatever its form (:func:`approvals.keys.public.key_material`): one private
     key signs for its PEM and its OpenSSH line alike."""
+    user_verification: bool = False
+    """The key's records count only if their signature says the security key verified the
+    user (``userVerification: required``; for every entry of the key once loaded,
+    :func:`_one_rule_per_key`)."""
+
+    def lacks_user_verification(self, signature: bytes) -> bool:
+        """Whether ``signature`` (verified, by this key) fails the key's user verification
+        requirement: one flag read, for keys that have it."""
+        return self.user_verification and not ssh.user_verified(signature)
 
     def valid_at(self, moment: datetime) -> bool:
         if self.not_before is not None and moment < self.not_before:
@@ -230,6 +240,17 @@ class Bundle:
         refuses such a bundle too)."""
         return self._persons.get(approver, approver)
 
+    def requires_user_verification(self, key: SSlibKey) -> bool:
+        """Whether the bundle counts ``key``'s records only with user verification (an entry
+        of it, in any form and approver, says ``userVerification: required``): what a
+        signer checks before anything is written (``approve --bundle``)."""
+        material = key_identity(key)
+        return any(
+            k.user_verification and k.material == material
+            for approver in self.approvers.values()
+            for k in approver.keys
+        )
+
     def spec_digest(self, spec: object) -> str:
         """:func:`approvals.digest.spec_digest`, memoised per bundle (raises the same errors)."""
         return self.spec_facts(spec).digest if isinstance(spec, dict) else spec_digest(spec)
@@ -353,7 +374,7 @@ def load_bundle(obj: object, source: str = "bundle") -> Bundle:
             advice="recompile it with `approvalgate compile`",
         )
     try:
-        approvers = _one_window_per_key({a["name"]: _approver(a) for a in obj["approvers"]})
+        approvers = _one_rule_per_key({a["name"]: _approver(a, source) for a in obj["approvers"]})
     except ValueError as exc:
         raise BundleError(f"{source} holds an unreadable key: {exc}") from exc
     policies = tuple(_policy(p) for p in obj["policies"])
@@ -392,15 +413,25 @@ def load_bundle(obj: object, source: str = "bundle") -> Bundle:
     )
 
 
-def _approver(obj: Mapping[str, Any]) -> Approver:
+def _approver(obj: Mapping[str, Any], source: str) -> Approver:
     keys = []
-    for key in obj["keys"]:
+    for index, key in enumerate(obj["keys"]):
+        if USER_VERIFICATION in key:
+            keytype = load_public_key(key["publicKey"]).keytype
+            if not ssh.is_security_key(keytype):
+                raise BundleError(
+                    f"{source}: keys[{index}] of approver {obj['name']} says userVerification "
+                    f"but is a {keytype} key, whose signatures carry no flags (only a security "
+                    "key, sk-, can show it verified the user)",
+                    advice="recompile it with `approvalgate compile`, which refuses it",
+                )
         keys.append(
             ApproverKey(
                 key=load_public_key(key["publicKey"]),
                 not_before=records.parse_time(key["notBefore"]) if "notBefore" in key else None,
                 not_after=records.parse_time(key["notAfter"]) if "notAfter" in key else None,
                 material=key_material(key["publicKey"]),
+                user_verification=key.get(USER_VERIFICATION) == "required",
             )
         )
     return Approver(
@@ -411,12 +442,17 @@ def _approver(obj: Mapping[str, Any]) -> Approver:
     )
 
 
-def _one_window_per_key(approvers: dict[str, Approver]) -> dict[str, Approver]:
-    """Each key with the window all its entries share, in every approver and every form: a
-    bundle compiled before compile refused one key listed twice (by one approver, or by
-    two) must not let an entry without a notAfter sign for the key retired in another
-    (fifth red-team pass). Once per bundle."""
+def _one_rule_per_key(approvers: dict[str, Approver]) -> dict[str, Approver]:
+    """Each key with the strictest rules of all its entries, in every approver and every
+    form, once per bundle. A bundle compiled before compile refused one key listed twice (by
+    one approver, or by two), or written by hand, must not let an entry without a notAfter
+    sign for the key retired in another (fifth red-team pass), nor an entry without
+    ``userVerification`` count the key's signatures without the PIN that another requires
+    (sixth pass): the window all entries share, and user verification if any requires it
+    (a form that cannot show it, PEM or a plain OpenSSH line of the same key, then counts
+    nothing: decide() says why)."""
     windows: dict[bytes, tuple[datetime | None, datetime | None]] = {}
+    verified: set[bytes] = set()
     for approver in approvers.values():
         for key in approver.keys:
             start, end = windows.get(key.material, (key.not_before, key.not_after))
@@ -425,11 +461,18 @@ def _one_window_per_key(approvers: dict[str, Approver]) -> dict[str, Approver]:
             if key.not_after is not None and (end is None or key.not_after < end):
                 end = key.not_after
             windows[key.material] = (start, end)
+            if key.user_verification:
+                verified.add(key.material)
     return {
         name: replace(
             approver,
             keys=tuple(
-                replace(k, not_before=windows[k.material][0], not_after=windows[k.material][1])
+                replace(
+                    k,
+                    not_before=windows[k.material][0],
+                    not_after=windows[k.material][1],
+                    user_verification=k.material in verified,
+                )
                 for k in approver.keys
             ),
         )

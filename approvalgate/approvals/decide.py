@@ -21,6 +21,7 @@ from approvalgate.approvals import content, identity, parents, reasons, records,
 from approvalgate.approvals.admission import AGENTRUNS, AGENTS_GROUP
 from approvalgate.approvals.bundle import Approver, ApproverKey, Bundle, Policy, SpecFacts
 from approvalgate.approvals.errors import DigestError
+from approvalgate.approvals.keys import ssh
 from approvalgate.approvals.policy import ENFORCEMENT_LEVELS
 from approvalgate.approvals.view import (
     CONTENT_CHECK,
@@ -1056,15 +1057,17 @@ def _check_record(
     if claim.expires_at <= claim.issued_at:
         return _Check(record, approver, "expires before it was issued")
     keys = [k for k in approver.keys if k.valid_at(claim.issued_at)]
-    signer = bundle.verifier.signed_by(record, [k.key for k in keys])
-    if signer is None:
+    found = bundle.verifier.signature_by(record, [k.key for k in keys])
+    if found is None:
         return _Check(
             record,
             approver,
             f"signature does not verify with a key of {approver.name} "
             f"valid at {records.format_time(claim.issued_at)}",
         )
-    key = next(k for k in keys if k.key is signer)
+    key = next(k for k in keys if k.key is found[0])
+    if key.lacks_user_verification(found[1]):  # one flag, for keys that require it
+        return _Check(record, approver, _without_user_verification(approver, key))
     if not key.valid_at(now):  # Rule 5: a key counts only while it is valid, now too
         return _Check(record, approver, _key_not_valid_now(approver, key, now))
     own = _own_run(bundle, approver, run)
@@ -1086,8 +1089,14 @@ def _unsigned(record: records.ParsedRecord, approver: Approver, bundle: Bundle) 
     signature does not verify with a key of ``approver`` valid when it was issued; None when
     it does (such a record counts whatever its dates: :func:`_withdrawal`, :func:`_rejection`)."""
     claim = record.claim
-    keys = [k.key for k in approver.keys if k.valid_at(claim.issued_at)]
-    if bundle.verifier.signed_by(record, keys) is not None:
+    keys = [k for k in approver.keys if k.valid_at(claim.issued_at)]
+    found = bundle.verifier.signature_by(record, [k.key for k in keys])
+    if found is not None:
+        key = next(k for k in keys if k.key is found[0])
+        # a withdrawal takes back the approver's rejects too (it can lift a veto): it needs
+        # the PIN a key requires; a reject only takes away, and counts without it
+        if claim.decision == "withdraw" and key.lacks_user_verification(found[1]):
+            return _Check(record, approver, _without_user_verification(approver, key))
         return None
     return _Check(
         record,
@@ -1274,6 +1283,27 @@ def _key_not_valid_now(approver: Approver, key: ApproverKey, now: datetime) -> s
         f"signed with a key of {approver.name} that is {state}: a key counts only while it "
         "is valid, at the record's issuedAt and at admission time (removing a key or setting "
         "its notAfter revokes it)"
+    )
+
+
+def _without_user_verification(approver: Approver, key: ApproverKey) -> str:
+    """Why a record signed by ``key`` without user verification does not count."""
+    try:
+        shown = f"{key.key.keytype} {ssh.parse_key(key.key).fingerprint}"
+    except ssh.SSHSignatureError:  # a PEM entry of a key another entry requires it of
+        shown = f"key {key.key.keyid[:12]}"
+    if not ssh.is_security_key(key.key.keytype):
+        return (
+            f"signed with {approver.name}'s {shown} in a form that cannot show user "
+            "verification: the key is listed as a security key with userVerification: "
+            "required, so only that key's signatures made with its PIN count; sign again "
+            "with the security key"
+        )
+    return (
+        f"signed with {approver.name}'s security key {shown} without user verification "
+        "(no PIN): its Approver entry says userVerification: required; sign again with a "
+        "key that asks for its PIN (`ssh-keygen -t ed25519-sk -O verify-required`, put its "
+        ".pub line in the Approver)"
     )
 
 

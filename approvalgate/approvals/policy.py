@@ -19,6 +19,7 @@ from typing import Any, Final
 from approvalgate.approvals import confusables, identity, records
 from approvalgate.approvals.durations import parse_duration
 from approvalgate.approvals.errors import Finding, format_json_path
+from approvalgate.approvals.keys import ssh
 from approvalgate.approvals.keys.public import (
     accepted_forms,
     key_material,
@@ -42,6 +43,9 @@ ENFORCEMENT_LEVELS: Final = ("off", "audit", "warn", "enforce")
 NAMESPACE_SELECTIONS: Final = ("all", "optInLabel")
 """Which namespaces the webhook is called for: every one but the excluded (default), or
 only those labelled :data:`OPT_IN_LABEL` (an explicit, weaker choice: see docs/deploy.md)."""
+USER_VERIFICATION: Final = "userVerification"
+"""An Approver key's option (``required``, security keys only): a record signed by the key
+counts only if its signature's flags carry user verification (the PIN)."""
 OPT_IN_LABEL: Final = "approvals.proompteng.ai/enforce"
 
 
@@ -237,6 +241,19 @@ def _approver(index: int, doc: Mapping[str, Any], ctx: _Context) -> dict[str, An
                 entry[bound] = records.format_time(window[bound])
         if len(window) == 2 and window["notBefore"] >= window["notAfter"]:
             ctx.add(index, (*path, "notAfter"), "notAfter must be later than notBefore")
+        if USER_VERIFICATION in key:
+            if not ssh.is_security_key(public.keytype):
+                ctx.add(
+                    index,
+                    (*path, USER_VERIFICATION),
+                    f"userVerification is for security keys (sk-...): this key is "
+                    f"{public.keytype}, whose signatures carry no flags, so nothing could "
+                    "show the user was verified",
+                    "remove userVerification, or make a security key that asks for its PIN "
+                    "(`ssh-keygen -t ed25519-sk -O verify-required`) and put its .pub line "
+                    "in publicKey",
+                )
+            entry[USER_VERIFICATION] = key[USER_VERIFICATION]
         keys.append(entry)
     return {
         "name": name,

@@ -483,6 +483,13 @@ class Verifier:
         envelope = record.envelope
         return self._signatures.first_signer(envelope.pae(), envelope.signatures, keys)
 
+    def signature_by(
+        self, record: ParsedRecord, keys: Iterable[SSlibKey]
+    ) -> tuple[SSlibKey, bytes] | None:
+        """:meth:`signed_by` and the signature that key made (its bytes)."""
+        envelope = record.envelope
+        return self._signatures.first_signature(envelope.pae(), envelope.signatures, keys)
+
     def parse_annotation(
         self, value: str | None
     ) -> tuple[tuple[ParsedRecord, ...], tuple[RecordProblem, ...]]:

@@ -163,7 +163,7 @@ def _ref(key: Key) -> str:
 
 def _approver_document(approver: Mapping[str, Any]) -> dict[str, Any]:
     keys = [
-        {k: key[k] for k in ("publicKey", "notBefore", "notAfter") if k in key}
+        {k: key[k] for k in ("publicKey", "notBefore", "notAfter", "userVerification") if k in key}
         for key in approver.get("keys") or []
     ]
     return {

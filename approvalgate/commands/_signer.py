@@ -73,7 +73,52 @@ def load(
         entry = bundle.approvers.get(approver)
         if kind.load_with_key is not None and entry is not None and len(entry.keys) == 1:
             public = entry.keys[0].key
-    return keys.load_signer(ref, lambda path: manifests.read_key(Path(path)), public)
+    signer = keys.load_signer(ref, lambda path: manifests.read_key(Path(path)), public)
+    if public_key is not None and _says_user_verification(public_key):
+        return _requiring_user_verification(signer)
+    return user_verification_of(signer, bundle)
+
+
+def user_verification_of(signer: Signer, bundle: Bundle | None) -> Signer:
+    """``signer``, refusing before anything is written a signature without user
+    verification when ``bundle`` requires it of the signer's key (an Approver entry of it
+    says ``userVerification: required``): such a record would never count."""
+    from approvalgate.approvals import keys
+
+    shown = signer.public_key
+    if (
+        bundle is not None
+        and isinstance(shown, keys.SSlibKey)
+        and bundle.requires_user_verification(shown)
+    ):
+        return _requiring_user_verification(signer)
+    return signer
+
+
+def _requiring_user_verification(signer: Signer) -> Signer:
+    from approvalgate.approvals import keys
+
+    if isinstance(signer, keys.CheckedSigner):  # what load_signer returns
+        return signer.requiring_user_verification()
+    return signer
+
+
+def _says_user_verification(path: Path) -> bool:
+    """Whether the Approver document ``path`` (``--public-key``) requires user verification
+    of its key; False for a PEM or an OpenSSH line (read_public_key read it already)."""
+    from approvalgate import manifests
+    from approvalgate.compiler.sources import load_text
+
+    text = manifests.read_key(path).decode("utf-8", errors="replace")
+    if "userVerification" not in text:
+        return False
+    docs = [d.obj for d in load_text(text, str(path)) if isinstance(d.obj, dict)]
+    return any(
+        isinstance(k, dict) and k.get("userVerification") == "required"
+        for d in docs
+        if d.get("kind") == "Approver"
+        for k in (d.get("spec") or {}).get("keys") or []
+    )
 
 
 def read_public_key(path: Path) -> SSlibKey:

@@ -375,6 +375,8 @@ def _approve_file(args: argparse.Namespace) -> int:
     runs = manifests.agent_runs(text, display, args.namespace) if has_runs else []
     if args.policies:
         bundle = bundle_from_paths(args.policies, BundleSettings(environment=environment))
+        if signer is not None:  # the policies' Approvers may require user verification
+            signer = _signer.user_verification_of(signer, bundle)
     # A compiled bundle says whether the environment records each approval's one use and
     # binds referenced content; policy files and --env do not, and then approvalgate.yaml's
     # defaults (clusterView: required, referencedContent: bind) are assumed: the content

@@ -28,6 +28,8 @@ examples:
   approvalgate keygen gina --import hv:gina --usernames gina@example.com
   approvalgate keygen hank --import hank.pub.pem --usernames hank@example.com
   approvalgate keygen ivy --import ~/.ssh/id_ed25519_sk.pub --usernames ivy@example.com
+  approvalgate keygen jo --import ~/.ssh/id_ed25519_sk.pub --user-verification \\
+      --usernames jo@example.com   # a key made with -O verify-required: the PIN each time
 
 Then approve with the same REF (keygen prints the line):
   approvalgate approve run.yaml --env prod --signer 'hsm:2?label=carol-yubikey' \\
@@ -83,6 +85,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "or OpenSSH .pub) or a signer REF (hsm:..., gcpkms:..., awskms:..., azurekms:..., "
         "hv:...) whose public key is read from the token or the service",
     )
+    parser.add_argument(
+        "--user-verification",
+        action="store_true",
+        help="with --import of a security key's .pub (sk-...): write userVerification: "
+        "required, so that only its signatures made with the PIN count (make the key with "
+        "`ssh-keygen -t ed25519-sk -O verify-required`)",
+    )
     parser.add_argument("--force", action="store_true", help="overwrite existing files")
 
 
@@ -117,8 +126,22 @@ def run(args: argparse.Namespace) -> int:
     for path in written:
         if path.exists() and not args.force:
             raise UsageError(f"{path} exists", advice="pass --force to overwrite it")
+    if args.user_verification and not args.source:
+        raise UsageError(
+            "--user-verification goes with --import of a security key's .pub: keygen makes "
+            "no security keys",
+            advice="make one with `ssh-keygen -t ed25519-sk -O verify-required`, then "
+            f"`approvalgate keygen {args.name} --import KEY.pub --user-verification ...`",
+        )
     if args.source:
         public, where, signer_ref = imported(args.source)
+        if args.user_verification and not keys.ssh.is_security_key(public.keytype):
+            raise UsageError(
+                f"--user-verification is for security keys (sk-...): {args.source} is a "
+                f"{public.keytype} key, whose signatures carry no flags",
+                advice="leave --user-verification out, or import a key made with "
+                "`ssh-keygen -t ed25519-sk -O verify-required`",
+            )
     else:
         signer = keys.generate(args.type)
         public, where = signer.public_key, f"{key_path} (mode 0600, never commit it)"
@@ -128,7 +151,13 @@ def run(args: argparse.Namespace) -> int:
         write_private(key_path, signer.private_bytes)
     write_text(
         doc_path,
-        approver_document(args.name, keys.public_key_pem(public), _split(args.groups), usernames),
+        approver_document(
+            args.name,
+            keys.public_key_pem(public),
+            _split(args.groups),
+            usernames,
+            user_verification=args.user_verification,
+        ),
     )
     key_type = keys.key_type_of(public)
     print(f"key id {public.keyid} ({key_type.name if key_type else public.keytype})")
@@ -182,7 +211,14 @@ def _split(text: str) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
 
 
-def approver_document(name: str, public_pem: str, groups: list[str], usernames: list[str]) -> str:
+def approver_document(
+    name: str,
+    public_pem: str,
+    groups: list[str],
+    usernames: list[str],
+    *,
+    user_verification: bool = False,
+) -> str:
     lines = [
         "apiVersion: gates.proompteng.ai/v1alpha1",
         "kind: Approver",
@@ -195,4 +231,6 @@ def approver_document(name: str, public_pem: str, groups: list[str], usernames: 
         lines += ["  groups:", *(f"    - {g}" for g in groups)]
     lines += ["  keys:", "    - publicKey: |"]
     lines += [f"        {line}" for line in public_pem.strip().splitlines()]
+    if user_verification:
+        lines.append("      userVerification: required")
     return "\n".join(lines) + "\n"

@@ -16,7 +16,9 @@ Every approval is made with the CLI the way users make it (``approvalgate approv
   an ECDSA P-256 key file (``keygen --type ecdsa-p256``);
 - two key files of different types (Ed25519 and P-256);
 - a plain SSH key in the agent listed twice in a served bundle, its PEM retired: its
-  approval counts in neither form.
+  approval counts in neither form;
+- a security key whose Approver requires user verification: its signature without the PIN
+  (its key file's flags edited) is refused by ``approve`` and by the webhook, with it counts.
 
 In every case the same run with either signature tampered is denied.
 """
@@ -257,3 +259,86 @@ def test_a_key_retired_in_one_form_approves_in_no_form(providers: Providers) -> 
         assert "record 0 by grace: signature does not verify with a key of grace valid at" in (
             done.stderr
         ), done.stderr
+
+
+def test_a_security_key_requiring_user_verification_counts_only_with_the_pin(
+    providers: Providers,
+) -> None:
+    """henry's Approver says ``userVerification: required`` of his security key (made with
+    ``-O verify-required``). Whoever holds his key handle file, its stored flags edited to
+    touch only, signs through a real ssh-agent without the PIN: ``approve --bundle`` says so
+    and writes nothing; a record made without that check (``approve --env``, no bundle) is
+    denied by the webhook with decide()'s message naming the key, also when the served
+    bundle lists the key again without the option (made by hand: compile refuses it). The
+    same key with its PIN (the agent asks through its askpass) approves (sixth red-team
+    pass; the webhook admitted the run signed without the PIN before)."""
+    gate = providers.gate
+    key = ssh.keygen(gate.work, "henry-sk", "sk-ssh-ed25519@openssh.com", "-O", "verify-required")
+    stolen = ssh.with_flags(key, gate.work / "henry-stolen", ssh.SK_USER_PRESENCE)
+    providers.agent.add(key)
+    line = " ".join(Path(f"{key}.pub").read_text().split()[:2])
+    approver = {
+        "apiVersion": "gates.proompteng.ai/v1alpha1",
+        "kind": "Approver",
+        "metadata": {"name": "henry"},
+        "spec": {
+            "usernames": ["henry"],
+            "groups": ["platform-leads"],
+            "keys": [{"publicKey": line, "userVerification": "required"}],
+        },
+    }
+    (gate.repo / "approvers" / "henry.yaml").write_text(yaml.safe_dump(approver))
+    recompile(gate)
+    bundle = json.loads(gate.signing_bundle(ENV).read_text())
+    (henry,) = [a for a in bundle["approvers"] if a["name"] == "henry"]
+    assert henry["keys"][0]["userVerification"] == "required"
+    carol = ("carol", str(gate.keys / "carol.key"))
+    henry_ref = f"ssh-agent:{key}.pub"
+    (gate.work / "thief").mkdir()
+    with ssh.agent(gate.work / "thief") as thief:
+        thief.add(stolen)
+        path = gate.work / "uv-refused.yaml"
+        path.write_text(run_manifest("prov-uv-no-pin"))
+        before = path.read_text()
+        done = _cli(
+            gate,
+            thief.env(),
+            *("approve", str(path), "--bundle", str(gate.signing_bundle(ENV))),
+            *("--signer", henry_ref, "--approver", "henry", "--in-place"),
+        )
+        assert done.returncode == 1, done.stderr
+        assert "the security key signed without user verification (no PIN)" in done.stderr
+        assert "nothing was written" in done.stderr
+        assert path.read_text() == before
+        done = _cli(
+            gate,
+            thief.env(),
+            *("approve", str(path), "--env", ENV, "--signer", henry_ref),
+            *("--approver", "henry", "--in-place"),
+        )
+        assert done.returncode == 0, done.stderr
+    manifest = approve(gate, path.read_text(), [carol])
+    expected = expected_message(Signer(gate), yaml.safe_load(manifest), REQUESTER)
+    assert "record 0 by henry: signed with henry's security key sk-ssh-ed25519" in expected
+    assert "without user verification (no PIN)" in expected
+    done = gate.kubectl(REQUESTER, "create", "-f", "-", manifest=manifest)
+    assert done.returncode == 1, done.stdout
+    assert done.stderr.strip() == denial(expected)
+    # the key listed again, without the option, in a served bundle made by hand
+    bundle = json.loads(gate.signing_bundle(ENV).read_text())
+    (henry,) = [a for a in bundle["approvers"] if a["name"] == "henry"]
+    henry["keys"].append({"keyid": load_public_key(line).keyid, "publicKey": line})
+    bundle["generation"] = bundle_generation(bundle)
+    edited = gate.work / "uv-listed-twice.json"
+    edited.write_text(dump_bundle(bundle))
+    with gate.serving(edited):
+        done = gate.kubectl(REQUESTER, "create", "-f", "-", manifest=manifest)
+        assert done.returncode == 1, done.stdout
+        assert "record 0 by henry: signed with henry's security key" in done.stderr
+        assert "without user verification (no PIN)" in done.stderr
+    # with the PIN
+    signers = [("henry", henry_ref), carol]
+    manifest = approve(gate, run_manifest("prov-uv-pin"), signers, providers.agent.env())
+    done = gate.kubectl(REQUESTER, "create", "-f", "-", manifest=manifest)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "agentrun.agents.proompteng.ai/prov-uv-pin created"

@@ -170,7 +170,11 @@ FOURTH_PASS_CASES = ("view-replay-reencoded-base64",)
 """Values read two ways (fourth pass): a used record re-encoded is the same record."""
 
 
-@pytest.mark.parametrize("name", THIRD_PASS_CASES + FOURTH_PASS_CASES)
+SIXTH_PASS_CASES = ("view-cluster-user-verification-withdrawal-without-pin",)
+"""A security key's PIN (sixth pass): a withdrawal without it lifts no veto."""
+
+
+@pytest.mark.parametrize("name", THIRD_PASS_CASES + FOURTH_PASS_CASES + SIXTH_PASS_CASES)
 def test_ledger_cases_over_https_with_their_view(pki: TestPKI, tmp_path: Path, name: str) -> None:
     """The ledger red-team pass's corpus cases over HTTPS, each with its cluster view given to
     the production worker: a run naming a parent from anyone but a creator

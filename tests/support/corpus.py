@@ -11,8 +11,11 @@ A case folder holds ``case.yaml`` and optionally ``run.yaml``, ``old.yaml``,
     now: 2026-11-21T12:00:00Z    # default
     namespace: agents            # request namespace (default: the run's)
     subResource: status          # optional
-    records:                     # signed at test time with tests/corpus/keys/KEY.key
+    records:                     # signed at test time with tests/corpus/keys/KEY.key, or
+                                 # the security key file KEY (sk-dummy, ssh-keygen -Y sign)
       - key: alice               # also the approver name unless `approver:` is given
+        skFlags: 1               # a security key's flags (the key file's) for this record:
+                                 # 1 = touch without the PIN (user verification, 4)
         decision: approve        # approve | reject | bypass
         reason: ""
         issuedAt: ...            # default now - 1h
@@ -31,6 +34,7 @@ A case folder holds ``case.yaml`` and optionally ``run.yaml``, ``old.yaml``,
     keysAlsoOf: {carol: bob}     # the compiled bundle edited as one compiled before the
                                  # compiler's key check (or made by hand and signed): carol
                                  # also holds bob's keys
+    keysAlsoOfWithout: [userVerification]  # ... without these fields of bob's entries
     settings: {enforcement: warn, no_match: allow, exclude_namespaces: [sandbox]}
                                  # environment: default prod (CORPUS_ENVIRONMENT);
                                  # cluster_view: default off (cases of records alone)
@@ -171,8 +175,10 @@ def compile_case_bundle(folder: Path, settings: BundleSettings | None = None) ->
     also = (spec or {}).get("keysAlsoOf", {})
     if also:
         held = {a["name"]: a for a in bundle["approvers"]}
+        dropped = (spec or {}).get("keysAlsoOfWithout", [])
         for name, owner in also.items():
-            held[name]["keys"] = [*held[name]["keys"], *held[owner]["keys"]]
+            added = [{k: v for k, v in e.items() if k not in dropped} for e in held[owner]["keys"]]
+            held[name]["keys"] = [*held[name]["keys"], *added]
         bundle["generation"] = bundle_generation(bundle)
     return dump_bundle(bundle)
 
@@ -403,8 +409,16 @@ def time_text(value: object) -> str:
     return str(value)
 
 
-def signer(name: str) -> Any:
-    return keys.signer_from_pem((KEYS / f"{name}.key").read_bytes())
+def signer(name: str, sk_flags: int | None = None) -> Any:
+    """tests/corpus/keys/NAME.key (PEM), or the security key file NAME (sk-dummy, signed
+    with ``ssh-keygen -Y sign``; ``sk_flags``: with the key file's flags set to these)."""
+    if (KEYS / f"{name}.key").exists():
+        assert sk_flags is None, f"{name} is no security key: skFlags is for sk keys"
+        return keys.signer_from_pem((KEYS / f"{name}.key").read_bytes())
+    from tests.support import ssh as ssh_tools
+
+    ssh_tools.require_tools()
+    return ssh_tools.KeygenSigner(KEYS / name, sk_flags)
 
 
 def make_record(
@@ -438,14 +452,15 @@ def make_record(
         nonce=f"nonce-{recipe['key']}",
         environment=str(recipe.get("environment", environment)),
     )
+    key = signer(recipe["key"], recipe.get("skFlags"))
     if "format" in recipe:
-        envelope = sign_statement(_old_format(claim, recipe["format"]), signer(recipe["key"]))
+        envelope = sign_statement(_old_format(claim, recipe["format"]), key)
     elif "signedTimes" in recipe:
         statement = claim.statement()
         statement["predicate"].update({str(k): str(v) for k, v in recipe["signedTimes"].items()})
-        envelope = sign_statement(statement, signer(recipe["key"]))
+        envelope = sign_statement(statement, key)
     else:
-        envelope = records.sign(claim, signer(recipe["key"]))
+        envelope = records.sign(claim, key)
     for tamper in recipe.get("tamper", []):
         envelope = _tamper(envelope, tamper, claim)
     return envelope

@@ -6,10 +6,13 @@ the proof that our SSHSIG agrees with OpenSSH's, both ways.
 
 from __future__ import annotations
 
+import base64
 import os
 import shutil
 import signal
+import struct
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,6 +21,10 @@ from pathlib import Path
 from typing import Final
 
 import pytest
+from securesystemslib.signer import Key, SecretsHandler, Signature, Signer, SSlibKey
+
+from approvalgate.approvals import keys
+from approvalgate.approvals.keys import ssh
 
 SK_DUMMY: Final = Path("/usr/lib/openssh/regress/misc/sk-dummy/sk-dummy.so")
 NAMESPACE: Final = "gates.proompteng.ai"
@@ -73,11 +80,28 @@ def keygen(folder: Path, name: str, keytype: str, *options: str) -> Path:
     return path
 
 
-def sign(key: Path, data: bytes, *, namespace: str = NAMESPACE, hashalg: str = "") -> str:
+def sign(
+    key: Path,
+    data: bytes,
+    *,
+    namespace: str = NAMESPACE,
+    hashalg: str = "",
+    env: dict[str, str] | None = None,
+) -> str:
     """``ssh-keygen -Y sign`` of ``data`` with the private key file ``key``: the armour."""
     options = ["-O", f"hashalg={hashalg}"] if hashalg else []
     argv = ["ssh-keygen", "-Y", "sign", "-n", namespace, "-f", str(key), *options]
-    return run(argv, data=data).decode("ascii")
+    return run(argv, data=data, env=env).decode("ascii")
+
+
+def pin_env(folder: Path) -> dict[str, str]:
+    """:func:`tool_env` with an askpass that answers the security key's PIN prompt (a key
+    made with ``-O verify-required``): without it ``ssh-keygen -Y sign`` reads the PIN from
+    stdin, the data to sign. sk-dummy takes any PIN."""
+    askpass = folder / "pin"
+    askpass.write_text("#!/bin/sh\necho 123456\n")
+    askpass.chmod(0o700)
+    return tool_env(SSH_ASKPASS=str(askpass), SSH_ASKPASS_REQUIRE="force", DISPLAY=":0")
 
 
 def verify(
@@ -155,3 +179,106 @@ def agent(folder: Path, **environment: str) -> Iterator[Agent]:
             process.wait(timeout=10)
         if process.stderr:
             process.stderr.close()
+
+
+# --- a security key's private key file (sixth red-team pass, user verification) ------------
+
+_PRIVATE_ARMOUR: Final = (
+    "-----BEGIN OPENSSH PRIVATE KEY-----",
+    "-----END OPENSSH PRIVATE KEY-----",
+)
+_SK_FIELDS_BEFORE_FLAGS: Final = {
+    "sk-ssh-ed25519@openssh.com": 2,  # public key, application
+    "sk-ecdsa-sha2-nistp256@openssh.com": 3,  # curve, point, application
+}
+
+
+@dataclass(frozen=True)
+class SKPrivate:
+    """The parts of an unencrypted security key file (PROTOCOL.key, PROTOCOL.u2f) a test
+    needs: the whole binary, where its flags byte is, and the key handle."""
+
+    binary: bytearray
+    flags_at: int
+    key_handle: bytes
+
+    @property
+    def flags(self) -> int:
+        return self.binary[self.flags_at]
+
+
+def read_sk_private(private: Path) -> SKPrivate:
+    """Parse ``private`` (``ssh-keygen -t ed25519-sk|ecdsa-sk -N ""``)."""
+    lines = private.read_text().strip().splitlines()
+    assert (lines[0], lines[-1]) == _PRIVATE_ARMOUR, lines[0]
+    binary = bytearray(base64.b64decode("".join(lines[1:-1])))
+    at = len(b"openssh-key-v1\0")
+
+    def string() -> bytes:
+        nonlocal at
+        (n,) = struct.unpack(">I", binary[at : at + 4])
+        at += 4 + n
+        return bytes(binary[at - n : at])
+
+    assert string() == b"none", "an unencrypted key file (-N '')"
+    string(), string()  # kdf name and options
+    (count,) = struct.unpack(">I", binary[at : at + 4])
+    at += 4
+    for _ in range(count):
+        string()  # public keys
+    at += 4 + 8  # the private section's length, then check1 and check2
+    keytype = string().decode()
+    for _ in range(_SK_FIELDS_BEFORE_FLAGS[keytype]):
+        string()
+    flags_at = at
+    at += 1
+    return SKPrivate(binary, flags_at, string())
+
+
+def with_flags(private: Path, copy: Path, flags: int) -> Path:
+    """A copy of the security key file ``private`` whose stored flags are ``flags``: what
+    whoever holds the key handle file does to sign without the PIN (the flags it asks the
+    security key for are the file's, not the public key's); ``copy.pub`` too."""
+    parsed = read_sk_private(private)
+    parsed.binary[parsed.flags_at] = flags
+    encoded = base64.b64encode(bytes(parsed.binary)).decode("ascii")
+    body = [encoded[i : i + 70] for i in range(0, len(encoded), 70)]
+    copy.write_text("\n".join([_PRIVATE_ARMOUR[0], *body, _PRIVATE_ARMOUR[1], ""]))
+    copy.chmod(0o600)
+    shutil.copyfile(private.with_suffix(".pub"), copy.with_suffix(".pub"))
+    return copy
+
+
+SK_USER_PRESENCE: Final = 0x01
+SK_USER_VERIFICATION: Final = 0x04
+"""The key file's flags (OpenSSH's SSH_SK_USER_PRESENCE_REQD, SSH_SK_USER_VERIFICATION_REQD),
+which sk-dummy echoes into each signature's flags as a security key sets them."""
+
+
+class KeygenSigner(Signer):
+    """``ssh-keygen -Y sign`` with a security key file through sk-dummy, as a
+    securesystemslib signer; ``flags``: sign with a copy of the file whose stored flags are
+    these (:func:`with_flags`), as whoever holds the key handle file may."""
+
+    def __init__(self, private: Path, flags: int | None = None) -> None:
+        self.private = private
+        self.flags = flags
+        self._public = keys.load_public_key(private.with_suffix(".pub").read_text())
+
+    @classmethod
+    def from_priv_key_uri(
+        cls, priv_key_uri: str, public_key: Key, secrets_handler: SecretsHandler | None = None
+    ) -> KeygenSigner:
+        raise NotImplementedError
+
+    @property
+    def public_key(self) -> SSlibKey:
+        return self._public
+
+    def sign(self, payload: bytes) -> Signature:
+        with tempfile.TemporaryDirectory(prefix="sk-") as folder:
+            copy = Path(folder) / "key"
+            flags = read_sk_private(self.private).flags if self.flags is None else self.flags
+            with_flags(self.private, copy, flags)
+            blob = ssh.dearmor(sign(copy, payload, env=pin_env(Path(folder))))
+        return Signature(self._public.keyid, blob.hex())

@@ -17,7 +17,7 @@ key type. Pure like the rest of the core: no network or process I/O here.
 
 from __future__ import annotations
 
-from securesystemslib.signer import Signer
+from securesystemslib.signer import Signer, SSlibKey
 
 from approvalgate.approvals.keys import ssh
 from approvalgate.approvals.keys.public import (
@@ -28,6 +28,7 @@ from approvalgate.approvals.keys.public import (
 )
 from approvalgate.approvals.keys.signers import (
     FILE,
+    CheckedSigner,
     Read,
     SignerKind,
     generate,
@@ -60,8 +61,10 @@ __all__ = [
     "ED25519",
     "FILE",
     "RSA_PSS",
+    "CheckedSigner",
     "KeyType",
     "Read",
+    "SSlibKey",
     "SignatureVerifier",
     "Signer",
     "SignerKind",

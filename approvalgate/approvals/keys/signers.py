@@ -28,6 +28,7 @@ from securesystemslib.signer import (
 )
 
 from approvalgate.approvals.errors import RecordError
+from approvalgate.approvals.keys import ssh
 from approvalgate.approvals.keys.types import (
     ED25519,
     accepted_names,
@@ -150,10 +151,17 @@ class CheckedSigner(Signer):
     told "signed" and the record never counted. The check is :class:`SignatureVerifier`'s,
     the gate's own."""
 
-    def __init__(self, inner: Signer, ref: str) -> None:
+    def __init__(self, inner: Signer, ref: str, *, user_verification: bool = False) -> None:
         self._inner = inner
         self._ref = ref
         self._verifier = SignatureVerifier(0)
+        self._user_verification = user_verification
+
+    def requiring_user_verification(self) -> CheckedSigner:
+        """This signer, refusing any signature whose security key flags do not say the
+        user was verified (sixth red-team pass): the Approver's key says
+        ``userVerification: required``, and a signature without it would never count."""
+        return CheckedSigner(self._inner, self._ref, user_verification=True)
 
     @property
     def public_key(self) -> Key:
@@ -165,6 +173,22 @@ class CheckedSigner(Signer):
         if isinstance(public, SSlibKey) and self._verifier.first_signer(
             payload, {signature.keyid: signature}, [public]
         ):
+            if self._user_verification and not ssh.user_verified(
+                bytes.fromhex(signature.signature)
+            ):
+                what = (
+                    "the security key signed without user verification (no PIN)"
+                    if ssh.is_security_key(public.keytype)
+                    else f"its {public.keytype} signatures cannot show user verification"
+                )
+                raise RecordError(
+                    f"{self._ref}: {what}, and the Approver's key says userVerification: "
+                    "required: the record would not count",
+                    advice="nothing was written. Make a key that asks for its PIN every "
+                    "time (`ssh-keygen -t ed25519-sk -O verify-required`), put its .pub line "
+                    "in your Approver (with userVerification: required), load it with "
+                    "`ssh-add` and sign again",
+                )
             return signature
         raise RecordError(
             f"{self._ref}: its signature does not verify with its public key "

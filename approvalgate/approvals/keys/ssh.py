@@ -67,6 +67,9 @@ MAGIC: Final = b"SSHSIG"
 VERSION: Final = 1
 USER_PRESENCE: Final = 0x01
 """PROTOCOL.u2f flag: the user touched the security key."""
+USER_VERIFICATION: Final = 0x04
+"""PROTOCOL.u2f flag: the security key verified the user (their PIN) before signing, what a
+key made with ``ssh-keygen -O verify-required`` asks for every time."""
 SK_APPLICATION_PREFIX: Final = "ssh:"
 
 ED25519: Final = "ssh-ed25519"
@@ -194,6 +197,30 @@ def _signature_fields(signature: bytes, keytype: str, sk: bool) -> tuple[bytes, 
         counter = reader.uint32()
     reader.end()
     return raw, flags, counter
+
+
+def is_security_key(keytype: str) -> bool:
+    """Whether ``keytype`` is a security key's (``sk-``): its signatures carry flags."""
+    return keytype in (SK_ED25519, SK_ECDSA_P256)
+
+
+def user_verified(blob: bytes) -> bool:
+    """Whether the SSHSIG ``blob`` is a security key's signature whose flags say the key
+    verified the user (:data:`USER_VERIFICATION`); False for any other signature, or one
+    that does not parse. Read after the signature verified (the flags are signed): one
+    walk over a few hundred bytes, for keys whose Approver entry requires it."""
+    try:
+        reader = _Reader(blob, "the SSH signature")
+        reader.take(len(MAGIC) + 4)
+        for _ in range(4):  # public key, namespace, reserved, hash
+            reader.string()
+        signature = _Reader(reader.string(), "the signature")
+        if not is_security_key(signature.text()):
+            return False
+        signature.string()
+        return bool(signature.byte() & USER_VERIFICATION)
+    except SSHSignatureError:
+        return False
 
 
 def _u2f_message(application: str, flags: int, counter: int, data: bytes) -> bytes:

@@ -48,6 +48,14 @@ class SignatureVerifier:
         A signature's key id only orders the attempts (hinted key first); it is never
         trusted by itself.
         """
+        found = self.first_signature(data, signatures, keys)
+        return None if found is None else found[0]
+
+    def first_signature(
+        self, data: bytes, signatures: Mapping[str, Signature], keys: Iterable[SSlibKey]
+    ) -> tuple[SSlibKey, bytes] | None:
+        """:meth:`first_signer` and the signature it made (its bytes: a security key's
+        carry flags the caller may require, ``bundle.ApproverKey.lacks_user_verification``)."""
         ordered = sorted(keys, key=lambda k: k.keyid not in signatures)
         for signature in signatures.values():
             try:
@@ -56,7 +64,7 @@ class SignatureVerifier:
                 continue
             for key in ordered:
                 if self._verifies(key, sig, data):
-                    return key
+                    return key, sig
         return None
 
     def cache_info(self) -> Any:
