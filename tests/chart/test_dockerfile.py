@@ -255,6 +255,19 @@ def test_the_dockerfiles_steps_install_the_lock_and_run(tmp_path: Path) -> None:
         env=env,
     )
     assert started.returncode == 0, started.stderr
+    # the locked versions do the work, not only start: the example repo's committed output,
+    # its signed bundles included, is what they compile (YAML, schemas, canonical JSON,
+    # signatures)
+    repo = tmp_path / "gitops-repo"
+    shutil.copytree(ROOT / "examples" / "gitops-repo", repo)
+    checked = subprocess.run(
+        [str(tmp_path / "final" / "bin" / "approvalgate"), "check", str(repo)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
     listed = subprocess.run(
         [str(tmp_path / "final" / "bin" / "python"), "-m", "pip", "list", "--format", "json"],
         capture_output=True,
