@@ -343,3 +343,38 @@ def test_the_application_pins_the_controller_beside_the_keys() -> None:
     ("What remains"). The Application pins both."""
     pinned = APP["spec"]["sources"][0]["helm"]["valuesObject"]["controller"]
     assert pinned["enabled"] is True and pinned["replicas"] >= 1
+
+
+@pytest.mark.helm
+def test_the_gates_project_flags_what_someone_added_beside_the_gate(helm: Path) -> None:
+    """A sync neither removes nor shows an object in the release namespace that no
+    Application holds (a RoleBinding granting configmap writes, a second Deployment): Argo
+    CD's orphaned-resource monitoring of the gate's project does, ignoring only what lives
+    there without being in git: the floor the controller writes, the Secrets cert-manager
+    issues, the controller's Lease, and what every namespace holds."""
+    project = PROJECTS[APP["spec"]["project"]]
+    orphans = project["spec"]["orphanedResources"]
+    assert orphans["warn"] is True
+    objects = _application_render(helm)
+    secrets = {
+        o["spec"]["secretName"]
+        for o in objects
+        if o["kind"] == "Certificate" and "secretName" in o["spec"]
+    }
+    (controller,) = [
+        o
+        for o in objects
+        if o["kind"] == "Deployment" and o["metadata"]["name"].endswith("-controller")
+    ]
+    args = controller["spec"]["template"]["spec"]["containers"][0]["args"]
+    lease = args[args.index("--lease-name") + 1]
+    floor = args[args.index("--bundle-floor") + 1].split("/")[1]
+    ignored = {(e["group"], e["kind"], e["name"]) for e in orphans["ignore"]}
+    assert ignored == {
+        ("", "ConfigMap", floor),
+        ("", "ConfigMap", "kube-root-ca.crt"),
+        ("", "ServiceAccount", "default"),
+        *(("", "Secret", name) for name in secrets),
+        ("coordination.k8s.io", "Lease", lease),
+    }
+    assert len(secrets) == 2
