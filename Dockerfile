@@ -2,7 +2,15 @@
 # The approvalgate webhook image. Same steps as the README's install (`pip install .`), split
 # in two stages: the builder turns the source into a wheel; the final stage installs only that
 # wheel and its runtime dependencies (binary wheels from PyPI), with no compiler, no build
-# front-end and no source tree. Not built in this repository's CI (no Docker engine there).
+# front-end and no source tree. Not built in this repository's CI (no Docker engine there);
+# tests/chart/test_dockerfile.py runs its pip commands as written.
+#
+# Every package either stage installs from PyPI is pinned with its sha256 in requirements/
+# (`make lock`; docs/deploy.md "The image"): the runtime dependencies in image.txt, the build
+# back-end in build.txt. `--require-hashes --no-deps --only-binary :all:` installs those wheels
+# and nothing else, so two builds of one commit ship the same code, and a new release of a
+# dependency, or of one of theirs, reaches the image only through a reviewed change of the
+# lock. `pip check` fails the build if the lock misses one.
 #
 #   docker build -t ghcr.io/proompteng/approvalgate:0.1.0 .
 #
@@ -16,14 +24,18 @@ FROM ${PYTHON_IMAGE} AS builder
 WORKDIR /src
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
 COPY . .
-RUN pip wheel --no-deps --wheel-dir /wheels .
+RUN pip install --require-hashes --no-deps --only-binary :all: -r requirements/build.txt \
+    && pip wheel --no-deps --no-build-isolation --wheel-dir /wheels . \
+    && cp requirements/image.txt /wheels/requirements.txt
 
 FROM ${PYTHON_IMAGE}
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 \
     PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 \
     HOME=/tmp
 COPY --from=builder /wheels /wheels
-RUN pip install /wheels/*.whl \
+RUN pip install --require-hashes --no-deps --only-binary :all: -r /wheels/requirements.txt \
+    && pip install --no-deps --no-index /wheels/approvalgate-*.whl \
+    && pip check \
     && rm -rf /wheels \
     && groupadd --system --gid 65532 approvalgate \
     && useradd --system --uid 65532 --gid 65532 --home-dir /nonexistent --no-create-home \

@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test lint testbin peers system-packages clean bench bench-peers
+.PHONY: setup demo test lint testbin peers system-packages clean bench bench-peers lock
 
 setup: $(STAMP)
 
@@ -48,8 +48,28 @@ system-packages:
 test: setup lint testbin
 	APPROVALGATE_REQUIRE_E2E=1 $(BIN)/python -m pytest
 
+# The image's hash-locked dependencies (requirements/, read by the Dockerfile with
+# --require-hashes --no-deps): the runtime dependencies of pyproject.toml and the build
+# back-end of its [build-system], resolved from PyPI for CPython 3.11 on Linux (the image's)
+# with every file's sha256. Run it after changing either list, or to take newer releases on
+# purpose (`make lock LOCK_ARGS=--upgrade`; without it pins still in range are kept), and
+# review the diff like code: it is what the image runs. pip-tools is installed,
+# pinned, in a venv of its own (.lock-venv), never in .venv.
+LOCK_VENV ?= .lock-venv
+PIP_TOOLS ?= pip-tools==7.7.0
+LOCK_ARGS ?=
+PIP_COMPILE := $(LOCK_VENV)/bin/pip-compile --quiet --generate-hashes --allow-unsafe \
+	--strip-extras --no-emit-index-url --no-emit-find-links $(LOCK_ARGS)
+lock:
+	$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "make lock: run it with Python 3.11, the image'"'"'s (PYTHON=python3.11)")'
+	$(PYTHON) -m venv $(LOCK_VENV)
+	$(LOCK_VENV)/bin/pip install --quiet --disable-pip-version-check '$(PIP_TOOLS)'
+	$(PIP_COMPILE) --output-file requirements/image.txt pyproject.toml
+	$(PIP_COMPILE) --build-deps-for wheel --only-build-deps --output-file requirements/build.txt \
+	  pyproject.toml
+
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(LOCK_VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
 
 # Benchmarks (not tests; bounded, minutes): compile vs helm template, check, CLI start-up,
 # the webhook's (bench/webhook_bench.py, apiserver_admission.py, view_admission.py) and the

@@ -58,8 +58,12 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 
 def build_parser() -> argparse.ArgumentParser:
+    # allow_abbrev=False everywhere: an option is read only by its whole name, so a guard
+    # refusing options by name (the chart's for controller.extraArgs) is not passed by a
+    # prefix (`--allow` for --allow-unsigned-bundle)
     parser = argparse.ArgumentParser(
         prog="approvalgate",
+        allow_abbrev=False,
         description="GitOps policy compiler and admission webhook: AgentRuns need recorded, "
         "signed approvals bound to their exact spec.",
         epilog="Exit codes: 0 ok, 1 findings or denied, 2 usage error, 3 internal error. "
@@ -74,6 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
         command = _command_module(module)
         sub_parser = sub.add_parser(
             name,
+            allow_abbrev=False,
             help=help_text,
             description=command.__doc__,
             formatter_class=argparse.RawDescriptionHelpFormatter,

@@ -90,6 +90,8 @@ def chart_defaults(
         "matchPolicy": "Equivalent",
         "sideEffects": "None",
         "timeoutSeconds": 5,
+        # rendered although empty, so that a server-side apply sync owns it (design.md)
+        "objectSelector": {},
     }
     return {
         "apiVersion": "admissionregistration.k8s.io/v1",

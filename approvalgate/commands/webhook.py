@@ -60,6 +60,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="webhook_command", metavar="SUBCOMMAND", required=True)
     serve = sub.add_parser(
         "serve",
+        allow_abbrev=False,
         help="serve POST /validate over HTTPS until SIGTERM",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,

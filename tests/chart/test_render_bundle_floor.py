@@ -203,3 +203,98 @@ def test_the_audit_may_read_the_floor_by_name_and_nothing_else_there(helm: Path)
         ],
     )
     assert "approvalgate-audit-floor" not in floor_rules(unsigned)
+
+
+#: what controller.extraArgs may hold: tuning that only delays or logs, nothing the chart
+#: renders itself (argparse takes the last value) and nothing that chooses what the controller
+#: trusts, where it connects, what it watches or where it sends what it knows
+TUNING = [
+    "--log-level=debug",
+    "--resync-seconds=120",
+    "--resync=120",
+    "--gc-interval=600",
+    "--gc-max-deletes=10",
+    "--no-gc",
+    "--notify-expiring-before=7200",
+    "--grace-period=20",
+    "--lease-duration=30",
+    "--renew-deadline=20",
+    "--retry-period=4",
+]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        # a prefix argparse reads as the option itself (allow_abbrev), past a guard by name
+        ["--allow"],
+        ["--allow-unsig"],
+        ["--bundle-thr=0"],
+        # options the chart renders, which the last value overrides
+        ["--bundle=/etc/hostname"],
+        ["--bundle", "/etc/hostname"],
+        ["--namespace=kube-public"],
+        ["--lease-namespace=kube-public"],
+        ["--lease-name=other"],
+        ["--identity=one-for-every-replica"],
+        ["--health-port=0"],
+        ["--metrics-port=0"],
+        ["--signal-deliveries"],
+        # where it connects, what it sends where, and its safety bounds
+        ["--kubeconfig=/etc/hostname"],
+        ["--context=other"],
+        ["--host=127.0.0.1"],
+        ["--notify-url=https://hooks.example/collect"],
+        ["--notify-url-file=/etc/hostname"],
+        ["--view-max-age=86400"],
+        ["--reload-interval=86400"],
+        ["--signal-name=other"],
+        # a value that is an option, and a short option
+        ["--log-level", "--allow"],
+        ["-h"],
+    ],
+    ids=" ".join,
+)
+def test_extra_arguments_may_only_tune_the_controller(helm: Path, args: list[str]) -> None:
+    """controller.extraArgs come with the compiled values (the policy repo's file) and are
+    appended last: the earlier guard refused `--bundle-*` and `--allow-unsigned` by name, but
+    argparse takes any unambiguous prefix of an option (`--allow` is
+    `--allow-unsigned-bundle`, which with pinned keys stops the controller, and with it the
+    revision floor), and the last value of an option the chart set. Now only the listed
+    tuning options pass, by their whole name."""
+    listed = "{" + ",".join(a.replace(",", "\\,") for a in args) + "}"
+    try:
+        objects = render(helm, example_values("prod"), sets=[f"controller.extraArgs={listed}"])
+    except HelmError as exc:
+        message = exc.stderr
+    else:
+        container = one(
+            [o for o in objects if o["metadata"]["name"].endswith("-controller")], "Deployment"
+        )["spec"]["template"]["spec"]["containers"][0]
+        try:
+            parsed = vars(build_parser().parse_args(container["args"]))
+        except SystemExit:
+            parsed = {}
+        pytest.fail(f"rendered; the controller reads it as {parsed}")
+    assert "controller.extraArgs holds" in message
+
+
+@pytest.mark.parametrize("arg", TUNING)
+def test_tuning_arguments_pass_and_change_nothing_the_chart_set(helm: Path, arg: str) -> None:
+    def controller_args(objects: list[dict[str, Any]]) -> list[str]:
+        deployment = one(
+            [o for o in objects if o["metadata"]["name"].endswith("-controller")], "Deployment"
+        )
+        return list(deployment["spec"]["template"]["spec"]["containers"][0]["args"])
+
+    plain = vars(build_parser().parse_args(controller_args(render(helm, example_values("prod")))))
+    tuned = vars(
+        build_parser().parse_args(
+            controller_args(
+                render(helm, example_values("prod"), sets=[f"controller.extraArgs={{{arg}}}"])
+            )
+        )
+    )
+    changed = {k for k in plain if plain[k] != tuned[k]}
+    assert len(changed) == 1, changed
+    assert not changed & {"bundle", "bundle_key", "allow_unsigned_bundle", "namespace", "identity"}

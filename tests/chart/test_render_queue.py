@@ -294,7 +294,7 @@ def test_the_queue_is_judged_in_every_namespace(
     assert agentruns["namespaceSelector"] != {}  # the bundle's selection applies to runs
     assert gates["name"] == "gates.approvalgate.proompteng.ai"
     assert gates["namespaceSelector"] == {}
-    assert "objectSelector" not in gates
+    assert gates["objectSelector"] == {}
     assert gates["rules"] == [
         {
             "apiGroups": [GROUP],

@@ -89,7 +89,7 @@ def test_fails_closed_on_every_path_to_an_agentrun(helm: Path) -> None:
             "scope": "Namespaced",
         },
     ]
-    assert "objectSelector" not in hook
+    assert hook["objectSelector"] == {}  # every object; rendered so that a sync owns it
 
 
 def test_calls_the_service_it_renders(helm: Path) -> None:
@@ -261,3 +261,23 @@ def test_existing_secret_mode(helm: Path) -> None:
 
 def test_timeout_is_configurable_and_bounded_by_the_schema(helm: Path) -> None:
     assert webhook(render(helm, HA))["timeoutSeconds"] == 3
+
+
+@pytest.mark.parametrize(
+    "values",
+    [(), (EXISTING,), (example_values("prod"),)],
+    ids=["default", "existing-secret", "prod-example"],
+)
+def test_every_entry_renders_what_a_sync_must_own(helm: Path, values: tuple[Path, ...]) -> None:
+    """Argo CD (ServerSideApply=true) and `helm upgrade --server-side` put back only the
+    fields they apply: a field the chart leaves out is the field manager's who adds it, and
+    every later sync leaves it. So each entry renders every field that narrows what reaches
+    the webhook: both selectors even when empty (a LabelSelector is atomic, so the sync
+    replaces an added one whole; tests/e2e/test_audit.py shows it on the API server), and
+    no matchConditions, which is a list kept by name that no sync can empty (the audit finds
+    an added one)."""
+    for name, hook in entries(render(helm, *values)).items():
+        assert "namespaceSelector" in hook and hook["objectSelector"] == {}, name
+        assert "matchConditions" not in hook, name
+        for key in ("failurePolicy", "matchPolicy", "sideEffects", "timeoutSeconds", "rules"):
+            assert key in hook, (name, key)

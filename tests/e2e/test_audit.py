@@ -29,6 +29,7 @@ from tests.e2e.gate import (
     EXAMPLE,
     WEBHOOK_NAME,
     Gate,
+    eventually,
     pod_bound_token,
     run_manifest,
 )
@@ -331,6 +332,74 @@ def test_a_deleted_configuration_is_found(
         "does not exist: no AgentRun request is sent to approvalgate, the gate is off"
         in (finding["message"])
     )
+
+
+def test_an_addition_a_server_side_apply_sync_leaves_is_found(
+    gate: Gate, capsys: pytest.CaptureFixture[str], restored: dict[str, Any]
+) -> None:
+    """Argo CD syncs the chart with ServerSideApply=true, and every sync (selfHeal, or the
+    next policy change) applies the chart's manifest again as its own field manager: what it
+    applies is put back, but a field another manager added and it does not apply is not its
+    to remove. The chart renders both selectors, even empty, so the sync owns them and puts
+    back a namespace exclusion or an objectSelector someone added (a LabelSelector is atomic
+    to server-side apply; without `objectSelector: {}` in the chart an added one stayed). A
+    matchCondition that is always false, added by anyone who may patch the configuration,
+    is an entry of a list kept by name, its adder's: it outlives the re-apply, and the API
+    server then admits an unapproved run without asking the webhook. The audit finds it."""
+    chart = gate.webhook_configuration()
+
+    def sync() -> None:  # what an Argo CD sync with ServerSideApply=true sends
+        done = gate.kubectl(
+            "admin",
+            "apply",
+            "--server-side",
+            "--force-conflicts",
+            "--field-manager=argocd-controller",
+            "-f",
+            "-",
+            manifest=json.dumps(chart),
+        )
+        assert done.returncode == 0, done.stderr
+
+    sync()
+    skip = {"name": "skip-everything", "expression": "false"}
+    away = {"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": [ENFORCED]}
+    added = [
+        {"op": "add", "path": "/webhooks/0/matchConditions", "value": [skip]},
+        {"op": "add", "path": "/webhooks/0/namespaceSelector/matchExpressions", "value": [away]},
+        {"op": "add", "path": "/webhooks/0/objectSelector", "value": {"matchLabels": {"g": "on"}}},
+    ]
+    done = gate.kubectl(
+        "admin",
+        "patch",
+        "validatingwebhookconfiguration",
+        CONFIG,
+        "--type=json",
+        "--field-manager=someone-else",
+        "-p",
+        json.dumps(added),
+    )
+    assert done.returncode == 0, done.stderr
+    sync()
+    hook = live_webhook(gate)["webhooks"][0]
+    assert hook["namespaceSelector"] == {} and hook["objectSelector"] == {}
+    assert hook["matchConditions"] == [skip]
+
+    probe = run_manifest("not-approved-after-a-sync")
+    eventually(
+        "an unapproved run admitted without the webhook",
+        lambda: (
+            gate.kubectl(
+                "requester", "apply", "--dry-run=server", "-f", "-", manifest=probe
+            ).returncode
+            == 0
+        ),
+    )
+    code, report, _ = audit(gate, capsys)
+    assert code == 1
+    (finding,) = failing(report, "webhook")
+    assert finding["field"] == f"webhooks[{WEBHOOK_NAME}].matchConditions"
+    assert "skip-everything" in finding["message"]
 
 
 def test_an_edited_approval_policy_is_found(gate: Gate, capsys: pytest.CaptureFixture[str]) -> None:

@@ -78,7 +78,7 @@ def test_the_configuration_as_stored_has_no_drift() -> None:
 
 def test_server_defaults_for_missing_fields_are_not_drift() -> None:
     def strip(live: dict[str, Any]) -> None:
-        del hook(live)["objectSelector"]  # the server's default is {}, the chart omits it
+        del hook(live)["objectSelector"]  # the server's default is {}, an older chart omitted it
 
     assert compare(live_with(strip)) == []
 

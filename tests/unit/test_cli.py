@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import shutil
 import stat
@@ -822,3 +823,39 @@ def test_a_ttl_beyond_a_date_or_in_other_digits_is_a_usage_error(
         "prod",
     )
     assert (code, err) == (2, f"error: --ttl: {why}\n")
+
+
+def _parsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+    out = [parser]
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                out += _parsers(child)
+    return out
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["controller", "--allow", "--bundle", "b.json"],
+        ["controller", "--allow-unsig", "--bundle", "b.json"],
+        ["controller", "--bundle-thr", "0", "--bundle", "b.json"],
+        ["webhook", "serve", "--allow", "--bundle", "b.json"],
+        ["check", "--qui"],
+    ],
+    ids=" ".join,
+)
+def test_an_option_is_read_only_by_its_whole_name(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """argparse reads any unambiguous prefix as the option by default (`--allow` is
+    `--allow-unsigned-bundle`), so a guard that refuses options by name, as the chart does for
+    controller.extraArgs or a wrapper script might, is passed by a prefix. No parser of the
+    CLI takes prefixes: a usage error (exit 2) naming the argument."""
+    from approvalgate.cli import build_parser
+
+    with pytest.raises(SystemExit) as exited:
+        build_parser().parse_args(argv)
+    assert exited.value.code == 2
+    assert "unrecognized arguments" in capsys.readouterr().err
+    assert all(not p.allow_abbrev for p in _parsers(build_parser()))

@@ -230,9 +230,25 @@ Impossible values fail the render early, with what to do. Included by deployment
 {{- if and $s.publicKeys $s.allowUnsigned }}
 {{- fail "ERROR: bundleSigning.publicKeys and bundleSigning.allowUnsigned=true: choose one (allowUnsigned is for development without keys)." }}
 {{- end }}
+{{- /* controller.extraArgs come with the compiled values (the policy repo's file) and are
+appended after the chart's arguments: argparse takes the last value of an option and any
+unambiguous prefix of one (`--allow` is --allow-unsigned-bundle). So they may hold only the
+tuning options below, by their whole name, each value after its option: never what the
+chart renders itself, what the controller trusts, where it connects, what it watches or
+where it sends what it knows. */ -}}
+{{- $tuning := list "--log-level" "--resync" "--resync-seconds" "--gc-interval" "--gc-max-deletes" "--no-gc" "--notify-expiring-before" "--grace-period" "--lease-duration" "--renew-deadline" "--retry-period" }}
+{{- $takesValue := false }}
 {{- range .Values.controller.extraArgs }}
-{{- if regexMatch "^--(bundle-|allow-unsigned)" . }}
-{{- fail (printf "ERROR: controller.extraArgs holds %s: which bundles the pods enforce (keys, threshold, minimum revision, environment, revision floor) comes from bundleSigning only, pinned beside the keys; extra arguments, which the compiled values may set, must not change it. Set bundleSigning.* instead." .) }}
+{{- if hasPrefix "-" . }}
+{{- $name := regexReplaceAll "(?s)=.*" . "" }}
+{{- if not (has $name $tuning) }}
+{{- fail (printf "ERROR: controller.extraArgs holds %q: extra arguments, which the compiled values may set and which come after the chart's, may hold only the tuning options %s (whole names, e.g. --log-level=debug); which bundles the pods enforce comes from bundleSigning, pinned beside the keys, and everything else from its own chart value." . (join ", " $tuning)) }}
+{{- end }}
+{{- $takesValue = and (ne $name "--no-gc") (not (contains "=" .)) }}
+{{- else if $takesValue }}
+{{- $takesValue = false }}
+{{- else }}
+{{- fail (printf "ERROR: controller.extraArgs holds %q, which follows no option taking a value: the controller has no positional arguments. Write --OPTION=VALUE." .) }}
 {{- end }}
 {{- end }}
 {{- if and $s.publicKeys (not $s.environment) }}
