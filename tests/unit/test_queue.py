@@ -95,15 +95,21 @@ def approval_request(
 
 
 def decision(
-    key: str, what: str = "approve", at: str = "2026-11-21T11:00:00Z", **recipe: Any
+    key: str,
+    what: str = "approve",
+    at: str = "2026-11-21T11:00:00Z",
+    filed: str = "",
+    **recipe: Any,
 ) -> dict[str, Any]:
-    """An ApprovalDecision for the request, created when its record was issued."""
+    """An ApprovalDecision for the request, created when its record was issued (or at
+    ``filed``, the API server's creationTimestamp, where the signer's clock was wrong)."""
     run = copy.deepcopy(RUN)
     envelope = make_record({"key": key, "decision": what, "issuedAt": at, **recipe}, run, BASE, NOW)
+    meta = {"name": f"{NAME}-{key}-{what}-{at}", "namespace": NS, "creationTimestamp": filed or at}
     return {
         "apiVersion": API_VERSION,
         "kind": "ApprovalDecision",
-        "metadata": {"name": f"{NAME}-{key}-{what}-{at}", "namespace": NS, "creationTimestamp": at},
+        "metadata": meta,
         "spec": {
             "requestName": NAME,
             "decision": what,
@@ -297,6 +303,72 @@ def test_approving_again_after_withdrawing_counts() -> None:
         ("alice", "bob"),
         (),
     )
+
+
+# --- the signer's clock: a withdrawal or reject holds from when it was filed -------------
+
+
+def test_a_withdrawal_signed_by_a_clock_behind_takes_back_an_approval_filed_before_it() -> None:
+    """alice approved at 11:00; her withdrawal, filed at 11:30 (the API server's clock), was
+    signed on a machine whose clock said 10:30. Read by the signer's clock alone it came
+    first and took nothing back: the approval she withdrew admitted the run."""
+    verdict = evaluate(
+        approval_request(),
+        decision("alice"),
+        decision("bob"),
+        decision("alice", "withdraw", at="2026-11-21T10:30:00Z", filed="2026-11-21T11:30:00Z"),
+    )
+    assert (verdict.phase, verdict.approved_by, verdict.withdrawn_by) == (
+        "Pending",
+        ("bob",),
+        ("alice",),
+    )
+
+
+def test_a_reject_signed_by_a_clock_behind_outvotes_the_approval_filed_before_it() -> None:
+    """alice approved at 11:00 and changed her mind: her reject, filed at 11:30, was signed
+    by a clock saying 10:30. Her latest record is the reject, whatever her clock said."""
+    verdict = evaluate(
+        approval_request(),
+        decision("alice"),
+        decision("bob"),
+        decision(
+            "alice",
+            "reject",
+            at="2026-11-21T10:30:00Z",
+            filed="2026-11-21T11:30:00Z",
+            reason="wrong repository",
+        ),
+    )
+    assert (verdict.phase, verdict.reason, verdict.rejected_by) == (
+        "Rejected",
+        "Vetoed",
+        ("alice",),
+    )
+
+
+def test_a_withdrawal_filed_late_does_not_take_back_a_reject_signed_after_it() -> None:
+    """The filing time only ever makes a withdrawal take back more approvals, never a
+    reject: carol's withdrawal signed at 10:30 and filed at 11:30 leaves her 11:00 reject."""
+    verdict = evaluate(
+        approval_request(),
+        decision("alice"),
+        decision("bob"),
+        decision("carol", "reject", reason="wrong repository"),
+        decision("carol", "withdraw", at="2026-11-21T10:30:00Z", filed="2026-11-21T11:30:00Z"),
+    )
+    assert (verdict.phase, verdict.rejected_by) == ("Rejected", ("carol",))
+
+
+def test_a_withdrawal_signed_and_filed_before_an_approval_leaves_it() -> None:
+    """Approving again after withdrawing still counts when the clock was right."""
+    verdict = evaluate(
+        approval_request(),
+        decision("alice", "withdraw", at="2026-11-21T10:30:00Z", filed="2026-11-21T10:30:00Z"),
+        decision("alice"),
+        decision("bob"),
+    )
+    assert (verdict.phase, verdict.approved_by) == ("Approved", ("alice", "bob"))
 
 
 def test_a_bypass_approves_with_its_reason() -> None:
