@@ -1181,7 +1181,8 @@ def reject_holds_until(claim: records.Claim, filed: datetime | None, bundle: Bun
     before it has expired by then, also where it was signed to expire before it was issued
     or filed."""
     return moment_after(
-        max(claim.expires_at, said_at(claim.issued_at, filed)), longest_lifetime(bundle)
+        max(claim.expires_at, said_at(claim.issued_at, filed)),
+        longest_lifetime(bundle, claim.subject),
     )
 
 
@@ -1194,12 +1195,17 @@ def moment_after(moment: datetime, delta: timedelta) -> datetime:
         return datetime.max.replace(tzinfo=moment.tzinfo)
 
 
-def longest_lifetime(bundle: Bundle) -> timedelta:
-    """The longest an approval or bypass lives in ``bundle`` (its policies' timeoutSeconds
-    and bypass maxTTL): how long after a reject or a withdrawal anything it takes away may
-    still count."""
+def longest_lifetime(bundle: Bundle, subject: str = "") -> timedelta:
+    """The longest an approval or bypass of ``subject`` lives in ``bundle``: how long after a
+    reject or a withdrawal anything it takes away may still count. A run's: its policies'
+    timeoutSeconds and bypass maxTTL; a parent's (or, fail closed, an unnamed subject's)
+    also their ``parents.maxTTL``, which caps a parent's approvals instead of timeoutSeconds
+    (default 720h: a veto of a Schedule held only a day past its expiry while the approvals
+    it vetoed lived a month)."""
     lifetimes = [p.timeout_seconds for p in bundle.policies]
     lifetimes += [p.bypass.max_ttl_seconds for p in bundle.policies if p.bypass is not None]
+    if not subject.startswith(records.SUBJECT_PREFIX):
+        lifetimes += [p.parent_max_ttl_seconds for p in bundle.policies]
     return timedelta(seconds=max(lifetimes, default=0))
 
 

@@ -404,7 +404,7 @@ def decision_expiry(
     if claim.decision == "reject":
         return max(claim.expires_at, reject_holds_until(claim, filed, bundle))
     since = said_at(claim.issued_at, filed)
-    return max(claim.expires_at, moment_after(since, longest_lifetime(bundle)))
+    return max(claim.expires_at, moment_after(since, longest_lifetime(bundle, claim.subject)))
 
 
 # --- ApprovalUse -------------------------------------------------------------------------
