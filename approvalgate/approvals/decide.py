@@ -254,6 +254,10 @@ def _decide(
         invalid = references.reference_problems(obj.get("spec"))
         return _invalid_references(invalid, run, bundle)
     policies = _matching(bundle, run)
+    if operation == "CREATE" and policies and run.request_created is not None:
+        late = _after_request_expired(run, metadata, policies, digest)
+        if late is not None:
+            return late
     if not policies:  # Rule 4: no silent holes (noMatch, default deny).
         if bundle.no_match == "allow":
             return _allow("no-policy", digest=digest, subject=run.subject)
@@ -380,6 +384,9 @@ class _Run(NamedTuple):
     filed: tuple[datetime | None, ...] = ()
     """When each cluster record was filed (its ApprovalDecision's creationTimestamp), from
     :attr:`cluster_from` on, in record order."""
+    request_created: datetime | None = None
+    """When the ApprovalRequest the run was made from was created (the API server's clock;
+    None for a run not made from one): :func:`_after_request_expired`."""
     statements_filed: Mapping[bytes, datetime] = MappingProxyType({})
     """When each signed statement (DSSE payload) of the cluster's records was first filed,
     whether or not the run also carries it (:func:`said_at`)."""
@@ -537,7 +544,14 @@ def _with_view(
     requester, why = _courier_request(request, request_uid, run, bundle)
     if why:
         return run._replace(request_problem=why)
+    assert request is not None
+    request_meta = request.get("metadata")
     return run._replace(
+        request_created=(
+            api_time(request_meta.get("creationTimestamp"))
+            if isinstance(request_meta, Mapping)
+            else None
+        ),
         username=requester,
         groups=frozenset(),
         service_account=identity.is_service_account(requester),
@@ -546,6 +560,35 @@ def _with_view(
         excluded=run.excluded
         | _excluded(bundle, requester, run.author)
         | bundle.approvers_known_as(run.username),
+    )
+
+
+def _after_request_expired(
+    run: _Run, metadata: Mapping[str, Any], policies: Sequence[Policy], digest: str
+) -> Decision | None:
+    """A run made from an ApprovalRequest, created (the API server's clock) once the request
+    had expired: its creation plus the smallest timeoutSeconds of the run's policies, as the
+    controller counts it (:func:`approvals.queue.evaluate_request`). The controller checks
+    that with its own clock, allowed to be ``clockSkewSeconds`` off; here both times are the
+    API server's, so a controller clock further behind cannot create the run of a request
+    that timed out. None when in time (or either time is unknown)."""
+    created = _creation(metadata)
+    if created is None or run.request_created is None:
+        return None
+    shortest = min(policies, key=lambda p: p.timeout_seconds)
+    expired = moment_after(run.request_created, timedelta(seconds=shortest.timeout_seconds))
+    if created < expired:
+        return None
+    return _deny(
+        "request-expired",
+        f"approvalgate denied AgentRun {run.ref}: its ApprovalRequest expired at "
+        f"{records.format_time(expired)} (filed at {records.format_time(run.request_created)}, "
+        f"timeoutSeconds {shortest.timeout_seconds} of policy {shortest.ref}), before the run "
+        f"was created at {records.format_time(created)} (both the API server's times).\n"
+        "File a new request for the run (`approvalgate request RUN.yaml`); a controller "
+        "creating runs of expired requests has a clock behind the API server's: sync it (NTP).",
+        digest=digest,
+        subject=run.subject,
     )
 
 

@@ -25,7 +25,7 @@ from approvalgate.approvals.decide import decide
 from approvalgate.approvals.digest import spec_digest
 from approvalgate.approvals.kubeyaml import load_manifests
 from approvalgate.approvals.policy import BundleSettings, compile_bundle, dump_bundle
-from approvalgate.approvals.queue import PHASES, QueueVerdict, evaluate_request
+from approvalgate.approvals.queue import PHASES, QueueVerdict, evaluate_request, run_manifest
 from approvalgate.approvals.view import (
     API_VERSION,
     REQUEST_ANNOTATION,
@@ -369,6 +369,36 @@ def test_a_withdrawal_signed_and_filed_before_an_approval_leaves_it() -> None:
         decision("bob"),
     )
     assert (verdict.phase, verdict.approved_by) == ("Approved", ("alice", "bob"))
+
+
+def _created_by_controller(request: dict[str, Any], created: str, *decisions: Any) -> Any:
+    """decide() on the run the controller makes of ``request``, created (the API server's
+    creationTimestamp) at ``created``, with the view holding the request and decisions."""
+    current = view(request, *decisions)
+    envelopes = current.records_for(NS, NAME)
+    manifest = run_manifest(request, envelopes, BUNDLE.needs_view)
+    admission = request_for_manifest(
+        manifest, username=CONTROLLER, groups=["system:serviceaccounts"]
+    )
+    admission["object"]["metadata"]["uid"] = "run-uid-1"
+    admission["object"]["metadata"]["creationTimestamp"] = created
+    return decide(admission, BUNDLE, NOW, current)
+
+
+def test_a_run_created_after_its_request_expired_is_denied_whatever_the_controllers_clock() -> None:
+    """The request was filed 24 hours and 30 minutes ago (timeoutSeconds 86400: it expired
+    30 minutes ago, by the API server's clock); a controller whose clock runs more than the
+    skew behind still saw it waiting and created its run on approvals given since. The
+    webhook compares the API server's two times: the run's creation and the request's."""
+    request = approval_request(created=NOW - timedelta(hours=24, minutes=30))
+    approvals = (decision("alice"), decision("bob"))
+    late = _created_by_controller(request, DEFAULT_NOW, *approvals)
+    assert not late.allowed
+    assert late.reason == "request-expired"
+    assert "expired at 2026-11-21T11:30:00Z" in late.message
+    # created within the request's time: admitted
+    in_time = _created_by_controller(request, "2026-11-21T11:29:59Z", *approvals)
+    assert in_time.allowed, in_time.message
 
 
 def test_a_bypass_approves_with_its_reason() -> None:
