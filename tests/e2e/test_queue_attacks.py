@@ -169,6 +169,43 @@ def test_a_withdrawal_or_reject_signed_by_a_clock_behind_holds_from_its_filing(
     assert runs_named(gate, name) == []
 
 
+def test_a_creation_time_the_approver_writes_on_a_decision_is_the_api_servers(
+    gate: Gate, people: People
+) -> None:
+    """Tried and already so (sixth pass): the gate reads when a decision was filed from its
+    creationTimestamp (a withdrawal or reject counts from its filing, an approval filed
+    after the run's creation does not count for it). The approver files a copy of her
+    reject with a creationTimestamp of her own, years back or ahead: the API server writes
+    its own."""
+    name = unique("qa-forged-time")
+    path = people.run_file(name)
+    key = str(gate.keys / "alice.key")
+    people.ok(
+        "alice", "reject", "--run", str(path), "--env", ENV, "--key", key, "--approver", "alice",
+        "--reason", "the task touches billing",
+    )  # fmt: skip
+    [filed] = decisions_of(gate, name)
+    for forged in ("2020-01-01T00:00:00Z", "2099-01-01T00:00:00Z"):
+        copy = {
+            "apiVersion": filed["apiVersion"],
+            "kind": filed["kind"],
+            "metadata": {
+                "name": f"{name}-{forged[:4]}",
+                "namespace": ENFORCED,
+                "creationTimestamp": forged,
+            },
+            "spec": filed["spec"],
+        }
+        done = gate.kubectl("alice", "create", "-f", "-", manifest=json.dumps(copy))
+        assert done.returncode == 0, done.stderr
+        stored = get(gate, DECISIONS, copy["metadata"]["name"])
+        assert stored is not None
+        created = stored["metadata"]["creationTimestamp"]
+        assert created != forged
+        now = datetime.now(UTC)
+        assert abs((records.parse_time(created) - now).total_seconds()) < 120
+
+
 # --- replay ----------------------------------------------------------------------------------
 
 
