@@ -358,10 +358,18 @@ def _decision_problem(
             f"usernames: {', '.join(sorted(approver.usernames))}): a decision is created by "
             "the approver who signed it"
         )
+    here = f"it is {records.format_time(now)} by the webhook's clock"
     if claim.issued_at > now + bundle.clock_skew:
-        return f"the record is issued in the future ({records.format_time(claim.issued_at)})"
+        return (
+            f"the record is issued in the future ({records.format_time(claim.issued_at)}; "
+            f"{here}, {bundle.clock_skew_seconds}s of clock skew allowed): sync the signing "
+            "machine's clock (NTP) and sign again"
+        )
     if claim.decision != "withdraw" and now >= claim.expires_at:
-        return f"the record expired at {records.format_time(claim.expires_at)}"
+        return (
+            f"the record expired at {records.format_time(claim.expires_at)} ({here}): sign "
+            "again, after syncing the signing machine's clock if it is behind"
+        )
     keys = [k for k in approver.keys if k.valid_at(claim.issued_at) and k.valid_at(now)]
     if bundle.verifier.signed_by(record, [k.key for k in keys]) is None:
         return (

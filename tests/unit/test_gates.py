@@ -489,7 +489,10 @@ def test_a_record_for_another_environment_or_format_is_denied() -> None:
 def test_an_expired_record_is_denied_but_an_expired_withdrawal_is_not() -> None:
     old = {"issuedAt": "2026-11-21T09:00:00Z", "ttl": "1h"}
     denied(
-        create_decision(decision_obj(**old)), "invalid-decision", "expired at 2026-11-21T10:00:00Z"
+        create_decision(decision_obj(**old)),
+        "invalid-decision",
+        f"expired at 2026-11-21T10:00:00Z (it is {DEFAULT_NOW} by the webhook's clock): sign "
+        "again, after syncing the signing machine's clock if it is behind",
     )
     denied(create_decision(decision_obj(decision="reject", **old)), "invalid-decision", "expired")
     assert create_decision(decision_obj(decision="withdraw", **old)).allowed
@@ -498,7 +501,11 @@ def test_an_expired_record_is_denied_but_an_expired_withdrawal_is_not() -> None:
 def test_a_record_issued_in_the_future_is_denied() -> None:
     later = records.format_time(NOW + timedelta(seconds=BUNDLE.clock_skew_seconds + 60))
     denied(
-        create_decision(decision_obj(issuedAt=later)), "invalid-decision", "issued in the future"
+        create_decision(decision_obj(issuedAt=later)),
+        "invalid-decision",
+        "issued in the future",
+        f"it is {DEFAULT_NOW} by the webhook's clock, 60s of clock skew allowed): sync the "
+        "signing machine's clock (NTP)",
     )
     denied(
         create_decision(decision_obj(decision="withdraw", issuedAt=later)),
