@@ -15,6 +15,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from types import MappingProxyType
 from typing import Any, Final, Literal, NamedTuple
 
 from approvalgate.approvals import content, identity, parents, reasons, records, references
@@ -254,6 +255,10 @@ def _decide(
         invalid = references.reference_problems(obj.get("spec"))
         return _invalid_references(invalid, run, bundle)
     policies = _matching(bundle, run)
+    if operation == "CREATE" and policies and run.request_created is not None:
+        late = _after_request_expired(run, metadata, policies, digest)
+        if late is not None:
+            return late
     if not policies:  # Rule 4: no silent holes (noMatch, default deny).
         if bundle.no_match == "allow":
             return _allow("no-policy", digest=digest, subject=run.subject)
@@ -272,12 +277,15 @@ def _decide(
     )
     carried = 1 + max([r.index for r in parsed] + [p.index for p in problems] + [-1])
     if usable is not None:
-        parsed, problems, filed = _with_cluster_records(parsed, problems, run, usable, bundle)
+        parsed, problems, filed, statements = _with_cluster_records(
+            parsed, problems, run, usable, bundle
+        )
         run = run._replace(
             cluster_from=carried,
             recorded_by=_recorded_by(metadata, bundle),
             created=_creation(metadata),
             filed=filed,
+            statements_filed=statements,
         )
     checks = [_check_record(r, run, bundle, now, usable) for r in parsed]
     if bundle.binds_content and usable is not None:  # Rule 5: what the run executes, bound
@@ -377,6 +385,12 @@ class _Run(NamedTuple):
     filed: tuple[datetime | None, ...] = ()
     """When each cluster record was filed (its ApprovalDecision's creationTimestamp), from
     :attr:`cluster_from` on, in record order."""
+    request_created: datetime | None = None
+    """When the ApprovalRequest the run was made from was created (the API server's clock;
+    None for a run not made from one): :func:`_after_request_expired`."""
+    statements_filed: Mapping[bytes, datetime] = MappingProxyType({})
+    """When each signed statement (DSSE payload) of the cluster's records was first filed,
+    whether or not the run also carries it (:func:`said_at`)."""
     kind: str = "AgentRun"
     """What is judged: an AgentRun, or a parent (Schedule, OrchestrationRun, Swarm)."""
 
@@ -531,7 +545,14 @@ def _with_view(
     requester, why = _courier_request(request, request_uid, run, bundle)
     if why:
         return run._replace(request_problem=why)
+    assert request is not None
+    request_meta = request.get("metadata")
     return run._replace(
+        request_created=(
+            api_time(request_meta.get("creationTimestamp"))
+            if isinstance(request_meta, Mapping)
+            else None
+        ),
         username=requester,
         groups=frozenset(),
         service_account=identity.is_service_account(requester),
@@ -540,6 +561,35 @@ def _with_view(
         excluded=run.excluded
         | _excluded(bundle, requester, run.author)
         | bundle.approvers_known_as(run.username),
+    )
+
+
+def _after_request_expired(
+    run: _Run, metadata: Mapping[str, Any], policies: Sequence[Policy], digest: str
+) -> Decision | None:
+    """A run made from an ApprovalRequest, created (the API server's clock) once the request
+    had expired: its creation plus the smallest timeoutSeconds of the run's policies, as the
+    controller counts it (:func:`approvals.queue.evaluate_request`). The controller checks
+    that with its own clock, allowed to be ``clockSkewSeconds`` off; here both times are the
+    API server's, so a controller clock further behind cannot create the run of a request
+    that timed out. None when in time (or either time is unknown)."""
+    created = _creation(metadata)
+    if created is None or run.request_created is None:
+        return None
+    shortest = min(policies, key=lambda p: p.timeout_seconds)
+    expired = moment_after(run.request_created, timedelta(seconds=shortest.timeout_seconds))
+    if created < expired:
+        return None
+    return _deny(
+        "request-expired",
+        f"approvalgate denied AgentRun {run.ref}: its ApprovalRequest expired at "
+        f"{records.format_time(expired)} (filed at {records.format_time(run.request_created)}, "
+        f"timeoutSeconds {shortest.timeout_seconds} of policy {shortest.ref}), before the run "
+        f"was created at {records.format_time(created)} (both the API server's times).\n"
+        "File a new request for the run (`approvalgate request RUN.yaml`); a controller "
+        "creating runs of expired requests has a clock behind the API server's: sync it (NTP).",
+        digest=digest,
+        subject=run.subject,
     )
 
 
@@ -578,10 +628,13 @@ def _with_cluster_records(
     tuple[records.ParsedRecord, ...],
     tuple[records.RecordProblem, ...],
     tuple[datetime | None, ...],
+    dict[bytes, datetime],
 ]:
     """The run's records plus the ApprovalDecisions recorded for it in the cluster (a reject
-    or withdrawal counts whether or not the run carries it); the same envelope once; and
-    when each cluster record was filed (numbered from the first index after the carried).
+    or withdrawal counts whether or not the run carries it); the same envelope once; when
+    each cluster record was filed (numbered from the first index after the carried); and
+    when each signed statement (DSSE payload) was first filed, whether or not the run also
+    carries it (:func:`said_at`).
 
     Only an identical envelope (payload *and* signatures) is left out as carried: a carried
     copy of a cluster record's payload with a signature nobody made would otherwise hide
@@ -590,10 +643,16 @@ def _with_cluster_records(
     start = 1 + max([r.index for r in parsed] + [p.index for p in problems] + [-1])
     entries = [f for f in view.decisions_for(run.namespace, run.name) if f.envelope]
     if not entries or not run.name:
-        return tuple(parsed), tuple(problems), ()
+        return tuple(parsed), tuple(problems), (), {}
     more, more_problems = bundle.verifier.parse_envelopes([f.envelope for f in entries], start)
     cluster = [r for r in more if _envelope_key(r) not in carried]
-    return (*parsed, *cluster), (*problems, *more_problems), tuple(f.created for f in entries)
+    statements: dict[bytes, datetime] = {}  # carried copies too: a requested run carries all
+    for record in more:
+        at, payload = entries[record.index - start].created, record.envelope.payload
+        if at is not None and (payload not in statements or at < statements[payload]):
+            statements[payload] = at
+    filed = tuple(f.created for f in entries)
+    return (*parsed, *cluster), (*problems, *more_problems), filed, statements
 
 
 def _from_cluster(result: PolicyResult, first: int) -> PolicyResult:
@@ -712,6 +771,22 @@ def _filed_late(filed: datetime | None, created: datetime | None) -> bool:
     the use for none of them, and the next run of the name is the decision's first. A time
     that is missing counts as in time (it is then asked for: fail closed)."""
     return filed is not None and created is not None and filed > created
+
+
+def _filed_at(record: records.ParsedRecord, run: _Run) -> datetime | None:
+    """When the API server created the ApprovalDecision holding ``record`` (None for a record
+    the run carries, or a decision without a creation time)."""
+    at = record.index - run.cluster_from
+    return run.filed[at] if 0 <= at < len(run.filed) else None
+
+
+def said_at(issued: datetime, filed: datetime | None) -> datetime:
+    """When a withdrawal or reject was said: its ``issuedAt`` (the signer's clock), or the
+    moment its ApprovalDecision was filed (the API server's clock) where that is later. A
+    signer's clock running behind must not date a withdrawal or reject before the records
+    it takes back or away (it was certainly said by its filing). Only ever later than the
+    signer's own time, so it only takes back or away more approvals (fail closed)."""
+    return issued if filed is None or filed <= issued else filed
 
 
 def _recorded_by(meta: Mapping[str, Any], bundle: Bundle) -> datetime | None:
@@ -1142,7 +1217,7 @@ def _rejection(
     claim = record.claim
     until = None
     if now >= claim.expires_at or claim.expires_at <= claim.issued_at:
-        until = moment_after(claim.expires_at, longest_lifetime(bundle))
+        until = reject_holds_until(claim, run.statements_filed.get(record.envelope.payload), bundle)
         if now >= until:
             return _Check(
                 record,
@@ -1150,6 +1225,17 @@ def _rejection(
                 f"expired at {claim.expires_text}, and so has every approval issued before it",
             )
     return _Check(record, approver, _own_run(bundle, approver, run), until)
+
+
+def reject_holds_until(claim: records.Claim, filed: datetime | None, bundle: Bundle) -> datetime:
+    """Until when an expired reject still counts: the longest lifetime of an approval after
+    the later of its expiry and when it was said (:func:`said_at`): every approval issued
+    before it has expired by then, also where it was signed to expire before it was issued
+    or filed."""
+    return moment_after(
+        max(claim.expires_at, said_at(claim.issued_at, filed)),
+        longest_lifetime(bundle, claim.subject),
+    )
 
 
 def moment_after(moment: datetime, delta: timedelta) -> datetime:
@@ -1161,12 +1247,17 @@ def moment_after(moment: datetime, delta: timedelta) -> datetime:
         return datetime.max.replace(tzinfo=moment.tzinfo)
 
 
-def longest_lifetime(bundle: Bundle) -> timedelta:
-    """The longest an approval or bypass lives in ``bundle`` (its policies' timeoutSeconds
-    and bypass maxTTL): how long after a reject or a withdrawal anything it takes away may
-    still count."""
+def longest_lifetime(bundle: Bundle, subject: str = "") -> timedelta:
+    """The longest an approval or bypass of ``subject`` lives in ``bundle``: how long after a
+    reject or a withdrawal anything it takes away may still count. A run's: its policies'
+    timeoutSeconds and bypass maxTTL; a parent's (or, fail closed, an unnamed subject's)
+    also their ``parents.maxTTL``, which caps a parent's approvals instead of timeoutSeconds
+    (default 720h: a veto of a Schedule held only a day past its expiry while the approvals
+    it vetoed lived a month)."""
     lifetimes = [p.timeout_seconds for p in bundle.policies]
     lifetimes += [p.bypass.max_ttl_seconds for p in bundle.policies if p.bypass is not None]
+    if not subject.startswith(records.SUBJECT_PREFIX):
+        lifetimes += [p.parent_max_ttl_seconds for p in bundle.policies]
     return timedelta(seconds=max(lifetimes, default=0))
 
 
@@ -1210,8 +1301,7 @@ def _one_use_problem(
             "would admit it unrecorded and then admit another run of this name. It counts "
             "for a new run: delete this one and create it again (or use another name)"
         )
-    at = record.index - run.cluster_from
-    filed = run.filed[at] if 0 <= at < len(run.filed) else None
+    filed = _filed_at(record, run)
     if filed is not None and run.created is not None and _filed_late(filed, run.created):
         return (
             f"filed after the run was created (its ApprovalDecision at "
@@ -1370,29 +1460,37 @@ def _evaluate(
         (check, _judge(policy, check, run.service_account, run.username in policy.gitops_appliers))
         for check in checks
     ]
-    withdrawals: dict[str, datetime] = {}
+    # An approver's records are ordered by when they were said: issuedAt, or for a
+    # withdrawal or reject filed in the cluster its filing where later (said_at). A
+    # withdrawal takes back the approvals (bypasses) issued by when it was said, and the
+    # rejects said by when it was issued: each reading only ever keeps more away.
+    withdrawals: dict[str, tuple[datetime, datetime]] = {}
     for check, verdict in judged:
         claim = check.record.claim
         if verdict.valid and claim.decision == "withdraw":
-            withdrawals[claim.approver] = max(
-                claim.issued_at, withdrawals.get(claim.approver, claim.issued_at)
-            )
+            said = said_at(claim.issued_at, run.statements_filed.get(check.record.envelope.payload))
+            issued, latest_said = withdrawals.get(claim.approver, (claim.issued_at, said))
+            withdrawals[claim.approver] = (max(issued, claim.issued_at), max(latest_said, said))
     latest: dict[str, tuple[datetime, str, records.ParsedRecord]] = {}
     bypass: records.ParsedRecord | None = None
     for check, judgement in judged:
         claim = check.record.claim
         taken_back = withdrawals.get(claim.approver)
         verdict = judgement
+        when = claim.issued_at
+        if claim.decision == "reject":
+            when = said_at(claim.issued_at, run.statements_filed.get(check.record.envelope.payload))
         if (
             verdict.valid
             and claim.decision != "withdraw"
             and taken_back is not None
-            and claim.issued_at <= taken_back
+            and when <= (taken_back[0] if claim.decision == "reject" else taken_back[1])
         ):
+            at = taken_back[0] if claim.decision == "reject" else taken_back[1]
             verdict = replace(
                 judgement,
                 valid=False,
-                note=f"withdrawn by {claim.approver} at {records.format_time(taken_back)}",
+                note=f"withdrawn by {claim.approver} at {records.format_time(at)}",
             )
         verdicts.append(verdict)
         if not verdict.valid or claim.decision == "withdraw":
@@ -1404,7 +1502,7 @@ def _evaluate(
         # approvers who share a username are one person (Bundle.person_of).
         person = bundle.person_of(claim.approver)
         current = latest.get(person)
-        candidate = (claim.issued_at, claim.decision, check.record)
+        candidate = (when, claim.decision, check.record)
         if current is None or (candidate[0], candidate[1] == "reject") > (
             current[0],
             current[1] == "reject",

@@ -34,6 +34,8 @@ from approvalgate.approvals.decide import (
     _deny,
     longest_lifetime,
     moment_after,
+    reject_holds_until,
+    said_at,
 )
 from approvalgate.approvals.errors import DigestError
 from approvalgate.approvals.view import (
@@ -44,6 +46,7 @@ from approvalgate.approvals.view import (
     REQUESTS,
     USES,
     ClusterView,
+    api_time,
 )
 
 NAMESPACE_CONTROLLER: Final = frozenset(
@@ -294,7 +297,8 @@ def _decision(
             "mind, create a new one (`approvalgate withdraw` or `approvalgate approve`)",
         )
     if operation == "DELETE":
-        return _delete_after_expiry(ref, username, _expiry_of_decision(spec, bundle), now)
+        filed = api_time(meta.get("creationTimestamp"))
+        return _delete_after_expiry(ref, username, _expiry_of_decision(spec, bundle, filed), now)
     if creator is not None and creator != username:
         return _deny(
             "invalid-decision",
@@ -354,10 +358,18 @@ def _decision_problem(
             f"usernames: {', '.join(sorted(approver.usernames))}): a decision is created by "
             "the approver who signed it"
         )
+    here = f"it is {records.format_time(now)} by the webhook's clock"
     if claim.issued_at > now + bundle.clock_skew:
-        return f"the record is issued in the future ({records.format_time(claim.issued_at)})"
+        return (
+            f"the record is issued in the future ({records.format_time(claim.issued_at)}; "
+            f"{here}, {bundle.clock_skew_seconds}s of clock skew allowed): sync the signing "
+            "machine's clock (NTP) and sign again"
+        )
     if claim.decision != "withdraw" and now >= claim.expires_at:
-        return f"the record expired at {records.format_time(claim.expires_at)}"
+        return (
+            f"the record expired at {records.format_time(claim.expires_at)} ({here}): sign "
+            "again, after syncing the signing machine's clock if it is behind"
+        )
     keys = [k for k in approver.keys if k.valid_at(claim.issued_at) and k.valid_at(now)]
     if bundle.verifier.signed_by(record, [k.key for k in keys]) is None:
         return (
@@ -371,13 +383,18 @@ def _decision_problem(
     return ""
 
 
-def _expiry_of_decision(spec: Mapping[str, Any], bundle: Bundle) -> datetime | None:
-    return decision_expiry(spec.get("record"), bundle)
+def _expiry_of_decision(
+    spec: Mapping[str, Any], bundle: Bundle, filed: datetime | None
+) -> datetime | None:
+    return decision_expiry(spec.get("record"), bundle, filed)
 
 
-def decision_expiry(record: object, bundle: Bundle) -> datetime | None:
-    """When the ApprovalDecision holding ``record`` stops mattering (it may be deleted then),
-    or None when it is not a record (nothing can count it)."""
+def decision_expiry(
+    record: object, bundle: Bundle, filed: datetime | None = None
+) -> datetime | None:
+    """When the ApprovalDecision holding ``record``, created (by the API server's clock) at
+    ``filed``, stops mattering (it may be deleted then), or None when it is not a record
+    (nothing can count it)."""
     parsed, _ = records.parse_envelopes([record])
     if not parsed:
         return None  # not a record: nothing can count it
@@ -390,9 +407,12 @@ def decision_expiry(record: object, bundle: Bundle) -> datetime | None:
     # (`approvalgate withdraw` signs it to expire after that anyway). A reject, once expired,
     # still counts as long again (decide._rejection): the approvals issued before it expired
     # live at most that long after.
-    longest = longest_lifetime(bundle)
-    since = claim.issued_at if claim.decision == "withdraw" else claim.expires_at
-    return max(claim.expires_at, moment_after(since, longest))
+    # Both count from when they were said, their filing where the signer's clock was behind
+    # (decide.said_at), and a reject from its expiry where later.
+    if claim.decision == "reject":
+        return max(claim.expires_at, reject_holds_until(claim, filed, bundle))
+    since = said_at(claim.issued_at, filed)
+    return max(claim.expires_at, moment_after(since, longest_lifetime(bundle, claim.subject)))
 
 
 # --- ApprovalUse -------------------------------------------------------------------------

@@ -86,9 +86,9 @@ def _parent_run(
 
 def _parent_records(
     obj: Mapping[str, Any], covered: parents.Coverage, bundle: Bundle, view: ClusterView | None
-) -> tuple[list[records.ParsedRecord], list[records.RecordProblem]]:
+) -> tuple[list[records.ParsedRecord], list[records.RecordProblem], dict[bytes, datetime]]:
     """The parent's records: those it carries, then its ApprovalDecisions in the cluster that
-    take back (reject, withdraw).
+    take back (reject, withdraw); and when each statement was first filed in the cluster.
 
     A parent's approvals (approve, bypass) are only those it carries: they are judged when
     the parent is written, against who writes it (nobody approves their own parent). Its
@@ -106,10 +106,11 @@ def _parent_records(
         parsed, problems = bundle.verifier.parse_annotation(value)
     found = list(parsed)
     troubles = list(problems)
+    statements: dict[bytes, datetime] = {}
     if view is not None:
         start = 1 + max([r.index for r in parsed] + [p.index for p in problems] + [-1])
-        entries = [e for e in view.records_for(covered.namespace, covered.name) if e]
-        more, _ = bundle.verifier.parse_envelopes(entries, start)
+        filed = [f for f in view.decisions_for(covered.namespace, covered.name) if f.envelope]
+        more, _ = bundle.verifier.parse_envelopes([f.envelope for f in filed], start)
         carried = {r.envelope.payload for r in parsed}
         found.extend(
             r
@@ -118,9 +119,13 @@ def _parent_records(
             and r.envelope.payload not in carried
             and r.claim.decision in ("reject", "withdraw")
         )
+        for record in more:  # when each was said, carried copies too (decide.said_at)
+            at, payload = filed[record.index - start].created, record.envelope.payload
+            if at is not None and (payload not in statements or at < statements[payload]):
+                statements[payload] = at
     if not found and not troubles:
         troubles = [records.RecordProblem(-1, f"annotation {records.ANNOTATION} is missing")]
-    return found, troubles
+    return found, troubles, statements
 
 
 class _ParentRecords(NamedTuple):
@@ -129,6 +134,7 @@ class _ParentRecords(NamedTuple):
     found: list[records.ParsedRecord]
     checks: list[_Check]
     problems: list[records.RecordProblem]
+    statements_filed: Mapping[bytes, datetime]
 
 
 def _parent_checks(
@@ -141,14 +147,15 @@ def _parent_checks(
 ) -> _ParentRecords:
     """The parent's records, checked as a run's are, with the content its runs execute
     bound where the bundle binds it."""
-    found, problems = _parent_records(obj, covered, bundle, view)
+    found, problems, statements = _parent_records(obj, covered, bundle, view)
+    prun = prun._replace(statements_filed=statements)
     checks: list[_Check] = [_check_record(r, prun, bundle, now, None) for r in found]
     if bundle.binds_content and view is not None:
         checks = bind_content(checks, covered.references, covered.namespace, view)
     if covered.kind == "OrchestrationRun" and view is not None:
         created = _created(obj) or now
         checks = [_used_before(c, covered, created, view) for c in checks]
-    return _ParentRecords(found, checks, problems)
+    return _ParentRecords(found, checks, problems, statements)
 
 
 def _created(obj: Mapping[str, Any]) -> datetime | None:
@@ -191,6 +198,7 @@ def _judge_parent(
     capped = replace(
         policy, timeout_seconds=policy.parent_max_ttl_seconds, timeout_name="parents.maxTTL"
     )
+    prun = prun._replace(statements_filed=checked.statements_filed)
     return _evaluate(capped, prun, checked.checks, checked.problems, bundle)
 
 
@@ -704,7 +712,7 @@ def parent_records_used(
         derivation = parents.derive(run, namespace, view, fields)
         if derivation.problem or derivation.coverage is None or derivation.parent is None:
             continue
-        made, _ = _parent_records(derivation.parent, derivation.coverage, bundle, view)
+        made, _, _ = _parent_records(derivation.parent, derivation.coverage, bundle, view)
         for record in made:
             if record.claim.decision in ("approve", "bypass"):
                 found.setdefault(record.envelope.payload, record)

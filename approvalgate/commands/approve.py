@@ -877,6 +877,11 @@ def ttl_seconds(text: str | None, cap: int | None) -> int:
         ttl = parse_duration(text)
     except ValueError as exc:
         raise UsageError(f"--ttl: {exc}") from exc
+    if ttl <= 0:  # decide() counts no record with expiresAt <= issuedAt
+        raise UsageError(
+            f"--ttl: {text!r} is no lifetime: a record that expires when it is issued never counts",
+            advice="give a lifetime like 4h",
+        )
     if cap is not None and ttl > cap:
         raise UsageError(
             f"--ttl {text} is longer than the policies allow ({format_duration(cap)})",

@@ -1,7 +1,8 @@
 """Withdraw your approval of an ApprovalRequest: file a signed withdraw record.
 
-A withdraw takes back every approve (and bypass) of the same approver issued before it;
-the request goes back to waiting for approvals. It works like
+A withdraw takes back every approve (and bypass) of the same approver issued before it
+(before it was filed, where this machine's clock is behind the API server's); the request
+goes back to waiting for approvals. It works like
 `approvalgate approve --request`. Once the run has been created (phase Submitted) a
 withdrawal changes nothing: delete the run instead.
 

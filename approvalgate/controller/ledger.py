@@ -219,7 +219,9 @@ def decision_expired(obj: Mapping[str, Any], now: datetime, bundle: Bundle | Non
     if envelope is None:
         return True
     if bundle is not None:
-        expiry = gates.decision_expiry(envelope, bundle)
+        meta = obj.get("metadata")
+        filed = view.api_time(meta.get("creationTimestamp")) if isinstance(meta, Mapping) else None
+        expiry = gates.decision_expiry(envelope, bundle, filed)
         return expiry is None or expiry <= now
     parsed, _ = records.parse_annotation(json.dumps([envelope]))
     if not parsed:

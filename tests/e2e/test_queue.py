@@ -22,7 +22,7 @@ import yaml
 
 from approvalgate.approvals import records, view
 from tests.e2e.controlplane import QUEUE_CONTROLLER, ControlPlane
-from tests.e2e.gate import ENFORCED, ENV, WEBHOOK_NAME, Gate, eventually
+from tests.e2e.gate import ENFORCED, ENV, WEBHOOK_NAME, Gate, eventually, run_manifest
 
 from .queue_support import (
     REQUESTS,
@@ -334,6 +334,19 @@ def test_an_expired_request_is_never_approved(gate: Gate, people: People) -> Non
         assert phase(gate, name) == "Expired"
         assert runs_named(gate, name) == []
         people.run("requester", "cancel", f"{ENFORCED}/{tick}")  # unless already expired
+        # The run of the expired request, made as the controller makes it (its uid), on
+        # approvals given since (valid, within the 60 s timeoutSeconds): as a controller
+        # whose clock runs behind would create it. The webhook compares the API server's
+        # two times, the run's creation and the request's, and denies it (sixth pass).
+        uid = (get(gate, REQUESTS, name) or {})["metadata"]["uid"]
+        annotation = f"  annotations:\n    {view.REQUEST_UID_ANNOTATION}: {uid}\n"
+        made = run_manifest(name, finalizer=True).replace("spec:\n", annotation + "spec:\n", 1)
+        approved = gate.approve(made, "alice", "bob", extra=("--ttl", "1m"))
+        done = gate.kubectl("requester", "create", "-f", "-", manifest=approved)
+        assert done.returncode == 1, done.stdout + done.stderr
+        assert f'admission webhook "{WEBHOOK_NAME}" denied the request' in done.stderr
+        assert "its ApprovalRequest expired at" in done.stderr, done.stderr
+        assert runs_named(gate, name) == []
 
 
 def test_a_cancelled_request_creates_nothing(gate: Gate, people: People) -> None:

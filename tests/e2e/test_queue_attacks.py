@@ -19,7 +19,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -142,6 +142,68 @@ def test_a_reject_filed_for_a_directly_applied_run_counts_though_the_run_leaves_
     )  # fmt: skip
     denied(create(gate, approved), "1 of 2", "withdrawn by bob")
     assert runs_named(gate, name) == []
+
+
+@pytest.mark.parametrize("decision", ["withdraw", "reject"])
+def test_a_withdrawal_or_reject_signed_by_a_clock_behind_holds_from_its_filing(
+    gate: Gate, people: People, decision: str
+) -> None:
+    """alice approved; her withdrawal (or reject) is signed on a machine whose clock is an
+    hour behind (`--now`) and filed now. Read by her clock it came before her approval and
+    took nothing back: the run was admitted. It was said by its filing (the API server's
+    creationTimestamp of the ApprovalDecision), after her approval."""
+    name = unique(f"qa-clock-{decision}")
+    approved = gate.approve(run_manifest(name), "alice", "bob")
+    path = people.run_file(name)
+    key = str(gate.keys / "alice.key")
+    behind = records.format_time(datetime.now(UTC) - timedelta(hours=1))
+    extra = ("--reason", "the task touches billing") if decision == "reject" else ()
+    people.ok(
+        "alice", decision, "--run", str(path), "--env", ENV, "--key", key, "--approver", "alice",
+        "--now", behind, *extra,
+    )  # fmt: skip
+    [filed] = [d for d in decisions_of(gate, name) if d["spec"]["decision"] == decision]
+    assert filed["metadata"]["creationTimestamp"] > behind
+    expected = "withdrawn by alice" if decision == "withdraw" else "rejected by alice"
+    denied(create(gate, approved), expected)
+    assert runs_named(gate, name) == []
+
+
+def test_a_creation_time_the_approver_writes_on_a_decision_is_the_api_servers(
+    gate: Gate, people: People
+) -> None:
+    """Tried and already so (sixth pass): the gate reads when a decision was filed from its
+    creationTimestamp (a withdrawal or reject counts from its filing, an approval filed
+    after the run's creation does not count for it). The approver files a copy of her
+    reject with a creationTimestamp of her own, years back or ahead: the API server writes
+    its own."""
+    name = unique("qa-forged-time")
+    path = people.run_file(name)
+    key = str(gate.keys / "alice.key")
+    people.ok(
+        "alice", "reject", "--run", str(path), "--env", ENV, "--key", key, "--approver", "alice",
+        "--reason", "the task touches billing",
+    )  # fmt: skip
+    [filed] = decisions_of(gate, name)
+    for forged in ("2020-01-01T00:00:00Z", "2099-01-01T00:00:00Z"):
+        copy = {
+            "apiVersion": filed["apiVersion"],
+            "kind": filed["kind"],
+            "metadata": {
+                "name": f"{name}-{forged[:4]}",
+                "namespace": ENFORCED,
+                "creationTimestamp": forged,
+            },
+            "spec": filed["spec"],
+        }
+        done = gate.kubectl("alice", "create", "-f", "-", manifest=json.dumps(copy))
+        assert done.returncode == 0, done.stderr
+        stored = get(gate, DECISIONS, copy["metadata"]["name"])
+        assert stored is not None
+        created = stored["metadata"]["creationTimestamp"]
+        assert created != forged
+        now = datetime.now(UTC)
+        assert abs((records.parse_time(created) - now).total_seconds()) < 120
 
 
 # --- replay ----------------------------------------------------------------------------------

@@ -66,6 +66,7 @@ A case folder holds ``case.yaml`` and optionally ``run.yaml``, ``old.yaml``,
           environment: ...       # default: the bundle's
           specDigest: ...        # default: the run's spec digest
           cancelled: true
+          created: ...           # creationTimestamp, default: now - 1h
       problem: "watch lost 120s ago"   # the view is not usable
       offline: true              # OFFLINE (verify without --cluster)
     expect:
@@ -345,7 +346,9 @@ def build_view(
                     "name": entry.get("name", meta.get("name", "")),
                     "namespace": namespace,
                     "uid": str(entry["uid"]),
-                    "creationTimestamp": records.format_time(now - timedelta(hours=1)),
+                    "creationTimestamp": time_text(
+                        entry.get("created", records.format_time(now - timedelta(hours=1)))
+                    ),
                 },
                 "spec": {
                     "requester": entry["requester"],

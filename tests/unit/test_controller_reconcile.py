@@ -743,6 +743,19 @@ def test_collection_takes_expired_decisions_and_uses_of_runs_that_are_gone() -> 
     assert ledger.use_expired(use, after, frozenset())
 
 
+def test_collection_keeps_a_withdrawal_or_reject_signed_by_a_clock_behind_from_its_filing() -> None:
+    """Signed by a clock a day behind (issued at NOW - 25h, expiring an hour later), filed
+    five minutes ago: it takes back (vetoes) the approvals issued by its filing, which live
+    a day (timeoutSeconds) after it. The controller collected it at once, on its signer's
+    dates, reviving the approvals it took back."""
+    for kind in ("reject", "withdraw"):
+        obj = decision("alice", kind, ttl="1h", at=NOW - timedelta(hours=24))
+        obj["metadata"]["creationTimestamp"] = records.format_time(NOW - timedelta(minutes=5))
+        assert not ledger.decision_expired(obj, NOW, BUNDLE)
+        assert not ledger.decision_expired(obj, NOW + timedelta(hours=23), BUNDLE)
+        assert ledger.decision_expired(obj, NOW + timedelta(hours=24), BUNDLE)
+
+
 def test_approvals_a_template_is_given_when_made_live_neither_count_nor_hold_its_finalizer() -> (
     None
 ):

@@ -489,7 +489,10 @@ def test_a_record_for_another_environment_or_format_is_denied() -> None:
 def test_an_expired_record_is_denied_but_an_expired_withdrawal_is_not() -> None:
     old = {"issuedAt": "2026-11-21T09:00:00Z", "ttl": "1h"}
     denied(
-        create_decision(decision_obj(**old)), "invalid-decision", "expired at 2026-11-21T10:00:00Z"
+        create_decision(decision_obj(**old)),
+        "invalid-decision",
+        f"expired at 2026-11-21T10:00:00Z (it is {DEFAULT_NOW} by the webhook's clock): sign "
+        "again, after syncing the signing machine's clock if it is behind",
     )
     denied(create_decision(decision_obj(decision="reject", **old)), "invalid-decision", "expired")
     assert create_decision(decision_obj(decision="withdraw", **old)).allowed
@@ -498,7 +501,11 @@ def test_an_expired_record_is_denied_but_an_expired_withdrawal_is_not() -> None:
 def test_a_record_issued_in_the_future_is_denied() -> None:
     later = records.format_time(NOW + timedelta(seconds=BUNDLE.clock_skew_seconds + 60))
     denied(
-        create_decision(decision_obj(issuedAt=later)), "invalid-decision", "issued in the future"
+        create_decision(decision_obj(issuedAt=later)),
+        "invalid-decision",
+        "issued in the future",
+        f"it is {DEFAULT_NOW} by the webhook's clock, 60s of clock skew allowed): sync the "
+        "signing machine's clock (NTP)",
     )
     denied(
         create_decision(decision_obj(decision="withdraw", issuedAt=later)),
@@ -618,6 +625,36 @@ def test_a_reject_is_deleted_only_when_nothing_it_vetoes_can_count() -> None:
     denied(delete_decision(reject, "requester", now=just_before), "append-only")
     after = records.parse_time("2026-11-22T11:40:00Z")
     assert delete_decision(reject, "requester", now=after).allowed
+
+
+def test_a_withdrawal_or_reject_signed_by_a_clock_behind_counts_from_its_filing() -> None:
+    """Signed on a machine whose clock said a day and ten minutes ago, filed at 11:00 (the
+    API server's creationTimestamp): it takes back (vetoes) the approvals issued by its
+    filing, which live until 2026-11-22T11:00:00Z; deleting it on its signer's dates (at
+    12:00, long after them) revived an approval it took back."""
+    behind = "2026-11-20T11:50:00Z"
+    for decision in ("withdraw", "reject"):
+        obj = decision_obj(decision=decision, issuedAt=behind, ttl="10m", reason="wrong repo")
+        obj["metadata"]["creationTimestamp"] = "2026-11-21T11:00:00Z"
+        denied(delete_decision(obj, "requester"), "append-only", "2026-11-22T11:00:00Z")
+        after = records.parse_time("2026-11-22T11:00:00Z")
+        assert delete_decision(obj, "requester", now=after).allowed
+        # filed when signed: its own dates, as before
+        obj["metadata"]["creationTimestamp"] = behind
+        assert delete_decision(obj, "requester").allowed
+
+
+def test_a_reject_expiring_before_it_was_issued_holds_from_its_issue() -> None:
+    """A reject signed to expire before its issuedAt (a hand-made record, within the clock
+    skew ahead) vetoes the approvals issued before it was issued: it holds the longest
+    lifetime past its issuedAt, not past the earlier expiry."""
+    reject = decision_obj(
+        decision="reject",
+        reason="wrong repo",
+        signedTimes={"issuedAt": "2026-11-21T12:00:50Z", "expiresAt": "2026-11-21T12:00:20Z"},
+    )
+    late = records.parse_time("2026-11-22T12:00:30Z")
+    denied(delete_decision(reject, "requester", now=late), "append-only", "2026-11-22T12:00:50Z")
 
 
 def test_a_reject_or_withdrawal_dated_at_the_end_of_time_is_judged_not_crashed() -> None:

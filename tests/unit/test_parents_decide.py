@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from approvalgate.approvals import content, parents, records
+from approvalgate.approvals import content, gates, parents, records
 from approvalgate.approvals.bundle import Bundle, parse_bundle_text
 from approvalgate.approvals.decide import Decision, decide, used_references, used_statements
 from approvalgate.approvals.digest import spec_digest
@@ -290,6 +290,7 @@ BASE_OBJECTS: tuple[Mapping[str, Any], ...] = (
 
 RESOURCES = {
     "AgentRun": ("agents.proompteng.ai", "agentruns"),
+    "ApprovalDecision": ("gates.proompteng.ai", "approvaldecisions"),
     "Schedule": ("schedules.proompteng.ai", "schedules"),
     "OrchestrationRun": ("orchestration.proompteng.ai", "orchestrationruns"),
     "Swarm": ("swarm.proompteng.ai", "swarms"),
@@ -571,6 +572,104 @@ def test_a_reject_recorded_in_the_cluster_vetoes_the_schedules_runs() -> None:
     }
     view = StaticView.build(objects=(*BASE_OBJECTS, schedule), decisions=[decision_obj])
     assert not judge(review("CREATE", _schedule_run(schedule), user=RUNNER), view).allowed
+
+
+def _parent_decision(
+    key: str, decision: str, issued: datetime, ttl: timedelta, cover: parents.Coverage
+) -> dict[str, Any]:
+    """An ApprovalDecision of ``key`` about the parent ``cover``, filed when issued."""
+    claim = records.Claim(
+        subject=cover.subject,
+        digest=cover.digest,
+        decision=decision,  # type: ignore[arg-type]
+        approver=key,
+        reason="not tonight" if decision == "reject" else "",
+        issued_at=issued,
+        expires_at=issued + ttl,
+        nonce=f"nonce-{key}-{uuid.uuid4().hex[:8]}",
+        environment=CORPUS_ENVIRONMENT,
+    )
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "ApprovalDecision",
+        "metadata": {
+            "name": f"{cover.name}-{key}-{decision}",
+            "namespace": NS,
+            "creationTimestamp": records.format_time(issued),
+        },
+        "spec": {
+            "requestName": cover.name,
+            "decision": decision,
+            "approver": key,
+            "record": records.sign(claim, signer(key)),
+        },
+    }
+
+
+def _schedule_approved_long_ago() -> tuple[dict[str, Any], parents.Coverage]:
+    """A Schedule approved 50 hours ago for its policy's parents.maxTTL (72h, while its
+    timeoutSeconds is 24h and its bypass maxTTL 2h): the approvals live 22 hours more."""
+    schedule = _schedule()
+    view = _view(*BASE_OBJECTS)
+    cover = parents.coverage(schedule, view)
+    assert isinstance(cover, parents.Coverage), cover
+    refs = content.binding(cover.references, NS, view)
+    issued = NOW - timedelta(hours=50)
+    envelopes = []
+    for key in ("alice", "bob"):
+        claim = records.Claim(
+            subject=cover.subject,
+            digest=cover.digest,
+            decision="approve",
+            approver=key,
+            reason="",
+            issued_at=issued,
+            expires_at=issued + timedelta(hours=72),
+            nonce=f"nonce-{key}-{uuid.uuid4().hex[:8]}",
+            environment=CORPUS_ENVIRONMENT,
+            references=refs,
+        )
+        envelopes.append(records.sign(claim, signer(key)))
+    _annotate(schedule, envelopes)
+    return schedule, cover
+
+
+def test_an_expired_reject_of_a_parent_holds_as_long_as_the_parents_approvals_live() -> None:
+    """carol rejected the Schedule 49 hours ago, for an hour. Its approvals, issued before
+    her reject, live 72 hours (parents.maxTTL); her veto held only a day past its expiry
+    (the bundle's longest timeoutSeconds or bypass maxTTL), so the requester waited it out
+    and the Schedule's runs were admitted on the approvals she vetoed (class 21)."""
+    schedule, cover = _schedule_approved_long_ago()
+    reject = _parent_decision(
+        "carol", "reject", NOW - timedelta(hours=49), timedelta(hours=1), cover
+    )
+    run = _schedule_run(schedule)
+    view = StaticView.build(objects=(*BASE_OBJECTS, schedule), decisions=[reject])
+    decision = judge(review("CREATE", run, user=RUNNER), view)
+    assert not decision.allowed, decision.message
+    assert "rejected by carol" in decision.message
+    # without her reject the same run is admitted: the approvals still live
+    view = StaticView.build(objects=(*BASE_OBJECTS, schedule))
+    assert judge(review("CREATE", run, user=RUNNER), view).allowed
+
+
+def test_a_withdrawal_or_reject_of_a_parent_is_deleted_only_once_its_approvals_expired() -> None:
+    """Deleting a Schedule's withdrawal a day after it was filed (the controller collects
+    decisions once they can count no more) revived the approval it took back, which lives
+    72 hours (parents.maxTTL)."""
+    _, cover = _schedule_approved_long_ago()
+    for decision in ("withdraw", "reject"):
+        filed = _parent_decision(
+            "alice", decision, NOW - timedelta(hours=49), timedelta(hours=1), cover
+        )
+        verdict = judge(
+            review("DELETE", None, old=filed, user="requester", kind="ApprovalDecision"),
+            StaticView.build(objects=(*BASE_OBJECTS,)),
+            compare=False,
+        )
+        assert not verdict.allowed, (decision, verdict.message)
+        expiry = gates.decision_expiry(filed["spec"]["record"], BUNDLE)
+        assert expiry is not None and expiry >= NOW - timedelta(hours=49) + timedelta(hours=72)
 
 
 def test_max_runs_counts_the_recorded_uses_of_the_parents_approval() -> None:

@@ -25,7 +25,7 @@ from approvalgate.approvals.decide import decide
 from approvalgate.approvals.digest import spec_digest
 from approvalgate.approvals.kubeyaml import load_manifests
 from approvalgate.approvals.policy import BundleSettings, compile_bundle, dump_bundle
-from approvalgate.approvals.queue import PHASES, QueueVerdict, evaluate_request
+from approvalgate.approvals.queue import PHASES, QueueVerdict, evaluate_request, run_manifest
 from approvalgate.approvals.view import (
     API_VERSION,
     REQUEST_ANNOTATION,
@@ -95,15 +95,21 @@ def approval_request(
 
 
 def decision(
-    key: str, what: str = "approve", at: str = "2026-11-21T11:00:00Z", **recipe: Any
+    key: str,
+    what: str = "approve",
+    at: str = "2026-11-21T11:00:00Z",
+    filed: str = "",
+    **recipe: Any,
 ) -> dict[str, Any]:
-    """An ApprovalDecision for the request, created when its record was issued."""
+    """An ApprovalDecision for the request, created when its record was issued (or at
+    ``filed``, the API server's creationTimestamp, where the signer's clock was wrong)."""
     run = copy.deepcopy(RUN)
     envelope = make_record({"key": key, "decision": what, "issuedAt": at, **recipe}, run, BASE, NOW)
+    meta = {"name": f"{NAME}-{key}-{what}-{at}", "namespace": NS, "creationTimestamp": filed or at}
     return {
         "apiVersion": API_VERSION,
         "kind": "ApprovalDecision",
-        "metadata": {"name": f"{NAME}-{key}-{what}-{at}", "namespace": NS, "creationTimestamp": at},
+        "metadata": meta,
         "spec": {
             "requestName": NAME,
             "decision": what,
@@ -297,6 +303,102 @@ def test_approving_again_after_withdrawing_counts() -> None:
         ("alice", "bob"),
         (),
     )
+
+
+# --- the signer's clock: a withdrawal or reject holds from when it was filed -------------
+
+
+def test_a_withdrawal_signed_by_a_clock_behind_takes_back_an_approval_filed_before_it() -> None:
+    """alice approved at 11:00; her withdrawal, filed at 11:30 (the API server's clock), was
+    signed on a machine whose clock said 10:30. Read by the signer's clock alone it came
+    first and took nothing back: the approval she withdrew admitted the run."""
+    verdict = evaluate(
+        approval_request(),
+        decision("alice"),
+        decision("bob"),
+        decision("alice", "withdraw", at="2026-11-21T10:30:00Z", filed="2026-11-21T11:30:00Z"),
+    )
+    assert (verdict.phase, verdict.approved_by, verdict.withdrawn_by) == (
+        "Pending",
+        ("bob",),
+        ("alice",),
+    )
+
+
+def test_a_reject_signed_by_a_clock_behind_outvotes_the_approval_filed_before_it() -> None:
+    """alice approved at 11:00 and changed her mind: her reject, filed at 11:30, was signed
+    by a clock saying 10:30. Her latest record is the reject, whatever her clock said."""
+    verdict = evaluate(
+        approval_request(),
+        decision("alice"),
+        decision("bob"),
+        decision(
+            "alice",
+            "reject",
+            at="2026-11-21T10:30:00Z",
+            filed="2026-11-21T11:30:00Z",
+            reason="wrong repository",
+        ),
+    )
+    assert (verdict.phase, verdict.reason, verdict.rejected_by) == (
+        "Rejected",
+        "Vetoed",
+        ("alice",),
+    )
+
+
+def test_a_withdrawal_filed_late_does_not_take_back_a_reject_signed_after_it() -> None:
+    """The filing time only ever makes a withdrawal take back more approvals, never a
+    reject: carol's withdrawal signed at 10:30 and filed at 11:30 leaves her 11:00 reject."""
+    verdict = evaluate(
+        approval_request(),
+        decision("alice"),
+        decision("bob"),
+        decision("carol", "reject", reason="wrong repository"),
+        decision("carol", "withdraw", at="2026-11-21T10:30:00Z", filed="2026-11-21T11:30:00Z"),
+    )
+    assert (verdict.phase, verdict.rejected_by) == ("Rejected", ("carol",))
+
+
+def test_a_withdrawal_signed_and_filed_before_an_approval_leaves_it() -> None:
+    """Approving again after withdrawing still counts when the clock was right."""
+    verdict = evaluate(
+        approval_request(),
+        decision("alice", "withdraw", at="2026-11-21T10:30:00Z", filed="2026-11-21T10:30:00Z"),
+        decision("alice"),
+        decision("bob"),
+    )
+    assert (verdict.phase, verdict.approved_by) == ("Approved", ("alice", "bob"))
+
+
+def _created_by_controller(request: dict[str, Any], created: str, *decisions: Any) -> Any:
+    """decide() on the run the controller makes of ``request``, created (the API server's
+    creationTimestamp) at ``created``, with the view holding the request and decisions."""
+    current = view(request, *decisions)
+    envelopes = current.records_for(NS, NAME)
+    manifest = run_manifest(request, envelopes, BUNDLE.needs_view)
+    admission = request_for_manifest(
+        manifest, username=CONTROLLER, groups=["system:serviceaccounts"]
+    )
+    admission["object"]["metadata"]["uid"] = "run-uid-1"
+    admission["object"]["metadata"]["creationTimestamp"] = created
+    return decide(admission, BUNDLE, NOW, current)
+
+
+def test_a_run_created_after_its_request_expired_is_denied_whatever_the_controllers_clock() -> None:
+    """The request was filed 24 hours and 30 minutes ago (timeoutSeconds 86400: it expired
+    30 minutes ago, by the API server's clock); a controller whose clock runs more than the
+    skew behind still saw it waiting and created its run on approvals given since. The
+    webhook compares the API server's two times: the run's creation and the request's."""
+    request = approval_request(created=NOW - timedelta(hours=24, minutes=30))
+    approvals = (decision("alice"), decision("bob"))
+    late = _created_by_controller(request, DEFAULT_NOW, *approvals)
+    assert not late.allowed
+    assert late.reason == "request-expired"
+    assert "expired at 2026-11-21T11:30:00Z" in late.message
+    # created within the request's time: admitted
+    in_time = _created_by_controller(request, "2026-11-21T11:29:59Z", *approvals)
+    assert in_time.allowed, in_time.message
 
 
 def test_a_bypass_approves_with_its_reason() -> None:
