@@ -170,8 +170,16 @@ FOURTH_PASS_CASES = ("view-replay-reencoded-base64",)
 """Values read two ways (fourth pass): a used record re-encoded is the same record."""
 
 
-SIXTH_PASS_CASES = ("view-cluster-user-verification-withdrawal-without-pin",)
-"""A security key's PIN (sixth pass): a withdrawal without it lifts no veto."""
+SIXTH_PASS_CASES = (
+    "view-cluster-user-verification-withdrawal-without-pin",
+    "view-cluster-withdrawal-signed-by-a-clock-behind",
+    "view-cluster-reject-signed-by-a-clock-behind",
+    "view-cluster-withdrawal-filed-late-keeps-a-later-reject",
+    "view-courier-run-created-after-its-request-expired",
+)
+"""Sixth pass: a security key's PIN (a withdrawal without it lifts no veto); time (a
+withdrawal or reject counts from its filing when the signer's clock runs behind; a run of an
+expired request is denied by the API server's times)."""
 
 
 @pytest.mark.parametrize("name", THIRD_PASS_CASES + FOURTH_PASS_CASES + SIXTH_PASS_CASES)
