@@ -315,9 +315,13 @@ class Gate:
     def recompile(self) -> None:
         """Compile the repo into rendered/ again (after editing it) and serve the result,
         signed by the tests' key at the next revision (compile drops signatures by keys
-        the repo does not list)."""
+        the repo does not list); with the webhook running, return once it has loaded it
+        (it notices the file within a poll interval: a create sent before then is judged
+        by the bundle before the edit)."""
         self.cli("compile", str(self.repo), "--env", ENV, "--out", str(self.work / "rendered"))
-        self.publish((self.work / "rendered" / ENV / "bundle.json").read_text())
+        generation = self.publish((self.work / "rendered" / ENV / "bundle.json").read_text())
+        if self.process is not None and self.process.poll() is None:
+            self._wait_for_generation(generation)
 
     def trust_args(self) -> list[str]:
         """The webhook's and controller's --bundle-key (the tests' bundle-signing key)."""
