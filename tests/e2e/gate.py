@@ -14,7 +14,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import ssl
 import subprocess
 import sys
@@ -34,6 +33,7 @@ from approvalgate.webhook.devcert import CertificateAuthority
 from tests.e2e.controlplane import GATE_NAMESPACE, QUEUE_CONTROLLER, WEBHOOK_SA, ControlPlane
 from tests.support import bundle_signing
 from tests.support.paths import ROOT
+from tests.support.ports import free_port as _free_port
 from tests.support.tools import pinned_binary
 
 EXAMPLE = ROOT / "examples" / "gitops-repo"
@@ -59,12 +59,6 @@ APPROVERS = {
 
 def helm() -> Path:
     return pinned_binary("helm", "helm")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def eventually(what: str, condition: Callable[[], Any], timeout: float = 90) -> Any:

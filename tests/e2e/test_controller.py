@@ -17,7 +17,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -44,6 +43,7 @@ from approvalgate.kube.resources import (
 from tests.support import bundle_signing
 from tests.support.corpus import BASE, compile_case_bundle, make_record
 from tests.support.paths import ROOT, UPSTREAM_AGENTS, crd_files
+from tests.support.ports import free_port as _free_port
 from tests.support.tools import unavailable
 
 from .controlplane import ControlPlane, ControlPlaneError, locate_binaries
@@ -102,12 +102,6 @@ def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def client(plane: ControlPlane) -> Iterator[Client]:
     with Client.connect(plane.kubeconfig("admin")) as connected:
         yield connected
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass

@@ -50,10 +50,11 @@ from approvalgate.kube.view import (
     WatchedView,
     parent_summary,
 )
-from tests.integration.harness import agentrun_request, cli_command, cli_env, free_port
+from tests.integration.harness import agentrun_request, cli_command, cli_env
 from tests.support import bundle_signing
 from tests.support.corpus import CORPUS, CORPUS_ENVIRONMENT, compile_case_bundle
 from tests.support.paths import ROOT, UPSTREAM_AGENTS, crd_files
+from tests.support.ports import free_port
 
 from .conftest import own_control_plane
 from .controlplane import ControlPlane

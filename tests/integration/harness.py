@@ -11,7 +11,6 @@ import asyncio
 import http.client
 import json
 import os
-import socket
 import ssl
 import sys
 import threading
@@ -79,12 +78,6 @@ def write_atomic(path: Path, content: bytes | str) -> None:
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}")
     tmp.write_bytes(data)
     os.replace(tmp, path)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass

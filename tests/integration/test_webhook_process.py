@@ -27,12 +27,12 @@ from tests.integration.harness import (
     agentrun_request,
     cli_command,
     cli_env,
-    free_port,
     iter_json_lines,
     review_body,
     wait_until,
 )
 from tests.support import bundle_signing
+from tests.support.ports import free_port
 
 
 @dataclass

@@ -41,13 +41,13 @@ from tests.integration.harness import (
     TestPKI,
     cli_command,
     cli_env,
-    free_port,
     iter_json_lines,
     review_body,
     wait_until,
 )
 from tests.support import bundle_signing
 from tests.support.corpus import BASE, make_record
+from tests.support.ports import free_port
 
 LOOPBACK = "127.0.0.1"
 TRUSTED = "system:serviceaccount:agents-system:submission-api"
