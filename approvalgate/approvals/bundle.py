@@ -416,8 +416,9 @@ def load_bundle(obj: object, source: str = "bundle") -> Bundle:
 def _approver(obj: Mapping[str, Any], source: str) -> Approver:
     keys = []
     for index, key in enumerate(obj["keys"]):
+        public = load_public_key(key["publicKey"])
         if USER_VERIFICATION in key:
-            keytype = load_public_key(key["publicKey"]).keytype
+            keytype = public.keytype
             if not ssh.is_security_key(keytype):
                 raise BundleError(
                     f"{source}: keys[{index}] of approver {obj['name']} says userVerification "
@@ -427,7 +428,7 @@ def _approver(obj: Mapping[str, Any], source: str) -> Approver:
                 )
         keys.append(
             ApproverKey(
-                key=load_public_key(key["publicKey"]),
+                key=public,
                 not_before=records.parse_time(key["notBefore"]) if "notBefore" in key else None,
                 not_after=records.parse_time(key["notAfter"]) if "notAfter" in key else None,
                 material=key_material(key["publicKey"]),

@@ -214,11 +214,12 @@ def user_verified(blob: bytes) -> bool:
         reader.take(len(MAGIC) + 4)
         for _ in range(4):  # public key, namespace, reserved, hash
             reader.string()
-        signature = _Reader(reader.string(), "the signature")
-        if not is_security_key(signature.text()):
+        signature = reader.string()
+        keytype = _Reader(signature, "the signature").text()
+        if not is_security_key(keytype):
             return False
-        signature.string()
-        return bool(signature.byte() & USER_VERIFICATION)
+        _, flags, _ = _signature_fields(signature, keytype, sk=True)
+        return bool(flags & USER_VERIFICATION)
     except SSHSignatureError:
         return False
 
