@@ -33,6 +33,12 @@ WEBHOOK_CONFIGURATIONS: Final = Resource(
     "admissionregistration.k8s.io", "v1", "validatingwebhookconfigurations", namespaced=False
 )
 CONFIG_MAPS: Final = Resource("", "v1", "configmaps")
+#: The gate's own workloads, by kind (compared with the chart's rendering: audit/workloads.py).
+WORKLOADS: Final = {
+    "Deployment": Resource("apps", "v1", "deployments"),
+    "CronJob": Resource("batch", "v1", "cronjobs"),
+    "Service": Resource("", "v1", "services"),
+}
 RBAC_GROUP: Final = "rbac.authorization.k8s.io"
 
 #: The audit could not read or write what it needs; the message says which request.
@@ -125,6 +131,10 @@ class Cluster:
 
     def config_map(self, namespace: str, name: str) -> dict[str, Any] | None:
         return objects.get(self.client, CONFIG_MAPS, name, namespace)
+
+    def workload(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        """The Deployment, CronJob or Service ``name`` in ``namespace``, or None."""
+        return objects.get(self.client, WORKLOADS[kind], name, namespace)
 
     def served_versions(self, group: str) -> list[str] | None:
         """Versions of ``group`` the API server serves (discovery), the preferred one first;

@@ -26,7 +26,7 @@ from approvalgate.approvals.policy import ALL, OPT_IN_LABEL, POLICY_API
 from approvalgate.approvals.view import DECISIONS, OFFLINE, REQUESTS, USES, ClusterView, StaticView
 from approvalgate.approvals.view import GROUP as GATES_GROUP
 from approvalgate.approvals.view import VERSION as GATES_VERSION
-from approvalgate.audit import policies, rbac, reports, runs, webhook
+from approvalgate.audit import policies, rbac, reports, runs, webhook, workloads
 from approvalgate.audit.cluster import RBAC_HINT, Cluster, ClusterError
 from approvalgate.audit.findings import AuditResult, Finding, ReportWrite, RunResult
 
@@ -68,6 +68,8 @@ class Expectations:
     policies_source: str = ""
     webhook: dict[str, Any] | None = None
     webhook_source: str = ""
+    workloads: list[dict[str, Any]] | None = None
+    """The chart's Deployments, CronJobs and Services in --webhook-manifest (None: not given)."""
     refused: BundleRefused | None = None
     """Why the pinned keys refuse the --bundle file (its bundle.sig.json beside it)."""
 
@@ -141,6 +143,7 @@ def load_expectations(
         docs = [d.obj for d in load_manifests(_read(options.webhook_manifest), shown)]
         expectations.webhook = webhook.pick_configuration(docs, shown)
         expectations.webhook_source = shown
+        expectations.workloads = workloads.pick_workloads(docs)
     return expectations
 
 
@@ -251,6 +254,7 @@ def run_audit(cluster: Cluster, options: Options, expectations: Expectations) ->
     ]
     holding = {str((o.get("metadata") or {}).get("namespace")) for o in enforced}
     result.findings += _audit_webhook(cluster, options, expectations, served, holding)
+    result.findings += _audit_workloads(cluster, options, expectations)
     result.findings += _audit_bundle(cluster, options, expectations)
     result.findings += _audit_policies(cluster, namespaces, expectations)
     with cluster.one_reading_of_rbac():
@@ -322,6 +326,68 @@ def _audit_webhook(
         served_versions=served,
         enforced_namespaces=holding,
     )
+    return out
+
+
+def _audit_workloads(cluster: Cluster, options: Options, exp: Expectations) -> list[Finding]:
+    """The gate's Deployments, audit CronJob and Services against the chart's rendering in
+    --webhook-manifest (audit/workloads.py); without one, a note says they were not compared."""
+    rendered = exp.workloads
+    if not rendered:
+        name = (exp.webhook or {}).get("metadata", {}).get("name") or options.webhook_name
+        return [
+            Finding(
+                workloads.AREA,
+                "note",
+                f"Deployment/{name}",
+                "the gate's Deployments and Service were not compared with the chart"
+                + (
+                    f" ({exp.webhook_source} holds none)"
+                    if exp.webhook_source
+                    else " (no --webhook-manifest)"
+                ),
+                "pass --webhook-manifest with the whole output of `helm template RELEASE "
+                "charts/approvalgate -n NAMESPACE -f rendered/ENV/approvalgate-values.yaml` "
+                "(the chart is in the repo): an env entry, a volume or a container added to "
+                "them outlives every server-side apply sync",
+            )
+        ]
+    # the Service the webhook configuration sends to, and the one named as it (the chart's)
+    config = str((exp.webhook or {}).get("metadata", {}).get("name") or options.webhook_name)
+    admission = set()
+    for entry in (exp.webhook or {}).get("webhooks") or []:
+        service = (entry.get("clientConfig") or {}).get("service") or {}
+        admission.add((str(service.get("namespace") or ""), str(service.get("name") or "")))
+    default_ns = next(iter(sorted(admission)), ("", ""))[0] or webhook.DEFAULT_NAMESPACE
+    out: list[Finding] = []
+    for obj in rendered:
+        meta = obj.get("metadata") or {}
+        namespace = str(meta.get("namespace") or default_ns)
+        kind, name = str(obj["kind"]), str(meta["name"])
+        try:
+            live = cluster.workload(kind, namespace, name)
+        except ClusterError as exc:
+            if exc.status != 403:
+                raise
+            out.append(
+                Finding(
+                    workloads.AREA,
+                    "finding",
+                    workloads.subject(obj, namespace),
+                    f"cannot compare it with the chart ({exc.message})",
+                    f"{RBAC_HINT} (get on {kind.lower()}s named {name} in {namespace})",
+                )
+            )
+            continue
+        if kind == "Service":
+            out += workloads.compare_service(
+                obj,
+                live,
+                admission=(namespace, name) in admission or name == config,
+                namespace=namespace,
+            )
+        else:
+            out += workloads.compare_workload(obj, live, namespace)
     return out
 
 

@@ -402,6 +402,172 @@ def test_an_addition_a_server_side_apply_sync_leaves_is_found(
     assert "skip-everything" in finding["message"]
 
 
+WORKLOAD_KINDS = ("Deployment", "CronJob", "Service")
+
+
+@pytest.fixture
+def chart_workloads(gate: Gate) -> Iterator[list[dict[str, Any]]]:
+    """The chart's Deployments and Services, as rendered for this environment (nothing runs
+    them here: no controller manager, no kubelet); deleted afterwards."""
+    docs = [d for d in gate.chart_render() if d["kind"] in WORKLOAD_KINDS]
+    yield docs
+    for doc in docs:
+        gate.kubectl(
+            "admin", "delete", doc["kind"].lower(), doc["metadata"]["name"], "-n", RELEASE_NS
+        )
+    gate.kubectl("admin", "delete", "rolebinding", "patch-gate", "-n", RELEASE_NS)
+    gate.kubectl("admin", "delete", "role", "patch-gate", "-n", RELEASE_NS)
+
+
+def test_additions_to_the_gates_workloads_a_sync_leaves_are_found(
+    gate: Gate, capsys: pytest.CaptureFixture[str], chart_workloads: list[dict[str, Any]]
+) -> None:
+    """Whoever may patch deployments and services in the release namespace (mallory, by a
+    Role there) adds to the webhook's Deployment an env PYTHONPATH over a mounted ConfigMap
+    (a package shadowing approvalgate's), a sidecar, an initContainer and hostAliases, to the
+    controller's a KUBECONFIG, and a selector key to the webhook's Service (admission then
+    goes only to a pod with the attacker's label); it also changes the image and the args.
+    An Argo CD sync (server-side apply, its own field manager) puts back the image and the
+    args, which it applies, and the Service's selector (atomic), and leaves every addition to
+    the Deployments, another manager's. The audit compares
+    the live objects with the chart's rendering and names each one."""
+    manifest = {"apiVersion": "v1", "kind": "List", "items": chart_workloads}
+
+    def sync() -> None:  # what an Argo CD sync with ServerSideApply=true sends
+        done = gate.kubectl(
+            "admin",
+            "apply",
+            "--server-side",
+            "--force-conflicts",
+            "--field-manager=argocd-controller",
+            "-f",
+            "-",
+            manifest=json.dumps(manifest),
+        )
+        assert done.returncode == 0, done.stderr
+
+    sync()
+    expected = gate.work / "expected-chart.yaml"
+    expected.write_text(yaml.safe_dump_all([gate.webhook_configuration(), *chart_workloads]))
+    code, report, _ = audit(gate, capsys, "--webhook-manifest", str(expected))
+    assert [f for f in report["findings"] if f["area"] == "workloads"] == []
+
+    role = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "Role",
+        "metadata": {"name": "patch-gate", "namespace": RELEASE_NS},
+        "rules": [
+            {
+                "apiGroups": ["apps", ""],
+                "resources": ["deployments", "services"],
+                "verbs": ["get", "patch"],
+            }
+        ],
+    }
+    binding = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": {"name": "patch-gate", "namespace": RELEASE_NS},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "patch-gate"},
+        "subjects": [{"kind": "User", "name": "mallory", "apiGroup": "rbac.authorization.k8s.io"}],
+    }
+    apply(gate, role, binding)
+    (hook,) = [
+        d for d in chart_workloads if d["kind"] == "Deployment" and d["metadata"]["name"] == CONFIG
+    ]
+    controller = next(
+        d for d in chart_workloads if d["kind"] == "Deployment" and d["metadata"]["name"] != CONFIG
+    )
+    args = hook["spec"]["template"]["spec"]["containers"][0]["args"]
+    shadow = {
+        "spec": {
+            "template": {
+                "spec": {
+                    "hostAliases": [{"ip": "10.0.0.66", "hostnames": ["kubernetes.default.svc"]}],
+                    "initContainers": [{"name": "prime", "image": "evil:1", "command": ["true"]}],
+                    "containers": [
+                        {
+                            "name": "webhook",
+                            "image": "evil/approvalgate:1",
+                            "args": [*args, "--allow-unsigned-bundle"],
+                            "env": [{"name": "PYTHONPATH", "value": "/opt/shadow"}],
+                            "volumeMounts": [{"name": "shadow", "mountPath": "/opt/shadow"}],
+                        },
+                        {"name": "sidecar", "image": "evil:1"},
+                    ],
+                    "volumes": [{"name": "shadow", "configMap": {"name": "shadow"}}],
+                }
+            }
+        }
+    }
+    other = {
+        "spec": {
+            "template": {
+                "spec": {
+                    "containers": [
+                        {
+                            "name": controller["spec"]["template"]["spec"]["containers"][0]["name"],
+                            "env": [{"name": "KUBECONFIG", "value": "/tmp/elsewhere"}],
+                        }
+                    ]
+                }
+            }
+        }
+    }
+    for kind_, name, patch in (
+        ("deployment", CONFIG, shadow),
+        ("deployment", controller["metadata"]["name"], other),
+        ("service", CONFIG, {"spec": {"selector": {"shadow": "yes"}}}),
+    ):
+        done = gate.kubectl(
+            "mallory", "patch", kind_, name, "-n", RELEASE_NS, "-p", json.dumps(patch)
+        )
+        assert done.returncode == 0, done.stderr
+    sync()
+
+    def live(kind_: str, name: str) -> dict[str, Any]:
+        done = gate.kubectl("admin", "get", kind_, name, "-n", RELEASE_NS, "-o", "json")
+        assert done.returncode == 0, done.stderr
+        obj: dict[str, Any] = json.loads(done.stdout)
+        return obj
+
+    pod = live("deployment", CONFIG)["spec"]["template"]["spec"]
+    webhook_container = next(c for c in pod["containers"] if c["name"] == "webhook")
+    # the sync applied these: put back
+    assert webhook_container["image"] == hook["spec"]["template"]["spec"]["containers"][0]["image"]
+    assert webhook_container["args"] == args
+    # and left these, another manager's
+    assert {"name": "PYTHONPATH", "value": "/opt/shadow"} in webhook_container["env"]
+    assert [c["name"] for c in pod["containers"]] == ["webhook", "sidecar"]
+    assert [c["name"] for c in pod["initContainers"]] == ["prime"]
+    # a Service's selector is atomic to server-side apply: the sync put it back; patched again
+    # after the sync (Argo CD without selfHeal syncs at the next change)
+    assert "shadow" not in live("service", CONFIG)["spec"]["selector"]
+    selector = {"spec": {"selector": {"shadow": "yes"}}}
+    done = gate.kubectl(
+        "mallory", "patch", "service", CONFIG, "-n", RELEASE_NS, "-p", json.dumps(selector)
+    )
+    assert done.returncode == 0, done.stderr
+
+    code, report, _ = audit(gate, capsys, "--webhook-manifest", str(expected))
+    assert code == 1
+    found = {(f["subject"], f["field"]) for f in failing(report, "workloads")}
+    spec = "spec.template.spec"
+    hook_subject = f"Deployment/{RELEASE_NS}/{CONFIG}"
+    controller_subject = f"Deployment/{RELEASE_NS}/{controller['metadata']['name']}"
+    controller_container = controller["spec"]["template"]["spec"]["containers"][0]["name"]
+    assert found == {
+        (hook_subject, f"{spec}.containers[webhook].env[PYTHONPATH]"),
+        (hook_subject, f"{spec}.containers[webhook].volumeMounts[/opt/shadow]"),
+        (hook_subject, f"{spec}.volumes[shadow]"),
+        (hook_subject, f"{spec}.containers[sidecar]"),
+        (hook_subject, f"{spec}.initContainers[prime]"),
+        (hook_subject, f"{spec}.hostAliases"),
+        (controller_subject, f"{spec}.containers[{controller_container}].env[KUBECONFIG]"),
+        (f"Service/{RELEASE_NS}/{CONFIG}", "spec.selector"),
+    }, report["findings"]
+
+
 def test_an_edited_approval_policy_is_found(gate: Gate, capsys: pytest.CaptureFixture[str]) -> None:
     patch = ["patch", "approvalpolicy", "codex-two-person", "-n", ENFORCED, "--type", "merge"]
     done = gate.kubectl("admin", *patch, "-p", '{"spec":{"requiredApprovals":1}}')
