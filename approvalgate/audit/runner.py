@@ -375,7 +375,9 @@ def _audit_workloads(cluster: Cluster, options: Options, exp: Expectations) -> l
                     "finding",
                     workloads.subject(obj, namespace),
                     f"cannot compare it with the chart ({exc.message})",
-                    f"{RBAC_HINT} (get on {kind.lower()}s named {name} in {namespace})",
+                    f"grant the audit's identity get on {kind.lower()}s named {name} in "
+                    f"{namespace} (the chart's audit-workloads-role.yaml grants exactly the "
+                    "objects it embeds)",
                 )
             )
             continue

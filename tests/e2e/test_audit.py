@@ -15,6 +15,7 @@ import shutil
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -409,7 +410,12 @@ WORKLOAD_KINDS = ("Deployment", "CronJob", "Service")
 def chart_workloads(gate: Gate) -> Iterator[list[dict[str, Any]]]:
     """The chart's Deployments and Services, as rendered for this environment (nothing runs
     them here: no controller manager, no kubelet); deleted afterwards."""
-    docs = [d for d in gate.chart_render() if d["kind"] in WORKLOAD_KINDS]
+    docs = [  # what the audit's ConfigMap embeds (not the controller's metrics Service)
+        d
+        for d in gate.chart_render()
+        if d["kind"] in WORKLOAD_KINDS
+        and (d["kind"] != "Service" or d["metadata"]["name"] == CONFIG)
+    ]
     yield docs
     for doc in docs:
         gate.kubectl(
@@ -417,6 +423,14 @@ def chart_workloads(gate: Gate) -> Iterator[list[dict[str, Any]]]:
         )
     gate.kubectl("admin", "delete", "rolebinding", "patch-gate", "-n", RELEASE_NS)
     gate.kubectl("admin", "delete", "role", "patch-gate", "-n", RELEASE_NS)
+
+
+def expected_chart(gate: Gate, workloads: list[dict[str, Any]]) -> Path:
+    """--webhook-manifest as the CronJob's ConfigMap holds it: the configuration, then the
+    workloads."""
+    expected = gate.work / "expected-chart.yaml"
+    expected.write_text(yaml.safe_dump_all([gate.webhook_configuration(), *workloads]))
+    return expected
 
 
 def test_additions_to_the_gates_workloads_a_sync_leaves_are_found(
@@ -447,8 +461,7 @@ def test_additions_to_the_gates_workloads_a_sync_leaves_are_found(
         assert done.returncode == 0, done.stderr
 
     sync()
-    expected = gate.work / "expected-chart.yaml"
-    expected.write_text(yaml.safe_dump_all([gate.webhook_configuration(), *chart_workloads]))
+    expected = expected_chart(gate, chart_workloads)
     code, report, _ = audit(gate, capsys, "--webhook-manifest", str(expected))
     assert [f for f in report["findings"] if f["area"] == "workloads"] == []
 
@@ -739,7 +752,15 @@ def test_the_report_is_valid_for_its_crd(gate: Gate, capsys: pytest.CaptureFixtu
 #: The chart's audit templates, one kind each (the rest of the render is the webhook's).
 AUDIT_TEMPLATES = tuple(
     f"templates/audit-{name}.yaml"
-    for name in ("serviceaccount", "clusterrole", "clusterrolebinding", "configmap", "cronjob")
+    for name in (
+        "serviceaccount",
+        "clusterrole",
+        "clusterrolebinding",
+        "configmap",
+        "cronjob",
+        "workloads-role",
+        "workloads-rolebinding",
+    )
 )
 
 
@@ -845,10 +866,59 @@ def test_the_cronjob_runs_a_valid_audit_command(gate: Gate) -> None:
     assert pod["serviceAccountName"] == "approvalgate-audit"
     labels = cronjob["spec"]["jobTemplate"]["spec"]["template"]["metadata"]["labels"]
     assert labels["app.kubernetes.io/component"] == "audit"  # never selected as a webhook pod
-    # The embedded expectation is the chart's own webhook configuration.
-    embedded = yaml.safe_load(config["data"]["webhook.yaml"])
-    rendered = [d for d in gate.chart_render() if d["kind"] == "ValidatingWebhookConfiguration"]
-    assert [embedded] == rendered
+    # The embedded expectation is the chart's own webhook configuration, then its workloads.
+    embedded = [d for d in yaml.safe_load_all(config["data"]["webhook.yaml"]) if d]
+    rendered = gate.chart_render(
+        *("--set", "audit.enabled=true", "--set", "audit.writeReports=true"),
+        *("--set", "audit.namespaces={agents}"),
+    )
+    assert embedded[0] == kind(rendered, "ValidatingWebhookConfiguration")
+    assert [(d["kind"], d["metadata"]["name"]) for d in embedded[1:]] == [
+        ("Deployment", CONFIG),
+        ("Deployment", f"{CONFIG}-controller"),
+        ("Service", CONFIG),
+        ("CronJob", f"{CONFIG}-audit"),
+    ]
+    assert all(d in rendered for d in embedded)
+
+
+def test_the_audit_gets_the_gates_workloads_through_its_role(
+    gate: Gate, capsys: pytest.CaptureFixture[str], chart_workloads: list[dict[str, Any]]
+) -> None:
+    """The CronJob's audit compares the workloads embedded in its ConfigMap: it needs get on
+    each by name (audit-workloads-role.yaml), and without it says so as a finding."""
+    docs = render_audit(gate)
+    account, role, binding = (
+        kind(docs, k) for k in ("ServiceAccount", "ClusterRole", "ClusterRoleBinding")
+    )
+    workloads_role, workloads_binding = kind(docs, "Role"), kind(docs, "RoleBinding")
+    apply(gate, account, role, binding, *chart_workloads)
+    expected = expected_chart(gate, chart_workloads)
+
+    def workload_findings() -> list[dict[str, Any]]:
+        code, report, err = audit(gate, capsys, "--as", SA, "--webhook-manifest", str(expected))
+        assert code == 1 and "forbidden" not in err, err  # the runs that slipped in
+        return [f for f in report["findings"] if f["area"] == "workloads"]
+
+    refused = workload_findings()
+    assert sorted(f["subject"] for f in refused) == sorted(
+        f"{d['kind']}/{RELEASE_NS}/{d['metadata']['name']}" for d in chart_workloads
+    )
+    assert all(
+        f["severity"] == "finding" and "cannot compare it with the chart" in f["message"]
+        for f in refused
+    ), refused
+    try:
+        apply(gate, workloads_role, workloads_binding)
+        try:
+            eventually("the Role in force", lambda: workload_findings() == [], timeout=15)
+        except AssertionError as exc:
+            raise AssertionError(workload_findings()) from exc
+    finally:
+        for obj in (workloads_binding, workloads_role):
+            gate.kubectl(
+                "admin", "delete", obj["kind"].lower(), obj["metadata"]["name"], "-n", RELEASE_NS
+            )
 
 
 # --- the bundle -----------------------------------------------------------------------------
