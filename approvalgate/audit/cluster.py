@@ -33,6 +33,7 @@ WEBHOOK_CONFIGURATIONS: Final = Resource(
     "admissionregistration.k8s.io", "v1", "validatingwebhookconfigurations", namespaced=False
 )
 CONFIG_MAPS: Final = Resource("", "v1", "configmaps")
+PODS: Final = Resource("", "v1", "pods")
 #: The gate's own workloads, by kind (compared with the chart's rendering: audit/workloads.py).
 WORKLOADS: Final = {
     "Deployment": Resource("apps", "v1", "deployments"),
@@ -135,6 +136,10 @@ class Cluster:
     def workload(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         """The Deployment, CronJob or Service ``name`` in ``namespace``, or None."""
         return objects.get(self.client, WORKLOADS[kind], name, namespace)
+
+    def pods(self, namespace: str) -> list[dict[str, Any]]:
+        """Every pod in ``namespace`` (the release namespace: those a Service may select)."""
+        return self._list(PODS, namespace)
 
     def served_versions(self, group: str) -> list[str] | None:
         """Versions of ``group`` the API server serves (discovery), the preferred one first;

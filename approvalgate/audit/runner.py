@@ -360,6 +360,7 @@ def _audit_workloads(cluster: Cluster, options: Options, exp: Expectations) -> l
         admission.add((str(service.get("namespace") or ""), str(service.get("name") or "")))
     default_ns = next(iter(sorted(admission)), ("", ""))[0] or webhook.DEFAULT_NAMESPACE
     out: list[Finding] = []
+    live_objects: dict[tuple[str, str, str], dict[str, Any] | None] = {}
     for obj in rendered:
         meta = obj.get("metadata") or {}
         namespace = str(meta.get("namespace") or default_ns)
@@ -381,6 +382,7 @@ def _audit_workloads(cluster: Cluster, options: Options, exp: Expectations) -> l
                 )
             )
             continue
+        live_objects[(kind, namespace, name)] = live
         if kind == "Service":
             out += workloads.compare_service(
                 obj,
@@ -390,7 +392,70 @@ def _audit_workloads(cluster: Cluster, options: Options, exp: Expectations) -> l
             )
         else:
             out += workloads.compare_workload(obj, live, namespace)
+    for (kind, namespace, name), live in live_objects.items():
+        if (
+            kind == "Service"
+            and live is not None
+            and (namespace, name) in admission | {(namespace, config)}
+        ):
+            out += _audit_admission_pods(cluster, rendered, live_objects, live, namespace)
     return out
+
+
+def _audit_admission_pods(
+    cluster: Cluster,
+    rendered: list[dict[str, Any]],
+    live_objects: Mapping[tuple[str, str, str], dict[str, Any] | None],
+    service: dict[str, Any],
+    namespace: str,
+) -> list[Finding]:
+    """The pods the webhook's live Service selects, each against the chart's webhook pod
+    template (the rendered Deployment whose pods the rendered Service selects)."""
+    name = str(service["metadata"]["name"])
+    want = next(
+        (o for o in rendered if o["kind"] == "Service" and o["metadata"]["name"] == name), {}
+    )
+    selector = (want.get("spec") or {}).get("selector")
+    deployments = [
+        o
+        for o in rendered
+        if o["kind"] == "Deployment"
+        and workloads.selects(
+            selector, ((o["spec"].get("template") or {}).get("metadata") or {}).get("labels")
+        )
+    ]
+    if len(deployments) != 1:
+        return []
+    deployment = deployments[0]
+    subject = f"Service/{namespace}/{name}"
+    live = live_objects.get(("Deployment", namespace, str(deployment["metadata"]["name"])))
+    if workloads.rolling(live):
+        return [
+            Finding(
+                workloads.AREA,
+                "note",
+                subject,
+                f"{subject}: the pods it selects were not compared with the chart's template: "
+                "their Deployment is rolling out",
+                "run the audit again once the rollout is done",
+            )
+        ]
+    try:
+        pods = cluster.pods(namespace)
+    except ClusterError as exc:
+        if exc.status != 403:
+            raise
+        return [
+            Finding(
+                workloads.AREA,
+                "finding",
+                subject,
+                f"{subject}: cannot tell which pods answer admission requests ({exc.message})",
+                f"grant the audit's identity list on pods in {namespace} (the chart's "
+                "audit-workloads-role.yaml grants it)",
+            )
+        ]
+    return workloads.compare_pods(deployment, service, pods, namespace)
 
 
 def refusal(

@@ -8,7 +8,9 @@ does not default is someone's addition). What only moves the pods, sizes them, p
 counts them is a *note*; what a rollout restart, an autoscaler or a resource recommender
 writes (pod template annotations, ``resources``, the rollout strategy) is ignored. A
 Service the webhook configuration points at is a finding when its selector, ports or type
-differ: admission requests then reach other pods.
+differ: admission requests then reach other pods; so is a pod that Service selects whose
+spec is not the chart's webhook pod template (made by hand with its labels, patched in
+place, given an ephemeral container).
 
 The comparison is pure: :func:`compare_workload` and :func:`compare_service` take both
 objects as plain dicts (the chart's rendering, e.g. ``helm template``, and the live object).
@@ -75,6 +77,7 @@ _POD_DEFAULTS: Final[Mapping[str, Any]] = {
     "schedulerName": "default-scheduler",
     "terminationGracePeriodSeconds": 30,
     "securityContext": {},
+    "enableServiceLinks": True,
 }
 _CONTAINER_DEFAULTS: Final[Mapping[str, Any]] = {
     "terminationMessagePath": "/dev/termination-log",
@@ -539,4 +542,104 @@ def compare_service(
                 f"the ports are {ports(have_spec)}, the chart renders {ports(want_spec)}{why}",
             )
         )
+    return out
+
+
+# --- the pods admission reaches -----------------------------------------------------------
+
+SA_MOUNT_PATH: Final = "/var/run/secrets/kubernetes.io/serviceaccount"
+_INJECTED_VOLUME: Final = "kube-api-access-"
+
+
+def selects(selector: Mapping[str, Any] | None, labels: Mapping[str, Any] | None) -> bool:
+    """A Service's selector (equality only) matches ``labels``; an empty one selects nothing
+    (the Service's endpoints are then whoever writes them)."""
+    if not selector:
+        return False
+    have = labels or {}
+    return all(have.get(k) == v for k, v in selector.items())
+
+
+def _injected_token(volume: Mapping[str, Any]) -> bool:
+    """The projected token volume the ServiceAccount admission plugin adds to a pod."""
+    sources = (volume.get("projected") or {}).get("sources") or []
+    return str(volume.get("name", "")).startswith(_INJECTED_VOLUME) and any(
+        "serviceAccountToken" in s for s in sources
+    )
+
+
+def _as_created(spec: Mapping[str, Any], automount: bool) -> dict[str, Any]:
+    """A pod's spec without what the API server adds to every pod made from a template: the
+    token volume and its mounts where the template mounts the token, and the node it runs on."""
+    out = {k: v for k, v in spec.items() if k != "nodeName"}
+    if not automount:
+        return out
+    token = {str(v.get("name")) for v in out.get("volumes") or [] if _injected_token(v)}
+    out["volumes"] = [v for v in out.get("volumes") or [] if str(v.get("name")) not in token]
+    for key in _CONTAINER_LISTS:
+        out[key] = [
+            {
+                **c,
+                "volumeMounts": [
+                    m
+                    for m in c.get("volumeMounts") or []
+                    if not (m.get("name") in token and m.get("mountPath") == SA_MOUNT_PATH)
+                ],
+            }
+            for c in out.get(key) or []
+        ]
+    return out
+
+
+def rolling(live: Mapping[str, Any] | None) -> bool:
+    """The live Deployment is between two templates (its pods are not all the new one's)."""
+    if live is None:
+        return False
+    status = live.get("status") or {}
+    generation = (live.get("metadata") or {}).get("generation", 0)
+    return bool(
+        status.get("observedGeneration", 0) < generation
+        or status.get("updatedReplicas", 0) != status.get("replicas", 0)
+    )
+
+
+def compare_pods(
+    expected: Mapping[str, Any],
+    service: Mapping[str, Any],
+    pods: Sequence[Mapping[str, Any]],
+    namespace: str = "",
+) -> list[Finding]:
+    """The pods the live webhook ``service`` selects, each against the pod template the chart
+    renders in the Deployment ``expected``: a pod made by hand with the selector's labels, or
+    a webhook pod patched (its image) or given an ephemeral container, answers admission
+    requests without any Deployment changing. Only findings: a pod's placement is the
+    scheduler's."""
+    selector = (service.get("spec") or {}).get("selector") or {}
+    _, template = _template(expected)
+    spec = template.get("spec") or {}
+    automount = spec.get("automountServiceAccountToken") is not False
+    want = _pod_spec(spec)
+    service_name = subject(service, namespace)
+    out: list[Finding] = []
+    for pod in pods:
+        meta = pod.get("metadata") or {}
+        phase = (pod.get("status") or {}).get("phase")
+        if not selects(selector, meta.get("labels")) or phase in ("Succeeded", "Failed"):
+            continue
+        who = f"Pod/{meta.get('namespace') or namespace}/{meta.get('name')}"
+        have = _pod_spec(_as_created(pod.get("spec") or {}, automount))
+        for drift in _compare_pod(who, "spec", want, have):
+            if drift.failing:
+                out.append(
+                    Finding(
+                        AREA,
+                        "finding",
+                        who,
+                        drift.message + f" (the pod is selected by {service_name}: it answers "
+                        "admission requests)",
+                        "delete the pod (its Deployment makes a new one from the template), "
+                        + RESTORE.replace("deployments, cronjobs", "pods, deployments, cronjobs"),
+                        drift.field,
+                    )
+                )
     return out

@@ -461,6 +461,7 @@ def test_additions_to_the_gates_workloads_a_sync_leaves_are_found(
         assert done.returncode == 0, done.stderr
 
     sync()
+    rolled_out(gate)
     expected = expected_chart(gate, chart_workloads)
     code, report, _ = audit(gate, capsys, "--webhook-manifest", str(expected))
     assert [f for f in report["findings"] if f["area"] == "workloads"] == []
@@ -882,17 +883,106 @@ def test_the_cronjob_runs_a_valid_audit_command(gate: Gate) -> None:
     assert all(d in rendered for d in embedded)
 
 
+def rolled_out(gate: Gate) -> None:
+    """The webhook Deployment's status as its controller writes it once every pod is made
+    from its template (no controller manager here)."""
+    status = {"observedGeneration": 1, "replicas": 2, "updatedReplicas": 2}
+    done = gate.kubectl(
+        "admin",
+        "patch",
+        "deployment",
+        CONFIG,
+        "-n",
+        RELEASE_NS,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        json.dumps({"status": status}),
+    )
+    assert done.returncode == 0, done.stderr
+
+
+def test_a_pod_the_webhooks_service_selects_that_runs_other_code_is_found(
+    gate: Gate, capsys: pytest.CaptureFixture[str], chart_workloads: list[dict[str, Any]]
+) -> None:
+    """Whoever may create pods in the release namespace (mallory, by a Role there) makes one
+    carrying the webhook's selector labels, from the chart's template but another image and a
+    PYTHONPATH: the webhook's Service sends it a share of every admission request, and no
+    Deployment, Service or configuration changed. The audit compares each pod the live
+    Service selects with the chart's webhook pod template; one made from it is not reported.
+    (No kubelet or controller manager here: the pods never run, and the Deployment's rollout
+    status is written as its controller would.)"""
+    apply(gate, *chart_workloads)
+    expected = expected_chart(gate, chart_workloads)
+    (hook,) = [
+        d for d in chart_workloads if d["kind"] == "Deployment" and d["metadata"]["name"] == CONFIG
+    ]
+    template = hook["spec"]["template"]
+    labels = template["metadata"]["labels"]
+
+    def pod(name: str, spec: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": name, "namespace": RELEASE_NS, "labels": labels},
+            "spec": spec,
+        }
+
+    shadow = copy.deepcopy(template["spec"])
+    shadow["containers"][0]["image"] = "evil/approvalgate:1"
+    shadow["containers"][0]["env"].append({"name": "PYTHONPATH", "value": "/tmp/shadow"})
+    role = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "Role",
+        "metadata": {"name": "patch-gate", "namespace": RELEASE_NS},
+        "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["create"]}],
+    }
+    binding = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": {"name": "patch-gate", "namespace": RELEASE_NS},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "patch-gate"},
+        "subjects": [{"kind": "User", "name": "mallory", "apiGroup": "rbac.authorization.k8s.io"}],
+    }
+    apply(gate, role, binding, pod(f"{CONFIG}-made-by-its-replicaset", template["spec"]))
+    try:
+        done = gate.kubectl(
+            "mallory", "create", "-f", "-", manifest=json.dumps(pod("shadow", shadow))
+        )
+        assert done.returncode == 0, done.stderr
+
+        def workload_report() -> list[dict[str, Any]]:
+            _, report, _ = audit(gate, capsys, "--webhook-manifest", str(expected))
+            return [f for f in report["findings"] if f["area"] == "workloads"]
+
+        # while the Deployment is rolling out its pods are not all the template's: a note
+        (note,) = workload_report()
+        assert note["severity"] == "note" and "rolling out" in note["message"]
+        rolled_out(gate)
+        found = workload_report()
+        assert {(f["subject"], f["field"], f["severity"]) for f in found} == {
+            (f"Pod/{RELEASE_NS}/shadow", "spec.containers[webhook].image", "finding"),
+            (f"Pod/{RELEASE_NS}/shadow", "spec.containers[webhook].env[PYTHONPATH]", "finding"),
+        }, found
+        assert all(f"selected by Service/{RELEASE_NS}/{CONFIG}" in f["message"] for f in found)
+    finally:
+        for name in ("shadow", f"{CONFIG}-made-by-its-replicaset"):
+            gate.kubectl("admin", "delete", "pod", name, "-n", RELEASE_NS, "--wait=false")
+
+
 def test_the_audit_gets_the_gates_workloads_through_its_role(
     gate: Gate, capsys: pytest.CaptureFixture[str], chart_workloads: list[dict[str, Any]]
 ) -> None:
     """The CronJob's audit compares the workloads embedded in its ConfigMap: it needs get on
-    each by name (audit-workloads-role.yaml), and without it says so as a finding."""
+    each by name and list on pods (audit-workloads-role.yaml), and without them says so as a
+    finding."""
     docs = render_audit(gate)
     account, role, binding = (
         kind(docs, k) for k in ("ServiceAccount", "ClusterRole", "ClusterRoleBinding")
     )
     workloads_role, workloads_binding = kind(docs, "Role"), kind(docs, "RoleBinding")
     apply(gate, account, role, binding, *chart_workloads)
+    rolled_out(gate)  # so that the pods the Service selects are listed too
     expected = expected_chart(gate, chart_workloads)
 
     def workload_findings() -> list[dict[str, Any]]:

@@ -19,7 +19,13 @@ import pytest
 import yaml
 
 from approvalgate.audit.findings import Finding
-from approvalgate.audit.workloads import compare_service, compare_workload, pick_workloads
+from approvalgate.audit.workloads import (
+    SA_MOUNT_PATH,
+    compare_pods,
+    compare_service,
+    compare_workload,
+    pick_workloads,
+)
 from tests.support.tools import pinned_binary
 from tests.unit.test_audit_webhook import CHART, RELEASE_KEY, VALUES
 
@@ -352,3 +358,80 @@ def test_the_admission_services_routing_is_a_finding(case: str) -> None:
 def test_a_missing_admission_service_fails_closed_and_is_a_note() -> None:
     (note,) = compare_service(rendered("Service", "approvalgate"), None, admission=True)
     assert not note.failing and "fail closed" in note.message
+
+
+def webhook_pod(edit: Callable[[dict[str, Any]], object] = lambda pod: None) -> dict[str, Any]:
+    """A pod its ReplicaSet made from the chart's template, as stored: the token volume the
+    ServiceAccount admission plugin adds where the template mounts it, its node, the
+    tolerations and priority admission adds."""
+    template = stored(rendered("Deployment", "approvalgate"))["spec"]["template"]
+    spec = copy.deepcopy(template["spec"])
+    edit(spec)
+    if spec.get("automountServiceAccountToken") is not False:
+        spec["volumes"].append(
+            {
+                "name": "kube-api-access-x2x9q",
+                "projected": {"sources": [{"serviceAccountToken": {"path": "token"}}]},
+            }
+        )
+        for c in spec["containers"]:
+            c["volumeMounts"].append(
+                {"name": "kube-api-access-x2x9q", "mountPath": SA_MOUNT_PATH, "readOnly": True}
+            )
+    spec.update(
+        nodeName="node-1",
+        priority=0,
+        tolerations=[{"key": "node.kubernetes.io/not-ready", "operator": "Exists"}],
+    )
+    return {
+        "metadata": {
+            "name": "approvalgate-7d9f-abcde",
+            "namespace": NS,
+            "labels": dict(template["metadata"]["labels"], **{"pod-template-hash": "7d9f"}),
+        },
+        "spec": spec,
+        "status": {"phase": "Running"},
+    }
+
+
+def pods_found(*pods: dict[str, Any]) -> list[Finding]:
+    return compare_pods(
+        rendered("Deployment", "approvalgate"), rendered("Service", "approvalgate"), list(pods)
+    )
+
+
+def test_the_pods_a_deployment_makes_are_not_reported() -> None:
+    assert pods_found(webhook_pod()) == []
+
+
+def test_a_pod_the_service_selects_that_runs_other_code_is_a_finding() -> None:
+    patched = webhook_pod(lambda spec: spec["containers"][0].update(image="evil:1"))
+    debugged = webhook_pod(
+        lambda spec: spec.update(ephemeralContainers=[{"name": "debugger", "image": "busybox"}])
+    )
+    debugged["metadata"]["name"] = "approvalgate-7d9f-debug"
+    found = pods_found(patched, debugged)
+    assert [(f.subject, f.field) for f in found if f.failing] == [
+        (f"Pod/{NS}/approvalgate-7d9f-abcde", "spec.containers[webhook].image"),
+        (f"Pod/{NS}/approvalgate-7d9f-debug", "spec.ephemeralContainers[debugger]"),
+    ]
+    assert all("it answers admission requests" in f.message for f in found)
+
+
+def test_pods_the_service_does_not_select_or_that_ended_are_not_compared() -> None:
+    other = webhook_pod(lambda spec: spec["containers"][0].update(image="evil:1"))
+    other["metadata"]["labels"] = {"app": "something-else"}
+    done = webhook_pod(lambda spec: spec["containers"][0].update(image="evil:1"))
+    done["status"]["phase"] = "Succeeded"
+    assert pods_found(other, done) == []
+    # a token volume where the template does not mount the token is not the plugin's
+    expected = rendered("Deployment", "approvalgate")
+    expected["spec"]["template"]["spec"]["automountServiceAccountToken"] = False
+    pod = webhook_pod(lambda spec: spec.update(automountServiceAccountToken=False))
+    service = rendered("Service", "approvalgate")
+    assert compare_pods(expected, service, [pod]) == []
+    pod["spec"]["volumes"].append(
+        {"name": "kube-api-access-zz", "projected": {"sources": [{"serviceAccountToken": {}}]}}
+    )
+    found = compare_pods(expected, service, [pod])
+    assert [f.field for f in found] == ["spec.volumes[kube-api-access-zz]"]
