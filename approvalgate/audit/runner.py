@@ -429,23 +429,28 @@ def _audit_admission_pods(
     deployment = deployments[0]
     subject = f"Service/{namespace}/{name}"
     live = live_objects.get(("Deployment", namespace, str(deployment["metadata"]["name"])))
+    # compared even while rolling out (a rollout held forever by a placement change, a note,
+    # must not hide a pod made by hand): the previous template's pods differ until it ends
+    out = []
     if workloads.rolling(live):
-        return [
+        out.append(
             Finding(
                 workloads.AREA,
                 "note",
                 subject,
-                f"{subject}: the pods it selects were not compared with the chart's template: "
-                "their Deployment is rolling out",
-                "run the audit again once the rollout is done",
+                f"{subject}: the webhook's Deployment is rolling out: the pods of its previous "
+                "template differ from the chart's until the rollout ends",
+                "run the audit again once the rollout is done; a pod that still differs then "
+                "was not made from the chart",
             )
-        ]
+        )
     try:
         pods = cluster.pods(namespace)
     except ClusterError as exc:
         if exc.status != 403:
             raise
         return [
+            *out,
             Finding(
                 workloads.AREA,
                 "finding",
@@ -453,9 +458,9 @@ def _audit_admission_pods(
                 f"{subject}: cannot tell which pods answer admission requests ({exc.message})",
                 f"grant the audit's identity list on pods in {namespace} (the chart's "
                 "audit-workloads-role.yaml grants it)",
-            )
+            ),
         ]
-    return workloads.compare_pods(deployment, service, pods, namespace)
+    return out + workloads.compare_pods(deployment, service, pods, namespace)
 
 
 def refusal(
