@@ -446,6 +446,7 @@ def _audit_admission_pods(
         )
     try:
         pods = cluster.pods(namespace)
+        slices, endpoints = cluster.routes(namespace, name)
     except ClusterError as exc:
         if exc.status != 403:
             raise
@@ -456,11 +457,16 @@ def _audit_admission_pods(
                 "finding",
                 subject,
                 f"{subject}: cannot tell which pods answer admission requests ({exc.message})",
-                f"grant the audit's identity list on pods in {namespace} (the chart's "
-                "audit-workloads-role.yaml grants it)",
+                f"grant the audit's identity list on pods and endpointslices, and get on the "
+                f"endpoints {name}, in {namespace} (the chart's audit-workloads-role.yaml "
+                "grants them)",
             ),
         ]
-    return out + workloads.compare_pods(deployment, service, pods, namespace)
+    return (
+        out
+        + workloads.compare_pods(deployment, service, pods, namespace)
+        + workloads.compare_routes(service, pods, slices, endpoints, namespace)
+    )
 
 
 def refusal(

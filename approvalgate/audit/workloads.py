@@ -643,3 +643,75 @@ def compare_pods(
                     )
                 )
     return out
+
+
+SERVICE_NAME_LABEL: Final = "kubernetes.io/service-name"
+
+
+def _pod_ips(pod: Mapping[str, Any]) -> set[str]:
+    status = pod.get("status") or {}
+    ips = {str(p.get("ip")) for p in status.get("podIPs") or [] if p.get("ip")}
+    return ips | ({str(status["podIP"])} if status.get("podIP") else set())
+
+
+def compare_routes(
+    service: Mapping[str, Any],
+    pods: Sequence[Mapping[str, Any]],
+    slices: Sequence[Mapping[str, Any]],
+    endpoints: Mapping[str, Any] | None,
+    namespace: str = "",
+) -> list[Finding]:
+    """Every address the webhook's ``service`` routes to (its EndpointSlices, and its legacy
+    Endpoints object, which the API server reads when it resolves endpoints itself) must be
+    a pod the Service selects, at that pod's IP: a slice written by hand for the Service adds
+    an address that kube-proxy, and so the API server, sends admission requests to."""
+    selector = (service.get("spec") or {}).get("selector") or {}
+    name = _name(service)
+    who = subject(service, namespace)
+    allowed = {
+        str((p.get("metadata") or {}).get("name")): _pod_ips(p)
+        for p in pods
+        if selects(selector, (p.get("metadata") or {}).get("labels"))
+    }
+
+    def stray(ref: Mapping[str, Any] | None, addresses: Iterable[str]) -> list[str]:
+        ref = ref or {}
+        pod = str(ref.get("name") or "") if ref.get("kind") == "Pod" else ""
+        return [a for a in addresses if pod not in allowed or a not in allowed[pod]]
+
+    out: list[Finding] = []
+    for piece in slices:
+        meta = piece.get("metadata") or {}
+        labels = meta.get("labels") or {}
+        if labels.get(SERVICE_NAME_LABEL) != name:
+            continue
+        manager = labels.get("endpointslice.kubernetes.io/managed-by")
+        for endpoint in piece.get("endpoints") or []:
+            bad = stray(
+                endpoint.get("targetRef"), [str(a) for a in endpoint.get("addresses") or []]
+            )
+            if bad:
+                out.append(
+                    _finding(
+                        who,
+                        f"EndpointSlice/{meta.get('name')}",
+                        f"the EndpointSlice {meta.get('name')} (managed by {manager}) "
+                        f"routes the Service to {', '.join(bad)}, which is not a pod it selects "
+                        f"(targetRef {_show(endpoint.get('targetRef'))}): admission requests "
+                        "reach that address, which decides every AgentRun",
+                    )
+                )
+    for subset in (endpoints or {}).get("subsets") or []:
+        for address in [*(subset.get("addresses") or []), *(subset.get("notReadyAddresses") or [])]:
+            bad = stray(address.get("targetRef"), [str(address.get("ip"))])
+            if bad:
+                out.append(
+                    _finding(
+                        who,
+                        f"Endpoints/{name}",
+                        f"the Endpoints object {name} routes the Service to {', '.join(bad)}, "
+                        "which is not a pod it selects: an API server resolving endpoints "
+                        "itself sends admission requests there",
+                    )
+                )
+    return out

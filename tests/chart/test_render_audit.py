@@ -363,9 +363,18 @@ def test_the_workloads_it_may_get_are_the_ones_it_compares(helm: Path, controlle
     text = one(audit, "ConfigMap")["data"]["webhook.yaml"]
     embedded = [d for d in yaml.safe_load_all(text) if d][1:]
     (role,) = [r for r in by_kind(audit, "Role") if r["metadata"]["name"].endswith("workloads")]
-    pods = {"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]}
-    assert pods in role["rules"]  # those the webhook's Service selects
-    named = [rule for rule in role["rules"] if rule != pods]
+    listed = [  # the pods the webhook's Service selects, and where it routes
+        {"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]},
+        {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": ["list"]},
+    ]
+    endpoints = {
+        "apiGroups": [""],
+        "resources": ["endpoints"],
+        "resourceNames": ["other-gate"],
+        "verbs": ["get"],
+    }
+    assert all(rule in role["rules"] for rule in [*listed, endpoints])
+    named = [rule for rule in role["rules"] if rule not in [*listed, endpoints]]
     granted = sorted(
         (rule["resources"][0], name) for rule in named for name in rule["resourceNames"]
     )

@@ -908,8 +908,10 @@ def test_a_pod_the_webhooks_service_selects_that_runs_other_code_is_found(
     """Whoever may create pods in the release namespace (mallory, by a Role there) makes one
     carrying the webhook's selector labels, from the chart's template but another image and a
     PYTHONPATH: the webhook's Service sends it a share of every admission request, and no
-    Deployment, Service or configuration changed. The audit compares each pod the live
-    Service selects with the chart's webhook pod template; one made from it is not reported.
+    Deployment, Service or configuration changed. Likewise an EndpointSlice of hers labelled
+    for the Service adds an address kube-proxy routes its traffic to. The audit compares each
+    pod the live Service selects with the chart's webhook pod template (one made from it is
+    not reported) and each address the Service routes to with those pods.
     (No kubelet or controller manager here: the pods never run, and the Deployment's rollout
     status is written as its controller would.)"""
     apply(gate, *chart_workloads)
@@ -935,7 +937,14 @@ def test_a_pod_the_webhooks_service_selects_that_runs_other_code_is_found(
         "apiVersion": "rbac.authorization.k8s.io/v1",
         "kind": "Role",
         "metadata": {"name": "patch-gate", "namespace": RELEASE_NS},
-        "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["create"]}],
+        "rules": [
+            {"apiGroups": [""], "resources": ["pods"], "verbs": ["create"]},
+            {
+                "apiGroups": ["discovery.k8s.io"],
+                "resources": ["endpointslices"],
+                "verbs": ["create"],
+            },
+        ],
     }
     binding = {
         "apiVersion": "rbac.authorization.k8s.io/v1",
@@ -946,10 +955,21 @@ def test_a_pod_the_webhooks_service_selects_that_runs_other_code_is_found(
     }
     apply(gate, role, binding, pod(f"{CONFIG}-made-by-its-replicaset", template["spec"]))
     try:
-        done = gate.kubectl(
-            "mallory", "create", "-f", "-", manifest=json.dumps(pod("shadow", shadow))
-        )
-        assert done.returncode == 0, done.stderr
+        route = {  # an address of mallory's for the webhook's Service, which kube-proxy uses
+            "apiVersion": "discovery.k8s.io/v1",
+            "kind": "EndpointSlice",
+            "metadata": {
+                "name": "shadow-route",
+                "namespace": RELEASE_NS,
+                "labels": {"kubernetes.io/service-name": CONFIG},
+            },
+            "addressType": "IPv4",
+            "endpoints": [{"addresses": ["10.0.0.66"]}],
+            "ports": [{"name": "https", "port": 8443, "protocol": "TCP"}],
+        }
+        for obj in (pod("shadow", shadow), route):
+            done = gate.kubectl("mallory", "create", "-f", "-", manifest=json.dumps(obj))
+            assert done.returncode == 0, done.stderr
 
         def workload_report() -> list[dict[str, Any]]:
             _, report, _ = audit(gate, capsys, "--webhook-manifest", str(expected))
@@ -958,6 +978,7 @@ def test_a_pod_the_webhooks_service_selects_that_runs_other_code_is_found(
         shadowed = {
             (f"Pod/{RELEASE_NS}/shadow", "spec.containers[webhook].image", "finding"),
             (f"Pod/{RELEASE_NS}/shadow", "spec.containers[webhook].env[PYTHONPATH]", "finding"),
+            (f"Service/{RELEASE_NS}/{CONFIG}", "EndpointSlice/shadow-route", "finding"),
         }
         # while the Deployment rolls out, the pods are compared all the same, with a note (a
         # rollout held forever must not hide a pod)
@@ -970,8 +991,13 @@ def test_a_pod_the_webhooks_service_selects_that_runs_other_code_is_found(
         rolled_out(gate)
         found = workload_report()
         assert {(f["subject"], f["field"], f["severity"]) for f in found} == shadowed, found
-        assert all(f"selected by Service/{RELEASE_NS}/{CONFIG}" in f["message"] for f in found)
+        assert all(
+            f"selected by Service/{RELEASE_NS}/{CONFIG}" in f["message"]
+            for f in found
+            if f["subject"].startswith("Pod/")
+        )
     finally:
+        gate.kubectl("admin", "delete", "endpointslice", "shadow-route", "-n", RELEASE_NS)
         for name in ("shadow", f"{CONFIG}-made-by-its-replicaset"):
             gate.kubectl("admin", "delete", "pod", name, "-n", RELEASE_NS, "--wait=false")
 

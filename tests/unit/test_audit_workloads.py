@@ -22,6 +22,7 @@ from approvalgate.audit.findings import Finding
 from approvalgate.audit.workloads import (
     SA_MOUNT_PATH,
     compare_pods,
+    compare_routes,
     compare_service,
     compare_workload,
     pick_workloads,
@@ -435,3 +436,46 @@ def test_pods_the_service_does_not_select_or_that_ended_are_not_compared() -> No
     )
     found = compare_pods(expected, service, [pod])
     assert [f.field for f in found] == ["spec.volumes[kube-api-access-zz]"]
+
+
+def routed(slices: list[dict[str, Any]], endpoints: dict[str, Any] | None = None) -> list[str]:
+    pod = webhook_pod()
+    pod["status"]["podIPs"] = [{"ip": "10.1.0.5"}]
+    service = rendered("Service", "approvalgate")
+    return [f.field for f in compare_routes(service, [pod], slices, endpoints) if f.failing]
+
+
+def _slice(name: str, manager: str, *endpoints: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "metadata": {
+            "name": name,
+            "labels": {
+                "kubernetes.io/service-name": "approvalgate",
+                "endpointslice.kubernetes.io/managed-by": manager,
+            },
+        },
+        "endpoints": list(endpoints),
+    }
+
+
+CONTROLLER = "endpointslice-controller.k8s.io"
+OURS = {"addresses": ["10.1.0.5"], "targetRef": {"kind": "Pod", "name": "approvalgate-7d9f-abcde"}}
+
+
+def test_the_routes_the_endpointslice_controller_writes_are_not_reported() -> None:
+    endpoints = {"subsets": [{"addresses": [{"ip": "10.1.0.5", "targetRef": OURS["targetRef"]}]}]}
+    assert routed([_slice("approvalgate-abc", CONTROLLER, OURS)], endpoints) == []
+    # a slice of another Service is not this one's
+    other = _slice("x", "someone", {"addresses": ["10.0.0.66"]})
+    other["metadata"]["labels"]["kubernetes.io/service-name"] = "other"
+    assert routed([other]) == []
+
+
+def test_an_address_that_is_not_a_selected_pod_is_a_finding() -> None:
+    forged = {"addresses": ["10.0.0.66"]}
+    claims_ours = {"addresses": ["10.0.0.66"], "targetRef": OURS["targetRef"]}
+    assert routed([_slice("mine", "someone", forged)]) == ["EndpointSlice/mine"]
+    # even labelled as the controller's, or naming a selected pod at another address
+    assert routed([_slice("c", CONTROLLER, OURS, claims_ours)]) == ["EndpointSlice/c"]
+    endpoints = {"subsets": [{"notReadyAddresses": [{"ip": "10.0.0.66"}]}]}
+    assert routed([], endpoints) == ["Endpoints/approvalgate"]
