@@ -392,14 +392,66 @@ def _audit_workloads(cluster: Cluster, options: Options, exp: Expectations) -> l
             )
         else:
             out += workloads.compare_workload(obj, live, namespace)
+    compared: set[str] = set()
     for (kind, namespace, name), live in live_objects.items():
         if (
             kind == "Service"
             and live is not None
             and (namespace, name) in admission | {(namespace, config)}
         ):
-            out += _audit_admission_pods(cluster, rendered, live_objects, live, namespace)
+            found, deployment = _audit_admission_pods(
+                cluster, rendered, live_objects, live, namespace
+            )
+            out += found
+            compared.add(deployment)
+    for obj in rendered:  # the other Deployments' pods (the controller's): its identity
+        meta = obj.get("metadata") or {}
+        namespace = str(meta.get("namespace") or default_ns)
+        key = ("Deployment", namespace, str(meta.get("name")))
+        if obj["kind"] == "Deployment" and key[2] not in compared and live_objects.get(key):
+            out += _audit_deployment_pods(cluster, obj, live_objects.get(key), namespace)
     return out
+
+
+def _rolling_note(subject: str, live: Mapping[str, Any] | None) -> list[Finding]:
+    """Pods are compared even while their Deployment rolls out (a rollout held forever by a
+    placement change, a note, must not hide a pod made by hand): this says why the previous
+    template's pods differ until it ends."""
+    if not workloads.rolling(live):
+        return []
+    return [
+        Finding(
+            workloads.AREA,
+            "note",
+            subject,
+            f"{subject}: the Deployment is rolling out: the pods of its previous template "
+            "differ from the chart's until the rollout ends",
+            "run the audit again once the rollout is done; a pod that still differs then "
+            "was not made from the chart",
+        )
+    ]
+
+
+def _audit_deployment_pods(
+    cluster: Cluster, expected: dict[str, Any], live: Mapping[str, Any] | None, namespace: str
+) -> list[Finding]:
+    subject = workloads.subject(expected, namespace)
+    try:
+        pods = cluster.pods(namespace)
+    except ClusterError as exc:
+        if exc.status != 403:
+            raise
+        return [
+            Finding(
+                workloads.AREA,
+                "finding",
+                subject,
+                f"{subject}: cannot tell which pods run as it ({exc.message})",
+                f"grant the audit's identity list on pods in {namespace} (the chart's "
+                "audit-workloads-role.yaml grants it)",
+            )
+        ]
+    return _rolling_note(subject, live) + workloads.compare_pods(expected, None, pods, namespace)
 
 
 def _audit_admission_pods(
@@ -408,9 +460,10 @@ def _audit_admission_pods(
     live_objects: Mapping[tuple[str, str, str], dict[str, Any] | None],
     service: dict[str, Any],
     namespace: str,
-) -> list[Finding]:
+) -> tuple[list[Finding], str]:
     """The pods the webhook's live Service selects, each against the chart's webhook pod
-    template (the rendered Deployment whose pods the rendered Service selects)."""
+    template (the rendered Deployment whose pods the rendered Service selects), and the
+    addresses the Service routes to; and that Deployment's name."""
     name = str(service["metadata"]["name"])
     want = next(
         (o for o in rendered if o["kind"] == "Service" and o["metadata"]["name"] == name), {}
@@ -425,25 +478,14 @@ def _audit_admission_pods(
         )
     ]
     if len(deployments) != 1:
-        return []
+        return [], ""
     deployment = deployments[0]
     subject = f"Service/{namespace}/{name}"
-    live = live_objects.get(("Deployment", namespace, str(deployment["metadata"]["name"])))
-    # compared even while rolling out (a rollout held forever by a placement change, a note,
-    # must not hide a pod made by hand): the previous template's pods differ until it ends
-    out = []
-    if workloads.rolling(live):
-        out.append(
-            Finding(
-                workloads.AREA,
-                "note",
-                subject,
-                f"{subject}: the webhook's Deployment is rolling out: the pods of its previous "
-                "template differ from the chart's until the rollout ends",
-                "run the audit again once the rollout is done; a pod that still differs then "
-                "was not made from the chart",
-            )
-        )
+    deployment_name = str(deployment["metadata"]["name"])
+    out = _rolling_note(
+        workloads.subject(deployment, namespace),
+        live_objects.get(("Deployment", namespace, deployment_name)),
+    )
     try:
         pods = cluster.pods(namespace)
         slices, endpoints = cluster.routes(namespace, name)
@@ -461,12 +503,12 @@ def _audit_admission_pods(
                 f"endpoints {name}, in {namespace} (the chart's audit-workloads-role.yaml "
                 "grants them)",
             ),
-        ]
+        ], deployment_name
     return (
         out
         + workloads.compare_pods(deployment, service, pods, namespace)
         + workloads.compare_routes(service, pods, slices, endpoints, namespace)
-    )
+    ), deployment_name
 
 
 def refusal(

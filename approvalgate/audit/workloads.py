@@ -605,21 +605,26 @@ def rolling(live: Mapping[str, Any] | None) -> bool:
 
 def compare_pods(
     expected: Mapping[str, Any],
-    service: Mapping[str, Any],
+    service: Mapping[str, Any] | None,
     pods: Sequence[Mapping[str, Any]],
     namespace: str = "",
 ) -> list[Finding]:
-    """The pods the live webhook ``service`` selects, each against the pod template the chart
-    renders in the Deployment ``expected``: a pod made by hand with the selector's labels, or
-    a webhook pod patched (its image) or given an ephemeral container, answers admission
-    requests without any Deployment changing. Only findings: a pod's placement is the
-    scheduler's."""
-    selector = (service.get("spec") or {}).get("selector") or {}
+    """The pods the live webhook ``service`` selects (None: the pods the Deployment
+    ``expected`` selects), each against the pod template the chart renders in ``expected``:
+    a pod made by hand with the selector's labels, or a pod patched in place (its image) or
+    given an ephemeral container, runs other code as the gate (answering admission requests,
+    or as the controller, with its identity) without any Deployment changing. Only findings:
+    a pod's placement is the scheduler's."""
+    if service is not None:
+        selector = (service.get("spec") or {}).get("selector") or {}
+        why = f"selected by {subject(service, namespace)}: it answers admission requests"
+    else:
+        selector = ((expected.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
+        why = f"selected by {subject(expected, namespace)}: it runs as its pods do"
     _, template = _template(expected)
     spec = template.get("spec") or {}
     automount = spec.get("automountServiceAccountToken") is not False
     want = _pod_spec(spec)
-    service_name = subject(service, namespace)
     out: list[Finding] = []
     for pod in pods:
         meta = pod.get("metadata") or {}
@@ -635,8 +640,7 @@ def compare_pods(
                         AREA,
                         "finding",
                         who,
-                        drift.message + f" (the pod is selected by {service_name}: it answers "
-                        "admission requests)",
+                        drift.message + f" (the pod is {why})",
                         "delete the pod (its Deployment makes a new one from the template), "
                         + RESTORE.replace("deployments, cronjobs", "pods, deployments, cronjobs"),
                         drift.field,

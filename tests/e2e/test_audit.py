@@ -884,22 +884,23 @@ def test_the_cronjob_runs_a_valid_audit_command(gate: Gate) -> None:
 
 
 def rolled_out(gate: Gate) -> None:
-    """The webhook Deployment's status as its controller writes it once every pod is made
-    from its template (no controller manager here)."""
-    status = {"observedGeneration": 1, "replicas": 2, "updatedReplicas": 2}
-    done = gate.kubectl(
-        "admin",
-        "patch",
-        "deployment",
-        CONFIG,
-        "-n",
-        RELEASE_NS,
-        "--subresource=status",
-        "--type=merge",
-        "-p",
-        json.dumps({"status": status}),
-    )
-    assert done.returncode == 0, done.stderr
+    """The gate's Deployments' status as their controller writes it once every pod is made
+    from the template (no controller manager here)."""
+    for name in (CONFIG, f"{CONFIG}-controller"):
+        status = {"observedGeneration": 1, "replicas": 2, "updatedReplicas": 2}
+        done = gate.kubectl(
+            "admin",
+            "patch",
+            "deployment",
+            name,
+            "-n",
+            RELEASE_NS,
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            json.dumps({"status": status}),
+        )
+        assert done.returncode == 0, done.stderr
 
 
 def test_a_pod_the_webhooks_service_selects_that_runs_other_code_is_found(
@@ -930,6 +931,13 @@ def test_a_pod_the_webhooks_service_selects_that_runs_other_code_is_found(
             "spec": spec,
         }
 
+    (controller,) = [
+        d
+        for d in chart_workloads
+        if d["kind"] == "Deployment" and d["metadata"]["name"] == f"{CONFIG}-controller"
+    ]
+    as_controller = copy.deepcopy(controller["spec"]["template"]["spec"])
+    as_controller["containers"][0]["image"] = "evil/approvalgate:1"
     shadow = copy.deepcopy(template["spec"])
     shadow["containers"][0]["image"] = "evil/approvalgate:1"
     shadow["containers"][0]["env"].append({"name": "PYTHONPATH", "value": "/tmp/shadow"})
@@ -937,7 +945,7 @@ def test_a_pod_the_webhooks_service_selects_that_runs_other_code_is_found(
         "apiVersion": "rbac.authorization.k8s.io/v1",
         "kind": "Role",
         "metadata": {"name": "patch-gate", "namespace": RELEASE_NS},
-        "rules": [
+        "rules": [  # pods: create only, never patch (a patched pod is found the same way)
             {"apiGroups": [""], "resources": ["pods"], "verbs": ["create"]},
             {
                 "apiGroups": ["discovery.k8s.io"],
@@ -967,7 +975,9 @@ def test_a_pod_the_webhooks_service_selects_that_runs_other_code_is_found(
             "endpoints": [{"addresses": ["10.0.0.66"]}],
             "ports": [{"name": "https", "port": 8443, "protocol": "TCP"}],
         }
-        for obj in (pod("shadow", shadow), route):
+        acting = pod("acting-as-the-controller", as_controller)
+        acting["metadata"]["labels"] = controller["spec"]["template"]["metadata"]["labels"]
+        for obj in (pod("shadow", shadow), acting, route):
             done = gate.kubectl("mallory", "create", "-f", "-", manifest=json.dumps(obj))
             assert done.returncode == 0, done.stderr
 
@@ -979,26 +989,33 @@ def test_a_pod_the_webhooks_service_selects_that_runs_other_code_is_found(
             (f"Pod/{RELEASE_NS}/shadow", "spec.containers[webhook].image", "finding"),
             (f"Pod/{RELEASE_NS}/shadow", "spec.containers[webhook].env[PYTHONPATH]", "finding"),
             (f"Service/{RELEASE_NS}/{CONFIG}", "EndpointSlice/shadow-route", "finding"),
+            (
+                f"Pod/{RELEASE_NS}/acting-as-the-controller",
+                "spec.containers[controller].image",
+                "finding",
+            ),
         }
         # while the Deployment rolls out, the pods are compared all the same, with a note (a
         # rollout held forever must not hide a pod)
         found = workload_report()
-        notes = [f for f in found if f["severity"] == "note"]
-        assert len(notes) == 1 and "rolling out" in notes[0]["message"]
-        assert {(f["subject"], f["field"], f["severity"]) for f in found} - {
-            (notes[0]["subject"], "", "note")
-        } == shadowed
+        notes = {(f["subject"], f["field"], f["severity"]) for f in found if not f["field"]}
+        assert notes == {
+            (f"Deployment/{RELEASE_NS}/{name}", "", "note")
+            for name in (CONFIG, f"{CONFIG}-controller")
+        }
+        assert all("rolling out" in f["message"] for f in found if not f["field"])
+        assert {(f["subject"], f["field"], f["severity"]) for f in found} - notes == shadowed
         rolled_out(gate)
         found = workload_report()
         assert {(f["subject"], f["field"], f["severity"]) for f in found} == shadowed, found
         assert all(
             f"selected by Service/{RELEASE_NS}/{CONFIG}" in f["message"]
             for f in found
-            if f["subject"].startswith("Pod/")
+            if f["subject"] == f"Pod/{RELEASE_NS}/shadow"
         )
     finally:
         gate.kubectl("admin", "delete", "endpointslice", "shadow-route", "-n", RELEASE_NS)
-        for name in ("shadow", f"{CONFIG}-made-by-its-replicaset"):
+        for name in ("shadow", "acting-as-the-controller", f"{CONFIG}-made-by-its-replicaset"):
             gate.kubectl("admin", "delete", "pod", name, "-n", RELEASE_NS, "--wait=false")
 
 

@@ -479,3 +479,20 @@ def test_an_address_that_is_not_a_selected_pod_is_a_finding() -> None:
     assert routed([_slice("c", CONTROLLER, OURS, claims_ours)]) == ["EndpointSlice/c"]
     endpoints = {"subsets": [{"notReadyAddresses": [{"ip": "10.0.0.66"}]}]}
     assert routed([], endpoints) == ["Endpoints/approvalgate"]
+
+
+def test_a_pod_the_controllers_deployment_selects_is_compared_with_its_template() -> None:
+    expected = rendered("Deployment", "approvalgate-controller")
+    template = stored(expected)["spec"]["template"]
+    spec = copy.deepcopy(template["spec"])
+    spec["containers"][0]["image"] = "evil:1"
+    pod = {
+        "metadata": {"name": "c", "namespace": NS, "labels": template["metadata"]["labels"]},
+        "spec": spec,
+        "status": {"phase": "Pending"},
+    }
+    (finding,) = compare_pods(expected, None, [pod])
+    assert finding.field == f"spec.containers[{spec['containers'][0]['name']}].image"
+    assert f"selected by Deployment/{NS}/approvalgate-controller" in finding.message
+    pod["spec"] = copy.deepcopy(template["spec"])
+    assert compare_pods(expected, None, [pod]) == []
