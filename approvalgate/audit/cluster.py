@@ -33,6 +33,15 @@ WEBHOOK_CONFIGURATIONS: Final = Resource(
     "admissionregistration.k8s.io", "v1", "validatingwebhookconfigurations", namespaced=False
 )
 CONFIG_MAPS: Final = Resource("", "v1", "configmaps")
+PODS: Final = Resource("", "v1", "pods")
+ENDPOINT_SLICES: Final = Resource("discovery.k8s.io", "v1", "endpointslices")
+ENDPOINTS: Final = Resource("", "v1", "endpoints")
+#: The gate's own workloads, by kind (compared with the chart's rendering: audit/workloads.py).
+WORKLOADS: Final = {
+    "Deployment": Resource("apps", "v1", "deployments"),
+    "CronJob": Resource("batch", "v1", "cronjobs"),
+    "Service": Resource("", "v1", "services"),
+}
 RBAC_GROUP: Final = "rbac.authorization.k8s.io"
 
 #: The audit could not read or write what it needs; the message says which request.
@@ -125,6 +134,27 @@ class Cluster:
 
     def config_map(self, namespace: str, name: str) -> dict[str, Any] | None:
         return objects.get(self.client, CONFIG_MAPS, name, namespace)
+
+    def workload(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        """The Deployment, CronJob or Service ``name`` in ``namespace``, or None."""
+        return objects.get(self.client, WORKLOADS[kind], name, namespace)
+
+    def pods(self, namespace: str) -> list[dict[str, Any]]:
+        """Every pod in ``namespace`` (the release namespace: those a Service may select)."""
+        return self._list(PODS, namespace)
+
+    def routes(
+        self, namespace: str, service: str
+    ) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+        """The EndpointSlices labelled for ``service`` and its Endpoints object."""
+        slices = lists.list_all(
+            self.client,
+            ENDPOINT_SLICES,
+            namespace,
+            page_size=self.page_size,
+            label_selector=f"kubernetes.io/service-name={service}",
+        ).items
+        return slices, objects.get(self.client, ENDPOINTS, service, namespace)
 
     def served_versions(self, group: str) -> list[str] | None:
         """Versions of ``group`` the API server serves (discovery), the preferred one first;

@@ -15,7 +15,7 @@ Severity = Literal["finding", "note"]
 RunStatus = Literal["pass", "fail", "warn", "error"]
 
 #: Areas of configuration findings, in the order they are shown.
-AREAS: Final = ("cluster", "webhook", "bundle", "policies", "rbac", "runs")
+AREAS: Final = ("cluster", "webhook", "workloads", "bundle", "policies", "rbac", "runs")
 
 
 @dataclass(frozen=True)

@@ -119,6 +119,7 @@ def _finding_text(finding: Finding) -> str:
 _TITLES: Final = {
     "cluster": "Audit",
     "webhook": "ValidatingWebhookConfiguration",
+    "workloads": "The gate's Deployments, audit CronJob and Service",
     "bundle": "Policy bundle",
     "policies": "ApprovalPolicies",
     "rbac": "Who can act as a trusted ServiceAccount (RBAC)",

@@ -26,7 +26,7 @@ from approvalgate.approvals.policy import ALL, OPT_IN_LABEL, POLICY_API
 from approvalgate.approvals.view import DECISIONS, OFFLINE, REQUESTS, USES, ClusterView, StaticView
 from approvalgate.approvals.view import GROUP as GATES_GROUP
 from approvalgate.approvals.view import VERSION as GATES_VERSION
-from approvalgate.audit import policies, rbac, reports, runs, webhook
+from approvalgate.audit import policies, rbac, reports, runs, webhook, workloads
 from approvalgate.audit.cluster import RBAC_HINT, Cluster, ClusterError
 from approvalgate.audit.findings import AuditResult, Finding, ReportWrite, RunResult
 
@@ -68,6 +68,8 @@ class Expectations:
     policies_source: str = ""
     webhook: dict[str, Any] | None = None
     webhook_source: str = ""
+    workloads: list[dict[str, Any]] | None = None
+    """The chart's Deployments, CronJobs and Services in --webhook-manifest (None: not given)."""
     refused: BundleRefused | None = None
     """Why the pinned keys refuse the --bundle file (its bundle.sig.json beside it)."""
 
@@ -141,6 +143,7 @@ def load_expectations(
         docs = [d.obj for d in load_manifests(_read(options.webhook_manifest), shown)]
         expectations.webhook = webhook.pick_configuration(docs, shown)
         expectations.webhook_source = shown
+        expectations.workloads = workloads.pick_workloads(docs)
     return expectations
 
 
@@ -251,6 +254,7 @@ def run_audit(cluster: Cluster, options: Options, expectations: Expectations) ->
     ]
     holding = {str((o.get("metadata") or {}).get("namespace")) for o in enforced}
     result.findings += _audit_webhook(cluster, options, expectations, served, holding)
+    result.findings += _audit_workloads(cluster, options, expectations)
     result.findings += _audit_bundle(cluster, options, expectations)
     result.findings += _audit_policies(cluster, namespaces, expectations)
     with cluster.one_reading_of_rbac():
@@ -323,6 +327,188 @@ def _audit_webhook(
         enforced_namespaces=holding,
     )
     return out
+
+
+def _audit_workloads(cluster: Cluster, options: Options, exp: Expectations) -> list[Finding]:
+    """The gate's Deployments, audit CronJob and Services against the chart's rendering in
+    --webhook-manifest (audit/workloads.py); without one, a note says they were not compared."""
+    rendered = exp.workloads
+    if not rendered:
+        name = (exp.webhook or {}).get("metadata", {}).get("name") or options.webhook_name
+        return [
+            Finding(
+                workloads.AREA,
+                "note",
+                f"Deployment/{name}",
+                "the gate's Deployments and Service were not compared with the chart"
+                + (
+                    f" ({exp.webhook_source} holds none)"
+                    if exp.webhook_source
+                    else " (no --webhook-manifest)"
+                ),
+                "pass --webhook-manifest with the whole output of `helm template RELEASE "
+                "charts/approvalgate -n NAMESPACE -f rendered/ENV/approvalgate-values.yaml` "
+                "(the chart is in the repo): an env entry, a volume or a container added to "
+                "them outlives every server-side apply sync",
+            )
+        ]
+    # the Service the webhook configuration sends to, and the one named as it (the chart's)
+    config = str((exp.webhook or {}).get("metadata", {}).get("name") or options.webhook_name)
+    admission = set()
+    for entry in (exp.webhook or {}).get("webhooks") or []:
+        service = (entry.get("clientConfig") or {}).get("service") or {}
+        admission.add((str(service.get("namespace") or ""), str(service.get("name") or "")))
+    default_ns = next(iter(sorted(admission)), ("", ""))[0] or webhook.DEFAULT_NAMESPACE
+    out: list[Finding] = []
+    live_objects: dict[tuple[str, str, str], dict[str, Any] | None] = {}
+    for obj in rendered:
+        meta = obj.get("metadata") or {}
+        namespace = str(meta.get("namespace") or default_ns)
+        kind, name = str(obj["kind"]), str(meta["name"])
+        try:
+            live = cluster.workload(kind, namespace, name)
+        except ClusterError as exc:
+            if exc.status != 403:
+                raise
+            out.append(
+                Finding(
+                    workloads.AREA,
+                    "finding",
+                    workloads.subject(obj, namespace),
+                    f"cannot compare it with the chart ({exc.message})",
+                    f"grant the audit's identity get on {kind.lower()}s named {name} in "
+                    f"{namespace} (the chart's audit-workloads-role.yaml grants exactly the "
+                    "objects it embeds)",
+                )
+            )
+            continue
+        live_objects[(kind, namespace, name)] = live
+        if kind == "Service":
+            out += workloads.compare_service(
+                obj,
+                live,
+                admission=(namespace, name) in admission or name == config,
+                namespace=namespace,
+            )
+        else:
+            out += workloads.compare_workload(obj, live, namespace)
+    compared: set[str] = set()
+    for (kind, namespace, name), live in live_objects.items():
+        if (
+            kind == "Service"
+            and live is not None
+            and (namespace, name) in admission | {(namespace, config)}
+        ):
+            found, deployment = _audit_admission_pods(
+                cluster, rendered, live_objects, live, namespace
+            )
+            out += found
+            compared.add(deployment)
+    for obj in rendered:  # the other Deployments' pods (the controller's): its identity
+        meta = obj.get("metadata") or {}
+        namespace = str(meta.get("namespace") or default_ns)
+        key = ("Deployment", namespace, str(meta.get("name")))
+        if obj["kind"] == "Deployment" and key[2] not in compared and live_objects.get(key):
+            out += _audit_deployment_pods(cluster, obj, live_objects.get(key), namespace)
+    return out
+
+
+def _rolling_note(subject: str, live: Mapping[str, Any] | None) -> list[Finding]:
+    """Pods are compared even while their Deployment rolls out (a rollout held forever by a
+    placement change, a note, must not hide a pod made by hand): this says why the previous
+    template's pods differ until it ends."""
+    if not workloads.rolling(live):
+        return []
+    return [
+        Finding(
+            workloads.AREA,
+            "note",
+            subject,
+            f"{subject}: the Deployment is rolling out: the pods of its previous template "
+            "differ from the chart's until the rollout ends",
+            "run the audit again once the rollout is done; a pod that still differs then "
+            "was not made from the chart",
+        )
+    ]
+
+
+def _audit_deployment_pods(
+    cluster: Cluster, expected: dict[str, Any], live: Mapping[str, Any] | None, namespace: str
+) -> list[Finding]:
+    subject = workloads.subject(expected, namespace)
+    try:
+        pods = cluster.pods(namespace)
+    except ClusterError as exc:
+        if exc.status != 403:
+            raise
+        return [
+            Finding(
+                workloads.AREA,
+                "finding",
+                subject,
+                f"{subject}: cannot tell which pods run as it ({exc.message})",
+                f"grant the audit's identity list on pods in {namespace} (the chart's "
+                "audit-workloads-role.yaml grants it)",
+            )
+        ]
+    return _rolling_note(subject, live) + workloads.compare_pods(expected, None, pods, namespace)
+
+
+def _audit_admission_pods(
+    cluster: Cluster,
+    rendered: list[dict[str, Any]],
+    live_objects: Mapping[tuple[str, str, str], dict[str, Any] | None],
+    service: dict[str, Any],
+    namespace: str,
+) -> tuple[list[Finding], str]:
+    """The pods the webhook's live Service selects, each against the chart's webhook pod
+    template (the rendered Deployment whose pods the rendered Service selects), and the
+    addresses the Service routes to; and that Deployment's name."""
+    name = str(service["metadata"]["name"])
+    want = next(
+        (o for o in rendered if o["kind"] == "Service" and o["metadata"]["name"] == name), {}
+    )
+    selector = (want.get("spec") or {}).get("selector")
+    deployments = [
+        o
+        for o in rendered
+        if o["kind"] == "Deployment"
+        and workloads.selects(
+            selector, ((o["spec"].get("template") or {}).get("metadata") or {}).get("labels")
+        )
+    ]
+    if len(deployments) != 1:
+        return [], ""
+    deployment = deployments[0]
+    subject = f"Service/{namespace}/{name}"
+    deployment_name = str(deployment["metadata"]["name"])
+    out = _rolling_note(
+        workloads.subject(deployment, namespace),
+        live_objects.get(("Deployment", namespace, deployment_name)),
+    )
+    try:
+        pods = cluster.pods(namespace)
+        slices, endpoints = cluster.routes(namespace, name)
+    except ClusterError as exc:
+        if exc.status != 403:
+            raise
+        return [
+            *out,
+            Finding(
+                workloads.AREA,
+                "finding",
+                subject,
+                f"{subject}: cannot tell which pods answer admission requests ({exc.message})",
+                f"grant the audit's identity list on pods and endpointslices, and get on the "
+                f"endpoints {name}, in {namespace} (the chart's audit-workloads-role.yaml "
+                "grants them)",
+            ),
+        ], deployment_name
+    return (
+        out
+        + workloads.compare_pods(deployment, service, pods, namespace)
+        + workloads.compare_routes(service, pods, slices, endpoints, namespace)
+    ), deployment_name
 
 
 def refusal(

@@ -32,6 +32,8 @@ AUDIT_VALUES = CHART / "ci" / "audit-values.yaml"
 AUDIT_KINDS = ["ClusterRole", "ClusterRoleBinding", "ConfigMap", "CronJob", "ServiceAccount"]
 #: With a revision floor (signed bundles): get on it by name (audit-floor-role.yaml)
 FLOOR_KINDS = ["Role", "RoleBinding"]
+#: The gate's workloads, compared with the chart's (audit-workloads-role.yaml): get by name
+WORKLOADS_KINDS = ["Role", "RoleBinding"]
 ENABLED = ["audit.enabled=true"]
 
 #: ClusterRole rules without audit.writeReports: read only, this release's configuration only
@@ -113,10 +115,13 @@ def test_off_by_default(helm: Path) -> None:
 
 def test_one_object_of_each_kind_named_after_the_release(helm: Path) -> None:
     objects = audit_objects(render(helm, sets=ENABLED))
-    assert sorted(obj["kind"] for obj in objects) == sorted(AUDIT_KINDS + FLOOR_KINDS)
+    assert sorted(obj["kind"] for obj in objects) == sorted(
+        AUDIT_KINDS + FLOOR_KINDS + WORKLOADS_KINDS
+    )
     assert {obj["metadata"]["name"] for obj in objects} == {
         "approvalgate-audit",
         "approvalgate-audit-floor",
+        "approvalgate-audit-workloads",
     }
     for obj in objects:
         cluster_scoped = obj["kind"].startswith("Cluster")
@@ -272,9 +277,25 @@ def test_it_audits_with_the_webhooks_own_bundle_and_image(helm: Path) -> None:
 def test_the_expected_configuration_is_the_one_the_chart_renders(
     helm: Path, values: tuple[Path, ...]
 ) -> None:
+    """The webhook configuration, then the workloads the audit compares (audit/workloads.py):
+    each exactly as the chart renders it."""
     objects = render(helm, *values, sets=ENABLED)
-    embedded = yaml.safe_load(one(audit_objects(objects), "ConfigMap")["data"]["webhook.yaml"])
-    assert embedded == one(objects, "ValidatingWebhookConfiguration")
+    text = one(audit_objects(objects), "ConfigMap")["data"]["webhook.yaml"]
+    embedded = [d for d in yaml.safe_load_all(text) if d]
+    assert [(d["kind"], d["metadata"]["name"]) for d in embedded] == [
+        ("ValidatingWebhookConfiguration", "approvalgate"),
+        ("Deployment", "approvalgate"),
+        ("Deployment", "approvalgate-controller"),
+        ("Service", "approvalgate"),
+        ("CronJob", "approvalgate-audit"),
+    ]
+    for doc in embedded:
+        (rendered,) = [
+            o
+            for o in objects
+            if o["kind"] == doc["kind"] and o["metadata"]["name"] == doc["metadata"]["name"]
+        ]
+        assert doc == rendered
 
 
 def test_restricted_pod_security_like_the_webhook(helm: Path) -> None:
@@ -327,3 +348,43 @@ def test_every_audit_value_is_used(helm: Path) -> None:
     ]
     assert unchanged == []
     assert render(helm) != base
+
+
+@pytest.mark.parametrize("controller", [True, False])
+def test_the_workloads_it_may_get_are_the_ones_it_compares(helm: Path, controller: bool) -> None:
+    """Get, by name, on exactly the objects embedded after the webhook configuration, and
+    bound to the audit's ServiceAccount only."""
+    objects = render(
+        helm,
+        release="other",
+        sets=[*ENABLED, "nameOverride=gate", f"controller.enabled={str(controller).lower()}"],
+    )
+    audit = audit_objects(objects)
+    text = one(audit, "ConfigMap")["data"]["webhook.yaml"]
+    embedded = [d for d in yaml.safe_load_all(text) if d][1:]
+    (role,) = [r for r in by_kind(audit, "Role") if r["metadata"]["name"].endswith("workloads")]
+    listed = [  # the pods the webhook's Service selects, and where it routes
+        {"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]},
+        {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": ["list"]},
+    ]
+    endpoints = {
+        "apiGroups": [""],
+        "resources": ["endpoints"],
+        "resourceNames": ["other-gate"],
+        "verbs": ["get"],
+    }
+    assert all(rule in role["rules"] for rule in [*listed, endpoints])
+    named = [rule for rule in role["rules"] if rule not in [*listed, endpoints]]
+    granted = sorted(
+        (rule["resources"][0], name) for rule in named for name in rule["resourceNames"]
+    )
+    assert all(rule["verbs"] == ["get"] for rule in named)
+    assert granted == sorted((d["kind"].lower() + "s", d["metadata"]["name"]) for d in embedded)
+    assert ("deployments", "other-gate-controller") in granted if controller else len(granted) == 3
+    (binding,) = [
+        b for b in by_kind(audit, "RoleBinding") if b["metadata"]["name"].endswith("workloads")
+    ]
+    assert binding["roleRef"]["name"] == role["metadata"]["name"]
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "other-gate-audit", "namespace": NAMESPACE}
+    ]

@@ -15,6 +15,7 @@ import shutil
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -402,6 +403,185 @@ def test_an_addition_a_server_side_apply_sync_leaves_is_found(
     assert "skip-everything" in finding["message"]
 
 
+WORKLOAD_KINDS = ("Deployment", "CronJob", "Service")
+
+
+@pytest.fixture
+def chart_workloads(gate: Gate) -> Iterator[list[dict[str, Any]]]:
+    """The chart's Deployments and Services, as rendered for this environment (nothing runs
+    them here: no controller manager, no kubelet); deleted afterwards."""
+    docs = [  # what the audit's ConfigMap embeds (not the controller's metrics Service)
+        d
+        for d in gate.chart_render()
+        if d["kind"] in WORKLOAD_KINDS
+        and (d["kind"] != "Service" or d["metadata"]["name"] == CONFIG)
+    ]
+    yield docs
+    for doc in docs:
+        gate.kubectl(
+            "admin", "delete", doc["kind"].lower(), doc["metadata"]["name"], "-n", RELEASE_NS
+        )
+    gate.kubectl("admin", "delete", "rolebinding", "patch-gate", "-n", RELEASE_NS)
+    gate.kubectl("admin", "delete", "role", "patch-gate", "-n", RELEASE_NS)
+
+
+def expected_chart(gate: Gate, workloads: list[dict[str, Any]]) -> Path:
+    """--webhook-manifest as the CronJob's ConfigMap holds it: the configuration, then the
+    workloads."""
+    expected = gate.work / "expected-chart.yaml"
+    expected.write_text(yaml.safe_dump_all([gate.webhook_configuration(), *workloads]))
+    return expected
+
+
+def test_additions_to_the_gates_workloads_a_sync_leaves_are_found(
+    gate: Gate, capsys: pytest.CaptureFixture[str], chart_workloads: list[dict[str, Any]]
+) -> None:
+    """Whoever may patch deployments and services in the release namespace (mallory, by a
+    Role there) adds to the webhook's Deployment an env PYTHONPATH over a mounted ConfigMap
+    (a package shadowing approvalgate's), a sidecar, an initContainer and hostAliases, to the
+    controller's a KUBECONFIG, and a selector key to the webhook's Service (admission then
+    goes only to a pod with the attacker's label); it also changes the image and the args.
+    An Argo CD sync (server-side apply, its own field manager) puts back the image and the
+    args, which it applies, and the Service's selector (atomic), and leaves every addition to
+    the Deployments, another manager's. The audit compares
+    the live objects with the chart's rendering and names each one."""
+    manifest = {"apiVersion": "v1", "kind": "List", "items": chart_workloads}
+
+    def sync() -> None:  # what an Argo CD sync with ServerSideApply=true sends
+        done = gate.kubectl(
+            "admin",
+            "apply",
+            "--server-side",
+            "--force-conflicts",
+            "--field-manager=argocd-controller",
+            "-f",
+            "-",
+            manifest=json.dumps(manifest),
+        )
+        assert done.returncode == 0, done.stderr
+
+    sync()
+    rolled_out(gate)
+    expected = expected_chart(gate, chart_workloads)
+    code, report, _ = audit(gate, capsys, "--webhook-manifest", str(expected))
+    assert [f for f in report["findings"] if f["area"] == "workloads"] == []
+
+    role = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "Role",
+        "metadata": {"name": "patch-gate", "namespace": RELEASE_NS},
+        "rules": [
+            {
+                "apiGroups": ["apps", ""],
+                "resources": ["deployments", "services"],
+                "verbs": ["get", "patch"],
+            }
+        ],
+    }
+    binding = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": {"name": "patch-gate", "namespace": RELEASE_NS},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "patch-gate"},
+        "subjects": [{"kind": "User", "name": "mallory", "apiGroup": "rbac.authorization.k8s.io"}],
+    }
+    apply(gate, role, binding)
+    (hook,) = [
+        d for d in chart_workloads if d["kind"] == "Deployment" and d["metadata"]["name"] == CONFIG
+    ]
+    controller = next(
+        d for d in chart_workloads if d["kind"] == "Deployment" and d["metadata"]["name"] != CONFIG
+    )
+    args = hook["spec"]["template"]["spec"]["containers"][0]["args"]
+    shadow = {
+        "spec": {
+            "template": {
+                "spec": {
+                    "hostAliases": [{"ip": "10.0.0.66", "hostnames": ["kubernetes.default.svc"]}],
+                    "initContainers": [{"name": "prime", "image": "evil:1", "command": ["true"]}],
+                    "containers": [
+                        {
+                            "name": "webhook",
+                            "image": "evil/approvalgate:1",
+                            "args": [*args, "--allow-unsigned-bundle"],
+                            "env": [{"name": "PYTHONPATH", "value": "/opt/shadow"}],
+                            "volumeMounts": [{"name": "shadow", "mountPath": "/opt/shadow"}],
+                        },
+                        {"name": "sidecar", "image": "evil:1"},
+                    ],
+                    "volumes": [{"name": "shadow", "configMap": {"name": "shadow"}}],
+                }
+            }
+        }
+    }
+    other = {
+        "spec": {
+            "template": {
+                "spec": {
+                    "containers": [
+                        {
+                            "name": controller["spec"]["template"]["spec"]["containers"][0]["name"],
+                            "env": [{"name": "KUBECONFIG", "value": "/tmp/elsewhere"}],
+                        }
+                    ]
+                }
+            }
+        }
+    }
+    for kind_, name, patch in (
+        ("deployment", CONFIG, shadow),
+        ("deployment", controller["metadata"]["name"], other),
+        ("service", CONFIG, {"spec": {"selector": {"shadow": "yes"}}}),
+    ):
+        done = gate.kubectl(
+            "mallory", "patch", kind_, name, "-n", RELEASE_NS, "-p", json.dumps(patch)
+        )
+        assert done.returncode == 0, done.stderr
+    sync()
+
+    def live(kind_: str, name: str) -> dict[str, Any]:
+        done = gate.kubectl("admin", "get", kind_, name, "-n", RELEASE_NS, "-o", "json")
+        assert done.returncode == 0, done.stderr
+        obj: dict[str, Any] = json.loads(done.stdout)
+        return obj
+
+    pod = live("deployment", CONFIG)["spec"]["template"]["spec"]
+    webhook_container = next(c for c in pod["containers"] if c["name"] == "webhook")
+    # the sync applied these: put back
+    assert webhook_container["image"] == hook["spec"]["template"]["spec"]["containers"][0]["image"]
+    assert webhook_container["args"] == args
+    # and left these, another manager's
+    assert {"name": "PYTHONPATH", "value": "/opt/shadow"} in webhook_container["env"]
+    assert [c["name"] for c in pod["containers"]] == ["webhook", "sidecar"]
+    assert [c["name"] for c in pod["initContainers"]] == ["prime"]
+    # a Service's selector is atomic to server-side apply: the sync put it back; patched again
+    # after the sync (Argo CD without selfHeal syncs at the next change)
+    assert "shadow" not in live("service", CONFIG)["spec"]["selector"]
+    selector = {"spec": {"selector": {"shadow": "yes"}}}
+    done = gate.kubectl(
+        "mallory", "patch", "service", CONFIG, "-n", RELEASE_NS, "-p", json.dumps(selector)
+    )
+    assert done.returncode == 0, done.stderr
+
+    code, report, _ = audit(gate, capsys, "--webhook-manifest", str(expected))
+    assert code == 1
+    found = {(f["subject"], f["field"]) for f in failing(report, "workloads")}
+    spec = "spec.template.spec"
+    hook_subject = f"Deployment/{RELEASE_NS}/{CONFIG}"
+    controller_subject = f"Deployment/{RELEASE_NS}/{controller['metadata']['name']}"
+    controller_container = controller["spec"]["template"]["spec"]["containers"][0]["name"]
+    assert found == {
+        (hook_subject, f"{spec}.containers[webhook].env[PYTHONPATH]"),
+        (hook_subject, f"{spec}.containers[webhook].volumeMounts[/opt/shadow]"),
+        (hook_subject, f"{spec}.volumes[shadow]"),
+        (hook_subject, f"{spec}.containers[sidecar]"),
+        (hook_subject, f"{spec}.initContainers[prime]"),
+        (hook_subject, f"{spec}.hostAliases"),
+        (controller_subject, f"{spec}.containers[{controller_container}].env[KUBECONFIG]"),
+        (f"Service/{RELEASE_NS}/{CONFIG}", "spec.selector"),
+    }, report["findings"]
+
+
 def test_an_edited_approval_policy_is_found(gate: Gate, capsys: pytest.CaptureFixture[str]) -> None:
     patch = ["patch", "approvalpolicy", "codex-two-person", "-n", ENFORCED, "--type", "merge"]
     done = gate.kubectl("admin", *patch, "-p", '{"spec":{"requiredApprovals":1}}')
@@ -573,7 +753,15 @@ def test_the_report_is_valid_for_its_crd(gate: Gate, capsys: pytest.CaptureFixtu
 #: The chart's audit templates, one kind each (the rest of the render is the webhook's).
 AUDIT_TEMPLATES = tuple(
     f"templates/audit-{name}.yaml"
-    for name in ("serviceaccount", "clusterrole", "clusterrolebinding", "configmap", "cronjob")
+    for name in (
+        "serviceaccount",
+        "clusterrole",
+        "clusterrolebinding",
+        "configmap",
+        "cronjob",
+        "workloads-role",
+        "workloads-rolebinding",
+    )
 )
 
 
@@ -679,10 +867,197 @@ def test_the_cronjob_runs_a_valid_audit_command(gate: Gate) -> None:
     assert pod["serviceAccountName"] == "approvalgate-audit"
     labels = cronjob["spec"]["jobTemplate"]["spec"]["template"]["metadata"]["labels"]
     assert labels["app.kubernetes.io/component"] == "audit"  # never selected as a webhook pod
-    # The embedded expectation is the chart's own webhook configuration.
-    embedded = yaml.safe_load(config["data"]["webhook.yaml"])
-    rendered = [d for d in gate.chart_render() if d["kind"] == "ValidatingWebhookConfiguration"]
-    assert [embedded] == rendered
+    # The embedded expectation is the chart's own webhook configuration, then its workloads.
+    embedded = [d for d in yaml.safe_load_all(config["data"]["webhook.yaml"]) if d]
+    rendered = gate.chart_render(
+        *("--set", "audit.enabled=true", "--set", "audit.writeReports=true"),
+        *("--set", "audit.namespaces={agents}"),
+    )
+    assert embedded[0] == kind(rendered, "ValidatingWebhookConfiguration")
+    assert [(d["kind"], d["metadata"]["name"]) for d in embedded[1:]] == [
+        ("Deployment", CONFIG),
+        ("Deployment", f"{CONFIG}-controller"),
+        ("Service", CONFIG),
+        ("CronJob", f"{CONFIG}-audit"),
+    ]
+    assert all(d in rendered for d in embedded)
+
+
+def rolled_out(gate: Gate) -> None:
+    """The gate's Deployments' status as their controller writes it once every pod is made
+    from the template (no controller manager here)."""
+    for name in (CONFIG, f"{CONFIG}-controller"):
+        status = {"observedGeneration": 1, "replicas": 2, "updatedReplicas": 2}
+        done = gate.kubectl(
+            "admin",
+            "patch",
+            "deployment",
+            name,
+            "-n",
+            RELEASE_NS,
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            json.dumps({"status": status}),
+        )
+        assert done.returncode == 0, done.stderr
+
+
+def test_a_pod_the_webhooks_service_selects_that_runs_other_code_is_found(
+    gate: Gate, capsys: pytest.CaptureFixture[str], chart_workloads: list[dict[str, Any]]
+) -> None:
+    """Whoever may create pods in the release namespace (mallory, by a Role there) makes one
+    carrying the webhook's selector labels, from the chart's template but another image and a
+    PYTHONPATH: the webhook's Service sends it a share of every admission request, and no
+    Deployment, Service or configuration changed. Likewise an EndpointSlice of hers labelled
+    for the Service adds an address kube-proxy routes its traffic to. The audit compares each
+    pod the live Service selects with the chart's webhook pod template (one made from it is
+    not reported) and each address the Service routes to with those pods.
+    (No kubelet or controller manager here: the pods never run, and the Deployment's rollout
+    status is written as its controller would.)"""
+    apply(gate, *chart_workloads)
+    expected = expected_chart(gate, chart_workloads)
+    (hook,) = [
+        d for d in chart_workloads if d["kind"] == "Deployment" and d["metadata"]["name"] == CONFIG
+    ]
+    template = hook["spec"]["template"]
+    labels = template["metadata"]["labels"]
+
+    def pod(name: str, spec: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": name, "namespace": RELEASE_NS, "labels": labels},
+            "spec": spec,
+        }
+
+    (controller,) = [
+        d
+        for d in chart_workloads
+        if d["kind"] == "Deployment" and d["metadata"]["name"] == f"{CONFIG}-controller"
+    ]
+    as_controller = copy.deepcopy(controller["spec"]["template"]["spec"])
+    as_controller["containers"][0]["image"] = "evil/approvalgate:1"
+    shadow = copy.deepcopy(template["spec"])
+    shadow["containers"][0]["image"] = "evil/approvalgate:1"
+    shadow["containers"][0]["env"].append({"name": "PYTHONPATH", "value": "/tmp/shadow"})
+    role = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "Role",
+        "metadata": {"name": "patch-gate", "namespace": RELEASE_NS},
+        "rules": [  # pods: create only, never patch (a patched pod is found the same way)
+            {"apiGroups": [""], "resources": ["pods"], "verbs": ["create"]},
+            {
+                "apiGroups": ["discovery.k8s.io"],
+                "resources": ["endpointslices"],
+                "verbs": ["create"],
+            },
+        ],
+    }
+    binding = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": {"name": "patch-gate", "namespace": RELEASE_NS},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "patch-gate"},
+        "subjects": [{"kind": "User", "name": "mallory", "apiGroup": "rbac.authorization.k8s.io"}],
+    }
+    apply(gate, role, binding, pod(f"{CONFIG}-made-by-its-replicaset", template["spec"]))
+    try:
+        route = {  # an address of mallory's for the webhook's Service, which kube-proxy uses
+            "apiVersion": "discovery.k8s.io/v1",
+            "kind": "EndpointSlice",
+            "metadata": {
+                "name": "shadow-route",
+                "namespace": RELEASE_NS,
+                "labels": {"kubernetes.io/service-name": CONFIG},
+            },
+            "addressType": "IPv4",
+            "endpoints": [{"addresses": ["10.0.0.66"]}],
+            "ports": [{"name": "https", "port": 8443, "protocol": "TCP"}],
+        }
+        acting = pod("acting-as-the-controller", as_controller)
+        acting["metadata"]["labels"] = controller["spec"]["template"]["metadata"]["labels"]
+        for obj in (pod("shadow", shadow), acting, route):
+            done = gate.kubectl("mallory", "create", "-f", "-", manifest=json.dumps(obj))
+            assert done.returncode == 0, done.stderr
+
+        def workload_report() -> list[dict[str, Any]]:
+            _, report, _ = audit(gate, capsys, "--webhook-manifest", str(expected))
+            return [f for f in report["findings"] if f["area"] == "workloads"]
+
+        shadowed = {
+            (f"Pod/{RELEASE_NS}/shadow", "spec.containers[webhook].image", "finding"),
+            (f"Pod/{RELEASE_NS}/shadow", "spec.containers[webhook].env[PYTHONPATH]", "finding"),
+            (f"Service/{RELEASE_NS}/{CONFIG}", "EndpointSlice/shadow-route", "finding"),
+            (
+                f"Pod/{RELEASE_NS}/acting-as-the-controller",
+                "spec.containers[controller].image",
+                "finding",
+            ),
+        }
+        # while the Deployment rolls out, the pods are compared all the same, with a note (a
+        # rollout held forever must not hide a pod)
+        found = workload_report()
+        notes = {(f["subject"], f["field"], f["severity"]) for f in found if not f["field"]}
+        assert notes == {
+            (f"Deployment/{RELEASE_NS}/{name}", "", "note")
+            for name in (CONFIG, f"{CONFIG}-controller")
+        }
+        assert all("rolling out" in f["message"] for f in found if not f["field"])
+        assert {(f["subject"], f["field"], f["severity"]) for f in found} - notes == shadowed
+        rolled_out(gate)
+        found = workload_report()
+        assert {(f["subject"], f["field"], f["severity"]) for f in found} == shadowed, found
+        assert all(
+            f"selected by Service/{RELEASE_NS}/{CONFIG}" in f["message"]
+            for f in found
+            if f["subject"] == f"Pod/{RELEASE_NS}/shadow"
+        )
+    finally:
+        gate.kubectl("admin", "delete", "endpointslice", "shadow-route", "-n", RELEASE_NS)
+        for name in ("shadow", "acting-as-the-controller", f"{CONFIG}-made-by-its-replicaset"):
+            gate.kubectl("admin", "delete", "pod", name, "-n", RELEASE_NS, "--wait=false")
+
+
+def test_the_audit_gets_the_gates_workloads_through_its_role(
+    gate: Gate, capsys: pytest.CaptureFixture[str], chart_workloads: list[dict[str, Any]]
+) -> None:
+    """The CronJob's audit compares the workloads embedded in its ConfigMap: it needs get on
+    each by name and list on pods (audit-workloads-role.yaml), and without them says so as a
+    finding."""
+    docs = render_audit(gate)
+    account, role, binding = (
+        kind(docs, k) for k in ("ServiceAccount", "ClusterRole", "ClusterRoleBinding")
+    )
+    workloads_role, workloads_binding = kind(docs, "Role"), kind(docs, "RoleBinding")
+    apply(gate, account, role, binding, *chart_workloads)
+    rolled_out(gate)  # so that the pods the Service selects are listed too
+    expected = expected_chart(gate, chart_workloads)
+
+    def workload_findings() -> list[dict[str, Any]]:
+        code, report, err = audit(gate, capsys, "--as", SA, "--webhook-manifest", str(expected))
+        assert code == 1 and "forbidden" not in err, err  # the runs that slipped in
+        return [f for f in report["findings"] if f["area"] == "workloads"]
+
+    refused = workload_findings()
+    assert sorted(f["subject"] for f in refused) == sorted(
+        f"{d['kind']}/{RELEASE_NS}/{d['metadata']['name']}" for d in chart_workloads
+    )
+    assert all(
+        f["severity"] == "finding" and "cannot compare it with the chart" in f["message"]
+        for f in refused
+    ), refused
+    try:
+        apply(gate, workloads_role, workloads_binding)
+        try:
+            eventually("the Role in force", lambda: workload_findings() == [], timeout=15)
+        except AssertionError as exc:
+            raise AssertionError(workload_findings()) from exc
+    finally:
+        for obj in (workloads_binding, workloads_role):
+            gate.kubectl(
+                "admin", "delete", obj["kind"].lower(), obj["metadata"]["name"], "-n", RELEASE_NS
+            )
 
 
 # --- the bundle -----------------------------------------------------------------------------
