@@ -26,6 +26,7 @@ from typing import Any
 import pytest
 import yaml
 
+from approvalgate.cli import main
 from tests.e2e.controlplane import ControlPlane
 from tests.e2e.gate import ENFORCED, ENV, WEBHOOK_NAME, Gate, eventually, helm, run_manifest
 
@@ -491,3 +492,61 @@ def test_in_label_mode_removing_the_opt_in_label_is_refused(gate: Gate) -> None:
     finally:
         _unguard(gate)
         gate.kubectl("admin", "delete", "namespace", namespace, "--wait=false")
+
+
+def _guard_findings(
+    gate: Gate, capsys: pytest.CaptureFixture[str], manifest: Path
+) -> list[dict[str, Any]]:
+    capsys.readouterr()
+    main(
+        [
+            "audit",
+            "--kubeconfig",
+            str(gate.plane.kubeconfig("admin")),
+            "--repo",
+            str(gate.repo),
+            "--env",
+            ENV,
+            "--webhook-manifest",
+            str(manifest),
+            "--output",
+            "json",
+        ]
+    )
+    report = json.loads(capsys.readouterr().out)
+    return [f for f in report["findings"] if f["subject"].startswith("ValidatingAdmissionPolicy")]
+
+
+def test_the_audit_reports_a_missing_or_altered_guard(
+    gate: Gate, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """Whoever may edit admission policies can make way for a weakened configuration by
+    switching the guard to Audit (or deleting it): the audit says so."""
+    objects = guard_objects(gate)
+    manifest = tmp_path / "rendered.yaml"
+    manifest.write_text(
+        yaml.safe_dump_all([*objects, gate.webhook_configuration()]), encoding="utf-8"
+    )
+    (missing,) = _guard_findings(gate, capsys, manifest)
+    assert missing["severity"] == "note" and "is not installed" in missing["message"]
+    _apply(gate, objects)
+    try:
+        assert _guard_findings(gate, capsys, manifest) == []
+        patch = {"spec": {"validationActions": ["Audit"]}}
+        done = gate.kubectl(
+            "admin",
+            "patch",
+            "validatingadmissionpolicybinding",
+            GUARD,
+            "--type=merge",
+            "-p",
+            json.dumps(patch),
+        )
+        assert done.returncode == 0, done.stderr
+        found = _guard_findings(gate, capsys, manifest)
+        assert {(f["severity"], f["field"]) for f in found} == {
+            ("finding", "spec.validationActions")
+        }
+        assert "its actions are Audit, without Deny" in found[0]["message"]
+    finally:
+        _unguard(gate)
