@@ -195,3 +195,21 @@ def test_a_deployer_group_of_everyone_is_refused(helm: Path, group: str) -> None
 def test_the_guard_can_be_left_out(helm: Path) -> None:
     objects = render(helm, PROD, sets=["guard.enabled=false"])
     assert not policies(objects) and not bindings(objects)
+
+
+def test_the_deployments_guard_needs_a_deployer_and_names_the_gates_deployments(
+    helm: Path,
+) -> None:
+    """Without a deployer named an upgrade cannot be told from an edit: no Deployment guard."""
+    assert not any(n.endswith("-deployments") for n in policies(render(helm, PROD)))
+    objects = render(helm, PROD, sets=["guard.deployers.users={helm}"])
+    guard = policies(objects)["approvalgate-guard-deployments"]
+    (rule,) = guard["spec"]["matchConstraints"]["resourceRules"]
+    deployments = {d["metadata"]["name"] for d in by_kind(objects, "Deployment")}
+    assert set(rule["resourceNames"]) == deployments == {"approvalgate", "approvalgate-controller"}
+    assert rule["operations"] == ["UPDATE"] and rule["resources"] == ["deployments"]
+    selector = guard["spec"]["matchConstraints"]["namespaceSelector"]
+    assert selector == {"matchLabels": {"kubernetes.io/metadata.name": "approvalgate-system"}}
+    assert bindings(objects)["approvalgate-guard-deployments"]["spec"]["validationActions"] == [
+        "Deny"
+    ]

@@ -106,7 +106,7 @@ def test_the_guards_cel_compiles_on_the_api_server(
         for o in render(helm, values, sets=list(sets), namespace=namespace)
         if o["kind"].startswith("ValidatingAdmissionPolicy")
     ]
-    assert len(objects) == (4 if selection == "optInLabel" else 2)
+    assert len(objects) == (6 if selection == "optInLabel" else 2)  # with deployers: 3 pairs
     stored = dry_run(control_plane, namespace, objects)
     assert sorted(o["metadata"]["name"] for o in stored) == sorted(
         o["metadata"]["name"] for o in objects

@@ -35,6 +35,7 @@ pytestmark = pytest.mark.e2e
 CONFIG = "approvalgate"  # the release's full name: the ValidatingWebhookConfiguration's name
 GUARD = "approvalgate-guard"
 OPT_IN = "approvalgate-guard-opt-in"
+DEPLOYMENTS_GUARD = "approvalgate-guard-deployments"
 LABEL = "approvals.proompteng.ai/enforce"
 SKIP = {"name": "skip-everything", "expression": "false"}
 ATTACKER = "mallory"  # may patch the webhook configuration; not cluster-admin
@@ -96,7 +97,9 @@ def _apply(gate: Gate, objects: list[dict[str, Any]]) -> None:
 
 def _unguard(gate: Gate) -> None:
     for kind in ("validatingadmissionpolicybinding", "validatingadmissionpolicy"):
-        gate.kubectl("admin", "delete", kind, GUARD, OPT_IN, "--ignore-not-found")
+        gate.kubectl(
+            "admin", "delete", kind, GUARD, OPT_IN, DEPLOYMENTS_GUARD, "--ignore-not-found"
+        )
 
 
 def _patch(
@@ -463,7 +466,7 @@ def test_in_label_mode_removing_the_opt_in_label_is_refused(gate: Gate) -> None:
         "--set",
         "guard.deployers.groups={system:masters}",
     )
-    assert {o["metadata"]["name"] for o in objects} == {GUARD, OPT_IN}
+    assert {o["metadata"]["name"] for o in objects} == {GUARD, OPT_IN, DEPLOYMENTS_GUARD}
     _apply(gate, objects)
     refusal = f"ValidatingAdmissionPolicy '{OPT_IN}' with binding '{OPT_IN}' denied request"
     try:
@@ -550,3 +553,115 @@ def test_the_audit_reports_a_missing_or_altered_guard(
         assert "its actions are Audit, without Deny" in found[0]["message"]
     finally:
         _unguard(gate)
+
+
+def test_the_gates_deployments_keep_their_pod_template(gate: Gate) -> None:
+    """Optional third shape (only with guard.deployers named): whoever may patch the gate's
+    Deployments in the release namespace adds PYTHONPATH (code of theirs in the webhook), a
+    volume, a container or another image, which outlived every sync (an entry of a list kept
+    by name is its adder's). With the guard those updates are refused; scaling and a
+    restart (a template annotation) stay free, and the deployer may change the image."""
+    release = "approvalgate-system"
+    (deployment,) = [
+        d
+        for d in gate.chart_render()
+        if d["kind"] == "Deployment" and d["metadata"]["name"] == CONFIG
+    ]
+    deployment["metadata"]["namespace"] = release
+    done = gate.kubectl(
+        "admin", "apply", "--server-side", "-f", "-", manifest=json.dumps(deployment)
+    )
+    assert done.returncode == 0, done.stderr
+    gate.plane.grant(
+        "approvalgate-e2e:deployment-editor",
+        subjects=[ATTACKER],
+        namespace=release,
+        rules=[
+            {
+                "apiGroups": ["apps"],
+                "resources": ["deployments", "deployments/scale"],
+                "verbs": ["get", "patch", "update"],
+            }
+        ],
+    )
+
+    def patch(
+        user: str, ops: list[dict[str, Any]], *extra: str
+    ) -> subprocess.CompletedProcess[str]:
+        return gate.kubectl(
+            user,
+            "patch",
+            "deployment",
+            CONFIG,
+            "-n",
+            release,
+            "--type=json",
+            "-p",
+            json.dumps(ops),
+            *extra,
+        )
+
+    env = [
+        {
+            "op": "add",
+            "path": "/spec/template/spec/containers/0/env/-",
+            "value": {"name": "PYTHONPATH", "value": "/tmp/theirs"},
+        }
+    ]
+    # control: without the guard the env entry is admitted
+    done = patch(ATTACKER, env, "--dry-run=server")
+    assert done.returncode == 0, done.stderr
+
+    objects = guard_objects(gate, "--set", "guard.deployers.users={admin}")
+    assert DEPLOYMENTS_GUARD in {o["metadata"]["name"] for o in objects}
+    _apply(gate, objects)
+    refusal = (
+        f"ValidatingAdmissionPolicy '{DEPLOYMENTS_GUARD}' "
+        f"with binding '{DEPLOYMENTS_GUARD}' denied request"
+    )
+    try:
+        eventually(
+            "the Deployments' guard is in force",
+            lambda: refusal in patch(ATTACKER, env, "--dry-run=server").stderr,
+        )
+        container = {"name": "theirs", "image": "registry.invalid/theirs:1"}
+        weakenings = {
+            "env": env,
+            "volume": [
+                {
+                    "op": "add",
+                    "path": "/spec/template/spec/volumes/-",
+                    "value": {"name": "theirs", "emptyDir": {}},
+                }
+            ],
+            "container": [
+                {"op": "add", "path": "/spec/template/spec/containers/-", "value": container}
+            ],
+            "image": [
+                {
+                    "op": "replace",
+                    "path": "/spec/template/spec/containers/0/image",
+                    "value": "registry.invalid/theirs:1",
+                }
+            ],
+            "label": [{"op": "add", "path": "/spec/template/metadata/labels/extra", "value": "x"}],
+        }
+        for what, ops in weakenings.items():
+            done = patch(ATTACKER, ops)
+            assert done.returncode != 0 and refusal in done.stderr, (what, done.stderr)
+        done = gate.kubectl(ATTACKER, "scale", "deployment", CONFIG, "-n", release, "--replicas=3")
+        assert done.returncode == 0, done.stderr
+        restart = [
+            {
+                "op": "add",
+                "path": "/spec/template/metadata/annotations",
+                "value": {"kubectl.kubernetes.io/restartedAt": "2026-12-07T20:00:00Z"},
+            }
+        ]
+        done = patch(ATTACKER, restart)
+        assert done.returncode == 0, done.stderr
+        done = patch("admin", weakenings["image"])
+        assert done.returncode == 0, done.stderr
+    finally:
+        _unguard(gate)
+        gate.kubectl("admin", "delete", "deployment", CONFIG, "-n", release, "--ignore-not-found")
