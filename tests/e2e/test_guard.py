@@ -96,10 +96,19 @@ def _apply(gate: Gate, objects: list[dict[str, Any]]) -> None:
 
 
 def _unguard(gate: Gate) -> None:
+    """The guard deleted, and out of force (the API server drops it asynchronously too)."""
     for kind in ("validatingadmissionpolicybinding", "validatingadmissionpolicy"):
         gate.kubectl(
             "admin", "delete", kind, GUARD, OPT_IN, DEPLOYMENTS_GUARD, "--ignore-not-found"
         )
+    add = [{"op": "add", "path": "/webhooks/0/matchConditions", "value": [SKIP]}]
+    eventually(
+        "the guard is out of force",
+        lambda: (
+            "ValidatingAdmissionPolicy"
+            not in _patch(gate, ATTACKER, add, "--dry-run=server").stderr
+        ),
+    )
 
 
 def _patch(
@@ -274,6 +283,28 @@ def test_a_match_condition_added_by_whoever_may_patch_the_configuration_is_refus
         assert _refused(sync(gate, weaker), "matchConditions")
     finally:
         _unguard(gate)
+
+
+def test_drift_from_before_the_guard_fails_the_sync_loudly_until_removed(gate: Gate) -> None:
+    """A matchCondition added before the guard was installed: a server-side apply sync cannot
+    remove it (another manager's entry), so with the guard the sync is refused, naming it,
+    rather than leaving it silently; removing it is an update back to the render, which
+    anyone allowed to patch may make, and the sync then passes."""
+    done = _patch(gate, ATTACKER, WEAKENINGS["matchConditions"][0])
+    assert done.returncode == 0, done.stderr
+    _apply(gate, guard_objects(gate))
+    try:
+        _guarded(gate)
+        assert _refused(sync(gate, gate.webhook_configuration()), "matchConditions")
+        done = _patch(gate, "admin", [{"op": "remove", "path": "/webhooks/0/matchConditions"}])
+        assert done.returncode == 0, done.stderr
+        done = sync(gate, gate.webhook_configuration())
+        assert done.returncode == 0, done.stderr
+        assert _denied_by_the_webhook(gate, "after-the-repair")
+    finally:
+        _unguard(gate)
+        gate.unregister()
+        gate.register()
 
 
 def test_the_ca_bundle_stays_writable(gate: Gate) -> None:
