@@ -132,6 +132,11 @@ class Cluster:
         """The ValidatingWebhookConfiguration ``name``, or None when it does not exist."""
         return objects.get(self.client, WEBHOOK_CONFIGURATIONS, name)
 
+    def get_cluster_scoped(self, resource: Resource, name: str) -> dict[str, Any] | None:
+        """The cluster-scoped object ``name`` of ``resource``, or None when it does not exist
+        (or the API server serves no such resource)."""
+        return objects.get(self.client, resource, name)
+
     def config_map(self, namespace: str, name: str) -> dict[str, Any] | None:
         return objects.get(self.client, CONFIG_MAPS, name, namespace)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Final
@@ -26,7 +26,7 @@ from approvalgate.approvals.policy import ALL, OPT_IN_LABEL, POLICY_API
 from approvalgate.approvals.view import DECISIONS, OFFLINE, REQUESTS, USES, ClusterView, StaticView
 from approvalgate.approvals.view import GROUP as GATES_GROUP
 from approvalgate.approvals.view import VERSION as GATES_VERSION
-from approvalgate.audit import policies, rbac, reports, runs, webhook, workloads
+from approvalgate.audit import guard, policies, rbac, reports, runs, webhook, workloads
 from approvalgate.audit.cluster import RBAC_HINT, Cluster, ClusterError
 from approvalgate.audit.findings import AuditResult, Finding, ReportWrite, RunResult
 
@@ -70,6 +70,8 @@ class Expectations:
     webhook_source: str = ""
     workloads: list[dict[str, Any]] | None = None
     """The chart's Deployments, CronJobs and Services in --webhook-manifest (None: not given)."""
+    guard: list[dict[str, Any]] = field(default_factory=list)
+    """The chart's guard policies and bindings in the --webhook-manifest render."""
     refused: BundleRefused | None = None
     """Why the pinned keys refuse the --bundle file (its bundle.sig.json beside it)."""
 
@@ -142,6 +144,7 @@ def load_expectations(
         shown = str(options.webhook_manifest)
         docs = [d.obj for d in load_manifests(_read(options.webhook_manifest), shown)]
         expectations.webhook = webhook.pick_configuration(docs, shown)
+        expectations.guard = guard.rendered_guard(docs)
         expectations.webhook_source = shown
         expectations.workloads = workloads.pick_workloads(docs)
     return expectations
@@ -325,6 +328,12 @@ def _audit_webhook(
         live,
         served_versions=served,
         enforced_namespaces=holding,
+    )
+    out += guard.audit_guard(
+        cluster.get_cluster_scoped,
+        name,
+        exp.bundle.namespace_selection == "optInLabel",
+        exp.guard,
     )
     return out
 

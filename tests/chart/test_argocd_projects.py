@@ -378,3 +378,18 @@ def test_the_gates_project_flags_what_someone_added_beside_the_gate(helm: Path) 
         ("coordination.k8s.io", "Lease", lease),
     }
     assert len(secrets) == 2
+
+
+def test_the_application_pins_the_guard_beside_the_keys() -> None:
+    """The guard refuses weakening the webhook configuration; compiled values switching it
+    off (`guard.enabled: false`) or exempting everyone (`guard.deployers.groups:
+    [system:authenticated]`) would undo it. The Application pins both, and names Argo CD's
+    application controller as the one deployer."""
+    pinned = APP["spec"]["sources"][0]["helm"]["valuesObject"]["guard"]
+    assert pinned == {
+        "enabled": True,
+        "deployers": {
+            "users": ["system:serviceaccount:argocd:argocd-application-controller"],
+            "groups": [],
+        },
+    }

@@ -7,6 +7,7 @@ proves each verb of the ClusterRole necessary; here the render itself is pinned.
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 from typing import Any
@@ -66,6 +67,12 @@ READER_RULES = [
         "apiGroups": ["admissionregistration.k8s.io"],
         "resources": ["validatingwebhookconfigurations"],
         "resourceNames": ["approvalgate"],
+        "verbs": ["get"],
+    },
+    {  # the guard's policy and binding (audit/guard.py)
+        "apiGroups": ["admissionregistration.k8s.io"],
+        "resources": ["validatingadmissionpolicies", "validatingadmissionpolicybindings"],
+        "resourceNames": ["approvalgate-guard"],
         "verbs": ["get"],
     },
     {  # who can act as a trusted ServiceAccount (audit/rbac.py)
@@ -140,11 +147,15 @@ def test_reports_add_create_and_patch_on_policyreports_only(helm: Path) -> None:
 
 
 def test_label_mode_adds_list_namespaces_only(helm: Path, tmp_path: Path) -> None:
-    """To find namespaces holding AgentRuns without the opt-in label (class 22)."""
+    """To find namespaces holding AgentRuns without the opt-in label (class 22), and the
+    opt-in label's guard by name."""
     values = namespace_values(tmp_path, [], "optInLabel")
     role = one(audit_objects(render(helm, values, sets=ENABLED)), "ClusterRole")
+    rules = copy.deepcopy(READER_RULES)
+    (guard,) = [r for r in rules if "validatingadmissionpolicies" in r["resources"]]
+    guard["resourceNames"] = ["approvalgate-guard", "approvalgate-guard-opt-in"]
     assert role["rules"] == [
-        *READER_RULES,
+        *rules,
         {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["list"]},
     ]
     every = one(
@@ -157,10 +168,12 @@ def test_label_mode_adds_list_namespaces_only(helm: Path, tmp_path: Path) -> Non
 def test_the_webhook_configuration_it_may_read_is_this_releases(helm: Path) -> None:
     objects = render(helm, release="other", sets=[*ENABLED, "nameOverride=gate"])
     vwc = one(objects, "ValidatingWebhookConfiguration")
-    (rule,) = [
+    rule, guard = [
         r for r in one(audit_objects(objects), "ClusterRole")["rules"] if "resourceNames" in r
     ]
     assert rule["resourceNames"] == [vwc["metadata"]["name"]] == ["other-gate"]
+    policy = one(objects, "ValidatingAdmissionPolicy")
+    assert guard["resourceNames"] == [policy["metadata"]["name"]] == ["other-gate-guard"]
 
 
 def test_the_binding_grants_the_role_to_the_audit_account_only(helm: Path) -> None:
@@ -277,8 +290,8 @@ def test_it_audits_with_the_webhooks_own_bundle_and_image(helm: Path) -> None:
 def test_the_expected_configuration_is_the_one_the_chart_renders(
     helm: Path, values: tuple[Path, ...]
 ) -> None:
-    """The webhook configuration, then the workloads the audit compares (audit/workloads.py):
-    each exactly as the chart renders it."""
+    """The webhook configuration, then the workloads the audit compares (audit/workloads.py)
+    and the guard's policy and binding (audit/guard.py): each exactly as the chart renders it."""
     objects = render(helm, *values, sets=ENABLED)
     text = one(audit_objects(objects), "ConfigMap")["data"]["webhook.yaml"]
     embedded = [d for d in yaml.safe_load_all(text) if d]
@@ -288,6 +301,8 @@ def test_the_expected_configuration_is_the_one_the_chart_renders(
         ("Deployment", "approvalgate-controller"),
         ("Service", "approvalgate"),
         ("CronJob", "approvalgate-audit"),
+        ("ValidatingAdmissionPolicy", "approvalgate-guard"),
+        ("ValidatingAdmissionPolicyBinding", "approvalgate-guard"),
     ]
     for doc in embedded:
         (rendered,) = [
@@ -361,7 +376,11 @@ def test_the_workloads_it_may_get_are_the_ones_it_compares(helm: Path, controlle
     )
     audit = audit_objects(objects)
     text = one(audit, "ConfigMap")["data"]["webhook.yaml"]
-    embedded = [d for d in yaml.safe_load_all(text) if d][1:]
+    embedded = [  # the guard's objects are cluster-scoped: the ClusterRole gets those
+        d
+        for d in yaml.safe_load_all(text)
+        if d and d["kind"] in {"Deployment", "Service", "CronJob"}
+    ]
     (role,) = [r for r in by_kind(audit, "Role") if r["metadata"]["name"].endswith("workloads")]
     listed = [  # the pods the webhook's Service selects, and where it routes
         {"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]},

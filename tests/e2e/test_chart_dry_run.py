@@ -24,6 +24,7 @@ from tests.chart.support import (
     RENDERS,
     component,
     example_values,
+    namespace_values,
     pinned_binary,
     render,
 )
@@ -77,6 +78,38 @@ def test_every_render_passes_a_strict_server_side_dry_run(
         stored += dry_run(control_plane, other, objs)
     assert sorted((o["kind"], o["metadata"]["name"]) for o in stored) == sorted(
         (o["kind"], o["metadata"]["name"]) for o in objects
+    )
+
+
+@pytest.mark.parametrize(
+    ("selection", "sets"),
+    [
+        ("all", ()),
+        ("optInLabel", ("guard.deployers.users={helm}", "guard.deployers.groups={platform-ops}")),
+    ],
+    ids=["all-no-deployers", "opt-in-deployers"],
+)
+def test_the_guards_cel_compiles_on_the_api_server(
+    control_plane: ControlPlane,
+    namespace: str,
+    helm: Path,
+    tmp_path: Path,
+    selection: str,
+    sets: tuple[str, ...],
+) -> None:
+    """Every CEL expression of the guard in each shape (namespaces excluded by name, the
+    opt-in policy, the deployers' exemption and their DELETE rule) is type-checked by the
+    API server when the policy is created: a strict dry-run fails on any that does not."""
+    values = namespace_values(tmp_path, ("legacy", "kube-system"), selection)
+    objects = [
+        o
+        for o in render(helm, values, sets=list(sets), namespace=namespace)
+        if o["kind"].startswith("ValidatingAdmissionPolicy")
+    ]
+    assert len(objects) == (6 if selection == "optInLabel" else 2)  # with deployers: 3 pairs
+    stored = dry_run(control_plane, namespace, objects)
+    assert sorted(o["metadata"]["name"] for o in stored) == sorted(
+        o["metadata"]["name"] for o in objects
     )
 
 

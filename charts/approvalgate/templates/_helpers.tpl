@@ -266,6 +266,11 @@ where it sends what it knows. */ -}}
 {{- if and $s.publicKeys (gt (int $s.threshold) (len $s.publicKeys)) }}
 {{- fail (printf "ERROR: bundleSigning.threshold (%d) is more than the %d keys of bundleSigning.publicKeys: no bundle could ever be enforced." (int $s.threshold) (len $s.publicKeys)) }}
 {{- end }}
+{{- range .Values.guard.deployers.groups }}
+{{- if has . (list "system:authenticated" "system:unauthenticated" "system:serviceaccounts") }}
+{{- fail (printf "ERROR: guard.deployers.groups holds %s, which exempts everyone (or every ServiceAccount) from the guard: name the identities helm or Argo CD's application controller run as." .) }}
+{{- end }}
+{{- end }}
 {{- $c := .Values.controller }}
 {{- if $c.enabled }}
 {{- if and $c.podDisruptionBudget.enabled (lt (int $c.replicas) 2) }}
@@ -488,5 +493,52 @@ to the chart). Renders one NetworkPolicyEgressRule, as a list item.
 its environment (set from the Secret below), so it is never on the command line */ -}}
 {{- range $c.extraArgs }}
 - {{ . | quote }}
+{{- end }}
+{{- end }}
+
+{{/*
+What the gate's ValidatingWebhookConfiguration must keep, as JSON {"names": [...], "hooks":
+{name: {"rules": [...], "namespaceSelector": {...}, "service": {...}}}}: the webhook
+configuration renders its rules, selectors and Service from it, and the guard
+(guard-validatingadmissionpolicy.yaml) puts the same values into its CEL, so the two cannot
+disagree.
+*/}}
+{{- define "approvalgate.webhookShape" -}}
+{{- $selection := include "approvalgate.namespaceSelection" . | fromJson }}
+{{- $selector := dict }}
+{{- if $selection.optIn }}
+{{- $_ := set $selector "matchLabels" (dict "approvals.proompteng.ai/enforce" "true") }}
+{{- end }}
+{{- if $selection.exclude }}
+{{- $_ := set $selector "matchExpressions" (list (dict "key" "kubernetes.io/metadata.name" "operator" "NotIn" "values" $selection.exclude)) }}
+{{- end }}
+{{- $service := dict "name" (include "approvalgate.fullname" .) "namespace" .Release.Namespace "path" "/validate" "port" (.Values.service.port | int) }}
+{{- $cu := list "CREATE" "UPDATE" }}
+{{- $cud := list "CREATE" "UPDATE" "DELETE" }}
+{{- $runs := list
+  (dict "apiGroups" (list "agents.proompteng.ai") "apiVersions" (list "*") "operations" $cu "resources" (list "agentruns" "agentruns/scale") "scope" "Namespaced")
+  (dict "apiGroups" (list "schedules.proompteng.ai") "apiVersions" (list "*") "operations" $cu "resources" (list "schedules" "schedules/scale") "scope" "Namespaced")
+  (dict "apiGroups" (list "orchestration.proompteng.ai") "apiVersions" (list "*") "operations" $cu "resources" (list "orchestrationruns" "orchestrationruns/scale") "scope" "Namespaced")
+  (dict "apiGroups" (list "swarm.proompteng.ai") "apiVersions" (list "*") "operations" $cu "resources" (list "swarms" "swarms/scale") "scope" "Namespaced")
+  (dict "apiGroups" (list "agents.proompteng.ai") "apiVersions" (list "*") "operations" $cud "resources" (list "implementationspecs" "agents" "agentproviders" "implementationspecs/scale" "agents/scale" "agentproviders/scale") "scope" "Namespaced") }}
+{{- $gates := list
+  (dict "apiGroups" (list "gates.proompteng.ai") "apiVersions" (list "*") "operations" $cud "resources" (list "approvalrequests" "approvaldecisions" "approvaluses") "scope" "Namespaced") }}
+{{- $hooks := dict
+  "agentruns.approvalgate.proompteng.ai" (dict "rules" $runs "namespaceSelector" $selector "service" $service)
+  "gates.approvalgate.proompteng.ai" (dict "rules" $gates "namespaceSelector" dict "service" $service) }}
+{{- dict "names" (list "agentruns.approvalgate.proompteng.ai" "gates.approvalgate.proompteng.ai") "hooks" $hooks | toJson }}
+{{- end }}
+
+{{/*
+The guard's exemption as a CEL condition on the request: true when the request's user is one
+of guard.deployers (by username or group). No deployer named: false.
+*/}}
+{{- define "approvalgate.guardDeployer" -}}
+{{- $users := .Values.guard.deployers.users | default list }}
+{{- $groups := .Values.guard.deployers.groups | default list }}
+{{- if or $users $groups -}}
+(request.userInfo.username in {{ toJson $users }} || (has(request.userInfo.groups) && request.userInfo.groups.exists(g, g in {{ toJson $groups }})))
+{{- else -}}
+false
 {{- end }}
 {{- end }}
