@@ -248,6 +248,14 @@ def test_a_service_account_that_is_not_trusted_is_denied_even_with_approvals(
         ("idt-ref-space", ("agentRef", "codex-agent "), 'spec.agentRef.name "codex-agent "'),
         ("idt-ref-nbsp", ("agentRef", "codex-agent\u00a0"), "U+00A0 (NO-BREAK SPACE)"),
         ("idt-ref-step", ("step", "Codex-Impl"), "spec.workflow.steps[1].implementationSpecRef"),
+        # seventh pass: the corpus's other spellings on the API server too
+        ("idt-ref-lookalike", ("agentRef", "\u0441odex-agent"), "U+0441 (CYRILLIC SMALL"),
+        (
+            "idt-ref-zero-width",
+            ("implementationSpecRef", "codex-impl-sample\u200b"),
+            "U+200B (ZERO WIDTH SPACE)",
+        ),
+        ("idt-ref-secret", ("secrets", "openai-key "), 'spec.secrets[1] "openai-key "'),
     ],
 )
 def test_a_reference_that_is_not_a_kubernetes_name_is_denied_with_its_field(
@@ -256,8 +264,10 @@ def test_a_reference_that_is_not_a_kubernetes_name_is_denied_with_its_field(
     s = Signer(gate)
     obj = run(name)
     field, value = change
-    if field == "agentRef":
-        obj["spec"]["agentRef"]["name"] = value
+    if field in ("agentRef", "implementationSpecRef"):
+        obj["spec"][field]["name"] = value
+    elif field == "secrets":
+        obj["spec"]["secrets"] = ["github-token", value]
     else:
         obj["spec"]["workflow"] = {
             "steps": [
