@@ -40,7 +40,15 @@ from approvalgate.approvals.digest import canonical_json, spec_digest
 from approvalgate.approvals.view import USE_FINALIZER, StaticView
 from tests.e2e import platform as upstream
 from tests.e2e.controlplane import ControlPlane
-from tests.e2e.gate import ENFORCED, ENV, WEBHOOK_NAME, Gate, eventually, run_manifest
+from tests.e2e.gate import (
+    ENFORCED,
+    ENV,
+    OTHER_ENV,
+    WEBHOOK_NAME,
+    Gate,
+    eventually,
+    run_manifest,
+)
 from tests.e2e.platform import (
     AGENT,
     AGENT_PROVIDER,
@@ -240,6 +248,7 @@ class World:
         approver: str = APPROVER,
         ttl: timedelta = timedelta(hours=1),
         decision: records.Decision = "approve",
+        environment: str = ENV,
     ) -> dict[str, Any]:
         now = datetime.now(UTC)
         claim = records.Claim(
@@ -251,7 +260,7 @@ class World:
             issued_at=now - timedelta(seconds=5),
             expires_at=now + ttl,
             nonce=records.new_nonce(),
-            environment=ENV,
+            environment=environment,
             references=dict(references),
         )
         signer = keys.signer_from_pem((self.gate.keys / f"{approver}.key").read_bytes())
@@ -659,6 +668,66 @@ def test_a_schedule_whose_approval_expired_is_denied(world: World) -> None:
         chain(f"Schedule {NS}/{world.name('soon')}"),
         f"record 0 by {APPROVER}: expired at",
     )
+
+
+@pytest.mark.parametrize(
+    ("what", "sign", "words"),
+    [
+        # class 21 through a parent: a record names the environment it approves for
+        ("prod", {"environment": OTHER_ENV}, (f"approved for {OTHER_ENV}, this bundle enforces",)),
+        # a parent's record living longer than its policy's parents.maxTTL (720h here)
+        ("long", {"ttl": timedelta(hours=721)}, ("parents.maxTTL",)),
+    ],
+)
+def test_a_schedule_approved_for_another_environment_or_too_long_is_denied_and_its_runs_too(
+    world: World, what: str, sign: dict[str, Any], words: tuple[str, ...]
+) -> None:
+    """Seventh pass: class 23's "approved for another environment" and "a record outliving
+    maxTTL" on the real API server (decide() and HTTPS: tests/unit/test_parents_decide.py).
+    Its creation is denied; one made before the gate admits no run."""
+    agent, impl = world.agent(), world.implementation()
+    target = world.target_run("target", world.run_spec(agent, impl))
+    schedule = world.approved_parent(world.schedule(what, target), **sign)
+    name = schedule["metadata"]["name"]
+    denied(send(world.person.create, schedule), f"creating Schedule {NS}/{name}", *words)
+    with before_the_gate(world.gate):
+        admitted(send(world.person.create, schedule))
+    world.platform.reconcile_schedule(name)
+    denied(send(world.platform.fire, name), chain(f"Schedule {NS}/{name}"), *words)
+
+
+def test_a_schedules_author_cannot_approve_it(world: World) -> None:
+    """Seventh pass: class 23's "parents written by their own author" on the real API
+    server. dana, an agents-admin allowed to write Schedules here, writes one carrying her
+    own approval: a parent carrying its writer's approval is denied (its runs are judged
+    later, when who wrote it is no longer known), and the same Schedule written by the
+    requester is admitted."""
+    role = f"approvalgate-e2e:schedule-author-{world.prefix}"
+    world.gate.plane.grant(
+        role,
+        subjects=[APPROVER],
+        rules=[
+            {
+                "apiGroups": ["schedules.proompteng.ai"],
+                "resources": ["schedules"],
+                "verbs": ["create"],
+            }
+        ],
+        namespace=NS,
+    )
+    try:
+        agent, impl = world.agent(), world.implementation()
+        target = world.target_run("target", world.run_spec(agent, impl))
+        schedule = world.approved_parent(world.schedule("own", target))
+        author = Account(world.gate.plane, APPROVER, world.gate.plane.tokens[APPROVER])
+        denied(
+            send(author.create, schedule),
+            f"creating Schedule {NS}/{world.name('own')}",
+            f"it carries an approval by {APPROVER}, who is writing it",
+        )
+        admitted(send(world.person.create, schedule))
+    finally:
+        world.gate.plane.kubectl("admin", "delete", "role,rolebinding", role, "-n", NS, check=False)
 
 
 def test_an_unapproved_schedule_is_denied_at_creation_and_its_runs_too(world: World) -> None:
