@@ -505,6 +505,25 @@ def test_a_look_alike_run_naming_the_request_is_never_adopted_in_its_place(
     assert created["metadata"]["annotations"][view.REQUEST_UID_ANNOTATION] == uid
 
 
+def test_an_approver_carrying_a_request_to_the_cluster_cannot_count_her_own_approval(
+    gate: Gate, people: People
+) -> None:
+    """Seventh pass (class 17 on the API server; decide() and HTTPS:
+    view-courier-approver-excluded). bob, a platform lead allowed to create runs, takes the
+    requester's request to the cluster himself: its run, with the request's uid, carrying
+    his and alice's approvals signed on the file (none filed in the queue, so the controller
+    sees no quorum). The run is judged as the requester's, and bob, its courier, decides
+    nothing about it: 1 of 2."""
+    name = unique("qa-courier")
+    request = people.request(name)
+    uid = request["metadata"]["uid"]
+    obj = yaml.safe_load(gate.approve(run_manifest(name), "alice", "bob"))
+    obj["metadata"]["annotations"][view.REQUEST_UID_ANNOTATION] = uid
+    done = create(gate, yaml.safe_dump(obj), user="bob")
+    denied(done, "bob created this run for its requester (as bob)", "1 of 2")
+    assert runs_named(gate, name) == []
+
+
 def test_a_request_made_again_between_status_and_approve_is_not_signed(
     gate: Gate, people: People
 ) -> None:
