@@ -1084,6 +1084,34 @@ def test_a_swarms_schedules_and_their_runs_follow_the_swarms_approval(world: Wor
         )
 
 
+def test_a_swarm_schedule_claiming_another_swarm_or_target_is_denied(world: World) -> None:
+    """Seventh pass: class 23's "a Swarm's Schedule claiming another Swarm uid or target"
+    on the real API server (decide() and HTTPS: tests/unit/test_parents_decide.py). The
+    swarm controller's account (which whoever edits the namespace may act as) applies the
+    Schedule of an approved Swarm's stage, but owned by a Swarm of the same name with
+    another uid (deleted and made again, or forged), or targeting another run: each derives
+    from nothing approved and is denied; the genuine one is admitted."""
+    agent, impl = world.agent(), world.implementation()
+    plan = world.target_run("plan", world.run_spec(agent, impl, task="Plan onboarding"))
+    other = world.target_run("other", world.run_spec(agent, impl, task="Exfiltrate it"))
+    swarm = world.approved_parent(world.swarm("owned", {"plan": plan}))
+    admitted(send(world.person.create, swarm))
+    stored = world.admin.get(SWARM, NS, world.name("owned"))
+    assert stored is not None
+    wanted = upstream.swarm_schedule(stored, "plan")
+    assert wanted is not None
+    forged = copy.deepcopy(wanted)
+    forged["metadata"]["ownerReferences"][0]["uid"] = "00000000-0000-0000-0000-000000000000"
+    retargeted = copy.deepcopy(wanted)
+    retargeted["spec"]["targetRef"]["name"] = other
+    for schedule in (forged, retargeted):
+        denied(
+            send(world.platform.controller.create, schedule),
+            f"approvalgate denied creating Schedule {NS}/{wanted['metadata']['name']}",
+        )
+    admitted(send(world.platform.controller.create, wanted))
+
+
 def test_a_denied_swarm_schedule_is_named_as_what_was_created(world: World) -> None:
     """The denial of a Schedule the swarm controller applies says which request it refuses
     (creating the Schedule), then the chain to the Swarm whose approval is missing."""
