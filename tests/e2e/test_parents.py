@@ -39,7 +39,7 @@ from approvalgate.approvals import content, keys, parents, records
 from approvalgate.approvals.digest import canonical_json, spec_digest
 from approvalgate.approvals.view import USE_FINALIZER, StaticView
 from tests.e2e import platform as upstream
-from tests.e2e.controlplane import ControlPlane
+from tests.e2e.controlplane import SUBMISSION_API, ControlPlane
 from tests.e2e.gate import (
     ENFORCED,
     ENV,
@@ -47,6 +47,7 @@ from tests.e2e.gate import (
     WEBHOOK_NAME,
     Gate,
     eventually,
+    pod_bound_token,
     run_manifest,
 )
 from tests.e2e.platform import (
@@ -1217,6 +1218,37 @@ def test_a_look_alike_of_a_schedules_run_cannot_spend_its_max_runs(world: World)
     assert world.uses_of_statement(schedule) == []
     fired = [admitted(send(world.platform.fire, world.name("lookalike"))) for _ in range(MAX_RUNS)]
     assert len({r["metadata"]["name"] for r in fired}) == MAX_RUNS
+
+
+def test_the_trusted_submitter_cannot_spend_a_schedules_max_runs_either(world: World) -> None:
+    """Seventh pass: the look-alike above from the policy's trusted submitter (its token
+    bound to its own pod, so trusted: its runs are not judged by records), on the real API
+    server (decide() and HTTPS: tests/unit/test_parents_decide.py). Trusted or not, a run
+    naming a parent is only the platform's creators' to make: denied, nothing recorded, and
+    the runner's runs still pass within maxRuns."""
+    pod = f"submission-api-{world.prefix}"
+    world.gate.plane.kubectl("admin", "create", "namespace", "agents-system", check=False)
+    token = pod_bound_token(world.gate.plane, "agents-system", "submission-api", pod)
+    submitter = Account(world.gate.plane, SUBMISSION_API, token)
+    try:
+        agent, impl = world.agent(), world.implementation()
+        target = world.target_run("target", world.run_spec(agent, impl))
+        schedule = world.approved_parent(world.schedule("trusted", target))
+        admitted(send(world.person.create, schedule))
+        config = world.platform.reconcile_schedule(world.name("trusted"))
+        for n in range(MAX_RUNS):
+            look = upstream.materialize(config["data"]["run.json"])
+            look["metadata"]["name"] = f"{world.name('trusted')}-sub{n}"
+            denied(
+                send(submitter.create, look),
+                f"it carries the label {parents.SCHEDULE_LABEL}",
+                "only the platform's creators",
+            )
+        assert world.uses_of_statement(schedule) == []
+        for _ in range(MAX_RUNS):
+            admitted(send(world.platform.fire, world.name("trusted")))
+    finally:
+        world.gate.plane.kubectl("admin", "delete", "pod", pod, "-n", "agents-system", check=False)
 
 
 def test_an_approval_of_a_schedule_withdrawn_in_the_cluster(world: World) -> None:
