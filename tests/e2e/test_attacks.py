@@ -303,6 +303,30 @@ def _by(*approvers: str, **kw: Any) -> Callable[[Signer, dict[str, Any]], list[A
     return lambda s, o: [s.record(o, who, **kw) for who in approvers]
 
 
+def _old_format(format_name: str) -> Callable[[Signer, dict[str, Any]], list[Any]]:
+    """alice's record validly signed in a format approvalgate reads but no longer writes
+    (class 21): v1 (no environment, the v1 predicate type) or v2 naming no environment; bob's
+    as approve writes it."""
+
+    def make(s: Signer, obj: dict[str, Any]) -> list[Any]:
+        statement = s.claim(obj, "alice").statement()
+        del statement["predicate"]["environment"]
+        if format_name == "v1":
+            statement["predicateType"] = records.PREDICATE_TYPE_V1
+        payload = json.dumps(statement, sort_keys=True, separators=(",", ":")).encode()
+        return [s.raw(payload, records.PAYLOAD_TYPE, s.key("alice")), s.record(obj, "bob")]
+
+    return make
+
+
+def _without_finalizer(s: Signer) -> tuple[dict[str, Any], str]:
+    """Approved by both, without the approval-use finalizer the view requires (class 21):
+    its use could not hold it until recorded."""
+    obj = run("atk-no-finalizer")
+    del obj["metadata"]["finalizers"]
+    return annotated(obj, _two(s, obj)), REQUESTER
+
+
 SPEC = "approves another spec"
 ONE_OF_TWO = "1 of 2"
 SELF = "nobody approves their own run"
@@ -361,6 +385,13 @@ ATTACKS: dict[str, tuple[Build, str]] = {
         ),
         "over the policy's cap",
     ),
+    # 21 (seventh pass: at every level): records of another format, the use finalizer
+    "record-format-v1": (_with("atk-format-v1", _old_format("v1")), "names no environment"),
+    "record-without-environment": (
+        _with("atk-no-environment", _old_format("v2-without-environment")),
+        "predicate names no environment",
+    ),
+    "view-missing-finalizer": (_without_finalizer, "gates.proompteng.ai/approval-use"),
     # 14 (what the API server forwards)
     "annotation-deeply-nested": (
         _literal("atk-deep", "[" * 100_000 + "]" * 100_000),

@@ -248,6 +248,14 @@ def test_a_service_account_that_is_not_trusted_is_denied_even_with_approvals(
         ("idt-ref-space", ("agentRef", "codex-agent "), 'spec.agentRef.name "codex-agent "'),
         ("idt-ref-nbsp", ("agentRef", "codex-agent\u00a0"), "U+00A0 (NO-BREAK SPACE)"),
         ("idt-ref-step", ("step", "Codex-Impl"), "spec.workflow.steps[1].implementationSpecRef"),
+        # seventh pass: the corpus's other spellings on the API server too
+        ("idt-ref-lookalike", ("agentRef", "\u0441odex-agent"), "U+0441 (CYRILLIC SMALL"),
+        (
+            "idt-ref-zero-width",
+            ("implementationSpecRef", "codex-impl-sample\u200b"),
+            "U+200B (ZERO WIDTH SPACE)",
+        ),
+        ("idt-ref-secret", ("secrets", "openai-key "), 'spec.secrets[1] "openai-key "'),
     ],
 )
 def test_a_reference_that_is_not_a_kubernetes_name_is_denied_with_its_field(
@@ -256,8 +264,10 @@ def test_a_reference_that_is_not_a_kubernetes_name_is_denied_with_its_field(
     s = Signer(gate)
     obj = run(name)
     field, value = change
-    if field == "agentRef":
-        obj["spec"]["agentRef"]["name"] = value
+    if field in ("agentRef", "implementationSpecRef"):
+        obj["spec"][field]["name"] = value
+    elif field == "secrets":
+        obj["spec"]["secrets"] = ["github-token", value]
     else:
         obj["spec"]["workflow"] = {
             "steps": [
@@ -346,15 +356,33 @@ def test_a_retired_key_signing_a_back_dated_record_is_denied(gate: Gate) -> None
     assert done.stdout.strip() == "agentrun.agents.proompteng.ai/idt-retired created"
 
 
-def test_a_bypass_reason_of_invisible_characters_is_denied(gate: Gate) -> None:
+@pytest.mark.parametrize(
+    ("name", "reason", "why"),
+    [
+        ("idt-bypass", "\u200b" * 12, "at least 8 visible characters"),
+        # seventh pass: the corpus's other reasons that are none, on the API server too
+        (
+            "idt-bypass-mix",
+            " \t\u00a0\u2060\u200e\u3164\u2800\u00ad\u034f\u180e\ufeff",
+            "only invisible characters",
+        ),
+        ("idt-bypass-short", "fix \u200b it", "only 5 visible characters"),
+        ("idt-bypass-no-words", "!!!!....----", "no visible letter or digit"),
+        ("idt-bypass-filler", "--------\u3164", "no visible letter or digit"),
+    ],
+)
+def test_a_bypass_reason_of_invisible_characters_is_denied(
+    gate: Gate, name: str, reason: str, why: str
+) -> None:
     s = Signer(gate)
-    obj = run("idt-bypass")
-    record = s.record(obj, "oncall", decision="bypass", reason="\u200b" * 12)
+    obj = run(name)
+    record = s.record(obj, "oncall", decision="bypass", reason=reason)
     approved = annotated(obj, [record, s.record(obj, "alice")])
     done = create(gate, approved)
     assert done.returncode == 1, done.stdout
-    assert "at least 8 visible characters" in done.stderr, done.stderr
+    assert why in done.stderr, done.stderr
     assert done.stderr.strip() == denial(_message(s, approved, REQUESTER))
+    assert _gone(gate, name)
 
 
 # --- 21: an approval for staging used in prod -------------------------------------------------

@@ -39,8 +39,17 @@ from approvalgate.approvals import content, keys, parents, records
 from approvalgate.approvals.digest import canonical_json, spec_digest
 from approvalgate.approvals.view import USE_FINALIZER, StaticView
 from tests.e2e import platform as upstream
-from tests.e2e.controlplane import ControlPlane
-from tests.e2e.gate import ENFORCED, ENV, WEBHOOK_NAME, Gate, eventually, run_manifest
+from tests.e2e.controlplane import SUBMISSION_API, ControlPlane
+from tests.e2e.gate import (
+    ENFORCED,
+    ENV,
+    OTHER_ENV,
+    WEBHOOK_NAME,
+    Gate,
+    eventually,
+    pod_bound_token,
+    run_manifest,
+)
 from tests.e2e.platform import (
     AGENT,
     AGENT_PROVIDER,
@@ -240,6 +249,7 @@ class World:
         approver: str = APPROVER,
         ttl: timedelta = timedelta(hours=1),
         decision: records.Decision = "approve",
+        environment: str = ENV,
     ) -> dict[str, Any]:
         now = datetime.now(UTC)
         claim = records.Claim(
@@ -251,7 +261,7 @@ class World:
             issued_at=now - timedelta(seconds=5),
             expires_at=now + ttl,
             nonce=records.new_nonce(),
-            environment=ENV,
+            environment=environment,
             references=dict(references),
         )
         signer = keys.signer_from_pem((self.gate.keys / f"{approver}.key").read_bytes())
@@ -661,6 +671,66 @@ def test_a_schedule_whose_approval_expired_is_denied(world: World) -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("what", "sign", "words"),
+    [
+        # class 21 through a parent: a record names the environment it approves for
+        ("prod", {"environment": OTHER_ENV}, (f"approved for {OTHER_ENV}, this bundle enforces",)),
+        # a parent's record living longer than its policy's parents.maxTTL (720h here)
+        ("long", {"ttl": timedelta(hours=721)}, ("parents.maxTTL",)),
+    ],
+)
+def test_a_schedule_approved_for_another_environment_or_too_long_is_denied_and_its_runs_too(
+    world: World, what: str, sign: dict[str, Any], words: tuple[str, ...]
+) -> None:
+    """Seventh pass: class 23's "approved for another environment" and "a record outliving
+    maxTTL" on the real API server (decide() and HTTPS: tests/unit/test_parents_decide.py).
+    Its creation is denied; one made before the gate admits no run."""
+    agent, impl = world.agent(), world.implementation()
+    target = world.target_run("target", world.run_spec(agent, impl))
+    schedule = world.approved_parent(world.schedule(what, target), **sign)
+    name = schedule["metadata"]["name"]
+    denied(send(world.person.create, schedule), f"creating Schedule {NS}/{name}", *words)
+    with before_the_gate(world.gate):
+        admitted(send(world.person.create, schedule))
+    world.platform.reconcile_schedule(name)
+    denied(send(world.platform.fire, name), chain(f"Schedule {NS}/{name}"), *words)
+
+
+def test_a_schedules_author_cannot_approve_it(world: World) -> None:
+    """Seventh pass: class 23's "parents written by their own author" on the real API
+    server. dana, an agents-admin allowed to write Schedules here, writes one carrying her
+    own approval: a parent carrying its writer's approval is denied (its runs are judged
+    later, when who wrote it is no longer known), and the same Schedule written by the
+    requester is admitted."""
+    role = f"approvalgate-e2e:schedule-author-{world.prefix}"
+    world.gate.plane.grant(
+        role,
+        subjects=[APPROVER],
+        rules=[
+            {
+                "apiGroups": ["schedules.proompteng.ai"],
+                "resources": ["schedules"],
+                "verbs": ["create"],
+            }
+        ],
+        namespace=NS,
+    )
+    try:
+        agent, impl = world.agent(), world.implementation()
+        target = world.target_run("target", world.run_spec(agent, impl))
+        schedule = world.approved_parent(world.schedule("own", target))
+        author = Account(world.gate.plane, APPROVER, world.gate.plane.tokens[APPROVER])
+        denied(
+            send(author.create, schedule),
+            f"creating Schedule {NS}/{world.name('own')}",
+            f"it carries an approval by {APPROVER}, who is writing it",
+        )
+        admitted(send(world.person.create, schedule))
+    finally:
+        world.gate.plane.kubectl("admin", "delete", "role,rolebinding", role, "-n", NS, check=False)
+
+
 def test_an_unapproved_schedule_is_denied_at_creation_and_its_runs_too(world: World) -> None:
     agent, impl = world.agent(), world.implementation()
     target = world.target_run("target", world.run_spec(agent, impl))
@@ -1015,6 +1085,34 @@ def test_a_swarms_schedules_and_their_runs_follow_the_swarms_approval(world: Wor
         )
 
 
+def test_a_swarm_schedule_claiming_another_swarm_or_target_is_denied(world: World) -> None:
+    """Seventh pass: class 23's "a Swarm's Schedule claiming another Swarm uid or target"
+    on the real API server (decide() and HTTPS: tests/unit/test_parents_decide.py). The
+    swarm controller's account (which whoever edits the namespace may act as) applies the
+    Schedule of an approved Swarm's stage, but owned by a Swarm of the same name with
+    another uid (deleted and made again, or forged), or targeting another run: each derives
+    from nothing approved and is denied; the genuine one is admitted."""
+    agent, impl = world.agent(), world.implementation()
+    plan = world.target_run("plan", world.run_spec(agent, impl, task="Plan onboarding"))
+    other = world.target_run("other", world.run_spec(agent, impl, task="Exfiltrate it"))
+    swarm = world.approved_parent(world.swarm("owned", {"plan": plan}))
+    admitted(send(world.person.create, swarm))
+    stored = world.admin.get(SWARM, NS, world.name("owned"))
+    assert stored is not None
+    wanted = upstream.swarm_schedule(stored, "plan")
+    assert wanted is not None
+    forged = copy.deepcopy(wanted)
+    forged["metadata"]["ownerReferences"][0]["uid"] = "00000000-0000-0000-0000-000000000000"
+    retargeted = copy.deepcopy(wanted)
+    retargeted["spec"]["targetRef"]["name"] = other
+    for schedule in (forged, retargeted):
+        denied(
+            send(world.platform.controller.create, schedule),
+            f"approvalgate denied creating Schedule {NS}/{wanted['metadata']['name']}",
+        )
+    admitted(send(world.platform.controller.create, wanted))
+
+
 def test_a_denied_swarm_schedule_is_named_as_what_was_created(world: World) -> None:
     """The denial of a Schedule the swarm controller applies says which request it refuses
     (creating the Schedule), then the chain to the Swarm whose approval is missing."""
@@ -1120,6 +1218,37 @@ def test_a_look_alike_of_a_schedules_run_cannot_spend_its_max_runs(world: World)
     assert world.uses_of_statement(schedule) == []
     fired = [admitted(send(world.platform.fire, world.name("lookalike"))) for _ in range(MAX_RUNS)]
     assert len({r["metadata"]["name"] for r in fired}) == MAX_RUNS
+
+
+def test_the_trusted_submitter_cannot_spend_a_schedules_max_runs_either(world: World) -> None:
+    """Seventh pass: the look-alike above from the policy's trusted submitter (its token
+    bound to its own pod, so trusted: its runs are not judged by records), on the real API
+    server (decide() and HTTPS: tests/unit/test_parents_decide.py). Trusted or not, a run
+    naming a parent is only the platform's creators' to make: denied, nothing recorded, and
+    the runner's runs still pass within maxRuns."""
+    pod = f"submission-api-{world.prefix}"
+    world.gate.plane.kubectl("admin", "create", "namespace", "agents-system", check=False)
+    token = pod_bound_token(world.gate.plane, "agents-system", "submission-api", pod)
+    submitter = Account(world.gate.plane, SUBMISSION_API, token)
+    try:
+        agent, impl = world.agent(), world.implementation()
+        target = world.target_run("target", world.run_spec(agent, impl))
+        schedule = world.approved_parent(world.schedule("trusted", target))
+        admitted(send(world.person.create, schedule))
+        config = world.platform.reconcile_schedule(world.name("trusted"))
+        for n in range(MAX_RUNS):
+            look = upstream.materialize(config["data"]["run.json"])
+            look["metadata"]["name"] = f"{world.name('trusted')}-sub{n}"
+            denied(
+                send(submitter.create, look),
+                f"it carries the label {parents.SCHEDULE_LABEL}",
+                "only the platform's creators",
+            )
+        assert world.uses_of_statement(schedule) == []
+        for _ in range(MAX_RUNS):
+            admitted(send(world.platform.fire, world.name("trusted")))
+    finally:
+        world.gate.plane.kubectl("admin", "delete", "pod", pod, "-n", "agents-system", check=False)
 
 
 def test_an_approval_of_a_schedule_withdrawn_in_the_cluster(world: World) -> None:

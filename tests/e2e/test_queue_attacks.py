@@ -144,6 +144,35 @@ def test_a_reject_filed_for_a_directly_applied_run_counts_though_the_run_leaves_
     assert runs_named(gate, name) == []
 
 
+@pytest.mark.parametrize(("decision", "approver"), [("reject", "bob"), ("withdraw", "alice")])
+def test_a_forged_copy_carried_by_the_run_never_hides_the_clusters_reject_or_withdrawal(
+    gate: Gate, people: People, decision: str, approver: str
+) -> None:
+    """Seventh pass (class 21 on the API server; decide() and HTTPS:
+    view-cluster-reject-copy-with-forged-signature, view-cluster-withdrawal-copy-...). The
+    requester copies the reject (or withdrawal) filed in the cluster onto the run, its
+    signature replaced by one nobody made, beside the two approvals: one statement, read
+    twice, must not let the invalid carried copy stand for the cluster's valid record."""
+    name = unique(f"qa-forged-{decision}")
+    approved = gate.approve(run_manifest(name), "alice", "bob")
+    path = people.run_file(name)
+    key = str(gate.keys / f"{approver}.key")
+    extra = ("--reason", "the task touches billing") if decision == "reject" else ()
+    people.ok(
+        approver, decision, "--run", str(path), "--env", ENV, "--key", key,
+        "--approver", approver, *extra,
+    )  # fmt: skip
+    [filed] = [d for d in decisions_of(gate, name) if d["spec"]["decision"] == decision]
+    copy = json.loads(json.dumps(filed["spec"]["record"]))
+    copy["signatures"][0]["sig"] = base64.b64encode(bytes(64)).decode()
+    obj = yaml.safe_load(approved)
+    carried = json.loads(obj["metadata"]["annotations"][records.ANNOTATION])
+    obj["metadata"]["annotations"][records.ANNOTATION] = json.dumps([*carried, copy])
+    expected = f"rejected by {approver}" if decision == "reject" else f"withdrawn by {approver}"
+    denied(create(gate, yaml.safe_dump(obj)), expected)
+    assert runs_named(gate, name) == []
+
+
 @pytest.mark.parametrize("decision", ["withdraw", "reject"])
 def test_a_withdrawal_or_reject_signed_by_a_clock_behind_holds_from_its_filing(
     gate: Gate, people: People, decision: str
@@ -474,6 +503,25 @@ def test_a_look_alike_run_naming_the_request_is_never_adopted_in_its_place(
     assert story["run"] == {"name": name, "uid": created["metadata"]["uid"]}
     assert created["spec"] == request["spec"]["run"]["spec"]
     assert created["metadata"]["annotations"][view.REQUEST_UID_ANNOTATION] == uid
+
+
+def test_an_approver_carrying_a_request_to_the_cluster_cannot_count_her_own_approval(
+    gate: Gate, people: People
+) -> None:
+    """Seventh pass (class 17 on the API server; decide() and HTTPS:
+    view-courier-approver-excluded). bob, a platform lead allowed to create runs, takes the
+    requester's request to the cluster himself: its run, with the request's uid, carrying
+    his and alice's approvals signed on the file (none filed in the queue, so the controller
+    sees no quorum). The run is judged as the requester's, and bob, its courier, decides
+    nothing about it: 1 of 2."""
+    name = unique("qa-courier")
+    request = people.request(name)
+    uid = request["metadata"]["uid"]
+    obj = yaml.safe_load(gate.approve(run_manifest(name), "alice", "bob"))
+    obj["metadata"]["annotations"][view.REQUEST_UID_ANNOTATION] = uid
+    done = create(gate, yaml.safe_dump(obj), user="bob")
+    denied(done, "bob created this run for its requester (as bob)", "1 of 2")
+    assert runs_named(gate, name) == []
 
 
 def test_a_request_made_again_between_status_and_approve_is_not_signed(

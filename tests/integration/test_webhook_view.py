@@ -28,8 +28,10 @@ from tests.integration.harness import (
 from tests.support.corpus import (
     CORPUS,
     CORPUS_ENVIRONMENT,
+    case_names,
     case_settings,
     compile_case_bundle,
+    is_view_case,
     load_case,
 )
 
@@ -182,13 +184,27 @@ withdrawal or reject counts from its filing when the signer's clock runs behind;
 expired request is denied by the API server's times)."""
 
 
-@pytest.mark.parametrize("name", THIRD_PASS_CASES + FOURTH_PASS_CASES + SIXTH_PASS_CASES)
+def view_case_names() -> list[str]:
+    """Every corpus case judged with a cluster view, or whose bundle requires one: the cases
+    tests/integration/test_webhook_corpus.py leaves out (its server is given no view)."""
+    return [n for n in case_names() if is_view_case(load_case(n).spec)]
+
+
+VIEW_CASES = tuple(view_case_names())
+"""Seventh pass (attacks at every level): until then only the passes' own cases above ran
+over HTTPS, and the other view cases (a reject or withdrawal in the cluster, replay, the use
+finalizer, runs from a request, a view unusable or offline) in decide() alone."""
+
+
+@pytest.mark.parametrize("name", VIEW_CASES)
 def test_ledger_cases_over_https_with_their_view(pki: TestPKI, tmp_path: Path, name: str) -> None:
-    """The ledger red-team pass's corpus cases over HTTPS, each with its cluster view given to
-    the production worker: a run naming a parent from anyone but a creator
-    (parent-label-forged), and ApprovalDecisions filed, or approvals carried, issued after
-    the run was created or not recorded by its use (they count for none of its admissions
-    and are not asked of its use when its finalizer goes)."""
+    """Every corpus case of the cluster view over HTTPS, its view given to the production
+    worker (the passes' own cases above among them): the answer is the case's, as decide()
+    gives it in tests/unit/test_decide_corpus.py. First the ledger pass's: a run naming a
+    parent from anyone but a creator (parent-label-forged), and ApprovalDecisions filed, or
+    approvals carried, issued after the run was created or not recorded by its use (they
+    count for none of its admissions and are not asked of its use when its finalizer
+    goes)."""
     case = load_case(name)
     path = tmp_path / "bundle.json"
     path.write_text(compile_case_bundle(case.folder, case_settings(case.spec)))
@@ -206,3 +222,10 @@ def test_ledger_cases_over_https_with_their_view(pki: TestPKI, tmp_path: Path, n
         assert part in message, message
     for key, value in expect.get("audit", {}).items():
         assert response["auditAnnotations"].get(key) == value
+
+
+def test_the_passes_own_view_cases_are_among_those_run_over_https() -> None:
+    """The cases the earlier passes name (docs/reliability.md) still exist and run above."""
+    named = THIRD_PASS_CASES + FOURTH_PASS_CASES + SIXTH_PASS_CASES
+    assert set(named) <= set(VIEW_CASES), set(named) - set(VIEW_CASES)
+    assert len(VIEW_CASES) > len(named)
