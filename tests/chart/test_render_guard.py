@@ -192,6 +192,19 @@ def test_a_deployer_group_of_everyone_is_refused(helm: Path, group: str) -> None
         render(helm, PROD, sets=[f"guard.deployers.groups={{{group}}}"])
 
 
+def test_a_cluster_before_1_30_is_told_to_switch_the_guard_off(helm: Path) -> None:
+    """ValidatingAdmissionPolicy v1 is GA in 1.30: an older API server gets a message saying
+    what to set, not "no matches for kind"; with the guard off the chart renders there."""
+    args = ["template", RELEASE, str(CHART), "--namespace", NAMESPACE, "-f", str(PROD)]
+    with pytest.raises(HelmError, match=r"guard.enabled needs Kubernetes 1.30 or newer.*v1.29.4"):
+        run_helm(helm, *args, "--kube-version", "1.29.4")
+    objects = documents(
+        run_helm(helm, *args, "--kube-version", "1.29.4", "--set", "guard.enabled=false")
+    )
+    assert not policies(objects) and by_kind(objects, "ValidatingWebhookConfiguration")
+    assert policies(documents(run_helm(helm, *args, "--kube-version", "1.30.0")))
+
+
 def test_the_guard_can_be_left_out(helm: Path) -> None:
     objects = render(helm, PROD, sets=["guard.enabled=false"])
     assert not policies(objects) and not bindings(objects)
