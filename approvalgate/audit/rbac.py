@@ -730,6 +730,22 @@ SWITCHES: Final[tuple[Switch, ...]] = (
         "",
     ),
     (
+        "edit or delete the ValidatingAdmissionPolicies of the chart's guard (the guard off, "
+        "then the webhook configuration free to weaken)",
+        (*WRITES, "delete"),
+        "admissionregistration.k8s.io",
+        "validatingadmissionpolicies",
+        "",
+    ),
+    (
+        "edit or delete the ValidatingAdmissionPolicyBindings of the chart's guard (switched "
+        "to Audit, narrowed or deleted: the guard off)",
+        (*WRITES, "delete"),
+        "admissionregistration.k8s.io",
+        "validatingadmissionpolicybindings",
+        "",
+    ),
+    (
         "edit or delete the CustomResourceDefinitions of the gated kinds (their versions, "
         "conversion, or every object with them)",
         (*WRITES, "delete"),

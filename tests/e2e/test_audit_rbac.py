@@ -361,6 +361,41 @@ def test_whoever_may_edit_the_webhook_configuration_is_named(
         delete(plane, *objs)
 
 
+def test_whoever_may_edit_the_guard_is_named(plane: ControlPlane, bundle: Bundle) -> None:
+    """The chart's guard (a ValidatingAdmissionPolicy and its binding) keeps the webhook
+    configuration as rendered; whoever may switch its binding to Audit or delete it can then
+    weaken the configuration, so the audit names them as it names who may edit the
+    configuration (seventh pass)."""
+    objs = [
+        role(
+            "e2e-guard-patch",
+            [
+                rule(
+                    "admissionregistration.k8s.io",
+                    ["validatingadmissionpolicybindings"],
+                    ["patch", "delete"],
+                )
+            ],
+            namespace=None,
+        ),
+        bind("e2e-guard-patch", "ClusterRole", "e2e-guard-patch", user("gina"), namespace=None),
+    ]
+    apply(plane, *objs)
+    try:
+        assert can(plane, "gina", "patch", "validatingadmissionpolicybindings")
+        with Cluster(plane.kubeconfig("admin")) as cluster:
+            found = {f.subject: f for f in _audit_rbac(cluster, bundle)}
+        assert found["User/gina"].severity == "note"
+        assert found["User/gina"].message == (
+            "User gina can switch approvalgate off: edit or delete the "
+            "ValidatingAdmissionPolicyBindings of the chart's guard (switched to Audit, "
+            "narrowed or deleted: the guard off) via ClusterRoleBinding e2e-guard-patch -> "
+            "ClusterRole e2e-guard-patch"
+        )
+    finally:
+        delete(plane, *objs)
+
+
 def test_a_mutating_webhook_or_a_nodes_certificate_reaches_the_submitters_pods(
     plane: ControlPlane, bundle: Bundle
 ) -> None:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from approvalgate.approvals.bundle import parse_bundle_text
 from approvalgate.approvals.policy import BundleSettings
 from approvalgate.audit.rbac import (
@@ -751,6 +753,33 @@ def test_whoever_may_switch_the_gate_off_is_named_not_only_the_edit_role() -> No
         label_mode=True,
     )
     assert "remove the opt-in label" in with_labels["User/nat"].message
+
+
+@pytest.mark.parametrize(
+    ("resource", "what"),
+    [
+        ("validatingadmissionpolicies", "ValidatingAdmissionPolicies of the chart's guard"),
+        ("validatingadmissionpolicybindings", "ValidatingAdmissionPolicyBindings of the chart's"),
+    ],
+)
+@pytest.mark.parametrize("verb", ["patch", "update", "delete", "*"])
+def test_whoever_may_edit_the_guard_is_named(resource: str, what: str, verb: str) -> None:
+    """The guard (a ValidatingAdmissionPolicy and its binding) holds the webhook configuration
+    as the chart renders it; whoever may edit or delete either can take it away first, so
+    they are named as whoever may edit the configuration is (seventh pass)."""
+    guard = rule("admissionregistration.k8s.io", [resource], [verb])
+    found = switch_holders(
+        cluster_roles=[cluster_role("guard", [guard])],
+        cluster_role_bindings=[binding("guard", "guard", user("gina"), namespace=None)],
+    )
+    assert found["User/gina"].severity == "note"
+    assert what in found["User/gina"].message
+    assert "via ClusterRoleBinding guard -> ClusterRole guard" in found["User/gina"].message
+    reader = rule("admissionregistration.k8s.io", [resource], ["get", "list", "watch"])
+    assert not switch_holders(
+        cluster_roles=[cluster_role("guard", [reader])],
+        cluster_role_bindings=[binding("guard", "guard", user("gina"), namespace=None)],
+    )
 
 
 def test_whoever_may_act_as_a_namespaces_service_accounts_group_acts_as_its_grants() -> None:
