@@ -7,7 +7,8 @@ Missing altogether (a cluster before Kubernetes 1.30, or ``guard.enabled: false`
 the configuration is compared anyway and nothing is admitted through it. Present but
 altered (a binding without its policy or the other way round, ``failurePolicy: Ignore``, an
 action other than Deny, a selector or parameter narrowing the binding, a rule no longer
-matching the configuration's updates, or, given the chart's render, any other expression
+matching the configuration's updates, an exclusion or selector in the policy's
+matchConstraints, or, given the chart's render, any other expression
 than the chart's): a finding, since that is how someone who may edit admission policies
 would make way for a weakened configuration.
 """
@@ -126,7 +127,8 @@ def _policy_problems(
         out.append(
             ("spec.failurePolicy", f"failurePolicy is {spec.get('failurePolicy')}, not Fail")
         )
-    rules = (spec.get("matchConstraints") or {}).get("resourceRules") or []
+    constraints = spec.get("matchConstraints") or {}
+    rules = constraints.get("resourceRules") or []
     if not any(_rule_matches(rule, resource, object_name) for rule in rules):
         out.append(
             (
@@ -134,20 +136,41 @@ def _policy_problems(
                 f"its rules no longer match an UPDATE of {resource} {object_name}".rstrip(),
             )
         )
+    # what the chart never renders there, each a way to leave the guarded object out
+    for key in ("excludeResourceRules", "namespaceSelector", "objectSelector"):
+        if _selects(constraints.get(key)):
+            out.append(
+                (f"spec.matchConstraints.{key}", f"its matchConstraints.{key} leaves objects out")
+            )
+    if constraints.get("matchPolicy", "Equivalent") != "Equivalent":
+        out.append(
+            (
+                "spec.matchConstraints.matchPolicy",
+                f"its matchPolicy is {constraints.get('matchPolicy')}, not Equivalent",
+            )
+        )
     if not spec.get("validations"):
         out.append(("spec.validations", "it holds no validation"))
     return out
 
 
+def _selects(value: object) -> bool:
+    """Whether a selector or rule list holds anything (the API server stores ``{}`` for an
+    unset selector: every object)."""
+    if isinstance(value, Mapping):
+        return any(value.get(key) for key in ("matchLabels", "matchExpressions")) or not (
+            set(value) <= {"matchLabels", "matchExpressions"}
+        )
+    return bool(value)
+
+
 def _rule_matches(rule: Mapping[str, Any], resource: str, object_name: str) -> bool:
     operations = rule.get("operations") or []
     names = rule.get("resourceNames") or []
-    excluded = rule.get("excludeResourceRules") or []
     return (
         bool({"UPDATE", "*"} & set(operations))
         and bool({resource, "*"} & set(rule.get("resources") or []))
         and (not names or not object_name or object_name in names)
-        and not excluded
     )
 
 

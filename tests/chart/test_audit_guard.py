@@ -83,6 +83,32 @@ EDITS: dict[str, tuple[str, Callable[[dict[str, Any]], None], str]] = {
         lambda s: s.update(policyName="approvalgate-other"),
         "spec.policyName",
     ),
+    "an exclusion in the policy": (
+        guard.POLICY_KIND,
+        lambda s: s["matchConstraints"].update(
+            excludeResourceRules=[
+                {
+                    "apiGroups": ["admissionregistration.k8s.io"],
+                    "apiVersions": ["*"],
+                    "operations": ["UPDATE"],
+                    "resources": ["validatingwebhookconfigurations"],
+                }
+            ]
+        ),
+        "spec.matchConstraints.excludeResourceRules",
+    ),
+    "an object selector in the policy": (
+        guard.POLICY_KIND,
+        lambda s: s["matchConstraints"].update(
+            objectSelector={"matchExpressions": [{"key": "guarded", "operator": "Exists"}]}
+        ),
+        "spec.matchConstraints.objectSelector",
+    ),
+    "exact versions only": (
+        guard.POLICY_KIND,
+        lambda s: s["matchConstraints"].update(matchPolicy="Exact"),
+        "spec.matchConstraints.matchPolicy",
+    ),
     "a match condition added": (
         guard.POLICY_KIND,
         lambda s: s.update(matchConditions=[{"name": "off", "expression": "false"}]),
@@ -101,6 +127,18 @@ def test_an_altered_guard_is_a_finding(rendered: list[dict[str, Any]], case: str
     assert all(f.severity == "finding" and "was altered" in f.message for f in found)
     if case != "a match condition added":
         assert where in {f.field for f in guard.audit_guard(reader(live), CONFIG, False)}
+
+
+def test_what_the_api_server_stores_for_unset_selectors_passes(
+    rendered: list[dict[str, Any]],
+) -> None:
+    """The API server stores ``{}`` for the selectors the chart leaves out: every object."""
+    live = _edited(
+        rendered,
+        guard.POLICY_KIND,
+        lambda s: s["matchConstraints"].update(namespaceSelector={}, objectSelector={}),
+    )
+    assert guard.audit_guard(reader(live), CONFIG, False, rendered) == []
 
 
 @pytest.mark.parametrize("kind", [guard.POLICY_KIND, guard.BINDING_KIND])
