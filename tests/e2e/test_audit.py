@@ -867,7 +867,8 @@ def test_the_cronjob_runs_a_valid_audit_command(gate: Gate) -> None:
     assert pod["serviceAccountName"] == "approvalgate-audit"
     labels = cronjob["spec"]["jobTemplate"]["spec"]["template"]["metadata"]["labels"]
     assert labels["app.kubernetes.io/component"] == "audit"  # never selected as a webhook pod
-    # The embedded expectation is the chart's own webhook configuration, then its workloads.
+    # The embedded expectation is the chart's own webhook configuration, then its workloads,
+    # then the guard's policy and binding.
     embedded = [d for d in yaml.safe_load_all(config["data"]["webhook.yaml"]) if d]
     rendered = gate.chart_render(
         *("--set", "audit.enabled=true", "--set", "audit.writeReports=true"),
@@ -879,6 +880,8 @@ def test_the_cronjob_runs_a_valid_audit_command(gate: Gate) -> None:
         ("Deployment", f"{CONFIG}-controller"),
         ("Service", CONFIG),
         ("CronJob", f"{CONFIG}-audit"),
+        ("ValidatingAdmissionPolicy", f"{CONFIG}-guard"),
+        ("ValidatingAdmissionPolicyBinding", f"{CONFIG}-guard"),
     ]
     assert all(d in rendered for d in embedded)
 
