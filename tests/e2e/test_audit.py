@@ -1120,11 +1120,12 @@ def _bind(gate: Gate, name: str, cluster_role: str, user: str) -> None:
 
 
 def rbac_findings(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """Who can act as a trusted identity (not who may switch the gate off: field switch)."""
+    """Who can act as a trusted identity (not who may switch the gate off, field switch, nor
+    who may change what it runs, field release)."""
     return {
         f["subject"]: f
         for f in report["findings"]
-        if f["area"] == "rbac" and f.get("field") != "switch"
+        if f["area"] == "rbac" and f.get("field") not in ("switch", "release")
     }
 
 
@@ -1140,6 +1141,11 @@ def test_who_can_act_as_the_trusted_submitter_is_listed(
     switches = {f["subject"]: f for f in report["findings"] if f.get("field") == "switch"}
     assert {f["severity"] for f in switches.values()} == {"note"}
     assert "agentruns/status" in switches["ServiceAccount/agents/agents-controller"]["message"]
+    # Who may change what the gate runs in its release namespace: notes (seventh pass); the
+    # gate's own ServiceAccounts are not among them
+    changers = {f["subject"]: f for f in report["findings"] if f.get("field") == "release"}
+    assert {f["severity"] for f in changers.values()} <= {"note"}
+    assert not [s for s in changers if s.startswith(f"ServiceAccount/{RELEASE_NS}/")]
     assert (
         "Group/system:masters (impersonate, token, pods, enter, node, grant)"
         in (before[TRUSTED]["message"])
