@@ -1011,6 +1011,16 @@ def _release_held(rules: Sequence[Rule], release: Release) -> list[str]:
         _any(rules, "create", "", "pods")
         or any(_any(any_name, v, "", "pods", _ANY_NAME) for v in WRITES)
         or any(_any(rules, "create", group, resource) for group, resource in WORKLOADS)
+        # the gate's ReplicaSets have generated names; other workloads' template edited to
+        # the Service's labels (a Deployment or CronJob of another name is taken to be
+        # absent: the namespace holds the gate alone)
+        or any(_any(any_name, v, "apps", "replicasets", _ANY_NAME) for v in WRITES)
+        or any(
+            _any(rules, v, group, resource, _ANY_NAME)
+            for group, resource in WORKLOADS
+            for v in WRITES
+            if resource not in ("deployments", "cronjobs")
+        )
     ):
         found.append(
             "create or edit pods there, directly or through a workload (one matching the "

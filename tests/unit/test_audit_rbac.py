@@ -907,6 +907,9 @@ def release_holders(
         ("", "pods", "patch", [], "create or edit pods there"),
         ("", "pods", "patch", ["approvalgate-7d9f-abcde"], "create or edit pods there"),
         ("apps", "replicasets", "create", [], "create or edit pods there"),
+        ("apps", "replicasets", "patch", ["approvalgate-7d9f"], "create or edit pods there"),
+        ("apps", "statefulsets", "update", [], "create or edit pods there"),
+        ("batch", "jobs", "patch", [], "create or edit pods there"),
         ("discovery.k8s.io", "endpointslices", "create", [], "write EndpointSlices"),
         ("discovery.k8s.io", "endpointslices", "update", [], "write EndpointSlices"),
         ("discovery.k8s.io", "endpointslices", "patch", ["approvalgate-x1"], "EndpointSlices"),
@@ -960,6 +963,7 @@ def test_whoever_may_change_what_the_gate_runs_is_named(
         ("", "configmaps", "create", []),
         ("", "pods/log", "get", []),
         ("apps", "deployments/scale", "patch", []),
+        ("apps", "statefulsets", "patch", ["another"]),
     ],
 )
 def test_what_cannot_change_what_the_gate_runs_is_not_named(
