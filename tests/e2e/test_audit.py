@@ -486,6 +486,21 @@ def test_additions_to_the_gates_workloads_a_sync_leaves_are_found(
         "subjects": [{"kind": "User", "name": "mallory", "apiGroup": "rbac.authorization.k8s.io"}],
     }
     apply(gate, role, binding)
+    # before any patch the audit names mallory as able to change what the gate runs, from the
+    # names in --webhook-manifest (seventh pass: prevention is RBAC, the comparison is after)
+    _, report, _ = audit(gate, capsys, "--webhook-manifest", str(expected))
+    (named,) = [
+        f
+        for f in report["findings"]
+        if f["area"] == "rbac" and f.get("field") == "release" and f["subject"] == "User/mallory"
+    ]
+    assert named["severity"] == "note"
+    assert named["message"].startswith(
+        f"User mallory can change what approvalgate runs in namespace {RELEASE_NS}: edit or "
+        f"delete Deployment {CONFIG}, {CONFIG}-controller (another image"
+    )
+    assert f"edit Service {CONFIG} (another selector" in named["message"]
+    assert f"via RoleBinding {RELEASE_NS}/patch-gate -> Role patch-gate" in named["message"]
     (hook,) = [
         d for d in chart_workloads if d["kind"] == "Deployment" and d["metadata"]["name"] == CONFIG
     ]
