@@ -74,7 +74,7 @@ never the control plane.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -886,6 +886,15 @@ def _switches_held(holder: _Holder, label_mode: bool, bundle_configmap: str) -> 
                 found.append(_bundle_switch(bundle_configmap)[0])
         return found
 
+    return _per_binding(holder, held)
+
+
+def _per_binding(
+    holder: _Holder, held: Callable[[Sequence[Rule], Sequence[Rule], str], list[str]]
+) -> list[Grant]:
+    """What ``held(cluster rules, local rules, namespace)`` finds ``holder`` holds, binding by
+    binding, then, for what no one binding grants, its bindings that apply in one namespace
+    read together (as the authorizer reads them)."""
     out: list[Grant] = []
     seen: set[str] = set()
     for bound in holder.bound:
@@ -948,6 +957,162 @@ def audit_switch_holders(
                 "the controller that owns it; otherwise remove the binding(s) named or narrow "
                 "the role (docs/deploy.md, section 6)",
                 "switch",
+            )
+        )
+    return out
+
+
+@dataclass(frozen=True)
+class Release:
+    """The gate's objects in its release namespace, named as the chart renders them (the
+    --webhook-manifest): what whoever may change them changes what the gate runs."""
+
+    namespace: str
+    deployments: tuple[str, ...] = ()
+    services: tuple[str, ...] = ()
+    cronjobs: tuple[str, ...] = ()
+    configmaps: tuple[str, ...] = ()
+    """The ConfigMaps the Deployments and the CronJob mount (the bundle, the audit's)."""
+
+
+def _named(
+    rules: Sequence[Rule], verbs: Sequence[str], group: str, resource: str, names: Sequence[str]
+) -> list[str]:
+    """Which of ``names`` ``rules`` allow one of ``verbs`` on (resourceNames honoured)."""
+    return [n for n in names if any(_any(rules, v, group, resource, n) for v in verbs)]
+
+
+def _release_held(rules: Sequence[Rule], release: Release) -> list[str]:
+    """What ``rules`` (granted in the release namespace, or cluster-wide) let their holder
+    change of what the gate runs there. Pods and EndpointSlices have generated names: a rule
+    limited by resourceNames still reaches one of them."""
+    any_name = _any_rule_names(rules)
+    found: list[str] = []
+    deployments = _named(
+        rules, ("update", "patch", "delete"), "apps", "deployments", release.deployments
+    )
+    if _any(rules, "deletecollection", "apps", "deployments"):
+        deployments = list(release.deployments)
+    if deployments:
+        found.append(
+            f"edit or delete Deployment {', '.join(deployments)} (another image, container, "
+            "env or volume: other code judges AgentRuns)"
+        )
+    services = _named(rules, WRITES, "", "services", release.services)
+    if _any(rules, "create", "", "services"):  # deleted, then created again as one likes
+        services += _named(rules, ("delete",), "", "services", release.services)
+        services = sorted(set(services))
+    if services:
+        found.append(
+            f"edit Service {', '.join(services)} (another selector or port: admission "
+            "requests go to other pods)"
+        )
+    if (
+        _any(rules, "create", "", "pods")
+        or any(_any(any_name, v, "", "pods", _ANY_NAME) for v in WRITES)
+        or any(_any(rules, "create", group, resource) for group, resource in WORKLOADS)
+        # the gate's ReplicaSets have generated names; other workloads' template edited to
+        # the Service's labels (a Deployment or CronJob of another name is taken to be
+        # absent: the namespace holds the gate alone)
+        or any(_any(any_name, v, "apps", "replicasets", _ANY_NAME) for v in WRITES)
+        or any(
+            _any(rules, v, group, resource, _ANY_NAME)
+            for group, resource in WORKLOADS
+            for v in WRITES
+            if resource not in ("deployments", "cronjobs")
+        )
+    ):
+        found.append(
+            "create or edit pods there, directly or through a workload (one matching the "
+            "webhook Service's selector answers admission requests; a running pod's image "
+            "can be swapped)"
+        )
+    slices = any(
+        _any(any_name, v, "discovery.k8s.io", "endpointslices", _ANY_NAME)
+        for v in ("create", *WRITES)
+    )
+    endpoints = _any(rules, "create", "", "endpoints") or bool(
+        _named(rules, WRITES, "", "endpoints", release.services)
+    )
+    if slices or endpoints:
+        found.append(
+            "write EndpointSlices or Endpoints there (admission requests routed to another address)"
+        )
+    cronjobs = _named(rules, (*WRITES, "delete"), "batch", "cronjobs", release.cronjobs)
+    if cronjobs:
+        found.append(
+            f"edit or delete CronJob {', '.join(cronjobs)} (the audit runs other code, or "
+            "not at all)"
+        )
+    if any(
+        _any(any_name, verb, "", "pods", _ANY_NAME, sub)
+        for verb, sub in (
+            ("create", "exec"),
+            ("get", "exec"),
+            ("create", "attach"),
+            ("get", "attach"),
+            ("update", "ephemeralcontainers"),
+            ("patch", "ephemeralcontainers"),
+        )
+    ):
+        found.append(
+            "enter the gate's pods (exec, attach or an ephemeral container: a process of "
+            "one's own beside the webhook, with its files and token)"
+        )
+    maps = _named(rules, (*WRITES, "delete"), "", "configmaps", release.configmaps)
+    if _any(rules, "deletecollection", "", "configmaps"):
+        maps = list(release.configmaps)
+    if maps:
+        found.append(
+            f"write or delete ConfigMap {', '.join(maps)} the gate mounts (another bundle "
+            "or expectation, or none)"
+        )
+    return found
+
+
+def audit_release_holders(
+    *,
+    roles: Sequence[Mapping[str, Any]],
+    cluster_roles: Sequence[Mapping[str, Any]],
+    role_bindings: Sequence[Mapping[str, Any]],
+    cluster_role_bindings: Sequence[Mapping[str, Any]],
+    release: Release,
+) -> list[Finding]:
+    """Every subject that may change what the gate runs in its release namespace (by a
+    RoleBinding there or a ClusterRoleBinding): its Deployments, its Service, pods and
+    EndpointSlices there, its audit CronJob, entering its pods, the ConfigMaps it mounts
+    (:func:`_release_held`). A note each (the deployer and cluster admins hold these by
+    design), a finding for a group every user or ServiceAccount is in; the control plane's
+    default bindings are left out. The workloads area finds such a change afterwards; this
+    names who can make it."""
+    holders = _holders(roles, cluster_roles, role_bindings, cluster_role_bindings)
+
+    def held(cluster: Sequence[Rule], local: Sequence[Rule], namespace: str) -> list[str]:
+        if namespace and namespace != release.namespace:
+            return []
+        return _release_held([*cluster, *local], release)
+
+    out: list[Finding] = []
+    for subject, holder in sorted(holders.items()):
+        grants = [g for g in _per_binding(holder, held) if not g.control_plane]
+        if not grants:
+            continue
+        shown = "; ".join(f"{_and(list(g.ways))} via {g.via}" for g in grants)
+        kind, _, name = subject.partition("/")
+        everyone = _everyone(subject, holder.username)
+        out.append(
+            Finding(
+                AREA,
+                "finding" if everyone else "note",
+                subject,
+                f"{kind} {name} can change what approvalgate runs in namespace "
+                f"{release.namespace}: {shown}",
+                "remove the binding(s) named: every user (or ServiceAccount) is in this group"
+                if everyone
+                else "expected only for cluster administrators and whoever deploys the chart "
+                f"(Argo CD); otherwise remove the binding(s) named or narrow the role, and "
+                f"keep {release.namespace} for the gate alone (docs/design.md, Known limits)",
+                "release",
             )
         )
     return out
@@ -1102,11 +1267,13 @@ def _advice(target: Target) -> str:
 
 __all__ = [
     "AREA",
+    "Release",
     "Target",
     "allows",
     "audit_floor_writers",
     "audit_holder_roles",
     "audit_rbac",
+    "audit_release_holders",
     "audit_switch_holders",
     "effective_cluster_roles",
     "targets",

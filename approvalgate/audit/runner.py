@@ -261,7 +261,9 @@ def run_audit(cluster: Cluster, options: Options, expectations: Expectations) ->
     result.findings += _audit_bundle(cluster, options, expectations)
     result.findings += _audit_policies(cluster, namespaces, expectations)
     with cluster.one_reading_of_rbac():
-        result.findings += _audit_rbac(cluster, bundle, options.bundle_configmap or "")
+        result.findings += _audit_rbac(
+            cluster, bundle, options.bundle_configmap or "", releases(options, expectations)
+        )
         if options.bundle_floor:
             result.findings += _audit_floor(cluster, options, expectations)
     labels = _namespace_labels(cluster) if bundle.namespace_selection == "optInLabel" else None
@@ -338,6 +340,43 @@ def _audit_webhook(
     return out
 
 
+def _default_namespace(exp: Expectations) -> str:
+    """Where a rendered object with no namespace lives: the namespace the webhook
+    configuration sends to (the release's), else the chart's default."""
+    admission = set()
+    for entry in (exp.webhook or {}).get("webhooks") or []:
+        service = (entry.get("clientConfig") or {}).get("service") or {}
+        admission.add((str(service.get("namespace") or ""), str(service.get("name") or "")))
+    return next(iter(sorted(admission)), ("", ""))[0] or webhook.DEFAULT_NAMESPACE
+
+
+def releases(options: Options, exp: Expectations) -> list[rbac.Release]:
+    """The gate's objects per namespace as --webhook-manifest renders them (its Deployments,
+    Services, CronJob and the ConfigMaps they mount), for who may change them (rbac); none
+    without one. The --bundle-configmap is named as a switch already: not again here."""
+    bundle_ns, _, bundle_name = (options.bundle_configmap or "").partition("/")
+    found: dict[str, dict[str, set[str]]] = {}
+    for obj in exp.workloads or []:
+        meta = obj.get("metadata") or {}
+        namespace = str(meta.get("namespace") or _default_namespace(exp))
+        kinds = found.setdefault(namespace, {})
+        kinds.setdefault(str(obj["kind"]), set()).add(str(meta["name"]))
+        maps = kinds.setdefault("ConfigMap", set())
+        maps.update(workloads.mounted_config_maps(obj))
+        if namespace == bundle_ns:
+            maps.discard(bundle_name)
+    return [
+        rbac.Release(
+            namespace,
+            tuple(sorted(kinds.get("Deployment", ()))),
+            tuple(sorted(kinds.get("Service", ()))),
+            tuple(sorted(kinds.get("CronJob", ()))),
+            tuple(sorted(kinds.get("ConfigMap", ()))),
+        )
+        for namespace, kinds in sorted(found.items())
+    ]
+
+
 def _audit_workloads(cluster: Cluster, options: Options, exp: Expectations) -> list[Finding]:
     """The gate's Deployments, audit CronJob and Services against the chart's rendering in
     --webhook-manifest (audit/workloads.py); without one, a note says they were not compared."""
@@ -367,7 +406,7 @@ def _audit_workloads(cluster: Cluster, options: Options, exp: Expectations) -> l
     for entry in (exp.webhook or {}).get("webhooks") or []:
         service = (entry.get("clientConfig") or {}).get("service") or {}
         admission.add((str(service.get("namespace") or ""), str(service.get("name") or "")))
-    default_ns = next(iter(sorted(admission)), ("", ""))[0] or webhook.DEFAULT_NAMESPACE
+    default_ns = _default_namespace(exp)
     out: list[Finding] = []
     live_objects: dict[tuple[str, str, str], dict[str, Any] | None] = {}
     for obj in rendered:
@@ -692,10 +731,16 @@ def _namespace_labels(cluster: Cluster) -> dict[str, dict[str, str]] | None:
     }
 
 
-def _audit_rbac(cluster: Cluster, bundle: Bundle, bundle_configmap: str = "") -> list[Finding]:
-    """Whether the roles requesters hold can switch the gate off, who else may, and who can
-    act as the bundle's trusted ServiceAccounts; a permission the audit lacks is a finding
-    (it could not tell), not a crash."""
+def _audit_rbac(
+    cluster: Cluster,
+    bundle: Bundle,
+    bundle_configmap: str = "",
+    releases: Sequence[rbac.Release] = (),
+) -> list[Finding]:
+    """Whether the roles requesters hold can switch the gate off, who else may, who may
+    change what the gate runs in its release namespace(s) (``releases``), and who can act
+    as the bundle's trusted ServiceAccounts; a permission the audit lacks is a finding (it
+    could not tell), not a crash."""
     label_mode = bundle.namespace_selection == "optInLabel"
     try:
         holders = rbac.audit_holder_roles(cluster.list_rbac("clusterroles"), label_mode=label_mode)
@@ -712,7 +757,7 @@ def _audit_rbac(cluster: Cluster, bundle: Bundle, bundle_configmap: str = "") ->
                 f"{RBAC_HINT} (list on clusterroles)",
             )
         ]
-    return holders + _audit_trusted_rbac(cluster, bundle, label_mode, bundle_configmap)
+    return holders + _audit_trusted_rbac(cluster, bundle, label_mode, bundle_configmap, releases)
 
 
 def _audit_floor(cluster: Cluster, options: Options, exp: Expectations) -> list[Finding]:
@@ -802,7 +847,11 @@ RBAC_PLURALS: Final = ("clusterroles", "clusterrolebindings", "roles", "rolebind
 
 
 def _audit_trusted_rbac(
-    cluster: Cluster, bundle: Bundle, label_mode: bool, bundle_configmap: str
+    cluster: Cluster,
+    bundle: Bundle,
+    label_mode: bool,
+    bundle_configmap: str,
+    releases: Sequence[rbac.Release] = (),
 ) -> list[Finding]:
     found = rbac.targets(bundle)
     # every namespace: a chain (who may act as someone who may act as it) passes through any
@@ -829,8 +878,13 @@ def _audit_trusted_rbac(
         "cluster_role_bindings": listed["clusterrolebindings"],
     }
     acting = rbac.audit_rbac(found, **objects) if found else []
-    return acting + rbac.audit_switch_holders(
-        **objects, label_mode=label_mode, bundle_configmap=bundle_configmap
+    changers = [f for r in releases for f in rbac.audit_release_holders(**objects, release=r)]
+    return (
+        acting
+        + rbac.audit_switch_holders(
+            **objects, label_mode=label_mode, bundle_configmap=bundle_configmap
+        )
+        + changers
     )
 
 

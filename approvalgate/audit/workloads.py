@@ -101,6 +101,26 @@ def pick_workloads(documents: Iterable[Any]) -> list[dict[str, Any]]:
     ]
 
 
+def mounted_config_maps(obj: Mapping[str, Any]) -> list[str]:
+    """The ConfigMaps a Deployment's or CronJob's pod template mounts or reads env from."""
+    spec = obj.get("spec") or {}
+    if obj.get("kind") == "CronJob":
+        spec = (spec.get("jobTemplate") or {}).get("spec") or {}
+    pod = (spec.get("template") or {}).get("spec") or {}
+    names: list[str] = []
+    for volume in pod.get("volumes") or []:
+        names.append(str((volume.get("configMap") or {}).get("name") or ""))
+        for source in (volume.get("projected") or {}).get("sources") or []:
+            names.append(str((source.get("configMap") or {}).get("name") or ""))
+    for container in [*(pod.get("containers") or []), *(pod.get("initContainers") or [])]:
+        for ref in container.get("envFrom") or []:
+            names.append(str((ref.get("configMapRef") or {}).get("name") or ""))
+        for env in container.get("env") or []:
+            key = ((env.get("valueFrom") or {}).get("configMapKeyRef")) or {}
+            names.append(str(key.get("name") or ""))
+    return sorted({n for n in names if n})
+
+
 def _name(obj: Mapping[str, Any]) -> str:
     return str((obj.get("metadata") or {}).get("name") or "")
 

@@ -486,6 +486,21 @@ def test_additions_to_the_gates_workloads_a_sync_leaves_are_found(
         "subjects": [{"kind": "User", "name": "mallory", "apiGroup": "rbac.authorization.k8s.io"}],
     }
     apply(gate, role, binding)
+    # before any patch the audit names mallory as able to change what the gate runs, from the
+    # names in --webhook-manifest (seventh pass: prevention is RBAC, the comparison is after)
+    _, report, _ = audit(gate, capsys, "--webhook-manifest", str(expected))
+    (named,) = [
+        f
+        for f in report["findings"]
+        if f["area"] == "rbac" and f.get("field") == "release" and f["subject"] == "User/mallory"
+    ]
+    assert named["severity"] == "note"
+    assert named["message"].startswith(
+        f"User mallory can change what approvalgate runs in namespace {RELEASE_NS}: edit or "
+        f"delete Deployment {CONFIG}, {CONFIG}-controller (another image"
+    )
+    assert f"edit Service {CONFIG} (another selector" in named["message"]
+    assert f"via RoleBinding {RELEASE_NS}/patch-gate -> Role patch-gate" in named["message"]
     (hook,) = [
         d for d in chart_workloads if d["kind"] == "Deployment" and d["metadata"]["name"] == CONFIG
     ]
@@ -1123,11 +1138,12 @@ def _bind(gate: Gate, name: str, cluster_role: str, user: str) -> None:
 
 
 def rbac_findings(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """Who can act as a trusted identity (not who may switch the gate off: field switch)."""
+    """Who can act as a trusted identity (not who may switch the gate off, field switch, nor
+    who may change what it runs, field release)."""
     return {
         f["subject"]: f
         for f in report["findings"]
-        if f["area"] == "rbac" and f.get("field") != "switch"
+        if f["area"] == "rbac" and f.get("field") not in ("switch", "release")
     }
 
 
@@ -1143,6 +1159,11 @@ def test_who_can_act_as_the_trusted_submitter_is_listed(
     switches = {f["subject"]: f for f in report["findings"] if f.get("field") == "switch"}
     assert {f["severity"] for f in switches.values()} == {"note"}
     assert "agentruns/status" in switches["ServiceAccount/agents/agents-controller"]["message"]
+    # Who may change what the gate runs in its release namespace: notes (seventh pass); the
+    # gate's own ServiceAccounts are not among them
+    changers = {f["subject"]: f for f in report["findings"] if f.get("field") == "release"}
+    assert {f["severity"] for f in changers.values()} <= {"note"}
+    assert not [s for s in changers if s.startswith(f"ServiceAccount/{RELEASE_NS}/")]
     assert (
         "Group/system:masters (impersonate, token, pods, enter, node, grant)"
         in (before[TRUSTED]["message"])

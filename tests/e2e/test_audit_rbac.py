@@ -22,6 +22,7 @@ from cryptography.x509.oid import NameOID
 
 from approvalgate.approvals.bundle import Bundle, parse_bundle_text
 from approvalgate.approvals.policy import BundleSettings
+from approvalgate.audit import rbac
 from approvalgate.audit.cluster import Cluster
 from approvalgate.audit.findings import Finding
 from approvalgate.audit.runner import _audit_rbac
@@ -148,7 +149,7 @@ def test_escalation_split_across_two_bindings(plane: ControlPlane, bundle: Bundl
     apply(plane, *objs)
     try:
         assert can(plane, "esme", "escalate", "roles", "-n", NS)
-        assert not can(plane, "esme", "create", "pods/exec", "-n", NS)
+        assert not can(plane, "esme", "create", "pods", "--subresource=exec", "-n", NS)
         made = plane.kubectl(
             "admin", "--as=esme", "create", "role", "e2e-esme-exec", "--verb=create",
             "--resource=pods/exec", "-n", NS, check=False,
@@ -478,5 +479,103 @@ def test_a_user_subject_spelling_a_service_accounts_username_is_that_account(
         assert can(plane, account, "create", "roles", "-n", NS)
         finding = audited(plane, bundle)["ServiceAccount/ci/d"]
         assert "RBAC escalation" in finding.message
+    finally:
+        delete(plane, *objs)
+
+
+RELEASE_NS = "approvalgate-system"
+#: The gate's objects as the chart renders them for release approvalgate (tests/chart checks
+#: runner.releases reads exactly these from the audit ConfigMap's webhook.yaml).
+RELEASE = rbac.Release(
+    RELEASE_NS,
+    deployments=("approvalgate", "approvalgate-controller"),
+    services=("approvalgate",),
+    cronjobs=("approvalgate-audit",),
+    configmaps=("approvalgate-audit", "approvalgate-bundle"),
+)
+
+
+def changers(plane: ControlPlane, bundle: Bundle) -> dict[str, Finding]:
+    """Who the audit names as able to change what the gate runs in its release namespace."""
+    with Cluster(plane.kubeconfig("admin")) as cluster:
+        found = _audit_rbac(cluster, bundle, "", [RELEASE])
+    return {f.subject: f for f in found if f.field == "release"}
+
+
+def test_whoever_may_patch_the_gates_deployments_is_named(
+    plane: ControlPlane, bundle: Bundle
+) -> None:
+    """A Role allowing patch on deployments in the release namespace lets its holder give the
+    webhook another image, container or env (what judges AgentRuns): the audit's workloads
+    area finds it only afterwards, and the rbac area named nobody (seventh pass). Named now,
+    a note, with the binding; a Role patching only another Deployment, or the same Role
+    bound in another namespace, is not a holder (the API server agrees)."""
+    plane.kubectl("admin", "create", "namespace", RELEASE_NS, check=False)
+    plane.kubectl("admin", "create", "namespace", "elsewhere", check=False)
+    patch = rule("apps", ["deployments"], ["patch"])
+    other = rule("apps", ["deployments"], ["patch"], resourceNames=["unrelated"])
+    objs = [
+        role("e2e-deploy-patch", [patch], namespace=RELEASE_NS),
+        bind("e2e-deploy-patch", "Role", "e2e-deploy-patch", user("dora"), namespace=RELEASE_NS),
+        role("e2e-deploy-other", [other], namespace=RELEASE_NS),
+        bind("e2e-deploy-other", "Role", "e2e-deploy-other", user("otto"), namespace=RELEASE_NS),
+        role("e2e-deploy-patch", [patch], namespace="elsewhere"),
+        bind("e2e-deploy-patch", "Role", "e2e-deploy-patch", user("ella"), namespace="elsewhere"),
+    ]
+    apply(plane, *objs)
+    try:
+        assert can(plane, "dora", "patch", "deployments/approvalgate", "-n", RELEASE_NS)
+        assert can(plane, "otto", "patch", "deployments/unrelated", "-n", RELEASE_NS)
+        assert not can(plane, "otto", "patch", "deployments/approvalgate", "-n", RELEASE_NS)
+        assert not can(plane, "ella", "patch", "deployments/approvalgate", "-n", RELEASE_NS)
+        found = changers(plane, bundle)
+        assert found["User/dora"].severity == "note"
+        assert found["User/dora"].message == (
+            f"User dora can change what approvalgate runs in namespace {RELEASE_NS}: edit or "
+            "delete Deployment approvalgate, approvalgate-controller (another image, "
+            "container, env or volume: other code judges AgentRuns) via RoleBinding "
+            f"{RELEASE_NS}/e2e-deploy-patch -> Role e2e-deploy-patch"
+        )
+        assert "User/otto" not in found
+        assert "User/ella" not in found
+    finally:
+        delete(plane, *objs)
+
+
+def test_whoever_may_enter_the_gates_pods_or_route_its_service_is_named(
+    plane: ControlPlane, bundle: Bundle
+) -> None:
+    """A ClusterRoleBinding granting pods/exec reaches the gate's pods (a note); EndpointSlices
+    created in the release namespace by every authenticated user is a finding."""
+    plane.kubectl("admin", "create", "namespace", RELEASE_NS, check=False)
+    objs = [
+        role("e2e-exec", [rule("", ["pods/exec"], ["create"])], namespace=None),
+        bind("e2e-exec", "ClusterRole", "e2e-exec", user("eve"), namespace=None),
+        role(
+            "e2e-slices",
+            [rule("discovery.k8s.io", ["endpointslices"], ["create"])],
+            namespace=RELEASE_NS,
+        ),
+        bind(
+            "e2e-slices",
+            "Role",
+            "e2e-slices",
+            group("system:authenticated"),
+            namespace=RELEASE_NS,
+        ),
+    ]
+    apply(plane, *objs)
+    try:
+        assert can(plane, "eve", "create", "pods", "--subresource=exec", "-n", RELEASE_NS)
+        assert can(plane, "anyone", "create", "endpointslices.discovery.k8s.io", "-n", RELEASE_NS)
+        found = changers(plane, bundle)
+        assert found["User/eve"].severity == "note"
+        assert "enter the gate's pods" in found["User/eve"].message
+        assert "via ClusterRoleBinding e2e-exec -> ClusterRole e2e-exec" in (
+            found["User/eve"].message
+        )
+        everyone = found["Group/system:authenticated"]
+        assert everyone.severity == "finding"
+        assert "write EndpointSlices or Endpoints there" in everyone.message
     finally:
         delete(plane, *objs)

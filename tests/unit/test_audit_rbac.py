@@ -15,10 +15,12 @@ import pytest
 from approvalgate.approvals.bundle import parse_bundle_text
 from approvalgate.approvals.policy import BundleSettings
 from approvalgate.audit.rbac import (
+    Release,
     Target,
     allows,
     audit_holder_roles,
     audit_rbac,
+    audit_release_holders,
     audit_switch_holders,
     effective_cluster_roles,
     targets,
@@ -849,3 +851,177 @@ def test_a_user_subject_spelling_a_service_accounts_username_is_that_account() -
     (finding,) = found
     assert finding.subject == "ServiceAccount/ci/d"
     assert "RBAC escalation" in finding.message
+
+
+# --- who may change what the gate runs in its release namespace (seventh pass) -------------
+
+RELEASE = Release(
+    "approvalgate-system",
+    deployments=("approvalgate", "approvalgate-controller"),
+    services=("approvalgate",),
+    cronjobs=("approvalgate-audit",),
+    configmaps=("approvalgate-audit", "approvalgate-bundle"),
+)
+
+
+def release_holders(
+    rules: list[dict[str, Any]],
+    *,
+    namespace: str | None = "approvalgate-system",
+    subject: dict[str, str] | None = None,
+    aggregated: bool = False,
+) -> dict[str, Any]:
+    """``rules`` in one role bound to ``subject`` (user dora) by a RoleBinding in
+    ``namespace`` (None: a ClusterRoleBinding); ``aggregated``: the rules come into the bound
+    ClusterRole through its aggregation label."""
+    if aggregated:
+        roles = [
+            cluster_role("gate-admin", selectors=[{"matchLabels": {"gate/aggregate": "true"}}]),
+            cluster_role("piece", rules, labels={"gate/aggregate": "true"}),
+        ]
+    else:
+        roles = [cluster_role("gate-admin", rules)]
+
+    bound = binding("b", "gate-admin", subject or user("dora"), namespace=namespace)
+    found = audit_release_holders(
+        roles=[],
+        cluster_roles=[*BUILT_IN, *roles],
+        role_bindings=[bound] if namespace else [],
+        cluster_role_bindings=[] if namespace else [bound],
+        release=RELEASE,
+    )
+    return {f.subject: f for f in found}
+
+
+@pytest.mark.parametrize(
+    ("group", "resource", "verb", "names", "what"),
+    [
+        ("apps", "deployments", "patch", [], "edit or delete Deployment approvalgate, "),
+        ("apps", "deployments", "update", ["approvalgate"], "Deployment approvalgate (another"),
+        ("apps", "deployments", "delete", ["approvalgate-controller"], "approvalgate-controller"),
+        ("apps", "deployments", "deletecollection", [], "Deployment approvalgate, "),
+        ("", "services", "patch", [], "edit Service approvalgate"),
+        ("", "services", "update", ["approvalgate"], "edit Service approvalgate"),
+        ("", "services", "delete,create", [], "edit Service approvalgate"),
+        ("", "pods", "create", [], "create or edit pods there"),
+        ("", "pods", "patch", [], "create or edit pods there"),
+        ("", "pods", "patch", ["approvalgate-7d9f-abcde"], "create or edit pods there"),
+        ("apps", "replicasets", "create", [], "create or edit pods there"),
+        ("apps", "replicasets", "patch", ["approvalgate-7d9f"], "create or edit pods there"),
+        ("apps", "statefulsets", "update", [], "create or edit pods there"),
+        ("batch", "jobs", "patch", [], "create or edit pods there"),
+        ("discovery.k8s.io", "endpointslices", "create", [], "write EndpointSlices"),
+        ("discovery.k8s.io", "endpointslices", "update", [], "write EndpointSlices"),
+        ("discovery.k8s.io", "endpointslices", "patch", ["approvalgate-x1"], "EndpointSlices"),
+        ("", "endpoints", "create", [], "write EndpointSlices or Endpoints"),
+        ("", "endpoints", "patch", ["approvalgate"], "write EndpointSlices or Endpoints"),
+        ("batch", "cronjobs", "patch", [], "edit or delete CronJob approvalgate-audit"),
+        ("batch", "cronjobs", "update", ["approvalgate-audit"], "CronJob approvalgate-audit"),
+        ("", "pods/exec", "create", [], "enter the gate's pods"),
+        ("", "pods/attach", "create", [], "enter the gate's pods"),
+        ("", "pods/ephemeralcontainers", "patch", [], "enter the gate's pods"),
+        ("", "pods/ephemeralcontainers", "update", [], "enter the gate's pods"),
+        ("", "configmaps", "update", [], "ConfigMap approvalgate-audit, approvalgate-bundle"),
+        ("", "configmaps", "patch", ["approvalgate-bundle"], "ConfigMap approvalgate-bundle the"),
+        ("", "configmaps", "delete", ["approvalgate-audit"], "ConfigMap approvalgate-audit the"),
+        ("", "configmaps", "deletecollection", [], "ConfigMap approvalgate-audit, "),
+        ("*", "*", "*", [], "edit or delete Deployment"),
+    ],
+)
+def test_whoever_may_change_what_the_gate_runs_is_named(
+    group: str, resource: str, verb: str, names: list[str], what: str
+) -> None:
+    """Each way to change what the gate runs in its release namespace names its holder (a
+    note, with the binding), by a RoleBinding there or a ClusterRoleBinding."""
+    more = {"resourceNames": names} if names else {}
+    granted = [rule(group, [resource], verb.split(","), **more)]
+    for namespace in ("approvalgate-system", None):
+        found = release_holders(granted, namespace=namespace)
+        assert found["User/dora"].severity == "note"
+        assert found["User/dora"].field == "release"
+        message = found["User/dora"].message
+        assert message.startswith(
+            "User dora can change what approvalgate runs in namespace approvalgate-system: "
+        )
+        assert what in message
+        kind = "RoleBinding approvalgate-system/b" if namespace else "ClusterRoleBinding b"
+        assert message.endswith(f" via {kind} -> ClusterRole gate-admin")
+
+
+@pytest.mark.parametrize(
+    ("group", "resource", "verb", "names"),
+    [
+        ("apps", "deployments", "patch", ["unrelated"]),
+        ("apps", "deployments", "get", []),
+        ("apps", "deployments", "create", ["approvalgate"]),  # create has no name: never allowed
+        ("", "services", "patch", ["other"]),
+        ("", "services", "delete", []),  # fails closed: the gate off, never another gate
+        ("", "pods", "delete", []),
+        ("", "endpoints", "patch", ["other"]),
+        ("batch", "cronjobs", "patch", ["other"]),
+        ("", "configmaps", "patch", ["other"]),
+        ("", "configmaps", "create", []),
+        ("", "pods/log", "get", []),
+        ("apps", "deployments/scale", "patch", []),
+        ("apps", "statefulsets", "patch", ["another"]),
+    ],
+)
+def test_what_cannot_change_what_the_gate_runs_is_not_named(
+    group: str, resource: str, verb: str, names: list[str]
+) -> None:
+    """resourceNames are honoured: a Role that patches only another Deployment, Service,
+    CronJob or ConfigMap is not a holder; reading, or deleting what fails closed, neither."""
+    more = {"resourceNames": names} if names else {}
+    assert release_holders([rule(group, [resource], [verb], **more)]) == {}
+
+
+def test_a_role_bound_in_another_namespace_is_not_a_holder() -> None:
+    everything = [rule("*", ["*"], ["*"])]
+    assert release_holders(everything, namespace="agents") == {}
+    assert "User/dora" in release_holders(everything, namespace=None)
+
+
+def test_aggregated_rules_and_bindings_read_together_name_their_holder() -> None:
+    """Rules aggregated into the bound ClusterRole count; so do two bindings, neither enough
+    alone, read together (as the authorizer reads them)."""
+    found = release_holders([rule("apps", ["deployments"], ["patch"])], aggregated=True)
+    assert "Deployment approvalgate" in found["User/dora"].message
+    assert audit_release_holders(
+        roles=[],
+        cluster_roles=[*BUILT_IN, cluster_role("pods", [rule("", ["pods"], ["patch"])])],
+        role_bindings=[binding("p", "pods", user("dora"), namespace="approvalgate-system")],
+        cluster_role_bindings=[],
+        release=RELEASE,
+    )
+    # the built-in edit role, bound in the release namespace, holds nearly every way
+    edit = audit_release_holders(
+        roles=[],
+        cluster_roles=BUILT_IN,
+        role_bindings=[binding("e", "edit", user("ed"), namespace="approvalgate-system")],
+        cluster_role_bindings=[],
+        release=RELEASE,
+    )
+    assert "Deployment approvalgate" in edit[0].message
+    assert "enter the gate's pods" in edit[0].message
+
+
+def test_a_group_everyone_is_in_is_a_finding_and_the_control_plane_is_left_out() -> None:
+    pods = [rule("", ["pods"], ["create"])]
+    for name in ("system:authenticated", "system:serviceaccounts"):
+        found = release_holders(pods, subject={"kind": "Group", "name": name})
+        assert found[f"Group/{name}"].severity == "finding"
+        assert found[f"Group/{name}"].advice.startswith("remove the binding(s) named")
+    control = binding(
+        "system:controller:x",
+        "gate-admin",
+        {"kind": "ServiceAccount", "name": "replicaset-controller", "namespace": "kube-system"},
+        namespace=None,
+        labels={"kubernetes.io/bootstrapping": "rbac-defaults"},
+    )
+    assert not audit_release_holders(
+        roles=[],
+        cluster_roles=[*BUILT_IN, cluster_role("gate-admin", pods)],
+        role_bindings=[],
+        cluster_role_bindings=[control],
+        release=RELEASE,
+    )

@@ -25,6 +25,7 @@ from approvalgate.audit.workloads import (
     compare_routes,
     compare_service,
     compare_workload,
+    mounted_config_maps,
     pick_workloads,
 )
 from tests.support.tools import pinned_binary
@@ -496,3 +497,25 @@ def test_a_pod_the_controllers_deployment_selects_is_compared_with_its_template(
     assert f"selected by Deployment/{NS}/approvalgate-controller" in finding.message
     pod["spec"] = copy.deepcopy(template["spec"])
     assert compare_pods(expected, None, [pod]) == []
+
+
+def test_the_config_maps_a_workload_mounts_or_reads_are_its_own() -> None:
+    """Who may write them changes what the gate runs (rbac, field release): a volume, a
+    projected source, envFrom and an env entry, in a Deployment and in a CronJob's job."""
+    pod = {
+        "volumes": [
+            {"name": "a", "configMap": {"name": "bundle"}},
+            {"name": "b", "projected": {"sources": [{"configMap": {"name": "extra"}}, {}]}},
+            {"name": "c", "secret": {"secretName": "tls"}},
+        ],
+        "containers": [
+            {"name": "x", "envFrom": [{"configMapRef": {"name": "settings"}}]},
+            {"name": "y", "env": [{"name": "E", "valueFrom": {"configMapKeyRef": {"name": "k"}}}]},
+        ],
+        "initContainers": [{"name": "z", "envFrom": [{"secretRef": {"name": "s"}}]}],
+    }
+    deployment = {"kind": "Deployment", "spec": {"template": {"spec": pod}}}
+    cronjob = {"kind": "CronJob", "spec": {"jobTemplate": {"spec": {"template": {"spec": pod}}}}}
+    for obj in (deployment, cronjob):
+        assert mounted_config_maps(obj) == ["bundle", "extra", "k", "settings"]
+    assert mounted_config_maps({"kind": "Service", "spec": {}}) == []
