@@ -340,14 +340,19 @@ def _audit_webhook(
     return out
 
 
-def _default_namespace(exp: Expectations) -> str:
-    """Where a rendered object with no namespace lives: the namespace the webhook
-    configuration sends to (the release's), else the chart's default."""
+def _admission_services(exp: Expectations) -> set[tuple[str, str]]:
+    """(namespace, name) of each Service the expected webhook configuration sends to."""
     admission = set()
     for entry in (exp.webhook or {}).get("webhooks") or []:
         service = (entry.get("clientConfig") or {}).get("service") or {}
         admission.add((str(service.get("namespace") or ""), str(service.get("name") or "")))
-    return next(iter(sorted(admission)), ("", ""))[0] or webhook.DEFAULT_NAMESPACE
+    return admission
+
+
+def _default_namespace(exp: Expectations) -> str:
+    """Where a rendered object with no namespace lives: the namespace the webhook
+    configuration sends to (the release's), else the chart's default."""
+    return next(iter(sorted(_admission_services(exp))), ("", ""))[0] or webhook.DEFAULT_NAMESPACE
 
 
 def releases(options: Options, exp: Expectations) -> list[rbac.Release]:
@@ -402,10 +407,7 @@ def _audit_workloads(cluster: Cluster, options: Options, exp: Expectations) -> l
         ]
     # the Service the webhook configuration sends to, and the one named as it (the chart's)
     config = str((exp.webhook or {}).get("metadata", {}).get("name") or options.webhook_name)
-    admission = set()
-    for entry in (exp.webhook or {}).get("webhooks") or []:
-        service = (entry.get("clientConfig") or {}).get("service") or {}
-        admission.add((str(service.get("namespace") or ""), str(service.get("name") or "")))
+    admission = _admission_services(exp)
     default_ns = _default_namespace(exp)
     out: list[Finding] = []
     live_objects: dict[tuple[str, str, str], dict[str, Any] | None] = {}
