@@ -8,11 +8,20 @@
 
 from __future__ import annotations
 
+import signal
+
 import pytest
 
 from tests.support import outside_reads
 from tests.support.paths import ROOT
 from tests.support.skips import SkipReport
+
+# Tests stop CLI processes with SIGINT, as Ctrl-C would (`pending --watch`). A suite started
+# in the background by a non-interactive shell (`make test &`, nohup) has SIGINT ignored, and
+# every process it starts inherits that and would never stop (two `pending --watch` tests
+# then failed after 30 s, killed): give this process Python's default, which children get.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 _SKIPS = "approvalgate-skip-report"
 
