@@ -935,11 +935,30 @@ def audit_switch_holders(
     Argo CD and the controllers that own a status hold these by design, and a finding for a
     group every user or ServiceAccount is in. The control plane's default bindings are left
     out."""
-    holders = _holders(roles, cluster_roles, role_bindings, cluster_role_bindings)
+    return _holder_findings(
+        _holders(roles, cluster_roles, role_bindings, cluster_role_bindings),
+        lambda holder: _switches_held(holder, label_mode, bundle_configmap),
+        "can switch approvalgate off",
+        "expected only for cluster administrators, Argo CD and (a status write) the controller "
+        "that owns it; otherwise remove the binding(s) named or narrow the role "
+        "(docs/deploy.md, section 6)",
+        "switch",
+    )
+
+
+def _holder_findings(
+    holders: Mapping[str, _Holder],
+    grants_of: Callable[[_Holder], list[Grant]],
+    says: str,
+    advice: str,
+    field: str,
+) -> list[Finding]:
+    """A note per subject holding some of what ``grants_of`` finds (the control plane's own
+    default bindings left out), "<Kind> <name> <says>: <ways> via <bindings>"; a finding, with
+    other advice, for a group every user or ServiceAccount is in."""
     out: list[Finding] = []
     for subject, holder in sorted(holders.items()):
-        held = _switches_held(holder, label_mode, bundle_configmap)
-        grants = [g for g in held if not g.control_plane]
+        grants = [g for g in grants_of(holder) if not g.control_plane]
         if not grants:
             continue
         shown = "; ".join(f"{_and(list(g.ways))} via {g.via}" for g in grants)
@@ -950,13 +969,11 @@ def audit_switch_holders(
                 AREA,
                 "finding" if everyone else "note",
                 subject,
-                f"{kind} {name} can switch approvalgate off: {shown}",
+                f"{kind} {name} {says}: {shown}",
                 "remove the binding(s) named: every user (or ServiceAccount) is in this group"
                 if everyone
-                else "expected only for cluster administrators, Argo CD and (a status write) "
-                "the controller that owns it; otherwise remove the binding(s) named or narrow "
-                "the role (docs/deploy.md, section 6)",
-                "switch",
+                else advice,
+                field,
             )
         )
     return out
@@ -1085,37 +1102,21 @@ def audit_release_holders(
     design), a finding for a group every user or ServiceAccount is in; the control plane's
     default bindings are left out. The workloads area finds such a change afterwards; this
     names who can make it."""
-    holders = _holders(roles, cluster_roles, role_bindings, cluster_role_bindings)
 
     def held(cluster: Sequence[Rule], local: Sequence[Rule], namespace: str) -> list[str]:
         if namespace and namespace != release.namespace:
             return []
         return _release_held([*cluster, *local], release)
 
-    out: list[Finding] = []
-    for subject, holder in sorted(holders.items()):
-        grants = [g for g in _per_binding(holder, held) if not g.control_plane]
-        if not grants:
-            continue
-        shown = "; ".join(f"{_and(list(g.ways))} via {g.via}" for g in grants)
-        kind, _, name = subject.partition("/")
-        everyone = _everyone(subject, holder.username)
-        out.append(
-            Finding(
-                AREA,
-                "finding" if everyone else "note",
-                subject,
-                f"{kind} {name} can change what approvalgate runs in namespace "
-                f"{release.namespace}: {shown}",
-                "remove the binding(s) named: every user (or ServiceAccount) is in this group"
-                if everyone
-                else "expected only for cluster administrators and whoever deploys the chart "
-                f"(Argo CD); otherwise remove the binding(s) named or narrow the role, and "
-                f"keep {release.namespace} for the gate alone (docs/design.md, Known limits)",
-                "release",
-            )
-        )
-    return out
+    return _holder_findings(
+        _holders(roles, cluster_roles, role_bindings, cluster_role_bindings),
+        lambda holder: _per_binding(holder, held),
+        f"can change what approvalgate runs in namespace {release.namespace}",
+        "expected only for cluster administrators and whoever deploys the chart (Argo CD); "
+        "otherwise remove the binding(s) named or narrow the role, and keep "
+        f"{release.namespace} for the gate alone (docs/design.md, Known limits)",
+        "release",
+    )
 
 
 FLOOR_WRITES: Final = ("update", "patch", "delete", "deletecollection")
